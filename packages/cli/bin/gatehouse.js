@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+import { main } from '../dist/index.js';
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error) => {
+    process.stderr.write(`gatehouse: ${error?.message ?? String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,150 @@
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createReadStream } from 'node:fs';
+import { request } from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+
+/** Where `gatehouse login` keeps the API token (mode 0600). */
+export function credentialsFile(): string {
+  return process.env.GATEHOUSE_CREDENTIALS ?? path.join(os.homedir(), '.config', 'gatehouse', 'credentials.json');
+}
+
+export interface Credentials {
+  url: string;
+  token: string;
+  ca?: string | undefined;
+}
+
+export function readCredentials(): Partial<Credentials> {
+  const file = credentialsFile();
+  if (!existsSync(file)) return {};
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<Credentials>;
+  } catch {
+    throw new Error(`${file} is not valid JSON. Delete it and run gatehouse login again.`);
+  }
+}
+
+export function saveCredentials(creds: Credentials): string {
+  const file = credentialsFile();
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  writeFileSync(file, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+  return file;
+}
+
+export interface ClientOptions {
+  url?: string | undefined;
+  token?: string | undefined;
+  ca?: string | undefined;
+  dataDir?: string | undefined;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly issues: { path: string; message: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** A small HTTPS client for the API that verifies the server's certificate against a CA file. */
+export class ApiClient {
+  readonly url: string;
+  readonly token: string | undefined;
+  readonly caFile: string | undefined;
+  private readonly ca: string | undefined;
+  cookie: string | undefined;
+  csrf: string | undefined;
+
+  constructor(opts: ClientOptions) {
+    const saved = readCredentials();
+    this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? saved.url ?? 'https://127.0.0.1:8443').replace(/\/$/, '');
+    this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? saved.token;
+    const dataDirCa = path.join(opts.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data', 'tls', 'server.crt');
+    this.caFile = opts.ca ?? process.env.GATEHOUSE_CA ?? saved.ca ?? (existsSync(dataDirCa) ? path.resolve(dataDirCa) : undefined);
+    this.ca = this.caFile ? readFileSync(this.caFile, 'utf8') : undefined;
+  }
+
+  async call<T = unknown>(
+    method: string,
+    route: string,
+    body?: unknown,
+    opts: { contentType?: string; file?: string; onProgress?: (sent: number, total: number) => void } = {},
+  ): Promise<T> {
+    const target = new URL(`/api/v1${route}`, this.url);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.cookie) headers.cookie = this.cookie;
+    if (this.csrf) headers['x-csrf-token'] = this.csrf;
+    let payload: Buffer | undefined;
+    let total = 0;
+    if (opts.file) {
+      total = statSync(opts.file).size;
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      headers['content-length'] = String(total);
+    } else if (body !== undefined) {
+      payload = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+      headers['content-type'] = opts.contentType ?? 'application/json';
+      headers['content-length'] = String(payload.length);
+    }
+    const { status, text, setCookie } = await new Promise<{ status: number; text: string; setCookie: string[] | undefined }>(
+      (resolve, reject) => {
+        const req = request(target, { method, headers, ca: this.ca, timeout: 600_000 }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), setCookie: res.headers['set-cookie'] }),
+          );
+          res.on('error', reject);
+        });
+        req.on('error', (error: NodeJS.ErrnoException) => reject(explainConnectionError(error, this.url, this.caFile)));
+        if (opts.file) {
+          let sent = 0;
+          const stream = createReadStream(opts.file);
+          stream.on('data', (chunk) => {
+            sent += chunk.length;
+            opts.onProgress?.(sent, total);
+          });
+          stream.pipe(req);
+        } else {
+          req.end(payload);
+        }
+      },
+    );
+    const session = setCookie?.find((c) => c.startsWith('gh_session='));
+    if (session) this.cookie = session.split(';')[0];
+    const data: unknown =
+      text === ''
+        ? undefined
+        : (() => {
+            try {
+              return JSON.parse(text) as unknown;
+            } catch {
+              return text;
+            }
+          })();
+    if (status >= 400) {
+      const err = (data as { error?: { code: string; message: string; issues?: { path: string; message: string }[] } } | undefined)?.error;
+      throw new ApiError(status, err?.code ?? `HTTP_${status}`, err?.message ?? `The server answered ${status}.`, err?.issues ?? []);
+    }
+    return data as T;
+  }
+}
+
+function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): Error {
+  if (error.code === 'ECONNREFUSED') return new Error(`Nothing is listening at ${url}. Start it with "gatehouse server", or pass --url.`);
+  if (
+    error.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+    error.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+    error.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
+  ) {
+    return new Error(
+      `The server's certificate is not trusted${caFile ? ` by ${caFile}` : ''}. Pass --ca <data-dir>/tls/server.crt (or set GATEHOUSE_CA).`,
+    );
+  }
+  if (error.code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return new Error(`The server's certificate does not name the host in ${url}. Use the host name the certificate was made for.`);
+  return new Error(`Could not reach ${url}: ${error.message}`);
+}

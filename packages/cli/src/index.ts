@@ -1,0 +1,347 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { ApiClient, ApiError, saveCredentials, type ClientOptions } from './client.js';
+import { progress, promptSecret, readStdin } from './prompt.js';
+
+const print = (value: unknown) => process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+
+/** Options every API command takes. */
+function withClient(cmd: Command): Command {
+  return cmd
+    .option('--url <url>', 'server URL (env GATEHOUSE_URL)')
+    .option('--ca <file>', "CA file to verify the server's certificate (env GATEHOUSE_CA; default <data-dir>/tls/server.crt)")
+    .option('--data-dir <dir>', 'data directory, to find the certificate (env GATEHOUSE_DATA_DIR)');
+}
+
+function client(opts: ClientOptions): ApiClient {
+  return new ApiClient(opts);
+}
+
+async function password(opts: { passwordStdin?: boolean }, question = 'Password: '): Promise<string> {
+  return opts.passwordStdin ? readStdin() : promptSecret(question);
+}
+
+/** Offline commands open the database directly: the same sources as the server. */
+async function openOffline(opts: { dataDir?: string; databaseUrl?: string }) {
+  const { openDatabase } = await import('@gatehouse/db');
+  const dataDir = path.resolve(opts.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data');
+  const databaseUrl = opts.databaseUrl ?? process.env.DATABASE_URL;
+  if (!databaseUrl && !existsSync(path.join(dataDir, 'gatehouse.sqlite'))) {
+    throw new Error(`No database in ${dataDir}. Pass --data-dir (or DATABASE_URL for PostgreSQL).`);
+  }
+  return { db: await openDatabase({ dataDir, databaseUrl }), dataDir };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('gatehouse')
+    .description('Gatehouse privileged access platform')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('server')
+    .description('run the server: HTTPS API and console, embedded database unless DATABASE_URL is set')
+    .option('--host <host>', 'address to listen on (env GATEHOUSE_HOST; default 0.0.0.0)')
+    .option('--port <port>', 'port (env GATEHOUSE_PORT; default 443 as root, 8443 otherwise)')
+    .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR; default ./data)')
+    .option('--config <file>', 'JSON config file (env GATEHOUSE_CONFIG)')
+    .option('--database-url <url>', 'PostgreSQL URL (env DATABASE_URL)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .action(async (o: { host?: string; port?: string; dataDir?: string; config?: string; databaseUrl?: string; logLevel?: string }) => {
+      const { loadServerConfig, startServer, describeStartupError, createLogger } = await import('@gatehouse/server');
+      let running: Awaited<ReturnType<typeof startServer>>;
+      try {
+        const config = loadServerConfig({
+          configFile: o.config,
+          flags: { host: o.host, port: o.port, dataDir: o.dataDir, databaseUrl: o.databaseUrl, logLevel: o.logLevel },
+        });
+        running = await startServer(config, createLogger(config.logLevel));
+      } catch (error) {
+        process.stderr.write(`gatehouse server: ${describeStartupError(error)}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(
+        `Gatehouse ${running.url}\nCertificate SHA-256 fingerprint: ${running.fingerprint}\nCertificate: ${running.certFile}\n`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          running.services.logger.info({ signal }, 'shutting down');
+          running.close().then(resolve, resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      return;
+    });
+
+  withClient(program.command('setup'))
+    .description('create the first administrator with the one-time token the server wrote to <data-dir>/setup-token, and sign in')
+    .option('--username <name>', 'administrator user name', 'admin')
+    .option('--password-stdin', 'read the new password from standard input')
+    .action(async (o: ClientOptions & { username: string; passwordStdin?: boolean }) => {
+      const dataDir = o.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data';
+      const tokenFile = path.join(dataDir, 'setup-token');
+      if (!existsSync(tokenFile))
+        throw new Error(`${tokenFile} does not exist: set-up is done already, or the server has not started yet.`);
+      const setupToken = readFileSync(tokenFile, 'utf8').trim();
+      const pw = await password(o, 'New administrator password (at least 12 characters): ');
+      const api = client({ ...o, token: undefined });
+      await api.call('POST', '/setup', { setupToken, username: o.username, password: pw });
+      return signIn(api, o.username, pw, undefined, `Administrator ${o.username} created.`);
+    });
+
+  withClient(program.command('login'))
+    .description('sign in and keep an API token for later commands')
+    .requiredOption('--username <name>', 'user name')
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--totp <code>', 'the current authenticator code, when TOTP is enabled')
+    .action(async (o: ClientOptions & { username: string; passwordStdin?: boolean; totp?: string }) => {
+      const pw = await password(o);
+      return signIn(client({ ...o, token: undefined }), o.username, pw, o.totp, `Signed in as ${o.username}.`);
+    });
+
+  async function signIn(api: ApiClient, username: string, pw: string, totp: string | undefined, done: string): Promise<void> {
+    const login = await api.call<{ csrfToken: string }>('POST', '/auth/login', { username, password: pw, ...(totp ? { totp } : {}) });
+    api.csrf = login.csrfToken;
+    const created = await api.call<{ token: string }>('POST', '/tokens', { name: `cli ${new Date().toISOString()}`, expiresInDays: 90 });
+    await api.call('POST', '/auth/logout', {});
+    const file = saveCredentials({ url: api.url, token: created.token, ca: api.caFile });
+    process.stderr.write(`${done} API token saved in ${file}\n`);
+    return;
+  }
+
+  const api = (
+    method: string,
+    route: (args: string[], o: Record<string, unknown>) => string,
+    body?: (args: string[], o: Record<string, unknown>) => unknown,
+  ) =>
+    async function (this: Command, ...args: unknown[]) {
+      const cmd = args[args.length - 1] as Command;
+      const o = cmd.opts<Record<string, unknown>>();
+      const positional = args.slice(0, -2).map(String);
+      print(await client(o as ClientOptions).call(method, route(positional, o), body?.(positional, o)));
+      return;
+    };
+
+  const projects = program.command('projects').description('projects');
+  withClient(projects.command('list')).action(api('GET', () => '/projects'));
+  withClient(projects.command('create <name>'))
+    .option('--description <text>')
+    .action(
+      api(
+        'POST',
+        () => '/projects',
+        ([name], o) => ({ name, description: o.description }),
+      ),
+    );
+  withClient(projects.command('delete <id>')).action(api('DELETE', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`));
+
+  const devices = program.command('devices').description('devices');
+  withClient(devices.command('list'))
+    .option('--project <id>')
+    .option('--search <text>')
+    .option('--limit <n>', 'page size', '50')
+    .option('--offset <n>', 'first row', '0')
+    .action(
+      api('GET', (_a, o) => {
+        const q = new URLSearchParams({ limit: String(o.limit), offset: String(o.offset) });
+        if (typeof o.project === 'string') q.set('projectId', o.project);
+        if (typeof o.search === 'string') q.set('search', o.search);
+        return `/devices?${q.toString()}`;
+      }),
+    );
+  withClient(devices.command('create <name>'))
+    .requiredOption('--project <id>')
+    .requiredOption('--provider <provider>', 'aws, azure, gcp, on-prem or other')
+    .option('--protocol <p...>', 'ssh, sftp, rdp, vnc, …')
+    .option('--public-ip <ip>')
+    .option('--private-ip <ip>')
+    .option('--url-port <url>')
+    .option('--access-type <type>')
+    .option('--tag <tag...>')
+    .action(
+      api(
+        'POST',
+        () => '/devices',
+        ([name], o) => ({
+          projectId: o.project,
+          name,
+          provider: o.provider,
+          protocols: o.protocol ?? [],
+          publicIp: o.publicIp,
+          privateIp: o.privateIp,
+          urlPort: o.urlPort,
+          accessType: o.accessType,
+          tags: o.tag ?? [],
+        }),
+      ),
+    );
+  withClient(devices.command('delete <id>')).action(api('DELETE', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`));
+
+  const accounts = program.command('accounts').description('accounts on devices');
+  withClient(accounts.command('list <deviceId>')).action(api('GET', ([id]) => `/devices/${encodeURIComponent(id ?? '')}/accounts`));
+  withClient(accounts.command('create <deviceId> <username>'))
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--private-key-file <file>', 'PEM private key file')
+    .option('--pem-file-name <name>', 'the PEM file name to show in break glass (default: the key file name)')
+    .action(
+      async (
+        deviceId: string,
+        username: string,
+        o: ClientOptions & { passwordStdin?: boolean; privateKeyFile?: string; pemFileName?: string },
+      ) => {
+        const body: Record<string, unknown> = { deviceId, username };
+        if (o.passwordStdin) body.password = await readStdin();
+        if (o.privateKeyFile) {
+          body.privateKey = readFileSync(o.privateKeyFile, 'utf8');
+          body.pemFileName = o.pemFileName ?? path.basename(o.privateKeyFile);
+        }
+        print(await client(o).call('POST', '/accounts', body));
+        return;
+      },
+    );
+  withClient(accounts.command('reveal <accountId>'))
+    .requiredOption('--reason <text>', 'why you need the secret (audited)')
+    .action(
+      api(
+        'POST',
+        ([id]) => `/accounts/${encodeURIComponent(id ?? '')}/reveal`,
+        (_a, o) => ({ reason: o.reason }),
+      ),
+    );
+  withClient(accounts.command('delete <accountId>')).action(api('DELETE', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`));
+
+  const users = program.command('users').description('users and roles');
+  withClient(users.command('list')).action(api('GET', () => '/users'));
+  withClient(users.command('create <username>'))
+    .addOption(new Option('--role <role>').choices(['admin', 'operator', 'auditor']).makeOptionMandatory())
+    .option('--password-stdin', 'read the password from standard input')
+    .action(async (username: string, o: ClientOptions & { role: string; passwordStdin?: boolean }) => {
+      print(await client(o).call('POST', '/users', { username, role: o.role, password: await password(o, `Password for ${username}: `) }));
+      return;
+    });
+  withClient(users.command('grant <userId> <projectId>'))
+    .option('--device <id>')
+    .option('--account <id>')
+    .action(
+      api(
+        'POST',
+        () => '/grants',
+        ([userId, projectId], o) => ({ userId, projectId, deviceId: o.device, accountId: o.account }),
+      ),
+    );
+
+  withClient(program.command('import <file>'))
+    .description('import projects, devices and accounts from CSV or JSON; all rows or none')
+    .option('--dry-run', 'check every row and write nothing')
+    .action(async (file: string, o: ClientOptions & { dryRun?: boolean }) => {
+      const isCsv = file.toLowerCase().endsWith('.csv');
+      const bar = progress(`Uploading ${path.basename(file)}`);
+      try {
+        const result = await client(o).call('POST', `/inventory/import?dryRun=${o.dryRun ? 'true' : 'false'}`, undefined, {
+          file,
+          contentType: isCsv ? 'text/csv' : 'application/json',
+          onProgress: (sent, total) => bar.update(sent, total),
+        });
+        bar.end('Imported.');
+        print(result);
+        return;
+      } catch (error) {
+        bar.end('Import refused; nothing was written.');
+        throw error;
+      }
+    });
+
+  withClient(program.command('export'))
+    .description('export the inventory (secrets masked)')
+    .addOption(new Option('--format <format>').choices(['csv', 'json']).default('csv'))
+    .action(api('GET', (_a, o) => `/inventory/export?format=${String(o.format)}`));
+
+  const audit = program.command('audit').description('the audit log');
+  audit
+    .command('verify')
+    .description('check the hash chain of the whole audit log (reads the database directly)')
+    .option('--data-dir <dir>')
+    .option('--database-url <url>')
+    .action(async (o: { dataDir?: string; databaseUrl?: string }) => {
+      const { verifyAuditChain } = await import('@gatehouse/db');
+      const { db } = await openOffline(o);
+      try {
+        const result = await verifyAuditChain(db, (n) => process.stderr.isTTY && process.stderr.write(`\rchecked ${n} events`));
+        if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+        if (result.ok) {
+          print(`Audit chain intact: ${result.events} events, head ${result.headHash}`);
+          return;
+        }
+        print(`Audit chain BROKEN at event ${result.seq}: ${result.problem}`);
+        process.exitCode = 2;
+      } finally {
+        await db.close();
+      }
+    });
+  audit
+    .command('export')
+    .description('write every audit event as JSON lines, oldest first (reads the database directly)')
+    .option('--data-dir <dir>')
+    .option('--database-url <url>')
+    .action(async (o: { dataDir?: string; databaseUrl?: string }) => {
+      const { listAuditEvents } = await import('@gatehouse/db');
+      const { db } = await openOffline(o);
+      try {
+        let after = 0;
+        for (;;) {
+          const page = await listAuditEvents(db, { afterSeq: after, order: 'asc', limit: 1000 });
+          if (page.length === 0) break;
+          process.stdout.write(page.map((e) => `${JSON.stringify(e)}\n`).join(''));
+          after = page[page.length - 1]?.seq ?? after;
+        }
+        return;
+      } finally {
+        await db.close();
+      }
+    });
+
+  const vault = program.command('vault').description('the vault that seals every secret');
+  vault
+    .command('rotate-master-key')
+    .description('re-wrap every data key under a new master key; nothing is re-encrypted and nothing is lost')
+    .option('--data-dir <dir>')
+    .option('--database-url <url>')
+    .option(
+      '--new-key-file <file>',
+      'the new key (64 hex characters); required when the current key comes from GATEHOUSE_MASTER_KEY or a mounted file',
+    )
+    .action(async (o: { dataDir?: string; databaseUrl?: string; newKeyFile?: string }) => {
+      const { rotateMasterKey } = await import('./rotate.js');
+      const { db, dataDir } = await openOffline(o);
+      try {
+        print(await rotateMasterKey(db, dataDir, o.newKeyFile));
+        return;
+      } finally {
+        await db.close();
+      }
+    });
+
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  process.exitCode = 0;
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    if (error instanceof ApiError) {
+      process.stderr.write(`gatehouse: ${error.message}\n`);
+      for (const issue of error.issues.slice(0, 50)) process.stderr.write(`  - ${issue.path}: ${issue.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`gatehouse: ${(error as Error).message}\n`);
+    return 1;
+  }
+  return Number(process.exitCode ?? 0);
+}

@@ -1,0 +1,5 @@
+export * from './errors.js';
+export * from './roles.js';
+export * from './secrets.js';
+export * from './inventory.js';
+export * from './policy.js';

@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db } from './connect.js';
+import { hashAuditEvent } from './audit-hash.js';
+import type { AuditEventTable } from './schema.js';
+
+export type AuditOutcome = 'success' | 'failure' | 'denied';
+
+export interface AuditEventInput {
+  actorId?: string | null;
+  actorName: string;
+  action: string;
+  targetType?: string | null;
+  targetId?: string | null;
+  outcome: AuditOutcome;
+  /** Context for a reader. Never a secret: callers pass ids and field names, not values. */
+  details?: Record<string, unknown>;
+  ip?: string | null;
+}
+
+export interface AuditEvent {
+  seq: number;
+  id: string;
+  at: string;
+  actorId: string | null;
+  actorName: string;
+  action: string;
+  targetType: string | null;
+  targetId: string | null;
+  outcome: AuditOutcome;
+  details: Record<string, unknown>;
+  ip: string | null;
+  prevHash: string;
+  hash: string;
+}
+
+export function presentAuditEvent(row: AuditEventTable): AuditEvent {
+  return {
+    seq: Number(row.seq),
+    id: row.id,
+    at: row.at,
+    actorId: row.actor_id,
+    actorName: row.actor_name,
+    action: row.action,
+    targetType: row.target_type,
+    targetId: row.target_id,
+    outcome: row.outcome as AuditOutcome,
+    details: JSON.parse(row.details) as Record<string, unknown>,
+    ip: row.ip,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+const AUDIT_LOCK_KEY = 0x6761_7465; // "gate": the advisory lock that orders the chain
+
+/**
+ * Appends one event to the hash chain. Writers are serialised (an advisory lock on
+ * PostgreSQL, the write lock on SQLite) so the chain has one order across processes.
+ */
+export async function appendAuditEvent(db: Db, input: AuditEventInput): Promise<AuditEvent> {
+  return db.kysely.transaction().execute(async (trx) => {
+    // Take the chain's lock before reading its head: on PostgreSQL an advisory lock, on
+    // SQLite a write (which takes the database's single write lock up front).
+    if (db.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
+    else await sql`update audit_head set seq = seq where id = 1`.execute(trx);
+    const head = await trx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+    const fields = {
+      seq: Number(head.seq) + 1,
+      id: randomUUID(),
+      at: new Date().toISOString(),
+      actor_id: input.actorId ?? null,
+      actor_name: input.actorName,
+      action: input.action,
+      target_type: input.targetType ?? null,
+      target_id: input.targetId ?? null,
+      outcome: input.outcome,
+      details: JSON.stringify(input.details ?? {}),
+      ip: input.ip ?? null,
+      prev_hash: head.hash,
+    };
+    const row = { ...fields, hash: hashAuditEvent(fields) };
+    await trx.insertInto('audit_events').values(row).execute();
+    await trx.updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
+    return presentAuditEvent(row);
+  });
+}
+
+export interface AuditQuery {
+  afterSeq?: number | undefined;
+  beforeSeq?: number | undefined;
+  action?: string | undefined;
+  actorName?: string | undefined;
+  targetId?: string | undefined;
+  outcome?: AuditOutcome | undefined;
+  limit?: number | undefined;
+  order?: 'asc' | 'desc';
+}
+
+export async function listAuditEvents(db: Db, q: AuditQuery = {}): Promise<AuditEvent[]> {
+  let query = db.kysely.selectFrom('audit_events').selectAll();
+  if (q.afterSeq !== undefined) query = query.where('seq', '>', q.afterSeq);
+  if (q.beforeSeq !== undefined) query = query.where('seq', '<', q.beforeSeq);
+  if (q.action) query = query.where('action', '=', q.action);
+  if (q.actorName) query = query.where('actor_name', '=', q.actorName);
+  if (q.targetId) query = query.where('target_id', '=', q.targetId);
+  if (q.outcome) query = query.where('outcome', '=', q.outcome);
+  const rows = await query
+    .orderBy('seq', q.order ?? 'asc')
+    .limit(q.limit ?? 100)
+    .execute();
+  return rows.map(presentAuditEvent);
+}
+
+export type AuditVerification =
+  { ok: true; events: number; headHash: string } | { ok: false; events: number; seq: number; problem: string };
+
+/**
+ * Walks the whole chain in order and reports the first event that was edited, deleted,
+ * inserted or moved, and a chain cut short after its last event.
+ */
+export async function verifyAuditChain(db: Db, onProgress?: (checked: number) => void): Promise<AuditVerification> {
+  let expectedSeq = 1;
+  let prevHash = '0'.repeat(64);
+  let checked = 0;
+  for (;;) {
+    const rows = await db.kysely
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '>=', expectedSeq)
+      .orderBy('seq', 'asc')
+      .limit(1000)
+      .execute();
+    if (rows.length === 0) break;
+    for (const raw of rows) {
+      const row = { ...raw, seq: Number(raw.seq) };
+      if (row.seq !== expectedSeq) {
+        return {
+          ok: false,
+          events: checked,
+          seq: expectedSeq,
+          problem: `event ${expectedSeq} is missing (the next one is ${row.seq}): events were deleted`,
+        };
+      }
+      if (row.prev_hash !== prevHash) {
+        return {
+          ok: false,
+          events: checked,
+          seq: row.seq,
+          problem: `event ${row.seq} does not follow event ${row.seq - 1}: events were deleted, inserted or reordered`,
+        };
+      }
+      if (hashAuditEvent(row) !== row.hash) {
+        return {
+          ok: false,
+          events: checked,
+          seq: row.seq,
+          problem: `event ${row.seq} was edited after it was written (its hash does not match its content)`,
+        };
+      }
+      prevHash = row.hash;
+      expectedSeq = row.seq + 1;
+      checked += 1;
+    }
+    onProgress?.(checked);
+  }
+  const head = await db.kysely.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+  if (!head || Number(head.seq) !== checked || head.hash !== prevHash) {
+    return {
+      ok: false,
+      events: checked,
+      seq: checked + 1,
+      problem: `the chain ends at event ${checked} but its head records event ${head ? Number(head.seq) : 'none'}: the newest events were deleted`,
+    };
+  }
+  return { ok: true, events: checked, headHash: prevHash };
+}

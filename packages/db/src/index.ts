@@ -1,0 +1,17 @@
+export { openDatabase, migrateToLatest, type Db, type DialectName, type OpenDatabaseOptions } from './connect.js';
+export type { Database } from './schema.js';
+export { openVault, rewrapDataKeys, masterKeyIdOf, assertMasterKey, type Vault, type FieldScope } from './vault.js';
+export {
+  appendAuditEvent,
+  listAuditEvents,
+  verifyAuditChain,
+  type AuditEvent,
+  type AuditEventInput,
+  type AuditOutcome,
+  type AuditQuery,
+  type AuditVerification,
+} from './audit.js';
+export { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
+export { Inventory, type Project, type Device, type Account, type AccountSecrets, type DeviceQuery, type DeviceSort } from './inventory.js';
+export { Users, Settings, hashToken, presentUser, type User, type ApiToken, type Grant } from './users.js';
+export { isUniqueViolation } from './errors.js';

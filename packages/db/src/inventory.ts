@@ -1,0 +1,383 @@
+import { randomUUID } from 'node:crypto';
+import {
+  NotFoundError,
+  SECRET_MASK,
+  type AccountInput,
+  type AccountPatch,
+  type DeviceInput,
+  type DevicePatch,
+  type ProjectInput,
+  type Visibility,
+} from '@gatehouse/core';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Db } from './connect.js';
+import { uniquely } from './errors.js';
+import type { AccountTable, Database, DeviceTable, ProjectTable } from './schema.js';
+import type { Vault } from './vault.js';
+
+export interface Project {
+  id: string;
+  name: string;
+  description: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Device {
+  id: string;
+  projectId: string;
+  name: string;
+  provider: string;
+  protocols: string[];
+  publicIp: string | null;
+  privateIp: string | null;
+  urlPort: string | null;
+  accessType: string;
+  tags: string[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** An account as the API shows it: each secret is the fixed mask when set, null when not. */
+export interface Account {
+  id: string;
+  deviceId: string;
+  username: string;
+  password: string | null;
+  privateKey: string | null;
+  pemFileName: string | null;
+  passphrase: string | null;
+  extraCredential: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface AccountSecrets {
+  password: string | null;
+  privateKey: string | null;
+  passphrase: string | null;
+  extraCredential: Record<string, string> | null;
+}
+
+const presentProject = (r: ProjectTable): Project => ({
+  id: r.id,
+  name: r.name,
+  description: r.description,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const presentDevice = (r: DeviceTable): Device => ({
+  id: r.id,
+  projectId: r.project_id,
+  name: r.name,
+  provider: r.provider,
+  protocols: JSON.parse(r.protocols) as string[],
+  publicIp: r.public_ip,
+  privateIp: r.private_ip,
+  urlPort: r.url_port,
+  accessType: r.access_type,
+  tags: JSON.parse(r.tags) as string[],
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const mask = (v: string | null) => (v === null ? null : SECRET_MASK);
+
+const presentAccount = (r: AccountTable): Account => ({
+  id: r.id,
+  deviceId: r.device_id,
+  username: r.username,
+  password: mask(r.password_enc),
+  privateKey: mask(r.private_key_enc),
+  pemFileName: r.pem_file_name,
+  passphrase: mask(r.passphrase_enc),
+  extraCredential: mask(r.extra_credential_enc),
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+export type DeviceSort = 'name' | '-name' | 'provider' | 'createdAt' | '-createdAt';
+
+export interface DeviceQuery {
+  projectId?: string | undefined;
+  /** What the caller may see (an operator's grants); undefined means all. */
+  visibility?: Visibility | undefined;
+  search?: string | undefined;
+  tag?: string | undefined;
+  sort?: DeviceSort | undefined;
+  limit?: number | undefined;
+  offset?: number | undefined;
+}
+
+const sortColumns = { name: 'name', provider: 'provider', createdAt: 'created_at' } as const;
+
+type Executor = Kysely<Database> | Transaction<Database>;
+
+/** Projects, devices and accounts, with every secret field sealed by the vault. */
+export class Inventory {
+  constructor(
+    readonly db: Db,
+    readonly vault: Vault,
+    private readonly x: Executor = db.kysely,
+  ) {}
+
+  /** Runs `fn` in one transaction: all of it is written, or none. */
+  transaction<T>(fn: (inventory: Inventory) => Promise<T>): Promise<T> {
+    return this.db.kysely.transaction().execute((trx) => fn(new Inventory(this.db, this.vault, trx)));
+  }
+
+  // Projects
+
+  async createProject(input: ProjectInput): Promise<Project> {
+    const now = new Date().toISOString();
+    const row = { id: randomUUID(), name: input.name, description: input.description ?? null, created_at: now, updated_at: now };
+    await uniquely('name', `A project named ${JSON.stringify(input.name)} exists already. Choose another name.`, () =>
+      this.x.insertInto('projects').values(row).execute(),
+    );
+    return presentProject(row);
+  }
+
+  async listProjects(projectIds?: readonly string[]): Promise<Project[]> {
+    let q = this.x.selectFrom('projects').selectAll();
+    if (projectIds) {
+      if (projectIds.length === 0) return [];
+      q = q.where('id', 'in', projectIds);
+    }
+    return (await q.orderBy('name').execute()).map(presentProject);
+  }
+
+  async getProject(id: string): Promise<Project> {
+    const row = await this.x.selectFrom('projects').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('Project', id);
+    return presentProject(row);
+  }
+
+  async findProjectByName(name: string): Promise<Project | undefined> {
+    const row = await this.x.selectFrom('projects').selectAll().where('name', '=', name).executeTakeFirst();
+    return row && presentProject(row);
+  }
+
+  async updateProject(id: string, patch: Partial<ProjectInput>): Promise<Project> {
+    await this.getProject(id);
+    const set: Partial<ProjectTable> = { updated_at: new Date().toISOString() };
+    if (patch.name !== undefined) set.name = patch.name;
+    if (patch.description !== undefined) set.description = patch.description;
+    await uniquely('name', `A project named ${JSON.stringify(patch.name)} exists already. Choose another name.`, () =>
+      this.x.updateTable('projects').set(set).where('id', '=', id).execute(),
+    );
+    return this.getProject(id);
+  }
+
+  async deleteProject(id: string): Promise<void> {
+    const result = await this.x.deleteFrom('projects').where('id', '=', id).executeTakeFirst();
+    if (Number(result.numDeletedRows) === 0) throw new NotFoundError('Project', id);
+  }
+
+  // Devices
+
+  async createDevice(input: DeviceInput): Promise<Device> {
+    await this.getProject(input.projectId);
+    const now = new Date().toISOString();
+    const row: DeviceTable = {
+      id: randomUUID(),
+      project_id: input.projectId,
+      name: input.name,
+      provider: input.provider,
+      protocols: JSON.stringify(input.protocols),
+      public_ip: input.publicIp ?? null,
+      private_ip: input.privateIp ?? null,
+      url_port: input.urlPort ?? null,
+      access_type: input.accessType,
+      tags: JSON.stringify(input.tags),
+      created_at: now,
+      updated_at: now,
+    };
+    await uniquely('name', `This project already has a device named ${JSON.stringify(input.name)}. Choose another name.`, () =>
+      this.x.insertInto('devices').values(row).execute(),
+    );
+    return presentDevice(row);
+  }
+
+  async getDevice(id: string): Promise<Device> {
+    const row = await this.x.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('Device', id);
+    return presentDevice(row);
+  }
+
+  async findDevice(projectId: string, name: string): Promise<Device | undefined> {
+    const row = await this.x
+      .selectFrom('devices')
+      .selectAll()
+      .where('project_id', '=', projectId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row && presentDevice(row);
+  }
+
+  async listDevices(q: DeviceQuery = {}): Promise<{ items: Device[]; total: number }> {
+    let base = this.x.selectFrom('devices');
+    if (q.projectId) base = base.where('project_id', '=', q.projectId);
+    const v = q.visibility;
+    if (v && !v.all) {
+      if (v.wholeProjects.length === 0 && v.deviceIds.length === 0) return { items: [], total: 0 };
+      base = base.where((eb) =>
+        eb.or([
+          ...(v.wholeProjects.length > 0 ? [eb('project_id', 'in', v.wholeProjects)] : []),
+          ...(v.deviceIds.length > 0 ? [eb('id', 'in', v.deviceIds)] : []),
+        ]),
+      );
+    }
+    if (q.search) {
+      const like = `%${q.search.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      base = base.where((eb) =>
+        eb.or([
+          eb(sql`lower(name)`, 'like', sql`${like} escape '\\'`),
+          eb(sql`coalesce(public_ip, '')`, 'like', sql`${like} escape '\\'`),
+          eb(sql`coalesce(private_ip, '')`, 'like', sql`${like} escape '\\'`),
+        ]),
+      );
+    }
+    if (q.tag) base = base.where('tags', 'like', `%${JSON.stringify(q.tag)}%`);
+    const sort = q.sort ?? 'name';
+    const desc = sort.startsWith('-');
+    const column = sortColumns[(desc ? sort.slice(1) : sort) as keyof typeof sortColumns];
+    const [rows, count] = await Promise.all([
+      base
+        .selectAll()
+        .orderBy(column, desc ? 'desc' : 'asc')
+        .orderBy('id')
+        .limit(q.limit ?? 50)
+        .offset(q.offset ?? 0)
+        .execute(),
+      base.select((eb) => eb.fn.countAll<string | number>().as('n')).executeTakeFirstOrThrow(),
+    ]);
+    return { items: rows.map(presentDevice), total: Number(count.n) };
+  }
+
+  async updateDevice(id: string, patch: DevicePatch): Promise<Device> {
+    const current = await this.getDevice(id);
+    if (patch.projectId !== undefined && patch.projectId !== current.projectId) await this.getProject(patch.projectId);
+    const set: Partial<DeviceTable> = { updated_at: new Date().toISOString() };
+    if (patch.projectId !== undefined) set.project_id = patch.projectId;
+    if (patch.name !== undefined) set.name = patch.name;
+    if (patch.provider !== undefined) set.provider = patch.provider;
+    if (patch.protocols !== undefined) set.protocols = JSON.stringify(patch.protocols);
+    if (patch.publicIp !== undefined) set.public_ip = patch.publicIp;
+    if (patch.privateIp !== undefined) set.private_ip = patch.privateIp;
+    if (patch.urlPort !== undefined) set.url_port = patch.urlPort;
+    if (patch.accessType !== undefined) set.access_type = patch.accessType;
+    if (patch.tags !== undefined) set.tags = JSON.stringify(patch.tags);
+    await uniquely('name', `This project already has a device named ${JSON.stringify(patch.name)}. Choose another name.`, () =>
+      this.x.updateTable('devices').set(set).where('id', '=', id).execute(),
+    );
+    return this.getDevice(id);
+  }
+
+  async deleteDevice(id: string): Promise<void> {
+    const result = await this.x.deleteFrom('devices').where('id', '=', id).executeTakeFirst();
+    if (Number(result.numDeletedRows) === 0) throw new NotFoundError('Device', id);
+  }
+
+  // Accounts
+
+  private seal(id: string, field: string, value: string | null | undefined): string | null {
+    if (value === null || value === undefined || value === '') return null;
+    return this.vault.encrypt({ table: 'accounts', id, field }, value);
+  }
+
+  private unseal(id: string, field: string, value: string | null): string | null {
+    return value === null ? null : this.vault.decrypt({ table: 'accounts', id, field }, value);
+  }
+
+  async createAccount(input: AccountInput): Promise<Account> {
+    await this.getDevice(input.deviceId);
+    const id = randomUUID();
+    const now = new Date().toISOString();
+    const row: AccountTable = {
+      id,
+      device_id: input.deviceId,
+      username: input.username,
+      password_enc: this.seal(id, 'password', input.password),
+      private_key_enc: this.seal(id, 'privateKey', input.privateKey),
+      pem_file_name: input.pemFileName ?? null,
+      passphrase_enc: this.seal(id, 'passphrase', input.passphrase),
+      extra_credential_enc:
+        input.extraCredential && Object.keys(input.extraCredential).length > 0
+          ? this.seal(id, 'extraCredential', JSON.stringify(input.extraCredential))
+          : null,
+      created_at: now,
+      updated_at: now,
+    };
+    await uniquely('username', `This device already has an account ${JSON.stringify(input.username)}.`, () =>
+      this.x.insertInto('accounts').values(row).execute(),
+    );
+    return presentAccount(row);
+  }
+
+  async getAccount(id: string): Promise<Account> {
+    return presentAccount(await this.accountRow(id));
+  }
+
+  private async accountRow(id: string): Promise<AccountTable> {
+    const row = await this.x.selectFrom('accounts').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('Account', id);
+    return row;
+  }
+
+  async listAccounts(deviceId: string): Promise<Account[]> {
+    const rows = await this.x.selectFrom('accounts').selectAll().where('device_id', '=', deviceId).orderBy('username').execute();
+    return rows.map(presentAccount);
+  }
+
+  /** Writes only the fields given; a secret set to null or '' is cleared. */
+  async updateAccount(id: string, patch: AccountPatch): Promise<Account> {
+    const current = await this.accountRow(id);
+    if (patch.deviceId !== undefined && patch.deviceId !== current.device_id) {
+      throw new NotFoundError('Account', `${id} on device ${patch.deviceId}`);
+    }
+    const set: Partial<AccountTable> = { updated_at: new Date().toISOString() };
+    if (patch.username !== undefined) set.username = patch.username;
+    if (patch.pemFileName !== undefined) set.pem_file_name = patch.pemFileName;
+    if (patch.password !== undefined) set.password_enc = this.seal(id, 'password', patch.password);
+    if (patch.privateKey !== undefined) set.private_key_enc = this.seal(id, 'privateKey', patch.privateKey);
+    if (patch.passphrase !== undefined) set.passphrase_enc = this.seal(id, 'passphrase', patch.passphrase);
+    if (patch.extraCredential !== undefined) {
+      set.extra_credential_enc =
+        patch.extraCredential && Object.keys(patch.extraCredential).length > 0
+          ? this.seal(id, 'extraCredential', JSON.stringify(patch.extraCredential))
+          : null;
+    }
+    await uniquely('username', `This device already has an account ${JSON.stringify(patch.username)}.`, () =>
+      this.x.updateTable('accounts').set(set).where('id', '=', id).execute(),
+    );
+    return this.getAccount(id);
+  }
+
+  async deleteAccount(id: string): Promise<void> {
+    const result = await this.x.deleteFrom('accounts').where('id', '=', id).executeTakeFirst();
+    if (Number(result.numDeletedRows) === 0) throw new NotFoundError('Account', id);
+  }
+
+  /** The decrypted secrets of one account. Callers check permission and audit first. */
+  async revealAccountSecrets(id: string): Promise<AccountSecrets> {
+    const row = await this.accountRow(id);
+    const extra = this.unseal(id, 'extraCredential', row.extra_credential_enc);
+    return {
+      password: this.unseal(id, 'password', row.password_enc),
+      privateKey: this.unseal(id, 'privateKey', row.private_key_enc),
+      passphrase: this.unseal(id, 'passphrase', row.passphrase_enc),
+      extraCredential: extra === null ? null : (JSON.parse(extra) as Record<string, string>),
+    };
+  }
+
+  /** Every device of the given projects with its accounts, ordered by project then device name. */
+  async *walk(projectIds?: readonly string[]): AsyncGenerator<{ project: Project; device: Device; accounts: Account[] }> {
+    for (const project of await this.listProjects(projectIds)) {
+      const devices = await this.x.selectFrom('devices').selectAll().where('project_id', '=', project.id).orderBy('name').execute();
+      for (const d of devices) {
+        yield { project, device: presentDevice(d), accounts: await this.listAccounts(d.id) };
+      }
+    }
+  }
+}

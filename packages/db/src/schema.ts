@@ -1,0 +1,139 @@
+import type { Generated } from 'kysely';
+
+/**
+ * The tables, typed for Kysely. One schema serves both databases, so it uses only what
+ * SQLite and PostgreSQL share: text ids (UUIDs), ISO-8601 UTC timestamps as text (they
+ * sort as time does), integers for booleans and JSON kept as text.
+ */
+export interface ProjectTable {
+  id: string;
+  name: string;
+  description: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface DeviceTable {
+  id: string;
+  project_id: string;
+  name: string;
+  provider: string;
+  protocols: string;
+  public_ip: string | null;
+  private_ip: string | null;
+  url_port: string | null;
+  access_type: string;
+  tags: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface AccountTable {
+  id: string;
+  device_id: string;
+  username: string;
+  password_enc: string | null;
+  private_key_enc: string | null;
+  pem_file_name: string | null;
+  passphrase_enc: string | null;
+  extra_credential_enc: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface UserTable {
+  id: string;
+  username: string;
+  role: string;
+  password_hash: string;
+  totp_secret_enc: string | null;
+  totp_enabled: number;
+  failed_logins: number;
+  locked_until: string | null;
+  disabled: number;
+  created_at: string;
+  updated_at: string;
+  last_login_at: string | null;
+}
+
+export interface WebSessionTable {
+  id: string;
+  user_id: string;
+  mfa_passed: number;
+  created_at: string;
+  expires_at: string;
+  last_seen_at: string;
+}
+
+export interface ApiTokenTable {
+  id: string;
+  user_id: string;
+  name: string;
+  token_hash: string;
+  prefix: string;
+  created_at: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+}
+
+export interface GrantTable {
+  id: string;
+  user_id: string;
+  project_id: string;
+  device_id: string | null;
+  account_id: string | null;
+  created_at: string;
+}
+
+export interface AuditEventTable {
+  seq: number;
+  id: string;
+  at: string;
+  actor_id: string | null;
+  actor_name: string;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: string;
+  details: string;
+  ip: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface VaultKeyTable {
+  id: string;
+  wrapped_key: string;
+  master_key_id: string;
+  active: number;
+  created_at: string;
+}
+
+export interface SettingTable {
+  key: string;
+  value: string;
+  updated_at: string;
+}
+
+export interface Database {
+  projects: ProjectTable;
+  devices: DeviceTable;
+  accounts: AccountTable;
+  users: UserTable;
+  web_sessions: WebSessionTable;
+  api_tokens: ApiTokenTable;
+  grants: GrantTable;
+  audit_events: AuditEventTable;
+  audit_head: AuditHeadTable;
+  vault_keys: VaultKeyTable;
+  settings: SettingTable;
+}
+
+/** Marks the generated columns for inserts where the database assigns them. */
+export type WithGenerated<T, K extends keyof T> = Omit<T, K> & { [P in K]: Generated<T[P]> };

@@ -1,0 +1,297 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { NotFoundError, type Role } from '@gatehouse/core';
+import type { Db } from './connect.js';
+import { uniquely } from './errors.js';
+import type { ApiTokenTable, GrantTable, UserTable } from './schema.js';
+
+export interface User {
+  id: string;
+  username: string;
+  role: Role;
+  totpEnabled: boolean;
+  disabled: boolean;
+  lockedUntil: string | null;
+  createdAt: string;
+  lastLoginAt: string | null;
+}
+
+export interface ApiToken {
+  id: string;
+  userId: string;
+  name: string;
+  prefix: string;
+  createdAt: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface Grant {
+  id: string;
+  userId: string;
+  projectId: string;
+  deviceId: string | null;
+  accountId: string | null;
+  createdAt: string;
+}
+
+export const presentUser = (r: UserTable): User => ({
+  id: r.id,
+  username: r.username,
+  role: r.role as Role,
+  totpEnabled: r.totp_enabled === 1,
+  disabled: r.disabled === 1,
+  lockedUntil: r.locked_until,
+  createdAt: r.created_at,
+  lastLoginAt: r.last_login_at,
+});
+
+const presentToken = (r: ApiTokenTable): ApiToken => ({
+  id: r.id,
+  userId: r.user_id,
+  name: r.name,
+  prefix: r.prefix,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  lastUsedAt: r.last_used_at,
+});
+
+const presentGrant = (r: GrantTable): Grant => ({
+  id: r.id,
+  userId: r.user_id,
+  projectId: r.project_id,
+  deviceId: r.device_id,
+  accountId: r.account_id,
+  createdAt: r.created_at,
+});
+
+/** Tokens are stored as SHA-256 hashes: they are long random strings, so a slow hash adds nothing. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/** Users, their web sessions, API tokens and project grants. */
+export class Users {
+  constructor(readonly db: Db) {}
+
+  private get x() {
+    return this.db.kysely;
+  }
+
+  async count(): Promise<number> {
+    const r = await this.x
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<string | number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async create(input: { username: string; role: Role; passwordHash: string }): Promise<User> {
+    const now = new Date().toISOString();
+    const row: UserTable = {
+      id: randomUUID(),
+      username: input.username,
+      role: input.role,
+      password_hash: input.passwordHash,
+      totp_secret_enc: null,
+      totp_enabled: 0,
+      failed_logins: 0,
+      locked_until: null,
+      disabled: 0,
+      created_at: now,
+      updated_at: now,
+      last_login_at: null,
+    };
+    await uniquely('username', `A user named ${JSON.stringify(input.username)} exists already.`, () =>
+      this.x.insertInto('users').values(row).execute(),
+    );
+    return presentUser(row);
+  }
+
+  async row(id: string): Promise<UserTable> {
+    const row = await this.x.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('User', id);
+    return row;
+  }
+
+  async get(id: string): Promise<User> {
+    return presentUser(await this.row(id));
+  }
+
+  async rowByName(username: string): Promise<UserTable | undefined> {
+    return this.x.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+  }
+
+  async list(): Promise<User[]> {
+    return (await this.x.selectFrom('users').selectAll().orderBy('username').execute()).map(presentUser);
+  }
+
+  async update(id: string, set: Partial<Omit<UserTable, 'id' | 'created_at'>>): Promise<User> {
+    await this.row(id);
+    await this.x
+      .updateTable('users')
+      .set({ ...set, updated_at: new Date().toISOString() })
+      .where('id', '=', id)
+      .execute();
+    return this.get(id);
+  }
+
+  async delete(id: string): Promise<void> {
+    const r = await this.x.deleteFrom('users').where('id', '=', id).executeTakeFirst();
+    if (Number(r.numDeletedRows) === 0) throw new NotFoundError('User', id);
+  }
+
+  async countAdmins(): Promise<number> {
+    const r = await this.x
+      .selectFrom('users')
+      .where('role', '=', 'admin')
+      .where('disabled', '=', 0)
+      .select((eb) => eb.fn.countAll<string | number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  // Web sessions: the cookie holds a random token; the table holds its hash.
+
+  async createSession(userId: string, token: string, mfaPassed: boolean, ttlMs: number): Promise<void> {
+    const now = new Date();
+    await this.x
+      .insertInto('web_sessions')
+      .values({
+        id: hashToken(token),
+        user_id: userId,
+        mfa_passed: mfaPassed ? 1 : 0,
+        created_at: now.toISOString(),
+        expires_at: new Date(now.getTime() + ttlMs).toISOString(),
+        last_seen_at: now.toISOString(),
+      })
+      .execute();
+  }
+
+  /** The live session of this token, or undefined when unknown or expired. */
+  async findSession(token: string): Promise<{ userId: string; mfaPassed: boolean; createdAt: string; expiresAt: string } | undefined> {
+    const row = await this.x
+      .selectFrom('web_sessions')
+      .selectAll()
+      .where('id', '=', hashToken(token))
+      .where('expires_at', '>', new Date().toISOString())
+      .executeTakeFirst();
+    return row && { userId: row.user_id, mfaPassed: row.mfa_passed === 1, createdAt: row.created_at, expiresAt: row.expires_at };
+  }
+
+  async touchSession(token: string, idleTtlMs: number, absoluteExpiry: string): Promise<void> {
+    const now = Date.now();
+    const expires = new Date(Math.min(now + idleTtlMs, Date.parse(absoluteExpiry))).toISOString();
+    await this.x
+      .updateTable('web_sessions')
+      .set({ last_seen_at: new Date(now).toISOString(), expires_at: expires })
+      .where('id', '=', hashToken(token))
+      .execute();
+  }
+
+  async deleteSession(token: string): Promise<void> {
+    await this.x.deleteFrom('web_sessions').where('id', '=', hashToken(token)).execute();
+  }
+
+  async deleteSessionsOf(userId: string): Promise<void> {
+    await this.x.deleteFrom('web_sessions').where('user_id', '=', userId).execute();
+  }
+
+  async markSessionMfa(token: string): Promise<void> {
+    await this.x.updateTable('web_sessions').set({ mfa_passed: 1 }).where('id', '=', hashToken(token)).execute();
+  }
+
+  // API tokens
+
+  async createToken(input: { userId: string; name: string; token: string; expiresAt: string | null }): Promise<ApiToken> {
+    const row: ApiTokenTable = {
+      id: randomUUID(),
+      user_id: input.userId,
+      name: input.name,
+      token_hash: hashToken(input.token),
+      prefix: input.token.slice(0, 12),
+      created_at: new Date().toISOString(),
+      expires_at: input.expiresAt,
+      last_used_at: null,
+    };
+    await this.x.insertInto('api_tokens').values(row).execute();
+    return presentToken(row);
+  }
+
+  async findToken(token: string): Promise<ApiToken | undefined> {
+    const row = await this.x.selectFrom('api_tokens').selectAll().where('token_hash', '=', hashToken(token)).executeTakeFirst();
+    if (!row) return undefined;
+    if (row.expires_at !== null && row.expires_at <= new Date().toISOString()) return undefined;
+    return presentToken(row);
+  }
+
+  async touchToken(id: string): Promise<void> {
+    await this.x.updateTable('api_tokens').set({ last_used_at: new Date().toISOString() }).where('id', '=', id).execute();
+  }
+
+  async listTokens(userId?: string): Promise<ApiToken[]> {
+    let q = this.x.selectFrom('api_tokens').selectAll();
+    if (userId) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('created_at').execute()).map(presentToken);
+  }
+
+  async getToken(id: string): Promise<ApiToken> {
+    const row = await this.x.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('API token', id);
+    return presentToken(row);
+  }
+
+  async deleteToken(id: string): Promise<void> {
+    const r = await this.x.deleteFrom('api_tokens').where('id', '=', id).executeTakeFirst();
+    if (Number(r.numDeletedRows) === 0) throw new NotFoundError('API token', id);
+  }
+
+  // Grants: what an operator may use. A grant names a project, and optionally narrows it
+  // to one device or one account.
+
+  async createGrant(input: { userId: string; projectId: string; deviceId?: string | null; accountId?: string | null }): Promise<Grant> {
+    const row: GrantTable = {
+      id: randomUUID(),
+      user_id: input.userId,
+      project_id: input.projectId,
+      device_id: input.deviceId ?? null,
+      account_id: input.accountId ?? null,
+      created_at: new Date().toISOString(),
+    };
+    await this.x.insertInto('grants').values(row).execute();
+    return presentGrant(row);
+  }
+
+  async listGrants(userId?: string): Promise<Grant[]> {
+    let q = this.x.selectFrom('grants').selectAll();
+    if (userId) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('created_at').execute()).map(presentGrant);
+  }
+
+  async deleteGrant(id: string): Promise<void> {
+    const r = await this.x.deleteFrom('grants').where('id', '=', id).executeTakeFirst();
+    if (Number(r.numDeletedRows) === 0) throw new NotFoundError('Grant', id);
+  }
+}
+
+/** Small key/value settings (e.g. the hash of the one-time set-up token). */
+export class Settings {
+  constructor(readonly db: Db) {}
+
+  async get(key: string): Promise<string | undefined> {
+    const row = await this.db.kysely.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    return row?.value;
+  }
+
+  async set(key: string, value: string): Promise<void> {
+    const updated_at = new Date().toISOString();
+    await this.db.kysely
+      .insertInto('settings')
+      .values({ key, value, updated_at })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at }))
+      .execute();
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.db.kysely.deleteFrom('settings').where('key', '=', key).execute();
+  }
+}

@@ -1,0 +1,154 @@
+import cookie from '@fastify/cookie';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { sql } from 'kysely';
+import { accessHook } from './auth.js';
+import type { ServerConfig } from './config.js';
+import { handleError } from './errors.js';
+import type { Logger } from './logger.js';
+import { auditRoutes } from './routes/audit.js';
+import { authRoutes } from './routes/auth.js';
+import { importExportRoutes } from './routes/import-export.js';
+import { inventoryRoutes } from './routes/inventory.js';
+import { userRoutes } from './routes/users.js';
+import { createAudit, type Access, type Services } from './services.js';
+
+export const API_PREFIX = '/api/v1';
+export const VERSION = '0.1.0';
+
+/** One registered route and who may call it: the table the role × route test walks. */
+export interface RouteEntry {
+  method: string;
+  url: string;
+  access: Access;
+}
+
+export interface BuildAppOptions {
+  config: ServerConfig;
+  db: Db;
+  vault: Vault;
+  logger: Logger;
+  https?: { cert: string; key: string } | null;
+}
+
+export interface GatehouseApp {
+  app: FastifyInstance;
+  services: Services;
+  routes: RouteEntry[];
+}
+
+/** Builds the HTTP API: every route under /api/v1 declares its access, or start-up fails. */
+export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
+  const { config, db, vault, logger } = opts;
+  const fastifyOptions: FastifyServerOptions & { https?: { cert: string; key: string } | null } = {
+    loggerInstance: logger,
+    bodyLimit: config.bodyLimit,
+    requestIdHeader: false,
+    trustProxy: false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  };
+  if (opts.https) fastifyOptions.https = opts.https;
+  const app = Fastify(fastifyOptions) as unknown as FastifyInstance;
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(handleError);
+
+  const services: Services = {
+    config,
+    db,
+    vault,
+    logger,
+    inventory: new Inventory(db, vault),
+    users: new Users(db),
+    settings: new Settings(db),
+    audit: createAudit(db, logger),
+  };
+
+  const routes: RouteEntry[] = [];
+  app.addHook('onRoute', (route) => {
+    const isDocs = route.url.startsWith(`${API_PREFIX}/docs`);
+    if (isDocs && route.config?.access === undefined) route.config = { ...route.config, access: 'public' };
+    const access = route.config?.access;
+    if (access === undefined) throw new Error(`Route ${String(route.method)} ${route.url} declares no access rule.`);
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD' && !isDocs) routes.push({ method, url: route.url, access });
+    }
+  });
+
+  await app.register(cookie);
+  await app.register(rateLimit, { global: false });
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Gatehouse API',
+        version: VERSION,
+        description: 'Privileged access platform. Errors are { error: { code, message, issues? } }.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'An API token (POST /api/v1/tokens)' },
+          session: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: 'gh_session',
+            description: 'Web session; writes also need the x-csrf-token header',
+          },
+        },
+      },
+      security: [{ bearer: [] }, { session: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: `${API_PREFIX}/docs` });
+
+  app.decorateRequest('auth', null);
+  app.addHook('onRequest', accessHook(services));
+  app.addHook('onSend', async (req, reply, payload) => {
+    void reply.header('x-content-type-options', 'nosniff');
+    void reply.header('strict-transport-security', 'max-age=31536000');
+    void reply.header('referrer-policy', 'no-referrer');
+    if (req.url.startsWith(API_PREFIX) && !req.url.startsWith(`${API_PREFIX}/docs`)) void reply.header('cache-control', 'no-store');
+    return payload;
+  });
+
+  app.get('/healthz', { config: { access: 'public' }, schema: { hide: true } }, () => ({ status: 'ok', version: VERSION }));
+  app.get('/readyz', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
+    try {
+      await sql`select 1`.execute(db.kysely);
+      return { status: 'ready', database: db.dialect };
+    } catch {
+      return reply.status(503).send({ status: 'not ready', database: db.dialect });
+    }
+  });
+
+  await app.register(
+    (api, _opts, done) => {
+      api.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, () => app.swagger());
+      authRoutes(api, services);
+      userRoutes(api, services);
+      inventoryRoutes(api, services);
+      importExportRoutes(api, services);
+      auditRoutes(api, services);
+      done();
+    },
+    { prefix: API_PREFIX },
+  );
+
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({
+      error: {
+        code: 'NOT_FOUND',
+        message: `No route ${req.method} ${req.url.split('?')[0]}. See ${API_PREFIX}/docs for the API.`,
+        requestId: req.id,
+      },
+    }),
+  );
+
+  await app.ready();
+  return { app, services, routes };
+}

@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { GatehouseError, formatPath, type FieldIssue } from '@gatehouse/core';
+
+/**
+ * The server's configuration: one schema, read once at start from (lowest to highest
+ * priority) a JSON config file, the environment and command-line flags. Every problem is
+ * reported at once with the key's name; secret values are never echoed.
+ */
+export const serverConfigSchema = z.strictObject({
+  host: z.string().min(1).default('0.0.0.0'),
+  port: z.coerce.number().int().min(0).max(65535).optional(),
+  dataDir: z.string().min(1).default('./data'),
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  masterKey: z.string().min(1).optional(),
+  masterKeyFile: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** How long a console session lives without activity, and at most. */
+  sessionIdleMinutes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(30),
+  sessionMaxHours: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 30)
+    .default(12),
+  /** Failed logins before a user is locked, and for how long. */
+  lockoutThreshold: z.coerce.number().int().min(1).max(100).default(5),
+  lockoutMinutes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(15),
+  /** Largest request body, in bytes (imports are the largest). */
+  bodyLimit: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .default(64 * 1024 * 1024),
+});
+
+export type ServerConfig = Readonly<z.infer<typeof serverConfigSchema>> & { readonly port: number };
+
+/** Environment variable → config key. */
+export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> = {
+  GATEHOUSE_HOST: 'host',
+  GATEHOUSE_PORT: 'port',
+  GATEHOUSE_DATA_DIR: 'dataDir',
+  DATABASE_URL: 'databaseUrl',
+  GATEHOUSE_MASTER_KEY: 'masterKey',
+  GATEHOUSE_MASTER_KEY_FILE: 'masterKeyFile',
+  GATEHOUSE_TLS_CERT: 'tlsCert',
+  GATEHOUSE_TLS_KEY: 'tlsKey',
+  GATEHOUSE_LOG_LEVEL: 'logLevel',
+  GATEHOUSE_SESSION_IDLE_MINUTES: 'sessionIdleMinutes',
+  GATEHOUSE_SESSION_MAX_HOURS: 'sessionMaxHours',
+  GATEHOUSE_LOCKOUT_THRESHOLD: 'lockoutThreshold',
+  GATEHOUSE_LOCKOUT_MINUTES: 'lockoutMinutes',
+  GATEHOUSE_BODY_LIMIT: 'bodyLimit',
+};
+
+export interface ConfigSources {
+  flags?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  configFile?: string | undefined;
+}
+
+export function loadServerConfig(sources: ConfigSources): ServerConfig {
+  const env = sources.env ?? process.env;
+  const fileName = sources.configFile ?? env.GATEHOUSE_CONFIG;
+  const issues: FieldIssue[] = [];
+  let fromFile: Record<string, unknown> = {};
+  if (fileName) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(fileName, 'utf8'));
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('the file must hold one JSON object');
+      fromFile = parsed as Record<string, unknown>;
+    } catch (error) {
+      throw new GatehouseError('CONFIG_INVALID', `Cannot read the config file ${fileName}: ${(error as Error).message}.`);
+    }
+  }
+  const fromEnv: Record<string, unknown> = {};
+  for (const [name, key] of Object.entries(envKeys)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') fromEnv[key] = value;
+  }
+  const fromFlags = Object.fromEntries(Object.entries(sources.flags ?? {}).filter(([, v]) => v !== undefined));
+  const merged = { ...fromFile, ...fromEnv, ...fromFlags };
+  const result = serverConfigSchema.safeParse(merged);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      // Never echo the value: zod's default messages for enums and types name only the
+      // expectation, and unknown keys are named by their key.
+      const keys = issue.code === 'unrecognized_keys' ? issue.keys : [formatPath(issue.path)];
+      for (const key of keys) {
+        issues.push({ path: key, message: issue.code === 'unrecognized_keys' ? 'is not a known setting' : issue.message });
+      }
+    }
+  }
+  if (merged.masterKey !== undefined && merged.masterKeyFile !== undefined) {
+    issues.push({ path: 'masterKey', message: 'give either masterKey (GATEHOUSE_MASTER_KEY) or masterKeyFile, not both' });
+  }
+  if ((merged.tlsCert === undefined) !== (merged.tlsKey === undefined)) {
+    issues.push({ path: merged.tlsCert === undefined ? 'tlsCert' : 'tlsKey', message: 'tlsCert and tlsKey go together' });
+  }
+  if (issues.length > 0 || !result.success) {
+    throw new GatehouseError(
+      'CONFIG_INVALID',
+      `The configuration is invalid:\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n')}`,
+      issues,
+    );
+  }
+  const data = result.data;
+  const port = data.port ?? (process.getuid?.() === 0 ? 443 : 8443);
+  return Object.freeze({ ...data, port, dataDir: path.resolve(data.dataDir) });
+}

@@ -1,0 +1,97 @@
+import { GatehouseError, type FieldIssue } from '@gatehouse/core';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  error: { code: string; message: string; issues?: readonly FieldIssue[]; requestId: string };
+}
+
+function send(reply: FastifyReply, status: number, code: string, message: string, issues?: readonly FieldIssue[]) {
+  const body: ErrorBody = { error: { code, message, requestId: reply.request.id } };
+  if (issues && issues.length > 0) body.error.issues = issues;
+  return reply.status(status).type('application/json; charset=utf-8').send(body);
+}
+
+function pathOf(instancePath: string, context: string | undefined): string {
+  const parts = instancePath
+    .split('/')
+    .filter((p) => p !== '')
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : p));
+  const joined = parts.reduce((acc, p) => (p.startsWith('[') || acc === '' ? acc + p : `${acc}.${p}`), '');
+  const where = context && context !== 'body' ? `${context}.` : '';
+  return joined === '' ? (context ?? 'body') : where + joined;
+}
+
+/**
+ * Turns every error into the JSON error body. Known errors keep their code and message;
+ * anything unknown becomes an opaque 500 that is logged with its request id. No message
+ * here repeats a value the client sent.
+ */
+export function handleError(error: FastifyError, req: FastifyRequest, reply: FastifyReply) {
+  if (error instanceof GatehouseError) return send(reply, error.httpStatus, error.code, error.message, error.issues);
+
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    const issues: FieldIssue[] = [];
+    const validation = error.validation as unknown as {
+      instancePath: string;
+      message: string;
+      params: { issue: { code: string; keys?: string[] } };
+    }[];
+    for (const v of validation) {
+      const issue = v.params.issue;
+      const unknown = issue.code === 'unrecognized_keys' ? (issue.keys ?? []) : null;
+      if (unknown) {
+        for (const key of unknown)
+          issues.push({ path: pathOf(`${v.instancePath}/${key}`, error.validationContext), message: 'is not a known field' });
+      } else {
+        issues.push({ path: pathOf(v.instancePath, error.validationContext), message: v.message });
+      }
+    }
+    return send(
+      reply,
+      400,
+      'VALIDATION_FAILED',
+      `The request is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`,
+      issues,
+    );
+  }
+
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return send(
+        reply,
+        413,
+        'PAYLOAD_TOO_LARGE',
+        'The request body is larger than this server accepts (bodyLimit). Split the import into smaller files.',
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return send(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported Content-Type. Send application/json (or text/csv for imports).');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return send(reply, 400, 'BAD_REQUEST', 'The request body is empty. Send a JSON object.');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return send(
+        reply,
+        400,
+        'BAD_REQUEST',
+        'The request body is not valid JSON. Send one JSON object with Content-Type: application/json.',
+      );
+    default:
+      break;
+  }
+  // Fastify's JSON parser errors quote the body; never pass their message through.
+  if (error instanceof SyntaxError || (error.statusCode === 400 && String(error.code ?? '').startsWith('FST_ERR_CTP'))) {
+    return send(reply, 400, 'BAD_REQUEST', 'The request body is not valid JSON. Send one JSON object with Content-Type: application/json.');
+  }
+  if (error.statusCode === 429) return send(reply, 429, 'RATE_LIMITED', 'Too many requests. Wait a minute and try again.');
+  if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+    return send(
+      reply,
+      error.statusCode,
+      'BAD_REQUEST',
+      'The request could not be understood. Check the method, path and body against /api/v1/docs.',
+    );
+  }
+  req.log.error({ err: error }, 'unexpected error');
+  return send(reply, 500, 'INTERNAL', `Something went wrong on the server. Quote request id ${req.id} to your administrator.`);
+}

@@ -1,0 +1,17 @@
+export { buildApp, API_PREFIX, VERSION, type RouteEntry, type GatehouseApp, type BuildAppOptions } from './app.js';
+export { startServer, describeStartupError, type RunningServer } from './server.js';
+export { loadServerConfig, serverConfigSchema, envKeys, type ServerConfig, type ConfigSources } from './config.js';
+export { createLogger, redactPaths, type Logger } from './logger.js';
+export {
+  loadMasterKey,
+  parseMasterKey,
+  formatMasterKey,
+  defaultMasterKeyFile,
+  pendingMasterKeyFile,
+  type MasterKeySource,
+} from './master-key.js';
+export { hashPassword, currentTotp, verifyTotp } from './passwords.js';
+export { SESSION_COOKIE, CSRF_HEADER, csrfTokenOf } from './auth.js';
+export { parseInventoryFile, inventoryColumns } from './routes/import-export.js';
+export { setupTokenFile } from './routes/auth.js';
+export type { Services, AuthContext, Access } from './services.js';

@@ -1,0 +1,258 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { GatehouseError, ValidationError } from '@gatehouse/core';
+import { hashToken, presentUser } from '@gatehouse/db';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { caller, csrfTokenOf, SESSION_COOKIE } from '../auth.js';
+import {
+  dummyPasswordHash,
+  hashPassword,
+  newToken,
+  newTotpSecret,
+  passwordProblem,
+  totpUri,
+  verifyPassword,
+  verifyTotp,
+} from '../passwords.js';
+import type { Services } from '../services.js';
+
+export const SETUP_TOKEN_SETTING = 'setup_token_hash';
+export const setupTokenFile = (dataDir: string) => path.join(dataDir, 'setup-token');
+
+const username = z
+  .string()
+  .trim()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'must be 1-64 letters, digits or . _ @ - and start with a letter or digit');
+const password = z.string().min(1, 'is required').max(1024);
+
+function checkPassword(value: string, field = 'password') {
+  const problem = passwordProblem(value);
+  if (problem) throw new ValidationError(`${field} ${problem}.`, [{ path: field, message: problem }]);
+}
+
+/** Sign-in, sign-out, first-run set-up, TOTP enrolment and password change. */
+export function authRoutes(app: FastifyInstance, services: Services) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { users, config } = services;
+
+  const startSession = async (reply: FastifyReply, userId: string) => {
+    const token = newToken('ghs');
+    await users.createSession(userId, token, true, config.sessionMaxHours * 3_600_000);
+    void reply.setCookie(SESSION_COOKIE, token, {
+      path: '/',
+      httpOnly: true,
+      secure: true,
+      sameSite: 'strict',
+      maxAge: config.sessionMaxHours * 3600,
+    });
+    return csrfTokenOf(token);
+  };
+
+  r.get(
+    '/setup',
+    { config: { access: 'public' }, schema: { tags: ['auth'], summary: 'Whether the first administrator still has to be created' } },
+    async () => ({
+      needed: (await users.count()) === 0,
+    }),
+  );
+
+  r.post(
+    '/setup',
+    {
+      config: { access: 'public' },
+      schema: {
+        tags: ['auth'],
+        summary: 'Create the first administrator with the one-time set-up token from <data-dir>/setup-token',
+        body: z.strictObject({ setupToken: z.string().min(1), username, password }),
+      },
+    },
+    async (req, reply) => {
+      const expected = await services.settings.get(SETUP_TOKEN_SETTING);
+      if ((await users.count()) > 0 || expected === undefined) {
+        throw new GatehouseError('CONFLICT', 'Set-up is done already: sign in, or ask an administrator for an account.');
+      }
+      if (hashToken(req.body.setupToken) !== expected) {
+        await services.audit(req, {
+          action: 'setup.admin_create',
+          outcome: 'failure',
+          actorName: req.body.username,
+          details: { reason: 'wrong set-up token' },
+        });
+        throw new GatehouseError(
+          'UNAUTHENTICATED',
+          `The set-up token is wrong. Copy it from ${setupTokenFile(config.dataDir)} on the server.`,
+        );
+      }
+      checkPassword(req.body.password);
+      const user = await users.create({ username: req.body.username, role: 'admin', passwordHash: await hashPassword(req.body.password) });
+      await services.settings.delete(SETUP_TOKEN_SETTING);
+      await rm(setupTokenFile(config.dataDir), { force: true });
+      await services.audit(req, {
+        action: 'setup.admin_create',
+        outcome: 'success',
+        actorId: user.id,
+        actorName: user.username,
+        targetType: 'user',
+        targetId: user.id,
+      });
+      return reply.status(201).send({ user });
+    },
+  );
+
+  r.post(
+    '/auth/login',
+    {
+      config: { access: 'public', rateLimit: { max: 30, timeWindow: '1 minute' } },
+      schema: {
+        tags: ['auth'],
+        summary: 'Sign in; sets the session cookie and returns the CSRF token for later writes',
+        body: z.strictObject({ username: z.string().max(256), password, totp: z.string().max(16).optional() }),
+      },
+    },
+    async (req, reply) => {
+      const { username: name, password: given, totp } = req.body;
+      const row = await users.rowByName(name);
+      const fail = async (reason: string, count: boolean) => {
+        if (row && count) {
+          const failures = row.failed_logins + 1;
+          const lock = failures >= config.lockoutThreshold;
+          await users.update(row.id, {
+            failed_logins: lock ? 0 : failures,
+            locked_until: lock ? new Date(Date.now() + config.lockoutMinutes * 60_000).toISOString() : row.locked_until,
+          });
+          if (lock) {
+            await services.audit(req, {
+              action: 'auth.lockout',
+              outcome: 'failure',
+              actorId: row.id,
+              actorName: row.username,
+              targetType: 'user',
+              targetId: row.id,
+              details: { minutes: config.lockoutMinutes },
+            });
+          }
+        }
+        await services.audit(req, {
+          action: 'auth.login',
+          outcome: 'failure',
+          actorId: row?.id ?? null,
+          actorName: name.slice(0, 64),
+          details: { reason },
+        });
+      };
+      if (!row) {
+        await verifyPassword(await dummyPasswordHash(), given);
+        await fail('unknown user', false);
+        throw new GatehouseError('UNAUTHENTICATED', 'Wrong username or password.');
+      }
+      if (row.locked_until !== null && row.locked_until > new Date().toISOString()) {
+        await fail('locked', false);
+        throw new GatehouseError(
+          'LOCKED',
+          `Too many failed sign-ins: this user is locked until ${row.locked_until}. Wait, or ask an administrator to unlock it.`,
+        );
+      }
+      if (row.disabled === 1) {
+        await fail('disabled', false);
+        throw new GatehouseError('UNAUTHENTICATED', 'This user is disabled. Ask an administrator.');
+      }
+      if (!(await verifyPassword(row.password_hash, given))) {
+        await fail('wrong password', true);
+        throw new GatehouseError('UNAUTHENTICATED', 'Wrong username or password.');
+      }
+      if (row.totp_enabled === 1 && row.totp_secret_enc !== null) {
+        if (totp === undefined || totp === '') {
+          throw new GatehouseError('MFA_REQUIRED', 'Enter the 6-digit code from your authenticator app as "totp".');
+        }
+        const secret = services.vault.decrypt({ table: 'users', id: row.id, field: 'totp' }, row.totp_secret_enc);
+        if (!verifyTotp(secret, totp)) {
+          await fail('wrong totp code', true);
+          throw new GatehouseError('UNAUTHENTICATED', 'The authenticator code is wrong or expired. Enter the current code.');
+        }
+      }
+      await users.update(row.id, { failed_logins: 0, locked_until: null, last_login_at: new Date().toISOString() });
+      const csrfToken = await startSession(reply, row.id);
+      await services.audit(req, { action: 'auth.login', outcome: 'success', actorId: row.id, actorName: row.username });
+      return { user: presentUser({ ...row, failed_logins: 0, locked_until: null }), csrfToken };
+    },
+  );
+
+  r.post(
+    '/auth/logout',
+    { config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'End this web session' } },
+    async (req, reply) => {
+      const auth = caller(req);
+      if (auth.sessionToken) await users.deleteSession(auth.sessionToken);
+      void reply.clearCookie(SESSION_COOKIE, { path: '/' });
+      await services.audit(req, { action: 'auth.logout', outcome: 'success' });
+      return { ok: true };
+    },
+  );
+
+  r.get('/auth/me', { config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'Who is signed in' } }, (req) => {
+    const auth = caller(req);
+    return { user: auth.user, via: auth.via, csrfToken: auth.sessionToken ? csrfTokenOf(auth.sessionToken) : null };
+  });
+
+  r.post(
+    '/auth/password',
+    {
+      config: { access: 'authenticated' },
+      schema: {
+        tags: ['auth'],
+        summary: 'Change your own password',
+        body: z.strictObject({ currentPassword: password, newPassword: password }),
+      },
+    },
+    async (req) => {
+      const auth = caller(req);
+      const row = await users.row(auth.user.id);
+      if (!(await verifyPassword(row.password_hash, req.body.currentPassword))) {
+        await services.audit(req, { action: 'auth.password_change', outcome: 'failure', details: { reason: 'wrong current password' } });
+        throw new ValidationError('currentPassword is wrong.', [{ path: 'currentPassword', message: 'is wrong' }]);
+      }
+      checkPassword(req.body.newPassword, 'newPassword');
+      await users.update(row.id, { password_hash: await hashPassword(req.body.newPassword) });
+      await services.audit(req, { action: 'auth.password_change', outcome: 'success', targetType: 'user', targetId: row.id });
+      return { ok: true };
+    },
+  );
+
+  r.post(
+    '/auth/totp/enroll',
+    { config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'Start TOTP enrolment: returns the secret once' } },
+    async (req) => {
+      const auth = caller(req);
+      const row = await users.row(auth.user.id);
+      if (row.totp_enabled === 1)
+        throw new GatehouseError('CONFLICT', 'TOTP is already enabled for this user. Ask an administrator to reset it.');
+      const secret = newTotpSecret();
+      await users.update(row.id, { totp_secret_enc: services.vault.encrypt({ table: 'users', id: row.id, field: 'totp' }, secret) });
+      await services.audit(req, { action: 'auth.totp_enroll', outcome: 'success', targetType: 'user', targetId: row.id });
+      return { secret, uri: totpUri(secret, row.username) };
+    },
+  );
+
+  r.post(
+    '/auth/totp/confirm',
+    {
+      config: { access: 'authenticated' },
+      schema: { tags: ['auth'], summary: 'Finish TOTP enrolment with a current code', body: z.strictObject({ code: z.string().max(16) }) },
+    },
+    async (req) => {
+      const auth = caller(req);
+      const row = await users.row(auth.user.id);
+      if (row.totp_secret_enc === null) throw new GatehouseError('CONFLICT', 'Start with POST /api/v1/auth/totp/enroll.');
+      const secret = services.vault.decrypt({ table: 'users', id: row.id, field: 'totp' }, row.totp_secret_enc);
+      if (!verifyTotp(secret, req.body.code)) {
+        await services.audit(req, { action: 'auth.totp_confirm', outcome: 'failure', targetType: 'user', targetId: row.id });
+        throw new ValidationError('code is not the current authenticator code.', [{ path: 'code', message: 'is not the current code' }]);
+      }
+      await users.update(row.id, { totp_enabled: 1 });
+      await services.audit(req, { action: 'auth.totp_confirm', outcome: 'success', targetType: 'user', targetId: row.id });
+      return { ok: true };
+    },
+  );
+}

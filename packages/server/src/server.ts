@@ -1,0 +1,86 @@
+import { writeFile } from 'node:fs/promises';
+import { GatehouseError } from '@gatehouse/core';
+import { hashToken, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
+import { buildApp, type GatehouseApp } from './app.js';
+import type { ServerConfig } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { loadMasterKey } from './master-key.js';
+import { newToken } from './passwords.js';
+import { SETUP_TOKEN_SETTING, setupTokenFile } from './routes/auth.js';
+import { loadTls } from './tls.js';
+
+export interface RunningServer extends GatehouseApp {
+  url: string;
+  fingerprint: string;
+  certFile: string;
+  db: Db;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `gatehouse server`: master key, database (created and migrated on first
+ * start), vault, TLS, and the HTTPS API. On a database with no users it writes a
+ * one-time set-up token to `<data-dir>/setup-token` for creating the first administrator.
+ */
+export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+  const master = loadMasterKey({ masterKey: config.masterKey, masterKeyFile: config.masterKeyFile, dataDir: config.dataDir, create: true });
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    const vault = await openVault(db, master.key);
+    const tls = await loadTls(config);
+    const built = await buildApp({ config, db, vault, logger, https: { cert: tls.cert, key: tls.key } });
+    await prepareFirstRun(db, config, logger);
+    const address = await built.app.listen({ host: config.host, port: config.port });
+    const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    logger.info(
+      {
+        address,
+        url,
+        database: db.location,
+        dataDir: config.dataDir,
+        masterKey: undefined,
+        masterKeyOrigin: master.origin,
+        tlsFingerprint: tls.fingerprint,
+        tlsGenerated: tls.generated,
+      },
+      `Gatehouse is listening on ${url} (certificate SHA-256 ${tls.fingerprint})`,
+    );
+    return {
+      ...built,
+      url,
+      fingerprint: tls.fingerprint,
+      certFile: tls.certFile,
+      db,
+      async close() {
+        await built.app.close();
+        await db.close();
+      },
+    };
+  } catch (error) {
+    await db.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function prepareFirstRun(db: Db, config: ServerConfig, logger: Logger): Promise<void> {
+  if ((await new Users(db).count()) > 0) return;
+  const settings = new Settings(db);
+  const token = newToken('ghsetup');
+  await settings.set(SETUP_TOKEN_SETTING, hashToken(token));
+  const file = setupTokenFile(config.dataDir);
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  logger.warn(
+    { setupTokenFile: file },
+    `No administrator yet. Create one with: gatehouse setup --data-dir ${config.dataDir} (or POST /api/v1/setup with the token in ${file}).`,
+  );
+}
+
+export function describeStartupError(error: unknown): string {
+  if (error instanceof GatehouseError) return error.message;
+  const e = error as NodeJS.ErrnoException;
+  if (e.code === 'EADDRINUSE') return `The port is in use by another program. Stop it or start with --port <other>.`;
+  if (e.code === 'EACCES') return `Not allowed to listen on that port. Use a port above 1023 (e.g. --port 8443) or run as root.`;
+  return `Gatehouse could not start: ${e.message}`;
+}

@@ -1,0 +1,66 @@
+import type { Role, Visibility } from '@gatehouse/core';
+import {
+  appendAuditEvent,
+  type AuditEventInput,
+  type Db,
+  type Inventory,
+  type Settings,
+  type User,
+  type Users,
+  type Vault,
+} from '@gatehouse/db';
+import type { FastifyRequest } from 'fastify';
+import type { ServerConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+/** Everything a route needs, built once at start. */
+export interface Services {
+  config: ServerConfig;
+  db: Db;
+  vault: Vault;
+  inventory: Inventory;
+  users: Users;
+  settings: Settings;
+  logger: Logger;
+  /** Appends an audit event, attributed to the request's user and address when given. */
+  audit(req: FastifyRequest | null, event: Omit<AuditEventInput, 'actorName'> & { actorName?: string }): Promise<void>;
+}
+
+/** Who is calling, and how they proved it. */
+export interface AuthContext {
+  user: User;
+  via: 'session' | 'token';
+  sessionToken?: string;
+  tokenId?: string;
+  visibility: Visibility;
+}
+
+/** What a route declares about who may call it. */
+export type Access = 'public' | 'authenticated' | readonly Role[];
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth: AuthContext | null;
+  }
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+}
+
+export function createAudit(db: Db, logger: Logger): Services['audit'] {
+  return async (req, event) => {
+    const auth = req?.auth ?? null;
+    try {
+      await appendAuditEvent(db, {
+        ...event,
+        actorId: event.actorId !== undefined ? event.actorId : (auth?.user.id ?? null),
+        actorName: event.actorName ?? auth?.user.username ?? 'anonymous',
+        ip: event.ip ?? req?.ip ?? null,
+      });
+    } catch (error) {
+      // An audit write that fails must be loud: the caller's action still fails.
+      logger.error({ err: error, action: event.action }, 'audit event could not be written');
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,26 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+
+/**
+ * Unit and in-process API tests run against the packages' sources; the e2e project runs
+ * the built `gatehouse` executable (npm run build first: `npm run ci` does).
+ */
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@gatehouse/core': src('core'),
+      '@gatehouse/db': src('db'),
+      '@gatehouse/server': src('server'),
+    },
+  },
+  test: {
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['packages/*/src/**/*.test.ts', 'test/api/**/*.test.ts'] } },
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], fileParallelism: false, testTimeout: 120_000 } },
+    ],
+  },
+});
