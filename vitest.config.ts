@@ -13,6 +13,7 @@ export default defineConfig({
       '@gatehouse/core': src('core'),
       '@gatehouse/db': src('db'),
       '@gatehouse/server': src('server'),
+      '@gatehouse/breakglass': src('breakglass'),
     },
   },
   test: {

@@ -5,9 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Real peers the tests use: PostgreSQL, the age CLI (decrypts what we seal), xlsx2csv
+# (reads the break-glass workbook the way a holder without Excel would).
 need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v age >/dev/null 2>&1 || need_apt+=(age)
+command -v xlsx2csv >/dev/null 2>&1 || need_apt+=(xlsx2csv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

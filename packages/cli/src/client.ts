@@ -60,7 +60,9 @@ export class ApiClient {
 
   constructor(opts: ClientOptions) {
     const saved = readCredentials();
-    this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? saved.url ?? 'https://127.0.0.1:8443').replace(/\/$/, '');
+    // The same default port as the server: 443 as root, 8443 otherwise.
+    const local = `https://127.0.0.1:${process.getuid?.() === 0 ? 443 : 8443}`;
+    this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? saved.url ?? local).replace(/\/$/, '');
     this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? saved.token;
     const dataDirCa = path.join(opts.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data', 'tls', 'server.crt');
     this.caFile = opts.ca ?? process.env.GATEHOUSE_CA ?? saved.ca ?? (existsSync(dataDirCa) ? path.resolve(dataDirCa) : undefined);

@@ -1,10 +1,11 @@
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { GatehouseError } from '@gatehouse/core';
 import { hashToken, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
-import { loadMasterKey } from './master-key.js';
+import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
 import { newToken } from './passwords.js';
 import { SETUP_TOKEN_SETTING, setupTokenFile } from './routes/auth.js';
 import { loadTls } from './tls.js';
@@ -26,7 +27,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   const master = loadMasterKey({ masterKey: config.masterKey, masterKeyFile: config.masterKeyFile, dataDir: config.dataDir, create: true });
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
-    const vault = await openVault(db, master.key);
+    const vault = await openVaultSettlingRotation(db, master);
     const tls = await loadTls(config);
     const built = await buildApp({ config, db, vault, logger, https: { cert: tls.cert, key: tls.key } });
     await prepareFirstRun(db, config, logger);
@@ -61,6 +62,25 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   } catch (error) {
     await db.close().catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * Opens the vault. A rotation of the data-directory key that was interrupted after its
+ * database commit leaves the new key in `master.key.next`: it is used and moved into
+ * place. One interrupted before the commit leaves a `.next` that opens nothing: removed.
+ */
+async function openVaultSettlingRotation(db: Db, master: MasterKeySource) {
+  const next = master.origin === 'data-dir' && master.file ? pendingMasterKeyFile(master.file) : undefined;
+  try {
+    const vault = await openVault(db, master.key);
+    if (next && existsSync(next)) rmSync(next);
+    return vault;
+  } catch (error) {
+    if (!next || !master.file || !existsSync(next)) throw error;
+    const vault = await openVault(db, loadMasterKey({ masterKeyFile: next, dataDir: '', create: false }).key);
+    renameSync(next, master.file);
+    return vault;
   }
 }
 

@@ -1,0 +1,26 @@
+export { assignSheetNames, cleanSheetName, INDEX_SHEET, PEM_SHEET, MAX_SHEET_NAME } from './sheet-names.js';
+export {
+  writeConnectionWorkbook,
+  formatExtraCredential,
+  CONNECTION_COLUMNS,
+  PEM_COLUMNS,
+  INDEX_COLUMNS,
+  type BreakGlassSource,
+  type ConnectionRow,
+  type PemKeyRow,
+  type ProjectSummary,
+  type WorkbookCounts,
+} from './workbook.js';
+export { sealStream, isAgeRecipient, identityToRecipient, type Sealing } from './seal.js';
+export {
+  signManifest,
+  verifyManifest,
+  generateSigningKey,
+  signingKeyFingerprint,
+  canonicalJson,
+  MANIFEST_FORMAT,
+  type Manifest,
+  type SignedManifest,
+  type ManifestCheck,
+  type SigningKeyPair,
+} from './manifest.js';
