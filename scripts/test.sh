@@ -12,6 +12,8 @@ command -v psql >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v age >/dev/null 2>&1 || need_apt+=(age)
 command -v xlsx2csv >/dev/null 2>&1 || need_apt+=(xlsx2csv)
+# Debian's aws CLI at /usr/bin/aws downloads what the S3 target wrote (tests call it by path).
+[ -x /usr/bin/aws ] || need_apt+=(awscli)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -24,3 +24,15 @@ export {
   type ManifestCheck,
   type SigningKeyPair,
 } from './manifest.js';
+export { exportBreakGlass, exportNames, type ExportNames, type ExportOptions, type ExportResult } from './export.js';
+export {
+  testStages,
+  TargetError,
+  networkReason,
+  type StorageTarget,
+  type StageResult,
+  type TestReport,
+  type TestStage,
+} from './targets/target.js';
+export { S3Target, s3Endpoint, type S3TargetConfig } from './targets/s3.js';
+export { BlobTarget, parseConnectionString, normalizeSuffix, type BlobTargetConfig } from './targets/blob.js';

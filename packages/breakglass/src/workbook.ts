@@ -1,3 +1,4 @@
+import { once, type EventEmitter } from 'node:events';
 import type { Writable } from 'node:stream';
 import ExcelJS from 'exceljs';
 import { assignSheetNames, INDEX_SHEET, PEM_SHEET } from './sheet-names.js';
@@ -85,6 +86,40 @@ function textRow(values: readonly (string | null | undefined)[]): string[] {
 }
 
 /**
+ * Lets the zip compressor and the consumer run. exceljs' sheet streams neither apply
+ * backpressure nor give the event loop a turn, and a synchronous source (SQLite) never
+ * does either: without this pause the whole workbook would pile up in memory before a
+ * byte left. When the consumer is behind, wait until it has drained.
+ */
+async function letOutputFlow(output: Writable): Promise<void> {
+  if (output.writableNeedDrain) await once(output, 'drain');
+  else await new Promise((resolve) => setImmediate(resolve));
+}
+
+const ROWS_PER_TURN = 256;
+
+/**
+ * exceljs commits a sheet at once but zips it later, in order; a fast source would queue
+ * every sheet in memory ahead of the compressor. This waits, after each commit, until at
+ * most one committed sheet is still waiting to be zipped, which bounds memory by about
+ * one sheet.
+ */
+function sheetGate(workbook: ExcelJS.stream.xlsx.WorkbookWriter) {
+  const zip = (workbook as unknown as { zip: EventEmitter }).zip;
+  let zipped = 0;
+  let wake: (() => void) | undefined;
+  zip.on('entry', (entry: { name?: string }) => {
+    if (/worksheets\/sheet\d+\.xml$/.test(entry.name ?? '')) {
+      zipped += 1;
+      wake?.();
+    }
+  });
+  return async (committed: number) => {
+    while (committed - zipped > 1) await new Promise<void>((resolve) => (wake = resolve));
+  };
+}
+
+/**
  * Streams the break-glass workbook into `output`: an index sheet, one sheet per project,
  * and a sheet of PEM keys. Each sheet is committed as soon as it is written, so memory
  * holds one row at a time, not the workbook.
@@ -94,6 +129,13 @@ export async function writeConnectionWorkbook(source: BreakGlassSource, output: 
   workbook.creator = 'Gatehouse';
   workbook.created = generatedAt;
 
+  const zipped = sheetGate(workbook);
+  let committed = 0;
+  const commit = async (sheet: ExcelJS.Worksheet) => {
+    sheet.commit();
+    committed += 1;
+    await zipped(committed);
+  };
   const projects = await source.projects();
   const sheetNames = assignSheetNames(projects.map((p) => p.name));
   const counts: WorkbookCounts = { projects: projects.length, devices: 0, accounts: 0, privateKeys: 0 };
@@ -111,12 +153,14 @@ export async function writeConnectionWorkbook(source: BreakGlassSource, output: 
   index.addRow([]).commit();
   index.addRow(textRow([...INDEX_COLUMNS])).commit();
   projects.forEach((p, i) => index.addRow(textRow([p.name, sheetNames[i], String(p.devices), String(p.accounts)])).commit());
-  index.commit();
+  await commit(index);
 
   for (const [i, project] of projects.entries()) {
     const sheet = workbook.addWorksheet(sheetNames[i]);
     sheet.addRow(textRow([...CONNECTION_COLUMNS])).commit();
+    let n = 0;
     for await (const r of source.rows(project.id)) {
+      if (++n % ROWS_PER_TURN === 0) await letOutputFlow(output);
       sheet
         .addRow(
           textRow([
@@ -135,16 +179,17 @@ export async function writeConnectionWorkbook(source: BreakGlassSource, output: 
         )
         .commit();
     }
-    sheet.commit();
+    await commit(sheet);
   }
 
   const pem = workbook.addWorksheet(PEM_SHEET);
   pem.addRow(textRow([...PEM_COLUMNS])).commit();
   for await (const k of source.privateKeys()) {
+    if ((counts.privateKeys + 1) % ROWS_PER_TURN === 0) await letOutputFlow(output);
     pem.addRow(textRow([k.pemFileName, k.project, k.deviceName, k.account, k.privateKey, k.passphrase])).commit();
     counts.privateKeys += 1;
   }
-  pem.commit();
+  await commit(pem);
   await workbook.commit();
   return counts;
 }

@@ -1,0 +1,213 @@
+import { Agent } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import type { Readable } from 'node:stream';
+import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
+import { networkReason, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
+
+export interface BlobTargetConfig {
+  accountName: string;
+  /** The account key; or leave empty and give a SAS token. */
+  accountKey?: string | undefined;
+  /** A SAS token (`sv=…&sig=…`); a create/write-only SAS is the least-privilege set-up. */
+  sasToken?: string | undefined;
+  container: string;
+  protocol: 'http' | 'https';
+  /** `core.windows.net` for Azure's public cloud. */
+  endpointSuffix: string;
+  /** A full blob endpoint (e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`); overrides account + suffix. */
+  blobEndpoint?: string | undefined;
+  caBundle?: string | undefined;
+  timeoutSeconds?: number | undefined;
+}
+
+/** Splits an Azure connection string into the fields above (the console's paste box). */
+export function parseConnectionString(text: string): Partial<BlobTargetConfig> {
+  const fields = new Map<string, string>();
+  for (const part of text.split(';')) {
+    const at = part.indexOf('=');
+    if (at <= 0) continue;
+    fields.set(part.slice(0, at).trim().toLowerCase(), part.slice(at + 1).trim());
+  }
+  const protocol = fields.get('defaultendpointsprotocol')?.toLowerCase();
+  const out: Partial<BlobTargetConfig> = {};
+  if (protocol === 'http' || protocol === 'https') out.protocol = protocol;
+  if (fields.has('accountname')) out.accountName = fields.get('accountname');
+  if (fields.has('accountkey')) out.accountKey = fields.get('accountkey');
+  if (fields.has('endpointsuffix')) out.endpointSuffix = normalizeSuffix(fields.get('endpointsuffix') ?? '');
+  if (fields.has('blobendpoint')) out.blobEndpoint = fields.get('blobendpoint');
+  if (fields.has('sharedaccesssignature')) out.sasToken = fields.get('sharedaccesssignature');
+  return out;
+}
+
+/** `https://core.windows.net/` → `core.windows.net` (spec/001 shows the suffix both ways). */
+export function normalizeSuffix(suffix: string): string {
+  return suffix
+    .trim()
+    .replace(/^[a-z]+:\/\//i, '')
+    .replace(/\/+$/, '');
+}
+
+interface AzureError {
+  statusCode?: number;
+  code?: string;
+  details?: { errorCode?: string };
+}
+const codeOf = (e: unknown) => (e as AzureError).details?.errorCode ?? (e as AzureError).code ?? 'Error';
+const statusOf = (e: unknown) => (e as AzureError).statusCode;
+
+/** An Azure Blob container, written through the Azure SDK. */
+export class BlobTarget implements StorageTarget {
+  readonly location: string;
+  private readonly container: ContainerClient;
+  private readonly endpoint: string;
+
+  constructor(private readonly config: BlobTargetConfig) {
+    this.endpoint = (
+      config.blobEndpoint ?? `${config.protocol}://${config.accountName}.blob.${normalizeSuffix(config.endpointSuffix)}`
+    ).replace(/\/+$/, '');
+    this.location = `container ${config.container} at ${this.endpoint}`;
+    const options: StoragePipelineOptions & { agent?: Agent } = {
+      retryOptions: { maxTries: 2, tryTimeoutInMs: (config.timeoutSeconds ?? 30) * 1000 },
+    };
+    if (config.caBundle) options.agent = new Agent({ keepAlive: true, ca: [...rootCertificates, config.caBundle] });
+    const url = `${this.endpoint}/${encodeURIComponent(config.container)}`;
+    if (config.accountKey) {
+      this.container = new ContainerClient(url, new StorageSharedKeyCredential(config.accountName, config.accountKey), options);
+    } else {
+      const sas = (config.sasToken ?? '').replace(/^\?/, '');
+      this.container = new ContainerClient(sas ? `${url}?${sas}` : url, new AnonymousCredential(), options);
+    }
+  }
+
+  /** uploadStream stages blocks and commits the list at the end: the blob changes only then. */
+  async putStream(name: string, body: Readable, contentType: string): Promise<void> {
+    try {
+      await this.container
+        .getBlockBlobClient(name)
+        .uploadStream(body, 4 * 1024 * 1024, 2, { blobHTTPHeaders: { blobContentType: contentType } });
+    } catch (error) {
+      throw this.explain(error, name);
+    }
+  }
+
+  async putBytes(name: string, body: Buffer, contentType: string): Promise<void> {
+    try {
+      await this.container.getBlockBlobClient(name).upload(body, body.length, { blobHTTPHeaders: { blobContentType: contentType } });
+    } catch (error) {
+      throw this.explain(error, name);
+    }
+  }
+
+  explain(error: unknown, name: string): TargetError {
+    const network = networkReason(error, this.endpoint);
+    if (network) return new TargetError('connection', network);
+    const code = codeOf(error);
+    const container = this.config.container;
+    switch (code) {
+      case 'ContainerNotFound':
+        return new TargetError(
+          'container',
+          `Container ${container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
+        );
+      case 'AuthenticationFailed':
+      case 'AuthorizationFailure':
+      case 'InvalidAuthenticationInfo':
+        return new TargetError(
+          'authentication',
+          `The storage account did not accept the credentials (${code}). Check the account name and key, or that the SAS token is valid and not expired.`,
+        );
+      case 'AuthorizationPermissionMismatch':
+      case 'AuthorizationResourceTypeMismatch':
+      case 'AuthorizationServiceMismatch':
+        return new TargetError(
+          'connection',
+          `The credentials may not write ${name} in container ${container} (${code}). Use a SAS with create and write permissions on the container.`,
+        );
+      default:
+        return new TargetError('connection', `Writing ${name} to container ${container} failed: ${code} (HTTP ${statusOf(error) ?? '?'}).`);
+    }
+  }
+
+  async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
+    const stages: StageResult[] = [];
+    const report = (s: StageResult) => {
+      stages.push(s);
+      onStage?.(s);
+    };
+    const skipped = (stage: StageResult['stage'], why: string) => report({ stage, ok: null, message: `Not checked: ${why}.` });
+    const done = (privilegeWarnings: string[] = []): TestReport => ({ ok: stages.every((s) => s.ok === true), stages, privilegeWarnings });
+
+    // A write-only SAS may not read the container's properties; only its write can then tell.
+    let containerKnown: boolean | undefined;
+    try {
+      await this.container.getProperties();
+      containerKnown = true;
+    } catch (error) {
+      const network = networkReason(error, this.endpoint);
+      if (network) {
+        report({ stage: 'container', ok: false, message: network });
+        skipped('authentication', 'the storage account could not be reached');
+        skipped('connection', 'the storage account could not be reached');
+        return done();
+      }
+      if (codeOf(error) === 'ContainerNotFound') containerKnown = false;
+    }
+    if (containerKnown === false) {
+      report({
+        stage: 'container',
+        ok: false,
+        message: `Container ${this.config.container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
+      });
+      report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
+      skipped('connection', 'the container does not exist');
+      return done();
+    }
+    try {
+      await this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain');
+    } catch (error) {
+      const e = error as TargetError;
+      if (e.stage === 'container') {
+        report({ stage: 'container', ok: false, message: e.message });
+        report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
+        skipped('connection', 'the container does not exist');
+      } else if (e.stage === 'authentication') {
+        if (containerKnown) report({ stage: 'container', ok: true, message: `Container ${this.config.container} exists.` });
+        else skipped('container', 'without valid credentials the container cannot be checked');
+        report({ stage: 'authentication', ok: false, message: e.message });
+        skipped('connection', 'authentication failed');
+      } else {
+        report({ stage: 'container', ok: true, message: `Container ${this.config.container} exists.` });
+        report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
+        report({ stage: 'connection', ok: false, message: e.message });
+      }
+      return done();
+    }
+    report({ stage: 'container', ok: true, message: `Container ${this.config.container} exists.` });
+    report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
+    report({ stage: 'connection', ok: true, message: `Uploaded the probe blob ${probeName}.` });
+    return done(await this.excessRights(probeName));
+  }
+
+  private async excessRights(probeName: string): Promise<string[]> {
+    const warnings: string[] = [];
+    const allowed = async (fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const blob = this.container.getBlockBlobClient(probeName);
+    if (await allowed(() => blob.downloadToBuffer())) {
+      warnings.push('The credentials can READ blobs: whoever holds them could download the exports. Use a SAS with create and write only.');
+    }
+    if (await allowed(() => this.container.listBlobsFlat().byPage({ maxPageSize: 1 }).next())) {
+      warnings.push('The credentials can LIST the container. Use a SAS with create and write only.');
+    }
+    if (await allowed(() => blob.delete())) {
+      warnings.push('The credentials can DELETE blobs: whoever holds them could remove the exports. Use a SAS with create and write only.');
+    }
+    return warnings;
+  }
+}

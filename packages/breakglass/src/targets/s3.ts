@@ -1,0 +1,232 @@
+import { Agent } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import type { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type ObjectCannedACL,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { networkReason, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
+
+export interface S3TargetConfig {
+  /** Empty to use the default AWS credential chain (environment, profile, instance role). */
+  accessKeyId?: string | undefined;
+  secretAccessKey?: string | undefined;
+  bucket: string;
+  protocol: 'http' | 'https';
+  /** The endpoint host[:port] (S3-compatible servers); empty for AWS itself. */
+  url?: string | undefined;
+  region?: string | undefined;
+  pathStyle: boolean;
+  /** The canned ACL each object is written with; `none` sends no ACL header. */
+  acl: 'bucket-owner-full-control' | 'none';
+  /** Extra CA certificates (PEM) trusted besides the system's. */
+  caBundle?: string | undefined;
+  /** Seconds before a request is given up. */
+  timeoutSeconds?: number | undefined;
+}
+
+interface AwsError {
+  name?: string;
+  Code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+const codeOf = (e: unknown) => {
+  const err = e as AwsError;
+  return err.Code ?? err.name ?? 'Error';
+};
+const statusOf = (e: unknown) => (e as AwsError).$metadata?.httpStatusCode;
+
+export function s3Endpoint(config: S3TargetConfig): string | undefined {
+  if (!config.url) return undefined;
+  const host = config.url.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
+  return `${config.protocol}://${host}`;
+}
+
+/** An S3 or S3-compatible bucket, written through the AWS SDK. */
+export class S3Target implements StorageTarget {
+  readonly location: string;
+  private readonly client: S3Client;
+  private readonly endpoint: string;
+
+  constructor(private readonly config: S3TargetConfig) {
+    const endpoint = s3Endpoint(config);
+    this.endpoint = endpoint ?? `${config.protocol}://s3.${config.region ?? 'us-east-1'}.amazonaws.com`;
+    this.location = `s3://${config.bucket} at ${this.endpoint}`;
+    const timeout = (config.timeoutSeconds ?? 30) * 1000;
+    this.client = new S3Client({
+      region: config.region || 'us-east-1',
+      endpoint,
+      forcePathStyle: config.pathStyle,
+      credentials: config.accessKeyId ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey ?? '' } : undefined,
+      // Streamed bodies must not be re-framed as aws-chunked: S3-compatible servers
+      // (s3rver, Ceph RGW) store or refuse them otherwise.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: 2,
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: timeout,
+        requestTimeout: timeout,
+        httpsAgent: new Agent({ keepAlive: true, ca: config.caBundle ? [...rootCertificates, config.caBundle] : undefined }),
+      }),
+    });
+  }
+
+  private acl(): { ACL?: ObjectCannedACL } {
+    return this.config.acl === 'none' ? {} : { ACL: this.config.acl };
+  }
+
+  /** Multipart for large bodies: the object appears only when the upload completes. */
+  async putStream(name: string, body: Readable, contentType: string): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.config.bucket, Key: name, Body: body, ContentType: contentType, ...this.acl() },
+      queueSize: 2,
+      partSize: 8 * 1024 * 1024,
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } catch (error) {
+      throw this.explain(error, name);
+    }
+  }
+
+  async putBytes(name: string, body: Buffer, contentType: string): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.config.bucket, Key: name, Body: body, ContentType: contentType, ...this.acl() }),
+      );
+    } catch (error) {
+      throw this.explain(error, name);
+    }
+  }
+
+  /** Turns an SDK error into the stage it belongs to and what to do about it. */
+  explain(error: unknown, name: string): TargetError {
+    const network = networkReason(error, this.endpoint);
+    if (network) return new TargetError('connection', network);
+    const code = codeOf(error);
+    const bucket = this.config.bucket;
+    switch (code) {
+      case 'NoSuchBucket':
+        return new TargetError('container', `Bucket ${bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`);
+      case 'InvalidAccessKeyId':
+        return new TargetError('authentication', 'The access key ID is not known to the storage server. Check the access key ID.');
+      case 'SignatureDoesNotMatch':
+        return new TargetError(
+          'authentication',
+          'The secret key does not match the access key ID (SignatureDoesNotMatch). Enter the secret key again.',
+        );
+      case 'ExpiredToken':
+      case 'InvalidToken':
+        return new TargetError('authentication', 'The session token is expired or invalid. Refresh the credentials.');
+      case 'AccessDenied':
+      case 'Forbidden':
+        return new TargetError(
+          'connection',
+          `The key is not allowed to write ${name} in bucket ${bucket} (AccessDenied). Apply the writer policy from "gatehouse breakglass policy".`,
+        );
+      default:
+        return new TargetError('connection', `Writing ${name} to bucket ${bucket} failed: ${code} (HTTP ${statusOf(error) ?? '?'}).`);
+    }
+  }
+
+  async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
+    const stages: StageResult[] = [];
+    const report = (s: StageResult) => {
+      stages.push(s);
+      onStage?.(s);
+    };
+    const skipped = (stage: StageResult['stage'], why: string) => report({ stage, ok: null, message: `Not checked: ${why}.` });
+    const done = (privilegeWarnings: string[] = []): TestReport => ({ ok: stages.every((s) => s.ok === true), stages, privilegeWarnings });
+
+    // A least-privilege key may not HEAD the bucket (403); only its write can then tell.
+    let bucketKnown: boolean | undefined;
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.config.bucket }));
+      bucketKnown = true;
+    } catch (error) {
+      const network = networkReason(error, this.endpoint);
+      if (network) {
+        report({ stage: 'container', ok: false, message: network });
+        skipped('authentication', 'the storage server could not be reached');
+        skipped('connection', 'the storage server could not be reached');
+        return done();
+      }
+      if (statusOf(error) === 404) bucketKnown = false;
+    }
+    if (bucketKnown === false) {
+      report({
+        stage: 'container',
+        ok: false,
+        message: `Bucket ${this.config.bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`,
+      });
+      skipped('authentication', 'the bucket does not exist');
+      skipped('connection', 'the bucket does not exist');
+      return done();
+    }
+
+    try {
+      await this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain');
+    } catch (error) {
+      const e = error as TargetError;
+      if (e.stage === 'container') {
+        report({ stage: 'container', ok: false, message: e.message });
+        report({ stage: 'authentication', ok: true, message: 'The storage server accepted the key.' });
+        skipped('connection', 'the bucket does not exist');
+      } else if (e.stage === 'authentication') {
+        if (bucketKnown) report({ stage: 'container', ok: true, message: `Bucket ${this.config.bucket} exists.` });
+        else skipped('container', 'without valid credentials the bucket cannot be checked');
+        report({ stage: 'authentication', ok: false, message: e.message });
+        skipped('connection', 'authentication failed');
+      } else {
+        report({ stage: 'container', ok: true, message: `Bucket ${this.config.bucket} exists.` });
+        report({ stage: 'authentication', ok: true, message: 'The storage server accepted the key.' });
+        report({ stage: 'connection', ok: false, message: e.message });
+      }
+      return done();
+    }
+    report({ stage: 'container', ok: true, message: `Bucket ${this.config.bucket} exists.` });
+    report({ stage: 'authentication', ok: true, message: 'The storage server accepted the key.' });
+    report({ stage: 'connection', ok: true, message: `Uploaded the probe object ${probeName}.` });
+    return done(await this.excessRights(probeName));
+  }
+
+  /** Tries what the platform's key should not be able to do: read, list, delete. */
+  private async excessRights(probeName: string): Promise<string[]> {
+    const warnings: string[] = [];
+    const bucket = this.config.bucket;
+    const allowed = async (fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (
+      await allowed(async () => {
+        const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: probeName }));
+        await out.Body?.transformToByteArray();
+      })
+    ) {
+      warnings.push('The key can READ objects: whoever holds it could download the exports. Give it s3:PutObject only.');
+    }
+    if (await allowed(() => this.client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })))) {
+      warnings.push('The key can LIST the bucket. Give it s3:PutObject only.');
+    }
+    if (await allowed(() => this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probeName })))) {
+      warnings.push('The key can DELETE objects: whoever holds it could remove the exports. Give it s3:PutObject only.');
+    }
+    return warnings;
+  }
+}

@@ -1,0 +1,82 @@
+import type { Readable } from 'node:stream';
+
+/** The three stages of the Test button (spec/001), in order. */
+export const testStages = ['container', 'authentication', 'connection'] as const;
+export type TestStage = (typeof testStages)[number];
+
+export interface StageResult {
+  stage: TestStage;
+  /** `null` when the stage could not be checked because an earlier one failed. */
+  ok: boolean | null;
+  message: string;
+}
+
+export interface TestReport {
+  ok: boolean;
+  stages: StageResult[];
+  /** Rights the key has beyond create/write: each a warning a person can act on. */
+  privilegeWarnings: string[];
+}
+
+/** Where a sealed export goes: an S3 bucket or an Azure Blob container. */
+export interface StorageTarget {
+  /** Where it writes, for messages and the run history: no secret in it. */
+  readonly location: string;
+  /**
+   * Replaces the object `name` with the stream's bytes, atomically: readers see the old
+   * object until the new one is complete, and never a partial one.
+   */
+  putStream(name: string, body: Readable, contentType: string): Promise<void>;
+  putBytes(name: string, body: Buffer, contentType: string): Promise<void>;
+  /** Runs the three stages with a small probe object, then checks for excess rights. */
+  test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport>;
+}
+
+/** A failure with the stage it belongs to and a reason a person can act on. */
+export class TargetError extends Error {
+  constructor(
+    readonly stage: TestStage,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TargetError';
+  }
+}
+
+const TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+]);
+
+/** Explains a network or TLS failure (no secret can be in it: only codes and the endpoint). */
+export function networkReason(error: unknown, endpoint: string): string | null {
+  const seen = new Set<unknown>();
+  for (let e = error as { code?: unknown; cause?: unknown; message?: unknown } | undefined; e && !seen.has(e); e = e.cause as typeof e) {
+    seen.add(e);
+    const code = typeof e.code === 'string' ? e.code : undefined;
+    if (code && TLS_CODES.has(code)) {
+      return `The TLS certificate of ${endpoint} is not trusted (${code}). If it is your own CA, add it to caBundle; never turn verification off.`;
+    }
+    if (code === 'ECONNREFUSED') return `Nothing answers at ${endpoint} (connection refused). Check the URL, port and protocol.`;
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `The host of ${endpoint} does not resolve. Check the URL or endpoint suffix.`;
+    if (code === 'ECONNRESET' || code === 'EPIPE')
+      return `${endpoint} closed the connection. Check the protocol (HTTP or HTTPS) and any proxy or firewall.`;
+    if (
+      code === 'ETIMEDOUT' ||
+      code === 'ESOCKETTIMEDOUT' ||
+      code === 'TimeoutError' ||
+      (e as { name?: unknown }).name === 'TimeoutError'
+    ) {
+      return `${endpoint} did not answer in time. Check the network path and the URL.`;
+    }
+    if (typeof e.message === 'string' && /wrong version number|packet length too long/i.test(e.message)) {
+      return `${endpoint} does not speak the protocol chosen (HTTP vs HTTPS). Check the protocol setting.`;
+    }
+  }
+  return null;
+}

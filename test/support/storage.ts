@@ -1,0 +1,153 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const bin = (name: string) => fileURLToPath(new URL(`../../node_modules/.bin/${name}`, import.meta.url));
+
+/** A port that was free a moment ago, on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, what: string, log: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}): ${log()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not open port ${port}: ${log()}`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** A throwaway self-signed certificate for 127.0.0.1, made with openssl. */
+export function selfSignedCert(dir: string): { cert: string; key: string; certPem: string } {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key, certPem: readFileSync(cert, 'utf8') };
+}
+
+export interface RunningPeer {
+  port: number;
+  dir: string;
+  certPem?: string;
+  stop(): Promise<void>;
+}
+
+/** s3rver (npm), an S3-protocol server that keeps objects in a directory. */
+export async function startS3rver(opts: { buckets: string[]; tls?: boolean }): Promise<RunningPeer & { endpoint: string }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-s3rver-'));
+  const port = await freePort();
+  const args = ['-d', path.join(dir, 'data'), '-a', '127.0.0.1', '-p', String(port), '-s', '--no-vhost-buckets'];
+  for (const b of opts.buckets) args.push('--configure-bucket', b);
+  let certPem: string | undefined;
+  if (opts.tls) {
+    const tls = selfSignedCert(dir);
+    args.push('--cert', tls.cert, '--key', tls.key);
+    certPem = tls.certPem;
+  }
+  let log = '';
+  const child = spawn(bin('s3rver'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+  await waitForPort(port, child, 's3rver', () => log);
+  return {
+    port,
+    dir,
+    certPem,
+    endpoint: `127.0.0.1:${port}`,
+    async stop() {
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Azurite's well-known development account (public, documented by Microsoft: not a secret). */
+export const AZURITE_ACCOUNT = 'devstoreaccount1';
+export const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+/** Azurite's blob service, in memory. */
+export async function startAzurite(opts: { tls?: boolean } = {}): Promise<RunningPeer & { blobEndpoint: string }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-azurite-'));
+  const port = await freePort();
+  const args = [
+    '--inMemoryPersistence',
+    '--blobHost',
+    '127.0.0.1',
+    '--blobPort',
+    String(port),
+    '--disableTelemetry',
+    '--skipApiVersionCheck',
+    '--silent',
+  ];
+  let certPem: string | undefined;
+  if (opts.tls) {
+    const tls = selfSignedCert(dir);
+    args.push('--cert', tls.cert, '--key', tls.key);
+    certPem = tls.certPem;
+  }
+  let log = '';
+  const child = spawn(bin('azurite-blob'), args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+  child.stdout?.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+  await waitForPort(port, child, 'azurite', () => log);
+  return {
+    port,
+    dir,
+    certPem,
+    blobEndpoint: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/${AZURITE_ACCOUNT}`,
+    async stop() {
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
