@@ -1,7 +1,11 @@
 import { SECRET_MASK } from '@gatehouse/core';
+import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorOf } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
+
+const idOf = (res: LightMyRequestResponse) => res.json<{ id: string }>().id;
 
 describe.each(dialects)('inventory API on %s', (dialect) => {
   let t: TestApp;
@@ -17,33 +21,87 @@ describe.each(dialects)('inventory API on %s', (dialect) => {
     expect(project.statusCode).toBe(201);
     const device = await t.request('POST', '/api/v1/devices', {
       token: admin,
-      body: { projectId: project.json().id, name: 'db-1', provider: 'aws', protocols: ['ssh'], publicIp: '203.0.113.7', tags: ['gateway-office1'] },
+      body: {
+        projectId: idOf(project),
+        name: 'db-1',
+        provider: 'aws',
+        protocols: ['ssh'],
+        publicIp: '203.0.113.7',
+        tags: ['gateway-office1'],
+      },
     });
     expect(device.statusCode).toBe(201);
     expect(device.json()).toMatchObject({ name: 'db-1', accessType: 'gateway', tags: ['gateway-office1'], privateIp: null });
     const account = await t.request('POST', '/api/v1/accounts', {
       token: admin,
-      body: { deviceId: device.json().id, username: 'root', password: 'hunter2-very-secret', extraCredential: { enable: 'cisco-enable' } },
+      body: { deviceId: idOf(device), username: 'root', password: 'hunter2-very-secret', extraCredential: { enable: 'cisco-enable' } },
     });
     expect(account.statusCode).toBe(201);
     expect(account.json()).toMatchObject({ password: SECRET_MASK, extraCredential: SECRET_MASK, privateKey: null });
     expect(account.body).not.toContain('hunter2');
 
-    const listed = await t.request('GET', `/api/v1/devices/${device.json().id}/accounts`, { token: admin });
+    const listed = await t.request('GET', `/api/v1/devices/${idOf(device)}/accounts`, { token: admin });
     expect(listed.body).not.toContain('hunter2');
 
-    const revealed = await t.request('POST', `/api/v1/accounts/${account.json().id}/reveal`, { token: admin, body: { reason: 'test' } });
+    const revealed = await t.request('POST', `/api/v1/accounts/${idOf(account)}/reveal`, { token: admin, body: { reason: 'test' } });
     expect(revealed.json()).toMatchObject({ password: 'hunter2-very-secret', extraCredential: { enable: 'cisco-enable' } });
     const events = await t.request('GET', '/api/v1/audit/events?action=account.reveal', { token: admin });
-    expect(events.json().items).toHaveLength(1);
+    expect(events.json<{ items: unknown[] }>().items).toHaveLength(1);
   });
 
   it('refuses a duplicate device name in one project with a conflict naming the field', async () => {
-    const p = (await t.request('POST', '/api/v1/projects', { token: admin, body: { name: 'Dup' } })).json();
+    const p = (await t.request('POST', '/api/v1/projects', { token: admin, body: { name: 'Dup' } })).json<{ id: string }>();
     const body = { projectId: p.id, name: 'same', provider: 'gcp' };
     expect((await t.request('POST', '/api/v1/devices', { token: admin, body })).statusCode).toBe(201);
     const again = await t.request('POST', '/api/v1/devices', { token: admin, body });
     expect(again.statusCode).toBe(409);
-    expect(again.json().error.issues).toEqual([{ path: 'name', message: 'is already taken' }]);
+    expect(errorOf(again).issues).toEqual([{ path: 'name', message: 'is already taken' }]);
+  });
+
+  it('changes only the fields a PATCH names', async () => {
+    const p = (await t.request('POST', '/api/v1/projects', { token: admin, body: { name: 'Patchy', description: 'kept' } })).json<{
+      id: string;
+    }>();
+    const device = await t.request('POST', '/api/v1/devices', {
+      token: admin,
+      body: {
+        projectId: p.id,
+        name: 'web-1',
+        provider: 'azure',
+        protocols: ['ssh', 'https'],
+        accessType: 'direct',
+        tags: ['prod'],
+        publicIp: '192.0.2.1',
+      },
+    });
+    const renamed = await t.request('PATCH', `/api/v1/devices/${idOf(device)}`, { token: admin, body: { name: 'web-2' } });
+    expect(renamed.statusCode).toBe(200);
+    expect(renamed.json()).toMatchObject({
+      name: 'web-2',
+      protocols: ['ssh', 'https'],
+      accessType: 'direct',
+      tags: ['prod'],
+      publicIp: '192.0.2.1',
+    });
+    const retagged = await t.request('PATCH', `/api/v1/devices/${idOf(device)}`, {
+      token: admin,
+      body: { tags: ['a', 'a', 'b'], publicIp: null },
+    });
+    expect(retagged.json()).toMatchObject({ name: 'web-2', tags: ['a', 'b'], publicIp: null, protocols: ['ssh', 'https'] });
+
+    const project = await t.request('PATCH', `/api/v1/projects/${p.id}`, { token: admin, body: { name: 'Patched' } });
+    expect(project.json()).toMatchObject({ name: 'Patched', description: 'kept' });
+
+    const account = await t.request('POST', '/api/v1/accounts', {
+      token: admin,
+      body: { deviceId: idOf(device), username: 'deploy', password: 'deploy-password', pemFileName: 'deploy.pem' },
+    });
+    const patched = await t.request('PATCH', `/api/v1/accounts/${idOf(account)}`, {
+      token: admin,
+      body: { passphrase: 'new-passphrase' },
+    });
+    expect(patched.json()).toMatchObject({ username: 'deploy', pemFileName: 'deploy.pem', password: SECRET_MASK, passphrase: SECRET_MASK });
+    const revealed = await t.request('POST', `/api/v1/accounts/${idOf(account)}/reveal`, { token: admin, body: { reason: 'test' } });
+    expect(revealed.json()).toMatchObject({ password: 'deploy-password', passphrase: 'new-passphrase' });
   });
 });

@@ -45,28 +45,31 @@ export const projectInput = z.strictObject({
 });
 export type ProjectInput = z.infer<typeof projectInput>;
 
+const protocolList = z
+  .array(z.enum(protocols, { error: `must be one of ${protocols.join(', ')}` }))
+  .max(protocols.length)
+  .transform((p) => [...new Set(p)]);
+const accessType = z.enum(accessTypes, { error: `must be one of ${accessTypes.join(', ')}` });
+const tagList = z
+  .array(tag)
+  .max(50, 'at most 50 tags')
+  .transform((t) => [...new Set(t)]);
+
 export const deviceInput = z.strictObject({
   projectId: z.string().min(1, 'is required'),
   name,
   provider: z.enum(providers, { error: `must be one of ${providers.join(', ')}` }),
-  protocols: z
-    .array(z.enum(protocols, { error: `must be one of ${protocols.join(', ')}` }))
-    .max(protocols.length)
-    .default([])
-    .transform((p) => [...new Set(p)]),
+  protocols: protocolList.default([]),
   publicIp: ipAddress,
   privateIp: ipAddress,
   urlPort: optionalText(2048),
-  accessType: z.enum(accessTypes, { error: `must be one of ${accessTypes.join(', ')}` }).default('gateway'),
-  tags: z
-    .array(tag)
-    .max(50, 'at most 50 tags')
-    .default([])
-    .transform((t) => [...new Set(t)]),
+  accessType: accessType.default('gateway'),
+  tags: tagList.default([]),
 });
 export type DeviceInput = z.infer<typeof deviceInput>;
 
-export const devicePatch = deviceInput.partial();
+/** Only the fields sent: no defaults, so a field left out keeps its stored value. */
+export const devicePatch = deviceInput.extend({ protocols: protocolList, accessType, tags: tagList }).partial();
 export type DevicePatch = z.infer<typeof devicePatch>;
 
 /** Extra credentials are key/value pairs (e.g. an enable password, a recovery code). */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from './connect.js';
-import { hashAuditEvent } from './audit-hash.js';
+import { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
 import type { AuditEventTable } from './schema.js';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
@@ -117,23 +117,28 @@ export type AuditVerification =
 
 /**
  * Walks the whole chain in order and reports the first event that was edited, deleted,
- * inserted or moved, and a chain cut short after its last event.
+ * inserted or moved, and a chain cut short after its last event. The head is read before
+ * the walk and again after it, so events appended while the walk runs are not mistaken
+ * for tampering, while an event past the head (written without the chain's writer) is.
  */
 export async function verifyAuditChain(db: Db, onProgress?: (checked: number) => void): Promise<AuditVerification> {
+  const readHead = () => db.kysely.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+  const headBefore = await readHead();
+  const startSeq = headBefore ? Number(headBefore.seq) : 0;
   let expectedSeq = 1;
-  let prevHash = '0'.repeat(64);
+  let prevHash = AUDIT_GENESIS_HASH;
   let checked = 0;
   for (;;) {
-    const rows = await db.kysely
-      .selectFrom('audit_events')
-      .selectAll()
-      .where('seq', '>=', expectedSeq)
-      .orderBy('seq', 'asc')
-      .limit(1000)
-      .execute();
+    let query = db.kysely.selectFrom('audit_events').selectAll();
+    // The first page has no lower bound, so that an event forged below seq 1 is seen too.
+    if (checked > 0) query = query.where('seq', '>=', expectedSeq);
+    const rows = await query.orderBy('seq', 'asc').limit(1000).execute();
     if (rows.length === 0) break;
     for (const raw of rows) {
       const row = { ...raw, seq: Number(raw.seq) };
+      if (row.seq < expectedSeq) {
+        return { ok: false, events: checked, seq: row.seq, problem: `event ${row.seq} lies before the first event: it was inserted` };
+      }
       if (row.seq !== expectedSeq) {
         return {
           ok: false,
@@ -158,19 +163,46 @@ export async function verifyAuditChain(db: Db, onProgress?: (checked: number) =>
           problem: `event ${row.seq} was edited after it was written (its hash does not match its content)`,
         };
       }
+      if (row.seq === startSeq && row.hash !== headBefore?.hash) {
+        return {
+          ok: false,
+          events: checked,
+          seq: row.seq,
+          problem: `event ${row.seq} is not the one the chain's head records: it or the head was altered`,
+        };
+      }
       prevHash = row.hash;
       expectedSeq = row.seq + 1;
       checked += 1;
     }
     onProgress?.(checked);
   }
-  const head = await db.kysely.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
-  if (!head || Number(head.seq) !== checked || head.hash !== prevHash) {
+  if (headBefore && startSeq === 0 && headBefore.hash !== AUDIT_GENESIS_HASH) {
+    return {
+      ok: false,
+      events: 0,
+      seq: 1,
+      problem: "the chain's head records no event but not the empty chain's hash: the head was altered",
+    };
+  }
+  if (!headBefore || checked < startSeq) {
     return {
       ok: false,
       events: checked,
       seq: checked + 1,
-      problem: `the chain ends at event ${checked} but its head records event ${head ? Number(head.seq) : 'none'}: the newest events were deleted`,
+      problem: `the chain ends at event ${checked} but its head records event ${headBefore ? startSeq : 'none'}: the newest events were deleted`,
+    };
+  }
+  // Each append moves the head in the transaction that inserts the event, so every event
+  // the walk saw is at or below the head read after it, unless it was written around it.
+  const headAfter = await readHead();
+  const endSeq = headAfter ? Number(headAfter.seq) : 0;
+  if (checked > endSeq) {
+    return {
+      ok: false,
+      events: endSeq,
+      seq: endSeq + 1,
+      problem: `event ${endSeq + 1} lies past the chain's head (event ${endSeq}): it was inserted`,
     };
   }
   return { ok: true, events: checked, headHash: prevHash };

@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { GatehouseError } from '@gatehouse/core';
 import type { Db } from './connect.js';
+import { isUniqueViolation } from './errors.js';
 
 /**
  * Envelope encryption for every secret field. A random data key (AES-256) encrypts the
@@ -66,17 +67,23 @@ export async function openVault(db: Db, masterKey: Buffer): Promise<Vault> {
   const masterKeyId = masterKeyIdOf(masterKey);
   let rows = await db.kysely.selectFrom('vault_keys').selectAll().execute();
   if (rows.length === 0) {
-    const id = randomUUID();
-    await db.kysely
-      .insertInto('vault_keys')
-      .values({
-        id,
-        wrapped_key: seal(masterKey, randomBytes(32), wrapAad(id)),
-        master_key_id: masterKeyId,
-        active: 1,
-        created_at: new Date().toISOString(),
-      })
-      .execute();
+    // The first data key has a fixed id, so two processes opening a new database at once
+    // cannot both create one: the second insert fails and it reads the winner's key.
+    const id = 'data-key-1';
+    try {
+      await db.kysely
+        .insertInto('vault_keys')
+        .values({
+          id,
+          wrapped_key: seal(masterKey, randomBytes(32), wrapAad(id)),
+          master_key_id: masterKeyId,
+          active: 1,
+          created_at: new Date().toISOString(),
+        })
+        .execute();
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+    }
     rows = await db.kysely.selectFrom('vault_keys').selectAll().execute();
   }
   const dataKeys = new Map<string, Buffer>();

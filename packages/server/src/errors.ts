@@ -33,14 +33,16 @@ export function handleError(error: FastifyError, req: FastifyRequest, reply: Fas
 
   if (hasZodFastifySchemaValidationErrors(error)) {
     const issues: FieldIssue[] = [];
+    // fastify-type-provider-zod puts the zod issue's code in `keyword` and its other
+    // fields (such as `keys`) directly in `params`.
     const validation = error.validation as unknown as {
+      keyword: string;
       instancePath: string;
       message: string;
-      params: { issue: { code: string; keys?: string[] } };
+      params: { keys?: string[] };
     }[];
     for (const v of validation) {
-      const issue = v.params.issue;
-      const unknown = issue.code === 'unrecognized_keys' ? (issue.keys ?? []) : null;
+      const unknown = v.keyword === 'unrecognized_keys' ? (v.params.keys ?? []) : null;
       if (unknown) {
         for (const key of unknown)
           issues.push({ path: pathOf(`${v.instancePath}/${key}`, error.validationContext), message: 'is not a known field' });

@@ -50,7 +50,10 @@ export function loadMasterKey(opts: {
   recoverInterruptedRotation(file);
   if (existsSync(file)) return { key: readKeyFile(file), origin: 'data-dir', file };
   if (!opts.create) {
-    throw new GatehouseError('VAULT_UNAVAILABLE', `No master key: ${file} does not exist and GATEHOUSE_MASTER_KEY is not set.`);
+    throw new GatehouseError(
+      'VAULT_UNAVAILABLE',
+      `No master key: ${file} does not exist and GATEHOUSE_MASTER_KEY is not set. The database's secrets are sealed with one: restore ${file} from your backup, or set GATEHOUSE_MASTER_KEY or GATEHOUSE_MASTER_KEY_FILE.`,
+    );
   }
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const key = randomBytes(32);

@@ -39,7 +39,9 @@ export function authRoutes(app: FastifyInstance, services: Services) {
 
   const startSession = async (reply: FastifyReply, userId: string) => {
     const token = newToken('ghs');
-    await users.createSession(userId, token, true, config.sessionMaxHours * 3_600_000);
+    // A session never used after sign-in still ends after the idle timeout.
+    const ttl = Math.min(config.sessionIdleMinutes * 60_000, config.sessionMaxHours * 3_600_000);
+    await users.createSession(userId, token, true, ttl);
     void reply.setCookie(SESSION_COOKIE, token, {
       path: '/',
       httpOnly: true,

@@ -76,7 +76,8 @@ export function userRoutes(app: FastifyInstance, services: Services) {
     async (req) => {
       const target = await users.get(req.params.id);
       const demoting = (req.body.role !== undefined && req.body.role !== 'admin') || req.body.disabled === true;
-      if (target.role === 'admin' && demoting && (await users.countAdmins()) <= 1) {
+      // countAdmins counts active administrators: a disabled one is never the last.
+      if (target.role === 'admin' && !target.disabled && demoting && (await users.countAdmins()) <= 1) {
         throw new GatehouseError('CONFLICT', 'This is the last active administrator. Make another user an administrator first.');
       }
       const set: Parameters<typeof users.update>[1] = {};
@@ -113,7 +114,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
   r.delete('/users/:id', { config: admin, schema: { tags: ['users'], summary: 'Delete a user', params: id } }, async (req, reply) => {
     const target = await users.get(req.params.id);
     if (target.id === caller(req).user.id) throw new GatehouseError('CONFLICT', 'You cannot delete yourself. Ask another administrator.');
-    if (target.role === 'admin' && (await users.countAdmins()) <= 1) {
+    if (target.role === 'admin' && !target.disabled && (await users.countAdmins()) <= 1) {
       throw new GatehouseError('CONFLICT', 'This is the last active administrator. Make another user an administrator first.');
     }
     await users.delete(target.id);
