@@ -13,6 +13,7 @@ export default defineConfig({
       '@gatehouse/core': src('core'),
       '@gatehouse/db': src('db'),
       '@gatehouse/server': src('server'),
+      '@gatehouse/breakglass/reader': fileURLToPath(new URL('./packages/breakglass/src/reader.ts', import.meta.url)),
       '@gatehouse/breakglass': src('breakglass'),
     },
   },

@@ -10,7 +10,12 @@ import { createTestDatabase, type TestDatabase } from './db.js';
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
   override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void) {
-    this.lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+    this.lines.push(
+      ...chunk
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l !== ''),
+    );
     done();
   }
   get text(): string {
@@ -23,7 +28,11 @@ export interface TestApp extends GatehouseApp {
   logs: LogCapture;
   masterKey: Buffer;
   /** Sends a request with a bearer token (or none). */
-  request(method: string, url: string, opts?: { token?: string | undefined; body?: unknown; headers?: Record<string, string>; payload?: string }): Promise<LightMyRequestResponse>;
+  request(
+    method: string,
+    url: string,
+    opts?: { token?: string | undefined; body?: unknown; headers?: Record<string, string>; payload?: string },
+  ): Promise<LightMyRequestResponse>;
   /** Creates a user of this role with an API token; returns both. */
   userWithToken(role: Role, username?: string): Promise<{ id: string; username: string; password: string; token: string }>;
   close(): Promise<void>;

@@ -36,3 +36,15 @@ export {
 } from './targets/target.js';
 export { S3Target, s3Endpoint, type S3TargetConfig } from './targets/s3.js';
 export { BlobTarget, parseConnectionString, normalizeSuffix, type BlobTargetConfig } from './targets/blob.js';
+export {
+  breakGlassSettings,
+  s3Settings,
+  blobSettings,
+  secretSettingKeys,
+  isTimeZone,
+  type BreakGlassSettings,
+  type SecretSettingKey,
+} from './settings.js';
+export { readMountedValues, parseMountedConfig, fingerprintValues, mountedKeys, MountedConfigError } from './mounted-config.js';
+export { leastPrivilegePolicies, type PolicySet } from './policy.js';
+export { openExport, OpenError, type OpenedExport, type OpenOptions, type ConnectionRecord, type PemRecord } from './reader.js';

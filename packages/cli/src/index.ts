@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { breakGlassCommands } from './breakglass.js';
 import { ApiClient, ApiError, saveCredentials, type ClientOptions } from './client.js';
 import { progress, promptSecret, readStdin } from './prompt.js';
 
@@ -304,6 +305,8 @@ export function buildProgram(): Command {
       }
     });
 
+  breakGlassCommands(program, withClient, client, print);
+
   const vault = program.command('vault').description('the vault that seals every secret');
   vault
     .command('rotate-master-key')
@@ -337,7 +340,8 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode;
     if (error instanceof ApiError) {
       process.stderr.write(`gatehouse: ${error.message}\n`);
-      for (const issue of error.issues.slice(0, 50)) process.stderr.write(`  - ${issue.path}: ${issue.message}\n`);
+      // Every problem, not the first few: an import is fixed in one pass only if all its bad rows are named.
+      process.stderr.write(error.issues.map((issue) => `  - ${issue.path}: ${issue.message}\n`).join(''));
       return 1;
     }
     process.stderr.write(`gatehouse: ${(error as Error).message}\n`);

@@ -114,6 +114,9 @@ const sortColumns = { name: 'name', provider: 'provider', createdAt: 'created_at
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
+/** Makes `%`, `_` and a backslash match themselves in a LIKE pattern with a backslash escape. */
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+
 /** Projects, devices and accounts, with every secret field sealed by the vault. */
 export class Inventory {
   constructor(
@@ -229,16 +232,17 @@ export class Inventory {
       );
     }
     if (q.search) {
-      const like = `%${q.search.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      const like = `%${escapeLike(q.search.toLowerCase())}%`;
+      // IPv6 addresses may be stored in upper case: compare them lowered, like names.
       base = base.where((eb) =>
         eb.or([
           eb(sql`lower(name)`, 'like', sql`${like} escape '\\'`),
-          eb(sql`coalesce(public_ip, '')`, 'like', sql`${like} escape '\\'`),
-          eb(sql`coalesce(private_ip, '')`, 'like', sql`${like} escape '\\'`),
+          eb(sql`lower(coalesce(public_ip, ''))`, 'like', sql`${like} escape '\\'`),
+          eb(sql`lower(coalesce(private_ip, ''))`, 'like', sql`${like} escape '\\'`),
         ]),
       );
     }
-    if (q.tag) base = base.where('tags', 'like', `%${JSON.stringify(q.tag)}%`);
+    if (q.tag) base = base.where('tags', 'like', sql<string>`${`%${escapeLike(JSON.stringify(q.tag))}%`} escape '\\'`);
     const sort = q.sort ?? 'name';
     const desc = sort.startsWith('-');
     const column = sortColumns[(desc ? sort.slice(1) : sort) as keyof typeof sortColumns];
@@ -361,12 +365,112 @@ export class Inventory {
 
   /** The decrypted secrets of one account. Callers check permission and audit first. */
   async revealAccountSecrets(id: string): Promise<AccountSecrets> {
-    const row = await this.accountRow(id);
-    const extra = this.unseal(id, 'extraCredential', row.extra_credential_enc);
+    return this.secretsOf(await this.accountRow(id));
+  }
+
+  /** Each project with how many devices and accounts it holds, by name. */
+  async projectSummaries(): Promise<{ id: string; name: string; devices: number; accounts: number }[]> {
+    const rows = await this.x
+      .selectFrom('projects as p')
+      .leftJoin('devices as d', 'd.project_id', 'p.id')
+      .leftJoin('accounts as a', 'a.device_id', 'd.id')
+      .select((eb) => [
+        'p.id',
+        'p.name',
+        eb.fn.count<string | number>('d.id').distinct().as('devices'),
+        eb.fn.count<string | number>('a.id').as('accounts'),
+      ])
+      .groupBy(['p.id', 'p.name'])
+      .orderBy('p.name')
+      .execute();
+    return rows.map((r) => ({ id: r.id, name: r.name, devices: Number(r.devices), accounts: Number(r.accounts) }));
+  }
+
+  /**
+   * A project's devices by name, each with its accounts and their decrypted secrets, read
+   * a page at a time (keyset paging) so memory holds one page. For the break-glass export.
+   */
+  async *devicesWithSecrets(
+    projectId: string,
+    pageSize = 500,
+  ): AsyncGenerator<{ device: Device; accounts: (Account & { secrets: AccountSecrets })[] }> {
+    let after: { name: string; id: string } | undefined;
+    for (;;) {
+      let q = this.x.selectFrom('devices').selectAll().where('project_id', '=', projectId);
+      if (after) {
+        const a = after;
+        q = q.where((eb) => eb.or([eb('name', '>', a.name), eb.and([eb('name', '=', a.name), eb('id', '>', a.id)])]));
+      }
+      const devices = await q.orderBy('name').orderBy('id').limit(pageSize).execute();
+      if (devices.length === 0) return;
+      const accounts = await this.x
+        .selectFrom('accounts')
+        .selectAll()
+        .where(
+          'device_id',
+          'in',
+          devices.map((d) => d.id),
+        )
+        .orderBy('username')
+        .execute();
+      const byDevice = new Map<string, AccountTable[]>();
+      for (const a of accounts) byDevice.set(a.device_id, [...(byDevice.get(a.device_id) ?? []), a]);
+      for (const d of devices) {
+        yield {
+          device: presentDevice(d),
+          accounts: (byDevice.get(d.id) ?? []).map((a) => ({ ...presentAccount(a), secrets: this.secretsOf(a) })),
+        };
+      }
+      const last = devices[devices.length - 1] as DeviceTable;
+      after = { name: last.name, id: last.id };
+    }
+  }
+
+  /** Every account that holds a private key, with its project and device names. */
+  async *privateKeys(pageSize = 500): AsyncGenerator<{
+    project: string;
+    device: string;
+    account: string;
+    pemFileName: string | null;
+    privateKey: string;
+    passphrase: string | null;
+  }> {
+    let afterId = '';
+    for (;;) {
+      const rows = await this.x
+        .selectFrom('accounts as a')
+        .innerJoin('devices as d', 'd.id', 'a.device_id')
+        .innerJoin('projects as p', 'p.id', 'd.project_id')
+        .selectAll('a')
+        .select(['d.name as device_name', 'p.name as project_name'])
+        .where('a.private_key_enc', 'is not', null)
+        .where('a.id', '>', afterId)
+        .orderBy('a.id')
+        .limit(pageSize)
+        .execute();
+      if (rows.length === 0) return;
+      for (const r of rows) {
+        const secrets = this.secretsOf(r);
+        if (secrets.privateKey === null) continue;
+        yield {
+          project: r.project_name,
+          device: r.device_name,
+          account: r.username,
+          pemFileName: r.pem_file_name,
+          privateKey: secrets.privateKey,
+          passphrase: secrets.passphrase,
+        };
+      }
+      afterId = (rows[rows.length - 1] as AccountTable).id;
+    }
+  }
+
+  private secretsOf(row: AccountTable): AccountSecrets {
+    const extra = this.unseal(row.id, 'extraCredential', row.extra_credential_enc);
     return {
-      password: this.unseal(id, 'password', row.password_enc),
-      privateKey: this.unseal(id, 'privateKey', row.private_key_enc),
-      passphrase: this.unseal(id, 'passphrase', row.passphrase_enc),
+      password: this.unseal(row.id, 'password', row.password_enc),
+      privateKey: this.unseal(row.id, 'privateKey', row.private_key_enc),
+      passphrase: this.unseal(row.id, 'passphrase', row.passphrase_enc),
       extraCredential: extra === null ? null : (JSON.parse(extra) as Record<string, string>),
     };
   }

@@ -146,6 +146,35 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0002_breakglass_runs': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('breakglass_runs')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('trigger', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'text', (c) => c.notNull())
+          .addColumn('finished_at', 'text')
+          .addColumn('result', 'text', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull())
+          .addColumn('target', 'text')
+          .addColumn('objects', 'text', (c) => c.notNull())
+          .addColumn('counts', 'text', (c) => c.notNull())
+          .addColumn('bytes', dialect === 'postgres' ? 'bigint' : 'integer')
+          .addColumn('sha256', 'text')
+          .addColumn('error', 'text')
+          .addColumn('error_stage', 'text')
+          .execute();
+        await db.schema.createIndex('breakglass_runs_started').on('breakglass_runs').column('started_at').execute();
+
+        // Leases: one holder at a time across server replicas sharing the database.
+        await db.schema
+          .createTable('leases')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('holder', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

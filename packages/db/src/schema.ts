@@ -121,6 +121,31 @@ export interface SettingTable {
   updated_at: string;
 }
 
+export interface BreakGlassRunTable {
+  id: string;
+  trigger: string;
+  started_at: string;
+  finished_at: string | null;
+  /** running, success or failure */
+  result: string;
+  attempts: number;
+  target: string | null;
+  /** JSON: { data, manifest } object names */
+  objects: string;
+  /** JSON: { projects, devices, accounts, privateKeys } */
+  counts: string;
+  bytes: number | string | null;
+  sha256: string | null;
+  error: string | null;
+  error_stage: string | null;
+}
+
+export interface LeaseTable {
+  name: string;
+  holder: string;
+  expires_at: string;
+}
+
 export interface Database {
   projects: ProjectTable;
   devices: DeviceTable;
@@ -133,6 +158,8 @@ export interface Database {
   audit_head: AuditHeadTable;
   vault_keys: VaultKeyTable;
   settings: SettingTable;
+  breakglass_runs: BreakGlassRunTable;
+  leases: LeaseTable;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */

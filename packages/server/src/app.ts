@@ -2,6 +2,7 @@ import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { formatPath, ValidationError } from '@gatehouse/core';
 import { Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -11,6 +12,8 @@ import type { ServerConfig } from './config.js';
 import { handleError } from './errors.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './routes/audit.js';
+import { breakGlassRoutes } from './breakglass/routes.js';
+import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './routes/auth.js';
 import { importExportRoutes } from './routes/import-export.js';
 import { inventoryRoutes } from './routes/inventory.js';
@@ -39,6 +42,17 @@ export interface GatehouseApp {
   app: FastifyInstance;
   services: Services;
   routes: RouteEntry[];
+  breakglass: BreakGlassService;
+}
+
+/** The paths in `value` of strings (or keys) that hold a NUL character. */
+function nulCharacterPaths(value: unknown, path: readonly (string | number)[] = []): string[] {
+  if (typeof value === 'string') return value.includes('\u0000') ? [formatPath(path)] : [];
+  if (Array.isArray(value)) return value.flatMap((v, i) => nulCharacterPaths(v, [...path, i]));
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value).flatMap(([k, v]) => (k.includes('\u0000') ? [formatPath(path)] : nulCharacterPaths(v, [...path, k])));
+  }
+  return [];
 }
 
 /** Builds the HTTP API: every route under /api/v1 declares its access, or start-up fails. */
@@ -54,6 +68,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   };
   if (opts.https) fastifyOptions.https = opts.https;
   const app = Fastify(fastifyOptions) as unknown as FastifyInstance;
+  // The API takes JSON (and CSV for imports, see import-export.ts): a text/plain body is a
+  // wrong Content-Type (415), not a JSON value to validate.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(handleError);
@@ -68,6 +85,25 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     settings: new Settings(db),
     audit: createAudit(db, logger),
   };
+
+  const breakglass = new BreakGlassService({
+    db,
+    inventory: services.inventory,
+    settings: services.settings,
+    vault,
+    logger,
+    audit: (req, event) => services.audit(req, event),
+    mountedConfig: config.breakglassConfig,
+    retryDelaysMs: config.breakglassRetryDelays
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x !== '')
+      .map((x) => Number(x) * 1000),
+    staleHours: config.breakglassStaleHours,
+  });
+
+  // A run in progress finishes (or fails cleanly) before the database closes.
+  app.addHook('onClose', () => breakglass.stop());
 
   const routes: RouteEntry[] = [];
   app.addHook('onRoute', (route) => {
@@ -108,6 +144,18 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
 
   app.decorateRequest('auth', null);
   app.addHook('onRequest', accessHook(services));
+  // PostgreSQL cannot store a NUL character in text (the query fails), and no field needs
+  // one: refuse it up front, the same on both databases.
+  app.addHook('preValidation', async (req) => {
+    const issues = [
+      ...nulCharacterPaths(req.params).map((p) => `params.${p}`),
+      ...nulCharacterPaths(req.query).map((p) => `querystring.${p}`),
+      ...nulCharacterPaths(req.body).map((p) => (p === '(body)' ? 'body' : p)),
+    ].map((path) => ({ path, message: 'must not contain a NUL character (\\u0000)' }));
+    if (issues.length > 0) {
+      throw new ValidationError(`The request is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
+    }
+  });
   app.addHook('onSend', async (req, reply, payload) => {
     void reply.header('x-content-type-options', 'nosniff');
     void reply.header('strict-transport-security', 'max-age=31536000');
@@ -134,6 +182,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       inventoryRoutes(api, services);
       importExportRoutes(api, services);
       auditRoutes(api, services);
+      breakGlassRoutes(api, services, breakglass);
       done();
     },
     { prefix: API_PREFIX },
@@ -150,5 +199,5 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   );
 
   await app.ready();
-  return { app, services, routes };
+  return { app, services, routes, breakglass };
 }

@@ -10,7 +10,7 @@ import { GatehouseError, formatPath, type FieldIssue } from '@gatehouse/core';
  */
 export const serverConfigSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
-  port: z.coerce.number().int().min(0).max(65535).optional(),
+  port: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).optional(),
   dataDir: z.string().min(1).default('./data'),
   databaseUrl: z
     .string()
@@ -49,6 +49,19 @@ export const serverConfigSchema = z.strictObject({
     .min(1024)
     .max(1024 * 1024 * 1024)
     .default(64 * 1024 * 1024),
+  /** A mounted secret (directory of files, or a file of `key: value` lines) holding the break-glass settings. */
+  breakglassConfig: z.string().min(1).optional(),
+  /** Seconds to wait before each retry of a failed break-glass run (the number of retries is their count). */
+  breakglassRetryDelays: z
+    .string()
+    .regex(/^\s*(\d+(\s*,\s*\d+)*)?\s*$/, 'must be seconds separated by commas, e.g. 60,300')
+    .default('60,300'),
+  /** Alert when the newest successful export is older than this. */
+  breakglassStaleHours: z.coerce
+    .number()
+    .min(1)
+    .max(24 * 30)
+    .default(26),
 });
 
 export type ServerConfig = Readonly<z.infer<typeof serverConfigSchema>> & { readonly port: number };
@@ -69,6 +82,9 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_LOCKOUT_THRESHOLD: 'lockoutThreshold',
   GATEHOUSE_LOCKOUT_MINUTES: 'lockoutMinutes',
   GATEHOUSE_BODY_LIMIT: 'bodyLimit',
+  GATEHOUSE_BREAKGLASS_CONFIG: 'breakglassConfig',
+  GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',
+  GATEHOUSE_BREAKGLASS_STALE_HOURS: 'breakglassStaleHours',
 };
 
 export interface ConfigSources {
@@ -88,7 +104,13 @@ export function loadServerConfig(sources: ConfigSources): ServerConfig {
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('the file must hold one JSON object');
       fromFile = parsed as Record<string, unknown>;
     } catch (error) {
-      throw new GatehouseError('CONFIG_INVALID', `Cannot read the config file ${fileName}: ${(error as Error).message}.`);
+      // JSON.parse's message quotes the text around the error, which may be a secret value.
+      const at = error instanceof SyntaxError ? /at position \d+/.exec(error.message)?.[0] : undefined;
+      const reason =
+        error instanceof SyntaxError
+          ? `it is not valid JSON${at ? ` (${at})` : ''}; check its quotes and commas`
+          : (error as Error).message;
+      throw new GatehouseError('CONFIG_INVALID', `Cannot read the config file ${fileName}: ${reason}.`);
     }
   }
   const fromEnv: Record<string, unknown> = {};
@@ -116,9 +138,16 @@ export function loadServerConfig(sources: ConfigSources): ServerConfig {
     issues.push({ path: merged.tlsCert === undefined ? 'tlsCert' : 'tlsKey', message: 'tlsCert and tlsKey go together' });
   }
   if (issues.length > 0 || !result.success) {
+    // Name where each bad value came from, so the user knows what to edit.
+    const origin = (key: string) => {
+      if (key in fromFlags) return ' (command-line flag)';
+      if (key in fromEnv) return ` (${Object.keys(envKeys).find((name) => envKeys[name] === key) ?? 'environment'})`;
+      if (key in fromFile) return ` (in ${fileName ?? 'the config file'})`;
+      return '';
+    };
     throw new GatehouseError(
       'CONFIG_INVALID',
-      `The configuration is invalid:\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n')}`,
+      `The configuration is invalid:\n${issues.map((i) => `  - ${i.path}${origin(i.path)}: ${i.message}`).join('\n')}`,
       issues,
     );
   }

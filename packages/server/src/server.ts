@@ -24,14 +24,23 @@ export interface RunningServer extends GatehouseApp {
  * one-time set-up token to `<data-dir>/setup-token` for creating the first administrator.
  */
 export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
-  const master = loadMasterKey({ masterKey: config.masterKey, masterKeyFile: config.masterKeyFile, dataDir: config.dataDir, create: true });
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
+    // A new master key only for a database with nothing sealed yet: beside an existing
+    // vault it would open nothing, and would sit in the data directory looking like the key.
+    const sealed = (await db.kysely.selectFrom('vault_keys').select('id').limit(1).executeTakeFirst()) !== undefined;
+    const master = loadMasterKey({
+      masterKey: config.masterKey,
+      masterKeyFile: config.masterKeyFile,
+      dataDir: config.dataDir,
+      create: !sealed,
+    });
     const vault = await openVaultSettlingRotation(db, master);
     const tls = await loadTls(config);
     const built = await buildApp({ config, db, vault, logger, https: { cert: tls.cert, key: tls.key } });
     await prepareFirstRun(db, config, logger);
     const address = await built.app.listen({ host: config.host, port: config.port });
+    await built.breakglass.startBackground();
     const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;

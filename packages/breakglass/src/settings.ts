@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { isAgeRecipient } from './seal.js';
+
+/**
+ * Break-glass settings: the fields of spec/001 (System Management > Break Glass Backup)
+ * plus what we decided in DESIGN.md. One schema for the API, the console and the mounted
+ * Kubernetes secret. Secret fields are marked so they can be masked and sealed.
+ */
+export const secretSettingKeys = ['secretAccessKey', 'accountKey', 'sasToken', 'passphrase'] as const;
+export type SecretSettingKey = (typeof secretSettingKeys)[number];
+
+const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a time of day as HH:mm (00:00 to 23:59)');
+
+export function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const timeZone = z.string().refine(isTimeZone, 'must be an IANA time zone such as UTC, Asia/Tokyo or Europe/Berlin');
+const text = (max: number) => z.string().trim().max(max, `must be at most ${max} characters`);
+const optionalText = (max: number) =>
+  text(max)
+    .optional()
+    .transform((s) => (s === '' ? undefined : s));
+const host = z
+  .string()
+  .trim()
+  .max(500)
+  .refine(
+    (s) => s === '' || /^[A-Za-z0-9.[\]:-]+(:\d+)?(\/.*)?$/.test(s.replace(/^[a-z]+:\/\//i, '')),
+    'must be a host name or address, optionally with :port',
+  )
+  .optional()
+  .transform((s) => (s === '' ? undefined : s));
+
+const common = {
+  executeTime: hhmm,
+  timeZone: timeZone.default('UTC'),
+  /** Object names start with this (a "folder"): the writer policy is scoped to it. */
+  prefix: text(200)
+    .regex(/^[A-Za-z0-9!_.*'()/-]*$/, "may hold letters, digits and ! _ . * ' ( ) / - only")
+    .default('gatehouse/'),
+  encryption: z.enum(['age', 'passphrase', 'none']).default('age'),
+  ageRecipients: z
+    .array(z.string().trim().refine(isAgeRecipient, 'must be an age X25519 recipient (age1…, 62 characters)'))
+    .max(20)
+    .default([]),
+  passphrase: z.string().max(1024).optional(),
+  caBundle: z
+    .string()
+    .max(200_000)
+    .refine((s) => s.trim() === '' || s.includes('-----BEGIN CERTIFICATE-----'), 'must be PEM certificates (-----BEGIN CERTIFICATE-----)')
+    .optional()
+    .transform((s) => (s?.trim() === '' ? undefined : s)),
+  alertWebhookUrl: z
+    .string()
+    .trim()
+    .max(2000)
+    .refine((s) => s === '' || /^https?:\/\//.test(s), 'must be an http(s) URL')
+    .optional()
+    .transform((s) => (s === '' ? undefined : s)),
+};
+
+export const s3Settings = z.strictObject({
+  provider: z.literal('s3'),
+  ...common,
+  accessKeyId: optionalText(256),
+  secretAccessKey: z.string().max(1024).optional(),
+  bucket: z
+    .string()
+    .trim()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid bucket name: 3-63 lower-case letters, digits, dots and hyphens'),
+  protocol: z.enum(['http', 'https']).default('https'),
+  url: host,
+  region: optionalText(64),
+  pathStyle: z.boolean().default(false),
+  acl: z.enum(['bucket-owner-full-control', 'none']).default('bucket-owner-full-control'),
+});
+
+export const blobSettings = z.strictObject({
+  provider: z.literal('blob'),
+  ...common,
+  accountName: z
+    .string()
+    .trim()
+    .regex(/^[a-z0-9]{3,24}$/, 'must be 3-24 lower-case letters and digits'),
+  accountKey: z.string().max(1024).optional(),
+  sasToken: z.string().max(4096).optional(),
+  container: z
+    .string()
+    .trim()
+    .regex(
+      /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/,
+      'must be a valid container name: 3-63 lower-case letters, digits and single hyphens',
+    ),
+  protocol: z.enum(['http', 'https']).default('https'),
+  endpointSuffix: text(200).default('core.windows.net'),
+  blobEndpoint: host,
+});
+
+export const breakGlassSettings = z
+  .discriminatedUnion('provider', [s3Settings, blobSettings], { error: 'must be s3 or blob' })
+  .superRefine((s, ctx) => {
+    if (s.encryption === 'age' && s.ageRecipients.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['ageRecipients'], message: 'needs at least one age recipient when encryption is age' });
+    }
+    if (s.encryption === 'passphrase' && !s.passphrase) {
+      ctx.addIssue({ code: 'custom', path: ['passphrase'], message: 'is required when encryption is passphrase' });
+    }
+    if (s.provider === 's3' && s.accessKeyId && !s.secretAccessKey) {
+      ctx.addIssue({ code: 'custom', path: ['secretAccessKey'], message: 'is required with an access key ID' });
+    }
+    if (s.provider === 'blob' && !s.accountKey && !s.sasToken) {
+      ctx.addIssue({ code: 'custom', path: ['accountKey'], message: 'give the account key or a SAS token' });
+    }
+  });
+
+export type BreakGlassSettings = z.infer<typeof breakGlassSettings>;

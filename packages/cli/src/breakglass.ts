@@ -1,0 +1,201 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { ApiClient, ClientOptions } from './client.js';
+import { formatBytes, readStdin } from './prompt.js';
+
+type Print = (value: unknown) => void;
+
+interface Stage {
+  stage: string;
+  ok: boolean | null;
+  message: string;
+}
+
+function printTest(report: { ok: boolean; stages: Stage[]; privilegeWarnings: string[] }) {
+  for (const s of report.stages) {
+    const mark = s.ok === true ? 'OK  ' : s.ok === false ? 'FAIL' : 'SKIP';
+    process.stdout.write(`${mark} ${s.stage.padEnd(14)} ${s.message}\n`);
+  }
+  for (const w of report.privilegeWarnings) process.stdout.write(`WARN privilege       ${w}\n`);
+  if (report.ok && report.privilegeWarnings.length === 0) process.stdout.write('The key can write and nothing more.\n');
+}
+
+/** `gatehouse breakglass …`: settings, test, runs, policies, and the offline reader. */
+export function breakGlassCommands(
+  program: Command,
+  withClient: (c: Command) => Command,
+  client: (o: ClientOptions) => ApiClient,
+  print: Print,
+) {
+  const bg = program.command('breakglass').description('the daily sealed export of every connection detail, and its offline reader');
+
+  withClient(bg.command('settings'))
+    .description('show the settings (secrets masked), where they come from, and the signing key fingerprint')
+    .action(async (o: ClientOptions) => print(await client(o).call('GET', '/breakglass/settings')));
+
+  withClient(bg.command('configure'))
+    .description('save settings from a JSON file (see docs/BREAKGLASS.md), then run the Test')
+    .requiredOption('--file <settings.json>', 'the settings; secrets may be given as "********" to keep the stored ones')
+    .action(async (o: ClientOptions & { file: string }) => {
+      const body = JSON.parse(readFileSync(o.file, 'utf8')) as unknown;
+      const result = await client(o).call<{ test: Parameters<typeof printTest>[0]; warnings: string[] }>(
+        'PUT',
+        '/breakglass/settings',
+        body,
+      );
+      for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
+      process.stdout.write('Saved. Test:\n');
+      printTest(result.test);
+      if (!result.test.ok) process.exitCode = 1;
+    });
+
+  withClient(bg.command('test'))
+    .description('run the three-stage Test (container, authentication, connection) and the privilege check')
+    .action(async (o: ClientOptions) => {
+      const report = await client(o).call<Parameters<typeof printTest>[0]>('POST', '/breakglass/test', {});
+      printTest(report);
+      if (!report.ok) process.exitCode = 1;
+    });
+
+  withClient(bg.command('run'))
+    .description('run the export now')
+    .option('--wait', 'follow the run to its end, showing progress')
+    .action(async (o: ClientOptions & { wait?: boolean }) => {
+      const api = client(o);
+      let run = await api.call<{ id: string; result: string; error: string | null; uploadedBytes?: number | null; attempts: number }>(
+        'POST',
+        '/breakglass/runs',
+        {},
+      );
+      if (!o.wait) return print(run);
+      while (run.result === 'running') {
+        await new Promise((r) => setTimeout(r, 500));
+        run = await api.call('GET', `/breakglass/runs/${run.id}`);
+        if (process.stderr.isTTY) process.stderr.write(`\rattempt ${run.attempts}: ${formatBytes(run.uploadedBytes ?? 0)} uploaded   `);
+      }
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      print(run);
+      if (run.result !== 'success') process.exitCode = 1;
+    });
+
+  withClient(bg.command('runs'))
+    .description('the run history, newest first')
+    .option('--limit <n>', 'how many', '20')
+    .action(async (o: ClientOptions & { limit: string }) =>
+      print(await client(o).call('GET', `/breakglass/runs?limit=${encodeURIComponent(o.limit)}`)),
+    );
+
+  withClient(bg.command('policy'))
+    .description('print least-privilege policies for the writer (Gatehouse) and the break-glass reader')
+    .option('--writer-arn <arn>', 'the IAM principal Gatehouse writes as')
+    .option('--reader-arn <arn>', 'the IAM principal of the break-glass account')
+    .action(async (o: ClientOptions & { writerArn?: string; readerArn?: string }) => {
+      const q = new URLSearchParams();
+      if (o.writerArn) q.set('writerArn', o.writerArn);
+      if (o.readerArn) q.set('readerArn', o.readerArn);
+      type Part = { description: string; documents: { name: string; content: string }[] };
+      const p = await client(o).call<{ writer: Part; reader: Part }>('GET', `/breakglass/policy${q.size > 0 ? `?${q.toString()}` : ''}`);
+      for (const [who, part] of [['Writer', p.writer] as const, ['Reader', p.reader] as const]) {
+        process.stdout.write(`# ${who}: ${part.description}\n`);
+        for (const d of part.documents) process.stdout.write(`## ${d.name}\n${d.content}\n\n`);
+      }
+    });
+
+  withClient(bg.command('signing-key'))
+    .description('print the public key that signs manifests: keep it offline with the age identity')
+    .action(async (o: ClientOptions) => {
+      const s = await client(o).call<{ signingKey: { publicKeyPem: string; fingerprint: string } }>('GET', '/breakglass/settings');
+      process.stderr.write(`Fingerprint: ${s.signingKey.fingerprint}\n`);
+      process.stdout.write(s.signingKey.publicKeyPem);
+    });
+
+  bg.command('open <file>')
+    .description('open a downloaded export offline: check its manifest, show its age, list devices, print credentials or write PEM keys')
+    .option('--manifest <file>', 'the manifest (default: breakglass.manifest.json beside the file)')
+    .option('--public-key <file>', 'the signing public key you kept offline (gatehouse breakglass signing-key)')
+    .option('--identity <file...>', 'age identity file(s)')
+    .option('--passphrase-stdin', 'read the age passphrase from standard input')
+    .option('--project <name>', 'only this project')
+    .option('--device <name>', "print this device's credentials")
+    .option('--write-keys <dir>', 'write every PEM key as a 0600 file in this directory')
+    .option('--ignore-manifest', 'open even when the manifest is missing or does not match (you are told why)')
+    .action(
+      async (
+        file: string,
+        o: {
+          manifest?: string;
+          publicKey?: string;
+          identity?: string[];
+          passphraseStdin?: boolean;
+          project?: string;
+          device?: string;
+          writeKeys?: string;
+          ignoreManifest?: boolean;
+        },
+      ) => {
+        const { openExport } = await import('@gatehouse/breakglass/reader');
+        const manifestFile = o.manifest ?? path.join(path.dirname(file), 'breakglass.manifest.json');
+        const opened = await openExport({
+          file: readFileSync(file),
+          manifest: existsSync(manifestFile) ? readFileSync(manifestFile, 'utf8') : undefined,
+          publicKeyPem: o.publicKey ? readFileSync(o.publicKey, 'utf8') : undefined,
+          identities: (o.identity ?? []).map((f) => readFileSync(f, 'utf8')),
+          passphrase: o.passphraseStdin ? await readStdin() : undefined,
+        });
+        const m = opened.manifest;
+        if (m.status === 'verified') {
+          process.stdout.write(`Manifest: verified, signed by ${m.manifest.signingKey}; the file is whole (${m.manifest.bytes} bytes).\n`);
+        } else {
+          process.stdout.write(`Manifest: ${m.status.toUpperCase()}: ${m.reason}.\n`);
+          if (!o.ignoreManifest) {
+            process.stderr.write(
+              'Refusing to trust this file. Give --manifest and --public-key, or pass --ignore-manifest to read it anyway.\n',
+            );
+            process.exitCode = 3;
+            return;
+          }
+        }
+        const age = opened.ageHours === null ? 'unknown age' : `${opened.ageHours.toFixed(1)} hours old`;
+        process.stdout.write(`Generated: ${opened.generatedAt ?? 'unknown'} (${age})\n`);
+        const projects = opened.projects.filter((p) => !o.project || p.name === o.project);
+        if (o.writeKeys) {
+          mkdirSync(o.writeKeys, { recursive: true, mode: 0o700 });
+          const used = new Set<string>();
+          for (const k of opened.pemKeys) {
+            let name = (k['PEM file name'] || `${k['Device name']}-${k.Account}.pem`).replace(/[/\\\0]/g, '_');
+            for (let n = 2; used.has(name); n += 1) name = `${n}-${name}`;
+            used.add(name);
+            writeFileSync(path.join(o.writeKeys, name), k['Private key'].endsWith('\n') ? k['Private key'] : `${k['Private key']}\n`, {
+              mode: 0o600,
+            });
+            process.stdout.write(`wrote ${path.join(o.writeKeys, name)} (${k.Project} / ${k['Device name']} / ${k.Account})\n`);
+          }
+          return;
+        }
+        if (o.device) {
+          const rows = projects.flatMap((p) => p.rows.filter((r) => r['Device name'] === o.device).map((r) => ({ project: p.name, ...r })));
+          if (rows.length === 0) {
+            process.stderr.write(
+              `No device named ${o.device}${o.project ? ` in project ${o.project}` : ''}. List them without --device.\n`,
+            );
+            process.exitCode = 1;
+            return;
+          }
+          for (const r of rows) {
+            process.stdout.write('\n');
+            for (const [k, v] of Object.entries(r)) process.stdout.write(`${k.padEnd(19)} ${v}\n`);
+          }
+          return;
+        }
+        for (const p of projects) {
+          process.stdout.write(`\nProject ${p.name} (sheet ${p.sheet}): ${new Set(p.rows.map((r) => r['Device name'])).size} devices\n`);
+          for (const r of p.rows) {
+            process.stdout.write(
+              `  ${r['Device name']}  ${r.Provider}  ${r.Protocol}  ${r['Public IP address'] || '-'}  ${r['Private IP address'] || '-'}  ${r.Account || '(no account)'}\n`,
+            );
+          }
+        }
+      },
+    );
+}

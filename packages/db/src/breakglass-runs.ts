@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto';
+import type { Db } from './connect.js';
+import type { BreakGlassRunTable } from './schema.js';
+
+export interface BreakGlassRun {
+  id: string;
+  trigger: 'schedule' | 'manual' | 'catch-up';
+  startedAt: string;
+  finishedAt: string | null;
+  result: 'running' | 'success' | 'failure';
+  attempts: number;
+  target: string | null;
+  objects: { data?: string; manifest?: string };
+  counts: { projects?: number; devices?: number; accounts?: number; privateKeys?: number };
+  bytes: number | null;
+  sha256: string | null;
+  error: string | null;
+  errorStage: string | null;
+}
+
+const present = (r: BreakGlassRunTable): BreakGlassRun => ({
+  id: r.id,
+  trigger: r.trigger as BreakGlassRun['trigger'],
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  result: r.result as BreakGlassRun['result'],
+  attempts: r.attempts,
+  target: r.target,
+  objects: JSON.parse(r.objects) as BreakGlassRun['objects'],
+  counts: JSON.parse(r.counts) as BreakGlassRun['counts'],
+  bytes: r.bytes === null ? null : Number(r.bytes),
+  sha256: r.sha256,
+  error: r.error,
+  errorStage: r.error_stage,
+});
+
+/** The history of break-glass runs. */
+export class BreakGlassRuns {
+  constructor(readonly db: Db) {}
+
+  async start(trigger: BreakGlassRun['trigger'], target: string | null): Promise<BreakGlassRun> {
+    const row: BreakGlassRunTable = {
+      id: randomUUID(),
+      trigger,
+      started_at: new Date().toISOString(),
+      finished_at: null,
+      result: 'running',
+      attempts: 0,
+      target,
+      objects: '{}',
+      counts: '{}',
+      bytes: null,
+      sha256: null,
+      error: null,
+      error_stage: null,
+    };
+    await this.db.kysely.insertInto('breakglass_runs').values(row).execute();
+    return present(row);
+  }
+
+  async update(
+    id: string,
+    set: Partial<
+      Pick<BreakGlassRun, 'result' | 'attempts' | 'objects' | 'counts' | 'bytes' | 'sha256' | 'error' | 'errorStage' | 'finishedAt'>
+    >,
+  ): Promise<BreakGlassRun> {
+    const row: Partial<BreakGlassRunTable> = {};
+    if (set.result !== undefined) row.result = set.result;
+    if (set.attempts !== undefined) row.attempts = set.attempts;
+    if (set.objects !== undefined) row.objects = JSON.stringify(set.objects);
+    if (set.counts !== undefined) row.counts = JSON.stringify(set.counts);
+    if (set.bytes !== undefined) row.bytes = set.bytes;
+    if (set.sha256 !== undefined) row.sha256 = set.sha256;
+    if (set.error !== undefined) row.error = set.error;
+    if (set.errorStage !== undefined) row.error_stage = set.errorStage;
+    if (set.finishedAt !== undefined) row.finished_at = set.finishedAt;
+    await this.db.kysely.updateTable('breakglass_runs').set(row).where('id', '=', id).execute();
+    return this.get(id);
+  }
+
+  async get(id: string): Promise<BreakGlassRun> {
+    return present(await this.db.kysely.selectFrom('breakglass_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
+  }
+
+  async list(limit = 50): Promise<BreakGlassRun[]> {
+    const rows = await this.db.kysely.selectFrom('breakglass_runs').selectAll().orderBy('started_at', 'desc').limit(limit).execute();
+    return rows.map(present);
+  }
+
+  async lastSuccess(): Promise<BreakGlassRun | undefined> {
+    const row = await this.db.kysely
+      .selectFrom('breakglass_runs')
+      .selectAll()
+      .where('result', '=', 'success')
+      .orderBy('started_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && present(row);
+  }
+
+  async last(): Promise<BreakGlassRun | undefined> {
+    const row = await this.db.kysely.selectFrom('breakglass_runs').selectAll().orderBy('started_at', 'desc').limit(1).executeTakeFirst();
+    return row && present(row);
+  }
+
+  /** Runs left `running` by a process that died are closed as failures at start. */
+  async closeAbandoned(): Promise<number> {
+    const r = await this.db.kysely
+      .updateTable('breakglass_runs')
+      .set({
+        result: 'failure',
+        finished_at: new Date().toISOString(),
+        error: 'The server stopped during this run; the previous export was left as it was.',
+      })
+      .where('result', '=', 'running')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+}

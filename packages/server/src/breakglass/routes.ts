@@ -1,0 +1,175 @@
+import { leastPrivilegePolicies, parseConnectionString } from '@gatehouse/breakglass';
+import { GatehouseError, NotFoundError } from '@gatehouse/core';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Services } from '../services.js';
+import type { BreakGlassService } from './service.js';
+import { presentSettings } from './store.js';
+
+const admin = { access: ['admin'] } as const;
+const readers = { access: ['admin', 'auditor'] } as const;
+/** Settings bodies are checked by the break-glass schema itself, which names every bad field. */
+const settingsBody = z.record(z.string(), z.unknown());
+
+const ENCRYPTION_OFF =
+  'Encryption is OFF: the export in the bucket holds every credential in plain text, readable by anyone who can read the bucket. Turn on age encryption.';
+
+/** Break glass: settings, the Test button, runs and their history, policies, the signing key. */
+export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: BreakGlassService) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  const view = async () => {
+    const { settings, origin, error } = await bg.current();
+    const key = await bg.store.signingKey();
+    return {
+      origin,
+      readOnly: origin === 'mounted',
+      settings: settings ? presentSettings(settings) : null,
+      error: error ?? null,
+      warnings: settings?.encryption === 'none' ? [ENCRYPTION_OFF] : [],
+      nextRun: bg.nextRun()?.toISOString() ?? null,
+      signingKey: { publicKeyPem: key.publicKeyPem, fingerprint: key.fingerprint },
+    };
+  };
+
+  /** Parses a settings body: a pasted connection string fills the Blob fields it holds. */
+  const input = (body: Record<string, unknown>) => {
+    const { connectionString, ...rest } = body;
+    if (typeof connectionString === 'string' && connectionString.trim() !== '')
+      return { ...parseConnectionString(connectionString), ...rest, provider: 'blob' };
+    return rest;
+  };
+
+  r.get(
+    '/breakglass/settings',
+    {
+      config: readers,
+      schema: {
+        tags: ['breakglass'],
+        summary: 'Break-glass settings (secrets masked), where they come from, and the manifest signing key',
+      },
+    },
+    view,
+  );
+
+  r.put(
+    '/breakglass/settings',
+    {
+      config: admin,
+      schema: {
+        tags: ['breakglass'],
+        summary: 'Save the break-glass settings, then run the Test; a secret sent as ******** or left out keeps its stored value',
+        body: settingsBody,
+      },
+    },
+    async (req) => {
+      const { origin } = await bg.current();
+      if (origin === 'mounted') {
+        throw new GatehouseError(
+          'CONFLICT',
+          'The break-glass settings come from a mounted secret (GATEHOUSE_BREAKGLASS_CONFIG) and are read-only here. Change the secret instead.',
+        );
+      }
+      const settings = await bg.store.merge(input(req.body));
+      await bg.store.save(settings);
+      bg.reloadSchedule();
+      await services.audit(req, {
+        action: 'breakglass.settings_update',
+        outcome: 'success',
+        details: { provider: settings.provider, fields: Object.keys(req.body).sort(), encryption: settings.encryption },
+      });
+      if (settings.encryption === 'none') req.log.warn(ENCRYPTION_OFF);
+      const test = await bg.test(settings, req);
+      return { ...(await view()), test };
+    },
+  );
+
+  r.post(
+    '/breakglass/test',
+    {
+      config: admin,
+      schema: {
+        tags: ['breakglass'],
+        summary:
+          'Run the three-stage Test (container, authentication, connection) and the privilege check; with a body, test those settings without saving',
+        body: settingsBody.optional(),
+      },
+    },
+    async (req) => {
+      let settings;
+      if (req.body && Object.keys(req.body).length > 0) settings = await bg.store.merge(input(req.body));
+      else {
+        const current = await bg.current();
+        if (!current.settings)
+          throw new GatehouseError(
+            'CONFLICT',
+            current.error ? `Break glass cannot be tested: ${current.error}` : 'Break glass is not configured yet.',
+          );
+        settings = current.settings;
+      }
+      return bg.test(settings, req);
+    },
+  );
+
+  r.post(
+    '/breakglass/runs',
+    { config: admin, schema: { tags: ['breakglass'], summary: 'Run the export now; answers at once with the run to follow' } },
+    async (req, reply) => {
+      const run = await bg.start('manual', req);
+      return reply.status(202).send(run);
+    },
+  );
+
+  r.get(
+    '/breakglass/runs',
+    {
+      config: readers,
+      schema: {
+        tags: ['breakglass'],
+        summary: 'Run history, newest first',
+        querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) }),
+      },
+    },
+    async (req) => ({ items: await bg.runs.list(req.query.limit) }),
+  );
+
+  r.get(
+    '/breakglass/runs/:id',
+    {
+      config: readers,
+      schema: {
+        tags: ['breakglass'],
+        summary: 'One run, with bytes uploaded so far while it runs',
+        params: z.strictObject({ id: z.string().min(1) }),
+      },
+    },
+    async (req) => {
+      const run = await bg.runs.get(req.params.id).catch(() => {
+        throw new NotFoundError('Break-glass run', req.params.id);
+      });
+      return { ...run, uploadedBytes: bg.progress.get(run.id) ?? run.bytes };
+    },
+  );
+
+  r.get(
+    '/breakglass/policy',
+    {
+      config: admin,
+      schema: {
+        tags: ['breakglass'],
+        summary: 'Least-privilege policies for the writer (Gatehouse) and the break-glass reader',
+        querystring: z.strictObject({ writerArn: z.string().max(300).optional(), readerArn: z.string().max(300).optional() }),
+      },
+    },
+    async (req) => {
+      const { settings } = await bg.current();
+      if (!settings)
+        throw new GatehouseError(
+          'CONFLICT',
+          'Save the break-glass settings first: the policies name the bucket or container and the prefix.',
+        );
+      return leastPrivilegePolicies(settings, req.query);
+    },
+  );
+}

@@ -1,0 +1,415 @@
+import { randomUUID } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import {
+  BlobTarget,
+  exportBreakGlass,
+  exportNames,
+  fingerprintValues,
+  parseMountedConfig,
+  readMountedValues,
+  S3Target,
+  TargetError,
+  type BreakGlassSettings,
+  type Sealing,
+  type StageResult,
+  type StorageTarget,
+  type TestReport,
+} from '@gatehouse/breakglass';
+import { ConflictError, GatehouseError } from '@gatehouse/core';
+import { BreakGlassRuns, Leases, type BreakGlassRun, type Db, type Inventory, type Settings, type Vault } from '@gatehouse/db';
+import { Cron } from 'croner';
+import type { Logger } from '../logger.js';
+import type { Services } from '../services.js';
+import { inventorySource } from './source.js';
+import { BreakGlassStore } from './store.js';
+
+export type SettingsOrigin = 'mounted' | 'database' | 'none';
+
+export interface BreakGlassOptions {
+  db: Db;
+  inventory: Inventory;
+  settings: Settings;
+  vault: Vault;
+  logger: Logger;
+  audit: Services['audit'];
+  /** GATEHOUSE_BREAKGLASS_CONFIG: a mounted secret (directory or key: value file). */
+  mountedConfig?: string | undefined;
+  /** Waits between attempts of a failing run; its length + 1 is the number of attempts. */
+  retryDelaysMs: readonly number[];
+  staleHours: number;
+}
+
+const LEASE = 'breakglass';
+const LEASE_MS = 5 * 60_000;
+
+/** The probe object the Test button writes. */
+export const probeName = (prefix: string) => `${prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`}.gatehouse-probe`;
+
+export function targetFor(s: BreakGlassSettings): StorageTarget {
+  if (s.provider === 's3') {
+    return new S3Target({
+      accessKeyId: s.accessKeyId,
+      secretAccessKey: s.secretAccessKey,
+      bucket: s.bucket,
+      protocol: s.protocol,
+      url: s.url,
+      region: s.region,
+      pathStyle: s.pathStyle,
+      acl: s.acl,
+      caBundle: s.caBundle,
+    });
+  }
+  return new BlobTarget({
+    accountName: s.accountName,
+    accountKey: s.accountKey,
+    sasToken: s.sasToken,
+    container: s.container,
+    protocol: s.protocol,
+    endpointSuffix: s.endpointSuffix,
+    blobEndpoint: s.blobEndpoint,
+    caBundle: s.caBundle,
+  });
+}
+
+export function sealingFor(s: BreakGlassSettings): Sealing {
+  if (s.encryption === 'none') return { kind: 'none' };
+  if (s.encryption === 'passphrase') return { kind: 'passphrase', passphrase: s.passphrase ?? '' };
+  return { kind: 'age', recipients: s.ageRecipients };
+}
+
+/** The latest scheduled time at or before `now` (daily at HH:mm in the zone). */
+export function lastScheduledSlot(executeTime: string, timeZone: string, now = new Date()): Date | undefined {
+  const [h, m] = executeTime.split(':');
+  const cron = new Cron(`${Number(m)} ${Number(h)} * * *`, { timezone: timeZone, paused: true });
+  let slot: Date | undefined;
+  let from = new Date(now.getTime() - 49 * 3_600_000);
+  for (;;) {
+    const next = cron.nextRun(from);
+    if (!next || next > now) return slot;
+    slot = next;
+    from = next;
+  }
+}
+
+/**
+ * Break glass on the server: settings (stored or mounted), the Test button, runs with
+ * history, retries and alerts, the daily schedule with catch-up, and the staleness alarm.
+ * One run at a time across every replica (a lease in the shared database).
+ */
+export class BreakGlassService {
+  readonly store: BreakGlassStore;
+  readonly runs: BreakGlassRuns;
+  private readonly leases: Leases;
+  private readonly holder = randomUUID();
+  private mounted: { settings?: BreakGlassSettings; error?: string; fingerprint?: string } = {};
+  private cron: Cron | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private watcher: FSWatcher | undefined;
+  private active: Promise<unknown> | undefined;
+  private lastStaleAlert = 0;
+  /** Bytes uploaded so far by runs of this process, for progress displays. */
+  readonly progress = new Map<string, number>();
+
+  constructor(private readonly o: BreakGlassOptions) {
+    this.store = new BreakGlassStore(o.settings, o.vault);
+    this.runs = new BreakGlassRuns(o.db);
+    this.leases = new Leases(o.db);
+    if (o.mountedConfig) this.reloadMounted();
+  }
+
+  /** Re-reads the mounted secret; an invalid one is reported by key and blocks runs. */
+  reloadMounted(): boolean {
+    const source = this.o.mountedConfig;
+    if (!source) return false;
+    try {
+      const values = readMountedValues(source);
+      const fingerprint = fingerprintValues(values);
+      if (fingerprint === this.mounted.fingerprint) return false;
+      try {
+        this.mounted = { settings: parseMountedConfig(values, source), fingerprint };
+        this.o.logger.info({ source }, 'break-glass settings loaded from the mounted secret');
+      } catch (error) {
+        this.mounted = { error: (error as Error).message, fingerprint };
+        this.o.logger.error({ source, problem: (error as Error).message }, 'the mounted break-glass configuration is invalid');
+      }
+    } catch (error) {
+      this.mounted = { error: (error as Error).message };
+      this.o.logger.error({ source, problem: (error as Error).message }, 'the mounted break-glass configuration cannot be read');
+    }
+    this.reschedule();
+    return true;
+  }
+
+  async current(): Promise<{ settings: BreakGlassSettings | undefined; origin: SettingsOrigin; error?: string }> {
+    if (this.o.mountedConfig) {
+      return this.mounted.error !== undefined
+        ? { settings: undefined, origin: 'mounted', error: this.mounted.error }
+        : { settings: this.mounted.settings, origin: 'mounted' };
+    }
+    const settings = await this.store.load();
+    return { settings, origin: settings ? 'database' : 'none' };
+  }
+
+  /** The Test button: three stages and the privilege check, audited. */
+  async test(
+    settings: BreakGlassSettings,
+    actor: Parameters<Services['audit']>[0],
+    onStage?: (s: StageResult) => void,
+  ): Promise<TestReport> {
+    const target = targetFor(settings);
+    const report = await target.test(probeName(settings.prefix), onStage);
+    await this.o.audit(actor, {
+      action: 'breakglass.test',
+      outcome: report.ok ? 'success' : 'failure',
+      details: {
+        target: target.location,
+        stages: report.stages.map((s) => ({ stage: s.stage, ok: s.ok })),
+        privilegeWarnings: report.privilegeWarnings.length,
+      },
+    });
+    return report;
+  }
+
+  /**
+   * Starts a run in the background and returns its history row. Refuses when a run is
+   * already going on anywhere.
+   */
+  async start(trigger: BreakGlassRun['trigger'], actor: Parameters<Services['audit']>[0]): Promise<BreakGlassRun> {
+    const { settings, error } = await this.current();
+    if (!settings) {
+      throw new GatehouseError(
+        'CONFLICT',
+        error ? `Break glass cannot run: ${error}` : 'Break glass is not configured yet. Save the settings first.',
+      );
+    }
+    if (!(await this.leases.acquire(LEASE, this.holder, LEASE_MS))) {
+      throw new ConflictError('A break-glass run is already in progress (on this or another server). Wait for it to finish.');
+    }
+    const target = targetFor(settings);
+    const run = await this.runs.start(trigger, target.location);
+    await this.o.audit(actor, {
+      action: 'breakglass.run_start',
+      outcome: 'success',
+      targetType: 'breakglass_run',
+      targetId: run.id,
+      details: { trigger, target: target.location },
+    });
+    const renew = setInterval(() => void this.leases.renew(LEASE, this.holder, LEASE_MS).catch(() => undefined), LEASE_MS / 5);
+    const work = this.attempt(run, settings, target, actor).finally(async () => {
+      clearInterval(renew);
+      this.progress.delete(run.id);
+      await this.leases.release(LEASE, this.holder).catch(() => undefined);
+    });
+    this.active = work.catch(() => undefined);
+    return run;
+  }
+
+  /** Starts a run and waits for it to finish. */
+  async runAndWait(trigger: BreakGlassRun['trigger'], actor: Parameters<Services['audit']>[0]): Promise<BreakGlassRun> {
+    const run = await this.start(trigger, actor);
+    await this.active;
+    return this.runs.get(run.id);
+  }
+
+  private async attempt(
+    run: BreakGlassRun,
+    settings: BreakGlassSettings,
+    target: StorageTarget,
+    actor: Parameters<Services['audit']>[0],
+  ): Promise<void> {
+    const names = exportNames(settings.prefix, sealingFor(settings).kind === 'none' ? 'none' : 'age');
+    const signing = await this.store.signingKey();
+    const delays = this.o.retryDelaysMs;
+    for (let attempt = 1; ; attempt += 1) {
+      await this.runs.update(run.id, { attempts: attempt });
+      try {
+        if (settings.encryption === 'none') {
+          this.o.logger.warn({ run: run.id }, 'break-glass encryption is OFF: the export holds every credential in plain text');
+        }
+        const result = await exportBreakGlass({
+          source: inventorySource(this.o.inventory),
+          sealing: sealingFor(settings),
+          target,
+          names,
+          signingKeyPem: signing.privateKeyPem,
+          onProgress: (bytes) => this.progress.set(run.id, bytes),
+        });
+        await this.runs.update(run.id, {
+          result: 'success',
+          finishedAt: new Date().toISOString(),
+          counts: result.counts,
+          bytes: result.bytes,
+          sha256: result.sha256,
+          objects: names,
+          error: null,
+          errorStage: null,
+        });
+        await this.o.audit(actor, {
+          action: 'breakglass.run',
+          outcome: 'success',
+          targetType: 'breakglass_run',
+          targetId: run.id,
+          details: { attempts: attempt, bytes: result.bytes, sha256: result.sha256, ...result.counts, objects: names },
+        });
+        return;
+      } catch (error) {
+        const stage = error instanceof TargetError ? error.stage : null;
+        const message =
+          error instanceof TargetError || error instanceof GatehouseError
+            ? error.message
+            : `The export failed: ${(error as Error).message}`;
+        const delay = delays[attempt - 1];
+        if (delay !== undefined) {
+          this.o.logger.warn({ run: run.id, attempt, stage, problem: message, retryInMs: delay }, 'break-glass run failed; retrying');
+          await this.runs.update(run.id, { error: message, errorStage: stage });
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          continue;
+        }
+        // Alert first, then close the row: whoever watches the run sees it end after the alert went out.
+        const failed = { ...run, attempts: attempt, error: message, errorStage: stage };
+        await this.alert(
+          'breakglass.run_failed',
+          `Break-glass run ${run.id} failed after ${attempt} attempt(s): ${message} The previous export was left as it was.`,
+          failed,
+          settings,
+        );
+        await this.runs.update(run.id, { result: 'failure', finishedAt: new Date().toISOString(), error: message, errorStage: stage });
+        await this.o.audit(actor, {
+          action: 'breakglass.run',
+          outcome: 'failure',
+          targetType: 'breakglass_run',
+          targetId: run.id,
+          details: { attempts: attempt, stage, error: message },
+        });
+        return;
+      }
+    }
+  }
+
+  /** An alert: an error log line, an audit event, and the webhook when one is set. */
+  async alert(event: string, message: string, run: BreakGlassRun | undefined, settings: BreakGlassSettings | undefined): Promise<void> {
+    this.o.logger.error({ alert: event, run: run?.id }, message);
+    let delivered: boolean | null = null;
+    if (settings?.alertWebhookUrl) {
+      try {
+        const res = await fetch(settings.alertWebhookUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            event,
+            message,
+            at: new Date().toISOString(),
+            run: run ? { id: run.id, startedAt: run.startedAt, error: run.error, stage: run.errorStage } : null,
+          }),
+          signal: AbortSignal.timeout(10_000),
+        });
+        delivered = res.ok;
+        if (!res.ok) this.o.logger.error({ alert: event, status: res.status }, 'the alert webhook refused the alert');
+      } catch (error) {
+        delivered = false;
+        this.o.logger.error({ alert: event, problem: (error as Error).message }, 'the alert webhook could not be reached');
+      }
+    }
+    await this.o.audit(null, {
+      action: 'breakglass.alert',
+      actorName: 'system',
+      outcome: 'failure',
+      details: { event, run: run?.id ?? null, webhookDelivered: delivered },
+    });
+  }
+
+  /** Fires the staleness alarm when the newest successful export is older than staleHours. */
+  async checkStaleness(now = new Date()): Promise<boolean> {
+    const { settings } = await this.current();
+    if (!settings) return false;
+    const last = await this.runs.lastSuccess();
+    const age = last ? now.getTime() - Date.parse(last.startedAt) : Number.POSITIVE_INFINITY;
+    const first = await this.runs.last();
+    // A fresh installation gets a day to make its first export before it is stale.
+    const since = last ? age : first ? now.getTime() - Date.parse(first.startedAt) : 0;
+    if (since <= this.o.staleHours * 3_600_000) return false;
+    if (now.getTime() - this.lastStaleAlert < 6 * 3_600_000) return true;
+    this.lastStaleAlert = now.getTime();
+    await this.alert(
+      'breakglass.stale',
+      last
+        ? `The newest break-glass export is from ${last.startedAt}, older than ${this.o.staleHours} hours. Check the run history and the storage settings.`
+        : `No break-glass export has succeeded yet, and the first run was more than ${this.o.staleHours} hours ago. Check the run history and the storage settings.`,
+      last,
+      settings,
+    );
+    return true;
+  }
+
+  /** Schedules the daily run, catches up a run missed while the server was down, and watches the mounted secret. */
+  async startBackground(): Promise<void> {
+    if (await this.leases.acquire(LEASE, this.holder, LEASE_MS)) {
+      const closed = await this.runs.closeAbandoned();
+      if (closed > 0) this.o.logger.warn({ runs: closed }, 'closed break-glass runs left unfinished by a stopped server');
+      await this.leases.release(LEASE, this.holder);
+    }
+    if (this.o.mountedConfig) {
+      try {
+        this.watcher = watch(this.o.mountedConfig, () => this.reloadMounted());
+      } catch {
+        // Polling below still notices changes.
+      }
+      const poll = setInterval(() => this.reloadMounted(), 5000);
+      poll.unref();
+      this.timers.push(poll);
+    }
+    this.reschedule();
+    const stale = setInterval(
+      () => void this.checkStaleness().catch((e: unknown) => this.o.logger.error({ err: e }, 'staleness check failed')),
+      3_600_000,
+    );
+    stale.unref();
+    this.timers.push(stale);
+    await this.catchUp();
+  }
+
+  /** After the stored settings changed. */
+  reloadSchedule(): void {
+    this.reschedule();
+  }
+
+  private reschedule(): void {
+    this.cron?.stop();
+    this.cron = undefined;
+    void this.current().then(({ settings }) => {
+      if (!settings) return;
+      const [h, m] = settings.executeTime.split(':');
+      this.cron = new Cron(`${Number(m)} ${Number(h)} * * *`, { timezone: settings.timeZone, protect: true }, () => {
+        void this.start('schedule', null).catch((e: unknown) =>
+          this.o.logger.warn({ problem: (e as Error).message }, 'scheduled break-glass run not started'),
+        );
+      });
+    });
+  }
+
+  /** A run missed while the server was down runs now. */
+  async catchUp(now = new Date()): Promise<BreakGlassRun | undefined> {
+    const { settings } = await this.current();
+    if (!settings) return undefined;
+    const slot = lastScheduledSlot(settings.executeTime, settings.timeZone, now);
+    const last = await this.runs.last();
+    if (!slot || (last && Date.parse(last.startedAt) >= slot.getTime())) return undefined;
+    this.o.logger.info({ slot: slot.toISOString() }, 'running the break-glass export missed while the server was down');
+    return this.start('catch-up', null).catch((e: unknown) => {
+      this.o.logger.warn({ problem: (e as Error).message }, 'catch-up break-glass run not started');
+      return undefined;
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.cron?.stop();
+    this.watcher?.close();
+    for (const t of this.timers) clearInterval(t);
+    await this.active;
+  }
+
+  /** The scheduled time of the next run, if any. */
+  nextRun(): Date | null {
+    return this.cron?.nextRun() ?? null;
+  }
+}

@@ -1,0 +1,99 @@
+import {
+  breakGlassSettings,
+  generateSigningKey,
+  secretSettingKeys,
+  signingKeyFingerprint,
+  type BreakGlassSettings,
+  type SecretSettingKey,
+} from '@gatehouse/breakglass';
+import { SECRET_MASK, ValidationError, formatPath } from '@gatehouse/core';
+import type { Settings, Vault } from '@gatehouse/db';
+
+const SETTINGS_KEY = 'breakglass.settings';
+const SIGNING_KEY = 'breakglass.signing_key';
+const scope = (field: string) => ({ table: 'settings', id: 'breakglass', field });
+
+/** The settings as the API shows them: every secret is the fixed mask when set, null when not. */
+export type PresentedSettings = Omit<BreakGlassSettings, SecretSettingKey> & Partial<Record<SecretSettingKey, string | null>>;
+
+export function presentSettings(s: BreakGlassSettings): PresentedSettings {
+  const out: Record<string, unknown> = { ...s };
+  const keys: SecretSettingKey[] = s.provider === 's3' ? ['secretAccessKey', 'passphrase'] : ['accountKey', 'sasToken', 'passphrase'];
+  for (const key of keys) out[key] = (s as Record<string, unknown>)[key] ? SECRET_MASK : null;
+  return out as PresentedSettings;
+}
+
+/** Settings kept in the database, with every secret sealed by the vault. */
+export class BreakGlassStore {
+  constructor(
+    private readonly settings: Settings,
+    private readonly vault: Vault,
+  ) {}
+
+  async load(): Promise<BreakGlassSettings | undefined> {
+    const text = await this.settings.get(SETTINGS_KEY);
+    if (text === undefined) return undefined;
+    const stored = JSON.parse(text) as Record<string, unknown>;
+    for (const key of secretSettingKeys) {
+      const sealed = stored[key];
+      if (typeof sealed === 'string') stored[key] = this.vault.decrypt(scope(key), sealed);
+    }
+    return breakGlassSettings.parse(stored);
+  }
+
+  /**
+   * Validates and merges an update: a secret left out or sent as the mask keeps the
+   * stored value; '' or null clears it. Throws a ValidationError naming every bad field.
+   */
+  async merge(input: Record<string, unknown>): Promise<BreakGlassSettings> {
+    const current = await this.load();
+    const merged: Record<string, unknown> = { ...input };
+    for (const key of secretSettingKeys) {
+      const sent = merged[key];
+      const stored = current && current.provider === input.provider ? (current as Record<string, unknown>)[key] : undefined;
+      if (sent === undefined || sent === SECRET_MASK) {
+        if (stored === undefined) delete merged[key];
+        else merged[key] = stored;
+      } else if (sent === null || sent === '') delete merged[key];
+    }
+    const result = breakGlassSettings.safeParse(merged);
+    if (!result.success) {
+      const issues = result.error.issues.flatMap((i) =>
+        i.code === 'unrecognized_keys'
+          ? i.keys.map((k) => ({ path: k, message: 'is not a break-glass setting' }))
+          : [{ path: formatPath(i.path), message: i.message }],
+      );
+      throw new ValidationError(`The break-glass settings are invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
+    }
+    return result.data;
+  }
+
+  async save(settings: BreakGlassSettings): Promise<void> {
+    const stored: Record<string, unknown> = { ...settings };
+    for (const key of secretSettingKeys) {
+      const value = stored[key];
+      if (typeof value === 'string' && value !== '') stored[key] = this.vault.encrypt(scope(key), value);
+      else delete stored[key];
+    }
+    await this.settings.set(SETTINGS_KEY, JSON.stringify(stored));
+  }
+
+  /** The Ed25519 key that signs manifests: made on first use, the private half sealed. */
+  async signingKey(): Promise<{ privateKeyPem: string; publicKeyPem: string; fingerprint: string }> {
+    const text = await this.settings.get(SIGNING_KEY);
+    if (text !== undefined) {
+      const { publicKeyPem, privateKeyEnc } = JSON.parse(text) as { publicKeyPem: string; privateKeyEnc: string };
+      return {
+        publicKeyPem,
+        privateKeyPem: this.vault.decrypt(scope('signingKey'), privateKeyEnc),
+        fingerprint: signingKeyFingerprint(publicKeyPem),
+      };
+    }
+    const key = generateSigningKey();
+    await this.settings.set(
+      SIGNING_KEY,
+      JSON.stringify({ publicKeyPem: key.publicKeyPem, privateKeyEnc: this.vault.encrypt(scope('signingKey'), key.privateKeyPem) }),
+    );
+    return key;
+  }
+}
