@@ -149,9 +149,15 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     expect(errorOf(wrongCode.res).code).toBe('UNAUTHENTICATED');
     expect(wrongCode.session).toBeUndefined();
 
-    const rightCode = await login(t, user.username, user.password, currentTotp(secret));
+    // The confirm used this period's code; a code is good once, so sign in with the next one.
+    const rightCode = await login(t, user.username, user.password, currentTotp(secret, 1));
     expect(rightCode.res.statusCode).toBe(200);
     expect(rightCode.session).toBeDefined();
+
+    const replayed = await login(t, user.username, user.password, currentTotp(secret, 1));
+    expect(replayed.res.statusCode).toBe(401);
+    expect(errorOf(replayed.res).message).toMatch(/used already/);
+    expect(replayed.session).toBeUndefined();
 
     const again = await t.request('POST', `${API}/auth/totp/enroll`, { token: user.token });
     expect(again.statusCode).toBe(409);
@@ -283,6 +289,7 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
   it('changes the own password only with the current one, and signs in with the new one', async () => {
     const user = await t.userWithToken('auditor');
     const session = await loginOrThrow(t, user.username, user.password);
+    const elsewhere = await loginOrThrow(t, user.username, user.password);
     const change = (body: object) => t.request('POST', `${API}/auth/password`, { headers: sessionHeaders(session), body });
 
     const wrongCurrent = await change({ currentPassword: 'not-my-password', newPassword: 'a-brand-new-password' });
@@ -295,6 +302,9 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
 
     const ok = await change({ currentPassword: user.password, newPassword: 'a-brand-new-password' });
     expect(ok.statusCode).toBe(200);
+    // The other session (someone who knew the old password?) ends; this one goes on.
+    expect((await t.request('GET', `${API}/auth/me`, { headers: sessionHeaders(elsewhere) })).statusCode).toBe(401);
+    expect((await t.request('GET', `${API}/auth/me`, { headers: sessionHeaders(session) })).statusCode).toBe(200);
     expect((await login(t, user.username, user.password)).res.statusCode).toBe(401);
     expect((await login(t, user.username, 'a-brand-new-password')).res.statusCode).toBe(200);
     const events = await auditEvents(t, admin.token, { action: 'auth.password_change', actor: user.username });

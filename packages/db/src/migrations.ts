@@ -175,6 +175,12 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0003_totp_last_step': {
+      async up(db: Kysely<unknown>) {
+        // The last TOTP time step accepted per user: a code is good once.
+        await db.schema.alterTable('users').addColumn('totp_last_step', 'integer').execute();
+      },
+    },
   };
 }
 

@@ -48,6 +48,7 @@ export interface UserTable {
   password_hash: string;
   totp_secret_enc: string | null;
   totp_enabled: number;
+  totp_last_step: number | null;
   failed_logins: number;
   locked_until: string | null;
   disabled: number;

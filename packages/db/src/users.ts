@@ -94,6 +94,7 @@ export class Users {
       password_hash: input.passwordHash,
       totp_secret_enc: null,
       totp_enabled: 0,
+      totp_last_step: null,
       failed_logins: 0,
       locked_until: null,
       disabled: 0,
@@ -192,8 +193,11 @@ export class Users {
     await this.x.deleteFrom('web_sessions').where('id', '=', hashToken(token)).execute();
   }
 
-  async deleteSessionsOf(userId: string): Promise<void> {
-    await this.x.deleteFrom('web_sessions').where('user_id', '=', userId).execute();
+  /** Ends every web session of the user, except the one of `keepToken` when given. */
+  async deleteSessionsOf(userId: string, keepToken?: string): Promise<void> {
+    let q = this.x.deleteFrom('web_sessions').where('user_id', '=', userId);
+    if (keepToken !== undefined) q = q.where('id', '!=', hashToken(keepToken));
+    await q.execute();
   }
 
   async markSessionMfa(token: string): Promise<void> {

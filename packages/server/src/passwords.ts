@@ -39,16 +39,30 @@ export function totpUri(secret: string, username: string): string {
   return new OTPAuth.TOTP({ issuer: 'Gatehouse', label: username, secret: OTPAuth.Secret.fromBase32(secret) }).toString();
 }
 
-/** True when `code` is the current TOTP code (or the one before or after, for clock drift). */
-export function verifyTotp(secret: string, code: string): boolean {
-  if (!/^\d{6}$/.test(code)) return false;
-  const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) });
-  return totp.validate({ token: code, window: 1 }) !== null;
+const TOTP_PERIOD = 30;
+
+/**
+ * The time step of `code` when it is the current TOTP code (or the one before or after,
+ * for clock drift); null when it is not. Callers refuse a step at or before the last one
+ * accepted, so a code cannot be replayed.
+ */
+export function totpStep(secret: string, code: string, now = Date.now()): number | null {
+  if (!/^\d{6}$/.test(code)) return null;
+  const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), period: TOTP_PERIOD });
+  const delta = totp.validate({ token: code, window: 1, timestamp: now });
+  return delta === null ? null : Math.floor(now / 1000 / TOTP_PERIOD) + delta;
 }
 
-/** The current TOTP code for a secret (for tests and the CLI's own enrolment check). */
-export function currentTotp(secret: string): string {
-  return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) }).generate();
+/** True when `code` is a current TOTP code (see totpStep for replay protection). */
+export function verifyTotp(secret: string, code: string): boolean {
+  return totpStep(secret, code) !== null;
+}
+
+/** The TOTP code of a secret for now, or `offsetSteps` periods later (for tests and the CLI). */
+export function currentTotp(secret: string, offsetSteps = 0): string {
+  return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), period: TOTP_PERIOD }).generate({
+    timestamp: Date.now() + offsetSteps * TOTP_PERIOD * 1000,
+  });
 }
 
 /** Random opaque tokens: `ghs_` web sessions, `ghp_` API tokens, `ghsetup_` set-up. */

@@ -14,7 +14,7 @@ import {
   passwordProblem,
   totpUri,
   verifyPassword,
-  verifyTotp,
+  totpStep,
 } from '../passwords.js';
 import type { Services } from '../services.js';
 
@@ -169,10 +169,16 @@ export function authRoutes(app: FastifyInstance, services: Services) {
           throw new GatehouseError('MFA_REQUIRED', 'Enter the 6-digit code from your authenticator app as "totp".');
         }
         const secret = services.vault.decrypt({ table: 'users', id: row.id, field: 'totp' }, row.totp_secret_enc);
-        if (!verifyTotp(secret, totp)) {
+        const step = totpStep(secret, totp);
+        if (step === null) {
           await fail('wrong totp code', true);
           throw new GatehouseError('UNAUTHENTICATED', 'The authenticator code is wrong or expired. Enter the current code.');
         }
+        if (row.totp_last_step !== null && step <= row.totp_last_step) {
+          await fail('totp code replayed', true);
+          throw new GatehouseError('UNAUTHENTICATED', 'That authenticator code was used already. Wait for the next code and enter it.');
+        }
+        await users.update(row.id, { totp_last_step: step });
       }
       await users.update(row.id, { failed_logins: 0, locked_until: null, last_login_at: new Date().toISOString() });
       const csrfToken = await startSession(reply, row.id);
@@ -217,6 +223,8 @@ export function authRoutes(app: FastifyInstance, services: Services) {
       }
       checkPassword(req.body.newPassword, 'newPassword');
       await users.update(row.id, { password_hash: await hashPassword(req.body.newPassword) });
+      // Whoever knew the old password may hold another session: end all but this one.
+      await users.deleteSessionsOf(row.id, auth.sessionToken);
       await services.audit(req, { action: 'auth.password_change', outcome: 'success', targetType: 'user', targetId: row.id });
       return { ok: true };
     },
@@ -248,11 +256,12 @@ export function authRoutes(app: FastifyInstance, services: Services) {
       const row = await users.row(auth.user.id);
       if (row.totp_secret_enc === null) throw new GatehouseError('CONFLICT', 'Start with POST /api/v1/auth/totp/enroll.');
       const secret = services.vault.decrypt({ table: 'users', id: row.id, field: 'totp' }, row.totp_secret_enc);
-      if (!verifyTotp(secret, req.body.code)) {
+      const step = totpStep(secret, req.body.code);
+      if (step === null) {
         await services.audit(req, { action: 'auth.totp_confirm', outcome: 'failure', targetType: 'user', targetId: row.id });
         throw new ValidationError('code is not the current authenticator code.', [{ path: 'code', message: 'is not the current code' }]);
       }
-      await users.update(row.id, { totp_enabled: 1 });
+      await users.update(row.id, { totp_enabled: 1, totp_last_step: step });
       await services.audit(req, { action: 'auth.totp_confirm', outcome: 'success', targetType: 'user', targetId: row.id });
       return { ok: true };
     },

@@ -87,7 +87,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
         checkPassword(req.body.password);
         set.password_hash = await hashPassword(req.body.password);
       }
-      if (req.body.resetTotp) Object.assign(set, { totp_enabled: 0, totp_secret_enc: null });
+      if (req.body.resetTotp) Object.assign(set, { totp_enabled: 0, totp_secret_enc: null, totp_last_step: null });
       const user = await users.update(target.id, set);
       if (req.body.disabled === true || req.body.password !== undefined) await users.deleteSessionsOf(target.id);
       await services.audit(req, {
