@@ -173,64 +173,32 @@ const keep = <T>(v: T | null): T | null | undefined => (v === SECRET_MASK ? unde
 
 /** Writes the rows in one transaction: projects, devices and accounts are created or updated by name. */
 export async function importInventory(inventory: Inventory, rows: ImportRow[]): Promise<Omit<ImportResult, 'dryRun'>> {
-  return inventory.transaction(async (tx) => {
-    const result = { rows: rows.length, projectsCreated: 0, devicesCreated: 0, devicesUpdated: 0, accountsCreated: 0, accountsUpdated: 0 };
-    const projects = new Map<string, string>();
-    const touched = new Set<string>();
-    for (const row of rows) {
-      let projectId = projects.get(row.project);
-      if (projectId === undefined) {
-        projectId = (await tx.findProjectByName(row.project))?.id;
-        if (projectId === undefined) {
-          projectId = (await tx.createProject({ name: row.project, description: null })).id;
-          result.projectsCreated += 1;
-        }
-        projects.set(row.project, projectId);
-      }
-      const fields = {
-        projectId,
-        name: row.device,
-        provider: row.provider,
-        protocols: [...new Set(row.protocols)] as (typeof protocols)[number][],
-        publicIp: row.public_ip,
-        privateIp: row.private_ip,
-        urlPort: row.url_port,
-        accessType: row.access_type,
-        tags: [...new Set(row.tags)] as string[],
-      };
-      const existing = await tx.findDevice(projectId, row.device);
-      let deviceId: string;
-      if (existing) {
-        deviceId = existing.id;
-        if (!touched.has(deviceId)) {
-          await tx.updateDevice(deviceId, fields);
-          result.devicesUpdated += 1;
-        }
-      } else {
-        deviceId = (await tx.createDevice(fields)).id;
-        result.devicesCreated += 1;
-      }
-      touched.add(deviceId);
-      if (row.account === null) continue;
-      const account = (await tx.listAccounts(deviceId)).find((a) => a.username === row.account);
-      const extra = keep(row.extra_credential) as Record<string, string> | null | undefined;
-      const secrets = {
-        password: keep(row.password),
-        privateKey: keep(row.private_key),
-        passphrase: keep(row.passphrase),
-        extraCredential: extra,
-        pemFileName: row.pem_file_name,
-      };
-      if (account) {
-        await tx.updateAccount(account.id, Object.fromEntries(Object.entries(secrets).filter(([, v]) => v !== undefined)));
-        result.accountsUpdated += 1;
-      } else {
-        await tx.createAccount({ deviceId, username: row.account, ...secrets });
-        result.accountsCreated += 1;
-      }
-    }
-    return result;
-  });
+  const items = rows.map((row) => ({
+    project: row.project,
+    device: {
+      name: row.device,
+      provider: row.provider,
+      protocols: [...new Set(row.protocols)] as (typeof protocols)[number][],
+      publicIp: row.public_ip,
+      privateIp: row.private_ip,
+      urlPort: row.url_port,
+      accessType: row.access_type,
+      tags: [...new Set(row.tags)] as string[],
+    },
+    account:
+      row.account === null
+        ? null
+        : {
+            username: row.account,
+            password: keep(row.password),
+            privateKey: keep(row.private_key),
+            passphrase: keep(row.passphrase),
+            extraCredential: keep(row.extra_credential) as Record<string, string> | null | undefined,
+            pemFileName: row.pem_file_name,
+          },
+  }));
+  const counts = await inventory.transaction((tx) => tx.importItems(items));
+  return { rows: rows.length, ...counts };
 }
 
 /** Every device and account as rows, secrets shown only as the mask. */
