@@ -14,6 +14,11 @@ command -v age >/dev/null 2>&1 || need_apt+=(age)
 command -v xlsx2csv >/dev/null 2>&1 || need_apt+=(xlsx2csv)
 # Debian's aws CLI at /usr/bin/aws downloads what the S3 target wrote (tests call it by path).
 [ -x /usr/bin/aws ] || need_apt+=(awscli)
+# A throwaway Ceph cluster whose RADOS Gateway enforces SigV4 and bucket policies
+# (packages/breakglass/src/rgw.test.ts; ceph-common comes with them: ceph, radosgw-admin).
+command -v radosgw >/dev/null 2>&1 || need_apt+=(radosgw)
+command -v ceph-mon >/dev/null 2>&1 || need_apt+=(ceph-mon)
+command -v ceph-osd >/dev/null 2>&1 || need_apt+=(ceph-osd)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -34,3 +39,16 @@ node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a=
 npm ci --no-audit --no-fund
 npm run build
 npm run ci
+
+# Node.js 24 as well as this machine's Node.js: the unit and API tests again on Node 24
+# from npm, against PostgreSQL (the embedded database's native driver is built for the
+# machine's Node.js only; on another version "npm rebuild better-sqlite3" builds it).
+if [ "${GATEHOUSE_SKIP_NODE24:-}" != "1" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" != "24" ]; then
+  node24_dir=.tmp/node24
+  if [ ! -x "$node24_dir/node_modules/.bin/node" ]; then
+    mkdir -p "$node24_dir"
+    npm install --prefix "$node24_dir" --no-audit --no-fund --no-save node@24 >/dev/null
+  fi
+  echo "Unit and API tests on $("$node24_dir/node_modules/.bin/node" --version) (PostgreSQL)"
+  GATEHOUSE_TEST_DIALECTS=postgres "$node24_dir/node_modules/.bin/node" node_modules/vitest/vitest.mjs run --project unit
+fi

@@ -236,10 +236,10 @@ describe('break-glass settings from a mounted secret', () => {
       ageRecipients: recipient,
       prefix: 'mounted/',
     });
-    t = await createTestApp('sqlite', { breakglassConfig: mount });
+    t = await createTestApp(dialects[0] ?? 'sqlite', { breakglassConfig: mount });
     admin = (await t.userWithToken('admin')).token;
   });
-  afterAll(() => t.close());
+  afterAll(() => t?.close());
 
   it('wins over the database, is read-only, and masks its secrets', async () => {
     const shown = (await t.request('GET', '/api/v1/breakglass/settings', { token: admin })).json<{

@@ -5,8 +5,14 @@ import path from 'node:path';
 import { openDatabase, type Db, type DialectName } from '@gatehouse/db';
 import pg from 'pg';
 
-/** Both databases every data-layer and API test runs against. */
-export const dialects: readonly DialectName[] = ['sqlite', 'postgres'];
+/**
+ * Both databases every data-layer and API test runs against. GATEHOUSE_TEST_DIALECTS
+ * narrows it (e.g. `postgres` on a Node.js whose native SQLite driver is not built).
+ */
+export const dialects: readonly DialectName[] = (process.env.GATEHOUSE_TEST_DIALECTS ?? 'sqlite,postgres')
+  .split(',')
+  .map((d) => d.trim())
+  .filter((d): d is DialectName => d === 'sqlite' || d === 'postgres');
 
 /** PostgreSQL as these machines run it: 127.0.0.1:5432, trust auth. Override with TEST_POSTGRES_URL. */
 export const postgresAdminUrl = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';

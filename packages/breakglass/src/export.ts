@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
-import { PassThrough, pipeline, Transform, type Readable } from 'node:stream';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
+import { pipeline as pipelinePromise } from 'node:stream/promises';
 import { signManifest, type SignedManifest } from './manifest.js';
 import { sealStream, type Sealing } from './seal.js';
 import type { StorageTarget } from './targets/target.js';
@@ -24,8 +29,10 @@ export interface ExportOptions {
   names: ExportNames;
   signingKeyPem: string;
   now?: Date;
-  /** Called with the bytes uploaded so far. */
+  /** Called with the sealed bytes produced so far. */
   onProgress?: (bytes: number) => void;
+  /** Where the sealed file is staged before its upload (default: the system's temp dir). */
+  stagingDir?: string | undefined;
 }
 
 export interface ExportResult {
@@ -50,46 +57,69 @@ class Digest extends Transform {
   }
 }
 
+/** S3's limit for one PUT; an export this large would need a multipart upload. */
+const MAX_SINGLE_PUT = 5 * 1024 ** 3;
+
 /**
- * One break-glass run: workbook → age → storage, streamed end to end (the plaintext is
- * never on disk and never whole in memory), then the signed manifest. Each object is
- * replaced atomically by its upload, so a run that fails while writing the workbook
- * leaves the previous workbook and manifest as they were.
+ * One break-glass run: workbook → age → a staged file → storage, then the signed
+ * manifest. The workbook is streamed (never whole in memory) and sealed before anything
+ * touches disk: only ciphertext is staged (mode 0600, removed afterwards). Staging lets
+ * the upload be one plain PUT with a known length — atomic on every S3 and Azure server,
+ * and what put-only policies with an ACL condition allow (their multipart parts carry no
+ * ACL header and are refused). A run that fails anywhere leaves the previous workbook
+ * and manifest as they were. With encryption explicitly off, the plain workbook is held
+ * in memory instead, so it never reaches disk either.
  */
 export async function exportBreakGlass(opts: ExportOptions): Promise<ExportResult> {
   const now = opts.now ?? new Date();
   const plain = new PassThrough({ highWaterMark: 1024 * 1024 });
   const digest = new Digest(opts.onProgress);
   const sealed: Readable = await sealStream(plain, opts.sealing);
+  const stagingDir = opts.stagingDir ?? os.tmpdir();
+  await mkdir(stagingDir, { recursive: true, mode: 0o700 });
+  const dir = await mkdtemp(path.join(stagingDir, 'gatehouse-breakglass-'));
+  try {
+    const file = path.join(dir, 'export');
+    const held: Buffer[] = [];
+    const sink: Writable =
+      opts.sealing.kind === 'none'
+        ? new Writable({
+            write(chunk: Buffer, _enc, done) {
+              held.push(chunk);
+              done();
+            },
+          })
+        : createWriteStream(file, { mode: 0o600 });
+    // pipeline() owns the error events from the sealer to the staged file; a failing
+    // source tears the pipe down, a failing pipe stops the workbook.
+    const staging = pipelinePromise(sealed, digest, sink);
+    const writing = writeConnectionWorkbook(opts.source, plain, now).catch((error: unknown) => {
+      plain.destroy(error as Error);
+      throw error;
+    });
+    const [counts] = await Promise.all([writing, staging]);
+    if (digest.bytes > MAX_SINGLE_PUT)
+      throw new Error(`The sealed export is ${digest.bytes} bytes, more than one upload can hold (5 GiB).`);
 
-  // pipeline() owns the error events between the sealer and the digest. A failure on
-  // either side tears down the other, so neither waits forever: a failing source aborts
-  // the upload (the multipart upload is abandoned, the old object stays), a failing
-  // upload stops the workbook.
-  pipeline(sealed, digest, () => undefined);
-  const writing = writeConnectionWorkbook(opts.source, plain, now).catch((error: unknown) => {
-    plain.destroy(error as Error);
-    throw error;
-  });
-  const uploading = opts.target.putStream(opts.names.data, digest, 'application/octet-stream').catch((error: unknown) => {
-    plain.destroy(error as Error);
-    throw error;
-  });
-  const [counts] = await Promise.all([writing, uploading]);
+    if (opts.sealing.kind === 'none') await opts.target.putBytes(opts.names.data, Buffer.concat(held), 'application/octet-stream');
+    else await opts.target.putFile(opts.names.data, file, digest.bytes, 'application/octet-stream');
 
-  const sha256 = digest.hash.digest('hex');
-  const manifest = signManifest(
-    {
-      generatedAt: now.toISOString(),
-      object: opts.names.data,
-      bytes: digest.bytes,
-      sha256,
-      sealing: opts.sealing.kind === 'none' ? 'none' : opts.sealing.kind,
-      recipients: opts.sealing.kind === 'age' ? [...opts.sealing.recipients] : [],
-      counts,
-    },
-    opts.signingKeyPem,
-  );
-  await opts.target.putBytes(opts.names.manifest, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'application/json');
-  return { counts, bytes: digest.bytes, sha256, manifest };
+    const sha256 = digest.hash.digest('hex');
+    const manifest = signManifest(
+      {
+        generatedAt: now.toISOString(),
+        object: opts.names.data,
+        bytes: digest.bytes,
+        sha256,
+        sealing: opts.sealing.kind === 'none' ? 'none' : opts.sealing.kind,
+        recipients: opts.sealing.kind === 'age' ? [...opts.sealing.recipients] : [],
+        counts,
+      },
+      opts.signingKeyPem,
+    );
+    await opts.target.putBytes(opts.names.manifest, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'application/json');
+    return { counts, bytes: digest.bytes, sha256, manifest };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

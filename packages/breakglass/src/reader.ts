@@ -43,28 +43,33 @@ function identityLines(text: string): string[] {
 }
 
 /**
+ * Checks a file against its manifest: the signature against the public key kept offline,
+ * then the file's size and SHA-256. Cheap, and needs no decryption: a reader can refuse a
+ * damaged or replaced file before trying to open it.
+ */
+export function checkManifest(file: Buffer, manifestText: string | undefined, publicKeyPem: string | undefined): OpenedExport['manifest'] {
+  if (manifestText === undefined) return { status: 'unverified', reason: 'no manifest was given' };
+  if (!publicKeyPem) {
+    return { status: 'unverified', reason: 'no signing public key was given (--public-key): the manifest cannot be trusted' };
+  }
+  const check = verifyManifest(manifestText, publicKeyPem);
+  if (!check.ok) return { status: 'invalid', reason: check.reason };
+  const sha256 = createHash('sha256').update(file).digest('hex');
+  if (sha256 !== check.manifest.sha256 || file.length !== check.manifest.bytes) {
+    return {
+      status: 'invalid',
+      reason: `the file does not match its manifest (SHA-256 ${sha256.slice(0, 16)}…, manifest says ${check.manifest.sha256.slice(0, 16)}…): it was replaced or damaged, or a run failed between its two uploads — check the run history`,
+    };
+  }
+  return { status: 'verified', manifest: check.manifest };
+}
+
+/**
  * Opens a break-glass export with no server, database or network: checks the manifest
  * (signature, hash, size), decrypts with age, and reads every sheet.
  */
 export async function openExport(o: OpenOptions): Promise<OpenedExport> {
-  let manifest: OpenedExport['manifest'] = { status: 'unverified', reason: 'no manifest was given' };
-  if (o.manifest !== undefined) {
-    if (!o.publicKeyPem) {
-      manifest = { status: 'unverified', reason: 'no signing public key was given (--public-key): the manifest cannot be trusted' };
-    } else {
-      const check = verifyManifest(o.manifest, o.publicKeyPem);
-      if (!check.ok) manifest = { status: 'invalid', reason: check.reason };
-      else {
-        const sha256 = createHash('sha256').update(o.file).digest('hex');
-        if (sha256 !== check.manifest.sha256 || o.file.length !== check.manifest.bytes) {
-          manifest = {
-            status: 'invalid',
-            reason: `the file does not match its manifest (SHA-256 ${sha256.slice(0, 16)}…, manifest says ${check.manifest.sha256.slice(0, 16)}…): it was replaced or damaged, or a run failed between its two uploads — check the run history`,
-          };
-        } else manifest = { status: 'verified', manifest: check.manifest };
-      }
-    }
-  }
+  const manifest = checkManifest(o.file, o.manifest, o.publicKeyPem);
 
   let xlsx = o.file;
   if (o.file.subarray(0, AGE_MAGIC.length).toString('latin1') === AGE_MAGIC) {

@@ -134,16 +134,14 @@ export function breakGlassCommands(
           ignoreManifest?: boolean;
         },
       ) => {
-        const { openExport } = await import('@gatehouse/breakglass/reader');
+        const { checkManifest, openExport } = await import('@gatehouse/breakglass/reader');
         const manifestFile = o.manifest ?? path.join(path.dirname(file), 'breakglass.manifest.json');
-        const opened = await openExport({
-          file: readFileSync(file),
-          manifest: existsSync(manifestFile) ? readFileSync(manifestFile, 'utf8') : undefined,
-          publicKeyPem: o.publicKey ? readFileSync(o.publicKey, 'utf8') : undefined,
-          identities: (o.identity ?? []).map((f) => readFileSync(f, 'utf8')),
-          passphrase: o.passphraseStdin ? await readStdin() : undefined,
-        });
-        const m = opened.manifest;
+        const bytes = readFileSync(file);
+        const manifestText = existsSync(manifestFile) ? readFileSync(manifestFile, 'utf8') : undefined;
+        const publicKeyPem = o.publicKey ? readFileSync(o.publicKey, 'utf8') : undefined;
+        // The manifest is checked before anything is decrypted: a damaged or replaced file is
+        // refused as such, not reported as an age failure.
+        const m = checkManifest(bytes, manifestText, publicKeyPem);
         if (m.status === 'verified') {
           process.stdout.write(`Manifest: verified, signed by ${m.manifest.signingKey}; the file is whole (${m.manifest.bytes} bytes).\n`);
         } else {
@@ -156,6 +154,13 @@ export function breakGlassCommands(
             return;
           }
         }
+        const opened = await openExport({
+          file: bytes,
+          manifest: manifestText,
+          publicKeyPem,
+          identities: (o.identity ?? []).map((f) => readFileSync(f, 'utf8')),
+          passphrase: o.passphraseStdin ? await readStdin() : undefined,
+        });
         const age = opened.ageHours === null ? 'unknown age' : `${opened.ageHours.toFixed(1)} hours old`;
         process.stdout.write(`Generated: ${opened.generatedAt ?? 'unknown'} (${age})\n`);
         const projects = opened.projects.filter((p) => !o.project || p.name === o.project);

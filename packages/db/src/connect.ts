@@ -51,7 +51,17 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
 function openSqlite(dataDir: string): Db {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = path.join(dataDir, 'gatehouse.sqlite');
-  const database = new SQLite(file);
+  let database: SQLite.Database;
+  try {
+    database = new SQLite(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_DLOPEN_FAILED') throw error;
+    // The native driver was built for another Node.js version (node_modules copied across).
+    throw new GatehouseError(
+      'NOT_READY',
+      `The embedded database driver (better-sqlite3) was built for another Node.js version than ${process.version}. Run "npm rebuild better-sqlite3", or use PostgreSQL with DATABASE_URL.`,
+    );
+  }
   // The file holds only sealed secrets, but its metadata (users, inventory, audit) is private too.
   for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
   database.pragma('journal_mode = WAL');

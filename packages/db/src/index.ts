@@ -12,7 +12,17 @@ export {
   type AuditVerification,
 } from './audit.js';
 export { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
-export { Inventory, type ImportItem, type ImportCounts, type Project, type Device, type Account, type AccountSecrets, type DeviceQuery, type DeviceSort } from './inventory.js';
+export {
+  Inventory,
+  type ImportItem,
+  type ImportCounts,
+  type Project,
+  type Device,
+  type Account,
+  type AccountSecrets,
+  type DeviceQuery,
+  type DeviceSort,
+} from './inventory.js';
 export { Users, Settings, hashToken, presentUser, type User, type ApiToken, type Grant } from './users.js';
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';

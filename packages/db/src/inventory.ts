@@ -120,6 +120,25 @@ export interface ImportCounts {
   accountsUpdated: number;
 }
 
+/**
+ * An account with its decrypted secrets, for the break-glass export, built as one object
+ * literal: spreading presentAccount() into a new object per account made V8 keep many of
+ * them past young-generation GCs (bench/README.md).
+ */
+const presentAccountWithSecrets = (r: AccountTable, secrets: AccountSecrets): Account & { secrets: AccountSecrets } => ({
+  id: r.id,
+  deviceId: r.device_id,
+  username: r.username,
+  password: mask(r.password_enc),
+  privateKey: mask(r.private_key_enc),
+  pemFileName: r.pem_file_name,
+  passphrase: mask(r.passphrase_enc),
+  extraCredential: mask(r.extra_credential_enc),
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  secrets,
+});
+
 export type DeviceSort = 'name' | '-name' | 'provider' | 'createdAt' | '-createdAt';
 
 export interface DeviceQuery {
@@ -544,7 +563,12 @@ export class Inventory {
       let q = this.x.selectFrom('devices').selectAll().where('project_id', '=', projectId);
       if (after) {
         const a = after;
-        q = q.where((eb) => eb.or([eb('name', '>', a.name), eb.and([eb('name', '=', a.name), eb('id', '>', a.id)])]));
+        // `name >= ?` restates what the OR implies so the (project_id, name) index seeks to
+        // the page instead of filtering from the project's first device: without it each page
+        // rescans the ones before, quadratic in a project's devices (bench/README.md).
+        q = q
+          .where('name', '>=', a.name)
+          .where((eb) => eb.or([eb('name', '>', a.name), eb.and([eb('name', '=', a.name), eb('id', '>', a.id)])]));
       }
       const devices = await q.orderBy('name').orderBy('id').limit(pageSize).execute();
       if (devices.length === 0) return;
@@ -559,11 +583,15 @@ export class Inventory {
         .orderBy('username')
         .execute();
       const byDevice = new Map<string, AccountTable[]>();
-      for (const a of accounts) byDevice.set(a.device_id, [...(byDevice.get(a.device_id) ?? []), a]);
+      for (const a of accounts) {
+        const list = byDevice.get(a.device_id);
+        if (list) list.push(a);
+        else byDevice.set(a.device_id, [a]);
+      }
       for (const d of devices) {
         yield {
           device: presentDevice(d),
-          accounts: (byDevice.get(d.id) ?? []).map((a) => ({ ...presentAccount(a), secrets: this.secretsOf(a) })),
+          accounts: (byDevice.get(d.id) ?? []).map((a) => presentAccountWithSecrets(a, this.secretsOf(a))),
         };
       }
       const last = devices[devices.length - 1] as DeviceTable;

@@ -39,6 +39,23 @@ export class Leases {
     return Number(r.numUpdatedRows) > 0;
   }
 
+  /** Who holds the lease now (lapsed or not), if anyone. */
+  async holderOf(name: string): Promise<string | undefined> {
+    const row = await this.db.kysely.selectFrom('leases').select('holder').where('name', '=', name).executeTakeFirst();
+    return row?.holder;
+  }
+
+  /** Takes the lease from `from`, a holder known to be gone; false when someone else has it by now. */
+  async takeOver(name: string, from: string, holder: string, ttlMs: number): Promise<boolean> {
+    const r = await this.db.kysely
+      .updateTable('leases')
+      .set({ holder, expires_at: new Date(Date.now() + ttlMs).toISOString() })
+      .where('name', '=', name)
+      .where('holder', '=', from)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
   async release(name: string, holder: string): Promise<void> {
     await this.db.kysely.deleteFrom('leases').where('name', '=', name).where('holder', '=', holder).execute();
   }

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -100,6 +101,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       .filter((x) => x !== '')
       .map((x) => Number(x) * 1000),
     staleHours: config.breakglassStaleHours,
+    timeoutSeconds: config.breakglassTimeoutSeconds,
+    stagingDir: path.join(config.dataDir, 'tmp'),
   });
 
   // A run in progress finishes (or fails cleanly) before the database closes.

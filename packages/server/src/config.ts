@@ -56,6 +56,8 @@ export const serverConfigSchema = z.strictObject({
     .string()
     .regex(/^\s*(\d+(\s*,\s*\d+)*)?\s*$/, 'must be seconds separated by commas, e.g. 60,300')
     .default('60,300'),
+  /** Seconds before a request to the break-glass bucket or container is given up (each of its two tries). */
+  breakglassTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(30),
   /** Alert when the newest successful export is older than this. */
   breakglassStaleHours: z.coerce
     .number()
@@ -85,6 +87,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_BREAKGLASS_CONFIG: 'breakglassConfig',
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',
   GATEHOUSE_BREAKGLASS_STALE_HOURS: 'breakglassStaleHours',
+  GATEHOUSE_BREAKGLASS_TIMEOUT_SECONDS: 'breakglassTimeoutSeconds',
 };
 
 export interface ConfigSources {

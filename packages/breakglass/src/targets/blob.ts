@@ -1,6 +1,5 @@
 import { Agent } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import type { Readable } from 'node:stream';
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
 import { networkReason, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
 
@@ -79,12 +78,10 @@ export class BlobTarget implements StorageTarget {
     }
   }
 
-  /** uploadStream stages blocks and commits the list at the end: the blob changes only then. */
-  async putStream(name: string, body: Readable, contentType: string): Promise<void> {
+  /** uploadFile stages blocks and commits the list at the end: the blob changes only then. */
+  async putFile(name: string, file: string, _bytes: number, contentType: string): Promise<void> {
     try {
-      await this.container
-        .getBlockBlobClient(name)
-        .uploadStream(body, 4 * 1024 * 1024, 2, { blobHTTPHeaders: { blobContentType: contentType } });
+      await this.container.getBlockBlobClient(name).uploadFile(file, { blobHTTPHeaders: { blobContentType: contentType }, concurrency: 2 });
     } catch (error) {
       throw this.explain(error, name);
     }

@@ -1,6 +1,6 @@
 import { Agent } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import type { Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -10,7 +10,6 @@ import {
   S3Client,
   type ObjectCannedACL,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { networkReason, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
 
@@ -74,7 +73,10 @@ export class S3Target implements StorageTarget {
       maxAttempts: 2,
       requestHandler: new NodeHttpHandler({
         connectionTimeout: timeout,
-        requestTimeout: timeout,
+        // An idle timeout: a request that gets no answer is given up, one that is still
+        // moving bytes is not. (requestTimeout only logs a warning unless
+        // throwOnRequestTimeout is set, and it would cut off a slow but healthy upload.)
+        socketTimeout: timeout,
         httpsAgent: new Agent({ keepAlive: true, ca: config.caBundle ? [...rootCertificates, config.caBundle] : undefined }),
       }),
     });
@@ -84,17 +86,19 @@ export class S3Target implements StorageTarget {
     return this.config.acl === 'none' ? {} : { ACL: this.config.acl };
   }
 
-  /** Multipart for large bodies: the object appears only when the upload completes. */
-  async putStream(name: string, body: Readable, contentType: string): Promise<void> {
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.config.bucket, Key: name, Body: body, ContentType: contentType, ...this.acl() },
-      queueSize: 2,
-      partSize: 8 * 1024 * 1024,
-      leavePartsOnError: false,
-    });
+  /** One PutObject with a known length: atomic, and allowed by put-only policies with an ACL condition. */
+  async putFile(name: string, file: string, bytes: number, contentType: string): Promise<void> {
     try {
-      await upload.done();
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.config.bucket,
+          Key: name,
+          Body: createReadStream(file),
+          ContentLength: bytes,
+          ContentType: contentType,
+          ...this.acl(),
+        }),
+      );
     } catch (error) {
       throw this.explain(error, name);
     }

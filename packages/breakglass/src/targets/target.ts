@@ -1,5 +1,3 @@
-import type { Readable } from 'node:stream';
-
 /** The three stages of the Test button (spec/001), in order. */
 export const testStages = ['container', 'authentication', 'connection'] as const;
 export type TestStage = (typeof testStages)[number];
@@ -23,10 +21,10 @@ export interface StorageTarget {
   /** Where it writes, for messages and the run history: no secret in it. */
   readonly location: string;
   /**
-   * Replaces the object `name` with the stream's bytes, atomically: readers see the old
-   * object until the new one is complete, and never a partial one.
+   * Replaces the object `name` with the file's bytes in one upload, atomically: readers
+   * see the old object until the new one is complete, and never a partial one.
    */
-  putStream(name: string, body: Readable, contentType: string): Promise<void>;
+  putFile(name: string, file: string, bytes: number, contentType: string): Promise<void>;
   putBytes(name: string, body: Buffer, contentType: string): Promise<void>;
   /** Runs the three stages with a small probe object, then checks for excess rights. */
   test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport>;

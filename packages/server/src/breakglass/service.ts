@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
+import { hostname } from 'node:os';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import {
   BlobTarget,
   exportBreakGlass,
@@ -37,15 +40,42 @@ export interface BreakGlassOptions {
   /** Waits between attempts of a failing run; its length + 1 is the number of attempts. */
   retryDelaysMs: readonly number[];
   staleHours: number;
+  /** GATEHOUSE_BREAKGLASS_TIMEOUT_SECONDS: how long a request to the bucket or container may take (default 30). */
+  timeoutSeconds?: number | undefined;
+  /** Where sealed exports are staged before upload (ciphertext only); leftovers of a crash are removed at start. */
+  stagingDir: string;
 }
 
 const LEASE = 'breakglass';
 const LEASE_MS = 5 * 60_000;
 
+/** Lease holders of this process, so that one is never mistaken for a holder that died. */
+const holdersHere = new Set<string>();
+
+/**
+ * Whether a lease holder (`host/pid/uuid`) is a process of this machine that is gone: a
+ * server killed mid-run (kill -9, OOM, power loss) leaves its lease behind, and without
+ * this the restarted server would refuse runs, and leave the dead run "running", until
+ * the lease lapsed. A holder on another machine can only lapse.
+ */
+function isDeadLocalHolder(holder: string): boolean {
+  const [host, pidText] = holder.split('/');
+  const pid = Number(pidText);
+  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || holdersHere.has(holder)) return false;
+  // The same PID as ours but not one of our holders: an earlier incarnation (PID 1 in a restarted container).
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 /** The probe object the Test button writes. */
 export const probeName = (prefix: string) => `${prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`}.gatehouse-probe`;
 
-export function targetFor(s: BreakGlassSettings): StorageTarget {
+export function targetFor(s: BreakGlassSettings, timeoutSeconds?: number): StorageTarget {
   if (s.provider === 's3') {
     return new S3Target({
       accessKeyId: s.accessKeyId,
@@ -57,6 +87,7 @@ export function targetFor(s: BreakGlassSettings): StorageTarget {
       pathStyle: s.pathStyle,
       acl: s.acl,
       caBundle: s.caBundle,
+      timeoutSeconds,
     });
   }
   return new BlobTarget({
@@ -68,6 +99,7 @@ export function targetFor(s: BreakGlassSettings): StorageTarget {
     endpointSuffix: s.endpointSuffix,
     blobEndpoint: s.blobEndpoint,
     caBundle: s.caBundle,
+    timeoutSeconds,
   });
 }
 
@@ -100,7 +132,7 @@ export class BreakGlassService {
   readonly store: BreakGlassStore;
   readonly runs: BreakGlassRuns;
   private readonly leases: Leases;
-  private readonly holder = randomUUID();
+  private readonly holder = `${hostname()}/${process.pid}/${randomUUID()}`;
   private mounted: { settings?: BreakGlassSettings; error?: string; fingerprint?: string } = {};
   private cron: Cron | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -114,7 +146,18 @@ export class BreakGlassService {
     this.store = new BreakGlassStore(o.settings, o.vault);
     this.runs = new BreakGlassRuns(o.db);
     this.leases = new Leases(o.db);
+    holdersHere.add(this.holder);
     if (o.mountedConfig) this.reloadMounted();
+  }
+
+  /** Takes the run lease: free, lapsed, or left by a dead process of this machine. */
+  private async acquireLease(): Promise<boolean> {
+    if (await this.leases.acquire(LEASE, this.holder, LEASE_MS)) return true;
+    const other = await this.leases.holderOf(LEASE);
+    if (other === undefined || !isDeadLocalHolder(other)) return false;
+    if (!(await this.leases.takeOver(LEASE, other, this.holder, LEASE_MS))) return false;
+    this.o.logger.warn({ holder: other }, 'took over the break-glass run lease left by a server process that is gone');
+    return true;
   }
 
   /** Re-reads the mounted secret; an invalid one is reported by key and blocks runs. */
@@ -156,7 +199,7 @@ export class BreakGlassService {
     actor: Parameters<Services['audit']>[0],
     onStage?: (s: StageResult) => void,
   ): Promise<TestReport> {
-    const target = targetFor(settings);
+    const target = targetFor(settings, this.o.timeoutSeconds);
     const report = await target.test(probeName(settings.prefix), onStage);
     await this.o.audit(actor, {
       action: 'breakglass.test',
@@ -182,10 +225,12 @@ export class BreakGlassService {
         error ? `Break glass cannot run: ${error}` : 'Break glass is not configured yet. Save the settings first.',
       );
     }
-    if (!(await this.leases.acquire(LEASE, this.holder, LEASE_MS))) {
+    if (!(await this.acquireLease())) {
       throw new ConflictError('A break-glass run is already in progress (on this or another server). Wait for it to finish.');
     }
-    const target = targetFor(settings);
+    // With the lease held nothing else runs: a run still "running" was left by a server that stopped.
+    await this.runs.closeAbandoned();
+    const target = targetFor(settings, this.o.timeoutSeconds);
     const run = await this.runs.start(trigger, target.location);
     await this.o.audit(actor, {
       action: 'breakglass.run_start',
@@ -233,6 +278,7 @@ export class BreakGlassService {
           names,
           signingKeyPem: signing.privateKeyPem,
           onProgress: (bytes) => this.progress.set(run.id, bytes),
+          stagingDir: this.o.stagingDir,
         });
         await this.runs.update(run.id, {
           result: 'success',
@@ -343,7 +389,11 @@ export class BreakGlassService {
 
   /** Schedules the daily run, catches up a run missed while the server was down, and watches the mounted secret. */
   async startBackground(): Promise<void> {
-    if (await this.leases.acquire(LEASE, this.holder, LEASE_MS)) {
+    await mkdir(this.o.stagingDir, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(this.o.stagingDir)) {
+      if (name.startsWith('gatehouse-breakglass-')) await rm(path.join(this.o.stagingDir, name), { recursive: true, force: true });
+    }
+    if (await this.acquireLease()) {
       const closed = await this.runs.closeAbandoned();
       if (closed > 0) this.o.logger.warn({ runs: closed }, 'closed break-glass runs left unfinished by a stopped server');
       await this.leases.release(LEASE, this.holder);
@@ -402,6 +452,7 @@ export class BreakGlassService {
   }
 
   async stop(): Promise<void> {
+    holdersHere.delete(this.holder);
     this.cron?.stop();
     this.watcher?.close();
     for (const t of this.timers) clearInterval(t);

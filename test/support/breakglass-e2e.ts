@@ -1,0 +1,357 @@
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { connect, createServer as createTcpServer, type Socket } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gatehouseBin } from './server.js';
+import { freePort } from './storage.js';
+
+/**
+ * Helpers for the break-glass e2e tests: the Debian aws CLI, a restartable s3rver, an
+ * alert webhook receiver, and stand-ins for storage that refuses or never answers.
+ */
+
+/** The Debian package's aws CLI: what a break-glass holder has on the day, not the SDK the server uses. */
+export const AWS_CLI = '/usr/bin/aws';
+
+/** s3rver accepts any signature made with the key pair S3RVER / S3RVER. */
+const awsEnv = (): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH,
+  HOME: process.env.HOME,
+  AWS_ACCESS_KEY_ID: 'S3RVER',
+  AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  AWS_DEFAULT_REGION: 'us-east-1',
+  AWS_CONFIG_FILE: '/dev/null',
+  AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+  AWS_PAGER: '',
+});
+
+/** `aws s3 cp s3://bucket/key dest` against an S3-compatible endpoint (http://host:port). */
+export function awsDownload(endpointUrl: string, bucket: string, key: string, dest: string): Buffer {
+  execFileSync(AWS_CLI, ['--endpoint-url', endpointUrl, 's3', 'cp', '--only-show-errors', `s3://${bucket}/${key}`, dest], {
+    env: awsEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60_000,
+  });
+  return readFileSync(dest);
+}
+
+const bin = (name: string) => fileURLToPath(new URL(`../../node_modules/.bin/${name}`, import.meta.url));
+
+async function waitForPort(port: number, child: ChildProcess, what: string, log: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}): ${log()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not open port ${port}: ${log()}`);
+}
+
+/**
+ * s3rver on a fixed port and data directory that outlive a stop, so a test can take the
+ * storage down, bring it back and look at what it holds (storage.ts's startS3rver removes
+ * its directory when stopped).
+ */
+export class RestartableS3rver {
+  private child: ChildProcess | undefined;
+  private log = '';
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    private readonly buckets: string[],
+  ) {}
+
+  static async start(dir: string, buckets: string[]): Promise<RestartableS3rver> {
+    mkdirSync(dir, { recursive: true });
+    const s3 = new RestartableS3rver(dir, await freePort(), buckets);
+    await s3.restart();
+    return s3;
+  }
+
+  /** host:port, as the `url` setting takes it. */
+  get endpoint(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get endpointUrl(): string {
+    return `http://${this.endpoint}`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The multipart uploads s3rver holds unfinished, in every bucket (s3rver keeps each in `<bucket>/._S3rver_uploads/<id>`). */
+  multipartUploads(): string[] {
+    const root = path.join(this.dir, 'data');
+    return this.buckets.flatMap((bucket) => {
+      const uploads = path.join(root, bucket, '._S3rver_uploads');
+      return existsSync(uploads) ? readdirSync(uploads).map((id) => `${bucket}/${id}`) : [];
+    });
+  }
+
+  async restart(): Promise<void> {
+    if (this.running) return;
+    const args = ['-d', path.join(this.dir, 'data'), '-a', '127.0.0.1', '-p', String(this.port), '-s', '--no-vhost-buckets'];
+    for (const b of this.buckets) args.push('--configure-bucket', b);
+    this.log = '';
+    const child = spawn(bin('s3rver'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
+    this.child = child;
+    await waitForPort(this.port, child, 's3rver', () => this.log);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+export interface Alert {
+  event: string;
+  message: string;
+  at: string;
+  run: { id: string; error: string | null; stage: string | null } | null;
+}
+
+/** A webhook receiver standing in for the on-call system: keeps every JSON POST it gets. */
+export class AlertHook {
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+    readonly received: Alert[],
+  ) {}
+
+  static async start(): Promise<AlertHook> {
+    const received: Alert[] = [];
+    const server = createHttpServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        try {
+          received.push(JSON.parse(body) as Alert);
+          res.end('ok');
+        } catch {
+          res.statusCode = 400;
+          res.end();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return new AlertHook(server, `http://127.0.0.1:${(server.address() as { port: number }).port}/alerts`, received);
+  }
+
+  /** The alerts about one run. */
+  forRun(id: string): Alert[] {
+    return this.received.filter((a) => a.run?.id === id);
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** A local listener that is closed with `close()`, and whatever it was asked. */
+export interface StandIn {
+  endpoint: string;
+  requests: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * Stand-in for an S3 endpoint whose bucket policy denies the key: s3rver cannot refuse a
+ * request (it accepts every signature and has no policies), so this answers every request
+ * the way S3 does then, 403 with an AccessDenied XML error body.
+ */
+export async function startAccessDeniedS3(): Promise<StandIn> {
+  const requests: string[] = [];
+  const server = createHttpServer((req: IncomingMessage, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => {
+      const body =
+        req.method === 'HEAD'
+          ? ''
+          : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>${randomBytes(8).toString('hex')}</RequestId></Error>`;
+      res.writeHead(403, { 'content-type': 'application/xml', 'x-amz-request-id': 'standin' });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    requests,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A TCP listener that accepts connections and never says a word: a storage endpoint that hangs. */
+export async function startSilentTcp(): Promise<StandIn> {
+  const sockets = new Set<Socket>();
+  const requests: string[] = [];
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    requests.push('connection');
+    socket.on('data', () => undefined);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    requests,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * An HTTP proxy in front of a storage server that holds back the requests `hold` picks
+ * until `release()`: a run that reaches its upload then stays in progress for as long
+ * as a test needs, whatever the speed of the machine. Headers go through untouched, so
+ * request signatures still verify.
+ */
+export async function startHoldingProxy(
+  upstream: { host: string; port: number },
+  hold: (method: string, url: string) => boolean,
+): Promise<StandIn & { held: () => number; release(): void }> {
+  const requests: string[] = [];
+  let open: (() => void) | undefined;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let held = 0;
+  const server = createHttpServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const forward = () => {
+      const out = httpRequest(
+        { host: upstream.host, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      out.on('error', () => res.destroy());
+      req.pipe(out);
+    };
+    if (hold(req.method ?? '', req.url ?? '')) {
+      held += 1;
+      req.pause();
+      void gate.then(forward);
+    } else forward();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    requests,
+    held: () => held,
+    release: () => open?.(),
+    close: () => {
+      open?.();
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** `age-keygen -o <dir>/identity.txt`; the recipient is what `age-keygen -y` prints. */
+export function ageKeygen(dir: string, name = 'identity.txt'): { identityFile: string; recipient: string } {
+  const identityFile = path.join(dir, name);
+  execFileSync('age-keygen', ['-o', identityFile], { stdio: 'ignore' });
+  const recipient = execFileSync('age-keygen', ['-y', identityFile], { encoding: 'utf8' }).trim();
+  return { identityFile, recipient };
+}
+
+export const inventoryHeader =
+  'project,device,provider,protocols,public_ip,private_ip,url_port,access_type,tags,account,password,private_key,pem_file_name,passphrase,extra_credential';
+
+/** One CSV field, quoted when it has to be. */
+export const csvField = (v: string): string => (/[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+
+/** An inventory CSV of `devices` devices with one account each and a random password, spread over `projects` projects. */
+export function writeBulkInventory(file: string, devices: number, prefix: string, projects = 5, passwordLength = 24): void {
+  const lines = [inventoryHeader];
+  for (let d = 0; d < devices; d++) {
+    const password = randomBytes(passwordLength).toString('base64url').slice(0, passwordLength);
+    lines.push(
+      `${prefix}-project-${d % projects},${prefix}-host-${String(d).padStart(6, '0')},aws,ssh,,10.${(d >> 16) & 255}.${(d >> 8) & 255}.${d & 255},,gateway,,admin,${password},,,,`,
+    );
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
+/** Polls `check` until it returns something other than undefined, or throws naming `what`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, everyMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface OfflineResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time from spawn to exit. */
+  ms: number;
+}
+
+/**
+ * Runs the `gatehouse` executable as the break-glass holder would on the day: no
+ * Gatehouse setting but a GATEHOUSE_URL that points nowhere, no credentials, and (with
+ * `isolateNetwork`) inside a network namespace of its own, where no address is reachable.
+ */
+export function runOffline(args: string[], opts: { cwd: string; isolateNetwork: boolean; stdin?: string }): Promise<OfflineResult> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_') && k !== 'DATABASE_URL') env[k] = v;
+  env.GATEHOUSE_URL = 'https://gatehouse.invalid:8443';
+  env.GATEHOUSE_CREDENTIALS = path.join(opts.cwd, 'no-such-credentials.json');
+  const command = opts.isolateNetwork
+    ? ['unshare', '-rn', process.execPath, gatehouseBin, ...args]
+    : [process.execPath, gatehouseBin, ...args];
+  const started = performance.now();
+  const child = spawn(command[0] ?? '', command.slice(1), { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  child.stdin.end(opts.stdin ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: performance.now() - started });
+    });
+  });
+}
+
+/** Whether this machine lets us run a command in a network namespace of its own (no interface but a down loopback). */
+export function canIsolateNetwork(): boolean {
+  return spawnSync('unshare', ['-rn', 'true'], { stdio: 'ignore' }).status === 0;
+}
