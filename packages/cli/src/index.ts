@@ -138,6 +138,18 @@ export function buildProgram(): Command {
         ([name], o) => ({ name, description: o.description }),
       ),
     );
+  withClient(projects.command('show <id>')).action(api('GET', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`));
+  withClient(projects.command('update <id>'))
+    .description('change the fields given')
+    .option('--name <name>')
+    .option('--description <text>')
+    .action(
+      api(
+        'PATCH',
+        ([id]) => `/projects/${encodeURIComponent(id ?? '')}`,
+        (_a, o) => ({ name: o.name, description: o.description }),
+      ),
+    );
   withClient(projects.command('delete <id>')).action(api('DELETE', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`));
 
   const devices = program.command('devices').description('devices');
@@ -180,6 +192,35 @@ export function buildProgram(): Command {
         }),
       ),
     );
+  withClient(devices.command('show <id>')).action(api('GET', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`));
+  withClient(devices.command('update <id>'))
+    .description('change the fields given; --protocol and --tag replace the lists')
+    .option('--name <name>')
+    .option('--project <id>', 'move to another project')
+    .option('--provider <provider>')
+    .option('--protocol <p...>')
+    .option('--public-ip <ip>')
+    .option('--private-ip <ip>')
+    .option('--url-port <url>')
+    .option('--access-type <type>')
+    .option('--tag <tag...>')
+    .action(
+      api(
+        'PATCH',
+        ([id]) => `/devices/${encodeURIComponent(id ?? '')}`,
+        (_a, o) => ({
+          name: o.name,
+          projectId: o.project,
+          provider: o.provider,
+          protocols: o.protocol,
+          publicIp: o.publicIp,
+          privateIp: o.privateIp,
+          urlPort: o.urlPort,
+          accessType: o.accessType,
+          tags: o.tag,
+        }),
+      ),
+    );
   withClient(devices.command('delete <id>')).action(api('DELETE', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`));
 
   const accounts = program.command('accounts').description('accounts on devices');
@@ -204,6 +245,35 @@ export function buildProgram(): Command {
         return;
       },
     );
+  withClient(accounts.command('show <accountId>')).action(api('GET', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`));
+  withClient(accounts.command('update <accountId>'))
+    .description('change the fields given; secrets are read from stdin or files, never from the command line')
+    .option('--username <name>')
+    .option('--password-stdin', 'read the new password from standard input')
+    .option('--clear-password', 'remove the stored password')
+    .option('--private-key-file <file>', 'a new PEM private key')
+    .option('--pem-file-name <name>')
+    .action(
+      async (
+        accountId: string,
+        o: ClientOptions & {
+          username?: string;
+          passwordStdin?: boolean;
+          clearPassword?: boolean;
+          privateKeyFile?: string;
+          pemFileName?: string;
+        },
+      ) => {
+        const body: Record<string, unknown> = { username: o.username, pemFileName: o.pemFileName };
+        if (o.passwordStdin) body.password = await readStdin();
+        if (o.clearPassword) body.password = null;
+        if (o.privateKeyFile) {
+          body.privateKey = readFileSync(o.privateKeyFile, 'utf8');
+          body.pemFileName = o.pemFileName ?? path.basename(o.privateKeyFile);
+        }
+        print(await client(o).call('PATCH', `/accounts/${encodeURIComponent(accountId)}`, body));
+      },
+    );
   withClient(accounts.command('reveal <accountId>'))
     .requiredOption('--reason <text>', 'why you need the secret (audited)')
     .action(
@@ -224,6 +294,33 @@ export function buildProgram(): Command {
       print(await client(o).call('POST', '/users', { username, role: o.role, password: await password(o, `Password for ${username}: `) }));
       return;
     });
+  withClient(users.command('update <userId>'))
+    .addOption(new Option('--role <role>').choices(['admin', 'operator', 'auditor']))
+    .option('--disable', 'disable the user and end their sessions')
+    .option('--enable', 'enable the user again')
+    .option('--password-stdin', "set the user's password from standard input (ends their sessions)")
+    .option('--reset-totp', "remove the user's authenticator enrolment")
+    .action(
+      async (
+        userId: string,
+        o: ClientOptions & { role?: string; disable?: boolean; enable?: boolean; passwordStdin?: boolean; resetTotp?: boolean },
+      ) => {
+        const body: Record<string, unknown> = { role: o.role };
+        if (o.disable) body.disabled = true;
+        if (o.enable) body.disabled = false;
+        if (o.passwordStdin) body.password = await readStdin();
+        if (o.resetTotp) body.resetTotp = true;
+        print(await client(o).call('PATCH', `/users/${encodeURIComponent(userId)}`, body));
+      },
+    );
+  withClient(users.command('unlock <userId>')).action(
+    api(
+      'POST',
+      ([id]) => `/users/${encodeURIComponent(id ?? '')}/unlock`,
+      () => ({}),
+    ),
+  );
+  withClient(users.command('delete <userId>')).action(api('DELETE', ([id]) => `/users/${encodeURIComponent(id ?? '')}`));
   withClient(users.command('grant <userId> <projectId>'))
     .option('--device <id>')
     .option('--account <id>')
