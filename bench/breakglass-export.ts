@@ -25,7 +25,6 @@ import {
   exportBreakGlass,
   exportNames,
   generateSigningKey,
-  S3Target,
   sealStream,
   verifyManifest,
   writeConnectionWorkbook,
@@ -35,6 +34,7 @@ import {
   type Sealing,
   type WorkbookCounts,
 } from '@gatehouse/breakglass';
+import { S3Target } from '@gatehouse/breakglass/s3';
 import { Inventory, openDatabase, openVault, type Account, type AccountSecrets, type Db, type Device, type Vault } from '@gatehouse/db';
 import { sql } from 'kysely';
 import pg from 'pg';

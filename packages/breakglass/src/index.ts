@@ -34,8 +34,9 @@ export {
   type TestReport,
   type TestStage,
 } from './targets/target.js';
-export { S3Target, s3Endpoint, type S3TargetConfig } from './targets/s3.js';
-export { BlobTarget, parseConnectionString, normalizeSuffix, type BlobTargetConfig } from './targets/blob.js';
+export type { S3TargetConfig } from './targets/s3.js';
+export type { BlobTargetConfig } from './targets/blob.js';
+export { parseConnectionString, normalizeSuffix } from './targets/connection-string.js';
 export {
   breakGlassSettings,
   s3Settings,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parseConnectionString } from './targets/blob.js';
+import { parseConnectionString } from './targets/connection-string.js';
 import { blobSettings, breakGlassSettings, s3Settings, type BreakGlassSettings } from './settings.js';
 
 /** A key of the mounted secret and what it holds, for the documentation and the errors. */

@@ -1,6 +1,7 @@
 import { Agent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
+import { normalizeSuffix } from './connection-string.js';
 import { networkReason, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
 
 export interface BlobTargetConfig {
@@ -17,33 +18,6 @@ export interface BlobTargetConfig {
   blobEndpoint?: string | undefined;
   caBundle?: string | undefined;
   timeoutSeconds?: number | undefined;
-}
-
-/** Splits an Azure connection string into the fields above (the console's paste box). */
-export function parseConnectionString(text: string): Partial<BlobTargetConfig> {
-  const fields = new Map<string, string>();
-  for (const part of text.split(';')) {
-    const at = part.indexOf('=');
-    if (at <= 0) continue;
-    fields.set(part.slice(0, at).trim().toLowerCase(), part.slice(at + 1).trim());
-  }
-  const protocol = fields.get('defaultendpointsprotocol')?.toLowerCase();
-  const out: Partial<BlobTargetConfig> = {};
-  if (protocol === 'http' || protocol === 'https') out.protocol = protocol;
-  if (fields.has('accountname')) out.accountName = fields.get('accountname');
-  if (fields.has('accountkey')) out.accountKey = fields.get('accountkey');
-  if (fields.has('endpointsuffix')) out.endpointSuffix = normalizeSuffix(fields.get('endpointsuffix') ?? '');
-  if (fields.has('blobendpoint')) out.blobEndpoint = fields.get('blobendpoint');
-  if (fields.has('sharedaccesssignature')) out.sasToken = fields.get('sharedaccesssignature');
-  return out;
-}
-
-/** `https://core.windows.net/` → `core.windows.net` (spec/001 shows the suffix both ways). */
-export function normalizeSuffix(suffix: string): string {
-  return suffix
-    .trim()
-    .replace(/^[a-z]+:\/\//i, '')
-    .replace(/\/+$/, '');
 }
 
 interface AzureError {

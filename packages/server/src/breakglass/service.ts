@@ -4,13 +4,11 @@ import { hostname } from 'node:os';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  BlobTarget,
   exportBreakGlass,
   exportNames,
   fingerprintValues,
   parseMountedConfig,
   readMountedValues,
-  S3Target,
   TargetError,
   type BreakGlassSettings,
   type Sealing,
@@ -75,8 +73,10 @@ function isDeadLocalHolder(holder: string): boolean {
 /** The probe object the Test button writes. */
 export const probeName = (prefix: string) => `${prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`}.gatehouse-probe`;
 
-export function targetFor(s: BreakGlassSettings, timeoutSeconds?: number): StorageTarget {
+/** The storage target of the settings; each cloud SDK is loaded only when its target is used. */
+export async function targetFor(s: BreakGlassSettings, timeoutSeconds?: number): Promise<StorageTarget> {
   if (s.provider === 's3') {
+    const { S3Target } = await import('@gatehouse/breakglass/s3');
     return new S3Target({
       accessKeyId: s.accessKeyId,
       secretAccessKey: s.secretAccessKey,
@@ -90,6 +90,7 @@ export function targetFor(s: BreakGlassSettings, timeoutSeconds?: number): Stora
       timeoutSeconds,
     });
   }
+  const { BlobTarget } = await import('@gatehouse/breakglass/blob');
   return new BlobTarget({
     accountName: s.accountName,
     accountKey: s.accountKey,
@@ -199,7 +200,7 @@ export class BreakGlassService {
     actor: Parameters<Services['audit']>[0],
     onStage?: (s: StageResult) => void,
   ): Promise<TestReport> {
-    const target = targetFor(settings, this.o.timeoutSeconds);
+    const target = await targetFor(settings, this.o.timeoutSeconds);
     const report = await target.test(probeName(settings.prefix), onStage);
     await this.o.audit(actor, {
       action: 'breakglass.test',
@@ -230,7 +231,7 @@ export class BreakGlassService {
     }
     // With the lease held nothing else runs: a run still "running" was left by a server that stopped.
     await this.runs.closeAbandoned();
-    const target = targetFor(settings, this.o.timeoutSeconds);
+    const target = await targetFor(settings, this.o.timeoutSeconds);
     const run = await this.runs.start(trigger, target.location);
     await this.o.audit(actor, {
       action: 'breakglass.run_start',
