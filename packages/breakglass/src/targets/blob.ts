@@ -2,7 +2,7 @@ import { Agent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
 import { normalizeSuffix } from './connection-string.js';
-import { networkReason, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
+import { networkReason, runTestStages, succeeds, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
 
 export interface BlobTargetConfig {
   accountName: string;
@@ -100,83 +100,39 @@ export class BlobTarget implements StorageTarget {
   }
 
   async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
-    const stages: StageResult[] = [];
-    const report = (s: StageResult) => {
-      stages.push(s);
-      onStage?.(s);
-    };
-    const skipped = (stage: StageResult['stage'], why: string) => report({ stage, ok: null, message: `Not checked: ${why}.` });
-    const done = (privilegeWarnings: string[] = []): TestReport => ({ ok: stages.every((s) => s.ok === true), stages, privilegeWarnings });
-
-    // A write-only SAS may not read the container's properties; only its write can then tell.
-    let containerKnown: boolean | undefined;
-    try {
-      await this.container.getProperties();
-      containerKnown = true;
-    } catch (error) {
-      const network = networkReason(error, this.endpoint);
-      if (network) {
-        report({ stage: 'container', ok: false, message: network });
-        skipped('authentication', 'the storage account could not be reached');
-        skipped('connection', 'the storage account could not be reached');
-        return done();
-      }
-      if (codeOf(error) === 'ContainerNotFound') containerKnown = false;
-    }
-    if (containerKnown === false) {
-      report({
-        stage: 'container',
-        ok: false,
-        message: `Container ${this.config.container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
-      });
-      report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
-      skipped('connection', 'the container does not exist');
-      return done();
-    }
-    try {
-      await this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain');
-    } catch (error) {
-      const e = error as TargetError;
-      if (e.stage === 'container') {
-        report({ stage: 'container', ok: false, message: e.message });
-        report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
-        skipped('connection', 'the container does not exist');
-      } else if (e.stage === 'authentication') {
-        if (containerKnown) report({ stage: 'container', ok: true, message: `Container ${this.config.container} exists.` });
-        else skipped('container', 'without valid credentials the container cannot be checked');
-        report({ stage: 'authentication', ok: false, message: e.message });
-        skipped('connection', 'authentication failed');
-      } else {
-        report({ stage: 'container', ok: true, message: `Container ${this.config.container} exists.` });
-        report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
-        report({ stage: 'connection', ok: false, message: e.message });
-      }
-      return done();
-    }
-    report({ stage: 'container', ok: true, message: `Container ${this.config.container} exists.` });
-    report({ stage: 'authentication', ok: true, message: 'The storage account accepted the credentials.' });
-    report({ stage: 'connection', ok: true, message: `Uploaded the probe blob ${probeName}.` });
-    return done(await this.excessRights(probeName));
+    const container = this.config.container;
+    return runTestStages(
+      {
+        what: `Container ${container}`,
+        missing: `Container ${container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
+        accepted: 'The storage account accepted the credentials.',
+        exists: async () => {
+          // A write-only SAS may not read the container's properties: only its write can then tell.
+          try {
+            await this.container.getProperties();
+            return true;
+          } catch (error) {
+            return networkReason(error, this.endpoint) ?? (codeOf(error) === 'ContainerNotFound' ? false : undefined);
+          }
+        },
+        probeName,
+        write: () => this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain'),
+        excessRights: () => this.excessRights(probeName),
+      },
+      onStage,
+    );
   }
 
   private async excessRights(probeName: string): Promise<string[]> {
     const warnings: string[] = [];
-    const allowed = async (fn: () => Promise<unknown>) => {
-      try {
-        await fn();
-        return true;
-      } catch {
-        return false;
-      }
-    };
     const blob = this.container.getBlockBlobClient(probeName);
-    if (await allowed(() => blob.downloadToBuffer())) {
+    if (await succeeds(() => blob.downloadToBuffer())) {
       warnings.push('The credentials can READ blobs: whoever holds them could download the exports. Use a SAS with create and write only.');
     }
-    if (await allowed(() => this.container.listBlobsFlat().byPage({ maxPageSize: 1 }).next())) {
+    if (await succeeds(() => this.container.listBlobsFlat().byPage({ maxPageSize: 1 }).next())) {
       warnings.push('The credentials can LIST the container. Use a SAS with create and write only.');
     }
-    if (await allowed(() => blob.delete())) {
+    if (await succeeds(() => blob.delete())) {
       warnings.push('The credentials can DELETE blobs: whoever holds them could remove the exports. Use a SAS with create and write only.');
     }
     return warnings;

@@ -11,7 +11,7 @@ import {
   type ObjectCannedACL,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { networkReason, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
+import { networkReason, runTestStages, succeeds, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
 
 export interface S3TargetConfig {
   /** Empty to use the default AWS credential chain (environment, profile, instance role). */
@@ -145,90 +145,43 @@ export class S3Target implements StorageTarget {
   }
 
   async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
-    const stages: StageResult[] = [];
-    const report = (s: StageResult) => {
-      stages.push(s);
-      onStage?.(s);
-    };
-    const skipped = (stage: StageResult['stage'], why: string) => report({ stage, ok: null, message: `Not checked: ${why}.` });
-    const done = (privilegeWarnings: string[] = []): TestReport => ({ ok: stages.every((s) => s.ok === true), stages, privilegeWarnings });
-
-    // A least-privilege key may not HEAD the bucket (403); only its write can then tell.
-    let bucketKnown: boolean | undefined;
-    try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.config.bucket }));
-      bucketKnown = true;
-    } catch (error) {
-      const network = networkReason(error, this.endpoint);
-      if (network) {
-        report({ stage: 'container', ok: false, message: network });
-        skipped('authentication', 'the storage server could not be reached');
-        skipped('connection', 'the storage server could not be reached');
-        return done();
-      }
-      if (statusOf(error) === 404) bucketKnown = false;
-    }
-    if (bucketKnown === false) {
-      report({
-        stage: 'container',
-        ok: false,
-        message: `Bucket ${this.config.bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`,
-      });
-      skipped('authentication', 'the bucket does not exist');
-      skipped('connection', 'the bucket does not exist');
-      return done();
-    }
-
-    try {
-      await this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain');
-    } catch (error) {
-      const e = error as TargetError;
-      if (e.stage === 'container') {
-        report({ stage: 'container', ok: false, message: e.message });
-        report({ stage: 'authentication', ok: true, message: 'The storage server accepted the key.' });
-        skipped('connection', 'the bucket does not exist');
-      } else if (e.stage === 'authentication') {
-        if (bucketKnown) report({ stage: 'container', ok: true, message: `Bucket ${this.config.bucket} exists.` });
-        else skipped('container', 'without valid credentials the bucket cannot be checked');
-        report({ stage: 'authentication', ok: false, message: e.message });
-        skipped('connection', 'authentication failed');
-      } else {
-        report({ stage: 'container', ok: true, message: `Bucket ${this.config.bucket} exists.` });
-        report({ stage: 'authentication', ok: true, message: 'The storage server accepted the key.' });
-        report({ stage: 'connection', ok: false, message: e.message });
-      }
-      return done();
-    }
-    report({ stage: 'container', ok: true, message: `Bucket ${this.config.bucket} exists.` });
-    report({ stage: 'authentication', ok: true, message: 'The storage server accepted the key.' });
-    report({ stage: 'connection', ok: true, message: `Uploaded the probe object ${probeName}.` });
-    return done(await this.excessRights(probeName));
+    const bucket = this.config.bucket;
+    return runTestStages(
+      {
+        what: `Bucket ${bucket}`,
+        missing: `Bucket ${bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`,
+        accepted: 'The storage server accepted the key.',
+        exists: async () => {
+          // A least-privilege key may not HEAD the bucket (403): only its write can then tell.
+          try {
+            await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+            return true;
+          } catch (error) {
+            return networkReason(error, this.endpoint) ?? (statusOf(error) === 404 ? false : undefined);
+          }
+        },
+        probeName,
+        write: () => this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain'),
+        excessRights: () => this.excessRights(probeName),
+      },
+      onStage,
+    );
   }
 
   /** Tries what the platform's key should not be able to do: read, list, delete. */
   private async excessRights(probeName: string): Promise<string[]> {
     const warnings: string[] = [];
     const bucket = this.config.bucket;
-    const allowed = async (fn: () => Promise<unknown>) => {
-      try {
-        await fn();
-        return true;
-      } catch {
-        return false;
-      }
+    const read = async () => {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: probeName }));
+      await out.Body?.transformToByteArray();
     };
-    if (
-      await allowed(async () => {
-        const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: probeName }));
-        await out.Body?.transformToByteArray();
-      })
-    ) {
+    if (await succeeds(read))
       warnings.push('The key can READ objects: whoever holds it could download the exports. Give it s3:PutObject only.');
-    }
-    if (await allowed(() => this.client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })))) {
+    if (await succeeds(() => this.client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })))) {
       warnings.push('The key can LIST the bucket. Give it s3:PutObject only.');
     }
-    if (await allowed(() => this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probeName })))) {
+    if (await succeeds(() => this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probeName })))) {
       warnings.push('The key can DELETE objects: whoever holds it could remove the exports. Give it s3:PutObject only.');
     }
     return warnings;

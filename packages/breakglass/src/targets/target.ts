@@ -78,3 +78,86 @@ export function networkReason(error: unknown, endpoint: string): string | null {
   }
   return null;
 }
+
+/** What a target tells runTestStages, in its own words. */
+export interface StageProbe {
+  /** "Bucket x" or "Container x", for messages. */
+  what: string;
+  /** What to say when it does not exist. */
+  missing: string;
+  /** What to say when the credentials were accepted. */
+  accepted: string;
+  /** The name of the probe object the write stage uploads. */
+  probeName: string;
+  /**
+   * Looks at the bucket or container: true or false when the answer says so; undefined
+   * when the credentials may not look (a least-privilege key), so only the write can tell;
+   * a string when the endpoint cannot be reached (the reason).
+   */
+  exists(): Promise<boolean | undefined | string>;
+  /** Writes the probe object; throws a TargetError with its stage. */
+  write(): Promise<void>;
+  /** The warnings for rights beyond create/write (read, list, delete). */
+  excessRights(): Promise<string[]>;
+}
+
+/** The Test button's three stages, in order, each with its own result and reason, then the privilege check. */
+export async function runTestStages(probe: StageProbe, onStage?: (stage: StageResult) => void): Promise<TestReport> {
+  const stages: StageResult[] = [];
+  const report = (stage: TestStage, ok: boolean | null, message: string) => {
+    const s = { stage, ok, message };
+    stages.push(s);
+    onStage?.(s);
+  };
+  const skip = (stage: TestStage, why: string) => report(stage, null, `Not checked: ${why}.`);
+  const done = (privilegeWarnings: string[] = []): TestReport => ({ ok: stages.every((s) => s.ok === true), stages, privilegeWarnings });
+
+  const exists = await probe.exists();
+  if (typeof exists === 'string') {
+    report('container', false, exists);
+    skip('authentication', 'the storage endpoint could not be reached');
+    skip('connection', 'the storage endpoint could not be reached');
+    return done();
+  }
+  if (exists === false) {
+    // "Does not exist" is only said to a request that was authenticated.
+    report('container', false, probe.missing);
+    report('authentication', true, probe.accepted);
+    skip('connection', `${probe.what} does not exist`);
+    return done();
+  }
+  try {
+    await probe.write();
+  } catch (error) {
+    const e = error instanceof TargetError ? error : new TargetError('connection', (error as Error).message);
+    if (e.stage === 'container') {
+      report('container', false, e.message);
+      report('authentication', true, probe.accepted);
+      skip('connection', `${probe.what} does not exist`);
+    } else if (e.stage === 'authentication') {
+      if (exists) report('container', true, `${probe.what} exists.`);
+      else skip('container', `without valid credentials ${probe.what} cannot be checked`);
+      report('authentication', false, e.message);
+      skip('connection', 'authentication failed');
+    } else {
+      report('container', true, `${probe.what} exists.`);
+      report('authentication', true, probe.accepted);
+      report('connection', false, e.message);
+    }
+    return done();
+  }
+  report('container', true, `${probe.what} exists.`);
+  report('authentication', true, probe.accepted);
+  report('connection', true, `Uploaded the probe object ${probe.probeName}.`);
+  return done(await probe.excessRights());
+}
+
+/** True when `fn` succeeds: used to find rights a key should not have. */
+export async function succeeds(fn: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await fn();
+    return true;
+  } catch {
+    return false;
+  }
+}
