@@ -25,17 +25,16 @@ import {
   exportBreakGlass,
   exportNames,
   generateSigningKey,
+  inventorySource,
   sealStream,
   verifyManifest,
   writeConnectionWorkbook,
   type BreakGlassSource,
-  type ConnectionRow,
-  type PemKeyRow,
   type Sealing,
   type WorkbookCounts,
 } from '@gatehouse/breakglass';
 import { S3Target } from '@gatehouse/breakglass/s3';
-import { Inventory, openDatabase, openVault, type Account, type AccountSecrets, type Db, type Device, type Vault } from '@gatehouse/db';
+import { Inventory, openDatabase, openVault, type Db, type Vault } from '@gatehouse/db';
 import { sql } from 'kysely';
 import pg from 'pg';
 
@@ -83,53 +82,6 @@ interface ChildResult {
   counts?: WorkbookCounts;
   sha256?: string;
   rows?: number;
-}
-
-// ---------------------------------------------------------------------------------------
-// The source adapter, as packages/server/src/breakglass/source.ts has it (the server
-// package does not export it). Keep the two the same.
-
-function connectionRow(device: Device, account: (Account & { secrets: AccountSecrets }) | null): ConnectionRow {
-  return {
-    provider: device.provider,
-    deviceName: device.name,
-    protocols: device.protocols,
-    publicIp: device.publicIp,
-    privateIp: device.privateIp,
-    urlPort: device.urlPort,
-    accessType: device.accessType,
-    account: account ? account.username : null,
-    password: account ? account.secrets.password : null,
-    pemFileName: account ? account.pemFileName : null,
-    extraCredential: account ? account.secrets.extraCredential : null,
-  };
-}
-
-function inventorySource(inventory: Inventory): BreakGlassSource {
-  return {
-    projects: () => inventory.projectSummaries(),
-    async *rows(projectId): AsyncGenerator<ConnectionRow> {
-      for await (const { device, accounts } of inventory.devicesWithSecrets(projectId)) {
-        if (accounts.length === 0) {
-          yield connectionRow(device, null);
-          continue;
-        }
-        for (const a of accounts) yield connectionRow(device, a);
-      }
-    },
-    async *privateKeys(): AsyncGenerator<PemKeyRow> {
-      for await (const k of inventory.privateKeys()) {
-        yield {
-          pemFileName: k.pemFileName ?? `${k.device}-${k.account}.pem`,
-          project: k.project,
-          deviceName: k.device,
-          account: k.account,
-          privateKey: k.privateKey,
-          passphrase: k.passphrase,
-        };
-      }
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------

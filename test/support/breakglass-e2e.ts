@@ -2,11 +2,10 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
-import { connect, createServer as createTcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gatehouseBin } from './server.js';
-import { freePort } from './storage.js';
+import { bin, freePort, waitForPort } from './storage.js';
 
 /**
  * Helpers for the break-glass e2e tests: the Debian aws CLI, a restartable s3rver, an
@@ -38,31 +37,6 @@ export function awsDownload(endpointUrl: string, bucket: string, key: string, de
   return readFileSync(dest);
 }
 
-const bin = (name: string) => fileURLToPath(new URL(`../../node_modules/.bin/${name}`, import.meta.url));
-
-async function waitForPort(port: number, child: ChildProcess, what: string, log: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}): ${log()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not open port ${port}: ${log()}`);
-}
-
-/**
- * s3rver on a fixed port and data directory that outlive a stop, so a test can take the
- * storage down, bring it back and look at what it holds (storage.ts's startS3rver removes
- * its directory when stopped).
- */
 export class RestartableS3rver {
   private child: ChildProcess | undefined;
   private log = '';

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const bin = (name: string) => fileURLToPath(new URL(`../../node_modules/.bin/${name}`, import.meta.url));
+/** A command installed by npm in node_modules/.bin. */
+export const bin = (name: string) => fileURLToPath(new URL(`../../node_modules/.bin/${name}`, import.meta.url));
 
 /** A port that was free a moment ago, on 127.0.0.1. */
 export function freePort(): Promise<number> {
@@ -20,7 +21,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string, log: () => string): Promise<void> {
+/** Waits until something accepts connections on 127.0.0.1:`port`, failing early if `child` exits. */
+export async function waitForPort(port: number, child: ChildProcess, what: string, log: () => string): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}): ${log()}`);
@@ -38,7 +40,8 @@ async function waitForPort(port: number, child: ChildProcess, what: string, log:
   throw new Error(`${what} did not open port ${port}: ${log()}`);
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after 5 s; resolves when the child has exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { generateBlobSASQueryParameters, ContainerSASPermissions, StorageSharedKeyCredential, ContainerClient } from '@azure/storage-blob';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syntheticSource as source } from '../../../test/support/breakglass-source.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, startS3rver } from '../../../test/support/storage.js';
 import { exportBreakGlass, exportNames } from './export.js';
 import { generateSigningKey, verifyManifest } from './manifest.js';
@@ -13,7 +14,6 @@ import { BlobTarget, type BlobTargetConfig } from './targets/blob.js';
 import { parseConnectionString } from './targets/connection-string.js';
 import { S3Target, type S3TargetConfig } from './targets/s3.js';
 import { TargetError } from './targets/target.js';
-import type { BreakGlassSource, ConnectionRow } from './workbook.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-export-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -27,46 +27,6 @@ beforeAll(async () => {
   identityFile = path.join(work, 'identity.txt');
   writeFileSync(identityFile, `${identity}\n`, { mode: 0o600 });
 });
-
-/**
- * A source of `devices` devices in each of `projects` projects; `failAt` makes it throw
- * part-way through one project, as a crash of the database connection would.
- */
-function source(
-  devices: number,
-  opts: { projects?: number; failAt?: { project: number; row: number }; tag?: string; passwordBytes?: number } = {},
-): BreakGlassSource {
-  const projects = Array.from({ length: opts.projects ?? 1 }, (_, i) => ({
-    id: `p${i}`,
-    name: i === 0 ? 'Ops' : `Ops ${i}`,
-    devices,
-    accounts: devices,
-  }));
-  return {
-    projects: async () => projects,
-    async *rows(projectId): AsyncGenerator<ConnectionRow> {
-      const p = Number(projectId.slice(1));
-      for (let i = 0; i < devices; i += 1) {
-        if (opts.failAt && opts.failAt.project === p && opts.failAt.row === i) throw new Error('database went away');
-        yield {
-          provider: 'aws',
-          deviceName: `${opts.tag ?? 'dev'}-${String(i).padStart(6, '0')}`,
-          protocols: ['ssh'],
-          publicIp: '198.51.100.1',
-          privateIp: null,
-          urlPort: null,
-          accessType: 'gateway',
-          account: 'root',
-          // Random, so the workbook does not compress away and large runs go multipart.
-          password: randomBytes(opts.passwordBytes ?? 24).toString('base64'),
-          pemFileName: null,
-          extraCredential: null,
-        };
-      }
-    },
-    async *privateKeys() {},
-  };
-}
 
 const sealing = () => ({ kind: 'age' as const, recipients: [recipient] });
 

@@ -49,3 +49,4 @@ export {
 export { readMountedValues, parseMountedConfig, fingerprintValues, mountedKeys, MountedConfigError } from './mounted-config.js';
 export { leastPrivilegePolicies, type PolicySet } from './policy.js';
 export { openExport, OpenError, type OpenedExport, type OpenOptions, type ConnectionRecord, type PemRecord } from './reader.js';
+export { inventorySource, type InventoryReader, type SourceDevice, type SourceAccount } from './inventory-source.js';

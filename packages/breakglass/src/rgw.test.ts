@@ -11,11 +11,11 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Decrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syntheticSource as source } from '../../../test/support/breakglass-source.js';
 import { missingCephBinaries, startCephRgw, type CephRgw, type RgwUser } from '../../../test/support/ceph.js';
 import { exportBreakGlass, exportNames } from './export.js';
 import { generateSigningKey, verifyManifest } from './manifest.js';
 import { S3Target, type S3TargetConfig } from './targets/s3.js';
-import type { BreakGlassSource, ConnectionRow } from './workbook.js';
 
 /*
  * Break glass against a real S3 that enforces SigV4 and bucket policies: a throwaway
@@ -104,46 +104,6 @@ function putOnlyPolicy(bucket: string, uid: string): string {
       },
     ],
   });
-}
-
-/**
- * `devices` devices in each of `projects` projects; `failAt` makes it throw part-way
- * through one project, as a crash of the database connection would.
- */
-function source(
-  devices: number,
-  opts: { projects?: number; failAt?: { project: number; row: number }; tag?: string; passwordBytes?: number } = {},
-): BreakGlassSource {
-  const projects = Array.from({ length: opts.projects ?? 1 }, (_, i) => ({
-    id: `p${i}`,
-    name: i === 0 ? 'Ops' : `Ops ${i}`,
-    devices,
-    accounts: devices,
-  }));
-  return {
-    projects: async () => projects,
-    async *rows(projectId): AsyncGenerator<ConnectionRow> {
-      const p = Number(projectId.slice(1));
-      for (let i = 0; i < devices; i += 1) {
-        if (opts.failAt && opts.failAt.project === p && opts.failAt.row === i) throw new Error('database went away');
-        yield {
-          provider: 'aws',
-          deviceName: `${opts.tag ?? 'dev'}-${String(i).padStart(6, '0')}`,
-          protocols: ['ssh'],
-          publicIp: '198.51.100.1',
-          privateIp: null,
-          urlPort: null,
-          accessType: 'gateway',
-          account: 'root',
-          // Random, so the workbook does not compress away and a large run goes multipart.
-          password: randomBytes(opts.passwordBytes ?? 24).toString('base64'),
-          pemFileName: null,
-          extraCredential: null,
-        };
-      }
-    },
-    async *privateKeys() {},
-  };
 }
 
 /**

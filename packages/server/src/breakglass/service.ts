@@ -6,6 +6,7 @@ import path from 'node:path';
 import {
   exportBreakGlass,
   exportNames,
+  inventorySource,
   fingerprintValues,
   parseMountedConfig,
   readMountedValues,
@@ -21,7 +22,7 @@ import { BreakGlassRuns, Leases, type BreakGlassRun, type Db, type Inventory, ty
 import { Cron } from 'croner';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import { inventorySource } from './source.js';
+
 import { BreakGlassStore } from './store.js';
 
 export type SettingsOrigin = 'mounted' | 'database' | 'none';
