@@ -112,6 +112,17 @@ export async function listAuditEvents(db: Db, q: AuditQuery = {}): Promise<Audit
   return rows.map(presentAuditEvent);
 }
 
+/** Every event, oldest first, read a page at a time: for exports of any size. */
+export async function* allAuditEvents(db: Db, pageSize = 1000): AsyncGenerator<AuditEvent> {
+  let after = 0;
+  for (;;) {
+    const page = await listAuditEvents(db, { afterSeq: after, order: 'asc', limit: pageSize });
+    if (page.length === 0) return;
+    yield* page;
+    after = page[page.length - 1]?.seq ?? after;
+  }
+}
+
 export type AuditVerification =
   { ok: true; events: number; headHash: string } | { ok: false; events: number; seq: number; problem: string };
 

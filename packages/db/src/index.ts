@@ -3,6 +3,7 @@ export type { Database } from './schema.js';
 export { openVault, rewrapDataKeys, masterKeyIdOf, assertMasterKey, type Vault, type FieldScope } from './vault.js';
 export {
   appendAuditEvent,
+  allAuditEvents,
   listAuditEvents,
   verifyAuditChain,
   type AuditEvent,

@@ -1,4 +1,5 @@
-import { listAuditEvents, verifyAuditChain } from '@gatehouse/db';
+import { Readable } from 'node:stream';
+import { allAuditEvents, listAuditEvents, verifyAuditChain } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -37,15 +38,11 @@ export function auditRoutes(app: FastifyInstance, services: Services) {
     { config: readers, schema: { tags: ['audit'], summary: 'All audit events as JSON lines, oldest first' } },
     async (req, reply) => {
       await services.audit(req, { action: 'audit.export', outcome: 'success' });
-      let body = '';
-      let after = 0;
-      for (;;) {
-        const page = await listAuditEvents(services.db, { afterSeq: after, order: 'asc', limit: 1000 });
-        if (page.length === 0) break;
-        for (const e of page) body += `${JSON.stringify(e)}\n`;
-        after = page[page.length - 1]?.seq ?? after;
-      }
-      return reply.type('application/x-ndjson').send(body);
+      // Streamed a page at a time: the log may be far larger than memory should hold.
+      const lines = async function* () {
+        for await (const e of allAuditEvents(services.db)) yield `${JSON.stringify(e)}\n`;
+      };
+      return reply.type('application/x-ndjson').send(Readable.from(lines()));
     },
   );
 
