@@ -50,6 +50,9 @@ export function s3Endpoint(config: S3TargetConfig): string | undefined {
   return `${config.protocol}://${host}`;
 }
 
+const quiet = () => undefined;
+const quietLogger = { trace: quiet, debug: quiet, info: quiet, warn: quiet, error: quiet };
+
 /** An S3 or S3-compatible bucket, written through the AWS SDK. */
 export class S3Target implements StorageTarget {
   readonly location: string;
@@ -71,6 +74,9 @@ export class S3Target implements StorageTarget {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 2,
+      // Failures are classified and reported by explain(); the SDK must not write to the
+      // server's stderr itself (its default "logger" falls back to the console).
+      logger: quietLogger,
       requestHandler: new NodeHttpHandler({
         connectionTimeout: timeout,
         // An idle timeout: a request that gets no answer is given up, one that is still
