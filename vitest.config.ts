@@ -13,6 +13,7 @@ export default defineConfig({
       '@gatehouse/core': src('core'),
       '@gatehouse/db': src('db'),
       '@gatehouse/server': src('server'),
+      '@gatehouse/gateway': src('gateway'),
       '@gatehouse/breakglass/s3': fileURLToPath(new URL('./packages/breakglass/src/targets/s3.ts', import.meta.url)),
       '@gatehouse/breakglass/blob': fileURLToPath(new URL('./packages/breakglass/src/targets/blob.ts', import.meta.url)),
       '@gatehouse/breakglass/reader': fileURLToPath(new URL('./packages/breakglass/src/reader.ts', import.meta.url)),

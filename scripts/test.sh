@@ -19,6 +19,11 @@ command -v xlsx2csv >/dev/null 2>&1 || need_apt+=(xlsx2csv)
 command -v radosgw >/dev/null 2>&1 || need_apt+=(radosgw)
 command -v ceph-mon >/dev/null 2>&1 || need_apt+=(ceph-mon)
 command -v ceph-osd >/dev/null 2>&1 || need_apt+=(ceph-osd)
+# OpenSSH on both sides of the SSH gateway (test/e2e/ssh-gateway.test.ts): a private sshd
+# as the device, ssh/sftp/scp as the user's client, sshpass to type the user's password.
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -228,13 +228,19 @@ const serverArgs = (o: StartOptions) => [
 ];
 
 /**
+ * The built-in SSH gateway is off unless a test sets GATEHOUSE_GATEWAY_PORT: its default
+ * port (7993) is one per machine, and most tests start several servers.
+ */
+const serverEnv = (o: StartOptions): Env => ({ GATEHOUSE_GATEWAY_PORT: '0', ...o.env });
+
+/**
  * Starts `gatehouse server` and resolves once it printed `Gatehouse https://…`. Rejects,
  * with what it wrote, when it exits first or does not get there in time. A server started
  * inside a test is killed if that test fails; `killServers` kills whatever is left.
  */
 export async function startServer(opts: StartOptions): Promise<GatehouseServer> {
   const started = performance.now();
-  const watched = spawnGatehouse(serverArgs(opts), { env: opts.env, cwd: path.dirname(opts.dataDir) });
+  const watched = spawnGatehouse(serverArgs(opts), { env: serverEnv(opts), cwd: path.dirname(opts.dataDir) });
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -276,7 +282,7 @@ export async function startServer(opts: StartOptions): Promise<GatehouseServer> 
 
 /** Runs `gatehouse server` expecting it to refuse to start; resolves to how it exited and what it wrote. */
 export async function startServerExpectingFailure(opts: StartOptions): Promise<CliResult> {
-  const watched = spawnGatehouse(serverArgs(opts), { env: opts.env, cwd: path.dirname(opts.dataDir) });
+  const watched = spawnGatehouse(serverArgs(opts), { env: serverEnv(opts), cwd: path.dirname(opts.dataDir) });
   const timer = setTimeout(() => watched.child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
   const status = await watched.exited;
   clearTimeout(timer);

@@ -34,6 +34,16 @@ async function openOffline(opts: { dataDir?: string; databaseUrl?: string }) {
   return { db: await openDatabase({ dataDir, databaseUrl }), dataDir };
 }
 
+interface ServerFlags {
+  host?: string;
+  port?: string;
+  dataDir?: string;
+  config?: string;
+  databaseUrl?: string;
+  logLevel?: string;
+  gatewayPort?: string;
+}
+
 export function buildProgram(): Command {
   const program = new Command('gatehouse')
     .description('Gatehouse privileged access platform')
@@ -49,14 +59,22 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR; default ./data)')
     .option('--config <file>', 'JSON config file (env GATEHOUSE_CONFIG)')
     .option('--database-url <url>', 'PostgreSQL URL (env DATABASE_URL)')
+    .option('--gateway-port <port>', 'port of the built-in SSH/SFTP gateway, 0 to turn it off (env GATEHOUSE_GATEWAY_PORT; default 7993)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .action(async (o: { host?: string; port?: string; dataDir?: string; config?: string; databaseUrl?: string; logLevel?: string }) => {
+    .action(async (o: ServerFlags) => {
       const { loadServerConfig, startServer, describeStartupError, createLogger } = await import('@gatehouse/server');
       let running: Awaited<ReturnType<typeof startServer>>;
       try {
         const config = loadServerConfig({
           configFile: o.config,
-          flags: { host: o.host, port: o.port, dataDir: o.dataDir, databaseUrl: o.databaseUrl, logLevel: o.logLevel },
+          flags: {
+            host: o.host,
+            port: o.port,
+            dataDir: o.dataDir,
+            databaseUrl: o.databaseUrl,
+            logLevel: o.logLevel,
+            gatewayPort: o.gatewayPort,
+          },
         });
         running = await startServer(config, createLogger(config.logLevel));
       } catch (error) {
@@ -67,6 +85,9 @@ export function buildProgram(): Command {
       process.stdout.write(
         `Gatehouse ${running.url}\nCertificate SHA-256 fingerprint: ${running.fingerprint}\nCertificate: ${running.certFile}\n`,
       );
+      if (running.gateway) {
+        process.stdout.write(`SSH gateway port ${running.gateway.port}, host key ${running.gateway.fingerprint}\n`);
+      }
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           running.services.logger.info({ signal }, 'shutting down');
@@ -386,15 +407,11 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>')
     .option('--database-url <url>')
     .action(async (o: { dataDir?: string; databaseUrl?: string }) => {
-      const { listAuditEvents } = await import('@gatehouse/db');
+      const { allAuditEvents } = await import('@gatehouse/db');
       const { db } = await openOffline(o);
       try {
-        let after = 0;
-        for (;;) {
-          const page = await listAuditEvents(db, { afterSeq: after, order: 'asc', limit: 1000 });
-          if (page.length === 0) break;
-          process.stdout.write(page.map((e) => `${JSON.stringify(e)}\n`).join(''));
-          after = page[page.length - 1]?.seq ?? after;
+        for await (const e of allAuditEvents(db)) {
+          if (!process.stdout.write(`${JSON.stringify(e)}\n`)) await new Promise((resolve) => process.stdout.once('drain', resolve));
         }
         return;
       } finally {

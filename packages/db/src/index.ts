@@ -28,3 +28,4 @@ export { Users, Settings, hashToken, presentUser, type User, type ApiToken, type
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
 export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';
+export { GatewaySessions, type GatewaySession, type GatewaySessionInput, type HostKey } from './gateway-sessions.js';

@@ -260,6 +260,11 @@ export class Inventory {
     return row && presentDevice(row);
   }
 
+  /** Every device with exactly this name, in any project (names are unique per project only). */
+  async findDevicesNamed(name: string): Promise<Device[]> {
+    return (await this.x.selectFrom('devices').selectAll().where('name', '=', name).orderBy('id').execute()).map(presentDevice);
+  }
+
   async listDevices(q: DeviceQuery = {}): Promise<{ items: Device[]; total: number }> {
     let base = this.x.selectFrom('devices');
     if (q.projectId) base = base.where('project_id', '=', q.projectId);

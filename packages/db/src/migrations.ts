@@ -181,6 +181,46 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('users').addColumn('totp_last_step', 'integer').execute();
       },
     },
+    '0004_gateway_sessions': {
+      async up(db: Kysely<unknown>) {
+        // Trust on first use: the first host key a gateway saw for each device.
+        await db.schema
+          .createTable('device_host_keys')
+          .addColumn('device_id', 'text', (c) => c.primaryKey().references('devices.id').onDelete('cascade'))
+          .addColumn('algorithm', 'text', (c) => c.notNull())
+          .addColumn('fingerprint', 'text', (c) => c.notNull())
+          .addColumn('first_seen', 'text', (c) => c.notNull())
+          .execute();
+
+        // One row per proxied channel (shell, exec, sftp), and one per failed connection.
+        // Names are copied so the row still reads right after the device or user is gone.
+        await db.schema
+          .createTable('gateway_sessions')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text')
+          .addColumn('username', 'text', (c) => c.notNull())
+          .addColumn('project_id', 'text')
+          .addColumn('project_name', 'text', (c) => c.notNull())
+          .addColumn('device_id', 'text')
+          .addColumn('device_name', 'text', (c) => c.notNull())
+          .addColumn('account_id', 'text')
+          .addColumn('account_username', 'text', (c) => c.notNull())
+          .addColumn('gateway', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text')
+          .addColumn('command', 'text')
+          .addColumn('remote_address', 'text')
+          .addColumn('started_at', 'text', (c) => c.notNull())
+          .addColumn('ended_at', 'text')
+          .addColumn('bytes_in', dialect === 'postgres' ? 'bigint' : 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('bytes_out', dialect === 'postgres' ? 'bigint' : 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('result', 'text', (c) => c.notNull())
+          .addColumn('exit_status', 'integer')
+          .addColumn('reason', 'text')
+          .addColumn('recording', 'text')
+          .execute();
+        await db.schema.createIndex('gateway_sessions_started').on('gateway_sessions').column('started_at').execute();
+      },
+    },
   };
 }
 

@@ -147,6 +147,40 @@ export interface LeaseTable {
   expires_at: string;
 }
 
+export interface DeviceHostKeyTable {
+  device_id: string;
+  algorithm: string;
+  fingerprint: string;
+  first_seen: string;
+}
+
+export interface GatewaySessionTable {
+  id: string;
+  user_id: string | null;
+  username: string;
+  project_id: string | null;
+  project_name: string;
+  device_id: string | null;
+  device_name: string;
+  account_id: string | null;
+  account_username: string;
+  gateway: string;
+  /** shell, exec or sftp; null for a connection that failed before a channel. */
+  kind: string | null;
+  command: string | null;
+  remote_address: string | null;
+  started_at: string;
+  ended_at: string | null;
+  bytes_in: number | string;
+  bytes_out: number | string;
+  /** active, success or failure */
+  result: string;
+  exit_status: number | null;
+  reason: string | null;
+  /** Path relative to the recordings directory. */
+  recording: string | null;
+}
+
 export interface Database {
   projects: ProjectTable;
   devices: DeviceTable;
@@ -161,6 +195,8 @@ export interface Database {
   settings: SettingTable;
   breakglass_runs: BreakGlassRunTable;
   leases: LeaseTable;
+  device_host_keys: DeviceHostKeyTable;
+  gateway_sessions: GatewaySessionTable;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */

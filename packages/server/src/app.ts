@@ -4,13 +4,14 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { formatPath, ValidationError } from '@gatehouse/core';
-import { Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
+import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { sql } from 'kysely';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { handleError } from './errors.js';
+import { gatewayRoutes } from './gateway/routes.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './routes/audit.js';
 import { breakGlassRoutes } from './breakglass/routes.js';
@@ -44,6 +45,8 @@ export interface GatehouseApp {
   services: Services;
   routes: RouteEntry[];
   breakglass: BreakGlassService;
+  /** Sessions through gateways and trusted host keys (the built-in gateway's broker uses them too). */
+  gatewaySessions: GatewaySessions;
 }
 
 /** The paths in `value` of strings (or keys) that hold a NUL character. */
@@ -104,6 +107,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     timeoutSeconds: config.breakglassTimeoutSeconds,
     stagingDir: path.join(config.dataDir, 'tmp'),
   });
+
+  const gatewaySessions = new GatewaySessions(db);
 
   // A run in progress finishes (or fails cleanly) before the database closes.
   app.addHook('onClose', () => breakglass.stop());
@@ -186,6 +191,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       importExportRoutes(api, services);
       auditRoutes(api, services);
       breakGlassRoutes(api, services, breakglass);
+      gatewayRoutes(api, services, gatewaySessions);
       done();
     },
     { prefix: API_PREFIX },
@@ -202,5 +208,5 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   );
 
   await app.ready();
-  return { app, services, routes, breakglass };
+  return { app, services, routes, breakglass, gatewaySessions };
 }

@@ -64,6 +64,16 @@ export const serverConfigSchema = z.strictObject({
     .min(1)
     .max(24 * 30)
     .default(26),
+  /** Port of the built-in SSH/SFTP gateway; 0 turns the built-in gateway off. */
+  gatewayPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7993),
+  /** Address the built-in gateway listens on (default: the same as host). */
+  gatewayHost: z.string().min(1).optional(),
+  /** Record what users type in terminal sessions ("i" events), not only the output. */
+  gatewayRecordInput: z
+    .preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean({ error: 'must be true or false' }))
+    .default(false),
+  /** Seconds the gateway waits for a device to connect and accept the credential. */
+  gatewayTargetTimeoutSeconds: z.coerce.number().int().min(1).max(300).default(15),
 });
 
 export type ServerConfig = Readonly<z.infer<typeof serverConfigSchema>> & { readonly port: number };
@@ -88,6 +98,10 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',
   GATEHOUSE_BREAKGLASS_STALE_HOURS: 'breakglassStaleHours',
   GATEHOUSE_BREAKGLASS_TIMEOUT_SECONDS: 'breakglassTimeoutSeconds',
+  GATEHOUSE_GATEWAY_PORT: 'gatewayPort',
+  GATEHOUSE_GATEWAY_HOST: 'gatewayHost',
+  GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',
+  GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS: 'gatewayTargetTimeoutSeconds',
 };
 
 export interface ConfigSources {

@@ -1,9 +1,13 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { GatehouseError } from '@gatehouse/core';
 import { hashToken, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
+import { loadOrCreateHostKey, SshGateway } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
+import { BUILT_IN_GATEWAY, ServerAccessBroker } from './gateway/broker.js';
+import { recordingsDirOf } from './gateway/routes.js';
 import { createLogger, type Logger } from './logger.js';
 import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
 import { newToken } from './passwords.js';
@@ -15,6 +19,8 @@ export interface RunningServer extends GatehouseApp {
   fingerprint: string;
   certFile: string;
   db: Db;
+  /** The built-in SSH gateway; null when turned off (gatewayPort 0). */
+  gateway: { port: number; fingerprint: string; publicKey: string } | null;
   close(): Promise<void>;
 }
 
@@ -41,6 +47,10 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     await prepareFirstRun(db, config, logger);
     const address = await built.app.listen({ host: config.host, port: config.port });
     await built.breakglass.startBackground();
+    const gateway = await startBuiltInGateway(built, config, logger).catch(async (error: unknown) => {
+      await built.app.close();
+      throw error;
+    });
     const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -63,7 +73,10 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       fingerprint: tls.fingerprint,
       certFile: tls.certFile,
       db,
+      gateway: gateway && { port: gateway.server.port, fingerprint: gateway.fingerprint, publicKey: gateway.publicKey },
       async close() {
+        // Sessions end first: their recordings close and their ends reach the audit log.
+        await gateway?.server.stop();
         await built.app.close();
         await db.close();
       },
@@ -72,6 +85,50 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     await db.close().catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * Starts the built-in SSH/SFTP gateway on `gatewayPort` (0: off) with the host key in
+ * `<data-dir>/gateway/` (generated once) and recordings under `<data-dir>/recordings/`.
+ */
+async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, logger: Logger) {
+  if (config.gatewayPort === 0) {
+    logger.info('The built-in SSH gateway is off (gatewayPort 0).');
+    return null;
+  }
+  const hostKey = loadOrCreateHostKey(path.join(config.dataDir, 'gateway'));
+  const abandoned = await built.gatewaySessions.endAbandoned(BUILT_IN_GATEWAY, 'The gateway stopped before the session ended.');
+  const host = config.gatewayHost ?? config.host;
+  const server = await SshGateway.start({
+    broker: new ServerAccessBroker(built.services, built.gatewaySessions),
+    hostKey: hostKey.privateKey,
+    host,
+    port: config.gatewayPort,
+    recordingsDir: recordingsDirOf(config.dataDir),
+    name: BUILT_IN_GATEWAY,
+    logger: logger.child({ component: 'gateway' }),
+    recordInput: config.gatewayRecordInput,
+    targetTimeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
+      throw new GatehouseError(
+        'CONFIG_INVALID',
+        `The SSH gateway cannot listen on ${host}:${config.gatewayPort} (${error.code === 'EADDRINUSE' ? 'in use by another program' : 'not allowed'}). ` +
+          'Choose another port with --gateway-port (GATEHOUSE_GATEWAY_PORT), or turn the built-in gateway off with --gateway-port 0.',
+      );
+    }
+    throw error;
+  });
+  logger.info(
+    {
+      gatewayPort: server.port,
+      hostKeyFingerprint: hostKey.fingerprint,
+      hostKeyGenerated: hostKey.generated,
+      abandonedSessions: abandoned,
+    },
+    `SSH gateway listening on ${host}:${server.port} (host key ${hostKey.fingerprint})`,
+  );
+  return { server, fingerprint: hostKey.fingerprint, publicKey: hostKey.publicKey };
 }
 
 /**

@@ -1,22 +1,14 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { GatehouseError, ValidationError } from '@gatehouse/core';
-import { hashToken, presentUser } from '@gatehouse/db';
+import { hashToken } from '@gatehouse/db';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { caller, csrfTokenOf, SESSION_COOKIE } from '../auth.js';
-import {
-  dummyPasswordHash,
-  hashPassword,
-  newToken,
-  newTotpSecret,
-  passwordProblem,
-  totpUri,
-  verifyPassword,
-  totpStep,
-} from '../passwords.js';
+import { hashPassword, newToken, newTotpSecret, passwordProblem, totpUri, verifyPassword, totpStep } from '../passwords.js';
 import type { Services } from '../services.js';
+import { checkSignIn } from '../sign-in.js';
 
 export const SETUP_TOKEN_SETTING = 'setup_token_hash';
 export const setupTokenFile = (dataDir: string) => path.join(dataDir, 'setup-token');
@@ -114,76 +106,12 @@ export function authRoutes(app: FastifyInstance, services: Services) {
       },
     },
     async (req, reply) => {
-      const { username: name, password: given, totp } = req.body;
-      const row = await users.rowByName(name);
-      const fail = async (reason: string, count: boolean) => {
-        if (row && count) {
-          const failures = row.failed_logins + 1;
-          const lock = failures >= config.lockoutThreshold;
-          await users.update(row.id, {
-            failed_logins: lock ? 0 : failures,
-            locked_until: lock ? new Date(Date.now() + config.lockoutMinutes * 60_000).toISOString() : row.locked_until,
-          });
-          if (lock) {
-            await services.audit(req, {
-              action: 'auth.lockout',
-              outcome: 'failure',
-              actorId: row.id,
-              actorName: row.username,
-              targetType: 'user',
-              targetId: row.id,
-              details: { minutes: config.lockoutMinutes },
-            });
-          }
-        }
-        await services.audit(req, {
-          action: 'auth.login',
-          outcome: 'failure',
-          actorId: row?.id ?? null,
-          actorName: name.slice(0, 64),
-          details: { reason },
-        });
-      };
-      if (!row) {
-        await verifyPassword(await dummyPasswordHash(), given);
-        await fail('unknown user', false);
-        throw new GatehouseError('UNAUTHENTICATED', 'Wrong username or password.');
-      }
-      if (row.locked_until !== null && row.locked_until > new Date().toISOString()) {
-        await fail('locked', false);
-        throw new GatehouseError(
-          'LOCKED',
-          `Too many failed sign-ins: this user is locked until ${row.locked_until}. Wait, or ask an administrator to unlock it.`,
-        );
-      }
-      if (row.disabled === 1) {
-        await fail('disabled', false);
-        throw new GatehouseError('UNAUTHENTICATED', 'This user is disabled. Ask an administrator.');
-      }
-      if (!(await verifyPassword(row.password_hash, given))) {
-        await fail('wrong password', true);
-        throw new GatehouseError('UNAUTHENTICATED', 'Wrong username or password.');
-      }
-      if (row.totp_enabled === 1 && row.totp_secret_enc !== null) {
-        if (totp === undefined || totp === '') {
-          throw new GatehouseError('MFA_REQUIRED', 'Enter the 6-digit code from your authenticator app as "totp".');
-        }
-        const secret = services.vault.decrypt({ table: 'users', id: row.id, field: 'totp' }, row.totp_secret_enc);
-        const step = totpStep(secret, totp);
-        if (step === null) {
-          await fail('wrong totp code', true);
-          throw new GatehouseError('UNAUTHENTICATED', 'The authenticator code is wrong or expired. Enter the current code.');
-        }
-        if (row.totp_last_step !== null && step <= row.totp_last_step) {
-          await fail('totp code replayed', true);
-          throw new GatehouseError('UNAUTHENTICATED', 'That authenticator code was used already. Wait for the next code and enter it.');
-        }
-        await users.update(row.id, { totp_last_step: step });
-      }
-      await users.update(row.id, { failed_logins: 0, locked_until: null, last_login_at: new Date().toISOString() });
-      const csrfToken = await startSession(reply, row.id);
-      await services.audit(req, { action: 'auth.login', outcome: 'success', actorId: row.id, actorName: row.username });
-      return { user: presentUser({ ...row, failed_logins: 0, locked_until: null }), csrfToken };
+      const signedIn = await checkSignIn(services, req.body, (event) => services.audit(req, event), 'auth.login');
+      if (!signedIn.ok) throw new GatehouseError(signedIn.code, signedIn.message);
+      const { user } = signedIn;
+      const csrfToken = await startSession(reply, user.id);
+      await services.audit(req, { action: 'auth.login', outcome: 'success', actorId: user.id, actorName: user.username });
+      return { user, csrfToken };
     },
   );
 

@@ -1,0 +1,189 @@
+import type { Db } from './connect.js';
+import { isUniqueViolation } from './errors.js';
+import type { GatewaySessionTable } from './schema.js';
+
+/** A session through a gateway, as the API shows it. */
+export interface GatewaySession {
+  id: string;
+  userId: string | null;
+  username: string;
+  projectId: string | null;
+  projectName: string;
+  deviceId: string | null;
+  deviceName: string;
+  accountId: string | null;
+  accountUsername: string;
+  gateway: string;
+  kind: 'shell' | 'exec' | 'sftp' | null;
+  command: string | null;
+  remoteAddress: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  bytesIn: number;
+  bytesOut: number;
+  result: 'active' | 'success' | 'failure';
+  exitStatus: number | null;
+  reason: string | null;
+  /** Whether a recording exists (GET /sessions/:id/recording). */
+  recorded: boolean;
+}
+
+export type GatewaySessionInput = Omit<GatewaySessionTable, 'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status'>;
+
+export interface HostKey {
+  deviceId: string;
+  algorithm: string;
+  fingerprint: string;
+  firstSeen: string;
+}
+
+const present = (r: GatewaySessionTable): GatewaySession => ({
+  id: r.id,
+  userId: r.user_id,
+  username: r.username,
+  projectId: r.project_id,
+  projectName: r.project_name,
+  deviceId: r.device_id,
+  deviceName: r.device_name,
+  accountId: r.account_id,
+  accountUsername: r.account_username,
+  gateway: r.gateway,
+  kind: r.kind as GatewaySession['kind'],
+  command: r.command,
+  remoteAddress: r.remote_address,
+  startedAt: r.started_at,
+  endedAt: r.ended_at,
+  bytesIn: Number(r.bytes_in),
+  bytesOut: Number(r.bytes_out),
+  result: r.result as GatewaySession['result'],
+  exitStatus: r.exit_status,
+  reason: r.reason,
+  recorded: r.recording !== null,
+});
+
+/** Sessions through gateways (one row per proxied channel or failed connection) and the devices' trusted host keys. */
+export class GatewaySessions {
+  constructor(readonly db: Db) {}
+
+  private get x() {
+    return this.db.kysely;
+  }
+
+  async start(input: GatewaySessionInput): Promise<void> {
+    await this.x
+      .insertInto('gateway_sessions')
+      .values({ ...input, ended_at: null, bytes_in: 0, bytes_out: 0, exit_status: null })
+      .execute();
+  }
+
+  /** A failed connection: a row that started and ended at once, with the reason. */
+  async fail(input: Omit<GatewaySessionInput, 'result' | 'recording'>): Promise<void> {
+    await this.x
+      .insertInto('gateway_sessions')
+      .values({ ...input, result: 'failure', recording: null, ended_at: input.started_at, bytes_in: 0, bytes_out: 0, exit_status: null })
+      .execute();
+  }
+
+  async end(
+    id: string,
+    end: {
+      endedAt: string;
+      bytesIn: number;
+      bytesOut: number;
+      result: 'success' | 'failure';
+      exitStatus: number | null;
+      reason: string | null;
+    },
+  ): Promise<GatewaySession | undefined> {
+    await this.x
+      .updateTable('gateway_sessions')
+      .set({
+        ended_at: end.endedAt,
+        bytes_in: end.bytesIn,
+        bytes_out: end.bytesOut,
+        result: end.result,
+        exit_status: end.exitStatus,
+        reason: end.reason,
+      })
+      .where('id', '=', id)
+      .where('result', '=', 'active')
+      .execute();
+    return this.find(id);
+  }
+
+  /**
+   * Marks sessions of `gateway` still `active` as failed: they belonged to a process that
+   * stopped without ending them. Returns how many.
+   */
+  async endAbandoned(gateway: string, reason: string): Promise<number> {
+    const r = await this.x
+      .updateTable('gateway_sessions')
+      .set({ ended_at: new Date().toISOString(), result: 'failure', reason })
+      .where('gateway', '=', gateway)
+      .where('result', '=', 'active')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async find(id: string): Promise<GatewaySession | undefined> {
+    const row = await this.x.selectFrom('gateway_sessions').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && present(row);
+  }
+
+  /** The recording's path relative to the recordings directory, or undefined. */
+  async recordingOf(id: string): Promise<string | undefined> {
+    const row = await this.x.selectFrom('gateway_sessions').select('recording').where('id', '=', id).executeTakeFirst();
+    return row?.recording ?? undefined;
+  }
+
+  /** Newest first. */
+  async list(
+    q: { limit?: number; offset?: number; deviceId?: string; userId?: string } = {},
+  ): Promise<{ items: GatewaySession[]; total: number }> {
+    let base = this.x.selectFrom('gateway_sessions');
+    if (q.deviceId !== undefined) base = base.where('device_id', '=', q.deviceId);
+    if (q.userId !== undefined) base = base.where('user_id', '=', q.userId);
+    const total = await base.select((eb) => eb.fn.countAll<string | number>().as('n')).executeTakeFirstOrThrow();
+    const rows = await base
+      .selectAll()
+      .orderBy('started_at', 'desc')
+      .orderBy('id')
+      .limit(q.limit ?? 50)
+      .offset(q.offset ?? 0)
+      .execute();
+    return { items: rows.map(present), total: Number(total.n) };
+  }
+
+  // Host keys: trust on first use.
+
+  async hostKey(deviceId: string): Promise<HostKey | undefined> {
+    const row = await this.x.selectFrom('device_host_keys').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+    return row && { deviceId: row.device_id, algorithm: row.algorithm, fingerprint: row.fingerprint, firstSeen: row.first_seen };
+  }
+
+  /**
+   * Stores `key` when the device has none yet and returns the key now trusted: `key`
+   * itself (with `firstUse`), or the one stored before. Two first connections at once
+   * agree on one key.
+   */
+  async trustOnFirstUse(deviceId: string, key: { algorithm: string; fingerprint: string }): Promise<HostKey & { firstUse: boolean }> {
+    const existing = await this.hostKey(deviceId);
+    if (existing) return { ...existing, firstUse: false };
+    const row = { device_id: deviceId, algorithm: key.algorithm, fingerprint: key.fingerprint, first_seen: new Date().toISOString() };
+    try {
+      await this.x.insertInto('device_host_keys').values(row).execute();
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      const stored = await this.hostKey(deviceId);
+      if (stored) return { ...stored, firstUse: false };
+      throw error;
+    }
+    return { deviceId, algorithm: key.algorithm, fingerprint: key.fingerprint, firstSeen: row.first_seen, firstUse: true };
+  }
+
+  /** Forgets the device's host key; the next connection trusts whatever it presents. */
+  async forgetHostKey(deviceId: string): Promise<boolean> {
+    const r = await this.x.deleteFrom('device_host_keys').where('device_id', '=', deviceId).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+}

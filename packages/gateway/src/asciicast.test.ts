@@ -1,0 +1,71 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AsciicastRecorder } from './asciicast.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-cast-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const read = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as unknown);
+
+describe('AsciicastRecorder', () => {
+  it('writes a v2 header and events with non-decreasing times, into a 0600 file', async () => {
+    const file = path.join(dir, 'a', 'one.cast');
+    const rec = await AsciicastRecorder.create(file, {
+      width: 120,
+      height: 40,
+      timestamp: 1_700_000_000.7,
+      term: 'xterm-256color',
+      command: 'ls',
+    });
+    rec.output(Buffer.from('hello\r\n'));
+    rec.input(Buffer.from('ls\r'));
+    rec.resize(100, 30);
+    await new Promise((r) => setTimeout(r, 20));
+    rec.output(Buffer.from('bye'));
+    await rec.close();
+    const [header, ...events] = read(file) as [Record<string, unknown>, ...[number, string, string][]];
+    expect(header).toEqual({
+      version: 2,
+      width: 120,
+      height: 40,
+      timestamp: 1_700_000_000,
+      env: { TERM: 'xterm-256color' },
+      command: 'ls',
+    });
+    expect(events.map(([, kind, data]) => [kind, data])).toEqual([
+      ['o', 'hello\r\n'],
+      ['i', 'ls\r'],
+      ['r', '100x30'],
+      ['o', 'bye'],
+    ]);
+    const times = events.map(([t]) => t);
+    expect([...times].sort((a, b) => a - b)).toEqual(times);
+    expect(times[3]).toBeGreaterThan(0);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('keeps a UTF-8 character split across packets whole', async () => {
+    const file = path.join(dir, 'split.cast');
+    const rec = await AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' });
+    const bytes = Buffer.from('日本', 'utf8');
+    rec.output(bytes.subarray(0, 2));
+    rec.output(bytes.subarray(2, 4));
+    rec.output(bytes.subarray(4));
+    rec.output(Buffer.from([0xe2, 0x82])); // an unfinished "€" at the end of the session
+    await rec.close();
+    const events = read(file).slice(1) as [number, string, string][];
+    expect(events.map((e) => e[2])).toEqual(['日', '本', '\ufffd']);
+  });
+
+  it('never overwrites an existing recording', async () => {
+    const file = path.join(dir, 'taken.cast');
+    await (await AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' })).close();
+    await expect(AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' })).rejects.toThrow(/EEXIST/);
+  });
+});

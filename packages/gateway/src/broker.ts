@@ -1,0 +1,110 @@
+import type { ConnectionTarget } from './connection-target.js';
+
+/**
+ * Everything the gateway needs from the platform. The gateway holds no database and no
+ * vault: the server (for the built-in gateway) implements this on its repositories, and
+ * does its own audit writes for what it decides (sign-in, authorization, host keys).
+ */
+export interface AccessBroker {
+  /**
+   * Checks a user's password and, when they have TOTP enabled, the code. Answers
+   * `mfa_required` when the password is right but a code is needed and none was given.
+   */
+  authenticate(request: AuthenticationRequest): Promise<AuthenticationResult>;
+  /** Resolves the device and account and decides whether the user may use them. */
+  authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult>;
+  /**
+   * The account's credential, for this one connection. Authorization is checked again
+   * on the server side. The gateway keeps it in memory only until the target connects.
+   */
+  fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<TargetCredential>;
+  /** Trust on first use: stores the first host key seen for a device; compares later ones. */
+  checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck>;
+  /** The target connected and a channel opened on it. */
+  sessionStarted(session: SessionStart): Promise<void>;
+  /** A started session ended (either side closed, or the gateway stopped). */
+  sessionEnded(sessionId: string, end: SessionEnd): Promise<void>;
+  /** The target connection failed: an audit event with the reason, and no recording. */
+  connectionFailed(failure: ConnectionFailure): Promise<void>;
+}
+
+export interface AuthenticationRequest {
+  username: string;
+  password: string;
+  totp?: string | undefined;
+  remoteAddress: string;
+}
+
+export interface GatewayUser {
+  id: string;
+  username: string;
+}
+
+export type AuthenticationResult =
+  { ok: true; user: GatewayUser } | { ok: false; mfaRequired: true } | { ok: false; mfaRequired: false; message: string };
+
+export interface AuthorizedTarget {
+  projectId: string;
+  projectName: string;
+  deviceId: string;
+  deviceName: string;
+  accountId: string;
+  accountUsername: string;
+  /** Address and port to reach the device's sshd. */
+  host: string;
+  port: number;
+}
+
+export type AuthorizationResult = { allow: true; target: AuthorizedTarget } | { allow: false; message: string };
+
+export interface TargetCredential {
+  username: string;
+  password?: string | undefined;
+  privateKey?: string | undefined;
+  passphrase?: string | undefined;
+}
+
+export interface HostKeyInfo {
+  /** The key's type, e.g. `ssh-ed25519`. */
+  algorithm: string;
+  /** `SHA256:<base64>`, as OpenSSH prints it. */
+  fingerprint: string;
+}
+
+export type HostKeyCheck = { ok: true; firstUse: boolean } | { ok: false; stored: HostKeyInfo };
+
+export type SessionKind = 'shell' | 'exec' | 'sftp';
+
+export interface SessionStart {
+  /** A new UUID; it also names the recording file. */
+  id: string;
+  user: GatewayUser;
+  target: AuthorizedTarget;
+  gateway: string;
+  kind: SessionKind;
+  /** The exec command, or `sftp`. */
+  command: string | null;
+  remoteAddress: string;
+  startedAt: string;
+  /** Path of the recording, relative to the recordings directory; null when none. */
+  recording: string | null;
+}
+
+export interface SessionEnd {
+  endedAt: string;
+  /** Bytes from the user to the target, and back. */
+  bytesIn: number;
+  bytesOut: number;
+  result: 'success' | 'failure';
+  exitStatus: number | null;
+  reason: string | null;
+}
+
+export interface ConnectionFailure {
+  user: GatewayUser;
+  target: AuthorizedTarget;
+  gateway: string;
+  remoteAddress: string;
+  at: string;
+  reason: string;
+}

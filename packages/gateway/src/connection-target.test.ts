@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_TARGET_LENGTH, parseConnectionTarget } from './connection-target.js';
+
+describe('parseConnectionTarget', () => {
+  it('reads user, device and the optional account', () => {
+    expect(parseConnectionTarget('alice:web-1')).toEqual({ ok: true, target: { user: 'alice', device: 'web-1', account: undefined } });
+    expect(parseConnectionTarget('alice:web-1:root')).toEqual({ ok: true, target: { user: 'alice', device: 'web-1', account: 'root' } });
+    expect(parseConnectionTarget('a.b@c:Shop/web 1:deploy')).toEqual({
+      ok: true,
+      target: { user: 'a.b@c', device: 'Shop/web 1', account: 'deploy' },
+    });
+  });
+
+  it('accepts unicode device names', () => {
+    expect(parseConnectionTarget('alice:サーバー')).toMatchObject({ ok: true, target: { device: 'サーバー' } });
+  });
+
+  it.each([
+    ['empty', ''],
+    ['no device', 'alice'],
+    ['empty device', 'a:'],
+    ['empty user', ':b'],
+    ['empty middle', 'a::c'],
+    ['empty account', 'a:b:'],
+    ['four parts', 'a:b:c:d'],
+    ['spaces around a part', 'a: b'],
+    ['a blank part', 'a:   '],
+    ['NUL', 'a:b\u0000'],
+    ['newline', 'a:b\nc'],
+    ['escape', 'a:\u001b[31mred'],
+    ['DEL', 'a:b\u007f'],
+    ['C1 control', 'a:b\u0085'],
+    ['lone surrogate', 'a:b\ud800'],
+    ['over-long', `a:${'x'.repeat(MAX_TARGET_LENGTH)}`],
+    ['over-long part', `a:${'x'.repeat(201)}`],
+    ['unicode user name', 'アリス:web'],
+    ['user name with a slash', 'a/b:web'],
+    ['project without device', 'a:shop/'],
+    ['device without project', 'a:/web'],
+  ])('refuses %s without echoing the input', (_what, raw) => {
+    const parsed = parseConnectionTarget(raw);
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) {
+      expect(parsed.reason).toContain('<user>:<device>');
+      if (raw.length > 3) expect(parsed.reason).not.toContain(raw);
+    }
+  });
+});

@@ -1,0 +1,46 @@
+/**
+ * What a user asks for in the SSH user name: `<user>:<device>[:<account>]`, where
+ * `<device>` may be `<project>/<device>` when the device name alone is ambiguous.
+ */
+export interface ConnectionTarget {
+  /** The Gatehouse user name. */
+  user: string;
+  /** The device as typed: a device name, or `<project>/<device>`. */
+  device: string;
+  /** The account (user name on the device); undefined when the device has only one. */
+  account: string | undefined;
+}
+
+export type ParsedTarget = { ok: true; target: ConnectionTarget } | { ok: false; reason: string };
+
+/** OpenSSH accepts long user names; ours are never longer than this. */
+export const MAX_TARGET_LENGTH = 512;
+const MAX_PART_LENGTH = 200;
+
+/** Gatehouse user names, as the API accepts them. */
+const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+/** C0 and C1 control characters, DEL, and unpaired surrogates (not text). */
+const NOT_TEXT = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+export const TARGET_FORMAT = 'Connect as <user>:<device>[:<account>] (or <user>:<project>/<device>[:<account>]).';
+
+/**
+ * Parses the SSH user name strictly: exactly two or three non-empty parts separated by
+ * `:`, no control characters, nothing over-long. A refusal says what the format is and
+ * never echoes the input (it may be anything).
+ */
+export function parseConnectionTarget(raw: string): ParsedTarget {
+  const refuse = (problem: string): ParsedTarget => ({ ok: false, reason: `${problem} ${TARGET_FORMAT}` });
+  if (raw.length === 0) return refuse('The user name is empty.');
+  if (raw.length > MAX_TARGET_LENGTH) return refuse(`The user name is longer than ${MAX_TARGET_LENGTH} characters.`);
+  if (NOT_TEXT.test(raw)) return refuse('The user name contains control characters.');
+  const parts = raw.split(':');
+  if (parts.length < 2) return refuse('The user name names no device.');
+  if (parts.length > 3) return refuse('The user name has too many ":" parts.');
+  if (parts.some((p) => p.trim() === '' || p !== p.trim())) return refuse('A part of the user name is empty or has spaces around it.');
+  if (parts.some((p) => p.length > MAX_PART_LENGTH)) return refuse(`A part of the user name is longer than ${MAX_PART_LENGTH} characters.`);
+  const [user, device, account] = parts as [string, string, string | undefined];
+  if (!USER_NAME.test(user)) return refuse('The Gatehouse user name is not valid.');
+  if (device.startsWith('/') || device.endsWith('/')) return refuse('The device is missing its project or its name around "/".');
+  return { ok: true, target: { user, device, account } };
+}

@@ -1,0 +1,327 @@
+import { randomUUID } from 'node:crypto';
+import { canUseAccount, visibilityOf, type Visibility } from '@gatehouse/core';
+import type { Account, Device, GatewaySessions } from '@gatehouse/db';
+import type {
+  AccessBroker,
+  AuthenticationRequest,
+  AuthenticationResult,
+  AuthorizationResult,
+  AuthorizedTarget,
+  ConnectionFailure,
+  ConnectionTarget,
+  GatewayUser,
+  HostKeyCheck,
+  HostKeyInfo,
+  SessionEnd,
+  SessionStart,
+  TargetCredential,
+} from '@gatehouse/gateway';
+import type { Services } from '../services.js';
+import { checkSignIn } from '../sign-in.js';
+
+/** The name sessions and audit events give the gateway inside the server. */
+export const BUILT_IN_GATEWAY = 'built-in';
+
+type Resolved = { ok: true; target: AuthorizedTarget } | { ok: false; message: string; reason: string };
+
+/**
+ * The access broker of the built-in gateway, on the server's own repositories: the same
+ * sign-in check and lockout as the API, the operators' grants, the vault, and the
+ * audit log. Every decision it makes is audited here, not by the gateway.
+ */
+export class ServerAccessBroker implements AccessBroker {
+  constructor(
+    private readonly services: Services,
+    private readonly sessions: GatewaySessions,
+  ) {}
+
+  async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
+    const ip = request.remoteAddress;
+    const result = await checkSignIn(
+      this.services,
+      { username: request.username, password: request.password, totp: request.totp },
+      (event) => this.services.audit(null, { ...event, ip, details: { ...event.details, gateway: BUILT_IN_GATEWAY } }),
+      'gateway.auth',
+    );
+    if (!result.ok) {
+      if (result.code === 'MFA_REQUIRED') return { ok: false, mfaRequired: true };
+      return { ok: false, mfaRequired: false, message: result.message };
+    }
+    await this.services.audit(null, {
+      action: 'gateway.auth',
+      outcome: 'success',
+      actorId: result.user.id,
+      actorName: result.user.username,
+      ip,
+      details: { gateway: BUILT_IN_GATEWAY },
+    });
+    return { ok: true, user: { id: result.user.id, username: result.user.username } };
+  }
+
+  async authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult> {
+    const resolved = await this.resolve(user, target);
+    if (!resolved.ok) {
+      await this.services.audit(null, {
+        action: 'gateway.authorize',
+        outcome: 'denied',
+        actorId: user.id,
+        actorName: user.username,
+        ip: remoteAddress,
+        details: {
+          gateway: BUILT_IN_GATEWAY,
+          device: target.device.slice(0, 200),
+          account: target.account ?? null,
+          reason: resolved.reason,
+        },
+      });
+      return { allow: false, message: resolved.message };
+    }
+    return { allow: true, target: resolved.target };
+  }
+
+  async fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<TargetCredential> {
+    // Checked again: the grant may have been removed since sign-in.
+    const visibility = await this.visibilityOf(user);
+    if (!visibility) throw new Error('The user may no longer use devices.');
+    const decision = canUseAccount(visibility, { projectId: target.projectId, deviceId: target.deviceId, accountId: target.accountId });
+    if (!decision.allow) throw new Error(decision.reason);
+    const secrets = await this.services.inventory.revealAccountSecrets(target.accountId);
+    return {
+      username: target.accountUsername,
+      password: secrets.password ?? undefined,
+      privateKey: secrets.privateKey ?? undefined,
+      passphrase: secrets.passphrase ?? undefined,
+    };
+  }
+
+  async checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {
+    const trusted = await this.sessions.trustOnFirstUse(target.deviceId, key);
+    if (trusted.firstUse) {
+      await this.services.audit(null, {
+        action: 'device.host_key_trusted',
+        outcome: 'success',
+        actorName: `gateway:${BUILT_IN_GATEWAY}`,
+        targetType: 'device',
+        targetId: target.deviceId,
+        details: { algorithm: key.algorithm, fingerprint: key.fingerprint },
+      });
+      return { ok: true, firstUse: true };
+    }
+    if (trusted.algorithm === key.algorithm && trusted.fingerprint === key.fingerprint) return { ok: true, firstUse: false };
+    await this.services.audit(null, {
+      action: 'device.host_key_mismatch',
+      outcome: 'failure',
+      actorName: `gateway:${BUILT_IN_GATEWAY}`,
+      targetType: 'device',
+      targetId: target.deviceId,
+      details: { stored: `${trusted.algorithm} ${trusted.fingerprint}`, presented: `${key.algorithm} ${key.fingerprint}` },
+    });
+    return { ok: false, stored: { algorithm: trusted.algorithm, fingerprint: trusted.fingerprint } };
+  }
+
+  async sessionStarted(s: SessionStart): Promise<void> {
+    await this.sessions.start({
+      id: s.id,
+      user_id: s.user.id,
+      username: s.user.username,
+      project_id: s.target.projectId,
+      project_name: s.target.projectName,
+      device_id: s.target.deviceId,
+      device_name: s.target.deviceName,
+      account_id: s.target.accountId,
+      account_username: s.target.accountUsername,
+      gateway: s.gateway,
+      kind: s.kind,
+      command: s.command,
+      remote_address: s.remoteAddress,
+      started_at: s.startedAt,
+      result: 'active',
+      reason: null,
+      recording: s.recording,
+    });
+    await this.services.audit(null, {
+      action: 'session.start',
+      outcome: 'success',
+      actorId: s.user.id,
+      actorName: s.user.username,
+      targetType: 'device',
+      targetId: s.target.deviceId,
+      ip: s.remoteAddress,
+      details: {
+        sessionId: s.id,
+        gateway: s.gateway,
+        project: s.target.projectName,
+        device: s.target.deviceName,
+        account: s.target.accountUsername,
+        kind: s.kind,
+        start: s.startedAt,
+        recorded: s.recording !== null,
+      },
+    });
+  }
+
+  async sessionEnded(sessionId: string, end: SessionEnd): Promise<void> {
+    const s = await this.sessions.end(sessionId, end);
+    await this.services.audit(null, {
+      action: 'session.end',
+      outcome: end.result,
+      actorId: s?.userId ?? null,
+      actorName: s?.username ?? 'unknown',
+      targetType: 'device',
+      targetId: s?.deviceId ?? null,
+      ip: s?.remoteAddress ?? null,
+      details: {
+        sessionId,
+        gateway: s?.gateway ?? BUILT_IN_GATEWAY,
+        device: s?.deviceName ?? null,
+        account: s?.accountUsername ?? null,
+        kind: s?.kind ?? null,
+        start: s?.startedAt ?? null,
+        end: end.endedAt,
+        bytesIn: end.bytesIn,
+        bytesOut: end.bytesOut,
+        exitStatus: end.exitStatus,
+        reason: end.reason,
+      },
+    });
+  }
+
+  async connectionFailed(f: ConnectionFailure): Promise<void> {
+    const id = randomUUID();
+    await this.sessions.fail({
+      id,
+      user_id: f.user.id,
+      username: f.user.username,
+      project_id: f.target.projectId,
+      project_name: f.target.projectName,
+      device_id: f.target.deviceId,
+      device_name: f.target.deviceName,
+      account_id: f.target.accountId,
+      account_username: f.target.accountUsername,
+      gateway: f.gateway,
+      kind: null,
+      command: null,
+      remote_address: f.remoteAddress,
+      started_at: f.at,
+      reason: f.reason,
+    });
+    await this.services.audit(null, {
+      action: 'session.start',
+      outcome: 'failure',
+      actorId: f.user.id,
+      actorName: f.user.username,
+      targetType: 'device',
+      targetId: f.target.deviceId,
+      ip: f.remoteAddress,
+      details: {
+        sessionId: id,
+        gateway: f.gateway,
+        project: f.target.projectName,
+        device: f.target.deviceName,
+        account: f.target.accountUsername,
+        start: f.at,
+        reason: f.reason,
+      },
+    });
+  }
+
+  /** What the user may use now; undefined for roles that never connect (auditors) or disabled users. */
+  private async visibilityOf(user: GatewayUser): Promise<Visibility | undefined> {
+    const row = await this.services.users.row(user.id);
+    if (row.disabled === 1) return undefined;
+    if (row.role === 'admin') return { all: true };
+    if (row.role === 'operator') return visibilityOf(await this.services.users.listGrants(user.id));
+    return undefined;
+  }
+
+  private async resolve(user: GatewayUser, wanted: ConnectionTarget): Promise<Resolved> {
+    const { inventory } = this.services;
+    const visibility = await this.visibilityOf(user);
+    if (!visibility) {
+      return {
+        ok: false,
+        reason: 'role may not connect',
+        message: 'Your role does not connect to devices (auditors replay recordings instead). Ask an administrator.',
+      };
+    }
+    // A device the user may not use answers as if it did not exist, as in the API.
+    const unknown: Resolved = {
+      ok: false,
+      reason: 'unknown device',
+      message: `There is no device ${JSON.stringify(wanted.device)} you may use. Check the name (gatehouse devices list), or ask an administrator for access.`,
+    };
+    let candidates = await inventory.findDevicesNamed(wanted.device);
+    if (candidates.length === 0) {
+      const slash = wanted.device.indexOf('/');
+      if (slash > 0) {
+        const project = await inventory.findProjectByName(wanted.device.slice(0, slash));
+        const device = project && (await inventory.findDevice(project.id, wanted.device.slice(slash + 1)));
+        if (device) candidates = [device];
+      }
+    }
+    const usable: { device: Device; accounts: Account[] }[] = [];
+    for (const device of candidates) {
+      const accounts = (await inventory.listAccounts(device.id)).filter(
+        (a) => canUseAccount(visibility, { projectId: device.projectId, deviceId: device.id, accountId: a.id }).allow,
+      );
+      if (accounts.length > 0) usable.push({ device, accounts });
+    }
+    if (usable.length === 0) return { ...unknown, reason: candidates.length === 0 ? 'unknown device' : 'no grant for the device' };
+    if (usable.length > 1) {
+      return {
+        ok: false,
+        reason: 'ambiguous device name',
+        message: `More than one project has a device ${JSON.stringify(wanted.device)}. Name the project too: <user>:<project>/<device>.`,
+      };
+    }
+    const { device, accounts } = usable[0] as { device: Device; accounts: Account[] };
+    let account: Account | undefined;
+    if (wanted.account !== undefined) {
+      account = accounts.find((a) => a.username === wanted.account);
+      if (!account) {
+        return {
+          ok: false,
+          reason: 'unknown account',
+          message: `${device.name} has no account ${JSON.stringify(wanted.account)} you may use. Yours: ${accounts.map((a) => a.username).join(', ')}.`,
+        };
+      }
+    } else if (accounts.length === 1) {
+      account = accounts[0];
+    } else {
+      return {
+        ok: false,
+        reason: 'account not named',
+        message: `${device.name} has several accounts: name one as <user>:${wanted.device}:<account> (${accounts.map((a) => a.username).join(', ')}).`,
+      };
+    }
+    const host = device.privateIp ?? device.publicIp;
+    if (!account || host === null) {
+      return {
+        ok: false,
+        reason: 'device has no address',
+        message: `${device.name} has no IP address in the inventory. Ask an administrator to add one.`,
+      };
+    }
+    const project = await inventory.getProject(device.projectId);
+    return {
+      ok: true,
+      target: {
+        projectId: project.id,
+        projectName: project.name,
+        deviceId: device.id,
+        deviceName: device.name,
+        accountId: account.id,
+        accountUsername: account.username,
+        host,
+        port: sshPortOf(device.urlPort),
+      },
+    };
+  }
+}
+
+/** The SSH port in a device's URL/Port field: `2222`, `host:2222` or `ssh://host:2222`; 22 otherwise. */
+export function sshPortOf(urlPort: string | null): number {
+  const match = urlPort === null ? null : /(?:^|:)(\d{1,5})\/?$/.exec(urlPort.trim());
+  const port = match?.[1] === undefined ? 22 : Number(match[1]);
+  return port >= 1 && port <= 65535 ? port : 22;
+}

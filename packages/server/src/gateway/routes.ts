@@ -1,0 +1,113 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { GatehouseError, NotFoundError } from '@gatehouse/core';
+import type { GatewaySessions } from '@gatehouse/db';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Services } from '../services.js';
+
+const readers = { access: ['admin', 'auditor'] } as const;
+const admin = { access: ['admin'] } as const;
+const id = z.strictObject({ id: z.string().min(1).max(100) });
+
+/** The recordings directory of a data directory. */
+export const recordingsDirOf = (dataDir: string) => path.join(dataDir, 'recordings');
+
+/** Sessions through gateways, their recordings, and the devices' trusted SSH host keys. */
+export function gatewayRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get(
+    '/sessions',
+    {
+      config: readers,
+      schema: {
+        tags: ['sessions'],
+        summary: 'List sessions through gateways, newest first (failed connections too, with their reason)',
+        querystring: z.strictObject({
+          deviceId: z.string().max(100).optional(),
+          userId: z.string().max(100).optional(),
+          limit: z.coerce.number().int().min(1).max(500).default(50),
+          offset: z.coerce.number().int().min(0).default(0),
+        }),
+      },
+    },
+    async (req) => sessions.list(req.query),
+  );
+
+  r.get('/sessions/:id', { config: readers, schema: { tags: ['sessions'], summary: 'Show a session', params: id } }, async (req) => {
+    const session = await sessions.find(req.params.id);
+    if (!session) throw new NotFoundError('Session', req.params.id);
+    return session;
+  });
+
+  r.get(
+    '/sessions/:id/recording',
+    {
+      config: readers,
+      schema: { tags: ['sessions'], summary: "The session's terminal recording (asciicast v2, playable with asciinema)", params: id },
+    },
+    async (req, reply) => {
+      const relative = await sessions.recordingOf(req.params.id);
+      if (relative === undefined) throw new NotFoundError('Recording of session', req.params.id);
+      const root = recordingsDirOf(services.config.dataDir);
+      const file = path.resolve(root, relative);
+      if (!file.startsWith(`${root}${path.sep}`))
+        throw new GatehouseError('INTERNAL', 'The recording path is outside the recordings directory.');
+      const size = await stat(file).then(
+        (s) => s.size,
+        () => undefined,
+      );
+      if (size === undefined) throw new NotFoundError('Recording file of session', req.params.id);
+      await services.audit(req, { action: 'session.recording_read', outcome: 'success', targetType: 'session', targetId: req.params.id });
+      return reply
+        .type('application/x-asciicast')
+        .header('content-length', size)
+        .header('content-disposition', `attachment; filename="${req.params.id.replace(/[^A-Za-z0-9-]/g, '')}.cast"`)
+        .send(createReadStream(file));
+    },
+  );
+
+  r.get(
+    '/devices/:id/host-key',
+    {
+      config: readers,
+      schema: {
+        tags: ['sessions'],
+        summary: "The device's SSH host key the gateways trust (null before the first connection)",
+        params: id,
+      },
+    },
+    async (req) => {
+      await services.inventory.getDevice(req.params.id);
+      return { hostKey: (await sessions.hostKey(req.params.id)) ?? null };
+    },
+  );
+
+  r.delete(
+    '/devices/:id/host-key',
+    {
+      config: admin,
+      schema: {
+        tags: ['sessions'],
+        summary: "Forget the device's trusted SSH host key (after checking a changed key); the next connection trusts the key it sees",
+        params: id,
+      },
+    },
+    async (req, reply) => {
+      await services.inventory.getDevice(req.params.id);
+      const before = await sessions.hostKey(req.params.id);
+      if (!before || !(await sessions.forgetHostKey(req.params.id))) throw new NotFoundError('Host key of device', req.params.id);
+      await services.audit(req, {
+        action: 'device.host_key_forget',
+        outcome: 'success',
+        targetType: 'device',
+        targetId: req.params.id,
+        details: { algorithm: before.algorithm, fingerprint: before.fingerprint },
+      });
+      return reply.status(204).send();
+    },
+  );
+}

@@ -1,0 +1,478 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+
+const API = '/api/v1';
+const PW_USER = 'gh-test-pw';
+const KEY_USER = 'gh-test-key';
+const PW_USER_PASSWORD = `pw-${randomBytes(9).toString('hex')}`;
+const ADMIN_PASSWORD = 'gateway admin password';
+const OPERATOR_PASSWORD = 'gateway operator password';
+
+interface Run {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs an OpenSSH client (ssh, sftp, scp) with the Gatehouse password given by sshpass. */
+function runClient(
+  command: 'ssh' | 'sftp' | 'scp',
+  args: string[],
+  opts: { password: string; stdin?: string; timeoutMs?: number },
+): Promise<Run> {
+  const started = performance.now();
+  // BatchMode=no first: `sftp -b` turns batch mode on, which forbids password prompts, and ssh keeps the first value given.
+  const common = [
+    '-o',
+    'BatchMode=no',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'PubkeyAuthentication=no',
+    '-o',
+    'PreferredAuthentications=keyboard-interactive,password',
+    '-o',
+    'NumberOfPasswordPrompts=1',
+    '-o',
+    'ConnectTimeout=10',
+  ];
+  const child = spawn('sshpass', ['-p', opts.password, command, ...common, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => err.push(d));
+  child.stdin.end(opts.stdin ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8'), ms: performance.now() - started });
+    });
+  });
+}
+
+interface Session {
+  id: string;
+  username: string;
+  deviceName: string;
+  accountUsername: string;
+  gateway: string;
+  kind: string | null;
+  command: string | null;
+  result: string;
+  exitStatus: number | null;
+  reason: string | null;
+  bytesIn: number;
+  bytesOut: number;
+  startedAt: string;
+  endedAt: string | null;
+  recorded: boolean;
+}
+
+interface AuditEvent {
+  seq: number;
+  action: string;
+  outcome: string;
+  actorName: string;
+  details: Record<string, unknown>;
+}
+
+describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
+  let dir: string;
+  let server: GatehouseServer;
+  let sshd: TestSshd;
+  let gatewayPort: number;
+  let token: string;
+  const ids: Record<string, string> = {};
+
+  const api = async <T>(method: string, route: string, body?: unknown, as = token): Promise<T> => {
+    const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${as}` } });
+    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
+    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
+  };
+  const ssh = (user: string, args: string[], opts: { password?: string; stdin?: string } = {}) =>
+    runClient('ssh', ['-p', String(gatewayPort), `${user}@127.0.0.1`, ...args], {
+      password: opts.password ?? ADMIN_PASSWORD,
+      stdin: opts.stdin,
+    });
+  const sessions = async () => (await api<{ items: Session[] }>('GET', '/sessions?limit=500')).items;
+  /** The newest session that matches, once it has ended: the gateway records the end just after the client sees it. */
+  const endedSession = async (match: (s: Session) => boolean) => {
+    for (let i = 0; i < 100; i++) {
+      const found = (await sessions()).find(match);
+      if (found?.endedAt) return found;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return (await sessions()).find(match);
+  };
+  const auditSince = async (seq: number) =>
+    (await api<{ items: AuditEvent[] }>('GET', `/audit/events?afterSeq=${seq}&order=asc&limit=1000`)).items;
+  const lastSeq = async () => (await api<{ items: AuditEvent[] }>('GET', '/audit/events?limit=1')).items[0]?.seq ?? 0;
+  const recordingFiles = () => {
+    const root = path.join(server.dataDir, 'recordings');
+    if (!existsSync(root)) return [];
+    return readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.cast'));
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-ssh-');
+    ensureSystemUser(PW_USER, { password: PW_USER_PASSWORD });
+    ensureSystemUser(KEY_USER);
+    sshd = await TestSshd.start(path.join(dir, 'sshd'));
+    const key = generateKeyPair(dir, 'device_key', 'key passphrase');
+    sshd.authorize(KEY_USER, key.publicKey);
+
+    gatewayPort = await freePort();
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
+    const credentials = path.join(dir, 'credentials.json');
+    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
+    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+
+    const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
+    const other = await api<{ id: string }>('POST', '/projects', { name: 'Other' });
+    const device = async (projectId: string, name: string, port: number) =>
+      (
+        await api<{ id: string }>('POST', '/devices', {
+          projectId,
+          name,
+          provider: 'on-prem',
+          protocols: ['ssh', 'sftp'],
+          privateIp: '127.0.0.1',
+          urlPort: String(port),
+        })
+      ).id;
+    ids.pwBox = await device(project.id, 'pw-box', sshd.port);
+    ids.keyBox = await device(project.id, 'key-box', sshd.port);
+    ids.deadBox = await device(project.id, 'dead-box', await freePort());
+    ids.twinLab = await device(project.id, 'twin', sshd.port);
+    ids.twinOther = await device(other.id, 'twin', sshd.port);
+    await api('POST', '/accounts', { deviceId: ids.pwBox, username: PW_USER, password: PW_USER_PASSWORD });
+    await api('POST', '/accounts', { deviceId: ids.keyBox, username: KEY_USER, privateKey: key.privateKey, passphrase: 'key passphrase' });
+    await api('POST', '/accounts', { deviceId: ids.deadBox, username: PW_USER, password: PW_USER_PASSWORD });
+    for (const twin of [ids.twinLab, ids.twinOther])
+      await api('POST', '/accounts', { deviceId: twin, username: PW_USER, password: PW_USER_PASSWORD });
+    await api('POST', '/users', { username: 'olga', role: 'operator', password: OPERATOR_PASSWORD });
+  });
+
+  afterAll(async () => {
+    killServers();
+    await sshd?.stop();
+    removeTempDirs();
+  });
+
+  it('runs a command with a password credential: output, exit status and a session with its recording', async () => {
+    const run = await ssh('admin:pw-box', ['echo out-$((6*7)); echo err >&2; exit 3']);
+    expect(run.stderr).toContain('err');
+    expect(run.stdout.toString()).toBe('out-42\n');
+    expect(run.code, run.stderr).toBe(3);
+    console.log(`exec through the gateway (password credential), connection to exit: ${Math.round(run.ms)} ms`);
+
+    const session = await endedSession((s) => s.kind === 'exec' && s.deviceName === 'pw-box');
+    expect(session).toMatchObject({
+      username: 'admin',
+      accountUsername: PW_USER,
+      gateway: 'built-in',
+      command: 'echo out-$((6*7)); echo err >&2; exit 3',
+      result: 'success',
+      exitStatus: 3,
+      recorded: true,
+    });
+    expect(session?.bytesOut).toBeGreaterThanOrEqual('out-42\nerr\n'.length);
+    const cast = await server.request(`${API}/sessions/${session?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    expect(cast.status).toBe(200);
+    const [header, ...events] = cast.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
+    expect(header).toMatchObject({ version: 2, command: 'echo out-$((6*7)); echo err >&2; exit 3' });
+    expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('out-42');
+  });
+
+  it('runs a command with a private key credential (with a passphrase) and passes stdin through to EOF', async () => {
+    const run = await ssh('admin:key-box', ['wc -c; whoami'], { stdin: 'twelve bytes' });
+    expect(run.stderr).not.toContain('gatehouse:');
+    expect(
+      run.stdout
+        .toString()
+        .split('\n')
+        .map((l) => l.trim()),
+    ).toEqual(['12', KEY_USER, '']);
+    expect(run.code).toBe(0);
+  });
+
+  it('records a pty shell driven by a script as asciicast v2', async () => {
+    const run = await ssh('admin:pw-box', ['-tt'], { stdin: 'echo shell-$((40+2))\nstty size\nexit 0\n' });
+    expect(run.code).toBe(0);
+    expect(run.stdout.toString()).toContain('shell-42');
+
+    const session = await endedSession((s) => s.kind === 'shell');
+    expect(session).toMatchObject({ result: 'success', recorded: true, exitStatus: 0 });
+    const cast = await server.request(`${API}/sessions/${session?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    expect(cast.headers['content-type']).toContain('application/x-asciicast');
+    const lines = cast.body.trimEnd().split('\n');
+    const header = JSON.parse(lines[0] ?? '') as {
+      version: number;
+      width: number;
+      height: number;
+      timestamp: number;
+      env: { TERM: string };
+    };
+    expect(header.version).toBe(2);
+    expect(header.width).toBeGreaterThan(0);
+    expect(header.height).toBeGreaterThan(0);
+    expect(Math.abs(header.timestamp - Date.now() / 1000)).toBeLessThan(120);
+    expect(typeof header.env.TERM).toBe('string');
+    const events = lines.slice(1).map((l) => JSON.parse(l) as [number, string, string]);
+    expect(events.length).toBeGreaterThan(0);
+    let previous = 0;
+    for (const [time, kind, data] of events) {
+      expect(typeof time).toBe('number');
+      expect(time).toBeGreaterThanOrEqual(previous);
+      previous = time;
+      expect(['o', 'r']).toContain(kind);
+      expect(typeof data).toBe('string');
+    }
+    expect(events.map((e) => e[2]).join('')).toContain('shell-42');
+  });
+
+  it('proxies sftp byte for byte: put and get with matching SHA-256, also with scp', async () => {
+    const payload = randomBytes(3 * 1024 * 1024 + 17);
+    const local = path.join(dir, 'upload.bin');
+    const back = path.join(dir, 'download.bin');
+    writeFileSync(local, payload);
+    const remote = `gatehouse-${randomBytes(4).toString('hex')}.bin`;
+    const batch = `put ${local} ${remote}\nget ${remote} ${back}\nrm ${remote}\n`;
+    const run = await runClient('sftp', ['-P', String(gatewayPort), '-o', 'User=admin:pw-box', '-b', '-', '127.0.0.1'], {
+      password: ADMIN_PASSWORD,
+      stdin: batch,
+    });
+    expect(run.code, run.stderr).toBe(0);
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    expect(sha(readFileSync(back))).toBe(sha(payload));
+
+    const scpBack = path.join(dir, 'scp-back.bin');
+    const up = await runClient('scp', ['-P', String(gatewayPort), '-o', 'User=admin:key-box', local, `127.0.0.1:${remote}`], {
+      password: ADMIN_PASSWORD,
+    });
+    expect(up.code, up.stderr).toBe(0);
+    const down = await runClient('scp', ['-P', String(gatewayPort), '-o', 'User=admin:key-box', `127.0.0.1:${remote}`, scpBack], {
+      password: ADMIN_PASSWORD,
+    });
+    expect(down.code, down.stderr).toBe(0);
+    expect(sha(readFileSync(scpBack))).toBe(sha(payload));
+
+    const sftp = await endedSession((s) => s.kind === 'sftp' && s.deviceName === 'pw-box');
+    expect(sftp).toMatchObject({ result: 'success', recorded: false });
+    expect(sftp?.bytesIn).toBeGreaterThan(payload.length);
+    expect(sftp?.bytesOut).toBeGreaterThan(payload.length);
+  });
+
+  it('refuses a device that does not exist, or an ambiguous name, with a message', async () => {
+    const unknown = await ssh('admin:no-such-box', ['true']);
+    expect(unknown.code).toBe(255);
+    expect(unknown.stderr).toContain('There is no device "no-such-box" you may use');
+    const twin = await ssh('admin:twin', ['true']);
+    expect(twin.code).toBe(255);
+    expect(twin.stderr).toContain('<user>:<project>/<device>');
+    const named = await ssh('admin:Other/twin', ['whoami']);
+    expect(named.stdout.toString()).toBe(`${PW_USER}\n`);
+  });
+
+  it('refuses an operator without a grant, and audits it', async () => {
+    const before = await lastSeq();
+    const run = await ssh('olga:pw-box', ['true'], { password: OPERATOR_PASSWORD });
+    expect(run.code).toBe(255);
+    expect(run.stderr).toContain('There is no device "pw-box" you may use');
+    const events = await auditSince(before);
+    expect(events).toContainEqual(expect.objectContaining({ action: 'gateway.auth', outcome: 'success', actorName: 'olga' }));
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        action: 'gateway.authorize',
+        outcome: 'denied',
+        actorName: 'olga',
+        details: expect.objectContaining({ reason: 'no grant for the device' }) as unknown,
+      }),
+    );
+    expect(events.some((e) => e.action === 'session.start')).toBe(false);
+
+    // A wrong password is a failed gateway.auth, as a failed API sign-in is.
+    const wrong = await ssh('olga:pw-box', ['true'], { password: 'not the password' });
+    expect(wrong.code).not.toBe(0);
+    expect(await auditSince(before)).toContainEqual(
+      expect.objectContaining({
+        action: 'gateway.auth',
+        outcome: 'failure',
+        details: expect.objectContaining({ reason: 'wrong password' }) as unknown,
+      }),
+    );
+  });
+
+  it('reports an unreachable device to the user and the audit log, and records nothing', async () => {
+    const before = await lastSeq();
+    const files = recordingFiles().length;
+    const run = await ssh('admin:dead-box', ['true']);
+    expect(run.code).toBe(255);
+    expect(run.stderr).toContain('refused the connection');
+    const failed = (await sessions()).find((s) => s.deviceName === 'dead-box');
+    expect(failed).toMatchObject({ result: 'failure', recorded: false, kind: null });
+    expect(failed?.reason).toContain('refused the connection');
+    const events = await auditSince(before);
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        action: 'session.start',
+        outcome: 'failure',
+        details: expect.objectContaining({
+          device: 'dead-box',
+          reason: expect.stringContaining('refused the connection') as unknown,
+        }) as unknown,
+      }),
+    );
+    expect(recordingFiles()).toHaveLength(files);
+  });
+
+  it('refuses a device whose host key changed, naming both fingerprints', async () => {
+    const stored = await api<{ hostKey: { fingerprint: string } }>('GET', `/devices/${ids.pwBox}/host-key`);
+    expect(stored.hostKey.fingerprint).toBe(sshd.hostKeyFingerprint);
+    const old = sshd.hostKeyFingerprint;
+    await sshd.restart({ newHostKey: true });
+    const before = await lastSeq();
+    const files = recordingFiles().length;
+    const run = await ssh('admin:pw-box', ['true']);
+    expect(run.code).toBe(255);
+    expect(run.stderr).toContain('has changed');
+    expect(run.stderr).toContain(old);
+    expect(run.stderr).toContain(sshd.hostKeyFingerprint);
+    expect(recordingFiles()).toHaveLength(files);
+    const actions = (await auditSince(before)).map((e) => `${e.action} ${e.outcome}`);
+    expect(actions).toContain('device.host_key_mismatch failure');
+    expect(actions).toContain('session.start failure');
+
+    // After an administrator checked it and removed the stored key, the new one is trusted.
+    await api('DELETE', `/devices/${ids.pwBox}/host-key`);
+    const again = await ssh('admin:pw-box', ['whoami']);
+    expect(again.stdout.toString()).toBe(`${PW_USER}\n`);
+  });
+
+  it.each([
+    ['a:', 'empty'],
+    [':b', 'empty'],
+    ['admin:pw-box:', 'empty'],
+    [`admin:${'x'.repeat(600)}`, 'longer than'],
+    ['アドミン:pw-box', 'not valid'],
+  ])('refuses the user name %j cleanly', async (user, message) => {
+    const run = await ssh(user, ['true']);
+    expect(run.code).toBe(255);
+    expect(run.stderr).toContain(message);
+    expect(run.stdout.length).toBe(0);
+  });
+
+  // OpenSSH itself refuses to send these; a hostile client sends them anyway.
+  it.each([
+    ['control characters', 'admin:pw\u0001box'],
+    ['an escape sequence', 'admin:\u001b[2Jpw-box'],
+    ['NUL', 'admin\u0000:pw-box'],
+    ['a lone surrogate', 'admin:pw-box\ud800'],
+    ['64 KiB', `admin:${'y'.repeat(65_536)}`],
+  ])('refuses a user name with %s from a raw SSH client, and serves the next', async (_what, username) => {
+    const outcome = await new Promise<string>((resolve) => {
+      const client = new ssh2.Client();
+      client.on('keyboard-interactive', (_name, _instructions, _lang, prompts, finish) => finish(prompts.map(() => ADMIN_PASSWORD)));
+      client.on('ready', () => {
+        client.end();
+        resolve('signed in');
+      });
+      client.on('error', (error: Error & { level?: string }) => resolve(`refused (${error.level ?? 'error'})`));
+      client.on('close', () => resolve('closed'));
+      client.connect({ host: '127.0.0.1', port: gatewayPort, username, tryKeyboard: true, readyTimeout: 10_000 });
+    });
+    // ssh2 answers an instruction-only prompt by itself, so the message is not seen here (OpenSSH shows it, above).
+    expect(outcome).not.toBe('signed in');
+    const run = await ssh('admin:pw-box', ['echo next']);
+    expect(run.stdout.toString()).toBe('next\n');
+  });
+
+  it('survives garbage on the port and keeps serving', async () => {
+    const garbage = [
+      randomBytes(4096),
+      Buffer.from('SSH-2.0-x\r\n'),
+      Buffer.concat([Buffer.from('SSH-2.0-x\r\n'), randomBytes(2048)]),
+      Buffer.alloc(70_000, 0x41),
+    ];
+    for (const bytes of garbage) {
+      await new Promise<void>((resolve) => {
+        const socket = net.connect({ host: '127.0.0.1', port: gatewayPort }, () => socket.end(bytes));
+        socket.on('data', () => undefined);
+        socket.once('error', () => resolve());
+        socket.once('close', () => resolve());
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 3000);
+      });
+    }
+    const run = await ssh('admin:pw-box', ['echo still-here']);
+    expect(run.stdout.toString()).toBe('still-here\n');
+  });
+
+  it('never lets a vaulted credential reach the sessions, the audit log or the server log', async () => {
+    const seen = [
+      (await server.request(`${API}/sessions?limit=500`, { headers: { authorization: `Bearer ${token}` } })).body,
+      (await server.request(`${API}/audit/export`, { headers: { authorization: `Bearer ${token}` } })).body,
+      server.stdout,
+      server.stderr,
+    ].join('\n');
+    expect(seen).toContain('pw-box');
+    for (const secret of [PW_USER_PASSWORD, 'key passphrase', 'BEGIN OPENSSH PRIVATE KEY']) expect(seen).not.toContain(secret);
+  });
+
+  // Last: it stops the server.
+  it('closes the recording and ends the session when the server stops mid-session', async () => {
+    const running = ssh('admin:pw-box', ['echo started-$((1+1)); sleep 60']);
+    let active: Session | undefined;
+    for (let i = 0; i < 100 && !active; i++) {
+      active = (await sessions()).find((s) => s.result === 'active' && s.command?.includes('sleep 60'));
+      if (!active) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(active).toBeDefined();
+    await new Promise((r) => setTimeout(r, 300)); // the echo reaches the recording
+    const stopped = await server.stop();
+    expect(stopped.code).toBe(0);
+    const run = await running;
+    expect(run.stdout.toString()).toContain('started-2');
+    expect(run.stderr, `code ${run.code} ${JSON.stringify(run.stderr)}`).toContain('The gateway is stopping.');
+    expect(run.code).not.toBe(0);
+
+    server = await startServer({ dataDir: server.dataDir, env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
+    const ended = (await sessions()).find((s) => s.id === active?.id);
+    expect(ended).toMatchObject({ result: 'failure', reason: 'The gateway is stopping.' });
+    expect(ended?.endedAt).not.toBeNull();
+    const cast = await server.request(`${API}/sessions/${active?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    const lines = cast.body.trimEnd().split('\n');
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ version: 2 });
+    expect(
+      lines
+        .slice(1)
+        .map((l) => (JSON.parse(l) as [number, string, string])[2])
+        .join(''),
+    ).toContain('started-2');
+    const audit = await auditSince(0);
+    expect(audit).toContainEqual(
+      expect.objectContaining({
+        action: 'session.end',
+        outcome: 'failure',
+        details: expect.objectContaining({ sessionId: active?.id }) as unknown,
+      }),
+    );
+  });
+});

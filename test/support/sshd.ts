@@ -1,0 +1,157 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+/** A free TCP port on 127.0.0.1 (closed again, so there is a small race; fine for tests). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`Nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A local user for sshd to log in: created once per machine (root needed), kept between runs. */
+export function ensureSystemUser(name: string, opts: { password?: string } = {}): void {
+  try {
+    execFileSync('id', [name], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', name]);
+  }
+  if (opts.password !== undefined) {
+    execFileSync('chpasswd', { input: `${name}:${opts.password}\n` });
+  } else {
+    // useradd leaves the account locked ("!"), and with UsePAM no sshd refuses even key
+    // logins for a locked account: "*" means no password, but not locked.
+    execFileSync('usermod', ['-p', '*', name]);
+  }
+}
+
+/** An ed25519 key pair made by ssh-keygen: OpenSSH private key and the public key line. */
+export function generateKeyPair(dir: string, name: string, passphrase = ''): { privateKey: string; publicKey: string; file: string } {
+  const file = path.join(dir, name);
+  rmSync(file, { force: true });
+  rmSync(`${file}.pub`, { force: true });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', name, '-f', file]);
+  return { privateKey: readFileSync(file, 'utf8'), publicKey: readFileSync(`${file}.pub`, 'utf8').trim(), file };
+}
+
+/** The `SHA256:…` fingerprint of a public key file, as ssh-keygen prints it. */
+export function fingerprintOfKeyFile(file: string): string {
+  const out = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', file], { encoding: 'utf8' });
+  const match = /(SHA256:\S+)/.exec(out);
+  if (!match?.[1]) throw new Error(`ssh-keygen printed no fingerprint for ${file}: ${out}`);
+  return match[1];
+}
+
+/**
+ * A private OpenSSH sshd on 127.0.0.1 and a high port, with its own config, host key,
+ * log and authorized keys (one file per user in its directory); the target the gateway
+ * connects to. `restart({ newHostKey: true })` brings it back on the same port with
+ * another host key, as a reinstalled (or impersonated) device would.
+ */
+export class TestSshd {
+  private child: ChildProcess | undefined;
+  hostKeyFingerprint = '';
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {}
+
+  static async start(dir: string): Promise<TestSshd> {
+    mkdirSync(path.join(dir, 'authorized_keys'), { recursive: true });
+    // sshd reads authorized keys as the user logging in: the path must be traversable.
+    for (const d of [path.dirname(dir), dir]) chmodSync(d, 0o711);
+    chmodSync(path.join(dir, 'authorized_keys'), 0o755);
+    // sshd refuses to start without its privilege separation directory.
+    mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+    const sshd = new TestSshd(dir, await freePort());
+    sshd.writeHostKey();
+    writeFileSync(
+      path.join(dir, 'sshd_config'),
+      [
+        `Port ${sshd.port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${path.join(dir, 'host_key')}`,
+        `PidFile ${path.join(dir, 'sshd.pid')}`,
+        'UsePAM no',
+        'PasswordAuthentication yes',
+        'KbdInteractiveAuthentication no',
+        'PubkeyAuthentication yes',
+        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys', '%u')}`,
+        // The temp directory is not root-owned all the way up.
+        'StrictModes no',
+        'PermitRootLogin no',
+        'Subsystem sftp internal-sftp',
+        'LogLevel VERBOSE',
+        '',
+      ].join('\n'),
+    );
+    await sshd.run();
+    return sshd;
+  }
+
+  /** Lets `user` log in with `publicKey`. */
+  authorize(user: string, publicKey: string): void {
+    const file = path.join(this.dir, 'authorized_keys', user);
+    writeFileSync(file, `${publicKey}\n`);
+    chmodSync(file, 0o644);
+  }
+
+  get log(): string {
+    try {
+      return readFileSync(path.join(this.dir, 'sshd.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  private writeHostKey(): void {
+    const { file } = generateKeyPair(this.dir, 'host_key');
+    this.hostKeyFingerprint = fingerprintOfKeyFile(`${file}.pub`);
+  }
+
+  private async run(): Promise<void> {
+    this.child = spawn('/usr/sbin/sshd', ['-D', '-f', path.join(this.dir, 'sshd_config'), '-E', path.join(this.dir, 'sshd.log')], {
+      stdio: 'ignore',
+    });
+    await waitForPort(this.port);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  async restart(opts: { newHostKey?: boolean } = {}): Promise<void> {
+    await this.stop();
+    if (opts.newHostKey) this.writeHostKey();
+    await this.run();
+  }
+}
