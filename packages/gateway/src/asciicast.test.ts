@@ -68,4 +68,17 @@ describe('AsciicastRecorder', () => {
     await (await AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' })).close();
     await expect(AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' })).rejects.toThrow(/EEXIST/);
   });
+
+  it('reports a backlog above 8 MiB as congested until the disk has caught up', async () => {
+    const file = path.join(dir, 'fast.cast');
+    const recorder = await AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' });
+    const chunk = Buffer.alloc(1024 * 1024, 'x');
+    for (let i = 0; i < 12; i += 1) recorder.output(chunk);
+    // Twelve MiB handed over in one turn of the event loop: more than the disk has taken.
+    expect(recorder.congested).toBe(true);
+    await recorder.drained();
+    expect(recorder.congested).toBe(false);
+    await recorder.close();
+    expect(statSync(file).size).toBeGreaterThan(12 * 1024 * 1024);
+  });
 });

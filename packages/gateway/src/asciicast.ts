@@ -16,6 +16,8 @@ export interface AsciicastHeader {
 /** Bytes buffered before a write; terminal output is many small packets. */
 const FLUSH_BYTES = 1024 * 1024;
 const FLUSH_MS = 250;
+/** Recorded bytes not yet on disk above which the session should wait for the disk. */
+const MAX_BACKLOG = 8 * 1024 * 1024;
 
 /**
  * Writes an asciicast v2 recording (https://docs.asciinema.org/manual/asciicast/v2/):
@@ -32,6 +34,8 @@ export class AsciicastRecorder {
   private closed = false;
   private readonly partial: Record<'o' | 'i', Buffer> = { o: Buffer.alloc(0), i: Buffer.alloc(0) };
   private failed: Error | undefined;
+  private inFlight = 0;
+  private waiters: (() => void)[] = [];
 
   private constructor(
     readonly file: string,
@@ -55,6 +59,27 @@ export class AsciicastRecorder {
     if (header.title !== undefined) line.title = header.title;
     recorder.push(`${JSON.stringify(line)}\n`);
     return recorder;
+  }
+
+  /**
+   * True when more than MAX_BACKLOG recorded bytes wait for the disk: the caller pauses
+   * the stream it records until drained() resolves, so a fast transfer cannot pile up in
+   * memory ahead of a slower disk.
+   */
+  get congested(): boolean {
+    return this.failed === undefined && this.inFlight + this.pendingBytes > MAX_BACKLOG;
+  }
+
+  /** Resolves when the backlog is under the limit again (at once when it is). */
+  drained(): Promise<void> {
+    return this.congested ? new Promise((resolve) => this.waiters.push(resolve)) : Promise.resolve();
+  }
+
+  private release(): void {
+    if (this.congested) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
   }
 
   output(data: Buffer): void {
@@ -98,6 +123,7 @@ export class AsciicastRecorder {
     const chunk = this.pending.join('');
     this.pending = [];
     this.pendingBytes = 0;
+    this.inFlight += chunk.length;
     this.writing = this.writing
       .then(() => this.handle.write(chunk))
       .then(
@@ -105,7 +131,11 @@ export class AsciicastRecorder {
         (error: Error) => {
           this.failed ??= error;
         },
-      );
+      )
+      .finally(() => {
+        this.inFlight -= chunk.length;
+        this.release();
+      });
   }
 
   /** Writes what is buffered (a trailing partial UTF-8 sequence as U+FFFD) and closes the file. */

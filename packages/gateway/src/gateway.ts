@@ -532,17 +532,28 @@ class ProxiedSession {
   private wire(channel: ClientChannel, channelClosed: Promise<void>): void {
     const { stream, recorder } = this;
     const recordInput = this.options.recordInput && recorder !== undefined;
+    // While the recording waits for the disk, the recorded side waits for the recording.
+    const holdWhileRecording = (source: { pause(): unknown; resume(): unknown }) => {
+      if (!recorder?.congested) return;
+      source.pause();
+      void recorder.drained().then(() => source.resume());
+    };
     stream.on('data', (d: Buffer) => {
       this.bytesIn += d.length;
-      if (recordInput) recorder.input(d);
+      if (recordInput) {
+        recorder.input(d);
+        holdWhileRecording(stream);
+      }
     });
     channel.on('data', (d: Buffer) => {
       this.bytesOut += d.length;
       recorder?.output(d);
+      holdWhileRecording(channel);
     });
     channel.stderr.on('data', (d: Buffer) => {
       this.bytesOut += d.length;
       recorder?.output(d);
+      holdWhileRecording(channel.stderr);
     });
     // The user's EOF becomes the device's EOF (stdin closed); the device's exit status
     // is passed on before the channel ends, or OpenSSH reports none.
