@@ -1,0 +1,676 @@
+/**
+ * SSH gateway benchmark: throughput, connection setup, idle-session memory and new
+ * sessions per second through the built-in Gatehouse gateway (recording on), each
+ * against OpenSSH measured in the same run: `ssh` straight to a private sshd (the
+ * device) and `ssh` with ProxyJump through a second private sshd (the bastion). Prints
+ * figures and ratios, never asserts. See bench/README.md.
+ *
+ *   npm run bench:ssh -- [--size-mib 1024] [--runs 3] [--setup-runs 20] [--idle 100]
+ *     [--rate-sessions 40] [--concurrency 4] [--keep]
+ *
+ * Needs root (a throwaway user `gh-bench`, /run/sshd), /usr/sbin/sshd, ssh, ssh-keygen and
+ * sshpass. Runs on the built packages: `tsc -b` first, then this file compiled by
+ * bench/tsconfig.json into bench/dist.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { request } from 'node:https';
+import { connect, createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const GATEHOUSE_BIN = path.join(ROOT, 'packages', 'cli', 'bin', 'gatehouse.js');
+const MiB = 1024 * 1024;
+const BENCH_USER = 'gh-bench';
+const CIPHER = 'aes128-gcm@openssh.com';
+const KEX = 'curve25519-sha256';
+const DEVICE = 'bench-box';
+
+const { values: opts } = parseArgs({
+  options: {
+    'size-mib': { type: 'string', default: '1024' },
+    runs: { type: 'string', default: '3' },
+    'setup-runs': { type: 'string', default: '20' },
+    idle: { type: 'string', default: '100' },
+    'rate-sessions': { type: 'string', default: '40' },
+    concurrency: { type: 'string', default: '4' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const SIZE = Number(opts['size-mib']) * MiB;
+const RUNS = Number(opts.runs);
+const SETUP_RUNS = Number(opts['setup-runs']);
+const IDLE = Number(opts.idle);
+const RATE_SESSIONS = Number(opts['rate-sessions']);
+const CONCURRENCY = Number(opts.concurrency);
+
+// ---------------------------------------------------------------------------------------
+// Cleanup: every child this script starts is tracked by PID and stopped on exit or Ctrl-C.
+
+const children = new Set<ChildProcess>();
+const cleanups: (() => void)[] = [];
+
+function track<T extends ChildProcess>(c: T): T {
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+
+function cleanup(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  children.clear();
+  for (const fn of cleanups.splice(0).reverse()) {
+    try {
+      fn();
+    } catch {
+      // best effort
+    }
+  }
+}
+process.once('exit', cleanup);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping the servers and removing the temporary files`);
+    cleanup();
+    process.exit(130);
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const percentile = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
+};
+const f1 = (x: number) => x.toFixed(1);
+const f2 = (x: number) => x.toFixed(2);
+
+/** Peak resident set (VmHWM) of a process so far, in KiB. */
+function peakRssKiB(pid: number): number {
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0);
+}
+
+function rssKiB(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match?.[1]) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(match[1]);
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+// ---------------------------------------------------------------------------------------
+// The peers: two private sshd (device and bastion), the Gatehouse server with its gateway.
+
+function ensureUser(password: string): void {
+  try {
+    execFileSync('id', [BENCH_USER], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', BENCH_USER]);
+  }
+  execFileSync('chpasswd', { input: `${BENCH_USER}:${password}\n` });
+}
+
+interface Sshd {
+  port: number;
+  log: string;
+}
+
+async function startSshd(dir: string, name: string, logLevel: string, publicKey: string): Promise<Sshd> {
+  const home = path.join(dir, name);
+  mkdirSync(path.join(home, 'authorized_keys'), { recursive: true });
+  chmodSync(home, 0o711);
+  chmodSync(path.join(home, 'authorized_keys'), 0o755);
+  writeFileSync(path.join(home, 'authorized_keys', BENCH_USER), `${publicKey}\n`, { mode: 0o644 });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(home, 'host_key')]);
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const port = await freePort();
+  const log = path.join(home, 'sshd.log');
+  writeFileSync(
+    path.join(home, 'sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${path.join(home, 'host_key')}`,
+      `PidFile ${path.join(home, 'sshd.pid')}`,
+      'UsePAM no',
+      'PasswordAuthentication yes',
+      'KbdInteractiveAuthentication no',
+      'PubkeyAuthentication yes',
+      `AuthorizedKeysFile ${path.join(home, 'authorized_keys', '%u')}`,
+      'StrictModes no',
+      'PermitRootLogin no',
+      'AllowTcpForwarding yes',
+      'UseDNS no',
+      'MaxStartups 400',
+      'MaxSessions 400',
+      `LogLevel ${logLevel}`,
+      '',
+    ].join('\n'),
+  );
+  const child = track(spawn('/usr/sbin/sshd', ['-D', '-f', path.join(home, 'sshd_config'), '-E', log], { stdio: 'ignore' }));
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`sshd (${name}) exited early: ${code ?? signal}\n${readFileSync(log, 'utf8').slice(-2000)}`);
+  });
+  await waitForPort(port);
+  return { port, log };
+}
+
+let stopping = false;
+
+interface Gatehouse {
+  pid: number;
+  url: string;
+  gatewayPort: number;
+  cert: string;
+}
+
+function gatehouseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_') && k !== 'DATABASE_URL') env[k] = v;
+  return { ...env, ...extra };
+}
+
+async function startGatehouse(dataDir: string): Promise<Gatehouse> {
+  const gatewayPort = await freePort();
+  const child = track(
+    spawn(process.execPath, [GATEHOUSE_BIN, 'server', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], {
+      cwd: path.dirname(dataDir),
+      env: gatehouseEnv({ GATEHOUSE_GATEWAY_PORT: String(gatewayPort) }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gatehouse server printed no URL within 60 s:\n${out}`)), 60_000);
+    const look = () => {
+      const match = /^Gatehouse (https:\/\/\S+)$/m.exec(out);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stdout.on('data', look);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`gatehouse server exited (${code}) before listening:\n${out}`));
+    });
+  });
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`gatehouse server exited early: ${code ?? signal}\n${out}`);
+  });
+  await waitForPort(gatewayPort);
+  return { pid: child.pid as number, url, gatewayPort, cert: readFileSync(path.join(dataDir, 'tls', 'server.crt'), 'utf8') };
+}
+
+function runGatehouseCli(args: string[], env: Record<string, string>, stdin: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = track(spawn(process.execPath, [GATEHOUSE_BIN, ...args], { env: gatehouseEnv(env), stdio: ['pipe', 'pipe', 'pipe'] }));
+    let out = '';
+    c.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    c.stderr.setEncoding('utf8').on('data', (s: string) => (out += s));
+    c.stdin.end(stdin);
+    c.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`gatehouse ${args[0]} exited ${code}: ${out}`))));
+  });
+}
+
+function api<T>(g: Gatehouse, token: string, method: string, route: string, body?: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      new URL(`/api/v1${route}`, g.url),
+      {
+        method,
+        ca: g.cert,
+        agent: false,
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (s: string) => (text += s));
+        res.on('end', () => {
+          if ((res.statusCode ?? 500) >= 300) reject(new Error(`${method} ${route}: ${res.statusCode} ${text}`));
+          else resolve((text === '' ? undefined : JSON.parse(text)) as T);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// The clients: OpenSSH with one -F config for all three paths.
+
+type PathName = 'direct' | 'jump' | 'gateway';
+const PATHS: PathName[] = ['direct', 'jump', 'gateway'];
+const LABEL: Record<PathName, string> = { direct: 'OpenSSH direct', jump: 'OpenSSH ProxyJump', gateway: 'Gatehouse gateway' };
+
+interface Clients {
+  config: string;
+  adminPassword: string;
+}
+
+/** The ssh command line for a path; the gateway signs in with the admin's password through sshpass (-e). */
+function sshCommand(
+  c: Clients,
+  p: PathName,
+  remote: string,
+  extra: string[] = [],
+): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
+  const ssh = ['ssh', '-F', c.config, ...extra, p, remote];
+  if (p !== 'gateway') return { file: 'ssh', args: ssh.slice(1), env: process.env };
+  return { file: 'sshpass', args: ['-e', ...ssh], env: { ...process.env, SSHPASS: c.adminPassword } };
+}
+
+interface Run {
+  code: number | null;
+  ms: number;
+  stderr: string;
+}
+
+/** `ssh <path> <remote>` to completion, stdin closed. */
+function runSsh(c: Clients, p: PathName, remote: string, extra: string[] = []): Promise<Run> {
+  const { file, args, env } = sshCommand(c, p, remote, extra);
+  const started = performance.now();
+  const child = track(spawn(file, args, { env, stdio: ['ignore', 'ignore', 'pipe'] }));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, ms: performance.now() - started, stderr }));
+  });
+}
+
+function check(run: Run, what: string): Run {
+  if (run.code !== 0) throw new Error(`${what} exited ${run.code}: ${run.stderr.slice(-2000)}`);
+  return run;
+}
+
+/**
+ * Upload: `echo go; exec cat > /dev/null` on the device; the clock starts when `go`
+ * arrives (the session is up) and stops when ssh exits after stdin's EOF, so connection
+ * setup is not in the figure. Download: `cat <file>`; from the first byte to the exit.
+ */
+async function transfer(c: Clients, p: PathName, direction: 'up' | 'down', dataFile: string): Promise<number> {
+  const remote = direction === 'up' ? 'echo go; exec cat > /dev/null' : `exec cat ${dataFile}`;
+  const { file, args, env } = sshCommand(c, p, remote);
+  const child = track(spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] }));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  let t0 = 0;
+  let received = 0;
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  if (direction === 'up') {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.once('data', () => resolve());
+      void exited.then((code) => reject(new Error(`ssh ${p} exited ${code} before the session started: ${stderr}`)));
+    });
+    child.stdout.resume();
+    t0 = performance.now();
+    const chunk = Buffer.alloc(MiB, 0x61);
+    for (let sent = 0; sent < SIZE; sent += chunk.length) {
+      if (!child.stdin.write(chunk)) await new Promise((r) => child.stdin.once('drain', r));
+    }
+    child.stdin.end();
+  } else {
+    child.stdin.end();
+    child.stdout.on('data', (d: Buffer) => {
+      if (received === 0) t0 = performance.now();
+      received += d.length;
+    });
+  }
+  const code = await exited;
+  const seconds = (performance.now() - t0) / 1000;
+  if (code !== 0) throw new Error(`ssh ${p} (${direction}) exited ${code}: ${stderr.slice(-2000)}`);
+  if (direction === 'down' && received !== SIZE) throw new Error(`ssh ${p} (down) delivered ${received} of ${SIZE} bytes`);
+  return SIZE / MiB / seconds;
+}
+
+/** The key exchange and ciphers a path negotiated, from `ssh -v`. */
+async function negotiated(c: Clients, p: PathName): Promise<string> {
+  const run = check(await runSsh(c, p, 'true', ['-v']), `ssh -v ${p}`);
+  const kex = /kex: algorithm: (\S+)/.exec(run.stderr)?.[1];
+  const cipher = /kex: client->server cipher: (\S+)/.exec(run.stderr)?.[1];
+  return `${kex} / ${cipher}`;
+}
+
+/** What the device's sshd logged about the key exchanges after `offset` (LogLevel DEBUG1). */
+function deviceKex(log: string, offset: number): string[] {
+  const text = readFileSync(log, 'utf8').slice(offset);
+  const found = new Set<string>();
+  for (const m of text.matchAll(/kex: algorithm: (\S+)[\s\S]*?kex: client->server cipher: (\S+) MAC: (\S+)/g)) {
+    found.add(`${m[1]} / ${m[2]}${m[3] === '<implicit>' ? '' : ` + ${m[3]}`}`);
+  }
+  return [...found];
+}
+
+/** `count` runs of `job`, at most `concurrency` at a time; resolves to the wall time in ms. */
+async function pool(count: number, concurrency: number, job: (i: number) => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      while (next < count) await job(next++);
+    }),
+  );
+  return performance.now() - started;
+}
+
+/** An idle session: `echo up; exec sleep` with stdin held open; resolves once `up` arrived. */
+function idleSession(c: Clients, p: PathName): Promise<ChildProcess> {
+  const { file, args, env } = sshCommand(c, p, 'echo up; exec sleep 3600');
+  const child = track(spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] }));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  return new Promise((resolve, reject) => {
+    child.stdout.once('data', () => resolve(child));
+    child.once('close', (code) => reject(new Error(`idle ssh ${p} exited ${code}: ${stderr}`)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('run as root: the benchmark makes a throwaway user and starts sshd');
+  for (const bin of ['/usr/sbin/sshd', '/usr/bin/sshpass'])
+    if (!existsSync(bin)) throw new Error(`${bin} is missing (apt-get install openssh-server sshpass)`);
+  if (!existsSync(path.join(ROOT, 'packages', 'server', 'dist'))) throw new Error('build first: npx tsc -b');
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-ssh-'));
+  chmodSync(dir, 0o711);
+  if (opts.keep) console.log(`temporary directory (kept): ${dir}`);
+  else cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+
+  console.log(`SSH gateway benchmark: ${SIZE / MiB} MiB per transfer, ${RUNS} runs each; setup median of ${SETUP_RUNS}`);
+  console.log(
+    `cipher ${CIPHER}, key exchange ${KEX}; ${os.cpus().length} CPUs, Node ${process.version}, load ${os.loadavg().map(f2).join(' ')}`,
+  );
+  console.log(spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim());
+
+  ensureUser(`pw-${randomBytes(12).toString('hex')}`);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'gatehouse-bench', '-f', path.join(dir, 'client_key')]);
+  const publicKey = readFileSync(path.join(dir, 'client_key.pub'), 'utf8').trim();
+  const device = await startSshd(dir, 'device', 'DEBUG1', publicKey);
+  const bastion = await startSshd(dir, 'bastion', 'VERBOSE', publicKey);
+
+  // What `cat` sends for the download: terminal-like text (base64 lines), so the recording
+  // stores it as plain JSON strings rather than \u escapes.
+  const dataFile = path.join(dir, 'data.txt');
+  {
+    const line = (n: number) => `${randomBytes(n).toString('base64').slice(0, 79)}\n`;
+    let block = '';
+    while (block.length < MiB) block += line(60);
+    const chunk = Buffer.from(block.slice(0, MiB));
+    const fd = openSync(dataFile, 'w', 0o644);
+    for (let i = 0; i < SIZE / MiB; i++) writeSync(fd, chunk);
+    closeSync(fd);
+  }
+
+  const adminPassword = `admin-${randomBytes(9).toString('hex')}`;
+  const gatehouse = await startGatehouse(path.join(dir, 'data'));
+  const credentials = path.join(dir, 'credentials.json');
+  await runGatehouseCli(
+    ['setup', '--data-dir', path.join(dir, 'data'), '--url', gatehouse.url, '--password-stdin'],
+    { GATEHOUSE_CREDENTIALS: credentials },
+    `${adminPassword}\n`,
+  );
+  const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+  const project = await api<{ id: string }>(gatehouse, token, 'POST', '/projects', { name: 'Bench' });
+  const deviceId = (
+    await api<{ id: string }>(gatehouse, token, 'POST', '/devices', {
+      projectId: project.id,
+      name: DEVICE,
+      provider: 'on-prem',
+      protocols: ['ssh'],
+      privateIp: '127.0.0.1',
+      urlPort: String(device.port),
+    })
+  ).id;
+  // The same key the OpenSSH paths use, as the vaulted credential.
+  await api(gatehouse, token, 'POST', '/accounts', {
+    deviceId,
+    username: BENCH_USER,
+    privateKey: readFileSync(path.join(dir, 'client_key'), 'utf8'),
+  });
+
+  const config = path.join(dir, 'ssh_config');
+  writeFileSync(
+    config,
+    [
+      'Host direct',
+      '  HostName 127.0.0.1',
+      `  Port ${device.port}`,
+      'Host bastion',
+      '  HostName 127.0.0.1',
+      `  Port ${bastion.port}`,
+      'Host jump',
+      '  HostName 127.0.0.1',
+      `  Port ${device.port}`,
+      '  ProxyJump bastion',
+      'Host gateway',
+      '  HostName 127.0.0.1',
+      `  Port ${gatehouse.gatewayPort}`,
+      `  User admin:${DEVICE}`,
+      '  PubkeyAuthentication no',
+      '  PreferredAuthentications keyboard-interactive,password',
+      '  BatchMode no',
+      '  NumberOfPasswordPrompts 1',
+      'Host *',
+      `  User ${BENCH_USER}`,
+      `  IdentityFile ${path.join(dir, 'client_key')}`,
+      '  IdentitiesOnly yes',
+      '  PreferredAuthentications publickey',
+      '  BatchMode yes',
+      `  Ciphers ${CIPHER}`,
+      `  KexAlgorithms ${KEX}`,
+      '  Compression no',
+      '  StrictHostKeyChecking no',
+      '  UserKnownHostsFile /dev/null',
+      '  GlobalKnownHostsFile /dev/null',
+      '  ControlMaster no',
+      '  ControlPath none',
+      '  LogLevel ERROR',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  const clients: Clients = { config, adminPassword };
+
+  // Warm-up (also the gateway's trust on first use of the device's host key) and what was negotiated.
+  check(await runSsh(clients, 'direct', 'true'), 'warm-up direct');
+  check(await runSsh(clients, 'jump', 'true'), 'warm-up ProxyJump');
+  const logOffset = readFileSync(device.log, 'utf8').length;
+  check(await runSsh(clients, 'gateway', 'true'), 'warm-up gateway');
+  const gatewayLeg = deviceKex(device.log, logOffset).join(', ') || '? (not in the device log)';
+  console.log('\nnegotiated (key exchange / cipher):');
+  for (const p of PATHS) console.log(`  ${(LABEL[p] + ', client leg').padEnd(32)} ${await negotiated(clients, p)}`);
+  console.log(`  ${'gateway → device (ssh2)'.padEnd(32)} ${gatewayLeg}`);
+
+  // 1. Setup
+  console.log(`\n1. Connection setup: \`ssh <path> true\`, ${SETUP_RUNS} runs each, interleaved`);
+  const setup: Record<PathName, number[]> = { direct: [], jump: [], gateway: [] };
+  for (let i = 0; i < SETUP_RUNS; i++) {
+    for (const p of PATHS) setup[p].push(check(await runSsh(clients, p, 'true'), `setup ${p}`).ms);
+  }
+
+  // 2. Idle sessions (RSS of the server process) and new sessions per second
+  let idle: { before: number; after: number; released: number; ms: number } | undefined;
+  if (IDLE > 0) {
+    console.log(`\n2a. ${IDLE} idle exec sessions through the gateway, ${CONCURRENCY} opened at a time`);
+    await new Promise((r) => setTimeout(r, 2000));
+    const before = rssKiB(gatehouse.pid);
+    const sessions: ChildProcess[] = [];
+    const ms = await pool(IDLE, CONCURRENCY, async () => sessions.push(await idleSession(clients, 'gateway')));
+    await new Promise((r) => setTimeout(r, 3000));
+    const after = rssKiB(gatehouse.pid);
+    for (const s of sessions) s.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 5000));
+    idle = { before, after, released: rssKiB(gatehouse.pid), ms };
+  }
+  const rate: Partial<Record<PathName, number>> = {};
+  if (RATE_SESSIONS > 0) {
+    console.log(`\n2b. New sessions per second: ${RATE_SESSIONS} \`ssh <path> true\`, ${CONCURRENCY} at a time`);
+    for (const p of PATHS) {
+      const ms = await pool(RATE_SESSIONS, CONCURRENCY, async () => check(await runSsh(clients, p, 'true'), `rate ${p}`));
+      rate[p] = RATE_SESSIONS / (ms / 1000);
+    }
+  }
+
+  // 3. Throughput last: a recorded download can leave the server with a large heap for a while.
+
+  const throughput: Record<'up' | 'down', Record<PathName, number[]>> = {
+    up: { direct: [], jump: [], gateway: [] },
+    down: { direct: [], jump: [], gateway: [] },
+  };
+  const gatewayCpu: Record<'up' | 'down', number[]> = { up: [], down: [] };
+  console.log(`\n3. Throughput, ${SIZE / MiB} MiB (MiB/s, from the session start to ssh's exit)`);
+  for (let r = 0; r < RUNS; r++) {
+    for (const direction of ['up', 'down'] as const) {
+      // Interleaved, so a burst of load elsewhere on the machine hits every path alike.
+      for (const p of PATHS) {
+        const cpu0 = cpuSeconds(gatehouse.pid);
+        const t0 = performance.now();
+        const mibs = await transfer(clients, p, direction, dataFile);
+        if (p === 'gateway') gatewayCpu[direction].push((cpuSeconds(gatehouse.pid) - cpu0) / ((performance.now() - t0) / 1000));
+        throughput[direction][p].push(mibs);
+        console.log(`  run ${r + 1} ${direction === 'up' ? 'upload  ' : 'download'} ${LABEL[p].padEnd(18)} ${f1(mibs)}`);
+      }
+    }
+  }
+
+  const peakRss = peakRssKiB(gatehouse.pid);
+
+  // Report
+  const best = (xs: number[]) => Math.max(...xs);
+  const spread = (xs: number[]) => `${f1(Math.min(...xs))}–${f1(Math.max(...xs))}`;
+  console.log(`\n## Results (${SIZE / MiB} MiB, ${RUNS} runs; best and spread)\n`);
+  console.log('| direction | OpenSSH direct | OpenSSH ProxyJump | Gatehouse gateway | gateway/direct | gateway/ProxyJump | gateway CPU |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const direction of ['up', 'down'] as const) {
+    const t = throughput[direction];
+    const g = best(t.gateway);
+    console.log(
+      `| ${direction === 'up' ? 'upload (stdin → `cat > /dev/null`)' : 'download (`cat` text → stdout, recorded)'} | ${f1(best(t.direct))} (${spread(t.direct)}) | ` +
+        `${f1(best(t.jump))} (${spread(t.jump)}) | ${f1(g)} (${spread(t.gateway)}) | **${f2(g / best(t.direct))}×** | ` +
+        `**${f2(g / best(t.jump))}×** | ${f2(median(gatewayCpu[direction]))} cores |`,
+    );
+  }
+  console.log('\n| setup `ssh … true` | median ms | p10–p90 ms | gateway ratio |');
+  console.log('|---|---|---|---|');
+  for (const p of PATHS) {
+    const m = median(setup[p]);
+    const ratio = p === 'gateway' ? '' : `gateway/${p === 'direct' ? 'direct' : 'ProxyJump'} **${f2(median(setup.gateway) / m)}×**`;
+    console.log(
+      `| ${LABEL[p]} | ${m.toFixed(0)} | ${percentile(setup[p], 10).toFixed(0)}–${percentile(setup[p], 90).toFixed(0)} | ${ratio} |`,
+    );
+  }
+  if (idle) {
+    const perSession = (idle.after - idle.before) / IDLE;
+    console.log(
+      `\nidle sessions: server RSS ${(idle.before / 1024).toFixed(0)} MiB → ${(idle.after / 1024).toFixed(0)} MiB with ${IDLE} idle ` +
+        `(**${(perSession / 1024).toFixed(2)} MiB per session**), ${(idle.released / 1024).toFixed(0)} MiB 5 s after they closed; ` +
+        `opened in ${(idle.ms / 1000).toFixed(1)} s`,
+    );
+  }
+  console.log(
+    `server peak RSS (VmHWM) over the whole run: ${(peakRss / 1024).toFixed(0)} MiB, ${(rssKiB(gatehouse.pid) / 1024).toFixed(0)} MiB now`,
+  );
+  if (RATE_SESSIONS > 0) {
+    console.log(
+      `new sessions per second (${CONCURRENCY} concurrent): ` +
+        PATHS.map((p) => `${LABEL[p]} ${f1(rate[p] ?? 0)}`).join(', ') +
+        `; gateway/ProxyJump ${f2((rate.gateway ?? 0) / (rate.jump ?? 1))}×`,
+    );
+  }
+
+  const up = throughput.up;
+  const down = throughput.down;
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  console.log('\nTargets (issue 4), on the best runs:');
+  for (const [name, t] of [
+    ['upload', up],
+    ['download (recorded)', down],
+  ] as const) {
+    console.log(
+      `  throughput ${name}: ≥ 1.0× ProxyJump ${verdict(best(t.gateway) >= best(t.jump))} (${f2(best(t.gateway) / best(t.jump))}×), ` +
+        `≥ 0.9× direct ${verdict(best(t.gateway) >= 0.9 * best(t.direct))} (${f2(best(t.gateway) / best(t.direct))}×)`,
+    );
+  }
+  const setupRatio = median(setup.gateway) / median(setup.jump);
+  console.log(`  setup ≤ 1.0× ProxyJump: ${verdict(setupRatio <= 1)} (${f2(setupRatio)}×)`);
+  if (idle) {
+    const perSession = (idle.after - idle.before) / IDLE / 1024;
+    console.log(`  ≤ 1 MiB RSS per idle session: ${verdict(perSession <= 1)} (${perSession.toFixed(2)} MiB)`);
+  }
+}
+
+main()
+  .then(() => {
+    stopping = true;
+    cleanup();
+  })
+  .catch((error: unknown) => {
+    stopping = true;
+    console.error(error);
+    cleanup();
+    process.exitCode = 1;
+  });
