@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import * as OTPAuth from 'otpauth';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
@@ -316,6 +317,55 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
         details: expect.objectContaining({ reason: 'wrong password' }) as unknown,
       }),
     );
+  });
+
+  it('asks a user with TOTP for the authenticator code, and takes each code once', async () => {
+    const password = 'tina has totp on';
+    await api('POST', '/users', { username: 'tina', role: 'admin', password });
+    const login = await server.request(`${API}/auth/login`, { method: 'POST', body: { username: 'tina', password } });
+    const cookie = String([login.headers['set-cookie']].flat()[0]).split(';')[0] ?? '';
+    const session = { cookie, 'x-csrf-token': (JSON.parse(login.body) as { csrfToken: string }).csrfToken };
+    const enroll = await server.request(`${API}/auth/totp/enroll`, { method: 'POST', body: {}, headers: session });
+    const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32((JSON.parse(enroll.body) as { secret: string }).secret) });
+    const code = (steps: number) => totp.generate({ timestamp: Date.now() + steps * 30_000 });
+    const confirm = await server.request(`${API}/auth/totp/confirm`, { method: 'POST', body: { code: code(0) }, headers: session });
+    expect(confirm.status).toBe(200);
+
+    /** Signs in with a raw SSH client that answers each prompt, and runs one command. */
+    const attempt = (answer: string) =>
+      new Promise<{ prompts: string[]; output?: string }>((resolve) => {
+        const prompts: string[] = [];
+        const client = new ssh2.Client();
+        client.on('keyboard-interactive', (_name, _instructions, _lang, asked, finish) => {
+          prompts.push(...asked.map((p) => p.prompt));
+          finish(asked.map((p) => (p.prompt.startsWith('Password') ? password : answer)));
+        });
+        client.on('ready', () => {
+          client.exec('echo signed-in-with-totp', (error, channel) => {
+            if (error) return resolve({ prompts });
+            let output = '';
+            channel.on('data', (d: Buffer) => (output += d.toString()));
+            channel.on('close', () => {
+              client.end();
+              resolve({ prompts, output });
+            });
+          });
+        });
+        client.on('error', () => resolve({ prompts }));
+        client.on('close', () => resolve({ prompts }));
+        client.connect({ host: '127.0.0.1', port: gatewayPort, username: 'tina:pw-box', tryKeyboard: true, readyTimeout: 10_000 });
+      });
+
+    // A code no period around now would accept.
+    const wrongCode = ['000000', '111111', '222222', '333333'].find((c) => ![-1, 0, 1, 2].some((k) => code(k) === c)) ?? '444444';
+    const wrong = await attempt(wrongCode);
+    expect(wrong.prompts).toEqual(expect.arrayContaining(['Password: ', 'Authenticator code: ']));
+    expect(wrong.output).toBeUndefined();
+    // The confirm used this period's code: the next one signs in, once.
+    const right = await attempt(code(1));
+    expect(right.output).toBe('signed-in-with-totp\n');
+    const replayed = await attempt(code(1));
+    expect(replayed.output).toBeUndefined();
   });
 
   it('reports an unreachable device to the user and the audit log, and records nothing', async () => {
