@@ -74,10 +74,6 @@ export class ForbiddenError extends GatehouseError {
   }
 }
 
-export function httpStatusOf(code: ErrorCode): number {
-  return errorCodes[code];
-}
-
 /** Turns zod-style issue paths (`['devices', 3, 'name']`) into `devices[3].name`. */
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';

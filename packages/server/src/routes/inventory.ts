@@ -5,7 +5,6 @@ import {
   canUseAccount,
   deviceInput,
   devicePatch,
-  ForbiddenError,
   NotFoundError,
   projectInput,
   type Visibility,
@@ -253,7 +252,6 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
         });
         throw error;
       });
-      if (caller(req).user.role !== 'admin') throw new ForbiddenError();
       const secrets = await inventory.revealAccountSecrets(account.id);
       await services.audit(req, {
         action: 'account.reveal',
