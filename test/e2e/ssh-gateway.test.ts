@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -6,6 +5,7 @@ import path from 'node:path';
 import * as OTPAuth from 'otpauth';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runClient } from '../support/ssh-client.js';
 import { freePort, ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 
@@ -15,53 +15,6 @@ const KEY_USER = 'gh-test-key';
 const PW_USER_PASSWORD = `pw-${randomBytes(9).toString('hex')}`;
 const ADMIN_PASSWORD = 'gateway admin password';
 const OPERATOR_PASSWORD = 'gateway operator password';
-
-interface Run {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs an OpenSSH client (ssh, sftp, scp) with the Gatehouse password given by sshpass. */
-function runClient(
-  command: 'ssh' | 'sftp' | 'scp',
-  args: string[],
-  opts: { password: string; stdin?: string; timeoutMs?: number },
-): Promise<Run> {
-  const started = performance.now();
-  // BatchMode=no first: `sftp -b` turns batch mode on, which forbids password prompts, and ssh keeps the first value given.
-  const common = [
-    '-o',
-    'BatchMode=no',
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'PubkeyAuthentication=no',
-    '-o',
-    'PreferredAuthentications=keyboard-interactive,password',
-    '-o',
-    'NumberOfPasswordPrompts=1',
-    '-o',
-    'ConnectTimeout=10',
-  ];
-  const child = spawn('sshpass', ['-p', opts.password, command, ...common, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (d: Buffer) => out.push(d));
-  child.stderr.on('data', (d: Buffer) => err.push(d));
-  child.stdin.end(opts.stdin ?? '');
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8'), ms: performance.now() - started });
-    });
-  });
-}
 
 interface Session {
   id: string;
@@ -183,7 +136,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(session).toMatchObject({
       username: 'admin',
       accountUsername: PW_USER,
-      gateway: 'built-in',
+      gateway: 'default',
       command: 'echo out-$((6*7)); echo err >&2; exit 3',
       result: 'success',
       exitStatus: 3,

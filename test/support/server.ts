@@ -19,7 +19,7 @@ export type Env = Record<string, string | undefined>;
  * The environment children start from: this process's, without any Gatehouse setting or
  * DATABASE_URL that would make a test depend on the machine it runs on.
  */
-function baseEnv(extra: Env = {}): NodeJS.ProcessEnv {
+export function baseEnv(extra: Env = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_') && k !== 'DATABASE_URL') env[k] = v;
   for (const [k, v] of Object.entries(extra)) {

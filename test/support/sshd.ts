@@ -78,22 +78,25 @@ export class TestSshd {
   private constructor(
     readonly dir: string,
     readonly port: number,
+    readonly listenAddress = '127.0.0.1',
+    /** A network namespace to run in (`ip netns exec`), for devices only a gateway can reach. */
+    readonly netns?: string,
   ) {}
 
-  static async start(dir: string): Promise<TestSshd> {
+  static async start(dir: string, opts: { listenAddress?: string; port?: number; netns?: string } = {}): Promise<TestSshd> {
     mkdirSync(path.join(dir, 'authorized_keys'), { recursive: true });
     // sshd reads authorized keys as the user logging in: the path must be traversable.
     for (const d of [path.dirname(dir), dir]) chmodSync(d, 0o711);
     chmodSync(path.join(dir, 'authorized_keys'), 0o755);
     // sshd refuses to start without its privilege separation directory.
     mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-    const sshd = new TestSshd(dir, await freePort());
+    const sshd = new TestSshd(dir, opts.port ?? (await freePort()), opts.listenAddress, opts.netns);
     sshd.writeHostKey();
     writeFileSync(
       path.join(dir, 'sshd_config'),
       [
         `Port ${sshd.port}`,
-        'ListenAddress 127.0.0.1',
+        `ListenAddress ${sshd.listenAddress}`,
         `HostKey ${path.join(dir, 'host_key')}`,
         `PidFile ${path.join(dir, 'sshd.pid')}`,
         'UsePAM no',
@@ -134,10 +137,18 @@ export class TestSshd {
   }
 
   private async run(): Promise<void> {
-    this.child = spawn('/usr/sbin/sshd', ['-D', '-f', path.join(this.dir, 'sshd_config'), '-E', path.join(this.dir, 'sshd.log')], {
-      stdio: 'ignore',
-    });
-    await waitForPort(this.port);
+    const argv = ['-D', '-f', path.join(this.dir, 'sshd_config'), '-E', path.join(this.dir, 'sshd.log')];
+    rmSync(path.join(this.dir, 'sshd.log'), { force: true });
+    this.child = this.netns
+      ? spawn('ip', ['netns', 'exec', this.netns, '/usr/sbin/sshd', ...argv], { stdio: 'ignore' })
+      : spawn('/usr/sbin/sshd', argv, { stdio: 'ignore' });
+    if (!this.netns) return waitForPort(this.port);
+    // Not reachable from here (that is the point): its log says when it listens.
+    const deadline = Date.now() + 10_000;
+    while (!this.log.includes('Server listening')) {
+      if (Date.now() > deadline) throw new Error(`sshd in ${this.netns} did not start:\n${this.log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   async stop(): Promise<void> {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { breakGlassCommands } from './breakglass.js';
 import { ApiClient, ApiError, saveCredentials, type ClientOptions } from './client.js';
+import { gatewayCommand, gatewaysCommands } from './gateways.js';
 import { progress, promptSecret, readStdin } from './prompt.js';
 
 const print = (value: unknown) => process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
@@ -147,6 +148,9 @@ export function buildProgram(): Command {
       print(await client(o as ClientOptions).call(method, route(positional, o), body?.(positional, o)));
       return;
     };
+
+  gatewayCommand(program);
+  gatewaysCommands(program, withClient);
 
   const projects = program.command('projects').description('projects');
   withClient(projects.command('list')).action(api('GET', () => '/projects'));

@@ -3,3 +3,4 @@ export * from './roles.js';
 export * from './secrets.js';
 export * from './inventory.js';
 export * from './policy.js';
+export * from './gateway-selection.js';

@@ -13,7 +13,12 @@ export interface GatewaySession {
   deviceName: string;
   accountId: string | null;
   accountUsername: string;
+  /** The gateway that reached the device. */
   gateway: string;
+  /** The device's gateway segment at the time, or null. */
+  segment: string | null;
+  /** The gateway the user connected to (it signed them in and recorded the session). */
+  entryGateway: string;
   kind: 'shell' | 'exec' | 'sftp' | null;
   command: string | null;
   remoteAddress: string | null;
@@ -48,6 +53,8 @@ const present = (r: GatewaySessionTable): GatewaySession => ({
   accountId: r.account_id,
   accountUsername: r.account_username,
   gateway: r.gateway,
+  segment: r.segment,
+  entryGateway: r.entry_gateway ?? r.gateway,
   kind: r.kind as GatewaySession['kind'],
   command: r.command,
   remoteAddress: r.remote_address,
@@ -112,14 +119,14 @@ export class GatewaySessions {
   }
 
   /**
-   * Marks sessions of `gateway` still `active` as failed: they belonged to a process that
-   * stopped without ending them. Returns how many.
+   * Marks sessions entered through `gateway` still `active` as failed: they belonged to a
+   * process that stopped without ending them. Returns how many.
    */
   async endAbandoned(gateway: string, reason: string): Promise<number> {
     const r = await this.x
       .updateTable('gateway_sessions')
       .set({ ended_at: new Date().toISOString(), result: 'failure', reason })
-      .where('gateway', '=', gateway)
+      .where((eb) => eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]))
       .where('result', '=', 'active')
       .executeTakeFirst();
     return Number(r.numUpdatedRows);
@@ -134,6 +141,17 @@ export class GatewaySessions {
   async recordingOf(id: string): Promise<string | undefined> {
     const row = await this.x.selectFrom('gateway_sessions').select('recording').where('id', '=', id).executeTakeFirst();
     return row?.recording ?? undefined;
+  }
+
+  /** Live sessions per gateway that reached the device. */
+  async liveByGateway(): Promise<Map<string, number>> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .select(['gateway', (eb) => eb.fn.countAll<string | number>().as('n')])
+      .where('result', '=', 'active')
+      .groupBy('gateway')
+      .execute();
+    return new Map(rows.map((r) => [r.gateway, Number(r.n)]));
   }
 
   /** Newest first. */

@@ -29,3 +29,4 @@ export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
 export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';
 export { GatewaySessions, type GatewaySession, type GatewaySessionInput, type HostKey } from './gateway-sessions.js';
+export { Gateways, type Gateway, type GatewayInput, type GatewayStatus, type GatewaySync } from './gateways.js';

@@ -221,6 +221,35 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('gateway_sessions_started').on('gateway_sessions').column('started_at').execute();
       },
     },
+    '0005_gateways': {
+      async up(db: Kysely<unknown>) {
+        // Remote gateways an administrator registered, with what the last status sync found.
+        await db.schema
+          .createTable('gateways')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('segment', 'text')
+          .addColumn('address', 'text', (c) => c.notNull())
+          .addColumn('public_key', 'text', (c) => c.notNull())
+          .addColumn('fingerprint', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('status_reason', 'text')
+          .addColumn('failures', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_contact_at', 'text')
+          .addColumn('last_sync_at', 'text')
+          .addColumn('latency_ms', 'integer')
+          .addColumn('version', 'text')
+          .addColumn('open_relays', 'integer')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        // The segment the device was in, and the gateway the user connected to (the one
+        // that terminated their SSH and recorded the session) beside the one that reached
+        // the device.
+        await db.schema.alterTable('gateway_sessions').addColumn('segment', 'text').execute();
+        await db.schema.alterTable('gateway_sessions').addColumn('entry_gateway', 'text').execute();
+      },
+    },
   };
 }
 

@@ -179,6 +179,32 @@ export interface GatewaySessionTable {
   reason: string | null;
   /** Path relative to the recordings directory. */
   recording: string | null;
+  segment: string | null;
+  /** The gateway the user connected to; `gateway` is the one that reached the device. */
+  entry_gateway: string | null;
+}
+
+export interface GatewayTable {
+  id: string;
+  name: string;
+  segment: string | null;
+  /** host:port of the management endpoint. */
+  address: string;
+  /** base64 SPKI DER of the gateway's Ed25519 key. */
+  public_key: string;
+  fingerprint: string;
+  /** unknown (never synced), online or offline */
+  status: string;
+  status_reason: string | null;
+  /** Status syncs failed in a row. */
+  failures: number;
+  last_contact_at: string | null;
+  last_sync_at: string | null;
+  latency_ms: number | null;
+  version: string | null;
+  open_relays: number | null;
+  created_at: string;
+  updated_at: string;
 }
 
 export interface Database {
@@ -197,6 +223,7 @@ export interface Database {
   leases: LeaseTable;
   device_host_keys: DeviceHostKeyTable;
   gateway_sessions: GatewaySessionTable;
+  gateways: GatewayTable;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */

@@ -298,4 +298,14 @@ export class Settings {
   async delete(key: string): Promise<void> {
     await this.db.kysely.deleteFrom('settings').where('key', '=', key).execute();
   }
+
+  /** Stores `value` unless the key has one, and answers the stored value: replicas racing agree on one. */
+  async setIfAbsent(key: string, value: string): Promise<string> {
+    await this.db.kysely
+      .insertInto('settings')
+      .values({ key, value, updated_at: new Date().toISOString() })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    return (await this.get(key)) ?? value;
+  }
 }

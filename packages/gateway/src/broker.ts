@@ -53,6 +53,10 @@ export interface AuthorizedTarget {
   /** Address and port to reach the device's sshd. */
   host: string;
   port: number;
+  /** The gateway segment the device's tags put it in (`gateway-office1`), or null. */
+  segment: string | null;
+  /** The device's access type: `tunnel` sends it through the default gateway only. */
+  accessType: string;
 }
 
 export type AuthorizationResult = { allow: true; target: AuthorizedTarget } | { allow: false; message: string };
@@ -80,7 +84,9 @@ export interface SessionStart {
   id: string;
   user: GatewayUser;
   target: AuthorizedTarget;
+  /** The gateway that reached the device. */
   gateway: string;
+  segment: string | null;
   kind: SessionKind;
   /** The exec command, or `sftp`. */
   command: string | null;
@@ -103,7 +109,9 @@ export interface SessionEnd {
 export interface ConnectionFailure {
   user: GatewayUser;
   target: AuthorizedTarget;
+  /** The last gateway tried, or the one that refused when none could be chosen. */
   gateway: string;
+  segment: string | null;
   remoteAddress: string;
   at: string;
   reason: string;

@@ -15,6 +15,7 @@ import type {
 import { AsciicastRecorder } from './asciicast.js';
 import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionEnd, SessionKind } from './broker.js';
 import { parseConnectionTarget } from './connection-target.js';
+import { directDialer, whereOf, type TargetDialer } from './dial.js';
 import { fingerprintOf, keyTypeOf } from './host-key.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
@@ -44,11 +45,16 @@ export interface SshGatewayOptions {
   loginGraceMs?: number;
   /** Failed sign-in attempts on one connection before it is closed. */
   maxAuthAttempts?: number;
+  /** Opens the TCP path to the device; by default this gateway connects directly. */
+  dial?: TargetDialer;
 }
 
 const AUTH_METHODS: AuthContext['method'][] = ['keyboard-interactive', 'password'];
 
-type TargetConnection = { ok: true; client: ssh2.Client } | { ok: false; reason: string };
+/** The device's SSH connection, and the gateway and segment it went through. */
+type TargetConnection =
+  | { ok: true; client: ssh2.Client; gateway: string; segment: string | null }
+  | { ok: false; reason: string; gateway: string; segment: string | null };
 
 /**
  * The SSH/SFTP gateway: terminates the user's SSH connection, signs the user in and
@@ -79,6 +85,7 @@ export class SshGateway {
       targetTimeoutMs: 15_000,
       loginGraceMs: 60_000,
       maxAuthAttempts: 3,
+      dial: directDialer(options.name, options.targetTimeoutMs ?? 15_000),
       ...options,
     });
     await new Promise<void>((resolve, reject) => {
@@ -275,29 +282,30 @@ class GatewayConnection {
   // The device
 
   private async connectTarget(): Promise<TargetConnection> {
-    const { broker, targetTimeoutMs, name } = this.options;
+    const { broker, targetTimeoutMs } = this.options;
     const user = this.user as GatewayUser;
     const target = this.target as AuthorizedTarget;
-    const where = `${target.deviceName} (${target.host}:${target.port})`;
+    const where = whereOf(target);
     const started = performance.now();
     let hostKeyProblem: string | undefined;
+    let via: { gateway: string; segment: string | null } = { gateway: this.options.name, segment: target.segment };
     const outcome = await (async (): Promise<TargetConnection> => {
-      let socket: net.Socket;
-      try {
-        socket = await connectSocket(target.host, target.port, targetTimeoutMs);
-      } catch (error) {
-        return { ok: false, reason: socketProblem(error as NodeJS.ErrnoException, where, targetTimeoutMs) };
-      }
-      socket.setNoDelay(true);
+      const dialed = await this.options.dial(target, { user, remoteAddress: this.remoteAddress });
+      via = { gateway: dialed.gateway, segment: dialed.segment };
+      if (!dialed.ok) return dialed;
+      const { socket } = dialed;
+      socket.setNoDelay?.(true);
       const credential = await broker.fetchCredential(user, target);
       const client = new ssh2.Client();
       return new Promise<TargetConnection>((resolve) => {
         client.on('error', (error: Error & ClientErrorExtensions) => {
-          resolve({ ok: false, reason: hostKeyProblem ?? clientProblem(error, target) });
+          resolve({ ok: false, reason: hostKeyProblem ?? clientProblem(error, target), ...via });
           client.end();
         });
-        client.once('ready', () => resolve({ ok: true, client }));
-        client.once('close', () => resolve({ ok: false, reason: hostKeyProblem ?? `The connection to ${where} closed during sign-in.` }));
+        client.once('ready', () => resolve({ ok: true, client, ...via }));
+        client.once('close', () =>
+          resolve({ ok: false, reason: hostKeyProblem ?? `The connection to ${where} closed during sign-in.`, ...via }),
+        );
         client.on('keyboard-interactive', (_name, _instructions, _lang, prompts, finish) =>
           finish(prompts.map(() => credential.password ?? '')),
         );
@@ -333,11 +341,11 @@ class GatewayConnection {
       });
     })().catch((error: unknown): TargetConnection => {
       this.options.logger.error({ err: error, deviceId: target.deviceId }, 'target connection failed with an error');
-      return { ok: false, reason: 'Gatehouse could not connect to the device because of an internal error. Try again.' };
+      return { ok: false, reason: 'Gatehouse could not connect to the device because of an internal error. Try again.', ...via };
     });
     const ms = Math.round(performance.now() - started);
     if (outcome.ok) {
-      this.options.logger.info({ deviceId: target.deviceId, ms }, 'connected to the device');
+      this.options.logger.info({ deviceId: target.deviceId, gateway: outcome.gateway, ms }, 'connected to the device');
       outcome.client.on('close', () => {
         // The device went away: every channel on it is gone, so is this connection.
         void this.endSessions(`The connection to ${target.deviceName} closed.`);
@@ -347,7 +355,8 @@ class GatewayConnection {
         .connectionFailed({
           user,
           target,
-          gateway: name,
+          gateway: outcome.gateway,
+          segment: outcome.segment,
           remoteAddress: this.remoteAddress,
           at: new Date().toISOString(),
           reason: outcome.reason,
@@ -454,7 +463,8 @@ class ProxiedSession {
         .connectionFailed({
           user: this.user,
           target: this.target,
-          gateway: this.options.name,
+          gateway: t.gateway,
+          segment: t.segment,
           remoteAddress: this.remoteAddress,
           at: new Date().toISOString(),
           reason,
@@ -482,7 +492,8 @@ class ProxiedSession {
       id: this.id,
       user: this.user,
       target: this.target,
-      gateway: this.options.name,
+      gateway: t.gateway,
+      segment: t.segment,
       kind: this.kind,
       command: this.command,
       remoteAddress: this.remoteAddress,
@@ -639,41 +650,6 @@ function drained(readable: NodeJS.ReadableStream & { readableEnded: boolean }): 
 /** Keyboard-interactive prompts as a promise; with no prompts, only shows `instructions`. */
 function prompt(ctx: KeyboardAuthContext, prompts: { prompt: string; echo: boolean }[], instructions = ''): Promise<string[]> {
   return new Promise((resolve) => ctx.prompt(prompts, 'Gatehouse', instructions, (answers) => resolve(answers)));
-}
-
-function connectSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}
-
-function socketProblem(error: NodeJS.ErrnoException, where: string, timeoutMs: number): string {
-  switch (error.code ?? '') {
-    case 'ECONNREFUSED':
-      return `${where} refused the connection: nothing listens on that port. Check the device's address and port, and that sshd runs.`;
-    case 'ETIMEDOUT':
-      return `${where} did not answer within ${Math.round(timeoutMs / 1000)} s. Check that the gateway can reach the device (firewall, address).`;
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return `${where} is unreachable from the gateway (${error.code}). Check the device's address and the network route.`;
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `The address of ${where} does not resolve. Check the device's address.`;
-    default:
-      return `Cannot connect to ${where}: ${error.code ?? 'network error'}.`;
-  }
 }
 
 function clientProblem(error: Error & ClientErrorExtensions, target: AuthorizedTarget): string {

@@ -17,3 +17,29 @@ export type {
   SessionStart,
   TargetCredential,
 } from './broker.js';
+export { directDialer, connectSocket, describeSocketError, whereOf, type DialOutcome, type TargetDialer } from './dial.js';
+export {
+  generateLinkIdentity,
+  linkIdentityOf,
+  loadOrCreateGatewayIdentity,
+  parseLinkPublicKey,
+  fingerprintOfSpki,
+  GATEWAY_KEY_FILE,
+  type LinkIdentity,
+} from './identity.js';
+export { ManagementServer, type ManagementServerOptions, type GatewayStatusReport } from './management.js';
+export {
+  connectToGateway,
+  fetchGatewayStatus,
+  watchGateway,
+  openRelay,
+  GatewayLinkError,
+  type GatewayEndpoint,
+} from './management-client.js';
+export {
+  loadRemoteGatewayConfig,
+  startRemoteGateway,
+  GATEWAY_VERSION,
+  type RemoteGatewayConfig,
+  type RunningRemoteGateway,
+} from './remote.js';

@@ -11,7 +11,9 @@ import { sql } from 'kysely';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { handleError } from './errors.js';
+import { gatewayRegistryRoutes } from './gateway/gateways-routes.js';
 import { gatewayRoutes } from './gateway/routes.js';
+import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './routes/audit.js';
 import { breakGlassRoutes } from './breakglass/routes.js';
@@ -47,6 +49,8 @@ export interface GatehouseApp {
   breakglass: BreakGlassService;
   /** Sessions through gateways and trusted host keys (the built-in gateway's broker uses them too). */
   gatewaySessions: GatewaySessions;
+  /** Registered gateways, their status sync, tunnel mode and the built-in gateway's dialer. */
+  gateways: GatewayService;
 }
 
 /** The paths in `value` of strings (or keys) that hold a NUL character. */
@@ -109,9 +113,20 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   const gatewaySessions = new GatewaySessions(db);
+  const gateways = new GatewayService({
+    db,
+    settings: services.settings,
+    vault,
+    sessions: gatewaySessions,
+    audit: (req, event) => services.audit(req, event),
+    logger,
+    targetTimeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
+    version: VERSION,
+  });
 
   // A run in progress finishes (or fails cleanly) before the database closes.
   app.addHook('onClose', () => breakglass.stop());
+  app.addHook('onClose', () => gateways.health.stop());
 
   const routes: RouteEntry[] = [];
   app.addHook('onRoute', (route) => {
@@ -192,6 +207,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       auditRoutes(api, services);
       breakGlassRoutes(api, services, breakglass);
       gatewayRoutes(api, services, gatewaySessions);
+      gatewayRegistryRoutes(api, services, gateways);
       done();
     },
     { prefix: API_PREFIX },
@@ -208,5 +224,5 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   );
 
   await app.ready();
-  return { app, services, routes, breakglass, gatewaySessions };
+  return { app, services, routes, breakglass, gatewaySessions, gateways };
 }

@@ -47,6 +47,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     await prepareFirstRun(db, config, logger);
     const address = await built.app.listen({ host: config.host, port: config.port });
     await built.breakglass.startBackground();
+    built.gateways.health.start();
     const gateway = await startBuiltInGateway(built, config, logger).catch(async (error: unknown) => {
       await built.app.close();
       throw error;
@@ -109,6 +110,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     logger: logger.child({ component: 'gateway' }),
     recordInput: config.gatewayRecordInput,
     targetTimeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
+    dial: built.gateways.dialer(),
   }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
       throw new GatehouseError(
@@ -119,6 +121,12 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     }
     throw error;
   });
+  built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint };
+  const linkKey = await built.gateways.identity();
+  logger.info(
+    { serverKey: linkKey.publicKey, serverKeyFingerprint: linkKey.fingerprint },
+    `Remote gateways must be started with this server's key: --server-key ${linkKey.publicKey} (${linkKey.fingerprint})`,
+  );
   logger.info(
     {
       gatewayPort: server.port,

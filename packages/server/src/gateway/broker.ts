@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { canUseAccount, visibilityOf, type Visibility } from '@gatehouse/core';
+import { canUseAccount, DEFAULT_GATEWAY, segmentOf, visibilityOf, type Visibility } from '@gatehouse/core';
 import type { Account, Device, GatewaySessions } from '@gatehouse/db';
 import type {
   AccessBroker,
@@ -20,7 +20,7 @@ import type { Services } from '../services.js';
 import { checkSignIn } from '../sign-in.js';
 
 /** The name sessions and audit events give the gateway inside the server. */
-export const BUILT_IN_GATEWAY = 'built-in';
+export const BUILT_IN_GATEWAY = DEFAULT_GATEWAY;
 
 type Resolved = { ok: true; target: AuthorizedTarget } | { ok: false; message: string; reason: string };
 
@@ -131,6 +131,8 @@ export class ServerAccessBroker implements AccessBroker {
       account_id: s.target.accountId,
       account_username: s.target.accountUsername,
       gateway: s.gateway,
+      segment: s.segment,
+      entry_gateway: BUILT_IN_GATEWAY,
       kind: s.kind,
       command: s.command,
       remote_address: s.remoteAddress,
@@ -150,6 +152,7 @@ export class ServerAccessBroker implements AccessBroker {
       details: {
         sessionId: s.id,
         gateway: s.gateway,
+        segment: s.segment,
         project: s.target.projectName,
         device: s.target.deviceName,
         account: s.target.accountUsername,
@@ -173,6 +176,7 @@ export class ServerAccessBroker implements AccessBroker {
       details: {
         sessionId,
         gateway: s?.gateway ?? BUILT_IN_GATEWAY,
+        segment: s?.segment ?? null,
         device: s?.deviceName ?? null,
         account: s?.accountUsername ?? null,
         kind: s?.kind ?? null,
@@ -199,6 +203,8 @@ export class ServerAccessBroker implements AccessBroker {
       account_id: f.target.accountId,
       account_username: f.target.accountUsername,
       gateway: f.gateway,
+      segment: f.segment,
+      entry_gateway: BUILT_IN_GATEWAY,
       kind: null,
       command: null,
       remote_address: f.remoteAddress,
@@ -216,6 +222,7 @@ export class ServerAccessBroker implements AccessBroker {
       details: {
         sessionId: id,
         gateway: f.gateway,
+        segment: f.segment,
         project: f.target.projectName,
         device: f.target.deviceName,
         account: f.target.accountUsername,
@@ -314,6 +321,8 @@ export class ServerAccessBroker implements AccessBroker {
         accountUsername: account.username,
         host,
         port: sshPortOf(device.urlPort),
+        segment: segmentOf(device.tags),
+        accessType: device.accessType,
       },
     };
   }

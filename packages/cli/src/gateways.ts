@@ -1,0 +1,155 @@
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { ApiClient, type ClientOptions } from './client.js';
+
+const print = (value: unknown): void => {
+  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+};
+
+interface GatewayFlags {
+  host?: string;
+  managementPort?: string;
+  dataDir?: string;
+  serverKey?: string;
+  logLevel?: string;
+}
+
+/** `gatehouse gateway`: runs a remote gateway (no database, no server code loaded). */
+export function gatewayCommand(program: Command): void {
+  program
+    .command('gateway')
+    .description("run a remote gateway: the server syncs its status and reaches its segment's devices through it")
+    .option('--host <host>', 'address of the management endpoint (env GATEHOUSE_MANAGEMENT_HOST; default 0.0.0.0)')
+    .option(
+      '--management-port <port>',
+      'TLS management port the server connects to (env GATEHOUSE_MANAGEMENT_PORT; default 443 as root, 9443 otherwise)',
+    )
+    .option('--data-dir <dir>', "where the gateway's key pair lives (env GATEHOUSE_GATEWAY_DATA_DIR; default ./gateway-data)")
+    .option('--server-key <key>', 'the server\'s public key, as "gatehouse gateways server-key" prints it (env GATEHOUSE_SERVER_KEY)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .action(async (o: GatewayFlags) => {
+      const { loadRemoteGatewayConfig, startRemoteGateway, GATEWAY_VERSION } = await import('@gatehouse/gateway');
+      let running: Awaited<ReturnType<typeof startRemoteGateway>>;
+      try {
+        running = await startRemoteGateway(loadRemoteGatewayConfig(o));
+      } catch (error) {
+        process.stderr.write(`gatehouse gateway: ${(error as Error).message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const { identity, managementPort } = running;
+      process.stdout.write(
+        [
+          `Gatehouse gateway ${GATEWAY_VERSION}${identity.generated ? ' (new key pair generated)' : ''}`,
+          `Public key:  ${identity.publicKey}`,
+          `Fingerprint: ${identity.fingerprint}`,
+          `Management:  TLS on port ${managementPort}; only the server holding the key given with --server-key is answered.`,
+          'Register it on the server (once):',
+          `  gatehouse gateways register <name> --segment gateway-<segment> --address <this host>:${managementPort} --public-key ${identity.publicKey}`,
+          '',
+        ].join('\n'),
+      );
+      await new Promise<void>((resolve) => {
+        const stop = () => void running.close().then(resolve, resolve);
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+}
+
+/** `gatehouse gateways …`: the registry on the server, over the API. */
+export function gatewaysCommands(program: Command, withClient: (cmd: Command) => Command): void {
+  const call = async (o: ClientOptions, method: string, route: string, body?: unknown): Promise<void> => {
+    print(await new ApiClient(o).call(method, route, body));
+  };
+  const gateways = program.command('gateways').description('gateways: registration, status, tunnel mode');
+  const byId = (id: string) => `/gateways/${encodeURIComponent(id)}`;
+
+  withClient(gateways.command('list'))
+    .option('--json', 'print the API answer as JSON')
+    .action(async (o: ClientOptions & { json?: boolean }) => {
+      const answer = await new ApiClient(o).call<{ items: ListedGateway[]; tunnelMode: boolean }>('GET', '/gateways');
+      if (o.json) return print(answer);
+      print(formatGatewayTable(answer.items, answer.tunnelMode));
+    });
+  withClient(gateways.command('show <id>')).action((id: string, o: ClientOptions) => call(o, 'GET', byId(id)));
+  withClient(gateways.command('register <name>'))
+    .requiredOption('--address <host:port>', "the gateway's management address")
+    .requiredOption('--public-key <key>', 'the public key the gateway printed at its first start')
+    .option('--segment <segment>', 'the segment it serves, a device tag such as gateway-office1 (none: it serves untagged devices)')
+    .action((name: string, o: ClientOptions & { address: string; publicKey: string; segment?: string }) =>
+      call(o, 'POST', '/gateways', { name, address: o.address, publicKey: o.publicKey, segment: o.segment ?? null }),
+    );
+  withClient(gateways.command('update <id>'))
+    .option('--name <name>')
+    .option('--address <host:port>')
+    .option('--public-key <key>', 'a new key, after the gateway was re-installed')
+    .option('--segment <segment>')
+    .option('--no-segment', 'serve untagged devices only')
+    .action((id: string, o: ClientOptions & { name?: string; address?: string; publicKey?: string; segment?: string | false }) => {
+      const body: Record<string, unknown> = {};
+      if (o.name !== undefined) body.name = o.name;
+      if (o.address !== undefined) body.address = o.address;
+      if (o.publicKey !== undefined) body.publicKey = o.publicKey;
+      if (o.segment === false) body.segment = null;
+      else if (typeof o.segment === 'string') body.segment = o.segment;
+      return call(o, 'PATCH', byId(id), body);
+    });
+  withClient(gateways.command('delete <id>')).action((id: string, o: ClientOptions) => call(o, 'DELETE', byId(id)));
+  withClient(gateways.command('sync <id>'))
+    .description("sync a gateway's status now")
+    .action((id: string, o: ClientOptions) => call(o, 'POST', `${byId(id)}/sync`));
+  withClient(gateways.command('server-key'))
+    .description("print the server's key, to start every gateway with (--server-key)")
+    .action(async (o: ClientOptions) => {
+      const key = await new ApiClient(o).call<{ publicKey: string; fingerprint: string }>('GET', '/gateways/server-key');
+      print(`${key.publicKey}\n(${key.fingerprint})`);
+    });
+  withClient(gateways.command('tunnel <on|off>'))
+    .description('tunnel mode: when on, every connection goes through the default gateway and no other gateway reaches a device')
+    .action((state: string, o: ClientOptions) => {
+      if (state !== 'on' && state !== 'off') throw new Error('tunnel takes "on" or "off".');
+      return call(o, 'PUT', '/gateway-settings', { tunnelMode: state === 'on' });
+    });
+}
+
+interface ListedGateway {
+  id: string;
+  name: string;
+  segment: string | null;
+  address: string | null;
+  status: string;
+  statusReason: string | null;
+  lastContactAt: string | null;
+  latencyMs: number | null;
+  version: string | null;
+  liveSessions: number;
+}
+
+function formatGatewayTable(items: ListedGateway[], tunnelMode: boolean): string {
+  const rows = [
+    ['NAME', 'SEGMENT', 'STATUS', 'LAST CONTACT', 'LATENCY', 'VERSION', 'LIVE', 'ADDRESS', 'ID'],
+    ...items.map((g) => [
+      g.name,
+      g.segment ?? '-',
+      g.status,
+      g.lastContactAt ?? 'never',
+      g.latencyMs === null ? '-' : `${g.latencyMs} ms`,
+      g.version ?? '-',
+      String(g.liveSessions),
+      g.address ?? '-',
+      g.id,
+    ]),
+  ];
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  const lines = rows.map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+  const problems = items.filter((g) => g.status !== 'online' && g.statusReason).map((g) => `${g.name}: ${g.statusReason}`);
+  return [...lines, '', `Tunnel mode: ${tunnelMode ? 'on (every connection goes through the default gateway)' : 'off'}`, ...problems].join(
+    '\n',
+  );
+}

@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import { ConflictError, NotFoundError } from '@gatehouse/core';
+import type { Db } from './connect.js';
+import { isUniqueViolation } from './errors.js';
+import type { GatewayTable } from './schema.js';
+
+export type GatewayStatus = 'unknown' | 'online' | 'offline';
+
+/** A registered remote gateway and what its last status sync found. */
+export interface Gateway {
+  id: string;
+  name: string;
+  segment: string | null;
+  address: string;
+  publicKey: string;
+  fingerprint: string;
+  status: GatewayStatus;
+  statusReason: string | null;
+  /** Status syncs failed in a row. */
+  failures: number;
+  lastContactAt: string | null;
+  lastSyncAt: string | null;
+  latencyMs: number | null;
+  version: string | null;
+  openRelays: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface GatewayInput {
+  name: string;
+  segment: string | null;
+  address: string;
+  publicKey: string;
+  fingerprint: string;
+}
+
+/** What one status sync found. */
+export type GatewaySync =
+  | { ok: true; at: string; latencyMs: number; version: string; openRelays: number }
+  | { ok: false; at: string; reason: string; offlineAfter: number; immediately?: boolean };
+
+const present = (r: GatewayTable): Gateway => ({
+  id: r.id,
+  name: r.name,
+  segment: r.segment,
+  address: r.address,
+  publicKey: r.public_key,
+  fingerprint: r.fingerprint,
+  status: r.status as GatewayStatus,
+  statusReason: r.status_reason,
+  failures: r.failures,
+  lastContactAt: r.last_contact_at,
+  lastSyncAt: r.last_sync_at,
+  latencyMs: r.latency_ms,
+  version: r.version,
+  openRelays: r.open_relays,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+/** Registered remote gateways. */
+export class Gateways {
+  constructor(readonly db: Db) {}
+
+  private get x() {
+    return this.db.kysely;
+  }
+
+  async list(): Promise<Gateway[]> {
+    return (await this.x.selectFrom('gateways').selectAll().orderBy('name').execute()).map(present);
+  }
+
+  async get(id: string): Promise<Gateway> {
+    const row = await this.x.selectFrom('gateways').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('Gateway', id);
+    return present(row);
+  }
+
+  async create(input: GatewayInput): Promise<Gateway> {
+    const now = new Date().toISOString();
+    const row: GatewayTable = {
+      id: randomUUID(),
+      name: input.name,
+      segment: input.segment,
+      address: input.address,
+      public_key: input.publicKey,
+      fingerprint: input.fingerprint,
+      status: 'unknown',
+      status_reason: 'Not synced yet.',
+      failures: 0,
+      last_contact_at: null,
+      last_sync_at: null,
+      latency_ms: null,
+      version: null,
+      open_relays: null,
+      created_at: now,
+      updated_at: now,
+    };
+    try {
+      await this.x.insertInto('gateways').values(row).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ConflictError(`A gateway named ${JSON.stringify(input.name)} is already registered.`);
+      throw error;
+    }
+    return present(row);
+  }
+
+  /** Changes what an administrator set; a new address or key starts the status over. */
+  async update(id: string, patch: Partial<GatewayInput>): Promise<Gateway> {
+    const before = await this.get(id);
+    const set: Partial<GatewayTable> = { updated_at: new Date().toISOString() };
+    if (patch.name !== undefined) set.name = patch.name;
+    if (patch.segment !== undefined) set.segment = patch.segment;
+    if (patch.address !== undefined) set.address = patch.address;
+    if (patch.publicKey !== undefined) {
+      set.public_key = patch.publicKey;
+      set.fingerprint = patch.fingerprint ?? before.fingerprint;
+    }
+    if (
+      (patch.address !== undefined && patch.address !== before.address) ||
+      (patch.publicKey !== undefined && patch.publicKey !== before.publicKey)
+    ) {
+      Object.assign(set, { status: 'unknown', status_reason: 'Changed; not synced yet.', failures: 0 });
+    }
+    try {
+      await this.x.updateTable('gateways').set(set).where('id', '=', id).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ConflictError(`A gateway named ${JSON.stringify(patch.name)} is already registered.`);
+      throw error;
+    }
+    return this.get(id);
+  }
+
+  async delete(id: string): Promise<Gateway> {
+    const before = await this.get(id);
+    await this.x.deleteFrom('gateways').where('id', '=', id).execute();
+    return before;
+  }
+
+  /**
+   * Stores a sync's outcome and answers the gateway before and after, so the caller can
+   * tell a change of status (online → offline) from more of the same. A failure marks the
+   * gateway offline once `offlineAfter` syncs in a row failed (or at once when `immediately`).
+   */
+  async recordSync(id: string, sync: GatewaySync): Promise<{ before: Gateway; after: Gateway } | undefined> {
+    const row = await this.x.selectFrom('gateways').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) return undefined;
+    const before = present(row);
+    const set: Partial<GatewayTable> = sync.ok
+      ? {
+          status: 'online',
+          status_reason: null,
+          failures: 0,
+          last_contact_at: sync.at,
+          last_sync_at: sync.at,
+          latency_ms: sync.latencyMs,
+          version: sync.version,
+          open_relays: sync.openRelays,
+        }
+      : {
+          failures: before.failures + 1,
+          last_sync_at: sync.at,
+          status_reason: sync.reason,
+          status: sync.immediately || before.failures + 1 >= sync.offlineAfter ? 'offline' : before.status,
+        };
+    await this.x.updateTable('gateways').set(set).where('id', '=', id).execute();
+    return { before, after: { ...before, ...present({ ...row, ...set }) } };
+  }
+}

@@ -1,0 +1,259 @@
+import http, { type IncomingMessage } from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { fingerprintOfSpki, publicKeyOfCertificate, type LinkIdentity } from './identity.js';
+import { RELAY_ERROR_HEADER, parseAuthority, type GatewayStatusReport } from './management.js';
+
+/** Where a registered gateway listens for management, and the key it must present. */
+export interface GatewayEndpoint {
+  name: string;
+  /** `host:port` */
+  address: string;
+  /** The registered public key (base64 SPKI). */
+  publicKey: string;
+}
+
+/** Why the server could not talk to a gateway; `kind` says whose problem it is. */
+export class GatewayLinkError extends Error {
+  constructor(
+    readonly kind: 'unreachable' | 'key-mismatch' | 'not-trusted' | 'protocol',
+    message: string,
+    /** The fingerprint the peer presented, for key mismatches. */
+    readonly presented?: string,
+  ) {
+    super(message);
+    this.name = 'GatewayLinkError';
+  }
+}
+
+/**
+ * A TLS connection to a gateway's management port on which nothing has been sent yet:
+ * resolved only once the gateway proved the registered key, so no request (not even the
+ * address of a device) reaches an impostor.
+ */
+export function connectToGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, timeoutMs: number): Promise<tls.TLSSocket> {
+  const authority = parseAuthority(endpoint.address);
+  if (!authority) {
+    return Promise.reject(new GatewayLinkError('protocol', `The address of gateway ${endpoint.name} is not host:port.`));
+  }
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: authority.host,
+      port: authority.port,
+      key: identity.privateKey,
+      cert: identity.certificate,
+      // The chain is not what is checked: the key is, right below.
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['http/1.1'],
+      ...(net.isIP(authority.host) === 0 ? { servername: authority.host } : {}),
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        new GatewayLinkError(
+          'unreachable',
+          `Gateway ${endpoint.name} (${endpoint.address}) did not answer within ${Math.round(timeoutMs / 1000)} s.`,
+        ),
+      );
+    }, timeoutMs);
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        new GatewayLinkError(
+          'unreachable',
+          `Gateway ${endpoint.name} (${endpoint.address}) is unreachable: ${error.code ?? error.message}.`,
+        ),
+      );
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const cert = socket.getPeerX509Certificate();
+      const presented = cert ? publicKeyOfCertificate(cert) : undefined;
+      if (presented !== endpoint.publicKey) {
+        socket.destroy();
+        const fingerprint = presented ? fingerprintOfSpki(Buffer.from(presented, 'base64')) : 'no key';
+        reject(
+          new GatewayLinkError(
+            'key-mismatch',
+            `The gateway at ${endpoint.address} presented key ${fingerprint}, not the key registered for ${endpoint.name} ` +
+              `(${fingerprintOfSpki(Buffer.from(endpoint.publicKey, 'base64'))}). Nothing was sent to it. If the gateway was ` +
+              're-installed, register its new key (gatehouse gateways update --public-key); otherwise check who answers on that address.',
+            fingerprint,
+          ),
+        );
+        return;
+      }
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
+
+function request(socket: tls.TLSSocket, method: string, path: string): http.ClientRequest {
+  // No agent: the request goes on this socket, which already proved the gateway's key.
+  return http.request({ method, path, createConnection: () => socket, headers: { host: 'gatehouse-gateway' } });
+}
+
+async function readJson(res: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > 65_536) throw new GatewayLinkError('protocol', 'The gateway answered with more than 64 KiB.');
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new GatewayLinkError('protocol', 'The gateway answered with something that is not JSON.');
+  }
+}
+
+function refusalOf(endpoint: GatewayEndpoint, status: number | undefined): GatewayLinkError {
+  if (status === 403) {
+    return new GatewayLinkError(
+      'not-trusted',
+      `Gateway ${endpoint.name} does not trust this server's key. Restart it with --server-key set to what "gatehouse gateways server-key" prints.`,
+    );
+  }
+  return new GatewayLinkError('protocol', `Gateway ${endpoint.name} answered HTTP ${status ?? '?'}.`);
+}
+
+function isStatusReport(value: unknown): value is GatewayStatusReport {
+  const v = value as Partial<GatewayStatusReport> | null;
+  return typeof v === 'object' && v !== null && typeof v.version === 'string' && typeof v.openRelays === 'number';
+}
+
+/** One status sync: the gateway's report and the round trip in milliseconds (TLS included). */
+export async function fetchGatewayStatus(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  timeoutMs: number,
+): Promise<{ report: GatewayStatusReport; latencyMs: number }> {
+  const started = performance.now();
+  const socket = await connectToGateway(endpoint, identity, timeoutMs);
+  try {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(socket, 'GET', '/v1/status');
+      req.setTimeout(timeoutMs, () =>
+        req.destroy(new GatewayLinkError('unreachable', `Gateway ${endpoint.name} did not answer its status in time.`)),
+      );
+      req.once('response', resolve);
+      req.once('error', (error) =>
+        reject(
+          error instanceof GatewayLinkError ? error : new GatewayLinkError('unreachable', `Gateway ${endpoint.name}: ${error.message}.`),
+        ),
+      );
+      req.end();
+    });
+    if (res.statusCode !== 200) {
+      res.resume();
+      throw refusalOf(endpoint, res.statusCode);
+    }
+    const body = await readJson(res);
+    if (!isStatusReport(body))
+      throw new GatewayLinkError('protocol', `Gateway ${endpoint.name} answered a status Gatehouse does not understand.`);
+    return {
+      report: { version: body.version.slice(0, 64), startedAt: String(body.startedAt).slice(0, 40), openRelays: body.openRelays },
+      latencyMs: Math.round(performance.now() - started),
+    };
+  } finally {
+    socket.destroy();
+  }
+}
+
+/**
+ * Holds the gateway's watch stream open; `onEnd` is called once when it ends for any
+ * reason (the gateway stopped, the network dropped, or no keep-alive line for `staleMs`).
+ * Returns a function that closes it without calling `onEnd`.
+ */
+export function watchGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, staleMs: number, onEnd: (why: string) => void): () => void {
+  let closed = false;
+  let socket: tls.TLSSocket | undefined;
+  let stale: NodeJS.Timeout | undefined;
+  const end = (why: string) => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(stale);
+    socket?.destroy();
+    onEnd(why);
+  };
+  const feed = () => {
+    clearTimeout(stale);
+    stale = setTimeout(() => end('no keep-alive from the gateway'), staleMs);
+    stale.unref();
+  };
+  connectToGateway(endpoint, identity, staleMs).then(
+    (s) => {
+      socket = s;
+      if (closed) return void s.destroy();
+      const req = request(s, 'GET', '/v1/watch');
+      req.once('response', (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          return end(`HTTP ${res.statusCode ?? '?'}`);
+        }
+        feed();
+        res.on('data', feed);
+        res.once('end', () => end('the gateway ended the watch'));
+        res.once('error', () => end('the watch stream failed'));
+      });
+      req.once('error', () => end('the watch stream failed'));
+      s.once('close', () => end('the connection closed'));
+      req.end();
+    },
+    (error: Error) => end(error.message),
+  );
+  return () => {
+    closed = true;
+    clearTimeout(stale);
+    socket?.destroy();
+  };
+}
+
+/**
+ * Asks the gateway to open a TCP connection to `host:port` and relay it. Resolves with the
+ * relayed stream, or rejects: a `GatewayLinkError` when the gateway itself did not
+ * answer, or an error with the device's socket `code` when the gateway could not reach it.
+ */
+export async function openRelay(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  target: { host: string; port: number },
+  timeoutMs: number,
+): Promise<Duplex & { setNoDelay?(noDelay?: boolean): unknown }> {
+  const socket = await connectToGateway(endpoint, identity, Math.min(timeoutMs, 5_000));
+  const authority = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+  return new Promise((resolve, reject) => {
+    const req = request(socket, 'CONNECT', authority);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+    }, timeoutMs + 1_000);
+    req.once('connect', (res: IncomingMessage, relayed: Duplex, head: Buffer) => {
+      clearTimeout(timer);
+      if (res.statusCode === 200) {
+        if (head.length > 0) relayed.unshift(head);
+        resolve(relayed);
+        return;
+      }
+      relayed.destroy();
+      if (res.statusCode === 403) return reject(refusalOf(endpoint, 403));
+      const code = String(res.headers[RELAY_ERROR_HEADER] ?? 'ECONNRESET');
+      reject(Object.assign(new Error(`the gateway could not reach the device (${code})`), { code }));
+    });
+    req.once('response', (res: IncomingMessage) => {
+      clearTimeout(timer);
+      res.resume();
+      socket.destroy();
+      reject(refusalOf(endpoint, res.statusCode));
+    });
+    req.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new GatewayLinkError('unreachable', `Gateway ${endpoint.name} dropped the relay: ${error.message}.`));
+    });
+    req.end();
+  });
+}

@@ -1,0 +1,204 @@
+import type { Gateway, Gateways } from '@gatehouse/db';
+import { fetchGatewayStatus, GatewayLinkError, watchGateway, type LinkIdentity } from '@gatehouse/gateway';
+import type { Logger } from '../logger.js';
+import type { Services } from '../services.js';
+
+export interface GatewayHealthOptions {
+  gateways: Gateways;
+  identity: () => Promise<LinkIdentity>;
+  audit: Services['audit'];
+  logger: Logger;
+  /** Between two syncs of a gateway that answers (the documents' 15 s). */
+  intervalMs?: number;
+  /** How long one status sync may take. */
+  timeoutMs?: number;
+  /** Failed syncs in a row before a gateway is offline. */
+  offlineAfter?: number;
+  /** Waits before each retry after a failed sync, then `intervalMs` while it stays down. */
+  backoffMs?: readonly number[];
+}
+
+interface Watched {
+  nextSyncAt: number;
+  failures: number;
+  syncing: Promise<Gateway | undefined> | undefined;
+  stopWatch: (() => void) | undefined;
+  /** The key address + fingerprint the watch was opened for: a change reopens it. */
+  watchFor: string | undefined;
+  /** The last mismatching fingerprint audited, so a wrong key is one event, not one per sync. */
+  auditedMismatch: string | undefined;
+}
+
+/**
+ * Keeps every registered gateway's status current: a status sync every 15 s, retried
+ * with backoff when it fails (1 s, 2 s, 4 s, … then every 15 s while down), offline after
+ * `offlineAfter` failures in a row, online again at the first answer. Between syncs a
+ * watch stream stays open to each online gateway, so one that stops or drops off the
+ * network is synced at once instead of at the next tick. Changes of status, and a gateway
+ * presenting the wrong key, are audit events.
+ */
+export class GatewayHealth {
+  private readonly watched = new Map<string, Watched>();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private stopped = false;
+  private readonly opts: Required<GatewayHealthOptions>;
+
+  constructor(options: GatewayHealthOptions) {
+    this.opts = { intervalMs: 15_000, timeoutMs: 5_000, offlineAfter: 3, backoffMs: [1_000, 2_000, 4_000, 8_000], ...options };
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => {
+      this.ticking ??= this.tick()
+        .catch((error: unknown) => this.opts.logger.error({ err: error }, 'gateway status sync failed with an error'))
+        .finally(() => (this.ticking = undefined));
+    }, 250);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    for (const w of this.watched.values()) w.stopWatch?.();
+    await this.ticking;
+    await Promise.all([...this.watched.values()].map((w) => w.syncing ?? Promise.resolve(undefined)));
+    this.watched.clear();
+  }
+
+  /** Syncs one gateway now (an administrator asked, or a connection through it just failed). */
+  async syncNow(id: string): Promise<Gateway | undefined> {
+    const gateway = await this.opts.gateways.get(id);
+    return this.sync(gateway);
+  }
+
+  /** A connection through the gateway failed: sync it at once rather than at the next tick. */
+  suspect(id: string): void {
+    const w = this.watched.get(id);
+    if (w) w.nextSyncAt = 0;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    const gateways = await this.opts.gateways.list();
+    const ids = new Set(gateways.map((g) => g.id));
+    for (const [id, w] of this.watched) {
+      if (!ids.has(id)) {
+        w.stopWatch?.();
+        this.watched.delete(id);
+      }
+    }
+    const now = Date.now();
+    for (const gateway of gateways) {
+      const w = this.state(gateway.id);
+      if (w.watchFor !== undefined && w.watchFor !== `${gateway.address} ${gateway.publicKey}`) {
+        // Re-registered with another address or key: what was watched is not this gateway.
+        w.stopWatch?.();
+        w.stopWatch = undefined;
+        w.watchFor = undefined;
+        w.nextSyncAt = 0;
+      }
+      if (w.syncing === undefined && now >= w.nextSyncAt) void this.sync(gateway);
+    }
+  }
+
+  private state(id: string): Watched {
+    let w = this.watched.get(id);
+    if (!w) {
+      w = { nextSyncAt: 0, failures: 0, syncing: undefined, stopWatch: undefined, watchFor: undefined, auditedMismatch: undefined };
+      this.watched.set(id, w);
+    }
+    return w;
+  }
+
+  private sync(gateway: Gateway): Promise<Gateway | undefined> {
+    const w = this.state(gateway.id);
+    w.syncing ??= this.runSync(gateway, w).finally(() => (w.syncing = undefined));
+    return w.syncing;
+  }
+
+  private async runSync(gateway: Gateway, w: Watched): Promise<Gateway | undefined> {
+    const { gateways, intervalMs, timeoutMs, offlineAfter, backoffMs, logger } = this.opts;
+    const identity = await this.opts.identity();
+    const at = () => new Date().toISOString();
+    let recorded;
+    try {
+      const { report, latencyMs } = await fetchGatewayStatus(gateway, identity, timeoutMs);
+      w.failures = 0;
+      w.auditedMismatch = undefined;
+      w.nextSyncAt = Date.now() + intervalMs;
+      recorded = await gateways.recordSync(gateway.id, {
+        ok: true,
+        at: at(),
+        latencyMs,
+        version: report.version,
+        openRelays: report.openRelays,
+      });
+      if (!w.stopWatch && !this.stopped) this.openWatch(gateway, identity, w);
+    } catch (error) {
+      const link = error instanceof GatewayLinkError ? error : undefined;
+      const reason = link?.message ?? `The status sync failed: ${(error as Error).message}`;
+      // A wrong key or a gateway that does not trust us will not mend by itself in a second.
+      const lasting = link?.kind === 'key-mismatch' || link?.kind === 'not-trusted';
+      w.failures++;
+      w.nextSyncAt =
+        Date.now() + (lasting ? intervalMs : Math.min(intervalMs, backoffMs[Math.min(w.failures - 1, backoffMs.length - 1)] ?? intervalMs));
+      w.stopWatch?.();
+      w.stopWatch = undefined;
+      w.watchFor = undefined;
+      recorded = await gateways.recordSync(gateway.id, { ok: false, at: at(), reason, offlineAfter, immediately: lasting });
+      if (link?.kind === 'key-mismatch' && w.auditedMismatch !== link.presented) {
+        w.auditedMismatch = link.presented;
+        logger.warn(
+          { gateway: gateway.name, presented: link.presented, registered: gateway.fingerprint },
+          'a gateway presented the wrong key',
+        );
+        await this.opts.audit(null, {
+          action: 'gateway.key_mismatch',
+          outcome: 'denied',
+          actorName: 'system',
+          targetType: 'gateway',
+          targetId: gateway.id,
+          details: { gateway: gateway.name, address: gateway.address, registered: gateway.fingerprint, presented: link.presented ?? null },
+        });
+      }
+    }
+    if (!recorded) return undefined;
+    const { before, after } = recorded;
+    if (before.status !== after.status && after.status !== 'unknown') {
+      const online = after.status === 'online';
+      logger[online ? 'info' : 'warn'](
+        { gateway: after.name, segment: after.segment, reason: after.statusReason },
+        `gateway ${after.name} is ${after.status}`,
+      );
+      await this.opts.audit(null, {
+        action: online ? 'gateway.online' : 'gateway.offline',
+        outcome: online ? 'success' : 'failure',
+        actorName: 'system',
+        targetType: 'gateway',
+        targetId: after.id,
+        details: {
+          gateway: after.name,
+          segment: after.segment,
+          address: after.address,
+          reason: after.statusReason,
+          failures: after.failures,
+        },
+      });
+    }
+    return after;
+  }
+
+  private openWatch(gateway: Gateway, identity: LinkIdentity, w: Watched): void {
+    w.watchFor = `${gateway.address} ${gateway.publicKey}`;
+    // Keep-alive lines come every 5 s; three missed ones mean the gateway is gone quietly.
+    w.stopWatch = watchGateway(gateway, identity, 15_000, (why) => {
+      w.stopWatch = undefined;
+      w.watchFor = undefined;
+      if (this.stopped) return;
+      this.opts.logger.info({ gateway: gateway.name, why }, 'gateway watch ended; syncing its status now');
+      w.nextSyncAt = 0;
+    });
+  }
+}

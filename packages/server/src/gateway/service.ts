@@ -1,0 +1,246 @@
+import { DEFAULT_GATEWAY, selectGateways, type GatewayCandidate } from '@gatehouse/core';
+import { Gateways, type Db, type Gateway, type GatewaySessions, type Settings, type Vault } from '@gatehouse/db';
+import {
+  connectSocket,
+  describeSocketError,
+  generateLinkIdentity,
+  GatewayLinkError,
+  linkIdentityOf,
+  openRelay,
+  whereOf,
+  type LinkIdentity,
+  type TargetDialer,
+} from '@gatehouse/gateway';
+import type { Logger } from '../logger.js';
+import type { Services } from '../services.js';
+import { GatewayHealth } from './health.js';
+
+const LINK_KEY_SETTING = 'gateway.link_key';
+const SETTINGS_KEY = 'gateway.settings';
+const linkKeyScope = { table: 'settings', id: 'gateway', field: 'linkKey' };
+
+export interface GatewaySettings {
+  /** Every connection goes through the default gateway; no other gateway reaches a device. */
+  tunnelMode: boolean;
+}
+
+/** The built-in gateway as the gateway list shows it. */
+export interface BuiltInGatewayInfo {
+  address: string;
+  hostKeyFingerprint: string;
+}
+
+export interface GatewayServiceOptions {
+  db: Db;
+  settings: Settings;
+  vault: Vault;
+  sessions: GatewaySessions;
+  audit: Services['audit'];
+  logger: Logger;
+  targetTimeoutMs: number;
+  version: string;
+}
+
+/**
+ * The server's side of its gateways: the registry, the server's own link key (which the
+ * gateways pin), the status sync, tunnel mode, and the dialer the built-in gateway uses
+ * to reach a device through the gateway selection chose, failing over to the next.
+ */
+export class GatewayService {
+  readonly gateways: Gateways;
+  readonly health: GatewayHealth;
+  private identityPromise: Promise<LinkIdentity> | undefined;
+  /** Set once the built-in gateway listens; null while it is off. */
+  builtIn: BuiltInGatewayInfo | null = null;
+
+  constructor(private readonly opts: GatewayServiceOptions) {
+    this.gateways = new Gateways(opts.db);
+    this.health = new GatewayHealth({
+      gateways: this.gateways,
+      identity: () => this.identity(),
+      audit: opts.audit,
+      logger: opts.logger.child({ component: 'gateway-health' }),
+    });
+  }
+
+  /**
+   * The key the server presents to its gateways: made once, the private half sealed in
+   * the database, so every replica presents the same one.
+   */
+  identity(): Promise<LinkIdentity> {
+    this.identityPromise ??= (async () => {
+      const { settings, vault } = this.opts;
+      let stored = await settings.get(LINK_KEY_SETTING);
+      if (stored === undefined) {
+        const fresh = generateLinkIdentity('gatehouse-server');
+        stored = await settings.setIfAbsent(LINK_KEY_SETTING, vault.encrypt(linkKeyScope, fresh.privateKey));
+      }
+      return linkIdentityOf(vault.decrypt(linkKeyScope, stored), 'gatehouse-server');
+    })();
+    this.identityPromise.catch(() => (this.identityPromise = undefined));
+    return this.identityPromise;
+  }
+
+  async settings(): Promise<GatewaySettings> {
+    const text = await this.opts.settings.get(SETTINGS_KEY);
+    const parsed = text === undefined ? {} : (JSON.parse(text) as Partial<GatewaySettings>);
+    return { tunnelMode: parsed.tunnelMode === true };
+  }
+
+  async saveSettings(next: GatewaySettings): Promise<GatewaySettings> {
+    await this.opts.settings.set(SETTINGS_KEY, JSON.stringify(next));
+    return next;
+  }
+
+  /** The built-in gateway and every registered one, with their live sessions. */
+  async list(): Promise<PresentedGateway[]> {
+    const [gateways, live] = await Promise.all([this.gateways.list(), this.opts.sessions.liveByGateway()]);
+    return [this.presentBuiltIn(live.get(DEFAULT_GATEWAY) ?? 0), ...gateways.map((g) => presentGateway(g, live.get(g.name) ?? 0))];
+  }
+
+  async show(id: string): Promise<PresentedGateway> {
+    const live = await this.opts.sessions.liveByGateway();
+    if (id === DEFAULT_GATEWAY) return this.presentBuiltIn(live.get(DEFAULT_GATEWAY) ?? 0);
+    const g = await this.gateways.get(id);
+    return presentGateway(g, live.get(g.name) ?? 0);
+  }
+
+  private presentBuiltIn(liveSessions: number): PresentedGateway {
+    return {
+      id: DEFAULT_GATEWAY,
+      name: DEFAULT_GATEWAY,
+      builtIn: true,
+      segment: null,
+      address: this.builtIn?.address ?? null,
+      fingerprint: this.builtIn?.hostKeyFingerprint ?? null,
+      status: this.builtIn ? 'online' : 'offline',
+      statusReason: this.builtIn ? null : 'The built-in gateway is off (gatewayPort 0).',
+      lastContactAt: this.builtIn ? new Date().toISOString() : null,
+      lastSyncAt: null,
+      latencyMs: 0,
+      version: this.opts.version,
+      liveSessions,
+      openRelays: null,
+      createdAt: null,
+    };
+  }
+
+  /** The dialer of the built-in gateway: selection by segment, then failover in order. */
+  dialer(): TargetDialer {
+    const { audit, logger, targetTimeoutMs } = this.opts;
+    return async (target, { user, remoteAddress }) => {
+      const [registered, settings] = await Promise.all([this.gateways.list(), this.settings()]);
+      const candidates: (GatewayCandidate & { gateway?: Gateway })[] = [
+        { name: DEFAULT_GATEWAY, segment: null, status: this.builtIn ? 'online' : 'offline', builtIn: true },
+        ...registered.map((g) => ({ name: g.name, segment: g.segment, status: g.status, builtIn: false, gateway: g })),
+      ];
+      const selection = selectGateways({ name: target.deviceName, segment: target.segment, accessType: target.accessType }, candidates, {
+        tunnelMode: settings.tunnelMode,
+      });
+      const base = {
+        action: 'gateway.select',
+        actorId: user.id,
+        actorName: user.username,
+        targetType: 'device',
+        targetId: target.deviceId,
+        ip: remoteAddress,
+      } as const;
+      if (!selection.ok) {
+        await audit(null, {
+          ...base,
+          outcome: 'failure',
+          details: { device: target.deviceName, segment: selection.segment, reason: selection.reason, message: selection.message },
+        });
+        return { ok: false, reason: selection.message, gateway: DEFAULT_GATEWAY, segment: selection.segment };
+      }
+      const where = whereOf(target);
+      const tried: { gateway: string; reason: string }[] = [];
+      for (const candidate of selection.candidates as (GatewayCandidate & { gateway?: Gateway })[]) {
+        try {
+          const identity = candidate.gateway ? await this.identity() : undefined;
+          const socket =
+            candidate.gateway && identity
+              ? await openRelay(candidate.gateway, identity, target, targetTimeoutMs)
+              : await connectSocket(target.host, target.port, targetTimeoutMs);
+          await audit(null, {
+            ...base,
+            outcome: 'success',
+            details: {
+              device: target.deviceName,
+              segment: selection.segment,
+              gateway: candidate.name,
+              tunnel: selection.tunnel,
+              failedOver: tried,
+            },
+          });
+          return { ok: true, socket, gateway: candidate.name, segment: selection.segment };
+        } catch (error) {
+          let reason: string;
+          if (error instanceof GatewayLinkError) {
+            reason = error.message;
+            if (candidate.gateway) this.health.suspect(candidate.gateway.id);
+          } else {
+            reason = `${candidate.name}: ${describeSocketError(error as NodeJS.ErrnoException, where, targetTimeoutMs)}`;
+          }
+          logger.info(
+            { gateway: candidate.name, deviceId: target.deviceId, reason },
+            'a gateway could not reach the device; trying the next',
+          );
+          tried.push({ gateway: candidate.name, reason });
+        }
+      }
+      const scope = selection.segment === null ? '' : ` of segment ${selection.segment}`;
+      const message =
+        tried.length === 1
+          ? (tried[0] as { reason: string }).reason
+          : `No gateway${scope} could reach ${where}. ${tried.map((t) => `${t.gateway}: ${t.reason}`).join(' ')}`;
+      await audit(null, {
+        ...base,
+        outcome: 'failure',
+        details: { device: target.deviceName, segment: selection.segment, reason: 'no gateway reached the device', failedOver: tried },
+      });
+      return { ok: false, reason: message, gateway: tried.at(-1)?.gateway ?? DEFAULT_GATEWAY, segment: selection.segment };
+    };
+  }
+}
+
+/** A gateway as the API shows it. */
+export interface PresentedGateway {
+  id: string;
+  name: string;
+  builtIn: boolean;
+  segment: string | null;
+  address: string | null;
+  /** The gateway's key (remote) or SSH host key (built-in) fingerprint. */
+  fingerprint: string | null;
+  status: 'unknown' | 'online' | 'offline';
+  statusReason: string | null;
+  lastContactAt: string | null;
+  lastSyncAt: string | null;
+  latencyMs: number | null;
+  version: string | null;
+  liveSessions: number;
+  openRelays: number | null;
+  createdAt: string | null;
+}
+
+function presentGateway(g: Gateway, liveSessions: number): PresentedGateway & { publicKey: string } {
+  return {
+    id: g.id,
+    name: g.name,
+    builtIn: false,
+    segment: g.segment,
+    address: g.address,
+    fingerprint: g.fingerprint,
+    publicKey: g.publicKey,
+    status: g.status,
+    statusReason: g.statusReason,
+    lastContactAt: g.lastContactAt,
+    lastSyncAt: g.lastSyncAt,
+    latencyMs: g.latencyMs,
+    version: g.version,
+    liveSessions,
+    openRelays: g.openRelays,
+    createdAt: g.createdAt,
+  };
+}
