@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -6,8 +7,8 @@ import * as OTPAuth from 'otpauth';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runClient } from '../support/ssh-client.js';
-import { freePort, ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { freePort, ensureSystemUser, fingerprintOfKeyFile, generateKeyPair, TestSshd } from '../support/sshd.js';
+import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 
 const API = '/api/v1';
 const PW_USER = 'gh-test-pw';
@@ -270,6 +271,69 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
         details: expect.objectContaining({ reason: 'wrong password' }) as unknown,
       }),
     );
+  });
+
+  it('signs users in with a public key registered to them, and refuses keys that are not', async () => {
+    const mine = generateKeyPair(dir, 'admin_login_key');
+    const stranger = generateKeyPair(dir, 'stranger_key');
+    const keyed = (user: string, keyFile: string, command: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(
+          'ssh',
+          [
+            ...['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'IdentitiesOnly=yes'],
+            ...['-o', 'PreferredAuthentications=publickey', '-i', keyFile, '-p', String(gatewayPort), `${user}@127.0.0.1`, command],
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        child.once('close', (code) => resolve({ code, stdout, stderr }));
+      });
+
+    // A private key pasted by mistake is refused by field, and never echoed.
+    const wrong = await server.request(`${API}/ssh-keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      body: { publicKey: mine.privateKey },
+    });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body).toContain('publicKey is a private key');
+    expect(wrong.body).not.toContain(mine.privateKey.split('\n')[1]);
+
+    const added = await cli(['ssh-keys', 'add', `${mine.file}.pub`, '--url', server.url, '--ca', server.certFile], {
+      env: { GATEHOUSE_TOKEN: token },
+    });
+    expect(added.code, added.stderr).toBe(0);
+    const key = JSON.parse(added.stdout) as { id: string; fingerprint: string; name: string };
+    expect(key.fingerprint).toBe(fingerprintOfKeyFile(`${mine.file}.pub`));
+    expect(key.name).toBe('admin_login_key');
+
+    const seq = await lastSeq();
+    const run = await keyed('admin:pw-box', mine.file, 'echo key-$((1+1))');
+    expect(run.stdout, run.stderr).toBe('key-2\n');
+    expect(run.code).toBe(0);
+    const signedIn = (await auditSince(seq)).find((e) => e.action === 'gateway.auth' && e.outcome === 'success');
+    expect(signedIn).toMatchObject({ actorName: 'admin', details: { method: 'publickey', fingerprint: key.fingerprint } });
+
+    const refused = await keyed('admin:pw-box', stranger.file, 'echo never');
+    expect(refused.code).toBe(255);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain('Permission denied (publickey');
+
+    // An operator whose key is fine but who has no grant is told why, on the channel.
+    const olga = (await api<{ items: { id: string; username: string }[] }>('GET', '/users')).items.find((u) => u.username === 'olga');
+    await api('POST', '/ssh-keys', { publicKey: readFileSync(`${stranger.file}.pub`, 'utf8'), userId: olga?.id });
+    const denied = await keyed('olga:pw-box', stranger.file, 'echo never');
+    expect(denied.code).toBe(255);
+    expect(denied.stdout).toBe('');
+    expect(denied.stderr).toContain('There is no device "pw-box" you may use');
+
+    // Removed, the key no longer signs anyone in.
+    await api('DELETE', `/ssh-keys/${key.id}`);
+    expect((await keyed('admin:pw-box', mine.file, 'echo never')).code).toBe(255);
   });
 
   it('asks a user with TOTP for the authenticator code, and takes each code once', async () => {

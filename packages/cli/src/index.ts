@@ -357,6 +357,20 @@ export function buildProgram(): Command {
       ),
     );
 
+  const sshKeys = program.command('ssh-keys').description('SSH public keys for signing in to the gateway (ssh -p 7993 you:device@…)');
+  withClient(sshKeys.command('list'))
+    .option('--user <userId>', "an administrator: another user's keys")
+    .action(api('GET', (_a, o) => `/ssh-keys${typeof o.user === 'string' ? `?userId=${encodeURIComponent(o.user)}` : ''}`));
+  withClient(sshKeys.command('add <pubFile>'))
+    .description('register the public key in <pubFile> (a .pub file, or - for standard input)')
+    .option('--name <name>', 'a name for the key (default: its comment)')
+    .option('--user <userId>', 'an administrator: add it to another user')
+    .action(async (file: string, o: ClientOptions & { name?: string; user?: string }) => {
+      const publicKey = file === '-' ? await readStdin() : readFileSync(file, 'utf8');
+      print(await client(o).call('POST', '/ssh-keys', { publicKey, name: o.name, userId: o.user }));
+    });
+  withClient(sshKeys.command('delete <keyId>')).action(api('DELETE', ([id]) => `/ssh-keys/${encodeURIComponent(id ?? '')}`));
+
   withClient(program.command('import <file>'))
     .description('import projects, devices and accounts from CSV or JSON; all rows or none')
     .option('--dry-run', 'check every row and write nothing')

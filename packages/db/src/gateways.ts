@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { ConflictError, NotFoundError } from '@gatehouse/core';
+import { NotFoundError } from '@gatehouse/core';
 import type { Db } from './connect.js';
-import { isUniqueViolation } from './errors.js';
+import { uniquely } from './errors.js';
 import type { GatewayTable } from './schema.js';
 
 export type GatewayStatus = 'unknown' | 'online' | 'offline';
@@ -97,12 +97,9 @@ export class Gateways {
       created_at: now,
       updated_at: now,
     };
-    try {
-      await this.x.insertInto('gateways').values(row).execute();
-    } catch (error) {
-      if (isUniqueViolation(error)) throw new ConflictError(`A gateway named ${JSON.stringify(input.name)} is already registered.`);
-      throw error;
-    }
+    await uniquely('name', `A gateway named ${JSON.stringify(input.name)} is already registered.`, () =>
+      this.x.insertInto('gateways').values(row).execute(),
+    );
     return present(row);
   }
 
@@ -123,12 +120,9 @@ export class Gateways {
     ) {
       Object.assign(set, { status: 'unknown', status_reason: 'Changed; not synced yet.', failures: 0 });
     }
-    try {
-      await this.x.updateTable('gateways').set(set).where('id', '=', id).execute();
-    } catch (error) {
-      if (isUniqueViolation(error)) throw new ConflictError(`A gateway named ${JSON.stringify(patch.name)} is already registered.`);
-      throw error;
-    }
+    await uniquely('name', `A gateway named ${JSON.stringify(patch.name)} is already registered.`, () =>
+      this.x.updateTable('gateways').set(set).where('id', '=', id).execute(),
+    );
     return this.get(id);
   }
 

@@ -24,7 +24,7 @@ export {
   type DeviceQuery,
   type DeviceSort,
 } from './inventory.js';
-export { Users, Settings, hashToken, presentUser, type User, type ApiToken, type Grant } from './users.js';
+export { Users, Settings, hashToken, presentUser, type User, type ApiToken, type Grant, type SshKey } from './users.js';
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
 export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';

@@ -250,6 +250,23 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('gateway_sessions').addColumn('entry_gateway', 'text').execute();
       },
     },
+    '0006_user_ssh_keys': {
+      async up(db: Kysely<unknown>) {
+        // Public keys users sign in to the gateway with (OpenSSH clients' publickey method).
+        await db.schema
+          .createTable('user_ssh_keys')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('algorithm', 'text', (c) => c.notNull())
+          .addColumn('public_key', 'text', (c) => c.notNull())
+          .addColumn('fingerprint', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('last_used_at', 'text')
+          .addUniqueConstraint('user_ssh_keys_user_fingerprint', ['user_id', 'fingerprint'])
+          .execute();
+      },
+    },
   };
 }
 

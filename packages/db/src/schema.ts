@@ -77,6 +77,20 @@ export interface ApiTokenTable {
   last_used_at: string | null;
 }
 
+export interface UserSshKeyTable {
+  id: string;
+  user_id: string;
+  name: string;
+  /** The key type, e.g. ssh-ed25519. */
+  algorithm: string;
+  /** base64 of the SSH public key blob. */
+  public_key: string;
+  /** SHA256:… of the blob, as OpenSSH prints it. */
+  fingerprint: string;
+  created_at: string;
+  last_used_at: string | null;
+}
+
 export interface GrantTable {
   id: string;
   user_id: string;
@@ -214,6 +228,7 @@ export interface Database {
   users: UserTable;
   web_sessions: WebSessionTable;
   api_tokens: ApiTokenTable;
+  user_ssh_keys: UserSshKeyTable;
   grants: GrantTable;
   audit_events: AuditEventTable;
   audit_head: AuditHeadTable;

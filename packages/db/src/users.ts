@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { NotFoundError, type Role } from '@gatehouse/core';
 import type { Db } from './connect.js';
 import { uniquely } from './errors.js';
-import type { ApiTokenTable, GrantTable, UserTable } from './schema.js';
+import type { ApiTokenTable, GrantTable, UserSshKeyTable, UserTable } from './schema.js';
 
 export interface User {
   id: string;
@@ -24,6 +24,30 @@ export interface ApiToken {
   expiresAt: string | null;
   lastUsedAt: string | null;
 }
+
+/** A public key a user signs in to the gateway with. */
+export interface SshKey {
+  id: string;
+  userId: string;
+  name: string;
+  algorithm: string;
+  /** The OpenSSH public key line without a comment: `ssh-ed25519 AAAA…`. */
+  publicKey: string;
+  fingerprint: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
+const presentSshKey = (r: UserSshKeyTable): SshKey => ({
+  id: r.id,
+  userId: r.user_id,
+  name: r.name,
+  algorithm: r.algorithm,
+  publicKey: `${r.algorithm} ${r.public_key}`,
+  fingerprint: r.fingerprint,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
+});
 
 export interface Grant {
   id: string;
@@ -247,6 +271,57 @@ export class Users {
   async deleteToken(id: string): Promise<void> {
     const r = await this.x.deleteFrom('api_tokens').where('id', '=', id).executeTakeFirst();
     if (Number(r.numDeletedRows) === 0) throw new NotFoundError('API token', id);
+  }
+
+  // SSH public keys for signing in to the gateway
+
+  async addSshKey(input: { userId: string; name: string; algorithm: string; publicKey: string; fingerprint: string }): Promise<SshKey> {
+    const row: UserSshKeyTable = {
+      id: randomUUID(),
+      user_id: input.userId,
+      name: input.name,
+      algorithm: input.algorithm,
+      public_key: input.publicKey,
+      fingerprint: input.fingerprint,
+      created_at: new Date().toISOString(),
+      last_used_at: null,
+    };
+    await uniquely('publicKey', `This user already has the key ${input.fingerprint}.`, () =>
+      this.x.insertInto('user_ssh_keys').values(row).execute(),
+    );
+    return presentSshKey(row);
+  }
+
+  async listSshKeys(userId?: string): Promise<SshKey[]> {
+    let q = this.x.selectFrom('user_ssh_keys').selectAll();
+    if (userId) q = q.where('user_id', '=', userId);
+    return (await q.orderBy('created_at').execute()).map(presentSshKey);
+  }
+
+  async getSshKey(id: string): Promise<SshKey> {
+    const row = await this.x.selectFrom('user_ssh_keys').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new NotFoundError('SSH key', id);
+    return presentSshKey(row);
+  }
+
+  /** The user's key with this fingerprint, if registered. */
+  async findSshKey(userId: string, fingerprint: string): Promise<SshKey | undefined> {
+    const row = await this.x
+      .selectFrom('user_ssh_keys')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .where('fingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    return row && presentSshKey(row);
+  }
+
+  async touchSshKey(id: string): Promise<void> {
+    await this.x.updateTable('user_ssh_keys').set({ last_used_at: new Date().toISOString() }).where('id', '=', id).execute();
+  }
+
+  async deleteSshKey(id: string): Promise<void> {
+    const r = await this.x.deleteFrom('user_ssh_keys').where('id', '=', id).executeTakeFirst();
+    if (Number(r.numDeletedRows) === 0) throw new NotFoundError('SSH key', id);
   }
 
   // Grants: what an operator may use. A grant names a project, and optionally narrows it

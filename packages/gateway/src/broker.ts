@@ -11,6 +11,12 @@ export interface AccessBroker {
    * `mfa_required` when the password is right but a code is needed and none was given.
    */
   authenticate(request: AuthenticationRequest): Promise<AuthenticationResult>;
+  /**
+   * Signs a user in with a public key registered to them. With `signed: false` (the
+   * client only asks whether the key would do) nothing is audited; the gateway has
+   * verified the signature before it asks with `signed: true`.
+   */
+  authenticateKey(request: KeyAuthenticationRequest): Promise<AuthenticationResult>;
   /** Resolves the device and account and decides whether the user may use them. */
   authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult>;
   /**
@@ -32,6 +38,15 @@ export interface AuthenticationRequest {
   username: string;
   password: string;
   totp?: string | undefined;
+  remoteAddress: string;
+}
+
+export interface KeyAuthenticationRequest {
+  username: string;
+  /** `SHA256:…` of the key's blob. */
+  fingerprint: string;
+  algorithm: string;
+  signed: boolean;
   remoteAddress: string;
 }
 

@@ -14,9 +14,9 @@ import type {
 } from 'ssh2';
 import { AsciicastRecorder } from './asciicast.js';
 import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionEnd, SessionKind } from './broker.js';
-import { parseConnectionTarget } from './connection-target.js';
+import { parseConnectionTarget, type ConnectionTarget } from './connection-target.js';
 import { directDialer, whereOf, type TargetDialer } from './dial.js';
-import { fingerprintOf, keyTypeOf } from './host-key.js';
+import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
 export interface GatewayLogger {
@@ -49,7 +49,7 @@ export interface SshGatewayOptions {
   dial?: TargetDialer;
 }
 
-const AUTH_METHODS: AuthContext['method'][] = ['keyboard-interactive', 'password'];
+const AUTH_METHODS: AuthContext['method'][] = ['publickey', 'keyboard-interactive', 'password'];
 
 /** The device's SSH connection, and the gateway and segment it went through. */
 type TargetConnection =
@@ -147,6 +147,8 @@ interface PtyState {
 class GatewayConnection {
   private user: GatewayUser | undefined;
   private target: AuthorizedTarget | undefined;
+  /** Why a signed-in user may not connect, told on their first channel (publickey and password cannot show text). */
+  private refusal: string | undefined;
   private failures = 0;
   private targetConnection: Promise<TargetConnection> | undefined;
   private readonly sessions = new Set<ProxiedSession>();
@@ -167,6 +169,12 @@ class GatewayConnection {
     client.on('ready', () => {
       const socket = (client as unknown as { _sock?: net.Socket })._sock;
       if (socket) signedIn.add(socket);
+      if (this.refusal !== undefined) {
+        this.targetConnection = Promise.resolve({ ok: false, reason: this.refusal, gateway: options.name, segment: null });
+        // The client leaves once told; should it not, it is shown the door.
+        setTimeout(() => this.end(), 10_000).unref();
+        return;
+      }
       this.targetConnection = this.connectTarget();
     });
     client.on('session', (accept) => this.onSession(accept()));
@@ -218,7 +226,7 @@ class GatewayConnection {
   // Sign-in
 
   private async authenticate(ctx: AuthContext): Promise<void> {
-    if (ctx.method !== 'keyboard-interactive' && ctx.method !== 'password') {
+    if (ctx.method !== 'keyboard-interactive' && ctx.method !== 'password' && ctx.method !== 'publickey') {
       ctx.reject(AUTH_METHODS);
       return;
     }
@@ -228,6 +236,34 @@ class GatewayConnection {
       return;
     }
     const { target } = parsed;
+    if (ctx.method === 'publickey') {
+      const blob = ctx.key.data;
+      const request = {
+        username: target.user,
+        fingerprint: fingerprintOf(blob),
+        algorithm: keyTypeOf(blob),
+        remoteAddress: this.remoteAddress,
+      };
+      if (!ctx.signature) {
+        // The client asks whether this key would do; it signs only if told yes.
+        const known = await this.options.broker.authenticateKey({ ...request, signed: false });
+        if (known.ok) ctx.accept();
+        else ctx.reject(AUTH_METHODS);
+        return;
+      }
+      if (!verifyUserKeySignature(blob, ctx.blob ?? Buffer.alloc(0), ctx.signature, ctx.hashAlgo)) {
+        ctx.reject(AUTH_METHODS);
+        return;
+      }
+      const result = await this.options.broker.authenticateKey({ ...request, signed: true });
+      if (!result.ok) {
+        // Tried keys are not failed sign-ins (clients offer every key they hold): the next method may follow.
+        ctx.reject(AUTH_METHODS);
+        return;
+      }
+      await this.admit(ctx, result.user, target);
+      return;
+    }
     let password: string;
     let totp: string | undefined;
     if (ctx.method === 'password') {
@@ -258,12 +294,25 @@ class GatewayConnection {
       ctx.reject(AUTH_METHODS);
       return;
     }
-    const decision = await this.options.broker.authorize(result.user, target, this.remoteAddress);
-    if (!decision.allow) {
+    await this.admit(ctx, result.user, target);
+  }
+
+  /** A signed-in user: may they use what they asked for? */
+  private async admit(ctx: AuthContext, user: GatewayUser, target: ConnectionTarget): Promise<void> {
+    const decision = await this.options.broker.authorize(user, target, this.remoteAddress);
+    if (!decision.allow && ctx.method === 'keyboard-interactive') {
       await this.refuse(ctx, decision.message, 'not authorized');
       return;
     }
-    this.user = result.user;
+    if (!decision.allow) {
+      // These methods have no way to show text: sign in, then say why on the channel.
+      this.options.logger.info({ remoteAddress: this.remoteAddress, why: 'not authorized' }, 'SSH gateway refused a connection');
+      this.user = user;
+      this.refusal = decision.message;
+      ctx.accept();
+      return;
+    }
+    this.user = user;
     this.target = decision.target;
     ctx.accept();
   }

@@ -59,3 +59,51 @@ export function loadOrCreateHostKey(dir: string): GatewayHostKey {
     generated,
   };
 }
+
+/** Key types a user may sign in with (what ssh2 verifies); DSA is refused as OpenSSH does. */
+const USER_KEY_TYPES = new Set(['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa']);
+
+/**
+ * Parses a user's public key as pasted from an OpenSSH `.pub` file (`ssh-ed25519 AAAA… comment`).
+ * Answers the type, the base64 blob and the fingerprint, or what is wrong, never echoing
+ * the input (a private key pasted by mistake must not show up in an error).
+ */
+export function parseUserPublicKey(
+  text: string,
+): { ok: true; algorithm: string; blob: string; fingerprint: string; comment: string } | { ok: false; message: string } {
+  const trimmed = text.trim();
+  if (/PRIVATE KEY/.test(trimmed)) {
+    return { ok: false, message: 'is a private key; paste the public key (the .pub file) instead, and keep the private key to yourself' };
+  }
+  const [type = '', data = '', ...rest] = trimmed.split(/\s+/);
+  const parsed = ssh2.utils.parseKey(`${type} ${data}`);
+  if (parsed instanceof Error || !parsed) {
+    return {
+      ok: false,
+      message: 'is not an OpenSSH public key; paste one line of a .pub file (ssh-ed25519 AAAA… or ecdsa-sha2-… or ssh-rsa …)',
+    };
+  }
+  const key: ParsedKey = parsed;
+  if (!USER_KEY_TYPES.has(key.type))
+    return { ok: false, message: `has type ${key.type}, which Gatehouse does not accept; use ssh-ed25519, ECDSA or RSA` };
+  const blob = key.getPublicSSH();
+  return {
+    ok: true,
+    algorithm: key.type,
+    blob: blob.toString('base64'),
+    fingerprint: fingerprintOf(blob),
+    comment: rest.join(' ').slice(0, 100),
+  };
+}
+
+/**
+ * Whether `signature` over `signed` was made by the key in `blob` (an SSH public key
+ * blob; its type is read from the blob, since the request may name rsa-sha2-256 for an
+ * ssh-rsa key): the check behind publickey sign-in.
+ */
+export function verifyUserKeySignature(blob: Buffer, signed: Buffer, signature: Buffer, hashAlgo?: string): boolean {
+  const parsed = ssh2.utils.parseKey(`${keyTypeOf(blob)} ${blob.toString('base64')}`);
+  if (parsed instanceof Error || !parsed) return false;
+  const key: ParsedKey = parsed;
+  return key.verify(signed, signature, hashAlgo) === true;
+}

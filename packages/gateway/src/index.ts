@@ -1,5 +1,5 @@
 export { SshGateway, type SshGatewayOptions, type GatewayLogger } from './gateway.js';
-export { loadOrCreateHostKey, fingerprintOf, keyTypeOf, HOST_KEY_FILE, type GatewayHostKey } from './host-key.js';
+export { loadOrCreateHostKey, fingerprintOf, keyTypeOf, parseUserPublicKey, HOST_KEY_FILE, type GatewayHostKey } from './host-key.js';
 export { parseConnectionTarget, TARGET_FORMAT, type ConnectionTarget, type ParsedTarget } from './connection-target.js';
 export { AsciicastRecorder, type AsciicastHeader } from './asciicast.js';
 export type {
@@ -12,6 +12,7 @@ export type {
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
+  KeyAuthenticationRequest,
   SessionEnd,
   SessionKind,
   SessionStart,

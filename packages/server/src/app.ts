@@ -21,6 +21,7 @@ import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './routes/auth.js';
 import { importExportRoutes } from './routes/import-export.js';
 import { inventoryRoutes } from './routes/inventory.js';
+import { sshKeyRoutes } from './routes/ssh-keys.js';
 import { userRoutes } from './routes/users.js';
 import { createAudit, type Access, type Services } from './services.js';
 
@@ -202,6 +203,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       api.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, () => app.swagger());
       authRoutes(api, services);
       userRoutes(api, services);
+      sshKeyRoutes(api, services);
       inventoryRoutes(api, services);
       importExportRoutes(api, services);
       auditRoutes(api, services);

@@ -92,3 +92,23 @@ export async function checkSignIn(
   await users.update(row.id, { failed_logins: 0, locked_until: null, last_login_at: new Date().toISOString() });
   return { ok: true, user: presentUser({ ...row, failed_logins: 0, locked_until: null }) };
 }
+
+/**
+ * Checks a public-key sign-in: the user exists, is neither locked nor disabled, and the
+ * key (by fingerprint; the gateway verified the signature) is registered to them. Key
+ * tries are not failed sign-ins (clients offer every key they hold), so nothing here
+ * counts towards the lockout.
+ */
+export async function checkKeySignIn(
+  services: Pick<Services, 'users'>,
+  attempt: { username: string; fingerprint: string },
+): Promise<{ ok: true; user: User; keyId: string } | { ok: false; reason: string }> {
+  const { users } = services;
+  const row = await users.rowByName(attempt.username);
+  if (!row) return { ok: false, reason: 'unknown user' };
+  if (row.locked_until !== null && row.locked_until > new Date().toISOString()) return { ok: false, reason: 'locked' };
+  if (row.disabled === 1) return { ok: false, reason: 'disabled' };
+  const key = await users.findSshKey(row.id, attempt.fingerprint);
+  if (!key) return { ok: false, reason: 'key not registered' };
+  return { ok: true, user: presentUser(row), keyId: key.id };
+}

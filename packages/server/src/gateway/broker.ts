@@ -12,12 +12,13 @@ import type {
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
+  KeyAuthenticationRequest,
   SessionEnd,
   SessionStart,
   TargetCredential,
 } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
-import { checkSignIn } from '../sign-in.js';
+import { checkKeySignIn, checkSignIn } from '../sign-in.js';
 
 /** The name sessions and audit events give the gateway inside the server. */
 export const BUILT_IN_GATEWAY = DEFAULT_GATEWAY;
@@ -55,6 +56,31 @@ export class ServerAccessBroker implements AccessBroker {
       ip,
       details: { gateway: BUILT_IN_GATEWAY },
     });
+    return { ok: true, user: { id: result.user.id, username: result.user.username } };
+  }
+
+  async authenticateKey(request: KeyAuthenticationRequest): Promise<AuthenticationResult> {
+    const result = await checkKeySignIn(this.services, request);
+    if (!request.signed)
+      return result.ok
+        ? { ok: true, user: { id: result.user.id, username: result.user.username } }
+        : { ok: false, mfaRequired: false, message: '' };
+    const base = { action: 'gateway.auth', ip: request.remoteAddress } as const;
+    const details = { gateway: BUILT_IN_GATEWAY, method: 'publickey', fingerprint: request.fingerprint, algorithm: request.algorithm };
+    if (!result.ok) {
+      const row = await this.services.users.rowByName(request.username);
+      await this.services.audit(null, {
+        ...base,
+        outcome: 'failure',
+        actorId: row?.id ?? null,
+        actorName: request.username.slice(0, 64),
+        details: { ...details, reason: result.reason },
+      });
+      return { ok: false, mfaRequired: false, message: 'The key is not accepted.' };
+    }
+    await this.services.users.update(result.user.id, { last_login_at: new Date().toISOString() });
+    await this.services.users.touchSshKey(result.keyId);
+    await this.services.audit(null, { ...base, outcome: 'success', actorId: result.user.id, actorName: result.user.username, details });
     return { ok: true, user: { id: result.user.id, username: result.user.username } };
   }
 
