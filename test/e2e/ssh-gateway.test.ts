@@ -146,6 +146,16 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(session?.bytesOut).toBeGreaterThanOrEqual('out-42\nerr\n'.length);
     const cast = await server.request(`${API}/sessions/${session?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
     expect(cast.status).toBe(200);
+    // The CLI lists the session and writes the same recording.
+    const viaCli = await cli(['sessions', 'recording', session?.id ?? '', '--url', server.url, '--ca', server.certFile], {
+      env: { GATEHOUSE_TOKEN: token },
+    });
+    expect(viaCli.code, viaCli.stderr).toBe(0);
+    expect(viaCli.stdout).toBe(cast.body);
+    const listed = await cli(['sessions', 'list', '--device', ids.pwBox ?? '', '--url', server.url, '--ca', server.certFile], {
+      env: { GATEHOUSE_TOKEN: token },
+    });
+    expect((JSON.parse(listed.stdout) as { items: { id: string }[] }).items.map((i) => i.id)).toContain(session?.id);
     const [header, ...events] = cast.body
       .trimEnd()
       .split('\n')
@@ -231,6 +241,49 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(sftp).toMatchObject({ result: 'success', recorded: false });
     expect(sftp?.bytesIn).toBeGreaterThan(payload.length);
     expect(sftp?.bytesOut).toBeGreaterThan(payload.length);
+
+    // The transfer log: what an auditor reads instead of a terminal recording.
+    type FileOp = { op: string; path: string; bytes: number; result: string; error: string | null };
+    const ops = async (id: string | undefined) => (await api<{ items: FileOp[] }>('GET', `/sessions/${id}/file-operations`)).items;
+    const sftpOps = (await ops(sftp?.id)).filter((o) => o.op !== 'list');
+    expect(sftpOps.map((o) => [o.op, path.basename(o.path), o.bytes, o.result])).toEqual([
+      ['upload', remote, payload.length, 'success'],
+      ['download', remote, payload.length, 'success'],
+      ['remove', remote, 0, 'success'],
+    ]);
+    // scp (the SFTP protocol underneath, as OpenSSH 9 does it) and the original protocol (-O).
+    const scpSessions = (await sessions()).filter((s) => s.deviceName === 'key-box' && s.kind === 'sftp').slice(0, 2);
+    const scpOps = (await Promise.all(scpSessions.map((s) => ops(s.id)))).flat().filter((o) => o.op !== 'list');
+    expect(scpOps.map((o) => [o.op, o.bytes, o.result]).sort()).toEqual([
+      ['download', payload.length, 'success'],
+      ['upload', payload.length, 'success'],
+    ]);
+    const legacy = await runClient(
+      'scp',
+      ['-O', '-P', String(gatewayPort), '-o', 'User=admin:key-box', local, `127.0.0.1:legacy-${remote}`],
+      {
+        password: ADMIN_PASSWORD,
+      },
+    );
+    expect(legacy.code, legacy.stderr).toBe(0);
+    const legacySession = await endedSession((s) => s.kind === 'exec' && s.command === `scp -t legacy-${remote}`);
+    expect(await ops(legacySession?.id)).toMatchObject([{ op: 'upload', path: `legacy-${remote}`, result: 'success' }]);
+    // A refused operation is logged with the device's reason.
+    const denied = await runClient('sftp', ['-P', String(gatewayPort), '-o', 'User=admin:pw-box', '-b', '-', '127.0.0.1'], {
+      password: ADMIN_PASSWORD,
+      stdin: `-put ${local} /etc/gatehouse-denied.bin\n`,
+    });
+    expect(denied.code, denied.stderr).toBe(0);
+    const deniedSession = await endedSession((s) => s.kind === 'sftp' && s.deviceName === 'pw-box' && s.id !== sftp?.id);
+    expect((await ops(deniedSession?.id)).filter((o) => o.op !== 'list')).toMatchObject([
+      {
+        op: 'upload',
+        path: '/etc/gatehouse-denied.bin',
+        bytes: 0,
+        result: 'failure',
+        error: expect.stringMatching(/ermission denied/) as unknown,
+      },
+    ]);
   });
 
   it('refuses a device that does not exist, or an ambiguous name, with a message', async () => {

@@ -133,6 +133,44 @@ export class ApiClient {
     }
     return data as T;
   }
+
+  /** GET `route` and stream the body to `out`. */
+  download(route: string, out: NodeJS.WritableStream): Promise<void> {
+    const target = new URL(`/api/v1${route}`, this.url);
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    return new Promise((resolve, reject) => {
+      const req = request(target, { method: 'GET', headers, ca: this.ca, timeout: 600_000 }, (res) => {
+        if ((res.statusCode ?? 0) >= 400) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let err: { code?: string; message?: string } | undefined;
+            try {
+              err = (JSON.parse(text) as { error?: { code: string; message: string } }).error;
+            } catch {
+              err = undefined;
+            }
+            reject(
+              new ApiError(
+                res.statusCode ?? 0,
+                err?.code ?? `HTTP_${res.statusCode}`,
+                err?.message ?? `The server answered ${res.statusCode}.`,
+                [],
+              ),
+            );
+          });
+          return;
+        }
+        res.pipe(out, { end: false });
+        res.once('end', () => resolve());
+        res.once('error', reject);
+      });
+      req.on('error', (error: NodeJS.ErrnoException) => reject(explainConnectionError(error, this.url, this.caFile)));
+      req.end();
+    });
+  }
 }
 
 function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): Error {

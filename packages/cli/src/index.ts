@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { breakGlassCommands } from './breakglass.js';
@@ -356,6 +356,36 @@ export function buildProgram(): Command {
         ([userId, projectId], o) => ({ userId, projectId, deviceId: o.device, accountId: o.account }),
       ),
     );
+
+  const sessions = program.command('sessions').description('sessions through gateways: who, where, when, and what was recorded');
+  withClient(sessions.command('list'))
+    .option('--device <id>')
+    .option('--user <id>')
+    .option('--limit <n>', 'page size', '50')
+    .option('--offset <n>', 'first row', '0')
+    .action(
+      api('GET', (_a, o) => {
+        const q = new URLSearchParams({ limit: String(o.limit), offset: String(o.offset) });
+        if (typeof o.device === 'string') q.set('deviceId', o.device);
+        if (typeof o.user === 'string') q.set('userId', o.user);
+        return `/sessions?${q.toString()}`;
+      }),
+    );
+  withClient(sessions.command('show <id>')).action(api('GET', ([id]) => `/sessions/${encodeURIComponent(id ?? '')}`));
+  withClient(sessions.command('files <id>'))
+    .description("the session's SFTP/SCP operations: path, size, direction, result")
+    .action(api('GET', ([id]) => `/sessions/${encodeURIComponent(id ?? '')}/file-operations`));
+  withClient(sessions.command('recording <id>'))
+    .description('write the terminal recording (asciicast v2: asciinema play <file>) to standard output or --output')
+    .option('--output <file>')
+    .action(async (id: string, o: ClientOptions & { output?: string }) => {
+      const out = o.output ? createWriteStream(o.output, { mode: 0o600 }) : process.stdout;
+      await client(o).download(`/sessions/${encodeURIComponent(id)}/recording`, out);
+      if (o.output)
+        await new Promise<void>((resolve, reject) =>
+          (out as ReturnType<typeof createWriteStream>).end(() => resolve()).once('error', reject),
+        );
+    });
 
   const sshKeys = program.command('ssh-keys').description('SSH public keys for signing in to the gateway (ssh -p 7993 you:device@…)');
   withClient(sshKeys.command('list'))

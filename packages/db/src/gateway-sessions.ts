@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Db } from './connect.js';
 import { isUniqueViolation } from './errors.js';
 import type { GatewaySessionTable } from './schema.js';
@@ -31,6 +32,19 @@ export interface GatewaySession {
   reason: string | null;
   /** Whether a recording exists (GET /sessions/:id/recording). */
   recorded: boolean;
+}
+
+/** One finished SFTP (or legacy scp) operation of a session. */
+export interface FileOperation {
+  id: string;
+  seq: number;
+  at: string;
+  op: string;
+  path: string;
+  target: string | null;
+  bytes: number;
+  result: 'success' | 'failure';
+  error: string | null;
 }
 
 export type GatewaySessionInput = Omit<GatewaySessionTable, 'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status'>;
@@ -141,6 +155,52 @@ export class GatewaySessions {
   async recordingOf(id: string): Promise<string | undefined> {
     const row = await this.x.selectFrom('gateway_sessions').select('recording').where('id', '=', id).executeTakeFirst();
     return row?.recording ?? undefined;
+  }
+
+  /** Appends a finished file operation to the session's log. */
+  async addFileOperation(sessionId: string, op: Omit<FileOperation, 'id' | 'seq'>): Promise<FileOperation> {
+    return this.x.transaction().execute(async (trx) => {
+      const last = await trx
+        .selectFrom('session_file_operations')
+        .select((eb) => eb.fn.max<number | null>('seq').as('seq'))
+        .where('session_id', '=', sessionId)
+        .executeTakeFirst();
+      const row = {
+        id: randomUUID(),
+        session_id: sessionId,
+        seq: Number(last?.seq ?? 0) + 1,
+        at: op.at,
+        op: op.op,
+        path: op.path,
+        target: op.target,
+        bytes: op.bytes,
+        result: op.result,
+        error: op.error,
+      };
+      await trx.insertInto('session_file_operations').values(row).execute();
+      return { ...op, id: row.id, seq: row.seq };
+    });
+  }
+
+  /** The session's file operations, in order. */
+  async fileOperations(sessionId: string): Promise<FileOperation[]> {
+    const rows = await this.x
+      .selectFrom('session_file_operations')
+      .selectAll()
+      .where('session_id', '=', sessionId)
+      .orderBy('seq')
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      seq: r.seq,
+      at: r.at,
+      op: r.op,
+      path: r.path,
+      target: r.target,
+      bytes: Number(r.bytes),
+      result: r.result as FileOperation['result'],
+      error: r.error,
+    }));
   }
 
   /** Live sessions per gateway that reached the device. */

@@ -28,5 +28,11 @@ export { Users, Settings, hashToken, presentUser, type User, type ApiToken, type
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
 export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';
-export { GatewaySessions, type GatewaySession, type GatewaySessionInput, type HostKey } from './gateway-sessions.js';
+export {
+  GatewaySessions,
+  type GatewaySession,
+  type GatewaySessionInput,
+  type HostKey,
+  type FileOperation as SessionFileOperation,
+} from './gateway-sessions.js';
 export { Gateways, type Gateway, type GatewayInput, type GatewayStatus, type GatewaySync } from './gateways.js';

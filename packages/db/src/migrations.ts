@@ -267,6 +267,29 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0007_session_file_operations': {
+      async up(db: Kysely<unknown>) {
+        // What users did over SFTP (and legacy scp): one row per finished operation.
+        await db.schema
+          .createTable('session_file_operations')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('session_id', 'text', (c) => c.notNull().references('gateway_sessions.id').onDelete('cascade'))
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('op', 'text', (c) => c.notNull())
+          .addColumn('path', 'text', (c) => c.notNull())
+          .addColumn('target', 'text')
+          .addColumn('bytes', dialect === 'postgres' ? 'bigint' : 'integer', (c) => c.notNull())
+          .addColumn('result', 'text', (c) => c.notNull())
+          .addColumn('error', 'text')
+          .execute();
+        await db.schema
+          .createIndex('session_file_operations_session')
+          .on('session_file_operations')
+          .columns(['session_id', 'seq'])
+          .execute();
+      },
+    },
   };
 }
 

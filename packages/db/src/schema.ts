@@ -198,6 +198,23 @@ export interface GatewaySessionTable {
   entry_gateway: string | null;
 }
 
+export interface SessionFileOperationTable {
+  id: string;
+  session_id: string;
+  /** Order within the session. */
+  seq: number;
+  at: string;
+  /** upload, download, remove, rename, mkdir, rmdir or list */
+  op: string;
+  path: string;
+  /** The new name of a rename. */
+  target: string | null;
+  bytes: number | string;
+  /** success or failure */
+  result: string;
+  error: string | null;
+}
+
 export interface GatewayTable {
   id: string;
   name: string;
@@ -239,6 +256,7 @@ export interface Database {
   device_host_keys: DeviceHostKeyTable;
   gateway_sessions: GatewaySessionTable;
   gateways: GatewayTable;
+  session_file_operations: SessionFileOperationTable;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */

@@ -1,3 +1,4 @@
+import type { FileOperation } from './sftp-log.js';
 import type { ConnectionTarget } from './connection-target.js';
 
 /**
@@ -28,6 +29,8 @@ export interface AccessBroker {
   checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck>;
   /** The target connected and a channel opened on it. */
   sessionStarted(session: SessionStart): Promise<void>;
+  /** A file operation on an SFTP (or legacy scp) session finished: path, size, direction, result. */
+  fileOperation(sessionId: string, operation: FileOperation): Promise<void>;
   /** A started session ended (either side closed, or the gateway stopped). */
   sessionEnded(sessionId: string, end: SessionEnd): Promise<void>;
   /** The target connection failed: an audit event with the reason, and no recording. */

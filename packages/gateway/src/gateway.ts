@@ -17,6 +17,7 @@ import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionEnd, SessionKi
 import { parseConnectionTarget, type ConnectionTarget } from './connection-target.js';
 import { directDialer, whereOf, type TargetDialer } from './dial.js';
 import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js';
+import { legacyScpOperation, SftpOperationLog, type FileOperation } from './sftp-log.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
 export interface GatewayLogger {
@@ -478,6 +479,9 @@ class ProxiedSession {
   private bytesOut = 0;
   private exit: { code: number } | { signal: string; coreDumped: boolean; description: string } | undefined;
   private finished: Promise<void> | undefined;
+  private fileLog: SftpOperationLog | undefined;
+  /** File operations are reported in order, one after another. */
+  private fileOps: Promise<void> = Promise.resolve();
   private channelClosed: Promise<void> = Promise.resolve();
   private resolveDone!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.resolveDone = resolve));
@@ -591,6 +595,8 @@ class ProxiedSession {
 
   private wire(channel: ClientChannel, channelClosed: Promise<void>): void {
     const { stream, recorder } = this;
+    if (this.kind === 'sftp') this.fileLog = new SftpOperationLog((op) => this.reportFileOperation(op));
+    const fileLog = this.fileLog;
     const recordInput = this.options.recordInput && recorder !== undefined;
     // While the recording waits for the disk, the recorded side waits for the recording.
     const holdWhileRecording = (source: { pause(): unknown; resume(): unknown }) => {
@@ -600,6 +606,7 @@ class ProxiedSession {
     };
     stream.on('data', (d: Buffer) => {
       this.bytesIn += d.length;
+      fileLog?.fromClient(d);
       if (recordInput) {
         recorder.input(d);
         holdWhileRecording(stream);
@@ -607,6 +614,7 @@ class ProxiedSession {
     });
     channel.on('data', (d: Buffer) => {
       this.bytesOut += d.length;
+      fileLog?.fromServer(d);
       recorder?.output(d);
       holdWhileRecording(channel);
     });
@@ -660,6 +668,12 @@ class ProxiedSession {
     this.stream.end();
   }
 
+  private reportFileOperation(op: FileOperation): void {
+    this.fileOps = this.fileOps
+      .then(() => this.options.broker.fileOperation(this.id, op))
+      .catch((error: unknown) => this.options.logger.error({ err: error, sessionId: this.id }, 'could not record a file operation'));
+  }
+
   private finish(reason: string | null): Promise<void> {
     this.finished ??= (async () => {
       try {
@@ -667,6 +681,17 @@ class ProxiedSession {
       } catch (error) {
         this.options.logger.error({ err: error, sessionId: this.id }, 'recording could not be written completely');
       }
+      this.fileLog?.finish(reason ?? 'The channel closed with the file still open.');
+      if (this.kind === 'exec') {
+        const scp = legacyScpOperation(
+          this.command ?? '',
+          this.bytesIn,
+          this.bytesOut,
+          this.exit && 'code' in this.exit ? this.exit.code : null,
+        );
+        if (scp) this.reportFileOperation(scp);
+      }
+      await this.fileOps;
       const end: SessionEnd = {
         endedAt: new Date().toISOString(),
         bytesIn: this.bytesIn,

@@ -44,3 +44,4 @@ export {
   type RemoteGatewayConfig,
   type RunningRemoteGateway,
 } from './remote.js';
+export { SftpOperationLog, legacyScpOperation, type FileOperation, type FileOperationKind } from './sftp-log.js';

@@ -9,6 +9,7 @@ import type {
   AuthorizedTarget,
   ConnectionFailure,
   ConnectionTarget,
+  FileOperation,
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
@@ -185,6 +186,32 @@ export class ServerAccessBroker implements AccessBroker {
         kind: s.kind,
         start: s.startedAt,
         recorded: s.recording !== null,
+      },
+    });
+  }
+
+  async fileOperation(sessionId: string, op: FileOperation): Promise<void> {
+    await this.sessions.addFileOperation(sessionId, op);
+    // Listing a directory is in the session's log, not worth an audit event of its own.
+    if (op.op === 'list') return;
+    const s = await this.sessions.find(sessionId);
+    await this.services.audit(null, {
+      action: 'session.file',
+      outcome: op.result,
+      actorId: s?.userId ?? null,
+      actorName: s?.username ?? 'unknown',
+      targetType: 'device',
+      targetId: s?.deviceId ?? null,
+      ip: s?.remoteAddress ?? null,
+      details: {
+        sessionId,
+        device: s?.deviceName ?? null,
+        account: s?.accountUsername ?? null,
+        op: op.op,
+        path: op.path,
+        target: op.target,
+        bytes: op.bytes,
+        error: op.error,
       },
     });
   }

@@ -44,6 +44,23 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
   });
 
   r.get(
+    '/sessions/:id/file-operations',
+    {
+      config: readers,
+      schema: {
+        tags: ['sessions'],
+        summary: "The session's SFTP/SCP operations in order: path, size, direction (upload/download) or change, result",
+        params: id,
+      },
+    },
+    async (req) => {
+      const session = await sessions.find(req.params.id);
+      if (!session) throw new NotFoundError('Session', req.params.id);
+      return { items: await sessions.fileOperations(session.id) };
+    },
+  );
+
+  r.get(
     '/sessions/:id/recording',
     {
       config: readers,

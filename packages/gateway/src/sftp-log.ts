@@ -1,0 +1,318 @@
+/**
+ * What a user did over SFTP, read from the protocol as it passes through the gateway
+ * (draft-ietf-secsh-filexfer-02, the version OpenSSH speaks; modern `scp` uses it too).
+ * The proxy stays byte for byte: this only watches both directions and never holds up
+ * or changes a packet. Only each packet's first bytes are kept (the fields it needs), so
+ * a 256 KiB WRITE costs no copy of its data.
+ */
+
+export type FileOperationKind = 'upload' | 'download' | 'remove' | 'rename' | 'mkdir' | 'rmdir' | 'list';
+
+export interface FileOperation {
+  at: string;
+  op: FileOperationKind;
+  path: string;
+  /** The new name, for a rename. */
+  target: string | null;
+  /** Bytes written (upload) or read (download). */
+  bytes: number;
+  result: 'success' | 'failure';
+  /** The server's status message when the operation failed. */
+  error: string | null;
+}
+
+const T = {
+  OPEN: 3,
+  CLOSE: 4,
+  READ: 5,
+  WRITE: 6,
+  OPENDIR: 11,
+  REMOVE: 13,
+  MKDIR: 14,
+  RMDIR: 15,
+  RENAME: 18,
+  STATUS: 101,
+  HANDLE: 102,
+  DATA: 103,
+} as const;
+const VERSION = 2;
+const FXF_WRITE = 0x02;
+const STATUS_OK = 0;
+const STATUS_EOF = 1;
+const STATUS_NAMES = [
+  'ok',
+  'end of file',
+  'no such file',
+  'permission denied',
+  'failure',
+  'bad message',
+  'no connection',
+  'connection lost',
+  'not supported',
+];
+/** The fields any request needs sit in its first bytes; a path is at most this long. */
+const HEAD_BYTES = 8 * 1024;
+const MAX_PATH = 4096;
+
+interface OpenFile {
+  op: 'upload' | 'download' | 'list';
+  path: string;
+  bytes: number;
+  error: string | null;
+}
+
+type Pending =
+  | { kind: 'open'; op: 'upload' | 'download' | 'list'; path: string }
+  | { kind: 'close'; handle: string }
+  | { kind: 'read'; handle: string }
+  | { kind: 'write'; handle: string; bytes: number }
+  | { kind: 'change'; op: 'remove' | 'rename' | 'mkdir' | 'rmdir'; path: string; target: string | null };
+
+/** Splits a byte stream into SFTP packets, keeping at most HEAD_BYTES of each. */
+class PacketReader {
+  private head = Buffer.alloc(0);
+  private length = -1;
+  private seen = 0;
+
+  constructor(private readonly onPacket: (head: Buffer, length: number) => void) {}
+
+  push(chunk: Buffer): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.length < 0) {
+        const need = 4 - this.head.length;
+        this.head = Buffer.concat([this.head, chunk.subarray(offset, offset + need)]);
+        offset += Math.min(need, chunk.length - offset);
+        if (this.head.length < 4) return;
+        this.length = this.head.readUInt32BE(0);
+        this.head = Buffer.alloc(0);
+        this.seen = 0;
+      }
+      const take = Math.min(this.length - this.seen, chunk.length - offset);
+      if (this.head.length < HEAD_BYTES) {
+        this.head = Buffer.concat([this.head, chunk.subarray(offset, offset + Math.min(take, HEAD_BYTES - this.head.length))]);
+      }
+      this.seen += take;
+      offset += take;
+      if (this.seen === this.length) {
+        const head = this.head;
+        const length = this.length;
+        this.head = Buffer.alloc(0);
+        this.length = -1;
+        this.onPacket(head, length);
+      }
+    }
+  }
+}
+
+/** Reads SSH wire fields from a packet's kept bytes; reads past them answer undefined. */
+class Fields {
+  private at = 0;
+  constructor(private readonly b: Buffer) {}
+  byte(): number | undefined {
+    if (this.at + 1 > this.b.length) return undefined;
+    return this.b[this.at++];
+  }
+  u32(): number | undefined {
+    if (this.at + 4 > this.b.length) return undefined;
+    const v = this.b.readUInt32BE(this.at);
+    this.at += 4;
+    return v;
+  }
+  u64(): void {
+    this.at += 8;
+  }
+  /** A string's declared length, and its bytes when they were kept. */
+  string(): { length: number; bytes: Buffer | undefined } | undefined {
+    const length = this.u32();
+    if (length === undefined) return undefined;
+    const bytes = this.at + length <= this.b.length ? this.b.subarray(this.at, this.at + length) : undefined;
+    this.at += length;
+    return { length, bytes };
+  }
+  text(): string | undefined {
+    const s = this.string();
+    if (!s?.bytes) return undefined;
+    return printable(s.bytes.toString('utf8').slice(0, MAX_PATH));
+  }
+}
+
+/** Control characters in a path are shown escaped: a log line must not become two. */
+function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * Watches one SFTP channel. Feed it what the user sent (`fromClient`) and what the
+ * device answered (`fromServer`); each finished operation is passed to `onOperation`.
+ * `finish()` reports files still open when the channel ended.
+ */
+export class SftpOperationLog {
+  private readonly pending = new Map<number, Pending>();
+  private readonly open = new Map<string, OpenFile>();
+  private readonly client = new PacketReader((head) => this.request(head));
+  private readonly server = new PacketReader((head) => this.response(head));
+  private broken = false;
+
+  constructor(private readonly onOperation: (op: FileOperation) => void) {}
+
+  fromClient(chunk: Buffer): void {
+    if (!this.broken) this.guard(() => this.client.push(chunk));
+  }
+
+  fromServer(chunk: Buffer): void {
+    if (!this.broken) this.guard(() => this.server.push(chunk));
+  }
+
+  /** Files left open (the user or the device went away): reported as they stand. */
+  finish(reason: string): void {
+    for (const [handle, file] of this.open) {
+      this.open.delete(handle);
+      if (file.op !== 'list') this.emit(file.op, file.path, null, file.bytes, 'failure', file.error ?? reason);
+    }
+  }
+
+  /** A parser bug must never break the proxied channel: the log stops, the bytes go on. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      this.broken = true;
+    }
+  }
+
+  private emit(
+    op: FileOperationKind,
+    path: string,
+    target: string | null,
+    bytes: number,
+    result: 'success' | 'failure',
+    error: string | null,
+  ) {
+    this.onOperation({ at: new Date().toISOString(), op, path, target, bytes, result, error });
+  }
+
+  private request(head: Buffer): void {
+    const f = new Fields(head);
+    const type = f.byte();
+    const id = f.u32();
+    if (type === undefined || id === undefined) return;
+    switch (type) {
+      case T.OPEN: {
+        const path = f.text();
+        const flags = f.u32();
+        if (path !== undefined && flags !== undefined)
+          this.pending.set(id, { kind: 'open', op: flags & FXF_WRITE ? 'upload' : 'download', path });
+        return;
+      }
+      case T.OPENDIR: {
+        const path = f.text();
+        if (path !== undefined) this.pending.set(id, { kind: 'open', op: 'list', path });
+        return;
+      }
+      case T.CLOSE:
+      case T.READ: {
+        const handle = f.string()?.bytes?.toString('hex');
+        if (handle !== undefined) this.pending.set(id, { kind: type === T.CLOSE ? 'close' : 'read', handle });
+        return;
+      }
+      case T.WRITE: {
+        const handle = f.string()?.bytes?.toString('hex');
+        f.u64();
+        const data = f.string();
+        if (handle !== undefined && data !== undefined) this.pending.set(id, { kind: 'write', handle, bytes: data.length });
+        return;
+      }
+      case T.REMOVE:
+      case T.MKDIR:
+      case T.RMDIR: {
+        const path = f.text();
+        const op = type === T.REMOVE ? 'remove' : type === T.MKDIR ? 'mkdir' : 'rmdir';
+        if (path !== undefined) this.pending.set(id, { kind: 'change', op, path, target: null });
+        return;
+      }
+      case T.RENAME: {
+        const path = f.text();
+        const target = f.text();
+        if (path !== undefined) this.pending.set(id, { kind: 'change', op: 'rename', path, target: target ?? null });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private response(head: Buffer): void {
+    const f = new Fields(head);
+    const type = f.byte();
+    const id = f.u32();
+    // VERSION carries the version where answers carry the request id.
+    if (type === undefined || id === undefined || type === VERSION) return;
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    this.pending.delete(id);
+    let status: { code: number; message: string } | undefined;
+    if (type === T.STATUS) {
+      const code = f.u32() ?? 4;
+      status = { code, message: f.text() || (STATUS_NAMES[code] ?? `status ${code}`) };
+    }
+    const failed = status !== undefined && status.code !== STATUS_OK && status.code !== STATUS_EOF;
+    switch (pending.kind) {
+      case 'open': {
+        const handle = type === T.HANDLE ? f.string()?.bytes?.toString('hex') : undefined;
+        if (handle !== undefined) this.open.set(handle, { op: pending.op, path: pending.path, bytes: 0, error: null });
+        else if (pending.op !== 'list' || failed) this.emit(pending.op, pending.path, null, 0, 'failure', status?.message ?? 'refused');
+        return;
+      }
+      case 'read': {
+        const file = this.open.get(pending.handle);
+        if (!file) return;
+        if (type === T.DATA) file.bytes += f.string()?.length ?? 0;
+        else if (failed) file.error ??= status?.message ?? null;
+        return;
+      }
+      case 'write': {
+        const file = this.open.get(pending.handle);
+        if (!file) return;
+        if (failed) file.error ??= status?.message ?? null;
+        else file.bytes += pending.bytes;
+        return;
+      }
+      case 'close': {
+        const file = this.open.get(pending.handle);
+        if (!file) return;
+        this.open.delete(pending.handle);
+        const error = file.error ?? (failed ? (status?.message ?? 'close failed') : null);
+        this.emit(file.op, file.path, null, file.bytes, error === null ? 'success' : 'failure', error);
+        return;
+      }
+      case 'change':
+        this.emit(pending.op, pending.path, pending.target, 0, failed ? 'failure' : 'success', failed ? (status?.message ?? null) : null);
+        return;
+    }
+  }
+}
+
+/**
+ * The file an `scp -O` (the original protocol, an exec of `scp -t` or `scp -f` on the
+ * device) moved: its path as given, the bytes that passed, and whether scp exited 0.
+ */
+export function legacyScpOperation(
+  command: string,
+  bytesIn: number,
+  bytesOut: number,
+  exitStatus: number | null,
+): FileOperation | undefined {
+  const match = /^scp(?:\s+-[A-Za-z]+)*?\s+-[A-Za-z]*([tf])[A-Za-z]*(?:\s+-[A-Za-z]+)*\s+(?:--\s+)?(.+)$/.exec(command.trim());
+  if (!match?.[1] || !match[2]) return undefined;
+  const upload = match[1] === 't';
+  return {
+    at: new Date().toISOString(),
+    op: upload ? 'upload' : 'download',
+    path: match[2].replace(/^(['"])(.*)\1$/, '$2').slice(0, 4096),
+    target: null,
+    bytes: upload ? bytesIn : bytesOut,
+    result: exitStatus === 0 ? 'success' : 'failure',
+    error: exitStatus === 0 ? null : `scp exited with status ${exitStatus ?? 'unknown'}`,
+  };
+}
