@@ -319,6 +319,52 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     await distrustful.stop();
   });
 
+  it('closes the recording and audits the end when the gateway carrying a session is killed mid-session', async () => {
+    const c1 = await RemoteGatewayProcess.start({ dataDir: path.join(dir, 'gw-c1'), serverKey });
+    await register('c1', 'gateway-seg-c', c1);
+    const project = (await api<{ items: { id: string; name: string }[] }>('GET', '/projects')).items.find((p) => p.name === 'Segments');
+    const device = await api<{ id: string }>('POST', '/devices', {
+      projectId: project?.id,
+      name: 'c-box',
+      provider: 'on-prem',
+      protocols: ['ssh'],
+      privateIp: '127.0.0.1',
+      urlPort: String(sshd.port),
+      tags: ['gateway-seg-c'],
+    });
+    await api('POST', '/accounts', { deviceId: device.id, username: DEVICE_USER, password: DEVICE_PASSWORD });
+    const running = ssh(sshPort, 'admin:c-box', 'echo through-c1; sleep 60');
+    let active: Session | undefined;
+    for (let i = 0; i < 100 && !active; i++) {
+      active = (await sessionsSince('')).find((s) => s.deviceName === 'c-box' && s.result === 'active');
+      if (!active) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(active).toMatchObject({ gateway: 'c1', segment: 'gateway-seg-c' });
+    await new Promise((r) => setTimeout(r, 600)); // the echo reaches the recording
+    const seq = await lastSeq();
+    c1.kill();
+    const run = await running;
+    expect(run.stdout).toContain('through-c1');
+    expect(run.stderr).toContain('The connection to c-box closed.');
+    expect(run.code).not.toBe(0);
+    let ended: Session | undefined;
+    for (let i = 0; i < 100 && !ended?.endedAt; i++) {
+      ended = (await sessionsSince('')).find((s) => s.id === active?.id);
+      if (!ended?.endedAt) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(ended).toMatchObject({ result: 'failure', reason: 'The connection to c-box closed.' });
+    const cast = await server.request(`${API}/sessions/${active?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    const [header, ...events] = cast.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
+    expect(header).toMatchObject({ version: 2, command: 'echo through-c1; sleep 60' });
+    expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('through-c1');
+    const end = (await auditSince(seq, 'session.end')).find((e) => e.details.sessionId === active?.id);
+    expect(end).toMatchObject({ outcome: 'failure', details: { gateway: 'c1', segment: 'gateway-seg-c' } });
+    await waitForStatus('c1', 'offline', 15_000);
+  });
+
   it('sends every connection through the default gateway in tunnel mode', async () => {
     const seq = await lastSeq();
     await api('PUT', '/gateway-settings', { tunnelMode: true });

@@ -595,4 +595,38 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       }),
     );
   });
+
+  it('ends the session and leaves a readable recording when the server is killed mid-session (kill -9)', async () => {
+    const running = ssh('admin:pw-box', ['echo killed-$((2+2)); sleep 60']);
+    let active: Session | undefined;
+    for (let i = 0; i < 100 && !active; i++) {
+      active = (await sessions()).find((s) => s.result === 'active' && s.command?.includes('killed-'));
+      if (!active) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(active).toBeDefined();
+    await new Promise((r) => setTimeout(r, 600)); // the echo is flushed to the recording (every 250 ms)
+    server.kill();
+    await server.exited;
+    const run = await running;
+    expect(run.code).not.toBe(0);
+    // Simulate the worst case too: a write cut off in the middle of a line.
+    const file = recordingFiles().find((f) => f.includes(active?.id ?? '-'));
+    expect(file).toBeDefined();
+    writeFileSync(path.join(server.dataDir, 'recordings', file ?? ''), '[1.5, "o", "half a li', { flag: 'a' });
+
+    server = await startServer({ dataDir: server.dataDir, env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
+    const ended = (await sessions()).find((s) => s.id === active?.id);
+    expect(ended).toMatchObject({ result: 'failure' });
+    expect(ended?.reason).toContain('The gateway stopped before the session ended');
+    const cast = await server.request(`${API}/sessions/${active?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    const [header, ...events] = cast.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
+    expect(header).toMatchObject({ version: 2 });
+    expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('killed-4');
+    expect(cast.body.endsWith('\n')).toBe(true);
+    const end = (await auditSince(0)).find((e) => e.action === 'session.end' && e.details.sessionId === active?.id);
+    expect(end).toMatchObject({ outcome: 'failure', details: { device: 'pw-box', kind: 'exec' } });
+  });
 });

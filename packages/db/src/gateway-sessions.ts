@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from './connect.js';
 import { isUniqueViolation } from './errors.js';
-import type { GatewaySessionTable } from './schema.js';
+import type { ExpressionBuilder } from 'kysely';
+import type { Database, GatewaySessionTable } from './schema.js';
 
 /** A session through a gateway, as the API shows it. */
 export interface GatewaySession {
@@ -134,16 +135,29 @@ export class GatewaySessions {
 
   /**
    * Marks sessions entered through `gateway` still `active` as failed: they belonged to a
-   * process that stopped without ending them. Returns how many.
+   * process that stopped without ending them. Answers them as they are now.
    */
-  async endAbandoned(gateway: string, reason: string): Promise<number> {
-    const r = await this.x
+  async endAbandoned(gateway: string, reason: string): Promise<GatewaySession[]> {
+    const entered = (eb: ExpressionBuilder<Database, 'gateway_sessions'>) =>
+      eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]);
+    const rows = await this.x.selectFrom('gateway_sessions').select('id').where(entered).where('result', '=', 'active').execute();
+    if (rows.length === 0) return [];
+    await this.x
       .updateTable('gateway_sessions')
       .set({ ended_at: new Date().toISOString(), result: 'failure', reason })
-      .where((eb) => eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]))
+      .where(entered)
       .where('result', '=', 'active')
-      .executeTakeFirst();
-    return Number(r.numUpdatedRows);
+      .execute();
+    const ended = await this.x
+      .selectFrom('gateway_sessions')
+      .selectAll()
+      .where(
+        'id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .execute();
+    return ended.map(present);
   }
 
   async find(id: string): Promise<GatewaySession | undefined> {

@@ -167,3 +167,26 @@ function completeUtf8Length(b: Buffer): number {
   }
   return b.length;
 }
+
+/**
+ * Makes a recording that was cut off (the process was killed mid-write) valid again:
+ * drops a last line that is not whole, so every line parses. Answers how many bytes went.
+ */
+export async function repairRecording(file: string): Promise<number> {
+  const handle = await open(file, 'r+');
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) return 0;
+    // A line is at most one batch long; look back far enough to find its start.
+    const window = Math.min(size, FLUSH_BYTES * 4);
+    const tail = Buffer.alloc(window);
+    await handle.read(tail, 0, window, size - window);
+    if (tail[window - 1] === 0x0a) return 0;
+    const lastNewline = tail.lastIndexOf(0x0a);
+    const keep = lastNewline < 0 ? 0 : size - window + lastNewline + 1;
+    await handle.truncate(keep);
+    return size - keep;
+  } finally {
+    await handle.close();
+  }
+}

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GatehouseError } from '@gatehouse/core';
 import { hashToken, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
-import { loadOrCreateHostKey, SshGateway } from '@gatehouse/gateway';
+import { loadOrCreateHostKey, repairRecording, SshGateway } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { BUILT_IN_GATEWAY, ServerAccessBroker } from './gateway/broker.js';
@@ -98,7 +98,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     return null;
   }
   const hostKey = loadOrCreateHostKey(path.join(config.dataDir, 'gateway'));
-  const abandoned = await built.gatewaySessions.endAbandoned(BUILT_IN_GATEWAY, 'The gateway stopped before the session ended.');
+  const abandoned = await endAbandonedSessions(built, recordingsDirOf(config.dataDir), logger);
   const host = config.gatewayHost ?? config.host;
   const server = await SshGateway.start({
     broker: new ServerAccessBroker(built.services, built.gatewaySessions),
@@ -132,11 +132,59 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
       gatewayPort: server.port,
       hostKeyFingerprint: hostKey.fingerprint,
       hostKeyGenerated: hostKey.generated,
-      abandonedSessions: abandoned,
+      abandonedSessions: abandoned.length,
     },
     `SSH gateway listening on ${host}:${server.port} (host key ${hostKey.fingerprint})`,
   );
   return { server, fingerprint: hostKey.fingerprint, publicKey: hostKey.publicKey };
+}
+
+/**
+ * Sessions a previous run of this server left open (it was killed, or the machine went
+ * down): each is ended as failed with an audit event, and its recording, which may stop
+ * in the middle of a line, is cut back to its last whole line so players read it.
+ */
+async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, logger: Logger) {
+  const reason = 'The gateway stopped before the session ended (the server was killed or the machine went down).';
+  const abandoned = await built.gatewaySessions.endAbandoned(BUILT_IN_GATEWAY, reason);
+  for (const s of abandoned) {
+    if (s.recorded) {
+      const relative = await built.gatewaySessions.recordingOf(s.id);
+      const file = relative === undefined ? undefined : path.resolve(recordingsDir, relative);
+      if (file?.startsWith(`${recordingsDir}${path.sep}`)) {
+        const dropped = await repairRecording(file).catch((error: unknown) => {
+          logger.error({ err: error, sessionId: s.id }, 'could not repair the recording of an abandoned session');
+          return 0;
+        });
+        if (dropped > 0)
+          logger.warn({ sessionId: s.id, droppedBytes: dropped }, 'cut an unfinished line off the recording of an abandoned session');
+      }
+    }
+    await built.services.audit(null, {
+      action: 'session.end',
+      outcome: 'failure',
+      actorId: s.userId,
+      actorName: s.username,
+      targetType: 'device',
+      targetId: s.deviceId,
+      ip: s.remoteAddress,
+      details: {
+        sessionId: s.id,
+        gateway: s.gateway,
+        segment: s.segment,
+        device: s.deviceName,
+        account: s.accountUsername,
+        kind: s.kind,
+        start: s.startedAt,
+        end: s.endedAt,
+        bytesIn: s.bytesIn,
+        bytesOut: s.bytesOut,
+        exitStatus: null,
+        reason,
+      },
+    });
+  }
+  return abandoned;
 }
 
 /**
