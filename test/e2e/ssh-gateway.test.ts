@@ -545,6 +545,97 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(run.stdout.toString()).toBe('still-here\n');
   });
 
+  it('fuzz: hundreds of random user names and byte streams are refused cleanly, and the gateway keeps serving', async () => {
+    // A seeded generator: a failure names the seed, and the same run can be repeated.
+    const seed = Number(process.env.GATEHOUSE_FUZZ_SEED ?? Date.now() % 100_000);
+    let state = seed;
+    const next = () => (state = (state * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
+    const pieces = [
+      ':',
+      '::',
+      '/',
+      'admin',
+      'pw-box',
+      'x',
+      '',
+      ' ',
+      '\u0000',
+      '\u0007',
+      '\u001b[31m',
+      '\r\n',
+      'é',
+      '日本',
+      '\ud83d\ude00',
+      '\ud800',
+      '%n',
+      '${x}',
+      "'",
+      '"',
+      '\\',
+      '../',
+    ];
+    const names = Array.from({ length: 300 }, () => {
+      let name = Array.from({ length: 1 + Math.floor(next() * 8) }, () => pick(pieces)).join('');
+      if (next() < 0.05) name += 'z'.repeat(Math.floor(next() * 5000));
+      return name === 'admin:pw-box' ? 'admin:pw-box:x:' : name;
+    });
+    const tryName = (username: string) =>
+      new Promise<string>((resolve) => {
+        const client = new ssh2.Client();
+        const timer = setTimeout(() => {
+          client.end();
+          resolve('timeout');
+        }, 15_000);
+        const done = (outcome: string) => {
+          clearTimeout(timer);
+          resolve(outcome);
+        };
+        client.on('keyboard-interactive', (_n, _i, _l, prompts, finish) => finish(prompts.map(() => 'not the password')));
+        client.on('ready', () => {
+          client.end();
+          done('signed in');
+        });
+        client.on('error', () => done('refused'));
+        client.on('close', () => done('closed'));
+        client.connect({
+          host: '127.0.0.1',
+          port: gatewayPort,
+          username,
+          password: 'not the password',
+          tryKeyboard: true,
+          readyTimeout: 10_000,
+        });
+      });
+    const outcomes: string[] = [];
+    for (let i = 0; i < names.length; i += 20) outcomes.push(...(await Promise.all(names.slice(i, i + 20).map(tryName))));
+    expect(
+      outcomes.filter((o) => o === 'signed in' || o === 'timeout'),
+      `seed ${seed}`,
+    ).toEqual([]);
+    await Promise.all(
+      Array.from({ length: 50 }, () => {
+        const bytes =
+          next() < 0.5
+            ? randomBytes(Math.floor(next() * 9000))
+            : Buffer.concat([Buffer.from('SSH-2.0-fuzz\r\n'), randomBytes(Math.floor(next() * 9000))]);
+        return new Promise<void>((resolve) => {
+          const socket = net.connect({ host: '127.0.0.1', port: gatewayPort }, () => socket.end(bytes));
+          socket.on('data', () => undefined);
+          socket.once('error', () => resolve());
+          socket.once('close', () => resolve());
+          setTimeout(() => {
+            socket.destroy();
+            resolve();
+          }, 5000);
+        });
+      }),
+    );
+    const run = await ssh('admin:pw-box', ['echo after-fuzz']);
+    expect(run.stdout.toString(), `seed ${seed}`).toBe('after-fuzz\n');
+    expect(server.stderr, `seed ${seed}`).not.toMatch(/uncaught|unhandled/i);
+  });
+
   it('never lets a vaulted credential reach the sessions, the audit log or the server log', async () => {
     const seen = [
       (await server.request(`${API}/sessions?limit=500`, { headers: { authorization: `Bearer ${token}` } })).body,
