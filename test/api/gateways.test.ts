@@ -1,0 +1,111 @@
+import { generateLinkIdentity, ManagementServer } from '@gatehouse/gateway';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { dialects } from '../support/db.js';
+
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+
+describe.each(dialects)('gateways API on %s', (dialect) => {
+  let t: TestApp;
+  let admin: string;
+  let gateway: ManagementServer;
+  const identity = generateLinkIdentity('gatehouse-gateway');
+
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    admin = (await t.userWithToken('admin')).token;
+    const serverKey = (await t.request('GET', '/api/v1/gateways/server-key', { token: admin })).json<{ publicKey: string }>().publicKey;
+    gateway = await ManagementServer.start({ identity, serverKey, host: '127.0.0.1', port: 0, version: '9.9.9', logger: quiet });
+  });
+  afterAll(async () => {
+    await gateway.stop();
+    await t.close();
+  });
+
+  it('keeps one server key, sealed in the database', async () => {
+    const first = (await t.request('GET', '/api/v1/gateways/server-key', { token: admin })).json<{
+      publicKey: string;
+      fingerprint: string;
+    }>();
+    expect(first.publicKey).toMatch(/^MCowBQYDK2VwAyEA/);
+    expect(first.fingerprint).toMatch(/^SHA256:/);
+    const stored = await t.services.settings.get('gateway.link_key');
+    expect(stored).toMatch(/^gh1\./);
+    expect(stored).not.toContain('PRIVATE KEY');
+    const again = (await t.request('GET', '/api/v1/gateways/server-key', { token: admin })).json<{ publicKey: string }>();
+    expect(again.publicKey).toBe(first.publicKey);
+  });
+
+  it('registers a gateway, syncs it at once, and changes and removes it', async () => {
+    const created = await t.request('POST', '/api/v1/gateways', {
+      token: admin,
+      body: { name: 'office1-a', segment: 'gateway-office1', address: `127.0.0.1:${gateway.port}`, publicKey: identity.publicKey },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const g = created.json<{ id: string; status: string; version: string; fingerprint: string }>();
+    expect(g).toMatchObject({ status: 'online', version: '9.9.9', fingerprint: identity.fingerprint });
+
+    const list = (await t.request('GET', '/api/v1/gateways', { token: admin })).json<{
+      items: { name: string; status: string }[];
+      tunnelMode: boolean;
+    }>();
+    expect(list.items.map((i) => i.name)).toEqual(['default', 'office1-a']);
+    // The in-process app runs no SSH listener: its built-in gateway is off.
+    expect(list.items[0]?.status).toBe('offline');
+    expect(list.tunnelMode).toBe(false);
+
+    const moved = await t.request('PATCH', `/api/v1/gateways/${g.id}`, {
+      token: admin,
+      body: { segment: 'gateway-office2', address: '127.0.0.1:1' },
+    });
+    expect(moved.statusCode, moved.body).toBe(200);
+    expect(moved.json()).toMatchObject({ segment: 'gateway-office2', status: 'unknown' });
+    const synced = await t.request('POST', `/api/v1/gateways/${g.id}/sync`, { token: admin });
+    expect(synced.json<{ statusReason: string }>().statusReason).toContain('unreachable');
+
+    const other = generateLinkIdentity('x');
+    await t.request('PATCH', `/api/v1/gateways/${g.id}`, {
+      token: admin,
+      body: { address: `127.0.0.1:${gateway.port}`, publicKey: other.publicKey },
+    });
+    const mismatch = (await t.request('GET', `/api/v1/gateways/${g.id}`, { token: admin })).json<{
+      status: string;
+      statusReason: string;
+    }>();
+    expect(mismatch.status).toBe('offline');
+    expect(mismatch.statusReason).toContain(`presented key ${identity.fingerprint}`);
+
+    expect((await t.request('DELETE', `/api/v1/gateways/${g.id}`, { token: admin })).statusCode).toBe(204);
+    expect((await t.request('GET', `/api/v1/gateways/${g.id}`, { token: admin })).statusCode).toBe(404);
+    const actions = (await t.request('GET', '/api/v1/audit/events?limit=50', { token: admin }))
+      .json<{ items: { action: string }[] }>()
+      .items.map((e) => e.action);
+    for (const action of ['gateway.register', 'gateway.update', 'gateway.key_mismatch', 'gateway.delete'])
+      expect(actions).toContain(action);
+  });
+
+  it('refuses bad registrations by field, and the built-in gateway cannot be changed or removed', async () => {
+    const bad = await t.request('POST', '/api/v1/gateways', {
+      token: admin,
+      body: { name: 'default', segment: 'office', address: 'host:99999', publicKey: 'AAAA' },
+    });
+    expect(bad.statusCode).toBe(400);
+    const issues = bad.json<{ error: { issues: { path: string }[] } }>().error.issues.map((i) => i.path);
+    expect(issues.sort()).toEqual(['address', 'name', 'segment']);
+    const key = await t.request('POST', '/api/v1/gateways', { token: admin, body: { name: 'k', address: 'h:1', publicKey: 'AAAA' } });
+    expect(key.json<{ error: { issues: { path: string }[] } }>().error.issues.map((i) => i.path)).toEqual(['publicKey']);
+    expect((await t.request('DELETE', '/api/v1/gateways/default', { token: admin })).statusCode).toBe(400);
+    expect((await t.request('PATCH', '/api/v1/gateways/default', { token: admin, body: { segment: 'gateway-x' } })).statusCode).toBe(400);
+  });
+
+  it('turns tunnel mode on and off, audited, for administrators only', async () => {
+    const operator = (await t.userWithToken('operator')).token;
+    expect((await t.request('PUT', '/api/v1/gateway-settings', { token: operator, body: { tunnelMode: true } })).statusCode).toBe(403);
+    expect((await t.request('GET', '/api/v1/gateways', { token: operator })).statusCode).toBe(403);
+    const on = await t.request('PUT', '/api/v1/gateway-settings', { token: admin, body: { tunnelMode: true } });
+    expect(on.json()).toEqual({ tunnelMode: true });
+    expect((await t.request('GET', '/api/v1/gateway-settings', { token: admin })).json()).toEqual({ tunnelMode: true });
+    expect((await t.request('PUT', '/api/v1/gateway-settings', { token: admin, body: { tunnelMode: 'yes' } })).statusCode).toBe(400);
+    await t.request('PUT', '/api/v1/gateway-settings', { token: admin, body: { tunnelMode: false } });
+  });
+});
