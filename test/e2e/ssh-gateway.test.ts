@@ -7,7 +7,7 @@ import * as OTPAuth from 'otpauth';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runClient } from '../support/ssh-client.js';
-import { freePort, ensureSystemUser, fingerprintOfKeyFile, generateKeyPair, TestSshd } from '../support/sshd.js';
+import { freePort, ensureSystemUser, fingerprintOfKeyFile, generateKeyPair, TestSshd, waitForPort } from '../support/sshd.js';
 import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 
 const API = '/api/v1';
@@ -284,6 +284,59 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
         error: expect.stringMatching(/ermission denied/) as unknown,
       },
     ]);
+  });
+
+  it('forwards a local port through the device only when the policy allows it (off by default)', async () => {
+    // A TCP echo service the device can reach, the way a database behind it would be.
+    const echo = net.createServer((socket) => socket.pipe(socket));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    const tryForward = async () => {
+      const localPort = await freePort();
+      const tunnel = spawn(
+        'sshpass',
+        [
+          ...['-p', ADMIN_PASSWORD, 'ssh', '-N', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+          ...['-o', 'PubkeyAuthentication=no', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:127.0.0.1:${echoPort}`],
+          ...['-p', String(gatewayPort), 'admin:pw-box@127.0.0.1'],
+        ],
+        { stdio: 'ignore' },
+      );
+      try {
+        await waitForPort(localPort);
+        return await new Promise<string>((resolve) => {
+          const socket = net.connect({ host: '127.0.0.1', port: localPort }, () => socket.write('ping-through-device'));
+          let got = '';
+          socket.on('data', (d: Buffer) => {
+            got += d.toString();
+            if (got === 'ping-through-device') socket.end();
+          });
+          socket.once('close', () => resolve(got));
+          socket.once('error', () => resolve(got));
+          setTimeout(() => socket.destroy(), 5000);
+        });
+      } finally {
+        tunnel.kill();
+      }
+    };
+    try {
+      const seq = await lastSeq();
+      expect(await tryForward()).toBe('');
+      const denied = (await auditSince(seq)).find((e) => e.action === 'gateway.forward');
+      expect(denied).toMatchObject({ outcome: 'denied', details: { destination: `127.0.0.1:${echoPort}` } });
+
+      const set = await cli(['gateways', 'forwarding', 'on', '--url', server.url, '--ca', server.certFile], {
+        env: { GATEHOUSE_TOKEN: token },
+      });
+      expect(set.code, set.stderr).toBe(0);
+      expect(await tryForward()).toBe('ping-through-device');
+      const forwarded = await endedSession((s) => s.kind === 'forward' && s.command === `127.0.0.1:${echoPort}`);
+      expect(forwarded).toMatchObject({ deviceName: 'pw-box', result: 'success', recorded: false });
+      expect(forwarded?.bytesIn).toBe('ping-through-device'.length);
+    } finally {
+      await api('PUT', '/gateway-settings', { portForwarding: false });
+      echo.close();
+    }
   });
 
   it('refuses a device that does not exist, or an ambiguous name, with a message', async () => {

@@ -111,6 +111,12 @@ export function gatewaysCommands(program: Command, withClient: (cmd: Command) =>
       if (state !== 'on' && state !== 'off') throw new Error('tunnel takes "on" or "off".');
       return call(o, 'PUT', '/gateway-settings', { tunnelMode: state === 'on' });
     });
+  withClient(gateways.command('forwarding <on|off>'))
+    .description('port forwarding policy: when on, users may forward TCP connections through the devices they use (ssh -L); off by default')
+    .action((state: string, o: ClientOptions) => {
+      if (state !== 'on' && state !== 'off') throw new Error('forwarding takes "on" or "off".');
+      return call(o, 'PUT', '/gateway-settings', { portForwarding: state === 'on' });
+    });
 }
 
 interface ListedGateway {

@@ -25,6 +25,16 @@ export interface AccessBroker {
    * on the server side. The gateway keeps it in memory only until the target connects.
    */
   fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<TargetCredential>;
+  /**
+   * May the user forward a TCP connection through the device to `destination` (`ssh -L`)?
+   * Off unless the platform's policy allows it; every answer is audited.
+   */
+  authorizeForward(
+    user: GatewayUser,
+    target: AuthorizedTarget,
+    destination: { host: string; port: number },
+    remoteAddress: string,
+  ): Promise<AuthorizationDecision>;
   /** Trust on first use: stores the first host key seen for a device; compares later ones. */
   checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck>;
   /** The target connected and a channel opened on it. */
@@ -77,6 +87,8 @@ export interface AuthorizedTarget {
   accessType: string;
 }
 
+export type AuthorizationDecision = { allow: true } | { allow: false; message: string };
+
 export type AuthorizationResult = { allow: true; target: AuthorizedTarget } | { allow: false; message: string };
 
 export interface TargetCredential {
@@ -95,7 +107,8 @@ export interface HostKeyInfo {
 
 export type HostKeyCheck = { ok: true; firstUse: boolean } | { ok: false; stored: HostKeyInfo };
 
-export type SessionKind = 'shell' | 'exec' | 'sftp';
+/** `forward`: a TCP connection the user forwarded through the device (`ssh -L`), when policy allows. */
+export type SessionKind = 'shell' | 'exec' | 'sftp' | 'forward';
 
 export interface SessionStart {
   /** A new UUID; it also names the recording file. */

@@ -10,6 +10,7 @@ import type {
   PseudoTtyInfo,
   ServerChannel,
   Session,
+  TcpipRequestInfo,
   ClientErrorExtensions,
 } from 'ssh2';
 import { AsciicastRecorder } from './asciicast.js';
@@ -179,8 +180,13 @@ class GatewayConnection {
       this.targetConnection = this.connectTarget();
     });
     client.on('session', (accept) => this.onSession(accept()));
-    // Port forwarding is off by policy: refuse both directions.
-    client.on('tcpip', (_accept, reject) => reject());
+    // Local forwarding (ssh -L) only where policy allows it; remote forwarding never.
+    client.on('tcpip', (accept, reject, info) => {
+      this.onForward(accept, reject, info).catch((error: unknown) => {
+        options.logger.error({ err: error, remoteAddress }, 'port forwarding failed with an error');
+        reject();
+      });
+    });
     client.on('openssh.streamlocal', (_accept, reject) => reject());
     client.on('request', (_accept, reject) => reject?.());
     client.once('close', () => {
@@ -454,6 +460,18 @@ class GatewayConnection {
     });
   }
 
+  /** `ssh -L`: a TCP connection through the device, if the user is signed in and policy allows. */
+  private async onForward(accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): Promise<void> {
+    const { user, target } = this;
+    if (!user || !target || this.refusal !== undefined) return reject();
+    const destination = { host: info.destIP, port: info.destPort };
+    const decision = await this.options.broker.authorizeForward(user, target, destination, this.remoteAddress);
+    if (!decision.allow) return reject();
+    const stream = accept();
+    const proxied = this.startChannel(stream, 'forward', `${info.destIP}:${info.destPort}`, { info: undefined });
+    proxied.forwardFrom = { host: info.srcIP, port: info.srcPort };
+  }
+
   private startChannel(stream: ServerChannel, kind: SessionKind, command: string | null, pty: PtyState): ProxiedSession {
     const proxied = new ProxiedSession(
       this.options,
@@ -486,6 +504,8 @@ class ProxiedSession {
   private resolveDone!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.resolveDone = resolve));
   private readonly id = randomUUID();
+  /** Where a forwarded connection came from on the user's side (for the device's sshd). */
+  forwardFrom: { host: string; port: number } = { host: '127.0.0.1', port: 0 };
 
   constructor(
     private readonly options: Required<SshGatewayOptions>,
@@ -531,7 +551,7 @@ class ProxiedSession {
     channel.on('error', () => undefined);
     const startedAt = new Date();
     let recording: string | null = null;
-    if (this.kind !== 'sftp') {
+    if (this.kind === 'shell' || this.kind === 'exec') {
       recording = path.join(startedAt.toISOString().slice(0, 10), `${this.id}.cast`);
       this.recorder = await AsciicastRecorder.create(path.join(this.options.recordingsDir, recording), {
         width: this.pty.info?.cols ?? 80,
@@ -589,6 +609,11 @@ class ProxiedSession {
         case 'sftp':
           client.subsys('sftp', done);
           break;
+        case 'forward': {
+          const [host = '', port = '0'] = splitHostPort(this.command ?? '');
+          client.forwardOut(this.forwardFrom.host, this.forwardFrom.port, host, Number(port), done);
+          break;
+        }
       }
     });
   }
@@ -663,6 +688,8 @@ class ProxiedSession {
 
   private tellUser(message: string): void {
     if (!this.stream.writable) return;
+    // A forwarded connection is raw TCP: it has no stderr or exit status to tell anything with.
+    if (this.kind === 'forward') return void this.stream.destroy();
     this.stream.stderr.write(`gatehouse: ${message}\r\n`);
     this.stream.exit(255);
     this.stream.end();
@@ -707,6 +734,12 @@ class ProxiedSession {
     })();
     return this.finished;
   }
+}
+
+/** `host:port` or `[v6]:port` into its parts. */
+function splitHostPort(authority: string): [string, string] {
+  const at = authority.lastIndexOf(':');
+  return [authority.slice(0, at).replace(/^\[(.*)\]$/, '$1'), authority.slice(at + 1)];
 }
 
 /** Resolves when a readable has delivered all its data (or after 5 s, should it never end). */

@@ -6,6 +6,7 @@ export type {
   AccessBroker,
   AuthenticationRequest,
   AuthenticationResult,
+  AuthorizationDecision,
   AuthorizationResult,
   AuthorizedTarget,
   ConnectionFailure,

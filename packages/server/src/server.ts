@@ -101,7 +101,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   const abandoned = await endAbandonedSessions(built, recordingsDirOf(config.dataDir), logger);
   const host = config.gatewayHost ?? config.host;
   const server = await SshGateway.start({
-    broker: new ServerAccessBroker(built.services, built.gatewaySessions),
+    broker: new ServerAccessBroker(built.services, built.gatewaySessions, () => built.gateways.settings()),
     hostKey: hostKey.privateKey,
     host,
     port: config.gatewayPort,

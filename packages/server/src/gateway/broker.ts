@@ -5,6 +5,7 @@ import type {
   AccessBroker,
   AuthenticationRequest,
   AuthenticationResult,
+  AuthorizationDecision,
   AuthorizationResult,
   AuthorizedTarget,
   ConnectionFailure,
@@ -35,6 +36,8 @@ export class ServerAccessBroker implements AccessBroker {
   constructor(
     private readonly services: Services,
     private readonly sessions: GatewaySessions,
+    /** The gateway settings in force (port forwarding policy). */
+    private readonly policy: () => Promise<{ portForwarding: boolean }>,
   ) {}
 
   async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
@@ -119,6 +122,33 @@ export class ServerAccessBroker implements AccessBroker {
       privateKey: secrets.privateKey ?? undefined,
       passphrase: secrets.passphrase ?? undefined,
     };
+  }
+
+  async authorizeForward(
+    user: GatewayUser,
+    target: AuthorizedTarget,
+    destination: { host: string; port: number },
+    remoteAddress: string,
+  ): Promise<AuthorizationDecision> {
+    const { portForwarding } = await this.policy();
+    const allow = portForwarding;
+    await this.services.audit(null, {
+      action: 'gateway.forward',
+      outcome: allow ? 'success' : 'denied',
+      actorId: user.id,
+      actorName: user.username,
+      targetType: 'device',
+      targetId: target.deviceId,
+      ip: remoteAddress,
+      details: {
+        device: target.deviceName,
+        destination: `${destination.host.slice(0, 255)}:${destination.port}`,
+        ...(allow ? {} : { reason: 'port forwarding is off (gateway settings)' }),
+      },
+    });
+    return allow
+      ? { allow: true }
+      : { allow: false, message: 'Port forwarding is off. An administrator can allow it in the gateway settings.' };
   }
 
   async checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {

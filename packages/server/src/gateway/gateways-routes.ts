@@ -148,19 +148,27 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
       schema: {
         tags: ['gateways'],
         summary:
-          'Turn tunnel mode on or off: when on, every connection goes through the default gateway and no other gateway reaches a device',
-        body: z.strictObject({ tunnelMode: z.boolean() }),
+          'Change gateway settings. tunnelMode: every connection goes through the default gateway and no other gateway reaches a device. ' +
+          'portForwarding: users may forward TCP connections through the devices they use (ssh -L); off by default',
+        body: z.strictObject({ tunnelMode: z.boolean().optional(), portForwarding: z.boolean().optional() }),
       },
     },
     async (req) => {
       const before = await gateways.settings();
-      const saved = await gateways.saveSettings({ tunnelMode: req.body.tunnelMode });
+      const saved = await gateways.saveSettings({
+        tunnelMode: req.body.tunnelMode ?? before.tunnelMode,
+        portForwarding: req.body.portForwarding ?? before.portForwarding,
+      });
       await services.audit(req, {
         action: 'gateway.settings',
         outcome: 'success',
         targetType: 'settings',
         targetId: 'gateway',
-        details: { tunnelMode: { from: before.tunnelMode, to: saved.tunnelMode } },
+        details: Object.fromEntries(
+          (['tunnelMode', 'portForwarding'] as const)
+            .filter((k) => req.body[k] !== undefined)
+            .map((k) => [k, { from: before[k], to: saved[k] }]),
+        ),
       });
       return saved;
     },

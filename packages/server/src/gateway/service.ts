@@ -22,6 +22,8 @@ const linkKeyScope = { table: 'settings', id: 'gateway', field: 'linkKey' };
 export interface GatewaySettings {
   /** Every connection goes through the default gateway; no other gateway reaches a device. */
   tunnelMode: boolean;
+  /** Users may forward TCP connections through the devices they use (`ssh -L`). Off by default. */
+  portForwarding: boolean;
 }
 
 /** The built-in gateway as the gateway list shows it. */
@@ -84,7 +86,7 @@ export class GatewayService {
   async settings(): Promise<GatewaySettings> {
     const text = await this.opts.settings.get(SETTINGS_KEY);
     const parsed = text === undefined ? {} : (JSON.parse(text) as Partial<GatewaySettings>);
-    return { tunnelMode: parsed.tunnelMode === true };
+    return { tunnelMode: parsed.tunnelMode === true, portForwarding: parsed.portForwarding === true };
   }
 
   async saveSettings(next: GatewaySettings): Promise<GatewaySettings> {
