@@ -24,6 +24,9 @@ command -v ceph-osd >/dev/null 2>&1 || need_apt+=(ceph-osd)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
+# Network namespaces and veth pairs for the device only its segment's gateway can reach
+# (test/e2e/gateway-netns.test.ts).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
