@@ -121,7 +121,9 @@ function selfSignedCertificate(key: KeyObject, spki: Buffer, commonName: string)
   const ed25519 = der(0x30, oid([1, 3, 101, 112]));
   const name = der(0x30, der(0x31, der(0x30, oid([2, 5, 4, 3]), der(0x0c, Buffer.from(commonName, 'utf8')))));
   const serial = randomBytes(16);
-  serial[0] = (serial[0] as number) & 0x7f; // a positive INTEGER
+  // A positive INTEGER in minimal form: the top bit clear (else it reads as negative) and
+  // the first byte not zero (DER forbids a leading zero byte before one below 0x80).
+  serial[0] = ((serial[0] as number) & 0x7f) | 0x40;
   const now = Date.now();
   const tbs = der(
     0x30,
