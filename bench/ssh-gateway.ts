@@ -309,6 +309,9 @@ async function startRemoteGateway(dataDir: string, serverKey: string): Promise<R
       dataDir,
       '--server-key',
       serverKey,
+      // Measured as a relay for the built-in gateway; its own SSH entry stays off.
+      '--ssh-port',
+      '0',
       '--log-level',
       'warn',
     ],

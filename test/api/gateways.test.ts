@@ -112,3 +112,104 @@ describe.each(dialects)('gateways API on %s', (dialect) => {
     await t.request('PUT', '/api/v1/gateway-settings', { token: admin, body: { tunnelMode: false } });
   });
 });
+
+describe.each(dialects)('what a remote gateway may ask over its link, on %s', (dialect) => {
+  let t: TestApp;
+  let operator: { id: string; username: string; password: string };
+  const ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    operator = await t.userWithToken('operator', 'olga');
+    const admin = (await t.userWithToken('admin')).token;
+    const project = (await t.request('POST', '/api/v1/projects', { token: admin, body: { name: 'Link' } })).json<{ id: string }>();
+    for (const [name, tags] of [
+      ['in-seg', ['gateway-a']],
+      ['other-seg', ['gateway-b']],
+    ] as const) {
+      const d = await t.request('POST', '/api/v1/devices', {
+        token: admin,
+        body: { projectId: project.id, name, provider: 'on-prem', protocols: ['ssh'], privateIp: '127.0.0.1', tags },
+      });
+      ids[name] = d.json<{ id: string }>().id;
+      const a = await t.request('POST', '/api/v1/accounts', {
+        token: admin,
+        body: { deviceId: ids[name], username: 'root', password: `secret-${name}` },
+      });
+      ids[`${name}-account`] = a.json<{ id: string }>().id;
+    }
+    await t.request('POST', '/api/v1/grants', { token: admin, body: { userId: operator.id, projectId: project.id } });
+    const key = generateLinkIdentity('g').publicKey;
+    ids.gwA = (
+      await t.gateways.gateways.create({ name: 'ga', segment: 'gateway-a', address: '127.0.0.1:1', publicKey: key, fingerprint: 'x' })
+    ).id;
+    ids.gwB = (
+      await t.gateways.gateways.create({ name: 'gb', segment: 'gateway-b', address: '127.0.0.1:2', publicKey: key, fingerprint: 'y' })
+    ).id;
+  });
+  afterAll(() => t.close());
+
+  const call = async (gatewayId: string, method: string, ...params: unknown[]) =>
+    t.gateways.links.handle(await t.gateways.gateways.get(gatewayId), method, params);
+  const signIn = async (gatewayId: string) => {
+    const r = (await call(gatewayId, 'authenticate', { username: 'olga', password: operator.password, remoteAddress: '127.0.0.9' })) as {
+      ok: boolean;
+      user: { id: string; username: string; ticket: string };
+    };
+    expect(r.ok).toBe(true);
+    return r.user;
+  };
+
+  it('releases a credential only for the device and account the server authorized for that sign-in, in the gateway segment', async () => {
+    const user = await signIn(ids.gwA as string);
+    const target = { accountId: ids['in-seg-account'], deviceId: ids['in-seg'] };
+    // Not authorized yet: nothing.
+    await expect(call(ids.gwA as string, 'fetchCredential', user, target)).rejects.toThrow('did not authorize');
+    const decision = (await call(ids.gwA as string, 'authorize', user, { user: 'olga', device: 'in-seg' }, '127.0.0.9')) as {
+      allow: boolean;
+    };
+    expect(decision.allow).toBe(true);
+    expect(await call(ids.gwA as string, 'fetchCredential', user, target)).toMatchObject({ username: 'root', password: 'secret-in-seg' });
+    // Another account, a forged user, another gateway's ticket: refused.
+    const otherTarget = { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] };
+    await expect(call(ids.gwA as string, 'fetchCredential', user, otherTarget)).rejects.toThrow('did not authorize');
+    await expect(call(ids.gwA as string, 'fetchCredential', { ...user, ticket: 'forged' }, target)).rejects.toThrow('not known');
+    await expect(call(ids.gwB as string, 'fetchCredential', user, target)).rejects.toThrow('not known');
+    await expect(call(ids.gwA as string, 'fetchCredential', { id: user.id, username: user.username }, target)).rejects.toThrow('not known');
+  });
+
+  it("refuses a device outside the gateway's segment, and sessions it did not start", async () => {
+    const user = await signIn(ids.gwA as string);
+    const decision = (await call(ids.gwA as string, 'authorize', user, { user: 'olga', device: 'other-seg' }, '127.0.0.9')) as {
+      allow: boolean;
+      message: string;
+    };
+    expect(decision).toEqual({ allow: false, message: expect.stringContaining('other-seg is in segment gateway-b') as unknown });
+    await expect(
+      call(ids.gwA as string, 'fetchCredential', user, { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] }),
+    ).rejects.toThrow();
+    await expect(
+      call(
+        ids.gwA as string,
+        'checkHostKey',
+        { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] },
+        { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:x' },
+      ),
+    ).rejects.toThrow();
+    await expect(
+      call(ids.gwA as string, 'sessionEnded', '00000000-0000-4000-8000-000000000000', {
+        endedAt: 'x',
+        bytesIn: 0,
+        bytesOut: 0,
+        result: 'success',
+        exitStatus: 0,
+        reason: null,
+      }),
+    ).rejects.toThrow('No such session');
+    await expect(
+      call(ids.gwA as string, 'authenticate', { username: 'olga', password: 'wrong', remoteAddress: 'x' }),
+    ).resolves.toMatchObject({ ok: false });
+    await expect(call(ids.gwA as string, 'dropTables')).rejects.toThrow('Unknown call');
+    await expect(call(ids.gwA as string, 'authorize', 'not a user')).rejects.toThrow();
+  });
+});

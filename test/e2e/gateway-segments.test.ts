@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
@@ -363,6 +363,70 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     const end = (await auditSince(seq, 'session.end')).find((e) => e.details.sessionId === active?.id);
     expect(end).toMatchObject({ outcome: 'failure', details: { gateway: 'c1', segment: 'gateway-seg-c' } });
     await waitForStatus('c1', 'offline', 15_000);
+  });
+
+  it("serves users on its own SSH port for its segment's devices, and hands the recording to the server", async () => {
+    const entryPort = await freePort();
+    const e1 = await RemoteGatewayProcess.start({ dataDir: path.join(dir, 'gw-e1'), serverKey, sshPort: entryPort });
+    expect(e1.stdout).toContain(`SSH entry:   port ${entryPort}`);
+    await register('e1', 'gateway-seg-e', e1);
+    const project = (await api<{ items: { id: string; name: string }[] }>('GET', '/projects')).items.find((p) => p.name === 'Segments');
+    const device = await api<{ id: string }>('POST', '/devices', {
+      projectId: project?.id,
+      name: 'e-box',
+      provider: 'on-prem',
+      protocols: ['ssh'],
+      privateIp: '127.0.0.1',
+      urlPort: String(sshd.port),
+      tags: ['gateway-seg-e'],
+    });
+    await api('POST', '/accounts', { deviceId: device.id, username: DEVICE_USER, password: DEVICE_PASSWORD });
+    const seq = await lastSeq();
+    // The link comes up just after the first sync.
+    let run = await ssh(entryPort, 'admin:e-box', 'echo via-entry-$((3*3))');
+    for (let i = 0; i < 20 && run.stdout === ''; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      run = await ssh(entryPort, 'admin:e-box', 'echo via-entry-$((3*3))');
+    }
+    expect(run.stdout, run.stderr).toBe('via-entry-9\n');
+    expect(run.code).toBe(0);
+    let session: Session | undefined;
+    for (let i = 0; i < 100 && !session?.endedAt; i++) {
+      session = (await sessionsSince('')).find((s) => s.deviceName === 'e-box' && s.result !== 'failure');
+      if (!session?.endedAt) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(session).toMatchObject({ gateway: 'e1', entryGateway: 'e1', segment: 'gateway-seg-e', result: 'success' });
+    // The recording moves from the gateway to the server.
+    let cast = await server.request(`${API}/sessions/${session?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    for (let i = 0; i < 50 && cast.status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      cast = await server.request(`${API}/sessions/${session?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    }
+    expect(cast.status).toBe(200);
+    const [header, ...events] = cast.body
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
+    expect(header).toMatchObject({ version: 2, command: 'echo via-entry-$((3*3))' });
+    expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('via-entry-9');
+    const left = readdirSync(path.join(dir, 'gw-e1', 'recordings'), { recursive: true, encoding: 'utf8' }).filter((f) =>
+      f.endsWith('.cast'),
+    );
+    expect(left).toEqual([]);
+    const auth = (await auditSince(seq, 'gateway.auth')).find((e) => e.outcome === 'success');
+    expect(auth?.details).toMatchObject({ gateway: 'e1' });
+
+    // Not a device of its segment, nor anything in tunnel mode: refused with where to go instead.
+    const outside = await ssh(entryPort, 'admin:a-box', 'echo never');
+    expect(outside.code).toBe(255);
+    expect(outside.stderr).toContain('a-box is in segment gateway-seg-a; this gateway (e1) serves gateway-seg-e');
+    await api('PUT', '/gateway-settings', { tunnelMode: true });
+    const tunnelled = await ssh(entryPort, 'admin:e-box', 'echo never');
+    expect(tunnelled.stderr).toContain('reached only through the default gateway');
+    await api('PUT', '/gateway-settings', { tunnelMode: false });
+    const denied = await auditSince(seq, 'gateway.authorize');
+    expect(denied.some((e) => e.outcome === 'denied' && e.details.reason === 'outside the gateway segment')).toBe(true);
+    await e1.stop();
   });
 
   it('sends every connection through the default gateway in tunnel mode', async () => {

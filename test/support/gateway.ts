@@ -24,6 +24,8 @@ export class RemoteGatewayProcess {
     readonly port: number,
     private readonly serverKey: string,
     private readonly netns: string | undefined,
+    /** Its own SSH entry for users; 0 (off) unless a test asks for one. */
+    readonly sshPort: number,
   ) {}
 
   static async start(opts: {
@@ -32,6 +34,7 @@ export class RemoteGatewayProcess {
     host?: string;
     port?: number;
     netns?: string;
+    sshPort?: number;
   }): Promise<RemoteGatewayProcess> {
     const gateway = new RemoteGatewayProcess(
       opts.dataDir,
@@ -39,6 +42,7 @@ export class RemoteGatewayProcess {
       opts.port ?? (await freePort()),
       opts.serverKey,
       opts.netns,
+      opts.sshPort ?? 0,
     );
     await gateway.run();
     return gateway;
@@ -66,6 +70,8 @@ export class RemoteGatewayProcess {
       this.dataDir,
       '--server-key',
       this.serverKey,
+      '--ssh-port',
+      String(this.sshPort),
       '--log-level',
       'warn',
     ];

@@ -7,6 +7,7 @@ const print = (value: unknown): void => {
 };
 
 interface GatewayFlags {
+  sshPort?: string;
   host?: string;
   managementPort?: string;
   dataDir?: string;
@@ -25,6 +26,10 @@ export function gatewayCommand(program: Command): void {
       'TLS management port the server connects to (env GATEHOUSE_MANAGEMENT_PORT; default 443 as root, 9443 otherwise)',
     )
     .option('--data-dir <dir>', "where the gateway's key pair lives (env GATEHOUSE_GATEWAY_DATA_DIR; default ./gateway-data)")
+    .option(
+      '--ssh-port <port>',
+      "this gateway's own SSH/SFTP entry for users, 0 to turn it off (env GATEHOUSE_GATEWAY_SSH_PORT; default 7993)",
+    )
     .option('--server-key <key>', 'the server\'s public key, as "gatehouse gateways server-key" prints it (env GATEHOUSE_SERVER_KEY)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (o: GatewayFlags) => {
@@ -44,6 +49,9 @@ export function gatewayCommand(program: Command): void {
           `Public key:  ${identity.publicKey}`,
           `Fingerprint: ${identity.fingerprint}`,
           `Management:  TLS on port ${managementPort}; only the server holding the key given with --server-key is answered.`,
+          running.ssh
+            ? `SSH entry:   port ${running.ssh.port}, host key ${running.ssh.fingerprint} (ssh -p ${running.ssh.port} <user>:<device>@<this host>)`
+            : 'SSH entry:   off',
           'Register it on the server (once):',
           `  gatehouse gateways register <name> --segment gateway-<segment> --address <this host>:${managementPort} --public-key ${identity.publicKey}`,
           '',

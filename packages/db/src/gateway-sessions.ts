@@ -134,12 +134,16 @@ export class GatewaySessions {
   }
 
   /**
-   * Marks sessions entered through `gateway` still `active` as failed: they belonged to a
-   * process that stopped without ending them. Answers them as they are now.
+   * Marks sessions entered through `gateway` still `active` (and started before
+   * `startedBefore`, when given) as failed: they belonged to a process that stopped
+   * without ending them. Answers them as they are now.
    */
-  async endAbandoned(gateway: string, reason: string): Promise<GatewaySession[]> {
+  async endAbandoned(gateway: string, reason: string, startedBefore?: string): Promise<GatewaySession[]> {
     const entered = (eb: ExpressionBuilder<Database, 'gateway_sessions'>) =>
-      eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]);
+      eb.and([
+        eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]),
+        ...(startedBefore === undefined ? [] : [eb('started_at', '<', startedBefore)]),
+      ]);
     const rows = await this.x.selectFrom('gateway_sessions').select('id').where(entered).where('result', '=', 'active').execute();
     if (rows.length === 0) return [];
     await this.x

@@ -66,6 +66,8 @@ export interface KeyAuthenticationRequest {
 export interface GatewayUser {
   id: string;
   username: string;
+  /** For a remote gateway's SSH entry: the server's proof of this sign-in, sent back with every later call. */
+  ticket?: string | undefined;
 }
 
 export type AuthenticationResult =

@@ -33,10 +33,13 @@ export { ManagementServer, type ManagementServerOptions, type GatewayStatusRepor
 export {
   connectToGateway,
   fetchGatewayStatus,
-  watchGateway,
+  linkGateway,
+  listGatewayRecordings,
+  fetchGatewayRecording,
   openRelay,
   GatewayLinkError,
   type GatewayEndpoint,
+  type LinkHandlers,
 } from './management-client.js';
 export {
   loadRemoteGatewayConfig,

@@ -164,21 +164,33 @@ export async function fetchGatewayStatus(
   }
 }
 
+/** What the server tells a gateway on its link, and how it answers the gateway's calls. */
+export interface LinkHandlers {
+  hello: { name: string; segment: string | null };
+  /** Answers one call of the gateway's SSH entry; a rejection is sent back as its message. */
+  onCall(method: string, params: unknown[]): Promise<unknown>;
+  /** Called once when the link ends for any reason (the gateway stopped, the network dropped, or no keep-alive for `staleMs`). */
+  onEnd(why: string): void;
+  /** Called when the link is up (the gateway answered with its first status line). */
+  onOpen?(report: GatewayStatusReport): void;
+}
+
 /**
- * Holds the gateway's watch stream open; `onEnd` is called once when it ends for any
- * reason (the gateway stopped, the network dropped, or no keep-alive line for `staleMs`).
- * Returns a function that closes it without calling `onEnd`.
+ * Holds the gateway's link open: keep-alive status lines and the calls of the gateway's
+ * SSH entry come down it, answers go up. Returns a function that closes it without
+ * calling `onEnd`.
  */
-export function watchGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, staleMs: number, onEnd: (why: string) => void): () => void {
+export function linkGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, staleMs: number, handlers: LinkHandlers): () => void {
   let closed = false;
   let socket: tls.TLSSocket | undefined;
   let stale: NodeJS.Timeout | undefined;
+  let opened = false;
   const end = (why: string) => {
     if (closed) return;
     closed = true;
     clearTimeout(stale);
     socket?.destroy();
-    onEnd(why);
+    handlers.onEnd(why);
   };
   const feed = () => {
     clearTimeout(stale);
@@ -189,20 +201,54 @@ export function watchGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, 
     (s) => {
       socket = s;
       if (closed) return void s.destroy();
-      const req = request(s, 'GET', '/v1/watch');
+      const req = http.request({
+        method: 'POST',
+        path: '/v1/link',
+        createConnection: () => s,
+        headers: { host: 'gatehouse-gateway', 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' },
+      });
+      const send = (line: unknown) => {
+        if (!closed) req.write(`${JSON.stringify(line)}\n`);
+      };
+      send({ t: 'hello', ...handlers.hello });
       req.once('response', (res) => {
         if (res.statusCode !== 200) {
           res.resume();
           return end(`HTTP ${res.statusCode ?? '?'}`);
         }
         feed();
-        res.on('data', feed);
-        res.once('end', () => end('the gateway ended the watch'));
-        res.once('error', () => end('the watch stream failed'));
+        let buffered = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          feed();
+          buffered += chunk;
+          let newline: number;
+          while ((newline = buffered.indexOf('\n')) >= 0) {
+            const text = buffered.slice(0, newline);
+            buffered = buffered.slice(newline + 1);
+            let line: { t?: string; id?: number; method?: string; params?: unknown[] } & Partial<GatewayStatusReport>;
+            try {
+              line = JSON.parse(text) as typeof line;
+            } catch {
+              return end('the gateway sent a line that is not JSON');
+            }
+            if (line.t === 'status' && !opened && isStatusReport(line)) {
+              opened = true;
+              handlers.onOpen?.(line);
+            } else if (line.t === 'call' && typeof line.id === 'number' && typeof line.method === 'string') {
+              const id = line.id;
+              handlers.onCall(line.method, Array.isArray(line.params) ? line.params : []).then(
+                (value) => send({ t: 'result', id, ok: true, value: value ?? null }),
+                (error: Error) => send({ t: 'result', id, ok: false, error: error.message }),
+              );
+            }
+          }
+        });
+        res.once('end', () => end('the gateway ended the link'));
+        res.once('error', () => end('the link failed'));
       });
-      req.once('error', () => end('the watch stream failed'));
+      req.once('error', () => end('the link failed'));
       s.once('close', () => end('the connection closed'));
-      req.end();
     },
     (error: Error) => end(error.message),
   );
@@ -211,6 +257,73 @@ export function watchGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, 
     clearTimeout(stale);
     socket?.destroy();
   };
+}
+
+/** The recordings the gateway's SSH entry holds for the server to fetch. */
+export async function listGatewayRecordings(endpoint: GatewayEndpoint, identity: LinkIdentity, timeoutMs: number): Promise<string[]> {
+  const socket = await connectToGateway(endpoint, identity, timeoutMs);
+  try {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(socket, 'GET', '/v1/recordings');
+      req.once('response', resolve);
+      req.once('error', reject);
+      req.end();
+    });
+    if (res.statusCode !== 200) {
+      res.resume();
+      return [];
+    }
+    const body = (await readJson(res)) as { items?: unknown };
+    return Array.isArray(body.items) ? body.items.filter((i): i is string => typeof i === 'string') : [];
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** Streams one recording from the gateway into `out` (resolves once it is all written), then removes it there. */
+export async function fetchGatewayRecording(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  relative: string,
+  out: NodeJS.WritableStream,
+  timeoutMs: number,
+): Promise<void> {
+  const route = `/v1/recordings/${relative.split('/').map(encodeURIComponent).join('/')}`;
+  const socket = await connectToGateway(endpoint, identity, timeoutMs);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = request(socket, 'GET', route);
+      req.once('response', (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          return reject(
+            new GatewayLinkError('protocol', `Gateway ${endpoint.name} answered HTTP ${res.statusCode ?? '?'} for a recording.`),
+          );
+        }
+        res.pipe(out);
+        out.once('finish', () => resolve());
+        res.once('error', reject);
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  } finally {
+    socket.destroy();
+  }
+  const again = await connectToGateway(endpoint, identity, timeoutMs);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = request(again, 'DELETE', route);
+      req.once('response', (res) => {
+        res.resume();
+        resolve();
+      });
+      req.once('error', reject);
+      req.end();
+    });
+  } finally {
+    again.destroy();
+  }
 }
 
 /**

@@ -1,6 +1,9 @@
+import { createReadStream } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayLogger } from './gateway.js';
@@ -28,8 +31,72 @@ export interface ManagementServerOptions {
   logger: GatewayLogger;
   /** How long a device may take to accept a relayed TCP connection. */
   targetTimeoutMs?: number;
-  /** Seconds between the keep-alive lines of the server's watch stream. */
+  /** Milliseconds between the keep-alive lines of the server's link. */
   watchIntervalMs?: number;
+  /** Where this gateway's own SSH entry keeps recordings until the server has them. */
+  recordingsDir?: string;
+}
+
+/** A line on the link, from the gateway: a keep-alive, or a call for the server to answer. */
+export type LinkDown = ({ t: 'status' } & GatewayStatusReport) | { t: 'call'; id: number; method: string; params: unknown[] };
+/** A line on the link, from the server: who the gateway is, or an answer. */
+export type LinkUp =
+  | { t: 'hello'; name: string; segment: string | null }
+  | { t: 'result'; id: number; ok: true; value: unknown }
+  | { t: 'result'; id: number; ok: false; error: string };
+
+/** One open link to a server (one per server replica). */
+class Link {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  hello: { name: string; segment: string | null } | undefined;
+
+  constructor(
+    private readonly res: ServerResponse,
+    readonly opened = Date.now(),
+  ) {}
+
+  send(line: LinkDown): void {
+    this.res.write(`${JSON.stringify(line)}\n`);
+  }
+
+  call(method: string, params: unknown[], timeoutMs: number): Promise<unknown> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`The Gatehouse server did not answer ${method} in time.`));
+      }, timeoutMs);
+      this.waiting.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.send({ t: 'call', id, method, params });
+    });
+  }
+
+  receive(line: LinkUp): void {
+    if (line.t === 'hello') {
+      this.hello = { name: String(line.name), segment: line.segment ?? null };
+      return;
+    }
+    const waiter = this.waiting.get(line.id);
+    if (!waiter) return;
+    this.waiting.delete(line.id);
+    if (line.ok) waiter.resolve(line.value);
+    else waiter.reject(new Error(String(line.error)));
+  }
+
+  close(): void {
+    for (const w of this.waiting.values()) w.reject(new Error('The link to the Gatehouse server closed.'));
+    this.waiting.clear();
+  }
 }
 
 /**
@@ -42,7 +109,7 @@ export interface ManagementServerOptions {
 export class ManagementServer {
   private readonly server: https.Server;
   private readonly relays = new Set<Duplex>();
-  private readonly watches = new Set<ServerResponse>();
+  private readonly links = new Set<Link>();
   private readonly startedAt = new Date().toISOString();
 
   private constructor(private readonly options: Required<ManagementServerOptions>) {
@@ -62,7 +129,7 @@ export class ManagementServer {
   }
 
   static async start(options: ManagementServerOptions): Promise<ManagementServer> {
-    const server = new ManagementServer({ targetTimeoutMs: 15_000, watchIntervalMs: 5_000, ...options });
+    const server = new ManagementServer({ targetTimeoutMs: 15_000, watchIntervalMs: 5_000, recordingsDir: '', ...options });
     await new Promise<void>((resolve, reject) => {
       server.server.once('error', reject);
       server.server.listen({ host: options.host, port: options.port }, () => {
@@ -108,7 +175,8 @@ export class ManagementServer {
       });
     }
     if (req.method === 'GET' && req.url === '/v1/status') return json(res, 200, this.report());
-    if (req.method === 'GET' && req.url === '/v1/watch') return this.watch(res);
+    if (req.method === 'POST' && req.url === '/v1/link') return this.link(req, res);
+    if (req.url?.startsWith('/v1/recordings')) return void this.recordings(req, res);
     json(res, 404, { error: 'not found' });
   }
 
@@ -116,16 +184,90 @@ export class ManagementServer {
     return { version: this.options.version, startedAt: this.startedAt, openRelays: this.relays.size };
   }
 
-  /** A response that never ends while the gateway runs: one status line every few seconds. */
-  private watch(res: ServerResponse): void {
+  /**
+   * The server's link: a request and a response that both stay open while the gateway
+   * runs. Down the response go a status line every few seconds (so a stopped gateway is
+   * noticed at once) and the calls of this gateway's own SSH entry; up the request come
+   * who this gateway is and the answers.
+   */
+  private link(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-    res.write(`${JSON.stringify(this.report())}\n`);
-    const timer = setInterval(() => res.write(`${JSON.stringify(this.report())}\n`), this.options.watchIntervalMs);
-    this.watches.add(res);
-    res.once('close', () => {
-      clearInterval(timer);
-      this.watches.delete(res);
+    res.flushHeaders();
+    const link = new Link(res);
+    this.links.add(link);
+    link.send({ t: 'status', ...this.report() });
+    const timer = setInterval(() => link.send({ t: 'status', ...this.report() }), this.options.watchIntervalMs);
+    let buffered = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      buffered += chunk;
+      if (buffered.length > 16 * 1024 * 1024) return void res.destroy();
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const text = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        try {
+          link.receive(JSON.parse(text) as LinkUp);
+        } catch {
+          this.options.logger.warn({}, 'the server sent a link line that is not JSON');
+        }
+      }
     });
+    const close = () => {
+      clearInterval(timer);
+      this.links.delete(link);
+      link.close();
+    };
+    res.once('close', close);
+    req.once('error', close);
+  }
+
+  /** Who the server says this gateway is (its registered name and segment), once a link is up. */
+  get registration(): { name: string; segment: string | null } | undefined {
+    for (const link of this.links) if (link.hello) return link.hello;
+    return undefined;
+  }
+
+  /**
+   * Calls the server over the newest link (any replica will do). Rejects with a message
+   * for the user when no server is connected.
+   */
+  async callServer(method: string, params: unknown[], timeoutMs = 30_000): Promise<unknown> {
+    const link = [...this.links].sort((a, b) => b.opened - a.opened)[0];
+    if (!link)
+      throw new Error('This gateway has no link to the Gatehouse server right now. Try again in a moment, or use the default gateway.');
+    return link.call(method, params, timeoutMs);
+  }
+
+  /**
+   * The recordings of this gateway's own SSH entry, which the server fetches and then
+   * removes: `GET /v1/recordings` lists them, `GET` and `DELETE /v1/recordings/<path>`.
+   */
+  private async recordings(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const root = this.options.recordingsDir;
+    if (root === '') return json(res, 404, { error: 'no recordings here' });
+    const url = req.url ?? '';
+    if (req.method === 'GET' && url === '/v1/recordings') {
+      const files = await readdir(root, { recursive: true }).catch(() => [] as string[]);
+      return json(res, 200, { items: files.filter((f) => f.endsWith('.cast')).map((f) => f.split(path.sep).join('/')) });
+    }
+    const relative = decodeURIComponent(url.slice('/v1/recordings/'.length));
+    const file = path.resolve(root, relative);
+    if (!/^\d{4}-\d{2}-\d{2}\/[0-9a-f-]{36}\.cast$/.test(relative) || !file.startsWith(`${root}${path.sep}`)) {
+      return json(res, 400, { error: 'not a recording path' });
+    }
+    if (req.method === 'DELETE') {
+      await rm(file, { force: true });
+      return json(res, 200, { removed: relative });
+    }
+    if (req.method !== 'GET') return json(res, 405, { error: 'method not allowed' });
+    const size = await stat(file).then(
+      (st) => st.size,
+      () => undefined,
+    );
+    if (size === undefined) return json(res, 404, { error: 'no such recording' });
+    res.writeHead(200, { 'content-type': 'application/x-asciicast', 'content-length': size });
+    createReadStream(file).pipe(res);
   }
 
   /** `CONNECT host:port`: a TCP connection to a device, relayed byte for byte. */
@@ -166,10 +308,10 @@ export class ManagementServer {
     );
   }
 
-  /** Ends the watch streams and relays, and stops listening. */
+  /** Ends the links and relays, and stops listening. */
   async stop(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const res of this.watches) res.destroy();
+    for (const link of this.links) link.close();
     for (const relay of this.relays) relay.destroy();
     this.server.closeAllConnections();
     await closed;

@@ -1,8 +1,14 @@
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { z } from 'zod';
 import { parseLinkPublicKey, loadOrCreateGatewayIdentity, type LinkIdentity } from './identity.js';
+import { repairRecording } from './asciicast.js';
+import { directDialer, type TargetDialer } from './dial.js';
+import { SshGateway } from './gateway.js';
+import { loadOrCreateHostKey } from './host-key.js';
 import { ManagementServer } from './management.js';
+import { RemoteAccessBroker } from './remote-broker.js';
 
 export const GATEWAY_VERSION = '0.1.0';
 
@@ -22,6 +28,8 @@ export const remoteGatewayConfigSchema = z.strictObject({
       });
   }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** This gateway's own SSH/SFTP entry for users (0: off). */
+  sshPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7993),
   targetTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(15),
 });
 export type RemoteGatewayConfig = z.infer<typeof remoteGatewayConfigSchema> & { managementPort: number };
@@ -33,6 +41,7 @@ const sources: Record<keyof z.infer<typeof remoteGatewayConfigSchema>, string> =
   dataDir: '--data-dir (GATEHOUSE_GATEWAY_DATA_DIR)',
   serverKey: '--server-key (GATEHOUSE_SERVER_KEY)',
   logLevel: '--log-level (GATEHOUSE_LOG_LEVEL)',
+  sshPort: '--ssh-port (GATEHOUSE_GATEWAY_SSH_PORT)',
   targetTimeoutSeconds: 'GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS',
 };
 
@@ -52,6 +61,7 @@ export function loadRemoteGatewayConfig(
       dataDir: pick(flags.dataDir, 'GATEHOUSE_GATEWAY_DATA_DIR'),
       serverKey: pick(flags.serverKey, 'GATEHOUSE_SERVER_KEY'),
       logLevel: pick(flags.logLevel, 'GATEHOUSE_LOG_LEVEL'),
+      sshPort: pick(flags.sshPort, 'GATEHOUSE_GATEWAY_SSH_PORT'),
       targetTimeoutSeconds: pick(flags.targetTimeoutSeconds, 'GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS'),
     }).filter(([, v]) => v !== undefined && v !== ''),
   );
@@ -75,6 +85,8 @@ export function loadRemoteGatewayConfig(
 export interface RunningRemoteGateway {
   identity: LinkIdentity & { generated: boolean };
   managementPort: number;
+  /** The SSH entry's port and host key; null when off. */
+  ssh: { port: number; fingerprint: string } | null;
   close(): Promise<void>;
 }
 
@@ -87,7 +99,13 @@ export async function startRemoteGateway(
   logger = pino({ level: config.logLevel, base: { service: 'gatehouse-gateway' } }),
 ): Promise<RunningRemoteGateway> {
   const identity = loadOrCreateGatewayIdentity(config.dataDir);
+  const recordingsDir = path.join(config.dataDir, 'recordings');
+  // Recordings a killed run left behind are made whole before the server fetches them.
+  for (const file of await readdir(recordingsDir, { recursive: true }).catch(() => [] as string[])) {
+    if (file.endsWith('.cast')) await repairRecording(path.join(recordingsDir, file)).catch(() => 0);
+  }
   const management = await ManagementServer.start({
+    recordingsDir,
     identity,
     serverKey: config.serverKey,
     host: config.host,
@@ -108,9 +126,44 @@ export async function startRemoteGateway(
     { managementPort: management.port, publicKey: identity.publicKey, fingerprint: identity.fingerprint, generated: identity.generated },
     `gateway management listening on ${config.host}:${management.port}`,
   );
+  let ssh: SshGateway | null = null;
+  let hostKey: ReturnType<typeof loadOrCreateHostKey> | undefined;
+  if (config.sshPort !== 0) {
+    hostKey = loadOrCreateHostKey(config.dataDir);
+    const name = () => management.registration?.name ?? 'remote';
+    const timeoutMs = config.targetTimeoutSeconds * 1000;
+    const direct = (target: Parameters<TargetDialer>[0], context: Parameters<TargetDialer>[1]) =>
+      directDialer(name(), timeoutMs)(target, context);
+    ssh = await SshGateway.start({
+      broker: new RemoteAccessBroker(management),
+      hostKey: hostKey.privateKey,
+      host: config.host,
+      port: config.sshPort,
+      recordingsDir,
+      name: 'remote',
+      logger: logger.child({ component: 'ssh' }),
+      targetTimeoutMs: timeoutMs,
+      dial: direct,
+    }).catch(async (error: NodeJS.ErrnoException) => {
+      await management.stop();
+      if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
+        throw new Error(
+          `The gateway cannot listen for SSH on ${config.host}:${config.sshPort}. Choose another port with --ssh-port, or 0 to turn the entry off.`,
+        );
+      }
+      throw error;
+    });
+    logger.info({ sshPort: ssh.port, hostKeyFingerprint: hostKey.fingerprint }, `SSH entry listening on ${config.host}:${ssh.port}`);
+  }
+  const running = ssh;
   return {
     identity,
     managementPort: management.port,
-    close: () => management.stop(),
+    ssh: running && hostKey ? { port: running.port, fingerprint: hostKey.fingerprint } : null,
+    async close() {
+      // Sessions end first, so their ends and recordings still reach the server.
+      await running?.stop();
+      await management.stop();
+    },
   };
 }

@@ -12,7 +12,7 @@ import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { handleError } from './errors.js';
 import { gatewayRegistryRoutes } from './gateway/gateways-routes.js';
-import { gatewayRoutes } from './gateway/routes.js';
+import { gatewayRoutes, recordingsDirOf } from './gateway/routes.js';
 import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './routes/audit.js';
@@ -115,6 +115,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
 
   const gatewaySessions = new GatewaySessions(db);
   const gateways = new GatewayService({
+    services,
+    recordingsDir: recordingsDirOf(config.dataDir),
     db,
     settings: services.settings,
     vault,

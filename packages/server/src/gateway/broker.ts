@@ -38,6 +38,8 @@ export class ServerAccessBroker implements AccessBroker {
     private readonly sessions: GatewaySessions,
     /** The gateway settings in force (port forwarding policy). */
     private readonly policy: () => Promise<{ portForwarding: boolean }>,
+    /** The gateway users connect to through this broker: the built-in one, or a remote gateway's SSH entry. */
+    private readonly entry: string = BUILT_IN_GATEWAY,
   ) {}
 
   async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
@@ -45,7 +47,7 @@ export class ServerAccessBroker implements AccessBroker {
     const result = await checkSignIn(
       this.services,
       { username: request.username, password: request.password, totp: request.totp },
-      (event) => this.services.audit(null, { ...event, ip, details: { ...event.details, gateway: BUILT_IN_GATEWAY } }),
+      (event) => this.services.audit(null, { ...event, ip, details: { ...event.details, gateway: this.entry } }),
       'gateway.auth',
     );
     if (!result.ok) {
@@ -58,7 +60,7 @@ export class ServerAccessBroker implements AccessBroker {
       actorId: result.user.id,
       actorName: result.user.username,
       ip,
-      details: { gateway: BUILT_IN_GATEWAY },
+      details: { gateway: this.entry },
     });
     return { ok: true, user: { id: result.user.id, username: result.user.username } };
   }
@@ -70,7 +72,7 @@ export class ServerAccessBroker implements AccessBroker {
         ? { ok: true, user: { id: result.user.id, username: result.user.username } }
         : { ok: false, mfaRequired: false, message: '' };
     const base = { action: 'gateway.auth', ip: request.remoteAddress } as const;
-    const details = { gateway: BUILT_IN_GATEWAY, method: 'publickey', fingerprint: request.fingerprint, algorithm: request.algorithm };
+    const details = { gateway: this.entry, method: 'publickey', fingerprint: request.fingerprint, algorithm: request.algorithm };
     if (!result.ok) {
       const row = await this.services.users.rowByName(request.username);
       await this.services.audit(null, {
@@ -98,7 +100,7 @@ export class ServerAccessBroker implements AccessBroker {
         actorName: user.username,
         ip: remoteAddress,
         details: {
-          gateway: BUILT_IN_GATEWAY,
+          gateway: this.entry,
           device: target.device.slice(0, 200),
           account: target.account ?? null,
           reason: resolved.reason,
@@ -157,7 +159,7 @@ export class ServerAccessBroker implements AccessBroker {
       await this.services.audit(null, {
         action: 'device.host_key_trusted',
         outcome: 'success',
-        actorName: `gateway:${BUILT_IN_GATEWAY}`,
+        actorName: `gateway:${this.entry}`,
         targetType: 'device',
         targetId: target.deviceId,
         details: { algorithm: key.algorithm, fingerprint: key.fingerprint },
@@ -168,7 +170,7 @@ export class ServerAccessBroker implements AccessBroker {
     await this.services.audit(null, {
       action: 'device.host_key_mismatch',
       outcome: 'failure',
-      actorName: `gateway:${BUILT_IN_GATEWAY}`,
+      actorName: `gateway:${this.entry}`,
       targetType: 'device',
       targetId: target.deviceId,
       details: { stored: `${trusted.algorithm} ${trusted.fingerprint}`, presented: `${key.algorithm} ${key.fingerprint}` },
@@ -189,7 +191,7 @@ export class ServerAccessBroker implements AccessBroker {
       account_username: s.target.accountUsername,
       gateway: s.gateway,
       segment: s.segment,
-      entry_gateway: BUILT_IN_GATEWAY,
+      entry_gateway: this.entry,
       kind: s.kind,
       command: s.command,
       remote_address: s.remoteAddress,
@@ -258,7 +260,7 @@ export class ServerAccessBroker implements AccessBroker {
       ip: s?.remoteAddress ?? null,
       details: {
         sessionId,
-        gateway: s?.gateway ?? BUILT_IN_GATEWAY,
+        gateway: s?.gateway ?? this.entry,
         segment: s?.segment ?? null,
         device: s?.deviceName ?? null,
         account: s?.accountUsername ?? null,
@@ -287,7 +289,7 @@ export class ServerAccessBroker implements AccessBroker {
       account_username: f.target.accountUsername,
       gateway: f.gateway,
       segment: f.segment,
-      entry_gateway: BUILT_IN_GATEWAY,
+      entry_gateway: this.entry,
       kind: null,
       command: null,
       remote_address: f.remoteAddress,

@@ -1,5 +1,5 @@
 import type { Gateway, Gateways } from '@gatehouse/db';
-import { fetchGatewayStatus, GatewayLinkError, watchGateway, type LinkIdentity } from '@gatehouse/gateway';
+import { fetchGatewayStatus, GatewayLinkError, linkGateway, type GatewayStatusReport, type LinkIdentity } from '@gatehouse/gateway';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 
@@ -16,6 +16,10 @@ export interface GatewayHealthOptions {
   offlineAfter?: number;
   /** Waits before each retry after a failed sync, then `intervalMs` while it stays down. */
   backoffMs?: readonly number[];
+  /** Answers a call of the gateway's own SSH entry, coming up its link. */
+  onCall?: (gateway: Gateway, method: string, params: unknown[]) => Promise<unknown>;
+  /** The link to a gateway is up (with its first status report): fetch what it holds for the server. */
+  onLinkOpen?: (gateway: Gateway, report: GatewayStatusReport) => void;
 }
 
 interface Watched {
@@ -45,7 +49,15 @@ export class GatewayHealth {
   private readonly opts: Required<GatewayHealthOptions>;
 
   constructor(options: GatewayHealthOptions) {
-    this.opts = { intervalMs: 15_000, timeoutMs: 5_000, offlineAfter: 3, backoffMs: [1_000, 2_000, 4_000, 8_000], ...options };
+    this.opts = {
+      intervalMs: 15_000,
+      timeoutMs: 5_000,
+      offlineAfter: 3,
+      backoffMs: [1_000, 2_000, 4_000, 8_000],
+      onCall: () => Promise.reject(new Error('This server does not take calls from gateways.')),
+      onLinkOpen: () => undefined,
+      ...options,
+    };
   }
 
   start(): void {
@@ -193,12 +205,17 @@ export class GatewayHealth {
   private openWatch(gateway: Gateway, identity: LinkIdentity, w: Watched): void {
     w.watchFor = `${gateway.address} ${gateway.publicKey}`;
     // Keep-alive lines come every 5 s; three missed ones mean the gateway is gone quietly.
-    w.stopWatch = watchGateway(gateway, identity, 15_000, (why) => {
-      w.stopWatch = undefined;
-      w.watchFor = undefined;
-      if (this.stopped) return;
-      this.opts.logger.info({ gateway: gateway.name, why }, 'gateway watch ended; syncing its status now');
-      w.nextSyncAt = 0;
+    w.stopWatch = linkGateway(gateway, identity, 15_000, {
+      hello: { name: gateway.name, segment: gateway.segment },
+      onCall: (method, params) => this.opts.onCall(gateway, method, params),
+      onOpen: (report) => this.opts.onLinkOpen(gateway, report),
+      onEnd: (why) => {
+        w.stopWatch = undefined;
+        w.watchFor = undefined;
+        if (this.stopped) return;
+        this.opts.logger.info({ gateway: gateway.name, why }, 'gateway link ended; syncing its status now');
+        w.nextSyncAt = 0;
+      },
     });
   }
 }

@@ -14,6 +14,7 @@ import {
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import { GatewayHealth } from './health.js';
+import { GatewayLinkBroker } from './link-broker.js';
 
 const LINK_KEY_SETTING = 'gateway.link_key';
 const SETTINGS_KEY = 'gateway.settings';
@@ -33,6 +34,9 @@ export interface BuiltInGatewayInfo {
 }
 
 export interface GatewayServiceOptions {
+  services: Services;
+  /** Where recordings fetched from remote gateways' SSH entries go. */
+  recordingsDir: string;
   db: Db;
   settings: Settings;
   vault: Vault;
@@ -51,17 +55,32 @@ export interface GatewayServiceOptions {
 export class GatewayService {
   readonly gateways: Gateways;
   readonly health: GatewayHealth;
+  readonly links: GatewayLinkBroker;
   private identityPromise: Promise<LinkIdentity> | undefined;
   /** Set once the built-in gateway listens; null while it is off. */
   builtIn: BuiltInGatewayInfo | null = null;
 
   constructor(private readonly opts: GatewayServiceOptions) {
     this.gateways = new Gateways(opts.db);
+    const logger = opts.logger.child({ component: 'gateway-health' });
+    this.links = new GatewayLinkBroker(
+      opts.services,
+      opts.sessions,
+      () => this.settings(),
+      () => this.identity(),
+      opts.recordingsDir,
+      logger,
+    );
     this.health = new GatewayHealth({
       gateways: this.gateways,
       identity: () => this.identity(),
       audit: opts.audit,
-      logger: opts.logger.child({ component: 'gateway-health' }),
+      logger,
+      onCall: (gateway, method, params) => this.links.handle(gateway, method, params),
+      onLinkOpen: (gateway, report) =>
+        void this.links
+          .linkOpened(gateway, report)
+          .catch((error: unknown) => logger.error({ err: error, gateway: gateway.name }, 'link set-up failed')),
     });
   }
 
