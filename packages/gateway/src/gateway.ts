@@ -40,7 +40,7 @@ export interface SshGatewayOptions {
   name: string;
   logger: GatewayLogger;
   /** Record what the user types ("i" events), not only what the device prints. */
-  recordInput?: boolean;
+  recordInput?: boolean | (() => boolean);
   /** How long the target may take to connect and authenticate. */
   targetTimeoutMs?: number;
   /** How long a client may take from TCP connect to a finished sign-in. */
@@ -622,7 +622,8 @@ class ProxiedSession {
     const { stream, recorder } = this;
     if (this.kind === 'sftp') this.fileLog = new SftpOperationLog((op) => this.reportFileOperation(op));
     const fileLog = this.fileLog;
-    const recordInput = this.options.recordInput && recorder !== undefined;
+    const setting = this.options.recordInput;
+    const recordInput = (typeof setting === 'function' ? setting() : setting) && recorder !== undefined;
     // While the recording waits for the disk, the recorded side waits for the recording.
     const holdWhileRecording = (source: { pause(): unknown; resume(): unknown }) => {
       if (!recorder?.congested) return;

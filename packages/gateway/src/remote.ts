@@ -141,6 +141,8 @@ export async function startRemoteGateway(
       port: config.sshPort,
       recordingsDir,
       name: 'remote',
+      // The server's setting, as its link says.
+      recordInput: () => management.registration?.recordInput ?? false,
       logger: logger.child({ component: 'ssh' }),
       targetTimeoutMs: timeoutMs,
       dial: direct,

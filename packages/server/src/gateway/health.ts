@@ -16,6 +16,8 @@ export interface GatewayHealthOptions {
   offlineAfter?: number;
   /** Waits before each retry after a failed sync, then `intervalMs` while it stays down. */
   backoffMs?: readonly number[];
+  /** Whether gateways' SSH entries record what users type (the server's gatewayRecordInput). */
+  recordInput?: boolean;
   /** Answers a call of the gateway's own SSH entry, coming up its link. */
   onCall?: (gateway: Gateway, method: string, params: unknown[]) => Promise<unknown>;
   /** The link to a gateway is up (with its first status report): fetch what it holds for the server. */
@@ -56,6 +58,7 @@ export class GatewayHealth {
       backoffMs: [1_000, 2_000, 4_000, 8_000],
       onCall: () => Promise.reject(new Error('This server does not take calls from gateways.')),
       onLinkOpen: () => undefined,
+      recordInput: false,
       ...options,
     };
   }
@@ -206,7 +209,7 @@ export class GatewayHealth {
     w.watchFor = `${gateway.address} ${gateway.publicKey}`;
     // Keep-alive lines come every 5 s; three missed ones mean the gateway is gone quietly.
     w.stopWatch = linkGateway(gateway, identity, 15_000, {
-      hello: { name: gateway.name, segment: gateway.segment },
+      hello: { name: gateway.name, segment: gateway.segment, recordInput: this.opts.recordInput },
       onCall: (method, params) => this.opts.onCall(gateway, method, params),
       onOpen: (report) => this.opts.onLinkOpen(gateway, report),
       onEnd: (why) => {

@@ -76,6 +76,7 @@ export class GatewayService {
       identity: () => this.identity(),
       audit: opts.audit,
       logger,
+      recordInput: opts.services.config.gatewayRecordInput,
       onCall: (gateway, method, params) => this.links.handle(gateway, method, params),
       onLinkOpen: (gateway, report) =>
         void this.links
