@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
-import { sshCommand } from '../support/ssh-client.js';
+import { runClient, sshCommand } from '../support/ssh-client.js';
 import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { ensureSystemUser, freePort, TestSshd } from '../support/sshd.js';
 
@@ -104,7 +104,11 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     ensureSystemUser(DEVICE_USER, { password: DEVICE_PASSWORD });
     sshd = await TestSshd.start(path.join(dir, 'sshd'));
     sshPort = await freePort();
-    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(sshPort) } });
+    server = await startServer({
+      dataDir: path.join(dir, 'data'),
+      // Input recording on: the remote SSH entry must follow the server's setting.
+      env: { GATEHOUSE_GATEWAY_PORT: String(sshPort), GATEHOUSE_GATEWAY_RECORD_INPUT: 'true' },
+    });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
     token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
@@ -409,6 +413,31 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
       .map((l) => JSON.parse(l) as unknown);
     expect(header).toMatchObject({ version: 2, command: 'echo via-entry-$((3*3))' });
     expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('via-entry-9');
+    // What the user typed is recorded too, as the server's setting asks.
+    const typed = await runClient('ssh', ['-p', String(entryPort), 'admin:e-box@127.0.0.1', 'read line; echo "got $line"'], {
+      password: ADMIN_PASSWORD,
+      stdin: 'typed-at-the-entry\n',
+    });
+    expect(typed.stdout.toString(), typed.stderr).toBe('got typed-at-the-entry\n');
+    let typedSession: Session | undefined;
+    for (let i = 0; i < 100 && !typedSession?.endedAt; i++) {
+      typedSession = (await sessionsSince('')).find((s) => s.deviceName === 'e-box' && s.id !== session?.id && s.result === 'success');
+      if (!typedSession?.endedAt) await new Promise((r) => setTimeout(r, 50));
+    }
+    let typedCast = await server.request(`${API}/sessions/${typedSession?.id}/recording`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    for (let i = 0; i < 50 && typedCast.status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      typedCast = await server.request(`${API}/sessions/${typedSession?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    }
+    const inputs = typedCast.body
+      .trimEnd()
+      .split('\n')
+      .slice(1)
+      .map((l) => JSON.parse(l) as [number, string, string])
+      .filter((e) => e[1] === 'i');
+    expect(inputs.map((e) => e[2]).join('')).toContain('typed-at-the-entry');
     const left = readdirSync(path.join(dir, 'gw-e1', 'recordings'), { recursive: true, encoding: 'utf8' }).filter((f) =>
       f.endsWith('.cast'),
     );
