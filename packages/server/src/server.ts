@@ -6,7 +6,7 @@ import { hashToken, openDatabase, openVault, Settings, Users, type Db } from '@g
 import { loadOrCreateHostKey, repairRecording, SshGateway } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
-import { BUILT_IN_GATEWAY, ServerAccessBroker } from './gateway/broker.js';
+import { abandonedEnd, BUILT_IN_GATEWAY, ServerAccessBroker, sessionEndEvent } from './gateway/broker.js';
 import { recordingsDirOf } from './gateway/routes.js';
 import { createLogger, type Logger } from './logger.js';
 import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
@@ -160,29 +160,7 @@ async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, 
           logger.warn({ sessionId: s.id, droppedBytes: dropped }, 'cut an unfinished line off the recording of an abandoned session');
       }
     }
-    await built.services.audit(null, {
-      action: 'session.end',
-      outcome: 'failure',
-      actorId: s.userId,
-      actorName: s.username,
-      targetType: 'device',
-      targetId: s.deviceId,
-      ip: s.remoteAddress,
-      details: {
-        sessionId: s.id,
-        gateway: s.gateway,
-        segment: s.segment,
-        device: s.deviceName,
-        account: s.accountUsername,
-        kind: s.kind,
-        start: s.startedAt,
-        end: s.endedAt,
-        bytesIn: s.bytesIn,
-        bytesOut: s.bytesOut,
-        exitStatus: null,
-        reason,
-      },
-    });
+    await built.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), BUILT_IN_GATEWAY));
   }
   return abandoned;
 }

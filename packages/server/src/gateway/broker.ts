@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { canUseAccount, DEFAULT_GATEWAY, segmentOf, visibilityOf, type Visibility } from '@gatehouse/core';
-import type { Account, Device, GatewaySessions } from '@gatehouse/db';
+import type { Account, Device, GatewaySession, GatewaySessions } from '@gatehouse/db';
 import type {
   AccessBroker,
   AuthenticationRequest,
@@ -227,15 +227,9 @@ export class ServerAccessBroker implements AccessBroker {
     // Listing a directory is in the session's log, not worth an audit event of its own.
     if (op.op === 'list') return;
     const s = await this.sessions.find(sessionId);
-    await this.services.audit(null, {
-      action: 'session.file',
-      outcome: op.result,
-      actorId: s?.userId ?? null,
-      actorName: s?.username ?? 'unknown',
-      targetType: 'device',
-      targetId: s?.deviceId ?? null,
-      ip: s?.remoteAddress ?? null,
-      details: {
+    await this.services.audit(
+      null,
+      sessionEvent(s, 'session.file', op.result, {
         sessionId,
         device: s?.deviceName ?? null,
         account: s?.accountUsername ?? null,
@@ -244,35 +238,13 @@ export class ServerAccessBroker implements AccessBroker {
         target: op.target,
         bytes: op.bytes,
         error: op.error,
-      },
-    });
+      }),
+    );
   }
 
   async sessionEnded(sessionId: string, end: SessionEnd): Promise<void> {
     const s = await this.sessions.end(sessionId, end);
-    await this.services.audit(null, {
-      action: 'session.end',
-      outcome: end.result,
-      actorId: s?.userId ?? null,
-      actorName: s?.username ?? 'unknown',
-      targetType: 'device',
-      targetId: s?.deviceId ?? null,
-      ip: s?.remoteAddress ?? null,
-      details: {
-        sessionId,
-        gateway: s?.gateway ?? this.entry,
-        segment: s?.segment ?? null,
-        device: s?.deviceName ?? null,
-        account: s?.accountUsername ?? null,
-        kind: s?.kind ?? null,
-        start: s?.startedAt ?? null,
-        end: end.endedAt,
-        bytesIn: end.bytesIn,
-        bytesOut: end.bytesOut,
-        exitStatus: end.exitStatus,
-        reason: end.reason,
-      },
-    });
+    await this.services.audit(null, sessionEndEvent(s, sessionId, end, this.entry));
   }
 
   async connectionFailed(f: ConnectionFailure): Promise<void> {
@@ -411,6 +383,60 @@ export class ServerAccessBroker implements AccessBroker {
       },
     };
   }
+}
+
+type SessionAuditEvent = Parameters<Services['audit']>[1];
+
+/** An audit event about a session: who, on which device, from where, as the session row says. */
+function sessionEvent(
+  s: GatewaySession | undefined,
+  action: string,
+  outcome: 'success' | 'failure',
+  details: Record<string, unknown>,
+): SessionAuditEvent {
+  return {
+    action,
+    outcome,
+    actorId: s?.userId ?? null,
+    actorName: s?.username ?? 'unknown',
+    targetType: 'device',
+    targetId: s?.deviceId ?? null,
+    ip: s?.remoteAddress ?? null,
+    details,
+  };
+}
+
+/**
+ * The `session.end` audit event, the same wherever the end is noticed: by the gateway, or
+ * at the next start of a server or gateway that was killed with the session open.
+ */
+export function sessionEndEvent(s: GatewaySession | undefined, sessionId: string, end: SessionEnd, gateway: string): SessionAuditEvent {
+  return sessionEvent(s, 'session.end', end.result, {
+    sessionId,
+    gateway: s?.gateway ?? gateway,
+    segment: s?.segment ?? null,
+    device: s?.deviceName ?? null,
+    account: s?.accountUsername ?? null,
+    kind: s?.kind ?? null,
+    start: s?.startedAt ?? null,
+    end: end.endedAt,
+    bytesIn: end.bytesIn,
+    bytesOut: end.bytesOut,
+    exitStatus: end.exitStatus,
+    reason: end.reason,
+  });
+}
+
+/** How an abandoned session (its process went away) ends. */
+export function abandonedEnd(s: GatewaySession, reason: string): SessionEnd {
+  return {
+    endedAt: s.endedAt ?? new Date().toISOString(),
+    bytesIn: s.bytesIn,
+    bytesOut: s.bytesOut,
+    result: 'failure',
+    exitStatus: null,
+    reason,
+  };
 }
 
 /** The SSH port in a device's URL/Port field: `2222`, `host:2222` or `ssh://host:2222`; 22 otherwise. */

@@ -14,7 +14,7 @@ import {
 import { z } from 'zod';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
-import { ServerAccessBroker } from './broker.js';
+import { abandonedEnd, ServerAccessBroker, sessionEndEvent } from './broker.js';
 
 /** How long a sign-in through a remote gateway's entry may be used for its connection. */
 const TICKET_TTL_MS = 12 * 60 * 60 * 1000;
@@ -267,16 +267,7 @@ export class GatewayLinkBroker {
     const reason = 'The gateway stopped before the session ended.';
     const abandoned = await this.sessions.endAbandoned(gateway.name, reason, report.startedAt);
     for (const s of abandoned) {
-      await this.services.audit(null, {
-        action: 'session.end',
-        outcome: 'failure',
-        actorId: s.userId,
-        actorName: s.username,
-        targetType: 'device',
-        targetId: s.deviceId,
-        ip: s.remoteAddress,
-        details: { sessionId: s.id, gateway: gateway.name, device: s.deviceName, start: s.startedAt, end: s.endedAt, reason },
-      });
+      await this.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), gateway.name));
     }
     const identity = await this.identity();
     const held = await listGatewayRecordings(gateway, identity, 5_000).catch(() => [] as string[]);
