@@ -9,7 +9,7 @@
  *
  *   npm run bench:ssh -- [--size-mib 1024] [--runs 3] [--setup-runs 20] [--idle 100]
  *     [--rate-sessions 40] [--concurrency 4] [--active 100] [--active-seconds 15]
- *     [--active-interval-ms 100] [--no-segment] [--keep]
+ *     [--active-interval-ms 100] [--no-segment] [--keep] [--cpu-prof DIR]
  *
  * Needs root (a throwaway user `gh-bench`, /run/sshd), /usr/sbin/sshd, ssh, ssh-keygen and
  * sshpass. Runs on the built packages: `tsc -b` first, then this file compiled by
@@ -61,6 +61,8 @@ const { values: opts } = parseArgs({
     'active-interval-ms': { type: 'string', default: '100' },
     'no-segment': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    /** Writes a V8 CPU profile of each `gatehouse` process into DIR when it stops (open in Chrome DevTools). */
+    'cpu-prof': { type: 'string' },
   },
 });
 const SIZE = Number(opts['size-mib']) * MiB;
@@ -73,6 +75,7 @@ const ACTIVE = Number(opts.active);
 const ACTIVE_SECONDS = Number(opts['active-seconds']);
 const ACTIVE_INTERVAL_MS = Number(opts['active-interval-ms']);
 const WITH_SEGMENT = !opts['no-segment'];
+const CPU_PROF_DIR = opts['cpu-prof'] ? path.resolve(opts['cpu-prof']) : undefined;
 
 // ---------------------------------------------------------------------------------------
 // Cleanup: every child this script starts is tracked by PID and stopped on exit or Ctrl-C.
@@ -243,6 +246,13 @@ function gatehouseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
  * Starts a long-running `gatehouse <args>` and resolves with the first match of `ready` in
  * its output; an exit before that, or later while the benchmark runs, is reported with it.
  */
+/** Node's own flags for a `gatehouse` child: a CPU profile when asked (NODE_OPTIONS refuses --cpu-prof). */
+function nodeFlags(): string[] {
+  if (!CPU_PROF_DIR) return [];
+  mkdirSync(CPU_PROF_DIR, { recursive: true });
+  return ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
+}
+
 async function startGatehouseProcess(
   args: string[],
   cwd: string,
@@ -251,7 +261,7 @@ async function startGatehouseProcess(
 ): Promise<{ pid: number; match: RegExpExecArray }> {
   const what = `gatehouse ${args[0]}`;
   const child = track(
-    spawn(process.execPath, [GATEHOUSE_BIN, ...args], { cwd, env: gatehouseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn(process.execPath, [...nodeFlags(), GATEHOUSE_BIN, ...args], { cwd, env: gatehouseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }),
   );
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
