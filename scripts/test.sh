@@ -27,6 +27,10 @@ command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
 # Network namespaces and veth pairs for the device only its segment's gateway can reach
 # (test/e2e/gateway-netns.test.ts).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Debian's Chromium, driven headless by playwright-core, for the web console's tests
+# (test/e2e/console.test.ts), with a font for the screenshots.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

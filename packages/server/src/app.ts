@@ -10,6 +10,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import { sql } from 'kysely';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
+import { CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
 import { handleError } from './errors.js';
 import { gatewayRegistryRoutes } from './gateway/gateways-routes.js';
 import { gatewayRoutes, recordingsDirOf } from './gateway/routes.js';
@@ -41,6 +42,8 @@ export interface BuildAppOptions {
   vault: Vault;
   logger: Logger;
   https?: { cert: string; key: string } | null;
+  /** The built web console (default: @gatehouse/web's dist/). */
+  webRoot?: string;
 }
 
 export interface GatehouseApp {
@@ -186,6 +189,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     void reply.header('x-content-type-options', 'nosniff');
     void reply.header('strict-transport-security', 'max-age=31536000');
     void reply.header('referrer-policy', 'no-referrer');
+    if (!req.url.startsWith(`${API_PREFIX}/docs`)) {
+      void reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
+      void reply.header('x-frame-options', 'DENY');
+      void reply.header('cross-origin-opener-policy', 'same-origin');
+      void reply.header('cross-origin-resource-policy', 'same-origin');
+    }
     if (req.url.startsWith(API_PREFIX) && !req.url.startsWith(`${API_PREFIX}/docs`)) void reply.header('cache-control', 'no-store');
     return payload;
   });
@@ -217,15 +226,17 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     { prefix: API_PREFIX },
   );
 
-  app.setNotFoundHandler((req, reply) =>
-    reply.status(404).send({
+  const consolePage = await registerConsole(app, opts.webRoot);
+  app.setNotFoundHandler((req, reply) => {
+    if (consolePage(req, reply)) return reply;
+    return reply.status(404).send({
       error: {
         code: 'NOT_FOUND',
         message: `No route ${req.method} ${req.url.split('?')[0]}. See ${API_PREFIX}/docs for the API.`,
         requestId: req.id,
       },
-    }),
-  );
+    });
+  });
 
   await app.ready();
   return { app, services, routes, breakglass, gatewaySessions, gateways };

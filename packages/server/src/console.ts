@@ -1,0 +1,61 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import fastifyStatic from '@fastify/static';
+import { webRoot } from '@gatehouse/web';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+/**
+ * The Content-Security-Policy of every page the server sends: scripts and styles only from
+ * the server's own files (no inline script, no eval), no frames, no plugins, no other
+ * origin. The API docs (swagger-ui) are left out of it; they are a separate page.
+ */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/**
+ * Serves the web console (packages/web, built by `npm run build` into its dist/): hashed
+ * assets under /assets/, cached for a year, and index.html, never cached, for any other GET
+ * that asks for HTML outside /api/ (the console's own paths, such as /devices/…). Returns
+ * the not-found handler's part: true when it answered the request with the console.
+ */
+export async function registerConsole(
+  app: FastifyInstance,
+  root = webRoot,
+): Promise<(req: FastifyRequest, reply: FastifyReply) => boolean> {
+  await app.register(fastifyStatic, { root, serve: false });
+  app.get('/assets/*', { config: { access: 'public' }, schema: { hide: true } }, (req, reply) => {
+    const file = (req.params as { '*': string })['*'];
+    return reply.sendFile(file, path.join(root, 'assets'), { immutable: true, maxAge: '365d', dotfiles: 'deny' });
+  });
+
+  const indexFile = path.join(root, 'index.html');
+  // Read once, at the first page: a rebuilt console is picked up by a restart.
+  let index: Buffer | null | undefined;
+  return (req, reply) => {
+    const url = req.url.split('?')[0] ?? '/';
+    const page =
+      (req.method === 'GET' || req.method === 'HEAD') && !url.startsWith('/api/') && (req.headers.accept ?? '').includes('text/html');
+    if (!page) return false;
+    index ??= existsSync(indexFile) ? readFileSync(indexFile) : null;
+    if (index === null) {
+      void reply
+        .status(503)
+        .type('text/plain; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send('The web console is not built. Run "npm run build" in the Gatehouse checkout, then restart the server.\n');
+      return true;
+    }
+    void reply.status(200).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(index);
+    return true;
+  };
+}

@@ -1,0 +1,136 @@
+import { useCallback, useEffect, useState } from 'react';
+import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
+import { api, ApiError, setCsrfToken, whenSignedOut, type User } from './api.js';
+import { DevicePage } from './pages/DevicePage.js';
+import { Devices } from './pages/Devices.js';
+import { Gateways } from './pages/Gateways.js';
+import { Projects } from './pages/Projects.js';
+import { Setup } from './pages/Setup.js';
+import { SignIn } from './pages/SignIn.js';
+import { ErrorNote } from './ui.js';
+
+type Start = { kind: 'loading' } | { kind: 'setup' } | { kind: 'signed-out'; reason?: string } | { kind: 'signed-in'; user: User };
+
+interface Me {
+  user: User;
+  csrfToken: string | null;
+}
+
+const NAV: { href: string; label: string; roles: User['role'][] }[] = [
+  { href: '/devices', label: 'Devices', roles: ['admin', 'operator', 'auditor'] },
+  { href: '/projects', label: 'Projects', roles: ['admin', 'operator', 'auditor'] },
+  { href: '/gateways', label: 'Gateways', roles: ['admin', 'auditor'] },
+];
+
+export function App() {
+  const [state, setState] = useState<Start>({ kind: 'loading' });
+  const [error, setError] = useState<unknown>(null);
+
+  const load = useCallback(async () => {
+    try {
+      const me = await api<Me>('GET', '/auth/me');
+      setCsrfToken(me.csrfToken);
+      setState({ kind: 'signed-in', user: me.user });
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401) {
+        setError(e);
+        return;
+      }
+      const setup = await api<{ needed: boolean }>('GET', '/setup').catch(() => ({ needed: false }));
+      setState(setup.needed ? { kind: 'setup' } : { kind: 'signed-out' });
+    }
+  }, []);
+
+  useEffect(() => {
+    whenSignedOut(() => {
+      setCsrfToken(null);
+      setState({ kind: 'signed-out', reason: 'Your session has ended. Sign in again.' });
+    });
+    void load();
+  }, [load]);
+
+  if (error) {
+    return (
+      <main className="centered">
+        <ErrorNote error={error} />
+      </main>
+    );
+  }
+  switch (state.kind) {
+    case 'loading':
+      return <main className="centered" aria-busy="true" />;
+    case 'setup':
+      return <Setup onDone={() => setState({ kind: 'signed-out', reason: 'The administrator is created. Sign in.' })} />;
+    case 'signed-out':
+      return (
+        <SignIn
+          notice={state.reason}
+          onSignedIn={(user, csrfToken) => {
+            setCsrfToken(csrfToken);
+            setState({ kind: 'signed-in', user });
+          }}
+        />
+      );
+    case 'signed-in':
+      return (
+        <Shell
+          user={state.user}
+          onSignOut={async () => {
+            await api('POST', '/auth/logout').catch(() => undefined);
+            setCsrfToken(null);
+            setState({ kind: 'signed-out' });
+          }}
+        />
+      );
+  }
+}
+
+function Shell({ user, onSignOut }: { user: User; onSignOut: () => Promise<void> }) {
+  const [location] = useLocation();
+  const nav = NAV.filter((n) => n.roles.includes(user.role));
+  return (
+    <div className="shell">
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <span className="brand">Gatehouse</span>
+        <nav aria-label="Main">
+          {nav.map((n) => (
+            <Link
+              key={n.href}
+              href={n.href}
+              className={location.startsWith(n.href) ? 'active' : ''}
+              aria-current={location.startsWith(n.href) ? 'page' : undefined}
+            >
+              {n.label}
+            </Link>
+          ))}
+        </nav>
+        <span className="who">
+          {user.username} <span className="muted">({user.role})</span>
+          <button type="button" className="link" onClick={() => void onSignOut()}>
+            Sign out
+          </button>
+        </span>
+      </header>
+      <main id="main" tabIndex={-1}>
+        <Switch>
+          <Route path="/devices">
+            <Devices user={user} />
+          </Route>
+          <Route path="/devices/:id">{(params) => <DevicePage user={user} id={params.id} />}</Route>
+          <Route path="/projects">
+            <Projects user={user} />
+          </Route>
+          <Route path="/gateways">
+            <Gateways user={user} />
+          </Route>
+          <Route>
+            <Redirect to="/devices" />
+          </Route>
+        </Switch>
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,145 @@
+/**
+ * The console's one way to the API: JSON over fetch with the session cookie, the CSRF
+ * token on every write, and the API's error body turned into an ApiError whose issues
+ * name the fields. The CSRF token lives only in this module's memory (never in storage or
+ * a URL); after a reload it comes back from GET /auth/me.
+ */
+
+export const API = '/api/v1';
+
+export interface FieldIssue {
+  path: string;
+  message: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly issues: readonly FieldIssue[] = [],
+  ) {
+    super(message);
+  }
+
+  /** The message for one field (the issue's path without a leading `body.`), if the API named it. */
+  field(name: string): string | undefined {
+    return this.issues.find(
+      (i) => i.path === name || i.path === `body.${name}` || i.path.startsWith(`${name}.`) || i.path.startsWith(`${name}[`),
+    )?.message;
+  }
+}
+
+let csrfToken: string | null = null;
+
+export function setCsrfToken(token: string | null): void {
+  csrfToken = token;
+}
+
+/** Called when a request answers 401: the shell goes back to the sign-in page. */
+let onSignedOut: (() => void) | undefined;
+export function whenSignedOut(fn: () => void): void {
+  onSignedOut = fn;
+}
+
+export async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
+  let res: Response;
+  try {
+    res = await fetch(`${API}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? null : JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'NETWORK', 'The server did not answer. Check that Gatehouse is running and try again.');
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    // not JSON: reported below
+  }
+  if (!res.ok) {
+    const error = (parsed as { error?: { code?: string; message?: string; issues?: FieldIssue[] } } | undefined)?.error;
+    const failure = new ApiError(
+      res.status,
+      error?.code ?? `HTTP_${res.status}`,
+      error?.message ?? `The server answered ${res.status} ${res.statusText}.`,
+      error?.issues ?? [],
+    );
+    if (res.status === 401 && path !== '/auth/login' && path !== '/auth/me') onSignedOut?.();
+    throw failure;
+  }
+  return parsed as T;
+}
+
+/** A query string from the defined values, in order. */
+export function query(values: Record<string, string | number | boolean | undefined | null>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(values)) if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  const s = q.toString();
+  return s === '' ? '' : `?${s}`;
+}
+
+// Shapes of what the pages read (the API's OpenAPI document has them all).
+
+export type Role = 'admin' | 'operator' | 'auditor';
+
+export interface User {
+  id: string;
+  username: string;
+  role: Role;
+  totpEnabled: boolean;
+  disabled: boolean;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface Project {
+  id: string;
+  name: string;
+  description: string | null;
+  createdAt: string;
+}
+
+export interface Device {
+  id: string;
+  projectId: string;
+  name: string;
+  provider: string;
+  protocols: string[];
+  publicIp: string | null;
+  privateIp: string | null;
+  urlPort: string | null;
+  accessType: string;
+  tags: string[];
+  createdAt: string;
+}
+
+export interface Gateway {
+  id: string;
+  name: string;
+  builtIn: boolean;
+  segment: string | null;
+  address: string | null;
+  fingerprint: string | null;
+  status: 'online' | 'offline' | 'unknown';
+  statusReason: string | null;
+  lastContactAt: string | null;
+  lastSyncAt: string | null;
+  latencyMs: number | null;
+  version: string | null;
+  liveSessions: number;
+}

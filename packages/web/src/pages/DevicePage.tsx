@@ -1,0 +1,267 @@
+import { useEffect, useState } from 'react';
+import { Link } from 'wouter';
+import { api, type Device, type Project, type User } from '../api.js';
+import { DeviceForm } from './DeviceForm.js';
+import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
+
+interface Account {
+  id: string;
+  deviceId: string;
+  username: string;
+  password: string | null;
+  privateKey: string | null;
+  passphrase: string | null;
+  extraCredential: string | null;
+}
+
+interface Revealed {
+  id: string;
+  password: string | null;
+  privateKey: string | null;
+  passphrase: string | null;
+}
+
+/** One device: its fields (editable by an administrator) and its accounts, secrets masked. */
+export function DevicePage({ user, id }: { user: User; id: string }) {
+  const [device, setDevice] = useState<Device | null>(null);
+  const [projects, setProjects] = useState<Project[]>([]);
+  const [accounts, setAccounts] = useState<Account[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [editing, setEditing] = useState(false);
+  const [adding, setAdding] = useState(false);
+  const [reload, setReload] = useState(0);
+  const isAdmin = user.role === 'admin';
+
+  useEffect(() => {
+    Promise.all([
+      api<Device>('GET', `/devices/${id}`),
+      api<{ items: Account[] }>('GET', `/devices/${id}/accounts`),
+      api<{ items: Project[] }>('GET', '/projects'),
+    ]).then(
+      ([d, a, p]) => {
+        setDevice(d);
+        setAccounts(a.items);
+        setProjects(p.items);
+      },
+      (e: unknown) => setError(e),
+    );
+  }, [id, reload]);
+
+  if (error && !device) {
+    return (
+      <section>
+        <PageHeader title="Device" />
+        <ErrorNote error={error} />
+        <p>
+          <Link href="/devices">Back to the devices</Link>
+        </p>
+      </section>
+    );
+  }
+  if (!device) return <section aria-busy="true" className="placeholder" />;
+  const project = projects.find((p) => p.id === device.projectId);
+
+  return (
+    <section aria-labelledby="device-title">
+      <p className="crumbs">
+        <Link href="/devices">Devices</Link> / {project?.name ?? '…'}
+      </p>
+      <PageHeader title={device.name}>
+        {isAdmin && !editing ? (
+          <button type="button" onClick={() => setEditing(true)}>
+            Edit
+          </button>
+        ) : null}
+      </PageHeader>
+      {editing ? (
+        <DeviceForm
+          projects={projects}
+          device={device}
+          onCancel={() => setEditing(false)}
+          onSaved={(d) => {
+            setDevice(d);
+            setEditing(false);
+          }}
+        />
+      ) : (
+        <dl className="facts">
+          <dt>Provider</dt>
+          <dd>{device.provider}</dd>
+          <dt>Private IP</dt>
+          <dd className="mono">{device.privateIp ?? '—'}</dd>
+          <dt>Public IP</dt>
+          <dd className="mono">{device.publicIp ?? '—'}</dd>
+          <dt>URL / port</dt>
+          <dd className="mono">{device.urlPort ?? '—'}</dd>
+          <dt>Protocols</dt>
+          <dd>{device.protocols.join(', ') || '—'}</dd>
+          <dt>Access</dt>
+          <dd>{device.accessType}</dd>
+          <dt>Tags</dt>
+          <dd>
+            {device.tags.length === 0
+              ? '—'
+              : device.tags.map((t) => (
+                  <span key={t} className={t.startsWith('gateway-') ? 'tag segment' : 'tag'}>
+                    {t}
+                  </span>
+                ))}
+          </dd>
+        </dl>
+      )}
+      <h2>Accounts</h2>
+      {accounts && accounts.length === 0 && !adding ? (
+        <Empty title="No accounts on this device">
+          {isAdmin ? <p>Add the account the gateway signs in with: “Add account”.</p> : null}
+        </Empty>
+      ) : null}
+      {accounts && accounts.length > 0 ? (
+        <ul className="accounts">
+          {accounts.map((a) => (
+            <AccountRow key={a.id} account={a} canReveal={isAdmin} />
+          ))}
+        </ul>
+      ) : null}
+      {isAdmin ? (
+        adding ? (
+          <AccountForm
+            deviceId={device.id}
+            onCancel={() => setAdding(false)}
+            onSaved={() => {
+              setAdding(false);
+              setReload((n) => n + 1);
+            }}
+          />
+        ) : (
+          <button type="button" onClick={() => setAdding(true)}>
+            Add account
+          </button>
+        )
+      ) : null}
+    </section>
+  );
+}
+
+/** An account with its secrets as the API shows them (a fixed mask); revealing asks why and is audited. */
+function AccountRow({ account, canReveal }: { account: Account; canReveal: boolean }) {
+  const [asking, setAsking] = useState(false);
+  const [reason, setReason] = useState('');
+  const [revealed, setRevealed] = useState<Revealed | null>(null);
+  const {
+    busy,
+    error,
+    submit: reveal,
+  } = useSubmit(async () => {
+    setRevealed(await api<Revealed>('POST', `/accounts/${account.id}/reveal`, { reason }));
+    setAsking(false);
+    setReason('');
+  });
+
+  // A revealed secret is hidden again after a minute, and never kept anywhere but this state.
+  useEffect(() => {
+    if (!revealed) return;
+    const t = setTimeout(() => setRevealed(null), 60_000);
+    return () => clearTimeout(t);
+  }, [revealed]);
+
+  const kinds = [
+    account.password ? 'password' : null,
+    account.privateKey ? 'private key' : null,
+    account.passphrase ? 'passphrase' : null,
+  ].filter((k) => k !== null);
+  return (
+    <li className="account">
+      <div className="account-head">
+        <strong className="mono">{account.username}</strong>
+        <span className="muted">{kinds.length > 0 ? kinds.map((k) => `${k} ••••••••`).join(' · ') : 'no credential'}</span>
+        {canReveal && kinds.length > 0 && !revealed && !asking ? (
+          <button type="button" className="link" onClick={() => setAsking(true)}>
+            Reveal…
+          </button>
+        ) : null}
+        {revealed ? (
+          <button type="button" className="link" onClick={() => setRevealed(null)}>
+            Hide
+          </button>
+        ) : null}
+      </div>
+      {asking ? (
+        <form className="inline-form" onSubmit={reveal}>
+          <Field
+            label="Reason (recorded in the audit log)"
+            name="reason"
+            value={reason}
+            onChange={setReason}
+            error={error}
+            required
+            autoFocus
+          />
+          <FormEnd error={error} busy={busy} label="Reveal" busyLabel="Revealing…" onCancel={() => setAsking(false)} />
+        </form>
+      ) : null}
+      {revealed ? (
+        <div className="revealed" aria-live="polite">
+          {revealed.password !== null ? <SecretLine label="Password" value={revealed.password} /> : null}
+          {revealed.passphrase !== null ? <SecretLine label="Passphrase" value={revealed.passphrase} /> : null}
+          {revealed.privateKey !== null ? <SecretLine label="Private key" value={revealed.privateKey} /> : null}
+          <p className="hint">Hidden again in a minute.</p>
+        </div>
+      ) : null}
+    </li>
+  );
+}
+
+function SecretLine({ label, value }: { label: string; value: string }) {
+  return (
+    <div className="secret">
+      <span>{label}</span>
+      <pre className="mono">{value}</pre>
+      <button type="button" onClick={() => void navigator.clipboard?.writeText(value)}>
+        Copy
+      </button>
+    </div>
+  );
+}
+
+function AccountForm({ deviceId, onSaved, onCancel }: { deviceId: string; onSaved: () => void; onCancel: () => void }) {
+  const [username, setUsername] = useState('');
+  const [password, setPassword] = useState('');
+  const [privateKey, setPrivateKey] = useState('');
+
+  const { busy, error, submit } = useSubmit(async () => {
+    await api('POST', '/accounts', {
+      deviceId,
+      username,
+      ...(password !== '' ? { password } : {}),
+      ...(privateKey.trim() !== '' ? { privateKey } : {}),
+    });
+    onSaved();
+  });
+
+  return (
+    <form className="card form-grid" onSubmit={submit} aria-label="New account">
+      <h2>New account</h2>
+      <Field label="User name" name="username" value={username} onChange={setUsername} error={error} required autoFocus />
+      <Field
+        label="Password"
+        name="password"
+        type="password"
+        value={password}
+        onChange={setPassword}
+        error={error}
+        autoComplete="new-password"
+      />
+      <Field
+        label="Private key"
+        name="privateKey"
+        value={privateKey}
+        onChange={setPrivateKey}
+        error={error}
+        multiline
+        placeholder="-----BEGIN OPENSSH PRIVATE KEY-----"
+        hint="Stored encrypted; never shown again unless revealed."
+      />
+      <FormEnd error={error} busy={busy} label="Add account" busyLabel="Saving…" onCancel={onCancel} />
+    </form>
+  );
+}

@@ -1,0 +1,217 @@
+import { useEffect, useState } from 'react';
+import { Link, useSearch } from 'wouter';
+import { api, query, type Device, type Page, type Project, type User } from '../api.js';
+import { DeviceForm } from './DeviceForm.js';
+import { Empty, ErrorNote, PageHeader } from '../ui.js';
+
+const PAGE_SIZE = 50;
+type Sort = 'name' | '-name' | 'provider' | 'createdAt' | '-createdAt';
+
+/** The value after `ms` without a change: a search box does not ask the server on every key. */
+function useDebounced<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return settled;
+}
+
+/**
+ * Devices with search, sort and paging done by the server (the table stays fast at 100,000
+ * devices: one page of 50 is fetched). The previous page stays on screen while the next one
+ * loads, and the table keeps its height, so nothing jumps.
+ */
+export function Devices({ user }: { user: User }) {
+  const [search, setSearch] = useState('');
+  const location = useSearch();
+  const [projectId, setProjectId] = useState(() => new URLSearchParams(location).get('project') ?? '');
+  const [sort, setSort] = useState<Sort>('name');
+  const [offset, setOffset] = useState(0);
+  const [page, setPage] = useState<Page<Device> | null>(null);
+  const [projects, setProjects] = useState<Project[]>([]);
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState<unknown>(null);
+  const [creating, setCreating] = useState(false);
+  const [reload, setReload] = useState(0);
+  const searched = useDebounced(search.trim(), 250);
+
+  useEffect(() => {
+    api<{ items: Project[] }>('GET', '/projects').then(
+      (r) => setProjects(r.items),
+      (e: unknown) => setError(e),
+    );
+  }, [reload]);
+
+  useEffect(() => setOffset(0), [searched, projectId, sort]);
+
+  useEffect(() => {
+    let current = true;
+    setLoading(true);
+    api<Page<Device>>('GET', `/devices${query({ search: searched, projectId, sort, limit: PAGE_SIZE, offset })}`).then(
+      (r) => {
+        if (!current) return;
+        setPage(r);
+        setError(null);
+        setLoading(false);
+      },
+      (e: unknown) => {
+        if (!current) return;
+        setError(e);
+        setLoading(false);
+      },
+    );
+    return () => {
+      current = false;
+    };
+  }, [searched, projectId, sort, offset, reload]);
+
+  const projectName = new Map(projects.map((p) => [p.id, p.name]));
+  const sortBy = (column: 'name' | 'createdAt') => setSort((s) => (s === column ? (`-${column}` as Sort) : column));
+  const arrow = (column: string) => (sort === column ? ' ▲' : sort === `-${column}` ? ' ▼' : '');
+  const ariaSort = (column: string) => (sort === column ? 'ascending' : sort === `-${column}` ? 'descending' : 'none');
+  const total = page?.total ?? 0;
+  const isAdmin = user.role === 'admin';
+
+  return (
+    <section aria-labelledby="devices-title">
+      <PageHeader title="Devices">
+        {isAdmin ? (
+          <button
+            type="button"
+            className="primary"
+            onClick={() => setCreating(true)}
+            disabled={projects.length === 0}
+            title={projects.length === 0 ? 'Create a project first' : undefined}
+          >
+            New device
+          </button>
+        ) : null}
+      </PageHeader>
+      {creating ? (
+        <DeviceForm
+          projects={projects}
+          onCancel={() => setCreating(false)}
+          onSaved={() => {
+            setCreating(false);
+            setReload((n) => n + 1);
+          }}
+        />
+      ) : null}
+      <div className="toolbar" role="search">
+        <label className="inline">
+          <span className="visually-hidden">Search devices</span>
+          <input
+            type="search"
+            placeholder="Search by name or address"
+            value={search}
+            onChange={(e) => setSearch(e.target.value)}
+            aria-label="Search devices"
+          />
+        </label>
+        <label className="inline">
+          <span>Project</span>
+          <select value={projectId} onChange={(e) => setProjectId(e.target.value)}>
+            <option value="">All projects</option>
+            {projects.map((p) => (
+              <option key={p.id} value={p.id}>
+                {p.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <span className="count" aria-live="polite">
+          {page ? `${total.toLocaleString()} device${total === 1 ? '' : 's'}` : '\u00a0'}
+        </span>
+      </div>
+      <ErrorNote error={error} />
+      {page && page.items.length === 0 && !loading ? (
+        projects.length === 0 ? (
+          <Empty title="No projects yet">
+            {isAdmin ? (
+              <p>
+                Devices belong to a project. <Link href="/projects">Create a project</Link>, then add its devices here or import them from a
+                CSV file.
+              </p>
+            ) : (
+              <p>Ask an administrator to add devices and grant you access.</p>
+            )}
+          </Empty>
+        ) : (
+          <Empty title={searched || projectId ? 'No device matches' : 'No devices yet'}>
+            {searched || projectId ? (
+              <p>Try another search or project.</p>
+            ) : isAdmin ? (
+              <p>Add one with “New device”.</p>
+            ) : (
+              <p>Ask an administrator to grant you access.</p>
+            )}
+          </Empty>
+        )
+      ) : (
+        <div className={loading ? 'table-wrap loading' : 'table-wrap'} aria-busy={loading}>
+          <table className="data">
+            <thead>
+              <tr>
+                <th aria-sort={ariaSort('name')}>
+                  <button type="button" className="sort" onClick={() => sortBy('name')}>
+                    Name{arrow('name')}
+                  </button>
+                </th>
+                <th>Project</th>
+                <th>Address</th>
+                <th className="hide-narrow">Protocols</th>
+                <th className="hide-narrow">Tags</th>
+                <th className="hide-narrow" aria-sort={ariaSort('createdAt')}>
+                  <button type="button" className="sort" onClick={() => sortBy('createdAt')}>
+                    Created{arrow('createdAt')}
+                  </button>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {(page?.items ?? []).map((d) => (
+                <tr key={d.id}>
+                  <td>
+                    <Link href={`/devices/${d.id}`}>{d.name}</Link>
+                  </td>
+                  <td>{projectName.get(d.projectId) ?? '…'}</td>
+                  <td className="mono">{d.privateIp ?? d.publicIp ?? d.urlPort ?? '—'}</td>
+                  <td className="hide-narrow">{d.protocols.join(', ') || '—'}</td>
+                  <td className="hide-narrow">
+                    {d.tags.map((t) => (
+                      <span key={t} className={t.startsWith('gateway-') ? 'tag segment' : 'tag'}>
+                        {t}
+                      </span>
+                    ))}
+                  </td>
+                  <td className="hide-narrow">{new Date(d.createdAt).toLocaleDateString()}</td>
+                </tr>
+              ))}
+              {page === null
+                ? Array.from({ length: 8 }, (_, i) => (
+                    <tr key={`skeleton-${i}`} className="skeleton" aria-hidden="true">
+                      <td colSpan={6}>&nbsp;</td>
+                    </tr>
+                  ))
+                : null}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {total > PAGE_SIZE ? (
+        <nav className="pager" aria-label="Pages">
+          <button type="button" onClick={() => setOffset(Math.max(0, offset - PAGE_SIZE))} disabled={offset === 0}>
+            Previous
+          </button>
+          <span>
+            {(offset + 1).toLocaleString()}–{Math.min(offset + PAGE_SIZE, total).toLocaleString()} of {total.toLocaleString()}
+          </span>
+          <button type="button" onClick={() => setOffset(offset + PAGE_SIZE)} disabled={offset + PAGE_SIZE >= total}>
+            Next
+          </button>
+        </nav>
+      ) : null}
+    </section>
+  );
+}

@@ -1,0 +1,225 @@
+import { useEffect, useState, type ReactNode } from 'react';
+import { api, type Gateway, type User } from '../api.js';
+import { Ago, ErrorNote, Field, FormEnd, PageHeader, StatusBadge, useSubmit } from '../ui.js';
+
+interface Settings {
+  tunnelMode: boolean;
+  portForwarding: boolean;
+}
+
+/** The built-in gateway and the registered ones, refreshed every 5 s (the server syncs each every 15 s). */
+export function Gateways({ user }: { user: User }) {
+  const [items, setItems] = useState<Gateway[] | null>(null);
+  const [settings, setSettings] = useState<Settings | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [registering, setRegistering] = useState(false);
+  const [tick, setTick] = useState(0);
+  const isAdmin = user.role === 'admin';
+
+  useEffect(() => {
+    let current = true;
+    Promise.all([api<{ items: Gateway[] }>('GET', '/gateways'), api<Settings>('GET', '/gateway-settings')]).then(
+      ([g, s]) => {
+        if (!current) return;
+        setItems(g.items);
+        setSettings(s);
+        setError(null);
+      },
+      (e: unknown) => current && setError(e),
+    );
+    const t = setTimeout(() => setTick((n) => n + 1), 5000);
+    return () => {
+      current = false;
+      clearTimeout(t);
+    };
+  }, [tick]);
+
+  /** Shown at once, saved, and put back with the reason if the server refuses. */
+  const saveSettings = async (change: Partial<Settings>) => {
+    const before = settings;
+    if (before) setSettings({ ...before, ...change });
+    try {
+      setSettings(await api<Settings>('PUT', '/gateway-settings', change));
+    } catch (e) {
+      setSettings(before);
+      setError(e);
+    }
+  };
+
+  return (
+    <section aria-labelledby="gateways-title">
+      <PageHeader title="Gateways">
+        {isAdmin ? (
+          <button type="button" className="primary" onClick={() => setRegistering(true)}>
+            Register gateway
+          </button>
+        ) : null}
+      </PageHeader>
+      {registering ? (
+        <RegisterForm
+          onCancel={() => setRegistering(false)}
+          onSaved={() => {
+            setRegistering(false);
+            setTick((n) => n + 1);
+          }}
+        />
+      ) : null}
+      <ErrorNote error={error} />
+      <div className="table-wrap">
+        <table className="data">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Segment</th>
+              <th>Status</th>
+              <th className="hide-narrow">Last contact</th>
+              <th className="hide-narrow">Latency</th>
+              <th className="hide-narrow">Version</th>
+              <th>Live sessions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(items ?? []).map((g) => (
+              <tr key={g.id} data-gateway={g.name}>
+                <td>
+                  {g.name}
+                  {g.builtIn ? <span className="muted"> (built-in)</span> : null}
+                  {g.address ? <div className="muted mono small">{g.address}</div> : null}
+                </td>
+                <td>{g.segment ? <span className="tag segment">{g.segment}</span> : <span className="muted">any</span>}</td>
+                <td>
+                  <StatusBadge status={g.status} title={g.statusReason} />
+                  {g.status !== 'online' && g.statusReason ? <div className="small muted">{g.statusReason}</div> : null}
+                </td>
+                <td className="hide-narrow">
+                  <Ago at={g.lastContactAt} />
+                </td>
+                <td className="hide-narrow">{g.latencyMs === null ? '—' : `${g.latencyMs} ms`}</td>
+                <td className="hide-narrow">{g.version ?? '—'}</td>
+                <td>{g.liveSessions}</td>
+              </tr>
+            ))}
+            {items === null
+              ? Array.from({ length: 2 }, (_, i) => (
+                  <tr key={`skeleton-${i}`} className="skeleton" aria-hidden="true">
+                    <td colSpan={7}>&nbsp;</td>
+                  </tr>
+                ))
+              : null}
+          </tbody>
+        </table>
+      </div>
+      {items && items.length === 1 ? (
+        <p className="hint">
+          Only the built-in gateway so far. To reach a network the server cannot, run <code>gatehouse gateway</code> there and register it
+          with the key it prints.
+        </p>
+      ) : null}
+      <h2>Settings</h2>
+      <div className="switches">
+        <Switch
+          label="Tunnel mode"
+          checked={settings?.tunnelMode ?? false}
+          disabled={!isAdmin || settings === null}
+          onChange={(tunnelMode) => void saveSettings({ tunnelMode })}
+        >
+          Every connection goes through the built-in (default) gateway, and Gatehouse never reaches a device any other way: segment tags and
+          registered gateways are not used while it is on. Turn it on when the server sits in the one network that can reach every device.
+        </Switch>
+        <Switch
+          label="Port forwarding"
+          checked={settings?.portForwarding ?? false}
+          disabled={!isAdmin || settings === null}
+          onChange={(portForwarding) => void saveSettings({ portForwarding })}
+        >
+          Users may forward TCP connections through the devices they may use (<code>ssh -L</code>). Off by default.
+        </Switch>
+      </div>
+    </section>
+  );
+}
+
+function Switch(props: { label: string; checked: boolean; disabled: boolean; onChange: (value: boolean) => void; children: ReactNode }) {
+  return (
+    <label className="switch">
+      <input
+        type="checkbox"
+        role="switch"
+        checked={props.checked}
+        disabled={props.disabled}
+        onChange={(e) => props.onChange(e.target.checked)}
+      />
+      <span className="switch-label">
+        <strong>{props.label}</strong> {props.checked ? 'on' : 'off'}
+        <span className="hint">{props.children}</span>
+      </span>
+    </label>
+  );
+}
+
+function RegisterForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: () => void }) {
+  const [name, setName] = useState('');
+  const [segment, setSegment] = useState('');
+  const [address, setAddress] = useState('');
+  const [publicKey, setPublicKey] = useState('');
+  const [serverKey, setServerKey] = useState<string | null>(null);
+
+  useEffect(() => {
+    api<{ publicKey: string }>('GET', '/gateways/server-key').then(
+      (r) => setServerKey(r.publicKey),
+      () => setServerKey(null),
+    );
+  }, []);
+
+  const { busy, error, submit } = useSubmit(async () => {
+    await api('POST', '/gateways', {
+      name,
+      segment: segment.trim() === '' ? null : segment.trim(),
+      address,
+      publicKey: publicKey.trim(),
+    });
+    onSaved();
+  });
+
+  return (
+    <form className="card form-grid" onSubmit={submit} aria-label="Register gateway">
+      <h2>Register a gateway</h2>
+      {serverKey ? (
+        <div className="field wide">
+          <span className="label">Start the gateway with the server&apos;s key</span>
+          <pre className="mono copyable">gatehouse gateway --server-key {serverKey}</pre>
+        </div>
+      ) : null}
+      <Field label="Name" name="name" value={name} onChange={setName} error={error} required autoFocus />
+      <Field
+        label="Segment"
+        name="segment"
+        value={segment}
+        onChange={setSegment}
+        error={error}
+        placeholder="gateway-office1"
+        hint="Devices tagged with it use only this segment's gateways."
+      />
+      <Field
+        label="Management address"
+        name="address"
+        value={address}
+        onChange={setAddress}
+        error={error}
+        required
+        placeholder="10.1.0.5:443"
+      />
+      <Field
+        label="Gateway public key"
+        name="publicKey"
+        value={publicKey}
+        onChange={setPublicKey}
+        error={error}
+        required
+        multiline
+        hint="What the gateway printed at its first start (Public key: …)."
+      />
+      <FormEnd error={error} busy={busy} label="Register" busyLabel="Registering…" onCancel={onCancel} />
+    </form>
+  );
+}

@@ -1,0 +1,89 @@
+import { useEffect, useState } from 'react';
+import { Link } from 'wouter';
+import { api, type Project, type User } from '../api.js';
+import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
+
+/** Projects group devices; an operator's grant can name a whole project. */
+export function Projects({ user }: { user: User }) {
+  const [items, setItems] = useState<Project[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [creating, setCreating] = useState(false);
+  const [reload, setReload] = useState(0);
+
+  useEffect(() => {
+    api<{ items: Project[] }>('GET', '/projects').then(
+      (r) => setItems(r.items),
+      (e: unknown) => setError(e),
+    );
+  }, [reload]);
+
+  const isAdmin = user.role === 'admin';
+  return (
+    <section aria-labelledby="projects-title">
+      <PageHeader title="Projects">
+        {isAdmin ? (
+          <button type="button" className="primary" onClick={() => setCreating(true)}>
+            New project
+          </button>
+        ) : null}
+      </PageHeader>
+      {creating ? (
+        <ProjectForm
+          onCancel={() => setCreating(false)}
+          onSaved={() => {
+            setCreating(false);
+            setReload((n) => n + 1);
+          }}
+        />
+      ) : null}
+      <ErrorNote error={error} />
+      {items && items.length === 0 && !creating ? (
+        <Empty title="No projects yet">
+          {isAdmin ? <p>A project holds devices: create the first with “New project”.</p> : <p>Ask an administrator for access.</p>}
+        </Empty>
+      ) : null}
+      {items && items.length > 0 ? (
+        <div className="table-wrap">
+          <table className="data">
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Description</th>
+                <th className="hide-narrow">Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((p) => (
+                <tr key={p.id}>
+                  <td>
+                    <Link href={`/devices?project=${p.id}`}>{p.name}</Link>
+                  </td>
+                  <td>{p.description ?? <span className="muted">—</span>}</td>
+                  <td className="hide-narrow">{new Date(p.createdAt).toLocaleDateString()}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+    </section>
+  );
+}
+
+function ProjectForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: () => void }) {
+  const [name, setName] = useState('');
+  const [description, setDescription] = useState('');
+  const { busy, error, submit } = useSubmit(async () => {
+    await api('POST', '/projects', { name, description });
+    onSaved();
+  });
+
+  return (
+    <form className="card form-grid" onSubmit={submit} aria-label="New project">
+      <h2>New project</h2>
+      <Field label="Name" name="name" value={name} onChange={setName} error={error} required autoFocus />
+      <Field label="Description" name="description" value={description} onChange={setDescription} error={error} />
+      <FormEnd error={error} busy={busy} label="Create project" busyLabel="Saving…" onCancel={onCancel} />
+    </form>
+  );
+}

@@ -1,0 +1,159 @@
+import { useId, useState, type FormEvent, type ReactNode } from 'react';
+import { ApiError } from './api.js';
+
+/** A labelled input with its error (from the API's issues) right under it. */
+export function Field(props: {
+  label: string;
+  name: string;
+  value: string;
+  onChange: (value: string) => void;
+  error?: ApiError | null | undefined;
+  type?: 'text' | 'password' | 'search' | 'number';
+  hint?: ReactNode;
+  required?: boolean;
+  autoComplete?: string;
+  autoFocus?: boolean;
+  inputMode?: 'numeric' | 'text';
+  multiline?: boolean;
+  placeholder?: string;
+}) {
+  const id = useId();
+  const message = props.error?.field(props.name);
+  const common = {
+    id,
+    name: props.name,
+    value: props.value,
+    required: props.required,
+    autoFocus: props.autoFocus,
+    placeholder: props.placeholder,
+    'aria-invalid': message ? true : undefined,
+    'aria-describedby': message ? `${id}-error` : props.hint ? `${id}-hint` : undefined,
+  } as const;
+  return (
+    <div className={message ? 'field invalid' : 'field'}>
+      <label htmlFor={id}>{props.label}</label>
+      {props.multiline ? (
+        <textarea {...common} rows={4} spellCheck={false} onChange={(e) => props.onChange(e.target.value)} />
+      ) : (
+        <input
+          {...common}
+          type={props.type ?? 'text'}
+          autoComplete={props.autoComplete ?? 'off'}
+          inputMode={props.inputMode}
+          spellCheck={false}
+          onChange={(e) => props.onChange(e.target.value)}
+        />
+      )}
+      {message ? (
+        <p className="field-error" id={`${id}-error`} role="alert">
+          {props.label} {message}
+        </p>
+      ) : props.hint ? (
+        <p className="hint" id={`${id}-hint`}>
+          {props.hint}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+/** The error of a whole form or page: the API's message, which says what to do. */
+export function ErrorNote({ error }: { error: unknown }) {
+  if (!error) return null;
+  const message = error instanceof Error ? error.message : typeof error === 'string' ? error : 'Something went wrong. Reload the page.';
+  return (
+    <div className="error-note" role="alert">
+      {message}
+    </div>
+  );
+}
+
+/** What an empty list says, and what to do next. */
+export function Empty({ title, children }: { title: string; children?: ReactNode }) {
+  return (
+    <div className="empty">
+      <p className="empty-title">{title}</p>
+      {children ? <div className="empty-next">{children}</div> : null}
+    </div>
+  );
+}
+
+export function StatusBadge({ status, title }: { status: string; title?: string | null }) {
+  return (
+    <span className={`badge badge-${status}`} title={title ?? undefined}>
+      {status}
+    </span>
+  );
+}
+
+export function PageHeader({ title, children }: { title: string; children?: ReactNode }) {
+  return (
+    <header className="page-header">
+      <h1>{title}</h1>
+      {children ? <div className="page-actions">{children}</div> : null}
+    </header>
+  );
+}
+
+/** A relative time ("12 s ago") with the exact time as its tooltip. */
+export function Ago({ at }: { at: string | null }) {
+  if (!at) return <span className="muted">never</span>;
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(at)) / 1000));
+  const text = seconds < 60 ? `${seconds} s ago` : seconds < 3600 ? `${Math.round(seconds / 60)} min ago` : new Date(at).toLocaleString();
+  return (
+    <time dateTime={at} title={new Date(at).toLocaleString()}>
+      {text}
+    </time>
+  );
+}
+
+/**
+ * A form's submit: busy while it runs, and the failure as an ApiError (its issues name the
+ * fields). `submit` is the form's onSubmit handler.
+ */
+export function useSubmit(run: () => Promise<void>) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    run()
+      .catch((err: unknown) =>
+        setError(err instanceof ApiError ? err : new ApiError(0, 'UNKNOWN', err instanceof Error ? err.message : String(err))),
+      )
+      .finally(() => setBusy(false));
+  };
+  return { busy, error, setError, submit };
+}
+
+/** A form's error that names no field, then its buttons. */
+export function FormEnd({
+  error,
+  busy,
+  label,
+  busyLabel,
+  onCancel,
+}: {
+  error: ApiError | null;
+  busy: boolean;
+  label: string;
+  busyLabel: string;
+  onCancel?: () => void;
+}) {
+  return (
+    <>
+      <ErrorNote error={error?.issues.length ? null : error} />
+      <div className="actions wide">
+        <button type="submit" className="primary" disabled={busy}>
+          {busy ? busyLabel : label}
+        </button>
+        {onCancel ? (
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+        ) : null}
+      </div>
+    </>
+  );
+}

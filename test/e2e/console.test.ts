@@ -1,0 +1,247 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as OTPAuth from 'otpauth';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, newPage, screenshot } from '../support/browser.js';
+import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
+import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { freePort } from '../support/sshd.js';
+
+const API = '/api/v1';
+const ADMIN = 'admin';
+const ADMIN_PASSWORD = `console admin ${randomBytes(6).toString('hex')}`;
+/** The account's vaulted password: it must appear in the page only after an audited reveal. */
+const ACCOUNT_PASSWORD = `CANARY-console-${randomBytes(8).toString('hex')}`;
+
+/**
+ * The web console in headless Debian Chromium against the real `gatehouse server`: first-run
+ * set-up, sign-in with TOTP, projects, devices with field errors, an account revealed,
+ * gateways (one registered and seen online, tunnel mode), the security headers and where
+ * secrets may not be. Every page is photographed into artifacts/screenshots/.
+ */
+describe('web console', () => {
+  let dir: string;
+  let server: GatehouseServer;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let problems: string[];
+  let totp: OTPAuth.TOTP;
+  let cookie = '';
+  let csrf = '';
+
+  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await server.request(`${API}${route}`, { method, body, headers: { cookie, 'x-csrf-token': csrf } });
+    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
+    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-console-');
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
+    browser = await launchChromium(server.certFile);
+    context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    ({ page, problems } = await newPage(context));
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await stopGateways();
+    killServers();
+    removeTempDirs();
+  });
+
+  it('serves the console with a CSP that forbids inline scripts, and nothing for the API', async () => {
+    const res = await server.request('/', { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    const csp = String(res.headers['content-security-policy']);
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(csp).not.toContain('unsafe-eval');
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(res.headers['x-frame-options']).toBe('DENY');
+    expect(res.headers['cache-control']).toBe('no-store');
+    // No inline script in the page: every <script> has a src.
+    expect(res.body).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    // A console path is the same page; an unknown API path stays a JSON 404.
+    expect((await server.request('/devices/anything', { headers: { accept: 'text/html' } })).body).toBe(res.body);
+    const unknown = await server.request(`${API}/no-such-route`, { headers: { accept: 'text/html' } });
+    expect(unknown.status).toBe(404);
+    expect(JSON.parse(unknown.body)).toMatchObject({ error: { code: 'NOT_FOUND' } });
+    // Assets are hashed and cached; a path outside them is refused.
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(res.body)?.[1] as string;
+    const asset = await server.request(script);
+    expect(asset.status).toBe(200);
+    expect(asset.headers['cache-control']).toContain('immutable');
+    expect((await server.request('/assets/../../package.json')).status).toBe(404);
+  });
+
+  it('creates the first administrator on the set-up page', async () => {
+    await page.goto(server.url);
+    await page.getByRole('heading', { name: 'Set up Gatehouse' }).waitFor();
+    await screenshot(page, '01-setup');
+    await page.getByLabel('Set-up token').fill(readFileSync(path.join(server.dataDir, 'setup-token'), 'utf8').trim());
+    await page.getByLabel('Administrator user name').fill(ADMIN);
+    // A short password: the API's reason appears under the field.
+    await page.getByLabel('Password', { exact: true }).fill('short');
+    await page.getByLabel('Password again').fill('short');
+    await page.getByRole('button', { name: 'Create administrator' }).click();
+    await expect.poll(() => page.locator('.field-error').first().textContent()).toMatch(/^Password .*12/);
+    await screenshot(page, '02-setup-field-error');
+    await page.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
+    await page.getByLabel('Password again').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Create administrator' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Gatehouse' }).waitFor();
+    expect(await page.locator('.notice').textContent()).toContain('administrator is created');
+  });
+
+  it('signs in with password and TOTP code; a wrong code is refused with its reason', async () => {
+    // TOTP enrolment through the API (the console's own page comes with the users pages).
+    const login = await server.request(`${API}/auth/login`, { method: 'POST', body: { username: ADMIN, password: ADMIN_PASSWORD } });
+    cookie = String([login.headers['set-cookie']].flat()[0]).split(';')[0] ?? '';
+    csrf = (JSON.parse(login.body) as { csrfToken: string }).csrfToken;
+    const { secret } = await api<{ secret: string }>('POST', '/auth/totp/enroll', {});
+    totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) });
+    await api('POST', '/auth/totp/confirm', { code: totp.generate() });
+
+    await page.getByLabel('User name').fill(ADMIN);
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await screenshot(page, '03-sign-in');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const code = page.getByLabel('Authenticator code');
+    await code.waitFor();
+    await code.fill('000000');
+    await page.getByRole('button', { name: 'Verify code' }).click();
+    await expect.poll(() => page.getByRole('alert').first().textContent()).toMatch(/code/i);
+    await screenshot(page, '04-sign-in-wrong-code');
+    await code.fill(totp.generate({ timestamp: Date.now() + 30_000 }));
+    await page.getByRole('button', { name: 'Verify code' }).click();
+    await page.getByRole('heading', { name: 'Devices' }).waitFor();
+    await page.getByText('No projects yet').waitFor();
+    await screenshot(page, '05-devices-empty');
+
+    const session = (await context.cookies()).find((c) => c.name === 'gh_session');
+    expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict' });
+  });
+
+  it('creates a project, then a device with field-level errors, then an account whose secret stays masked until revealed', async () => {
+    await page.getByRole('link', { name: 'Projects' }).click();
+    await page.getByRole('button', { name: 'New project' }).click();
+    await page.getByLabel('Name').fill('Payments');
+    await page.getByLabel('Description').fill('Card processing');
+    await page.getByRole('button', { name: 'Create project' }).click();
+    await page.getByRole('link', { name: 'Payments' }).waitFor();
+    await screenshot(page, '06-projects');
+
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    await page.getByRole('button', { name: 'New device' }).click();
+    await page.getByLabel('Name').fill('db-1');
+    await page.getByLabel('Private IP').fill('300.1.1.1');
+    await page.getByLabel('Tags').fill('gateway-office1 pci');
+    await page.getByRole('button', { name: 'Create device' }).click();
+    const ipError = page.locator('.field.invalid .field-error');
+    await ipError.waitFor();
+    expect(await ipError.textContent()).toBe('Private IP must be an IPv4 or IPv6 address');
+    await screenshot(page, '07-device-field-error');
+    await page.getByLabel('Private IP').fill('10.0.0.5');
+    await page.getByRole('button', { name: 'Create device' }).click();
+    await page.getByRole('link', { name: 'db-1' }).waitFor();
+    expect(await page.locator('.count').textContent()).toBe('1 device');
+    await screenshot(page, '08-devices');
+
+    await page.getByRole('link', { name: 'db-1' }).click();
+    await page.getByRole('heading', { name: 'db-1' }).waitFor();
+    await page.getByRole('button', { name: 'Add account' }).click();
+    await page.getByLabel('User name').fill('root');
+    await page.getByLabel('Password').fill(ACCOUNT_PASSWORD);
+    await page.getByRole('button', { name: 'Add account' }).click();
+    await page.getByText('password ••••••••').waitFor();
+    // Masked: the secret is nowhere in the page, its storage or its URL.
+    expect(await page.content()).not.toContain(ACCOUNT_PASSWORD);
+    await screenshot(page, '09-device-masked');
+
+    await page.getByRole('button', { name: 'Reveal…' }).click();
+    await page.getByLabel('Reason (recorded in the audit log)').fill('rotating the root password');
+    await page.getByRole('button', { name: 'Reveal', exact: true }).click();
+    await page.getByText(ACCOUNT_PASSWORD).waitFor();
+    await screenshot(page, '10-device-revealed');
+    const storage = await page.evaluate<string>(
+      'JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, url: location.href })',
+    );
+    expect(storage).not.toContain(ACCOUNT_PASSWORD);
+    expect(storage).not.toContain(csrf);
+    await page.getByRole('button', { name: 'Hide' }).click();
+    expect(await page.content()).not.toContain(ACCOUNT_PASSWORD);
+
+    const events = await api<{ items: { action: string; outcome: string; details: Record<string, unknown> }[] }>(
+      'GET',
+      '/audit/events?action=account.reveal',
+    );
+    expect(events.items[0]).toMatchObject({
+      action: 'account.reveal',
+      outcome: 'success',
+      details: { reason: 'rotating the root password' },
+    });
+  });
+
+  it('registers a gateway with the key it printed and shows it online; tunnel mode is a switch', async () => {
+    await page.getByRole('link', { name: 'Gateways' }).click();
+    await page.locator('tr[data-gateway="default"]').getByText('online').waitFor();
+    await screenshot(page, '11-gateways');
+    await page.getByRole('button', { name: 'Register gateway' }).click();
+    // The admin copies the start command with the server's key from the page.
+    const command = (await page.locator('pre.copyable').textContent()) ?? '';
+    const serverKey = /--server-key (\S+)/.exec(command)?.[1] as string;
+    expect(serverKey).toBe((await api<{ publicKey: string }>('GET', '/gateways/server-key')).publicKey);
+    const gateway = await RemoteGatewayProcess.start({ dataDir: path.join(dir, 'gw-office1'), serverKey });
+
+    const form = page.getByRole('form', { name: 'Register gateway' });
+    await form.getByLabel('Name').fill('office1-a');
+    await form.getByLabel('Segment').fill('gateway-office1');
+    await form.getByLabel('Management address').fill(gateway.address);
+    await form.getByLabel('Gateway public key').fill('not a key');
+    await form.getByRole('button', { name: 'Register' }).click();
+    await form.locator('.field.invalid').filter({ hasText: 'Gateway public key' }).waitFor();
+    await screenshot(page, '12-gateway-register-error');
+    await form.getByLabel('Gateway public key').fill(gateway.publicKey);
+    await form.getByRole('button', { name: 'Register' }).click();
+    const row = page.locator('tr[data-gateway="office1-a"]');
+    await row.getByText('online').waitFor({ timeout: 20_000 });
+    expect(await row.textContent()).toContain('gateway-office1');
+    await screenshot(page, '13-gateways-registered');
+
+    const tunnel = page.getByRole('switch', { name: /Tunnel mode/ });
+    await tunnel.check();
+    await expect.poll(async () => (await api<{ tunnelMode: boolean }>('GET', '/gateway-settings')).tunnelMode).toBe(true);
+    await page.getByText('Tunnel mode on').waitFor();
+    await tunnel.uncheck();
+    await expect.poll(async () => (await api<{ tunnelMode: boolean }>('GET', '/gateway-settings')).tunnelMode).toBe(false);
+  });
+
+  it('works in a narrow window and by keyboard', async () => {
+    await page.setViewportSize({ width: 390, height: 800 });
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    await page.getByRole('link', { name: 'db-1' }).waitFor();
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+    expect(overflow).toBeLessThanOrEqual(0);
+    await screenshot(page, '14-devices-narrow');
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // Keyboard, from a fresh load: the skip link comes first, then the main navigation.
+    await page.reload();
+    await page.getByRole('link', { name: 'db-1' }).waitFor();
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate<string | undefined>('document.activeElement?.textContent')).toBe('Skip to content');
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate<string | undefined>('document.activeElement?.textContent')).toBe('Devices');
+  });
+
+  it('goes back to the sign-in page when signed out, and had no script, CSP or network error on the way', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Gatehouse' }).waitFor();
+    expect((await context.cookies()).find((c) => c.name === 'gh_session')).toBeUndefined();
+    expect(problems).toEqual([]);
+  });
+});

@@ -1,0 +1,55 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+/** Where the console tests keep their screenshots (CI keeps the folder as an artifact; the README names it). */
+export const SCREENSHOTS = fileURLToPath(new URL('../../artifacts/screenshots/', import.meta.url));
+
+/**
+ * Debian's Chromium, headless, as these machines run it: no sandbox (root), no GPU, and no
+ * background networking (its connections to the internet are refused here). TLS is not
+ * switched off: the server's certificate is trusted by the SHA-256 of its public key
+ * (`--ignore-certificate-errors-spki-list`), so any other certificate still fails.
+ */
+export async function launchChromium(certFile: string): Promise<Browser> {
+  const spki = new X509Certificate(readFileSync(certFile)).publicKey.export({ type: 'spki', format: 'der' });
+  const pin = createHash('sha256').update(spki).digest('base64');
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-component-update',
+      '--disable-sync',
+      `--ignore-certificate-errors-spki-list=${pin}`,
+    ],
+  });
+}
+
+/**
+ * A page that records what would be a bug in any console page: a script error, a console
+ * error (CSP violations are reported there), or a request that failed.
+ */
+export async function newPage(context: BrowserContext): Promise<{ page: Page; problems: string[] }> {
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    // The API's expected refusals (a wrong field, 401 before sign-in) are answered, not broken.
+    if (m.type() === 'error' && !/status of (4\d\d)/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ''}`));
+  return { page, problems };
+}
+
+/** A full-page screenshot into SCREENSHOTS/<name>.png. */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
