@@ -132,6 +132,36 @@ describe.each(dialects)('break glass API on %s', (dialect) => {
     expect(events.items.length).toBeGreaterThanOrEqual(2);
   });
 
+  it('streams the Test as JSON lines, one per stage as it completes, then the report; bad settings stay a JSON error', async () => {
+    const res = await t.request('POST', '/api/v1/breakglass/test', {
+      token: admin,
+      body: s3Settings({ prefix }),
+      headers: { accept: 'application/x-ndjson' },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('application/x-ndjson; charset=utf-8');
+    const lines = res.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; stage?: string; ok?: boolean; stages?: unknown[] });
+    expect(lines.map((l) => [l.type, l.stage ?? null])).toEqual([
+      ['stage', 'container'],
+      ['stage', 'authentication'],
+      ['stage', 'connection'],
+      ['report', null],
+    ]);
+    expect(lines[3]).toMatchObject({ type: 'report', ok: true });
+    expect(res.body).not.toContain('S3RVER-secret-value');
+
+    const bad = await t.request('POST', '/api/v1/breakglass/test', {
+      token: admin,
+      body: s3Settings({ bucket: 'No_Such' }),
+      headers: { accept: 'application/x-ndjson' },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json<{ error: { issues: { path: string }[] } }>().error.issues.map((i) => i.path)).toEqual(['bucket']);
+  });
+
   it('names every bad field of the settings', async () => {
     const bad = await t.request('PUT', '/api/v1/breakglass/settings', {
       token: admin,

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'react';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { api, ApiError, setCsrfToken, whenSignedOut, type User } from './api.js';
+import { BreakGlass } from './pages/BreakGlass.js';
 import { DevicePage } from './pages/DevicePage.js';
 import { Devices } from './pages/Devices.js';
 import { Gateways } from './pages/Gateways.js';
@@ -20,6 +21,7 @@ const NAV: { href: string; label: string; roles: User['role'][] }[] = [
   { href: '/devices', label: 'Devices', roles: ['admin', 'operator', 'auditor'] },
   { href: '/projects', label: 'Projects', roles: ['admin', 'operator', 'auditor'] },
   { href: '/gateways', label: 'Gateways', roles: ['admin', 'auditor'] },
+  { href: '/breakglass', label: 'Break glass', roles: ['admin', 'auditor'] },
 ];
 
 export function App() {
@@ -125,6 +127,9 @@ function Shell({ user, onSignOut }: { user: User; onSignOut: () => Promise<void>
           </Route>
           <Route path="/gateways">
             <Gateways user={user} />
+          </Route>
+          <Route path="/breakglass">
+            <BreakGlass user={user} />
           </Route>
           <Route>
             <Redirect to="/devices" />

@@ -80,6 +80,53 @@ export async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
   return parsed as T;
 }
 
+/**
+ * A request whose answer is JSON lines (application/x-ndjson), each handed to `onLine` as
+ * it arrives: the break-glass Test reports each stage when it is done. Errors before the
+ * stream starts are the API's usual error body.
+ */
+export async function apiLines(path: string, body: unknown, onLine: (line: Record<string, unknown>) => void): Promise<void> {
+  const headers: Record<string, string> = { accept: 'application/x-ndjson', 'content-type': 'application/json' };
+  if (csrfToken) headers['x-csrf-token'] = csrfToken;
+  let res: Response;
+  try {
+    res = await fetch(`${API}${path}`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'NETWORK', 'The server did not answer. Check that Gatehouse is running and try again.');
+  }
+  if (!res.ok || !res.body) {
+    const error = (
+      (await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string; issues?: FieldIssue[] } } | undefined
+    )?.error;
+    if (res.status === 401) onSignedOut?.();
+    throw new ApiError(
+      res.status,
+      error?.code ?? `HTTP_${res.status}`,
+      error?.message ?? `The server answered ${res.status}.`,
+      error?.issues ?? [],
+    );
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (value) buffered += value;
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (line !== '') onLine(JSON.parse(line) as Record<string, unknown>);
+    }
+    if (done) return;
+  }
+}
+
 /** A query string from the defined values, in order. */
 export function query(values: Record<string, string | number | boolean | undefined | null>): string {
   const q = new URLSearchParams();

@@ -16,6 +16,9 @@ export function Field(props: {
   inputMode?: 'numeric' | 'text';
   multiline?: boolean;
   placeholder?: string;
+  disabled?: boolean;
+  /** The id of a <datalist> of suggestions. */
+  list?: string;
 }) {
   const id = useId();
   const message = props.error?.field(props.name);
@@ -26,6 +29,7 @@ export function Field(props: {
     required: props.required,
     autoFocus: props.autoFocus,
     placeholder: props.placeholder,
+    disabled: props.disabled,
     'aria-invalid': message ? true : undefined,
     'aria-describedby': message ? `${id}-error` : props.hint ? `${id}-hint` : undefined,
   } as const;
@@ -40,6 +44,7 @@ export function Field(props: {
           type={props.type ?? 'text'}
           autoComplete={props.autoComplete ?? 'off'}
           inputMode={props.inputMode}
+          list={props.list}
           spellCheck={false}
           onChange={(e) => props.onChange(e.target.value)}
         />

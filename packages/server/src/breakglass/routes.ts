@@ -1,3 +1,4 @@
+import { PassThrough } from 'node:stream';
 import { leastPrivilegePolicies, parseConnectionString } from '@gatehouse/breakglass';
 import { GatehouseError, NotFoundError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
@@ -92,11 +93,12 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       schema: {
         tags: ['breakglass'],
         summary:
-          'Run the three-stage Test (container, authentication, connection) and the privilege check; with a body, test those settings without saving',
+          'Run the three-stage Test (container, authentication, connection) and the privilege check; with a body, test those settings without saving. ' +
+          'With "Accept: application/x-ndjson" the answer is one JSON line per stage as it completes ({"type":"stage",…}), then the report ({"type":"report",…})',
         body: settingsBody.optional(),
       },
     },
-    async (req) => {
+    async (req, reply) => {
       let settings;
       if (req.body && Object.keys(req.body).length > 0) settings = await bg.store.merge(input(req.body));
       else {
@@ -108,7 +110,23 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
           );
         settings = current.settings;
       }
-      return bg.test(settings, req);
+      if (!(req.headers.accept ?? '').includes('application/x-ndjson')) return bg.test(settings, req);
+      // Streamed: the page shows each stage when it is done. Bad settings were refused above as a
+      // normal JSON error; what fails from here on is reported as the last line.
+      const lines = new PassThrough();
+      const line = (value: unknown) => lines.write(`${JSON.stringify(value)}\n`);
+      bg.test(settings, req, (stage) => line({ type: 'stage', ...stage })).then(
+        (report) => {
+          line({ type: 'report', ...report });
+          lines.end();
+        },
+        (error: unknown) => {
+          req.log.warn({ err: error }, 'break-glass test failed');
+          line({ type: 'error', message: error instanceof GatehouseError ? error.message : `The test could not run (request ${req.id}).` });
+          lines.end();
+        },
+      );
+      return reply.type('application/x-ndjson; charset=utf-8').header('cache-control', 'no-store').send(lines);
     },
   );
 

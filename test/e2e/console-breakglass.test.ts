@@ -1,0 +1,205 @@
+import { ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
+import { ageKeygen } from '../support/breakglass-e2e.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, startS3rver, type RunningPeer } from '../support/storage.js';
+
+const API = '/api/v1';
+const ADMIN_PASSWORD = 'console break glass admin';
+const S3_SECRET = 'S3RVER';
+
+/**
+ * System management → Break glass backup in Chromium against the real server, s3rver and
+ * Azurite: the documented fields, the Test's three stages (all succeed, then a wrong key
+ * fails the authentication stage with its reason), Save, Run now and the history row, a
+ * pasted Azure connection string, and settings from a mounted secret shown read-only.
+ */
+describe('web console: break glass', () => {
+  let dir: string;
+  let server: GatehouseServer;
+  let s3: RunningPeer & { endpoint: string };
+  let azurite: RunningPeer & { blobEndpoint: string };
+  let browser: Browser;
+  let page: Page;
+  let problems: string[];
+  let token: string;
+  let recipient: string;
+
+  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
+    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
+    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
+  };
+  const stage = (name: string) => page.locator(`li[data-stage="${name}"]`);
+  const stagesDone = async () => {
+    await page.getByRole('button', { name: 'Test', exact: true }).click();
+    await page.locator('[aria-label="Test result"][data-complete="true"]').waitFor();
+    return Promise.all(['container', 'authentication', 'connection'].map((s) => stage(s).getAttribute('data-state')));
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-console-bg-');
+    recipient = ageKeygen(dir).recipient;
+    [s3, azurite] = await Promise.all([startS3rver({ buckets: ['breakglass'] }), startAzurite()]);
+    await new ContainerClient(`${azurite.blobEndpoint}/breakglass`, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)).create();
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: '0' } });
+    const credentials = path.join(dir, 'credentials.json');
+    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
+    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    const project = await api<{ id: string }>('POST', '/projects', { name: 'Payments' });
+    const device = await api<{ id: string }>('POST', '/devices', {
+      projectId: project.id,
+      name: 'db-1',
+      provider: 'aws',
+      privateIp: '10.0.0.5',
+    });
+    await api('POST', '/accounts', { deviceId: device.id, username: 'root', password: 'a vaulted password' });
+
+    browser = await launchChromium(server.certFile);
+    ({ page, problems } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } })));
+    await signIn(page, server.url, 'admin', ADMIN_PASSWORD);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all([s3?.stop(), azurite?.stop()]);
+    killServers();
+    removeTempDirs();
+  });
+
+  it('tests S3 settings stage by stage, then a wrong key fails the authentication stage with its reason', async () => {
+    await page.getByRole('link', { name: 'Break glass' }).click();
+    await page.getByRole('heading', { name: 'Break glass backup' }).waitFor();
+    await page.getByText('No runs yet').waitFor();
+    await screenshot(page, '20-breakglass-empty');
+
+    // The documented S3 fields, in order.
+    const labels = await page.locator('[data-provider="s3"] label').allTextContents();
+    expect(labels).toEqual(['Access key ID', 'Secret key', 'Bucket name', 'Protocol', 'URL', 'Region']);
+    await page.getByLabel('Execute time', { exact: true }).fill('03:00');
+    await page.getByLabel('Time zone', { exact: true }).fill('Asia/Tokyo');
+    await page.getByLabel('Access key ID', { exact: true }).fill('S3RVER');
+    await page.getByLabel('Secret key', { exact: true }).fill(S3_SECRET);
+    await page.getByLabel('Bucket name', { exact: true }).fill('breakglass');
+    await page.getByLabel('Protocol', { exact: true }).selectOption('http');
+    await page.getByLabel('URL', { exact: true }).fill(s3.endpoint);
+    await page.getByLabel('Age recipients', { exact: true }).fill(recipient);
+    await page.getByText('Advanced').click();
+    await page.getByLabel(/Path-style/).check();
+
+    expect(await stagesDone()).toEqual(['ok', 'ok', 'ok']);
+    // s3rver lets any valid key do anything: the privilege warning says so.
+    await page.getByText('The key has more rights than it needs').waitFor();
+    await screenshot(page, '21-breakglass-s3-test-ok');
+
+    // s3rver checks the access key ID, not the secret: a key it does not know.
+    await page.getByLabel('Access key ID', { exact: true }).fill('NOT-A-KEY');
+    await page.getByLabel('Secret key', { exact: true }).fill('not-the-secret');
+    const states = await stagesDone();
+    expect(states[1]).toBe('failed');
+    expect(states[2]).toBe('skipped');
+    const reason = await stage('authentication').locator('.stage-message').textContent();
+    expect(reason).toBe('The access key ID is not known to the storage server. Check the access key ID.');
+    expect(reason).not.toContain('not-the-secret');
+    await screenshot(page, '22-breakglass-s3-wrong-key');
+  });
+
+  it('saves, shows the secret as a fixed mask, runs now and shows the run in the history', async () => {
+    await page.getByLabel('Access key ID', { exact: true }).fill('S3RVER');
+    await page.getByLabel('Secret key', { exact: true }).fill(S3_SECRET);
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Saved. The Test ran with the saved settings').waitFor();
+    expect(await page.getByLabel('Secret key', { exact: true }).inputValue()).toBe('********');
+    const saved = await api<{ settings: Record<string, unknown> }>('GET', '/breakglass/settings');
+    expect(saved.settings).toMatchObject({
+      provider: 's3',
+      executeTime: '03:00',
+      timeZone: 'Asia/Tokyo',
+      bucket: 'breakglass',
+      pathStyle: true,
+    });
+
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByText('The run succeeded.').waitFor({ timeout: 30_000 });
+    const row = page.getByRole('table', { name: 'Run history' }).locator('tbody tr').first();
+    await row.getByText('succeeded').waitFor();
+    expect(await row.textContent()).toContain('manual');
+    await screenshot(page, '23-breakglass-s3-run');
+  });
+
+  it('fills the Blob fields from a pasted connection string; Azurite passes, a wrong key fails authentication', async () => {
+    await page.getByLabel('Blob', { exact: true }).check();
+    const labels = await page.locator('[data-provider="blob"] label').allTextContents();
+    expect(labels).toEqual([
+      'Paste an Azure connection string',
+      'Storage account name',
+      'Key',
+      'Container name',
+      'Protocol',
+      'Endpoint suffix',
+    ]);
+    await page
+      .getByLabel('Paste an Azure connection string', { exact: true })
+      .fill(`DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${azurite.blobEndpoint};`);
+    expect(await page.getByLabel('Storage account name', { exact: true }).inputValue()).toBe(AZURITE_ACCOUNT);
+    expect(await page.getByLabel('Protocol', { exact: true }).inputValue()).toBe('http');
+    await page.getByLabel('Container name', { exact: true }).fill('breakglass');
+    expect(await stagesDone()).toEqual(['ok', 'ok', 'ok']);
+    await screenshot(page, '24-breakglass-blob-test-ok');
+
+    // A wrong key: Azure answers nothing about the container to it, so that stage is not tested either.
+    await page.getByLabel('Key', { exact: true }).fill(Buffer.alloc(64, 7).toString('base64'));
+    expect(await stagesDone()).toEqual(['skipped', 'failed', 'skipped']);
+    expect(await stage('authentication').locator('.stage-message').textContent()).toMatch(/did not accept the credentials/);
+    await screenshot(page, '25-breakglass-blob-wrong-key');
+
+    await page.getByLabel('Key', { exact: true }).fill(AZURITE_KEY);
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Saved. The Test ran with the saved settings').waitFor();
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByText('The run succeeded.').waitFor({ timeout: 30_000 });
+    await expect.poll(() => page.getByRole('table', { name: 'Run history' }).locator('tbody tr').count()).toBe(2);
+    // The page never held the stored key once saved.
+    expect(await page.content()).not.toContain(AZURITE_KEY);
+    expect(problems).toEqual([]);
+  });
+
+  it('shows settings from a mounted secret read-only', async () => {
+    const mount = path.join(dir, 'mounted');
+    mkdirSync(mount);
+    const values: Record<string, string> = {
+      provider: 's3',
+      executeTime: '04:30',
+      timeZone: 'Europe/Berlin',
+      accessKeyId: 'S3RVER',
+      secretAccessKey: S3_SECRET,
+      bucket: 'breakglass',
+      protocol: 'http',
+      url: s3.endpoint,
+      pathStyle: 'true',
+      ageRecipients: recipient,
+    };
+    for (const [k, v] of Object.entries(values)) writeFileSync(path.join(mount, k), v);
+    const mounted = await startServer({
+      dataDir: path.join(dir, 'data-mounted'),
+      env: { GATEHOUSE_BREAKGLASS_CONFIG: mount, GATEHOUSE_GATEWAY_PORT: '0' },
+    });
+    await setupAdmin(mounted, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'mounted-credentials.json') } });
+    // Another server, another certificate: a browser that trusts that one.
+    const second = await launchChromium(mounted.certFile);
+    const { page: view } = await newPage(await second.newContext({ viewport: { width: 1280, height: 900 } }));
+    await signIn(view, mounted.url, 'admin', ADMIN_PASSWORD);
+    await view.getByRole('link', { name: 'Break glass' }).click();
+    await view.getByText('come from a mounted secret').waitFor();
+    expect(await view.getByLabel('Execute time', { exact: true }).inputValue()).toBe('04:30');
+    expect(await view.getByLabel('Execute time', { exact: true }).isDisabled()).toBe(true);
+    expect(await view.getByRole('button', { name: 'Save' }).isDisabled()).toBe(true);
+    expect(await view.getByLabel('Secret key', { exact: true }).inputValue()).toBe('********');
+    await screenshot(view, '26-breakglass-mounted-read-only');
+    await second.close();
+  });
+});
