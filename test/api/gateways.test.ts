@@ -113,6 +113,56 @@ describe.each(dialects)('gateways API on %s', (dialect) => {
   });
 });
 
+describe.each(dialects)('session search on %s', (dialect) => {
+  let t: TestApp;
+  let admin: string;
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    admin = (await t.userWithToken('admin')).token;
+    const row = (id: string, username: string, deviceName: string, startedAt: string, result: string) => ({
+      id,
+      user_id: null,
+      username,
+      project_id: null,
+      project_name: 'Ops',
+      device_id: null,
+      device_name: deviceName,
+      account_id: null,
+      account_username: 'root',
+      gateway: 'default',
+      kind: 'shell',
+      command: null,
+      remote_address: '127.0.0.1',
+      started_at: startedAt,
+      result,
+      reason: null,
+      recording: null,
+      segment: null,
+      entry_gateway: 'default',
+    });
+    await t.gatewaySessions.start(row('s1', 'Alice', 'db-1', '2026-11-30T10:00:00.000Z', 'success'));
+    await t.gatewaySessions.start(row('s2', 'bob', 'DB-2', '2026-12-01T10:00:00.000Z', 'active'));
+    await t.gatewaySessions.start(row('s3', 'alice', 'web_1', '2026-12-01T12:00:00.000Z', 'failure'));
+  });
+  afterAll(() => t.close());
+
+  const ids = async (query: string) =>
+    (await t.request('GET', `/api/v1/sessions?${query}`, { token: admin })).json<{ items: { id: string }[] }>().items.map((s) => s.id);
+
+  it('finds sessions by part of the user or device name, by start time and by result', async () => {
+    expect(await ids('user=ALI')).toEqual(['s3', 's1']);
+    expect(await ids('device=db')).toEqual(['s2', 's1']);
+    // A LIKE wildcard in the search is only itself.
+    expect(await ids('device=_')).toEqual(['s3']);
+    expect(await ids(`from=${encodeURIComponent('2026-12-01T00:00:00+09:00')}`)).toEqual(['s3', 's2']);
+    expect(await ids('from=2026-12-01T00:00:00Z&to=2026-12-01T11:00:00Z')).toEqual(['s2']);
+    expect(await ids('result=active')).toEqual(['s2']);
+    const bad = await t.request('GET', '/api/v1/sessions?from=yesterday', { token: admin });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json<{ error: { issues: { path: string }[] } }>().error.issues[0]?.path).toBe('querystring.from');
+  });
+});
+
 describe.each(dialects)('what a remote gateway may ask over its link, on %s', (dialect) => {
   let t: TestApp;
   let operator: { id: string; username: string; password: string };

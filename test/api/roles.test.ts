@@ -46,7 +46,10 @@ describe.each(dialects)('role × route on %s', (dialect) => {
       expect(valid, `${method} ${url} has access ${JSON.stringify(access)}`).toBe(true);
     }
     const table = new Set(t.routes.map((r) => `${r.method} ${r.url}`));
-    const doc = (await t.request('GET', `${API}/openapi.json`)).json<{ paths: Record<string, Record<string, unknown>> }>();
+    const doc = (await t.request('GET', `${API}/openapi.json`)).json<{
+      info: { description: string };
+      paths: Record<string, Record<string, unknown>>;
+    }>();
     const documented = Object.entries(doc.paths).flatMap(([path, methods]) =>
       Object.keys(methods).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
     );
@@ -55,8 +58,11 @@ describe.each(dialects)('role × route on %s', (dialect) => {
       expect(route.startsWith(`${route.split(' ')[0]} ${API}/`), route).toBe(true);
       expect(table.has(route), `${route} is missing from the route table`).toBe(true);
     }
-    // And the other way: every route of the table under /api/v1 is documented (openapi.json itself is hidden).
-    for (const route of t.routes.filter((r) => r.url.startsWith(`${API}/`) && r.url !== `${API}/openapi.json`)) {
+    // And the other way: every route of the table under /api/v1 is documented (openapi.json itself is hidden, and
+    // OpenAPI cannot describe the browser terminal's WebSocket: the document's description names it).
+    expect(doc.info.description).toContain(`GET ${API}/terminal`);
+    const undocumentable = new Set([`${API}/openapi.json`, `${API}/terminal`]);
+    for (const route of t.routes.filter((r) => r.url.startsWith(`${API}/`) && !undocumentable.has(r.url))) {
       expect(documented, `${route.method} ${route.url} is not documented`).toContain(`${route.method} ${route.url}`);
     }
   });

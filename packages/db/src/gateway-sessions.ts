@@ -1,10 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from './connect.js';
 import { isUniqueViolation } from './errors.js';
-import type { ExpressionBuilder } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
+import { escapeLike } from './inventory.js';
 import type { Database, GatewaySessionTable } from './schema.js';
 
 /** A session through a gateway, as the API shows it. */
+export interface SessionQuery {
+  limit?: number;
+  offset?: number;
+  deviceId?: string;
+  userId?: string;
+  /** Part of the user name. */
+  user?: string;
+  /** Part of the device name. */
+  device?: string;
+  /** Started at or after (ISO 8601). */
+  from?: string;
+  /** Started before (ISO 8601). */
+  to?: string;
+  result?: GatewaySession['result'];
+}
+
 export interface GatewaySession {
   id: string;
   userId: string | null;
@@ -233,12 +250,18 @@ export class GatewaySessions {
   }
 
   /** Newest first. */
-  async list(
-    q: { limit?: number; offset?: number; deviceId?: string; userId?: string } = {},
-  ): Promise<{ items: GatewaySession[]; total: number }> {
+  async list(q: SessionQuery = {}): Promise<{ items: GatewaySession[]; total: number }> {
     let base = this.x.selectFrom('gateway_sessions');
     if (q.deviceId !== undefined) base = base.where('device_id', '=', q.deviceId);
     if (q.userId !== undefined) base = base.where('user_id', '=', q.userId);
+    // Names as they were at the time (kept on the session), matched case-insensitively.
+    const like = (column: 'username' | 'device_name', text: string) =>
+      base.where(sql`lower(${sql.ref(column)})`, 'like', sql`${`%${escapeLike(text.toLowerCase())}%`} escape '\\'`);
+    if (q.user) base = like('username', q.user);
+    if (q.device) base = like('device_name', q.device);
+    if (q.from !== undefined) base = base.where('started_at', '>=', q.from);
+    if (q.to !== undefined) base = base.where('started_at', '<', q.to);
+    if (q.result !== undefined) base = base.where('result', '=', q.result);
     const total = await base.select((eb) => eb.fn.countAll<string | number>().as('n')).executeTakeFirstOrThrow();
     const rows = await base
       .selectAll()

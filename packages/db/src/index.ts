@@ -31,6 +31,7 @@ export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';
 export {
   GatewaySessions,
   type GatewaySession,
+  type SessionQuery,
   type GatewaySessionInput,
   type HostKey,
   type FileOperation as SessionFileOperation,

@@ -157,7 +157,8 @@ const sortColumns = { name: 'name', provider: 'provider', createdAt: 'created_at
 type Executor = Kysely<Database> | Transaction<Database>;
 
 /** Makes `%`, `_` and a backslash match themselves in a LIKE pattern with a backslash escape. */
-const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+/** `s` for a LIKE pattern with `escape '\\'`: its own %, _ and \\ match only themselves. */
+export const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /** Projects, devices and accounts, with every secret field sealed by the vault. */
 export class Inventory {

@@ -49,3 +49,10 @@ export {
   type RunningRemoteGateway,
 } from './remote.js';
 export { SftpOperationLog, legacyScpOperation, type FileOperation, type FileOperationKind } from './sftp-log.js';
+export {
+  generateWebTerminalKey,
+  openGatewayShell,
+  type WebTerminalKey,
+  type GatewayShell,
+  type GatewayShellOptions,
+} from './web-terminal.js';

@@ -12,6 +12,8 @@ import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
 import { handleError } from './errors.js';
+import { terminalRoutes, WebTerminal } from './terminal.js';
+import websocket from '@fastify/websocket';
 import { gatewayRegistryRoutes } from './gateway/gateways-routes.js';
 import { gatewayRoutes, recordingsDirOf } from './gateway/routes.js';
 import { GatewayService } from './gateway/service.js';
@@ -55,6 +57,8 @@ export interface GatehouseApp {
   gatewaySessions: GatewaySessions;
   /** Registered gateways, their status sync, tunnel mode and the built-in gateway's dialer. */
   gateways: GatewayService;
+  /** The browser terminal (its gateway is set once the built-in gateway listens). */
+  terminal: WebTerminal;
 }
 
 /** The paths in `value` of strings (or keys) that hold a NUL character. */
@@ -134,6 +138,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => breakglass.stop());
   app.addHook('onClose', () => gateways.health.stop());
 
+  const terminal = new WebTerminal();
   const routes: RouteEntry[] = [];
   app.addHook('onRoute', (route) => {
     const isDocs = route.url.startsWith(`${API_PREFIX}/docs`);
@@ -146,13 +151,18 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   await app.register(cookie);
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   await app.register(rateLimit, { global: false });
   await app.register(swagger, {
     openapi: {
       info: {
         title: 'Gatehouse API',
         version: VERSION,
-        description: 'Privileged access platform. Errors are { error: { code, message, issues? } }.',
+        description:
+          'Privileged access platform. Errors are { error: { code, message, issues? } }. ' +
+          'The browser terminal is a WebSocket at GET /api/v1/terminal (admin, operator; web session): the first message is ' +
+          '{"type":"start","csrfToken","deviceId","accountId?","cols","rows"}, then binary frames are terminal bytes both ways and ' +
+          '{"type":"resize","cols","rows"} resizes; the server sends {"type":"ready"|"error"|"exit",…}.',
       },
       components: {
         securitySchemes: {
@@ -221,6 +231,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       breakGlassRoutes(api, services, breakglass);
       gatewayRoutes(api, services, gatewaySessions);
       gatewayRegistryRoutes(api, services, gateways);
+      terminalRoutes(api, services, terminal);
       done();
     },
     { prefix: API_PREFIX },
@@ -239,5 +250,5 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   await app.ready();
-  return { app, services, routes, breakglass, gatewaySessions, gateways };
+  return { app, services, routes, breakglass, gatewaySessions, gateways, terminal };
 }

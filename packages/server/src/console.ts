@@ -5,14 +5,18 @@ import { webRoot } from '@gatehouse/web';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /**
- * The Content-Security-Policy of every page the server sends: scripts and styles only from
- * the server's own files (no inline script, no eval), no frames, no plugins, no other
- * origin. The API docs (swagger-ui) are left out of it; they are a separate page.
+ * The Content-Security-Policy of every page the server sends: scripts only from the
+ * server's own files (no inline script, no JavaScript eval), no frames, no plugins, no
+ * other origin. The API docs (swagger-ui) are left out of it; they are a separate page.
  */
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
+  // 'wasm-unsafe-eval' lets the page compile WebAssembly (the terminal emulator of the
+  // session player) and nothing else: JavaScript eval stays forbidden.
+  "script-src 'self' 'wasm-unsafe-eval'",
+  // The terminal (xterm.js) and the session player write <style> elements and style
+  // attributes at run time; styles cannot run code, scripts stay 'self' only.
+  "style-src 'self' 'unsafe-inline'",
   "img-src 'self' data:",
   "font-src 'self'",
   "connect-src 'self'",

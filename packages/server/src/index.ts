@@ -15,3 +15,4 @@ export { SESSION_COOKIE, CSRF_HEADER, csrfTokenOf } from './auth.js';
 export { parseInventoryFile, inventoryColumns } from './routes/import-export.js';
 export { setupTokenFile } from './routes/auth.js';
 export type { Services, AuthContext, Access } from './services.js';
+export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';

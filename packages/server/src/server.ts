@@ -101,7 +101,13 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   const abandoned = await endAbandonedSessions(built, recordingsDirOf(config.dataDir), logger);
   const host = config.gatewayHost ?? config.host;
   const server = await SshGateway.start({
-    broker: new ServerAccessBroker(built.services, built.gatewaySessions, () => built.gateways.settings()),
+    broker: new ServerAccessBroker(
+      built.services,
+      built.gatewaySessions,
+      () => built.gateways.settings(),
+      BUILT_IN_GATEWAY,
+      built.terminal,
+    ),
     hostKey: hostKey.privateKey,
     host,
     port: config.gatewayPort,
@@ -122,6 +128,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     throw error;
   });
   built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint };
+  built.terminal.gateway = { host, port: server.port, hostKeyFingerprint: hostKey.fingerprint };
   const linkKey = await built.gateways.identity();
   logger.info(
     { serverKey: linkKey.publicKey, serverKeyFingerprint: linkKey.fingerprint },

@@ -1,11 +1,14 @@
-import { useCallback, useEffect, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { api, ApiError, setCsrfToken, whenSignedOut, type User } from './api.js';
+import { Audit } from './pages/Audit.js';
 import { BreakGlass } from './pages/BreakGlass.js';
 import { DevicePage } from './pages/DevicePage.js';
 import { Devices } from './pages/Devices.js';
 import { Gateways } from './pages/Gateways.js';
 import { Projects } from './pages/Projects.js';
+import { SessionPage, Sessions } from './pages/Sessions.js';
+
 import { Setup } from './pages/Setup.js';
 import { SignIn } from './pages/SignIn.js';
 import { ErrorNote } from './ui.js';
@@ -17,10 +20,15 @@ interface Me {
   csrfToken: string | null;
 }
 
+/** xterm.js is large: loaded when a terminal is first opened. */
+const TerminalPage = lazy(() => import('./pages/Terminal.js').then((m) => ({ default: m.TerminalPage })));
+
 const NAV: { href: string; label: string; roles: User['role'][] }[] = [
   { href: '/devices', label: 'Devices', roles: ['admin', 'operator', 'auditor'] },
   { href: '/projects', label: 'Projects', roles: ['admin', 'operator', 'auditor'] },
   { href: '/gateways', label: 'Gateways', roles: ['admin', 'auditor'] },
+  { href: '/sessions', label: 'Sessions', roles: ['admin', 'auditor'] },
+  { href: '/audit', label: 'Audit log', roles: ['admin', 'auditor'] },
   { href: '/breakglass', label: 'Break glass', roles: ['admin', 'auditor'] },
 ];
 
@@ -122,11 +130,25 @@ function Shell({ user, onSignOut }: { user: User; onSignOut: () => Promise<void>
             <Devices user={user} />
           </Route>
           <Route path="/devices/:id">{(params) => <DevicePage user={user} id={params.id} />}</Route>
+          <Route path="/devices/:id/terminal">
+            {(params) => (
+              <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
+                <TerminalPage deviceId={params.id} />
+              </Suspense>
+            )}
+          </Route>
           <Route path="/projects">
             <Projects user={user} />
           </Route>
           <Route path="/gateways">
             <Gateways user={user} />
+          </Route>
+          <Route path="/sessions">
+            <Sessions user={user} />
+          </Route>
+          <Route path="/sessions/:id">{(params) => <SessionPage id={params.id} />}</Route>
+          <Route path="/audit">
+            <Audit user={user} />
           </Route>
           <Route path="/breakglass">
             <BreakGlass user={user} />

@@ -36,6 +36,11 @@ export function setCsrfToken(token: string | null): void {
   csrfToken = token;
 }
 
+/** The session's CSRF token, for the browser terminal's first message. */
+export function currentCsrfToken(): string | null {
+  return csrfToken;
+}
+
 /** Called when a request answers 401: the shell goes back to the sign-in page. */
 let onSignedOut: (() => void) | undefined;
 export function whenSignedOut(fn: () => void): void {

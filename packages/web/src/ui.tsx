@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useId, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError } from './api.js';
 
 /** A labelled input with its error (from the API's issues) right under it. */
@@ -83,10 +83,11 @@ export function Empty({ title, children }: { title: string; children?: ReactNode
   );
 }
 
-export function StatusBadge({ status, title }: { status: string; title?: string | null }) {
+/** A coloured status word; `status` picks the colour (online, succeeded, failed, running…), `label` the text. */
+export function StatusBadge({ status, label, title }: { status: string; label?: string; title?: string | null }) {
   return (
     <span className={`badge badge-${status}`} title={title ?? undefined}>
-      {status}
+      {label ?? status}
     </span>
   );
 }
@@ -160,5 +161,61 @@ export function FormEnd({
         ) : null}
       </div>
     </>
+  );
+}
+
+/**
+ * The value once it has not changed for `ms`: a search box does not ask the server on every
+ * key. An object value is compared by its JSON, so a new but equal object changes nothing.
+ */
+export function useDebounced<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  const key = JSON.stringify(value);
+  useEffect(() => {
+    const t = setTimeout(() => setSettled((old) => (JSON.stringify(old) === key ? old : value)), ms);
+    return () => clearTimeout(t);
+  }, [key, ms]);
+  return settled;
+}
+
+/** Placeholder rows while a table's first page loads: the table keeps its height, nothing jumps. */
+export function SkeletonRows({ rows, columns, loading }: { rows: number; columns: number; loading: boolean }) {
+  if (!loading) return null;
+  return (
+    <>
+      {Array.from({ length: rows }, (_, i) => (
+        <tr key={`skeleton-${i}`} className="skeleton" aria-hidden="true">
+          <td colSpan={columns}>&nbsp;</td>
+        </tr>
+      ))}
+    </>
+  );
+}
+
+/** Previous / next for a list paged on the server; nothing when it fits on one page. */
+export function Pager({
+  offset,
+  total,
+  pageSize,
+  onChange,
+}: {
+  offset: number;
+  total: number;
+  pageSize: number;
+  onChange: (offset: number) => void;
+}) {
+  if (total <= pageSize) return null;
+  return (
+    <nav className="pager" aria-label="Pages">
+      <button type="button" onClick={() => onChange(Math.max(0, offset - pageSize))} disabled={offset === 0}>
+        Previous
+      </button>
+      <span>
+        {(offset + 1).toLocaleString()}–{Math.min(offset + pageSize, total).toLocaleString()} of {total.toLocaleString()}
+      </span>
+      <button type="button" onClick={() => onChange(offset + pageSize)} disabled={offset + pageSize >= total}>
+        Next
+      </button>
+    </nav>
   );
 }

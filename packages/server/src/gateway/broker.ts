@@ -21,6 +21,7 @@ import type {
 } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
 import { checkKeySignIn, checkSignIn } from '../sign-in.js';
+import type { WebTerminal } from '../terminal.js';
 
 /** The name sessions and audit events give the gateway inside the server. */
 export const BUILT_IN_GATEWAY = DEFAULT_GATEWAY;
@@ -40,6 +41,8 @@ export class ServerAccessBroker implements AccessBroker {
     private readonly policy: () => Promise<{ portForwarding: boolean }>,
     /** The gateway users connect to through this broker: the built-in one, or a remote gateway's SSH entry. */
     private readonly entry: string = BUILT_IN_GATEWAY,
+    /** The browser terminal, whose own key signs in users it has just let in (the built-in gateway only). */
+    private readonly webTerminal?: WebTerminal,
   ) {}
 
   async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
@@ -66,6 +69,7 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async authenticateKey(request: KeyAuthenticationRequest): Promise<AuthenticationResult> {
+    if (this.webTerminal?.isOwnKey(request.fingerprint)) return this.authenticateWebTerminal(request);
     const result = await checkKeySignIn(this.services, request);
     if (!request.signed)
       return result.ok
@@ -88,6 +92,41 @@ export class ServerAccessBroker implements AccessBroker {
     await this.services.users.touchSshKey(result.keyId);
     await this.services.audit(null, { ...base, outcome: 'success', actorId: result.user.id, actorName: result.user.username, details });
     return { ok: true, user: { id: result.user.id, username: result.user.username } };
+  }
+
+  /**
+   * The browser terminal's key: good only for the user the web session just let in (once,
+   * within 30 s), who must still be neither disabled nor locked. Audited with the browser's address.
+   */
+  private async authenticateWebTerminal(request: KeyAuthenticationRequest): Promise<AuthenticationResult> {
+    const refused = { ok: false, mfaRequired: false, message: 'The key is not accepted.' } as const;
+    const allowed = this.webTerminal?.admit(request.fingerprint, request.username, request.signed);
+    if (!allowed) {
+      if (request.signed) {
+        await this.services.audit(null, {
+          action: 'gateway.auth',
+          outcome: 'failure',
+          actorName: request.username.slice(0, 64),
+          ip: request.remoteAddress,
+          details: { gateway: this.entry, method: 'web-terminal', reason: 'no browser terminal sign-in is pending for this user' },
+        });
+      }
+      return refused;
+    }
+    const user = { id: allowed.userId, username: allowed.username };
+    if (!request.signed) return { ok: true, user };
+    const row = await this.services.users.row(allowed.userId);
+    const base = { action: 'gateway.auth', actorId: row.id, actorName: row.username, ip: allowed.ip } as const;
+    if (row.disabled === 1 || (row.locked_until !== null && row.locked_until > new Date().toISOString())) {
+      await this.services.audit(null, {
+        ...base,
+        outcome: 'failure',
+        details: { gateway: this.entry, method: 'web-terminal', reason: 'disabled or locked' },
+      });
+      return refused;
+    }
+    await this.services.audit(null, { ...base, outcome: 'success', details: { gateway: this.entry, method: 'web-terminal' } });
+    return { ok: true, user };
   }
 
   async authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult> {

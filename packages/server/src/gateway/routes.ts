@@ -11,6 +11,8 @@ import type { Services } from '../services.js';
 const readers = { access: ['admin', 'auditor'] } as const;
 const admin = { access: ['admin'] } as const;
 const id = z.strictObject({ id: z.string().min(1).max(100) });
+/** A time with its offset, as the stored UTC text so that it compares as time does. */
+const isoTime = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
 
 /** The recordings directory of a data directory. */
 export const recordingsDirOf = (dataDir: string) => path.join(dataDir, 'recordings');
@@ -29,6 +31,11 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
         querystring: z.strictObject({
           deviceId: z.string().max(100).optional(),
           userId: z.string().max(100).optional(),
+          user: z.string().max(100).optional().describe('part of the user name'),
+          device: z.string().max(200).optional().describe('part of the device name'),
+          from: isoTime.optional().describe('started at or after (ISO 8601)'),
+          to: isoTime.optional().describe('started before (ISO 8601)'),
+          result: z.enum(['active', 'success', 'failure']).optional().describe('active: live sessions'),
           limit: z.coerce.number().int().min(1).max(500).default(50),
           offset: z.coerce.number().int().min(0).default(0),
         }),

@@ -31,6 +31,8 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
   const [adding, setAdding] = useState(false);
   const [reload, setReload] = useState(0);
   const isAdmin = user.role === 'admin';
+  // Operators and administrators connect; the gateway decides per account (grants).
+  const canConnect = user.role !== 'auditor';
 
   useEffect(() => {
     Promise.all([
@@ -118,7 +120,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
       {accounts && accounts.length > 0 ? (
         <ul className="accounts">
           {accounts.map((a) => (
-            <AccountRow key={a.id} account={a} canReveal={isAdmin} />
+            <AccountRow key={a.id} account={a} canReveal={isAdmin} canConnect={canConnect} />
           ))}
         </ul>
       ) : null}
@@ -143,7 +145,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
 }
 
 /** An account with its secrets as the API shows them (a fixed mask); revealing asks why and is audited. */
-function AccountRow({ account, canReveal }: { account: Account; canReveal: boolean }) {
+function AccountRow({ account, canReveal, canConnect }: { account: Account; canReveal: boolean; canConnect: boolean }) {
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState('');
   const [revealed, setRevealed] = useState<Revealed | null>(null);
@@ -173,6 +175,11 @@ function AccountRow({ account, canReveal }: { account: Account; canReveal: boole
     <li className="account">
       <div className="account-head">
         <strong className="mono">{account.username}</strong>
+        {canConnect ? (
+          <Link className="button primary" href={`/devices/${account.deviceId}/terminal?account=${account.id}`}>
+            Open terminal
+          </Link>
+        ) : null}
         <span className="muted">{kinds.length > 0 ? kinds.map((k) => `${k} ••••••••`).join(' · ') : 'no credential'}</span>
         {canReveal && kinds.length > 0 && !revealed && !asking ? (
           <button type="button" className="link" onClick={() => setAsking(true)}>

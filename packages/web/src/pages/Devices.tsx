@@ -2,20 +2,10 @@ import { useEffect, useState } from 'react';
 import { Link, useSearch } from 'wouter';
 import { api, query, type Device, type Page, type Project, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
-import { Empty, ErrorNote, PageHeader } from '../ui.js';
+import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, useDebounced } from '../ui.js';
 
 const PAGE_SIZE = 50;
 type Sort = 'name' | '-name' | 'provider' | 'createdAt' | '-createdAt';
-
-/** The value after `ms` without a change: a search box does not ask the server on every key. */
-function useDebounced<T>(value: T, ms: number): T {
-  const [settled, setSettled] = useState(value);
-  useEffect(() => {
-    const t = setTimeout(() => setSettled(value), ms);
-    return () => clearTimeout(t);
-  }, [value, ms]);
-  return settled;
-}
 
 /**
  * Devices with search, sort and paging done by the server (the table stays fast at 100,000
@@ -188,30 +178,12 @@ export function Devices({ user }: { user: User }) {
                   <td className="hide-narrow">{new Date(d.createdAt).toLocaleDateString()}</td>
                 </tr>
               ))}
-              {page === null
-                ? Array.from({ length: 8 }, (_, i) => (
-                    <tr key={`skeleton-${i}`} className="skeleton" aria-hidden="true">
-                      <td colSpan={6}>&nbsp;</td>
-                    </tr>
-                  ))
-                : null}
+              <SkeletonRows rows={8} columns={6} loading={page === null} />
             </tbody>
           </table>
         </div>
       )}
-      {total > PAGE_SIZE ? (
-        <nav className="pager" aria-label="Pages">
-          <button type="button" onClick={() => setOffset(Math.max(0, offset - PAGE_SIZE))} disabled={offset === 0}>
-            Previous
-          </button>
-          <span>
-            {(offset + 1).toLocaleString()}–{Math.min(offset + PAGE_SIZE, total).toLocaleString()} of {total.toLocaleString()}
-          </span>
-          <button type="button" onClick={() => setOffset(offset + PAGE_SIZE)} disabled={offset + PAGE_SIZE >= total}>
-            Next
-          </button>
-        </nav>
-      ) : null}
+      <Pager offset={offset} total={total} pageSize={PAGE_SIZE} onChange={setOffset} />
     </section>
   );
 }

@@ -1,6 +1,6 @@
 import { useEffect, useState, type ReactNode } from 'react';
 import { api, type Gateway, type User } from '../api.js';
-import { Ago, ErrorNote, Field, FormEnd, PageHeader, StatusBadge, useSubmit } from '../ui.js';
+import { Ago, ErrorNote, Field, FormEnd, PageHeader, SkeletonRows, StatusBadge, useSubmit } from '../ui.js';
 
 interface Settings {
   tunnelMode: boolean;
@@ -99,13 +99,7 @@ export function Gateways({ user }: { user: User }) {
                 <td>{g.liveSessions}</td>
               </tr>
             ))}
-            {items === null
-              ? Array.from({ length: 2 }, (_, i) => (
-                  <tr key={`skeleton-${i}`} className="skeleton" aria-hidden="true">
-                    <td colSpan={7}>&nbsp;</td>
-                  </tr>
-                ))
-              : null}
+            <SkeletonRows rows={2} columns={7} loading={items === null} />
           </tbody>
         </table>
       </div>

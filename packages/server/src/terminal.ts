@@ -1,0 +1,225 @@
+import { canSeeDevice, GatehouseError, NotFoundError } from '@gatehouse/core';
+import { generateWebTerminalKey, openGatewayShell, type GatewayShell, type WebTerminalKey } from '@gatehouse/gateway';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import { z } from 'zod';
+import { caller, csrfTokenOf } from './auth.js';
+import type { Services } from './services.js';
+
+/** How long a user let in by the browser terminal has to sign in to the gateway. */
+const ALLOWANCE_MS = 30_000;
+const MAX_ALLOWANCES = 1000;
+
+interface Allowance {
+  userId: string;
+  username: string;
+  ip: string;
+  expires: number;
+}
+
+/** Where the built-in gateway listens, once it does. */
+export interface BuiltInGatewayTarget {
+  host: string;
+  port: number;
+  hostKeyFingerprint: string;
+}
+
+/**
+ * The browser terminal: a WebSocket on the API's port (GET /api/v1/terminal) that opens an
+ * SSH shell through the server's own built-in gateway, signed in with a key only this
+ * process holds and only for the user of that web session, just let in. Policy, gateway
+ * choice, credential injection, recording and audit are therefore exactly those of a
+ * native `ssh` (the same gateway does them), and so are its refusals.
+ */
+export class WebTerminal {
+  readonly key: WebTerminalKey = generateWebTerminalKey();
+  gateway: BuiltInGatewayTarget | null = null;
+  private readonly allowances: Allowance[] = [];
+
+  /** The built-in gateway's sign-in asks this for its own key: a user just let in, or nobody. */
+  admit(fingerprint: string, username: string, consume: boolean): Allowance | undefined {
+    if (fingerprint !== this.key.fingerprint) return undefined;
+    const now = Date.now();
+    for (let i = this.allowances.length - 1; i >= 0; i--) if ((this.allowances[i] as Allowance).expires < now) this.allowances.splice(i, 1);
+    const at = this.allowances.findIndex((a) => a.username === username);
+    if (at < 0) return undefined;
+    const found = this.allowances[at] as Allowance;
+    if (consume) this.allowances.splice(at, 1);
+    return found;
+  }
+
+  isOwnKey(fingerprint: string): boolean {
+    return fingerprint === this.key.fingerprint;
+  }
+
+  private allow(a: Omit<Allowance, 'expires'>): void {
+    if (this.allowances.length >= MAX_ALLOWANCES) this.allowances.shift();
+    this.allowances.push({ ...a, expires: Date.now() + ALLOWANCE_MS });
+  }
+
+  /** Opens the shell for `target` (`<device>[:<account>]` or `<project>/<device>[:<account>]`) as this user. */
+  async open(user: { id: string; username: string }, target: string, ip: string, cols: number, rows: number): Promise<GatewayShell> {
+    const gateway = this.gateway;
+    if (!gateway) {
+      throw new GatehouseError(
+        'CONFLICT',
+        'The browser terminal needs the built-in gateway, which is off (gatewayPort 0). Connect with ssh through a remote gateway instead.',
+      );
+    }
+    this.allow({ userId: user.id, username: user.username, ip });
+    const host = gateway.host === '0.0.0.0' || gateway.host === '::' ? '127.0.0.1' : gateway.host;
+    return openGatewayShell({
+      host,
+      port: gateway.port,
+      hostKeyFingerprint: gateway.hostKeyFingerprint,
+      username: `${user.username}:${target}`,
+      key: this.key,
+      cols,
+      rows,
+    });
+  }
+}
+
+const start = z.strictObject({
+  type: z.literal('start'),
+  csrfToken: z.string().max(200),
+  deviceId: z.string().min(1).max(100),
+  accountId: z.string().min(1).max(100).optional(),
+  cols: z.number().int().min(10).max(1000),
+  rows: z.number().int().min(3).max(500),
+});
+const resize = z.strictObject({
+  type: z.literal('resize'),
+  cols: z.number().int().min(10).max(1000),
+  rows: z.number().int().min(3).max(500),
+});
+
+/** Control messages to the page (terminal data goes as binary frames). */
+type ToPage =
+  { type: 'ready'; target: string } | { type: 'error'; message: string } | { type: 'exit'; code: number | null; message: string };
+
+/** A name as the gateway's user-name syntax can carry it, or why not. */
+function addressable(name: string, what: string): string {
+  if (name.includes(':') || name !== name.trim()) {
+    throw new GatehouseError(
+      'BAD_REQUEST',
+      `The ${what} name "${name.slice(0, 60)}" has a ":" or surrounding spaces, which an SSH user name cannot carry. Rename it to connect.`,
+    );
+  }
+  return name;
+}
+
+/**
+ * GET /api/v1/terminal, upgraded to a WebSocket. The first message is
+ * `{type:"start", csrfToken, deviceId, accountId?, cols, rows}`: the session's CSRF token
+ * (a page of another site cannot know it, and the cookie is SameSite=Strict anyway) and
+ * what to open. Then binary frames both ways are terminal bytes, and
+ * `{type:"resize", cols, rows}` changes the window.
+ */
+export function terminalRoutes(app: FastifyInstance, services: Services, terminal: WebTerminal) {
+  app.get(
+    '/terminal',
+    {
+      websocket: true,
+      config: { access: ['admin', 'operator'] },
+      schema: {
+        tags: ['sessions'],
+        summary: 'Browser terminal (WebSocket): an SSH shell through the built-in gateway, recorded and audited like ssh',
+      },
+    },
+    (socket: WebSocket, req: FastifyRequest) => {
+      const auth = caller(req);
+      const send = (m: ToPage) => socket.readyState === socket.OPEN && socket.send(JSON.stringify(m));
+      const refuse = (message: string) => {
+        send({ type: 'error', message });
+        socket.close(1008, 'refused');
+      };
+      // A page of another origin is refused before anything else (cross-site WebSocket hijacking).
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== `https://${req.headers.host ?? ''}`)
+        return refuse('This terminal may only be opened from the Gatehouse console.');
+      let shell: GatewayShell | undefined;
+      let started = false;
+      const timer = setTimeout(() => !started && refuse('No start message arrived within 10 seconds.'), 10_000);
+      socket.on('close', () => {
+        clearTimeout(timer);
+        shell?.close();
+      });
+      socket.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) {
+          shell?.channel.write(data);
+          return;
+        }
+        let message: unknown;
+        try {
+          message = JSON.parse(data.toString('utf8'));
+        } catch {
+          return refuse('A control message was not JSON.');
+        }
+        if (!started) {
+          started = true;
+          const parsed = start.safeParse(message);
+          if (!parsed.success)
+            return refuse(
+              `The start message is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'} ${i.message}`).join('; ')}.`,
+            );
+          if (!auth.sessionToken || parsed.data.csrfToken !== csrfTokenOf(auth.sessionToken))
+            return refuse('The CSRF token is missing or wrong. Reload the page.');
+          void begin(parsed.data);
+          return;
+        }
+        const r = resize.safeParse(message);
+        if (r.success) shell?.resize(r.data.cols, r.data.rows);
+      });
+
+      const begin = async (s: z.infer<typeof start>) => {
+        try {
+          // What the user may not see does not exist for them, as in the API.
+          const device = await services.inventory.getDevice(s.deviceId);
+          if (!canSeeDevice(auth.visibility, device).allow) throw new NotFoundError('Device', s.deviceId);
+          const project = await services.inventory.getProject(device.projectId);
+          const account = s.accountId === undefined ? undefined : await services.inventory.getAccount(s.accountId);
+          if (account && account.deviceId !== device.id) throw new GatehouseError('BAD_REQUEST', 'That account is not on that device.');
+          const target = `${addressable(project.name, 'project')}/${addressable(device.name, 'device')}${account ? `:${addressable(account.username, 'account')}` : ''}`;
+          await services.audit(req, {
+            action: 'terminal.open',
+            outcome: 'success',
+            targetType: 'device',
+            targetId: device.id,
+            details: { target, accountId: s.accountId ?? null },
+          });
+          shell = await terminal.open(auth.user, target, req.ip, s.cols, s.rows);
+          if (socket.readyState !== socket.OPEN) return shell.close();
+          send({ type: 'ready', target });
+          shell.channel.on('data', (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d));
+          shell.channel.stderr.on('data', (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d));
+          let code: number | null = null;
+          shell.channel.on('exit', (c: number | null) => (code = c));
+          shell.channel.on('close', () => {
+            send({
+              type: 'exit',
+              code,
+              message:
+                code === null
+                  ? 'The gateway closed the connection; what it said is in the terminal.'
+                  : `The session ended (exit status ${code}).`,
+            });
+            socket.close(1000, 'ended');
+          });
+        } catch (error) {
+          const message = error instanceof GatehouseError || error instanceof Error ? error.message : 'The terminal could not be opened.';
+          await services
+            .audit(req, {
+              action: 'terminal.open',
+              outcome: 'failure',
+              targetType: 'device',
+              targetId: s.deviceId,
+              details: { reason: message },
+            })
+            .catch(() => undefined);
+          refuse(message);
+        }
+      };
+    },
+  );
+}

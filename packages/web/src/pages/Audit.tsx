@@ -1,0 +1,207 @@
+import { useEffect, useState } from 'react';
+import { api, API, query, type User } from '../api.js';
+import { Empty, ErrorNote, PageHeader, SkeletonRows, StatusBadge, useDebounced } from '../ui.js';
+
+interface AuditEvent {
+  seq: number;
+  id: string;
+  at: string;
+  actorName: string;
+  action: string;
+  targetType: string | null;
+  targetId: string | null;
+  outcome: 'success' | 'failure' | 'denied';
+  details: Record<string, unknown>;
+  ip: string | null;
+}
+
+type Verification = { ok: true; events: number; headHash: string } | { ok: false; events: number; seq: number; problem: string };
+
+const PAGE_SIZE = 100;
+
+/** A short, readable form of an event's details (ids and field names only: events never hold secrets). */
+function summary(details: Record<string, unknown>): string {
+  return Object.entries(details)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ')
+    .slice(0, 300);
+}
+
+/**
+ * The audit log, newest first, with filters; "Follow live" adds new events as they are
+ * written; Export downloads every event as JSON lines; the hash chain's verification is
+ * shown at the top.
+ */
+export function Audit({ user: _user }: { user: User }) {
+  const [action, setAction] = useState('');
+  const [actor, setActor] = useState('');
+  const [outcome, setOutcome] = useState('');
+  const [follow, setFollow] = useState(false);
+  const [events, setEvents] = useState<AuditEvent[] | null>(null);
+  const [more, setMore] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [verification, setVerification] = useState<Verification | null>(null);
+  const [verifying, setVerifying] = useState(false);
+  const filters = useDebounced({ action: action.trim(), actor: actor.trim(), outcome }, 250);
+
+  const verify = () => {
+    setVerifying(true);
+    api<Verification>('GET', '/audit/verify').then(
+      (v) => {
+        setVerification(v);
+        setVerifying(false);
+      },
+      (e: unknown) => {
+        setError(e);
+        setVerifying(false);
+      },
+    );
+  };
+  useEffect(verify, []);
+
+  useEffect(() => {
+    let current = true;
+    api<{ items: AuditEvent[] }>('GET', `/audit/events${query({ ...filters, limit: PAGE_SIZE })}`).then(
+      (r) => {
+        if (!current) return;
+        setEvents(r.items);
+        setMore(r.items.length === PAGE_SIZE);
+        setError(null);
+      },
+      (e: unknown) => current && setError(e),
+    );
+    return () => {
+      current = false;
+    };
+  }, [filters]);
+
+  // Following: every 2 s, the events after the newest shown.
+  useEffect(() => {
+    if (!follow || events === null) return;
+    const t = setTimeout(() => {
+      const after = events[0]?.seq ?? 0;
+      api<{ items: AuditEvent[] }>('GET', `/audit/events${query({ ...filters, afterSeq: after, order: 'asc', limit: 1000 })}`).then(
+        (r) => setEvents((old) => [...[...r.items].reverse(), ...(old ?? [])]),
+        (e: unknown) => setError(e),
+      );
+    }, 2000);
+    return () => clearTimeout(t);
+  }, [follow, events, filters]);
+
+  const older = () => {
+    const last = events?.[events.length - 1];
+    if (!last) return;
+    api<{ items: AuditEvent[] }>('GET', `/audit/events${query({ ...filters, beforeSeq: last.seq, limit: PAGE_SIZE })}`).then(
+      (r) => {
+        setEvents((old) => [...(old ?? []), ...r.items]);
+        setMore(r.items.length === PAGE_SIZE);
+      },
+      (e: unknown) => setError(e),
+    );
+  };
+
+  return (
+    <section aria-labelledby="audit-title">
+      <PageHeader title="Audit log">
+        <a className="button" href={`${API}/audit/export`} download="gatehouse-audit.jsonl">
+          Export (JSON lines)
+        </a>
+      </PageHeader>
+      <div
+        className={verification ? (verification.ok ? 'chain chain-ok' : 'chain chain-broken') : 'chain'}
+        role="status"
+        aria-live="polite"
+      >
+        {verification === null ? (
+          'Verifying the hash chain…'
+        ) : verification.ok ? (
+          <>
+            <strong>Chain verified:</strong> {verification.events.toLocaleString()} events, none edited, deleted or reordered.
+          </>
+        ) : (
+          <>
+            <strong>Chain broken at event {verification.seq}:</strong> {verification.problem}
+          </>
+        )}{' '}
+        <button type="button" className="link" onClick={verify} disabled={verifying}>
+          {verifying ? 'Verifying…' : 'Verify again'}
+        </button>
+      </div>
+      <div className="toolbar" role="search">
+        <label className="inline">
+          <span>Action</span>
+          <input
+            type="search"
+            value={action}
+            onChange={(e) => setAction(e.target.value)}
+            placeholder="auth.login"
+            aria-label="Filter by action"
+          />
+        </label>
+        <label className="inline">
+          <span>Actor</span>
+          <input type="search" value={actor} onChange={(e) => setActor(e.target.value)} aria-label="Filter by actor" />
+        </label>
+        <label className="inline">
+          <span>Outcome</span>
+          <select value={outcome} onChange={(e) => setOutcome(e.target.value)} aria-label="Filter by outcome">
+            <option value="">any</option>
+            <option value="success">success</option>
+            <option value="failure">failure</option>
+            <option value="denied">denied</option>
+          </select>
+        </label>
+        <label className="inline check">
+          <input type="checkbox" checked={follow} onChange={(e) => setFollow(e.target.checked)} /> Follow live
+        </label>
+      </div>
+      <ErrorNote error={error} />
+      {events && events.length === 0 ? (
+        <Empty title="No event matches">
+          <p>The action filter is exact (for example auth.login or account.reveal).</p>
+        </Empty>
+      ) : (
+        <div className="table-wrap">
+          <table className="data" aria-label="Audit events">
+            <thead>
+              <tr>
+                <th>#</th>
+                <th>Time</th>
+                <th>Actor</th>
+                <th>Action</th>
+                <th>Outcome</th>
+                <th className="hide-narrow">Target</th>
+                <th className="hide-narrow">Details</th>
+              </tr>
+            </thead>
+            <tbody>
+              {(events ?? []).map((e) => (
+                <tr key={e.id} data-action={e.action}>
+                  <td className="muted">{e.seq}</td>
+                  <td>{new Date(e.at).toLocaleString()}</td>
+                  <td>{e.actorName}</td>
+                  <td className="mono">{e.action}</td>
+                  <td>
+                    <StatusBadge status={e.outcome === 'success' ? 'succeeded' : 'failed'} label={e.outcome} />
+                  </td>
+                  <td className="hide-narrow mono small">{e.targetType ? `${e.targetType} ${e.targetId ?? ''}` : '—'}</td>
+                  <td className="hide-narrow small details" title={summary(e.details)}>
+                    {summary(e.details)}
+                  </td>
+                </tr>
+              ))}
+              <SkeletonRows rows={8} columns={7} loading={events === null} />
+            </tbody>
+          </table>
+        </div>
+      )}
+      {more ? (
+        <nav className="pager">
+          <button type="button" onClick={older}>
+            Older events
+          </button>
+        </nav>
+      ) : null}
+    </section>
+  );
+}

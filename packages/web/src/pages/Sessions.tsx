@@ -1,0 +1,366 @@
+import { useEffect, useRef, useState } from 'react';
+import { Link } from 'wouter';
+import { api, API, query, type Page, type User } from '../api.js';
+import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced } from '../ui.js';
+
+export interface Session {
+  id: string;
+  username: string;
+  projectName: string;
+  deviceId: string | null;
+  deviceName: string;
+  accountUsername: string;
+  gateway: string;
+  segment: string | null;
+  entryGateway: string;
+  kind: 'shell' | 'exec' | 'sftp' | null;
+  command: string | null;
+  remoteAddress: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  bytesIn: number;
+  bytesOut: number;
+  result: 'active' | 'success' | 'failure';
+  exitStatus: number | null;
+  reason: string | null;
+  recorded: boolean;
+}
+
+/** One SFTP/SCP operation: `op` is upload, download or a change (mkdir, rename, remove…). */
+interface FileOperation {
+  id: string;
+  at: string;
+  op: string;
+  path: string;
+  target: string | null;
+  bytes: number;
+  result: 'success' | 'failure';
+  error: string | null;
+}
+
+const PAGE_SIZE = 50;
+
+function duration(s: Session): string {
+  const ms = (s.endedAt ? Date.parse(s.endedAt) : Date.now()) - Date.parse(s.startedAt);
+  const seconds = Math.round(ms / 1000);
+  return seconds < 60
+    ? `${seconds} s`
+    : seconds < 3600
+      ? `${Math.floor(seconds / 60)} min ${seconds % 60} s`
+      : `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function size(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+/** A date input's day (local) as the start of that day, or of the next one, in ISO 8601. */
+function dayStart(day: string, next = false): string | undefined {
+  if (day === '') return undefined;
+  const d = new Date(`${day}T00:00:00`);
+  if (Number.isNaN(d.getTime())) return undefined;
+  if (next) d.setDate(d.getDate() + 1);
+  return d.toISOString();
+}
+
+/**
+ * Live sessions (refreshed every 5 s) and every recorded session with search by user,
+ * device and date; a session opens with its terminal recording in the page and its SFTP
+ * transfer log.
+ */
+export function Sessions({ user: _user }: { user: User }) {
+  const [tab, setTab] = useState<'live' | 'all'>('all');
+  const [userQ, setUserQ] = useState('');
+  const [deviceQ, setDeviceQ] = useState('');
+  const [from, setFrom] = useState('');
+  const [to, setTo] = useState('');
+  const [offset, setOffset] = useState(0);
+  const [page, setPage] = useState<Page<Session> | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [tick, setTick] = useState(0);
+  const filters = useDebounced({ userQ, deviceQ, from, to, tab }, 250);
+
+  useEffect(() => setOffset(0), [filters]);
+
+  useEffect(() => {
+    let current = true;
+    const q = query({
+      user: filters.userQ.trim(),
+      device: filters.deviceQ.trim(),
+      from: dayStart(filters.from),
+      to: dayStart(filters.to, true),
+      result: filters.tab === 'live' ? 'active' : undefined,
+      limit: PAGE_SIZE,
+      offset,
+    });
+    api<{ items: Session[]; total: number }>('GET', `/sessions${q}`).then(
+      (r) => {
+        if (!current) return;
+        setPage({ ...r, limit: PAGE_SIZE, offset });
+        setError(null);
+      },
+      (e: unknown) => current && setError(e),
+    );
+    const t = filters.tab === 'live' ? setTimeout(() => setTick((n) => n + 1), 5000) : undefined;
+    return () => {
+      current = false;
+      clearTimeout(t);
+    };
+  }, [filters, offset, tick]);
+
+  const total = page?.total ?? 0;
+  return (
+    <section aria-labelledby="sessions-title">
+      <PageHeader title="Sessions" />
+      <div className="tabs" role="tablist" aria-label="Which sessions">
+        {(['all', 'live'] as const).map((t) => (
+          <button
+            key={t}
+            type="button"
+            role="tab"
+            aria-selected={tab === t}
+            className={tab === t ? 'tab active' : 'tab'}
+            onClick={() => setTab(t)}
+          >
+            {t === 'all' ? 'All sessions' : 'Live now'}
+          </button>
+        ))}
+      </div>
+      <div className="toolbar" role="search">
+        <label className="inline">
+          <span>User</span>
+          <input type="search" value={userQ} onChange={(e) => setUserQ(e.target.value)} aria-label="Search by user" />
+        </label>
+        <label className="inline">
+          <span>Device</span>
+          <input type="search" value={deviceQ} onChange={(e) => setDeviceQ(e.target.value)} aria-label="Search by device" />
+        </label>
+        <label className="inline">
+          <span>From</span>
+          <input type="date" value={from} onChange={(e) => setFrom(e.target.value)} aria-label="From date" />
+        </label>
+        <label className="inline">
+          <span>To</span>
+          <input type="date" value={to} onChange={(e) => setTo(e.target.value)} aria-label="To date" />
+        </label>
+        <span className="count" aria-live="polite">
+          {page ? `${total.toLocaleString()} session${total === 1 ? '' : 's'}` : '\u00a0'}
+        </span>
+      </div>
+      <ErrorNote error={error} />
+      {page && page.items.length === 0 ? (
+        <Empty title={tab === 'live' ? 'Nobody is connected now' : 'No session matches'}>
+          <p>
+            {tab === 'live'
+              ? 'Sessions appear here while users are connected through a gateway.'
+              : 'Sessions appear once users connect with ssh, sftp or the browser terminal.'}
+          </p>
+        </Empty>
+      ) : (
+        <div className="table-wrap">
+          <table className="data" aria-label="Sessions">
+            <thead>
+              <tr>
+                <th>Started</th>
+                <th>User</th>
+                <th>Device</th>
+                <th className="hide-narrow">Gateway</th>
+                <th className="hide-narrow">Kind</th>
+                <th>Result</th>
+                <th className="hide-narrow">Duration</th>
+                <th className="hide-narrow">Bytes in / out</th>
+              </tr>
+            </thead>
+            <tbody>
+              {(page?.items ?? []).map((s) => (
+                <tr key={s.id} data-session={s.id}>
+                  <td>
+                    <Link href={`/sessions/${s.id}`}>{new Date(s.startedAt).toLocaleString()}</Link>
+                  </td>
+                  <td>{s.username}</td>
+                  <td>
+                    {s.deviceName}
+                    <span className="muted">:{s.accountUsername}</span>
+                  </td>
+                  <td className="hide-narrow">
+                    {s.gateway}
+                    {s.segment ? <span className="muted"> ({s.segment})</span> : null}
+                  </td>
+                  <td className="hide-narrow">{s.kind ?? '—'}</td>
+                  <td>
+                    <StatusBadge
+                      status={s.result === 'active' ? 'running' : s.result === 'success' ? 'succeeded' : 'failed'}
+                      label={s.result === 'active' ? 'live' : s.result}
+                      title={s.reason}
+                    />
+                  </td>
+                  <td className="hide-narrow">{duration(s)}</td>
+                  <td className="hide-narrow">
+                    {size(s.bytesIn)} / {size(s.bytesOut)}
+                  </td>
+                </tr>
+              ))}
+              <SkeletonRows rows={6} columns={8} loading={page === null} />
+            </tbody>
+          </table>
+        </div>
+      )}
+      <Pager offset={offset} total={total} pageSize={PAGE_SIZE} onChange={setOffset} />
+    </section>
+  );
+}
+
+/** One session: what it was, its recording played in the page, and its file operations. */
+export function SessionPage({ id }: { id: string }) {
+  const [session, setSession] = useState<Session | null>(null);
+  const [ops, setOps] = useState<FileOperation[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+
+  useEffect(() => {
+    Promise.all([api<Session>('GET', `/sessions/${id}`), api<{ items: FileOperation[] }>('GET', `/sessions/${id}/file-operations`)]).then(
+      ([s, o]) => {
+        setSession(s);
+        setOps(o.items);
+      },
+      (e: unknown) => setError(e),
+    );
+  }, [id]);
+
+  if (!session) {
+    return (
+      <section>
+        <PageHeader title="Session" />
+        {error ? <ErrorNote error={error} /> : <div className="placeholder" aria-busy="true" />}
+      </section>
+    );
+  }
+  return (
+    <section aria-labelledby="session-title">
+      <p className="crumbs">
+        <Link href="/sessions">Sessions</Link>
+      </p>
+      <PageHeader title={`${session.username} → ${session.deviceName}:${session.accountUsername}`} />
+      <dl className="facts">
+        <dt>Started</dt>
+        <dd>{new Date(session.startedAt).toLocaleString()}</dd>
+        <dt>Ended</dt>
+        <dd>{session.endedAt ? new Date(session.endedAt).toLocaleString() : 'still connected'}</dd>
+        <dt>Result</dt>
+        <dd>
+          {session.result}
+          {session.exitStatus !== null ? ` (exit status ${session.exitStatus})` : ''}
+          {session.reason ? <span className="muted"> — {session.reason}</span> : null}
+        </dd>
+        <dt>Kind</dt>
+        <dd>
+          {session.kind ?? '—'}
+          {session.command ? <code> {session.command}</code> : null}
+        </dd>
+        <dt>Gateway</dt>
+        <dd>
+          {session.gateway}
+          {session.segment ? ` (${session.segment})` : ''}, entered through {session.entryGateway}
+        </dd>
+        <dt>From</dt>
+        <dd className="mono">{session.remoteAddress ?? '—'}</dd>
+        <dt>Bytes</dt>
+        <dd>
+          {size(session.bytesIn)} in, {size(session.bytesOut)} out
+        </dd>
+      </dl>
+      <h2>Recording</h2>
+      {session.recorded ? (
+        <Player url={`${API}/sessions/${session.id}/recording`} />
+      ) : (
+        <p className="muted">No terminal recording for this session.</p>
+      )}
+      <h2>File transfers</h2>
+      {ops && ops.length === 0 ? (
+        <p className="muted">No SFTP or SCP operations.</p>
+      ) : (
+        <div className="table-wrap">
+          <table className="data" aria-label="File operations">
+            <thead>
+              <tr>
+                <th>Time</th>
+                <th>Operation</th>
+                <th>Path</th>
+                <th>Size</th>
+                <th>Result</th>
+              </tr>
+            </thead>
+            <tbody>
+              {(ops ?? []).map((o) => (
+                <tr key={o.id}>
+                  <td>{new Date(o.at).toLocaleTimeString()}</td>
+                  <td>{o.op}</td>
+                  <td className="mono">
+                    {o.path}
+                    {o.target ? ` → ${o.target}` : ''}
+                  </td>
+                  <td>{size(o.bytes)}</td>
+                  <td>
+                    {o.result}
+                    {o.error ? <span className="muted"> — {o.error}</span> : null}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** asciinema-player (loaded when first needed), with its own seek bar and speed. */
+function Player({ url }: { url: string }) {
+  const element = useRef<HTMLDivElement>(null);
+  const [speed, setSpeed] = useState(1);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    let player: { dispose(): void } | undefined;
+    let cancelled = false;
+    void Promise.all([import('asciinema-player'), import('asciinema-player/dist/bundle/asciinema-player.css')]).then(
+      ([AsciinemaPlayer]) => {
+        if (cancelled || !element.current) return;
+        player = AsciinemaPlayer.create({ url, fetchOpts: { credentials: 'same-origin', cache: 'no-store' } }, element.current, {
+          speed,
+          fit: 'width',
+          idleTimeLimit: 2,
+          controls: true,
+          logger: {
+            log: () => undefined,
+            debug: () => undefined,
+            info: () => undefined,
+            warn: () => undefined,
+            error: (...a: unknown[]) => setError(String(a[0])),
+          },
+        });
+      },
+      () => setError('The player could not be loaded. Reload the page.'),
+    );
+    return () => {
+      cancelled = true;
+      player?.dispose();
+    };
+  }, [url, speed]);
+
+  return (
+    <div className="player">
+      <div className="player-speed" role="group" aria-label="Playback speed">
+        {[0.5, 1, 2, 4].map((s) => (
+          <button key={s} type="button" aria-pressed={speed === s} className={speed === s ? 'active' : ''} onClick={() => setSpeed(s)}>
+            {s}×
+          </button>
+        ))}
+        <a href={url} download>
+          Download (.cast)
+        </a>
+      </div>
+      <div ref={element} className="player-screen" data-testid="player" />
+      {error ? <ErrorNote error={error} /> : null}
+    </div>
+  );
+}

@@ -1,0 +1,107 @@
+import '@xterm/xterm/css/xterm.css';
+import { FitAddon } from '@xterm/addon-fit';
+import { Terminal as XTerm } from '@xterm/xterm';
+import { useEffect, useRef, useState } from 'react';
+import { Link, useSearch } from 'wouter';
+import { API, currentCsrfToken } from '../api.js';
+import { ErrorNote, PageHeader } from '../ui.js';
+
+type State = { kind: 'connecting' } | { kind: 'open'; target: string } | { kind: 'closed'; message: string; failed: boolean };
+
+/**
+ * A terminal in the page: xterm.js over a WebSocket to GET /api/v1/terminal, which opens the
+ * shell through the built-in gateway (the same policy, recording and audit as ssh). What the
+ * gateway says when it refuses (no permission, no online gateway in a segment) appears in
+ * the terminal, and the reason of a refusal before that under it.
+ */
+export function TerminalPage({ deviceId }: { deviceId: string }) {
+  const search = useSearch();
+  const accountId = new URLSearchParams(search).get('account') ?? undefined;
+  const element = useRef<HTMLDivElement>(null);
+  const [state, setState] = useState<State>({ kind: 'connecting' });
+  const [attempt, setAttempt] = useState(0);
+
+  useEffect(() => {
+    if (!element.current) return;
+    const term = new XTerm({
+      cursorBlink: true,
+      fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace",
+      fontSize: 14,
+      scrollback: 5000,
+    });
+    const fit = new FitAddon();
+    term.loadAddon(fit);
+    term.open(element.current);
+    fit.fit();
+    term.focus();
+    setState({ kind: 'connecting' });
+
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${API}/terminal`);
+    ws.binaryType = 'arraybuffer';
+    const encoder = new TextEncoder();
+    let ended = false;
+    ws.onopen = () => {
+      ws.send(
+        JSON.stringify({
+          type: 'start',
+          csrfToken: currentCsrfToken() ?? '',
+          deviceId,
+          ...(accountId ? { accountId } : {}),
+          cols: term.cols,
+          rows: term.rows,
+        }),
+      );
+    };
+    ws.onmessage = (event: MessageEvent<ArrayBuffer | string>) => {
+      if (typeof event.data !== 'string') {
+        term.write(new Uint8Array(event.data));
+        return;
+      }
+      const m = JSON.parse(event.data) as { type: string; target?: string; message?: string; code?: number | null };
+      if (m.type === 'ready') setState({ kind: 'open', target: m.target ?? '' });
+      else if (m.type === 'error') {
+        ended = true;
+        setState({ kind: 'closed', message: m.message ?? 'The terminal was refused.', failed: true });
+      } else if (m.type === 'exit') {
+        ended = true;
+        setState({ kind: 'closed', message: m.message ?? 'The session ended.', failed: false });
+      }
+    };
+    ws.onclose = () => {
+      if (!ended) setState({ kind: 'closed', message: 'The connection to Gatehouse closed.', failed: true });
+    };
+    const input = term.onData((d) => ws.readyState === WebSocket.OPEN && ws.send(encoder.encode(d)));
+    const resize = term.onResize(
+      ({ cols, rows }) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols, rows })),
+    );
+    const onWindow = () => fit.fit();
+    window.addEventListener('resize', onWindow);
+    return () => {
+      window.removeEventListener('resize', onWindow);
+      input.dispose();
+      resize.dispose();
+      ws.close();
+      term.dispose();
+    };
+  }, [deviceId, accountId, attempt]);
+
+  return (
+    <section aria-labelledby="terminal-title" className="terminal-page">
+      <p className="crumbs">
+        <Link href={`/devices/${deviceId}`}>Back to the device</Link>
+      </p>
+      <PageHeader title={state.kind === 'open' ? `Terminal: ${state.target}` : 'Terminal'}>
+        <span className="muted" role="status" aria-live="polite">
+          {state.kind === 'connecting' ? 'Connecting through the gateway…' : state.kind === 'open' ? 'Connected · recorded' : 'Closed'}
+        </span>
+        {state.kind === 'closed' ? (
+          <button type="button" onClick={() => setAttempt((n) => n + 1)}>
+            Connect again
+          </button>
+        ) : null}
+      </PageHeader>
+      <div ref={element} className="terminal" data-testid="terminal" />
+      {state.kind === 'closed' ? state.failed ? <ErrorNote error={state.message} /> : <p className="notice">{state.message}</p> : null}
+    </section>
+  );
+}

@@ -1,0 +1,183 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { WebSocket } from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { ensureSystemUser, freePort, TestSshd } from '../support/sshd.js';
+
+const API = '/api/v1';
+const DEVICE_USER = 'gh-test-pw';
+const DEVICE_PASSWORD = `pw-${randomBytes(9).toString('hex')}`;
+const ADMIN_PASSWORD = 'console terminal admin';
+
+interface Session {
+  id: string;
+  kind: string | null;
+  result: string;
+  exitStatus: number | null;
+  recorded: boolean;
+  deviceName: string;
+}
+
+/**
+ * The browser terminal, session playback and the audit log in Chromium against the real
+ * server, its built-in gateway and an OpenSSH sshd as the device: a command typed in the
+ * page runs on the device, the session is recorded like a native ssh one and plays back in
+ * the page, the events are in the audit log, and a refusal shows the gateway's reason.
+ */
+describe('web console: browser terminal, playback and audit', () => {
+  let dir: string;
+  let server: GatehouseServer;
+  let sshd: TestSshd;
+  let browser: Browser;
+  let page: Page;
+  let problems: string[];
+  let token: string;
+  let deviceId: string;
+  let isolatedId: string;
+
+  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
+    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
+    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
+  };
+  /** What the terminal shows, row by row (xterm.js renders each row as a div). */
+  const screen = (where = page.getByTestId('terminal')) => where.locator('.xterm-rows').innerText();
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-console-term-');
+    ensureSystemUser(DEVICE_USER, { password: DEVICE_PASSWORD });
+    sshd = await TestSshd.start(path.join(dir, 'sshd'));
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
+    const credentials = path.join(dir, 'credentials.json');
+    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
+    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
+    const device = (name: string, tags: string[] = []) =>
+      api<{ id: string }>('POST', '/devices', {
+        projectId: project.id,
+        name,
+        provider: 'on-prem',
+        protocols: ['ssh', 'sftp'],
+        privateIp: '127.0.0.1',
+        urlPort: String(sshd.port),
+        tags,
+      });
+    deviceId = (await device('web-box')).id;
+    await api('POST', '/accounts', { deviceId, username: DEVICE_USER, password: DEVICE_PASSWORD });
+    // Tagged with a segment no gateway serves: the gateway refuses, naming the segment.
+    isolatedId = (await device('far-box', ['gateway-nowhere'])).id;
+    await api('POST', '/accounts', { deviceId: isolatedId, username: DEVICE_USER, password: DEVICE_PASSWORD });
+
+    browser = await launchChromium(server.certFile);
+    ({ page, problems } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } })));
+    await signIn(page, server.url, 'admin', ADMIN_PASSWORD);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    killServers();
+    await sshd?.stop();
+    removeTempDirs();
+  });
+
+  it('opens a terminal from the device page, runs a command, sees its output and closes it', async () => {
+    await page.getByRole('link', { name: 'web-box' }).click();
+    await page.getByRole('link', { name: 'Open terminal' }).click();
+    await page.getByText('Connected · recorded').waitFor({ timeout: 30_000 });
+    expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe(`Terminal: Lab/web-box:${DEVICE_USER}`);
+    await page.getByTestId('terminal').click();
+    await page.keyboard.type('echo from-the-browser-$((6*7)); tput cols\n');
+    await expect.poll(() => screen(), { timeout: 15_000 }).toContain('from-the-browser-42');
+    // The pty has the size of the page's terminal, not a default.
+    const cols = /from-the-browser-42\s+(\d+)/.exec(await screen())?.[1];
+    expect(Number(cols)).toBeGreaterThan(80);
+    await screenshot(page, '30-terminal');
+    await page.keyboard.type('exit 0\n');
+    await page.getByText('The session ended (exit status 0).').waitFor({ timeout: 15_000 });
+    await screenshot(page, '31-terminal-closed');
+
+    const sessions = await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}`);
+    expect(sessions.items[0]).toMatchObject({ kind: 'shell', result: 'success', exitStatus: 0, recorded: true });
+  });
+
+  it('plays the recording back in the page, with speed and seek', async () => {
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    await page.getByLabel('Search by device').fill('web');
+    const row = page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').first();
+    await row.getByText('web-box').waitFor();
+    await screenshot(page, '32-sessions');
+    await row.getByRole('link').click();
+    await page.getByRole('heading', { name: `admin → web-box:${DEVICE_USER}` }).waitFor();
+    await page.getByRole('button', { name: '4×' }).click();
+    const player = page.getByTestId('player');
+    await player.locator('.ap-player').waitFor();
+    // Start playing, then let it run to the command's output.
+    await player.click();
+    await expect.poll(() => player.innerText(), { timeout: 20_000 }).toContain('from-the-browser-42');
+    await screenshot(page, '33-playback');
+    // Seek back to the start with the keyboard (asciinema-player: 0 jumps to 0 %): the screen is as it was then.
+    await player.press('0');
+    await expect.poll(() => player.innerText()).not.toContain('from-the-browser-42');
+    const csv = await server.request(`${API}/audit/events?action=session.recording_read`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect((JSON.parse(csv.body) as { items: unknown[] }).items.length).toBeGreaterThan(0);
+  });
+
+  it('finds the terminal, sign-in and session events in the audit log, follows it live, and shows the chain verified', async () => {
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.getByText('Chain verified:').waitFor();
+    await page.getByLabel('Filter by action').fill('terminal.open');
+    const rows = page.getByRole('table', { name: 'Audit events' }).locator('tbody tr[data-action="terminal.open"]');
+    await rows.first().waitFor();
+    expect(await rows.first().textContent()).toContain('Lab/web-box');
+    await page.getByLabel('Filter by action').fill('gateway.auth');
+    await page.locator('tr[data-action="gateway.auth"]').filter({ hasText: 'web-terminal' }).first().waitFor();
+    await page.getByLabel('Filter by action').fill('');
+    await page.getByLabel('Follow live').check();
+    await api('POST', '/projects', { name: 'Followed' });
+    await page.locator('tr[data-action="project.create"]').filter({ hasText: 'Followed' }).waitFor({ timeout: 10_000 });
+    await screenshot(page, '34-audit');
+    await page.getByLabel('Follow live').uncheck();
+  });
+
+  it('shows the gateway reason when no gateway serves the device’s segment, with an audit event', async () => {
+    await page.goto(`${server.url}/devices/${isolatedId}/terminal`);
+    await expect.poll(() => screen(), { timeout: 20_000 }).toContain('gateway-nowhere');
+    await page.getByText('Closed', { exact: true }).waitFor({ timeout: 15_000 });
+    await screenshot(page, '35-terminal-refused');
+    const failures = await api<{ items: { details: Record<string, unknown> }[] }>(
+      'GET',
+      '/audit/events?action=gateway.select&outcome=failure',
+    );
+    expect(JSON.stringify(failures.items)).toContain('gateway-nowhere');
+    expect(problems).toEqual([]);
+  });
+
+  it("refuses a terminal WebSocket without the session's CSRF token, or from another origin", async () => {
+    const guessed = await page.evaluate<string>(`new Promise((resolve) => {
+      const ws = new WebSocket('wss://' + location.host + '/api/v1/terminal');
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'start', csrfToken: 'guess', deviceId: '${deviceId}', cols: 80, rows: 24 }));
+      ws.onmessage = (e) => resolve(String(e.data));
+      ws.onclose = () => resolve('closed');
+    })`);
+    expect(guessed).toContain('CSRF token is missing or wrong');
+
+    // A page of another site: its Origin is refused before the start message is read.
+    const cookie = (await page.context().cookies()).find((c) => c.name === 'gh_session');
+    const foreign = await new Promise<string>((resolve, reject) => {
+      const ws = new WebSocket(`${server.url.replace('https', 'wss')}/api/v1/terminal`, {
+        ca: readFileSync(server.certFile),
+        origin: 'https://attacker.example',
+        headers: { cookie: `gh_session=${cookie?.value ?? ''}` },
+      });
+      ws.on('message', (d: Buffer) => resolve(d.toString('utf8')));
+      ws.on('error', reject);
+    });
+    expect(foreign).toContain('may only be opened from the Gatehouse console');
+  });
+});
