@@ -313,7 +313,12 @@ describe.each(dialects)('bad input on %s', (dialect) => {
       const before = await count();
       const res = await importCsv(goodCsv, '?dryRun=true');
       expect(res.statusCode).toBe(200);
-      expect(res.json()).toMatchObject({ dryRun: true, rows: 4 });
+      // What the real import would do (its writes ran and were rolled back), and the rows to check.
+      expect(res.json()).toMatchObject({ dryRun: true, rows: 4, projectsCreated: 2, devicesCreated: 3, accountsCreated: 3 });
+      const preview = res.json<{ preview: { line: string; secrets: Record<string, string> }[] }>().preview;
+      expect(preview).toHaveLength(4);
+      expect(preview[0]).toMatchObject({ line: 'row 2', secrets: { password: 'set' } });
+      expect(res.body).not.toContain('switch-password');
       expect(await count()).toEqual(before);
     });
 

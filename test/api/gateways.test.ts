@@ -84,6 +84,30 @@ describe.each(dialects)('gateways API on %s', (dialect) => {
       expect(actions).toContain(action);
   });
 
+  it("ends a live session of a remote gateway's SSH entry over its management endpoint", async () => {
+    const created = await t.request('POST', '/api/v1/gateways', {
+      token: admin,
+      body: { name: 'entry-gw', segment: null, address: `127.0.0.1:${gateway.port}`, publicKey: identity.publicKey },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const asked: { id: string; reason: string }[] = [];
+    const live = '7b3c2f0e-1111-4222-8333-944455556666';
+    gateway.sessionEnder = async (id, reason) => {
+      asked.push({ id, reason });
+      return id === live;
+    };
+    try {
+      expect(await t.gateways.endSession({ id: live, entryGateway: 'entry-gw' }, 'admin ended this session.')).toBe(true);
+      expect(await t.gateways.endSession({ id: '00000000-0000-4000-8000-000000000000', entryGateway: 'entry-gw' }, 'x')).toBe(false);
+      expect(asked[0]).toEqual({ id: live, reason: 'admin ended this session.' });
+      await expect(t.gateways.endSession({ id: live, entryGateway: 'default' }, 'x')).rejects.toThrow(/built-in gateway is off/);
+      await expect(t.gateways.endSession({ id: live, entryGateway: 'gone' }, 'x')).rejects.toThrow(/no longer registered/);
+    } finally {
+      gateway.sessionEnder = undefined;
+      await t.request('DELETE', `/api/v1/gateways/${created.json<{ id: string }>().id}`, { token: admin });
+    }
+  });
+
   it('refuses bad registrations by field, and the built-in gateway cannot be changed or removed', async () => {
     const bad = await t.request('POST', '/api/v1/gateways', {
       token: admin,

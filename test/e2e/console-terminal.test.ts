@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { WebSocket } from 'ws';
@@ -38,6 +38,7 @@ describe('web console: browser terminal, playback and audit', () => {
   let token: string;
   let deviceId: string;
   let isolatedId: string;
+  const cleanups: (() => void)[] = [];
 
   const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
     const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
@@ -78,6 +79,7 @@ describe('web console: browser terminal, playback and audit', () => {
   });
 
   afterAll(async () => {
+    for (const c of cleanups) c();
     await browser?.close();
     killServers();
     await sshd?.stop();
@@ -104,10 +106,49 @@ describe('web console: browser terminal, playback and audit', () => {
     expect(sessions.items[0]).toMatchObject({ kind: 'shell', result: 'success', exitStatus: 0, recorded: true });
   });
 
+  it('uploads and downloads a file in the file browser, with matching checksums and the transfer in the session log', async () => {
+    const name = `console-upload-${randomBytes(4).toString('hex')}.bin`;
+    const content = randomBytes(300 * 1024);
+    cleanups.push(() => rmSync(path.join('/home', DEVICE_USER, name), { force: true }));
+    await page.goto(`${server.url}/devices/${deviceId}`);
+    await page.getByRole('link', { name: 'Files' }).click();
+    // It opens in the account's home directory.
+    await expect.poll(() => page.locator('nav.path').textContent()).toContain(DEVICE_USER);
+    await page.getByLabel('Upload a file').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: content });
+    const row = page.locator(`tr[data-file="${name}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    expect(await row.textContent()).toContain('300.0 KiB');
+    await screenshot(page, '31a-files');
+    const [download] = await Promise.all([page.waitForEvent('download'), row.getByRole('link', { name }).click()]);
+    const saved = path.join(dir, 'downloaded.bin');
+    await download.saveAs(saved);
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    expect(sha(readFileSync(saved))).toBe(sha(content));
+
+    // Each was an SFTP session through the gateway, its operations logged like sftp's.
+    const sessions = await api<{ items: (Session & { id: string })[] }>('GET', `/sessions?deviceId=${deviceId}&limit=10`);
+    const ops = (
+      await Promise.all(
+        sessions.items
+          .filter((x) => x.kind === 'sftp')
+          .map((x) =>
+            api<{ items: { op: string; path: string; bytes: number; result: string }[] }>('GET', `/sessions/${x.id}/file-operations`),
+          ),
+      )
+    ).flatMap((r) => r.items);
+    expect(ops).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ op: 'upload', bytes: content.length, result: 'success' }),
+        expect.objectContaining({ op: 'download', bytes: content.length, result: 'success' }),
+      ]),
+    );
+  });
+
   it('plays the recording back in the page, with speed and seek', async () => {
     await page.getByRole('link', { name: 'Sessions' }).click();
     await page.getByLabel('Search by device').fill('web');
-    const row = page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').first();
+    // The terminal's session (the file browser's are SFTP sessions, with no recording).
+    const row = page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'shell' }).first();
     await row.getByText('web-box').waitFor();
     await screenshot(page, '32-sessions');
     await row.getByRole('link').click();
@@ -145,11 +186,38 @@ describe('web console: browser terminal, playback and audit', () => {
     await page.getByLabel('Follow live').uncheck();
   });
 
+  it('lets an administrator end a live session from the Sessions page: the user is told, the recording is closed', async () => {
+    // The user's terminal in one browser context, the administrator's Sessions page in another.
+    const user = await newPage(await browser.newContext({ viewport: { width: 1000, height: 700 } }));
+    await signIn(user.page, server.url, 'admin', ADMIN_PASSWORD);
+    await user.page.goto(`${server.url}/devices/${deviceId}/terminal`);
+    await user.page.getByText('Connected · recorded').waitFor({ timeout: 30_000 });
+    await page.goto(`${server.url}/sessions`);
+    await page.getByRole('tab', { name: 'Live now' }).click();
+    const live = page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'live' }).first();
+    await live.waitFor({ timeout: 15_000 });
+    await screenshot(page, '34a-sessions-live');
+    page.once('dialog', (d) => void d.accept());
+    await live.getByRole('button', { name: 'End' }).click();
+    await expect.poll(() => screen(user.page.getByTestId('terminal')), { timeout: 15_000 }).toContain('admin ended this session');
+    await user.page.getByText('Closed', { exact: true }).waitFor({ timeout: 15_000 });
+    const ended = await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}&limit=1`);
+    expect(ended.items[0]).toMatchObject({ kind: 'shell', recorded: true });
+    expect(ended.items[0]?.result).not.toBe('active');
+    const events = await api<{ items: { outcome: string }[] }>('GET', '/audit/events?action=session.terminate');
+    expect(events.items[0]?.outcome).toBe('success');
+    await user.page.context().close();
+  });
+
   it('shows the gateway reason when no gateway serves the device’s segment, with an audit event', async () => {
     await page.goto(`${server.url}/devices/${isolatedId}/terminal`);
     await expect.poll(() => screen(), { timeout: 20_000 }).toContain('gateway-nowhere');
     await page.getByText('Closed', { exact: true }).waitFor({ timeout: 15_000 });
     await screenshot(page, '35-terminal-refused');
+    // The file browser gives the same reason.
+    await page.goto(`${server.url}/devices/${isolatedId}/files`);
+    await page.getByRole('alert').filter({ hasText: 'gateway-nowhere' }).waitFor({ timeout: 20_000 });
+    await screenshot(page, '36-files-refused');
     const failures = await api<{ items: { details: Record<string, unknown> }[] }>(
       'GET',
       '/audit/events?action=gateway.select&outcome=failure',

@@ -97,18 +97,33 @@ describe('web console', () => {
     expect(await page.locator('.notice').textContent()).toContain('administrator is created');
   });
 
-  it('signs in with password and TOTP code; a wrong code is refused with its reason', async () => {
-    // TOTP enrolment through the API (the console's own page comes with the users pages).
+  it('turns on TOTP on the account page, then signs in with password and code; a wrong code is refused with its reason', async () => {
+    // A session for the test's own API calls (the browser has its own).
     const login = await server.request(`${API}/auth/login`, { method: 'POST', body: { username: ADMIN, password: ADMIN_PASSWORD } });
     cookie = String([login.headers['set-cookie']].flat()[0]).split(';')[0] ?? '';
     csrf = (JSON.parse(login.body) as { csrfToken: string }).csrfToken;
-    const { secret } = await api<{ secret: string }>('POST', '/auth/totp/enroll', {});
-    totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) });
-    await api('POST', '/auth/totp/confirm', { code: totp.generate() });
 
     await page.getByLabel('User name').fill(ADMIN);
     await page.getByLabel('Password').fill(ADMIN_PASSWORD);
     await screenshot(page, '03-sign-in');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Devices' }).waitFor();
+
+    await page.getByRole('link', { name: `${ADMIN} (admin)` }).click();
+    await page.getByRole('button', { name: 'Set up authenticator' }).click();
+    await page.getByAltText('QR code of the authenticator key').waitFor();
+    const secret = (await page.getByRole('form', { name: 'Confirm authenticator' }).locator('pre').textContent())?.trim() ?? '';
+    totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) });
+    await page.getByLabel('Code').fill('123');
+    await screenshot(page, '03a-account-totp');
+    await page.getByLabel('Code').fill(totp.generate());
+    await page.getByRole('button', { name: 'Turn on' }).click();
+    await page.getByText('On.', { exact: true }).waitFor();
+    expect(await page.content()).not.toContain(secret);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+
+    await page.getByLabel('User name').fill(ADMIN);
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
     await page.getByRole('button', { name: 'Sign in' }).click();
     const code = page.getByLabel('Authenticator code');
     await code.waitFor();
@@ -116,6 +131,7 @@ describe('web console', () => {
     await page.getByRole('button', { name: 'Verify code' }).click();
     await expect.poll(() => page.getByRole('alert').first().textContent()).toMatch(/code/i);
     await screenshot(page, '04-sign-in-wrong-code');
+    // The next step's code: the one that confirmed enrolment may not be used again.
     await code.fill(totp.generate({ timestamp: Date.now() + 30_000 }));
     await page.getByRole('button', { name: 'Verify code' }).click();
     await page.getByRole('heading', { name: 'Devices' }).waitFor();
@@ -124,6 +140,22 @@ describe('web console', () => {
 
     const session = (await context.cookies()).find((c) => c.name === 'gh_session');
     expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict' });
+  });
+
+  it('makes an API token that is shown once, works, and is revoked', async () => {
+    await page.getByRole('link', { name: `${ADMIN} (admin)` }).click();
+    await page.getByLabel('Token name').fill('backup script');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    const shown = (await page.locator('.notice pre').textContent())?.trim() ?? '';
+    expect(shown).toMatch(/^ghp_/);
+    const me = await server.request(`${API}/auth/me`, { headers: { authorization: `Bearer ${shown}` } });
+    expect(me.status).toBe(200);
+    await screenshot(page, '05a-account-token');
+    await page.getByRole('button', { name: 'Done' }).click();
+    expect(await page.content()).not.toContain(shown);
+    await page.getByRole('table', { name: 'API tokens' }).getByRole('button', { name: 'Revoke' }).click();
+    await page.getByText('No API tokens').waitFor();
+    expect((await server.request(`${API}/auth/me`, { headers: { authorization: `Bearer ${shown}` } })).status).toBe(401);
   });
 
   it('creates a project, then a device with field-level errors, then an account whose secret stays masked until revealed', async () => {
@@ -184,6 +216,69 @@ describe('web console', () => {
       outcome: 'success',
       details: { reason: 'rotating the root password' },
     });
+  });
+
+  it('imports a CSV after a preview that lists every bad row first, writing nothing until then', async () => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).click();
+    await page.getByRole('link', { name: 'Import…' }).click();
+    const header =
+      'project,device,provider,protocols,public_ip,private_ip,url_port,access_type,tags,account,password,private_key,pem_file_name,passphrase,extra_credential';
+    const bad = [
+      header,
+      'Payments,web-1,aws,ssh,,10.0.0.7,,gateway,,root,pw-one,,,,',
+      'Payments,web-2,mars,ssh,,999.1.1.1,,gateway,,root,pw-two,,,,',
+    ].join('\n');
+    await page.getByLabel('Inventory file').setInputFiles({ name: 'devices.csv', mimeType: 'text/csv', buffer: Buffer.from(bad) });
+    const problems = page.getByRole('table', { name: 'Problems' });
+    await problems.waitFor();
+    const where = await problems.locator('tbody td.mono').allTextContents();
+    expect(where).toEqual(expect.arrayContaining(['row 3.provider', 'row 3.private_ip']));
+    await screenshot(page, '08a-import-problems');
+    expect((await api<{ total: number }>('GET', '/devices?search=web-')).total).toBe(0);
+
+    const good = [
+      header,
+      'Payments,web-1,aws,ssh,,10.0.0.7,,gateway,,root,pw-one,,,,',
+      'Ops,web-2,gcp,ssh,,10.0.0.8,,gateway,,admin,pw-two,,,,',
+    ].join('\n');
+    await page.getByLabel('Inventory file').setInputFiles({ name: 'devices.csv', mimeType: 'text/csv', buffer: Buffer.from(good) });
+    const preview = page.getByRole('region', { name: 'Preview' });
+    await preview.getByText('creates 1 project, 2 devices and 2 accounts').waitFor();
+    expect(await page.content()).not.toContain('pw-one');
+    await screenshot(page, '08b-import-preview');
+    expect((await api<{ total: number }>('GET', '/devices?search=web-')).total).toBe(0);
+    await page.getByRole('button', { name: 'Import 2 rows' }).click();
+    await page.getByText('Imported 2 rows').waitFor();
+    expect((await api<{ total: number }>('GET', '/devices?search=web-')).total).toBe(2);
+  });
+
+  it('creates an operator, grants a project, and disables and enables the user', async () => {
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.getByRole('button', { name: 'New user' }).click();
+    await page.getByLabel('User name').fill('olga');
+    await page.getByLabel('Initial password').fill('short');
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.locator('.field.invalid').filter({ hasText: 'Initial password' }).waitFor();
+    await page.getByLabel('Initial password').fill('olga has a long password');
+    await page.getByRole('button', { name: 'Create user' }).click();
+    const row = page.locator('tr[data-user="olga"]');
+    await row.waitFor();
+    expect(await row.getByLabel('Role of olga').inputValue()).toBe('operator');
+    await row.getByRole('button', { name: 'Grants' }).click();
+    const grants = page.getByRole('region', { name: 'Grants of olga' });
+    await grants.getByLabel('Project').selectOption({ label: 'Payments' });
+    await grants.getByRole('button', { name: 'Grant' }).click();
+    await grants.getByText('all of Payments').waitFor();
+    await screenshot(page, '08c-users');
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await row.getByText('disabled').waitFor();
+    const refused = await server.request(`${API}/auth/login`, {
+      method: 'POST',
+      body: { username: 'olga', password: 'olga has a long password' },
+    });
+    expect(refused.status).toBe(401);
+    await row.getByRole('button', { name: 'Enable' }).click();
+    await row.getByText('active').waitFor();
   });
 
   it('registers a gateway with the key it printed and shows it online; tunnel mode is a switch', async () => {

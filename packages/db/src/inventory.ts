@@ -298,7 +298,8 @@ export class Inventory {
       base
         .selectAll()
         .orderBy(column, desc ? 'desc' : 'asc')
-        .orderBy('id')
+        // The same direction as the column, so that the (column, id) index serves both.
+        .orderBy('id', desc ? 'desc' : 'asc')
         .limit(q.limit ?? 50)
         .offset(q.offset ?? 0)
         .execute(),

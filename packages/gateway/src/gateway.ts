@@ -81,6 +81,15 @@ export class SshGateway {
   }
 
   /** Starts listening; resolves once the port is bound. */
+  /**
+   * Ends a live session now (an administrator's decision): the user sees `reason`, the
+   * recording is closed and the session ends with it. False when no session has that id here.
+   */
+  async endSession(id: string, reason: string): Promise<boolean> {
+    for (const c of this.connections) if (await c.endSession(id, reason)) return true;
+    return false;
+  }
+
   static async start(options: SshGatewayOptions): Promise<SshGateway> {
     const gateway = new SshGateway({
       recordInput: false,
@@ -201,6 +210,14 @@ class GatewayConnection {
     if (this.ended) return;
     this.ended = true;
     this.client.end();
+  }
+
+  /** Ends one session (the user is told `reason`, the recording is closed); false when it is not here. */
+  async endSession(id: string, reason: string): Promise<boolean> {
+    const session = [...this.sessions].find((s) => s.id === id);
+    if (!session) return false;
+    await session.stop(reason);
+    return true;
   }
 
   /** Ends the sessions (closing their recordings) and both connections. */
@@ -503,7 +520,7 @@ class ProxiedSession {
   private channelClosed: Promise<void> = Promise.resolve();
   private resolveDone!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.resolveDone = resolve));
-  private readonly id = randomUUID();
+  readonly id = randomUUID();
   /** Where a forwarded connection came from on the user's side (for the device's sshd). */
   forwardFrom: { host: string; port: number } = { host: '127.0.0.1', port: 0 };
 

@@ -30,6 +30,18 @@ export function keyTypeOf(publicKeyBlob: Buffer): string {
 }
 
 /**
+ * An Ed25519 key pair in OpenSSH format that ssh2 can read back. ssh2's generator drops a
+ * leading zero byte of the public key (about 1 key in 256 comes out 31 bytes long and
+ * "Malformed"), so such a key is thrown away and another made.
+ */
+export function generateEd25519KeyPair(comment: string): { private: string; public: string } {
+  for (;;) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+    if (!(ssh2.utils.parseKey(pair.private) instanceof Error) && !(ssh2.utils.parseKey(pair.public) instanceof Error)) return pair;
+  }
+}
+
+/**
  * The gateway's Ed25519 host key: read from `<dir>/ssh_host_ed25519_key`, or generated
  * there once (file mode 0600, directory 0700) so clients see the same key after restarts.
  */
@@ -38,7 +50,7 @@ export function loadOrCreateHostKey(dir: string): GatewayHostKey {
   let generated = false;
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'gatehouse-gateway' });
+    const pair = generateEd25519KeyPair('gatehouse-gateway');
     // wx: two processes starting at once must not overwrite each other's key.
     writeFileSync(file, pair.private, { mode: 0o600, flag: 'wx' });
     generated = true;

@@ -36,6 +36,7 @@ export {
   linkGateway,
   listGatewayRecordings,
   fetchGatewayRecording,
+  endGatewaySession,
   openRelay,
   GatewayLinkError,
   type GatewayEndpoint,
@@ -52,7 +53,9 @@ export { SftpOperationLog, legacyScpOperation, type FileOperation, type FileOper
 export {
   generateWebTerminalKey,
   openGatewayShell,
+  openGatewaySftp,
   type WebTerminalKey,
   type GatewayShell,
+  type GatewaySftp,
   type GatewayShellOptions,
 } from './web-terminal.js';

@@ -259,6 +259,30 @@ export function linkGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, s
   };
 }
 
+/** Asks the gateway to end a live session of its own SSH entry; false when it has no such session. */
+export async function endGatewaySession(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  sessionId: string,
+  reason: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  const socket = await connectToGateway(endpoint, identity, timeoutMs);
+  try {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(socket, 'POST', `/v1/sessions/${encodeURIComponent(sessionId)}/end`);
+      req.setHeader('content-type', 'application/json');
+      req.once('response', resolve);
+      req.once('error', reject);
+      req.end(JSON.stringify({ reason }));
+    });
+    res.resume();
+    return res.statusCode === 200;
+  } finally {
+    socket.destroy();
+  }
+}
+
 /** The recordings the gateway's SSH entry holds for the server to fetch. */
 export async function listGatewayRecordings(endpoint: GatewayEndpoint, identity: LinkIdentity, timeoutMs: number): Promise<string[]> {
   const socket = await connectToGateway(endpoint, identity, timeoutMs);

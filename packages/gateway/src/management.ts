@@ -128,6 +128,9 @@ export class ManagementServer {
     this.server.requestTimeout = 0;
   }
 
+  /** Ends a live session of this gateway's own SSH entry (set once the entry listens). */
+  sessionEnder: ((id: string, reason: string) => Promise<boolean>) | undefined;
+
   static async start(options: ManagementServerOptions): Promise<ManagementServer> {
     const server = new ManagementServer({ targetTimeoutMs: 15_000, watchIntervalMs: 5_000, recordingsDir: '', ...options });
     await new Promise<void>((resolve, reject) => {
@@ -177,6 +180,8 @@ export class ManagementServer {
     if (req.method === 'GET' && req.url === '/v1/status') return json(res, 200, this.report());
     if (req.method === 'POST' && req.url === '/v1/link') return this.link(req, res);
     if (req.url?.startsWith('/v1/recordings')) return void this.recordings(req, res);
+    const end = req.method === 'POST' ? /^\/v1\/sessions\/([0-9a-f-]{36})\/end$/.exec(req.url ?? '') : null;
+    if (end) return void this.endSession(end[1] as string, req, res);
     json(res, 404, { error: 'not found' });
   }
 
@@ -237,6 +242,24 @@ export class ManagementServer {
     if (!link)
       throw new Error('This gateway has no link to the Gatehouse server right now. Try again in a moment, or use the default gateway.');
     return link.call(method, params, timeoutMs);
+  }
+
+  /** `POST /v1/sessions/<id>/end` with `{"reason"}`: ends a live session of the SSH entry. */
+  private async endSession(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body = '';
+    for await (const chunk of req) {
+      body += String(chunk);
+      if (body.length > 4096) return json(res, 413, { error: 'body too large' });
+    }
+    let reason = 'An administrator ended this session.';
+    try {
+      const parsed = JSON.parse(body || '{}') as { reason?: unknown };
+      if (typeof parsed.reason === 'string' && parsed.reason.trim() !== '') reason = parsed.reason.slice(0, 500);
+    } catch {
+      return json(res, 400, { error: 'the body is not JSON' });
+    }
+    const ended = this.sessionEnder ? await this.sessionEnder(id, reason) : false;
+    json(res, ended ? 200 : 404, { ended });
   }
 
   /**

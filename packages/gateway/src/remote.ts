@@ -155,6 +155,8 @@ export async function startRemoteGateway(
       }
       throw error;
     });
+    const entry = ssh;
+    management.sessionEnder = (id, reason) => entry.endSession(id, reason);
     logger.info({ sshPort: ssh.port, hostKeyFingerprint: hostKey.fingerprint }, `SSH entry listening on ${config.host}:${ssh.port}`);
   }
   const running = ssh;

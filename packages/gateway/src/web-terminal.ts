@@ -1,5 +1,5 @@
-import ssh2, { type ClientChannel } from 'ssh2';
-import { fingerprintOf } from './host-key.js';
+import ssh2, { type ClientChannel, type SFTPWrapper } from 'ssh2';
+import { fingerprintOf, generateEd25519KeyPair } from './host-key.js';
 
 /**
  * The key the server's browser terminal signs in to its own built-in gateway with: made at
@@ -12,8 +12,9 @@ export interface WebTerminalKey {
 }
 
 export function generateWebTerminalKey(): WebTerminalKey {
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'gatehouse-web-terminal' });
-  const parsed = ssh2.utils.parseKey(pair.public);
+  const pair = generateEd25519KeyPair('gatehouse-web-terminal');
+  // The public blob from the private key, as the host key is read (loadOrCreateHostKey).
+  const parsed = ssh2.utils.parseKey(pair.private);
   if (parsed instanceof Error) throw parsed;
   return { privateKey: pair.private, fingerprint: fingerprintOf(parsed.getPublicSSH()) };
 }
@@ -45,6 +46,47 @@ export interface GatewayShell {
  * online gateway in a segment, no permission) arrives as the channel's output.
  */
 export function openGatewayShell(o: GatewayShellOptions): Promise<GatewayShell> {
+  return signedIn(o, (client, resolve, fail) => {
+    client.shell({ term: o.term ?? 'xterm-256color', cols: o.cols, rows: o.rows }, (error, channel) => {
+      if (error) return fail(`The gateway refused the terminal: ${error.message}`);
+      channel.once('close', () => client.end());
+      resolve({
+        channel,
+        resize: (cols, rows) => channel.setWindow(rows, cols, 0, 0),
+        close: () => {
+          channel.end();
+          client.end();
+        },
+      });
+    });
+  });
+}
+
+export interface GatewaySftp {
+  sftp: SFTPWrapper;
+  close(): void;
+}
+
+/**
+ * Opens an SFTP session through the gateway, as `sftp` would: each operation is checked,
+ * logged (path, size, direction, result) and audited there. When the gateway refuses, the
+ * reason is in the session it recorded (the caller looks it up).
+ */
+export function openGatewaySftp(o: Omit<GatewayShellOptions, 'cols' | 'rows' | 'term'>): Promise<GatewaySftp> {
+  return signedIn(o, (client, resolve, fail) => {
+    client.sftp((error, sftp) => {
+      if (error) return fail(`The gateway did not open SFTP: ${error.message}`);
+      sftp.once('close', () => client.end());
+      resolve({ sftp, close: () => client.end() });
+    });
+  });
+}
+
+/** Connects and signs in to the gateway with the web terminal key, then lets `open` ask for a channel. */
+function signedIn<T>(
+  o: Omit<GatewayShellOptions, 'cols' | 'rows' | 'term'>,
+  open: (client: ssh2.Client, resolve: (value: T) => void, fail: (message: string) => void) => void,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     let settled = false;
@@ -61,21 +103,17 @@ export function openGatewayShell(o: GatewayShellOptions): Promise<GatewayShell> 
           : `The built-in gateway did not answer (${error.message}).`,
       ),
     );
-    client.on('ready', () => {
-      client.shell({ term: o.term ?? 'xterm-256color', cols: o.cols, rows: o.rows }, (error, channel) => {
-        if (error) return fail(`The gateway refused the terminal: ${error.message}`);
-        settled = true;
-        channel.once('close', () => client.end());
-        resolve({
-          channel,
-          resize: (cols, rows) => channel.setWindow(rows, cols, 0, 0),
-          close: () => {
-            channel.end();
-            client.end();
-          },
-        });
-      });
-    });
+    client.on('close', () => fail('The gateway closed the connection.'));
+    client.on('ready', () =>
+      open(
+        client,
+        (value) => {
+          settled = true;
+          resolve(value);
+        },
+        fail,
+      ),
+    );
     client.connect({
       host: o.host,
       port: o.port,

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -12,6 +13,7 @@ import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
 import { handleError } from './errors.js';
+import { fileRoutes } from './files.js';
 import { terminalRoutes, WebTerminal } from './terminal.js';
 import websocket from '@fastify/websocket';
 import { gatewayRegistryRoutes } from './gateway/gateways-routes.js';
@@ -65,7 +67,8 @@ export interface GatehouseApp {
 function nulCharacterPaths(value: unknown, path: readonly (string | number)[] = []): string[] {
   if (typeof value === 'string') return value.includes('\u0000') ? [formatPath(path)] : [];
   if (Array.isArray(value)) return value.flatMap((v, i) => nulCharacterPaths(v, [...path, i]));
-  if (value !== null && typeof value === 'object') {
+  // A streamed body (an upload) is not walked: it is not text.
+  if (value !== null && typeof value === 'object' && !(value instanceof Readable)) {
     return Object.entries(value).flatMap(([k, v]) => (k.includes('\u0000') ? [formatPath(path)] : nulCharacterPaths(v, [...path, k])));
   }
   return [];
@@ -229,9 +232,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       importExportRoutes(api, services);
       auditRoutes(api, services);
       breakGlassRoutes(api, services, breakglass);
-      gatewayRoutes(api, services, gatewaySessions);
+      gatewayRoutes(api, services, gatewaySessions, gateways);
       gatewayRegistryRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
+      fileRoutes(api, services, terminal, gatewaySessions);
       done();
     },
     { prefix: API_PREFIX },

@@ -36,7 +36,8 @@ export async function registerConsole(
   app: FastifyInstance,
   root = webRoot,
 ): Promise<(req: FastifyRequest, reply: FastifyReply) => boolean> {
-  await app.register(fastifyStatic, { root, serve: false });
+  // Scripts and styles go Brotli- or gzip-compressed to browsers that accept it (copies made at build).
+  await app.register(fastifyStatic, { root, serve: false, preCompressed: true });
   app.get('/assets/*', { config: { access: 'public' }, schema: { hide: true } }, (req, reply) => {
     const file = (req.params as { '*': string })['*'];
     return reply.sendFile(file, path.join(root, 'assets'), { immutable: true, maxAge: '365d', dotfiles: 'deny' });

@@ -129,6 +129,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   });
   built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint };
   built.terminal.gateway = { host, port: server.port, hostKeyFingerprint: hostKey.fingerprint };
+  built.gateways.builtInSessions = server;
   const linkKey = await built.gateways.identity();
   logger.info(
     { serverKey: linkKey.publicKey, serverKeyFingerprint: linkKey.fingerprint },

@@ -1,10 +1,18 @@
 import { canSeeDevice, GatehouseError, NotFoundError } from '@gatehouse/core';
-import { generateWebTerminalKey, openGatewayShell, type GatewayShell, type WebTerminalKey } from '@gatehouse/gateway';
+import {
+  generateWebTerminalKey,
+  openGatewayShell,
+  openGatewaySftp,
+  type GatewayShell,
+  type GatewaySftp,
+  type WebTerminalKey,
+} from '@gatehouse/gateway';
+import type { Device } from '@gatehouse/db';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { caller, csrfTokenOf } from './auth.js';
-import type { Services } from './services.js';
+import type { AuthContext, Services } from './services.js';
 
 /** How long a user let in by the browser terminal has to sign in to the gateway. */
 const ALLOWANCE_MS = 30_000;
@@ -57,27 +65,54 @@ export class WebTerminal {
     this.allowances.push({ ...a, expires: Date.now() + ALLOWANCE_MS });
   }
 
-  /** Opens the shell for `target` (`<device>[:<account>]` or `<project>/<device>[:<account>]`) as this user. */
-  async open(user: { id: string; username: string }, target: string, ip: string, cols: number, rows: number): Promise<GatewayShell> {
+  /** Where and how to sign in to the built-in gateway as this user, who is let in for the next 30 s. */
+  private signIn(user: { id: string; username: string }, target: string, ip: string) {
     const gateway = this.gateway;
     if (!gateway) {
       throw new GatehouseError(
         'CONFLICT',
-        'The browser terminal needs the built-in gateway, which is off (gatewayPort 0). Connect with ssh through a remote gateway instead.',
+        'The browser terminal and file browser need the built-in gateway, which is off (gatewayPort 0). Connect with ssh or sftp through a remote gateway instead.',
       );
     }
     this.allow({ userId: user.id, username: user.username, ip });
     const host = gateway.host === '0.0.0.0' || gateway.host === '::' ? '127.0.0.1' : gateway.host;
-    return openGatewayShell({
+    return {
       host,
       port: gateway.port,
       hostKeyFingerprint: gateway.hostKeyFingerprint,
       username: `${user.username}:${target}`,
       key: this.key,
-      cols,
-      rows,
-    });
+    };
   }
+
+  /** Opens the shell for `target` (`<device>[:<account>]` or `<project>/<device>[:<account>]`) as this user. */
+  async open(user: { id: string; username: string }, target: string, ip: string, cols: number, rows: number): Promise<GatewayShell> {
+    return openGatewayShell({ ...this.signIn(user, target, ip), cols, rows });
+  }
+
+  /** Opens an SFTP session for `target` as this user. */
+  async files(user: { id: string; username: string }, target: string, ip: string): Promise<GatewaySftp> {
+    return openGatewaySftp(this.signIn(user, target, ip));
+  }
+}
+
+/**
+ * The gateway user-name target of a device (and account) the caller may see:
+ * `<project>/<device>[:<account>]`. What they may not see does not exist, as in the API.
+ */
+export async function gatewayTargetOf(
+  services: Services,
+  auth: AuthContext,
+  deviceId: string,
+  accountId?: string,
+): Promise<{ target: string; device: Device }> {
+  const device = await services.inventory.getDevice(deviceId);
+  if (!canSeeDevice(auth.visibility, device).allow) throw new NotFoundError('Device', deviceId);
+  const project = await services.inventory.getProject(device.projectId);
+  const account = accountId === undefined ? undefined : await services.inventory.getAccount(accountId);
+  if (account && account.deviceId !== device.id) throw new GatehouseError('BAD_REQUEST', 'That account is not on that device.');
+  const target = `${addressable(project.name, 'project')}/${addressable(device.name, 'device')}${account ? `:${addressable(account.username, 'account')}` : ''}`;
+  return { target, device };
 }
 
 const start = z.strictObject({
@@ -174,13 +209,7 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
 
       const begin = async (s: z.infer<typeof start>) => {
         try {
-          // What the user may not see does not exist for them, as in the API.
-          const device = await services.inventory.getDevice(s.deviceId);
-          if (!canSeeDevice(auth.visibility, device).allow) throw new NotFoundError('Device', s.deviceId);
-          const project = await services.inventory.getProject(device.projectId);
-          const account = s.accountId === undefined ? undefined : await services.inventory.getAccount(s.accountId);
-          if (account && account.deviceId !== device.id) throw new GatehouseError('BAD_REQUEST', 'That account is not on that device.');
-          const target = `${addressable(project.name, 'project')}/${addressable(device.name, 'device')}${account ? `:${addressable(account.username, 'account')}` : ''}`;
+          const { target, device } = await gatewayTargetOf(services, auth, s.deviceId, s.accountId);
           await services.audit(req, {
             action: 'terminal.open',
             outcome: 'success',

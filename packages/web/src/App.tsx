@@ -1,7 +1,12 @@
 import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
+import { navigate } from 'wouter/use-browser-location';
 import { api, ApiError, setCsrfToken, whenSignedOut, type User } from './api.js';
+import { Account } from './pages/Account.js';
 import { Audit } from './pages/Audit.js';
+import { FilesPage } from './pages/Files.js';
+import { Import } from './pages/Import.js';
+import { Users } from './pages/Users.js';
 import { BreakGlass } from './pages/BreakGlass.js';
 import { DevicePage } from './pages/DevicePage.js';
 import { Devices } from './pages/Devices.js';
@@ -30,6 +35,7 @@ const NAV: { href: string; label: string; roles: User['role'][] }[] = [
   { href: '/sessions', label: 'Sessions', roles: ['admin', 'auditor'] },
   { href: '/audit', label: 'Audit log', roles: ['admin', 'auditor'] },
   { href: '/breakglass', label: 'Break glass', roles: ['admin', 'auditor'] },
+  { href: '/users', label: 'Users', roles: ['admin'] },
 ];
 
 export function App() {
@@ -85,9 +91,13 @@ export function App() {
       return (
         <Shell
           user={state.user}
+          onChanged={() => void load()}
           onSignOut={async () => {
             await api('POST', '/auth/logout').catch(() => undefined);
             setCsrfToken(null);
+            // Signed out on purpose: the next sign-in starts at the device list (an expired
+            // session, by contrast, comes back to the page it was on).
+            navigate('/devices', { replace: true });
             setState({ kind: 'signed-out' });
           }}
         />
@@ -95,7 +105,7 @@ export function App() {
   }
 }
 
-function Shell({ user, onSignOut }: { user: User; onSignOut: () => Promise<void> }) {
+function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Promise<void>; onChanged: () => void }) {
   const [location] = useLocation();
   const nav = NAV.filter((n) => n.roles.includes(user.role));
   return (
@@ -118,7 +128,9 @@ function Shell({ user, onSignOut }: { user: User; onSignOut: () => Promise<void>
           ))}
         </nav>
         <span className="who">
-          {user.username} <span className="muted">({user.role})</span>
+          <Link href="/account" className="account-link">
+            {user.username} <span className="muted">({user.role})</span>
+          </Link>
           <button type="button" className="link" onClick={() => void onSignOut()}>
             Sign out
           </button>
@@ -130,6 +142,7 @@ function Shell({ user, onSignOut }: { user: User; onSignOut: () => Promise<void>
             <Devices user={user} />
           </Route>
           <Route path="/devices/:id">{(params) => <DevicePage user={user} id={params.id} />}</Route>
+          <Route path="/devices/:id/files">{(params) => <FilesPage deviceId={params.id} />}</Route>
           <Route path="/devices/:id/terminal">
             {(params) => (
               <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
@@ -150,6 +163,11 @@ function Shell({ user, onSignOut }: { user: User; onSignOut: () => Promise<void>
           <Route path="/audit">
             <Audit user={user} />
           </Route>
+          <Route path="/account">
+            <Account user={user} onChanged={onChanged} />
+          </Route>
+          <Route path="/users">{user.role === 'admin' ? <Users user={user} /> : <Redirect to="/devices" />}</Route>
+          <Route path="/import">{user.role === 'admin' ? <Import /> : <Redirect to="/devices" />}</Route>
           <Route path="/breakglass">
             <BreakGlass user={user} />
           </Route>

@@ -219,3 +219,13 @@ export function Pager({
     </nav>
   );
 }
+
+/**
+ * The offset of a paged list that goes back to the first page when the filters change, in
+ * the same render: no request goes out for the old page with the new filters.
+ */
+export function usePageOffset(filters: unknown): [number, (offset: number) => void] {
+  const key = JSON.stringify(filters);
+  const [at, setAt] = useState({ key, offset: 0 });
+  return [at.key === key ? at.offset : 0, (offset: number) => setAt({ key, offset })];
+}

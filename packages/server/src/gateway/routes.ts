@@ -6,7 +6,9 @@ import type { GatewaySessions } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { caller } from '../auth.js';
 import type { Services } from '../services.js';
+import type { GatewayService } from './service.js';
 
 const readers = { access: ['admin', 'auditor'] } as const;
 const admin = { access: ['admin'] } as const;
@@ -18,7 +20,7 @@ const isoTime = z.iso.datetime({ offset: true }).transform((s) => new Date(s).to
 export const recordingsDirOf = (dataDir: string) => path.join(dataDir, 'recordings');
 
 /** Sessions through gateways, their recordings, and the devices' trusted SSH host keys. */
-export function gatewayRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions) {
+export function gatewayRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions, gateways: GatewayService) {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(
@@ -49,6 +51,41 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
     if (!session) throw new NotFoundError('Session', req.params.id);
     return session;
   });
+
+  r.post(
+    '/sessions/:id/end',
+    {
+      config: admin,
+      schema: {
+        tags: ['sessions'],
+        summary: 'End a live session now: the user is told the reason, the recording is closed, and it is audited',
+        params: id,
+        body: z.strictObject({ reason: z.string().trim().min(1).max(500).optional() }).optional(),
+      },
+    },
+    async (req) => {
+      const session = await sessions.find(req.params.id);
+      if (!session) throw new NotFoundError('Session', req.params.id);
+      if (session.result !== 'active') throw new GatehouseError('CONFLICT', 'The session has already ended.');
+      const who = caller(req).user.username;
+      const reason = req.body?.reason ? `${who} ended this session: ${req.body.reason}` : `${who} ended this session.`;
+      const ended = await gateways.endSession(session, reason);
+      await services.audit(req, {
+        action: 'session.terminate',
+        outcome: ended ? 'success' : 'failure',
+        targetType: 'session',
+        targetId: session.id,
+        details: {
+          gateway: session.entryGateway,
+          device: session.deviceName,
+          user: session.username,
+          ...(ended ? {} : { reason: 'not live at the gateway' }),
+        },
+      });
+      if (!ended) throw new GatehouseError('CONFLICT', `Gateway ${session.entryGateway} has no such live session: it has ended.`);
+      return { ended: true };
+    },
+  );
 
   r.get(
     '/sessions/:id/file-operations',

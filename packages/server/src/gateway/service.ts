@@ -1,7 +1,8 @@
-import { DEFAULT_GATEWAY, selectGateways, type GatewayCandidate } from '@gatehouse/core';
+import { DEFAULT_GATEWAY, GatehouseError, selectGateways, type GatewayCandidate } from '@gatehouse/core';
 import { Gateways, type Db, type Gateway, type GatewaySessions, type Settings, type Vault } from '@gatehouse/db';
 import {
   connectSocket,
+  endGatewaySession,
   describeSocketError,
   generateLinkIdentity,
   GatewayLinkError,
@@ -59,6 +60,8 @@ export class GatewayService {
   private identityPromise: Promise<LinkIdentity> | undefined;
   /** Set once the built-in gateway listens; null while it is off. */
   builtIn: BuiltInGatewayInfo | null = null;
+  /** The built-in gateway's live sessions, once it listens. */
+  builtInSessions: { endSession(id: string, reason: string): Promise<boolean> } | null = null;
 
   constructor(private readonly opts: GatewayServiceOptions) {
     this.gateways = new Gateways(opts.db);
@@ -89,6 +92,32 @@ export class GatewayService {
    * The key the server presents to its gateways: made once, the private half sealed in
    * the database, so every replica presents the same one.
    */
+  /**
+   * Ends a live session where the user entered: the built-in gateway, or a remote gateway's
+   * own SSH entry (asked over its management endpoint). False when that gateway has no
+   * such session (it ended meanwhile); throws when the gateway cannot be asked.
+   */
+  async endSession(session: { id: string; entryGateway: string }, reason: string): Promise<boolean> {
+    if (session.entryGateway === DEFAULT_GATEWAY) {
+      if (!this.builtInSessions) throw new GatehouseError('CONFLICT', 'The built-in gateway is off: it holds no session.');
+      return this.builtInSessions.endSession(session.id, reason);
+    }
+    const gateway = (await this.gateways.list()).find((g) => g.name === session.entryGateway);
+    if (!gateway)
+      throw new GatehouseError(
+        'CONFLICT',
+        `Gateway ${session.entryGateway} is no longer registered; its sessions cannot be ended from here.`,
+      );
+    try {
+      return await endGatewaySession(gateway, await this.identity(), session.id, reason, this.opts.targetTimeoutMs);
+    } catch (error) {
+      throw new GatehouseError(
+        'CONFLICT',
+        `Gateway ${gateway.name} did not answer (${(error as Error).message}). Try again when it is online.`,
+      );
+    }
+  }
+
   identity(): Promise<LinkIdentity> {
     this.identityPromise ??= (async () => {
       const { settings, vault } = this.opts;

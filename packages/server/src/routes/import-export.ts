@@ -101,6 +101,28 @@ export interface ImportResult {
   accountsCreated: number;
   accountsUpdated: number;
   dryRun: boolean;
+  /** A dry run's first rows as they would be written, each secret only as set / kept / none. */
+  preview?: PreviewRow[];
+}
+
+export interface PreviewRow {
+  line: string;
+  project: string;
+  device: string;
+  provider: string;
+  address: string | null;
+  account: string | null;
+  /** For each secret column: "set" (a new value), "keep" (the mask: the stored value stays) or "none". */
+  secrets: Record<'password' | 'private_key' | 'passphrase' | 'extra_credential', 'set' | 'keep' | 'none'>;
+}
+
+const PREVIEW_ROWS = 200;
+
+/** Thrown inside a dry run's transaction to roll it back with what it would have done. */
+class DryRun extends Error {
+  constructor(readonly counts: Awaited<ReturnType<Inventory['importItems']>>) {
+    super('dry run');
+  }
 }
 
 /** Parses and checks every row; throws one ValidationError that lists every bad row and field. */
@@ -172,7 +194,11 @@ export function parseInventoryFile(format: 'csv' | 'json', body: string): Import
 const keep = <T>(v: T | null): T | null | undefined => (v === SECRET_MASK ? undefined : v);
 
 /** Writes the rows in one transaction: projects, devices and accounts are created or updated by name. */
-export async function importInventory(inventory: Inventory, rows: ImportRow[]): Promise<Omit<ImportResult, 'dryRun'>> {
+/**
+ * Writes the rows in one transaction; with `dryRun`, runs the same writes and rolls them
+ * back, so the counts are those a real import would have.
+ */
+export async function importInventory(inventory: Inventory, rows: ImportRow[], dryRun = false): Promise<Omit<ImportResult, 'dryRun'>> {
   const items = rows.map((row) => ({
     project: row.project,
     device: {
@@ -197,8 +223,34 @@ export async function importInventory(inventory: Inventory, rows: ImportRow[]): 
             pemFileName: row.pem_file_name,
           },
   }));
-  const counts = await inventory.transaction((tx) => tx.importItems(items));
-  return { rows: rows.length, ...counts };
+  if (!dryRun) return { rows: rows.length, ...(await inventory.transaction((tx) => tx.importItems(items))) };
+  try {
+    await inventory.transaction(async (tx) => {
+      throw new DryRun(await tx.importItems(items));
+    });
+  } catch (error) {
+    if (error instanceof DryRun) return { rows: rows.length, ...error.counts };
+    throw error;
+  }
+  throw new Error('unreachable: a dry run always rolls back');
+}
+
+function previewOf(rows: ImportRow[], format: 'csv' | 'json'): PreviewRow[] {
+  const state = (v: unknown) => (v === null || v === undefined || v === '' ? 'none' : v === SECRET_MASK ? 'keep' : 'set');
+  return rows.slice(0, PREVIEW_ROWS).map((row, i) => ({
+    line: format === 'csv' ? `row ${i + 2}` : `rows[${i}]`,
+    project: row.project,
+    device: row.device,
+    provider: row.provider,
+    address: row.private_ip ?? row.public_ip ?? row.url_port,
+    account: row.account,
+    secrets: {
+      password: state(row.password),
+      private_key: state(row.private_key),
+      passphrase: state(row.passphrase),
+      extra_credential: state(row.extra_credential),
+    },
+  }));
 }
 
 /** Every device and account as rows, secrets shown only as the mask. */
@@ -243,7 +295,9 @@ export function importExportRoutes(app: FastifyInstance, services: Services) {
       config: { access: ['admin'] },
       schema: {
         tags: ['inventory'],
-        summary: 'Import projects, devices and accounts from CSV (text/csv) or JSON; all rows or none',
+        summary:
+          'Import projects, devices and accounts from CSV (text/csv) or JSON; all rows or none. ' +
+          'dryRun=true writes nothing and answers what the import would do and a preview of the rows (secrets only as set/keep/none)',
         querystring: z.strictObject({ dryRun: z.enum(['true', 'false']).default('false') }),
       },
     },
@@ -262,11 +316,9 @@ export function importExportRoutes(app: FastifyInstance, services: Services) {
         });
         throw error;
       }
-      const result: ImportResult = dryRun
-        ? { rows: rows.length, projectsCreated: 0, devicesCreated: 0, devicesUpdated: 0, accountsCreated: 0, accountsUpdated: 0, dryRun }
-        : { ...(await importInventory(services.inventory, rows)), dryRun };
+      const result: ImportResult = { ...(await importInventory(services.inventory, rows, dryRun)), dryRun };
       await services.audit(req, { action: 'inventory.import', outcome: 'success', details: { ...result, format: isCsv ? 'csv' : 'json' } });
-      return result;
+      return dryRun ? { ...result, preview: previewOf(rows, isCsv ? 'csv' : 'json') } : result;
     },
   );
 

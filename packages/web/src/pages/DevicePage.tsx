@@ -180,6 +180,11 @@ function AccountRow({ account, canReveal, canConnect }: { account: Account; canR
             Open terminal
           </Link>
         ) : null}
+        {canConnect ? (
+          <Link className="button" href={`/devices/${account.deviceId}/files?account=${account.id}`}>
+            Files
+          </Link>
+        ) : null}
         <span className="muted">{kinds.length > 0 ? kinds.map((k) => `${k} ••••••••`).join(' · ') : 'no credential'}</span>
         {canReveal && kinds.length > 0 && !revealed && !asking ? (
           <button type="button" className="link" onClick={() => setAsking(true)}>

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'react';
 import { Link, useSearch } from 'wouter';
 import { api, query, type Device, type Page, type Project, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
-import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, useDebounced } from '../ui.js';
+import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, useDebounced, usePageOffset } from '../ui.js';
 
 const PAGE_SIZE = 50;
 type Sort = 'name' | '-name' | 'provider' | 'createdAt' | '-createdAt';
@@ -17,7 +17,6 @@ export function Devices({ user }: { user: User }) {
   const location = useSearch();
   const [projectId, setProjectId] = useState(() => new URLSearchParams(location).get('project') ?? '');
   const [sort, setSort] = useState<Sort>('name');
-  const [offset, setOffset] = useState(0);
   const [page, setPage] = useState<Page<Device> | null>(null);
   const [projects, setProjects] = useState<Project[]>([]);
   const [loading, setLoading] = useState(true);
@@ -33,7 +32,7 @@ export function Devices({ user }: { user: User }) {
     );
   }, [reload]);
 
-  useEffect(() => setOffset(0), [searched, projectId, sort]);
+  const [offset, setOffset] = usePageOffset({ searched, projectId, sort });
 
   useEffect(() => {
     let current = true;
@@ -66,6 +65,11 @@ export function Devices({ user }: { user: User }) {
   return (
     <section aria-labelledby="devices-title">
       <PageHeader title="Devices">
+        {isAdmin ? (
+          <Link className="button" href="/import">
+            Import…
+          </Link>
+        ) : null}
         {isAdmin ? (
           <button
             type="button"
@@ -120,8 +124,8 @@ export function Devices({ user }: { user: User }) {
           <Empty title="No projects yet">
             {isAdmin ? (
               <p>
-                Devices belong to a project. <Link href="/projects">Create a project</Link>, then add its devices here or import them from a
-                CSV file.
+                Devices belong to a project. <Link href="/projects">Create a project</Link>, then add its devices here or{' '}
+                <Link href="/import">import them</Link> from a CSV file.
               </p>
             ) : (
               <p>Ask an administrator to add devices and grant you access.</p>

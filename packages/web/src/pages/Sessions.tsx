@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { Link } from 'wouter';
 import { api, API, query, type Page, type User } from '../api.js';
-import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced } from '../ui.js';
+import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced, usePageOffset } from '../ui.js';
 
 export interface Session {
   id: string;
@@ -68,19 +68,18 @@ function dayStart(day: string, next = false): string | undefined {
  * device and date; a session opens with its terminal recording in the page and its SFTP
  * transfer log.
  */
-export function Sessions({ user: _user }: { user: User }) {
+export function Sessions({ user }: { user: User }) {
   const [tab, setTab] = useState<'live' | 'all'>('all');
   const [userQ, setUserQ] = useState('');
   const [deviceQ, setDeviceQ] = useState('');
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
-  const [offset, setOffset] = useState(0);
   const [page, setPage] = useState<Page<Session> | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [tick, setTick] = useState(0);
   const filters = useDebounced({ userQ, deviceQ, from, to, tab }, 250);
 
-  useEffect(() => setOffset(0), [filters]);
+  const [offset, setOffset] = usePageOffset(filters);
 
   useEffect(() => {
     let current = true;
@@ -169,6 +168,7 @@ export function Sessions({ user: _user }: { user: User }) {
                 <th>Result</th>
                 <th className="hide-narrow">Duration</th>
                 <th className="hide-narrow">Bytes in / out</th>
+                {user.role === 'admin' ? <th /> : null}
               </tr>
             </thead>
             <tbody>
@@ -198,6 +198,26 @@ export function Sessions({ user: _user }: { user: User }) {
                   <td className="hide-narrow">
                     {size(s.bytesIn)} / {size(s.bytesOut)}
                   </td>
+                  {user.role === 'admin' ? (
+                    <td>
+                      {s.result === 'active' ? (
+                        <button
+                          type="button"
+                          className="link danger"
+                          onClick={() => {
+                            if (!window.confirm(`End the session of ${s.username} on ${s.deviceName} now? They are told you ended it.`))
+                              return;
+                            api('POST', `/sessions/${s.id}/end`, {}).then(
+                              () => setTick((n) => n + 1),
+                              (e: unknown) => setError(e),
+                            );
+                          }}
+                        >
+                          End
+                        </button>
+                      ) : null}
+                    </td>
+                  ) : null}
                 </tr>
               ))}
               <SkeletonRows rows={6} columns={8} loading={page === null} />

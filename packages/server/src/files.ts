@@ -1,0 +1,165 @@
+import { posix } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { GatehouseError } from '@gatehouse/core';
+import type { GatewaySessions } from '@gatehouse/db';
+import type { GatewaySftp } from '@gatehouse/gateway';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { FileEntryWithStats, Stats } from 'ssh2';
+import { z } from 'zod';
+import { caller } from './auth.js';
+import type { Services } from './services.js';
+import { gatewayTargetOf, type WebTerminal } from './terminal.js';
+
+const connectors = { access: ['admin', 'operator'] } as const;
+const where = z.strictObject({
+  deviceId: z.string().min(1).max(100),
+  accountId: z.string().min(1).max(100).optional(),
+  path: z
+    .string()
+    .max(4096)
+    .refine((p) => !/[\u0000-\u001f]/.test(p), 'must not contain control characters')
+    .default('.'),
+});
+
+export interface FileEntry {
+  name: string;
+  type: 'file' | 'directory' | 'link' | 'other';
+  size: number;
+  modifiedAt: string | null;
+}
+
+const typeOf = (s: Stats): FileEntry['type'] =>
+  s.isDirectory() ? 'directory' : s.isFile() ? 'file' : s.isSymbolicLink() ? 'link' : 'other';
+
+/** An SFTP status error as a sentence that names the path, never the bytes. */
+function sftpProblem(error: unknown, path: string): GatehouseError {
+  const code = (error as { code?: number }).code;
+  if (code === 2) return new GatehouseError('NOT_FOUND', `${path} does not exist on the device.`);
+  if (code === 3) return new GatehouseError('FORBIDDEN', `The device's account may not access ${path}.`);
+  return new GatehouseError('BAD_REQUEST', `The device refused the operation on ${path}: ${(error as Error).message}.`);
+}
+
+/**
+ * The console's file browser: list, download and upload over SFTP through the built-in
+ * gateway, signed in like the browser terminal. Each request is one SFTP session there, so
+ * the gateway checks the policy, logs every operation (path, size, direction, result) and
+ * audits it as for `sftp`. When the gateway refuses, the reason it recorded is the answer.
+ */
+export function fileRoutes(app: FastifyInstance, services: Services, terminal: WebTerminal, sessions: GatewaySessions) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  // Uploads are streamed to the device as they arrive, never held whole in memory.
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+
+  /** Opens SFTP for the request's device and account, or throws the gateway's reason. */
+  const open = async (req: FastifyRequest, q: z.infer<typeof where>): Promise<GatewaySftp> => {
+    const auth = caller(req);
+    const { target, device } = await gatewayTargetOf(services, auth, q.deviceId, q.accountId);
+    const since = new Date(Date.now() - 1000).toISOString();
+    try {
+      return await terminal.files(auth.user, target, req.ip);
+    } catch (error) {
+      // The gateway recorded why it refused (no permission, no gateway online in a segment, unreachable).
+      const recent = await sessions.list({ userId: auth.user.id, deviceId: device.id, from: since, limit: 1 });
+      const reason = recent.items[0]?.result === 'failure' ? recent.items[0].reason : null;
+      throw new GatehouseError('CONFLICT', reason ?? (error as Error).message);
+    }
+  };
+
+  const finish = (files: GatewaySftp, reply: FastifyReply) => {
+    reply.raw.once('close', () => files.close());
+  };
+
+  r.get(
+    '/files',
+    {
+      config: connectors,
+      schema: {
+        tags: ['sessions'],
+        summary: 'List a directory on a device over SFTP through the built-in gateway (logged and audited like sftp)',
+        querystring: where,
+      },
+    },
+    async (req, reply) => {
+      const files = await open(req, req.query);
+      finish(files, reply);
+      const { sftp } = files;
+      const dir = await new Promise<string>((resolve, reject) =>
+        sftp.realpath(req.query.path, (e, p) => (e ? reject(sftpProblem(e, req.query.path)) : resolve(p))),
+      );
+      const list = await new Promise<FileEntryWithStats[]>((resolve, reject) =>
+        sftp.readdir(dir, (e, l) => (e ? reject(sftpProblem(e, dir)) : resolve(l))),
+      );
+      const entries: FileEntry[] = list
+        .filter((f) => f.filename !== '.' && f.filename !== '..')
+        .map((f) => ({
+          name: f.filename,
+          type: typeOf(f.attrs),
+          size: f.attrs.size,
+          modifiedAt: f.attrs.mtime ? new Date(f.attrs.mtime * 1000).toISOString() : null,
+        }))
+        .sort((a, b) =>
+          (a.type === 'directory') !== (b.type === 'directory') ? (a.type === 'directory' ? -1 : 1) : a.name.localeCompare(b.name),
+        );
+      return { path: dir, parent: dir === '/' ? null : posix.dirname(dir), entries };
+    },
+  );
+
+  r.get(
+    '/files/download',
+    {
+      config: connectors,
+      schema: { tags: ['sessions'], summary: 'Download a file from a device over SFTP through the built-in gateway', querystring: where },
+    },
+    async (req, reply) => {
+      const files = await open(req, req.query);
+      finish(files, reply);
+      const { sftp } = files;
+      const path = req.query.path;
+      const stats = await new Promise<Stats>((resolve, reject) =>
+        sftp.stat(path, (e, s) => (e ? reject(sftpProblem(e, path)) : resolve(s))),
+      );
+      if (!stats.isFile()) throw new GatehouseError('BAD_REQUEST', `${path} is not a file.`);
+      const name = posix.basename(path).replace(/["\\\r\n]/g, '_');
+      return reply
+        .type('application/octet-stream')
+        .header('content-length', stats.size)
+        .header(
+          'content-disposition',
+          `attachment; filename="${name.replace(/[^\x20-\x7e]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`,
+        )
+        .send(sftp.createReadStream(path));
+    },
+  );
+
+  r.put(
+    '/files',
+    {
+      config: connectors,
+      bodyLimit: Number.MAX_SAFE_INTEGER,
+      schema: {
+        tags: ['sessions'],
+        summary: 'Upload a file (the body, application/octet-stream) to a path on a device over SFTP through the built-in gateway',
+        querystring: where,
+      },
+    },
+    async (req, reply) => {
+      if (!(req.headers['content-type'] ?? '').startsWith('application/octet-stream')) {
+        throw new GatehouseError('UNSUPPORTED_MEDIA_TYPE', 'Send the file as the body with Content-Type: application/octet-stream.');
+      }
+      const files = await open(req, req.query);
+      finish(files, reply);
+      const path = req.query.path;
+      try {
+        await pipeline(req.body as Readable, files.sftp.createWriteStream(path));
+      } catch (error) {
+        throw sftpProblem(error, path);
+      }
+      const stats = await new Promise<Stats>((resolve, reject) =>
+        files.sftp.stat(path, (e, s) => (e ? reject(sftpProblem(e, path)) : resolve(s))),
+      );
+      return reply.status(201).send({ path, size: stats.size });
+    },
+  );
+}

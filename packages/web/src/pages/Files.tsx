@@ -1,0 +1,196 @@
+import { useEffect, useState } from 'react';
+import { Link, useSearch } from 'wouter';
+import { api, API, ApiError, currentCsrfToken, query } from '../api.js';
+import { Empty, ErrorNote, PageHeader, SkeletonRows } from '../ui.js';
+
+interface Entry {
+  name: string;
+  type: 'file' | 'directory' | 'link' | 'other';
+  size: number;
+  modifiedAt: string | null;
+}
+
+interface Listing {
+  path: string;
+  parent: string | null;
+  entries: Entry[];
+}
+
+const join = (dir: string, name: string) => (dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`);
+
+function size(n: number): string {
+  return n < 1024
+    ? `${n} B`
+    : n < 1048576
+      ? `${(n / 1024).toFixed(1)} KiB`
+      : n < 1073741824
+        ? `${(n / 1048576).toFixed(1)} MiB`
+        : `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
+/** PUT with upload progress (fetch cannot report it): the body is the file, streamed to the device. */
+function upload(url: string, file: File, onProgress: (sent: number) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('PUT', url);
+    xhr.setRequestHeader('content-type', 'application/octet-stream');
+    xhr.setRequestHeader('x-csrf-token', currentCsrfToken() ?? '');
+    xhr.upload.onprogress = (e) => onProgress(e.loaded);
+    xhr.onload = () => {
+      if (xhr.status < 300) return resolve();
+      let message = `The server answered ${xhr.status}.`;
+      try {
+        message = (JSON.parse(xhr.responseText) as { error: { message: string } }).error.message;
+      } catch {
+        // keep the status
+      }
+      reject(new ApiError(xhr.status, 'UPLOAD_FAILED', message));
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'NETWORK', 'The upload was cut off. Check the connection and try again.'));
+    xhr.send(file);
+  });
+}
+
+/**
+ * A file browser on a device over SFTP through the built-in gateway: every listing,
+ * download and upload is an SFTP session there, logged and audited like `sftp`.
+ */
+export function FilesPage({ deviceId }: { deviceId: string }) {
+  const params = new URLSearchParams(useSearch());
+  const accountId = params.get('account') ?? undefined;
+  const [path, setPath] = useState(params.get('path') ?? '.');
+  const [listing, setListing] = useState<Listing | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [loading, setLoading] = useState(true);
+  const [progress, setProgress] = useState<{ name: string; sent: number; total: number } | null>(null);
+  const [reload, setReload] = useState(0);
+
+  useEffect(() => {
+    let current = true;
+    setLoading(true);
+    api<Listing>('GET', `/files${query({ deviceId, accountId, path })}`).then(
+      (l) => {
+        if (!current) return;
+        setListing(l);
+        setError(null);
+        setLoading(false);
+      },
+      (e: unknown) => {
+        if (!current) return;
+        setError(e);
+        setLoading(false);
+      },
+    );
+    return () => {
+      current = false;
+    };
+  }, [deviceId, accountId, path, reload]);
+
+  const send = async (file: File | undefined) => {
+    if (!file || !listing) return;
+    const target = join(listing.path, file.name);
+    setError(null);
+    setProgress({ name: file.name, sent: 0, total: file.size });
+    try {
+      await upload(`${API}/files${query({ deviceId, accountId, path: target })}`, file, (sent) =>
+        setProgress({ name: file.name, sent, total: file.size }),
+      );
+      setReload((n) => n + 1);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setProgress(null);
+    }
+  };
+
+  const crumbs = listing ? listing.path.split('/').filter((p) => p !== '') : [];
+  return (
+    <section aria-labelledby="files-title">
+      <p className="crumbs">
+        <Link href={`/devices/${deviceId}`}>Back to the device</Link>
+      </p>
+      <PageHeader title="Files">
+        <label className="button primary upload">
+          Upload…
+          <input
+            type="file"
+            aria-label="Upload a file"
+            disabled={!listing || progress !== null}
+            onChange={(e) => void send(e.target.files?.[0])}
+          />
+        </label>
+      </PageHeader>
+      <nav className="path" aria-label="Folder">
+        <button type="button" className="link" onClick={() => setPath('/')}>
+          /
+        </button>
+        {crumbs.map((c, i) => (
+          <span key={i}>
+            <button type="button" className="link" onClick={() => setPath(`/${crumbs.slice(0, i + 1).join('/')}`)}>
+              {c}
+            </button>
+            {i < crumbs.length - 1 ? ' / ' : ''}
+          </span>
+        ))}
+      </nav>
+      {progress ? (
+        <div className="card" role="status" aria-live="polite">
+          Uploading {progress.name}: {size(progress.sent)} of {size(progress.total)}
+          <progress max={progress.total} value={progress.sent} aria-label="Upload progress" />
+        </div>
+      ) : null}
+      <ErrorNote error={error} />
+      {listing && listing.entries.length === 0 ? (
+        <Empty title="This folder is empty">
+          <p>Upload a file into it with “Upload…”.</p>
+        </Empty>
+      ) : (
+        <div className={loading ? 'table-wrap loading' : 'table-wrap'} aria-busy={loading}>
+          <table className="data" aria-label="Files">
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Size</th>
+                <th className="hide-narrow">Modified</th>
+              </tr>
+            </thead>
+            <tbody>
+              {listing?.parent ? (
+                <tr>
+                  <td colSpan={3}>
+                    <button type="button" className="link" onClick={() => setPath(listing.parent ?? '/')}>
+                      .. (up)
+                    </button>
+                  </td>
+                </tr>
+              ) : null}
+              {(listing?.entries ?? []).map((e) => (
+                <tr key={e.name} data-file={e.name}>
+                  <td>
+                    {e.type === 'directory' ? (
+                      <button type="button" className="link" onClick={() => setPath(join(listing?.path ?? '.', e.name))}>
+                        {e.name}/
+                      </button>
+                    ) : e.type === 'file' ? (
+                      <a
+                        href={`${API}/files/download${query({ deviceId, accountId, path: join(listing?.path ?? '.', e.name) })}`}
+                        download={e.name}
+                      >
+                        {e.name}
+                      </a>
+                    ) : (
+                      <span>{e.name}</span>
+                    )}
+                  </td>
+                  <td>{e.type === 'directory' ? '—' : size(e.size)}</td>
+                  <td className="hide-narrow">{e.modifiedAt ? new Date(e.modifiedAt).toLocaleString() : '—'}</td>
+                </tr>
+              ))}
+              <SkeletonRows rows={6} columns={3} loading={listing === null && loading} />
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
