@@ -71,6 +71,23 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
     reply.raw.once('close', () => files.close());
   };
 
+  /**
+   * The file's bytes; SFTP ends only once the device has closed the file (after the last
+   * byte), so the gateway logs the download as complete. A client that goes away early
+   * ends it at once, and the gateway logs the download as cut off.
+   */
+  const readToTheEnd = (files: GatewaySftp, path: string, reply: FastifyReply) => {
+    const stream = files.sftp.createReadStream(path);
+    stream.once('close', () => files.close());
+    reply.raw.once('close', () => {
+      if (!stream.readableEnded) {
+        stream.destroy();
+        files.close();
+      }
+    });
+    return stream;
+  };
+
   r.get(
     '/files',
     {
@@ -114,7 +131,6 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
     },
     async (req, reply) => {
       const files = await open(req, req.query);
-      finish(files, reply);
       const { sftp } = files;
       const path = req.query.path;
       const stats = await new Promise<Stats>((resolve, reject) =>
@@ -129,7 +145,7 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
           'content-disposition',
           `attachment; filename="${name.replace(/[^\x20-\x7e]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`,
         )
-        .send(sftp.createReadStream(path));
+        .send(readToTheEnd(files, path, reply));
     },
   );
 

@@ -2,17 +2,9 @@ import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { navigate } from 'wouter/use-browser-location';
 import { api, ApiError, setCsrfToken, whenSignedOut, type User } from './api.js';
-import { Account } from './pages/Account.js';
-import { Audit } from './pages/Audit.js';
-import { FilesPage } from './pages/Files.js';
-import { Import } from './pages/Import.js';
-import { Users } from './pages/Users.js';
-import { BreakGlass } from './pages/BreakGlass.js';
 import { DevicePage } from './pages/DevicePage.js';
 import { Devices } from './pages/Devices.js';
-import { Gateways } from './pages/Gateways.js';
 import { Projects } from './pages/Projects.js';
-import { SessionPage, Sessions } from './pages/Sessions.js';
 
 import { Setup } from './pages/Setup.js';
 import { SignIn } from './pages/SignIn.js';
@@ -25,6 +17,16 @@ interface Me {
   csrfToken: string | null;
 }
 
+/** Pages other than the device list load when first opened: the first page needs only its own code. */
+const Account = lazy(() => import('./pages/Account.js').then((m) => ({ default: m.Account })));
+const Audit = lazy(() => import('./pages/Audit.js').then((m) => ({ default: m.Audit })));
+const BreakGlass = lazy(() => import('./pages/BreakGlass.js').then((m) => ({ default: m.BreakGlass })));
+const Import = lazy(() => import('./pages/Import.js').then((m) => ({ default: m.Import })));
+const Users = lazy(() => import('./pages/Users.js').then((m) => ({ default: m.Users })));
+const Gateways = lazy(() => import('./pages/Gateways.js').then((m) => ({ default: m.Gateways })));
+const FilesPage = lazy(() => import('./pages/Files.js').then((m) => ({ default: m.FilesPage })));
+const Sessions = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.Sessions })));
+const SessionPage = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.SessionPage })));
 /** xterm.js is large: loaded when a terminal is first opened. */
 const TerminalPage = lazy(() => import('./pages/Terminal.js').then((m) => ({ default: m.TerminalPage })));
 
@@ -137,44 +139,46 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
         </span>
       </header>
       <main id="main" tabIndex={-1}>
-        <Switch>
-          <Route path="/devices">
-            <Devices user={user} />
-          </Route>
-          <Route path="/devices/:id">{(params) => <DevicePage user={user} id={params.id} />}</Route>
-          <Route path="/devices/:id/files">{(params) => <FilesPage deviceId={params.id} />}</Route>
-          <Route path="/devices/:id/terminal">
-            {(params) => (
-              <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
-                <TerminalPage deviceId={params.id} />
-              </Suspense>
-            )}
-          </Route>
-          <Route path="/projects">
-            <Projects user={user} />
-          </Route>
-          <Route path="/gateways">
-            <Gateways user={user} />
-          </Route>
-          <Route path="/sessions">
-            <Sessions user={user} />
-          </Route>
-          <Route path="/sessions/:id">{(params) => <SessionPage id={params.id} />}</Route>
-          <Route path="/audit">
-            <Audit user={user} />
-          </Route>
-          <Route path="/account">
-            <Account user={user} onChanged={onChanged} />
-          </Route>
-          <Route path="/users">{user.role === 'admin' ? <Users user={user} /> : <Redirect to="/devices" />}</Route>
-          <Route path="/import">{user.role === 'admin' ? <Import /> : <Redirect to="/devices" />}</Route>
-          <Route path="/breakglass">
-            <BreakGlass user={user} />
-          </Route>
-          <Route>
-            <Redirect to="/devices" />
-          </Route>
-        </Switch>
+        <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
+          <Switch>
+            <Route path="/devices">
+              <Devices user={user} />
+            </Route>
+            <Route path="/devices/:id">{(params) => <DevicePage user={user} id={params.id} />}</Route>
+            <Route path="/devices/:id/files">{(params) => <FilesPage deviceId={params.id} />}</Route>
+            <Route path="/devices/:id/terminal">
+              {(params) => (
+                <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
+                  <TerminalPage deviceId={params.id} />
+                </Suspense>
+              )}
+            </Route>
+            <Route path="/projects">
+              <Projects user={user} />
+            </Route>
+            <Route path="/gateways">
+              <Gateways user={user} />
+            </Route>
+            <Route path="/sessions">
+              <Sessions user={user} />
+            </Route>
+            <Route path="/sessions/:id">{(params) => <SessionPage id={params.id} />}</Route>
+            <Route path="/audit">
+              <Audit user={user} />
+            </Route>
+            <Route path="/account">
+              <Account user={user} onChanged={onChanged} />
+            </Route>
+            <Route path="/users">{user.role === 'admin' ? <Users user={user} /> : <Redirect to="/devices" />}</Route>
+            <Route path="/import">{user.role === 'admin' ? <Import /> : <Redirect to="/devices" />}</Route>
+            <Route path="/breakglass">
+              <BreakGlass user={user} />
+            </Route>
+            <Route>
+              <Redirect to="/devices" />
+            </Route>
+          </Switch>
+        </Suspense>
       </main>
     </div>
   );
