@@ -216,6 +216,20 @@ describe('web console', () => {
       outcome: 'success',
       details: { reason: 'rotating the root password' },
     });
+
+    // Edit: a new password replaces the vaulted one; the field starts empty (it never shows the old one).
+    await page.getByRole('button', { name: 'Edit', exact: true }).last().click();
+    const editForm = page.getByRole('form', { name: 'Edit account root' });
+    expect(await editForm.getByLabel('Password').inputValue()).toBe('');
+    await editForm.getByLabel('Password').fill(`${ACCOUNT_PASSWORD}-2`);
+    await editForm.getByRole('button', { name: 'Save' }).click();
+    await editForm.waitFor({ state: 'detached' });
+    const deviceId = /devices\/([^/?#]+)/.exec(page.url())?.[1] ?? '';
+    const accounts = await api<{ items: { id: string }[] }>('GET', `/devices/${deviceId}/accounts`);
+    const shown = await api<{ password: string }>('POST', `/accounts/${accounts.items[0]?.id ?? ''}/reveal`, {
+      reason: 'the test checks the edit',
+    });
+    expect(shown.password).toBe(`${ACCOUNT_PASSWORD}-2`);
   });
 
   it('imports a CSV after a preview that lists every bad row first, writing nothing until then', async () => {
@@ -322,7 +336,17 @@ describe('web console', () => {
     const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
     expect(overflow).toBeLessThanOrEqual(0);
     await screenshot(page, '14-devices-narrow');
+    // Every page fits a phone's width (wide tables scroll in their own box).
+    for (const route of ['projects', 'gateways', 'sessions', 'audit', 'breakglass', 'users', 'account', 'import']) {
+      await page.goto(`${server.url}/${route}`);
+      await page.locator('h1').first().waitFor();
+      await page.waitForLoadState('networkidle');
+      const wider = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+      await screenshot(page, `15-narrow-${route}`);
+      expect(wider, route).toBeLessThanOrEqual(0);
+    }
     await page.setViewportSize({ width: 1280, height: 800 });
+    await page.goto(`${server.url}/devices`);
 
     // Keyboard, from a fresh load: the skip link comes first, then the main navigation.
     await page.reload();

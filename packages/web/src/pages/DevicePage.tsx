@@ -120,7 +120,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
       {accounts && accounts.length > 0 ? (
         <ul className="accounts">
           {accounts.map((a) => (
-            <AccountRow key={a.id} account={a} canReveal={isAdmin} canConnect={canConnect} />
+            <AccountRow key={a.id} account={a} canReveal={isAdmin} canConnect={canConnect} onChanged={() => setReload((n) => n + 1)} />
           ))}
         </ul>
       ) : null}
@@ -145,7 +145,18 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
 }
 
 /** An account with its secrets as the API shows them (a fixed mask); revealing asks why and is audited. */
-function AccountRow({ account, canReveal, canConnect }: { account: Account; canReveal: boolean; canConnect: boolean }) {
+function AccountRow({
+  account,
+  canReveal,
+  canConnect,
+  onChanged,
+}: {
+  account: Account;
+  canReveal: boolean;
+  canConnect: boolean;
+  onChanged: () => void;
+}) {
+  const [editing, setEditing] = useState(false);
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState('');
   const [revealed, setRevealed] = useState<Revealed | null>(null);
@@ -196,7 +207,23 @@ function AccountRow({ account, canReveal, canConnect }: { account: Account; canR
             Hide
           </button>
         ) : null}
+        {canReveal && !editing ? (
+          <button type="button" className="link" onClick={() => setEditing(true)}>
+            Edit
+          </button>
+        ) : null}
       </div>
+      {editing ? (
+        <AccountForm
+          deviceId={account.deviceId}
+          account={account}
+          onCancel={() => setEditing(false)}
+          onSaved={() => {
+            setEditing(false);
+            onChanged();
+          }}
+        />
+      ) : null}
       {asking ? (
         <form className="inline-form" onSubmit={reveal}>
           <Field
@@ -235,24 +262,32 @@ function SecretLine({ label, value }: { label: string; value: string }) {
   );
 }
 
-function AccountForm({ deviceId, onSaved, onCancel }: { deviceId: string; onSaved: () => void; onCancel: () => void }) {
-  const [username, setUsername] = useState('');
+/** A new account, or changes to one: a secret left empty keeps the stored one. */
+function AccountForm({
+  deviceId,
+  account,
+  onSaved,
+  onCancel,
+}: {
+  deviceId: string;
+  account?: Account;
+  onSaved: () => void;
+  onCancel: () => void;
+}) {
+  const [username, setUsername] = useState(account?.username ?? '');
   const [password, setPassword] = useState('');
   const [privateKey, setPrivateKey] = useState('');
 
   const { busy, error, submit } = useSubmit(async () => {
-    await api('POST', '/accounts', {
-      deviceId,
-      username,
-      ...(password !== '' ? { password } : {}),
-      ...(privateKey.trim() !== '' ? { privateKey } : {}),
-    });
+    const secrets = { ...(password !== '' ? { password } : {}), ...(privateKey.trim() !== '' ? { privateKey } : {}) };
+    if (account) await api('PATCH', `/accounts/${account.id}`, { username, ...secrets });
+    else await api('POST', '/accounts', { deviceId, username, ...secrets });
     onSaved();
   });
 
   return (
-    <form className="card form-grid" onSubmit={submit} aria-label="New account">
-      <h2>New account</h2>
+    <form className="card form-grid" onSubmit={submit} aria-label={account ? `Edit account ${account.username}` : 'New account'}>
+      <h2>{account ? `Edit account ${account.username}` : 'New account'}</h2>
       <Field label="User name" name="username" value={username} onChange={setUsername} error={error} required autoFocus />
       <Field
         label="Password"
@@ -262,6 +297,7 @@ function AccountForm({ deviceId, onSaved, onCancel }: { deviceId: string; onSave
         onChange={setPassword}
         error={error}
         autoComplete="new-password"
+        hint={account?.password ? 'Set: leave empty to keep it, or type a new one.' : undefined}
       />
       <Field
         label="Private key"
@@ -271,9 +307,11 @@ function AccountForm({ deviceId, onSaved, onCancel }: { deviceId: string; onSave
         error={error}
         multiline
         placeholder="-----BEGIN OPENSSH PRIVATE KEY-----"
-        hint="Stored encrypted; never shown again unless revealed."
+        hint={
+          account?.privateKey ? 'Set: leave empty to keep it, or paste a new one.' : 'Stored encrypted; never shown again unless revealed.'
+        }
       />
-      <FormEnd error={error} busy={busy} label="Add account" busyLabel="Saving…" onCancel={onCancel} />
+      <FormEnd error={error} busy={busy} label={account ? 'Save' : 'Add account'} busyLabel="Saving…" onCancel={onCancel} />
     </form>
   );
 }

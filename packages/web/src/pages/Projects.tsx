@@ -8,6 +8,7 @@ export function Projects({ user }: { user: User }) {
   const [items, setItems] = useState<Project[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
+  const [editing, setEditing] = useState<Project | null>(null);
   const [reload, setReload] = useState(0);
 
   useEffect(() => {
@@ -36,6 +37,17 @@ export function Projects({ user }: { user: User }) {
           }}
         />
       ) : null}
+      {editing ? (
+        <ProjectForm
+          key={editing.id}
+          project={editing}
+          onCancel={() => setEditing(null)}
+          onSaved={() => {
+            setEditing(null);
+            setReload((n) => n + 1);
+          }}
+        />
+      ) : null}
       <ErrorNote error={error} />
       {items && items.length === 0 && !creating ? (
         <Empty title="No projects yet">
@@ -50,6 +62,7 @@ export function Projects({ user }: { user: User }) {
                 <th>Name</th>
                 <th>Description</th>
                 <th className="hide-narrow">Created</th>
+                {isAdmin ? <th /> : null}
               </tr>
             </thead>
             <tbody>
@@ -60,6 +73,13 @@ export function Projects({ user }: { user: User }) {
                   </td>
                   <td>{p.description ?? <span className="muted">—</span>}</td>
                   <td className="hide-narrow">{new Date(p.createdAt).toLocaleDateString()}</td>
+                  {isAdmin ? (
+                    <td>
+                      <button type="button" className="link" onClick={() => setEditing(p)} aria-label={`Edit ${p.name}`}>
+                        Edit
+                      </button>
+                    </td>
+                  ) : null}
                 </tr>
               ))}
             </tbody>
@@ -70,20 +90,21 @@ export function Projects({ user }: { user: User }) {
   );
 }
 
-function ProjectForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: () => void }) {
-  const [name, setName] = useState('');
-  const [description, setDescription] = useState('');
+function ProjectForm({ project, onSaved, onCancel }: { project?: Project; onSaved: () => void; onCancel: () => void }) {
+  const [name, setName] = useState(project?.name ?? '');
+  const [description, setDescription] = useState(project?.description ?? '');
   const { busy, error, submit } = useSubmit(async () => {
-    await api('POST', '/projects', { name, description });
+    if (project) await api('PATCH', `/projects/${project.id}`, { name, description });
+    else await api('POST', '/projects', { name, description });
     onSaved();
   });
 
   return (
-    <form className="card form-grid" onSubmit={submit} aria-label="New project">
-      <h2>New project</h2>
+    <form className="card form-grid" onSubmit={submit} aria-label={project ? `Edit ${project.name}` : 'New project'}>
+      <h2>{project ? `Edit ${project.name}` : 'New project'}</h2>
       <Field label="Name" name="name" value={name} onChange={setName} error={error} required autoFocus />
       <Field label="Description" name="description" value={description} onChange={setDescription} error={error} />
-      <FormEnd error={error} busy={busy} label="Create project" busyLabel="Saving…" onCancel={onCancel} />
+      <FormEnd error={error} busy={busy} label={project ? 'Save' : 'Create project'} busyLabel="Saving…" onCancel={onCancel} />
     </form>
   );
 }
