@@ -68,6 +68,8 @@ export interface GatewayUser {
   username: string;
   /** For a remote gateway's SSH entry: the server's proof of this sign-in, sent back with every later call. */
   ticket?: string | undefined;
+  /** For the browser terminal and file browser: the browser's address (the gateway sees only the server's loopback). */
+  browserAddress?: string | undefined;
 }
 
 export type AuthenticationResult =

@@ -113,7 +113,7 @@ export class ServerAccessBroker implements AccessBroker {
       }
       return refused;
     }
-    const user = { id: allowed.userId, username: allowed.username };
+    const user = { id: allowed.userId, username: allowed.username, browserAddress: allowed.ip };
     if (!request.signed) return { ok: true, user };
     const row = await this.services.users.row(allowed.userId);
     const base = { action: 'gateway.auth', actorId: row.id, actorName: row.username, ip: allowed.ip } as const;
@@ -129,7 +129,8 @@ export class ServerAccessBroker implements AccessBroker {
     return { ok: true, user };
   }
 
-  async authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult> {
+  async authorize(user: GatewayUser, target: ConnectionTarget, socketAddress: string): Promise<AuthorizationResult> {
+    const remoteAddress = user.browserAddress ?? socketAddress;
     const resolved = await this.resolve(user, target);
     if (!resolved.ok) {
       await this.services.audit(null, {
@@ -169,8 +170,9 @@ export class ServerAccessBroker implements AccessBroker {
     user: GatewayUser,
     target: AuthorizedTarget,
     destination: { host: string; port: number },
-    remoteAddress: string,
+    socketAddress: string,
   ): Promise<AuthorizationDecision> {
+    const remoteAddress = user.browserAddress ?? socketAddress;
     const { portForwarding } = await this.policy();
     const allow = portForwarding;
     await this.services.audit(null, {
@@ -233,7 +235,7 @@ export class ServerAccessBroker implements AccessBroker {
       entry_gateway: this.entry,
       kind: s.kind,
       command: s.command,
-      remote_address: s.remoteAddress,
+      remote_address: s.user.browserAddress ?? s.remoteAddress,
       started_at: s.startedAt,
       result: 'active',
       reason: null,
@@ -246,7 +248,7 @@ export class ServerAccessBroker implements AccessBroker {
       actorName: s.user.username,
       targetType: 'device',
       targetId: s.target.deviceId,
-      ip: s.remoteAddress,
+      ip: s.user.browserAddress ?? s.remoteAddress,
       details: {
         sessionId: s.id,
         gateway: s.gateway,
@@ -303,7 +305,7 @@ export class ServerAccessBroker implements AccessBroker {
       entry_gateway: this.entry,
       kind: null,
       command: null,
-      remote_address: f.remoteAddress,
+      remote_address: f.user.browserAddress ?? f.remoteAddress,
       started_at: f.at,
       reason: f.reason,
     });
@@ -314,7 +316,7 @@ export class ServerAccessBroker implements AccessBroker {
       actorName: f.user.username,
       targetType: 'device',
       targetId: f.target.deviceId,
-      ip: f.remoteAddress,
+      ip: f.user.browserAddress ?? f.remoteAddress,
       details: {
         sessionId: id,
         gateway: f.gateway,

@@ -179,7 +179,8 @@ export class GatewayService {
   /** The dialer of the built-in gateway: selection by segment, then failover in order. */
   dialer(): TargetDialer {
     const { audit, logger, targetTimeoutMs } = this.opts;
-    return async (target, { user, remoteAddress }) => {
+    return async (target, { user, remoteAddress: socketAddress }) => {
+      const remoteAddress = user.browserAddress ?? socketAddress;
       const [registered, settings] = await Promise.all([this.gateways.list(), this.settings()]);
       const candidates: (GatewayCandidate & { gateway?: Gateway })[] = [
         { name: DEFAULT_GATEWAY, segment: null, status: this.builtIn ? 'online' : 'offline', builtIn: true },

@@ -72,7 +72,7 @@ export function Gateways({ user }: { user: User }) {
               <th>Name</th>
               <th>Segment</th>
               <th>Status</th>
-              <th className="hide-narrow">Last contact</th>
+              <th className="hide-narrow">Last sync</th>
               <th className="hide-narrow">Latency</th>
               <th className="hide-narrow">Version</th>
               <th>Live sessions</th>
@@ -92,7 +92,8 @@ export function Gateways({ user }: { user: User }) {
                   {g.status !== 'online' && g.statusReason ? <div className="small muted">{g.statusReason}</div> : null}
                 </td>
                 <td className="hide-narrow">
-                  <Ago at={g.lastContactAt} />
+                  {/* The built-in gateway is this process: it is never synced, it is simply up. */}
+                  {g.builtIn ? <span className="muted">in process</span> : <Ago at={g.lastSyncAt ?? g.lastContactAt} />}
                 </td>
                 <td className="hide-narrow">{g.latencyMs === null ? '—' : `${g.latencyMs} ms`}</td>
                 <td className="hide-narrow">{g.version ?? '—'}</td>
