@@ -217,6 +217,15 @@ describe.each(dialects)('inventory on %s', (dialect) => {
         expect(await inv.listDevices({ search: 'nothing-like-this' })).toEqual({ items: [], total: 0 });
       });
 
+      it('counts all the matches of a search in the same pass, on every page and past the last one', async () => {
+        const all = await inv.listDevices({ search: 'web' });
+        expect(all.total).toBe(2);
+        const second = await inv.listDevices({ search: 'web', limit: 1, offset: 1 });
+        expect({ names: names(second), total: second.total }).toEqual({ names: ['web-beta'], total: 2 });
+        expect(await inv.listDevices({ search: 'web', limit: 1, offset: 5 })).toEqual({ items: [], total: 2 });
+        expect((await inv.listDevices({ tag: 'web', limit: 1 })).total).toBe(2);
+      });
+
       it('treats % and _ in a search as the characters themselves', async () => {
         expect(names(await inv.listDevices({ search: 'x_' }))).toEqual(['x_1']);
         expect(names(await inv.listDevices({ search: '_' }))).toEqual(['x_1']);

@@ -294,17 +294,23 @@ export class Inventory {
     const sort = q.sort ?? 'name';
     const desc = sort.startsWith('-');
     const column = sortColumns[(desc ? sort.slice(1) : sort) as keyof typeof sortColumns];
-    const [rows, count] = await Promise.all([
-      base
-        .selectAll()
-        .orderBy(column, desc ? 'desc' : 'asc')
-        // The same direction as the column, so that the (column, id) index serves both.
-        .orderBy('id', desc ? 'desc' : 'asc')
-        .limit(q.limit ?? 50)
-        .offset(q.offset ?? 0)
-        .execute(),
-      base.select((eb) => eb.fn.countAll<string | number>().as('n')).executeTakeFirstOrThrow(),
-    ]);
+    const page = base
+      .selectAll()
+      .orderBy(column, desc ? 'desc' : 'asc')
+      // The same direction as the column, so that the (column, id) index serves both.
+      .orderBy('id', desc ? 'desc' : 'asc')
+      .limit(q.limit ?? 50)
+      .offset(q.offset ?? 0);
+    const countAll = () => base.select((eb) => eb.fn.countAll<string | number>().as('n')).executeTakeFirstOrThrow();
+    if (q.search || q.tag) {
+      // A search reads every row whatever indexes there are: count in the same pass
+      // (a window over the whole result) instead of a second scan.
+      const rows = await page.select(sql<string | number>`count(*) over ()`.as('total_rows')).execute();
+      const first = rows[0];
+      const total = first ? Number(first.total_rows) : (q.offset ?? 0) > 0 ? Number((await countAll()).n) : 0;
+      return { items: rows.map(presentDevice), total };
+    }
+    const [rows, count] = await Promise.all([page.execute(), countAll()]);
     return { items: rows.map(presentDevice), total: Number(count.n) };
   }
 
