@@ -357,6 +357,25 @@ describe('web console', () => {
     expect(await page.evaluate<string | undefined>('document.activeElement?.textContent')).toBe('Devices');
   });
 
+  it('deletes an account, a device and a project after asking', async () => {
+    const project = await api<{ id: string }>('POST', '/projects', { name: 'Scratch' });
+    const device = await api<{ id: string }>('POST', '/devices', { projectId: project.id, name: 'old-box', provider: 'other' });
+    await api('POST', '/accounts', { deviceId: device.id, username: 'ops', password: 'a password to lose' });
+    page.on('dialog', (d) => void d.accept());
+    await page.goto(`${server.url}/devices/${device.id}`);
+    await page.getByText('ops', { exact: true }).waitFor();
+    await page.locator('li.account').getByRole('button', { name: 'Delete' }).click();
+    await page.getByText('No accounts on this device').waitFor();
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByRole('heading', { name: 'Devices' }).waitFor();
+    expect((await server.request(`${API}/devices/${device.id}`, { headers: { cookie } })).status).toBe(404);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Projects' }).click();
+    await page.getByRole('button', { name: 'Delete Scratch' }).click();
+    await page.getByRole('link', { name: 'Scratch' }).waitFor({ state: 'detached' });
+    expect((await server.request(`${API}/projects/${project.id}`, { headers: { cookie } })).status).toBe(404);
+    page.removeAllListeners('dialog');
+  });
+
   it('goes back to the sign-in page when signed out, and had no script, CSP or network error on the way', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in to Gatehouse' }).waitFor();

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react';
-import { Link } from 'wouter';
+import { Link, useLocation } from 'wouter';
 import { api, type Device, type Project, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
@@ -30,6 +30,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
   const [editing, setEditing] = useState(false);
   const [adding, setAdding] = useState(false);
   const [reload, setReload] = useState(0);
+  const [, navigate] = useLocation();
   const isAdmin = user.role === 'admin';
   // Operators and administrators connect; the gateway decides per account (grants).
   const canConnect = user.role !== 'auditor';
@@ -74,7 +75,24 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
             Edit
           </button>
         ) : null}
+        {isAdmin && !editing ? (
+          <button
+            type="button"
+            className="danger"
+            onClick={() => {
+              if (!window.confirm(`Delete ${device.name} and its ${accounts?.length ?? 0} account(s)? Its sessions and recordings stay.`))
+                return;
+              api('DELETE', `/devices/${device.id}`).then(
+                () => navigate('/devices'),
+                (e: unknown) => setError(e),
+              );
+            }}
+          >
+            Delete
+          </button>
+        ) : null}
       </PageHeader>
+      {error ? <ErrorNote error={error} /> : null}
       {editing ? (
         <DeviceForm
           projects={projects}
@@ -157,6 +175,7 @@ function AccountRow({
   onChanged: () => void;
 }) {
   const [editing, setEditing] = useState(false);
+  const [failure, setFailure] = useState<unknown>(null);
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState('');
   const [revealed, setRevealed] = useState<Revealed | null>(null);
@@ -212,7 +231,20 @@ function AccountRow({
             Edit
           </button>
         ) : null}
+        {canReveal && !editing ? (
+          <button
+            type="button"
+            className="link danger"
+            onClick={() => {
+              if (!window.confirm(`Delete the account ${account.username} and its vaulted credential?`)) return;
+              api('DELETE', `/accounts/${account.id}`).then(onChanged, (e: unknown) => setFailure(e));
+            }}
+          >
+            Delete
+          </button>
+        ) : null}
       </div>
+      {failure ? <ErrorNote error={failure} /> : null}
       {editing ? (
         <AccountForm
           deviceId={account.deviceId}

@@ -77,6 +77,20 @@ export function Projects({ user }: { user: User }) {
                     <td>
                       <button type="button" className="link" onClick={() => setEditing(p)} aria-label={`Edit ${p.name}`}>
                         Edit
+                      </button>{' '}
+                      <button
+                        type="button"
+                        className="link danger"
+                        aria-label={`Delete ${p.name}`}
+                        onClick={() => {
+                          if (!window.confirm(`Delete ${p.name} with all its devices and accounts? Sessions and recordings stay.`)) return;
+                          api('DELETE', `/projects/${p.id}`).then(
+                            () => setReload((n) => n + 1),
+                            (e: unknown) => setError(e),
+                          );
+                        }}
+                      >
+                        Delete
                       </button>
                     </td>
                   ) : null}
