@@ -330,7 +330,8 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       });
       expect(set.code, set.stderr).toBe(0);
       expect(await tryForward()).toBe('ping-through-device');
-      const forwarded = await endedSession((s) => s.kind === 'forward' && s.command === `127.0.0.1:${echoPort}`);
+      // waitForPort's probe opened a forward too (no bytes): the session to check is the one that carried the ping.
+      const forwarded = await endedSession((s) => s.kind === 'forward' && s.command === `127.0.0.1:${echoPort}` && s.bytesIn > 0);
       expect(forwarded).toMatchObject({ deviceName: 'pw-box', result: 'success', recorded: false });
       expect(forwarded?.bytesIn).toBe('ping-through-device'.length);
     } finally {
