@@ -51,6 +51,7 @@ export {
 } from './remote.js';
 export { SftpOperationLog, legacyScpOperation, type FileOperation, type FileOperationKind } from './sftp-log.js';
 export {
+  GatewayConnectError,
   generateWebTerminalKey,
   openGatewayShell,
   openGatewaySftp,

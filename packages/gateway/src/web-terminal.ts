@@ -19,6 +19,11 @@ export function generateWebTerminalKey(): WebTerminalKey {
   return { privateKey: pair.private, fingerprint: fingerprintOf(parsed.getPublicSSH()) };
 }
 
+/** The gateway could not be reached or refused the sign-in or channel: the message is for the user. */
+export class GatewayConnectError extends Error {
+  override readonly name = 'GatewayConnectError';
+}
+
 export interface GatewayShellOptions {
   host: string;
   port: number;
@@ -94,7 +99,7 @@ function signedIn<T>(
       if (settled) return;
       settled = true;
       client.end();
-      reject(new Error(message));
+      reject(new GatewayConnectError(message));
     };
     client.on('error', (error: Error & { level?: string }) =>
       fail(

@@ -13,7 +13,8 @@ export function csrfTokenOf(sessionToken: string): string {
   return createHash('sha256').update('gatehouse csrf\0').update(sessionToken).digest('base64url');
 }
 
-function sameToken(a: string, b: string): boolean {
+/** Compares two tokens in constant time. */
+export function sameToken(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);

@@ -10,7 +10,7 @@ import type { FileEntryWithStats, Stats } from 'ssh2';
 import { z } from 'zod';
 import { caller } from './auth.js';
 import type { Services } from './services.js';
-import { gatewayTargetOf, type WebTerminal } from './terminal.js';
+import { gatewayTargetOf, openFailure, type WebTerminal } from './terminal.js';
 
 const connectors = { access: ['admin', 'operator'] } as const;
 const where = z.strictObject({
@@ -63,7 +63,7 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       // The gateway recorded why it refused (no permission, no gateway online in a segment, unreachable).
       const recent = await sessions.list({ userId: auth.user.id, deviceId: device.id, from: since, limit: 1 });
       const reason = recent.items[0]?.result === 'failure' ? recent.items[0].reason : null;
-      throw new GatehouseError('CONFLICT', reason ?? (error as Error).message);
+      throw new GatehouseError('CONFLICT', reason ?? openFailure(error, req));
     }
   };
 

@@ -1,5 +1,6 @@
 import { canSeeDevice, GatehouseError, NotFoundError } from '@gatehouse/core';
 import {
+  GatewayConnectError,
   generateWebTerminalKey,
   openGatewayShell,
   openGatewaySftp,
@@ -11,7 +12,7 @@ import type { Device } from '@gatehouse/db';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
-import { caller, csrfTokenOf } from './auth.js';
+import { caller, csrfTokenOf, sameToken } from './auth.js';
 import type { AuthContext, Services } from './services.js';
 
 /** How long a user let in by the browser terminal has to sign in to the gateway. */
@@ -46,7 +47,7 @@ export class WebTerminal {
 
   /** The built-in gateway's sign-in asks this for its own key: a user just let in, or nobody. */
   admit(fingerprint: string, username: string, consume: boolean): Allowance | undefined {
-    if (fingerprint !== this.key.fingerprint) return undefined;
+    if (!this.isOwnKey(fingerprint)) return undefined;
     const now = Date.now();
     for (let i = this.allowances.length - 1; i >= 0; i--) if ((this.allowances[i] as Allowance).expires < now) this.allowances.splice(i, 1);
     const at = this.allowances.findIndex((a) => a.username === username);
@@ -133,6 +134,16 @@ const resize = z.strictObject({
 type ToPage =
   { type: 'ready'; target: string } | { type: 'error'; message: string } | { type: 'exit'; code: number | null; message: string };
 
+/**
+ * What the page is told when a terminal or file session cannot open: our own sentences
+ * (the API's errors, the gateway client's), never an unexpected error's text, which is logged.
+ */
+export function openFailure(error: unknown, req: FastifyRequest): string {
+  if (error instanceof GatehouseError || error instanceof GatewayConnectError) return error.message;
+  req.log.error({ err: error }, 'browser terminal or file session failed');
+  return `The session could not be opened (request ${req.id}).`;
+}
+
 /** A name as the gateway's user-name syntax can carry it, or why not. */
 function addressable(name: string, what: string): string {
   if (name.includes(':') || name !== name.trim()) {
@@ -198,7 +209,7 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
             return refuse(
               `The start message is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'} ${i.message}`).join('; ')}.`,
             );
-          if (!auth.sessionToken || parsed.data.csrfToken !== csrfTokenOf(auth.sessionToken))
+          if (!auth.sessionToken || !sameToken(parsed.data.csrfToken, csrfTokenOf(auth.sessionToken)))
             return refuse('The CSRF token is missing or wrong. Reload the page.');
           void begin(parsed.data);
           return;
@@ -210,6 +221,7 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
       const begin = async (s: z.infer<typeof start>) => {
         try {
           const { target, device } = await gatewayTargetOf(services, auth, s.deviceId, s.accountId);
+          shell = await terminal.open(auth.user, target, req.ip, s.cols, s.rows);
           await services.audit(req, {
             action: 'terminal.open',
             outcome: 'success',
@@ -217,7 +229,6 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
             targetId: device.id,
             details: { target, accountId: s.accountId ?? null },
           });
-          shell = await terminal.open(auth.user, target, req.ip, s.cols, s.rows);
           if (socket.readyState !== socket.OPEN) return shell.close();
           send({ type: 'ready', target });
           shell.channel.on('data', (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d));
@@ -236,7 +247,7 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
             socket.close(1000, 'ended');
           });
         } catch (error) {
-          const message = error instanceof GatehouseError || error instanceof Error ? error.message : 'The terminal could not be opened.';
+          const message = openFailure(error, req);
           await services
             .audit(req, {
               action: 'terminal.open',

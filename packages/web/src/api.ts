@@ -47,22 +47,49 @@ export function whenSignedOut(fn: () => void): void {
   onSignedOut = fn;
 }
 
-export async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** A body sent as it is (a CSV file, say) instead of as JSON. */
+export class RawBody {
+  constructor(
+    readonly text: string,
+    readonly contentType: string,
+  ) {}
+}
+
+/** One request with the session cookie and, for writes, the CSRF header; a network failure as an ApiError. */
+async function send(method: Method, path: string, accept: string, body: unknown): Promise<Response> {
+  const headers: Record<string, string> = { accept };
+  const raw = body instanceof RawBody ? body : undefined;
+  if (body !== undefined) headers['content-type'] = raw ? raw.contentType : 'application/json';
   if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
-  let res: Response;
   try {
-    res = await fetch(`${API}${path}`, {
+    return await fetch(`${API}${path}`, {
       method,
       headers,
-      body: body === undefined ? null : JSON.stringify(body),
+      body: body === undefined ? null : raw ? raw.text : JSON.stringify(body),
       credentials: 'same-origin',
       cache: 'no-store',
     });
   } catch {
     throw new ApiError(0, 'NETWORK', 'The server did not answer. Check that Gatehouse is running and try again.');
   }
+}
+
+/** The API's error body (`{ error: { code, message, issues } }`) of a failed answer; a 401 signs the page out. */
+function failureOf(res: Response, parsed: unknown, path: string): ApiError {
+  const error = (parsed as { error?: { code?: string; message?: string; issues?: FieldIssue[] } } | undefined)?.error;
+  if (res.status === 401 && path !== '/auth/login' && path !== '/auth/me') onSignedOut?.();
+  return new ApiError(
+    res.status,
+    error?.code ?? `HTTP_${res.status}`,
+    error?.message ?? `The server answered ${res.status} ${res.statusText}.`,
+    error?.issues ?? [],
+  );
+}
+
+export async function api<T>(method: Method, path: string, body?: unknown): Promise<T> {
+  const res = await send(method, path, 'application/json', body);
   if (res.status === 204) return undefined as T;
   const text = await res.text();
   let parsed: unknown = undefined;
@@ -71,17 +98,7 @@ export async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
   } catch {
     // not JSON: reported below
   }
-  if (!res.ok) {
-    const error = (parsed as { error?: { code?: string; message?: string; issues?: FieldIssue[] } } | undefined)?.error;
-    const failure = new ApiError(
-      res.status,
-      error?.code ?? `HTTP_${res.status}`,
-      error?.message ?? `The server answered ${res.status} ${res.statusText}.`,
-      error?.issues ?? [],
-    );
-    if (res.status === 401 && path !== '/auth/login' && path !== '/auth/me') onSignedOut?.();
-    throw failure;
-  }
+  if (!res.ok) throw failureOf(res, parsed, path);
   return parsed as T;
 }
 
@@ -91,32 +108,8 @@ export async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
  * stream starts are the API's usual error body.
  */
 export async function apiLines(path: string, body: unknown, onLine: (line: Record<string, unknown>) => void): Promise<void> {
-  const headers: Record<string, string> = { accept: 'application/x-ndjson', 'content-type': 'application/json' };
-  if (csrfToken) headers['x-csrf-token'] = csrfToken;
-  let res: Response;
-  try {
-    res = await fetch(`${API}${path}`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(body),
-      credentials: 'same-origin',
-      cache: 'no-store',
-    });
-  } catch {
-    throw new ApiError(0, 'NETWORK', 'The server did not answer. Check that Gatehouse is running and try again.');
-  }
-  if (!res.ok || !res.body) {
-    const error = (
-      (await res.json().catch(() => undefined)) as { error?: { code?: string; message?: string; issues?: FieldIssue[] } } | undefined
-    )?.error;
-    if (res.status === 401) onSignedOut?.();
-    throw new ApiError(
-      res.status,
-      error?.code ?? `HTTP_${res.status}`,
-      error?.message ?? `The server answered ${res.status}.`,
-      error?.issues ?? [],
-    );
-  }
+  const res = await send('POST', path, 'application/x-ndjson', body);
+  if (!res.ok || !res.body) throw failureOf(res, await res.json().catch(() => undefined), path);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = '';
   for (;;) {

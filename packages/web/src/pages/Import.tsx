@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { Link } from 'wouter';
-import { API, ApiError, currentCsrfToken, type FieldIssue } from '../api.js';
+import { api, ApiError, RawBody } from '../api.js';
 import { ErrorNote, PageHeader } from '../ui.js';
 
 interface PreviewRow {
@@ -25,30 +25,8 @@ interface Result {
 }
 
 /** Sends the file as it is (CSV as text/csv, JSON as JSON): the API parses and checks it. */
-async function importFile(text: string, csv: boolean, dryRun: boolean): Promise<Result> {
-  const headers: Record<string, string> = {
-    accept: 'application/json',
-    'content-type': csv ? 'text/csv; charset=utf-8' : 'application/json',
-  };
-  const token = currentCsrfToken();
-  if (token) headers['x-csrf-token'] = token;
-  const res = await fetch(`${API}/inventory/import?dryRun=${dryRun}`, {
-    method: 'POST',
-    headers,
-    body: text,
-    credentials: 'same-origin',
-    cache: 'no-store',
-  });
-  const body = (await res.json().catch(() => ({}))) as Result & { error?: { code: string; message: string; issues?: FieldIssue[] } };
-  if (!res.ok)
-    throw new ApiError(
-      res.status,
-      body.error?.code ?? `HTTP_${res.status}`,
-      body.error?.message ?? `The server answered ${res.status}.`,
-      body.error?.issues ?? [],
-    );
-  return body;
-}
+const importFile = (text: string, csv: boolean, dryRun: boolean) =>
+  api<Result>('POST', `/inventory/import?dryRun=${dryRun}`, new RawBody(text, csv ? 'text/csv; charset=utf-8' : 'application/json'));
 
 const secretWord = { set: 'new', keep: 'kept', none: '—' } as const;
 
