@@ -9,7 +9,7 @@
  *
  *   npm run bench:ssh -- [--size-mib 1024] [--runs 3] [--setup-runs 20] [--idle 100]
  *     [--rate-sessions 40] [--concurrency 4] [--active 100] [--active-seconds 15]
- *     [--active-interval-ms 100] [--no-segment] [--keep] [--cpu-prof DIR]
+ *     [--active-interval-ms 100] [--no-segment] [--keep] [--keep-recordings] [--cpu-prof DIR]
  *
  * Needs root (a throwaway user `gh-bench`, /run/sshd), /usr/sbin/sshd, ssh, ssh-keygen and
  * sshpass. Runs on the built packages: `tsc -b` first, then this file compiled by
@@ -24,8 +24,11 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
+  readSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -61,6 +64,7 @@ const { values: opts } = parseArgs({
     'active-interval-ms': { type: 'string', default: '100' },
     'no-segment': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    'keep-recordings': { type: 'boolean', default: false },
     /** Writes a V8 CPU profile of each `gatehouse` process into DIR when it stops (open in Chrome DevTools). */
     'cpu-prof': { type: 'string' },
   },
@@ -426,6 +430,42 @@ function check(run: Run, what: string): Run {
 }
 
 /**
+ * Checks the recording a transfer left (a v2 header, a last line that is a whole event; a
+ * download's recording holds at least its bytes) and removes it, and any other, so a run
+ * does not leave GiBs of recordings in the page cache: on this VM, memory the guest has not
+ * used before is slow to touch the first time, and a recorder micro-benchmark writing
+ * 512 MiB recordings one after the other fell from 480 to 210 MiB/s from the fourth file on
+ * when they were kept (and stayed at 480 when each was removed).
+ */
+async function checkAndRemoveRecordings(dir: string, direction: 'up' | 'down'): Promise<void> {
+  // The gateway closes the recording as the session ends, around when ssh exits.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const files = readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.cast'))
+    .map((f) => path.join(dir, f));
+  if (files.length === 0) throw new Error(`the transfer left no recording in ${dir}`);
+  for (const file of files) {
+    const { size } = statSync(file);
+    const fd = openSync(file, 'r');
+    const head = Buffer.alloc(Math.min(size, 4096));
+    const tail = Buffer.alloc(Math.min(size, 256 * 1024));
+    readSync(fd, head, 0, head.length, 0);
+    readSync(fd, tail, 0, tail.length, size - tail.length);
+    closeSync(fd);
+    const header = JSON.parse(head.toString('utf8').split('\n')[0] ?? '') as { version?: number };
+    const lines = tail.toString('utf8').trimEnd().split('\n');
+    const last = JSON.parse(lines[lines.length - 1] ?? '') as unknown;
+    const whole = lines.length === 1 && size === tail.length ? true : Array.isArray(last) && typeof last[0] === 'number';
+    if (header.version !== 2 || !whole) {
+      throw new Error(`the recording ${file} is not a whole asciicast v2 file`);
+    }
+    if (direction === 'down' && files.length === 1 && size < SIZE)
+      throw new Error(`the recording ${file} has ${size} bytes, less than the download`);
+    rmSync(file);
+  }
+}
+
+/**
  * Upload: `echo go; exec cat > /dev/null` on the device; the clock starts when `go`
  * arrives (the session is up) and stops when ssh exits after stdin's EOF, so connection
  * setup is not in the figure. Download: `cat <file>`; from the first byte to the exit.
@@ -700,6 +740,7 @@ async function main(): Promise<void> {
 
   const adminPassword = `admin-${randomBytes(9).toString('hex')}`;
   const gatehouse = await startGatehouse(path.join(dir, 'data'));
+  const recordingsDir = path.join(dir, 'data', 'recordings');
   const credentials = path.join(dir, 'credentials.json');
   await runGatehouseCli(
     ['setup', '--data-dir', path.join(dir, 'data'), '--url', gatehouse.url, '--password-stdin'],
@@ -893,6 +934,7 @@ async function main(): Promise<void> {
         if (p === 'segment' && remote) remoteCpu[direction].push((cpuSeconds(remote.pid) - remote0) / seconds);
         throughput[direction][p].push(mibs);
         console.log(`  run ${r + 1} ${direction === 'up' ? 'upload  ' : 'download'} ${LABEL[p].padEnd(24)} ${f1(mibs)}`);
+        if (GATEHOUSE_PATHS.includes(p) && !opts['keep-recordings']) await checkAndRemoveRecordings(recordingsDir, direction);
       }
     }
   }

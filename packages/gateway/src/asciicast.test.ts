@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { escapeJsonBytes } from './asciicast-writer.js';
 import { AsciicastRecorder } from './asciicast.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-cast-'));
@@ -63,6 +64,19 @@ describe('AsciicastRecorder', () => {
     expect(events.map((e) => e[2])).toEqual(['日', '本', '\ufffd']);
   });
 
+  it('records every byte of a large, oddly split output exactly, and invalid UTF-8 as U+FFFD', async () => {
+    const file = path.join(dir, 'exact.cast');
+    const rec = await AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' });
+    const text = Array.from({ length: 60_000 }, (_, i) => `${i} "quoted" \\ tab\t \x1b[1m日本語\x1b[0m €\r\n`).join('');
+    const bytes = Buffer.from(text, 'utf8');
+    // Packets of every size from 1 to 997 bytes, so characters are split at every position.
+    for (let at = 0, size = 1; at < bytes.length; at += size, size = (size % 997) + 1) rec.output(bytes.subarray(at, at + size));
+    rec.output(Buffer.from([0x41, 0xff, 0x42]));
+    await rec.close();
+    const events = read(file).slice(1) as [number, string, string][];
+    expect(events.map((e) => e[2]).join('')).toBe(`${text}A\ufffdB`);
+  });
+
   it('never overwrites an existing recording', async () => {
     const file = path.join(dir, 'taken.cast');
     await (await AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' })).close();
@@ -80,5 +94,26 @@ describe('AsciicastRecorder', () => {
     expect(recorder.congested).toBe(false);
     await recorder.close();
     expect(statSync(file).size).toBeGreaterThan(12 * 1024 * 1024);
+  });
+});
+
+describe('escapeJsonBytes', () => {
+  it('escapes UTF-8 bytes exactly as JSON.stringify escapes the decoded text', () => {
+    const samples = [
+      Buffer.from('plain text\r\nwith "quotes", back\\slashes, \t tabs, \x1b[31mcolour\x1b[0m, \x00\x7f and 日本語 €'),
+      Buffer.from(Array.from({ length: 4096 }, (_, i) => String.fromCharCode(i % 128)).join('')),
+    ];
+    // Random printable ASCII with control characters and escapes, at every alignment.
+    for (let n = 0; n < 200; n += 1) {
+      const bytes = Buffer.alloc(1 + Math.floor(Math.random() * 300));
+      for (let i = 0; i < bytes.length; i += 1)
+        bytes[i] = Math.random() < 0.1 ? Math.floor(Math.random() * 0x20) : 0x20 + Math.floor(Math.random() * 0x60);
+      samples.push(Buffer.concat([Buffer.alloc(n % 4), bytes]).subarray(n % 4));
+    }
+    const out = Buffer.alloc(64 * 1024);
+    for (const sample of samples) {
+      const end = escapeJsonBytes(sample, out, 1);
+      expect(out.toString('utf8', 1, end)).toBe(JSON.stringify(sample.toString('utf8')).slice(1, -1));
+    }
   });
 });

@@ -1,6 +1,8 @@
-import { mkdirSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { existsSync, mkdirSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { EVENT_HEADER_BYTES, writeEvent, type EventKind, type WriterReply, type WriterRequest } from './asciicast-writer.js';
 
 export interface AsciicastHeader {
   width: number;
@@ -13,41 +15,46 @@ export interface AsciicastHeader {
   title?: string | undefined;
 }
 
-/** Bytes buffered before a write; terminal output is many small packets. */
+/** Bytes batched before they go to the writer thread; terminal output is many small packets. */
 const FLUSH_BYTES = 1024 * 1024;
+const SMALL_BATCH_BYTES = 64 * 1024;
 const FLUSH_MS = 250;
 /** Recorded bytes not yet on disk above which the session should wait for the disk. */
 const MAX_BACKLOG = 8 * 1024 * 1024;
 
 /**
  * Writes an asciicast v2 recording (https://docs.asciinema.org/manual/asciicast/v2/):
- * a header line, then `[seconds, "o" | "i", text]` lines. Events are batched in memory
- * and written in large chunks; `close()` writes what is left and closes the file. Output
- * split inside a UTF-8 sequence is held back until the sequence is whole.
+ * a header line, then `[seconds, "o" | "i" | "r", text]` lines. The session's thread only
+ * copies the recorded bytes, with their time, into a batch; full batches (or every 250 ms)
+ * go to one writer thread for the whole process (asciicast-writer.ts), which encodes and
+ * writes them, so recording a fast transfer does not slow down the relay. `close()` waits
+ * until everything is on disk. Output split inside a UTF-8 sequence is held back until the
+ * sequence is whole.
  */
 export class AsciicastRecorder {
   private readonly started = performance.now();
-  private pending: string[] = [];
-  private pendingBytes = 0;
+  private batch: Buffer | undefined;
+  private batchLength = 0;
+  /** The size of the next batch: small while the output is slow (a shell), large when it is fast. */
+  private batchBytes = SMALL_BATCH_BYTES;
   private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> = Promise.resolve();
-  private closed = false;
-  private readonly partial: Record<'o' | 'i', Buffer> = { o: Buffer.alloc(0), i: Buffer.alloc(0) };
+  private closing: Promise<void> | undefined;
   private failed: Error | undefined;
+  /** Bytes handed to the writer thread that it has not written yet. */
   private inFlight = 0;
   private waiters: (() => void)[] = [];
+  /** The open or close waiting for the writer's answer. */
+  private settle: ((error?: Error) => void) | undefined;
 
   private constructor(
     readonly file: string,
-    private readonly handle: FileHandle,
+    private readonly id: number,
+    private readonly thread: WriterThread,
   ) {}
 
   /** Creates the file (mode 0600, its directory 0700) and writes the header. */
   static async create(file: string, header: AsciicastHeader): Promise<AsciicastRecorder> {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    // O_EXCL: a recording is never overwritten.
-    const handle = await open(file, 'wx', 0o600);
-    const recorder = new AsciicastRecorder(file, handle);
     const line: Record<string, unknown> = {
       version: 2,
       width: Math.max(1, Math.floor(header.width)),
@@ -57,7 +64,14 @@ export class AsciicastRecorder {
     };
     if (header.command !== undefined) line.command = header.command;
     if (header.title !== undefined) line.title = header.title;
-    recorder.push(`${JSON.stringify(line)}\n`);
+    const thread = writerThread();
+    const recorder = thread.add((id) => new AsciicastRecorder(file, id, thread));
+    try {
+      await recorder.request({ op: 'open', id: recorder.id, file, header: `${JSON.stringify(line)}\n` });
+    } catch (error) {
+      thread.remove(recorder.id);
+      throw error;
+    }
     return recorder;
   }
 
@@ -67,7 +81,7 @@ export class AsciicastRecorder {
    * memory ahead of a slower disk.
    */
   get congested(): boolean {
-    return this.failed === undefined && this.inFlight + this.pendingBytes > MAX_BACKLOG;
+    return this.failed === undefined && this.inFlight + this.batchLength > MAX_BACKLOG;
   }
 
   /** Resolves when the backlog is under the limit again (at once when it is). */
@@ -92,80 +106,145 @@ export class AsciicastRecorder {
 
   /** A terminal size change, as a resize (`"r"`) event. */
   resize(cols: number, rows: number): void {
-    if (this.closed) return;
-    this.push(`${JSON.stringify([this.elapsed(), 'r', `${Math.floor(cols)}x${Math.floor(rows)}`])}\n`);
+    this.event('r', Buffer.from(`${Math.floor(cols)}x${Math.floor(rows)}`, 'latin1'));
   }
 
   private elapsed(): number {
     return Math.round(performance.now() - this.started) / 1000;
   }
 
-  private event(kind: 'o' | 'i', data: Buffer): void {
-    if (this.closed || data.length === 0) return;
-    const bytes = this.partial[kind].length > 0 ? Buffer.concat([this.partial[kind], data]) : data;
-    const whole = completeUtf8Length(bytes);
-    this.partial[kind] = bytes.subarray(whole);
-    if (whole === 0) return;
-    this.push(`${JSON.stringify([this.elapsed(), kind, bytes.toString('utf8', 0, whole)])}\n`);
-  }
-
-  private push(line: string): void {
-    this.pending.push(line);
-    this.pendingBytes += line.length;
-    if (this.pendingBytes >= FLUSH_BYTES) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  private event(kind: EventKind, data: Buffer): void {
+    if (this.closing || this.failed || data.length === 0) return;
+    const size = EVENT_HEADER_BYTES + data.length;
+    if (this.batch && this.batchLength + size > this.batch.length) {
+      // A full batch: output is fast, so the next ones are large.
+      this.batchBytes = FLUSH_BYTES;
+      this.flush();
+    }
+    // Not from Node's shared pool: the batch's memory is handed to the writer thread as it is.
+    this.batch ??= Buffer.allocUnsafeSlow(Math.max(this.batchBytes, size));
+    this.batchLength = writeEvent(this.batch, this.batchLength, kind, this.elapsed(), data);
+    this.timer ??= setTimeout(() => {
+      this.batchBytes = SMALL_BATCH_BYTES;
+      this.flush();
+    }, FLUSH_MS);
   }
 
   private flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.pending.length === 0) return;
-    const chunk = this.pending.join('');
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.inFlight += chunk.length;
-    this.writing = this.writing
-      .then(() => this.handle.write(chunk))
-      .then(
-        () => undefined,
-        (error: Error) => {
-          this.failed ??= error;
-        },
-      )
-      .finally(() => {
-        this.inFlight -= chunk.length;
-        this.release();
-      });
+    const { batch, batchLength } = this;
+    if (!batch || batchLength === 0) return;
+    this.batch = undefined;
+    this.batchLength = 0;
+    this.inFlight += batchLength;
+    this.thread.post({ op: 'append', id: this.id, batch: batch.buffer as ArrayBuffer, length: batchLength }, [batch.buffer as ArrayBuffer]);
   }
 
-  /** Writes what is buffered (a trailing partial UTF-8 sequence as U+FFFD) and closes the file. */
-  async close(): Promise<void> {
-    if (this.closed) return this.writing;
-    for (const kind of ['o', 'i'] as const) {
-      if (this.partial[kind].length > 0) {
-        const rest = this.partial[kind];
-        this.partial[kind] = Buffer.alloc(0);
-        this.push(`${JSON.stringify([this.elapsed(), kind, rest.toString('utf8')])}\n`);
-      }
+  private request(message: WriterRequest): Promise<void> {
+    if (!this.thread.alive) return Promise.reject(this.failed ?? new Error('The recording writer thread stopped.'));
+    return new Promise((resolve, reject) => {
+      this.settle = (error) => {
+        this.settle = undefined;
+        if (error) reject(error);
+        else resolve();
+      };
+      this.thread.post(message);
+    });
+  }
+
+  /** An answer from the writer thread. */
+  receive(reply: WriterReply): void {
+    switch (reply.op) {
+      case 'written':
+        this.inFlight -= reply.bytes;
+        this.release();
+        return;
+      case 'failed':
+        this.fail(new Error(reply.message));
+        return;
+      case 'opened':
+      case 'closed':
+        this.settle?.();
+        return;
     }
-    this.closed = true;
-    this.flush();
-    await this.writing;
-    await this.handle.close();
-    if (this.failed) throw this.failed;
+  }
+
+  /** The recording cannot be written (any further): what waits is let go. */
+  fail(error: Error): void {
+    this.failed ??= error;
+    this.inFlight = 0;
+    this.settle?.(this.failed);
+    this.release();
+  }
+
+  /** Writes what is batched (a trailing partial UTF-8 sequence as U+FFFD) and closes the file. */
+  async close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.flush();
+      try {
+        // Also after a failed write: the writer closes the file.
+        await this.request({ op: 'close', id: this.id, seconds: this.elapsed() });
+      } catch (error) {
+        this.failed ??= error as Error;
+      } finally {
+        this.thread.remove(this.id);
+      }
+      if (this.failed) throw this.failed;
+    })();
+    return this.closing;
   }
 }
 
-/** How many leading bytes of `b` end on a UTF-8 character boundary. */
-function completeUtf8Length(b: Buffer): number {
-  // Look back at most 3 bytes for the lead byte of an unfinished sequence.
-  for (let back = 1; back <= Math.min(3, b.length); back++) {
-    const byte = b[b.length - back] as number;
-    if ((byte & 0xc0) === 0x80) continue; // continuation byte: keep looking
-    const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
-    return need > back ? b.length - back : b.length;
+/** The one writer thread of the process; started with the first recording. */
+class WriterThread {
+  private readonly worker: Worker;
+  private readonly recorders = new Map<number, AsciicastRecorder>();
+  private nextId = 1;
+  alive = true;
+
+  constructor() {
+    this.worker = new Worker(writerUrl());
+    this.worker.unref();
+    this.worker.on('message', (reply: WriterReply) => this.recorders.get(reply.id)?.receive(reply));
+    const gone = (error: Error) => {
+      this.alive = false;
+      if (sharedThread === this) sharedThread = undefined;
+      for (const recorder of this.recorders.values()) recorder.fail(error);
+      this.recorders.clear();
+    };
+    this.worker.on('error', gone);
+    this.worker.on('exit', (code) => gone(new Error(`The recording writer thread stopped (exit code ${code}).`)));
   }
-  return b.length;
+
+  add(make: (id: number) => AsciicastRecorder): AsciicastRecorder {
+    const recorder = make(this.nextId++);
+    // While a recording is open, the thread keeps the process alive: it holds unwritten bytes.
+    if (this.recorders.size === 0) this.worker.ref();
+    this.recorders.set(this.nextId - 1, recorder);
+    return recorder;
+  }
+
+  remove(id: number): void {
+    if (this.recorders.delete(id) && this.recorders.size === 0) this.worker.unref();
+  }
+
+  post(message: WriterRequest, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(message, transfer);
+  }
+}
+
+let sharedThread: WriterThread | undefined;
+
+function writerThread(): WriterThread {
+  sharedThread ??= new WriterThread();
+  return sharedThread;
+}
+
+/** The compiled writer beside this module; from the TypeScript sources (unit tests), the built one. */
+function writerUrl(): URL {
+  const sibling = new URL('./asciicast-writer.js', import.meta.url);
+  return existsSync(sibling) ? sibling : new URL('../dist/asciicast-writer.js', import.meta.url);
 }
 
 /**

@@ -1,0 +1,253 @@
+/**
+ * The thread that writes asciicast recordings. Sessions hand it their recorded bytes in
+ * batches (see AsciicastRecorder in asciicast.ts); it does the UTF-8 decoding, the JSON
+ * encoding and the file writes, so none of that runs on the thread that relays SSH
+ * traffic. One thread serves every recording of the process; messages name the recording.
+ */
+import { isUtf8 } from 'node:buffer';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+
+export type WriterRequest =
+  | { op: 'open'; id: number; file: string; header: string }
+  /** `length` bytes of `batch` hold events, each as written by writeEvent. */
+  | { op: 'append'; id: number; batch: ArrayBuffer; length: number }
+  /** `seconds`: the time of the close, for a trailing partial UTF-8 sequence. */
+  | { op: 'close'; id: number; seconds: number };
+
+export type WriterReply =
+  | { op: 'opened'; id: number }
+  /** An append's bytes are on disk (or were dropped after a failure): the backlog shrinks. */
+  | { op: 'written'; id: number; bytes: number }
+  | { op: 'closed'; id: number }
+  | { op: 'failed'; id: number; message: string };
+
+/** Event kinds in a batch. */
+export const EVENT_KINDS = ['o', 'i', 'r'] as const;
+export type EventKind = (typeof EVENT_KINDS)[number];
+
+/** kind (1 byte), seconds since the start (float64), data length (uint32), then the data. */
+export const EVENT_HEADER_BYTES = 13;
+
+/** Writes one event into `batch` at `offset`; answers the offset after it. */
+export function writeEvent(batch: Buffer, offset: number, kind: EventKind, seconds: number, data: Buffer): number {
+  batch[offset] = EVENT_KINDS.indexOf(kind);
+  batch.writeDoubleLE(seconds, offset + 1);
+  batch.writeUInt32LE(data.length, offset + 9);
+  data.copy(batch, offset + EVENT_HEADER_BYTES);
+  return offset + EVENT_HEADER_BYTES + data.length;
+}
+
+interface Recording {
+  fd: number;
+  /** Output (or input) that ended inside a UTF-8 sequence, held until the sequence is whole. */
+  partial: Record<'o' | 'i', Buffer>;
+  failed: boolean;
+}
+
+/** A growing output buffer: the asciicast lines of one batch, before they are written. */
+export class Lines {
+  bytes = Buffer.allocUnsafe(1024 * 1024);
+  length = 0;
+
+  /** Makes room for `more` bytes. */
+  reserve(more: number): void {
+    if (this.length + more <= this.bytes.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + more));
+    this.bytes.copy(bigger, 0, 0, this.length);
+    this.bytes = bigger;
+  }
+
+  text(s: string): void {
+    this.reserve(Buffer.byteLength(s));
+    this.length += this.bytes.write(s, this.length);
+  }
+}
+
+/** Turns a batch of events into asciicast lines, keeping split UTF-8 sequences whole. */
+export function encodeEvents(partial: Record<'o' | 'i', Buffer>, batch: Buffer, lines: Lines): void {
+  for (let at = 0; at < batch.length;) {
+    const kind = EVENT_KINDS[batch[at] as number] ?? 'o';
+    const seconds = batch.readDoubleLE(at + 1);
+    const length = batch.readUInt32LE(at + 9);
+    const data = batch.subarray(at + EVENT_HEADER_BYTES, at + EVENT_HEADER_BYTES + length);
+    at += EVENT_HEADER_BYTES + length;
+    if (kind === 'r') {
+      lines.text(`${JSON.stringify([seconds, kind, data.toString('latin1')])}\n`);
+      continue;
+    }
+    const bytes = partial[kind].length > 0 ? Buffer.concat([partial[kind], data]) : data;
+    const whole = completeUtf8Length(bytes);
+    // A copy: the rest must not keep the whole batch alive.
+    partial[kind] = Buffer.from(bytes.subarray(whole));
+    if (whole === 0) continue;
+    const text = bytes.subarray(0, whole);
+    if (isUtf8(text)) {
+      // Valid UTF-8 is its own JSON text once escaped; the escaping is done on the bytes
+      // (JSON.stringify of a decoded string and encoding it again took 2.5x as long).
+      lines.text(`[${seconds},"${kind}","`);
+      lines.reserve(text.length * 6 + 3);
+      lines.length = escapeJsonBytes(text, lines.bytes, lines.length);
+      lines.text('"]\n');
+    } else {
+      // Invalid sequences become U+FFFD, as a terminal would show them.
+      lines.text(`${JSON.stringify([seconds, kind, text.toString('utf8')])}\n`);
+    }
+  }
+}
+
+/** The lines for what is left at the end: a trailing partial UTF-8 sequence as U+FFFD. */
+export function encodeRest(partial: Record<'o' | 'i', Buffer>, seconds: number, lines: Lines): void {
+  for (const kind of ['o', 'i'] as const) {
+    if (partial[kind].length > 0) lines.text(`${JSON.stringify([seconds, kind, partial[kind].toString('utf8')])}\n`);
+    partial[kind] = Buffer.alloc(0);
+  }
+}
+
+/** The two-character escapes of JSON; other control characters become \u00XX. */
+const SHORT_ESCAPES = new Uint8Array(256);
+for (const [byte, letter] of [
+  [0x08, 'b'],
+  [0x09, 't'],
+  [0x0a, 'n'],
+  [0x0c, 'f'],
+  [0x0d, 'r'],
+  [0x22, '"'],
+  [0x5c, '\\'],
+] as const) {
+  SHORT_ESCAPES[byte] = letter.charCodeAt(0);
+}
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+
+const mustEscape = (b: number) => b < 0x20 || b === 0x22 || b === 0x5c;
+
+function escapeByte(b: number, out: Buffer, at: number): number {
+  out[at++] = 0x5c;
+  const short = SHORT_ESCAPES[b] as number;
+  if (short !== 0) {
+    out[at++] = short;
+    return at;
+  }
+  out[at++] = 0x75;
+  out[at++] = 0x30;
+  out[at++] = 0x30;
+  out[at++] = HEX[b >> 4] as number;
+  out[at++] = HEX[b & 15] as number;
+  return at;
+}
+
+/**
+ * Writes `data` (valid UTF-8) escaped as the inside of a JSON string into `out` at `at`
+ * (room for 6 bytes per byte); answers the end. Runs that need no escape are copied whole;
+ * they are found four bytes at a time (a word with no byte below 0x20, no '"' and no '\\'
+ * is skipped with a few integer operations).
+ */
+export function escapeJsonBytes(data: Buffer, out: Buffer, at: number): number {
+  const n = data.length;
+  let run = 0;
+  const scan = (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      const b = data[i] as number;
+      if (!mustEscape(b)) continue;
+      if (i > run) at += data.copy(out, at, run, i);
+      at = escapeByte(b, out, at);
+      run = i + 1;
+    }
+  };
+  const head = Math.min(n, (4 - (data.byteOffset & 3)) & 3);
+  scan(0, head);
+  const words = (n - head) >> 2;
+  if (words > 0) {
+    const w32 = new Uint32Array(data.buffer, data.byteOffset + head, words);
+    for (let w = 0; w < words; w++) {
+      const x = w32[w] as number;
+      const quote = x ^ 0x22222222;
+      const backslash = x ^ 0x5c5c5c5c;
+      // Bit 7 of a byte is set where the byte is < 0x20, or is 0 after the XOR (a match).
+      const hit = ((x - 0x20202020) & ~x) | ((quote - 0x01010101) & ~quote) | ((backslash - 0x01010101) & ~backslash);
+      if ((hit & 0x80808080) === 0) continue;
+      const start = head + (w << 2);
+      scan(start, start + 4);
+    }
+  }
+  scan(head + (words << 2), n);
+  if (n > run) at += data.copy(out, at, run, n);
+  return at;
+}
+
+/** How many leading bytes of `b` end on a UTF-8 character boundary. */
+function completeUtf8Length(b: Buffer): number {
+  // Look back at most 3 bytes for the lead byte of an unfinished sequence.
+  for (let back = 1; back <= Math.min(3, b.length); back++) {
+    const byte = b[b.length - back] as number;
+    if ((byte & 0xc0) === 0x80) continue; // continuation byte: keep looking
+    const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return need > back ? b.length - back : b.length;
+  }
+  return b.length;
+}
+
+function writeAll(fd: number, lines: Lines): void {
+  for (let at = 0; at < lines.length;) at += writeSync(fd, lines.bytes, at, lines.length - at);
+  lines.length = 0;
+}
+
+function serve(port: NonNullable<typeof parentPort>): void {
+  const recordings = new Map<number, Recording>();
+  const lines = new Lines();
+  const reply = (message: WriterReply) => port.postMessage(message);
+  const fail = (id: number, error: unknown) => reply({ op: 'failed', id, message: (error as Error).message });
+
+  port.on('message', (request: WriterRequest) => {
+    // Whatever a failed request left behind must not end up in another recording.
+    lines.length = 0;
+    const recording = recordings.get(request.id);
+    switch (request.op) {
+      case 'open':
+        try {
+          // O_EXCL: a recording is never overwritten.
+          const fd = openSync(request.file, 'wx', 0o600);
+          recordings.set(request.id, { fd, partial: { o: Buffer.alloc(0), i: Buffer.alloc(0) }, failed: false });
+          lines.text(request.header);
+          writeAll(fd, lines);
+          reply({ op: 'opened', id: request.id });
+        } catch (error) {
+          const opened = recordings.get(request.id);
+          if (opened) closeSync(opened.fd);
+          recordings.delete(request.id);
+          fail(request.id, error);
+        }
+        return;
+      case 'append':
+        // After a failed write the file would only get torn lines: later batches are dropped.
+        if (recording && !recording.failed) {
+          try {
+            encodeEvents(recording.partial, Buffer.from(request.batch, 0, request.length), lines);
+            writeAll(recording.fd, lines);
+          } catch (error) {
+            recording.failed = true;
+            fail(request.id, error);
+          }
+        }
+        reply({ op: 'written', id: request.id, bytes: request.length });
+        return;
+      case 'close':
+        if (!recording) return reply({ op: 'closed', id: request.id });
+        recordings.delete(request.id);
+        try {
+          if (!recording.failed) {
+            encodeRest(recording.partial, request.seconds, lines);
+            writeAll(recording.fd, lines);
+          }
+          reply({ op: 'closed', id: request.id });
+        } catch (error) {
+          fail(request.id, error);
+        } finally {
+          closeSync(recording.fd);
+        }
+        return;
+    }
+  });
+}
+
+if (parentPort) serve(parentPort);
