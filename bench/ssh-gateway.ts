@@ -869,10 +869,36 @@ async function main(): Promise<void> {
     for (const p of PATHS) setup[p].push(check(await runSsh(clients, p, 'true'), `setup ${p}`).ms);
   }
 
-  // 2. Idle sessions (RSS of the server process) and new sessions per second
+  // 2. Throughput, before the idle sessions: after thousands of processes came and went, this
+  // VM's throughput was lower on every path (OpenSSH direct 190–420 MiB/s instead of 450–800).
+
+  const throughput: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
+  /** CPU cores the server (and for the segment path the remote gateway) used during each Gatehouse transfer. */
+  const cpu: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
+  const remoteCpu: Record<'up' | 'down', number[]> = { up: [], down: [] };
+  console.log(`\n2. Throughput, ${SIZE / MiB} MiB (MiB/s, from the session start to ssh's exit)`);
+  for (let r = 0; r < RUNS; r++) {
+    for (const direction of ['up', 'down'] as const) {
+      // Interleaved, so a burst of load elsewhere on the machine hits every path alike.
+      for (const p of PATHS) {
+        const cpu0 = cpuSeconds(gatehouse.pid);
+        const remote0 = remote ? cpuSeconds(remote.pid) : 0;
+        const t0 = performance.now();
+        const mibs = await transfer(clients, p, direction, dataFile);
+        const seconds = (performance.now() - t0) / 1000;
+        if (GATEHOUSE_PATHS.includes(p)) cpu[direction][p].push((cpuSeconds(gatehouse.pid) - cpu0) / seconds);
+        if (p === 'segment' && remote) remoteCpu[direction].push((cpuSeconds(remote.pid) - remote0) / seconds);
+        throughput[direction][p].push(mibs);
+        console.log(`  run ${r + 1} ${direction === 'up' ? 'upload  ' : 'download'} ${LABEL[p].padEnd(24)} ${f1(mibs)}`);
+        if (GATEHOUSE_PATHS.includes(p) && !opts['keep-recordings']) await checkAndRemoveRecordings(recordingsDir, direction);
+      }
+    }
+  }
+
+  // 3. Idle sessions (RSS of the server process) and new sessions per second
   let idle: { before: number; after: number; released: number; ms: number } | undefined;
   if (IDLE > 0) {
-    console.log(`\n2a. ${IDLE} idle exec sessions through the gateway, ${CONCURRENCY} opened at a time`);
+    console.log(`\n3a. ${IDLE} idle exec sessions through the gateway, ${CONCURRENCY} opened at a time`);
     await new Promise((r) => setTimeout(r, 2000));
     const before = rssKiB(gatehouse.pid);
     const sessions: ChildProcess[] = [];
@@ -889,18 +915,18 @@ async function main(): Promise<void> {
   }
   const rate: Partial<Record<PathName, number>> = {};
   if (RATE_SESSIONS > 0) {
-    console.log(`\n2b. New sessions per second: ${RATE_SESSIONS} \`ssh <path> true\`, ${CONCURRENCY} at a time`);
+    console.log(`\n3b. New sessions per second: ${RATE_SESSIONS} \`ssh <path> true\`, ${CONCURRENCY} at a time`);
     for (const p of PATHS) {
       const ms = await pool(RATE_SESSIONS, CONCURRENCY, async () => check(await runSsh(clients, p, 'true'), `rate ${p}`));
       rate[p] = RATE_SESSIONS / (ms / 1000);
     }
   }
 
-  // 3. Echo latency with ACTIVE sessions at once, one path after the other.
+  // 4. Echo latency with ACTIVE sessions at once, one path after the other.
   const echo: Partial<Record<PathName, EchoResult>> = {};
   if (ACTIVE > 0) {
     console.log(
-      `\n3. Echo latency: ${ACTIVE} interactive sessions (pty, \`cat\`) per path, one line each every ${ACTIVE_INTERVAL_MS} ms ` +
+      `\n4. Echo latency: ${ACTIVE} interactive sessions (pty, \`cat\`) per path, one line each every ${ACTIVE_INTERVAL_MS} ms ` +
         `for ${ACTIVE_SECONDS} s`,
     );
     for (const p of PATHS) {
@@ -911,31 +937,6 @@ async function main(): Promise<void> {
           `(${r.rtts.length} echoes of ${r.sent}, ${r.missing} missing; opened in ${f1(r.opened / 1000)} s)`,
       );
       await new Promise((resolve) => setTimeout(resolve, 2000));
-    }
-  }
-
-  // 4. Throughput last: a recorded download can leave the server with a large heap for a while.
-
-  const throughput: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
-  /** CPU cores the server (and for the segment path the remote gateway) used during each Gatehouse transfer. */
-  const cpu: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
-  const remoteCpu: Record<'up' | 'down', number[]> = { up: [], down: [] };
-  console.log(`\n4. Throughput, ${SIZE / MiB} MiB (MiB/s, from the session start to ssh's exit)`);
-  for (let r = 0; r < RUNS; r++) {
-    for (const direction of ['up', 'down'] as const) {
-      // Interleaved, so a burst of load elsewhere on the machine hits every path alike.
-      for (const p of PATHS) {
-        const cpu0 = cpuSeconds(gatehouse.pid);
-        const remote0 = remote ? cpuSeconds(remote.pid) : 0;
-        const t0 = performance.now();
-        const mibs = await transfer(clients, p, direction, dataFile);
-        const seconds = (performance.now() - t0) / 1000;
-        if (GATEHOUSE_PATHS.includes(p)) cpu[direction][p].push((cpuSeconds(gatehouse.pid) - cpu0) / seconds);
-        if (p === 'segment' && remote) remoteCpu[direction].push((cpuSeconds(remote.pid) - remote0) / seconds);
-        throughput[direction][p].push(mibs);
-        console.log(`  run ${r + 1} ${direction === 'up' ? 'upload  ' : 'download'} ${LABEL[p].padEnd(24)} ${f1(mibs)}`);
-        if (GATEHOUSE_PATHS.includes(p) && !opts['keep-recordings']) await checkAndRemoveRecordings(recordingsDir, direction);
-      }
     }
   }
 
