@@ -455,7 +455,7 @@ async function checkAndRemoveRecordings(dir: string, direction: 'up' | 'down'): 
     const header = JSON.parse(head.toString('utf8').split('\n')[0] ?? '') as { version?: number };
     const lines = tail.toString('utf8').trimEnd().split('\n');
     const last = JSON.parse(lines[lines.length - 1] ?? '') as unknown;
-    const whole = lines.length === 1 && size === tail.length ? true : Array.isArray(last) && typeof last[0] === 'number';
+    const whole = (lines.length === 1 && size === tail.length) || (Array.isArray(last) && typeof last[0] === 'number');
     if (header.version !== 2 || !whole) {
       throw new Error(`the recording ${file} is not a whole asciicast v2 file`);
     }

@@ -218,10 +218,11 @@ class WriterThread {
   }
 
   add(make: (id: number) => AsciicastRecorder): AsciicastRecorder {
-    const recorder = make(this.nextId++);
+    const id = this.nextId++;
+    const recorder = make(id);
     // While a recording is open, the thread keeps the process alive: it holds unwritten bytes.
     if (this.recorders.size === 0) this.worker.ref();
-    this.recorders.set(this.nextId - 1, recorder);
+    this.recorders.set(id, recorder);
     return recorder;
   }
 
