@@ -8,6 +8,8 @@ import { isUtf8 } from 'node:buffer';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 
+import { JSON_ESCAPE_WASM } from './json-escape-wasm.js';
+
 export type WriterRequest =
   | { op: 'open'; id: number; file: string; header: string }
   /** `length` bytes of `batch` hold events, each as written by writeEvent. */
@@ -104,74 +106,42 @@ export function encodeRest(partial: Record<'o' | 'i', Buffer>, seconds: number, 
   }
 }
 
-/** The two-character escapes of JSON; other control characters become \u00XX. */
-const SHORT_ESCAPES = new Uint8Array(256);
-for (const [byte, letter] of [
-  [0x08, 'b'],
-  [0x09, 't'],
-  [0x0a, 'n'],
-  [0x0c, 'f'],
-  [0x0d, 'r'],
-  [0x22, '"'],
-  [0x5c, '\\'],
-] as const) {
-  SHORT_ESCAPES[byte] = letter.charCodeAt(0);
-}
-const HEX = Buffer.from('0123456789abcdef', 'latin1');
-
-const mustEscape = (b: number) => b < 0x20 || b === 0x22 || b === 0x5c;
-
-function escapeByte(b: number, out: Buffer, at: number): number {
-  out[at++] = 0x5c;
-  const short = SHORT_ESCAPES[b] as number;
-  if (short !== 0) {
-    out[at++] = short;
-    return at;
-  }
-  out[at++] = 0x75;
-  out[at++] = 0x30;
-  out[at++] = 0x30;
-  out[at++] = HEX[b >> 4] as number;
-  out[at++] = HEX[b & 15] as number;
-  return at;
+/** The escaper of json-escape.wat; its memory layout is described there. */
+const ESCAPE_SRC = 0;
+const ESCAPE_DST = 65536;
+const ESCAPE_CHUNK = 65536;
+const ESCAPE_TABLE = 456 * 1024;
+// Node's global WebAssembly (the TypeScript libraries of this project leave it out).
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: unknown };
+};
+const escaper = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(JSON_ESCAPE_WASM, 'base64'))).exports as {
+  memory: { buffer: ArrayBuffer };
+  escape: (n: number) => number;
+};
+const escaperMemory = Buffer.from(escaper.memory.buffer);
+// The escape of each byte below 0x60 (none for most), exactly as JSON.stringify writes it.
+for (let byte = 0; byte < 0x60; byte++) {
+  const char = String.fromCharCode(byte);
+  const escaped = JSON.stringify(char).slice(1, -1);
+  const text = escaped === char ? '' : escaped;
+  escaperMemory.write(text, ESCAPE_TABLE + byte * 8, 'latin1');
+  escaperMemory[ESCAPE_TABLE + byte * 8 + 7] = text.length;
 }
 
 /**
  * Writes `data` (valid UTF-8) escaped as the inside of a JSON string into `out` at `at`
- * (room for 6 bytes per byte); answers the end. Runs that need no escape are copied whole;
- * they are found four bytes at a time (a word with no byte below 0x20, no '"' and no '\\'
- * is skipped with a few integer operations).
+ * (room for 6 bytes per byte); answers the end. The WebAssembly escaper looks at 16 bytes
+ * at a time and copies runs with nothing to escape whole, 64 KiB of `data` per call.
  */
 export function escapeJsonBytes(data: Buffer, out: Buffer, at: number): number {
-  const n = data.length;
-  let run = 0;
-  const scan = (from: number, to: number) => {
-    for (let i = from; i < to; i++) {
-      const b = data[i] as number;
-      if (!mustEscape(b)) continue;
-      if (i > run) at += data.copy(out, at, run, i);
-      at = escapeByte(b, out, at);
-      run = i + 1;
-    }
-  };
-  const head = Math.min(n, (4 - (data.byteOffset & 3)) & 3);
-  scan(0, head);
-  const words = (n - head) >> 2;
-  if (words > 0) {
-    const w32 = new Uint32Array(data.buffer, data.byteOffset + head, words);
-    for (let w = 0; w < words; w++) {
-      const x = w32[w] as number;
-      const quote = x ^ 0x22222222;
-      const backslash = x ^ 0x5c5c5c5c;
-      // Bit 7 of a byte is set where the byte is < 0x20, or is 0 after the XOR (a match).
-      const hit = ((x - 0x20202020) & ~x) | ((quote - 0x01010101) & ~quote) | ((backslash - 0x01010101) & ~backslash);
-      if ((hit & 0x80808080) === 0) continue;
-      const start = head + (w << 2);
-      scan(start, start + 4);
-    }
+  for (let from = 0; from < data.length; from += ESCAPE_CHUNK) {
+    const piece = data.subarray(from, Math.min(from + ESCAPE_CHUNK, data.length));
+    escaperMemory.set(piece, ESCAPE_SRC);
+    const end = escaper.escape(piece.length);
+    at += escaperMemory.copy(out, at, ESCAPE_DST, end);
   }
-  scan(head + (words << 2), n);
-  if (n > run) at += data.copy(out, at, run, n);
   return at;
 }
 

@@ -116,4 +116,25 @@ describe('escapeJsonBytes', () => {
       expect(out.toString('utf8', 1, end)).toBe(JSON.stringify(sample.toString('utf8')).slice(1, -1));
     }
   });
+
+  it('escapes more than one 64 KiB piece of the WebAssembly escaper, multi-byte characters included', () => {
+    // 200,001 bytes of text with every character class, so pieces end inside sequences and
+    // escapes land on both sides of each 16-byte block.
+    const alphabet = ['a', 'Z', ' ', '"', '\\', '\n', '\r', '\t', '\x00', '\x1f', '\x7f', 'é', '日', '€', '😀'];
+    let text = '';
+    while (Buffer.byteLength(text) < 200_001)
+      text += (alphabet[Math.floor(Math.random() * alphabet.length)] as string).repeat(1 + Math.floor(Math.random() * 40));
+    const sample = Buffer.from(text);
+    const out = Buffer.alloc(sample.length * 6 + 1);
+    const end = escapeJsonBytes(sample, out, 1);
+    expect(out.toString('utf8', 1, end)).toBe(JSON.stringify(text).slice(1, -1));
+    expect(escapeJsonBytes(Buffer.alloc(0), out, 7)).toBe(7);
+  });
+
+  it('runs the module compiled from json-escape.wat (json-escape-wasm.ts is not out of date)', async () => {
+    // @ts-expect-error -- a plain JavaScript build script without type declarations
+    const { compileJsonEscape } = (await import('../../../scripts/build-wasm.js')) as { compileJsonEscape: () => Promise<string> };
+    const generated = readFileSync(new URL('./json-escape-wasm.ts', import.meta.url), 'utf8');
+    expect(generated).toBe(await compileJsonEscape());
+  });
 });
