@@ -10,6 +10,7 @@
  *   npm run bench:ssh -- [--size-mib 1024] [--runs 3] [--setup-runs 20] [--idle 100]
  *     [--rate-sessions 40] [--concurrency 4] [--active 100] [--active-seconds 15]
  *     [--active-interval-ms 100] [--no-segment] [--keep] [--keep-recordings] [--cpu-prof DIR]
+ *     [--node-arg=--trace-gc] [--server-log FILE] [--warm-page-cache]
  *
  * Needs root (a throwaway user `gh-bench`, /run/sshd), /usr/sbin/sshd, ssh, ssh-keygen and
  * sshpass. Runs on the built packages: `tsc -b` first, then this file compiled by
@@ -20,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
+  createWriteStream,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -67,6 +69,9 @@ const { values: opts } = parseArgs({
     'keep-recordings': { type: 'boolean', default: false },
     /** Writes a V8 CPU profile of each `gatehouse` process into DIR when it stops (open in Chrome DevTools). */
     'cpu-prof': { type: 'string' },
+    'node-arg': { type: 'string', multiple: true },
+    'warm-page-cache': { type: 'boolean' },
+    'server-log': { type: 'string' },
   },
 });
 const SIZE = Number(opts['size-mib']) * MiB;
@@ -80,6 +85,8 @@ const ACTIVE_SECONDS = Number(opts['active-seconds']);
 const ACTIVE_INTERVAL_MS = Number(opts['active-interval-ms']);
 const WITH_SEGMENT = !opts['no-segment'];
 const CPU_PROF_DIR = opts['cpu-prof'] ? path.resolve(opts['cpu-prof']) : undefined;
+const NODE_ARGS = opts['node-arg'] ?? [];
+const SERVER_LOG = opts['server-log'] ? path.resolve(opts['server-log']) : undefined;
 
 // ---------------------------------------------------------------------------------------
 // Cleanup: every child this script starts is tracked by PID and stopped on exit or Ctrl-C.
@@ -250,11 +257,14 @@ function gatehouseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
  * Starts a long-running `gatehouse <args>` and resolves with the first match of `ready` in
  * its output; an exit before that, or later while the benchmark runs, is reported with it.
  */
-/** Node's own flags for a `gatehouse` child: a CPU profile when asked (NODE_OPTIONS refuses --cpu-prof). */
+/**
+ * Node's own flags for a `gatehouse` child: `--node-arg`s, and a CPU profile when asked
+ * (NODE_OPTIONS refuses --cpu-prof and most V8 flags).
+ */
 function nodeFlags(): string[] {
-  if (!CPU_PROF_DIR) return [];
+  if (!CPU_PROF_DIR) return NODE_ARGS;
   mkdirSync(CPU_PROF_DIR, { recursive: true });
-  return ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
+  return [...NODE_ARGS, '--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
 }
 
 async function startGatehouseProcess(
@@ -270,6 +280,13 @@ async function startGatehouseProcess(
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
+  if (SERVER_LOG) {
+    // The whole output of every gatehouse process (e.g. --trace-gc lines), for reading afterwards.
+    const log = createWriteStream(SERVER_LOG, { flags: 'a' });
+    child.stdout.on('data', (s: string) => log.write(s));
+    child.stderr.on('data', (s: string) => log.write(s));
+    child.once('exit', () => log.end());
+  }
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${what} was not ready within 60 s:\n${out}`)), 60_000);
     const look = () => {
@@ -470,6 +487,26 @@ async function checkAndRemoveRecordings(dir: string, direction: 'up' | 'down'): 
  * arrives (the session is up) and stops when ssh exits after stdin's EOF, so connection
  * setup is not in the figure. Download: `cat <file>`; from the first byte to the exit.
  */
+/**
+ * Writes `bytes` of zeros to a file and removes it, so the next file written lands in page
+ * cache this VM has already backed (`--warm-page-cache`). The VM backs guest memory lazily
+ * and its balloon reports freed pages back to the host after a few seconds: writing into
+ * pages the guest had not touched (or had freed a while ago) cost 2.1 ms of system time per
+ * MiB here, and 0.22 ms into pages a file removed just before had left. Only the recorded
+ * path writes a file, so by default its recording pays for those first touches.
+ */
+function warmPageCache(dir: string, bytes: number): void {
+  const file = path.join(dir, 'warm-page-cache');
+  const chunk = Buffer.alloc(MiB);
+  const fd = openSync(file, 'w', 0o600);
+  try {
+    for (let done = 0; done < bytes; done += MiB) writeSync(fd, chunk);
+  } finally {
+    closeSync(fd);
+    rmSync(file);
+  }
+}
+
 async function transfer(c: Clients, p: PathName, direction: 'up' | 'down', dataFile: string): Promise<number> {
   const remote = direction === 'up' ? 'echo go; exec cat > /dev/null' : `exec cat ${dataFile}`;
   const { file, args, env } = sshCommand(c, p, remote);
@@ -881,6 +918,7 @@ async function main(): Promise<void> {
     for (const direction of ['up', 'down'] as const) {
       // Interleaved, so a burst of load elsewhere on the machine hits every path alike.
       for (const p of PATHS) {
+        if (opts['warm-page-cache'] && direction === 'down' && GATEHOUSE_PATHS.includes(p)) warmPageCache(dir, SIZE + 64 * MiB);
         const cpu0 = cpuSeconds(gatehouse.pid);
         const remote0 = remote ? cpuSeconds(remote.pid) : 0;
         const t0 = performance.now();
