@@ -254,10 +254,6 @@ function gatehouseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /**
- * Starts a long-running `gatehouse <args>` and resolves with the first match of `ready` in
- * its output; an exit before that, or later while the benchmark runs, is reported with it.
- */
-/**
  * Node's own flags for a `gatehouse` child: `--node-arg`s, and a CPU profile when asked
  * (NODE_OPTIONS refuses --cpu-prof and most V8 flags).
  */
@@ -267,6 +263,10 @@ function nodeFlags(): string[] {
   return [...NODE_ARGS, '--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
 }
 
+/**
+ * Starts a long-running `gatehouse <args>` and resolves with the first match of `ready` in
+ * its output; an exit before that, or later while the benchmark runs, is reported with it.
+ */
 async function startGatehouseProcess(
   args: string[],
   cwd: string,
@@ -483,11 +483,6 @@ async function checkAndRemoveRecordings(dir: string, direction: 'up' | 'down'): 
 }
 
 /**
- * Upload: `echo go; exec cat > /dev/null` on the device; the clock starts when `go`
- * arrives (the session is up) and stops when ssh exits after stdin's EOF, so connection
- * setup is not in the figure. Download: `cat <file>`; from the first byte to the exit.
- */
-/**
  * Writes `bytes` of zeros to a file and removes it, so the next file written lands in page
  * cache this VM has already backed (`--warm-page-cache`). The VM backs guest memory lazily
  * and its balloon reports freed pages back to the host after a few seconds: writing into
@@ -507,6 +502,11 @@ function warmPageCache(dir: string, bytes: number): void {
   }
 }
 
+/**
+ * Upload: `echo go; exec cat > /dev/null` on the device; the clock starts when `go`
+ * arrives (the session is up) and stops when ssh exits after stdin's EOF, so connection
+ * setup is not in the figure. Download: `cat <file>`; from the first byte to the exit.
+ */
 async function transfer(c: Clients, p: PathName, direction: 'up' | 'down', dataFile: string): Promise<number> {
   const remote = direction === 'up' ? 'echo go; exec cat > /dev/null' : `exec cat ${dataFile}`;
   const { file, args, env } = sshCommand(c, p, remote);

@@ -1,7 +1,7 @@
 // Compiles packages/gateway/src/json-escape.wat into json-escape-wasm.ts (the bytes as
 // base64), so the gateway loads the module without reading a file or needing wabt at run
 // time. Run after editing the .wat: `node scripts/build-wasm.js`; a unit test fails while
-// the two disagree. `--check` only compares.
+// the two disagree.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,14 +25,6 @@ export async function compileJsonEscape() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const text = await compileJsonEscape();
-  if (process.argv.includes('--check')) {
-    if (readFileSync(target, 'utf8') !== text) {
-      console.error(`${target} is out of date: run node scripts/build-wasm.js`);
-      process.exit(1);
-    }
-  } else {
-    writeFileSync(target, text);
-    console.log(`wrote ${path.relative(process.cwd(), target)}`);
-  }
+  writeFileSync(target, await compileJsonEscape());
+  console.log(`wrote ${path.relative(process.cwd(), target)}`);
 }

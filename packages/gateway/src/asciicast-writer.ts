@@ -121,8 +121,8 @@ const escaper = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(JSON
   escape: (n: number) => number;
 };
 const escaperMemory = Buffer.from(escaper.memory.buffer);
-// The escape of each byte below 0x60 (none for most), exactly as JSON.stringify writes it.
-for (let byte = 0; byte < 0x60; byte++) {
+// The escape of each byte (none for most), exactly as JSON.stringify writes it.
+for (let byte = 0; byte < 256; byte++) {
   const char = String.fromCharCode(byte);
   const escaped = JSON.stringify(char).slice(1, -1);
   const text = escaped === char ? '' : escaped;

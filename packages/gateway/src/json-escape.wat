@@ -5,21 +5,34 @@
 ;; writes it) are at DST up to the returned offset. Bytes below 0x20, '"' and '\' are
 ;; escaped; every other byte, multi-byte sequences included, is copied as it is.
 ;;
-;; ESCAPES holds 8 bytes per byte value below 0x60: the escape text in bytes 0-5 and its
-;; length in byte 7 (0: no escape). The writer fills it in when it loads the module.
+;; ESCAPES holds 8 bytes per byte value: the escape text in bytes 0-5 and its length in
+;; byte 7 (0: no escape). The writer fills it in when it loads the module.
 ;;
-;; Compiled by scripts/build-wasm.mjs into json-escape-wasm.ts (a unit test checks the two
+;; Compiled by scripts/build-wasm.js into json-escape-wasm.ts (a unit test checks the two
 ;; agree). Layout: SRC 0..64 KiB, DST 64 KiB..448 KiB (6 bytes per byte, 8 bytes of slack),
-;; ESCAPES at 456 KiB.
+;; ESCAPES at 456 KiB (2 KiB).
 (module
   (memory (export "memory") 8)
+
+  ;; Writes the byte at $i to $o, escaped if ESCAPES has an escape for it; answers the end.
+  (func $escape_byte (param $i i32) (param $o i32) (result i32)
+    (local $entry i32)
+    (local $length i32)
+    (local.set $entry (i32.shl (i32.load8_u (local.get $i)) (i32.const 3)))
+    (local.set $length (i32.load8_u offset=466951 (local.get $entry)))
+    (if (result i32) (local.get $length)
+      (then
+        (i64.store (local.get $o) (i64.load offset=466944 (local.get $entry)))
+        (i32.add (local.get $o) (local.get $length)))
+      (else
+        (i32.store8 (local.get $o) (i32.load8_u (local.get $i)))
+        (i32.add (local.get $o) (i32.const 1)))))
 
   (func (export "escape") (param $n i32) (result i32)
     (local $i i32)
     (local $o i32)
     (local $v v128)
     (local $mask i32)
-    (local $b i32)
     (local.set $o (i32.const 65536))
     ;; 16 bytes at a time: store them all, then keep those before the first byte to escape.
     (block $wide_done
@@ -43,26 +56,14 @@
         (local.set $mask (i32.ctz (local.get $mask)))
         (local.set $i (i32.add (local.get $i) (local.get $mask)))
         (local.set $o (i32.add (local.get $o) (local.get $mask)))
-        (local.set $b (i32.shl (i32.load8_u (local.get $i)) (i32.const 3)))
-        (i64.store (local.get $o) (i64.load offset=466944 (local.get $b)))
-        (local.set $o (i32.add (local.get $o) (i32.load8_u offset=466951 (local.get $b))))
+        (local.set $o (call $escape_byte (local.get $i) (local.get $o)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $wide)))
     ;; The last 0-15 bytes, one at a time.
     (block $tail_done
       (loop $tail
         (br_if $tail_done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $b (i32.load8_u (local.get $i)))
-        (if (i32.and
-              (i32.lt_u (local.get $b) (i32.const 0x60))
-              (i32.ne (i32.load8_u offset=466951 (i32.shl (local.get $b) (i32.const 3))) (i32.const 0)))
-          (then
-            (i64.store (local.get $o) (i64.load offset=466944 (i32.shl (local.get $b) (i32.const 3))))
-            (local.set $o
-              (i32.add (local.get $o) (i32.load8_u offset=466951 (i32.shl (local.get $b) (i32.const 3))))))
-          (else
-            (i32.store8 (local.get $o) (local.get $b))
-            (local.set $o (i32.add (local.get $o) (i32.const 1)))))
+        (local.set $o (call $escape_byte (local.get $i) (local.get $o)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $tail)))
     (local.get $o)))
