@@ -281,8 +281,9 @@ async function startGatehouseProcess(
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
   if (SERVER_LOG) {
-    // The whole output of every gatehouse process (e.g. --trace-gc lines), for reading afterwards.
-    const log = createWriteStream(SERVER_LOG, { flags: 'a' });
+    // The whole output of every gatehouse process (e.g. --trace-gc lines), for reading afterwards;
+    // readable by its owner only, as the server's own files are.
+    const log = createWriteStream(SERVER_LOG, { flags: 'a', mode: 0o600 });
     child.stdout.on('data', (s: string) => log.write(s));
     child.stderr.on('data', (s: string) => log.write(s));
     child.once('exit', () => log.end());
