@@ -5,7 +5,7 @@
  * traffic. One thread serves every recording of the process; messages name the recording.
  */
 import { isUtf8 } from 'node:buffer';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 
 import { JSON_ESCAPE_WASM } from './json-escape-wasm.js';
@@ -21,7 +21,8 @@ export type WriterReply =
   | { op: 'opened'; id: number }
   /** An append's bytes are on disk (or were dropped after a failure): the backlog shrinks. */
   | { op: 'written'; id: number; bytes: number }
-  | { op: 'closed'; id: number }
+  /** `bytes`: the file's length; `directBytes`: how many of them went past the page cache. */
+  | { op: 'closed'; id: number; bytes: number; directBytes: number }
   | { op: 'failed'; id: number; message: string };
 
 /** Event kinds in a batch. */
@@ -42,27 +43,66 @@ export function writeEvent(batch: Buffer, offset: number, kind: EventKind, secon
 
 interface Recording {
   fd: number;
+  /**
+   * The same file opened with O_DIRECT, for large appends; undefined where the file system
+   * (or the platform) does not take it.
+   */
+  direct: number | undefined;
+  /** The file's length. */
+  size: number;
+  /** The file's bytes after its last whole block (fewer than BLOCK): a direct write starts with them. */
+  tail: Buffer;
+  /** Bytes written with O_DIRECT. */
+  directBytes: number;
   /** Output (or input) that ended inside a UTF-8 sequence, held until the sequence is whole. */
   partial: Record<'o' | 'i', Buffer>;
   failed: boolean;
 }
 
-/** A growing output buffer: the asciicast lines of one batch, before they are written. */
+/** O_DIRECT writes whole blocks, from a block-aligned buffer, at block-aligned offsets. */
+const BLOCK = 4096;
+/**
+ * Appends of at least this many bytes (a fast transfer's batches) go past the page cache:
+ * a recording is written once and read seldom, so caching it only takes memory from the
+ * rest of the machine, and each new page costs system time (on this project's VMs about
+ * 2 ms per MiB, as much as the relay itself). Smaller appends (a shell) stay buffered.
+ */
+const DIRECT_MIN = 64 * 1024;
+const WASM_PAGE = 65536;
+
+// Node's global WebAssembly (the TypeScript libraries of this project leave it out).
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: unknown };
+  Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer; grow: (pages: number) => number };
+};
+
+/**
+ * A growing output buffer: the asciicast lines of one batch, before they are written. It
+ * lives in a WebAssembly memory because that is page-aligned, as O_DIRECT wants.
+ */
 export class Lines {
-  bytes = Buffer.allocUnsafe(1024 * 1024);
+  private readonly memory = new WebAssembly.Memory({ initial: (1024 * 1024) / WASM_PAGE });
+  bytes = Buffer.from(this.memory.buffer);
   length = 0;
 
   /** Makes room for `more` bytes. */
   reserve(more: number): void {
     if (this.length + more <= this.bytes.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + more));
-    this.bytes.copy(bigger, 0, 0, this.length);
-    this.bytes = bigger;
+    const wanted = Math.max(this.bytes.length * 2, this.length + more);
+    // Growing keeps the contents; the old view is detached, so take a new one.
+    this.memory.grow(Math.ceil((wanted - this.bytes.length) / WASM_PAGE));
+    this.bytes = Buffer.from(this.memory.buffer);
   }
 
   text(s: string): void {
     this.reserve(Buffer.byteLength(s));
     this.length += this.bytes.write(s, this.length);
+  }
+
+  put(b: Buffer): void {
+    this.reserve(b.length);
+    this.length += b.copy(this.bytes, this.length);
   }
 }
 
@@ -111,11 +151,6 @@ const ESCAPE_SRC = 0;
 const ESCAPE_DST = 65536;
 const ESCAPE_CHUNK = 65536;
 const ESCAPE_TABLE = 456 * 1024;
-// Node's global WebAssembly (the TypeScript libraries of this project leave it out).
-declare const WebAssembly: {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
-};
 const escaper = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(JSON_ESCAPE_WASM, 'base64'))).exports as {
   memory: { buffer: ArrayBuffer };
   escape: (n: number) => number;
@@ -157,9 +192,53 @@ function completeUtf8Length(b: Buffer): number {
   return b.length;
 }
 
-function writeAll(fd: number, lines: Lines): void {
-  for (let at = 0; at < lines.length;) at += writeSync(fd, lines.bytes, at, lines.length - at);
+/** Writes `length` bytes of `bytes` from `from` at `position`, however many calls it takes. */
+function writeFully(fd: number, bytes: Buffer, from: number, length: number, position: number): void {
+  for (let done = 0; done < length;) done += writeSync(fd, bytes, from + done, length - done, position + done);
+}
+
+/**
+ * Appends what `lines` holds after the recording's tail (which it starts with) to the file,
+ * the whole blocks of a large append with O_DIRECT, the rest through the page cache. The
+ * buffered part is always written, so the file is whole after every append; the next
+ * direct write covers its last block again.
+ */
+function append(recording: Recording, lines: Lines): void {
+  const start = recording.size - recording.tail.length; // a block boundary
+  let at = recording.tail.length;
+  if (recording.direct !== undefined && lines.length - at >= DIRECT_MIN) {
+    const whole = lines.length - (lines.length % BLOCK);
+    try {
+      writeFully(recording.direct, lines.bytes, 0, whole, start);
+      recording.directBytes += whole - at;
+      at = whole;
+    } catch (error) {
+      // EINVAL: this file system or buffer does not meet O_DIRECT's rules after all.
+      if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
+      closeSync(recording.direct);
+      recording.direct = undefined;
+    }
+  }
+  writeFully(recording.fd, lines.bytes, at, lines.length - at, start + at);
+  recording.size = start + lines.length;
+  const rest = lines.length % BLOCK;
+  recording.tail = Buffer.from(lines.bytes.subarray(lines.length - rest, lines.length));
   lines.length = 0;
+}
+
+/** The recording's file again, with O_DIRECT (through /proc, so it is surely the same file). */
+function openDirect(fd: number): number | undefined {
+  if (constants.O_DIRECT === undefined) return undefined;
+  try {
+    return openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_DIRECT);
+  } catch {
+    return undefined;
+  }
+}
+
+function closeRecording(recording: Recording): void {
+  closeSync(recording.fd);
+  if (recording.direct !== undefined) closeSync(recording.direct);
 }
 
 function serve(port: NonNullable<typeof parentPort>): void {
@@ -177,13 +256,22 @@ function serve(port: NonNullable<typeof parentPort>): void {
         try {
           // O_EXCL: a recording is never overwritten.
           const fd = openSync(request.file, 'wx', 0o600);
-          recordings.set(request.id, { fd, partial: { o: Buffer.alloc(0), i: Buffer.alloc(0) }, failed: false });
+          const opened: Recording = {
+            fd,
+            direct: openDirect(fd),
+            size: 0,
+            tail: Buffer.alloc(0),
+            directBytes: 0,
+            partial: { o: Buffer.alloc(0), i: Buffer.alloc(0) },
+            failed: false,
+          };
+          recordings.set(request.id, opened);
           lines.text(request.header);
-          writeAll(fd, lines);
+          append(opened, lines);
           reply({ op: 'opened', id: request.id });
         } catch (error) {
           const opened = recordings.get(request.id);
-          if (opened) closeSync(opened.fd);
+          if (opened) closeRecording(opened);
           recordings.delete(request.id);
           fail(request.id, error);
         }
@@ -192,8 +280,9 @@ function serve(port: NonNullable<typeof parentPort>): void {
         // After a failed write the file would only get torn lines: later batches are dropped.
         if (recording && !recording.failed) {
           try {
+            lines.put(recording.tail);
             encodeEvents(recording.partial, Buffer.from(request.batch, 0, request.length), lines);
-            writeAll(recording.fd, lines);
+            append(recording, lines);
           } catch (error) {
             recording.failed = true;
             fail(request.id, error);
@@ -202,18 +291,19 @@ function serve(port: NonNullable<typeof parentPort>): void {
         reply({ op: 'written', id: request.id, bytes: request.length });
         return;
       case 'close':
-        if (!recording) return reply({ op: 'closed', id: request.id });
+        if (!recording) return reply({ op: 'closed', id: request.id, bytes: 0, directBytes: 0 });
         recordings.delete(request.id);
         try {
           if (!recording.failed) {
+            lines.put(recording.tail);
             encodeRest(recording.partial, request.seconds, lines);
-            writeAll(recording.fd, lines);
+            append(recording, lines);
           }
-          reply({ op: 'closed', id: request.id });
+          reply({ op: 'closed', id: request.id, bytes: recording.size, directBytes: recording.directBytes });
         } catch (error) {
           fail(request.id, error);
         } finally {
-          closeSync(recording.fd);
+          closeRecording(recording);
         }
         return;
     }

@@ -43,6 +43,8 @@ export class AsciicastRecorder {
   /** Bytes handed to the writer thread that it has not written yet. */
   private inFlight = 0;
   private waiters: (() => void)[] = [];
+  /** After close(): the file's length and how much of it was written past the page cache. */
+  written: { bytes: number; directBytes: number } | undefined;
   /** The open or close waiting for the writer's answer. */
   private settle: ((error?: Error) => void) | undefined;
 
@@ -163,8 +165,11 @@ export class AsciicastRecorder {
       case 'failed':
         this.fail(new Error(reply.message));
         return;
-      case 'opened':
       case 'closed':
+        this.written = { bytes: reply.bytes, directBytes: reply.directBytes };
+        this.settle?.();
+        return;
+      case 'opened':
         this.settle?.();
         return;
     }
