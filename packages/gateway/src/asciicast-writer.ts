@@ -198,12 +198,16 @@ function writeFully(fd: number, bytes: Buffer, from: number, length: number, pos
 }
 
 /**
- * Appends what `lines` holds after the recording's tail (which it starts with) to the file,
- * the whole blocks of a large append with O_DIRECT, the rest through the page cache. The
- * buffered part is always written, so the file is whole after every append; the next
- * direct write covers its last block again.
+ * Appends the lines `encode` puts into `lines` to the recording's file: the whole blocks of
+ * a large append with O_DIRECT (starting with the file's tail, so at a block boundary), the
+ * rest through the page cache. The buffered part is always written, so the file is whole
+ * after every append; the next direct write covers its last block again.
  */
-function append(recording: Recording, lines: Lines): void {
+function append(recording: Recording, lines: Lines, encode: (lines: Lines) => void): void {
+  // Whatever a failed append left behind must not end up in another recording.
+  lines.length = 0;
+  lines.put(recording.tail);
+  encode(lines);
   const start = recording.size - recording.tail.length; // a block boundary
   let at = recording.tail.length;
   if (recording.direct !== undefined && lines.length - at >= DIRECT_MIN) {
@@ -223,7 +227,6 @@ function append(recording: Recording, lines: Lines): void {
   recording.size = start + lines.length;
   const rest = lines.length % BLOCK;
   recording.tail = Buffer.from(lines.bytes.subarray(lines.length - rest, lines.length));
-  lines.length = 0;
 }
 
 /** The recording's file again, with O_DIRECT (through /proc, so it is surely the same file). */
@@ -248,8 +251,6 @@ function serve(port: NonNullable<typeof parentPort>): void {
   const fail = (id: number, error: unknown) => reply({ op: 'failed', id, message: (error as Error).message });
 
   port.on('message', (request: WriterRequest) => {
-    // Whatever a failed request left behind must not end up in another recording.
-    lines.length = 0;
     const recording = recordings.get(request.id);
     switch (request.op) {
       case 'open':
@@ -266,8 +267,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
             failed: false,
           };
           recordings.set(request.id, opened);
-          lines.text(request.header);
-          append(opened, lines);
+          append(opened, lines, (l) => l.text(request.header));
           reply({ op: 'opened', id: request.id });
         } catch (error) {
           const opened = recordings.get(request.id);
@@ -280,9 +280,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
         // After a failed write the file would only get torn lines: later batches are dropped.
         if (recording && !recording.failed) {
           try {
-            lines.put(recording.tail);
-            encodeEvents(recording.partial, Buffer.from(request.batch, 0, request.length), lines);
-            append(recording, lines);
+            append(recording, lines, (l) => encodeEvents(recording.partial, Buffer.from(request.batch, 0, request.length), l));
           } catch (error) {
             recording.failed = true;
             fail(request.id, error);
@@ -295,9 +293,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
         recordings.delete(request.id);
         try {
           if (!recording.failed) {
-            lines.put(recording.tail);
-            encodeRest(recording.partial, request.seconds, lines);
-            append(recording, lines);
+            append(recording, lines, (l) => encodeRest(recording.partial, request.seconds, l));
           }
           reply({ op: 'closed', id: request.id, bytes: recording.size, directBytes: recording.directBytes });
         } catch (error) {
