@@ -19,6 +19,7 @@ import { parseConnectionTarget, type ConnectionTarget } from './connection-targe
 import { directDialer, whereOf, type TargetDialer } from './dial.js';
 import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js';
 import { legacyScpOperation, SftpOperationLog, type FileOperation } from './sftp-log.js';
+import { usePooledPadding } from './ssh2-padding.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
 export interface GatewayLogger {
@@ -91,6 +92,8 @@ export class SshGateway {
   }
 
   static async start(options: SshGatewayOptions): Promise<SshGateway> {
+    // Both legs' packets: the user's connection and the gateway's own to the device.
+    usePooledPadding();
     const gateway = new SshGateway({
       recordInput: false,
       targetTimeoutMs: 15_000,
