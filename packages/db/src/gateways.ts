@@ -136,29 +136,41 @@ export class Gateways {
    * Stores a sync's outcome and answers the gateway before and after, so the caller can
    * tell a change of status (online → offline) from more of the same. A failure marks the
    * gateway offline once `offlineAfter` syncs in a row failed (or at once when `immediately`).
+   *
+   * Server replicas each sync every gateway into the same row: the row changes only if its
+   * status and failure count are still what this sync read (else it is read again), so a
+   * change of status is seen, and audited, by one replica, and no failure is counted twice.
    */
   async recordSync(id: string, sync: GatewaySync): Promise<{ before: Gateway; after: Gateway } | undefined> {
-    const row = await this.x.selectFrom('gateways').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) return undefined;
-    const before = present(row);
-    const set: Partial<GatewayTable> = sync.ok
-      ? {
-          status: 'online',
-          status_reason: null,
-          failures: 0,
-          last_contact_at: sync.at,
-          last_sync_at: sync.at,
-          latency_ms: sync.latencyMs,
-          version: sync.version,
-          open_relays: sync.openRelays,
-        }
-      : {
-          failures: before.failures + 1,
-          last_sync_at: sync.at,
-          status_reason: sync.reason,
-          status: sync.immediately || before.failures + 1 >= sync.offlineAfter ? 'offline' : before.status,
-        };
-    await this.x.updateTable('gateways').set(set).where('id', '=', id).execute();
-    return { before, after: { ...before, ...present({ ...row, ...set }) } };
+    for (;;) {
+      const row = await this.x.selectFrom('gateways').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) return undefined;
+      const before = present(row);
+      const set: Partial<GatewayTable> = sync.ok
+        ? {
+            status: 'online',
+            status_reason: null,
+            failures: 0,
+            last_contact_at: sync.at,
+            last_sync_at: sync.at,
+            latency_ms: sync.latencyMs,
+            version: sync.version,
+            open_relays: sync.openRelays,
+          }
+        : {
+            failures: before.failures + 1,
+            last_sync_at: sync.at,
+            status_reason: sync.reason,
+            status: sync.immediately || before.failures + 1 >= sync.offlineAfter ? 'offline' : before.status,
+          };
+      const { numUpdatedRows } = await this.x
+        .updateTable('gateways')
+        .set(set)
+        .where('id', '=', id)
+        .where('status', '=', row.status)
+        .where('failures', '=', row.failures)
+        .executeTakeFirstOrThrow();
+      if (numUpdatedRows > 0n) return { before, after: { ...before, ...present({ ...row, ...set }) } };
+    }
   }
 }

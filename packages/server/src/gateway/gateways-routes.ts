@@ -117,6 +117,7 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
         throw new ValidationError('The built-in gateway cannot be removed; turn it off with --gateway-port 0.', []);
       }
       const removed = await gateways.gateways.delete(req.params.id);
+      gateways.health.forget(removed.id);
       await services.audit(req, {
         action: 'gateway.delete',
         outcome: 'success',

@@ -12,6 +12,11 @@ export interface GatewayHealthOptions {
   intervalMs?: number;
   /** How long one status sync may take. */
   timeoutMs?: number;
+  /**
+   * How often the registry is read again when no sync is due, to find gateways registered
+   * or removed through another server replica (this server's own changes act at once).
+   */
+  registryRefreshMs?: number;
   /** Failed syncs in a row before a gateway is offline. */
   offlineAfter?: number;
   /** Waits before each retry after a failed sync, then `intervalMs` while it stays down. */
@@ -48,6 +53,8 @@ export class GatewayHealth {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
+  /** When the registry was last read (the tick reads it only when a sync is due or it is stale). */
+  private listedAt = -Infinity;
   private readonly opts: Required<GatewayHealthOptions>;
 
   constructor(options: GatewayHealthOptions) {
@@ -55,6 +62,7 @@ export class GatewayHealth {
       intervalMs: 15_000,
       timeoutMs: 5_000,
       offlineAfter: 3,
+      registryRefreshMs: 5_000,
       backoffMs: [1_000, 2_000, 4_000, 8_000],
       onCall: () => Promise.reject(new Error('This server does not take calls from gateways.')),
       onLinkOpen: () => undefined,
@@ -88,14 +96,29 @@ export class GatewayHealth {
     return this.sync(gateway);
   }
 
+  /** The gateway was removed: its link closes now, not at the next read of the registry. */
+  forget(id: string): void {
+    this.watched.get(id)?.stopWatch?.();
+    this.watched.delete(id);
+  }
+
   /** A connection through the gateway failed: sync it at once rather than at the next tick. */
   suspect(id: string): void {
     const w = this.watched.get(id);
     if (w) w.nextSyncAt = 0;
   }
 
+  /**
+   * Every 250 ms: starts the syncs that are due. The registry is read from the database
+   * only when one is due (a sync needs the gateway's current address and key) or when the
+   * last read is `registryRefreshMs` old, not at every tick.
+   */
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    const now = Date.now();
+    const due = [...this.watched.values()].some((w) => w.syncing === undefined && now >= w.nextSyncAt);
+    if (!due && now - this.listedAt < this.opts.registryRefreshMs) return;
+    this.listedAt = now;
     const gateways = await this.opts.gateways.list();
     const ids = new Set(gateways.map((g) => g.id));
     for (const [id, w] of this.watched) {
@@ -104,7 +127,6 @@ export class GatewayHealth {
         this.watched.delete(id);
       }
     }
-    const now = Date.now();
     for (const gateway of gateways) {
       const w = this.state(gateway.id);
       if (w.watchFor !== undefined && w.watchFor !== `${gateway.address} ${gateway.publicKey}`) {
@@ -150,7 +172,8 @@ export class GatewayHealth {
         version: report.version,
         openRelays: report.openRelays,
       });
-      if (!w.stopWatch && !this.stopped) this.openWatch(gateway, identity, w);
+      // A gateway removed meanwhile has no row: no link is kept to it.
+      if (recorded && !w.stopWatch && !this.stopped) this.openWatch(gateway, identity, w);
     } catch (error) {
       const link = error instanceof GatewayLinkError ? error : undefined;
       const reason = link?.message ?? `The status sync failed: ${(error as Error).message}`;
