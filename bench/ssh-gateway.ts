@@ -10,7 +10,7 @@
  *   npm run bench:ssh -- [--size-mib 1024] [--runs 3] [--setup-runs 20] [--idle 100]
  *     [--rate-sessions 40] [--concurrency 4] [--active 100] [--active-seconds 15]
  *     [--active-interval-ms 100] [--no-segment] [--keep] [--keep-recordings] [--cpu-prof DIR]
- *     [--node-arg=--trace-gc] [--server-log FILE] [--warm-page-cache]
+ *     [--node-arg=--trace-gc] [--server-log FILE] [--warm-page-cache] [--threads]
  *
  * Needs root (a throwaway user `gh-bench`, /run/sshd), /usr/sbin/sshd, ssh, ssh-keygen and
  * sshpass. Runs on the built packages: `tsc -b` first, then this file compiled by
@@ -72,6 +72,8 @@ const { values: opts } = parseArgs({
     'node-arg': { type: 'string', multiple: true },
     'warm-page-cache': { type: 'boolean' },
     'server-log': { type: 'string' },
+    /** Prints the CPU each thread of the server used per MiB of each Gatehouse transfer. */
+    threads: { type: 'boolean', default: false },
   },
 });
 const SIZE = Number(opts['size-mib']) * MiB;
@@ -87,6 +89,8 @@ const WITH_SEGMENT = !opts['no-segment'];
 const CPU_PROF_DIR = opts['cpu-prof'] ? path.resolve(opts['cpu-prof']) : undefined;
 const NODE_ARGS = opts['node-arg'] ?? [];
 const SERVER_LOG = opts['server-log'] ? path.resolve(opts['server-log']) : undefined;
+/** Lines the benchmark adds to --server-log at each transfer's start and end, to find its part of the log. */
+const serverLogMarks = SERVER_LOG ? createWriteStream(SERVER_LOG, { flags: 'a', mode: 0o600 }) : undefined;
 
 // ---------------------------------------------------------------------------------------
 // Cleanup: every child this script starts is tracked by PID and stopped on exit or Ctrl-C.
@@ -176,9 +180,43 @@ function rssKiB(pid: number): number {
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 function cpuSeconds(pid: number): number {
+  const { user, system } = processStat(pid);
+  return user + system;
+}
+
+/** CPU seconds (user + system) of each thread of a process so far, by thread id and name. */
+function threadSeconds(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(`${tid === String(pid) ? 'main' : name}#${tid}`, (Number(fields[11]) + Number(fields[12])) / 100);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** A process's CPU seconds (user, system) and minor page faults so far, from /proc/<pid>/stat. */
+function processStat(pid: number): { user: number; system: number; minorFaults: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  // utime, stime in clock ticks (USER_HZ = 100); minflt
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100, minorFaults: Number(fields[7]) };
+}
+
+/**
+ * The whole machine's CPU so far, in seconds (USER_HZ ticks / 100) from /proc/stat: busy
+ * (everything but idle and iowait, summed over the CPUs) and steal (time the hypervisor gave
+ * this VM's CPUs to someone else).
+ */
+function machineCpuSeconds(): { busy: number; steal: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  return { busy: (user + nice + system + irq + softirq) / 100, steal: steal / 100 };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -594,9 +632,14 @@ function stopAll(sessions: ChildProcess[]): Promise<void> {
   ).then(() => undefined);
 }
 
-/** An idle session: `echo up; exec sleep` with stdin held open; resolves once `up` arrived. */
+/**
+ * An idle session: `echo up; exec cat > /dev/null` with stdin held open; resolves once `up`
+ * arrived. `cat` ends with the session (its stdin closes); a `sleep 3600` here outlived its
+ * session by an hour, and the benchmark's 1,000 of them made every later run on this VM
+ * slower (OpenSSH direct 70–105 MiB/s instead of 290–320, most of it system time).
+ */
 function idleSession(c: Clients, p: PathName): Promise<ChildProcess> {
-  const { file, args, env } = sshCommand(c, p, 'echo up; exec sleep 3600');
+  const { file, args, env } = sshCommand(c, p, 'echo up; exec cat > /dev/null');
   const child = track(spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] }));
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
@@ -914,21 +957,51 @@ async function main(): Promise<void> {
   /** CPU cores the server (and for the segment path the remote gateway) used during each Gatehouse transfer. */
   const cpu: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
   const remoteCpu: Record<'up' | 'down', number[]> = { up: [], down: [] };
+  /** The whole machine's CPU per MiB moved (ms), every path: what a path costs, whatever the VM's speed. */
+  const machineMsPerMiB: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
+  let stealSeconds = 0;
   console.log(`\n2. Throughput, ${SIZE / MiB} MiB (MiB/s, from the session start to ssh's exit)`);
   for (let r = 0; r < RUNS; r++) {
     for (const direction of ['up', 'down'] as const) {
       // Interleaved, so a burst of load elsewhere on the machine hits every path alike.
       for (const p of PATHS) {
         if (opts['warm-page-cache'] && direction === 'down' && GATEHOUSE_PATHS.includes(p)) warmPageCache(dir, SIZE + 64 * MiB);
-        const cpu0 = cpuSeconds(gatehouse.pid);
+        const via = GATEHOUSE_PATHS.includes(p);
+        const server0 = processStat(gatehouse.pid);
+        const threads0 = opts.threads && via ? threadSeconds(gatehouse.pid) : undefined;
         const remote0 = remote ? cpuSeconds(remote.pid) : 0;
+        const machine0 = machineCpuSeconds();
+        const what = `run ${r + 1} ${direction === 'up' ? 'upload  ' : 'download'} ${LABEL[p].padEnd(24)}`;
+        serverLogMarks?.write(`--- bench: ${what} starts\n`);
         const t0 = performance.now();
         const mibs = await transfer(clients, p, direction, dataFile);
         const seconds = (performance.now() - t0) / 1000;
-        if (GATEHOUSE_PATHS.includes(p)) cpu[direction][p].push((cpuSeconds(gatehouse.pid) - cpu0) / seconds);
+        const machine1 = machineCpuSeconds();
+        const server1 = processStat(gatehouse.pid);
+        const mib = SIZE / MiB;
+        const machineBusy = machine1.busy - machine0.busy;
+        machineMsPerMiB[direction][p].push((machineBusy * 1000) / mib);
+        stealSeconds += machine1.steal - machine0.steal;
+        const serverSeconds = server1.user + server1.system - (server0.user + server0.system);
+        if (via) cpu[direction][p].push(serverSeconds / seconds);
         if (p === 'segment' && remote) remoteCpu[direction].push((cpuSeconds(remote.pid) - remote0) / seconds);
         throughput[direction][p].push(mibs);
-        console.log(`  run ${r + 1} ${direction === 'up' ? 'upload  ' : 'download'} ${LABEL[p].padEnd(24)} ${f1(mibs)}`);
+        serverLogMarks?.write(`--- bench: ${what} ends, ${f1(mibs)} MiB/s\n`);
+        console.log(
+          `  ${what} ${f1(mibs).padStart(6)}` +
+            `   machine ${f2(machineBusy / seconds)} cores, ${f2((machineBusy * 1000) / mib)} ms CPU/MiB` +
+            (via
+              ? `; server ${f2((serverSeconds * 1000) / mib)} ms CPU/MiB (system ${f2(((server1.system - server0.system) * 1000) / mib)}), ` +
+                `${f1((server1.minorFaults - server0.minorFaults) / mib)} page faults/MiB`
+              : ''),
+        );
+        if (threads0) {
+          const busy = [...threadSeconds(gatehouse.pid)]
+            .map(([t, sec]) => [t, ((sec - (threads0.get(t) ?? 0)) * 1000) / mib] as const)
+            .filter(([, ms]) => ms >= 0.05)
+            .sort((a, b) => b[1] - a[1]);
+          console.log(`    server threads, ms CPU/MiB: ${busy.map(([t, ms]) => `${t} ${f2(ms)}`).join(', ')}`);
+        }
         if (GATEHOUSE_PATHS.includes(p) && !opts['keep-recordings']) await checkAndRemoveRecordings(recordingsDir, direction);
       }
     }
@@ -986,8 +1059,8 @@ async function main(): Promise<void> {
   const spread = (xs: number[]) => `${f1(Math.min(...xs))}–${f1(Math.max(...xs))}`;
   const ratio = (x: number, base: number) => `**${f2(x / base)}×**`;
   console.log(`\n## Results (${SIZE / MiB} MiB, ${RUNS} runs; best and spread)\n`);
-  console.log('| direction | path | MiB/s | ÷ direct | ÷ ProxyJump | CPU (cores) |');
-  console.log('|---|---|---|---|---|---|');
+  console.log('| direction | path | MiB/s | ÷ direct | ÷ ProxyJump | CPU (cores) | machine ms CPU/MiB (median) | ÷ ProxyJump |');
+  console.log('|---|---|---|---|---|---|---|---|');
   for (const direction of ['up', 'down'] as const) {
     const t = throughput[direction];
     const name = direction === 'up' ? 'upload (stdin → `cat > /dev/null`)' : 'download (`cat` text → stdout, recorded)';
@@ -998,12 +1071,18 @@ async function main(): Promise<void> {
         : p === 'segment'
           ? `server ${f2(median(cpu[direction][p]))} + remote gw ${f2(median(remoteCpu[direction]))}`
           : `server ${f2(median(cpu[direction][p]))}`;
+      const perMiB = median(machineMsPerMiB[direction][p]);
       console.log(
         `| ${name} | ${LABEL[p]} | ${f1(best(t[p]))} (${spread(t[p])}) | ${via ? ratio(best(t[p]), best(t.direct)) : ''} | ` +
-          `${via ? ratio(best(t[p]), best(t.jump)) : ''} | ${cores} |`,
+          `${via ? ratio(best(t[p]), best(t.jump)) : ''} | ${cores} | ${f2(perMiB)} | ` +
+          `${via ? `${f2(perMiB / median(machineMsPerMiB[direction].jump))}×` : ''} |`,
       );
     }
   }
+  console.log(
+    `\nMachine CPU per MiB counts every process (ssh, sshd, cat, Gatehouse, this benchmark reading ssh's output); ` +
+      `lower is cheaper. The hypervisor took ${f1(stealSeconds)} s of CPU (steal) during the transfers.`,
+  );
   console.log('\n| setup `ssh … true` | median ms | p10–p90 ms | ÷ direct | ÷ ProxyJump |');
   console.log('|---|---|---|---|---|');
   for (const p of PATHS) {
