@@ -53,7 +53,8 @@ function roundTrip(name: string, payloads: Buffer[]): { received: Buffer[]; padd
     expect(padLen).toBeGreaterThanOrEqual(4);
     expect(length).toBe(1 + payload.length + padLen);
     expect(length % (name.startsWith('aes') ? 16 : 8)).toBe(0);
-    expect(packet.length).toBe(4 + length + 16);
+    // The native binding's ciphers leave room for the tag after the packet; ssh2's JavaScript fallbacks do not.
+    expect(packet.length).toBe(4 + length + (ssh2Crypto.bindingAvailable ? 16 : 0));
     paddings.push(Buffer.from(packet.subarray(5 + payload.length, 5 + payload.length + padLen)));
     payload.copy(packet, 5);
     cipher.encrypt(packet);
