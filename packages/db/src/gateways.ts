@@ -142,7 +142,8 @@ export class Gateways {
    * change of status is seen, and audited, by one replica, and no failure is counted twice.
    */
   async recordSync(id: string, sync: GatewaySync): Promise<{ before: Gateway; after: Gateway } | undefined> {
-    for (;;) {
+    // Each round one of the replicas writing the row gets through, so few rounds are needed.
+    for (let attempt = 1; ; attempt++) {
       const row = await this.x.selectFrom('gateways').selectAll().where('id', '=', id).executeTakeFirst();
       if (!row) return undefined;
       const before = present(row);
@@ -171,6 +172,7 @@ export class Gateways {
         .where('failures', '=', row.failures)
         .executeTakeFirstOrThrow();
       if (numUpdatedRows > 0n) return { before, after: { ...before, ...present({ ...row, ...set }) } };
+      if (attempt === 50) throw new Error(`The status of gateway ${row.name} kept changing while this sync stored its result.`);
     }
   }
 }
