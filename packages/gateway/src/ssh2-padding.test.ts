@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { fillPadding, usePooledPadding } from './ssh2-padding.js';
 
 const require = createRequire(import.meta.url);
@@ -20,6 +20,8 @@ interface Decipher {
 }
 const ssh2Crypto = require('ssh2/lib/protocol/crypto.js') as {
   bindingAvailable: boolean;
+  /** Loads the Poly1305 WebAssembly that ssh2's JavaScript ChaCha20-Poly1305 needs (without the binding). */
+  init: Promise<void>;
   CIPHER_INFO: Record<string, CipherInfo>;
   createCipher(config: unknown): Cipher;
   createDecipher(config: unknown): Decipher;
@@ -67,6 +69,8 @@ function roundTrip(name: string, payloads: Buffer[]): { received: Buffer[]; padd
 }
 
 describe("ssh2's packet padding from a pooled CSPRNG", () => {
+  beforeAll(() => ssh2Crypto.init);
+
   it("replaces the AEAD ciphers' padding where ssh2's native binding is built (ssh2 1.17's code)", () => {
     const applied = usePooledPadding();
     if (ssh2Crypto.bindingAvailable) expect([...applied].sort()).toEqual(['AESGCMCipherBinding', 'ChaChaPolyCipherBinding']);
