@@ -292,13 +292,23 @@ function gatehouseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /**
- * Node's own flags for a `gatehouse` child: `--node-arg`s, and a CPU profile when asked
+ * Node's own flags for a `gatehouse` child: the launcher's, `--node-arg`s, and a CPU profile when asked
  * (NODE_OPTIONS refuses --cpu-prof and most V8 flags).
  */
 function nodeFlags(): string[] {
-  if (!CPU_PROF_DIR) return NODE_ARGS;
+  const flags = [...launcherFlags(), ...NODE_ARGS];
+  if (!CPU_PROF_DIR) return flags;
   mkdirSync(CPU_PROF_DIR, { recursive: true });
-  return [...NODE_ARGS, '--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
+  return [...flags, '--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
+}
+
+/**
+ * The Node flags `gatehouse` itself starts with (its `#!/usr/bin/env -S node …` line), so
+ * the processes measured here run as a user's do (`--no-memory-reducer`, see bench/README).
+ */
+function launcherFlags(): string[] {
+  const shebang = readFileSync(GATEHOUSE_BIN, 'utf8').split('\n', 1)[0] ?? '';
+  return /^#!\/usr\/bin\/env -S node(?: (.*))?$/.exec(shebang)?.[1]?.split(' ') ?? [];
 }
 
 /**
