@@ -189,10 +189,8 @@ function threadSeconds(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(`${tid === String(pid) ? 'main' : name}#${tid}`, (Number(fields[11]) + Number(fields[12])) / 100);
+      const { name, user, system } = procStat(`/proc/${pid}/task/${tid}/stat`);
+      out.set(`${tid === String(pid) ? 'main' : name}#${tid}`, user + system);
     } catch {
       // the thread ended
     }
@@ -202,10 +200,20 @@ function threadSeconds(pid: number): Map<string, number> {
 
 /** A process's CPU seconds (user, system) and minor page faults so far, from /proc/<pid>/stat. */
 function processStat(pid: number): { user: number; system: number; minorFaults: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return procStat(`/proc/${pid}/stat`);
+}
+
+/** A /proc stat file (a process's or a thread's): its name, CPU seconds and minor faults. */
+function procStat(file: string): { name: string; user: number; system: number; minorFaults: number } {
+  const stat = readFileSync(file, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime, stime in clock ticks (USER_HZ = 100); minflt
-  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100, minorFaults: Number(fields[7]) };
+  return {
+    name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+    user: Number(fields[11]) / 100,
+    system: Number(fields[12]) / 100,
+    minorFaults: Number(fields[7]),
+  };
 }
 
 /**

@@ -121,12 +121,7 @@ export class GatewayHealth {
     this.listedAt = now;
     const gateways = await this.opts.gateways.list();
     const ids = new Set(gateways.map((g) => g.id));
-    for (const [id, w] of this.watched) {
-      if (!ids.has(id)) {
-        w.stopWatch?.();
-        this.watched.delete(id);
-      }
-    }
+    for (const id of this.watched.keys()) if (!ids.has(id)) this.forget(id);
     for (const gateway of gateways) {
       const w = this.state(gateway.id);
       if (w.watchFor !== undefined && w.watchFor !== `${gateway.address} ${gateway.publicKey}`) {
