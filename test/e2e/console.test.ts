@@ -376,6 +376,16 @@ describe('web console', () => {
     page.removeAllListeners('dialog');
   });
 
+  it('renders the API docs under their own CSP, with no script or CSP error', async () => {
+    const docs = await newPage(context);
+    await docs.page.goto(`${server.url}${API}/docs`);
+    await docs.page.getByRole('heading', { name: /Gatehouse API/ }).waitFor();
+    await docs.page.locator('.opblock').first().waitFor();
+    await screenshot(docs.page, '16-api-docs');
+    await docs.page.close();
+    expect(docs.problems).toEqual([]);
+  });
+
   it('goes back to the sign-in page when signed out, and had no script, CSP or network error on the way', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in to Gatehouse' }).waitFor();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Role } from '@gatehouse/core';
 import { openVault, type DialectName } from '@gatehouse/db';
-import { buildApp, createLogger, hashPassword, loadServerConfig, type GatehouseApp } from '@gatehouse/server';
+import { buildApp, createLogger, hashPassword, loadServerConfig, loadTls, type GatehouseApp } from '@gatehouse/server';
 import type { LightMyRequestResponse } from 'fastify';
 import { createTestDatabase, type TestDatabase } from './db.js';
 
@@ -38,14 +38,24 @@ export interface TestApp extends GatehouseApp {
   close(): Promise<void>;
 }
 
-/** The real API, in process, on a fresh database of either kind. */
-export async function createTestApp(dialect: DialectName, overrides: Record<string, unknown> = {}): Promise<TestApp> {
+/**
+ * The real API, in process, on a fresh database of either kind. With `tls`, the app is
+ * built with the server's certificate and TLS settings (as `gatehouse server` builds it),
+ * for tests that listen and connect over TLS; `inject` works either way.
+ */
+export async function createTestApp(
+  dialect: DialectName,
+  overrides: Record<string, unknown> = {},
+  opts: { tls?: boolean } = {},
+): Promise<TestApp> {
   const database = await createTestDatabase(dialect);
   const masterKey = randomBytes(32);
   const logs = new LogCapture();
   const config = loadServerConfig({ env: {}, flags: { dataDir: database.dataDir, logLevel: 'debug', port: 0, ...overrides } });
   const vault = await openVault(database.db, masterKey);
-  const built = await buildApp({ config, db: database.db, vault, logger: createLogger('debug', logs), https: null });
+  const tls = opts.tls ? await loadTls({ dataDir: database.dataDir }) : null;
+  const https = tls && { cert: tls.cert, key: tls.key };
+  const built = await buildApp({ config, db: database.db, vault, logger: createLogger('debug', logs), https });
   const request: TestApp['request'] = (method, url, opts = {}) =>
     built.app.inject({
       method: method as 'GET',

@@ -1,3 +1,4 @@
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import cookie from '@fastify/cookie';
@@ -11,10 +12,11 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import { sql } from 'kysely';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
-import { CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
+import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
 import { handleError } from './errors.js';
 import { fileRoutes } from './files.js';
 import { terminalRoutes, WebTerminal } from './terminal.js';
+import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
 import { gatewayRegistryRoutes } from './gateway/gateways-routes.js';
 import { gatewayRoutes, recordingsDirOf } from './gateway/routes.js';
@@ -77,7 +79,7 @@ function nulCharacterPaths(value: unknown, path: readonly (string | number)[] = 
 /** Builds the HTTP API: every route under /api/v1 declares its access, or start-up fails. */
 export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   const { config, db, vault, logger } = opts;
-  const fastifyOptions: FastifyServerOptions & { https?: { cert: string; key: string } | null } = {
+  const fastifyOptions: FastifyServerOptions & { https?: HttpsServerOptions | null } = {
     loggerInstance: logger,
     bodyLimit: config.bodyLimit,
     requestIdHeader: false,
@@ -85,7 +87,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   };
-  if (opts.https) fastifyOptions.https = opts.https;
+  if (opts.https) fastifyOptions.https = { ...opts.https, ...TLS_SERVER_OPTIONS };
   const app = Fastify(fastifyOptions) as unknown as FastifyInstance;
   // The API takes JSON (and CSV for imports, see import-export.ts): a text/plain body is a
   // wrong Content-Type (415), not a JSON value to validate.
@@ -202,13 +204,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     void reply.header('x-content-type-options', 'nosniff');
     void reply.header('strict-transport-security', 'max-age=31536000');
     void reply.header('referrer-policy', 'no-referrer');
-    if (!req.url.startsWith(`${API_PREFIX}/docs`)) {
-      void reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
-      void reply.header('x-frame-options', 'DENY');
-      void reply.header('cross-origin-opener-policy', 'same-origin');
-      void reply.header('cross-origin-resource-policy', 'same-origin');
-    }
-    if (req.url.startsWith(API_PREFIX) && !req.url.startsWith(`${API_PREFIX}/docs`)) void reply.header('cache-control', 'no-store');
+    const isDocs = req.url.startsWith(`${API_PREFIX}/docs`);
+    void reply.header('content-security-policy', isDocs ? DOCS_CONTENT_SECURITY_POLICY : CONTENT_SECURITY_POLICY);
+    void reply.header('x-frame-options', 'DENY');
+    void reply.header('cross-origin-opener-policy', 'same-origin');
+    void reply.header('cross-origin-resource-policy', 'same-origin');
+    if (req.url.startsWith(API_PREFIX) && !isDocs) void reply.header('cache-control', 'no-store');
     return payload;
   });
 

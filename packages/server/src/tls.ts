@@ -1,8 +1,34 @@
 import { X509Certificate } from 'node:crypto';
+import type { SecureVersion } from 'node:tls';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GatehouseError } from '@gatehouse/core';
 import selfsigned from 'selfsigned';
+
+/**
+ * What the HTTPS API offers: TLS 1.3, and TLS 1.2 only with an ephemeral key exchange
+ * (ECDHE, so a stolen server key does not decrypt recorded traffic) and an AEAD cipher
+ * (GCM or ChaCha20-Poly1305; no CBC with SHA-1). OpenSSL's defaults also offer the static
+ * RSA suites AES128-SHA, AES256-SHA and AES128-GCM-SHA256, which are not forward secret.
+ * The server's order wins, so a client that offers both gets ECDHE.
+ */
+export const TLS_SERVER_OPTIONS = {
+  minVersion: 'TLSv1.2' as SecureVersion,
+  ciphers: [
+    // TLS 1.3 (Node passes names that start with TLS_ to OpenSSL's TLS 1.3 list).
+    'TLS_AES_128_GCM_SHA256',
+    'TLS_AES_256_GCM_SHA384',
+    'TLS_CHACHA20_POLY1305_SHA256',
+    // TLS 1.2
+    'ECDHE-ECDSA-AES128-GCM-SHA256',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+    'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-ECDSA-CHACHA20-POLY1305',
+    'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
+  honorCipherOrder: true,
+} as const;
 
 export interface TlsMaterial {
   cert: string;
