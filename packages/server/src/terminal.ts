@@ -1,4 +1,4 @@
-import { canSeeDevice, GatehouseError, NotFoundError } from '@gatehouse/core';
+import { canSeeDevice, canUseAccount, GatehouseError, NotFoundError } from '@gatehouse/core';
 import {
   GatewayConnectError,
   generateWebTerminalKey,
@@ -111,7 +111,11 @@ export async function gatewayTargetOf(
   if (!canSeeDevice(auth.visibility, device).allow) throw new NotFoundError('Device', deviceId);
   const project = await services.inventory.getProject(device.projectId);
   const account = accountId === undefined ? undefined : await services.inventory.getAccount(accountId);
-  if (account && account.deviceId !== device.id) throw new GatehouseError('BAD_REQUEST', 'That account is not on that device.');
+  // An account on another device, or one the caller may not use, answers as one that does
+  // not exist: a different answer would tell which ids name accounts.
+  const usable = (a: { id: string }) =>
+    canUseAccount(auth.visibility, { projectId: device.projectId, deviceId: device.id, accountId: a.id });
+  if (account && (account.deviceId !== device.id || !usable(account).allow)) throw new NotFoundError('Account', account.id);
   const target = `${addressable(project.name, 'project')}/${addressable(device.name, 'device')}${account ? `:${addressable(account.username, 'account')}` : ''}`;
   return { target, device };
 }

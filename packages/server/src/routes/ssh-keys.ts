@@ -1,4 +1,4 @@
-import { ForbiddenError, ValidationError } from '@gatehouse/core';
+import { ForbiddenError, NotFoundError, ValidationError } from '@gatehouse/core';
 import { parseUserPublicKey } from '@gatehouse/gateway';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -79,7 +79,8 @@ export function sshKeyRoutes(app: FastifyInstance, services: Services) {
     async (req, reply) => {
       const auth = caller(req);
       const key = await users.getSshKey(req.params.id);
-      if (key.userId !== auth.user.id && auth.user.role !== 'admin') throw new ForbiddenError('You may remove only your own keys.');
+      // Another user's key answers as one that does not exist: a 403 would confirm the id.
+      if (key.userId !== auth.user.id && auth.user.role !== 'admin') throw new NotFoundError('SSH key', req.params.id);
       await users.deleteSshKey(key.id);
       await services.audit(req, {
         action: 'user.ssh_key_delete',
