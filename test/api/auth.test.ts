@@ -28,6 +28,9 @@ describe.each(dialects)('first-run set-up on %s', (dialect) => {
     const wrong = await t.request('POST', `${API}/setup`, { body: { ...body, setupToken: 'ghsetup_not-the-token' } });
     expect(wrong.statusCode).toBe(401);
     expect(errorOf(wrong)).toMatchObject({ code: 'UNAUTHENTICATED', message: expect.stringContaining('set-up token is wrong') as string });
+    // Where to look, without the server's path: the caller has no account yet.
+    expect(errorOf(wrong).message).toContain("the setup-token file in the server's data directory");
+    expect(wrong.body).not.toContain(t.database.dataDir);
     // Nobody can sign in yet to read the log through the API, so read it from the database.
     const failures = await listAuditEvents(t.database.db, { action: 'setup.admin_create' });
     expect(failures).toMatchObject([{ outcome: 'failure', actorName: 'first-admin', details: { reason: 'wrong set-up token' } }]);

@@ -1,4 +1,6 @@
+import { Readable } from 'node:stream';
 import { SECRET_MASK } from '@gatehouse/core';
+import { hashToken } from '@gatehouse/db';
 import { inventoryColumns } from '@gatehouse/server';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -424,5 +426,92 @@ describe.each(dialects)('bad input on %s', (dialect) => {
       expect(res.json()).toMatchObject({ projectsCreated: 1, devicesCreated: 1, accountsCreated: 1 });
       await expectAlive(t);
     });
+  });
+});
+
+describe.each(dialects)('requests without an account on %s', (dialect) => {
+  /** No user yet: set-up is still open. */
+  let fresh: TestApp;
+  /** Set up: one administrator. */
+  let done: TestApp;
+
+  beforeAll(async () => {
+    [fresh, done] = await Promise.all([createTestApp(dialect), createTestApp(dialect)]);
+    await fresh.services.settings.set('setup_token_hash', hashToken('ghsetup_the-right-one'));
+    await done.userWithToken('admin');
+  });
+  afterAll(async () => {
+    await fresh.close();
+    await done.close();
+  });
+
+  const setup = (app: TestApp, payload: string | Readable, headers: Record<string, string> = {}) =>
+    app.app.inject({ method: 'POST', url: `${API}/setup`, payload, headers: { 'content-type': 'application/json', ...headers } });
+
+  it('refuses a body nested thousands deep with 400 before any handler walks it', async () => {
+    const deep = `${'['.repeat(3000)}${']'.repeat(3000)}`;
+    const res = await setup(fresh, deep);
+    expect(res.statusCode, res.body).toBe(400);
+    expect(errorOf(res)).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('more than 64 levels deep') as string });
+    // As an object, a string that looks like nesting, and on an authenticated route too.
+    const object = await setup(fresh, `${'{"a":'.repeat(2000)}1${'}'.repeat(2000)}`);
+    expect(object.statusCode).toBe(400);
+    const quoted = await setup(fresh, JSON.stringify({ setupToken: '['.repeat(3000), username: 'admin', password: 'a\\"[[[{{{ \\' }));
+    expect(errorOf(quoted).code).toBe('UNAUTHENTICATED');
+    const admin = (await done.userWithToken('admin')).token;
+    const authed = await done.request('POST', `${API}/projects`, {
+      token: admin,
+      payload: deep,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(authed.statusCode).toBe(400);
+    expect((await fresh.request('GET', '/healthz')).statusCode).toBe(200);
+  });
+
+  it('answers a body larger than a sign-in needs with 413 on /setup and /auth/*', async () => {
+    const big = JSON.stringify({ setupToken: 'x'.repeat(64 * 1024), username: 'admin', password: 'a-long-password' });
+    const res = await setup(fresh, big);
+    expect(res.statusCode).toBe(413);
+    expect(errorOf(res).code).toBe('PAYLOAD_TOO_LARGE');
+    const login = await done.request('POST', `${API}/auth/login`, {
+      payload: JSON.stringify({ username: 'admin', password: 'x'.repeat(64 * 1024) }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(login.statusCode).toBe(413);
+    // The longest passwords the API takes still fit, even written as \u escapes.
+    const longest = JSON.stringify({ username: 'nobody', password: '\u00e9'.repeat(1024) }).replace(/\u00e9/g, '\\u00e9');
+    const fits = await done.request('POST', `${API}/auth/login`, { payload: longest, headers: { 'content-type': 'application/json' } });
+    expect(fits.statusCode).toBe(401);
+  });
+
+  it('refuses /setup after set-up before reading the body', async () => {
+    // 60 MiB, made only as the server reads it: a server that waited for the whole body
+    // would read it all (and answer about its JSON).
+    const total = 60 * 1024 * 1024;
+    let pulled = 0;
+    const body = new Readable({
+      read() {
+        const chunk = Buffer.alloc(Math.min(64 * 1024, total - pulled), 0x20);
+        pulled += chunk.length;
+        this.push(chunk.length > 0 ? chunk : null);
+      },
+    });
+    const res = await setup(done, body, { 'content-length': String(total) });
+    expect(res.statusCode).toBe(409);
+    expect(errorOf(res).code).toBe('CONFLICT');
+    expect(pulled).toBeLessThan(total / 10);
+  });
+
+  it('limits POST /setup to 10 a minute from one address, counted at once', async () => {
+    const app = await createTestApp(dialect);
+    await app.services.settings.set('setup_token_hash', hashToken('ghsetup_the-right-one'));
+    try {
+      const body = JSON.stringify({ setupToken: 'ghsetup_wrong', username: 'admin', password: 'a-long-password' });
+      const answers = await Promise.all(Array.from({ length: 15 }, () => setup(app, body)));
+      const statuses = answers.map((r) => r.statusCode).sort();
+      expect(statuses).toEqual([...Array<number>(10).fill(401), ...Array<number>(5).fill(429)]);
+    } finally {
+      await app.close();
+    }
   });
 });

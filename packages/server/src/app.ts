@@ -1,11 +1,10 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { formatPath, ValidationError } from '@gatehouse/core';
+import { ValidationError } from '@gatehouse/core';
 import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -15,6 +14,7 @@ import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
 import { handleError } from './errors.js';
 import { fileRoutes } from './files.js';
+import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterPaths, tooDeepError } from './json-body.js';
 import { terminalRoutes, WebTerminal } from './terminal.js';
 import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
@@ -65,17 +65,6 @@ export interface GatehouseApp {
   terminal: WebTerminal;
 }
 
-/** The paths in `value` of strings (or keys) that hold a NUL character. */
-function nulCharacterPaths(value: unknown, path: readonly (string | number)[] = []): string[] {
-  if (typeof value === 'string') return value.includes('\u0000') ? [formatPath(path)] : [];
-  if (Array.isArray(value)) return value.flatMap((v, i) => nulCharacterPaths(v, [...path, i]));
-  // A streamed body (an upload) is not walked: it is not text.
-  if (value !== null && typeof value === 'object' && !(value instanceof Readable)) {
-    return Object.entries(value).flatMap(([k, v]) => (k.includes('\u0000') ? [formatPath(path)] : nulCharacterPaths(v, [...path, k])));
-  }
-  return [];
-}
-
 /** Builds the HTTP API: every route under /api/v1 declares its access, or start-up fails. */
 export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   const { config, db, vault, logger } = opts;
@@ -92,6 +81,15 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   // The API takes JSON (and CSV for imports, see import-export.ts): a text/plain body is a
   // wrong Content-Type (415), not a JSON value to validate.
   app.removeContentTypeParser('text/plain');
+  // A body nested thousands deep is refused before it is parsed or walked: one request must
+  // not hold the event loop that relays every SSH session.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = String(body);
+    if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) return done(tooDeepError(), undefined);
+    return parseJson(req, text, done);
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(handleError);

@@ -19,6 +19,13 @@ const username = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'must be 1-64 letters, digits or . _ @ - and start with a letter or digit');
 const password = z.string().min(1, 'is required').max(1024);
 
+/**
+ * The largest body of a sign-in, set-up or password request: two 1,024-character passwords
+ * even written as \u escapes fit, and an unauthenticated caller cannot make the server
+ * buffer the general limit (bodyLimit, sized for imports).
+ */
+export const AUTH_BODY_LIMIT = 16 * 1024;
+
 function checkPassword(value: string, field = 'password') {
   const problem = passwordProblem(value);
   if (problem) throw new ValidationError(`${field} ${problem}.`, [{ path: field, message: problem }]);
@@ -52,10 +59,20 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     }),
   );
 
+  const setupDone = () => new GatehouseError('CONFLICT', 'Set-up is done already: sign in, or ask an administrator for an account.');
+  /** Once true, stays true: the set-up token is deleted when the first administrator is made. */
+  let isSetUp = false;
+
   r.post(
     '/setup',
     {
-      config: { access: 'public' },
+      bodyLimit: AUTH_BODY_LIMIT,
+      config: { access: 'public', rateLimit: { max: 10, timeWindow: '1 minute' } },
+      // After set-up, refuse before the body is read: nobody needs to send one any more.
+      onRequest: async () => {
+        isSetUp ||= (await users.count()) > 0;
+        if (isSetUp) throw setupDone();
+      },
       schema: {
         tags: ['auth'],
         summary: 'Create the first administrator with the one-time set-up token from <data-dir>/setup-token',
@@ -64,9 +81,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     },
     async (req, reply) => {
       const expected = await services.settings.get(SETUP_TOKEN_SETTING);
-      if ((await users.count()) > 0 || expected === undefined) {
-        throw new GatehouseError('CONFLICT', 'Set-up is done already: sign in, or ask an administrator for an account.');
-      }
+      if ((await users.count()) > 0 || expected === undefined) throw setupDone();
       if (hashToken(req.body.setupToken) !== expected) {
         await services.audit(req, {
           action: 'setup.admin_create',
@@ -74,9 +89,10 @@ export function authRoutes(app: FastifyInstance, services: Services) {
           actorName: req.body.username,
           details: { reason: 'wrong set-up token' },
         });
+        // The data directory's path is not for a caller who has no account yet.
         throw new GatehouseError(
           'UNAUTHENTICATED',
-          `The set-up token is wrong. Copy it from ${setupTokenFile(config.dataDir)} on the server.`,
+          "The set-up token is wrong. Copy it from the setup-token file in the server's data directory.",
         );
       }
       checkPassword(req.body.password);
@@ -98,6 +114,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
   r.post(
     '/auth/login',
     {
+      bodyLimit: AUTH_BODY_LIMIT,
       config: { access: 'public', rateLimit: { max: 30, timeWindow: '1 minute' } },
       schema: {
         tags: ['auth'],
@@ -117,7 +134,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
 
   r.post(
     '/auth/logout',
-    { config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'End this web session' } },
+    { bodyLimit: AUTH_BODY_LIMIT, config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'End this web session' } },
     async (req, reply) => {
       const auth = caller(req);
       if (auth.sessionToken) await users.deleteSession(auth.sessionToken);
@@ -135,6 +152,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
   r.post(
     '/auth/password',
     {
+      bodyLimit: AUTH_BODY_LIMIT,
       config: { access: 'authenticated' },
       schema: {
         tags: ['auth'],
@@ -160,7 +178,11 @@ export function authRoutes(app: FastifyInstance, services: Services) {
 
   r.post(
     '/auth/totp/enroll',
-    { config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'Start TOTP enrolment: returns the secret once' } },
+    {
+      bodyLimit: AUTH_BODY_LIMIT,
+      config: { access: 'authenticated' },
+      schema: { tags: ['auth'], summary: 'Start TOTP enrolment: returns the secret once' },
+    },
     async (req) => {
       const auth = caller(req);
       const row = await users.row(auth.user.id);
@@ -176,6 +198,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
   r.post(
     '/auth/totp/confirm',
     {
+      bodyLimit: AUTH_BODY_LIMIT,
       config: { access: 'authenticated' },
       schema: { tags: ['auth'], summary: 'Finish TOTP enrolment with a current code', body: z.strictObject({ code: z.string().max(16) }) },
     },
