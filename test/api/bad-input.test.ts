@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { SECRET_MASK } from '@gatehouse/core';
 import { hashToken } from '@gatehouse/db';
+import { parse } from 'csv-parse/sync';
 import { inventoryColumns } from '@gatehouse/server';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -425,6 +426,61 @@ describe.each(dialects)('bad input on %s', (dialect) => {
       expect(res.statusCode, res.body).toBe(200);
       expect(res.json()).toMatchObject({ projectsCreated: 1, devicesCreated: 1, accountsCreated: 1 });
       await expectAlive(t);
+    });
+
+    it('exports cells a spreadsheet would run as formulas behind a quote, and imports them back as they were', async () => {
+      const names = [
+        '=HYPERLINK("https://evil.example/","open")',
+        '@SUM(A1:A9)',
+        '+cmd|calc',
+        '-2+3',
+        "'=already quoted",
+        "''@twice",
+        "'plain quote",
+        'plain',
+      ];
+      const created = await t.request('POST', `${API}/inventory/import`, {
+        token: admin,
+        body: names.map((device) => ({ project: 'Formulas', device, provider: 'other', url_port: '\t=1+1' })),
+      });
+      expect(created.statusCode, created.body).toBe(200);
+
+      const exported = await t.request('GET', `${API}/inventory/export?format=csv`, { token: admin });
+      const rows = parse<Record<string, string>>(exported.body, { columns: true }).filter((r) => r.project === 'Formulas');
+      expect(rows.map((r) => r.device).sort()).toEqual(
+        [
+          '\'=HYPERLINK("https://evil.example/","open")',
+          "'@SUM(A1:A9)",
+          "'+cmd|calc",
+          "'-2+3",
+          "''=already quoted",
+          "'''@twice",
+          "'plain quote",
+          'plain',
+        ].sort(),
+      );
+      expect(rows.map((r) => r.url_port)).toEqual(names.map(() => "'\t=1+1"));
+
+      // The file the export wrote reads back as the same devices with the same fields.
+      const again = await importCsv(exported.body);
+      expect(again.statusCode, again.body).toBe(200);
+      expect(again.json()).toMatchObject({ projectsCreated: 0, devicesCreated: 0 });
+      const listed = (await t.request('GET', `${API}/devices?limit=500`, { token: admin })).json<{
+        items: { name: string; urlPort: string | null; projectId: string }[];
+      }>().items;
+      const formulas = listed.filter((d) => names.includes(d.name));
+      expect(formulas.map((d) => d.name).sort()).toEqual([...names].sort());
+      expect(formulas.every((d) => d.urlPort === '\t=1+1')).toBe(true);
+
+      // A hand-written file: one quote comes off only before a formula character.
+      const hand = csvOf([
+        { project: 'Formulas by hand', device: "'=one", provider: 'other' },
+        { project: 'Formulas by hand', device: "''=two", provider: 'other' },
+        { project: 'Formulas by hand', device: "'three", provider: 'other' },
+      ]);
+      expect((await importCsv(hand)).statusCode).toBe(200);
+      const byHand = (await t.request('GET', `${API}/devices?limit=500`, { token: admin })).json<{ items: { name: string }[] }>().items;
+      expect(byHand.map((d) => d.name)).toEqual(expect.arrayContaining(['=one', "'=two", "'three"]));
     });
   });
 });

@@ -36,6 +36,28 @@ export const inventoryColumns = [
   'extra_credential',
 ] as const;
 
+/**
+ * A cell that starts with = + - @, a tab or a carriage return is a formula to a spreadsheet
+ * (OWASP "CSV injection"); so is one that starts with quotes and then one of those, once a
+ * spreadsheet drops the first quote.
+ */
+const FORMULA_START = /^'*[=+\-@\t\r]/;
+const QUOTED_FORMULA_START = /^'+[=+\-@\t\r]/;
+
+/**
+ * The export's cell for `value`: a leading quote (which a spreadsheet shows as text) before
+ * anything a spreadsheet would run as a formula.
+ */
+export const csvCell = (value: string) => (FORMULA_START.test(value) ? `'${value}` : value);
+
+/**
+ * The value of an imported CSV cell: the inverse of csvCell. One leading quote comes off
+ * only when quotes and then = + - @, a tab or CR follow, so every exported cell reads back
+ * as it was and any other cell (`'abc`) is kept whole; a hand-written `'=x` imports as `=x`,
+ * and `''=x` as `'=x`.
+ */
+export const csvValue = (cell: string) => (QUOTED_FORMULA_START.test(cell) ? cell.slice(1) : cell);
+
 const list = (item: z.ZodType) =>
   z.preprocess(
     (v) =>
@@ -137,6 +159,7 @@ export function parseInventoryFile(format: 'csv' | 'json', body: string): Import
         trim: false,
         bom: true,
         relax_column_count: false,
+        cast: (cell) => csvValue(cell),
       });
     } else {
       const parsed: unknown = JSON.parse(body);
@@ -340,7 +363,9 @@ export function importExportRoutes(app: FastifyInstance, services: Services) {
         details: { rows: rows.length, format: req.query.format },
       });
       if (req.query.format === 'csv') {
-        return reply.type('text/csv; charset=utf-8').send(stringify(rows, { header: true, columns: [...inventoryColumns] }));
+        return reply
+          .type('text/csv; charset=utf-8')
+          .send(stringify(rows, { header: true, columns: [...inventoryColumns], cast: { string: csvCell } }));
       }
       return { rows };
     },
