@@ -30,6 +30,7 @@ import { importExportRoutes } from './routes/import-export.js';
 import { inventoryRoutes } from './routes/inventory.js';
 import { sshKeyRoutes } from './routes/ssh-keys.js';
 import { userRoutes } from './routes/users.js';
+import { RefusalAudit, refusalAuditHook } from './refusal-audit.js';
 import { createAudit, type Access, type Services } from './services.js';
 
 export const API_PREFIX = '/api/v1';
@@ -94,6 +95,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(handleError);
 
+  const audit = createAudit(db, logger);
   const services: Services = {
     config,
     db,
@@ -102,7 +104,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     inventory: new Inventory(db, vault),
     users: new Users(db),
     settings: new Settings(db),
-    audit: createAudit(db, logger),
+    audit,
+    refusals: new RefusalAudit(audit, { limit: config.refusalAuditLimit, windowMs: config.refusalAuditWindowSeconds * 1000 }),
   };
 
   const breakglass = new BreakGlassService({
@@ -140,6 +143,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   // A run in progress finishes (or fails cleanly) before the database closes.
   app.addHook('onClose', () => breakglass.stop());
   app.addHook('onClose', () => gateways.health.stop());
+  app.addHook('onClose', () => services.refusals.flush());
 
   const terminal = new WebTerminal();
   const routes: RouteEntry[] = [];
@@ -186,6 +190,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
 
   app.decorateRequest('auth', null);
   app.addHook('onRequest', accessHook(services));
+  app.addHook('onError', refusalAuditHook(services.refusals));
   // PostgreSQL cannot store a NUL character in text (the query fails), and no field needs
   // one: refuse it up front, the same on both databases.
   app.addHook('preValidation', async (req) => {

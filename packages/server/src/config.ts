@@ -42,6 +42,12 @@ export const serverConfigSchema = z.strictObject({
     .min(1)
     .max(24 * 60)
     .default(15),
+  /**
+   * Refused requests (bad credentials, CSRF failures, operators' 404s, rate limits) audited
+   * per source address and kind in each window; the rest are counted in one summary event.
+   */
+  refusalAuditLimit: z.coerce.number().int().min(1).max(10_000).default(20),
+  refusalAuditWindowSeconds: z.coerce.number().int().min(1).max(3600).default(60),
   /** Largest request body, in bytes (imports are the largest). */
   bodyLimit: z.coerce
     .number()
@@ -93,6 +99,8 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_SESSION_MAX_HOURS: 'sessionMaxHours',
   GATEHOUSE_LOCKOUT_THRESHOLD: 'lockoutThreshold',
   GATEHOUSE_LOCKOUT_MINUTES: 'lockoutMinutes',
+  GATEHOUSE_REFUSAL_AUDIT_LIMIT: 'refusalAuditLimit',
+  GATEHOUSE_REFUSAL_AUDIT_WINDOW_SECONDS: 'refusalAuditWindowSeconds',
   GATEHOUSE_BODY_LIMIT: 'bodyLimit',
   GATEHOUSE_BREAKGLASS_CONFIG: 'breakglassConfig',
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',

@@ -12,6 +12,7 @@ import {
 import type { FastifyRequest } from 'fastify';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
+import type { RefusalAudit } from './refusal-audit.js';
 
 /** Everything a route needs, built once at start. */
 export interface Services {
@@ -22,8 +23,13 @@ export interface Services {
   users: Users;
   settings: Settings;
   logger: Logger;
-  /** Appends an audit event, attributed to the request's user and address when given. */
+  /**
+   * Appends an audit event, attributed to the request's user and address when given, and
+   * to how the user signed in: `details.via` is "session" or "token" (with `details.tokenId`).
+   */
   audit(req: FastifyRequest | null, event: Omit<AuditEventInput, 'actorName'> & { actorName?: string }): Promise<void>;
+  /** Audits refused requests (bad credentials, CSRF, probes, rate limits) at a bounded rate. */
+  refusals: RefusalAudit;
 }
 
 /** Who is calling, and how they proved it. */
@@ -51,11 +57,14 @@ export function createAudit(db: Db, logger: Logger): Services['audit'] {
   return async (req, event) => {
     const auth = req?.auth ?? null;
     try {
+      // Which credential acted: a stolen token and a hijacked session are investigated differently.
+      const via = auth ? { via: auth.via, ...(auth.tokenId !== undefined ? { tokenId: auth.tokenId } : {}) } : {};
       await appendAuditEvent(db, {
         ...event,
         actorId: event.actorId !== undefined ? event.actorId : (auth?.user.id ?? null),
         actorName: event.actorName ?? auth?.user.username ?? 'anonymous',
         ip: event.ip ?? req?.ip ?? null,
+        ...(auth ? { details: { ...event.details, ...via } } : {}),
       });
     } catch (error) {
       // An audit write that fails must be loud: the caller's action still fails.

@@ -213,8 +213,10 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
             return refuse(
               `The start message is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'} ${i.message}`).join('; ')}.`,
             );
-          if (!auth.sessionToken || !sameToken(parsed.data.csrfToken, csrfTokenOf(auth.sessionToken)))
+          if (!auth.sessionToken || !sameToken(parsed.data.csrfToken, csrfTokenOf(auth.sessionToken))) {
+            void services.refusals.record(req, 'csrf');
             return refuse('The CSRF token is missing or wrong. Reload the page.');
+          }
           void begin(parsed.data);
           return;
         }
