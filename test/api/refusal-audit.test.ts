@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+// The WebSocket plugin's types add injectWS to the Fastify instance.
+import type {} from '@fastify/websocket';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,6 +78,18 @@ describe.each(dialects)('refused requests in the audit log on %s', (dialect) => 
       actorName: operator.username,
       details: { via: 'session', method: 'POST', route: `${API}/ssh-keys` },
     });
+  });
+
+  it("audits the browser terminal's CSRF failure", async () => {
+    const session = await loginOrThrow(t, operator.username, operator.password);
+    const ws = await t.app.injectWS(`${API}/terminal`, { headers: { cookie: session.cookie } });
+    const closed = new Promise((resolve) => ws.once('close', resolve));
+    ws.send(JSON.stringify({ type: 'start', csrfToken: 'wrong', deviceId: granted.deviceId, cols: 80, rows: 24 }));
+    await closed;
+    const events = () => auditEvents(t, admin, { action: 'access.csrf_failed' });
+    await expect
+      .poll(async () => (await events()).find((e) => e.details.route === `${API}/terminal`), { timeout: 5000, interval: 100 })
+      .toMatchObject({ actorName: operator.username, details: { via: 'session', method: 'GET' } });
   });
 
   it("audits an operator's GET of another project's device, answered 404", async () => {
