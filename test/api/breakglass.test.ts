@@ -288,6 +288,8 @@ describe('break-glass settings from a mounted secret', () => {
     write({
       provider: 's3',
       executeTime: '05:15',
+      accessKeyId: 'S3RVER',
+      secretAccessKey: 'mounted-secret-value',
       bucket: 'breakglass',
       protocol: 'http',
       url: s3.endpoint,

@@ -46,6 +46,17 @@ export {
   type BreakGlassSettings,
   type SecretSettingKey,
 } from './settings.js';
+export { destinationChanges, destinationSecretKeys, isAwsEndpoint } from './destination.js';
+export {
+  checkHost,
+  hostOf,
+  forbiddenAddressKind,
+  guardedHttpAgent,
+  guardedHttpsAgent,
+  ForbiddenAddressError,
+  FORBIDDEN_ADDRESS,
+  type AddressPolicy,
+} from './address-guard.js';
 export { readMountedValues, parseMountedConfig, fingerprintValues, mountedKeys, MountedConfigError } from './mounted-config.js';
 export { leastPrivilegePolicies, type PolicySet } from './policy.js';
 export { openExport, OpenError, type OpenedExport, type OpenOptions, type ConnectionRecord, type PemRecord } from './reader.js';

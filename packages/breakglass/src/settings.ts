@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isAwsEndpoint } from './destination.js';
 import { isAgeRecipient } from './seal.js';
 
 /**
@@ -6,7 +7,7 @@ import { isAgeRecipient } from './seal.js';
  * plus what we decided in DESIGN.md. One schema for the API, the console and the mounted
  * Kubernetes secret. Secret fields are marked so they can be masked and sealed.
  */
-export const secretSettingKeys = ['secretAccessKey', 'accountKey', 'sasToken', 'passphrase'] as const;
+export const secretSettingKeys = ['secretAccessKey', 'accountKey', 'sasToken', 'passphrase', 'alertWebhookUrl'] as const;
 export type SecretSettingKey = (typeof secretSettingKeys)[number];
 
 const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a time of day as HH:mm (00:00 to 23:59)');
@@ -68,6 +69,11 @@ const common = {
 export const s3Settings = z.strictObject({
   provider: z.literal('s3'),
   ...common,
+  /**
+   * `keys` (default): the access key below. `default`: the server's own AWS identity (the
+   * SDK's default chain: environment, profile, instance role), for AWS's endpoints only.
+   */
+  credentials: z.enum(['keys', 'default']).default('keys'),
   accessKeyId: optionalText(256),
   secretAccessKey: z.string().max(1024).optional(),
   bucket: z
@@ -111,12 +117,38 @@ export const breakGlassSettings = z
     if (s.encryption === 'passphrase' && !s.passphrase) {
       ctx.addIssue({ code: 'custom', path: ['passphrase'], message: 'is required when encryption is passphrase' });
     }
-    if (s.provider === 's3' && s.accessKeyId && !s.secretAccessKey) {
-      ctx.addIssue({ code: 'custom', path: ['secretAccessKey'], message: 'is required with an access key ID' });
-    }
+    if (s.provider === 's3') checkS3Credentials(s, ctx);
     if (s.provider === 'blob' && !s.accountKey && !s.sasToken) {
       ctx.addIssue({ code: 'custom', path: ['accountKey'], message: 'give the account key or a SAS token' });
     }
   });
 
 export type BreakGlassSettings = z.infer<typeof breakGlassSettings>;
+
+/**
+ * An S3 setting says which credentials it uses: the server's own AWS identity is never a
+ * silent fallback for a missing key, and it is only lent to AWS itself, over HTTPS.
+ */
+function checkS3Credentials(s: z.infer<typeof s3Settings>, ctx: z.RefinementCtx) {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (s.credentials === 'keys') {
+    if (!s.accessKeyId) {
+      issue(
+        'accessKeyId',
+        'is required: give the access key ID and secret key (or set credentials to "default" to use the server\'s own AWS identity, for AWS endpoints only)',
+      );
+    } else if (!s.secretAccessKey) issue('secretAccessKey', 'is required with an access key ID');
+    return;
+  }
+  const why = 'must be empty when credentials is "default" (the server\'s own AWS identity)';
+  if (s.accessKeyId) issue('accessKeyId', why);
+  if (s.secretAccessKey) issue('secretAccessKey', why);
+  if (s.url && !isAwsEndpoint(s.url)) {
+    issue(
+      'credentials',
+      'may be "default" only for AWS endpoints (url empty or *.amazonaws.com): the server\'s own AWS identity is not lent to other servers. Give an access key instead',
+    );
+  }
+  if (s.protocol !== 'https')
+    issue('protocol', 'must be https when credentials is "default": the session token would travel in plain text');
+}

@@ -124,6 +124,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     staleHours: config.breakglassStaleHours,
     timeoutSeconds: config.breakglassTimeoutSeconds,
     stagingDir: path.join(config.dataDir, 'tmp'),
+    restrictions: { allowPlaintext: config.breakglassAllowPlaintext, allowLinkLocal: config.breakglassAllowLinkLocal },
   });
 
   const gatewaySessions = new GatewaySessions(db);

@@ -64,6 +64,17 @@ export const serverConfigSchema = z.strictObject({
     .default('60,300'),
   /** Seconds before a request to the break-glass bucket or container is given up (each of its two tries). */
   breakglassTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(30),
+  /**
+   * Allow break-glass encryption "none" (a plain workbook of every credential). Only here,
+   * never through the API: a stolen administrator session cannot turn encryption off.
+   */
+  breakglassAllowPlaintext: z
+    .preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean({ error: 'must be true or false' }))
+    .default(false),
+  /** Allow break glass to connect to link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10, metadata.google.internal…). */
+  breakglassAllowLinkLocal: z
+    .preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean({ error: 'must be true or false' }))
+    .default(false),
   /** Alert when the newest successful export is older than this. */
   breakglassStaleHours: z.coerce
     .number()
@@ -106,6 +117,8 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',
   GATEHOUSE_BREAKGLASS_STALE_HOURS: 'breakglassStaleHours',
   GATEHOUSE_BREAKGLASS_TIMEOUT_SECONDS: 'breakglassTimeoutSeconds',
+  GATEHOUSE_BREAKGLASS_ALLOW_PLAINTEXT: 'breakglassAllowPlaintext',
+  GATEHOUSE_BREAKGLASS_ALLOW_LINK_LOCAL: 'breakglassAllowLinkLocal',
   GATEHOUSE_GATEWAY_PORT: 'gatewayPort',
   GATEHOUSE_GATEWAY_HOST: 'gatewayHost',
   GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',

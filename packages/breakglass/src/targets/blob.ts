@@ -1,6 +1,7 @@
-import { Agent } from 'node:https';
+import type { Agent } from 'node:http';
 import { rootCertificates } from 'node:tls';
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
+import { guardedHttpAgent, guardedHttpsAgent, type AddressPolicy } from '../address-guard.js';
 import { normalizeSuffix } from './connection-string.js';
 import { networkReason, runTestStages, succeeds, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
 
@@ -18,15 +19,15 @@ export interface BlobTargetConfig {
   blobEndpoint?: string | undefined;
   caBundle?: string | undefined;
   timeoutSeconds?: number | undefined;
+  /** Where connections may go (default: no link-local or cloud-metadata address). */
+  addressPolicy?: AddressPolicy | undefined;
 }
 
 interface AzureError {
-  statusCode?: number;
   code?: string;
   details?: { errorCode?: string };
 }
 const codeOf = (e: unknown) => (e as AzureError).details?.errorCode ?? (e as AzureError).code ?? 'Error';
-const statusOf = (e: unknown) => (e as AzureError).statusCode;
 
 /** An Azure Blob container, written through the Azure SDK. */
 export class BlobTarget implements StorageTarget {
@@ -39,10 +40,17 @@ export class BlobTarget implements StorageTarget {
       config.blobEndpoint ?? `${config.protocol}://${config.accountName}.blob.${normalizeSuffix(config.endpointSuffix)}`
     ).replace(/\/+$/, '');
     this.location = `container ${config.container} at ${this.endpoint}`;
-    const options: StoragePipelineOptions & { agent?: Agent } = {
+    const policy = config.addressPolicy ?? { allowLinkLocal: false };
+    // One agent serves every request of the pipeline, so it must match the endpoint's
+    // scheme; it also means no proxy from the environment, whose address could not be checked.
+    const options: StoragePipelineOptions & { agent?: Agent; redirectOptions?: { maxRetries: number } } = {
       retryOptions: { maxTries: 2, tryTimeoutInMs: (config.timeoutSeconds ?? 30) * 1000 },
+      agent: /^http:/i.test(this.endpoint)
+        ? guardedHttpAgent(policy, { keepAlive: true })
+        : guardedHttpsAgent(policy, { keepAlive: true, ca: config.caBundle ? [...rootCertificates, config.caBundle] : undefined }),
+      // A redirect would carry the SAS token or a signed request to another host.
+      redirectOptions: { maxRetries: 0 },
     };
-    if (config.caBundle) options.agent = new Agent({ keepAlive: true, ca: [...rootCertificates, config.caBundle] });
     const url = `${this.endpoint}/${encodeURIComponent(config.container)}`;
     if (config.accountKey) {
       this.container = new ContainerClient(url, new StorageSharedKeyCredential(config.accountName, config.accountKey), options);
@@ -95,7 +103,11 @@ export class BlobTarget implements StorageTarget {
           `The credentials may not write ${name} in container ${container} (${code}). Use a SAS with create and write permissions on the container.`,
         );
       default:
-        return new TargetError('connection', `Writing ${name} to container ${container} failed: ${code} (HTTP ${statusOf(error) ?? '?'}).`);
+        // The remote's own code, text and status are not repeated: they would map whatever answers at the URL.
+        return new TargetError(
+          'connection',
+          `Writing ${name} to container ${container} failed: the server at ${this.endpoint} gave an answer Gatehouse does not know as Azure Blob's. Check the endpoint, the container and the storage account's log.`,
+        );
     }
   }
 

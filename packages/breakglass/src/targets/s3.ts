@@ -1,4 +1,3 @@
-import { Agent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { createReadStream } from 'node:fs';
 import {
@@ -11,10 +10,16 @@ import {
   type ObjectCannedACL,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { guardedHttpAgent, guardedHttpsAgent, type AddressPolicy } from '../address-guard.js';
+import { isAwsEndpoint } from '../destination.js';
 import { networkReason, runTestStages, succeeds, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
 
 export interface S3TargetConfig {
-  /** Empty to use the default AWS credential chain (environment, profile, instance role). */
+  /**
+   * `keys` (default): the access key below, nothing else. `default`: the SDK's default
+   * credential chain (environment, profile, instance role), for AWS's endpoints only.
+   */
+  credentials?: 'keys' | 'default' | undefined;
   accessKeyId?: string | undefined;
   secretAccessKey?: string | undefined;
   bucket: string;
@@ -29,6 +34,8 @@ export interface S3TargetConfig {
   caBundle?: string | undefined;
   /** Seconds before a request is given up. */
   timeoutSeconds?: number | undefined;
+  /** Where connections may go (default: no link-local or cloud-metadata address). */
+  addressPolicy?: AddressPolicy | undefined;
 }
 
 interface AwsError {
@@ -64,11 +71,12 @@ export class S3Target implements StorageTarget {
     this.endpoint = endpoint ?? `${config.protocol}://s3.${config.region ?? 'us-east-1'}.amazonaws.com`;
     this.location = `s3://${config.bucket} at ${this.endpoint}`;
     const timeout = (config.timeoutSeconds ?? 30) * 1000;
+    const policy = config.addressPolicy ?? { allowLinkLocal: false };
     this.client = new S3Client({
       region: config.region || 'us-east-1',
       endpoint,
       forcePathStyle: config.pathStyle,
-      credentials: config.accessKeyId ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey ?? '' } : undefined,
+      credentials: S3Target.credentials(config, endpoint),
       // Streamed bodies must not be re-framed as aws-chunked: S3-compatible servers
       // (s3rver, Ceph RGW) store or refuse them otherwise.
       requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -83,9 +91,31 @@ export class S3Target implements StorageTarget {
         // moving bytes is not. (requestTimeout only logs a warning unless
         // throwOnRequestTimeout is set, and it would cut off a slow but healthy upload.)
         socketTimeout: timeout,
-        httpsAgent: new Agent({ keepAlive: true, ca: config.caBundle ? [...rootCertificates, config.caBundle] : undefined }),
+        httpAgent: guardedHttpAgent(policy, { keepAlive: true }),
+        httpsAgent: guardedHttpsAgent(policy, {
+          keepAlive: true,
+          ca: config.caBundle ? [...rootCertificates, config.caBundle] : undefined,
+        }),
       }),
     });
+  }
+
+  /**
+   * The access key, or undefined for the SDK's default chain, which lends the server's own
+   * AWS identity: only when chosen, and only to AWS over HTTPS (the settings schema says so
+   * to the user; this holds for any other caller too).
+   */
+  private static credentials(config: S3TargetConfig, endpoint: string | undefined) {
+    if (config.credentials === 'default') {
+      if ((endpoint && !isAwsEndpoint(endpoint)) || config.protocol !== 'https')
+        throw new TargetError(
+          'authentication',
+          "The server's own AWS identity is used only for AWS endpoints over HTTPS. Give an access key.",
+        );
+      return undefined;
+    }
+    if (!config.accessKeyId) throw new TargetError('authentication', 'No access key ID is set. Give the access key ID and secret key.');
+    return { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey ?? '' };
   }
 
   private acl(): { ACL?: ObjectCannedACL } {
@@ -146,7 +176,11 @@ export class S3Target implements StorageTarget {
           `The key is not allowed to write ${name} in bucket ${bucket} (AccessDenied). Apply the writer policy from "gatehouse breakglass policy".`,
         );
       default:
-        return new TargetError('connection', `Writing ${name} to bucket ${bucket} failed: ${code} (HTTP ${statusOf(error) ?? '?'}).`);
+        // The remote's own code, text and status are not repeated: they would map whatever answers at the URL.
+        return new TargetError(
+          'connection',
+          `Writing ${name} to bucket ${bucket} failed: the server at ${this.endpoint} gave an answer Gatehouse does not know as S3's. Check the URL, the bucket and the storage server's own log.`,
+        );
     }
   }
 

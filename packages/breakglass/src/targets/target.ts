@@ -1,3 +1,5 @@
+import { FORBIDDEN_ADDRESS } from '../address-guard.js';
+
 /** The three stages of the Test button (spec/001), in order. */
 export const testStages = ['container', 'authentication', 'connection'] as const;
 export type TestStage = (typeof testStages)[number];
@@ -57,6 +59,8 @@ export function networkReason(error: unknown, endpoint: string): string | null {
   for (let e = error as { code?: unknown; cause?: unknown; message?: unknown } | undefined; e && !seen.has(e); e = e.cause as typeof e) {
     seen.add(e);
     const code = typeof e.code === 'string' ? e.code : undefined;
+    // Our own refusal (address-guard.ts): its message names the host and the setting.
+    if (code === FORBIDDEN_ADDRESS && typeof e.message === 'string') return e.message;
     if (code && TLS_CODES.has(code)) {
       return `The TLS certificate of ${endpoint} is not trusted (${code}). If it is your own CA, add it to caBundle; never turn verification off.`;
     }
@@ -129,7 +133,8 @@ export async function runTestStages(probe: StageProbe, onStage?: (stage: StageRe
   try {
     await probe.write();
   } catch (error) {
-    const e = error instanceof TargetError ? error : new TargetError('connection', (error as Error).message);
+    // Anything but a TargetError may carry the remote's own words: they are not repeated.
+    const e = error instanceof TargetError ? error : new TargetError('connection', `Writing the probe object ${probe.probeName} failed.`);
     if (e.stage === 'container') {
       report('container', false, e.message);
       report('authentication', true, probe.accepted);

@@ -29,6 +29,8 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       settings: settings ? presentSettings(settings) : null,
       error: error ?? null,
       warnings: settings?.encryption === 'none' ? [ENCRYPTION_OFF] : [],
+      /** What only the server's configuration allows, so the console can say so before a save is refused. */
+      serverAllows: { plaintext: bg.restrictions.allowPlaintext, linkLocal: bg.restrictions.allowLinkLocal },
       nextRun: bg.nextRun()?.toISOString() ?? null,
       signingKey: { publicKeyPem: key.publicKeyPem, fingerprint: key.fingerprint },
     };
@@ -72,7 +74,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
           'The break-glass settings come from a mounted secret (GATEHOUSE_BREAKGLASS_CONFIG) and are read-only here. Change the secret instead.',
         );
       }
-      const settings = await bg.store.merge(input(req.body));
+      const settings = await bg.merge(input(req.body));
       await bg.store.save(settings);
       bg.reloadSchedule();
       await services.audit(req, {
@@ -100,10 +102,10 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
     },
     async (req, reply) => {
       let settings;
-      if (req.body && Object.keys(req.body).length > 0) settings = await bg.store.merge(input(req.body));
+      if (req.body && Object.keys(req.body).length > 0) settings = await bg.merge(input(req.body));
       else {
         const current = await bg.current();
-        if (!current.settings)
+        if (!current.settings || current.error !== undefined)
           throw new GatehouseError(
             'CONFLICT',
             current.error ? `Break glass cannot be tested: ${current.error}` : 'Break glass is not configured yet.',

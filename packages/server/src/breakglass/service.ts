@@ -10,20 +10,24 @@ import {
   fingerprintValues,
   parseMountedConfig,
   readMountedValues,
+  MountedConfigError,
   TargetError,
   type BreakGlassSettings,
   type Sealing,
   type StageResult,
+  type AddressPolicy,
   type StorageTarget,
   type TestReport,
 } from '@gatehouse/breakglass';
-import { ConflictError, GatehouseError } from '@gatehouse/core';
+import { ConflictError, GatehouseError, ValidationError } from '@gatehouse/core';
 import { BreakGlassRuns, Leases, type BreakGlassRun, type Db, type Inventory, type Settings, type Vault } from '@gatehouse/db';
 import { Cron } from 'croner';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 
+import { restrictionIssues, type BreakGlassRestrictions } from './restrictions.js';
 import { BreakGlassStore } from './store.js';
+import { postWebhook } from './webhook.js';
 
 export type SettingsOrigin = 'mounted' | 'database' | 'none';
 
@@ -43,6 +47,8 @@ export interface BreakGlassOptions {
   timeoutSeconds?: number | undefined;
   /** Where sealed exports are staged before upload (ciphertext only); leftovers of a crash are removed at start. */
   stagingDir: string;
+  /** What only the server's configuration allows (plain exports, link-local addresses); default: neither. */
+  restrictions?: BreakGlassRestrictions | undefined;
 }
 
 const LEASE = 'breakglass';
@@ -75,10 +81,11 @@ function isDeadLocalHolder(holder: string): boolean {
 export const probeName = (prefix: string) => `${prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`}.gatehouse-probe`;
 
 /** The storage target of the settings; each cloud SDK is loaded only when its target is used. */
-export async function targetFor(s: BreakGlassSettings, timeoutSeconds?: number): Promise<StorageTarget> {
+export async function targetFor(s: BreakGlassSettings, timeoutSeconds?: number, addressPolicy?: AddressPolicy): Promise<StorageTarget> {
   if (s.provider === 's3') {
     const { S3Target } = await import('@gatehouse/breakglass/s3');
     return new S3Target({
+      credentials: s.credentials,
       accessKeyId: s.accessKeyId,
       secretAccessKey: s.secretAccessKey,
       bucket: s.bucket,
@@ -89,6 +96,7 @@ export async function targetFor(s: BreakGlassSettings, timeoutSeconds?: number):
       acl: s.acl,
       caBundle: s.caBundle,
       timeoutSeconds,
+      addressPolicy,
     });
   }
   const { BlobTarget } = await import('@gatehouse/breakglass/blob');
@@ -102,6 +110,7 @@ export async function targetFor(s: BreakGlassSettings, timeoutSeconds?: number):
     blobEndpoint: s.blobEndpoint,
     caBundle: s.caBundle,
     timeoutSeconds,
+    addressPolicy,
   });
 }
 
@@ -143,8 +152,10 @@ export class BreakGlassService {
   private lastStaleAlert = 0;
   /** Bytes uploaded so far by runs of this process, for progress displays. */
   readonly progress = new Map<string, number>();
+  readonly restrictions: BreakGlassRestrictions;
 
   constructor(private readonly o: BreakGlassOptions) {
+    this.restrictions = o.restrictions ?? { allowPlaintext: false, allowLinkLocal: false };
     this.store = new BreakGlassStore(o.settings, o.vault);
     this.runs = new BreakGlassRuns(o.db);
     this.leases = new Leases(o.db);
@@ -171,7 +182,15 @@ export class BreakGlassService {
       const fingerprint = fingerprintValues(values);
       if (fingerprint === this.mounted.fingerprint) return false;
       try {
-        this.mounted = { settings: parseMountedConfig(values, source), fingerprint };
+        const settings = parseMountedConfig(values, source);
+        // The mounted secret is bound by the server's restrictions like the API.
+        const refused = restrictionIssues(settings, this.restrictions);
+        if (refused.length > 0)
+          throw new MountedConfigError(
+            source,
+            refused.map((i) => ({ key: i.path, message: i.message })),
+          );
+        this.mounted = { settings, fingerprint };
         this.o.logger.info({ source }, 'break-glass settings loaded from the mounted secret');
       } catch (error) {
         this.mounted = { error: (error as Error).message, fingerprint };
@@ -191,8 +210,30 @@ export class BreakGlassService {
         ? { settings: undefined, origin: 'mounted', error: this.mounted.error }
         : { settings: this.mounted.settings, origin: 'mounted' };
     }
-    const settings = await this.store.load();
-    return { settings, origin: settings ? 'database' : 'none' };
+    let settings: BreakGlassSettings | undefined;
+    try {
+      settings = await this.store.load();
+    } catch (error) {
+      if (error instanceof ValidationError) return { settings: undefined, origin: 'database', error: error.message };
+      throw error;
+    }
+    if (!settings) return { settings, origin: 'none' };
+    // Saved before the server's configuration changed: shown, but not run until it is fixed.
+    const refused = restrictionIssues(settings, this.restrictions);
+    if (refused.length > 0) {
+      return { settings, origin: 'database', error: `${refused.map((i) => `${i.path} ${i.message}`).join('; ')}.` };
+    }
+    return { settings, origin: 'database' };
+  }
+
+  /** Validates an update from the API against the schema, the stored secrets and this server's restrictions. */
+  async merge(input: Record<string, unknown>): Promise<BreakGlassSettings> {
+    const settings = await this.store.merge(input);
+    const issues = restrictionIssues(settings, this.restrictions);
+    if (issues.length > 0) {
+      throw new ValidationError(`The break-glass settings are invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
+    }
+    return settings;
   }
 
   /** The Test button: three stages and the privilege check, audited. */
@@ -201,7 +242,7 @@ export class BreakGlassService {
     actor: Parameters<Services['audit']>[0],
     onStage?: (s: StageResult) => void,
   ): Promise<TestReport> {
-    const target = await targetFor(settings, this.o.timeoutSeconds);
+    const target = await targetFor(settings, this.o.timeoutSeconds, this.restrictions);
     const report = await target.test(probeName(settings.prefix), onStage);
     await this.o.audit(actor, {
       action: 'breakglass.test',
@@ -221,7 +262,7 @@ export class BreakGlassService {
    */
   async start(trigger: BreakGlassRun['trigger'], actor: Parameters<Services['audit']>[0]): Promise<BreakGlassRun> {
     const { settings, error } = await this.current();
-    if (!settings) {
+    if (!settings || error !== undefined) {
       throw new GatehouseError(
         'CONFLICT',
         error ? `Break glass cannot run: ${error}` : 'Break glass is not configured yet. Save the settings first.',
@@ -232,7 +273,7 @@ export class BreakGlassService {
     }
     // With the lease held nothing else runs: a run still "running" was left by a server that stopped.
     await this.runs.closeAbandoned();
-    const target = await targetFor(settings, this.o.timeoutSeconds);
+    const target = await targetFor(settings, this.o.timeoutSeconds, this.restrictions);
     const run = await this.runs.start(trigger, target.location);
     await this.o.audit(actor, {
       action: 'breakglass.run_start',
@@ -299,6 +340,7 @@ export class BreakGlassService {
           targetId: run.id,
           details: { attempts: attempt, bytes: result.bytes, sha256: result.sha256, ...result.counts, objects: names },
         });
+        if (settings.encryption === 'none') await this.auditPlainExport(actor, run, target, result.counts);
         return;
       } catch (error) {
         const stage = error instanceof TargetError ? error.stage : null;
@@ -329,9 +371,37 @@ export class BreakGlassService {
           targetId: run.id,
           details: { attempts: attempt, stage, error: message },
         });
+        if (settings.encryption === 'none') await this.auditPlainExport(actor, run, target, null);
         return;
       }
     }
+  }
+
+  /**
+   * A plain export hands every credential to whoever can read the bucket: each plain run
+   * is a bulk reveal, audited with how many credentials it held (unknown when the run
+   * failed part-way: some plain bytes may have left all the same).
+   */
+  private async auditPlainExport(
+    actor: Parameters<Services['audit']>[0],
+    run: BreakGlassRun,
+    target: StorageTarget,
+    counts: { devices: number; accounts: number; privateKeys: number } | null,
+  ): Promise<void> {
+    await this.o.audit(actor, {
+      action: 'account.bulk_reveal',
+      outcome: counts ? 'success' : 'failure',
+      targetType: 'breakglass_run',
+      targetId: run.id,
+      details: {
+        via: 'breakglass plain export (encryption none)',
+        target: target.location,
+        credentials: counts ? counts.accounts + counts.privateKeys : null,
+        accounts: counts?.accounts ?? null,
+        privateKeys: counts?.privateKeys ?? null,
+        devices: counts?.devices ?? null,
+      },
+    });
   }
 
   /** An alert: an error log line, an audit event, and the webhook when one is set. */
@@ -339,24 +409,15 @@ export class BreakGlassService {
     this.o.logger.error({ alert: event, run: run?.id }, message);
     let delivered: boolean | null = null;
     if (settings?.alertWebhookUrl) {
-      try {
-        const res = await fetch(settings.alertWebhookUrl, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({
-            event,
-            message,
-            at: new Date().toISOString(),
-            run: run ? { id: run.id, startedAt: run.startedAt, error: run.error, stage: run.errorStage } : null,
-          }),
-          signal: AbortSignal.timeout(10_000),
-        });
-        delivered = res.ok;
-        if (!res.ok) this.o.logger.error({ alert: event, status: res.status }, 'the alert webhook refused the alert');
-      } catch (error) {
-        delivered = false;
-        this.o.logger.error({ alert: event, problem: (error as Error).message }, 'the alert webhook could not be reached');
-      }
+      const payload = {
+        event,
+        message,
+        at: new Date().toISOString(),
+        run: run ? { id: run.id, startedAt: run.startedAt, error: run.error, stage: run.errorStage } : null,
+      };
+      const outcome = await postWebhook(settings.alertWebhookUrl, payload, this.restrictions);
+      delivered = outcome.delivered;
+      if (!outcome.delivered) this.o.logger.error({ alert: event, problem: outcome.problem }, 'the alert webhook did not take the alert');
     }
     await this.o.audit(null, {
       action: 'breakglass.alert',

@@ -1,5 +1,7 @@
 import {
   breakGlassSettings,
+  destinationChanges,
+  destinationSecretKeys,
   generateSigningKey,
   secretSettingKeys,
   signingKeyFingerprint,
@@ -18,9 +20,24 @@ export type PresentedSettings = Omit<BreakGlassSettings, SecretSettingKey> & Par
 
 export function presentSettings(s: BreakGlassSettings): PresentedSettings {
   const out: Record<string, unknown> = { ...s };
-  const keys: SecretSettingKey[] = s.provider === 's3' ? ['secretAccessKey', 'passphrase'] : ['accountKey', 'sasToken', 'passphrase'];
+  const keys: SecretSettingKey[] =
+    s.provider === 's3'
+      ? ['secretAccessKey', 'passphrase', 'alertWebhookUrl']
+      : ['accountKey', 'sasToken', 'passphrase', 'alertWebhookUrl'];
   for (const key of keys) out[key] = (s as Record<string, unknown>)[key] ? SECRET_MASK : null;
   return out as PresentedSettings;
+}
+
+/** Parses settings, or throws a ValidationError naming every bad field (never a value). */
+function validate(raw: Record<string, unknown>, what: string): BreakGlassSettings {
+  const result = breakGlassSettings.safeParse(raw);
+  if (result.success) return result.data;
+  const issues = result.error.issues.flatMap((i) =>
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((k) => ({ path: k, message: 'is not a break-glass setting' }))
+      : [{ path: formatPath(i.path), message: i.message }],
+  );
+  throw new ValidationError(`${what}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
 }
 
 /** Settings kept in the database, with every secret sealed by the vault. */
@@ -38,34 +55,44 @@ export class BreakGlassStore {
       const sealed = stored[key];
       if (typeof sealed === 'string') stored[key] = this.vault.decrypt(scope(key), sealed);
     }
-    return breakGlassSettings.parse(stored);
+    // Settings saved by an earlier version may break a rule added since (an S3 setting
+    // without an access key): they are reported by field, never used as they are.
+    return validate(stored, 'The stored break-glass settings are no longer valid; save them again');
   }
 
   /**
    * Validates and merges an update: a secret left out or sent as the mask keeps the
-   * stored value; '' or null clears it. Throws a ValidationError naming every bad field.
+   * stored value; '' or null clears it. A stored secret is not kept when the update
+   * sends it somewhere else (another endpoint, bucket or container): it must be typed
+   * again. Throws a ValidationError naming every bad field.
    */
   async merge(input: Record<string, unknown>): Promise<BreakGlassSettings> {
-    const current = await this.load();
+    // Stored settings that are no longer valid are replaced, their secrets typed again.
+    const current = await this.load().catch(() => undefined);
     const merged: Record<string, unknown> = { ...input };
+    const kept: SecretSettingKey[] = [];
     for (const key of secretSettingKeys) {
       const sent = merged[key];
-      const stored = current && current.provider === input.provider ? (current as Record<string, unknown>)[key] : undefined;
+      // The server's own AWS identity has no secret key: a stored one is not carried into it.
+      const unused = key === 'secretAccessKey' && input.credentials === 'default';
+      const stored = current && current.provider === input.provider && !unused ? (current as Record<string, unknown>)[key] : undefined;
       if (sent === undefined || sent === SECRET_MASK) {
         if (stored === undefined) delete merged[key];
-        else merged[key] = stored;
+        else {
+          merged[key] = stored;
+          kept.push(key);
+        }
       } else if (sent === null || sent === '') delete merged[key];
     }
-    const result = breakGlassSettings.safeParse(merged);
-    if (!result.success) {
-      const issues = result.error.issues.flatMap((i) =>
-        i.code === 'unrecognized_keys'
-          ? i.keys.map((k) => ({ path: k, message: 'is not a break-glass setting' }))
-          : [{ path: formatPath(i.path), message: i.message }],
-      );
+    const settings = validate(merged, 'The break-glass settings are invalid');
+    const changed = current ? destinationChanges(current, settings) : [];
+    const followed = destinationSecretKeys.filter((key) => kept.includes(key));
+    if (changed.length > 0 && followed.length > 0) {
+      const message = `must be entered again: the destination changed (${changed.join(', ')}), and a stored secret is only sent where it was entered for`;
+      const issues = followed.map((path) => ({ path, message }));
       throw new ValidationError(`The break-glass settings are invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
     }
-    return result.data;
+    return settings;
   }
 
   async save(settings: BreakGlassSettings): Promise<void> {
