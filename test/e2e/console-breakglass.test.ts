@@ -131,6 +131,23 @@ describe('web console: break glass', () => {
     await screenshot(page, '23-breakglass-s3-run');
   });
 
+  it('asks for the secret again, next to its field, when the destination changes', async () => {
+    const url = page.getByLabel('URL', { exact: true });
+    await url.fill('127.0.0.1:9');
+    const secretField = page.locator('.field', { has: page.getByLabel('Secret key', { exact: true }) });
+    await secretField.getByText('Enter the secret again: the destination changed.').waitFor();
+    await page.getByRole('button', { name: 'Test', exact: true }).click();
+    // The API refuses the stored secret for the new URL; the page shows why next to the field.
+    const refusal = secretField.locator('.field-error');
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toMatch(/^Secret key must be entered again: the destination changed \(url\)/);
+    await screenshot(page, '23b-breakglass-destination-changed');
+    await url.fill(s3.endpoint);
+    await page.getByRole('button', { name: 'Test', exact: true }).click();
+    await page.locator('[aria-label="Test result"][data-complete="true"]').waitFor();
+    expect(await secretField.getByText('Enter the secret again').count()).toBe(0);
+  });
+
   it('fills the Blob fields from a pasted connection string; Azurite passes, a wrong key fails authentication', async () => {
     await page.getByLabel('Blob', { exact: true }).check();
     const labels = await page.locator('[data-provider="blob"] label').allTextContents();

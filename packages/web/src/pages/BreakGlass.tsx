@@ -10,6 +10,8 @@ interface View {
   settings: Record<string, unknown> | null;
   error: string | null;
   warnings: string[];
+  /** What only the server's configuration allows. */
+  serverAllows: { plaintext: boolean; linkLocal: boolean };
   nextRun: string | null;
   signingKey: { publicKeyPem: string; fingerprint: string };
 }
@@ -59,6 +61,7 @@ type Form = Record<
   | 'region'
   | 'accountName'
   | 'accountKey'
+  | 'sasToken'
   | 'container'
   | 'endpointSuffix'
   | 'blobEndpoint'
@@ -69,7 +72,7 @@ type Form = Record<
   | 'caBundle'
   | 'alertWebhookUrl',
   string
-> & { provider: Provider; pathStyle: boolean };
+> & { provider: Provider; pathStyle: boolean; credentials: 'keys' | 'default' };
 
 const EMPTY: Form = {
   provider: 's3',
@@ -83,6 +86,7 @@ const EMPTY: Form = {
   region: '',
   accountName: '',
   accountKey: '',
+  sasToken: '',
   container: '',
   endpointSuffix: 'core.windows.net',
   blobEndpoint: '',
@@ -93,7 +97,11 @@ const EMPTY: Form = {
   caBundle: '',
   alertWebhookUrl: '',
   pathStyle: false,
+  credentials: 'keys',
 };
+
+/** What the API shows for a secret that is set; sent back, it keeps the stored value. */
+const MASK = '********';
 
 function formOf(settings: Record<string, unknown> | null): Form {
   if (!settings) return EMPTY;
@@ -103,11 +111,12 @@ function formOf(settings: Record<string, unknown> | null): Form {
   };
   const form = { ...EMPTY };
   for (const key of Object.keys(EMPTY) as (keyof Form)[]) {
-    if (key === 'pathStyle' || key === 'provider' || key === 'ageRecipients') continue;
+    if (key === 'pathStyle' || key === 'provider' || key === 'ageRecipients' || key === 'credentials') continue;
     form[key] = text(key) || EMPTY[key];
   }
   form.provider = settings.provider === 'blob' ? 'blob' : 's3';
   form.pathStyle = settings.pathStyle === true;
+  form.credentials = settings.credentials === 'default' ? 'default' : 'keys';
   form.ageRecipients = Array.isArray(settings.ageRecipients) ? (settings.ageRecipients as string[]).join('\n') : '';
   return form;
 }
@@ -129,10 +138,12 @@ function bodyOf(f: Form): Record<string, unknown> {
     alertWebhookUrl: f.alertWebhookUrl,
   };
   if (f.provider === 's3') {
+    const own = f.credentials === 'default';
     return {
       ...common,
-      accessKeyId: f.accessKeyId,
-      secretAccessKey: f.secretAccessKey,
+      credentials: f.credentials,
+      accessKeyId: own ? '' : f.accessKeyId,
+      secretAccessKey: own ? '' : f.secretAccessKey,
       bucket: f.bucket,
       protocol: f.protocol,
       url: f.url,
@@ -144,6 +155,7 @@ function bodyOf(f: Form): Record<string, unknown> {
     ...common,
     accountName: f.accountName,
     accountKey: f.accountKey,
+    sasToken: f.sasToken,
     container: f.container,
     protocol: f.protocol,
     endpointSuffix: f.endpointSuffix,
@@ -169,7 +181,24 @@ function fromConnectionString(text: string): Partial<Form> {
   if (suffix !== undefined) out.endpointSuffix = suffix.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
   const endpoint = fields.get('blobendpoint');
   if (endpoint !== undefined) out.blobEndpoint = endpoint;
+  const sas = fields.get('sharedaccesssignature');
+  if (sas !== undefined) out.sasToken = sas;
   return out;
+}
+
+/**
+ * Whether the form sends its secrets somewhere else than the saved settings (another
+ * endpoint, bucket or container): the API then refuses a stored secret, so the page asks
+ * for it next to the field before the user saves.
+ */
+function destinationChanged(f: Form, saved: Form | null): boolean {
+  if (!saved || saved.provider !== f.provider) return false;
+  const norm = (s: string) => s.trim().replace(/\/+$/, '').toLowerCase();
+  const fields: (keyof Form)[] =
+    f.provider === 's3'
+      ? ['url', 'protocol', 'bucket', 'pathStyle', ...(f.url.trim() === '' ? (['region'] as const) : [])]
+      : ['blobEndpoint', 'accountName', 'endpointSuffix', 'protocol', 'container'];
+  return fields.some((k) => norm(String(f[k])) !== norm(String(saved[k])));
 }
 
 const TIME_ZONES: string[] = (() => {
@@ -207,6 +236,7 @@ export function BreakGlass({ user }: { user: User }) {
 
   const isAdmin = user.role === 'admin';
   const readOnly = !isAdmin || view?.readOnly === true;
+  const moved = destinationChanged(form, view?.settings ? formOf(view.settings) : null);
 
   const loadRuns = useCallback(async () => {
     const r = await api<{ items: Run[] }>('GET', '/breakglass/runs?limit=20');
@@ -325,6 +355,14 @@ export function BreakGlass({ user }: { user: User }) {
     <SelectField label="Protocol" name="protocol" value={form.protocol} onChange={set('protocol')} disabled={readOnly} error={error} />
   );
   const secretHint = 'Shown as a fixed mask when set; type a new one to replace it.';
+  /** The API's message for a field drawn without <Field>. */
+  const fieldError = (name: string, label: string) => {
+    const message = error?.field(name);
+    return message ? <p className="field-error" role="alert">{`${label} ${message}`}</p> : null;
+  };
+  /** A stored secret that would follow a changed destination: the API refuses it, the page says so first. */
+  const destinationSecret = (key: 'secretAccessKey' | 'accountKey' | 'sasToken', hint: string) =>
+    moved && form[key] === MASK ? 'Enter the secret again: the destination changed.' : hint;
 
   return (
     <section aria-labelledby="breakglass-title">
@@ -386,8 +424,19 @@ export function BreakGlass({ user }: { user: User }) {
         </div>
         {form.provider === 's3' ? (
           <div className="form-grid" data-provider="s3">
-            {field('Access key ID', 'accessKeyId', { hint: 'Leave empty to use the server’s own AWS credentials (instance role).' })}
-            {field('Secret key', 'secretAccessKey', { type: 'password', hint: secretHint, autoComplete: 'new-password' })}
+            {field('Access key ID', 'accessKeyId', {
+              hint:
+                form.credentials === 'default'
+                  ? 'Not used: the server’s own AWS identity is chosen below.'
+                  : 'Required, with the secret key. The server’s own AWS identity is a separate, explicit choice below.',
+              disabled: readOnly || form.credentials === 'default',
+            })}
+            {field('Secret key', 'secretAccessKey', {
+              type: 'password',
+              hint: destinationSecret('secretAccessKey', secretHint),
+              autoComplete: 'new-password',
+              disabled: readOnly || form.credentials === 'default',
+            })}
             {field('Bucket name', 'bucket', { required: true })}
             {protocol}
             {field('URL', 'url', { hint: 'The S3 endpoint (host[:port]); empty for AWS.', placeholder: 's3.example.com' })}
@@ -412,7 +461,11 @@ export function BreakGlass({ user }: { user: User }) {
               <p className="hint">It fills the fields below; it is not stored itself.</p>
             </div>
             {field('Storage account name', 'accountName', { required: true })}
-            {field('Key', 'accountKey', { type: 'password', hint: secretHint, autoComplete: 'new-password' })}
+            {field('Key', 'accountKey', {
+              type: 'password',
+              hint: destinationSecret('accountKey', secretHint),
+              autoComplete: 'new-password',
+            })}
             {field('Container name', 'container', { required: true })}
             {protocol}
             {field('Endpoint suffix', 'endpointSuffix', { placeholder: 'core.windows.net' })}
@@ -429,26 +482,59 @@ export function BreakGlass({ user }: { user: User }) {
           <div className="form-grid">
             {field('Object name prefix', 'prefix', { hint: 'The "folder" in the bucket; the writer policy is scoped to it.' })}
             {form.provider === 's3' ? (
-              <label className="check field">
-                <input type="checkbox" checked={form.pathStyle} disabled={readOnly} onChange={(e) => set('pathStyle')(e.target.checked)} />{' '}
-                Path-style addressing (most S3-compatible servers)
-              </label>
+              <>
+                <label className="check field">
+                  <input
+                    type="checkbox"
+                    checked={form.pathStyle}
+                    disabled={readOnly}
+                    onChange={(e) => set('pathStyle')(e.target.checked)}
+                  />{' '}
+                  Path-style addressing (most S3-compatible servers)
+                </label>
+                <label className="check field">
+                  <input
+                    type="checkbox"
+                    checked={form.credentials === 'default'}
+                    disabled={readOnly}
+                    onChange={(e) => set('credentials')(e.target.checked ? 'default' : 'keys')}
+                  />{' '}
+                  Use the server’s own AWS identity (environment or instance role) instead of an access key: AWS endpoints over HTTPS only
+                </label>
+                {fieldError('credentials', 'Credentials')}
+              </>
             ) : (
-              field('Blob endpoint', 'blobEndpoint', {
-                hint: 'A full endpoint URL instead of the account and suffix (Azurite, private link).',
-              })
+              <>
+                {field('Blob endpoint', 'blobEndpoint', {
+                  hint: 'A full endpoint URL instead of the account and suffix (Azurite, private link).',
+                })}
+                {field('SAS token', 'sasToken', {
+                  type: 'password',
+                  hint: destinationSecret('sasToken', `Instead of the key: a container SAS with create and write only. ${secretHint}`),
+                  autoComplete: 'new-password',
+                })}
+              </>
             )}
             <div className="field">
               <label htmlFor="encryption">Encryption</label>
               <select id="encryption" value={form.encryption} disabled={readOnly} onChange={(e) => set('encryption')(e.target.value)}>
                 <option value="age">age, to the recipients</option>
                 <option value="passphrase">age, with a passphrase</option>
-                <option value="none">none (not recommended)</option>
+                <option value="none" disabled={!view.serverAllows.plaintext && form.encryption !== 'none'}>
+                  {view.serverAllows.plaintext
+                    ? 'none (not recommended)'
+                    : 'none (not allowed: only the server setting breakglassAllowPlaintext allows it)'}
+                </option>
               </select>
+              {fieldError('encryption', 'Encryption')}
             </div>
             {form.encryption === 'passphrase' ? field('Passphrase', 'passphrase', { type: 'password', hint: secretHint }) : null}
             {field('CA bundle (PEM)', 'caBundle', { multiline: true, hint: 'Extra certificates to trust for a private endpoint.' })}
-            {field('Alert webhook URL', 'alertWebhookUrl', { hint: 'Called when a run fails or the file is stale.' })}
+            {field('Alert webhook URL', 'alertWebhookUrl', {
+              type: 'password',
+              autoComplete: 'new-password',
+              hint: 'Called when a run fails or the file is stale. A secret (a chat webhook URL lets anyone post): shown as a fixed mask when set; type a new one to replace it.',
+            })}
           </div>
         </details>
         <ErrorNote error={error?.issues.every((i) => (i.path.split(/[.[]/)[0] ?? '') in form) && error.issues.length > 0 ? null : error} />
