@@ -242,6 +242,13 @@ describe.each(dialects)('break-glass destinations on %s', (dialect) => {
     }
     expect(elsewhere.requests).toEqual([]);
     expect(elsewhere.seen()).not.toContain('AKIAENVIRONMENTLEAK1');
+
+    // Settings an earlier version saved without a key (it used the default chain then) are not run.
+    await t.services.settings.set('breakglass.settings', JSON.stringify(s3Body({ secretAccessKey: undefined, accessKeyId: undefined })));
+    const shown = (await t.request('GET', '/api/v1/breakglass/settings', { token: admin })).json<{ error: string }>();
+    expect(shown.error).toMatch(/^The stored break-glass settings are no longer valid; save them again: accessKeyId is required/);
+    expect((await t.request('POST', '/api/v1/breakglass/runs', { token: admin })).statusCode).toBe(409);
+    expect((await put(s3Body())).statusCode).toBe(200);
   });
 
   it('refuses link-local and cloud-metadata addresses for the storage and the webhook, and says which server setting allows them', async () => {
