@@ -104,26 +104,63 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     expect(events.find((e) => e.actorName === 'nobody-here')).toMatchObject({ outcome: 'failure' });
   });
 
-  it('locks a user after lockoutThreshold failures, even with the right password, until an admin unlocks it', async () => {
+  it('throttles a user name from one address after lockoutThreshold failures, answered like a wrong password, while other addresses sign in', async () => {
     expect(t.services.config.lockoutThreshold).toBe(5);
     const user = await t.userWithToken('operator');
-    for (let i = 0; i < 5; i++) {
-      const res = await t.request('POST', `${API}/auth/login`, { body: { username: user.username, password: `wrong-password-${i}` } });
-      expect(res.statusCode).toBe(401);
-    }
-    const locked = await t.request('POST', `${API}/auth/login`, { body: { username: user.username, password: user.password } });
-    expect(locked.statusCode).toBe(423);
-    expect(errorOf(locked).code).toBe('LOCKED');
-    expect(errorOf(locked).message).toMatch(/locked until .*administrator/);
-    expect(locked.headers['set-cookie']).toBeUndefined();
-    expect((await auditEvents(t, admin.token, { action: 'auth.lockout', targetId: user.id })).length).toBe(1);
-    const shown = await t.request('GET', `${API}/users/${user.id}`, { token: admin.token });
-    expect(shown.json<{ lockedUntil: string | null }>().lockedUntil).not.toBeNull();
+    const from = (remoteAddress: string, password: string) =>
+      t.request('POST', `${API}/auth/login`, { remoteAddress, body: { username: user.username, password } });
+    for (let i = 0; i < 5; i++) expect((await from('192.0.2.10', `wrong-password-${i}`)).statusCode).toBe(401);
+    // Throttled: even the right password is refused, exactly as a wrong one is.
+    const throttled = await from('192.0.2.10', user.password);
+    expect(throttled.statusCode).toBe(401);
+    expect(errorOf(throttled)).toMatchObject({ code: 'UNAUTHENTICATED', message: 'Wrong username or password.' });
+    expect(throttled.headers['set-cookie']).toBeUndefined();
+    // The guesser's address does not keep the user out from theirs.
+    expect((await from('198.51.100.20', user.password)).statusCode).toBe(200);
+    const events = await auditEvents(t, admin.token, { action: 'auth.login', actor: user.username, outcome: 'failure' });
+    expect(events.map((e) => e.details.reason)).toEqual(['throttled', ...Array<string>(5).fill('wrong password')]);
+    expect(await auditEvents(t, admin.token, { action: 'auth.throttle', actor: user.username })).toMatchObject([
+      { outcome: 'failure', details: { scope: 'user from address', address: '192.0.2.10', failures: 5 } },
+    ]);
 
-    const unlock = await t.request('POST', `${API}/users/${user.id}/unlock`, { token: admin.token });
-    expect(unlock.statusCode).toBe(200);
-    expect(unlock.json()).toMatchObject({ id: user.id, lockedUntil: null });
-    expect((await login(t, user.username, user.password)).res.statusCode).toBe(200);
+    // The delay grows with each failure after it ends, and an administrator can lift it.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 61_000);
+    expect((await from('192.0.2.10', 'wrong-password-again')).statusCode).toBe(401);
+    vi.setSystemTime(Date.now() + 61_000);
+    expect((await from('192.0.2.10', user.password)).statusCode).toBe(401);
+    expect((await t.request('POST', `${API}/users/${user.id}/unlock`, { token: admin.token })).statusCode).toBe(200);
+    expect((await from('192.0.2.10', user.password)).statusCode).toBe(200);
+  });
+
+  it('answers an unknown, a disabled and a throttled user exactly like a wrong password, in about the time of a password check', async () => {
+    const user = await t.userWithToken('operator');
+    const disabled = await t.userWithToken('operator');
+    await t.services.users.update(disabled.id, { disabled: 1 });
+    const timed = async (username: string, password: string, remoteAddress: string) => {
+      const started = performance.now();
+      const res = await t.request('POST', `${API}/auth/login`, { remoteAddress, body: { username, password } });
+      return { res, ms: performance.now() - started };
+    };
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    const wrong: number[] = [];
+    const others: Record<string, number[]> = { unknown: [], disabled: [] };
+    for (let i = 0; i < 5; i++) {
+      const w = await timed(user.username, 'not-the-password', `192.0.2.${30 + i}`);
+      const u = await timed(`nobody-${i}`, 'not-the-password', `192.0.2.${40 + i}`);
+      const d = await timed(disabled.username, disabled.password, `192.0.2.${50 + i}`);
+      for (const { res } of [w, u, d]) {
+        expect(res.statusCode).toBe(401);
+        expect(errorOf(res)).toMatchObject({ code: 'UNAUTHENTICATED', message: 'Wrong username or password.' });
+      }
+      wrong.push(w.ms);
+      others.unknown?.push(u.ms);
+      others.disabled?.push(d.ms);
+    }
+    // A disabled user used to be refused before any password check, in a few milliseconds.
+    for (const times of Object.values(others)) expect(median(times)).toBeGreaterThan(median(wrong) * 0.4);
+    const reasons = (await auditEvents(t, admin.token, { action: 'auth.login', outcome: 'failure' })).map((e) => e.details.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['unknown user', 'disabled', 'wrong password']));
   });
 
   it('asks for a TOTP code once TOTP is confirmed, and accepts only the current one', async () => {
@@ -169,12 +206,15 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
   it('requires the CSRF token for writes made with the session cookie', async () => {
     const user = await t.userWithToken('auditor');
     const session = await loginOrThrow(t, user.username, user.password);
-    const without = await t.request('POST', `${API}/tokens`, { headers: sessionHeaders(session, { csrf: false }), body: { name: 'x' } });
+    const without = await t.request('POST', `${API}/tokens`, {
+      headers: sessionHeaders(session, { csrf: false }),
+      body: { name: 'x', scope: 'read' },
+    });
     expect(without.statusCode).toBe(403);
     expect(errorOf(without).code).toBe('CSRF_FAILED');
     const wrong = await t.request('POST', `${API}/tokens`, {
       headers: { ...sessionHeaders(session), 'x-csrf-token': 'not-the-token' },
-      body: { name: 'x' },
+      body: { name: 'x', scope: 'read' },
     });
     expect(wrong.statusCode).toBe(403);
     expect(errorOf(wrong).code).toBe('CSRF_FAILED');
@@ -184,14 +224,17 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     const otherSession = await loginOrThrow(t, other.username, other.password);
     const crossed = await t.request('POST', `${API}/tokens`, {
       headers: { ...sessionHeaders(session), 'x-csrf-token': otherSession.csrfToken },
-      body: { name: 'x' },
+      body: { name: 'x', scope: 'read' },
     });
     expect(crossed.statusCode).toBe(403);
 
-    const ok = await t.request('POST', `${API}/tokens`, { headers: sessionHeaders(session), body: { name: 'from the console' } });
+    const ok = await t.request('POST', `${API}/tokens`, {
+      headers: sessionHeaders(session),
+      body: { name: 'from the console', scope: 'read' },
+    });
     expect(ok.statusCode).toBe(201);
     // Bearer tokens are not sent by browsers on their own, so they need no CSRF token.
-    expect((await t.request('POST', `${API}/tokens`, { token: user.token, body: { name: 'cli' } })).statusCode).toBe(201);
+    expect((await t.request('POST', `${API}/users/${user.id}/unlock`, { token: user.token })).statusCode).toBe(403);
   });
 
   it('ends the session on logout', async () => {
@@ -208,10 +251,15 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
 
   it('shows an API token once, accepts it, and refuses it after revocation', async () => {
     const user = await t.userWithToken('auditor');
-    const created = await t.request('POST', `${API}/tokens`, { token: user.token, body: { name: 'ci pipeline', expiresInDays: 30 } });
+    const session = await loginOrThrow(t, user.username, user.password);
+    const created = await t.request('POST', `${API}/tokens`, {
+      headers: sessionHeaders(session),
+      body: { name: 'ci pipeline', scope: 'full', expiresInDays: 30 },
+    });
     expect(created.statusCode).toBe(201);
     const { id, token } = created.json<{ id: string; token: string }>();
     expect(token).toMatch(/^ghp_/);
+    expect(created.json()).toMatchObject({ scope: 'full' });
 
     const listed = await t.request('GET', `${API}/tokens`, { token: user.token });
     expect(listed.json<{ items: { id: string }[] }>().items.map((x) => x.id)).toContain(id);
@@ -222,9 +270,13 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     expect(me.statusCode).toBe(200);
     expect(me.json()).toMatchObject({ user: { id: user.id }, via: 'token', csrfToken: null });
 
-    // Another non-admin may not revoke it; its owner may.
+    // To another non-admin it does not exist (as an id that names nothing); its owner may revoke it.
     const stranger = await t.userWithToken('operator');
-    expect((await t.request('DELETE', `${API}/tokens/${id}`, { token: stranger.token })).statusCode).toBe(403);
+    const foreign = await t.request('DELETE', `${API}/tokens/${id}`, { token: stranger.token });
+    const unknownId = await t.request('DELETE', `${API}/tokens/${randomId()}`, { token: stranger.token });
+    expect(foreign.statusCode).toBe(404);
+    expect(errorOf(foreign).code).toBe(errorOf(unknownId).code);
+    expect(errorOf(foreign).message.replace(id, 'ID')).toBe(errorOf(unknownId).message.replace(/"[^"]+"/, '"ID"'));
     expect((await t.request('DELETE', `${API}/tokens/${id}`, { token: user.token })).statusCode).toBe(204);
     const revoked = await t.request('GET', `${API}/auth/me`, { token });
     expect(revoked.statusCode).toBe(401);
@@ -232,6 +284,44 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
 
     expect((await t.request('GET', `${API}/auth/me`, { token: 'ghp_unknown' })).statusCode).toBe(401);
     expect((await t.request('GET', `${API}/auth/me`, { headers: { authorization: 'Basic abc' } })).statusCode).toBe(401);
+  });
+
+  it('makes tokens only from a web session, read-only or full, with an expiry within apiTokenMaxDays', async () => {
+    expect(t.services.config.apiTokenMaxDays).toBe(365);
+    const user = await t.userWithToken('admin');
+    const session = await loginOrThrow(t, user.username, user.password);
+    const make = (body: object) => t.request('POST', `${API}/tokens`, { headers: sessionHeaders(session), body });
+
+    const byToken = await t.request('POST', `${API}/tokens`, {
+      token: user.token,
+      body: { name: 'minted', scope: 'full', expiresInDays: 3650 },
+    });
+    expect(byToken.statusCode).toBe(403);
+    expect(errorOf(byToken).message).toMatch(/API token cannot create API tokens/);
+
+    const tooLong = await make({ name: 'forever', scope: 'full', expiresInDays: 3650 });
+    expect(tooLong.statusCode).toBe(400);
+    expect(errorOf(tooLong).issues).toEqual([{ path: 'expiresInDays', message: 'must be at most 365' }]);
+    const noScope = await make({ name: 'which' });
+    expect(noScope.statusCode).toBe(400);
+    expect(errorOf(noScope).issues?.map((i) => i.path)).toEqual(['scope']);
+
+    const read = await make({ name: 'dashboard', scope: 'read' });
+    expect(read.statusCode).toBe(201);
+    const days = (Date.parse(read.json<{ expiresAt: string }>().expiresAt) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(89.9);
+    expect(days).toBeLessThanOrEqual(90);
+    const readToken = read.json<{ token: string }>().token;
+    expect((await t.request('GET', `${API}/users`, { token: readToken })).statusCode).toBe(200);
+    const write = await t.request('POST', `${API}/projects`, { token: readToken, body: { name: 'read-only-cannot' } });
+    expect(write.statusCode).toBe(403);
+    expect(errorOf(write).message).toMatch(/read-only/);
+    expect((await t.request('DELETE', `${API}/tokens/${read.json<{ id: string }>().id}`, { token: readToken })).statusCode).toBe(403);
+
+    const full = await make({ name: 'automation', scope: 'full', expiresInDays: 365 });
+    expect(full.statusCode).toBe(201);
+    const fullToken = full.json<{ token: string }>().token;
+    expect((await t.request('POST', `${API}/projects`, { token: fullToken, body: { name: 'full-can' } })).statusCode).toBe(201);
   });
 
   it('refuses an expired API token', async () => {
@@ -303,8 +393,14 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     expect(tooShort.statusCode).toBe(400);
     expect(errorOf(tooShort).issues?.map((i) => i.path)).toEqual(['newPassword']);
 
+    const spare = await t.request('POST', `${API}/tokens`, { headers: sessionHeaders(session), body: { name: 'spare', scope: 'read' } });
+    const spareToken = spare.json<{ token: string }>().token;
     const ok = await change({ currentPassword: user.password, newPassword: 'a-brand-new-password' });
     expect(ok.statusCode).toBe(200);
+    // Tokens made while the old password was good are revoked with it, and the answer says how many.
+    expect(ok.json()).toEqual({ ok: true, revokedTokens: 2 });
+    expect((await t.request('GET', `${API}/auth/me`, { token: user.token })).statusCode).toBe(401);
+    expect((await t.request('GET', `${API}/auth/me`, { token: spareToken })).statusCode).toBe(401);
     // The other session (someone who knew the old password?) ends; this one goes on.
     expect((await t.request('GET', `${API}/auth/me`, { headers: sessionHeaders(elsewhere) })).statusCode).toBe(401);
     expect((await t.request('GET', `${API}/auth/me`, { headers: sessionHeaders(session) })).statusCode).toBe(200);
@@ -314,7 +410,7 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     expect(events.map((e) => e.outcome)).toEqual(['success', 'failure']);
   });
 
-  it('lets an administrator set a password, which ends the sessions of that user', async () => {
+  it('lets an administrator set a password, which ends the sessions and revokes the API tokens of that user', async () => {
     const user = await t.userWithToken('operator');
     const session = await loginOrThrow(t, user.username, user.password);
     const weak = await t.request('PATCH', `${API}/users/${user.id}`, { token: admin.token, body: { password: 'short' } });
@@ -322,6 +418,8 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     expect(errorOf(weak).issues?.map((i) => i.path)).toEqual(['password']);
     const set = await t.request('PATCH', `${API}/users/${user.id}`, { token: admin.token, body: { password: 'set-by-the-admin-1' } });
     expect(set.statusCode).toBe(200);
+    expect(set.json()).toMatchObject({ id: user.id, revokedTokens: 1 });
+    expect((await t.request('GET', `${API}/auth/me`, { token: user.token })).statusCode).toBe(401);
     expect((await t.request('GET', `${API}/auth/me`, { headers: sessionHeaders(session) })).statusCode).toBe(401);
     expect((await login(t, user.username, 'set-by-the-admin-1')).res.statusCode).toBe(200);
   });
@@ -389,5 +487,129 @@ describe.each(dialects)('sign-in rate limit on %s', (dialect) => {
     expect(errorOf(limited).code).toBe('RATE_LIMITED');
     // Other routes are not limited by it.
     expect((await t.request('GET', `${API}/setup`)).statusCode).toBe(200);
+  });
+});
+
+describe.each(dialects)('sign-in attempts fired at once on %s', (dialect) => {
+  let t: TestApp;
+  let admin: { id: string; username: string; token: string };
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    admin = await t.userWithToken('admin');
+  });
+  afterAll(() => t.close());
+
+  const reasons = async (action: string, actor: string) =>
+    (await auditEvents(t, admin.token, { action, actor, outcome: 'failure' })).map((e) => e.details.reason);
+  const counter = (username: string, source: string) =>
+    t.database.db.kysely
+      .selectFrom('sign_in_throttle')
+      .selectAll()
+      .where('username', '=', username)
+      .where('source', '=', source)
+      .executeTakeFirstOrThrow();
+
+  it('checks only lockoutThreshold of 50 wrong passwords sent at once from one address, and leaves the exact counts', async () => {
+    const user = await t.userWithToken('operator');
+    // 50 addresses of one IPv6 /64: one source to the throttle (one host usually has the whole /64),
+    // 50 to the route's request rate limit, so every request reaches the password check at once.
+    const sent = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        t.request('POST', `${API}/auth/login`, {
+          remoteAddress: `2001:db8:7:7::${(i + 1).toString(16)}`,
+          body: { username: user.username, password: `guess-${i}` },
+        }),
+      ),
+    );
+    const statuses = sent.map((r) => r.statusCode).sort();
+    // 6 × lockoutThreshold attempts from the address, then it is throttled as a whole.
+    expect(statuses).toEqual([...Array<number>(30).fill(401), ...Array<number>(20).fill(429)]);
+    expect(sent.filter((r) => r.statusCode === 401).every((r) => errorOf(r).message === 'Wrong username or password.')).toBe(true);
+    const checked = await reasons('auth.login', user.username);
+    expect(checked.filter((r) => r === 'wrong password')).toHaveLength(5);
+    expect(checked.filter((r) => r === 'throttled')).toHaveLength(25);
+    expect(await counter(user.username, '2001:db8:7:7::/64')).toMatchObject({ failures: 5, throttled_until: expect.any(String) as string });
+    expect(await counter('', '2001:db8:7:7::/64')).toMatchObject({ failures: 30, throttled_until: expect.any(String) as string });
+    expect(await t.services.users.row(user.id)).toMatchObject({ failed_logins: 5, locked_until: null });
+    // The right password from elsewhere still works.
+    expect((await login(t, user.username, user.password)).res.statusCode).toBe(200);
+  });
+
+  it('checks only 4 × lockoutThreshold of 50 wrong passwords sent at once from 50 addresses, and spares a familiar address', async () => {
+    const user = await t.userWithToken('operator');
+    const home = '198.51.100.77';
+    expect(
+      (await t.request('POST', `${API}/auth/login`, { remoteAddress: home, body: { username: user.username, password: user.password } }))
+        .statusCode,
+    ).toBe(200);
+    const sent = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        t.request('POST', `${API}/auth/login`, {
+          remoteAddress: `203.0.113.${100 + i}`,
+          body: { username: user.username, password: `guess-${i}` },
+        }),
+      ),
+    );
+    expect(sent.map((r) => r.statusCode)).toEqual(Array<number>(50).fill(401));
+    expect((await reasons('auth.login', user.username)).filter((r) => r === 'wrong password')).toHaveLength(20);
+    expect(await t.services.users.row(user.id)).toMatchObject({ failed_logins: 20, locked_until: expect.any(String) as string });
+    expect(await auditEvents(t, admin.token, { action: 'auth.throttle', targetId: user.id })).toHaveLength(1);
+    // A new address is throttled with the account; the address the user signs in from is not.
+    const fresh = await t.request('POST', `${API}/auth/login`, {
+      remoteAddress: '192.0.2.200',
+      body: { username: user.username, password: user.password },
+    });
+    expect(fresh.statusCode).toBe(401);
+    expect(errorOf(fresh).message).toBe('Wrong username or password.');
+    expect(
+      (await t.request('POST', `${API}/auth/login`, { remoteAddress: home, body: { username: user.username, password: user.password } }))
+        .statusCode,
+    ).toBe(200);
+    expect((await t.request('GET', `${API}/users/${user.id}`, { token: admin.token })).json()).toMatchObject({
+      lockedUntil: expect.any(String) as string,
+    });
+  });
+
+  it('accepts one TOTP code once when 10 sign-ins send it at once', async () => {
+    const user = await t.userWithToken('operator');
+    const { secret } = (await t.request('POST', `${API}/auth/totp/enroll`, { token: user.token })).json<{ secret: string }>();
+    expect(
+      (await t.request('POST', `${API}/auth/totp/confirm`, { token: user.token, body: { code: currentTotp(secret, -1) } })).statusCode,
+    ).toBe(200);
+    const code = currentTotp(secret);
+    const sent = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        t.request('POST', `${API}/auth/login`, {
+          remoteAddress: `198.51.100.${10 + i}`,
+          body: { username: user.username, password: user.password, totp: code },
+        }),
+      ),
+    );
+    expect(sent.filter((r) => r.statusCode === 200)).toHaveLength(1);
+    expect(sent.filter((r) => r.statusCode === 401).map((r) => errorOf(r).message)).toEqual(
+      Array<string>(9).fill('That authenticator code was used already. Wait for the next code and enter it.'),
+    );
+  });
+
+  it('counts wrong current passwords at POST /auth/password as failed sign-ins, also 50 at once', async () => {
+    const user = await t.userWithToken('operator');
+    const session = await loginOrThrow(t, user.username, user.password);
+    const change = (currentPassword: string) =>
+      t.request('POST', `${API}/auth/password`, {
+        headers: sessionHeaders(session),
+        body: { currentPassword, newPassword: 'a-brand-new-password' },
+      });
+    const sent = await Promise.all(Array.from({ length: 50 }, (_, i) => change(`guess-${i}`)));
+    expect(sent.map((r) => r.statusCode)).toEqual(expect.arrayContaining([400]));
+    expect(sent.every((r) => r.statusCode === 400 || r.statusCode === 429)).toBe(true);
+    expect((await reasons('auth.password_change', user.username)).filter((r) => r === 'wrong current password')).toHaveLength(5);
+    // Throttled: the right one is refused too, with the same answer.
+    const right = await change(user.password);
+    expect(right.statusCode === 400 || right.statusCode === 429).toBe(true);
+    const unchanged = await t.request('POST', `${API}/auth/login`, {
+      remoteAddress: '192.0.2.99',
+      body: { username: user.username, password: user.password },
+    });
+    expect(unchanged.statusCode).toBe(200);
   });
 });

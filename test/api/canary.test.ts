@@ -86,9 +86,12 @@ describe.each(dialects)('secrets never leak on %s', (dialect) => {
     expectStatus(await call('POST', `${API}/setup`, { body: { setupToken, username: 'other', password: adminPassword } }), 409);
 
     const adminSession = await loginAs('root-admin', adminPassword);
-    const created = await call('POST', `${API}/tokens`, { headers: sessionHeaders(adminSession), body: { name: 'automation' } }, [
-      'api-token',
-    ]);
+    const created = await call(
+      'POST',
+      `${API}/tokens`,
+      { headers: sessionHeaders(adminSession), body: { name: 'automation', scope: 'full' } },
+      ['api-token'],
+    );
     expectStatus(created, 201);
     adminToken = created.json<{ token: string }>().token;
     secrets.set('api-token', adminToken);
@@ -278,7 +281,7 @@ describe.each(dialects)('secrets never leak on %s', (dialect) => {
   it('shows no secret in any read, list, export or audit response', async () => {
     const token = adminToken;
     const auditorSession = await loginAs('aud', secret('auditor-pw-2'));
-    const created = await call('POST', `${API}/tokens`, { headers: sessionHeaders(auditorSession), body: { name: 'aud' } }, [
+    const created = await call('POST', `${API}/tokens`, { headers: sessionHeaders(auditorSession), body: { name: 'aud', scope: 'full' } }, [
       'auditor-api-token',
     ]);
     const auditorToken = created.json<{ token: string }>().token;

@@ -31,7 +31,7 @@ export interface TestApp extends GatehouseApp {
   request(
     method: string,
     url: string,
-    opts?: { token?: string | undefined; body?: unknown; headers?: Record<string, string>; payload?: string },
+    opts?: { token?: string | undefined; body?: unknown; headers?: Record<string, string>; payload?: string; remoteAddress?: string },
   ): Promise<LightMyRequestResponse>;
   /** Creates a user of this role with an API token; returns both. */
   userWithToken(role: Role, username?: string): Promise<{ id: string; username: string; password: string; token: string }>;
@@ -61,6 +61,7 @@ export async function createTestApp(
       method: method as 'GET',
       url,
       headers: { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...opts.headers },
+      ...(opts.remoteAddress !== undefined ? { remoteAddress: opts.remoteAddress } : {}),
       ...(opts.payload !== undefined ? { payload: opts.payload } : opts.body !== undefined ? { payload: opts.body as object } : {}),
     });
   let counter = 0;

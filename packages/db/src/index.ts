@@ -24,7 +24,19 @@ export {
   type DeviceQuery,
   type DeviceSort,
 } from './inventory.js';
-export { Users, Settings, hashToken, presentUser, type User, type ApiToken, type Grant, type SshKey } from './users.js';
+export {
+  Users,
+  Settings,
+  hashToken,
+  presentUser,
+  tokenScopes,
+  type User,
+  type ApiToken,
+  type TokenScope,
+  type Grant,
+  type SshKey,
+} from './users.js';
+export { SignInThrottle, type ThrottleRule, type ThrottleClaim, type ThrottleKey } from './sign-in-throttle.js';
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
 export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';

@@ -299,6 +299,28 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropIndex('devices_name').execute();
       },
     },
+    '0009_sign_in_throttle_and_token_scopes': {
+      async up(db: Kysely<unknown>) {
+        // Failed sign-ins are throttled per address (and per user name from an address)
+        // rather than locking the account for everyone; see SignInThrottle.
+        await db.schema
+          .createTable('sign_in_throttle')
+          .addColumn('username', 'text', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('failures', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('throttled_until', 'text')
+          .addColumn('last_failure_at', 'text')
+          .addColumn('last_success_at', 'text')
+          .addPrimaryKeyConstraint('sign_in_throttle_key', ['username', 'source'])
+          .execute();
+        await db.schema.alterTable('users').addColumn('last_failed_login_at', 'text').execute();
+        // Tokens made before scopes could do everything their user can: they stay 'full'.
+        await db.schema
+          .alterTable('api_tokens')
+          .addColumn('scope', 'text', (c) => c.notNull().defaultTo('full'))
+          .execute();
+      },
+    },
   };
 }
 

@@ -49,8 +49,11 @@ export interface UserTable {
   totp_secret_enc: string | null;
   totp_enabled: number;
   totp_last_step: number | null;
+  /** Failed password attempts on this account from addresses it has not signed in from lately (the account-wide throttle). */
   failed_logins: number;
+  /** The account-wide throttle's end: until then those addresses' attempts are refused unchecked. */
   locked_until: string | null;
+  last_failed_login_at: string | null;
   disabled: number;
   created_at: string;
   updated_at: string;
@@ -75,6 +78,8 @@ export interface ApiTokenTable {
   created_at: string;
   expires_at: string | null;
   last_used_at: string | null;
+  /** 'read' (GET and HEAD only) or 'full'. */
+  scope: string;
 }
 
 export interface UserSshKeyTable {
@@ -238,6 +243,20 @@ export interface GatewayTable {
   updated_at: string;
 }
 
+/**
+ * Failed password attempts counted per address: of one user name from one address, and
+ * (user name '') of every name from one address. See SignInThrottle.
+ */
+export interface SignInThrottleTable {
+  username: string;
+  source: string;
+  failures: number;
+  throttled_until: string | null;
+  last_failure_at: string | null;
+  /** The last sign-in of this name from this address: it makes the address familiar. */
+  last_success_at: string | null;
+}
+
 export interface Database {
   projects: ProjectTable;
   devices: DeviceTable;
@@ -257,6 +276,7 @@ export interface Database {
   gateway_sessions: GatewaySessionTable;
   gateways: GatewayTable;
   session_file_operations: SessionFileOperationTable;
+  sign_in_throttle: SignInThrottleTable;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */

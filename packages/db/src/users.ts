@@ -15,11 +15,16 @@ export interface User {
   lastLoginAt: string | null;
 }
 
+/** What an API token may do: 'read' sends only GET and HEAD requests; 'full' whatever its user may. */
+export const tokenScopes = ['read', 'full'] as const;
+export type TokenScope = (typeof tokenScopes)[number];
+
 export interface ApiToken {
   id: string;
   userId: string;
   name: string;
   prefix: string;
+  scope: TokenScope;
   createdAt: string;
   expiresAt: string | null;
   lastUsedAt: string | null;
@@ -74,6 +79,7 @@ const presentToken = (r: ApiTokenTable): ApiToken => ({
   userId: r.user_id,
   name: r.name,
   prefix: r.prefix,
+  scope: r.scope === 'read' ? 'read' : 'full',
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   lastUsedAt: r.last_used_at,
@@ -121,6 +127,7 @@ export class Users {
       totp_last_step: null,
       failed_logins: 0,
       locked_until: null,
+      last_failed_login_at: null,
       disabled: 0,
       created_at: now,
       updated_at: now,
@@ -230,13 +237,20 @@ export class Users {
 
   // API tokens
 
-  async createToken(input: { userId: string; name: string; token: string; expiresAt: string | null }): Promise<ApiToken> {
+  async createToken(input: {
+    userId: string;
+    name: string;
+    token: string;
+    expiresAt: string | null;
+    scope?: TokenScope;
+  }): Promise<ApiToken> {
     const row: ApiTokenTable = {
       id: randomUUID(),
       user_id: input.userId,
       name: input.name,
       token_hash: hashToken(input.token),
       prefix: input.token.slice(0, 12),
+      scope: input.scope ?? 'full',
       created_at: new Date().toISOString(),
       expires_at: input.expiresAt,
       last_used_at: null,
@@ -271,6 +285,26 @@ export class Users {
   async deleteToken(id: string): Promise<void> {
     const r = await this.x.deleteFrom('api_tokens').where('id', '=', id).executeTakeFirst();
     if (Number(r.numDeletedRows) === 0) throw new NotFoundError('API token', id);
+  }
+
+  /** Revokes every API token of the user (their password changed); answers how many there were. */
+  async deleteTokensOf(userId: string): Promise<number> {
+    const r = await this.x.deleteFrom('api_tokens').where('user_id', '=', userId).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  /**
+   * Takes a TOTP time step as used, if it is later than the last one taken: one
+   * conditional update, so of concurrent sign-ins with one code only one gets true.
+   */
+  async claimTotpStep(userId: string, step: number): Promise<boolean> {
+    const r = await this.x
+      .updateTable('users')
+      .set({ totp_last_step: step })
+      .where('id', '=', userId)
+      .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
 
   // SSH public keys for signing in to the gateway

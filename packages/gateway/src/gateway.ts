@@ -299,6 +299,11 @@ class GatewayConnection {
       const [answer] = await prompt(ctx, [{ prompt: 'Password: ', echo: false }]);
       password = answer ?? '';
     }
+    if (password === '') {
+      // ssh without a terminal or a password source answers the prompt empty: no attempt at all.
+      ctx.reject(AUTH_METHODS);
+      return;
+    }
     let result = await this.options.broker.authenticate({ username: target.user, password, remoteAddress: this.remoteAddress });
     if (!result.ok && result.mfaRequired && ctx.method === 'keyboard-interactive') {
       [totp] = await prompt(ctx, [{ prompt: 'Authenticator code: ', echo: true }]);

@@ -42,7 +42,7 @@ export async function authenticate(services: Services, req: FastifyRequest): Pro
     if (!token) throw new GatehouseError('UNAUTHENTICATED', 'The API token is unknown, revoked or expired. Create a new one.');
     const user = presentUser(await services.users.row(token.userId));
     await services.users.touchToken(token.id);
-    return { ...(await contextFor(services, user, 'token')), tokenId: token.id };
+    return { ...(await contextFor(services, user, 'token')), tokenId: token.id, tokenScope: token.scope };
   }
   const cookie = req.cookies[SESSION_COOKIE];
   if (cookie === undefined) return null;
@@ -74,6 +74,16 @@ export function accessHook(services: Services) {
       if (typeof sent !== 'string' || !auth.sessionToken || !sameToken(sent, csrfTokenOf(auth.sessionToken))) {
         throw new GatehouseError('CSRF_FAILED', `Missing or wrong ${CSRF_HEADER} header. Send the csrfToken returned at sign-in.`);
       }
+    }
+    if (auth.tokenScope === 'read' && req.method !== 'GET' && req.method !== 'HEAD') {
+      await services.audit(req, {
+        action: 'access.denied',
+        outcome: 'denied',
+        details: { method: req.method, route: req.routeOptions.url, reason: 'read-only API token' },
+      });
+      throw new ForbiddenError(
+        `This API token is read-only (GET and HEAD). Use a token with scope "full" to ${req.method} ${req.routeOptions.url}.`,
+      );
     }
     if (access !== 'authenticated' && !access.includes(auth.user.role)) {
       await services.audit(req, {

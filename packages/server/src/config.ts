@@ -34,7 +34,16 @@ export const serverConfigSchema = z.strictObject({
     .min(1)
     .max(24 * 30)
     .default(12),
-  /** Failed logins before a user is locked, and for how long. */
+  /**
+   * Failed password attempts throttle rather than lock: after lockoutThreshold failures
+   * of one user name from one address, attempts of that name from that address are
+   * refused unchecked for a delay that starts at a minute and doubles with each further
+   * failure, up to lockoutMinutes. The account as a whole (from addresses it has not
+   * signed in from in 30 days) is throttled so after 4 × lockoutThreshold failures, and
+   * one address (every user name together) after 6 × lockoutThreshold. A count is
+   * forgotten after lockoutMinutes without failures; an administrator can lift every
+   * throttle of a user (unlock). SSH keys are never throttled.
+   */
   lockoutThreshold: z.coerce.number().int().min(1).max(100).default(5),
   lockoutMinutes: z.coerce
     .number()
@@ -48,6 +57,8 @@ export const serverConfigSchema = z.strictObject({
    */
   refusalAuditLimit: z.coerce.number().int().min(1).max(10_000).default(20),
   refusalAuditWindowSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  /** The longest an API token may live, in days (a token asks for its expiry; 90 days when it does not say). */
+  apiTokenMaxDays: z.coerce.number().int().min(1).max(3650).default(365),
   /** Largest request body, in bytes (imports are the largest). */
   bodyLimit: z.coerce
     .number()
@@ -112,6 +123,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_LOCKOUT_MINUTES: 'lockoutMinutes',
   GATEHOUSE_REFUSAL_AUDIT_LIMIT: 'refusalAuditLimit',
   GATEHOUSE_REFUSAL_AUDIT_WINDOW_SECONDS: 'refusalAuditWindowSeconds',
+  GATEHOUSE_API_TOKEN_MAX_DAYS: 'apiTokenMaxDays',
   GATEHOUSE_BODY_LIMIT: 'bodyLimit',
   GATEHOUSE_BREAKGLASS_CONFIG: 'breakglassConfig',
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',

@@ -17,3 +17,4 @@ export { parseInventoryFile, inventoryColumns } from './routes/import-export.js'
 export { setupTokenFile } from './routes/auth.js';
 export type { Services, AuthContext, Access } from './services.js';
 export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';
+export { ServerAccessBroker } from './gateway/broker.js';

@@ -5,6 +5,7 @@ import {
   type Db,
   type Inventory,
   type Settings,
+  type TokenScope,
   type User,
   type Users,
   type Vault,
@@ -38,6 +39,8 @@ export interface AuthContext {
   via: 'session' | 'token';
   sessionToken?: string;
   tokenId?: string;
+  /** What the API token may do, when one was sent. */
+  tokenScope?: TokenScope;
   visibility: Visibility;
 }
 

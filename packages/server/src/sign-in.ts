@@ -1,103 +1,235 @@
-import { presentUser, type AuditEventInput, type User } from '@gatehouse/db';
+import { presentUser, SignInThrottle, type AuditEventInput, type Database, type ThrottleRule, type User } from '@gatehouse/db';
+import ipaddr from 'ipaddr.js';
+import type { ServerConfig } from './config.js';
 import { dummyPasswordHash, totpStep, verifyPassword } from './passwords.js';
 import type { Services } from './services.js';
 
-export type SignInFailure = { ok: false; code: 'UNAUTHENTICATED' | 'LOCKED' | 'MFA_REQUIRED'; message: string };
+export type SignInFailure = { ok: false; code: 'UNAUTHENTICATED' | 'RATE_LIMITED' | 'MFA_REQUIRED'; message: string };
 export type SignInResult = { ok: true; user: User } | SignInFailure;
+type UserTable = Database['users'];
+type Audit = (event: Omit<AuditEventInput, 'actorName'> & { actorName: string }) => Promise<void>;
 
 export interface SignInAttempt {
   username: string;
   password: string;
   totp?: string | undefined;
+  /** The caller's address (the API's client, the gateway's SSH client). */
+  address: string;
+}
+
+/** The one answer for a wrong password, an unknown, disabled or throttled user. */
+export const WRONG_PASSWORD = 'Wrong username or password.';
+const wrongPassword: SignInFailure = { ok: false, code: 'UNAUTHENTICATED', message: WRONG_PASSWORD };
+
+/** An address the user signed in from within this time is familiar: the account-wide throttle leaves it alone. */
+const FAMILIAR_MS = 30 * 86_400_000;
+
+/**
+ * The address attempts are counted by: IPv4 as it is (also when mapped into IPv6), IPv6
+ * by its /64, which one host or home usually has whole (as OpenSSH's PerSourcePenalties).
+ */
+export function sourceOf(address: string): string {
+  if (!ipaddr.isValid(address)) return address.slice(0, 100);
+  const ip = ipaddr.process(address);
+  if (ip.kind() === 'ipv4') return ip.toString();
+  return `${(ip as ipaddr.IPv6).toNormalizedString().split(':').slice(0, 4).join(':')}::/64`;
 }
 
 /**
- * Checks a user's password and TOTP code with the lockout rules: the one check behind
- * the API's sign-in and the gateway's. Failures are audited under `action` (with a
- * lockout event when this failure locks the user); a success is the caller's to audit.
- * An answer of MFA_REQUIRED (right password, no code given) counts as no failure.
+ * The three throttles, from `lockoutThreshold` (T) and `lockoutMinutes` (the longest
+ * delay): one user name from one address after T failures; one account from addresses
+ * it has not signed in from lately after 4T (a distributed guesser); one address, every
+ * name together, after 6T (a sprayer). Delays start at a minute and double.
+ */
+export function throttleRules(config: Pick<ServerConfig, 'lockoutThreshold' | 'lockoutMinutes'>) {
+  const rule = (threshold: number): ThrottleRule => ({
+    threshold,
+    firstDelayMs: Math.min(60_000, config.lockoutMinutes * 60_000),
+    maxDelayMs: config.lockoutMinutes * 60_000,
+  });
+  return {
+    nameFromAddress: rule(config.lockoutThreshold),
+    account: rule(4 * config.lockoutThreshold),
+    address: rule(6 * config.lockoutThreshold),
+  };
+}
+
+type Rules = ReturnType<typeof throttleRules>;
+
+/** A password attempt let through the throttles: counted as a failure until it is shown right. */
+class ClaimedAttempt {
+  constructor(
+    private readonly throttle: SignInThrottle,
+    private readonly rules: Rules,
+    private readonly name: string,
+    private readonly source: string,
+    private readonly accountOf: string | null,
+  ) {}
+
+  /** The password was right but the sign-in goes on (a TOTP code is still to come): the attempt did not fail. */
+  async release(): Promise<void> {
+    await this.throttle.release({ username: this.name, source: this.source }, this.rules.nameFromAddress);
+    await this.releaseShared();
+  }
+
+  /** Signed in: this name's count from this address starts again, and the address becomes familiar. */
+  async succeeded(): Promise<void> {
+    await this.throttle.succeeded({ username: this.name, source: this.source });
+    await this.releaseShared();
+  }
+
+  private async releaseShared(): Promise<void> {
+    await this.throttle.release({ username: '', source: this.source }, this.rules.address);
+    if (this.accountOf !== null) await this.throttle.release({ userId: this.accountOf }, this.rules.account);
+  }
+}
+
+type PasswordCheck =
+  | { ok: true; attempt: ClaimedAttempt }
+  | { ok: false; reason: 'address throttled'; until: string | null }
+  | { ok: false; reason: 'throttled' | 'unknown user' | 'wrong password' };
+
+/**
+ * Checks a password under the throttles. Each attempt is claimed on every counter that
+ * applies before argon2 runs, so concurrent attempts cannot check more passwords than
+ * the thresholds allow. An address over its limit is refused at once (that says nothing
+ * about any account); a throttled or unknown user is checked against the dummy hash, so
+ * it answers as a wrong password does, in about the same time. Each delay that a failure
+ * starts is an `auth.throttle` audit event.
+ */
+async function checkThrottledPassword(
+  services: Pick<Services, 'db' | 'config'>,
+  input: { name: string; row: UserTable | undefined; password: string; address: string },
+  audit: Audit,
+): Promise<PasswordCheck> {
+  const throttle = new SignInThrottle(services.db);
+  const rules = throttleRules(services.config);
+  const { name, row } = input;
+  const source = sourceOf(input.address);
+  const byAddress = await throttle.claim({ username: '', source }, rules.address);
+  if (!byAddress.ok) return { ok: false, reason: 'address throttled', until: await throttle.throttledUntil({ username: '', source }) };
+  const claims = [{ scope: 'address', claim: byAddress }];
+  const check = async (hash: string) => verifyPassword(hash, input.password);
+  const byName = await throttle.claim({ username: name, source }, rules.nameFromAddress);
+  let byAccount = null;
+  if (byName.ok && row && !(await throttle.familiar({ username: name, source }, new Date(Date.now() - FAMILIAR_MS)))) {
+    byAccount = await throttle.claim({ userId: row.id }, rules.account);
+  }
+  if (!byName.ok || byAccount?.ok === false) {
+    await check(await dummyPasswordHash());
+    return { ok: false, reason: 'throttled' };
+  }
+  claims.push({ scope: 'user from address', claim: byName });
+  if (byAccount) claims.push({ scope: 'user', claim: byAccount });
+  const right = await check(row ? row.password_hash : await dummyPasswordHash());
+  if (row && right) return { ok: true, attempt: new ClaimedAttempt(throttle, rules, name, source, byAccount ? row.id : null) };
+  for (const { scope, claim } of claims) {
+    if (!claim.ok || claim.throttledUntil === null) continue;
+    // This failure started a delay.
+    await audit({
+      action: 'auth.throttle',
+      outcome: 'failure',
+      actorId: row?.id ?? null,
+      actorName: name.slice(0, 64),
+      ...(scope === 'user' && row ? { targetType: 'user', targetId: row.id } : {}),
+      details: { scope, address: source, failures: claim.failures, until: claim.throttledUntil },
+    });
+  }
+  return { ok: false, reason: row ? 'wrong password' : 'unknown user' };
+}
+
+const addressThrottled = (until: string | null): SignInFailure => ({
+  ok: false,
+  code: 'RATE_LIMITED',
+  message: `Too many failed sign-ins from your address. Try again ${until ? `after ${until}` : 'in a few minutes'}.`,
+});
+
+/**
+ * Checks a user's password and TOTP code under the throttles: the one check behind the
+ * API's sign-in and the gateway's. A throttled, disabled or unknown user gets the answer
+ * of a wrong password; the audit event (under `action`) keeps the real reason. A success
+ * is the caller's to audit. MFA_REQUIRED (right password, no code yet) is no failure.
+ * An empty password is no attempt (ssh without a terminal answers the prompt with one).
  */
 export async function checkSignIn(
-  services: Pick<Services, 'users' | 'config' | 'vault'>,
+  services: Pick<Services, 'users' | 'config' | 'vault' | 'db'>,
   attempt: SignInAttempt,
-  audit: (event: Omit<AuditEventInput, 'actorName'> & { actorName: string }) => Promise<void>,
+  audit: Audit,
   action: string,
 ): Promise<SignInResult> {
-  const { users, config } = services;
-  const { username: name, password: given, totp } = attempt;
+  const { users } = services;
+  const { username: name, totp } = attempt;
+  if (attempt.password === '') return wrongPassword;
   const row = await users.rowByName(name);
-  const fail = async (reason: string, count: boolean) => {
-    if (row && count) {
-      const failures = row.failed_logins + 1;
-      const lock = failures >= config.lockoutThreshold;
-      await users.update(row.id, {
-        failed_logins: lock ? 0 : failures,
-        locked_until: lock ? new Date(Date.now() + config.lockoutMinutes * 60_000).toISOString() : row.locked_until,
-      });
-      if (lock) {
-        await audit({
-          action: 'auth.lockout',
-          outcome: 'failure',
-          actorId: row.id,
-          actorName: row.username,
-          targetType: 'user',
-          targetId: row.id,
-          details: { minutes: config.lockoutMinutes },
-        });
-      }
-    }
-    await audit({ action, outcome: 'failure', actorId: row?.id ?? null, actorName: name.slice(0, 64), details: { reason } });
-  };
-  if (!row) {
-    await verifyPassword(await dummyPasswordHash(), given);
-    await fail('unknown user', false);
-    return { ok: false, code: 'UNAUTHENTICATED', message: 'Wrong username or password.' };
+  const fail = (reason: string) =>
+    audit({ action, outcome: 'failure', actorId: row?.id ?? null, actorName: name.slice(0, 64), details: { reason } });
+  const checked = await checkThrottledPassword(services, { name, row, password: attempt.password, address: attempt.address }, audit);
+  if (!checked.ok) {
+    await fail(checked.reason);
+    return checked.reason === 'address throttled' ? addressThrottled(checked.until) : wrongPassword;
   }
-  if (row.locked_until !== null && row.locked_until > new Date().toISOString()) {
-    await fail('locked', false);
-    return {
-      ok: false,
-      code: 'LOCKED',
-      message: `Too many failed sign-ins: this user is locked until ${row.locked_until}. Wait, or ask an administrator to unlock it.`,
-    };
+  const user = row as UserTable;
+  if (user.disabled === 1) {
+    await fail('disabled');
+    return wrongPassword;
   }
-  if (row.disabled === 1) {
-    await fail('disabled', false);
-    return { ok: false, code: 'UNAUTHENTICATED', message: 'This user is disabled. Ask an administrator.' };
-  }
-  if (!(await verifyPassword(row.password_hash, given))) {
-    await fail('wrong password', true);
-    return { ok: false, code: 'UNAUTHENTICATED', message: 'Wrong username or password.' };
-  }
-  if (row.totp_enabled === 1 && row.totp_secret_enc !== null) {
+  if (user.totp_enabled === 1 && user.totp_secret_enc !== null) {
     if (totp === undefined || totp === '') {
+      await checked.attempt.release();
       return { ok: false, code: 'MFA_REQUIRED', message: 'Enter the 6-digit code from your authenticator app as "totp".' };
     }
-    const secret = services.vault.decrypt({ table: 'users', id: row.id, field: 'totp' }, row.totp_secret_enc);
+    const secret = services.vault.decrypt({ table: 'users', id: user.id, field: 'totp' }, user.totp_secret_enc);
     const step = totpStep(secret, totp);
     if (step === null) {
-      await fail('wrong totp code', true);
+      await fail('wrong totp code');
       return { ok: false, code: 'UNAUTHENTICATED', message: 'The authenticator code is wrong or expired. Enter the current code.' };
     }
-    if (row.totp_last_step !== null && step <= row.totp_last_step) {
-      await fail('totp code replayed', true);
+    if (!(await users.claimTotpStep(user.id, step))) {
+      await fail('totp code replayed');
       return {
         ok: false,
         code: 'UNAUTHENTICATED',
         message: 'That authenticator code was used already. Wait for the next code and enter it.',
       };
     }
-    await users.update(row.id, { totp_last_step: step });
   }
-  await users.update(row.id, { failed_logins: 0, locked_until: null, last_login_at: new Date().toISOString() });
-  return { ok: true, user: presentUser({ ...row, failed_logins: 0, locked_until: null }) };
+  await checked.attempt.succeeded();
+  return { ok: true, user: await users.update(user.id, { last_login_at: new Date().toISOString() }) };
 }
 
 /**
- * Checks a public-key sign-in: the user exists, is neither locked nor disabled, and the
- * key (by fingerprint; the gateway verified the signature) is registered to them. Key
- * tries are not failed sign-ins (clients offer every key they hold), so nothing here
- * counts towards the lockout.
+ * Checks the signed-in user's current password (before a password change) under the same
+ * throttles as a sign-in, so it cannot be guessed there instead. A wrong or throttled one
+ * is audited under `action` with the real reason.
+ */
+export async function checkCurrentPassword(
+  services: Pick<Services, 'users' | 'config' | 'db'>,
+  input: { userId: string; password: string; address: string },
+  audit: Audit,
+  action: string,
+): Promise<{ ok: true } | { ok: false; code: 'RATE_LIMITED' | 'WRONG'; message: string }> {
+  const row = await services.users.row(input.userId);
+  const checked = await checkThrottledPassword(
+    services,
+    { name: row.username, row, password: input.password, address: input.address },
+    audit,
+  );
+  if (checked.ok) {
+    await checked.attempt.succeeded();
+    return { ok: true };
+  }
+  const reason = checked.reason === 'wrong password' ? 'wrong current password' : checked.reason;
+  await audit({ action, outcome: 'failure', actorId: row.id, actorName: row.username, details: { reason } });
+  if (checked.reason === 'address throttled') return { ...addressThrottled(checked.until), code: 'RATE_LIMITED' };
+  return { ok: false, code: 'WRONG', message: 'currentPassword is wrong.' };
+}
+
+/**
+ * Checks a public-key sign-in: the user exists, is not disabled, and the key (by
+ * fingerprint; the gateway verified the signature) is registered to them. Password
+ * throttles do not apply: a key cannot be guessed, and someone guessing the password
+ * must not keep the key's owner out. Key tries are not failed sign-ins either (clients
+ * offer every key they hold).
  */
 export async function checkKeySignIn(
   services: Pick<Services, 'users'>,
@@ -106,7 +238,6 @@ export async function checkKeySignIn(
   const { users } = services;
   const row = await users.rowByName(attempt.username);
   if (!row) return { ok: false, reason: 'unknown user' };
-  if (row.locked_until !== null && row.locked_until > new Date().toISOString()) return { ok: false, reason: 'locked' };
   if (row.disabled === 1) return { ok: false, reason: 'disabled' };
   const key = await users.findSshKey(row.id, attempt.fingerprint);
   if (!key) return { ok: false, reason: 'key not registered' };

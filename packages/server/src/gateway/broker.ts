@@ -30,7 +30,7 @@ type Resolved = { ok: true; target: AuthorizedTarget } | { ok: false; message: s
 
 /**
  * The access broker of the built-in gateway, on the server's own repositories: the same
- * sign-in check and lockout as the API, the operators' grants, the vault, and the
+ * sign-in check and throttles as the API, the operators' grants, the vault, and the
  * audit log. Every decision it makes is audited here, not by the gateway.
  */
 export class ServerAccessBroker implements AccessBroker {
@@ -49,7 +49,7 @@ export class ServerAccessBroker implements AccessBroker {
     const ip = request.remoteAddress;
     const result = await checkSignIn(
       this.services,
-      { username: request.username, password: request.password, totp: request.totp },
+      { username: request.username, password: request.password, totp: request.totp, address: ip },
       (event) => this.services.audit(null, { ...event, ip, details: { ...event.details, gateway: this.entry } }),
       'gateway.auth',
     );
@@ -96,7 +96,7 @@ export class ServerAccessBroker implements AccessBroker {
 
   /**
    * The browser terminal's key: good only for the user the web session just let in (once,
-   * within 30 s), who must still be neither disabled nor locked. Audited with the browser's address.
+   * within 30 s), who must not have been disabled since. Audited with the browser's address.
    */
   private async authenticateWebTerminal(request: KeyAuthenticationRequest): Promise<AuthenticationResult> {
     const refused = { ok: false, mfaRequired: false, message: 'The key is not accepted.' } as const;
@@ -117,11 +117,11 @@ export class ServerAccessBroker implements AccessBroker {
     if (!request.signed) return { ok: true, user };
     const row = await this.services.users.row(allowed.userId);
     const base = { action: 'gateway.auth', actorId: row.id, actorName: row.username, ip: allowed.ip } as const;
-    if (row.disabled === 1 || (row.locked_until !== null && row.locked_until > new Date().toISOString())) {
+    if (row.disabled === 1) {
       await this.services.audit(null, {
         ...base,
         outcome: 'failure',
-        details: { gateway: this.entry, method: 'web-terminal', reason: 'disabled or locked' },
+        details: { gateway: this.entry, method: 'web-terminal', reason: 'disabled' },
       });
       return refused;
     }

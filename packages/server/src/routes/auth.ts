@@ -6,9 +6,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { caller, csrfTokenOf, SESSION_COOKIE } from '../auth.js';
-import { hashPassword, newToken, newTotpSecret, passwordProblem, totpUri, verifyPassword, totpStep } from '../passwords.js';
+import { hashPassword, newToken, newTotpSecret, passwordProblem, totpUri, totpStep } from '../passwords.js';
 import type { Services } from '../services.js';
-import { checkSignIn } from '../sign-in.js';
+import { checkCurrentPassword, checkSignIn } from '../sign-in.js';
 
 export const SETUP_TOKEN_SETTING = 'setup_token_hash';
 export const setupTokenFile = (dataDir: string) => path.join(dataDir, 'setup-token');
@@ -123,7 +123,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
       },
     },
     async (req, reply) => {
-      const signedIn = await checkSignIn(services, req.body, (event) => services.audit(req, event), 'auth.login');
+      const signedIn = await checkSignIn(services, { ...req.body, address: req.ip }, (event) => services.audit(req, event), 'auth.login');
       if (!signedIn.ok) throw new GatehouseError(signedIn.code, signedIn.message);
       const { user } = signedIn;
       const csrfToken = await startSession(reply, user.id);
@@ -156,23 +156,36 @@ export function authRoutes(app: FastifyInstance, services: Services) {
       config: { access: 'authenticated' },
       schema: {
         tags: ['auth'],
-        summary: 'Change your own password',
+        summary: 'Change your own password; ends your other sessions and revokes your API tokens',
         body: z.strictObject({ currentPassword: password, newPassword: password }),
       },
     },
     async (req) => {
       const auth = caller(req);
-      const row = await users.row(auth.user.id);
-      if (!(await verifyPassword(row.password_hash, req.body.currentPassword))) {
-        await services.audit(req, { action: 'auth.password_change', outcome: 'failure', details: { reason: 'wrong current password' } });
-        throw new ValidationError('currentPassword is wrong.', [{ path: 'currentPassword', message: 'is wrong' }]);
+      const current = await checkCurrentPassword(
+        services,
+        { userId: auth.user.id, password: req.body.currentPassword, address: req.ip },
+        (event) => services.audit(req, event),
+        'auth.password_change',
+      );
+      if (!current.ok) {
+        if (current.code === 'RATE_LIMITED') throw new GatehouseError('RATE_LIMITED', current.message);
+        throw new ValidationError(current.message, [{ path: 'currentPassword', message: 'is wrong' }]);
       }
       checkPassword(req.body.newPassword, 'newPassword');
-      await users.update(row.id, { password_hash: await hashPassword(req.body.newPassword) });
-      // Whoever knew the old password may hold another session: end all but this one.
-      await users.deleteSessionsOf(row.id, auth.sessionToken);
-      await services.audit(req, { action: 'auth.password_change', outcome: 'success', targetType: 'user', targetId: row.id });
-      return { ok: true };
+      await users.update(auth.user.id, { password_hash: await hashPassword(req.body.newPassword) });
+      // Whoever knew the old password may hold another session or a token made with it: end
+      // all sessions but this one, and revoke every token (this one too, if a token asked).
+      await users.deleteSessionsOf(auth.user.id, auth.sessionToken);
+      const revokedTokens = await users.deleteTokensOf(auth.user.id);
+      await services.audit(req, {
+        action: 'auth.password_change',
+        outcome: 'success',
+        targetType: 'user',
+        targetId: auth.user.id,
+        details: { revokedTokens },
+      });
+      return { ok: true, revokedTokens };
     },
   );
 

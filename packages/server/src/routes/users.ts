@@ -1,4 +1,5 @@
-import { ForbiddenError, GatehouseError, ValidationError, roles } from '@gatehouse/core';
+import { ForbiddenError, GatehouseError, NotFoundError, ValidationError, roles } from '@gatehouse/core';
+import { SignInThrottle, tokenScopes } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -7,6 +8,8 @@ import { hashPassword, newToken, passwordProblem } from '../passwords.js';
 import type { Services } from '../services.js';
 
 const id = z.strictObject({ id: z.string().min(1) });
+/** How long a token lives when it does not say (at most the server's apiTokenMaxDays). */
+const DEFAULT_TOKEN_DAYS = 90;
 const username = z
   .string()
   .trim()
@@ -63,7 +66,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
       config: admin,
       schema: {
         tags: ['users'],
-        summary: 'Change a user: role, disabled, password, or reset TOTP',
+        summary: 'Change a user: role, disabled, password (which revokes their API tokens), or reset TOTP',
         params: id,
         body: z.strictObject({
           role: z.enum(roles).optional(),
@@ -90,22 +93,25 @@ export function userRoutes(app: FastifyInstance, services: Services) {
       if (req.body.resetTotp) Object.assign(set, { totp_enabled: 0, totp_secret_enc: null, totp_last_step: null });
       const user = await users.update(target.id, set);
       if (req.body.disabled === true || req.body.password !== undefined) await users.deleteSessionsOf(target.id);
+      // A reset password: whatever was made with the old one (tokens) goes with it.
+      const revokedTokens = req.body.password !== undefined ? await users.deleteTokensOf(target.id) : undefined;
       await services.audit(req, {
         action: 'user.update',
         outcome: 'success',
         targetType: 'user',
         targetId: user.id,
-        details: { fields: Object.keys(req.body), role: user.role },
+        details: { fields: Object.keys(req.body), role: user.role, ...(revokedTokens !== undefined ? { revokedTokens } : {}) },
       });
-      return user;
+      return revokedTokens !== undefined ? { ...user, revokedTokens } : user;
     },
   );
 
   r.post(
     '/users/:id/unlock',
-    { config: admin, schema: { tags: ['users'], summary: 'Lift a lockout after failed sign-ins', params: id } },
+    { config: admin, schema: { tags: ['users'], summary: 'Lift every sign-in throttle of a user (after failed sign-ins)', params: id } },
     async (req) => {
-      const user = await users.update(req.params.id, { failed_logins: 0, locked_until: null });
+      await new SignInThrottle(services.db).forget(await users.get(req.params.id));
+      const user = await users.get(req.params.id);
       await services.audit(req, { action: 'user.unlock', outcome: 'success', targetType: 'user', targetId: user.id });
       return user;
     },
@@ -203,21 +209,37 @@ export function userRoutes(app: FastifyInstance, services: Services) {
       config: { access: 'authenticated' },
       schema: {
         tags: ['tokens'],
-        summary: 'Create an API token for yourself; the token is shown only in this response',
-        body: z.strictObject({ name: z.string().trim().min(1).max(100), expiresInDays: z.number().int().min(1).max(3650).optional() }),
+        summary: 'Create an API token for yourself (from a web session only); the token is shown only in this response',
+        body: z.strictObject({
+          name: z.string().trim().min(1).max(100),
+          scope: z.enum(tokenScopes, { error: "must be 'read' (GET and HEAD requests only) or 'full'" }),
+          expiresInDays: z.number().int().min(1).optional(),
+        }),
       },
     },
     async (req, reply) => {
       const auth = caller(req);
+      // A token must not outlive or outgrow what made it: only a person signed in with their password makes one.
+      if (auth.via !== 'session')
+        throw new ForbiddenError(
+          'An API token cannot create API tokens. Create one in the console (Your account) or with gatehouse login.',
+        );
+      const maxDays = services.config.apiTokenMaxDays;
+      const days = req.body.expiresInDays ?? Math.min(DEFAULT_TOKEN_DAYS, maxDays);
+      if (days > maxDays) {
+        throw new ValidationError(`expiresInDays must be at most ${maxDays} (the server's apiTokenMaxDays).`, [
+          { path: 'expiresInDays', message: `must be at most ${maxDays}` },
+        ]);
+      }
       const token = newToken('ghp');
-      const expiresAt = req.body.expiresInDays ? new Date(Date.now() + req.body.expiresInDays * 86_400_000).toISOString() : null;
-      const created = await users.createToken({ userId: auth.user.id, name: req.body.name, token, expiresAt });
+      const expiresAt = new Date(Date.now() + days * 86_400_000).toISOString();
+      const created = await users.createToken({ userId: auth.user.id, name: req.body.name, token, expiresAt, scope: req.body.scope });
       await services.audit(req, {
         action: 'token.create',
         outcome: 'success',
         targetType: 'token',
         targetId: created.id,
-        details: { name: created.name },
+        details: { name: created.name, scope: created.scope, expiresAt },
       });
       return reply.status(201).send({ ...created, token });
     },
@@ -229,7 +251,8 @@ export function userRoutes(app: FastifyInstance, services: Services) {
     async (req, reply) => {
       const auth = caller(req);
       const token = await users.getToken(req.params.id);
-      if (token.userId !== auth.user.id && auth.user.role !== 'admin') throw new ForbiddenError('You may revoke only your own tokens.');
+      // Another user's token is, to everyone but an administrator, one that does not exist.
+      if (token.userId !== auth.user.id && auth.user.role !== 'admin') throw new NotFoundError('API token', req.params.id);
       await users.deleteToken(token.id);
       await services.audit(req, { action: 'token.delete', outcome: 'success', targetType: 'token', targetId: token.id });
       return reply.status(204).send();
