@@ -145,11 +145,19 @@ describe('web console', () => {
   it('makes an API token that is shown once, works, and is revoked', async () => {
     await page.getByRole('link', { name: `${ADMIN} (admin)` }).click();
     await page.getByLabel('Token name').fill('backup script');
+    await page.getByLabel('Access').selectOption('read');
     await page.getByRole('button', { name: 'Create token' }).click();
     const shown = (await page.locator('.notice pre').textContent())?.trim() ?? '';
     expect(shown).toMatch(/^ghp_/);
     const me = await server.request(`${API}/auth/me`, { headers: { authorization: `Bearer ${shown}` } });
     expect(me.status).toBe(200);
+    await page.getByRole('table', { name: 'API tokens' }).getByText('read-only').waitFor();
+    const write = await server.request(`${API}/projects`, {
+      method: 'POST',
+      body: { name: 'by a read-only token' },
+      headers: { authorization: `Bearer ${shown}` },
+    });
+    expect(write.status).toBe(403);
     await screenshot(page, '05a-account-token');
     await page.getByRole('button', { name: 'Done' }).click();
     expect(await page.content()).not.toContain(shown);

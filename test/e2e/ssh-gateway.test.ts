@@ -380,6 +380,24 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     );
   });
 
+  it('takes the empty answers of an ssh without a terminal or a password source for no password attempt', async () => {
+    const before = await lastSeq();
+    // A new session (setsid) has no terminal: OpenSSH answers each password prompt empty.
+    const child = spawn(
+      'ssh',
+      [
+        ...['-p', String(gatewayPort), '-o', 'BatchMode=no', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+        ...['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=keyboard-interactive', '-o', 'NumberOfPasswordPrompts=3'],
+        'olga:pw-box@127.0.0.1',
+        'true',
+      ],
+      { detached: true, stdio: ['ignore', 'ignore', 'ignore'], env: { PATH: process.env.PATH, HOME: process.env.HOME } },
+    );
+    expect(await new Promise((resolve) => child.once('close', resolve))).toBe(255);
+    const failures = (await auditSince(before)).filter((e) => e.action === 'gateway.auth' && e.actorName === 'olga');
+    expect(failures).toEqual([]);
+  });
+
   it('signs users in with a public key registered to them, and refuses keys that are not', async () => {
     const mine = generateKeyPair(dir, 'admin_login_key');
     const stranger = generateKeyPair(dir, 'stranger_key');

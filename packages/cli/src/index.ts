@@ -129,7 +129,11 @@ export function buildProgram(): Command {
   async function signIn(api: ApiClient, username: string, pw: string, totp: string | undefined, done: string): Promise<void> {
     const login = await api.call<{ csrfToken: string }>('POST', '/auth/login', { username, password: pw, ...(totp ? { totp } : {}) });
     api.csrf = login.csrfToken;
-    const created = await api.call<{ token: string }>('POST', '/tokens', { name: `cli ${new Date().toISOString()}`, expiresInDays: 90 });
+    const created = await api.call<{ token: string }>('POST', '/tokens', {
+      name: `cli ${new Date().toISOString()}`,
+      scope: 'full',
+      expiresInDays: 90,
+    });
     await api.call('POST', '/auth/logout', {});
     const file = saveCredentials({ url: api.url, token: created.token, ca: api.caFile });
     process.stderr.write(`${done} API token saved in ${file}\n`);
@@ -323,7 +327,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--role <role>').choices(['admin', 'operator', 'auditor']))
     .option('--disable', 'disable the user and end their sessions')
     .option('--enable', 'enable the user again')
-    .option('--password-stdin', "set the user's password from standard input (ends their sessions)")
+    .option('--password-stdin', "set the user's password from standard input (ends their sessions and revokes their API tokens)")
     .option('--reset-totp', "remove the user's authenticator enrolment")
     .action(
       async (
@@ -338,13 +342,15 @@ export function buildProgram(): Command {
         print(await client(o).call('PATCH', `/users/${encodeURIComponent(userId)}`, body));
       },
     );
-  withClient(users.command('unlock <userId>')).action(
-    api(
-      'POST',
-      ([id]) => `/users/${encodeURIComponent(id ?? '')}/unlock`,
-      () => ({}),
-    ),
-  );
+  withClient(users.command('unlock <userId>'))
+    .description('lift every sign-in throttle of a user (failed password attempts from any address)')
+    .action(
+      api(
+        'POST',
+        ([id]) => `/users/${encodeURIComponent(id ?? '')}/unlock`,
+        () => ({}),
+      ),
+    );
   withClient(users.command('delete <userId>')).action(api('DELETE', ([id]) => `/users/${encodeURIComponent(id ?? '')}`));
   withClient(users.command('grant <userId> <projectId>'))
     .option('--device <id>')

@@ -9,12 +9,27 @@ export function hashPassword(password: string): Promise<string> {
   return hash(password, ARGON2);
 }
 
+/** How long a password check has taken here lately (a moving average, in ms). */
+let checkMs = 50;
+
 export async function verifyPassword(hashed: string, password: string): Promise<boolean> {
+  const started = performance.now();
   try {
     return await verify(hashed, password);
   } catch {
     return false;
+  } finally {
+    checkMs = 0.9 * checkMs + 0.1 * (performance.now() - started);
   }
+}
+
+/**
+ * Waits about as long as a password check takes here now, without doing one: the answer
+ * to a throttled attempt takes the time a wrong password's does, but a guesser who keeps
+ * trying costs the server no argon2 (and the users it serves no CPU).
+ */
+export function waitLikeAPasswordCheck(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, checkMs * (0.85 + 0.3 * Math.random())));
 }
 
 /** A hash to verify against when the user does not exist, so timing does not tell. */

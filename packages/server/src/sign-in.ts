@@ -1,7 +1,7 @@
 import { presentUser, SignInThrottle, type AuditEventInput, type Database, type ThrottleRule, type User } from '@gatehouse/db';
 import ipaddr from 'ipaddr.js';
 import type { ServerConfig } from './config.js';
-import { dummyPasswordHash, totpStep, verifyPassword } from './passwords.js';
+import { dummyPasswordHash, totpStep, verifyPassword, waitLikeAPasswordCheck } from './passwords.js';
 import type { Services } from './services.js';
 
 export type SignInFailure = { ok: false; code: 'UNAUTHENTICATED' | 'RATE_LIMITED' | 'MFA_REQUIRED'; message: string };
@@ -93,9 +93,10 @@ type PasswordCheck =
  * Checks a password under the throttles. Each attempt is claimed on every counter that
  * applies before argon2 runs, so concurrent attempts cannot check more passwords than
  * the thresholds allow. An address over its limit is refused at once (that says nothing
- * about any account); a throttled or unknown user is checked against the dummy hash, so
- * it answers as a wrong password does, in about the same time. Each delay that a failure
- * starts is an `auth.throttle` audit event.
+ * about any account). An unknown user is checked against the dummy hash, and a throttled
+ * attempt waits as long as a check takes without making one, so both answer as a wrong
+ * password does, in about the same time. Each delay that a failure starts is an
+ * `auth.throttle` audit event.
  */
 async function checkThrottledPassword(
   services: Pick<Services, 'db' | 'config'>,
@@ -116,7 +117,7 @@ async function checkThrottledPassword(
     byAccount = await throttle.claim({ userId: row.id }, rules.account);
   }
   if (!byName.ok || byAccount?.ok === false) {
-    await check(await dummyPasswordHash());
+    await waitLikeAPasswordCheck();
     return { ok: false, reason: 'throttled' };
   }
   claims.push({ scope: 'user from address', claim: byName });

@@ -11,6 +11,8 @@ import type { Services } from '../services.js';
 import { checkCurrentPassword, checkSignIn } from '../sign-in.js';
 
 export const SETUP_TOKEN_SETTING = 'setup_token_hash';
+/** How long a sign-in refused for too many attempts from the address waits before it is answered. */
+const REFUSAL_DELAY_MS = 1000;
 export const setupTokenFile = (dataDir: string) => path.join(dataDir, 'setup-token');
 
 const username = z
@@ -116,6 +118,12 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     {
       bodyLimit: AUTH_BODY_LIMIT,
       config: { access: 'public', rateLimit: { max: 30, timeWindow: '1 minute' } },
+      // A guesser over the limit waits a second for each refusal: 50 connections get 50
+      // answers a second, not thousands, so the users it shares the server with hardly notice.
+      onSend: async (_req, reply, payload) => {
+        if (reply.statusCode === 429) await new Promise((resolve) => setTimeout(resolve, REFUSAL_DELAY_MS));
+        return payload;
+      },
       schema: {
         tags: ['auth'],
         summary: 'Sign in; sets the session cookie and returns the CSRF token for later writes',

@@ -8,6 +8,7 @@ interface Token {
   userId: string;
   name: string;
   prefix: string;
+  scope: 'read' | 'full';
   createdAt: string;
   expiresAt: string | null;
   lastUsedAt: string | null;
@@ -87,13 +88,12 @@ function Totp({ user, onChanged }: { user: User; onChanged: () => void }) {
 function PasswordForm() {
   const [currentPassword, setCurrent] = useState('');
   const [newPassword, setNew] = useState('');
-  const [done, setDone] = useState(false);
+  const [done, setDone] = useState<{ revokedTokens: number } | null>(null);
   const { busy, error, submit } = useSubmit(async () => {
-    setDone(false);
-    await api('POST', '/auth/password', { currentPassword, newPassword });
+    setDone(null);
+    setDone(await api<{ revokedTokens: number }>('POST', '/auth/password', { currentPassword, newPassword }));
     setCurrent('');
     setNew('');
-    setDone(true);
   });
   return (
     <form className="card form-grid" onSubmit={submit} aria-label="Change password">
@@ -117,9 +117,16 @@ function PasswordForm() {
         error={error}
         autoComplete="new-password"
         required
-        hint="At least 12 characters. Your other sessions are signed out."
+        hint="At least 12 characters. Your other sessions are signed out and your API tokens are revoked."
       />
-      {done ? <p className="saved wide">Password changed.</p> : null}
+      {done ? (
+        <p className="saved wide" role="status">
+          Password changed.{' '}
+          {done.revokedTokens === 0
+            ? 'You had no API tokens.'
+            : `${done.revokedTokens} API ${done.revokedTokens === 1 ? 'token was' : 'tokens were'} revoked: make new ones where you need them.`}
+        </p>
+      ) : null}
       <FormEnd error={error} busy={busy} label="Change password" busyLabel="Changing…" />
     </form>
   );
@@ -130,6 +137,7 @@ function Tokens() {
   const [items, setItems] = useState<Token[] | null>(null);
   const [name, setName] = useState('');
   const [days, setDays] = useState('90');
+  const [scope, setScope] = useState<'read' | 'full'>('read');
   const [created, setCreated] = useState<{ name: string; token: string } | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [reload, setReload] = useState(0);
@@ -142,7 +150,7 @@ function Tokens() {
   }, [reload]);
 
   const create = useSubmit(async () => {
-    const body = { name, ...(days.trim() === '' ? {} : { expiresInDays: Number(days) }) };
+    const body = { name, scope, ...(days.trim() === '' ? {} : { expiresInDays: Number(days) }) };
     const r = await api<Token & { token: string }>('POST', '/tokens', body);
     setCreated({ name: r.name, token: r.token });
     setName('');
@@ -186,6 +194,7 @@ function Tokens() {
               <tr>
                 <th>Name</th>
                 <th>Starts with</th>
+                <th>Access</th>
                 <th className="hide-narrow">Created</th>
                 <th className="hide-narrow">Last used</th>
                 <th>Expires</th>
@@ -197,6 +206,7 @@ function Tokens() {
                 <tr key={t.id}>
                   <td>{t.name}</td>
                   <td className="mono">{t.prefix}…</td>
+                  <td>{t.scope === 'read' ? 'read-only' : 'full'}</td>
                   <td className="hide-narrow">
                     <Ago at={t.createdAt} />
                   </td>
@@ -217,6 +227,13 @@ function Tokens() {
       ) : null}
       <form className="form-grid" onSubmit={create.submit} aria-label="New API token">
         <Field label="Token name" name="name" value={name} onChange={setName} error={create.error} required placeholder="backup script" />
+        <div className="field">
+          <label htmlFor="token-scope">Access</label>
+          <select id="token-scope" name="scope" value={scope} onChange={(e) => setScope(e.target.value === 'full' ? 'full' : 'read')}>
+            <option value="read">read-only (GET requests)</option>
+            <option value="full">full (everything you may do)</option>
+          </select>
+        </div>
         <Field
           label="Expires in days"
           name="expiresInDays"
@@ -224,7 +241,7 @@ function Tokens() {
           onChange={setDays}
           error={create.error}
           inputMode="numeric"
-          hint="Empty: never."
+          hint="Empty: 90. At most the server's limit (365 unless set otherwise)."
         />
         <FormEnd error={create.error} busy={create.busy} label="Create token" busyLabel="Creating…" />
       </form>

@@ -118,7 +118,11 @@ export function Users({ user: me }: { user: User }) {
                     {u.disabled ? (
                       <StatusBadge status="failed" label="disabled" />
                     ) : locked ? (
-                      <StatusBadge status="unknown" label="locked" title={`until ${u.lockedUntil}`} />
+                      <StatusBadge
+                        status="unknown"
+                        label="throttled"
+                        title={`Too many failed sign-ins: password attempts from addresses new to this user wait until ${u.lockedUntil}`}
+                      />
                     ) : (
                       <StatusBadge status="ok" label="active" />
                     )}
