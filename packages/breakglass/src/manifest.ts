@@ -1,4 +1,7 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { signingKeyFingerprint, type AuditCheckpoint } from '@gatehouse/core';
+
+export { signingKeyFingerprint };
 
 export const MANIFEST_FORMAT = 'gatehouse-breakglass/1';
 
@@ -15,6 +18,8 @@ export interface Manifest {
   counts: { projects: number; devices: number; accounts: number; privateKeys: number };
   /** Fingerprint of the Ed25519 key that signed this manifest. */
   signingKey: string;
+  /** The audit chain's head when the export ran, signed with the audit checkpoint key (`audit verify --checkpoint`). */
+  auditCheckpoint?: AuditCheckpoint;
 }
 
 export interface SignedManifest extends Manifest {
@@ -48,13 +53,6 @@ export function generateSigningKey(): SigningKeyPair {
     publicKeyPem,
     fingerprint: signingKeyFingerprint(publicKey),
   };
-}
-
-/** `SHA256:<base64>` of the raw public key, as OpenSSH shows key fingerprints. */
-export function signingKeyFingerprint(publicKey: KeyObject | string): string {
-  const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
-  const raw = key.export({ type: 'spki', format: 'der' }).subarray(-32);
-  return `SHA256:${createHash('sha256').update(raw).digest('base64').replace(/=+$/, '')}`;
 }
 
 export function signManifest(manifest: Omit<Manifest, 'signingKey' | 'format'>, privateKeyPem: string): SignedManifest {

@@ -4,3 +4,4 @@ export * from './secrets.js';
 export * from './inventory.js';
 export * from './policy.js';
 export * from './gateway-selection.js';
+export * from './audit-checkpoint.js';

@@ -1,8 +1,10 @@
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { checkAuditCheckpoint, signAuditCheckpoint, type TrustedAuditCheckpoint } from '@gatehouse/core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rewriteAuditFrom, truncateAuditAfter } from '../../../test/support/audit-tamper.js';
 import { createTestDatabase, dialects, type TestDatabase } from '../../../test/support/db.js';
 import { hashAuditEvent } from './audit-hash.js';
-import { appendAuditEvent, listAuditEvents, verifyAuditChain, type AuditEvent } from './audit.js';
+import { appendAuditEvent, listAuditEvents, readAuditHead, verifyAuditChain, type AuditEvent } from './audit.js';
 import { openDatabase, type Db } from './connect.js';
 
 async function appendEvents(db: Db, n: number): Promise<AuditEvent[]> {
@@ -50,6 +52,17 @@ async function brokenChain(db: Db): Promise<{ events: number; seq: number; probl
   return result;
 }
 
+const checkpointKey = generateKeyPairSync('ed25519');
+const checkpointPublicKey = checkpointKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+
+/** The chain's head now, signed as the server signs it, and checked as a reader checks it. */
+async function checkpointOf(db: Db): Promise<TrustedAuditCheckpoint> {
+  const signed = signAuditCheckpoint(await readAuditHead(db), checkpointKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  const check = checkAuditCheckpoint(signed, checkpointPublicKey);
+  if (!check.ok) throw new Error(check.reason);
+  return check.checkpoint;
+}
+
 async function expectConsecutiveChain(db: Db, n: number): Promise<void> {
   expect(await verifyAuditChain(db)).toMatchObject({ ok: true, events: n });
   const events = await listAuditEvents(db, { limit: n + 10 });
@@ -76,7 +89,7 @@ describe.each(dialects)('audit chain on %s', (dialect) => {
     for (let i = 1; i < events.length; i++) expect(events[i]?.prevHash).toBe(events[i - 1]?.hash);
 
     const progress: number[] = [];
-    const result = await verifyAuditChain(t.db, (n) => progress.push(n));
+    const result = await verifyAuditChain(t.db, { onProgress: (n) => progress.push(n) });
     expect(result).toEqual({ ok: true, events: 12, headHash: events[11]?.hash });
     expect(progress.at(-1)).toBe(12);
 
@@ -256,6 +269,64 @@ describe.each(dialects)('audit chain on %s', (dialect) => {
         .values(forgedRow(6, events[4]?.hash ?? ''))
         .execute();
       expect(await brokenChain(t.db)).toMatchObject({ seq: 6, events: 5 });
+    });
+  });
+
+  describe('against a signed checkpoint kept outside the database', () => {
+    it('holds while events are appended after it, and says which checkpoint it checked', async () => {
+      t = await createTestDatabase(dialect);
+      await appendEvents(t.db, 4);
+      const checkpoint = await checkpointOf(t.db);
+      await appendEvents(t.db, 3);
+      expect(await verifyAuditChain(t.db, { checkpoint })).toMatchObject({
+        ok: true,
+        events: 7,
+        checkpoint: { seq: 4, at: checkpoint.at, keyId: checkpoint.keyId },
+      });
+      expect(await verifyAuditChain(t.db, { checkpoint, fromCheckpoint: true })).toMatchObject({ ok: true, events: 7 });
+    });
+
+    it('names the truncation when the newest events were deleted and the head rewound', async () => {
+      t = await createTestDatabase(dialect);
+      await appendEvents(t.db, 6);
+      const checkpoint = await checkpointOf(t.db);
+      await truncateAuditAfter(t.db, 4);
+      // The chain alone cannot tell: it is whole up to its (rewound) head.
+      expect(await verifyAuditChain(t.db)).toMatchObject({ ok: true, events: 4 });
+      const broken = await verifyAuditChain(t.db, { checkpoint });
+      expect(broken).toMatchObject({ ok: false, seq: 5, events: 4 });
+      if (broken.ok) return;
+      expect(broken.problem).toBe(
+        `the chain was truncated after event 4: the checkpoint of ${checkpoint.at} signed event 6, which is gone (the newest events were deleted)`,
+      );
+      expect(await verifyAuditChain(t.db, { checkpoint, fromCheckpoint: true })).toMatchObject({ ok: false, seq: 5 });
+    });
+
+    it('names the truncation when new events were appended after it', async () => {
+      t = await createTestDatabase(dialect);
+      await appendEvents(t.db, 6);
+      const checkpoint = await checkpointOf(t.db);
+      await truncateAuditAfter(t.db, 3);
+      await appendEvents(t.db, 5);
+      const broken = await verifyAuditChain(t.db, { checkpoint });
+      expect(broken).toMatchObject({ ok: false, seq: 6 });
+      if (!broken.ok) expect(broken.problem).toMatch(/^event 6 is not the event the checkpoint of .* signed \(its hash differs\)/);
+    });
+
+    it('names the rewrite when an event was edited and every later one re-hashed', async () => {
+      t = await createTestDatabase(dialect);
+      await appendEvents(t.db, 5);
+      const checkpoint = await checkpointOf(t.db);
+      await appendEvents(t.db, 2);
+      await rewriteAuditFrom(t.db, 2);
+      expect(await verifyAuditChain(t.db)).toMatchObject({ ok: true, events: 7 });
+      const broken = await verifyAuditChain(t.db, { checkpoint });
+      expect(broken).toMatchObject({ ok: false, seq: 5, events: 4 });
+      if (broken.ok) return;
+      expect(broken.problem).toBe(
+        `event 5 is not the event the checkpoint of ${checkpoint.at} signed (its hash differs): the chain up to event 5 was rewritten`,
+      );
+      expect(await verifyAuditChain(t.db, { checkpoint, fromCheckpoint: true })).toMatchObject({ ok: false, seq: 5 });
     });
   });
 

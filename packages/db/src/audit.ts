@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import type { TrustedAuditCheckpoint } from '@gatehouse/core';
 import type { Db } from './connect.js';
 import { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
 import type { AuditEventTable } from './schema.js';
@@ -124,25 +125,71 @@ export async function* allAuditEvents(db: Db, pageSize = 1000): AsyncGenerator<A
 }
 
 export type AuditVerification =
-  { ok: true; events: number; headHash: string } | { ok: false; events: number; seq: number; problem: string };
+  | { ok: true; events: number; headHash: string; checkpoint?: { seq: number; at: string; keyId: string } }
+  | { ok: false; events: number; seq: number; problem: string };
+
+export interface VerifyAuditOptions {
+  onProgress?: ((checked: number) => void) | undefined;
+  /**
+   * A signed checkpoint the chain must still hold: its event, with exactly its hash, and
+   * a head not behind it. This catches what the chain alone cannot: the newest events
+   * deleted with the head rewound, or history edited and re-hashed from there on.
+   */
+  checkpoint?: TrustedAuditCheckpoint | undefined;
+  /** Walk only the events after the checkpoint (it must still hold): to check what was appended since. */
+  fromCheckpoint?: boolean | undefined;
+}
+
+/** The chain's head as `audit_head` records it. */
+export async function readAuditHead(db: Db): Promise<{ seq: number; hash: string }> {
+  const head = await db.kysely.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  return { seq: Number(head.seq), hash: head.hash };
+}
 
 /**
  * Walks the whole chain in order and reports the first event that was edited, deleted,
  * inserted or moved, and a chain cut short after its last event. The head is read before
  * the walk and again after it, so events appended while the walk runs are not mistaken
  * for tampering, while an event past the head (written without the chain's writer) is.
+ * With a checkpoint, the chain must also still hold the event it signed.
  */
-export async function verifyAuditChain(db: Db, onProgress?: (checked: number) => void): Promise<AuditVerification> {
+export async function verifyAuditChain(db: Db, options: VerifyAuditOptions = {}): Promise<AuditVerification> {
+  const { onProgress, checkpoint } = options;
   const readHead = () => db.kysely.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
   const headBefore = await readHead();
   const startSeq = headBefore ? Number(headBefore.seq) : 0;
+  // What a checkpoint shows that the chain alone cannot (both only called with one).
+  const rewritten = (seq: number, c: TrustedAuditCheckpoint) => ({
+    ok: false as const,
+    events: seq - 1,
+    seq,
+    problem: `event ${seq} is not the event the checkpoint of ${c.at} signed (its hash differs): the chain up to event ${seq} was rewritten`,
+  });
+  const truncated = (last: number, c: TrustedAuditCheckpoint) => ({
+    ok: false as const,
+    events: last,
+    seq: last + 1,
+    problem: `the chain was truncated after event ${last}: the checkpoint of ${c.at} signed event ${c.seq}, which is gone (the newest events were deleted)`,
+  });
   let expectedSeq = 1;
   let prevHash = AUDIT_GENESIS_HASH;
   let checked = 0;
+  let firstPage = true;
+  if (checkpoint && options.fromCheckpoint && checkpoint.seq > 0) {
+    const held = await db.kysely.selectFrom('audit_events').selectAll().where('seq', '=', checkpoint.seq).executeTakeFirst();
+    if (!held) return truncated(Math.min(startSeq, checkpoint.seq - 1), checkpoint);
+    if (held.hash !== checkpoint.hash || hashAuditEvent({ ...held, seq: Number(held.seq) }) !== held.hash)
+      return rewritten(checkpoint.seq, checkpoint);
+    expectedSeq = checkpoint.seq + 1;
+    prevHash = checkpoint.hash;
+    checked = checkpoint.seq;
+    firstPage = false;
+  }
   for (;;) {
     let query = db.kysely.selectFrom('audit_events').selectAll();
-    // The first page has no lower bound, so that an event forged below seq 1 is seen too.
-    if (checked > 0) query = query.where('seq', '>=', expectedSeq);
+    // The first page of a whole walk has no lower bound, so that an event forged below seq 1 is seen too.
+    if (!firstPage) query = query.where('seq', '>=', expectedSeq);
+    firstPage = false;
     const rows = await query.orderBy('seq', 'asc').limit(1000).execute();
     if (rows.length === 0) break;
     for (const raw of rows) {
@@ -174,6 +221,7 @@ export async function verifyAuditChain(db: Db, onProgress?: (checked: number) =>
           problem: `event ${row.seq} was edited after it was written (its hash does not match its content)`,
         };
       }
+      if (checkpoint && row.seq === checkpoint.seq && row.hash !== checkpoint.hash) return rewritten(row.seq, checkpoint);
       if (row.seq === startSeq && row.hash !== headBefore?.hash) {
         return {
           ok: false,
@@ -188,6 +236,7 @@ export async function verifyAuditChain(db: Db, onProgress?: (checked: number) =>
     }
     onProgress?.(checked);
   }
+  if (checkpoint && checked < checkpoint.seq) return truncated(checked, checkpoint);
   if (headBefore && startSeq === 0 && headBefore.hash !== AUDIT_GENESIS_HASH) {
     return {
       ok: false,
@@ -216,5 +265,10 @@ export async function verifyAuditChain(db: Db, onProgress?: (checked: number) =>
       problem: `event ${endSeq + 1} lies past the chain's head (event ${endSeq}): it was inserted`,
     };
   }
-  return { ok: true, events: checked, headHash: prevHash };
+  return {
+    ok: true,
+    events: checked,
+    headHash: prevHash,
+    ...(checkpoint ? { checkpoint: { seq: checkpoint.seq, at: checkpoint.at, keyId: checkpoint.keyId } } : {}),
+  };
 }

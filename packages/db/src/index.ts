@@ -6,11 +6,13 @@ export {
   allAuditEvents,
   listAuditEvents,
   verifyAuditChain,
+  readAuditHead,
   type AuditEvent,
   type AuditEventInput,
   type AuditOutcome,
   type AuditQuery,
   type AuditVerification,
+  type VerifyAuditOptions,
 } from './audit.js';
 export { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
 export {
