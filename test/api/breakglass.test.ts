@@ -189,8 +189,15 @@ describe.each(dialects)('break glass API on %s', (dialect) => {
     const csv = execFileSync('xlsx2csv', ['-n', 'Ops', xlsx], { encoding: 'utf8' }).trim().split('\n');
     expect(csv.slice(1).map((l) => l.split(',')[1])).toEqual(['web-1', 'web-2']);
     expect(csv[1]).toContain('pw-of-web-1');
-    const manifest = JSON.parse((await download(`${prefix}breakglass.manifest.json`)).toString()) as { sha256: string };
+    const manifest = JSON.parse((await download(`${prefix}breakglass.manifest.json`)).toString()) as {
+      sha256: string;
+      auditCheckpoint: { seq: number; keyId: string };
+    };
     expect(manifest.sha256).toMatch(/^[0-9a-f]{64}$/);
+    // The manifest anchors the audit chain outside the database: the head when the export ran, signed.
+    expect(manifest.auditCheckpoint).toMatchObject({ keyId: t.auditCheckpoints.keyId, seq: expect.any(Number) as number });
+    const verified = await t.request('POST', '/api/v1/audit/verify', { token: admin, body: { checkpoint: manifest } });
+    expect(verified.json()).toMatchObject({ ok: true, checkpoint: { seq: manifest.auditCheckpoint.seq } });
   });
 
   it('refuses a second run while one is going on', async () => {

@@ -69,7 +69,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     console.log(`[figures] ${dialect}:\n  ${figures.join('\n  ')}`);
   });
 
-  it('first start creates the data directory, the master key, the certificate and the set-up token, all private', async () => {
+  it('first start creates the data directory, the master key, the certificate, the audit checkpoint key and the set-up token, all private', async () => {
     expect(existsSync(dataDir)).toBe(false);
     server = await start();
     figures.push(`spawn → listening, first start (TLS key generated, database migrated): ${server.startupMs.toFixed(0)} ms`);
@@ -77,6 +77,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     expect(modeOf(path.join(dataDir, 'master.key'))).toBe(0o600);
     expect(readFileSync(path.join(dataDir, 'master.key'), 'utf8').trim()).toMatch(/^[0-9a-f]{64}$/);
     expect(modeOf(path.join(dataDir, 'tls', 'server.key'))).toBe(0o600);
+    expect(modeOf(path.join(dataDir, 'audit-checkpoint.key'))).toBe(0o600);
     expect(existsSync(path.join(dataDir, 'tls', 'server.crt'))).toBe(true);
     expect(modeOf(path.join(dataDir, 'setup-token'))).toBe(0o600);
     expect(existsSync(path.join(dataDir, 'gatehouse.sqlite'))).toBe(dialect === 'sqlite');

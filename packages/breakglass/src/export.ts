@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline as pipelinePromise } from 'node:stream/promises';
+import type { AuditCheckpoint } from '@gatehouse/core';
 import { signManifest, type SignedManifest } from './manifest.js';
 import { sealStream, type Sealing } from './seal.js';
 import type { StorageTarget } from './targets/target.js';
@@ -28,6 +29,8 @@ export interface ExportOptions {
   target: StorageTarget;
   names: ExportNames;
   signingKeyPem: string;
+  /** The audit chain's signed head, carried in the manifest so the chain is anchored outside the database. */
+  auditCheckpoint?: AuditCheckpoint | undefined;
   now?: Date;
   /** Called with the sealed bytes produced so far. */
   onProgress?: (bytes: number) => void;
@@ -114,6 +117,7 @@ export async function exportBreakGlass(opts: ExportOptions): Promise<ExportResul
         sealing: opts.sealing.kind === 'none' ? 'none' : opts.sealing.kind,
         recipients: opts.sealing.kind === 'age' ? [...opts.sealing.recipients] : [],
         counts,
+        auditCheckpoint: opts.auditCheckpoint,
       },
       opts.signingKeyPem,
     );

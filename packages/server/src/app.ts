@@ -9,6 +9,8 @@ import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { sql } from 'kysely';
+import { loadAuditCheckpointKey } from './audit-checkpoint-key.js';
+import { AuditCheckpoints } from './audit-checkpoints.js';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
@@ -58,6 +60,8 @@ export interface GatehouseApp {
   services: Services;
   routes: RouteEntry[];
   breakglass: BreakGlassService;
+  /** Signed checkpoints of the audit chain, kept outside the database. */
+  auditCheckpoints: AuditCheckpoints;
   /** Sessions through gateways and trusted host keys (the built-in gateway's broker uses them too). */
   gatewaySessions: GatewaySessions;
   /** Registered gateways, their status sync, tunnel mode and the built-in gateway's dialer. */
@@ -108,6 +112,15 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     refusals: new RefusalAudit(audit, { limit: config.refusalAuditLimit, windowMs: config.refusalAuditWindowSeconds * 1000 }),
   };
 
+  const auditCheckpoints = new AuditCheckpoints({
+    db,
+    key: loadAuditCheckpointKey({ keyFile: config.auditCheckpointKeyFile, dataDir: config.dataDir, create: true }),
+    logger,
+    audit: (req, event) => services.audit(req, event),
+    file: config.auditCheckpointFile,
+    intervalMs: config.auditCheckpointMinutes * 60_000,
+  });
+
   const breakglass = new BreakGlassService({
     db,
     inventory: services.inventory,
@@ -125,6 +138,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     timeoutSeconds: config.breakglassTimeoutSeconds,
     stagingDir: path.join(config.dataDir, 'tmp'),
     restrictions: { allowPlaintext: config.breakglassAllowPlaintext, allowLinkLocal: config.breakglassAllowLinkLocal },
+    auditCheckpoint: () => auditCheckpoints.sign(),
   });
 
   const gatewaySessions = new GatewaySessions(db);
@@ -141,7 +155,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     version: VERSION,
   });
 
-  // A run in progress finishes (or fails cleanly) before the database closes.
+  // onClose hooks run last-registered first: the final checkpoint is signed after the
+  // events written on the way down (a break-glass run finishing, refusal counts), before
+  // the database closes.
+  app.addHook('onClose', () => auditCheckpoints.stop());
   app.addHook('onClose', () => breakglass.stop());
   app.addHook('onClose', () => gateways.health.stop());
   app.addHook('onClose', () => services.refusals.flush());
@@ -235,7 +252,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       sshKeyRoutes(api, services);
       inventoryRoutes(api, services);
       importExportRoutes(api, services);
-      auditRoutes(api, services);
+      auditRoutes(api, services, auditCheckpoints);
       breakGlassRoutes(api, services, breakglass);
       gatewayRoutes(api, services, gatewaySessions, gateways);
       gatewayRegistryRoutes(api, services, gateways);
@@ -259,5 +276,5 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   await app.ready();
-  return { app, services, routes, breakglass, gatewaySessions, gateways, terminal };
+  return { app, services, routes, breakglass, auditCheckpoints, gatewaySessions, gateways, terminal };
 }

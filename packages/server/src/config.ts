@@ -66,6 +66,17 @@ export const serverConfigSchema = z.strictObject({
     .min(1024)
     .max(1024 * 1024 * 1024)
     .default(64 * 1024 * 1024),
+  /** The Ed25519 private key (PEM) that signs audit checkpoints: a mounted secret (default: generated in the data directory). */
+  auditCheckpointKeyFile: z.string().min(1).optional(),
+  /** A file the server appends a signed audit checkpoint to (one JSON line), kept where the database's administrators cannot rewrite it. */
+  auditCheckpointFile: z.string().min(1).optional(),
+  /** How often the audit checkpoint is signed and appended when the chain moved. */
+  auditCheckpointMinutes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(5),
   /** A mounted secret (directory of files, or a file of `key: value` lines) holding the break-glass settings. */
   breakglassConfig: z.string().min(1).optional(),
   /** Seconds to wait before each retry of a failed break-glass run (the number of retries is their count). */
@@ -125,6 +136,9 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_REFUSAL_AUDIT_WINDOW_SECONDS: 'refusalAuditWindowSeconds',
   GATEHOUSE_API_TOKEN_MAX_DAYS: 'apiTokenMaxDays',
   GATEHOUSE_BODY_LIMIT: 'bodyLimit',
+  GATEHOUSE_AUDIT_CHECKPOINT_KEY_FILE: 'auditCheckpointKeyFile',
+  GATEHOUSE_AUDIT_CHECKPOINT_FILE: 'auditCheckpointFile',
+  GATEHOUSE_AUDIT_CHECKPOINT_MINUTES: 'auditCheckpointMinutes',
   GATEHOUSE_BREAKGLASS_CONFIG: 'breakglassConfig',
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',
   GATEHOUSE_BREAKGLASS_STALE_HOURS: 'breakglassStaleHours',

@@ -18,3 +18,5 @@ export { setupTokenFile } from './routes/auth.js';
 export type { Services, AuthContext, Access } from './services.js';
 export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';
 export { ServerAccessBroker } from './gateway/broker.js';
+export { loadAuditCheckpointKey, defaultAuditCheckpointKeyFile, type AuditCheckpointKey } from './audit-checkpoint-key.js';
+export { AuditCheckpoints } from './audit-checkpoints.js';

@@ -47,6 +47,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     await prepareFirstRun(db, config, logger);
     const address = await built.app.listen({ host: config.host, port: config.port });
     await built.breakglass.startBackground();
+    await built.auditCheckpoints.start();
     built.gateways.health.start();
     const gateway = await startBuiltInGateway(built, config, logger).catch(async (error: unknown) => {
       await built.app.close();

@@ -19,7 +19,7 @@ import {
   type StorageTarget,
   type TestReport,
 } from '@gatehouse/breakglass';
-import { ConflictError, GatehouseError, ValidationError } from '@gatehouse/core';
+import { ConflictError, GatehouseError, ValidationError, type AuditCheckpoint } from '@gatehouse/core';
 import { BreakGlassRuns, Leases, type BreakGlassRun, type Db, type Inventory, type Settings, type Vault } from '@gatehouse/db';
 import { Cron } from 'croner';
 import type { Logger } from '../logger.js';
@@ -49,6 +49,8 @@ export interface BreakGlassOptions {
   stagingDir: string;
   /** What only the server's configuration allows (plain exports, link-local addresses); default: neither. */
   restrictions?: BreakGlassRestrictions | undefined;
+  /** Signs the audit chain's head for the manifest, which anchors the chain outside the database. */
+  auditCheckpoint?: (() => Promise<AuditCheckpoint | undefined>) | undefined;
 }
 
 const LEASE = 'breakglass';
@@ -320,6 +322,7 @@ export class BreakGlassService {
           target,
           names,
           signingKeyPem: signing.privateKeyPem,
+          auditCheckpoint: await this.o.auditCheckpoint?.(),
           onProgress: (bytes) => this.progress.set(run.id, bytes),
           stagingDir: this.o.stagingDir,
         });

@@ -1,14 +1,16 @@
 import { Readable } from 'node:stream';
+import { auditCheckpointIn, GatehouseError, ValidationError } from '@gatehouse/core';
 import { allAuditEvents, listAuditEvents, verifyAuditChain } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { AuditCheckpoints } from '../audit-checkpoints.js';
 import type { Services } from '../services.js';
 
 const readers = { access: ['admin', 'auditor'] } as const;
 
-/** The audit log: query, export as JSON lines, verify the hash chain. */
-export function auditRoutes(app: FastifyInstance, services: Services) {
+/** The audit log: query, export as JSON lines, verify the hash chain, sign checkpoints of it. */
+export function auditRoutes(app: FastifyInstance, services: Services, checkpoints: AuditCheckpoints) {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(
@@ -48,11 +50,66 @@ export function auditRoutes(app: FastifyInstance, services: Services) {
 
   r.get(
     '/audit/verify',
-    { config: readers, schema: { tags: ['audit'], summary: 'Verify the hash chain of the whole audit log' } },
+    {
+      config: readers,
+      schema: {
+        tags: ['audit'],
+        summary: 'Verify the hash chain of the whole audit log, and that it holds the newest checkpoint this server signed',
+      },
+    },
     async (req) => {
-      const result = await verifyAuditChain(services.db);
+      const result = await verifyAuditChain(services.db, { checkpoint: checkpoints.newest() });
       await services.audit(req, { action: 'audit.verify', outcome: result.ok ? 'success' : 'failure', details: { events: result.events } });
       return result;
+    },
+  );
+
+  r.post(
+    '/audit/verify',
+    {
+      config: readers,
+      schema: {
+        tags: ['audit'],
+        summary: 'Verify the hash chain against a checkpoint kept outside the database (a checkpoint, or a break-glass manifest)',
+        body: z.strictObject({ checkpoint: z.unknown() }),
+      },
+    },
+    async (req) => {
+      const found = auditCheckpointIn(req.body.checkpoint);
+      const check = found.ok ? checkpoints.check(found.checkpoint) : found;
+      if (!check.ok) {
+        await services.audit(req, { action: 'audit.verify', outcome: 'failure', details: { checkpointRefused: check.reason } });
+        const message = `The checkpoint cannot be trusted: ${check.reason}.`;
+        throw new ValidationError(message, [{ path: 'checkpoint', message }]);
+      }
+      const result = await verifyAuditChain(services.db, { checkpoint: check.checkpoint });
+      await services.audit(req, {
+        action: 'audit.verify',
+        outcome: result.ok ? 'success' : 'failure',
+        details: { events: result.events, checkpointSeq: check.checkpoint.seq },
+      });
+      return result;
+    },
+  );
+
+  r.get(
+    '/audit/checkpoint',
+    {
+      config: readers,
+      schema: {
+        tags: ['audit'],
+        summary: "The audit chain's head signed now, and the public key that verifies it: keep both outside the database",
+      },
+    },
+    async () => {
+      const checkpoint = await checkpoints.sign();
+      if (!checkpoint) {
+        throw new GatehouseError(
+          'CONFLICT',
+          'The audit chain does not verify, so no checkpoint is signed. GET /audit/verify names where it breaks.',
+        );
+      }
+      return { checkpoint, publicKeyPem: checkpoints.publicKeyPem, keyId: checkpoints.keyId };
     },
   );
 }
