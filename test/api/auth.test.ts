@@ -527,7 +527,8 @@ describe.each(dialects)('sign-in attempts fired at once on %s', (dialect) => {
     expect(sent.filter((r) => r.statusCode === 401).every((r) => errorOf(r).message === 'Wrong username or password.')).toBe(true);
     const checked = await reasons('auth.login', user.username);
     expect(checked.filter((r) => r === 'wrong password')).toHaveLength(5);
-    expect(checked.filter((r) => r === 'throttled')).toHaveLength(25);
+    // The 25 refused by the throttle are audited once, with their count to come in the next event.
+    expect(checked.filter((r) => r === 'throttled')).toHaveLength(1);
     expect(await counter(user.username, '2001:db8:7:7::/64')).toMatchObject({ failures: 5, throttled_until: expect.any(String) as string });
     expect(await counter('', '2001:db8:7:7::/64')).toMatchObject({ failures: 30, throttled_until: expect.any(String) as string });
     expect(await t.services.users.row(user.id)).toMatchObject({ failed_logins: 5, locked_until: null });

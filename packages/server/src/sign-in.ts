@@ -84,10 +84,45 @@ class ClaimedAttempt {
   }
 }
 
+/**
+ * Attempts a throttle refused, audited once a minute per counter with how many were
+ * refused since the last event: a guesser who keeps trying must not fill the audit log.
+ * Each server process counts its own.
+ */
+class RefusedAttempts {
+  private readonly seen = new Map<string, { at: number; refused: number }>();
+
+  /** How many to audit now (this one included), or null when this one is only counted. */
+  take(key: string, now = Date.now()): number | null {
+    const seen = this.seen.get(key);
+    if (seen && now - seen.at < 60_000 && now >= seen.at) {
+      seen.refused++;
+      return null;
+    }
+    if (this.seen.size >= 10_000) this.seen.clear();
+    this.seen.set(key, { at: now, refused: 0 });
+    return (seen?.refused ?? 0) + 1;
+  }
+}
+/** One count per database, i.e. per server (tests run several in one process). */
+const refusedAttemptsOf = new WeakMap<object, RefusedAttempts>();
+function refusedAttempts(db: object): RefusedAttempts {
+  let counts = refusedAttemptsOf.get(db);
+  if (!counts) refusedAttemptsOf.set(db, (counts = new RefusedAttempts()));
+  return counts;
+}
+
 type PasswordCheck =
   | { ok: true; attempt: ClaimedAttempt }
-  | { ok: false; reason: 'address throttled'; until: string | null }
-  | { ok: false; reason: 'throttled' | 'unknown user' | 'wrong password' };
+  | { ok: false; reason: 'address throttled'; until: string | null; refused: number | null }
+  | { ok: false; reason: 'throttled'; refused: number | null }
+  | { ok: false; reason: 'unknown user' | 'wrong password' };
+
+/** The audit details of a failed check, or null when it is only counted (see RefusedAttempts). */
+function failureDetails(checked: Exclude<PasswordCheck, { ok: true }>, reason: string): Record<string, unknown> | null {
+  if (!('refused' in checked)) return { reason };
+  return checked.refused === null ? null : { reason, refused: checked.refused };
+}
 
 /**
  * Checks a password under the throttles. Each attempt is claimed on every counter that
@@ -96,7 +131,7 @@ type PasswordCheck =
  * about any account). An unknown user is checked against the dummy hash, and a throttled
  * attempt waits as long as a check takes without making one, so both answer as a wrong
  * password does, in about the same time. Each delay that a failure starts is an
- * `auth.throttle` audit event.
+ * `auth.throttle` audit event; refused attempts are audited at a bounded rate.
  */
 async function checkThrottledPassword(
   services: Pick<Services, 'db' | 'config'>,
@@ -108,7 +143,10 @@ async function checkThrottledPassword(
   const { name, row } = input;
   const source = sourceOf(input.address);
   const byAddress = await throttle.claim({ username: '', source }, rules.address);
-  if (!byAddress.ok) return { ok: false, reason: 'address throttled', until: await throttle.throttledUntil({ username: '', source }) };
+  if (!byAddress.ok) {
+    const until = await throttle.throttledUntil({ username: '', source });
+    return { ok: false, reason: 'address throttled', until, refused: refusedAttempts(services.db).take(`address\0${source}`) };
+  }
   const claims = [{ scope: 'address', claim: byAddress }];
   const check = async (hash: string) => verifyPassword(hash, input.password);
   const byName = await throttle.claim({ username: name, source }, rules.nameFromAddress);
@@ -118,7 +156,7 @@ async function checkThrottledPassword(
   }
   if (!byName.ok || byAccount?.ok === false) {
     await waitLikeAPasswordCheck();
-    return { ok: false, reason: 'throttled' };
+    return { ok: false, reason: 'throttled', refused: refusedAttempts(services.db).take(`user\0${row?.id ?? name}\0${source}`) };
   }
   claims.push({ scope: 'user from address', claim: byName });
   if (byAccount) claims.push({ scope: 'user', claim: byAccount });
@@ -162,16 +200,16 @@ export async function checkSignIn(
   const { username: name, totp } = attempt;
   if (attempt.password === '') return wrongPassword;
   const row = await users.rowByName(name);
-  const fail = (reason: string) =>
-    audit({ action, outcome: 'failure', actorId: row?.id ?? null, actorName: name.slice(0, 64), details: { reason } });
+  const fail = (details: Record<string, unknown> | null) =>
+    details && audit({ action, outcome: 'failure', actorId: row?.id ?? null, actorName: name.slice(0, 64), details });
   const checked = await checkThrottledPassword(services, { name, row, password: attempt.password, address: attempt.address }, audit);
   if (!checked.ok) {
-    await fail(checked.reason);
+    await fail(failureDetails(checked, checked.reason));
     return checked.reason === 'address throttled' ? addressThrottled(checked.until) : wrongPassword;
   }
   const user = row as UserTable;
   if (user.disabled === 1) {
-    await fail('disabled');
+    await fail({ reason: 'disabled' });
     return wrongPassword;
   }
   if (user.totp_enabled === 1 && user.totp_secret_enc !== null) {
@@ -182,11 +220,11 @@ export async function checkSignIn(
     const secret = services.vault.decrypt({ table: 'users', id: user.id, field: 'totp' }, user.totp_secret_enc);
     const step = totpStep(secret, totp);
     if (step === null) {
-      await fail('wrong totp code');
+      await fail({ reason: 'wrong totp code' });
       return { ok: false, code: 'UNAUTHENTICATED', message: 'The authenticator code is wrong or expired. Enter the current code.' };
     }
     if (!(await users.claimTotpStep(user.id, step))) {
-      await fail('totp code replayed');
+      await fail({ reason: 'totp code replayed' });
       return {
         ok: false,
         code: 'UNAUTHENTICATED',
@@ -219,8 +257,8 @@ export async function checkCurrentPassword(
     await checked.attempt.succeeded();
     return { ok: true };
   }
-  const reason = checked.reason === 'wrong password' ? 'wrong current password' : checked.reason;
-  await audit({ action, outcome: 'failure', actorId: row.id, actorName: row.username, details: { reason } });
+  const details = failureDetails(checked, checked.reason === 'wrong password' ? 'wrong current password' : checked.reason);
+  if (details) await audit({ action, outcome: 'failure', actorId: row.id, actorName: row.username, details });
   if (checked.reason === 'address throttled') return { ...addressThrottled(checked.until), code: 'RATE_LIMITED' };
   return { ok: false, code: 'WRONG', message: 'currentPassword is wrong.' };
 }
