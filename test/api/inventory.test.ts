@@ -1,4 +1,6 @@
+import { Readable } from 'node:stream';
 import { SECRET_MASK } from '@gatehouse/core';
+import { inventoryColumns } from '@gatehouse/server';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorOf } from '../support/api-helpers.js';
@@ -103,5 +105,45 @@ describe.each(dialects)('inventory API on %s', (dialect) => {
     expect(patched.json()).toMatchObject({ username: 'deploy', pemFileName: 'deploy.pem', password: SECRET_MASK, passphrase: SECRET_MASK });
     const revealed = await t.request('POST', `/api/v1/accounts/${idOf(account)}/reveal`, { token: admin, body: { reason: 'test' } });
     expect(revealed.json()).toMatchObject({ password: 'deploy-password', passphrase: 'new-passphrase' });
+  });
+
+  it('answers other requests while a large import is read and checked, and while it is written', async () => {
+    const lines = [inventoryColumns.join(',')];
+    for (let i = 0; i < 5_000; i++) lines.push(`Bulk ${i % 20},bulk-${i},aws,ssh,,10.9.${i >> 8}.${i & 255},,gateway,,root,pw-${i},,,,`);
+    const csv = Buffer.from(`${lines.join('\n')}\n`);
+    // The body as the server reads it, so "received" is known without a clock.
+    let received = false;
+    const chunks = Array.from({ length: Math.ceil(csv.length / 65_536) }, (_, i) => csv.subarray(i * 65_536, (i + 1) * 65_536));
+    const body = Readable.from(chunks).once('end', () => (received = true));
+    let finished = false;
+    const importing = t.app
+      .inject({
+        method: 'POST',
+        url: '/api/v1/inventory/import?dryRun=true',
+        payload: body,
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'text/csv', 'content-length': String(csv.length) },
+      })
+      .finally(() => (finished = true));
+
+    // /healthz, one request after another, until the import answers: each answer after the
+    // body was received is placed before or after the import's "file read and checked" log line.
+    let seen = 0;
+    let isChecked = false;
+    const checked = () => {
+      for (; seen < t.logs.lines.length && !isChecked; seen++) isChecked = t.logs.lines[seen]?.includes('file read and checked') ?? false;
+      return isChecked;
+    };
+    const answeredWhile = new Set<'reading' | 'writing'>();
+    while (!finished) {
+      // An injected request can be answered without leaving the microtask queue: let the
+      // event loop turn between them, as it does between requests on sockets.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect((await t.request('GET', '/healthz')).statusCode).toBe(200);
+      if (received && !finished) answeredWhile.add(checked() ? 'writing' : 'reading');
+    }
+    const res = await importing;
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ dryRun: true, rows: 5_000, devicesCreated: 5_000 });
+    expect([...answeredWhile].sort()).toEqual(['reading', 'writing']);
   });
 });

@@ -41,6 +41,7 @@ export {
 export { SignInThrottle, type ThrottleRule, type ThrottleClaim, type ThrottleKey } from './sign-in-throttle.js';
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
+export { timeSlicer } from './time-slicer.js';
 export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';
 export {
   GatewaySessions,

@@ -12,6 +12,7 @@ import {
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Db } from './connect.js';
 import { uniquely } from './errors.js';
+import { timeSlicer } from './time-slicer.js';
 import type { AccountTable, Database, DeviceTable, ProjectTable } from './schema.js';
 import type { Vault } from './vault.js';
 
@@ -155,6 +156,9 @@ export interface DeviceQuery {
 const sortColumns = { name: 'name', provider: 'provider', createdAt: 'created_at' } as const;
 
 type Executor = Kysely<Database> | Transaction<Database>;
+
+/** Rows per INSERT of an import: 13 columns x 100 stays far under both databases' parameter limits. */
+const INSERT_ROWS = 100;
 
 /** Makes `%`, `_` and a backslash match themselves in a LIKE pattern with a backslash escape. */
 /** `s` for a LIKE pattern with `escape '\\'`: its own %, _ and \\ match only themselves. */
@@ -427,9 +431,12 @@ export class Inventory {
    * Creates or updates projects (by name), devices (by project and name) and accounts (by
    * device and user name) in bulk: a few queries per project and multi-row inserts, so a
    * large import costs seconds, not a round trip per field. A secret given as undefined
-   * keeps the stored value. Run it inside transaction() so it is all or nothing.
+   * keeps the stored value. Run it inside transaction() so it is all or nothing. It pauses
+   * every 10 ms of work (timeSlicer), so a large import does not stop the event loop; on
+   * SQLite, other queries still wait for the transaction.
    */
   async importItems(items: readonly ImportItem[]): Promise<ImportCounts> {
+    const pause = timeSlicer();
     const counts: ImportCounts = { projectsCreated: 0, devicesCreated: 0, devicesUpdated: 0, accountsCreated: 0, accountsUpdated: 0 };
     const now = new Date().toISOString();
     const projects = new Map((await this.x.selectFrom('projects').select(['id', 'name']).execute()).map((p) => [p.name, p.id]));
@@ -452,8 +459,19 @@ export class Inventory {
     };
     const newDevices: DeviceTable[] = [];
     const newAccounts: AccountTable[] = [];
+    // Inserted INSERT_ROWS at a time as they come: each statement is a short step on the
+    // main thread (SQLite runs it synchronously) and the pending rows stay few. Devices go
+    // first: accounts refer to them.
+    const insertDevices = async () => {
+      if (newDevices.length > 0) await this.x.insertInto('devices').values(newDevices.splice(0)).execute();
+    };
+    const insertAccounts = async () => {
+      await insertDevices();
+      if (newAccounts.length > 0) await this.x.insertInto('accounts').values(newAccounts.splice(0)).execute();
+    };
     const updatedDevices = new Set<string>();
     for (const item of items) {
+      await pause();
       let projectId = projects.get(item.project);
       if (projectId === undefined) {
         projectId = (await this.createProject({ name: item.project, description: null })).id;
@@ -477,6 +495,7 @@ export class Inventory {
         deviceId = randomUUID();
         byName.set(d.name, deviceId);
         newDevices.push({ id: deviceId, project_id: projectId, name: d.name, ...fields, created_at: now, updated_at: now });
+        if (newDevices.length >= INSERT_ROWS) await insertDevices();
         updatedDevices.add(deviceId);
         counts.devicesCreated += 1;
       } else if (!updatedDevices.has(deviceId)) {
@@ -527,21 +546,11 @@ export class Inventory {
           created_at: now,
           updated_at: now,
         });
+        if (newAccounts.length >= INSERT_ROWS) await insertAccounts();
         counts.accountsCreated += 1;
       }
     }
-    // Devices first: accounts refer to them. 500 rows per statement stays under both
-    // databases' parameter limits (13 columns x 500 < 32,766 for SQLite, 65,535 for PostgreSQL).
-    for (let i = 0; i < newDevices.length; i += 500)
-      await this.x
-        .insertInto('devices')
-        .values(newDevices.slice(i, i + 500))
-        .execute();
-    for (let i = 0; i < newAccounts.length; i += 500)
-      await this.x
-        .insertInto('accounts')
-        .values(newAccounts.slice(i, i + 500))
-        .execute();
+    await insertAccounts();
     return counts;
   }
 

@@ -4,7 +4,6 @@ import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { ValidationError } from '@gatehouse/core';
 import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -16,7 +15,7 @@ import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
 import { handleError } from './errors.js';
 import { fileRoutes } from './files.js';
-import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterPaths, tooDeepError } from './json-body.js';
+import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterError, nulCharacterPaths, tooDeepError } from './json-body.js';
 import { terminalRoutes, WebTerminal } from './terminal.js';
 import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
@@ -212,14 +211,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   // PostgreSQL cannot store a NUL character in text (the query fails), and no field needs
   // one: refuse it up front, the same on both databases.
   app.addHook('preValidation', async (req) => {
-    const issues = [
+    const problem = nulCharacterError([
       ...nulCharacterPaths(req.params).map((p) => `params.${p}`),
       ...nulCharacterPaths(req.query).map((p) => `querystring.${p}`),
       ...nulCharacterPaths(req.body).map((p) => (p === '(body)' ? 'body' : p)),
-    ].map((path) => ({ path, message: 'must not contain a NUL character (\\u0000)' }));
-    if (issues.length > 0) {
-      throw new ValidationError(`The request is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
-    }
+    ]);
+    if (problem) throw problem;
   });
   app.addHook('onSend', async (req, reply, payload) => {
     void reply.header('x-content-type-options', 'nosniff');

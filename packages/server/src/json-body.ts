@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { formatPath, GatehouseError } from '@gatehouse/core';
+import { formatPath, GatehouseError, ValidationError } from '@gatehouse/core';
 
 /** The deepest nesting of arrays and objects a request may have; no API body needs more than a few. */
 export const MAX_JSON_DEPTH = 64;
@@ -54,8 +54,8 @@ export function nulCharacterPaths(value: unknown): string[] {
       if (v.includes('\u0000')) found.push(formatPath(path));
       continue;
     }
-    // A streamed body (an upload) is not walked: it is not text.
-    if (v === null || typeof v !== 'object' || v instanceof Readable) continue;
+    // A streamed body (an upload) or bytes (the import's file, read by its route) is not text.
+    if (v === null || typeof v !== 'object' || v instanceof Readable || ArrayBuffer.isView(v)) continue;
     if (path.length >= MAX_JSON_DEPTH) throw tooDeepError();
     const children: [string | number, unknown][] = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
     // Pushed last to first, so the paths come out in document order.
@@ -66,4 +66,11 @@ export function nulCharacterPaths(value: unknown): string[] {
     }
   }
   return found;
+}
+
+/** The 400 for NUL characters at `paths` (as nulCharacterPaths gives them, with a prefix), or null when there are none. */
+export function nulCharacterError(paths: readonly string[]): ValidationError | null {
+  if (paths.length === 0) return null;
+  const issues = paths.map((path) => ({ path, message: 'must not contain a NUL character (\\u0000)' }));
+  return new ValidationError(`The request is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
 }

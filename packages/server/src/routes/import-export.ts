@@ -1,119 +1,13 @@
-import {
-  accessTypes,
-  extraCredential,
-  formatPath,
-  protocols,
-  providers,
-  SECRET_MASK,
-  tag,
-  ValidationError,
-  type FieldIssue,
-} from '@gatehouse/core';
-import type { Inventory } from '@gatehouse/db';
-import { parse } from 'csv-parse/sync';
+import { existsSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { GatehouseError, SECRET_MASK, type protocols, type ValidationError } from '@gatehouse/core';
+import { timeSlicer, type ImportItem, type Inventory } from '@gatehouse/db';
 import { stringify } from 'csv-stringify/sync';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Services } from '../services.js';
-
-/** The columns of an inventory file, one row per account (a device without accounts has one row with no account). */
-export const inventoryColumns = [
-  'project',
-  'device',
-  'provider',
-  'protocols',
-  'public_ip',
-  'private_ip',
-  'url_port',
-  'access_type',
-  'tags',
-  'account',
-  'password',
-  'private_key',
-  'pem_file_name',
-  'passphrase',
-  'extra_credential',
-] as const;
-
-/**
- * A cell that starts with = + - @, a tab or a carriage return is a formula to a spreadsheet
- * (OWASP "CSV injection"); so is one that starts with quotes and then one of those, once a
- * spreadsheet drops the first quote.
- */
-const FORMULA_START = /^'*[=+\-@\t\r]/;
-const QUOTED_FORMULA_START = /^'+[=+\-@\t\r]/;
-
-/**
- * The export's cell for `value`: a leading quote (which a spreadsheet shows as text) before
- * anything a spreadsheet would run as a formula.
- */
-export const csvCell = (value: string) => (FORMULA_START.test(value) ? `'${value}` : value);
-
-/**
- * The value of an imported CSV cell: the inverse of csvCell. One leading quote comes off
- * only when quotes and then = + - @, a tab or CR follow, so every exported cell reads back
- * as it was and any other cell (`'abc`) is kept whole; a hand-written `'=x` imports as `=x`,
- * and `''=x` as `'=x`.
- */
-export const csvValue = (cell: string) => (QUOTED_FORMULA_START.test(cell) ? cell.slice(1) : cell);
-
-const list = (item: z.ZodType) =>
-  z.preprocess(
-    (v) =>
-      typeof v === 'string'
-        ? v
-            .split(/[;,]/)
-            .map((s) => s.trim())
-            .filter((s) => s !== '')
-        : (v ?? []),
-    z.array(item),
-  );
-const blankToNull = (v: unknown) => (v === '' || v === undefined ? null : v);
-const text = (max: number) => z.preprocess(blankToNull, z.string().max(max, `must be at most ${max} characters`).nullable());
-const ip = z.preprocess(
-  blankToNull,
-  z
-    .string()
-    .refine((s) => z.ipv4().safeParse(s).success || z.ipv6().safeParse(s).success, 'must be an IPv4 or IPv6 address')
-    .nullable(),
-);
-
-const importRow = z.strictObject({
-  project: z.string().trim().min(1, 'is required').max(200),
-  device: z.string().trim().min(1, 'is required').max(200),
-  provider: z.enum(providers, { error: `must be one of ${providers.join(', ')}` }),
-  protocols: list(z.enum(protocols, { error: `must be among ${protocols.join(', ')}` })),
-  public_ip: ip,
-  private_ip: ip,
-  url_port: text(2048),
-  access_type: z.preprocess(
-    (v) => (v === '' || v === undefined ? 'gateway' : v),
-    z.enum(accessTypes, { error: `must be one of ${accessTypes.join(', ')}` }),
-  ),
-  tags: list(tag),
-  account: text(200),
-  password: text(4096),
-  private_key: text(65_536).refine(
-    (s) => s === null || s === SECRET_MASK || /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(s),
-    'must be a PEM private key',
-  ),
-  pem_file_name: text(255).refine((s) => s === null || /^[^/\\]+$/.test(s), 'must be a file name without / or \\'),
-  passphrase: text(4096),
-  extra_credential: z.preprocess(
-    (v) => {
-      if (v === '' || v === undefined || v === null) return null;
-      if (typeof v !== 'string' || v === SECRET_MASK) return v;
-      try {
-        return JSON.parse(v) as unknown;
-      } catch {
-        return Symbol('invalid');
-      }
-    },
-    z.union([z.literal(SECRET_MASK), extraCredential]).nullable(),
-  ),
-});
-type ImportRow = z.infer<typeof importRow>;
+import { csvCell, inventoryColumns, type ImportRow, type InventoryFile, type InventoryFileMessage } from './inventory-file.js';
 
 export interface ImportResult {
   rows: number;
@@ -147,70 +41,48 @@ class DryRun extends Error {
   }
 }
 
-/** Parses and checks every row; throws one ValidationError that lists every bad row and field. */
-export function parseInventoryFile(format: 'csv' | 'json', body: string): ImportRow[] {
-  let records: unknown[];
-  const lineOf = (i: number) => (format === 'csv' ? `row ${i + 2}` : `rows[${i}]`);
-  try {
-    if (format === 'csv') {
-      records = parse<Record<string, string>>(body, {
-        columns: true,
-        skip_empty_lines: true,
-        trim: false,
-        bom: true,
-        relax_column_count: false,
-        cast: (cell) => csvValue(cell),
-      });
-    } else {
-      const parsed: unknown = JSON.parse(body);
-      const rows = Array.isArray(parsed) ? parsed : (parsed as { rows?: unknown } | null)?.rows;
-      if (!Array.isArray(rows)) throw new Error('expected an array of rows or { "rows": [...] }');
-      records = rows;
-    }
-  } catch (error) {
-    // The parser's own message may quote the file; give the position only.
-    const where = (error as { lines?: number }).lines;
-    throw new ValidationError(
-      `The ${format.toUpperCase()} file could not be read${where ? ` (near line ${where})` : ''}. ${format === 'csv' ? `Check quoting and that every row has the ${inventoryColumns.length} columns.` : 'Send an array of row objects.'}`,
-      [{ path: 'file', message: `is not valid ${format.toUpperCase()}` }],
-    );
-  }
-  const issues: FieldIssue[] = [];
-  const rows: ImportRow[] = [];
-  const seen = new Map<string, number>();
-  records.forEach((record, i) => {
-    const result = importRow.safeParse(record);
-    if (!result.success) {
-      for (const issue of result.error.issues) {
-        const fields = issue.code === 'unrecognized_keys' ? issue.keys : [formatPath(issue.path)];
-        for (const f of fields)
-          issues.push({
-            path: `${lineOf(i)}.${f}`,
-            message: issue.code === 'unrecognized_keys' ? `is not a column (columns: ${inventoryColumns.join(', ')})` : issue.message,
-          });
+/** The worker thread's module beside this one; from the TypeScript sources (unit tests), the built one. */
+function workerUrl(): URL {
+  const sibling = new URL('./inventory-file-worker.js', import.meta.url);
+  return existsSync(sibling) ? sibling : new URL('../../dist/routes/inventory-file-worker.js', import.meta.url);
+}
+
+/**
+ * parseInventoryFile on a worker thread of its own: the main thread hands the bytes over
+ * (moved, not copied, when they own their memory; decoding 100,000 rows is a stall of its
+ * own) and takes the checked rows back, ROWS_PER_MESSAGE at a time, asking for each batch
+ * after a turn of the event loop.
+ */
+export function readInventoryFile(file: InventoryFile): Promise<ImportRow[]> {
+  return new Promise((resolve, reject) => {
+    const rows: ImportRow[] = [];
+    let settled = false;
+    const { bytes } = file;
+    const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+    const worker = new Worker(workerUrl(), {
+      workerData: { format: file.format, bytes: own } satisfies InventoryFile,
+      transferList: [own.buffer as ArrayBuffer],
+    });
+    worker.on('message', (message: InventoryFileMessage) => {
+      if ('rows' in message) {
+        rows.push(...message.rows);
+        // The next batch after a turn of the event loop.
+        setImmediate(() => worker.postMessage('next'));
+        return;
       }
-      return;
-    }
-    const row = result.data;
-    if (row.account === null && (row.password ?? row.private_key ?? row.passphrase ?? row.extra_credential) !== null) {
-      issues.push({ path: `${lineOf(i)}.account`, message: 'is required when a credential is given' });
-    }
-    const key = JSON.stringify([row.project, row.device, row.account]);
-    const first = seen.get(key);
-    if (first !== undefined)
-      issues.push({ path: `${lineOf(i)}.account`, message: `repeats ${lineOf(first)} (same project, device and account)` });
-    else seen.set(key, i);
-    rows.push(row);
+      settled = true;
+      void worker.terminate();
+      if ('done' in message) resolve(rows);
+      else reject(new GatehouseError(message.failure.code, message.failure.message, message.failure.issues));
+    });
+    worker.on('error', (error) => {
+      settled = true;
+      reject(error);
+    });
+    worker.on('exit', (code) => {
+      if (!settled) reject(new Error(`The inventory file reader thread stopped (exit code ${code}) before it finished.`));
+    });
   });
-  if (records.length === 0) issues.push({ path: 'file', message: 'has no rows' });
-  if (issues.length > 0) {
-    const shown = issues.slice(0, 20).map((x) => `${x.path} ${x.message}`);
-    throw new ValidationError(
-      `The import has ${issues.length} problem${issues.length === 1 ? '' : 's'}; nothing was written. ${shown.join('; ')}${issues.length > 20 ? '; …' : ''}`,
-      issues,
-    );
-  }
-  return rows;
 }
 
 /** Keeps the stored secret when the file holds the export's mask. */
@@ -222,30 +94,35 @@ const keep = <T>(v: T | null): T | null | undefined => (v === SECRET_MASK ? unde
  * back, so the counts are those a real import would have.
  */
 export async function importInventory(inventory: Inventory, rows: ImportRow[], dryRun = false): Promise<Omit<ImportResult, 'dryRun'>> {
-  const items = rows.map((row) => ({
-    project: row.project,
-    device: {
-      name: row.device,
-      provider: row.provider,
-      protocols: [...new Set(row.protocols)] as (typeof protocols)[number][],
-      publicIp: row.public_ip,
-      privateIp: row.private_ip,
-      urlPort: row.url_port,
-      accessType: row.access_type,
-      tags: [...new Set(row.tags)] as string[],
-    },
-    account:
-      row.account === null
-        ? null
-        : {
-            username: row.account,
-            password: keep(row.password),
-            privateKey: keep(row.private_key),
-            passphrase: keep(row.passphrase),
-            extraCredential: keep(row.extra_credential) as Record<string, string> | null | undefined,
-            pemFileName: row.pem_file_name,
-          },
-  }));
+  const pause = timeSlicer();
+  const items: ImportItem[] = [];
+  for (const row of rows) {
+    await pause();
+    items.push({
+      project: row.project,
+      device: {
+        name: row.device,
+        provider: row.provider,
+        protocols: [...new Set(row.protocols)] as (typeof protocols)[number][],
+        publicIp: row.public_ip,
+        privateIp: row.private_ip,
+        urlPort: row.url_port,
+        accessType: row.access_type,
+        tags: [...new Set(row.tags)] as string[],
+      },
+      account:
+        row.account === null
+          ? null
+          : {
+              username: row.account,
+              password: keep(row.password),
+              privateKey: keep(row.private_key),
+              passphrase: keep(row.passphrase),
+              extraCredential: keep(row.extra_credential) as Record<string, string> | null | undefined,
+              pemFileName: row.pem_file_name,
+            },
+    });
+  }
   if (!dryRun) return { rows: rows.length, ...(await inventory.transaction((tx) => tx.importItems(items))) };
   try {
     await inventory.transaction(async (tx) => {
@@ -310,40 +187,52 @@ export async function exportInventory(inventory: Inventory): Promise<Record<(typ
 
 export function importExportRoutes(app: FastifyInstance, services: Services) {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  app.addContentTypeParser('text/csv', { parseAs: 'string' }, (_req, body, done) => done(null, body));
 
-  r.post(
-    '/inventory/import',
-    {
-      config: { access: ['admin'] },
-      schema: {
-        tags: ['inventory'],
-        summary:
-          'Import projects, devices and accounts from CSV (text/csv) or JSON; all rows or none. ' +
-          'dryRun=true writes nothing and answers what the import would do and a preview of the rows (secrets only as set/keep/none)',
-        querystring: z.strictObject({ dryRun: z.enum(['true', 'false']).default('false') }),
+  // The import's own context: its file arrives as bytes, CSV and JSON alike, and is read on
+  // a worker thread (readInventoryFile), not parsed here on the main thread.
+  void app.register((scope, _opts, done) => {
+    scope.removeContentTypeParser('application/json');
+    for (const format of ['csv', 'json'] as const) {
+      const type = format === 'csv' ? 'text/csv' : 'application/json';
+      scope.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, bytes, parsed) =>
+        parsed(null, { format, bytes: bytes as Buffer } satisfies InventoryFile),
+      );
+    }
+    scope.withTypeProvider<ZodTypeProvider>().post(
+      '/inventory/import',
+      {
+        config: { access: ['admin'] },
+        schema: {
+          tags: ['inventory'],
+          summary:
+            'Import projects, devices and accounts from CSV (text/csv) or JSON; all rows or none. ' +
+            'dryRun=true writes nothing and answers what the import would do and a preview of the rows (secrets only as set/keep/none)',
+          querystring: z.strictObject({ dryRun: z.enum(['true', 'false']).default('false') }),
+        },
       },
-    },
-    async (req) => {
-      const isCsv = (req.headers['content-type'] ?? '').startsWith('text/csv');
-      const raw = isCsv ? (req.body as string) : JSON.stringify(req.body);
-      const dryRun = req.query.dryRun === 'true';
-      let rows: ImportRow[];
-      try {
-        rows = parseInventoryFile(isCsv ? 'csv' : 'json', raw);
-      } catch (error) {
-        await services.audit(req, {
-          action: 'inventory.import',
-          outcome: 'failure',
-          details: { format: isCsv ? 'csv' : 'json', problems: (error as ValidationError).issues?.length ?? 1 },
-        });
-        throw error;
-      }
-      const result: ImportResult = { ...(await importInventory(services.inventory, rows, dryRun)), dryRun };
-      await services.audit(req, { action: 'inventory.import', outcome: 'success', details: { ...result, format: isCsv ? 'csv' : 'json' } });
-      return dryRun ? { ...result, preview: previewOf(rows, isCsv ? 'csv' : 'json') } : result;
-    },
-  );
+      async (req) => {
+        const file = req.body as InventoryFile;
+        const { format } = file;
+        const dryRun = req.query.dryRun === 'true';
+        let rows: ImportRow[];
+        try {
+          rows = await readInventoryFile(file);
+        } catch (error) {
+          await services.audit(req, {
+            action: 'inventory.import',
+            outcome: 'failure',
+            details: { format, problems: (error as ValidationError).issues?.length ?? 1 },
+          });
+          throw error;
+        }
+        req.log.debug({ rows: rows.length, format }, 'inventory import: file read and checked');
+        const result: ImportResult = { ...(await importInventory(services.inventory, rows, dryRun)), dryRun };
+        await services.audit(req, { action: 'inventory.import', outcome: 'success', details: { ...result, format } });
+        return dryRun ? { ...result, preview: previewOf(rows, format) } : result;
+      },
+    );
+    done();
+  });
 
   r.get(
     '/inventory/export',
