@@ -71,6 +71,11 @@ describe.each(dialects)('bad input on %s', (dialect) => {
     });
     expect(login.statusCode).toBe(400);
     expect(login.body).not.toContain('xyzzy');
+    // The import reads its JSON itself (on a worker thread), with the same answer.
+    const imported = await post('/inventory/import', '[{"project": "half-a-row-xyzzy');
+    expect(imported.statusCode).toBe(400);
+    expect(errorOf(imported)).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('not valid JSON') as string });
+    expect(imported.body).not.toContain('xyzzy');
     await expectAlive(t);
   });
 

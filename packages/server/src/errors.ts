@@ -1,6 +1,7 @@
 import { GatehouseError, type FieldIssue } from '@gatehouse/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { INVALID_JSON_MESSAGE } from './json-body.js';
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
@@ -72,18 +73,13 @@ export function handleError(error: FastifyError, req: FastifyRequest, reply: Fas
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return send(reply, 400, 'BAD_REQUEST', 'The request body is empty. Send a JSON object.');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return send(
-        reply,
-        400,
-        'BAD_REQUEST',
-        'The request body is not valid JSON. Send one JSON object with Content-Type: application/json.',
-      );
+      return send(reply, 400, 'BAD_REQUEST', INVALID_JSON_MESSAGE);
     default:
       break;
   }
   // Fastify's JSON parser errors quote the body; never pass their message through.
   if (error instanceof SyntaxError || (error.statusCode === 400 && String(error.code ?? '').startsWith('FST_ERR_CTP'))) {
-    return send(reply, 400, 'BAD_REQUEST', 'The request body is not valid JSON. Send one JSON object with Content-Type: application/json.');
+    return send(reply, 400, 'BAD_REQUEST', INVALID_JSON_MESSAGE);
   }
   if (error.statusCode === 429) return send(reply, 429, 'RATE_LIMITED', 'Too many requests. Wait a minute and try again.');
   if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {

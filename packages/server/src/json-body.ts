@@ -34,6 +34,9 @@ export function jsonNestsDeeperThan(text: string, max: number): boolean {
   return false;
 }
 
+/** The answer to a body that does not parse as JSON (the parser's own message quotes the body). */
+export const INVALID_JSON_MESSAGE = 'The request body is not valid JSON. Send one JSON object with Content-Type: application/json.';
+
 export const tooDeepError = () =>
   new GatehouseError(
     'BAD_REQUEST',

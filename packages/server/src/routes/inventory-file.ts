@@ -1,4 +1,5 @@
 import {
+  GatehouseError,
   accessTypes,
   extraCredential,
   formatPath,
@@ -12,7 +13,7 @@ import {
 } from '@gatehouse/core';
 import { parse } from 'csv-parse/sync';
 import { z } from 'zod';
-import { nulCharacterError, nulCharacterPaths } from '../json-body.js';
+import { INVALID_JSON_MESSAGE, nulCharacterError, nulCharacterPaths } from '../json-body.js';
 
 /*
  * Reading an inventory file: the columns, the row schema and the CSV cell rules. Kept apart
@@ -137,12 +138,18 @@ export function parseInventoryFile(format: 'csv' | 'json', body: string): Import
         cast: (cell) => csvValue(cell),
       });
     } else {
-      json = JSON.parse(body);
+      try {
+        json = JSON.parse(body);
+      } catch {
+        // As for any other body that is not JSON (errors.ts).
+        throw new GatehouseError('BAD_REQUEST', INVALID_JSON_MESSAGE);
+      }
       const rows = Array.isArray(json) ? json : (json as { rows?: unknown } | null)?.rows;
       if (!Array.isArray(rows)) throw new Error('expected an array of rows or { "rows": [...] }');
       records = rows;
     }
   } catch (error) {
+    if (error instanceof GatehouseError) throw error;
     // The parser's own message may quote the file; give the position only.
     const where = (error as { lines?: number }).lines;
     throw new ValidationError(
