@@ -1,11 +1,13 @@
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { GatehouseError } from '@gatehouse/core';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
+import type { CheckpointerReply, CheckpointerRequest } from './wal-checkpointer.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -26,11 +28,26 @@ export interface OpenDatabaseOptions {
   dataDir: string;
   /** Run pending migrations (default true). */
   migrate?: boolean;
+  /** SQLite: checkpoint the WAL (on a worker thread) once its file is larger than this. */
+  walCheckpointBytes?: number;
+  /** SQLite: told of each checkpoint and when the checkpoint thread starts and stops (tests). */
+  onWalCheckpointer?: (event: WalCheckpointerEvent) => void;
 }
+
+export type WalCheckpointerEvent =
+  | { kind: 'started' }
+  | ({ kind: 'checkpoint' } & CheckpointerReply)
+  | { kind: 'stopped'; exitCode: number }
+  | { kind: 'failed'; message: string };
+
+/** The WAL's size that starts a checkpoint: a few MiB, as SQLite's automatic one (1,000 pages). */
+const WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024;
+/** How often the WAL's size is looked at. */
+const WAL_CHECK_MS = 1000;
 
 /** Opens (and by default migrates) the embedded SQLite database or PostgreSQL. */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
-  const db = options.databaseUrl ? openPostgres(options.databaseUrl) : openSqlite(options.dataDir);
+  const db = options.databaseUrl ? openPostgres(options.databaseUrl) : openSqlite(options);
   try {
     await db.kysely.selectNoFrom(sql<number>`1`.as('one')).execute();
     if (options.migrate !== false) await migrateToLatest(db);
@@ -48,7 +65,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Db> {
   return db;
 }
 
-function openSqlite(dataDir: string): Db {
+function openSqlite({ dataDir, walCheckpointBytes = WAL_CHECKPOINT_BYTES, onWalCheckpointer }: OpenDatabaseOptions): Db {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = path.join(dataDir, 'gatehouse.sqlite');
   let database: SQLite.Database;
@@ -68,8 +85,97 @@ function openSqlite(dataDir: string): Db {
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
   database.pragma('synchronous = NORMAL');
+  // Checkpoints run on a thread of their own (walCheckpointer); a WAL file emptied by one is
+  // cut back to this size by the next commit, so it does not stay at its largest.
+  database.pragma('wal_autocheckpoint = 0');
+  database.pragma(`journal_size_limit = ${walCheckpointBytes}`);
+  const checkpointer = walCheckpointer(database, file, walCheckpointBytes, onWalCheckpointer);
   const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
-  return { kysely, dialect: 'sqlite', location: file, close: () => kysely.destroy() };
+  const close = async () => {
+    await checkpointer.close();
+    await kysely.destroy();
+  };
+  return { kysely, dialect: 'sqlite', location: file, close };
+}
+
+/**
+ * Keeps the WAL from growing without bound while automatic checkpoints are off. Every
+ * second the main thread looks at the WAL file's size (a stat); once it is larger than
+ * `limit` and has changed since the last complete checkpoint, a worker thread
+ * (wal-checkpointer.ts, with its own connection) checkpoints it. The thread starts at the
+ * first checkpoint, so a database that stays small (most tests, CLI commands) never has
+ * one. If the thread cannot run, the main connection goes back to SQLite's automatic
+ * checkpoint rather than let the WAL grow.
+ */
+function walCheckpointer(
+  database: SQLite.Database,
+  file: string,
+  limit: number,
+  notify: ((event: WalCheckpointerEvent) => void) | undefined,
+): { close(): Promise<void> } {
+  let worker: Worker | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let pending = false;
+  let failed = false;
+  /** The WAL file's size and time at the last checkpoint that copied every frame. */
+  let cleanAt = '';
+  const stampOf = (): { size: number; stamp: string } | undefined => {
+    try {
+      const s = statSync(`${file}-wal`);
+      return { size: s.size, stamp: `${s.size}:${s.mtimeMs}` };
+    } catch {
+      return undefined; // no WAL file (yet)
+    }
+  };
+  const fail = (message: string) => {
+    if (failed) return;
+    failed = true;
+    clearInterval(timer);
+    if (database.open) database.pragma('wal_autocheckpoint = 1000');
+    notify?.({ kind: 'failed', message });
+  };
+  const start = (): Worker => {
+    const thread = new Worker(checkpointerUrl(), { workerData: { file } });
+    thread.unref(); // a database left open must not keep the process alive
+    thread.on('message', (reply: CheckpointerReply) => {
+      pending = false;
+      if (reply.log === reply.checkpointed) cleanAt = stampOf()?.stamp ?? '';
+      notify?.({ kind: 'checkpoint', ...reply });
+    });
+    thread.on('error', (error) => fail(`The WAL checkpoint thread failed: ${error.message}`));
+    exited = new Promise((resolve) =>
+      thread.once('exit', (exitCode) => {
+        notify?.({ kind: 'stopped', exitCode });
+        resolve();
+      }),
+    );
+    notify?.({ kind: 'started' });
+    return thread;
+  };
+  const check = () => {
+    if (pending || failed) return;
+    const wal = stampOf();
+    if (!wal || wal.size <= limit || wal.stamp === cleanAt) return;
+    worker ??= start();
+    pending = true;
+    worker.postMessage('checkpoint' satisfies CheckpointerRequest);
+  };
+  const timer = setInterval(check, WAL_CHECK_MS);
+  timer.unref();
+  return {
+    async close() {
+      clearInterval(timer);
+      failed = true;
+      worker?.postMessage('close' satisfies CheckpointerRequest);
+      await exited;
+    },
+  };
+}
+
+/** The compiled thread beside this module; from the TypeScript sources (unit tests), the built one. */
+function checkpointerUrl(): URL {
+  const sibling = new URL('./wal-checkpointer.js', import.meta.url);
+  return existsSync(sibling) ? sibling : new URL('../dist/wal-checkpointer.js', import.meta.url);
 }
 
 function openPostgres(url: string): Db {

@@ -1,4 +1,11 @@
-export { openDatabase, migrateToLatest, type Db, type DialectName, type OpenDatabaseOptions } from './connect.js';
+export {
+  openDatabase,
+  migrateToLatest,
+  type Db,
+  type DialectName,
+  type OpenDatabaseOptions,
+  type WalCheckpointerEvent,
+} from './connect.js';
 export type { Database } from './schema.js';
 export { openVault, rewrapDataKeys, masterKeyIdOf, assertMasterKey, type Vault, type FieldScope } from './vault.js';
 export {
