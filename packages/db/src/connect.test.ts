@@ -3,10 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { dialects } from '../../../test/support/db.js';
 import { openDatabase, type Db, type WalCheckpointerEvent } from './connect.js';
 
-// SQLite only: PostgreSQL checkpoints on its own server.
-describe('the embedded database checkpoints its WAL on a worker thread', () => {
+// SQLite only: PostgreSQL checkpoints on its own server (and the Node.js 24 run tests PostgreSQL only).
+describe.skipIf(!dialects.includes('sqlite'))('the embedded database checkpoints its WAL on a worker thread', () => {
   let dataDir: string;
   let db: Db | undefined;
   afterEach(async () => {
