@@ -90,10 +90,11 @@ describe('break-glass runs that fail', () => {
     alertWebhookUrl: hook.url,
     ...extra,
   });
-  const configure = async (extra: Record<string, unknown> = {}) => {
+  /** `configure`; `--force` saves settings whose Test fails, so that a run meets the fault too. */
+  const configure = async (extra: Record<string, unknown> = {}, ...flags: string[]) => {
     const file = path.join(dir, 'settings.json');
     writeFileSync(file, JSON.stringify(settings(extra)), { mode: 0o600 });
-    return gh(['breakglass', 'configure', '--file', file]);
+    return gh(['breakglass', 'configure', '--file', file, ...flags]);
   };
   /** Both objects, as the break-glass holder downloads them with the aws CLI. */
   const download = () => {
@@ -181,7 +182,7 @@ describe('break-glass runs that fail', () => {
   });
 
   it('bucket missing: the Test says so, the run fails at the container stage and alerts', async () => {
-    const saved = await configure({ bucket: 'gone-bucket' });
+    const saved = await configure({ bucket: 'gone-bucket' }, '--force');
     expect(saved.code).toBe(1);
     expect(saved.stdout).toMatch(/^FAIL container +Bucket gone-bucket does not exist/m);
     await expectFailedRun('container', /Bucket gone-bucket does not exist at http:\/\/127\.0\.0\.1:\d+\. Create it/);
@@ -189,7 +190,7 @@ describe('break-glass runs that fail', () => {
   });
 
   it('access denied (403): the run fails at the connection stage, names AccessDenied, and alerts', async () => {
-    const saved = await configure({ url: denied.endpoint });
+    const saved = await configure({ url: denied.endpoint }, '--force');
     expect(saved.code).toBe(1);
     expect(saved.stdout).toMatch(/^FAIL connection +The key is not allowed to write faults\/\.gatehouse-probe/m);
     await expectFailedRun(
@@ -202,7 +203,7 @@ describe('break-glass runs that fail', () => {
 
   it('storage that accepts and never answers: the request times out, the run fails at the connection stage and alerts', async () => {
     const started = performance.now();
-    const saved = await configure({ url: silent.endpoint });
+    const saved = await configure({ url: silent.endpoint }, '--force');
     figures.push(`Test against a silent endpoint (timeout ${TIMEOUT_SECONDS} s): configure ${(performance.now() - started).toFixed(0)} ms`);
     expect(saved.code).toBe(1);
     expect(saved.stdout).toMatch(/^FAIL container +http:\/\/127\.0\.0\.1:\d+ did not answer in time/m);

@@ -21,6 +21,11 @@ function printTest(report: { ok: boolean; stages: Stage[]; privilegeWarnings: st
   if (report.ok && report.privilegeWarnings.length === 0) process.stdout.write('The key can write and nothing more.\n');
 }
 
+/** A settings JSON file, as `configure` and `test --file` take it. */
+function readSettingsFile(file: string): unknown {
+  return JSON.parse(readFileSync(file, 'utf8')) as unknown;
+}
+
 /** `gatehouse breakglass …`: settings, test, runs, policies, and the offline reader. */
 export function breakGlassCommands(
   program: Command,
@@ -35,25 +40,31 @@ export function breakGlassCommands(
     .action(async (o: ClientOptions) => print(await client(o).call('GET', '/breakglass/settings')));
 
   withClient(bg.command('configure'))
-    .description('save settings from a JSON file (see docs/BREAKGLASS.md), then run the Test')
+    .description('test settings from a JSON file (see docs/BREAKGLASS.md) and save them only when the Test passes')
     .requiredOption('--file <settings.json>', 'the settings; secrets may be given as "********" to keep the stored ones')
-    .action(async (o: ClientOptions & { file: string }) => {
-      const body = JSON.parse(readFileSync(o.file, 'utf8')) as unknown;
-      const result = await client(o).call<{ test: Parameters<typeof printTest>[0]; warnings: string[] }>(
+    .option('--force', 'save even when the Test fails (the stored settings are replaced)')
+    .action(async (o: ClientOptions & { file: string; force?: boolean }) => {
+      const result = await client(o).call<{ test: Parameters<typeof printTest>[0]; warnings: string[]; saved: boolean }>(
         'PUT',
-        '/breakglass/settings',
-        body,
+        `/breakglass/settings?save=${o.force ? 'always' : 'if-test-passes'}`,
+        readSettingsFile(o.file),
       );
       for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
-      process.stdout.write('Saved. Test:\n');
+      process.stdout.write(
+        result.saved
+          ? 'Saved. Test:\n'
+          : 'Not saved: the Test failed, and the stored settings are unchanged. Fix the settings, or save them anyway with --force. Test:\n',
+      );
       printTest(result.test);
       if (!result.test.ok) process.exitCode = 1;
     });
 
   withClient(bg.command('test'))
     .description('run the three-stage Test (container, authentication, connection) and the privilege check')
-    .action(async (o: ClientOptions) => {
-      const report = await client(o).call<Parameters<typeof printTest>[0]>('POST', '/breakglass/test', {});
+    .option('--file <settings.json>', 'test these settings instead of the stored ones, without saving them')
+    .action(async (o: ClientOptions & { file?: string }) => {
+      const body = o.file ? readSettingsFile(o.file) : {};
+      const report = await client(o).call<Parameters<typeof printTest>[0]>('POST', '/breakglass/test', body);
       printTest(report);
       if (!report.ok) process.exitCode = 1;
     });

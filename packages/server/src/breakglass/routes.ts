@@ -62,8 +62,11 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       config: admin,
       schema: {
         tags: ['breakglass'],
-        summary: 'Save the break-glass settings, then run the Test; a secret sent as ******** or left out keeps its stored value',
+        summary:
+          'Save the break-glass settings and run the Test; a secret sent as ******** or left out keeps its stored value. ' +
+          'With save=if-test-passes the Test runs first and the settings are saved only when it passes ("saved" says which)',
         body: settingsBody,
+        querystring: z.strictObject({ save: z.enum(['always', 'if-test-passes']).default('always') }),
       },
     },
     async (req) => {
@@ -75,16 +78,23 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
         );
       }
       const settings = await bg.merge(input(req.body));
+      const details = { provider: settings.provider, fields: Object.keys(req.body).sort(), encryption: settings.encryption };
+      // Tested first, a failing Test leaves the stored settings (and their working secrets) as they were.
+      const tested = req.query.save === 'if-test-passes' ? await bg.test(settings, req) : undefined;
+      if (tested && !tested.ok) {
+        await services.audit(req, {
+          action: 'breakglass.settings_update',
+          outcome: 'failure',
+          details: { ...details, saved: false, reason: 'the Test failed' },
+        });
+        return { ...(await view()), saved: false, test: tested };
+      }
       await bg.store.save(settings);
       bg.reloadSchedule();
-      await services.audit(req, {
-        action: 'breakglass.settings_update',
-        outcome: 'success',
-        details: { provider: settings.provider, fields: Object.keys(req.body).sort(), encryption: settings.encryption },
-      });
+      await services.audit(req, { action: 'breakglass.settings_update', outcome: 'success', details });
       if (settings.encryption === 'none') req.log.warn(ENCRYPTION_OFF);
-      const test = await bg.test(settings, req);
-      return { ...(await view()), test };
+      const test = tested ?? (await bg.test(settings, req));
+      return { ...(await view()), saved: true, test };
     },
   );
 
