@@ -24,6 +24,8 @@ command -v ceph-osd >/dev/null 2>&1 || need_apt+=(ceph-osd)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
+# rsync through the gateway: a binary exec download is kept as its size and SHA-256.
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 # Network namespaces and veth pairs for the device only its segment's gateway can reach
 # (test/e2e/gateway-netns.test.ts).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import * as OTPAuth from 'otpauth';
@@ -74,6 +74,17 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
   const auditSince = async (seq: number) =>
     (await api<{ items: AuditEvent[] }>('GET', `/audit/events?afterSeq=${seq}&order=asc&limit=1000`)).items;
   const lastSeq = async () => (await api<{ items: AuditEvent[] }>('GET', '/audit/events?limit=1')).items[0]?.seq ?? 0;
+  const recording = (id: string | undefined) =>
+    server.request(`${API}/sessions/${id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+  /** The labels of a recording's marker ("m") events. */
+  const markersOf = (cast: string) =>
+    cast
+      .trimEnd()
+      .split('\n')
+      .slice(1)
+      .map((l) => JSON.parse(l) as [number, string, string])
+      .filter((e) => e[1] === 'm')
+      .map((e) => e[2]);
   const recordingFiles = () => {
     const root = path.join(server.dataDir, 'recordings');
     if (!existsSync(root)) return [];
@@ -267,7 +278,24 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     );
     expect(legacy.code, legacy.stderr).toBe(0);
     const legacySession = await endedSession((s) => s.kind === 'exec' && s.command === `scp -t legacy-${remote}`);
-    expect(await ops(legacySession?.id)).toMatchObject([{ op: 'upload', path: `legacy-${remote}`, result: 'success' }]);
+    // The file's bytes, not the protocol's lines and status bytes around them.
+    expect(await ops(legacySession?.id)).toEqual([
+      expect.objectContaining({ op: 'upload', path: `legacy-${remote}`, bytes: payload.length, result: 'success' }),
+    ]);
+    // A legacy download of a text file: logged with its size, and its content stays out of the recording.
+    const text = 'a line of the legacy scp text file\n'.repeat(2000);
+    writeFileSync(path.join(dir, 'legacy.txt'), text);
+    const legacyScp = (from: string, to: string) =>
+      runClient('scp', ['-O', '-P', String(gatewayPort), '-o', 'User=admin:key-box', from, to], { password: ADMIN_PASSWORD });
+    expect((await legacyScp(path.join(dir, 'legacy.txt'), '127.0.0.1:legacy.txt')).code).toBe(0);
+    const fetched = await legacyScp('127.0.0.1:legacy.txt', path.join(dir, 'legacy-back.txt'));
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(readFileSync(path.join(dir, 'legacy-back.txt'), 'utf8')).toBe(text);
+    const legacyDown = await endedSession((s) => s.kind === 'exec' && s.command === 'scp -f legacy.txt');
+    expect(await ops(legacyDown?.id)).toEqual([expect.objectContaining({ op: 'download', path: 'legacy.txt', bytes: text.length })]);
+    const legacyCast = (await recording(legacyDown?.id)).body;
+    expect(legacyCast).not.toContain('a line of the legacy scp text file');
+    expect(markersOf(legacyCast).join('\n')).toContain(`SHA-256 of all stdout: `);
     // A refused operation is logged with the device's reason.
     const denied = await runClient('sftp', ['-P', String(gatewayPort), '-o', 'User=admin:pw-box', '-b', '-', '127.0.0.1'], {
       password: ADMIN_PASSWORD,
@@ -706,6 +734,63 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     const run = await ssh('admin:pw-box', ['echo after-fuzz']);
     expect(run.stdout.toString(), `seed ${seed}`).toBe('after-fuzz\n');
     expect(server.stderr, `seed ${seed}`).not.toMatch(/uncaught|unhandled/i);
+  });
+
+  it('keeps a binary exec download (cat, rsync) as its size and SHA-256 and says so in a small recording', async () => {
+    // World-readable, so the device's account can read it.
+    const share = mkdtempSync('/tmp/gatehouse-download-');
+    chmodSync(share, 0o755);
+    const file = path.join(share, 'payload.bin');
+    const payload = randomBytes(8 * 1024 * 1024);
+    writeFileSync(file, payload, { mode: 0o644 });
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const into = path.join(dir, 'rsync-copy.bin');
+    const rsh = `ssh -p ${gatewayPort} -l admin:pw-box -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o PubkeyAuthentication=no`;
+    let cat: Awaited<ReturnType<typeof runClient>>;
+    let rsync: { code: number | null; stderr: string };
+    try {
+      cat = await runClient('ssh', ['-p', String(gatewayPort), 'admin:pw-box@127.0.0.1', `cat ${file}; echo done >&2`], {
+        password: ADMIN_PASSWORD,
+        timeoutMs: 120_000,
+      });
+      // rsync over the gateway: its protocol on stdout is not text either.
+      rsync = await new Promise((resolve) => {
+        const child = spawn('sshpass', ['-p', ADMIN_PASSWORD, 'rsync', '-e', rsh, `127.0.0.1:${file}`, into], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        child.once('close', (code) => resolve({ code, stderr }));
+      });
+    } finally {
+      rmSync(share, { recursive: true, force: true });
+    }
+    expect(cat.code, cat.stderr).toBe(0);
+    expect(sha(cat.stdout)).toBe(sha(payload));
+    expect(rsync.code, rsync.stderr).toBe(0);
+    expect(sha(readFileSync(into))).toBe(sha(payload));
+    const catCast = (await recording((await endedSession((s) => s.command === `cat ${file}; echo done >&2`))?.id)).body;
+    const rsyncCast = (await recording((await endedSession((s) => s.command?.startsWith('rsync --server --sender') === true))?.id)).body;
+    const perMib = (cast: string) => Math.round(Buffer.byteLength(cast) / (payload.length / (1024 * 1024)));
+    console.log(`recording bytes per MiB downloaded by exec: cat ${perMib(catCast)}, rsync ${perMib(rsyncCast)}`);
+
+    const [header, ...events] = catCast
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown);
+    // No terminal was asked for: the recording claims none.
+    expect(header).not.toHaveProperty('env');
+    expect(markersOf(catCast)).toEqual([
+      expect.stringContaining('stdout is not text from byte 0 on'),
+      `Gatehouse: stdout not recorded: ${payload.length} of ${payload.length} bytes; SHA-256 of all stdout: ${sha(payload)}`,
+    ]);
+    // stderr is text, and recorded as it is.
+    expect(events).toContainEqual([expect.any(Number), 'o', 'done\n']);
+    const summary = markersOf(rsyncCast).find((m) => m.startsWith('Gatehouse: stdout not recorded:'));
+    expect(summary).toMatch(/^Gatehouse: stdout not recorded: (\d+) of \1 bytes; SHA-256 of all stdout: [0-9a-f]{64}$/);
+    expect(Number(/(\d+) of/.exec(summary ?? '')?.[1])).toBeGreaterThan(payload.length);
+    expect(Buffer.byteLength(catCast)).toBeLessThan(4096);
+    expect(Buffer.byteLength(rsyncCast)).toBeLessThan(4096);
   });
 
   it('never lets a vaulted credential reach the sessions, the audit log or the server log', async () => {

@@ -25,8 +25,8 @@ export type WriterReply =
   | { op: 'closed'; id: number; bytes: number; directBytes: number }
   | { op: 'failed'; id: number; message: string };
 
-/** Event kinds in a batch. */
-export const EVENT_KINDS = ['o', 'i', 'r'] as const;
+/** Event kinds in a batch: output, input, resize, marker. */
+export const EVENT_KINDS = ['o', 'i', 'r', 'm'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 /** kind (1 byte), seconds since the start (float64), data length (uint32), then the data. */
@@ -114,8 +114,8 @@ export function encodeEvents(partial: Record<'o' | 'i', Buffer>, batch: Buffer, 
     const length = batch.readUInt32LE(at + 9);
     const data = batch.subarray(at + EVENT_HEADER_BYTES, at + EVENT_HEADER_BYTES + length);
     at += EVENT_HEADER_BYTES + length;
-    if (kind === 'r') {
-      lines.text(`${JSON.stringify([seconds, kind, data.toString('latin1')])}\n`);
+    if (kind === 'r' || kind === 'm') {
+      lines.text(`${JSON.stringify([seconds, kind, data.toString(kind === 'r' ? 'latin1' : 'utf8')])}\n`);
       continue;
     }
     const bytes = partial[kind].length > 0 ? Buffer.concat([partial[kind], data]) : data;
@@ -181,7 +181,7 @@ export function escapeJsonBytes(data: Buffer, out: Buffer, at: number): number {
 }
 
 /** How many leading bytes of `b` end on a UTF-8 character boundary. */
-function completeUtf8Length(b: Buffer): number {
+export function completeUtf8Length(b: Buffer): number {
   // Look back at most 3 bytes for the lead byte of an unfinished sequence.
   for (let back = 1; back <= Math.min(3, b.length); back++) {
     const byte = b[b.length - back] as number;

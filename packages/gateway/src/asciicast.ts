@@ -9,7 +9,8 @@ export interface AsciicastHeader {
   height: number;
   /** Unix time of the start, in seconds. */
   timestamp: number;
-  term: string;
+  /** The terminal type; none for an exec without a terminal. */
+  term?: string | undefined;
   /** The exec command, for non-interactive sessions. */
   command?: string | undefined;
   title?: string | undefined;
@@ -62,8 +63,8 @@ export class AsciicastRecorder {
       width: Math.max(1, Math.floor(header.width)),
       height: Math.max(1, Math.floor(header.height)),
       timestamp: Math.floor(header.timestamp),
-      env: { TERM: header.term },
     };
+    if (header.term !== undefined) line.env = { TERM: header.term };
     if (header.command !== undefined) line.command = header.command;
     if (header.title !== undefined) line.title = header.title;
     const thread = writerThread();
@@ -104,6 +105,11 @@ export class AsciicastRecorder {
 
   input(data: Buffer): void {
     this.event('i', data);
+  }
+
+  /** A marker (`"m"`): a note of the gateway's own, which players show on the time line. */
+  marker(label: string): void {
+    this.event('m', Buffer.from(label, 'utf8'));
   }
 
   /** A terminal size change, as a resize (`"r"`) event. */

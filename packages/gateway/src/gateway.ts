@@ -18,7 +18,8 @@ import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionEnd, SessionKi
 import { parseConnectionTarget, type ConnectionTarget } from './connection-target.js';
 import { directDialer, whereOf, type TargetDialer } from './dial.js';
 import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js';
-import { legacyScpOperation, SftpOperationLog, type FileOperation } from './sftp-log.js';
+import { ExecOutputWatch, summaryMarker, type ExecStream } from './exec-output.js';
+import { isLegacyScp, LegacyScpLog, SftpOperationLog, type FileOperation } from './sftp-log.js';
 import { usePooledPadding } from './ssh2-padding.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
@@ -42,6 +43,12 @@ export interface SshGatewayOptions {
   logger: GatewayLogger;
   /** Record what the user types ("i" events), not only what the device prints. */
   recordInput?: boolean | (() => boolean);
+  /**
+   * Record the bytes of exec output without a terminal that is not text (downloads by
+   * rsync, git, scp, cat). Off by default: such a stream is only counted and hashed
+   * (SHA-256), and the recording says so with markers.
+   */
+  recordBinaryExec?: boolean | (() => boolean);
   /** How long the target may take to connect and authenticate. */
   targetTimeoutMs?: number;
   /** How long a client may take from TCP connect to a finished sign-in. */
@@ -96,6 +103,7 @@ export class SshGateway {
     usePooledPadding();
     const gateway = new SshGateway({
       recordInput: false,
+      recordBinaryExec: false,
       targetTimeoutMs: 15_000,
       loginGraceMs: 60_000,
       maxAuthAttempts: 3,
@@ -523,6 +531,9 @@ class ProxiedSession {
   private exit: { code: number } | { signal: string; coreDumped: boolean; description: string } | undefined;
   private finished: Promise<void> | undefined;
   private fileLog: SftpOperationLog | undefined;
+  private scpLog: LegacyScpLog | undefined;
+  /** Exec without a terminal: what its streams were, when they are not recorded whole. */
+  private watches: ExecOutputWatch[] = [];
   /** File operations are reported in order, one after another. */
   private fileOps: Promise<void> = Promise.resolve();
   private channelClosed: Promise<void> = Promise.resolve();
@@ -582,7 +593,7 @@ class ProxiedSession {
         width: this.pty.info?.cols ?? 80,
         height: this.pty.info?.rows ?? 24,
         timestamp: startedAt.getTime() / 1000,
-        term: this.pty.info?.term ?? 'xterm',
+        term: this.pty.info?.term,
         command: this.kind === 'exec' ? (this.command ?? undefined) : undefined,
       });
     }
@@ -646,9 +657,10 @@ class ProxiedSession {
   private wire(channel: ClientChannel, channelClosed: Promise<void>): void {
     const { stream, recorder } = this;
     if (this.kind === 'sftp') this.fileLog = new SftpOperationLog((op) => this.reportFileOperation(op));
-    const fileLog = this.fileLog;
-    const setting = this.options.recordInput;
-    const recordInput = (typeof setting === 'function' ? setting() : setting) && recorder !== undefined;
+    if (this.kind === 'exec') this.scpLog = LegacyScpLog.of(this.command ?? '');
+    const fileLog = this.fileLog ?? this.scpLog;
+    const recordInput = setting(this.options.recordInput) && recorder !== undefined;
+    const record = this.recordedPart(recorder, recordInput);
     // While the recording waits for the disk, the recorded side waits for the recording.
     const holdWhileRecording = (source: { pause(): unknown; resume(): unknown }) => {
       if (!recorder?.congested) return;
@@ -658,7 +670,7 @@ class ProxiedSession {
     stream.on('data', (d: Buffer) => {
       this.bytesIn += d.length;
       fileLog?.fromClient(d);
-      if (recordInput) {
+      if (recordInput && record.stdin(d)) {
         recorder.input(d);
         holdWhileRecording(stream);
       }
@@ -666,11 +678,13 @@ class ProxiedSession {
     channel.on('data', (d: Buffer) => {
       this.bytesOut += d.length;
       fileLog?.fromServer(d);
+      if (!record.stdout(d)) return;
       recorder?.output(d);
       holdWhileRecording(channel);
     });
     channel.stderr.on('data', (d: Buffer) => {
       this.bytesOut += d.length;
+      if (!record.stderr(d)) return;
       recorder?.output(d);
       holdWhileRecording(channel.stderr);
     });
@@ -693,6 +707,31 @@ class ProxiedSession {
       channel.close();
       void this.finish(null);
     });
+  }
+
+  /**
+   * For an exec without a terminal (unless binary output is to be recorded): a watch per
+   * stream that answers whether a chunk goes to the recording. Legacy scp is a transfer
+   * from its first byte. Otherwise every chunk is recorded.
+   */
+  private recordedPart(recorder: AsciicastRecorder | undefined, recordInput: boolean): Record<ExecStream, (d: Buffer) => boolean> {
+    const all = () => true;
+    if (!recorder || this.kind !== 'exec' || this.pty.info || setting(this.options.recordBinaryExec)) {
+      return { stdout: all, stderr: all, stdin: all };
+    }
+    const scp = isLegacyScp(this.command ?? '');
+    const watch = (stream: ExecStream) => {
+      const w = new ExecOutputWatch(stream, scp && stream !== 'stderr');
+      this.watches.push(w);
+      if (w.binary) recorder.marker(w.startMarker());
+      return (d: Buffer) => {
+        const wasBinary = w.binary;
+        if (w.admit(d)) return true;
+        if (!wasBinary) recorder.marker(w.startMarker());
+        return false;
+      };
+    };
+    return { stdout: watch('stdout'), stderr: watch('stderr'), stdin: recordInput ? watch('stdin') : all };
   }
 
   resize(rows: number, cols: number, height: number, width: number): void {
@@ -730,20 +769,13 @@ class ProxiedSession {
   private finish(reason: string | null): Promise<void> {
     this.finished ??= (async () => {
       try {
+        for (const w of this.watches) if (w.binary) this.recorder?.marker(summaryMarker(w.summary()));
         await this.recorder?.close();
       } catch (error) {
         this.options.logger.error({ err: error, sessionId: this.id }, 'recording could not be written completely');
       }
       this.fileLog?.finish(reason ?? 'The channel closed with the file still open.');
-      if (this.kind === 'exec') {
-        const scp = legacyScpOperation(
-          this.command ?? '',
-          this.bytesIn,
-          this.bytesOut,
-          this.exit && 'code' in this.exit ? this.exit.code : null,
-        );
-        if (scp) this.reportFileOperation(scp);
-      }
+      if (this.scpLog) this.reportFileOperation(this.scpLog.operation(this.exit && 'code' in this.exit ? this.exit.code : null));
       await this.fileOps;
       const end: SessionEnd = {
         endedAt: new Date().toISOString(),
@@ -760,6 +792,11 @@ class ProxiedSession {
     })();
     return this.finished;
   }
+}
+
+/** A setting given as a value or as a function that reads it now. */
+function setting(value: boolean | (() => boolean)): boolean {
+  return typeof value === 'function' ? value() : value;
 }
 
 /** `host:port` or `[v6]:port` into its parts. */

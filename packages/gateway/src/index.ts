@@ -49,7 +49,7 @@ export {
   type RemoteGatewayConfig,
   type RunningRemoteGateway,
 } from './remote.js';
-export { SftpOperationLog, legacyScpOperation, type FileOperation, type FileOperationKind } from './sftp-log.js';
+export { SftpOperationLog, LegacyScpLog, type FileOperation, type FileOperationKind } from './sftp-log.js';
 export {
   GatewayConnectError,
   generateWebTerminalKey,

@@ -166,7 +166,7 @@ export async function fetchGatewayStatus(
 
 /** What the server tells a gateway on its link, and how it answers the gateway's calls. */
 export interface LinkHandlers {
-  hello: { name: string; segment: string | null; recordInput: boolean };
+  hello: { name: string; segment: string | null; recordInput: boolean; recordBinaryExec: boolean };
   /** Answers one call of the gateway's SSH entry; a rejection is sent back as its message. */
   onCall(method: string, params: unknown[]): Promise<unknown>;
   /** Called once when the link ends for any reason (the gateway stopped, the network dropped, or no keep-alive for `staleMs`). */

@@ -41,7 +41,7 @@ export interface ManagementServerOptions {
 export type LinkDown = ({ t: 'status' } & GatewayStatusReport) | { t: 'call'; id: number; method: string; params: unknown[] };
 /** A line on the link, from the server: who the gateway is, or an answer. */
 export type LinkUp =
-  | { t: 'hello'; name: string; segment: string | null; recordInput?: boolean }
+  | { t: 'hello'; name: string; segment: string | null; recordInput?: boolean; recordBinaryExec?: boolean }
   | { t: 'result'; id: number; ok: true; value: unknown }
   | { t: 'result'; id: number; ok: false; error: string };
 
@@ -49,7 +49,7 @@ export type LinkUp =
 class Link {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  hello: { name: string; segment: string | null; recordInput: boolean } | undefined;
+  hello: { name: string; segment: string | null; recordInput: boolean; recordBinaryExec: boolean } | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -83,7 +83,12 @@ class Link {
 
   receive(line: LinkUp): void {
     if (line.t === 'hello') {
-      this.hello = { name: String(line.name), segment: line.segment ?? null, recordInput: line.recordInput === true };
+      this.hello = {
+        name: String(line.name),
+        segment: line.segment ?? null,
+        recordInput: line.recordInput === true,
+        recordBinaryExec: line.recordBinaryExec === true,
+      };
       return;
     }
     const waiter = this.waiting.get(line.id);
@@ -228,7 +233,7 @@ export class ManagementServer {
   }
 
   /** Who the server says this gateway is (its registered name and segment), once a link is up. */
-  get registration(): { name: string; segment: string | null; recordInput: boolean } | undefined {
+  get registration(): { name: string; segment: string | null; recordInput: boolean; recordBinaryExec: boolean } | undefined {
     for (const link of this.links) if (link.hello) return link.hello;
     return undefined;
   }

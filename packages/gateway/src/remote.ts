@@ -143,6 +143,7 @@ export async function startRemoteGateway(
       name: 'remote',
       // The server's setting, as its link says.
       recordInput: () => management.registration?.recordInput ?? false,
+      recordBinaryExec: () => management.registration?.recordBinaryExec ?? false,
       logger: logger.child({ component: 'ssh' }),
       targetTimeoutMs: timeoutMs,
       dial: direct,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { legacyScpOperation, SftpOperationLog, type FileOperation } from './sftp-log.js';
+import { LegacyScpLog, SftpOperationLog, type FileOperation } from './sftp-log.js';
 
 const u32 = (n: number) => {
   const b = Buffer.alloc(4);
@@ -75,14 +75,18 @@ describe('SftpOperationLog', () => {
     expect(ops).toEqual([]);
   });
 
-  it('reads the legacy scp exec commands', () => {
-    expect(legacyScpOperation('scp -t /tmp/x', 10, 2, 0)).toMatchObject({ op: 'upload', path: '/tmp/x', bytes: 10, result: 'success' });
-    expect(legacyScpOperation('scp -v -f -- data.csv', 5, 900, 1)).toMatchObject({
-      op: 'download',
-      path: 'data.csv',
-      bytes: 900,
-      result: 'failure',
-    });
-    expect(legacyScpOperation('ls -la', 1, 1, 0)).toBeUndefined();
+  it('reads the legacy scp exec commands, counting the bytes of the files, not the protocol around them', () => {
+    const up = LegacyScpLog.of('scp -t /tmp/x');
+    // The sink's acknowledgements (from the device, for an upload) are not counted.
+    up?.fromServer(Buffer.from([0, 0, 0]));
+    for (const piece of ['T1 0 1 0\n', 'C0644 10 x\n', '01234', '56789', '\0', 'C0600 0 empty\n', '\0', 'C0644 3 y\nabc', '\0'])
+      up?.fromClient(Buffer.from(piece, 'latin1'));
+    expect(up?.operation(0)).toMatchObject({ op: 'upload', path: '/tmp/x', bytes: 13, result: 'success', error: null });
+    const down = LegacyScpLog.of('scp -v -f -- data.csv');
+    down?.fromClient(Buffer.from([0, 0]));
+    down?.fromServer(Buffer.from('C0644 900 data.csv\n'));
+    down?.fromServer(Buffer.alloc(900, 0x0a));
+    expect(down?.operation(1)).toMatchObject({ op: 'download', path: 'data.csv', bytes: 900, result: 'failure' });
+    expect(LegacyScpLog.of('ls -la')).toBeUndefined();
   });
 });

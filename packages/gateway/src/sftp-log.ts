@@ -293,26 +293,98 @@ export class SftpOperationLog {
   }
 }
 
+const LEGACY_SCP = /^scp(?:\s+-[A-Za-z]+)*?\s+-[A-Za-z]*([tf])[A-Za-z]*(?:\s+-[A-Za-z]+)*\s+(?:--\s+)?(.+)$/;
+
+/** Whether an exec command is the device's end of an `scp -O` (`scp -t` or `scp -f`). */
+export function isLegacyScp(command: string): boolean {
+  return LEGACY_SCP.test(command.trim());
+}
+
 /**
- * The file an `scp -O` (the original protocol, an exec of `scp -t` or `scp -f` on the
- * device) moved: its path as given, the bytes that passed, and whether scp exited 0.
+ * What an `scp -O` (the original protocol: an exec of `scp -t` or `scp -f` on the device)
+ * moved. The side that sends files writes, per file, a `C<mode> <size> <name>` line, the
+ * file's bytes and a status byte (`D`/`E` enter and leave directories, `T` gives times);
+ * only the files' bytes are counted, not this framing. Feed it what the user sent and what
+ * the device answered; `operation()` is undefined for any other command.
  */
-export function legacyScpOperation(
-  command: string,
-  bytesIn: number,
-  bytesOut: number,
-  exitStatus: number | null,
-): FileOperation | undefined {
-  const match = /^scp(?:\s+-[A-Za-z]+)*?\s+-[A-Za-z]*([tf])[A-Za-z]*(?:\s+-[A-Za-z]+)*\s+(?:--\s+)?(.+)$/.exec(command.trim());
-  if (!match?.[1] || !match[2]) return undefined;
-  const upload = match[1] === 't';
-  return {
-    at: new Date().toISOString(),
-    op: upload ? 'upload' : 'download',
-    path: match[2].replace(/^(['"])(.*)\1$/, '$2').slice(0, 4096),
-    target: null,
-    bytes: upload ? bytesIn : bytesOut,
-    result: exitStatus === 0 ? 'success' : 'failure',
-    error: exitStatus === 0 ? null : `scp exited with status ${exitStatus ?? 'unknown'}`,
-  };
+export class LegacyScpLog {
+  private readonly upload: boolean;
+  private readonly path: string;
+  /** File bytes still to come in the current file; -1 between files. */
+  private remaining = -1;
+  /** A control line not yet whole (at most a path long). */
+  private line = '';
+  /** The sender's status byte after a file's bytes is still to come. */
+  private statusByte = false;
+  private bytes = 0;
+  private files = 0;
+
+  private constructor(match: RegExpExecArray) {
+    this.upload = match[1] === 't';
+    this.path = (match[2] ?? '').replace(/^(['"])(.*)\1$/, '$2').slice(0, MAX_PATH);
+  }
+
+  /** The log for `command`, or undefined when it is not legacy scp. */
+  static of(command: string): LegacyScpLog | undefined {
+    const match = LEGACY_SCP.exec(command.trim());
+    return match?.[1] && match[2] ? new LegacyScpLog(match) : undefined;
+  }
+
+  fromClient(chunk: Buffer): void {
+    if (this.upload) this.sent(chunk);
+  }
+
+  fromServer(chunk: Buffer): void {
+    if (!this.upload) this.sent(chunk);
+  }
+
+  /** The sending side's stream: control lines, file bytes, status bytes. */
+  private sent(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.remaining > 0) {
+        const take = Math.min(this.remaining, chunk.length - at);
+        this.bytes += take;
+        this.remaining -= take;
+        at += take;
+        if (this.remaining === 0) {
+          this.remaining = -1;
+          this.statusByte = true;
+        }
+        continue;
+      }
+      if (this.statusByte) {
+        this.statusByte = false;
+        at++;
+        continue;
+      }
+      const newline = chunk.indexOf(0x0a, at);
+      const end = newline < 0 ? chunk.length : newline;
+      if (this.line.length < MAX_PATH + 64) this.line += chunk.toString('latin1', at, end);
+      at = end + 1;
+      if (newline < 0) return;
+      const file = /^C[0-7]{4} (\d+) /.exec(this.line);
+      this.line = '';
+      if (!file) continue;
+      this.files++;
+      this.remaining = Number(file[1]);
+      if (this.remaining === 0) {
+        this.remaining = -1;
+        this.statusByte = true;
+      }
+    }
+  }
+
+  /** The operation, once scp exited with `exitStatus` (null: no status). */
+  operation(exitStatus: number | null): FileOperation {
+    return {
+      at: new Date().toISOString(),
+      op: this.upload ? 'upload' : 'download',
+      path: this.path,
+      target: null,
+      bytes: this.bytes,
+      result: exitStatus === 0 ? 'success' : 'failure',
+      error: exitStatus === 0 ? null : `scp exited with status ${exitStatus ?? 'unknown'}`,
+    };
+  }
 }

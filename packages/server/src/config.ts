@@ -111,6 +111,13 @@ export const serverConfigSchema = z.strictObject({
   gatewayRecordInput: z
     .preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean({ error: 'must be true or false' }))
     .default(false),
+  /**
+   * Record the bytes of exec output without a terminal that is not text (rsync, git, scp
+   * downloads). Off: such output is kept as its byte count and SHA-256, with a marker.
+   */
+  gatewayRecordBinaryExec: z
+    .preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean({ error: 'must be true or false' }))
+    .default(false),
   /** Seconds the gateway waits for a device to connect and accept the credential. */
   gatewayTargetTimeoutSeconds: z.coerce.number().int().min(1).max(300).default(15),
 });
@@ -148,6 +155,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_GATEWAY_PORT: 'gatewayPort',
   GATEHOUSE_GATEWAY_HOST: 'gatewayHost',
   GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',
+  GATEHOUSE_GATEWAY_RECORD_BINARY_EXEC: 'gatewayRecordBinaryExec',
   GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS: 'gatewayTargetTimeoutSeconds',
 };
 

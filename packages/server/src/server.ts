@@ -116,6 +116,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     name: BUILT_IN_GATEWAY,
     logger: logger.child({ component: 'gateway' }),
     recordInput: config.gatewayRecordInput,
+    recordBinaryExec: config.gatewayRecordBinaryExec,
     targetTimeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
     dial: built.gateways.dialer(),
   }).catch((error: NodeJS.ErrnoException) => {

@@ -23,6 +23,8 @@ export interface GatewayHealthOptions {
   backoffMs?: readonly number[];
   /** Whether gateways' SSH entries record what users type (the server's gatewayRecordInput). */
   recordInput?: boolean;
+  /** Whether they record binary exec output whole (the server's gatewayRecordBinaryExec). */
+  recordBinaryExec?: boolean;
   /** Answers a call of the gateway's own SSH entry, coming up its link. */
   onCall?: (gateway: Gateway, method: string, params: unknown[]) => Promise<unknown>;
   /** The link to a gateway is up (with its first status report): fetch what it holds for the server. */
@@ -67,6 +69,7 @@ export class GatewayHealth {
       onCall: () => Promise.reject(new Error('This server does not take calls from gateways.')),
       onLinkOpen: () => undefined,
       recordInput: false,
+      recordBinaryExec: false,
       ...options,
     };
   }
@@ -227,7 +230,12 @@ export class GatewayHealth {
     w.watchFor = `${gateway.address} ${gateway.publicKey}`;
     // Keep-alive lines come every 5 s; three missed ones mean the gateway is gone quietly.
     w.stopWatch = linkGateway(gateway, identity, 15_000, {
-      hello: { name: gateway.name, segment: gateway.segment, recordInput: this.opts.recordInput },
+      hello: {
+        name: gateway.name,
+        segment: gateway.segment,
+        recordInput: this.opts.recordInput,
+        recordBinaryExec: this.opts.recordBinaryExec,
+      },
       onCall: (method, params) => this.opts.onCall(gateway, method, params),
       onOpen: (report) => this.opts.onLinkOpen(gateway, report),
       onEnd: (why) => {

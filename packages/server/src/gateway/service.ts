@@ -80,6 +80,7 @@ export class GatewayService {
       audit: opts.audit,
       logger,
       recordInput: opts.services.config.gatewayRecordInput,
+      recordBinaryExec: opts.services.config.gatewayRecordBinaryExec,
       onCall: (gateway, method, params) => this.links.handle(gateway, method, params),
       onLinkOpen: (gateway, report) =>
         void this.links
