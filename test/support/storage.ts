@@ -154,3 +154,17 @@ export async function startAzurite(opts: { tls?: boolean } = {}): Promise<Runnin
     },
   };
 }
+
+/** A SAS for one container of Azurite's development account, valid for an hour (`cw`: the writer's create and write only). */
+export async function azuriteContainerSas(container: string, permissions = 'cw'): Promise<string> {
+  const { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } = await import('@azure/storage-blob');
+  return generateBlobSASQueryParameters(
+    {
+      containerName: container,
+      permissions: ContainerSASPermissions.parse(permissions),
+      startsOn: new Date(Date.now() - 5 * 60_000),
+      expiresOn: new Date(Date.now() + 3_600_000),
+    },
+    new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
+  ).toString();
+}

@@ -100,7 +100,8 @@ export function leastPrivilegePolicies(s: BreakGlassSettings, principals: { writ
     };
   }
   const expiry = '<YYYY-MM-DD>';
-  const base = `az storage container generate-sas --account-name ${s.accountName} --name ${s.container} --auth-mode key --https-only --expiry ${expiry}`;
+  const account = s.accountName ?? '<account name>';
+  const base = `az storage container generate-sas --account-name ${account} --name ${s.container} --auth-mode key --https-only --expiry ${expiry}`;
   return {
     provider: 'blob',
     writer: {
@@ -113,7 +114,7 @@ export function leastPrivilegePolicies(s: BreakGlassSettings, principals: { writ
         { name: 'Azure CLI: make the reader SAS', content: `${base} --permissions rl --output tsv` },
         {
           name: 'Download with the reader SAS',
-          content: `az storage blob download --account-name ${s.accountName} --container-name ${s.container} --name ${prefix}breakglass.xlsx.age --file breakglass.xlsx.age --sas-token '<reader SAS>'`,
+          content: `az storage blob download --account-name ${account} --container-name ${s.container} --name ${prefix}breakglass.xlsx.age --file breakglass.xlsx.age --sas-token '<reader SAS>'`,
         },
       ],
     },

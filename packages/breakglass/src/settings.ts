@@ -90,10 +90,13 @@ export const s3Settings = z.strictObject({
 export const blobSettings = z.strictObject({
   provider: z.literal('blob'),
   ...common,
+  /** Optional with a blobEndpoint: taken from it (the portal's SAS connection string has no AccountName). */
   accountName: z
     .string()
     .trim()
-    .regex(/^[a-z0-9]{3,24}$/, 'must be 3-24 lower-case letters and digits'),
+    .regex(/^([a-z0-9]{3,24})?$/, 'must be 3-24 lower-case letters and digits')
+    .optional()
+    .transform((s) => (s === '' ? undefined : s)),
   accountKey: z.string().max(1024).optional(),
   sasToken: z.string().max(4096).optional(),
   container: z
@@ -118,12 +121,52 @@ export const breakGlassSettings = z
       ctx.addIssue({ code: 'custom', path: ['passphrase'], message: 'is required when encryption is passphrase' });
     }
     if (s.provider === 's3') checkS3Credentials(s, ctx);
-    if (s.provider === 'blob' && !s.accountKey && !s.sasToken) {
-      ctx.addIssue({ code: 'custom', path: ['accountKey'], message: 'give the account key or a SAS token' });
-    }
-  });
+    if (s.provider === 'blob') checkBlobCredentials(s, ctx);
+  })
+  .transform((s) => (s.provider === 'blob' && !s.accountName ? { ...s, accountName: accountFromEndpoint(s.blobEndpoint) } : s));
 
 export type BreakGlassSettings = z.infer<typeof breakGlassSettings>;
+
+/**
+ * The storage account a Blob endpoint names: `https://acct.blob.core.windows.net` → `acct`,
+ * Azurite's `http://127.0.0.1:10000/devstoreaccount1` → `devstoreaccount1`.
+ */
+export function accountFromEndpoint(endpoint: string | undefined): string | undefined {
+  if (!endpoint) return undefined;
+  let url: URL;
+  try {
+    url = new URL(/^[a-z]+:\/\//i.test(endpoint) ? endpoint : `https://${endpoint}`);
+  } catch {
+    return undefined;
+  }
+  const account = /^([a-z0-9]{3,24})\.blob\./i.exec(url.hostname)?.[1] ?? url.pathname.split('/')[1];
+  return account && /^[a-z0-9]{3,24}$/.test(account) ? account : undefined;
+}
+
+/**
+ * A Blob setting has a credential and an account: the account name may be left out when
+ * the blob endpoint names it, or when a SAS token goes to a blob endpoint (the SAS alone
+ * authorizes; only the account key needs the account's name to sign with).
+ */
+function checkBlobCredentials(s: z.infer<typeof blobSettings>, ctx: z.RefinementCtx) {
+  if (!s.accountKey && !s.sasToken) {
+    ctx.addIssue({ code: 'custom', path: ['accountKey'], message: 'give the account key or a SAS token' });
+  }
+  if (s.accountName || accountFromEndpoint(s.blobEndpoint)) return;
+  if (!s.blobEndpoint) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['accountName'],
+      message: 'is required: give the storage account name, or a blobEndpoint (a SAS connection string has one)',
+    });
+  } else if (s.accountKey) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['accountName'],
+      message: 'is required with an account key when the blobEndpoint does not name the account: give the storage account name',
+    });
+  }
+}
 
 /**
  * An S3 setting says which credentials it uses: the server's own AWS identity is never a

@@ -3,10 +3,20 @@ import { rootCertificates } from 'node:tls';
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
 import { guardedHttpAgent, guardedHttpsAgent, type AddressPolicy } from '../address-guard.js';
 import { normalizeSuffix } from './connection-string.js';
-import { networkReason, runTestStages, succeeds, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
+import {
+  networkReason,
+  runTestStages,
+  succeeds,
+  TargetError,
+  unansweredReason,
+  type StageResult,
+  type StorageTarget,
+  type TestReport,
+} from './target.js';
 
 export interface BlobTargetConfig {
-  accountName: string;
+  /** Needed with an account key (it signs as the account) and without a blobEndpoint. */
+  accountName?: string | undefined;
   /** The account key; or leave empty and give a SAS token. */
   accountKey?: string | undefined;
   /** A SAS token (`sv=…&sig=…`); a create/write-only SAS is the least-privilege set-up. */
@@ -25,9 +35,12 @@ export interface BlobTargetConfig {
 
 interface AzureError {
   code?: string;
+  statusCode?: number;
   details?: { errorCode?: string };
 }
 const codeOf = (e: unknown) => (e as AzureError).details?.errorCode ?? (e as AzureError).code ?? 'Error';
+/** The HTTP status of the answer, undefined when none came. */
+const statusOf = (e: unknown) => (e as AzureError).statusCode;
 
 /** An Azure Blob container, written through the Azure SDK. */
 export class BlobTarget implements StorageTarget {
@@ -36,9 +49,14 @@ export class BlobTarget implements StorageTarget {
   private readonly endpoint: string;
 
   constructor(private readonly config: BlobTargetConfig) {
-    this.endpoint = (
-      config.blobEndpoint ?? `${config.protocol}://${config.accountName}.blob.${normalizeSuffix(config.endpointSuffix)}`
-    ).replace(/\/+$/, '');
+    // A blobEndpoint given as host[:port][/path] takes the protocol setting's scheme.
+    const given =
+      config.blobEndpoint &&
+      (/^[a-z]+:\/\//i.test(config.blobEndpoint) ? config.blobEndpoint : `${config.protocol}://${config.blobEndpoint}`);
+    this.endpoint = (given || `${config.protocol}://${config.accountName}.blob.${normalizeSuffix(config.endpointSuffix)}`).replace(
+      /\/+$/,
+      '',
+    );
     this.location = `container ${config.container} at ${this.endpoint}`;
     const policy = config.addressPolicy ?? { allowLinkLocal: false };
     // One agent serves every request of the pipeline, so it must match the endpoint's
@@ -53,6 +71,7 @@ export class BlobTarget implements StorageTarget {
     };
     const url = `${this.endpoint}/${encodeURIComponent(config.container)}`;
     if (config.accountKey) {
+      if (!config.accountName) throw new TargetError('authentication', 'An account key needs the storage account name. Give accountName.');
       this.container = new ContainerClient(url, new StorageSharedKeyCredential(config.accountName, config.accountKey), options);
     } else {
       const sas = (config.sasToken ?? '').replace(/^\?/, '');
@@ -79,7 +98,8 @@ export class BlobTarget implements StorageTarget {
 
   explain(error: unknown, name: string): TargetError {
     const network = networkReason(error, this.endpoint);
-    if (network) return new TargetError('connection', network);
+    if (network) return new TargetError('connection', network, false);
+    if (statusOf(error) === undefined) return new TargetError('connection', unansweredReason(error, this.endpoint), false);
     const code = codeOf(error);
     const container = this.config.container;
     switch (code) {
@@ -93,7 +113,7 @@ export class BlobTarget implements StorageTarget {
       case 'InvalidAuthenticationInfo':
         return new TargetError(
           'authentication',
-          `The storage account did not accept the credentials (${code}). Check the account name and key, or that the SAS token is valid and not expired.`,
+          `The storage account at ${this.endpoint} did not accept the credentials (${code}). Check the endpoint, the account name and key, or that the SAS token is for this account and container and not expired.`,
         );
       case 'AuthorizationPermissionMismatch':
       case 'AuthorizationResourceTypeMismatch':
@@ -107,6 +127,7 @@ export class BlobTarget implements StorageTarget {
         return new TargetError(
           'connection',
           `Writing ${name} to container ${container} failed: the server at ${this.endpoint} gave an answer Gatehouse does not know as Azure Blob's. Check the endpoint, the container and the storage account's log.`,
+          false,
         );
     }
   }
@@ -124,7 +145,10 @@ export class BlobTarget implements StorageTarget {
             await this.container.getProperties();
             return true;
           } catch (error) {
-            return networkReason(error, this.endpoint) ?? (codeOf(error) === 'ContainerNotFound' ? false : undefined);
+            const network = networkReason(error, this.endpoint);
+            if (network) return network;
+            if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
+            return codeOf(error) === 'ContainerNotFound' ? false : undefined;
           }
         },
         probeName,

@@ -12,7 +12,16 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { guardedHttpAgent, guardedHttpsAgent, type AddressPolicy } from '../address-guard.js';
 import { isAwsEndpoint } from '../destination.js';
-import { networkReason, runTestStages, succeeds, TargetError, type StageResult, type StorageTarget, type TestReport } from './target.js';
+import {
+  networkReason,
+  runTestStages,
+  succeeds,
+  TargetError,
+  unansweredReason,
+  type StageResult,
+  type StorageTarget,
+  type TestReport,
+} from './target.js';
 
 export interface S3TargetConfig {
   /**
@@ -153,7 +162,8 @@ export class S3Target implements StorageTarget {
   /** Turns an SDK error into the stage it belongs to and what to do about it. */
   explain(error: unknown, name: string): TargetError {
     const network = networkReason(error, this.endpoint);
-    if (network) return new TargetError('connection', network);
+    if (network) return new TargetError('connection', network, false);
+    if (statusOf(error) === undefined) return new TargetError('connection', unansweredReason(error, this.endpoint), false);
     const code = codeOf(error);
     const bucket = this.config.bucket;
     switch (code) {
@@ -180,6 +190,7 @@ export class S3Target implements StorageTarget {
         return new TargetError(
           'connection',
           `Writing ${name} to bucket ${bucket} failed: the server at ${this.endpoint} gave an answer Gatehouse does not know as S3's. Check the URL, the bucket and the storage server's own log.`,
+          false,
         );
     }
   }
@@ -197,7 +208,10 @@ export class S3Target implements StorageTarget {
             await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
             return true;
           } catch (error) {
-            return networkReason(error, this.endpoint) ?? (statusOf(error) === 404 ? false : undefined);
+            const network = networkReason(error, this.endpoint);
+            if (network) return network;
+            if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
+            return statusOf(error) === 404 ? false : undefined;
           }
         },
         probeName,

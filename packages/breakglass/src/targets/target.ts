@@ -37,6 +37,12 @@ export class TargetError extends Error {
   constructor(
     readonly stage: TestStage,
     message: string,
+    /**
+     * False when no storage server gave an answer Gatehouse knows (nothing answered, TLS
+     * failed, not HTTP, or an answer not in the storage API's words): the failure then says
+     * nothing of the container or the credentials, and the Test shows them as not checked.
+     */
+    readonly answered = true,
   ) {
     super(message);
     this.name = 'TargetError';
@@ -76,11 +82,28 @@ export function networkReason(error: unknown, endpoint: string): string | null {
     ) {
       return `${endpoint} did not answer in time. Check the network path and the URL.`;
     }
+    // Node's HTTP parser: something answered, but not in HTTP (an SSH or database port, a TLS-only port).
+    if (code?.startsWith('HPE_')) {
+      return `${endpoint} did not answer in HTTP (${code}): no storage server listens there. Check the URL, port and protocol.`;
+    }
+    if (code === 'ERR_INVALID_PROTOCOL') {
+      return `No request could be sent to ${endpoint} (${code}): its scheme does not match the protocol setting. Check the protocol (HTTP or HTTPS) and the endpoint.`;
+    }
     if (typeof e.message === 'string' && /wrong version number|packet length too long/i.test(e.message)) {
       return `${endpoint} does not speak the protocol chosen (HTTP vs HTTPS). Check the protocol setting.`;
     }
   }
   return null;
+}
+
+/**
+ * Why a request got no HTTP answer, when networkReason does not know the failure: its code
+ * only (a Node.js or SDK code, never the remote's words).
+ */
+export function unansweredReason(error: unknown, endpoint: string): string {
+  const e = error as { code?: unknown; name?: unknown };
+  const code = typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : undefined;
+  return `No answer came from ${endpoint}${code ? ` (${code})` : ''}. Check the URL, port and protocol, and that the storage server is running.`;
 }
 
 /** What a target tells runTestStages, in its own words. */
@@ -144,9 +167,14 @@ export async function runTestStages(probe: StageProbe, onStage?: (stage: StageRe
       else skip('container', `without valid credentials ${probe.what} cannot be checked`);
       report('authentication', false, e.message);
       skip('connection', 'authentication failed');
-    } else {
+    } else if (exists === true || e.answered) {
       report('container', true, `${probe.what} exists.`);
       report('authentication', true, probe.accepted);
+      report('connection', false, e.message);
+    } else {
+      // A stage says OK only when the storage server said so.
+      skip('container', 'the storage server gave no answer Gatehouse knows');
+      skip('authentication', 'the storage server gave no answer Gatehouse knows');
       report('connection', false, e.message);
     }
     return done();

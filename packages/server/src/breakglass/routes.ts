@@ -105,9 +105,10 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       schema: {
         tags: ['breakglass'],
         summary:
-          'Run the three-stage Test (container, authentication, connection) and the privilege check; with a body, test those settings without saving. ' +
+          'Run the three-stage Test (container, authentication, connection) and the privilege check; with a body, test those settings without saving; with no body (or {}), the saved settings. ' +
           'With "Accept: application/x-ndjson" the answer is one JSON line per stage as it completes ({"type":"stage",…}), then the report ({"type":"report",…})',
-        body: settingsBody.optional(),
+        // No body at all (curl -X POST) tests the saved settings, like an empty object.
+        body: settingsBody.nullish(),
       },
     },
     async (req, reply) => {

@@ -40,6 +40,27 @@ function validate(raw: Record<string, unknown>, what: string): BreakGlassSetting
   throw new ValidationError(`${what}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`, issues);
 }
 
+/** Whether an update sends a secret's new value (not left out, not the mask, not a clear). */
+const sendsNew = (value: unknown) => value !== undefined && value !== null && value !== '' && value !== SECRET_MASK;
+
+/**
+ * A Blob target has one credential: the account key or a SAS token. A new one sent replaces
+ * the stored other (a SAS sent to least-privilege a set-up must not leave the key in use);
+ * both sent at once is refused by name.
+ */
+function replaceBlobCredential(input: Record<string, unknown>, merged: Record<string, unknown>, kept: SecretSettingKey[]) {
+  const pair = ['accountKey', 'sasToken'] as const;
+  if (sendsNew(input.accountKey) && sendsNew(input.sasToken)) {
+    const message = 'give either the account key or a SAS token, not both (a least-privilege set-up gives the SAS token only)';
+    throw new ValidationError(`The break-glass settings are invalid: sasToken ${message}.`, [{ path: 'sasToken', message }]);
+  }
+  for (const [sent, other] of [pair, [pair[1], pair[0]] as const]) {
+    if (!sendsNew(input[sent]) || !kept.includes(other)) continue;
+    delete merged[other];
+    kept.splice(kept.indexOf(other), 1);
+  }
+}
+
 /** Settings kept in the database, with every secret sealed by the vault. */
 export class BreakGlassStore {
   constructor(
@@ -84,6 +105,7 @@ export class BreakGlassStore {
         }
       } else if (sent === null || sent === '') delete merged[key];
     }
+    if (input.provider === 'blob') replaceBlobCredential(input, merged, kept);
     const settings = validate(merged, 'The break-glass settings are invalid');
     const changed = current ? destinationChanges(current, settings) : [];
     const followed = destinationSecretKeys.filter((key) => kept.includes(key));
