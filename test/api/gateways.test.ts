@@ -1,4 +1,6 @@
-import { generateLinkIdentity, ManagementServer } from '@gatehouse/gateway';
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import { generateLinkIdentity, ManagementServer, type LinkIdentity } from '@gatehouse/gateway';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
@@ -285,5 +287,130 @@ describe.each(dialects)('what a remote gateway may ask over its link, on %s', (d
     ).resolves.toMatchObject({ ok: false });
     await expect(call(ids.gwA as string, 'dropTables')).rejects.toThrow('Unknown call');
     await expect(call(ids.gwA as string, 'authorize', 'not a user')).rejects.toThrow();
+  });
+});
+
+/**
+ * A TCP front for a gateway's management port that can stop answering, as a gateway under
+ * SIGSTOP does: the kernel still accepts connections, nothing reads them. It counts the
+ * connections that came while it hung: each one is a connection that waited on it.
+ */
+async function hangingFront(port: number) {
+  const front = {
+    hung: false,
+    waitedOnIt: 0,
+    server: net.createServer((client) => {
+      client.on('error', () => undefined);
+      if (front.hung) {
+        front.waitedOnIt++;
+        return;
+      }
+      const upstream = net.connect(port, '127.0.0.1');
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      client.pipe(upstream).pipe(client);
+    }),
+  };
+  await new Promise<void>((resolve) => front.server.listen(0, '127.0.0.1', resolve));
+  return Object.assign(front, { port: (front.server.address() as net.AddressInfo).port });
+}
+
+describe.each(dialects)('a gateway that stops answering: the circuit breaker, on %s', (dialect) => {
+  let t: TestApp;
+  let admin: string;
+  const steadyIdentity = generateLinkIdentity('gatehouse-gateway');
+  const hungIdentity = generateLinkIdentity('gatehouse-gateway');
+  let steady: ManagementServer;
+  let flaky: ManagementServer;
+  let front: Awaited<ReturnType<typeof hangingFront>>;
+  let device: net.Server;
+
+  beforeAll(async () => {
+    // A gateway that does not answer costs a connection min(target timeout, 5 s): 1 s here.
+    t = await createTestApp(dialect, { gatewayTargetTimeoutSeconds: 1 });
+    admin = (await t.userWithToken('admin')).token;
+    const serverKey = (await t.request('GET', '/api/v1/gateways/server-key', { token: admin })).json<{ publicKey: string }>().publicKey;
+    const start = (identity: LinkIdentity) =>
+      ManagementServer.start({ identity, serverKey, host: '127.0.0.1', port: 0, version: '9.9.9', logger: quiet });
+    [steady, flaky] = await Promise.all([start(steadyIdentity), start(hungIdentity)]);
+    front = await hangingFront(flaky.port);
+    device = net.createServer((s) => s.end());
+    await new Promise<void>((resolve) => device.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(async () => {
+    front.server.close();
+    device.close();
+    await Promise.all([steady.stop(), flaky.stop()]);
+    await t.close();
+  });
+
+  it('skips a gateway from the first connection it fails, in the whole segment at once, and chooses it again after its next good sync', async () => {
+    const register = async (name: string, port: number, identity: LinkIdentity) => {
+      const res = await t.request('POST', '/api/v1/gateways', {
+        token: admin,
+        body: { name, segment: 'gateway-breaker', address: `127.0.0.1:${port}`, publicKey: identity.publicKey },
+      });
+      expect(res.json<{ status: string }>().status).toBe('online');
+      return res.json<{ id: string }>().id;
+    };
+    await register('steady', steady.port, steadyIdentity);
+    const flakyId = await register('flaky', front.port, hungIdentity);
+    const dial = t.gateways.dialer();
+    const target = {
+      projectId: 'p',
+      projectName: 'Ops',
+      deviceId: randomUUID(),
+      deviceName: 'seg-box',
+      accountId: 'a',
+      accountUsername: 'root',
+      host: '127.0.0.1',
+      port: (device.address() as net.AddressInfo).port,
+      segment: 'gateway-breaker',
+      accessType: 'ssh',
+    };
+    const connect = async () => {
+      const outcome = await dial(target, { user: { id: 'u', username: 'admin' }, remoteAddress: '127.0.0.1' });
+      if (!outcome.ok) throw new Error(outcome.reason);
+      outcome.socket.destroy();
+      return outcome.gateway;
+    };
+    const seq = (await t.request('GET', '/api/v1/audit/events?limit=1', { token: admin })).json<{ items: { seq: number }[] }>().items[0]
+      ?.seq;
+
+    front.hung = true;
+    // Connections come four at a time until one of them chose the hung gateway first (one in two each).
+    for (let round = 0; round < 10 && front.waitedOnIt === 0; round++) {
+      expect(await Promise.all([connect(), connect(), connect(), connect()])).toEqual(['steady', 'steady', 'steady', 'steady']);
+    }
+    const waitedBefore = front.waitedOnIt;
+    expect(waitedBefore).toBeGreaterThan(0);
+    // From then on, not one new connection waits on it.
+    for (let i = 0; i < 12; i++) expect(await connect()).toBe('steady');
+    expect(front.waitedOnIt).toBe(waitedBefore);
+
+    const shown = (await t.request('GET', `/api/v1/gateways/${flakyId}`, { token: admin })).json<{
+      status: string;
+      statusReason: string;
+    }>();
+    expect(shown.status).toBe('offline');
+    expect(shown.statusReason).toContain('did not answer within 1 s when a connection to seg-box tried it');
+    expect(shown.statusReason).toContain('skip it until a status sync succeeds');
+    const events = () =>
+      t
+        .request('GET', `/api/v1/audit/events?afterSeq=${seq ?? 0}&order=asc&limit=500`, { token: admin })
+        .then((r) => r.json<{ items: { action: string; details: Record<string, unknown> }[] }>().items);
+    // However many connections found it hung at once, the breaker opened once.
+    const opened = (await events()).filter((e) => e.action === 'gateway.offline');
+    expect(opened).toHaveLength(1);
+    expect(opened[0]?.details).toMatchObject({ gateway: 'flaky', segment: 'gateway-breaker', circuit: 'open', device: 'seg-box' });
+
+    // The first good sync brings it back.
+    front.hung = false;
+    const goodSync = await t.request('POST', `/api/v1/gateways/${flakyId}/sync`, { token: admin });
+    expect(goodSync.json<{ status: string }>().status).toBe('online');
+    expect((await events()).filter((e) => e.action === 'gateway.online').map((e) => e.details.gateway)).toEqual(['flaky']);
+    const used = new Set<string>();
+    for (let i = 0; i < 40 && !used.has('flaky'); i++) used.add(await connect());
+    expect(used).toContain('flaky');
   });
 });

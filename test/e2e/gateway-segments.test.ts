@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { runClient, sshCommand } from '../support/ssh-client.js';
 import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
@@ -283,6 +283,50 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     expect((await ssh(sshPort, 'admin:a-box', 'echo back')).stdout).toBe('back\n');
     const online = await auditSince(0, 'gateway.online');
     expect(online.some((e) => e.details.gateway === 'a1')).toBe(true);
+  });
+
+  it('skips a hung gateway (SIGSTOP) from the first connection that timed out on it, and uses it again after its next good sync', async () => {
+    const seq = await lastSeq();
+    const triedB1 = (e: AuditEvent) => (e.details.failedOver as { gateway: string }[]).some((t) => t.gateway === 'b1');
+    gateways.b1?.pause();
+    // Whatever fails here, b1 runs again for the tests after this one.
+    onTestFinished(() => gateways.b1?.resume());
+    // One connection in two chooses b1 first: it waits for b1 to time out, then b2 carries it.
+    let first: AuditEvent | undefined;
+    for (let i = 0; i < 16 && !first; i++) {
+      const r = await ssh(sshPort, 'admin:b-box', 'echo via-gateway');
+      expect(r.stdout, r.stderr).toBe('via-gateway\n');
+      first = (await auditSince(seq, 'gateway.select')).find(triedB1);
+    }
+    expect(first, 'no connection chose b1 in 16').toBeDefined();
+    expect(JSON.stringify(first?.details.failedOver)).toContain('did not answer within 5 s');
+    // From then on not one new connection waits on b1: its breaker is open.
+    const afterFirst = await lastSeq();
+    for (const r of await connectMany('b-box', 8, 1)) expect(r.stdout, r.stderr).toBe('via-gateway\n');
+    const selections = await auditSince(afterFirst, 'gateway.select');
+    expect(selections).toHaveLength(8);
+    expect(selections.filter(triedB1).length, 'connections that waited on the hung b1').toBe(0);
+    expect(selections.every((e) => e.outcome === 'success' && e.details.gateway === 'b2')).toBe(true);
+    const b1 = await statusOf('b1');
+    expect(b1?.status).toBe('offline');
+    const opened = (await auditSince(seq, 'gateway.offline')).filter((e) => e.details.gateway === 'b1');
+    expect(opened).toHaveLength(1);
+    expect(opened[0]?.details).toMatchObject({ circuit: 'open', device: 'b-box', segment: SEG_B });
+
+    // Running again: the next good status sync closes the breaker, and b1 is chosen again.
+    const resumed = await lastSeq();
+    gateways.b1?.resume();
+    await waitForStatus('b1', 'online', 40_000);
+    expect((await auditSince(resumed, 'gateway.online')).map((e) => e.details.gateway)).toEqual(['b1']);
+    const since = new Date().toISOString();
+    for (let i = 0; i < 24; i++) {
+      expect((await ssh(sshPort, 'admin:b-box', 'echo back')).stdout).toBe('back\n');
+      if ((await sessionsSince(since)).some((s) => s.gateway === 'b1')) break;
+    }
+    expect(
+      (await sessionsSince(since)).some((s) => s.gateway === 'b1'),
+      'b1 was not chosen again in 24 connections',
+    ).toBe(true);
   });
 
   it('refuses and audits a gateway whose key is not the registered one, and names a gateway that does not trust the server', async () => {

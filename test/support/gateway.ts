@@ -112,7 +112,19 @@ export class RemoteGatewayProcess {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
+    // A paused gateway takes the SIGTERM only once it runs again.
+    child.kill('SIGCONT');
     await exited;
+  }
+
+  /** SIGSTOP: hung, not dead. Its ports still accept TCP connections (the kernel does) and answer nothing. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after `pause`. */
+  resume(): void {
+    this.child?.kill('SIGCONT');
   }
 
   kill(): void {

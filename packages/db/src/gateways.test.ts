@@ -48,6 +48,22 @@ describe.each(dialects)('gateway status syncs on %s', (dialect) => {
     expect(again.filter((r) => r && r.before.status !== r.after.status)).toHaveLength(1);
   });
 
+  it('takes an online gateway offline at once when a connection finds it not answering, once for many at once', async () => {
+    await gateways.recordSync(gateway.id, answered());
+    // Ten connections time out on it at the same moment: one of them opens the breaker.
+    const opened = await Promise.all(Array.from({ length: 10 }, () => gateways.markUnreachable(gateway.id, 'did not answer')));
+    expect(opened.filter(Boolean)).toHaveLength(1);
+    expect(await gateways.get(gateway.id)).toMatchObject({ status: 'offline', statusReason: 'did not answer', failures: 0 });
+    // Failed syncs keep it offline; the first good one brings it back.
+    expect((await gateways.recordSync(gateway.id, failed(3)))?.after.status).toBe('offline');
+    const back = await gateways.recordSync(gateway.id, answered());
+    expect([back?.before.status, back?.after.status]).toEqual(['offline', 'online']);
+    // Only an online gateway is taken offline (an unknown one is never chosen).
+    const fresh = await gateways.create({ ...gateway, name: 'office1-b' });
+    expect(await gateways.markUnreachable(fresh.id, 'x')).toBe(false);
+    expect((await gateways.get(fresh.id)).status).toBe('unknown');
+  });
+
   it('answers nothing for a gateway removed meanwhile', async () => {
     await gateways.delete(gateway.id);
     expect(await gateways.recordSync(gateway.id, failed(3))).toBeUndefined();

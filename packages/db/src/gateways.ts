@@ -133,6 +133,23 @@ export class Gateways {
   }
 
   /**
+   * A connection through the gateway found it not answering: it is offline at once, not
+   * after `offlineAfter` failed syncs (the circuit breaker), so new connections skip it
+   * until a status sync succeeds. The row is shared by every server replica, so all of
+   * them skip it. True only for the call that took it offline (one event per opening,
+   * however many connections fail at once); false when it was not online.
+   */
+  async markUnreachable(id: string, reason: string): Promise<boolean> {
+    const { numUpdatedRows } = await this.x
+      .updateTable('gateways')
+      .set({ status: 'offline', status_reason: reason })
+      .where('id', '=', id)
+      .where('status', '=', 'online')
+      .executeTakeFirstOrThrow();
+    return numUpdatedRows > 0n;
+  }
+
+  /**
    * Stores a sync's outcome and answers the gateway before and after, so the caller can
    * tell a change of status (online → offline) from more of the same. A failure marks the
    * gateway offline once `offlineAfter` syncs in a row failed (or at once when `immediately`).

@@ -112,6 +112,29 @@ export class GatewayHealth {
   }
 
   /**
+   * A connection through the gateway timed out or was refused by it (not by the device):
+   * the circuit breaker opens. The gateway is offline at once for every replica, so new
+   * connections go straight to the others, and it is synced now; the first good sync
+   * (this one, the scheduled ones, or an administrator's) makes it online, and chosen,
+   * again. Audited as `gateway.offline` with `circuit: "open"`, once per opening.
+   */
+  async openCircuit(gateway: Gateway, failure: string, device: string): Promise<void> {
+    const reason = `${failure.replace(/\.$/, '')} when a connection to ${device} tried it. New connections skip it until a status sync succeeds.`;
+    const opened = await this.opts.gateways.markUnreachable(gateway.id, reason);
+    this.suspect(gateway.id);
+    if (!opened) return;
+    this.opts.logger.warn({ gateway: gateway.name, segment: gateway.segment, reason }, `gateway ${gateway.name} is offline`);
+    await this.opts.audit(null, {
+      action: 'gateway.offline',
+      outcome: 'failure',
+      actorName: 'system',
+      targetType: 'gateway',
+      targetId: gateway.id,
+      details: { gateway: gateway.name, segment: gateway.segment, address: gateway.address, reason, circuit: 'open', device },
+    });
+  }
+
+  /**
    * Every 250 ms: starts the syncs that are due. The registry is read from the database
    * only when one is due (a sync needs the gateway's current address and key) or when the
    * last read is `registryRefreshMs` old, not at every tick.

@@ -231,7 +231,7 @@ export class GatewayService {
           let reason: string;
           if (error instanceof GatewayLinkError) {
             reason = error.message;
-            if (candidate.gateway) this.health.suspect(candidate.gateway.id);
+            if (candidate.gateway) await this.gatewayFailed(candidate.gateway, error, target.deviceName);
           } else {
             reason = `${candidate.name}: ${describeSocketError(error as NodeJS.ErrnoException, where, targetTimeoutMs)}`;
           }
@@ -254,6 +254,22 @@ export class GatewayService {
       });
       return { ok: false, reason: message, gateway: tried.at(-1)?.gateway ?? DEFAULT_GATEWAY, segment: selection.segment };
     };
+  }
+
+  /**
+   * The gateway itself failed a connection. One that did not answer (a timeout: hung or
+   * cut off; or a refusal: stopped) opens its circuit breaker, so the next connections
+   * do not wait on it too; any other failure only has it synced now. Stored before the
+   * connection fails over, so the very next one already skips it.
+   */
+  private async gatewayFailed(gateway: Gateway, error: GatewayLinkError, device: string): Promise<void> {
+    if (error.kind !== 'unreachable') return this.health.suspect(gateway.id);
+    try {
+      await this.health.openCircuit(gateway, error.message, device);
+    } catch (failure) {
+      this.opts.logger.error({ err: failure, gateway: gateway.name }, 'could not mark a gateway that did not answer as offline');
+      this.health.suspect(gateway.id);
+    }
   }
 }
 
