@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
@@ -9,6 +10,7 @@ import { SECRET_MASK } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
+import { startHoldingProxy } from '../support/breakglass-e2e.js';
 import { startS3rver } from '../support/storage.js';
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bg-api-'));
@@ -225,6 +227,52 @@ describe.each(dialects)('break glass API on %s', (dialect) => {
     expect(t.logs.lines.some((l) => l.includes('"level":50') && l.includes('breakglass.run_failed'))).toBe(true);
     expect((await download(`${prefix}breakglass.xlsx.age`)).equals(before)).toBe(true);
     await t.request('PUT', '/api/v1/breakglass/settings', { token: admin, body: s3Settings({ prefix }) });
+  });
+
+  it('a run that wrote the workbook and failed at the manifest records the object and SHA-256 it wrote', async () => {
+    // s3rver behind a proxy that denies the manifest's PUT, as a bucket policy could.
+    const proxy = await startHoldingProxy(
+      { host: '127.0.0.1', port: Number(s3.endpoint.split(':')[1]) },
+      () => false,
+      (method, url) => method === 'PUT' && url.includes('breakglass.manifest.json'),
+    );
+    try {
+      const manifestBefore = await download(`${prefix}breakglass.manifest.json`);
+      alerts.length = 0;
+      await t.request('PUT', '/api/v1/breakglass/settings', { token: admin, body: s3Settings({ prefix, url: proxy.endpoint }) });
+      const started = await t.request('POST', '/api/v1/breakglass/runs', { token: admin });
+      const { id } = started.json<{ id: string }>();
+      expect((await waitForRun(t, admin, id)).result).toBe('failure');
+      const run = (await t.request('GET', `/api/v1/breakglass/runs/${id}`, { token: admin })).json<{
+        errorStage: string;
+        objects: { data?: string; manifest?: string };
+        bytes: number;
+        sha256: string;
+        counts: { devices?: number };
+      }>();
+      const written = await download(`${prefix}breakglass.xlsx.age`);
+      expect(run).toMatchObject({
+        errorStage: 'connection',
+        objects: { data: `${prefix}breakglass.xlsx.age` },
+        bytes: written.length,
+        sha256: createHash('sha256').update(written).digest('hex'),
+        counts: { devices: 2 },
+      });
+      expect(run.objects.manifest).toBeUndefined();
+      expect((await download(`${prefix}breakglass.manifest.json`)).equals(manifestBefore)).toBe(true);
+      const alert = alerts.find((a) => a.event === 'breakglass.run_failed');
+      expect(alert?.message).toContain(
+        `The new workbook ${prefix}breakglass.xlsx.age was written (${written.length} bytes, SHA-256 ${run.sha256}) but not its manifest`,
+      );
+      expect(alert?.message).not.toContain('previous export was left as it was');
+      const events = (await t.request('GET', '/api/v1/audit/events?action=breakglass.run', { token: admin })).json<{
+        items: { outcome: string; details: Record<string, unknown> }[];
+      }>();
+      expect(events.items.find((e) => e.outcome === 'failure' && e.details.sha256 === run.sha256)?.details.objects).toEqual(run.objects);
+    } finally {
+      await t.request('PUT', '/api/v1/breakglass/settings', { token: admin, body: s3Settings({ prefix }) });
+      await proxy.close();
+    }
   });
 
   it('alerts when the newest successful export is older than 26 hours', async () => {

@@ -1,7 +1,13 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createTcpServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { gatehouseBin } from './server.js';
@@ -151,6 +157,16 @@ export interface StandIn {
   close(): Promise<void>;
 }
 
+/** Answers as S3 does to a request its bucket policy denies: 403 with an AccessDenied XML error body. */
+function denyAccess(req: IncomingMessage, res: ServerResponse): void {
+  const body =
+    req.method === 'HEAD'
+      ? ''
+      : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>${randomBytes(8).toString('hex')}</RequestId></Error>`;
+  res.writeHead(403, { 'content-type': 'application/xml', 'x-amz-request-id': 'standin' });
+  res.end(body);
+}
+
 /**
  * Stand-in for an S3 endpoint whose bucket policy denies the key: s3rver cannot refuse a
  * request (it accepts every signature and has no policies), so this answers every request
@@ -161,14 +177,7 @@ export async function startAccessDeniedS3(): Promise<StandIn> {
   const server = createHttpServer((req: IncomingMessage, res) => {
     requests.push(`${req.method} ${req.url}`);
     req.resume();
-    req.on('end', () => {
-      const body =
-        req.method === 'HEAD'
-          ? ''
-          : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>${randomBytes(8).toString('hex')}</RequestId></Error>`;
-      res.writeHead(403, { 'content-type': 'application/xml', 'x-amz-request-id': 'standin' });
-      res.end(body);
-    });
+    req.on('end', () => denyAccess(req, res));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -207,11 +216,13 @@ export async function startSilentTcp(): Promise<StandIn> {
  * An HTTP proxy in front of a storage server that holds back the requests `hold` picks
  * until `release()`: a run that reaches its upload then stays in progress for as long
  * as a test needs, whatever the speed of the machine. Headers go through untouched, so
- * request signatures still verify.
+ * request signatures still verify. The requests `deny` picks are answered as a bucket
+ * policy that denies them (403 AccessDenied), as S3 would.
  */
 export async function startHoldingProxy(
   upstream: { host: string; port: number },
   hold: (method: string, url: string) => boolean,
+  deny: (method: string, url: string) => boolean = () => false,
 ): Promise<StandIn & { held: () => number; release(): void }> {
   const requests: string[] = [];
   let open: (() => void) | undefined;
@@ -230,7 +241,10 @@ export async function startHoldingProxy(
       out.on('error', () => res.destroy());
       req.pipe(out);
     };
-    if (hold(req.method ?? '', req.url ?? '')) {
+    if (deny(req.method ?? '', req.url ?? '')) {
+      req.resume();
+      req.on('end', () => denyAccess(req, res));
+    } else if (hold(req.method ?? '', req.url ?? '')) {
       held += 1;
       req.pause();
       void gate.then(forward);

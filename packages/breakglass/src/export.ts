@@ -45,6 +45,23 @@ export interface ExportResult {
   manifest: SignedManifest;
 }
 
+/**
+ * What a failed run had written: the new workbook, when only its manifest failed after it.
+ * The run's history row records it, so nobody has to guess what is in the bucket.
+ */
+export interface PartialExport {
+  objects: { data: string };
+  bytes: number;
+  sha256: string;
+  counts: WorkbookCounts;
+}
+const partials = new WeakMap<object, PartialExport>();
+
+/** The objects a failed exportBreakGlass() had written, from the error it threw (undefined: none). */
+export function partialExport(error: unknown): PartialExport | undefined {
+  return typeof error === 'object' && error !== null ? partials.get(error) : undefined;
+}
+
 /** Counts and hashes what flows through, for the manifest. */
 class Digest extends Transform {
   readonly hash = createHash('sha256');
@@ -121,7 +138,13 @@ export async function exportBreakGlass(opts: ExportOptions): Promise<ExportResul
       },
       opts.signingKeyPem,
     );
-    await opts.target.putBytes(opts.names.manifest, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'application/json');
+    try {
+      await opts.target.putBytes(opts.names.manifest, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), 'application/json');
+    } catch (error) {
+      if (typeof error === 'object' && error !== null)
+        partials.set(error, { objects: { data: opts.names.data }, bytes: digest.bytes, sha256, counts });
+      throw error;
+    }
     return { counts, bytes: digest.bytes, sha256, manifest };
   } finally {
     await rm(dir, { recursive: true, force: true });

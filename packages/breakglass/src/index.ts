@@ -24,7 +24,15 @@ export {
   type ManifestCheck,
   type SigningKeyPair,
 } from './manifest.js';
-export { exportBreakGlass, exportNames, type ExportNames, type ExportOptions, type ExportResult } from './export.js';
+export {
+  exportBreakGlass,
+  exportNames,
+  partialExport,
+  type ExportNames,
+  type ExportOptions,
+  type ExportResult,
+  type PartialExport,
+} from './export.js';
 export {
   testStages,
   TargetError,

@@ -7,6 +7,7 @@ import {
   exportBreakGlass,
   exportNames,
   inventorySource,
+  partialExport,
   fingerprintValues,
   parseMountedConfig,
   readMountedValues,
@@ -310,6 +311,8 @@ export class BreakGlassService {
     const names = exportNames(settings.prefix, sealingFor(settings).kind === 'none' ? 'none' : 'age');
     const signing = await this.store.signingKey();
     const delays = this.o.retryDelaysMs;
+    /** What failed attempts wrote (the new workbook when only its manifest failed): recorded, not guessed. */
+    let wrote: Pick<BreakGlassRun, 'objects' | 'bytes' | 'sha256' | 'counts'> | undefined;
     for (let attempt = 1; ; attempt += 1) {
       await this.runs.update(run.id, { attempts: attempt });
       try {
@@ -351,10 +354,12 @@ export class BreakGlassService {
           error instanceof TargetError || error instanceof GatehouseError
             ? error.message
             : `The export failed: ${(error as Error).message}`;
+        const partial = partialExport(error);
+        if (partial) wrote = { objects: partial.objects, bytes: partial.bytes, sha256: partial.sha256, counts: partial.counts };
         const delay = delays[attempt - 1];
         if (delay !== undefined) {
           this.o.logger.warn({ run: run.id, attempt, stage, problem: message, retryInMs: delay }, 'break-glass run failed; retrying');
-          await this.runs.update(run.id, { error: message, errorStage: stage });
+          await this.runs.update(run.id, { error: message, errorStage: stage, ...wrote });
           await new Promise((resolve) => setTimeout(resolve, delay));
           continue;
         }
@@ -362,17 +367,27 @@ export class BreakGlassService {
         const failed = { ...run, attempts: attempt, error: message, errorStage: stage };
         await this.alert(
           'breakglass.run_failed',
-          `Break-glass run ${run.id} failed after ${attempt} attempt(s): ${message} The previous export was left as it was.`,
+          `Break-glass run ${run.id} failed after ${attempt} attempt(s): ${message} ${
+            wrote
+              ? `The new workbook ${wrote.objects.data ?? ''} was written (${wrote.bytes ?? 0} bytes, SHA-256 ${wrote.sha256 ?? ''}) but not its manifest: the manifest in the bucket is the previous one, so the reader reports a mismatch until a run succeeds.`
+              : 'The previous export was left as it was.'
+          }`,
           failed,
           settings,
         );
-        await this.runs.update(run.id, { result: 'failure', finishedAt: new Date().toISOString(), error: message, errorStage: stage });
+        await this.runs.update(run.id, {
+          result: 'failure',
+          finishedAt: new Date().toISOString(),
+          error: message,
+          errorStage: stage,
+          ...wrote,
+        });
         await this.o.audit(actor, {
           action: 'breakglass.run',
           outcome: 'failure',
           targetType: 'breakglass_run',
           targetId: run.id,
-          details: { attempts: attempt, stage, error: message },
+          details: { attempts: attempt, stage, error: message, ...(wrote ? { objects: wrote.objects, sha256: wrote.sha256 } : {}) },
         });
         if (settings.encryption === 'none') await this.auditPlainExport(actor, run, target, null);
         return;
