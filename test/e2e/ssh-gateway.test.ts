@@ -597,6 +597,49 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(run.stdout.length).toBe(0);
   });
 
+  it('audits every refused user name, and shows no invisible or text-direction character back', async () => {
+    const before = await lastSeq();
+    const hostile = ['a:b:c:d', 'fuzz:', 'admin:\u202epw-box', 'admin:pw\u200bbox', 'admin:pw-box:\u2066root'];
+    const runs = [];
+    for (const user of hostile) {
+      // A UTF-8 locale: OpenSSH prints the gateway's text as it came, not octal escapes.
+      const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(
+          'sshpass',
+          [
+            ...['-p', ADMIN_PASSWORD, 'ssh', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+            ...['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=keyboard-interactive', '-p', String(gatewayPort)],
+            ...['-l', user, '127.0.0.1', 'true'],
+          ],
+          { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C.UTF-8' } },
+        );
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        child.once('close', (code) => resolve({ code, stderr }));
+      });
+      runs.push(run);
+      expect(run.code, user).toBe(255);
+    }
+    const invisible = /[\u200b-\u200f\u202a-\u202e\u2066-\u2069]/;
+    for (const run of runs) expect(run.stderr).not.toMatch(invisible);
+    expect(runs[0]?.stderr).toContain('too many ":" parts');
+    expect(runs[2]?.stderr).toContain('invisible or text-direction characters');
+    const events = (await auditSince(before)).filter((e) => e.action.startsWith('gateway.'));
+    expect(JSON.stringify(events)).not.toMatch(invisible);
+    const refused = events.filter((e) => e.action === 'gateway.auth' && e.details.reason === 'malformed user name');
+    expect(refused.map((e) => e.details.username)).toEqual([
+      'a:b:c:d',
+      'fuzz:',
+      'admin:\\u{202e}pw-box',
+      'admin:pw\\u{200b}box',
+      'admin:pw-box:\\u{2066}root',
+    ]);
+    expect(refused[0]).toMatchObject({
+      outcome: 'failure',
+      details: { gateway: 'default', problem: expect.stringContaining('too many') as unknown },
+    });
+  });
+
   // OpenSSH itself refuses to send these; a hostile client sends them anyway.
   it.each([
     ['control characters', 'admin:pw\u0001box'],
@@ -619,7 +662,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     // ssh2 answers an instruction-only prompt by itself, so the message is not seen here (OpenSSH shows it, above).
     expect(outcome).not.toBe('signed in');
     const run = await ssh('admin:pw-box', ['echo next']);
-    expect(run.stdout.toString()).toBe('next\n');
+    expect(run.stdout.toString(), run.stderr).toBe('next\n');
   });
 
   it('survives garbage on the port and keeps serving', async () => {

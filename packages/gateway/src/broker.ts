@@ -18,6 +18,11 @@ export interface AccessBroker {
    * verified the signature before it asks with `signed: true`.
    */
   authenticateKey(request: KeyAuthenticationRequest): Promise<AuthenticationResult>;
+  /**
+   * A connection refused before any sign-in could be tried (a user name that is not
+   * `<user>:<device>[:<account>]`): an audit event, so every attempt is in the log.
+   */
+  signInRefused(refusal: SignInRefusal): Promise<void>;
   /** Resolves the device and account and decides whether the user may use them. */
   authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult>;
   /**
@@ -51,6 +56,14 @@ export interface AuthenticationRequest {
   username: string;
   password: string;
   totp?: string | undefined;
+  remoteAddress: string;
+}
+
+export interface SignInRefusal {
+  /** The user name as sent, made printable (printableName) and cut short. */
+  username: string;
+  /** What was wrong with it, as the client was told. */
+  reason: string;
   remoteAddress: string;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_TARGET_LENGTH, parseConnectionTarget } from './connection-target.js';
+import { MAX_TARGET_LENGTH, parseConnectionTarget, printableName } from './connection-target.js';
 
 describe('parseConnectionTarget', () => {
   it('reads user, device and the optional account', () => {
@@ -37,6 +37,10 @@ describe('parseConnectionTarget', () => {
     ['user name with a slash', 'a/b:web'],
     ['project without device', 'a:shop/'],
     ['device without project', 'a:/web'],
+    ['a bidi override', 'a:\u202ebew'],
+    ['a zero-width space', 'a:we\u200bb'],
+    ['a bidi isolate in the account', 'a:web:\u2066root'],
+    ['a byte order mark', '\ufeffa:web'],
   ])('refuses %s without echoing the input', (_what, raw) => {
     const parsed = parseConnectionTarget(raw);
     expect(parsed.ok).toBe(false);
@@ -44,5 +48,14 @@ describe('parseConnectionTarget', () => {
       expect(parsed.reason).toContain('<user>:<device>');
       if (raw.length > 3) expect(parsed.reason).not.toContain(raw);
     }
+  });
+
+  it('makes a refused name printable for the audit log: invisible characters escaped, cut short', () => {
+    expect(printableName('a:b:c:d')).toBe('a:b:c:d');
+    const escaped = 'admin:\\u{202e}pw-box\\u{200b}\\u{0}\\u{d800}';
+    expect(printableName('admin:\u202epw-box\u200b\u0000\ud800')).toBe(escaped);
+    expect(printableName(escaped)).toBe(escaped);
+    expect(printableName('サーバー')).toBe('サーバー');
+    expect(printableName('y'.repeat(600))).toBe(`${'y'.repeat(200)}…`);
   });
 });

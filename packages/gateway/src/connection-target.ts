@@ -21,6 +21,15 @@ const MAX_PART_LENGTH = 200;
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 /** C0 and C1 control characters, DEL, and unpaired surrogates (not text). */
 const NOT_TEXT = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/**
+ * Characters that change how text around them reads without showing themselves: format
+ * characters (bidi overrides such as U+202E, zero-width spaces and joiners), line and
+ * paragraph separators, and the rest of Unicode's default-ignorable code points.
+ */
+const INVISIBLE = /[\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Cs}]/gu;
+/** How much of a refused user name an audit event keeps. */
+const SHOWN_LENGTH = 200;
 
 export const TARGET_FORMAT = 'Connect as <user>:<device>[:<account>] (or <user>:<project>/<device>[:<account>]).';
 
@@ -34,6 +43,7 @@ export function parseConnectionTarget(raw: string): ParsedTarget {
   if (raw.length === 0) return refuse('The user name is empty.');
   if (raw.length > MAX_TARGET_LENGTH) return refuse(`The user name is longer than ${MAX_TARGET_LENGTH} characters.`);
   if (NOT_TEXT.test(raw)) return refuse('The user name contains control characters.');
+  if (INVISIBLE.test(raw)) return refuse('The user name contains invisible or text-direction characters.');
   const parts = raw.split(':');
   if (parts.length < 2) return refuse('The user name names no device.');
   if (parts.length > 3) return refuse('The user name has too many ":" parts.');
@@ -43,4 +53,17 @@ export function parseConnectionTarget(raw: string): ParsedTarget {
   if (!USER_NAME.test(user)) return refuse('The Gatehouse user name is not valid.');
   if (device.startsWith('/') || device.endsWith('/')) return refuse('The device is missing its project or its name around "/".');
   return { ok: true, target: { user, device, account } };
+}
+
+/**
+ * Text from a user name, safe to show or store: control, format (bidi, zero-width) and
+ * other invisible characters and lone surrogates as `\u{…}` escapes, cut to 200
+ * characters (with `…`). For audit events and messages that must name what was asked for.
+ * Applying it again changes nothing.
+ */
+export function printableName(raw: string): string {
+  const chars = Array.from(raw);
+  const shown = chars.slice(0, SHOWN_LENGTH).join('');
+  const escaped = shown.replace(UNPRINTABLE, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`);
+  return chars.length > SHOWN_LENGTH ? `${escaped}…` : escaped;
 }

@@ -15,7 +15,7 @@ import type {
 } from 'ssh2';
 import { AsciicastRecorder } from './asciicast.js';
 import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionEnd, SessionKind } from './broker.js';
-import { parseConnectionTarget, type ConnectionTarget } from './connection-target.js';
+import { parseConnectionTarget, printableName, type ConnectionTarget } from './connection-target.js';
 import { directDialer, whereOf, type TargetDialer } from './dial.js';
 import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js';
 import { ExecOutputWatch, summaryMarker, type ExecStream } from './exec-output.js';
@@ -267,6 +267,9 @@ class GatewayConnection {
     }
     const parsed = parseConnectionTarget(ctx.username);
     if (!parsed.ok) {
+      await this.options.broker
+        .signInRefused({ username: printableName(ctx.username), reason: parsed.reason, remoteAddress: this.remoteAddress })
+        .catch((error: unknown) => this.options.logger.error({ err: error }, 'could not record a refused user name'));
       await this.refuse(ctx, parsed.reason, 'malformed user name');
       return;
     }

@@ -1,6 +1,6 @@
 export { SshGateway, type SshGatewayOptions, type GatewayLogger } from './gateway.js';
 export { loadOrCreateHostKey, fingerprintOf, keyTypeOf, parseUserPublicKey, HOST_KEY_FILE, type GatewayHostKey } from './host-key.js';
-export { parseConnectionTarget, TARGET_FORMAT, type ConnectionTarget, type ParsedTarget } from './connection-target.js';
+export { parseConnectionTarget, printableName, TARGET_FORMAT, type ConnectionTarget, type ParsedTarget } from './connection-target.js';
 export { AsciicastRecorder, repairRecording, type AsciicastHeader } from './asciicast.js';
 export type {
   AccessBroker,
@@ -17,6 +17,7 @@ export type {
   SessionEnd,
   SessionKind,
   SessionStart,
+  SignInRefusal,
   TargetCredential,
 } from './broker.js';
 export { directDialer, connectSocket, describeSocketError, whereOf, type DialOutcome, type TargetDialer } from './dial.js';

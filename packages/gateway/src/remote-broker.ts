@@ -12,6 +12,7 @@ import type {
   KeyAuthenticationRequest,
   SessionEnd,
   SessionStart,
+  SignInRefusal,
   TargetCredential,
 } from './broker.js';
 import type { ConnectionTarget } from './connection-target.js';
@@ -45,6 +46,10 @@ export class RemoteAccessBroker implements AccessBroker {
     } catch (error) {
       return { ok: false, mfaRequired: false, message: (error as Error).message };
     }
+  }
+
+  signInRefused(refusal: SignInRefusal): Promise<void> {
+    return this.call('signInRefused', refusal);
   }
 
   async authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult> {

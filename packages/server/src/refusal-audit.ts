@@ -57,18 +57,33 @@ export class RefusalAudit {
    */
   record(req: FastifyRequest, kind: Refusal, event: Pick<AuditEventInput, 'targetType' | 'targetId' | 'details'> = {}): Promise<void> {
     const action = refusalActions[kind];
-    const window = this.windowOf(req.ip, action);
-    if (window.written >= this.opts.limit) {
-      window.suppressed++;
-      return Promise.resolve();
-    }
-    window.written++;
+    if (!this.admit(req.ip, action)) return Promise.resolve();
     return this.write(req, {
       action,
       outcome: 'denied',
       ...event,
       details: { method: req.method, route: req.routeOptions.url ?? null, ...event.details },
     });
+  }
+
+  /**
+   * A refusal outside HTTP (the SSH gateway's malformed user names), from `ip`, under the
+   * same limit per address and action.
+   */
+  recordFrom(ip: string, event: Parameters<Services['audit']>[1]): Promise<void> {
+    if (!this.admit(ip, event.action)) return Promise.resolve();
+    return this.write(null, { ...event, ip });
+  }
+
+  /** Counts one refusal in its window: true when it is to be written, false when only counted. */
+  private admit(ip: string, action: string): boolean {
+    const window = this.windowOf(ip, action);
+    if (window.written >= this.opts.limit) {
+      window.suppressed++;
+      return false;
+    }
+    window.written++;
+    return true;
   }
 
   /** Writes the counts of every open window now and waits for every write: on close. */

@@ -17,8 +17,10 @@ import type {
   KeyAuthenticationRequest,
   SessionEnd,
   SessionStart,
+  SignInRefusal,
   TargetCredential,
 } from '@gatehouse/gateway';
+import { printableName } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
 import { checkKeySignIn, checkSignIn } from '../sign-in.js';
 import type { WebTerminal } from '../terminal.js';
@@ -94,6 +96,18 @@ export class ServerAccessBroker implements AccessBroker {
     return { ok: true, user: { id: result.user.id, username: result.user.username } };
   }
 
+  async signInRefused(refusal: SignInRefusal): Promise<void> {
+    // No user is known: only the name as sent (made printable by the gateway, and again here).
+    const username = printableName(refusal.username);
+    await this.services.refusals.recordFrom(refusal.remoteAddress, {
+      action: 'gateway.auth',
+      outcome: 'failure',
+      actorId: null,
+      actorName: username.slice(0, 64),
+      details: { gateway: this.entry, reason: 'malformed user name', problem: refusal.reason, username },
+    });
+  }
+
   /**
    * The browser terminal's key: good only for the user the web session just let in (once,
    * within 30 s), who must not have been disabled since. Audited with the browser's address.
@@ -141,8 +155,8 @@ export class ServerAccessBroker implements AccessBroker {
         ip: remoteAddress,
         details: {
           gateway: this.entry,
-          device: target.device.slice(0, 200),
-          account: target.account ?? null,
+          device: printableName(target.device),
+          account: target.account === undefined ? null : printableName(target.account),
           reason: resolved.reason,
         },
       });
@@ -353,7 +367,7 @@ export class ServerAccessBroker implements AccessBroker {
     const unknown: Resolved = {
       ok: false,
       reason: 'unknown device',
-      message: `There is no device ${JSON.stringify(wanted.device)} you may use. Check the name (gatehouse devices list), or ask an administrator for access.`,
+      message: `There is no device "${printableName(wanted.device)}" you may use. Check the name (gatehouse devices list), or ask an administrator for access.`,
     };
     let candidates = await inventory.findDevicesNamed(wanted.device);
     if (candidates.length === 0) {
@@ -376,7 +390,7 @@ export class ServerAccessBroker implements AccessBroker {
       return {
         ok: false,
         reason: 'ambiguous device name',
-        message: `More than one project has a device ${JSON.stringify(wanted.device)}. Name the project too: <user>:<project>/<device>.`,
+        message: `More than one project has a device "${printableName(wanted.device)}". Name the project too: <user>:<project>/<device>.`,
       };
     }
     const { device, accounts } = usable[0] as { device: Device; accounts: Account[] };
@@ -387,7 +401,7 @@ export class ServerAccessBroker implements AccessBroker {
         return {
           ok: false,
           reason: 'unknown account',
-          message: `${device.name} has no account ${JSON.stringify(wanted.account)} you may use. Yours: ${accounts.map((a) => a.username).join(', ')}.`,
+          message: `${device.name} has no account "${printableName(wanted.account)}" you may use. Yours: ${accounts.map((a) => a.username).join(', ')}.`,
         };
       }
     } else if (accounts.length === 1) {
@@ -396,7 +410,7 @@ export class ServerAccessBroker implements AccessBroker {
       return {
         ok: false,
         reason: 'account not named',
-        message: `${device.name} has several accounts: name one as <user>:${wanted.device}:<account> (${accounts.map((a) => a.username).join(', ')}).`,
+        message: `${device.name} has several accounts: name one as <user>:${printableName(wanted.device)}:<account> (${accounts.map((a) => a.username).join(', ')}).`,
       };
     }
     const host = device.privateIp ?? device.publicIp;

@@ -38,6 +38,7 @@ const keyRequest = z.object({
   signed: z.boolean(),
   remoteAddress: text(100),
 });
+const signInRefusal = z.object({ username: text(1000), reason: text(1000), remoteAddress: text(100) });
 const connectionTarget = z.object({ user: text(512), device: text(512), account: text(512).optional() });
 const targetRef = z.object({ accountId: text(100), deviceId: text(100) });
 const hostKey = z.object({ algorithm: text(100), fingerprint: text(200) });
@@ -165,6 +166,8 @@ export class GatewayLinkBroker {
         const result = await broker.authenticateKey(request);
         return result.ok && request.signed ? { ok: true, user: this.issue(gateway, result.user) } : result;
       }
+      case 'signInRefused':
+        return broker.signInRefused(signInRefusal.parse(params[0]));
       case 'authorize': {
         const ticket = this.ticketOf(gateway, user.parse(params[0]));
         const asked = connectionTarget.parse(params[1]);
