@@ -145,6 +145,11 @@ export function breakGlassCommands(
           ignoreManifest?: boolean;
         },
       ) => {
+        // `… | head` closes the pipe once it has read enough: that ends the listing, quietly.
+        process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EPIPE') throw error;
+          process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+        });
         const { checkManifest, openExport } = await import('@gatehouse/breakglass/reader');
         const manifestFile = o.manifest ?? path.join(path.dirname(file), 'breakglass.manifest.json');
         const bytes = readFileSync(file);
