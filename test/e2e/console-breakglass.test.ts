@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
 import { ageKeygen } from '../support/breakglass-e2e.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
-import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, startS3rver, type RunningPeer } from '../support/storage.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteContainerSas, startAzurite, startS3rver, type RunningPeer } from '../support/storage.js';
 
 const API = '/api/v1';
 const ADMIN_PASSWORD = 'console break glass admin';
@@ -155,6 +155,7 @@ describe('web console: break glass', () => {
       'Paste an Azure connection string',
       'Storage account name',
       'Key',
+      'SAS token',
       'Container name',
       'Protocol',
       'Endpoint suffix',
@@ -182,6 +183,61 @@ describe('web console: break glass', () => {
     await expect.poll(() => page.getByRole('table', { name: 'Run history' }).locator('tbody tr').count()).toBe(2);
     // The page never held the stored key once saved.
     expect(await page.content()).not.toContain(AZURITE_KEY);
+    expect(problems).toEqual([]);
+  });
+
+  it("sets up a SAS-only Blob target from the portal's SAS connection string: no saved key or endpoint stays behind", async () => {
+    const paste = page.getByLabel('Paste an Azure connection string', { exact: true });
+    // It holds a key or a SAS: masked.
+    expect(await paste.getAttribute('type')).toBe('password');
+    const value = (label: string) => page.getByLabel(label, { exact: true }).inputValue();
+
+    // A key for Azure's public cloud: the saved Azurite endpoint (under Advanced) goes with it.
+    await paste.fill(
+      `DefaultEndpointsProtocol=https;AccountName=someaccount;AccountKey=${Buffer.alloc(64, 3).toString('base64')};EndpointSuffix=core.windows.net`,
+    );
+    expect([await value('Blob endpoint'), await value('Protocol'), await value('Storage account name')]).toEqual([
+      '',
+      'https',
+      'someaccount',
+    ]);
+
+    // The portal's SAS connection string: no AccountName, no key.
+    const sas = await azuriteContainerSas('breakglass');
+    await paste.fill(`BlobEndpoint=${azurite.blobEndpoint};SharedAccessSignature=${sas}`);
+    expect([await value('Blob endpoint'), await value('Protocol'), await value('Storage account name'), await value('Key')]).toEqual([
+      azurite.blobEndpoint,
+      'http',
+      '',
+      '',
+    ]);
+    expect(await value('SAS token')).toBe(sas);
+    expect(await stagesDone()).toEqual(['ok', 'ok', 'ok']);
+    // The create/write SAS was used, not the saved account key.
+    await page.getByText('The key can write and nothing more.').waitFor();
+    await screenshot(page, '25b-breakglass-blob-sas-ok');
+
+    // A SAS Azurite refuses fails authentication, and says where the Test went.
+    await page
+      .getByLabel('SAS token', { exact: true })
+      .fill(sas.replace(/sig=[^&]+/, `sig=${encodeURIComponent(Buffer.alloc(32, 1).toString('base64'))}`));
+    expect(await stagesDone()).toEqual(['skipped', 'failed', 'skipped']);
+    expect(await stage('authentication').locator('.stage-message').textContent()).toContain(`at ${azurite.blobEndpoint} did not accept`);
+
+    await page.getByLabel('SAS token', { exact: true }).fill(sas);
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Saved. The Test ran with the saved settings').waitFor();
+    const saved = await api<{ settings: Record<string, unknown> }>('GET', '/breakglass/settings');
+    expect(saved.settings).toMatchObject({
+      provider: 'blob',
+      accountName: AZURITE_ACCOUNT,
+      blobEndpoint: azurite.blobEndpoint,
+      accountKey: null,
+      sasToken: '********',
+    });
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByText('The run succeeded.').waitFor({ timeout: 30_000 });
+    expect(await page.content()).not.toContain(sas);
     expect(problems).toEqual([]);
   });
 

@@ -163,27 +163,40 @@ function bodyOf(f: Form): Record<string, unknown> {
   };
 }
 
-/** The fields an Azure connection string holds (DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…;EndpointSuffix=…). */
-function fromConnectionString(text: string): Partial<Form> {
+const CONNECTION_STRING_KEYS = [
+  'defaultendpointsprotocol',
+  'accountname',
+  'accountkey',
+  'endpointsuffix',
+  'blobendpoint',
+  'sharedaccesssignature',
+];
+
+/**
+ * The Blob fields of an Azure connection string: with an account key
+ * (DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…;EndpointSuffix=…) or the
+ * portal's SAS form (BlobEndpoint=…;SharedAccessSignature=…). It replaces every Blob field,
+ * so nothing saved earlier (an old blob endpoint, the other credential) stays hidden in
+ * the form; undefined when the text holds none of its keys.
+ */
+function fromConnectionString(text: string): Partial<Form> | undefined {
   const fields = new Map<string, string>();
   for (const part of text.split(';')) {
     const at = part.indexOf('=');
     if (at > 0) fields.set(part.slice(0, at).trim().toLowerCase(), part.slice(at + 1).trim());
   }
-  const out: Partial<Form> = {};
+  if (!CONNECTION_STRING_KEYS.some((k) => fields.has(k))) return undefined;
   const protocol = fields.get('defaultendpointsprotocol')?.toLowerCase();
-  if (protocol === 'http' || protocol === 'https') out.protocol = protocol;
-  const name = fields.get('accountname');
-  if (name !== undefined) out.accountName = name;
-  const key = fields.get('accountkey');
-  if (key !== undefined) out.accountKey = key;
-  const suffix = fields.get('endpointsuffix');
-  if (suffix !== undefined) out.endpointSuffix = suffix.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
-  const endpoint = fields.get('blobendpoint');
-  if (endpoint !== undefined) out.blobEndpoint = endpoint;
-  const sas = fields.get('sharedaccesssignature');
-  if (sas !== undefined) out.sasToken = sas;
-  return out;
+  const endpoint = fields.get('blobendpoint') ?? '';
+  return {
+    protocol: protocol === 'http' || protocol === 'https' ? protocol : /^http:/i.test(endpoint) ? 'http' : 'https',
+    // Left empty with a blob endpoint: the server takes the account from it.
+    accountName: fields.get('accountname') ?? '',
+    accountKey: fields.get('accountkey') ?? '',
+    sasToken: (fields.get('sharedaccesssignature') ?? '').replace(/^\?/, ''),
+    endpointSuffix: (fields.get('endpointsuffix') ?? EMPTY.endpointSuffix).replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, ''),
+    blobEndpoint: endpoint,
+  };
 }
 
 /**
@@ -446,24 +459,38 @@ export function BreakGlass({ user }: { user: User }) {
           <div className="form-grid" data-provider="blob">
             <div className="field wide">
               <label htmlFor="connection-string">Paste an Azure connection string</label>
-              <textarea
+              {/* It holds the account key or SAS: masked like them. */}
+              <input
                 id="connection-string"
-                rows={2}
+                type="password"
+                autoComplete="off"
                 spellCheck={false}
                 value={connectionString}
                 disabled={readOnly}
-                placeholder="DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…;EndpointSuffix=core.windows.net"
+                placeholder="BlobEndpoint=…;SharedAccessSignature=…"
                 onChange={(e) => {
                   setConnectionString(e.target.value);
-                  setForm((f) => ({ ...f, ...fromConnectionString(e.target.value) }));
+                  const fields = fromConnectionString(e.target.value);
+                  if (fields) setForm((f) => ({ ...f, ...fields }));
                 }}
               />
-              <p className="hint">It fills the fields below; it is not stored itself.</p>
+              <p className="hint">
+                The portal&apos;s SAS connection string, or one with the account key. It replaces the Blob fields below and under Advanced;
+                it is not stored itself.
+              </p>
             </div>
-            {field('Storage account name', 'accountName', { required: true })}
+            {field('Storage account name', 'accountName', { hint: 'May be left empty with a blob endpoint: it names the account.' })}
             {field('Key', 'accountKey', {
               type: 'password',
-              hint: destinationSecret('accountKey', secretHint),
+              hint: destinationSecret('accountKey', `The account key, or leave it empty and give a SAS token. ${secretHint}`),
+              autoComplete: 'new-password',
+            })}
+            {field('SAS token', 'sasToken', {
+              type: 'password',
+              hint: destinationSecret(
+                'sasToken',
+                `Instead of the key (least privilege): a container SAS with create and write only. A new one replaces a saved key. ${secretHint}`,
+              ),
               autoComplete: 'new-password',
             })}
             {field('Container name', 'container', { required: true })}
@@ -507,11 +534,6 @@ export function BreakGlass({ user }: { user: User }) {
               <>
                 {field('Blob endpoint', 'blobEndpoint', {
                   hint: 'A full endpoint URL instead of the account and suffix (Azurite, private link).',
-                })}
-                {field('SAS token', 'sasToken', {
-                  type: 'password',
-                  hint: destinationSecret('sasToken', `Instead of the key: a container SAS with create and write only. ${secretHint}`),
-                  autoComplete: 'new-password',
                 })}
               </>
             )}
