@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import {
   runOffline,
   startAccessDeniedS3,
   startSilentTcp,
+  startThrottlingProxy,
   waitFor,
   writeBulkInventory,
   type StandIn,
@@ -28,6 +30,7 @@ import {
 /** A run as `gatehouse breakglass run --wait` and `runs` print it. */
 interface RunView {
   id: string;
+  trigger: string;
   result: 'running' | 'success' | 'failure';
   attempts: number;
   startedAt: string;
@@ -215,8 +218,7 @@ describe('break-glass runs that fail', () => {
     expectPreviousIntact();
   });
 
-  it('kill -9 mid-upload leaves the previous export; after a restart the run shows as failed and a new run succeeds', async () => {
-    expect((await configure()).code).toBe(0);
+  it('kill -9 inside the upload of a scheduled run: after the restart the run is audited, alerted, described truthfully and redone', async () => {
     const csv = path.join(dir, 'bulk.csv');
     writeBulkInventory(csv, 30_000, 'bulk', 8, 40);
     let t = performance.now();
@@ -224,51 +226,94 @@ describe('break-glass runs that fail', () => {
     figures.push(`import of 30,000 devices with random passwords: ${(performance.now() - t).toFixed(0)} ms`);
     expect(imported.code, imported.stderr).toBe(0);
 
-    const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
-    const started = await gh(['breakglass', 'run']);
-    expect(started.code, started.stderr).toBe(0);
-    const run = JSON.parse(started.stdout) as RunView;
-    expect(run.result).toBe('running');
-    t = performance.now();
-    // Kill well into the export: a megabyte of sealed bytes out (about 40 %), or a multipart
-    // upload open. (Not in the middle of the final PUT itself: s3rver writes a PUT into the
-    // object's file as it arrives, where S3 and Azure replace an object only when complete.)
-    const seen = await waitFor(
-      'the run to be well under way',
-      async () => {
-        const res = await server.request(`/api/v1/breakglass/runs/${run.id}`, { headers: { authorization: `Bearer ${token}` } });
-        const now = JSON.parse(res.body) as RunView;
-        if (now.result !== 'running') throw new Error(`the run ended before it could be killed: ${res.body}`);
-        if ((now.uploadedBytes ?? 0) >= 1024 * 1024 || s3.multipartUploads().length > 0) return now;
-        return undefined;
-      },
-      60_000,
-      20,
+    // The storage takes the workbook in at 256 KiB/s: the upload lasts seconds, and the
+    // kill lands inside it however fast or slow this machine is.
+    const throttled = await startThrottlingProxy(
+      { host: '127.0.0.1', port: s3.port },
+      (method, url) => method === 'PUT' && url.includes('breakglass.xlsx.age'),
+      256 * 1024,
     );
-    server.kill();
-    await server.exited;
-    figures.push(
-      `kill -9 ${(performance.now() - t).toFixed(0)} ms into the 30,000-device run, ${seen.uploadedBytes ?? 0} sealed bytes out, ${s3.multipartUploads().length} multipart upload(s) open`,
-    );
-    expectPreviousIntact();
+    try {
+      // The daily run, due in 30 to 90 seconds (UTC).
+      const due = new Date(Math.floor((Date.now() + 90_000) / 60_000) * 60_000);
+      const executeTime = due.toISOString().slice(11, 16);
+      const saved = await configure({ url: throttled.endpoint, executeTime, timeZone: 'UTC' });
+      expect(saved.code, saved.stdout + saved.stderr).toBe(0);
+      const manifest = JSON.parse(previous.manifest.toString()) as { generatedAt: string; sha256: string; bytes: number };
 
-    server = await start();
-    // The dead process's lease does not hold the restarted server up for its 5 minutes.
-    const closed = await waitFor('the log line about the abandoned run', () =>
-      server.logs.find((l) => l.msg === 'closed break-glass runs left unfinished by a stopped server'),
-    );
-    expect(closed).toMatchObject({ level: 40, runs: 1 });
-    const after = (await runs()).find((r) => r.id === run.id);
-    expect(after).toMatchObject({ result: 'failure' });
-    expect(after?.error).toMatch(/server stopped during this run/);
-    expect(after?.finishedAt).not.toBeNull();
+      const upload = await waitFor(
+        'the scheduled run to be inside its upload',
+        () => throttled.uploads.find((u) => u.received >= 128 * 1024 && !u.complete),
+        150_000,
+        20,
+      );
+      const received = upload.received;
+      server.kill();
+      await server.exited;
+      await waitFor('the cut-off upload to settle', () => (upload.cutOff || upload.answered ? true : undefined));
+      // What the bucket holds now, found out independently of the server.
+      const left = download();
+      expect(left.manifest.equals(previous.manifest), 'the manifest changed').toBe(true);
+      const intact = left.data.equals(previous.data);
+      const leftSha = createHash('sha256').update(left.data).digest('hex');
+      figures.push(
+        `kill -9 with ${received} bytes of the ${upload.url.split('?')[0]} PUT taken in (scheduled at ${executeTime} UTC): ${intact ? 'upload cut off, previous export intact' : 'the bytes already sent arrived after the kill: new workbook, old manifest'}`,
+      );
+      throttled.throttling = false;
 
-    t = performance.now();
-    const again = await gh(['breakglass', 'run', '--wait']);
-    figures.push(`run --wait of the 30,000-device export after the restart: ${(performance.now() - t).toFixed(0)} ms`);
-    expect(again.code, again.stderr).toBe(0);
-    const done = JSON.parse(again.stdout) as RunView;
-    expect(done).toMatchObject({ result: 'success', counts: { devices: 30_001 } });
+      server = await start();
+      t = performance.now();
+      const cut = await waitFor(
+        'the interrupted run to be closed',
+        async () => (await runs()).find((r) => r.trigger === 'schedule' && r.result === 'failure'),
+        30_000,
+      );
+      expect(cut).toMatchObject({ errorStage: 'interrupted', attempts: 1 });
+      // What the bucket holds, read back and checked, not assumed.
+      expect(cut.error).toContain('The server stopped during this run');
+      expect(cut.error).toContain(
+        intact
+          ? `The previous export is intact: ${DATA} matches the manifest of ${manifest.generatedAt} (SHA-256 ${manifest.sha256}, ${manifest.bytes} bytes).`
+          : `The workbook was replaced but the manifest was not: ${DATA} (SHA-256 ${leftSha}, ${left.data.length} bytes) does not match the manifest of ${manifest.generatedAt} (SHA-256 ${manifest.sha256})`,
+      );
+
+      const redo = await waitFor('the redo', async () => (await runs()).find((r) => r.trigger === 'catch-up'), 30_000);
+      figures.push(
+        `restart → redo started: ${(Date.parse(redo.startedAt) - Date.parse(cut.finishedAt ?? '')).toFixed(0)} ms after the run was closed`,
+      );
+      const done = await waitFor(
+        'the redo to finish',
+        async () => {
+          const now = (await runs()).find((r) => r.id === redo.id);
+          return now?.result === 'running' ? undefined : now;
+        },
+        120_000,
+        200,
+      );
+      figures.push(`redo of the 30,000-device export after the restart: ${(performance.now() - t).toFixed(0)} ms from the restart`);
+      expect(done).toMatchObject({ result: 'success', counts: { devices: 30_001 } });
+
+      // Audited: the interrupted run has its own event, naming the redo.
+      const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+      const audit = await server.request(`/api/v1/audit/events?action=breakglass.run&targetId=${cut.id}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const events = (JSON.parse(audit.body) as { items: { outcome: string; details: Record<string, unknown> }[] }).items;
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({
+        outcome: 'failure',
+        details: { interrupted: true, bucket: intact ? 'whole' : 'mismatch', redoneBy: redo.id },
+      });
+      // Alerted: the webhook, and the log at error level.
+      const alerts = hook.forRun(cut.id);
+      expect(alerts.map((a) => a.event)).toEqual(['breakglass.run_interrupted']);
+      expect(alerts[0]?.message).toContain(`It is being run again now (run ${redo.id}).`);
+      expect(alerts[0]?.run).toMatchObject({ stage: 'interrupted', error: cut.error });
+      expect(server.logs.some((l) => l.level === 50 && l.alert === 'breakglass.run_interrupted' && l.run === cut.id)).toBe(true);
+    } finally {
+      await throttled.close();
+    }
+
     const now = download();
     expect(now.data.equals(previous.data)).toBe(false);
     figures.push(`30,000-device export: ${(now.data.length / 1024 / 1024).toFixed(1)} MiB sealed`);
@@ -295,5 +340,5 @@ describe('break-glass runs that fail', () => {
     expect(opened.code, opened.stderr).toBe(0);
     expect(opened.stdout).toMatch(/^Manifest: verified/m);
     expect(opened.stdout).toMatch(/^Device name {9}bulk-host-029999$/m);
-  });
+  }, 300_000);
 });

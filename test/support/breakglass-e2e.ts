@@ -212,6 +212,20 @@ export async function startSilentTcp(): Promise<StandIn> {
   };
 }
 
+/** Sends a request on to the storage server (its body as it streams in, or whole) and its answer back. */
+function passOn(upstream: { host: string; port: number }, req: IncomingMessage, res: ServerResponse, body?: Buffer, onAnswer?: () => void) {
+  const headers = { ...req.headers };
+  if (body) delete headers.expect;
+  const out = httpRequest({ host: upstream.host, port: upstream.port, method: req.method, path: req.url, headers }, (answer) => {
+    onAnswer?.();
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  out.on('error', () => res.destroy());
+  if (body) out.end(body);
+  else req.pipe(out);
+}
+
 /**
  * An HTTP proxy in front of a storage server that holds back the requests `hold` picks
  * until `release()`: a run that reaches its upload then stays in progress for as long
@@ -230,17 +244,7 @@ export async function startHoldingProxy(
   let held = 0;
   const server = createHttpServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
-    const forward = () => {
-      const out = httpRequest(
-        { host: upstream.host, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
-        (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      out.on('error', () => res.destroy());
-      req.pipe(out);
-    };
+    const forward = () => passOn(upstream, req, res);
     if (deny(req.method ?? '', req.url ?? '')) {
       req.resume();
       req.on('end', () => denyAccess(req, res));
@@ -258,6 +262,84 @@ export async function startHoldingProxy(
     release: () => open?.(),
     close: () => {
       open?.();
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** One request body the throttling proxy is taking in slowly. */
+export interface ThrottledUpload {
+  method: string;
+  url: string;
+  /** Bytes of the body taken in so far. */
+  received: number;
+  /** The whole body arrived (and was then passed on). */
+  complete: boolean;
+  /** The client went away before the whole body arrived: nothing was passed on. */
+  cutOff: boolean;
+  /** The storage answered the whole body passed on (the upload took effect). */
+  answered: boolean;
+}
+
+/**
+ * An HTTP proxy in front of a storage server that takes in the bodies of the requests
+ * `throttle` picks at `bytesPerSecond`, and passes each on only once it is whole, as S3
+ * and Azure replace an object only when its upload completes (s3rver itself would write
+ * a cut-off PUT into the object). An upload then lasts long enough for a test to kill
+ * the uploader in the middle of it, on any machine. (Bytes the uploader had already
+ * handed to the kernel still arrive after a kill: when they are the whole body, the
+ * upload takes effect, as it would on S3.) Headers go through untouched.
+ */
+export async function startThrottlingProxy(
+  upstream: { host: string; port: number },
+  throttle: (method: string, url: string) => boolean,
+  bytesPerSecond: number,
+): Promise<StandIn & { uploads: ThrottledUpload[]; throttling: boolean }> {
+  const requests: string[] = [];
+  const uploads: ThrottledUpload[] = [];
+  const state = { throttling: true };
+  const forward = (req: IncomingMessage, res: ServerResponse, body?: Buffer, upload?: ThrottledUpload) =>
+    passOn(upstream, req, res, body, () => upload && (upload.answered = true));
+  const server = createHttpServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (!state.throttling || !throttle(req.method ?? '', req.url ?? '')) return forward(req, res);
+    const upload: ThrottledUpload = {
+      method: req.method ?? '',
+      url: req.url ?? '',
+      received: 0,
+      complete: false,
+      cutOff: false,
+      answered: false,
+    };
+    uploads.push(upload);
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      upload.received += chunk.length;
+      req.pause();
+      setTimeout(() => req.resume(), (chunk.length / bytesPerSecond) * 1000);
+    });
+    req.on('end', () => {
+      upload.complete = true;
+      forward(req, res, Buffer.concat(chunks), upload);
+    });
+    req.on('close', () => {
+      if (!upload.complete) upload.cutOff = true;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    requests,
+    uploads,
+    get throttling() {
+      return state.throttling;
+    },
+    set throttling(on: boolean) {
+      state.throttling = on;
+    },
+    close: () => {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(() => resolve()));
     },

@@ -38,6 +38,7 @@ export {
   TargetError,
   networkReason,
   type StorageTarget,
+  type ObjectRead,
   type StageResult,
   type TestReport,
   type TestStage,

@@ -2,6 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Db } from './connect.js';
 import type { BreakGlassRunTable } from './schema.js';
 
+/** The error stage of a run the server stopped in the middle of (kill -9, OOM, power loss). */
+export const INTERRUPTED_STAGE = 'interrupted';
+
 export interface BreakGlassRun {
   id: string;
   trigger: 'schedule' | 'manual' | 'catch-up';
@@ -103,17 +106,41 @@ export class BreakGlassRuns {
     return row && present(row);
   }
 
-  /** Runs left `running` by a process that died are closed as failures at start. */
-  async closeAbandoned(): Promise<number> {
+  /** Runs still marked `running`: with the run lease held, the ones a stopped server left unfinished. */
+  async unfinished(): Promise<BreakGlassRun[]> {
+    const rows = await this.db.kysely
+      .selectFrom('breakglass_runs')
+      .selectAll()
+      .where('result', '=', 'running')
+      .orderBy('started_at', 'asc')
+      .execute();
+    return rows.map(present);
+  }
+
+  /**
+   * Closes an unfinished run as interrupted (error stage `interrupted`), once: when
+   * several servers find the same run, only the one whose update changes the row gets
+   * true, and only that one reports and redoes it.
+   */
+  async claimInterrupted(id: string, error: string): Promise<boolean> {
     const r = await this.db.kysely
       .updateTable('breakglass_runs')
-      .set({
-        result: 'failure',
-        finished_at: new Date().toISOString(),
-        error: 'The server stopped during this run; the previous export was left as it was.',
-      })
+      .set({ result: 'failure', finished_at: new Date().toISOString(), error, error_stage: INTERRUPTED_STAGE })
+      .where('id', '=', id)
       .where('result', '=', 'running')
       .executeTakeFirst();
-    return Number(r.numUpdatedRows);
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  /** How many of the newest runs, in a row, were interrupted by a server that stopped (at most `limit`). */
+  async interruptedInARow(limit: number): Promise<number> {
+    const rows = await this.db.kysely
+      .selectFrom('breakglass_runs')
+      .select('error_stage')
+      .orderBy('started_at', 'desc')
+      .limit(limit)
+      .execute();
+    const other = rows.findIndex((r) => r.error_stage !== INTERRUPTED_STAGE);
+    return other === -1 ? rows.length : other;
   }
 }

@@ -49,7 +49,7 @@ export { SignInThrottle, type ThrottleRule, type ThrottleClaim, type ThrottleKey
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
 export { timeSlicer } from './time-slicer.js';
-export { BreakGlassRuns, type BreakGlassRun } from './breakglass-runs.js';
+export { BreakGlassRuns, INTERRUPTED_STAGE, type BreakGlassRun } from './breakglass-runs.js';
 export {
   GatewaySessions,
   type GatewaySession,

@@ -1,4 +1,5 @@
 import type { Agent } from 'node:http';
+import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
 import { guardedHttpAgent, guardedHttpsAgent, type AddressPolicy } from '../address-guard.js';
@@ -9,6 +10,7 @@ import {
   succeeds,
   TargetError,
   unansweredReason,
+  type ObjectRead,
   type StageResult,
   type StorageTarget,
   type TestReport,
@@ -172,5 +174,26 @@ export class BlobTarget implements StorageTarget {
       warnings.push('The credentials can DELETE blobs: whoever holds them could remove the exports. Use a SAS with create and write only.');
     }
     return warnings;
+  }
+
+  async open(name: string): Promise<ObjectRead> {
+    try {
+      const out = await this.container.getBlockBlobClient(name).download();
+      const body = out.readableStreamBody;
+      return body ? { state: 'found', body: Readable.from(body) } : { state: 'unreadable', reason: 'the answer had no body' };
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === 'BlobNotFound') return { state: 'missing' };
+      if (code === 'ContainerNotFound') return { state: 'unreadable', reason: `container ${this.config.container} does not exist` };
+      if (code.startsWith('Authorization') || code === 'AuthenticationFailed' || statusOf(error) === 403)
+        return {
+          state: 'unreadable',
+          reason: 'the credentials may not read the container (a create/write-only SAS, as recommended, cannot)',
+        };
+      return {
+        state: 'unreadable',
+        reason: networkReason(error, this.endpoint) ?? `the server at ${this.endpoint} did not hand the blob out`,
+      };
+    }
   }
 }

@@ -1,5 +1,6 @@
 import { rootCertificates } from 'node:tls';
 import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -18,6 +19,7 @@ import {
   succeeds,
   TargetError,
   unansweredReason,
+  type ObjectRead,
   type StageResult,
   type StorageTarget,
   type TestReport,
@@ -239,5 +241,22 @@ export class S3Target implements StorageTarget {
       warnings.push('The key can DELETE objects: whoever holds it could remove the exports. Give it s3:PutObject only.');
     }
     return warnings;
+  }
+
+  async open(name: string): Promise<ObjectRead> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: name }));
+      return out.Body instanceof Readable ? { state: 'found', body: out.Body } : { state: 'unreadable', reason: 'the answer had no body' };
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === 'NoSuchKey' || (code !== 'NoSuchBucket' && statusOf(error) === 404)) return { state: 'missing' };
+      if (code === 'NoSuchBucket') return { state: 'unreadable', reason: `bucket ${this.config.bucket} does not exist` };
+      if (code === 'AccessDenied' || statusOf(error) === 403)
+        return { state: 'unreadable', reason: 'the key may not read the bucket (a put-only key, as recommended, cannot)' };
+      return {
+        state: 'unreadable',
+        reason: networkReason(error, this.endpoint) ?? `the server at ${this.endpoint} did not hand the object out`,
+      };
+    }
   }
 }

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { FORBIDDEN_ADDRESS } from '../address-guard.js';
 
 /** The three stages of the Test button (spec/001), in order. */
@@ -30,7 +31,15 @@ export interface StorageTarget {
   putBytes(name: string, body: Buffer, contentType: string): Promise<void>;
   /** Runs the three stages with a small probe object, then checks for excess rights. */
   test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport>;
+  /**
+   * Opens an object for reading, to check what a run that was cut off left behind. A
+   * put-only key (the recommended set-up) may not read: that is an answer, not an error.
+   */
+  open(name: string): Promise<ObjectRead>;
 }
+
+/** What reading an object back found: its bytes as a stream, no such object, or why it could not be read (in our words). */
+export type ObjectRead = { state: 'found'; body: Readable } | { state: 'missing' } | { state: 'unreadable'; reason: string };
 
 /** A failure with the stage it belongs to and a reason a person can act on. */
 export class TargetError extends Error {

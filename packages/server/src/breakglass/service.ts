@@ -21,12 +21,22 @@ import {
   type TestReport,
 } from '@gatehouse/breakglass';
 import { ConflictError, GatehouseError, ValidationError, type AuditCheckpoint } from '@gatehouse/core';
-import { BreakGlassRuns, Leases, type BreakGlassRun, type Db, type Inventory, type Settings, type Vault } from '@gatehouse/db';
+import {
+  BreakGlassRuns,
+  INTERRUPTED_STAGE,
+  Leases,
+  type BreakGlassRun,
+  type Db,
+  type Inventory,
+  type Settings,
+  type Vault,
+} from '@gatehouse/db';
 import { Cron } from 'croner';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 
 import { restrictionIssues, type BreakGlassRestrictions } from './restrictions.js';
+import { checkBucket, describeBucket, type BucketCheck } from './bucket-check.js';
 import { BreakGlassStore } from './store.js';
 import { postWebhook } from './webhook.js';
 
@@ -56,6 +66,16 @@ export interface BreakGlassOptions {
 
 const LEASE = 'breakglass';
 const LEASE_MS = 5 * 60_000;
+/** How often a server looks for runs another one left unfinished. */
+const RECOVER_EVERY_MS = 60_000;
+/** Runs cut off in a row after which an interrupted run is no longer redone by itself. */
+const MAX_INTERRUPTED = 3;
+
+/** A run a stopped server left unfinished, now closed, and what its bucket was found to hold. */
+interface Interrupted {
+  run: BreakGlassRun;
+  bucket: BucketCheck | null;
+}
 
 /** Lease holders of this process, so that one is never mistaken for a holder that died. */
 const holdersHere = new Set<string>();
@@ -152,6 +172,9 @@ export class BreakGlassService {
   private timers: NodeJS.Timeout[] = [];
   private watcher: FSWatcher | undefined;
   private active: Promise<unknown> | undefined;
+  /** Whether a run of this process holds the lease. */
+  private running = false;
+  private recovering: Promise<unknown> | undefined;
   private lastStaleAlert = 0;
   /** Bytes uploaded so far by runs of this process, for progress displays. */
   readonly progress = new Map<string, number>();
@@ -264,6 +287,24 @@ export class BreakGlassService {
    * already going on anywhere.
    */
   async start(trigger: BreakGlassRun['trigger'], actor: Parameters<Services['audit']>[0]): Promise<BreakGlassRun> {
+    const settings = await this.runnable();
+    if (!(await this.acquireLease())) {
+      throw new ConflictError('A break-glass run is already in progress (on this or another server). Wait for it to finish.');
+    }
+    let run: BreakGlassRun | undefined;
+    try {
+      // With the lease held nothing else runs: a run still "running" was left by a server that stopped.
+      const interrupted = await this.claimInterrupted(settings);
+      run = await this.launch(trigger, actor, settings);
+      for (const i of interrupted) await this.reportInterrupted(i, run, `Run ${run.id} (${trigger}) was started after it.`, settings);
+      return run;
+    } finally {
+      if (!run) await this.leases.release(LEASE, this.holder).catch(() => undefined);
+    }
+  }
+
+  /** The settings a run uses, or why there can be no run. */
+  private async runnable(): Promise<BreakGlassSettings> {
     const { settings, error } = await this.current();
     if (!settings || error !== undefined) {
       throw new GatehouseError(
@@ -271,11 +312,16 @@ export class BreakGlassService {
         error ? `Break glass cannot run: ${error}` : 'Break glass is not configured yet. Save the settings first.',
       );
     }
-    if (!(await this.acquireLease())) {
-      throw new ConflictError('A break-glass run is already in progress (on this or another server). Wait for it to finish.');
-    }
-    // With the lease held nothing else runs: a run still "running" was left by a server that stopped.
-    await this.runs.closeAbandoned();
+    return settings;
+  }
+
+  /** Starts a run with the lease held; the run releases it when it ends. */
+  private async launch(
+    trigger: BreakGlassRun['trigger'],
+    actor: Parameters<Services['audit']>[0],
+    settings: BreakGlassSettings,
+    redoes?: string,
+  ): Promise<BreakGlassRun> {
     const target = await targetFor(settings, this.o.timeoutSeconds, this.restrictions);
     const run = await this.runs.start(trigger, target.location);
     await this.o.audit(actor, {
@@ -283,16 +329,126 @@ export class BreakGlassService {
       outcome: 'success',
       targetType: 'breakglass_run',
       targetId: run.id,
-      details: { trigger, target: target.location },
+      details: { trigger, target: target.location, ...(redoes ? { redoes } : {}) },
     });
+    this.running = true;
     const renew = setInterval(() => void this.leases.renew(LEASE, this.holder, LEASE_MS).catch(() => undefined), LEASE_MS / 5);
     const work = this.attempt(run, settings, target, actor).finally(async () => {
       clearInterval(renew);
       this.progress.delete(run.id);
+      this.running = false;
       await this.leases.release(LEASE, this.holder).catch(() => undefined);
     });
     this.active = work.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * With the lease held: closes each run a stopped server left unfinished as interrupted,
+   * with what the bucket holds, read back and checked (the manifest against the
+   * workbook). The claim is atomic, so of several servers only one reports a run.
+   */
+  private async claimInterrupted(settings: BreakGlassSettings | undefined): Promise<Interrupted[]> {
+    const unfinished = await this.runs.unfinished();
+    if (unfinished.length === 0) return [];
+    const bucket = await this.bucketNow(settings, unfinished[0]?.startedAt ?? '');
+    const claimed: Interrupted[] = [];
+    for (const run of unfinished) {
+      const moved = run.target !== null && bucket.location !== null && run.target !== bucket.location;
+      const sentence = moved ? bucket.elsewhere(run.target ?? '') : bucket.sentence;
+      const error = `The server stopped during this run (found unfinished at ${new Date().toISOString()}). ${sentence}`;
+      if (!(await this.runs.claimInterrupted(run.id, error))) continue;
+      this.o.logger.warn(
+        { run: run.id, bucket: bucket.check?.state ?? null },
+        'closed a break-glass run left unfinished by a stopped server',
+      );
+      claimed.push({ run: { ...run, result: 'failure', error, errorStage: INTERRUPTED_STAGE }, bucket: bucket.check });
+    }
+    return claimed;
+  }
+
+  /** What the bucket of the current settings holds, as a sentence for the runs that were cut off. */
+  private async bucketNow(
+    settings: BreakGlassSettings | undefined,
+    runStartedAt: string,
+  ): Promise<{ location: string | null; check: BucketCheck | null; sentence: string; elsewhere: (where: string) => string }> {
+    const elsewhere = (where: string) =>
+      `What ${where} holds was not checked: the settings now point ${settings ? 'elsewhere' : 'nowhere'}.`;
+    if (!settings)
+      return { location: null, check: null, sentence: 'What the bucket holds was not checked: break glass is not configured.', elsewhere };
+    const names = exportNames(settings.prefix, sealingFor(settings).kind === 'none' ? 'none' : 'age');
+    try {
+      const target = await targetFor(settings, this.o.timeoutSeconds, this.restrictions);
+      const check = await checkBucket(target, names, (await this.store.signingKey()).publicKeyPem, runStartedAt);
+      return { location: target.location, check, sentence: describeBucket(check, names), elsewhere };
+    } catch (error) {
+      const check: BucketCheck = { state: 'unchecked', reason: (error as Error).message.replace(/\.$/, '') };
+      return { location: null, check, sentence: describeBucket(check, names), elsewhere };
+    }
+  }
+
+  /** The audit event and the alert for a run a stopped server left unfinished, saying what follows it. */
+  private async reportInterrupted(
+    i: Interrupted,
+    next: BreakGlassRun | undefined,
+    nextSentence: string,
+    settings: BreakGlassSettings | undefined,
+  ): Promise<void> {
+    await this.o.audit(null, {
+      action: 'breakglass.run',
+      actorName: 'system',
+      outcome: 'failure',
+      targetType: 'breakglass_run',
+      targetId: i.run.id,
+      details: {
+        interrupted: true,
+        trigger: i.run.trigger,
+        startedAt: i.run.startedAt,
+        attempts: i.run.attempts,
+        stage: INTERRUPTED_STAGE,
+        error: i.run.error,
+        bucket: i.bucket?.state ?? null,
+        redoneBy: next?.id ?? null,
+      },
+    });
+    await this.alert(
+      'breakglass.run_interrupted',
+      `Break-glass run ${i.run.id} (${i.run.trigger}, started ${i.run.startedAt}) was cut off: ${i.run.error ?? ''} ${nextSentence}`,
+      i.run,
+      settings,
+    );
+  }
+
+  /**
+   * Finds runs a stopped server left unfinished, reports each (audit event and alert),
+   * and runs the export again at once — unless the last MAX_INTERRUPTED runs were all cut
+   * off, when running it again would likely stop the server once more. At start, and every
+   * minute (a replica on another machine can only take over once the dead one's lease lapses).
+   */
+  async recoverInterrupted(): Promise<BreakGlassRun | undefined> {
+    if (this.running || (await this.runs.unfinished()).length === 0) return undefined;
+    if (!(await this.acquireLease())) return undefined;
+    let redo: BreakGlassRun | undefined;
+    try {
+      const { settings, error } = await this.current();
+      const interrupted = await this.claimInterrupted(settings);
+      const last = interrupted.at(-1);
+      if (!last) return undefined;
+      const inARow = await this.runs.interruptedInARow(MAX_INTERRUPTED);
+      let nextSentence: string;
+      if (!settings || error !== undefined) {
+        nextSentence = `It is not run again: ${error ?? 'break glass is not configured'}.`;
+      } else if (inARow >= MAX_INTERRUPTED) {
+        nextSentence = `It is not run again automatically: the last ${inARow} runs were all cut off by the server stopping. Find out why (the service manager's log, a memory limit), then run it by hand.`;
+      } else {
+        redo = await this.launch('catch-up', null, settings, last.run.id);
+        nextSentence = `It is being run again now (run ${redo.id}).`;
+      }
+      for (const i of interrupted) await this.reportInterrupted(i, redo, nextSentence, settings);
+      return redo;
+    } finally {
+      if (!redo) await this.leases.release(LEASE, this.holder).catch(() => undefined);
+    }
   }
 
   /** Starts a run and waits for it to finish. */
@@ -474,11 +630,6 @@ export class BreakGlassService {
     for (const name of await readdir(this.o.stagingDir)) {
       if (name.startsWith('gatehouse-breakglass-')) await rm(path.join(this.o.stagingDir, name), { recursive: true, force: true });
     }
-    if (await this.acquireLease()) {
-      const closed = await this.runs.closeAbandoned();
-      if (closed > 0) this.o.logger.warn({ runs: closed }, 'closed break-glass runs left unfinished by a stopped server');
-      await this.leases.release(LEASE, this.holder);
-    }
     if (this.o.mountedConfig) {
       try {
         this.watcher = watch(this.o.mountedConfig, () => this.reloadMounted());
@@ -496,7 +647,16 @@ export class BreakGlassService {
     );
     stale.unref();
     this.timers.push(stale);
-    await this.catchUp();
+    const recover = () =>
+      this.recoverInterrupted().catch((e: unknown) => {
+        this.o.logger.error({ err: e }, 'could not recover the break-glass runs left unfinished by a stopped server');
+        return undefined;
+      });
+    const poll = setInterval(() => void recover(), RECOVER_EVERY_MS);
+    poll.unref();
+    this.timers.push(poll);
+    // In the background: reading the bucket back must not hold up the server's start.
+    this.recovering = recover().then(() => this.catchUp());
   }
 
   /** After the stored settings changed. */
@@ -537,6 +697,7 @@ export class BreakGlassService {
     this.cron?.stop();
     this.watcher?.close();
     for (const t of this.timers) clearInterval(t);
+    await this.recovering;
     await this.active;
   }
 
