@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ContainerClient, ContainerSASPermissions, generateBlobSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ageKeygen,
@@ -30,7 +30,7 @@ import {
   type E2eDatabase,
   type GatehouseServer,
 } from '../support/server.js';
-import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../support/storage.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteContainerSas, startAzurite } from '../support/storage.js';
 
 /** What `gatehouse breakglass runs` prints for one run. */
 interface RunView {
@@ -383,23 +383,13 @@ describe('break glass end to end to Azurite, with a create/write-only container 
   });
 
   it('configure shows three OK stages and no privilege warning; the run succeeds; the owner downloads a file the reader opens', async () => {
-    const sasToken = generateBlobSASQueryParameters(
-      {
-        containerName: container,
-        permissions: ContainerSASPermissions.parse('cw'),
-        startsOn: new Date(Date.now() - 5 * 60_000),
-        expiresOn: new Date(Date.now() + 3_600_000),
-      },
-      new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY),
-    ).toString();
+    const sasToken = await azuriteContainerSas(container);
+    // The portal's "SAS connection string": no AccountName, no key.
     const saved = await configure(gh, dir, {
       provider: 'blob',
       executeTime: '02:30',
-      accountName: AZURITE_ACCOUNT,
-      sasToken,
+      connectionString: `BlobEndpoint=${azurite.blobEndpoint};SharedAccessSignature=${sasToken}`,
       container,
-      blobEndpoint: azurite.blobEndpoint,
-      protocol: 'http',
       ageRecipients: [identity.recipient],
     });
     expect(saved.code, saved.stdout + saved.stderr).toBe(0);
@@ -409,7 +399,10 @@ describe('break glass end to end to Azurite, with a create/write-only container 
     expect(saved.stdout).toContain('The key can write and nothing more.');
     const shown = await gh(['breakglass', 'settings']);
     expect(shown.stdout).not.toContain(sasToken);
-    expect(JSON.parse(shown.stdout)).toMatchObject({ origin: 'database', settings: { sasToken: '********', accountKey: null } });
+    expect(JSON.parse(shown.stdout)).toMatchObject({
+      origin: 'database',
+      settings: { sasToken: '********', accountKey: null, accountName: AZURITE_ACCOUNT, protocol: 'http' },
+    });
 
     const result = await gh(['breakglass', 'run', '--wait']);
     expect(result.code, result.stderr).toBe(0);

@@ -24,7 +24,7 @@ export const mountedKeys: Record<string, string> = {
   region: 'S3 region (optional)',
   pathStyle: 'true for path-style S3 addressing (most S3-compatible servers)',
   acl: 'bucket-owner-full-control (default) or none',
-  accountName: 'Azure storage account name',
+  accountName: 'Azure storage account name (optional with blobEndpoint: taken from it)',
   accountKey: 'Azure storage account key (secret)',
   sasToken: 'Azure SAS token with create and write permissions (secret)',
   container: 'Azure Blob container name',

@@ -15,6 +15,9 @@ export function parseConnectionString(text: string): Partial<BlobTargetConfig> {
   if (fields.has('accountkey')) out.accountKey = fields.get('accountkey');
   if (fields.has('endpointsuffix')) out.endpointSuffix = normalizeSuffix(fields.get('endpointsuffix') ?? '');
   if (fields.has('blobendpoint')) out.blobEndpoint = fields.get('blobendpoint');
+  // The portal's SAS form has no DefaultEndpointsProtocol: the endpoint's scheme says it.
+  if (!out.protocol && /^https?:\/\//i.test(out.blobEndpoint ?? ''))
+    out.protocol = /^http:/i.test(out.blobEndpoint ?? '') ? 'http' : 'https';
   if (fields.has('sharedaccesssignature')) out.sasToken = fields.get('sharedaccesssignature');
   return out;
 }
