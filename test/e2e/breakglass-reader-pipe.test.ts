@@ -15,6 +15,7 @@ function directoryTarget(dir: string): StorageTarget {
     putFile: async (name, file) => copyFileSync(file, path.join(dir, path.basename(name))),
     putBytes: (name, body) => writeFile(path.join(dir, path.basename(name)), body),
     test: () => Promise.reject(new Error('not used')),
+    open: () => Promise.reject(new Error('not used')),
   };
 }
 
