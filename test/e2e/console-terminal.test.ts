@@ -6,11 +6,11 @@ import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
-import { ensureSystemUser, freePort, TestSshd } from '../support/sshd.js';
+import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 const API = '/api/v1';
 const DEVICE_USER = 'gh-test-pw';
-const DEVICE_PASSWORD = `pw-${randomBytes(9).toString('hex')}`;
+const DEVICE_PASSWORD = TEST_USER_PASSWORD;
 const ADMIN_PASSWORD = 'console terminal admin';
 
 interface Session {

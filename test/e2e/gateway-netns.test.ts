@@ -7,11 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { sshCommand } from '../support/ssh-client.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
-import { ensureSystemUser, freePort, TestSshd } from '../support/sshd.js';
+import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 const API = '/api/v1';
 const DEVICE_USER = 'gh-test-pw';
-const DEVICE_PASSWORD = `pw-${randomBytes(9).toString('hex')}`;
+const DEVICE_PASSWORD = TEST_USER_PASSWORD;
 const ADMIN_PASSWORD = 'netns admin password';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

@@ -1,15 +1,14 @@
-import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { runClient, sshCommand } from '../support/ssh-client.js';
 import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
-import { ensureSystemUser, freePort, TestSshd } from '../support/sshd.js';
+import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 const API = '/api/v1';
 const DEVICE_USER = 'gh-test-pw';
-const DEVICE_PASSWORD = `pw-${randomBytes(9).toString('hex')}`;
+const DEVICE_PASSWORD = TEST_USER_PASSWORD;
 const ADMIN_PASSWORD = 'segments admin password';
 const SEG_A = 'gateway-seg-a';
 const SEG_B = 'gateway-seg-b';

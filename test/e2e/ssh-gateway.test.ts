@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -7,13 +7,21 @@ import * as OTPAuth from 'otpauth';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runClient } from '../support/ssh-client.js';
-import { freePort, ensureSystemUser, fingerprintOfKeyFile, generateKeyPair, TestSshd, waitForPort } from '../support/sshd.js';
+import {
+  freePort,
+  ensureSystemUser,
+  fingerprintOfKeyFile,
+  generateKeyPair,
+  TEST_USER_PASSWORD,
+  TestSshd,
+  waitForPort,
+} from '../support/sshd.js';
 import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 
 const API = '/api/v1';
 const PW_USER = 'gh-test-pw';
 const KEY_USER = 'gh-test-key';
-const PW_USER_PASSWORD = `pw-${randomBytes(9).toString('hex')}`;
+const PW_USER_PASSWORD = TEST_USER_PASSWORD;
 const ADMIN_PASSWORD = 'gateway admin password';
 const OPERATOR_PASSWORD = 'gateway operator password';
 
@@ -85,6 +93,41 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       .map((l) => JSON.parse(l) as [number, string, string])
       .filter((e) => e[1] === 'm')
       .map((e) => e[2]);
+  /** Every audit event after `seq`, page by page. */
+  const allAuditSince = async (seq: number) => {
+    const all: AuditEvent[] = [];
+    for (let page = await auditSince(seq); page.length > 0; page = await auditSince(all.at(-1)?.seq ?? seq)) all.push(...page);
+    return all;
+  };
+  /** Polls `check` until it holds; fails naming `what` after `timeoutMs`. */
+  const until = async (what: () => string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`Timed out waiting: ${what()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  /** The device's sshd connections: one child process of the listening sshd each. */
+  const deviceConnections = () => {
+    try {
+      return execFileSync('pgrep', ['-P', String(sshd.pid)], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean).length;
+    } catch {
+      return 0; // pgrep exits 1 when it finds none
+    }
+  };
+  /** OpenSSH signing in to the gateway with a key registered to the admin (no password, no argon2). */
+  const keyedSsh = (keyFile: string, args: string[]) =>
+    spawn(
+      'ssh',
+      [
+        ...['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'IdentitiesOnly=yes'],
+        ...['-o', 'ConnectTimeout=60', '-o', 'PreferredAuthentications=publickey', '-i', keyFile, '-p', String(gatewayPort)],
+        ...args,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
   const recordingFiles = () => {
     const root = path.join(server.dataDir, 'recordings');
     if (!existsSync(root)) return [];
@@ -95,9 +138,12 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     dir = tempDir('gatehouse-ssh-');
     ensureSystemUser(PW_USER, { password: PW_USER_PASSWORD });
     ensureSystemUser(KEY_USER);
-    sshd = await TestSshd.start(path.join(dir, 'sshd'));
+    // Many connections at once (200 ssh -N) may be unauthenticated together; the rest is stock (MaxSessions 10).
+    sshd = await TestSshd.start(path.join(dir, 'sshd'), { config: ['MaxStartups 300', 'MaxSessions 10'] });
     const key = generateKeyPair(dir, 'device_key', 'key passphrase');
-    sshd.authorize(KEY_USER, key.publicKey);
+    // Without a passphrase: cheap to load for the many connections of one test (no bcrypt per connection).
+    const plainKey = generateKeyPair(dir, 'device_key_plain');
+    sshd.authorize(KEY_USER, `${key.publicKey}\n${plainKey.publicKey}`);
 
     gatewayPort = await freePort();
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
@@ -121,11 +167,13 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     ids.pwBox = await device(project.id, 'pw-box', sshd.port);
     ids.keyBox = await device(project.id, 'key-box', sshd.port);
     ids.deadBox = await device(project.id, 'dead-box', await freePort());
+    ids.idleBox = await device(project.id, 'idle-box', sshd.port);
     ids.twinLab = await device(project.id, 'twin', sshd.port);
     ids.twinOther = await device(other.id, 'twin', sshd.port);
     await api('POST', '/accounts', { deviceId: ids.pwBox, username: PW_USER, password: PW_USER_PASSWORD });
     await api('POST', '/accounts', { deviceId: ids.keyBox, username: KEY_USER, privateKey: key.privateKey, passphrase: 'key passphrase' });
     await api('POST', '/accounts', { deviceId: ids.deadBox, username: PW_USER, password: PW_USER_PASSWORD });
+    await api('POST', '/accounts', { deviceId: ids.idleBox, username: KEY_USER, privateKey: plainKey.privateKey });
     for (const twin of [ids.twinLab, ids.twinOther])
       await api('POST', '/accounts', { deviceId: twin, username: PW_USER, password: PW_USER_PASSWORD });
     await api('POST', '/users', { username: 'olga', role: 'operator', password: OPERATOR_PASSWORD });
@@ -367,6 +415,65 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       echo.close();
     }
   });
+
+  it('makes every ssh -N connection a session: 200 at once are live, counted, and ended by an administrator', async () => {
+    const login = generateKeyPair(dir, 'idle_login_key');
+    const key = await api<{ id: string }>('POST', '/ssh-keys', { publicKey: login.publicKey });
+    const N = 200;
+    const baseline = deviceConnections();
+    const before = await lastSeq();
+    const live = async () =>
+      (await api<{ items: Session[] }>('GET', '/sessions?result=active&limit=500')).items.filter((s) => s.kind === 'connection');
+    const clients: { child: ChildProcess; exited: Promise<number | null> }[] = [];
+    try {
+      // In waves, so that the test does not measure how many handshakes the machine does at once.
+      while (clients.length < N) {
+        for (let i = 0; i < 25; i++) {
+          const child = keyedSsh(login.file, ['-N', 'admin:idle-box@127.0.0.1']);
+          clients.push({ child, exited: new Promise((resolve) => child.once('exit', resolve)) });
+        }
+        let seen = 0;
+        await until(
+          () => `${clients.length} ssh -N live as sessions, ${seen} are`,
+          async () => (seen = (await live()).length) >= clients.length,
+        );
+      }
+      const sessionsLive = await live();
+      expect(sessionsLive).toHaveLength(N);
+      for (const s of sessionsLive) {
+        expect(s).toMatchObject({ username: 'admin', deviceName: 'idle-box', gateway: 'default', command: null, recorded: false });
+      }
+      expect((await api<{ liveSessions: number }>('GET', '/gateways/default')).liveSessions).toBeGreaterThanOrEqual(N);
+      expect(deviceConnections()).toBeGreaterThanOrEqual(baseline + N);
+
+      // The administrator ends them (the API the console's End button calls).
+      const ids = sessionsLive.map((s) => s.id);
+      for (let i = 0; i < ids.length; i += 20) {
+        await Promise.all(ids.slice(i, i + 20).map((id) => api('POST', `/sessions/${id}/end`, { reason: 'idle sweep' })));
+      }
+      expect(await Promise.all(clients.map((c) => c.exited))).toEqual(clients.map(() => 255));
+      await until(
+        () => `the device's sshd back to ${baseline} connections, has ${deviceConnections()}`,
+        () => deviceConnections() === baseline,
+      );
+      const ended = (await sessions()).filter((s) => ids.includes(s.id));
+      expect(ended).toHaveLength(N);
+      for (const s of ended) expect(s).toMatchObject({ result: 'failure', reason: 'admin ended this session: idle sweep' });
+      const events = await allAuditSince(before);
+      const about = (action: string) => events.filter((e) => e.action === action && ids.includes(e.details.sessionId as string));
+      expect(about('session.start').filter((e) => e.details.kind === 'connection')).toHaveLength(N);
+      const ends = about('session.end');
+      expect(ends).toHaveLength(N);
+      for (const e of ends) {
+        expect(e).toMatchObject({ outcome: 'failure', details: { kind: 'connection', device: 'idle-box' } });
+        expect(e.details.durationMs).toBeGreaterThan(0);
+      }
+      expect(events.filter((e) => e.action === 'session.terminate' && e.outcome === 'success')).toHaveLength(N);
+    } finally {
+      for (const c of clients) c.child.kill();
+      await api('DELETE', `/ssh-keys/${key.id}`);
+    }
+  }, 300_000);
 
   it('refuses a device that does not exist, or an ambiguous name, with a message', async () => {
     const unknown = await ssh('admin:no-such-box', ['true']);
@@ -877,7 +984,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
         .map((l) => (JSON.parse(l) as [number, string, string])[2])
         .join(''),
     ).toContain('started-2');
-    const audit = await auditSince(0);
+    const audit = await allAuditSince(0);
     expect(audit).toContainEqual(
       expect.objectContaining({
         action: 'session.end',
@@ -917,7 +1024,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(header).toMatchObject({ version: 2 });
     expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('killed-4');
     expect(cast.body.endsWith('\n')).toBe(true);
-    const end = (await auditSince(0)).find((e) => e.action === 'session.end' && e.details.sessionId === active?.id);
+    const end = (await allAuditSince(0)).find((e) => e.action === 'session.end' && e.details.sessionId === active?.id);
     expect(end).toMatchObject({ outcome: 'failure', details: { device: 'pw-box', kind: 'exec' } });
   });
 });

@@ -32,6 +32,13 @@ export async function waitForPort(port: number, timeoutMs = 10_000): Promise<voi
   }
 }
 
+/**
+ * The password e2e tests give the machine user their devices log in with (`gh-test-pw`).
+ * Fixed: every e2e file sets it, in every work tree on the machine, so a random one per run
+ * breaks the sign-ins of any run going on at the same time.
+ */
+export const TEST_USER_PASSWORD = 'pw-e2e-7c1d9a4b2f';
+
 /** A local user for sshd to log in: created once per machine (root needed), kept between runs. */
 export function ensureSystemUser(name: string, opts: { password?: string } = {}): void {
   try {
@@ -83,7 +90,15 @@ export class TestSshd {
     readonly netns?: string,
   ) {}
 
-  static async start(dir: string, opts: { listenAddress?: string; port?: number; netns?: string } = {}): Promise<TestSshd> {
+  /** The listening sshd's process id: each connection to it is one child process. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  static async start(
+    dir: string,
+    opts: { listenAddress?: string; port?: number; netns?: string; /** More sshd_config lines. */ config?: string[] } = {},
+  ): Promise<TestSshd> {
     mkdirSync(path.join(dir, 'authorized_keys'), { recursive: true });
     // sshd reads authorized keys as the user logging in: the path must be traversable.
     for (const d of [path.dirname(dir), dir]) chmodSync(d, 0o711);
@@ -109,6 +124,7 @@ export class TestSshd {
         'PermitRootLogin no',
         'Subsystem sftp internal-sftp',
         'LogLevel VERBOSE',
+        ...(opts.config ?? []),
         '',
       ].join('\n'),
     );

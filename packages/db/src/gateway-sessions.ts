@@ -38,7 +38,8 @@ export interface GatewaySession {
   segment: string | null;
   /** The gateway the user connected to (it signed them in and recorded the session). */
   entryGateway: string;
-  kind: 'shell' | 'exec' | 'sftp' | null;
+  /** `connection`: a connection that carried no channel for a moment (`ssh -N`); null for a failed connection. */
+  kind: 'shell' | 'exec' | 'sftp' | 'forward' | 'connection' | null;
   command: string | null;
   remoteAddress: string | null;
   startedAt: string;
@@ -100,7 +101,7 @@ const present = (r: GatewaySessionTable): GatewaySession => ({
   recorded: r.recording !== null,
 });
 
-/** Sessions through gateways (one row per proxied channel or failed connection) and the devices' trusted host keys. */
+/** Sessions through gateways (one row per proxied channel, per connection while it carries no channel, and per failed connection) and the devices' trusted host keys. */
 export class GatewaySessions {
   constructor(readonly db: Db) {}
 

@@ -184,7 +184,7 @@ export interface GatewaySessionTable {
   account_id: string | null;
   account_username: string;
   gateway: string;
-  /** shell, exec or sftp; null for a connection that failed before a channel. */
+  /** shell, exec, sftp, forward or connection (one without a channel); null for a connection that failed before a channel. */
   kind: string | null;
   command: string | null;
   remote_address: string | null;

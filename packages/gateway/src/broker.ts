@@ -124,8 +124,12 @@ export interface HostKeyInfo {
 
 export type HostKeyCheck = { ok: true; firstUse: boolean } | { ok: false; stored: HostKeyInfo };
 
-/** `forward`: a TCP connection the user forwarded through the device (`ssh -L`), when policy allows. */
-export type SessionKind = 'shell' | 'exec' | 'sftp' | 'forward';
+/**
+ * `forward`: a TCP connection the user forwarded through the device (`ssh -L`), when policy
+ * allows. `connection`: a connection to the device while it carries no channel (`ssh -N`,
+ * an idle ControlMaster); ending it ends the connection.
+ */
+export type SessionKind = 'shell' | 'exec' | 'sftp' | 'forward' | 'connection';
 
 export interface SessionStart {
   /** A new UUID; it also names the recording file. */

@@ -16,6 +16,7 @@ import type {
 import { AsciicastRecorder } from './asciicast.js';
 import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionEnd, SessionKind } from './broker.js';
 import { parseConnectionTarget, printableName, type ConnectionTarget } from './connection-target.js';
+import { ConnectionSession } from './connection-session.js';
 import { directDialer, whereOf, type TargetDialer } from './dial.js';
 import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js';
 import { ExecOutputWatch, summaryMarker, type ExecStream } from './exec-output.js';
@@ -161,6 +162,9 @@ export class SshGateway {
 /** Sockets whose user signed in: the login grace timer leaves them alone. */
 const signedIn = new WeakSet<net.Socket>();
 
+/** What a user's channel is: every session kind but the connection's own. */
+type ChannelKind = Exclude<SessionKind, 'connection'>;
+
 interface PtyState {
   info: PseudoTtyInfo | undefined;
 }
@@ -174,6 +178,8 @@ class GatewayConnection {
   private failures = 0;
   private targetConnection: Promise<TargetConnection> | undefined;
   private readonly sessions = new Set<ProxiedSession>();
+  /** The connection's own session while it carries no channel (`ssh -N`); undefined until signed in. */
+  private connection: ConnectionSession | undefined;
   private ended = false;
 
   constructor(
@@ -197,9 +203,20 @@ class GatewayConnection {
         setTimeout(() => this.end(), 10_000).unref();
         return;
       }
+      this.connection = new ConnectionSession(
+        options.broker,
+        options.logger,
+        this.user as GatewayUser,
+        this.target as AuthorizedTarget,
+        remoteAddress,
+      );
       this.targetConnection = this.connectTarget();
     });
-    client.on('session', (accept) => this.onSession(accept()));
+    client.on('session', (accept) => {
+      const session = accept();
+      this.countChannel(session);
+      this.onSession(session);
+    });
     // Local forwarding (ssh -L) only where policy allows it; remote forwarding never.
     client.on('tcpip', (accept, reject, info) => {
       this.onForward(accept, reject, info).catch((error: unknown) => {
@@ -211,10 +228,19 @@ class GatewayConnection {
     client.on('request', (_accept, reject) => reject?.());
     client.once('close', () => {
       this.ended = true;
+      void this.connection?.end();
       void this.targetConnection?.then((t) => {
         if (t.ok) t.client.end();
       });
     });
+  }
+
+  /** Counts a channel of the user's while it is open: a connection without one is a session of its own. */
+  private countChannel(channel: { once(event: 'close', listener: () => void): unknown }): void {
+    const connection = this.connection;
+    if (!connection) return;
+    connection.channelOpened();
+    channel.once('close', () => connection.channelClosed());
   }
 
   private end(): void {
@@ -225,6 +251,10 @@ class GatewayConnection {
 
   /** Ends one session (the user is told `reason`, the recording is closed); false when it is not here. */
   async endSession(id: string, reason: string): Promise<boolean> {
+    if (this.connection?.live && this.connection.id === id) {
+      await this.endSessions(reason);
+      return true;
+    }
     const session = [...this.sessions].find((s) => s.id === id);
     if (!session) return false;
     await session.stop(reason);
@@ -245,8 +275,10 @@ class GatewayConnection {
    * is sent only if the client has not gone after a moment.
    */
   private async endSessions(reason: string): Promise<void> {
-    await Promise.all([...this.sessions].map((s) => s.stop(reason)));
-    if (!this.ended) {
+    this.connection?.ending(reason);
+    const channels = [...this.sessions];
+    await Promise.all(channels.map((s) => s.stop(reason)));
+    if (!this.ended && channels.length > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 2000);
         this.client.once('close', () => {
@@ -256,6 +288,7 @@ class GatewayConnection {
       });
     }
     this.end();
+    await this.connection?.end();
   }
 
   // Sign-in
@@ -438,6 +471,7 @@ class GatewayConnection {
     const ms = Math.round(performance.now() - started);
     if (outcome.ok) {
       this.options.logger.info({ deviceId: target.deviceId, gateway: outcome.gateway, ms }, 'connected to the device');
+      this.connection?.reachedDevice(outcome.gateway, outcome.segment);
       outcome.client.on('close', () => {
         // The device went away: every channel on it is gone, so is this connection.
         void this.endSessions(`The connection to ${target.deviceName} closed.`);
@@ -504,11 +538,12 @@ class GatewayConnection {
     const decision = await this.options.broker.authorizeForward(user, target, destination, this.remoteAddress);
     if (!decision.allow) return reject();
     const stream = accept();
+    this.countChannel(stream);
     const proxied = this.startChannel(stream, 'forward', `${info.destIP}:${info.destPort}`, { info: undefined });
     proxied.forwardFrom = { host: info.srcIP, port: info.srcPort };
   }
 
-  private startChannel(stream: ServerChannel, kind: SessionKind, command: string | null, pty: PtyState): ProxiedSession {
+  private startChannel(stream: ServerChannel, kind: ChannelKind, command: string | null, pty: PtyState): ProxiedSession {
     const proxied = new ProxiedSession(
       this.options,
       stream,
@@ -520,7 +555,10 @@ class GatewayConnection {
       this.remoteAddress,
     );
     this.sessions.add(proxied);
-    void proxied.run(this.targetConnection as Promise<TargetConnection>).finally(() => this.sessions.delete(proxied));
+    void proxied.run(this.targetConnection as Promise<TargetConnection>).finally(() => {
+      this.sessions.delete(proxied);
+      this.connection?.carried(proxied.bytesIn, proxied.bytesOut);
+    });
     return proxied;
   }
 }
@@ -529,8 +567,9 @@ class GatewayConnection {
 class ProxiedSession {
   private targetChannel: ClientChannel | undefined;
   private recorder: AsciicastRecorder | undefined;
-  private bytesIn = 0;
-  private bytesOut = 0;
+  /** Bytes from the user to the device, and back. */
+  bytesIn = 0;
+  bytesOut = 0;
   private exit: { code: number } | { signal: string; coreDumped: boolean; description: string } | undefined;
   private finished: Promise<void> | undefined;
   private fileLog: SftpOperationLog | undefined;
@@ -549,7 +588,7 @@ class ProxiedSession {
   constructor(
     private readonly options: Required<SshGatewayOptions>,
     private readonly stream: ServerChannel,
-    private readonly kind: SessionKind,
+    private readonly kind: ChannelKind,
     private readonly command: string | null,
     private readonly pty: PtyState,
     private readonly user: GatewayUser,

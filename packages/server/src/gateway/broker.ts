@@ -475,6 +475,7 @@ export function sessionEndEvent(s: GatewaySession | undefined, sessionId: string
     kind: s?.kind ?? null,
     start: s?.startedAt ?? null,
     end: end.endedAt,
+    durationMs: s ? Math.max(0, Date.parse(end.endedAt) - Date.parse(s.startedAt)) : null,
     bytesIn: end.bytesIn,
     bytesOut: end.bytesOut,
     exitStatus: end.exitStatus,

@@ -47,7 +47,7 @@ const iso = text(40);
 const sessionStart = z.object({
   id: z.uuid(),
   user,
-  kind: z.enum(['shell', 'exec', 'sftp', 'forward']),
+  kind: z.enum(['shell', 'exec', 'sftp', 'forward', 'connection']),
   command: text(8192).nullable(),
   remoteAddress: text(100),
   startedAt: iso,

@@ -13,7 +13,7 @@ export interface Session {
   gateway: string;
   segment: string | null;
   entryGateway: string;
-  kind: 'shell' | 'exec' | 'sftp' | null;
+  kind: 'shell' | 'exec' | 'sftp' | 'forward' | 'connection' | null;
   command: string | null;
   remoteAddress: string | null;
   startedAt: string;
