@@ -7,7 +7,7 @@ import { BreakGlassRuns, Leases, openDatabase, openVault, type Db } from '@gateh
 import { buildApp, createLogger, loadServerConfig, type GatehouseApp } from '@gatehouse/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, LogCapture, type TestApp } from '../support/app.js';
-import { AlertHook, waitFor } from '../support/breakglass-e2e.js';
+import { AlertHook, startAccessDeniedS3, waitFor } from '../support/breakglass-e2e.js';
 import { dialects } from '../support/db.js';
 import { startS3rver } from '../support/storage.js';
 
@@ -78,10 +78,24 @@ describe.each(dialects)('break-glass runs cut off by a stopped server, on %s', (
     (await a.request('GET', `/api/v1/audit/events?action=${action}${targetId ? `&targetId=${targetId}` : ''}`, { token: admin })).json<{
       items: { targetId: string | null; outcome: string; details: Record<string, unknown> }[];
     }>().items;
+  const settings = (extra: Record<string, unknown> = {}) => ({
+    provider: 's3',
+    executeTime: '03:00',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    bucket: 'breakglass',
+    protocol: 'http',
+    url: s3.endpoint,
+    pathStyle: true,
+    prefix,
+    ageRecipients: [recipient],
+    alertWebhookUrl: hook.url,
+    ...extra,
+  });
   /** A run row left "running", and the lease of the server that died holding it. */
-  const leaveUnfinished = async (): Promise<RunView> => {
+  const leaveUnfinished = async (target?: string): Promise<RunView> => {
     const last = (await a.request('GET', '/api/v1/breakglass/runs', { token: admin })).json<{ items: RunView[] }>().items[0];
-    const run = await a.breakglass.runs.start('schedule', last?.target ?? null);
+    const run = await a.breakglass.runs.start('schedule', target ?? last?.target ?? null);
     // The run before lets go of the lease a moment after its row says it ended.
     const holder = `${hostname()}/${deadPid()}/${randomUUID()}`;
     await waitFor('the lease to be free', async () =>
@@ -101,22 +115,7 @@ describe.each(dialects)('break-glass runs cut off by a stopped server, on %s', (
       })
     ).json<{ id: string }>();
     await a.request('POST', '/api/v1/accounts', { token: admin, body: { deviceId: device.id, username: 'root', password: 'pw-db-1' } });
-    const saved = await a.request('PUT', '/api/v1/breakglass/settings', {
-      token: admin,
-      body: {
-        provider: 's3',
-        executeTime: '03:00',
-        accessKeyId: 'S3RVER',
-        secretAccessKey: 'S3RVER',
-        bucket: 'breakglass',
-        protocol: 'http',
-        url: s3.endpoint,
-        pathStyle: true,
-        prefix,
-        ageRecipients: [recipient],
-        alertWebhookUrl: hook.url,
-      },
-    });
+    const saved = await a.request('PUT', '/api/v1/breakglass/settings', { token: admin, body: settings() });
     expect(saved.statusCode, saved.body).toBe(200);
     const first = await a.request('POST', '/api/v1/breakglass/runs', { token: admin });
     expect(await waitForRun(first.json<{ id: string }>().id)).toMatchObject({ result: 'success' });
@@ -205,5 +204,27 @@ describe.each(dialects)('break-glass runs cut off by a stopped server, on %s', (
     const manual = await a.request('POST', '/api/v1/breakglass/runs', { token: admin });
     expect(manual.statusCode).toBe(202);
     expect(await waitForRun(manual.json<{ id: string }>().id)).toMatchObject({ result: 'success' });
+  });
+
+  it('a key that may not read the bucket (put-only): the error says the bucket was not checked, and why', async () => {
+    const denied = await startAccessDeniedS3();
+    try {
+      const saved = await a.request('PUT', '/api/v1/breakglass/settings', { token: admin, body: settings({ url: denied.endpoint }) });
+      expect(saved.statusCode, saved.body).toBe(200);
+      const cut = await leaveUnfinished(`s3://breakglass at http://${denied.endpoint}`);
+      const redo = await a.breakglass.recoverInterrupted();
+      const closed = await waitForRun(cut.id);
+      expect(closed.error).toContain(
+        'What the bucket holds was not checked: the key may not read the bucket (a put-only key, as recommended, cannot).',
+      );
+      expect(closed.error).not.toMatch(/intact|replaced/);
+      expect((await events('breakglass.run', cut.id))[0]?.details).toMatchObject({ bucket: 'unchecked' });
+      expect(denied.requests.some((r) => r.startsWith(`GET /breakglass/${manifestKey}`))).toBe(true);
+      // The redo runs, and fails against the same refusal as any run would.
+      expect(await waitForRun(redo?.id ?? '')).toMatchObject({ result: 'failure', errorStage: 'connection' });
+    } finally {
+      await a.request('PUT', '/api/v1/breakglass/settings', { token: admin, body: settings() });
+      await denied.close();
+    }
   });
 });
