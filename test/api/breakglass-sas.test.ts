@@ -85,6 +85,22 @@ describe.each(dialects)('break glass: Azure Blob with a SAS on %s', (dialect) =>
     const res = await t.request('POST', '/api/v1/breakglass/test', { token: admin });
     expect(res.statusCode, res.body).toBe(200);
     expect(stageStates(res.json<Report>())).toEqual(allOk);
+    // The same with an empty JSON body, as curl -X POST -H 'Content-Type: application/json' sends.
+    const empty = await t.request('POST', '/api/v1/breakglass/test', {
+      token: admin,
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    });
+    expect(empty.statusCode, empty.body).toBe(200);
+    expect(stageStates(empty.json<Report>())).toEqual(allOk);
+    // A route that needs a body still says it is empty.
+    const save = await t.request('PUT', '/api/v1/breakglass/settings', {
+      token: admin,
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    });
+    expect(save.statusCode).toBe(400);
+    expect(save.json<{ error: { message: string } }>().error.message).toBe('The request body is empty. Send a JSON object.');
   });
 
   it('a SAS token sent while an account key is stored replaces the key (and the other way round); both at once are refused', async () => {

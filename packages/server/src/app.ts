@@ -91,6 +91,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = String(body);
+    // An empty body is no body (curl -X POST -H 'Content-Type: application/json'): a route
+    // whose body is optional takes it; any other still answers "The request body is empty".
+    const schema = req.routeOptions.schema?.body as { safeParse?: (v: unknown) => { success: boolean } } | undefined;
+    if (text.trim() === '' && schema?.safeParse?.(null).success) return done(null, null);
     if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) return done(tooDeepError(), undefined);
     return parseJson(req, text, done);
   });
