@@ -8,7 +8,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import { createServer as createTcpServer, type Socket } from 'node:net';
+import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { gatehouseBin } from './server.js';
 import { bin, freePort, waitForPort } from './storage.js';
@@ -341,6 +341,92 @@ export async function startThrottlingProxy(
     },
     close: () => {
       server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * A TCP proxy in front of a storage server that passes on what clients send only up to an
+ * allowance the test sets (`limit`, `allow`) or lifts (`unlimit`); answers flow freely. A
+ * throttled storage whose upload a test can watch part-way, whatever the machine's speed.
+ */
+export async function startGatedProxy(upstream: { host: string; port: number }): Promise<
+  StandIn & {
+    /** From now on pass on at most `bytes` more. */
+    limit(bytes: number): void;
+    allow(bytes: number): void;
+    unlimit(): void;
+    /** Whether some client's bytes are held back now (the allowance is used up). */
+    holding(): boolean;
+  }
+> {
+  let forwarded = 0;
+  let allowance = Number.POSITIVE_INFINITY;
+  const flushers = new Set<() => void>();
+  const holding = new Set<() => void>();
+  const sockets = new Set<Socket>();
+  const requests: string[] = [];
+  const server = createTcpServer((client) => {
+    requests.push('connection');
+    const up = connect(upstream.port, upstream.host);
+    sockets.add(client).add(up);
+    const queue: Buffer[] = [];
+    const flush = () => {
+      for (let chunk = queue[0]; chunk; chunk = queue[0]) {
+        const room = allowance - forwarded;
+        if (room <= 0) {
+          client.pause();
+          holding.add(flush);
+          return;
+        }
+        const part = chunk.length <= room ? chunk : chunk.subarray(0, room);
+        if (part === chunk) queue.shift();
+        else queue[0] = chunk.subarray(room);
+        forwarded += part.length;
+        up.write(part);
+      }
+      holding.delete(flush);
+      client.resume();
+    };
+    flushers.add(flush);
+    client.on('data', (d: Buffer) => {
+      queue.push(d);
+      flush();
+    });
+    up.pipe(client);
+    for (const s of [client, up]) {
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        flushers.delete(flush);
+        holding.delete(flush);
+        sockets.delete(s);
+        client.destroy();
+        up.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const pump = () => {
+    for (const f of [...flushers]) f();
+  };
+  return {
+    endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    requests,
+    limit: (bytes) => {
+      allowance = forwarded + bytes;
+    },
+    allow: (bytes) => {
+      allowance += bytes;
+      pump();
+    },
+    unlimit: () => {
+      allowance = Number.POSITIVE_INFINITY;
+      pump();
+    },
+    holding: () => holding.size > 0,
+    close: () => {
+      for (const s of sockets) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };

@@ -44,6 +44,7 @@ export async function waitForPort(port: number, child: ChildProcess, what: strin
 export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGCONT');
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
@@ -81,6 +82,8 @@ export function selfSignedCert(dir: string): { cert: string; key: string; certPe
 export interface RunningPeer {
   port: number;
   dir: string;
+  /** The server's process, for SIGSTOP/SIGCONT (a server that accepts connections and stops answering). */
+  pid: number;
   certPem?: string;
   stop(): Promise<void>;
 }
@@ -105,6 +108,7 @@ export async function startS3rver(opts: { buckets: string[]; tls?: boolean }): P
   return {
     port,
     dir,
+    pid: child.pid ?? 0,
     certPem,
     endpoint: `127.0.0.1:${port}`,
     async stop() {
@@ -146,6 +150,7 @@ export async function startAzurite(opts: { tls?: boolean } = {}): Promise<Runnin
   return {
     port,
     dir,
+    pid: child.pid ?? 0,
     certPem,
     blobEndpoint: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/${AZURITE_ACCOUNT}`,
     async stop() {

@@ -32,8 +32,10 @@ export interface ExportOptions {
   /** The audit chain's signed head, carried in the manifest so the chain is anchored outside the database. */
   auditCheckpoint?: AuditCheckpoint | undefined;
   now?: Date;
-  /** Called with the sealed bytes produced so far. */
+  /** Called with the sealed bytes staged so far (before the upload starts). */
   onProgress?: (bytes: number) => void;
+  /** Called with the bytes of the export sent to the storage so far (the upload's own progress). */
+  onUpload?: (bytes: number) => void;
   /** Where the sealed file is staged before its upload (default: the system's temp dir). */
   stagingDir?: string | undefined;
 }
@@ -121,8 +123,10 @@ export async function exportBreakGlass(opts: ExportOptions): Promise<ExportResul
     if (digest.bytes > MAX_SINGLE_PUT)
       throw new Error(`The sealed export is ${digest.bytes} bytes, more than one upload can hold (5 GiB).`);
 
-    if (opts.sealing.kind === 'none') await opts.target.putBytes(opts.names.data, Buffer.concat(held), 'application/octet-stream');
-    else await opts.target.putFile(opts.names.data, file, digest.bytes, 'application/octet-stream');
+    if (opts.sealing.kind === 'none') {
+      await opts.target.putBytes(opts.names.data, Buffer.concat(held), 'application/octet-stream');
+      opts.onUpload?.(digest.bytes);
+    } else await opts.target.putFile(opts.names.data, file, digest.bytes, 'application/octet-stream', opts.onUpload);
 
     const sha256 = digest.hash.digest('hex');
     const manifest = signManifest(

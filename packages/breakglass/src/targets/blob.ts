@@ -11,6 +11,7 @@ import {
   TargetError,
   unansweredReason,
   type ObjectRead,
+  Watchdog,
   type StageResult,
   type StorageTarget,
   type TestReport,
@@ -49,8 +50,10 @@ export class BlobTarget implements StorageTarget {
   readonly location: string;
   private readonly container: ContainerClient;
   private readonly endpoint: string;
+  private readonly timeoutSeconds: number;
 
   constructor(private readonly config: BlobTargetConfig) {
+    this.timeoutSeconds = config.timeoutSeconds ?? 30;
     // A blobEndpoint given as host[:port][/path] takes the protocol setting's scheme.
     const given =
       config.blobEndpoint &&
@@ -64,7 +67,8 @@ export class BlobTarget implements StorageTarget {
     // One agent serves every request of the pipeline, so it must match the endpoint's
     // scheme; it also means no proxy from the environment, whose address could not be checked.
     const options: StoragePipelineOptions & { agent?: Agent; redirectOptions?: { maxRetries: number } } = {
-      retryOptions: { maxTries: 2, tryTimeoutInMs: (config.timeoutSeconds ?? 30) * 1000 },
+      // tryTimeoutInMs is only sent to the server (`&timeout=`): the client-side limit is the Watchdog's AbortSignal.
+      retryOptions: { maxTries: 2, tryTimeoutInMs: this.timeoutSeconds * 1000 },
       agent: /^http:/i.test(this.endpoint)
         ? guardedHttpAgent(policy, { keepAlive: true })
         : guardedHttpsAgent(policy, { keepAlive: true, ca: config.caBundle ? [...rootCertificates, config.caBundle] : undefined }),
@@ -81,21 +85,43 @@ export class BlobTarget implements StorageTarget {
     }
   }
 
-  /** uploadFile stages blocks and commits the list at the end: the blob changes only then. */
-  async putFile(name: string, file: string, _bytes: number, contentType: string): Promise<void> {
-    try {
-      await this.container.getBlockBlobClient(name).uploadFile(file, { blobHTTPHeaders: { blobContentType: contentType }, concurrency: 2 });
-    } catch (error) {
-      throw this.explain(error, name);
-    }
+  /**
+   * uploadFile stages blocks and commits the list at the end: the blob changes only then.
+   * Given up after the timeout with no bytes sent (a slow upload that moves is not).
+   */
+  async putFile(name: string, file: string, _bytes: number, contentType: string, onProgress?: (sentBytes: number) => void): Promise<void> {
+    await Watchdog.limit(
+      this.timeoutSeconds,
+      this.endpoint,
+      `writing ${name}`,
+      (watchdog) =>
+        this.container.getBlockBlobClient(name).uploadFile(file, {
+          blobHTTPHeaders: { blobContentType: contentType },
+          concurrency: 2,
+          abortSignal: watchdog.signal,
+          onProgress: (p) => {
+            watchdog.touch();
+            onProgress?.(p.loadedBytes);
+          },
+        }),
+      (error) => this.explain(error, name),
+    );
   }
 
   async putBytes(name: string, body: Buffer, contentType: string): Promise<void> {
-    try {
-      await this.container.getBlockBlobClient(name).upload(body, body.length, { blobHTTPHeaders: { blobContentType: contentType } });
-    } catch (error) {
-      throw this.explain(error, name);
-    }
+    await Watchdog.limit(
+      this.timeoutSeconds,
+      this.endpoint,
+      `writing ${name}`,
+      (watchdog) => this.upload(name, body, contentType, watchdog),
+      (error) => this.explain(error, name),
+    );
+  }
+
+  private async upload(name: string, body: Buffer, contentType: string, watchdog: Watchdog): Promise<void> {
+    await this.container
+      .getBlockBlobClient(name)
+      .upload(body, body.length, { blobHTTPHeaders: { blobContentType: contentType }, abortSignal: watchdog.signal });
   }
 
   explain(error: unknown, name: string): TargetError {
@@ -134,54 +160,80 @@ export class BlobTarget implements StorageTarget {
     }
   }
 
+  /** The three stages and the privilege check, all within one timeout. */
   async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
     const container = this.config.container;
-    return runTestStages(
-      {
-        what: `Container ${container}`,
-        missing: `Container ${container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
-        accepted: 'The storage account accepted the credentials.',
-        exists: async () => {
-          // A write-only SAS may not read the container's properties: only its write can then tell.
-          try {
-            await this.container.getProperties();
-            return true;
-          } catch (error) {
-            const network = networkReason(error, this.endpoint);
-            if (network) return network;
-            if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
-            return codeOf(error) === 'ContainerNotFound' ? false : undefined;
-          }
+    const watchdog = new Watchdog(this.timeoutSeconds);
+    try {
+      return await runTestStages(
+        {
+          what: `Container ${container}`,
+          missing: `Container ${container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
+          accepted: 'The storage account accepted the credentials.',
+          exists: async () => {
+            // A write-only SAS may not read the container's properties: only its write can then tell.
+            try {
+              await this.container.getProperties({ abortSignal: watchdog.signal });
+              return true;
+            } catch (error) {
+              if (watchdog.fired) return watchdog.reason(this.endpoint, `looking at container ${container}`);
+              const network = networkReason(error, this.endpoint);
+              if (network) return network;
+              if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
+              return codeOf(error) === 'ContainerNotFound' ? false : undefined;
+            }
+          },
+          probeName,
+          write: async () => {
+            try {
+              await this.upload(
+                probeName,
+                Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`),
+                'text/plain',
+                watchdog,
+              );
+            } catch (error) {
+              throw watchdog.fired
+                ? new TargetError('connection', watchdog.reason(this.endpoint, `writing the probe object ${probeName}`), false)
+                : this.explain(error, probeName);
+            }
+          },
+          excessRights: () => this.excessRights(probeName, watchdog.signal),
+          watchdog,
         },
-        probeName,
-        write: () => this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain'),
-        excessRights: () => this.excessRights(probeName),
-      },
-      onStage,
-    );
+        onStage,
+      );
+    } finally {
+      watchdog.stop();
+    }
   }
 
-  private async excessRights(probeName: string): Promise<string[]> {
+  private async excessRights(probeName: string, abortSignal: AbortSignal): Promise<string[]> {
     const warnings: string[] = [];
     const blob = this.container.getBlockBlobClient(probeName);
-    if (await succeeds(() => blob.downloadToBuffer())) {
+    if (await succeeds(() => blob.downloadToBuffer(0, undefined, { abortSignal }))) {
       warnings.push('The credentials can READ blobs: whoever holds them could download the exports. Use a SAS with create and write only.');
     }
-    if (await succeeds(() => this.container.listBlobsFlat().byPage({ maxPageSize: 1 }).next())) {
+    if (await succeeds(() => this.container.listBlobsFlat({ abortSignal }).byPage({ maxPageSize: 1 }).next())) {
       warnings.push('The credentials can LIST the container. Use a SAS with create and write only.');
     }
-    if (await succeeds(() => blob.delete())) {
+    if (await succeeds(() => blob.delete({ abortSignal }))) {
       warnings.push('The credentials can DELETE blobs: whoever holds them could remove the exports. Use a SAS with create and write only.');
     }
     return warnings;
   }
 
   async open(name: string): Promise<ObjectRead> {
+    const watchdog = new Watchdog(this.timeoutSeconds);
     try {
-      const out = await this.container.getBlockBlobClient(name).download();
+      const out = await this.container.getBlockBlobClient(name).download(0, undefined, { abortSignal: watchdog.signal });
       const body = out.readableStreamBody;
-      return body ? { state: 'found', body: Readable.from(body) } : { state: 'unreadable', reason: 'the answer had no body' };
+      if (body) return { state: 'found', body: watchdog.watch(Readable.from(body)) };
+      watchdog.stop();
+      return { state: 'unreadable', reason: 'the answer had no body' };
     } catch (error) {
+      watchdog.stop();
+      if (watchdog.fired) return { state: 'unreadable', reason: watchdog.reason(this.endpoint, `reading ${name}`) };
       const code = codeOf(error);
       if (code === 'BlobNotFound') return { state: 'missing' };
       if (code === 'ContainerNotFound') return { state: 'unreadable', reason: `container ${this.config.container} does not exist` };

@@ -1,6 +1,6 @@
 import { rootCertificates } from 'node:tls';
 import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -20,6 +20,7 @@ import {
   TargetError,
   unansweredReason,
   type ObjectRead,
+  Watchdog,
   type StageResult,
   type StorageTarget,
   type TestReport,
@@ -76,12 +77,14 @@ export class S3Target implements StorageTarget {
   readonly location: string;
   private readonly client: S3Client;
   private readonly endpoint: string;
+  private readonly timeoutSeconds: number;
 
   constructor(private readonly config: S3TargetConfig) {
     const endpoint = s3Endpoint(config);
     this.endpoint = endpoint ?? `${config.protocol}://s3.${config.region ?? 'us-east-1'}.amazonaws.com`;
     this.location = `s3://${config.bucket} at ${this.endpoint}`;
-    const timeout = (config.timeoutSeconds ?? 30) * 1000;
+    this.timeoutSeconds = config.timeoutSeconds ?? 30;
+    const timeout = this.timeoutSeconds * 1000;
     const policy = config.addressPolicy ?? { allowLinkLocal: false };
     this.client = new S3Client({
       region: config.region || 'us-east-1',
@@ -98,10 +101,10 @@ export class S3Target implements StorageTarget {
       logger: quietLogger,
       requestHandler: new NodeHttpHandler({
         connectionTimeout: timeout,
-        // An idle timeout: a request that gets no answer is given up, one that is still
-        // moving bytes is not. (requestTimeout only logs a warning unless
-        // throwOnRequestTimeout is set, and it would cut off a slow but healthy upload.)
-        socketTimeout: timeout,
+        // A backstop only: every request carries the Watchdog's AbortSignal, which gives up
+        // after the timeout with no progress and names what was being done. (requestTimeout
+        // only logs a warning unless throwOnRequestTimeout is set.)
+        socketTimeout: 2 * timeout,
         httpAgent: guardedHttpAgent(policy, { keepAlive: true }),
         httpsAgent: guardedHttpsAgent(policy, {
           keepAlive: true,
@@ -133,32 +136,59 @@ export class S3Target implements StorageTarget {
     return this.config.acl === 'none' ? {} : { ACL: this.config.acl };
   }
 
-  /** One PutObject with a known length: atomic, and allowed by put-only policies with an ACL condition. */
-  async putFile(name: string, file: string, bytes: number, contentType: string): Promise<void> {
-    try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.config.bucket,
-          Key: name,
-          Body: createReadStream(file),
-          ContentLength: bytes,
-          ContentType: contentType,
-          ...this.acl(),
-        }),
-      );
-    } catch (error) {
-      throw this.explain(error, name);
-    }
+  /**
+   * One PutObject with a known length: atomic, and allowed by put-only policies with an ACL
+   * condition (a multipart upload's parts carry no ACL and are refused there). The bytes are
+   * counted as the request takes them from the file, which is what `onProgress` reports;
+   * the upload is given up after the timeout with no progress (a slow one that moves is not).
+   */
+  async putFile(name: string, file: string, bytes: number, contentType: string, onProgress?: (sentBytes: number) => void): Promise<void> {
+    await Watchdog.limit(
+      this.timeoutSeconds,
+      this.endpoint,
+      `writing ${name}`,
+      async (watchdog) => {
+        let sent = 0;
+        const counted = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            sent += chunk.length;
+            watchdog.touch();
+            onProgress?.(sent);
+            done(null, chunk);
+          },
+        });
+        const body = pipeline(createReadStream(file), counted, () => undefined);
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.config.bucket,
+            Key: name,
+            Body: body,
+            ContentLength: bytes,
+            ContentType: contentType,
+            ...this.acl(),
+          }),
+          { abortSignal: watchdog.signal },
+        );
+      },
+      (error) => this.explain(error, name),
+    );
   }
 
   async putBytes(name: string, body: Buffer, contentType: string): Promise<void> {
-    try {
-      await this.client.send(
-        new PutObjectCommand({ Bucket: this.config.bucket, Key: name, Body: body, ContentType: contentType, ...this.acl() }),
-      );
-    } catch (error) {
-      throw this.explain(error, name);
-    }
+    await Watchdog.limit(
+      this.timeoutSeconds,
+      this.endpoint,
+      `writing ${name}`,
+      (watchdog) => this.upload(name, body, contentType, watchdog),
+      (error) => this.explain(error, name),
+    );
+  }
+
+  private async upload(name: string, body: Buffer, contentType: string, watchdog: Watchdog): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.config.bucket, Key: name, Body: body, ContentType: contentType, ...this.acl() }),
+      { abortSignal: watchdog.signal },
+    );
   }
 
   /** Turns an SDK error into the stage it belongs to and what to do about it. */
@@ -197,57 +227,86 @@ export class S3Target implements StorageTarget {
     }
   }
 
+  /** The three stages and the privilege check, all within one timeout. */
   async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
     const bucket = this.config.bucket;
-    return runTestStages(
-      {
-        what: `Bucket ${bucket}`,
-        missing: `Bucket ${bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`,
-        accepted: 'The storage server accepted the key.',
-        exists: async () => {
-          // A least-privilege key may not HEAD the bucket (403): only its write can then tell.
-          try {
-            await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
-            return true;
-          } catch (error) {
-            const network = networkReason(error, this.endpoint);
-            if (network) return network;
-            if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
-            return statusOf(error) === 404 ? false : undefined;
-          }
+    const watchdog = new Watchdog(this.timeoutSeconds);
+    const abortSignal = watchdog.signal;
+    try {
+      return await runTestStages(
+        {
+          what: `Bucket ${bucket}`,
+          missing: `Bucket ${bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`,
+          accepted: 'The storage server accepted the key.',
+          exists: async () => {
+            // A least-privilege key may not HEAD the bucket (403): only its write can then tell.
+            try {
+              await this.client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal });
+              return true;
+            } catch (error) {
+              if (watchdog.fired) return watchdog.reason(this.endpoint, `looking at bucket ${bucket}`);
+              const network = networkReason(error, this.endpoint);
+              if (network) return network;
+              if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
+              return statusOf(error) === 404 ? false : undefined;
+            }
+          },
+          probeName,
+          write: async () => {
+            try {
+              await this.upload(
+                probeName,
+                Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`),
+                'text/plain',
+                watchdog,
+              );
+            } catch (error) {
+              throw watchdog.fired
+                ? new TargetError('connection', watchdog.reason(this.endpoint, `writing the probe object ${probeName}`), false)
+                : this.explain(error, probeName);
+            }
+          },
+          excessRights: () => this.excessRights(probeName, abortSignal),
+          watchdog,
         },
-        probeName,
-        write: () => this.putBytes(probeName, Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), 'text/plain'),
-        excessRights: () => this.excessRights(probeName),
-      },
-      onStage,
-    );
+        onStage,
+      );
+    } finally {
+      watchdog.stop();
+    }
   }
 
   /** Tries what the platform's key should not be able to do: read, list, delete. */
-  private async excessRights(probeName: string): Promise<string[]> {
+  private async excessRights(probeName: string, abortSignal: AbortSignal): Promise<string[]> {
     const warnings: string[] = [];
     const bucket = this.config.bucket;
     const read = async () => {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: probeName }));
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: probeName }), { abortSignal });
       await out.Body?.transformToByteArray();
     };
     if (await succeeds(read))
       warnings.push('The key can READ objects: whoever holds it could download the exports. Give it s3:PutObject only.');
-    if (await succeeds(() => this.client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })))) {
+    if (await succeeds(() => this.client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 }), { abortSignal }))) {
       warnings.push('The key can LIST the bucket. Give it s3:PutObject only.');
     }
-    if (await succeeds(() => this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probeName })))) {
+    if (await succeeds(() => this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probeName }), { abortSignal }))) {
       warnings.push('The key can DELETE objects: whoever holds it could remove the exports. Give it s3:PutObject only.');
     }
     return warnings;
   }
 
   async open(name: string): Promise<ObjectRead> {
+    const watchdog = new Watchdog(this.timeoutSeconds);
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: name }));
-      return out.Body instanceof Readable ? { state: 'found', body: out.Body } : { state: 'unreadable', reason: 'the answer had no body' };
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: name }), {
+        abortSignal: watchdog.signal,
+      });
+      if (out.Body instanceof Readable) return { state: 'found', body: watchdog.watch(out.Body) };
+      watchdog.stop();
+      return { state: 'unreadable', reason: 'the answer had no body' };
     } catch (error) {
+      watchdog.stop();
+      if (watchdog.fired) return { state: 'unreadable', reason: watchdog.reason(this.endpoint, `reading ${name}`) };
       const code = codeOf(error);
       if (code === 'NoSuchKey' || (code !== 'NoSuchBucket' && statusOf(error) === 404)) return { state: 'missing' };
       if (code === 'NoSuchBucket') return { state: 'unreadable', reason: `bucket ${this.config.bucket} does not exist` };

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { FORBIDDEN_ADDRESS } from '../address-guard.js';
 
 /** The three stages of the Test button (spec/001), in order. */
@@ -27,7 +27,7 @@ export interface StorageTarget {
    * Replaces the object `name` with the file's bytes in one upload, atomically: readers
    * see the old object until the new one is complete, and never a partial one.
    */
-  putFile(name: string, file: string, bytes: number, contentType: string): Promise<void>;
+  putFile(name: string, file: string, bytes: number, contentType: string, onProgress?: (sentBytes: number) => void): Promise<void>;
   putBytes(name: string, body: Buffer, contentType: string): Promise<void>;
   /** Runs the three stages with a small probe object, then checks for excess rights. */
   test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport>;
@@ -40,6 +40,77 @@ export interface StorageTarget {
 
 /** What reading an object back found: its bytes as a stream, no such object, or why it could not be read (in our words). */
 export type ObjectRead = { state: 'found'; body: Readable } | { state: 'missing' } | { state: 'unreadable'; reason: string };
+/**
+ * The client-side limit on storage requests (GATEHOUSE_BREAKGLASS_TIMEOUT_SECONDS): an
+ * AbortSignal that fires `seconds` after the start or after the last sign of life
+ * (`touch()`, on upload progress). The SDKs' own timeouts do not hold against a server
+ * that accepts and then stops answering: Azure's `tryTimeoutInMs` is only sent to the
+ * server, and an idle socket timeout can be retried into minutes.
+ */
+export class Watchdog {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(readonly seconds: number) {
+    this.timer = setTimeout(() => this.controller.abort(new Error(`no answer within ${seconds} s`)), seconds * 1000);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Whether the limit was reached (what failed then failed because of it). */
+  get fired(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  /** Progress: the limit starts again. */
+  touch(): void {
+    if (!this.fired) this.timer.refresh();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** What to say when it fired: the endpoint, the limit, what was being done, and its setting. */
+  reason(endpoint: string, doing: string): string {
+    return `${endpoint} did not answer in time (no answer within ${this.seconds} s, GATEHOUSE_BREAKGLASS_TIMEOUT_SECONDS) while ${doing}. Check that the storage server is up and the network path to it.`;
+  }
+
+  /** A body being read under this limit: each chunk restarts it, the end stops it. */
+  watch(body: Readable): Readable {
+    const touch = () => this.touch();
+    return pipeline(
+      body,
+      new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          touch();
+          done(null, chunk);
+        },
+      }),
+      () => this.stop(),
+    );
+  }
+
+  /** Runs `fn` under a watchdog of its own; a failure after the limit is the timeout (connection stage), any other goes to `explain`. */
+  static async limit<T>(
+    seconds: number,
+    endpoint: string,
+    doing: string,
+    fn: (watchdog: Watchdog) => Promise<T>,
+    explain: (error: unknown) => Error,
+  ): Promise<T> {
+    const watchdog = new Watchdog(seconds);
+    try {
+      return await fn(watchdog);
+    } catch (error) {
+      throw watchdog.fired ? new TargetError('connection', watchdog.reason(endpoint, doing), false) : explain(error);
+    } finally {
+      watchdog.stop();
+    }
+  }
+}
 
 /** A failure with the stage it belongs to and a reason a person can act on. */
 export class TargetError extends Error {
@@ -135,6 +206,8 @@ export interface StageProbe {
   write(): Promise<void>;
   /** The warnings for rights beyond create/write (read, list, delete). */
   excessRights(): Promise<string[]>;
+  /** The limit on the whole Test: when it cut the privilege check short, the report says so. */
+  watchdog: Watchdog;
 }
 
 /** The Test button's three stages, in order, each with its own result and reason, then the privilege check. */
@@ -191,7 +264,12 @@ export async function runTestStages(probe: StageProbe, onStage?: (stage: StageRe
   report('container', true, `${probe.what} exists.`);
   report('authentication', true, probe.accepted);
   report('connection', true, `Uploaded the probe object ${probe.probeName}.`);
-  return done(await probe.excessRights());
+  const warnings = await probe.excessRights();
+  if (probe.watchdog.fired)
+    warnings.push(
+      `The privilege check did not finish within ${probe.watchdog.seconds} s: whether the key can also read, list or delete was not checked. Run the Test again.`,
+    );
+  return done(warnings);
 }
 
 /** True when `fn` succeeds: used to find rights a key should not have. */

@@ -171,7 +171,8 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       config: readers,
       schema: {
         tags: ['breakglass'],
-        summary: 'One run, with bytes uploaded so far while it runs',
+        summary:
+          'One run; while it runs, the sealed bytes staged so far (stagedBytes) and the bytes sent to the storage so far (uploadedBytes)',
         params: z.strictObject({ id: z.string().min(1) }),
       },
     },
@@ -179,7 +180,8 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       const run = await bg.runs.get(req.params.id).catch(() => {
         throw new NotFoundError('Break-glass run', req.params.id);
       });
-      return { ...run, uploadedBytes: bg.progress.get(run.id) ?? run.bytes };
+      const progress = bg.progress.get(run.id);
+      return { ...run, stagedBytes: progress?.staged ?? run.bytes, uploadedBytes: progress?.uploaded ?? run.bytes };
     },
   );
 

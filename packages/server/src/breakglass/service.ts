@@ -176,8 +176,8 @@ export class BreakGlassService {
   private running = false;
   private recovering: Promise<unknown> | undefined;
   private lastStaleAlert = 0;
-  /** Bytes uploaded so far by runs of this process, for progress displays. */
-  readonly progress = new Map<string, number>();
+  /** The runs of this process: sealed bytes staged so far, and bytes sent to the storage so far. */
+  readonly progress = new Map<string, { staged: number; uploaded: number }>();
   readonly restrictions: BreakGlassRestrictions;
 
   constructor(private readonly o: BreakGlassOptions) {
@@ -482,7 +482,8 @@ export class BreakGlassService {
           names,
           signingKeyPem: signing.privateKeyPem,
           auditCheckpoint: await this.o.auditCheckpoint?.(),
-          onProgress: (bytes) => this.progress.set(run.id, bytes),
+          onProgress: (bytes) => this.progress.set(run.id, { staged: bytes, uploaded: 0 }),
+          onUpload: (bytes) => this.progress.set(run.id, { staged: this.progress.get(run.id)?.staged ?? bytes, uploaded: bytes }),
           stagingDir: this.o.stagingDir,
         });
         await this.runs.update(run.id, {
