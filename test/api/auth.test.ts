@@ -571,6 +571,22 @@ describe.each(dialects)('sign-in attempts fired at once on %s', (dialect) => {
     });
   });
 
+  it('signs in all of 12 right passwords sent at once from one address (parallel scripts, Ansible forks)', async () => {
+    const user = await t.userWithToken('operator');
+    // One IPv6 /64: one source to the throttles, 12 to the route's request rate limit.
+    const sent = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        t.request('POST', `${API}/auth/login`, {
+          remoteAddress: `2001:db8:8:8::${(i + 1).toString(16)}`,
+          body: { username: user.username, password: user.password },
+        }),
+      ),
+    );
+    expect(sent.map((r) => r.statusCode)).toEqual(Array<number>(12).fill(200));
+    expect(await counter(user.username, '2001:db8:8:8::/64')).toMatchObject({ failures: 0, throttled_until: null });
+    expect(await counter('', '2001:db8:8:8::/64')).toMatchObject({ failures: 0, throttled_until: null });
+  });
+
   it('accepts one TOTP code once when 10 sign-ins send it at once', async () => {
     const user = await t.userWithToken('operator');
     const { secret } = (await t.request('POST', `${API}/auth/totp/enroll`, { token: user.token })).json<{ secret: string }>();

@@ -81,6 +81,14 @@ describe.each(dialects)('gateway sign-in throttles on %s', (dialect) => {
     expect(counted).toEqual([]);
   });
 
+  it('signs in all of 12 right passwords sent at once from one address (parallel scripts, Ansible forks)', async () => {
+    const outcomes = await Promise.all(
+      Array.from({ length: 12 }, () => signIn(`${olga.username}:box`, { password: olga.password, localAddress: '127.0.0.4' })),
+    );
+    expect(outcomes).toEqual(Array<string>(12).fill('signed in'));
+    expect(await failures(olga.username)).toEqual([]);
+  });
+
   it('checks at most lockoutThreshold of 40 wrong passwords sent at once, and still lets the user in from elsewhere', async () => {
     const outcomes = await Promise.all(Array.from({ length: 40 }, (_, i) => signIn(`${olga.username}:box`, { password: `guess-${i}` })));
     expect(outcomes.every((o) => o === 'refused')).toBe(true);

@@ -104,13 +104,44 @@ class RefusedAttempts {
     return (seen?.refused ?? 0) + 1;
   }
 }
-/** One count per database, i.e. per server (tests run several in one process). */
-const refusedAttemptsOf = new WeakMap<object, RefusedAttempts>();
-function refusedAttempts(db: object): RefusedAttempts {
-  let counts = refusedAttemptsOf.get(db);
-  if (!counts) refusedAttemptsOf.set(db, (counts = new RefusedAttempts()));
-  return counts;
+/**
+ * Password checks from one address, one after another. A claimed attempt counts as a
+ * failure until its password is shown right, so right passwords sent at once (parallel
+ * scripts, Ansible's forks) would otherwise fill the count and be refused as if they had
+ * been guesses. In turn, each attempt sees the ones before it settled. Only the claims,
+ * the check and their settling wait here; a refused attempt leaves the line at once. Each
+ * server process keeps its own line; across processes the claims still never let more
+ * checks through than the thresholds.
+ */
+class SerialBySource {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(source: string, work: () => Promise<T>): Promise<T> {
+    const before = this.tails.get(source);
+    let settled!: () => void;
+    const tail = new Promise<void>((resolve) => (settled = resolve));
+    this.tails.set(source, tail);
+    try {
+      await before;
+      return await work();
+    } finally {
+      settled();
+      if (this.tails.get(source) === tail) this.tails.delete(source);
+    }
+  }
 }
+
+/** One per database, i.e. per server (tests run several in one process). */
+function perDatabase<T extends object>(make: () => T): (db: object) => T {
+  const of = new WeakMap<object, T>();
+  return (db) => {
+    let value = of.get(db);
+    if (!value) of.set(db, (value = make()));
+    return value;
+  };
+}
+const refusedAttempts = perDatabase(() => new RefusedAttempts());
+const serialBySource = perDatabase(() => new SerialBySource());
 
 type PasswordCheck =
   | { ok: true; attempt: ClaimedAttempt }
@@ -129,8 +160,9 @@ function failureDetails(checked: Exclude<PasswordCheck, { ok: true }>, reason: s
  * applies before argon2 runs, so concurrent attempts cannot check more passwords than
  * the thresholds allow. An address over its limit is refused at once (that says nothing
  * about any account). An unknown user is checked against the dummy hash, and a throttled
- * attempt waits as long as a check takes without making one, so both answer as a wrong
- * password does, in about the same time. Each delay that a failure starts is an
+ * attempt ('throttled') is for the caller to hold as long as a check takes, once out of the
+ * address's line (SerialBySource), so both answer as a wrong password does, in about the
+ * same time. Run in that line. Each delay that a failure starts is an
  * `auth.throttle` audit event; refused attempts are audited at a bounded rate.
  */
 async function checkThrottledPassword(
@@ -155,7 +187,6 @@ async function checkThrottledPassword(
     byAccount = await throttle.claim({ userId: row.id }, rules.account);
   }
   if (!byName.ok || byAccount?.ok === false) {
-    await waitLikeAPasswordCheck();
     return { ok: false, reason: 'throttled', refused: refusedAttempts(services.db).take(`user\0${row?.id ?? name}\0${source}`) };
   }
   claims.push({ scope: 'user from address', claim: byName });
@@ -196,15 +227,30 @@ export async function checkSignIn(
   audit: Audit,
   action: string,
 ): Promise<SignInResult> {
+  if (attempt.password === '') return wrongPassword;
+  const result = await serialBySource(services.db).run(sourceOf(attempt.address), () => signInInTurn(services, attempt, audit, action));
+  if (result !== 'throttled') return result;
+  // A throttled attempt waits as long as a check takes, outside the line, so it answers as a wrong password does.
+  await waitLikeAPasswordCheck();
+  return wrongPassword;
+}
+
+/** checkSignIn's work in the address's line: 'throttled' is a wrong password that still has to wait. */
+async function signInInTurn(
+  services: Pick<Services, 'users' | 'config' | 'vault' | 'db'>,
+  attempt: SignInAttempt,
+  audit: Audit,
+  action: string,
+): Promise<SignInResult | 'throttled'> {
   const { users } = services;
   const { username: name, totp } = attempt;
-  if (attempt.password === '') return wrongPassword;
   const row = await users.rowByName(name);
   const fail = (details: Record<string, unknown> | null) =>
     details && audit({ action, outcome: 'failure', actorId: row?.id ?? null, actorName: name.slice(0, 64), details });
   const checked = await checkThrottledPassword(services, { name, row, password: attempt.password, address: attempt.address }, audit);
   if (!checked.ok) {
     await fail(failureDetails(checked, checked.reason));
+    if (checked.reason === 'throttled') return 'throttled';
     return checked.reason === 'address throttled' ? addressThrottled(checked.until) : wrongPassword;
   }
   const user = row as UserTable;
@@ -248,15 +294,17 @@ export async function checkCurrentPassword(
   action: string,
 ): Promise<{ ok: true } | { ok: false; code: 'RATE_LIMITED' | 'WRONG'; message: string }> {
   const row = await services.users.row(input.userId);
-  const checked = await checkThrottledPassword(
-    services,
-    { name: row.username, row, password: input.password, address: input.address },
-    audit,
-  );
-  if (checked.ok) {
-    await checked.attempt.succeeded();
-    return { ok: true };
-  }
+  const checked = await serialBySource(services.db).run(sourceOf(input.address), async () => {
+    const result = await checkThrottledPassword(
+      services,
+      { name: row.username, row, password: input.password, address: input.address },
+      audit,
+    );
+    if (result.ok) await result.attempt.succeeded();
+    return result;
+  });
+  if (checked.ok) return { ok: true };
+  if (checked.reason === 'throttled') await waitLikeAPasswordCheck();
   const details = failureDetails(checked, checked.reason === 'wrong password' ? 'wrong current password' : checked.reason);
   if (details) await audit({ action, outcome: 'failure', actorId: row.id, actorName: row.username, details });
   if (checked.reason === 'address throttled') return { ...addressThrottled(checked.until), code: 'RATE_LIMITED' };
