@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import * as OTPAuth from 'otpauth';
@@ -128,6 +128,25 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
+  /** What a finished OpenSSH client printed, and its exit code. */
+  const outcomeOf = (child: ChildProcess) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  /** Runs `fn` with a login key registered to the admin (removed afterwards). */
+  const withAdminKey = async <T>(name: string, fn: (keyFile: string) => Promise<T>): Promise<T> => {
+    const login = generateKeyPair(dir, name);
+    const key = await api<{ id: string }>('POST', '/ssh-keys', { publicKey: login.publicKey });
+    try {
+      return await fn(login.file);
+    } finally {
+      await api('DELETE', `/ssh-keys/${key.id}`);
+    }
+  };
   const recordingFiles = () => {
     const root = path.join(server.dataDir, 'recordings');
     if (!existsSync(root)) return [];
@@ -474,6 +493,161 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       await api('DELETE', `/ssh-keys/${key.id}`);
     }
   }, 300_000);
+
+  it('runs 12 parallel commands over one ControlMaster connection as a direct connection does (device: MaxSessions 10)', async () => {
+    // Each command waits until all 12 run at once (or 15 s): more sessions than the device takes on one connection.
+    const meeting = `${mkdtempSync('/tmp/gatehouse-maxsessions-')}/meeting`;
+    const command = (i: number) =>
+      `touch ${meeting}/$(date +%s%N)-${i}; n=0; while [ $(ls ${meeting} | wc -l) -lt 12 ] && [ $n -lt 150 ]; do sleep 0.1; n=$((n+1)); done; echo ok-${i}`;
+    const twelveOverOneMaster = async (ssh: (args: string[]) => ChildProcess, destination: string) => {
+      rmSync(meeting, { recursive: true, force: true });
+      mkdirSync(meeting);
+      chmodSync(meeting, 0o777);
+      const control = path.join(dir, `cm-${randomBytes(4).toString('hex')}`);
+      const master = ssh(['-N', '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, destination]);
+      try {
+        await until(
+          () => `the ControlMaster socket ${control}`,
+          () => existsSync(control),
+        );
+        const runs = Array.from({ length: 12 }, (_, i) =>
+          outcomeOf(ssh(['-o', 'ControlMaster=no', '-o', `ControlPath=${control}`, destination, command(i)])),
+        );
+        return (await Promise.all(runs)).map((r, i) => ({ code: r.code, stdout: r.stdout, i }));
+      } finally {
+        master.kill();
+      }
+    };
+    try {
+      const direct = await twelveOverOneMaster(
+        (args) =>
+          spawn(
+            'ssh',
+            [
+              ...[
+                '-o',
+                'BatchMode=yes',
+                '-o',
+                'StrictHostKeyChecking=no',
+                '-o',
+                'UserKnownHostsFile=/dev/null',
+                '-o',
+                'IdentitiesOnly=yes',
+              ],
+              ...['-i', path.join(dir, 'device_key_plain'), '-p', String(sshd.port), ...args],
+            ],
+            { stdio: ['ignore', 'pipe', 'pipe'] },
+          ),
+        `${KEY_USER}@127.0.0.1`,
+      );
+      const through = await withAdminKey('cm_login_key', (keyFile) =>
+        twelveOverOneMaster((args) => keyedSsh(keyFile, args), 'admin:idle-box@127.0.0.1'),
+      );
+      const expected = Array.from({ length: 12 }, (_, i) => ({ code: 0, stdout: `ok-${i}\n`, i }));
+      expect(direct).toEqual(expected);
+      expect(through).toEqual(expected);
+    } finally {
+      rmSync(path.dirname(meeting), { recursive: true, force: true });
+    }
+  });
+
+  it('refuses agent, X11 and remote forwarding (ssh -A -X -R) and audits each request', async () => {
+    await withAdminKey('fwd_login_key', async (keyFile) => {
+      // ssh -A needs an agent to forward, -X a display.
+      const agentSocket = path.join(dir, `agent-${randomBytes(4).toString('hex')}.sock`);
+      const agent = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ignore' });
+      try {
+        await until(
+          () => 'ssh-agent listening',
+          () => existsSync(agentSocket),
+        );
+        const before = await lastSeq();
+        const child = spawn(
+          'ssh',
+          [
+            ...['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'IdentitiesOnly=yes'],
+            ...['-i', keyFile, '-p', String(gatewayPort), '-A', '-X', '-R', '127.0.0.1:0:127.0.0.1:22', 'admin:idle-box@127.0.0.1'],
+            'echo still-served',
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SSH_AUTH_SOCK: agentSocket, DISPLAY: '127.0.0.1:99' } },
+        );
+        const run = await outcomeOf(child);
+        expect(run.stdout, run.stderr).toBe('still-served\n');
+        let refused: AuditEvent[] = [];
+        await until(
+          () => `gateway.forward events for agent, x11 and remote: ${JSON.stringify(refused.map((e) => e.details.kind))}`,
+          async () => (refused = (await auditSince(before)).filter((e) => e.action === 'gateway.forward')).length >= 3,
+        );
+        expect(refused.map((e) => e.details.kind).sort()).toEqual(['agent', 'remote', 'x11']);
+        for (const e of refused) {
+          expect(e).toMatchObject({ outcome: 'denied', actorName: 'admin', details: { device: 'idle-box' } });
+          expect(e.details.reason).toEqual(expect.stringContaining('the gateway does not forward'));
+        }
+        expect(refused.find((e) => e.details.kind === 'remote')?.details.destination).toBe('127.0.0.1:0');
+      } finally {
+        agent.kill();
+      }
+    });
+  });
+
+  it('passes on why a forward was refused (ssh -J, forwarding off) or failed (ssh -L to a closed port)', async () => {
+    await withAdminKey('jump_login_key', async (keyFile) => {
+      // Forwarding off: ssh -J prints why.
+      const config = path.join(dir, 'jump_config');
+      writeFileSync(
+        config,
+        [
+          'Host gatehouse-gw',
+          '  HostName 127.0.0.1',
+          `  Port ${gatewayPort}`,
+          '  User admin:idle-box',
+          `  IdentityFile ${keyFile}`,
+          'Host behind-the-device',
+          '  HostName 127.0.0.1',
+          `  Port ${sshd.port}`,
+          '  ProxyJump gatehouse-gw',
+          'Host *',
+          '  BatchMode yes',
+          '  StrictHostKeyChecking no',
+          '  UserKnownHostsFile /dev/null',
+          '  IdentitiesOnly yes',
+          '',
+        ].join('\n'),
+      );
+      const jump = await outcomeOf(spawn('ssh', ['-F', config, 'behind-the-device', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+      expect(jump.code).toBe(255);
+      expect(jump.stderr).toContain(
+        'administratively prohibited: Port forwarding is off. An administrator can allow it in the gateway settings.',
+      );
+
+      // Forwarding on: a -L to a closed port says so, as direct OpenSSH does.
+      await api('PUT', '/gateway-settings', { portForwarding: true });
+      const localPort = await freePort();
+      const closedPort = await freePort();
+      const tunnel = keyedSsh(keyFile, ['-N', '-L', `127.0.0.1:${localPort}:127.0.0.1:${closedPort}`, 'admin:idle-box@127.0.0.1']);
+      let stderr = '';
+      tunnel.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      try {
+        await waitForPort(localPort, 60_000);
+        await until(
+          () => `ssh -L to print why the forward failed; it printed ${JSON.stringify(stderr)}`,
+          async () => {
+            await new Promise<void>((resolve) => {
+              const socket = net.connect({ host: '127.0.0.1', port: localPort });
+              socket.on('data', () => undefined);
+              socket.once('close', () => resolve());
+              socket.once('error', () => resolve());
+            });
+            return stderr.includes('open failed');
+          },
+        );
+        expect(stderr).toContain('open failed: connect failed: Connection refused');
+      } finally {
+        tunnel.kill();
+        await api('PUT', '/gateway-settings', { portForwarding: false });
+      }
+    });
+  });
 
   it('refuses a device that does not exist, or an ambiguous name, with a message', async () => {
     const unknown = await ssh('admin:no-such-box', ['true']);

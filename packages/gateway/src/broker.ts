@@ -40,6 +40,8 @@ export interface AccessBroker {
     destination: { host: string; port: number },
     remoteAddress: string,
   ): Promise<AuthorizationDecision>;
+  /** An agent (`ssh -A`), X11 (`-X`/`-Y`), remote (`-R`) or Unix socket forwarding request was refused: audited. */
+  forwardRefused(user: GatewayUser, target: AuthorizedTarget, request: RefusedForward, remoteAddress: string): Promise<void>;
   /** Trust on first use: stores the first host key seen for a device; compares later ones. */
   checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck>;
   /** The target connected and a channel opened on it. */
@@ -102,6 +104,12 @@ export interface AuthorizedTarget {
   segment: string | null;
   /** The device's access type: `tunnel` sends it through the default gateway only. */
   accessType: string;
+}
+
+/** A forwarding request the gateway never grants; `destination` is the bind address or socket path asked for, if any. */
+export interface RefusedForward {
+  kind: 'agent' | 'x11' | 'remote' | 'socket';
+  destination: string | null;
 }
 
 export type AuthorizationDecision = { allow: true } | { allow: false; message: string };

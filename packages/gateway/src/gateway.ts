@@ -11,16 +11,19 @@ import type {
   ServerChannel,
   Session,
   TcpipRequestInfo,
+  TcpipBindInfo,
+  SocketBindInfo,
   ClientErrorExtensions,
 } from 'ssh2';
 import { AsciicastRecorder } from './asciicast.js';
-import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionEnd, SessionKind } from './broker.js';
+import type { AccessBroker, AuthorizedTarget, GatewayUser, RefusedForward, SessionEnd, SessionKind } from './broker.js';
 import { parseConnectionTarget, printableName, type ConnectionTarget } from './connection-target.js';
 import { ConnectionSession } from './connection-session.js';
 import { directDialer, whereOf, type TargetDialer } from './dial.js';
 import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js';
 import { ExecOutputWatch, summaryMarker, type ExecStream } from './exec-output.js';
 import { isLegacyScp, LegacyScpLog, SftpOperationLog, type FileOperation } from './sftp-log.js';
+import { OPEN_FAILURE, openSessionChannel, refusalOf, rejectChannel, startSession, type ChannelRefusal } from './ssh2-channels.js';
 import { usePooledPadding } from './ssh2-padding.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
@@ -176,6 +179,8 @@ class GatewayConnection {
   /** Why a signed-in user may not connect, told on their first channel (publickey and password cannot show text). */
   private refusal: string | undefined;
   private failures = 0;
+  /** Refused agent, X11 and remote forwarding requests on this connection (audited up to a limit). */
+  private refusedForwards = 0;
   private targetConnection: Promise<TargetConnection> | undefined;
   private readonly sessions = new Set<ProxiedSession>();
   /** The connection's own session while it carries no channel (`ssh -N`); undefined until signed in. */
@@ -212,10 +217,13 @@ class GatewayConnection {
       );
       this.targetConnection = this.connectTarget();
     });
-    client.on('session', (accept) => {
-      const session = accept();
-      this.countChannel(session);
-      this.onSession(session);
+    client.on('session', (accept, reject) => {
+      void this.openDeviceChannel('session', openSessionChannel).then((opened) => {
+        if ('refusal' in opened) return rejectChannel(client, reject, opened.refusal);
+        const session = accept();
+        this.countChannel(session);
+        this.onSession(session, opened.channel);
+      });
     });
     // Local forwarding (ssh -L) only where policy allows it; remote forwarding never.
     client.on('tcpip', (accept, reject, info) => {
@@ -224,8 +232,17 @@ class GatewayConnection {
         reject();
       });
     });
-    client.on('openssh.streamlocal', (_accept, reject) => reject());
-    client.on('request', (_accept, reject) => reject?.());
+    client.on('openssh.streamlocal', (_accept, reject, info) => {
+      reject();
+      this.forwardRefused('socket', info.socketPath);
+    });
+    client.on('request', (_accept, reject, name, info) => {
+      reject?.();
+      // ssh -R: a port (tcpip-forward) or a Unix socket (streamlocal-forward@openssh.com).
+      const asked = info as Partial<TcpipBindInfo & SocketBindInfo>;
+      if (name === 'tcpip-forward') this.forwardRefused('remote', `${asked.bindAddr ?? ''}:${asked.bindPort ?? ''}`);
+      else if ((name as string) === 'streamlocal-forward@openssh.com') this.forwardRefused('socket', asked.socketPath ?? null);
+    });
     client.once('close', () => {
       this.ended = true;
       void this.connection?.end();
@@ -494,7 +511,49 @@ class GatewayConnection {
 
   // Channels
 
-  private onSession(session: Session): void {
+  /**
+   * Opens the device's side of a user's channel before the user's is accepted, so that the
+   * device's refusal (a stock sshd takes 10 sessions per connection, MaxSessions) reaches
+   * the user as the device worded it: OpenSSH prints it, and a ControlMaster client falls
+   * back to a connection of its own. Without a device connection the user's channel is
+   * accepted all the same, to be told why on it.
+   */
+  private async openDeviceChannel(
+    what: string,
+    open: (device: ssh2.Client) => Promise<ClientChannel>,
+  ): Promise<{ channel?: ClientChannel } | { refusal: ChannelRefusal }> {
+    const t = await this.targetConnection;
+    if (!t?.ok) return {};
+    try {
+      return { channel: await open(t.client) };
+    } catch (error) {
+      const refusal = refusalOf(error as Error) ?? { reason: OPEN_FAILURE.CONNECT_FAILED, description: (error as Error).message };
+      const target = this.target as AuthorizedTarget;
+      await this.options.broker
+        .connectionFailed({
+          user: this.user as GatewayUser,
+          target,
+          gateway: t.gateway,
+          segment: t.segment,
+          remoteAddress: this.remoteAddress,
+          at: new Date().toISOString(),
+          reason: `${target.deviceName} refused the ${what} channel: ${refusal.description}`,
+        })
+        .catch((e: unknown) => this.options.logger.error({ err: e }, 'could not record a failed channel'));
+      return { refusal };
+    }
+  }
+
+  /** Agent, X11 and remote forwarding are refused; each request is audited (the first 20 of a connection). */
+  private forwardRefused(kind: RefusedForward['kind'], destination: string | null): void {
+    const { user, target } = this;
+    if (!user || !target || this.refusal !== undefined || ++this.refusedForwards > 20) return;
+    void this.options.broker
+      .forwardRefused(user, target, { kind, destination }, this.remoteAddress)
+      .catch((error: unknown) => this.options.logger.error({ err: error }, 'could not audit a refused forwarding request'));
+  }
+
+  private onSession(session: Session, deviceChannel: ClientChannel | undefined): void {
     const pty: PtyState = { info: undefined };
     let active: ProxiedSession | undefined;
     session.on('pty', (accept, _reject, info) => {
@@ -508,25 +567,35 @@ class GatewayConnection {
     });
     // The device's environment is not the user's to set.
     session.on('env', (_accept, reject) => reject?.());
-    session.on('auth-agent', (_accept, reject) => reject?.());
-    session.on('x11', (_accept, reject) => reject?.());
+    session.on('auth-agent', (_accept, reject) => {
+      reject?.();
+      this.forwardRefused('agent', null);
+    });
+    session.on('x11', (_accept, reject) => {
+      reject?.();
+      this.forwardRefused('x11', null);
+    });
     session.on('signal', (accept, _reject, info) => {
       active?.signal(info.name);
       accept?.();
     });
     // accept() synchronously: OpenSSH sends EOF right after exec, and a late accept loses the channel.
     session.on('exec', (accept, _reject, info) => {
-      active = this.startChannel(accept(), 'exec', info.command, pty);
+      active = this.startChannel(accept(), 'exec', info.command, pty, deviceChannel);
     });
     session.on('shell', (accept) => {
-      active = this.startChannel(accept(), 'shell', null, pty);
+      active = this.startChannel(accept(), 'shell', null, pty, deviceChannel);
     });
     session.on('subsystem', (accept, reject, info) => {
       if (info.name !== 'sftp') {
         reject();
         return;
       }
-      active = this.startChannel(accept(), 'sftp', 'sftp', pty);
+      active = this.startChannel(accept(), 'sftp', 'sftp', pty, deviceChannel);
+    });
+    // A channel the user closes before asking for anything.
+    session.once('close', () => {
+      if (!active) deviceChannel?.close();
     });
   }
 
@@ -536,14 +605,33 @@ class GatewayConnection {
     if (!user || !target || this.refusal !== undefined) return reject();
     const destination = { host: info.destIP, port: info.destPort };
     const decision = await this.options.broker.authorizeForward(user, target, destination, this.remoteAddress);
-    if (!decision.allow) return reject();
+    // OpenSSH prints the reason ("open failed: administratively prohibited: Port forwarding is off…").
+    if (!decision.allow) {
+      return rejectChannel(this.client, reject, { reason: OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, description: decision.message });
+    }
+    const opened = await this.openDeviceChannel(
+      `forward to ${destination.host}:${destination.port}`,
+      (device) =>
+        new Promise<ClientChannel>((resolve, fail) =>
+          device.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (error, channel) =>
+            error ? fail(error) : resolve(channel),
+          ),
+        ),
+    );
+    // The device's reason, as direct OpenSSH would print it ("connect failed: Connection refused").
+    if ('refusal' in opened) return rejectChannel(this.client, reject, opened.refusal);
     const stream = accept();
     this.countChannel(stream);
-    const proxied = this.startChannel(stream, 'forward', `${info.destIP}:${info.destPort}`, { info: undefined });
-    proxied.forwardFrom = { host: info.srcIP, port: info.srcPort };
+    this.startChannel(stream, 'forward', `${info.destIP}:${info.destPort}`, { info: undefined }, opened.channel);
   }
 
-  private startChannel(stream: ServerChannel, kind: ChannelKind, command: string | null, pty: PtyState): ProxiedSession {
+  private startChannel(
+    stream: ServerChannel,
+    kind: ChannelKind,
+    command: string | null,
+    pty: PtyState,
+    deviceChannel: ClientChannel | undefined,
+  ): ProxiedSession {
     const proxied = new ProxiedSession(
       this.options,
       stream,
@@ -553,6 +641,7 @@ class GatewayConnection {
       this.user as GatewayUser,
       this.target as AuthorizedTarget,
       this.remoteAddress,
+      deviceChannel,
     );
     this.sessions.add(proxied);
     void proxied.run(this.targetConnection as Promise<TargetConnection>).finally(() => {
@@ -582,8 +671,6 @@ class ProxiedSession {
   private resolveDone!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.resolveDone = resolve));
   readonly id = randomUUID();
-  /** Where a forwarded connection came from on the user's side (for the device's sshd). */
-  forwardFrom: { host: string; port: number } = { host: '127.0.0.1', port: 0 };
 
   constructor(
     private readonly options: Required<SshGatewayOptions>,
@@ -594,6 +681,8 @@ class ProxiedSession {
     private readonly user: GatewayUser,
     private readonly target: AuthorizedTarget,
     private readonly remoteAddress: string,
+    /** The device's channel, opened when the user's was accepted; undefined when the device could not be reached. */
+    private readonly deviceChannel: ClientChannel | undefined,
   ) {
     stream.on('error', () => undefined);
   }
@@ -607,7 +696,7 @@ class ProxiedSession {
     }
     let channel: ClientChannel;
     try {
-      channel = await this.openTargetChannel(t.client);
+      channel = await this.startTargetChannel();
     } catch (error) {
       const reason = `${this.target.deviceName} refused the ${this.kind} channel: ${(error as Error).message}`;
       await this.options.broker
@@ -655,7 +744,16 @@ class ProxiedSession {
     await this.done;
   }
 
-  private openTargetChannel(client: ssh2.Client): Promise<ClientChannel> {
+  /** Asks the device's channel for what the user asked (a forward's is open already). */
+  private async startTargetChannel(): Promise<ClientChannel> {
+    const channel = this.deviceChannel;
+    if (!channel) throw new Error('the device has no channel for it');
+    // Listened to first: a quick command's exit status and close can arrive in the same read
+    // as the request's reply, before any await resumes, and unlike its output they are not buffered.
+    channel.on('exit', (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
+      this.exit = code !== null ? { code } : { signal: signal ?? 'KILL', coreDumped: coreDumped ?? false, description: description ?? '' };
+    });
+    this.channelClosed = new Promise<void>((closed) => channel.once('close', () => closed()));
     const window = this.pty.info && {
       term: this.pty.info.term,
       cols: this.pty.info.cols,
@@ -664,36 +762,20 @@ class ProxiedSession {
       height: this.pty.info.height,
       modes: this.pty.info.modes,
     };
-    return new Promise((resolve, reject) => {
-      const done = (error: Error | undefined, channel: ClientChannel) => {
-        if (error) return reject(error);
-        // Listened to here, synchronously: a quick command's exit status and close can
-        // arrive in the same read as the channel's confirmation, before any await resumes,
-        // and unlike its output they are not buffered.
-        channel.on('exit', (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {
-          this.exit =
-            code !== null ? { code } : { signal: signal ?? 'KILL', coreDumped: coreDumped ?? false, description: description ?? '' };
-        });
-        this.channelClosed = new Promise<void>((closed) => channel.once('close', () => closed()));
-        resolve(channel);
-      };
-      switch (this.kind) {
-        case 'shell':
-          client.shell(window ?? false, done);
-          break;
-        case 'exec':
-          client.exec(this.command ?? '', window ? { pty: window } : {}, done);
-          break;
-        case 'sftp':
-          client.subsys('sftp', done);
-          break;
-        case 'forward': {
-          const [host = '', port = '0'] = splitHostPort(this.command ?? '');
-          client.forwardOut(this.forwardFrom.host, this.forwardFrom.port, host, Number(port), done);
-          break;
-        }
-      }
-    });
+    switch (this.kind) {
+      case 'shell':
+        await startSession(channel, { kind: 'shell' }, window);
+        break;
+      case 'exec':
+        await startSession(channel, { kind: 'exec', command: this.command ?? '' }, window);
+        break;
+      case 'sftp':
+        await startSession(channel, { kind: 'subsystem', name: 'sftp' });
+        break;
+      case 'forward':
+        break;
+    }
+    return channel;
   }
 
   private wire(channel: ClientChannel, channelClosed: Promise<void>): void {
@@ -839,12 +921,6 @@ class ProxiedSession {
 /** A setting given as a value or as a function that reads it now. */
 function setting(value: boolean | (() => boolean)): boolean {
   return typeof value === 'function' ? value() : value;
-}
-
-/** `host:port` or `[v6]:port` into its parts. */
-function splitHostPort(authority: string): [string, string] {
-  const at = authority.lastIndexOf(':');
-  return [authority.slice(0, at).replace(/^\[(.*)\]$/, '$1'), authority.slice(at + 1)];
 }
 
 /** Resolves when a readable has delivered all its data (or after 5 s, should it never end). */

@@ -14,6 +14,7 @@ export type {
   HostKeyCheck,
   HostKeyInfo,
   KeyAuthenticationRequest,
+  RefusedForward,
   SessionEnd,
   SessionKind,
   SessionStart,

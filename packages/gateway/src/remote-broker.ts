@@ -10,6 +10,7 @@ import type {
   HostKeyCheck,
   HostKeyInfo,
   KeyAuthenticationRequest,
+  RefusedForward,
   SessionEnd,
   SessionStart,
   SignInRefusal,
@@ -75,6 +76,10 @@ export class RemoteAccessBroker implements AccessBroker {
     } catch (error) {
       return { allow: false, message: (error as Error).message };
     }
+  }
+
+  forwardRefused(user: GatewayUser, target: AuthorizedTarget, request: RefusedForward, remoteAddress: string): Promise<void> {
+    return this.call('forwardRefused', user, target, request, remoteAddress);
   }
 
   checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {

@@ -15,6 +15,7 @@ import type {
   HostKeyCheck,
   HostKeyInfo,
   KeyAuthenticationRequest,
+  RefusedForward,
   SessionEnd,
   SessionStart,
   SignInRefusal,
@@ -27,6 +28,14 @@ import type { WebTerminal } from '../terminal.js';
 
 /** The name sessions and audit events give the gateway inside the server. */
 export const BUILT_IN_GATEWAY = DEFAULT_GATEWAY;
+
+/** Why the gateway refuses each kind of forwarding it never grants (audit events). */
+const REFUSED_FORWARD_REASONS: Record<RefusedForward['kind'], string> = {
+  agent: 'the gateway does not forward SSH agents',
+  x11: 'the gateway does not forward X11',
+  remote: 'the gateway does not forward remote ports (ssh -R)',
+  socket: 'the gateway does not forward Unix sockets',
+};
 
 type Resolved = { ok: true; target: AuthorizedTarget } | { ok: false; message: string; reason: string };
 
@@ -199,6 +208,7 @@ export class ServerAccessBroker implements AccessBroker {
       ip: remoteAddress,
       details: {
         device: target.deviceName,
+        kind: 'local',
         destination: `${destination.host.slice(0, 255)}:${destination.port}`,
         ...(allow ? {} : { reason: 'port forwarding is off (gateway settings)' }),
       },
@@ -206,6 +216,24 @@ export class ServerAccessBroker implements AccessBroker {
     return allow
       ? { allow: true }
       : { allow: false, message: 'Port forwarding is off. An administrator can allow it in the gateway settings.' };
+  }
+
+  async forwardRefused(user: GatewayUser, target: AuthorizedTarget, request: RefusedForward, socketAddress: string): Promise<void> {
+    await this.services.audit(null, {
+      action: 'gateway.forward',
+      outcome: 'denied',
+      actorId: user.id,
+      actorName: user.username,
+      targetType: 'device',
+      targetId: target.deviceId,
+      ip: user.browserAddress ?? socketAddress,
+      details: {
+        device: target.deviceName,
+        kind: request.kind,
+        destination: request.destination?.slice(0, 255) ?? null,
+        reason: REFUSED_FORWARD_REASONS[request.kind],
+      },
+    });
   }
 
   async checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {

@@ -43,6 +43,7 @@ const connectionTarget = z.object({ user: text(512), device: text(512), account:
 const targetRef = z.object({ accountId: text(100), deviceId: text(100) });
 const hostKey = z.object({ algorithm: text(100), fingerprint: text(200) });
 const destination = z.object({ host: text(255), port: z.number().int().min(1).max(65535) });
+const refusedForward = z.object({ kind: z.enum(['agent', 'x11', 'remote', 'socket']), destination: text(1024).nullable() });
 const iso = text(40);
 const sessionStart = z.object({
   id: z.uuid(),
@@ -204,6 +205,10 @@ export class GatewayLinkBroker {
       case 'authorizeForward': {
         const ticket = this.authorized(gateway, user.parse(params[0]), targetRef.parse(params[1]));
         return broker.authorizeForward(ticket.user, ticket.target, destination.parse(params[2]), text(100).parse(params[3]));
+      }
+      case 'forwardRefused': {
+        const ticket = this.authorized(gateway, user.parse(params[0]), targetRef.parse(params[1]));
+        return broker.forwardRefused(ticket.user, ticket.target, refusedForward.parse(params[2]), text(100).parse(params[3]));
       }
       case 'checkHostKey': {
         const ref = targetRef.parse(params[0]);
