@@ -106,6 +106,20 @@ describe('web console: break glass', () => {
     expect(reason).toBe('The access key ID is not known to the storage server. Check the access key ID.');
     expect(reason).not.toContain('not-the-secret');
     await screenshot(page, '22-breakglass-s3-wrong-key');
+
+    // Plain HTTP to another machine: the Test result warns; to this machine it does not.
+    await page.getByLabel('Access key ID', { exact: true }).fill('S3RVER');
+    await page.getByLabel('Secret key', { exact: true }).fill(S3_SECRET);
+    await page.getByLabel('URL', { exact: true }).fill('storage.example.invalid:9000');
+    await stagesDone();
+    const transport = page.locator('[aria-label="Test result"] [data-warning="transport"]');
+    expect(await transport.textContent()).toMatch(
+      /^The storage endpoint http:\/\/storage\.example\.invalid:9000 is plain HTTP: .*Use HTTPS/,
+    );
+    await screenshot(page, '23-breakglass-s3-plain-http');
+    await page.getByLabel('URL', { exact: true }).fill(s3.endpoint);
+    expect(await stagesDone()).toEqual(['ok', 'ok', 'ok']);
+    expect(await transport.count()).toBe(0);
   });
 
   it('saves, shows the secret as a fixed mask, runs now and shows the run in the history', async () => {

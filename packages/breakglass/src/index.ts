@@ -55,7 +55,14 @@ export {
   type BreakGlassSettings,
   type SecretSettingKey,
 } from './settings.js';
-export { destinationChanges, destinationSecretKeys, isAwsEndpoint } from './destination.js';
+export {
+  destinationChanges,
+  destinationSecretKeys,
+  isAwsEndpoint,
+  isLoopbackHost,
+  plainHttpWarning,
+  storageEndpoint,
+} from './destination.js';
 export {
   checkHost,
   hostOf,

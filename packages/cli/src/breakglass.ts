@@ -12,11 +12,12 @@ interface Stage {
   message: string;
 }
 
-function printTest(report: { ok: boolean; stages: Stage[]; privilegeWarnings: string[] }) {
+function printTest(report: { ok: boolean; stages: Stage[]; privilegeWarnings: string[]; warnings?: string[] }) {
   for (const s of report.stages) {
     const mark = s.ok === true ? 'OK  ' : s.ok === false ? 'FAIL' : 'SKIP';
     process.stdout.write(`${mark} ${s.stage.padEnd(14)} ${s.message}\n`);
   }
+  for (const w of report.warnings ?? []) process.stdout.write(`WARN transport       ${w}\n`);
   for (const w of report.privilegeWarnings) process.stdout.write(`WARN privilege       ${w}\n`);
   if (report.ok && report.privilegeWarnings.length === 0) process.stdout.write('The key can write and nothing more.\n');
 }

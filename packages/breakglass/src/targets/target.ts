@@ -17,6 +17,8 @@ export interface TestReport {
   stages: StageResult[];
   /** Rights the key has beyond create/write: each a warning a person can act on. */
   privilegeWarnings: string[];
+  /** Other warnings about the settings tested (plain HTTP to another machine), added by the server. */
+  warnings?: string[];
 }
 
 /** Where a sealed export goes: an S3 bucket or an Azure Blob container. */

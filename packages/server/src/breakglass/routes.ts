@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { leastPrivilegePolicies, parseConnectionString } from '@gatehouse/breakglass';
+import { leastPrivilegePolicies, parseConnectionString, plainHttpWarning, type BreakGlassSettings } from '@gatehouse/breakglass';
 import { GatehouseError, NotFoundError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -16,6 +16,12 @@ const settingsBody = z.record(z.string(), z.unknown());
 const ENCRYPTION_OFF =
   'Encryption is OFF: the export in the bucket holds every credential in plain text, readable by anyone who can read the bucket. Turn on age encryption.';
 
+/** What the page and the CLI show above the settings: encryption off, plain HTTP to another machine. */
+function settingsWarnings(s: BreakGlassSettings): string[] {
+  const plainHttp = plainHttpWarning(s);
+  return [...(s.encryption === 'none' ? [ENCRYPTION_OFF] : []), ...(plainHttp ? [plainHttp] : [])];
+}
+
 /** Break glass: settings, the Test button, runs and their history, policies, the signing key. */
 export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: BreakGlassService) {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -28,7 +34,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       readOnly: origin === 'mounted',
       settings: settings ? presentSettings(settings) : null,
       error: error ?? null,
-      warnings: settings?.encryption === 'none' ? [ENCRYPTION_OFF] : [],
+      warnings: settings ? settingsWarnings(settings) : [],
       /** What only the server's configuration allows, so the console can say so before a save is refused. */
       serverAllows: { plaintext: bg.restrictions.allowPlaintext, linkLocal: bg.restrictions.allowLinkLocal },
       nextRun: bg.nextRun()?.toISOString() ?? null,
@@ -78,7 +84,13 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
         );
       }
       const settings = await bg.merge(input(req.body));
-      const details = { provider: settings.provider, fields: Object.keys(req.body).sort(), encryption: settings.encryption };
+      const plainHttp = plainHttpWarning(settings);
+      const details = {
+        provider: settings.provider,
+        fields: Object.keys(req.body).sort(),
+        encryption: settings.encryption,
+        ...(plainHttp ? { warnings: [plainHttp] } : {}),
+      };
       // Tested first, a failing Test leaves the stored settings (and their working secrets) as they were.
       const tested = req.query.save === 'if-test-passes' ? await bg.test(settings, req) : undefined;
       if (tested && !tested.ok) {
@@ -93,6 +105,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       bg.reloadSchedule();
       await services.audit(req, { action: 'breakglass.settings_update', outcome: 'success', details });
       if (settings.encryption === 'none') req.log.warn(ENCRYPTION_OFF);
+      if (plainHttp) req.log.warn(plainHttp);
       const test = tested ?? (await bg.test(settings, req));
       return { ...(await view()), saved: true, test };
     },

@@ -10,6 +10,7 @@ import {
   partialExport,
   fingerprintValues,
   parseMountedConfig,
+  plainHttpWarning,
   readMountedValues,
   MountedConfigError,
   TargetError,
@@ -269,7 +270,8 @@ export class BreakGlassService {
     onStage?: (s: StageResult) => void,
   ): Promise<TestReport> {
     const target = await targetFor(settings, this.o.timeoutSeconds, this.restrictions);
-    const report = await target.test(probeName(settings.prefix), onStage);
+    const plainHttp = plainHttpWarning(settings);
+    const report = { ...(await target.test(probeName(settings.prefix), onStage)), warnings: plainHttp ? [plainHttp] : [] };
     await this.o.audit(actor, {
       action: 'breakglass.test',
       outcome: report.ok ? 'success' : 'failure',
@@ -277,6 +279,7 @@ export class BreakGlassService {
         target: target.location,
         stages: report.stages.map((s) => ({ stage: s.stage, ok: s.ok })),
         privilegeWarnings: report.privilegeWarnings.length,
+        warnings: report.warnings,
       },
     });
     return report;

@@ -26,6 +26,8 @@ interface Report {
   ok: boolean;
   stages: Stage[];
   privilegeWarnings: string[];
+  /** Plain HTTP to another machine, and the like. */
+  warnings?: string[];
 }
 
 interface Run {
@@ -680,6 +682,11 @@ function TestResult({ stages, report, running }: { stages: Stage[]; report: Repo
           );
         })}
       </ol>
+      {report?.warnings?.map((w) => (
+        <p key={w} className="warning" role="alert" data-warning="transport">
+          {w}
+        </p>
+      ))}
       {report ? (
         report.privilegeWarnings.length > 0 ? (
           <div className="warning" role="alert">
