@@ -497,6 +497,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
   it('runs 12 parallel commands over one ControlMaster connection as a direct connection does (device: MaxSessions 10)', async () => {
     // Each command waits until all 12 run at once (or 15 s): more sessions than the device takes on one connection.
     const meeting = `${mkdtempSync('/tmp/gatehouse-maxsessions-')}/meeting`;
+    chmodSync(path.dirname(meeting), 0o755); // the device's user reaches it
     const command = (i: number) =>
       `touch ${meeting}/$(date +%s%N)-${i}; n=0; while [ $(ls ${meeting} | wc -l) -lt 12 ] && [ $n -lt 150 ]; do sleep 0.1; n=$((n+1)); done; echo ok-${i}`;
     const twelveOverOneMaster = async (ssh: (args: string[]) => ChildProcess, destination: string) => {
