@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { generateLinkIdentity } from '@gatehouse/gateway';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cli,
@@ -70,12 +71,27 @@ describe('gatehouse CLI create/read/update/delete', () => {
     expect(revealed.password).toBe('second-password');
     expect(await ghJson(['accounts', 'update', account.id, '--clear-password'])).toMatchObject({ password: null });
 
-    expect((await gh(['accounts', 'delete', account.id])).code).toBe(0);
-    expect((await gh(['devices', 'delete', device.id])).code).toBe(0);
-    expect((await gh(['projects', 'delete', project.id])).code).toBe(0);
+    // A delete answers with no body: the CLI says what it did (it printed "undefined").
+    expect(await gh(['accounts', 'delete', account.id])).toMatchObject({ code: 0, stdout: `Account ${account.id} deleted.\n` });
+    expect(await gh(['devices', 'delete', device.id])).toMatchObject({ code: 0, stdout: `Device ${device.id} deleted.\n` });
+    expect(await gh(['projects', 'delete', project.id])).toMatchObject({ code: 0, stdout: `Project ${project.id} deleted.\n` });
     const gone = await gh(['projects', 'show', project.id]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain('does not exist');
+  });
+
+  it('gateways: register and delete', async () => {
+    const { publicKey } = generateLinkIdentity('gatehouse-gateway');
+    const gateway = await ghJson<{ id: string }>([
+      'gateways',
+      'register',
+      'office1-a',
+      '--address',
+      '127.0.0.1:9',
+      '--public-key',
+      publicKey,
+    ]);
+    expect(await gh(['gateways', 'delete', gateway.id])).toMatchObject({ code: 0, stdout: `Gateway ${gateway.id} deleted.\n` });
   });
 
   it('users: create, change role, disable, unlock, delete', async () => {
@@ -85,7 +101,7 @@ describe('gatehouse CLI create/read/update/delete', () => {
     expect(await ghJson(['users', 'update', user.id, '--role', 'auditor', '--disable'])).toMatchObject({ role: 'auditor', disabled: true });
     expect(await ghJson(['users', 'update', user.id, '--enable'])).toMatchObject({ disabled: false });
     expect(await ghJson(['users', 'unlock', user.id])).toMatchObject({ lockedUntil: null });
-    expect((await gh(['users', 'delete', user.id])).code).toBe(0);
+    expect(await gh(['users', 'delete', user.id])).toMatchObject({ code: 0, stdout: `User ${user.id} deleted.\n` });
     const list = await ghJson<{ items: { username: string }[] }>(['users', 'list']);
     expect(list.items.map((u) => u.username)).toEqual(['admin']);
   });

@@ -119,6 +119,7 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     for (const [i, name] of ['a1', 'a2', 'b1', 'b2'].entries()) gateways[name] = started[i] as RemoteGatewayProcess;
 
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Segments' });
+    ids.project = project.id;
     const device = async (name: string, tags: string[]) => {
       const d = await api<{ id: string }>('POST', '/devices', {
         projectId: project.id,
@@ -215,6 +216,28 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
       expect(s.result).toBe('success');
     }
     expect(sessions.filter((s) => s.deviceName === 'a-box').every((s) => s.segment === SEG_A)).toBe(true);
+  });
+
+  it('names each gateway once when none of them reaches the device', async () => {
+    const deadPort = await freePort();
+    const dead = await api<{ id: string }>('POST', '/devices', {
+      projectId: ids.project,
+      name: 'dead-a',
+      provider: 'on-prem',
+      protocols: ['ssh'],
+      privateIp: '127.0.0.1',
+      urlPort: String(deadPort),
+      tags: [SEG_A],
+    });
+    await api('POST', '/accounts', { deviceId: dead.id, username: DEVICE_USER, password: DEVICE_PASSWORD });
+    const run = await ssh(sshPort, 'admin:dead-a', 'true');
+    expect(run.code).toBe(255);
+    const where = `dead-a (127.0.0.1:${deadPort})`;
+    expect(run.stderr).toContain(`No gateway of segment ${SEG_A} could reach ${where}.`);
+    for (const name of ['a1', 'a2']) {
+      expect(run.stderr).toContain(`${name}: ${where} refused the connection`);
+      expect(run.stderr).not.toContain(`${name}: ${name}:`);
+    }
   });
 
   it('fails over when the chosen gateway stops, then marks it offline within 15 s and stops choosing it', async () => {

@@ -295,7 +295,8 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     const back = path.join(dir, 'download.bin');
     writeFileSync(local, payload);
     const remote = `gatehouse-${randomBytes(4).toString('hex')}.bin`;
-    const batch = `put ${local} ${remote}\nget ${remote} ${back}\nrm ${remote}\n`;
+    // OpenSSH's rename goes by the posix-rename extension; "-" lets the batch go on past a failure.
+    const batch = `put ${local} ${remote}\nget ${remote} ${back}\nrename ${remote} ${remote}.moved\n-rename ${remote} x\nrm ${remote}.moved\n`;
     const run = await runClient('sftp', ['-P', String(gatewayPort), '-o', 'User=admin:pw-box', '-b', '-', '127.0.0.1'], {
       password: ADMIN_PASSWORD,
       stdin: batch,
@@ -327,7 +328,9 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(sftpOps.map((o) => [o.op, path.basename(o.path), o.bytes, o.result])).toEqual([
       ['upload', remote, payload.length, 'success'],
       ['download', remote, payload.length, 'success'],
-      ['remove', remote, 0, 'success'],
+      ['rename', remote, 0, 'success'],
+      ['rename', remote, 0, 'failure'],
+      ['remove', `${remote}.moved`, 0, 'success'],
     ]);
     // scp (the SFTP protocol underneath, as OpenSSH 9 does it) and the original protocol (-O).
     const scpSessions = (await sessions()).filter((s) => s.deviceName === 'key-box' && s.kind === 'sftp').slice(0, 2);
@@ -877,6 +880,37 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(run.code).toBe(255);
     expect(run.stderr).toContain(message);
     expect(run.stdout.length).toBe(0);
+  });
+
+  it('records a command killed by a signal as such, with the signal', async () => {
+    const before = await lastSeq();
+    const run = await ssh('admin:pw-box', ['echo before-kill; kill -KILL $$']);
+    expect(run.stdout.toString()).toBe('before-kill\n');
+    const killed = await endedSession((s) => s.command === 'echo before-kill; kill -KILL $$');
+    expect(killed).toMatchObject({ result: 'failure', exitStatus: null, reason: 'The command was killed by signal SIGKILL.' });
+    const end = (await auditSince(before)).find((e) => e.action === 'session.end' && e.details.sessionId === killed?.id);
+    expect(end).toMatchObject({ outcome: 'failure', details: { exitStatus: null, exitSignal: 'SIGKILL' } });
+  });
+
+  it('tells a client without keyboard-interactive why it closes the connection', async () => {
+    const withPassword = (user: string, password: string) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(
+          'sshpass',
+          [
+            ...['-p', password, 'ssh', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=info'],
+            ...['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=password'],
+            ...['-p', String(gatewayPort), '-l', user, '127.0.0.1', 'true'],
+          ],
+          { stdio: ['ignore', 'ignore', 'pipe'] },
+        );
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        child.once('close', (code) => resolve({ code, stderr }));
+      });
+    const malformed = await withPassword('a:b:c:d', ADMIN_PASSWORD);
+    expect(malformed.code).not.toBe(0);
+    expect(malformed.stderr).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:11: The user name has too many ":" parts\./);
   });
 
   it('audits every refused user name, and shows no invisible or text-direction character back', async () => {

@@ -67,8 +67,11 @@ export function gatewayCommand(program: Command): void {
 
 /** `gatehouse gateways …`: the registry on the server, over the API. */
 export function gatewaysCommands(program: Command, withClient: (cmd: Command) => Command): void {
-  const call = async (o: ClientOptions, method: string, route: string, body?: unknown): Promise<void> => {
-    print(await new ApiClient(o).call(method, route, body));
+  /** Prints the API's answer, or `done` when it has none (a delete). */
+  const call = async (o: ClientOptions, method: string, route: string, body?: unknown, done = ''): Promise<void> => {
+    const answer = await new ApiClient(o).call(method, route, body);
+    if (answer !== undefined) print(answer);
+    else if (done !== '') print(done);
   };
   const gateways = program.command('gateways').description('gateways: registration, status, tunnel mode');
   const byId = (id: string) => `/gateways/${encodeURIComponent(id)}`;
@@ -103,7 +106,9 @@ export function gatewaysCommands(program: Command, withClient: (cmd: Command) =>
       else if (typeof o.segment === 'string') body.segment = o.segment;
       return call(o, 'PATCH', byId(id), body);
     });
-  withClient(gateways.command('delete <id>')).action((id: string, o: ClientOptions) => call(o, 'DELETE', byId(id)));
+  withClient(gateways.command('delete <id>')).action((id: string, o: ClientOptions) =>
+    call(o, 'DELETE', byId(id), undefined, `Gateway ${id} deleted.`),
+  );
   withClient(gateways.command('sync <id>'))
     .description("sync a gateway's status now")
     .action((id: string, o: ClientOptions) => call(o, 'POST', `${byId(id)}/sync`));

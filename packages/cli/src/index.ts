@@ -163,14 +163,22 @@ export function buildProgram(): Command {
     method: string,
     route: (args: string[], o: Record<string, unknown>) => string,
     body?: (args: string[], o: Record<string, unknown>) => unknown,
+    /** What to say when the API answers with no body (a delete). */
+    done?: (args: string[]) => string,
   ) =>
     async function (this: Command, ...args: unknown[]) {
       const cmd = args[args.length - 1] as Command;
       const o = cmd.opts<Record<string, unknown>>();
       const positional = args.slice(0, -2).map(String);
-      print(await client(o as ClientOptions).call(method, route(positional, o), body?.(positional, o)));
+      const answer = await client(o as ClientOptions).call(method, route(positional, o), body?.(positional, o));
+      if (answer !== undefined) print(answer);
+      else if (done) print(done(positional));
       return;
     };
+  const deleted =
+    (what: string) =>
+    ([id]: string[]) =>
+      `${what} ${id ?? ''} deleted.`;
 
   gatewayCommand(program);
   gatewaysCommands(program, withClient);
@@ -198,7 +206,9 @@ export function buildProgram(): Command {
         (_a, o) => ({ name: o.name, description: o.description }),
       ),
     );
-  withClient(projects.command('delete <id>')).action(api('DELETE', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`));
+  withClient(projects.command('delete <id>')).action(
+    api('DELETE', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`, undefined, deleted('Project')),
+  );
 
   const devices = program.command('devices').description('devices');
   withClient(devices.command('list'))
@@ -269,7 +279,9 @@ export function buildProgram(): Command {
         }),
       ),
     );
-  withClient(devices.command('delete <id>')).action(api('DELETE', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`));
+  withClient(devices.command('delete <id>')).action(
+    api('DELETE', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`, undefined, deleted('Device')),
+  );
 
   const accounts = program.command('accounts').description('accounts on devices');
   withClient(accounts.command('list <deviceId>')).action(api('GET', ([id]) => `/devices/${encodeURIComponent(id ?? '')}/accounts`));
@@ -331,7 +343,9 @@ export function buildProgram(): Command {
         (_a, o) => ({ reason: o.reason }),
       ),
     );
-  withClient(accounts.command('delete <accountId>')).action(api('DELETE', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`));
+  withClient(accounts.command('delete <accountId>')).action(
+    api('DELETE', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`, undefined, deleted('Account')),
+  );
 
   const users = program.command('users').description('users and roles');
   withClient(users.command('list')).action(api('GET', () => '/users'));
@@ -370,7 +384,9 @@ export function buildProgram(): Command {
         () => ({}),
       ),
     );
-  withClient(users.command('delete <userId>')).action(api('DELETE', ([id]) => `/users/${encodeURIComponent(id ?? '')}`));
+  withClient(users.command('delete <userId>')).action(
+    api('DELETE', ([id]) => `/users/${encodeURIComponent(id ?? '')}`, undefined, deleted('User')),
+  );
   withClient(users.command('grant <userId> <projectId>'))
     .option('--device <id>')
     .option('--account <id>')
@@ -424,7 +440,9 @@ export function buildProgram(): Command {
       const publicKey = file === '-' ? await readStdin() : readFileSync(file, 'utf8');
       print(await client(o).call('POST', '/ssh-keys', { publicKey, name: o.name, userId: o.user }));
     });
-  withClient(sshKeys.command('delete <keyId>')).action(api('DELETE', ([id]) => `/ssh-keys/${encodeURIComponent(id ?? '')}`));
+  withClient(sshKeys.command('delete <keyId>')).action(
+    api('DELETE', ([id]) => `/ssh-keys/${encodeURIComponent(id ?? '')}`, undefined, deleted('SSH key')),
+  );
 
   withClient(program.command('import <file>'))
     .description('import projects, devices and accounts from CSV or JSON; all rows or none')

@@ -163,6 +163,8 @@ export interface SessionEnd {
   bytesOut: number;
   result: 'success' | 'failure';
   exitStatus: number | null;
+  /** The signal that killed the command (`SIGKILL`), when it did not exit by itself. */
+  exitSignal?: string | null | undefined;
   reason: string | null;
 }
 

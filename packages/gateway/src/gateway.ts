@@ -24,6 +24,7 @@ import { fingerprintOf, keyTypeOf, verifyUserKeySignature } from './host-key.js'
 import { ExecOutputWatch, summaryMarker, type ExecStream } from './exec-output.js';
 import { isLegacyScp, LegacyScpLog, SftpOperationLog, type FileOperation } from './sftp-log.js';
 import { OPEN_FAILURE, openSessionChannel, refusalOf, rejectChannel, startSession, type ChannelRefusal } from './ssh2-channels.js';
+import { disconnect } from './ssh2-disconnect.js';
 import { usePooledPadding } from './ssh2-padding.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
@@ -64,6 +65,8 @@ export interface SshGatewayOptions {
 }
 
 const AUTH_METHODS: AuthContext['method'][] = ['publickey', 'keyboard-interactive', 'password'];
+/** The disconnect reason when the user was told why already. */
+const CLOSED = 'Gatehouse closed the connection.';
 
 /** The device's SSH connection, and the gateway and segment it went through. */
 type TargetConnection =
@@ -196,7 +199,7 @@ class GatewayConnection {
     client.on('authentication', (ctx) => {
       this.authenticate(ctx).catch((error: unknown) => {
         options.logger.error({ err: error, remoteAddress }, 'gateway sign-in failed with an error');
-        this.end();
+        this.end('Gatehouse could not sign you in because of an internal error. Try again.');
       });
     });
     client.on('ready', () => {
@@ -205,7 +208,7 @@ class GatewayConnection {
       if (this.refusal !== undefined) {
         this.targetConnection = Promise.resolve({ ok: false, reason: this.refusal, gateway: options.name, segment: null });
         // The client leaves once told; should it not, it is shown the door.
-        setTimeout(() => this.end(), 10_000).unref();
+        setTimeout(() => this.end(this.refusal ?? CLOSED), 10_000).unref();
         return;
       }
       this.connection = new ConnectionSession(
@@ -260,10 +263,11 @@ class GatewayConnection {
     channel.once('close', () => connection.channelClosed());
   }
 
-  private end(): void {
+  /** Closes the connection; OpenSSH prints `reason` ("Received disconnect from …: reason"). */
+  private end(reason: string): void {
     if (this.ended) return;
     this.ended = true;
-    this.client.end();
+    disconnect(this.client, reason);
   }
 
   /** Ends one session (the user is told `reason`, the recording is closed); false when it is not here. */
@@ -304,7 +308,7 @@ class GatewayConnection {
         });
       });
     }
-    this.end();
+    this.end(reason);
     await this.connection?.end();
   }
 
@@ -416,9 +420,10 @@ class GatewayConnection {
    */
   private async refuse(ctx: AuthContext, message: string, why: string): Promise<void> {
     this.options.logger.info({ remoteAddress: this.remoteAddress, why }, 'SSH gateway refused a connection');
+    // Keyboard-interactive clients print the message; others learn it from the disconnect
+    // (no failure answer first: the client would ask for the password again meanwhile).
     if (ctx.method === 'keyboard-interactive') await prompt(ctx, [], message);
-    else ctx.reject(AUTH_METHODS);
-    this.end();
+    this.end(ctx.method === 'keyboard-interactive' ? CLOSED : message);
   }
 
   // The device
@@ -823,7 +828,14 @@ class ProxiedSession {
       .then(() => {
         if (!stream.writable) return void this.finish(null);
         if (this.exit && 'code' in this.exit) stream.exit(this.exit.code);
-        else if (this.exit) stream.exit(this.exit.signal, this.exit.coreDumped, this.exit.description);
+        else if (this.exit) {
+          try {
+            stream.exit(this.exit.signal, this.exit.coreDumped, this.exit.description);
+          } catch {
+            // A signal ssh2 does not know (a vendor's name@domain): an exit status says it failed.
+            stream.exit(255);
+          }
+        }
         stream.end();
         void this.finish(null);
       });
@@ -901,13 +913,17 @@ class ProxiedSession {
       this.fileLog?.finish(reason ?? 'The channel closed with the file still open.');
       if (this.scpLog) this.reportFileOperation(this.scpLog.operation(this.exit && 'code' in this.exit ? this.exit.code : null));
       await this.fileOps;
+      // Killed by a signal: no exit status, and no success either.
+      const killed = this.exit && 'signal' in this.exit ? this.exit : undefined;
       const end: SessionEnd = {
         endedAt: new Date().toISOString(),
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,
-        result: reason === null ? 'success' : 'failure',
+        result: reason === null && !killed ? 'success' : 'failure',
         exitStatus: this.exit && 'code' in this.exit ? this.exit.code : null,
-        reason,
+        exitSignal: killed?.signal ?? null,
+        reason:
+          reason ?? (killed ? `The command was killed by signal ${killed.signal}${killed.coreDumped ? ' (core dumped)' : ''}.` : null),
       };
       await this.options.broker
         .sessionEnded(this.id, end)

@@ -35,6 +35,8 @@ describe('SftpOperationLog', () => {
     packet(13, 6, str('/tmp/gone')),
     packet(3, 7, str('/tmp/down.bin'), u32(0x01), attrs()),
     packet(5, 8, str('h2'), u64(), u32(32_768)),
+    packet(200, 9, str('posix-rename@openssh.com'), str('/tmp/missing'), str('/tmp/d')),
+    packet(200, 10, str('statvfs@openssh.com'), str('/tmp')),
   ]);
   const server = Buffer.concat([
     packet(2, 3),
@@ -46,6 +48,8 @@ describe('SftpOperationLog', () => {
     packet(101, 6, u32(2), str('No such file'), str('')),
     packet(102, 7, str('h2')),
     packet(103, 8, str(Buffer.alloc(1000))),
+    packet(101, 9, u32(2), str('No such file'), str('')),
+    packet(201, 10, u64()),
   ]);
 
   for (const size of [1, 7, 4096, client.length]) {
@@ -61,6 +65,7 @@ describe('SftpOperationLog', () => {
         { op: 'download', path: '/etc/shadow', target: null, bytes: 0, result: 'failure', error: 'Permission denied' },
         { op: 'rename', path: '/tmp/a\\x0ab', target: '/tmp/c', bytes: 0, result: 'success', error: null },
         { op: 'remove', path: '/tmp/gone', target: null, bytes: 0, result: 'failure', error: 'No such file' },
+        { op: 'rename', path: '/tmp/missing', target: '/tmp/d', bytes: 0, result: 'failure', error: 'No such file' },
         { op: 'download', path: '/tmp/down.bin', target: null, bytes: 1000, result: 'failure', error: 'the channel closed' },
       ]);
     });

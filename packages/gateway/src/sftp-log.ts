@@ -31,11 +31,13 @@ const T = {
   MKDIR: 14,
   RMDIR: 15,
   RENAME: 18,
+  EXTENDED: 200,
   STATUS: 101,
   HANDLE: 102,
   DATA: 103,
 } as const;
 const VERSION = 2;
+const POSIX_RENAME = 'posix-rename@openssh.com';
 const FXF_WRITE = 0x02;
 const STATUS_OK = 0;
 const STATUS_EOF = 1;
@@ -231,7 +233,10 @@ export class SftpOperationLog {
         if (path !== undefined) this.pending.set(id, { kind: 'change', op, path, target: null });
         return;
       }
-      case T.RENAME: {
+      case T.RENAME:
+      case T.EXTENDED: {
+        // OpenSSH's sftp renames with the posix-rename extension when the server has it (it does).
+        if (type === T.EXTENDED && f.string()?.bytes?.toString('latin1') !== POSIX_RENAME) return;
         const path = f.text();
         const target = f.text();
         if (path !== undefined) this.pending.set(id, { kind: 'change', op: 'rename', path, target: target ?? null });

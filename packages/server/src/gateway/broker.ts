@@ -507,6 +507,7 @@ export function sessionEndEvent(s: GatewaySession | undefined, sessionId: string
     bytesIn: end.bytesIn,
     bytesOut: end.bytesOut,
     exitStatus: end.exitStatus,
+    exitSignal: end.exitSignal ?? null,
     reason: end.reason,
   });
 }

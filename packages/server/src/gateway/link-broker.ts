@@ -63,6 +63,7 @@ const sessionEnd = z.object({
   bytesOut: z.number().int().min(0),
   result: z.enum(['success', 'failure']),
   exitStatus: z.number().int().nullable(),
+  exitSignal: text(100).nullable().optional(),
   reason: text(4000).nullable(),
 });
 const fileOperation = z.object({

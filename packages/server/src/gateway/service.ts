@@ -208,6 +208,8 @@ export class GatewayService {
       }
       const where = whereOf(target);
       const tried: { gateway: string; reason: string }[] = [];
+      /** Each try as the user reads it: the gateway named once. */
+      const told: string[] = [];
       for (const candidate of selection.candidates as (GatewayCandidate & { gateway?: Gateway })[]) {
         try {
           const identity = candidate.gateway ? await this.identity() : undefined;
@@ -230,10 +232,13 @@ export class GatewayService {
         } catch (error) {
           let reason: string;
           if (error instanceof GatewayLinkError) {
+            // Its message names the gateway already ("Gateway a1 did not answer …").
             reason = error.message;
+            told.push(reason);
             if (candidate.gateway) await this.gatewayFailed(candidate.gateway, error, target.deviceName);
           } else {
-            reason = `${candidate.name}: ${describeSocketError(error as NodeJS.ErrnoException, where, targetTimeoutMs)}`;
+            reason = describeSocketError(error as NodeJS.ErrnoException, where, targetTimeoutMs);
+            told.push(`${candidate.name}: ${reason}`);
           }
           logger.info(
             { gateway: candidate.name, deviceId: target.deviceId, reason },
@@ -243,10 +248,7 @@ export class GatewayService {
         }
       }
       const scope = selection.segment === null ? '' : ` of segment ${selection.segment}`;
-      const message =
-        tried.length === 1
-          ? (tried[0] as { reason: string }).reason
-          : `No gateway${scope} could reach ${where}. ${tried.map((t) => `${t.gateway}: ${t.reason}`).join(' ')}`;
+      const message = told.length === 1 ? (told[0] as string) : `No gateway${scope} could reach ${where}. ${told.join(' ')}`;
       await audit(null, {
         ...base,
         outcome: 'failure',
