@@ -209,6 +209,8 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(run.stderr).toContain('err');
     expect(run.stdout.toString()).toBe('out-42\n');
     expect(run.code, run.stderr).toBe(3);
+    // No bare "Gatehouse" line above the password prompt.
+    expect(run.stderr).not.toMatch(/^Gatehouse\r?$/m);
     console.log(`exec through the gateway (password credential), connection to exit: ${Math.round(run.ms)} ms`);
 
     const session = await endedSession((s) => s.kind === 'exec' && s.deviceName === 'pw-box');

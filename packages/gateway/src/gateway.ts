@@ -953,7 +953,8 @@ function drained(readable: NodeJS.ReadableStream & { readableEnded: boolean }): 
 
 /** Keyboard-interactive prompts as a promise; with no prompts, only shows `instructions`. */
 function prompt(ctx: KeyboardAuthContext, prompts: { prompt: string; echo: boolean }[], instructions = ''): Promise<string[]> {
-  return new Promise((resolve) => ctx.prompt(prompts, 'Gatehouse', instructions, (answers) => resolve(answers)));
+  // No name: OpenSSH prints a prompt's name on a line of its own, above every password prompt.
+  return new Promise((resolve) => ctx.prompt(prompts, '', instructions, (answers) => resolve(answers)));
 }
 
 function clientProblem(error: Error & ClientErrorExtensions, target: AuthorizedTarget): string {
