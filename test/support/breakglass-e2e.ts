@@ -347,59 +347,43 @@ export async function startThrottlingProxy(
 }
 
 /**
- * A TCP proxy in front of a storage server that passes on what clients send only up to an
- * allowance the test sets (`limit`, `allow`) or lifts (`unlimit`); answers flow freely. A
- * throttled storage whose upload a test can watch part-way, whatever the machine's speed.
+ * A TCP proxy in front of a storage server that takes in what clients send only up to an
+ * allowance the test sets (`limit`, `allow`) or lifts (`unlimit`), passing on at once what
+ * it took in; answers flow freely. A throttled storage whose upload a test can watch
+ * part-way, whatever the machine's speed.
  */
 export async function startGatedProxy(upstream: { host: string; port: number }): Promise<
   StandIn & {
-    /** From now on pass on at most `bytes` more. */
+    /** From now on take in about `bytes` more (a read may pass the allowance by one chunk). */
     limit(bytes: number): void;
     allow(bytes: number): void;
     unlimit(): void;
-    /** Whether some client's bytes are held back now (the allowance is used up). */
+    /** Whether a client is held back now (the allowance is used up). */
     holding(): boolean;
   }
 > {
-  let forwarded = 0;
+  let taken = 0;
   let allowance = Number.POSITIVE_INFINITY;
-  const flushers = new Set<() => void>();
-  const holding = new Set<() => void>();
+  const held = new Set<Socket>();
   const sockets = new Set<Socket>();
   const requests: string[] = [];
   const server = createTcpServer((client) => {
     requests.push('connection');
     const up = connect(upstream.port, upstream.host);
     sockets.add(client).add(up);
-    const queue: Buffer[] = [];
-    const flush = () => {
-      for (let chunk = queue[0]; chunk; chunk = queue[0]) {
-        const room = allowance - forwarded;
-        if (room <= 0) {
-          client.pause();
-          holding.add(flush);
-          return;
-        }
-        const part = chunk.length <= room ? chunk : chunk.subarray(0, room);
-        if (part === chunk) queue.shift();
-        else queue[0] = chunk.subarray(room);
-        forwarded += part.length;
-        up.write(part);
-      }
-      holding.delete(flush);
-      client.resume();
-    };
-    flushers.add(flush);
     client.on('data', (d: Buffer) => {
-      queue.push(d);
-      flush();
+      taken += d.length;
+      up.write(d);
+      if (taken >= allowance) {
+        client.pause();
+        held.add(client);
+      }
     });
     up.pipe(client);
     for (const s of [client, up]) {
       s.on('error', () => undefined);
       s.on('close', () => {
-        flushers.delete(flush);
-        holding.delete(flush);
+        held.delete(client);
         sockets.delete(s);
         client.destroy();
         up.destroy();
@@ -407,24 +391,26 @@ export async function startGatedProxy(upstream: { host: string; port: number }):
     }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const pump = () => {
-    for (const f of [...flushers]) f();
+  const release = () => {
+    if (taken >= allowance) return;
+    for (const c of held) c.resume();
+    held.clear();
   };
   return {
     endpoint: `127.0.0.1:${(server.address() as { port: number }).port}`,
     requests,
     limit: (bytes) => {
-      allowance = forwarded + bytes;
+      allowance = taken + bytes;
     },
     allow: (bytes) => {
       allowance += bytes;
-      pump();
+      release();
     },
     unlimit: () => {
       allowance = Number.POSITIVE_INFINITY;
-      pump();
+      release();
     },
-    holding: () => holding.size > 0,
+    holding: () => held.size > 0,
     close: () => {
       for (const s of sockets) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));
