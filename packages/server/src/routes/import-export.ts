@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GatehouseError, SECRET_MASK, type protocols, type ValidationError } from '@gatehouse/core';
-import { timeSlicer, type ImportItem, type Inventory } from '@gatehouse/db';
+import { timeSlicer, type ImportCounts, type ImportItem, type Inventory } from '@gatehouse/db';
 import { stringify } from 'csv-stringify/sync';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -137,16 +138,24 @@ export async function importInventory(inventory: Inventory, rows: ImportRow[], d
             },
     });
   }
-  if (!dryRun) return { rows: rows.length, ...(await inventory.transaction((tx) => tx.importItems(items))) };
-  try {
-    await inventory.transaction(async (tx) => {
-      throw new DryRun(await tx.importItems(items));
-    });
-  } catch (error) {
-    if (error instanceof DryRun) return { rows: rows.length, ...error.counts };
-    throw error;
+  let counts: ImportCounts;
+  if (!dryRun) counts = await inventory.transaction((tx) => tx.importItems(items));
+  else {
+    try {
+      await inventory.transaction(async (tx) => {
+        throw new DryRun(await tx.importItems(items));
+      });
+      throw new Error('unreachable: a dry run always rolls back');
+    } catch (error) {
+      if (!(error instanceof DryRun)) throw error;
+      counts = error.counts;
+    }
   }
-  throw new Error('unreachable: a dry run always rolls back');
+  // The COMMIT or ROLLBACK was the slice's last step, and the garbage collection that the
+  // rows just freed brings comes next: let the event loop turn in between, so the two do
+  // not add up to one stall (SQLite's dry run of 100,000 rows: 125 ms in one, < 80 ms apart).
+  await nextTurn();
+  return { rows: rows.length, ...counts };
 }
 
 function previewOf(rows: ImportRow[], format: 'csv' | 'json'): PreviewRow[] {
