@@ -33,6 +33,7 @@ import { sshKeyRoutes } from './routes/ssh-keys.js';
 import { userRoutes } from './routes/users.js';
 import { RefusalAudit, refusalAuditHook } from './refusal-audit.js';
 import { createAudit, type Access, type Services } from './services.js';
+import { everyone } from './access.js';
 
 export const API_PREFIX = '/api/v1';
 export const VERSION = '0.1.0';
@@ -235,8 +236,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     return payload;
   });
 
-  app.get('/healthz', { config: { access: 'public' }, schema: { hide: true } }, () => ({ status: 'ok', version: VERSION }));
-  app.get('/readyz', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
+  app.get('/healthz', { config: everyone, schema: { hide: true } }, () => ({ status: 'ok', version: VERSION }));
+  app.get('/readyz', { config: everyone, schema: { hide: true } }, async (_req, reply) => {
     try {
       await sql`select 1`.execute(db.kysely);
       return { status: 'ready', database: db.dialect };
@@ -247,7 +248,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
 
   await app.register(
     (api, _opts, done) => {
-      api.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, () => app.swagger());
+      api.get('/openapi.json', { config: everyone, schema: { hide: true } }, () => app.swagger());
       authRoutes(api, services);
       userRoutes(api, services);
       sshKeyRoutes(api, services);

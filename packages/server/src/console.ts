@@ -3,6 +3,7 @@ import path from 'node:path';
 import fastifyStatic from '@fastify/static';
 import { webRoot } from '@gatehouse/web';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { everyone } from './access.js';
 
 /**
  * The Content-Security-Policy of every page the server sends: scripts only from the
@@ -57,7 +58,7 @@ export async function registerConsole(
 ): Promise<(req: FastifyRequest, reply: FastifyReply) => boolean> {
   // Scripts and styles go Brotli- or gzip-compressed to browsers that accept it (copies made at build).
   await app.register(fastifyStatic, { root, serve: false, preCompressed: true });
-  app.get('/assets/*', { config: { access: 'public' }, schema: { hide: true } }, (req, reply) => {
+  app.get('/assets/*', { config: everyone, schema: { hide: true } }, (req, reply) => {
     const file = (req.params as { '*': string })['*'];
     return reply.sendFile(file, path.join(root, 'assets'), { immutable: true, maxAge: '365d', dotfiles: 'deny' });
   });

@@ -11,8 +11,8 @@ import { z } from 'zod';
 import { caller } from './auth.js';
 import type { Services } from './services.js';
 import { gatewayTargetOf, openFailure, type WebTerminal } from './terminal.js';
+import { connectors } from './access.js';
 
-const connectors = { access: ['admin', 'operator'] } as const;
 const where = z.strictObject({
   deviceId: z.string().min(1).max(100),
   accountId: z.string().min(1).max(100).optional(),

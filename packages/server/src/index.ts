@@ -16,6 +16,7 @@ export { SESSION_COOKIE, CSRF_HEADER, csrfTokenOf } from './auth.js';
 export { parseInventoryFile, inventoryColumns } from './routes/inventory-file.js';
 export { setupTokenFile } from './routes/auth.js';
 export type { Services, AuthContext, Access } from './services.js';
+export { accessPresets } from './access.js';
 export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';
 export { ServerAccessBroker } from './gateway/broker.js';
 export { loadAuditCheckpointKey, defaultAuditCheckpointKeyFile, type AuditCheckpointKey } from './audit-checkpoint-key.js';

@@ -14,6 +14,7 @@ import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { caller, csrfTokenOf, sameToken } from './auth.js';
 import type { AuthContext, Services } from './services.js';
+import { connectors } from './access.js';
 
 /** How long a user let in by the browser terminal has to sign in to the gateway. */
 const ALLOWANCE_MS = 30_000;
@@ -171,7 +172,7 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
     '/terminal',
     {
       websocket: true,
-      config: { access: ['admin', 'operator'] },
+      config: connectors,
       schema: {
         tags: ['sessions'],
         summary: 'Browser terminal (WebSocket): an SSH shell through the built-in gateway, recorded and audited like ssh',

@@ -7,9 +7,8 @@ import { z } from 'zod';
 import type { Services } from '../services.js';
 import type { BreakGlassService } from './service.js';
 import { presentSettings } from './store.js';
+import { admins, auditors } from '../access.js';
 
-const admin = { access: ['admin'] } as const;
-const readers = { access: ['admin', 'auditor'] } as const;
 /** Settings bodies are checked by the break-glass schema itself, which names every bad field. */
 const settingsBody = z.record(z.string(), z.unknown());
 
@@ -53,7 +52,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
   r.get(
     '/breakglass/settings',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['breakglass'],
         summary: 'Break-glass settings (secrets masked), where they come from, and the manifest signing key',
@@ -65,7 +64,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
   r.put(
     '/breakglass/settings',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['breakglass'],
         summary:
@@ -114,7 +113,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
   r.post(
     '/breakglass/test',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['breakglass'],
         summary:
@@ -158,7 +157,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
 
   r.post(
     '/breakglass/runs',
-    { config: admin, schema: { tags: ['breakglass'], summary: 'Run the export now; answers at once with the run to follow' } },
+    { config: admins, schema: { tags: ['breakglass'], summary: 'Run the export now; answers at once with the run to follow' } },
     async (req, reply) => {
       const run = await bg.start('manual', req);
       return reply.status(202).send(run);
@@ -168,7 +167,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
   r.get(
     '/breakglass/runs',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['breakglass'],
         summary: 'Run history, newest first',
@@ -181,7 +180,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
   r.get(
     '/breakglass/runs/:id',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['breakglass'],
         summary:
@@ -201,7 +200,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
   r.get(
     '/breakglass/policy',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['breakglass'],
         summary: 'Least-privilege policies for the writer (Gatehouse) and the break-glass reader',

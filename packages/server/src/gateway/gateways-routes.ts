@@ -5,9 +5,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Services } from '../services.js';
 import type { GatewayService } from './service.js';
+import { admins, auditors } from '../access.js';
 
-const readers = { access: ['admin', 'auditor'] } as const;
-const admin = { access: ['admin'] } as const;
 const id = z.strictObject({ id: z.string().min(1).max(100) });
 
 const registration = z.strictObject({
@@ -31,7 +30,7 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
   r.get(
     '/gateways',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['gateways'],
         summary: 'List the built-in gateway and every registered one, with status, last contact, version and live sessions',
@@ -43,7 +42,7 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
   r.get(
     '/gateways/server-key',
     {
-      config: admin,
+      config: admins,
       schema: { tags: ['gateways'], summary: "The server's public key, which every gateway must be started with (--server-key)" },
     },
     async () => {
@@ -55,7 +54,7 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
   r.post(
     '/gateways',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['gateways'],
         summary: 'Register a gateway with the public key it printed at its first start; its status is synced at once',
@@ -77,14 +76,14 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
     },
   );
 
-  r.get('/gateways/:id', { config: readers, schema: { tags: ['gateways'], summary: 'Show a gateway', params: id } }, async (req) =>
+  r.get('/gateways/:id', { config: auditors, schema: { tags: ['gateways'], summary: 'Show a gateway', params: id } }, async (req) =>
     gateways.show(req.params.id),
   );
 
   r.patch(
     '/gateways/:id',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['gateways'],
         summary: "Change a gateway's name, segment, address or key (a new key after the gateway was re-installed)",
@@ -111,7 +110,7 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
 
   r.delete(
     '/gateways/:id',
-    { config: admin, schema: { tags: ['gateways'], summary: 'Remove a gateway: it is no longer chosen or synced', params: id } },
+    { config: admins, schema: { tags: ['gateways'], summary: 'Remove a gateway: it is no longer chosen or synced', params: id } },
     async (req, reply) => {
       if (req.params.id === DEFAULT_GATEWAY) {
         throw new ValidationError('The built-in gateway cannot be removed; turn it off with --gateway-port 0.', []);
@@ -131,21 +130,21 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
 
   r.post(
     '/gateways/:id/sync',
-    { config: admin, schema: { tags: ['gateways'], summary: "Sync a gateway's status now", params: id } },
+    { config: admins, schema: { tags: ['gateways'], summary: "Sync a gateway's status now", params: id } },
     async (req) => {
       if (req.params.id !== DEFAULT_GATEWAY) await gateways.health.syncNow(req.params.id);
       return gateways.show(req.params.id);
     },
   );
 
-  r.get('/gateway-settings', { config: readers, schema: { tags: ['gateways'], summary: 'Gateway settings: tunnel mode' } }, async () =>
+  r.get('/gateway-settings', { config: auditors, schema: { tags: ['gateways'], summary: 'Gateway settings: tunnel mode' } }, async () =>
     gateways.settings(),
   );
 
   r.put(
     '/gateway-settings',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['gateways'],
         summary:

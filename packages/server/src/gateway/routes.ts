@@ -9,9 +9,8 @@ import { z } from 'zod';
 import { caller } from '../auth.js';
 import type { Services } from '../services.js';
 import type { GatewayService } from './service.js';
+import { admins, auditors } from '../access.js';
 
-const readers = { access: ['admin', 'auditor'] } as const;
-const admin = { access: ['admin'] } as const;
 const id = z.strictObject({ id: z.string().min(1).max(100) });
 /** A time with its offset, as the stored UTC text so that it compares as time does. */
 const isoTime = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
@@ -26,7 +25,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
   r.get(
     '/sessions',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['sessions'],
         summary: 'List sessions through gateways, newest first (failed connections too, with their reason)',
@@ -46,7 +45,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
     async (req) => sessions.list(req.query),
   );
 
-  r.get('/sessions/:id', { config: readers, schema: { tags: ['sessions'], summary: 'Show a session', params: id } }, async (req) => {
+  r.get('/sessions/:id', { config: auditors, schema: { tags: ['sessions'], summary: 'Show a session', params: id } }, async (req) => {
     const session = await sessions.find(req.params.id);
     if (!session) throw new NotFoundError('Session', req.params.id);
     return session;
@@ -55,7 +54,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
   r.post(
     '/sessions/:id/end',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['sessions'],
         summary: 'End a live session now: the user is told the reason, the recording is closed, and it is audited',
@@ -90,7 +89,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
   r.get(
     '/sessions/:id/file-operations',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['sessions'],
         summary: "The session's SFTP/SCP operations in order: path, size, direction (upload/download) or change, result",
@@ -107,7 +106,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
   r.get(
     '/sessions/:id/recording',
     {
-      config: readers,
+      config: auditors,
       schema: { tags: ['sessions'], summary: "The session's terminal recording (asciicast v2, playable with asciinema)", params: id },
     },
     async (req, reply) => {
@@ -134,7 +133,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
   r.get(
     '/devices/:id/host-key',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['sessions'],
         summary: "The device's SSH host key the gateways trust (null before the first connection)",
@@ -150,7 +149,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, sessions
   r.delete(
     '/devices/:id/host-key',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['sessions'],
         summary: "Forget the device's trusted SSH host key (after checking a changed key); the next connection trusts the key it sees",

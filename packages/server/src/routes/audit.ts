@@ -6,8 +6,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { AuditCheckpoints } from '../audit-checkpoints.js';
 import type { Services } from '../services.js';
-
-const readers = { access: ['admin', 'auditor'] } as const;
+import { auditors } from '../access.js';
 
 /** The audit log: query, export as JSON lines, verify the hash chain, sign checkpoints of it. */
 export function auditRoutes(app: FastifyInstance, services: Services, checkpoints: AuditCheckpoints) {
@@ -16,7 +15,7 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
   r.get(
     '/audit/events',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['audit'],
         summary: 'List audit events',
@@ -37,7 +36,7 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
 
   r.get(
     '/audit/export',
-    { config: readers, schema: { tags: ['audit'], summary: 'All audit events as JSON lines, oldest first' } },
+    { config: auditors, schema: { tags: ['audit'], summary: 'All audit events as JSON lines, oldest first' } },
     async (req, reply) => {
       await services.audit(req, { action: 'audit.export', outcome: 'success' });
       // Streamed a page at a time: the log may be far larger than memory should hold.
@@ -51,7 +50,7 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
   r.get(
     '/audit/verify',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['audit'],
         summary: 'Verify the hash chain of the whole audit log, and that it holds the newest checkpoint this server signed',
@@ -67,7 +66,7 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
   r.post(
     '/audit/verify',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['audit'],
         summary: 'Verify the hash chain against a checkpoint kept outside the database (a checkpoint, or a break-glass manifest)',
@@ -95,7 +94,7 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
   r.get(
     '/audit/checkpoint',
     {
-      config: readers,
+      config: auditors,
       schema: {
         tags: ['audit'],
         summary: "The audit chain's head signed now, and the public key that verifies it: keep both outside the database",

@@ -9,6 +9,7 @@ import { caller, csrfTokenOf, SESSION_COOKIE } from '../auth.js';
 import { hashPassword, newToken, newTotpSecret, passwordProblem, totpUri, totpStep } from '../passwords.js';
 import type { Services } from '../services.js';
 import { checkCurrentPassword, checkSignIn } from '../sign-in.js';
+import { everyone, signedIn } from '../access.js';
 
 export const SETUP_TOKEN_SETTING = 'setup_token_hash';
 /** How long a sign-in refused for too many attempts from the address waits before it is answered. */
@@ -55,7 +56,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
 
   r.get(
     '/setup',
-    { config: { access: 'public' }, schema: { tags: ['auth'], summary: 'Whether the first administrator still has to be created' } },
+    { config: everyone, schema: { tags: ['auth'], summary: 'Whether the first administrator still has to be created' } },
     async () => ({
       needed: (await users.count()) === 0,
     }),
@@ -69,7 +70,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     '/setup',
     {
       bodyLimit: AUTH_BODY_LIMIT,
-      config: { access: 'public', rateLimit: { max: 10, timeWindow: '1 minute' } },
+      config: { ...everyone, rateLimit: { max: 10, timeWindow: '1 minute' } },
       // After set-up, refuse before the body is read: nobody needs to send one any more.
       onRequest: async () => {
         isSetUp ||= (await users.count()) > 0;
@@ -117,7 +118,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     '/auth/login',
     {
       bodyLimit: AUTH_BODY_LIMIT,
-      config: { access: 'public', rateLimit: { max: 30, timeWindow: '1 minute' } },
+      config: { ...everyone, rateLimit: { max: 30, timeWindow: '1 minute' } },
       // A guesser over the limit waits a second for each refusal: 50 connections get 50
       // answers a second, not thousands, so the users it shares the server with hardly notice.
       onSend: async (_req, reply, payload) => {
@@ -142,7 +143,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
 
   r.post(
     '/auth/logout',
-    { bodyLimit: AUTH_BODY_LIMIT, config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'End this web session' } },
+    { bodyLimit: AUTH_BODY_LIMIT, config: signedIn, schema: { tags: ['auth'], summary: 'End this web session' } },
     async (req, reply) => {
       const auth = caller(req);
       if (auth.sessionToken) await users.deleteSession(auth.sessionToken);
@@ -152,7 +153,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     },
   );
 
-  r.get('/auth/me', { config: { access: 'authenticated' }, schema: { tags: ['auth'], summary: 'Who is signed in' } }, (req) => {
+  r.get('/auth/me', { config: signedIn, schema: { tags: ['auth'], summary: 'Who is signed in' } }, (req) => {
     const auth = caller(req);
     return { user: auth.user, via: auth.via, csrfToken: auth.sessionToken ? csrfTokenOf(auth.sessionToken) : null };
   });
@@ -161,7 +162,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     '/auth/password',
     {
       bodyLimit: AUTH_BODY_LIMIT,
-      config: { access: 'authenticated' },
+      config: signedIn,
       schema: {
         tags: ['auth'],
         summary: 'Change your own password; ends your other sessions and revokes your API tokens',
@@ -201,7 +202,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     '/auth/totp/enroll',
     {
       bodyLimit: AUTH_BODY_LIMIT,
-      config: { access: 'authenticated' },
+      config: signedIn,
       schema: { tags: ['auth'], summary: 'Start TOTP enrolment: returns the secret once' },
     },
     async (req) => {
@@ -220,7 +221,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     '/auth/totp/confirm',
     {
       bodyLimit: AUTH_BODY_LIMIT,
-      config: { access: 'authenticated' },
+      config: signedIn,
       schema: { tags: ['auth'], summary: 'Finish TOTP enrolment with a current code', body: z.strictObject({ code: z.string().max(16) }) },
     },
     async (req) => {

@@ -9,6 +9,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Services } from '../services.js';
 import { csvCell, inventoryColumns, type ImportRow, type InventoryFile, type InventoryFileMessage } from './inventory-file.js';
+import { admins, auditors } from '../access.js';
 
 export interface ImportResult {
   rows: number;
@@ -224,7 +225,7 @@ export function importExportRoutes(app: FastifyInstance, services: Services) {
     scope.withTypeProvider<ZodTypeProvider>().post(
       '/inventory/import',
       {
-        config: { access: ['admin'] },
+        config: admins,
         schema: {
           tags: ['inventory'],
           summary:
@@ -260,7 +261,7 @@ export function importExportRoutes(app: FastifyInstance, services: Services) {
   r.get(
     '/inventory/export',
     {
-      config: { access: ['admin', 'auditor'] },
+      config: auditors,
       schema: {
         tags: ['inventory'],
         summary: 'Export the inventory (secrets masked)',

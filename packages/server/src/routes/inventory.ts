@@ -15,10 +15,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { caller } from '../auth.js';
 import type { Services } from '../services.js';
+import { admins, staff } from '../access.js';
 
 const id = z.strictObject({ id: z.string().min(1) });
-const readers = { access: ['admin', 'operator', 'auditor'] } as const;
-const admin = { access: ['admin'] } as const;
 
 /** Hides what the caller has no grant for as if it did not exist. */
 function visibleDevice(v: Visibility, device: Device): Device {
@@ -33,14 +32,14 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   // Projects
 
-  r.get('/projects', { config: readers, schema: { tags: ['inventory'], summary: 'List projects' } }, async (req) => {
+  r.get('/projects', { config: staff, schema: { tags: ['inventory'], summary: 'List projects' } }, async (req) => {
     const v = caller(req).visibility;
     return { items: await inventory.listProjects(v.all ? undefined : v.projectIds) };
   });
 
   r.post(
     '/projects',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Create a project', body: projectInput } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Create a project', body: projectInput } },
     async (req, reply) => {
       const project = await inventory.createProject(req.body);
       await services.audit(req, {
@@ -54,7 +53,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
     },
   );
 
-  r.get('/projects/:id', { config: readers, schema: { tags: ['inventory'], summary: 'Show a project', params: id } }, async (req) => {
+  r.get('/projects/:id', { config: staff, schema: { tags: ['inventory'], summary: 'Show a project', params: id } }, async (req) => {
     const v = caller(req).visibility;
     if (!v.all && !v.projectIds.includes(req.params.id)) throw new NotFoundError('Project', req.params.id);
     return inventory.getProject(req.params.id);
@@ -62,7 +61,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.patch(
     '/projects/:id',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Change a project', params: id, body: projectInput.partial() } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Change a project', params: id, body: projectInput.partial() } },
     async (req) => {
       const project = await inventory.updateProject(req.params.id, req.body);
       await services.audit(req, {
@@ -78,7 +77,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.delete(
     '/projects/:id',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Delete a project with its devices and accounts', params: id } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Delete a project with its devices and accounts', params: id } },
     async (req, reply) => {
       await inventory.deleteProject(req.params.id);
       await services.audit(req, { action: 'project.delete', outcome: 'success', targetType: 'project', targetId: req.params.id });
@@ -91,7 +90,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
   r.get(
     '/devices',
     {
-      config: readers,
+      config: staff,
       schema: {
         tags: ['inventory'],
         summary: 'List devices with search, sort and paging',
@@ -113,7 +112,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.post(
     '/devices',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Create a device', body: deviceInput } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Create a device', body: deviceInput } },
     async (req, reply) => {
       const device = await inventory.createDevice(req.body);
       await services.audit(req, {
@@ -127,13 +126,13 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
     },
   );
 
-  r.get('/devices/:id', { config: readers, schema: { tags: ['inventory'], summary: 'Show a device', params: id } }, async (req) =>
+  r.get('/devices/:id', { config: staff, schema: { tags: ['inventory'], summary: 'Show a device', params: id } }, async (req) =>
     visibleDevice(caller(req).visibility, await inventory.getDevice(req.params.id)),
   );
 
   r.patch(
     '/devices/:id',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Change a device', params: id, body: devicePatch } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Change a device', params: id, body: devicePatch } },
     async (req) => {
       const device = await inventory.updateDevice(req.params.id, req.body);
       await services.audit(req, {
@@ -149,7 +148,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.delete(
     '/devices/:id',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Delete a device with its accounts', params: id } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Delete a device with its accounts', params: id } },
     async (req, reply) => {
       await inventory.deleteDevice(req.params.id);
       await services.audit(req, { action: 'device.delete', outcome: 'success', targetType: 'device', targetId: req.params.id });
@@ -161,7 +160,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.get(
     '/devices/:id/accounts',
-    { config: readers, schema: { tags: ['inventory'], summary: "List a device's accounts (secrets masked)", params: id } },
+    { config: staff, schema: { tags: ['inventory'], summary: "List a device's accounts (secrets masked)", params: id } },
     async (req) => {
       const v = caller(req).visibility;
       const device = visibleDevice(v, await inventory.getDevice(req.params.id));
@@ -174,7 +173,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.post(
     '/accounts',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Create an account on a device', body: accountInput } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Create an account on a device', body: accountInput } },
     async (req, reply) => {
       const account = await inventory.createAccount(req.body);
       await services.audit(req, {
@@ -190,7 +189,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.get(
     '/accounts/:id',
-    { config: readers, schema: { tags: ['inventory'], summary: 'Show an account (secrets masked)', params: id } },
+    { config: staff, schema: { tags: ['inventory'], summary: 'Show an account (secrets masked)', params: id } },
     async (req) => {
       const v = caller(req).visibility;
       const account = await inventory.getAccount(req.params.id);
@@ -204,7 +203,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
   r.patch(
     '/accounts/:id',
     {
-      config: admin,
+      config: admins,
       schema: { tags: ['inventory'], summary: 'Change an account; a secret sent as null or "" is cleared', params: id, body: accountPatch },
     },
     async (req) => {
@@ -222,7 +221,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
 
   r.delete(
     '/accounts/:id',
-    { config: admin, schema: { tags: ['inventory'], summary: 'Delete an account', params: id } },
+    { config: admins, schema: { tags: ['inventory'], summary: 'Delete an account', params: id } },
     async (req, reply) => {
       await inventory.deleteAccount(req.params.id);
       await services.audit(req, { action: 'account.delete', outcome: 'success', targetType: 'account', targetId: req.params.id });
@@ -233,7 +232,7 @@ export function inventoryRoutes(app: FastifyInstance, services: Services) {
   r.post(
     '/accounts/:id/reveal',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['inventory'],
         summary: "Reveal an account's secrets (audited)",

@@ -5,9 +5,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { caller } from '../auth.js';
 import type { Services } from '../services.js';
+import { signedIn } from '../access.js';
 
 const id = z.strictObject({ id: z.string().min(1).max(100) });
-const authenticated = { access: 'authenticated' } as const;
 
 /**
  * SSH public keys users sign in to the gateway with. Each user manages their own; an
@@ -20,7 +20,7 @@ export function sshKeyRoutes(app: FastifyInstance, services: Services) {
   r.get(
     '/ssh-keys',
     {
-      config: authenticated,
+      config: signedIn,
       schema: {
         tags: ['ssh-keys'],
         summary: "List SSH public keys for signing in to the gateway (yours; any user's for administrators, with userId)",
@@ -37,7 +37,7 @@ export function sshKeyRoutes(app: FastifyInstance, services: Services) {
   r.post(
     '/ssh-keys',
     {
-      config: authenticated,
+      config: signedIn,
       schema: {
         tags: ['ssh-keys'],
         summary: 'Register an SSH public key (one line of a .pub file) to sign in to the gateway with',
@@ -75,7 +75,7 @@ export function sshKeyRoutes(app: FastifyInstance, services: Services) {
 
   r.delete(
     '/ssh-keys/:id',
-    { config: authenticated, schema: { tags: ['ssh-keys'], summary: 'Remove an SSH public key', params: id } },
+    { config: signedIn, schema: { tags: ['ssh-keys'], summary: 'Remove an SSH public key', params: id } },
     async (req, reply) => {
       const auth = caller(req);
       const key = await users.getSshKey(req.params.id);

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { caller } from '../auth.js';
 import { hashPassword, newToken, passwordProblem } from '../passwords.js';
 import type { Services } from '../services.js';
+import { admins, signedIn } from '../access.js';
 
 const id = z.strictObject({ id: z.string().min(1) });
 /** How long a token lives when it does not say (at most the server's apiTokenMaxDays). */
@@ -24,14 +25,13 @@ function checkPassword(value: string) {
 export function userRoutes(app: FastifyInstance, services: Services) {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { users, inventory } = services;
-  const admin = { access: ['admin'] } as const;
 
-  r.get('/users', { config: admin, schema: { tags: ['users'], summary: 'List users' } }, async () => ({ items: await users.list() }));
+  r.get('/users', { config: admins, schema: { tags: ['users'], summary: 'List users' } }, async () => ({ items: await users.list() }));
 
   r.post(
     '/users',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['users'],
         summary: 'Create a user',
@@ -56,14 +56,14 @@ export function userRoutes(app: FastifyInstance, services: Services) {
     },
   );
 
-  r.get('/users/:id', { config: admin, schema: { tags: ['users'], summary: 'Show a user', params: id } }, async (req) =>
+  r.get('/users/:id', { config: admins, schema: { tags: ['users'], summary: 'Show a user', params: id } }, async (req) =>
     users.get(req.params.id),
   );
 
   r.patch(
     '/users/:id',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['users'],
         summary: 'Change a user: role, disabled, password (which revokes their API tokens), or reset TOTP',
@@ -108,7 +108,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
 
   r.post(
     '/users/:id/unlock',
-    { config: admin, schema: { tags: ['users'], summary: 'Lift every sign-in throttle of a user (after failed sign-ins)', params: id } },
+    { config: admins, schema: { tags: ['users'], summary: 'Lift every sign-in throttle of a user (after failed sign-ins)', params: id } },
     async (req) => {
       await new SignInThrottle(services.db).forget(await users.get(req.params.id));
       const user = await users.get(req.params.id);
@@ -117,7 +117,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
     },
   );
 
-  r.delete('/users/:id', { config: admin, schema: { tags: ['users'], summary: 'Delete a user', params: id } }, async (req, reply) => {
+  r.delete('/users/:id', { config: admins, schema: { tags: ['users'], summary: 'Delete a user', params: id } }, async (req, reply) => {
     const target = await users.get(req.params.id);
     if (target.id === caller(req).user.id) throw new GatehouseError('CONFLICT', 'You cannot delete yourself. Ask another administrator.');
     if (target.role === 'admin' && !target.disabled && (await users.countAdmins()) <= 1) {
@@ -138,14 +138,17 @@ export function userRoutes(app: FastifyInstance, services: Services) {
 
   r.get(
     '/grants',
-    { config: admin, schema: { tags: ['grants'], summary: 'List grants', querystring: z.strictObject({ userId: z.string().optional() }) } },
+    {
+      config: admins,
+      schema: { tags: ['grants'], summary: 'List grants', querystring: z.strictObject({ userId: z.string().optional() }) },
+    },
     async (req) => ({ items: await users.listGrants(req.query.userId) }),
   );
 
   r.post(
     '/grants',
     {
-      config: admin,
+      config: admins,
       schema: {
         tags: ['grants'],
         summary: 'Grant an operator a project, or one device or account in it',
@@ -186,7 +189,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
     },
   );
 
-  r.delete('/grants/:id', { config: admin, schema: { tags: ['grants'], summary: 'Revoke a grant', params: id } }, async (req, reply) => {
+  r.delete('/grants/:id', { config: admins, schema: { tags: ['grants'], summary: 'Revoke a grant', params: id } }, async (req, reply) => {
     await users.deleteGrant(req.params.id);
     await services.audit(req, { action: 'grant.delete', outcome: 'success', targetType: 'grant', targetId: req.params.id });
     return reply.status(204).send();
@@ -196,7 +199,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
 
   r.get(
     '/tokens',
-    { config: { access: 'authenticated' }, schema: { tags: ['tokens'], summary: 'List API tokens (yours; all for administrators)' } },
+    { config: signedIn, schema: { tags: ['tokens'], summary: 'List API tokens (yours; all for administrators)' } },
     async (req) => {
       const auth = caller(req);
       return { items: await users.listTokens(auth.user.role === 'admin' ? undefined : auth.user.id) };
@@ -206,7 +209,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
   r.post(
     '/tokens',
     {
-      config: { access: 'authenticated' },
+      config: signedIn,
       schema: {
         tags: ['tokens'],
         summary: 'Create an API token for yourself (from a web session only); the token is shown only in this response',
@@ -247,7 +250,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
 
   r.delete(
     '/tokens/:id',
-    { config: { access: 'authenticated' }, schema: { tags: ['tokens'], summary: 'Revoke an API token', params: id } },
+    { config: signedIn, schema: { tags: ['tokens'], summary: 'Revoke an API token', params: id } },
     async (req, reply) => {
       const auth = caller(req);
       const token = await users.getToken(req.params.id);
