@@ -1,49 +1,34 @@
-import type { Gateway, Gateways } from '@gatehouse/db';
+import { Gateways } from '@gatehouse/db';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createTestDatabase, dialects, type TestDatabase } from '../../../../test/support/db.js';
 import { GatewayHealth } from './health.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A gateway on a port nothing listens on: every sync fails at once. */
-const unreachable: Gateway = {
-  id: 'g1',
-  name: 'office1-a',
-  segment: 'gateway-office1',
-  address: '127.0.0.1:1',
-  publicKey: 'ssh-ed25519 AAAA',
-  fingerprint: 'SHA256:x',
-  status: 'unknown',
-  statusReason: null,
-  failures: 0,
-  lastContactAt: null,
-  lastSyncAt: null,
-  latencyMs: null,
-  version: null,
-  openRelays: null,
-  createdAt: '2026-12-03T00:00:00.000Z',
-  updatedAt: '2026-12-03T00:00:00.000Z',
-};
-
-describe('gateway status sync: reading the registry', () => {
+describe.each(dialects)('gateway status sync: reading the registry on %s', (dialect) => {
+  let t: TestDatabase;
+  let gateways: Gateways;
   let health: GatewayHealth | undefined;
+
+  beforeEach(async () => {
+    t = await createTestDatabase(dialect);
+    gateways = new Gateways(t.db);
+  });
 
   afterEach(async () => {
     await health?.stop();
+    health = undefined;
+    await t.cleanup();
   });
 
-  function watch(registry: Gateway[], options: { registryRefreshMs?: number; backoffMs?: number[] } = {}) {
-    const calls = { list: 0, sync: 0 };
-    const gateways = {
-      list: async () => {
-        calls.list++;
-        return registry;
-      },
-      recordSync: async (_id: string) => {
-        calls.sync++;
-        return undefined;
-      },
-    } as unknown as Gateways;
+  /** Starts the health loop on the real registry; counts its reads (with their times) and syncs. */
+  function watch(options: { registryRefreshMs?: number; backoffMs?: number[] } = {}) {
+    const reads: number[] = [];
+    const list = gateways.list.bind(gateways);
+    vi.spyOn(gateways, 'list').mockImplementation(() => {
+      reads.push(Date.now());
+      return list();
+    });
+    const recordSync = vi.spyOn(gateways, 'recordSync');
     health = new GatewayHealth({
       gateways,
       identity: async () => ({ privateKey: '', certificate: '', publicKey: '', fingerprint: '' }),
@@ -53,23 +38,32 @@ describe('gateway status sync: reading the registry', () => {
       ...options,
     });
     health.start();
-    return calls;
+    return { reads, syncs: () => recordSync.mock.calls.length };
   }
 
   it('reads it once per refresh interval while no sync is due, not at every 250 ms tick', async () => {
-    const calls = watch([], { registryRefreshMs: 1_000 });
-    await sleep(2_400);
-    // Ticks at 0.25 s, then reads at ~0.25, ~1.25 and ~2.25 s: about 3 reads in 9 ticks.
-    expect(calls.list).toBeGreaterThanOrEqual(2);
-    expect(calls.list).toBeLessThanOrEqual(3);
+    const { reads } = watch({ registryRefreshMs: 1_000 });
+    await expect.poll(() => reads.length, { timeout: 20_000, interval: 50 }).toBeGreaterThanOrEqual(3);
+    // Ticks come every 250 ms; reads only once the last one is 1 s old (a slow machine only spaces them more).
+    const gaps = reads.slice(1).map((at, i) => at - reads[i]!);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(900);
   });
 
   it('reads it again when a sync is due, and syncs the gateway', async () => {
-    const calls = watch([unreachable], { registryRefreshMs: 60_000, backoffMs: [300] });
-    await sleep(1_600);
-    // The first read, then one per retry (every 300 ms after each failure).
-    expect(calls.sync).toBeGreaterThanOrEqual(2);
-    expect(calls.list).toBeGreaterThanOrEqual(2);
-    expect(calls.list).toBeLessThanOrEqual(calls.sync + 1);
+    // A gateway on a port nothing listens on: every sync fails at once.
+    const gateway = await gateways.create({
+      name: 'office1-a',
+      segment: 'gateway-office1',
+      address: '127.0.0.1:1',
+      publicKey: 'ssh-ed25519 AAAA',
+      fingerprint: 'SHA256:x',
+    });
+    const { reads, syncs } = watch({ registryRefreshMs: 60_000, backoffMs: [300] });
+    await expect.poll(syncs, { timeout: 20_000, interval: 50 }).toBeGreaterThanOrEqual(2);
+    await health?.stop();
+    // The first read, then one per retry (300 ms after each failure): no read without a sync due.
+    expect(reads.length).toBeGreaterThanOrEqual(2);
+    expect(reads.length).toBeLessThanOrEqual(syncs() + 1);
+    expect(await gateways.get(gateway.id)).toMatchObject({ failures: syncs(), statusReason: expect.any(String) as unknown });
   });
 });
