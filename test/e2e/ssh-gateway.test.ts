@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import * as OTPAuth from 'otpauth';
 import ssh2 from 'ssh2';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runClient } from '../support/ssh-client.js';
 import {
   freePort,
@@ -71,19 +71,49 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     });
   const sessions = async () => (await api<{ items: Session[] }>('GET', '/sessions?limit=500')).items;
   /** The newest session that matches, once it has ended: the gateway records the end just after the client sees it. */
-  const endedSession = async (match: (s: Session) => boolean) => {
-    for (let i = 0; i < 100; i++) {
-      const found = (await sessions()).find(match);
-      if (found?.endedAt) return found;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    return (await sessions()).find(match);
-  };
+  const endedSession = async (match: (s: Session) => boolean) =>
+    vi
+      .waitFor(
+        async () => {
+          const found = (await sessions()).find(match);
+          if (!found?.endedAt) throw new Error('the session has not ended yet');
+          return found;
+        },
+        { timeout: 30_000, interval: 50 },
+      )
+      .catch(async () => (await sessions()).find(match));
   const auditSince = async (seq: number) =>
     (await api<{ items: AuditEvent[] }>('GET', `/audit/events?afterSeq=${seq}&order=asc&limit=1000`)).items;
   const lastSeq = async () => (await api<{ items: AuditEvent[] }>('GET', '/audit/events?limit=1')).items[0]?.seq ?? 0;
   const recording = (id: string | undefined) =>
     server.request(`${API}/sessions/${id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+  /** The output a session's recording holds so far ('' while it has none). */
+  const recordedOutput = async (id: string | undefined) => {
+    const cast = await recording(id);
+    if (cast.status !== 200) return '';
+    return cast.body
+      .trimEnd()
+      .split('\n')
+      .slice(1)
+      .flatMap((l) => {
+        try {
+          return [(JSON.parse(l) as [number, string, string])[2]];
+        } catch {
+          return []; // a line still being written
+        }
+      })
+      .join('');
+  };
+  /** The active session that matches, once the gateway has recorded it. */
+  const activeSession = (match: (s: Session) => boolean) =>
+    vi.waitFor(
+      async () => {
+        const found = (await sessions()).find((s) => s.result === 'active' && match(s));
+        if (!found) throw new Error('no such active session yet');
+        return found;
+      },
+      { timeout: 30_000, interval: 100 },
+    );
   /** The labels of a recording's marker ("m") events. */
   const markersOf = (cast: string) =>
     cast
@@ -100,13 +130,13 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     return all;
   };
   /** Polls `check` until it holds; fails naming `what` after `timeoutMs`. */
-  const until = async (what: () => string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`Timed out waiting: ${what()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
+  const until = (what: () => string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000) =>
+    vi.waitFor(
+      async () => {
+        if (!(await check())) throw new Error(`Timed out waiting: ${what()}`);
+      },
+      { timeout: timeoutMs, interval: 200 },
+    );
   /** The device's sshd connections: one child process of the listening sshd each. */
   const deviceConnections = () => {
     try {
@@ -1168,13 +1198,8 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
   // Last: it stops the server.
   it('closes the recording and ends the session when the server stops mid-session', async () => {
     const running = ssh('admin:pw-box', ['echo started-$((1+1)); sleep 60']);
-    let active: Session | undefined;
-    for (let i = 0; i < 100 && !active; i++) {
-      active = (await sessions()).find((s) => s.result === 'active' && s.command?.includes('sleep 60'));
-      if (!active) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(active).toBeDefined();
-    await new Promise((r) => setTimeout(r, 300)); // the echo reaches the recording
+    const active = await activeSession((s) => s.command?.includes('sleep 60') === true);
+    await expect.poll(() => recordedOutput(active.id), { timeout: 30_000, interval: 100 }).toContain('started-2');
     const stopped = await server.stop();
     expect(stopped.code).toBe(0);
     const run = await running;
@@ -1183,10 +1208,10 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(run.code).not.toBe(0);
 
     server = await startServer({ dataDir: server.dataDir, env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
-    const ended = (await sessions()).find((s) => s.id === active?.id);
+    const ended = (await sessions()).find((s) => s.id === active.id);
     expect(ended).toMatchObject({ result: 'failure', reason: 'The gateway is stopping.' });
     expect(ended?.endedAt).not.toBeNull();
-    const cast = await server.request(`${API}/sessions/${active?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    const cast = await server.request(`${API}/sessions/${active.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
     const lines = cast.body.trimEnd().split('\n');
     expect(JSON.parse(lines[0] ?? '')).toMatchObject({ version: 2 });
     expect(
@@ -1200,34 +1225,30 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       expect.objectContaining({
         action: 'session.end',
         outcome: 'failure',
-        details: expect.objectContaining({ sessionId: active?.id }) as unknown,
+        details: expect.objectContaining({ sessionId: active.id }) as unknown,
       }),
     );
   });
 
   it('ends the session and leaves a readable recording when the server is killed mid-session (kill -9)', async () => {
     const running = ssh('admin:pw-box', ['echo killed-$((2+2)); sleep 60']);
-    let active: Session | undefined;
-    for (let i = 0; i < 100 && !active; i++) {
-      active = (await sessions()).find((s) => s.result === 'active' && s.command?.includes('killed-'));
-      if (!active) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(active).toBeDefined();
-    await new Promise((r) => setTimeout(r, 600)); // the echo is flushed to the recording (every 250 ms)
+    const active = await activeSession((s) => s.command?.includes('killed-') === true);
+    // The gateway flushes the recording every 250 ms: wait until the echo is on disk.
+    await expect.poll(() => recordedOutput(active.id), { timeout: 30_000, interval: 100 }).toContain('killed-4');
     server.kill();
     await server.exited;
     const run = await running;
     expect(run.code).not.toBe(0);
     // Simulate the worst case too: a write cut off in the middle of a line.
-    const file = recordingFiles().find((f) => f.includes(active?.id ?? '-'));
+    const file = recordingFiles().find((f) => f.includes(active.id));
     expect(file).toBeDefined();
     writeFileSync(path.join(server.dataDir, 'recordings', file ?? ''), '[1.5, "o", "half a li', { flag: 'a' });
 
     server = await startServer({ dataDir: server.dataDir, env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
-    const ended = (await sessions()).find((s) => s.id === active?.id);
+    const ended = (await sessions()).find((s) => s.id === active.id);
     expect(ended).toMatchObject({ result: 'failure' });
     expect(ended?.reason).toContain('The gateway stopped before the session ended');
-    const cast = await server.request(`${API}/sessions/${active?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    const cast = await server.request(`${API}/sessions/${active.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
     const [header, ...events] = cast.body
       .trimEnd()
       .split('\n')
@@ -1235,7 +1256,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(header).toMatchObject({ version: 2 });
     expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('killed-4');
     expect(cast.body.endsWith('\n')).toBe(true);
-    const end = (await allAuditSince(0)).find((e) => e.action === 'session.end' && e.details.sessionId === active?.id);
+    const end = (await allAuditSince(0)).find((e) => e.action === 'session.end' && e.details.sessionId === active.id);
     expect(end).toMatchObject({ outcome: 'failure', details: { device: 'pw-box', kind: 'exec' } });
   });
 });
