@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { runClient, sshCommand } from '../support/ssh-client.js';
 import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
@@ -68,14 +68,47 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
   const statusOf = async (name: string) => (await list()).find((g) => g.name === name);
   const waitForStatus = async (name: string, status: string, timeoutMs = 20_000) => {
     const started = Date.now();
-    for (;;) {
-      const g = await statusOf(name);
-      if (g?.status === status) return Date.now() - started;
-      if (Date.now() - started > timeoutMs)
-        throw new Error(`${name} is ${g?.status} (${g?.statusReason}) after ${timeoutMs} ms, not ${status}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await vi.waitFor(
+      async () => {
+        const g = await statusOf(name);
+        if (g?.status !== status) throw new Error(`${name} is ${g?.status} (${g?.statusReason}) after ${timeoutMs} ms, not ${status}`);
+      },
+      { timeout: timeoutMs, interval: 100 },
+    );
+    return Date.now() - started;
   };
+  /** What `find` finds, once it finds it (it is asked again every `interval` ms). */
+  const found = <T>(what: string, find: () => Promise<T | undefined>, interval = 100) =>
+    vi.waitFor(
+      async () => {
+        const value = await find();
+        if (value === undefined) throw new Error(`Not yet: ${what}`);
+        return value;
+      },
+      { timeout: 30_000, interval },
+    );
+  const recording = (id: string) => server.request(`${API}/sessions/${id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+  /** A session's recording, once the server holds it. */
+  const recordingOf = (id: string) =>
+    found(`the recording of session ${id}`, async () => {
+      const cast = await recording(id);
+      return cast.status === 200 ? cast : undefined;
+    });
+  /** The output events of a recording so far (a line still being written is left out). */
+  const outputOf = (cast: string) =>
+    cast
+      .trimEnd()
+      .split('\n')
+      .slice(1)
+      .flatMap((l) => {
+        try {
+          const event = JSON.parse(l) as [number, string, string];
+          return event[1] === 'o' ? [event[2]] : [];
+        } catch {
+          return [];
+        }
+      })
+      .join('');
   const lastSeq = async () => (await api<{ items: AuditEvent[] }>('GET', '/audit/events?limit=1')).items[0]?.seq ?? 0;
   const auditSince = async (seq: number, action?: string) =>
     (await api<{ items: AuditEvent[] }>('GET', `/audit/events?afterSeq=${seq}&order=asc&limit=1000`)).items.filter(
@@ -404,33 +437,31 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     });
     await api('POST', '/accounts', { deviceId: device.id, username: DEVICE_USER, password: DEVICE_PASSWORD });
     const running = ssh(sshPort, 'admin:c-box', 'echo through-c1; sleep 60');
-    let active: Session | undefined;
-    for (let i = 0; i < 100 && !active; i++) {
-      active = (await sessionsSince('')).find((s) => s.deviceName === 'c-box' && s.result === 'active');
-      if (!active) await new Promise((r) => setTimeout(r, 100));
-    }
+    const active = await found('an active session to c-box', async () =>
+      (await sessionsSince('')).find((s) => s.deviceName === 'c-box' && s.result === 'active'),
+    );
     expect(active).toMatchObject({ gateway: 'c1', segment: 'gateway-seg-c' });
-    await new Promise((r) => setTimeout(r, 600)); // the echo reaches the recording
+    await expect.poll(async () => outputOf((await recording(active.id)).body), { timeout: 30_000, interval: 100 }).toContain('through-c1');
     const seq = await lastSeq();
     c1.kill();
     const run = await running;
     expect(run.stdout).toContain('through-c1');
     expect(run.stderr).toContain('The connection to c-box closed.');
     expect(run.code).not.toBe(0);
-    let ended: Session | undefined;
-    for (let i = 0; i < 100 && !ended?.endedAt; i++) {
-      ended = (await sessionsSince('')).find((s) => s.id === active?.id);
-      if (!ended?.endedAt) await new Promise((r) => setTimeout(r, 50));
-    }
+    const ended = await found(
+      'the end of the session to c-box',
+      async () => (await sessionsSince('')).find((s) => s.id === active.id && s.endedAt),
+      50,
+    );
     expect(ended).toMatchObject({ result: 'failure', reason: 'The connection to c-box closed.' });
-    const cast = await server.request(`${API}/sessions/${active?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    const cast = await recording(active.id);
     const [header, ...events] = cast.body
       .trimEnd()
       .split('\n')
       .map((l) => JSON.parse(l) as unknown);
     expect(header).toMatchObject({ version: 2, command: 'echo through-c1; sleep 60' });
     expect(events.map((e) => (e as [number, string, string])[2]).join('')).toContain('through-c1');
-    const end = (await auditSince(seq, 'session.end')).find((e) => e.details.sessionId === active?.id);
+    const end = (await auditSince(seq, 'session.end')).find((e) => e.details.sessionId === active.id);
     expect(end).toMatchObject({ outcome: 'failure', details: { gateway: 'c1', segment: 'gateway-seg-c' } });
     await waitForStatus('c1', 'offline', 15_000);
   });
@@ -453,26 +484,24 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     await api('POST', '/accounts', { deviceId: device.id, username: DEVICE_USER, password: DEVICE_PASSWORD });
     const seq = await lastSeq();
     // The link comes up just after the first sync.
-    let run = await ssh(entryPort, 'admin:e-box', 'echo via-entry-$((3*3))');
-    for (let i = 0; i < 20 && run.stdout === ''; i++) {
-      await new Promise((r) => setTimeout(r, 250));
-      run = await ssh(entryPort, 'admin:e-box', 'echo via-entry-$((3*3))');
-    }
+    const run = await vi.waitFor(
+      async () => {
+        const attempt = await ssh(entryPort, 'admin:e-box', 'echo via-entry-$((3*3))');
+        expect(attempt.stdout, attempt.stderr).not.toBe('');
+        return attempt;
+      },
+      { timeout: 30_000, interval: 250 },
+    );
     expect(run.stdout, run.stderr).toBe('via-entry-9\n');
     expect(run.code).toBe(0);
-    let session: Session | undefined;
-    for (let i = 0; i < 100 && !session?.endedAt; i++) {
-      session = (await sessionsSince('')).find((s) => s.deviceName === 'e-box' && s.result !== 'failure');
-      if (!session?.endedAt) await new Promise((r) => setTimeout(r, 50));
-    }
+    const session = await found(
+      'the end of the session to e-box',
+      async () => (await sessionsSince('')).find((s) => s.deviceName === 'e-box' && s.result !== 'failure' && s.endedAt),
+      50,
+    );
     expect(session).toMatchObject({ gateway: 'e1', entryGateway: 'e1', segment: 'gateway-seg-e', result: 'success' });
     // The recording moves from the gateway to the server.
-    let cast = await server.request(`${API}/sessions/${session?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
-    for (let i = 0; i < 50 && cast.status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      cast = await server.request(`${API}/sessions/${session?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
-    }
-    expect(cast.status).toBe(200);
+    const cast = await recordingOf(session.id);
     const [header, ...events] = cast.body
       .trimEnd()
       .split('\n')
@@ -485,18 +514,13 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
       stdin: 'typed-at-the-entry\n',
     });
     expect(typed.stdout.toString(), typed.stderr).toBe('got typed-at-the-entry\n');
-    let typedSession: Session | undefined;
-    for (let i = 0; i < 100 && !typedSession?.endedAt; i++) {
-      typedSession = (await sessionsSince('')).find((s) => s.deviceName === 'e-box' && s.id !== session?.id && s.result === 'success');
-      if (!typedSession?.endedAt) await new Promise((r) => setTimeout(r, 50));
-    }
-    let typedCast = await server.request(`${API}/sessions/${typedSession?.id}/recording`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    for (let i = 0; i < 50 && typedCast.status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      typedCast = await server.request(`${API}/sessions/${typedSession?.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
-    }
+    const typedSession = await found(
+      'the end of the typed session to e-box',
+      async () =>
+        (await sessionsSince('')).find((s) => s.deviceName === 'e-box' && s.id !== session.id && s.result === 'success' && s.endedAt),
+      50,
+    );
+    const typedCast = await recordingOf(typedSession.id);
     const inputs = typedCast.body
       .trimEnd()
       .split('\n')
