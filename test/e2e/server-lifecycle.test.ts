@@ -1,6 +1,6 @@
 import { statSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { dialects } from '../support/db.js';
 import {
   cli,
@@ -117,7 +117,18 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('set-up is done already');
 
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Idle: the resident size has settled (two samples 200 ms apart within 1 MiB).
+    let last: number | undefined;
+    await expect
+      .poll(
+        () => {
+          const [before, now] = [last, server.rssKiB()];
+          last = now;
+          return before !== undefined && Math.abs(now - before) < 1024;
+        },
+        { timeout: 30_000, interval: 200 },
+      )
+      .toBe(true);
     figures.push(`idle RSS after setup: ${(server.rssKiB() / 1024).toFixed(1)} MiB`);
   });
 
@@ -253,8 +264,10 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     const seen = server.stdout.length;
     const importing = gh(['import', file]);
     // Signal as soon as the server has the request.
-    for (let i = 0; i < 400 && !server.stdout.slice(seen).includes('"url":"/api/v1/inventory/import"'); i++)
-      await new Promise((r) => setTimeout(r, 25));
+    await vi.waitFor(() => expect(server.stdout.slice(seen)).toContain('"url":"/api/v1/inventory/import"'), {
+      timeout: 30_000,
+      interval: 25,
+    });
     const stopped = await server.stop();
     const imported = await importing;
     figures.push(`SIGTERM → exit during an import: ${stopped.ms.toFixed(0)} ms`);
