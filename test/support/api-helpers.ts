@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
+import { errorCodes } from '@gatehouse/core';
 import type { TestApp } from './app.js';
 
 export const API = '/api/v1';
@@ -50,7 +51,13 @@ export interface ErrorBody {
   error: { code: string; message: string; issues?: { path: string; message: string }[]; requestId: string };
 }
 
-export const errorOf = (res: LightMyRequestResponse): ErrorBody['error'] => res.json<ErrorBody>().error;
+/** The error body of a response; every API test that reads one also checks its status is its code's (core/src/errors.ts). */
+export const errorOf = (res: LightMyRequestResponse): ErrorBody['error'] => {
+  const { error } = res.json<ErrorBody>();
+  const status = (errorCodes as Record<string, number>)[error.code];
+  if (status !== res.statusCode) throw new Error(`${res.statusCode} answered with code ${error.code}, whose status is ${status}`);
+  return error;
+};
 
 /** Creates a project, a device in it and an account on the device, through the API. */
 export async function createInventory(

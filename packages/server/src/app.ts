@@ -13,7 +13,7 @@ import { AuditCheckpoints } from './audit-checkpoints.js';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
-import { handleError } from './errors.js';
+import { handleError, sendError } from './errors.js';
 import { fileRoutes } from './files.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterError, nulCharacterPaths, tooDeepError } from './json-body.js';
 import { terminalRoutes, WebTerminal } from './terminal.js';
@@ -268,13 +268,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   const consolePage = await registerConsole(app, opts.webRoot);
   app.setNotFoundHandler((req, reply) => {
     if (consolePage(req, reply)) return reply;
-    return reply.status(404).send({
-      error: {
-        code: 'NOT_FOUND',
-        message: `No route ${req.method} ${req.url.split('?')[0]}. See ${API_PREFIX}/docs for the API.`,
-        requestId: req.id,
-      },
-    });
+    return sendError(reply, 'NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}. See ${API_PREFIX}/docs for the API.`);
   });
 
   await app.ready();

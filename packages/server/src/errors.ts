@@ -1,4 +1,4 @@
-import { GatehouseError, type FieldIssue } from '@gatehouse/core';
+import { errorCodes, GatehouseError, type ErrorCode, type FieldIssue } from '@gatehouse/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { INVALID_JSON_MESSAGE } from './json-body.js';
@@ -8,10 +8,11 @@ export interface ErrorBody {
   error: { code: string; message: string; issues?: readonly FieldIssue[]; requestId: string };
 }
 
-function send(reply: FastifyReply, status: number, code: string, message: string, issues?: readonly FieldIssue[]) {
+/** Answers with the error body; the status is the code's, from the one table (core/src/errors.ts). */
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string, issues?: readonly FieldIssue[]) {
   const body: ErrorBody = { error: { code, message, requestId: reply.request.id } };
   if (issues && issues.length > 0) body.error.issues = issues;
-  return reply.status(status).type('application/json; charset=utf-8').send(body);
+  return reply.status(errorCodes[code]).type('application/json; charset=utf-8').send(body);
 }
 
 function pathOf(instancePath: string, context: string | undefined): string {
@@ -30,7 +31,7 @@ function pathOf(instancePath: string, context: string | undefined): string {
  * here repeats a value the client sent.
  */
 export function handleError(error: FastifyError, req: FastifyRequest, reply: FastifyReply) {
-  if (error instanceof GatehouseError) return send(reply, error.httpStatus, error.code, error.message, error.issues);
+  if (error instanceof GatehouseError) return sendError(reply, error.code, error.message, error.issues);
 
   if (hasZodFastifySchemaValidationErrors(error)) {
     const issues: FieldIssue[] = [];
@@ -51,9 +52,8 @@ export function handleError(error: FastifyError, req: FastifyRequest, reply: Fas
         issues.push({ path: pathOf(v.instancePath, error.validationContext), message: v.message });
       }
     }
-    return send(
+    return sendError(
       reply,
-      400,
       'VALIDATION_FAILED',
       `The request is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}.`,
       issues,
@@ -62,34 +62,29 @@ export function handleError(error: FastifyError, req: FastifyRequest, reply: Fas
 
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return send(
+      return sendError(
         reply,
-        413,
         'PAYLOAD_TOO_LARGE',
         'The request body is larger than this server accepts (bodyLimit). Split the import into smaller files.',
       );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return send(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported Content-Type. Send application/json (or text/csv for imports).');
+      return sendError(reply, 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported Content-Type. Send application/json (or text/csv for imports).');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return send(reply, 400, 'BAD_REQUEST', 'The request body is empty. Send a JSON object.');
+      return sendError(reply, 'BAD_REQUEST', 'The request body is empty. Send a JSON object.');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return send(reply, 400, 'BAD_REQUEST', INVALID_JSON_MESSAGE);
+      return sendError(reply, 'BAD_REQUEST', INVALID_JSON_MESSAGE);
     default:
       break;
   }
   // Fastify's JSON parser errors quote the body; never pass their message through.
   if (error instanceof SyntaxError || (error.statusCode === 400 && String(error.code ?? '').startsWith('FST_ERR_CTP'))) {
-    return send(reply, 400, 'BAD_REQUEST', INVALID_JSON_MESSAGE);
+    return sendError(reply, 'BAD_REQUEST', INVALID_JSON_MESSAGE);
   }
-  if (error.statusCode === 429) return send(reply, 429, 'RATE_LIMITED', 'Too many requests. Wait a minute and try again.');
+  if (error.statusCode === 429) return sendError(reply, 'RATE_LIMITED', 'Too many requests. Wait a minute and try again.');
+  // Any other refusal of the framework's (a bad URL, a bad Content-Length): the request's fault, 400.
   if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-    return send(
-      reply,
-      error.statusCode,
-      'BAD_REQUEST',
-      'The request could not be understood. Check the method, path and body against /api/v1/docs.',
-    );
+    return sendError(reply, 'BAD_REQUEST', 'The request could not be understood. Check the method, path and body against /api/v1/docs.');
   }
   req.log.error({ err: error }, 'unexpected error');
-  return send(reply, 500, 'INTERNAL', `Something went wrong on the server. Quote request id ${req.id} to your administrator.`);
+  return sendError(reply, 'INTERNAL', `Something went wrong on the server. Quote request id ${req.id} to your administrator.`);
 }
