@@ -163,49 +163,24 @@ export class BlobTarget implements StorageTarget {
   /** The three stages and the privilege check, all within one timeout. */
   async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
     const container = this.config.container;
-    const watchdog = new Watchdog(this.timeoutSeconds);
-    try {
-      return await runTestStages(
-        {
-          what: `Container ${container}`,
-          missing: `Container ${container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
-          accepted: 'The storage account accepted the credentials.',
-          exists: async () => {
-            // A write-only SAS may not read the container's properties: only its write can then tell.
-            try {
-              await this.container.getProperties({ abortSignal: watchdog.signal });
-              return true;
-            } catch (error) {
-              if (watchdog.fired) return watchdog.reason(this.endpoint, `looking at container ${container}`);
-              const network = networkReason(error, this.endpoint);
-              if (network) return network;
-              if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
-              return codeOf(error) === 'ContainerNotFound' ? false : undefined;
-            }
-          },
-          probeName,
-          write: async () => {
-            try {
-              await this.upload(
-                probeName,
-                Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`),
-                'text/plain',
-                watchdog,
-              );
-            } catch (error) {
-              throw watchdog.fired
-                ? new TargetError('connection', watchdog.reason(this.endpoint, `writing the probe object ${probeName}`), false)
-                : this.explain(error, probeName);
-            }
-          },
-          excessRights: () => this.excessRights(probeName, watchdog.signal),
-          watchdog,
-        },
-        onStage,
-      );
-    } finally {
-      watchdog.stop();
-    }
+    return runTestStages(
+      {
+        what: `Container ${container}`,
+        missing: `Container ${container} does not exist in ${this.endpoint}. Create it, or correct the container name.`,
+        accepted: 'The storage account accepted the credentials.',
+        probeName,
+        endpoint: this.endpoint,
+        timeoutSeconds: this.timeoutSeconds,
+        // A write-only SAS may not read the container's properties: only its write can then tell.
+        look: async (abortSignal) => void (await this.container.getProperties({ abortSignal })),
+        statusOf,
+        notFound: (error) => codeOf(error) === 'ContainerNotFound',
+        upload: (body, watchdog) => this.upload(probeName, body, 'text/plain', watchdog),
+        explain: (error, name) => this.explain(error, name),
+        excessRights: (abortSignal) => this.excessRights(probeName, abortSignal),
+      },
+      onStage,
+    );
   }
 
   private async excessRights(probeName: string, abortSignal: AbortSignal): Promise<string[]> {

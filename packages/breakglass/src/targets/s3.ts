@@ -230,50 +230,24 @@ export class S3Target implements StorageTarget {
   /** The three stages and the privilege check, all within one timeout. */
   async test(probeName: string, onStage?: (stage: StageResult) => void): Promise<TestReport> {
     const bucket = this.config.bucket;
-    const watchdog = new Watchdog(this.timeoutSeconds);
-    const abortSignal = watchdog.signal;
-    try {
-      return await runTestStages(
-        {
-          what: `Bucket ${bucket}`,
-          missing: `Bucket ${bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`,
-          accepted: 'The storage server accepted the key.',
-          exists: async () => {
-            // A least-privilege key may not HEAD the bucket (403): only its write can then tell.
-            try {
-              await this.client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal });
-              return true;
-            } catch (error) {
-              if (watchdog.fired) return watchdog.reason(this.endpoint, `looking at bucket ${bucket}`);
-              const network = networkReason(error, this.endpoint);
-              if (network) return network;
-              if (statusOf(error) === undefined) return unansweredReason(error, this.endpoint);
-              return statusOf(error) === 404 ? false : undefined;
-            }
-          },
-          probeName,
-          write: async () => {
-            try {
-              await this.upload(
-                probeName,
-                Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`),
-                'text/plain',
-                watchdog,
-              );
-            } catch (error) {
-              throw watchdog.fired
-                ? new TargetError('connection', watchdog.reason(this.endpoint, `writing the probe object ${probeName}`), false)
-                : this.explain(error, probeName);
-            }
-          },
-          excessRights: () => this.excessRights(probeName, abortSignal),
-          watchdog,
-        },
-        onStage,
-      );
-    } finally {
-      watchdog.stop();
-    }
+    return runTestStages(
+      {
+        what: `Bucket ${bucket}`,
+        missing: `Bucket ${bucket} does not exist at ${this.endpoint}. Create it, or correct the bucket name.`,
+        accepted: 'The storage server accepted the key.',
+        probeName,
+        endpoint: this.endpoint,
+        timeoutSeconds: this.timeoutSeconds,
+        // A least-privilege key may not HEAD the bucket (403): only its write can then tell.
+        look: async (abortSignal) => void (await this.client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal })),
+        statusOf,
+        notFound: (error) => statusOf(error) === 404,
+        upload: (body, watchdog) => this.upload(probeName, body, 'text/plain', watchdog),
+        explain: (error, name) => this.explain(error, name),
+        excessRights: (abortSignal) => this.excessRights(probeName, abortSignal),
+      },
+      onStage,
+    );
   }
 
   /** Tries what the platform's key should not be able to do: read, list, delete. */

@@ -198,22 +198,64 @@ export interface StageProbe {
   accepted: string;
   /** The name of the probe object the write stage uploads. */
   probeName: string;
-  /**
-   * Looks at the bucket or container: true or false when the answer says so; undefined
-   * when the credentials may not look (a least-privilege key), so only the write can tell;
-   * a string when the endpoint cannot be reached (the reason).
-   */
-  exists(): Promise<boolean | undefined | string>;
-  /** Writes the probe object; throws a TargetError with its stage. */
-  write(): Promise<void>;
-  /** The warnings for rights beyond create/write (read, list, delete). */
-  excessRights(): Promise<string[]>;
+  /** Where the target's requests go, for messages. */
+  endpoint: string;
   /** The limit on the whole Test: when it cut the privilege check short, the report says so. */
-  watchdog: Watchdog;
+  timeoutSeconds: number;
+  /** Looks at the bucket or container; throws what its SDK threw. */
+  look(signal: AbortSignal): Promise<void>;
+  /** The HTTP status of an SDK error, when the server answered at all. */
+  statusOf(error: unknown): number | undefined;
+  /** Whether a failed look is the storage's own "does not exist". */
+  notFound(error: unknown): boolean;
+  /** Uploads the probe object. */
+  upload(body: Buffer, watchdog: Watchdog): Promise<void>;
+  /** The TargetError, with its stage, for a failed write of `name`. */
+  explain(error: unknown, name: string): TargetError;
+  /** The warnings for rights beyond create/write (read, list, delete). */
+  excessRights(signal: AbortSignal): Promise<string[]>;
+}
+
+/**
+ * Looks at the bucket or container: true or false when the answer says so; undefined when
+ * the credentials may not look (a least-privilege key), so only the write can tell; a
+ * string when the endpoint cannot be reached (the reason).
+ */
+async function lookAt(probe: StageProbe, watchdog: Watchdog): Promise<boolean | undefined | string> {
+  try {
+    await probe.look(watchdog.signal);
+    return true;
+  } catch (error) {
+    if (watchdog.fired) return watchdog.reason(probe.endpoint, `looking at ${probe.what.charAt(0).toLowerCase()}${probe.what.slice(1)}`);
+    const network = networkReason(error, probe.endpoint);
+    if (network) return network;
+    if (probe.statusOf(error) === undefined) return unansweredReason(error, probe.endpoint);
+    return probe.notFound(error) ? false : undefined;
+  }
+}
+
+/** Writes the probe object; throws a TargetError with its stage. */
+async function writeProbe(probe: StageProbe, watchdog: Watchdog): Promise<void> {
+  try {
+    await probe.upload(Buffer.from(`Gatehouse break-glass probe ${new Date().toISOString()}\n`), watchdog);
+  } catch (error) {
+    throw watchdog.fired
+      ? new TargetError('connection', watchdog.reason(probe.endpoint, `writing the probe object ${probe.probeName}`), false)
+      : probe.explain(error, probe.probeName);
+  }
 }
 
 /** The Test button's three stages, in order, each with its own result and reason, then the privilege check. */
 export async function runTestStages(probe: StageProbe, onStage?: (stage: StageResult) => void): Promise<TestReport> {
+  const watchdog = new Watchdog(probe.timeoutSeconds);
+  try {
+    return await runStages(probe, watchdog, onStage);
+  } finally {
+    watchdog.stop();
+  }
+}
+
+async function runStages(probe: StageProbe, watchdog: Watchdog, onStage?: (stage: StageResult) => void): Promise<TestReport> {
   const stages: StageResult[] = [];
   const report = (stage: TestStage, ok: boolean | null, message: string) => {
     const s = { stage, ok, message };
@@ -223,7 +265,7 @@ export async function runTestStages(probe: StageProbe, onStage?: (stage: StageRe
   const skip = (stage: TestStage, why: string) => report(stage, null, `Not checked: ${why}.`);
   const done = (privilegeWarnings: string[] = []): TestReport => ({ ok: stages.every((s) => s.ok === true), stages, privilegeWarnings });
 
-  const exists = await probe.exists();
+  const exists = await lookAt(probe, watchdog);
   if (typeof exists === 'string') {
     report('container', false, exists);
     skip('authentication', 'the storage endpoint could not be reached');
@@ -238,7 +280,7 @@ export async function runTestStages(probe: StageProbe, onStage?: (stage: StageRe
     return done();
   }
   try {
-    await probe.write();
+    await writeProbe(probe, watchdog);
   } catch (error) {
     // Anything but a TargetError may carry the remote's own words: they are not repeated.
     const e = error instanceof TargetError ? error : new TargetError('connection', `Writing the probe object ${probe.probeName} failed.`);
@@ -266,10 +308,10 @@ export async function runTestStages(probe: StageProbe, onStage?: (stage: StageRe
   report('container', true, `${probe.what} exists.`);
   report('authentication', true, probe.accepted);
   report('connection', true, `Uploaded the probe object ${probe.probeName}.`);
-  const warnings = await probe.excessRights();
-  if (probe.watchdog.fired)
+  const warnings = await probe.excessRights(watchdog.signal);
+  if (watchdog.fired)
     warnings.push(
-      `The privilege check did not finish within ${probe.watchdog.seconds} s: whether the key can also read, list or delete was not checked. Run the Test again.`,
+      `The privilege check did not finish within ${watchdog.seconds} s: whether the key can also read, list or delete was not checked. Run the Test again.`,
     );
   return done(warnings);
 }
