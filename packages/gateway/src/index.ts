@@ -21,7 +21,14 @@ export type {
   SignInRefusal,
   TargetCredential,
 } from './broker.js';
-export { directDialer, connectSocket, describeSocketError, whereOf, type DialOutcome, type TargetDialer } from './dial.js';
+export { directDialer, type DialOutcome, type TargetDialer } from './dial.js';
+export {
+  dialFirstReachable,
+  type DialCandidate,
+  type FailedTry,
+  type FailoverOptions,
+  type FailoverOutcome,
+} from './dial-first-reachable.js';
 export {
   generateLinkIdentity,
   linkIdentityOf,

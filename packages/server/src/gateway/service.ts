@@ -1,14 +1,11 @@
 import { DEFAULT_GATEWAY, GatehouseError, selectGateways, type GatewayCandidate } from '@gatehouse/core';
 import { Gateways, type Db, type Gateway, type GatewaySessions, type Settings, type Vault } from '@gatehouse/db';
 import {
-  connectSocket,
+  dialFirstReachable,
   endGatewaySession,
-  describeSocketError,
   generateLinkIdentity,
-  GatewayLinkError,
+  type GatewayLinkError,
   linkIdentityOf,
-  openRelay,
-  whereOf,
   type LinkIdentity,
   type TargetDialer,
 } from '@gatehouse/gateway';
@@ -206,55 +203,37 @@ export class GatewayService {
         });
         return { ok: false, reason: selection.message, gateway: DEFAULT_GATEWAY, segment: selection.segment };
       }
-      const where = whereOf(target);
-      const tried: { gateway: string; reason: string }[] = [];
-      /** Each try as the user reads it: the gateway named once. */
-      const told: string[] = [];
-      for (const candidate of selection.candidates as (GatewayCandidate & { gateway?: Gateway })[]) {
-        try {
-          const identity = candidate.gateway ? await this.identity() : undefined;
-          const socket =
-            candidate.gateway && identity
-              ? await openRelay(candidate.gateway, identity, target, targetTimeoutMs)
-              : await connectSocket(target.host, target.port, targetTimeoutMs);
-          await audit(null, {
-            ...base,
-            outcome: 'success',
-            details: {
-              device: target.deviceName,
-              segment: selection.segment,
-              gateway: candidate.name,
-              tunnel: selection.tunnel,
-              failedOver: tried,
-            },
-          });
-          return { ok: true, socket, gateway: candidate.name, segment: selection.segment };
-        } catch (error) {
-          let reason: string;
-          if (error instanceof GatewayLinkError) {
-            // Its message names the gateway already ("Gateway a1 did not answer …").
-            reason = error.message;
-            told.push(reason);
-            if (candidate.gateway) await this.gatewayFailed(candidate.gateway, error, target.deviceName);
-          } else {
-            reason = describeSocketError(error as NodeJS.ErrnoException, where, targetTimeoutMs);
-            told.push(`${candidate.name}: ${reason}`);
-          }
-          logger.info(
-            { gateway: candidate.name, deviceId: target.deviceId, reason },
-            'a gateway could not reach the device; trying the next',
-          );
-          tried.push({ gateway: candidate.name, reason });
-        }
+      const dialed = await dialFirstReachable(
+        target,
+        selection.candidates.map((c) => ({ name: c.name, relay: (c as GatewayCandidate & { gateway?: Gateway }).gateway })),
+        {
+          identity: () => this.identity(),
+          timeoutMs: targetTimeoutMs,
+          onFailedTry: async (candidate, failed, linkError) => {
+            if (candidate.relay && linkError) await this.gatewayFailed(candidate.relay, linkError, target.deviceName);
+            logger.info(
+              { gateway: failed.gateway, deviceId: target.deviceId, reason: failed.reason },
+              'a gateway could not reach the device; trying the next',
+            );
+          },
+        },
+      );
+      const details = { device: target.deviceName, segment: selection.segment };
+      if (dialed.ok) {
+        await audit(null, {
+          ...base,
+          outcome: 'success',
+          details: { ...details, gateway: dialed.gateway, tunnel: selection.tunnel, failedOver: dialed.failedOver },
+        });
+        return { ok: true, socket: dialed.socket, gateway: dialed.gateway, segment: selection.segment };
       }
-      const scope = selection.segment === null ? '' : ` of segment ${selection.segment}`;
-      const message = told.length === 1 ? (told[0] as string) : `No gateway${scope} could reach ${where}. ${told.join(' ')}`;
       await audit(null, {
         ...base,
         outcome: 'failure',
-        details: { device: target.deviceName, segment: selection.segment, reason: 'no gateway reached the device', failedOver: tried },
+        details: { ...details, reason: 'no gateway reached the device', failedOver: dialed.failedOver },
       });
-      return { ok: false, reason: message, gateway: tried.at(-1)?.gateway ?? DEFAULT_GATEWAY, segment: selection.segment };
+      const gateway = dialed.failedOver.at(-1)?.gateway ?? DEFAULT_GATEWAY;
+      return { ok: false, reason: dialed.reason, gateway, segment: selection.segment };
     };
   }
 
