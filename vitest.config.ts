@@ -10,7 +10,11 @@ const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.
 export default defineConfig({
   resolve: {
     alias: {
+      '@gatehouse/core/errors': fileURLToPath(new URL('./packages/core/src/errors.ts', import.meta.url)),
+      '@gatehouse/core/inventory': fileURLToPath(new URL('./packages/core/src/inventory.ts', import.meta.url)),
+      '@gatehouse/core/roles': fileURLToPath(new URL('./packages/core/src/roles.ts', import.meta.url)),
       '@gatehouse/core': src('core'),
+      '@gatehouse/api': src('api'),
       '@gatehouse/db': src('db'),
       '@gatehouse/server': src('server'),
       '@gatehouse/gateway': src('gateway'),

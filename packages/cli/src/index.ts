@@ -1,3 +1,4 @@
+import type { SshKey, SshKeyCreate } from '@gatehouse/api';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -438,7 +439,7 @@ export function buildProgram(): Command {
     .option('--user <userId>', 'an administrator: add it to another user')
     .action(async (file: string, o: ClientOptions & { name?: string; user?: string }) => {
       const publicKey = file === '-' ? await readStdin() : readFileSync(file, 'utf8');
-      print(await client(o).call('POST', '/ssh-keys', { publicKey, name: o.name, userId: o.user }));
+      print(await client(o).call<SshKey>('POST', '/ssh-keys', { publicKey, name: o.name, userId: o.user } satisfies SshKeyCreate));
     });
   withClient(sshKeys.command('delete <keyId>')).action(
     api('DELETE', ([id]) => `/ssh-keys/${encodeURIComponent(id ?? '')}`, undefined, deleted('SSH key')),

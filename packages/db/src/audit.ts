@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { TrustedAuditCheckpoint } from '@gatehouse/core';
 import type { Db } from './connect.js';
 import { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
-import type { AuditEventTable } from './schema.js';
+import type { AuditEventTable, Database } from './schema.js';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 
@@ -59,32 +59,36 @@ const AUDIT_LOCK_KEY = 0x6761_7465; // "gate": the advisory lock that orders the
  * Appends one event to the hash chain. Writers are serialised (an advisory lock on
  * PostgreSQL, the write lock on SQLite) so the chain has one order across processes.
  */
-export async function appendAuditEvent(db: Db, input: AuditEventInput): Promise<AuditEvent> {
-  return db.kysely.transaction().execute(async (trx) => {
-    // Take the chain's lock before reading its head: on PostgreSQL an advisory lock, on
-    // SQLite a write (which takes the database's single write lock up front).
-    if (db.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
-    else await sql`update audit_head set seq = seq where id = 1`.execute(trx);
-    const head = await trx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
-    const fields = {
-      seq: Number(head.seq) + 1,
-      id: randomUUID(),
-      at: new Date().toISOString(),
-      actor_id: input.actorId ?? null,
-      actor_name: input.actorName,
-      action: input.action,
-      target_type: input.targetType ?? null,
-      target_id: input.targetId ?? null,
-      outcome: input.outcome,
-      details: JSON.stringify(input.details ?? {}),
-      ip: input.ip ?? null,
-      prev_hash: head.hash,
-    };
-    const row = { ...fields, hash: hashAuditEvent(fields) };
-    await trx.insertInto('audit_events').values(row).execute();
-    await trx.updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
-    return presentAuditEvent(row);
-  });
+export async function appendAuditEvent(db: Db, input: AuditEventInput, within?: Transaction<Database>): Promise<AuditEvent> {
+  // Inside the caller's transaction the event commits with the change it records, or not at all.
+  if (within) return appendIn(db, input, within);
+  return db.kysely.transaction().execute((trx) => appendIn(db, input, trx));
+}
+
+async function appendIn(db: Db, input: AuditEventInput, trx: Transaction<Database>): Promise<AuditEvent> {
+  // Take the chain's lock before reading its head: on PostgreSQL an advisory lock, on
+  // SQLite a write (which takes the database's single write lock up front).
+  if (db.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
+  else await sql`update audit_head set seq = seq where id = 1`.execute(trx);
+  const head = await trx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  const fields = {
+    seq: Number(head.seq) + 1,
+    id: randomUUID(),
+    at: new Date().toISOString(),
+    actor_id: input.actorId ?? null,
+    actor_name: input.actorName,
+    action: input.action,
+    target_type: input.targetType ?? null,
+    target_id: input.targetId ?? null,
+    outcome: input.outcome,
+    details: JSON.stringify(input.details ?? {}),
+    ip: input.ip ?? null,
+    prev_hash: head.hash,
+  };
+  const row = { ...fields, hash: hashAuditEvent(fields) };
+  await trx.insertInto('audit_events').values(row).execute();
+  await trx.updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
+  return presentAuditEvent(row);
 }
 
 export interface AuditQuery {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Db } from './connect.js';
+import type { Db, Tx } from './connect.js';
 import type { BreakGlassRunTable } from './schema.js';
 
 /** The error stage of a run the server stopped in the middle of (kill -9, OOM, power loss). */
@@ -39,7 +39,10 @@ const present = (r: BreakGlassRunTable): BreakGlassRun => ({
 
 /** The history of break-glass runs. */
 export class BreakGlassRuns {
-  constructor(readonly db: Db) {}
+  constructor(
+    readonly db: Db,
+    private readonly x: Tx = db.kysely,
+  ) {}
 
   async start(trigger: BreakGlassRun['trigger'], target: string | null): Promise<BreakGlassRun> {
     const row: BreakGlassRunTable = {
@@ -57,7 +60,7 @@ export class BreakGlassRuns {
       error: null,
       error_stage: null,
     };
-    await this.db.kysely.insertInto('breakglass_runs').values(row).execute();
+    await this.x.insertInto('breakglass_runs').values(row).execute();
     return present(row);
   }
 
@@ -77,21 +80,21 @@ export class BreakGlassRuns {
     if (set.error !== undefined) row.error = set.error;
     if (set.errorStage !== undefined) row.error_stage = set.errorStage;
     if (set.finishedAt !== undefined) row.finished_at = set.finishedAt;
-    await this.db.kysely.updateTable('breakglass_runs').set(row).where('id', '=', id).execute();
+    await this.x.updateTable('breakglass_runs').set(row).where('id', '=', id).execute();
     return this.get(id);
   }
 
   async get(id: string): Promise<BreakGlassRun> {
-    return present(await this.db.kysely.selectFrom('breakglass_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
+    return present(await this.x.selectFrom('breakglass_runs').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
   }
 
   async list(limit = 50): Promise<BreakGlassRun[]> {
-    const rows = await this.db.kysely.selectFrom('breakglass_runs').selectAll().orderBy('started_at', 'desc').limit(limit).execute();
+    const rows = await this.x.selectFrom('breakglass_runs').selectAll().orderBy('started_at', 'desc').limit(limit).execute();
     return rows.map(present);
   }
 
   async lastSuccess(): Promise<BreakGlassRun | undefined> {
-    const row = await this.db.kysely
+    const row = await this.x
       .selectFrom('breakglass_runs')
       .selectAll()
       .where('result', '=', 'success')
@@ -102,13 +105,13 @@ export class BreakGlassRuns {
   }
 
   async last(): Promise<BreakGlassRun | undefined> {
-    const row = await this.db.kysely.selectFrom('breakglass_runs').selectAll().orderBy('started_at', 'desc').limit(1).executeTakeFirst();
+    const row = await this.x.selectFrom('breakglass_runs').selectAll().orderBy('started_at', 'desc').limit(1).executeTakeFirst();
     return row && present(row);
   }
 
   /** Runs still marked `running`: with the run lease held, the ones a stopped server left unfinished. */
   async unfinished(): Promise<BreakGlassRun[]> {
-    const rows = await this.db.kysely
+    const rows = await this.x
       .selectFrom('breakglass_runs')
       .selectAll()
       .where('result', '=', 'running')
@@ -123,7 +126,7 @@ export class BreakGlassRuns {
    * true, and only that one reports and redoes it.
    */
   async claimInterrupted(id: string, error: string): Promise<boolean> {
-    const r = await this.db.kysely
+    const r = await this.x
       .updateTable('breakglass_runs')
       .set({ result: 'failure', finished_at: new Date().toISOString(), error, error_stage: INTERRUPTED_STAGE })
       .where('id', '=', id)
@@ -134,12 +137,7 @@ export class BreakGlassRuns {
 
   /** How many of the newest runs, in a row, were interrupted by a server that stopped (at most `limit`). */
   async interruptedInARow(limit: number): Promise<number> {
-    const rows = await this.db.kysely
-      .selectFrom('breakglass_runs')
-      .select('error_stage')
-      .orderBy('started_at', 'desc')
-      .limit(limit)
-      .execute();
+    const rows = await this.x.selectFrom('breakglass_runs').select('error_stage').orderBy('started_at', 'desc').limit(limit).execute();
     const other = rows.findIndex((r) => r.error_stage !== INTERRUPTED_STAGE);
     return other === -1 ? rows.length : other;
   }

@@ -22,6 +22,14 @@ export interface Db {
 
 export type Tx = Transaction<Database> | Kysely<Database>;
 
+/**
+ * Runs `fn` in a transaction: `x`'s own when it already is one (a repository bound to a
+ * caller's transaction), else a new one.
+ */
+export function inTransaction<T>(x: Tx, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+  return x.isTransaction ? fn(x as Transaction<Database>) : x.transaction().execute(fn);
+}
+
 export interface OpenDatabaseOptions {
   /** `postgres://…` for PostgreSQL; when absent the embedded database in `dataDir` is used. */
   databaseUrl?: string | undefined;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Db } from './connect.js';
+import { inTransaction, type Db, type Tx } from './connect.js';
 import { isUniqueViolation } from './errors.js';
 import { sql, type ExpressionBuilder } from 'kysely';
 import { escapeLike } from './inventory.js';
@@ -103,11 +103,10 @@ const present = (r: GatewaySessionTable): GatewaySession => ({
 
 /** Sessions through gateways (one row per proxied channel, per connection while it carries no channel, and per failed connection) and the devices' trusted host keys. */
 export class GatewaySessions {
-  constructor(readonly db: Db) {}
-
-  private get x() {
-    return this.db.kysely;
-  }
+  constructor(
+    readonly db: Db,
+    private readonly x: Tx = db.kysely,
+  ) {}
 
   async start(input: GatewaySessionInput): Promise<void> {
     await this.x
@@ -195,7 +194,7 @@ export class GatewaySessions {
 
   /** Appends a finished file operation to the session's log. */
   async addFileOperation(sessionId: string, op: Omit<FileOperation, 'id' | 'seq'>): Promise<FileOperation> {
-    return this.x.transaction().execute(async (trx) => {
+    return inTransaction(this.x, async (trx) => {
       const last = await trx
         .selectFrom('session_file_operations')
         .select((eb) => eb.fn.max<number | null>('seq').as('seq'))

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { NotFoundError } from '@gatehouse/core';
-import type { Db } from './connect.js';
+import type { Db, Tx } from './connect.js';
 import { uniquely } from './errors.js';
 import type { GatewayTable } from './schema.js';
 
@@ -61,11 +61,10 @@ const present = (r: GatewayTable): Gateway => ({
 
 /** Registered remote gateways. */
 export class Gateways {
-  constructor(readonly db: Db) {}
-
-  private get x() {
-    return this.db.kysely;
-  }
+  constructor(
+    readonly db: Db,
+    private readonly x: Tx = db.kysely,
+  ) {}
 
   async list(): Promise<Gateway[]> {
     return (await this.x.selectFrom('gateways').selectAll().orderBy('name').execute()).map(present);

@@ -1,7 +1,9 @@
 export {
   openDatabase,
   migrateToLatest,
+  inTransaction,
   type Db,
+  type Tx,
   type DialectName,
   type OpenDatabaseOptions,
   type WalCheckpointerEvent,

@@ -9,11 +9,11 @@ import {
   type ProjectInput,
   type Visibility,
 } from '@gatehouse/core';
-import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Db } from './connect.js';
+import { sql } from 'kysely';
+import { inTransaction, type Db, type Tx } from './connect.js';
 import { uniquely } from './errors.js';
 import { timeSlicer } from './time-slicer.js';
-import type { AccountTable, Database, DeviceTable, ProjectTable } from './schema.js';
+import type { AccountTable, DeviceTable, ProjectTable } from './schema.js';
 import type { Vault } from './vault.js';
 
 export interface Project {
@@ -155,8 +155,6 @@ export interface DeviceQuery {
 
 const sortColumns = { name: 'name', provider: 'provider', createdAt: 'created_at' } as const;
 
-type Executor = Kysely<Database> | Transaction<Database>;
-
 /** Rows per INSERT of an import: 13 columns x 100 stays far under both databases' parameter limits. */
 const INSERT_ROWS = 100;
 
@@ -169,12 +167,12 @@ export class Inventory {
   constructor(
     readonly db: Db,
     readonly vault: Vault,
-    private readonly x: Executor = db.kysely,
+    private readonly x: Tx = db.kysely,
   ) {}
 
   /** Runs `fn` in one transaction: all of it is written, or none. */
   transaction<T>(fn: (inventory: Inventory) => Promise<T>): Promise<T> {
-    return this.db.kysely.transaction().execute((trx) => fn(new Inventory(this.db, this.vault, trx)));
+    return inTransaction(this.x, (trx) => fn(new Inventory(this.db, this.vault, trx)));
   }
 
   // Projects

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { NotFoundError, type Role } from '@gatehouse/core';
-import type { Db } from './connect.js';
+import type { Db, Tx } from './connect.js';
 import { uniquely } from './errors.js';
 import type { ApiTokenTable, GrantTable, UserSshKeyTable, UserTable } from './schema.js';
 
@@ -101,11 +101,10 @@ export function hashToken(token: string): string {
 
 /** Users, their web sessions, API tokens and project grants. */
 export class Users {
-  constructor(readonly db: Db) {}
-
-  private get x() {
-    return this.db.kysely;
-  }
+  constructor(
+    readonly db: Db,
+    private readonly x: Tx = db.kysely,
+  ) {}
 
   async count(): Promise<number> {
     const r = await this.x
@@ -388,16 +387,19 @@ export class Users {
 
 /** Small key/value settings (e.g. the hash of the one-time set-up token). */
 export class Settings {
-  constructor(readonly db: Db) {}
+  constructor(
+    readonly db: Db,
+    private readonly x: Tx = db.kysely,
+  ) {}
 
   async get(key: string): Promise<string | undefined> {
-    const row = await this.db.kysely.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    const row = await this.x.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
     return row?.value;
   }
 
   async set(key: string, value: string): Promise<void> {
     const updated_at = new Date().toISOString();
-    await this.db.kysely
+    await this.x
       .insertInto('settings')
       .values({ key, value, updated_at })
       .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at }))
@@ -405,12 +407,12 @@ export class Settings {
   }
 
   async delete(key: string): Promise<void> {
-    await this.db.kysely.deleteFrom('settings').where('key', '=', key).execute();
+    await this.x.deleteFrom('settings').where('key', '=', key).execute();
   }
 
   /** Stores `value` unless the key has one, and answers the stored value: replicas racing agree on one. */
   async setIfAbsent(key: string, value: string): Promise<string> {
-    await this.db.kysely
+    await this.x
       .insertInto('settings')
       .values({ key, value, updated_at: new Date().toISOString() })
       .onConflict((oc) => oc.column('key').doNothing())

@@ -6,7 +6,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { health, readiness, responses } from '@gatehouse/api';
 import { sql } from 'kysely';
 import { loadAuditCheckpointKey } from './audit-checkpoint-key.js';
 import { AuditCheckpoints } from './audit-checkpoints.js';
@@ -29,10 +30,10 @@ import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './routes/auth.js';
 import { importExportRoutes } from './routes/import-export.js';
 import { inventoryRoutes } from './routes/inventory.js';
-import { sshKeyRoutes } from './routes/ssh-keys.js';
+import { sshKeyRoutes } from './api/ssh-keys/routes.js';
 import { userRoutes } from './routes/users.js';
 import { RefusalAudit, refusalAuditHook } from './refusal-audit.js';
-import { createAudit, type Access, type Services } from './services.js';
+import { createAudit, createWithAudit, type Access, type Services } from './services.js';
 import { everyone } from './access.js';
 
 export const API_PREFIX = '/api/v1';
@@ -43,6 +44,9 @@ export interface RouteEntry {
   method: string;
   url: string;
   access: Access;
+  /** The status codes the route declares a response schema for (none: a WebSocket, or not yet declared). */
+  responses: string[];
+  websocket: boolean;
 }
 
 export interface BuildAppOptions {
@@ -113,6 +117,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     users: new Users(db),
     settings: new Settings(db),
     audit,
+    withAudit: createWithAudit(db, vault, logger),
     refusals: new RefusalAudit(audit, { limit: config.refusalAuditLimit, windowMs: config.refusalAuditWindowSeconds * 1000 }),
   };
 
@@ -175,7 +180,14 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     const access = route.config?.access;
     if (access === undefined) throw new Error(`Route ${String(route.method)} ${route.url} declares no access rule.`);
     for (const method of [route.method].flat()) {
-      if (method !== 'HEAD' && !isDocs) routes.push({ method, url: route.url, access });
+      if (method !== 'HEAD' && !isDocs)
+        routes.push({
+          method,
+          url: route.url,
+          access,
+          responses: Object.keys((route.schema?.response as object | undefined) ?? {}),
+          websocket: route.websocket === true,
+        });
     }
   });
 
@@ -236,15 +248,23 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     return payload;
   });
 
-  app.get('/healthz', { config: everyone, schema: { hide: true } }, () => ({ status: 'ok', version: VERSION }));
-  app.get('/readyz', { config: everyone, schema: { hide: true } }, async (_req, reply) => {
-    try {
-      await sql`select 1`.execute(db.kysely);
-      return { status: 'ready', database: db.dialect };
-    } catch {
-      return reply.status(503).send({ status: 'not ready', database: db.dialect });
-    }
-  });
+  const probes = app.withTypeProvider<ZodTypeProvider>();
+  probes.get('/healthz', { config: everyone, schema: { hide: true, response: responses({ 200: health }) } }, () => ({
+    status: 'ok' as const,
+    version: VERSION,
+  }));
+  probes.get(
+    '/readyz',
+    { config: everyone, schema: { hide: true, response: responses({ 200: readiness, 503: readiness }) } },
+    async (_req, reply) => {
+      try {
+        await sql`select 1`.execute(db.kysely);
+        return { status: 'ready' as const, database: db.dialect };
+      } catch {
+        return reply.status(503).send({ status: 'not ready', database: db.dialect });
+      }
+    },
+  );
 
   await app.register(
     (api, _opts, done) => {

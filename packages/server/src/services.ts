@@ -1,15 +1,20 @@
 import type { Role, Visibility } from '@gatehouse/core';
 import {
   appendAuditEvent,
+  BreakGlassRuns,
+  Gateways,
+  GatewaySessions,
+  Inventory,
+  Settings,
+  Users,
   type AuditEventInput,
+  type Database,
   type Db,
-  type Inventory,
-  type Settings,
   type TokenScope,
   type User,
-  type Users,
   type Vault,
 } from '@gatehouse/db';
+import type { Transaction } from 'kysely';
 import type { FastifyRequest } from 'fastify';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -28,9 +33,29 @@ export interface Services {
    * Appends an audit event, attributed to the request's user and address when given, and
    * to how the user signed in: `details.via` is "session" or "token" (with `details.tokenId`).
    */
-  audit(req: FastifyRequest | null, event: Omit<AuditEventInput, 'actorName'> & { actorName?: string }): Promise<void>;
+  audit(req: FastifyRequest | null, event: AuditDraft): Promise<void>;
+  /**
+   * Every write goes through here: `write` gets the repositories bound to one transaction
+   * and an `audit` that queues events; the events are appended to the chain in that same
+   * transaction, so the change and its audit events commit together or not at all.
+   */
+  withAudit<T>(req: FastifyRequest | null, write: (tx: TxRepositories, audit: (event: AuditDraft) => void) => Promise<T>): Promise<T>;
   /** Audits refused requests (bad credentials, CSRF, probes, rate limits) at a bounded rate. */
   refusals: RefusalAudit;
+}
+
+/** An audit event as a route gives it: who and from where are filled in from the request. */
+export type AuditDraft = Omit<AuditEventInput, 'actorName'> & { actorName?: string };
+
+/** The repositories of one transaction (`Services.withAudit`). */
+export interface TxRepositories {
+  trx: Transaction<Database>;
+  inventory: Inventory;
+  users: Users;
+  settings: Settings;
+  gateways: Gateways;
+  gatewaySessions: GatewaySessions;
+  breakGlassRuns: BreakGlassRuns;
 }
 
 /** Who is calling, and how they proved it. */
@@ -56,23 +81,57 @@ declare module 'fastify' {
   }
 }
 
+/** The event as stored: the request's user and address, and how the user signed in. */
+function attribute(req: FastifyRequest | null, event: AuditDraft): AuditEventInput {
+  const auth = req?.auth ?? null;
+  // Which credential acted: a stolen token and a hijacked session are investigated differently.
+  const via = auth ? { via: auth.via, ...(auth.tokenId !== undefined ? { tokenId: auth.tokenId } : {}) } : {};
+  return {
+    ...event,
+    actorId: event.actorId !== undefined ? event.actorId : (auth?.user.id ?? null),
+    actorName: event.actorName ?? auth?.user.username ?? 'anonymous',
+    ip: event.ip ?? req?.ip ?? null,
+    ...(auth ? { details: { ...event.details, ...via } } : {}),
+  };
+}
+
 export function createAudit(db: Db, logger: Logger): Services['audit'] {
   return async (req, event) => {
-    const auth = req?.auth ?? null;
     try {
-      // Which credential acted: a stolen token and a hijacked session are investigated differently.
-      const via = auth ? { via: auth.via, ...(auth.tokenId !== undefined ? { tokenId: auth.tokenId } : {}) } : {};
-      await appendAuditEvent(db, {
-        ...event,
-        actorId: event.actorId !== undefined ? event.actorId : (auth?.user.id ?? null),
-        actorName: event.actorName ?? auth?.user.username ?? 'anonymous',
-        ip: event.ip ?? req?.ip ?? null,
-        ...(auth ? { details: { ...event.details, ...via } } : {}),
-      });
+      await appendAuditEvent(db, attribute(req, event));
     } catch (error) {
       // An audit write that fails must be loud: the caller's action still fails.
       logger.error({ err: error, action: event.action }, 'audit event could not be written');
       throw error;
     }
   };
+}
+
+export function createWithAudit(db: Db, vault: Vault, logger: Logger): Services['withAudit'] {
+  return (req, write) =>
+    db.kysely.transaction().execute(async (trx) => {
+      const events: AuditDraft[] = [];
+      const result = await write(
+        {
+          trx,
+          inventory: new Inventory(db, vault, trx),
+          users: new Users(db, trx),
+          settings: new Settings(db, trx),
+          gateways: new Gateways(db, trx),
+          gatewaySessions: new GatewaySessions(db, trx),
+          breakGlassRuns: new BreakGlassRuns(db, trx),
+        },
+        (event) => events.push(event),
+      );
+      for (const event of events) {
+        try {
+          await appendAuditEvent(db, attribute(req, event), trx);
+        } catch (error) {
+          // The change is rolled back with it: nothing is written that the log does not record.
+          logger.error({ err: error, action: event.action }, 'audit event could not be written; the change is rolled back');
+          throw error;
+        }
+      }
+      return result;
+    });
 }

@@ -7,10 +7,9 @@
 
 export const API = '/api/v1';
 
-export interface FieldIssue {
-  path: string;
-  message: string;
-}
+import type { ErrorBody } from '@gatehouse/api';
+
+export type FieldIssue = NonNullable<ErrorBody['error']['issues']>[number];
 
 export class ApiError extends Error {
   constructor(
@@ -78,7 +77,7 @@ async function send(method: Method, path: string, accept: string, body: unknown)
 
 /** The API's error body (`{ error: { code, message, issues } }`) of a failed answer; a 401 signs the page out. */
 function failureOf(res: Response, parsed: unknown, path: string): ApiError {
-  const error = (parsed as { error?: { code?: string; message?: string; issues?: FieldIssue[] } } | undefined)?.error;
+  const error = (parsed as Partial<ErrorBody> | undefined)?.error;
   if (res.status === 401 && path !== '/auth/login' && path !== '/auth/me') onSignedOut?.();
   return new ApiError(
     res.status,

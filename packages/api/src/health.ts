@@ -1,0 +1,9 @@
+import { z } from 'zod';
+
+/** `GET /healthz`: the process answers. */
+export const health = z.object({ status: z.literal('ok'), version: z.string() });
+export type Health = z.infer<typeof health>;
+
+/** `GET /readyz`: the database answers (503 with `not ready` when it does not). */
+export const readiness = z.object({ status: z.enum(['ready', 'not ready']), database: z.enum(['sqlite', 'postgres']) });
+export type Readiness = z.infer<typeof readiness>;

@@ -1,0 +1,8 @@
+/**
+ * The HTTP API's contract, one module per resource: request schemas (body, query, params)
+ * and response schemas, with their TypeScript types. The server's routes declare them,
+ * the console and the CLI import the types. Nothing here does I/O or needs Node.
+ */
+export * from './common.js';
+export * from './health.js';
+export * from './ssh-keys.js';

@@ -1,0 +1,81 @@
+import { listAuditEvents } from '@gatehouse/db';
+import { sql } from 'kysely';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { API } from '../support/api-helpers.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { dialects } from '../support/db.js';
+
+/**
+ * A write and its audit event commit together or not at all (Services.withAudit). A
+ * trigger makes the database refuse the audit event's insert, mid-transaction, for the
+ * actions named in `kill_audit`: the request fails and the change it made is gone too.
+ */
+async function armAuditKiller(t: TestApp): Promise<void> {
+  const k = t.database.db.kysely;
+  await sql`create table kill_audit (action text primary key)`.execute(k);
+  if (t.database.db.dialect === 'sqlite') {
+    await sql`create trigger kill_audit before insert on audit_events
+      when exists (select 1 from kill_audit where action = new.action)
+      begin select raise(abort, 'audit append killed by the test'); end`.execute(k);
+  } else {
+    await sql`create function kill_audit() returns trigger language plpgsql as $$
+      begin
+        if exists (select 1 from kill_audit where action = new.action) then
+          raise exception 'audit append killed by the test';
+        end if;
+        return new;
+      end $$`.execute(k);
+    await sql`create trigger kill_audit before insert on audit_events for each row execute function kill_audit()`.execute(k);
+  }
+}
+
+const kill = (t: TestApp, action: string) => sql`insert into kill_audit (action) values (${action})`.execute(t.database.db.kysely);
+const spare = (t: TestApp) => sql`delete from kill_audit`.execute(t.database.db.kysely);
+const eventsOf = async (t: TestApp, action: string) => (await listAuditEvents(t.database.db, { action, limit: 1000 })).length;
+
+describe.each(dialects)('a write whose audit event cannot be appended, on %s', (dialect) => {
+  let t: TestApp;
+  let admin: { id: string; token: string };
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    admin = await t.userWithToken('admin');
+    await armAuditKiller(t);
+  });
+  afterAll(() => t.close());
+  beforeEach(() => spare(t));
+
+  it('adds no SSH key and records nothing', async () => {
+    const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+    await kill(t, 'user.ssh_key_add');
+    const res = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { publicKey: key } });
+    expect(res.statusCode).toBe(500);
+    expect(res.json()).toMatchObject({ error: { code: 'INTERNAL' } });
+    expect(res.body).not.toContain('killed');
+    expect(await t.services.users.listSshKeys(admin.id)).toEqual([]);
+    expect(await eventsOf(t, 'user.ssh_key_add')).toBe(0);
+
+    await spare(t);
+    const again = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { publicKey: key } });
+    expect(again.statusCode).toBe(201);
+    expect(await eventsOf(t, 'user.ssh_key_add')).toBe(1);
+  });
+
+  it('keeps an SSH key whose removal could not be recorded', async () => {
+    const added = await t.request('POST', `${API}/ssh-keys`, {
+      token: admin.token,
+      body: { publicKey: ssh2.utils.generateKeyPairSync('ed25519').public },
+    });
+    const id = added.json<{ id: string }>().id;
+    await kill(t, 'user.ssh_key_delete');
+    const res = await t.request('DELETE', `${API}/ssh-keys/${id}`, { token: admin.token });
+    expect(res.statusCode).toBe(500);
+    expect((await t.services.users.listSshKeys(admin.id)).map((k) => k.id)).toContain(id);
+    expect(await eventsOf(t, 'user.ssh_key_delete')).toBe(0);
+  });
+
+  it('leaves a chain that still verifies after the failed appends', async () => {
+    const res = await t.request('GET', `${API}/audit/verify`, { token: admin.token });
+    expect(res.json()).toMatchObject({ ok: true });
+  });
+});
