@@ -74,6 +74,16 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'user.ssh_key_delete')).toBe(0);
   });
 
+  it('keeps a project whose deletion could not be recorded', async () => {
+    const created = await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Atomic project' } });
+    const id = created.json<{ id: string }>().id;
+    await kill(t, 'project.delete');
+    const res = await t.request('DELETE', `${API}/projects/${id}`, { token: admin.token });
+    expect(res.statusCode).toBe(500);
+    expect((await t.services.inventory.getProject(id)).name).toBe('Atomic project');
+    expect(await eventsOf(t, 'project.delete')).toBe(0);
+  });
+
   it('leaves a chain that still verifies after the failed appends', async () => {
     const res = await t.request('GET', `${API}/audit/verify`, { token: admin.token });
     expect(res.json()).toMatchObject({ ok: true });

@@ -5,4 +5,5 @@
  */
 export * from './common.js';
 export * from './health.js';
+export * from './projects.js';
 export * from './ssh-keys.js';

@@ -1,4 +1,4 @@
-import type { SshKey, SshKeyCreate } from '@gatehouse/api';
+import type { Project, ProjectCreate, ProjectList, ProjectPatch, SshKey, SshKeyCreate } from '@gatehouse/api';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -7,7 +7,9 @@ import { ApiClient, ApiError, saveCredentials, type ClientOptions } from './clie
 import { gatewayCommand, gatewaysCommands } from './gateways.js';
 import { progress, promptSecret, readStdin } from './prompt.js';
 
-const print = (value: unknown) => process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+const print = (value: unknown): void => {
+  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+};
 
 /** Options every API command takes. */
 function withClient(cmd: Command): Command {
@@ -185,26 +187,25 @@ export function buildProgram(): Command {
   gatewaysCommands(program, withClient);
 
   const projects = program.command('projects').description('projects');
-  withClient(projects.command('list')).action(api('GET', () => '/projects'));
+  withClient(projects.command('list')).action(async (o: ClientOptions) => print(await client(o).call<ProjectList>('GET', '/projects')));
   withClient(projects.command('create <name>'))
     .option('--description <text>')
-    .action(
-      api(
-        'POST',
-        () => '/projects',
-        ([name], o) => ({ name, description: o.description }),
-      ),
+    .action(async (name: string, o: ClientOptions & { description?: string }) =>
+      print(await client(o).call<Project>('POST', '/projects', { name, description: o.description } satisfies ProjectCreate)),
     );
-  withClient(projects.command('show <id>')).action(api('GET', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`));
+  withClient(projects.command('show <id>')).action(async (id: string, o: ClientOptions) =>
+    print(await client(o).call<Project>('GET', `/projects/${encodeURIComponent(id)}`)),
+  );
   withClient(projects.command('update <id>'))
     .description('change the fields given')
     .option('--name <name>')
     .option('--description <text>')
-    .action(
-      api(
-        'PATCH',
-        ([id]) => `/projects/${encodeURIComponent(id ?? '')}`,
-        (_a, o) => ({ name: o.name, description: o.description }),
+    .action(async (id: string, o: ClientOptions & { name?: string; description?: string }) =>
+      print(
+        await client(o).call<Project>('PATCH', `/projects/${encodeURIComponent(id)}`, {
+          name: o.name,
+          description: o.description,
+        } satisfies ProjectPatch),
       ),
     );
   withClient(projects.command('delete <id>')).action(

@@ -30,6 +30,7 @@ import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './routes/auth.js';
 import { importExportRoutes } from './routes/import-export.js';
 import { inventoryRoutes } from './routes/inventory.js';
+import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
 import { userRoutes } from './routes/users.js';
 import { RefusalAudit, refusalAuditHook } from './refusal-audit.js';
@@ -272,6 +273,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       authRoutes(api, services);
       userRoutes(api, services);
       sshKeyRoutes(api, services);
+      projectRoutes(api, services);
       inventoryRoutes(api, services);
       importExportRoutes(api, services);
       auditRoutes(api, services, auditCheckpoints);

@@ -151,13 +151,6 @@ export interface Page<T> {
   offset: number;
 }
 
-export interface Project {
-  id: string;
-  name: string;
-  description: string | null;
-  createdAt: string;
-}
-
 export interface Device {
   id: string;
   projectId: string;

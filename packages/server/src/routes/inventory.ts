@@ -6,7 +6,6 @@ import {
   deviceInput,
   devicePatch,
   NotFoundError,
-  projectInput,
   type Visibility,
 } from '@gatehouse/core';
 import type { Device } from '@gatehouse/db';
@@ -25,65 +24,10 @@ function visibleDevice(v: Visibility, device: Device): Device {
   return device;
 }
 
-/** Projects, devices and accounts. Reads are scoped to an operator's grants; writes are for administrators. */
+/** Devices and accounts. Reads are scoped to an operator's grants; writes are for administrators. */
 export function inventoryRoutes(app: FastifyInstance, services: Services) {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const { inventory } = services;
-
-  // Projects
-
-  r.get('/projects', { config: staff, schema: { tags: ['inventory'], summary: 'List projects' } }, async (req) => {
-    const v = caller(req).visibility;
-    return { items: await inventory.listProjects(v.all ? undefined : v.projectIds) };
-  });
-
-  r.post(
-    '/projects',
-    { config: admins, schema: { tags: ['inventory'], summary: 'Create a project', body: projectInput } },
-    async (req, reply) => {
-      const project = await inventory.createProject(req.body);
-      await services.audit(req, {
-        action: 'project.create',
-        outcome: 'success',
-        targetType: 'project',
-        targetId: project.id,
-        details: { name: project.name },
-      });
-      return reply.status(201).send(project);
-    },
-  );
-
-  r.get('/projects/:id', { config: staff, schema: { tags: ['inventory'], summary: 'Show a project', params: id } }, async (req) => {
-    const v = caller(req).visibility;
-    if (!v.all && !v.projectIds.includes(req.params.id)) throw new NotFoundError('Project', req.params.id);
-    return inventory.getProject(req.params.id);
-  });
-
-  r.patch(
-    '/projects/:id',
-    { config: admins, schema: { tags: ['inventory'], summary: 'Change a project', params: id, body: projectInput.partial() } },
-    async (req) => {
-      const project = await inventory.updateProject(req.params.id, req.body);
-      await services.audit(req, {
-        action: 'project.update',
-        outcome: 'success',
-        targetType: 'project',
-        targetId: project.id,
-        details: { fields: Object.keys(req.body) },
-      });
-      return project;
-    },
-  );
-
-  r.delete(
-    '/projects/:id',
-    { config: admins, schema: { tags: ['inventory'], summary: 'Delete a project with its devices and accounts', params: id } },
-    async (req, reply) => {
-      await inventory.deleteProject(req.params.id);
-      await services.audit(req, { action: 'project.delete', outcome: 'success', targetType: 'project', targetId: req.params.id });
-      return reply.status(204).send();
-    },
-  );
 
   // Devices
 

@@ -1,5 +1,6 @@
 import { useState } from 'react';
-import { api, type Device, type Project } from '../api.js';
+import type { Project } from '@gatehouse/api';
+import { api, type Device } from '../api.js';
 import { Field, FormEnd, useSubmit } from '../ui.js';
 
 const PROVIDERS = ['aws', 'azure', 'gcp', 'on-prem', 'other'] as const;

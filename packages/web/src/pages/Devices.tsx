@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { Link, useSearch } from 'wouter';
-import { api, query, type Device, type Page, type Project, type User } from '../api.js';
+import type { Project } from '@gatehouse/api';
+import { api, query, type Device, type Page, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
 import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, useDebounced, usePageOffset } from '../ui.js';
 

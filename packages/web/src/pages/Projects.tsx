@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { Link } from 'wouter';
-import { api, type Project, type User } from '../api.js';
+import type { Project, ProjectCreate, ProjectPatch } from '@gatehouse/api';
+import { api, type User } from '../api.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 
 /** Projects group devices; an operator's grant can name a whole project. */
@@ -108,8 +109,8 @@ function ProjectForm({ project, onSaved, onCancel }: { project?: Project; onSave
   const [name, setName] = useState(project?.name ?? '');
   const [description, setDescription] = useState(project?.description ?? '');
   const { busy, error, submit } = useSubmit(async () => {
-    if (project) await api('PATCH', `/projects/${project.id}`, { name, description });
-    else await api('POST', '/projects', { name, description });
+    if (project) await api('PATCH', `/projects/${project.id}`, { name, description } satisfies ProjectPatch);
+    else await api('POST', '/projects', { name, description } satisfies ProjectCreate);
     onSaved();
   });
 

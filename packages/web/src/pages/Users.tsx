@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
-import { api, type Device, type Page, type Project, type Role, type User } from '../api.js';
+import type { Project } from '@gatehouse/api';
+import { api, type Device, type Page, type Role, type User } from '../api.js';
 import { Ago, ErrorNote, Field, FormEnd, PageHeader, SkeletonRows, StatusBadge, useSubmit } from '../ui.js';
 
 interface ListedUser extends User {
