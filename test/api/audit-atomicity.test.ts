@@ -1,4 +1,5 @@
 import { listAuditEvents } from '@gatehouse/db';
+import { generateLinkIdentity } from '@gatehouse/gateway';
 import { sql } from 'kysely';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -82,6 +83,20 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(res.statusCode).toBe(500);
     expect((await t.services.inventory.getProject(id)).name).toBe('Atomic project');
     expect(await eventsOf(t, 'project.delete')).toBe(0);
+  });
+
+  it('registers no gateway and records nothing', async () => {
+    const body = { name: 'atomic-gw', address: '127.0.0.1:1', publicKey: generateLinkIdentity('g').publicKey };
+    await kill(t, 'gateway.register');
+    const res = await t.request('POST', `${API}/gateways`, { token: admin.token, body });
+    expect(res.statusCode).toBe(500);
+    expect((await t.gateways.gateways.list()).map((g) => g.name)).not.toContain('atomic-gw');
+    expect(await eventsOf(t, 'gateway.register')).toBe(0);
+
+    await spare(t);
+    const again = await t.request('POST', `${API}/gateways`, { token: admin.token, body });
+    expect(again.statusCode, again.body).toBe(201);
+    expect(await eventsOf(t, 'gateway.register')).toBe(1);
   });
 
   it('leaves a chain that still verifies after the failed appends', async () => {

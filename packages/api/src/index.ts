@@ -7,3 +7,4 @@ export * from './common.js';
 export * from './health.js';
 export * from './projects.js';
 export * from './ssh-keys.js';
+export * from './gateways.js';

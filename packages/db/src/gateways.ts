@@ -40,7 +40,7 @@ export type GatewaySync =
   | { ok: true; at: string; latencyMs: number; version: string; openRelays: number }
   | { ok: false; at: string; reason: string; offlineAfter: number; immediately?: boolean };
 
-const present = (r: GatewayTable): Gateway => ({
+const gatewayFromRow = (r: GatewayTable): Gateway => ({
   id: r.id,
   name: r.name,
   segment: r.segment,
@@ -67,13 +67,13 @@ export class Gateways {
   ) {}
 
   async list(): Promise<Gateway[]> {
-    return (await this.x.selectFrom('gateways').selectAll().orderBy('name').execute()).map(present);
+    return (await this.x.selectFrom('gateways').selectAll().orderBy('name').execute()).map(gatewayFromRow);
   }
 
   async get(id: string): Promise<Gateway> {
     const row = await this.x.selectFrom('gateways').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new NotFoundError('Gateway', id);
-    return present(row);
+    return gatewayFromRow(row);
   }
 
   async create(input: GatewayInput): Promise<Gateway> {
@@ -99,7 +99,7 @@ export class Gateways {
     await uniquely('name', `A gateway named ${JSON.stringify(input.name)} is already registered.`, () =>
       this.x.insertInto('gateways').values(row).execute(),
     );
-    return present(row);
+    return gatewayFromRow(row);
   }
 
   /** Changes what an administrator set; a new address or key starts the status over. */
@@ -162,7 +162,7 @@ export class Gateways {
     for (let attempt = 1; ; attempt++) {
       const row = await this.x.selectFrom('gateways').selectAll().where('id', '=', id).executeTakeFirst();
       if (!row) return undefined;
-      const before = present(row);
+      const before = gatewayFromRow(row);
       const set: Partial<GatewayTable> = sync.ok
         ? {
             status: 'online',
@@ -187,7 +187,7 @@ export class Gateways {
         .where('status', '=', row.status)
         .where('failures', '=', row.failures)
         .executeTakeFirstOrThrow();
-      if (numUpdatedRows > 0n) return { before, after: { ...before, ...present({ ...row, ...set }) } };
+      if (numUpdatedRows > 0n) return { before, after: { ...before, ...gatewayFromRow({ ...row, ...set }) } };
       if (attempt === 50) throw new Error(`The status of gateway ${row.name} kept changing while this sync stored its result.`);
     }
   }

@@ -20,8 +20,8 @@ import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterError, nulCharacterPat
 import { terminalRoutes, WebTerminal } from './terminal.js';
 import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
-import { gatewayRegistryRoutes } from './gateway/gateways-routes.js';
-import { gatewayRoutes, recordingsDirOf } from './gateway/routes.js';
+import { gatewayRoutes } from './api/gateways/routes.js';
+import { sessionRoutes, recordingsDirOf } from './gateway/routes.js';
 import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './routes/audit.js';
@@ -278,8 +278,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       importExportRoutes(api, services);
       auditRoutes(api, services, auditCheckpoints);
       breakGlassRoutes(api, services, breakglass);
-      gatewayRoutes(api, services, gatewaySessions, gateways);
-      gatewayRegistryRoutes(api, services, gateways);
+      sessionRoutes(api, services, gatewaySessions, gateways);
+      gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       fileRoutes(api, services, terminal, gatewaySessions);
       done();

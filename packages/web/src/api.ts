@@ -164,19 +164,3 @@ export interface Device {
   tags: string[];
   createdAt: string;
 }
-
-export interface Gateway {
-  id: string;
-  name: string;
-  builtIn: boolean;
-  segment: string | null;
-  address: string | null;
-  fingerprint: string | null;
-  status: 'online' | 'offline' | 'unknown';
-  statusReason: string | null;
-  lastContactAt: string | null;
-  lastSyncAt: string | null;
-  latencyMs: number | null;
-  version: string | null;
-  liveSessions: number;
-}

@@ -19,7 +19,7 @@ const isoTime = z.iso.datetime({ offset: true }).transform((s) => new Date(s).to
 export const recordingsDirOf = (dataDir: string) => path.join(dataDir, 'recordings');
 
 /** Sessions through gateways, their recordings, and the devices' trusted SSH host keys. */
-export function gatewayRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions, gateways: GatewayService) {
+export function sessionRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions, gateways: GatewayService) {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(

@@ -1,16 +1,12 @@
 import { useEffect, useState, type ReactNode } from 'react';
-import { api, type Gateway, type User } from '../api.js';
+import type { Gateway, GatewayCreate, GatewayList, GatewayServerKey, GatewaySettings, GatewaySettingsUpdate } from '@gatehouse/api';
+import { api, type User } from '../api.js';
 import { Ago, ErrorNote, Field, FormEnd, PageHeader, SkeletonRows, StatusBadge, useSubmit } from '../ui.js';
-
-interface Settings {
-  tunnelMode: boolean;
-  portForwarding: boolean;
-}
 
 /** The built-in gateway and the registered ones, refreshed every 5 s (the server syncs each every 15 s). */
 export function Gateways({ user }: { user: User }) {
   const [items, setItems] = useState<Gateway[] | null>(null);
-  const [settings, setSettings] = useState<Settings | null>(null);
+  const [settings, setSettings] = useState<GatewaySettings | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [registering, setRegistering] = useState(false);
   const [tick, setTick] = useState(0);
@@ -18,7 +14,7 @@ export function Gateways({ user }: { user: User }) {
 
   useEffect(() => {
     let current = true;
-    Promise.all([api<{ items: Gateway[] }>('GET', '/gateways'), api<Settings>('GET', '/gateway-settings')]).then(
+    Promise.all([api<GatewayList>('GET', '/gateways'), api<GatewaySettings>('GET', '/gateway-settings')]).then(
       ([g, s]) => {
         if (!current) return;
         setItems(g.items);
@@ -35,11 +31,11 @@ export function Gateways({ user }: { user: User }) {
   }, [tick]);
 
   /** Shown at once, saved, and put back with the reason if the server refuses. */
-  const saveSettings = async (change: Partial<Settings>) => {
+  const saveSettings = async (change: GatewaySettingsUpdate) => {
     const before = settings;
     if (before) setSettings({ ...before, ...change });
     try {
-      setSettings(await api<Settings>('PUT', '/gateway-settings', change));
+      setSettings(await api<GatewaySettings>('PUT', '/gateway-settings', change));
     } catch (e) {
       setSettings(before);
       setError(e);
@@ -160,7 +156,7 @@ function RegisterForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: ()
   const [serverKey, setServerKey] = useState<string | null>(null);
 
   useEffect(() => {
-    api<{ publicKey: string }>('GET', '/gateways/server-key').then(
+    api<GatewayServerKey>('GET', '/gateways/server-key').then(
       (r) => setServerKey(r.publicKey),
       () => setServerKey(null),
     );
@@ -172,7 +168,7 @@ function RegisterForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: ()
       segment: segment.trim() === '' ? null : segment.trim(),
       address,
       publicKey: publicKey.trim(),
-    });
+    } satisfies GatewayCreate);
     onSaved();
   });
 

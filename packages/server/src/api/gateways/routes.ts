@@ -1,20 +1,22 @@
-import { DEFAULT_GATEWAY, gatewayAddress, gatewayName, segmentName, ValidationError } from '@gatehouse/core';
+import {
+  gateway,
+  gatewayCreate,
+  gatewayList,
+  gatewayServerKey,
+  gatewaySettings,
+  gatewaySettingsUpdate,
+  gatewayUpdate,
+  idParams,
+  noContent,
+  responses,
+} from '@gatehouse/api';
+import { DEFAULT_GATEWAY, ValidationError } from '@gatehouse/core';
 import { parseLinkPublicKey } from '@gatehouse/gateway';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { z } from 'zod';
-import type { Services } from '../services.js';
-import type { GatewayService } from './service.js';
-import { admins, auditors } from '../access.js';
-
-const id = z.strictObject({ id: z.string().min(1).max(100) });
-
-const registration = z.strictObject({
-  name: gatewayName,
-  segment: segmentName.nullish().transform((s) => s ?? null),
-  address: gatewayAddress,
-  publicKey: z.string().max(4096),
-});
+import { admins, auditors } from '../../access.js';
+import type { GatewayService } from '../../gateway/service.js';
+import type { Services } from '../../services.js';
 
 /** The key as pasted, checked; the error names the field and never echoes the value. */
 function checkedKey(text: string): { publicKey: string; fingerprint: string } {
@@ -24,16 +26,18 @@ function checkedKey(text: string): { publicKey: string; fingerprint: string } {
 }
 
 /** Registered gateways, their status, the server's key the gateways pin, and tunnel mode. */
-export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, gateways: GatewayService) {
+export function gatewayRoutes(app: FastifyInstance, services: Services, gateways: GatewayService) {
   const r = app.withTypeProvider<ZodTypeProvider>();
+  const tags = ['gateways'];
 
   r.get(
     '/gateways',
     {
       config: auditors,
       schema: {
-        tags: ['gateways'],
+        tags,
         summary: 'List the built-in gateway and every registered one, with status, last contact, version and live sessions',
+        response: responses({ 200: gatewayList }),
       },
     },
     async () => ({ items: await gateways.list(), tunnelMode: (await gateways.settings()).tunnelMode }),
@@ -43,7 +47,11 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
     '/gateways/server-key',
     {
       config: admins,
-      schema: { tags: ['gateways'], summary: "The server's public key, which every gateway must be started with (--server-key)" },
+      schema: {
+        tags,
+        summary: "The server's public key, which every gateway must be started with (--server-key)",
+        response: responses({ 200: gatewayServerKey }),
+      },
     },
     async () => {
       const identity = await gateways.identity();
@@ -56,28 +64,34 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
     {
       config: admins,
       schema: {
-        tags: ['gateways'],
+        tags,
         summary: 'Register a gateway with the public key it printed at its first start; its status is synced at once',
-        body: registration,
+        body: gatewayCreate,
+        response: responses({ 201: gateway }),
       },
     },
     async (req, reply) => {
       const key = checkedKey(req.body.publicKey);
-      const created = await gateways.gateways.create({ ...req.body, ...key });
-      await services.audit(req, {
-        action: 'gateway.register',
-        outcome: 'success',
-        targetType: 'gateway',
-        targetId: created.id,
-        details: { name: created.name, segment: created.segment, address: created.address, fingerprint: created.fingerprint },
+      const created = await services.withAudit(req, async (tx, audit) => {
+        const created = await tx.gateways.create({ ...req.body, ...key });
+        audit({
+          action: 'gateway.register',
+          outcome: 'success',
+          targetType: 'gateway',
+          targetId: created.id,
+          details: { name: created.name, segment: created.segment, address: created.address, fingerprint: created.fingerprint },
+        });
+        return created;
       });
       await gateways.health.syncNow(created.id);
       return reply.status(201).send(await gateways.show(created.id));
     },
   );
 
-  r.get('/gateways/:id', { config: auditors, schema: { tags: ['gateways'], summary: 'Show a gateway', params: id } }, async (req) =>
-    gateways.show(req.params.id),
+  r.get(
+    '/gateways/:id',
+    { config: auditors, schema: { tags, summary: 'Show a gateway', params: idParams, response: responses({ 200: gateway }) } },
+    async (req) => gateways.show(req.params.id),
   );
 
   r.patch(
@@ -85,23 +99,27 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
     {
       config: admins,
       schema: {
-        tags: ['gateways'],
+        tags,
         summary: "Change a gateway's name, segment, address or key (a new key after the gateway was re-installed)",
-        params: id,
-        body: registration.partial(),
+        params: idParams,
+        body: gatewayUpdate,
+        response: responses({ 200: gateway }),
       },
     },
     async (req) => {
       if (req.params.id === DEFAULT_GATEWAY) throw new ValidationError("The built-in gateway is set up by the server's configuration.", []);
       const { publicKey, ...rest } = req.body;
       const key = publicKey === undefined ? {} : checkedKey(publicKey);
-      const updated = await gateways.gateways.update(req.params.id, { ...rest, ...key });
-      await services.audit(req, {
-        action: 'gateway.update',
-        outcome: 'success',
-        targetType: 'gateway',
-        targetId: updated.id,
-        details: { name: updated.name, fields: Object.keys(req.body), fingerprint: updated.fingerprint },
+      const updated = await services.withAudit(req, async (tx, audit) => {
+        const updated = await tx.gateways.update(req.params.id, { ...rest, ...key });
+        audit({
+          action: 'gateway.update',
+          outcome: 'success',
+          targetType: 'gateway',
+          targetId: updated.id,
+          details: { name: updated.name, fields: Object.keys(req.body), fingerprint: updated.fingerprint },
+        });
+        return updated;
       });
       await gateways.health.syncNow(updated.id);
       return gateways.show(updated.id);
@@ -110,35 +128,54 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
 
   r.delete(
     '/gateways/:id',
-    { config: admins, schema: { tags: ['gateways'], summary: 'Remove a gateway: it is no longer chosen or synced', params: id } },
+    {
+      config: admins,
+      schema: {
+        tags,
+        summary: 'Remove a gateway: it is no longer chosen or synced',
+        params: idParams,
+        response: responses({ 204: noContent }),
+      },
+    },
     async (req, reply) => {
       if (req.params.id === DEFAULT_GATEWAY) {
         throw new ValidationError('The built-in gateway cannot be removed; turn it off with --gateway-port 0.', []);
       }
-      const removed = await gateways.gateways.delete(req.params.id);
-      gateways.health.forget(removed.id);
-      await services.audit(req, {
-        action: 'gateway.delete',
-        outcome: 'success',
-        targetType: 'gateway',
-        targetId: removed.id,
-        details: { name: removed.name, segment: removed.segment },
+      const removed = await services.withAudit(req, async (tx, audit) => {
+        const removed = await tx.gateways.delete(req.params.id);
+        audit({
+          action: 'gateway.delete',
+          outcome: 'success',
+          targetType: 'gateway',
+          targetId: removed.id,
+          details: { name: removed.name, segment: removed.segment },
+        });
+        return removed;
       });
-      return reply.status(204).send();
+      gateways.health.forget(removed.id);
+      return reply.status(204).send(null);
     },
   );
 
   r.post(
     '/gateways/:id/sync',
-    { config: admins, schema: { tags: ['gateways'], summary: "Sync a gateway's status now", params: id } },
+    {
+      config: admins,
+      schema: { tags, summary: "Sync a gateway's status now", params: idParams, response: responses({ 200: gateway }) },
+    },
     async (req) => {
       if (req.params.id !== DEFAULT_GATEWAY) await gateways.health.syncNow(req.params.id);
       return gateways.show(req.params.id);
     },
   );
 
-  r.get('/gateway-settings', { config: auditors, schema: { tags: ['gateways'], summary: 'Gateway settings: tunnel mode' } }, async () =>
-    gateways.settings(),
+  r.get(
+    '/gateway-settings',
+    {
+      config: auditors,
+      schema: { tags, summary: 'Gateway settings: tunnel mode and port forwarding', response: responses({ 200: gatewaySettings }) },
+    },
+    async () => gateways.settings(),
   );
 
   r.put(
@@ -146,11 +183,12 @@ export function gatewayRegistryRoutes(app: FastifyInstance, services: Services, 
     {
       config: admins,
       schema: {
-        tags: ['gateways'],
+        tags,
         summary:
           'Change gateway settings. tunnelMode: every connection goes through the default gateway and no other gateway reaches a device. ' +
           'portForwarding: users may forward TCP connections through the devices they use (ssh -L); off by default',
-        body: z.strictObject({ tunnelMode: z.boolean().optional(), portForwarding: z.boolean().optional() }),
+        body: gatewaySettingsUpdate,
+        response: responses({ 200: gatewaySettings }),
       },
     },
     async (req) => {
