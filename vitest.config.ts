@@ -1,11 +1,25 @@
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
 
 /**
- * Unit and in-process API tests run against the packages' sources; the e2e project runs
- * the built `gatehouse` executable (npm run build first: `npm run ci` does).
+ * Tests that start a process (s3rver, Azurite, Ceph, or the age, xlsx2csv and aws
+ * command-line tools) against the packages' sources; the unit project refuses to start one.
+ */
+const integrationTests = [
+  'packages/breakglass/src/export.test.ts',
+  'packages/breakglass/src/rgw.test.ts',
+  'packages/breakglass/src/workbook.test.ts',
+  'packages/breakglass/src/targets/stages.test.ts',
+  'test/api/breakglass*.test.ts',
+];
+
+/**
+ * Three projects. `unit`: the packages' own tests and the in-process API tests (Fastify's
+ * inject, SQLite and the machine's PostgreSQL), with no other process. `integration`: the
+ * tests above, against real peers. `e2e`: the built `gatehouse` executable (npm run build
+ * first: `npm run ci` does).
  */
 export default defineConfig({
   resolve: {
@@ -29,7 +43,16 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     projects: [
-      { extends: true, test: { name: 'unit', include: ['packages/*/src/**/*.test.ts', 'test/api/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['packages/*/src/**/*.test.ts', 'test/api/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, ...integrationTests],
+          setupFiles: ['test/support/no-child-processes.ts'],
+        },
+      },
+      { extends: true, test: { name: 'integration', include: integrationTests } },
       { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], fileParallelism: false, testTimeout: 120_000 } },
     ],
   },

@@ -54,15 +54,16 @@ npm ci --no-audit --no-fund
 npm run build
 npm run ci
 
-# Node.js 24 as well as this machine's Node.js: the unit and API tests again on Node 24
-# from npm, against PostgreSQL (the embedded database's native driver is built for the
-# machine's Node.js only; on another version "npm rebuild better-sqlite3" builds it).
+# Node.js 24 as well as this machine's Node.js: the unit, API and integration tests (not
+# e2e) again on Node 24 from npm, against PostgreSQL (the embedded database's native driver
+# is built for the machine's Node.js only; on another version "npm rebuild better-sqlite3"
+# builds it).
 if [ "${GATEHOUSE_SKIP_NODE24:-}" != "1" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" != "24" ]; then
   node24_dir=.tmp/node24
   if [ ! -x "$node24_dir/node_modules/.bin/node" ]; then
     mkdir -p "$node24_dir"
     npm install --prefix "$node24_dir" --no-audit --no-fund --no-save node@24 >/dev/null
   fi
-  echo "Unit and API tests on $("$node24_dir/node_modules/.bin/node" --version) (PostgreSQL)"
-  GATEHOUSE_TEST_DIALECTS=postgres "$node24_dir/node_modules/.bin/node" node_modules/vitest/vitest.mjs run --project unit
+  echo "Unit, API and integration tests on $("$node24_dir/node_modules/.bin/node" --version) (PostgreSQL)"
+  GATEHOUSE_TEST_DIALECTS=postgres "$node24_dir/node_modules/.bin/node" node_modules/vitest/vitest.mjs run --project unit --project integration
 fi
