@@ -75,6 +75,24 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'user.ssh_key_delete')).toBe(0);
   });
 
+  it('adds no device and records nothing (POST /devices)', async () => {
+    const project = await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Atomic devices' } });
+    const projectId = project.json<{ id: string }>().id;
+    const body = { projectId, name: 'db-atomic', provider: 'aws', publicIp: '203.0.113.9' };
+    await kill(t, 'device.create');
+    const res = await t.request('POST', `${API}/devices`, { token: admin.token, body });
+    expect(res.statusCode).toBe(500);
+    expect(res.body).not.toContain('killed');
+    expect(await t.services.inventory.findDevice(projectId, 'db-atomic')).toBeUndefined();
+    expect(await eventsOf(t, 'device.create')).toBe(0);
+
+    await spare(t);
+    const again = await t.request('POST', `${API}/devices`, { token: admin.token, body });
+    expect(again.statusCode).toBe(201);
+    expect(await t.services.inventory.findDevice(projectId, 'db-atomic')).toMatchObject({ id: again.json<{ id: string }>().id });
+    expect(await eventsOf(t, 'device.create')).toBe(1);
+  });
+
   it('keeps a project whose deletion could not be recorded', async () => {
     const created = await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Atomic project' } });
     const id = created.json<{ id: string }>().id;

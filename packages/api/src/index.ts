@@ -4,6 +4,7 @@
  * the console and the CLI import the types. Nothing here does I/O or needs Node.
  */
 export * from './common.js';
+export * from './devices.js';
 export * from './health.js';
 export * from './projects.js';
 export * from './ssh-keys.js';

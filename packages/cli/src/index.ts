@@ -1,4 +1,15 @@
-import type { Project, ProjectCreate, ProjectList, ProjectPatch, SshKey, SshKeyCreate } from '@gatehouse/api';
+import type {
+  Device,
+  DeviceCreate,
+  DeviceList,
+  DevicePatch,
+  Project,
+  ProjectCreate,
+  ProjectList,
+  ProjectPatch,
+  SshKey,
+  SshKeyCreate,
+} from '@gatehouse/api';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -10,6 +21,31 @@ import { progress, promptSecret, readStdin } from './prompt.js';
 const print = (value: unknown): void => {
   process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
 };
+
+/** The device options of `devices create` and `devices update`, as commander gives them. */
+interface DeviceOptions {
+  provider?: string;
+  protocol?: string[];
+  publicIp?: string;
+  privateIp?: string;
+  urlPort?: string;
+  accessType?: string;
+  tag?: string[];
+}
+
+/**
+ * The fields both device commands send. The choices go as typed on the command line: the
+ * server checks them and names a wrong one.
+ */
+const deviceFields = (o: DeviceOptions) => ({
+  provider: o.provider as DeviceCreate['provider'],
+  protocols: o.protocol as DeviceCreate['protocols'],
+  publicIp: o.publicIp,
+  privateIp: o.privateIp,
+  urlPort: o.urlPort,
+  accessType: o.accessType as DeviceCreate['accessType'],
+  tags: o.tag,
+});
 
 /** Options every API command takes. */
 function withClient(cmd: Command): Command {
@@ -218,14 +254,12 @@ export function buildProgram(): Command {
     .option('--search <text>')
     .option('--limit <n>', 'page size', '50')
     .option('--offset <n>', 'first row', '0')
-    .action(
-      api('GET', (_a, o) => {
-        const q = new URLSearchParams({ limit: String(o.limit), offset: String(o.offset) });
-        if (typeof o.project === 'string') q.set('projectId', o.project);
-        if (typeof o.search === 'string') q.set('search', o.search);
-        return `/devices?${q.toString()}`;
-      }),
-    );
+    .action(async (o: ClientOptions & { project?: string; search?: string; limit: string; offset: string }) => {
+      const q = new URLSearchParams({ limit: o.limit, offset: o.offset });
+      if (o.project !== undefined) q.set('projectId', o.project);
+      if (o.search !== undefined) q.set('search', o.search);
+      print(await client(o).call<DeviceList>('GET', `/devices?${q.toString()}`));
+    });
   withClient(devices.command('create <name>'))
     .requiredOption('--project <id>')
     .requiredOption('--provider <provider>', 'aws, azure, gcp, on-prem or other')
@@ -235,24 +269,14 @@ export function buildProgram(): Command {
     .option('--url-port <url>')
     .option('--access-type <type>')
     .option('--tag <tag...>')
-    .action(
-      api(
-        'POST',
-        () => '/devices',
-        ([name], o) => ({
-          projectId: o.project,
-          name,
-          provider: o.provider,
-          protocols: o.protocol ?? [],
-          publicIp: o.publicIp,
-          privateIp: o.privateIp,
-          urlPort: o.urlPort,
-          accessType: o.accessType,
-          tags: o.tag ?? [],
-        }),
-      ),
-    );
-  withClient(devices.command('show <id>')).action(api('GET', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`));
+    .action(async (name: string, o: ClientOptions & DeviceOptions & { project: string; provider: string }) => {
+      const f = deviceFields(o);
+      const body = { ...f, projectId: o.project, name, protocols: f.protocols ?? [], tags: f.tags ?? [] } satisfies DeviceCreate;
+      print(await client(o).call<Device>('POST', '/devices', body));
+    });
+  withClient(devices.command('show <id>')).action(async (id: string, o: ClientOptions) => {
+    print(await client(o).call<Device>('GET', `/devices/${encodeURIComponent(id)}`));
+  });
   withClient(devices.command('update <id>'))
     .description('change the fields given; --protocol and --tag replace the lists')
     .option('--name <name>')
@@ -264,23 +288,10 @@ export function buildProgram(): Command {
     .option('--url-port <url>')
     .option('--access-type <type>')
     .option('--tag <tag...>')
-    .action(
-      api(
-        'PATCH',
-        ([id]) => `/devices/${encodeURIComponent(id ?? '')}`,
-        (_a, o) => ({
-          name: o.name,
-          projectId: o.project,
-          provider: o.provider,
-          protocols: o.protocol,
-          publicIp: o.publicIp,
-          privateIp: o.privateIp,
-          urlPort: o.urlPort,
-          accessType: o.accessType,
-          tags: o.tag,
-        }),
-      ),
-    );
+    .action(async (id: string, o: ClientOptions & DeviceOptions & { name?: string; project?: string }) => {
+      const body = { ...deviceFields(o), name: o.name, projectId: o.project } satisfies DevicePatch;
+      print(await client(o).call<Device>('PATCH', `/devices/${encodeURIComponent(id)}`, body));
+    });
   withClient(devices.command('delete <id>')).action(
     api('DELETE', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`, undefined, deleted('Device')),
   );

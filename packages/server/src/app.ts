@@ -30,6 +30,7 @@ import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './routes/auth.js';
 import { importExportRoutes } from './routes/import-export.js';
 import { inventoryRoutes } from './routes/inventory.js';
+import { deviceRoutes } from './api/devices/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
 import { userRoutes } from './routes/users.js';
@@ -274,6 +275,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       userRoutes(api, services);
       sshKeyRoutes(api, services);
       projectRoutes(api, services);
+      deviceRoutes(api, services);
       inventoryRoutes(api, services);
       importExportRoutes(api, services);
       auditRoutes(api, services, auditCheckpoints);

@@ -150,17 +150,3 @@ export interface Page<T> {
   limit: number;
   offset: number;
 }
-
-export interface Device {
-  id: string;
-  projectId: string;
-  name: string;
-  provider: string;
-  protocols: string[];
-  publicIp: string | null;
-  privateIp: string | null;
-  urlPort: string | null;
-  accessType: string;
-  tags: string[];
-  createdAt: string;
-}

@@ -1,6 +1,6 @@
 import { useState } from 'react';
-import type { Project } from '@gatehouse/api';
-import { api, type Device } from '../api.js';
+import type { Device, Project } from '@gatehouse/api';
+import { api } from '../api.js';
 import { Field, FormEnd, useSubmit } from '../ui.js';
 
 const PROVIDERS = ['aws', 'azure', 'gcp', 'on-prem', 'other'] as const;

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { Link, useLocation } from 'wouter';
-import type { Project } from '@gatehouse/api';
-import { api, type Device, type User } from '../api.js';
+import type { Device, Project } from '@gatehouse/api';
+import { api, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 

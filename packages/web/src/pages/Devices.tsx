@@ -1,12 +1,11 @@
 import { useEffect, useState } from 'react';
 import { Link, useSearch } from 'wouter';
-import type { Project } from '@gatehouse/api';
-import { api, query, type Device, type Page, type User } from '../api.js';
+import type { DeviceList, DeviceSort, Project } from '@gatehouse/api';
+import { api, query, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
 import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, useDebounced, usePageOffset } from '../ui.js';
 
 const PAGE_SIZE = 50;
-type Sort = 'name' | '-name' | 'provider' | 'createdAt' | '-createdAt';
 
 /**
  * Devices with search, sort and paging done by the server (the table stays fast at 100,000
@@ -17,8 +16,8 @@ export function Devices({ user }: { user: User }) {
   const [search, setSearch] = useState('');
   const location = useSearch();
   const [projectId, setProjectId] = useState(() => new URLSearchParams(location).get('project') ?? '');
-  const [sort, setSort] = useState<Sort>('name');
-  const [page, setPage] = useState<Page<Device> | null>(null);
+  const [sort, setSort] = useState<DeviceSort>('name');
+  const [page, setPage] = useState<DeviceList | null>(null);
   const [projects, setProjects] = useState<Project[]>([]);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<unknown>(null);
@@ -38,7 +37,7 @@ export function Devices({ user }: { user: User }) {
   useEffect(() => {
     let current = true;
     setLoading(true);
-    api<Page<Device>>('GET', `/devices${query({ search: searched, projectId, sort, limit: PAGE_SIZE, offset })}`).then(
+    api<DeviceList>('GET', `/devices${query({ search: searched, projectId, sort, limit: PAGE_SIZE, offset })}`).then(
       (r) => {
         if (!current) return;
         setPage(r);
@@ -57,7 +56,7 @@ export function Devices({ user }: { user: User }) {
   }, [searched, projectId, sort, offset, reload]);
 
   const projectName = new Map(projects.map((p) => [p.id, p.name]));
-  const sortBy = (column: 'name' | 'createdAt') => setSort((s) => (s === column ? (`-${column}` as Sort) : column));
+  const sortBy = (column: 'name' | 'createdAt') => setSort((s) => (s === column ? (`-${column}` as DeviceSort) : column));
   const arrow = (column: string) => (sort === column ? ' ▲' : sort === `-${column}` ? ' ▼' : '');
   const ariaSort = (column: string) => (sort === column ? 'ascending' : sort === `-${column}` ? 'descending' : 'none');
   const total = page?.total ?? 0;

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
-import type { Project } from '@gatehouse/api';
-import { api, type Device, type Page, type Role, type User } from '../api.js';
+import type { Device, DeviceList, Project } from '@gatehouse/api';
+import { api, type Role, type User } from '../api.js';
 import { Ago, ErrorNote, Field, FormEnd, PageHeader, SkeletonRows, StatusBadge, useSubmit } from '../ui.js';
 
 interface ListedUser extends User {
@@ -246,7 +246,7 @@ function Grants({ user, projects }: { user: ListedUser; projects: Project[] }) {
   useEffect(() => {
     setDeviceId('');
     if (!projectId) return;
-    api<Page<Device>>('GET', `/devices?projectId=${projectId}&limit=500`).then(
+    api<DeviceList>('GET', `/devices?projectId=${projectId}&limit=500`).then(
       (r) => setDevices(r.items),
       (e: unknown) => setError(e),
     );

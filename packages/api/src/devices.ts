@@ -1,0 +1,44 @@
+import { deviceInput, devicePatch as corePatch } from '@gatehouse/core/inventory';
+import { z } from 'zod';
+import { pageOf, timestamp } from './common.js';
+
+/** Devices in projects (`/devices`); an operator sees those its grants name. */
+
+export const deviceSorts = ['name', '-name', 'provider', 'createdAt', '-createdAt'] as const;
+export type DeviceSort = (typeof deviceSorts)[number];
+
+export const deviceListQuery = z.strictObject({
+  projectId: z.string().optional(),
+  search: z.string().max(200).optional(),
+  tag: z.string().max(63).optional(),
+  sort: z.enum(deviceSorts).default('name'),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+export type DeviceListQuery = z.input<typeof deviceListQuery>;
+
+export const deviceCreate = deviceInput;
+export type DeviceCreate = z.input<typeof deviceCreate>;
+
+/** Only the fields sent change; protocols and tags replace the lists. */
+export const devicePatch = corePatch;
+export type DevicePatch = z.input<typeof devicePatch>;
+
+export const device = z.object({
+  id: z.string(),
+  projectId: z.string(),
+  name: z.string(),
+  provider: z.string(),
+  protocols: z.array(z.string()),
+  publicIp: z.string().nullable(),
+  privateIp: z.string().nullable(),
+  urlPort: z.string().nullable(),
+  accessType: z.string(),
+  tags: z.array(z.string()),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+});
+export type Device = z.infer<typeof device>;
+
+export const deviceList = pageOf(device);
+export type DeviceList = z.infer<typeof deviceList>;
