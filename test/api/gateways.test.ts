@@ -225,8 +225,9 @@ describe.each(dialects)('what a remote gateway may ask over its link, on %s', (d
   });
   afterAll(() => t.close());
 
-  const call = async (gatewayId: string, method: string, ...params: unknown[]) =>
-    t.gateways.links.handle(await t.gateways.gateways.get(gatewayId), method, params);
+  /** One call up a gateway's link, as the server receives it (named arguments, unchecked: the server checks). */
+  const call = async (gatewayId: string, procedure: string, input?: unknown) =>
+    t.gateways.links.handle(await t.gateways.gateways.get(gatewayId), procedure, input);
   const signIn = async (gatewayId: string) => {
     const r = (await call(gatewayId, 'authenticate', { username: 'olga', password: operator.password, remoteAddress: '127.0.0.9' })) as {
       ok: boolean;
@@ -240,53 +241,62 @@ describe.each(dialects)('what a remote gateway may ask over its link, on %s', (d
     const user = await signIn(ids.gwA as string);
     const target = { accountId: ids['in-seg-account'], deviceId: ids['in-seg'] };
     // Not authorized yet: nothing.
-    await expect(call(ids.gwA as string, 'fetchCredential', user, target)).rejects.toThrow('did not authorize');
-    const decision = (await call(ids.gwA as string, 'authorize', user, { user: 'olga', device: 'in-seg' }, '127.0.0.9')) as {
+    await expect(call(ids.gwA as string, 'fetchCredential', { user, target })).rejects.toThrow('did not authorize');
+    const decision = (await call(ids.gwA as string, 'authorize', {
+      user,
+      target: { user: 'olga', device: 'in-seg' },
+      remoteAddress: '127.0.0.9',
+    })) as {
       allow: boolean;
     };
     expect(decision.allow).toBe(true);
-    expect(await call(ids.gwA as string, 'fetchCredential', user, target)).toMatchObject({ username: 'root', password: 'secret-in-seg' });
+    expect(await call(ids.gwA as string, 'fetchCredential', { user, target })).toMatchObject({
+      username: 'root',
+      password: 'secret-in-seg',
+    });
     // Another account, a forged user, another gateway's ticket: refused.
     const otherTarget = { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] };
-    await expect(call(ids.gwA as string, 'fetchCredential', user, otherTarget)).rejects.toThrow('did not authorize');
-    await expect(call(ids.gwA as string, 'fetchCredential', { ...user, ticket: 'forged' }, target)).rejects.toThrow('not known');
-    await expect(call(ids.gwB as string, 'fetchCredential', user, target)).rejects.toThrow('not known');
-    await expect(call(ids.gwA as string, 'fetchCredential', { id: user.id, username: user.username }, target)).rejects.toThrow('not known');
+    await expect(call(ids.gwA as string, 'fetchCredential', { user, target: otherTarget })).rejects.toThrow('did not authorize');
+    await expect(call(ids.gwA as string, 'fetchCredential', { user: { ...user, ticket: 'forged' }, target })).rejects.toThrow('not known');
+    await expect(call(ids.gwB as string, 'fetchCredential', { user, target })).rejects.toThrow('not known');
+    await expect(call(ids.gwA as string, 'fetchCredential', { user: { id: user.id, username: user.username }, target })).rejects.toThrow(
+      'not known',
+    );
   });
 
   it("refuses a device outside the gateway's segment, and sessions it did not start", async () => {
     const user = await signIn(ids.gwA as string);
-    const decision = (await call(ids.gwA as string, 'authorize', user, { user: 'olga', device: 'other-seg' }, '127.0.0.9')) as {
+    const decision = (await call(ids.gwA as string, 'authorize', {
+      user,
+      target: { user: 'olga', device: 'other-seg' },
+      remoteAddress: '127.0.0.9',
+    })) as {
       allow: boolean;
       message: string;
     };
     expect(decision).toEqual({ allow: false, message: expect.stringContaining('other-seg is in segment gateway-b') as unknown });
     await expect(
-      call(ids.gwA as string, 'fetchCredential', user, { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] }),
+      call(ids.gwA as string, 'fetchCredential', { user, target: { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] } }),
     ).rejects.toThrow();
     await expect(
-      call(
-        ids.gwA as string,
-        'checkHostKey',
-        { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] },
-        { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:x' },
-      ),
+      call(ids.gwA as string, 'checkHostKey', {
+        target: { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] },
+        key: { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:x' },
+      }),
     ).rejects.toThrow();
     await expect(
-      call(ids.gwA as string, 'sessionEnded', '00000000-0000-4000-8000-000000000000', {
-        endedAt: 'x',
-        bytesIn: 0,
-        bytesOut: 0,
-        result: 'success',
-        exitStatus: 0,
-        reason: null,
+      call(ids.gwA as string, 'sessionEnded', {
+        sessionId: '00000000-0000-4000-8000-000000000000',
+        end: { endedAt: 'x', bytesIn: 0, bytesOut: 0, result: 'success', exitStatus: 0, reason: null },
       }),
     ).rejects.toThrow('No such session');
     await expect(
       call(ids.gwA as string, 'authenticate', { username: 'olga', password: 'wrong', remoteAddress: 'x' }),
     ).resolves.toMatchObject({ ok: false });
-    await expect(call(ids.gwA as string, 'dropTables')).rejects.toThrow('Unknown call');
-    await expect(call(ids.gwA as string, 'authorize', 'not a user')).rejects.toThrow();
+    await expect(call(ids.gwA as string, 'dropTables')).rejects.toThrow('Unknown link call');
+    await expect(call(ids.gwA as string, 'authorize', { user: 'not a user' })).rejects.toThrow(
+      'The input of link call authorize is malformed: user: ',
+    );
   });
 });
 

@@ -19,6 +19,8 @@ export const errorCodes = {
   CONFIG_INVALID: 500,
   VAULT_UNAVAILABLE: 500,
   INTERNAL: 500,
+  /** A gateway, or the server on a gateway's link, answered something unusable (wrong key, malformed answer). */
+  BAD_GATEWAY: 502,
   NOT_READY: 503,
 } as const;
 

@@ -38,6 +38,18 @@ export {
   GATEWAY_KEY_FILE,
   type LinkIdentity,
 } from './identity.js';
+export {
+  linkProcedures,
+  callLinkProcedure,
+  answerLinkCall,
+  LinkCallError,
+  type LinkProcedure,
+  type LinkInput,
+  type LinkParsedInput,
+  type LinkOutput,
+  type LinkProcedureHandlers,
+  type LinkTransport,
+} from './link-procedures.js';
 export { ManagementServer, type ManagementServerOptions, type GatewayStatusReport } from './management.js';
 export {
   connectToGateway,

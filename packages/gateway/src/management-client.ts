@@ -167,8 +167,8 @@ export async function fetchGatewayStatus(
 /** What the server tells a gateway on its link, and how it answers the gateway's calls. */
 export interface LinkHandlers {
   hello: { name: string; segment: string | null; recordInput: boolean; recordBinaryExec: boolean };
-  /** Answers one call of the gateway's SSH entry; a rejection is sent back as its message. */
-  onCall(method: string, params: unknown[]): Promise<unknown>;
+  /** Answers one call of the gateway's SSH entry (see `answerLinkCall`); a rejection is sent back as its message. */
+  onCall(procedure: string, input: unknown): Promise<unknown>;
   /** Called once when the link ends for any reason (the gateway stopped, the network dropped, or no keep-alive for `staleMs`). */
   onEnd(why: string): void;
   /** Called when the link is up (the gateway answered with its first status line). */
@@ -226,7 +226,7 @@ export function linkGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, s
           while ((newline = buffered.indexOf('\n')) >= 0) {
             const text = buffered.slice(0, newline);
             buffered = buffered.slice(newline + 1);
-            let line: { t?: string; id?: number; method?: string; params?: unknown[] } & Partial<GatewayStatusReport>;
+            let line: { t?: string; id?: number; procedure?: string; input?: unknown } & Partial<GatewayStatusReport>;
             try {
               line = JSON.parse(text) as typeof line;
             } catch {
@@ -235,9 +235,9 @@ export function linkGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, s
             if (line.t === 'status' && !opened && isStatusReport(line)) {
               opened = true;
               handlers.onOpen?.(line);
-            } else if (line.t === 'call' && typeof line.id === 'number' && typeof line.method === 'string') {
+            } else if (line.t === 'call' && typeof line.id === 'number' && typeof line.procedure === 'string') {
               const id = line.id;
-              handlers.onCall(line.method, Array.isArray(line.params) ? line.params : []).then(
+              handlers.onCall(line.procedure, line.input).then(
                 (value) => send({ t: 'result', id, ok: true, value: value ?? null }),
                 (error: Error) => send({ t: 'result', id, ok: false, error: error.message }),
               );

@@ -9,6 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayLogger } from './gateway.js';
 import { fingerprintOfSpki, publicKeyOfCertificate, type LinkIdentity } from './identity.js';
 import { connectSocket } from './dial.js';
+import type { LinkProcedure } from './link-procedures.js';
 
 /** What a gateway answers to the server's status sync. */
 export interface GatewayStatusReport {
@@ -38,7 +39,7 @@ export interface ManagementServerOptions {
 }
 
 /** A line on the link, from the gateway: a keep-alive, or a call for the server to answer. */
-export type LinkDown = ({ t: 'status' } & GatewayStatusReport) | { t: 'call'; id: number; method: string; params: unknown[] };
+export type LinkDown = ({ t: 'status' } & GatewayStatusReport) | { t: 'call'; id: number; procedure: LinkProcedure; input: unknown };
 /** A line on the link, from the server: who the gateway is, or an answer. */
 export type LinkUp =
   | { t: 'hello'; name: string; segment: string | null; recordInput?: boolean; recordBinaryExec?: boolean }
@@ -60,12 +61,12 @@ class Link {
     this.res.write(`${JSON.stringify(line)}\n`);
   }
 
-  call(method: string, params: unknown[], timeoutMs: number): Promise<unknown> {
+  call(procedure: LinkProcedure, input: unknown, timeoutMs: number): Promise<unknown> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(new Error(`The Gatehouse server did not answer ${method} in time.`));
+        reject(new Error(`The Gatehouse server did not answer ${procedure} in time.`));
       }, timeoutMs);
       this.waiting.set(id, {
         resolve: (v) => {
@@ -77,7 +78,7 @@ class Link {
           reject(e);
         },
       });
-      this.send({ t: 'call', id, method, params });
+      this.send({ t: 'call', id, procedure, input });
     });
   }
 
@@ -239,14 +240,15 @@ export class ManagementServer {
   }
 
   /**
-   * Calls the server over the newest link (any replica will do). Rejects with a message
-   * for the user when no server is connected.
+   * Sends one call to the server over the newest link (any replica will do) and resolves
+   * with its answer as it came: the transport of `callLinkProcedure`, which checks both.
+   * Rejects with a message for the user when no server is connected.
    */
-  async callServer(method: string, params: unknown[], timeoutMs = 30_000): Promise<unknown> {
+  async callServer(procedure: LinkProcedure, input: unknown, timeoutMs = 30_000): Promise<unknown> {
     const link = [...this.links].sort((a, b) => b.opened - a.opened)[0];
     if (!link)
       throw new Error('This gateway has no link to the Gatehouse server right now. Try again in a moment, or use the default gateway.');
-    return link.call(method, params, timeoutMs);
+    return link.call(procedure, input, timeoutMs);
   }
 
   /** `POST /v1/sessions/<id>/end` with `{"reason"}`: ends a live session of the SSH entry. */

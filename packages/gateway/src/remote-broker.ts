@@ -17,6 +17,7 @@ import type {
   TargetCredential,
 } from './broker.js';
 import type { ConnectionTarget } from './connection-target.js';
+import { callLinkProcedure, type LinkInput, type LinkOutput, type LinkProcedure } from './link-procedures.js';
 import type { ManagementServer } from './management.js';
 import type { FileOperation } from './sftp-log.js';
 
@@ -29,8 +30,9 @@ import type { FileOperation } from './sftp-log.js';
 export class RemoteAccessBroker implements AccessBroker {
   constructor(private readonly management: ManagementServer) {}
 
-  private call<T>(method: keyof AccessBroker, ...params: unknown[]): Promise<T> {
-    return this.management.callServer(method, params) as Promise<T>;
+  /** One call to the server, typed and checked by the link's procedure table. */
+  private call<P extends LinkProcedure>(procedure: P, input: LinkInput<P>): Promise<LinkOutput<P>> {
+    return callLinkProcedure((name, checked) => this.management.callServer(name, checked), procedure, input);
   }
 
   async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
@@ -49,20 +51,20 @@ export class RemoteAccessBroker implements AccessBroker {
     }
   }
 
-  signInRefused(refusal: SignInRefusal): Promise<void> {
-    return this.call('signInRefused', refusal);
+  async signInRefused(refusal: SignInRefusal): Promise<void> {
+    await this.call('signInRefused', refusal);
   }
 
   async authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult> {
     try {
-      return await this.call('authorize', user, target, remoteAddress);
+      return await this.call('authorize', { user, target, remoteAddress });
     } catch (error) {
       return { allow: false, message: (error as Error).message };
     }
   }
 
   fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<TargetCredential> {
-    return this.call('fetchCredential', user, target);
+    return this.call('fetchCredential', { user, target });
   }
 
   async authorizeForward(
@@ -72,33 +74,33 @@ export class RemoteAccessBroker implements AccessBroker {
     remoteAddress: string,
   ): Promise<AuthorizationDecision> {
     try {
-      return await this.call('authorizeForward', user, target, destination, remoteAddress);
+      return await this.call('authorizeForward', { user, target, destination, remoteAddress });
     } catch (error) {
       return { allow: false, message: (error as Error).message };
     }
   }
 
-  forwardRefused(user: GatewayUser, target: AuthorizedTarget, request: RefusedForward, remoteAddress: string): Promise<void> {
-    return this.call('forwardRefused', user, target, request, remoteAddress);
+  async forwardRefused(user: GatewayUser, target: AuthorizedTarget, request: RefusedForward, remoteAddress: string): Promise<void> {
+    await this.call('forwardRefused', { user, target, request, remoteAddress });
   }
 
   checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {
-    return this.call('checkHostKey', target, key);
+    return this.call('checkHostKey', { target, key });
   }
 
-  sessionStarted(session: SessionStart): Promise<void> {
-    return this.call('sessionStarted', session);
+  async sessionStarted(session: SessionStart): Promise<void> {
+    await this.call('sessionStarted', session);
   }
 
-  fileOperation(sessionId: string, operation: FileOperation): Promise<void> {
-    return this.call('fileOperation', sessionId, operation);
+  async fileOperation(sessionId: string, operation: FileOperation): Promise<void> {
+    await this.call('fileOperation', { sessionId, operation });
   }
 
-  sessionEnded(sessionId: string, end: SessionEnd): Promise<void> {
-    return this.call('sessionEnded', sessionId, end);
+  async sessionEnded(sessionId: string, end: SessionEnd): Promise<void> {
+    await this.call('sessionEnded', { sessionId, end });
   }
 
-  connectionFailed(failure: ConnectionFailure): Promise<void> {
-    return this.call('connectionFailed', failure);
+  async connectionFailed(failure: ConnectionFailure): Promise<void> {
+    await this.call('connectionFailed', failure);
   }
 }

@@ -26,7 +26,7 @@ export interface GatewayHealthOptions {
   /** Whether they record binary exec output whole (the server's gatewayRecordBinaryExec). */
   recordBinaryExec?: boolean;
   /** Answers a call of the gateway's own SSH entry, coming up its link. */
-  onCall?: (gateway: Gateway, method: string, params: unknown[]) => Promise<unknown>;
+  onCall?: (gateway: Gateway, procedure: string, input: unknown) => Promise<unknown>;
   /** The link to a gateway is up (with its first status report): fetch what it holds for the server. */
   onLinkOpen?: (gateway: Gateway, report: GatewayStatusReport) => void;
 }
@@ -259,7 +259,7 @@ export class GatewayHealth {
         recordInput: this.opts.recordInput,
         recordBinaryExec: this.opts.recordBinaryExec,
       },
-      onCall: (method, params) => this.opts.onCall(gateway, method, params),
+      onCall: (procedure, input) => this.opts.onCall(gateway, procedure, input),
       onOpen: (report) => this.opts.onLinkOpen(gateway, report),
       onEnd: (why) => {
         w.stopWatch = undefined;

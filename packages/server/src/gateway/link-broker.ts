@@ -4,14 +4,16 @@ import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Gateway, GatewaySessions } from '@gatehouse/db';
 import {
+  answerLinkCall,
   fetchGatewayRecording,
   listGatewayRecordings,
+  type LinkParsedInput,
+  type LinkProcedureHandlers,
   type AuthorizedTarget,
   type GatewayStatusReport,
   type GatewayUser,
   type LinkIdentity,
 } from '@gatehouse/gateway';
-import { z } from 'zod';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import { abandonedEnd, ServerAccessBroker, sessionEndEvent } from './broker.js';
@@ -28,54 +30,8 @@ interface Ticket {
   target?: AuthorizedTarget;
 }
 
-const text = (max: number) => z.string().max(max);
-const user = z.object({ id: text(100), username: text(200), ticket: text(200).optional() });
-const authRequest = z.object({ username: text(512), password: text(1024), totp: text(32).optional(), remoteAddress: text(100) });
-const keyRequest = z.object({
-  username: text(512),
-  fingerprint: text(200),
-  algorithm: text(100),
-  signed: z.boolean(),
-  remoteAddress: text(100),
-});
-const signInRefusal = z.object({ username: text(1000), reason: text(1000), remoteAddress: text(100) });
-const connectionTarget = z.object({ user: text(512), device: text(512), account: text(512).optional() });
-const targetRef = z.object({ accountId: text(100), deviceId: text(100) });
-const hostKey = z.object({ algorithm: text(100), fingerprint: text(200) });
-const destination = z.object({ host: text(255), port: z.number().int().min(1).max(65535) });
-const refusedForward = z.object({ kind: z.enum(['agent', 'x11', 'remote', 'socket']), destination: text(1024).nullable() });
-const iso = text(40);
-const sessionStart = z.object({
-  id: z.uuid(),
-  user,
-  kind: z.enum(['shell', 'exec', 'sftp', 'forward', 'connection']),
-  command: text(8192).nullable(),
-  remoteAddress: text(100),
-  startedAt: iso,
-  recording: z
-    .string()
-    .regex(/^\d{4}-\d{2}-\d{2}\/[0-9a-f-]{36}\.cast$/)
-    .nullable(),
-});
-const sessionEnd = z.object({
-  endedAt: iso,
-  bytesIn: z.number().int().min(0),
-  bytesOut: z.number().int().min(0),
-  result: z.enum(['success', 'failure']),
-  exitStatus: z.number().int().nullable(),
-  exitSignal: text(100).nullable().optional(),
-  reason: text(4000).nullable(),
-});
-const fileOperation = z.object({
-  at: iso,
-  op: z.enum(['upload', 'download', 'remove', 'rename', 'mkdir', 'rmdir', 'list']),
-  path: text(8192),
-  target: text(8192).nullable(),
-  bytes: z.number().int().min(0),
-  result: z.enum(['success', 'failure']),
-  error: text(4000).nullable(),
-});
-const failure = z.object({ user, remoteAddress: text(100), at: iso, reason: text(4000) });
+type ClaimedUser = LinkParsedInput<'fetchCredential'>['user'];
+type TargetRef = LinkParsedInput<'fetchCredential'>['target'];
 
 /**
  * The server's side of a remote gateway's own SSH entry: the calls its broker sends up
@@ -123,7 +79,7 @@ export class GatewayLinkBroker {
     return { id: signedIn.id, username: signedIn.username, ticket };
   }
 
-  private ticketOf(gateway: Gateway, claimed: z.infer<typeof user>): Ticket {
+  private ticketOf(gateway: Gateway, claimed: ClaimedUser): Ticket {
     const ticket = claimed.ticket === undefined ? undefined : this.tickets.get(claimed.ticket);
     if (!ticket || ticket.gatewayId !== gateway.id || ticket.expiresAt < Date.now() || ticket.user.id !== claimed.id) {
       throw new Error('The sign-in this gateway refers to is not known to the server. Sign in again.');
@@ -131,11 +87,7 @@ export class GatewayLinkBroker {
     return ticket;
   }
 
-  private authorized(
-    gateway: Gateway,
-    claimed: z.infer<typeof user>,
-    target: z.infer<typeof targetRef>,
-  ): Ticket & { target: AuthorizedTarget } {
+  private authorized(gateway: Gateway, claimed: ClaimedUser, target: TargetRef): Ticket & { target: AuthorizedTarget } {
     const ticket = this.ticketOf(gateway, claimed);
     if (!ticket.target || ticket.target.accountId !== target.accountId || ticket.target.deviceId !== target.deviceId) {
       throw new Error('The server did not authorize this device and account for this sign-in.');
@@ -155,112 +107,110 @@ export class GatewayLinkBroker {
     return undefined;
   }
 
-  /** Answers one call from `gateway`'s broker. Every parameter is checked: the gateway is not trusted with the server's records. */
-  async handle(gateway: Gateway, method: string, params: unknown[]): Promise<unknown> {
-    const broker = this.broker(gateway);
-    switch (method) {
-      case 'authenticate': {
-        const result = await broker.authenticate(authRequest.parse(params[0]));
-        return result.ok ? { ok: true, user: this.issue(gateway, result.user) } : result;
-      }
-      case 'authenticateKey': {
-        const request = keyRequest.parse(params[0]);
-        const result = await broker.authenticateKey(request);
-        return result.ok && request.signed ? { ok: true, user: this.issue(gateway, result.user) } : result;
-      }
-      case 'signInRefused':
-        return broker.signInRefused(signInRefusal.parse(params[0]));
-      case 'authorize': {
-        const ticket = this.ticketOf(gateway, user.parse(params[0]));
-        const asked = connectionTarget.parse(params[1]);
-        const wanted = { user: asked.user, device: asked.device, account: asked.account };
-        const remoteAddress = text(100).parse(params[2]);
-        const decision = await broker.authorize(ticket.user, wanted, remoteAddress);
-        if (!decision.allow) return decision;
-        const problem = await this.outOfReach(gateway, decision.target);
-        if (problem) {
-          await this.services.audit(null, {
-            action: 'gateway.authorize',
-            outcome: 'denied',
-            actorId: ticket.user.id,
-            actorName: ticket.user.username,
-            ip: remoteAddress,
-            targetType: 'device',
-            targetId: decision.target.deviceId,
-            details: {
-              gateway: gateway.name,
-              device: decision.target.deviceName,
-              segment: decision.target.segment,
-              reason: 'outside the gateway segment',
-            },
-          });
-          return { allow: false, message: problem };
-        }
-        ticket.target = decision.target;
-        return decision;
-      }
-      case 'fetchCredential': {
-        const ticket = this.authorized(gateway, user.parse(params[0]), targetRef.parse(params[1]));
-        return broker.fetchCredential(ticket.user, ticket.target);
-      }
-      case 'authorizeForward': {
-        const ticket = this.authorized(gateway, user.parse(params[0]), targetRef.parse(params[1]));
-        return broker.authorizeForward(ticket.user, ticket.target, destination.parse(params[2]), text(100).parse(params[3]));
-      }
-      case 'forwardRefused': {
-        const ticket = this.authorized(gateway, user.parse(params[0]), targetRef.parse(params[1]));
-        return broker.forwardRefused(ticket.user, ticket.target, refusedForward.parse(params[2]), text(100).parse(params[3]));
-      }
-      case 'checkHostKey': {
-        const ref = targetRef.parse(params[0]);
-        const ticket = [...this.tickets.values()].find(
-          (t) => t.gatewayId === gateway.id && t.expiresAt > Date.now() && t.target?.deviceId === ref.deviceId,
-        );
-        if (!ticket?.target) throw new Error('No sign-in through this gateway was authorized for that device.');
-        return broker.checkHostKey(ticket.target, hostKey.parse(params[1]));
-      }
-      case 'sessionStarted': {
-        const s = sessionStart.parse(params[0]);
-        const raw = params[0] as { target?: unknown };
-        const ticket = this.authorized(gateway, s.user, targetRef.parse(raw.target));
-        if (s.recording !== null && !s.recording.endsWith(`/${s.id}.cast`))
-          throw new Error('The recording must be named after its session.');
-        return broker.sessionStarted({
-          ...s,
-          user: ticket.user,
-          target: ticket.target,
-          gateway: gateway.name,
-          segment: ticket.target.segment,
-        });
-      }
-      case 'sessionEnded': {
-        const id = z.uuid().parse(params[0]);
-        const session = await this.ownSession(gateway, id);
-        await broker.sessionEnded(id, sessionEnd.parse(params[1]));
-        if (session.recorded) void this.fetchRecording(gateway, id);
-        return null;
-      }
-      case 'fileOperation': {
-        const id = z.uuid().parse(params[0]);
-        await this.ownSession(gateway, id);
-        return broker.fileOperation(id, fileOperation.parse(params[1]));
-      }
-      case 'connectionFailed': {
-        const f = failure.parse(params[0]);
-        const raw = params[0] as { target?: unknown };
-        const ticket = this.authorized(gateway, f.user, targetRef.parse(raw.target));
-        return broker.connectionFailed({
-          ...f,
-          user: ticket.user,
-          target: ticket.target,
-          gateway: gateway.name,
-          segment: ticket.target.segment,
-        });
-      }
-      default:
-        throw new Error(`Unknown call ${method.slice(0, 40)}.`);
-    }
+  /**
+   * Answers one call from `gateway`'s broker, as the link's procedure table says: the
+   * input is parsed (the gateway is not trusted with the server's records) and the answer
+   * checked before it goes back.
+   */
+  handle(gateway: Gateway, procedure: string, input: unknown): Promise<unknown> {
+    return answerLinkCall(this.procedures, procedure, input, gateway);
   }
+
+  private readonly procedures: LinkProcedureHandlers<Gateway> = {
+    authenticate: async (request, gateway) => {
+      const result = await this.broker(gateway).authenticate(request);
+      return result.ok ? { ok: true, user: this.issue(gateway, result.user) } : result;
+    },
+    authenticateKey: async (request, gateway) => {
+      const result = await this.broker(gateway).authenticateKey(request);
+      return result.ok && request.signed ? { ok: true, user: this.issue(gateway, result.user) } : result;
+    },
+    signInRefused: async (refusal, gateway) => {
+      await this.broker(gateway).signInRefused(refusal);
+      return null;
+    },
+    authorize: async ({ user, target, remoteAddress }, gateway) => {
+      const ticket = this.ticketOf(gateway, user);
+      const wanted = { user: target.user, device: target.device, account: target.account };
+      const decision = await this.broker(gateway).authorize(ticket.user, wanted, remoteAddress);
+      if (!decision.allow) return decision;
+      const problem = await this.outOfReach(gateway, decision.target);
+      if (problem) {
+        await this.services.audit(null, {
+          action: 'gateway.authorize',
+          outcome: 'denied',
+          actorId: ticket.user.id,
+          actorName: ticket.user.username,
+          ip: remoteAddress,
+          targetType: 'device',
+          targetId: decision.target.deviceId,
+          details: {
+            gateway: gateway.name,
+            device: decision.target.deviceName,
+            segment: decision.target.segment,
+            reason: 'outside the gateway segment',
+          },
+        });
+        return { allow: false, message: problem };
+      }
+      ticket.target = decision.target;
+      return decision;
+    },
+    fetchCredential: async ({ user, target }, gateway) => {
+      const ticket = this.authorized(gateway, user, target);
+      return this.broker(gateway).fetchCredential(ticket.user, ticket.target);
+    },
+    authorizeForward: async ({ user, target, destination, remoteAddress }, gateway) => {
+      const ticket = this.authorized(gateway, user, target);
+      return this.broker(gateway).authorizeForward(ticket.user, ticket.target, destination, remoteAddress);
+    },
+    forwardRefused: async ({ user, target, request, remoteAddress }, gateway) => {
+      const ticket = this.authorized(gateway, user, target);
+      await this.broker(gateway).forwardRefused(ticket.user, ticket.target, request, remoteAddress);
+      return null;
+    },
+    checkHostKey: async ({ target, key }, gateway) => {
+      const ticket = [...this.tickets.values()].find(
+        (t) => t.gatewayId === gateway.id && t.expiresAt > Date.now() && t.target?.deviceId === target.deviceId,
+      );
+      if (!ticket?.target) throw new Error('No sign-in through this gateway was authorized for that device.');
+      return this.broker(gateway).checkHostKey(ticket.target, key);
+    },
+    sessionStarted: async (s, gateway) => {
+      const ticket = this.authorized(gateway, s.user, s.target);
+      if (s.recording !== null && !s.recording.endsWith(`/${s.id}.cast`)) throw new Error('The recording must be named after its session.');
+      await this.broker(gateway).sessionStarted({
+        ...s,
+        user: ticket.user,
+        target: ticket.target,
+        gateway: gateway.name,
+        segment: ticket.target.segment,
+      });
+      return null;
+    },
+    sessionEnded: async ({ sessionId, end }, gateway) => {
+      const session = await this.ownSession(gateway, sessionId);
+      await this.broker(gateway).sessionEnded(sessionId, end);
+      if (session.recorded) void this.fetchRecording(gateway, sessionId);
+      return null;
+    },
+    fileOperation: async ({ sessionId, operation }, gateway) => {
+      await this.ownSession(gateway, sessionId);
+      await this.broker(gateway).fileOperation(sessionId, operation);
+      return null;
+    },
+    connectionFailed: async (f, gateway) => {
+      const ticket = this.authorized(gateway, f.user, f.target);
+      await this.broker(gateway).connectionFailed({
+        ...f,
+        user: ticket.user,
+        target: ticket.target,
+        gateway: gateway.name,
+        segment: ticket.target.segment,
+      });
+      return null;
+    },
+  };
 
   private async ownSession(gateway: Gateway, id: string) {
     const session = await this.sessions.find(id);

@@ -78,7 +78,7 @@ export class GatewayService {
       logger,
       recordInput: opts.services.config.gatewayRecordInput,
       recordBinaryExec: opts.services.config.gatewayRecordBinaryExec,
-      onCall: (gateway, method, params) => this.links.handle(gateway, method, params),
+      onCall: (gateway, procedure, input) => this.links.handle(gateway, procedure, input),
       onLinkOpen: (gateway, report) =>
         void this.links
           .linkOpened(gateway, report)
