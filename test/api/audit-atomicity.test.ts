@@ -1,3 +1,4 @@
+import { deviceInput } from '@gatehouse/core';
 import { listAuditEvents } from '@gatehouse/db';
 import { generateLinkIdentity } from '@gatehouse/gateway';
 import { sql } from 'kysely';
@@ -115,6 +116,22 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     const again = await t.request('POST', `${API}/gateways`, { token: admin.token, body });
     expect(again.statusCode, again.body).toBe(201);
     expect(await eventsOf(t, 'gateway.register')).toBe(1);
+  });
+
+  it("keeps a device's trusted host key whose removal could not be recorded", async () => {
+    const project = await t.services.inventory.createProject({ name: 'Host keys', description: null });
+    const device = await t.services.inventory.createDevice(deviceInput.parse({ projectId: project.id, name: 'hk-1', provider: 'aws' }));
+    await t.gatewaySessions.trustOnFirstUse(device.id, { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:atomic' });
+    await kill(t, 'device.host_key_forget');
+    const res = await t.request('DELETE', `${API}/devices/${device.id}/host-key`, { token: admin.token });
+    expect(res.statusCode).toBe(500);
+    expect((await t.gatewaySessions.hostKey(device.id))?.fingerprint).toBe('SHA256:atomic');
+    expect(await eventsOf(t, 'device.host_key_forget')).toBe(0);
+
+    await spare(t);
+    expect((await t.request('DELETE', `${API}/devices/${device.id}/host-key`, { token: admin.token })).statusCode).toBe(204);
+    expect(await t.gatewaySessions.hostKey(device.id)).toBeUndefined();
+    expect(await eventsOf(t, 'device.host_key_forget')).toBe(1);
   });
 
   it('leaves a chain that still verifies after the failed appends', async () => {

@@ -41,3 +41,13 @@ export type ErrorBody = z.infer<typeof errorBody>;
 export function responses<T extends Record<number, z.ZodType>>(ok: T) {
   return { ...ok, '4xx': errorBody, '5xx': errorBody };
 }
+
+/** Where a non-JSON answer's media type is kept for the OpenAPI document (`fileAnswer`). */
+export const MEDIA_TYPE_KEY = 'x-media-type';
+
+/**
+ * An answer that is a file, not JSON (a recording, a download): the route sends a stream,
+ * which the server passes on as it is, never through a schema (hence unknown). The OpenAPI
+ * document shows it as `mediaType` with binary content and this description.
+ */
+export const fileAnswer = (mediaType: string, description: string) => z.unknown().meta({ description, [MEDIA_TYPE_KEY]: mediaType });

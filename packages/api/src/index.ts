@@ -9,3 +9,5 @@ export * from './health.js';
 export * from './projects.js';
 export * from './ssh-keys.js';
 export * from './gateways.js';
+export * from './sessions.js';
+export * from './host-keys.js';

@@ -5,7 +5,7 @@ import { sql, type ExpressionBuilder } from 'kysely';
 import { escapeLike } from './inventory.js';
 import type { Database, GatewaySessionTable } from './schema.js';
 
-/** A session through a gateway, as the API shows it. */
+/** Which sessions to list: all of them by default, newest first. */
 export interface SessionQuery {
   limit?: number;
   offset?: number;
@@ -22,6 +22,7 @@ export interface SessionQuery {
   result?: GatewaySession['result'];
 }
 
+/** A session through a gateway: one proxied channel, a connection without one, or a failed connection. */
 export interface GatewaySession {
   id: string;
   userId: string | null;
@@ -75,7 +76,7 @@ export interface HostKey {
   firstSeen: string;
 }
 
-const present = (r: GatewaySessionTable): GatewaySession => ({
+const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
   id: r.id,
   userId: r.user_id,
   username: r.username,
@@ -178,12 +179,12 @@ export class GatewaySessions {
         rows.map((r) => r.id),
       )
       .execute();
-    return ended.map(present);
+    return ended.map(sessionFromRow);
   }
 
   async find(id: string): Promise<GatewaySession | undefined> {
     const row = await this.x.selectFrom('gateway_sessions').selectAll().where('id', '=', id).executeTakeFirst();
-    return row && present(row);
+    return row && sessionFromRow(row);
   }
 
   /** The recording's path relative to the recordings directory, or undefined. */
@@ -270,7 +271,7 @@ export class GatewaySessions {
       .limit(q.limit ?? 50)
       .offset(q.offset ?? 0)
       .execute();
-    return { items: rows.map(present), total: Number(total.n) };
+    return { items: rows.map(sessionFromRow), total: Number(total.n) };
   }
 
   // Host keys: trust on first use.

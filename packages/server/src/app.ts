@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { health, readiness, responses } from '@gatehouse/api';
 import { sql } from 'kysely';
 import { loadAuditCheckpointKey } from './audit-checkpoint-key.js';
@@ -16,12 +16,15 @@ import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
 import { handleError, sendError } from './errors.js';
 import { fileRoutes } from './files.js';
+import { openApiTransform } from './openapi.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterError, nulCharacterPaths, tooDeepError } from './json-body.js';
 import { terminalRoutes, WebTerminal } from './terminal.js';
 import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
 import { gatewayRoutes } from './api/gateways/routes.js';
-import { sessionRoutes, recordingsDirOf } from './gateway/routes.js';
+import { hostKeyRoutes } from './api/host-keys/routes.js';
+import { sessionRoutes } from './api/sessions/routes.js';
+import { recordingsDirOf } from './gateway/recordings.js';
 import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './routes/audit.js';
@@ -220,7 +223,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       },
       security: [{ bearer: [] }, { session: [] }],
     },
-    transform: jsonSchemaTransform,
+    transform: openApiTransform,
   });
   await app.register(swaggerUi, { routePrefix: `${API_PREFIX}/docs` });
 
@@ -281,6 +284,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       auditRoutes(api, services, auditCheckpoints);
       breakGlassRoutes(api, services, breakglass);
       sessionRoutes(api, services, gatewaySessions, gateways);
+      hostKeyRoutes(api, services, gatewaySessions);
       gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       fileRoutes(api, services, terminal, gatewaySessions);

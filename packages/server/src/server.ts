@@ -7,7 +7,7 @@ import { loadOrCreateHostKey, repairRecording, SshGateway } from '@gatehouse/gat
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { abandonedEnd, BUILT_IN_GATEWAY, ServerAccessBroker, sessionEndEvent } from './gateway/broker.js';
-import { recordingsDirOf } from './gateway/routes.js';
+import { recordingsDirOf } from './gateway/recordings.js';
 import { createLogger, type Logger } from './logger.js';
 import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
 import { newToken } from './passwords.js';

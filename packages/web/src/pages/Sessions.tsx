@@ -1,46 +1,12 @@
 import { useEffect, useRef, useState } from 'react';
 import { Link } from 'wouter';
+import type { FileOperation, FileOperationList, GatewaySession, SessionEnd, SessionPage } from '@gatehouse/api';
 import { api, API, query, type Page, type User } from '../api.js';
 import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced, usePageOffset } from '../ui.js';
 
-export interface Session {
-  id: string;
-  username: string;
-  projectName: string;
-  deviceId: string | null;
-  deviceName: string;
-  accountUsername: string;
-  gateway: string;
-  segment: string | null;
-  entryGateway: string;
-  kind: 'shell' | 'exec' | 'sftp' | 'forward' | 'connection' | null;
-  command: string | null;
-  remoteAddress: string | null;
-  startedAt: string;
-  endedAt: string | null;
-  bytesIn: number;
-  bytesOut: number;
-  result: 'active' | 'success' | 'failure';
-  exitStatus: number | null;
-  reason: string | null;
-  recorded: boolean;
-}
-
-/** One SFTP/SCP operation: `op` is upload, download or a change (mkdir, rename, remove…). */
-interface FileOperation {
-  id: string;
-  at: string;
-  op: string;
-  path: string;
-  target: string | null;
-  bytes: number;
-  result: 'success' | 'failure';
-  error: string | null;
-}
-
 const PAGE_SIZE = 50;
 
-function duration(s: Session): string {
+function duration(s: GatewaySession): string {
   const ms = (s.endedAt ? Date.parse(s.endedAt) : Date.now()) - Date.parse(s.startedAt);
   const seconds = Math.round(ms / 1000);
   return seconds < 60
@@ -74,7 +40,7 @@ export function Sessions({ user }: { user: User }) {
   const [deviceQ, setDeviceQ] = useState('');
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
-  const [page, setPage] = useState<Page<Session> | null>(null);
+  const [page, setPage] = useState<Page<GatewaySession> | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [tick, setTick] = useState(0);
   const filters = useDebounced({ userQ, deviceQ, from, to, tab }, 250);
@@ -92,7 +58,7 @@ export function Sessions({ user }: { user: User }) {
       limit: PAGE_SIZE,
       offset,
     });
-    api<{ items: Session[]; total: number }>('GET', `/sessions${q}`).then(
+    api<SessionPage>('GET', `/sessions${q}`).then(
       (r) => {
         if (!current) return;
         setPage({ ...r, limit: PAGE_SIZE, offset });
@@ -207,7 +173,7 @@ export function Sessions({ user }: { user: User }) {
                           onClick={() => {
                             if (!window.confirm(`End the session of ${s.username} on ${s.deviceName} now? They are told you ended it.`))
                               return;
-                            api('POST', `/sessions/${s.id}/end`, {}).then(
+                            api('POST', `/sessions/${s.id}/end`, {} satisfies SessionEnd).then(
                               () => setTick((n) => n + 1),
                               (e: unknown) => setError(e),
                             );
@@ -232,12 +198,12 @@ export function Sessions({ user }: { user: User }) {
 
 /** One session: what it was, its recording played in the page, and its file operations. */
 export function SessionPage({ id }: { id: string }) {
-  const [session, setSession] = useState<Session | null>(null);
+  const [session, setSession] = useState<GatewaySession | null>(null);
   const [ops, setOps] = useState<FileOperation[] | null>(null);
   const [error, setError] = useState<unknown>(null);
 
   useEffect(() => {
-    Promise.all([api<Session>('GET', `/sessions/${id}`), api<{ items: FileOperation[] }>('GET', `/sessions/${id}/file-operations`)]).then(
+    Promise.all([api<GatewaySession>('GET', `/sessions/${id}`), api<FileOperationList>('GET', `/sessions/${id}/file-operations`)]).then(
       ([s, o]) => {
         setSession(s);
         setOps(o.items);

@@ -1,0 +1,83 @@
+import { z } from 'zod';
+import { listOf, timestamp } from './common.js';
+
+/** Sessions through gateways, their SFTP operations and terminal recordings (`/sessions`). */
+
+/** A time with its offset, as the stored UTC text so that it compares as time does. */
+const isoTime = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
+
+export const sessionListQuery = z.strictObject({
+  deviceId: z.string().max(100).optional(),
+  userId: z.string().max(100).optional(),
+  user: z.string().max(100).optional().describe('part of the user name'),
+  device: z.string().max(200).optional().describe('part of the device name'),
+  from: isoTime.optional().describe('started at or after (ISO 8601)'),
+  to: isoTime.optional().describe('started before (ISO 8601)'),
+  result: z.enum(['active', 'success', 'failure']).optional().describe('active: live sessions'),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+export type SessionListQuery = z.input<typeof sessionListQuery>;
+
+/** One proxied channel, a connection while it carried no channel, or a failed connection. */
+export const gatewaySession = z.object({
+  id: z.string(),
+  userId: z.string().nullable(),
+  username: z.string(),
+  projectId: z.string().nullable(),
+  projectName: z.string(),
+  deviceId: z.string().nullable(),
+  deviceName: z.string(),
+  accountId: z.string().nullable(),
+  accountUsername: z.string(),
+  /** The gateway that reached the device. */
+  gateway: z.string(),
+  /** The device's gateway segment at the time, or null. */
+  segment: z.string().nullable(),
+  /** The gateway the user connected to (it signed them in and recorded the session). */
+  entryGateway: z.string(),
+  /**
+   * `forward`: a forwarded TCP connection (`ssh -L`), its destination as the command;
+   * `connection`: a connection that carried no channel for a moment (`ssh -N`); null for a failed connection.
+   */
+  kind: z.enum(['shell', 'exec', 'sftp', 'forward', 'connection']).nullable(),
+  command: z.string().nullable(),
+  remoteAddress: z.string().nullable(),
+  startedAt: timestamp,
+  endedAt: timestamp.nullable(),
+  bytesIn: z.number(),
+  bytesOut: z.number(),
+  result: z.enum(['active', 'success', 'failure']),
+  exitStatus: z.number().int().nullable(),
+  reason: z.string().nullable(),
+  /** Whether a recording exists (GET /sessions/:id/recording). */
+  recorded: z.boolean(),
+});
+export type GatewaySession = z.infer<typeof gatewaySession>;
+
+/** A page of sessions, newest first, and how many match in all. */
+export const sessionPage = z.object({ items: z.array(gatewaySession), total: z.number().int() });
+export type SessionPage = z.infer<typeof sessionPage>;
+
+export const sessionEnd = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() }).optional();
+export type SessionEnd = z.input<typeof sessionEnd>;
+
+export const sessionEnded = z.object({ ended: z.literal(true) });
+export type SessionEnded = z.infer<typeof sessionEnded>;
+
+/** One finished SFTP (or legacy scp) operation: `op` is upload, download or a change (mkdir, rename, remove…). */
+export const fileOperation = z.object({
+  id: z.string(),
+  seq: z.number().int(),
+  at: timestamp,
+  op: z.string(),
+  path: z.string(),
+  target: z.string().nullable(),
+  bytes: z.number(),
+  result: z.enum(['success', 'failure']),
+  error: z.string().nullable(),
+});
+export type FileOperation = z.infer<typeof fileOperation>;
+
+export const fileOperationList = listOf(fileOperation);
+export type FileOperationList = z.infer<typeof fileOperationList>;

@@ -1,0 +1,134 @@
+import { createReadStream } from 'node:fs';
+import {
+  fileAnswer,
+  fileOperationList,
+  gatewaySession,
+  idParams,
+  responses,
+  sessionEnd,
+  sessionEnded,
+  sessionListQuery,
+  sessionPage,
+} from '@gatehouse/api';
+import { GatehouseError, NotFoundError } from '@gatehouse/core';
+import type { GatewaySessions } from '@gatehouse/db';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { admins, auditors } from '../../access.js';
+import { caller } from '../../auth.js';
+import { recordingFile } from '../../gateway/recordings.js';
+import type { GatewayService } from '../../gateway/service.js';
+import type { Services } from '../../services.js';
+
+/** Sessions through gateways, their file operations and recordings; ending a live one. */
+export function sessionRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions, gateways: GatewayService) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const tags = ['sessions'];
+
+  r.get(
+    '/sessions',
+    {
+      config: auditors,
+      schema: {
+        tags,
+        summary: 'List sessions through gateways, newest first (failed connections too, with their reason)',
+        querystring: sessionListQuery,
+        response: responses({ 200: sessionPage }),
+      },
+    },
+    async (req) => sessions.list(req.query),
+  );
+
+  r.get(
+    '/sessions/:id',
+    { config: auditors, schema: { tags, summary: 'Show a session', params: idParams, response: responses({ 200: gatewaySession }) } },
+    async (req) => {
+      const session = await sessions.find(req.params.id);
+      if (!session) throw new NotFoundError('Session', req.params.id);
+      return session;
+    },
+  );
+
+  r.post(
+    '/sessions/:id/end',
+    {
+      config: admins,
+      schema: {
+        tags,
+        summary: 'End a live session now: the user is told the reason, the recording is closed, and it is audited',
+        params: idParams,
+        body: sessionEnd,
+        response: responses({ 200: sessionEnded }),
+      },
+    },
+    async (req) => {
+      const session = await sessions.find(req.params.id);
+      if (!session) throw new NotFoundError('Session', req.params.id);
+      if (session.result !== 'active') throw new GatehouseError('CONFLICT', 'The session has already ended.');
+      const who = caller(req).user.username;
+      const reason = req.body?.reason ? `${who} ended this session: ${req.body.reason}` : `${who} ended this session.`;
+      // The gateway holding the session ends it, and records the end in the session's row as
+      // for any session that ends (a remote one over its link): this event records the request.
+      const ended = await gateways.endSession(session, reason);
+      await services.audit(req, {
+        action: 'session.terminate',
+        outcome: ended ? 'success' : 'failure',
+        targetType: 'session',
+        targetId: session.id,
+        details: {
+          gateway: session.entryGateway,
+          device: session.deviceName,
+          user: session.username,
+          ...(ended ? {} : { reason: 'not live at the gateway' }),
+        },
+      });
+      if (!ended) throw new GatehouseError('CONFLICT', `Gateway ${session.entryGateway} has no such live session: it has ended.`);
+      return { ended: true as const };
+    },
+  );
+
+  r.get(
+    '/sessions/:id/file-operations',
+    {
+      config: auditors,
+      schema: {
+        tags,
+        summary: "The session's SFTP/SCP operations in order: path, size, direction (upload/download) or change, result",
+        params: idParams,
+        response: responses({ 200: fileOperationList }),
+      },
+    },
+    async (req) => {
+      const session = await sessions.find(req.params.id);
+      if (!session) throw new NotFoundError('Session', req.params.id);
+      return { items: await sessions.fileOperations(session.id) };
+    },
+  );
+
+  r.get(
+    '/sessions/:id/recording',
+    {
+      config: auditors,
+      schema: {
+        tags,
+        summary: "The session's terminal recording (asciicast v2, playable with asciinema)",
+        params: idParams,
+        response: responses({
+          200: fileAnswer('application/x-asciicast', 'The recording, asciicast v2 (a JSON header line, then one JSON event a line)'),
+        }),
+      },
+    },
+    async (req, reply) => {
+      const relative = await sessions.recordingOf(req.params.id);
+      if (relative === undefined) throw new NotFoundError('Recording of session', req.params.id);
+      const recording = await recordingFile(services.config.dataDir, relative);
+      if (!recording) throw new NotFoundError('Recording file of session', req.params.id);
+      await services.audit(req, { action: 'session.recording_read', outcome: 'success', targetType: 'session', targetId: req.params.id });
+      return reply
+        .type('application/x-asciicast')
+        .header('content-length', recording.size)
+        .header('content-disposition', `attachment; filename="${req.params.id.replace(/[^A-Za-z0-9-]/g, '')}.cast"`)
+        .send(createReadStream(recording.file));
+    },
+  );
+}

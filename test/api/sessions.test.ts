@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { gatewaySession, type GatewaySession } from '@gatehouse/api';
+import { deviceInput } from '@gatehouse/core';
+import { listAuditEvents, type GatewaySessionInput } from '@gatehouse/db';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API } from '../support/api-helpers.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { dialects } from '../support/db.js';
+
+/** Sessions as the API answers them: every kind the gateway records, file operations, recordings, host keys. */
+describe.each(dialects)('sessions API on %s', (dialect) => {
+  let t: TestApp;
+  let admin: string;
+  let auditor: string;
+  let deviceId: string;
+  const row = (over: Partial<GatewaySessionInput>): GatewaySessionInput => ({
+    id: randomUUID(),
+    user_id: null,
+    username: 'alice',
+    project_id: null,
+    project_name: 'Lab',
+    device_id: deviceId,
+    device_name: 'web-1',
+    account_id: null,
+    account_username: 'root',
+    gateway: 'default',
+    entry_gateway: 'default',
+    segment: null,
+    kind: 'shell',
+    command: null,
+    remote_address: '192.0.2.7',
+    started_at: new Date().toISOString(),
+    result: 'active',
+    reason: null,
+    recording: null,
+    ...over,
+  });
+
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    admin = (await t.userWithToken('admin')).token;
+    auditor = (await t.userWithToken('auditor')).token;
+    const project = await t.services.inventory.createProject({ name: 'Lab', description: null });
+    deviceId = (await t.services.inventory.createDevice(deviceInput.parse({ projectId: project.id, name: 'web-1', provider: 'aws' }))).id;
+  });
+  afterAll(() => t.close());
+
+  it('answers every kind of session the gateway records, a forward with its destination too', async () => {
+    const forward = row({ kind: 'forward', command: '127.0.0.1:5432' });
+    await t.gatewaySessions.start(forward);
+    await t.gatewaySessions.end(forward.id, {
+      endedAt: new Date().toISOString(),
+      bytesIn: 4,
+      bytesOut: 4,
+      result: 'success',
+      exitStatus: null,
+      reason: null,
+    });
+    for (const kind of ['shell', 'exec', 'sftp', 'connection'] as const) await t.gatewaySessions.start(row({ kind }));
+
+    const list = await t.request('GET', `${API}/sessions?limit=10`, { token: auditor });
+    expect(list.statusCode, list.body).toBe(200);
+    const page = list.json<{ items: GatewaySession[]; total: number }>();
+    expect(page.total).toBe(5);
+    expect(page.items.map((s) => s.kind).sort()).toEqual(['connection', 'exec', 'forward', 'sftp', 'shell']);
+    for (const s of page.items) expect(gatewaySession.strict().safeParse(s).success).toBe(true);
+
+    const shown = (await t.request('GET', `${API}/sessions/${forward.id}`, { token: auditor })).json<GatewaySession>();
+    expect(shown).toMatchObject({ kind: 'forward', command: '127.0.0.1:5432', result: 'success', recorded: false, bytesIn: 4 });
+    expect((await t.request('GET', `${API}/sessions?result=active`, { token: auditor })).json<{ total: number }>().total).toBe(4);
+  });
+
+  it('hands out a recording as asciicast with its headers, and audits the read', async () => {
+    const relative = `${randomUUID()}.cast`;
+    const dir = path.join(t.services.config.dataDir, 'recordings');
+    mkdirSync(dir, { recursive: true });
+    const cast = '{"version":2,"width":80,"height":24}\n[0.1,"o","hi"]\n';
+    writeFileSync(path.join(dir, relative), cast);
+    const recorded = row({ recording: relative });
+    await t.gatewaySessions.start(recorded);
+
+    const res = await t.request('GET', `${API}/sessions/${recorded.id}/recording`, { token: auditor });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('application/x-asciicast');
+    expect(res.headers['content-length']).toBe(String(Buffer.byteLength(cast)));
+    expect(res.headers['content-disposition']).toBe(`attachment; filename="${recorded.id}.cast"`);
+    expect(res.body).toBe(cast);
+    const reads = await listAuditEvents(t.database.db, { action: 'session.recording_read', limit: 10 });
+    expect(reads.map((e) => e.targetId)).toContain(recorded.id);
+    expect((await t.request('GET', `${API}/sessions/${randomUUID()}/recording`, { token: auditor })).statusCode).toBe(404);
+  });
+
+  it("shows a device's trusted host key, and forgets it for an administrator", async () => {
+    const none = await t.request('GET', `${API}/devices/${deviceId}/host-key`, { token: auditor });
+    expect(none.json()).toEqual({ hostKey: null });
+    await t.gatewaySessions.trustOnFirstUse(deviceId, { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:abc' });
+    const shown = await t.request('GET', `${API}/devices/${deviceId}/host-key`, { token: auditor });
+    expect(shown.json()).toMatchObject({ hostKey: { deviceId, algorithm: 'ssh-ed25519', fingerprint: 'SHA256:abc' } });
+    expect((await t.request('DELETE', `${API}/devices/${deviceId}/host-key`, { token: auditor })).statusCode).toBe(403);
+    expect((await t.request('DELETE', `${API}/devices/${deviceId}/host-key`, { token: admin })).statusCode).toBe(204);
+    expect((await t.request('DELETE', `${API}/devices/${deviceId}/host-key`, { token: admin })).statusCode).toBe(404);
+  });
+});
