@@ -134,6 +134,47 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'device.host_key_forget')).toBe(1);
   });
 
+  it('creates no user and records nothing', async () => {
+    await kill(t, 'user.create');
+    const res = await t.request('POST', `${API}/users`, {
+      token: admin.token,
+      body: { username: 'atomic-user', role: 'operator', password: 'a long enough password' },
+    });
+    expect(res.statusCode).toBe(500);
+    expect(res.body).not.toContain('killed');
+    expect((await t.services.users.list()).map((u) => u.username)).not.toContain('atomic-user');
+    expect(await eventsOf(t, 'user.create')).toBe(0);
+
+    await spare(t);
+    const again = await t.request('POST', `${API}/users`, {
+      token: admin.token,
+      body: { username: 'atomic-user', role: 'operator', password: 'a long enough password' },
+    });
+    expect(again.statusCode).toBe(201);
+    expect(await eventsOf(t, 'user.create')).toBe(1);
+  });
+
+  it('grants nothing and records nothing', async () => {
+    const operator = await t.userWithToken('operator');
+    const project = await t.services.inventory.createProject({ name: `atomic-${dialect}`, description: null });
+    await kill(t, 'grant.create');
+    const res = await t.request('POST', `${API}/grants`, { token: admin.token, body: { userId: operator.id, projectId: project.id } });
+    expect(res.statusCode).toBe(500);
+    expect(await t.services.users.listGrants(operator.id)).toEqual([]);
+    expect(await eventsOf(t, 'grant.create')).toBe(0);
+  });
+
+  it('keeps an API token whose revocation could not be recorded, and the token still works', async () => {
+    const operator = await t.userWithToken('operator');
+    const [token] = await t.services.users.listTokens(operator.id);
+    await kill(t, 'token.delete');
+    const res = await t.request('DELETE', `${API}/tokens/${token?.id}`, { token: admin.token });
+    expect(res.statusCode).toBe(500);
+    expect((await t.services.users.listTokens(operator.id)).map((x) => x.id)).toEqual([token?.id]);
+    expect(await eventsOf(t, 'token.delete')).toBe(0);
+    expect((await t.request('GET', `${API}/tokens`, { token: operator.token })).statusCode).toBe(200);
+  });
+
   it('leaves a chain that still verifies after the failed appends', async () => {
     const res = await t.request('GET', `${API}/audit/verify`, { token: admin.token });
     expect(res.json()).toMatchObject({ ok: true });

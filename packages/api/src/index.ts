@@ -11,3 +11,6 @@ export * from './ssh-keys.js';
 export * from './gateways.js';
 export * from './sessions.js';
 export * from './host-keys.js';
+export * from './users.js';
+export * from './grants.js';
+export * from './tokens.js';

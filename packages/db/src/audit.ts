@@ -35,7 +35,7 @@ export interface AuditEvent {
   hash: string;
 }
 
-export function presentAuditEvent(row: AuditEventTable): AuditEvent {
+export function auditEventFromRow(row: AuditEventTable): AuditEvent {
   return {
     seq: Number(row.seq),
     id: row.id,
@@ -88,7 +88,7 @@ async function appendIn(db: Db, input: AuditEventInput, trx: Transaction<Databas
   const row = { ...fields, hash: hashAuditEvent(fields) };
   await trx.insertInto('audit_events').values(row).execute();
   await trx.updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
-  return presentAuditEvent(row);
+  return auditEventFromRow(row);
 }
 
 export interface AuditQuery {
@@ -114,7 +114,7 @@ export async function listAuditEvents(db: Db, q: AuditQuery = {}): Promise<Audit
     .orderBy('seq', q.order ?? 'asc')
     .limit(q.limit ?? 100)
     .execute();
-  return rows.map(presentAuditEvent);
+  return rows.map(auditEventFromRow);
 }
 
 /** Every event, oldest first, read a page at a time: for exports of any size. */

@@ -39,7 +39,7 @@ export {
   Users,
   Settings,
   hashToken,
-  presentUser,
+  userFromRow,
   tokenScopes,
   type User,
   type ApiToken,

@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import type { Db } from './connect.js';
+import { inTransaction, type Db, type Tx } from './connect.js';
 
 /**
  * When failed attempts throttle: after `threshold` failures in a row, each further one
@@ -28,7 +28,10 @@ export type ThrottleKey = { username: string; source: string } | { userId: strin
  * address together) in `users.failed_logins` and `users.locked_until`.
  */
 export class SignInThrottle {
-  constructor(readonly db: Db) {}
+  constructor(
+    readonly db: Db,
+    private readonly x: Tx = db.kysely,
+  ) {}
 
   /** Counts an attempt unless a delay is in force; the password may be checked only when ok. */
   async claim(key: ThrottleKey, rule: ThrottleRule, now = new Date()): Promise<ThrottleClaim> {
@@ -36,7 +39,7 @@ export class SignInThrottle {
     const forgetBefore = new Date(now.getTime() - rule.maxDelayMs).toISOString();
     if ('userId' in key) {
       const count = sql<number>`case when coalesce(locked_until, last_failed_login_at) < ${forgetBefore} then 1 else failed_logins + 1 end`;
-      const row = await this.db.kysely
+      const row = await this.x
         .updateTable('users')
         .set({ failed_logins: count, locked_until: delayAfter(count, rule, now), last_failed_login_at: at })
         .where('id', '=', key.userId)
@@ -46,7 +49,7 @@ export class SignInThrottle {
       return row ? { ok: true, failures: row.failed_logins, throttledUntil: row.locked_until } : { ok: false };
     }
     const count = sql<number>`case when coalesce(sign_in_throttle.throttled_until, sign_in_throttle.last_failure_at) < ${forgetBefore} then 1 else sign_in_throttle.failures + 1 end`;
-    const row = await this.db.kysely
+    const row = await this.x
       .insertInto('sign_in_throttle')
       .values({
         username: key.username,
@@ -70,7 +73,7 @@ export class SignInThrottle {
   /** Takes back a claimed attempt that was not a failure after all (a right password). */
   async release(key: ThrottleKey, rule: ThrottleRule): Promise<void> {
     if ('userId' in key) {
-      await this.db.kysely
+      await this.x
         .updateTable('users')
         .set({
           failed_logins: sql`case when failed_logins > 0 then failed_logins - 1 else 0 end`,
@@ -80,7 +83,7 @@ export class SignInThrottle {
         .execute();
       return;
     }
-    await this.db.kysely
+    await this.x
       .updateTable('sign_in_throttle')
       .set({
         failures: sql`case when failures > 0 then failures - 1 else 0 end`,
@@ -93,7 +96,7 @@ export class SignInThrottle {
 
   /** A sign-in of this name from this address succeeded: its count starts again, and the address is familiar. */
   async succeeded(key: { username: string; source: string }, now = new Date()): Promise<void> {
-    await this.db.kysely
+    await this.x
       .updateTable('sign_in_throttle')
       .set({ failures: 0, throttled_until: null, last_success_at: now.toISOString() })
       .where('username', '=', key.username)
@@ -103,7 +106,7 @@ export class SignInThrottle {
 
   /** Whether this name signed in from this address since `since`. */
   async familiar(key: { username: string; source: string }, since: Date): Promise<boolean> {
-    const row = await this.db.kysely
+    const row = await this.x
       .selectFrom('sign_in_throttle')
       .select('last_success_at')
       .where('username', '=', key.username)
@@ -114,7 +117,7 @@ export class SignInThrottle {
 
   /** When the delay in force on this counter ends, if one is. */
   async throttledUntil(key: { username: string; source: string }, now = new Date()): Promise<string | null> {
-    const row = await this.db.kysely
+    const row = await this.x
       .selectFrom('sign_in_throttle')
       .select('throttled_until')
       .where('username', '=', key.username)
@@ -125,7 +128,7 @@ export class SignInThrottle {
 
   /** An administrator lifts every throttle of a user: the account's and those of its name from each address. */
   async forget(user: { id: string; username: string }): Promise<void> {
-    await this.db.kysely.transaction().execute(async (tx) => {
+    await inTransaction(this.x, async (tx) => {
       await tx.updateTable('users').set({ failed_logins: 0, locked_until: null }).where('id', '=', user.id).execute();
       await tx.updateTable('sign_in_throttle').set({ failures: 0, throttled_until: null }).where('username', '=', user.username).execute();
     });

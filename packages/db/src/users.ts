@@ -43,7 +43,7 @@ export interface SshKey {
   lastUsedAt: string | null;
 }
 
-const presentSshKey = (r: UserSshKeyTable): SshKey => ({
+const sshKeyFromRow = (r: UserSshKeyTable): SshKey => ({
   id: r.id,
   userId: r.user_id,
   name: r.name,
@@ -63,7 +63,7 @@ export interface Grant {
   createdAt: string;
 }
 
-export const presentUser = (r: UserTable): User => ({
+export const userFromRow = (r: UserTable): User => ({
   id: r.id,
   username: r.username,
   role: r.role as Role,
@@ -74,7 +74,7 @@ export const presentUser = (r: UserTable): User => ({
   lastLoginAt: r.last_login_at,
 });
 
-const presentToken = (r: ApiTokenTable): ApiToken => ({
+const tokenFromRow = (r: ApiTokenTable): ApiToken => ({
   id: r.id,
   userId: r.user_id,
   name: r.name,
@@ -85,7 +85,7 @@ const presentToken = (r: ApiTokenTable): ApiToken => ({
   lastUsedAt: r.last_used_at,
 });
 
-const presentGrant = (r: GrantTable): Grant => ({
+const grantFromRow = (r: GrantTable): Grant => ({
   id: r.id,
   userId: r.user_id,
   projectId: r.project_id,
@@ -135,7 +135,7 @@ export class Users {
     await uniquely('username', `A user named ${JSON.stringify(input.username)} exists already.`, () =>
       this.x.insertInto('users').values(row).execute(),
     );
-    return presentUser(row);
+    return userFromRow(row);
   }
 
   async row(id: string): Promise<UserTable> {
@@ -145,7 +145,7 @@ export class Users {
   }
 
   async get(id: string): Promise<User> {
-    return presentUser(await this.row(id));
+    return userFromRow(await this.row(id));
   }
 
   async rowByName(username: string): Promise<UserTable | undefined> {
@@ -153,7 +153,7 @@ export class Users {
   }
 
   async list(): Promise<User[]> {
-    return (await this.x.selectFrom('users').selectAll().orderBy('username').execute()).map(presentUser);
+    return (await this.x.selectFrom('users').selectAll().orderBy('username').execute()).map(userFromRow);
   }
 
   async update(id: string, set: Partial<Omit<UserTable, 'id' | 'created_at'>>): Promise<User> {
@@ -255,14 +255,14 @@ export class Users {
       last_used_at: null,
     };
     await this.x.insertInto('api_tokens').values(row).execute();
-    return presentToken(row);
+    return tokenFromRow(row);
   }
 
   async findToken(token: string): Promise<ApiToken | undefined> {
     const row = await this.x.selectFrom('api_tokens').selectAll().where('token_hash', '=', hashToken(token)).executeTakeFirst();
     if (!row) return undefined;
     if (row.expires_at !== null && row.expires_at <= new Date().toISOString()) return undefined;
-    return presentToken(row);
+    return tokenFromRow(row);
   }
 
   async touchToken(id: string): Promise<void> {
@@ -272,13 +272,13 @@ export class Users {
   async listTokens(userId?: string): Promise<ApiToken[]> {
     let q = this.x.selectFrom('api_tokens').selectAll();
     if (userId) q = q.where('user_id', '=', userId);
-    return (await q.orderBy('created_at').execute()).map(presentToken);
+    return (await q.orderBy('created_at').execute()).map(tokenFromRow);
   }
 
   async getToken(id: string): Promise<ApiToken> {
     const row = await this.x.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new NotFoundError('API token', id);
-    return presentToken(row);
+    return tokenFromRow(row);
   }
 
   async deleteToken(id: string): Promise<void> {
@@ -322,19 +322,19 @@ export class Users {
     await uniquely('publicKey', `This user already has the key ${input.fingerprint}.`, () =>
       this.x.insertInto('user_ssh_keys').values(row).execute(),
     );
-    return presentSshKey(row);
+    return sshKeyFromRow(row);
   }
 
   async listSshKeys(userId?: string): Promise<SshKey[]> {
     let q = this.x.selectFrom('user_ssh_keys').selectAll();
     if (userId) q = q.where('user_id', '=', userId);
-    return (await q.orderBy('created_at').execute()).map(presentSshKey);
+    return (await q.orderBy('created_at').execute()).map(sshKeyFromRow);
   }
 
   async getSshKey(id: string): Promise<SshKey> {
     const row = await this.x.selectFrom('user_ssh_keys').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new NotFoundError('SSH key', id);
-    return presentSshKey(row);
+    return sshKeyFromRow(row);
   }
 
   /** The user's key with this fingerprint, if registered. */
@@ -345,7 +345,7 @@ export class Users {
       .where('user_id', '=', userId)
       .where('fingerprint', '=', fingerprint)
       .executeTakeFirst();
-    return row && presentSshKey(row);
+    return row && sshKeyFromRow(row);
   }
 
   async touchSshKey(id: string): Promise<void> {
@@ -370,13 +370,13 @@ export class Users {
       created_at: new Date().toISOString(),
     };
     await this.x.insertInto('grants').values(row).execute();
-    return presentGrant(row);
+    return grantFromRow(row);
   }
 
   async listGrants(userId?: string): Promise<Grant[]> {
     let q = this.x.selectFrom('grants').selectAll();
     if (userId) q = q.where('user_id', '=', userId);
-    return (await q.orderBy('created_at').execute()).map(presentGrant);
+    return (await q.orderBy('created_at').execute()).map(grantFromRow);
   }
 
   async deleteGrant(id: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { ForbiddenError, GatehouseError, isRole, visibilityOf, type Role } from '@gatehouse/core';
 import type { User } from '@gatehouse/db';
-import { presentUser } from '@gatehouse/db';
+import { userFromRow } from '@gatehouse/db';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Access, AuthContext, Services } from './services.js';
 
@@ -40,7 +40,7 @@ export async function authenticate(services: Services, req: FastifyRequest): Pro
     if (!match?.[1]) throw unauthenticated();
     const token = await services.users.findToken(match[1]);
     if (!token) throw new GatehouseError('UNAUTHENTICATED', 'The API token is unknown, revoked or expired. Create a new one.');
-    const user = presentUser(await services.users.row(token.userId));
+    const user = userFromRow(await services.users.row(token.userId));
     await services.users.touchToken(token.id);
     return { ...(await contextFor(services, user, 'token')), tokenId: token.id, tokenScope: token.scope };
   }
@@ -48,7 +48,7 @@ export async function authenticate(services: Services, req: FastifyRequest): Pro
   if (cookie === undefined) return null;
   const session = await services.users.findSession(cookie);
   if (!session || !session.mfaPassed) throw new GatehouseError('UNAUTHENTICATED', 'Your session has expired. Sign in again.');
-  const user = presentUser(await services.users.row(session.userId));
+  const user = userFromRow(await services.users.row(session.userId));
   const { sessionIdleMinutes, sessionMaxHours } = services.config;
   const absoluteEnd = new Date(Date.parse(session.createdAt) + sessionMaxHours * 3_600_000).toISOString();
   await services.users.touchSession(cookie, sessionIdleMinutes * 60_000, absoluteEnd);

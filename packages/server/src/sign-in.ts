@@ -1,4 +1,4 @@
-import { presentUser, SignInThrottle, type AuditEventInput, type Database, type ThrottleRule, type User } from '@gatehouse/db';
+import { userFromRow, SignInThrottle, type AuditEventInput, type Database, type ThrottleRule, type User } from '@gatehouse/db';
 import ipaddr from 'ipaddr.js';
 import type { ServerConfig } from './config.js';
 import { dummyPasswordHash, totpStep, verifyPassword, waitLikeAPasswordCheck } from './passwords.js';
@@ -328,5 +328,5 @@ export async function checkKeySignIn(
   if (row.disabled === 1) return { ok: false, reason: 'disabled' };
   const key = await users.findSshKey(row.id, attempt.fingerprint);
   if (!key) return { ok: false, reason: 'key not registered' };
-  return { ok: true, user: presentUser(row), keyId: key.id };
+  return { ok: true, user: userFromRow(row), keyId: key.id };
 }
