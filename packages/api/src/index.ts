@@ -14,3 +14,4 @@ export * from './host-keys.js';
 export * from './users.js';
 export * from './grants.js';
 export * from './tokens.js';
+export * from './audit.js';

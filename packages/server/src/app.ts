@@ -27,7 +27,7 @@ import { sessionRoutes } from './api/sessions/routes.js';
 import { recordingsDirOf } from './gateway/recordings.js';
 import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
-import { auditRoutes } from './routes/audit.js';
+import { auditRoutes } from './api/audit/routes.js';
 import { breakGlassRoutes } from './breakglass/routes.js';
 import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './routes/auth.js';

@@ -1,14 +1,26 @@
 import { Readable } from 'node:stream';
+import {
+  auditEventList,
+  auditEventQuery,
+  auditExport,
+  auditVerification,
+  auditVerifyBody,
+  responses,
+  signedAuditCheckpoint,
+} from '@gatehouse/api';
 import { auditCheckpointIn, GatehouseError, ValidationError } from '@gatehouse/core';
 import { allAuditEvents, listAuditEvents, verifyAuditChain } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { z } from 'zod';
-import type { AuditCheckpoints } from '../audit-checkpoints.js';
-import type { Services } from '../services.js';
-import { auditors } from '../access.js';
+import { auditors } from '../../access.js';
+import type { AuditCheckpoints } from '../../audit-checkpoints.js';
+import type { Services } from '../../services.js';
 
-/** The audit log: query, export as JSON lines, verify the hash chain, sign checkpoints of it. */
+/**
+ * The audit log: query, export as JSON lines, verify the hash chain, sign checkpoints of
+ * it. Nothing here changes a record: its events (an export, a verification) go through
+ * services.audit.
+ */
 export function auditRoutes(app: FastifyInstance, services: Services, checkpoints: AuditCheckpoints) {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -19,16 +31,8 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
       schema: {
         tags: ['audit'],
         summary: 'List audit events',
-        querystring: z.strictObject({
-          afterSeq: z.coerce.number().int().min(0).optional(),
-          beforeSeq: z.coerce.number().int().min(1).optional(),
-          action: z.string().max(100).optional(),
-          actor: z.string().max(100).optional(),
-          targetId: z.string().max(100).optional(),
-          outcome: z.enum(['success', 'failure', 'denied']).optional(),
-          order: z.enum(['asc', 'desc']).default('desc'),
-          limit: z.coerce.number().int().min(1).max(1000).default(100),
-        }),
+        querystring: auditEventQuery,
+        response: responses({ 200: auditEventList }),
       },
     },
     async (req) => ({ items: await listAuditEvents(services.db, { ...req.query, actorName: req.query.actor }) }),
@@ -36,14 +40,18 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
 
   r.get(
     '/audit/export',
-    { config: auditors, schema: { tags: ['audit'], summary: 'All audit events as JSON lines, oldest first' } },
+    {
+      config: auditors,
+      schema: { tags: ['audit'], summary: 'All audit events as JSON lines, oldest first', response: responses({ 200: auditExport }) },
+    },
     async (req, reply) => {
       await services.audit(req, { action: 'audit.export', outcome: 'success' });
       // Streamed a page at a time: the log may be far larger than memory should hold.
       const lines = async function* () {
         for await (const e of allAuditEvents(services.db)) yield `${JSON.stringify(e)}\n`;
       };
-      return reply.type('application/x-ndjson').send(Readable.from(lines()));
+      // A stream is sent as it is (Fastify serialises only other payloads): its lines are what auditExport describes.
+      return reply.type('application/x-ndjson').send(Readable.from(lines()) as unknown as string);
     },
   );
 
@@ -54,6 +62,7 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
       schema: {
         tags: ['audit'],
         summary: 'Verify the hash chain of the whole audit log, and that it holds the newest checkpoint this server signed',
+        response: responses({ 200: auditVerification }),
       },
     },
     async (req) => {
@@ -70,7 +79,8 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
       schema: {
         tags: ['audit'],
         summary: 'Verify the hash chain against a checkpoint kept outside the database (a checkpoint, or a break-glass manifest)',
-        body: z.strictObject({ checkpoint: z.unknown() }),
+        body: auditVerifyBody,
+        response: responses({ 200: auditVerification }),
       },
     },
     async (req) => {
@@ -98,6 +108,7 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
       schema: {
         tags: ['audit'],
         summary: "The audit chain's head signed now, and the public key that verifies it: keep both outside the database",
+        response: responses({ 200: signedAuditCheckpoint }),
       },
     },
     async () => {
