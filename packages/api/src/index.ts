@@ -15,3 +15,4 @@ export * from './users.js';
 export * from './grants.js';
 export * from './tokens.js';
 export * from './audit.js';
+export * from './auth.js';

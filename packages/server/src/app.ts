@@ -30,7 +30,7 @@ import type { Logger } from './logger.js';
 import { auditRoutes } from './api/audit/routes.js';
 import { breakGlassRoutes } from './breakglass/routes.js';
 import { BreakGlassService } from './breakglass/service.js';
-import { authRoutes } from './routes/auth.js';
+import { authRoutes } from './api/auth/routes.js';
 import { importExportRoutes } from './routes/import-export.js';
 import { inventoryRoutes } from './routes/inventory.js';
 import { deviceRoutes } from './api/devices/routes.js';

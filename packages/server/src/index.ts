@@ -14,7 +14,7 @@ export {
 export { hashPassword, currentTotp, verifyTotp } from './passwords.js';
 export { SESSION_COOKIE, CSRF_HEADER, csrfTokenOf } from './auth.js';
 export { parseInventoryFile, inventoryColumns } from './routes/inventory-file.js';
-export { setupTokenFile } from './routes/auth.js';
+export { setupTokenFile } from './api/auth/routes.js';
 export type { Services, AuthContext, Access } from './services.js';
 export { accessPresets } from './access.js';
 export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';

@@ -11,7 +11,7 @@ import { recordingsDirOf } from './gateway/recordings.js';
 import { createLogger, type Logger } from './logger.js';
 import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
 import { newToken } from './passwords.js';
-import { SETUP_TOKEN_SETTING, setupTokenFile } from './routes/auth.js';
+import { SETUP_TOKEN_SETTING, setupTokenFile } from './api/auth/routes.js';
 import { loadTls } from './tls.js';
 
 export interface RunningServer extends GatehouseApp {
