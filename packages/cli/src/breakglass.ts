@@ -1,10 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { ApiClient, ClientOptions } from './client.js';
+import { client, print, withClient } from './api-command.js';
+import type { ClientOptions } from './client.js';
 import { formatBytes, readStdin } from './prompt.js';
-
-type Print = (value: unknown) => void;
 
 interface Stage {
   stage: string;
@@ -28,12 +27,7 @@ function readSettingsFile(file: string): unknown {
 }
 
 /** `gatehouse breakglass …`: settings, test, runs, policies, and the offline reader. */
-export function breakGlassCommands(
-  program: Command,
-  withClient: (c: Command) => Command,
-  client: (o: ClientOptions) => ApiClient,
-  print: Print,
-) {
+export function breakGlassCommands(program: Command): void {
   const bg = program.command('breakglass').description('the daily sealed export of every connection detail, and its offline reader');
 
   withClient(bg.command('settings'))

@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { print, withClient } from './api-command.js';
 import { ApiClient, type ClientOptions } from './client.js';
-
-const print = (value: unknown): void => {
-  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
-};
 
 interface GatewayFlags {
   sshPort?: string;
@@ -66,7 +63,7 @@ export function gatewayCommand(program: Command): void {
 }
 
 /** `gatehouse gateways …`: the registry on the server, over the API. */
-export function gatewaysCommands(program: Command, withClient: (cmd: Command) => Command): void {
+export function gatewaysCommands(program: Command): void {
   /** Prints the API's answer, or `done` when it has none (a delete). */
   const call = async (o: ClientOptions, method: string, route: string, body?: unknown, done = ''): Promise<void> => {
     const answer = await new ApiClient(o).call(method, route, body);

@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { print } from './api-command.js';
+import { openOffline } from './offline.js';
+
+/** The checkpoint in `file`, refused unless it was signed with the checkpoint key. */
+async function trustedCheckpoint(file: string, publicKeyFile: string | undefined, dataDir: string | undefined) {
+  const { checkAuditCheckpoint, readAuditCheckpoint } = await import('@gatehouse/core');
+  let publicKeyPem: string;
+  if (publicKeyFile !== undefined) publicKeyPem = readFileSync(publicKeyFile, 'utf8');
+  else {
+    const { loadAuditCheckpointKey } = await import('@gatehouse/server');
+    publicKeyPem = loadAuditCheckpointKey({
+      keyFile: process.env.GATEHOUSE_AUDIT_CHECKPOINT_KEY_FILE,
+      dataDir: path.resolve(dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data'),
+      create: false,
+    }).publicKeyPem;
+  }
+  const found = readAuditCheckpoint(readFileSync(file, 'utf8'));
+  const check = found.ok ? checkAuditCheckpoint(found.checkpoint, publicKeyPem) : found;
+  if (!check.ok) throw new Error(`The checkpoint in ${file} cannot be trusted: ${check.reason}.`);
+  return check.checkpoint;
+}
+
+/** `gatehouse audit verify|export`: offline, on the database itself. */
+export function auditCommands(program: Command): void {
+  const audit = program.command('audit').description('the audit log');
+  audit
+    .command('verify')
+    .description('check the hash chain of the whole audit log (reads the database directly)')
+    .option('--data-dir <dir>')
+    .option('--database-url <url>')
+    .option(
+      '--checkpoint <file>',
+      'also check the chain still holds a signed checkpoint kept outside the database: a checkpoint, the checkpoint file (its last line) or a break-glass manifest',
+    )
+    .option(
+      '--public-key <file>',
+      "the checkpoint key's public half (PEM; GET /api/v1/audit/checkpoint shows it); default: the server's key (GATEHOUSE_AUDIT_CHECKPOINT_KEY_FILE or <data-dir>/audit-checkpoint.key)",
+    )
+    .action(async (o: { dataDir?: string; databaseUrl?: string; checkpoint?: string; publicKey?: string }) => {
+      const { verifyAuditChain } = await import('@gatehouse/db');
+      const checkpoint = o.checkpoint === undefined ? undefined : await trustedCheckpoint(o.checkpoint, o.publicKey, o.dataDir);
+      const { db } = await openOffline(o);
+      try {
+        const result = await verifyAuditChain(db, {
+          checkpoint,
+          onProgress: (n) => process.stderr.isTTY && process.stderr.write(`\rchecked ${n} events`),
+        });
+        if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+        if (result.ok) {
+          print(`Audit chain intact: ${result.events} events, head ${result.headHash}`);
+          if (result.checkpoint) {
+            print(`It holds the checkpoint of ${result.checkpoint.at} (event ${result.checkpoint.seq}, key ${result.checkpoint.keyId}).`);
+          }
+          return;
+        }
+        print(`Audit chain BROKEN at event ${result.seq}: ${result.problem}`);
+        process.exitCode = 2;
+      } finally {
+        await db.close();
+      }
+    });
+  audit
+    .command('export')
+    .description('write every audit event as JSON lines, oldest first (reads the database directly)')
+    .option('--data-dir <dir>')
+    .option('--database-url <url>')
+    .action(async (o: { dataDir?: string; databaseUrl?: string }) => {
+      const { allAuditEvents } = await import('@gatehouse/db');
+      const { db } = await openOffline(o);
+      try {
+        for await (const e of allAuditEvents(db)) {
+          if (!process.stdout.write(`${JSON.stringify(e)}\n`)) await new Promise((resolve) => process.stdout.once('drain', resolve));
+        }
+        return;
+      } finally {
+        await db.close();
+      }
+    });
+}

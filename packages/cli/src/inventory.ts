@@ -1,0 +1,211 @@
+import type { Device, DeviceCreate, DeviceList, DevicePatch, Project, ProjectCreate, ProjectList, ProjectPatch } from '@gatehouse/api';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { callApi, client, deleted, print, withClient } from './api-command.js';
+import type { ClientOptions } from './client.js';
+import { progress, readStdin } from './prompt.js';
+
+/** The device options of `devices create` and `devices update`, as commander gives them. */
+interface DeviceOptions {
+  provider?: string;
+  protocol?: string[];
+  publicIp?: string;
+  privateIp?: string;
+  urlPort?: string;
+  accessType?: string;
+  tag?: string[];
+}
+
+/**
+ * The fields both device commands send. The choices go as typed on the command line: the
+ * server checks them and names a wrong one.
+ */
+const deviceFields = (o: DeviceOptions) => ({
+  provider: o.provider as DeviceCreate['provider'],
+  protocols: o.protocol as DeviceCreate['protocols'],
+  publicIp: o.publicIp,
+  privateIp: o.privateIp,
+  urlPort: o.urlPort,
+  accessType: o.accessType as DeviceCreate['accessType'],
+  tags: o.tag,
+});
+
+/** `gatehouse projects …` */
+export function projectsCommands(program: Command): void {
+  const projects = program.command('projects').description('projects');
+  withClient(projects.command('list')).action(async (o: ClientOptions) => print(await client(o).call<ProjectList>('GET', '/projects')));
+  withClient(projects.command('create <name>'))
+    .option('--description <text>')
+    .action(async (name: string, o: ClientOptions & { description?: string }) =>
+      print(await client(o).call<Project>('POST', '/projects', { name, description: o.description } satisfies ProjectCreate)),
+    );
+  withClient(projects.command('show <id>')).action(async (id: string, o: ClientOptions) =>
+    print(await client(o).call<Project>('GET', `/projects/${encodeURIComponent(id)}`)),
+  );
+  withClient(projects.command('update <id>'))
+    .description('change the fields given')
+    .option('--name <name>')
+    .option('--description <text>')
+    .action(async (id: string, o: ClientOptions & { name?: string; description?: string }) =>
+      print(
+        await client(o).call<Project>('PATCH', `/projects/${encodeURIComponent(id)}`, {
+          name: o.name,
+          description: o.description,
+        } satisfies ProjectPatch),
+      ),
+    );
+  withClient(projects.command('delete <id>')).action(
+    callApi('DELETE', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`, undefined, deleted('Project')),
+  );
+}
+
+/** `gatehouse devices …` */
+export function devicesCommands(program: Command): void {
+  const devices = program.command('devices').description('devices');
+  withClient(devices.command('list'))
+    .option('--project <id>')
+    .option('--search <text>')
+    .option('--limit <n>', 'page size', '50')
+    .option('--offset <n>', 'first row', '0')
+    .action(async (o: ClientOptions & { project?: string; search?: string; limit: string; offset: string }) => {
+      const q = new URLSearchParams({ limit: o.limit, offset: o.offset });
+      if (o.project !== undefined) q.set('projectId', o.project);
+      if (o.search !== undefined) q.set('search', o.search);
+      print(await client(o).call<DeviceList>('GET', `/devices?${q.toString()}`));
+    });
+  withClient(devices.command('create <name>'))
+    .requiredOption('--project <id>')
+    .requiredOption('--provider <provider>', 'aws, azure, gcp, on-prem or other')
+    .option('--protocol <p...>', 'ssh, sftp, rdp, vnc, …')
+    .option('--public-ip <ip>')
+    .option('--private-ip <ip>')
+    .option('--url-port <url>')
+    .option('--access-type <type>')
+    .option('--tag <tag...>')
+    .action(async (name: string, o: ClientOptions & DeviceOptions & { project: string; provider: string }) => {
+      const f = deviceFields(o);
+      const body = { ...f, projectId: o.project, name, protocols: f.protocols ?? [], tags: f.tags ?? [] } satisfies DeviceCreate;
+      print(await client(o).call<Device>('POST', '/devices', body));
+    });
+  withClient(devices.command('show <id>')).action(async (id: string, o: ClientOptions) => {
+    print(await client(o).call<Device>('GET', `/devices/${encodeURIComponent(id)}`));
+  });
+  withClient(devices.command('update <id>'))
+    .description('change the fields given; --protocol and --tag replace the lists')
+    .option('--name <name>')
+    .option('--project <id>', 'move to another project')
+    .option('--provider <provider>')
+    .option('--protocol <p...>')
+    .option('--public-ip <ip>')
+    .option('--private-ip <ip>')
+    .option('--url-port <url>')
+    .option('--access-type <type>')
+    .option('--tag <tag...>')
+    .action(async (id: string, o: ClientOptions & DeviceOptions & { name?: string; project?: string }) => {
+      const body = { ...deviceFields(o), name: o.name, projectId: o.project } satisfies DevicePatch;
+      print(await client(o).call<Device>('PATCH', `/devices/${encodeURIComponent(id)}`, body));
+    });
+  withClient(devices.command('delete <id>')).action(
+    callApi('DELETE', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`, undefined, deleted('Device')),
+  );
+}
+
+/** `gatehouse accounts …`: secrets are read from standard input or files, never from the command line. */
+export function accountsCommands(program: Command): void {
+  const accounts = program.command('accounts').description('accounts on devices');
+  withClient(accounts.command('list <deviceId>')).action(callApi('GET', ([id]) => `/devices/${encodeURIComponent(id ?? '')}/accounts`));
+  withClient(accounts.command('create <deviceId> <username>'))
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--private-key-file <file>', 'PEM private key file')
+    .option('--pem-file-name <name>', 'the PEM file name to show in break glass (default: the key file name)')
+    .action(
+      async (
+        deviceId: string,
+        username: string,
+        o: ClientOptions & { passwordStdin?: boolean; privateKeyFile?: string; pemFileName?: string },
+      ) => {
+        const body: Record<string, unknown> = { deviceId, username };
+        if (o.passwordStdin) body.password = await readStdin();
+        if (o.privateKeyFile) {
+          body.privateKey = readFileSync(o.privateKeyFile, 'utf8');
+          body.pemFileName = o.pemFileName ?? path.basename(o.privateKeyFile);
+        }
+        print(await client(o).call('POST', '/accounts', body));
+        return;
+      },
+    );
+  withClient(accounts.command('show <accountId>')).action(callApi('GET', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`));
+  withClient(accounts.command('update <accountId>'))
+    .description('change the fields given; secrets are read from stdin or files, never from the command line')
+    .option('--username <name>')
+    .option('--password-stdin', 'read the new password from standard input')
+    .option('--clear-password', 'remove the stored password')
+    .option('--private-key-file <file>', 'a new PEM private key')
+    .option('--pem-file-name <name>')
+    .action(
+      async (
+        accountId: string,
+        o: ClientOptions & {
+          username?: string;
+          passwordStdin?: boolean;
+          clearPassword?: boolean;
+          privateKeyFile?: string;
+          pemFileName?: string;
+        },
+      ) => {
+        const body: Record<string, unknown> = { username: o.username, pemFileName: o.pemFileName };
+        if (o.passwordStdin) body.password = await readStdin();
+        if (o.clearPassword) body.password = null;
+        if (o.privateKeyFile) {
+          body.privateKey = readFileSync(o.privateKeyFile, 'utf8');
+          body.pemFileName = o.pemFileName ?? path.basename(o.privateKeyFile);
+        }
+        print(await client(o).call('PATCH', `/accounts/${encodeURIComponent(accountId)}`, body));
+      },
+    );
+  withClient(accounts.command('reveal <accountId>'))
+    .requiredOption('--reason <text>', 'why you need the secret (audited)')
+    .action(
+      callApi(
+        'POST',
+        ([id]) => `/accounts/${encodeURIComponent(id ?? '')}/reveal`,
+        (_a, o) => ({ reason: o.reason }),
+      ),
+    );
+  withClient(accounts.command('delete <accountId>')).action(
+    callApi('DELETE', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`, undefined, deleted('Account')),
+  );
+}
+
+/** `gatehouse import <file>`: all rows or none. */
+export function importCommand(program: Command): void {
+  withClient(program.command('import <file>'))
+    .description('import projects, devices and accounts from CSV or JSON; all rows or none')
+    .option('--dry-run', 'check every row and write nothing')
+    .action(async (file: string, o: ClientOptions & { dryRun?: boolean }) => {
+      const isCsv = file.toLowerCase().endsWith('.csv');
+      const bar = progress(`Uploading ${path.basename(file)}`);
+      try {
+        const result = await client(o).call('POST', `/inventory/import?dryRun=${o.dryRun ? 'true' : 'false'}`, undefined, {
+          file,
+          contentType: isCsv ? 'text/csv' : 'application/json',
+          onProgress: (sent, total) => bar.update(sent, total),
+        });
+        bar.end('Imported.');
+        print(result);
+        return;
+      } catch (error) {
+        bar.end('Import refused; nothing was written.');
+        throw error;
+      }
+    });
+}
+
+/** `gatehouse export`: the inventory, secrets masked. */
+export function exportCommand(program: Command): void {
+  withClient(program.command('export'))
+    .description('export the inventory (secrets masked)')
+    .addOption(new Option('--format <format>').choices(['csv', 'json']).default('csv'))
+    .action(callApi('GET', (_a, o) => `/inventory/export?format=${String(o.format)}`));
+}

@@ -1,0 +1,13 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+/** Offline commands open the database directly: the same sources as the server. */
+export async function openOffline(opts: { dataDir?: string; databaseUrl?: string }) {
+  const { openDatabase } = await import('@gatehouse/db');
+  const dataDir = path.resolve(opts.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data');
+  const databaseUrl = opts.databaseUrl ?? process.env.DATABASE_URL;
+  if (!databaseUrl && !existsSync(path.join(dataDir, 'gatehouse.sqlite'))) {
+    throw new Error(`No database in ${dataDir}. Pass --data-dir (or DATABASE_URL for PostgreSQL).`);
+  }
+  return { db: await openDatabase({ dataDir, databaseUrl }), dataDir };
+}
