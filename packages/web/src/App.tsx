@@ -1,6 +1,7 @@
 import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { navigate } from 'wouter/use-browser-location';
+import type { Me, SetupStatus } from '@gatehouse/api';
 import { api, ApiError, setCsrfToken, whenSignedOut, type User } from './api.js';
 import { DevicePage } from './pages/DevicePage.js';
 import { Devices } from './pages/Devices.js';
@@ -11,11 +12,6 @@ import { SignIn } from './pages/SignIn.js';
 import { ErrorNote } from './ui.js';
 
 type Start = { kind: 'loading' } | { kind: 'setup' } | { kind: 'signed-out'; reason?: string } | { kind: 'signed-in'; user: User };
-
-interface Me {
-  user: User;
-  csrfToken: string | null;
-}
 
 /** Pages other than the device list load when first opened: the first page needs only its own code. */
 const Account = lazy(() => import('./pages/Account.js').then((m) => ({ default: m.Account })));
@@ -54,7 +50,7 @@ export function App() {
         setError(e);
         return;
       }
-      const setup = await api<{ needed: boolean }>('GET', '/setup').catch(() => ({ needed: false }));
+      const setup = await api<SetupStatus>('GET', '/setup').catch(() => ({ needed: false }));
       setState(setup.needed ? { kind: 'setup' } : { kind: 'signed-out' });
     }
   }, []);

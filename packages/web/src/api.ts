@@ -134,15 +134,8 @@ export function query(values: Record<string, string | number | boolean | undefin
 
 // Shapes of what the pages read (the API's OpenAPI document has them all).
 
-export type Role = 'admin' | 'operator' | 'auditor';
-
-export interface User {
-  id: string;
-  username: string;
-  role: Role;
-  totpEnabled: boolean;
-  disabled: boolean;
-}
+/** The signed-in user, which every page is given. */
+export type { Role, User } from '@gatehouse/api';
 
 export interface Page<T> {
   items: T[];

@@ -1,18 +1,18 @@
 import { toDataURL } from 'qrcode';
 import { useEffect, useState } from 'react';
+import type {
+  ApiToken,
+  ApiTokenCreate,
+  ApiTokenCreated,
+  ApiTokenList,
+  OkAnswer,
+  PasswordChange,
+  PasswordChanged,
+  TotpConfirm,
+  TotpEnrolment,
+} from '@gatehouse/api';
 import { api, type User } from '../api.js';
 import { Ago, Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
-
-interface Token {
-  id: string;
-  userId: string;
-  name: string;
-  prefix: string;
-  scope: 'read' | 'full';
-  createdAt: string;
-  expiresAt: string | null;
-  lastUsedAt: string | null;
-}
 
 /** Your own account: the authenticator (TOTP), your password, and your API tokens. */
 export function Account({ user, onChanged }: { user: User; onChanged: () => void }) {
@@ -33,11 +33,11 @@ function Totp({ user, onChanged }: { user: User; onChanged: () => void }) {
   const [enrolment, setEnrolment] = useState<{ secret: string; uri: string; qr: string } | null>(null);
   const [code, setCode] = useState('');
   const start = useSubmit(async () => {
-    const r = await api<{ secret: string; uri: string }>('POST', '/auth/totp/enroll', {});
+    const r = await api<TotpEnrolment>('POST', '/auth/totp/enroll', {});
     setEnrolment({ ...r, qr: await toDataURL(r.uri, { margin: 1, width: 200 }) });
   });
   const confirm = useSubmit(async () => {
-    await api('POST', '/auth/totp/confirm', { code });
+    await api<OkAnswer>('POST', '/auth/totp/confirm', { code } satisfies TotpConfirm);
     setEnrolment(null);
     onChanged();
   });
@@ -88,10 +88,10 @@ function Totp({ user, onChanged }: { user: User; onChanged: () => void }) {
 function PasswordForm() {
   const [currentPassword, setCurrent] = useState('');
   const [newPassword, setNew] = useState('');
-  const [done, setDone] = useState<{ revokedTokens: number } | null>(null);
+  const [done, setDone] = useState<PasswordChanged | null>(null);
   const { busy, error, submit } = useSubmit(async () => {
     setDone(null);
-    setDone(await api<{ revokedTokens: number }>('POST', '/auth/password', { currentPassword, newPassword }));
+    setDone(await api<PasswordChanged>('POST', '/auth/password', { currentPassword, newPassword } satisfies PasswordChange));
     setCurrent('');
     setNew('');
   });
@@ -134,30 +134,30 @@ function PasswordForm() {
 
 /** API tokens for scripts and the CLI: shown once when made, then only their prefix. */
 function Tokens() {
-  const [items, setItems] = useState<Token[] | null>(null);
+  const [items, setItems] = useState<ApiToken[] | null>(null);
   const [name, setName] = useState('');
   const [days, setDays] = useState('90');
-  const [scope, setScope] = useState<'read' | 'full'>('read');
+  const [scope, setScope] = useState<ApiToken['scope']>('read');
   const [created, setCreated] = useState<{ name: string; token: string } | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [reload, setReload] = useState(0);
 
   useEffect(() => {
-    api<{ items: Token[] }>('GET', '/tokens').then(
+    api<ApiTokenList>('GET', '/tokens').then(
       (r) => setItems(r.items),
       (e: unknown) => setError(e),
     );
   }, [reload]);
 
   const create = useSubmit(async () => {
-    const body = { name, scope, ...(days.trim() === '' ? {} : { expiresInDays: Number(days) }) };
-    const r = await api<Token & { token: string }>('POST', '/tokens', body);
+    const body: ApiTokenCreate = { name, scope, ...(days.trim() === '' ? {} : { expiresInDays: Number(days) }) };
+    const r = await api<ApiTokenCreated>('POST', '/tokens', body);
     setCreated({ name: r.name, token: r.token });
     setName('');
     setReload((n) => n + 1);
   });
 
-  const revoke = async (t: Token) => {
+  const revoke = async (t: ApiToken) => {
     try {
       await api('DELETE', `/tokens/${t.id}`);
       setReload((n) => n + 1);

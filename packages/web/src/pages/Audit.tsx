@@ -1,21 +1,7 @@
 import { useEffect, useState } from 'react';
+import type { AuditEvent, AuditEventList, AuditVerification } from '@gatehouse/api';
 import { api, API, query, type User } from '../api.js';
 import { Empty, ErrorNote, PageHeader, SkeletonRows, StatusBadge, useDebounced } from '../ui.js';
-
-interface AuditEvent {
-  seq: number;
-  id: string;
-  at: string;
-  actorName: string;
-  action: string;
-  targetType: string | null;
-  targetId: string | null;
-  outcome: 'success' | 'failure' | 'denied';
-  details: Record<string, unknown>;
-  ip: string | null;
-}
-
-type Verification = { ok: true; events: number; headHash: string } | { ok: false; events: number; seq: number; problem: string };
 
 const PAGE_SIZE = 100;
 
@@ -40,13 +26,13 @@ export function Audit({ user: _user }: { user: User }) {
   const [events, setEvents] = useState<AuditEvent[] | null>(null);
   const [more, setMore] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const [verification, setVerification] = useState<Verification | null>(null);
+  const [verification, setVerification] = useState<AuditVerification | null>(null);
   const [verifying, setVerifying] = useState(false);
   const filters = useDebounced({ action: action.trim(), actor: actor.trim(), outcome }, 250);
 
   const verify = () => {
     setVerifying(true);
-    api<Verification>('GET', '/audit/verify').then(
+    api<AuditVerification>('GET', '/audit/verify').then(
       (v) => {
         setVerification(v);
         setVerifying(false);
@@ -61,7 +47,7 @@ export function Audit({ user: _user }: { user: User }) {
 
   useEffect(() => {
     let current = true;
-    api<{ items: AuditEvent[] }>('GET', `/audit/events${query({ ...filters, limit: PAGE_SIZE })}`).then(
+    api<AuditEventList>('GET', `/audit/events${query({ ...filters, limit: PAGE_SIZE })}`).then(
       (r) => {
         if (!current) return;
         setEvents(r.items);
@@ -80,7 +66,7 @@ export function Audit({ user: _user }: { user: User }) {
     if (!follow || events === null) return;
     const t = setTimeout(() => {
       const after = events[0]?.seq ?? 0;
-      api<{ items: AuditEvent[] }>('GET', `/audit/events${query({ ...filters, afterSeq: after, order: 'asc', limit: 1000 })}`).then(
+      api<AuditEventList>('GET', `/audit/events${query({ ...filters, afterSeq: after, order: 'asc', limit: 1000 })}`).then(
         (r) => setEvents((old) => [...[...r.items].reverse(), ...(old ?? [])]),
         (e: unknown) => setError(e),
       );
@@ -91,7 +77,7 @@ export function Audit({ user: _user }: { user: User }) {
   const older = () => {
     const last = events?.[events.length - 1];
     if (!last) return;
-    api<{ items: AuditEvent[] }>('GET', `/audit/events${query({ ...filters, beforeSeq: last.seq, limit: PAGE_SIZE })}`).then(
+    api<AuditEventList>('GET', `/audit/events${query({ ...filters, beforeSeq: last.seq, limit: PAGE_SIZE })}`).then(
       (r) => {
         setEvents((old) => [...(old ?? []), ...r.items]);
         setMore(r.items.length === PAGE_SIZE);

@@ -1,4 +1,5 @@
 import { useState } from 'react';
+import type { SetupCreate, SetupDone } from '@gatehouse/api';
 import { api, ApiError } from '../api.js';
 import { Field, FormEnd, useSubmit } from '../ui.js';
 
@@ -13,7 +14,7 @@ export function Setup({ onDone }: { onDone: () => void }) {
     if (password !== repeat) {
       throw new ApiError(400, 'VALIDATION', 'The passwords differ.', [{ path: 'repeat', message: 'must be the same as the password' }]);
     }
-    await api('POST', '/setup', { setupToken: setupToken.trim(), username, password });
+    await api<SetupDone>('POST', '/setup', { setupToken: setupToken.trim(), username, password } satisfies SetupCreate);
     onDone();
   });
 

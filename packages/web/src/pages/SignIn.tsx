@@ -1,4 +1,5 @@
 import { useRef, useState, type FormEvent } from 'react';
+import type { SignedInAnswer, SignInBody } from '@gatehouse/api';
 import { api, ApiError, type User } from '../api.js';
 import { ErrorNote, Field } from '../ui.js';
 
@@ -17,8 +18,8 @@ export function SignIn({ notice, onSignedIn }: { notice?: string | undefined; on
     setBusy(true);
     setError(null);
     try {
-      const body = needCode ? { username, password, totp } : { username, password };
-      const res = await api<{ user: User; csrfToken: string }>('POST', '/auth/login', body);
+      const body: SignInBody = needCode ? { username, password, totp } : { username, password };
+      const res = await api<SignedInAnswer>('POST', '/auth/login', body);
       onSignedIn(res.user, res.csrfToken);
     } catch (err) {
       const failure = err instanceof ApiError ? err : new ApiError(0, 'UNKNOWN', String(err));

@@ -1,21 +1,19 @@
 import { useEffect, useState } from 'react';
-import type { Device, DeviceList, Project } from '@gatehouse/api';
-import { api, type Role, type User } from '../api.js';
+import type {
+  Device,
+  DeviceList,
+  Grant,
+  GrantCreate,
+  GrantList,
+  Project,
+  Role,
+  User,
+  UserCreate,
+  UserList,
+  UserUpdate,
+} from '@gatehouse/api';
+import { api } from '../api.js';
 import { Ago, ErrorNote, Field, FormEnd, PageHeader, SkeletonRows, StatusBadge, useSubmit } from '../ui.js';
-
-interface ListedUser extends User {
-  lockedUntil: string | null;
-  lastLoginAt: string | null;
-  createdAt: string;
-}
-
-interface Grant {
-  id: string;
-  userId: string;
-  projectId: string;
-  deviceId: string | null;
-  accountId: string | null;
-}
 
 const ROLES: { role: Role; what: string }[] = [
   { role: 'admin', what: 'everything, including secrets (revealing one is audited)' },
@@ -25,7 +23,7 @@ const ROLES: { role: Role; what: string }[] = [
 
 /** Users and roles (administrators): create, change role, disable, unlock, reset TOTP, delete; operators' grants. */
 export function Users({ user: me }: { user: User }) {
-  const [items, setItems] = useState<ListedUser[] | null>(null);
+  const [items, setItems] = useState<User[] | null>(null);
   const [projects, setProjects] = useState<Project[]>([]);
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
@@ -33,7 +31,7 @@ export function Users({ user: me }: { user: User }) {
   const [reload, setReload] = useState(0);
 
   useEffect(() => {
-    Promise.all([api<{ items: ListedUser[] }>('GET', '/users'), api<{ items: Project[] }>('GET', '/projects')]).then(
+    Promise.all([api<UserList>('GET', '/users'), api<{ items: Project[] }>('GET', '/projects')]).then(
       ([u, p]) => {
         setItems(u.items);
         setProjects(p.items);
@@ -42,12 +40,7 @@ export function Users({ user: me }: { user: User }) {
     );
   }, [reload]);
 
-  const change = async (
-    u: ListedUser,
-    body: Record<string, unknown>,
-    path = `/users/${u.id}`,
-    method: 'PATCH' | 'POST' | 'DELETE' = 'PATCH',
-  ) => {
+  const change = async (u: User, body: UserUpdate, path = `/users/${u.id}`, method: 'PATCH' | 'POST' | 'DELETE' = 'PATCH') => {
     setError(null);
     try {
       await api(method, path, method === 'DELETE' ? undefined : body);
@@ -108,7 +101,7 @@ export function Users({ user: me }: { user: User }) {
                       aria-label={`Role of ${u.username}`}
                       value={u.role}
                       disabled={self}
-                      onChange={(e) => void change(u, { role: e.target.value })}
+                      onChange={(e) => void change(u, { role: e.target.value as Role })}
                     >
                       {ROLES.map((r) => (
                         <option key={r.role}>{r.role}</option>
@@ -178,9 +171,7 @@ export function Users({ user: me }: { user: User }) {
           </tbody>
         </table>
       </div>
-      {open && items?.find((u) => u.id === open) ? (
-        <Grants user={items.find((u) => u.id === open) as ListedUser} projects={projects} />
-      ) : null}
+      {open && items?.find((u) => u.id === open) ? <Grants user={items.find((u) => u.id === open) as User} projects={projects} /> : null}
     </section>
   );
 }
@@ -190,7 +181,7 @@ function UserForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: () => 
   const [role, setRole] = useState<Role>('operator');
   const [password, setPassword] = useState('');
   const { busy, error, submit } = useSubmit(async () => {
-    await api('POST', '/users', { username, role, password });
+    await api<User>('POST', '/users', { username, role, password } satisfies UserCreate);
     onSaved();
   });
   return (
@@ -222,7 +213,7 @@ function UserForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: () => 
 }
 
 /** An operator's grants: a whole project, or one device in it. */
-function Grants({ user, projects }: { user: ListedUser; projects: Project[] }) {
+function Grants({ user, projects }: { user: User; projects: Project[] }) {
   const [grants, setGrants] = useState<Grant[] | null>(null);
   const [projectId, setProjectId] = useState(projects[0]?.id ?? '');
   const [devices, setDevices] = useState<Device[]>([]);
@@ -232,7 +223,7 @@ function Grants({ user, projects }: { user: ListedUser; projects: Project[] }) {
   const [error, setError] = useState<unknown>(null);
 
   useEffect(() => {
-    api<{ items: Grant[] }>('GET', `/grants?userId=${user.id}`).then(
+    api<GrantList>('GET', `/grants?userId=${user.id}`).then(
       async (r) => {
         setGrants(r.items);
         const ids = [...new Set(r.items.map((g) => g.deviceId).filter((d): d is string => d !== null))];
@@ -253,7 +244,7 @@ function Grants({ user, projects }: { user: ListedUser; projects: Project[] }) {
   }, [projectId]);
 
   const add = useSubmit(async () => {
-    await api('POST', '/grants', { userId: user.id, projectId, ...(deviceId ? { deviceId } : {}) });
+    await api<Grant>('POST', '/grants', { userId: user.id, projectId, ...(deviceId ? { deviceId } : {}) } satisfies GrantCreate);
     setReload((n) => n + 1);
   });
   const revoke = async (g: Grant) => {
