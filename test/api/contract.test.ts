@@ -24,9 +24,6 @@ const pending = new Set<string>([
   'GET /api/v1/breakglass/runs',
   'GET /api/v1/breakglass/runs/:id',
   'GET /api/v1/breakglass/policy',
-  'GET /api/v1/files',
-  'GET /api/v1/files/download',
-  'PUT /api/v1/files',
   'POST /api/v1/inventory/import',
 ]);
 
@@ -79,6 +76,17 @@ describe('the API contract', () => {
       }
     }
     expect(undescribed).toEqual([]);
+  });
+
+  it('describes a file answer as binary content of its own media type, its errors as JSON', async () => {
+    const doc = (await t.request('GET', `${API}/openapi.json`)).json<{
+      paths: Record<string, { get: { responses: Record<string, { content: Record<string, unknown> }> } }>;
+    }>();
+    const binary = { schema: { type: 'string', format: 'binary' } };
+    const recording = doc.paths[`${API}/sessions/{id}/recording`]?.get.responses;
+    expect(recording?.['200']?.content).toEqual({ 'application/x-asciicast': binary });
+    expect(Object.keys(recording?.['4XX']?.content ?? {})).toEqual(['application/json']);
+    expect(doc.paths[`${API}/files/download`]?.get.responses['200']?.content).toEqual({ 'application/octet-stream': binary });
   });
 });
 

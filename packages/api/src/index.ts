@@ -16,3 +16,5 @@ export * from './grants.js';
 export * from './tokens.js';
 export * from './audit.js';
 export * from './auth.js';
+export * from './files.js';
+export * from './terminal.js';

@@ -9,12 +9,8 @@ import {
   type WebTerminalKey,
 } from '@gatehouse/gateway';
 import type { Device } from '@gatehouse/db';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { WebSocket } from 'ws';
-import { z } from 'zod';
-import { caller, csrfTokenOf, sameToken } from './auth.js';
+import type { FastifyRequest } from 'fastify';
 import type { AuthContext, Services } from './services.js';
-import { connectors } from './access.js';
 
 /** How long a user let in by the browser terminal has to sign in to the gateway. */
 const ALLOWANCE_MS = 30_000;
@@ -121,24 +117,6 @@ export async function gatewayTargetOf(
   return { target, device };
 }
 
-const start = z.strictObject({
-  type: z.literal('start'),
-  csrfToken: z.string().max(200),
-  deviceId: z.string().min(1).max(100),
-  accountId: z.string().min(1).max(100).optional(),
-  cols: z.number().int().min(10).max(1000),
-  rows: z.number().int().min(3).max(500),
-});
-const resize = z.strictObject({
-  type: z.literal('resize'),
-  cols: z.number().int().min(10).max(1000),
-  rows: z.number().int().min(3).max(500),
-});
-
-/** Control messages to the page (terminal data goes as binary frames). */
-type ToPage =
-  { type: 'ready'; target: string } | { type: 'error'; message: string } | { type: 'exit'; code: number | null; message: string };
-
 /**
  * What the page is told when a terminal or file session cannot open: our own sentences
  * (the API's errors, the gateway client's), never an unexpected error's text, which is logged.
@@ -158,115 +136,4 @@ function addressable(name: string, what: string): string {
     );
   }
   return name;
-}
-
-/**
- * GET /api/v1/terminal, upgraded to a WebSocket. The first message is
- * `{type:"start", csrfToken, deviceId, accountId?, cols, rows}`: the session's CSRF token
- * (a page of another site cannot know it, and the cookie is SameSite=Strict anyway) and
- * what to open. Then binary frames both ways are terminal bytes, and
- * `{type:"resize", cols, rows}` changes the window.
- */
-export function terminalRoutes(app: FastifyInstance, services: Services, terminal: WebTerminal) {
-  app.get(
-    '/terminal',
-    {
-      websocket: true,
-      config: connectors,
-      schema: {
-        tags: ['sessions'],
-        summary: 'Browser terminal (WebSocket): an SSH shell through the built-in gateway, recorded and audited like ssh',
-      },
-    },
-    (socket: WebSocket, req: FastifyRequest) => {
-      const auth = caller(req);
-      const send = (m: ToPage) => socket.readyState === socket.OPEN && socket.send(JSON.stringify(m));
-      const refuse = (message: string) => {
-        send({ type: 'error', message });
-        socket.close(1008, 'refused');
-      };
-      // A page of another origin is refused before anything else (cross-site WebSocket hijacking).
-      const origin = req.headers.origin;
-      if (origin !== undefined && origin !== `https://${req.headers.host ?? ''}`)
-        return refuse('This terminal may only be opened from the Gatehouse console.');
-      let shell: GatewayShell | undefined;
-      let started = false;
-      const timer = setTimeout(() => !started && refuse('No start message arrived within 10 seconds.'), 10_000);
-      socket.on('close', () => {
-        clearTimeout(timer);
-        shell?.close();
-      });
-      socket.on('message', (data: Buffer, isBinary: boolean) => {
-        if (isBinary) {
-          shell?.channel.write(data);
-          return;
-        }
-        let message: unknown;
-        try {
-          message = JSON.parse(data.toString('utf8'));
-        } catch {
-          return refuse('A control message was not JSON.');
-        }
-        if (!started) {
-          started = true;
-          const parsed = start.safeParse(message);
-          if (!parsed.success)
-            return refuse(
-              `The start message is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'} ${i.message}`).join('; ')}.`,
-            );
-          if (!auth.sessionToken || !sameToken(parsed.data.csrfToken, csrfTokenOf(auth.sessionToken))) {
-            void services.refusals.record(req, 'csrf');
-            return refuse('The CSRF token is missing or wrong. Reload the page.');
-          }
-          void begin(parsed.data);
-          return;
-        }
-        const r = resize.safeParse(message);
-        if (r.success) shell?.resize(r.data.cols, r.data.rows);
-      });
-
-      const begin = async (s: z.infer<typeof start>) => {
-        try {
-          const { target, device } = await gatewayTargetOf(services, auth, s.deviceId, s.accountId);
-          shell = await terminal.open(auth.user, target, req.ip, s.cols, s.rows);
-          await services.audit(req, {
-            action: 'terminal.open',
-            outcome: 'success',
-            targetType: 'device',
-            targetId: device.id,
-            details: { target, accountId: s.accountId ?? null },
-          });
-          if (socket.readyState !== socket.OPEN) return shell.close();
-          send({ type: 'ready', target });
-          shell.channel.on('data', (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d));
-          shell.channel.stderr.on('data', (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d));
-          let code: number | null = null;
-          shell.channel.on('exit', (c: number | null) => (code = c));
-          shell.channel.on('close', () => {
-            send({
-              type: 'exit',
-              code,
-              message:
-                code === null
-                  ? 'The gateway closed the connection; what it said is in the terminal.'
-                  : `The session ended (exit status ${code}).`,
-            });
-            socket.close(1000, 'ended');
-          });
-        } catch (error) {
-          const message = openFailure(error, req);
-          await services
-            .audit(req, {
-              action: 'terminal.open',
-              outcome: 'failure',
-              targetType: 'device',
-              targetId: s.deviceId,
-              details: { reason: message },
-            })
-            .catch(() => undefined);
-          refuse(message);
-        }
-      };
-    },
-  );
 }

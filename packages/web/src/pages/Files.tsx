@@ -1,20 +1,8 @@
 import { useEffect, useState } from 'react';
 import { Link, useSearch } from 'wouter';
+import type { ErrorBody, FileListing, FileLocation } from '@gatehouse/api';
 import { api, API, ApiError, currentCsrfToken, query } from '../api.js';
 import { Empty, ErrorNote, PageHeader, SkeletonRows } from '../ui.js';
-
-interface Entry {
-  name: string;
-  type: 'file' | 'directory' | 'link' | 'other';
-  size: number;
-  modifiedAt: string | null;
-}
-
-interface Listing {
-  path: string;
-  parent: string | null;
-  entries: Entry[];
-}
 
 const join = (dir: string, name: string) => (dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`);
 
@@ -40,7 +28,7 @@ function upload(url: string, file: File, onProgress: (sent: number) => void): Pr
       if (xhr.status < 300) return resolve();
       let message = `The server answered ${xhr.status}.`;
       try {
-        message = (JSON.parse(xhr.responseText) as { error: { message: string } }).error.message;
+        message = (JSON.parse(xhr.responseText) as ErrorBody).error.message;
       } catch {
         // keep the status
       }
@@ -59,7 +47,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
   const params = new URLSearchParams(useSearch());
   const accountId = params.get('account') ?? undefined;
   const [path, setPath] = useState(params.get('path') ?? '.');
-  const [listing, setListing] = useState<Listing | null>(null);
+  const [listing, setListing] = useState<FileListing | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(true);
   const [progress, setProgress] = useState<{ name: string; sent: number; total: number } | null>(null);
@@ -68,7 +56,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
   useEffect(() => {
     let current = true;
     setLoading(true);
-    api<Listing>('GET', `/files${query({ deviceId, accountId, path })}`).then(
+    api<FileListing>('GET', `/files${query({ deviceId, accountId, path } satisfies FileLocation)}`).then(
       (l) => {
         if (!current) return;
         setListing(l);

@@ -3,6 +3,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { Terminal as XTerm } from '@xterm/xterm';
 import { useEffect, useRef, useState } from 'react';
 import { Link, useSearch } from 'wouter';
+import type { TerminalMessage, TerminalResize, TerminalStart } from '@gatehouse/api';
 import { API, currentCsrfToken } from '../api.js';
 import { ErrorNote, PageHeader } from '../ui.js';
 
@@ -49,7 +50,7 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
           ...(accountId ? { accountId } : {}),
           cols: term.cols,
           rows: term.rows,
-        }),
+        } satisfies TerminalStart),
       );
     };
     ws.onmessage = (event: MessageEvent<ArrayBuffer | string>) => {
@@ -57,14 +58,14 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
         term.write(new Uint8Array(event.data));
         return;
       }
-      const m = JSON.parse(event.data) as { type: string; target?: string; message?: string; code?: number | null };
-      if (m.type === 'ready') setState({ kind: 'open', target: m.target ?? '' });
+      const m = JSON.parse(event.data) as TerminalMessage;
+      if (m.type === 'ready') setState({ kind: 'open', target: m.target });
       else if (m.type === 'error') {
         ended = true;
-        setState({ kind: 'closed', message: m.message ?? 'The terminal was refused.', failed: true });
+        setState({ kind: 'closed', message: m.message, failed: true });
       } else if (m.type === 'exit') {
         ended = true;
-        setState({ kind: 'closed', message: m.message ?? 'The session ended.', failed: false });
+        setState({ kind: 'closed', message: m.message, failed: false });
       }
     };
     ws.onclose = () => {
@@ -72,7 +73,8 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
     };
     const input = term.onData((d) => ws.readyState === WebSocket.OPEN && ws.send(encoder.encode(d)));
     const resize = term.onResize(
-      ({ cols, rows }) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols, rows })),
+      ({ cols, rows }) =>
+        ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'resize', cols, rows } satisfies TerminalResize)),
     );
     const onWindow = () => fit.fit();
     window.addEventListener('resize', onWindow);

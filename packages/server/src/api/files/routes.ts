@@ -1,34 +1,17 @@
 import { posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import { fileDownload, fileListing, fileLocation, fileUploaded, responses, type FileEntry, type FileLocation } from '@gatehouse/api';
 import { GatehouseError } from '@gatehouse/core';
 import type { GatewaySessions } from '@gatehouse/db';
 import type { GatewaySftp } from '@gatehouse/gateway';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { FileEntryWithStats, Stats } from 'ssh2';
-import { z } from 'zod';
-import { caller } from './auth.js';
-import type { Services } from './services.js';
-import { gatewayTargetOf, openFailure, type WebTerminal } from './terminal.js';
-import { connectors } from './access.js';
-
-const where = z.strictObject({
-  deviceId: z.string().min(1).max(100),
-  accountId: z.string().min(1).max(100).optional(),
-  path: z
-    .string()
-    .max(4096)
-    .refine((p) => !/[\u0000-\u001f]/.test(p), 'must not contain control characters')
-    .default('.'),
-});
-
-export interface FileEntry {
-  name: string;
-  type: 'file' | 'directory' | 'link' | 'other';
-  size: number;
-  modifiedAt: string | null;
-}
+import { connectors } from '../../access.js';
+import { caller } from '../../auth.js';
+import type { Services } from '../../services.js';
+import { gatewayTargetOf, openFailure, type WebTerminal } from '../../terminal.js';
 
 const typeOf = (s: Stats): FileEntry['type'] =>
   s.isDirectory() ? 'directory' : s.isFile() ? 'file' : s.isSymbolicLink() ? 'link' : 'other';
@@ -53,7 +36,7 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
 
   /** Opens SFTP for the request's device and account, or throws the gateway's reason. */
-  const open = async (req: FastifyRequest, q: z.infer<typeof where>): Promise<GatewaySftp> => {
+  const open = async (req: FastifyRequest, q: FileLocation): Promise<GatewaySftp> => {
     const auth = caller(req);
     const { target, device } = await gatewayTargetOf(services, auth, q.deviceId, q.accountId);
     const since = new Date(Date.now() - 1000).toISOString();
@@ -95,7 +78,8 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       schema: {
         tags: ['sessions'],
         summary: 'List a directory on a device over SFTP through the built-in gateway (logged and audited like sftp)',
-        querystring: where,
+        querystring: fileLocation,
+        response: responses({ 200: fileListing }),
       },
     },
     async (req, reply) => {
@@ -127,7 +111,12 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
     '/files/download',
     {
       config: connectors,
-      schema: { tags: ['sessions'], summary: 'Download a file from a device over SFTP through the built-in gateway', querystring: where },
+      schema: {
+        tags: ['sessions'],
+        summary: 'Download a file from a device over SFTP through the built-in gateway',
+        querystring: fileLocation,
+        response: responses({ 200: fileDownload }),
+      },
     },
     async (req, reply) => {
       const files = await open(req, req.query);
@@ -157,7 +146,8 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       schema: {
         tags: ['sessions'],
         summary: 'Upload a file (the body, application/octet-stream) to a path on a device over SFTP through the built-in gateway',
-        querystring: where,
+        querystring: fileLocation,
+        response: responses({ 201: fileUploaded }),
       },
     },
     async (req, reply) => {

@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { fileAnswer, timestamp } from './common.js';
+
+/** The console's file browser: SFTP on a device through the built-in gateway (`/files`). */
+
+/** Which device (and account) and which path: a directory to list, a file to download or upload. */
+export const fileLocation = z.strictObject({
+  deviceId: z.string().min(1).max(100),
+  accountId: z.string().min(1).max(100).optional(),
+  path: z
+    .string()
+    .max(4096)
+    .refine((p) => !/[\u0000-\u001f]/.test(p), 'must not contain control characters')
+    .default('.'),
+});
+export type FileLocation = z.input<typeof fileLocation>;
+
+export const fileEntry = z.object({
+  name: z.string(),
+  type: z.enum(['file', 'directory', 'link', 'other']),
+  size: z.number(),
+  modifiedAt: timestamp.nullable(),
+});
+export type FileEntry = z.infer<typeof fileEntry>;
+
+/** A directory: its full path, its parent (null at `/`), directories first, then by name. */
+export const fileListing = z.object({ path: z.string(), parent: z.string().nullable(), entries: z.array(fileEntry) });
+export type FileListing = z.infer<typeof fileListing>;
+
+export const fileDownload = fileAnswer('application/octet-stream', "The file's bytes, named in Content-Disposition");
+
+/** Where the upload was written, and its size there. */
+export const fileUploaded = z.object({ path: z.string(), size: z.number() });
+export type FileUploaded = z.infer<typeof fileUploaded>;

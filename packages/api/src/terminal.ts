@@ -1,0 +1,26 @@
+import { z } from 'zod';
+
+/**
+ * The browser terminal's WebSocket (`GET /terminal`): the page's control messages and the
+ * server's. Terminal bytes go as binary frames both ways.
+ */
+
+const windowSize = { cols: z.number().int().min(10).max(1000), rows: z.number().int().min(3).max(500) };
+
+/** The first message: the session's CSRF token and what to open. */
+export const terminalStart = z.strictObject({
+  type: z.literal('start'),
+  csrfToken: z.string().max(200),
+  deviceId: z.string().min(1).max(100),
+  accountId: z.string().min(1).max(100).optional(),
+  ...windowSize,
+});
+export type TerminalStart = z.infer<typeof terminalStart>;
+
+/** The window changed size. */
+export const terminalResize = z.strictObject({ type: z.literal('resize'), ...windowSize });
+export type TerminalResize = z.infer<typeof terminalResize>;
+
+/** What the server tells the page: the shell is open, it was refused, or it ended. */
+export type TerminalMessage =
+  { type: 'ready'; target: string } | { type: 'error'; message: string } | { type: 'exit'; code: number | null; message: string };
