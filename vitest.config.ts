@@ -27,6 +27,7 @@ export default defineConfig({
       '@gatehouse/core/errors': fileURLToPath(new URL('./packages/core/src/errors.ts', import.meta.url)),
       '@gatehouse/core/inventory': fileURLToPath(new URL('./packages/core/src/inventory.ts', import.meta.url)),
       '@gatehouse/core/gateway-selection': fileURLToPath(new URL('./packages/core/src/gateway-selection.ts', import.meta.url)),
+      '@gatehouse/core/secrets': fileURLToPath(new URL('./packages/core/src/secrets.ts', import.meta.url)),
       '@gatehouse/core/roles': fileURLToPath(new URL('./packages/core/src/roles.ts', import.meta.url)),
       '@gatehouse/core': src('core'),
       '@gatehouse/api': src('api'),

@@ -94,6 +94,24 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'device.create')).toBe(1);
   });
 
+  it("keeps an account's secret when its change could not be recorded (PATCH /accounts/:id)", async () => {
+    const project = await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Atomic accounts' } });
+    const device = await t.request('POST', `${API}/devices`, {
+      token: admin.token,
+      body: { projectId: project.json<{ id: string }>().id, name: 'acc-atomic', provider: 'gcp' },
+    });
+    const created = await t.request('POST', `${API}/accounts`, {
+      token: admin.token,
+      body: { deviceId: device.json<{ id: string }>().id, username: 'root', password: 'before-the-change' },
+    });
+    const id = created.json<{ id: string }>().id;
+    await kill(t, 'account.update');
+    const res = await t.request('PATCH', `${API}/accounts/${id}`, { token: admin.token, body: { password: 'after-the-change' } });
+    expect(res.statusCode).toBe(500);
+    expect(await t.services.inventory.revealAccountSecrets(id)).toMatchObject({ password: 'before-the-change' });
+    expect(await eventsOf(t, 'account.update')).toBe(0);
+  });
+
   it('keeps a project whose deletion could not be recorded', async () => {
     const created = await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Atomic project' } });
     const id = created.json<{ id: string }>().id;

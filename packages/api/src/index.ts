@@ -3,6 +3,7 @@
  * and response schemas, with their TypeScript types. The server's routes declare them,
  * the console and the CLI import the types. Nothing here does I/O or needs Node.
  */
+export * from './accounts.js';
 export * from './common.js';
 export * from './devices.js';
 export * from './health.js';

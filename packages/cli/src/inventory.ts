@@ -1,4 +1,19 @@
-import type { Device, DeviceCreate, DeviceList, DevicePatch, Project, ProjectCreate, ProjectList, ProjectPatch } from '@gatehouse/api';
+import type {
+  Account,
+  AccountCreate,
+  AccountList,
+  AccountPatch,
+  AccountRevealBody,
+  RevealedAccount,
+  Device,
+  DeviceCreate,
+  DeviceList,
+  DevicePatch,
+  Project,
+  ProjectCreate,
+  ProjectList,
+  ProjectPatch,
+} from '@gatehouse/api';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
@@ -114,7 +129,9 @@ export function devicesCommands(program: Command): void {
 /** `gatehouse accounts …`: secrets are read from standard input or files, never from the command line. */
 export function accountsCommands(program: Command): void {
   const accounts = program.command('accounts').description('accounts on devices');
-  withClient(accounts.command('list <deviceId>')).action(callApi('GET', ([id]) => `/devices/${encodeURIComponent(id ?? '')}/accounts`));
+  withClient(accounts.command('list <deviceId>')).action(async (deviceId: string, o: ClientOptions) => {
+    print(await client(o).call<AccountList>('GET', `/devices/${encodeURIComponent(deviceId)}/accounts`));
+  });
   withClient(accounts.command('create <deviceId> <username>'))
     .option('--password-stdin', 'read the password from standard input')
     .option('--private-key-file <file>', 'PEM private key file')
@@ -125,17 +142,18 @@ export function accountsCommands(program: Command): void {
         username: string,
         o: ClientOptions & { passwordStdin?: boolean; privateKeyFile?: string; pemFileName?: string },
       ) => {
-        const body: Record<string, unknown> = { deviceId, username };
+        const body: AccountCreate = { deviceId, username };
         if (o.passwordStdin) body.password = await readStdin();
         if (o.privateKeyFile) {
           body.privateKey = readFileSync(o.privateKeyFile, 'utf8');
           body.pemFileName = o.pemFileName ?? path.basename(o.privateKeyFile);
         }
-        print(await client(o).call('POST', '/accounts', body));
-        return;
+        print(await client(o).call<Account>('POST', '/accounts', body));
       },
     );
-  withClient(accounts.command('show <accountId>')).action(callApi('GET', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`));
+  withClient(accounts.command('show <accountId>')).action(async (accountId: string, o: ClientOptions) => {
+    print(await client(o).call<Account>('GET', `/accounts/${encodeURIComponent(accountId)}`));
+  });
   withClient(accounts.command('update <accountId>'))
     .description('change the fields given; secrets are read from stdin or files, never from the command line')
     .option('--username <name>')
@@ -154,25 +172,22 @@ export function accountsCommands(program: Command): void {
           pemFileName?: string;
         },
       ) => {
-        const body: Record<string, unknown> = { username: o.username, pemFileName: o.pemFileName };
+        const body: AccountPatch = { username: o.username, pemFileName: o.pemFileName };
         if (o.passwordStdin) body.password = await readStdin();
         if (o.clearPassword) body.password = null;
         if (o.privateKeyFile) {
           body.privateKey = readFileSync(o.privateKeyFile, 'utf8');
           body.pemFileName = o.pemFileName ?? path.basename(o.privateKeyFile);
         }
-        print(await client(o).call('PATCH', `/accounts/${encodeURIComponent(accountId)}`, body));
+        print(await client(o).call<Account>('PATCH', `/accounts/${encodeURIComponent(accountId)}`, body));
       },
     );
   withClient(accounts.command('reveal <accountId>'))
     .requiredOption('--reason <text>', 'why you need the secret (audited)')
-    .action(
-      callApi(
-        'POST',
-        ([id]) => `/accounts/${encodeURIComponent(id ?? '')}/reveal`,
-        (_a, o) => ({ reason: o.reason }),
-      ),
-    );
+    .action(async (accountId: string, o: ClientOptions & { reason: string }) => {
+      const body: AccountRevealBody = { reason: o.reason };
+      print(await client(o).call<RevealedAccount>('POST', `/accounts/${encodeURIComponent(accountId)}/reveal`, body));
+    });
   withClient(accounts.command('delete <accountId>')).action(
     callApi('DELETE', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`, undefined, deleted('Account')),
   );

@@ -39,16 +39,19 @@ export interface Device {
   updatedAt: string;
 }
 
-/** An account as the API shows it: each secret is the fixed mask when set, null when not. */
+/** A secret as an account record holds it: the fixed mask when set, null when not. */
+export type MaskedSecret = typeof SECRET_MASK | null;
+
+/** An account without its secrets: each is only the mask when set, null when not (revealAccountSecrets decrypts them). */
 export interface Account {
   id: string;
   deviceId: string;
   username: string;
-  password: string | null;
-  privateKey: string | null;
+  password: MaskedSecret;
+  privateKey: MaskedSecret;
   pemFileName: string | null;
-  passphrase: string | null;
-  extraCredential: string | null;
+  passphrase: MaskedSecret;
+  extraCredential: MaskedSecret;
   createdAt: string;
   updatedAt: string;
 }
@@ -83,7 +86,7 @@ const presentDevice = (r: DeviceTable): Device => ({
   updatedAt: r.updated_at,
 });
 
-const mask = (v: string | null) => (v === null ? null : SECRET_MASK);
+const mask = (v: string | null): MaskedSecret => (v === null ? null : SECRET_MASK);
 
 const presentAccount = (r: AccountTable): Account => ({
   id: r.id,

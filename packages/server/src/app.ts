@@ -33,7 +33,7 @@ import { breakGlassRoutes } from './breakglass/routes.js';
 import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './api/auth/routes.js';
 import { importExportRoutes } from './routes/import-export.js';
-import { inventoryRoutes } from './routes/inventory.js';
+import { accountRoutes } from './api/accounts/routes.js';
 import { deviceRoutes } from './api/devices/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
@@ -284,7 +284,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       sshKeyRoutes(api, services);
       projectRoutes(api, services);
       deviceRoutes(api, services);
-      inventoryRoutes(api, services);
+      accountRoutes(api, services);
       importExportRoutes(api, services);
       auditRoutes(api, services, auditCheckpoints);
       breakGlassRoutes(api, services, breakglass);

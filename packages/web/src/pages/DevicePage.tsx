@@ -1,26 +1,18 @@
 import { useEffect, useState } from 'react';
 import { Link, useLocation } from 'wouter';
-import type { Device, Project } from '@gatehouse/api';
+import type {
+  Account,
+  AccountCreate,
+  AccountList,
+  AccountPatch,
+  AccountRevealBody,
+  Device,
+  Project,
+  RevealedAccount,
+} from '@gatehouse/api';
 import { api, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
-
-interface Account {
-  id: string;
-  deviceId: string;
-  username: string;
-  password: string | null;
-  privateKey: string | null;
-  passphrase: string | null;
-  extraCredential: string | null;
-}
-
-interface Revealed {
-  id: string;
-  password: string | null;
-  privateKey: string | null;
-  passphrase: string | null;
-}
 
 /** One device: its fields (editable by an administrator) and its accounts, secrets masked. */
 export function DevicePage({ user, id }: { user: User; id: string }) {
@@ -39,7 +31,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
   useEffect(() => {
     Promise.all([
       api<Device>('GET', `/devices/${id}`),
-      api<{ items: Account[] }>('GET', `/devices/${id}/accounts`),
+      api<AccountList>('GET', `/devices/${id}/accounts`),
       api<{ items: Project[] }>('GET', '/projects'),
     ]).then(
       ([d, a, p]) => {
@@ -179,13 +171,13 @@ function AccountRow({
   const [failure, setFailure] = useState<unknown>(null);
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState('');
-  const [revealed, setRevealed] = useState<Revealed | null>(null);
+  const [revealed, setRevealed] = useState<RevealedAccount | null>(null);
   const {
     busy,
     error,
     submit: reveal,
   } = useSubmit(async () => {
-    setRevealed(await api<Revealed>('POST', `/accounts/${account.id}/reveal`, { reason }));
+    setRevealed(await api<RevealedAccount>('POST', `/accounts/${account.id}/reveal`, { reason } satisfies AccountRevealBody));
     setAsking(false);
     setReason('');
   });
@@ -313,8 +305,8 @@ function AccountForm({
 
   const { busy, error, submit } = useSubmit(async () => {
     const secrets = { ...(password !== '' ? { password } : {}), ...(privateKey.trim() !== '' ? { privateKey } : {}) };
-    if (account) await api('PATCH', `/accounts/${account.id}`, { username, ...secrets });
-    else await api('POST', '/accounts', { deviceId, username, ...secrets });
+    if (account) await api<Account>('PATCH', `/accounts/${account.id}`, { username, ...secrets } satisfies AccountPatch);
+    else await api<Account>('POST', '/accounts', { deviceId, username, ...secrets } satisfies AccountCreate);
     onSaved();
   });
 
