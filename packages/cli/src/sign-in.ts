@@ -1,3 +1,4 @@
+import type { ApiTokenCreate, ApiTokenCreated, OkAnswer, SetupCreate, SetupDone, SignedInAnswer, SignInBody } from '@gatehouse/api';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -18,7 +19,7 @@ export function signInCommands(program: Command): void {
       const setupToken = readFileSync(tokenFile, 'utf8').trim();
       const pw = await password(o, 'New administrator password (at least 12 characters): ');
       const api = client({ ...o, token: undefined });
-      await api.call('POST', '/setup', { setupToken, username: o.username, password: pw });
+      await api.call<SetupDone>('POST', '/setup', { setupToken, username: o.username, password: pw } satisfies SetupCreate);
       return signIn(api, o.username, pw, undefined, `Administrator ${o.username} created.`);
     });
 
@@ -33,14 +34,18 @@ export function signInCommands(program: Command): void {
     });
 
   async function signIn(api: ApiClient, username: string, pw: string, totp: string | undefined, done: string): Promise<void> {
-    const login = await api.call<{ csrfToken: string }>('POST', '/auth/login', { username, password: pw, ...(totp ? { totp } : {}) });
+    const login = await api.call<SignedInAnswer>('POST', '/auth/login', {
+      username,
+      password: pw,
+      ...(totp ? { totp } : {}),
+    } satisfies SignInBody);
     api.csrf = login.csrfToken;
-    const created = await api.call<{ token: string }>('POST', '/tokens', {
+    const created = await api.call<ApiTokenCreated>('POST', '/tokens', {
       name: `cli ${new Date().toISOString()}`,
       scope: 'full',
       expiresInDays: 90,
-    });
-    await api.call('POST', '/auth/logout', {});
+    } satisfies ApiTokenCreate);
+    await api.call<OkAnswer>('POST', '/auth/logout', {});
     const file = saveCredentials({ url: api.url, token: created.token, ca: api.caFile });
     process.stderr.write(`${done} API token saved in ${file}\n`);
     return;

@@ -1,4 +1,4 @@
-import type { SshKey, SshKeyCreate } from '@gatehouse/api';
+import type { Grant, GrantCreate, Role, SshKey, SshKeyCreate, User, UserCreate, UserList, UserUpdate, UserUpdated } from '@gatehouse/api';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { callApi, client, deleted, password, print, withClient } from './api-command.js';
@@ -8,12 +8,13 @@ import { readStdin } from './prompt.js';
 /** `gatehouse users …`: users, roles and grants. */
 export function usersCommands(program: Command): void {
   const users = program.command('users').description('users and roles');
-  withClient(users.command('list')).action(callApi('GET', () => '/users'));
+  withClient(users.command('list')).action(async (o: ClientOptions) => print(await client(o).call<UserList>('GET', '/users')));
   withClient(users.command('create <username>'))
     .addOption(new Option('--role <role>').choices(['admin', 'operator', 'auditor']).makeOptionMandatory())
     .option('--password-stdin', 'read the password from standard input')
-    .action(async (username: string, o: ClientOptions & { role: string; passwordStdin?: boolean }) => {
-      print(await client(o).call('POST', '/users', { username, role: o.role, password: await password(o, `Password for ${username}: `) }));
+    .action(async (username: string, o: ClientOptions & { role: Role; passwordStdin?: boolean }) => {
+      const body = { username, role: o.role, password: await password(o, `Password for ${username}: `) } satisfies UserCreate;
+      print(await client(o).call<User>('POST', '/users', body));
       return;
     });
   withClient(users.command('update <userId>'))
@@ -25,24 +26,20 @@ export function usersCommands(program: Command): void {
     .action(
       async (
         userId: string,
-        o: ClientOptions & { role?: string; disable?: boolean; enable?: boolean; passwordStdin?: boolean; resetTotp?: boolean },
+        o: ClientOptions & { role?: Role; disable?: boolean; enable?: boolean; passwordStdin?: boolean; resetTotp?: boolean },
       ) => {
-        const body: Record<string, unknown> = { role: o.role };
+        const body: UserUpdate = { role: o.role };
         if (o.disable) body.disabled = true;
         if (o.enable) body.disabled = false;
         if (o.passwordStdin) body.password = await readStdin();
         if (o.resetTotp) body.resetTotp = true;
-        print(await client(o).call('PATCH', `/users/${encodeURIComponent(userId)}`, body));
+        print(await client(o).call<UserUpdated>('PATCH', `/users/${encodeURIComponent(userId)}`, body));
       },
     );
   withClient(users.command('unlock <userId>'))
     .description('lift every sign-in throttle of a user (failed password attempts from any address)')
-    .action(
-      callApi(
-        'POST',
-        ([id]) => `/users/${encodeURIComponent(id ?? '')}/unlock`,
-        () => ({}),
-      ),
+    .action(async (userId: string, o: ClientOptions) =>
+      print(await client(o).call<User>('POST', `/users/${encodeURIComponent(userId)}/unlock`, {})),
     );
   withClient(users.command('delete <userId>')).action(
     callApi('DELETE', ([id]) => `/users/${encodeURIComponent(id ?? '')}`, undefined, deleted('User')),
@@ -50,13 +47,10 @@ export function usersCommands(program: Command): void {
   withClient(users.command('grant <userId> <projectId>'))
     .option('--device <id>')
     .option('--account <id>')
-    .action(
-      callApi(
-        'POST',
-        () => '/grants',
-        ([userId, projectId], o) => ({ userId, projectId, deviceId: o.device, accountId: o.account }),
-      ),
-    );
+    .action(async (userId: string, projectId: string, o: ClientOptions & { device?: string; account?: string }) => {
+      const body = { userId, projectId, deviceId: o.device, accountId: o.account } satisfies GrantCreate;
+      print(await client(o).call<Grant>('POST', '/grants', body));
+    });
 }
 
 /** `gatehouse ssh-keys …`: the public keys a user signs in to the gateway with. */
