@@ -7,7 +7,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { health, readiness, responses } from '@gatehouse/api';
+import { health, openApiDocument, readiness, responses } from '@gatehouse/api';
 import { sql } from 'kysely';
 import { loadAuditCheckpointKey } from './audit-checkpoint-key.js';
 import { AuditCheckpoints } from './audit-checkpoints.js';
@@ -276,7 +276,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
 
   await app.register(
     (api, _opts, done) => {
-      api.get('/openapi.json', { config: everyone, schema: { hide: true } }, () => app.swagger());
+      api
+        .withTypeProvider<ZodTypeProvider>()
+        .get('/openapi.json', { config: everyone, schema: { hide: true, response: responses({ 200: openApiDocument }) } }, () =>
+          openApiDocument.parse(app.swagger()),
+        );
       authRoutes(api, services);
       userRoutes(api, services);
       grantRoutes(api, services);
