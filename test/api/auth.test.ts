@@ -1,3 +1,4 @@
+import { apiToken, user as userSchema } from '@gatehouse/api';
 import { hashToken, listAuditEvents } from '@gatehouse/db';
 import { currentTotp, verifyTotp } from '@gatehouse/server';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -284,6 +285,30 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
 
     expect((await t.request('GET', `${API}/auth/me`, { token: 'ghp_unknown' })).statusCode).toBe(401);
     expect((await t.request('GET', `${API}/auth/me`, { headers: { authorization: 'Basic abc' } })).statusCode).toBe(401);
+  });
+
+  it('shows users and tokens with only the fields their schemas name: no password hash, TOTP secret or token hash', async () => {
+    const user = await t.userWithToken('operator');
+    const session = await loginOrThrow(t, user.username, user.password);
+    await t.request('POST', `${API}/auth/totp/enroll`, { headers: sessionHeaders(session), body: {} });
+    const userFields = Object.keys(userSchema.shape).sort();
+    const signedIn = await login(t, user.username, user.password);
+    const me = await t.request('GET', `${API}/auth/me`, { token: user.token });
+    const shown = await t.request('GET', `${API}/users/${user.id}`, { token: admin.token });
+    const listed = await t.request('GET', `${API}/users`, { token: admin.token });
+    for (const answer of [signedIn.res.json<{ user: object }>().user, me.json<{ user: object }>().user, shown.json<object>()])
+      expect(Object.keys(answer).sort()).toEqual(userFields);
+    for (const u of listed.json<{ items: object[] }>().items) expect(Object.keys(u).sort()).toEqual(userFields);
+
+    const tokens = await t.request('GET', `${API}/tokens`, { token: admin.token });
+    for (const item of tokens.json<{ items: object[] }>().items)
+      expect(Object.keys(item).sort()).toEqual(Object.keys(apiToken.shape).sort());
+    const row = await t.services.users.row(user.id);
+    for (const res of [signedIn.res, me, shown, listed, tokens]) {
+      expect(res.body).not.toContain(row.password_hash);
+      expect(res.body).not.toContain(String(row.totp_secret_enc));
+      expect(res.body).not.toContain(hashToken(user.token));
+    }
   });
 
   it('makes tokens only from a web session, read-only or full, with an expiry within apiTokenMaxDays', async () => {
