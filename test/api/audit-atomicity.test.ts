@@ -136,6 +136,14 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'gateway.register')).toBe(1);
   });
 
+  it('keeps the gateway settings when their change could not be recorded', async () => {
+    await kill(t, 'gateway.settings');
+    const res = await t.request('PUT', `${API}/gateway-settings`, { token: admin.token, body: { tunnelMode: true } });
+    expect(res.statusCode).toBe(500);
+    expect(await t.gateways.settings()).toEqual({ tunnelMode: false, portForwarding: false });
+    expect(await eventsOf(t, 'gateway.settings')).toBe(0);
+  });
+
   it("keeps a device's trusted host key whose removal could not be recorded", async () => {
     const project = await t.services.inventory.createProject({ name: 'Host keys', description: null });
     const device = await t.services.inventory.createDevice(deviceInput.parse({ projectId: project.id, name: 'hk-1', provider: 'aws' }));

@@ -136,8 +136,8 @@ export class GatewayService {
     return { tunnelMode: parsed.tunnelMode === true, portForwarding: parsed.portForwarding === true };
   }
 
-  async saveSettings(next: GatewaySettings): Promise<GatewaySettings> {
-    await this.opts.settings.set(SETTINGS_KEY, JSON.stringify(next));
+  async saveSettings(next: GatewaySettings, settings: Settings = this.opts.settings): Promise<GatewaySettings> {
+    await settings.set(SETTINGS_KEY, JSON.stringify(next));
     return next;
   }
 

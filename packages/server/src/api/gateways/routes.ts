@@ -193,20 +193,23 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
     },
     async (req) => {
       const before = await gateways.settings();
-      const saved = await gateways.saveSettings({
-        tunnelMode: req.body.tunnelMode ?? before.tunnelMode,
-        portForwarding: req.body.portForwarding ?? before.portForwarding,
-      });
-      await services.audit(req, {
-        action: 'gateway.settings',
-        outcome: 'success',
-        targetType: 'settings',
-        targetId: 'gateway',
-        details: Object.fromEntries(
-          (['tunnelMode', 'portForwarding'] as const)
-            .filter((k) => req.body[k] !== undefined)
-            .map((k) => [k, { from: before[k], to: saved[k] }]),
-        ),
+      const saved = await services.withAudit(req, async (tx, audit) => {
+        const saved = await gateways.saveSettings(
+          { tunnelMode: req.body.tunnelMode ?? before.tunnelMode, portForwarding: req.body.portForwarding ?? before.portForwarding },
+          tx.settings,
+        );
+        audit({
+          action: 'gateway.settings',
+          outcome: 'success',
+          targetType: 'settings',
+          targetId: 'gateway',
+          details: Object.fromEntries(
+            (['tunnelMode', 'portForwarding'] as const)
+              .filter((k) => req.body[k] !== undefined)
+              .map((k) => [k, { from: before[k], to: saved[k] }]),
+          ),
+        });
+        return saved;
       });
       return saved;
     },
