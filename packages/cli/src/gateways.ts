@@ -1,7 +1,16 @@
+import type {
+  Gateway,
+  GatewayCreate,
+  GatewayList,
+  GatewayServerKey,
+  GatewaySettings,
+  GatewaySettingsUpdate,
+  GatewayUpdate,
+} from '@gatehouse/api';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { print, withClient } from './api-command.js';
-import { ApiClient, type ClientOptions } from './client.js';
+import { client, print, withClient } from './api-command.js';
+import type { ClientOptions } from './client.js';
 
 interface GatewayFlags {
   sshPort?: string;
@@ -64,85 +73,72 @@ export function gatewayCommand(program: Command): void {
 
 /** `gatehouse gateways …`: the registry on the server, over the API. */
 export function gatewaysCommands(program: Command): void {
-  /** Prints the API's answer, or `done` when it has none (a delete). */
-  const call = async (o: ClientOptions, method: string, route: string, body?: unknown, done = ''): Promise<void> => {
-    const answer = await new ApiClient(o).call(method, route, body);
-    if (answer !== undefined) print(answer);
-    else if (done !== '') print(done);
-  };
   const gateways = program.command('gateways').description('gateways: registration, status, tunnel mode');
   const byId = (id: string) => `/gateways/${encodeURIComponent(id)}`;
+  const settings = (o: ClientOptions, change: GatewaySettingsUpdate) =>
+    client(o).call<GatewaySettings>('PUT', '/gateway-settings', change satisfies GatewaySettingsUpdate);
 
   withClient(gateways.command('list'))
     .option('--json', 'print the API answer as JSON')
     .action(async (o: ClientOptions & { json?: boolean }) => {
-      const answer = await new ApiClient(o).call<{ items: ListedGateway[]; tunnelMode: boolean }>('GET', '/gateways');
+      const answer = await client(o).call<GatewayList>('GET', '/gateways');
       if (o.json) return print(answer);
       print(formatGatewayTable(answer.items, answer.tunnelMode));
     });
-  withClient(gateways.command('show <id>')).action((id: string, o: ClientOptions) => call(o, 'GET', byId(id)));
+  withClient(gateways.command('show <id>')).action(async (id: string, o: ClientOptions) =>
+    print(await client(o).call<Gateway>('GET', byId(id))),
+  );
   withClient(gateways.command('register <name>'))
     .requiredOption('--address <host:port>', "the gateway's management address")
     .requiredOption('--public-key <key>', 'the public key the gateway printed at its first start')
     .option('--segment <segment>', 'the segment it serves, a device tag such as gateway-office1 (none: it serves untagged devices)')
-    .action((name: string, o: ClientOptions & { address: string; publicKey: string; segment?: string }) =>
-      call(o, 'POST', '/gateways', { name, address: o.address, publicKey: o.publicKey, segment: o.segment ?? null }),
-    );
+    .action(async (name: string, o: ClientOptions & { address: string; publicKey: string; segment?: string }) => {
+      const body = { name, address: o.address, publicKey: o.publicKey, segment: o.segment ?? null } satisfies GatewayCreate;
+      print(await client(o).call<Gateway>('POST', '/gateways', body));
+    });
   withClient(gateways.command('update <id>'))
     .option('--name <name>')
     .option('--address <host:port>')
     .option('--public-key <key>', 'a new key, after the gateway was re-installed')
     .option('--segment <segment>')
     .option('--no-segment', 'serve untagged devices only')
-    .action((id: string, o: ClientOptions & { name?: string; address?: string; publicKey?: string; segment?: string | false }) => {
-      const body: Record<string, unknown> = {};
+    .action(async (id: string, o: ClientOptions & { name?: string; address?: string; publicKey?: string; segment?: string | false }) => {
+      const body: GatewayUpdate = {};
       if (o.name !== undefined) body.name = o.name;
       if (o.address !== undefined) body.address = o.address;
       if (o.publicKey !== undefined) body.publicKey = o.publicKey;
       if (o.segment === false) body.segment = null;
       else if (typeof o.segment === 'string') body.segment = o.segment;
-      return call(o, 'PATCH', byId(id), body);
+      print(await client(o).call<Gateway>('PATCH', byId(id), body));
     });
-  withClient(gateways.command('delete <id>')).action((id: string, o: ClientOptions) =>
-    call(o, 'DELETE', byId(id), undefined, `Gateway ${id} deleted.`),
-  );
+  withClient(gateways.command('delete <id>')).action(async (id: string, o: ClientOptions) => {
+    await client(o).call<undefined>('DELETE', byId(id));
+    print(`Gateway ${id} deleted.`);
+  });
   withClient(gateways.command('sync <id>'))
     .description("sync a gateway's status now")
-    .action((id: string, o: ClientOptions) => call(o, 'POST', `${byId(id)}/sync`));
+    .action(async (id: string, o: ClientOptions) => print(await client(o).call<Gateway>('POST', `${byId(id)}/sync`)));
   withClient(gateways.command('server-key'))
     .description("print the server's key, to start every gateway with (--server-key)")
     .action(async (o: ClientOptions) => {
-      const key = await new ApiClient(o).call<{ publicKey: string; fingerprint: string }>('GET', '/gateways/server-key');
+      const key = await client(o).call<GatewayServerKey>('GET', '/gateways/server-key');
       print(`${key.publicKey}\n(${key.fingerprint})`);
     });
   withClient(gateways.command('tunnel <on|off>'))
     .description('tunnel mode: when on, every connection goes through the default gateway and no other gateway reaches a device')
-    .action((state: string, o: ClientOptions) => {
+    .action(async (state: string, o: ClientOptions) => {
       if (state !== 'on' && state !== 'off') throw new Error('tunnel takes "on" or "off".');
-      return call(o, 'PUT', '/gateway-settings', { tunnelMode: state === 'on' });
+      print(await settings(o, { tunnelMode: state === 'on' }));
     });
   withClient(gateways.command('forwarding <on|off>'))
     .description('port forwarding policy: when on, users may forward TCP connections through the devices they use (ssh -L); off by default')
-    .action((state: string, o: ClientOptions) => {
+    .action(async (state: string, o: ClientOptions) => {
       if (state !== 'on' && state !== 'off') throw new Error('forwarding takes "on" or "off".');
-      return call(o, 'PUT', '/gateway-settings', { portForwarding: state === 'on' });
+      print(await settings(o, { portForwarding: state === 'on' }));
     });
 }
 
-interface ListedGateway {
-  id: string;
-  name: string;
-  segment: string | null;
-  address: string | null;
-  status: string;
-  statusReason: string | null;
-  lastContactAt: string | null;
-  latencyMs: number | null;
-  version: string | null;
-  liveSessions: number;
-}
-
-function formatGatewayTable(items: ListedGateway[], tunnelMode: boolean): string {
+function formatGatewayTable(items: Gateway[], tunnelMode: boolean): string {
   const rows = [
     ['NAME', 'SEGMENT', 'STATUS', 'LAST CONTACT', 'LATENCY', 'VERSION', 'LIVE', 'ADDRESS', 'ID'],
     ...items.map((g) => [

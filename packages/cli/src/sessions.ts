@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
+import type { FileOperationList, GatewaySession, SessionListQuery, SessionPage } from '@gatehouse/api';
 import type { Command } from 'commander';
-import { callApi, client, withClient } from './api-command.js';
+import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
 
 /** `gatehouse sessions …`: sessions through gateways and their recordings. */
@@ -11,18 +12,21 @@ export function sessionsCommands(program: Command): void {
     .option('--user <id>')
     .option('--limit <n>', 'page size', '50')
     .option('--offset <n>', 'first row', '0')
-    .action(
-      callApi('GET', (_a, o) => {
-        const q = new URLSearchParams({ limit: String(o.limit), offset: String(o.offset) });
-        if (typeof o.device === 'string') q.set('deviceId', o.device);
-        if (typeof o.user === 'string') q.set('userId', o.user);
-        return `/sessions?${q.toString()}`;
-      }),
-    );
-  withClient(sessions.command('show <id>')).action(callApi('GET', ([id]) => `/sessions/${encodeURIComponent(id ?? '')}`));
+    .action(async (o: ClientOptions & { device?: string; user?: string; limit: string; offset: string }) => {
+      const query: SessionListQuery = { limit: o.limit, offset: o.offset };
+      if (o.device !== undefined) query.deviceId = o.device;
+      if (o.user !== undefined) query.userId = o.user;
+      const q = new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]));
+      print(await client(o).call<SessionPage>('GET', `/sessions?${q.toString()}`));
+    });
+  withClient(sessions.command('show <id>')).action(async (id: string, o: ClientOptions) =>
+    print(await client(o).call<GatewaySession>('GET', `/sessions/${encodeURIComponent(id)}`)),
+  );
   withClient(sessions.command('files <id>'))
     .description("the session's SFTP/SCP operations: path, size, direction, result")
-    .action(callApi('GET', ([id]) => `/sessions/${encodeURIComponent(id ?? '')}/file-operations`));
+    .action(async (id: string, o: ClientOptions) =>
+      print(await client(o).call<FileOperationList>('GET', `/sessions/${encodeURIComponent(id)}/file-operations`)),
+    );
   withClient(sessions.command('recording <id>'))
     .description('write the terminal recording (asciicast v2: asciinema play <file>) to standard output or --output')
     .option('--output <file>')
