@@ -7,6 +7,7 @@ export * from './accounts.js';
 export * from './common.js';
 export * from './devices.js';
 export * from './health.js';
+export * from './inventory.js';
 export * from './projects.js';
 export * from './ssh-keys.js';
 export * from './gateways.js';

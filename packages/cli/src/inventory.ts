@@ -7,6 +7,8 @@ import type {
   RevealedAccount,
   Device,
   DeviceCreate,
+  ImportResult,
+  InventoryExport,
   DeviceList,
   DevicePatch,
   Project,
@@ -202,7 +204,7 @@ export function importCommand(program: Command): void {
       const isCsv = file.toLowerCase().endsWith('.csv');
       const bar = progress(`Uploading ${path.basename(file)}`);
       try {
-        const result = await client(o).call('POST', `/inventory/import?dryRun=${o.dryRun ? 'true' : 'false'}`, undefined, {
+        const result = await client(o).call<ImportResult>('POST', `/inventory/import?dryRun=${o.dryRun ? 'true' : 'false'}`, undefined, {
           file,
           contentType: isCsv ? 'text/csv' : 'application/json',
           onProgress: (sent, total) => bar.update(sent, total),
@@ -222,5 +224,7 @@ export function exportCommand(program: Command): void {
   withClient(program.command('export'))
     .description('export the inventory (secrets masked)')
     .addOption(new Option('--format <format>').choices(['csv', 'json']).default('csv'))
-    .action(callApi('GET', (_a, o) => `/inventory/export?format=${String(o.format)}`));
+    .action(async (o: ClientOptions & { format: 'csv' | 'json' }) => {
+      print(await client(o).call<InventoryExport>('GET', `/inventory/export?format=${o.format}`));
+    });
 }

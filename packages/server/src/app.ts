@@ -32,9 +32,9 @@ import { auditRoutes } from './api/audit/routes.js';
 import { breakGlassRoutes } from './breakglass/routes.js';
 import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './api/auth/routes.js';
-import { importExportRoutes } from './routes/import-export.js';
 import { accountRoutes } from './api/accounts/routes.js';
 import { deviceRoutes } from './api/devices/routes.js';
+import { inventoryFileRoutes } from './api/inventory/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
 import { userRoutes } from './api/users/routes.js';
@@ -95,7 +95,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   };
   if (opts.https) fastifyOptions.https = { ...opts.https, ...TLS_SERVER_OPTIONS };
   const app = Fastify(fastifyOptions) as unknown as FastifyInstance;
-  // The API takes JSON (and CSV for imports, see import-export.ts): a text/plain body is a
+  // The API takes JSON (and CSV for imports, see api/inventory/routes.ts): a text/plain body is a
   // wrong Content-Type (415), not a JSON value to validate.
   app.removeContentTypeParser('text/plain');
   // A body nested thousands deep is refused before it is parsed or walked: one request must
@@ -289,7 +289,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       projectRoutes(api, services);
       deviceRoutes(api, services);
       accountRoutes(api, services);
-      importExportRoutes(api, services);
+      inventoryFileRoutes(api, services);
       auditRoutes(api, services, auditCheckpoints);
       breakGlassRoutes(api, services, breakglass);
       sessionRoutes(api, services, gatewaySessions, gateways);

@@ -13,7 +13,7 @@ export {
 } from './master-key.js';
 export { hashPassword, currentTotp, verifyTotp } from './passwords.js';
 export { SESSION_COOKIE, CSRF_HEADER, csrfTokenOf } from './auth.js';
-export { parseInventoryFile, inventoryColumns } from './routes/inventory-file.js';
+export { parseInventoryFile, inventoryColumns } from './api/inventory/inventory-file.js';
 export { setupTokenFile } from './api/auth/routes.js';
 export type { Services, AuthContext, Access } from './services.js';
 export { accessPresets } from './access.js';

@@ -1,32 +1,12 @@
+import type { ImportResult } from '@gatehouse/api';
 import { useState } from 'react';
 import { Link } from 'wouter';
 import { api, ApiError, RawBody } from '../api.js';
 import { ErrorNote, PageHeader } from '../ui.js';
 
-interface PreviewRow {
-  line: string;
-  project: string;
-  device: string;
-  provider: string;
-  address: string | null;
-  account: string | null;
-  secrets: Record<'password' | 'private_key' | 'passphrase' | 'extra_credential', 'set' | 'keep' | 'none'>;
-}
-
-interface Result {
-  rows: number;
-  projectsCreated: number;
-  devicesCreated: number;
-  devicesUpdated: number;
-  accountsCreated: number;
-  accountsUpdated: number;
-  dryRun: boolean;
-  preview?: PreviewRow[];
-}
-
 /** Sends the file as it is (CSV as text/csv, JSON as JSON): the API parses and checks it. */
 const importFile = (text: string, csv: boolean, dryRun: boolean) =>
-  api<Result>('POST', `/inventory/import?dryRun=${dryRun}`, new RawBody(text, csv ? 'text/csv; charset=utf-8' : 'application/json'));
+  api<ImportResult>('POST', `/inventory/import?dryRun=${dryRun}`, new RawBody(text, csv ? 'text/csv; charset=utf-8' : 'application/json'));
 
 const secretWord = { set: 'new', keep: 'kept', none: '—' } as const;
 
@@ -37,8 +17,8 @@ const secretWord = { set: 'new', keep: 'kept', none: '—' } as const;
  */
 export function Import() {
   const [file, setFile] = useState<{ name: string; text: string; csv: boolean } | null>(null);
-  const [preview, setPreview] = useState<Result | null>(null);
-  const [done, setDone] = useState<Result | null>(null);
+  const [preview, setPreview] = useState<ImportResult | null>(null);
+  const [done, setDone] = useState<ImportResult | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
 

@@ -11,33 +11,17 @@ import {
   type ErrorCode,
   type FieldIssue,
 } from '@gatehouse/core';
+import { inventoryColumns } from '@gatehouse/api';
 import { parse } from 'csv-parse/sync';
 import { z } from 'zod';
-import { INVALID_JSON_MESSAGE, nulCharacterError, nulCharacterPaths } from '../json-body.js';
+import { INVALID_JSON_MESSAGE, nulCharacterError, nulCharacterPaths } from '../../json-body.js';
 
 /*
  * Reading an inventory file: the columns, the row schema and the CSV cell rules. Kept apart
  * from the routes so the import's worker thread (inventory-file-worker.ts) loads only this.
  */
 
-/** The columns of an inventory file, one row per account (a device without accounts has one row with no account). */
-export const inventoryColumns = [
-  'project',
-  'device',
-  'provider',
-  'protocols',
-  'public_ip',
-  'private_ip',
-  'url_port',
-  'access_type',
-  'tags',
-  'account',
-  'password',
-  'private_key',
-  'pem_file_name',
-  'passphrase',
-  'extra_credential',
-] as const;
+export { inventoryColumns };
 
 /**
  * A cell that starts with = + - @, a tab or a carriage return is a formula to a spreadsheet
