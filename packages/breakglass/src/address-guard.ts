@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { GatehouseError } from '@gatehouse/core/errors';
 
 /**
  * Where break glass may connect: the bucket or container, and the alert webhook. Private
@@ -17,15 +18,15 @@ export interface AddressPolicy {
 }
 
 /** The code of the error a refused connection fails with (networkReason() explains it). */
-export const FORBIDDEN_ADDRESS = 'ERR_GATEHOUSE_FORBIDDEN_ADDRESS';
+export const FORBIDDEN_ADDRESS = 'FORBIDDEN_ADDRESS';
 
-export class ForbiddenAddressError extends Error {
-  readonly code = FORBIDDEN_ADDRESS;
+export class ForbiddenAddressError extends GatehouseError {
   constructor(
     readonly host: string,
     readonly kind: 'link-local' | 'cloud metadata',
   ) {
     super(
+      FORBIDDEN_ADDRESS,
       `${host} is a ${kind} address. Break glass does not connect to link-local or cloud-metadata addresses unless the server setting breakglassAllowLinkLocal (GATEHOUSE_BREAKGLASS_ALLOW_LINK_LOCAL) allows it.`,
     );
     this.name = 'ForbiddenAddressError';

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline as pipelinePromise } from 'node:stream/promises';
 import type { AuditCheckpoint } from '@gatehouse/core';
+import { GatehouseError } from '@gatehouse/core/errors';
 import { signManifest, type SignedManifest } from './manifest.js';
 import { sealStream, type Sealing } from './seal.js';
 import type { StorageTarget } from './targets/target.js';
@@ -121,7 +122,7 @@ export async function exportBreakGlass(opts: ExportOptions): Promise<ExportResul
     });
     const [counts] = await Promise.all([writing, staging]);
     if (digest.bytes > MAX_SINGLE_PUT)
-      throw new Error(`The sealed export is ${digest.bytes} bytes, more than one upload can hold (5 GiB).`);
+      throw new GatehouseError('PAYLOAD_TOO_LARGE', `The sealed export is ${digest.bytes} bytes, more than one upload can hold (5 GiB).`);
 
     if (opts.sealing.kind === 'none') {
       await opts.target.putBytes(opts.names.data, Buffer.concat(held), 'application/octet-stream');

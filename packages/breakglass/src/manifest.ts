@@ -66,13 +66,13 @@ export type ManifestCheck = { ok: true; manifest: SignedManifest } | { ok: false
 
 /** Checks the manifest's format and signature against the public key kept offline. */
 export function verifyManifest(text: string, publicKeyPem: string): ManifestCheck {
-  let parsed: SignedManifest;
+  let parsed: SignedManifest | null = null;
   try {
-    parsed = JSON.parse(text) as SignedManifest;
-    if (parsed === null || typeof parsed !== 'object') throw new Error('not an object');
+    parsed = JSON.parse(text) as SignedManifest | null;
   } catch {
-    return { ok: false, reason: 'the manifest is not valid JSON' };
+    // Said below, as for JSON that is not an object.
   }
+  if (parsed === null || typeof parsed !== 'object') return { ok: false, reason: 'the manifest is not valid JSON' };
   const format: unknown = parsed.format;
   if (format !== MANIFEST_FORMAT)
     return { ok: false, reason: `the manifest format is ${JSON.stringify(format)}, expected ${MANIFEST_FORMAT}` };

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { GatehouseError } from '@gatehouse/core/errors';
 import { parseConnectionString } from './targets/connection-string.js';
 import { blobSettings, breakGlassSettings, s3Settings, type BreakGlassSettings } from './settings.js';
 
@@ -36,12 +37,17 @@ export const mountedKeys: Record<string, string> = {
 const booleanKeys = new Set(['pathStyle']);
 const listKeys = new Set(['ageRecipients']);
 
-export class MountedConfigError extends Error {
+/** The mounted secret cannot be read or is invalid; `issues` name its keys. */
+export class MountedConfigError extends GatehouseError {
   constructor(
     readonly source: string,
-    readonly issues: { key: string; message: string }[],
+    issues: { key: string; message: string }[],
   ) {
-    super(`The break-glass configuration in ${source} is invalid:\n${issues.map((i) => `  - ${i.key}: ${i.message}`).join('\n')}`);
+    super(
+      'CONFIG_INVALID',
+      `The break-glass configuration in ${source} is invalid:\n${issues.map((i) => `  - ${i.key}: ${i.message}`).join('\n')}`,
+      issues.map((i) => ({ path: i.key, message: i.message })),
+    );
     this.name = 'MountedConfigError';
   }
 }

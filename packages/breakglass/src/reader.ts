@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { GatehouseError } from '@gatehouse/core/errors';
 import { Decrypter } from 'age-encryption';
 import ExcelJS from 'exceljs';
 import { verifyManifest, type SignedManifest } from './manifest.js';
@@ -29,8 +30,11 @@ export interface OpenOptions {
 }
 
 /** A problem opening an export, said so that the holder knows what to try. */
-export class OpenError extends Error {
-  override name = 'OpenError';
+export class OpenError extends GatehouseError {
+  constructor(message: string) {
+    super('BAD_REQUEST', message);
+    this.name = 'OpenError';
+  }
 }
 
 const AGE_MAGIC = 'age-encryption.org/v1';

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { GatehouseError } from '@gatehouse/core/errors';
 import { Encrypter, identityToRecipient } from 'age-encryption';
 
 /** How the export is sealed: age to X25519 recipients, or to a passphrase, or (explicitly) not at all. */
@@ -23,7 +24,7 @@ export async function sealStream(plaintext: Readable, sealing: Sealing): Promise
   const encrypter = new Encrypter();
   if (sealing.kind === 'passphrase') encrypter.setPassphrase(sealing.passphrase);
   else {
-    if (sealing.recipients.length === 0) throw new Error('At least one age recipient is needed.');
+    if (sealing.recipients.length === 0) throw new GatehouseError('BAD_REQUEST', 'At least one age recipient is needed.');
     for (const r of sealing.recipients) encrypter.addRecipient(r);
   }
   const web = Readable.toWeb(plaintext) as unknown as ReadableStream<Uint8Array>;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { ValidationError } from '@gatehouse/core/errors';
 import type { Command } from 'commander';
 import { print } from './api-command.js';
 import { openOffline } from './offline.js';
@@ -19,7 +20,10 @@ async function trustedCheckpoint(file: string, publicKeyFile: string | undefined
   }
   const found = readAuditCheckpoint(readFileSync(file, 'utf8'));
   const check = found.ok ? checkAuditCheckpoint(found.checkpoint, publicKeyPem) : found;
-  if (!check.ok) throw new Error(`The checkpoint in ${file} cannot be trusted: ${check.reason}.`);
+  if (!check.ok) {
+    const message = `The checkpoint in ${file} cannot be trusted: ${check.reason}.`;
+    throw new ValidationError(message, [{ path: '--checkpoint', message }]);
+  }
   return check.checkpoint;
 }
 

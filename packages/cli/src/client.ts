@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createRea
 import { request } from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { errorCodes, GatehouseError, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
 
 /** Where `gatehouse login` keeps the API token (mode 0600). */
 export function credentialsFile(): string {
@@ -20,7 +21,7 @@ export function readCredentials(): Partial<Credentials> {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Partial<Credentials>;
   } catch {
-    throw new Error(`${file} is not valid JSON. Delete it and run gatehouse login again.`);
+    throw new GatehouseError('CONFIG_INVALID', `${file} is not valid JSON. Delete it and run gatehouse login again.`);
   }
 }
 
@@ -38,15 +39,22 @@ export interface ClientOptions {
   dataDir?: string | undefined;
 }
 
+/** An error the API answered, with the server's code and the fields at fault. */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
-    readonly issues: { path: string; message: string }[] = [],
+    readonly issues: readonly FieldIssue[] = [],
   ) {
     super(message);
   }
+}
+
+/** The server's code, or for an answer without one (a proxy's), INTERNAL or BAD_REQUEST by its status. */
+function codeOf(status: number, code: unknown): ErrorCode {
+  if (typeof code === 'string' && Object.hasOwn(errorCodes, code)) return code as ErrorCode;
+  return status >= 500 ? 'INTERNAL' : 'BAD_REQUEST';
 }
 
 /** A small HTTPS client for the API that verifies the server's certificate against a CA file. */
@@ -129,7 +137,7 @@ export class ApiClient {
           })();
     if (status >= 400) {
       const err = (data as { error?: { code: string; message: string; issues?: { path: string; message: string }[] } } | undefined)?.error;
-      throw new ApiError(status, err?.code ?? `HTTP_${status}`, err?.message ?? `The server answered ${status}.`, err?.issues ?? []);
+      throw new ApiError(status, codeOf(status, err?.code), err?.message ?? `The server answered ${status}.`, err?.issues ?? []);
     }
     return data as T;
   }
@@ -155,7 +163,7 @@ export class ApiClient {
             reject(
               new ApiError(
                 res.statusCode ?? 0,
-                err?.code ?? `HTTP_${res.statusCode}`,
+                codeOf(res.statusCode ?? 0, err?.code),
                 err?.message ?? `The server answered ${res.statusCode}.`,
                 [],
               ),
@@ -173,18 +181,23 @@ export class ApiClient {
   }
 }
 
-function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): Error {
-  if (error.code === 'ECONNREFUSED') return new Error(`Nothing is listening at ${url}. Start it with "gatehouse server", or pass --url.`);
+function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): GatehouseError {
+  if (error.code === 'ECONNREFUSED')
+    return new GatehouseError('NOT_READY', `Nothing is listening at ${url}. Start it with "gatehouse server", or pass --url.`);
   if (
     error.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
     error.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
     error.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
   ) {
-    return new Error(
+    return new GatehouseError(
+      'CONFIG_INVALID',
       `The server's certificate is not trusted${caFile ? ` by ${caFile}` : ''}. Pass --ca <data-dir>/tls/server.crt (or set GATEHOUSE_CA).`,
     );
   }
   if (error.code === 'ERR_TLS_CERT_ALTNAME_INVALID')
-    return new Error(`The server's certificate does not name the host in ${url}. Use the host name the certificate was made for.`);
-  return new Error(`Could not reach ${url}: ${error.message}`);
+    return new GatehouseError(
+      'CONFIG_INVALID',
+      `The server's certificate does not name the host in ${url}. Use the host name the certificate was made for.`,
+    );
+  return new GatehouseError('NOT_READY', `Could not reach ${url}: ${error.message}`);
 }

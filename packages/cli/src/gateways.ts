@@ -8,6 +8,7 @@ import type {
   GatewayUpdate,
 } from '@gatehouse/api';
 import type { Command } from 'commander';
+import { GatehouseError } from '@gatehouse/core/errors';
 import { Option } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
@@ -127,13 +128,13 @@ export function gatewaysCommands(program: Command): void {
   withClient(gateways.command('tunnel <on|off>'))
     .description('tunnel mode: when on, every connection goes through the default gateway and no other gateway reaches a device')
     .action(async (state: string, o: ClientOptions) => {
-      if (state !== 'on' && state !== 'off') throw new Error('tunnel takes "on" or "off".');
+      if (state !== 'on' && state !== 'off') throw new GatehouseError('BAD_REQUEST', 'tunnel takes "on" or "off".');
       print(await settings(o, { tunnelMode: state === 'on' }));
     });
   withClient(gateways.command('forwarding <on|off>'))
     .description('port forwarding policy: when on, users may forward TCP connections through the devices they use (ssh -L); off by default')
     .action(async (state: string, o: ClientOptions) => {
-      if (state !== 'on' && state !== 'off') throw new Error('forwarding takes "on" or "off".');
+      if (state !== 'on' && state !== 'off') throw new GatehouseError('BAD_REQUEST', 'forwarding takes "on" or "off".');
       print(await settings(o, { portForwarding: state === 'on' }));
     });
 }

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { GatehouseError } from '@gatehouse/core/errors';
 
 /** Offline commands open the database directly: the same sources as the server. */
 export async function openOffline(opts: { dataDir?: string; databaseUrl?: string }) {
@@ -7,7 +8,7 @@ export async function openOffline(opts: { dataDir?: string; databaseUrl?: string
   const dataDir = path.resolve(opts.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data');
   const databaseUrl = opts.databaseUrl ?? process.env.DATABASE_URL;
   if (!databaseUrl && !existsSync(path.join(dataDir, 'gatehouse.sqlite'))) {
-    throw new Error(`No database in ${dataDir}. Pass --data-dir (or DATABASE_URL for PostgreSQL).`);
+    throw new GatehouseError('NOT_FOUND', `No database in ${dataDir}. Pass --data-dir (or DATABASE_URL for PostgreSQL).`);
   }
   return { db: await openDatabase({ dataDir, databaseUrl }), dataDir };
 }

@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { GatehouseError } from '@gatehouse/core/errors';
 
 /** Reads all of standard input (for --password-stdin), without the trailing newline. */
 export async function readStdin(): Promise<string> {
@@ -12,7 +13,8 @@ export async function readStdin(): Promise<string> {
 
 /** Asks for a secret on the terminal without echoing it. */
 export async function promptSecret(question: string): Promise<string> {
-  if (!process.stdin.isTTY) throw new Error(`${question.replace(/:\s*$/, '')} is needed: pass it on standard input with --password-stdin.`);
+  if (!process.stdin.isTTY)
+    throw new GatehouseError('BAD_REQUEST', `${question.replace(/:\s*$/, '')} is needed: pass it on standard input with --password-stdin.`);
   let muted = false;
   const output = new Writable({
     write(chunk: Buffer, _enc, done) {

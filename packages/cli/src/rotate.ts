@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { GatehouseError } from '@gatehouse/core';
 import { appendAuditEvent, rewrapDataKeys, type Db } from '@gatehouse/db';
 import { defaultMasterKeyFile, formatMasterKey, loadMasterKey, parseMasterKey, pendingMasterKeyFile } from '@gatehouse/server';
 
@@ -19,12 +20,13 @@ export async function rotateMasterKey(db: Db, dataDir: string, newKeyFile: strin
     create: false,
   });
   if (current.origin !== 'data-dir' && newKeyFile === undefined) {
-    throw new Error(
+    throw new GatehouseError(
+      'BAD_REQUEST',
       `The master key comes from ${current.origin === 'environment' ? 'GATEHOUSE_MASTER_KEY' : current.file}. Generate a new one (openssl rand -hex 32 > new.key), pass --new-key-file new.key, then update that secret before the next restart.`,
     );
   }
   const newKey = newKeyFile ? parseMasterKey(readFileSync(newKeyFile, 'utf8'), newKeyFile) : randomBytes(32);
-  if (newKey.equals(current.key)) throw new Error('The new master key is the same as the current one.');
+  if (newKey.equals(current.key)) throw new GatehouseError('BAD_REQUEST', 'The new master key is the same as the current one.');
 
   if (current.origin === 'data-dir') {
     const file = defaultMasterKeyFile(dataDir);

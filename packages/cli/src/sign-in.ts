@@ -1,6 +1,7 @@
 import type { ApiTokenCreate, ApiTokenCreated, OkAnswer, SetupCreate, SetupDone, SignedInAnswer, SignInBody } from '@gatehouse/api';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { GatehouseError } from '@gatehouse/core/errors';
 import type { Command } from 'commander';
 import { client, password, withClient } from './api-command.js';
 import { saveCredentials, type ApiClient, type ClientOptions } from './client.js';
@@ -15,7 +16,7 @@ export function signInCommands(program: Command): void {
       const dataDir = o.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data';
       const tokenFile = path.join(dataDir, 'setup-token');
       if (!existsSync(tokenFile))
-        throw new Error(`${tokenFile} does not exist: set-up is done already, or the server has not started yet.`);
+        throw new GatehouseError('NOT_FOUND', `${tokenFile} does not exist: set-up is done already, or the server has not started yet.`);
       const setupToken = readFileSync(tokenFile, 'utf8').trim();
       const pw = await password(o, 'New administrator password (at least 12 characters): ');
       const api = client({ ...o, token: undefined });

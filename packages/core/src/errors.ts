@@ -10,6 +10,12 @@ export const errorCodes = {
   MFA_REQUIRED: 401,
   FORBIDDEN: 403,
   CSRF_FAILED: 403,
+  /**
+   * A connection to a link-local or cloud-metadata address, refused (the server setting
+   * breakglassAllowLinkLocal allows them). Its own code: the storage SDKs copy an error's
+   * code onto theirs, and networkReason() knows the refusal by it.
+   */
+  FORBIDDEN_ADDRESS: 403,
   NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
@@ -19,7 +25,10 @@ export const errorCodes = {
   CONFIG_INVALID: 500,
   VAULT_UNAVAILABLE: 500,
   INTERNAL: 500,
-  /** A gateway, or the server on a gateway's link, answered something unusable (wrong key, malformed answer). */
+  /**
+   * A peer answered something unusable, or refused: a gateway (wrong key, malformed answer),
+   * the server on a gateway's link, a break-glass storage target (TargetError).
+   */
   BAD_GATEWAY: 502,
   NOT_READY: 503,
 } as const;
@@ -66,6 +75,17 @@ export class ConflictError extends GatehouseError {
   constructor(message: string, issues: readonly FieldIssue[] = []) {
     super('CONFLICT', message, issues);
     this.name = 'ConflictError';
+  }
+}
+
+/**
+ * A broken invariant: a bug, never the caller's doing. The server logs it and answers the
+ * opaque 500 it gives any unknown error; the message is for the log.
+ */
+export class InternalError extends GatehouseError {
+  constructor(message: string) {
+    super('INTERNAL', message);
+    this.name = 'InternalError';
   }
 }
 

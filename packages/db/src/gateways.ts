@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { NotFoundError } from '@gatehouse/core';
+import { ConflictError, NotFoundError } from '@gatehouse/core';
 import type { Db, Tx } from './connect.js';
 import { uniquely } from './errors.js';
 import type { GatewayTable } from './schema.js';
@@ -188,7 +188,7 @@ export class Gateways {
         .where('failures', '=', row.failures)
         .executeTakeFirstOrThrow();
       if (numUpdatedRows > 0n) return { before, after: { ...before, ...gatewayFromRow({ ...row, ...set }) } };
-      if (attempt === 50) throw new Error(`The status of gateway ${row.name} kept changing while this sync stored its result.`);
+      if (attempt === 50) throw new ConflictError(`The status of gateway ${row.name} kept changing while this sync stored its result.`);
     }
   }
 }

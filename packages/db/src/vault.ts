@@ -41,7 +41,7 @@ function seal(key: Buffer, plaintext: Buffer, aad: string): string {
 
 function open(key: Buffer, sealed: string, aad: string): Buffer {
   const raw = Buffer.from(sealed, 'base64url');
-  if (raw.length < IV_BYTES + TAG_BYTES) throw new Error('ciphertext too short');
+  if (raw.length < IV_BYTES + TAG_BYTES) throw new GatehouseError('VAULT_UNAVAILABLE', 'ciphertext too short');
   const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, IV_BYTES));
   decipher.setAAD(Buffer.from(aad, 'utf8'));
   decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));

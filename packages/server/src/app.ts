@@ -4,6 +4,7 @@ import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { InternalError } from '@gatehouse/core';
 import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -186,7 +187,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     const isDocs = route.url.startsWith(`${API_PREFIX}/docs`);
     if (isDocs && route.config?.access === undefined) route.config = { ...route.config, access: 'public' };
     const access = route.config?.access;
-    if (access === undefined) throw new Error(`Route ${String(route.method)} ${route.url} declares no access rule.`);
+    if (access === undefined) throw new InternalError(`Route ${String(route.method)} ${route.url} declares no access rule.`);
     for (const method of [route.method].flat()) {
       if (method !== 'HEAD' && !isDocs)
         routes.push({

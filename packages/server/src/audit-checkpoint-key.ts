@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GatehouseError, signingKeyFingerprint } from '@gatehouse/core';
@@ -45,15 +45,18 @@ export function loadAuditCheckpointKey(opts: { keyFile?: string | undefined; dat
       `Cannot read the audit checkpoint key file ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}). Check the path and that this user may read it.`,
     );
   }
+  let privateKey: KeyObject | undefined;
   try {
-    const privateKey = createPrivateKey(text);
-    if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('not Ed25519');
-    const publicKeyPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
-    return { privateKeyPem: text, publicKeyPem, keyId: signingKeyFingerprint(publicKeyPem), origin, file };
+    privateKey = createPrivateKey(text);
   } catch {
+    // Said below, as for a key of another type.
+  }
+  if (privateKey?.asymmetricKeyType !== 'ed25519') {
     throw new GatehouseError(
       'CONFIG_INVALID',
       `The audit checkpoint key in ${file} is not a PEM Ed25519 private key. Generate one with: openssl genpkey -algorithm ed25519 -out ${file}`,
     );
   }
+  const publicKeyPem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
+  return { privateKeyPem: text, publicKeyPem, keyId: signingKeyFingerprint(publicKeyPem), origin, file };
 }

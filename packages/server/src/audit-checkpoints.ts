@@ -1,6 +1,7 @@
 import { open, readFile } from 'node:fs/promises';
 import {
   checkAuditCheckpoint,
+  InternalError,
   readAuditCheckpoint,
   signAuditCheckpoint,
   type AuditCheckpoint,
@@ -80,7 +81,7 @@ export class AuditCheckpoints {
     }
     const signed = signAuditCheckpoint({ seq: result.events, hash: result.headHash }, this.o.key.privateKeyPem);
     const check = this.check(signed);
-    if (!check.ok) throw new Error(`A checkpoint just signed does not verify: ${check.reason}`);
+    if (!check.ok) throw new InternalError(`A checkpoint just signed does not verify: ${check.reason}`);
     this.latest = check.checkpoint;
     // A file that cannot be written is loud, but does not cost the manifest its checkpoint.
     if (this.o.file) {

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { ForbiddenError, GatehouseError, isRole, visibilityOf, type Role } from '@gatehouse/core';
+import { ForbiddenError, GatehouseError, InternalError, isRole, visibilityOf, type Role } from '@gatehouse/core';
 import type { User } from '@gatehouse/db';
 import { userFromRow } from '@gatehouse/db';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -63,7 +63,7 @@ export function accessHook(services: Services) {
     if (access === undefined) {
       // Unknown routes (404) and framework routes carry no access: nothing to enforce.
       if (req.routeOptions.url === undefined) return;
-      throw new GatehouseError('INTERNAL', 'This route declares no access rule.');
+      throw new InternalError('This route declares no access rule.');
     }
     if (access === 'public') return;
     const auth = await authenticate(services, req);

@@ -171,10 +171,9 @@ export function loadServerConfig(sources: ConfigSources): ServerConfig {
   const issues: FieldIssue[] = [];
   let fromFile: Record<string, unknown> = {};
   if (fileName) {
+    let parsed: unknown;
     try {
-      const parsed: unknown = JSON.parse(readFileSync(fileName, 'utf8'));
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('the file must hold one JSON object');
-      fromFile = parsed as Record<string, unknown>;
+      parsed = JSON.parse(readFileSync(fileName, 'utf8'));
     } catch (error) {
       // JSON.parse's message quotes the text around the error, which may be a secret value.
       const at = error instanceof SyntaxError ? /at position \d+/.exec(error.message)?.[0] : undefined;
@@ -184,6 +183,9 @@ export function loadServerConfig(sources: ConfigSources): ServerConfig {
           : (error as Error).message;
       throw new GatehouseError('CONFIG_INVALID', `Cannot read the config file ${fileName}: ${reason}.`);
     }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+      throw new GatehouseError('CONFIG_INVALID', `Cannot read the config file ${fileName}: the file must hold one JSON object.`);
+    fromFile = parsed as Record<string, unknown>;
   }
   const fromEnv: Record<string, unknown> = {};
   for (const [name, key] of Object.entries(envKeys)) {

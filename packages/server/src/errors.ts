@@ -31,7 +31,8 @@ function pathOf(instancePath: string, context: string | undefined): string {
  * here repeats a value the client sent.
  */
 export function handleError(error: FastifyError, req: FastifyRequest, reply: FastifyReply) {
-  if (error instanceof GatehouseError) return sendError(reply, error.code, error.message, error.issues);
+  // An InternalError is a bug: logged and answered as opaquely as an unknown error, below.
+  if (error instanceof GatehouseError && error.code !== 'INTERNAL') return sendError(reply, error.code, error.message, error.issues);
 
   if (hasZodFastifySchemaValidationErrors(error)) {
     const issues: FieldIssue[] = [];

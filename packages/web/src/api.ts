@@ -11,10 +11,18 @@ import type { ErrorBody } from '@gatehouse/api';
 
 export type FieldIssue = NonNullable<ErrorBody['error']['issues']>[number];
 
+/** One of the API's closed set of error codes (core/src/errors.ts). */
+export type ErrorCode = ErrorBody['error']['code'];
+
+/** The server's code, or for an answer without one (a proxy's), INTERNAL or BAD_REQUEST by its status. */
+export function errorCodeOf(status: number, code: ErrorCode | undefined): ErrorCode {
+  return code ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST');
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly issues: readonly FieldIssue[] = [],
   ) {
@@ -71,7 +79,7 @@ async function send(method: Method, path: string, accept: string, body: unknown)
       cache: 'no-store',
     });
   } catch {
-    throw new ApiError(0, 'NETWORK', 'The server did not answer. Check that Gatehouse is running and try again.');
+    throw new ApiError(0, 'NOT_READY', 'The server did not answer. Check that Gatehouse is running and try again.');
   }
 }
 
@@ -81,7 +89,7 @@ function failureOf(res: Response, parsed: unknown, path: string): ApiError {
   if (res.status === 401 && path !== '/auth/login' && path !== '/auth/me') onSignedOut?.();
   return new ApiError(
     res.status,
-    error?.code ?? `HTTP_${res.status}`,
+    errorCodeOf(res.status, error?.code),
     error?.message ?? `The server answered ${res.status} ${res.statusText}.`,
     error?.issues ?? [],
   );

@@ -126,7 +126,7 @@ export function useSubmit(run: () => Promise<void>) {
     setError(null);
     run()
       .catch((err: unknown) =>
-        setError(err instanceof ApiError ? err : new ApiError(0, 'UNKNOWN', err instanceof Error ? err.message : String(err))),
+        setError(err instanceof ApiError ? err : new ApiError(0, 'INTERNAL', err instanceof Error ? err.message : String(err))),
       )
       .finally(() => setBusy(false));
   };

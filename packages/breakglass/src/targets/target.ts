@@ -1,4 +1,5 @@
 import { pipeline, Transform, type Readable } from 'node:stream';
+import { GatehouseError } from '@gatehouse/core/errors';
 import { FORBIDDEN_ADDRESS } from '../address-guard.js';
 
 /** The three stages of the Test button (spec/001), in order. */
@@ -114,8 +115,8 @@ export class Watchdog {
   }
 }
 
-/** A failure with the stage it belongs to and a reason a person can act on. */
-export class TargetError extends Error {
+/** A failure of the storage, with the stage it belongs to and a reason a person can act on. */
+export class TargetError extends GatehouseError {
   constructor(
     readonly stage: TestStage,
     message: string,
@@ -126,7 +127,7 @@ export class TargetError extends Error {
      */
     readonly answered = true,
   ) {
-    super(message);
+    super('BAD_GATEWAY', message);
     this.name = 'TargetError';
   }
 }

@@ -265,7 +265,7 @@ export function BreakGlass({ user }: { user: User }) {
         setView(v);
         setForm(formOf(v.settings));
       },
-      (e: unknown) => setError(e instanceof ApiError ? e : new ApiError(0, 'UNKNOWN', String(e))),
+      (e: unknown) => setError(e instanceof ApiError ? e : new ApiError(0, 'INTERNAL', String(e))),
     );
     loadRuns().then(
       (items) => {
@@ -285,7 +285,7 @@ export function BreakGlass({ user }: { user: User }) {
           setCurrent(r);
           if (r.result !== 'running') void loadRuns();
         },
-        (e: unknown) => setError(e instanceof ApiError ? e : new ApiError(0, 'UNKNOWN', String(e))),
+        (e: unknown) => setError(e instanceof ApiError ? e : new ApiError(0, 'INTERNAL', String(e))),
       );
     }, 500);
     return () => clearTimeout(t);
@@ -296,7 +296,8 @@ export function BreakGlass({ user }: { user: User }) {
     (value: Form[K]) =>
       setForm((f) => ({ ...f, [key]: value }));
 
-  const fail = (e: unknown) => setError(e instanceof ApiError ? e : new ApiError(0, 'UNKNOWN', e instanceof Error ? e.message : String(e)));
+  const fail = (e: unknown) =>
+    setError(e instanceof ApiError ? e : new ApiError(0, 'INTERNAL', e instanceof Error ? e.message : String(e)));
 
   const test = async () => {
     setBusy('test');
@@ -308,7 +309,7 @@ export function BreakGlass({ user }: { user: User }) {
       await apiLines('/breakglass/test', bodyOf(form), (line) => {
         if (line.type === 'stage') setStages((s) => [...(s ?? []), line as unknown as Stage]);
         else if (line.type === 'report') setReport(line as unknown as Report);
-        else if (line.type === 'error') throw new ApiError(500, 'TEST_FAILED', String(line.message));
+        else if (line.type === 'error') throw new ApiError(500, 'INTERNAL', String(line.message));
       });
     } catch (e) {
       setStages(null);

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { Link, useSearch } from 'wouter';
 import type { ErrorBody, FileListing, FileLocation } from '@gatehouse/api';
-import { api, API, ApiError, currentCsrfToken, query } from '../api.js';
+import { api, API, ApiError, currentCsrfToken, errorCodeOf, query, type ErrorCode } from '../api.js';
 import { Empty, ErrorNote, PageHeader, SkeletonRows } from '../ui.js';
 
 const join = (dir: string, name: string) => (dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`);
@@ -27,14 +27,15 @@ function upload(url: string, file: File, onProgress: (sent: number) => void): Pr
     xhr.onload = () => {
       if (xhr.status < 300) return resolve();
       let message = `The server answered ${xhr.status}.`;
+      let code: ErrorCode | undefined;
       try {
-        message = (JSON.parse(xhr.responseText) as ErrorBody).error.message;
+        ({ message, code } = (JSON.parse(xhr.responseText) as ErrorBody).error);
       } catch {
         // keep the status
       }
-      reject(new ApiError(xhr.status, 'UPLOAD_FAILED', message));
+      reject(new ApiError(xhr.status, errorCodeOf(xhr.status, code), message));
     };
-    xhr.onerror = () => reject(new ApiError(0, 'NETWORK', 'The upload was cut off. Check the connection and try again.'));
+    xhr.onerror = () => reject(new ApiError(0, 'NOT_READY', 'The upload was cut off. Check the connection and try again.'));
     xhr.send(file);
   });
 }

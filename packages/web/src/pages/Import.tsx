@@ -35,7 +35,7 @@ export function Import() {
       }
     } catch (e) {
       setPreview(null);
-      setError(e instanceof ApiError ? e : new ApiError(0, 'UNKNOWN', String(e)));
+      setError(e instanceof ApiError ? e : new ApiError(0, 'INTERNAL', String(e)));
     } finally {
       setBusy(false);
     }

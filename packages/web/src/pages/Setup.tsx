@@ -12,7 +12,9 @@ export function Setup({ onDone }: { onDone: () => void }) {
 
   const { busy, error, submit } = useSubmit(async () => {
     if (password !== repeat) {
-      throw new ApiError(400, 'VALIDATION', 'The passwords differ.', [{ path: 'repeat', message: 'must be the same as the password' }]);
+      throw new ApiError(400, 'VALIDATION_FAILED', 'The passwords differ.', [
+        { path: 'repeat', message: 'must be the same as the password' },
+      ]);
     }
     await api<SetupDone>('POST', '/setup', { setupToken: setupToken.trim(), username, password } satisfies SetupCreate);
     onDone();

@@ -22,7 +22,7 @@ export function SignIn({ notice, onSignedIn }: { notice?: string | undefined; on
       const res = await api<SignedInAnswer>('POST', '/auth/login', body);
       onSignedIn(res.user, res.csrfToken);
     } catch (err) {
-      const failure = err instanceof ApiError ? err : new ApiError(0, 'UNKNOWN', String(err));
+      const failure = err instanceof ApiError ? err : new ApiError(0, 'INTERNAL', String(err));
       if (failure.code === 'MFA_REQUIRED') {
         setNeedCode(true);
       } else {

@@ -14,7 +14,7 @@ import {
   totpConfirm,
   totpEnrolment,
 } from '@gatehouse/api';
-import { GatehouseError, ValidationError } from '@gatehouse/core';
+import { ConflictError, GatehouseError, ValidationError } from '@gatehouse/core';
 import { hashToken } from '@gatehouse/db';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -76,7 +76,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     }),
   );
 
-  const setupIsDone = () => new GatehouseError('CONFLICT', 'Set-up is done already: sign in, or ask an administrator for an account.');
+  const setupIsDone = () => new ConflictError('Set-up is done already: sign in, or ask an administrator for an account.');
   /** Once true, stays true: the set-up token is deleted when the first administrator is made. */
   let isSetUp = false;
 
@@ -245,8 +245,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
       const secret = newTotpSecret();
       const username = await services.withAudit(req, async (tx, audit) => {
         const row = await tx.users.row(auth.user.id);
-        if (row.totp_enabled === 1)
-          throw new GatehouseError('CONFLICT', 'TOTP is already enabled for this user. Ask an administrator to reset it.');
+        if (row.totp_enabled === 1) throw new ConflictError('TOTP is already enabled for this user. Ask an administrator to reset it.');
         await tx.users.update(row.id, { totp_secret_enc: services.vault.encrypt({ table: 'users', id: row.id, field: 'totp' }, secret) });
         audit({ action: 'auth.totp_enroll', outcome: 'success', targetType: 'user', targetId: row.id });
         return row.username;
@@ -265,7 +264,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     async (req) => {
       const auth = caller(req);
       const row = await users.row(auth.user.id);
-      if (row.totp_secret_enc === null) throw new GatehouseError('CONFLICT', 'Start with POST /api/v1/auth/totp/enroll.');
+      if (row.totp_secret_enc === null) throw new ConflictError('Start with POST /api/v1/auth/totp/enroll.');
       const secret = services.vault.decrypt({ table: 'users', id: row.id, field: 'totp' }, row.totp_secret_enc);
       const step = totpStep(secret, req.body.code);
       if (step === null) {

@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { fileDownload, fileListing, fileLocation, fileUploaded, responses, type FileEntry, type FileLocation } from '@gatehouse/api';
-import { GatehouseError } from '@gatehouse/core';
+import { ConflictError, GatehouseError } from '@gatehouse/core';
 import type { GatewaySessions } from '@gatehouse/db';
 import type { GatewaySftp } from '@gatehouse/gateway';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -46,7 +46,7 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       // The gateway recorded why it refused (no permission, no gateway online in a segment, unreachable).
       const recent = await sessions.list({ userId: auth.user.id, deviceId: device.id, from: since, limit: 1 });
       const reason = recent.items[0]?.result === 'failure' ? recent.items[0].reason : null;
-      throw new GatehouseError('CONFLICT', reason ?? openFailure(error, req));
+      throw new ConflictError(reason ?? openFailure(error, req));
     }
   };
 

@@ -102,6 +102,14 @@ const importRow = z.strictObject({
 });
 export type ImportRow = z.infer<typeof importRow>;
 
+/** A file that is not rows at all: CSV that does not parse, or JSON that is not an array of rows. */
+function unreadable(format: 'csv' | 'json', line?: number): ValidationError {
+  return new ValidationError(
+    `The ${format.toUpperCase()} file could not be read${line ? ` (near line ${line})` : ''}. ${format === 'csv' ? `Check quoting and that every row has the ${inventoryColumns.length} columns.` : 'Send an array of row objects.'}`,
+    [{ path: 'file', message: `is not valid ${format.toUpperCase()}` }],
+  );
+}
+
 /**
  * Parses and checks every row; throws one ValidationError that lists every bad row and
  * field. Synchronous and seconds long for a large file: the import runs it on a worker
@@ -129,17 +137,13 @@ export function parseInventoryFile(format: 'csv' | 'json', body: string): Import
         throw new GatehouseError('BAD_REQUEST', INVALID_JSON_MESSAGE);
       }
       const rows = Array.isArray(json) ? json : (json as { rows?: unknown } | null)?.rows;
-      if (!Array.isArray(rows)) throw new Error('expected an array of rows or { "rows": [...] }');
+      if (!Array.isArray(rows)) throw unreadable(format);
       records = rows;
     }
   } catch (error) {
     if (error instanceof GatehouseError) throw error;
     // The parser's own message may quote the file; give the position only.
-    const where = (error as { lines?: number }).lines;
-    throw new ValidationError(
-      `The ${format.toUpperCase()} file could not be read${where ? ` (near line ${where})` : ''}. ${format === 'csv' ? `Check quoting and that every row has the ${inventoryColumns.length} columns.` : 'Send an array of row objects.'}`,
-      [{ path: 'file', message: `is not valid ${format.toUpperCase()}` }],
-    );
+    throw unreadable(format, (error as { lines?: number }).lines);
   }
   // The checks every body gets (app.ts), on the file the route kept as bytes.
   const nul = nulCharacterError(format === 'csv' ? (body.includes('\u0000') ? ['body'] : []) : nulCharacterPaths(json));

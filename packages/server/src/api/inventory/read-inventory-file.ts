@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { GatehouseError } from '@gatehouse/core';
+import { GatehouseError, InternalError } from '@gatehouse/core';
 import type { ImportRow, InventoryFile, InventoryFileMessage } from './inventory-file.js';
 
 /** The worker thread's module beside this one; from the TypeScript sources (unit tests), the built one. */
@@ -56,7 +56,7 @@ export function readInventoryFile(file: InventoryFile): Promise<ImportRow[]> {
       reject(error);
     });
     worker.on('exit', (code) => {
-      if (!settled) reject(new Error(`The inventory file reader thread stopped (exit code ${code}) before it finished.`));
+      if (!settled) reject(new InternalError(`The inventory file reader thread stopped (exit code ${code}) before it finished.`));
     });
   });
 }

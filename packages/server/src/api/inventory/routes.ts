@@ -9,7 +9,7 @@ import {
   type ImportResult,
   type InventoryRow,
 } from '@gatehouse/api';
-import { SECRET_MASK, type protocols, type ValidationError } from '@gatehouse/core';
+import { InternalError, SECRET_MASK, type protocols, type ValidationError } from '@gatehouse/core';
 import { timeSlicer, type ImportCounts, type ImportItem, type Inventory } from '@gatehouse/db';
 import { stringify } from 'csv-stringify/sync';
 import type { FastifyInstance } from 'fastify';
@@ -75,7 +75,7 @@ async function tryImport(inventory: Inventory, items: readonly ImportItem[]): Pr
     if (error instanceof DryRun) return error.counts;
     throw error;
   }
-  throw new Error('unreachable: a dry run always rolls back');
+  throw new InternalError('unreachable: a dry run always rolls back');
 }
 
 function previewOf(rows: ImportRow[], format: 'csv' | 'json'): ImportPreviewRow[] {

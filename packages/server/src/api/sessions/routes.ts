@@ -10,7 +10,7 @@ import {
   sessionListQuery,
   sessionPage,
 } from '@gatehouse/api';
-import { GatehouseError, NotFoundError } from '@gatehouse/core';
+import { ConflictError, NotFoundError } from '@gatehouse/core';
 import type { GatewaySessions } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -64,7 +64,7 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
     async (req) => {
       const session = await sessions.find(req.params.id);
       if (!session) throw new NotFoundError('Session', req.params.id);
-      if (session.result !== 'active') throw new GatehouseError('CONFLICT', 'The session has already ended.');
+      if (session.result !== 'active') throw new ConflictError('The session has already ended.');
       const who = caller(req).user.username;
       const reason = req.body?.reason ? `${who} ended this session: ${req.body.reason}` : `${who} ended this session.`;
       // The gateway holding the session ends it, and records the end in the session's row as
@@ -82,7 +82,7 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
           ...(ended ? {} : { reason: 'not live at the gateway' }),
         },
       });
-      if (!ended) throw new GatehouseError('CONFLICT', `Gateway ${session.entryGateway} has no such live session: it has ended.`);
+      if (!ended) throw new ConflictError(`Gateway ${session.entryGateway} has no such live session: it has ended.`);
       return { ended: true as const };
     },
   );

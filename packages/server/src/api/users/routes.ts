@@ -1,5 +1,5 @@
 import { idParams, noContent, responses, user, userCreate, userList, userUpdate, userUpdated } from '@gatehouse/api';
-import { GatehouseError, ValidationError } from '@gatehouse/core';
+import { ConflictError, ValidationError } from '@gatehouse/core';
 import { SignInThrottle } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -14,7 +14,7 @@ function checkPassword(value: string) {
   if (problem) throw new ValidationError(`password ${problem}.`, [{ path: 'password', message: problem }]);
 }
 
-const lastAdmin = () => new GatehouseError('CONFLICT', 'This is the last active administrator. Make another user an administrator first.');
+const lastAdmin = () => new ConflictError('This is the last active administrator. Make another user an administrator first.');
 
 /** Users and their roles (administrators): create, change, unlock, delete. */
 export function userRoutes(app: FastifyInstance, services: Services) {
@@ -124,7 +124,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
     { config: admins, schema: { tags, summary: 'Delete a user', params: idParams, response: responses({ 204: noContent }) } },
     async (req, reply) => {
       const target = await users.get(req.params.id);
-      if (target.id === caller(req).user.id) throw new GatehouseError('CONFLICT', 'You cannot delete yourself. Ask another administrator.');
+      if (target.id === caller(req).user.id) throw new ConflictError('You cannot delete yourself. Ask another administrator.');
       if (target.role === 'admin' && !target.disabled && (await users.countAdmins()) <= 1) throw lastAdmin();
       await services.withAudit(req, async (tx, audit) => {
         await tx.users.delete(target.id);
