@@ -4,6 +4,7 @@
  * the console and the CLI import the types. Nothing here does I/O or needs Node.
  */
 export * from './accounts.js';
+export * from './breakglass.js';
 export * from './common.js';
 export * from './devices.js';
 export * from './health.js';

@@ -1,17 +1,21 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type {
+  BreakGlassPolicies,
+  BreakGlassRun,
+  BreakGlassRunList,
+  BreakGlassRunProgress,
+  BreakGlassSaveResult,
+  BreakGlassSettingsBody,
+  BreakGlassSettingsView,
+  BreakGlassTestReport,
+} from '@gatehouse/api';
 import type { Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
 import { formatBytes, readStdin } from './prompt.js';
 
-interface Stage {
-  stage: string;
-  ok: boolean | null;
-  message: string;
-}
-
-function printTest(report: { ok: boolean; stages: Stage[]; privilegeWarnings: string[]; warnings?: string[] }) {
+function printTest(report: BreakGlassTestReport) {
   for (const s of report.stages) {
     const mark = s.ok === true ? 'OK  ' : s.ok === false ? 'FAIL' : 'SKIP';
     process.stdout.write(`${mark} ${s.stage.padEnd(14)} ${s.message}\n`);
@@ -22,8 +26,8 @@ function printTest(report: { ok: boolean; stages: Stage[]; privilegeWarnings: st
 }
 
 /** A settings JSON file, as `configure` and `test --file` take it. */
-function readSettingsFile(file: string): unknown {
-  return JSON.parse(readFileSync(file, 'utf8')) as unknown;
+function readSettingsFile(file: string): BreakGlassSettingsBody {
+  return JSON.parse(readFileSync(file, 'utf8')) as BreakGlassSettingsBody;
 }
 
 /** `gatehouse breakglass …`: settings, test, runs, policies, and the offline reader. */
@@ -32,14 +36,14 @@ export function breakGlassCommands(program: Command): void {
 
   withClient(bg.command('settings'))
     .description('show the settings (secrets masked), where they come from, and the signing key fingerprint')
-    .action(async (o: ClientOptions) => print(await client(o).call('GET', '/breakglass/settings')));
+    .action(async (o: ClientOptions) => print(await client(o).call<BreakGlassSettingsView>('GET', '/breakglass/settings')));
 
   withClient(bg.command('configure'))
     .description('test settings from a JSON file (see docs/BREAKGLASS.md) and save them only when the Test passes')
     .requiredOption('--file <settings.json>', 'the settings; secrets may be given as "********" to keep the stored ones')
     .option('--force', 'save even when the Test fails (the stored settings are replaced)')
     .action(async (o: ClientOptions & { file: string; force?: boolean }) => {
-      const result = await client(o).call<{ test: Parameters<typeof printTest>[0]; warnings: string[]; saved: boolean }>(
+      const result = await client(o).call<BreakGlassSaveResult>(
         'PUT',
         `/breakglass/settings?save=${o.force ? 'always' : 'if-test-passes'}`,
         readSettingsFile(o.file),
@@ -59,7 +63,7 @@ export function breakGlassCommands(program: Command): void {
     .option('--file <settings.json>', 'test these settings instead of the stored ones, without saving them')
     .action(async (o: ClientOptions & { file?: string }) => {
       const body = o.file ? readSettingsFile(o.file) : {};
-      const report = await client(o).call<Parameters<typeof printTest>[0]>('POST', '/breakglass/test', body);
+      const report = await client(o).call<BreakGlassTestReport>('POST', '/breakglass/test', body satisfies BreakGlassSettingsBody);
       printTest(report);
       if (!report.ok) process.exitCode = 1;
     });
@@ -69,16 +73,14 @@ export function breakGlassCommands(program: Command): void {
     .option('--wait', 'follow the run to its end, showing progress')
     .action(async (o: ClientOptions & { wait?: boolean }) => {
       const api = client(o);
-      let run = await api.call<{ id: string; result: string; error: string | null; uploadedBytes?: number | null; attempts: number }>(
-        'POST',
-        '/breakglass/runs',
-        {},
-      );
+      let run: BreakGlassRun | BreakGlassRunProgress = await api.call<BreakGlassRun>('POST', '/breakglass/runs', {});
       if (!o.wait) return print(run);
       while (run.result === 'running') {
         await new Promise((r) => setTimeout(r, 500));
-        run = await api.call('GET', `/breakglass/runs/${run.id}`);
-        if (process.stderr.isTTY) process.stderr.write(`\rattempt ${run.attempts}: ${formatBytes(run.uploadedBytes ?? 0)} uploaded   `);
+        const progress: BreakGlassRunProgress = await api.call<BreakGlassRunProgress>('GET', `/breakglass/runs/${run.id}`);
+        run = progress;
+        if (process.stderr.isTTY)
+          process.stderr.write(`\rattempt ${progress.attempts}: ${formatBytes(progress.uploadedBytes ?? 0)} uploaded   `);
       }
       if (process.stderr.isTTY) process.stderr.write('\n');
       print(run);
@@ -89,7 +91,7 @@ export function breakGlassCommands(program: Command): void {
     .description('the run history, newest first')
     .option('--limit <n>', 'how many', '20')
     .action(async (o: ClientOptions & { limit: string }) =>
-      print(await client(o).call('GET', `/breakglass/runs?limit=${encodeURIComponent(o.limit)}`)),
+      print(await client(o).call<BreakGlassRunList>('GET', `/breakglass/runs?limit=${encodeURIComponent(o.limit)}`)),
     );
 
   withClient(bg.command('policy'))
@@ -100,8 +102,7 @@ export function breakGlassCommands(program: Command): void {
       const q = new URLSearchParams();
       if (o.writerArn) q.set('writerArn', o.writerArn);
       if (o.readerArn) q.set('readerArn', o.readerArn);
-      type Part = { description: string; documents: { name: string; content: string }[] };
-      const p = await client(o).call<{ writer: Part; reader: Part }>('GET', `/breakglass/policy${q.size > 0 ? `?${q.toString()}` : ''}`);
+      const p = await client(o).call<BreakGlassPolicies>('GET', `/breakglass/policy${q.size > 0 ? `?${q.toString()}` : ''}`);
       for (const [who, part] of [['Writer', p.writer] as const, ['Reader', p.reader] as const]) {
         process.stdout.write(`# ${who}: ${part.description}\n`);
         for (const d of part.documents) process.stdout.write(`## ${d.name}\n${d.content}\n\n`);
@@ -111,7 +112,7 @@ export function breakGlassCommands(program: Command): void {
   withClient(bg.command('signing-key'))
     .description('print the public key that signs manifests: keep it offline with the age identity')
     .action(async (o: ClientOptions) => {
-      const s = await client(o).call<{ signingKey: { publicKeyPem: string; fingerprint: string } }>('GET', '/breakglass/settings');
+      const s = await client(o).call<BreakGlassSettingsView>('GET', '/breakglass/settings');
       process.stderr.write(`Fingerprint: ${s.signingKey.fingerprint}\n`);
       process.stdout.write(s.signingKey.publicKeyPem);
     });

@@ -30,7 +30,7 @@ import { recordingsDirOf } from './gateway/recordings.js';
 import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './api/audit/routes.js';
-import { breakGlassRoutes } from './breakglass/routes.js';
+import { breakGlassRoutes } from './api/breakglass/routes.js';
 import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './api/auth/routes.js';
 import { accountRoutes } from './api/accounts/routes.js';

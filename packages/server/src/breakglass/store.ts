@@ -15,19 +15,6 @@ const SETTINGS_KEY = 'breakglass.settings';
 const SIGNING_KEY = 'breakglass.signing_key';
 const scope = (field: string) => ({ table: 'settings', id: 'breakglass', field });
 
-/** The settings as the API shows them: every secret is the fixed mask when set, null when not. */
-export type PresentedSettings = Omit<BreakGlassSettings, SecretSettingKey> & Partial<Record<SecretSettingKey, string | null>>;
-
-export function presentSettings(s: BreakGlassSettings): PresentedSettings {
-  const out: Record<string, unknown> = { ...s };
-  const keys: SecretSettingKey[] =
-    s.provider === 's3'
-      ? ['secretAccessKey', 'passphrase', 'alertWebhookUrl']
-      : ['accountKey', 'sasToken', 'passphrase', 'alertWebhookUrl'];
-  for (const key of keys) out[key] = (s as Record<string, unknown>)[key] ? SECRET_MASK : null;
-  return out as PresentedSettings;
-}
-
 /** Parses settings, or throws a ValidationError naming every bad field (never a value). */
 function validate(raw: Record<string, unknown>, what: string): BreakGlassSettings {
   const result = breakGlassSettings.safeParse(raw);

@@ -1,48 +1,38 @@
 import { PassThrough } from 'node:stream';
-import { leastPrivilegePolicies, parseConnectionString, plainHttpWarning, type BreakGlassSettings } from '@gatehouse/breakglass';
+import {
+  breakGlassPolicies,
+  breakGlassPolicyQuery,
+  breakGlassRun,
+  breakGlassRunList,
+  breakGlassRunParams,
+  breakGlassRunProgress,
+  breakGlassRunsQuery,
+  breakGlassSaveQuery,
+  breakGlassSaveResult,
+  breakGlassSettingsBody,
+  breakGlassSettingsView,
+  breakGlassTestAnswer,
+  responses,
+  type BreakGlassSettingsBody,
+  type BreakGlassTestLine,
+  type BreakGlassTestReport,
+} from '@gatehouse/api';
+import { leastPrivilegePolicies, parseConnectionString, plainHttpWarning } from '@gatehouse/breakglass';
 import { GatehouseError, NotFoundError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { z } from 'zod';
-import type { Services } from '../services.js';
-import type { BreakGlassService } from './service.js';
-import { presentSettings } from './store.js';
-import { admins, auditors } from '../access.js';
-
-/** Settings bodies are checked by the break-glass schema itself, which names every bad field. */
-const settingsBody = z.record(z.string(), z.unknown());
-
-const ENCRYPTION_OFF =
-  'Encryption is OFF: the export in the bucket holds every credential in plain text, readable by anyone who can read the bucket. Turn on age encryption.';
-
-/** What the page and the CLI show above the settings: encryption off, plain HTTP to another machine. */
-function settingsWarnings(s: BreakGlassSettings): string[] {
-  const plainHttp = plainHttpWarning(s);
-  return [...(s.encryption === 'none' ? [ENCRYPTION_OFF] : []), ...(plainHttp ? [plainHttp] : [])];
-}
+import { admins, auditors } from '../../access.js';
+import type { BreakGlassService } from '../../breakglass/service.js';
+import type { Services } from '../../services.js';
+import { ENCRYPTION_OFF, presentView } from './presenter.js';
 
 /** Break glass: settings, the Test button, runs and their history, policies, the signing key. */
 export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: BreakGlassService) {
   const r = app.withTypeProvider<ZodTypeProvider>();
-
-  const view = async () => {
-    const { settings, origin, error } = await bg.current();
-    const key = await bg.store.signingKey();
-    return {
-      origin,
-      readOnly: origin === 'mounted',
-      settings: settings ? presentSettings(settings) : null,
-      error: error ?? null,
-      warnings: settings ? settingsWarnings(settings) : [],
-      /** What only the server's configuration allows, so the console can say so before a save is refused. */
-      serverAllows: { plaintext: bg.restrictions.allowPlaintext, linkLocal: bg.restrictions.allowLinkLocal },
-      nextRun: bg.nextRun()?.toISOString() ?? null,
-      signingKey: { publicKeyPem: key.publicKeyPem, fingerprint: key.fingerprint },
-    };
-  };
+  const tags = ['breakglass'];
 
   /** Parses a settings body: a pasted connection string fills the Blob fields it holds. */
-  const input = (body: Record<string, unknown>) => {
+  const input = (body: BreakGlassSettingsBody) => {
     const { connectionString, ...rest } = body;
     if (typeof connectionString === 'string' && connectionString.trim() !== '')
       return { ...parseConnectionString(connectionString), ...rest, provider: 'blob' };
@@ -54,11 +44,12 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
     {
       config: auditors,
       schema: {
-        tags: ['breakglass'],
+        tags,
         summary: 'Break-glass settings (secrets masked), where they come from, and the manifest signing key',
+        response: responses({ 200: breakGlassSettingsView }),
       },
     },
-    view,
+    () => presentView(bg),
   );
 
   r.put(
@@ -66,12 +57,13 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
     {
       config: admins,
       schema: {
-        tags: ['breakglass'],
+        tags,
         summary:
           'Save the break-glass settings and run the Test; a secret sent as ******** or left out keeps its stored value. ' +
           'With save=if-test-passes the Test runs first and the settings are saved only when it passes ("saved" says which)',
-        body: settingsBody,
-        querystring: z.strictObject({ save: z.enum(['always', 'if-test-passes']).default('always') }),
+        body: breakGlassSettingsBody,
+        querystring: breakGlassSaveQuery,
+        response: responses({ 200: breakGlassSaveResult }),
       },
     },
     async (req) => {
@@ -98,7 +90,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
           outcome: 'failure',
           details: { ...details, saved: false, reason: 'the Test failed' },
         });
-        return { ...(await view()), saved: false, test: tested };
+        return { ...(await presentView(bg)), saved: false, test: tested };
       }
       await bg.store.save(settings);
       bg.reloadSchedule();
@@ -106,7 +98,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       if (settings.encryption === 'none') req.log.warn(ENCRYPTION_OFF);
       if (plainHttp) req.log.warn(plainHttp);
       const test = tested ?? (await bg.test(settings, req));
-      return { ...(await view()), saved: true, test };
+      return { ...(await presentView(bg)), saved: true, test };
     },
   );
 
@@ -115,12 +107,13 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
     {
       config: admins,
       schema: {
-        tags: ['breakglass'],
+        tags,
         summary:
           'Run the three-stage Test (container, authentication, connection) and the privilege check; with a body, test those settings without saving; with no body (or {}), the saved settings. ' +
           'With "Accept: application/x-ndjson" the answer is one JSON line per stage as it completes ({"type":"stage",…}), then the report ({"type":"report",…})',
         // No body at all (curl -X POST) tests the saved settings, like an empty object.
-        body: settingsBody.nullish(),
+        body: breakGlassSettingsBody.nullish(),
+        response: responses({ 200: breakGlassTestAnswer }),
       },
     },
     async (req, reply) => {
@@ -137,9 +130,10 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       }
       if (!(req.headers.accept ?? '').includes('application/x-ndjson')) return bg.test(settings, req);
       // Streamed: the page shows each stage when it is done. Bad settings were refused above as a
-      // normal JSON error; what fails from here on is reported as the last line.
+      // normal JSON error; what fails from here on is reported as the last line. A stream is
+      // sent as it is, not through the response schema: each line is a BreakGlassTestLine.
       const lines = new PassThrough();
-      const line = (value: unknown) => lines.write(`${JSON.stringify(value)}\n`);
+      const line = (value: BreakGlassTestLine) => lines.write(`${JSON.stringify(value)}\n`);
       bg.test(settings, req, (stage) => line({ type: 'stage', ...stage })).then(
         (report) => {
           line({ type: 'report', ...report });
@@ -151,13 +145,20 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
           lines.end();
         },
       );
-      return reply.type('application/x-ndjson; charset=utf-8').header('cache-control', 'no-store').send(lines);
+      // The type provider types a send by the JSON schema; a stream bypasses the serializer.
+      return reply
+        .type('application/x-ndjson; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .send(lines as unknown as BreakGlassTestReport);
     },
   );
 
   r.post(
     '/breakglass/runs',
-    { config: admins, schema: { tags: ['breakglass'], summary: 'Run the export now; answers at once with the run to follow' } },
+    {
+      config: admins,
+      schema: { tags, summary: 'Run the export now; answers at once with the run to follow', response: responses({ 202: breakGlassRun }) },
+    },
     async (req, reply) => {
       const run = await bg.start('manual', req);
       return reply.status(202).send(run);
@@ -169,9 +170,10 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
     {
       config: auditors,
       schema: {
-        tags: ['breakglass'],
+        tags,
         summary: 'Run history, newest first',
-        querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(50) }),
+        querystring: breakGlassRunsQuery,
+        response: responses({ 200: breakGlassRunList }),
       },
     },
     async (req) => ({ items: await bg.runs.list(req.query.limit) }),
@@ -182,10 +184,11 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
     {
       config: auditors,
       schema: {
-        tags: ['breakglass'],
+        tags,
         summary:
           'One run; while it runs, the sealed bytes staged so far (stagedBytes) and the bytes sent to the storage so far (uploadedBytes)',
-        params: z.strictObject({ id: z.string().min(1) }),
+        params: breakGlassRunParams,
+        response: responses({ 200: breakGlassRunProgress }),
       },
     },
     async (req) => {
@@ -202,9 +205,10 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
     {
       config: admins,
       schema: {
-        tags: ['breakglass'],
+        tags,
         summary: 'Least-privilege policies for the writer (Gatehouse) and the break-glass reader',
-        querystring: z.strictObject({ writerArn: z.string().max(300).optional(), readerArn: z.string().max(300).optional() }),
+        querystring: breakGlassPolicyQuery,
+        response: responses({ 200: breakGlassPolicies }),
       },
     },
     async (req) => {
