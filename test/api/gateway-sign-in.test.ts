@@ -2,15 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listAuditEvents } from '@gatehouse/db';
-import { SshGateway } from '@gatehouse/gateway';
-import { ServerAccessBroker } from '@gatehouse/server';
+import type { SshGateway } from '@gatehouse/gateway';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { startBuiltInGateway } from '../support/built-in-gateway.js';
 import { dialects } from '../support/db.js';
-
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
 
 /** Password sign-ins at the built-in gateway, through the server's broker, with ssh2 as the client. */
 describe.each(dialects)('gateway sign-in throttles on %s', (dialect) => {
@@ -28,15 +26,7 @@ describe.each(dialects)('gateway sign-in throttles on %s', (dialect) => {
     olga = await t.userWithToken('operator');
     const added = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { userId: olga.id, publicKey: userKey.public } });
     expect(added.statusCode).toBe(201);
-    gateway = await SshGateway.start({
-      broker: new ServerAccessBroker(t.services, t.gatewaySessions, () => t.gateways.settings()),
-      hostKey: ssh2.utils.generateKeyPairSync('ed25519').private,
-      host: '127.0.0.1',
-      port: 0,
-      recordingsDir: dir,
-      name: 'gatehouse',
-      logger: silent,
-    });
+    gateway = await startBuiltInGateway(t, dir);
   });
   afterAll(async () => {
     await gateway?.stop();

@@ -251,8 +251,8 @@ describe.each(dialects)('what a remote gateway may ask over its link, on %s', (d
     };
     expect(decision.allow).toBe(true);
     expect(await call(ids.gwA as string, 'fetchCredential', { user, target })).toMatchObject({
-      username: 'root',
-      password: 'secret-in-seg',
+      allow: true,
+      credential: { username: 'root', password: 'secret-in-seg' },
     });
     // Another account, a forged user, another gateway's ticket: refused.
     const otherTarget = { accountId: ids['other-seg-account'], deviceId: ids['other-seg'] };

@@ -31,9 +31,16 @@ export const errorCodes = {
    */
   BAD_GATEWAY: 502,
   NOT_READY: 503,
+  /** A peer did not answer: a gateway's management port, the server over a gateway's link, the built-in gateway. */
+  UNREACHABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;
+
+/** Whether `value` is one of the codes (an error code received from another process). */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorCodes, value);
+}
 
 /** One problem with one field of an input: `path` names it, `message` says what is wrong. */
 export interface FieldIssue {

@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EVENT_HEADER_BYTES, writeEvent, type EventKind, type WriterReply, type WriterRequest } from './asciicast-writer.js';
+import { GatehouseError } from '@gatehouse/core';
 
 export interface AsciicastHeader {
   width: number;
@@ -150,7 +151,7 @@ export class AsciicastRecorder {
   }
 
   private request(message: WriterRequest): Promise<void> {
-    if (!this.thread.alive) return Promise.reject(this.failed ?? new Error('The recording writer thread stopped.'));
+    if (!this.thread.alive) return Promise.reject(this.failed ?? new GatehouseError('INTERNAL', 'The recording writer thread stopped.'));
     return new Promise((resolve, reject) => {
       this.settle = (error) => {
         this.settle = undefined;
@@ -169,7 +170,7 @@ export class AsciicastRecorder {
         this.release();
         return;
       case 'failed':
-        this.fail(new Error(reply.message));
+        this.fail(new GatehouseError('INTERNAL', reply.message));
         return;
       case 'closed':
         this.written = { bytes: reply.bytes, directBytes: reply.directBytes };
@@ -225,7 +226,7 @@ class WriterThread {
       this.recorders.clear();
     };
     this.worker.on('error', gone);
-    this.worker.on('exit', (code) => gone(new Error(`The recording writer thread stopped (exit code ${code}).`)));
+    this.worker.on('exit', (code) => gone(new GatehouseError('INTERNAL', `The recording writer thread stopped (exit code ${code}).`)));
   }
 
   add(make: (id: number) => AsciicastRecorder): AsciicastRecorder {

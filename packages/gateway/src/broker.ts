@@ -27,9 +27,10 @@ export interface AccessBroker {
   authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult>;
   /**
    * The account's credential, for this one connection. Authorization is checked again
-   * on the server side. The gateway keeps it in memory only until the target connects.
+   * on the server side: a grant revoked since sign-in is a refusal with its reason, for
+   * the user. The gateway keeps the credential in memory only until the target connects.
    */
-  fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<TargetCredential>;
+  fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<CredentialResult>;
   /**
    * May the user forward a TCP connection through the device to `destination` (`ssh -L`)?
    * Off unless the platform's policy allows it; every answer is audited.
@@ -115,6 +116,8 @@ export interface RefusedForward {
 export type AuthorizationDecision = { allow: true } | { allow: false; message: string };
 
 export type AuthorizationResult = { allow: true; target: AuthorizedTarget } | { allow: false; message: string };
+
+export type CredentialResult = { allow: true; credential: TargetCredential } | { allow: false; message: string };
 
 export interface TargetCredential {
   username: string;

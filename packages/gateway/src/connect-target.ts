@@ -33,7 +33,12 @@ export async function connectTarget(
     if (!dialed.ok) return dialed;
     const { socket } = dialed;
     socket.setNoDelay?.(true);
-    const credential = await broker.fetchCredential(user, target);
+    const released = await broker.fetchCredential(user, target);
+    if (!released.allow) {
+      socket.destroy();
+      return { ok: false, reason: released.message, ...via };
+    }
+    const { credential } = released;
     const client = new ssh2.Client();
     return new Promise<TargetConnection>((resolve) => {
       client.on('error', (error: Error & ClientErrorExtensions) => {

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuthorizedTarget, GatewayUser } from './broker.js';
+import { GatehouseError } from '@gatehouse/core';
 
 /** A TCP path to the device: a direct socket, or a relay through another gateway. */
 export type DialOutcome =
@@ -41,7 +42,7 @@ export function connectSocket(host: string, port: number, timeoutMs: number): Pr
     const socket = net.connect({ host, port });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+      reject(new SocketError('ETIMEDOUT', 'timed out'));
     }, timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -54,19 +55,32 @@ export function connectSocket(host: string, port: number, timeoutMs: number): Pr
   });
 }
 
-export function describeSocketError(error: NodeJS.ErrnoException, where: string, timeoutMs: number): string {
-  switch (error.code ?? '') {
+/** The device could not be reached: `socketCode` is the socket error's code (`ECONNREFUSED`, `ETIMEDOUT`), as Node names it. */
+export class SocketError extends GatehouseError {
+  constructor(
+    readonly socketCode: string,
+    message: string,
+  ) {
+    super('UNREACHABLE', message);
+    this.name = 'SocketError';
+  }
+}
+
+/** What the user is told about a device the gateway could not connect to, from the socket error. */
+export function describeSocketError(error: NodeJS.ErrnoException | SocketError, where: string, timeoutMs: number): string {
+  const code = error instanceof SocketError ? error.socketCode : error.code;
+  switch (code ?? '') {
     case 'ECONNREFUSED':
       return `${where} refused the connection: nothing listens on that port. Check the device's address and port, and that sshd runs.`;
     case 'ETIMEDOUT':
       return `${where} did not answer within ${Math.round(timeoutMs / 1000)} s. Check that the gateway can reach the device (firewall, address).`;
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-      return `${where} is unreachable from the gateway (${error.code}). Check the device's address and the network route.`;
+      return `${where} is unreachable from the gateway (${code}). Check the device's address and the network route.`;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return `The address of ${where} does not resolve. Check the device's address.`;
     default:
-      return `Cannot connect to ${where}: ${error.code ?? 'network error'}.`;
+      return `Cannot connect to ${where}: ${code ?? 'network error'}.`;
   }
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import ssh2, { type ParsedKey } from 'ssh2';
+import { GatehouseError } from '@gatehouse/core';
 
 export interface GatewayHostKey {
   /** The private key in OpenSSH format, for the SSH server. */
@@ -59,10 +60,13 @@ export function loadOrCreateHostKey(dir: string): GatewayHostKey {
   const privateKey = readFileSync(file, 'utf8');
   const parsed = ssh2.utils.parseKey(privateKey);
   if (parsed instanceof Error)
-    throw new Error(`The gateway host key ${file} cannot be read: ${parsed.message}. Remove it to generate a new one.`);
+    throw new GatehouseError(
+      'CONFIG_INVALID',
+      `The gateway host key ${file} cannot be read: ${parsed.message}. Remove it to generate a new one.`,
+    );
   // parseKey answers one key for an OpenSSH private key file (the types allow no array).
   const key: ParsedKey | undefined = parsed;
-  if (!key) throw new Error(`The gateway host key ${file} holds no key. Remove it to generate a new one.`);
+  if (!key) throw new GatehouseError('CONFIG_INVALID', `The gateway host key ${file} holds no key. Remove it to generate a new one.`);
   const blob = key.getPublicSSH();
   return {
     privateKey,

@@ -10,6 +10,7 @@ import {
 } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { GatehouseError } from '@gatehouse/core';
 
 /**
  * A key pair that proves who is at each end of a management connection between the
@@ -40,7 +41,7 @@ export function generateLinkIdentity(commonName: string): LinkIdentity {
 /** The identity of an Ed25519 private key (PKCS#8 PEM), with a certificate made for it now. */
 export function linkIdentityOf(privateKeyPem: string, commonName: string): LinkIdentity {
   const key = createPrivateKey(privateKeyPem);
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error('The key is not an Ed25519 key.');
+  if (key.asymmetricKeyType !== 'ed25519') throw new GatehouseError('VALIDATION_FAILED', 'The key is not an Ed25519 key.');
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
   return {
     privateKey: privateKeyPem,
@@ -62,7 +63,8 @@ export function loadOrCreateGatewayIdentity(dir: string): LinkIdentity & { gener
       pem = readFileSync(file, 'utf8');
       return { ...linkIdentityOf(pem, 'gatehouse-gateway'), generated: false };
     } catch (error) {
-      throw new Error(
+      throw new GatehouseError(
+        'CONFIG_INVALID',
         `${file} does not hold an Ed25519 private key (${(error as Error).message}). ` +
           'Restore the file from a backup, or remove it to generate a new key (the gateway must then be registered again).',
       );

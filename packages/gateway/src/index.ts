@@ -10,6 +10,7 @@ export type {
   AuthorizationResult,
   AuthorizedTarget,
   ConnectionFailure,
+  CredentialResult,
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,

@@ -66,12 +66,18 @@ export const linkProcedures = {
   },
   fetchCredential: {
     input: z.object({ user, target: targetRef }),
-    output: z.object({
-      username: z.string(),
-      password: z.string().optional(),
-      privateKey: z.string().optional(),
-      passphrase: z.string().optional(),
-    }),
+    output: z.discriminatedUnion('allow', [
+      z.object({
+        allow: z.literal(true),
+        credential: z.object({
+          username: z.string(),
+          password: z.string().optional(),
+          privateKey: z.string().optional(),
+          passphrase: z.string().optional(),
+        }),
+      }),
+      refusal,
+    ]),
   },
   authorizeForward: {
     input: z.object({

@@ -4,6 +4,8 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { fingerprintOfSpki, publicKeyOfCertificate, type LinkIdentity } from './identity.js';
 import { RELAY_ERROR_HEADER, parseAuthority, type GatewayStatusReport } from './management.js';
+import { GatehouseError } from '@gatehouse/core';
+import { SocketError } from './dial.js';
 
 /** Where a registered gateway listens for management, and the key it must present. */
 export interface GatewayEndpoint {
@@ -14,15 +16,19 @@ export interface GatewayEndpoint {
   publicKey: string;
 }
 
-/** Why the server could not talk to a gateway; `kind` says whose problem it is. */
-export class GatewayLinkError extends Error {
+/**
+ * Why the server could not talk to a gateway; `kind` says whose problem it is. A gateway
+ * that did not answer is `UNREACHABLE` (503); one that answered wrongly (another key, a
+ * refusal, a malformed answer) is `BAD_GATEWAY` (502).
+ */
+export class GatewayLinkError extends GatehouseError {
   constructor(
     readonly kind: 'unreachable' | 'key-mismatch' | 'not-trusted' | 'protocol',
     message: string,
     /** The fingerprint the peer presented, for key mismatches. */
     readonly presented?: string,
   ) {
-    super(message);
+    super(kind === 'unreachable' ? 'UNREACHABLE' : 'BAD_GATEWAY', message);
     this.name = 'GatewayLinkError';
   }
 }
@@ -239,7 +245,14 @@ export function linkGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, s
               const id = line.id;
               handlers.onCall(line.procedure, line.input).then(
                 (value) => send({ t: 'result', id, ok: true, value: value ?? null }),
-                (error: Error) => send({ t: 'result', id, ok: false, error: error.message }),
+                (error: Error) =>
+                  send({
+                    t: 'result',
+                    id,
+                    ok: false,
+                    error: error.message,
+                    code: error instanceof GatehouseError ? error.code : 'INTERNAL',
+                  }),
               );
             }
           }
@@ -367,7 +380,7 @@ export async function openRelay(
     const req = request(socket, 'CONNECT', authority);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+      reject(new SocketError('ETIMEDOUT', 'timed out'));
     }, timeoutMs + 1_000);
     req.once('connect', (res: IncomingMessage, relayed: Duplex, head: Buffer) => {
       clearTimeout(timer);
@@ -379,7 +392,7 @@ export async function openRelay(
       relayed.destroy();
       if (res.statusCode === 403) return reject(refusalOf(endpoint, 403));
       const code = String(res.headers[RELAY_ERROR_HEADER] ?? 'ECONNRESET');
-      reject(Object.assign(new Error(`the gateway could not reach the device (${code})`), { code }));
+      reject(new SocketError(code, `the gateway could not reach the device (${code})`));
     });
     req.once('response', (res: IncomingMessage) => {
       clearTimeout(timer);

@@ -10,6 +10,7 @@ import type { GatewayLogger } from './gateway.js';
 import { fingerprintOfSpki, publicKeyOfCertificate, type LinkIdentity } from './identity.js';
 import { connectSocket } from './dial.js';
 import type { LinkProcedure } from './link-procedures.js';
+import { GatehouseError, isErrorCode } from '@gatehouse/core';
 
 /** What a gateway answers to the server's status sync. */
 export interface GatewayStatusReport {
@@ -44,7 +45,7 @@ export type LinkDown = ({ t: 'status' } & GatewayStatusReport) | { t: 'call'; id
 export type LinkUp =
   | { t: 'hello'; name: string; segment: string | null; recordInput?: boolean; recordBinaryExec?: boolean }
   | { t: 'result'; id: number; ok: true; value: unknown }
-  | { t: 'result'; id: number; ok: false; error: string };
+  | { t: 'result'; id: number; ok: false; error: string; code?: string };
 
 /** One open link to a server (one per server replica). */
 class Link {
@@ -66,7 +67,7 @@ class Link {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(new Error(`The Gatehouse server did not answer ${procedure} in time.`));
+        reject(new GatehouseError('UNREACHABLE', `The Gatehouse server did not answer ${procedure} in time.`));
       }, timeoutMs);
       this.waiting.set(id, {
         resolve: (v) => {
@@ -96,11 +97,12 @@ class Link {
     if (!waiter) return;
     this.waiting.delete(line.id);
     if (line.ok) waiter.resolve(line.value);
-    else waiter.reject(new Error(String(line.error)));
+    // The server's code comes along, so a refusal stays what it was (a ticket not known, a malformed input).
+    else waiter.reject(new GatehouseError(isErrorCode(line.code) ? line.code : 'BAD_GATEWAY', String(line.error)));
   }
 
   close(): void {
-    for (const w of this.waiting.values()) w.reject(new Error('The link to the Gatehouse server closed.'));
+    for (const w of this.waiting.values()) w.reject(new GatehouseError('UNREACHABLE', 'The link to the Gatehouse server closed.'));
     this.waiting.clear();
   }
 }
@@ -247,7 +249,10 @@ export class ManagementServer {
   async callServer(procedure: LinkProcedure, input: unknown, timeoutMs = 30_000): Promise<unknown> {
     const link = [...this.links].sort((a, b) => b.opened - a.opened)[0];
     if (!link)
-      throw new Error('This gateway has no link to the Gatehouse server right now. Try again in a moment, or use the default gateway.');
+      throw new GatehouseError(
+        'UNREACHABLE',
+        'This gateway has no link to the Gatehouse server right now. Try again in a moment, or use the default gateway.',
+      );
     return link.call(procedure, input, timeoutMs);
   }
 

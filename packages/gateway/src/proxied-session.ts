@@ -8,6 +8,7 @@ import { ExecOutputWatch, summaryMarker, type ExecStream } from './exec-output.j
 import type { SshGatewayOptions } from './gateway.js';
 import { isLegacyScp, LegacyScpLog, SftpOperationLog, type FileOperation } from './sftp-log.js';
 import { startSession } from './ssh2-channels.js';
+import { GatehouseError } from '@gatehouse/core';
 
 /** What a user's channel is: every session kind but the connection's own. */
 export type ChannelKind = Exclude<SessionKind, 'connection'>;
@@ -112,7 +113,7 @@ export class ProxiedSession {
   /** Asks the device's channel for what the user asked (a forward's is open already). */
   private async startTargetChannel(): Promise<ClientChannel> {
     const channel = this.deviceChannel;
-    if (!channel) throw new Error('the device has no channel for it');
+    if (!channel) throw new GatehouseError('BAD_GATEWAY', 'the device has no channel for it');
     // Listened to first: a quick command's exit status and close can arrive in the same read
     // as the request's reply, before any await resumes, and unlike its output they are not buffered.
     channel.on('exit', (code: number | null, signal?: string, coreDumped?: boolean, description?: string) => {

@@ -6,6 +6,7 @@ import type {
   AuthorizationResult,
   AuthorizedTarget,
   ConnectionFailure,
+  CredentialResult,
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
@@ -14,7 +15,6 @@ import type {
   SessionEnd,
   SessionStart,
   SignInRefusal,
-  TargetCredential,
 } from './broker.js';
 import type { ConnectionTarget } from './connection-target.js';
 import { callLinkProcedure, type LinkInput, type LinkOutput, type LinkProcedure } from './link-procedures.js';
@@ -63,8 +63,13 @@ export class RemoteAccessBroker implements AccessBroker {
     }
   }
 
-  fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<TargetCredential> {
-    return this.call('fetchCredential', { user, target });
+  async fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<CredentialResult> {
+    try {
+      return await this.call('fetchCredential', { user, target });
+    } catch (error) {
+      // No link to the server, or a sign-in it no longer knows: the user is told which.
+      return { allow: false, message: (error as Error).message };
+    }
   }
 
   async authorizeForward(

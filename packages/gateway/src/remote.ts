@@ -9,6 +9,7 @@ import { SshGateway } from './gateway.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { ManagementServer } from './management.js';
 import { RemoteAccessBroker } from './remote-broker.js';
+import { GatehouseError } from '@gatehouse/core';
 
 export const GATEWAY_VERSION = '0.1.0';
 
@@ -71,7 +72,7 @@ export function loadRemoteGatewayConfig(
       const key = String(i.path[0] ?? '') as keyof typeof sources;
       return `  ${key} ${sources[key] ?? ''}: ${i.message}`;
     });
-    throw new Error(`The gateway's configuration is invalid:\n${lines.join('\n')}`);
+    throw new GatehouseError('CONFIG_INVALID', `The gateway's configuration is invalid:\n${lines.join('\n')}`);
   }
   const serverKey = parseLinkPublicKey(parsed.data.serverKey);
   return {
@@ -115,7 +116,8 @@ export async function startRemoteGateway(
     targetTimeoutMs: config.targetTimeoutSeconds * 1000,
   }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
-      throw new Error(
+      throw new GatehouseError(
+        'CONFIG_INVALID',
         `The gateway cannot listen on ${config.host}:${config.managementPort} (${error.code === 'EADDRINUSE' ? 'in use by another program' : 'not allowed'}). ` +
           'Choose another port with --management-port (GATEHOUSE_MANAGEMENT_PORT).',
       );
@@ -150,7 +152,8 @@ export async function startRemoteGateway(
     }).catch(async (error: NodeJS.ErrnoException) => {
       await management.stop();
       if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
-        throw new Error(
+        throw new GatehouseError(
+          'CONFIG_INVALID',
           `The gateway cannot listen for SSH on ${config.host}:${config.sshPort}. Choose another port with --ssh-port, or 0 to turn the entry off.`,
         );
       }

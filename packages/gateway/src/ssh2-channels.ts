@@ -1,5 +1,6 @@
 import type ssh2 from 'ssh2';
 import type { ClientChannel, Connection, PseudoTtyOptions } from 'ssh2';
+import { GatehouseError } from '@gatehouse/core';
 
 /**
  * Channel opens as the device answers them. ssh2 opens a device's session channel only
@@ -72,17 +73,19 @@ export function openSessionChannel(client: ssh2.Client): Promise<ClientChannel> 
   const c = client as unknown as Partial<ClientInternals>;
   return new Promise((resolve, reject) => {
     if (typeof c._chanMgr?.add !== 'function' || typeof c._protocol?.session !== 'function') {
-      return reject(new Error('ssh2 has changed: the gateway cannot open a session channel on its own. Use ssh2 1.17.'));
+      return reject(
+        new GatehouseError('INTERNAL', 'ssh2 has changed: the gateway cannot open a session channel on its own. Use ssh2 1.17.'),
+      );
     }
     const callback = Object.assign((error: Error | undefined, channel: ClientChannel) => (error ? reject(error) : resolve(channel)), {
       type: 'session',
     });
     try {
       const local = c._chanMgr.add(callback);
-      if (local === -1) return reject(new Error('No free channels available on the connection to the device.'));
+      if (local === -1) return reject(new GatehouseError('BAD_GATEWAY', 'No free channels available on the connection to the device.'));
       c._protocol.session(local, MAX_WINDOW, PACKET_SIZE);
     } catch (error) {
-      reject(error instanceof Error ? error : new Error(String(error)));
+      reject(error instanceof Error ? error : new GatehouseError('INTERNAL', String(error)));
     }
   });
 }
@@ -95,9 +98,11 @@ export async function startSession(channel: ClientChannel, request: SessionReque
   const ch = channel as unknown as ChannelInternals;
   const ask = (what: string, send: (protocol: DeviceProtocol, id: number) => void) =>
     new Promise<void>((resolve, reject) => {
-      if (ch.outgoing.state !== 'open') return reject(new Error('the channel closed'));
+      if (ch.outgoing.state !== 'open') return reject(new GatehouseError('BAD_GATEWAY', 'the channel closed'));
       ch._callbacks.push((failed) =>
-        failed ? reject(failed instanceof Error ? failed : new Error(`the device refused the ${what} request`)) : resolve(),
+        failed
+          ? reject(failed instanceof Error ? failed : new GatehouseError('BAD_GATEWAY', `the device refused the ${what} request`))
+          : resolve(),
       );
       send(ch._client._protocol, ch.outgoing.id);
     });

@@ -1,5 +1,6 @@
 import ssh2, { type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { fingerprintOf, generateEd25519KeyPair } from './host-key.js';
+import { GatehouseError } from '@gatehouse/core';
 
 /**
  * The key the server's browser terminal signs in to its own built-in gateway with: made at
@@ -19,9 +20,12 @@ export function generateWebTerminalKey(): WebTerminalKey {
   return { privateKey: pair.private, fingerprint: fingerprintOf(parsed.getPublicSSH()) };
 }
 
-/** The gateway could not be reached or refused the sign-in or channel: the message is for the user. */
-export class GatewayConnectError extends Error {
-  override readonly name = 'GatewayConnectError';
+/** The built-in gateway could not be reached or refused the sign-in or channel (`BAD_GATEWAY`, 502): the message is for the user. */
+export class GatewayConnectError extends GatehouseError {
+  constructor(message: string) {
+    super('BAD_GATEWAY', message);
+    this.name = 'GatewayConnectError';
+  }
 }
 
 export interface GatewayShellOptions {

@@ -1,6 +1,5 @@
 import { canSeeDevice, canUseAccount, GatehouseError, NotFoundError } from '@gatehouse/core';
 import {
-  GatewayConnectError,
   generateWebTerminalKey,
   openGatewayShell,
   openGatewaySftp,
@@ -122,7 +121,7 @@ export async function gatewayTargetOf(
  * (the API's errors, the gateway client's), never an unexpected error's text, which is logged.
  */
 export function openFailure(error: unknown, req: FastifyRequest): string {
-  if (error instanceof GatehouseError || error instanceof GatewayConnectError) return error.message;
+  if (error instanceof GatehouseError) return error.message;
   req.log.error({ err: error }, 'browser terminal or file session failed');
   return `The session could not be opened (request ${req.id}).`;
 }

@@ -10,6 +10,7 @@ import type {
   AuthorizedTarget,
   ConnectionFailure,
   ConnectionTarget,
+  CredentialResult,
   FileOperation,
   GatewayUser,
   HostKeyCheck,
@@ -19,7 +20,6 @@ import type {
   SessionEnd,
   SessionStart,
   SignInRefusal,
-  TargetCredential,
 } from '@gatehouse/gateway';
 import { printableName } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
@@ -174,18 +174,21 @@ export class ServerAccessBroker implements AccessBroker {
     return { allow: true, target: resolved.target };
   }
 
-  async fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<TargetCredential> {
-    // Checked again: the grant may have been removed since sign-in.
+  async fetchCredential(user: GatewayUser, target: AuthorizedTarget): Promise<CredentialResult> {
+    // Checked again: the grant may have been revoked, or the user disabled, since sign-in.
     const visibility = await this.visibilityOf(user);
-    if (!visibility) throw new Error('The user may no longer use devices.');
+    if (!visibility) return { allow: false, message: 'You may no longer connect to devices. Ask an administrator.' };
     const decision = canUseAccount(visibility, { projectId: target.projectId, deviceId: target.deviceId, accountId: target.accountId });
-    if (!decision.allow) throw new Error(decision.reason);
+    if (!decision.allow) return { allow: false, message: decision.reason };
     const secrets = await this.services.inventory.revealAccountSecrets(target.accountId);
     return {
-      username: target.accountUsername,
-      password: secrets.password ?? undefined,
-      privateKey: secrets.privateKey ?? undefined,
-      passphrase: secrets.passphrase ?? undefined,
+      allow: true,
+      credential: {
+        username: target.accountUsername,
+        password: secrets.password ?? undefined,
+        privateKey: secrets.privateKey ?? undefined,
+        passphrase: secrets.passphrase ?? undefined,
+      },
     };
   }
 

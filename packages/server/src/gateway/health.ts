@@ -1,3 +1,4 @@
+import { ForbiddenError } from '@gatehouse/core';
 import type { Gateway, Gateways } from '@gatehouse/db';
 import { fetchGatewayStatus, GatewayLinkError, linkGateway, type GatewayStatusReport, type LinkIdentity } from '@gatehouse/gateway';
 import type { Logger } from '../logger.js';
@@ -66,7 +67,7 @@ export class GatewayHealth {
       offlineAfter: 3,
       registryRefreshMs: 5_000,
       backoffMs: [1_000, 2_000, 4_000, 8_000],
-      onCall: () => Promise.reject(new Error('This server does not take calls from gateways.')),
+      onCall: () => Promise.reject(new ForbiddenError('This server does not take calls from gateways.')),
       onLinkOpen: () => undefined,
       recordInput: false,
       recordBinaryExec: false,

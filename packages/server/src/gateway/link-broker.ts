@@ -17,6 +17,7 @@ import {
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import { abandonedEnd, ServerAccessBroker, sessionEndEvent } from './broker.js';
+import { ForbiddenError, GatehouseError } from '@gatehouse/core';
 
 /** How long a sign-in through a remote gateway's entry may be used for its connection. */
 const TICKET_TTL_MS = 12 * 60 * 60 * 1000;
@@ -82,7 +83,7 @@ export class GatewayLinkBroker {
   private ticketOf(gateway: Gateway, claimed: ClaimedUser): Ticket {
     const ticket = claimed.ticket === undefined ? undefined : this.tickets.get(claimed.ticket);
     if (!ticket || ticket.gatewayId !== gateway.id || ticket.expiresAt < Date.now() || ticket.user.id !== claimed.id) {
-      throw new Error('The sign-in this gateway refers to is not known to the server. Sign in again.');
+      throw new GatehouseError('UNAUTHENTICATED', 'The sign-in this gateway refers to is not known to the server. Sign in again.');
     }
     return ticket;
   }
@@ -90,7 +91,7 @@ export class GatewayLinkBroker {
   private authorized(gateway: Gateway, claimed: ClaimedUser, target: TargetRef): Ticket & { target: AuthorizedTarget } {
     const ticket = this.ticketOf(gateway, claimed);
     if (!ticket.target || ticket.target.accountId !== target.accountId || ticket.target.deviceId !== target.deviceId) {
-      throw new Error('The server did not authorize this device and account for this sign-in.');
+      throw new ForbiddenError('The server did not authorize this device and account for this sign-in.');
     }
     return ticket as Ticket & { target: AuthorizedTarget };
   }
@@ -173,12 +174,13 @@ export class GatewayLinkBroker {
       const ticket = [...this.tickets.values()].find(
         (t) => t.gatewayId === gateway.id && t.expiresAt > Date.now() && t.target?.deviceId === target.deviceId,
       );
-      if (!ticket?.target) throw new Error('No sign-in through this gateway was authorized for that device.');
+      if (!ticket?.target) throw new ForbiddenError('No sign-in through this gateway was authorized for that device.');
       return this.broker(gateway).checkHostKey(ticket.target, key);
     },
     sessionStarted: async (s, gateway) => {
       const ticket = this.authorized(gateway, s.user, s.target);
-      if (s.recording !== null && !s.recording.endsWith(`/${s.id}.cast`)) throw new Error('The recording must be named after its session.');
+      if (s.recording !== null && !s.recording.endsWith(`/${s.id}.cast`))
+        throw new GatehouseError('VALIDATION_FAILED', 'The recording must be named after its session.');
       await this.broker(gateway).sessionStarted({
         ...s,
         user: ticket.user,
@@ -214,7 +216,7 @@ export class GatewayLinkBroker {
 
   private async ownSession(gateway: Gateway, id: string) {
     const session = await this.sessions.find(id);
-    if (!session || session.entryGateway !== gateway.name) throw new Error('No such session through this gateway.');
+    if (!session || session.entryGateway !== gateway.name) throw new GatehouseError('NOT_FOUND', 'No such session through this gateway.');
     return session;
   }
 

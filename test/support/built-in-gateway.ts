@@ -1,0 +1,20 @@
+import { SshGateway, type SshGatewayOptions } from '@gatehouse/gateway';
+import { ServerAccessBroker } from '@gatehouse/server';
+import ssh2 from 'ssh2';
+import type { TestApp } from './app.js';
+
+const silent = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+
+/** A built-in gateway in the test process, on a free port, answered by the test app's broker (as `gatehouse server` runs it). */
+export function startBuiltInGateway(t: TestApp, recordingsDir: string, options: Partial<SshGatewayOptions> = {}): Promise<SshGateway> {
+  return SshGateway.start({
+    broker: new ServerAccessBroker(t.services, t.gatewaySessions, () => t.gateways.settings()),
+    hostKey: ssh2.utils.generateKeyPairSync('ed25519').private,
+    host: '127.0.0.1',
+    port: 0,
+    recordingsDir,
+    name: 'gatehouse',
+    logger: silent,
+    ...options,
+  });
+}
