@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { WebSocket } from 'ws';
@@ -38,6 +40,7 @@ describe('web console: browser terminal, playback and audit', () => {
   let token: string;
   let deviceId: string;
   let isolatedId: string;
+  let gatewayPort: number;
   const cleanups: (() => void)[] = [];
 
   const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
@@ -52,7 +55,8 @@ describe('web console: browser terminal, playback and audit', () => {
     dir = tempDir('gatehouse-console-term-');
     ensureSystemUser(DEVICE_USER, { password: DEVICE_PASSWORD });
     sshd = await TestSshd.start(path.join(dir, 'sshd'));
-    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
+    gatewayPort = await freePort();
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
     token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
@@ -167,6 +171,46 @@ describe('web console: browser terminal, playback and audit', () => {
       headers: { authorization: `Bearer ${token}` },
     });
     expect((JSON.parse(csv.body) as { items: unknown[] }).items.length).toBeGreaterThan(0);
+  });
+
+  it('shows a forwarded port (ssh -L) as a forward session with its destination', async () => {
+    await api('PUT', '/gateway-settings', { portForwarding: true });
+    const destination = `127.0.0.1:${sshd.port}`;
+    const localPort = await freePort();
+    const tunnel = spawn(
+      'sshpass',
+      [
+        ...['-p', ADMIN_PASSWORD, 'ssh', '-N', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+        ...['-o', 'PubkeyAuthentication=no', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:${destination}`],
+        ...['-p', String(gatewayPort), `admin:web-box:${DEVICE_USER}@127.0.0.1`],
+      ],
+      { stdio: 'ignore' },
+    );
+    /** The first bytes the forwarded port answers with (the device's sshd greets first), or nothing. */
+    const greeting = () =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect({ host: '127.0.0.1', port: localPort });
+        socket.once('data', (d: Buffer) => {
+          resolve(d.toString('utf8'));
+          socket.destroy();
+        });
+        socket.once('error', () => resolve(''));
+        socket.once('close', () => resolve(''));
+      });
+    try {
+      await expect.poll(greeting, { timeout: 20_000 }).toMatch(/^SSH-2\.0-/);
+    } finally {
+      tunnel.kill();
+      await api('PUT', '/gateway-settings', { portForwarding: false });
+    }
+    await page.goto(`${server.url}/sessions`);
+    const row = page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'forward' }).first();
+    await row.waitFor({ timeout: 15_000 });
+    expect(await row.textContent()).toContain(`forward ${destination}`);
+    await row.getByRole('link').click();
+    await page.getByText('No terminal recording for this session.').waitFor();
+    expect(await page.locator('dl.facts').textContent()).toContain(`forward ${destination}`);
+    await screenshot(page, '33a-forward-session');
   });
 
   it('finds the terminal, sign-in and session events in the audit log, follows it live, and shows the chain verified', async () => {

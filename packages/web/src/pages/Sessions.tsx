@@ -152,7 +152,11 @@ export function Sessions({ user }: { user: User }) {
                     {s.gateway}
                     {s.segment ? <span className="muted"> ({s.segment})</span> : null}
                   </td>
-                  <td className="hide-narrow">{s.kind ?? '—'}</td>
+                  <td className="hide-narrow">
+                    {s.kind ?? '—'}
+                    {/* A forward's command is where it went: the port forwarded to, as the device reached it. */}
+                    {s.kind === 'forward' && s.command ? <span className="muted mono"> {s.command}</span> : null}
+                  </td>
                   <td>
                     <StatusBadge
                       status={s.result === 'active' ? 'running' : s.result === 'success' ? 'succeeded' : 'failed'}
