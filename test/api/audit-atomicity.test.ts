@@ -201,6 +201,33 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect((await t.request('GET', `${API}/tokens`, { token: operator.token })).statusCode).toBe(200);
   });
 
+  it('saves no break-glass settings and records nothing', async () => {
+    // Nothing listens on port 9: the Test after a save fails quickly, which does not matter here.
+    const body = {
+      provider: 's3',
+      executeTime: '03:00',
+      bucket: 'atomic-bucket',
+      url: '127.0.0.1:9',
+      protocol: 'http',
+      pathStyle: true,
+      accessKeyId: 'AKIAATOMIC',
+      secretAccessKey: 'atomic-secret',
+      encryption: 'passphrase',
+      passphrase: 'atomic-passphrase',
+    };
+    await kill(t, 'breakglass.settings_update');
+    const res = await t.request('PUT', `${API}/breakglass/settings`, { token: admin.token, body });
+    expect(res.statusCode).toBe(500);
+    expect(await t.services.settings.get('breakglass.settings')).toBeUndefined();
+    expect(await eventsOf(t, 'breakglass.settings_update')).toBe(0);
+
+    await spare(t);
+    const again = await t.request('PUT', `${API}/breakglass/settings`, { token: admin.token, body });
+    expect(again.json()).toMatchObject({ saved: true, settings: { bucket: 'atomic-bucket' } });
+    expect(await t.services.settings.get('breakglass.settings')).toBeDefined();
+    expect(await eventsOf(t, 'breakglass.settings_update')).toBe(1);
+  });
+
   it('leaves a chain that still verifies after the failed appends', async () => {
     const res = await t.request('GET', `${API}/audit/verify`, { token: admin.token });
     expect(res.json()).toMatchObject({ ok: true });

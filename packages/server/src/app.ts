@@ -146,6 +146,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     vault,
     logger,
     audit: (req, event) => services.audit(req, event),
+    withAudit: (req, write) => services.withAudit(req, write),
     mountedConfig: config.breakglassConfig,
     retryDelaysMs: config.breakglassRetryDelays
       .split(',')

@@ -34,7 +34,7 @@ import {
 } from '@gatehouse/db';
 import { Cron } from 'croner';
 import type { Logger } from '../logger.js';
-import type { Services } from '../services.js';
+import type { AuditDraft, Services } from '../services.js';
 
 import { restrictionIssues, type BreakGlassRestrictions } from './restrictions.js';
 import { checkBucket, describeBucket, type BucketCheck } from './bucket-check.js';
@@ -50,6 +50,8 @@ export interface BreakGlassOptions {
   vault: Vault;
   logger: Logger;
   audit: Services['audit'];
+  /** A run's row and its audit events are written in one transaction. */
+  withAudit: Services['withAudit'];
   /** GATEHOUSE_BREAKGLASS_CONFIG: a mounted secret (directory or key: value file). */
   mountedConfig?: string | undefined;
   /** Waits between attempts of a failing run; its length + 1 is the number of attempts. */
@@ -156,6 +158,32 @@ export function lastScheduledSlot(executeTime: string, timeZone: string, now = n
     slot = next;
     from = next;
   }
+}
+
+/**
+ * A plain export hands every credential to whoever can read the bucket: each plain run is
+ * a bulk reveal, audited with how many credentials it held (unknown when the run failed
+ * part-way: some plain bytes may have left all the same).
+ */
+function plainExportEvent(
+  run: BreakGlassRun,
+  target: StorageTarget,
+  counts: { devices: number; accounts: number; privateKeys: number } | null,
+): AuditDraft {
+  return {
+    action: 'account.bulk_reveal',
+    outcome: counts ? 'success' : 'failure',
+    targetType: 'breakglass_run',
+    targetId: run.id,
+    details: {
+      via: 'breakglass plain export (encryption none)',
+      target: target.location,
+      credentials: counts ? counts.accounts + counts.privateKeys : null,
+      accounts: counts?.accounts ?? null,
+      privateKeys: counts?.privateKeys ?? null,
+      devices: counts?.devices ?? null,
+    },
+  };
 }
 
 /**
@@ -326,13 +354,16 @@ export class BreakGlassService {
     redoes?: string,
   ): Promise<BreakGlassRun> {
     const target = await targetFor(settings, this.o.timeoutSeconds, this.restrictions);
-    const run = await this.runs.start(trigger, target.location);
-    await this.o.audit(actor, {
-      action: 'breakglass.run_start',
-      outcome: 'success',
-      targetType: 'breakglass_run',
-      targetId: run.id,
-      details: { trigger, target: target.location, ...(redoes ? { redoes } : {}) },
+    const run = await this.o.withAudit(actor, async (tx, audit) => {
+      const started = await tx.breakGlassRuns.start(trigger, target.location);
+      audit({
+        action: 'breakglass.run_start',
+        outcome: 'success',
+        targetType: 'breakglass_run',
+        targetId: started.id,
+        details: { trigger, target: target.location, ...(redoes ? { redoes } : {}) },
+      });
+      return started;
     });
     this.running = true;
     const renew = setInterval(() => void this.leases.renew(LEASE, this.holder, LEASE_MS).catch(() => undefined), LEASE_MS / 5);
@@ -489,24 +520,27 @@ export class BreakGlassService {
           onUpload: (bytes) => this.progress.set(run.id, { staged: this.progress.get(run.id)?.staged ?? bytes, uploaded: bytes }),
           stagingDir: this.o.stagingDir,
         });
-        await this.runs.update(run.id, {
-          result: 'success',
-          finishedAt: new Date().toISOString(),
-          counts: result.counts,
-          bytes: result.bytes,
-          sha256: result.sha256,
-          objects: names,
-          error: null,
-          errorStage: null,
+        // The row says success only together with its audit events: whoever sees it finished finds them.
+        await this.o.withAudit(actor, async (tx, audit) => {
+          await tx.breakGlassRuns.update(run.id, {
+            result: 'success',
+            finishedAt: new Date().toISOString(),
+            counts: result.counts,
+            bytes: result.bytes,
+            sha256: result.sha256,
+            objects: names,
+            error: null,
+            errorStage: null,
+          });
+          audit({
+            action: 'breakglass.run',
+            outcome: 'success',
+            targetType: 'breakglass_run',
+            targetId: run.id,
+            details: { attempts: attempt, bytes: result.bytes, sha256: result.sha256, ...result.counts, objects: names },
+          });
+          if (settings.encryption === 'none') audit(plainExportEvent(run, target, result.counts));
         });
-        await this.o.audit(actor, {
-          action: 'breakglass.run',
-          outcome: 'success',
-          targetType: 'breakglass_run',
-          targetId: run.id,
-          details: { attempts: attempt, bytes: result.bytes, sha256: result.sha256, ...result.counts, objects: names },
-        });
-        if (settings.encryption === 'none') await this.auditPlainExport(actor, run, target, result.counts);
         return;
       } catch (error) {
         const stage = error instanceof TargetError ? error.stage : null;
@@ -535,51 +569,26 @@ export class BreakGlassService {
           failed,
           settings,
         );
-        await this.runs.update(run.id, {
-          result: 'failure',
-          finishedAt: new Date().toISOString(),
-          error: message,
-          errorStage: stage,
-          ...wrote,
+        await this.o.withAudit(actor, async (tx, audit) => {
+          await tx.breakGlassRuns.update(run.id, {
+            result: 'failure',
+            finishedAt: new Date().toISOString(),
+            error: message,
+            errorStage: stage,
+            ...wrote,
+          });
+          audit({
+            action: 'breakglass.run',
+            outcome: 'failure',
+            targetType: 'breakglass_run',
+            targetId: run.id,
+            details: { attempts: attempt, stage, error: message, ...(wrote ? { objects: wrote.objects, sha256: wrote.sha256 } : {}) },
+          });
+          if (settings.encryption === 'none') audit(plainExportEvent(run, target, null));
         });
-        await this.o.audit(actor, {
-          action: 'breakglass.run',
-          outcome: 'failure',
-          targetType: 'breakglass_run',
-          targetId: run.id,
-          details: { attempts: attempt, stage, error: message, ...(wrote ? { objects: wrote.objects, sha256: wrote.sha256 } : {}) },
-        });
-        if (settings.encryption === 'none') await this.auditPlainExport(actor, run, target, null);
         return;
       }
     }
-  }
-
-  /**
-   * A plain export hands every credential to whoever can read the bucket: each plain run
-   * is a bulk reveal, audited with how many credentials it held (unknown when the run
-   * failed part-way: some plain bytes may have left all the same).
-   */
-  private async auditPlainExport(
-    actor: Parameters<Services['audit']>[0],
-    run: BreakGlassRun,
-    target: StorageTarget,
-    counts: { devices: number; accounts: number; privateKeys: number } | null,
-  ): Promise<void> {
-    await this.o.audit(actor, {
-      action: 'account.bulk_reveal',
-      outcome: counts ? 'success' : 'failure',
-      targetType: 'breakglass_run',
-      targetId: run.id,
-      details: {
-        via: 'breakglass plain export (encryption none)',
-        target: target.location,
-        credentials: counts ? counts.accounts + counts.privateKeys : null,
-        accounts: counts?.accounts ?? null,
-        privateKeys: counts?.privateKeys ?? null,
-        devices: counts?.devices ?? null,
-      },
-    });
   }
 
   /** An alert: an error log line, an audit event, and the webhook when one is set. */

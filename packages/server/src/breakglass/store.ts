@@ -104,14 +104,15 @@ export class BreakGlassStore {
     return settings;
   }
 
-  async save(settings: BreakGlassSettings): Promise<void> {
+  /** Stores the settings, their secrets sealed; `into` is the settings repository of the caller's transaction. */
+  async save(settings: BreakGlassSettings, into: Settings = this.settings): Promise<void> {
     const stored: Record<string, unknown> = { ...settings };
     for (const key of secretSettingKeys) {
       const value = stored[key];
       if (typeof value === 'string' && value !== '') stored[key] = this.vault.encrypt(scope(key), value);
       else delete stored[key];
     }
-    await this.settings.set(SETTINGS_KEY, JSON.stringify(stored));
+    await into.set(SETTINGS_KEY, JSON.stringify(stored));
   }
 
   /** The Ed25519 key that signs manifests: made on first use, the private half sealed. */

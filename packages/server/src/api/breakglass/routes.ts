@@ -92,9 +92,11 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
         });
         return { ...(await presentView(bg)), saved: false, test: tested };
       }
-      await bg.store.save(settings);
+      await services.withAudit(req, async (tx, audit) => {
+        await bg.store.save(settings, tx.settings);
+        audit({ action: 'breakglass.settings_update', outcome: 'success', details });
+      });
       bg.reloadSchedule();
-      await services.audit(req, { action: 'breakglass.settings_update', outcome: 'success', details });
       if (settings.encryption === 'none') req.log.warn(ENCRYPTION_OFF);
       if (plainHttp) req.log.warn(plainHttp);
       const test = tested ?? (await bg.test(settings, req));
