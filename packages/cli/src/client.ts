@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createRea
 import { request } from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { errorCodes, GatehouseError, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
+import { GatehouseError, isErrorCode, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
 
 /** Where `gatehouse login` keeps the API token (mode 0600). */
 export function credentialsFile(): string {
@@ -53,7 +53,7 @@ export class ApiError extends Error {
 
 /** The server's code, or for an answer without one (a proxy's), INTERNAL or BAD_REQUEST by its status. */
 function codeOf(status: number, code: unknown): ErrorCode {
-  if (typeof code === 'string' && Object.hasOwn(errorCodes, code)) return code as ErrorCode;
+  if (isErrorCode(code)) return code;
   return status >= 500 ? 'INTERNAL' : 'BAD_REQUEST';
 }
 
@@ -183,7 +183,7 @@ export class ApiClient {
 
 function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): GatehouseError {
   if (error.code === 'ECONNREFUSED')
-    return new GatehouseError('NOT_READY', `Nothing is listening at ${url}. Start it with "gatehouse server", or pass --url.`);
+    return new GatehouseError('UNREACHABLE', `Nothing is listening at ${url}. Start it with "gatehouse server", or pass --url.`);
   if (
     error.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
     error.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
@@ -199,5 +199,5 @@ function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFil
       'CONFIG_INVALID',
       `The server's certificate does not name the host in ${url}. Use the host name the certificate was made for.`,
     );
-  return new GatehouseError('NOT_READY', `Could not reach ${url}: ${error.message}`);
+  return new GatehouseError('UNREACHABLE', `Could not reach ${url}: ${error.message}`);
 }

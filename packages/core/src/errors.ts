@@ -31,7 +31,10 @@ export const errorCodes = {
    */
   BAD_GATEWAY: 502,
   NOT_READY: 503,
-  /** A peer did not answer: a gateway's management port, the server over a gateway's link, the built-in gateway. */
+  /**
+   * A peer did not answer: a gateway's management port, the server over a gateway's link,
+   * the built-in gateway; the server, to the CLI or the console.
+   */
   UNREACHABLE: 503,
 } as const;
 

@@ -79,7 +79,7 @@ async function send(method: Method, path: string, accept: string, body: unknown)
       cache: 'no-store',
     });
   } catch {
-    throw new ApiError(0, 'NOT_READY', 'The server did not answer. Check that Gatehouse is running and try again.');
+    throw new ApiError(0, 'UNREACHABLE', 'The server did not answer. Check that Gatehouse is running and try again.');
   }
 }
 

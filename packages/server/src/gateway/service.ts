@@ -1,4 +1,4 @@
-import { DEFAULT_GATEWAY, GatehouseError, selectGateways, type GatewayCandidate } from '@gatehouse/core';
+import { ConflictError, DEFAULT_GATEWAY, GatehouseError, selectGateways, type GatewayCandidate } from '@gatehouse/core';
 import { Gateways, type Db, type Gateway, type GatewaySessions, type Settings, type Vault } from '@gatehouse/db';
 import {
   dialFirstReachable,
@@ -97,7 +97,7 @@ export class GatewayService {
    */
   async endSession(session: { id: string; entryGateway: string }, reason: string): Promise<boolean> {
     if (session.entryGateway === DEFAULT_GATEWAY) {
-      if (!this.builtInSessions) throw new GatehouseError('CONFLICT', 'The built-in gateway is off: it holds no session.');
+      if (!this.builtInSessions) throw new ConflictError('The built-in gateway is off: it holds no session.');
       return this.builtInSessions.endSession(session.id, reason);
     }
     const gateway = (await this.gateways.list()).find((g) => g.name === session.entryGateway);

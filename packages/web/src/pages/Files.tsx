@@ -35,7 +35,7 @@ function upload(url: string, file: File, onProgress: (sent: number) => void): Pr
       }
       reject(new ApiError(xhr.status, errorCodeOf(xhr.status, code), message));
     };
-    xhr.onerror = () => reject(new ApiError(0, 'NOT_READY', 'The upload was cut off. Check the connection and try again.'));
+    xhr.onerror = () => reject(new ApiError(0, 'UNREACHABLE', 'The upload was cut off. Check the connection and try again.'));
     xhr.send(file);
   });
 }
