@@ -302,7 +302,7 @@ async function withAdmin<T>(adminUrl: string, fn: (c: pg.Client) => Promise<T>):
  * A fresh database with `size` devices spread over `projects` projects, one account each
  * with a password, 1% with a private key (half of those with a passphrase), 10% with extra
  * credentials. Bulk inserts in one transaction; secrets sealed by the vault exactly as
- * Inventory.createAccount seals them, so the export decrypts them.
+ * Accounts.create seals them, so the export decrypts them.
  */
 async function prepare(dialect: 'sqlite' | 'postgres', size: number, projectCount: number, adminUrl: string): Promise<Prepared> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-db-'));

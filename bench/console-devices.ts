@@ -320,7 +320,7 @@ async function fill(agent: Agent, g: Gatehouse, token: string): Promise<{ second
 
 // ---------------------------------------------------------------------------------------
 // The queries behind GET /devices, run on the SQLite file directly (a read-only connection
-// while the server runs). Copies of Inventory.listDevices' SQL (packages/db/src/inventory.ts).
+// while the server runs). Copies of Devices.list's SQL (packages/db/src/devices.ts).
 
 interface QueryFigure {
   name: string;

@@ -84,13 +84,13 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     const res = await t.request('POST', `${API}/devices`, { token: admin.token, body });
     expect(res.statusCode).toBe(500);
     expect(res.body).not.toContain('killed');
-    expect(await t.services.inventory.findDevice(projectId, 'db-atomic')).toBeUndefined();
+    expect(await t.services.inventory.devices.find(projectId, 'db-atomic')).toBeUndefined();
     expect(await eventsOf(t, 'device.create')).toBe(0);
 
     await spare(t);
     const again = await t.request('POST', `${API}/devices`, { token: admin.token, body });
     expect(again.statusCode).toBe(201);
-    expect(await t.services.inventory.findDevice(projectId, 'db-atomic')).toMatchObject({ id: again.json<{ id: string }>().id });
+    expect(await t.services.inventory.devices.find(projectId, 'db-atomic')).toMatchObject({ id: again.json<{ id: string }>().id });
     expect(await eventsOf(t, 'device.create')).toBe(1);
   });
 
@@ -108,7 +108,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     await kill(t, 'account.update');
     const res = await t.request('PATCH', `${API}/accounts/${id}`, { token: admin.token, body: { password: 'after-the-change' } });
     expect(res.statusCode).toBe(500);
-    expect(await t.services.inventory.revealAccountSecrets(id)).toMatchObject({ password: 'before-the-change' });
+    expect(await t.services.inventory.accounts.reveal(id)).toMatchObject({ password: 'before-the-change' });
     expect(await eventsOf(t, 'account.update')).toBe(0);
   });
 
@@ -118,7 +118,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     await kill(t, 'project.delete');
     const res = await t.request('DELETE', `${API}/projects/${id}`, { token: admin.token });
     expect(res.statusCode).toBe(500);
-    expect((await t.services.inventory.getProject(id)).name).toBe('Atomic project');
+    expect((await t.services.inventory.projects.get(id)).name).toBe('Atomic project');
     expect(await eventsOf(t, 'project.delete')).toBe(0);
   });
 
@@ -145,8 +145,8 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
   });
 
   it("keeps a device's trusted host key whose removal could not be recorded", async () => {
-    const project = await t.services.inventory.createProject({ name: 'Host keys', description: null });
-    const device = await t.services.inventory.createDevice(deviceInput.parse({ projectId: project.id, name: 'hk-1', provider: 'aws' }));
+    const project = await t.services.inventory.projects.create({ name: 'Host keys', description: null });
+    const device = await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'hk-1', provider: 'aws' }));
     await t.gatewaySessions.trustOnFirstUse(device.id, { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:atomic' });
     await kill(t, 'device.host_key_forget');
     const res = await t.request('DELETE', `${API}/devices/${device.id}/host-key`, { token: admin.token });
@@ -182,7 +182,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
 
   it('grants nothing and records nothing', async () => {
     const operator = await t.userWithToken('operator');
-    const project = await t.services.inventory.createProject({ name: `atomic-${dialect}`, description: null });
+    const project = await t.services.inventory.projects.create({ name: `atomic-${dialect}`, description: null });
     await kill(t, 'grant.create');
     const res = await t.request('POST', `${API}/grants`, { token: admin.token, body: { userId: operator.id, projectId: project.id } });
     expect(res.statusCode).toBe(500);

@@ -42,8 +42,8 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
     t = await createTestApp(dialect);
     admin = (await t.userWithToken('admin')).token;
     auditor = (await t.userWithToken('auditor')).token;
-    const project = await t.services.inventory.createProject({ name: 'Lab', description: null });
-    deviceId = (await t.services.inventory.createDevice(deviceInput.parse({ projectId: project.id, name: 'web-1', provider: 'aws' }))).id;
+    const project = await t.services.inventory.projects.create({ name: 'Lab', description: null });
+    deviceId = (await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'web-1', provider: 'aws' }))).id;
   });
   afterAll(() => t.close());
 

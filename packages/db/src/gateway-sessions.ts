@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { inTransaction, type Db, type Tx } from './connect.js';
 import { isUniqueViolation } from './errors.js';
 import { sql, type ExpressionBuilder } from 'kysely';
-import { escapeLike } from './inventory.js';
+import { escapeLike } from './devices.js';
 import type { Database, GatewaySessionTable } from './schema.js';
 
 /** Which sessions to list: all of them by default, newest first. */

@@ -24,17 +24,12 @@ export {
   type VerifyAuditOptions,
 } from './audit.js';
 export { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
-export {
-  Inventory,
-  type ImportItem,
-  type ImportCounts,
-  type Project,
-  type Device,
-  type Account,
-  type AccountSecrets,
-  type DeviceQuery,
-  type DeviceSort,
-} from './inventory.js';
+export { Inventory } from './inventory.js';
+export { Projects, type Project } from './projects.js';
+export { Devices, type Device, type DeviceQuery, type DeviceSort } from './devices.js';
+export { Accounts, type Account, type AccountSecrets, type MaskedSecret } from './accounts.js';
+export { InventoryReaders } from './inventory-readers.js';
+export type { ImportItem, ImportCounts } from './inventory-import.js';
 export {
   Users,
   Settings,

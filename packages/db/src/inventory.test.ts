@@ -13,7 +13,9 @@ import {
 } from '@gatehouse/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, dialects, type TestDatabase } from '../../../test/support/db.js';
-import { Inventory, type Device, type Project } from './inventory.js';
+import type { Device } from './devices.js';
+import { Inventory } from './inventory.js';
+import type { Project } from './projects.js';
 import { Users } from './users.js';
 import { openVault } from './vault.js';
 
@@ -44,51 +46,51 @@ describe.each(dialects)('inventory on %s', (dialect) => {
   });
 
   const project = (name = `project-${randomUUID().slice(0, 8)}`, description?: string) =>
-    inv.createProject(projectInput.parse({ name, description }));
+    inv.projects.create(projectInput.parse({ name, description }));
   const device = (projectId: string, name: string, over: Record<string, unknown> = {}) =>
-    inv.createDevice(deviceInput.parse({ projectId, name, provider: 'aws', ...over }));
+    inv.devices.create(deviceInput.parse({ projectId, name, provider: 'aws', ...over }));
   const account = (deviceId: string, username: string, over: Record<string, unknown> = {}) =>
-    inv.createAccount(accountInput.parse({ deviceId, username, ...over }));
+    inv.accounts.create(accountInput.parse({ deviceId, username, ...over }));
 
   describe('projects', () => {
     it('creates, reads, lists, renames and deletes a project', async () => {
       const p = await project('Payments', 'card processing');
       expect(p).toMatchObject({ name: 'Payments', description: 'card processing' });
-      expect(await inv.getProject(p.id)).toEqual(p);
-      expect(await inv.findProjectByName('Payments')).toEqual(p);
-      expect(await inv.findProjectByName('payments')).toBeUndefined();
+      expect(await inv.projects.get(p.id)).toEqual(p);
+      expect(await inv.projects.findByName('Payments')).toEqual(p);
+      expect(await inv.projects.findByName('payments')).toBeUndefined();
 
       const b = await project('Billing');
-      expect((await inv.listProjects()).map((x) => x.name)).toEqual(['Billing', 'Payments']);
-      expect((await inv.listProjects([p.id])).map((x) => x.name)).toEqual(['Payments']);
-      expect(await inv.listProjects([])).toEqual([]);
+      expect((await inv.projects.list()).map((x) => x.name)).toEqual(['Billing', 'Payments']);
+      expect((await inv.projects.list([p.id])).map((x) => x.name)).toEqual(['Payments']);
+      expect(await inv.projects.list([])).toEqual([]);
 
-      const renamed = await inv.updateProject(p.id, { name: 'Payments EU' });
+      const renamed = await inv.projects.update(p.id, { name: 'Payments EU' });
       expect(renamed).toMatchObject({ id: p.id, name: 'Payments EU', description: 'card processing' });
-      expect(await inv.updateProject(p.id, { description: null })).toMatchObject({ name: 'Payments EU', description: null });
+      expect(await inv.projects.update(p.id, { description: null })).toMatchObject({ name: 'Payments EU', description: null });
 
-      await inv.deleteProject(b.id);
-      expect((await inv.listProjects()).map((x) => x.name)).toEqual(['Payments EU']);
+      await inv.projects.delete(b.id);
+      expect((await inv.projects.list()).map((x) => x.name)).toEqual(['Payments EU']);
     });
 
     it('refuses a second project with the same name, naming the field', async () => {
       const p = await project('Payments');
       const other = await project('Billing');
-      for (const attempt of [() => project('Payments'), () => inv.updateProject(other.id, { name: 'Payments' })]) {
+      for (const attempt of [() => project('Payments'), () => inv.projects.update(other.id, { name: 'Payments' })]) {
         const error = await rejectionOf(attempt());
         expect(error).toBeInstanceOf(ConflictError);
         expect((error as ConflictError).issues).toEqual([{ path: 'name', message: 'is already taken' }]);
       }
-      expect((await inv.listProjects()).map((x) => x.id).sort()).toEqual([p.id, other.id].sort());
-      expect(await inv.getProject(other.id)).toMatchObject({ name: 'Billing' });
+      expect((await inv.projects.list()).map((x) => x.id).sort()).toEqual([p.id, other.id].sort());
+      expect(await inv.projects.get(other.id)).toMatchObject({ name: 'Billing' });
     });
 
     it('answers NotFoundError for an unknown project id', async () => {
       const id = randomUUID();
       for (const attempt of [
-        () => inv.getProject(id),
-        () => inv.updateProject(id, { name: 'x' }),
-        () => inv.deleteProject(id),
+        () => inv.projects.get(id),
+        () => inv.projects.update(id, { name: 'x' }),
+        () => inv.projects.delete(id),
         () => device(id, 'web-1'),
       ]) {
         const error = await rejectionOf(attempt());
@@ -106,12 +108,12 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       const kd = await device(keep.id, 'web-1');
       const ka = await account(kd.id, 'root', { password: PASSWORD });
 
-      await inv.deleteProject(p.id);
-      expect(await rejectionOf(inv.getDevice(d.id))).toBeInstanceOf(NotFoundError);
-      expect(await rejectionOf(inv.getAccount(a.id))).toBeInstanceOf(NotFoundError);
+      await inv.projects.delete(p.id);
+      expect(await rejectionOf(inv.devices.get(d.id))).toBeInstanceOf(NotFoundError);
+      expect(await rejectionOf(inv.accounts.get(a.id))).toBeInstanceOf(NotFoundError);
       expect(await t.db.kysely.selectFrom('devices').select('id').execute()).toEqual([{ id: kd.id }]);
       expect(await t.db.kysely.selectFrom('accounts').select('id').execute()).toEqual([{ id: ka.id }]);
-      expect((await inv.revealAccountSecrets(ka.id)).password).toBe(PASSWORD);
+      expect((await inv.accounts.reveal(ka.id)).password).toBe(PASSWORD);
     });
   });
 
@@ -134,27 +136,30 @@ describe.each(dialects)('inventory on %s', (dialect) => {
         accessType: 'gateway',
         tags: ['gateway-office1', 'db'],
       });
-      expect(await inv.getDevice(d.id)).toEqual(d);
-      expect(await inv.findDevice(p.id, 'db-1')).toEqual(d);
-      expect(await inv.findDevice(p.id, 'db-2')).toBeUndefined();
+      expect(await inv.devices.get(d.id)).toEqual(d);
+      expect(await inv.devices.find(p.id, 'db-1')).toEqual(d);
+      expect(await inv.devices.find(p.id, 'db-2')).toBeUndefined();
     });
 
     it('updates only the fields given, and moves a device to another project', async () => {
       const d = await device(p.id, 'db-1', { publicIp: '203.0.113.7', tags: ['a'] });
-      const updated = await inv.updateDevice(d.id, devicePatch.parse({ privateIp: '10.0.0.5', protocols: ['rdp'] }));
+      const updated = await inv.devices.update(d.id, devicePatch.parse({ privateIp: '10.0.0.5', protocols: ['rdp'] }));
       expect(updated).toMatchObject({ name: 'db-1', publicIp: '203.0.113.7', privateIp: '10.0.0.5', protocols: ['rdp'], tags: ['a'] });
-      expect(await inv.updateDevice(d.id, devicePatch.parse({ publicIp: null }))).toMatchObject({ publicIp: null, privateIp: '10.0.0.5' });
+      expect(await inv.devices.update(d.id, devicePatch.parse({ publicIp: null }))).toMatchObject({
+        publicIp: null,
+        privateIp: '10.0.0.5',
+      });
 
       const other = await project('Billing');
-      expect(await inv.updateDevice(d.id, { projectId: other.id })).toMatchObject({ projectId: other.id, name: 'db-1' });
-      expect(await rejectionOf(inv.updateDevice(d.id, { projectId: randomUUID() }))).toBeInstanceOf(NotFoundError);
-      expect(await inv.getDevice(d.id)).toMatchObject({ projectId: other.id });
+      expect(await inv.devices.update(d.id, { projectId: other.id })).toMatchObject({ projectId: other.id, name: 'db-1' });
+      expect(await rejectionOf(inv.devices.update(d.id, { projectId: randomUUID() }))).toBeInstanceOf(NotFoundError);
+      expect(await inv.devices.get(d.id)).toMatchObject({ projectId: other.id });
     });
 
     it('refuses a second device with the same name in one project, but allows it in another', async () => {
       await device(p.id, 'web-1');
       const second = await device(p.id, 'web-2');
-      for (const attempt of [() => device(p.id, 'web-1'), () => inv.updateDevice(second.id, { name: 'web-1' })]) {
+      for (const attempt of [() => device(p.id, 'web-1'), () => inv.devices.update(second.id, { name: 'web-1' })]) {
         const error = await rejectionOf(attempt());
         expect(error).toBeInstanceOf(ConflictError);
         expect((error as ConflictError).issues).toEqual([{ path: 'name', message: 'is already taken' }]);
@@ -166,9 +171,9 @@ describe.each(dialects)('inventory on %s', (dialect) => {
     it('answers NotFoundError for an unknown device id', async () => {
       const id = randomUUID();
       for (const attempt of [
-        () => inv.getDevice(id),
-        () => inv.updateDevice(id, { name: 'x' }),
-        () => inv.deleteDevice(id),
+        () => inv.devices.get(id),
+        () => inv.devices.update(id, { name: 'x' }),
+        () => inv.devices.delete(id),
         () => account(id, 'root'),
       ]) {
         expect(await rejectionOf(attempt())).toBeInstanceOf(NotFoundError);
@@ -178,9 +183,9 @@ describe.each(dialects)('inventory on %s', (dialect) => {
     it('deletes a device with its accounts', async () => {
       const d = await device(p.id, 'web-1');
       const a = await account(d.id, 'root', { password: PASSWORD });
-      await inv.deleteDevice(d.id);
-      expect(await rejectionOf(inv.getAccount(a.id))).toBeInstanceOf(NotFoundError);
-      expect((await inv.listDevices()).total).toBe(0);
+      await inv.devices.delete(d.id);
+      expect(await rejectionOf(inv.accounts.get(a.id))).toBeInstanceOf(NotFoundError);
+      expect((await inv.devices.list()).total).toBe(0);
     });
 
     describe('listing', () => {
@@ -207,74 +212,74 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       const names = (r: { items: Device[] }) => r.items.map((d) => d.name);
 
       it('searches names case-insensitively and IP addresses', async () => {
-        expect(names(await inv.listDevices({ search: 'WEB' }))).toEqual(['Web-Alpha', 'web-beta']);
-        expect(names(await inv.listDevices({ search: 'alpha' }))).toEqual(['Web-Alpha']);
-        expect(names(await inv.listDevices({ search: '203.0.113' }))).toEqual(['Web-Alpha']);
-        expect(names(await inv.listDevices({ search: '10.1.2.3' }))).toEqual(['web-beta', 'x_1']);
-        expect(names(await inv.listDevices({ search: '2001:DB8' }))).toEqual(['100%-up']);
-        expect(names(await inv.listDevices({ search: 'fd00::' }))).toEqual(['xx1']);
-        expect(names(await inv.listDevices({ search: 'FD00::1' }))).toEqual(['xx1']);
-        expect(await inv.listDevices({ search: 'nothing-like-this' })).toEqual({ items: [], total: 0 });
+        expect(names(await inv.devices.list({ search: 'WEB' }))).toEqual(['Web-Alpha', 'web-beta']);
+        expect(names(await inv.devices.list({ search: 'alpha' }))).toEqual(['Web-Alpha']);
+        expect(names(await inv.devices.list({ search: '203.0.113' }))).toEqual(['Web-Alpha']);
+        expect(names(await inv.devices.list({ search: '10.1.2.3' }))).toEqual(['web-beta', 'x_1']);
+        expect(names(await inv.devices.list({ search: '2001:DB8' }))).toEqual(['100%-up']);
+        expect(names(await inv.devices.list({ search: 'fd00::' }))).toEqual(['xx1']);
+        expect(names(await inv.devices.list({ search: 'FD00::1' }))).toEqual(['xx1']);
+        expect(await inv.devices.list({ search: 'nothing-like-this' })).toEqual({ items: [], total: 0 });
       });
 
       it('counts all the matches of a search in the same pass, on every page and past the last one', async () => {
-        const all = await inv.listDevices({ search: 'web' });
+        const all = await inv.devices.list({ search: 'web' });
         expect(all.total).toBe(2);
-        const second = await inv.listDevices({ search: 'web', limit: 1, offset: 1 });
+        const second = await inv.devices.list({ search: 'web', limit: 1, offset: 1 });
         expect({ names: names(second), total: second.total }).toEqual({ names: ['web-beta'], total: 2 });
-        expect(await inv.listDevices({ search: 'web', limit: 1, offset: 5 })).toEqual({ items: [], total: 2 });
-        expect((await inv.listDevices({ tag: 'web', limit: 1 })).total).toBe(2);
+        expect(await inv.devices.list({ search: 'web', limit: 1, offset: 5 })).toEqual({ items: [], total: 2 });
+        expect((await inv.devices.list({ tag: 'web', limit: 1 })).total).toBe(2);
       });
 
       it('treats % and _ in a search as the characters themselves', async () => {
-        expect(names(await inv.listDevices({ search: 'x_' }))).toEqual(['x_1']);
-        expect(names(await inv.listDevices({ search: '_' }))).toEqual(['x_1']);
-        expect(names(await inv.listDevices({ search: '%' }))).toEqual(['100%-up']);
-        expect(names(await inv.listDevices({ search: '0%-' }))).toEqual(['100%-up']);
-        expect(names(await inv.listDevices({ search: '\\' }))).toEqual([]);
+        expect(names(await inv.devices.list({ search: 'x_' }))).toEqual(['x_1']);
+        expect(names(await inv.devices.list({ search: '_' }))).toEqual(['x_1']);
+        expect(names(await inv.devices.list({ search: '%' }))).toEqual(['100%-up']);
+        expect(names(await inv.devices.list({ search: '0%-' }))).toEqual(['100%-up']);
+        expect(names(await inv.devices.list({ search: '\\' }))).toEqual([]);
       });
 
       it('filters by one exact tag, with % and _ taken literally', async () => {
-        expect(names(await inv.listDevices({ tag: 'web' }))).toEqual(['Web-Alpha', 'web-beta']);
-        expect(names(await inv.listDevices({ tag: 'gateway-office1' }))).toEqual(['Web-Alpha']);
-        expect(names(await inv.listDevices({ tag: 'we' }))).toEqual([]);
-        expect(names(await inv.listDevices({ tag: 'db_1' }))).toEqual(['x_1']);
-        expect(names(await inv.listDevices({ tag: 'up' }))).toEqual(['100%-up']);
-        expect(names(await inv.listDevices({ tag: '%' }))).toEqual([]);
-        expect(names(await inv.listDevices({ tag: 'db%' }))).toEqual([]);
-        expect(names(await inv.listDevices({ tag: '_' }))).toEqual([]);
+        expect(names(await inv.devices.list({ tag: 'web' }))).toEqual(['Web-Alpha', 'web-beta']);
+        expect(names(await inv.devices.list({ tag: 'gateway-office1' }))).toEqual(['Web-Alpha']);
+        expect(names(await inv.devices.list({ tag: 'we' }))).toEqual([]);
+        expect(names(await inv.devices.list({ tag: 'db_1' }))).toEqual(['x_1']);
+        expect(names(await inv.devices.list({ tag: 'up' }))).toEqual(['100%-up']);
+        expect(names(await inv.devices.list({ tag: '%' }))).toEqual([]);
+        expect(names(await inv.devices.list({ tag: 'db%' }))).toEqual([]);
+        expect(names(await inv.devices.list({ tag: '_' }))).toEqual([]);
       });
 
       it('sorts by name, provider and creation time, either way', async () => {
         // These names sort the same under a byte-wise and a linguistic collation.
         const byName = ['100%-up', 'Web-Alpha', 'web-beta', 'x_1', 'xx1'];
-        expect(names(await inv.listDevices())).toEqual(byName);
-        expect(names(await inv.listDevices({ sort: 'name' }))).toEqual(byName);
-        expect(names(await inv.listDevices({ sort: '-name' }))).toEqual([...byName].reverse());
-        expect(names(await inv.listDevices({ sort: 'createdAt' }))).toEqual(['Web-Alpha', 'web-beta', 'x_1', 'xx1', '100%-up']);
-        expect(names(await inv.listDevices({ sort: '-createdAt' }))).toEqual(['100%-up', 'xx1', 'x_1', 'web-beta', 'Web-Alpha']);
-        const byProvider = (await inv.listDevices({ sort: 'provider' })).items.map((d) => d.provider);
+        expect(names(await inv.devices.list())).toEqual(byName);
+        expect(names(await inv.devices.list({ sort: 'name' }))).toEqual(byName);
+        expect(names(await inv.devices.list({ sort: '-name' }))).toEqual([...byName].reverse());
+        expect(names(await inv.devices.list({ sort: 'createdAt' }))).toEqual(['Web-Alpha', 'web-beta', 'x_1', 'xx1', '100%-up']);
+        expect(names(await inv.devices.list({ sort: '-createdAt' }))).toEqual(['100%-up', 'xx1', 'x_1', 'web-beta', 'Web-Alpha']);
+        const byProvider = (await inv.devices.list({ sort: 'provider' })).items.map((d) => d.provider);
         expect(byProvider).toEqual(['aws', 'aws', 'aws', 'azure', 'gcp']);
       });
 
       it('pages with limit and offset and reports the total', async () => {
-        const order = names(await inv.listDevices({ sort: 'createdAt' }));
-        const page1 = await inv.listDevices({ sort: 'createdAt', limit: 2 });
-        const page2 = await inv.listDevices({ sort: 'createdAt', limit: 2, offset: 2 });
-        const page3 = await inv.listDevices({ sort: 'createdAt', limit: 2, offset: 4 });
+        const order = names(await inv.devices.list({ sort: 'createdAt' }));
+        const page1 = await inv.devices.list({ sort: 'createdAt', limit: 2 });
+        const page2 = await inv.devices.list({ sort: 'createdAt', limit: 2, offset: 2 });
+        const page3 = await inv.devices.list({ sort: 'createdAt', limit: 2, offset: 4 });
         expect([page1.total, page2.total, page3.total]).toEqual([5, 5, 5]);
         expect([...names(page1), ...names(page2), ...names(page3)]).toEqual(order);
         expect(names(page3)).toHaveLength(1);
-        expect(await inv.listDevices({ offset: 10 })).toEqual({ items: [], total: 5 });
-        expect(await inv.listDevices({ search: 'web', limit: 1 })).toMatchObject({ total: 2, items: [{ name: 'Web-Alpha' }] });
+        expect(await inv.devices.list({ offset: 10 })).toEqual({ items: [], total: 5 });
+        expect(await inv.devices.list({ search: 'web', limit: 1 })).toMatchObject({ total: 2, items: [{ name: 'Web-Alpha' }] });
       });
 
       it('lists only one project when asked', async () => {
         const other = await project('Billing');
         await device(other.id, 'web-gamma');
-        expect((await inv.listDevices()).total).toBe(6);
-        expect(names(await inv.listDevices({ projectId: other.id }))).toEqual(['web-gamma']);
-        expect((await inv.listDevices({ projectId: p.id, search: 'web' })).total).toBe(2);
+        expect((await inv.devices.list()).total).toBe(6);
+        expect(names(await inv.devices.list({ projectId: other.id }))).toEqual(['web-gamma']);
+        expect((await inv.devices.list({ projectId: p.id, search: 'web' })).total).toBe(2);
       });
 
       it('shows an operator only what their grants name', async () => {
@@ -284,20 +289,20 @@ describe.each(dialects)('inventory on %s', (dialect) => {
         const users = new Users(t.db);
         const operator = await users.create({ username: 'op', role: 'operator', passwordHash: 'x' });
 
-        expect(await inv.listDevices({ visibility: visibilityOf(await users.listGrants(operator.id)) })).toEqual({ items: [], total: 0 });
-        expect((await inv.listDevices({ visibility: { all: true } })).total).toBe(7);
+        expect(await inv.devices.list({ visibility: visibilityOf(await users.listGrants(operator.id)) })).toEqual({ items: [], total: 0 });
+        expect((await inv.devices.list({ visibility: { all: true } })).total).toBe(7);
 
         await users.createGrant({ userId: operator.id, projectId: other.id, deviceId: gamma.id });
         let visibility = visibilityOf(await users.listGrants(operator.id));
-        expect(await inv.listDevices({ visibility })).toEqual({ items: [gamma], total: 1 });
+        expect(await inv.devices.list({ visibility })).toEqual({ items: [gamma], total: 1 });
 
         await users.createGrant({ userId: operator.id, projectId: p.id });
         visibility = visibilityOf(await users.listGrants(operator.id));
-        const seen = await inv.listDevices({ visibility, limit: 100 });
+        const seen = await inv.devices.list({ visibility, limit: 100 });
         expect(seen.total).toBe(6);
         expect(seen.items.map((d) => d.id)).not.toContain(delta.id);
-        expect(names(await inv.listDevices({ visibility, projectId: other.id }))).toEqual(['web-gamma']);
-        expect(names(await inv.listDevices({ visibility, search: 'delta' }))).toEqual([]);
+        expect(names(await inv.devices.list({ visibility, projectId: other.id }))).toEqual(['web-gamma']);
+        expect(names(await inv.devices.list({ visibility, search: 'delta' }))).toEqual([]);
       });
     });
   });
@@ -328,9 +333,9 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       });
       const bare = await account(d.id, 'guest', { password: '', extraCredential: {} });
       expect(bare).toMatchObject({ password: null, privateKey: null, pemFileName: null, passphrase: null, extraCredential: null });
-      expect(await inv.getAccount(full.id)).toEqual(full);
-      expect(await inv.listAccounts(d.id)).toEqual([bare, full]);
-      expect(JSON.stringify(await inv.listAccounts(d.id))).not.toMatch(/hunter2|PRIVATE KEY|unlock|cisco/);
+      expect(await inv.accounts.get(full.id)).toEqual(full);
+      expect(await inv.accounts.list(d.id)).toEqual([bare, full]);
+      expect(JSON.stringify(await inv.accounts.list(d.id))).not.toMatch(/hunter2|PRIVATE KEY|unlock|cisco/);
     });
 
     it('reveals the plaintext secrets, including the extra credential as an object', async () => {
@@ -340,14 +345,14 @@ describe.each(dialects)('inventory on %s', (dialect) => {
         passphrase: PASSPHRASE,
         extraCredential: { enable: ENABLE, pin: '1234' },
       });
-      expect(await inv.revealAccountSecrets(a.id)).toEqual({
+      expect(await inv.accounts.reveal(a.id)).toEqual({
         password: PASSWORD,
         privateKey: PRIVATE_KEY,
         passphrase: PASSPHRASE,
         extraCredential: { enable: ENABLE, pin: '1234' },
       });
       const bare = await account(d.id, 'guest');
-      expect(await inv.revealAccountSecrets(bare.id)).toEqual({
+      expect(await inv.accounts.reveal(bare.id)).toEqual({
         password: null,
         privateKey: null,
         passphrase: null,
@@ -362,7 +367,7 @@ describe.each(dialects)('inventory on %s', (dialect) => {
         passphrase: PASSPHRASE,
         extraCredential: { enable: ENABLE },
       });
-      await inv.updateAccount(a.id, accountPatch.parse({ password: `${PASSWORD}-2` }));
+      await inv.accounts.update(a.id, accountPatch.parse({ password: `${PASSWORD}-2` }));
       const rows = await t.db.kysely.selectFrom('accounts').selectAll().execute();
       expect(rows).toHaveLength(1);
       const stored = JSON.stringify(rows);
@@ -384,28 +389,28 @@ describe.each(dialects)('inventory on %s', (dialect) => {
     it('keeps a secret the patch leaves out, clears one set to null or empty, and replaces one given', async () => {
       const a = await account(d.id, 'root', { password: PASSWORD, passphrase: PASSPHRASE, extraCredential: { enable: ENABLE } });
 
-      const renamed = await inv.updateAccount(a.id, accountPatch.parse({ username: 'admin' }));
+      const renamed = await inv.accounts.update(a.id, accountPatch.parse({ username: 'admin' }));
       expect(renamed).toMatchObject({ username: 'admin', password: SECRET_MASK, passphrase: SECRET_MASK, extraCredential: SECRET_MASK });
-      expect(await inv.revealAccountSecrets(a.id)).toMatchObject({
+      expect(await inv.accounts.reveal(a.id)).toMatchObject({
         password: PASSWORD,
         passphrase: PASSPHRASE,
         extraCredential: { enable: ENABLE },
       });
 
-      const cleared = await inv.updateAccount(a.id, accountPatch.parse({ password: null, passphrase: '', extraCredential: null }));
+      const cleared = await inv.accounts.update(a.id, accountPatch.parse({ password: null, passphrase: '', extraCredential: null }));
       expect(cleared).toMatchObject({ password: null, passphrase: null, extraCredential: null });
-      expect(await inv.revealAccountSecrets(a.id)).toEqual({ password: null, privateKey: null, passphrase: null, extraCredential: null });
+      expect(await inv.accounts.reveal(a.id)).toEqual({ password: null, privateKey: null, passphrase: null, extraCredential: null });
 
-      await inv.updateAccount(a.id, accountPatch.parse({ password: 'new-password', extraCredential: { pin: '42' } }));
-      expect(await inv.revealAccountSecrets(a.id)).toMatchObject({ password: 'new-password', extraCredential: { pin: '42' } });
-      await inv.updateAccount(a.id, accountPatch.parse({ extraCredential: {} }));
-      expect(await inv.getAccount(a.id)).toMatchObject({ password: SECRET_MASK, extraCredential: null });
+      await inv.accounts.update(a.id, accountPatch.parse({ password: 'new-password', extraCredential: { pin: '42' } }));
+      expect(await inv.accounts.reveal(a.id)).toMatchObject({ password: 'new-password', extraCredential: { pin: '42' } });
+      await inv.accounts.update(a.id, accountPatch.parse({ extraCredential: {} }));
+      expect(await inv.accounts.get(a.id)).toMatchObject({ password: SECRET_MASK, extraCredential: null });
     });
 
     it('refuses a second account with the same username on one device, naming the field', async () => {
       await account(d.id, 'root');
       const other = await account(d.id, 'admin');
-      for (const attempt of [() => account(d.id, 'root'), () => inv.updateAccount(other.id, { username: 'root' })]) {
+      for (const attempt of [() => account(d.id, 'root'), () => inv.accounts.update(other.id, { username: 'root' })]) {
         const error = await rejectionOf(attempt());
         expect(error).toBeInstanceOf(ConflictError);
         expect((error as ConflictError).issues).toEqual([{ path: 'username', message: 'is already taken' }]);
@@ -418,10 +423,10 @@ describe.each(dialects)('inventory on %s', (dialect) => {
     it('answers NotFoundError for an unknown account id', async () => {
       const id = randomUUID();
       for (const attempt of [
-        () => inv.getAccount(id),
-        () => inv.updateAccount(id, { username: 'x' }),
-        () => inv.deleteAccount(id),
-        () => inv.revealAccountSecrets(id),
+        () => inv.accounts.get(id),
+        () => inv.accounts.update(id, { username: 'x' }),
+        () => inv.accounts.delete(id),
+        () => inv.accounts.reveal(id),
       ]) {
         expect(await rejectionOf(attempt())).toBeInstanceOf(NotFoundError);
       }
@@ -429,9 +434,9 @@ describe.each(dialects)('inventory on %s', (dialect) => {
 
     it('deletes an account', async () => {
       const a = await account(d.id, 'root', { password: PASSWORD });
-      await inv.deleteAccount(a.id);
-      expect(await inv.listAccounts(d.id)).toEqual([]);
-      expect(await rejectionOf(inv.getAccount(a.id))).toBeInstanceOf(NotFoundError);
+      await inv.accounts.delete(a.id);
+      expect(await inv.accounts.list(d.id)).toEqual([]);
+      expect(await rejectionOf(inv.accounts.get(a.id))).toBeInstanceOf(NotFoundError);
     });
 
     it('refuses to reveal a secret copied from another account', async () => {
@@ -439,7 +444,7 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       const b = await account(d.id, 'guest', { password: 'guest-password' });
       const stolen = await t.db.kysely.selectFrom('accounts').select('password_enc').where('id', '=', a.id).executeTakeFirstOrThrow();
       await t.db.kysely.updateTable('accounts').set({ password_enc: stolen.password_enc }).where('id', '=', b.id).execute();
-      const error = await rejectionOf(inv.revealAccountSecrets(b.id));
+      const error = await rejectionOf(inv.accounts.reveal(b.id));
       expect(error).toBeInstanceOf(GatehouseError);
       expect((error as GatehouseError).code).toBe('VAULT_UNAVAILABLE');
       expect((error as GatehouseError).message).not.toContain(PASSWORD);
@@ -449,31 +454,31 @@ describe.each(dialects)('inventory on %s', (dialect) => {
   describe('transaction', () => {
     it('writes everything done in it', async () => {
       const result = await inv.transaction(async (tx) => {
-        const p = await tx.createProject(projectInput.parse({ name: 'Atomic' }));
-        const d = await tx.createDevice(deviceInput.parse({ projectId: p.id, name: 'web-1', provider: 'aws' }));
-        return tx.createAccount(accountInput.parse({ deviceId: d.id, username: 'root', password: PASSWORD }));
+        const p = await tx.projects.create(projectInput.parse({ name: 'Atomic' }));
+        const d = await tx.devices.create(deviceInput.parse({ projectId: p.id, name: 'web-1', provider: 'aws' }));
+        return tx.accounts.create(accountInput.parse({ deviceId: d.id, username: 'root', password: PASSWORD }));
       });
-      expect((await inv.revealAccountSecrets(result.id)).password).toBe(PASSWORD);
+      expect((await inv.accounts.reveal(result.id)).password).toBe(PASSWORD);
     });
 
     it('writes nothing when an error is thrown inside it', async () => {
       const existing = await project('Existing');
       const error = await rejectionOf(
         inv.transaction(async (tx) => {
-          const p = await tx.createProject(projectInput.parse({ name: 'Atomic' }));
-          const d = await tx.createDevice(deviceInput.parse({ projectId: p.id, name: 'web-1', provider: 'aws' }));
-          await tx.createAccount(accountInput.parse({ deviceId: d.id, username: 'root', password: PASSWORD }));
-          await tx.updateProject(existing.id, { description: 'changed' });
+          const p = await tx.projects.create(projectInput.parse({ name: 'Atomic' }));
+          const d = await tx.devices.create(deviceInput.parse({ projectId: p.id, name: 'web-1', provider: 'aws' }));
+          await tx.accounts.create(accountInput.parse({ deviceId: d.id, username: 'root', password: PASSWORD }));
+          await tx.projects.update(existing.id, { description: 'changed' });
           // Visible inside the transaction...
-          expect((await tx.listDevices()).total).toBe(1);
+          expect((await tx.devices.list()).total).toBe(1);
           throw new Error('boom');
         }),
       );
       expect((error as Error).message).toBe('boom');
       // ...and gone after it.
-      expect((await inv.listProjects()).map((p) => p.name)).toEqual(['Existing']);
-      expect(await inv.getProject(existing.id)).toMatchObject({ description: null });
-      expect((await inv.listDevices()).total).toBe(0);
+      expect((await inv.projects.list()).map((p) => p.name)).toEqual(['Existing']);
+      expect(await inv.projects.get(existing.id)).toMatchObject({ description: null });
+      expect((await inv.devices.list()).total).toBe(0);
       expect(await t.db.kysely.selectFrom('accounts').selectAll().execute()).toEqual([]);
     });
 
@@ -481,12 +486,12 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       await project('Taken');
       const error = await rejectionOf(
         inv.transaction(async (tx) => {
-          await tx.createProject(projectInput.parse({ name: 'Fresh' }));
-          await tx.createProject(projectInput.parse({ name: 'Taken' }));
+          await tx.projects.create(projectInput.parse({ name: 'Fresh' }));
+          await tx.projects.create(projectInput.parse({ name: 'Taken' }));
         }),
       );
       expect(error).toBeInstanceOf(ConflictError);
-      expect((await inv.listProjects()).map((p) => p.name)).toEqual(['Taken']);
+      expect((await inv.projects.list()).map((p) => p.name)).toEqual(['Taken']);
     });
   });
 

@@ -219,8 +219,8 @@ describe.each(dialects)('users on %s', (dialect) => {
   describe('grants', () => {
     it('grants a whole project, one device or one account, and turns them into what the user sees', async () => {
       const inv = new Inventory(t.db, await openVault(t.db, randomBytes(32)));
-      const p1 = await inv.createProject({ name: 'P1', description: null });
-      const p2 = await inv.createProject({ name: 'P2', description: null });
+      const p1 = await inv.projects.create({ name: 'P1', description: null });
+      const p2 = await inv.projects.create({ name: 'P2', description: null });
       const base = {
         provider: 'aws',
         protocols: [],
@@ -230,9 +230,9 @@ describe.each(dialects)('users on %s', (dialect) => {
         accessType: 'gateway',
         tags: [],
       } as const;
-      const d2 = await inv.createDevice({ ...base, projectId: p2.id, name: 'd2', protocols: [], tags: [] });
-      const d3 = await inv.createDevice({ ...base, projectId: p2.id, name: 'd3', protocols: [], tags: [] });
-      const acct = await inv.createAccount({ deviceId: d3.id, username: 'root', pemFileName: null });
+      const d2 = await inv.devices.create({ ...base, projectId: p2.id, name: 'd2', protocols: [], tags: [] });
+      const d3 = await inv.devices.create({ ...base, projectId: p2.id, name: 'd3', protocols: [], tags: [] });
+      const acct = await inv.accounts.create({ deviceId: d3.id, username: 'root', pemFileName: null });
       const op = await create('op');
       const other = await create('other');
 
@@ -260,9 +260,9 @@ describe.each(dialects)('users on %s', (dialect) => {
       expect(await rejectionOf(users.deleteGrant(g1.id))).toBeInstanceOf(NotFoundError);
 
       // A grant goes with what it names.
-      await inv.deleteAccount(acct.id);
+      await inv.accounts.delete(acct.id);
       expect((await users.listGrants(op.id)).map((g) => g.deviceId)).toEqual([d2.id]);
-      await inv.deleteProject(p2.id);
+      await inv.projects.delete(p2.id);
       expect(await users.listGrants()).toEqual([]);
     });
   });

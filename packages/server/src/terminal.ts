@@ -103,10 +103,10 @@ export async function gatewayTargetOf(
   deviceId: string,
   accountId?: string,
 ): Promise<{ target: string; device: Device }> {
-  const device = await services.inventory.getDevice(deviceId);
+  const device = await services.inventory.devices.get(deviceId);
   if (!canSeeDevice(auth.visibility, device).allow) throw new NotFoundError('Device', deviceId);
-  const project = await services.inventory.getProject(device.projectId);
-  const account = accountId === undefined ? undefined : await services.inventory.getAccount(accountId);
+  const project = await services.inventory.projects.get(device.projectId);
+  const account = accountId === undefined ? undefined : await services.inventory.accounts.get(accountId);
   // An account on another device, or one the caller may not use, answers as one that does
   // not exist: a different answer would tell which ids name accounts.
   const usable = (a: { id: string }) =>

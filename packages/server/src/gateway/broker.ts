@@ -180,7 +180,7 @@ export class ServerAccessBroker implements AccessBroker {
     if (!visibility) return { allow: false, message: 'You may no longer connect to devices. Ask an administrator.' };
     const decision = canUseAccount(visibility, { projectId: target.projectId, deviceId: target.deviceId, accountId: target.accountId });
     if (!decision.allow) return { allow: false, message: decision.reason };
-    const secrets = await this.services.inventory.revealAccountSecrets(target.accountId);
+    const secrets = await this.services.inventory.accounts.reveal(target.accountId);
     return {
       allow: true,
       credential: {
@@ -400,18 +400,18 @@ export class ServerAccessBroker implements AccessBroker {
       reason: 'unknown device',
       message: `There is no device "${printableName(wanted.device)}" you may use. Check the name (gatehouse devices list), or ask an administrator for access.`,
     };
-    let candidates = await inventory.findDevicesNamed(wanted.device);
+    let candidates = await inventory.devices.findNamed(wanted.device);
     if (candidates.length === 0) {
       const slash = wanted.device.indexOf('/');
       if (slash > 0) {
-        const project = await inventory.findProjectByName(wanted.device.slice(0, slash));
-        const device = project && (await inventory.findDevice(project.id, wanted.device.slice(slash + 1)));
+        const project = await inventory.projects.findByName(wanted.device.slice(0, slash));
+        const device = project && (await inventory.devices.find(project.id, wanted.device.slice(slash + 1)));
         if (device) candidates = [device];
       }
     }
     const usable: { device: Device; accounts: Account[] }[] = [];
     for (const device of candidates) {
-      const accounts = (await inventory.listAccounts(device.id)).filter(
+      const accounts = (await inventory.accounts.list(device.id)).filter(
         (a) => canUseAccount(visibility, { projectId: device.projectId, deviceId: device.id, accountId: a.id }).allow,
       );
       if (accounts.length > 0) usable.push({ device, accounts });
@@ -452,7 +452,7 @@ export class ServerAccessBroker implements AccessBroker {
         message: `${device.name} has no IP address in the inventory. Ask an administrator to add one.`,
       };
     }
-    const project = await inventory.getProject(device.projectId);
+    const project = await inventory.projects.get(device.projectId);
     return {
       ok: true,
       target: {

@@ -34,8 +34,8 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
     },
     async (req) => {
       const v = caller(req).visibility;
-      const device = visibleDevice(v, await inventory.getDevice(req.params.id));
-      const accounts = await inventory.listAccounts(device.id);
+      const device = visibleDevice(v, await inventory.devices.get(req.params.id));
+      const accounts = await inventory.accounts.list(device.id);
       return {
         items: accounts.filter((a) => canUseAccount(v, { projectId: device.projectId, deviceId: device.id, accountId: a.id }).allow),
       };
@@ -50,7 +50,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
     },
     async (req, reply) => {
       const created = await services.withAudit(req, async (tx, audit) => {
-        const a = await tx.inventory.createAccount(req.body);
+        const a = await tx.inventory.accounts.create(req.body);
         audit({
           action: 'account.create',
           outcome: 'success',
@@ -72,8 +72,8 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
     },
     async (req) => {
       const v = caller(req).visibility;
-      const found = await inventory.getAccount(req.params.id);
-      const device = await inventory.getDevice(found.deviceId);
+      const found = await inventory.accounts.get(req.params.id);
+      const device = await inventory.devices.get(found.deviceId);
       if (!canUseAccount(v, { projectId: device.projectId, deviceId: device.id, accountId: found.id }).allow)
         throw new NotFoundError('Account', found.id);
       return found;
@@ -94,7 +94,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
     },
     async (req) =>
       services.withAudit(req, async (tx, audit) => {
-        const a = await tx.inventory.updateAccount(req.params.id, req.body);
+        const a = await tx.inventory.accounts.update(req.params.id, req.body);
         audit({
           action: 'account.update',
           outcome: 'success',
@@ -111,7 +111,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
     { config: admins, schema: { tags, summary: 'Delete an account', params: idParams, response: responses({ 204: noContent }) } },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
-        await tx.inventory.deleteAccount(req.params.id);
+        await tx.inventory.accounts.delete(req.params.id);
         audit({ action: 'account.delete', outcome: 'success', targetType: 'account', targetId: req.params.id });
       });
       return reply.status(204).send(null);
@@ -132,7 +132,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
       },
     },
     async (req) => {
-      const found = await inventory.getAccount(req.params.id).catch(async (error: unknown) => {
+      const found = await inventory.accounts.get(req.params.id).catch(async (error: unknown) => {
         await services.audit(req, {
           action: 'account.reveal',
           outcome: 'failure',
@@ -142,7 +142,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
         });
         throw error;
       });
-      const secrets = await inventory.revealAccountSecrets(found.id);
+      const secrets = await inventory.accounts.reveal(found.id);
       await services.audit(req, {
         action: 'account.reveal',
         outcome: 'success',

@@ -24,7 +24,7 @@ export function deviceRoutes(app: FastifyInstance, services: Services) {
       },
     },
     async (req) => {
-      const result = await inventory.listDevices({ ...req.query, visibility: caller(req).visibility });
+      const result = await inventory.devices.list({ ...req.query, visibility: caller(req).visibility });
       return { ...result, limit: req.query.limit, offset: req.query.offset };
     },
   );
@@ -34,7 +34,7 @@ export function deviceRoutes(app: FastifyInstance, services: Services) {
     { config: admins, schema: { tags, summary: 'Create a device', body: deviceCreate, response: responses({ 201: device }) } },
     async (req, reply) => {
       const created = await services.withAudit(req, async (tx, audit) => {
-        const d = await tx.inventory.createDevice(req.body);
+        const d = await tx.inventory.devices.create(req.body);
         audit({
           action: 'device.create',
           outcome: 'success',
@@ -51,7 +51,7 @@ export function deviceRoutes(app: FastifyInstance, services: Services) {
   r.get(
     '/devices/:id',
     { config: staff, schema: { tags, summary: 'Show a device', params: idParams, response: responses({ 200: device }) } },
-    async (req) => visibleDevice(caller(req).visibility, await inventory.getDevice(req.params.id)),
+    async (req) => visibleDevice(caller(req).visibility, await inventory.devices.get(req.params.id)),
   );
 
   r.patch(
@@ -62,7 +62,7 @@ export function deviceRoutes(app: FastifyInstance, services: Services) {
     },
     async (req) =>
       services.withAudit(req, async (tx, audit) => {
-        const d = await tx.inventory.updateDevice(req.params.id, req.body);
+        const d = await tx.inventory.devices.update(req.params.id, req.body);
         audit({
           action: 'device.update',
           outcome: 'success',
@@ -82,7 +82,7 @@ export function deviceRoutes(app: FastifyInstance, services: Services) {
     },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
-        await tx.inventory.deleteDevice(req.params.id);
+        await tx.inventory.devices.delete(req.params.id);
         audit({ action: 'device.delete', outcome: 'success', targetType: 'device', targetId: req.params.id });
       });
       return reply.status(204).send(null);

@@ -31,14 +31,14 @@ export function grantRoutes(app: FastifyInstance, services: Services) {
       const { userId, projectId, deviceId, accountId } = req.body;
       const created = await services.withAudit(req, async (tx, audit) => {
         await tx.users.get(userId);
-        await tx.inventory.getProject(projectId);
+        await tx.inventory.projects.get(projectId);
         if (deviceId !== undefined) {
-          const device = await tx.inventory.getDevice(deviceId);
+          const device = await tx.inventory.devices.get(deviceId);
           if (device.projectId !== projectId)
             throw new ValidationError('deviceId is not in that project.', [{ path: 'deviceId', message: 'is not in projectId' }]);
         }
         if (accountId !== undefined) {
-          const account = await tx.inventory.getAccount(accountId);
+          const account = await tx.inventory.accounts.get(accountId);
           if (deviceId === undefined || account.deviceId !== deviceId) {
             throw new ValidationError('accountId must come with the deviceId it belongs to.', [
               { path: 'accountId', message: 'is not on deviceId' },

@@ -23,7 +23,7 @@ export function hostKeyRoutes(app: FastifyInstance, services: Services, sessions
       },
     },
     async (req) => {
-      await services.inventory.getDevice(req.params.id);
+      await services.inventory.devices.get(req.params.id);
       return { hostKey: (await sessions.hostKey(req.params.id)) ?? null };
     },
   );
@@ -41,7 +41,7 @@ export function hostKeyRoutes(app: FastifyInstance, services: Services, sessions
     },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
-        await tx.inventory.getDevice(req.params.id);
+        await tx.inventory.devices.get(req.params.id);
         const before = await tx.gatewaySessions.hostKey(req.params.id);
         if (!before || !(await tx.gatewaySessions.forgetHostKey(req.params.id)))
           throw new NotFoundError('Host key of device', req.params.id);

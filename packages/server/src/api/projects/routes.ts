@@ -17,7 +17,7 @@ export function projectRoutes(app: FastifyInstance, services: Services) {
     { config: staff, schema: { tags, summary: 'List projects', response: responses({ 200: projectList }) } },
     async (req) => {
       const v = caller(req).visibility;
-      return { items: await inventory.listProjects(v.all ? undefined : v.projectIds) };
+      return { items: await inventory.projects.list(v.all ? undefined : v.projectIds) };
     },
   );
 
@@ -26,7 +26,7 @@ export function projectRoutes(app: FastifyInstance, services: Services) {
     { config: admins, schema: { tags, summary: 'Create a project', body: projectCreate, response: responses({ 201: project }) } },
     async (req, reply) => {
       const created = await services.withAudit(req, async (tx, audit) => {
-        const p = await tx.inventory.createProject(req.body);
+        const p = await tx.inventory.projects.create(req.body);
         audit({ action: 'project.create', outcome: 'success', targetType: 'project', targetId: p.id, details: { name: p.name } });
         return p;
       });
@@ -40,7 +40,7 @@ export function projectRoutes(app: FastifyInstance, services: Services) {
     async (req) => {
       const v = caller(req).visibility;
       if (!v.all && !v.projectIds.includes(req.params.id)) throw new NotFoundError('Project', req.params.id);
-      return inventory.getProject(req.params.id);
+      return inventory.projects.get(req.params.id);
     },
   );
 
@@ -52,7 +52,7 @@ export function projectRoutes(app: FastifyInstance, services: Services) {
     },
     async (req) =>
       services.withAudit(req, async (tx, audit) => {
-        const p = await tx.inventory.updateProject(req.params.id, req.body);
+        const p = await tx.inventory.projects.update(req.params.id, req.body);
         audit({
           action: 'project.update',
           outcome: 'success',
@@ -77,7 +77,7 @@ export function projectRoutes(app: FastifyInstance, services: Services) {
     },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
-        await tx.inventory.deleteProject(req.params.id);
+        await tx.inventory.projects.delete(req.params.id);
         audit({ action: 'project.delete', outcome: 'success', targetType: 'project', targetId: req.params.id });
       });
       return reply.status(204).send(null);
