@@ -27,16 +27,22 @@ const optionalText = (max: number) =>
   text(max)
     .optional()
     .transform((s) => (s === '' ? undefined : s));
-const host = z
-  .string()
-  .trim()
-  .max(500)
-  .refine(
-    (s) => s === '' || /^[A-Za-z0-9.[\]:-]+(:\d+)?(\/.*)?$/.test(s.replace(/^[a-z]+:\/\//i, '')),
-    'must be a host name or address, optionally with :port',
-  )
-  .optional()
-  .transform((s) => (s === '' ? undefined : s));
+/**
+ * An endpoint: a host with an optional port and path. A query string is refused: a SAS URL
+ * pasted as the endpoint would carry its token into Test messages and audit details.
+ */
+const host = (noQuery: string) =>
+  z
+    .string()
+    .trim()
+    .max(500)
+    .refine((s) => !s.includes('?'), noQuery)
+    .refine(
+      (s) => s === '' || /^[A-Za-z0-9.[\]:-]+(:\d+)?(\/.*)?$/.test(s.replace(/^[a-z]+:\/\//i, '')),
+      'must be a host name or address, optionally with :port',
+    )
+    .optional()
+    .transform((s) => (s === '' ? undefined : s));
 
 const common = {
   executeTime: hhmm,
@@ -81,7 +87,9 @@ export const s3Settings = z.strictObject({
     .trim()
     .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid bucket name: 3-63 lower-case letters, digits, dots and hyphens'),
   protocol: z.enum(['http', 'https']).default('https'),
-  url: host,
+  url: host(
+    'must not hold a query string (?…): give the host, optionally with :port, and the access key in accessKeyId and secretAccessKey',
+  ),
   region: optionalText(64),
   pathStyle: z.boolean().default(false),
   acl: z.enum(['bucket-owner-full-control', 'none']).default('bucket-owner-full-control'),
@@ -108,7 +116,9 @@ export const blobSettings = z.strictObject({
     ),
   protocol: z.enum(['http', 'https']).default('https'),
   endpointSuffix: text(200).default('core.windows.net'),
-  blobEndpoint: host,
+  blobEndpoint: host(
+    'must not hold a query string (?…): give the endpoint URL only, and the SAS token in sasToken (a SAS URL pasted here would be shown in Test messages and audit details)',
+  ),
 });
 
 export const breakGlassSettings = z
