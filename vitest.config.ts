@@ -30,6 +30,7 @@ export default defineConfig({
       '@gatehouse/core/secrets': fileURLToPath(new URL('./packages/core/src/secrets.ts', import.meta.url)),
       '@gatehouse/core/roles': fileURLToPath(new URL('./packages/core/src/roles.ts', import.meta.url)),
       '@gatehouse/core': src('core'),
+      '@gatehouse/api/connection-string': fileURLToPath(new URL('./packages/api/src/connection-string.ts', import.meta.url)),
       '@gatehouse/api': src('api'),
       '@gatehouse/db': src('db'),
       '@gatehouse/server': src('server'),

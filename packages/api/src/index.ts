@@ -5,6 +5,7 @@
  */
 export * from './accounts.js';
 export * from './breakglass.js';
+export * from './connection-string.js';
 export * from './common.js';
 export * from './devices.js';
 export * from './health.js';

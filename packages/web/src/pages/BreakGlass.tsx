@@ -1,3 +1,4 @@
+import { parseConnectionString } from '@gatehouse/api/connection-string';
 import { useCallback, useEffect, useState } from 'react';
 import { api, apiLines, ApiError, type User } from '../api.js';
 import { Ago, Empty, ErrorNote, Field, PageHeader, StatusBadge } from '../ui.js';
@@ -165,15 +166,6 @@ function bodyOf(f: Form): Record<string, unknown> {
   };
 }
 
-const CONNECTION_STRING_KEYS = [
-  'defaultendpointsprotocol',
-  'accountname',
-  'accountkey',
-  'endpointsuffix',
-  'blobendpoint',
-  'sharedaccesssignature',
-];
-
 /**
  * The Blob fields of an Azure connection string: with an account key
  * (DefaultEndpointsProtocol=https;AccountName=…;AccountKey=…;EndpointSuffix=…) or the
@@ -182,22 +174,16 @@ const CONNECTION_STRING_KEYS = [
  * the form; undefined when the text holds none of its keys.
  */
 function fromConnectionString(text: string): Partial<Form> | undefined {
-  const fields = new Map<string, string>();
-  for (const part of text.split(';')) {
-    const at = part.indexOf('=');
-    if (at > 0) fields.set(part.slice(0, at).trim().toLowerCase(), part.slice(at + 1).trim());
-  }
-  if (!CONNECTION_STRING_KEYS.some((k) => fields.has(k))) return undefined;
-  const protocol = fields.get('defaultendpointsprotocol')?.toLowerCase();
-  const endpoint = fields.get('blobendpoint') ?? '';
+  const fields = parseConnectionString(text);
+  if (Object.keys(fields).length === 0) return undefined;
   return {
-    protocol: protocol === 'http' || protocol === 'https' ? protocol : /^http:/i.test(endpoint) ? 'http' : 'https',
+    protocol: fields.protocol ?? 'https',
     // Left empty with a blob endpoint: the server takes the account from it.
-    accountName: fields.get('accountname') ?? '',
-    accountKey: fields.get('accountkey') ?? '',
-    sasToken: (fields.get('sharedaccesssignature') ?? '').replace(/^\?/, ''),
-    endpointSuffix: (fields.get('endpointsuffix') ?? EMPTY.endpointSuffix).replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, ''),
-    blobEndpoint: endpoint,
+    accountName: fields.accountName ?? '',
+    accountKey: fields.accountKey ?? '',
+    sasToken: (fields.sasToken ?? '').replace(/^\?/, ''),
+    endpointSuffix: fields.endpointSuffix ?? EMPTY.endpointSuffix,
+    blobEndpoint: fields.blobEndpoint ?? '',
   };
 }
 
