@@ -1,3 +1,10 @@
+import type {
+  BreakGlassRun,
+  BreakGlassRunProgress,
+  BreakGlassSettingsView,
+  BreakGlassTestReport,
+  BreakGlassTestStage,
+} from '@gatehouse/api';
 import { parseConnectionString } from '@gatehouse/api/connection-string';
 import { useCallback, useEffect, useState } from 'react';
 import { api, apiLines, ApiError, type User } from '../api.js';
@@ -5,46 +12,11 @@ import { Ago, Empty, ErrorNote, Field, PageHeader, StatusBadge } from '../ui.js'
 
 type Provider = 's3' | 'blob';
 
-interface View {
-  origin: 'database' | 'mounted' | 'none';
-  readOnly: boolean;
-  settings: Record<string, unknown> | null;
-  error: string | null;
-  warnings: string[];
-  /** What only the server's configuration allows. */
-  serverAllows: { plaintext: boolean; linkLocal: boolean };
-  nextRun: string | null;
-  signingKey: { publicKeyPem: string; fingerprint: string };
-}
-
-interface Stage {
-  stage: 'container' | 'authentication' | 'connection';
-  ok: boolean | null;
-  message: string;
-}
-
-interface Report {
-  ok: boolean;
-  stages: Stage[];
-  privilegeWarnings: string[];
-  /** Plain HTTP to another machine, and the like. */
-  warnings?: string[];
-}
-
-interface Run {
-  id: string;
-  trigger: string;
-  startedAt: string;
-  finishedAt: string | null;
-  result: 'running' | 'success' | 'failure';
-  attempts: number;
-  target: string | null;
-  counts: { projects?: number; devices?: number; accounts?: number };
-  bytes: number | null;
-  uploadedBytes?: number | null;
-  error: string | null;
-  errorStage: string | null;
-}
+type View = BreakGlassSettingsView;
+type Stage = BreakGlassTestStage;
+type Report = BreakGlassTestReport;
+/** A run as started (POST) or followed (GET, with the bytes sent so far). */
+type Run = BreakGlassRun & Partial<Pick<BreakGlassRunProgress, 'uploadedBytes'>>;
 
 const STAGES: { stage: Stage['stage']; label: string }[] = [
   { stage: 'container', label: 'Container or bucket exists' },
