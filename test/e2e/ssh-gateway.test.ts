@@ -498,7 +498,9 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
         expect(s).toMatchObject({ username: 'admin', deviceName: 'idle-box', gateway: 'default', command: null, recorded: false });
       }
       expect((await api<{ liveSessions: number }>('GET', '/gateways/default')).liveSessions).toBeGreaterThanOrEqual(N);
-      expect(deviceConnections()).toBeGreaterThanOrEqual(baseline + N);
+      // At least one device connection per session. (Not baseline + N: a connection of an
+      // earlier test that was still closing when the baseline was taken may be gone now.)
+      expect(deviceConnections()).toBeGreaterThanOrEqual(N);
 
       // The administrator ends them (the API the console's End button calls).
       const ids = sessionsLive.map((s) => s.id);
@@ -507,8 +509,8 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
       }
       expect(await Promise.all(clients.map((c) => c.exited))).toEqual(clients.map(() => 255));
       await until(
-        () => `the device's sshd back to ${baseline} connections, has ${deviceConnections()}`,
-        () => deviceConnections() === baseline,
+        () => `the device's sshd back to at most ${baseline} connections, has ${deviceConnections()}`,
+        () => deviceConnections() <= baseline,
       );
       const ended = (await sessions()).filter((s) => ids.includes(s.id));
       expect(ended).toHaveLength(N);
