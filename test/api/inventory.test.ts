@@ -51,6 +51,44 @@ describe.each(dialects)('inventory API on %s', (dialect) => {
     expect(events.json<{ items: unknown[] }>().items).toHaveLength(1);
   });
 
+  it('never answers a secret: every answer that shows an account, and the export, show the mask', async () => {
+    const secrets = {
+      password: 'pw-never-shown',
+      privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----\nkey-never-shown\n-----END OPENSSH PRIVATE KEY-----\n',
+      passphrase: 'pp-never-shown',
+    };
+    const project = await t.request('POST', '/api/v1/projects', { token: admin, body: { name: 'Masked' } });
+    const device = await t.request('POST', '/api/v1/devices', {
+      token: admin,
+      body: { projectId: idOf(project), name: 'm-1', provider: 'aws' },
+    });
+    const created = await t.request('POST', '/api/v1/accounts', {
+      token: admin,
+      body: { deviceId: idOf(device), username: 'root', ...secrets, extraCredential: { pin: 'pin-never-shown' } },
+    });
+    const id = idOf(created);
+    const answers = [
+      created,
+      await t.request('GET', `/api/v1/accounts/${id}`, { token: admin }),
+      await t.request('PATCH', `/api/v1/accounts/${id}`, { token: admin, body: { username: 'admin' } }),
+    ];
+    const listed = await t.request('GET', `/api/v1/devices/${idOf(device)}/accounts`, { token: admin });
+    for (const res of [...answers, listed]) expect(res.statusCode).toBeLessThan(300);
+    for (const account of [...answers.map((res) => res.json<unknown>()), ...listed.json<{ items: unknown[] }>().items]) {
+      expect(account).toMatchObject({
+        password: SECRET_MASK,
+        privateKey: SECRET_MASK,
+        passphrase: SECRET_MASK,
+        extraCredential: SECRET_MASK,
+      });
+    }
+    const exports = await Promise.all(
+      ['csv', 'json'].map((format) => t.request('GET', `/api/v1/inventory/export?format=${format}`, { token: admin })),
+    );
+    for (const res of [...answers, listed, ...exports]) expect(res.body).not.toMatch(/never-shown|PRIVATE KEY/);
+    for (const res of exports) expect(res.body).toContain(SECRET_MASK);
+  });
+
   it('refuses a duplicate device name in one project with a conflict naming the field', async () => {
     const p = (await t.request('POST', '/api/v1/projects', { token: admin, body: { name: 'Dup' } })).json<{ id: string }>();
     const body = { projectId: p.id, name: 'same', provider: 'gcp' };

@@ -1,24 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import { NotFoundError, SECRET_MASK, type AccountInput, type AccountPatch } from '@gatehouse/core';
+import { NotFoundError, type AccountInput, type AccountPatch } from '@gatehouse/core';
 import type { Tx } from './connect.js';
 import { Devices } from './devices.js';
 import { uniquely } from './errors.js';
 import type { AccountTable } from './schema.js';
 import type { Vault } from './vault.js';
 
-/** A secret as an account record holds it: the fixed mask when set, null when not. */
-export type MaskedSecret = typeof SECRET_MASK | null;
-
-/** An account without its secrets: each is only the mask when set, null when not (reveal() decrypts them). */
+/**
+ * An account without its secrets: only whether each is set (reveal() decrypts them). The
+ * API's presenter shows a set one as the mask.
+ */
 export interface Account {
   id: string;
   deviceId: string;
   username: string;
-  password: MaskedSecret;
-  privateKey: MaskedSecret;
+  hasPassword: boolean;
+  hasPrivateKey: boolean;
   pemFileName: string | null;
-  passphrase: MaskedSecret;
-  extraCredential: MaskedSecret;
+  hasPassphrase: boolean;
+  hasExtraCredential: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -30,17 +30,15 @@ export interface AccountSecrets {
   extraCredential: Record<string, string> | null;
 }
 
-const mask = (v: string | null): MaskedSecret => (v === null ? null : SECRET_MASK);
-
 export const accountFromRow = (r: AccountTable): Account => ({
   id: r.id,
   deviceId: r.device_id,
   username: r.username,
-  password: mask(r.password_enc),
-  privateKey: mask(r.private_key_enc),
+  hasPassword: r.password_enc !== null,
+  hasPrivateKey: r.private_key_enc !== null,
   pemFileName: r.pem_file_name,
-  passphrase: mask(r.passphrase_enc),
-  extraCredential: mask(r.extra_credential_enc),
+  hasPassphrase: r.passphrase_enc !== null,
+  hasExtraCredential: r.extra_credential_enc !== null,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -54,11 +52,11 @@ export const accountWithSecretsFromRow = (r: AccountTable, secrets: AccountSecre
   id: r.id,
   deviceId: r.device_id,
   username: r.username,
-  password: mask(r.password_enc),
-  privateKey: mask(r.private_key_enc),
+  hasPassword: r.password_enc !== null,
+  hasPrivateKey: r.private_key_enc !== null,
   pemFileName: r.pem_file_name,
-  passphrase: mask(r.passphrase_enc),
-  extraCredential: mask(r.extra_credential_enc),
+  hasPassphrase: r.passphrase_enc !== null,
+  hasExtraCredential: r.extra_credential_enc !== null,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   secrets,

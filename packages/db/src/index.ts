@@ -27,7 +27,7 @@ export { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
 export { Inventory } from './inventory.js';
 export { Projects, type Project } from './projects.js';
 export { Devices, type Device, type DeviceQuery, type DeviceSort } from './devices.js';
-export { Accounts, type Account, type AccountSecrets, type MaskedSecret } from './accounts.js';
+export { Accounts, type Account, type AccountSecrets } from './accounts.js';
 export { InventoryReaders } from './inventory-readers.js';
 export type { ImportItem, ImportCounts } from './inventory-import.js';
 export {

@@ -8,7 +8,7 @@ import type { Vault } from './vault.js';
 /**
  * The inventory read whole, a page at a time: for the break-glass workbook (project counts,
  * devices with their decrypted accounts, private keys; breakglass's InventoryReader) and for
- * the masked export (walk).
+ * the export (walk), which the API masks.
  */
 export class InventoryReaders {
   constructor(

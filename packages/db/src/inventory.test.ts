@@ -3,7 +3,6 @@ import {
   ConflictError,
   GatehouseError,
   NotFoundError,
-  SECRET_MASK,
   accountInput,
   accountPatch,
   deviceInput,
@@ -314,7 +313,7 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       d = await device(p.id, 'db-1');
     });
 
-    it('shows each set secret as the mask and each unset one as null', async () => {
+    it('says which secrets are set, and holds none of them', async () => {
       const full = await account(d.id, 'root', {
         password: PASSWORD,
         privateKey: PRIVATE_KEY,
@@ -325,17 +324,23 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       expect(full).toMatchObject({
         deviceId: d.id,
         username: 'root',
-        password: SECRET_MASK,
-        privateKey: SECRET_MASK,
+        hasPassword: true,
+        hasPrivateKey: true,
         pemFileName: 'root.pem',
-        passphrase: SECRET_MASK,
-        extraCredential: SECRET_MASK,
+        hasPassphrase: true,
+        hasExtraCredential: true,
       });
       const bare = await account(d.id, 'guest', { password: '', extraCredential: {} });
-      expect(bare).toMatchObject({ password: null, privateKey: null, pemFileName: null, passphrase: null, extraCredential: null });
+      expect(bare).toMatchObject({
+        hasPassword: false,
+        hasPrivateKey: false,
+        pemFileName: null,
+        hasPassphrase: false,
+        hasExtraCredential: false,
+      });
       expect(await inv.accounts.get(full.id)).toEqual(full);
       expect(await inv.accounts.list(d.id)).toEqual([bare, full]);
-      expect(JSON.stringify(await inv.accounts.list(d.id))).not.toMatch(/hunter2|PRIVATE KEY|unlock|cisco/);
+      expect(JSON.stringify(await inv.accounts.list(d.id))).not.toMatch(/hunter2|PRIVATE KEY|unlock|cisco|\*\*\*/);
     });
 
     it('reveals the plaintext secrets, including the extra credential as an object', async () => {
@@ -390,7 +395,7 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       const a = await account(d.id, 'root', { password: PASSWORD, passphrase: PASSPHRASE, extraCredential: { enable: ENABLE } });
 
       const renamed = await inv.accounts.update(a.id, accountPatch.parse({ username: 'admin' }));
-      expect(renamed).toMatchObject({ username: 'admin', password: SECRET_MASK, passphrase: SECRET_MASK, extraCredential: SECRET_MASK });
+      expect(renamed).toMatchObject({ username: 'admin', hasPassword: true, hasPassphrase: true, hasExtraCredential: true });
       expect(await inv.accounts.reveal(a.id)).toMatchObject({
         password: PASSWORD,
         passphrase: PASSPHRASE,
@@ -398,13 +403,13 @@ describe.each(dialects)('inventory on %s', (dialect) => {
       });
 
       const cleared = await inv.accounts.update(a.id, accountPatch.parse({ password: null, passphrase: '', extraCredential: null }));
-      expect(cleared).toMatchObject({ password: null, passphrase: null, extraCredential: null });
+      expect(cleared).toMatchObject({ hasPassword: false, hasPassphrase: false, hasExtraCredential: false });
       expect(await inv.accounts.reveal(a.id)).toEqual({ password: null, privateKey: null, passphrase: null, extraCredential: null });
 
       await inv.accounts.update(a.id, accountPatch.parse({ password: 'new-password', extraCredential: { pin: '42' } }));
       expect(await inv.accounts.reveal(a.id)).toMatchObject({ password: 'new-password', extraCredential: { pin: '42' } });
       await inv.accounts.update(a.id, accountPatch.parse({ extraCredential: {} }));
-      expect(await inv.accounts.get(a.id)).toMatchObject({ password: SECRET_MASK, extraCredential: null });
+      expect(await inv.accounts.get(a.id)).toMatchObject({ hasPassword: true, hasExtraCredential: false });
     });
 
     it('refuses a second account with the same username on one device, naming the field', async () => {

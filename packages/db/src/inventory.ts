@@ -57,7 +57,7 @@ export class Inventory {
     return this.readers.privateKeys(pageSize);
   }
 
-  /** Every device of the given projects with its accounts, secrets masked (the export). */
+  /** Every device of the given projects with its accounts, without their secrets (the export). */
   walk(projectIds?: readonly string[]) {
     return this.readers.walk(projectIds);
   }

@@ -16,6 +16,7 @@ import { admins, staff } from '../../access.js';
 import { caller } from '../../auth.js';
 import type { Services } from '../../services.js';
 import { visibleDevice } from '../devices/visible-device.js';
+import { presentAccount } from './presenter.js';
 
 /**
  * Accounts on devices. Reads are scoped to an operator's grants and show each secret only
@@ -37,7 +38,9 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
       const device = visibleDevice(v, await inventory.devices.get(req.params.id));
       const accounts = await inventory.accounts.list(device.id);
       return {
-        items: accounts.filter((a) => canUseAccount(v, { projectId: device.projectId, deviceId: device.id, accountId: a.id }).allow),
+        items: accounts
+          .filter((a) => canUseAccount(v, { projectId: device.projectId, deviceId: device.id, accountId: a.id }).allow)
+          .map(presentAccount),
       };
     },
   );
@@ -60,7 +63,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
         });
         return a;
       });
-      return reply.status(201).send(created);
+      return reply.status(201).send(presentAccount(created));
     },
   );
 
@@ -76,7 +79,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
       const device = await inventory.devices.get(found.deviceId);
       if (!canUseAccount(v, { projectId: device.projectId, deviceId: device.id, accountId: found.id }).allow)
         throw new NotFoundError('Account', found.id);
-      return found;
+      return presentAccount(found);
     },
   );
 
@@ -102,7 +105,7 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
           targetId: a.id,
           details: { fields: Object.keys(req.body) },
         });
-        return a;
+        return presentAccount(a);
       }),
   );
 

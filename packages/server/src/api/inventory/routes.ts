@@ -16,6 +16,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, auditors } from '../../access.js';
 import type { Services } from '../../services.js';
+import { presentAccount } from '../accounts/presenter.js';
 import { csvCell, inventoryColumns, type ImportRow, type InventoryFile } from './inventory-file.js';
 import { readInventoryFile } from './read-inventory-file.js';
 
@@ -113,7 +114,7 @@ export async function exportInventory(inventory: Inventory): Promise<InventoryRo
     };
     const none = { account: '', password: '', private_key: '', pem_file_name: '', passphrase: '', extra_credential: '' };
     if (accounts.length === 0) rows.push({ ...base, ...none });
-    for (const a of accounts) {
+    for (const a of accounts.map(presentAccount)) {
       rows.push({
         ...base,
         account: a.username,
