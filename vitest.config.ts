@@ -13,6 +13,7 @@ const integrationTests = [
   'packages/breakglass/src/workbook.test.ts',
   'packages/breakglass/src/targets/stages.test.ts',
   'test/api/breakglass*.test.ts',
+  'test/api/live-session-warn.test.ts',
 ];
 
 /**

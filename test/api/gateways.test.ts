@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { generateLinkIdentity, ManagementServer, type LinkIdentity } from '@gatehouse/gateway';
+import { generateLinkIdentity, ManagementServer, warnGatewaySession, type LinkIdentity } from '@gatehouse/gateway';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
@@ -86,26 +86,45 @@ describe.each(dialects)('gateways API on %s', (dialect) => {
       expect(actions).toContain(action);
   });
 
-  it("ends a live session of a remote gateway's SSH entry over its management endpoint", async () => {
+  it("ends and warns a live session of a remote gateway's SSH entry over its management endpoint", async () => {
     const created = await t.request('POST', '/api/v1/gateways', {
       token: admin,
       body: { name: 'entry-gw', segment: null, address: `127.0.0.1:${gateway.port}`, publicKey: identity.publicKey },
     });
     expect(created.statusCode, created.body).toBe(201);
-    const asked: { id: string; reason: string }[] = [];
+    const asked: { what: string; id: string; text: string }[] = [];
     const live = '7b3c2f0e-1111-4222-8333-944455556666';
-    gateway.sessionEnder = async (id, reason) => {
-      asked.push({ id, reason });
-      return id === live;
+    gateway.liveSessions = {
+      endSession: async (id, reason) => {
+        asked.push({ what: 'end', id, text: reason });
+        return id === live;
+      },
+      warnSession: async (id, text) => {
+        asked.push({ what: 'warn', id, text });
+        return id === live;
+      },
     };
+    const gone = '00000000-0000-4000-8000-000000000000';
     try {
+      expect(await t.gateways.warnSession({ id: live, entryGateway: 'entry-gw' }, 'Gatehouse: the window ends at 10:00.')).toBe(true);
+      expect(await t.gateways.warnSession({ id: gone, entryGateway: 'entry-gw' }, 'x')).toBe(false);
       expect(await t.gateways.endSession({ id: live, entryGateway: 'entry-gw' }, 'admin ended this session.')).toBe(true);
-      expect(await t.gateways.endSession({ id: '00000000-0000-4000-8000-000000000000', entryGateway: 'entry-gw' }, 'x')).toBe(false);
-      expect(asked[0]).toEqual({ id: live, reason: 'admin ended this session.' });
-      await expect(t.gateways.endSession({ id: live, entryGateway: 'default' }, 'x')).rejects.toThrow(/built-in gateway is off/);
-      await expect(t.gateways.endSession({ id: live, entryGateway: 'gone' }, 'x')).rejects.toThrow(/no longer registered/);
+      expect(await t.gateways.endSession({ id: gone, entryGateway: 'entry-gw' }, 'x')).toBe(false);
+      // Only the server's key is heard, as for ending.
+      const endpoint = { name: 'entry-gw', address: `127.0.0.1:${gateway.port}`, publicKey: identity.publicKey };
+      expect(await warnGatewaySession(endpoint, generateLinkIdentity('stranger'), live, 'not from the server', 5000)).toBe(false);
+      expect(asked).toEqual([
+        { what: 'warn', id: live, text: 'Gatehouse: the window ends at 10:00.' },
+        { what: 'warn', id: gone, text: 'x' },
+        { what: 'end', id: live, text: 'admin ended this session.' },
+        { what: 'end', id: gone, text: 'x' },
+      ]);
+      for (const ask of [t.gateways.endSession.bind(t.gateways), t.gateways.warnSession.bind(t.gateways)]) {
+        await expect(ask({ id: live, entryGateway: 'default' }, 'x')).rejects.toThrow(/built-in gateway is off/);
+        await expect(ask({ id: live, entryGateway: 'gone' }, 'x')).rejects.toThrow(/no longer registered/);
+      }
     } finally {
-      gateway.sessionEnder = undefined;
+      gateway.liveSessions = undefined;
       await t.request('DELETE', `/api/v1/gateways/${created.json<{ id: string }>().id}`, { token: admin });
     }
   });

@@ -129,6 +129,14 @@ export class GatewayConnection {
     return true;
   }
 
+  /** Shows the user of one session `text` (see SshGateway.warnSession); false when it is not here. */
+  warnSession(id: string, text: string): boolean {
+    if (this.connection?.live && this.connection.id === id) return true;
+    const session = [...this.sessions].find((s) => s.id === id);
+    session?.warn(text);
+    return session !== undefined;
+  }
+
   /** Ends the sessions (closing their recordings) and both connections. */
   async shutDown(): Promise<void> {
     await this.endSessions('The gateway is stopping.');

@@ -73,6 +73,17 @@ export class SshGateway {
     return false;
   }
 
+  /**
+   * Shows the user of a live session `text` (`*** text ***` on a line of its own) without
+   * ending it, and records it. A terminal shows it; an exec without one gets it on stderr;
+   * an sftp session, a forward or an `ssh -N` connection have nowhere to show it that their
+   * protocol would not take for data, and show nothing. False when no session has that id here.
+   */
+  async warnSession(id: string, text: string): Promise<boolean> {
+    for (const c of this.connections) if (c.warnSession(id, text)) return true;
+    return false;
+  }
+
   /** Starts listening; resolves once the port is bound. */
   static async start(options: SshGatewayOptions): Promise<SshGateway> {
     // Both legs' packets: the user's connection and the gateway's own to the device.

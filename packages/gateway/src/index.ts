@@ -51,7 +51,7 @@ export {
   type LinkProcedureHandlers,
   type LinkTransport,
 } from './link-procedures.js';
-export { ManagementServer, type ManagementServerOptions, type GatewayStatusReport } from './management.js';
+export { ManagementServer, type ManagementServerOptions, type GatewayStatusReport, type LiveSessions } from './management.js';
 export {
   connectToGateway,
   fetchGatewayStatus,
@@ -59,6 +59,7 @@ export {
   listGatewayRecordings,
   fetchGatewayRecording,
   endGatewaySession,
+  warnGatewaySession,
   openRelay,
   GatewayLinkError,
   type GatewayEndpoint,

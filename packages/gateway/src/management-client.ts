@@ -273,21 +273,44 @@ export function linkGateway(endpoint: GatewayEndpoint, identity: LinkIdentity, s
 }
 
 /** Asks the gateway to end a live session of its own SSH entry; false when it has no such session. */
-export async function endGatewaySession(
+export function endGatewaySession(
   endpoint: GatewayEndpoint,
   identity: LinkIdentity,
   sessionId: string,
   reason: string,
   timeoutMs: number,
 ): Promise<boolean> {
+  return postToSession(endpoint, identity, sessionId, 'end', { reason }, timeoutMs);
+}
+
+/** Asks the gateway to show the user of a live session of its own SSH entry `text`; false when it has no such session. */
+export function warnGatewaySession(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  sessionId: string,
+  text: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  return postToSession(endpoint, identity, sessionId, 'warn', { text }, timeoutMs);
+}
+
+/** `POST /v1/sessions/<id>/<action>` with a JSON body: true when the gateway answers 200. */
+async function postToSession(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  sessionId: string,
+  action: 'end' | 'warn',
+  body: object,
+  timeoutMs: number,
+): Promise<boolean> {
   const socket = await connectToGateway(endpoint, identity, timeoutMs);
   try {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(socket, 'POST', `/v1/sessions/${encodeURIComponent(sessionId)}/end`);
+      const req = request(socket, 'POST', `/v1/sessions/${encodeURIComponent(sessionId)}/${action}`);
       req.setHeader('content-type', 'application/json');
       req.once('response', resolve);
       req.once('error', reject);
-      req.end(JSON.stringify({ reason }));
+      req.end(JSON.stringify(body));
     });
     res.resume();
     return res.statusCode === 200;

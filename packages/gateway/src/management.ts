@@ -23,6 +23,12 @@ export interface GatewayStatusReport {
 /** The header a refused relay carries: the socket error code of the device connection. */
 export const RELAY_ERROR_HEADER = 'x-gatehouse-error';
 
+/** What the management endpoint asks of the gateway's own SSH entry (an SshGateway). */
+export interface LiveSessions {
+  endSession(id: string, reason: string): Promise<boolean>;
+  warnSession(id: string, text: string): Promise<boolean>;
+}
+
 export interface ManagementServerOptions {
   identity: LinkIdentity;
   /** The server's public key (base64 SPKI); a peer presenting another key is refused. */
@@ -136,8 +142,8 @@ export class ManagementServer {
     this.server.requestTimeout = 0;
   }
 
-  /** Ends a live session of this gateway's own SSH entry (set once the entry listens). */
-  sessionEnder: ((id: string, reason: string) => Promise<boolean>) | undefined;
+  /** The live sessions of this gateway's own SSH entry (set once the entry listens). */
+  liveSessions: LiveSessions | undefined;
 
   static async start(options: ManagementServerOptions): Promise<ManagementServer> {
     const server = new ManagementServer({ targetTimeoutMs: 15_000, watchIntervalMs: 5_000, recordingsDir: '', ...options });
@@ -188,8 +194,9 @@ export class ManagementServer {
     if (req.method === 'GET' && req.url === '/v1/status') return json(res, 200, this.report());
     if (req.method === 'POST' && req.url === '/v1/link') return this.link(req, res);
     if (req.url?.startsWith('/v1/recordings')) return void this.recordings(req, res);
-    const end = req.method === 'POST' ? /^\/v1\/sessions\/([0-9a-f-]{36})\/end$/.exec(req.url ?? '') : null;
-    if (end) return void this.endSession(end[1] as string, req, res);
+    const session = req.method === 'POST' ? /^\/v1\/sessions\/([0-9a-f-]{36})\/(end|warn)$/.exec(req.url ?? '') : null;
+    if (session?.[2] === 'end') return void this.endSession(session[1] as string, req, res);
+    if (session?.[2] === 'warn') return void this.warnSession(session[1] as string, req, res);
     json(res, 404, { error: 'not found' });
   }
 
@@ -258,20 +265,21 @@ export class ManagementServer {
 
   /** `POST /v1/sessions/<id>/end` with `{"reason"}`: ends a live session of the SSH entry. */
   private async endSession(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let body = '';
-    for await (const chunk of req) {
-      body += String(chunk);
-      if (body.length > 4096) return json(res, 413, { error: 'body too large' });
-    }
-    let reason = 'An administrator ended this session.';
-    try {
-      const parsed = JSON.parse(body || '{}') as { reason?: unknown };
-      if (typeof parsed.reason === 'string' && parsed.reason.trim() !== '') reason = parsed.reason.slice(0, 500);
-    } catch {
-      return json(res, 400, { error: 'the body is not JSON' });
-    }
-    const ended = this.sessionEnder ? await this.sessionEnder(id, reason) : false;
+    const body = await readSmallJson(req, res);
+    if (!body) return;
+    const reason =
+      typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.slice(0, 500) : 'An administrator ended this session.';
+    const ended = this.liveSessions ? await this.liveSessions.endSession(id, reason) : false;
     json(res, ended ? 200 : 404, { ended });
+  }
+
+  /** `POST /v1/sessions/<id>/warn` with `{"text"}`: shows the user of a live session of the SSH entry a warning. */
+  private async warnSession(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readSmallJson(req, res);
+    if (!body) return;
+    if (typeof body.text !== 'string' || body.text.trim() === '') return json(res, 400, { error: 'text is required' });
+    const warned = this.liveSessions ? await this.liveSessions.warnSession(id, body.text.slice(0, 500)) : false;
+    json(res, warned ? 200 : 404, { warned });
   }
 
   /**
@@ -351,6 +359,22 @@ export class ManagementServer {
     this.server.closeAllConnections();
     await closed;
   }
+}
+
+/** A request's JSON object body of at most 4 KiB; undefined once it has answered the request's error. */
+async function readSmallJson(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown> | undefined> {
+  let body = '';
+  for await (const chunk of req) {
+    body += String(chunk);
+    if (body.length > 4096) return void json(res, 413, { error: 'body too large' });
+  }
+  try {
+    const parsed = JSON.parse(body || '{}') as unknown;
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
+  } catch {
+    // answered below
+  }
+  return void json(res, 400, { error: 'the body is not a JSON object' });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -243,9 +243,25 @@ export class ProxiedSession {
   /** Ends the session from the gateway's side (stop, or the device went away). */
   async stop(reason: string): Promise<void> {
     if (!this.targetChannel) return this.done;
+    // The recording ends with why, as the user was told.
+    this.recorder?.output(Buffer.from(`\r\ngatehouse: ${reason}\r\n`));
     this.tellUser(reason);
     this.targetChannel.close();
     return this.finish(reason);
+  }
+
+  /**
+   * Shows the user `text` on a line of its own, without ending the session, and records it:
+   * a terminal gets it with its output (never the device's input), an exec or shell without
+   * one on stderr, so that its output stays as the device wrote it. An sftp session and a
+   * forward carry a protocol in their data and get nothing.
+   */
+  warn(text: string): void {
+    if (this.kind === 'sftp' || this.kind === 'forward' || !this.stream.writable) return;
+    const line = `\r\n*** ${text} ***\r\n`;
+    if (this.pty.info) this.stream.write(line);
+    else this.stream.stderr.write(line);
+    this.recorder?.output(Buffer.from(line));
   }
 
   private tellUser(message: string): void {

@@ -159,8 +159,7 @@ export async function startRemoteGateway(
       }
       throw error;
     });
-    const entry = ssh;
-    management.sessionEnder = (id, reason) => entry.endSession(id, reason);
+    management.liveSessions = ssh;
     logger.info({ sshPort: ssh.port, hostKeyFingerprint: hostKey.fingerprint }, `SSH entry listening on ${config.host}:${ssh.port}`);
   }
   const running = ssh;

@@ -7,7 +7,9 @@ import {
   type GatewayLinkError,
   linkIdentityOf,
   type LinkIdentity,
+  type LiveSessions,
   type TargetDialer,
+  warnGatewaySession,
 } from '@gatehouse/gateway';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
@@ -23,6 +25,12 @@ export interface GatewaySettings {
   tunnelMode: boolean;
   /** Users may forward TCP connections through the devices they use (`ssh -L`). Off by default. */
   portForwarding: boolean;
+}
+
+/** A live session, and the gateway the user entered through (which holds it). */
+export interface LiveSession {
+  id: string;
+  entryGateway: string;
 }
 
 /** The built-in gateway as the gateway list shows it. */
@@ -58,7 +66,7 @@ export class GatewayService {
   /** Set once the built-in gateway listens; null while it is off. */
   builtIn: BuiltInGatewayInfo | null = null;
   /** The built-in gateway's live sessions, once it listens. */
-  builtInSessions: { endSession(id: string, reason: string): Promise<boolean> } | null = null;
+  builtInSessions: LiveSessions | null = null;
 
   constructor(private readonly opts: GatewayServiceOptions) {
     this.gateways = new Gateways(opts.db);
@@ -87,27 +95,52 @@ export class GatewayService {
   }
 
   /**
-   * The key the server presents to its gateways: made once, the private half sealed in
-   * the database, so every replica presents the same one.
-   */
-  /**
    * Ends a live session where the user entered: the built-in gateway, or a remote gateway's
-   * own SSH entry (asked over its management endpoint). False when that gateway has no
-   * such session (it ended meanwhile); throws when the gateway cannot be asked.
+   * own SSH entry (asked over its management endpoint). The user is told `reason`, and the
+   * session's row and recording keep it. False when that gateway has no such session (it
+   * ended meanwhile); throws when the gateway cannot be asked.
    */
-  async endSession(session: { id: string; entryGateway: string }, reason: string): Promise<boolean> {
+  endSession(session: LiveSession, reason: string): Promise<boolean> {
+    return this.askEntry(
+      session,
+      (builtIn) => builtIn.endSession(session.id, reason),
+      (gateway, identity) => endGatewaySession(gateway, identity, session.id, reason, this.opts.targetTimeoutMs),
+      'ended',
+    );
+  }
+
+  /**
+   * Shows the user of a live session `text` without ending it (a terminal shows
+   * `*** text ***`, and the recording keeps it), where the user entered, as `endSession`
+   * asks. False when that gateway has no such session; throws when it cannot be asked.
+   */
+  warnSession(session: LiveSession, text: string): Promise<boolean> {
+    return this.askEntry(
+      session,
+      (builtIn) => builtIn.warnSession(session.id, text),
+      (gateway, identity) => warnGatewaySession(gateway, identity, session.id, text, this.opts.targetTimeoutMs),
+      'warned',
+    );
+  }
+
+  private async askEntry(
+    session: LiveSession,
+    builtIn: (sessions: LiveSessions) => Promise<boolean>,
+    remote: (gateway: Gateway, identity: LinkIdentity) => Promise<boolean>,
+    what: string,
+  ): Promise<boolean> {
     if (session.entryGateway === DEFAULT_GATEWAY) {
       if (!this.builtInSessions) throw new ConflictError('The built-in gateway is off: it holds no session.');
-      return this.builtInSessions.endSession(session.id, reason);
+      return builtIn(this.builtInSessions);
     }
     const gateway = (await this.gateways.list()).find((g) => g.name === session.entryGateway);
     if (!gateway)
       throw new GatehouseError(
         'CONFLICT',
-        `Gateway ${session.entryGateway} is no longer registered; its sessions cannot be ended from here.`,
+        `Gateway ${session.entryGateway} is no longer registered; its sessions cannot be ${what} from here.`,
       );
     try {
-      return await endGatewaySession(gateway, await this.identity(), session.id, reason, this.opts.targetTimeoutMs);
+      return await remote(gateway, await this.identity());
     } catch (error) {
       throw new GatehouseError(
         'CONFLICT',
@@ -116,6 +149,10 @@ export class GatewayService {
     }
   }
 
+  /**
+   * The key the server presents to its gateways: made once, the private half sealed in
+   * the database, so every replica presents the same one.
+   */
   identity(): Promise<LinkIdentity> {
     this.identityPromise ??= (async () => {
       const { settings, vault } = this.opts;
