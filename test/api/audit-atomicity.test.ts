@@ -1,6 +1,7 @@
 import { deviceInput } from '@gatehouse/core';
 import { listAuditEvents } from '@gatehouse/db';
 import { generateLinkIdentity } from '@gatehouse/gateway';
+import { ServerAccessBroker } from '@gatehouse/server';
 import { sql } from 'kysely';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -226,6 +227,35 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(again.json()).toMatchObject({ saved: true, settings: { bucket: 'atomic-bucket' } });
     expect(await t.services.settings.get('breakglass.settings')).toBeDefined();
     expect(await eventsOf(t, 'breakglass.settings_update')).toBe(1);
+  });
+
+  it('records no sign-in whose audit event could not be appended (API and gateway, password and key)', async () => {
+    const user = await t.userWithToken('operator');
+    const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+    const added = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { userId: user.id, publicKey: key } });
+    const { fingerprint } = added.json<{ fingerprint: string }>();
+    const broker = new ServerAccessBroker(t.services, t.gatewaySessions, () => t.gateways.settings());
+    const apiSignIn = () => t.request('POST', `${API}/auth/login`, { body: { username: user.username, password: user.password } });
+    const passwordSignIn = () => broker.authenticate({ username: user.username, password: user.password, remoteAddress: '127.0.0.9' });
+    const keySignIn = () =>
+      broker.authenticateKey({ username: user.username, fingerprint, algorithm: 'ssh-ed25519', signed: true, remoteAddress: '127.0.0.9' });
+    const sessions = () => t.database.db.kysely.selectFrom('web_sessions').selectAll().where('user_id', '=', user.id).execute();
+    await kill(t, 'auth.login');
+    await kill(t, 'gateway.auth');
+    expect((await apiSignIn()).statusCode).toBe(500);
+    await expect(passwordSignIn()).rejects.toThrow();
+    await expect(keySignIn()).rejects.toThrow();
+    expect((await t.services.users.get(user.id)).lastLoginAt).toBeNull();
+    expect(await sessions()).toEqual([]);
+    expect((await t.services.users.listSshKeys(user.id))[0]?.lastUsedAt).toBeNull();
+
+    await spare(t);
+    expect((await apiSignIn()).statusCode).toBe(200);
+    expect(await passwordSignIn()).toMatchObject({ ok: true });
+    expect(await keySignIn()).toMatchObject({ ok: true });
+    expect((await t.services.users.get(user.id)).lastLoginAt).not.toBeNull();
+    expect(await sessions()).toHaveLength(1);
+    expect((await t.services.users.listSshKeys(user.id))[0]?.lastUsedAt).not.toBeNull();
   });
 
   it('leaves a chain that still verifies after the failed appends', async () => {

@@ -1,4 +1,4 @@
-import { userFromRow, SignInThrottle, type AuditEventInput, type Database, type ThrottleRule, type User } from '@gatehouse/db';
+import { userFromRow, SignInThrottle, type AuditEventInput, type Database, type ThrottleRule, type User, type Users } from '@gatehouse/db';
 import ipaddr from 'ipaddr.js';
 import type { ServerConfig } from './config.js';
 import { dummyPasswordHash, totpStep, verifyPassword, waitLikeAPasswordCheck } from './passwords.js';
@@ -218,7 +218,8 @@ const addressThrottled = (until: string | null): SignInFailure => ({
  * Checks a user's password and TOTP code under the throttles: the one check behind the
  * API's sign-in and the gateway's. A throttled, disabled or unknown user gets the answer
  * of a wrong password; the audit event (under `action`) keeps the real reason. A success
- * is the caller's to audit. MFA_REQUIRED (right password, no code yet) is no failure.
+ * is the caller's to record (recordSignIn) and audit, in one transaction (withAudit).
+ * MFA_REQUIRED (right password, no code yet) is no failure.
  * An empty password is no attempt (ssh without a terminal answers the prompt with one).
  */
 export async function checkSignIn(
@@ -279,7 +280,12 @@ async function signInInTurn(
     }
   }
   await checked.attempt.succeeded();
-  return { ok: true, user: await users.update(user.id, { last_login_at: new Date().toISOString() }) };
+  return { ok: true, user: userFromRow(user) };
+}
+
+/** Records a sign-in on the user (its last sign-in time); run it in the transaction of the success's audit event. */
+export function recordSignIn(users: Users, userId: string): Promise<User> {
+  return users.update(userId, { last_login_at: new Date().toISOString() });
 }
 
 /**

@@ -23,7 +23,7 @@ import type {
 } from '@gatehouse/gateway';
 import { printableName } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
-import { checkKeySignIn, checkSignIn } from '../sign-in.js';
+import { checkKeySignIn, checkSignIn, recordSignIn } from '../sign-in.js';
 import type { WebTerminal } from '../terminal.js';
 
 /** The name sessions and audit events give the gateway inside the server. */
@@ -68,13 +68,16 @@ export class ServerAccessBroker implements AccessBroker {
       if (result.code === 'MFA_REQUIRED') return { ok: false, mfaRequired: true };
       return { ok: false, mfaRequired: false, message: result.message };
     }
-    await this.services.audit(null, {
-      action: 'gateway.auth',
-      outcome: 'success',
-      actorId: result.user.id,
-      actorName: result.user.username,
-      ip,
-      details: { gateway: this.entry },
+    await this.services.withAudit(null, async (tx, audit) => {
+      await recordSignIn(tx.users, result.user.id);
+      audit({
+        action: 'gateway.auth',
+        outcome: 'success',
+        actorId: result.user.id,
+        actorName: result.user.username,
+        ip,
+        details: { gateway: this.entry },
+      });
     });
     return { ok: true, user: { id: result.user.id, username: result.user.username } };
   }
@@ -99,9 +102,11 @@ export class ServerAccessBroker implements AccessBroker {
       });
       return { ok: false, mfaRequired: false, message: 'The key is not accepted.' };
     }
-    await this.services.users.update(result.user.id, { last_login_at: new Date().toISOString() });
-    await this.services.users.touchSshKey(result.keyId);
-    await this.services.audit(null, { ...base, outcome: 'success', actorId: result.user.id, actorName: result.user.username, details });
+    await this.services.withAudit(null, async (tx, audit) => {
+      await recordSignIn(tx.users, result.user.id);
+      await tx.users.touchSshKey(result.keyId);
+      audit({ ...base, outcome: 'success', actorId: result.user.id, actorName: result.user.username, details });
+    });
     return { ok: true, user: { id: result.user.id, username: result.user.username } };
   }
 

@@ -22,7 +22,7 @@ import { everyone, signedIn } from '../../access.js';
 import { caller, csrfTokenOf, SESSION_COOKIE } from '../../auth.js';
 import { hashPassword, newToken, newTotpSecret, passwordProblem, totpUri, totpStep } from '../../passwords.js';
 import type { Services } from '../../services.js';
-import { checkCurrentPassword, checkSignIn } from '../../sign-in.js';
+import { checkCurrentPassword, checkSignIn, recordSignIn } from '../../sign-in.js';
 import { presentUser } from '../users/presenter.js';
 
 export const SETUP_TOKEN_SETTING = 'setup_token_hash';
@@ -154,11 +154,12 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     async (req, reply) => {
       const signedIn = await checkSignIn(services, { ...req.body, address: req.ip }, (event) => services.audit(req, event), 'auth.login');
       if (!signedIn.ok) throw new GatehouseError(signedIn.code, signedIn.message);
-      const { user } = signedIn;
       const token = newToken('ghs');
-      await services.withAudit(req, async (tx, audit) => {
+      const user = await services.withAudit(req, async (tx, audit) => {
+        const user = await recordSignIn(tx.users, signedIn.user.id);
         await tx.users.createSession(user.id, token, true, sessionTtlMs());
         audit({ action: 'auth.login', outcome: 'success', actorId: user.id, actorName: user.username });
+        return user;
       });
       setSessionCookie(reply, token);
       return { user: presentUser(user), csrfToken: csrfTokenOf(token) };
