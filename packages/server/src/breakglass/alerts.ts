@@ -2,9 +2,9 @@ import type { BreakGlassSettings } from '@gatehouse/breakglass';
 import type { BreakGlassRun } from '@gatehouse/db';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
+import { postWebhook } from '../webhook.js';
 
 import type { BreakGlassRestrictions } from './restrictions.js';
-import { postWebhook } from './webhook.js';
 
 /** Sends one break-glass alert. */
 export type Alert = (
