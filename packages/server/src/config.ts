@@ -3,6 +3,14 @@ import path from 'node:path';
 import { z } from 'zod';
 import { GatehouseError, formatPath, type FieldIssue } from '@gatehouse/core';
 
+/** An absolute path to a program, or null (none configured). */
+const hookPath = z
+  .string()
+  .min(1)
+  .refine((p) => path.isAbsolute(p), 'must be an absolute path (the program the server runs)')
+  .nullable()
+  .default(null);
+
 /**
  * The server's configuration: one schema, read once at start from (lowest to highest
  * priority) a JSON config file, the environment and command-line flags. Every problem is
@@ -120,6 +128,23 @@ export const serverConfigSchema = z.strictObject({
     .default(false),
   /** Seconds the gateway waits for a device to connect and accept the credential. */
   gatewayTargetTimeoutSeconds: z.coerce.number().int().min(1).max(300).default(15),
+  /**
+   * Programs run when a maintenance window opens and closes (the window as JSON on stdin).
+   * Server configuration only, never an API setting: naming a program to run is running code.
+   */
+  maintenanceOpenHook: hookPath,
+  maintenanceCloseHook: hookPath,
+  /** Seconds a maintenance hook may run before it is killed with its child processes. */
+  maintenanceHookTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  /** How often the maintenance lifecycle opens, warns and ends windows. */
+  maintenanceTickMs: z.coerce.number().int().min(50).max(60_000).default(5000),
+  /** The first delay before retrying a failed closing hook (doubled per attempt, at most 15 minutes). */
+  maintenanceCloseRetryBaseMs: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(15 * 60_000)
+    .default(5000),
 });
 
 export type ServerConfig = Readonly<z.infer<typeof serverConfigSchema>> & { readonly port: number };
@@ -157,6 +182,11 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',
   GATEHOUSE_GATEWAY_RECORD_BINARY_EXEC: 'gatewayRecordBinaryExec',
   GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS: 'gatewayTargetTimeoutSeconds',
+  GATEHOUSE_MAINTENANCE_OPEN_HOOK: 'maintenanceOpenHook',
+  GATEHOUSE_MAINTENANCE_CLOSE_HOOK: 'maintenanceCloseHook',
+  GATEHOUSE_MAINTENANCE_HOOK_TIMEOUT_SECONDS: 'maintenanceHookTimeoutSeconds',
+  GATEHOUSE_MAINTENANCE_TICK_MS: 'maintenanceTickMs',
+  GATEHOUSE_MAINTENANCE_CLOSE_RETRY_BASE_MS: 'maintenanceCloseRetryBaseMs',
 };
 
 export interface ConfigSources {
