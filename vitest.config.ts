@@ -4,8 +4,9 @@ import { configDefaults, defineConfig } from 'vitest/config';
 const src = (pkg: string) => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
 
 /**
- * Tests that start a process (s3rver, Azurite, Ceph, or the age, xlsx2csv and aws
- * command-line tools) against the packages' sources; the unit project refuses to start one.
+ * Tests that start a process (s3rver, Azurite, Ceph, the age, xlsx2csv and aws
+ * command-line tools, or maintenance hook programs) against the packages' sources; the
+ * unit project refuses to start one.
  */
 const integrationTests = [
   'packages/breakglass/src/export.test.ts',
@@ -14,6 +15,7 @@ const integrationTests = [
   'packages/breakglass/src/targets/stages.test.ts',
   'test/api/breakglass*.test.ts',
   'test/api/live-session-warn.test.ts',
+  'packages/server/src/maintenance/hooks.test.ts',
 ];
 
 /**
