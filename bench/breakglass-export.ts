@@ -365,6 +365,7 @@ async function fill(
     id: randomUUID(),
     name: `Project ${String(i + 1).padStart(3, '0')}`,
     description: null,
+    maintenance_required: 0,
     created_at: now,
     updated_at: now,
   }));
@@ -397,6 +398,7 @@ async function fill(
           url_port: d % 4 === 3 ? `https://${name}.example.net:8443` : null,
           access_type: d % 2 === 0 ? 'direct' : 'gateway',
           tags: JSON.stringify(d % 5 === 0 ? ['prod'] : []),
+          maintenance_required: 0,
           created_at: now,
           updated_at: now,
         });

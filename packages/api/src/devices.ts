@@ -20,8 +20,11 @@ export type DeviceListQuery = z.input<typeof deviceListQuery>;
 export const deviceCreate = deviceInput;
 export type DeviceCreate = z.input<typeof deviceCreate>;
 
-/** Only the fields sent change; protocols and tags replace the lists. */
-export const devicePatch = corePatch;
+/**
+ * Only the fields sent change; protocols and tags replace the lists. `maintenanceRequired`
+ * (reachable only inside an open maintenance window) is not part of the inventory file.
+ */
+export const devicePatch = corePatch.extend({ maintenanceRequired: z.boolean().optional() });
 export type DevicePatch = z.input<typeof devicePatch>;
 
 export const device = z.object({
@@ -35,6 +38,8 @@ export const device = z.object({
   urlPort: z.string().nullable(),
   accessType: z.string(),
   tags: z.array(z.string()),
+  /** The device's own setting; its project's can require windows too (GET /devices/:id/access says which). */
+  maintenanceRequired: z.boolean(),
   createdAt: timestamp,
   updatedAt: timestamp,
 });

@@ -22,3 +22,4 @@ export * from './audit.js';
 export * from './auth.js';
 export * from './files.js';
 export * from './terminal.js';
+export * from './maintenance.js';

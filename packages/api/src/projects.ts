@@ -7,14 +7,15 @@ import { listOf, timestamp } from './common.js';
 export const projectCreate = projectInput;
 export type ProjectCreate = z.input<typeof projectCreate>;
 
-/** Only the fields sent change. */
-export const projectPatch = projectInput.partial();
+/** Only the fields sent change; `maintenanceRequired` (every device only inside an open maintenance window) is not in the inventory file. */
+export const projectPatch = projectInput.partial().extend({ maintenanceRequired: z.boolean().optional() });
 export type ProjectPatch = z.input<typeof projectPatch>;
 
 export const project = z.object({
   id: z.string(),
   name: z.string(),
   description: z.string().nullable(),
+  maintenanceRequired: z.boolean(),
   createdAt: timestamp,
   updatedAt: timestamp,
 });

@@ -5,3 +5,4 @@ export * from './inventory.js';
 export * from './policy.js';
 export * from './gateway-selection.js';
 export * from './audit-checkpoint.js';
+export * from './maintenance.js';

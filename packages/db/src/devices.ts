@@ -17,6 +17,8 @@ export interface Device {
   urlPort: string | null;
   accessType: string;
   tags: string[];
+  /** Reachable only inside an open maintenance window (the project's setting can require it too). */
+  maintenanceRequired: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -32,6 +34,7 @@ export const deviceFromRow = (r: DeviceTable): Device => ({
   urlPort: r.url_port,
   accessType: r.access_type,
   tags: JSON.parse(r.tags) as string[],
+  maintenanceRequired: r.maintenance_required === 1,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -72,6 +75,7 @@ export class Devices {
       url_port: input.urlPort ?? null,
       access_type: input.accessType,
       tags: JSON.stringify(input.tags),
+      maintenance_required: 0,
       created_at: now,
       updated_at: now,
     };
@@ -151,7 +155,7 @@ export class Devices {
     return { items: rows.map(deviceFromRow), total: Number(count.n) };
   }
 
-  async update(id: string, patch: DevicePatch): Promise<Device> {
+  async update(id: string, patch: DevicePatch & { maintenanceRequired?: boolean | undefined }): Promise<Device> {
     const current = await this.get(id);
     if (patch.projectId !== undefined && patch.projectId !== current.projectId) await new Projects(this.x).get(patch.projectId);
     const set: Partial<DeviceTable> = { updated_at: new Date().toISOString() };
@@ -164,6 +168,7 @@ export class Devices {
     if (patch.urlPort !== undefined) set.url_port = patch.urlPort;
     if (patch.accessType !== undefined) set.access_type = patch.accessType;
     if (patch.tags !== undefined) set.tags = JSON.stringify(patch.tags);
+    if (patch.maintenanceRequired !== undefined) set.maintenance_required = patch.maintenanceRequired ? 1 : 0;
     await uniquely('name', `This project already has a device named ${JSON.stringify(patch.name)}. Choose another name.`, () =>
       this.x.updateTable('devices').set(set).where('id', '=', id).execute(),
     );

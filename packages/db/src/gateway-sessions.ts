@@ -52,6 +52,8 @@ export interface GatewaySession {
   reason: string | null;
   /** Whether a recording exists (GET /sessions/:id/recording). */
   recorded: boolean;
+  /** The maintenance window the session entered under. */
+  windowId: string | null;
 }
 
 /** One finished SFTP (or legacy scp) operation of a session. */
@@ -67,7 +69,10 @@ export interface FileOperation {
   error: string | null;
 }
 
-export type GatewaySessionInput = Omit<GatewaySessionTable, 'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status'>;
+export type GatewaySessionInput = Omit<GatewaySessionTable, 'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status' | 'window_id'> & {
+  /** The maintenance window the session entered under, if its device needs one. */
+  window_id?: string | null;
+};
 
 export interface HostKey {
   deviceId: string;
@@ -100,6 +105,7 @@ const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
   exitStatus: r.exit_status,
   reason: r.reason,
   recorded: r.recording !== null,
+  windowId: r.window_id,
 });
 
 /** Sessions through gateways (one row per proxied channel, per connection while it carries no channel, and per failed connection) and the devices' trusted host keys. */

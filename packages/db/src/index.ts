@@ -25,7 +25,7 @@ export {
 } from './audit.js';
 export { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
 export { Inventory } from './inventory.js';
-export { Projects, type Project } from './projects.js';
+export { Projects, type Project, type ProjectPatch } from './projects.js';
 export { Devices, type Device, type DeviceQuery, type DeviceSort } from './devices.js';
 export { Accounts, type Account, type AccountSecrets } from './accounts.js';
 export { InventoryReaders } from './inventory-readers.js';
@@ -56,3 +56,15 @@ export {
   type FileOperation as SessionFileOperation,
 } from './gateway-sessions.js';
 export { Gateways, type Gateway, type GatewayInput, type GatewayStatus, type GatewaySync } from './gateways.js';
+export {
+  MaintenanceWindows,
+  HOOK_OUTPUT_MAX,
+  type MaintenanceWindow,
+  type WindowDecision,
+  type HookRun,
+  type HookRunInput,
+  type WindowCreate,
+  type WindowVisibility,
+  type WindowQuery,
+  type DecideResult,
+} from './maintenance-windows.js';

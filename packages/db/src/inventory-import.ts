@@ -100,7 +100,15 @@ export async function importItems(x: Tx, vault: Vault, items: readonly ImportIte
     if (deviceId === undefined) {
       deviceId = randomUUID();
       byName.set(d.name, deviceId);
-      newDevices.push({ id: deviceId, project_id: projectId, name: d.name, ...fields, created_at: now, updated_at: now });
+      newDevices.push({
+        id: deviceId,
+        project_id: projectId,
+        name: d.name,
+        ...fields,
+        maintenance_required: 0,
+        created_at: now,
+        updated_at: now,
+      });
       if (newDevices.length >= INSERT_ROWS) await insertDevices();
       updatedDevices.add(deviceId);
       counts.devicesCreated += 1;

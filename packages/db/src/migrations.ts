@@ -321,6 +321,87 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0010_maintenance_windows': {
+      async up(db: Kysely<unknown>) {
+        // Devices (or whole projects) reachable only inside an open maintenance window.
+        // Not part of the inventory file: an import leaves these as they are.
+        await db.schema
+          .alterTable('projects')
+          .addColumn('maintenance_required', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .alterTable('devices')
+          .addColumn('maintenance_required', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        // Who may approve windows of a project (admins are not approvers unless granted).
+        await db.schema
+          .createTable('project_approvers')
+          .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('granted_by', 'text')
+          .addColumn('granted_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('project_approvers_key', ['project_id', 'user_id'])
+          .execute();
+        // A request and the window it asks for: the same row all its life.
+        await db.schema
+          .createTable('maintenance_windows')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+          .addColumn('device_ids', 'text')
+          .addColumn('account_ids', 'text')
+          .addColumn('user_ids', 'text', (c) => c.notNull())
+          .addColumn('requested_by', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('ticket', 'text')
+          .addColumn('starts_at', 'text', (c) => c.notNull())
+          .addColumn('ends_at', 'text', (c) => c.notNull())
+          .addColumn('required_approvals', 'integer', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('opened_at', 'text')
+          .addColumn('ended_at', 'text')
+          .addColumn('ended_by', 'text')
+          .addColumn('end_comment', 'text')
+          .addColumn('close_state', 'text')
+          .addColumn('close_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_close_at', 'text')
+          .addColumn('warned_at', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('maintenance_windows_state').on('maintenance_windows').column('state').execute();
+        await db.schema.createIndex('maintenance_windows_project').on('maintenance_windows').column('project_id').execute();
+        await db.schema
+          .createTable('maintenance_window_decisions')
+          .addColumn('window_id', 'text', (c) => c.notNull().references('maintenance_windows.id').onDelete('cascade'))
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('username', 'text', (c) => c.notNull())
+          .addColumn('decision', 'text', (c) => c.notNull())
+          .addColumn('comment', 'text')
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('maintenance_window_decisions_key', ['window_id', 'user_id'])
+          .execute();
+        await db.schema
+          .createTable('maintenance_hook_runs')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('window_id', 'text', (c) => c.notNull().references('maintenance_windows.id').onDelete('cascade'))
+          .addColumn('phase', 'text', (c) => c.notNull())
+          .addColumn('attempt', 'integer', (c) => c.notNull())
+          .addColumn('started_at', 'text', (c) => c.notNull())
+          .addColumn('finished_at', 'text', (c) => c.notNull())
+          .addColumn('ok', 'integer', (c) => c.notNull())
+          .addColumn('exit_code', 'integer')
+          .addColumn('output', 'text', (c) => c.notNull())
+          .addColumn('error', 'text')
+          .execute();
+        await db.schema
+          .createIndex('maintenance_hook_runs_window')
+          .on('maintenance_hook_runs')
+          .columns(['window_id', 'started_at'])
+          .execute();
+        // The window a gateway session entered under (null: a device that needs none).
+        await db.schema.alterTable('gateway_sessions').addColumn('window_id', 'text').execute();
+      },
+    },
   };
 }
 

@@ -8,14 +8,20 @@ export interface Project {
   id: string;
   name: string;
   description: string | null;
+  /** Its devices are reachable only inside an open maintenance window. */
+  maintenanceRequired: boolean;
   createdAt: string;
   updatedAt: string;
 }
+
+/** A project's changeable fields: the inventory's, and whether it requires maintenance windows (not in the inventory file). */
+export type ProjectPatch = Partial<ProjectInput> & { maintenanceRequired?: boolean | undefined };
 
 export const projectFromRow = (r: ProjectTable): Project => ({
   id: r.id,
   name: r.name,
   description: r.description,
+  maintenanceRequired: r.maintenance_required === 1,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -26,7 +32,14 @@ export class Projects {
 
   async create(input: ProjectInput): Promise<Project> {
     const now = new Date().toISOString();
-    const row = { id: randomUUID(), name: input.name, description: input.description ?? null, created_at: now, updated_at: now };
+    const row: ProjectTable = {
+      id: randomUUID(),
+      name: input.name,
+      description: input.description ?? null,
+      maintenance_required: 0,
+      created_at: now,
+      updated_at: now,
+    };
     await uniquely('name', `A project named ${JSON.stringify(input.name)} exists already. Choose another name.`, () =>
       this.x.insertInto('projects').values(row).execute(),
     );
@@ -54,11 +67,12 @@ export class Projects {
     return row && projectFromRow(row);
   }
 
-  async update(id: string, patch: Partial<ProjectInput>): Promise<Project> {
+  async update(id: string, patch: ProjectPatch): Promise<Project> {
     await this.get(id);
     const set: Partial<ProjectTable> = { updated_at: new Date().toISOString() };
     if (patch.name !== undefined) set.name = patch.name;
     if (patch.description !== undefined) set.description = patch.description;
+    if (patch.maintenanceRequired !== undefined) set.maintenance_required = patch.maintenanceRequired ? 1 : 0;
     await uniquely('name', `A project named ${JSON.stringify(patch.name)} exists already. Choose another name.`, () =>
       this.x.updateTable('projects').set(set).where('id', '=', id).execute(),
     );

@@ -9,6 +9,8 @@ export interface ProjectTable {
   id: string;
   name: string;
   description: string | null;
+  /** 1: its devices are reachable only inside an open maintenance window. */
+  maintenance_required: number;
   created_at: string;
   updated_at: string;
 }
@@ -24,6 +26,8 @@ export interface DeviceTable {
   url_port: string | null;
   access_type: string;
   tags: string;
+  /** 1: reachable only inside an open maintenance window (so is every device of a project with it set). */
+  maintenance_required: number;
   created_at: string;
   updated_at: string;
 }
@@ -201,6 +205,8 @@ export interface GatewaySessionTable {
   segment: string | null;
   /** The gateway the user connected to; `gateway` is the one that reached the device. */
   entry_gateway: string | null;
+  /** The maintenance window the session entered under. */
+  window_id: string | null;
 }
 
 export interface SessionFileOperationTable {
@@ -257,6 +263,70 @@ export interface SignInThrottleTable {
   last_success_at: string | null;
 }
 
+export interface ProjectApproverTable {
+  project_id: string;
+  user_id: string;
+  granted_by: string | null;
+  granted_at: string;
+}
+
+/** A maintenance window request, the same row from request to close. */
+export interface MaintenanceWindowTable {
+  id: string;
+  project_id: string;
+  /** JSON array of device ids; null = the whole project. */
+  device_ids: string | null;
+  /** JSON array of account ids; null = every account the named users may use. */
+  account_ids: string | null;
+  /** JSON array of the user ids who may connect. */
+  user_ids: string;
+  requested_by: string;
+  reason: string;
+  ticket: string | null;
+  starts_at: string;
+  ends_at: string;
+  required_approvals: number;
+  /** pending, approved, open, denied, revoked, expired or failed */
+  state: string;
+  opened_at: string | null;
+  /** When it stopped giving access. */
+  ended_at: string | null;
+  ended_by: string | null;
+  end_comment: string | null;
+  /** null, pending, done or failed */
+  close_state: string | null;
+  close_attempts: number;
+  next_close_at: string | null;
+  warned_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface MaintenanceWindowDecisionTable {
+  window_id: string;
+  user_id: string;
+  username: string;
+  /** approve or deny */
+  decision: string;
+  comment: string | null;
+  at: string;
+}
+
+export interface MaintenanceHookRunTable {
+  id: string;
+  window_id: string;
+  /** open or close */
+  phase: string;
+  attempt: number;
+  started_at: string;
+  finished_at: string;
+  ok: number;
+  exit_code: number | null;
+  /** stdout and stderr, at most 64 KiB. */
+  output: string;
+  error: string | null;
+}
+
 export interface Database {
   projects: ProjectTable;
   devices: DeviceTable;
@@ -277,6 +347,10 @@ export interface Database {
   gateways: GatewayTable;
   session_file_operations: SessionFileOperationTable;
   sign_in_throttle: SignInThrottleTable;
+  project_approvers: ProjectApproverTable;
+  maintenance_windows: MaintenanceWindowTable;
+  maintenance_window_decisions: MaintenanceWindowDecisionTable;
+  maintenance_hook_runs: MaintenanceHookRunTable;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */

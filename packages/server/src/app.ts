@@ -5,7 +5,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { InternalError } from '@gatehouse/core';
-import { GatewaySessions, Inventory, Settings, Users, type Db, type Vault } from '@gatehouse/db';
+import { GatewaySessions, Inventory, MaintenanceWindows, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { health, openApiDocument, readiness, responses } from '@gatehouse/api';
@@ -125,6 +125,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     inventory: new Inventory(db, vault),
     users: new Users(db),
     settings: new Settings(db),
+    maintenance: new MaintenanceWindows(db),
     audit,
     withAudit: createWithAudit(db, vault, logger),
     refusals: new RefusalAudit(audit, { limit: config.refusalAuditLimit, windowMs: config.refusalAuditWindowSeconds * 1000 }),

@@ -5,6 +5,7 @@ import {
   Gateways,
   GatewaySessions,
   Inventory,
+  MaintenanceWindows,
   Settings,
   Users,
   type AuditEventInput,
@@ -28,6 +29,10 @@ export interface Services {
   inventory: Inventory;
   users: Users;
   settings: Settings;
+  /** Maintenance windows, their decisions and hook runs, and projects' approvers. */
+  maintenance: MaintenanceWindows;
+  /** The maintenance lifecycle (set once it runs): `runSoon()` asks for a tick now, e.g. after a revocation. */
+  maintenanceLifecycle?: { runSoon(): void };
   logger: Logger;
   /**
    * Appends an audit event, attributed to the request's user and address when given, and
@@ -56,6 +61,7 @@ export interface TxRepositories {
   gateways: Gateways;
   gatewaySessions: GatewaySessions;
   breakGlassRuns: BreakGlassRuns;
+  maintenance: MaintenanceWindows;
 }
 
 /** Who is calling, and how they proved it. */
@@ -120,6 +126,7 @@ export function createWithAudit(db: Db, vault: Vault, logger: Logger): Services[
           gateways: new Gateways(db, trx),
           gatewaySessions: new GatewaySessions(db, trx),
           breakGlassRuns: new BreakGlassRuns(db, trx),
+          maintenance: new MaintenanceWindows(db, trx),
         },
         (event) => events.push(event),
       );
