@@ -202,6 +202,20 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect((await t.request('GET', `${API}/tokens`, { token: operator.token })).statusCode).toBe(200);
   });
 
+  it('leaves a break-glass run a stopped server left unfinished open when its close could not be recorded', async () => {
+    // Break glass is not configured yet here: the run is closed and not run again.
+    const cut = await t.breakglass.runs.start('schedule', null);
+    await kill(t, 'breakglass.run');
+    await expect(t.breakglass.recoverInterrupted()).rejects.toThrow();
+    expect(await t.breakglass.runs.get(cut.id)).toMatchObject({ result: 'running', error: null });
+    expect(await eventsOf(t, 'breakglass.run')).toBe(0);
+
+    await spare(t);
+    expect(await t.breakglass.recoverInterrupted()).toBeUndefined();
+    expect(await t.breakglass.runs.get(cut.id)).toMatchObject({ result: 'failure', errorStage: 'interrupted' });
+    expect(await eventsOf(t, 'breakglass.run')).toBe(1);
+  });
+
   it('saves no break-glass settings and records nothing', async () => {
     // Nothing listens on port 9: the Test after a save fails quickly, which does not matter here.
     const body = {

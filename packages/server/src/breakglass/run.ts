@@ -16,7 +16,7 @@ import {
 import { ConflictError, GatehouseError, type AuditCheckpoint } from '@gatehouse/core';
 import { INTERRUPTED_STAGE, type BreakGlassRun, type BreakGlassRuns, type Inventory, type Leases } from '@gatehouse/db';
 import type { Logger } from '../logger.js';
-import type { AuditDraft, Services } from '../services.js';
+import type { AuditDraft, Services, TxRepositories } from '../services.js';
 
 import type { Alert } from './alerts.js';
 import { checkBucket, describeBucket, type BucketCheck } from './bucket-check.js';
@@ -28,7 +28,7 @@ const LEASE_MS = 5 * 60_000;
 /** Runs cut off in a row after which an interrupted run is no longer redone by itself. */
 const MAX_INTERRUPTED = 3;
 
-/** A run a stopped server left unfinished, now closed, and what its bucket was found to hold. */
+/** A run a stopped server left unfinished, and what its bucket was found to hold. */
 interface Interrupted {
   run: BreakGlassRun;
   bucket: BucketCheck | null;
@@ -123,12 +123,51 @@ function plainExportEvent(
   };
 }
 
+/** A run's history row and its `breakglass.run_start` event, in the caller's transaction. */
+async function begin(
+  tx: TxRepositories,
+  audit: (event: AuditDraft) => void,
+  trigger: BreakGlassRun['trigger'],
+  target: StorageTarget,
+  redoes?: string,
+): Promise<BreakGlassRun> {
+  const started = await tx.breakGlassRuns.start(trigger, target.location);
+  audit({
+    action: 'breakglass.run_start',
+    outcome: 'success',
+    targetType: 'breakglass_run',
+    targetId: started.id,
+    details: { trigger, target: target.location, ...(redoes ? { redoes } : {}) },
+  });
+  return started;
+}
+
+/** The audit event of a run a stopped server left unfinished, closed now, and the run that follows it. */
+function interruptedEvent(i: Interrupted, next: BreakGlassRun | undefined): AuditDraft {
+  return {
+    action: 'breakglass.run',
+    actorName: 'system',
+    outcome: 'failure',
+    targetType: 'breakglass_run',
+    targetId: i.run.id,
+    details: {
+      interrupted: true,
+      trigger: i.run.trigger,
+      startedAt: i.run.startedAt,
+      attempts: i.run.attempts,
+      stage: INTERRUPTED_STAGE,
+      error: i.run.error,
+      bucket: i.bucket?.state ?? null,
+      redoneBy: next?.id ?? null,
+    },
+  };
+}
+
 export interface RunnerOptions {
   inventory: Inventory;
   logger: Logger;
   /** A run's row and its audit events are written in one transaction. */
   withAudit: Services['withAudit'];
-  audit: Services['audit'];
   store: BreakGlassStore;
   runs: BreakGlassRuns;
   leases: Leases;
@@ -184,9 +223,14 @@ export class BreakGlassRunner {
     let run: BreakGlassRun | undefined;
     try {
       // With the lease held nothing else runs: a run still "running" was left by a server that stopped.
-      const interrupted = await this.claimInterrupted(settings);
-      run = await this.launch(trigger, actor, settings);
-      for (const i of interrupted) await this.reportInterrupted(i, run, `Run ${run.id} (${trigger}) was started after it.`, settings);
+      const unfinished = await this.findUnfinished(settings);
+      const started = (run = await this.launch(trigger, actor, settings));
+      if (unfinished.length > 0) {
+        await this.closeInterrupted(unfinished, async () => started)
+          .then((closed) => this.alertInterrupted(closed, `Run ${started.id} (${trigger}) was started after it.`, settings))
+          // The run goes on: the runs it follows stay unfinished, for the next recovery.
+          .catch((error: unknown) => this.o.logger.error({ err: error }, 'could not close the break-glass runs a stopped server left'));
+      }
       return run;
     } finally {
       if (!run) await this.o.leases.release(LEASE, this.holder).catch(() => undefined);
@@ -201,17 +245,17 @@ export class BreakGlassRunner {
     redoes?: string,
   ): Promise<BreakGlassRun> {
     const target = await targetFor(settings, this.o.timeoutSeconds, this.o.restrictions);
-    const run = await this.o.withAudit(actor, async (tx, audit) => {
-      const started = await tx.breakGlassRuns.start(trigger, target.location);
-      audit({
-        action: 'breakglass.run_start',
-        outcome: 'success',
-        targetType: 'breakglass_run',
-        targetId: started.id,
-        details: { trigger, target: target.location, ...(redoes ? { redoes } : {}) },
-      });
-      return started;
-    });
+    const run = await this.o.withAudit(actor, (tx, audit) => begin(tx, audit, trigger, target, redoes));
+    return this.go(run, settings, target, actor);
+  }
+
+  /** Runs the export of a run whose row was written (begin()), with the lease held; the run releases it when it ends. */
+  private go(
+    run: BreakGlassRun,
+    settings: BreakGlassSettings,
+    target: StorageTarget,
+    actor: Parameters<Services['audit']>[0],
+  ): BreakGlassRun {
     this.running = true;
     const renew = setInterval(() => void this.o.leases.renew(LEASE, this.holder, LEASE_MS).catch(() => undefined), LEASE_MS / 5);
     const work = this.attempt(run, settings, target, actor).finally(async () => {
@@ -225,27 +269,46 @@ export class BreakGlassRunner {
   }
 
   /**
-   * With the lease held: closes each run a stopped server left unfinished as interrupted,
-   * with what the bucket holds, read back and checked (the manifest against the
-   * workbook). The claim is atomic, so of several servers only one reports a run.
+   * With the lease held: each run a stopped server left unfinished, with the error its close
+   * will record: what the bucket holds, read back and checked (the manifest against the
+   * workbook). Nothing is written yet.
    */
-  private async claimInterrupted(settings: BreakGlassSettings | undefined): Promise<Interrupted[]> {
+  private async findUnfinished(settings: BreakGlassSettings | undefined): Promise<Interrupted[]> {
     const unfinished = await this.o.runs.unfinished();
     if (unfinished.length === 0) return [];
     const bucket = await this.bucketNow(settings, unfinished[0]?.startedAt ?? '');
-    const claimed: Interrupted[] = [];
-    for (const run of unfinished) {
+    return unfinished.map((run) => {
       const moved = run.target !== null && bucket.location !== null && run.target !== bucket.location;
       const sentence = moved ? bucket.elsewhere(run.target ?? '') : bucket.sentence;
       const error = `The server stopped during this run (found unfinished at ${new Date().toISOString()}). ${sentence}`;
-      if (!(await this.o.runs.claimInterrupted(run.id, error))) continue;
+      return { run: { ...run, result: 'failure', error, errorStage: INTERRUPTED_STAGE }, bucket: bucket.check };
+    });
+  }
+
+  /**
+   * Closes the unfinished runs as interrupted, each with its audit event, in one
+   * transaction; `next` (in that transaction, after the closes) gives the run that follows
+   * them, named in the events. The claim is atomic, so of several servers only one closes
+   * and reports a run; the closed ones are returned.
+   */
+  private async closeInterrupted(
+    unfinished: Interrupted[],
+    next: (tx: TxRepositories, audit: (event: AuditDraft) => void, closed: Interrupted[]) => Promise<BreakGlassRun | undefined>,
+  ): Promise<{ closed: Interrupted[]; next: BreakGlassRun | undefined }> {
+    const result = await this.o.withAudit(null, async (tx, audit) => {
+      const closed: Interrupted[] = [];
+      for (const i of unfinished) if (await tx.breakGlassRuns.claimInterrupted(i.run.id, i.run.error ?? '')) closed.push(i);
+      const following = closed.length > 0 ? await next(tx, audit, closed) : undefined;
+      for (const i of closed) audit(interruptedEvent(i, following));
+      return { closed, next: following };
+    });
+    for (const i of result.closed) {
       this.o.logger.warn(
-        { run: run.id, bucket: bucket.check?.state ?? null },
+        { run: i.run.id, bucket: i.bucket?.state ?? null },
         'closed a break-glass run left unfinished by a stopped server',
       );
-      claimed.push({ run: { ...run, result: 'failure', error, errorStage: INTERRUPTED_STAGE }, bucket: bucket.check });
     }
-    return claimed;
+    return result;
   }
 
   /** What the bucket of the current settings holds, as a sentence for the runs that were cut off. */
@@ -268,36 +331,20 @@ export class BreakGlassRunner {
     }
   }
 
-  /** The audit event and the alert for a run a stopped server left unfinished, saying what follows it. */
-  private async reportInterrupted(
-    i: Interrupted,
-    next: BreakGlassRun | undefined,
+  /** The alert for each run a stopped server left unfinished, saying what follows it. */
+  private async alertInterrupted(
+    { closed }: { closed: Interrupted[] },
     nextSentence: string,
     settings: BreakGlassSettings | undefined,
   ): Promise<void> {
-    await this.o.audit(null, {
-      action: 'breakglass.run',
-      actorName: 'system',
-      outcome: 'failure',
-      targetType: 'breakglass_run',
-      targetId: i.run.id,
-      details: {
-        interrupted: true,
-        trigger: i.run.trigger,
-        startedAt: i.run.startedAt,
-        attempts: i.run.attempts,
-        stage: INTERRUPTED_STAGE,
-        error: i.run.error,
-        bucket: i.bucket?.state ?? null,
-        redoneBy: next?.id ?? null,
-      },
-    });
-    await this.o.alert(
-      'breakglass.run_interrupted',
-      `Break-glass run ${i.run.id} (${i.run.trigger}, started ${i.run.startedAt}) was cut off: ${i.run.error ?? ''} ${nextSentence}`,
-      i.run,
-      settings,
-    );
+    for (const i of closed) {
+      await this.o.alert(
+        'breakglass.run_interrupted',
+        `Break-glass run ${i.run.id} (${i.run.trigger}, started ${i.run.startedAt}) was cut off: ${i.run.error ?? ''} ${nextSentence}`,
+        i.run,
+        settings,
+      );
+    }
   }
 
   /**
@@ -312,20 +359,26 @@ export class BreakGlassRunner {
     let redo: BreakGlassRun | undefined;
     try {
       const { settings, error } = await this.o.current();
-      const interrupted = await this.claimInterrupted(settings);
-      const last = interrupted.at(-1);
-      if (!last) return undefined;
-      const inARow = await this.o.runs.interruptedInARow(MAX_INTERRUPTED);
-      let nextSentence: string;
-      if (!settings || error !== undefined) {
-        nextSentence = `It is not run again: ${error ?? 'break glass is not configured'}.`;
-      } else if (inARow >= MAX_INTERRUPTED) {
-        nextSentence = `It is not run again automatically: the last ${inARow} runs were all cut off by the server stopping. Find out why (the service manager's log, a memory limit), then run it by hand.`;
-      } else {
-        redo = await this.launch('catch-up', null, settings, last.run.id);
-        nextSentence = `It is being run again now (run ${redo.id}).`;
-      }
-      for (const i of interrupted) await this.reportInterrupted(i, redo, nextSentence, settings);
+      const unfinished = await this.findUnfinished(settings);
+      if (unfinished.length === 0) return undefined;
+      const target = settings && error === undefined ? await targetFor(settings, this.o.timeoutSeconds, this.o.restrictions) : undefined;
+      let nextSentence = '';
+      // The closes, their events and the redo's row: one transaction.
+      const closed = await this.closeInterrupted(unfinished, async (tx, audit, closed) => {
+        const inARow = await tx.breakGlassRuns.interruptedInARow(MAX_INTERRUPTED);
+        if (!settings || !target) {
+          nextSentence = `It is not run again: ${error ?? 'break glass is not configured'}.`;
+        } else if (inARow >= MAX_INTERRUPTED) {
+          nextSentence = `It is not run again automatically: the last ${inARow} runs were all cut off by the server stopping. Find out why (the service manager's log, a memory limit), then run it by hand.`;
+        } else {
+          const started = await begin(tx, audit, 'catch-up', target, closed.at(-1)?.run.id);
+          nextSentence = `It is being run again now (run ${started.id}).`;
+          return started;
+        }
+        return undefined;
+      });
+      if (settings && target && closed.next) redo = this.go(closed.next, settings, target, null);
+      await this.alertInterrupted(closed, nextSentence, settings);
       return redo;
     } finally {
       if (!redo) await this.o.leases.release(LEASE, this.holder).catch(() => undefined);
