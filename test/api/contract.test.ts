@@ -71,6 +71,7 @@ describe('the API contract', () => {
     expect(recording?.['200']?.content).toEqual({ 'application/x-asciicast': binary });
     expect(Object.keys(recording?.['4XX']?.content ?? {})).toEqual(['application/json']);
     expect(doc.paths[`${API}/files/download`]?.get.responses['200']?.content).toEqual({ 'application/octet-stream': binary });
+    expect(doc.paths[`${API}/audit/export`]?.get.responses['200']?.content).toEqual({ 'application/x-ndjson': binary });
   });
 });
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { listOf, timestamp } from './common.js';
+import { fileAnswer, listOf, timestamp } from './common.js';
 
 /** The audit log (`/audit/*`, administrators and auditors): its events, the hash chain's check, signed checkpoints. */
 
@@ -41,7 +41,7 @@ export const auditEventList = listOf(auditEvent);
 export type AuditEventList = z.infer<typeof auditEventList>;
 
 /** `GET /audit/export`: every event as one JSON line (an auditEvent), oldest first. */
-export const auditExport = z.string().describe('application/x-ndjson: one audit event per line, oldest first');
+export const auditExport = fileAnswer('application/x-ndjson', 'One audit event (an auditEvent) per line, oldest first');
 
 /** The result of walking the hash chain: where it breaks, or that it holds (and the checkpoint it was checked against). */
 export const auditVerification = z.discriminatedUnion('ok', [
