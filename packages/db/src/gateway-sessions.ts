@@ -256,6 +256,41 @@ export class GatewaySessions {
     return new Map(rows.map((r) => [r.gateway, Number(r.n)]));
   }
 
+  /** The live sessions that entered under a maintenance window. */
+  async liveInWindow(windowId: string): Promise<GatewaySession[]> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .selectAll()
+      .where('result', '=', 'active')
+      .where('window_id', '=', windowId)
+      .orderBy('started_at')
+      .execute();
+    return rows.map(sessionFromRow);
+  }
+
+  /** Live sessions that entered under a maintenance window which is no longer open (ended, revoked). */
+  async liveOutsideOpenWindows(): Promise<(GatewaySession & { windowId: string })[]> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .selectAll()
+      .where('result', '=', 'active')
+      .where('window_id', 'is not', null)
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('maintenance_windows as w')
+              .select('w.id')
+              .whereRef('w.id', '=', 'gateway_sessions.window_id')
+              .where('w.state', '=', 'open'),
+          ),
+        ),
+      )
+      .orderBy('started_at')
+      .execute();
+    return rows.map(sessionFromRow) as (GatewaySession & { windowId: string })[];
+  }
+
   /** Newest first. */
   async list(q: SessionQuery = {}): Promise<{ items: GatewaySession[]; total: number }> {
     let base = this.x.selectFrom('gateway_sessions');

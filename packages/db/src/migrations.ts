@@ -400,6 +400,8 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
         // The window a gateway session entered under (null: a device that needs none).
         await db.schema.alterTable('gateway_sessions').addColumn('window_id', 'text').execute();
+        // The lifecycle looks up a window's live sessions every tick: few rows have one.
+        await db.schema.createIndex('gateway_sessions_window').on('gateway_sessions').column('window_id').execute();
       },
     },
   };

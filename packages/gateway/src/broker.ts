@@ -105,6 +105,12 @@ export interface AuthorizedTarget {
   segment: string | null;
   /** The device's access type: `tunnel` sends it through the default gateway only. */
   accessType: string;
+  /**
+   * The maintenance window that let the user in, when the device needs one (the server's
+   * own record: it does not cross the link to a remote gateway). Sessions on this
+   * connection belong to it, and end with it.
+   */
+  windowId?: string | null;
 }
 
 /** A forwarding request the gateway never grants; `destination` is the bind address or socket path asked for, if any. */

@@ -21,3 +21,4 @@ export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';
 export { ServerAccessBroker } from './gateway/broker.js';
 export { loadAuditCheckpointKey, defaultAuditCheckpointKeyFile, type AuditCheckpointKey } from './audit-checkpoint-key.js';
 export { AuditCheckpoints } from './audit-checkpoints.js';
+export { MaintenanceLifecycle, type MaintenanceLifecycleOptions } from './maintenance/lifecycle.js';

@@ -2,13 +2,14 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GatehouseError } from '@gatehouse/core';
-import { hashToken, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
+import { hashToken, Leases, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
 import { loadOrCreateHostKey, repairRecording, SshGateway } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { abandonedEnd, BUILT_IN_GATEWAY, ServerAccessBroker, sessionEndEvent } from './gateway/broker.js';
 import { recordingsDirOf } from './gateway/recordings.js';
 import { createLogger, type Logger } from './logger.js';
+import { MaintenanceLifecycle } from './maintenance/lifecycle.js';
 import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
 import { newToken } from './passwords.js';
 import { SETUP_TOKEN_SETTING, setupTokenFile } from './api/auth/routes.js';
@@ -53,6 +54,16 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       await built.app.close();
       throw error;
     });
+    // After the gateway: closing a window left open by a stopped server ends its sessions there.
+    const maintenance = new MaintenanceLifecycle({
+      services: built.services,
+      sessions: built.gatewaySessions,
+      leases: new Leases(db),
+      gateways: built.gateways,
+      logger: logger.child({ component: 'maintenance' }),
+    });
+    built.services.maintenanceLifecycle = maintenance;
+    maintenance.start();
     const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -77,6 +88,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       db,
       gateway: gateway && { port: gateway.server.port, fingerprint: gateway.fingerprint, publicKey: gateway.publicKey },
       async close() {
+        await maintenance.stop();
         // Sessions end first: their recordings close and their ends reach the audit log.
         await gateway?.server.stop();
         await built.app.close();

@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { canUseAccount, DEFAULT_GATEWAY, segmentOf, visibilityOf, type Visibility } from '@gatehouse/core';
-import type { Account, Device, GatewaySession, GatewaySessions } from '@gatehouse/db';
+import {
+  canUseAccount,
+  DEFAULT_GATEWAY,
+  maintenanceRefusal,
+  maintenanceRequiredBy,
+  segmentOf,
+  visibilityOf,
+  windowNames,
+  type Visibility,
+} from '@gatehouse/core';
+import type { Account, Device, GatewaySession, GatewaySessions, Project } from '@gatehouse/db';
 import type {
   AccessBroker,
   AuthenticationRequest,
@@ -185,6 +194,11 @@ export class ServerAccessBroker implements AccessBroker {
     if (!visibility) return { allow: false, message: 'You may no longer connect to devices. Ask an administrator.' };
     const decision = canUseAccount(visibility, { projectId: target.projectId, deviceId: target.deviceId, accountId: target.accountId });
     if (!decision.allow) return { allow: false, message: decision.reason };
+    // And the maintenance window: it may have ended or been revoked since sign-in.
+    const { inventory } = this.services;
+    const device = await inventory.devices.get(target.deviceId);
+    const window = await this.maintenanceWindow(user, device, await inventory.projects.get(device.projectId), target.accountId);
+    if (!window.ok) return { allow: false, message: window.message };
     const secrets = await this.services.inventory.accounts.reveal(target.accountId);
     return {
       allow: true,
@@ -290,6 +304,7 @@ export class ServerAccessBroker implements AccessBroker {
       result: 'active',
       reason: null,
       recording: s.recording,
+      window_id: s.target.windowId ?? null,
     });
     await this.services.audit(null, {
       action: 'session.start',
@@ -458,6 +473,8 @@ export class ServerAccessBroker implements AccessBroker {
       };
     }
     const project = await inventory.projects.get(device.projectId);
+    const window = await this.maintenanceWindow(user, device, project, account.id);
+    if (!window.ok) return { ok: false, reason: 'no maintenance window', message: window.message };
     return {
       ok: true,
       target: {
@@ -471,8 +488,32 @@ export class ServerAccessBroker implements AccessBroker {
         port: sshPortOf(device.urlPort),
         segment: segmentOf(device.tags),
         accessType: device.accessType,
+        windowId: window.windowId,
       },
     };
+  }
+
+  /**
+   * Whether the device needs a maintenance window, and if so the open one that lets this
+   * user reach it (and the account) now; else the refusal, which names the user's next
+   * approved window if one is coming.
+   */
+  private async maintenanceWindow(
+    user: GatewayUser,
+    device: Device,
+    project: Project,
+    accountId: string,
+  ): Promise<{ ok: true; windowId: string | null } | { ok: false; message: string }> {
+    if (!maintenanceRequiredBy(device, project)) return { ok: true, windowId: null };
+    const { maintenance } = this.services;
+    const now = new Date();
+    const covering = await maintenance.activeCovering(user.id, device.id, accountId, now);
+    if (covering) return { ok: true, windowId: covering.id };
+    const target = { userId: user.id, projectId: project.id, deviceId: device.id, accountId };
+    const next = (await maintenance.windowsForDevice(device.id, now)).find(
+      (w) => w.state === 'approved' && Date.parse(w.startsAt) > now.getTime() && windowNames(w, target),
+    );
+    return { ok: false, message: maintenanceRefusal({ projectName: project.name, deviceName: device.name }, next) };
   }
 }
 
