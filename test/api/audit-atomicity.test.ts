@@ -243,6 +243,50 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'breakglass.settings_update')).toBe(1);
   });
 
+  it('stores no maintenance request, approval, revocation, settings or approvers it could not record', async () => {
+    const project = await t.services.inventory.projects.create({ name: `maint-${dialect}`, description: null });
+    const approver = await t.userWithToken('operator');
+    const count = async () =>
+      Number(
+        (
+          await t.database.db.kysely
+            .selectFrom('maintenance_windows')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    const body = { projectId: project.id, durationMinutes: 30, reason: 'atomic' };
+    await kill(t, 'maintenance.requested');
+    expect((await t.request('POST', `${API}/requests`, { token: admin.token, body })).statusCode).toBe(500);
+    expect(await count()).toBe(0);
+
+    await kill(t, 'project.approvers_changed');
+    const approvers = await t.request('PUT', `${API}/projects/${project.id}/approvers`, {
+      token: admin.token,
+      body: { userIds: [approver.id] },
+    });
+    expect(approvers.statusCode).toBe(500);
+    expect(await t.services.maintenance.approvers(project.id)).toEqual([]);
+    await kill(t, 'maintenance.settings_changed');
+    const settings = await t.request('PUT', `${API}/maintenance/settings`, { token: admin.token, body: { requiredApprovals: 3 } });
+    expect(settings.statusCode).toBe(500);
+    expect(await t.services.settings.get('maintenance')).toBeUndefined();
+
+    await spare(t);
+    await t.services.maintenance.setApprovers(project.id, [approver.id], admin.id);
+    const w = (await t.request('POST', `${API}/requests`, { token: admin.token, body })).json<{ id: string }>();
+    await kill(t, 'maintenance.approved');
+    expect((await t.request('POST', `${API}/requests/${w.id}/approve`, { token: approver.token, body: {} })).statusCode).toBe(500);
+    expect(await t.services.maintenance.get(w.id)).toMatchObject({ state: 'pending' });
+    expect(await t.services.maintenance.decisions([w.id])).toEqual([]);
+    await kill(t, 'maintenance.revoked');
+    expect((await t.request('POST', `${API}/requests/${w.id}/revoke`, { token: admin.token, body: {} })).statusCode).toBe(500);
+    expect(await t.services.maintenance.get(w.id)).toMatchObject({ state: 'pending', endedAt: null });
+    for (const action of ['maintenance.approved', 'maintenance.revoked', 'maintenance.settings_changed', 'project.approvers_changed']) {
+      expect(await eventsOf(t, action)).toBe(0);
+    }
+  });
+
   it('records no sign-in whose audit event could not be appended (API and gateway, password and key)', async () => {
     const user = await t.userWithToken('operator');
     const key = ssh2.utils.generateKeyPairSync('ed25519').public;

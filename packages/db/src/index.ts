@@ -67,4 +67,5 @@ export {
   type WindowVisibility,
   type WindowQuery,
   type DecideResult,
+  type WindowRelated,
 } from './maintenance-windows.js';

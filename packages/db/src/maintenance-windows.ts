@@ -90,6 +90,16 @@ export interface DecideResult {
   decided: boolean;
 }
 
+/** The names a window's ids stand for, and its decisions and hook runs (`MaintenanceWindows.related`). */
+export interface WindowRelated {
+  projects: Map<string, string>;
+  devices: Map<string, string>;
+  accounts: Map<string, { username: string; deviceId: string }>;
+  users: Map<string, string>;
+  decisions: WindowDecision[];
+  hookRuns: HookRun[];
+}
+
 /** Most a hook's output keeps. */
 export const HOOK_OUTPUT_MAX = 64 * 1024;
 
@@ -572,6 +582,34 @@ export class MaintenanceWindows {
       comment: r.comment,
       at: r.at,
     }));
+  }
+
+  /** What the windows' ids name (ids since deleted are left out), with their decisions and hook runs: one query each. */
+  async related(windows: readonly MaintenanceWindow[]): Promise<WindowRelated> {
+    const unique = (xs: Iterable<string>) => [...new Set(xs)];
+    const projectIds = unique(windows.map((w) => w.projectId));
+    const deviceIds = unique(windows.flatMap((w) => w.deviceIds ?? []));
+    const accountIds = unique(windows.flatMap((w) => w.accountIds ?? []));
+    const userIds = unique(windows.flatMap((w) => [w.requestedBy, ...w.userIds, ...(w.endedBy ? [w.endedBy] : [])]));
+    const windowIds = windows.map((w) => w.id);
+    const [projects, devices, accounts, users, decisions, hookRuns] = await Promise.all([
+      projectIds.length === 0 ? [] : this.x.selectFrom('projects').select(['id', 'name']).where('id', 'in', projectIds).execute(),
+      deviceIds.length === 0 ? [] : this.x.selectFrom('devices').select(['id', 'name']).where('id', 'in', deviceIds).execute(),
+      accountIds.length === 0
+        ? []
+        : this.x.selectFrom('accounts').select(['id', 'username', 'device_id']).where('id', 'in', accountIds).execute(),
+      userIds.length === 0 ? [] : this.x.selectFrom('users').select(['id', 'username']).where('id', 'in', userIds).execute(),
+      this.decisions(windowIds),
+      this.hookRuns(windowIds),
+    ]);
+    return {
+      projects: new Map(projects.map((p) => [p.id, p.name])),
+      devices: new Map(devices.map((d) => [d.id, d.name])),
+      accounts: new Map(accounts.map((a) => [a.id, { username: a.username, deviceId: a.device_id }])),
+      users: new Map(users.map((u) => [u.id, u.username])),
+      decisions,
+      hookRuns,
+    };
   }
 
   /** The navigation count: pending requests this user may decide on and has not, their own pending and active windows. */

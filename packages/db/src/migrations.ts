@@ -350,7 +350,8 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('device_ids', 'text')
           .addColumn('account_ids', 'text')
           .addColumn('user_ids', 'text', (c) => c.notNull())
-          .addColumn('requested_by', 'text', (c) => c.notNull().references('users.id'))
+          // No foreign key: a window's history outlives a deleted user (as decisions' user_id does).
+          .addColumn('requested_by', 'text', (c) => c.notNull())
           .addColumn('reason', 'text', (c) => c.notNull())
           .addColumn('ticket', 'text')
           .addColumn('starts_at', 'text', (c) => c.notNull())

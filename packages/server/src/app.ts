@@ -36,6 +36,7 @@ import { authRoutes } from './api/auth/routes.js';
 import { accountRoutes } from './api/accounts/routes.js';
 import { deviceRoutes } from './api/devices/routes.js';
 import { inventoryFileRoutes } from './api/inventory/routes.js';
+import { maintenanceRoutes } from './api/maintenance/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
 import { userRoutes } from './api/users/routes.js';
@@ -297,6 +298,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       breakGlassRoutes(api, services, breakglass);
       sessionRoutes(api, services, gatewaySessions, gateways);
       hostKeyRoutes(api, services, gatewaySessions);
+      maintenanceRoutes(api, services);
       gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       fileRoutes(api, services, terminal, gatewaySessions);

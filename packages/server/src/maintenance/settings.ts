@@ -37,12 +37,3 @@ export function mergeMaintenanceSettings(current: StoredMaintenanceSettings, put
 export async function saveMaintenanceSettings(settings: Settings, value: StoredMaintenanceSettings): Promise<void> {
   await settings.set(MAINTENANCE_SETTINGS_KEY, JSON.stringify(value));
 }
-
-/** As the API shows them: the webhook URLs masked. */
-export function presentMaintenanceSettings(s: StoredMaintenanceSettings): MaintenanceSettings {
-  return {
-    ...s,
-    notifyWebhookUrl: s.notifyWebhookUrl === null ? null : SECRET_MASK,
-    hookWebhookUrl: s.hookWebhookUrl === null ? null : SECRET_MASK,
-  };
-}

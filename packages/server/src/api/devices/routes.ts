@@ -68,7 +68,10 @@ export function deviceRoutes(app: FastifyInstance, services: Services) {
           outcome: 'success',
           targetType: 'device',
           targetId: d.id,
-          details: { fields: Object.keys(req.body) },
+          details: {
+            fields: Object.keys(req.body),
+            ...(req.body.maintenanceRequired !== undefined ? { maintenanceRequired: req.body.maintenanceRequired } : {}),
+          },
         });
         return d;
       }),

@@ -58,7 +58,10 @@ export function projectRoutes(app: FastifyInstance, services: Services) {
           outcome: 'success',
           targetType: 'project',
           targetId: p.id,
-          details: { fields: Object.keys(req.body) },
+          details: {
+            fields: Object.keys(req.body),
+            ...(req.body.maintenanceRequired !== undefined ? { maintenanceRequired: req.body.maintenanceRequired } : {}),
+          },
         });
         return p;
       }),
