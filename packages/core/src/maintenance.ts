@@ -52,7 +52,7 @@ export function phaseOf(w: Pick<WindowScope, 'state' | 'endsAt'>, now: Date): Wi
   }
 }
 
-export interface ConnectionTarget {
+export interface WindowTarget {
   userId: string;
   projectId: string;
   deviceId: string;
@@ -61,7 +61,7 @@ export interface ConnectionTarget {
 }
 
 /** Whether the window lets this user reach this device (and account) now: it is open, names them, and now is inside it. */
-export function windowCovers(w: WindowScope, target: ConnectionTarget, now: Date): boolean {
+export function windowCovers(w: WindowScope, target: WindowTarget, now: Date): boolean {
   if (w.state !== 'open') return false;
   const t = now.getTime();
   if (t < Date.parse(w.startsAt) || t >= Date.parse(w.endsAt)) return false;
@@ -69,7 +69,7 @@ export function windowCovers(w: WindowScope, target: ConnectionTarget, now: Date
 }
 
 /** Whether the window names this user, device and account, whatever its state and time. */
-export function windowNames(w: Omit<WindowScope, 'state' | 'startsAt' | 'endsAt'>, target: ConnectionTarget): boolean {
+export function windowNames(w: Omit<WindowScope, 'state' | 'startsAt' | 'endsAt'>, target: WindowTarget): boolean {
   if (w.projectId !== target.projectId) return false;
   if (!w.userIds.includes(target.userId)) return false;
   if (w.deviceIds !== null && !w.deviceIds.includes(target.deviceId)) return false;
