@@ -5,7 +5,7 @@ import type { Services } from '../services.js';
 import { readMaintenanceSettings } from './settings.js';
 
 /** What requesters and approvers are told of (the webhook's `event`: `maintenance.<event>`). */
-export type MaintenanceNotice = 'requested' | 'approved' | 'denied' | 'revoked' | 'opened' | 'expired';
+export type MaintenanceNotice = 'requested' | 'approved' | 'denied' | 'revoked' | 'opened' | 'expired' | 'close_failed';
 
 /**
  * Tells the notification webhook (`notifyWebhookUrl`, when set) what happened to a window:
