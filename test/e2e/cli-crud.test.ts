@@ -105,4 +105,129 @@ describe('gatehouse CLI create/read/update/delete', () => {
     const list = await ghJson<{ items: { username: string }[] }>(['users', 'list']);
     expect(list.items.map((u) => u.username)).toEqual(['admin']);
   });
+
+  it('maintenance requests: create, list, approve by another user, show; deny needs a comment; bad input names the option', async () => {
+    const project = await ghJson<{ id: string }>(['projects', 'create', 'Maint']);
+    const device = await ghJson<{ id: string }>([
+      'devices',
+      'create',
+      'db-1',
+      '--project',
+      project.id,
+      '--provider',
+      'aws',
+      '--protocol',
+      'ssh',
+    ]);
+    await ghJson(['accounts', 'create', device.id, 'postgres']);
+    const olivia = await ghJson<{ id: string }>(['users', 'create', 'olivia', '--role', 'operator', '--password-stdin'], {
+      stdin: 'olivia-password-1\n',
+    });
+    await ghJson<{ id: string }>(['users', 'create', 'bert', '--role', 'operator', '--password-stdin'], { stdin: 'bert-password-12\n' });
+    await ghJson(['users', 'grant', olivia.id, project.id]);
+    expect(await ghJson(['devices', 'update', device.id, '--maintenance-required', 'true'])).toMatchObject({ maintenanceRequired: true });
+    const notBool = await gh(['projects', 'update', project.id, '--maintenance-required', 'yes']);
+    expect(notBool.code).toBe(1);
+    expect(notBool.stderr).toContain('--maintenance-required');
+    // olivia approves for the project too, but never her own requests.
+    const approvers = await ghJson<{ users: { username: string }[] }>(['projects', 'approvers', 'Maint', '--set', 'bert,olivia']);
+    expect(approvers.users.map((u) => u.username).sort()).toEqual(['bert', 'olivia']);
+    expect(await ghJson(['maintenance', 'settings', '--approvals', '1', '--max-duration', '240'])).toMatchObject({
+      requiredApprovals: 1,
+      maxDurationMinutes: 240,
+    });
+
+    // Each user with their own saved token.
+    const as = async (username: string, password: string) => {
+      const env = { GATEHOUSE_CREDENTIALS: path.join(tempDir(), 'credentials.json') };
+      const login = await cli(['login', '--username', username, '--password-stdin', '--url', server.url, '--ca', server.certFile], {
+        stdin: `${password}\n`,
+        env,
+      });
+      expect(login.code, login.stderr).toBe(0);
+      return { env };
+    };
+    const asOlivia = await as('olivia', 'olivia-password-1');
+    const asBert = await as('bert', 'bert-password-12');
+
+    const request = await ghJson<{ id: string; state: string; devices: { name: string }[]; users: { username: string }[] }>(
+      [
+        'requests',
+        'create',
+        '--device',
+        'Maint/db-1',
+        '--account',
+        'postgres',
+        '--duration',
+        '30',
+        '--reason',
+        'patch openssl',
+        '--ticket',
+        'CHG-1',
+      ],
+      asOlivia,
+    );
+    expect(request).toMatchObject({ state: 'pending', devices: [{ name: 'db-1' }], users: [{ username: 'olivia' }] });
+
+    const table = await gh(['requests', 'list', '--phase', 'pending'], asOlivia);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^ID\s+PHASE\s+STATE/);
+    expect(table.stdout).toMatch(new RegExp(`${request.id}\\s+pending\\s+pending\\s+Maint\\s+db-1\\s+olivia\\s+olivia`));
+    const page = await ghJson<{ items: { id: string; startsAt: string }[] }>(['requests', 'list', '--json'], asBert);
+    expect(page.items.map((w) => w.id)).toEqual([request.id]);
+    expect(page.items[0]?.startsAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/);
+
+    const own = await gh(['requests', 'approve', request.id], asOlivia);
+    expect(own.code).toBe(1);
+    expect(own.stderr).toContain('someone else must approve');
+    const approved = await ghJson<{ state: string }>(['requests', 'approve', request.id, '--comment', 'go ahead'], asBert);
+    expect(approved.state).toMatch(/^(approved|open)$/);
+    expect(await ghJson(['requests', 'show', request.id], asOlivia)).toMatchObject({
+      reason: 'patch openssl',
+      ticket: 'CHG-1',
+      decisions: [{ username: 'bert', decision: 'approve', comment: 'go ahead' }],
+    });
+
+    // A later request, denied: the CLI and the API both want the reason.
+    const later = await ghJson<{ id: string }>(
+      [
+        'requests',
+        'create',
+        '--project',
+        'Maint',
+        '--start',
+        new Date(Date.now() + 3 * 3600_000).toISOString(),
+        '--duration',
+        '60',
+        '--reason',
+        'reindex',
+      ],
+      asOlivia,
+    );
+    const noComment = await gh(['requests', 'deny', later.id], asBert);
+    expect(noComment.code).toBe(1);
+    expect(noComment.stderr).toContain("required option '--comment <text>'");
+    const blank = await gh(['requests', 'deny', later.id, '--comment', ' '], asBert);
+    expect(blank.code).toBe(1);
+    expect(blank.stderr).toMatch(/- comment: is required/);
+    expect(await ghJson(['requests', 'deny', later.id, '--comment', 'not during the freeze'], asBert)).toMatchObject({
+      state: 'denied',
+      decisions: [{ username: 'bert', decision: 'deny', comment: 'not during the freeze' }],
+    });
+
+    // Bad input: the error names the option it came from, and nothing is written.
+    const zero = await gh(
+      ['requests', 'create', '--device', 'Maint/db-1', '--duration', '0', '--start', '2020-01-01T00:00:00Z', '--reason', 'x'],
+      asOlivia,
+    );
+    expect(zero.code).toBe(1);
+    expect(zero.stderr).toMatch(/- --duration: /);
+    expect(zero.stderr).toMatch(/- --start: /);
+    const unknown = await gh(['requests', 'create', '--device', 'Maint/db-9', '--duration', '10', '--reason', 'x'], asOlivia);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('--device Maint/db-9: project Maint has no device db-9');
+    const tooLong = await gh(['requests', 'create', '--project', 'Maint', '--duration', '600', '--reason', 'x'], asOlivia);
+    expect(tooLong.stderr).toMatch(/- --duration: .*240/);
+    expect((await ghJson<{ total: number }>(['requests', 'list', '--json'], asOlivia)).total).toBe(2);
+  });
 });

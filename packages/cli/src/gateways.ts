@@ -12,6 +12,7 @@ import { GatehouseError } from '@gatehouse/core/errors';
 import { Option } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
+import { formatTable } from './table.js';
 
 interface GatewayFlags {
   sshPort?: string;
@@ -154,13 +155,7 @@ function formatGatewayTable(items: Gateway[], tunnelMode: boolean): string {
       g.id,
     ]),
   ];
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  const lines = rows.map((r) =>
-    r
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd(),
-  );
+  const lines = formatTable(rows);
   const problems = items.filter((g) => g.status !== 'online' && g.statusReason).map((g) => `${g.name}: ${g.statusReason}`);
   return [...lines, '', `Tunnel mode: ${tunnelMode ? 'on (every connection goes through the default gateway)' : 'off'}`, ...problems].join(
     '\n',

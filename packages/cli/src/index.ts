@@ -4,6 +4,7 @@ import { breakGlassCommands } from './breakglass.js';
 import { ApiError } from './client.js';
 import { gatewayCommand, gatewaysCommands } from './gateways.js';
 import { accountsCommands, devicesCommands, exportCommand, importCommand, projectsCommands } from './inventory.js';
+import { maintenanceCommands, requestsCommands } from './requests.js';
 import { serverCommand } from './server.js';
 import { sessionsCommands } from './sessions.js';
 import { signInCommands } from './sign-in.js';
@@ -27,6 +28,8 @@ export function buildProgram(): Command {
   accountsCommands(program);
   usersCommands(program);
   sessionsCommands(program);
+  requestsCommands(program);
+  maintenanceCommands(program);
   sshKeysCommands(program);
   importCommand(program);
   exportCommand(program);

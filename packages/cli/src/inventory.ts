@@ -14,6 +14,8 @@ import type {
   Project,
   ProjectCreate,
   ProjectList,
+  ProjectApprovers,
+  ProjectApproversPut,
   ProjectPatch,
 } from '@gatehouse/api';
 import { readFileSync } from 'node:fs';
@@ -21,7 +23,14 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { callApi, client, deleted, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
+import { NameResolver } from './names.js';
 import { progress, readStdin } from './prompt.js';
+
+/** `--maintenance-required true|false`: reached only inside an approved maintenance window. */
+const maintenanceRequiredOption = () =>
+  new Option('--maintenance-required <bool>', 'reachable only inside an approved maintenance window').choices(['true', 'false']);
+
+const booleanOf = (v: string | undefined) => (v === undefined ? undefined : v === 'true');
 
 /** The device options of `devices create` and `devices update`, as commander gives them. */
 interface DeviceOptions {
@@ -64,14 +73,32 @@ export function projectsCommands(program: Command): void {
     .description('change the fields given')
     .option('--name <name>')
     .option('--description <text>')
-    .action(async (id: string, o: ClientOptions & { name?: string; description?: string }) =>
+    .addOption(maintenanceRequiredOption())
+    .action(async (id: string, o: ClientOptions & { name?: string; description?: string; maintenanceRequired?: string }) =>
       print(
         await client(o).call<Project>('PATCH', `/projects/${encodeURIComponent(id)}`, {
           name: o.name,
           description: o.description,
+          maintenanceRequired: booleanOf(o.maintenanceRequired),
         } satisfies ProjectPatch),
       ),
     );
+  withClient(projects.command('approvers <project>'))
+    .description('who may approve maintenance windows for a project (name or id); --set replaces them')
+    .option('--set <users>', 'user names or ids, comma separated ("" for none)')
+    .action(async (value: string, o: ClientOptions & { set?: string }) => {
+      const api = client(o);
+      const names = new NameResolver(api);
+      const route = `/projects/${encodeURIComponent((await names.project('<project>', value)).id)}/approvers`;
+      if (o.set === undefined) return print(await api.call<ProjectApprovers>('GET', route));
+      const userIds: string[] = [];
+      for (const name of o.set
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''))
+        userIds.push((await names.user('--set', name)).id);
+      return print(await api.call<ProjectApprovers>('PUT', route, { userIds } satisfies ProjectApproversPut));
+    });
   withClient(projects.command('delete <id>')).action(
     callApi('DELETE', ([id]) => `/projects/${encodeURIComponent(id ?? '')}`, undefined, deleted('Project')),
   );
@@ -119,8 +146,14 @@ export function devicesCommands(program: Command): void {
     .option('--url-port <url>')
     .option('--access-type <type>')
     .option('--tag <tag...>')
-    .action(async (id: string, o: ClientOptions & DeviceOptions & { name?: string; project?: string }) => {
-      const body = { ...deviceFields(o), name: o.name, projectId: o.project } satisfies DevicePatch;
+    .addOption(maintenanceRequiredOption())
+    .action(async (id: string, o: ClientOptions & DeviceOptions & { name?: string; project?: string; maintenanceRequired?: string }) => {
+      const body = {
+        ...deviceFields(o),
+        name: o.name,
+        projectId: o.project,
+        maintenanceRequired: booleanOf(o.maintenanceRequired),
+      } satisfies DevicePatch;
       print(await client(o).call<Device>('PATCH', `/devices/${encodeURIComponent(id)}`, body));
     });
   withClient(devices.command('delete <id>')).action(

@@ -1,0 +1,90 @@
+import type { AccountList, Device, DeviceList, Me, Project, ProjectList, UserList } from '@gatehouse/api';
+import { GatehouseError } from '@gatehouse/core/errors';
+import { ApiError, type ApiClient } from './client.js';
+
+/** A refusal of what was typed for one option: the message starts with the option and the value. */
+const wrong = (option: string, value: string, why: string) => new GatehouseError('BAD_REQUEST', `${option} ${value}: ${why}`);
+
+/**
+ * Turns the names a user types (a project, `project/device`, an account's user name, a user
+ * name) into the ids the API takes, through the API's own list routes; an id is taken as it
+ * is. Lists are read once per command.
+ */
+export class NameResolver {
+  private projects: Promise<Project[]> | undefined;
+  private readonly devices = new Map<string, Promise<Device[]>>();
+  private users: Promise<{ id: string; username: string }[]> | undefined;
+
+  constructor(private readonly api: ApiClient) {}
+
+  /** A project by name or id. */
+  async project(option: string, value: string): Promise<Project> {
+    this.projects ??= this.api.call<ProjectList>('GET', '/projects').then((l) => l.items);
+    const all = await this.projects;
+    const found = all.find((p) => p.id === value) ?? all.find((p) => p.name === value);
+    if (!found) throw wrong(option, value, 'names no project you can see (gatehouse projects list shows them).');
+    return found;
+  }
+
+  /** A device as `project/device` (names or ids). */
+  async device(option: string, value: string): Promise<Device> {
+    const slash = value.indexOf('/');
+    if (slash <= 0 || slash === value.length - 1) throw wrong(option, value, 'must be <project>/<device>, e.g. Ops/web-1.');
+    const project = await this.project(option, value.slice(0, slash));
+    const name = value.slice(slash + 1);
+    const found = (await this.devicesOf(project.id)).find((d) => d.id === name || d.name === name);
+    if (!found) throw wrong(option, value, `project ${project.name} has no device ${name} you can see.`);
+    return found;
+  }
+
+  /** Every device of a project the caller can see. */
+  devicesOf(projectId: string): Promise<Device[]> {
+    let devices = this.devices.get(projectId);
+    if (!devices) {
+      devices = this.allPages(projectId);
+      this.devices.set(projectId, devices);
+    }
+    return devices;
+  }
+
+  /** The ids of the accounts called `value` (or with that id) on `devices`; at least one. */
+  async accounts(option: string, value: string, devices: readonly Device[]): Promise<{ id: string; deviceId: string }[]> {
+    const found: { id: string; deviceId: string }[] = [];
+    for (const d of devices) {
+      const { items } = await this.api.call<AccountList>('GET', `/devices/${encodeURIComponent(d.id)}/accounts`);
+      found.push(...items.filter((a) => a.id === value || a.username === value));
+    }
+    if (found.length === 0) throw wrong(option, value, 'no account of that name on the devices this request names.');
+    return found;
+  }
+
+  /** A user by name or id; `me` is the caller. Names need the user list, which only administrators read. */
+  async user(option: string, value: string): Promise<{ id: string; username: string }> {
+    if (value === 'me') return (await this.api.call<Me>('GET', '/auth/me')).user;
+    this.users ??= this.api.call<UserList>('GET', '/users').then(
+      (l) => l.items,
+      (error: unknown) => {
+        if (error instanceof ApiError && error.code === 'FORBIDDEN') return [];
+        throw error;
+      },
+    );
+    const all = await this.users;
+    const found = all.find((u) => u.id === value) ?? all.find((u) => u.username === value);
+    if (found) return found;
+    // An operator cannot read the user list: an id goes to the server as it is, which checks it.
+    if (all.length === 0 && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value))
+      return { id: value, username: value };
+    if (all.length === 0) throw wrong(option, value, "only administrators can look users up by name: give the user's id (or me).");
+    throw wrong(option, value, 'names no user (gatehouse users list shows them).');
+  }
+
+  private async allPages(projectId: string): Promise<Device[]> {
+    const out: Device[] = [];
+    for (;;) {
+      const q = new URLSearchParams({ projectId, limit: '500', offset: String(out.length) });
+      const page = await this.api.call<DeviceList>('GET', `/devices?${q.toString()}`);
+      out.push(...page.items);
+      if (page.items.length === 0 || out.length >= page.total) return out;
+    }
+  }
+}
