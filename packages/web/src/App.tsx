@@ -9,6 +9,7 @@ import { Projects } from './pages/Projects.js';
 
 import { Setup } from './pages/Setup.js';
 import { SignIn } from './pages/SignIn.js';
+import { useRequestCount } from './pages/requests/summary.js';
 import { ErrorNote } from './ui.js';
 
 type Start = { kind: 'loading' } | { kind: 'setup' } | { kind: 'signed-out'; reason?: string } | { kind: 'signed-in'; user: User };
@@ -21,6 +22,7 @@ const Import = lazy(() => import('./pages/Import.js').then((m) => ({ default: m.
 const Users = lazy(() => import('./pages/Users.js').then((m) => ({ default: m.Users })));
 const Gateways = lazy(() => import('./pages/Gateways.js').then((m) => ({ default: m.Gateways })));
 const FilesPage = lazy(() => import('./pages/Files.js').then((m) => ({ default: m.FilesPage })));
+const Requests = lazy(() => import('./pages/requests/Requests.js').then((m) => ({ default: m.Requests })));
 const Sessions = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.Sessions })));
 const SessionPage = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.SessionPage })));
 /** xterm.js is large: loaded when a terminal is first opened. */
@@ -29,6 +31,7 @@ const TerminalPage = lazy(() => import('./pages/Terminal.js').then((m) => ({ def
 const NAV: { href: string; label: string; roles: User['role'][] }[] = [
   { href: '/devices', label: 'Devices', roles: ['admin', 'operator', 'auditor'] },
   { href: '/projects', label: 'Projects', roles: ['admin', 'operator', 'auditor'] },
+  { href: '/requests', label: 'Requests', roles: ['admin', 'operator', 'auditor'] },
   { href: '/gateways', label: 'Gateways', roles: ['admin', 'auditor'] },
   { href: '/sessions', label: 'Sessions', roles: ['admin', 'auditor'] },
   { href: '/audit', label: 'Audit log', roles: ['admin', 'auditor'] },
@@ -106,6 +109,7 @@ export function App() {
 function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Promise<void>; onChanged: () => void }) {
   const [location] = useLocation();
   const nav = NAV.filter((n) => n.roles.includes(user.role));
+  const requestCount = useRequestCount(location);
   return (
     <div className="shell">
       <a className="skip" href="#main">
@@ -122,6 +126,11 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
               aria-current={location.startsWith(n.href) ? 'page' : undefined}
             >
               {n.label}
+              {n.href === '/requests' && requestCount ? (
+                <span className="nav-count" aria-label={`${requestCount} waiting`} data-testid="requests-count">
+                  {requestCount}
+                </span>
+              ) : null}
             </Link>
           ))}
         </nav>
@@ -151,6 +160,9 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
             </Route>
             <Route path="/projects">
               <Projects user={user} />
+            </Route>
+            <Route path="/requests">
+              <Requests user={user} />
             </Route>
             <Route path="/gateways">
               <Gateways user={user} />

@@ -28,6 +28,7 @@ export function DeviceForm({
   const [urlPort, setUrlPort] = useState(device?.urlPort ?? '');
   const [accessType, setAccessType] = useState(device?.accessType ?? 'gateway');
   const [tags, setTags] = useState((device?.tags ?? []).join(' '));
+  const [maintenanceRequired, setMaintenanceRequired] = useState(device?.maintenanceRequired ?? false);
 
   const { busy, error, submit } = useSubmit(async () => {
     const body = {
@@ -40,6 +41,8 @@ export function DeviceForm({
       urlPort,
       accessType,
       tags: tags.split(/[\s,]+/).filter((t) => t !== ''),
+      // Set on an existing device (not part of the inventory a new one is created from).
+      ...(device ? { maintenanceRequired } : {}),
     };
     const saved = device ? await api<Device>('PATCH', `/devices/${device.id}`, body) : await api<Device>('POST', '/devices', body);
     onSaved(saved);
@@ -120,6 +123,13 @@ export function DeviceForm({
           </>
         }
       />
+      {device ? (
+        <label className="check field wide">
+          <input type="checkbox" checked={maintenanceRequired} onChange={(e) => setMaintenanceRequired(e.target.checked)} /> Require
+          maintenance windows
+          <span className="hint"> (then nobody, administrators included, reaches it outside an approved window)</span>
+        </label>
+      ) : null}
       <FormEnd error={error} busy={busy} label={device ? 'Save' : 'Create device'} busyLabel="Saving…" onCancel={onCancel} />
     </form>
   );

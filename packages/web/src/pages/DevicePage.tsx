@@ -7,12 +7,14 @@ import type {
   AccountPatch,
   AccountRevealBody,
   Device,
+  DeviceAccess,
   Project,
   RevealedAccount,
 } from '@gatehouse/api';
 import { api, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
+import { LocalTime } from './requests/time.js';
 
 /** One device: its fields (editable by an administrator) and its accounts, secrets masked. */
 export function DevicePage({ user, id }: { user: User; id: string }) {
@@ -23,6 +25,8 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
   const [editing, setEditing] = useState(false);
   const [adding, setAdding] = useState(false);
   const [reload, setReload] = useState(0);
+  const [access, setAccess] = useState<DeviceAccess | null>(null);
+  const [accessError, setAccessError] = useState<unknown>(null);
   const [, navigate] = useLocation();
   const isAdmin = user.role === 'admin';
   // Operators and administrators connect; the gateway decides per account (grants).
@@ -42,6 +46,16 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
       (e: unknown) => setError(e),
     );
   }, [id, reload]);
+
+  useEffect(() => {
+    api<DeviceAccess>('GET', `/devices/${id}/access`).then(
+      (a) => {
+        setAccess(a);
+        setAccessError(null);
+      },
+      (e: unknown) => setAccessError(e),
+    );
+  }, [id, reload, device?.maintenanceRequired]);
 
   if (error && !device) {
     return (
@@ -120,9 +134,21 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
                   </span>
                 ))}
           </dd>
+          <dt>Maintenance windows</dt>
+          <dd>
+            <MaintenanceFacts access={access} error={accessError} />
+          </dd>
         </dl>
       )}
       <h2>Accounts</h2>
+      {canConnect && access && !access.mayConnectNow && access.message ? (
+        <p className="refusal" id="connect-refusal" role="status">
+          {access.message}
+          <Link className="button" href={`/requests?new=1&device=${device.id}`}>
+            Request a window
+          </Link>
+        </p>
+      ) : null}
       {accounts && accounts.length === 0 && !adding ? (
         <Empty title="No accounts on this device">
           {isAdmin ? <p>Add the account the gateway signs in with: “Add account”.</p> : null}
@@ -131,7 +157,14 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
       {accounts && accounts.length > 0 ? (
         <ul className="accounts">
           {accounts.map((a) => (
-            <AccountRow key={a.id} account={a} canReveal={isAdmin} canConnect={canConnect} onChanged={() => setReload((n) => n + 1)} />
+            <AccountRow
+              key={a.id}
+              account={a}
+              canReveal={isAdmin}
+              canConnect={canConnect}
+              refused={access?.mayConnectNow === false}
+              onChanged={() => setReload((n) => n + 1)}
+            />
           ))}
         </ul>
       ) : null}
@@ -155,16 +188,53 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
   );
 }
 
+/** Whether the device needs a window (and whose setting says so), and who may connect now. */
+function MaintenanceFacts({ access, error }: { access: DeviceAccess | null; error: unknown }) {
+  if (error) return <ErrorNote error={error} />;
+  if (!access) return <span className="muted">…</span>;
+  if (!access.maintenanceRequired) return <>Not required: anyone whose grants name it may connect.</>;
+  const open = access.windows.filter((w) => w.phase === 'active');
+  const later = access.windows.filter((w) => w.phase === 'scheduled' || w.phase === 'pending');
+  return (
+    <>
+      Required ({access.requiredBy === 'device' ? 'set on this device' : 'set on its project'}): reachable only inside an approved window.
+      <br />
+      Who may connect now:{' '}
+      {open.length === 0 ? (
+        <span className="muted">nobody, no window is open</span>
+      ) : (
+        open.map((w) => (
+          <span key={w.id}>
+            {w.users.map((u) => u.username).join(', ')}{' '}
+            <span className="muted">
+              (until <LocalTime at={w.endsAt} />)
+            </span>{' '}
+          </span>
+        ))
+      )}
+      {later.map((w) => (
+        <span key={w.id} className="muted">
+          <br />
+          {w.phase === 'pending' ? 'Requested' : 'Approved'}: {w.users.map((u) => u.username).join(', ')} from <LocalTime at={w.startsAt} />
+        </span>
+      ))}
+    </>
+  );
+}
+
 /** An account with its secrets as the API shows them (a fixed mask); revealing asks why and is audited. */
 function AccountRow({
   account,
   canReveal,
   canConnect,
+  refused,
   onChanged,
 }: {
   account: Account;
   canReveal: boolean;
   canConnect: boolean;
+  /** No open maintenance window lets the viewer in: the refusal (#connect-refusal) describes the Connect link. */
+  refused: boolean;
   onChanged: () => void;
 }) {
   const [editing, setEditing] = useState(false);
@@ -199,7 +269,11 @@ function AccountRow({
       <div className="account-head">
         <strong className="mono">{account.username}</strong>
         {canConnect ? (
-          <Link className="button primary" href={`/devices/${account.deviceId}/terminal?account=${account.id}`}>
+          <Link
+            className="button primary"
+            href={`/devices/${account.deviceId}/terminal?account=${account.id}`}
+            aria-describedby={refused ? 'connect-refusal' : undefined}
+          >
             Open terminal
           </Link>
         ) : null}

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { Link } from 'wouter';
-import type { Project, ProjectCreate, ProjectPatch } from '@gatehouse/api';
+import type { Project, ProjectApprovers, ProjectApproversPut, ProjectCreate, ProjectPatch, UserList } from '@gatehouse/api';
 import { api, type User } from '../api.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 
@@ -10,11 +10,20 @@ export function Projects({ user }: { user: User }) {
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
   const [editing, setEditing] = useState<Project | null>(null);
+  const [approving, setApproving] = useState<Project | null>(null);
+  const [approvers, setApprovers] = useState<Record<string, ProjectApprovers['users']>>({});
   const [reload, setReload] = useState(0);
 
   useEffect(() => {
     api<{ items: Project[] }>('GET', '/projects').then(
-      (r) => setItems(r.items),
+      (r) => {
+        setItems(r.items);
+        for (const p of r.items)
+          api<ProjectApprovers>('GET', `/projects/${p.id}/approvers`).then(
+            (a) => setApprovers((m) => ({ ...m, [p.id]: a.users })),
+            () => undefined,
+          );
+      },
       (e: unknown) => setError(e),
     );
   }, [reload]);
@@ -49,6 +58,18 @@ export function Projects({ user }: { user: User }) {
           }}
         />
       ) : null}
+      {approving ? (
+        <ApproversForm
+          key={approving.id}
+          project={approving}
+          current={approvers[approving.id] ?? []}
+          onCancel={() => setApproving(null)}
+          onSaved={() => {
+            setApproving(null);
+            setReload((n) => n + 1);
+          }}
+        />
+      ) : null}
       <ErrorNote error={error} />
       {items && items.length === 0 && !creating ? (
         <Empty title="No projects yet">
@@ -62,6 +83,8 @@ export function Projects({ user }: { user: User }) {
               <tr>
                 <th>Name</th>
                 <th>Description</th>
+                <th>Maintenance windows</th>
+                <th>Approvers</th>
                 <th className="hide-narrow">Created</th>
                 {isAdmin ? <th /> : null}
               </tr>
@@ -73,11 +96,18 @@ export function Projects({ user }: { user: User }) {
                     <Link href={`/devices?project=${p.id}`}>{p.name}</Link>
                   </td>
                   <td>{p.description ?? <span className="muted">—</span>}</td>
+                  <td>{p.maintenanceRequired ? 'required' : <span className="muted">not required</span>}</td>
+                  <td>
+                    {approvers[p.id]?.length ? approvers[p.id]?.map((u) => u.username).join(', ') : <span className="muted">none</span>}
+                  </td>
                   <td className="hide-narrow">{new Date(p.createdAt).toLocaleDateString()}</td>
                   {isAdmin ? (
                     <td>
                       <button type="button" className="link" onClick={() => setEditing(p)} aria-label={`Edit ${p.name}`}>
                         Edit
+                      </button>{' '}
+                      <button type="button" className="link" onClick={() => setApproving(p)} aria-label={`Approvers of ${p.name}`}>
+                        Approvers
                       </button>{' '}
                       <button
                         type="button"
@@ -108,8 +138,9 @@ export function Projects({ user }: { user: User }) {
 function ProjectForm({ project, onSaved, onCancel }: { project?: Project; onSaved: () => void; onCancel: () => void }) {
   const [name, setName] = useState(project?.name ?? '');
   const [description, setDescription] = useState(project?.description ?? '');
+  const [maintenanceRequired, setMaintenanceRequired] = useState(project?.maintenanceRequired ?? false);
   const { busy, error, submit } = useSubmit(async () => {
-    if (project) await api('PATCH', `/projects/${project.id}`, { name, description } satisfies ProjectPatch);
+    if (project) await api('PATCH', `/projects/${project.id}`, { name, description, maintenanceRequired } satisfies ProjectPatch);
     else await api('POST', '/projects', { name, description } satisfies ProjectCreate);
     onSaved();
   });
@@ -119,7 +150,58 @@ function ProjectForm({ project, onSaved, onCancel }: { project?: Project; onSave
       <h2>{project ? `Edit ${project.name}` : 'New project'}</h2>
       <Field label="Name" name="name" value={name} onChange={setName} error={error} required autoFocus />
       <Field label="Description" name="description" value={description} onChange={setDescription} error={error} />
+      {project ? (
+        <label className="check field wide">
+          <input type="checkbox" checked={maintenanceRequired} onChange={(e) => setMaintenanceRequired(e.target.checked)} /> Require
+          maintenance windows for every device
+        </label>
+      ) : null}
       <FormEnd error={error} busy={busy} label={project ? 'Save' : 'Create project'} busyLabel="Saving…" onCancel={onCancel} />
+    </form>
+  );
+}
+
+/** Who may approve maintenance windows for a project: administrators and operators, chosen by an administrator. */
+function ApproversForm({
+  project,
+  current,
+  onSaved,
+  onCancel,
+}: {
+  project: Project;
+  current: ProjectApprovers['users'];
+  onSaved: () => void;
+  onCancel: () => void;
+}) {
+  const [users, setUsers] = useState<UserList['items']>([]);
+  const [chosen, setChosen] = useState<string[]>(current.map((u) => u.id));
+  useEffect(() => {
+    api<UserList>('GET', '/users').then(
+      (r) => setUsers(r.items.filter((u) => u.role !== 'auditor' && !u.disabled)),
+      () => undefined,
+    );
+  }, []);
+  const { busy, error, submit } = useSubmit(async () => {
+    await api<ProjectApprovers>('PUT', `/projects/${project.id}/approvers`, { userIds: chosen } satisfies ProjectApproversPut);
+    onSaved();
+  });
+  const toggle = (id: string) => setChosen((c) => (c.includes(id) ? c.filter((x) => x !== id) : [...c, id]));
+  return (
+    <form className="card form-grid" onSubmit={submit} aria-label={`Approvers of ${project.name}`}>
+      <h2>Approvers of {project.name}</h2>
+      <fieldset className={error?.field('userIds') ? 'field invalid wide' : 'field wide'}>
+        <legend>Who may approve or deny its maintenance windows (never their own requests)</legend>
+        <div className="checks">
+          {users.map((u) => (
+            <label key={u.id} className="check">
+              <input type="checkbox" checked={chosen.includes(u.id)} onChange={() => toggle(u.id)} /> {u.username}{' '}
+              <span className="muted">({u.role})</span>
+            </label>
+          ))}
+        </div>
+        {error?.field('userIds') ? <p className="field-error">Approvers {error.field('userIds')}</p> : null}
+      </fieldset>
+      <FormEnd error={error} busy={busy} label="Save approvers" busyLabel="Saving…" onCancel={onCancel} />
     </form>
   );
 }
