@@ -7,6 +7,7 @@ import type { LiveSession } from '../gateway/service.js';
 import type { Logger } from '../logger.js';
 import type { AuditDraft, Services } from '../services.js';
 import { closeRetryDelayMs, hookPayload, runHook, type HookPayload, type HookResult } from './hooks.js';
+import { notifyMaintenance, type MaintenanceNotice } from './notify.js';
 import { readMaintenanceSettings } from './settings.js';
 
 const LEASE = 'maintenance';
@@ -30,8 +31,8 @@ export interface MaintenanceLifecycleOptions {
   logger: Logger;
   /** The maintenance settings now (default: as stored). */
   settings?: () => Promise<LifecycleSettings>;
-  /** Tells requesters and approvers (the notify webhook); never throws. */
-  notify?: (event: string, window: MaintenanceWindow) => void;
+  /** Tells requesters and approvers (default: the notification webhook, `notifyMaintenance`); never throws. */
+  notify?: (event: MaintenanceNotice, window: MaintenanceWindow) => void;
 }
 
 /** What a user is shown before their window ends. */
@@ -66,6 +67,11 @@ export class MaintenanceLifecycle {
   private readonly endAttempts = new Map<string, number>();
 
   constructor(private readonly o: MaintenanceLifecycleOptions) {}
+
+  private notify(event: MaintenanceNotice, w: MaintenanceWindow): void {
+    if (this.o.notify) this.o.notify(event, w);
+    else void notifyMaintenance(this.o.services, event, w);
+  }
 
   private get config() {
     return this.o.services.config;
@@ -156,8 +162,11 @@ export class MaintenanceLifecycle {
     if (!opened) return;
     if (result.ok) {
       this.deadlines.set(w.id, performance.now() + Date.parse(w.endsAt) - now.getTime());
-      this.o.notify?.('opened', { ...w, state: 'open' });
-    } else this.o.logger.error({ windowId: w.id, error: result.error }, 'a maintenance window did not open: its opening hook failed');
+      this.notify('opened', { ...w, state: 'open' });
+    } else {
+      this.o.logger.error({ windowId: w.id, error: result.error }, 'a maintenance window did not open: its opening hook failed');
+      this.notify('open_failed', { ...w, state: 'failed' });
+    }
   }
 
   // Open windows: warn, then end
@@ -204,7 +213,7 @@ export class MaintenanceLifecycle {
       if (changed) audit(systemEvent('maintenance.expired', 'success', w, { previous: w.state }));
       return changed;
     });
-    if (expired) this.o.notify?.('expired', { ...w, state: 'expired' });
+    if (expired) this.notify('expired', { ...w, state: 'expired' });
   }
 
   // Closing
@@ -236,7 +245,7 @@ export class MaintenanceLifecycle {
       { alert: 'maintenance.close_failed', windowId: w.id, attempt, nextAt, error: result.error },
       `The closing hook of maintenance window ${w.id} failed (attempt ${attempt}); it is retried at ${nextAt}. Access it opened may still be open.`,
     );
-    this.o.notify?.('close_failed', w);
+    this.notify('close_failed', w);
   }
 
   /** Ends the window's live sessions where each user entered. */

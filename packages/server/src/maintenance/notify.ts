@@ -5,7 +5,17 @@ import type { Services } from '../services.js';
 import { readMaintenanceSettings } from './settings.js';
 
 /** What requesters and approvers are told of (the webhook's `event`: `maintenance.<event>`). */
-export type MaintenanceNotice = 'requested' | 'approved' | 'denied' | 'revoked' | 'opened' | 'expired' | 'close_failed';
+export type MaintenanceNotice =
+  | 'requested'
+  | 'approved'
+  | 'denied'
+  | 'revoked'
+  | 'opened'
+  | 'expired'
+  /** The opening hook failed: the window stays closed. */
+  | 'open_failed'
+  /** An alert: the closing hook failed, access it opened may still be open (retried). */
+  | 'close_failed';
 
 /**
  * Tells the notification webhook (`notifyWebhookUrl`, when set) what happened to a window:
