@@ -32,7 +32,8 @@ describe.each(dialects)('maintenance windows in the gateway broker on %s', (dial
     await t.services.db.kysely.updateTable('maintenance_windows').set({ state }).where('id', '=', w.id).execute();
     return w.id;
   };
-  const authorize = (user: { id: string; username: string }) => broker.authorize(user, { user: user.username, device: 'box' }, '192.0.2.7');
+  const authorize = (user: { id: string; username: string }) =>
+    broker.authorize(user, { user: user.username, device: 'box', account: undefined }, '192.0.2.7');
   const denials = async (actorId: string) =>
     (
       await t.services.db.kysely

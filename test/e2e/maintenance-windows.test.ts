@@ -50,6 +50,12 @@ describe('maintenance windows through the built-in gateway', () => {
   let token: string;
   let hookLog: string;
   const ids: Record<string, string> = {};
+  /** An id the set-up stored (a missing one is a broken test, said plainly). */
+  const idOf = (name: string): string => {
+    const id = ids[name];
+    if (id === undefined) throw new Error(`the set-up stored no id for ${name}`);
+    return id;
+  };
   const env = () => ({
     GATEHOUSE_GATEWAY_PORT: String(gatewayPort),
     GATEHOUSE_MAINTENANCE_TICK_MS: '200',
@@ -260,19 +266,19 @@ process.stdin.on('end', () => {
   }, 120_000);
 
   it('raises an alert for each failed closing hook and retries it until it succeeds', async () => {
-    await expect.poll(async () => (await windowOf(ids.umaWindow)).close.state, { timeout: 20_000 }).toBe('done');
-    const w = await windowOf(ids.umaWindow);
+    await expect.poll(async () => (await windowOf(idOf('umaWindow'))).close.state, { timeout: 20_000 }).toBe('done');
+    const w = await windowOf(idOf('umaWindow'));
     expect(w).toMatchObject({ state: 'expired', close: { attempts: 3 } });
     expect(w.hooks.filter((h) => h.phase === 'close').map((h) => h.ok)).toEqual([false, false, true]);
-    const actions = (await auditAbout(ids.umaWindow)).map((e) => e.action).reverse();
+    const actions = (await auditAbout(idOf('umaWindow'))).map((e) => e.action).reverse();
     expect(actions.filter((a) => a === 'maintenance.close_failed')).toHaveLength(2);
     expect(actions.at(-1)).toBe('maintenance.closed');
     expect(server.stdout + server.stderr).toContain('maintenance.close_failed');
   });
 
   it('(the killed server) closed the window that was open, and ran its closing hook', async () => {
-    await expect.poll(async () => (await windowOf(ids.kimWindow)).close.state, { timeout: 20_000 }).toBe('done');
-    expect(await windowOf(ids.kimWindow)).toMatchObject({ state: 'expired' });
+    await expect.poll(async () => (await windowOf(idOf('kimWindow'))).close.state, { timeout: 20_000 }).toBe('done');
+    expect(await windowOf(idOf('kimWindow'))).toMatchObject({ state: 'expired' });
     expect(hookCalls().filter((c) => c.phase === 'close' && c.payload.window.id === ids.kimWindow)).toMatchObject([
       { attempt: 1, payload: { reason: 'expired' } },
     ]);
