@@ -37,6 +37,21 @@ describe.each(dialects)('maintenance windows on %s', (dialect) => {
         ...body,
       }),
     );
+  const viewerOfWindow = async (who: Person, id: string) => windowOf(await call(who, 'GET', `/requests/${id}`)).viewer;
+  /** olga's pending request for db-2 whose end passed an hour ago (written past the API, which refuses a past start). */
+  const pendingPastItsEnd = () =>
+    t.services.maintenance.create({
+      projectId: a.projectId,
+      deviceIds: [device2],
+      accountIds: null,
+      userIds: [op.olga.id],
+      requestedBy: op.olga.id,
+      reason: 'too late',
+      ticket: null,
+      startsAt: new Date(Date.now() - 7_200_000).toISOString(),
+      endsAt: new Date(Date.now() - 3_600_000).toISOString(),
+      requiredApprovals: 1,
+    });
   const rows = async (table: 'maintenance_windows' | 'maintenance_window_decisions') =>
     Number(
       (
@@ -151,19 +166,7 @@ describe.each(dialects)('maintenance windows on %s', (dialect) => {
     // Another device and another user do not overlap.
     await request(op.carl, { deviceIds: [device2] });
 
-    const now = Date.now();
-    const expired = await t.services.maintenance.create({
-      projectId: a.projectId,
-      deviceIds: [device2],
-      accountIds: null,
-      userIds: [op.olga.id],
-      requestedBy: op.olga.id,
-      reason: 'too late',
-      ticket: null,
-      startsAt: new Date(now - 7_200_000).toISOString(),
-      endsAt: new Date(now - 3_600_000).toISOString(),
-      requiredApprovals: 1,
-    });
+    const expired = await pendingPastItsEnd();
     const late = await call(op.ann, 'POST', `/requests/${expired.id}/approve`, {});
     expect(late.statusCode).toBe(409);
     expect(errorOf(late).message).toMatch(/is expired/);
@@ -280,6 +283,58 @@ describe.each(dialects)('maintenance windows on %s', (dialect) => {
     expect(runSoon).toHaveBeenCalledTimes(1);
     const events = (await auditEvents(t, admin.token, { action: 'maintenance.revoked' })).filter((e) => e.targetId === open.id);
     expect(events.map((e) => e.details.previousState)).toEqual(['open']);
+  });
+
+  it('tells each viewer what they may do (viewer), by the rules the routes refuse by', async () => {
+    await setSettings({ requiredApprovals: 2 });
+    const nothing = { mayApprove: false, mayDeny: false, mayRevoke: false, mayWithdraw: false };
+    // cid is named in the window (so sees it) but approves nothing; the administrator approves nothing either.
+    const w = await request(op.olga, { userIds: [op.olga.id, op.cid.id] });
+    expect(w.viewer).toEqual({ ...nothing, mayWithdraw: true });
+    const viewerOf = (who: Person) => viewerOfWindow(who, w.id);
+    expect(await viewerOf(op.olga)).toEqual({ ...nothing, mayWithdraw: true });
+    expect(await viewerOf(op.ann)).toEqual({ ...nothing, mayApprove: true, mayDeny: true });
+    expect(await viewerOf(admin)).toEqual({ ...nothing, mayRevoke: true });
+    expect(await viewerOf(op.cid)).toEqual(nothing);
+    expect(await viewerOf(auditor)).toEqual(nothing);
+    const listed = (await call(op.bob, 'GET', '/requests?phase=pending')).json<MaintenanceWindowList>().items;
+    expect(listed.map((x) => [x.id, x.viewer.mayApprove])).toEqual([[w.id, true]]);
+    // The routes agree with the flags that say no.
+    for (const [who, verb, status] of [
+      [op.olga, 'approve', 403],
+      [admin, 'approve', 403],
+      [op.cid, 'approve', 403],
+      [op.cid, 'revoke', 403],
+    ] as const)
+      expect((await call(who, 'POST', `/requests/${w.id}/${verb}`, {})).statusCode, `${who.username} ${verb}`).toBe(status);
+
+    // Once ann has approved, she may not again; bob still may; olga may still withdraw.
+    expect(windowOf(await call(op.ann, 'POST', `/requests/${w.id}/approve`, {})).viewer).toEqual(nothing);
+    expect((await call(op.ann, 'POST', `/requests/${w.id}/deny`, { comment: 'changed my mind' })).statusCode).toBe(409);
+    expect(await viewerOf(op.bob)).toEqual({ ...nothing, mayApprove: true, mayDeny: true });
+    expect(await viewerOf(op.olga)).toEqual({ ...nothing, mayWithdraw: true });
+    // Approved: nobody decides, the requester may no longer withdraw, the administrator may still revoke.
+    expect(windowOf(await call(op.bob, 'POST', `/requests/${w.id}/approve`, {})).state).toBe('approved');
+    expect(await viewerOf(op.bob)).toEqual(nothing);
+    expect(await viewerOf(op.olga)).toEqual(nothing);
+    expect((await call(op.olga, 'POST', `/requests/${w.id}/revoke`, {})).statusCode).toBe(409);
+    expect(await viewerOf(admin)).toEqual({ ...nothing, mayRevoke: true });
+    expect(windowOf(await call(admin, 'POST', `/requests/${w.id}/revoke`, {})).viewer).toEqual(nothing);
+    expect((await call(admin, 'POST', `/requests/${w.id}/revoke`, {})).statusCode).toBe(409);
+
+    // A pending request whose end passed: nobody may approve it.
+    const late = await pendingPastItsEnd();
+    expect(windowOf(await call(op.ann, 'GET', `/requests/${late.id}`)).viewer.mayApprove).toBe(false);
+    expect((await call(op.ann, 'POST', `/requests/${late.id}/approve`, {})).statusCode).toBe(409);
+
+    // An administrator granted approval approves others' requests, never their own (which they may withdraw and revoke).
+    await setApprovers(a.projectId, [op.ann, admin]);
+    const other = await request(op.olga, { deviceIds: [device2] });
+    expect(await viewerOfWindow(admin, other.id)).toEqual({ mayApprove: true, mayDeny: true, mayRevoke: true, mayWithdraw: false });
+    const own = await request(admin, { deviceIds: [a.deviceId], userIds: [admin.id] });
+    expect(own.viewer).toEqual({ mayApprove: false, mayDeny: false, mayRevoke: true, mayWithdraw: true });
+    expect(await viewerOfWindow(op.ann, own.id)).toEqual({ ...nothing, mayApprove: true, mayDeny: true });
+    expect((await call(admin, 'POST', `/requests/${own.id}/approve`, {})).statusCode).toBe(403);
   });
 
   it('keeps the settings, masks the webhook URLs, and notifies the webhook without failing the request', async () => {

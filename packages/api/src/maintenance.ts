@@ -94,6 +94,8 @@ export const maintenanceWindow = z.object({
     }),
   ),
   createdAt: timestamp,
+  /** What the caller may do to it now (the server's rules; the routes refuse the rest). */
+  viewer: z.object({ mayApprove: z.boolean(), mayDeny: z.boolean(), mayRevoke: z.boolean(), mayWithdraw: z.boolean() }),
 });
 export type MaintenanceWindow = z.infer<typeof maintenanceWindow>;
 

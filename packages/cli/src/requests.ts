@@ -149,6 +149,17 @@ function formatWindowTable(items: readonly MaintenanceWindow[]): string {
   return [...formatTable(rows), '', `Times in ${localZone()}; --json gives them in UTC.`].join('\n');
 }
 
+/** What the caller may do to the window, as the server says (`viewer`), with the commands that do it. */
+export function viewerActions(w: MaintenanceWindow): string {
+  const may = [
+    ...(w.viewer.mayApprove ? [`approve (gatehouse requests approve ${w.id})`] : []),
+    ...(w.viewer.mayDeny ? [`deny (gatehouse requests deny ${w.id} --comment …)`] : []),
+    ...(w.viewer.mayRevoke ? [`revoke (gatehouse requests revoke ${w.id})`] : []),
+    ...(w.viewer.mayWithdraw && !w.viewer.mayRevoke ? [`withdraw (gatehouse requests revoke ${w.id})`] : []),
+  ];
+  return may.length === 0 ? `You may not act on request ${w.id} now.` : `You may ${may.join('; ')}.`;
+}
+
 const windowRoute = (id: string, verb = '') => `/requests/${encodeURIComponent(id)}${verb}`;
 
 /** `gatehouse requests …`: maintenance windows, asked for, decided and revoked. */
@@ -191,9 +202,13 @@ export function requestsCommands(program: Command): void {
       const page = await client(o).call<MaintenanceWindowList>('GET', `/requests?${q.toString()}`);
       print(o.json ? page : formatWindowTable(page.items));
     });
-  withClient(requests.command('show <id>')).action(async (id: string, o: ClientOptions) =>
-    print(await client(o).call<MaintenanceWindow>('GET', windowRoute(id))),
-  );
+  withClient(requests.command('show <id>'))
+    .description('show a window (JSON), and on standard error what you may do to it')
+    .action(async (id: string, o: ClientOptions) => {
+      const w = await client(o).call<MaintenanceWindow>('GET', windowRoute(id));
+      print(w);
+      process.stderr.write(`${viewerActions(w)}\n`);
+    });
   withClient(requests.command('approve <id>'))
     .option('--comment <text>')
     .action(async (id: string, o: ClientOptions & { comment?: string }) =>

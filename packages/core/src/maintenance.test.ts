@@ -1,12 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import {
+  decisionRefusal,
   maintenanceRefusal,
   maintenanceRequiredBy,
   phaseOf,
   validateWindowTimes,
+  revokeRefusal,
+  windowActions,
   windowCovers,
   windowsOverlap,
+  type ActionableWindow,
   type WindowScope,
+  type WindowViewer,
 } from './maintenance.js';
 
 const now = new Date('2026-12-06T10:00:00.000Z');
@@ -142,5 +147,54 @@ describe('maintenance refusal', () => {
     expect(maintenanceRequiredBy({ maintenanceRequired: true }, { maintenanceRequired: true })).toBe('device');
     expect(maintenanceRequiredBy({ maintenanceRequired: false }, { maintenanceRequired: true })).toBe('project');
     expect(maintenanceRequiredBy({ maintenanceRequired: false }, { maintenanceRequired: false })).toBeNull();
+  });
+});
+
+describe('windowActions', () => {
+  const pending = (over: Partial<ActionableWindow> = {}): ActionableWindow => ({
+    id: 'w1',
+    state: 'pending',
+    projectId: 'p1',
+    endsAt: at(50),
+    requestedBy: 'requester',
+    decidedBy: [],
+    ...over,
+  });
+  const viewer = (userId: string, role: WindowViewer['role'] = 'operator', approverOf = ['p1']): WindowViewer => ({
+    userId,
+    role,
+    approverOf,
+  });
+  const nothing = { mayApprove: false, mayDeny: false, mayRevoke: false, mayWithdraw: false };
+
+  it('lets an approver decide a pending request once, never their own, and not past its end', () => {
+    expect(windowActions(pending(), viewer('ann'), now)).toEqual({ ...nothing, mayApprove: true, mayDeny: true });
+    expect(windowActions(pending({ decidedBy: ['ann'] }), viewer('ann'), now)).toEqual(nothing);
+    expect(windowActions(pending({ endsAt: at(-1) }), viewer('ann'), now)).toEqual(nothing);
+    expect(windowActions(pending({ state: 'approved' }), viewer('ann'), now)).toEqual(nothing);
+    expect(windowActions(pending(), viewer('ann', 'operator', ['p2']), now)).toEqual(nothing);
+    expect(windowActions(pending(), viewer('requester'), now)).toEqual({ ...nothing, mayWithdraw: true });
+    expect(windowActions(pending(), viewer('audrey', 'auditor'), now)).toEqual(nothing);
+  });
+
+  it('lets an administrator revoke a live window and the requester withdraw only a pending one', () => {
+    for (const state of ['pending', 'approved', 'open'] as const)
+      expect(windowActions(pending({ state }), viewer('root', 'admin', []), now).mayRevoke, state).toBe(true);
+    for (const state of ['denied', 'revoked', 'expired', 'failed'] as const)
+      expect(windowActions(pending({ state }), viewer('root', 'admin', []), now), state).toEqual(nothing);
+    expect(windowActions(pending({ state: 'approved' }), viewer('requester'), now)).toEqual(nothing);
+  });
+
+  it('gives the routes their refusals: 403 for who the caller is, 409 for the state', () => {
+    expect(decisionRefusal(pending(), viewer('requester'), now)?.kind).toBe('forbidden');
+    expect(decisionRefusal(pending({ endsAt: at(-1) }), viewer('ann'), now)).toEqual({
+      kind: 'conflict',
+      message: 'Maintenance window w1 is expired; only a pending request can be approved or denied.',
+    });
+    expect(revokeRefusal(pending(), viewer('carl'))?.kind).toBe('forbidden');
+    expect(revokeRefusal(pending({ state: 'open' }), viewer('requester'))).toEqual({
+      kind: 'conflict',
+      message: 'Maintenance window w1 is open; only an administrator can revoke it now.',
+    });
   });
 });

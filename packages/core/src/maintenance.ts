@@ -1,4 +1,5 @@
 import type { FieldIssue } from './errors.js';
+import type { Role } from './roles.js';
 
 /**
  * Maintenance windows, the rules with no I/O: which state a window is in, which phase the
@@ -161,4 +162,90 @@ export function maintenanceRefusal(
     `gatehouse requests create --device ${target.projectName}/${target.deviceName} --duration <minutes> --reason "…" ` +
     '(or Requests in the console).';
   return next ? `${text} Your window ${next.id} opens at ${formatUtc(new Date(next.startsAt))}.` : text;
+}
+
+/** Who looks at a window, as the rules about acting on it need them. */
+export interface WindowViewer {
+  userId: string;
+  role: Role;
+  /** The projects whose windows they approve. */
+  approverOf: readonly string[];
+}
+
+/** The fields of a window the rules about acting on it look at. */
+export interface ActionableWindow extends Pick<WindowScope, 'state' | 'projectId' | 'endsAt'> {
+  id: string;
+  requestedBy: string;
+  /** Who has approved or denied it already. */
+  decidedBy: readonly string[];
+}
+
+/** Why the viewer may not act on a window: who they are (`forbidden`) or the window's state (`conflict`). */
+export interface WindowRefusal {
+  kind: 'forbidden' | 'conflict';
+  message: string;
+}
+
+/** What the viewer may do to a window now (the API's `viewer` field; the routes refuse the rest). */
+export interface WindowActions {
+  mayApprove: boolean;
+  mayDeny: boolean;
+  mayRevoke: boolean;
+  mayWithdraw: boolean;
+}
+
+export const ALREADY_DECIDED = 'You have already decided on this request; each approver decides once.';
+
+/** Why a window can no longer be approved or denied (it is not pending, or its end passed), or null while it can. */
+export function decisionStateRefusal(w: Pick<ActionableWindow, 'id' | 'state' | 'endsAt'>, now: Date): string | null {
+  if (phaseOf(w, now) === 'pending') return null;
+  const state = w.state === 'pending' ? 'expired' : w.state;
+  return `Maintenance window ${w.id} is ${state}; only a pending request can be approved or denied.`;
+}
+
+/** Why the viewer may not approve or deny: not an approver of the project, its requester, too late, or decided already. */
+export function decisionRefusal(w: ActionableWindow, viewer: WindowViewer, now: Date): WindowRefusal | null {
+  if (viewer.role === 'auditor' || !viewer.approverOf.includes(w.projectId))
+    return {
+      kind: 'forbidden',
+      message: 'You are not an approver of this project. An administrator grants approval per project (PUT /projects/:id/approvers).',
+    };
+  if (w.requestedBy === viewer.userId)
+    return { kind: 'forbidden', message: 'You requested this window: someone else must approve or deny it.' };
+  const state = decisionStateRefusal(w, now);
+  if (state !== null) return { kind: 'conflict', message: state };
+  if (w.decidedBy.includes(viewer.userId)) return { kind: 'conflict', message: ALREADY_DECIDED };
+  return null;
+}
+
+/**
+ * Why a window can no longer be revoked (`admin`: any live window) or withdrawn (its
+ * requester: only while pending), or null while it can.
+ */
+export function revokeStateRefusal(w: Pick<ActionableWindow, 'id' | 'state'>, admin: boolean): string | null {
+  const from: readonly WindowState[] = admin ? liveWindowStates : ['pending'];
+  if (from.includes(w.state)) return null;
+  return (liveWindowStates as readonly WindowState[]).includes(w.state)
+    ? `Maintenance window ${w.id} is ${w.state}; only an administrator can revoke it now.`
+    : `Maintenance window ${w.id} is ${w.state} already; there is nothing to revoke.`;
+}
+
+/** Why the viewer may not revoke (an administrator) or withdraw (the requester) the window. */
+export function revokeRefusal(w: Pick<ActionableWindow, 'id' | 'state' | 'requestedBy'>, viewer: WindowViewer): WindowRefusal | null {
+  const admin = viewer.role === 'admin';
+  if (!admin && (viewer.role === 'auditor' || w.requestedBy !== viewer.userId))
+    return { kind: 'forbidden', message: 'Only an administrator can revoke a window; its requester can withdraw it while pending.' };
+  const state = revokeStateRefusal(w, admin);
+  return state === null ? null : { kind: 'conflict', message: state };
+}
+
+/** What the viewer may do to the window now: the same rules the routes refuse by. */
+export function windowActions(w: ActionableWindow, viewer: WindowViewer, now: Date): WindowActions {
+  const decides = decisionRefusal(w, viewer, now) === null;
+  return {
+    mayApprove: decides,
+    mayDeny: decides,
+    mayRevoke: viewer.role === 'admin' && revokeRefusal(w, viewer) === null,
+    mayWithdraw: viewer.role !== 'auditor' && w.requestedBy === viewer.userId && revokeStateRefusal(w, false) === null,
+  };
 }

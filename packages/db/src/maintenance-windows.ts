@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import {
+  ALREADY_DECIDED,
   ConflictError,
+  decisionStateRefusal,
+  revokeStateRefusal,
   NotFoundError,
   liveWindowStates,
   phaseOf,
@@ -370,7 +373,7 @@ export class MaintenanceWindows {
         .onConflict((oc) => oc.columns(['window_id', 'user_id']).doNothing())
         .executeTakeFirst();
       if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) {
-        throw new ConflictError('You have already decided on this request; each approver decides once.');
+        throw new ConflictError(ALREADY_DECIDED);
       }
       const count = await trx
         .selectFrom('maintenance_window_decisions')
@@ -406,8 +409,7 @@ export class MaintenanceWindows {
   private async notPending(id: string, now: Date, x: Tx): Promise<Error> {
     const w = await new MaintenanceWindows(this.db, x).find(id);
     if (!w) return new NotFoundError('Maintenance window', id);
-    const state = w.state === 'pending' && phaseOf(w, now) === 'past' ? 'expired' : w.state;
-    return new ConflictError(`Maintenance window ${id} is ${state}; only a pending request can be approved or denied.`);
+    return new ConflictError(decisionStateRefusal(w, now) ?? `Maintenance window ${id} changed meanwhile; look at it again and retry.`);
   }
 
   /**
@@ -424,15 +426,8 @@ export class MaintenanceWindows {
     return inTransaction(this.x, async (trx) => {
       const repo = new MaintenanceWindows(this.db, trx);
       const current = await repo.get(id);
-      const from: readonly WindowState[] = by.onlyIfPending ? ['pending'] : liveWindowStates;
-      if (!from.includes(current.state)) {
-        const live = (liveWindowStates as readonly WindowState[]).includes(current.state);
-        throw new ConflictError(
-          live
-            ? `Maintenance window ${id} is ${current.state}; only an administrator can revoke it now.`
-            : `Maintenance window ${id} is ${current.state} already; there is nothing to revoke.`,
-        );
-      }
+      const refusal = revokeStateRefusal(current, !by.onlyIfPending);
+      if (refusal !== null) throw new ConflictError(refusal);
       const at = now.toISOString();
       const r = await trx
         .updateTable('maintenance_windows')

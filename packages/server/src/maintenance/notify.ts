@@ -1,5 +1,5 @@
 import type { MaintenanceWindow } from '@gatehouse/db';
-import { presentWindows } from '../api/maintenance/presenter.js';
+import { describeWindows } from '../api/maintenance/presenter.js';
 import { postWebhook } from '../webhook.js';
 import type { Services } from '../services.js';
 import { readMaintenanceSettings } from './settings.js';
@@ -31,7 +31,7 @@ export async function notifyMaintenance(
   try {
     const { notifyWebhookUrl } = await readMaintenanceSettings(services.settings);
     if (notifyWebhookUrl === null) return;
-    const [shown] = await presentWindows(services.maintenance, [window]);
+    const [shown] = await describeWindows(services.maintenance, [window]);
     const payload = { event: `maintenance.${event}`, at: new Date().toISOString(), window: { ...shown, hooks: undefined } };
     const outcome = await postWebhook(
       notifyWebhookUrl,

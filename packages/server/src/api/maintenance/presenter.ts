@@ -1,13 +1,16 @@
 import type { MaintenanceSettings, MaintenanceWindow as WindowAnswer } from '@gatehouse/api';
-import { phaseOf, SECRET_MASK } from '@gatehouse/core';
+import { phaseOf, SECRET_MASK, windowActions, type WindowViewer } from '@gatehouse/core';
 import type { MaintenanceWindow, MaintenanceWindows, WindowRelated } from '@gatehouse/db';
 import type { StoredMaintenanceSettings } from '../../maintenance/settings.js';
 
 /** What a deleted project, device, account or user is shown as. */
 const DELETED = '(deleted)';
 
-/** A window as the API shows it: ids with their names, its decisions, closing and hook runs, and its phase now. */
-export function presentWindow(w: MaintenanceWindow, r: WindowRelated, now: Date): WindowAnswer {
+/** A window as anyone sees it: the API's answer less what its viewer may do (the notification webhook's). */
+export type WindowFacts = Omit<WindowAnswer, 'viewer'>;
+
+/** A window with ids named, its decisions, closing and hook runs, and its phase now. */
+function describeWindow(w: MaintenanceWindow, r: WindowRelated, now: Date): WindowFacts {
   const user = (id: string) => ({ id, username: r.users.get(id) ?? DELETED });
   return {
     id: w.id,
@@ -54,14 +57,28 @@ export function presentWindow(w: MaintenanceWindow, r: WindowRelated, now: Date)
   };
 }
 
-/** Windows as the API shows them, their names looked up together. */
-export async function presentWindows(
+/** Windows as anyone sees them, their names looked up together. */
+export async function describeWindows(
   repo: MaintenanceWindows,
   windows: readonly MaintenanceWindow[],
   now = new Date(),
+): Promise<WindowFacts[]> {
+  const related = await repo.related(windows);
+  return windows.map((w) => describeWindow(w, related, now));
+}
+
+/** Windows as the API shows them to this viewer: with what they may do to each (the rules the routes refuse by). */
+export async function presentWindows(
+  repo: MaintenanceWindows,
+  windows: readonly MaintenanceWindow[],
+  viewer: WindowViewer,
+  now = new Date(),
 ): Promise<WindowAnswer[]> {
   const related = await repo.related(windows);
-  return windows.map((w) => presentWindow(w, related, now));
+  return windows.map((w) => {
+    const decidedBy = related.decisions.filter((d) => d.windowId === w.id).map((d) => d.userId);
+    return { ...describeWindow(w, related, now), viewer: windowActions({ ...w, decidedBy }, viewer, now) };
+  });
 }
 
 /** The settings as the API shows them: the webhook URLs (which may hold a token) masked. */

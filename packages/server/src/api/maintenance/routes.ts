@@ -16,13 +16,18 @@ import {
   type MaintenanceWindow as WindowAnswer,
 } from '@gatehouse/api';
 import {
+  ConflictError,
+  decisionRefusal,
   ForbiddenError,
   maintenanceRefusal,
   maintenanceRequiredBy,
   NotFoundError,
   phaseOf,
+  revokeRefusal,
   ValidationError,
   type FieldIssue,
+  type WindowRefusal,
+  type WindowViewer,
 } from '@gatehouse/core';
 import type { MaintenanceWindow, WindowVisibility } from '@gatehouse/db';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -33,7 +38,7 @@ import { notifyMaintenance, type MaintenanceNotice } from '../../maintenance/not
 import { mergeMaintenanceSettings, readMaintenanceSettings, saveMaintenanceSettings } from '../../maintenance/settings.js';
 import type { Services } from '../../services.js';
 import { visibleDevice } from '../devices/visible-device.js';
-import { presentMaintenanceSettings, presentWindows } from './presenter.js';
+import { describeWindows, presentMaintenanceSettings, presentWindows } from './presenter.js';
 import { checkRequest } from './request-input.js';
 
 /** Administrators and auditors see every window; others the projects they approve and their own windows. */
@@ -52,8 +57,20 @@ async function visibleWindow(services: Services, req: FastifyRequest, id: string
   return w;
 }
 
-const present = async (services: Services, w: MaintenanceWindow): Promise<WindowAnswer> =>
-  (await presentWindows(services.maintenance, [w]))[0] as WindowAnswer;
+/** The caller, as the rules about acting on a window need them. */
+async function viewerOf(services: Services, req: FastifyRequest): Promise<WindowViewer> {
+  const { user } = caller(req);
+  return { userId: user.id, role: user.role, approverOf: await services.maintenance.approvedProjects(user.id) };
+}
+
+/** Throws the refusal (403 for who the caller is, 409 for the window's state), if any. */
+function refuse(refusal: WindowRefusal | null): void {
+  if (refusal === null) return;
+  throw refusal.kind === 'forbidden' ? new ForbiddenError(refusal.message) : new ConflictError(refusal.message);
+}
+
+const present = async (services: Services, req: FastifyRequest, w: MaintenanceWindow): Promise<WindowAnswer> =>
+  (await presentWindows(services.maintenance, [w], await viewerOf(services, req)))[0] as WindowAnswer;
 
 /** Fire and forget: a webhook never holds or fails the request. */
 const notify = (services: Services, event: MaintenanceNotice, w: MaintenanceWindow) => void notifyMaintenance(services, event, w);
@@ -110,7 +127,7 @@ function requestRoutes(app: FastifyInstance, services: Services) {
         return w;
       });
       notify(services, 'requested', created);
-      return reply.status(201).send(await present(services, created));
+      return reply.status(201).send(await present(services, req, created));
     },
   );
 
@@ -127,7 +144,12 @@ function requestRoutes(app: FastifyInstance, services: Services) {
     },
     async (req) => {
       const { items, total } = await repo.list({ ...req.query, visibility: await windowVisibility(services, req) });
-      return { items: await presentWindows(repo, items), total, limit: req.query.limit, offset: req.query.offset };
+      return {
+        items: await presentWindows(repo, items, await viewerOf(services, req)),
+        total,
+        limit: req.query.limit,
+        offset: req.query.offset,
+      };
     },
   );
 
@@ -153,7 +175,7 @@ function requestRoutes(app: FastifyInstance, services: Services) {
       config: staff,
       schema: { tags, summary: 'Show a maintenance window', params: idParams, response: responses({ 200: maintenanceWindow }) },
     },
-    async (req) => present(services, await visibleWindow(services, req, req.params.id)),
+    async (req) => present(services, req, await visibleWindow(services, req, req.params.id)),
   );
 }
 
@@ -165,11 +187,9 @@ function decisionRoutes(app: FastifyInstance, services: Services) {
   const decide = async (req: FastifyRequest, id: string, decision: 'approve' | 'deny', comment: string | null) => {
     const { user } = caller(req);
     const w = await visibleWindow(services, req, id);
-    if (!(await repo.isApprover(w.projectId, user.id)))
-      throw new ForbiddenError(
-        'You are not an approver of this project. An administrator grants approval per project (PUT /projects/:id/approvers).',
-      );
-    if (w.requestedBy === user.id) throw new ForbiddenError('You requested this window: someone else must approve or deny it.');
+    const decidedBy = (await repo.decisions([w.id])).map((d) => d.userId);
+    // The same rule as the answer's `viewer.mayApprove`; the write below re-checks the state atomically.
+    refuse(decisionRefusal({ ...w, decidedBy }, await viewerOf(services, req), new Date()));
     const result = await services.withAudit(req, async (tx, audit) => {
       const d = await tx.maintenance.decide(id, { userId: user.id, username: user.username, decision, comment });
       audit({
@@ -188,7 +208,7 @@ function decisionRoutes(app: FastifyInstance, services: Services) {
       return d;
     });
     if (result.decided) notify(services, decision === 'approve' ? 'approved' : 'denied', result.window);
-    return present(services, result.window);
+    return present(services, req, result.window);
   };
 
   r.post(
@@ -237,8 +257,8 @@ function decisionRoutes(app: FastifyInstance, services: Services) {
       const { user } = caller(req);
       const w = await visibleWindow(services, req, req.params.id);
       const admin = user.role === 'admin';
-      if (!admin && w.requestedBy !== user.id)
-        throw new ForbiddenError('Only an administrator can revoke a window; its requester can withdraw it while pending.');
+      // The same rule as the answer's `viewer.mayRevoke` / `mayWithdraw`; the write below re-checks the state atomically.
+      refuse(revokeRefusal(w, await viewerOf(services, req)));
       const comment = req.body?.comment || null;
       const result = await services.withAudit(req, async (tx, audit) => {
         const x = await tx.maintenance.revoke(w.id, { userId: user.id, comment, onlyIfPending: !admin });
@@ -254,7 +274,7 @@ function decisionRoutes(app: FastifyInstance, services: Services) {
       // The lifecycle ends the sessions and runs the closing hook; ask it to do so now, not at its next tick.
       if (result.previous === 'open') services.maintenanceLifecycle?.runSoon();
       notify(services, 'revoked', result.window);
-      return present(services, result.window);
+      return present(services, req, result.window);
     },
   );
 }
@@ -365,7 +385,7 @@ function deviceAccessRoutes(app: FastifyInstance, services: Services) {
       const requiredBy = maintenanceRequiredBy(device, project);
       const now = new Date();
       const windows = await repo.windowsForDevice(device.id, now);
-      const shown = await presentWindows(repo, windows, now);
+      const shown = await describeWindows(repo, windows, now);
       const connects = user.role !== 'auditor';
       const covered = requiredBy === null || (await repo.activeCovering(user.id, device.id, null, now)) !== undefined;
       const next = windows.find((w) => w.state === 'approved' && w.userIds.includes(user.id));

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { useLocation, useSearch } from 'wouter';
-import type { MaintenanceWindow, MaintenanceWindowList, Project, ProjectApprovers } from '@gatehouse/api';
+import type { MaintenanceWindow, MaintenanceWindowList, Project } from '@gatehouse/api';
 import { api, query, type User } from '../../api.js';
 import { Empty, ErrorNote, PageHeader, Pager, usePageOffset } from '../../ui.js';
 import { RequestForm } from './RequestForm.js';
@@ -19,7 +19,7 @@ type Phase = (typeof TABS)[number]['phase'];
 
 /**
  * Maintenance windows: request one (`?new=1&device=<id>` opens the form for a device), and
- * the requests by phase, each with what the viewer may do (approve or deny, revoke, withdraw).
+ * the requests by phase, each with what the server says the viewer may do (approve or deny, revoke, withdraw).
  */
 export function Requests({ user }: { user: User }) {
   const params = new URLSearchParams(useSearch());
@@ -33,7 +33,6 @@ export function Requests({ user }: { user: User }) {
   const [loaded, setLoaded] = useState<{ key: string; page: MaintenanceWindowList } | null>(null);
   const page = loaded?.key === key ? loaded.page : null;
   const [projects, setProjects] = useState<Project[]>([]);
-  const [approverOf, setApproverOf] = useState<Record<string, boolean>>({});
   const [error, setError] = useState<unknown>(null);
   const [tick, setTick] = useState(0);
 
@@ -62,23 +61,6 @@ export function Requests({ user }: { user: User }) {
     };
   }, [tab, offset, tick]);
 
-  // Whether the viewer approves each project on the page (administrators too only when granted).
-  const projectIds = [...new Set(page?.items.map((w) => w.projectId) ?? [])].filter((id) => !(id in approverOf));
-  const projectsKey = projectIds.join(',');
-  useEffect(() => {
-    if (projectsKey === '') return;
-    for (const id of projectsKey.split(','))
-      api<ProjectApprovers>('GET', `/projects/${id}/approvers`).then(
-        (a) => setApproverOf((m) => ({ ...m, [id]: a.users.some((u) => u.id === user.id) })),
-        () => setApproverOf((m) => ({ ...m, [id]: false })),
-      );
-  }, [projectsKey, user.id]);
-
-  // An operator sees a window they neither requested nor are named in only as an approver of its
-  // project (and cannot read the approvers of a project their grants do not name).
-  const approves = (w: MaintenanceWindow) =>
-    approverOf[w.projectId] === true ||
-    (user.role === 'operator' && w.requestedBy.id !== user.id && !w.users.some((u) => u.id === user.id));
   const go = (values: Record<string, string | undefined>) => navigate(`/requests${query(values)}`);
   const changed = (w: MaintenanceWindow) => {
     setLoaded((l) => l && { ...l, page: { ...l.page, items: l.page.items.map((x) => (x.id === w.id ? w : x)) } });
@@ -132,7 +114,7 @@ export function Requests({ user }: { user: User }) {
       {page && page.items.length > 0 ? (
         <ul className="windows" aria-label={`${tab} requests`}>
           {page.items.map((w) => (
-            <WindowCard key={w.id} w={w} user={user} isApprover={approves(w)} onChanged={changed} />
+            <WindowCard key={w.id} w={w} onChanged={changed} />
           ))}
         </ul>
       ) : null}

@@ -1,6 +1,6 @@
 import { useRef, useState } from 'react';
 import type { MaintenanceDecisionBody, MaintenanceDenyBody, MaintenanceWindow } from '@gatehouse/api';
-import { api, type User } from '../../api.js';
+import { api } from '../../api.js';
 import { ErrorNote, Field, FormEnd, StatusBadge, useSubmit } from '../../ui.js';
 import { requestsChanged } from './summary.js';
 import { LocalTime } from './time.js';
@@ -82,22 +82,11 @@ function RevokeForm({ w, label, onChanged }: { w: MaintenanceWindow; label: stri
 
 /**
  * One request: who asked, for what, when (in the viewer's zone; UTC on hover), its state,
- * the decisions with their comments, the hook runs (collapsed), and what the viewer may do.
+ * the decisions with their comments, the hook runs (collapsed), and what the viewer may do
+ * (`w.viewer`: the server's rules, the same it refuses by).
  */
-export function WindowCard({
-  w,
-  user,
-  isApprover,
-  onChanged,
-}: {
-  w: MaintenanceWindow;
-  user: User;
-  isApprover: boolean;
-  onChanged: (w: MaintenanceWindow) => void;
-}) {
-  const mine = w.requestedBy.id === user.id;
+export function WindowCard({ w, onChanged }: { w: MaintenanceWindow; onChanged: (w: MaintenanceWindow) => void }) {
   const approvals = w.decisions.filter((d) => d.decision === 'approve').length;
-  const live = w.phase !== 'past';
   return (
     <li className="card window" data-window={w.id} aria-label={`Request by ${w.requestedBy.username} for ${w.projectName}`}>
       <div className="window-head">
@@ -188,10 +177,10 @@ export function WindowCard({
           ))}
         </details>
       ) : null}
-      {w.phase === 'pending' && isApprover && !mine && user.role !== 'auditor' ? <DecisionForm w={w} onChanged={onChanged} /> : null}
-      {live && user.role === 'admin' ? (
+      {w.viewer.mayApprove || w.viewer.mayDeny ? <DecisionForm w={w} onChanged={onChanged} /> : null}
+      {w.viewer.mayRevoke ? (
         <RevokeForm w={w} label="Revoke" onChanged={onChanged} />
-      ) : w.phase === 'pending' && mine ? (
+      ) : w.viewer.mayWithdraw ? (
         <RevokeForm w={w} label="Withdraw" onChanged={onChanged} />
       ) : null}
     </li>
