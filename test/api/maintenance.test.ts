@@ -245,6 +245,69 @@ describe.each(dialects)('maintenance windows on %s', (dialect) => {
     expect(approved.length + denied.length).toBe(1);
   });
 
+  it('stores one of ten overlapping requests made at once, refusing the others naming it', async () => {
+    const before = (await auditEvents(t, admin.token, { action: 'maintenance.requested' })).length;
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        call(op.olga, 'POST', '/requests', {
+          projectId: a.projectId,
+          deviceIds: [a.deviceId],
+          startsAt: new Date(Date.now() + (5 + i) * 60_000).toISOString(),
+          durationMinutes: 60,
+          reason: `overlap ${i}`,
+        }),
+      ),
+    );
+    expect(answers.map((r) => r.statusCode).sort()).toEqual([201, ...Array<number>(9).fill(409)]);
+    const stored = windowOf(answers.find((r) => r.statusCode === 201) as LightMyRequestResponse);
+    for (const refused of answers.filter((r) => r.statusCode === 409)) expect(errorOf(refused).message).toContain(stored.id);
+    expect(await rows('maintenance_windows')).toBe(1);
+    const events = await auditEvents(t, admin.token, { action: 'maintenance.requested' });
+    expect(events).toHaveLength(before + 1);
+    expect(events.filter((e) => e.targetId === stored.id)).toHaveLength(1);
+  });
+
+  it('revokes a window whose last approval races the revocation, auditing only what stood', async () => {
+    const runSoon = vi.fn();
+    t.services.maintenanceLifecycle = { runSoon };
+    // A few rounds: which of the two reaches the window first varies.
+    for (let round = 0; round < 6; round++) {
+      const w = await request(op.olga);
+      const [approve, revoke] = await Promise.all([
+        call(op.ann, 'POST', `/requests/${w.id}/approve`, {}),
+        call(admin, 'POST', `/requests/${w.id}/revoke`, { comment: `round ${round}` }),
+      ]);
+      // The administrator's revocation stands whichever came first; the approval stands only if it came first.
+      expect(revoke.statusCode, `round ${round}: ${revoke.body}`).toBe(200);
+      expect([200, 409], `round ${round}: ${approve.body}`).toContain(approve.statusCode);
+      const approved = approve.statusCode === 200;
+      const final = windowOf(await call(admin, 'GET', `/requests/${w.id}`));
+      expect(final).toMatchObject({ state: 'revoked', openedAt: null, close: { state: null } });
+      expect(final.decisions.map((d) => d.username)).toEqual(approved ? ['ann'] : []);
+      const of = async (action: string) => (await auditEvents(t, admin.token, { action })).filter((e) => e.targetId === w.id);
+      expect((await of('maintenance.approved')).map((e) => e.details.complete)).toEqual(approved ? [true] : []);
+      expect((await of('maintenance.revoked')).map((e) => e.details.previousState)).toEqual([approved ? 'approved' : 'pending']);
+    }
+    expect(runSoon).not.toHaveBeenCalled();
+  });
+
+  it('revokes an open window once when two administrators revoke it at once', async () => {
+    const runSoon = vi.fn();
+    t.services.maintenanceLifecycle = { runSoon };
+    const other = await t.userWithToken('admin', `root-${randomId().slice(0, 8)}`);
+    const w = await request(op.olga);
+    windowOf(await call(op.ann, 'POST', `/requests/${w.id}/approve`, {}));
+    expect(await t.services.maintenance.markOpened(w.id)).toBe(true);
+    const answers = await Promise.all([admin, other].map((who) => call(who, 'POST', `/requests/${w.id}/revoke`, {})));
+    expect(answers.map((r) => r.statusCode).sort()).toEqual([200, 409]);
+    expect(errorOf(answers.find((r) => r.statusCode === 409) as LightMyRequestResponse).message).toMatch(/revoked already/);
+    const winner = windowOf(answers.find((r) => r.statusCode === 200) as LightMyRequestResponse);
+    expect(winner).toMatchObject({ state: 'revoked', close: { state: 'pending' } });
+    const events = (await auditEvents(t, admin.token, { action: 'maintenance.revoked' })).filter((e) => e.targetId === w.id);
+    expect(events.map((e) => e.details.previousState)).toEqual(['open']);
+    expect(runSoon).toHaveBeenCalledTimes(1);
+  });
+
   it('shows operators their own windows and those naming them, approvers their projects, and 404 for the rest', async () => {
     const mine = await request(op.olga);
     const named = await request(op.olga, { deviceIds: [device2], userIds: [op.olga.id, op.cid.id] });

@@ -416,7 +416,10 @@ export class MaintenanceWindows {
    * Revokes a pending, approved or open window (an administrator; or its requester
    * withdrawing it while pending). An open one gets `close_state = pending`: the lifecycle
    * ends its sessions and runs the closing hook. Answers the state it left, or
-   * ConflictError when it was no longer live.
+   * ConflictError when it was no longer in a state it may be revoked from. The window's
+   * row is written first, which serialises the revocation with decisions, other
+   * revocations and the lifecycle on it: a window approved or opened meanwhile is still
+   * revoked (from that state), and two revocations at once revoke it once.
    */
   async revoke(
     id: string,
@@ -425,11 +428,22 @@ export class MaintenanceWindows {
   ): Promise<{ window: MaintenanceWindow; previous: WindowState }> {
     return inTransaction(this.x, async (trx) => {
       const repo = new MaintenanceWindows(this.db, trx);
-      const current = await repo.get(id);
-      const refusal = revokeStateRefusal(current, !by.onlyIfPending);
-      if (refusal !== null) throw new ConflictError(refusal);
+      const admin = !by.onlyIfPending;
       const at = now.toISOString();
-      const r = await trx
+      const locked = await trx
+        .updateTable('maintenance_windows')
+        .set({ updated_at: at })
+        .where('id', '=', id)
+        .where('state', 'in', admin ? [...liveWindowStates] : ['pending'])
+        .executeTakeFirst();
+      // Read after the write: with the row held, this is the state the update below leaves.
+      const current = await repo.get(id);
+      if (Number(locked.numUpdatedRows) === 0) {
+        throw new ConflictError(
+          revokeStateRefusal(current, admin) ?? `Maintenance window ${id} changed meanwhile; look at it again and retry.`,
+        );
+      }
+      await trx
         .updateTable('maintenance_windows')
         .set({
           state: 'revoked',
@@ -437,14 +451,9 @@ export class MaintenanceWindows {
           ended_by: by.userId,
           end_comment: by.comment,
           close_state: current.state === 'open' ? 'pending' : null,
-          updated_at: at,
         })
         .where('id', '=', id)
-        .where('state', '=', current.state)
-        .executeTakeFirst();
-      // Another transition got there between the read and the write (the lifecycle opened or ended it).
-      if (Number(r.numUpdatedRows) === 0)
-        throw new ConflictError(`Maintenance window ${id} changed meanwhile; look at it again and retry.`);
+        .execute();
       return { window: await repo.get(id), previous: current.state };
     });
   }
