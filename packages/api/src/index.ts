@@ -23,3 +23,4 @@ export * from './auth.js';
 export * from './files.js';
 export * from './terminal.js';
 export * from './maintenance.js';
+export * from './agents.js';

@@ -6,3 +6,4 @@ export * from './policy.js';
 export * from './gateway-selection.js';
 export * from './audit-checkpoint.js';
 export * from './maintenance.js';
+export * from './certificate-pin.js';

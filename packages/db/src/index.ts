@@ -69,3 +69,4 @@ export {
   type DecideResult,
   type WindowRelated,
 } from './maintenance-windows.js';
+export { Agents, type Agent, type AgentInput, type AgentJoinToken, type AgentLinkState } from './agents.js';

@@ -405,6 +405,45 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('gateway_sessions_window').on('gateway_sessions').column('window_id').execute();
       },
     },
+    '0011_agents': {
+      async up(db: Kysely<unknown>) {
+        // Join tokens: only the hash is kept; using one is a conditional update on used_at.
+        await db.schema
+          .createTable('agent_join_tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id').onDelete('cascade'))
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('created_by', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .addColumn('used_at', 'text')
+          .addColumn('used_by_agent', 'text')
+          .execute();
+        await db.schema.createIndex('agent_join_tokens_device').on('agent_join_tokens').column('device_id').execute();
+        await db.schema
+          .createTable('agents')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id').onDelete('cascade'))
+          .addColumn('public_key', 'text', (c) => c.notNull())
+          .addColumn('fingerprint', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('hostname', 'text', (c) => c.notNull())
+          .addColumn('enrolled_at', 'text', (c) => c.notNull())
+          .addColumn('last_contact_at', 'text')
+          .addColumn('link_state', 'text', (c) => c.notNull().defaultTo('never'))
+          .addColumn('revoked_at', 'text')
+          .addColumn('revoked_by', 'text')
+          .execute();
+        // One active agent per device: revoked ones stay as history.
+        await db.schema
+          .createIndex('agents_active_device')
+          .on('agents')
+          .column('device_id')
+          .unique()
+          .where(sql.ref('revoked_at'), 'is', null)
+          .execute();
+      },
+    },
   };
 }
 

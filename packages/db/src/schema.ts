@@ -351,6 +351,39 @@ export interface Database {
   maintenance_windows: MaintenanceWindowTable;
   maintenance_window_decisions: MaintenanceWindowDecisionTable;
   maintenance_hook_runs: MaintenanceHookRunTable;
+  agent_join_tokens: AgentJoinTokenTable;
+  agents: AgentTable;
+}
+
+/** A single-use, expiring token an agent enrolls a device with; only its SHA-256 is kept. */
+export interface AgentJoinTokenTable {
+  id: string;
+  device_id: string;
+  /** Hex SHA-256 of the token (`ghj_…`), which is shown once. */
+  token_hash: string;
+  created_by: string | null;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  used_by_agent: string | null;
+}
+
+/** A host agent enrolled for a device, with the public key the server pins. */
+export interface AgentTable {
+  id: string;
+  device_id: string;
+  /** The agent's Ed25519 public key, SPKI PEM. */
+  public_key: string;
+  /** `SHA256:<base64>` of the SPKI DER. */
+  fingerprint: string;
+  version: string;
+  hostname: string;
+  enrolled_at: string;
+  last_contact_at: string | null;
+  /** 'never' | 'up' | 'down' */
+  link_state: string;
+  revoked_at: string | null;
+  revoked_by: string | null;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */

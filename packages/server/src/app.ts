@@ -4,8 +4,8 @@ import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { InternalError } from '@gatehouse/core';
-import { GatewaySessions, Inventory, MaintenanceWindows, Settings, Users, type Db, type Vault } from '@gatehouse/db';
+import { certificateSpkiFingerprint, InternalError } from '@gatehouse/core';
+import { Agents, GatewaySessions, Inventory, MaintenanceWindows, Settings, Users, type Db, type Vault } from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { health, openApiDocument, readiness, responses } from '@gatehouse/api';
@@ -36,6 +36,7 @@ import { authRoutes } from './api/auth/routes.js';
 import { accountRoutes } from './api/accounts/routes.js';
 import { deviceRoutes } from './api/devices/routes.js';
 import { inventoryFileRoutes } from './api/inventory/routes.js';
+import { agentRoutes } from './api/agents/routes.js';
 import { maintenanceRoutes } from './api/maintenance/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
@@ -127,6 +128,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     users: new Users(db),
     settings: new Settings(db),
     maintenance: new MaintenanceWindows(db),
+    agents: new Agents(db),
+    serverSpkiFingerprint: opts.https ? certificateSpkiFingerprint(opts.https.cert) : null,
     audit,
     withAudit: createWithAudit(db, vault, logger),
     refusals: new RefusalAudit(audit, { limit: config.refusalAuditLimit, windowMs: config.refusalAuditWindowSeconds * 1000 }),
@@ -299,6 +302,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       sessionRoutes(api, services, gatewaySessions, gateways);
       hostKeyRoutes(api, services, gatewaySessions);
       maintenanceRoutes(api, services);
+      agentRoutes(api, services);
       gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       fileRoutes(api, services, terminal, gatewaySessions);

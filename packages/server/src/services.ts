@@ -1,5 +1,6 @@
 import type { Role, Visibility } from '@gatehouse/core';
 import {
+  Agents,
   appendAuditEvent,
   BreakGlassRuns,
   Gateways,
@@ -31,6 +32,10 @@ export interface Services {
   settings: Settings;
   /** Maintenance windows, their decisions and hook runs, and projects' approvers. */
   maintenance: MaintenanceWindows;
+  /** Host agents and their join tokens. */
+  agents: Agents;
+  /** SHA-256 of the HTTPS certificate's public key (SPKI), hex; null when the app serves no TLS (inject-only tests). */
+  serverSpkiFingerprint: string | null;
   /** The maintenance lifecycle (set once it runs): `runSoon()` asks for a tick now, e.g. after a revocation. */
   maintenanceLifecycle?: { runSoon(): void };
   logger: Logger;
@@ -62,6 +67,7 @@ export interface TxRepositories {
   gatewaySessions: GatewaySessions;
   breakGlassRuns: BreakGlassRuns;
   maintenance: MaintenanceWindows;
+  agents: Agents;
 }
 
 /** Who is calling, and how they proved it. */
@@ -127,6 +133,7 @@ export function createWithAudit(db: Db, vault: Vault, logger: Logger): Services[
           gatewaySessions: new GatewaySessions(db, trx),
           breakGlassRuns: new BreakGlassRuns(db, trx),
           maintenance: new MaintenanceWindows(db, trx),
+          agents: new Agents(db, trx),
         },
         (event) => events.push(event),
       );
