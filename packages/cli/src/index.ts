@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { agentCommand, agentsCommands } from './agents.js';
 import { auditCommands } from './audit.js';
 import { breakGlassCommands } from './breakglass.js';
 import { ApiError } from './client.js';
@@ -10,6 +11,8 @@ import { sessionsCommands } from './sessions.js';
 import { signInCommands } from './sign-in.js';
 import { sshKeysCommands, usersCommands } from './users.js';
 import { vaultCommands } from './vault.js';
+
+export { enrollAgent, type AgentState, type EnrollOptions } from './agents.js';
 
 /** The `gatehouse` program: one function per command group, in the order `--help` lists them. */
 export function buildProgram(): Command {
@@ -23,6 +26,8 @@ export function buildProgram(): Command {
   signInCommands(program);
   gatewayCommand(program);
   gatewaysCommands(program);
+  agentCommand(program);
+  agentsCommands(program);
   projectsCommands(program);
   devicesCommands(program);
   accountsCommands(program);

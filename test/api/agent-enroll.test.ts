@@ -1,0 +1,95 @@
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { enrollAgent } from '@gatehouse/cli';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { API, createInventory } from '../support/api-helpers.js';
+import { dialects } from '../support/db.js';
+
+/** `gatehouse agent enroll` against the in-process server over TLS. */
+describe.each(dialects)('gatehouse agent enroll on %s', (dialect) => {
+  let t: TestApp;
+  let admin: string;
+  let server: string;
+  let pin: string;
+  const dirs: string[] = [];
+  const stateDir = () => {
+    const base = mkdtempSync(path.join(os.tmpdir(), 'gh-agent-'));
+    dirs.push(base);
+    // A directory enroll creates, below one that exists.
+    return path.join(base, 'state');
+  };
+
+  beforeAll(async () => {
+    t = await createTestApp(dialect, {}, { tls: true });
+    await t.app.listen({ host: '127.0.0.1', port: 0 });
+    server = `https://127.0.0.1:${(t.app.server.address() as { port: number }).port}`;
+    pin = t.services.serverSpkiFingerprint!;
+    admin = (await t.userWithToken('admin')).token;
+  });
+  afterAll(async () => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    await t.close();
+  });
+
+  const tokenFor = async (name: string) => {
+    const { deviceId } = await createInventory(t, admin, { project: `p-${name}`, device: name });
+    const res = await t.request('POST', `${API}/devices/${deviceId}/agent-tokens`, { token: admin, body: {} });
+    const { token, installCommand } = res.json<{ token: string; installCommand: string }>();
+    return { deviceId, token, installCommand };
+  };
+  const agentOf = async (deviceId: string) =>
+    (await t.request('GET', `${API}/devices/${deviceId}/agent`, { token: admin })).json<{
+      agent: { id: string; fingerprint: string } | null;
+      pendingTokens: number;
+    }>();
+
+  it('enrolls with the pin from the install command, keeping the key 0600 in a 0700 directory', async () => {
+    const { deviceId, token, installCommand } = await tokenFor('pinned');
+    const fingerprint = /--server-fingerprint (\S+)/.exec(installCommand)?.[1];
+    expect(fingerprint).toBe(pin);
+    const dir = stateDir();
+    const state = await enrollAgent({ server, serverFingerprint: fingerprint!, token, stateDir: dir, hostname: 'pinned-host' });
+    expect(state).toMatchObject({ deviceId, deviceName: 'pinned', server, serverFingerprint: pin });
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const keyFile = path.join(dir, 'agent_ed25519_key.pem');
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(statSync(path.join(dir, 'agent.json')).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(path.join(dir, 'agent.json'), 'utf8'))).toEqual(state);
+    // The server pinned the public half of the key the device kept.
+    const stored = await t.services.agents.get(state.agentId);
+    const publicPem = createPublicKey(createPrivateKey(readFileSync(keyFile, 'utf8')))
+      .export({ type: 'spki', format: 'pem' })
+      .toString();
+    expect(stored?.publicKey).toBe(publicPem);
+    expect((await agentOf(deviceId)).agent?.id).toBe(state.agentId);
+    // A second enroll into the same state directory is refused before anything is sent.
+    await expect(enrollAgent({ server, serverFingerprint: pin, token, stateDir: dir })).rejects.toThrow(/holds an enrolled agent/);
+  });
+
+  it('refuses a server whose key is not the pinned one: nothing sent, nothing written', async () => {
+    const { deviceId, token } = await tokenFor('wrong-pin');
+    const dir = stateDir();
+    const other = `sha256:${'0'.repeat(64)}`;
+    await expect(enrollAgent({ server, serverFingerprint: other, token, stateDir: dir })).rejects.toThrow(
+      new RegExp(`presented key ${pin}, not ${other}`),
+    );
+    expect(existsSync(dir)).toBe(false);
+    // The token is still unused: it never reached the server.
+    expect(await agentOf(deviceId)).toEqual({ agent: null, pendingTokens: 1 });
+    await expect(enrollAgent({ server, serverFingerprint: 'sha256:abc', token, stateDir: dir })).rejects.toThrow(/--server-fingerprint/);
+    await expect(enrollAgent({ server: server.replace('https', 'http'), serverFingerprint: pin, token, stateDir: dir })).rejects.toThrow(
+      /--server: must be an https/,
+    );
+  });
+
+  it('says why when the server refuses the token, and writes no agent.json', async () => {
+    const dir = stateDir();
+    await expect(enrollAgent({ server, serverFingerprint: pin, token: `ghj_${'B'.repeat(43)}`, stateDir: dir })).rejects.toThrow(
+      /refused the enrollment \(401\): The join token is not valid/,
+    );
+    expect(existsSync(path.join(dir, 'agent.json'))).toBe(false);
+  });
+});
