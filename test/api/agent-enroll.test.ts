@@ -2,8 +2,8 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { enrollAgent } from '@gatehouse/cli';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enrollAgent, main } from '@gatehouse/cli';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { API, createInventory } from '../support/api-helpers.js';
 import { dialects } from '../support/db.js';
@@ -83,6 +83,49 @@ describe.each(dialects)('gatehouse agent enroll on %s', (dialect) => {
     await expect(enrollAgent({ server: server.replace('https', 'http'), serverFingerprint: pin, token, stateDir: dir })).rejects.toThrow(
       /--server: must be an https/,
     );
+  });
+
+  it('goes from `agents token` through `agent enroll` to `agents show` and `agents revoke`', async () => {
+    await createInventory(t, admin, { project: 'cli', device: 'cli-host' });
+    const ca = path.join(t.database.dataDir, 'tls', 'server.crt');
+    // The admin's token, and no saved sign-in of whoever runs the tests.
+    vi.stubEnv('GATEHOUSE_CREDENTIALS', path.join(stateDir(), 'none.json'));
+    vi.stubEnv('GATEHOUSE_TOKEN', admin);
+    const gatehouse = async (...args: string[]) => {
+      const out: string[] = [];
+      const errors: string[] = [];
+      const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => out.push(String(chunk)) > 0);
+      const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => errors.push(String(chunk)) > 0);
+      try {
+        const code = await main(['node', 'gatehouse', ...args, '--url', server, '--ca', ca]);
+        expect(code, errors.join('')).toBe(0);
+      } finally {
+        write.mockRestore();
+        err.mockRestore();
+      }
+      return out.join('');
+    };
+    try {
+      const args = (await gatehouse('agents', 'token', 'cli/cli-host', '--expires', '5')).trim().split(' ');
+      expect(args.slice(0, 3)).toEqual(['gatehouse', 'agent', 'enroll']);
+      const option = (name: string) => args[args.indexOf(name) + 1]!;
+      expect(option('--server-fingerprint')).toBe(pin);
+      // The server as the administrator's CLI reached it.
+      expect(option('--server')).toBe(server);
+      const dir = stateDir();
+      const state = await enrollAgent({
+        server: option('--server'),
+        serverFingerprint: option('--server-fingerprint'),
+        token: option('--token'),
+        stateDir: dir,
+      });
+      const shown = JSON.parse(await gatehouse('agents', 'show', 'cli/cli-host')) as { agent: { id: string; revokedAt: string | null } };
+      expect(shown.agent).toMatchObject({ id: state.agentId, revokedAt: null });
+      expect(await gatehouse('agents', 'revoke', state.agentId)).toBe(`Agent ${state.agentId} revoked.\n`);
+      expect((await agentOf(state.deviceId)).agent).toMatchObject({ id: state.agentId, revokedAt: expect.any(String) as string });
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it('says why when the server refuses the token, and writes no agent.json', async () => {
