@@ -106,8 +106,13 @@ describe.each(dialects)('gatehouse agent enroll on %s', (dialect) => {
       return out.join('');
     };
     try {
-      const args = (await gatehouse('agents', 'token', 'cli/cli-host', '--expires', '5')).trim().split(' ');
+      const [feed, command] = (await gatehouse('agents', 'token', 'cli/cli-host', '--expires', '5')).trim().split(' | ');
+      // The token reaches the agent on standard input, never as an argument `ps` would show.
+      const token = /^printf '%s\\n' (ghj_\S+)$/.exec(feed ?? '')?.[1];
+      expect(token).toBeDefined();
+      const args = (command ?? '').split(' ');
       expect(args.slice(0, 3)).toEqual(['gatehouse', 'agent', 'enroll']);
+      expect(args.at(-1)).toBe('--token-stdin');
       const option = (name: string) => args[args.indexOf(name) + 1]!;
       expect(option('--server-fingerprint')).toBe(pin);
       // The server as the administrator's CLI reached it.
@@ -116,7 +121,7 @@ describe.each(dialects)('gatehouse agent enroll on %s', (dialect) => {
       const state = await enrollAgent({
         server: option('--server'),
         serverFingerprint: option('--server-fingerprint'),
-        token: option('--token'),
+        token: token!,
         stateDir: dir,
       });
       const shown = JSON.parse(await gatehouse('agents', 'show', 'cli/cli-host')) as { agent: { id: string; revokedAt: string | null } };

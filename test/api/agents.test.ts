@@ -49,7 +49,9 @@ describe.each(dialects)('agent enrollment on %s', (dialect) => {
     expect(Date.parse(answer.expiresAt) - before).toBeGreaterThan(59 * 60_000);
     expect(Date.parse(answer.expiresAt) - before).toBeLessThanOrEqual(60 * 60_000 + 5000);
     expect(answer.installCommand).toMatch(
-      new RegExp(`^gatehouse agent enroll --server https://[^ ]+:\\d+ --server-fingerprint sha256:[0-9a-f]{64} --token ${answer.token}$`),
+      new RegExp(
+        `^printf '%s\\\\n' ${answer.token} \\| gatehouse agent enroll --server https://[^ ]+:\\d+ --server-fingerprint sha256:[0-9a-f]{64} --token-stdin$`,
+      ),
     );
     expect(answer.installCommand).toContain(t.services.serverSpkiFingerprint!);
     const rows = await t.database.db.kysely.selectFrom('agent_join_tokens').selectAll().where('device_id', '=', deviceId).execute();

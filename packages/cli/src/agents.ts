@@ -8,6 +8,7 @@ import type { AgentEnroll, AgentEnrolled, AgentTokenCreate, AgentTokenCreated, D
 import { certificateSpkiFingerprint, GatehouseError } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
+import { readStdin } from './prompt.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
 
@@ -132,7 +133,7 @@ export async function enrollAgent(o: EnrollOptions): Promise<AgentState> {
     throw refuse('--server: must be a URL, e.g. https://gatehouse.example.net:8443.');
   }
   if (url.protocol !== 'https:') throw refuse('--server: must be an https:// URL.');
-  if (!o.token.startsWith('ghj_')) throw refuse('--token: must be a join token (ghj_…).');
+  if (!o.token.startsWith('ghj_')) throw refuse('the join token on standard input (--token-stdin) must start with ghj_.');
   const stateFile = path.join(o.stateDir, AGENT_STATE_FILE);
   if (existsSync(stateFile))
     throw refuse(`--state-dir: ${o.stateDir} holds an enrolled agent already (${AGENT_STATE_FILE}). Remove it to enroll again.`);
@@ -180,10 +181,13 @@ export function agentCommand(program: Command): void {
     .description("enroll this device's agent with a join token (the install command an administrator got prints this line)")
     .requiredOption('--server <url>', 'the server, https://host:port')
     .requiredOption('--server-fingerprint <sha256>', "sha256:<hex> of the server certificate's public key; nothing is sent to any other")
-    .requiredOption('--token <token>', 'the single-use join token (ghj_…)')
+    .requiredOption(
+      '--token-stdin',
+      'read the single-use join token (ghj_…) from standard input (never from the command line: it would show in ps)',
+    )
     .option('--state-dir <dir>', 'where the key and agent.json are kept', AGENT_STATE_DIR)
-    .action(async (o: { server: string; serverFingerprint: string; token: string; stateDir: string }) => {
-      const state = await enrollAgent(o);
+    .action(async (o: { server: string; serverFingerprint: string; stateDir: string }) => {
+      const state = await enrollAgent({ ...o, token: (await readStdin()).trim() });
       process.stderr.write(`Enrolled as agent ${state.agentId} of device ${state.deviceName}; key and state in ${o.stateDir}.\n`);
     });
 }

@@ -78,7 +78,9 @@ export function agentRoutes(app: FastifyInstance, services: Services) {
         return row;
       });
       const installCommand =
-        `gatehouse agent enroll --server ${serverUrl(req, services.config.port)} ` + `--server-fingerprint ${pin} --token ${token}`;
+        // The token on standard input (printf is the shell's own, so it is never in `ps`), as every secret the CLI takes.
+        `printf '%s\\n' ${token} | gatehouse agent enroll --server ${serverUrl(req, services.config.port)} ` +
+        `--server-fingerprint ${pin} --token-stdin`;
       return reply.status(201).send({ token, expiresAt: created.expiresAt, installCommand });
     },
   );
