@@ -32,6 +32,7 @@ export default defineConfig({
       '@gatehouse/core/gateway-selection': fileURLToPath(new URL('./packages/core/src/gateway-selection.ts', import.meta.url)),
       '@gatehouse/core/secrets': fileURLToPath(new URL('./packages/core/src/secrets.ts', import.meta.url)),
       '@gatehouse/core/roles': fileURLToPath(new URL('./packages/core/src/roles.ts', import.meta.url)),
+      '@gatehouse/core/agent-protocol': fileURLToPath(new URL('./packages/core/src/agent-protocol.ts', import.meta.url)),
       '@gatehouse/core/maintenance': fileURLToPath(new URL('./packages/core/src/maintenance.ts', import.meta.url)),
       '@gatehouse/core': src('core'),
       '@gatehouse/api/connection-string': fileURLToPath(new URL('./packages/api/src/connection-string.ts', import.meta.url)),
