@@ -1,13 +1,21 @@
 import ssh2 from 'ssh2';
 import type { ClientErrorExtensions } from 'ssh2';
 import type { AuthorizedTarget, GatewayUser } from './broker.js';
+import { agentLinkClosedReason } from './agent-links.js';
 import { whereOf } from './dial.js';
 import type { SshGatewayOptions } from './gateway.js';
 import { fingerprintOf, keyTypeOf } from './host-key.js';
 
 /** The device's SSH connection, and the gateway and segment it went through. */
 export type TargetConnection =
-  | { ok: true; client: ssh2.Client; gateway: string; segment: string | null }
+  | {
+      ok: true;
+      client: ssh2.Client;
+      gateway: string;
+      segment: string | null;
+      /** Why the connection was closed under the session, when the gateway knows (an agent's link was lost). */
+      closedReason(): string | undefined;
+    }
   | { ok: false; reason: string; gateway: string; segment: string | null };
 
 /**
@@ -45,7 +53,7 @@ export async function connectTarget(
         resolve({ ok: false, reason: hostKeyProblem ?? clientProblem(error, target), ...via });
         client.end();
       });
-      client.once('ready', () => resolve({ ok: true, client, ...via }));
+      client.once('ready', () => resolve({ ok: true, client, ...via, closedReason: () => agentLinkClosedReason(socket) }));
       client.once('close', () =>
         resolve({ ok: false, reason: hostKeyProblem ?? `The connection to ${where} closed during sign-in.`, ...via }),
       );

@@ -176,7 +176,7 @@ export class GatewayConnection {
       this.connection?.reachedDevice(outcome.gateway, outcome.segment);
       outcome.client.on('close', () => {
         // The device went away: every channel on it is gone, so is this connection.
-        void this.endSessions(`The connection to ${target.deviceName} closed.`);
+        void this.endSessions(outcome.closedReason() ?? `The connection to ${target.deviceName} closed.`);
       });
     }
     return outcome;

@@ -83,3 +83,11 @@ export {
   type GatewaySftp,
   type GatewayShellOptions,
 } from './web-terminal.js';
+export {
+  AgentLinkServer,
+  AgentLinkError,
+  agentLinkClosedReason,
+  type AgentHello,
+  type AgentLinkDecision,
+  type AgentLinkServerOptions,
+} from './agent-links.js';
