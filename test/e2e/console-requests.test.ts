@@ -2,11 +2,10 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
+import { launchChromium, screenshot, signedInPage } from '../support/browser.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
-const API = '/api/v1';
 const DEVICE_USER = 'gh-test-pw';
 const ADMIN_PASSWORD = 'console requests admin';
 const OPERATOR = { username: 'olivia', password: 'olivia-password-1' };
@@ -27,18 +26,9 @@ describe('web console: maintenance window requests', () => {
   let deviceId: string;
   const problems: string[][] = [];
 
-  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-    const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
-    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
-    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
-  };
+  const api = <T>(method: string, route: string, body?: unknown) => server.api<T>(token, method, route, body);
   /** A signed-in page of its own (cookies and all) for each user. */
-  const pageOf = async (username: string, password: string): Promise<Page> => {
-    const p = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } }));
-    problems.push(p.problems);
-    await signIn(p.page, server.url, username, password);
-    return p.page;
-  };
+  const pageOf = (username: string, password: string) => signedInPage(browser, server.url, username, password, problems);
   /** What a terminal shows, its rows joined (xterm.js renders each row as a div; a long line wraps onto the next). */
   const screen = async (page: Page) => (await page.getByTestId('terminal').locator('.xterm-rows').innerText()).replace(/\n/g, '');
 

@@ -69,3 +69,11 @@ export async function signIn(page: Page, url: string, username: string, password
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Devices' }).waitFor();
 }
+
+/** A signed-in page in a context of its own (its own cookies), 1280 × 900; its problems are collected into `problems`. */
+export async function signedInPage(browser: Browser, url: string, username: string, password: string, problems: string[][]): Promise<Page> {
+  const p = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } }));
+  problems.push(p.problems);
+  await signIn(p.page, url, username, password);
+  return p.page;
+}

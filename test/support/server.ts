@@ -174,6 +174,13 @@ export class GatehouseServer {
     if (this.watched.status === undefined) this.watched.child.kill('SIGKILL');
   }
 
+  /** An API call (`/api/v1` + route) with a bearer token; throws with the answer unless it succeeded. */
+  async api<T>(token: string, method: string, route: string, body?: unknown): Promise<T> {
+    const res = await this.request(`/api/v1${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
+    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
+    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
+  }
+
   /** An HTTPS request that verifies the server's certificate against `<data-dir>/tls/server.crt`. */
   request(route: string, opts: { method?: string; body?: unknown; headers?: Record<string, string>; ca?: string | null } = {}) {
     const ca = opts.ca === undefined ? readFileSync(this.certFile, 'utf8') : opts.ca;
