@@ -12,6 +12,7 @@ import type {
   RevealedAccount,
 } from '@gatehouse/api';
 import { api, type User } from '../api.js';
+import { AgentPanel } from './AgentPanel.js';
 import { DeviceForm } from './DeviceForm.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 import { LocalTime } from './requests/time.js';
@@ -140,6 +141,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
           </dd>
         </dl>
       )}
+      <AgentPanel device={device} isAdmin={isAdmin} />
       <h2>Accounts</h2>
       {canConnect && access && !access.mayConnectNow && access.message ? (
         <p className="refusal" id="connect-refusal" role="status">
