@@ -124,10 +124,20 @@ describe.each(dialects)('gatehouse agent enroll on %s', (dialect) => {
         token: token!,
         stateDir: dir,
       });
-      const shown = JSON.parse(await gatehouse('agents', 'show', 'cli/cli-host')) as { agent: { id: string; revokedAt: string | null } };
+      const shown = JSON.parse(await gatehouse('agents', 'show', 'cli/cli-host', '--json')) as {
+        agent: { id: string; revokedAt: string | null };
+      };
       expect(shown.agent).toMatchObject({ id: state.agentId, revokedAt: null });
+      // Without --json, the facts the console's panel shows, one per line.
+      const facts = await gatehouse('agents', 'show', 'cli/cli-host');
+      expect(facts).toMatch(new RegExp(`^Agent +${state.agentId}$`, 'm'));
+      expect(facts).toMatch(/^Reached through +its host agent \(no inbound port\)$/m);
+      expect(facts).toMatch(/^Link +never/m);
+      expect(facts).toMatch(/^Last contact +never$/m);
+      expect(facts).toMatch(/^Unused join tokens +0$/m);
       expect(await gatehouse('agents', 'revoke', state.agentId)).toBe(`Agent ${state.agentId} revoked.\n`);
       expect((await agentOf(state.deviceId)).agent).toMatchObject({ id: state.agentId, revokedAt: expect.any(String) as string });
+      expect(await gatehouse('agents', 'show', 'cli/cli-host')).toMatch(/^Reached through +not an agent: this one is revoked$/m);
     } finally {
       vi.unstubAllEnvs();
     }

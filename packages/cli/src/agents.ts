@@ -11,6 +11,7 @@ import { client, print, withClient } from './api-command.js';
 import { readStdin } from './prompt.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { formatTable } from './table.js';
 
 export const AGENT_VERSION = '0.1.0';
 export const AGENT_STATE_DIR = '/var/lib/gatehouse-agent';
@@ -207,11 +208,13 @@ export function agentsCommands(program: Command): void {
       process.stderr.write(`Run this once on ${device.name} before ${created.expiresAt}; the token is not shown again.\n`);
     });
   withClient(agents.command('show <device>'))
-    .description("a device's agent (project/device): version, last contact, link state, unused join tokens")
-    .action(async (value: string, o: ClientOptions) => {
+    .description("a device's agent (project/device): link state and gateway, last contact, version, hostname, key, unused join tokens")
+    .option('--json', 'print the API answer as JSON')
+    .action(async (value: string, o: ClientOptions & { json?: boolean }) => {
       const api = client(o);
       const device = await new NameResolver(api).device('<device>', value);
-      print(await api.call<DeviceAgentAnswer>('GET', `/devices/${encodeURIComponent(device.id)}/agent`));
+      const answer = await api.call<DeviceAgentAnswer>('GET', `/devices/${encodeURIComponent(device.id)}/agent`);
+      print(o.json ? answer : formatDeviceAgent(value, answer, Date.now()));
     });
   withClient(agents.command('revoke <agentId>'))
     .description('revoke an agent: it is refused from now on; a new join token enrolls the device again')
@@ -219,4 +222,44 @@ export function agentsCommands(program: Command): void {
       await client(o).call('POST', `/agents/${encodeURIComponent(id)}/revoke`);
       print(`Agent ${id} revoked.`);
     });
+}
+
+/** `12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`. */
+const ago = (at: string, now: number): string => {
+  const s = Math.max(0, Math.round((now - Date.parse(at)) / 1000));
+  return s < 60
+    ? `${s} s ago`
+    : s < 3600
+      ? `${Math.round(s / 60)} min ago`
+      : s < 172_800
+        ? `${Math.round(s / 3600)} h ago`
+        : `${Math.round(s / 86_400)} d ago`;
+};
+
+/** What `agents show` prints: the facts the console's Host agent panel shows, one per line. */
+export function formatDeviceAgent(device: string, answer: DeviceAgentAnswer, now: number): string {
+  const { agent, pendingTokens } = answer;
+  const tokens = ['Unused join tokens', String(pendingTokens)];
+  if (!agent) {
+    return [
+      `${device} is not reached through an agent: the gateway connects to its SSH port.`,
+      `Add one: gatehouse agents token ${device}, then run the printed command as root on the device.`,
+      ...formatTable([tokens]),
+    ].join('\n');
+  }
+  // Set by servers whose link registry reports the gateway holding the link.
+  const linkGateway = (agent as typeof agent & { linkGateway?: string | null }).linkGateway;
+  const rows = [
+    ['Agent', agent.id],
+    ['Reached through', agent.revokedAt === null ? 'its host agent (no inbound port)' : 'not an agent: this one is revoked'],
+    ...(agent.revokedAt === null ? [] : [['Revoked', `${agent.revokedAt}; its connections are refused, a new join token enrolls again`]]),
+    ['Link', agent.linkState + (linkGateway === undefined ? '' : ` (gateway ${linkGateway ?? '-'})`)],
+    ['Last contact', agent.lastContactAt === null ? 'never' : `${ago(agent.lastContactAt, now)} (${agent.lastContactAt})`],
+    ['Version', agent.version],
+    ['Hostname', agent.hostname],
+    ['Key fingerprint', agent.fingerprint],
+    ['Enrolled', agent.enrolledAt],
+    tokens,
+  ];
+  return formatTable(rows).join('\n');
 }
