@@ -8,7 +8,14 @@ const silent = { info: () => undefined, warn: () => undefined, error: () => unde
 /** A built-in gateway in the test process, on a free port, answered by the test app's broker (as `gatehouse server` runs it). */
 export function startBuiltInGateway(t: TestApp, recordingsDir: string, options: Partial<SshGatewayOptions> = {}): Promise<SshGateway> {
   return SshGateway.start({
-    broker: new ServerAccessBroker(t.services, t.gatewaySessions, () => t.gateways.settings()),
+    broker: new ServerAccessBroker(
+      t.services,
+      t.gatewaySessions,
+      () => t.gateways.settings(),
+      'gatehouse',
+      undefined,
+      t.gateways.agentLinks,
+    ),
     hostKey: ssh2.utils.generateKeyPairSync('ed25519').private,
     host: '127.0.0.1',
     port: 0,

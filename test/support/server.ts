@@ -235,10 +235,11 @@ const serverArgs = (o: StartOptions) => [
 ];
 
 /**
- * The built-in SSH gateway is off unless a test sets GATEHOUSE_GATEWAY_PORT: its default
- * port (7993) is one per machine, and most tests start several servers.
+ * The built-in SSH gateway and the agent listener are off unless a test sets
+ * GATEHOUSE_GATEWAY_PORT (GATEHOUSE_AGENT_PORT): their default ports (7993, 7996) are one
+ * per machine, and most tests start several servers.
  */
-const serverEnv = (o: StartOptions): Env => ({ GATEHOUSE_GATEWAY_PORT: '0', ...o.env });
+const serverEnv = (o: StartOptions): Env => ({ GATEHOUSE_GATEWAY_PORT: '0', GATEHOUSE_AGENT_PORT: '0', ...o.env });
 
 /**
  * Starts `gatehouse server` and resolves once it printed `Gatehouse https://…`. Rejects,

@@ -31,7 +31,13 @@ export const agentEnroll = z.strictObject({
 });
 export type AgentEnroll = z.infer<typeof agentEnroll>;
 
-export const agentEnrolled = z.object({ agentId: z.string(), deviceId: z.string(), deviceName: z.string() });
+export const agentEnrolled = z.object({
+  agentId: z.string(),
+  deviceId: z.string(),
+  deviceName: z.string(),
+  serverKey: z.string().describe("The server's link key (base64 SPKI DER): it signs the gateway list and every session grant"),
+  gateways: z.string().describe('The gateways the agent links to, as a list the server signed (v1.<payload>.<signature>)'),
+});
 export type AgentEnrolled = z.infer<typeof agentEnrolled>;
 
 export const agentLinkState = z.enum(['never', 'up', 'down']);
@@ -44,6 +50,7 @@ export const agent = z.object({
   enrolledAt: timestamp,
   lastContactAt: timestamp.nullable(),
   linkState: agentLinkState,
+  linkGateway: z.string().nullable(),
   revokedAt: timestamp.nullable(),
 });
 export type AgentView = z.infer<typeof agent>;

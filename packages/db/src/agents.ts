@@ -16,6 +16,8 @@ export interface Agent {
   enrolledAt: string;
   lastContactAt: string | null;
   linkState: AgentLinkState;
+  /** The gateway the link is (or was last) up to; null before the first link. */
+  linkGateway: string | null;
   revokedAt: string | null;
   revokedBy: string | null;
 }
@@ -50,6 +52,7 @@ const agentFromRow = (r: AgentTable): Agent => ({
   enrolledAt: r.enrolled_at,
   lastContactAt: r.last_contact_at,
   linkState: r.link_state as AgentLinkState,
+  linkGateway: r.link_gateway,
   revokedAt: r.revoked_at,
   revokedBy: r.revoked_by,
 });
@@ -133,6 +136,7 @@ export class Agents {
       enrolled_at: new Date().toISOString(),
       last_contact_at: null,
       link_state: 'never',
+      link_gateway: null,
       revoked_at: null,
       revoked_by: null,
     };
@@ -156,6 +160,26 @@ export class Agents {
       .execute();
     const row = rows.find((r) => r.revoked_at === null) ?? rows[0];
     return row && agentFromRow(row);
+  }
+
+  /** The agent's link came up through `gateway`, with the version its hello gave. */
+  async linkUp(id: string, gateway: string, version: string, now = new Date()): Promise<void> {
+    await this.x
+      .updateTable('agents')
+      .set({ link_state: 'up', link_gateway: gateway, version, last_contact_at: now.toISOString() })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+
+  /** The agent's link went down (the gateway it was up to stays, as the last one). */
+  async linkDown(id: string, now = new Date()): Promise<void> {
+    await this.x.updateTable('agents').set({ link_state: 'down', last_contact_at: now.toISOString() }).where('id', '=', id).execute();
+  }
+
+  /** The agent was heard from (a pong on its link). */
+  async contact(id: string, now = new Date()): Promise<void> {
+    await this.x.updateTable('agents').set({ last_contact_at: now.toISOString() }).where('id', '=', id).execute();
   }
 
   /** Revokes an active agent; false when it was revoked already (or meanwhile). */

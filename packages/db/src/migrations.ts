@@ -444,6 +444,12 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0012_agent_link_gateway': {
+      async up(db: Kysely<unknown>) {
+        // The gateway an agent's link is (or was last) up to.
+        await db.schema.alterTable('agents').addColumn('link_gateway', 'text').execute();
+      },
+    },
   };
 }
 

@@ -382,6 +382,8 @@ export interface AgentTable {
   last_contact_at: string | null;
   /** 'never' | 'up' | 'down' */
   link_state: string;
+  /** The gateway the link is (or was last) up to. */
+  link_gateway: string | null;
   revoked_at: string | null;
   revoked_by: string | null;
 }

@@ -111,6 +111,12 @@ export interface AuthorizedTarget {
    * connection belong to it, and end with it.
    */
   windowId?: string | null;
+  /**
+   * The device's active host agent, when it has one: the built-in gateway reaches the
+   * device through the agent's link (not host and port), signs in with a grant the server
+   * signed, and checks the agent's enrolled key as the host key.
+   */
+  agentId?: string | null;
 }
 
 /** A forwarding request the gateway never grants; `destination` is the bind address or socket path asked for, if any. */

@@ -302,7 +302,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       sessionRoutes(api, services, gatewaySessions, gateways);
       hostKeyRoutes(api, services, gatewaySessions);
       maintenanceRoutes(api, services);
-      agentRoutes(api, services);
+      agentRoutes(api, services, gateways);
       gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       fileRoutes(api, services, terminal, gatewaySessions);

@@ -115,6 +115,13 @@ export const serverConfigSchema = z.strictObject({
   gatewayPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7993),
   /** Address the built-in gateway listens on (default: the same as host). */
   gatewayHost: z.string().min(1).optional(),
+  /** Port host agents link to (on gatewayHost's address); 0 turns agent links off. */
+  agentPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7996),
+  /** `host:port` agents are told to dial (when they reach the server through NAT or a load balancer); default: the host the agent enrolled through, with agentPort. */
+  agentAddress: z
+    .string()
+    .regex(/^(?:\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):\d{1,5}$/, { error: 'must be host:port ([::1]:7996 for IPv6)' })
+    .optional(),
   /** Record what users type in terminal sessions ("i" events), not only the output. */
   gatewayRecordInput: z
     .preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean({ error: 'must be true or false' }))
@@ -179,6 +186,8 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_BREAKGLASS_ALLOW_LINK_LOCAL: 'breakglassAllowLinkLocal',
   GATEHOUSE_GATEWAY_PORT: 'gatewayPort',
   GATEHOUSE_GATEWAY_HOST: 'gatewayHost',
+  GATEHOUSE_AGENT_PORT: 'agentPort',
+  GATEHOUSE_AGENT_ADDRESS: 'agentAddress',
   GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',
   GATEHOUSE_GATEWAY_RECORD_BINARY_EXEC: 'gatewayRecordBinaryExec',
   GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS: 'gatewayTargetTimeoutSeconds',

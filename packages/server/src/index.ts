@@ -19,6 +19,7 @@ export type { Services, AuthContext, Access } from './services.js';
 export { accessPresets } from './access.js';
 export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';
 export { ServerAccessBroker } from './gateway/broker.js';
+export { AgentLinks, agentHostKeyFingerprint } from './gateway/agent-links.js';
 export { loadAuditCheckpointKey, defaultAuditCheckpointKeyFile, type AuditCheckpointKey } from './audit-checkpoint-key.js';
 export { AuditCheckpoints } from './audit-checkpoints.js';
 export { MaintenanceLifecycle, type MaintenanceLifecycleOptions } from './maintenance/lifecycle.js';

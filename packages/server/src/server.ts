@@ -22,6 +22,8 @@ export interface RunningServer extends GatehouseApp {
   db: Db;
   /** The built-in SSH gateway; null when turned off (gatewayPort 0). */
   gateway: { port: number; fingerprint: string; publicKey: string } | null;
+  /** The port host agents link to; null when agent links are off (agentPort 0, or the built-in gateway off). */
+  agentPort: number | null;
   close(): Promise<void>;
 }
 
@@ -87,10 +89,12 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       certFile: tls.certFile,
       db,
       gateway: gateway && { port: gateway.server.port, fingerprint: gateway.fingerprint, publicKey: gateway.publicKey },
+      agentPort: built.gateways.agentLinks.server?.port ?? null,
       async close() {
         await maintenance.stop();
         // Sessions end first: their recordings close and their ends reach the audit log.
         await gateway?.server.stop();
+        await built.gateways.agentLinks.close();
         await built.app.close();
         await db.close();
       },
@@ -120,6 +124,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
       () => built.gateways.settings(),
       BUILT_IN_GATEWAY,
       built.terminal,
+      built.gateways.agentLinks,
     ),
     hostKey: hostKey.privateKey,
     host,
@@ -131,16 +136,12 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     recordBinaryExec: config.gatewayRecordBinaryExec,
     targetTimeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
     dial: built.gateways.dialer(),
-  }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
-      throw new GatehouseError(
-        'CONFIG_INVALID',
-        `The SSH gateway cannot listen on ${host}:${config.gatewayPort} (${error.code === 'EADDRINUSE' ? 'in use by another program' : 'not allowed'}). ` +
-          'Choose another port with --gateway-port (GATEHOUSE_GATEWAY_PORT), or turn the built-in gateway off with --gateway-port 0.',
-      );
-    }
-    throw error;
-  });
+  }).catch(
+    listenProblem(
+      `The SSH gateway cannot listen on ${host}:${config.gatewayPort}`,
+      'Choose another port with --gateway-port (GATEHOUSE_GATEWAY_PORT), or turn the built-in gateway off with --gateway-port 0.',
+    ),
+  );
   built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint };
   built.terminal.gateway = { host, port: server.port, hostKeyFingerprint: hostKey.fingerprint };
   built.gateways.builtInSessions = server;
@@ -158,7 +159,44 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     },
     `SSH gateway listening on ${host}:${server.port} (host key ${hostKey.fingerprint})`,
   );
+  await startAgentLinks(built, config, host, logger).catch(async (error: unknown) => {
+    await server.stop();
+    throw error;
+  });
   return { server, fingerprint: hostKey.fingerprint, publicKey: hostKey.publicKey };
+}
+
+/** The built-in gateway's listener for host agents on `agentPort` (0: off), on the gateway's address. */
+async function startAgentLinks(built: GatehouseApp, config: ServerConfig, host: string, logger: Logger): Promise<void> {
+  if (config.agentPort === 0) {
+    logger.info('Host agent links are off (agentPort 0).');
+    return;
+  }
+  const links = await built.gateways.agentLinks
+    .start(host, config.agentPort)
+    .catch(
+      listenProblem(
+        `The host agent listener cannot listen on ${host}:${config.agentPort}`,
+        'Choose another port with GATEHOUSE_AGENT_PORT, or turn agent links off with GATEHOUSE_AGENT_PORT=0.',
+      ),
+    );
+  logger.info(
+    { agentPort: links.port, agentAddress: config.agentAddress ?? null },
+    `Host agents link to ${host}:${links.port}${config.agentAddress ? ` (they are told ${config.agentAddress})` : ''}`,
+  );
+}
+
+/** A port in use or not allowed, as a configuration problem that says what to do; other errors as they are. */
+function listenProblem(what: string, advice: string) {
+  return (error: NodeJS.ErrnoException): never => {
+    if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
+      throw new GatehouseError(
+        'CONFIG_INVALID',
+        `${what} (${error.code === 'EADDRINUSE' ? 'in use by another program' : 'not allowed'}). ${advice}`,
+      );
+    }
+    throw error;
+  };
 }
 
 /**

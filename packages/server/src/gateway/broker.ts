@@ -9,7 +9,7 @@ import {
   windowNames,
   type Visibility,
 } from '@gatehouse/core';
-import type { Account, Device, GatewaySession, GatewaySessions, Project } from '@gatehouse/db';
+import type { Account, Agent, Device, GatewaySession, GatewaySessions, Project } from '@gatehouse/db';
 import type {
   AccessBroker,
   AuthenticationRequest,
@@ -34,6 +34,7 @@ import { printableName } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
 import { checkKeySignIn, checkSignIn, recordSignIn } from '../sign-in.js';
 import type { WebTerminal } from '../terminal.js';
+import { agentHostKeyFingerprint, type AgentLinks } from './agent-links.js';
 
 /** The name sessions and audit events give the gateway inside the server. */
 export const BUILT_IN_GATEWAY = DEFAULT_GATEWAY;
@@ -63,6 +64,8 @@ export class ServerAccessBroker implements AccessBroker {
     private readonly entry: string = BUILT_IN_GATEWAY,
     /** The browser terminal, whose own key signs in users it has just let in (the built-in gateway only). */
     private readonly webTerminal?: WebTerminal,
+    /** Host agents' links, whose devices this gateway reaches through them (the built-in one only). */
+    private readonly agentLinks?: AgentLinks,
   ) {}
 
   async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
@@ -199,6 +202,8 @@ export class ServerAccessBroker implements AccessBroker {
     const device = await inventory.devices.get(target.deviceId);
     const window = await this.maintenanceWindow(user, device, await inventory.projects.get(device.projectId), target.accountId);
     if (!window.ok) return { allow: false, message: window.message };
+    const agent = await this.services.agents.ofDevice(device.id);
+    if (target.agentId || agent?.revokedAt === null) return this.agentCredential(user, target, agent);
     const secrets = await this.services.inventory.accounts.reveal(target.accountId);
     return {
       allow: true,
@@ -209,6 +214,32 @@ export class ServerAccessBroker implements AccessBroker {
         passphrase: secrets.passphrase ?? undefined,
       },
     };
+  }
+
+  /**
+   * For a device reached through its agent: a grant the server signed for this user,
+   * device and account, as the password (the agent checks it), after checking that the
+   * agent is still the device's active one. Never the vaulted credential.
+   */
+  private async agentCredential(user: GatewayUser, target: AuthorizedTarget, agent: Agent | undefined): Promise<CredentialResult> {
+    if (!agent || agent.revokedAt !== null || (target.agentId && target.agentId !== agent.id)) {
+      return { allow: false, message: `The agent of ${target.deviceName} was revoked. Ask an administrator to enroll it again.` };
+    }
+    if (!this.agentLinks) {
+      return {
+        allow: false,
+        message: `${target.deviceName} is reached through its host agent, which links to the built-in gateway only. Connect through the built-in gateway.`,
+      };
+    }
+    const password = await this.agentLinks.grant({
+      agentId: agent.id,
+      deviceId: target.deviceId,
+      accountId: target.accountId,
+      osUser: target.accountUsername,
+      userId: user.id,
+      userName: user.username,
+    });
+    return { allow: true, credential: { username: target.accountUsername, password } };
   }
 
   async authorizeForward(
@@ -259,28 +290,42 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {
-    const trusted = await this.sessions.trustOnFirstUse(target.deviceId, key);
-    if (trusted.firstUse) {
-      await this.services.audit(null, {
-        action: 'device.host_key_trusted',
-        outcome: 'success',
-        actorName: `gateway:${this.entry}`,
-        targetType: 'device',
-        targetId: target.deviceId,
-        details: { algorithm: key.algorithm, fingerprint: key.fingerprint },
-      });
-      return { ok: true, firstUse: true };
+    const { agentId } = target;
+    let stored: HostKeyInfo;
+    if (agentId) {
+      // An agent's host key is its enrolled key: no trust on first use.
+      const agent = await this.services.agents.get(agentId);
+      const fingerprint = agent?.deviceId === target.deviceId ? agentHostKeyFingerprint(agent.publicKey) : 'none';
+      stored = { algorithm: 'ssh-ed25519', fingerprint };
+    } else {
+      const trusted = await this.sessions.trustOnFirstUse(target.deviceId, key);
+      if (trusted.firstUse) {
+        await this.services.audit(null, {
+          action: 'device.host_key_trusted',
+          outcome: 'success',
+          actorName: `gateway:${this.entry}`,
+          targetType: 'device',
+          targetId: target.deviceId,
+          details: { algorithm: key.algorithm, fingerprint: key.fingerprint },
+        });
+        return { ok: true, firstUse: true };
+      }
+      stored = { algorithm: trusted.algorithm, fingerprint: trusted.fingerprint };
     }
-    if (trusted.algorithm === key.algorithm && trusted.fingerprint === key.fingerprint) return { ok: true, firstUse: false };
+    if (stored.algorithm === key.algorithm && stored.fingerprint === key.fingerprint) return { ok: true, firstUse: false };
     await this.services.audit(null, {
       action: 'device.host_key_mismatch',
       outcome: 'failure',
       actorName: `gateway:${this.entry}`,
       targetType: 'device',
       targetId: target.deviceId,
-      details: { stored: `${trusted.algorithm} ${trusted.fingerprint}`, presented: `${key.algorithm} ${key.fingerprint}` },
+      details: {
+        ...(agentId ? { agentId } : {}),
+        stored: `${stored.algorithm} ${stored.fingerprint}`,
+        presented: `${key.algorithm} ${key.fingerprint}`,
+      },
     });
-    return { ok: false, stored: { algorithm: trusted.algorithm, fingerprint: trusted.fingerprint } };
+    return { ok: false, stored };
   }
 
   async sessionStarted(s: SessionStart): Promise<void> {
@@ -464,7 +509,10 @@ export class ServerAccessBroker implements AccessBroker {
         message: `${device.name} has several accounts: name one as <user>:${printableName(wanted.device)}:<account> (${accounts.map((a) => a.username).join(', ')}).`,
       };
     }
-    const host = device.privateIp ?? device.publicIp;
+    const agent = await this.services.agents.ofDevice(device.id);
+    const agentId = agent?.revokedAt === null ? agent.id : null;
+    // A device reached through its agent needs no address: the name only shows in messages.
+    const host = device.privateIp ?? device.publicIp ?? (agent && agentId ? `agent ${agent.hostname}` : null);
     if (!account || host === null) {
       return {
         ok: false,
@@ -489,6 +537,7 @@ export class ServerAccessBroker implements AccessBroker {
         segment: segmentOf(device.tags),
         accessType: device.accessType,
         windowId: window.windowId,
+        agentId,
       },
     };
   }

@@ -13,6 +13,7 @@ import {
 } from '@gatehouse/gateway';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
+import { AgentLinks } from './agent-links.js';
 import { GatewayHealth } from './health.js';
 import { GatewayLinkBroker } from './link-broker.js';
 
@@ -62,6 +63,8 @@ export class GatewayService {
   readonly gateways: Gateways;
   readonly health: GatewayHealth;
   readonly links: GatewayLinkBroker;
+  /** Host agents' links to the built-in gateway. */
+  readonly agentLinks: AgentLinks;
   private identityPromise: Promise<LinkIdentity> | undefined;
   /** Set once the built-in gateway listens; null while it is off. */
   builtIn: BuiltInGatewayInfo | null = null;
@@ -70,6 +73,7 @@ export class GatewayService {
 
   constructor(private readonly opts: GatewayServiceOptions) {
     this.gateways = new Gateways(opts.db);
+    this.agentLinks = new AgentLinks(opts.services, () => this.identity(), opts.logger.child({ component: 'agent-links' }));
     const logger = opts.logger.child({ component: 'gateway-health' });
     this.links = new GatewayLinkBroker(
       opts.services,
@@ -215,6 +219,12 @@ export class GatewayService {
   dialer(): TargetDialer {
     const { audit, logger, targetTimeoutMs } = this.opts;
     return async (target, { user, remoteAddress: socketAddress }) => {
+      // A device with an agent is reached through the agent's link only (its sshd may be gone).
+      if (target.agentId) {
+        const opened = await this.agentLinks.open(target.agentId, target.deviceName, targetTimeoutMs);
+        const via = { gateway: DEFAULT_GATEWAY, segment: target.segment };
+        return opened.ok ? { ok: true, socket: opened.socket, ...via } : { ok: false, reason: opened.reason, ...via };
+      }
       const remoteAddress = user.browserAddress ?? socketAddress;
       const [registered, settings] = await Promise.all([this.gateways.list(), this.settings()]);
       const candidates: (GatewayCandidate & { gateway?: Gateway })[] = [

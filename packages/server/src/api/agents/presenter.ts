@@ -11,6 +11,7 @@ export const presentAgent = (a: Agent): AgentView => ({
   enrolledAt: a.enrolledAt,
   lastContactAt: a.lastContactAt,
   linkState: a.linkState,
+  linkGateway: a.linkGateway,
   revokedAt: a.revokedAt,
 });
 

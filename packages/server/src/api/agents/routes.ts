@@ -17,6 +17,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, everyone, staff } from '../../access.js';
 import { caller } from '../../auth.js';
+import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
 import { visibleDevice } from '../devices/visible-device.js';
 import { agentPublicKey, presentAgent } from './presenter.js';
@@ -37,7 +38,7 @@ function serverUrl(req: FastifyRequest, port: number): string {
 }
 
 /** Host agents: join tokens, enrollment, and revocation. */
-export function agentRoutes(app: FastifyInstance, services: Services) {
+export function agentRoutes(app: FastifyInstance, services: Services, gateways: GatewayService) {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const tags = ['agents'];
 
@@ -146,7 +147,14 @@ export function agentRoutes(app: FastifyInstance, services: Services) {
         throw error;
       }
       if (!outcome.ok) return refuse(outcome.reason, outcome.deviceId);
-      return reply.status(201).send({ agentId, deviceId: outcome.deviceId, deviceName: outcome.deviceName });
+      // What the agent pins next to the HTTPS key: the server's link key, and the gateways it signed for the agent.
+      const [identity, list] = await Promise.all([
+        gateways.identity(),
+        gateways.agentLinks.gatewayList({ id: agentId, deviceId: outcome.deviceId }, req.hostname),
+      ]);
+      return reply
+        .status(201)
+        .send({ agentId, deviceId: outcome.deviceId, deviceName: outcome.deviceName, serverKey: identity.publicKey, gateways: list });
     },
   );
 
@@ -180,10 +188,12 @@ export function agentRoutes(app: FastifyInstance, services: Services) {
       },
     },
     async (req, reply) => {
+      let revoked: string | undefined;
       await services.withAudit(req, async (tx, audit) => {
         const agent = await tx.agents.get(req.params.id);
         if (!agent) throw new NotFoundError('Agent', req.params.id);
         if (!(await tx.agents.revoke(agent.id, caller(req).user.id))) throw new ConflictError('The agent is revoked already.');
+        revoked = agent.id;
         audit({
           action: 'agent.revoked',
           outcome: 'success',
@@ -192,6 +202,8 @@ export function agentRoutes(app: FastifyInstance, services: Services) {
           details: { agentId: agent.id, fingerprint: agent.fingerprint, hostname: agent.hostname },
         });
       });
+      // After the commit: its link and sessions end now, and its next connection is refused.
+      if (revoked !== undefined) gateways.agentLinks.drop(revoked, 'The agent was revoked.');
       return reply.status(204).send(null);
     },
   );
