@@ -120,6 +120,19 @@ describe('AgentLinkServer', () => {
     expect(links.isLinked('a5')).toBe(false);
   });
 
+  it('replaces the link of an agent that links again, recording down before up', async () => {
+    const first = await linked('a9');
+    const second = await FakeAgentLink.connect(port, first.identity, gatewayIdentity.publicKey);
+    second.send({ t: 'hello', v: 1, agentId: 'a9', version: '2.0.0', hostname: 'host' });
+    await second.next('welcome');
+    await first.agent.waitClosed();
+    expect(links.isLinked('a9')).toBe(true);
+    await vi.waitFor(() =>
+      expect(events.filter((e) => e.startsWith('a9 ') && !e.endsWith('contact'))).toEqual(['a9 up 1.2.3', 'a9 down', 'a9 up 2.0.0']),
+    );
+    second.close();
+  });
+
   it('drops a link that stops answering pings after three heartbeats', async () => {
     const { agent } = await linked('a6');
     agent.answerPings = false;

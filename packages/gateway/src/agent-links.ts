@@ -99,6 +99,7 @@ export class AgentLinkServer {
   private readonly contactEveryMs: number;
   private readonly firstFrameTimeoutMs: number;
   private readonly sockets = new Set<tls.TLSSocket>();
+  private readonly recording = new Map<string, Promise<void>>();
 
   private constructor(
     private readonly opts: AgentLinkServerOptions,
@@ -335,10 +336,15 @@ export class AgentLinkServer {
     this.notify(link.agentId, 'down');
   }
 
+  /** One agent's state changes are recorded in the order they happened (a replaced link's down before the new one's up). */
   private notify(agentId: string, state: 'up' | 'down', version?: string): void {
-    void Promise.resolve()
+    const recorded = (this.recording.get(agentId) ?? Promise.resolve())
       .then(() => this.opts.linkChanged(agentId, state, version))
       .catch((error: unknown) => this.opts.logger.error({ err: error, agentId, state }, 'could not record the agent link state'));
+    this.recording.set(agentId, recorded);
+    void recorded.then(() => {
+      if (this.recording.get(agentId) === recorded) this.recording.delete(agentId);
+    });
   }
 
   /** Hostile or broken input: the connection goes, with one log line naming why (never the frame). */
