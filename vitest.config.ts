@@ -16,6 +16,7 @@ const integrationTests = [
   'test/api/breakglass*.test.ts',
   'test/api/live-session-warn.test.ts',
   'packages/server/src/maintenance/hooks.test.ts',
+  'packages/cli/src/agent/session-server.test.ts',
 ];
 
 /**
@@ -39,6 +40,7 @@ export default defineConfig({
       '@gatehouse/api': src('api'),
       '@gatehouse/db': src('db'),
       '@gatehouse/server': src('server'),
+      '@gatehouse/gateway/identity': fileURLToPath(new URL('./packages/gateway/src/identity.ts', import.meta.url)),
       '@gatehouse/gateway': src('gateway'),
       '@gatehouse/breakglass/s3': fileURLToPath(new URL('./packages/breakglass/src/targets/s3.ts', import.meta.url)),
       '@gatehouse/breakglass/blob': fileURLToPath(new URL('./packages/breakglass/src/targets/blob.ts', import.meta.url)),

@@ -6,17 +6,14 @@ import tls from 'node:tls';
 import { generateKeyPairSync } from 'node:crypto';
 import type { AgentEnroll, AgentEnrolled, AgentTokenCreate, AgentTokenCreated, DeviceAgentAnswer } from '@gatehouse/api';
 import { certificateSpkiFingerprint, GatehouseError } from '@gatehouse/core';
+import { verifyAgentGateways } from '@gatehouse/core/agent-protocol';
 import type { Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import { readStdin } from './prompt.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
 import { formatTable } from './table.js';
-
-export const AGENT_VERSION = '0.1.0';
-export const AGENT_STATE_DIR = '/var/lib/gatehouse-agent';
-export const AGENT_KEY_FILE = 'agent_ed25519_key.pem';
-export const AGENT_STATE_FILE = 'agent.json';
+import { AGENT_KEY_FILE, AGENT_STATE_DIR, AGENT_STATE_FILE, AGENT_VERSION, writeAgentState, type AgentState } from './agent/state.js';
 
 export interface EnrollOptions {
   /** https://host:port of the server. */
@@ -27,16 +24,6 @@ export interface EnrollOptions {
   stateDir: string;
   hostname?: string;
   timeoutMs?: number;
-}
-
-/** What `agent.json` holds once the agent is enrolled. */
-export interface AgentState {
-  agentId: string;
-  deviceId: string;
-  deviceName: string;
-  server: string;
-  serverFingerprint: string;
-  enrolledAt: string;
 }
 
 const refuse = (message: string) => new GatehouseError('BAD_REQUEST', message);
@@ -159,15 +146,19 @@ export async function enrollAgent(o: EnrollOptions): Promise<AgentState> {
       throw refuse(`The server refused the enrollment (${status}): ${message ?? 'no reason given'}`);
     }
     const enrolled = data as AgentEnrolled;
+    const list = verifyAgentGateways(enrolled.gateways, { serverKey: enrolled.serverKey, agentId: enrolled.agentId });
+    if (!list.ok) throw refuse(`The server answered a gateway list that does not verify (${list.reason}); nothing was kept.`);
     const state: AgentState = {
       agentId: enrolled.agentId,
       deviceId: enrolled.deviceId,
       deviceName: enrolled.deviceName,
       server: url.origin,
       serverFingerprint: pin,
+      serverKey: enrolled.serverKey,
+      gateways: enrolled.gateways,
       enrolledAt: new Date().toISOString(),
     };
-    writeFileSync(stateFile, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+    writeAgentState(o.stateDir, state);
     return state;
   } finally {
     socket.destroy();
@@ -176,7 +167,7 @@ export async function enrollAgent(o: EnrollOptions): Promise<AgentState> {
 
 /** `gatehouse agent …`: what runs on the device. */
 export function agentCommand(program: Command): void {
-  const agent = program.command('agent').description('the host agent on a device (enrollment; the link comes later)');
+  const agent = program.command('agent').description('the host agent on a device: enrollment, and the agent itself (run)');
   agent
     .command('enroll')
     .description("enroll this device's agent with a join token (the install command an administrator got prints this line)")
@@ -189,7 +180,19 @@ export function agentCommand(program: Command): void {
     .option('--state-dir <dir>', 'where the key and agent.json are kept', AGENT_STATE_DIR)
     .action(async (o: { server: string; serverFingerprint: string; stateDir: string }) => {
       const state = await enrollAgent({ ...o, token: (await readStdin()).trim() });
-      process.stderr.write(`Enrolled as agent ${state.agentId} of device ${state.deviceName}; key and state in ${o.stateDir}.\n`);
+      process.stderr.write(
+        `Enrolled as agent ${state.agentId} of device ${state.deviceName}; key and state in ${o.stateDir}. ` +
+          'Start it with: systemctl enable --now gatehouse-agent\n',
+      );
+    });
+  agent
+    .command('run')
+    .description('run the enrolled agent: keeps its link to a gateway and serves the sessions the server authorised (systemd starts it)')
+    .option('--state-dir <dir>', 'where the key and agent.json are kept', AGENT_STATE_DIR)
+    .action(async (o: { stateDir: string }) => {
+      // bin/gatehouse.js loads the agent alone for `agent run`; this path is for main() called in process.
+      const { runAgent } = await import('./agent/main.js');
+      process.exitCode = await runAgent(['--state-dir', o.stateDir]);
     });
 }
 

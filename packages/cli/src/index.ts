@@ -12,7 +12,8 @@ import { signInCommands } from './sign-in.js';
 import { sshKeysCommands, usersCommands } from './users.js';
 import { vaultCommands } from './vault.js';
 
-export { enrollAgent, type AgentState, type EnrollOptions } from './agents.js';
+export { enrollAgent, type EnrollOptions } from './agents.js';
+export type { AgentState } from './agent/state.js';
 
 /** The `gatehouse` program: one function per command group, in the order `--help` lists them. */
 export function buildProgram(): Command {
