@@ -155,6 +155,28 @@ describe('AgentSessionServer through AgentLink', () => {
     expect(logLines.join('')).not.toContain(once.slice(3, 40));
   });
 
+  it('ends the session’s processes when the connection is lost, with or without a terminal', async () => {
+    const running = (pattern: string) => {
+      try {
+        return execFileSync('pgrep', ['-u', USER, '-f', pattern], { encoding: 'utf8' }).trim() !== '';
+      } catch {
+        return false;
+      }
+    };
+    const sock = await gateway.open();
+    const client = await new Promise<ssh2.Client>((resolve, reject) => {
+      const c = new ssh2.Client();
+      c.once('ready', () => resolve(c)).once('error', reject);
+      c.connect({ sock, username: USER, password: grantFor(), hostVerifier: (key: Buffer) => key.equals(hostKeyBlob) });
+    });
+    client.on('error', () => undefined);
+    client.shell({ term: 'xterm' }, (e, shell) => shell?.write('sleep 987\n'));
+    client.exec('sleep 986', () => undefined);
+    await vi.waitFor(() => expect(running('sleep 98[67]') && running('sleep 986') && running('sleep 987')).toBe(true));
+    sock.destroy();
+    await vi.waitFor(() => expect(running('sleep 98[67]')).toBe(false));
+  });
+
   it('after a hostile frame drops the link, the agent links again and sessions work', async () => {
     const before = gateway.controls.length;
     gateway.send('{"t":"shell","cmd":"id"}\n');

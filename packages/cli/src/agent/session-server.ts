@@ -96,9 +96,8 @@ export class AgentSessionServer {
       client.on('session', (accept) => {
         const channel = accept();
         if (!channel || !user) return;
-        const session = new UserSession(channel, user, this.o.logger);
+        const session: UserSession = new UserSession(channel, user, this.o.logger, () => this.sessions.delete(session));
         this.sessions.add(session);
-        channel.once('close', () => this.sessions.delete(session));
       });
     });
     // Forwarding of any kind: refused.

@@ -21,7 +21,7 @@ interface Terminal {
   rows: number;
 }
 
-type Running = { kind: 'pty'; pty: IPty } | { kind: 'pipe'; child: ChildProcess };
+type Running = { kind: 'pty'; pty: IPty } | { kind: 'pipe'; child: ChildProcess } | { kind: 'exited' };
 
 /**
  * One SSH session channel on the agent, run as the OS user the grant named: a terminal
@@ -38,6 +38,8 @@ export class UserSession {
     session: Session,
     private readonly user: OsUser,
     private readonly logger: AgentLogger,
+    /** Called once, when the session's channel closed (or never opened one). */
+    private readonly closed: () => void = () => undefined,
   ) {
     session.on('pty', (accept, reject, info) => {
       if (this.running) return reject?.();
@@ -72,19 +74,30 @@ export class UserSession {
       }
       this.start(accept, reject, [server], { terminal: false });
     });
-    // The client went away: the session's processes end with it, as under sshd.
-    session.once('close', () => this.signal('SIGHUP'));
+    session.once('close', () => this.end());
   }
 
-  /** Ends what runs in the session (the agent stops, or the link went). */
+  /**
+   * Ends what runs in the session, as sshd does when the client goes: the channel closed,
+   * the connection was lost (ssh2 then closes the channel but not the session), or the
+   * agent stops.
+   */
   end(): void {
-    this.signal('SIGHUP');
+    this.signal('SIGHUP', { group: true });
+    this.closed();
   }
 
-  private signal(name: NodeJS.Signals): void {
+  /**
+   * A signal to the session's process; with `group`, to its whole process group: a command
+   * without a terminal has no kernel hangup to end what it started (`sh -c 'sleep 1000'`).
+   */
+  private signal(name: NodeJS.Signals, o: { group?: boolean } = {}): void {
     try {
       if (this.running?.kind === 'pty') this.running.pty.kill(name);
-      else this.running?.child.kill(name);
+      else if (this.running?.kind === 'pipe' && this.running.child.pid !== undefined) {
+        if (o.group) process.kill(-this.running.child.pid, name);
+        else this.running.child.kill(name);
+      }
     } catch {
       // Already gone.
     }
@@ -104,6 +117,7 @@ export class UserSession {
     // accept() synchronously: OpenSSH sends EOF right after exec, and a late accept loses the channel.
     const channel = accept();
     if (!channel) return;
+    channel.once('close', () => this.end());
     const terminal = o.terminal === false ? undefined : this.terminal;
     const env: Record<string, string> = {
       HOME: this.user.home,
@@ -153,12 +167,17 @@ export class UserSession {
       }
     });
     channel.on('data', (data: Buffer) => term.write(data));
-    term.onExit(({ exitCode, signal }) => finish(channel, exitCode, signal ? signalName(signal) : undefined));
+    term.onExit(({ exitCode, signal }) => {
+      // node-pty signals by pid: never again once it is reaped (the pid may be reused).
+      if (this.running?.kind === 'pty' && this.running.pty === term) this.running = { kind: 'exited' };
+      finish(channel, exitCode, signal ? signalName(signal) : undefined);
+    });
     return { kind: 'pty', pty: term };
   }
 
   private startPipe(channel: ServerChannel, launch: { file: string; args: string[] }, env: Record<string, string>, cwd: string): Running {
-    const child = spawn(launch.file, launch.args, { cwd, env, stdio: 'pipe' });
+    // Its own session and process group (setsid), as a login has, so end() can signal the group.
+    const child = spawn(launch.file, launch.args, { cwd, env, stdio: 'pipe', detached: true });
     child.stdin.on('error', () => undefined);
     child.stdout.pipe(channel, { end: false });
     child.stderr.pipe(channel.stderr, { end: false });
@@ -168,7 +187,10 @@ export class UserSession {
       finish(channel, 127, undefined);
     });
     // 'close': after the exit and the end of stdout and stderr, so no output is lost.
-    child.once('close', (code, signal) => finish(channel, code ?? 0, signal ? signal.replace(/^SIG/, '') : undefined));
+    child.once('close', (code, signal) => {
+      if (this.running?.kind === 'pipe' && this.running.child === child) this.running = { kind: 'exited' };
+      finish(channel, code ?? 0, signal ? signal.replace(/^SIG/, '') : undefined);
+    });
     return { kind: 'pipe', child };
   }
 }
