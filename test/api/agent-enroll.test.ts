@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import os from 'node:os';
 import path from 'node:path';
 import { enrollAgent, main } from '@gatehouse/cli';
+import { verifyAgentGateways } from '@gatehouse/core/agent-protocol';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { API, createInventory } from '../support/api-helpers.js';
@@ -58,6 +59,9 @@ describe.each(dialects)('gatehouse agent enroll on %s', (dialect) => {
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(statSync(path.join(dir, 'agent.json')).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(path.join(dir, 'agent.json'), 'utf8'))).toEqual(state);
+    // The server's link key and a gateway list it signed, which `agent run` starts from.
+    const list = verifyAgentGateways(state.gateways, { serverKey: state.serverKey, agentId: state.agentId });
+    expect(list.ok && list.list.gateways.length).toBe(1);
     // The server pinned the public half of the key the device kept.
     const stored = await t.services.agents.get(state.agentId);
     const publicPem = createPublicKey(createPrivateKey(readFileSync(keyFile, 'utf8')))
