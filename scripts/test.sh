@@ -29,6 +29,10 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 # Network namespaces and veth pairs for the device only its segment's gateway can reach
 # (test/e2e/gateway-netns.test.ts).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The host agent starts sessions as the user through setpriv (util-linux); its test finds a
+# session's processes with pgrep (packages/cli/src/agent/session-server.test.ts).
+[ -x /usr/bin/setpriv ] || need_apt+=(util-linux)
+command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # Debian's Chromium, driven headless by playwright-core, for the web console's tests
 # (test/e2e/console.test.ts), with a font for the screenshots.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
