@@ -231,8 +231,7 @@ export class AgentLink {
       if (this.control === socket) this.control = undefined;
       if (this.up === entry.name) this.o.logger.info('link down', { gateway: entry.name });
       this.up = undefined;
-      // The gateway ends this link's sessions with it; so does the agent, in case the gateway cannot.
-      for (const s of this.data) s.destroy();
+      // Sessions are left to the gateway, which ends them with the link and tells the user why.
       this.ended(ending);
     });
     listen(WELCOME_TIMEOUT_MS);
