@@ -34,6 +34,8 @@ export interface AgentLinkOptions {
 
 /** Data connections one link keeps at most (pending dial-backs and sessions): a flood of `open` dials no more. */
 const MAX_DATA_CONNECTIONS = 64;
+/** The longest heartbeat interval the agent takes from a gateway. */
+const MAX_HEARTBEAT_MS = 60_000;
 /** Silence allowed before `welcome`, as three heartbeats of the default 5 s. */
 const WELCOME_TIMEOUT_MS = 15_000;
 
@@ -184,7 +186,8 @@ export class AgentLink {
           const adopted = this.adopt(frame.gateways, entry);
           if (!adopted.ok) return hostile(`the gateway sent a gateway list that does not verify (${adopted.reason})`);
           welcomed = true;
-          heartbeatMs = frame.heartbeatMs;
+          // Bounded: a huge value would overflow the silence timer, which then fires at once.
+          heartbeatMs = Math.min(frame.heartbeatMs, MAX_HEARTBEAT_MS);
           ending = { kind: 'dropped' };
           this.up = entry.name;
           this.failedRounds = 0;
@@ -203,7 +206,7 @@ export class AgentLink {
         case 'bye':
           this.o.logger[frame.retry ? 'warn' : 'error']('the gateway ended the link', {
             gateway: entry.name,
-            reason: frame.reason,
+            reason: frame.reason.slice(0, 200),
             retry: frame.retry,
           });
           if (!frame.retry) ending = { kind: 'refused' };
