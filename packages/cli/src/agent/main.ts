@@ -67,6 +67,8 @@ export async function runAgent(argv: string[], logger: AgentLogger = jsonLogger(
   link.stop();
   (await sessions)?.close();
   logger.info('agent stopped', { signal });
+  // Sessions got SIGHUP; one that ignores it must not hold the agent (systemd would wait).
+  setTimeout(() => process.exit(0), 2_000).unref();
   return 0;
 }
 
