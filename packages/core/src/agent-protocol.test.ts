@@ -22,8 +22,14 @@ describe('agent grants', () => {
     const token = signAgentGrant(grantFor, server.privateKey);
     const ok = verifyAgentGrant(token, { serverKey, agentId: 'a1', osUser: 'deploy' });
     expect(ok.ok && ok.grant.userName).toBe('alice');
-    expect(verifyAgentGrant(token, { serverKey, agentId: 'a2', osUser: 'deploy' })).toEqual({ ok: false, reason: 'a grant for another agent' });
-    expect(verifyAgentGrant(token, { serverKey, agentId: 'a1', osUser: 'root' })).toEqual({ ok: false, reason: 'a grant for another OS user' });
+    expect(verifyAgentGrant(token, { serverKey, agentId: 'a2', osUser: 'deploy' })).toEqual({
+      ok: false,
+      reason: 'a grant for another agent',
+    });
+    expect(verifyAgentGrant(token, { serverKey, agentId: 'a1', osUser: 'root' })).toEqual({
+      ok: false,
+      reason: 'a grant for another OS user',
+    });
   });
 
   it('refuses a grant signed by another key, altered, or expired', () => {
@@ -34,7 +40,10 @@ describe('agent grants', () => {
     const altered = JSON.parse(Buffer.from(body as string, 'base64url').toString()) as Record<string, unknown>;
     altered.osUser = 'root';
     const tampered = `${v}.${Buffer.from(JSON.stringify(altered)).toString('base64url')}.${sig}`;
-    expect(verifyAgentGrant(tampered, { serverKey, agentId: 'a1', osUser: 'root' })).toEqual({ ok: false, reason: 'the signature is not the server’s' });
+    expect(verifyAgentGrant(tampered, { serverKey, agentId: 'a1', osUser: 'root' })).toEqual({
+      ok: false,
+      reason: 'the signature is not the server’s',
+    });
     const old = signAgentGrant(grantFor, server.privateKey, new Date(Date.now() - 10 * 60_000));
     expect(verifyAgentGrant(old, { serverKey, agentId: 'a1', osUser: 'deploy' })).toEqual({ ok: false, reason: 'an expired grant' });
     expect(verifyAgentGrant('v1.abc.def', { serverKey, agentId: 'a1', osUser: 'deploy' }).ok).toBe(false);
@@ -44,7 +53,12 @@ describe('agent grants', () => {
 describe('agent gateway lists', () => {
   it('round-trips and refuses another agent’s list', () => {
     const token = signAgentGateways(
-      { agentId: 'a1', segment: null, issuedAt: new Date().toISOString(), gateways: [{ name: 'default', address: '127.0.0.1:7996', key: serverKey }] },
+      {
+        agentId: 'a1',
+        segment: null,
+        issuedAt: new Date().toISOString(),
+        gateways: [{ name: 'default', address: '127.0.0.1:7996', key: serverKey }],
+      },
       server.privateKey,
     );
     const v = verifyAgentGateways(token, { serverKey, agentId: 'a1' });

@@ -187,7 +187,11 @@ function signToken(context: string, payload: object, privateKey: string | KeyObj
 }
 
 /** The payload of a token the server's key (base64 SPKI DER) signed, or why not. */
-function verifyToken(context: string, token: string, serverKey: string): { ok: true; payload: Record<string, unknown> } | { ok: false; reason: string } {
+function verifyToken(
+  context: string,
+  token: string,
+  serverKey: string,
+): { ok: true; payload: Record<string, unknown> } | { ok: false; reason: string } {
   const m = TOKEN.exec(token);
   if (!m) return { ok: false, reason: 'not a signed token' };
   const [, body = '', signature = ''] = m;
@@ -202,7 +206,8 @@ function verifyToken(context: string, token: string, serverKey: string): { ok: t
   }
   try {
     const payload: unknown = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
-    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return { ok: false, reason: 'a payload that is not an object' };
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload))
+      return { ok: false, reason: 'a payload that is not an object' };
     return { ok: true, payload: payload as Record<string, unknown> };
   } catch {
     return { ok: false, reason: 'a payload that is not JSON' };
@@ -269,7 +274,8 @@ export function verifyAgentGateways(
   const gateways: AgentGateway[] = [];
   for (const g of p.gateways as unknown[]) {
     const e = g as Record<string, unknown> | null;
-    if (!e || !str(e.name) || !str(e.address) || !str(e.key, 200)) return { ok: false, reason: 'a gateway entry without name, address and key' };
+    if (!e || !str(e.name) || !str(e.address) || !str(e.key, 200))
+      return { ok: false, reason: 'a gateway entry without name, address and key' };
     gateways.push({ name: e.name, address: e.address, key: e.key });
   }
   return {

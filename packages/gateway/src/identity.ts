@@ -10,7 +10,7 @@ import {
 } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { GatehouseError } from '@gatehouse/core';
+import { GatehouseError } from '@gatehouse/core/errors';
 
 /**
  * A key pair that proves who is at each end of a management connection between the
