@@ -195,6 +195,8 @@ async function main(): Promise<void> {
         serverKey,
         '--ssh-port',
         '0',
+        '--agent-port',
+        '0',
         '--log-level',
         'warn',
       ]),

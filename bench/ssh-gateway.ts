@@ -400,6 +400,8 @@ async function startRemoteGateway(dataDir: string, serverKey: string): Promise<R
       // Measured as a relay for the built-in gateway; its own SSH entry stays off.
       '--ssh-port',
       '0',
+      '--agent-port',
+      '0',
       '--log-level',
       'warn',
     ],

@@ -26,6 +26,8 @@ export class RemoteGatewayProcess {
     private readonly netns: string | undefined,
     /** Its own SSH entry for users; 0 (off) unless a test asks for one. */
     readonly sshPort: number,
+    /** Its listener for host agents; 0 (off) unless a test asks for one. */
+    readonly agentPort: number,
   ) {}
 
   static async start(opts: {
@@ -35,6 +37,7 @@ export class RemoteGatewayProcess {
     port?: number;
     netns?: string;
     sshPort?: number;
+    agentPort?: number;
   }): Promise<RemoteGatewayProcess> {
     const gateway = new RemoteGatewayProcess(
       opts.dataDir,
@@ -43,6 +46,7 @@ export class RemoteGatewayProcess {
       opts.serverKey,
       opts.netns,
       opts.sshPort ?? 0,
+      opts.agentPort ?? 0,
     );
     await gateway.run();
     return gateway;
@@ -72,6 +76,8 @@ export class RemoteGatewayProcess {
       this.serverKey,
       '--ssh-port',
       String(this.sshPort),
+      '--agent-port',
+      String(this.agentPort),
       '--log-level',
       'warn',
     ];

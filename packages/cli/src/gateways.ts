@@ -16,6 +16,8 @@ import { formatTable } from './table.js';
 
 interface GatewayFlags {
   sshPort?: string;
+  agentPort?: string;
+  agentAddress?: string;
   host?: string;
   managementPort?: string;
   dataDir?: string;
@@ -37,6 +39,11 @@ export function gatewayCommand(program: Command): void {
     .option(
       '--ssh-port <port>',
       "this gateway's own SSH/SFTP entry for users, 0 to turn it off (env GATEHOUSE_GATEWAY_SSH_PORT; default 7993)",
+    )
+    .option('--agent-port <port>', 'where host agents of its segment link to (env GATEHOUSE_GATEWAY_AGENT_PORT; default 7996, 0: off)')
+    .option(
+      '--agent-address <host:port>',
+      'the address agents are told to dial, behind NAT or a load balancer (env GATEHOUSE_GATEWAY_AGENT_ADDRESS)',
     )
     .option('--server-key <key>', 'the server\'s public key, as "gatehouse gateways server-key" prints it (env GATEHOUSE_SERVER_KEY)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
@@ -60,6 +67,7 @@ export function gatewayCommand(program: Command): void {
           running.ssh
             ? `SSH entry:   port ${running.ssh.port}, host key ${running.ssh.fingerprint} (ssh -p ${running.ssh.port} <user>:<device>@<this host>)`
             : 'SSH entry:   off',
+          running.agentPort !== null ? `Host agents: TLS on port ${running.agentPort}` : 'Host agents: off',
           'Register it on the server (once):',
           `  gatehouse gateways register <name> --segment gateway-<segment> --address <this host>:${managementPort} --public-key ${identity.publicKey}`,
           '',

@@ -33,8 +33,8 @@ export interface AgentLinkServerOptions {
   host: string;
   /** 0: any free port (see `port` once listening). */
   port: number;
-  /** This gateway's name, as the gateway list and `welcome` name it. */
-  name: string;
+  /** This gateway's name, as the gateway list and `welcome` name it (a remote gateway learns it from its server link). */
+  name: string | (() => string);
   logger: GatewayLogger;
   /**
    * Is this a known, active agent whose enrolled key is `peerKey`? The answer carries a
@@ -260,7 +260,8 @@ export class AgentLinkServer {
     };
     link.ping.unref();
     this.links.set(agentId, link);
-    send(socket, { t: 'welcome', gateway: this.opts.name, gateways: decision.gateways, heartbeatMs: this.heartbeatMs });
+    const name = typeof this.opts.name === 'function' ? this.opts.name() : this.opts.name;
+    send(socket, { t: 'welcome', gateway: name, gateways: decision.gateways, heartbeatMs: this.heartbeatMs });
     this.notify(agentId, 'up', hello.version);
     this.opts.logger.info(
       { agentId, version: hello.version, hostname: hello.hostname, remoteAddress: socket.remoteAddress },

@@ -70,6 +70,8 @@ export class SocketError extends GatehouseError {
 export function describeSocketError(error: NodeJS.ErrnoException | SocketError, where: string, timeoutMs: number): string {
   const code = error instanceof SocketError ? error.socketCode : error.code;
   switch (code ?? '') {
+    case 'EAGENTLINK':
+      return `The host agent of ${where} is not linked to the gateway that was asked. Check that gatehouse-agent runs on the device and can reach a gateway of its segment.`;
     case 'ECONNREFUSED':
       return `${where} refused the connection: nothing listens on that port. Check the device's address and port, and that sshd runs.`;
     case 'ETIMEDOUT':

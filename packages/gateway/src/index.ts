@@ -58,6 +58,7 @@ export {
   linkGateway,
   listGatewayRecordings,
   fetchGatewayRecording,
+  dropGatewayAgent,
   endGatewaySession,
   warnGatewaySession,
   openRelay,

@@ -20,6 +20,9 @@ function serverWith(checkHostKey: LinkProcedureHandlers<string>['checkHostKey'])
     fileOperation: unused,
     sessionEnded: unused,
     connectionFailed: unused,
+    agentHello: unused,
+    agentLinkChanged: unused,
+    agentContact: unused,
   };
 }
 

@@ -31,6 +31,8 @@ const authorizedTarget = z.object({
   port: z.number().int().min(1).max(65535),
   segment: z.string().nullable(),
   accessType: z.string(),
+  /** The device's host agent, when it is reached through one (not host and port). */
+  agentId: z.string().nullable().optional(),
 });
 
 // Discriminated unions, so that a mismatch names the field of the variant it claims to be.
@@ -152,6 +154,35 @@ export const linkProcedures = {
   },
   connectionFailed: {
     input: z.object({ user, target: targetRef, remoteAddress: address, at: iso, reason: text(4000) }),
+    output: done,
+  },
+  /**
+   * A host agent opened a control link to this gateway's agent listener: may it link, and
+   * with which signed gateway list? The server checks the key against the enrolled one and
+   * records the link (and audits a refusal) under the calling gateway's name.
+   */
+  agentHello: {
+    input: z.object({
+      agentId: text(100),
+      version: text(64),
+      hostname: text(253),
+      peerKey: text(200),
+      remoteAddress: address,
+      reachedHost: text(300),
+    }),
+    output: z.discriminatedUnion('ok', [
+      z.object({ ok: z.literal(true), gateways: text(32768) }),
+      z.object({ ok: z.literal(false), reason: z.string() }),
+    ]),
+  },
+  /** A host agent's link to this gateway went up or down. */
+  agentLinkChanged: {
+    input: z.object({ agentId: text(100), state: z.enum(['up', 'down']), version: text(64).optional() }),
+    output: done,
+  },
+  /** A linked host agent answered a ping (at most every 30 s). */
+  agentContact: {
+    input: z.object({ agentId: text(100) }),
     output: done,
   },
 } as const satisfies Record<string, { input: z.ZodType; output: z.ZodType }>;

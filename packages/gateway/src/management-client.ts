@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { fingerprintOfSpki, publicKeyOfCertificate, type LinkIdentity } from './identity.js';
-import { RELAY_ERROR_HEADER, parseAuthority, type GatewayStatusReport } from './management.js';
+import { RELAY_AGENT_HEADER, RELAY_ERROR_HEADER, parseAuthority, type GatewayStatusReport } from './management.js';
 import { GatehouseError } from '@gatehouse/core';
 import { SocketError } from './dial.js';
 
@@ -97,9 +97,9 @@ export function connectToGateway(endpoint: GatewayEndpoint, identity: LinkIdenti
   });
 }
 
-function request(socket: tls.TLSSocket, method: string, path: string): http.ClientRequest {
+function request(socket: tls.TLSSocket, method: string, path: string, headers: Record<string, string> = {}): http.ClientRequest {
   // No agent: the request goes on this socket, which already proved the gateway's key.
-  return http.request({ method, path, createConnection: () => socket, headers: { host: 'gatehouse-gateway' } });
+  return http.request({ method, path, createConnection: () => socket, headers: { host: 'gatehouse-gateway', ...headers } });
 }
 
 async function readJson(res: IncomingMessage): Promise<unknown> {
@@ -162,7 +162,12 @@ export async function fetchGatewayStatus(
     if (!isStatusReport(body))
       throw new GatewayLinkError('protocol', `Gateway ${endpoint.name} answered a status Gatehouse does not understand.`);
     return {
-      report: { version: body.version.slice(0, 64), startedAt: String(body.startedAt).slice(0, 40), openRelays: body.openRelays },
+      report: {
+        version: body.version.slice(0, 64),
+        startedAt: String(body.startedAt).slice(0, 40),
+        openRelays: body.openRelays,
+        agentAddress: typeof body.agentAddress === 'string' ? body.agentAddress.slice(0, 300) : null,
+      },
       latencyMs: Math.round(performance.now() - started),
     };
   } finally {
@@ -294,8 +299,19 @@ export function warnGatewaySession(
   return postToSession(endpoint, identity, sessionId, 'warn', { text }, timeoutMs);
 }
 
+/** Asks the gateway to end a revoked host agent's link and its sessions; false when the agent is not linked there. */
+export function dropGatewayAgent(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  agentId: string,
+  reason: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  return postJson(endpoint, identity, `/v1/agents/${encodeURIComponent(agentId)}/drop`, { reason }, timeoutMs);
+}
+
 /** `POST /v1/sessions/<id>/<action>` with a JSON body: true when the gateway answers 200. */
-async function postToSession(
+function postToSession(
   endpoint: GatewayEndpoint,
   identity: LinkIdentity,
   sessionId: string,
@@ -303,10 +319,21 @@ async function postToSession(
   body: object,
   timeoutMs: number,
 ): Promise<boolean> {
+  return postJson(endpoint, identity, `/v1/sessions/${encodeURIComponent(sessionId)}/${action}`, body, timeoutMs);
+}
+
+/** `POST <path>` with a JSON body: true when the gateway answers 200. */
+async function postJson(
+  endpoint: GatewayEndpoint,
+  identity: LinkIdentity,
+  path: string,
+  body: object,
+  timeoutMs: number,
+): Promise<boolean> {
   const socket = await connectToGateway(endpoint, identity, timeoutMs);
   try {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(socket, 'POST', `/v1/sessions/${encodeURIComponent(sessionId)}/${action}`);
+      const req = request(socket, 'POST', path);
       req.setHeader('content-type', 'application/json');
       req.once('response', resolve);
       req.once('error', reject);
@@ -394,13 +421,18 @@ export async function fetchGatewayRecording(
 export async function openRelay(
   endpoint: GatewayEndpoint,
   identity: LinkIdentity,
-  target: { host: string; port: number },
+  target: { host: string; port: number; agentId?: string | null | undefined },
   timeoutMs: number,
 ): Promise<Duplex & { setNoDelay?(noDelay?: boolean): unknown }> {
   const socket = await connectToGateway(endpoint, identity, Math.min(timeoutMs, 5_000));
-  const authority = target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+  // A device with a host agent is reached over the agent's link to that gateway; the authority is only a placeholder then.
+  const authority = target.agentId
+    ? 'agent.invalid:1'
+    : target.host.includes(':')
+      ? `[${target.host}]:${target.port}`
+      : `${target.host}:${target.port}`;
   return new Promise((resolve, reject) => {
-    const req = request(socket, 'CONNECT', authority);
+    const req = request(socket, 'CONNECT', authority, target.agentId ? { [RELAY_AGENT_HEADER]: target.agentId } : {});
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new SocketError('ETIMEDOUT', 'timed out'));

@@ -10,6 +10,7 @@ import type { GatewayLogger } from './gateway.js';
 import { fingerprintOfSpki, publicKeyOfCertificate, type LinkIdentity } from './identity.js';
 import { connectSocket } from './dial.js';
 import type { LinkProcedure } from './link-procedures.js';
+import type { AgentLinkServer } from './agent-links.js';
 import { GatehouseError, isErrorCode } from '@gatehouse/core';
 
 /** What a gateway answers to the server's status sync. */
@@ -18,10 +19,19 @@ export interface GatewayStatusReport {
   startedAt: string;
   /** Connections the gateway relays to devices right now. */
   openRelays: number;
+  /**
+   * `host:port` where this gateway's agent listener takes host agents' links (`*:port`: at the
+   * host the server reaches the gateway by); null when it has none.
+   */
+  agentAddress?: string | null;
 }
 
 /** The header a refused relay carries: the socket error code of the device connection. */
 export const RELAY_ERROR_HEADER = 'x-gatehouse-error';
+/** On `CONNECT`: relay to this host agent's device over its link to this gateway, not to host:port. */
+export const RELAY_AGENT_HEADER = 'x-gatehouse-agent';
+/** The relay error code of a host agent that is not linked here (or did not attach in time). */
+export const AGENT_UNLINKED = 'EAGENTLINK';
 
 /** What the management endpoint asks of the gateway's own SSH entry (an SshGateway). */
 export interface LiveSessions {
@@ -144,6 +154,9 @@ export class ManagementServer {
 
   /** The live sessions of this gateway's own SSH entry (set once the entry listens). */
   liveSessions: LiveSessions | undefined;
+  /** This gateway's agent listener (set once it listens), and the address agents are told to dial. */
+  agentLinks: AgentLinkServer | undefined;
+  agentAddress: string | null = null;
 
   static async start(options: ManagementServerOptions): Promise<ManagementServer> {
     const server = new ManagementServer({ targetTimeoutMs: 15_000, watchIntervalMs: 5_000, recordingsDir: '', ...options });
@@ -197,11 +210,13 @@ export class ManagementServer {
     const session = req.method === 'POST' ? /^\/v1\/sessions\/([0-9a-f-]{36})\/(end|warn)$/.exec(req.url ?? '') : null;
     if (session?.[2] === 'end') return void this.endSession(session[1] as string, req, res);
     if (session?.[2] === 'warn') return void this.warnSession(session[1] as string, req, res);
+    const agent = req.method === 'POST' ? /^\/v1\/agents\/([0-9a-f-]{36})\/drop$/.exec(req.url ?? '') : null;
+    if (agent) return void this.dropAgent(agent[1] as string, req, res);
     json(res, 404, { error: 'not found' });
   }
 
   private report(): GatewayStatusReport {
-    return { version: this.options.version, startedAt: this.startedAt, openRelays: this.relays.size };
+    return { version: this.options.version, startedAt: this.startedAt, openRelays: this.relays.size, agentAddress: this.agentAddress };
   }
 
   /**
@@ -273,6 +288,16 @@ export class ManagementServer {
     json(res, ended ? 200 : 404, { ended });
   }
 
+  /** `POST /v1/agents/<id>/drop` with `{"reason"}`: ends a revoked host agent's link here and its sessions. */
+  private async dropAgent(agentId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readSmallJson(req, res);
+    if (!body) return;
+    const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.slice(0, 500) : 'The agent was revoked.';
+    const linked = this.agentLinks?.isLinked(agentId) ?? false;
+    this.agentLinks?.drop(agentId, reason);
+    json(res, linked ? 200 : 404, { dropped: linked });
+  }
+
   /** `POST /v1/sessions/<id>/warn` with `{"text"}`: shows the user of a live session of the SSH entry a warning. */
   private async warnSession(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readSmallJson(req, res);
@@ -320,28 +345,15 @@ export class ManagementServer {
       client.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
+    const agentId = req.headers[RELAY_AGENT_HEADER];
+    if (typeof agentId === 'string') return this.relayToAgent(agentId, client, head);
     const target = parseAuthority(req.url ?? '');
     if (!target) {
       client.end(`HTTP/1.1 400 Bad Request\r\n${RELAY_ERROR_HEADER}: EINVAL\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;
     }
     connectSocket(target.host, target.port, this.options.targetTimeoutMs).then(
-      (device) => {
-        device.setNoDelay(true);
-        (client as net.Socket).setNoDelay?.(true);
-        this.relays.add(client);
-        client.once('close', () => {
-          this.relays.delete(client);
-          device.destroy();
-        });
-        device.once('close', () => client.destroy());
-        device.on('error', () => client.destroy());
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        if (head.length > 0) device.write(head);
-        client.pipe(device);
-        device.pipe(client);
-        this.options.logger.info({ host: target.host, port: target.port }, 'relaying a connection to a device');
-      },
+      (device) => this.pipeRelay(client, device, head, { host: target.host, port: target.port }),
       (error: NodeJS.ErrnoException) => {
         this.options.logger.info({ host: target.host, port: target.port, code: error.code }, 'could not reach a device');
         client.end(
@@ -349,6 +361,38 @@ export class ManagementServer {
         );
       },
     );
+  }
+
+  /** `CONNECT` with the agent header: a session connection to the agent's device, over the agent's link to this gateway. */
+  private relayToAgent(agentId: string, client: Duplex, head: Buffer): void {
+    const links = this.agentLinks;
+    const refuse = (why: string) => {
+      this.options.logger.info({ agentId: agentId.slice(0, 100), reason: why }, 'could not relay to a host agent');
+      client.end(`HTTP/1.1 502 Bad Gateway\r\n${RELAY_ERROR_HEADER}: ${AGENT_UNLINKED}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    };
+    if (!links || !/^[0-9a-f-]{36}$/.test(agentId)) return refuse(links ? 'not an agent id' : 'no agent listener');
+    links.open(agentId, this.options.targetTimeoutMs).then(
+      (agent) => this.pipeRelay(client, agent, head, { agentId }),
+      (error: Error) => refuse(error.message),
+    );
+  }
+
+  /** Relays bytes both ways until either side closes; counted in `openRelays`. */
+  private pipeRelay(client: Duplex, device: Duplex, head: Buffer, what: Record<string, unknown>): void {
+    (device as net.Socket).setNoDelay?.(true);
+    (client as net.Socket).setNoDelay?.(true);
+    this.relays.add(client);
+    client.once('close', () => {
+      this.relays.delete(client);
+      device.destroy();
+    });
+    device.once('close', () => client.destroy());
+    device.on('error', () => client.destroy());
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) device.write(head);
+    client.pipe(device);
+    device.pipe(client);
+    this.options.logger.info(what, 'relaying a connection to a device');
   }
 
   /** Ends the links and relays, and stops listening. */

@@ -7,6 +7,8 @@ import { repairRecording } from './asciicast.js';
 import { directDialer, type TargetDialer } from './dial.js';
 import { SshGateway } from './gateway.js';
 import { loadOrCreateHostKey } from './host-key.js';
+import { AgentLinkServer } from './agent-links.js';
+import { callLinkProcedure, type LinkInput, type LinkProcedure } from './link-procedures.js';
 import { ManagementServer } from './management.js';
 import { RemoteAccessBroker } from './remote-broker.js';
 import { GatehouseError } from '@gatehouse/core';
@@ -32,6 +34,13 @@ export const remoteGatewayConfigSchema = z.strictObject({
   /** This gateway's own SSH/SFTP entry for users (0: off). */
   sshPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7993),
   targetTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(15),
+  /** The listener host agents of this gateway's segment link to (0: off). */
+  agentPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7996),
+  /** `host:port` agents are told to dial, when it is not this gateway's host and agent port (NAT, a load balancer, 443). */
+  agentAddress: z
+    .string()
+    .regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):\d{1,5}$/, { error: 'must be host:port ([v6]:port for IPv6)' })
+    .optional(),
 });
 export type RemoteGatewayConfig = z.infer<typeof remoteGatewayConfigSchema> & { managementPort: number };
 
@@ -44,6 +53,8 @@ const sources: Record<keyof z.infer<typeof remoteGatewayConfigSchema>, string> =
   logLevel: '--log-level (GATEHOUSE_LOG_LEVEL)',
   sshPort: '--ssh-port (GATEHOUSE_GATEWAY_SSH_PORT)',
   targetTimeoutSeconds: 'GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS',
+  agentPort: '--agent-port (GATEHOUSE_GATEWAY_AGENT_PORT)',
+  agentAddress: '--agent-address (GATEHOUSE_GATEWAY_AGENT_ADDRESS)',
 };
 
 /**
@@ -64,6 +75,8 @@ export function loadRemoteGatewayConfig(
       logLevel: pick(flags.logLevel, 'GATEHOUSE_LOG_LEVEL'),
       sshPort: pick(flags.sshPort, 'GATEHOUSE_GATEWAY_SSH_PORT'),
       targetTimeoutSeconds: pick(flags.targetTimeoutSeconds, 'GATEHOUSE_GATEWAY_TARGET_TIMEOUT_SECONDS'),
+      agentPort: pick(flags.agentPort, 'GATEHOUSE_GATEWAY_AGENT_PORT'),
+      agentAddress: pick(flags.agentAddress, 'GATEHOUSE_GATEWAY_AGENT_ADDRESS'),
     }).filter(([, v]) => v !== undefined && v !== ''),
   );
   const parsed = remoteGatewayConfigSchema.safeParse(raw);
@@ -88,6 +101,8 @@ export interface RunningRemoteGateway {
   managementPort: number;
   /** The SSH entry's port and host key; null when off. */
   ssh: { port: number; fingerprint: string } | null;
+  /** The agent listener's port; null when off. */
+  agentPort: number | null;
   close(): Promise<void>;
 }
 
@@ -134,8 +149,11 @@ export async function startRemoteGateway(
     hostKey = loadOrCreateHostKey(config.dataDir);
     const name = () => management.registration?.name ?? 'remote';
     const timeoutMs = config.targetTimeoutSeconds * 1000;
-    const direct = (target: Parameters<TargetDialer>[0], context: Parameters<TargetDialer>[1]) =>
-      directDialer(name(), timeoutMs)(target, context);
+    const direct: TargetDialer = async (target, context) => {
+      // A device with a host agent: over the agent's link to this gateway, if it is here.
+      if (target.agentId) return dialAgentHere(management.agentLinks, target, name(), timeoutMs);
+      return directDialer(name(), timeoutMs)(target, context);
+    };
     ssh = await SshGateway.start({
       broker: new RemoteAccessBroker(management),
       hostKey: hostKey.privateKey,
@@ -162,15 +180,93 @@ export async function startRemoteGateway(
     management.liveSessions = ssh;
     logger.info({ sshPort: ssh.port, hostKeyFingerprint: hostKey.fingerprint }, `SSH entry listening on ${config.host}:${ssh.port}`);
   }
+  const agents = config.agentPort === 0 ? null : await startAgentListener(config, management, identity, logger);
   const running = ssh;
   return {
     identity,
     managementPort: management.port,
     ssh: running && hostKey ? { port: running.port, fingerprint: hostKey.fingerprint } : null,
+    agentPort: agents?.port ?? null,
     async close() {
       // Sessions end first, so their ends and recordings still reach the server.
       await running?.stop();
+      await agents?.close();
       await management.stop();
     },
   };
+}
+
+/**
+ * The listener host agents of this gateway's segment link to. Whether an agent may link,
+ * and its link's state, are the server's to decide and record: asked over this gateway's
+ * link (any server replica), under this gateway's registered name.
+ */
+async function startAgentListener(
+  config: RemoteGatewayConfig,
+  management: ManagementServer,
+  identity: LinkIdentity,
+  logger: pino.Logger,
+): Promise<AgentLinkServer> {
+  const call = <P extends LinkProcedure>(procedure: P, input: LinkInput<P>) =>
+    callLinkProcedure((p, i) => management.callServer(p, i), procedure, input);
+  const log = logger.child({ component: 'agent-links' });
+  const report = (what: string) => (error: unknown) => log.error({ err: error }, `could not report ${what} to the server`);
+  const agents = await AgentLinkServer.start({
+    identity,
+    host: config.host,
+    port: config.agentPort,
+    name: () => management.registration?.name ?? 'remote',
+    logger: log,
+    authenticate: async (hello) => {
+      try {
+        return await call('agentHello', hello);
+      } catch (error) {
+        // No server link: the agent retries (bye with retry), as it would with the gateway down.
+        throw new GatehouseError('UNREACHABLE', (error as Error).message);
+      }
+    },
+    linkChanged: (agentId, state, version) =>
+      call('agentLinkChanged', { agentId, state, ...(version !== undefined ? { version } : {}) }).then(
+        () => undefined,
+        report('an agent link change'),
+      ),
+    contact: (agentId) => call('agentContact', { agentId }).then(() => undefined, report('agent contact')),
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EADDRINUSE' || error.code === 'EACCES') {
+      throw new GatehouseError(
+        'CONFIG_INVALID',
+        `The gateway cannot listen for host agents on ${config.host}:${config.agentPort}. Choose another port with --agent-port, or 0 to turn it off.`,
+      );
+    }
+    throw error;
+  });
+  management.agentLinks = agents;
+  const wildcard = config.host === '0.0.0.0' || config.host === '::';
+  // `*:port`: the server tells agents this gateway's host as it knows it (the registered management address).
+  management.agentAddress =
+    config.agentAddress ?? `${wildcard ? '*' : config.host.includes(':') ? `[${config.host}]` : config.host}:${agents.port}`;
+  log.info({ agentPort: agents.port, agentAddress: management.agentAddress }, `agent listener on ${config.host}:${agents.port}`);
+  return agents;
+}
+
+/** A session connection to an agent's device over its link to this gateway, or why not (for the user). */
+async function dialAgentHere(
+  links: AgentLinkServer | undefined,
+  target: Parameters<TargetDialer>[0],
+  gateway: string,
+  timeoutMs: number,
+): ReturnType<TargetDialer> {
+  const via = { gateway, segment: target.segment };
+  if (!links?.isLinked(target.agentId as string)) {
+    return {
+      ok: false,
+      reason: `The host agent of ${target.deviceName} is not linked to this gateway (${gateway}). Connect through the default gateway, which finds the agent's gateway.`,
+      ...via,
+    };
+  }
+  try {
+    return { ok: true, socket: await links.open(target.agentId as string, timeoutMs), ...via };
+  } catch (error) {
+    return { ok: false, reason: `The agent of ${target.deviceName} did not take the connection: ${(error as Error).message}`, ...via };
+  }
 }
