@@ -172,9 +172,27 @@ export class Agents {
       .execute();
   }
 
-  /** The agent's link went down (the gateway it was up to stays, as the last one). */
-  async linkDown(id: string, now = new Date()): Promise<void> {
-    await this.x.updateTable('agents').set({ link_state: 'down', last_contact_at: now.toISOString() }).where('id', '=', id).execute();
+  /**
+   * The agent's link to `gateway` went down (the gateway stays, as the last one). A down
+   * from a gateway the agent has since left (it linked to another) changes nothing.
+   */
+  async linkDown(id: string, gateway: string, now = new Date()): Promise<void> {
+    await this.x
+      .updateTable('agents')
+      .set({ link_state: 'down', last_contact_at: now.toISOString() })
+      .where('id', '=', id)
+      .where('link_gateway', '=', gateway)
+      .execute();
+  }
+
+  /** Every agent linked to `gateway` is down: the gateway itself went offline. */
+  async linksDownVia(gateway: string): Promise<void> {
+    await this.x
+      .updateTable('agents')
+      .set({ link_state: 'down' })
+      .where('link_gateway', '=', gateway)
+      .where('link_state', '=', 'up')
+      .execute();
   }
 
   /** The agent was heard from (a pong on its link). */

@@ -23,6 +23,8 @@ export interface Gateway {
   latencyMs: number | null;
   version: string | null;
   openRelays: number | null;
+  /** Where it takes host agents' links (`*:port`: at its management address's host); null when it has no agent listener. */
+  agentAddress: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -37,7 +39,7 @@ export interface GatewayInput {
 
 /** What one status sync found. */
 export type GatewaySync =
-  | { ok: true; at: string; latencyMs: number; version: string; openRelays: number }
+  | { ok: true; at: string; latencyMs: number; version: string; openRelays: number; agentAddress?: string | null }
   | { ok: false; at: string; reason: string; offlineAfter: number; immediately?: boolean };
 
 const gatewayFromRow = (r: GatewayTable): Gateway => ({
@@ -55,6 +57,7 @@ const gatewayFromRow = (r: GatewayTable): Gateway => ({
   latencyMs: r.latency_ms,
   version: r.version,
   openRelays: r.open_relays,
+  agentAddress: r.agent_address,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -93,6 +96,7 @@ export class Gateways {
       latency_ms: null,
       version: null,
       open_relays: null,
+      agent_address: null,
       created_at: now,
       updated_at: now,
     };
@@ -173,6 +177,7 @@ export class Gateways {
             latency_ms: sync.latencyMs,
             version: sync.version,
             open_relays: sync.openRelays,
+            agent_address: sync.agentAddress ?? null,
           }
         : {
             failures: before.failures + 1,

@@ -450,6 +450,12 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('agents').addColumn('link_gateway', 'text').execute();
       },
     },
+    '0013_gateway_agent_address': {
+      async up(db: Kysely<unknown>) {
+        // Where a remote gateway takes host agents' links, as its status report says.
+        await db.schema.alterTable('gateways').addColumn('agent_address', 'text').execute();
+      },
+    },
   };
 }
 

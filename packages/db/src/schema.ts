@@ -245,6 +245,8 @@ export interface GatewayTable {
   latency_ms: number | null;
   version: string | null;
   open_relays: number | null;
+  /** host:port (or `*:port`: the management address's host) where the gateway takes host agents' links, as its last sync said. */
+  agent_address: string | null;
   created_at: string;
   updated_at: string;
 }

@@ -30,6 +30,8 @@ export interface GatewayHealthOptions {
   onCall?: (gateway: Gateway, procedure: string, input: unknown) => Promise<unknown>;
   /** The link to a gateway is up (with its first status report): fetch what it holds for the server. */
   onLinkOpen?: (gateway: Gateway, report: GatewayStatusReport) => void;
+  /** The gateway went offline (a failed sync, or a connection that found it dead). */
+  onOffline?: (gateway: Gateway) => Promise<void>;
 }
 
 interface Watched {
@@ -69,6 +71,7 @@ export class GatewayHealth {
       backoffMs: [1_000, 2_000, 4_000, 8_000],
       onCall: () => Promise.reject(new ForbiddenError('This server does not take calls from gateways.')),
       onLinkOpen: () => undefined,
+      onOffline: () => Promise.resolve(),
       recordInput: false,
       recordBinaryExec: false,
       ...options,
@@ -124,6 +127,7 @@ export class GatewayHealth {
     const opened = await this.opts.gateways.markUnreachable(gateway.id, reason);
     this.suspect(gateway.id);
     if (!opened) return;
+    await this.opts.onOffline?.(gateway);
     this.opts.logger.warn({ gateway: gateway.name, segment: gateway.segment, reason }, `gateway ${gateway.name} is offline`);
     await this.opts.audit(null, {
       action: 'gateway.offline',
@@ -193,6 +197,7 @@ export class GatewayHealth {
         latencyMs,
         version: report.version,
         openRelays: report.openRelays,
+        agentAddress: report.agentAddress ?? null,
       });
       // A gateway removed meanwhile has no row: no link is kept to it.
       if (recorded && !w.stopWatch && !this.stopped) this.openWatch(gateway, identity, w);
@@ -228,6 +233,7 @@ export class GatewayHealth {
     const { before, after } = recorded;
     if (before.status !== after.status && after.status !== 'unknown') {
       const online = after.status === 'online';
+      if (!online) await this.opts.onOffline?.(after);
       logger[online ? 'info' : 'warn'](
         { gateway: after.name, segment: after.segment, reason: after.statusReason },
         `gateway ${after.name} is ${after.status}`,

@@ -16,6 +16,7 @@ import {
 } from '@gatehouse/gateway';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
+import type { AgentLinks } from './agent-links.js';
 import { abandonedEnd, ServerAccessBroker, sessionEndEvent } from './broker.js';
 import { ForbiddenError, GatehouseError } from '@gatehouse/core';
 
@@ -55,12 +56,14 @@ export class GatewayLinkBroker {
     private readonly identity: () => Promise<LinkIdentity>,
     private readonly recordingsDir: string,
     private readonly logger: Logger,
+    /** Host agents' links: a remote gateway's agent listener asks through it, and its SSH entry signs in to agents with its grants. */
+    private readonly agentLinks: AgentLinks,
   ) {}
 
   private broker(gateway: Gateway): ServerAccessBroker {
     let broker = this.brokers.get(gateway.name);
     if (!broker) {
-      broker = new ServerAccessBroker(this.services, this.sessions, () => this.settings(), gateway.name);
+      broker = new ServerAccessBroker(this.services, this.sessions, () => this.settings(), gateway.name, undefined, this.agentLinks);
       this.brokers.set(gateway.name, broker);
     }
     return broker;
@@ -199,6 +202,16 @@ export class GatewayLinkBroker {
     fileOperation: async ({ sessionId, operation }, gateway) => {
       await this.ownSession(gateway, sessionId);
       await this.broker(gateway).fileOperation(sessionId, operation);
+      return null;
+    },
+    // The gateway's agent listener: who may link is the server's to say, and the link state is recorded under the gateway's name.
+    agentHello: (hello, gateway) => this.agentLinks.authenticate(hello, gateway.name),
+    agentLinkChanged: async ({ agentId, state, version }, gateway) => {
+      await this.agentLinks.linkChanged(agentId, gateway.name, state, version);
+      return null;
+    },
+    agentContact: async ({ agentId }) => {
+      await this.services.agents.contact(agentId);
       return null;
     },
     connectionFailed: async (f, gateway) => {

@@ -73,7 +73,10 @@ export class GatewayService {
 
   constructor(private readonly opts: GatewayServiceOptions) {
     this.gateways = new Gateways(opts.db);
-    this.agentLinks = new AgentLinks(opts.services, () => this.identity(), opts.logger.child({ component: 'agent-links' }));
+    this.agentLinks = new AgentLinks(opts.services, () => this.identity(), opts.logger.child({ component: 'agent-links' }), {
+      registered: () => this.gateways.list(),
+      tunnelMode: async () => (await this.settings()).tunnelMode,
+    });
     const logger = opts.logger.child({ component: 'gateway-health' });
     this.links = new GatewayLinkBroker(
       opts.services,
@@ -82,6 +85,7 @@ export class GatewayService {
       () => this.identity(),
       opts.recordingsDir,
       logger,
+      this.agentLinks,
     );
     this.health = new GatewayHealth({
       gateways: this.gateways,
@@ -95,6 +99,8 @@ export class GatewayService {
         void this.links
           .linkOpened(gateway, report)
           .catch((error: unknown) => logger.error({ err: error, gateway: gateway.name }, 'link set-up failed')),
+      // Agents linked to a gateway that went offline are down too (it cannot say so itself).
+      onOffline: (gateway) => opts.services.agents.linksDownVia(gateway.name),
     });
   }
 
@@ -222,7 +228,7 @@ export class GatewayService {
       // A device with an agent is reached through the agent's link only (its sshd may be gone).
       if (target.agentId) {
         const opened = await this.agentLinks.open(target.agentId, target.deviceName, targetTimeoutMs);
-        const via = { gateway: DEFAULT_GATEWAY, segment: target.segment };
+        const via = { gateway: opened.gateway, segment: target.segment };
         return opened.ok ? { ok: true, socket: opened.socket, ...via } : { ok: false, reason: opened.reason, ...via };
       }
       const remoteAddress = user.browserAddress ?? socketAddress;

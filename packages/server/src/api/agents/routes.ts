@@ -203,7 +203,7 @@ export function agentRoutes(app: FastifyInstance, services: Services, gateways: 
         });
       });
       // After the commit: its link and sessions end now, and its next connection is refused.
-      if (revoked !== undefined) gateways.agentLinks.drop(revoked, 'The agent was revoked.');
+      if (revoked !== undefined) await gateways.agentLinks.drop(revoked, 'The agent was revoked.');
       return reply.status(204).send(null);
     },
   );
