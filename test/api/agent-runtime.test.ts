@@ -96,7 +96,7 @@ describe.each(dialects)('the agent runtime against the built-in gateway on %s', 
     await expect.poll(() => output).toContain(`agent ${OS_USER}`);
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     // The gateway drops the link (as on revocation): the session through it ends, saying why.
-    t.gateways.agentLinks.drop(loadAgentState(path.join(dir, 'agent')).state.agentId, 'a test');
+    await t.gateways.agentLinks.drop(loadAgentState(path.join(dir, 'agent')).state.agentId, 'a test');
     await closed;
     await expect
       .poll(async () => (await t.gatewaySessions.list({})).items.filter((s) => s.deviceName === 'agent-box').map((s) => s.reason))

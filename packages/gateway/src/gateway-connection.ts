@@ -176,7 +176,17 @@ export class GatewayConnection {
       this.connection?.reachedDevice(outcome.gateway, outcome.segment);
       outcome.client.on('close', () => {
         // The device went away: every channel on it is gone, so is this connection.
-        void this.endSessions(outcome.closedReason() ?? `The connection to ${target.deviceName} closed.`);
+        const known = outcome.closedReason();
+        if (known !== undefined || !target.agentId) return void this.endSessions(known ?? `The connection to ${target.deviceName} closed.`);
+        // An agent that died closes this connection and its link at the same moment: the
+        // link's reason, when it arrives within a moment, says more.
+        setTimeout(
+          () =>
+            void this.endSessions(
+              outcome.closedReason() ?? `The connection to the agent of ${target.deviceName} closed: the agent stopped, or its network dropped.`,
+            ),
+          250,
+        ).unref();
       });
     }
     return outcome;

@@ -286,8 +286,21 @@ export class GatewayService {
         details: { ...details, reason: 'no gateway reached the device', failedOver: dialed.failedOver },
       });
       const gateway = dialed.failedOver.at(-1)?.gateway ?? DEFAULT_GATEWAY;
-      return { ok: false, reason: dialed.reason, gateway, segment: selection.segment };
+      return { ok: false, reason: dialed.reason + (await this.revokedAgentNote(target.deviceId)), gateway, segment: selection.segment };
     };
+  }
+
+  /**
+   * For a device whose host agent was revoked (and none enrolled since), which is reached
+   * at its address again: a failure there says so, since the user may expect the agent.
+   */
+  private async revokedAgentNote(deviceId: string): Promise<string> {
+    const agent = await this.opts.services.agents.ofDevice(deviceId);
+    if (!agent?.revokedAt) return '';
+    return (
+      ` Its host agent was revoked on ${agent.revokedAt.slice(0, 16).replace('T', ' ')} UTC, so Gatehouse tried its address instead: ` +
+      'an administrator can enroll a new agent (gatehouse agents token), or the device needs a running sshd.'
+    );
   }
 
   /**
