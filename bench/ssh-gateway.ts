@@ -34,19 +34,48 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { request } from 'node:https';
-import { connect, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  addSshDevice,
+  api,
+  check,
+  CIPHER,
+  cpuSeconds,
+  ensureUser,
+  f1,
+  f2,
+  freePort,
+  gatehouseHost,
+  KEX,
+  launcherFlags,
+  machineCpuSeconds,
+  median,
+  MiB,
+  negotiatedOf,
+  onCleanup,
+  percentile,
+  peakRssKiB,
+  processStat,
+  ROOT,
+  rssKiB,
+  runCommand,
+  runMain,
+  setUpGatehouse,
+  sshCommand as sshLine,
+  sshConfig,
+  startGatehouse,
+  startGatehouseProcess,
+  startSshd,
+  threadSeconds,
+  track,
+  transfer as transferThrough,
+  writeTextFile,
+  type Run,
+  type SshCommand,
+} from './ssh-support.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const GATEHOUSE_BIN = path.join(ROOT, 'packages', 'cli', 'bin', 'gatehouse.js');
-const MiB = 1024 * 1024;
-const BENCH_USER = 'gh-bench';
-const CIPHER = 'aes128-gcm@openssh.com';
-const KEX = 'curve25519-sha256';
 const DEVICE = 'bench-box';
 /** The device reached through the remote gateway: the same sshd, tagged with the gateway's segment. */
 const SEGMENT_DEVICE = 'bench-seg';
@@ -92,213 +121,6 @@ const SERVER_LOG = opts['server-log'] ? path.resolve(opts['server-log']) : undef
 /** Lines the benchmark adds to --server-log at each transfer's start and end, to find its part of the log. */
 const serverLogMarks = SERVER_LOG ? createWriteStream(SERVER_LOG, { flags: 'a', mode: 0o600 }) : undefined;
 
-// ---------------------------------------------------------------------------------------
-// Cleanup: every child this script starts is tracked by PID and stopped on exit or Ctrl-C.
-
-const children = new Set<ChildProcess>();
-const cleanups: (() => void)[] = [];
-
-function track<T extends ChildProcess>(c: T): T {
-  children.add(c);
-  c.once('exit', () => children.delete(c));
-  return c;
-}
-
-function cleanup(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-  children.clear();
-  for (const fn of cleanups.splice(0).reverse()) {
-    try {
-      fn();
-    } catch {
-      // best effort
-    }
-  }
-}
-process.once('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`\n${signal}: stopping the servers and removing the temporary files`);
-    cleanup();
-    process.exit(130);
-  });
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-const percentile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
-};
-const f1 = (x: number) => x.toFixed(1);
-const f2 = (x: number) => x.toFixed(2);
-
-/** Peak resident set (VmHWM) of a process so far, in KiB. */
-function peakRssKiB(pid: number): number {
-  const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0);
-}
-
-function rssKiB(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!match?.[1]) throw new Error(`no VmRSS for process ${pid}`);
-  return Number(match[1]);
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const { user, system } = processStat(pid);
-  return user + system;
-}
-
-/** CPU seconds (user + system) of each thread of a process so far, by thread id and name. */
-function threadSeconds(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const { name, user, system } = procStat(`/proc/${pid}/task/${tid}/stat`);
-      out.set(`${tid === String(pid) ? 'main' : name}#${tid}`, user + system);
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
-
-/** A process's CPU seconds (user, system) and minor page faults so far, from /proc/<pid>/stat. */
-function processStat(pid: number): { user: number; system: number; minorFaults: number } {
-  return procStat(`/proc/${pid}/stat`);
-}
-
-/** A /proc stat file (a process's or a thread's): its name, CPU seconds and minor faults. */
-function procStat(file: string): { name: string; user: number; system: number; minorFaults: number } {
-  const stat = readFileSync(file, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime, stime in clock ticks (USER_HZ = 100); minflt
-  return {
-    name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
-    user: Number(fields[11]) / 100,
-    system: Number(fields[12]) / 100,
-    minorFaults: Number(fields[7]),
-  };
-}
-
-/**
- * The whole machine's CPU so far, in seconds (USER_HZ ticks / 100) from /proc/stat: busy
- * (everything but idle and iowait, summed over the CPUs) and steal (time the hypervisor gave
- * this VM's CPUs to someone else).
- */
-function machineCpuSeconds(): { busy: number; steal: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
-  return { busy: (user + nice + system + irq + softirq) / 100, steal: steal / 100 };
-}
-
-// ---------------------------------------------------------------------------------------
-// The peers: two private sshd (device and bastion), the Gatehouse server with its gateway.
-
-function ensureUser(password: string): void {
-  try {
-    execFileSync('id', [BENCH_USER], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', BENCH_USER]);
-  }
-  execFileSync('chpasswd', { input: `${BENCH_USER}:${password}\n` });
-}
-
-interface Sshd {
-  port: number;
-  log: string;
-}
-
-async function startSshd(dir: string, name: string, logLevel: string, publicKey: string): Promise<Sshd> {
-  const home = path.join(dir, name);
-  mkdirSync(path.join(home, 'authorized_keys'), { recursive: true });
-  chmodSync(home, 0o711);
-  chmodSync(path.join(home, 'authorized_keys'), 0o755);
-  writeFileSync(path.join(home, 'authorized_keys', BENCH_USER), `${publicKey}\n`, { mode: 0o644 });
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(home, 'host_key')]);
-  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  const port = await freePort();
-  const log = path.join(home, 'sshd.log');
-  writeFileSync(
-    path.join(home, 'sshd_config'),
-    [
-      `Port ${port}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${path.join(home, 'host_key')}`,
-      `PidFile ${path.join(home, 'sshd.pid')}`,
-      'UsePAM no',
-      'PasswordAuthentication yes',
-      'KbdInteractiveAuthentication no',
-      'PubkeyAuthentication yes',
-      `AuthorizedKeysFile ${path.join(home, 'authorized_keys', '%u')}`,
-      'StrictModes no',
-      'PermitRootLogin no',
-      'AllowTcpForwarding yes',
-      'UseDNS no',
-      'MaxStartups 400',
-      'MaxSessions 400',
-      `LogLevel ${logLevel}`,
-      '',
-    ].join('\n'),
-  );
-  const child = track(spawn('/usr/sbin/sshd', ['-D', '-f', path.join(home, 'sshd_config'), '-E', log], { stdio: 'ignore' }));
-  child.once('exit', (code, signal) => {
-    if (!stopping) console.error(`sshd (${name}) exited early: ${code ?? signal}\n${readFileSync(log, 'utf8').slice(-2000)}`);
-  });
-  await waitForPort(port);
-  return { port, log };
-}
-
-let stopping = false;
-
-interface Gatehouse {
-  pid: number;
-  url: string;
-  gatewayPort: number;
-  cert: string;
-}
-
-function gatehouseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GATEHOUSE_') && k !== 'DATABASE_URL') env[k] = v;
-  return { ...env, ...extra };
-}
-
 /**
  * Node's own flags for a `gatehouse` child: the launcher's, `--node-arg`s, and a CPU profile when asked
  * (NODE_OPTIONS refuses --cpu-prof and most V8 flags).
@@ -308,73 +130,6 @@ function nodeFlags(): string[] {
   if (!CPU_PROF_DIR) return flags;
   mkdirSync(CPU_PROF_DIR, { recursive: true });
   return [...flags, '--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR];
-}
-
-/**
- * The Node flags `gatehouse` itself starts with (its `#!/usr/bin/env -S node …` line), so
- * the processes measured here run as a user's do (`--no-memory-reducer`, see bench/README).
- */
-function launcherFlags(): string[] {
-  const shebang = readFileSync(GATEHOUSE_BIN, 'utf8').split('\n', 1)[0] ?? '';
-  return /^#!\/usr\/bin\/env -S node(?: (.*))?$/.exec(shebang)?.[1]?.split(' ') ?? [];
-}
-
-/**
- * Starts a long-running `gatehouse <args>` and resolves with the first match of `ready` in
- * its output; an exit before that, or later while the benchmark runs, is reported with it.
- */
-async function startGatehouseProcess(
-  args: string[],
-  cwd: string,
-  env: Record<string, string>,
-  ready: RegExp,
-): Promise<{ pid: number; match: RegExpExecArray }> {
-  const what = `gatehouse ${args[0]}`;
-  const child = track(
-    spawn(process.execPath, [...nodeFlags(), GATEHOUSE_BIN, ...args], { cwd, env: gatehouseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }),
-  );
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
-  if (SERVER_LOG) {
-    // The whole output of every gatehouse process (e.g. --trace-gc lines), for reading afterwards;
-    // readable by its owner only, as the server's own files are.
-    const log = createWriteStream(SERVER_LOG, { flags: 'a', mode: 0o600 });
-    child.stdout.on('data', (s: string) => log.write(s));
-    child.stderr.on('data', (s: string) => log.write(s));
-    child.once('exit', () => log.end());
-  }
-  const match = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} was not ready within 60 s:\n${out}`)), 60_000);
-    const look = () => {
-      const found = ready.exec(out);
-      if (found) {
-        clearTimeout(timer);
-        resolve(found);
-      }
-    };
-    child.stdout.on('data', look);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited (${code}) before it was ready:\n${out}`));
-    });
-  });
-  child.once('exit', (code, signal) => {
-    if (!stopping) console.error(`${what} exited early: ${code ?? signal}\n${out}`);
-  });
-  return { pid: child.pid as number, match };
-}
-
-async function startGatehouse(dataDir: string): Promise<Gatehouse> {
-  const gatewayPort = await freePort();
-  const { pid, match } = await startGatehouseProcess(
-    ['server', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir],
-    path.dirname(dataDir),
-    { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) },
-    /^Gatehouse (https:\/\/\S+)$/m,
-  );
-  await waitForPort(gatewayPort);
-  return { pid, url: match[1] as string, gatewayPort, cert: readFileSync(path.join(dataDir, 'tls', 'server.crt'), 'utf8') };
 }
 
 interface RemoteGateway {
@@ -408,43 +163,9 @@ async function startRemoteGateway(dataDir: string, serverKey: string): Promise<R
     path.dirname(dataDir),
     {},
     /^Public key:\s+(\S+)$[\s\S]*^Management:/m,
+    { nodeFlags: nodeFlags(), log: SERVER_LOG },
   );
   return { pid, address: `127.0.0.1:${port}`, publicKey: match[1] as string };
-}
-
-function runGatehouseCli(args: string[], env: Record<string, string>, stdin: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = track(spawn(process.execPath, [GATEHOUSE_BIN, ...args], { env: gatehouseEnv(env), stdio: ['pipe', 'pipe', 'pipe'] }));
-    let out = '';
-    c.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-    c.stderr.setEncoding('utf8').on('data', (s: string) => (out += s));
-    c.stdin.end(stdin);
-    c.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`gatehouse ${args[0]} exited ${code}: ${out}`))));
-  });
-}
-
-function api<T>(g: Gatehouse, token: string, method: string, route: string, body?: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      new URL(`/api/v1${route}`, g.url),
-      {
-        method,
-        ca: g.cert,
-        agent: false,
-        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (s: string) => (text += s));
-        res.on('end', () => {
-          if ((res.statusCode ?? 500) >= 300) reject(new Error(`${method} ${route}: ${res.statusCode} ${text}`));
-          else resolve((text === '' ? undefined : JSON.parse(text)) as T);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -470,39 +191,13 @@ interface Clients {
 }
 
 /** The ssh command line for a path; the Gatehouse paths sign in with the admin's password through sshpass (-e). */
-function sshCommand(
-  c: Clients,
-  p: PathName,
-  remote: string,
-  extra: string[] = [],
-): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
-  const ssh = ['ssh', '-F', c.config, ...extra, p, remote];
-  if (!GATEHOUSE_PATHS.includes(p)) return { file: 'ssh', args: ssh.slice(1), env: process.env };
-  return { file: 'sshpass', args: ['-e', ...ssh], env: { ...process.env, SSHPASS: c.adminPassword } };
-}
-
-interface Run {
-  code: number | null;
-  ms: number;
-  stderr: string;
+function sshCommand(c: Clients, p: PathName, remote: string, extra: string[] = []): SshCommand {
+  return sshLine(c.config, p, remote, extra, GATEHOUSE_PATHS.includes(p) ? c.adminPassword : undefined);
 }
 
 /** `ssh <path> <remote>` to completion, stdin closed. */
 function runSsh(c: Clients, p: PathName, remote: string, extra: string[] = []): Promise<Run> {
-  const { file, args, env } = sshCommand(c, p, remote, extra);
-  const started = performance.now();
-  const child = track(spawn(file, args, { env, stdio: ['ignore', 'ignore', 'pipe'] }));
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, ms: performance.now() - started, stderr }));
-  });
-}
-
-function check(run: Run, what: string): Run {
-  if (run.code !== 0) throw new Error(`${what} exited ${run.code}: ${run.stderr.slice(-2000)}`);
-  return run;
+  return runCommand(sshCommand(c, p, remote, extra));
 }
 
 /**
@@ -561,55 +256,14 @@ function warmPageCache(dir: string, bytes: number): void {
   }
 }
 
-/**
- * Upload: `echo go; exec cat > /dev/null` on the device; the clock starts when `go`
- * arrives (the session is up) and stops when ssh exits after stdin's EOF, so connection
- * setup is not in the figure. Download: `cat <file>`; from the first byte to the exit.
- */
-async function transfer(c: Clients, p: PathName, direction: 'up' | 'down', dataFile: string): Promise<number> {
-  const remote = direction === 'up' ? 'echo go; exec cat > /dev/null' : `exec cat ${dataFile}`;
-  const { file, args, env } = sshCommand(c, p, remote);
-  const child = track(spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] }));
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  let t0 = 0;
-  let received = 0;
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', resolve);
-  });
-  if (direction === 'up') {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.once('data', () => resolve());
-      void exited.then((code) => reject(new Error(`ssh ${p} exited ${code} before the session started: ${stderr}`)));
-    });
-    child.stdout.resume();
-    t0 = performance.now();
-    const chunk = Buffer.alloc(MiB, 0x61);
-    for (let sent = 0; sent < SIZE; sent += chunk.length) {
-      if (!child.stdin.write(chunk)) await new Promise((r) => child.stdin.once('drain', r));
-    }
-    child.stdin.end();
-  } else {
-    child.stdin.end();
-    child.stdout.on('data', (d: Buffer) => {
-      if (received === 0) t0 = performance.now();
-      received += d.length;
-    });
-  }
-  const code = await exited;
-  const seconds = (performance.now() - t0) / 1000;
-  if (code !== 0) throw new Error(`ssh ${p} (${direction}) exited ${code}: ${stderr.slice(-2000)}`);
-  if (direction === 'down' && received !== SIZE) throw new Error(`ssh ${p} (down) delivered ${received} of ${SIZE} bytes`);
-  return SIZE / MiB / seconds;
+/** One upload or download of SIZE bytes on a path, in MiB/s (see `transfer` in ssh-support.ts). */
+function transfer(c: Clients, p: PathName, direction: 'up' | 'down', dataFile: string): Promise<number> {
+  return transferThrough((remote) => sshCommand(c, p, remote), p, direction, dataFile, SIZE);
 }
 
 /** The key exchange and ciphers a path negotiated, from `ssh -v`. */
 async function negotiated(c: Clients, p: PathName): Promise<string> {
-  const run = check(await runSsh(c, p, 'true', ['-v']), `ssh -v ${p}`);
-  const kex = /kex: algorithm: (\S+)/.exec(run.stderr)?.[1];
-  const cipher = /kex: client->server cipher: (\S+)/.exec(run.stderr)?.[1];
-  return `${kex} / ${cipher}`;
+  return negotiatedOf(check(await runSsh(c, p, 'true', ['-v']), `ssh -v ${p}`));
 }
 
 /** What the device's sshd logged about the key exchanges after `offset` (LogLevel DEBUG1). */
@@ -812,7 +466,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-ssh-'));
   chmodSync(dir, 0o711);
   if (opts.keep) console.log(`temporary directory (kept): ${dir}`);
-  else cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  else onCleanup(() => rmSync(dir, { recursive: true, force: true }));
 
   console.log(`SSH gateway benchmark: ${SIZE / MiB} MiB per transfer, ${RUNS} runs each; setup median of ${SETUP_RUNS}`);
   console.log(
@@ -826,49 +480,17 @@ async function main(): Promise<void> {
   const device = await startSshd(dir, 'device', 'DEBUG1', publicKey);
   const bastion = await startSshd(dir, 'bastion', 'VERBOSE', publicKey);
 
-  // What `cat` sends for the download: terminal-like text (base64 lines), so the recording
-  // stores it as plain JSON strings rather than \u escapes.
   const dataFile = path.join(dir, 'data.txt');
-  {
-    const line = (n: number) => `${randomBytes(n).toString('base64').slice(0, 79)}\n`;
-    let block = '';
-    while (block.length < MiB) block += line(60);
-    const chunk = Buffer.from(block.slice(0, MiB));
-    const fd = openSync(dataFile, 'w', 0o644);
-    for (let i = 0; i < SIZE / MiB; i++) writeSync(fd, chunk);
-    closeSync(fd);
-  }
+  writeTextFile(dataFile, SIZE);
 
   const adminPassword = `admin-${randomBytes(9).toString('hex')}`;
-  const gatehouse = await startGatehouse(path.join(dir, 'data'));
+  const gatehouse = await startGatehouse(path.join(dir, 'data'), {}, { nodeFlags: nodeFlags(), log: SERVER_LOG });
   const recordingsDir = path.join(dir, 'data', 'recordings');
-  const credentials = path.join(dir, 'credentials.json');
-  await runGatehouseCli(
-    ['setup', '--data-dir', path.join(dir, 'data'), '--url', gatehouse.url, '--password-stdin'],
-    { GATEHOUSE_CREDENTIALS: credentials },
-    `${adminPassword}\n`,
-  );
-  const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+  const token = await setUpGatehouse(gatehouse, path.join(dir, 'data'), adminPassword);
   const project = await api<{ id: string }>(gatehouse, token, 'POST', '/projects', { name: 'Bench' });
-  /** A device on the private sshd with the same key the OpenSSH paths use as its vaulted credential. */
-  const addDevice = async (name: string, extra: Record<string, unknown>) => {
-    const id = (
-      await api<{ id: string }>(gatehouse, token, 'POST', '/devices', {
-        projectId: project.id,
-        name,
-        provider: 'on-prem',
-        protocols: ['ssh'],
-        privateIp: '127.0.0.1',
-        urlPort: String(device.port),
-        ...extra,
-      })
-    ).id;
-    await api(gatehouse, token, 'POST', '/accounts', {
-      deviceId: id,
-      username: BENCH_USER,
-      privateKey: readFileSync(path.join(dir, 'client_key'), 'utf8'),
-    });
-  };
+  const clientKey = readFileSync(path.join(dir, 'client_key'), 'utf8');
+  const addDevice = (name: string, extra: Record<string, unknown>) =>
+    addSshDevice(gatehouse, token, { projectId: project.id, name, port: device.port, privateKey: clientKey, extra });
   // Access type `tunnel`: an untagged device may otherwise be carried by any online gateway,
   // the remote one included; this keeps the `gateway` path on the built-in gateway alone.
   await addDevice(DEVICE, { accessType: 'tunnel' });
@@ -890,48 +512,18 @@ async function main(): Promise<void> {
   }
 
   const config = path.join(dir, 'ssh_config');
-  const gatehouseHost = (host: string, deviceName: string) => [
-    `Host ${host}`,
-    '  HostName 127.0.0.1',
-    `  Port ${gatehouse.gatewayPort}`,
-    `  User admin:${deviceName}`,
-    '  PubkeyAuthentication no',
-    '  PreferredAuthentications keyboard-interactive,password',
-    '  BatchMode no',
-    '  NumberOfPasswordPrompts 1',
-  ];
   writeFileSync(
     config,
-    [
-      'Host direct',
-      '  HostName 127.0.0.1',
-      `  Port ${device.port}`,
-      'Host bastion',
-      '  HostName 127.0.0.1',
-      `  Port ${bastion.port}`,
-      'Host jump',
-      '  HostName 127.0.0.1',
-      `  Port ${device.port}`,
-      '  ProxyJump bastion',
-      ...gatehouseHost('gateway', DEVICE),
-      ...gatehouseHost('segment', SEGMENT_DEVICE),
-      'Host *',
-      `  User ${BENCH_USER}`,
-      `  IdentityFile ${path.join(dir, 'client_key')}`,
-      '  IdentitiesOnly yes',
-      '  PreferredAuthentications publickey',
-      '  BatchMode yes',
-      `  Ciphers ${CIPHER}`,
-      `  KexAlgorithms ${KEX}`,
-      '  Compression no',
-      '  StrictHostKeyChecking no',
-      '  UserKnownHostsFile /dev/null',
-      '  GlobalKnownHostsFile /dev/null',
-      '  ControlMaster no',
-      '  ControlPath none',
-      '  LogLevel ERROR',
-      '',
-    ].join('\n'),
+    sshConfig(
+      [
+        ['Host direct', '  HostName 127.0.0.1', `  Port ${device.port}`],
+        ['Host bastion', '  HostName 127.0.0.1', `  Port ${bastion.port}`],
+        ['Host jump', '  HostName 127.0.0.1', `  Port ${device.port}`, '  ProxyJump bastion'],
+        gatehouseHost('gateway', gatehouse.gatewayPort, `admin:${DEVICE}`),
+        gatehouseHost('segment', gatehouse.gatewayPort, `admin:${SEGMENT_DEVICE}`),
+      ],
+      path.join(dir, 'client_key'),
+    ),
     { mode: 0o600 },
   );
   const clients: Clients = { config, adminPassword };
@@ -1183,14 +775,4 @@ async function main(): Promise<void> {
   }
 }
 
-main()
-  .then(() => {
-    stopping = true;
-    cleanup();
-  })
-  .catch((error: unknown) => {
-    stopping = true;
-    console.error(error);
-    cleanup();
-    process.exitCode = 1;
-  });
+runMain(main);
