@@ -250,13 +250,12 @@ export function formatDeviceAgent(device: string, answer: DeviceAgentAnswer, now
       ...formatTable([tokens]),
     ].join('\n');
   }
-  // Set by servers whose link registry reports the gateway holding the link.
-  const linkGateway = (agent as typeof agent & { linkGateway?: string | null }).linkGateway;
+  const { linkGateway } = agent;
   const rows = [
     ['Agent', agent.id],
     ['Reached through', agent.revokedAt === null ? 'its host agent (no inbound port)' : 'not an agent: this one is revoked'],
     ...(agent.revokedAt === null ? [] : [['Revoked', `${agent.revokedAt}; its connections are refused, a new join token enrolls again`]]),
-    ['Link', agent.linkState + (linkGateway === undefined ? '' : ` (gateway ${linkGateway ?? '-'})`)],
+    ['Link', `${agent.linkState} (gateway ${linkGateway ?? '-'})`],
     ['Last contact', agent.lastContactAt === null ? 'never' : `${ago(agent.lastContactAt, now)} (${agent.lastContactAt})`],
     ['Version', agent.version],
     ['Hostname', agent.hostname],

@@ -8,6 +8,8 @@ interface ServerFlags {
   databaseUrl?: string;
   logLevel?: string;
   gatewayPort?: string;
+  agentPort?: string;
+  agentAddress?: string;
 }
 
 /** `gatehouse server`: runs the server until SIGTERM or SIGINT. */
@@ -21,6 +23,14 @@ export function serverCommand(program: Command): void {
     .option('--config <file>', 'JSON config file (env GATEHOUSE_CONFIG)')
     .option('--database-url <url>', 'PostgreSQL URL (env DATABASE_URL)')
     .option('--gateway-port <port>', 'port of the built-in SSH/SFTP gateway, 0 to turn it off (env GATEHOUSE_GATEWAY_PORT; default 7993)')
+    .option(
+      '--agent-port <port>',
+      'port host agents link to the built-in gateway on, 0 to turn it off (env GATEHOUSE_AGENT_PORT; default 7996)',
+    )
+    .option(
+      '--agent-address <host:port>',
+      'the address host agents are told to dial, behind NAT or a load balancer (env GATEHOUSE_AGENT_ADDRESS)',
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (o: ServerFlags) => {
       const { loadServerConfig, startServer, describeStartupError, createLogger } = await import('@gatehouse/server');
@@ -35,6 +45,8 @@ export function serverCommand(program: Command): void {
             databaseUrl: o.databaseUrl,
             logLevel: o.logLevel,
             gatewayPort: o.gatewayPort,
+            agentPort: o.agentPort,
+            agentAddress: o.agentAddress,
           },
         });
         running = await startServer(config, createLogger(config.logLevel));
@@ -49,6 +61,7 @@ export function serverCommand(program: Command): void {
       if (running.gateway) {
         process.stdout.write(`SSH gateway port ${running.gateway.port}, host key ${running.gateway.fingerprint}\n`);
       }
+      if (running.agentPort !== null) process.stdout.write(`Host agents link on port ${running.agentPort}\n`);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           running.services.logger.info({ signal }, 'shutting down');

@@ -107,8 +107,7 @@ export function AgentPanel({ device, isAdmin }: { device: Device; isAdmin: boole
 
 /** What the server knows of an active agent and its link. */
 function AgentFacts({ agent, pendingTokens }: { agent: AgentView; pendingTokens: number }) {
-  // Set once the link registry reports which gateway holds the link (an older server sends no such field).
-  const linkGateway = (agent as AgentView & { linkGateway?: string | null }).linkGateway;
+  const { linkGateway } = agent;
   return (
     <dl className="facts" aria-label="Host agent">
       <dt>Reached through</dt>
@@ -116,12 +115,7 @@ function AgentFacts({ agent, pendingTokens }: { agent: AgentView; pendingTokens:
       <dt>Link</dt>
       <dd>
         <StatusBadge status={LINK_BADGE[agent.linkState]} label={agent.linkState} title={LINK_TITLE[agent.linkState]} />
-        {linkGateway !== undefined ? (
-          <>
-            {' '}
-            <span className="muted">gateway</span> <span className="mono">{linkGateway ?? '—'}</span>
-          </>
-        ) : null}
+        <span className="muted">gateway</span> <span className="mono">{linkGateway ?? '—'}</span>
       </dd>
       <dt>Last contact</dt>
       <dd>
