@@ -109,6 +109,7 @@ describe.skipIf(!isRoot)('a device reached only through its host agent (network 
   let agentPort: number;
   let token: string;
   let deviceId: string;
+  let accountId: string;
 
   const api = <T>(method: string, route: string, body?: unknown) => server.api<T>(token, method, route, body);
   const ssh = (args: string[], stdin?: string) =>
@@ -198,7 +199,7 @@ describe.skipIf(!isRoot)('a device reached only through its host agent (network 
         privateIp: DEVICE,
       })
     ).id;
-    await api('POST', '/accounts', { deviceId, username: DEVICE_USER });
+    accountId = (await api<{ id: string }>('POST', '/accounts', { deviceId, username: DEVICE_USER })).id;
     const operator = await api<{ id: string }>('POST', '/users', { username: OPERATOR, role: 'operator', password: OPERATOR_PASSWORD });
     await api('POST', '/grants', { userId: operator.id, projectId: project.id, deviceId });
 
@@ -330,6 +331,32 @@ describe.skipIf(!isRoot)('a device reached only through its host agent (network 
     });
     expect(sizes).toMatch(/(?:^|\s)24 80\r?$/m);
     expect(sizes).toMatch(/(?:^|\s)40 132\r?$/m);
+  });
+
+  it('lists and downloads files in the file browser (SFTP through the built-in gateway and the agent)', async () => {
+    const name = `browse-${randomBytes(4).toString('hex')}.txt`;
+    const home = path.join('/home', DEVICE_USER);
+    writeFileSync(path.join(home, name), 'seen through the agent\n');
+    try {
+      const listing = await api<{ path: string; entries: { name: string; type: string }[] }>(
+        'GET',
+        `/files?deviceId=${deviceId}&accountId=${accountId}&path=.`,
+      );
+      expect(listing.path).toBe(home);
+      expect(listing.entries).toContainEqual(expect.objectContaining({ name, type: 'file' }));
+      const res = await server.request(
+        `${API}/files/download?deviceId=${deviceId}&accountId=${accountId}&path=${encodeURIComponent(`${home}/${name}`)}`,
+        {
+          headers: { authorization: `Bearer ${token}` },
+        },
+      );
+      expect(res.status, res.body).toBe(200);
+      expect(res.body).toBe('seen through the agent\n');
+    } finally {
+      rmSync(path.join(home, name), { force: true });
+    }
+    const browsed = (await sessions()).filter((s) => s.kind === 'sftp' && s.gateway === 'default');
+    expect(browsed.length).toBeGreaterThanOrEqual(2);
   });
 
   it('copies files with sftp and scp both ways, byte for byte, owned by the account’s OS user', async () => {
