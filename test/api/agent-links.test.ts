@@ -168,12 +168,31 @@ describe.each(dialects)('agent links on %s', (dialect) => {
     expect(mismatch.find((ev) => ev.targetId === e.deviceId)).toBeDefined();
 
     // Revoked: no grant any more, and the link and its session connection are gone.
+    const closed = once(data, 'close');
     await t.request('POST', `${API}/agents/${e.agentId}/revoke`, { token: admin.token });
-    await once(data, 'close');
+    await closed;
     expect(await broker.fetchCredential(user, target)).toEqual({
       allow: false,
       message: 'The agent of sessions was revoked. Ask an administrator to enroll it again.',
     });
     agent.close();
+  });
+
+  it('requires a maintenance window for an agent device as for any device: refused outside one, no grant signed', async () => {
+    const e = await enrolled('windowed');
+    const user: GatewayUser = { id: admin.id, username: admin.username };
+    const wanted = { user: admin.username, device: 'windowed', account: 'deploy' };
+    const allowed = await broker.authorize(user, wanted, '127.0.0.1');
+    expect(allowed.allow).toBe(true);
+    const target = (allowed as { target: AuthorizedTarget }).target;
+    const required = await t.request('PATCH', `${API}/devices/${e.deviceId}`, { token: admin.token, body: { maintenanceRequired: true } });
+    expect(required.statusCode, required.body).toBe(200);
+    const refused = await broker.authorize(user, wanted, '127.0.0.1');
+    expect(refused).toMatchObject({ allow: false, message: expect.stringContaining('maintenance window') as unknown });
+    // Signed in before it was required: the credential (the grant) is refused too.
+    const released = await broker.fetchCredential(user, target);
+    expect(released.allow).toBe(false);
+    const denied = await auditEvents(t, admin.token, { action: 'gateway.authorize' });
+    expect(denied.find((ev) => ev.details.device === 'windowed' && ev.details.reason === 'no maintenance window')).toBeDefined();
   });
 });
