@@ -17,6 +17,7 @@ const integrationTests = [
   'test/api/live-session-warn.test.ts',
   'packages/server/src/maintenance/hooks.test.ts',
   'packages/cli/src/agent/session-server.test.ts',
+  'packages/cli/src/agent/session-processes.test.ts',
   'test/api/agent-runtime.test.ts',
 ];
 

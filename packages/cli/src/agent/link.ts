@@ -21,8 +21,13 @@ export interface AgentLinkOptions {
   version: string;
   hostname: string;
   logger: AgentLogger;
-  /** A data connection that sent `attach`: the gateway speaks SSH on it next. */
-  onAttach(socket: tls.TLSSocket, gateway: string): void;
+  /**
+   * A gateway's `open`: when set, the link does not dial back; the caller does (the agent's
+   * main process starts a session process that dials `entry` and sends `attach` with `ref`).
+   */
+  onOpen?(entry: AgentGateway, ref: string): void;
+  /** Without `onOpen`: a data connection the link dialled back that sent `attach`; the gateway speaks SSH on it next. */
+  onAttach?(socket: tls.TLSSocket, gateway: string): void;
   /** Full-jitter backoff: the first delay is up to `baseDelayMs`, doubling to `capDelayMs`. */
   baseDelayMs?: number;
   capDelayMs?: number;
@@ -32,7 +37,7 @@ export interface AgentLinkOptions {
   refusedDelayMs?: number;
 }
 
-/** Data connections one link keeps at most (pending dial-backs and sessions): a flood of `open` dials no more. */
+/** Data connections one link keeps at most (pending dial-backs and sessions) when it dials back itself: a flood of `open` dials no more. */
 const MAX_DATA_CONNECTIONS = 64;
 /** The longest heartbeat interval the agent takes from a gateway. */
 const MAX_HEARTBEAT_MS = 60_000;
@@ -50,13 +55,13 @@ type Ending =
  * The agent's control connection. Dials the gateways of the signed list in order over
  * TLS 1.3 with the agent's key as client certificate, and sends nothing to one whose
  * certificate does not carry the key the list names. Answers pings, dials back for each
- * `open`, keeps a newer signed list the gateway passes on, and reconnects with full-jitter
+ * `open` (or leaves that to `onOpen`), keeps a newer signed list the gateway passes on, and reconnects with full-jitter
  * backoff. Anything unexpected from the gateway drops the link with one log line.
  */
 export class AgentLink {
   private list: AgentGatewayList;
   private readonly identity: LinkIdentity;
-  private readonly o: Required<Omit<AgentLinkOptions, 'agent' | 'logger' | 'onAttach'>> & AgentLinkOptions;
+  private readonly o: Required<Omit<AgentLinkOptions, 'agent' | 'logger' | 'onOpen' | 'onAttach'>> & AgentLinkOptions;
   private control: tls.TLSSocket | undefined;
   private readonly data = new Set<net.Socket>();
   private pendingDials = 0;
@@ -103,7 +108,7 @@ export class AgentLink {
     const entry = this.list.gateways[this.index % this.list.gateways.length] as AgentGateway;
     let socket: tls.TLSSocket;
     try {
-      socket = await this.dial(entry);
+      socket = await dialGateway(entry, this.identity, this.o.connectTimeoutMs);
     } catch (error) {
       this.o.logger.warn('gateway not reached', { gateway: entry.name, address: entry.address, reason: (error as Error).message });
       this.ended({ kind: 'failed' });
@@ -114,47 +119,6 @@ export class AgentLink {
       return;
     }
     this.serve(socket, entry);
-  }
-
-  /**
-   * A TLS 1.3 connection to `entry` that has passed the pin: the gateway's certificate
-   * carries the key the signed list names. Rejects with a reason fit for the log.
-   */
-  private dial(entry: AgentGateway): Promise<tls.TLSSocket> {
-    const address = parseAgentAddress(entry.address);
-    if (!address) return Promise.reject(new Error(`the list's address ${JSON.stringify(entry.address)} is not host:port`));
-    return new Promise((resolve, reject) => {
-      const socket = tls.connect({
-        host: address.host,
-        port: address.port,
-        ...(net.isIP(address.host) ? {} : { servername: address.host }),
-        cert: this.identity.certificate,
-        key: this.identity.privateKey,
-        // No CA: the pin below is the whole check, and every connection must pass it.
-        rejectUnauthorized: false,
-        minVersion: 'TLSv1.3',
-        maxVersion: 'TLSv1.3',
-      });
-      const fail = (reason: string) => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(new Error(reason));
-      };
-      const timer = setTimeout(() => fail(`no TLS answer within ${this.o.connectTimeoutMs} ms`), this.o.connectTimeoutMs);
-      const onError = (error: NodeJS.ErrnoException) => fail(`cannot connect (${error.code ?? error.message})`);
-      socket.once('error', onError);
-      socket.once('secureConnect', () => {
-        const cert = socket.getPeerX509Certificate();
-        if (!cert || publicKeyOfCertificate(cert) !== entry.key) {
-          fail('the gateway presented a key that is not the one the signed list names; nothing was sent');
-          return;
-        }
-        clearTimeout(timer);
-        socket.off('error', onError);
-        socket.setNoDelay(true);
-        resolve(socket);
-      });
-    });
   }
 
   private serve(socket: tls.TLSSocket, entry: AgentGateway): void {
@@ -201,7 +165,8 @@ export class AgentLink {
           return;
         case 'open':
           if (!welcomed) return hostile('the gateway sent an open before welcome');
-          void this.attach(entry, frame.ref);
+          if (this.o.onOpen) this.o.onOpen(entry, frame.ref);
+          else void this.attach(entry, frame.ref);
           return;
         case 'bye':
           this.o.logger[frame.retry ? 'warn' : 'error']('the gateway ended the link', {
@@ -276,7 +241,7 @@ export class AgentLink {
     this.pendingDials++;
     let socket: tls.TLSSocket;
     try {
-      socket = await this.dial(entry);
+      socket = await dialGateway(entry, this.identity, this.o.connectTimeoutMs);
     } catch (error) {
       this.o.logger.warn('dial-back failed', { gateway: entry.name, reason: (error as Error).message });
       return;
@@ -290,7 +255,8 @@ export class AgentLink {
     this.data.add(socket);
     socket.once('close', () => this.data.delete(socket));
     socket.write(encodeFrame({ t: 'attach', v: AGENT_PROTOCOL_VERSION, agentId: this.o.agent.state.agentId, ref }));
-    this.o.onAttach(socket, entry.name);
+    if (this.o.onAttach) this.o.onAttach(socket, entry.name);
+    else socket.destroy();
   }
 
   /** What comes after a control connection ended (or never came up). */
@@ -328,4 +294,46 @@ export class AgentLink {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.connect(), ms);
   }
+}
+
+/**
+ * A TLS 1.3 connection to a gateway of the signed list that has passed the pin: its
+ * certificate carries the key the list names for it, checked before anything is sent. The
+ * agent's link identity is the client certificate. Rejects with a reason fit for the log.
+ */
+export function dialGateway(entry: AgentGateway, identity: LinkIdentity, timeoutMs: number): Promise<tls.TLSSocket> {
+  const address = parseAgentAddress(entry.address);
+  if (!address) return Promise.reject(new Error(`the list's address ${JSON.stringify(entry.address)} is not host:port`));
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: address.host,
+      port: address.port,
+      ...(net.isIP(address.host) ? {} : { servername: address.host }),
+      cert: identity.certificate,
+      key: identity.privateKey,
+      // No CA: the pin below is the whole check, and every connection must pass it.
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+    });
+    const fail = (reason: string) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new Error(reason));
+    };
+    const timer = setTimeout(() => fail(`no TLS answer within ${timeoutMs} ms`), timeoutMs);
+    const onError = (error: NodeJS.ErrnoException) => fail(`cannot connect (${error.code ?? error.message})`);
+    socket.once('error', onError);
+    socket.once('secureConnect', () => {
+      const cert = socket.getPeerX509Certificate();
+      if (!cert || publicKeyOfCertificate(cert) !== entry.key) {
+        fail('the gateway presented a key that is not the one the signed list names; nothing was sent');
+        return;
+      }
+      clearTimeout(timer);
+      socket.off('error', onError);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
 }

@@ -1,15 +1,18 @@
 import os from 'node:os';
 import { AgentLink } from './link.js';
 import { jsonLogger, type AgentLogger } from './log.js';
-import { opensshPrivateKey } from './openssh-key.js';
-import type { AgentSessionServer } from './session-server.js';
+import { SessionGrants } from './session-grants.js';
+import { SessionProcesses } from './session-processes.js';
 import { AGENT_STATE_DIR, AGENT_VERSION, loadAgentState } from './state.js';
 
 /**
  * `gatehouse agent run [--state-dir dir]`: the agent's process, started by systemd. A lean
  * entry: `bin/gatehouse.js` loads it without the rest of the CLI (no server, database or
- * API code), so an idle agent stays small. Logs JSON lines on stderr; SIGTERM or SIGINT
- * ends the link and every session and exits 0.
+ * API code), so an idle agent stays small. It keeps the link; each session runs in a
+ * session process of its own (`session-main.ts`, which alone loads ssh2 and node-pty), as
+ * sshd forks one per connection: the agent returns to its idle size after sessions, and a
+ * session's crash is not the agent's. Logs JSON lines on stderr (session processes share
+ * it); SIGTERM or SIGINT ends the link and every session and exits 0.
  */
 export async function runAgent(argv: string[], logger: AgentLogger = jsonLogger()): Promise<number> {
   const args = parseArgs(argv);
@@ -26,32 +29,15 @@ export async function runAgent(argv: string[], logger: AgentLogger = jsonLogger(
     logger.error((error as Error).message, { stateDir: args.stateDir });
     return 1;
   }
-  // ssh2 and node-pty load with the first session: an agent that only keeps its link stays smaller.
-  let sessions: Promise<AgentSessionServer> | undefined;
-  const sessionServer = () =>
-    (sessions ??= import('./session-server.js').then(
-      ({ AgentSessionServer }) =>
-        new AgentSessionServer({
-          agentId: agent.state.agentId,
-          serverKey: agent.state.serverKey,
-          hostKey: opensshPrivateKey(agent.privateKey),
-          logger,
-        }),
-    ));
+  // The spent grant nonces of every session process: a grant is good once, whichever process it reaches.
+  const grants = new SessionGrants({ serverKey: agent.state.serverKey, agentId: agent.state.agentId });
+  const sessions = new SessionProcesses({ stateDir: agent.stateDir, grants, logger });
   const link = new AgentLink({
     agent,
     version: AGENT_VERSION,
     hostname: os.hostname(),
     logger,
-    onAttach: (socket, gateway) => {
-      sessionServer().then(
-        (server) => server.handle(socket, gateway),
-        (error: Error) => {
-          logger.error('the session server could not start', { reason: error.message });
-          socket.destroy();
-        },
-      );
-    },
+    onOpen: (entry, ref) => sessions.start(entry, ref),
   });
   logger.info('agent started', {
     agentId: agent.state.agentId,
@@ -65,10 +51,8 @@ export async function runAgent(argv: string[], logger: AgentLogger = jsonLogger(
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   link.stop();
-  (await sessions)?.close();
+  await sessions.stop();
   logger.info('agent stopped', { signal });
-  // Sessions got SIGHUP; one that ignores it must not hold the agent (systemd would wait).
-  setTimeout(() => process.exit(0), 2_000).unref();
   return 0;
 }
 

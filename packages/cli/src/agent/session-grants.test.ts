@@ -35,6 +35,22 @@ describe('SessionGrants', () => {
     expect(grants.use(token, 'alice').ok).toBe(true);
   });
 
+  it('checks without spending, and spends a nonce once (as the main process does for its session processes)', () => {
+    const grants = new SessionGrants({ serverKey, agentId });
+    const token = signAgentGrant(grant, server.privateKey);
+    const checked = grants.check(token, 'alice');
+    if (!checked.ok) throw new Error(checked.reason);
+    expect(grants.check(token, 'alice').ok).toBe(true);
+    expect(grants.remembered).toBe(0);
+    const { nonce, expiresAt } = checked.grant;
+    const ledger = new SessionGrants({ serverKey, agentId });
+    expect(ledger.spend(nonce, expiresAt)).toBe(true);
+    expect(ledger.spend(nonce, expiresAt)).toBe(false);
+    // An expiry that does not parse is not forgotten at once.
+    expect(ledger.spend('other', 'not a time')).toBe(true);
+    expect(ledger.spend('other', 'not a time')).toBe(false);
+  });
+
   it('forgets a nonce once its grant has expired, so the memory stays bounded', () => {
     const grants = new SessionGrants({ serverKey, agentId });
     const now = new Date();

@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import type { AgentGrant } from '@gatehouse/core/agent-protocol';
 import ssh2 from 'ssh2';
 import type { AgentLogger } from './log.js';
 import { lookupOsUser, runAs, type OsUser } from './os-user.js';
@@ -16,6 +17,12 @@ export interface AgentSessionServerOptions {
   passwdFile?: string;
   /** How long the gateway may take from attach to a signed-in session. */
   loginGraceMs?: number;
+  /**
+   * Spends a checked grant's nonce where every session process of the agent sees it (the
+   * agent's main process); false when it was spent before. Without it, this server's own
+   * memory counts, which is enough when every session runs in one process.
+   */
+  spendNonce?(nonce: string, expiresAt: string): Promise<boolean>;
 }
 
 /** Sign-in attempts on one connection before it is closed. */
@@ -62,6 +69,19 @@ export class AgentSessionServer {
     for (const socket of this.sockets) socket.destroy();
   }
 
+  /** Checks a grant, spends its nonce (once, across the agent's session processes) and finds the user it names. */
+  private async authorize(password: string, osUser: string): Promise<SignIn> {
+    const checked = this.grants.check(password, osUser);
+    if (!checked.ok) return checked;
+    const { nonce, expiresAt } = checked.grant;
+    const spent = this.o.spendNonce ? await this.o.spendNonce(nonce, expiresAt) : this.grants.spend(nonce, expiresAt);
+    if (!spent) return { ok: false, reason: 'a grant used before' };
+    const user = lookupOsUser(osUser, this.o.passwdFile);
+    if (!user) return { ok: false, reason: 'no such local user in /etc/passwd' };
+    if (!runAs(user, '/bin/true', [])) return { ok: false, reason: 'the agent cannot switch to that user (not root, or no setpriv)' };
+    return { ok: true, grant: checked.grant, user };
+  }
+
   private serve(client: ssh2.Connection): void {
     // ssh2 keeps the socket it was given as `_sock`; the gateway name is only for the log.
     const socket = (client as unknown as { _sock?: net.Socket })._sock;
@@ -76,21 +96,26 @@ export class AgentSessionServer {
         ctx.reject(['password']);
         if (attempts >= MAX_AUTH_ATTEMPTS) client.end();
       };
-      const checked = this.grants.use(ctx.password, ctx.username);
-      if (!checked.ok) return refuse(checked.reason);
-      const found = lookupOsUser(ctx.username, this.o.passwdFile);
-      if (!found) return refuse('no such local user in /etc/passwd');
-      if (!runAs(found, '/bin/true', [])) return refuse('the agent cannot switch to that user (not root, or no setpriv)');
-      user = found;
-      if (socket) signedIn.add(socket);
-      this.o.logger.info('session signed in', {
-        gateway,
-        osUser: found.name,
-        user: checked.grant.userName,
-        accountId: checked.grant.accountId,
-        deviceId: checked.grant.deviceId,
-      });
-      ctx.accept();
+      // ssh2 holds further sign-in attempts until this one is answered, later if need be.
+      void this.authorize(ctx.password, ctx.username).then(
+        (decision) => {
+          if (!decision.ok) return refuse(decision.reason);
+          user = decision.user;
+          if (socket) signedIn.add(socket);
+          this.o.logger.info('session signed in', {
+            gateway,
+            osUser: decision.user.name,
+            user: decision.grant.userName,
+            accountId: decision.grant.accountId,
+            deviceId: decision.grant.deviceId,
+          });
+          ctx.accept();
+        },
+        (error: Error) => {
+          this.o.logger.error('sign-in failed', { gateway, reason: error.message });
+          client.end();
+        },
+      );
     });
     client.on('ready', () => {
       client.on('session', (accept) => {
@@ -109,6 +134,9 @@ export class AgentSessionServer {
     );
   }
 }
+
+/** The answer to a sign-in: the grant and the local user it runs as, or a reason that is safe to log. */
+type SignIn = { ok: true; grant: AgentGrant; user: OsUser } | { ok: false; reason: string };
 
 const signedIn = new WeakSet<net.Socket>();
 const gatewayOf = new WeakMap<net.Socket, string>();

@@ -1,0 +1,116 @@
+import { AGENT_PROTOCOL_VERSION, encodeFrame, type AgentGateway } from '@gatehouse/core/agent-protocol';
+import { linkIdentityOf } from '@gatehouse/gateway/identity';
+import { dialGateway } from './link.js';
+import { jsonLogger, type AgentLogger } from './log.js';
+import { opensshPrivateKey } from './openssh-key.js';
+import { AgentSessionServer } from './session-server.js';
+import { loadAgentState } from './state.js';
+
+/** The agent's main process to a session process, first and once: where to dial back for which `open`. */
+export interface SessionStart {
+  t: 'start';
+  stateDir: string;
+  entry: AgentGateway;
+  ref: string;
+}
+
+/** A session process asks the main process to spend a checked grant's nonce; `spent` answers with the same id. */
+export interface SpendRequest {
+  t: 'spend';
+  id: number;
+  nonce: string;
+  expiresAt: string;
+}
+
+export interface SpendAnswer {
+  t: 'spent';
+  id: number;
+  ok: boolean;
+}
+
+/** As long as the link's own dial may take. */
+const DIAL_TIMEOUT_MS = 5_000;
+
+/**
+ * A session process (`child_process.fork` from the agent's main process, one per `open`, as
+ * sshd forks one per connection): it dials the gateway back, sends `attach` and serves SSH
+ * on that one connection; its sessions' processes are its children. It exits when the
+ * connection is gone (its sessions hung up with it), on SIGTERM, SIGHUP or SIGINT, or when
+ * the main process is gone. Exit status 0 whenever it ended as designed (a failed dial is
+ * logged here); anything else is a crash, which the main process logs and outlives. Its
+ * memory goes with it, so the agent returns to its idle size after every session.
+ */
+function runSessionProcess(logger: AgentLogger): void {
+  const answers = new Map<number, (ok: boolean) => void>();
+  let server: AgentSessionServer | undefined;
+  const end = () => {
+    server?.close();
+    for (const answer of answers.values()) answer(false);
+    process.exit(0);
+  };
+  for (const signal of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) process.once(signal, end);
+  // The main process is gone: no nonce can be spent any more, and its link is down, so the gateway ends this session too.
+  process.once('disconnect', end);
+
+  let nextId = 0;
+  const spendNonce = (nonce: string, expiresAt: string) =>
+    new Promise<boolean>((resolve) => {
+      const id = ++nextId;
+      answers.set(id, (ok) => {
+        answers.delete(id);
+        resolve(ok);
+      });
+      process.send?.({ t: 'spend', id, nonce, expiresAt } satisfies SpendRequest, (error: Error | null) => {
+        if (error) answers.get(id)?.(false);
+      });
+    });
+
+  process.on('message', (message: SessionStart | SpendAnswer) => {
+    if (message.t === 'spent') return answers.get(message.id)?.(message.ok);
+    if (message.t !== 'start' || server) return;
+    void attach(message, spendNonce, logger).then((started) => {
+      if (!started) return end();
+      server = started;
+    });
+  });
+}
+
+/** Dials the gateway back for `start.ref` and serves SSH on the connection; undefined when that failed (logged). */
+async function attach(
+  start: SessionStart,
+  spendNonce: (nonce: string, expiresAt: string) => Promise<boolean>,
+  logger: AgentLogger,
+): Promise<AgentSessionServer | undefined> {
+  const gateway = start.entry.name;
+  let agent;
+  try {
+    agent = loadAgentState(start.stateDir);
+  } catch (error) {
+    logger.error('dial-back failed', { gateway, reason: (error as Error).message });
+    return undefined;
+  }
+  let socket;
+  try {
+    socket = await dialGateway(start.entry, linkIdentityOf(agent.privateKey, 'gatehouse-agent'), DIAL_TIMEOUT_MS);
+  } catch (error) {
+    logger.warn('dial-back failed', { gateway, reason: (error as Error).message });
+    return undefined;
+  }
+  socket.write(encodeFrame({ t: 'attach', v: AGENT_PROTOCOL_VERSION, agentId: agent.state.agentId, ref: start.ref }));
+  const server = new AgentSessionServer({
+    agentId: agent.state.agentId,
+    serverKey: agent.state.serverKey,
+    hostKey: opensshPrivateKey(agent.privateKey),
+    logger,
+    spendNonce,
+  });
+  server.handle(socket, gateway);
+  // The connection is the session process's life: without it, its sessions hang up (as sshd's do) and it exits.
+  socket.once('close', () => {
+    server.close();
+    process.exit(0);
+  });
+  return server;
+}
+
+runSessionProcess(jsonLogger());
