@@ -191,6 +191,34 @@ function contextSwitches(pid: number): number {
   return n;
 }
 
+/**
+ * The agent's session processes (its children, one per session) while a transfer runs: each
+ * one's own CPU (utime + stime, without the `cat` it runs) and peak RSS (VmHWM), read every
+ * 50 ms and once more at the end, since a session process exits with its session and its
+ * /proc entry with it.
+ */
+function watchSessionProcesses(agentPid: number): () => { cpuSeconds: number; peakKiB: number } {
+  const cpu = new Map<string, number>();
+  let peakKiB = 0;
+  const read = () => {
+    for (const pid of childPids(agentPid)) {
+      try {
+        cpu.set(pid, cpuSeconds(Number(pid)));
+        peakKiB = Math.max(peakKiB, peakRssKiB(Number(pid)));
+      } catch {
+        // It exited meanwhile.
+      }
+    }
+  };
+  read();
+  const timer = setInterval(read, 50);
+  return () => {
+    clearInterval(timer);
+    read();
+    return { cpuSeconds: [...cpu.values()].reduce((a, b) => a + b, 0), peakKiB };
+  };
+}
+
 /** A process's resident set in KiB: VmRSS, and its parts RssAnon (its own memory) and RssFile (mapped files: the node binary's pages, shared with every Node process). */
 function residentKiB(pid: number): { rss: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -359,6 +387,7 @@ async function main(): Promise<void> {
   const throughput: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
   const serverMsPerMiB: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
   const agentMsPerMiB: Record<'up' | 'down', number[]> = { up: [], down: [] };
+  let sessionPeakKiB = 0;
   const machineMsPerMiB: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
   const recordings = path.join(dataDir, 'recordings');
   console.log(`\n2. Throughput, ${SIZE / MiB} MiB (MiB/s, from the session start to ssh's exit), ${RUNS} runs, interleaved`);
@@ -368,12 +397,15 @@ async function main(): Promise<void> {
       for (const p of PATHS) {
         const server0 = processStat(gatehouse.pid);
         const agent0 = cpuSeconds(agent.pid);
+        const sessionProcesses = watchSessionProcesses(agent.pid);
         const machine0 = machineCpuSeconds();
         const mibs = await transferThrough((remote) => sshCommand(clients, p, remote), p, direction, dataFile, SIZE);
         const machine = ((machineCpuSeconds().busy - machine0.busy) * 1000) / mib;
+        const sessionProcess = sessionProcesses();
+        sessionPeakKiB = Math.max(sessionPeakKiB, sessionProcess.peakKiB);
         const server1 = processStat(gatehouse.pid);
         const server = ((server1.user + server1.system - server0.user - server0.system) * 1000) / mib;
-        const agentMs = ((cpuSeconds(agent.pid) - agent0) * 1000) / mib;
+        const agentMs = ((cpuSeconds(agent.pid) - agent0 + sessionProcess.cpuSeconds) * 1000) / mib;
         throughput[direction][p].push(mibs);
         machineMsPerMiB[direction][p].push(machine);
         if (via(p)) serverMsPerMiB[direction][p].push(server);
@@ -451,7 +483,10 @@ async function main(): Promise<void> {
         `${f1(i.wakeupsPerSecond)} context switches/s; link ${i.linkState}`,
     );
   }
-  console.log(`  peak RSS (VmHWM) over the run, transfers included: ${f1(mibOf(agentPeak))} MiB`);
+  console.log(
+    `  peak RSS (VmHWM) over the run, transfers included: the agent's main process ${f1(mibOf(agentPeak))} MiB, ` +
+      `a session process ${f1(mibOf(sessionPeakKiB))} MiB (one per session, gone after it)`,
+  );
   console.log(
     `  for scale, an idle \`node\` that loads nothing (same flags): RSS ${f1(mibOf(floor.rss))} MiB ` +
       `(anon ${f1(mibOf(floor.anon))}, file ${f1(mibOf(floor.file))}: the node binary's pages, shared between Node processes)`,

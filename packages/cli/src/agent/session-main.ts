@@ -3,7 +3,7 @@ import { linkIdentityOf } from '@gatehouse/gateway/identity';
 import { dialGateway } from './link.js';
 import { jsonLogger, type AgentLogger } from './log.js';
 import { opensshPrivateKey } from './openssh-key.js';
-import { AgentSessionServer } from './session-server.js';
+import type { AgentSessionServer } from './session-server.js';
 import { loadAgentState } from './state.js';
 
 /** The agent's main process to a session process, first and once: where to dial back for which `open`. */
@@ -43,6 +43,7 @@ const DIAL_TIMEOUT_MS = 5_000;
 function runSessionProcess(logger: AgentLogger): void {
   const answers = new Map<number, (ok: boolean) => void>();
   let server: AgentSessionServer | undefined;
+  let started = false;
   const end = () => {
     server?.close();
     for (const answer of answers.values()) answer(false);
@@ -67,19 +68,21 @@ function runSessionProcess(logger: AgentLogger): void {
 
   process.on('message', (message: SessionStart | SpendAnswer) => {
     if (message.t === 'spent') return answers.get(message.id)?.(message.ok);
-    if (message.t !== 'start' || server) return;
-    void attach(message, spendNonce, logger).then((started) => {
-      if (!started) return end();
-      server = started;
+    if (message.t !== 'start' || started) return;
+    started = true;
+    void attach(message, spendNonce, logger, end).then((serving) => {
+      if (!serving) return end();
+      server = serving;
     });
   });
 }
 
-/** Dials the gateway back for `start.ref` and serves SSH on the connection; undefined when that failed (logged). */
+/** Dials the gateway back for `start.ref` and serves SSH on the connection until it closes; undefined when the dial failed (logged). */
 async function attach(
   start: SessionStart,
   spendNonce: (nonce: string, expiresAt: string) => Promise<boolean>,
   logger: AgentLogger,
+  closed: () => void,
 ): Promise<AgentSessionServer | undefined> {
   const gateway = start.entry.name;
   let agent;
@@ -89,6 +92,8 @@ async function attach(
     logger.error('dial-back failed', { gateway, reason: (error as Error).message });
     return undefined;
   }
+  // ssh2 and node-pty load while the TLS handshake runs: a session starts sooner.
+  const loading = import('./session-server.js');
   let socket;
   try {
     socket = await dialGateway(start.entry, linkIdentityOf(agent.privateKey, 'gatehouse-agent'), DIAL_TIMEOUT_MS);
@@ -96,7 +101,10 @@ async function attach(
     logger.warn('dial-back failed', { gateway, reason: (error as Error).message });
     return undefined;
   }
+  // The connection is the session process's life: without it, its sessions hang up (as sshd's do) and it exits.
+  socket.once('close', closed);
   socket.write(encodeFrame({ t: 'attach', v: AGENT_PROTOCOL_VERSION, agentId: agent.state.agentId, ref: start.ref }));
+  const { AgentSessionServer } = await loading;
   const server = new AgentSessionServer({
     agentId: agent.state.agentId,
     serverKey: agent.state.serverKey,
@@ -105,11 +113,6 @@ async function attach(
     spendNonce,
   });
   server.handle(socket, gateway);
-  // The connection is the session process's life: without it, its sessions hang up (as sshd's do) and it exits.
-  socket.once('close', () => {
-    server.close();
-    process.exit(0);
-  });
   return server;
 }
 
