@@ -55,8 +55,9 @@ type Ending =
  * The agent's control connection. Dials the gateways of the signed list in order over
  * TLS 1.3 with the agent's key as client certificate, and sends nothing to one whose
  * certificate does not carry the key the list names. Answers pings, dials back for each
- * `open` (or leaves that to `onOpen`), keeps a newer signed list the gateway passes on, and reconnects with full-jitter
- * backoff. Anything unexpected from the gateway drops the link with one log line.
+ * `open` (or leaves that to `onOpen`), keeps a newer signed list the gateway passes on, and
+ * reconnects with full-jitter backoff. Anything unexpected from the gateway drops the link
+ * with one log line.
  */
 export class AgentLink {
   private list: AgentGatewayList;
