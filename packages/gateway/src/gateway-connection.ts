@@ -183,7 +183,8 @@ export class GatewayConnection {
         setTimeout(
           () =>
             void this.endSessions(
-              outcome.closedReason() ?? `The connection to the agent of ${target.deviceName} closed: the agent stopped, or its network dropped.`,
+              outcome.closedReason() ??
+                `The connection to the agent of ${target.deviceName} closed: the agent stopped, or its network dropped.`,
             ),
           250,
         ).unref();

@@ -105,7 +105,11 @@ describe('gatehouse agent run: a session process per session', () => {
     const grant = grantFor();
     const first = await signIn(grant);
     await expect(signIn(grant)).rejects.toThrow(/authentication methods failed/);
-    expect(logLines().filter((l) => l.msg === 'session refused').map((l) => l.reason)).toEqual(['a grant used before']);
+    expect(
+      logLines()
+        .filter((l) => l.msg === 'session refused')
+        .map((l) => l.reason),
+    ).toEqual(['a grant used before']);
     // A fresh grant still works beside the first session, each in its own process.
     const second = await signIn(grantFor());
     // The refused one's process ends with its connection.
