@@ -1,3 +1,4 @@
+import { DEFAULT_GATEWAY } from '@gatehouse/core';
 import { SshGateway, type SshGatewayOptions } from '@gatehouse/gateway';
 import { ServerAccessBroker } from '@gatehouse/server';
 import ssh2 from 'ssh2';
@@ -12,7 +13,7 @@ export function startBuiltInGateway(t: TestApp, recordingsDir: string, options: 
       t.services,
       t.gatewaySessions,
       () => t.gateways.settings(),
-      'gatehouse',
+      DEFAULT_GATEWAY,
       undefined,
       t.gateways.agentLinks,
     ),
