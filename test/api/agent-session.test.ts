@@ -1,3 +1,4 @@
+import { generateEd25519KeyPair } from '@gatehouse/gateway';
 import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +22,7 @@ describe.each(dialects)('a session through an agent link on %s', (dialect) => {
   let gateway: SshGateway;
   let dir: string;
   let admin: { id: string; username: string; password: string; token: string };
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const hostKey = generateEd25519KeyPair('test');
   // The same key as PKCS#8, which the link identity takes (ssh2's key objects export it; its types do not say so).
   const identity = fakeAgentIdentity((ssh2.utils.parseKey(hostKey.private) as unknown as { getPrivatePEM(): string }).getPrivatePEM());
   let agentId: string;

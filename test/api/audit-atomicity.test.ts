@@ -1,9 +1,8 @@
 import { deviceInput } from '@gatehouse/core';
 import { listAuditEvents } from '@gatehouse/db';
-import { generateLinkIdentity } from '@gatehouse/gateway';
+import { generateLinkIdentity, generateEd25519KeyPair } from '@gatehouse/gateway';
 import { ServerAccessBroker } from '@gatehouse/server';
 import { sql } from 'kysely';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -49,7 +48,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
   beforeEach(() => spare(t));
 
   it('adds no SSH key and records nothing', async () => {
-    const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+    const key = generateEd25519KeyPair('test').public;
     await kill(t, 'user.ssh_key_add');
     const res = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { publicKey: key } });
     expect(res.statusCode).toBe(500);
@@ -67,7 +66,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
   it('keeps an SSH key whose removal could not be recorded', async () => {
     const added = await t.request('POST', `${API}/ssh-keys`, {
       token: admin.token,
-      body: { publicKey: ssh2.utils.generateKeyPairSync('ed25519').public },
+      body: { publicKey: generateEd25519KeyPair('test').public },
     });
     const id = added.json<{ id: string }>().id;
     await kill(t, 'user.ssh_key_delete');
@@ -289,7 +288,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
 
   it('records no sign-in whose audit event could not be appended (API and gateway, password and key)', async () => {
     const user = await t.userWithToken('operator');
-    const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+    const key = generateEd25519KeyPair('test').public;
     const added = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { userId: user.id, publicKey: key } });
     const { fingerprint } = added.json<{ fingerprint: string }>();
     const broker = new ServerAccessBroker(t.services, t.gatewaySessions, () => t.gateways.settings());

@@ -1,6 +1,6 @@
+import { generateEd25519KeyPair } from '@gatehouse/gateway';
 // The WebSocket plugin's types add injectWS to the Fastify instance.
 import type {} from '@fastify/websocket';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API, createInventory, errorOf, loginOrThrow, randomId, sessionHeaders, type WebSession } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -69,7 +69,7 @@ describe.each(dialects)('answers that do not tell which ids exist, on %s', (dial
   });
 
   it("answers a removal of another user's SSH key as of a key that does not exist", async () => {
-    const publicKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'admin-key' }).public;
+    const publicKey = generateEd25519KeyPair('admin-key').public;
     const added = await t.request('POST', `${API}/ssh-keys`, { token: admin, body: { publicKey } });
     expect(added.statusCode).toBe(201);
     const keyId = added.json<{ id: string }>().id;

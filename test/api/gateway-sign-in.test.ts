@@ -1,3 +1,4 @@
+import { generateEd25519KeyPair } from '@gatehouse/gateway';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,7 @@ describe.each(dialects)('gateway sign-in throttles on %s', (dialect) => {
   let dir: string;
   let admin: { id: string; token: string };
   let olga: { id: string; username: string; password: string };
-  const userKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const userKey = generateEd25519KeyPair('test');
 
   beforeAll(async () => {
     t = await createTestApp(dialect);

@@ -1,6 +1,6 @@
+import { generateEd25519KeyPair } from '@gatehouse/gateway';
 // The WebSocket plugin's types add injectWS to the Fastify instance.
 import type {} from '@fastify/websocket';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API, auditEvents, createInventory, loginOrThrow, randomId, sessionHeaders, type AuditEventView } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -123,7 +123,7 @@ describe.each(dialects)('refused requests in the audit log on %s', (dialect) => 
     const tokenId = tokens.json<{ items: { id: string; name: string }[] }>().items[0]?.id;
     expect(tokenId).toBeDefined();
     const session = await loginOrThrow(t, operator.username, operator.password);
-    const key = (comment: string) => ssh2.utils.generateKeyPairSync('ed25519', { comment }).public;
+    const key = (comment: string) => generateEd25519KeyPair(comment).public;
     const byToken = await t.request('POST', `${API}/ssh-keys`, { token: operator.token, body: { publicKey: key('by-token') } });
     const bySession = await t.request('POST', `${API}/ssh-keys`, {
       headers: sessionHeaders(session),

@@ -1,7 +1,6 @@
 import { DEFAULT_GATEWAY } from '@gatehouse/core';
-import { SshGateway, type SshGatewayOptions } from '@gatehouse/gateway';
+import { SshGateway, type SshGatewayOptions, generateEd25519KeyPair } from '@gatehouse/gateway';
 import { ServerAccessBroker } from '@gatehouse/server';
-import ssh2 from 'ssh2';
 import type { TestApp } from './app.js';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
@@ -17,7 +16,7 @@ export function startBuiltInGateway(t: TestApp, recordingsDir: string, options: 
       undefined,
       t.gateways.agentLinks,
     ),
-    hostKey: ssh2.utils.generateKeyPairSync('ed25519').private,
+    hostKey: generateEd25519KeyPair('test').private,
     host: '127.0.0.1',
     port: 0,
     recordingsDir,

@@ -1,5 +1,13 @@
 export { SshGateway, type SshGatewayOptions, type GatewayLogger } from './gateway.js';
-export { loadOrCreateHostKey, fingerprintOf, keyTypeOf, parseUserPublicKey, HOST_KEY_FILE, type GatewayHostKey } from './host-key.js';
+export {
+  generateEd25519KeyPair,
+  loadOrCreateHostKey,
+  fingerprintOf,
+  keyTypeOf,
+  parseUserPublicKey,
+  HOST_KEY_FILE,
+  type GatewayHostKey,
+} from './host-key.js';
 export { parseConnectionTarget, printableName, TARGET_FORMAT, type ConnectionTarget, type ParsedTarget } from './connection-target.js';
 export { AsciicastRecorder, repairRecording, type AsciicastHeader } from './asciicast.js';
 export type {
