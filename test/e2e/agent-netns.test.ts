@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentProcess, enrollAgent, freeLowPort, stopAgents, type EnrolledAgent } from '../support/agent.js';
 import { launchChromium, newPage, signIn } from '../support/browser.js';
 import { runClient } from '../support/ssh-client.js';
+import { freeRanges, ip, isRoot, reachable } from '../support/netns.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { ensureSystemUser } from '../support/sshd.js';
 
@@ -19,18 +20,10 @@ const ADMIN_PASSWORD = 'agent netns admin password';
 const OPERATOR = 'olga';
 const OPERATOR_PASSWORD = 'agent netns operator password';
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const run = (command: string, ...args: string[]) => execFileSync(command, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-const ip = (...args: string[]) => run('ip', ...args);
 
-/** A /24 this machine does not use (documentation and benchmarking ranges), for the device's link. */
-function freeRange(): string {
-  const used = isRoot ? ip('-4', 'route', 'show', 'table', 'all') + ip('-4', 'addr') : '';
-  const free = ['198.18.9', '198.19.9', '203.0.113', '198.51.100', '192.0.2'].find((prefix) => !used.includes(`${prefix}.`));
-  if (!free) throw new Error(`No free test range on this machine:\n${used}`);
-  return free;
-}
-const LINK = isRoot ? freeRange() : '198.18.9';
+/** A /24 this machine does not use, for the device's link. */
+const LINK = isRoot ? (freeRanges(['198.18.9', '198.19.9', '203.0.113', '198.51.100', '192.0.2'], 1)[0] as string) : '198.18.9';
 /** This namespace's end of the device's only link: where the server is, for the device. */
 const HOST_SIDE = `${LINK}.1`;
 const DEVICE = `${LINK}.2`;
@@ -65,26 +58,6 @@ interface AgentView {
   linkGateway?: string | null;
   lastContactAt: string | null;
   revokedAt: string | null;
-}
-
-/** Whether a TCP connection from this (the server's) namespace gets an answer. */
-function answers(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(false);
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
 }
 
 /**
@@ -252,7 +225,7 @@ describe.skipIf(!isRoot)('a device reached only through its host agent (network 
   it('runs no sshd and listens on nothing in the device: its one connection is the agent’s, out to the server', async () => {
     expect(ip('netns', 'exec', ns, 'ss', '-Hltnu').trim()).toBe('');
     expect(deviceProcesses().map((p) => p.comm)).not.toContain('sshd');
-    for (const port of [22, agentPort, gatewayPort]) expect(await answers(DEVICE, port), `${DEVICE}:${port}`).toBe(false);
+    for (const port of [22, agentPort, gatewayPort]) expect(await reachable(DEVICE, port), `${DEVICE}:${port}`).toBe(false);
     expect(linkConnections()).toHaveLength(1);
     expect(await agentView()).toMatchObject({ id: enrolled.agentId, linkState: 'up', linkGateway: 'default', revokedAt: null });
   });

@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { sshCommand } from '../support/ssh-client.js';
+import { freeRanges, ip, isRoot, reachable } from '../support/netns.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
@@ -14,45 +13,18 @@ const DEVICE_USER = 'gh-test-pw';
 const DEVICE_PASSWORD = TEST_USER_PASSWORD;
 const ADMIN_PASSWORD = 'netns admin password';
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-
 /**
- * Two /24s this machine does not use (documentation and benchmarking ranges), for the
- * management link and the device network. Both live only inside namespaces this test
- * makes; an unreachable route keeps anything sent to the device network from leaving.
+ * Two /24s this machine does not use, for the management link and the device network. Both
+ * live only inside namespaces this test makes; an unreachable route keeps anything sent to
+ * the device network from leaving.
  */
-function freeRanges(): [string, string] {
-  const used = isRoot ? ip('-4', 'route', 'show', 'table', 'all') + ip('-4', 'addr') : '';
-  const free = ['203.0.113', '198.51.100', '198.18.7', '198.19.7', '192.0.2'].filter((prefix) => !used.includes(`${prefix}.`));
-  if (free.length < 2) throw new Error(`No free test ranges on this machine:\n${used}`);
-  return [free[0] as string, free[1] as string];
-}
-const [LINK, LAN] = isRoot ? freeRanges() : ['203.0.113', '198.51.100'];
+const [LINK, LAN] = (
+  isRoot ? freeRanges(['203.0.113', '198.51.100', '198.18.7', '198.19.7', '192.0.2'], 2) : ['203.0.113', '198.51.100']
+) as [string, string];
 const HOST_SIDE = `${LINK}.1`;
 const GATEWAY_SIDE = `${LINK}.2`;
 const GATEWAY_LAN = `${LAN}.1`;
 const DEVICE = `${LAN}.2`;
-
-/** Whether a TCP connection from this (the server's) namespace gets through. */
-function reachable(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(false);
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-}
 
 /**
  * The deployment the segments exist for: a device on a network only its gateway reaches.
