@@ -24,3 +24,4 @@ export * from './files.js';
 export * from './terminal.js';
 export * from './maintenance.js';
 export * from './agents.js';
+export * from './runbooks.js';

@@ -2,6 +2,15 @@ import { randomInt } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { GatehouseError } from './errors.js';
+import {
+  INPUT_TYPES,
+  PASSWORD_CLASSES,
+  STEP_TYPES,
+  type PasswordClass,
+  type StepStatus,
+  type StepType,
+  type Verdict,
+} from './runbook-terms.js';
 
 /**
  * Runbooks: named, versioned documents of steps run on devices through the gateway with a
@@ -10,20 +19,7 @@ import { GatehouseError } from './errors.js';
  * which is SUCCESS only when every post-condition was checked and held.
  */
 
-export const VERDICTS = ['SUCCESS', 'FAILED', 'CHANGED-BUT-UNVERIFIED'] as const;
-export type Verdict = (typeof VERDICTS)[number];
-
-/** A device's item in a run: a verdict, or SKIPPED when it never ran (rotation: nothing to rotate). */
-export type ItemVerdict = Verdict | 'SKIPPED';
-
-export const STEP_TYPES = ['check', 'fix', 'verify-login', 'rotate-credential'] as const;
-export type StepType = (typeof STEP_TYPES)[number];
-
-export const STEP_STATUSES = ['passed', 'failed', 'fixed', 'would-fix', 'would-rotate', 'skipped', 'error', 'rotated', 'ran'] as const;
-export type StepStatus = (typeof STEP_STATUSES)[number];
-
-export const INPUT_TYPES = ['string', 'integer', 'boolean', 'path', 'enum'] as const;
-export type InputType = (typeof INPUT_TYPES)[number];
+export * from './runbook-terms.js';
 
 /** Variables the engine provides to every document, beside its inputs. */
 export const ENGINE_VARIABLES = ['device.name', 'device.sshPort', 'account'] as const;
@@ -354,9 +350,6 @@ export function verdictOf(steps: readonly StepResult[], changed: boolean): Verdi
 }
 
 // Passwords
-
-export const PASSWORD_CLASSES = ['lower', 'upper', 'digit', 'symbol'] as const;
-export type PasswordClass = (typeof PASSWORD_CLASSES)[number];
 
 export interface PasswordPolicy {
   length: number;
