@@ -19,6 +19,7 @@ const integrationTests = [
   'packages/cli/src/agent/session-server.test.ts',
   'packages/cli/src/agent/session-processes.test.ts',
   'test/api/agent-runtime.test.ts',
+  'test/api/runbook-gateway.test.ts',
 ];
 
 /**
@@ -37,6 +38,8 @@ export default defineConfig({
       '@gatehouse/core/roles': fileURLToPath(new URL('./packages/core/src/roles.ts', import.meta.url)),
       '@gatehouse/core/agent-protocol': fileURLToPath(new URL('./packages/core/src/agent-protocol.ts', import.meta.url)),
       '@gatehouse/core/maintenance': fileURLToPath(new URL('./packages/core/src/maintenance.ts', import.meta.url)),
+      '@gatehouse/core/runbooks': fileURLToPath(new URL('./packages/core/src/runbooks.ts', import.meta.url)),
+      '@gatehouse/core/runbook-terms': fileURLToPath(new URL('./packages/core/src/runbook-terms.ts', import.meta.url)),
       '@gatehouse/core': src('core'),
       '@gatehouse/api/connection-string': fileURLToPath(new URL('./packages/api/src/connection-string.ts', import.meta.url)),
       '@gatehouse/api': src('api'),

@@ -97,7 +97,14 @@ export class TestSshd {
 
   static async start(
     dir: string,
-    opts: { listenAddress?: string; port?: number; netns?: string; /** More sshd_config lines. */ config?: string[] } = {},
+    opts: {
+      listenAddress?: string;
+      port?: number;
+      netns?: string;
+      /** More sshd_config lines. */ config?: string[];
+      /** Let root log in with a key (runbooks' privileged account); otherwise root may not log in. */
+      rootKeyLogin?: boolean;
+    } = {},
   ): Promise<TestSshd> {
     mkdirSync(path.join(dir, 'authorized_keys'), { recursive: true });
     // sshd reads authorized keys as the user logging in: the path must be traversable.
@@ -121,7 +128,7 @@ export class TestSshd {
         `AuthorizedKeysFile ${path.join(dir, 'authorized_keys', '%u')}`,
         // The temp directory is not root-owned all the way up.
         'StrictModes no',
-        'PermitRootLogin no',
+        `PermitRootLogin ${opts.rootKeyLogin ? 'prohibit-password' : 'no'}`,
         'Subsystem sftp internal-sftp',
         'LogLevel VERBOSE',
         ...(opts.config ?? []),

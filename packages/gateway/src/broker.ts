@@ -86,6 +86,20 @@ export interface GatewayUser {
   ticket?: string | undefined;
   /** For the browser terminal and file browser: the browser's address (the gateway sees only the server's loopback). */
   browserAddress?: string | undefined;
+  /**
+   * For the server's runbook engine (the built-in gateway only: it never crosses a link): the
+   * run this connection belongs to, and how its credential is chosen.
+   */
+  runbook?: RunbookGatewayContext | undefined;
+}
+
+/** How a runbook's connection reaches its device: set by the server when it admits the run's one-time key. */
+export interface RunbookGatewayContext {
+  runId: string;
+  /** true: straight to the device's sshd with the vaulted credential, never through its host agent (a login check). */
+  direct: boolean;
+  /** An `account_credentials` row (pending or previous) of the target account to sign in with instead of its current secrets. */
+  credentialId: string | null;
 }
 
 export type AuthenticationResult =

@@ -76,6 +76,17 @@ export function loadOrCreateHostKey(dir: string): GatewayHostKey {
   };
 }
 
+/**
+ * The OpenSSH public key line (`ssh-ed25519 AAAA…`, no comment) of a private key, or null
+ * when it cannot be read (a wrong passphrase, not a key). Never echoes the key.
+ */
+export function publicKeyLineOf(privateKey: string, passphrase?: string | null): string | null {
+  const parsed = ssh2.utils.parseKey(privateKey, passphrase ?? undefined);
+  if (parsed instanceof Error || !parsed) return null;
+  const key: ParsedKey = parsed;
+  return `${key.type} ${key.getPublicSSH().toString('base64')}`;
+}
+
 /** Key types a user may sign in with (what ssh2 verifies); DSA is refused as OpenSSH does. */
 const USER_KEY_TYPES = new Set(['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa']);
 

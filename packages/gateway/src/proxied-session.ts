@@ -149,7 +149,8 @@ export class ProxiedSession {
     if (this.kind === 'sftp') this.fileLog = new SftpOperationLog((op) => this.reportFileOperation(op));
     if (this.kind === 'exec') this.scpLog = LegacyScpLog.of(this.command ?? '');
     const fileLog = this.fileLog ?? this.scpLog;
-    const recordInput = setting(this.options.recordInput) && recorder !== undefined;
+    // A runbook's input is only what the engine generated: new credentials on their way to chpasswd.
+    const recordInput = setting(this.options.recordInput) && recorder !== undefined && this.user.runbook === undefined;
     const record = this.recordedPart(recorder, recordInput);
     // While the recording waits for the disk, the recorded side waits for the recording.
     const holdWhileRecording = (source: { pause(): unknown; resume(): unknown }) => {

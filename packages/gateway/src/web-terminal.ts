@@ -91,6 +91,98 @@ export function openGatewaySftp(o: Omit<GatewayShellOptions, 'cols' | 'rows' | '
   });
 }
 
+export interface GatewayExecResult {
+  /** null when the command did not exit by itself (a signal, a timeout, the connection lost). */
+  exitCode: number | null;
+  signal: string | null;
+  /** Each stream's first 64 KiB (GATEWAY_EXEC_OUTPUT_LIMIT), decoded as UTF-8. */
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export interface GatewayExecOptions {
+  /** Written to the command's standard input, which is then closed (without it, closed at once). */
+  stdin?: string;
+  /** The channel is closed when the command has not ended by then (default 60 s). */
+  timeoutMs?: number;
+}
+
+/** One signed-in connection to the gateway that runs commands, each on its own exec channel (one gateway session each). */
+export interface GatewayExecClient {
+  exec(command: string, options?: GatewayExecOptions): Promise<GatewayExecResult>;
+  /** Whether the connection is still up. */
+  readonly open: boolean;
+  close(): void;
+}
+
+export const GATEWAY_EXEC_OUTPUT_LIMIT = 64 * 1024;
+
+/**
+ * Signs in to the gateway and answers a client that runs commands through it, as `ssh
+ * host cmd` would, one exec channel per command. A refusal the gateway tells on a channel
+ * (no permission, a maintenance window needed, the device unreachable) is that command's
+ * stderr with exit status 255, as OpenSSH shows it.
+ */
+export function openGatewayExec(o: Omit<GatewayShellOptions, 'cols' | 'rows' | 'term'>): Promise<GatewayExecClient> {
+  return signedIn(o, (client, resolve) => {
+    let open = true;
+    client.once('close', () => (open = false));
+    resolve({
+      exec: (command, options = {}) => execOn(client, command, options),
+      get open() {
+        return open;
+      },
+      close: () => client.end(),
+    });
+  });
+}
+
+function execOn(client: ssh2.Client, command: string, options: GatewayExecOptions): Promise<GatewayExecResult> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (error, channel) => {
+      if (error) return reject(new GatewayConnectError(`The gateway did not run the command: ${error.message}`));
+      const out = new CappedText();
+      const err = new CappedText();
+      let exitCode: number | null = null;
+      let signal: string | null = null;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        channel.close();
+      }, options.timeoutMs ?? 60_000);
+      channel.on('data', (d: Buffer) => out.add(d));
+      channel.stderr.on('data', (d: Buffer) => err.add(d));
+      channel.on('exit', (code: number | null, name?: string) => {
+        exitCode = code;
+        signal = code === null ? (name ?? null) : null;
+      });
+      channel.once('close', () => {
+        clearTimeout(timer);
+        resolve({ exitCode, signal, stdout: out.text(), stderr: err.text(), timedOut });
+      });
+      channel.end(options.stdin);
+    });
+  });
+}
+
+/** A stream's first GATEWAY_EXEC_OUTPUT_LIMIT bytes. */
+class CappedText {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+
+  add(d: Buffer): void {
+    if (this.size >= GATEWAY_EXEC_OUTPUT_LIMIT) return;
+    const part = d.subarray(0, GATEWAY_EXEC_OUTPUT_LIMIT - this.size);
+    this.chunks.push(part);
+    this.size += part.length;
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
 /** Connects and signs in to the gateway with the web terminal key, then lets `open` ask for a channel. */
 function signedIn<T>(
   o: Omit<GatewayShellOptions, 'cols' | 'rows' | 'term'>,

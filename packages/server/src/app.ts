@@ -21,6 +21,7 @@ import { openApiTransform } from './openapi.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterError, nulCharacterPaths, tooDeepError } from './json-body.js';
 import { terminalRoutes } from './api/terminal/routes.js';
 import { WebTerminal } from './terminal.js';
+import { RunbookGateway } from './runbooks/gateway-client.js';
 import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
 import { gatewayRoutes } from './api/gateways/routes.js';
@@ -83,6 +84,8 @@ export interface GatehouseApp {
   gateways: GatewayService;
   /** The browser terminal (its gateway is set once the built-in gateway listens). */
   terminal: WebTerminal;
+  /** The runbook engine's way into the built-in gateway (its gateway is set once that listens). */
+  runbookGateway: RunbookGateway;
 }
 
 /** Builds the HTTP API: every route under /api/v1 declares its access, or start-up fails. */
@@ -188,6 +191,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => services.refusals.flush());
 
   const terminal = new WebTerminal();
+  // Stored credentials (a rotation's pending and previous ones) arrive with the runbook data.
+  const runbookGateway = new RunbookGateway(async () => undefined);
   const routes: RouteEntry[] = [];
   app.addHook('onRoute', (route) => {
     const isDocs = route.url.startsWith(`${API_PREFIX}/docs`);
@@ -318,5 +323,5 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   await app.ready();
-  return { app, services, routes, breakglass, auditCheckpoints, gatewaySessions, gateways, terminal };
+  return { app, services, routes, breakglass, auditCheckpoints, gatewaySessions, gateways, terminal, runbookGateway };
 }

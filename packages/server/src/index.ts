@@ -19,6 +19,7 @@ export type { Services, AuthContext, Access } from './services.js';
 export { accessPresets } from './access.js';
 export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';
 export { ServerAccessBroker } from './gateway/broker.js';
+export { RunbookGateway, RunbookConnectError, type RunbookConnection, type ExecResult } from './runbooks/gateway-client.js';
 export { AgentLinks, agentHostKeyFingerprint } from './gateway/agent-links.js';
 export { loadAuditCheckpointKey, defaultAuditCheckpointKeyFile, type AuditCheckpointKey } from './audit-checkpoint-key.js';
 export { AuditCheckpoints } from './audit-checkpoints.js';

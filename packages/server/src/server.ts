@@ -125,6 +125,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
       BUILT_IN_GATEWAY,
       built.terminal,
       built.gateways.agentLinks,
+      built.runbookGateway,
     ),
     hostKey: hostKey.privateKey,
     host,
@@ -144,6 +145,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   );
   built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint };
   built.terminal.gateway = { host, port: server.port, hostKeyFingerprint: hostKey.fingerprint };
+  built.runbookGateway.gateway = built.terminal.gateway;
   built.gateways.builtInSessions = server;
   const linkKey = await built.gateways.identity();
   logger.info(

@@ -33,6 +33,7 @@ import type {
 import { printableName } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
 import { checkKeySignIn, checkSignIn, recordSignIn } from '../sign-in.js';
+import type { RunbookGateway } from '../runbooks/gateway-client.js';
 import type { WebTerminal } from '../terminal.js';
 import { agentHostKeyFingerprint, type AgentLinks } from './agent-links.js';
 
@@ -66,6 +67,8 @@ export class ServerAccessBroker implements AccessBroker {
     private readonly webTerminal?: WebTerminal,
     /** Host agents' links, whose devices this gateway reaches through them (the built-in one only). */
     private readonly agentLinks?: AgentLinks,
+    /** The runbook engine, whose one-time keys sign in the user who started a run (the built-in gateway only). */
+    private readonly runbookGateway?: RunbookGateway,
   ) {}
 
   async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
@@ -95,6 +98,7 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async authenticateKey(request: KeyAuthenticationRequest): Promise<AuthenticationResult> {
+    if (this.runbookGateway?.isOwnKey(request.fingerprint)) return this.authenticateRunbook(request);
     if (this.webTerminal?.isOwnKey(request.fingerprint)) return this.authenticateWebTerminal(request);
     const result = await checkKeySignIn(this.services, request);
     if (!request.signed)
@@ -169,6 +173,34 @@ export class ServerAccessBroker implements AccessBroker {
     return { ok: true, user };
   }
 
+  /**
+   * A runbook connection's one-time key: good once, within 30 s, for the user who started
+   * the run, who must still be an administrator. Audited with the run's id.
+   */
+  private async authenticateRunbook(request: KeyAuthenticationRequest): Promise<AuthenticationResult> {
+    const refused = { ok: false, mfaRequired: false, message: 'The key is not accepted.' } as const;
+    const admitted = this.runbookGateway?.admit(request.fingerprint, request.username, request.signed);
+    if (!admitted) return refused;
+    const user: GatewayUser = { id: admitted.userId, username: admitted.username, runbook: admitted.context };
+    if (!request.signed) return { ok: true, user };
+    const row = await this.services.users.row(admitted.userId);
+    const allowed = row.disabled === 0 && row.role === 'admin';
+    await this.services.audit(null, {
+      action: 'gateway.auth',
+      outcome: allowed ? 'success' : 'failure',
+      actorId: row.id,
+      actorName: row.username,
+      ip: request.remoteAddress,
+      details: {
+        gateway: this.entry,
+        method: 'runbook',
+        runbookRun: admitted.context.runId,
+        ...(allowed ? {} : { reason: row.disabled === 1 ? 'disabled' : 'only administrators run runbooks' }),
+      },
+    });
+    return allowed ? { ok: true, user } : refused;
+  }
+
   async authorize(user: GatewayUser, target: ConnectionTarget, socketAddress: string): Promise<AuthorizationResult> {
     const remoteAddress = user.browserAddress ?? socketAddress;
     const resolved = await this.resolve(user, target);
@@ -202,8 +234,14 @@ export class ServerAccessBroker implements AccessBroker {
     const device = await inventory.devices.get(target.deviceId);
     const window = await this.maintenanceWindow(user, device, await inventory.projects.get(device.projectId), target.accountId);
     if (!window.ok) return { allow: false, message: window.message };
+    if (user.runbook?.credentialId) {
+      // A stored credential is proven against sshd itself; an agent checks grants, not passwords.
+      if (target.agentId)
+        return { allow: false, message: 'A credential is verified by a direct login to sshd, not through the host agent.' };
+      return this.runbookCredential(user.runbook.credentialId, target);
+    }
     const agent = await this.services.agents.ofDevice(device.id);
-    if (target.agentId || agent?.revokedAt === null) return this.agentCredential(user, target, agent);
+    if (!user.runbook?.direct && (target.agentId || agent?.revokedAt === null)) return this.agentCredential(user, target, agent);
     const secrets = await this.services.inventory.accounts.reveal(target.accountId);
     return {
       allow: true,
@@ -212,6 +250,23 @@ export class ServerAccessBroker implements AccessBroker {
         password: secrets.password ?? undefined,
         privateKey: secrets.privateKey ?? undefined,
         passphrase: secrets.passphrase ?? undefined,
+      },
+    };
+  }
+
+  /** A runbook's pending or previous credential of the target account (a rotation's verification). */
+  private async runbookCredential(credentialId: string, target: AuthorizedTarget): Promise<CredentialResult> {
+    const found = await this.runbookGateway?.revealCredential(credentialId);
+    if (!found || found.accountId !== target.accountId) {
+      return { allow: false, message: `The credential to verify is not one of ${target.accountUsername} on ${target.deviceName}.` };
+    }
+    return {
+      allow: true,
+      credential: {
+        username: target.accountUsername,
+        password: found.password ?? undefined,
+        privateKey: found.privateKey ?? undefined,
+        passphrase: found.passphrase ?? undefined,
       },
     };
   }
@@ -369,6 +424,7 @@ export class ServerAccessBroker implements AccessBroker {
         kind: s.kind,
         start: s.startedAt,
         recorded: s.recording !== null,
+        ...(s.user.runbook ? { runbookRun: s.user.runbook.runId } : {}),
       },
     });
   }
@@ -509,7 +565,8 @@ export class ServerAccessBroker implements AccessBroker {
         message: `${device.name} has several accounts: name one as <user>:${printableName(wanted.device)}:<account> (${accounts.map((a) => a.username).join(', ')}).`,
       };
     }
-    const agent = await this.services.agents.ofDevice(device.id);
+    // A runbook's login check goes to sshd itself, never through the device's agent.
+    const agent = user.runbook?.direct ? undefined : await this.services.agents.ofDevice(device.id);
     const agentId = agent?.revokedAt === null ? agent.id : null;
     // A device reached through its agent needs no address: the name only shows in messages.
     const host = device.privateIp ?? device.publicIp ?? (agent && agentId ? `agent ${agent.hostname}` : null);
@@ -517,7 +574,9 @@ export class ServerAccessBroker implements AccessBroker {
       return {
         ok: false,
         reason: 'device has no address',
-        message: `${device.name} has no IP address in the inventory. Ask an administrator to add one.`,
+        message: user.runbook?.direct
+          ? `${device.name} has no IP address in the inventory, so a new SSH login to its sshd cannot be made (only its host agent reaches it).`
+          : `${device.name} has no IP address in the inventory. Ask an administrator to add one.`,
       };
     }
     const project = await inventory.projects.get(device.projectId);
