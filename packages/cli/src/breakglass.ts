@@ -30,8 +30,8 @@ function readSettingsFile(file: string): BreakGlassSettingsBody {
   return JSON.parse(readFileSync(file, 'utf8')) as BreakGlassSettingsBody;
 }
 
-/** `gatehouse breakglass …`: settings, test, runs, policies, and the offline reader. */
-export function breakGlassCommands(program: Command): void {
+/** `gatehouse breakglass …`: settings, test, runs, policies, and the offline reader. Returns the group. */
+export function breakGlassCommands(program: Command): Command {
   const bg = program.command('breakglass').description('the daily sealed export of every connection detail, and its offline reader');
 
   withClient(bg.command('settings'))
@@ -215,4 +215,5 @@ export function breakGlassCommands(program: Command): void {
         }
       },
     );
+  return bg;
 }

@@ -6,6 +6,8 @@ import { ApiError } from './client.js';
 import { gatewayCommand, gatewaysCommands } from './gateways.js';
 import { accountsCommands, devicesCommands, exportCommand, importCommand, projectsCommands } from './inventory.js';
 import { maintenanceCommands, requestsCommands } from './requests.js';
+import { rotationCommands } from './rotation-policy.js';
+import { accountRotateCommand, breakGlassRotateCommand, runbookCommandGroups } from './runbooks.js';
 import { serverCommand } from './server.js';
 import { sessionsCommands } from './sessions.js';
 import { signInCommands } from './sign-in.js';
@@ -31,7 +33,7 @@ export function buildProgram(): Command {
   agentsCommands(program);
   projectsCommands(program);
   devicesCommands(program);
-  accountsCommands(program);
+  accountRotateCommand(accountsCommands(program));
   usersCommands(program);
   sessionsCommands(program);
   requestsCommands(program);
@@ -40,7 +42,9 @@ export function buildProgram(): Command {
   importCommand(program);
   exportCommand(program);
   auditCommands(program);
-  breakGlassCommands(program);
+  breakGlassRotateCommand(breakGlassCommands(program));
+  runbookCommandGroups(program);
+  rotationCommands(program);
   vaultCommands(program);
   return program;
 }

@@ -161,8 +161,8 @@ export function devicesCommands(program: Command): void {
   );
 }
 
-/** `gatehouse accounts …`: secrets are read from standard input or files, never from the command line. */
-export function accountsCommands(program: Command): void {
+/** `gatehouse accounts …`: secrets are read from standard input or files, never from the command line. Returns the group. */
+export function accountsCommands(program: Command): Command {
   const accounts = program.command('accounts').description('accounts on devices');
   withClient(accounts.command('list <deviceId>')).action(async (deviceId: string, o: ClientOptions) => {
     print(await client(o).call<AccountList>('GET', `/devices/${encodeURIComponent(deviceId)}/accounts`));
@@ -226,6 +226,7 @@ export function accountsCommands(program: Command): void {
   withClient(accounts.command('delete <accountId>')).action(
     callApi('DELETE', ([id]) => `/accounts/${encodeURIComponent(id ?? '')}`, undefined, deleted('Account')),
   );
+  return accounts;
 }
 
 /** `gatehouse import <file>`: all rows or none. */

@@ -2,6 +2,8 @@ import type { AccountList, Device, DeviceList, Me, Project, ProjectList, UserLis
 import { GatehouseError } from '@gatehouse/core/errors';
 import { ApiError, type ApiClient } from './client.js';
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** A refusal of what was typed for one option: the message starts with the option and the value. */
 const wrong = (option: string, value: string, why: string) => new GatehouseError('BAD_REQUEST', `${option} ${value}: ${why}`);
 
@@ -35,6 +37,30 @@ export class NameResolver {
     const found = (await this.devicesOf(project.id)).find((d) => d.id === name || d.name === name);
     if (!found) throw wrong(option, value, `project ${project.name} has no device ${name} you can see.`);
     return found;
+  }
+
+  /**
+   * A device by id, `project/device`, or its name alone when only one device you can see
+   * has it (else the refusal lists the `project/device` paths to choose from).
+   */
+  async anyDevice(option: string, value: string): Promise<Device> {
+    if (value.includes('/')) return this.device(option, value);
+    if (UUID.test(value)) {
+      try {
+        return await this.api.call<Device>('GET', `/devices/${encodeURIComponent(value)}`);
+      } catch (error) {
+        if (!(error instanceof ApiError && error.code === 'NOT_FOUND')) throw error;
+      }
+    }
+    const q = new URLSearchParams({ search: value, limit: '500' });
+    const named = (await this.api.call<DeviceList>('GET', `/devices?${q.toString()}`)).items.filter((d) => d.name === value);
+    const [only, ...more] = named;
+    if (!only) throw wrong(option, value, 'names no device you can see (gatehouse devices list --search shows them).');
+    if (more.length > 0) {
+      const paths = await Promise.all(named.map(async (d) => `${(await this.project(option, d.projectId)).name}/${d.name}`));
+      throw wrong(option, value, `${named.length} devices have that name: say which, as ${paths.join(' or ')}.`);
+    }
+    return only;
   }
 
   /** Every device of a project the caller can see. */
@@ -72,8 +98,7 @@ export class NameResolver {
     const found = all.find((u) => u.id === value) ?? all.find((u) => u.username === value);
     if (found) return found;
     // An operator cannot read the user list: an id goes to the server as it is, which checks it.
-    if (all.length === 0 && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value))
-      return { id: value, username: value };
+    if (all.length === 0 && UUID.test(value)) return { id: value, username: value };
     if (all.length === 0) throw wrong(option, value, "only administrators can look users up by name: give the user's id (or me).");
     throw wrong(option, value, 'names no user (gatehouse users list shows them).');
   }
