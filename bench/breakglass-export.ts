@@ -418,6 +418,7 @@ async function fill(
           extra_credential_enc: extra ? seal(id, 'extraCredential', JSON.stringify(extra)) : null,
           created_at: now,
           updated_at: now,
+          secret_changed_at: now,
         });
         if (withKey) {
           privateKeys += 1;

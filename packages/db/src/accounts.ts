@@ -21,6 +21,8 @@ export interface Account {
   hasExtraCredential: boolean;
   createdAt: string;
   updatedAt: string;
+  /** When a secret (password, private key, passphrase, extra credential) last changed. */
+  secretChangedAt: string;
 }
 
 export interface AccountSecrets {
@@ -41,6 +43,7 @@ export const accountFromRow = (r: AccountTable): Account => ({
   hasExtraCredential: r.extra_credential_enc !== null,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
+  secretChangedAt: r.secret_changed_at,
 });
 
 /**
@@ -59,6 +62,7 @@ export const accountWithSecretsFromRow = (r: AccountTable, secrets: AccountSecre
   hasExtraCredential: r.extra_credential_enc !== null,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
+  secretChangedAt: r.secret_changed_at,
   secrets,
 });
 
@@ -87,6 +91,40 @@ export function secretsOf(vault: Vault, row: AccountTable): AccountSecrets {
   };
 }
 
+/** Secret fields as an update or an import gives them: undefined keeps the stored one, null or '' clears it. */
+export interface SecretFields {
+  password?: string | null | undefined;
+  privateKey?: string | null | undefined;
+  passphrase?: string | null | undefined;
+  extraCredential?: Record<string, string> | null | undefined;
+}
+
+type SealedFields = Pick<AccountTable, 'id' | 'password_enc' | 'private_key_enc' | 'passphrase_enc' | 'extra_credential_enc'>;
+
+/**
+ * Whether writing `given` changes a secret of the stored row: a secret given again as it is
+ * (an inventory file imported every night) leaves secret_changed_at alone.
+ */
+export function changesSecrets(vault: Vault, row: SealedFields, given: SecretFields): boolean {
+  const differs = (field: string, value: string | null | undefined, sealed: string | null) => {
+    if (value === undefined) return false;
+    const next = value === null || value === '' ? null : value;
+    return next !== unseal(vault, row.id, field, sealed);
+  };
+  const extra =
+    given.extraCredential === undefined
+      ? undefined
+      : given.extraCredential && Object.keys(given.extraCredential).length > 0
+        ? JSON.stringify(given.extraCredential)
+        : null;
+  return (
+    differs('password', given.password, row.password_enc) ||
+    differs('privateKey', given.privateKey, row.private_key_enc) ||
+    differs('passphrase', given.passphrase, row.passphrase_enc) ||
+    differs('extraCredential', extra, row.extra_credential_enc)
+  );
+}
+
 /** Accounts on devices, unique by user name on a device, every secret sealed by the vault. */
 export class Accounts {
   constructor(
@@ -109,6 +147,7 @@ export class Accounts {
       extra_credential_enc: sealExtraCredential(this.vault, id, input.extraCredential),
       created_at: now,
       updated_at: now,
+      secret_changed_at: now,
     };
     await uniquely('username', `This device already has an account ${JSON.stringify(input.username)}.`, () =>
       this.x.insertInto('accounts').values(row).execute(),
@@ -138,7 +177,9 @@ export class Accounts {
     if (patch.deviceId !== undefined && patch.deviceId !== current.device_id) {
       throw new NotFoundError('Account', `${id} on device ${patch.deviceId}`);
     }
-    const set: Partial<AccountTable> = { updated_at: new Date().toISOString() };
+    const now = new Date().toISOString();
+    const set: Partial<AccountTable> = { updated_at: now };
+    if (changesSecrets(this.vault, current, patch)) set.secret_changed_at = now;
     if (patch.username !== undefined) set.username = patch.username;
     if (patch.pemFileName !== undefined) set.pem_file_name = patch.pemFileName;
     if (patch.password !== undefined) set.password_enc = sealSecret(this.vault, id, 'password', patch.password);

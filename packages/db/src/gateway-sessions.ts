@@ -54,6 +54,8 @@ export interface GatewaySession {
   recorded: boolean;
   /** The maintenance window the session entered under. */
   windowId: string | null;
+  /** The runbook run whose command the session ran. */
+  runbookRunId: string | null;
 }
 
 /** One finished SFTP (or legacy scp) operation of a session. */
@@ -69,9 +71,14 @@ export interface FileOperation {
   error: string | null;
 }
 
-export type GatewaySessionInput = Omit<GatewaySessionTable, 'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status' | 'window_id'> & {
+export type GatewaySessionInput = Omit<
+  GatewaySessionTable,
+  'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status' | 'window_id' | 'runbook_run_id'
+> & {
   /** The maintenance window the session entered under, if its device needs one. */
   window_id?: string | null;
+  /** The runbook run whose command the session runs. */
+  runbook_run_id?: string | null;
 };
 
 export interface HostKey {
@@ -106,6 +113,7 @@ const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
   reason: r.reason,
   recorded: r.recording !== null,
   windowId: r.window_id,
+  runbookRunId: r.runbook_run_id,
 });
 
 /** Sessions through gateways (one row per proxied channel, per connection while it carries no channel, and per failed connection) and the devices' trusted host keys. */

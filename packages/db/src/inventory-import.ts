@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { DeviceInput } from '@gatehouse/core';
-import { sealExtraCredential, sealSecret } from './accounts.js';
+import { changesSecrets, sealExtraCredential, sealSecret } from './accounts.js';
 import type { Tx } from './connect.js';
 import { Projects } from './projects.js';
 import type { AccountTable, DeviceTable } from './schema.js';
@@ -30,6 +30,8 @@ export interface ImportCounts {
   accountsUpdated: number;
 }
 
+type SealedSecrets = Pick<AccountTable, 'id' | 'password_enc' | 'private_key_enc' | 'passphrase_enc' | 'extra_credential_enc'>;
+
 /** Rows per INSERT of an import: 13 columns x 100 stays far under both databases' parameter limits. */
 const INSERT_ROWS = 100;
 
@@ -48,6 +50,8 @@ export async function importItems(x: Tx, vault: Vault, items: readonly ImportIte
   const projects = new Map((await x.selectFrom('projects').select(['id', 'name']).execute()).map((p) => [p.name, p.id]));
   const devices = new Map<string, Map<string, string>>();
   const accounts = new Map<string, Map<string, string>>();
+  /** The sealed secrets of accounts that existed before the import: a secret given unchanged does not change secret_changed_at. */
+  const sealedBefore = new Map<string, SealedSecrets>();
   const loadProject = async (projectId: string) => {
     if (devices.has(projectId)) return;
     const rows = await x.selectFrom('devices').select(['id', 'name']).where('project_id', '=', projectId).execute();
@@ -55,12 +59,13 @@ export async function importItems(x: Tx, vault: Vault, items: readonly ImportIte
     const accs = await x
       .selectFrom('accounts as a')
       .innerJoin('devices as d', 'd.id', 'a.device_id')
-      .select(['a.id', 'a.username', 'a.device_id'])
+      .select(['a.id', 'a.username', 'a.device_id', 'a.password_enc', 'a.private_key_enc', 'a.passphrase_enc', 'a.extra_credential_enc'])
       .where('d.project_id', '=', projectId)
       .execute();
     for (const a of accs) {
       if (!accounts.has(a.device_id)) accounts.set(a.device_id, new Map());
       accounts.get(a.device_id)?.set(a.username, a.id);
+      sealedBefore.set(a.id, a);
     }
   };
   const newDevices: DeviceTable[] = [];
@@ -135,9 +140,13 @@ export async function importItems(x: Tx, vault: Vault, items: readonly ImportIte
     };
     if (existing) {
       const set = Object.fromEntries(Object.entries(sealed).filter(([, v]) => v !== undefined));
+      const before = sealedBefore.get(id);
+      // An account added earlier in this same import was new: its secrets changed now anyway.
+      const secretChanged = before === undefined || changesSecrets(vault, before, a);
+      if (before && secretChanged) sealedBefore.set(id, { ...before, ...set });
       await x
         .updateTable('accounts')
-        .set({ ...set, pem_file_name: a.pemFileName ?? null, updated_at: now })
+        .set({ ...set, pem_file_name: a.pemFileName ?? null, updated_at: now, ...(secretChanged ? { secret_changed_at: now } : {}) })
         .where('id', '=', id)
         .execute();
       counts.accountsUpdated += 1;
@@ -154,6 +163,7 @@ export async function importItems(x: Tx, vault: Vault, items: readonly ImportIte
         extra_credential_enc: sealed.extra_credential_enc ?? null,
         created_at: now,
         updated_at: now,
+        secret_changed_at: now,
       });
       if (newAccounts.length >= INSERT_ROWS) await insertAccounts();
       counts.accountsCreated += 1;

@@ -456,6 +456,113 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('gateways').addColumn('agent_address', 'text').execute();
       },
     },
+    '0014_runbooks': {
+      async up(db: Kysely<unknown>) {
+        // Runbook documents an administrator added; the built-in ones are not stored.
+        await db.schema
+          .createTable('runbooks')
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('builtin', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_by', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('runbooks_key', ['name', 'version'])
+          .execute();
+        // No foreign key to users: a run's history outlives the user who started it.
+        await db.schema
+          .createTable('runbook_runs')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('runbook_name', 'text', (c) => c.notNull())
+          .addColumn('runbook_version', 'integer', (c) => c.notNull())
+          .addColumn('runbook_sha256', 'text', (c) => c.notNull())
+          .addColumn('apply', 'integer', (c) => c.notNull())
+          .addColumn('inputs', 'text', (c) => c.notNull())
+          .addColumn('privileged_account', 'text', (c) => c.notNull())
+          .addColumn('concurrency', 'integer', (c) => c.notNull())
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('username', 'text', (c) => c.notNull())
+          .addColumn('breakglass_run_id', 'text')
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'text', (c) => c.notNull())
+          .addColumn('finished_at', 'text')
+          .addColumn('counts', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('runbook_runs_started').on('runbook_runs').columns(['started_at', 'id']).execute();
+        // One row per device of a run; names are copied so it reads right after the device is gone.
+        await db.schema
+          .createTable('runbook_run_devices')
+          .addColumn('run_id', 'text', (c) => c.notNull().references('runbook_runs.id').onDelete('cascade'))
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('device_name', 'text', (c) => c.notNull())
+          .addColumn('project_name', 'text', (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('verdict', 'text')
+          .addColumn('error', 'text')
+          .addColumn('steps', 'text', (c) => c.notNull())
+          .addColumn('accounts', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'text')
+          .addColumn('finished_at', 'text')
+          .addColumn('lock_device_id', 'text')
+          .addPrimaryKeyConstraint('runbook_run_devices_key', ['run_id', 'device_id'])
+          .execute();
+        // The per-device lock: lock_device_id is the device's id while its item is queued or
+        // running, null after. Inserting a run's items fails on a device another run holds.
+        await db.schema.createIndex('runbook_run_devices_lock').on('runbook_run_devices').column('lock_device_id').unique().execute();
+        await db.schema.createIndex('runbook_run_devices_device').on('runbook_run_devices').column('device_id').execute();
+        // Credentials beside an account's current one: a new one not yet verified (pending,
+        // or unverified when neither it nor the old one logged in), and the one it replaced.
+        await db.schema
+          .createTable('account_credentials')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('password_enc', 'text')
+          .addColumn('private_key_enc', 'text')
+          .addColumn('passphrase_enc', 'text')
+          .addColumn('public_key', 'text')
+          .addColumn('run_id', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('account_credentials_account').on('account_credentials').column('account_id').execute();
+        // Only the newest previous credential is kept per account.
+        await db.schema
+          .createIndex('account_credentials_previous')
+          .on('account_credentials')
+          .column('account_id')
+          .unique()
+          .where(sql.ref('state'), '=', 'previous')
+          .execute();
+        // At most one policy per project and one per device; a device's beats its project's.
+        await db.schema
+          .createTable('rotation_policies')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('project_id', 'text', (c) => c.references('projects.id').onDelete('cascade'))
+          .addColumn('device_id', 'text', (c) => c.references('devices.id').onDelete('cascade'))
+          .addColumn('every_days', 'integer')
+          .addColumn('after_session', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('credential', 'text', (c) => c.notNull())
+          .addColumn('password_length', 'integer', (c) => c.notNull())
+          .addColumn('password_classes', 'text', (c) => c.notNull())
+          .addColumn('privileged_account', 'text', (c) => c.notNull())
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('rotation_policies_project').on('rotation_policies').column('project_id').unique().execute();
+        await db.schema.createIndex('rotation_policies_device').on('rotation_policies').column('device_id').unique().execute();
+        // When the account's secret last changed: what scheduled rotation and rotation after a
+        // break-glass export go by. Until now only updated_at said it (with other changes).
+        await db.schema.alterTable('accounts').addColumn('secret_changed_at', 'text').execute();
+        await sql`update accounts set secret_changed_at = updated_at`.execute(db);
+        // The runbook run a gateway session ran a command of.
+        await db.schema.alterTable('gateway_sessions').addColumn('runbook_run_id', 'text').execute();
+        await db.schema.createIndex('gateway_sessions_runbook_run').on('gateway_sessions').column('runbook_run_id').execute();
+      },
+    },
   };
 }
 

@@ -43,6 +43,8 @@ export interface AccountTable {
   extra_credential_enc: string | null;
   created_at: string;
   updated_at: string;
+  /** When a secret field last changed (backfilled from updated_at by 0014; written by every secret change). */
+  secret_changed_at: string;
 }
 
 export interface UserTable {
@@ -207,6 +209,8 @@ export interface GatewaySessionTable {
   entry_gateway: string | null;
   /** The maintenance window the session entered under. */
   window_id: string | null;
+  /** The runbook run whose command the session ran. */
+  runbook_run_id: string | null;
 }
 
 export interface SessionFileOperationTable {
@@ -355,6 +359,11 @@ export interface Database {
   maintenance_hook_runs: MaintenanceHookRunTable;
   agent_join_tokens: AgentJoinTokenTable;
   agents: AgentTable;
+  runbooks: RunbookTable;
+  runbook_runs: RunbookRunTable;
+  runbook_run_devices: RunbookRunDeviceTable;
+  account_credentials: AccountCredentialTable;
+  rotation_policies: RotationPolicyTable;
 }
 
 /** A single-use, expiring token an agent enrolls a device with; only its SHA-256 is kept. */
@@ -388,6 +397,99 @@ export interface AgentTable {
   link_gateway: string | null;
   revoked_at: string | null;
   revoked_by: string | null;
+}
+
+/** A runbook document an administrator added (built-ins are not stored). */
+export interface RunbookTable {
+  name: string;
+  version: number;
+  /** The YAML as written. */
+  source: string;
+  /** Hex SHA-256 of source. */
+  sha256: string;
+  builtin: number;
+  created_by: string | null;
+  created_at: string;
+}
+
+export interface RunbookRunTable {
+  id: string;
+  /** runbook or breakglass-rotation */
+  kind: string;
+  runbook_name: string;
+  runbook_version: number;
+  runbook_sha256: string;
+  apply: number;
+  /** JSON: the resolved inputs (never secrets). */
+  inputs: string;
+  privileged_account: string;
+  concurrency: number;
+  user_id: string;
+  username: string;
+  breakglass_run_id: string | null;
+  /** running or finished */
+  state: string;
+  started_at: string;
+  finished_at: string | null;
+  /** JSON: { total, done, success, failed, unverified, skipped } */
+  counts: string;
+}
+
+/** One device of a run. */
+export interface RunbookRunDeviceTable {
+  run_id: string;
+  device_id: string;
+  device_name: string;
+  project_name: string;
+  /** Order within the run. */
+  seq: number;
+  /** queued, running or done */
+  state: string;
+  /** null, SUCCESS, FAILED, CHANGED-BUT-UNVERIFIED or SKIPPED */
+  verdict: string | null;
+  error: string | null;
+  /** JSON: StepResult[] */
+  steps: string;
+  /** JSON: the accounts of a rotation, [] otherwise. */
+  accounts: string;
+  started_at: string | null;
+  finished_at: string | null;
+  /** device_id while queued or running, null after: unique, so it is the device's lock. */
+  lock_device_id: string | null;
+}
+
+/** An account's credential beside its current one, sealed by the vault (table account_credentials). */
+export interface AccountCredentialTable {
+  id: string;
+  account_id: string;
+  /** pending, previous or unverified */
+  state: string;
+  password_enc: string | null;
+  private_key_enc: string | null;
+  passphrase_enc: string | null;
+  /** The OpenSSH public key line of a generated key (not secret). */
+  public_key: string | null;
+  run_id: string | null;
+  created_at: string;
+}
+
+/** Scheduled rotation of a project's or a device's accounts (exactly one of project_id and device_id). */
+export interface RotationPolicyTable {
+  id: string;
+  project_id: string | null;
+  device_id: string | null;
+  every_days: number | null;
+  after_session: number;
+  /** password, key or same */
+  credential: string;
+  password_length: number;
+  /** Comma-separated: lower,upper,digit,symbol */
+  password_classes: string;
+  privileged_account: string;
+  /** Who set it; rotations run through the gateway as this user. */
+  user_id: string;
+  created_at: string;
+  updated_at: string;
 }
 
 /** Marks the generated columns for inserts where the database assigns them. */
