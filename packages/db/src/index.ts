@@ -28,6 +28,29 @@ export { Inventory } from './inventory.js';
 export { Projects, type Project, type ProjectPatch } from './projects.js';
 export { Devices, type Device, type DeviceQuery, type DeviceSort } from './devices.js';
 export { Accounts, type Account, type AccountSecrets } from './accounts.js';
+export { AccountCredentials, type AccountCredential, type CredentialSecrets, type CredentialState } from './account-credentials.js';
+export { Runbooks, type StoredRunbook } from './runbooks.js';
+export {
+  RunbookRuns,
+  INTERRUPTED_ERROR,
+  type RunbookRun,
+  type RunbookRunItem,
+  type RunCreate,
+  type RunCounts,
+  type RunKind,
+  type ItemState,
+  type ItemUpdate,
+  type RunQuery,
+  type RotatedAccount,
+} from './runbook-runs.js';
+export {
+  RotationPolicies,
+  ROTATION_POLICY_DEFAULTS,
+  type RotationPolicy,
+  type RotationPolicyPatch,
+  type PolicyScope,
+  type DueAccount,
+} from './rotation-policies.js';
 export { InventoryReaders } from './inventory-readers.js';
 export type { ImportItem, ImportCounts } from './inventory-import.js';
 export {

@@ -5,7 +5,20 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { certificateSpkiFingerprint, InternalError } from '@gatehouse/core';
-import { Agents, GatewaySessions, Inventory, MaintenanceWindows, Settings, Users, type Db, type Vault } from '@gatehouse/db';
+import {
+  AccountCredentials,
+  Agents,
+  GatewaySessions,
+  Inventory,
+  MaintenanceWindows,
+  RotationPolicies,
+  RunbookRuns,
+  Runbooks,
+  Settings,
+  Users,
+  type Db,
+  type Vault,
+} from '@gatehouse/db';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { health, openApiDocument, readiness, responses } from '@gatehouse/api';
@@ -132,6 +145,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     settings: new Settings(db),
     maintenance: new MaintenanceWindows(db),
     agents: new Agents(db),
+    storedRunbooks: new Runbooks(db.kysely),
+    runbookRuns: new RunbookRuns(db.kysely),
+    accountCredentials: new AccountCredentials(vault, db.kysely),
+    rotationPolicies: new RotationPolicies(db.kysely),
     serverSpkiFingerprint: opts.https ? certificateSpkiFingerprint(opts.https.cert) : null,
     audit,
     withAudit: createWithAudit(db, vault, logger),

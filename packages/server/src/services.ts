@@ -1,5 +1,6 @@
 import type { Role, Visibility } from '@gatehouse/core';
 import {
+  AccountCredentials,
   Agents,
   appendAuditEvent,
   BreakGlassRuns,
@@ -7,6 +8,9 @@ import {
   GatewaySessions,
   Inventory,
   MaintenanceWindows,
+  RotationPolicies,
+  RunbookRuns,
+  Runbooks,
   Settings,
   Users,
   type AuditEventInput,
@@ -34,6 +38,14 @@ export interface Services {
   maintenance: MaintenanceWindows;
   /** Host agents and their join tokens. */
   agents: Agents;
+  /** Runbook documents administrators added (built-ins are not stored). */
+  storedRunbooks: Runbooks;
+  /** Runbook and rotation runs, their items and the per-device lock. */
+  runbookRuns: RunbookRuns;
+  /** Pending and previous credentials of rotations. */
+  accountCredentials: AccountCredentials;
+  /** Scheduled rotation per project and device. */
+  rotationPolicies: RotationPolicies;
   /** SHA-256 of the HTTPS certificate's public key (SPKI), hex; null when the app serves no TLS (inject-only tests). */
   serverSpkiFingerprint: string | null;
   /** The maintenance lifecycle (set once it runs): `runSoon()` asks for a tick now, e.g. after a revocation. */
@@ -68,6 +80,10 @@ export interface TxRepositories {
   breakGlassRuns: BreakGlassRuns;
   maintenance: MaintenanceWindows;
   agents: Agents;
+  storedRunbooks: Runbooks;
+  runbookRuns: RunbookRuns;
+  accountCredentials: AccountCredentials;
+  rotationPolicies: RotationPolicies;
 }
 
 /** Who is calling, and how they proved it. */
@@ -134,6 +150,10 @@ export function createWithAudit(db: Db, vault: Vault, logger: Logger): Services[
           breakGlassRuns: new BreakGlassRuns(db, trx),
           maintenance: new MaintenanceWindows(db, trx),
           agents: new Agents(db, trx),
+          storedRunbooks: new Runbooks(trx),
+          runbookRuns: new RunbookRuns(trx),
+          accountCredentials: new AccountCredentials(vault, trx),
+          rotationPolicies: new RotationPolicies(trx),
         },
         (event) => events.push(event),
       );
