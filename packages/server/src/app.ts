@@ -4,7 +4,7 @@ import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { certificateSpkiFingerprint, InternalError } from '@gatehouse/core';
+import { certificateSpkiFingerprint, GatehouseError, InternalError } from '@gatehouse/core';
 import {
   AccountCredentials,
   Agents,
@@ -51,6 +51,7 @@ import { accountRoutes } from './api/accounts/routes.js';
 import { deviceRoutes } from './api/devices/routes.js';
 import { inventoryFileRoutes } from './api/inventory/routes.js';
 import { agentRoutes } from './api/agents/routes.js';
+import { rotationPolicyRoutes } from './api/rotation-policies/routes.js';
 import { maintenanceRoutes } from './api/maintenance/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
@@ -208,8 +209,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => services.refusals.flush());
 
   const terminal = new WebTerminal();
-  // Stored credentials (a rotation's pending and previous ones) arrive with the runbook data.
-  const runbookGateway = new RunbookGateway(async () => undefined);
+  // A rotation's pending and previous credentials, stored sealed beside the account's current one.
+  const runbookGateway = new RunbookGateway((credentialId) =>
+    services.accountCredentials.reveal(credentialId).catch((error: unknown) => {
+      if (error instanceof GatehouseError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }),
+  );
   const routes: RouteEntry[] = [];
   app.addHook('onRoute', (route) => {
     const isDocs = route.url.startsWith(`${API_PREFIX}/docs`);
@@ -325,6 +331,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       hostKeyRoutes(api, services, gatewaySessions);
       maintenanceRoutes(api, services);
       agentRoutes(api, services, gateways);
+      rotationPolicyRoutes(api, services);
       gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       fileRoutes(api, services, terminal, gatewaySessions);
