@@ -171,6 +171,24 @@ export class Accounts {
     return rows.map(accountFromRow);
   }
 
+  /**
+   * Accounts whose credential was as it is now at `at` (created then, no secret changed
+   * since) and that hold a password or a private key: what an export made at `at` contains
+   * that still works, by device then user name.
+   */
+  async unchangedSince(at: string): Promise<Account[]> {
+    const rows = await this.x
+      .selectFrom('accounts')
+      .selectAll()
+      .where('created_at', '<=', at)
+      .where('secret_changed_at', '<=', at)
+      .where((eb) => eb.or([eb('password_enc', 'is not', null), eb('private_key_enc', 'is not', null)]))
+      .orderBy('device_id')
+      .orderBy('username')
+      .execute();
+    return rows.map(accountFromRow);
+  }
+
   /** Writes only the fields given; a secret set to null or '' is cleared. */
   async update(id: string, patch: AccountPatch): Promise<Account> {
     const current = await this.row(id);

@@ -35,6 +35,7 @@ import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterError, nulCharacterPat
 import { terminalRoutes } from './api/terminal/routes.js';
 import { WebTerminal } from './terminal.js';
 import { RunbookGateway } from './runbooks/gateway-client.js';
+import { RunbookService } from './runbooks/service.js';
 import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
 import { gatewayRoutes } from './api/gateways/routes.js';
@@ -52,6 +53,7 @@ import { deviceRoutes } from './api/devices/routes.js';
 import { inventoryFileRoutes } from './api/inventory/routes.js';
 import { agentRoutes } from './api/agents/routes.js';
 import { rotationPolicyRoutes } from './api/rotation-policies/routes.js';
+import { runbookRoutes } from './api/runbooks/routes.js';
 import { maintenanceRoutes } from './api/maintenance/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
@@ -136,7 +138,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.setErrorHandler(handleError);
 
   const audit = createAudit(db, logger);
-  const services: Services = {
+  const core: Omit<Services, 'runbooks'> = {
     config,
     db,
     vault,
@@ -155,6 +157,14 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     withAudit: createWithAudit(db, vault, logger),
     refusals: new RefusalAudit(audit, { limit: config.refusalAuditLimit, windowMs: config.refusalAuditWindowSeconds * 1000 }),
   };
+  // A rotation's pending and previous credentials, for the logins that verify them.
+  const runbookGateway = new RunbookGateway((id) =>
+    core.accountCredentials.reveal(id).catch((error: unknown) => {
+      if (error instanceof GatehouseError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    }),
+  );
+  const services: Services = Object.assign(core, { runbooks: new RunbookService(core, runbookGateway, logger) });
 
   const auditCheckpoints = new AuditCheckpoints({
     db,
@@ -205,17 +215,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   // the database closes.
   app.addHook('onClose', () => auditCheckpoints.stop());
   app.addHook('onClose', () => breakglass.stop());
+  app.addHook('onClose', () => services.runbooks.stop());
   app.addHook('onClose', () => gateways.health.stop());
   app.addHook('onClose', () => services.refusals.flush());
 
   const terminal = new WebTerminal();
-  // A rotation's pending and previous credentials, stored sealed beside the account's current one.
-  const runbookGateway = new RunbookGateway((credentialId) =>
-    services.accountCredentials.reveal(credentialId).catch((error: unknown) => {
-      if (error instanceof GatehouseError && error.code === 'NOT_FOUND') return undefined;
-      throw error;
-    }),
-  );
   const routes: RouteEntry[] = [];
   app.addHook('onRoute', (route) => {
     const isDocs = route.url.startsWith(`${API_PREFIX}/docs`);
@@ -332,6 +336,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       maintenanceRoutes(api, services);
       agentRoutes(api, services, gateways);
       rotationPolicyRoutes(api, services);
+      runbookRoutes(api, services);
       gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       fileRoutes(api, services, terminal, gatewaySessions);

@@ -48,6 +48,9 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     const tls = await loadTls(config);
     const built = await buildApp({ config, db, vault, logger, https: { cert: tls.cert, key: tls.key } });
     await prepareFirstRun(db, config, logger);
+    // Items a stopped server left queued or running: ended, their devices unlocked.
+    const interrupted = await built.services.runbooks.interruptActive();
+    if (interrupted > 0) logger.warn({ items: interrupted }, 'ended runbook items a stopped server left unfinished');
     const address = await built.app.listen({ host: config.host, port: config.port });
     await built.breakglass.startBackground();
     await built.auditCheckpoints.start();

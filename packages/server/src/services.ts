@@ -25,6 +25,7 @@ import type { FastifyRequest } from 'fastify';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import type { RefusalAudit } from './refusal-audit.js';
+import type { RunbookService } from './runbooks/service.js';
 
 /** Everything a route needs, built once at start. */
 export interface Services {
@@ -46,6 +47,8 @@ export interface Services {
   accountCredentials: AccountCredentials;
   /** Scheduled rotation per project and device. */
   rotationPolicies: RotationPolicies;
+  /** Runbooks, their runs and rotations (the engine through the built-in gateway). */
+  runbooks: RunbookService;
   /** SHA-256 of the HTTPS certificate's public key (SPKI), hex; null when the app serves no TLS (inject-only tests). */
   serverSpkiFingerprint: string | null;
   /** The maintenance lifecycle (set once it runs): `runSoon()` asks for a tick now, e.g. after a revocation. */

@@ -405,6 +405,7 @@ export class ServerAccessBroker implements AccessBroker {
       reason: null,
       recording: s.recording,
       window_id: s.target.windowId ?? null,
+      runbook_run_id: s.user.runbook?.runId ?? null,
     });
     await this.services.audit(null, {
       action: 'session.start',
