@@ -20,6 +20,7 @@ const integrationTests = [
   'packages/cli/src/agent/session-processes.test.ts',
   'test/api/agent-runtime.test.ts',
   'test/api/runbook-gateway.test.ts',
+  'test/api/runbooks-sshd.test.ts',
 ];
 
 /**

@@ -1,0 +1,168 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { RunbookRunView } from '@gatehouse/api';
+import type { SshGateway } from '@gatehouse/gateway';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API } from '../support/api-helpers.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { startBuiltInGateway } from '../support/built-in-gateway.js';
+import { dialects } from '../support/db.js';
+import { ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
+
+const ROTATED_USER = 'gh-rb-rotate';
+const FIRST_PASSWORD = 'first-Password-7q';
+
+/** Whether sshd lets `user` in with `password` (a client of its own, not through Gatehouse). */
+function canLogIn(port: number, user: string, password: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const client = new ssh2.Client();
+    client.on('ready', () => {
+      client.end();
+      resolve(true);
+    });
+    client.on('error', () => resolve(false));
+    client.connect({ host: '127.0.0.1', port, username: user, password, readyTimeout: 10_000, tryKeyboard: false });
+  });
+}
+
+/**
+ * Runbooks through the real built-in gateway (in process) to a real OpenSSH sshd, as root
+ * by key: TroubleshootSSH's dry run on a healthy sshd and on a wrong port, and ResetAccess
+ * rotating a password (the new one logs in, the old one does not, the vault keeps it as previous).
+ */
+describe.each(dialects)('runbooks against OpenSSH on %s', (dialect) => {
+  let t: TestApp;
+  let gateway: SshGateway;
+  let sshd: TestSshd;
+  let dir: string;
+  let admin: { id: string; username: string; token: string };
+  let deviceId: string;
+  let rotatedAccountId: string;
+
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-runbooks-'));
+    ensureSystemUser(ROTATED_USER, { password: FIRST_PASSWORD });
+    sshd = await TestSshd.start(path.join(dir, 'sshd'), { rootKeyLogin: true });
+    const rootKey = generateKeyPair(dir, 'root-key');
+    sshd.authorize('root', rootKey.publicKey);
+    admin = await t.userWithToken('admin');
+    const project = (await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Lab' } })).json<{ id: string }>();
+    const device = await t.request('POST', `${API}/devices`, {
+      token: admin.token,
+      body: {
+        projectId: project.id,
+        name: 'box',
+        provider: 'on-prem',
+        protocols: ['ssh'],
+        privateIp: '127.0.0.1',
+        urlPort: String(sshd.port),
+      },
+    });
+    deviceId = device.json<{ id: string }>().id;
+    await t.request('POST', `${API}/accounts`, {
+      token: admin.token,
+      body: { deviceId, username: 'root', privateKey: rootKey.privateKey },
+    });
+    const rotated = await t.request('POST', `${API}/accounts`, {
+      token: admin.token,
+      body: { deviceId, username: ROTATED_USER, password: FIRST_PASSWORD },
+    });
+    rotatedAccountId = rotated.json<{ id: string }>().id;
+    gateway = await startBuiltInGateway(t, path.join(t.services.config.dataDir, 'recordings'));
+    t.gateways.builtInSessions = gateway;
+  });
+  afterAll(async () => {
+    await t?.services.runbooks.idle();
+    await gateway?.stop();
+    await sshd?.stop();
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Starts a run and waits for it to finish, polling as the CLI does. */
+  const runToEnd = async (body: Record<string, unknown>): Promise<RunbookRunView> => {
+    const started = await t.request('POST', `${API}/runbook-runs`, { token: admin.token, body: { deviceIds: [deviceId], ...body } });
+    expect(started.statusCode, started.body).toBe(202);
+    const id = started.json<RunbookRunView>().id;
+    let run: RunbookRunView | undefined;
+    await expect
+      .poll(
+        async () => {
+          run = (await t.request('GET', `${API}/runbook-runs/${id}`, { token: admin.token })).json<RunbookRunView>();
+          return run.state;
+        },
+        { timeout: 60_000, interval: 200 },
+      )
+      .toBe('finished');
+    return run as RunbookRunView;
+  };
+  const statuses = (run: RunbookRunView) => Object.fromEntries((run.items?.[0]?.steps ?? []).map((s) => [s.id, s.status]));
+  const troubleshoot = (inputs: Record<string, unknown>) =>
+    runToEnd({ runbook: 'TroubleshootSSH', inputs: { sshdConfig: path.join(sshd.dir, 'sshd_config'), user: ROTATED_USER, ...inputs } });
+
+  it('TroubleshootSSH dry run on a healthy sshd: every check holds and a new login works, SUCCESS; each command a session of the run', async () => {
+    const run = await troubleshoot({});
+    expect(run.items?.[0]?.verdict, JSON.stringify(run.items?.[0]?.steps, null, 1)).toBe('SUCCESS');
+    expect(statuses(run)).toEqual({
+      privileged: 'passed',
+      installed: 'passed',
+      'config-present': 'passed',
+      'restore-config': 'skipped',
+      'config-valid': 'passed',
+      running: 'passed',
+      'start-sshd': 'skipped',
+      listening: 'passed',
+      'restart-sshd': 'skipped',
+      'host-keys': 'passed',
+      'fix-host-keys': 'skipped',
+      'authorized-keys': 'passed',
+      'fix-authorized-keys': 'skipped',
+      disk: 'passed',
+      login: 'passed',
+    });
+    expect(run.counts).toMatchObject({ total: 1, done: 1, success: 1 });
+    const sessions = await t.services.db.kysely
+      .selectFrom('gateway_sessions')
+      .select(['id', 'kind'])
+      .where('runbook_run_id', '=', run.id)
+      .execute();
+    expect(sessions.length).toBeGreaterThanOrEqual(10);
+    expect(sessions.every((s) => s.kind === 'exec')).toBe(true);
+  });
+
+  it('TroubleshootSSH dry run expecting another port: listening fails, its fix is only planned, FAILED', async () => {
+    const run = await troubleshoot({ port: 1 });
+    expect(statuses(run)).toMatchObject({ running: 'passed', listening: 'failed', 'restart-sshd': 'would-fix', login: 'passed' });
+    expect(run.items?.[0]?.verdict).toBe('FAILED');
+    expect(run.items?.[0]?.steps.find((s) => s.id === 'listening')?.evidence).toContain('no sshd listens on port 1');
+  });
+
+  it('ResetAccess rotates a password: the new one logs in, the old one no longer does, and the vault keeps it as previous', async () => {
+    const run = await runToEnd({ runbook: 'ResetAccess', inputs: { account: ROTATED_USER, credential: 'password' }, apply: true });
+    expect(statuses(run), JSON.stringify(run.items?.[0]?.steps, null, 1)).toEqual({
+      privileged: 'passed',
+      'account-exists': 'passed',
+      rotate: 'rotated',
+    });
+    expect(run.items?.[0]?.verdict).toBe('SUCCESS');
+    const current = (await t.services.inventory.accounts.reveal(rotatedAccountId)).password as string;
+    expect(current).not.toBe(FIRST_PASSWORD);
+    expect(current).toHaveLength(24);
+    expect(await canLogIn(sshd.port, ROTATED_USER, current)).toBe(true);
+    expect(await canLogIn(sshd.port, ROTATED_USER, FIRST_PASSWORD)).toBe(false);
+    const previous = await t.services.accountCredentials.previousOf(rotatedAccountId);
+    expect(previous?.state).toBe('previous');
+    expect((await t.services.accountCredentials.reveal(previous?.id as string)).password).toBe(FIRST_PASSWORD);
+    expect((await t.services.accountCredentials.list(rotatedAccountId)).filter((c) => c.state === 'pending')).toEqual([]);
+    // The new password is in no answer, audit event or log line.
+    const shown = await t.request('GET', `${API}/runbook-runs/${run.id}`, { token: admin.token });
+    expect(shown.body).not.toContain(current);
+    const audit = await t.services.db.kysely.selectFrom('audit_events').select(['action', 'details']).execute();
+    expect(JSON.stringify(audit)).not.toContain(current);
+    expect(audit.map((a) => a.action)).toContain('account.rotated');
+    expect(t.logs.text).not.toContain(current);
+  });
+});
