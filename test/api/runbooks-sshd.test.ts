@@ -10,6 +10,7 @@ import { createTestApp, type TestApp } from '../support/app.js';
 import { startBuiltInGateway } from '../support/built-in-gateway.js';
 import { dialects } from '../support/db.js';
 import { ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
+import { BreakGlassRuns } from '@gatehouse/db';
 
 const ROTATED_USER = 'gh-rb-rotate';
 const FIRST_PASSWORD = 'first-Password-7q';
@@ -164,5 +165,36 @@ describe.each(dialects)('runbooks against OpenSSH on %s', (dialect) => {
     expect(JSON.stringify(audit)).not.toContain(current);
     expect(audit.map((a) => a.action)).toContain('account.rotated');
     expect(t.logs.text).not.toContain(current);
+  });
+
+  it('rotation after a break-glass export, dry run: every credential of the file is listed as would-rotate, and whether it still logs in', async () => {
+    const runs = new BreakGlassRuns(t.services.db);
+    const exported = await runs.start('manual', 's3://bucket');
+    await runs.update(exported.id, {
+      result: 'success',
+      sha256: 'ab'.repeat(32),
+      objects: { manifest: 'gatehouse/2026/export.manifest.json' },
+      finishedAt: new Date().toISOString(),
+    });
+    const started = await t.request('POST', `${API}/breakglass/rotations`, { token: admin.token, body: { export: 'abababab' } });
+    expect(started.statusCode, started.body).toBe(202);
+    expect(started.json<RunbookRunView>()).toMatchObject({ kind: 'breakglass-rotation', breakglassRunId: exported.id, apply: false });
+    const id = started.json<RunbookRunView>().id;
+    let run: RunbookRunView | undefined;
+    await expect
+      .poll(
+        async () => (run = (await t.request('GET', `${API}/runbook-runs/${id}`, { token: admin.token })).json<RunbookRunView>()).state,
+        {
+          timeout: 60_000,
+        },
+      )
+      .toBe('finished');
+    const accounts = run?.items?.[0]?.accounts ?? [];
+    expect(accounts.map((a) => [a.username, a.result, a.fileCredentialWorks])).toEqual([
+      [ROTATED_USER, 'would-rotate', true],
+      ['root', 'would-rotate', true],
+    ]);
+    const unknown = await t.request('POST', `${API}/breakglass/rotations`, { token: admin.token, body: { export: 'cdcdcdcd' } });
+    expect(unknown.statusCode).toBe(400);
   });
 });
