@@ -22,6 +22,8 @@ const Import = lazy(() => import('./pages/Import.js').then((m) => ({ default: m.
 const Users = lazy(() => import('./pages/Users.js').then((m) => ({ default: m.Users })));
 const Gateways = lazy(() => import('./pages/Gateways.js').then((m) => ({ default: m.Gateways })));
 const FilesPage = lazy(() => import('./pages/Files.js').then((m) => ({ default: m.FilesPage })));
+const Runbooks = lazy(() => import('./pages/runbooks/Runbooks.js').then((m) => ({ default: m.Runbooks })));
+const RunPage = lazy(() => import('./pages/runbooks/Runbooks.js').then((m) => ({ default: m.RunPage })));
 const Requests = lazy(() => import('./pages/requests/Requests.js').then((m) => ({ default: m.Requests })));
 const Sessions = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.Sessions })));
 const SessionPage = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.SessionPage })));
@@ -36,6 +38,7 @@ const NAV: { href: string; label: string; roles: User['role'][] }[] = [
   { href: '/sessions', label: 'Sessions', roles: ['admin', 'auditor'] },
   { href: '/audit', label: 'Audit log', roles: ['admin', 'auditor'] },
   { href: '/breakglass', label: 'Break glass', roles: ['admin', 'auditor'] },
+  { href: '/runbooks', label: 'Runbooks', roles: ['admin'] },
   { href: '/users', label: 'Users', roles: ['admin'] },
 ];
 
@@ -178,6 +181,10 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
               <Account user={user} onChanged={onChanged} />
             </Route>
             <Route path="/users">{user.role === 'admin' ? <Users user={user} /> : <Redirect to="/devices" />}</Route>
+            <Route path="/runbooks">{user.role === 'admin' ? <Runbooks /> : <Redirect to="/devices" />}</Route>
+            <Route path="/runbooks/runs/:id">
+              {(params) => (user.role === 'admin' ? <RunPage id={params.id} /> : <Redirect to="/devices" />)}
+            </Route>
             <Route path="/import">{user.role === 'admin' ? <Import /> : <Redirect to="/devices" />}</Route>
             <Route path="/breakglass">
               <BreakGlass user={user} />

@@ -7,6 +7,7 @@ import { Destination, ProviderChoice } from './breakglass/Destination.js';
 import { bodyOf, EMPTY, formOf, type Form } from './breakglass/form.js';
 import { Recipients } from './breakglass/Recipients.js';
 import { RunHistory, RunProgress, useRuns } from './breakglass/Runs.js';
+import { BreakglassRotation } from './runbooks/BreakglassRotation.js';
 import { Schedule } from './breakglass/Schedule.js';
 import type { SectionProps } from './breakglass/section.js';
 import { SigningKey } from './breakglass/SigningKey.js';
@@ -28,6 +29,8 @@ export function BreakGlass({ user }: { user: User }) {
   const [busy, setBusy] = useState<'save' | 'test' | 'run' | null>(null);
   const check = useTestReport();
   const { runs, current, start } = useRuns(setError);
+  /** The export to rotate from (a history row's Rotate…); otherwise the latest successful one. */
+  const [rotateFrom, setRotateFrom] = useState<{ id: string; key: number } | null>(null);
 
   const isAdmin = user.role === 'admin';
   const readOnly = !isAdmin || view?.readOnly === true;
@@ -172,8 +175,19 @@ export function BreakGlass({ user }: { user: User }) {
 
       <SigningKey signingKey={view.signingKey} />
 
+      {isAdmin && runs ? (
+        <BreakglassRotation
+          exportRun={runs.find((r) => r.id === rotateFrom?.id) ?? runs.find((r) => r.result === 'success') ?? null}
+          focusKey={rotateFrom?.key ?? 0}
+        />
+      ) : null}
+
       <h2>Run history</h2>
-      <RunHistory runs={runs} configured={view.settings !== null} />
+      <RunHistory
+        runs={runs}
+        configured={view.settings !== null}
+        onRotate={isAdmin ? (run) => setRotateFrom({ id: run.id, key: Date.now() }) : undefined}
+      />
     </section>
   );
 }

@@ -14,6 +14,7 @@ import type {
 import { api, type User } from '../api.js';
 import { AgentPanel } from './AgentPanel.js';
 import { DeviceForm } from './DeviceForm.js';
+import { RunbookPanel, type RunbookPreset } from './runbooks/RunbookPanel.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 import { LocalTime } from './requests/time.js';
 
@@ -28,6 +29,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
   const [reload, setReload] = useState(0);
   const [access, setAccess] = useState<DeviceAccess | null>(null);
   const [accessError, setAccessError] = useState<unknown>(null);
+  const [preset, setPreset] = useState<RunbookPreset | null>(null);
   const [, navigate] = useLocation();
   const isAdmin = user.role === 'admin';
   // Operators and administrators connect; the gateway decides per account (grants).
@@ -166,6 +168,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
               canConnect={canConnect}
               refused={access?.mayConnectNow === false}
               onChanged={() => setReload((n) => n + 1)}
+              onRotate={isAdmin ? () => setPreset({ runbook: 'ResetAccess', inputs: { account: a.username }, key: Date.now() }) : undefined}
             />
           ))}
         </ul>
@@ -186,6 +189,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
           </button>
         )
       ) : null}
+      {isAdmin ? <RunbookPanel device={device} accounts={accounts ?? []} preset={preset} /> : null}
     </section>
   );
 }
@@ -231,6 +235,7 @@ function AccountRow({
   canConnect,
   refused,
   onChanged,
+  onRotate,
 }: {
   account: Account;
   canReveal: boolean;
@@ -238,6 +243,8 @@ function AccountRow({
   /** No open maintenance window lets the viewer in: the refusal (#connect-refusal) describes the Connect link. */
   refused: boolean;
   onChanged: () => void;
+  /** Administrators: ResetAccess for this account in the Runbooks panel (a dry run first). */
+  onRotate?: (() => void) | undefined;
 }) {
   const [editing, setEditing] = useState(false);
   const [failure, setFailure] = useState<unknown>(null);
@@ -298,6 +305,11 @@ function AccountRow({
         {canReveal && !editing ? (
           <button type="button" className="link" onClick={() => setEditing(true)}>
             Edit
+          </button>
+        ) : null}
+        {onRotate ? (
+          <button type="button" className="link" onClick={onRotate} aria-label={`Rotate credential of ${account.username}`}>
+            Rotate credential
           </button>
         ) : null}
         {canReveal && !editing ? (

@@ -71,8 +71,19 @@ export function RunProgress({ run }: { run: Run }) {
   );
 }
 
-/** Every run, newest first; `configured` says whether settings are saved, for the empty state. */
-export function RunHistory({ runs, configured }: { runs: Run[] | null; configured: boolean }) {
+/**
+ * Every run, newest first; `configured` says whether settings are saved, for the empty state.
+ * `onRotate` (administrators) offers rotating the credentials of each successful export.
+ */
+export function RunHistory({
+  runs,
+  configured,
+  onRotate,
+}: {
+  runs: Run[] | null;
+  configured: boolean;
+  onRotate?: ((run: Run) => void) | undefined;
+}) {
   return runs && runs.length === 0 ? (
     <Empty title="No runs yet">
       <p>{configured ? 'The first runs at the execute time, or now with “Run now”.' : 'Save the settings, then Test and Run now.'}</p>
@@ -88,6 +99,7 @@ export function RunHistory({ runs, configured }: { runs: Run[] | null; configure
             <th className="hide-narrow">Devices</th>
             <th className="hide-narrow">Size</th>
             <th>Details</th>
+            {onRotate ? <th /> : null}
           </tr>
         </thead>
         <tbody>
@@ -103,6 +115,20 @@ export function RunHistory({ runs, configured }: { runs: Run[] | null; configure
               <td className="hide-narrow">{r.counts.devices ?? '—'}</td>
               <td className="hide-narrow">{bytes(r.bytes)}</td>
               <td className="wrap">{r.error ? `${r.errorStage ? `${r.errorStage}: ` : ''}${r.error}` : (r.target ?? '')}</td>
+              {onRotate ? (
+                <td>
+                  {r.result === 'success' ? (
+                    <button
+                      type="button"
+                      className="link"
+                      onClick={() => onRotate(r)}
+                      aria-label={`Rotate the credentials of the export of ${new Date(r.startedAt).toLocaleString()}`}
+                    >
+                      Rotate…
+                    </button>
+                  ) : null}
+                </td>
+              ) : null}
             </tr>
           ))}
         </tbody>
