@@ -14,6 +14,7 @@ import type {
 import { api, type User } from '../api.js';
 import { AgentPanel } from './AgentPanel.js';
 import { DeviceForm } from './DeviceForm.js';
+import { RotationPolicy } from './runbooks/RotationPolicy.js';
 import { RunbookPanel, type RunbookPreset } from './runbooks/RunbookPanel.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 import { LocalTime } from './requests/time.js';
@@ -190,6 +191,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
         )
       ) : null}
       {isAdmin ? <RunbookPanel device={device} accounts={accounts ?? []} preset={preset} /> : null}
+      {isAdmin ? <RotationPolicy scope="device" id={device.id} name={device.name} /> : null}
     </section>
   );
 }

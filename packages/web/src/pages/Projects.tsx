@@ -3,6 +3,7 @@ import { Link } from 'wouter';
 import type { Project, ProjectApprovers, ProjectApproversPut, ProjectCreate, ProjectPatch, UserList } from '@gatehouse/api';
 import { api, type User } from '../api.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
+import { RotationPolicy } from './runbooks/RotationPolicy.js';
 
 /** Projects group devices; an operator's grant can name a whole project. */
 export function Projects({ user }: { user: User }) {
@@ -11,6 +12,7 @@ export function Projects({ user }: { user: User }) {
   const [creating, setCreating] = useState(false);
   const [editing, setEditing] = useState<Project | null>(null);
   const [approving, setApproving] = useState<Project | null>(null);
+  const [rotating, setRotating] = useState<Project | null>(null);
   const [approvers, setApprovers] = useState<Record<string, ProjectApprovers['users']>>({});
   const [reload, setReload] = useState(0);
 
@@ -70,6 +72,9 @@ export function Projects({ user }: { user: User }) {
           }}
         />
       ) : null}
+      {rotating ? (
+        <RotationPolicy key={rotating.id} scope="project" id={rotating.id} name={rotating.name} onClose={() => setRotating(null)} />
+      ) : null}
       <ErrorNote error={error} />
       {items && items.length === 0 && !creating ? (
         <Empty title="No projects yet">
@@ -108,6 +113,9 @@ export function Projects({ user }: { user: User }) {
                       </button>{' '}
                       <button type="button" className="link" onClick={() => setApproving(p)} aria-label={`Approvers of ${p.name}`}>
                         Approvers
+                      </button>{' '}
+                      <button type="button" className="link" onClick={() => setRotating(p)} aria-label={`Credential rotation of ${p.name}`}>
+                        Rotation
                       </button>{' '}
                       <button
                         type="button"
