@@ -88,6 +88,8 @@ export class TestSshd {
     readonly listenAddress = '127.0.0.1',
     /** A network namespace to run in (`ip netns exec`), for devices only a gateway can reach. */
     readonly netns?: string,
+    /** An existing host key to serve instead of one made for it. */
+    private readonly hostKey?: string,
   ) {}
 
   /** The listening sshd's process id: each connection to it is one child process. */
@@ -101,9 +103,15 @@ export class TestSshd {
       listenAddress?: string;
       port?: number;
       netns?: string;
-      /** More sshd_config lines. */ config?: string[];
+      /** More sshd_config lines. */
+      config?: string[];
       /** Let root log in with a key (runbooks' privileged account); otherwise root may not log in. */
       rootKeyLogin?: boolean;
+      /**
+       * Serve this host key file (the machine's own, say) instead of a new one in `dir`: an
+       * sshd started later from a default config, which has no HostKey line, then presents the same key.
+       */
+      hostKey?: string;
     } = {},
   ): Promise<TestSshd> {
     mkdirSync(path.join(dir, 'authorized_keys'), { recursive: true });
@@ -112,14 +120,14 @@ export class TestSshd {
     chmodSync(path.join(dir, 'authorized_keys'), 0o755);
     // sshd refuses to start without its privilege separation directory.
     mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-    const sshd = new TestSshd(dir, opts.port ?? (await freePort()), opts.listenAddress, opts.netns);
+    const sshd = new TestSshd(dir, opts.port ?? (await freePort()), opts.listenAddress, opts.netns, opts.hostKey);
     sshd.writeHostKey();
     writeFileSync(
       path.join(dir, 'sshd_config'),
       [
         `Port ${sshd.port}`,
         `ListenAddress ${sshd.listenAddress}`,
-        `HostKey ${path.join(dir, 'host_key')}`,
+        `HostKey ${opts.hostKey ?? path.join(dir, 'host_key')}`,
         `PidFile ${path.join(dir, 'sshd.pid')}`,
         'UsePAM no',
         'PasswordAuthentication yes',
@@ -155,6 +163,10 @@ export class TestSshd {
   }
 
   private writeHostKey(): void {
+    if (this.hostKey) {
+      this.hostKeyFingerprint = fingerprintOfKeyFile(`${this.hostKey}.pub`);
+      return;
+    }
     const { file } = generateKeyPair(this.dir, 'host_key');
     this.hostKeyFingerprint = fingerprintOfKeyFile(`${file}.pub`);
   }
