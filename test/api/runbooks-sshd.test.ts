@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { RunbookRunView } from '@gatehouse/api';
@@ -14,6 +15,7 @@ import { BreakGlassRuns } from '@gatehouse/db';
 
 const ROTATED_USER = 'gh-rb-rotate';
 const FIRST_PASSWORD = 'first-Password-7q';
+const KEY_USER = 'gh-rb-key';
 
 /** Whether sshd lets `user` in with `password` (a client of its own, not through Gatehouse). */
 function canLogIn(port: number, user: string, password: string): Promise<boolean> {
@@ -101,8 +103,13 @@ describe.each(dialects)('runbooks against OpenSSH on %s', (dialect) => {
     return run as RunbookRunView;
   };
   const statuses = (run: RunbookRunView) => Object.fromEntries((run.items?.[0]?.steps ?? []).map((s) => [s.id, s.status]));
-  const troubleshoot = (inputs: Record<string, unknown>) =>
-    runToEnd({ runbook: 'TroubleshootSSH', inputs: { sshdConfig: path.join(sshd.dir, 'sshd_config'), user: ROTATED_USER, ...inputs } });
+  const troubleshoot = (inputs: Record<string, unknown>, apply = false) =>
+    runToEnd({
+      runbook: 'TroubleshootSSH',
+      apply,
+      inputs: { sshdConfig: path.join(sshd.dir, 'sshd_config'), user: ROTATED_USER, ...inputs },
+    });
+  const verdictOf = (run: RunbookRunView) => run.items?.[0]?.verdict;
 
   it('TroubleshootSSH dry run on a healthy sshd: every check holds and a new login works, SUCCESS; each command a session of the run', async () => {
     const run = await troubleshoot({});
@@ -196,5 +203,64 @@ describe.each(dialects)('runbooks against OpenSSH on %s', (dialect) => {
     ]);
     const unknown = await t.request('POST', `${API}/breakglass/rotations`, { token: admin.token, body: { export: 'cdcdcdcd' } });
     expect(unknown.statusCode).toBe(400);
+  });
+
+  it('ResetAccess whose new key does not log in: the host is put back, and the old key still logs in and stays current', async () => {
+    // This sshd reads authorized keys from its own directory, not ~/.ssh: the appended key cannot work.
+    ensureSystemUser(KEY_USER);
+    const key = generateKeyPair(dir, 'key-user');
+    sshd.authorize(KEY_USER, key.publicKey);
+    const account = await t.request('POST', `${API}/accounts`, {
+      token: admin.token,
+      body: { deviceId, username: KEY_USER, privateKey: key.privateKey },
+    });
+    const accountId = account.json<{ id: string }>().id;
+    const run = await runToEnd({ runbook: 'ResetAccess', inputs: { account: KEY_USER }, apply: true });
+    const rotate = run.items?.[0]?.steps.find((s) => s.id === 'rotate');
+    expect(rotate?.status, rotate?.evidence).toBe('failed');
+    expect(rotate?.evidence).toContain('the new key was removed from authorized_keys');
+    expect(rotate?.evidence).toContain('the old credential logs in and stays current');
+    expect(verdictOf(run)).toBe('FAILED');
+    expect((await t.services.inventory.accounts.reveal(accountId)).privateKey).toBe(key.privateKey);
+    expect(await t.services.accountCredentials.list(accountId)).toEqual([]);
+    const home = execFileSync('getent', ['passwd', KEY_USER], { encoding: 'utf8' }).split(':')[5] as string;
+    expect(readFileSync(path.join(home, '.ssh', 'authorized_keys'), 'utf8')).not.toContain('ssh-ed25519');
+    const failed = await t.services.db.kysely
+      .selectFrom('audit_events')
+      .select('target_id')
+      .where('action', '=', 'account.rotation_failed')
+      .execute();
+    expect(failed.map((e) => e.target_id)).toContain(accountId);
+  });
+
+  it('TroubleshootSSH apply: a group-writable ~/.ssh is made go-w and checked again, then a new login: SUCCESS', async () => {
+    // (A host key readable by others would do too, but then this sshd takes no new connection: that is the agent's case.)
+    const home = execFileSync('getent', ['passwd', ROTATED_USER], { encoding: 'utf8' }).split(':')[5] as string;
+    const dotSsh = path.join(home, '.ssh');
+    mkdirSync(dotSsh, { recursive: true });
+    execFileSync('chown', [ROTATED_USER, dotSsh]);
+    chmodSync(dotSsh, 0o777);
+    const run = await troubleshoot({}, true);
+    expect(statuses(run)).toMatchObject({ 'authorized-keys': 'fixed', 'fix-authorized-keys': 'ran', login: 'passed' });
+    expect(run.items?.[0]?.steps.find((s) => s.id === 'authorized-keys')?.evidence).toContain('is writable by group or others');
+    expect(verdictOf(run)).toBe('SUCCESS');
+    expect(statSync(dotSsh).mode & 0o777).toBe(0o755);
+  });
+
+  it('TroubleshootSSH apply: a removed sshd_config is restored from the safe default, 0644 root:root, and verified: SUCCESS', async () => {
+    const config = path.join(sshd.dir, 'sshd_config');
+    rmSync(config);
+    const run = await troubleshoot({}, true);
+    expect(statuses(run), JSON.stringify(run.items?.[0]?.steps, null, 1)).toMatchObject({
+      'config-present': 'fixed',
+      'restore-config': 'ran',
+      'config-valid': 'passed',
+      login: 'passed',
+    });
+    expect(verdictOf(run)).toBe('SUCCESS');
+    const restored = statSync(config);
+    expect(restored.mode & 0o777).toBe(0o644);
+    expect(restored.uid).toBe(0);
+    expect(readFileSync(config, 'utf8')).toContain(`Port ${sshd.port}`);
   });
 });

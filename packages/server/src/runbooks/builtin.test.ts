@@ -8,7 +8,8 @@ describe('built-in runbooks', () => {
     const doc = builtins.get('TroubleshootSSH')?.document;
     expect(doc?.version).toBe(1);
     const checks = doc?.steps.filter((s) => s.type === 'check').map((s) => s.id);
-    expect(checks).toEqual(['installed', 'config-present', 'config-valid', 'running', 'listening', 'host-keys', 'authorized-keys', 'disk']);
+    // Host keys before sshd -t, which fails on a key it will not use: their fix must come first.
+    expect(checks).toEqual(['installed', 'config-present', 'host-keys', 'config-valid', 'running', 'listening', 'authorized-keys', 'disk']);
     expect(doc?.steps.at(-1)).toMatchObject({ id: 'login', type: 'verify-login' });
     expect(Object.keys(doc?.inputs ?? {})).toEqual(['port', 'sshdConfig', 'serviceManager', 'minFreeMiB', 'user']);
     const restore = doc?.steps.find((s) => s.id === 'restore-config');
