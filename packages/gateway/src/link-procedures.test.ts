@@ -39,6 +39,20 @@ describe('the gateway link procedure table', () => {
     expect(seen).toEqual([{ target, key: stored }, 'a1']);
   });
 
+  it("drops a runbook context a remote gateway claims for its user: the server's runbook connections never cross a link", async () => {
+    const seen: unknown[] = [];
+    const server: LinkProcedureHandlers<string> = {
+      ...serverWith(() => Promise.reject(new Error('not called'))),
+      fetchCredential: async (input) => {
+        seen.push(input);
+        return { allow: false, message: 'no' };
+      },
+    };
+    const claimed = { id: 'u1', username: 'alice', ticket: 't1', runbook: { runId: 'r1', direct: true, credentialId: 'c1' } };
+    await answerLinkCall(server, 'fetchCredential', { user: claimed, target }, 'gw1');
+    expect(seen).toEqual([{ user: { id: 'u1', username: 'alice', ticket: 't1' }, target }]);
+  });
+
   describe("the caller's end (the gateway)", () => {
     it('refuses a malformed input before sending it, naming the procedure and the field', async () => {
       let sent = false;
