@@ -9,10 +9,28 @@ import { freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
 const ADMIN_PASSWORD = 'console runbooks admin';
 const OPERATOR = { username: 'rita', password: 'rita-password-12' };
 
+/** A document the server refuses: a fix that names a check that does not exist. */
+const BAD_RUNBOOK = `name: BrokenFix
+version: 1
+steps:
+  - id: present
+    type: check
+    title: the file is there
+    run: test -f /etc/hostname
+  - id: repair
+    type: fix
+    for: nosuch
+    title: put it back
+    run: hostname > /etc/hostname
+`;
+
 /**
- * Runbooks and rotation in Chromium against the real server, its built-in gateway and an
- * OpenSSH sshd as the device (root logs in with a vaulted key): a rotation policy set on
- * the project shows on its device, which gets its own; an operator sees none of it.
+ * Runbooks in Chromium against the real server, its built-in gateway and an OpenSSH sshd
+ * as the device (root logs in with a vaulted key): an administrator dry runs
+ * TroubleshootSSH from the device page and sees the steps arrive and a verdict; Apply is
+ * offered only after that dry run; a bad document on the Runbooks page is refused with its
+ * problem named by path; a rotation policy set on the project shows on its device, which
+ * gets its own; an operator sees none of it.
  */
 describe('web console: runbooks', () => {
   let server: GatehouseServer;
@@ -57,6 +75,84 @@ describe('web console: runbooks', () => {
     killServers();
     await sshd?.stop();
     removeTempDirs();
+  });
+
+  it('TroubleshootSSH dry run on a device: steps as they finish, a verdict, then Apply is offered', async () => {
+    const admin = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD, problems);
+    await admin.goto(`${server.url}/devices/${deviceId}`);
+    const panel = panelOf(admin);
+    const runbook = panel.getByLabel('Runbook', { exact: true });
+    await runbook.locator('option', { hasText: 'TroubleshootSSH' }).waitFor({ state: 'attached' });
+    // Built-ins first.
+    const options = await runbook.locator('option').allTextContents();
+    expect(options.slice(0, 2).every((o) => o.includes('(built-in)'))).toBe(true);
+    await runbook.selectOption({ label: options.find((o) => o.startsWith('TroubleshootSSH')) ?? '' });
+
+    // Typed inputs with their defaults: a number for the port, a choice for the service manager.
+    expect(await panel.getByLabel('port', { exact: true }).getAttribute('type')).toBe('number');
+    expect(await panel.getByLabel('serviceManager').locator('option').allTextContents()).toEqual(
+      expect.arrayContaining(['systemd', 'direct']),
+    );
+    await panel.getByLabel('sshdConfig').fill(path.join(sshd.dir, 'sshd_config'));
+    expect(await panel.getByLabel('Privileged account').inputValue()).toBe('root');
+    const applyButton = panel.getByRole('button', { name: 'Apply' });
+    expect(await applyButton.isDisabled()).toBe(true);
+
+    await panel.getByRole('button', { name: 'Dry run' }).click();
+    const steps = panel.getByRole('list', { name: 'Steps' });
+    await steps.locator('[data-step="installed"]').waitFor({ timeout: 30_000 });
+    const verdict = panel.locator('[data-verdict]');
+    await verdict.waitFor({ timeout: 60_000 });
+    const said = (await verdict.textContent()) ?? '';
+    expect(said).toMatch(
+      /^(SUCCESS ?Every post-condition was checked and held\.|FAILED ?A post-condition failed: see the steps\.|CHANGED-BUT-UNVERIFIED ?Something was changed but could not be verified\.)/,
+    );
+    // Every check of the document ran and says what it found.
+    for (const id of ['installed', 'config-present', 'config-valid', 'running', 'login']) {
+      const step = steps.locator(`[data-step="${id}"]`);
+      await step.waitFor();
+      expect((await step.locator('.step-evidence').textContent())?.trim()).not.toBe('');
+    }
+    // The sshd under test runs and listens: those checks held, and a new login through the gateway worked.
+    for (const id of ['installed', 'running', 'login'])
+      expect(await steps.locator(`[data-step="${id}"]`).getAttribute('data-status')).toBe('passed');
+    await applyButton.waitFor();
+    expect(await applyButton.isDisabled()).toBe(false);
+    await screenshot(admin, 'runbook-dry-run');
+
+    // Another choice than the dry run's takes Apply away; the dry run's choices bring it back.
+    await panel.getByLabel('minFreeMiB').fill('1');
+    expect(await applyButton.isDisabled()).toBe(true);
+    await panel.getByLabel('minFreeMiB').fill('');
+    expect(await applyButton.isDisabled()).toBe(false);
+
+    // The run is in the device's recent runs and on its own page.
+    await panel.getByRole('table', { name: 'Recent runs on this device' }).getByText('TroubleshootSSH v1').waitFor();
+    await panel.getByRole('link', { name: 'details' }).click();
+    await admin.getByRole('heading', { name: 'Dry run: TroubleshootSSH v1' }).waitFor();
+    await admin.getByText('1/1 devices').waitFor();
+    await admin.locator('[data-step="login"]').waitFor();
+  });
+
+  it('Runbooks page: lists the built-ins and names the problem of a bad document', async () => {
+    const admin = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD, problems);
+    await admin.getByRole('link', { name: 'Runbooks' }).click();
+    const table = admin.getByRole('table', { name: 'Runbooks' });
+    for (const name of ['TroubleshootSSH', 'ResetAccess']) {
+      const row = table.locator(`[data-runbook="${name}"]`);
+      await row.getByText('built-in').waitFor();
+      expect(await row.getByRole('button', { name: `Remove ${name}` }).count()).toBe(0);
+    }
+
+    await admin.getByRole('button', { name: 'Add runbook' }).click();
+    await admin.getByLabel('Runbook (YAML)').fill(BAD_RUNBOOK);
+    await admin.getByRole('form', { name: 'Add runbook' }).getByRole('button', { name: 'Add runbook' }).click();
+    const listed = admin.getByRole('list', { name: 'Problems' });
+    await listed.waitFor();
+    const lines = await listed.getByRole('listitem').allTextContents();
+    expect(lines.some((l) => l.includes('steps[1] (repair).for'))).toBe(true);
+    await screenshot(admin, 'runbooks-page');
+    expect((await api<{ items: { name: string }[] }>('GET', '/runbooks')).items.map((r) => r.name)).not.toContain('BrokenFix');
   });
 
   it('rotation policy: set on the project, shown on its device, then one of the device', async () => {
