@@ -95,7 +95,7 @@ export function Runbooks() {
 function RunbookTable({ items, onRemove }: { items: RunbookSummary[]; onRemove: (r: RunbookSummary) => void }) {
   return (
     <div className="table-wrap">
-      <table className="data" aria-label="Runbooks">
+      <table className="data runbooks" aria-label="Runbooks">
         <thead>
           <tr>
             <th>Name</th>
