@@ -1,0 +1,132 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, cliJson, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+
+/** A runbook an administrator writes: one check, its fix, and the login that verifies. */
+const DISK_RUNBOOK = `name: DiskRoom
+version: 1
+description: The root file system has room; with apply, old compressed logs are removed.
+inputs:
+  minFreeMiB: { type: integer, default: 64, description: MiB that must be free on / }
+steps:
+  - id: disk
+    type: check
+    title: the root file system has room
+    run: test "$(df -Pm / | awk 'NR==2 {print $4}')" -ge {{minFreeMiB}}
+  - id: clean
+    type: fix
+    for: disk
+    title: remove compressed logs
+    run: find /var/log -name '*.gz' -delete
+  - id: login
+    type: verify-login
+    title: a new SSH login works
+`;
+
+/** Two mistakes: an unknown variable in a step's command, and a fix for no earlier check. */
+const BAD_RUNBOOK = `name: DiskRoom
+version: 1
+steps:
+  - id: disk
+    type: check
+    title: the root file system has room
+    run: test "$(df -Pm / | awk 'NR==2 {print $4}')" -ge {{minFreeMiB}}
+  - id: clean
+    type: fix
+    for: nowhere
+    title: remove compressed logs
+    run: find /var/log -name '*.gz' -delete
+`;
+
+/** The runbook commands of the CLI against one real server. */
+describe('gatehouse runbooks / runbook (CLI)', () => {
+  let server: GatehouseServer;
+  let dir: string;
+  const gh = (args: string[]) =>
+    cli([...args, '--url', server.url], { env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') } });
+  const ghJson = <T>(args: string[]) =>
+    cliJson<T>([...args, '--url', server.url], { env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') } });
+  const file = (name: string, text: string) => {
+    const f = path.join(dir, name);
+    writeFileSync(f, text);
+    return f;
+  };
+
+  beforeAll(async () => {
+    dir = tempDir();
+    server = await startServer({ dataDir: path.join(dir, 'data') });
+    await setupAdmin(server, 'correct horse battery staple', { env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') } });
+  });
+  afterAll(() => {
+    killServers();
+    removeTempDirs();
+  });
+
+  it('lists the built-in runbooks', async () => {
+    const list = await gh(['runbooks', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^NAME\s+VERSION\s+BUILT-IN\s+STEPS\s+DESCRIPTION$/m);
+    expect(list.stdout).toMatch(/^TroubleshootSSH\s+1\s+yes\s/m);
+    expect(list.stdout).toMatch(/^ResetAccess\s+1\s+yes\s/m);
+  });
+
+  it('refuses a bad document naming each step and field; adds, shows and removes a good one', async () => {
+    const bad = await gh(['runbooks', 'add', file('bad.yaml', BAD_RUNBOOK)]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('is not a valid runbook; nothing was added');
+    expect(bad.stderr).toMatch(/^ {2}steps\[0\] \(disk\)\.run: uses \{\{minFreeMiB\}\}/m);
+    expect(bad.stderr).toMatch(/^ {2}steps\[1\] \(clean\)\.for: names "nowhere"/m);
+    expect((await gh(['runbooks', 'list'])).stdout).not.toContain('DiskRoom');
+
+    const added = await gh(['runbooks', 'add', file('disk.yaml', DISK_RUNBOOK)]);
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toMatch(/^Added runbook DiskRoom v1 \(sha256 [0-9a-f]{12}…, 3 steps\)\.$/m);
+
+    const shown = await gh(['runbooks', 'show', 'DiskRoom']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^DiskRoom v1$/m);
+    expect(shown.stdout).toMatch(/^ {2}minFreeMiB\s+integer\s+no\s+64\s+MiB that must be free on \/$/m);
+    expect(shown.stdout).toMatch(/^ {2}clean\s+fix\s+remove compressed logs$/m);
+    expect((await gh(['runbooks', 'show', 'DiskRoom', '--yaml'])).stdout).toBe(DISK_RUNBOOK);
+    expect(await ghJson(['runbooks', 'show', 'DiskRoom', '--json'])).toMatchObject({ name: 'DiskRoom', builtIn: false });
+
+    expect(await gh(['runbooks', 'remove', 'DiskRoom'])).toMatchObject({ code: 0, stdout: 'Runbook DiskRoom removed.\n' });
+    const gone = await gh(['runbooks', 'show', 'DiskRoom']);
+    expect(gone.code).not.toBe(0);
+    expect((await gh(['runbooks', 'list'])).stdout).not.toContain('DiskRoom');
+  });
+
+  it('a run on a device without a privileged account is refused before anything runs', async () => {
+    const project = await ghJson<{ id: string }>(['projects', 'create', 'Ops']);
+    const device = await ghJson<{ id: string }>([
+      'devices',
+      'create',
+      'web-1',
+      '--project',
+      project.id,
+      '--provider',
+      'on-prem',
+      '--protocol',
+      'ssh',
+      '--private-ip',
+      '127.0.0.1',
+    ]);
+    await ghJson(['accounts', 'create', device.id, 'deploy']);
+
+    for (const target of ['Ops/web-1', 'web-1', device.id]) {
+      const run = await gh(['runbook', 'run', 'TroubleshootSSH', '--device', target]);
+      expect(run.code, target).not.toBe(0);
+      expect(run.stderr).toContain('web-1 has no privileged account "root" in the vault');
+    }
+    const unknown = await gh(['runbook', 'run', 'TroubleshootSSH', '--device', 'Ops/web-9']);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('--device Ops/web-9: project Ops has no device web-9');
+    const noTarget = await gh(['runbook', 'run', 'TroubleshootSSH']);
+    expect(noTarget.stderr).toContain('--device or --project is required');
+
+    // Nothing was started.
+    expect(await ghJson<{ items: unknown[] }>(['runbook', 'runs', '--json'])).toMatchObject({ items: [] });
+    expect((await gh(['runbook', 'runs'])).stdout).toBe('No runs.\n');
+  });
+});
