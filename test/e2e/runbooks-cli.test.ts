@@ -1,7 +1,18 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, cliJson, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import {
+  cli,
+  cliJson,
+  killServers,
+  removeTempDirs,
+  setupAdmin,
+  startServer,
+  tempDir,
+  type CliOptions,
+  type GatehouseServer,
+} from '../support/server.js';
+import { freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
 
 /** A runbook an administrator writes: one check, its fix, and the login that verifies. */
 const DISK_RUNBOOK = `name: DiskRoom
@@ -42,11 +53,11 @@ steps:
 /** The runbook commands of the CLI against one real server. */
 describe('gatehouse runbooks / runbook (CLI)', () => {
   let server: GatehouseServer;
+  let sshd: TestSshd;
   let dir: string;
-  const gh = (args: string[]) =>
-    cli([...args, '--url', server.url], { env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') } });
-  const ghJson = <T>(args: string[]) =>
-    cliJson<T>([...args, '--url', server.url], { env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') } });
+  const env = () => ({ GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') });
+  const gh = (args: string[], opts: CliOptions = {}) => cli([...args, '--url', server.url], { ...opts, env: env() });
+  const ghJson = <T>(args: string[], opts: CliOptions = {}) => cliJson<T>([...args, '--url', server.url], { ...opts, env: env() });
   const file = (name: string, text: string) => {
     const f = path.join(dir, name);
     writeFileSync(f, text);
@@ -55,11 +66,14 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
 
   beforeAll(async () => {
     dir = tempDir();
-    server = await startServer({ dataDir: path.join(dir, 'data') });
-    await setupAdmin(server, 'correct horse battery staple', { env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') } });
+    // The device of the rotation: an OpenSSH sshd where root logs in with a vaulted key.
+    sshd = await TestSshd.start(path.join(dir, 'sshd'), { rootKeyLogin: true });
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
+    await setupAdmin(server, 'correct horse battery staple', { env: env() });
   });
-  afterAll(() => {
+  afterAll(async () => {
     killServers();
+    await sshd?.stop();
     removeTempDirs();
   });
 
@@ -128,5 +142,47 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     // Nothing was started.
     expect(await ghJson<{ items: unknown[] }>(['runbook', 'runs', '--json'])).toMatchObject({ items: [] });
     expect((await gh(['runbook', 'runs'])).stdout).toBe('No runs.\n');
+  });
+
+  it('accounts rotate: a dry run through the gateway says what it would do and changes nothing', async () => {
+    const project = await ghJson<{ id: string }>(['projects', 'create', 'Lab']);
+    const device = await ghJson<{ id: string }>([
+      'devices',
+      'create',
+      'ssh-box',
+      '--project',
+      project.id,
+      '--provider',
+      'on-prem',
+      '--protocol',
+      'ssh',
+      '--private-ip',
+      '127.0.0.1',
+      '--url-port',
+      String(sshd.port),
+    ]);
+    const rootKey = generateKeyPair(dir, 'root_key');
+    sshd.authorize('root', rootKey.publicKey);
+    await ghJson(['accounts', 'create', device.id, 'root', '--private-key-file', rootKey.file]);
+    // nobody exists on every host; its password is only in the vault.
+    const nobody = await ghJson<{ id: string }>(['accounts', 'create', device.id, 'nobody', '--password-stdin'], {
+      stdin: 'vaulted-password-1\n',
+    });
+
+    const run = await gh(['accounts', 'rotate', 'Lab/ssh-box', 'nobody', '--length', '20']);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(run.stdout).toMatch(/^Run \S+ · ResetAccess v1 · dry run · as root · by admin/m);
+    expect(run.stdout).toMatch(/^Lab\/ssh-box$/m);
+    expect(run.stdout).toMatch(/^ {2}✓ passed {8}root may run commands as root/m);
+    expect(run.stdout).toMatch(/^ {2}… would rotate {3}\S/m);
+    expect(run.stdout).toMatch(/^ {2}Verdict: SUCCESS · /m);
+    expect(run.stdout).toContain('Re-run with --apply');
+
+    // Nothing changed: the vaulted password is the one given, and no rotation was recorded.
+    const revealed = await ghJson<{ password: string }>(['accounts', 'reveal', nobody.id, '--reason', 'e2e: dry run changed nothing']);
+    expect(revealed.password).toBe('vaulted-password-1');
+    const runs = await ghJson<{ items: { runbook: { name: string }; apply: boolean }[] }>(['runbook', 'runs', '--json']);
+    expect(runs.items).toMatchObject([{ runbook: { name: 'ResetAccess' }, apply: false }]);
+    expect(readFileSync(path.join(sshd.dir, 'sshd.log'), 'utf8')).toContain('Accepted publickey for root');
   });
 });

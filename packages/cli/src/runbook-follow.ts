@@ -25,7 +25,8 @@ const out = (lines: readonly string[]) => {
  * line per device as it finishes when standard error is not one.
  */
 class RunPrinter {
-  private readonly printedSteps = new Map<string, number>();
+  /** Per device: each printed step's status and evidence. */
+  private readonly printedSteps = new Map<string, Map<string, string>>();
   private readonly finished = new Set<string>();
   private readonly started = Date.now();
   private progressShown = false;
@@ -50,15 +51,25 @@ class RunPrinter {
     }
   }
 
+  /**
+   * Steps come in document order, not in the order they finished (a dry run's "would fix"
+   * lands with its check; an applied check shows failed while its fixes run, then fixed):
+   * a step is printed when it is new or its status or evidence changed.
+   */
   private printSteps(item: RunbookRunItemView): void {
-    const printed = this.printedSteps.get(item.deviceId);
+    let printed = this.printedSteps.get(item.deviceId);
     if (printed === undefined) {
       if (item.state === 'queued') return;
       out(['', deviceLabel(item)]);
+      printed = new Map();
+      this.printedSteps.set(item.deviceId, printed);
     }
-    const from = printed ?? 0;
-    out(item.steps.slice(from).flatMap(stepLines));
-    this.printedSteps.set(item.deviceId, item.steps.length);
+    for (const step of item.steps) {
+      const seen = `${step.status}\n${step.evidence}`;
+      if (printed.get(step.id) === seen) continue;
+      printed.set(step.id, seen);
+      out(stepLines(step));
+    }
     if (item.state === 'done' && !this.finished.has(item.deviceId)) {
       this.finished.add(item.deviceId);
       out([verdictLine(item)]);
