@@ -170,12 +170,13 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     });
 
     const run = await gh(['accounts', 'rotate', 'Lab/ssh-box', 'nobody', '--length', '20']);
-    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+    // Nothing it would change is verified yet: a dry run that plans a change is FAILED (exit 1), and says why.
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(1);
     expect(run.stdout).toMatch(/^Run \S+ · ResetAccess v1 · dry run · as root · by admin/m);
     expect(run.stdout).toMatch(/^Lab\/ssh-box$/m);
     expect(run.stdout).toMatch(/^ {2}✓ passed {8}root may run commands as root/m);
-    expect(run.stdout).toMatch(/^ {2}… would rotate {3}\S/m);
-    expect(run.stdout).toMatch(/^ {2}Verdict: SUCCESS · /m);
+    expect(run.stdout).toMatch(/^ {2}… would rotate {2}set a new credential/m);
+    expect(run.stdout).toMatch(/^ {2}Verdict: FAILED · not verified: the dry run plans 1 change\(s\); rotate: would set /m);
     expect(run.stdout).toContain('Re-run with --apply');
 
     // Nothing changed: the vaulted password is the one given, and no rotation was recorded.
@@ -184,5 +185,45 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     const runs = await ghJson<{ items: { runbook: { name: string }; apply: boolean }[] }>(['runbook', 'runs', '--json']);
     expect(runs.items).toMatchObject([{ runbook: { name: 'ResetAccess' }, apply: false }]);
     expect(readFileSync(path.join(sshd.dir, 'sshd.log'), 'utf8')).toContain('Accepted publickey for root');
+  });
+
+  it('rotation policies: set on a project, shown for its device, overridden, cleared', async () => {
+    const project = await ghJson<{ id: string }>(['projects', 'create', 'Rot']);
+    await ghJson(['devices', 'create', 'db-1', '--project', project.id, '--provider', 'on-prem', '--protocol', 'ssh']);
+    expect((await gh(['rotation', 'show', '--project', 'Rot'])).stdout).toMatch(/^No rotation policy on project Rot/);
+
+    const set = await gh(['rotation', 'set', '--project', 'Rot', '--every', '30', '--length', '32', '--classes', 'lower,digit']);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toMatch(/^Rotation policy of project Rot:$/m);
+    expect(set.stdout).toMatch(/^ {2}Every\s+30 days$/m);
+    expect(set.stdout).toMatch(/^ {2}New credential\s+the kind the account has; passwords of 32 characters \(lower, digit\)$/m);
+    expect((await gh(['rotation', 'show', '--device', 'Rot/db-1'])).stdout).toMatch(
+      /^Rotation policy of device db-1 \(from its project\):$/m,
+    );
+
+    const own = await gh(['rotation', 'set', '--device', 'db-1', '--after-session', '--credential', 'key']);
+    expect(own.code, own.stderr).toBe(0);
+    expect(own.stdout).toMatch(/^Rotation policy of device db-1:$/m);
+    expect(own.stdout).toMatch(/^ {2}After each session\s+yes$/m);
+    expect(own.stdout).toMatch(/^ {2}New credential\s+a new Ed25519 key$/m);
+    expect(await ghJson(['rotation', 'show', '--device', 'Rot/db-1', '--json'])).toMatchObject({ scope: 'device', afterSession: true });
+
+    expect((await gh(['rotation', 'set', '--project', 'Rot'])).stderr).toContain('Say what to set');
+    expect((await gh(['rotation', 'set', '--project', 'Rot', '--classes', 'emoji'])).stderr).toContain('Password class "emoji" is unknown');
+    expect((await gh(['rotation', 'show'])).stderr).toContain('Give --project <project> or --device <device>');
+
+    expect(await gh(['rotation', 'clear', '--device', 'Rot/db-1'])).toMatchObject({
+      code: 0,
+      stdout: 'Rotation policy of device db-1 removed.\n',
+    });
+    expect((await gh(['rotation', 'show', '--device', 'Rot/db-1'])).stdout).toContain('(from its project)');
+    expect((await gh(['rotation', 'clear', '--project', 'Rot'])).code).toBe(0);
+    expect((await gh(['rotation', 'show', '--device', 'Rot/db-1'])).stdout).toMatch(/^No rotation policy on device db-1/);
+  });
+
+  it('breakglass rotate with no export to rotate says so and fails', async () => {
+    const none = await gh(['breakglass', 'rotate']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/^gatehouse: .*export/im);
   });
 });

@@ -3,7 +3,7 @@ import type { ApiClient } from './client.js';
 import {
   deviceLabel,
   deviceTable,
-  DRY_RUN_HINT,
+  dryRunHint,
   finishedLine,
   progressLine,
   rotationReport,
@@ -81,7 +81,7 @@ class RunPrinter {
     const items = run.items ?? [];
     if (run.kind === 'breakglass-rotation') out(['', ...rotationReport(run)]);
     else if (this.several) out(['', ...deviceTable(items)]);
-    if (!run.apply) out(['', DRY_RUN_HINT]);
+    if (!run.apply) out(['', dryRunHint(run)]);
   }
 }
 

@@ -77,7 +77,11 @@ export function itemEvidence(item: RunbookRunItemView): string {
       const failed = item.steps.find((s) => s.status === 'failed' || s.status === 'error');
       if (failed) return line(failed);
       const unchecked = post.find((s) => !held(s));
-      return unchecked ? line(unchecked, 'not checked: ') : '';
+      if (unchecked) return line(unchecked, 'not checked: ');
+      const planned = item.steps.filter((s) => s.status === 'would-fix' || s.status === 'would-rotate');
+      const first = planned[0];
+      if (first) return line(first, `not verified: the dry run plans ${planned.length} change(s); `);
+      return post.length === 0 ? 'no post-condition was checked' : '';
     }
     case 'CHANGED-BUT-UNVERIFIED': {
       const unchecked = post.filter((s) => !held(s));
@@ -176,8 +180,13 @@ export function exitCodeOf(run: RunbookRunView): number {
   return 0;
 }
 
-/** What a dry run ends with. */
-export const DRY_RUN_HINT = 'Dry run: nothing was changed. Re-run with --apply to make the changes marked "would fix" / "would rotate".';
+/** What a dry run ends with: the changes it planned, and how to make them. */
+export function dryRunHint(run: RunbookRunView): string {
+  const planned = (run.items ?? []).flatMap((i) => i.steps).filter((s) => s.status === 'would-fix' || s.status === 'would-rotate').length;
+  return planned > 0
+    ? `Dry run: nothing was changed. Re-run with --apply to make the ${planned} change(s) marked "would fix" / "would rotate".`
+    : 'Dry run: nothing was changed, and --apply would change nothing either: no change is planned.';
+}
 
 /** `TroubleshootSSH v1 · dry run · by admin · started 2026-12-06T15:00:00Z`. */
 export const runHeader = (run: RunbookRunView): string =>
@@ -222,6 +231,6 @@ export function runDetail(run: RunbookRunView): string[] {
   }
   if (run.kind === 'breakglass-rotation') lines.push('', ...rotationReport(run));
   else if (items.length > 1) lines.push('', ...deviceTable(items));
-  if (!run.apply && run.state === 'finished') lines.push('', DRY_RUN_HINT);
+  if (!run.apply && run.state === 'finished') lines.push('', dryRunHint(run));
   return lines;
 }

@@ -205,8 +205,8 @@ export function accountRotateCommand(accounts: Command): void {
         'only once a new login with it works; the new secret is never printed',
     )
     .option('--key', 'a new Ed25519 key pair (default: a key if the account has a key and no password, else a password)')
-    .option('--length <n>', 'password length, 12 to 128 (default: the policy)')
-    .option('--classes <list>', 'password character classes: lower,upper,digit,symbol (default: the policy)')
+    .option('--length <n>', 'password length, 12 to 128 (default 24)')
+    .option('--classes <list>', 'password character classes, any of lower,upper,digit,symbol (default: all four)')
     .action(async (deviceValue: string, accountValue: string, o: RunOptions & { key?: boolean; length?: string; classes?: string }) => {
       if (o.key && (o.length !== undefined || o.classes !== undefined))
         throw refuse('--length and --classes shape a password; --key makes an Ed25519 key. Give one or the other.');
