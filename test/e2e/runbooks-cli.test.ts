@@ -131,7 +131,7 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     for (const target of ['Ops/web-1', 'web-1', device.id]) {
       const run = await gh(['runbook', 'run', 'TroubleshootSSH', '--device', target]);
       expect(run.code, target).not.toBe(0);
-      expect(run.stderr).toContain('web-1 has no privileged account "root" in the vault');
+      expect(run.stderr).toContain('web-1 has no privileged account "root" in the vault: add one, or name one with --privileged-account');
     }
     const unknown = await gh(['runbook', 'run', 'TroubleshootSSH', '--device', 'Ops/web-9']);
     expect(unknown.code).not.toBe(0);

@@ -31,8 +31,15 @@ interface RunOptions extends ClientOptions {
   json?: boolean;
 }
 
-/** Follows a started run to its end, prints it, and sets the exit code from its verdicts. */
-async function runToEnd(api: ApiClient, started: RunbookRunView, o: RunOptions): Promise<void> {
+/**
+ * Starts a run, follows it to its end, prints it, and sets the exit code from its verdicts.
+ * The server's refusals name the API field; here it is the option.
+ */
+async function runToEnd(api: ApiClient, route: string, body: RunbookRunCreate | BreakglassRotationCreate, o: RunOptions): Promise<void> {
+  const started = await api.call<RunbookRunView>('POST', route, body).catch((error: unknown) => {
+    if (!(error instanceof ApiError)) throw error;
+    throw new ApiError(error.status, error.code, error.message.replaceAll('privilegedAccount', '--privileged-account'), error.issues);
+  });
   const run = await followRun(api, started, o);
   if (o.json) print(run);
   process.exitCode = exitCodeOf(run);
@@ -174,7 +181,7 @@ function runbookCommands(program: Command): void {
         ...(Object.keys(inputs).length > 0 ? { inputs } : {}),
         ...runOptionsOf(o),
       };
-      await runToEnd(api, await api.call<RunbookRunView>('POST', '/runbook-runs', body), o);
+      await runToEnd(api, '/runbook-runs', body, o);
     });
   withClient(runbook.command('runs'))
     .description('runs, newest first')
@@ -222,7 +229,7 @@ export function accountRotateCommand(accounts: Command): void {
         ...(o.classes === undefined ? {} : { classes: parsePasswordClasses(o.classes).join(',') }),
       };
       const body: RunbookRunCreate = { runbook: 'ResetAccess', deviceIds: [device.id], inputs, ...runOptionsOf(o) };
-      await runToEnd(api, await api.call<RunbookRunView>('POST', '/runbook-runs', body), o);
+      await runToEnd(api, '/runbook-runs', body, o);
     });
 }
 
@@ -238,7 +245,7 @@ export function breakGlassRotateCommand(bg: Command): void {
     .action(async (o: RunOptions & { export?: string }) => {
       const api = client(o);
       const body: BreakglassRotationCreate = { ...(o.export === undefined ? {} : { export: o.export }), ...runOptionsOf(o) };
-      await runToEnd(api, await api.call<RunbookRunView>('POST', '/breakglass/rotations', body), o);
+      await runToEnd(api, '/breakglass/rotations', body, o);
     });
 }
 
