@@ -264,6 +264,18 @@ export class GatewaySessions {
     return new Map(rows.map((r) => [r.gateway, Number(r.n)]));
   }
 
+  /** How many sessions of people (not of a runbook run) are live on the account now. */
+  async liveOnAccount(accountId: string): Promise<number> {
+    const row = await this.x
+      .selectFrom('gateway_sessions')
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .where('result', '=', 'active')
+      .where('account_id', '=', accountId)
+      .where('runbook_run_id', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
   /** The live sessions that entered under a maintenance window. */
   async liveInWindow(windowId: string): Promise<GatewaySession[]> {
     const rows = await this.x

@@ -217,6 +217,20 @@ export class RunbookRuns {
     return undefined;
   }
 
+  /** Which of these devices an unfinished item of some run holds now (the device lock). */
+  async lockedDevices(deviceIds: readonly string[]): Promise<Set<string>> {
+    const locked = new Set<string>();
+    for (let i = 0; i < deviceIds.length; i += 1000) {
+      const rows = await this.x
+        .selectFrom('runbook_run_devices')
+        .select('lock_device_id')
+        .where('lock_device_id', 'in', deviceIds.slice(i, i + 1000))
+        .execute();
+      for (const r of rows) if (r.lock_device_id !== null) locked.add(r.lock_device_id);
+    }
+    return locked;
+  }
+
   /** Writes what is given of one item; `state: 'done'` releases the device and counts it in the run. */
   async updateItem(runId: string, deviceId: string, set: ItemUpdate): Promise<RunbookRunItem> {
     const row: Partial<RunbookRunDeviceTable> = {};

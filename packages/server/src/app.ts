@@ -36,6 +36,8 @@ import { terminalRoutes } from './api/terminal/routes.js';
 import { WebTerminal } from './terminal.js';
 import { RunbookGateway } from './runbooks/gateway-client.js';
 import { RunbookService } from './runbooks/service.js';
+import { AfterSessionRotation } from './runbooks/after-session-rotation.js';
+import { PolicyRotations } from './runbooks/policy-rotation.js';
 import { TLS_SERVER_OPTIONS } from './tls.js';
 import websocket from '@fastify/websocket';
 import { gatewayRoutes } from './api/gateways/routes.js';
@@ -102,6 +104,10 @@ export interface GatehouseApp {
   terminal: WebTerminal;
   /** The runbook engine's way into the built-in gateway (its gateway is set once that listens). */
   runbookGateway: RunbookGateway;
+  /** Starts the rotations policies ask for (scheduled, and after sessions). */
+  policyRotations: PolicyRotations;
+  /** Rotation after sessions (the brokers tell it of session ends through `services.afterSessionRotation`). */
+  afterSessionRotation: AfterSessionRotation;
 }
 
 /** Builds the HTTP API: every route under /api/v1 declares its access, or start-up fails. */
@@ -197,6 +203,15 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   const gatewaySessions = new GatewaySessions(db);
+  const policyRotations = new PolicyRotations(services, logger.child({ component: 'rotation' }));
+  const afterSessionRotation = new AfterSessionRotation({
+    services,
+    sessions: gatewaySessions,
+    rotations: policyRotations,
+    logger: logger.child({ component: 'rotation' }),
+    delayMs: config.rotationAfterSessionDelayMs,
+  });
+  services.afterSessionRotation = afterSessionRotation;
   const gateways = new GatewayService({
     services,
     recordingsDir: recordingsDirOf(config.dataDir),
@@ -216,6 +231,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => auditCheckpoints.stop());
   app.addHook('onClose', () => breakglass.stop());
   app.addHook('onClose', () => services.runbooks.stop());
+  app.addHook('onClose', () => afterSessionRotation.stop());
   app.addHook('onClose', () => gateways.health.stop());
   app.addHook('onClose', () => services.refusals.flush());
 
@@ -352,5 +368,17 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   await app.ready();
-  return { app, services, routes, breakglass, auditCheckpoints, gatewaySessions, gateways, terminal, runbookGateway };
+  return {
+    app,
+    services,
+    routes,
+    breakglass,
+    auditCheckpoints,
+    gatewaySessions,
+    gateways,
+    terminal,
+    runbookGateway,
+    policyRotations,
+    afterSessionRotation,
+  };
 }

@@ -73,3 +73,16 @@ describe('maintenance settings of the server configuration', () => {
     expect(message).toContain('maintenanceCloseRetryBaseMs (GATEHOUSE_MAINTENANCE_CLOSE_RETRY_BASE_MS)');
   });
 });
+
+describe('rotation settings of the server configuration', () => {
+  it('looks every 10 minutes and waits 10 s after a session by default; each from its GATEHOUSE_ROTATION_* variable', () => {
+    expect(loadServerConfig({ env: {} })).toMatchObject({ rotationScheduleMinutes: 10, rotationAfterSessionDelayMs: 10_000 });
+    const config = loadServerConfig({
+      env: { GATEHOUSE_ROTATION_SCHEDULE_MINUTES: '15', GATEHOUSE_ROTATION_AFTER_SESSION_DELAY_MS: '500' },
+    });
+    expect(config).toMatchObject({ rotationScheduleMinutes: 15, rotationAfterSessionDelayMs: 500 });
+    expect(problemsOf(() => loadServerConfig({ env: { GATEHOUSE_ROTATION_SCHEDULE_MINUTES: '0' } }))).toContain(
+      'rotationScheduleMinutes (GATEHOUSE_ROTATION_SCHEDULE_MINUTES)',
+    );
+  });
+});

@@ -145,6 +145,13 @@ export const serverConfigSchema = z.strictObject({
   maintenanceHookTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
   /** How often the maintenance lifecycle opens, warns and ends windows. */
   maintenanceTickMs: z.coerce.number().int().min(50).max(60_000).default(5000),
+  /** How often scheduled rotation looks for credentials older than their rotation policy allows. */
+  rotationScheduleMinutes: z.coerce.number().int().min(1).max(1440).default(10),
+  /**
+   * How long rotation after a session waits after a session on the account ended, so
+   * sessions ending together make one rotation (each end waits again, up to 5 times as long).
+   */
+  rotationAfterSessionDelayMs: z.coerce.number().int().min(0).max(600_000).default(10_000),
   /** The first delay before retrying a failed closing hook (doubled per attempt, at most 15 minutes). */
   maintenanceCloseRetryBaseMs: z.coerce
     .number()
@@ -196,6 +203,8 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_MAINTENANCE_HOOK_TIMEOUT_SECONDS: 'maintenanceHookTimeoutSeconds',
   GATEHOUSE_MAINTENANCE_TICK_MS: 'maintenanceTickMs',
   GATEHOUSE_MAINTENANCE_CLOSE_RETRY_BASE_MS: 'maintenanceCloseRetryBaseMs',
+  GATEHOUSE_ROTATION_SCHEDULE_MINUTES: 'rotationScheduleMinutes',
+  GATEHOUSE_ROTATION_AFTER_SESSION_DELAY_MS: 'rotationAfterSessionDelayMs',
 };
 
 export interface ConfigSources {

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from './logger.js';
 import { MaintenanceLifecycle } from './maintenance/lifecycle.js';
 import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
 import { newToken } from './passwords.js';
+import { RotationSchedule } from './runbooks/rotation-schedule.js';
 import { SETUP_TOKEN_SETTING, setupTokenFile } from './api/auth/routes.js';
 import { loadTls } from './tls.js';
 
@@ -69,6 +70,14 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     });
     built.services.maintenanceLifecycle = maintenance;
     maintenance.start();
+    const rotationSchedule = new RotationSchedule({
+      services: built.services,
+      rotations: built.policyRotations,
+      leases: new Leases(db),
+      logger: logger.child({ component: 'rotation' }),
+      everyMinutes: config.rotationScheduleMinutes,
+    });
+    rotationSchedule.start();
     const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -95,6 +104,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       agentPort: built.gateways.agentLinks.server?.port ?? null,
       async close() {
         await maintenance.stop();
+        await rotationSchedule.stop();
         // Sessions end first: their recordings close and their ends reach the audit log.
         await gateway?.server.stop();
         await built.gateways.agentLinks.close();
@@ -226,6 +236,7 @@ async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, 
       }
     }
     await built.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), BUILT_IN_GATEWAY));
+    built.services.afterSessionRotation?.sessionEnded(s);
   }
   return abandoned;
 }

@@ -25,6 +25,7 @@ import type { FastifyRequest } from 'fastify';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import type { RefusalAudit } from './refusal-audit.js';
+import type { EndedSession } from './runbooks/after-session-rotation.js';
 import type { RunbookService } from './runbooks/service.js';
 
 /** Everything a route needs, built once at start. */
@@ -53,6 +54,8 @@ export interface Services {
   serverSpkiFingerprint: string | null;
   /** The maintenance lifecycle (set once it runs): `runSoon()` asks for a tick now, e.g. after a revocation. */
   maintenanceLifecycle?: { runSoon(): void };
+  /** Rotation after sessions: the gateway broker tells it of every session end. */
+  afterSessionRotation?: { sessionEnded(s: EndedSession): void };
   logger: Logger;
   /**
    * Appends an audit event, attributed to the request's user and address when given, and

@@ -453,6 +453,7 @@ export class ServerAccessBroker implements AccessBroker {
   async sessionEnded(sessionId: string, end: SessionEnd): Promise<void> {
     const s = await this.sessions.end(sessionId, end);
     await this.services.audit(null, sessionEndEvent(s, sessionId, end, this.entry));
+    if (s) this.services.afterSessionRotation?.sessionEnded(s);
   }
 
   async connectionFailed(f: ConnectionFailure): Promise<void> {

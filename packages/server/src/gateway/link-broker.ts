@@ -242,6 +242,7 @@ export class GatewayLinkBroker {
     const abandoned = await this.sessions.endAbandoned(gateway.name, reason, report.startedAt);
     for (const s of abandoned) {
       await this.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), gateway.name));
+      this.services.afterSessionRotation?.sessionEnded(s);
     }
     const identity = await this.identity();
     const held = await listGatewayRecordings(gateway, identity, 5_000).catch(() => [] as string[]);
