@@ -21,7 +21,9 @@ import type { RunbookRunView } from '@gatehouse/api';
 import {
   api,
   f1,
+  f2,
   freePort,
+  median,
   onCleanup,
   peakRssKiB,
   ROOT,
@@ -175,6 +177,18 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 500));
     }
   };
+  /** Median milliseconds per device item and per step, from the run's own timings. */
+  const breakdown = (run: RunbookRunView): string => {
+    const items = run.items ?? [];
+    const per = new Map<string, number[]>();
+    for (const item of items) {
+      if (item.startedAt && item.finishedAt)
+        per.set('item', [...(per.get('item') ?? []), Date.parse(item.finishedAt) - Date.parse(item.startedAt)]);
+      for (const s of item.steps) per.set(s.id, [...(per.get(s.id) ?? []), s.durationMs]);
+    }
+    return [...per].map(([id, ms]) => `${id} ${Math.round(median(ms))} ms`).join(', ');
+  };
+  console.log(`load average before: ${os.loadavg().map(f2).join(' ')}`);
   const dry = await rotate(false);
   console.log(`dry run: ${dry.run.counts.total} devices listed in ${f1(dry.seconds)} s`);
   const applied = await rotate(true);
@@ -186,6 +200,9 @@ async function main(): Promise<void> {
       `(concurrency ${CONCURRENCY}); ${rotated}/${accounts.length} rotated, ${stillWorking} file credentials not shown dead; ` +
       `server peak RSS ${f1(peakRssKiB(g.pid) / 1024)} MiB`,
   );
+  console.log(`  medians, dry run: ${breakdown(dry.run)}`);
+  console.log(`  medians, applied: ${breakdown(applied.run)}`);
+  console.log(`load average after: ${os.loadavg().map(f2).join(' ')}`);
 }
 
 runMain(main);
