@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { RunbookRunItemView, RunbookRunView } from '@gatehouse/api';
@@ -211,6 +211,11 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       }
     }
     rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+    try {
+      rmdirSync('/etc/netns');
+    } catch {
+      // Not empty (another namespace's files), or not there.
+    }
     removeTempDirs();
   });
 
