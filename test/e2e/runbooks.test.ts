@@ -141,6 +141,15 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
     (await api<{ id: string }>('POST', '/accounts', { deviceId, username, ...secrets })).id;
   const reveal = (accountId: string) =>
     api<{ password: string | null; privateKey: string | null }>('POST', `/accounts/${accountId}/reveal`, { reason: 'runbooks e2e check' });
+  const lastSeq = async () => (await api<{ items: { seq: number }[] }>('GET', '/audit/events?limit=1')).items[0]?.seq ?? 0;
+  /** The audit events of `action` after `seq`. */
+  const auditSince = async (seq: number, action: string) =>
+    (
+      await api<{ items: { action: string; outcome: string; targetId: string | null; details: Record<string, unknown> }[] }>(
+        'GET',
+        `/audit/events?afterSeq=${seq}&order=asc&limit=1000`,
+      )
+    ).items.filter((e) => e.action === action);
   /** The vault's other credentials of an account (pending, previous, unverified), read from the embedded database. */
   const otherCredentials = (accountId: string) => {
     const db = new SQLite(path.join(server.dataDir, 'gatehouse.sqlite'), { readonly: true });
@@ -293,6 +302,8 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
         ).toEqual([[item.accounts[0]?.username, 'would-rotate']]);
       }
       expect(new Set(items.map((i) => i.accounts[0]?.username))).toEqual(new Set(passwords.keys()));
+      // The report says which credentials of the file still log in: before the rotation, all of them.
+      expect(items.filter((i) => i.accounts[0]?.fileCredentialWorks !== true).map(describeItem)).toEqual([]);
       const first = await directSsh('127.0.0.1', localSshd.port, fleetUser(1), passwords.get(fleetUser(1)) as string);
       expect(first.stdout, first.stderr).toBe('logged-in\n');
     }, 180_000);
@@ -348,6 +359,7 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
     });
 
     it('password: the new one is set, verified and current; the old one is kept as previous and no longer logs in', async () => {
+      const seq = await lastSeq();
       const { item } = await runOn(deviceId, {
         runbook: 'ResetAccess',
         apply: true,
@@ -367,6 +379,7 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       const viaGateway = await gatewaySsh(`reset-box:${ROTATED_USER}`, 'id -un');
       expect(viaGateway.stdout, viaGateway.stderr).toBe(`${ROTATED_USER}\n`);
       expect(otherCredentials(accountId).map((c) => c.state)).toEqual(['previous']);
+      expect(await auditSince(seq, 'account.rotated')).toEqual([expect.objectContaining({ outcome: 'success', targetId: accountId })]);
 
       // Neither password in the run's answer, the server's output, or the recordings of its sessions.
       const shown = JSON.stringify(item) + server.stdout + server.stderr;
@@ -384,6 +397,7 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
 
     it('a rotation whose verification fails (a key sshd does not read) is FAILED: the old password still logs in and is still current', async () => {
       // This sshd reads authorized keys from its own directory, not ~/.ssh/authorized_keys.
+      const seq = await lastSeq();
       const { item } = await runOn(deviceId, { runbook: 'ResetAccess', apply: true, inputs: { account: ROTATED_USER, credential: 'key' } });
       expect(item.verdict, describeItem(item)).toBe('FAILED');
       const rotate = step(item, 'rotate');
@@ -400,6 +414,8 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       const authorized = path.join('/home', ROTATED_USER, '.ssh', 'authorized_keys');
       expect(existsSync(authorized) ? readFileSync(authorized, 'utf8').trim() : '').toBe('');
       expect(otherCredentials(accountId).map((c) => c.state)).toEqual(['previous']);
+      expect(await auditSince(seq, 'account.rotation_failed')).toEqual([expect.objectContaining({ outcome: 'failure' })]);
+      expect(await auditSince(seq, 'account.rotated')).toEqual([]);
     });
   });
 
@@ -557,6 +573,21 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       expect(login.stdout, login.stderr).toBe(`${VERIFY_USER}\n`);
     });
 
+    it('a device with no address, reached only through its agent: apply starts sshd but no login can verify it: CHANGED-BUT-UNVERIFIED', async () => {
+      await startSshd();
+      await stopSshd();
+      await api('PATCH', `/devices/${agentDeviceId}`, { privateIp: null });
+      try {
+        const { item } = await troubleshoot(agentDeviceId, true);
+        expect(item.verdict, describeItem(item)).toBe('CHANGED-BUT-UNVERIFIED');
+        expect(step(item, 'running').status).toBe('fixed');
+        expect(step(item, 'login')).toMatchObject({ status: 'skipped', evidence: expect.stringContaining('no IP address') as unknown });
+        expect(listening22()).toBe(true);
+      } finally {
+        await api('PATCH', `/devices/${agentDeviceId}`, { privateIp: DEVICE });
+      }
+    });
+
     it('refuses bad input with 400 naming the problem, and changes nothing on any host', async () => {
       await startSshd();
       const configBefore = sha256(sshdConfig());
@@ -577,6 +608,14 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       expect((await request('GET', '/runbooks/Reboot')).status).toBe(404);
 
       expect(await bad('/runbook-runs', { runbook: 'ResetAccess', deviceIds: [deviceId], apply: true })).toMatch(/input account/);
+      expect(
+        await bad('/runbook-runs', {
+          runbook: 'TroubleshootSSH',
+          deviceIds: [agentDeviceId],
+          apply: true,
+          inputs: { ...inputs, port: 'twenty-two' },
+        }),
+      ).toMatch(/input port must be a whole number/);
 
       const project = await api<{ id: string }>('POST', '/projects', { name: 'No root' });
       const bare = await createDevice(project.id, 'bare-box', DEVICE, 22);
