@@ -1,7 +1,12 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { freeLowPort } from '../support/agent.js';
+import { ageKeygen, RestartableS3rver } from '../support/breakglass-e2e.js';
 import {
+  baseEnv,
   cli,
   cliJson,
   killServers,
@@ -11,8 +16,9 @@ import {
   tempDir,
   type CliOptions,
   type GatehouseServer,
+  gatehouseBin,
 } from '../support/server.js';
-import { freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
+import { ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
 
 /** A runbook an administrator writes: one check, its fix, and the login that verifies. */
 const DISK_RUNBOOK = `name: DiskRoom
@@ -55,6 +61,7 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
   let server: GatehouseServer;
   let sshd: TestSshd;
   let dir: string;
+  let rootKey: ReturnType<typeof generateKeyPair>;
   const env = () => ({ GATEHOUSE_CREDENTIALS: path.join(dir, 'credentials.json') });
   const gh = (args: string[], opts: CliOptions = {}) => cli([...args, '--url', server.url], { ...opts, env: env() });
   const ghJson = <T>(args: string[], opts: CliOptions = {}) => cliJson<T>([...args, '--url', server.url], { ...opts, env: env() });
@@ -67,8 +74,10 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
   beforeAll(async () => {
     dir = tempDir();
     // The device of the rotation: an OpenSSH sshd where root logs in with a vaulted key.
-    sshd = await TestSshd.start(path.join(dir, 'sshd'), { rootKeyLogin: true });
-    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
+    sshd = await TestSshd.start(path.join(dir, 'sshd'), { rootKeyLogin: true, port: await freeLowPort() });
+    rootKey = generateKeyPair(dir, 'root_key');
+    sshd.authorize('root', rootKey.publicKey);
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freeLowPort()) } });
     await setupAdmin(server, 'correct horse battery staple', { env: env() });
   });
   afterAll(async () => {
@@ -84,6 +93,86 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     expect(list.stdout).toMatch(/^TroubleshootSSH\s+1\s+yes\s/m);
     expect(list.stdout).toMatch(/^ResetAccess\s+1\s+yes\s/m);
   });
+
+  // First: the export holds only the accounts made for it (the other tests' come later).
+  it('breakglass rotate: a dry run, then applied with the progress line on a terminal and the report', async () => {
+    const token = (JSON.parse(readFileSync(env().GATEHOUSE_CREDENTIALS, 'utf8')) as { token: string }).token;
+    const api = <T>(method: string, route: string, body?: unknown) => server.api<T>(token, method, route, body);
+    const project = await ghJson<{ id: string }>(['projects', 'create', 'Glass']);
+    const devices: string[] = [];
+    const passwords = new Map<string, string>();
+    for (const n of [1, 2]) {
+      const user = `gh-clirot-${n}`;
+      passwords.set(user, `file-${randomBytes(9).toString('base64url')}`);
+      ensureSystemUser(user, { password: passwords.get(user) });
+      const device = await ghJson<{ id: string }>(
+        ['devices', 'create', `g-${n}`, '--project', project.id, '--provider', 'on-prem', '--protocol', 'ssh'].concat([
+          '--private-ip',
+          '127.0.0.1',
+          '--url-port',
+          String(sshd.port),
+        ]),
+      );
+      devices.push(device.id);
+      await ghJson(['accounts', 'create', device.id, user, '--password-stdin'], { stdin: `${passwords.get(user)}\n` });
+    }
+    const s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
+    await api('PUT', '/breakglass/settings', {
+      provider: 's3',
+      executeTime: '03:00',
+      timeZone: 'UTC',
+      accessKeyId: 'S3RVER',
+      secretAccessKey: 'S3RVER',
+      bucket: 'breakglass',
+      protocol: 'http',
+      url: s3.endpoint,
+      pathStyle: true,
+      ageRecipients: [ageKeygen(dir).recipient],
+    });
+    const exportId = (await api<{ id: string }>('POST', '/breakglass/runs')).id;
+    await vi.waitFor(
+      async () => {
+        const run = await api<{ result: string }>('GET', `/breakglass/runs/${exportId}`);
+        if (run.result === 'running') throw new Error('the export is running');
+        expect(run.result).toBe('success');
+      },
+      { timeout: 60_000, interval: 200 },
+    );
+    await s3.stop();
+    // The privileged accounts come after the export: not in the file.
+    for (const id of devices) await ghJson(['accounts', 'create', id, 'root', '--private-key-file', rootKey.file]);
+
+    const dry = await gh(['breakglass', 'rotate', '--export', exportId]);
+    // Nothing is verified by a dry run: its devices are FAILED, and it says what it would do.
+    expect(dry.code, dry.stderr).toBe(1);
+    expect(dry.stdout).toMatch(/^Glass\/g-1 {2}FAILED {2}not verified: the dry run plans 1 change\(s\)/m);
+    expect(dry.stdout).toContain('Accounts: 0 rotated · 0 failed · 0 skipped · 2 would rotate');
+    expect(dry.stdout).toMatch(/^Glass\/g-2\s+gh-clirot-2\s+would-rotate\s+—\s+yes$/m);
+
+    // On a terminal (script gives the CLI one): one progress line, rewritten, then the report.
+    const args = ['breakglass', 'rotate', '--export', exportId, '--apply', '--concurrency', '2', '--url', server.url];
+    const command = [process.execPath, gatehouseBin, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const child = spawn('script', ['-qec', command, '/dev/null'], { env: baseEnv(env()), stdio: ['ignore', 'pipe', 'pipe'] });
+    let tty = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (tty += d));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(code, tty).toBe(0);
+    expect(tty).toMatch(/\r\x1b\[K2\/2 devices · 2 SUCCESS · 0 FAILED · 0 CHANGED-BUT-UNVERIFIED · [\d.]+ s\r?\n/);
+    expect(tty).not.toMatch(/^Glass\/g-1 {2}SUCCESS/m);
+    expect(tty).toContain('Accounts: 2 rotated · 0 failed · 0 skipped');
+    expect(tty).toMatch(/^Glass\/g-1\s+gh-clirot-1\s+rotated\s+new password set and verified by a new login\s+no\r?$/m);
+    expect(tty).toMatch(/^Glass\/g-2\s+gh-clirot-2\s+rotated\s+new password set and verified by a new login\s+no\r?$/m);
+    expect(tty).not.toContain('Dry run');
+
+    // The new passwords are in the vault, and were never printed.
+    for (const id of devices) {
+      const { items } = await api<{ items: { id: string; username: string }[] }>('GET', `/devices/${id}/accounts`);
+      const rotated = items.find((a) => a.username.startsWith('gh-clirot-'));
+      const { password } = await api<{ password: string }>('POST', `/accounts/${rotated?.id ?? ''}/reveal`, { reason: 'e2e' });
+      expect(password).not.toBe(passwords.get(rotated?.username ?? ''));
+      expect(tty).not.toContain(password);
+    }
+  }, 180_000);
 
   it('refuses a bad document naming each step and field; adds, shows and removes a good one', async () => {
     const bad = await gh(['runbooks', 'add', file('bad.yaml', BAD_RUNBOOK)]);
@@ -140,8 +229,8 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     expect(noTarget.stderr).toContain('--device or --project is required');
 
     // Nothing was started.
-    expect(await ghJson<{ items: unknown[] }>(['runbook', 'runs', '--json'])).toMatchObject({ items: [] });
-    expect((await gh(['runbook', 'runs'])).stdout).toBe('No runs.\n');
+    const runs = await ghJson<{ items: { runbook: { name: string } }[] }>(['runbook', 'runs', '--json']);
+    expect(runs.items.map((r) => r.runbook.name)).not.toContain('TroubleshootSSH');
   });
 
   it('accounts rotate: a dry run through the gateway says what it would do and changes nothing', async () => {
@@ -161,8 +250,6 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
       '--url-port',
       String(sshd.port),
     ]);
-    const rootKey = generateKeyPair(dir, 'root_key');
-    sshd.authorize('root', rootKey.publicKey);
     await ghJson(['accounts', 'create', device.id, 'root', '--private-key-file', rootKey.file]);
     // nobody exists on every host; its password is only in the vault.
     const nobody = await ghJson<{ id: string }>(['accounts', 'create', device.id, 'nobody', '--password-stdin'], {
@@ -183,7 +270,7 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     const revealed = await ghJson<{ password: string }>(['accounts', 'reveal', nobody.id, '--reason', 'e2e: dry run changed nothing']);
     expect(revealed.password).toBe('vaulted-password-1');
     const runs = await ghJson<{ items: { runbook: { name: string }; apply: boolean }[] }>(['runbook', 'runs', '--json']);
-    expect(runs.items).toMatchObject([{ runbook: { name: 'ResetAccess' }, apply: false }]);
+    expect(runs.items[0]).toMatchObject({ runbook: { name: 'ResetAccess' }, apply: false });
     expect(readFileSync(path.join(sshd.dir, 'sshd.log'), 'utf8')).toContain('Accepted publickey for root');
   });
 
