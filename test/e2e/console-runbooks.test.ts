@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ageKeygen, RestartableS3rver } from '../support/breakglass-e2e.js';
 import { launchChromium, screenshot, signedInPage } from '../support/browser.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
@@ -33,6 +34,7 @@ steps:
  * gets its own; an operator sees none of it.
  */
 describe('web console: runbooks', () => {
+  let dir: string;
   let server: GatehouseServer;
   let sshd: TestSshd;
   let browser: Browser;
@@ -44,7 +46,7 @@ describe('web console: runbooks', () => {
   const panelOf = (page: Page) => page.getByRole('region', { name: 'Runbooks' });
 
   beforeAll(async () => {
-    const dir = tempDir('gatehouse-console-runbooks-');
+    dir = tempDir('gatehouse-console-runbooks-');
     // Root may log in with a key on this sshd only (its other users keep the default "no").
     sshd = await TestSshd.start(path.join(dir, 'sshd'), { config: ['Match User root', '  PermitRootLogin prohibit-password'] });
     const rootKey = generateKeyPair(dir, 'root_key');
@@ -134,6 +136,42 @@ describe('web console: runbooks', () => {
     await admin.locator('[data-step="login"]').waitFor();
   });
 
+  it('Rotate credential on an account row: ResetAccess for it, a dry run that says it would rotate, Apply asks first', async () => {
+    const admin = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD, problems);
+    await admin.goto(`${server.url}/devices/${deviceId}`);
+    await admin.getByRole('button', { name: 'Rotate credential of root' }).click();
+    const panel = panelOf(admin);
+    await expect.poll(() => panel.getByLabel('Runbook', { exact: true }).inputValue()).toBe('ResetAccess');
+    expect(await panel.getByLabel('account', { exact: true }).inputValue()).toBe('root');
+    expect(await panel.getByLabel('credential', { exact: true }).locator('option').allTextContents()).toEqual([
+      'Default',
+      'password',
+      'key',
+    ]);
+
+    await panel.getByRole('button', { name: 'Dry run' }).click();
+    const rotate = panel.locator('[data-step="rotate"]');
+    await rotate.waitFor({ timeout: 30_000 });
+    expect(await rotate.getAttribute('data-status')).toBe('would-rotate');
+    await panel.locator('[data-verdict]').waitFor({ timeout: 30_000 });
+    const apply = panel.getByRole('button', { name: 'Apply' });
+    expect(await apply.isDisabled()).toBe(false);
+
+    // Apply names what the dry run said it would change; dismissed, nothing runs.
+    const asked = new Promise<string>((resolve) =>
+      admin.once('dialog', (dialog) => {
+        resolve(dialog.message());
+        void dialog.dismiss();
+      }),
+    );
+    await apply.click();
+    const question = await asked;
+    expect(question).toContain('Apply ResetAccess v1 on ssh-box as root?');
+    expect(question).toContain('ssh-box: set a new credential and verify it by a new login');
+    const runs = await api<{ items: { runbook: { name: string }; apply: boolean }[] }>('GET', `/runbook-runs?deviceId=${deviceId}`);
+    expect(runs.items.filter((r) => r.apply)).toEqual([]);
+  });
+
   it('Runbooks page: lists the built-ins and names the problem of a bad document', async () => {
     const admin = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD, problems);
     await admin.getByRole('link', { name: 'Runbooks' }).click();
@@ -181,6 +219,48 @@ describe('web console: runbooks', () => {
     await section.getByText('Rotated every 30 days and after each session').waitFor();
     expect(await section.textContent()).not.toContain('From its project');
     await screenshot(admin, 'rotation-policy');
+  });
+
+  it('break glass: a dry run of rotating the latest export lists its accounts', async () => {
+    const s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
+    try {
+      const saved = await api<{ saved: boolean }>('PUT', '/breakglass/settings', {
+        provider: 's3',
+        executeTime: '03:00',
+        timeZone: 'UTC',
+        accessKeyId: 'S3RVER',
+        secretAccessKey: 'S3RVER',
+        bucket: 'breakglass',
+        protocol: 'http',
+        url: s3.endpoint,
+        pathStyle: true,
+        prefix: 'console/',
+        ageRecipients: [ageKeygen(dir).recipient],
+      });
+      expect(saved.saved).toBe(true);
+      const exportId = (await api<{ id: string }>('POST', '/breakglass/runs')).id;
+      await vi.waitFor(
+        async () => {
+          const run = await api<{ result: string; error: string | null }>('GET', `/breakglass/runs/${exportId}`);
+          if (run.result === 'running') throw new Error('the export is running');
+          expect(run.result, run.error ?? '').toBe('success');
+        },
+        { timeout: 60_000, interval: 200 },
+      );
+    } finally {
+      await s3.stop();
+    }
+
+    const admin = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD, problems);
+    await admin.getByRole('link', { name: 'Break glass' }).click();
+    const section = admin.getByRole('region', { name: 'Rotate credentials from an export' });
+    await section.getByRole('button', { name: 'Rotate credentials from this export' }).click();
+    await section.getByText('Dry run finished.').waitFor({ timeout: 60_000 });
+    const row = section.getByRole('table', { name: 'Accounts the rotation would change' }).locator('[data-account="root"]');
+    expect(await row.locator('td').allTextContents()).toEqual(expect.arrayContaining(['ssh-box', 'root', 'would-rotate']));
+    expect(await section.getByTestId('rotation-counts').textContent()).toBe('1 would be rotated · 0 skipped of 1 account');
+    expect(await section.getByRole('button', { name: 'Apply rotation' }).isDisabled()).toBe(false);
+    await screenshot(admin, 'breakglass-rotation-dry-run');
   });
 
   it('an operator sees no runbooks', async () => {

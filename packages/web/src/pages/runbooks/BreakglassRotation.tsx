@@ -7,6 +7,8 @@ import { LocalTime } from '../requests/time.js';
 import { asApiError } from './RunbookPanel.js';
 import { AccountResults, RunCounts, useFollowedRun } from './run-view.js';
 
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 /** How a rotation's accounts ended so far (a dry run's are all would-rotate or skipped). */
 function accountCounts(run: RunbookRunView) {
   const accounts = (run.items ?? []).flatMap((i) => i.accounts);
@@ -73,7 +75,7 @@ export function BreakglassRotation({ exportRun, focusKey }: { exportRun: BreakGl
     if (!run || !counts) return;
     const devices = new Set((run.items ?? []).filter((i) => i.accounts.some((a) => a.result === 'would-rotate')).map((i) => i.deviceName));
     const ok = window.confirm(
-      `Rotate ${counts.would} account credential${counts.would === 1 ? '' : 's'} on ${devices.size} device${devices.size === 1 ? '' : 's'}?\n\n` +
+      `Rotate ${plural(counts.would, 'account credential')} on ${plural(devices.size, 'device')}?\n\n` +
         'Each new credential is stored in the vault before it is set on the device, and kept only when a new login with it works. ' +
         'The credentials in the exported file stop working where the rotation succeeds.',
     );
@@ -87,7 +89,7 @@ export function BreakglassRotation({ exportRun, focusKey }: { exportRun: BreakGl
       </h2>
       <p>
         Export of <LocalTime at={exportRun.startedAt} />
-        {exportRun.counts.accounts !== undefined ? ` · ${exportRun.counts.accounts} accounts` : ''}
+        {exportRun.counts.accounts !== undefined ? ` · ${plural(exportRun.counts.accounts, 'account')}` : ''}
         {exportRun.sha256 ? (
           <>
             {' '}
@@ -128,8 +130,8 @@ export function BreakglassRotation({ exportRun, focusKey }: { exportRun: BreakGl
             <br />
             <span data-testid="rotation-counts">
               {run.apply
-                ? `${counts.rotated} rotated · ${counts.failed} failed · ${counts.skipped} skipped of ${counts.total} accounts`
-                : `${counts.would} would be rotated · ${counts.skipped} skipped of ${counts.total} accounts`}
+                ? `${counts.rotated} rotated · ${counts.failed} failed · ${counts.skipped} skipped of ${plural(counts.total, 'account')}`
+                : `${counts.would} would be rotated · ${counts.skipped} skipped of ${plural(counts.total, 'account')}`}
             </span>{' '}
             · <Link href={`/runbooks/runs/${run.id}`}>details</Link>
           </p>

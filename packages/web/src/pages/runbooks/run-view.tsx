@@ -196,7 +196,11 @@ export function AccountResults({ items, label = 'Accounts' }: { items: RunbookRu
                   {a.fileCredentialWorks === null ? (
                     <span className="muted">not checked</span>
                   ) : a.fileCredentialWorks ? (
-                    <StatusBadge status="failed" label="yes: still logs in" />
+                    // Before the rotation (a dry run) that is expected; after it, the alarm this report is for.
+                    <StatusBadge
+                      status={a.result === 'would-rotate' ? 'skipped' : 'failed'}
+                      label={a.result === 'would-rotate' ? 'yes, until rotated' : 'yes: still logs in'}
+                    />
                   ) : (
                     <StatusBadge status="succeeded" label="no" />
                   )}
