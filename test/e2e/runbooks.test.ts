@@ -588,6 +588,23 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       }
     });
 
+    it('a device that requires a maintenance window, none open: the gateway refuses the run’s sign-in: FAILED, sshd not started', async () => {
+      await startSshd();
+      await stopSshd();
+      await api('PATCH', `/devices/${agentDeviceId}`, { maintenanceRequired: true });
+      try {
+        const { item } = await troubleshoot(agentDeviceId, true);
+        expect(item.verdict, describeItem(item)).toBe('FAILED');
+        expect([item.error, ...item.steps.map((s) => s.evidence)].join('\n'), describeItem(item)).toContain(
+          'ns-box needs an approved maintenance window',
+        );
+        expect(item.steps.filter((s) => s.type === 'fix' && s.status !== 'skipped')).toEqual([]);
+        expect(sshdPids()).toEqual([]);
+      } finally {
+        await api('PATCH', `/devices/${agentDeviceId}`, { maintenanceRequired: false });
+      }
+    });
+
     it('refuses bad input with 400 naming the problem, and changes nothing on any host', async () => {
       await startSshd();
       const configBefore = sha256(sshdConfig());
