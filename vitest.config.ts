@@ -21,6 +21,7 @@ const integrationTests = [
   'test/api/agent-runtime.test.ts',
   'test/api/runbook-gateway.test.ts',
   'test/api/runbooks-sshd.test.ts',
+  'test/api/rotation-sshd.test.ts',
 ];
 
 /**

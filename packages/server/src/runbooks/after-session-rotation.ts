@@ -16,8 +16,8 @@ export interface AfterSessionRotationOptions {
 export type EndedSession = Pick<GatewaySession, 'accountId' | 'deviceId' | 'runbookRunId'>;
 
 /**
- * Rotation after every session: when a person's session on an account whose effective
- * policy has `afterSession` ends, the account is queued, and rotated (the same ResetAccess
+ * Rotation after every session: when a person's session ends on an account whose effective
+ * policy has `afterSession` (as the session ends, and still when rotating), the account is queued, and rotated (the same ResetAccess
  * run as scheduled rotation) once `delayMs` passed without another end, so sessions ending
  * together make one run. An account with a session still live is not rotated: the end of
  * its last session queues it again. Runbook sessions (the rotation's own) never queue.
@@ -25,6 +25,8 @@ export type EndedSession = Pick<GatewaySession, 'accountId' | 'deviceId' | 'runb
  */
 export class AfterSessionRotation {
   private readonly queued = new Map<string, string>();
+  /** Session ends whose policy is being looked up. */
+  private readonly looking = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private firstQueuedAt: number | undefined;
   private flushing: Promise<void> | undefined;
@@ -35,15 +37,26 @@ export class AfterSessionRotation {
   /** Called by the gateway broker for every session end; never throws. */
   sessionEnded(s: EndedSession): void {
     if (this.stopped || s.runbookRunId !== null || s.accountId === null || s.deviceId === null) return;
-    this.queued.set(s.accountId, s.deviceId);
+    const looking: Promise<void> = this.queue(s.accountId, s.deviceId)
+      .catch((error: unknown) => this.o.logger.error({ err: error }, 'could not look up the rotation policy after a session'))
+      .finally(() => this.looking.delete(looking));
+    this.looking.add(looking);
+  }
+
+  /** Queues the account when the policy in force as its session ended asks for rotation after sessions. */
+  private async queue(accountId: string, deviceId: string): Promise<void> {
+    const policy = await this.o.services.rotationPolicies.effectiveFor(deviceId);
+    if (!policy?.afterSession || this.stopped) return;
+    this.queued.set(accountId, deviceId);
     this.firstQueuedAt ??= Date.now();
     // Each end waits again, but a steady stream of ends does not hold rotation off for ever.
     const waited = Date.now() - this.firstQueuedAt;
     this.arm(Math.max(0, Math.min(this.o.delayMs, this.o.delayMs * 5 - waited)));
   }
 
-  /** Rotates what is queued now, without waiting (tests, and the timer). */
+  /** Rotates what is queued now (after the ends being looked at), without waiting (tests, and the timer). */
   async flush(): Promise<void> {
+    await Promise.allSettled([...this.looking]);
     while (this.flushing) await this.flushing;
     this.flushing = this.rotateQueued().finally(() => (this.flushing = undefined));
     await this.flushing;
@@ -52,6 +65,7 @@ export class AfterSessionRotation {
   /** Stops queuing; a flush under way finishes. What is still queued is dropped. */
   async stop(): Promise<void> {
     this.stopped = true;
+    await Promise.allSettled([...this.looking]);
     clearTimeout(this.timer);
     await this.flushing;
   }
