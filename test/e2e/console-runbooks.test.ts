@@ -261,6 +261,12 @@ describe('web console: runbooks', () => {
     expect(await section.getByTestId('rotation-counts').textContent()).toBe('1 would be rotated · 0 skipped of 1 account');
     expect(await section.getByRole('button', { name: 'Apply rotation' }).isDisabled()).toBe(false);
     await screenshot(admin, 'breakglass-rotation-dry-run');
+
+    // Its own page: one report table over every device, not one per device.
+    await section.getByRole('link', { name: 'details' }).click();
+    await admin.getByRole('heading', { name: 'Dry run: Rotation after break glass' }).waitFor();
+    expect(await admin.getByRole('table', { name: 'Accounts the rotation would change' }).count()).toBe(1);
+    await admin.locator('[data-account="root"]').waitFor();
   });
 
   it('an operator sees no runbooks', async () => {

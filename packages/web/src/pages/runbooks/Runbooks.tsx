@@ -222,6 +222,7 @@ export function RunPage({ id }: { id: string }) {
     );
   }
   const inputs = Object.entries(run.inputs);
+  const rotation = run.kind === 'breakglass-rotation';
   return (
     <section aria-labelledby="run-title">
       <p className="crumbs">
@@ -245,14 +246,14 @@ export function RunPage({ id }: { id: string }) {
         </dd>
       </dl>
       <ErrorNote error={error} />
-      {run.kind === 'breakglass-rotation' && run.items?.some((i) => i.accounts.length > 0) ? (
+      {rotation ? (
         <>
           <h2>Accounts</h2>
-          <AccountResults items={run.items} />
+          <AccountResults items={run.items ?? []} label={run.apply ? 'Rotation report' : 'Accounts the rotation would change'} />
         </>
       ) : null}
       <h2>Devices</h2>
-      <RunItems run={run} />
+      <RunItems run={run} withAccounts={!rotation} />
     </section>
   );
 }

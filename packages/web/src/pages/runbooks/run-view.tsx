@@ -143,8 +143,11 @@ export function useFollowedRun() {
   return { run, error, follow };
 }
 
-/** Each device of a run: its verdict with what it means, then its steps (and a rotation's accounts). */
-export function RunItems({ run }: { run: RunbookRunView }) {
+/**
+ * Each device of a run: its verdict with what it means, then its steps, and a rotation's
+ * accounts unless the page shows them in one table (`withAccounts` false).
+ */
+export function RunItems({ run, withAccounts = true }: { run: RunbookRunView; withAccounts?: boolean }) {
   return (
     <ul className="run-items">
       {(run.items ?? []).map((item) => (
@@ -153,7 +156,7 @@ export function RunItems({ run }: { run: RunbookRunView }) {
             <span className="muted">{item.projectName} /</span> {item.deviceName}
           </h3>
           <Verdict item={item} />
-          {item.accounts.length > 0 ? <AccountResults items={[item]} /> : null}
+          {withAccounts && item.accounts.length > 0 ? <AccountResults items={[item]} /> : null}
           {item.steps.length > 0 || item.state === 'running' ? <StepList steps={item.steps} running={item.state === 'running'} /> : null}
         </li>
       ))}
@@ -258,7 +261,8 @@ export function RunTable({ runs, label, outcome }: { runs: RunbookRunView[]; lab
                 <td>{r.apply ? 'apply' : 'dry run'}</td>
                 <td>{r.user.username}</td>
                 <td>
-                  {outcome === 'progress' ? (
+                  {/* A run over several devices has no one verdict: its progress over them. */}
+                  {outcome === 'progress' || r.counts.total > 1 ? (
                     <RunCounts run={r} />
                   ) : verdict ? (
                     <VerdictBadge verdict={verdict} />
