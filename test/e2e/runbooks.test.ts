@@ -1,3 +1,4 @@
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -126,6 +127,16 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
     const r = await runClient('ssh', ['-p', String(port), `${user}@${host}`, 'echo logged-in'], { password });
     return { code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr };
   };
+  /** ssh straight to an sshd with a private key file, no gateway. */
+  const directKeySsh = (port: number, user: string, keyFile: string) =>
+    new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const args = ['-p', String(port), '-i', keyFile, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes'];
+      args.push('-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', `${user}@127.0.0.1`, 'echo logged-in');
+      execFile('ssh', args, { timeout: 30_000 }, (error, stdout) => {
+        if (error && typeof error.code !== 'number') return reject(new Error(error.message));
+        resolve({ code: error ? (error.code as number) : 0, stdout });
+      });
+    });
   const createDevice = async (projectId: string, name: string, privateIp: string, port?: number) =>
     (
       await api<{ id: string }>('POST', '/devices', {
@@ -416,6 +427,49 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       expect(otherCredentials(accountId).map((c) => c.state)).toEqual(['previous']);
       expect(await auditSince(seq, 'account.rotation_failed')).toEqual([expect.objectContaining({ outcome: 'failure' })]);
       expect(await auditSince(seq, 'account.rotated')).toEqual([]);
+    });
+    it('key: where sshd reads ~/.ssh/authorized_keys, the new key is added, verified and current; the old key line is removed', async () => {
+      // A second sshd that reads this user's keys from ~/.ssh/authorized_keys, as a default config does.
+      const keySshd = await TestSshd.start(path.join(dir, 'sshd-keys'), {
+        port: await freeLowPort(),
+        rootKeyLogin: true,
+        config: [`Match User ${ROTATED_USER}`, '  AuthorizedKeysFile .ssh/authorized_keys'],
+      });
+      try {
+        keySshd.authorize('root', readFileSync(path.join(dir, 'root_key.pub'), 'utf8').trim());
+        const old = generateKeyPair(dir, 'rotated_key');
+        const home = path.join('/home', ROTATED_USER);
+        mkdirSync(path.join(home, '.ssh'), { recursive: true, mode: 0o700 });
+        writeFileSync(path.join(home, '.ssh', 'authorized_keys'), `${old.publicKey}\n`, { mode: 0o600 });
+        execFileSync('chown', ['-R', `${ROTATED_USER}:`, path.join(home, '.ssh')]);
+        const project = await api<{ id: string }>('POST', '/projects', { name: 'Keys' });
+        const keysBox = await createDevice(project.id, 'keys-box', '127.0.0.1', keySshd.port);
+        await createAccount(keysBox, 'root', { privateKey: rootKey });
+        const keyAccount = await createAccount(keysBox, ROTATED_USER, { privateKey: old.privateKey });
+        expect((await directKeySsh(keySshd.port, ROTATED_USER, old.file)).stdout).toBe('logged-in\n');
+
+        // No credential input: an account with a key and no password gets a new key.
+        const { item } = await runOn(keysBox, { runbook: 'ResetAccess', apply: true, inputs: { account: ROTATED_USER } });
+        expect(item.verdict, describeItem(item)).toBe('SUCCESS');
+        expect(step(item, 'rotate').status).toBe('rotated');
+        const revealed = await reveal(keyAccount);
+        expect(revealed.privateKey).toMatch(/-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+        expect(revealed.privateKey).not.toBe(old.privateKey);
+        const fresh = path.join(dir, 'fresh_key');
+        writeFileSync(fresh, revealed.privateKey as string, { mode: 0o600 });
+        expect((await directKeySsh(keySshd.port, ROTATED_USER, fresh)).stdout).toBe('logged-in\n');
+        expect((await directKeySsh(keySshd.port, ROTATED_USER, old.file)).code).toBe(255);
+        const lines = readFileSync(path.join(home, '.ssh', 'authorized_keys'), 'utf8')
+          .trim()
+          .split('\n');
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).not.toContain(old.publicKey.split(' ')[1] as string);
+        expect(otherCredentials(keyAccount).map((c) => c.state)).toEqual(['previous']);
+        const viaGateway = await gatewaySsh(`keys-box:${ROTATED_USER}`, 'id -un');
+        expect(viaGateway.stdout, viaGateway.stderr).toBe(`${ROTATED_USER}\n`);
+      } finally {
+        await keySshd.stop();
+      }
     });
   });
 
