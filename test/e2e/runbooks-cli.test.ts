@@ -274,6 +274,43 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
     expect(readFileSync(path.join(sshd.dir, 'sshd.log'), 'utf8')).toContain('Accepted publickey for root');
   });
 
+  it('runbook run on a project: a line per device, the table, exit 0 when every device is SUCCESS; --json is the run alone', async () => {
+    // The devices of the break-glass test: the test's sshd, root logging in with a key.
+    const args = ['runbook', 'run', 'TroubleshootSSH', '--project', 'Glass', '--input', `sshdConfig=${path.join(sshd.dir, 'sshd_config')}`];
+    const run = await gh(args);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(run.stdout).toMatch(/^Run \S+ · TroubleshootSSH v1 · dry run · as root · by admin/m);
+    for (const d of ['g-1', 'g-2']) {
+      expect(run.stdout).toMatch(new RegExp(`^Glass/${d} {2}SUCCESS {2}9 post-conditions checked and held; login: `, 'm'));
+      expect(run.stdout).toMatch(new RegExp(`^Glass/${d}\\s+SUCCESS\\s+9 post-conditions checked and held`, 'm'));
+    }
+    expect(run.stdout).toMatch(/^DEVICE\s+VERDICT\s+EVIDENCE$/m);
+    expect(run.stdout).toContain('no change is planned');
+
+    const json = await gh([...args, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const view = JSON.parse(json.stdout) as { state: string; counts: { total: number; success: number }; items: unknown[] };
+    expect(view).toMatchObject({ state: 'finished', counts: { total: 2, success: 2 } });
+    expect(view.items).toHaveLength(2);
+
+    const shown = await gh(['runbook', 'show-run', (JSON.parse(json.stdout) as { id: string }).id]);
+    expect(shown.stdout).toMatch(/^Glass\/g-1$/m);
+    expect(shown.stdout).toMatch(/^ {2}✓ passed {8}a new SSH login to sshd works/m);
+  }, 120_000);
+
+  it('accounts rotate --apply: the password rotated and verified, never printed, and where to find it', async () => {
+    const rotated = await gh(['accounts', 'rotate', 'g-1', 'gh-clirot-1', '--length', '16', '--classes', 'lower,digit', '--apply']);
+    expect(rotated.code, `${rotated.stdout}\n${rotated.stderr}`).toBe(0);
+    expect(rotated.stdout).toMatch(/^ {2}↻ rotated {7}set a new credential and verify it by a new login/m);
+    expect(rotated.stdout).toMatch(/^ {2}Verdict: SUCCESS · /m);
+    expect(rotated.stdout).not.toContain('Dry run');
+    const hint = /gatehouse accounts reveal (\S+) --reason/.exec(rotated.stderr);
+    expect(hint, rotated.stderr).not.toBeNull();
+    const { password } = await ghJson<{ password: string }>(['accounts', 'reveal', hint?.[1] ?? '', '--reason', 'e2e: the rotated one']);
+    expect(password).toMatch(/^[a-z2-9]{16}$/);
+    expect(`${rotated.stdout}${rotated.stderr}`).not.toContain(password);
+  });
+
   it('rotation policies: set on a project, shown for its device, overridden, cleared', async () => {
     const project = await ghJson<{ id: string }>(['projects', 'create', 'Rot']);
     await ghJson(['devices', 'create', 'db-1', '--project', project.id, '--provider', 'on-prem', '--protocol', 'ssh']);

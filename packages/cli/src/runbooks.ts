@@ -230,6 +230,8 @@ export function accountRotateCommand(accounts: Command): void {
       };
       const body: RunbookRunCreate = { runbook: 'ResetAccess', deviceIds: [device.id], inputs, ...runOptionsOf(o) };
       await runToEnd(api, '/runbook-runs', body, o);
+      if (o.apply && !o.json && process.exitCode === 0)
+        process.stderr.write(`The new credential is in the vault only: gatehouse accounts reveal ${account?.id ?? ''} --reason …\n`);
     });
 }
 
