@@ -1,13 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { RunbookRunView } from '@gatehouse/api';
 import { AfterSessionRotation, PolicyRotations, ServerAccessBroker } from '@gatehouse/server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
-
-type Engine = NonNullable<ConstructorParameters<typeof PolicyRotations>[2]>;
-type Call = { request: Parameters<Engine['startRotation']>[0]; caller: Parameters<Engine['startRotation']>[1] };
+import { recordingRotationEngine } from '../support/rotation-engine.js';
 
 /**
  * Rotation after sessions, as the gateway broker reports session ends (the engine is a
@@ -21,13 +18,7 @@ describe.each(dialects)('rotation after sessions on %s', (dialect) => {
   let deviceId: string;
   let otherDeviceId: string;
   const accounts: Record<string, string> = {};
-  const calls: Call[] = [];
-  const engine: Engine = {
-    startRotation: (request, caller) => {
-      calls.push({ request, caller });
-      return Promise.resolve({ id: `run-${calls.length}` } as RunbookRunView);
-    },
-  };
+  const { engine, calls } = recordingRotationEngine();
   let rotation: AfterSessionRotation;
   /** Rotation after sessions on the test app, waiting `delayMs` after an end. */
   const install = (delayMs: number) => {

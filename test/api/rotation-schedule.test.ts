@@ -1,13 +1,10 @@
-import type { RunbookRunView } from '@gatehouse/api';
 import { Leases } from '@gatehouse/db';
 import { PolicyRotations, RotationSchedule } from '@gatehouse/server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
-
-type Engine = NonNullable<ConstructorParameters<typeof PolicyRotations>[2]>;
-type Call = { request: Parameters<Engine['startRotation']>[0]; caller: Parameters<Engine['startRotation']>[1] };
+import { recordingRotationEngine, type RotationCall } from '../support/rotation-engine.js';
 
 /**
  * Scheduled rotation's decisions (the engine is a fake that records what it is asked to
@@ -19,13 +16,7 @@ describe.each(dialects)('scheduled rotation on %s', (dialect) => {
   let admin: { id: string; username: string; token: string };
   let ada: { id: string; username: string; token: string };
   const ids: Record<string, string> = {};
-  const calls: Call[] = [];
-  const engine: Engine = {
-    startRotation: (request, caller) => {
-      calls.push({ request, caller });
-      return Promise.resolve({ id: `run-${calls.length}` } as RunbookRunView);
-    },
-  };
+  const { engine, calls } = recordingRotationEngine();
   let rotations: PolicyRotations;
   const schedules: RotationSchedule[] = [];
   const schedule = () => {
@@ -114,7 +105,7 @@ describe.each(dialects)('scheduled rotation on %s', (dialect) => {
     // web-2's own policy (a year) is not due; db-1 has no policy; plc needs a window.
     expect(rotated()).toEqual([ids['web-1:root'], ids['web-1:app'], ids['ops-1:root']].sort((a, b) => (a ?? '').localeCompare(b ?? '')));
     expect(tick?.runs).toHaveLength(2);
-    const labRun = `run-${calls.indexOf(lab as Call) + 1}`;
+    const labRun = `run-${calls.indexOf(lab as RotationCall) + 1}`;
     expect(await audited('rotation.scheduled_run')).toContainEqual(
       expect.objectContaining({ runId: labRun, accounts: 2, devices: 1, trigger: 'schedule', as: admin.username }),
     );

@@ -4,30 +4,16 @@ import path from 'node:path';
 import type { SshGateway } from '@gatehouse/gateway';
 import { Leases } from '@gatehouse/db';
 import { RotationSchedule } from '@gatehouse/server';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { startBuiltInGateway } from '../support/built-in-gateway.js';
 import { dialects } from '../support/db.js';
 import { runClient } from '../support/ssh-client.js';
-import { ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
+import { canLogIn, ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
 
 const ROTATED_USER = 'gh-rb-sched';
 const FIRST_PASSWORD = 'first-Sched-Password-4x';
-
-/** Whether sshd lets `user` in with `password` (a client of its own, not through Gatehouse). */
-function canLogIn(port: number, user: string, password: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const client = new ssh2.Client();
-    client.on('ready', () => {
-      client.end();
-      resolve(true);
-    });
-    client.on('error', () => resolve(false));
-    client.connect({ host: '127.0.0.1', port, username: user, password, readyTimeout: 10_000, tryKeyboard: false });
-  });
-}
 
 /**
  * Policies rotating for real: the built-in gateway (in process) to an OpenSSH sshd, root by

@@ -4,31 +4,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { RunbookRunView } from '@gatehouse/api';
 import type { SshGateway } from '@gatehouse/gateway';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { startBuiltInGateway } from '../support/built-in-gateway.js';
 import { dialects } from '../support/db.js';
-import { ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
+import { canLogIn, ensureSystemUser, generateKeyPair, TestSshd } from '../support/sshd.js';
 import { BreakGlassRuns } from '@gatehouse/db';
 
 const ROTATED_USER = 'gh-rb-rotate';
 const FIRST_PASSWORD = 'first-Password-7q';
 const KEY_USER = 'gh-rb-key';
-
-/** Whether sshd lets `user` in with `password` (a client of its own, not through Gatehouse). */
-function canLogIn(port: number, user: string, password: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const client = new ssh2.Client();
-    client.on('ready', () => {
-      client.end();
-      resolve(true);
-    });
-    client.on('error', () => resolve(false));
-    client.connect({ host: '127.0.0.1', port, username: user, password, readyTimeout: 10_000, tryKeyboard: false });
-  });
-}
 
 /**
  * Runbooks through the real built-in gateway (in process) to a real OpenSSH sshd, as root

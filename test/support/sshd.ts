@@ -2,6 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import ssh2 from 'ssh2';
 
 /** A free TCP port on 127.0.0.1 (closed again, so there is a small race; fine for tests). */
 export function freePort(): Promise<number> {
@@ -200,4 +201,17 @@ export class TestSshd {
     if (opts.newHostKey) this.writeHostKey();
     await this.run();
   }
+}
+
+/** Whether sshd on 127.0.0.1:`port` lets `user` in with `password` (a client of its own, not through Gatehouse). */
+export function canLogIn(port: number, user: string, password: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const client = new ssh2.Client();
+    client.on('ready', () => {
+      client.end();
+      resolve(true);
+    });
+    client.on('error', () => resolve(false));
+    client.connect({ host: '127.0.0.1', port, username: user, password, readyTimeout: 10_000, tryKeyboard: false });
+  });
 }
