@@ -219,6 +219,14 @@ describe('web console: runbooks', () => {
     await section.getByText('Rotated every 30 days and after each session').waitFor();
     expect(await section.textContent()).not.toContain('From its project');
     await screenshot(admin, 'rotation-policy');
+
+    // Removing the device's own policy brings the project's back; then the project's goes too.
+    await section.getByRole('button', { name: 'Change' }).click();
+    admin.once('dialog', (dialog) => void dialog.accept());
+    await own.getByRole('button', { name: 'Remove policy' }).click();
+    await section.getByText('From its project: Rotated every 30 days ·').waitFor();
+    const projectId = (await api<{ projectId: string }>('GET', `/devices/${deviceId}`)).projectId;
+    await api('DELETE', `/projects/${projectId}/rotation-policy`);
   });
 
   it('break glass: a dry run of rotating the latest export lists its accounts', async () => {

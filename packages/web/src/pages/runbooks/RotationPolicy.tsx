@@ -97,6 +97,7 @@ export function RotationPolicy({
       () => {
         setSaved(scope === 'device' ? "Removed: its project's policy applies, if any." : 'Removed: no scheduled rotation.');
         setLoads((n) => n + 1);
+        if (!onClose) setEditing(false);
       },
       (e: unknown) => setLoadError(e),
     );
