@@ -25,6 +25,16 @@ steps:
     run: hostname > /etc/hostname
 `;
 
+const GOOD_RUNBOOK = `name: CheckHostname
+version: 1
+description: The host has a name.
+steps:
+  - id: named
+    type: check
+    title: /etc/hostname is not empty
+    run: test -s /etc/hostname
+`;
+
 /**
  * Runbooks in Chromium against the real server, its built-in gateway and an OpenSSH sshd
  * as the device (root logs in with a vaulted key): an administrator dry runs
@@ -191,6 +201,17 @@ describe('web console: runbooks', () => {
     expect(lines.some((l) => l.includes('steps[1] (repair).for'))).toBe(true);
     await screenshot(admin, 'runbooks-page');
     expect((await api<{ items: { name: string }[] }>('GET', '/runbooks')).items.map((r) => r.name)).not.toContain('BrokenFix');
+
+    // A good one is added, listed without the built-in badge, and removed after asking.
+    await admin.getByLabel('Runbook (YAML)').fill(GOOD_RUNBOOK);
+    await admin.getByRole('form', { name: 'Add runbook' }).getByRole('button', { name: 'Add runbook' }).click();
+    const added = table.locator('[data-runbook="CheckHostname"]');
+    await added.getByText('The host has a name.').waitFor();
+    expect(await added.getByText('built-in').count()).toBe(0);
+    admin.once('dialog', (dialog) => void dialog.accept());
+    await added.getByRole('button', { name: 'Remove CheckHostname' }).click();
+    await added.waitFor({ state: 'detached' });
+    expect((await api<{ items: { name: string }[] }>('GET', '/runbooks')).items.map((r) => r.name)).not.toContain('CheckHostname');
   });
 
   it('rotation policy: set on the project, shown on its device, then one of the device', async () => {
