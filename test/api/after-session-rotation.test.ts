@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { AfterSessionRotation, PolicyRotations, ServerAccessBroker } from '@gatehouse/server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
 import { recordingRotationEngine } from '../support/rotation-engine.js';
+import { startSessionRow } from '../support/session-rows.js';
 
 /**
  * Rotation after sessions, as the gateway broker reports session ends (the engine is a
@@ -38,32 +38,16 @@ describe.each(dialects)('rotation after sessions on %s', (dialect) => {
     return r.json<{ id: string }>().id;
   };
   /** A live session of the admin on `account` of the box (a runbook run's when `runId` is given). */
-  const open = async (account: 'root' | 'app', onDevice = deviceId, runId: string | null = null) => {
-    const id = randomUUID();
-    await t.gatewaySessions.start({
-      id,
-      user_id: admin.id,
-      username: admin.username,
-      project_id: null,
-      project_name: 'Lab',
-      device_id: onDevice,
-      device_name: onDevice === deviceId ? 'box' : 'other',
-      account_id: accounts[`${onDevice}:${account}`] as string,
-      account_username: account,
-      gateway: 'default',
-      segment: null,
-      entry_gateway: 'default',
-      kind: 'shell',
-      command: null,
-      remote_address: '192.0.2.7',
-      started_at: new Date().toISOString(),
-      result: 'active',
-      reason: null,
-      recording: null,
-      runbook_run_id: runId,
+  const open = (account: 'root' | 'app', onDevice = deviceId, runId: string | null = null) =>
+    startSessionRow(t, {
+      user: admin,
+      projectId: null,
+      deviceId: onDevice,
+      deviceName: onDevice === deviceId ? 'box' : 'other',
+      accountId: accounts[`${onDevice}:${account}`] as string,
+      accountUsername: account,
+      runbookRunId: runId,
     });
-    return id;
-  };
   const end = (id: string) =>
     broker.sessionEnded(id, { endedAt: new Date().toISOString(), bytesIn: 1, bytesOut: 1, result: 'success', exitStatus: 0, reason: null });
   const rotated = () => calls.map((c) => c.request.items.flatMap((i) => i.accountIds).sort((a, b) => a.localeCompare(b)));

@@ -5,6 +5,7 @@ import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
 import { recordingRotationEngine, type RotationCall } from '../support/rotation-engine.js';
+import { startSessionRow } from '../support/session-rows.js';
 
 /**
  * Scheduled rotation's decisions (the engine is a fake that records what it is asked to
@@ -26,6 +27,7 @@ describe.each(dialects)('scheduled rotation on %s', (dialect) => {
       leases: new Leases(t.services.db),
       logger: t.services.logger,
       everyMinutes: 10,
+      afterSessionDelayMs: 0,
     });
     schedules.push(s);
     return s;
@@ -79,6 +81,10 @@ describe.each(dialects)('scheduled rotation on %s', (dialect) => {
     const ops = await post('/projects', { name: 'Ops' });
     await device(ops.id, 'ops-1', ['root']);
     await policy('projects', ops.id, { everyDays: 30 }, ada.token);
+    const desk = await post('/projects', { name: 'Desk' });
+    ids.desk = desk.id;
+    await device(desk.id, 'desk-1', ['root', 'app']);
+    await policy('projects', desk.id, { afterSession: true });
   });
   afterEach(async () => {
     for (const s of schedules.splice(0)) await s.stop();
@@ -189,5 +195,41 @@ describe.each(dialects)('scheduled rotation on %s', (dialect) => {
     expect([a, b].filter((tick) => tick === undefined)).toHaveLength(1);
     expect(calls.filter((c) => c.request.items.some((i) => i.deviceId === ids['web-1']))).toHaveLength(1);
     expect(calls).toHaveLength(2);
+  });
+
+  it('picks up an account a session used under an after-session policy that was not rotated since (a server stop lost its queue)', async () => {
+    await age(1);
+    /** A person's session on desk-1's `account`, ended `endedAgoMs` ago (live when null). */
+    const session = async (account: 'root' | 'app', endedAgoMs: number | null) => {
+      const id = await startSessionRow(t, {
+        user: admin,
+        projectId: ids.desk as string,
+        deviceId: ids['desk-1'] as string,
+        deviceName: 'desk-1',
+        accountId: ids[`desk-1:${account}`] as string,
+        accountUsername: account,
+        startedAt: new Date(Date.now() - 3 * 3_600_000).toISOString(),
+      });
+      if (endedAgoMs !== null) {
+        const endedAt = new Date(Date.now() - endedAgoMs).toISOString();
+        await t.gatewaySessions.end(id, { endedAt, bytesIn: 0, bytesOut: 0, result: 'success', exitStatus: 0, reason: null });
+      }
+    };
+    await session('app', 2 * 3_600_000);
+    // root: used two hours ago, but someone is on it now.
+    await session('root', 2 * 3_600_000);
+    await session('root', null);
+    const s = schedule();
+    await s.tick();
+    expect(rotated()).toEqual([ids['desk-1:app']]);
+    // Rotated since (its secret changed after the session): not picked up again.
+    await t.services.db.kysely
+      .updateTable('accounts')
+      .set({ secret_changed_at: new Date().toISOString() })
+      .where('id', '=', ids['desk-1:app'] as string)
+      .execute();
+    calls.length = 0;
+    await s.tick();
+    expect(calls).toEqual([]);
   });
 });

@@ -100,6 +100,7 @@ describe.each(dialects)('rotation policies against OpenSSH on %s', (dialect) => 
       leases: new Leases(t.services.db),
       logger: t.services.logger,
       everyMinutes: 10,
+      afterSessionDelayMs: 0,
     });
     try {
       const tick = await schedule.tick();

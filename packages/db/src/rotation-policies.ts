@@ -149,12 +149,7 @@ export class RotationPolicies {
     // One query per distinct period (a handful): the cutoff is computed here, the same way on both databases.
     for (const { every_days: days } of periods) {
       const cutoff = new Date(now.getTime() - (days as number) * DAY_MS).toISOString();
-      const rows = await this.x
-        .selectFrom('accounts as a')
-        .innerJoin('devices as d', 'd.id', 'a.device_id')
-        .leftJoin('rotation_policies as dp', 'dp.device_id', 'd.id')
-        .leftJoin('rotation_policies as pp', 'pp.project_id', 'd.project_id')
-        .select(['a.id', 'a.device_id', 'a.username', 'a.secret_changed_at', 'dp.id as device_policy', 'pp.id as project_policy'])
+      const rows = await this.accountsWithPolicies()
         .where((eb) =>
           eb.or([
             eb.and([eb('dp.id', 'is not', null), eb('dp.every_days', '=', days)]),
@@ -162,24 +157,87 @@ export class RotationPolicies {
           ]),
         )
         .where('a.secret_changed_at', '<', cutoff)
-        .where((eb) => eb.or([eb('a.password_enc', 'is not', null), eb('a.private_key_enc', 'is not', null)]))
         .orderBy('a.secret_changed_at')
         .orderBy('a.id')
         .limit(limit)
         .execute();
-      for (const r of rows) {
-        due.push({
-          accountId: r.id,
-          deviceId: r.device_id,
-          username: r.username,
-          secretChangedAt: r.secret_changed_at,
-          policyId: (r.device_policy ?? r.project_policy) as string,
-        });
-      }
+      due.push(...rows.map(dueFromRow));
     }
     return due.sort((a, b) => a.secretChangedAt.localeCompare(b.secretChangedAt) || a.accountId.localeCompare(b.accountId)).slice(0, limit);
   }
+
+  /**
+   * Accounts (with a password or a private key) under an effective policy with afterSession
+   * that a person's session used since their secret last changed — a session that ended
+   * before `endedBefore` — and that no person's session uses now. The backstop of rotation
+   * after sessions, whose queue is in one server's memory.
+   */
+  async dueAfterSessions(endedBefore: Date, limit = 1000): Promise<DueAccount[]> {
+    const rows = await this.accountsWithPolicies()
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('dp.id', 'is not', null), eb('dp.after_session', '=', 1)]),
+          eb.and([eb('dp.id', 'is', null), eb('pp.after_session', '=', 1)]),
+        ]),
+      )
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('gateway_sessions as s')
+            .select('s.id')
+            .whereRef('s.account_id', '=', 'a.id')
+            .where('s.runbook_run_id', 'is', null)
+            .where('s.kind', 'is not', null)
+            .where('s.result', '<>', 'active')
+            .whereRef('s.ended_at', '>', 'a.secret_changed_at')
+            .where('s.ended_at', '<', endedBefore.toISOString()),
+        ),
+      )
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('gateway_sessions as l')
+              .select('l.id')
+              .whereRef('l.account_id', '=', 'a.id')
+              .where('l.runbook_run_id', 'is', null)
+              .where('l.result', '=', 'active'),
+          ),
+        ),
+      )
+      .orderBy('a.secret_changed_at')
+      .orderBy('a.id')
+      .limit(limit)
+      .execute();
+    return rows.map(dueFromRow);
+  }
+
+  /** Accounts with a password or a private key, beside their device's policy (dp) and their project's (pp). */
+  private accountsWithPolicies() {
+    return this.x
+      .selectFrom('accounts as a')
+      .innerJoin('devices as d', 'd.id', 'a.device_id')
+      .leftJoin('rotation_policies as dp', 'dp.device_id', 'd.id')
+      .leftJoin('rotation_policies as pp', 'pp.project_id', 'd.project_id')
+      .select(['a.id', 'a.device_id', 'a.username', 'a.secret_changed_at', 'dp.id as device_policy', 'pp.id as project_policy'])
+      .where((eb) => eb.or([eb('a.password_enc', 'is not', null), eb('a.private_key_enc', 'is not', null)]));
+  }
 }
+
+const dueFromRow = (r: {
+  id: string;
+  device_id: string;
+  username: string;
+  secret_changed_at: string;
+  device_policy: string | null;
+  project_policy: string | null;
+}): DueAccount => ({
+  accountId: r.id,
+  deviceId: r.device_id,
+  username: r.username,
+  secretChangedAt: r.secret_changed_at,
+  policyId: (r.device_policy ?? r.project_policy) as string,
+});
 
 const definedOf = <T extends object>(patch: T): Partial<T> =>
   Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -76,6 +76,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       leases: new Leases(db),
       logger: logger.child({ component: 'rotation' }),
       everyMinutes: config.rotationScheduleMinutes,
+      afterSessionDelayMs: config.rotationAfterSessionDelayMs,
     });
     rotationSchedule.start();
     const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;

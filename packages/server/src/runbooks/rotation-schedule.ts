@@ -15,6 +15,8 @@ export interface RotationScheduleOptions {
   logger: Logger;
   /** Minutes between ticks (`rotationScheduleMinutes`). */
   everyMinutes: number;
+  /** Rotation after sessions' wait (`rotationAfterSessionDelayMs`): sessions that ended within five times it (and a minute) are left to it. */
+  afterSessionDelayMs: number;
 }
 
 /** What one tick did: the runs it started, per policy. */
@@ -27,7 +29,8 @@ export interface RotationTick {
 /**
  * Scheduled rotation: every `everyMinutes` (croner) the holder of the `rotation-schedule`
  * lease (one replica) asks the rotation policies which credentials are older than they
- * allow, and starts one rotation run per policy over them. Accounts on a device another
+ * allow (or were used by a session under an after-session policy and are not rotated yet),
+ * and starts one rotation run per policy over them. Accounts on a device another
  * run holds wait for the next tick; a rotation that fails leaves the credential due, so
  * it is tried again at the next tick too.
  */
@@ -80,7 +83,7 @@ export class RotationSchedule {
     // Renewed while this replica still holds it (a lapsed lease nobody took is still ours).
     const held = (await leases.renew(LEASE, this.holder, this.leaseMs)) || (await leases.acquire(LEASE, this.holder, this.leaseMs));
     if (!held) return undefined;
-    const due = await this.o.services.rotationPolicies.due(now);
+    const due = await this.dueAt(now);
     const tick: RotationTick = { runs: [], deferred: 0 };
     for (const [policy, accounts] of await this.byPolicy(due)) {
       const outcome = await this.o.rotations.start(policy, accounts, 'schedule', now).catch((error: unknown) => {
@@ -93,6 +96,19 @@ export class RotationSchedule {
     }
     if (due.length > 0) this.o.logger.info({ due: due.length, runs: tick.runs.length, deferred: tick.deferred }, 'scheduled rotation');
     return tick;
+  }
+
+  /**
+   * Credentials older than their policy allows, and those a person's session used under an
+   * after-session policy that are not rotated yet: rotation after sessions keeps its queue in
+   * one server's memory, which a stop loses, so the schedule picks up what it left.
+   */
+  private async dueAt(now: Date): Promise<DueAccount[]> {
+    const { rotationPolicies } = this.o.services;
+    const byAge = await rotationPolicies.due(now);
+    const settled = new Date(now.getTime() - this.o.afterSessionDelayMs * 5 - 60_000);
+    const seen = new Set(byAge.map((a) => a.accountId));
+    return [...byAge, ...(await rotationPolicies.dueAfterSessions(settled)).filter((a) => !seen.has(a.accountId))];
   }
 
   /** Due accounts grouped under the policy that makes them due. */
