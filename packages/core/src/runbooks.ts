@@ -21,8 +21,12 @@ import {
 
 export * from './runbook-terms.js';
 
-/** Variables the engine provides to every document, beside its inputs. */
-export const ENGINE_VARIABLES = ['device.name', 'device.sshPort', 'account'] as const;
+/**
+ * Variables the engine provides to every document, beside its inputs: `account` is the
+ * privileged account; `verifyAccount` the account a new login proves sshd with (the first
+ * other account with a password or key in the vault, else the privileged one).
+ */
+export const ENGINE_VARIABLES = ['device.name', 'device.sshPort', 'account', 'verifyAccount'] as const;
 
 const NAME = /^[A-Za-z][A-Za-z0-9-]{0,63}$/;
 const STEP_ID = /^[a-z][a-z0-9-]{0,63}$/;

@@ -208,6 +208,25 @@ describe('runbook engine', () => {
     expect(outcome.verdict).toBe('CHANGED-BUT-UNVERIFIED');
   });
 
+  it('the login check uses the verification account, and is not checked when it has no credential in the vault', async () => {
+    const { device, run } = setup();
+    device.running = true;
+    const directLogins: string[] = [];
+    const open: EngineRun['open'] = (account, how) => {
+      if (how.direct) directLogins.push(account);
+      return device.open(account, how);
+    };
+    const base = { id: 'dev-1', name: 'web-1', projectName: 'Lab', sshPort: 22, hasAddress: true };
+    const verified = await run({ open, verifyAccount: 'alice', device: { ...base, loginAccounts: ['alice'] } });
+    expect(directLogins).toEqual(['alice']);
+    expect(verified.verdict).toBe('SUCCESS');
+    const unchecked = await run({ open, verifyAccount: 'root', device: { ...base, loginAccounts: [] } });
+    expect(directLogins).toEqual(['alice']);
+    expect(unchecked.steps.find((s) => s.id === 'login')).toMatchObject({ status: 'skipped' });
+    expect(unchecked.steps.find((s) => s.id === 'login')?.evidence).toMatch(/root has no password or key in the vault/);
+    expect(unchecked.verdict).toBe('FAILED');
+  });
+
   it('a device without an IP address: the login is not checked, and an unchanged device is FAILED', async () => {
     const { device, run } = setup();
     device.running = true;

@@ -25,6 +25,8 @@ export interface RunbookDevice {
   sshPort: number;
   /** Whether it has an IP address: without one, sshd cannot be reached for a login check. */
   hasAddress: boolean;
+  /** The accounts with a password or key in the vault; undefined: not known, try any. */
+  loginAccounts?: readonly string[];
 }
 
 export interface EngineRun {
@@ -34,6 +36,8 @@ export interface EngineRun {
   device: RunbookDevice;
   apply: boolean;
   privilegedAccount: string;
+  /** The account `verify-login` steps log in as unless they name one ({{verifyAccount}}). */
+  verifyAccount?: string;
   open: OpenConnection;
   credentials: CredentialStore;
   passwordPolicy?: PasswordPolicy;
@@ -77,6 +81,7 @@ class RunbookExecution {
       'device.name': run.device.name,
       'device.sshPort': run.device.sshPort,
       account: run.privilegedAccount,
+      verifyAccount: run.verifyAccount ?? run.privilegedAccount,
       ...run.inputs,
     };
   }
@@ -219,7 +224,18 @@ class RunbookExecution {
   /** A new SSH login straight to sshd (never through the host agent), with a nonce echoed back. */
   private async verifyLogin(step: Extract<RunbookStep, { type: 'verify-login' }>): Promise<void> {
     const started = new Date();
-    const account = step.account ? substitute(step.account, this.values, String) : this.run.privilegedAccount;
+    const account = step.account ? substitute(step.account, this.values, String) : (this.run.verifyAccount ?? this.run.privilegedAccount);
+    const { loginAccounts } = this.run.device;
+    if (loginAccounts && !loginAccounts.includes(account)) {
+      return this.record(
+        stepResult(
+          step,
+          started,
+          'skipped',
+          `not checked: ${account} has no password or key in the vault to log in to sshd with; give an account of ${this.run.device.name} one`,
+        ),
+      );
+    }
     if (!this.run.device.hasAddress) {
       return this.record(
         stepResult(

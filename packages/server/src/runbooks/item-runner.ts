@@ -23,6 +23,10 @@ export interface ItemPlan {
   inputs: Record<string, InputValue>;
   apply: boolean;
   privilegedAccount: string;
+  /** The account a new login proves sshd with (verificationAccountOf); default the privileged one. */
+  verifyAccount?: string;
+  /** The device's accounts with a password or key in the vault, which a login can use. */
+  loginAccounts?: string[];
   passwordPolicy?: PasswordPolicy | undefined;
 }
 
@@ -52,9 +56,11 @@ export async function executeItem(services: RunbookDeps, gateway: RunbookGateway
       projectName: plan.projectName,
       sshPort: sshPortOf(device.urlPort),
       hasAddress: (device.privateIp ?? device.publicIp) !== null,
+      ...(plan.loginAccounts ? { loginAccounts: plan.loginAccounts } : {}),
     },
     apply: plan.apply,
     privilegedAccount: plan.privilegedAccount,
+    verifyAccount: plan.verifyAccount ?? plan.privilegedAccount,
     open: connectionsFor(gateway, plan),
     credentials: vaultCredentials(services, plan),
     passwordPolicy: plan.passwordPolicy,

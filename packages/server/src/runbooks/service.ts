@@ -18,6 +18,7 @@ import {
 } from '@gatehouse/core/runbooks';
 import {
   BreakGlassRuns,
+  type Account,
   type BreakGlassRun,
   type Device,
   type RotatedAccount,
@@ -147,15 +148,24 @@ export class RunbookService {
     const privilegedAccount = request.privilegedAccount ?? 'root';
     const given = request.inputs ?? {};
     const devices = await this.devicesOf(request, caller.visibility);
-    const plans: { device: Device; projectName: string; inputs: Record<string, InputValue> }[] = [];
+    const plans: {
+      device: Device;
+      projectName: string;
+      inputs: Record<string, InputValue>;
+      verifyAccount: string;
+      loginAccounts: string[];
+    }[] = [];
     for (const { device, projectName } of devices) {
+      const accounts = await this.services.inventory.accounts.list(device.id);
+      const verifyAccount = verificationAccountOf(accounts, privilegedAccount);
       const inputs = resolveInputs(runbook.document, given, {
         'device.name': device.name,
         'device.sshPort': sshPortOf(device.urlPort),
         account: privilegedAccount,
+        verifyAccount,
       });
       await this.requirePrivilegedAccount(device, privilegedAccount);
-      plans.push({ device, projectName, inputs });
+      plans.push({ device, projectName, inputs, verifyAccount, loginAccounts: accounts.filter(hasLoginSecret).map((a) => a.username) });
     }
     const policy = passwordPolicyOf(runbook.document, given);
     const apply = request.apply ?? false;
@@ -183,6 +193,8 @@ export class RunbookService {
           inputs: plan.inputs,
           apply,
           privilegedAccount,
+          verifyAccount: plan.verifyAccount,
+          loginAccounts: plan.loginAccounts,
           passwordPolicy: policy,
         };
         const outcome = await executeItem(this.services, this.gateway, itemPlan);
@@ -477,6 +489,17 @@ export class RunbookService {
       );
     }
   }
+}
+
+const hasLoginSecret = (a: Account): boolean => a.hasPassword || a.hasPrivateKey;
+
+/**
+ * The account a new login proves sshd with: the first other account (by name) with a
+ * password or key in the vault, since root logins are often refused (PermitRootLogin no)
+ * and an agent's root has no vaulted credential; else the privileged account itself.
+ */
+export function verificationAccountOf(accounts: readonly Account[], privilegedAccount: string): string {
+  return accounts.find((a) => a.username !== privilegedAccount && hasLoginSecret(a))?.username ?? privilegedAccount;
 }
 
 /** ResetAccess's password policy: its `length` and `classes` inputs over the default. */
