@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ageKeygen, RestartableS3rver } from '../support/breakglass-e2e.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ageKeygen, RestartableS3rver, runBreakGlassExport, s3rverBreakGlassSettings } from '../support/breakglass-e2e.js';
 import { launchChromium, screenshot, signedInPage } from '../support/browser.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
@@ -253,29 +253,10 @@ describe('web console: runbooks', () => {
   it('break glass: a dry run of rotating the latest export lists its accounts', async () => {
     const s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
     try {
-      const saved = await api<{ saved: boolean }>('PUT', '/breakglass/settings', {
-        provider: 's3',
-        executeTime: '03:00',
-        timeZone: 'UTC',
-        accessKeyId: 'S3RVER',
-        secretAccessKey: 'S3RVER',
-        bucket: 'breakglass',
-        protocol: 'http',
-        url: s3.endpoint,
-        pathStyle: true,
-        prefix: 'console/',
-        ageRecipients: [ageKeygen(dir).recipient],
-      });
-      expect(saved.saved).toBe(true);
-      const exportId = (await api<{ id: string }>('POST', '/breakglass/runs')).id;
-      await vi.waitFor(
-        async () => {
-          const run = await api<{ result: string; error: string | null }>('GET', `/breakglass/runs/${exportId}`);
-          if (run.result === 'running') throw new Error('the export is running');
-          expect(run.result, run.error ?? '').toBe('success');
-        },
-        { timeout: 60_000, interval: 200 },
-      );
+      const settings = s3rverBreakGlassSettings({ endpoint: s3.endpoint, recipient: ageKeygen(dir).recipient, prefix: 'console/' });
+      expect((await api<{ saved: boolean }>('PUT', '/breakglass/settings', settings)).saved).toBe(true);
+      const exported = await runBreakGlassExport(api);
+      expect(exported.result, exported.error ?? '').toBe('success');
     } finally {
       await s3.stop();
     }

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeLowPort } from '../support/agent.js';
-import { ageKeygen, RestartableS3rver } from '../support/breakglass-e2e.js';
+import { ageKeygen, RestartableS3rver, runBreakGlassExport, s3rverBreakGlassSettings } from '../support/breakglass-e2e.js';
 import {
   baseEnv,
   cli,
@@ -117,27 +117,9 @@ describe('gatehouse runbooks / runbook (CLI)', () => {
       await ghJson(['accounts', 'create', device.id, user, '--password-stdin'], { stdin: `${passwords.get(user)}\n` });
     }
     const s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
-    await api('PUT', '/breakglass/settings', {
-      provider: 's3',
-      executeTime: '03:00',
-      timeZone: 'UTC',
-      accessKeyId: 'S3RVER',
-      secretAccessKey: 'S3RVER',
-      bucket: 'breakglass',
-      protocol: 'http',
-      url: s3.endpoint,
-      pathStyle: true,
-      ageRecipients: [ageKeygen(dir).recipient],
-    });
-    const exportId = (await api<{ id: string }>('POST', '/breakglass/runs')).id;
-    await vi.waitFor(
-      async () => {
-        const run = await api<{ result: string }>('GET', `/breakglass/runs/${exportId}`);
-        if (run.result === 'running') throw new Error('the export is running');
-        expect(run.result).toBe('success');
-      },
-      { timeout: 60_000, interval: 200 },
-    );
+    await api('PUT', '/breakglass/settings', s3rverBreakGlassSettings({ endpoint: s3.endpoint, recipient: ageKeygen(dir).recipient }));
+    const { id: exportId, result } = await runBreakGlassExport(api);
+    expect(result).toBe('success');
     await s3.stop();
     // The privileged accounts come after the export: not in the file.
     for (const id of devices) await ghJson(['accounts', 'create', id, 'root', '--private-key-file', rootKey.file]);

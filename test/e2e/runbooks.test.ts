@@ -7,7 +7,7 @@ import type { RunbookRunItemView, RunbookRunView } from '@gatehouse/api';
 import SQLite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentProcess, enrollAgent, freeLowPort, stopAgents } from '../support/agent.js';
-import { ageKeygen, RestartableS3rver } from '../support/breakglass-e2e.js';
+import { ageKeygen, RestartableS3rver, runBreakGlassExport, s3rverBreakGlassSettings } from '../support/breakglass-e2e.js';
 import { freeRanges, ip, isRoot } from '../support/netns.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { runClient } from '../support/ssh-client.js';
@@ -266,32 +266,10 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
       // The export, to a local S3 server, as an administrator sets break glass up.
       const s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
       const identity = ageKeygen(dir);
-      const saved = await api<{ saved: boolean; test: { ok: boolean } }>('PUT', '/breakglass/settings', {
-        provider: 's3',
-        executeTime: '03:00',
-        timeZone: 'UTC',
-        accessKeyId: 'S3RVER',
-        secretAccessKey: 'S3RVER',
-        bucket: 'breakglass',
-        protocol: 'http',
-        url: s3.endpoint,
-        pathStyle: true,
-        prefix: 'runbooks/',
-        ageRecipients: [identity.recipient],
-      });
-      expect(saved.saved).toBe(true);
-      exportId = (await api<{ id: string }>('POST', '/breakglass/runs')).id;
-      const exported = await vi.waitFor(
-        async () => {
-          const run = await api<{ result: string; error: string | null; counts: { accounts?: number } }>(
-            'GET',
-            `/breakglass/runs/${exportId}`,
-          );
-          if (run.result === 'running') throw new Error('the export is running');
-          return run;
-        },
-        { timeout: 60_000, interval: 200 },
-      );
+      const settings = s3rverBreakGlassSettings({ endpoint: s3.endpoint, recipient: identity.recipient, prefix: 'runbooks/' });
+      expect((await api<{ saved: boolean }>('PUT', '/breakglass/settings', settings)).saved).toBe(true);
+      const exported = await runBreakGlassExport(api);
+      exportId = exported.id;
       await s3.stop();
       expect(exported, JSON.stringify(exported)).toMatchObject({ result: 'success', counts: { accounts: FLEET } });
 

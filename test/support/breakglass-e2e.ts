@@ -497,3 +497,42 @@ export function runOffline(args: string[], opts: { cwd: string; isolateNetwork: 
 export function canIsolateNetwork(): boolean {
   return spawnSync('unshare', ['-rn', 'true'], { stdio: 'ignore' }).status === 0;
 }
+
+/** The break-glass settings that export to an s3rver bucket (`S3RVER` keys, path style), sealed to `recipient`. */
+export function s3rverBreakGlassSettings(opts: { endpoint: string; recipient: string; bucket?: string; prefix?: string }) {
+  return {
+    provider: 's3',
+    executeTime: '03:00',
+    timeZone: 'UTC',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    bucket: opts.bucket ?? 'breakglass',
+    protocol: 'http',
+    url: opts.endpoint,
+    pathStyle: true,
+    ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
+    ageRecipients: [opts.recipient],
+  };
+}
+
+export interface FinishedExport {
+  id: string;
+  result: string;
+  error: string | null;
+  counts: { accounts?: number };
+}
+
+/** Starts a break-glass export (`POST /breakglass/runs`) and waits until it is no longer running. */
+export async function runBreakGlassExport(
+  call: <T>(method: string, path: string, body?: unknown) => Promise<T>,
+  timeoutMs = 60_000,
+): Promise<FinishedExport> {
+  const { id } = await call<{ id: string }>('POST', '/breakglass/runs');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const run = await call<FinishedExport>('GET', `/breakglass/runs/${id}`);
+    if (run.result !== 'running') return { ...run, id };
+    if (Date.now() > deadline) throw new Error(`The break-glass export ${id} still runs after ${timeoutMs} ms.`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
