@@ -297,7 +297,11 @@ describe.each(dialects)('secrets never leak on %s', (dialect) => {
     const reads = [
       ...t.routes
         .filter((r) => r.method === 'GET')
-        .map((r) => r.url.replace(/\/([a-z]+)\/:id/g, (_m, kind: string) => `/${kind}/${realIds[kind] ?? randomId()}`)),
+        .map((r) =>
+          r.url
+            .replace(/\/([a-z-]+)\/:id/g, (_m, kind: string) => `/${kind}/${realIds[kind] ?? randomId()}`)
+            .replace('/runbooks/:name', '/runbooks/ResetAccess'),
+        ),
       `${API}/users/${auditorId}`,
       `${API}/devices?search=vault`,
       `${API}/inventory/export?format=csv`,
