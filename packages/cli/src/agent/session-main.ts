@@ -28,6 +28,9 @@ export interface SpendAnswer {
   ok: boolean;
 }
 
+/** How long a session outlives the agent's main process, waiting for the gateway to end it. */
+const PARENT_GONE_GRACE_MS = 3_000;
+
 /** As long as the link's own dial may take. */
 const DIAL_TIMEOUT_MS = 5_000;
 
@@ -50,8 +53,11 @@ function runSessionProcess(logger: AgentLogger): void {
     process.exit(0);
   };
   for (const signal of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) process.once(signal, end);
-  // The main process is gone: no nonce can be spent any more, and its link is down, so the gateway ends this session too.
-  process.once('disconnect', end);
+  // The main process is gone: no nonce can be spent any more, and its link is down, so the
+  // gateway ends this session too, saying why (the link was lost). Hanging up first would
+  // race that reason with a plain close the gateway would take for a normal end: give the
+  // gateway a moment to hang up (this process exits with the connection), then go anyway.
+  process.once('disconnect', () => setTimeout(end, PARENT_GONE_GRACE_MS));
 
   let nextId = 0;
   const spendNonce = (nonce: string, expiresAt: string) =>
