@@ -37,6 +37,21 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # (test/e2e/console.test.ts), with a font for the screenshots.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
+# Desktops (issue 21): VNC targets (TigerVNC's Xtigervnc, Xvfb + x11vnc) with known content
+# (xsetroot, xterm), a native viewer (xtigervncviewer), typing and reading back (xdotool,
+# xclip), and for RDP: xrdp as the target, FreeRDP rendering into a per-session Xvfb.
+[ -x /usr/bin/Xvfb ] || need_apt+=(xvfb)
+[ -x /usr/bin/x11vnc ] || need_apt+=(x11vnc)
+[ -x /usr/bin/Xtigervnc ] || need_apt+=(tigervnc-standalone-server)
+[ -x /usr/bin/vncpasswd ] || need_apt+=(tigervnc-tools)
+[ -x /usr/bin/xtigervncviewer ] || need_apt+=(tigervnc-viewer)
+[ -x /usr/bin/xterm ] || need_apt+=(xterm)
+[ -x /usr/bin/xsetroot ] || need_apt+=(x11-xserver-utils)
+[ -x /usr/bin/xdotool ] || need_apt+=(xdotool)
+[ -x /usr/bin/xclip ] || need_apt+=(xclip)
+[ -x /usr/bin/xfreerdp ] || need_apt+=(freerdp2-x11)
+[ -x /usr/sbin/xrdp ] || need_apt+=(xrdp)
+[ -e /usr/lib/xorg/modules/drivers/xrdpdev_drv.so ] || need_apt+=(xorgxrdp)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

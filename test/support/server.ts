@@ -239,7 +239,13 @@ const serverArgs = (o: StartOptions) => [
  * GATEHOUSE_GATEWAY_PORT (GATEHOUSE_AGENT_PORT): their default ports (7993, 7996) are one
  * per machine, and most tests start several servers.
  */
-const serverEnv = (o: StartOptions): Env => ({ GATEHOUSE_GATEWAY_PORT: '0', GATEHOUSE_AGENT_PORT: '0', ...o.env });
+const serverEnv = (o: StartOptions): Env => ({
+  GATEHOUSE_GATEWAY_PORT: '0',
+  GATEHOUSE_AGENT_PORT: '0',
+  GATEHOUSE_VNC_PORT: '0',
+  GATEHOUSE_RDP_PORT: '0',
+  ...o.env,
+});
 
 /**
  * Starts `gatehouse server` and resolves once it printed `Gatehouse https://…`. Rejects,

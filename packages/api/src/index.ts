@@ -25,3 +25,4 @@ export * from './terminal.js';
 export * from './maintenance.js';
 export * from './agents.js';
 export * from './runbooks.js';
+export * from './desktops.js';

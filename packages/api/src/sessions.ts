@@ -40,7 +40,7 @@ export const gatewaySession = z.object({
    * `forward`: a forwarded TCP connection (`ssh -L`), its destination as the command;
    * `connection`: a connection that carried no channel for a moment (`ssh -N`); null for a failed connection.
    */
-  kind: z.enum(['shell', 'exec', 'sftp', 'forward', 'connection']).nullable(),
+  kind: z.enum(['shell', 'exec', 'sftp', 'forward', 'connection', 'vnc', 'rdp']).nullable(),
   command: z.string().nullable(),
   remoteAddress: z.string().nullable(),
   startedAt: timestamp,

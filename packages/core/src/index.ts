@@ -7,3 +7,4 @@ export * from './gateway-selection.js';
 export * from './audit-checkpoint.js';
 export * from './maintenance.js';
 export * from './certificate-pin.js';
+export * from './rfb-recording.js';

@@ -40,7 +40,7 @@ export interface GatewaySession {
   /** The gateway the user connected to (it signed them in and recorded the session). */
   entryGateway: string;
   /** `connection`: a connection that carried no channel for a moment (`ssh -N`); null for a failed connection. */
-  kind: 'shell' | 'exec' | 'sftp' | 'forward' | 'connection' | null;
+  kind: 'shell' | 'exec' | 'sftp' | 'forward' | 'connection' | 'vnc' | 'rdp' | null;
   command: string | null;
   remoteAddress: string | null;
   startedAt: string;

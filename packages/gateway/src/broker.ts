@@ -166,7 +166,7 @@ export type HostKeyCheck = { ok: true; firstUse: boolean } | { ok: false; stored
  * allows. `connection`: a connection to the device while it carries no channel (`ssh -N`,
  * an idle ControlMaster); ending it ends the connection.
  */
-export type SessionKind = 'shell' | 'exec' | 'sftp' | 'forward' | 'connection';
+export type SessionKind = 'shell' | 'exec' | 'sftp' | 'forward' | 'connection' | 'vnc' | 'rdp';
 
 export interface SessionStart {
   /** A new UUID; it also names the recording file. */
@@ -207,3 +207,33 @@ export interface ConnectionFailure {
   at: string;
   reason: string;
 }
+
+/**
+ * What the desktop gateway (VNC on its own port, and the console's desktop WebSocket)
+ * needs beyond `AccessBroker`: redeeming a one-time VNC token, and authorizing a device by
+ * id for a desktop protocol. The rest (credential, sessions, failures) is `AccessBroker`'s.
+ */
+export interface DesktopBroker {
+  /**
+   * A native viewer's VncAuth answer to `challenge`: the unexpired, unused token that
+   * produces `response` is used up (once, atomically) and names the user, device and
+   * account it was issued for. Every answer is audited (`desktop.token_redeemed`); repeated
+   * failures from one address are throttled (the message says to wait).
+   */
+  redeemVncToken(proof: { challenge: Buffer; response: Buffer }, remoteAddress: string): Promise<VncTokenRedemption>;
+  /**
+   * Resolves the device and account by id, and decides as `authorize` does (grants,
+   * maintenance window, segment); the target's port is the protocol's (`desktopPortOf`).
+   */
+  authorizeDesktop(user: GatewayUser, request: DesktopRequest, remoteAddress: string): Promise<AuthorizationResult>;
+}
+
+export interface DesktopRequest {
+  deviceId: string;
+  /** null: the device's one account the user may use. */
+  accountId: string | null;
+  protocol: 'vnc' | 'rdp';
+}
+
+export type VncTokenRedemption =
+  { ok: true; user: GatewayUser; tokenId: string; deviceId: string; accountId: string } | { ok: false; message: string };

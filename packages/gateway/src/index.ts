@@ -20,6 +20,8 @@ export type {
   AuthorizedTarget,
   ConnectionFailure,
   CredentialResult,
+  DesktopBroker,
+  DesktopRequest,
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
@@ -31,6 +33,7 @@ export type {
   SessionStart,
   SignInRefusal,
   TargetCredential,
+  VncTokenRedemption,
 } from './broker.js';
 export { directDialer, type DialOutcome, type TargetDialer } from './dial.js';
 export {

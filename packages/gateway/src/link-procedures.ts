@@ -111,7 +111,7 @@ export const linkProcedures = {
       id: z.uuid(),
       user,
       target: targetRef,
-      kind: z.enum(['shell', 'exec', 'sftp', 'forward', 'connection']),
+      kind: z.enum(['shell', 'exec', 'sftp', 'forward', 'connection', 'vnc', 'rdp']),
       command: text(8192).nullable(),
       remoteAddress: address,
       startedAt: iso,

@@ -10,8 +10,8 @@ import { isLegacyScp, LegacyScpLog, SftpOperationLog, type FileOperation } from 
 import { startSession } from './ssh2-channels.js';
 import { GatehouseError } from '@gatehouse/core';
 
-/** What a user's channel is: every session kind but the connection's own. */
-export type ChannelKind = Exclude<SessionKind, 'connection'>;
+/** What a user's SSH channel is: every SSH session kind but the connection's own. */
+export type ChannelKind = Exclude<SessionKind, 'connection' | 'vnc' | 'rdp'>;
 
 /** The terminal a user's session channel asked for (pty request, then window changes). */
 export interface PtyState {

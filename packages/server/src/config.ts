@@ -115,6 +115,12 @@ export const serverConfigSchema = z.strictObject({
   gatewayPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7993),
   /** Address the built-in gateway listens on (default: the same as host). */
   gatewayHost: z.string().min(1).optional(),
+  /** Port native VNC viewers connect to with a one-time token (on gatewayHost's address); 0 turns it off. */
+  vncPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7995),
+  /** Port of the `gatehouse rdp` tunnel for native RDP clients (on gatewayHost's address); 0 turns it off. */
+  rdpPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7994),
+  /** Browser RDP sessions this server renders at once (each is an Xvfb, an xfreerdp and an x11vnc). */
+  rdpMaxSessions: z.coerce.number({ error: 'must be a whole number from 0 to 1000' }).int().min(0).max(1000).default(10),
   /** Port host agents link to (on gatewayHost's address); 0 turns agent links off. */
   agentPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7996),
   /** `host:port` agents are told to dial (when they reach the server through NAT or a load balancer); default: the host the agent enrolled through, with agentPort. */
@@ -194,6 +200,9 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_GATEWAY_PORT: 'gatewayPort',
   GATEHOUSE_GATEWAY_HOST: 'gatewayHost',
   GATEHOUSE_AGENT_PORT: 'agentPort',
+  GATEHOUSE_VNC_PORT: 'vncPort',
+  GATEHOUSE_RDP_PORT: 'rdpPort',
+  GATEHOUSE_RDP_MAX_SESSIONS: 'rdpMaxSessions',
   GATEHOUSE_AGENT_ADDRESS: 'agentAddress',
   GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',
   GATEHOUSE_GATEWAY_RECORD_BINARY_EXEC: 'gatewayRecordBinaryExec',

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { timestamp } from './common.js';
+
+/**
+ * Desktops (VNC, and RDP rendered server-side): one-time tokens for native VNC viewers on
+ * the gateway's VNC port, and the console's desktop WebSocket (`GET /desktop`).
+ */
+
+/** `POST /devices/:id/vnc-token`: the account to use when the device has several. */
+export const vncTokenRequest = z
+  .strictObject({
+    accountId: z.string().min(1).max(100).optional(),
+    /** How long the token stays good: 1–10 minutes, 5 by default. */
+    minutes: z.number().int().min(1, 'must be 1 to 10').max(10, 'must be 1 to 10').default(5),
+  })
+  .default({ minutes: 5 });
+export type VncTokenRequest = z.input<typeof vncTokenRequest>;
+
+/**
+ * A one-time token: the VNC password to type into the viewer, good once, for this user,
+ * device and account only, until `expiresAt`. Shown once; never stored in clear.
+ */
+export const vncToken = z.object({
+  id: z.string(),
+  token: z.string(),
+  expiresAt: timestamp,
+  /** Where to point the viewer: the built-in gateway's VNC listener, `host:port`. */
+  address: z.string(),
+  deviceId: z.string(),
+  deviceName: z.string(),
+  accountId: z.string(),
+  accountUsername: z.string(),
+});
+export type VncToken = z.infer<typeof vncToken>;
+
+/**
+ * The desktop WebSocket's first message (text): the session's CSRF token and what to open.
+ * After the server's `started`, binary frames both ways are the RFB stream (the server
+ * side offers security type None: the user is already signed in to the console).
+ */
+export const desktopStart = z.strictObject({
+  type: z.literal('start'),
+  csrfToken: z.string().max(200),
+  deviceId: z.string().min(1).max(100),
+  accountId: z.string().min(1).max(100).optional(),
+  protocol: z.enum(['vnc', 'rdp']),
+});
+export type DesktopStart = z.infer<typeof desktopStart>;
+
+/** What the server tells the page before the RFB stream starts: the session is recorded, or it failed. */
+export type DesktopMessage = { type: 'started'; sessionId: string; target: string; recorded: boolean } | { type: 'error'; message: string };
