@@ -420,7 +420,11 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     });
     expect(registered.status).toBe('offline');
     expect(registered.statusReason).toContain("does not trust this server's key");
-    expect(distrustful.stdout).toContain('not the Gatehouse server this gateway trusts');
+    // The gateway logs its refusal after answering the server: wait for the line.
+    await vi.waitFor(() => expect(distrustful.stdout).toContain('not the Gatehouse server this gateway trusts'), {
+      timeout: 10_000,
+      interval: 50,
+    });
     await api('DELETE', `/gateways/${registered.id}`);
     await distrustful.stop();
   });
