@@ -29,6 +29,8 @@ const Sessions = lazy(() => import('./pages/Sessions.js').then((m) => ({ default
 const SessionPage = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.SessionPage })));
 /** xterm.js is large: loaded when a terminal is first opened. */
 const TerminalPage = lazy(() => import('./pages/Terminal.js').then((m) => ({ default: m.TerminalPage })));
+/** noVNC likewise: loaded when a desktop is first opened. */
+const DesktopPage = lazy(() => import('./pages/desktop/Desktop.js').then((m) => ({ default: m.DesktopPage })));
 
 const NAV: { href: string; label: string; roles: User['role'][] }[] = [
   { href: '/devices', label: 'Devices', roles: ['admin', 'operator', 'auditor'] },
@@ -161,6 +163,7 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
                 </Suspense>
               )}
             </Route>
+            <Route path="/devices/:id/desktop">{(params) => <DesktopPage user={user} deviceId={params.id} />}</Route>
             <Route path="/projects">
               <Projects user={user} />
             </Route>

@@ -109,6 +109,20 @@ export async function api<T>(method: Method, path: string, body?: unknown): Prom
   return parsed as T;
 }
 
+/** A GET whose answer is bytes (a desktop recording); errors are the API's usual error body. */
+export async function apiBytes(path: string): Promise<Uint8Array> {
+  const res = await send('GET', path, '*/*', undefined);
+  if (res.ok) return new Uint8Array(await res.arrayBuffer());
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: failureOf says the status
+  }
+  throw failureOf(res, parsed, path);
+}
+
 /**
  * A request whose answer is JSON lines (application/x-ndjson), each handed to `onLine` as
  * it arrives: the break-glass Test reports each stage when it is done. Errors before the

@@ -7,6 +7,7 @@ import type {
   AccountPatch,
   AccountRevealBody,
   Device,
+  DesktopStart,
   DeviceAccess,
   Project,
   RevealedAccount,
@@ -18,6 +19,8 @@ import { RotationPolicy } from './runbooks/RotationPolicy.js';
 import { RunbookPanel, type RunbookPreset } from './runbooks/RunbookPanel.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 import { LocalTime } from './requests/time.js';
+
+type DesktopProtocol = DesktopStart['protocol'];
 
 /** One device: its fields (editable by an administrator) and its accounts, secrets masked. */
 export function DevicePage({ user, id }: { user: User; id: string }) {
@@ -167,6 +170,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
               account={a}
               canReveal={isAdmin}
               canConnect={canConnect}
+              desktops={device.protocols.filter((p): p is DesktopProtocol => p === 'vnc' || p === 'rdp')}
               refused={access?.mayConnectNow === false}
               onChanged={() => setReload((n) => n + 1)}
               onRotate={isAdmin ? () => setPreset({ runbook: 'ResetAccess', inputs: { account: a.username }, key: Date.now() }) : undefined}
@@ -235,6 +239,7 @@ function AccountRow({
   account,
   canReveal,
   canConnect,
+  desktops,
   refused,
   onChanged,
   onRotate,
@@ -242,6 +247,8 @@ function AccountRow({
   account: Account;
   canReveal: boolean;
   canConnect: boolean;
+  /** The desktop protocols the device lists: each gets an "Open desktop" link. */
+  desktops: DesktopProtocol[];
   /** No open maintenance window lets the viewer in: the refusal (#connect-refusal) describes the Connect link. */
   refused: boolean;
   onChanged: () => void;
@@ -288,6 +295,18 @@ function AccountRow({
             Open terminal
           </Link>
         ) : null}
+        {canConnect
+          ? desktops.map((p) => (
+              <Link
+                key={p}
+                className="button primary"
+                href={`/devices/${account.deviceId}/desktop?account=${account.id}&protocol=${p}`}
+                aria-describedby={refused ? 'connect-refusal' : undefined}
+              >
+                {desktops.length > 1 ? `Open desktop (${p.toUpperCase()})` : 'Open desktop'}
+              </Link>
+            ))
+          : null}
         {canConnect ? (
           <Link className="button" href={`/devices/${account.deviceId}/files?account=${account.id}`}>
             Files

@@ -1,10 +1,20 @@
-import { useEffect, useRef, useState } from 'react';
+import { lazy, Suspense, useEffect, useRef, useState } from 'react';
 import { Link } from 'wouter';
 import type { FileOperation, FileOperationList, GatewaySession, SessionEnd, SessionPage } from '@gatehouse/api';
 import { api, API, query, type Page, type User } from '../api.js';
 import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced, usePageOffset } from '../ui.js';
 
 const PAGE_SIZE = 50;
+
+/** noVNC is loaded only when a desktop recording is opened. */
+const DesktopPlayer = lazy(() => import('./desktop/DesktopPlayer.js').then((m) => ({ default: m.DesktopPlayer })));
+
+/** A terminal recording (asciicast) or a desktop one (RFB: VNC, and RDP rendered as VNC). */
+function recordingFormatOf(s: GatewaySession): 'asciicast' | 'rfb' {
+  const declared = (s as { recordingFormat?: string | null }).recordingFormat;
+  if (declared === 'rfb' || declared === 'asciicast') return declared;
+  return s.kind === 'vnc' || s.kind === 'rdp' ? 'rfb' : 'asciicast';
+}
 
 function duration(s: GatewaySession): string {
   const ms = (s.endedAt ? Date.parse(s.endedAt) : Date.now()) - Date.parse(s.startedAt);
@@ -259,10 +269,14 @@ export function SessionPage({ id }: { id: string }) {
         </dd>
       </dl>
       <h2>Recording</h2>
-      {session.recorded ? (
-        <Player url={`${API}/sessions/${session.id}/recording`} />
+      {!session.recorded ? (
+        <p className="muted">No recording for this session.</p>
+      ) : recordingFormatOf(session) === 'rfb' ? (
+        <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
+          <DesktopPlayer path={`/sessions/${session.id}/recording`} />
+        </Suspense>
       ) : (
-        <p className="muted">No terminal recording for this session.</p>
+        <Player url={`${API}/sessions/${session.id}/recording`} />
       )}
       <h2>File transfers</h2>
       {ops && ops.length === 0 ? (

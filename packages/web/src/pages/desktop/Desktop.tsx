@@ -1,0 +1,181 @@
+import RFB from '@novnc/novnc';
+import { useEffect, useRef, useState } from 'react';
+import { Link, useSearch } from 'wouter';
+import type { DesktopMessage, DesktopStart } from '@gatehouse/api';
+import { API, currentCsrfToken, type User } from '../../api.js';
+import { ErrorNote, PageHeader } from '../../ui.js';
+
+type State =
+  | { kind: 'connecting' }
+  | { kind: 'open'; target: string; sessionId: string; recorded: boolean }
+  | { kind: 'closed'; message: string; failed: boolean; sessionId: string | null };
+
+/**
+ * A VNC desktop (or an RDP one the gateway renders) in the page: noVNC over a WebSocket to
+ * GET /api/v1/desktop, which connects through the built-in gateway with the vaulted
+ * credential and records what the page is shown. After the server's `started` message the
+ * socket carries the RFB stream, so noVNC takes the open socket over. The clipboard goes
+ * both ways through the panel; a refusal shows the server's reason.
+ */
+export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }) {
+  const search = new URLSearchParams(useSearch());
+  const accountId = search.get('account') ?? undefined;
+  const protocol = search.get('protocol') === 'rdp' ? 'rdp' : 'vnc';
+  const frame = useRef<HTMLDivElement>(null);
+  const screen = useRef<HTMLDivElement>(null);
+  const client = useRef<RFB | null>(null);
+  /** Ends the connection on the user's request (set by the effect that opened it). */
+  const disconnect = useRef<() => void>(() => undefined);
+  const [state, setState] = useState<State>({ kind: 'connecting' });
+  const [attempt, setAttempt] = useState(0);
+  const [outgoing, setOutgoing] = useState('');
+  const [incoming, setIncoming] = useState('');
+
+  useEffect(() => {
+    if (!screen.current) return;
+    const element = screen.current;
+    setState({ kind: 'connecting' });
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${API}/desktop`);
+    ws.binaryType = 'arraybuffer';
+    let sessionId: string | null = null;
+    let ended = false;
+    let byUser = false;
+    let failure: string | null = null;
+    const close = (message: string, failed: boolean) => {
+      if (ended) return;
+      ended = true;
+      client.current = null;
+      setState({ kind: 'closed', message, failed, sessionId });
+    };
+    ws.onopen = () => {
+      ws.send(
+        JSON.stringify({
+          type: 'start',
+          csrfToken: currentCsrfToken() ?? '',
+          deviceId,
+          ...(accountId ? { accountId } : {}),
+          protocol,
+        } satisfies DesktopStart),
+      );
+    };
+    // Until `started`, text messages are the server's; then noVNC replaces onmessage.
+    ws.onmessage = (event: MessageEvent<ArrayBuffer | string>) => {
+      if (typeof event.data !== 'string') return;
+      const m = JSON.parse(event.data) as DesktopMessage;
+      if (m.type === 'error') {
+        close(m.message, true);
+        return;
+      }
+      sessionId = m.sessionId;
+      const rfb = new RFB(element, ws, { shared: true });
+      rfb.scaleViewport = true;
+      rfb.background = '#20242b';
+      rfb.addEventListener('connect', () => rfb.focus());
+      rfb.addEventListener('clipboard', (e) => setIncoming(e.detail.text));
+      rfb.addEventListener('securityfailure', (e) => {
+        failure = e.detail.reason ?? 'The desktop refused the connection.';
+      });
+      rfb.addEventListener('disconnect', (e) => {
+        if (!e.detail.clean) failure ??= 'The desktop connection failed.';
+      });
+      client.current = rfb;
+      setState({ kind: 'open', target: m.target, sessionId: m.sessionId, recorded: m.recorded });
+    };
+    // A listener, not onclose: noVNC takes onclose over. The server's close reason says why
+    // it ended (an administrator ended it, the maintenance window closed, the desktop left).
+    ws.addEventListener('close', (event) => {
+      if (byUser) close('You disconnected.', false);
+      else if (event.reason) close(event.reason, event.code !== 1000);
+      else if (failure) close(failure, true);
+      else close(sessionId ? 'The desktop session ended.' : 'The connection to Gatehouse closed.', sessionId === null);
+    });
+    disconnect.current = () => {
+      byUser = true;
+      if (client.current) client.current.disconnect();
+      else ws.close();
+    };
+    return () => {
+      ended = true;
+      client.current?.disconnect();
+      client.current = null;
+      ws.close();
+      element.replaceChildren();
+    };
+  }, [deviceId, accountId, protocol, attempt]);
+
+  const title = state.kind === 'open' ? `Desktop: ${state.target}` : 'Desktop';
+  const sessionId = state.kind === 'open' || state.kind === 'closed' ? state.sessionId : null;
+  const canReplay = sessionId !== null && (user.role === 'admin' || user.role === 'auditor');
+  return (
+    <section aria-labelledby="desktop-title" className="desktop-page">
+      <p className="crumbs">
+        <Link href={`/devices/${deviceId}`}>Back to the device</Link>
+      </p>
+      <PageHeader title={title}>
+        <span className="muted" role="status" aria-live="polite">
+          {state.kind === 'connecting' ? 'Connecting through the gateway…' : state.kind === 'open' ? 'Connected' : 'Closed'}
+        </span>
+        {state.kind === 'open' ? (
+          state.recorded ? (
+            <span className="recorded" title="What you see is recorded and can be replayed by auditors.">
+              ● Recorded
+            </span>
+          ) : (
+            <span className="muted">Not recorded</span>
+          )
+        ) : null}
+        {state.kind === 'open' ? (
+          <>
+            <button type="button" onClick={() => void frame.current?.requestFullscreen().then(() => client.current?.focus())}>
+              Full screen
+            </button>
+            <button type="button" className="danger" onClick={() => disconnect.current()}>
+              Disconnect
+            </button>
+          </>
+        ) : null}
+        {state.kind === 'closed' ? (
+          <button type="button" onClick={() => setAttempt((n) => n + 1)}>
+            Connect again
+          </button>
+        ) : null}
+        {state.kind === 'closed' && canReplay ? (
+          <Link className="button" href={`/sessions/${sessionId}`}>
+            Replay
+          </Link>
+        ) : null}
+      </PageHeader>
+      {state.kind === 'closed' ? state.failed ? <ErrorNote error={state.message} /> : <p className="notice">{state.message}</p> : null}
+      <div ref={frame} className="desktop-frame">
+        <div ref={screen} className="desktop-screen" data-testid="desktop" />
+      </div>
+      <details className="clipboard">
+        <summary>Clipboard</summary>
+        <div className="clipboard-panes">
+          <label>
+            <span>To the desktop</span>
+            <textarea value={outgoing} rows={3} onChange={(e) => setOutgoing(e.target.value)} />
+          </label>
+          <button
+            type="button"
+            disabled={state.kind !== 'open' || outgoing === ''}
+            onClick={() => client.current?.clipboardPasteFrom(outgoing)}
+          >
+            Send to the desktop
+          </button>
+          <label>
+            <span>From the desktop</span>
+            <textarea value={incoming} rows={3} readOnly data-testid="desktop-clipboard" />
+          </label>
+          <button
+            type="button"
+            disabled={incoming === ''}
+            onClick={() => void navigator.clipboard.writeText(incoming).catch(() => undefined)}
+          >
+            Copy
+          </button>
+        </div>
+      </details>
+    </section>
+  );
+}

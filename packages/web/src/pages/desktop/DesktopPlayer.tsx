@@ -1,0 +1,145 @@
+import RFB, { type RfbChannel } from '@novnc/novnc';
+import { decodeRfbRecording, syntheticHandshake } from '@gatehouse/core/rfb-recording';
+import { useEffect, useRef, useState } from 'react';
+import { API, apiBytes } from '../../api.js';
+import { ErrorNote } from '../../ui.js';
+import { Playback, type PlaybackState } from './playback.js';
+
+/**
+ * The socket noVNC reads a recording from: it "opens" at once, delivers what the player
+ * pushes, and drops what noVNC sends (its requests go to nobody).
+ */
+class ReplayChannel implements RfbChannel {
+  binaryType = 'arraybuffer';
+  protocol = '';
+  readyState: string = 'connecting';
+  onopen: RfbChannel['onopen'] = null;
+  onmessage: RfbChannel['onmessage'] = null;
+  onclose: RfbChannel['onclose'] = null;
+  onerror: RfbChannel['onerror'] = null;
+
+  send(): void {}
+
+  close(): void {
+    if (this.readyState === 'closed') return;
+    this.readyState = 'closed';
+    this.onclose?.({ code: 1000, reason: '', wasClean: true });
+  }
+
+  open(): void {
+    this.readyState = 'open';
+    this.onopen?.();
+  }
+
+  push(data: Uint8Array): void {
+    if (this.readyState !== 'open') return;
+    this.onmessage?.({ data: data.slice().buffer });
+  }
+}
+
+function clock(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+const SPEEDS = [0.5, 1, 2, 4];
+
+/**
+ * A VNC or RDP recording (RFB frames, `path` under the API) replayed by noVNC in the page:
+ * play/pause, speed and a seek bar. The recording is fetched once; seeking backwards replays it from the start
+ * up to the time at once (see playback.ts).
+ */
+export function DesktopPlayer({ path }: { path: string }) {
+  const screen = useRef<HTMLDivElement>(null);
+  const playback = useRef<Playback | null>(null);
+  const [state, setState] = useState<PlaybackState | null>(null);
+  const [error, setError] = useState<unknown>(null);
+
+  useEffect(() => {
+    const element = screen.current;
+    if (!element) return;
+    let cancelled = false;
+    let rfb: RFB | null = null;
+    void apiBytes(path)
+      .then((bytes) => {
+        const { header, frames } = decodeRfbRecording(bytes);
+        if (cancelled) return;
+        let channel: ReplayChannel | null = null;
+        const sink = {
+          reset: () => {
+            rfb?.disconnect();
+            element.replaceChildren();
+            channel = new ReplayChannel();
+            rfb = new RFB(element, channel, { shared: true });
+            rfb.viewOnly = true;
+            rfb.scaleViewport = true;
+            rfb.background = '#20242b';
+            channel.open();
+            for (const part of syntheticHandshake(header)) channel.push(part);
+          },
+          feed: (data: readonly Uint8Array[]) => {
+            for (const part of data) channel?.push(part);
+          },
+        };
+        playback.current = new Playback(frames, sink, { onChange: setState });
+        setState(playback.current.state());
+        playback.current.play();
+      })
+      .catch((e: unknown) => !cancelled && setError(e));
+    return () => {
+      cancelled = true;
+      playback.current?.dispose();
+      playback.current = null;
+      rfb?.disconnect();
+      element.replaceChildren();
+    };
+  }, [path]);
+
+  // The seek bar moves while playing (frames may be seconds apart).
+  useEffect(() => {
+    if (!state?.playing) return;
+    const t = setInterval(() => playback.current && setState(playback.current.state()), 250);
+    return () => clearInterval(t);
+  }, [state?.playing]);
+
+  return (
+    <div className="player">
+      <div className="player-speed" role="group" aria-label="Playback">
+        <button type="button" disabled={!state} onClick={() => (state?.playing ? playback.current?.pause() : playback.current?.play())}>
+          {state?.playing ? 'Pause' : 'Play'}
+        </button>
+        {SPEEDS.map((s) => (
+          <button
+            key={s}
+            type="button"
+            aria-pressed={state?.speed === s}
+            className={state?.speed === s ? 'active' : ''}
+            disabled={!state}
+            onClick={() => playback.current?.setSpeed(s)}
+          >
+            {s}×
+          </button>
+        ))}
+        <input
+          type="range"
+          className="player-seek"
+          aria-label="Position"
+          min={0}
+          max={state?.duration ?? 0}
+          step={100}
+          value={state ? Math.round(state.position) : 0}
+          disabled={!state}
+          onChange={(e) => playback.current?.seek(Number(e.target.value))}
+        />
+        <span className="mono muted" data-testid="player-time">
+          {state ? `${clock(state.position)} / ${clock(state.duration)}` : '…'}
+        </span>
+        <a href={`${API}${path}`} download>
+          Download (.rfb)
+        </a>
+      </div>
+      <div ref={screen} className="player-screen desktop-screen" data-testid="player" />
+      {error ? <ErrorNote error={error} /> : null}
+    </div>
+  );
+}

@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { Playback, type PlaybackClock, type PlaybackFrame, type PlaybackSink, type PlaybackState } from './playback.js';
+
+/** A clock the test moves by hand: timers fire in order as `advance` passes their time. */
+class ManualClock implements PlaybackClock {
+  private t = 0;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private next = 1;
+  now(): number {
+    return this.t;
+  }
+  setTimer(fn: () => void, ms: number): unknown {
+    const id = this.next++;
+    this.timers.set(id, { at: this.t + ms, fn });
+    return id;
+  }
+  clearTimer(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+  pending(): number {
+    return this.timers.size;
+  }
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      const due = [...this.timers.entries()].filter(([, x]) => x.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.timers.delete(due[0]);
+      this.t = due[1].at;
+      due[1].fn();
+    }
+    this.t = end;
+  }
+}
+
+/** What the decoder was given: `reset` as '|', each frame as its first byte. */
+class Recorder implements PlaybackSink {
+  log: (number | '|')[] = [];
+  reset(): void {
+    this.log.push('|');
+  }
+  feed(frames: readonly Uint8Array[]): void {
+    for (const f of frames) this.log.push(f[0]!);
+  }
+}
+
+const frames = (...at: number[]): PlaybackFrame[] => at.map((t, i) => ({ at: t, data: Uint8Array.of(i) }));
+
+function setup(at: number[]) {
+  const clock = new ManualClock();
+  const sink = new Recorder();
+  const states: PlaybackState[] = [];
+  const playback = new Playback(frames(...at), sink, { clock, onChange: (s) => states.push(s) });
+  return { clock, sink, playback, states };
+}
+
+describe('desktop playback clock', () => {
+  it('starts a fresh decoder with the frames at time 0 and feeds the others at their time', () => {
+    const { clock, sink, playback } = setup([0, 0, 100, 250, 1000]);
+    expect(sink.log).toEqual(['|', 0, 1]);
+    expect(playback.duration).toBe(1000);
+    playback.play();
+    clock.advance(99);
+    expect(sink.log).toEqual(['|', 0, 1]);
+    clock.advance(1);
+    expect(sink.log).toEqual(['|', 0, 1, 2]);
+    clock.advance(150);
+    expect(sink.log).toEqual(['|', 0, 1, 2, 3]);
+    expect(playback.position()).toBe(250);
+    clock.advance(750);
+    expect(sink.log).toEqual(['|', 0, 1, 2, 3, 4]);
+    expect(playback.state()).toMatchObject({ playing: false, position: 1000 });
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('pauses where it is and goes on from there', () => {
+    const { clock, sink, playback, states } = setup([0, 100, 200]);
+    playback.play();
+    clock.advance(150);
+    playback.pause();
+    expect(states.at(-1)).toMatchObject({ playing: false, position: 150 });
+    expect(clock.pending()).toBe(0);
+    clock.advance(10_000);
+    expect(sink.log).toEqual(['|', 0, 1]);
+    playback.play();
+    clock.advance(49);
+    expect(sink.log).toEqual(['|', 0, 1]);
+    clock.advance(1);
+    expect(sink.log).toEqual(['|', 0, 1, 2]);
+  });
+
+  it('plays faster or slower, keeping the position when the speed changes', () => {
+    const { clock, sink, playback } = setup([0, 400, 800]);
+    playback.setSpeed(4);
+    playback.play();
+    clock.advance(100);
+    expect(sink.log).toEqual(['|', 0, 1]);
+    playback.setSpeed(0.5);
+    expect(playback.position()).toBe(400);
+    clock.advance(799);
+    expect(sink.log).toEqual(['|', 0, 1]);
+    clock.advance(1);
+    expect(sink.log).toEqual(['|', 0, 1, 2]);
+    expect(() => playback.setSpeed(0)).toThrow(RangeError);
+  });
+
+  it('seeks forward by feeding the frames in between at once, without a new decoder', () => {
+    const { sink, playback } = setup([0, 100, 200, 300]);
+    playback.seek(250);
+    expect(sink.log).toEqual(['|', 0, 1, 2]);
+    expect(playback.state()).toMatchObject({ playing: false, position: 250 });
+    playback.seek(5000);
+    expect(sink.log).toEqual(['|', 0, 1, 2, 3]);
+    expect(playback.position()).toBe(300);
+  });
+
+  it('seeks backwards by starting a new decoder and feeding from the first frame', () => {
+    const { sink, playback } = setup([0, 100, 200, 300]);
+    playback.seek(300);
+    sink.log = [];
+    playback.seek(150);
+    expect(sink.log).toEqual(['|', 0, 1]);
+    // Back to a time after every frame fed so far: nothing to undo.
+    sink.log = [];
+    playback.seek(199);
+    expect(sink.log).toEqual([]);
+    playback.seek(-5);
+    expect(sink.log).toEqual(['|', 0]);
+  });
+
+  it('keeps playing after a seek while playing, from the new time', () => {
+    const { clock, sink, playback } = setup([0, 100, 200, 300]);
+    playback.play();
+    clock.advance(50);
+    playback.seek(200);
+    expect(sink.log).toEqual(['|', 0, 1, 2]);
+    clock.advance(100);
+    expect(sink.log).toEqual(['|', 0, 1, 2, 3]);
+    expect(playback.state().playing).toBe(false);
+  });
+
+  it('plays again from the start once it reached the end', () => {
+    const { clock, sink, playback } = setup([0, 100]);
+    playback.play();
+    clock.advance(100);
+    expect(playback.state()).toMatchObject({ playing: false, position: 100 });
+    sink.log = [];
+    playback.play();
+    expect(sink.log).toEqual(['|', 0]);
+    clock.advance(100);
+    expect(sink.log).toEqual(['|', 0, 1]);
+  });
+
+  it('does nothing after dispose', () => {
+    const { clock, sink, playback } = setup([0, 100]);
+    playback.play();
+    playback.dispose();
+    clock.advance(1000);
+    playback.play();
+    playback.seek(100);
+    expect(sink.log).toEqual(['|', 0]);
+    expect(clock.pending()).toBe(0);
+  });
+});
