@@ -31,10 +31,12 @@ export interface RfbRecordingHeader {
 }
 
 /**
- * 32 bits per pixel, depth 24, little-endian, true colour, max 255 each, red shift 16,
- * green 8, blue 0: what noVNC asks for, and what the proxy asks every target for.
+ * 32 bits per pixel, depth 24, little-endian, true colour, max 255 each, red shift 0,
+ * green 8, blue 16 (bytes R, G, B, unused): what noVNC asks for (its decoders write the
+ * bytes as they come into an RGBA canvas, whatever the ServerInit said, so the player's
+ * recording must be in this format), and what the proxy asks every target for.
  */
-export const CANONICAL_PIXEL_FORMAT = Uint8Array.of(32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0);
+export const CANONICAL_PIXEL_FORMAT = Uint8Array.of(32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0);
 
 /**
  * The encodings the proxy lets through to the target (the intersection with what the user
