@@ -270,7 +270,7 @@ export function SessionPage({ id }: { id: string }) {
       </dl>
       <h2>Recording</h2>
       {!session.recorded ? (
-        <p className="muted">No recording for this session.</p>
+        <p className="muted">No {recordingFormatOf(session) === 'rfb' ? 'desktop' : 'terminal'} recording for this session.</p>
       ) : recordingFormatOf(session) === 'rfb' ? (
         <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
           <DesktopPlayer path={`/sessions/${session.id}/recording`} />
