@@ -22,6 +22,7 @@ const integrationTests = [
   'test/api/runbook-gateway.test.ts',
   'test/api/runbooks-sshd.test.ts',
   'test/api/rotation-sshd.test.ts',
+  'packages/gateway/src/rfb/vnc.test.ts',
 ];
 
 /**
