@@ -66,16 +66,17 @@ export const CONVERTIBLE_ENCODINGS: ReadonlySet<number> = new Set([
   ENCODING.lastRect,
 ]);
 
-/** Canonical pixels (little-endian 0x00RRGGBB) in `format`. */
+/** Canonical pixels (32 bits, little-endian, 8 bits a channel at CANONICAL's shifts) in `format`. */
 export function convertPixels(canonical: Buffer, format: PixelFormat): Buffer {
   const bytes = format.bitsPerPixel / 8;
   const count = canonical.length >> 2;
   const out = Buffer.alloc(count * bytes);
   const { redMax, greenMax, blueMax, redShift, greenShift, blueShift, bigEndian } = format;
   for (let i = 0; i < count; i++) {
-    const blue = canonical[4 * i]!;
-    const green = canonical[4 * i + 1]!;
-    const red = canonical[4 * i + 2]!;
+    const pixel = canonical.readUInt32LE(4 * i);
+    const red = (pixel >>> CANONICAL.redShift) & 0xff;
+    const green = (pixel >>> CANONICAL.greenShift) & 0xff;
+    const blue = (pixel >>> CANONICAL.blueShift) & 0xff;
     const value =
       ((Math.round((red * redMax) / 255) << redShift) |
         (Math.round((green * greenMax) / 255) << greenShift) |

@@ -20,7 +20,8 @@ const rect = (x: number, y: number, w: number, h: number, encoding: number, body
   return Buffer.concat([head, body]);
 };
 const update = (...rects: Buffer[]) => Buffer.concat([Buffer.of(0, 0), u16(rects.length), ...rects]);
-const pixel = Buffer.of(0xcc, 0x66, 0x33, 0);
+/** #3366cc in the canonical format (bytes R, G, B, padding). */
+const pixel = Buffer.of(0x33, 0x66, 0xcc, 0);
 
 /** Messages covering every playable encoding, with the canonical 4-byte pixels. */
 const messages: Buffer[] = [
