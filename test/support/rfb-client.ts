@@ -12,6 +12,13 @@ export interface RgbColour {
   b: number;
 }
 
+export interface RfbTestClientOptions {
+  /** VncAuth password; without one, security type None. */
+  password?: string | undefined;
+  /** The protocol version the client answers (default 3.8). */
+  version?: '3.3' | '3.7' | '3.8';
+}
+
 /** The server refused the handshake: SecurityResult failed (with its reason in RFB 3.8), or no security types. */
 export class RfbRefusedError extends Error {
   constructor(readonly reason: string) {
@@ -63,7 +70,7 @@ export class RfbTestClient {
   }
 
   /** Connects to 127.0.0.1:port and completes the handshake (VncAuth with `password`, else None). */
-  static async connect(port: number, options: { password?: string | undefined; host?: string } = {}): Promise<RfbTestClient> {
+  static async connect(port: number, options: RfbTestClientOptions & { host?: string } = {}): Promise<RfbTestClient> {
     const socket = net.connect({ host: options.host ?? '127.0.0.1', port });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
@@ -73,10 +80,10 @@ export class RfbTestClient {
   }
 
   /** The handshake over any stream (a WebSocket's, say). */
-  static async over(socket: Duplex, options: { password?: string | undefined } = {}): Promise<RfbTestClient> {
+  static async over(socket: Duplex, options: RfbTestClientOptions = {}): Promise<RfbTestClient> {
     const client = new RfbTestClient(socket);
     try {
-      await client.handshake(options.password);
+      await client.handshake(options.password, options.version ?? '3.8');
     } catch (error) {
       socket.destroy();
       throw error;
@@ -97,22 +104,30 @@ export class RfbTestClient {
     return all.subarray(0, bytes);
   }
 
-  private async handshake(password: string | undefined): Promise<void> {
-    const version = (await this.read(12)).toString('latin1');
-    if (!version.startsWith('RFB 003.')) throw new Error(`Not an RFB server: ${JSON.stringify(version)}`);
-    this.socket.write('RFB 003.008\n');
-    const count = (await this.read(1))[0]!;
-    if (count === 0) throw new RfbRefusedError(await this.readString());
-    const types = [...(await this.read(count))];
-    const type = password !== undefined && types.includes(2) ? 2 : types.includes(1) ? 1 : types[0]!;
-    if (type !== 1 && type !== 2)
-      throw new Error(`The server offers security types ${types.join(', ')}; the test client speaks None and VncAuth.`);
-    this.socket.write(Buffer.of(type));
+  private async handshake(password: string | undefined, version: '3.3' | '3.7' | '3.8'): Promise<void> {
+    const server = (await this.read(12)).toString('latin1');
+    if (!server.startsWith('RFB 003.')) throw new Error(`Not an RFB server: ${JSON.stringify(server)}`);
+    this.socket.write(`RFB 003.00${version.slice(2)}\n`);
+    let type: number;
+    if (version === '3.3') {
+      type = (await this.read(4)).readUInt32BE(0);
+      if (type === 0) throw new RfbRefusedError(await this.readString());
+    } else {
+      const count = (await this.read(1))[0]!;
+      if (count === 0) throw new RfbRefusedError(await this.readString());
+      const types = [...(await this.read(count))];
+      type = password !== undefined && types.includes(2) ? 2 : types.includes(1) ? 1 : types[0]!;
+      this.socket.write(Buffer.of(type));
+    }
+    if (type !== 1 && type !== 2) throw new Error(`The server chose security type ${type}; the test client speaks None and VncAuth.`);
     if (type === 2) {
       const challenge = await this.read(16);
       this.socket.write(vncAuthResponse(challenge, password ?? ''));
     }
-    if ((await this.read(4)).readUInt32BE(0) !== 0) throw new RfbRefusedError(await this.readString());
+    // RFB 3.3 and 3.7 have no SecurityResult after None, and no reason after a failure.
+    if (type === 2 || version === '3.8') {
+      if ((await this.read(4)).readUInt32BE(0) !== 0) throw new RfbRefusedError(version === '3.8' ? await this.readString() : '');
+    }
     this.socket.write(Buffer.of(1));
     const init = await this.read(24);
     this.width = init.readUInt16BE(0);

@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freeLowPort } from './agent.js';
@@ -17,6 +18,8 @@ export interface VncTargetOptions {
   password: string | undefined;
   /** Xtigervnc's -SecurityTypes (default `VncAuth`, or `None` without a password); `TLSVnc,VncAuth` is TigerVNC's own default. */
   securityTypes?: string;
+  /** A self-signed certificate for TigerVNC's X509 security types (`X509Vnc`, `X509None`). */
+  x509?: boolean;
   /** A program to start on the desktop once it is up (e.g. `['xterm', '-e', 'sh', '-c', 'cat > /tmp/x']`). */
   content?: string[];
 }
@@ -27,6 +30,8 @@ export interface RunningVncTarget {
   display: string;
   /** Environment for X clients of this display (xdotool, xsetroot). */
   env: NodeJS.ProcessEnv;
+  /** With `x509`: the certificate's `SHA256:<base64>` fingerprint (of its DER form). */
+  certificateFingerprint: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -44,10 +49,20 @@ export async function startVncTarget(options: VncTargetOptions): Promise<Running
   if (options.password !== undefined)
     writeFileSync(passwordFile, execFileSync('vncpasswd', ['-f'], { input: `${options.password}\n` }), { mode: 0o600 });
   const children: ChildProcess[] = [];
+  const x509 = options.x509 ? path.join(dir, 'cert') : undefined;
+  if (x509)
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=vnc-test'].concat(
+        ['-keyout', `${x509}.key`, '-out', `${x509}.pem`],
+      ),
+      { stdio: 'ignore' },
+    );
   const target: RunningVncTarget = {
     port: 0,
     display: '',
     env: {},
+    certificateFingerprint: undefined,
     stop: async () => {
       running.delete(target);
       await Promise.all(children.map(stopProcess));
@@ -59,7 +74,7 @@ export async function startVncTarget(options: VncTargetOptions): Promise<Running
     for (let attempt = 0; ; attempt++) {
       try {
         target.port = await freeLowPort();
-        target.display = await startServers(options, target.port, passwordFile, children);
+        target.display = await startServers(options, target.port, passwordFile, x509, children);
         target.env = { ...process.env, DISPLAY: target.display };
         await waitForPort(target.port, 10_000);
         break;
@@ -69,6 +84,11 @@ export async function startVncTarget(options: VncTargetOptions): Promise<Running
         if (attempt >= 3) throw error;
       }
     }
+    if (x509)
+      target.certificateFingerprint = `SHA256:${createHash('sha256')
+        .update(new X509Certificate(readFileSync(`${x509}.pem`)).raw)
+        .digest('base64')
+        .replace(/=+$/, '')}`;
     execFileSync('xsetroot', ['-solid', VNC_TARGET_COLOUR_HEX], { env: target.env });
     if (options.content) {
       const [command = 'true', ...args] = options.content;
@@ -82,7 +102,13 @@ export async function startVncTarget(options: VncTargetOptions): Promise<Running
 }
 
 /** Starts the X server and VNC server; answers the display. */
-async function startServers(options: VncTargetOptions, port: number, passwordFile: string, children: ChildProcess[]): Promise<string> {
+async function startServers(
+  options: VncTargetOptions,
+  port: number,
+  passwordFile: string,
+  x509: string | undefined,
+  children: ChildProcess[],
+): Promise<string> {
   const { width, height } = VNC_TARGET_SIZE;
   const geometry = `${width}x${height}`;
   if (options.kind === 'tigervnc') {
@@ -93,6 +119,7 @@ async function startServers(options: VncTargetOptions, port: number, passwordFil
         ...['-rfbport', String(port), '-localhost', '-nolisten', 'tcp', '-geometry', geometry, '-depth', '24'],
         ...['-SecurityTypes', security, '-BlacklistThreshold', '100000', '-AlwaysShared'],
         ...(options.password === undefined ? [] : ['-PasswordFile', passwordFile]),
+        ...(x509 ? ['-X509Cert', `${x509}.pem`, '-X509Key', `${x509}.key`] : []),
       ],
       children,
     );

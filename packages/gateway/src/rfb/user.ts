@@ -57,7 +57,14 @@ export async function acceptVncUser(
       const challenge = randomBytes(16);
       socket.write(challenge);
       const response = await reader.read(16);
-      const answer = await auth.check(challenge, response);
+      let answer: { ok: true } | { ok: false; message: string };
+      try {
+        answer = await auth.check(challenge, response);
+      } catch (error) {
+        // The viewer still hears that the gateway gave up, not just a closed connection.
+        sendRfbFailure(socket, version, 'The gateway could not open the desktop. Try again, or ask an administrator to look at its log.');
+        throw error;
+      }
       if (!answer.ok) {
         sendRfbFailure(socket, version, answer.message);
         throw new VncUserError('refused', answer.message);
@@ -69,7 +76,7 @@ export async function acceptVncUser(
     return { version, shared };
   } catch (error) {
     reader.release();
-    if (!(error instanceof VncUserError && error.kind === 'refused')) socket.destroy();
+    if (!socket.writableEnded) socket.destroy();
     if (error instanceof VncUserError) throw error;
     if (error instanceof HandshakeReadError)
       throw new VncUserError(

@@ -1,9 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CANONICAL_PIXEL_FORMAT, decodeRfbRecording, RFB_RECORDING_FORMAT, RFB_RECORDING_VERSION } from '@gatehouse/core';
 import { PIXEL_FORMAT_RGB565, RfbRefusedError, RfbTestClient } from '../../../../test/support/rfb-client.js';
 import { startVncTarget, stopVncTargets, VNC_TARGET_COLOUR, VNC_TARGET_SIZE, type RunningVncTarget } from '../../../../test/support/vnc.js';
@@ -70,6 +71,27 @@ describe('connectVncTarget', () => {
     expect((error as VncTargetError).message).toContain(`desk-1 (127.0.0.1:${target().port}) refused the vaulted VNC password`);
     expect((error as VncTargetError).message).toContain('Ask an administrator');
     expect((error as VncTargetError).message).not.toContain('wrong-pw');
+  });
+
+  it('pins the certificate of an X509Vnc target, and refuses another one', async () => {
+    const x509 = await startVncTarget({ kind: 'tigervnc', password: PASSWORD, securityTypes: 'X509Vnc', x509: true });
+    try {
+      const seen: string[] = [];
+      const options = { password: PASSWORD, timeoutMs: 5000, where: 'desk-1' };
+      const trusted = await connectVncTarget(await dial(x509.port), { ...options, checkCertificate: async (f) => (seen.push(f), true) });
+      expect(trusted.security).toBe('vencrypt-x509-vnc');
+      expect(seen).toEqual([x509.certificateFingerprint]);
+      trusted.socket.destroy();
+      const other = await connectVncTarget(await dial(x509.port), { ...options, checkCertificate: async () => false }).catch(
+        (e: unknown) => e,
+      );
+      expect(other).toMatchObject({ kind: 'auth_failed' });
+      expect((other as VncTargetError).message).toContain(
+        `desk-1 presented a TLS certificate (${x509.certificateFingerprint}) other than the one trusted before.`,
+      );
+    } finally {
+      await x509.stop();
+    }
   });
 
   it('says when a device stays silent, or hangs up during the handshake', async () => {
@@ -247,6 +269,50 @@ describe('RfbProxy between a viewer and a real device', () => {
       const refused = await RfbTestClient.connect(gateway.port, { password: TOKEN }).catch((e: unknown) => e);
       expect((refused as RfbRefusedError).reason).toMatch(/^desk-1 \(127\.0\.0\.1:\d+\) refused the vaulted VNC password/);
       expect((refused as RfbRefusedError).reason).not.toContain('not-the-pw');
+    } finally {
+      gateway.close();
+    }
+  });
+
+  it.each(['3.3', '3.7'] as const)('serves a viewer that speaks RFB %s', async (version) => {
+    const gateway = await startGateway(() => tigervnc.port);
+    try {
+      const client = await RfbTestClient.connect(gateway.port, { password: TOKEN, version });
+      await client.waitForColour(7, 7, VNC_TARGET_COLOUR);
+      client.close();
+      const refused = await RfbTestClient.connect(gateway.port, { password: 'WRONG123', version }).catch((e: unknown) => e);
+      // No room for a reason before RFB 3.8.
+      expect(refused).toMatchObject({ reason: '' });
+    } finally {
+      gateway.close();
+    }
+  });
+
+  it("passes clipboard text both ways (the desktop's clipboard, read and set with xclip)", async () => {
+    const gateway = await startGateway(() => tigervnc.port);
+    try {
+      const client = await RfbTestClient.connect(gateway.port, { password: TOKEN });
+      client.requestUpdate(false);
+      await client.waitFor(() => client.messages > 0);
+      const printable = Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join('');
+      client.cutText(printable);
+      const clipboard = () =>
+        execFileSync('xclip', ['-o', '-selection', 'clipboard'], {
+          env: tigervnc.env,
+          encoding: 'latin1',
+          timeout: 5000,
+          stdio: ['ignore', 'pipe', 'ignore'],
+        });
+      await vi.waitFor(() => expect(clipboard()).toBe(printable), { timeout: 10_000 });
+      // xclip keeps the selection from a background process until the next owner takes it.
+      execFileSync('xclip', ['-i', '-selection', 'clipboard'], {
+        env: tigervnc.env,
+        input: 'to the viewer',
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      await client.waitFor(() => client.serverCutText.includes('to the viewer'));
+      client.close();
+      expect((await gateway.sessions[0]!.result).result).toBe('success');
     } finally {
       gateway.close();
     }
