@@ -13,7 +13,9 @@ export const vncTokenRequest = z
     /** How long the token stays good: 1–10 minutes, 5 by default. */
     minutes: z.number().int().min(1, 'must be 1 to 10').max(10, 'must be 1 to 10').default(5),
   })
-  .default({ minutes: 5 });
+  // No body at all (a bare POST) takes the defaults too.
+  .nullish()
+  .transform((body) => body ?? { minutes: 5 });
 export type VncTokenRequest = z.input<typeof vncTokenRequest>;
 
 /**

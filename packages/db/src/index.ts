@@ -93,3 +93,12 @@ export {
   type WindowRelated,
 } from './maintenance-windows.js';
 export { Agents, type Agent, type AgentInput, type AgentJoinToken, type AgentLinkState } from './agents.js';
+export {
+  DesktopTokens,
+  newDesktopToken,
+  DESKTOP_TOKEN_ALPHABET,
+  DESKTOP_TOKEN_LENGTH,
+  type DesktopToken,
+  type DesktopTokenProtocol,
+  type RevealedDesktopToken,
+} from './desktop-tokens.js';

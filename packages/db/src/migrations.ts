@@ -563,6 +563,27 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('gateway_sessions_runbook_run').on('gateway_sessions').column('runbook_run_id').execute();
       },
     },
+    '0015_desktop_tokens': {
+      async up(db: Kysely<unknown>) {
+        // One-time passwords for native desktop clients (VNC now, RDP's tunnel later): sealed,
+        // not hashed, because VncAuth answers a challenge with DES keyed by the token itself.
+        // No foreign keys: a token is minutes long, and its audit events keep the ids.
+        await db.schema
+          .createTable('desktop_tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('account_id', 'text', (c) => c.notNull())
+          .addColumn('protocol', 'text', (c) => c.notNull())
+          .addColumn('token_sealed', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .addColumn('used_at', 'text')
+          .addColumn('used_from', 'text')
+          .execute();
+        await db.schema.createIndex('desktop_tokens_expires').on('desktop_tokens').column('expires_at').execute();
+      },
+    },
   };
 }
 

@@ -364,6 +364,24 @@ export interface Database {
   runbook_run_devices: RunbookRunDeviceTable;
   account_credentials: AccountCredentialTable;
   rotation_policies: RotationPolicyTable;
+  desktop_tokens: DesktopTokenTable;
+}
+
+/** A one-time password for a native desktop client (VNC), sealed by the vault; used once, until it expires. */
+export interface DesktopTokenTable {
+  id: string;
+  user_id: string;
+  device_id: string;
+  account_id: string;
+  /** 'vnc' (the RDP tunnel's 'rdp' later) */
+  protocol: string;
+  /** The token, sealed (associated data desktop_tokens.token:<id>). */
+  token_sealed: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  /** The address the token was redeemed from. */
+  used_from: string | null;
 }
 
 /** A single-use, expiring token an agent enrolls a device with; only its SHA-256 is kept. */

@@ -131,6 +131,11 @@ export interface AuthorizedTarget {
    * signed, and checks the agent's enrolled key as the host key.
    */
   agentId?: string | null;
+  /**
+   * What the target is reached for: SSH (absent: older callers and remote gateways) or a
+   * desktop protocol, whose port is the protocol's and which never goes through a host agent.
+   */
+  protocol?: 'ssh' | 'vnc' | 'rdp' | undefined;
 }
 
 /** A forwarding request the gateway never grants; `destination` is the bind address or socket path asked for, if any. */

@@ -8,6 +8,7 @@ import { certificateSpkiFingerprint, GatehouseError, InternalError } from '@gate
 import {
   AccountCredentials,
   Agents,
+  DesktopTokens,
   GatewaySessions,
   Inventory,
   MaintenanceWindows,
@@ -54,6 +55,7 @@ import { accountRoutes } from './api/accounts/routes.js';
 import { deviceRoutes } from './api/devices/routes.js';
 import { inventoryFileRoutes } from './api/inventory/routes.js';
 import { agentRoutes } from './api/agents/routes.js';
+import { desktopRoutes } from './api/desktops/routes.js';
 import { rotationPolicyRoutes } from './api/rotation-policies/routes.js';
 import { runbookRoutes } from './api/runbooks/routes.js';
 import { maintenanceRoutes } from './api/maintenance/routes.js';
@@ -158,6 +160,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     runbookRuns: new RunbookRuns(db.kysely),
     accountCredentials: new AccountCredentials(vault, db.kysely),
     rotationPolicies: new RotationPolicies(db.kysely),
+    desktopTokens: new DesktopTokens(vault, db.kysely),
     serverSpkiFingerprint: opts.https ? certificateSpkiFingerprint(opts.https.cert) : null,
     audit,
     withAudit: createWithAudit(db, vault, logger),
@@ -351,6 +354,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       hostKeyRoutes(api, services, gatewaySessions);
       maintenanceRoutes(api, services);
       agentRoutes(api, services, gateways);
+      desktopRoutes(api, services, gateways);
       rotationPolicyRoutes(api, services);
       runbookRoutes(api, services);
       gatewayRoutes(api, services, gateways);

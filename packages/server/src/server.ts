@@ -6,7 +6,8 @@ import { hashToken, Leases, openDatabase, openVault, Settings, Users, type Db } 
 import { loadOrCreateHostKey, repairRecording, SshGateway } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
-import { abandonedEnd, BUILT_IN_GATEWAY, ServerAccessBroker, sessionEndEvent } from './gateway/broker.js';
+import { abandonedEnd, BUILT_IN_GATEWAY, sessionEndEvent } from './gateway/broker.js';
+import { ServerDesktopBroker } from './gateway/desktop-broker.js';
 import { recordingsDirOf } from './gateway/recordings.js';
 import { createLogger, type Logger } from './logger.js';
 import { MaintenanceLifecycle } from './maintenance/lifecycle.js';
@@ -132,7 +133,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   const abandoned = await endAbandonedSessions(built, recordingsDirOf(config.dataDir), logger);
   const host = config.gatewayHost ?? config.host;
   const server = await SshGateway.start({
-    broker: new ServerAccessBroker(
+    broker: new ServerDesktopBroker(
       built.services,
       built.gatewaySessions,
       () => built.gateways.settings(),

@@ -4,6 +4,7 @@ import {
   Agents,
   appendAuditEvent,
   BreakGlassRuns,
+  DesktopTokens,
   Gateways,
   GatewaySessions,
   Inventory,
@@ -48,6 +49,8 @@ export interface Services {
   accountCredentials: AccountCredentials;
   /** Scheduled rotation per project and device. */
   rotationPolicies: RotationPolicies;
+  /** One-time passwords of native desktop clients (VNC). */
+  desktopTokens: DesktopTokens;
   /** Runbooks, their runs and rotations (the engine through the built-in gateway). */
   runbooks: RunbookService;
   /** SHA-256 of the HTTPS certificate's public key (SPKI), hex; null when the app serves no TLS (inject-only tests). */
@@ -90,6 +93,7 @@ export interface TxRepositories {
   runbookRuns: RunbookRuns;
   accountCredentials: AccountCredentials;
   rotationPolicies: RotationPolicies;
+  desktopTokens: DesktopTokens;
 }
 
 /** Who is calling, and how they proved it. */
@@ -160,6 +164,7 @@ export function createWithAudit(db: Db, vault: Vault, logger: Logger): Services[
           runbookRuns: new RunbookRuns(trx),
           accountCredentials: new AccountCredentials(vault, trx),
           rotationPolicies: new RotationPolicies(trx),
+          desktopTokens: new DesktopTokens(vault, trx),
         },
         (event) => events.push(event),
       );

@@ -2,14 +2,16 @@ import { randomUUID } from 'node:crypto';
 import {
   canUseAccount,
   DEFAULT_GATEWAY,
+  desktopPortOf,
   maintenanceRefusal,
   maintenanceRequiredBy,
   segmentOf,
   visibilityOf,
   windowNames,
+  type DesktopProtocol,
   type Visibility,
 } from '@gatehouse/core';
-import type { Account, Agent, Device, GatewaySession, GatewaySessions, Project } from '@gatehouse/db';
+import type { Account, Agent, Device, GatewaySession, GatewaySessions, Inventory, Project } from '@gatehouse/db';
 import type {
   AccessBroker,
   AuthenticationRequest,
@@ -48,7 +50,8 @@ const REFUSED_FORWARD_REASONS: Record<RefusedForward['kind'], string> = {
   socket: 'the gateway does not forward Unix sockets',
 };
 
-type Resolved = { ok: true; target: AuthorizedTarget } | { ok: false; message: string; reason: string };
+type Refused = { ok: false; message: string; reason: string };
+export type Resolved = { ok: true; target: AuthorizedTarget } | Refused;
 
 /**
  * The access broker of the built-in gateway, on the server's own repositories: the same
@@ -57,12 +60,12 @@ type Resolved = { ok: true; target: AuthorizedTarget } | { ok: false; message: s
  */
 export class ServerAccessBroker implements AccessBroker {
   constructor(
-    private readonly services: Services,
+    protected readonly services: Services,
     private readonly sessions: GatewaySessions,
     /** The gateway settings in force (port forwarding policy). */
     private readonly policy: () => Promise<{ portForwarding: boolean }>,
     /** The gateway users connect to through this broker: the built-in one, or a remote gateway's SSH entry. */
-    private readonly entry: string = BUILT_IN_GATEWAY,
+    protected readonly entry: string = BUILT_IN_GATEWAY,
     /** The browser terminal, whose own key signs in users it has just let in (the built-in gateway only). */
     private readonly webTerminal?: WebTerminal,
     /** Host agents' links, whose devices this gateway reaches through them (the built-in one only). */
@@ -205,19 +208,8 @@ export class ServerAccessBroker implements AccessBroker {
     const remoteAddress = user.browserAddress ?? socketAddress;
     const resolved = await this.resolve(user, target);
     if (!resolved.ok) {
-      await this.services.audit(null, {
-        action: 'gateway.authorize',
-        outcome: 'denied',
-        actorId: user.id,
-        actorName: user.username,
-        ip: remoteAddress,
-        details: {
-          gateway: this.entry,
-          device: printableName(target.device),
-          account: target.account === undefined ? null : printableName(target.account),
-          reason: resolved.reason,
-        },
-      });
+      const asked = { device: printableName(target.device), account: target.account === undefined ? null : printableName(target.account) };
+      await this.auditDenial(user, remoteAddress, asked, resolved.reason);
       return { allow: false, message: resolved.message };
     }
     return { allow: true, target: resolved.target };
@@ -240,8 +232,10 @@ export class ServerAccessBroker implements AccessBroker {
         return { allow: false, message: 'A credential is verified by a direct login to sshd, not through the host agent.' };
       return this.runbookCredential(user.runbook.credentialId, target);
     }
-    const agent = await this.services.agents.ofDevice(device.id);
-    if (!user.runbook?.direct && (target.agentId || agent?.revokedAt === null)) return this.agentCredential(user, target, agent);
+    // A desktop is never reached through the host agent: its vaulted password, always.
+    const viaAgent = !user.runbook?.direct && (target.protocol ?? 'ssh') === 'ssh';
+    const agent = viaAgent ? await this.services.agents.ofDevice(device.id) : undefined;
+    if (viaAgent && (target.agentId || agent?.revokedAt === null)) return this.agentCredential(user, target, agent);
     const secrets = await this.services.inventory.accounts.reveal(target.accountId);
     return {
       allow: true,
@@ -499,7 +493,7 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   /** What the user may use now; undefined for roles that never connect (auditors) or disabled users. */
-  private async visibilityOf(user: GatewayUser): Promise<Visibility | undefined> {
+  protected async visibilityOf(user: GatewayUser): Promise<Visibility | undefined> {
     const row = await this.services.users.row(user.id);
     if (row.disabled === 1) return undefined;
     if (row.role === 'admin') return { all: true };
@@ -507,16 +501,34 @@ export class ServerAccessBroker implements AccessBroker {
     return undefined;
   }
 
+  /** What the user may use now, or the refusal for a user who never connects (an auditor, a disabled user). */
+  protected async connectingVisibility(user: GatewayUser): Promise<{ ok: true; visibility: Visibility } | Refused> {
+    const visibility = await this.visibilityOf(user);
+    if (visibility) return { ok: true, visibility };
+    return {
+      ok: false,
+      reason: 'role may not connect',
+      message: 'Your role does not connect to devices (auditors replay recordings instead). Ask an administrator.',
+    };
+  }
+
+  /** The `gateway.authorize` denial: who asked for what, and why (the user is told `message`). */
+  protected async auditDenial(user: GatewayUser, remoteAddress: string, asked: Record<string, unknown>, reason: string): Promise<void> {
+    await this.services.audit(null, {
+      action: 'gateway.authorize',
+      outcome: 'denied',
+      actorId: user.id,
+      actorName: user.username,
+      ip: remoteAddress,
+      details: { gateway: this.entry, ...asked, reason },
+    });
+  }
+
+  /** SSH's path: the device and account by name, as the user name `<user>:<device>[:<account>]` gives them. */
   private async resolve(user: GatewayUser, wanted: ConnectionTarget): Promise<Resolved> {
     const { inventory } = this.services;
-    const visibility = await this.visibilityOf(user);
-    if (!visibility) {
-      return {
-        ok: false,
-        reason: 'role may not connect',
-        message: 'Your role does not connect to devices (auditors replay recordings instead). Ask an administrator.',
-      };
-    }
+    const allowed = await this.connectingVisibility(user);
+    if (!allowed.ok) return allowed;
     // A device the user may not use answers as if it did not exist, as in the API.
     const unknown: Resolved = {
       ok: false,
@@ -534,9 +546,7 @@ export class ServerAccessBroker implements AccessBroker {
     }
     const usable: { device: Device; accounts: Account[] }[] = [];
     for (const device of candidates) {
-      const accounts = (await inventory.accounts.list(device.id)).filter(
-        (a) => canUseAccount(visibility, { projectId: device.projectId, deviceId: device.id, accountId: a.id }).allow,
-      );
+      const accounts = await usableAccounts(inventory, allowed.visibility, device);
       if (accounts.length > 0) usable.push({ device, accounts });
     }
     if (usable.length === 0) return { ...unknown, reason: candidates.length === 0 ? 'unknown device' : 'no grant for the device' };
@@ -548,18 +558,19 @@ export class ServerAccessBroker implements AccessBroker {
       };
     }
     const { device, accounts } = usable[0] as { device: Device; accounts: Account[] };
-    let account: Account | undefined;
+    let account: Account;
     if (wanted.account !== undefined) {
-      account = accounts.find((a) => a.username === wanted.account);
-      if (!account) {
+      const named = accounts.find((a) => a.username === wanted.account);
+      if (!named) {
         return {
           ok: false,
           reason: 'unknown account',
           message: `${device.name} has no account "${printableName(wanted.account)}" you may use. Yours: ${accounts.map((a) => a.username).join(', ')}.`,
         };
       }
+      account = named;
     } else if (accounts.length === 1) {
-      account = accounts[0];
+      account = accounts[0] as Account;
     } else {
       return {
         ok: false,
@@ -567,21 +578,38 @@ export class ServerAccessBroker implements AccessBroker {
         message: `${device.name} has several accounts: name one as <user>:${printableName(wanted.device)}:<account> (${accounts.map((a) => a.username).join(', ')}).`,
       };
     }
-    // A runbook's login check goes to sshd itself, never through the device's agent.
-    const agent = user.runbook?.direct ? undefined : await this.services.agents.ofDevice(device.id);
+    return this.resolvedTarget(user, device, account, 'ssh');
+  }
+
+  /**
+   * The rest of a decision once the device and account are chosen, the same for SSH and
+   * the desktop protocols: the device's address (SSH through its active host agent, unless
+   * a runbook's login check goes to sshd itself; a desktop always at its address), the
+   * maintenance window, the port and the segment.
+   */
+  protected async resolvedTarget(
+    user: GatewayUser,
+    device: Device,
+    account: Account,
+    protocol: 'ssh' | DesktopProtocol,
+  ): Promise<Resolved> {
+    const ssh = protocol === 'ssh';
+    const agent = ssh && !user.runbook?.direct ? await this.services.agents.ofDevice(device.id) : undefined;
     const agentId = agent?.revokedAt === null ? agent.id : null;
     // A device reached through its agent needs no address: the name only shows in messages.
     const host = device.privateIp ?? device.publicIp ?? (agent && agentId ? `agent ${agent.hostname}` : null);
-    if (!account || host === null) {
+    if (host === null) {
       return {
         ok: false,
         reason: 'device has no address',
-        message: user.runbook?.direct
-          ? `${device.name} has no IP address in the inventory, so a new SSH login to its sshd cannot be made (only its host agent reaches it).`
-          : `${device.name} has no IP address in the inventory. Ask an administrator to add one.`,
+        message: !ssh
+          ? `${device.name} has no IP address in the inventory, and a desktop is reached at its address (never through a host agent). Ask an administrator to add one.`
+          : user.runbook?.direct
+            ? `${device.name} has no IP address in the inventory, so a new SSH login to its sshd cannot be made (only its host agent reaches it).`
+            : `${device.name} has no IP address in the inventory. Ask an administrator to add one.`,
       };
     }
-    const project = await inventory.projects.get(device.projectId);
+    const project = await this.services.inventory.projects.get(device.projectId);
     const window = await this.maintenanceWindow(user, device, project, account.id);
     if (!window.ok) return { ok: false, reason: 'no maintenance window', message: window.message };
     return {
@@ -594,11 +622,12 @@ export class ServerAccessBroker implements AccessBroker {
         accountId: account.id,
         accountUsername: account.username,
         host,
-        port: sshPortOf(device.urlPort),
+        port: ssh ? sshPortOf(device.urlPort) : desktopPortOf(device, protocol),
         segment: segmentOf(device.tags),
         accessType: device.accessType,
         windowId: window.windowId,
         agentId,
+        ...(ssh ? {} : { protocol }),
       },
     };
   }
@@ -608,7 +637,7 @@ export class ServerAccessBroker implements AccessBroker {
    * user reach it (and the account) now; else the refusal, which names the user's next
    * approved window if one is coming.
    */
-  private async maintenanceWindow(
+  protected async maintenanceWindow(
     user: GatewayUser,
     device: Device,
     project: Project,
@@ -625,6 +654,13 @@ export class ServerAccessBroker implements AccessBroker {
     );
     return { ok: false, message: maintenanceRefusal({ projectName: project.name, deviceName: device.name }, next) };
   }
+}
+
+/** The device's accounts `visibility` lets the user use (none: the device answers as unknown). */
+export async function usableAccounts(inventory: Inventory, visibility: Visibility, device: Device): Promise<Account[]> {
+  return (await inventory.accounts.list(device.id)).filter(
+    (a) => canUseAccount(visibility, { projectId: device.projectId, deviceId: device.id, accountId: a.id }).allow,
+  );
 }
 
 type SessionAuditEvent = Parameters<Services['audit']>[1];

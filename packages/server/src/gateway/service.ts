@@ -68,6 +68,11 @@ export class GatewayService {
   private identityPromise: Promise<LinkIdentity> | undefined;
   /** Set once the built-in gateway listens; null while it is off. */
   builtIn: BuiltInGatewayInfo | null = null;
+  /**
+   * The built-in gateway's VNC listener, `host:port` as a viewer should dial it (what a
+   * VNC token's answer names); set once it listens, null while it is off (vncPort 0).
+   */
+  vncAddress: string | null = null;
   /** The built-in gateway's live sessions, once it listens. */
   builtInSessions: LiveSessions | null = null;
 

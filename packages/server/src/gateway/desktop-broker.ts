@@ -1,0 +1,190 @@
+import { createCipheriv, timingSafeEqual } from 'node:crypto';
+import { GatehouseError, type Visibility } from '@gatehouse/core';
+import { SignInThrottle, type Account, type Device, type Inventory, type RevealedDesktopToken } from '@gatehouse/db';
+import type { AuthorizationResult, DesktopBroker, DesktopRequest, GatewayUser, VncTokenRedemption } from '@gatehouse/gateway';
+import { sourceOf, throttleRules } from '../sign-in.js';
+import { ServerAccessBroker, usableAccounts, type Resolved } from './broker.js';
+
+/** How messages name each desktop protocol. */
+export const DESKTOP_PROTOCOL_NAMES = { vnc: 'VNC', rdp: 'RDP' } as const;
+
+/** The device and account a desktop opens on, or why not (`reason` for the audit, `message` for the user). */
+export type DesktopChoice =
+  | { ok: true; device: Device; account: Account }
+  | {
+      ok: false;
+      reason: 'unknown device' | 'no grant for the device' | 'protocol not listed' | 'unknown account' | 'account not chosen';
+      message: string;
+    };
+
+/**
+ * The device (by id) and account a desktop protocol opens on, for a user who may see
+ * `visibility`: the one choice the token route and `authorizeDesktop` share. A device
+ * the user may use no account of answers as one that does not exist, as in the API.
+ */
+export async function chooseDesktopTarget(inventory: Inventory, visibility: Visibility, request: DesktopRequest): Promise<DesktopChoice> {
+  const device = await unlessNotFound(inventory.devices.get(request.deviceId));
+  const unknown = {
+    ok: false,
+    reason: 'unknown device',
+    message: `There is no device ${JSON.stringify(request.deviceId)} you may use. Check the id (gatehouse devices list), or ask an administrator for access.`,
+  } as const;
+  if (!device) return unknown;
+  const accounts = await usableAccounts(inventory, visibility, device);
+  if (accounts.length === 0) return { ...unknown, reason: 'no grant for the device' };
+  if (!device.protocols.includes(request.protocol)) {
+    const name = DESKTOP_PROTOCOL_NAMES[request.protocol];
+    return {
+      ok: false,
+      reason: 'protocol not listed',
+      message: `${device.name} does not list ${name} among its protocols. An administrator can add ${request.protocol} to the device's protocols.`,
+    };
+  }
+  const names = accounts.map((a) => a.username).join(', ');
+  if (request.accountId !== null) {
+    const account = accounts.find((a) => a.id === request.accountId);
+    if (account) return { ok: true, device, account };
+    return {
+      ok: false,
+      reason: 'unknown account',
+      message: `${device.name} has no account ${JSON.stringify(request.accountId)} you may use. Yours: ${names}.`,
+    };
+  }
+  if (accounts.length === 1) return { ok: true, device, account: accounts[0] as Account };
+  return { ok: false, reason: 'account not chosen', message: `${device.name} has several accounts you may use: choose one (${names}).` };
+}
+
+/** What `lookup` finds, or undefined when it names nothing (any other failure still throws). */
+async function unlessNotFound<T>(lookup: Promise<T>): Promise<T | undefined> {
+  try {
+    return await lookup;
+  } catch (error) {
+    if (error instanceof GatehouseError && error.code === 'NOT_FOUND') return undefined;
+    throw error;
+  }
+}
+
+/** The throttle counter of wrong VNC passwords from one address (not a user name: no user signs in with ':'). */
+const VNC_TOKEN_COUNTER = ':vnc-token';
+/** How far back a refused answer is matched against used and expired tokens, to say which it was. */
+const SPENT_LOOKBACK_MS = 60 * 60_000;
+const NEW_TOKEN = 'Get a new one: gatehouse vnc <device> (or Connect in the console).';
+
+/**
+ * The VncAuth answer to `challenge` for `password`: DES-ECB of the challenge, keyed by the
+ * password cut to 8 bytes (NUL-padded) with each byte's bits reversed. Node 20's OpenSSL
+ * has no single DES, but triple DES with the key doubled (K‖K) computes it exactly.
+ */
+function vncAuthResponse(challenge: Buffer, password: string): Buffer {
+  const key = Buffer.alloc(8);
+  Buffer.from(password, 'latin1').copy(key, 0, 0, 8);
+  for (let i = 0; i < 8; i++) {
+    let b = key[i] as number;
+    let r = 0;
+    for (let bit = 0; bit < 8; bit++, b >>= 1) r = (r << 1) | (b & 1);
+    key[i] = r;
+  }
+  const cipher = createCipheriv('des-ede-ecb', Buffer.concat([key, key]), null).setAutoPadding(false);
+  return Buffer.concat([cipher.update(challenge), cipher.final()]);
+}
+
+const answers = (proof: { challenge: Buffer; response: Buffer }, token: string) => {
+  const expected = vncAuthResponse(proof.challenge, token);
+  return expected.length === proof.response.length && timingSafeEqual(expected, proof.response);
+};
+
+const utcTime = (iso: string) => `${iso.slice(11, 16)} UTC`;
+
+/**
+ * The built-in gateway's broker with the desktop parts: one-time VNC tokens, and desktops
+ * authorized by device id. The decisions are `ServerAccessBroker`'s (visibility, account,
+ * maintenance window, segment); a desktop's port is its protocol's and never goes through
+ * a host agent.
+ */
+export class ServerDesktopBroker extends ServerAccessBroker implements DesktopBroker {
+  async redeemVncToken(proof: { challenge: Buffer; response: Buffer }, remoteAddress: string): Promise<VncTokenRedemption> {
+    const { desktopTokens, db, config } = this.services;
+    const throttle = new SignInThrottle(db);
+    const counter = { username: VNC_TOKEN_COUNTER, source: sourceOf(remoteAddress) };
+    const rule = throttleRules(config).nameFromAddress;
+    const base = { action: 'desktop.token_redeemed', outcome: 'failure', ip: remoteAddress } as const;
+    const refuse = async (reason: string, message: string, token?: RevealedDesktopToken): Promise<VncTokenRedemption> => {
+      await throttle.claim(counter, rule);
+      const details = { gateway: this.entry, protocol: 'vnc', reason };
+      if (token) {
+        const user = await unlessNotFound(this.services.users.row(token.userId));
+        await this.services.audit(null, {
+          ...base,
+          actorId: token.userId,
+          actorName: user?.username ?? 'unknown',
+          targetType: 'device',
+          targetId: token.deviceId,
+          details: { ...details, desktopTokenId: token.id, accountId: token.accountId },
+        });
+      } else {
+        // Nobody is known: bounded per address, as other refusals before a sign-in.
+        await this.services.refusals.recordFrom(remoteAddress, { ...base, actorId: null, actorName: 'anonymous', details });
+      }
+      return { ok: false, message };
+    };
+
+    const until = await throttle.throttledUntil(counter);
+    if (until !== null) {
+      await this.services.refusals.recordFrom(remoteAddress, {
+        ...base,
+        actorId: null,
+        actorName: 'anonymous',
+        details: { gateway: this.entry, protocol: 'vnc', reason: 'throttled', until },
+      });
+      return { ok: false, message: `Too many wrong VNC passwords from your address: wait until ${utcTime(until)}, then try again.` };
+    }
+    const now = new Date();
+    const live = (await desktopTokens.live('vnc', now)).find((t) => answers(proof, t.token));
+    if (!live) {
+      const spent = (await desktopTokens.spent('vnc', new Date(now.getTime() - SPENT_LOOKBACK_MS), now)).find((t) =>
+        answers(proof, t.token),
+      );
+      if (!spent) return refuse('no live token matches', `The one-time password is wrong, used or expired. ${NEW_TOKEN}`);
+      return spent.usedAt !== null
+        ? refuse('already used', `This one-time password was used already: each is good once. ${NEW_TOKEN}`, spent)
+        : refuse('expired', `This one-time password expired at ${utcTime(spent.expiresAt)}. ${NEW_TOKEN}`, spent);
+    }
+    if (!(await desktopTokens.consume('vnc', live.id, remoteAddress, now)))
+      return refuse('already used', `This one-time password was used already: each is good once. ${NEW_TOKEN}`, live);
+    const user = await unlessNotFound(this.services.users.row(live.userId));
+    if (!user || user.disabled === 1) return refuse('disabled', 'Your Gatehouse user is disabled or gone. Ask an administrator.', live);
+    await this.services.audit(null, {
+      ...base,
+      outcome: 'success',
+      actorId: user.id,
+      actorName: user.username,
+      targetType: 'device',
+      targetId: live.deviceId,
+      details: { gateway: this.entry, protocol: 'vnc', desktopTokenId: live.id, accountId: live.accountId },
+    });
+    return {
+      ok: true,
+      user: { id: user.id, username: user.username },
+      tokenId: live.id,
+      deviceId: live.deviceId,
+      accountId: live.accountId,
+    };
+  }
+
+  async authorizeDesktop(user: GatewayUser, request: DesktopRequest, socketAddress: string): Promise<AuthorizationResult> {
+    const allowed = await this.connectingVisibility(user);
+    let resolved: Resolved = allowed.ok ? { ok: false, reason: '', message: '' } : allowed;
+    if (allowed.ok) {
+      const choice = await chooseDesktopTarget(this.services.inventory, allowed.visibility, request);
+      resolved = choice.ok ? await this.resolvedTarget(user, choice.device, choice.account, request.protocol) : choice;
+    }
+    if (resolved.ok) return { allow: true, target: resolved.target };
+    const asked = {
+      deviceId: request.deviceId.slice(0, 100),
+      accountId: request.accountId?.slice(0, 100) ?? null,
+      protocol: request.protocol,
+    };
+    await this.auditDenial(user, user.browserAddress ?? socketAddress, asked, resolved.reason);
+    return { allow: false, message: resolved.message };
+  }
+}
