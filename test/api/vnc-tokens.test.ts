@@ -1,21 +1,12 @@
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { desktopPortOf } from '@gatehouse/core';
 import { DESKTOP_TOKEN_ALPHABET, listAuditEvents } from '@gatehouse/db';
-import type { VncTokenRedemption } from '@gatehouse/gateway';
+import { vncAuthResponse, type VncTokenRedemption } from '@gatehouse/gateway';
 import { ServerDesktopBroker } from '@gatehouse/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API, errorOf } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
-
-/** The VncAuth answer a viewer sends: DES of the challenge keyed by the password, each key byte's bits reversed. */
-function viewerResponse(challenge: Buffer, password: string): Buffer {
-  const key = Buffer.alloc(8);
-  Buffer.from(password, 'latin1').copy(key);
-  const reversed = Buffer.from(key.map((b) => parseInt(b.toString(2).padStart(8, '0').split('').reverse().join(''), 2)));
-  const cipher = createCipheriv('des-ede-ecb', Buffer.concat([reversed, reversed]), null).setAutoPadding(false);
-  return Buffer.concat([cipher.update(challenge), cipher.final()]);
-}
 
 interface IssuedToken {
   id: string;
@@ -90,7 +81,7 @@ describe.each(dialects)('VNC tokens on %s', (dialect) => {
     return { ...answer, user: { id: user.id, username: user.username } };
   };
   const redeem = (token: string, from = nextAddress(), challenge = randomBytes(16)): Promise<VncTokenRedemption> =>
-    broker.redeemVncToken({ challenge, response: viewerResponse(challenge, token) }, from);
+    broker.redeemVncToken({ challenge, response: vncAuthResponse(challenge, token) }, from);
   /** Audit events, oldest first; of one action when given. */
   const auditLog = (action?: string) => listAuditEvents(t.database.db, { action, order: 'asc', limit: 100_000 });
   const redemptions = async (tokenId?: string) =>

@@ -1,7 +1,14 @@
-import { createCipheriv, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { GatehouseError, type Visibility } from '@gatehouse/core';
 import { SignInThrottle, type Account, type Device, type Inventory, type RevealedDesktopToken } from '@gatehouse/db';
-import type { AuthorizationResult, DesktopBroker, DesktopRequest, GatewayUser, VncTokenRedemption } from '@gatehouse/gateway';
+import {
+  vncAuthResponse,
+  type AuthorizationResult,
+  type DesktopBroker,
+  type DesktopRequest,
+  type GatewayUser,
+  type VncTokenRedemption,
+} from '@gatehouse/gateway';
 import { sourceOf, throttleRules } from '../sign-in.js';
 import { ServerAccessBroker, usableAccounts, type Resolved } from './broker.js';
 
@@ -69,24 +76,6 @@ const VNC_TOKEN_COUNTER = ':vnc-token';
 /** How far back a refused answer is matched against used and expired tokens, to say which it was. */
 const SPENT_LOOKBACK_MS = 60 * 60_000;
 const NEW_TOKEN = 'Get a new one: gatehouse vnc <device> (or Connect in the console).';
-
-/**
- * The VncAuth answer to `challenge` for `password`: DES-ECB of the challenge, keyed by the
- * password cut to 8 bytes (NUL-padded) with each byte's bits reversed. Node 20's OpenSSL
- * has no single DES, but triple DES with the key doubled (K‖K) computes it exactly.
- */
-function vncAuthResponse(challenge: Buffer, password: string): Buffer {
-  const key = Buffer.alloc(8);
-  Buffer.from(password, 'latin1').copy(key, 0, 0, 8);
-  for (let i = 0; i < 8; i++) {
-    let b = key[i] as number;
-    let r = 0;
-    for (let bit = 0; bit < 8; bit++, b >>= 1) r = (r << 1) | (b & 1);
-    key[i] = r;
-  }
-  const cipher = createCipheriv('des-ede-ecb', Buffer.concat([key, key]), null).setAutoPadding(false);
-  return Buffer.concat([cipher.update(challenge), cipher.final()]);
-}
 
 const answers = (proof: { challenge: Buffer; response: Buffer }, token: string) => {
   const expected = vncAuthResponse(proof.challenge, token);
