@@ -4,6 +4,7 @@ import { Link, useSearch } from 'wouter';
 import type { DesktopMessage, DesktopStart } from '@gatehouse/api';
 import { API, currentCsrfToken, type User } from '../../api.js';
 import { ErrorNote, PageHeader } from '../../ui.js';
+import { PushChannel } from './channel.js';
 
 type State =
   | { kind: 'connecting' }
@@ -14,7 +15,7 @@ type State =
  * A VNC desktop (or an RDP one the gateway renders) in the page: noVNC over a WebSocket to
  * GET /api/v1/desktop, which connects through the built-in gateway with the vaulted
  * credential and records what the page is shown. After the server's `started` message the
- * socket carries the RFB stream, so noVNC takes the open socket over. The clipboard goes
+ * socket carries the RFB stream, which the page hands to noVNC (PushChannel). The clipboard goes
  * both ways through the panel; a refusal shows the server's reason.
  */
 export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }) {
@@ -58,16 +59,22 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
         } satisfies DesktopStart),
       );
     };
-    // Until `started`, text messages are the server's; then noVNC replaces onmessage.
+    let channel: PushChannel | null = null;
+    // Text messages are Gatehouse's (`started`, `error`); binary ones, after `started`, are RFB.
     ws.onmessage = (event: MessageEvent<ArrayBuffer | string>) => {
-      if (typeof event.data !== 'string') return;
+      if (typeof event.data !== 'string') {
+        channel?.push(event.data);
+        return;
+      }
       const m = JSON.parse(event.data) as DesktopMessage;
       if (m.type === 'error') {
         close(m.message, true);
         return;
       }
+      if (channel) return;
       sessionId = m.sessionId;
-      const rfb = new RFB(element, ws, { shared: true });
+      channel = new PushChannel({ send: (data) => ws.send(data), close: () => ws.close() });
+      const rfb = new RFB(element, channel, { shared: true });
       rfb.scaleViewport = true;
       rfb.background = '#20242b';
       rfb.addEventListener('connect', () => rfb.focus());
@@ -75,20 +82,20 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
       rfb.addEventListener('securityfailure', (e) => {
         failure = e.detail.reason ?? 'The desktop refused the connection.';
       });
-      rfb.addEventListener('disconnect', (e) => {
-        if (!e.detail.clean) failure ??= 'The desktop connection failed.';
-      });
       client.current = rfb;
+      channel.open();
       setState({ kind: 'open', target: m.target, sessionId: m.sessionId, recorded: m.recorded });
     };
-    // A listener, not onclose: noVNC takes onclose over. The server's close reason says why
-    // it ended (an administrator ended it, the maintenance window closed, the desktop left).
-    ws.addEventListener('close', (event) => {
+    // The server's close reason says why it ended (an administrator ended it, the
+    // maintenance window closed, the desktop went away).
+    ws.onclose = (event) => {
+      channel?.closed(event);
       if (byUser) close('You disconnected.', false);
       else if (event.reason) close(event.reason, event.code !== 1000);
       else if (failure) close(failure, true);
-      else close(sessionId ? 'The desktop session ended.' : 'The connection to Gatehouse closed.', sessionId === null);
-    });
+      else if (sessionId) close('The desktop session ended.', event.code !== 1000);
+      else close('The connection to Gatehouse closed.', true);
+    };
     disconnect.current = () => {
       byUser = true;
       if (client.current) client.current.disconnect();

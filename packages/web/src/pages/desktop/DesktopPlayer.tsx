@@ -1,41 +1,10 @@
-import RFB, { type RfbChannel } from '@novnc/novnc';
+import RFB from '@novnc/novnc';
 import { decodeRfbRecording, syntheticHandshake } from '@gatehouse/core/rfb-recording';
 import { useEffect, useRef, useState } from 'react';
 import { API, apiBytes } from '../../api.js';
 import { ErrorNote } from '../../ui.js';
+import { PushChannel } from './channel.js';
 import { Playback, type PlaybackState } from './playback.js';
-
-/**
- * The socket noVNC reads a recording from: it "opens" at once, delivers what the player
- * pushes, and drops what noVNC sends (its requests go to nobody).
- */
-class ReplayChannel implements RfbChannel {
-  binaryType = 'arraybuffer';
-  protocol = '';
-  readyState: string = 'connecting';
-  onopen: RfbChannel['onopen'] = null;
-  onmessage: RfbChannel['onmessage'] = null;
-  onclose: RfbChannel['onclose'] = null;
-  onerror: RfbChannel['onerror'] = null;
-
-  send(): void {}
-
-  close(): void {
-    if (this.readyState === 'closed') return;
-    this.readyState = 'closed';
-    this.onclose?.({ code: 1000, reason: '', wasClean: true });
-  }
-
-  open(): void {
-    this.readyState = 'open';
-    this.onopen?.();
-  }
-
-  push(data: Uint8Array): void {
-    if (this.readyState !== 'open') return;
-    this.onmessage?.({ data: data.slice().buffer });
-  }
-}
 
 function clock(ms: number): string {
   const s = Math.floor(ms / 1000);
@@ -46,7 +15,8 @@ const SPEEDS = [0.5, 1, 2, 4];
 
 /**
  * A VNC or RDP recording (RFB frames, `path` under the API) replayed by noVNC in the page:
- * play/pause, speed and a seek bar. The recording is fetched once; seeking backwards replays it from the start
+ * play/pause, speed and a seek bar, starting paused on the first frame. The recording is
+ * fetched once; seeking backwards replays it from the start
  * up to the time at once (see playback.ts).
  */
 export function DesktopPlayer({ path }: { path: string }) {
@@ -64,12 +34,12 @@ export function DesktopPlayer({ path }: { path: string }) {
       .then((bytes) => {
         const { header, frames } = decodeRfbRecording(bytes);
         if (cancelled) return;
-        let channel: ReplayChannel | null = null;
+        let channel: PushChannel | null = null;
         const sink = {
           reset: () => {
             rfb?.disconnect();
             element.replaceChildren();
-            channel = new ReplayChannel();
+            channel = new PushChannel();
             rfb = new RFB(element, channel, { shared: true });
             rfb.viewOnly = true;
             rfb.scaleViewport = true;
@@ -83,7 +53,6 @@ export function DesktopPlayer({ path }: { path: string }) {
         };
         playback.current = new Playback(frames, sink, { onChange: setState });
         setState(playback.current.state());
-        playback.current.play();
       })
       .catch((e: unknown) => !cancelled && setError(e));
     return () => {
