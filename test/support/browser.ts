@@ -1,5 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { inflateSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -76,4 +77,65 @@ export async function signedInPage(browser: Browser, url: string, username: stri
   problems.push(p.problems);
   await signIn(p.page, url, username, password);
   return p.page;
+}
+
+/** The mean colour of a region of the page, from a screenshot of it (what a user sees). */
+export async function regionColour(
+  page: Page,
+  clip: { x: number; y: number; width: number; height: number },
+): Promise<{ r: number; g: number; b: number }> {
+  const { width, height, channels, pixels } = decodePng(await page.screenshot({ clip }));
+  const sum = { r: 0, g: 0, b: 0 };
+  for (let i = 0; i < width * height; i++) {
+    sum.r += pixels[i * channels]!;
+    sum.g += pixels[i * channels + 1]!;
+    sum.b += pixels[i * channels + 2]!;
+  }
+  const n = width * height;
+  return { r: Math.round(sum.r / n), g: Math.round(sum.g / n), b: Math.round(sum.b / n) };
+}
+
+/** Chromium's screenshots: 8-bit RGB or RGBA, not interlaced. Answers the unfiltered pixels. */
+function decodePng(png: Buffer): { width: number; height: number; channels: number; pixels: Uint8Array } {
+  let offset = 8;
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const data: Buffer[] = [];
+  while (offset < png.length) {
+    const length = png.readUInt32BE(offset);
+    const type = png.toString('latin1', offset + 4, offset + 8);
+    const body = png.subarray(offset + 8, offset + 8 + length);
+    if (type === 'IHDR') {
+      width = body.readUInt32BE(0);
+      height = body.readUInt32BE(4);
+      const colourType = body[9];
+      if (body[8] !== 8 || (colourType !== 2 && colourType !== 6) || body[12] !== 0)
+        throw new Error('Only 8-bit RGB(A) PNGs, not interlaced.');
+      channels = colourType === 6 ? 4 : 3;
+    } else if (type === 'IDAT') data.push(body);
+    offset += 12 + length;
+  }
+  const raw = inflateSync(Buffer.concat(data));
+  const stride = width * channels;
+  const pixels = new Uint8Array(stride * height);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    for (let x = 0; x < stride; x++) {
+      const value = raw[y * (stride + 1) + 1 + x]!;
+      const left = x >= channels ? pixels[y * stride + x - channels]! : 0;
+      const up = y > 0 ? pixels[(y - 1) * stride + x]! : 0;
+      const upLeft = x >= channels && y > 0 ? pixels[(y - 1) * stride + x - channels]! : 0;
+      const p = left + up - upLeft;
+      const paeth =
+        Math.abs(p - left) <= Math.abs(p - up) && Math.abs(p - left) <= Math.abs(p - upLeft)
+          ? left
+          : Math.abs(p - up) <= Math.abs(p - upLeft)
+            ? up
+            : upLeft;
+      const predictor = [0, left, up, (left + up) >> 1, paeth][filter ?? 0] ?? 0;
+      pixels[y * stride + x] = (value + predictor) & 0xff;
+    }
+  }
+  return { width, height, channels, pixels };
 }
