@@ -90,6 +90,11 @@ describe('ServerMessageFramer', () => {
     expect(whole[0]!.rectangles.map((r) => r.encoding)).toEqual([0, 1, 2, 5, 16, -239, -308, -223]);
     const bytewise = frame([...stream].map((b) => Buffer.of(b)));
     expect(bytewise).toEqual(whole);
+    // Chunks of 1 to 37 bytes: cuts fall everywhere, inside and between Hextile tiles.
+    const chunks: Buffer[] = [];
+    for (let offset = 0, size = 1; offset < stream.length; offset += size, size = (size % 37) + 1)
+      chunks.push(stream.subarray(offset, offset + size));
+    expect(frame(chunks)).toEqual(whole);
   });
 
   it('refuses what it cannot frame', () => {
