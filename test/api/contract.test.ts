@@ -62,13 +62,14 @@ describe('the API contract', () => {
     expect(undescribed).toEqual([]);
   });
 
-  it('describes a file answer as binary content of its own media type, its errors as JSON', async () => {
+  it('describes a file answer as binary content of its own media types, its errors as JSON', async () => {
     const doc = (await t.request('GET', `${API}/openapi.json`)).json<{
       paths: Record<string, { get: { responses: Record<string, { content: Record<string, unknown> }> } }>;
     }>();
     const binary = { schema: { type: 'string', format: 'binary' } };
     const recording = doc.paths[`${API}/sessions/{id}/recording`]?.get.responses;
-    expect(recording?.['200']?.content).toEqual({ 'application/x-asciicast': binary });
+    // A terminal's recording or a desktop's: each media type it may have.
+    expect(recording?.['200']?.content).toEqual({ 'application/x-asciicast': binary, 'application/vnd.gatehouse.rfb': binary });
     expect(Object.keys(recording?.['4XX']?.content ?? {})).toEqual(['application/json']);
     expect(doc.paths[`${API}/files/download`]?.get.responses['200']?.content).toEqual({ 'application/octet-stream': binary });
     expect(doc.paths[`${API}/audit/export`]?.get.responses['200']?.content).toEqual({ 'application/x-ndjson': binary });

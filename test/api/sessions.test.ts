@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gatewaySession, type GatewaySession } from '@gatehouse/api';
-import { deviceInput } from '@gatehouse/core';
+import {
+  CANONICAL_PIXEL_FORMAT,
+  decodeRfbRecording,
+  deviceInput,
+  encodeRfbFrame,
+  encodeRfbHeader,
+  RFB_RECORDING_MEDIA_TYPE,
+} from '@gatehouse/core';
 import { listAuditEvents, type GatewaySessionInput } from '@gatehouse/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
@@ -90,6 +97,45 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
     const reads = await listAuditEvents(t.database.db, { action: 'session.recording_read', limit: 10 });
     expect(reads.map((e) => e.targetId)).toContain(recorded.id);
     expect((await t.request('GET', `${API}/sessions/${randomUUID()}/recording`, { token: auditor })).statusCode).toBe(404);
+  });
+
+  it("hands out a desktop session's recording as RFB, and says which format each session's recording is", async () => {
+    const dir = path.join(t.services.config.dataDir, 'recordings', '2026-12-06');
+    mkdirSync(dir, { recursive: true });
+    const id = randomUUID();
+    const header = encodeRfbHeader({
+      format: 'gatehouse-rfb',
+      version: 1,
+      width: 640,
+      height: 480,
+      name: 'desk',
+      pixelFormat: Buffer.from(CANONICAL_PIXEL_FORMAT).toString('hex'),
+      startedAt: new Date().toISOString(),
+      protocol: 'vnc',
+    });
+    const rfb = Buffer.concat([header, encodeRfbFrame(5, Buffer.from([2]))]);
+    writeFileSync(path.join(dir, `${id}.rfb`), rfb);
+    await t.gatewaySessions.start(row({ id, kind: 'vnc', recording: `2026-12-06/${id}.rfb` }));
+    const cast = row({ recording: `${randomUUID()}.cast` });
+    await t.gatewaySessions.start(cast);
+
+    const shown = (await t.request('GET', `${API}/sessions/${id}`, { token: auditor })).json<GatewaySession>();
+    expect(shown).toMatchObject({ kind: 'vnc', recorded: true, recordingFormat: 'rfb' });
+    expect((await t.request('GET', `${API}/sessions/${cast.id}`, { token: auditor })).json<GatewaySession>().recordingFormat).toBe(
+      'asciicast',
+    );
+    const unrecorded = row({ kind: 'rdp' });
+    await t.gatewaySessions.start(unrecorded);
+    expect((await t.request('GET', `${API}/sessions/${unrecorded.id}`, { token: auditor })).json<GatewaySession>().recordingFormat).toBe(
+      null,
+    );
+
+    const res = await t.request('GET', `${API}/sessions/${id}/recording`, { token: auditor });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe(RFB_RECORDING_MEDIA_TYPE);
+    expect(res.headers['content-disposition']).toBe(`attachment; filename="${id}.rfb"`);
+    expect(res.rawPayload.equals(rfb)).toBe(true);
+    expect(decodeRfbRecording(new Uint8Array(res.rawPayload)).frames).toHaveLength(1);
   });
 
   it("shows a device's trusted host key, and forgets it for an administrator", async () => {

@@ -48,6 +48,7 @@ export const MEDIA_TYPE_KEY = 'x-media-type';
 /**
  * An answer that is a file, not JSON (a recording, a download): the route sends a stream,
  * which the server passes on as it is, never through a schema (hence unknown). The OpenAPI
- * document shows it as `mediaType` with binary content and this description.
+ * document shows it as `mediaType` (or each of several) with binary content and this description.
  */
-export const fileAnswer = (mediaType: string, description: string) => z.unknown().meta({ description, [MEDIA_TYPE_KEY]: mediaType });
+export const fileAnswer = (mediaType: string | readonly string[], description: string) =>
+  z.unknown().meta({ description, [MEDIA_TYPE_KEY]: mediaType });

@@ -52,6 +52,8 @@ export const gatewaySession = z.object({
   reason: z.string().nullable(),
   /** Whether a recording exists (GET /sessions/:id/recording). */
   recorded: z.boolean(),
+  /** The recording's format: `asciicast` (a terminal's, asciicast v2) or `rfb` (a desktop's RFB stream); null without one. */
+  recordingFormat: z.enum(['asciicast', 'rfb']).nullable(),
 });
 export type GatewaySession = z.infer<typeof gatewaySession>;
 

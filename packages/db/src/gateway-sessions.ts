@@ -52,11 +52,18 @@ export interface GatewaySession {
   reason: string | null;
   /** Whether a recording exists (GET /sessions/:id/recording). */
   recorded: boolean;
+  /** The recording's format, by its file's extension: a terminal's asciicast, or a desktop's RFB stream. */
+  recordingFormat: RecordingFormat | null;
   /** The maintenance window the session entered under. */
   windowId: string | null;
   /** The runbook run whose command the session ran. */
   runbookRunId: string | null;
 }
+
+export type RecordingFormat = 'asciicast' | 'rfb';
+
+/** A recording's format by its path: `.rfb` a desktop's RFB stream, anything else (`.cast`) asciicast. */
+export const recordingFormatOf = (path: string): RecordingFormat => (path.endsWith('.rfb') ? 'rfb' : 'asciicast');
 
 /** One finished SFTP (or legacy scp) operation of a session. */
 export interface FileOperation {
@@ -112,6 +119,7 @@ const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
   exitStatus: r.exit_status,
   reason: r.reason,
   recorded: r.recording !== null,
+  recordingFormat: r.recording === null ? null : recordingFormatOf(r.recording),
   windowId: r.window_id,
   runbookRunId: r.runbook_run_id,
 });

@@ -72,6 +72,8 @@ export { timeSlicer } from './time-slicer.js';
 export { BreakGlassRuns, INTERRUPTED_STAGE, type BreakGlassRun } from './breakglass-runs.js';
 export {
   GatewaySessions,
+  recordingFormatOf,
+  type RecordingFormat,
   type GatewaySession,
   type SessionQuery,
   type GatewaySessionInput,

@@ -12,11 +12,12 @@ export const openApiTransform: Transform = (input) => {
   const out = jsonSchemaTransform(input);
   const response = (out.schema as { response?: Record<string, Record<string, unknown>> } | undefined)?.response;
   for (const [code, schema] of Object.entries(response ?? {})) {
-    const mediaType = schema[MEDIA_TYPE_KEY];
-    if (typeof mediaType !== 'string' || !response) continue;
+    const declared: unknown = schema[MEDIA_TYPE_KEY];
+    const mediaTypes = typeof declared === 'string' ? [declared] : Array.isArray(declared) ? declared.map(String) : [];
+    if (mediaTypes.length === 0 || !response) continue;
     response[code] = {
       description: schema.description,
-      content: { [mediaType]: { schema: { type: 'string', format: 'binary' } } },
+      content: Object.fromEntries(mediaTypes.map((m) => [m, { schema: { type: 'string', format: 'binary' } }])),
     };
   }
   return out;

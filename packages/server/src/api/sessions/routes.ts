@@ -10,8 +10,8 @@ import {
   sessionListQuery,
   sessionPage,
 } from '@gatehouse/api';
-import { ConflictError, NotFoundError } from '@gatehouse/core';
-import type { GatewaySessions } from '@gatehouse/db';
+import { ConflictError, NotFoundError, RFB_RECORDING_MEDIA_TYPE } from '@gatehouse/core';
+import { recordingFormatOf, type GatewaySessions } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, auditors } from '../../access.js';
@@ -19,6 +19,8 @@ import { caller } from '../../auth.js';
 import { recordingFile } from '../../gateway/recordings.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
+
+const ASCIICAST_MEDIA_TYPE = 'application/x-asciicast';
 
 /** Sessions through gateways, their file operations and recordings; ending a live one. */
 export function sessionRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions, gateways: GatewayService) {
@@ -111,10 +113,14 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
       config: auditors,
       schema: {
         tags,
-        summary: "The session's terminal recording (asciicast v2, playable with asciinema)",
+        summary:
+          "The session's recording: a terminal's as asciicast v2 (playable with asciinema), a desktop's as Gatehouse's RFB recording (the console's player)",
         params: idParams,
         response: responses({
-          200: fileAnswer('application/x-asciicast', 'The recording, asciicast v2 (a JSON header line, then one JSON event a line)'),
+          200: fileAnswer(
+            [ASCIICAST_MEDIA_TYPE, RFB_RECORDING_MEDIA_TYPE],
+            "The recording, as its session's recordingFormat says: asciicast v2 (a JSON header line, then one JSON event a line), or RFB (a JSON header line, then frames: u32 BE milliseconds, u32 BE length, the bytes the user was sent)",
+          ),
         }),
       },
     },
@@ -124,10 +130,11 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
       const recording = await recordingFile(services.config.dataDir, relative);
       if (!recording) throw new NotFoundError('Recording file of session', req.params.id);
       await services.audit(req, { action: 'session.recording_read', outcome: 'success', targetType: 'session', targetId: req.params.id });
+      const rfb = recordingFormatOf(relative) === 'rfb';
       return reply
-        .type('application/x-asciicast')
+        .type(rfb ? RFB_RECORDING_MEDIA_TYPE : ASCIICAST_MEDIA_TYPE)
         .header('content-length', recording.size)
-        .header('content-disposition', `attachment; filename="${req.params.id.replace(/[^A-Za-z0-9-]/g, '')}.cast"`)
+        .header('content-disposition', `attachment; filename="${req.params.id.replace(/[^A-Za-z0-9-]/g, '')}.${rfb ? 'rfb' : 'cast'}"`)
         .send(createReadStream(recording.file));
     },
   );
