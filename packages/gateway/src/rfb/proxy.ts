@@ -98,6 +98,9 @@ export class RfbProxy {
     this.target.on('end', () => this.finish('success', 'The device closed the VNC connection.'));
     this.user.resume();
     this.target.resume();
+    // A side that closed between its handshake and now has no close event left to hear.
+    if (this.user.destroyed) this.finish('success', null);
+    else if (this.target.destroyed) this.finish('success', 'The device closed the VNC connection.');
   }
 
   /** Ends the session (an administrator ended it, the window closed): both sides close, the result is a failure with `reason`. */

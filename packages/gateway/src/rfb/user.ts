@@ -12,7 +12,12 @@ import type { RfbServerInit } from './target.js';
  * the SecurityResult reason.
  */
 export type VncUserAuth =
-  { kind: 'none' } | { kind: 'vnc'; check(challenge: Buffer, response: Buffer): Promise<{ ok: true } | { ok: false; message: string }> };
+  | { kind: 'none' }
+  | {
+      kind: 'vnc';
+      /** `signal` aborts when the viewer hangs up meanwhile (what the check opened for it can be let go). */
+      check(challenge: Buffer, response: Buffer, signal: AbortSignal): Promise<{ ok: true } | { ok: false; message: string }>;
+    };
 
 export type RfbVersion = '3.3' | '3.7' | '3.8';
 
@@ -32,6 +37,8 @@ export class VncUserError extends GatehouseError {
  * 3.3, 3.7 and 3.8), one security type, and reads ClientInit. It stops before ServerInit,
  * which the caller sends once the device is connected (sendServerInit). A refused check is
  * answered with SecurityResult failed and its message (RFB 3.8), then the socket is closed.
+ * When this throws after a successful check (the viewer left before ClientInit), whatever
+ * the check opened is the caller's to close.
  */
 export async function acceptVncUser(
   socket: Duplex,
@@ -58,12 +65,17 @@ export async function acceptVncUser(
       socket.write(challenge);
       const response = await reader.read(16);
       let answer: { ok: true } | { ok: false; message: string };
+      const gone = new AbortController();
+      const abort = () => gone.abort();
+      socket.once('close', abort);
       try {
-        answer = await auth.check(challenge, response);
+        answer = await auth.check(challenge, response, gone.signal);
       } catch (error) {
         // The viewer still hears that the gateway gave up, not just a closed connection.
         sendRfbFailure(socket, version, 'The gateway could not open the desktop. Try again, or ask an administrator to look at its log.');
         throw error;
+      } finally {
+        socket.off('close', abort);
       }
       if (!answer.ok) {
         sendRfbFailure(socket, version, answer.message);
