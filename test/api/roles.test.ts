@@ -62,9 +62,10 @@ describe.each(dialects)('role × route on %s', (dialect) => {
       expect(table.has(route), `${route} is missing from the route table`).toBe(true);
     }
     // And the other way: every route of the table under /api/v1 is documented (openapi.json itself is hidden, and
-    // OpenAPI cannot describe the browser terminal's WebSocket: the document's description names it).
+    // OpenAPI cannot describe the browser terminal's and desktop's WebSockets: the document's description names them).
     expect(doc.info.description).toContain(`GET ${API}/terminal`);
-    const undocumentable = new Set([`${API}/openapi.json`, `${API}/terminal`]);
+    expect(doc.info.description).toContain(`GET ${API}/desktop`);
+    const undocumentable = new Set([`${API}/openapi.json`, `${API}/terminal`, `${API}/desktop`]);
     for (const route of t.routes.filter((r) => r.url.startsWith(`${API}/`) && !undocumentable.has(r.url))) {
       expect(documented, `${route.method} ${route.url} is not documented`).toContain(`${route.method} ${route.url}`);
     }

@@ -8,6 +8,7 @@ interface ServerFlags {
   databaseUrl?: string;
   logLevel?: string;
   gatewayPort?: string;
+  vncPort?: string;
   agentPort?: string;
   agentAddress?: string;
 }
@@ -23,6 +24,10 @@ export function serverCommand(program: Command): void {
     .option('--config <file>', 'JSON config file (env GATEHOUSE_CONFIG)')
     .option('--database-url <url>', 'PostgreSQL URL (env DATABASE_URL)')
     .option('--gateway-port <port>', 'port of the built-in SSH/SFTP gateway, 0 to turn it off (env GATEHOUSE_GATEWAY_PORT; default 7993)')
+    .option(
+      '--vnc-port <port>',
+      'port native VNC viewers connect to with a one-time token, 0 to turn it off (env GATEHOUSE_VNC_PORT; default 7995)',
+    )
     .option(
       '--agent-port <port>',
       'port host agents link to the built-in gateway on, 0 to turn it off (env GATEHOUSE_AGENT_PORT; default 7996)',
@@ -45,6 +50,7 @@ export function serverCommand(program: Command): void {
             databaseUrl: o.databaseUrl,
             logLevel: o.logLevel,
             gatewayPort: o.gatewayPort,
+            vncPort: o.vncPort,
             agentPort: o.agentPort,
             agentAddress: o.agentAddress,
           },
@@ -61,6 +67,7 @@ export function serverCommand(program: Command): void {
       if (running.gateway) {
         process.stdout.write(`SSH gateway port ${running.gateway.port}, host key ${running.gateway.fingerprint}\n`);
       }
+      if (running.vncPort !== null) process.stdout.write(`VNC viewers connect on port ${running.vncPort}\n`);
       if (running.agentPort !== null) process.stdout.write(`Host agents link on port ${running.agentPort}\n`);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {

@@ -34,6 +34,7 @@ import { fileRoutes } from './api/files/routes.js';
 import { openApiTransform } from './openapi.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH, nulCharacterError, nulCharacterPaths, tooDeepError } from './json-body.js';
 import { terminalRoutes } from './api/terminal/routes.js';
+import { desktopSocketRoutes } from './api/desktop/routes.js';
 import { WebTerminal } from './terminal.js';
 import { RunbookGateway } from './runbooks/gateway-client.js';
 import { RunbookService } from './runbooks/service.js';
@@ -269,7 +270,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
           'Privileged access platform. Errors are { error: { code, message, issues? } }. ' +
           'The browser terminal is a WebSocket at GET /api/v1/terminal (admin, operator; web session): the first message is ' +
           '{"type":"start","csrfToken","deviceId","accountId?","cols","rows"}, then binary frames are terminal bytes both ways and ' +
-          '{"type":"resize","cols","rows"} resizes; the server sends {"type":"ready"|"error"|"exit",…}.',
+          '{"type":"resize","cols","rows"} resizes; the server sends {"type":"ready"|"error"|"exit",…}. ' +
+          'The browser desktop is a WebSocket at GET /api/v1/desktop (admin, operator; web session): the first message is ' +
+          '{"type":"start","csrfToken","deviceId","accountId?","protocol"}, the server answers {"type":"started"|"error",…}, ' +
+          'then binary frames are the RFB stream both ways (security type None).',
       },
       components: {
         securitySchemes: {
@@ -359,6 +363,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       runbookRoutes(api, services);
       gatewayRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
+      desktopSocketRoutes(api, services, gateways);
       fileRoutes(api, services, terminal, gatewaySessions);
       done();
     },

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GatehouseError } from '@gatehouse/core';
 import { hashToken, Leases, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
-import { loadOrCreateHostKey, repairRecording, SshGateway } from '@gatehouse/gateway';
+import { combineLiveSessions, DesktopSessions, loadOrCreateHostKey, repairRecording, SshGateway, VncGateway } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { abandonedEnd, BUILT_IN_GATEWAY, sessionEndEvent } from './gateway/broker.js';
@@ -26,6 +26,8 @@ export interface RunningServer extends GatehouseApp {
   gateway: { port: number; fingerprint: string; publicKey: string } | null;
   /** The port host agents link to; null when agent links are off (agentPort 0, or the built-in gateway off). */
   agentPort: number | null;
+  /** The port native VNC viewers connect to; null when off (vncPort 0, or the built-in gateway off). */
+  vncPort: number | null;
   close(): Promise<void>;
 }
 
@@ -104,11 +106,12 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       db,
       gateway: gateway && { port: gateway.server.port, fingerprint: gateway.fingerprint, publicKey: gateway.publicKey },
       agentPort: built.gateways.agentLinks.server?.port ?? null,
+      vncPort: gateway?.vnc?.port ?? null,
       async close() {
         await maintenance.stop();
         await rotationSchedule.stop();
         // Sessions end first: their recordings close and their ends reach the audit log.
-        await gateway?.server.stop();
+        await Promise.all([gateway?.server.stop(), gateway?.vnc?.stop(), gateway?.desktops.endAll('The gateway is stopping.')]);
         await built.gateways.agentLinks.close();
         await built.app.close();
         await db.close();
@@ -132,16 +135,17 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   const hostKey = loadOrCreateHostKey(path.join(config.dataDir, 'gateway'));
   const abandoned = await endAbandonedSessions(built, recordingsDirOf(config.dataDir), logger);
   const host = config.gatewayHost ?? config.host;
+  const broker = new ServerDesktopBroker(
+    built.services,
+    built.gatewaySessions,
+    () => built.gateways.settings(),
+    BUILT_IN_GATEWAY,
+    built.terminal,
+    built.gateways.agentLinks,
+    built.runbookGateway,
+  );
   const server = await SshGateway.start({
-    broker: new ServerDesktopBroker(
-      built.services,
-      built.gatewaySessions,
-      () => built.gateways.settings(),
-      BUILT_IN_GATEWAY,
-      built.terminal,
-      built.gateways.agentLinks,
-      built.runbookGateway,
-    ),
+    broker,
     hostKey: hostKey.privateKey,
     host,
     port: config.gatewayPort,
@@ -161,7 +165,17 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint };
   built.terminal.gateway = { host, port: server.port, hostKeyFingerprint: hostKey.fingerprint };
   built.runbookGateway.gateway = built.terminal.gateway;
-  built.gateways.builtInSessions = server;
+  const desktops = new DesktopSessions();
+  built.gateways.builtInSessions = combineLiveSessions(server, desktops);
+  built.gateways.desktop = {
+    broker,
+    dial: built.gateways.dialer(),
+    recordingsDir: recordingsDirOf(config.dataDir),
+    name: BUILT_IN_GATEWAY,
+    timeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
+    sessions: desktops,
+    logger: logger.child({ component: 'desktop' }),
+  };
   const linkKey = await built.gateways.identity();
   logger.info(
     { serverKey: linkKey.publicKey, serverKeyFingerprint: linkKey.fingerprint },
@@ -176,11 +190,42 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     },
     `SSH gateway listening on ${host}:${server.port} (host key ${hostKey.fingerprint})`,
   );
-  await startAgentLinks(built, config, host, logger).catch(async (error: unknown) => {
-    await server.stop();
-    throw error;
-  });
-  return { server, fingerprint: hostKey.fingerprint, publicKey: hostKey.publicKey };
+  const vnc = await startAgentLinks(built, config, host, logger)
+    .then(() => startVncGateway(built, config, host, logger))
+    .catch(async (error: unknown) => {
+      await server.stop();
+      await built.gateways.agentLinks.close();
+      throw error;
+    });
+  return { server, vnc, desktops, fingerprint: hostKey.fingerprint, publicKey: hostKey.publicKey };
+}
+
+/** The built-in gateway's listener for native VNC viewers on `vncPort` (0: off), on the gateway's address. */
+async function startVncGateway(built: GatehouseApp, config: ServerConfig, host: string, logger: Logger): Promise<VncGateway | null> {
+  const desktop = built.gateways.desktop;
+  if (config.vncPort === 0 || !desktop) {
+    logger.info('The VNC listener for native viewers is off (vncPort 0).');
+    return null;
+  }
+  const vnc = await VncGateway.start({
+    broker: desktop.broker,
+    host,
+    port: config.vncPort,
+    recordingsDir: desktop.recordingsDir,
+    name: desktop.name,
+    logger: desktop.logger,
+    dial: desktop.dial,
+    targetTimeoutMs: desktop.timeoutMs,
+    sessions: desktop.sessions,
+  }).catch(
+    listenProblem(
+      `The VNC gateway cannot listen on ${host}:${config.vncPort}`,
+      'Choose another port with --vnc-port (GATEHOUSE_VNC_PORT), or turn the VNC listener off with --vnc-port 0.',
+    ),
+  );
+  built.gateways.vncAddress = `${host}:${vnc.port}`;
+  logger.info({ vncPort: vnc.port }, `VNC gateway listening on ${host}:${vnc.port}`);
+  return vnc;
 }
 
 /** The built-in gateway's listener for host agents on `agentPort` (0: off), on the gateway's address. */
@@ -219,7 +264,8 @@ function listenProblem(what: string, advice: string) {
 /**
  * Sessions a previous run of this server left open (it was killed, or the machine went
  * down): each is ended as failed with an audit event, and its recording, which may stop
- * in the middle of a line, is cut back to its last whole line so players read it.
+ * in the middle of a line, is cut back to its last whole line so players read it. A desktop
+ * (`.rfb`) recording is left as it is: its player reads up to the last whole frame.
  */
 async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, logger: Logger) {
   const reason = 'The gateway stopped before the session ended (the server was killed or the machine went down).';
@@ -228,7 +274,7 @@ async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, 
     if (s.recorded) {
       const relative = await built.gatewaySessions.recordingOf(s.id);
       const file = relative === undefined ? undefined : path.resolve(recordingsDir, relative);
-      if (file?.startsWith(`${recordingsDir}${path.sep}`)) {
+      if (file?.startsWith(`${recordingsDir}${path.sep}`) && !file.endsWith('.rfb')) {
         const dropped = await repairRecording(file).catch((error: unknown) => {
           logger.error({ err: error, sessionId: s.id }, 'could not repair the recording of an abandoned session');
           return 0;

@@ -8,6 +8,10 @@ import {
   linkIdentityOf,
   type LinkIdentity,
   type LiveSessions,
+  type AccessBroker,
+  type DesktopBroker,
+  type DesktopSessions,
+  type GatewayLogger,
   type TargetDialer,
   warnGatewaySession,
 } from '@gatehouse/gateway';
@@ -38,6 +42,18 @@ export interface LiveSession {
 export interface BuiltInGatewayInfo {
   address: string;
   hostKeyFingerprint: string;
+}
+
+/** What the console's desktop WebSocket needs of the built-in gateway to open a desktop. */
+export interface BuiltInDesktop {
+  broker: AccessBroker & DesktopBroker;
+  dial: TargetDialer;
+  recordingsDir: string;
+  name: string;
+  timeoutMs: number;
+  /** Live desktops of both entries (the VNC port and the WebSocket). */
+  sessions: DesktopSessions;
+  logger: GatewayLogger;
 }
 
 export interface GatewayServiceOptions {
@@ -75,6 +91,8 @@ export class GatewayService {
   vncAddress: string | null = null;
   /** The built-in gateway's live sessions, once it listens. */
   builtInSessions: LiveSessions | null = null;
+  /** The built-in gateway's desktops (the console's WebSocket), once it listens. */
+  desktop: BuiltInDesktop | null = null;
 
   constructor(private readonly opts: GatewayServiceOptions) {
     this.gateways = new Gateways(opts.db);

@@ -1,0 +1,153 @@
+import { Duplex } from 'node:stream';
+import { desktopStart, type DesktopMessage, type DesktopStart } from '@gatehouse/api';
+import { acceptVncUser, openDesktop, type LiveDesktop } from '@gatehouse/gateway';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import { connectors } from '../../access.js';
+import { caller, csrfTokenOf, sameToken } from '../../auth.js';
+import type { GatewayService } from '../../gateway/service.js';
+import type { Services } from '../../services.js';
+
+/** How long the page's RFB client has to finish its (None) handshake after `started`. */
+const USER_HANDSHAKE_MS = 10_000;
+
+/**
+ * GET /api/v1/desktop, upgraded to a WebSocket. The first message is
+ * `{type:"start", csrfToken, deviceId, accountId?, protocol}`; the server authorizes the
+ * device as the built-in gateway's VNC port does, connects to the desktop with the vaulted
+ * password, and answers `{type:"started", sessionId, target, recorded}` or
+ * `{type:"error", message}`. After `started`, binary frames both ways are the RFB stream
+ * (security type None: the user signed in to the console), recorded like a native viewer's.
+ */
+export function desktopSocketRoutes(app: FastifyInstance, services: Services, gateways: GatewayService) {
+  app.get(
+    '/desktop',
+    {
+      websocket: true,
+      config: connectors,
+      schema: {
+        tags: ['sessions'],
+        summary: 'Browser desktop (WebSocket): a VNC desktop through the built-in gateway, recorded and audited like a native viewer',
+      },
+    },
+    (socket: WebSocket, req: FastifyRequest) => {
+      const auth = caller(req);
+      const send = (m: DesktopMessage) => socket.readyState === socket.OPEN && socket.send(JSON.stringify(m));
+      const fail = (message: string, code = 1008) => {
+        send({ type: 'error', message });
+        socket.close(code, code === 1008 ? 'refused' : 'failed');
+      };
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== `https://${req.headers.host ?? ''}`)
+        return fail('This desktop may only be opened from the Gatehouse console.');
+      let started = false;
+      const timer = setTimeout(() => !started && fail('No start message arrived within 10 seconds.'), 10_000);
+      socket.on('close', () => clearTimeout(timer));
+      const onMessage = (data: Buffer, isBinary: boolean) => {
+        if (started) return;
+        started = true;
+        socket.off('message', onMessage);
+        let message: unknown;
+        try {
+          message = isBinary ? undefined : JSON.parse(data.toString('utf8'));
+        } catch {
+          return fail('A control message was not JSON.');
+        }
+        const parsed = desktopStart.safeParse(message);
+        if (!parsed.success)
+          return fail(
+            `The start message is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'} ${i.message}`).join('; ')}.`,
+          );
+        if (!auth.sessionToken || !sameToken(parsed.data.csrfToken, csrfTokenOf(auth.sessionToken))) {
+          void services.refusals.record(req, 'csrf');
+          return fail('The CSRF token is missing or wrong. Reload the page.');
+        }
+        begin(parsed.data).catch((error: unknown) => {
+          req.log.error({ err: error }, 'browser desktop failed');
+          fail(`The desktop could not be opened (request ${req.id}).`, 1011);
+        });
+      };
+      socket.on('message', onMessage);
+
+      const begin = async (s: DesktopStart) => {
+        if (s.protocol === 'rdp') return fail('RDP desktops are not available in the browser yet; only VNC is.');
+        const desktop = gateways.desktop;
+        if (!desktop) return fail('The browser desktop needs the built-in gateway, which is off (gatewayPort 0). Ask an administrator.');
+        const user = { id: auth.user.id, username: auth.user.username, browserAddress: req.ip };
+        const request = { deviceId: s.deviceId, accountId: s.accountId ?? null, protocol: s.protocol };
+        const authorized = await desktop.broker.authorizeDesktop(user, request, req.ip);
+        if (!authorized.allow) return fail(authorized.message);
+        const opened = await openDesktop({
+          broker: desktop.broker,
+          dial: desktop.dial,
+          user,
+          target: authorized.target,
+          remoteAddress: req.ip,
+          recordingsDir: desktop.recordingsDir,
+          protocol: s.protocol,
+          gatewayName: desktop.name,
+          timeoutMs: desktop.timeoutMs,
+          sessions: desktop.sessions,
+          logger: desktop.logger,
+        });
+        if (!opened.ok) return fail(opened.message, 1011);
+        await relay(opened.session);
+      };
+
+      const relay = async (session: LiveDesktop) => {
+        if (socket.readyState !== socket.OPEN) return session.abandon('The browser left before the desktop opened.');
+        const stream = webSocketStream(socket);
+        send({ type: 'started', sessionId: session.id, target: session.name, recorded: true });
+        try {
+          await acceptVncUser(stream, { kind: 'none' }, { timeoutMs: USER_HANDSHAKE_MS });
+        } catch (error) {
+          await session.abandon(`The browser's RFB handshake did not finish: ${(error as Error).message}`);
+          return fail(`The desktop's handshake did not finish: ${(error as Error).message}`, 1011);
+        }
+        const result = await session.attach(stream);
+        if (socket.readyState === socket.OPEN) socket.close(1000, closeReason(result.reason ?? 'The session ended.'));
+      };
+    },
+  );
+}
+
+/**
+ * The WebSocket's binary frames as a byte stream, for the RFB proxy. Destroying the stream
+ * leaves the socket open: the route closes it with the session's end reason.
+ */
+function webSocketStream(socket: WebSocket): Duplex {
+  const stream = new Duplex({
+    read() {
+      if (socket.isPaused) socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      if (socket.readyState !== socket.OPEN) return callback(new Error('The browser closed the desktop.'));
+      socket.send(chunk, { binary: true }, (error) => callback(error ?? null));
+    },
+    final(callback) {
+      callback();
+    },
+  });
+  socket.on('message', (data: Buffer, isBinary: boolean) => {
+    // A text frame after `started` has no place in the RFB stream.
+    if (!isBinary) return stream.destroy(new Error('A text message arrived inside the RFB stream.'));
+    if (!stream.push(data)) socket.pause();
+  });
+  socket.on('close', () => {
+    stream.push(null);
+    stream.destroy();
+  });
+  stream.on('error', () => undefined);
+  return stream;
+}
+
+/** A WebSocket close reason is at most 123 bytes. */
+function closeReason(text: string): string {
+  const bytes = Buffer.from(text, 'utf8');
+  return bytes.length <= 123
+    ? text
+    : `${bytes
+        .subarray(0, 120)
+        .toString('utf8')
+        .replace(/\uFFFD+$/, '')}…`;
+}
