@@ -1,0 +1,321 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { decodeRfbRecording } from '@gatehouse/core';
+import { vncPasswordFile } from '@gatehouse/gateway';
+import pg from 'pg';
+import { createWebSocketStream, WebSocket } from 'ws';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { freeLowPort } from '../support/agent.js';
+import { RfbRefusedError, RfbTestClient } from '../support/rfb-client.js';
+import {
+  e2eDatabase,
+  killServers,
+  removeTempDirs,
+  setupAdmin,
+  startServer,
+  tempDir,
+  type E2eDatabase,
+  type GatehouseServer,
+} from '../support/server.js';
+import { startVncTarget, stopVncTargets, VNC_TARGET_COLOUR, VNC_TARGET_SIZE, type RunningVncTarget } from '../support/vnc.js';
+
+const API = '/api/v1';
+const ADMIN_PASSWORD = 'vnc gateway admin';
+const VNC_PASSWORD = 'vault-pw';
+
+interface Session {
+  id: string;
+  kind: string | null;
+  result: string;
+  reason: string | null;
+  bytesIn: number;
+  bytesOut: number;
+  recorded: boolean;
+  endedAt: string | null;
+}
+
+interface AuditEvent {
+  action: string;
+  outcome: string;
+  targetId: string | null;
+  details: Record<string, unknown>;
+}
+
+/**
+ * VNC through the built-in gateway, end to end: the built `gatehouse server` with its VNC
+ * port, a real TigerVNC target holding the vaulted password, one-time tokens, and
+ * `xtigervncviewer` (under Xvfb) as the user's viewer; the refusals, an administrator's end,
+ * the server's stop and the console's WebSocket through an in-process RFB client, which
+ * reads SecurityResult's reason as a viewer shows it.
+ */
+describe('VNC gateway', () => {
+  let dir: string;
+  let database: E2eDatabase;
+  let server: GatehouseServer;
+  let target: RunningVncTarget;
+  let token: string;
+  let credentials: string;
+  let vncPort: number;
+  const ids: Record<string, string> = {};
+  const children: ChildProcess[] = [];
+
+  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => server.api<T>(token, method, route, body);
+  const sessionsOf = async (deviceId: string) => (await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}`)).items;
+  const recordings = () => {
+    const root = path.join(server.dataDir, 'recordings');
+    return existsSync(root) ? readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.rfb')) : [];
+  };
+  const issue = async (deviceId: string) =>
+    api<{ id: string; token: string; address: string }>('POST', `/devices/${deviceId}/vnc-token`, {});
+  /** The reason the gateway gave the client for refusing `password`. */
+  const refusal = async (password: string): Promise<string> => {
+    const error = await RfbTestClient.connect(vncPort, { password }).then(
+      (client) => {
+        client.close();
+        throw new Error('The gateway let the client in.');
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(RfbRefusedError);
+    return (error as RfbRefusedError).reason;
+  };
+  /** A statement on the server's PostgreSQL database. */
+  const query = async <R extends object = object>(text: string, values: unknown[]): Promise<R[]> => {
+    const client = new pg.Client({ connectionString: database.env.DATABASE_URL });
+    await client.connect();
+    try {
+      return (await client.query<R>(text, values)).rows;
+    } finally {
+      await client.end();
+    }
+  };
+  /** The `session.start` failure event the gateway wrote for `deviceId` with `reason`. */
+  const startFailure = async (deviceId: string, reason: string) => {
+    const events = await api<{ items: AuditEvent[] }>('GET', `/audit/events?action=session.start&outcome=failure&targetId=${deviceId}`);
+    return events.items.find((e) => e.details.reason === reason);
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-vnc-');
+    // PostgreSQL: the expired token is made by moving its expiry into the past in the database.
+    database = await e2eDatabase('postgres');
+    vncPort = await freeLowPort();
+    target = await startVncTarget({ kind: 'tigervnc', password: VNC_PASSWORD });
+    server = await startServer({
+      dataDir: path.join(dir, 'data'),
+      env: {
+        ...database.env,
+        GATEHOUSE_GATEWAY_PORT: String(await freeLowPort()),
+        GATEHOUSE_VNC_PORT: String(vncPort),
+        // Every client here comes from 127.0.0.1: the refused tokens must not throttle the address.
+        GATEHOUSE_LOCKOUT_THRESHOLD: '50',
+      },
+    });
+    await vi.waitFor(() => expect(server.stdout).toContain(`VNC viewers connect on port ${vncPort}`));
+    credentials = path.join(dir, 'credentials.json');
+    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
+    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    const lab = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
+    const plant = await api<{ id: string }>('POST', '/projects', { name: 'Plant' });
+    const desk = async (key: string, projectId: string, port: number, password: string) => {
+      ids[key] = (
+        await api<{ id: string }>('POST', '/devices', {
+          projectId,
+          name: key,
+          provider: 'on-prem',
+          protocols: ['vnc'],
+          privateIp: '127.0.0.1',
+          urlPort: `vnc://127.0.0.1:${port}`,
+        })
+      ).id;
+      await api('POST', '/accounts', { deviceId: ids[key], username: 'vnc', password });
+    };
+    await desk('desk', lab.id, target.port, VNC_PASSWORD);
+    await desk('stale', lab.id, target.port, 'not-it-1');
+    await desk('gone', lab.id, await freeLowPort(), VNC_PASSWORD);
+    await desk('plant-desk', plant.id, target.port, VNC_PASSWORD);
+    await api('PATCH', `/projects/${plant.id}`, { maintenanceRequired: true });
+  });
+
+  afterAll(async () => {
+    for (const c of children) c.kill('SIGKILL');
+    killServers();
+    await stopVncTargets();
+    await database?.drop();
+    removeTempDirs();
+  });
+
+  it('relays xtigervncviewer with a one-time token, records the session and ends it when the viewer quits', async () => {
+    // The token as the console and `gatehouse vnc` get it (the route both use).
+    const { token: oneTime, address } = await issue(ids.desk as string);
+    expect(address).toBe(`127.0.0.1:${vncPort}`);
+    const passwordFile = path.join(dir, 'viewer-passwd');
+    writeFileSync(passwordFile, vncPasswordFile(oneTime), { mode: 0o600 });
+
+    const display = await startXvfb(children);
+    const viewer = spawn('xtigervncviewer', ['-PasswordFile', passwordFile, `127.0.0.1::${vncPort}`], {
+      env: { ...process.env, DISPLAY: display },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(viewer);
+    let viewerOutput = '';
+    viewer.stderr.on('data', (d: Buffer) => (viewerOutput += d.toString()));
+    // The session starts, and the target's framebuffer reaches the recording (what the viewer was sent).
+    await expect
+      .poll(async () => (await sessionsOf(ids.desk as string)).find((s) => s.kind === 'vnc')?.result, { timeout: 20_000 })
+      .toBe('active');
+    const [live] = await sessionsOf(ids.desk as string);
+    const file = () => recordings().find((f) => f.endsWith(`${live?.id}.rfb`));
+    await expect.poll(() => file(), { timeout: 10_000 }).toBeDefined();
+    const recording = () => readFileSync(path.join(server.dataDir, 'recordings', file() as string));
+    await expect.poll(() => decodeRfbRecording(recording()).frames.length, { timeout: 20_000, message: viewerOutput }).toBeGreaterThan(0);
+
+    viewer.kill('SIGTERM');
+    await expect.poll(async () => (await sessionsOf(ids.desk as string))[0]?.result, { timeout: 15_000 }).toBe('success');
+    const [ended] = await sessionsOf(ids.desk as string);
+    expect(ended).toMatchObject({ id: live?.id, kind: 'vnc', result: 'success', recorded: true });
+    expect(ended?.bytesIn).toBeGreaterThan(0);
+    expect(ended?.bytesOut).toBeGreaterThan(0);
+    const decoded = decodeRfbRecording(recording());
+    expect(decoded.header).toMatchObject({
+      width: VNC_TARGET_SIZE.width,
+      height: VNC_TARGET_SIZE.height,
+      protocol: 'vnc',
+      name: 'Lab/desk:vnc',
+    });
+    expect(decoded.frames.reduce((n, f) => n + f.data.length, 0)).toBeGreaterThan(0);
+
+    // The token was good once.
+    expect(await refusal(oneTime)).toMatch(/used/);
+  });
+
+  it('refuses a token used at once by several clients to all but one', async () => {
+    const { token: oneTime } = await issue(ids.desk as string);
+    const tries = await Promise.allSettled(Array.from({ length: 5 }, () => RfbTestClient.connect(vncPort, { password: oneTime })));
+    const admitted = tries.flatMap((t) => (t.status === 'fulfilled' ? [t.value] : []));
+    expect(admitted).toHaveLength(1);
+    await admitted[0]?.waitForColour(10, 10, VNC_TARGET_COLOUR);
+    admitted[0]?.close();
+    await expect.poll(async () => (await sessionsOf(ids.desk as string))[0]?.result, { timeout: 10_000 }).toBe('success');
+  });
+
+  it('tells the client why it was refused, audits the failure and records nothing', async () => {
+    const before = recordings();
+    // The device refuses the vaulted password.
+    let reason = await refusal((await issue(ids.stale as string)).token);
+    expect(reason).toContain('refused the vaulted VNC password');
+    expect(await startFailure(ids.stale as string, reason)).toBeDefined();
+    // Nothing listens on the device's port.
+    reason = await refusal((await issue(ids.gone as string)).token);
+    expect(reason).toContain('refused the connection');
+    expect(await startFailure(ids.gone as string, reason)).toBeDefined();
+    // An expired token (its expiry moved into the past, as the clock would).
+    const expired = await issue(ids.desk as string);
+    const client = new pg.Client({ connectionString: database.env.DATABASE_URL });
+    await client.connect();
+    try {
+      await client.query('update desktop_tokens set expires_at = $1 where id = $2', [
+        new Date(Date.now() - 60_000).toISOString(),
+        expired.id,
+      ]);
+    } finally {
+      await client.end();
+    }
+    expect(await refusal(expired.token)).toMatch(/expired/);
+    // A token nobody issued.
+    expect(await refusal('nothing1')).toBeTruthy();
+    // The project needs a maintenance window and none is open.
+    reason = await refusal((await issue(ids['plant-desk'] as string)).token);
+    expect(reason).toContain('needs an approved maintenance window');
+    // Those two were refused before any connection: their own events say why.
+    const refusals = async (action: string, outcome: string) =>
+      (await api<{ items: AuditEvent[] }>('GET', `/audit/events?action=${action}&outcome=${outcome}`)).items.map((e) => e.details.reason);
+    expect(await refusals('desktop.token_redeemed', 'failure')).toContain('expired');
+    expect(await refusals('gateway.authorize', 'denied')).toContain('no maintenance window');
+    expect(recordings()).toEqual(before);
+    for (const device of ['stale', 'gone']) {
+      const [failed] = await sessionsOf(ids[device] as string);
+      expect(failed).toMatchObject({ result: 'failure', recorded: false });
+    }
+  });
+
+  it('ends a live VNC session when an administrator ends it', async () => {
+    const viewer = await RfbTestClient.connect(vncPort, { password: (await issue(ids.desk as string)).token });
+    await viewer.waitForColour(10, 10, VNC_TARGET_COLOUR);
+    const [live] = await sessionsOf(ids.desk as string);
+    expect(live).toMatchObject({ kind: 'vnc', result: 'active' });
+    await api('POST', `/sessions/${live?.id}/end`, { reason: 'Desk maintenance' });
+    await viewer.waitFor(() => viewer.isClosed);
+    const [ended] = await sessionsOf(ids.desk as string);
+    expect(ended).toMatchObject({ id: live?.id, result: 'failure', recorded: true });
+    expect(ended?.reason).toContain('Desk maintenance');
+  });
+
+  it('opens the desktop in the console WebSocket for a signed-in user, and refuses without the CSRF token', async () => {
+    const signIn = await server.request(`${API}/auth/login`, { method: 'POST', body: { username: 'admin', password: ADMIN_PASSWORD } });
+    const cookie = String([signIn.headers['set-cookie']].flat()[0]).split(';')[0] ?? '';
+    const { csrfToken } = JSON.parse(signIn.body) as { csrfToken: string };
+    const open = (start: Record<string, unknown>) => {
+      const ws = new WebSocket(`${server.url.replace('https', 'wss')}${API}/desktop`, {
+        ca: readFileSync(server.certFile),
+        headers: { cookie },
+      });
+      ws.on('open', () => ws.send(JSON.stringify({ type: 'start', protocol: 'vnc', ...start })));
+      return ws;
+    };
+    /** The server's first message; after `started` the RFB stream, taken up at once (its first bytes may come in the same read). */
+    const firstMessage = (ws: WebSocket) =>
+      new Promise<Record<string, unknown> & { stream?: Duplex }>((resolve, reject) => {
+        ws.once('message', (d: Buffer) => {
+          const message = JSON.parse(d.toString('utf8')) as Record<string, unknown>;
+          resolve(message.type === 'started' ? { ...message, stream: createWebSocketStream(ws) } : message);
+        });
+        ws.once('error', reject);
+      });
+
+    expect(await firstMessage(open({ csrfToken: 'guess', deviceId: ids.desk }))).toMatchObject({ type: 'error' });
+    const down = await firstMessage(open({ csrfToken, deviceId: ids.gone }));
+    expect(down).toMatchObject({ type: 'error' });
+    expect(down.message).toContain('refused the connection');
+
+    const ws = open({ csrfToken, deviceId: ids.desk });
+    const started = await firstMessage(ws);
+    expect(started).toMatchObject({ type: 'started', target: 'Lab/desk:vnc', recorded: true });
+    const viewer = await RfbTestClient.over(started.stream as Duplex);
+    await viewer.waitForColour(10, 10, VNC_TARGET_COLOUR);
+    viewer.close();
+    await expect
+      .poll(async () => (await sessionsOf(ids.desk as string)).find((s) => s.id === started.sessionId)?.result, { timeout: 10_000 })
+      .toBe('success');
+  });
+
+  it('ends live desktop sessions when the server stops', async () => {
+    const viewer = await RfbTestClient.connect(vncPort, { password: (await issue(ids.desk as string)).token });
+    await viewer.waitForColour(10, 10, VNC_TARGET_COLOUR);
+    const [live] = await sessionsOf(ids.desk as string);
+    expect(live).toMatchObject({ kind: 'vnc', result: 'active' });
+    await server.stop();
+    await viewer.waitFor(() => viewer.isClosed);
+    const rows = await query<{ result: string; reason: string | null; ended_at: string | null }>(
+      'select result, reason, ended_at from gateway_sessions where id = $1',
+      [live?.id],
+    );
+    expect(rows[0]).toMatchObject({ result: 'failure', reason: 'The gateway is stopping.' });
+    expect(rows[0]?.ended_at).not.toBeNull();
+  });
+});
+
+/** An Xvfb for the viewer on a display it picks itself (-displayfd). */
+function startXvfb(children: ChildProcess[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('Xvfb', ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', '1024x768x24'], {
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    });
+    children.push(child);
+    (child.stdio[3] as NodeJS.ReadableStream).on('data', (d: Buffer) => resolve(`:${d.toString().trim()}`));
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`Xvfb exited (${code})`)));
+  });
+}
