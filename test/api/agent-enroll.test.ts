@@ -2,10 +2,11 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { enrollAgent, main } from '@gatehouse/cli';
+import { enrollAgent } from '@gatehouse/cli';
 import { verifyAgentGateways } from '@gatehouse/core/agent-protocol';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { runCliInProcess } from '../support/cli-in-process.js';
 import { API, createInventory } from '../support/api-helpers.js';
 import { dialects } from '../support/db.js';
 
@@ -96,18 +97,9 @@ describe.each(dialects)('gatehouse agent enroll on %s', (dialect) => {
     vi.stubEnv('GATEHOUSE_CREDENTIALS', path.join(stateDir(), 'none.json'));
     vi.stubEnv('GATEHOUSE_TOKEN', admin);
     const gatehouse = async (...args: string[]) => {
-      const out: string[] = [];
-      const errors: string[] = [];
-      const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => out.push(String(chunk)) > 0);
-      const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => errors.push(String(chunk)) > 0);
-      try {
-        const code = await main(['node', 'gatehouse', ...args, '--url', server, '--ca', ca]);
-        expect(code, errors.join('')).toBe(0);
-      } finally {
-        write.mockRestore();
-        err.mockRestore();
-      }
-      return out.join('');
+      const run = await runCliInProcess([...args, '--url', server, '--ca', ca]);
+      expect(run.code, run.err).toBe(0);
+      return run.out;
     };
     try {
       const [feed, command] = (await gatehouse('agents', 'token', 'cli/cli-host', '--expires', '5')).trim().split(' | ');

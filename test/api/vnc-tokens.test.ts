@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { desktopPortOf } from '@gatehouse/core';
 import { DESKTOP_TOKEN_ALPHABET, listAuditEvents } from '@gatehouse/db';
 import { vncAuthResponse, type VncTokenRedemption } from '@gatehouse/gateway';
 import { ServerDesktopBroker } from '@gatehouse/server';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { API, errorOf } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { runCliInProcess } from '../support/cli-in-process.js';
 import { dialects } from '../support/db.js';
 
 interface IssuedToken {
@@ -348,5 +350,68 @@ describe.each(dialects)('VNC tokens on %s', (dialect) => {
       const twin = await t.services.inventory.devices.findNamed('twin');
       expect((await authorize(admin, (twin[0] as { id: string }).id, desk.accountId)).allow).toBe(false);
     });
+  });
+});
+
+/** `gatehouse vnc` against the in-process server over TLS. */
+describe.each(dialects)('gatehouse vnc on %s', (dialect) => {
+  let t: TestApp;
+  let server: string;
+  let ca: string;
+
+  beforeAll(async () => {
+    t = await createTestApp(dialect, {}, { tls: true });
+    await t.app.listen({ host: '127.0.0.1', port: 0 });
+    server = `https://127.0.0.1:${(t.app.server.address() as { port: number }).port}`;
+    ca = path.join(t.database.dataDir, 'tls', 'server.crt');
+    t.gateways.vncAddress = '127.0.0.1:7995';
+    const admin = await t.userWithToken('admin');
+    const projectId = (await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Studio' } })).json<{ id: string }>()
+      .id;
+    const deviceId = (
+      await t.request('POST', `${API}/devices`, {
+        token: admin.token,
+        body: { projectId, name: 'desk', provider: 'on-prem', protocols: ['vnc'], privateIp: '10.0.0.5' },
+      })
+    ).json<{ id: string }>().id;
+    for (const username of ['alice', 'bob'])
+      await t.request('POST', `${API}/accounts`, { token: admin.token, body: { deviceId, username, password: 'pw' } });
+    vi.stubEnv('GATEHOUSE_CREDENTIALS', path.join(t.database.dataDir, 'none.json'));
+    vi.stubEnv('GATEHOUSE_TOKEN', admin.token);
+  });
+  afterAll(async () => {
+    vi.unstubAllEnvs();
+    await t?.close();
+  });
+
+  const gatehouse = (...args: string[]) => runCliInProcess([...args, '--url', server, '--ca', ca]);
+
+  it('prints where to connect and the one-time password, for the account named', async () => {
+    const printed = await gatehouse('vnc', 'desk', '--account', 'bob', '--minutes', '2');
+    expect(printed.code, printed.err).toBe(0);
+    const match =
+      /^Connect a VNC viewer to 127\.0\.0\.1:7995 and type the one-time password (\S{8}) \(good once, until \d\d:\d\d UTC\)\.\n$/.exec(
+        printed.out,
+      );
+    expect(match).not.toBeNull();
+    const row = await t.database.db.kysely.selectFrom('desktop_tokens').selectAll().orderBy('created_at', 'desc').executeTakeFirstOrThrow();
+    const bob = await t.services.inventory.accounts.list(row.device_id);
+    expect(row.account_id).toBe(bob.find((a) => a.username === 'bob')?.id);
+  });
+
+  it('asks for an account when the device has several, and says how to get a viewer when none is installed', async () => {
+    const several = await gatehouse('vnc', 'Studio/desk');
+    expect(several.code).toBe(1);
+    expect(several.err).toContain('desk has several accounts you may use: choose one (alice, bob).');
+    const pathBefore = process.env['PATH'] ?? '';
+    vi.stubEnv('PATH', '/nonexistent');
+    try {
+      const viewer = await gatehouse('vnc', 'desk', '--account', 'alice', '--viewer');
+      expect(viewer.code, viewer.err).toBe(0);
+      expect(viewer.err).toContain('No VNC viewer found on PATH (xtigervncviewer, vncviewer). Install one');
+      expect(viewer.out).toMatch(/^Connect a VNC viewer to 127\.0\.0\.1:7995 and type the one-time password \S{8} /);
+    } finally {
+      vi.stubEnv('PATH', pathBefore);
+    }
   });
 });

@@ -3,6 +3,7 @@ import { agentCommand, agentsCommands } from './agents.js';
 import { auditCommands } from './audit.js';
 import { breakGlassCommands } from './breakglass.js';
 import { ApiError } from './client.js';
+import { desktopCommands } from './desktops.js';
 import { gatewayCommand, gatewaysCommands } from './gateways.js';
 import { accountsCommands, devicesCommands, exportCommand, importCommand, projectsCommands } from './inventory.js';
 import { maintenanceCommands, requestsCommands } from './requests.js';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   accountRotateCommand(accountsCommands(program));
   usersCommands(program);
   sessionsCommands(program);
+  desktopCommands(program);
   requestsCommands(program);
   maintenanceCommands(program);
   sshKeysCommands(program);
