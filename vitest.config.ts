@@ -23,6 +23,7 @@ const integrationTests = [
   'test/api/runbooks-sshd.test.ts',
   'test/api/rotation-sshd.test.ts',
   'packages/gateway/src/rfb/vnc.test.ts',
+  'packages/server/src/desktop/rdp-renderer.test.ts',
 ];
 
 /**

@@ -1,0 +1,312 @@
+import { execFileSync } from 'node:child_process';
+import { createCipheriv } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { directDialer, type AuthorizedTarget, type HostKeyCheck, type HostKeyInfo, type TargetDialer } from '@gatehouse/gateway';
+import { startXrdp, type XrdpTarget } from '../../../../test/support/xrdp.js';
+import { RdpRenderer, type RdpOpenResult, type RdpRendererOptions, type RdpRendering } from './rdp-renderer.js';
+
+const logger = {
+  info() {},
+  warn() {},
+  error() {},
+  debug: (o: object, m: string) => process.env.RDP_DEBUG && console.log(new Date().toISOString(), m, JSON.stringify(o)),
+};
+
+/** Trust on first use in memory, as the server's broker does it in the database. */
+class MemoryHostKeys {
+  readonly keys = new Map<string, HostKeyInfo>();
+  async checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {
+    const stored = this.keys.get(target.deviceId);
+    if (!stored) {
+      this.keys.set(target.deviceId, key);
+      return { ok: true, firstUse: true };
+    }
+    return stored.algorithm === key.algorithm && stored.fingerprint === key.fingerprint
+      ? { ok: true, firstUse: false }
+      : { ok: false, stored };
+  }
+}
+
+/** The processes whose command line names the directory (Xvfb -auth, xfreerdp /v:, x11vnc -auth). */
+function processesUnder(directory: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-a', '-f', directory], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Answers the X.224 request as an RDP server that selected TLS, then does TLS with a fresh
+ * self-signed certificate: what a machine in the middle would present.
+ */
+async function rdpImpostor(directory: string): Promise<{ server: net.Server; port: number; handshakes: () => number }> {
+  const key = path.join(directory, 'impostor.key');
+  const cert = path.join(directory, 'impostor.pem');
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=impostor', '-keyout', key, '-out', cert],
+    {
+      stdio: 'ignore',
+    },
+  );
+  const context = tls.createSecureContext({ key: readFileSync(key), cert: readFileSync(cert) });
+  rmSync(key);
+  rmSync(cert);
+  let handshakes = 0;
+  const server = net.createServer((socket) => {
+    socket.once('data', () => {
+      // X.224 Connection Confirm with RDP_NEG_RSP: PROTOCOL_SSL.
+      socket.write(Buffer.from([3, 0, 0, 19, 14, 0xd0, 0, 0, 0, 0, 0, 2, 0, 8, 0, 1, 0, 0, 0]));
+      const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: context });
+      secure.once('secure', () => handshakes++);
+      secure.on('error', () => socket.destroy());
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as net.AddressInfo).port, handshakes: () => handshakes };
+}
+
+/** The refusal's message (an opened session fails the test). */
+function messageOf(result: RdpOpenResult): string {
+  if (result.ok) throw new Error('the session opened');
+  return result.message;
+}
+
+function rssKiB(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0);
+}
+
+/** VncAuth: DES-ECB of the challenge, key = the password's 8 bytes with each byte's bits reversed (des-ede-ecb with K‖K). */
+function vncAuth(challenge: Buffer, password: string): Buffer {
+  const key = Buffer.alloc(8);
+  Buffer.from(password, 'latin1').copy(key, 0, 0, 8);
+  for (let i = 0; i < 8; i++) {
+    let b = key[i]!;
+    let r = 0;
+    for (let bit = 0; bit < 8; bit++) {
+      r = (r << 1) | (b & 1);
+      b >>= 1;
+    }
+    key[i] = r;
+  }
+  const cipher = createCipheriv('des-ede-ecb', Buffer.concat([key, key]), null).setAutoPadding(false);
+  return Buffer.concat([cipher.update(challenge), cipher.final()]);
+}
+
+/**
+ * A minimal RFB 3.8 viewer: VncAuth, 32-bit true colour, Raw only; resolves with the time
+ * the first rectangle with a non-black pixel arrived.
+ */
+function firstNonBlackFrame(port: number, password: string, timeoutMs: number): Promise<{ at: number; socket: net.Socket }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no non-black frame within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    let width = 0;
+    let height = 0;
+    const need = async (n: number): Promise<Buffer> => {
+      while (buffer.length < n) await new Promise((r) => socket.once('data', r));
+      const out = buffer.subarray(0, n);
+      buffer = buffer.subarray(n);
+      return out;
+    };
+    socket.on('data', (chunk: Buffer) => (buffer = Buffer.concat([buffer, chunk])));
+    const request = (incremental: number) => {
+      const m = Buffer.alloc(10);
+      m.writeUInt8(3, 0);
+      m.writeUInt8(incremental, 1);
+      m.writeUInt16BE(width, 6);
+      m.writeUInt16BE(height, 8);
+      socket.write(m);
+    };
+    void (async () => {
+      await need(12);
+      socket.write('RFB 003.008\n');
+      const count = (await need(1))[0]!;
+      const types = [...(await need(count))];
+      if (!types.includes(2)) throw new Error(`no VncAuth among ${types.join(',')}`);
+      socket.write(Buffer.from([2]));
+      socket.write(vncAuth(await need(16), password));
+      if ((await need(4)).readUInt32BE(0) !== 0) throw new Error('VncAuth refused');
+      socket.write(Buffer.from([1]));
+      const init = await need(24);
+      width = init.readUInt16BE(0);
+      height = init.readUInt16BE(2);
+      await need(init.readUInt32BE(20));
+      // SetPixelFormat: 32 bpp, depth 24, little-endian, true colour, 8 bits each.
+      socket.write(Buffer.from([0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]));
+      socket.write(Buffer.from([2, 0, 0, 1, 0, 0, 0, 0])); // SetEncodings: Raw
+      request(0);
+      for (;;) {
+        const header = await need(4);
+        if (header[0] !== 0) throw new Error(`unexpected server message ${header[0]}`);
+        for (let i = header.readUInt16BE(2); i > 0; i--) {
+          const rect = await need(12);
+          const pixels = await need(rect.readUInt16BE(4) * rect.readUInt16BE(6) * 4);
+          for (let p = 0; p < pixels.length; p += 4) {
+            if ((pixels.readUInt32LE(p) & 0xffffff) !== 0) {
+              clearTimeout(timer);
+              return resolve({ at: performance.now(), socket });
+            }
+          }
+        }
+        request(1);
+      }
+    })().catch((error: unknown) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error instanceof Error ? error : new Error(String(error)));
+    });
+  });
+}
+
+describe('RdpRenderer against xrdp', () => {
+  const password = 'Rdp-render-pw-1';
+  let xrdp: XrdpTarget;
+  let runDirectory: string;
+  const target = (port: number, deviceId = 'dev-rdp'): AuthorizedTarget => ({
+    projectId: 'p1',
+    projectName: 'lab',
+    deviceId,
+    deviceName: 'win-1',
+    accountId: 'a1',
+    accountUsername: xrdp.user,
+    host: '127.0.0.1',
+    port,
+    segment: null,
+    accessType: 'direct',
+  });
+  const renderer = (options: Partial<RdpRendererOptions> = {}) =>
+    new RdpRenderer({ maxSessions: 2, logger, runDirectory, logonTimeoutMs: 10_000, width: 1024, height: 768, ...options });
+  const user = { id: 'u1', username: 'alice' };
+  const open = (r: RdpRenderer, password: string, hostKeys = new MemoryHostKeys(), dial: TargetDialer = directDialer('built-in', 5000)) =>
+    r.open({
+      target: target(xrdp.port),
+      credential: { username: xrdp.user, password },
+      user,
+      remoteAddress: '127.0.0.1',
+      dial,
+      broker: hostKeys,
+    });
+
+  beforeAll(async () => {
+    xrdp = await startXrdp({ user: 'gh-rdp-render', password });
+    runDirectory = mkdtempSync(path.join(os.tmpdir(), 'gh-rdp-run-'));
+  });
+  afterAll(async () => {
+    await xrdp?.stop();
+    if (runDirectory) rmSync(runDirectory, { recursive: true, force: true });
+  });
+
+  it('renders the desktop for x11vnc with the vaulted password, and leaves nothing behind when the viewer leaves', async () => {
+    const r = renderer();
+    const started = performance.now();
+    const result = await open(r, password);
+    if (!result.ok) throw new Error(result.message);
+    const session: RdpRendering = result.session;
+    expect(session.pids).toHaveLength(3);
+    expect(processesUnder(runDirectory)).toHaveLength(3);
+    const frame = await firstNonBlackFrame(session.vncPort, session.vncPassword, 15_000);
+    const rss = session.pids.map(rssKiB);
+    console.log(
+      `browser RDP: opened in ${session.openedInMs} ms, first non-black frame ${Math.round(frame.at - started)} ms after open(); ` +
+        `RSS Xvfb ${rss[0]} KiB, x11vnc ${rss[1]} KiB, xfreerdp ${rss[2]} KiB, total ${Math.round(rss.reduce((a, b) => a + b, 0) / 1024)} MiB`,
+    );
+    expect(r.activeSessions).toBe(1);
+    frame.socket.destroy();
+    await expect(session.exited).resolves.toEqual({ reason: 'The viewer disconnected.' });
+    expect(processesUnder(runDirectory)).toEqual([]);
+    expect(readdirSync(runDirectory)).toEqual([]);
+    expect(r.activeSessions).toBe(0);
+  });
+
+  it('reports a refused password as a failed connection, not a login screen', async () => {
+    const r = renderer({ logonTimeoutMs: 6000 });
+    const message = messageOf(await open(r, 'not-the-password'));
+    expect(message).toMatch(/started no desktop session for gh-rdp-render .*the vaulted password was most likely refused/);
+    expect(message).not.toContain('not-the-password');
+    expect(processesUnder(runDirectory)).toEqual([]);
+    expect(r.activeSessions).toBe(0);
+  });
+
+  it('refuses sessions past rdpMaxSessions with a clear message; close() and stop() leave no process', async () => {
+    const r = renderer({ maxSessions: 1 });
+    const [a, b] = await Promise.all([open(r, password), open(r, password)]);
+    const refused = [a, b].filter((x) => !x.ok);
+    const opened = [a, b].filter((x) => x.ok);
+    expect(opened).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    expect(messageOf(refused[0]!)).toMatch(/already renders 1 browser RDP sessions, its limit \(GATEHOUSE_RDP_MAX_SESSIONS\)/);
+    const session = opened[0]!.ok ? opened[0]!.session : undefined;
+    await session!.close();
+    await session!.close();
+    await expect(session!.exited).resolves.toEqual({ reason: 'The session was closed.' });
+    expect(processesUnder(runDirectory)).toEqual([]);
+
+    const again = await open(r, password);
+    expect(again.ok).toBe(true);
+    await r.stop();
+    if (again.ok) await expect(again.session.exited).resolves.toEqual({ reason: 'The server stopped.' });
+    expect(processesUnder(runDirectory)).toEqual([]);
+    expect(messageOf(await open(r, password))).toMatch(/stopping/);
+  });
+
+  it('ends the session and its processes when the RDP connection ends (the target went away)', async () => {
+    const other = await startXrdp({ user: 'gh-rdp-render', password });
+    try {
+      const result = await renderer().open({
+        target: target(other.port, 'dev-rdp-2'),
+        credential: { username: other.user, password },
+        user,
+        remoteAddress: '127.0.0.1',
+        dial: directDialer('built-in', 5000),
+        broker: new MemoryHostKeys(),
+      });
+      if (!result.ok) throw new Error(result.message);
+      await other.stop();
+      expect((await result.session.exited).reason).toMatch(/^The RDP connection to win-1 \(127\.0\.0\.1:\d+\) ended/);
+      expect(processesUnder(runDirectory)).toEqual([]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('refuses a target whose certificate differs from the one trusted on first use', async () => {
+    const hostKeys = new MemoryHostKeys();
+    hostKeys.keys.set('dev-rdp', { algorithm: 'rdp-x509', fingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
+    const result = await open(renderer(), password, hostKeys);
+    expect(messageOf(result)).toMatch(/The RDP certificate of win-1 has changed: .* the device presented rdp-x509 SHA256:/);
+    expect(processesUnder(runDirectory)).toEqual([]);
+  });
+
+  it('lets xfreerdp accept only the certificate that was checked', async () => {
+    // The check sees xrdp; xfreerdp's connection reaches an impostor with another certificate.
+    const impostor = await rdpImpostor(runDirectory);
+    try {
+      let dials = 0;
+      const direct = directDialer('built-in', 5000);
+      const dial: TargetDialer = (t, context) => direct(dials++ === 0 ? t : { ...t, port: impostor.port }, context);
+      expect(messageOf(await open(renderer(), password, new MemoryHostKeys(), dial))).toMatch(/presented a different TLS certificate/);
+      expect(impostor.handshakes()).toBe(1);
+      expect(processesUnder(runDirectory)).toEqual([]);
+    } finally {
+      impostor.server.close();
+    }
+  });
+});

@@ -1,0 +1,521 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { AccessBroker, AuthorizedTarget, GatewayLogger, GatewayUser, TargetCredential, TargetDialer } from '@gatehouse/gateway';
+import { GatehouseError } from '@gatehouse/core';
+import { readRdpCertificate, type RdpCertificate } from './rdp-certificate.js';
+
+/**
+ * Browser RDP without guacd: per session a fresh Xvfb display, `xfreerdp` connected to the
+ * target through the gateway's dialer and showing the desktop on that display, and a
+ * local-only `x11vnc` of the display for the RFB proxy (the same path, player and recorder
+ * as VNC). Each process runs in its own process group; every exit path stops all three and
+ * removes the session's directory.
+ */
+export interface RdpRendererOptions {
+  /** Sessions rendered at once (config `rdpMaxSessions`); 0 turns browser RDP off. */
+  maxSessions: number;
+  logger: GatewayLogger;
+  /** TCP connect, RDP negotiation and TLS, each; and xfreerdp's time to reach the target's desktop protocol. */
+  connectTimeoutMs?: number;
+  /**
+   * From the RDP connection being up to the target having started a desktop session for the
+   * account. A target that refuses the password (xrdp, or Windows without NLA) shows its own
+   * logon screen instead, and never starts one.
+   */
+  logonTimeoutMs?: number;
+  /** An x11vnc that no viewer connected to within this time exits (and the session ends). */
+  viewerTimeoutMs?: number;
+  width?: number;
+  height?: number;
+  /** Where the per-session directories go (private, 0700); default the OS temp directory. */
+  runDirectory?: string;
+}
+
+export interface RdpOpenRequest {
+  target: AuthorizedTarget;
+  credential: TargetCredential;
+  user: GatewayUser;
+  remoteAddress: string;
+  dial: TargetDialer;
+  broker: Pick<AccessBroker, 'checkHostKey'>;
+}
+
+export type RdpOpenResult =
+  { ok: true; session: RdpRendering } | { ok: false; message: string; gateway: string | null; segment: string | null };
+
+export interface RdpRendering {
+  /** x11vnc's port on 127.0.0.1; it takes one viewer, with `vncPassword` (VncAuth). */
+  vncPort: number;
+  vncPassword: string;
+  /** The gateway and segment that reached the device (for the session row). */
+  gateway: string;
+  segment: string | null;
+  width: number;
+  height: number;
+  /** The Xvfb, xfreerdp and x11vnc process ids (each its own process group). */
+  pids: readonly number[];
+  /** ms from open() to the target's desktop session being up. */
+  openedInMs: number;
+  /** Stops all three processes and removes the session's files; idempotent. */
+  close(reason?: string): Promise<void>;
+  /** Settles once everything is stopped: xfreerdp exited (logoff, the target closed), the viewer left, or close(). */
+  exited: Promise<{ reason: string }>;
+}
+
+const defaults = { connectTimeoutMs: 15_000, logonTimeoutMs: 20_000, viewerTimeoutMs: 60_000, width: 1280, height: 800 };
+
+/** The connection errors xfreerdp logs (`freerdp_set_last_error_ex ERRCONNECT_…`) that mean the credential was refused (NLA). */
+const CREDENTIAL_ERRORS =
+  /ERRCONNECT_(LOGON_FAILURE|WRONG_PASSWORD|AUTHENTICATION_FAILED|ACCOUNT_DISABLED|ACCOUNT_EXPIRED|ACCOUNT_LOCKED_OUT|ACCOUNT_RESTRICTION|PASSWORD_EXPIRED|PASSWORD_MUST_CHANGE|PASSWORD_CERTAINLY_EXPIRED|LOGON_TYPE_NOT_GRANTED|NO_OR_MISSING_CREDENTIALS)/;
+
+export class RdpRenderer {
+  readonly #options: Required<Omit<RdpRendererOptions, 'runDirectory'>> & { runDirectory: string };
+  /** Sessions opening or open: a slot is taken before anything starts. */
+  readonly #live = new Set<Session>();
+  #stopped = false;
+
+  constructor(options: RdpRendererOptions) {
+    this.#options = { ...defaults, runDirectory: os.tmpdir(), ...options };
+  }
+
+  get activeSessions(): number {
+    return this.#live.size;
+  }
+
+  async open(request: RdpOpenRequest): Promise<RdpOpenResult> {
+    const { target, credential } = request;
+    const where = `${target.deviceName} (${target.host}:${target.port})`;
+    const refuse = (message: string) => ({ ok: false as const, message, gateway: null, segment: null });
+    if (this.#stopped) return refuse('The server is stopping; browser RDP sessions cannot start now.');
+    if (this.#options.maxSessions === 0) {
+      return refuse('Browser RDP is turned off on this server (GATEHOUSE_RDP_MAX_SESSIONS=0).');
+    }
+    if (this.#live.size >= this.#options.maxSessions) {
+      return refuse(
+        `This server already renders ${this.#options.maxSessions} browser RDP sessions, its limit (GATEHOUSE_RDP_MAX_SESSIONS). ` +
+          `Try again when one ends, or use a native RDP client with \`gatehouse rdp\`.`,
+      );
+    }
+    if (credential.password === undefined || credential.password === '') {
+      return refuse(`The account ${credential.username} on ${target.deviceName} has no vaulted password; RDP needs one.`);
+    }
+    if (/[\r\n]/.test(credential.password)) {
+      return refuse(`The vaulted password of ${credential.username} on ${target.deviceName} contains a line break, which RDP cannot take.`);
+    }
+    const session = new Session(this.#options, request, where);
+    this.#live.add(session);
+    void session.exited.then(() => this.#live.delete(session));
+    const result = await session.start();
+    if (!result.ok) await session.close(result.message);
+    return result;
+  }
+
+  /** Ends every session (the server is stopping) and refuses new ones. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.all([...this.#live].map((s) => s.close('The server stopped.')));
+  }
+}
+
+class Session {
+  readonly #processes: ChildProcess[] = [];
+  readonly #sockets: Duplex[] = [];
+  #relay: net.Server | null = null;
+  #directory: string | null = null;
+  #closing: Promise<void> | null = null;
+  #resolveExited!: (value: { reason: string }) => void;
+  readonly exited = new Promise<{ reason: string }>((resolve) => (this.#resolveExited = resolve));
+  /** Set once open() has returned the session: from then on any process exit ends it. */
+  #open = false;
+  #dialed: { gateway: string; segment: string | null } | null = null;
+
+  constructor(
+    private readonly options: Required<Omit<RdpRendererOptions, 'runDirectory'>> & { runDirectory: string },
+    private readonly request: RdpOpenRequest,
+    private readonly where: string,
+  ) {}
+
+  async start(): Promise<RdpOpenResult> {
+    const started = performance.now();
+    const { target, user, remoteAddress, dial, credential } = this.request;
+    const { connectTimeoutMs, logonTimeoutMs, width, height, logger } = this.options;
+    const fail = (message: string): RdpOpenResult => ({
+      ok: false,
+      message,
+      gateway: this.#dialed?.gateway ?? null,
+      segment: this.#dialed?.segment ?? null,
+    });
+    // The display and its VNC server start while the target's certificate is checked.
+    const displayReady = this.#startDisplay();
+    const settled = displayReady.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      // 1. The target's certificate, checked like an SSH host key (trust on first use).
+      const refusal = await this.#checkCertificate(started);
+      if (typeof refusal === 'string') {
+        await settled;
+        return fail(refusal);
+      }
+      const certificate = refusal;
+      const { directory, env, vncPassword, vncPort } = await displayReady;
+      logger.debug({ ms: Math.round(performance.now() - started), display: env.DISPLAY }, 'browser RDP: display up');
+
+      // 2. xfreerdp through a one-connection relay to the dialer's socket, the password on stdin.
+      const connection = await dial(target, { user, remoteAddress });
+      this.#dialed = { gateway: connection.gateway, segment: connection.segment };
+      if (!connection.ok) return fail(connection.reason);
+      this.#sockets.push(connection.socket);
+      const socketPath = path.join(directory, 'rdp.sock');
+      await this.#relayOnce(socketPath, connection.socket);
+      const desktop = this.#startXfreerdp(env, socketPath, certificate, credential, width, height);
+
+      const outcome = await desktop.loggedOn(connectTimeoutMs, logonTimeoutMs);
+      if (!outcome.ok) return fail(outcome.message);
+      if (this.#closing) return fail('The server stopped while the browser RDP session was starting.');
+      const openedInMs = Math.round(performance.now() - started);
+      logger.info({ deviceId: target.deviceId, display: env.DISPLAY, vncPort, ms: openedInMs }, 'browser RDP session rendered');
+      this.#open = true;
+      return {
+        ok: true,
+        session: {
+          vncPort,
+          vncPassword,
+          gateway: connection.gateway,
+          segment: connection.segment,
+          width,
+          height,
+          pids: this.#processes.map((p) => p.pid!),
+          openedInMs,
+          close: (reason) => this.close(reason ?? 'The session was closed.'),
+          exited: this.exited,
+        },
+      };
+    } catch (error) {
+      logger.error({ err: error, deviceId: target.deviceId }, 'browser RDP session failed to start');
+      await settled;
+      return fail(`Gatehouse could not start the browser RDP session to ${this.where}: ${(error as Error).message}`);
+    }
+  }
+
+  /** Dials the device once to read its certificate and checks it with the broker: the certificate, or why not. */
+  async #checkCertificate(started: number): Promise<RdpCertificate | string> {
+    const { target, user, remoteAddress, dial, broker } = this.request;
+    const probe = await dial(target, { user, remoteAddress });
+    this.#dialed = { gateway: probe.gateway, segment: probe.segment };
+    if (!probe.ok) return probe.reason;
+    let certificate: RdpCertificate;
+    try {
+      certificate = await readRdpCertificate(probe.socket, this.options.connectTimeoutMs);
+    } catch (error) {
+      return `${this.where} did not complete a TLS connection as an RDP server: ${(error as Error).message}.`;
+    }
+    this.options.logger.debug({ ms: Math.round(performance.now() - started) }, 'browser RDP: certificate read');
+    const check = await broker.checkHostKey(target, { algorithm: 'rdp-x509', fingerprint: certificate.fingerprint });
+    if (check.ok) return certificate;
+    return (
+      `The RDP certificate of ${target.deviceName} has changed: Gatehouse trusts ${check.stored.algorithm} ${check.stored.fingerprint}, ` +
+      `the device presented rdp-x509 ${certificate.fingerprint}. This can be an attack. An administrator must check the device and, ` +
+      `if the new certificate is right, remove the stored key (DELETE /api/v1/devices/${target.deviceId}/host-key); ` +
+      `the next connection then trusts the new one.`
+    );
+  }
+
+  /**
+   * A private directory; an X display only this session's processes may open (a random
+   * MIT-MAGIC-COOKIE); x11vnc on it: local only, one viewer, a random password in a file it
+   * removes after reading.
+   */
+  async #startDisplay(): Promise<{ directory: string; env: NodeJS.ProcessEnv; vncPassword: string; vncPort: number }> {
+    const directory = await mkdtemp(path.join(this.options.runDirectory, 'gatehouse-rdp-'));
+    this.#directory = directory;
+    const xauthority = path.join(directory, 'Xauthority');
+    await writeFile(xauthority, xauthorityEntry(randomBytes(16)), { mode: 0o600 });
+    const display = await this.#startXvfb(xauthority);
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: directory, DISPLAY: display, XAUTHORITY: xauthority };
+    const vncPassword = randomPassword();
+    const passwordFile = path.join(directory, 'vncpasswd');
+    await writeFile(passwordFile, `${vncPassword}\n`, { mode: 0o600 });
+    const vncPort = await this.#startX11vnc(env, xauthority, passwordFile);
+    return { directory, env, vncPassword, vncPort };
+  }
+
+  close(reason: string): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#relay?.close();
+      for (const socket of this.#sockets) socket.destroy();
+      await Promise.all(this.#processes.map((child) => stopGroup(child)));
+      if (this.#directory) await rm(this.#directory, { recursive: true, force: true });
+      this.#resolveExited({ reason });
+    })();
+    return this.#closing;
+  }
+
+  /** A process of the session ended by itself: once the session is open, that ends it. */
+  #ended(reason: string): void {
+    if (this.#open) void this.close(reason);
+  }
+
+  #spawn(command: string, args: string[], env: NodeJS.ProcessEnv | undefined, stdin: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
+    if (this.#closing) throw new GatehouseError('NOT_READY', 'the session is closing');
+    const child = spawn(command, args, { detached: true, stdio: [stdin, 'pipe', 'pipe'], env: env ?? { PATH: process.env.PATH } });
+    this.#processes.push(child);
+    child.once('error', (error) => this.options.logger.warn({ err: error, command }, 'browser RDP process failed'));
+    return child;
+  }
+
+  /** Xvfb picks a free display itself (-displayfd) and says which once it accepts clients. */
+  async #startXvfb(xauthority: string): Promise<string> {
+    const { width, height, connectTimeoutMs } = this.options;
+    const child = this.#spawn(
+      'Xvfb',
+      ['-displayfd', '1', '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp', '-noreset', '-auth', xauthority],
+      undefined,
+    );
+    const line = await firstLine(child, /^(\d+)$/, connectTimeoutMs, 'Xvfb');
+    child.once('exit', () => this.#ended('The session display stopped.'));
+    return `:${line[1]}`;
+  }
+
+  #startX11vnc(env: NodeJS.ProcessEnv, xauthority: string, passwordFile: string): Promise<number> {
+    const child = this.#spawn(
+      'x11vnc',
+      [
+        '-display',
+        env.DISPLAY!,
+        '-auth',
+        xauthority,
+        // Not -localhost: it looks up "localhost", which can wait seconds for DNS.
+        '-listen',
+        '127.0.0.1',
+        '-allow',
+        '127.0.0.1',
+        '-noipv6',
+        '-passwdfile',
+        `rm:${passwordFile}`,
+        // Without it `(` and `)` typed in the viewer are lost (x11vnc's keycode 187/188 mapping on Xvfb).
+        '-skip_keycodes',
+        '187,188',
+        '-timeout',
+        String(Math.ceil(this.options.viewerTimeoutMs / 1000)),
+        '-norc',
+        '-nocmds',
+        '-noremote',
+        '-nopw',
+        '-noxrecord',
+        '-quiet',
+      ],
+      env,
+    );
+    child.once('exit', () => this.#ended('The viewer disconnected.'));
+    return firstLine(child, /^PORT=(\d+)/, this.options.connectTimeoutMs, 'x11vnc').then((m) => Number(m[1]));
+  }
+
+  /** Accepts one connection on a Unix socket in the private directory and joins it to the target socket. */
+  #relayOnce(socketPath: string, target: Duplex): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ pauseOnConnect: false }, (local) => {
+        server.close();
+        this.#sockets.push(local);
+        local.pipe(target).pipe(local);
+        const end = () => {
+          local.destroy();
+          target.destroy();
+        };
+        local.once('close', end).once('error', end);
+        target.once('close', end).once('error', end);
+      });
+      this.#relay = server;
+      server.once('error', reject);
+      server.listen({ path: socketPath }, () => resolve());
+    });
+  }
+
+  #startXfreerdp(
+    env: NodeJS.ProcessEnv,
+    socketPath: string,
+    certificate: RdpCertificate,
+    credential: TargetCredential,
+    width: number,
+    height: number,
+  ): { loggedOn(connectTimeoutMs: number, logonTimeoutMs: number): Promise<{ ok: true } | { ok: false; message: string }> } {
+    const args = [
+      '-oL',
+      '-eL',
+      'xfreerdp',
+      // FreeRDP connects to a path starting with '/' as a Unix socket.
+      `/v:${socketPath}`,
+      `/u:${credential.username}`,
+      '/from-stdin:force',
+      // Only the certificate checked above; anything else aborts without a prompt.
+      `/cert:deny,fingerprint:sha256:${certificate.sha256Hex}`,
+      // TLS or NLA only: standard RDP security has no certificate to pin.
+      '-sec-rdp',
+      `/size:${width}x${height}`,
+      '/f',
+      '-decorations',
+      '+clipboard',
+      '-grab-keyboard',
+      '/log-level:WARN',
+      '/log-filters:com.freerdp.core.connection:DEBUG,com.freerdp.channels.cliprdr.client:DEBUG',
+    ];
+    const child = this.#spawn('stdbuf', args, env, 'pipe');
+    child.stdin!.end(`${credential.password}\n`);
+    let active = false;
+    let loggedOn = false;
+    let lastError: string | null = null;
+    let certificateRefused = false;
+    const waiters: (() => void)[] = [];
+    const wake = () => waiters.splice(0).forEach((w) => w());
+    onLines(child, (line) => {
+      if (/--> CONNECTION_STATE_|MonitorReady/.test(line)) this.options.logger.debug({ line }, 'browser RDP: xfreerdp');
+      if (line.includes('--> CONNECTION_STATE_ACTIVE')) active = true;
+      // The target's clipboard channel comes up once a desktop session runs for the account
+      // (xrdp starts chansrv with the session, Windows rdpclip in the user's session).
+      else if (line.includes('cliprdr.client] - MonitorReady')) loggedOn = true;
+      else if (/CERTIFICATE|certificate not trusted/.test(line)) certificateRefused = true;
+      const error = /\b(ERRCONNECT_\w+|ERRINFO_\w+)/.exec(line);
+      if (error) lastError = error[1]!;
+      wake();
+    });
+    let exitCode: number | null | undefined;
+    child.once('exit', (code) => {
+      exitCode = code;
+      wake();
+      this.#ended(`The RDP connection to ${this.where} ended${lastError ? ` (${lastError})` : ''}.`);
+    });
+    const until = (predicate: () => boolean, ms: number) =>
+      new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(predicate()), ms);
+        const check = () => {
+          if (predicate() || exitCode !== undefined) {
+            clearTimeout(timer);
+            resolve(predicate());
+          } else waiters.push(check);
+        };
+        check();
+      });
+    const failure = (): string => {
+      const {
+        target,
+        credential: { username },
+      } = this.request;
+      if (certificateRefused) {
+        return `${this.where} presented a different TLS certificate to the RDP client than a moment before; the connection was refused.`;
+      }
+      if (lastError && CREDENTIAL_ERRORS.test(lastError)) {
+        return `${this.where} refused the vaulted password of ${username} (${lastError}). Ask an administrator to update the account's password.`;
+      }
+      if (lastError === 'ERRCONNECT_SECURITY_NEGO_CONNECT_FAILED') {
+        return `${this.where} and the RDP client found no common security protocol (TLS or NLA).`;
+      }
+      return `The RDP client could not connect to ${target.deviceName}${lastError ? ` (${lastError})` : ` (exit code ${exitCode})`}.`;
+    };
+    return {
+      loggedOn: async (connectTimeoutMs, logonTimeoutMs) => {
+        if (!(await until(() => active, connectTimeoutMs))) {
+          if (exitCode !== undefined) return { ok: false, message: failure() };
+          return {
+            ok: false,
+            message: `${this.where} did not complete the RDP connection within ${Math.round(connectTimeoutMs / 1000)} s.`,
+          };
+        }
+        if (await until(() => loggedOn, logonTimeoutMs)) return { ok: true };
+        if (exitCode !== undefined) return { ok: false, message: failure() };
+        return {
+          ok: false,
+          message:
+            `${this.where} accepted the RDP connection but started no desktop session for ${this.request.credential.username} ` +
+            `within ${Math.round(logonTimeoutMs / 1000)} s: it showed its own logon screen, so the vaulted password was most likely refused. ` +
+            `Ask an administrator to check the account's password.`,
+        };
+      },
+    };
+  }
+}
+
+/** SIGTERM to the process group, SIGKILL after 3 s; resolves once the leader exited. */
+function stopGroup(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined) return Promise.resolve();
+  const exited = child.exitCode !== null || child.signalCode !== null;
+  const gone = exited ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, name);
+    } catch {
+      // The group is already gone.
+    }
+  };
+  signal('SIGTERM');
+  const timer = setTimeout(() => signal('SIGKILL'), 3000);
+  return gone.then(() => {
+    clearTimeout(timer);
+    // Anything the leader left in its group.
+    signal('SIGKILL');
+  });
+}
+
+function onLines(child: ChildProcess, handle: (line: string) => void): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    let rest = '';
+    stream?.setEncoding('utf8');
+    stream?.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) handle(line);
+    });
+  }
+}
+
+function firstLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, name: string): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      fn();
+    };
+    const timer = setTimeout(
+      () => settle(() => reject(new GatehouseError('INTERNAL', `${name} did not start within ${timeoutMs} ms`))),
+      timeoutMs,
+    );
+    onLines(child, (line) => {
+      const match = pattern.exec(line.trim());
+      if (match) settle(() => resolve(match));
+    });
+    child.once('exit', (code) => settle(() => reject(new GatehouseError('INTERNAL', `${name} exited with code ${code} while starting`))));
+    child.once('error', (error) => settle(() => reject(error)));
+  });
+}
+
+/** An Xauthority file with one MIT-MAGIC-COOKIE-1 for any display (FamilyWild, no address, no number). */
+export function xauthorityEntry(cookie: Buffer): Buffer {
+  const field = (value: Buffer) => Buffer.concat([u16(value.length), value]);
+  return Buffer.concat([
+    u16(0xffff),
+    field(Buffer.alloc(0)),
+    field(Buffer.alloc(0)),
+    field(Buffer.from('MIT-MAGIC-COOKIE-1')),
+    field(cookie),
+  ]);
+}
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+}
+
+/** 8 characters (VncAuth uses at most 8) from letters and digits. */
+function randomPassword(): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789';
+  return Array.from({ length: 8 }, () => alphabet[randomInt(alphabet.length)]).join('');
+}
