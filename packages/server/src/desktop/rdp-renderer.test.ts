@@ -1,13 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { createCipheriv } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { directDialer, type AuthorizedTarget, type HostKeyCheck, type HostKeyInfo, type TargetDialer } from '@gatehouse/gateway';
+import { RfbTestClient } from '../../../../test/support/rfb-client.js';
+import { VNC_TARGET_COLOUR } from '../../../../test/support/vnc.js';
 import { startXrdp, type XrdpTarget } from '../../../../test/support/xrdp.js';
 import { RdpRenderer, type RdpOpenResult, type RdpRendererOptions, type RdpRendering } from './rdp-renderer.js';
 
@@ -85,97 +86,6 @@ function rssKiB(pid: number): number {
   return Number(match?.[1] ?? 0);
 }
 
-/** VncAuth: DES-ECB of the challenge, key = the password's 8 bytes with each byte's bits reversed (des-ede-ecb with K‖K). */
-function vncAuth(challenge: Buffer, password: string): Buffer {
-  const key = Buffer.alloc(8);
-  Buffer.from(password, 'latin1').copy(key, 0, 0, 8);
-  for (let i = 0; i < 8; i++) {
-    let b = key[i]!;
-    let r = 0;
-    for (let bit = 0; bit < 8; bit++) {
-      r = (r << 1) | (b & 1);
-      b >>= 1;
-    }
-    key[i] = r;
-  }
-  const cipher = createCipheriv('des-ede-ecb', Buffer.concat([key, key]), null).setAutoPadding(false);
-  return Buffer.concat([cipher.update(challenge), cipher.final()]);
-}
-
-/**
- * A minimal RFB 3.8 viewer: VncAuth, 32-bit true colour, Raw only; resolves with the time
- * the first rectangle with a non-black pixel arrived.
- */
-function firstNonBlackFrame(port: number, password: string, timeoutMs: number): Promise<{ at: number; socket: net.Socket }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    let buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no non-black frame within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    let width = 0;
-    let height = 0;
-    const need = async (n: number): Promise<Buffer> => {
-      while (buffer.length < n) await new Promise((r) => socket.once('data', r));
-      const out = buffer.subarray(0, n);
-      buffer = buffer.subarray(n);
-      return out;
-    };
-    socket.on('data', (chunk: Buffer) => (buffer = Buffer.concat([buffer, chunk])));
-    const request = (incremental: number) => {
-      const m = Buffer.alloc(10);
-      m.writeUInt8(3, 0);
-      m.writeUInt8(incremental, 1);
-      m.writeUInt16BE(width, 6);
-      m.writeUInt16BE(height, 8);
-      socket.write(m);
-    };
-    void (async () => {
-      await need(12);
-      socket.write('RFB 003.008\n');
-      const count = (await need(1))[0]!;
-      const types = [...(await need(count))];
-      if (!types.includes(2)) throw new Error(`no VncAuth among ${types.join(',')}`);
-      socket.write(Buffer.from([2]));
-      socket.write(vncAuth(await need(16), password));
-      if ((await need(4)).readUInt32BE(0) !== 0) throw new Error('VncAuth refused');
-      socket.write(Buffer.from([1]));
-      const init = await need(24);
-      width = init.readUInt16BE(0);
-      height = init.readUInt16BE(2);
-      await need(init.readUInt32BE(20));
-      // SetPixelFormat: 32 bpp, depth 24, little-endian, true colour, 8 bits each.
-      socket.write(Buffer.from([0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]));
-      socket.write(Buffer.from([2, 0, 0, 1, 0, 0, 0, 0])); // SetEncodings: Raw
-      request(0);
-      for (;;) {
-        const header = await need(4);
-        if (header[0] !== 0) throw new Error(`unexpected server message ${header[0]}`);
-        for (let i = header.readUInt16BE(2); i > 0; i--) {
-          const rect = await need(12);
-          const pixels = await need(rect.readUInt16BE(4) * rect.readUInt16BE(6) * 4);
-          for (let p = 0; p < pixels.length; p += 4) {
-            if ((pixels.readUInt32LE(p) & 0xffffff) !== 0) {
-              clearTimeout(timer);
-              return resolve({ at: performance.now(), socket });
-            }
-          }
-        }
-        request(1);
-      }
-    })().catch((error: unknown) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(error instanceof Error ? error : new Error(String(error)));
-    });
-  });
-}
-
 describe('RdpRenderer against xrdp', () => {
   const password = 'Rdp-render-pw-1';
   let xrdp: XrdpTarget;
@@ -192,8 +102,12 @@ describe('RdpRenderer against xrdp', () => {
     segment: null,
     accessType: 'direct',
   });
-  const renderer = (options: Partial<RdpRendererOptions> = {}) =>
-    new RdpRenderer({ maxSessions: 2, logger, runDirectory, logonTimeoutMs: 10_000, width: 1024, height: 768, ...options });
+  const renderers: RdpRenderer[] = [];
+  const renderer = (options: Partial<RdpRendererOptions> = {}) => {
+    const r = new RdpRenderer({ maxSessions: 2, logger, runDirectory, logonTimeoutMs: 10_000, width: 1024, height: 768, ...options });
+    renderers.push(r);
+    return r;
+  };
   const user = { id: 'u1', username: 'alice' };
   const open = (r: RdpRenderer, password: string, hostKeys = new MemoryHostKeys(), dial: TargetDialer = directDialer('built-in', 5000)) =>
     r.open({
@@ -209,6 +123,8 @@ describe('RdpRenderer against xrdp', () => {
     xrdp = await startXrdp({ user: 'gh-rdp-render', password });
     runDirectory = mkdtempSync(path.join(os.tmpdir(), 'gh-rdp-run-'));
   });
+  // A failed test leaves no session behind for the next one.
+  afterEach(() => Promise.all(renderers.splice(0).map((r) => r.stop())));
   afterAll(async () => {
     await xrdp?.stop();
     if (runDirectory) rmSync(runDirectory, { recursive: true, force: true });
@@ -222,14 +138,19 @@ describe('RdpRenderer against xrdp', () => {
     const session: RdpRendering = result.session;
     expect(session.pids).toHaveLength(3);
     expect(processesUnder(runDirectory)).toHaveLength(3);
-    const frame = await firstNonBlackFrame(session.vncPort, session.vncPassword, 15_000);
+    // The xrdp session's desktop is xsetroot's solid colour, the same as the VNC targets'.
+    const viewer = await RfbTestClient.connect(session.vncPort, { password: session.vncPassword });
+    viewer.setEncodings([0]);
+    // Not the centre: the pointer starts there, and x11vnc draws it into the framebuffer.
+    await viewer.waitForColour(100, 100, VNC_TARGET_COLOUR, 8, 15_000);
+    const firstFrameMs = Math.round(performance.now() - started);
     const rss = session.pids.map(rssKiB);
     console.log(
-      `browser RDP: opened in ${session.openedInMs} ms, first non-black frame ${Math.round(frame.at - started)} ms after open(); ` +
+      `browser RDP: opened in ${session.openedInMs} ms, desktop colour seen ${firstFrameMs} ms after open(); ` +
         `RSS Xvfb ${rss[0]} KiB, x11vnc ${rss[1]} KiB, xfreerdp ${rss[2]} KiB, total ${Math.round(rss.reduce((a, b) => a + b, 0) / 1024)} MiB`,
     );
     expect(r.activeSessions).toBe(1);
-    frame.socket.destroy();
+    viewer.close();
     await expect(session.exited).resolves.toEqual({ reason: 'The viewer disconnected.' });
     expect(processesUnder(runDirectory)).toEqual([]);
     expect(readdirSync(runDirectory)).toEqual([]);
