@@ -265,7 +265,13 @@ class Session {
 
   #spawn(command: string, args: string[], env: NodeJS.ProcessEnv | undefined, stdin: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
     if (this.#closing) throw new GatehouseError('NOT_READY', 'the session is closing');
-    const child = spawn(command, args, { detached: true, stdio: [stdin, 'pipe', 'pipe'], env: env ?? { PATH: process.env.PATH } });
+    // Its own process group (detached), and killed by the kernel if the server dies without
+    // closing it (setpriv's parent-death signal survives the exec).
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', command, ...args], {
+      detached: true,
+      stdio: [stdin, 'pipe', 'pipe'],
+      env: env ?? { PATH: process.env.PATH },
+    });
     this.#processes.push(child);
     child.once('error', (error) => this.options.logger.warn({ err: error, command }, 'browser RDP process failed'));
     return child;
