@@ -128,3 +128,11 @@ export { RfbProxy, type RfbProxyOptions, type RfbProxyResult } from './rfb/proxy
 export { RfbRecorder, rfbRecordingPath } from './rfb/recording.js';
 export { CLIENT_CUT_TEXT_LIMIT } from './rfb/client-messages.js';
 export { ServerMessageFramer, RfbFramingError, type RfbServerMessage, type RfbRectangle } from './rfb/server-messages.js';
+export {
+  RdpTunnel,
+  RDP_TUNNEL_HELLO,
+  readTunnelLine,
+  type RdpTunnelBroker,
+  type RdpTunnelOptions,
+  type RdpTicketRedemption,
+} from './rdp-tunnel.js';
