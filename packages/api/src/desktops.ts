@@ -51,3 +51,20 @@ export type DesktopStart = z.infer<typeof desktopStart>;
 
 /** What the server tells the page before the RFB stream starts: the session is recorded, or it failed. */
 export type DesktopMessage = { type: 'started'; sessionId: string; target: string; recorded: boolean } | { type: 'error'; message: string };
+
+/** `POST /devices/:id/rdp-tunnel`: the account, and how long new connections may use the ticket (1–10 minutes, 5 by default). */
+export const rdpTunnelRequest = vncTokenRequest;
+export type RdpTunnelRequest = z.input<typeof rdpTunnelRequest>;
+
+/**
+ * A ticket for `gatehouse rdp`: the CLI sends it on each connection it tunnels to the
+ * built-in gateway's RDP listener (`address`, TLS with the server's certificate). Bound to
+ * this user, device and account, and, from its first use, to the address that used it;
+ * good for new connections until `expiresAt` (RDP clients reconnect). Shown once.
+ */
+export const rdpTunnel = vncToken.omit({ token: true, address: true }).extend({
+  ticket: z.string(),
+  /** The built-in gateway's RDP tunnel listener, `host:port`. */
+  address: z.string(),
+});
+export type RdpTunnel = z.infer<typeof rdpTunnel>;

@@ -11,6 +11,7 @@ interface ServerFlags {
   vncPort?: string;
   agentPort?: string;
   agentAddress?: string;
+  rdpPort?: string;
 }
 
 /** `gatehouse server`: runs the server until SIGTERM or SIGINT. */
@@ -36,6 +37,10 @@ export function serverCommand(program: Command): void {
       '--agent-address <host:port>',
       'the address host agents are told to dial, behind NAT or a load balancer (env GATEHOUSE_AGENT_ADDRESS)',
     )
+    .option(
+      '--rdp-port <port>',
+      "port of the built-in gateway's tunnel for gatehouse rdp (native RDP clients), 0 to turn it off (env GATEHOUSE_RDP_PORT; default 7994)",
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (o: ServerFlags) => {
       const { loadServerConfig, startServer, describeStartupError, createLogger } = await import('@gatehouse/server');
@@ -53,6 +58,7 @@ export function serverCommand(program: Command): void {
             vncPort: o.vncPort,
             agentPort: o.agentPort,
             agentAddress: o.agentAddress,
+            rdpPort: o.rdpPort,
           },
         });
         running = await startServer(config, createLogger(config.logLevel));
@@ -69,6 +75,7 @@ export function serverCommand(program: Command): void {
       }
       if (running.vncPort !== null) process.stdout.write(`VNC viewers connect on port ${running.vncPort}\n`);
       if (running.agentPort !== null) process.stdout.write(`Host agents link on port ${running.agentPort}\n`);
+      if (running.rdpPort !== null) process.stdout.write(`RDP tunnel (gatehouse rdp) on port ${running.rdpPort}\n`);
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           running.services.logger.info({ signal }, 'shutting down');

@@ -57,6 +57,7 @@ import { deviceRoutes } from './api/devices/routes.js';
 import { inventoryFileRoutes } from './api/inventory/routes.js';
 import { agentRoutes } from './api/agents/routes.js';
 import { desktopRoutes } from './api/desktops/routes.js';
+import { rdpTunnelRoutes } from './api/desktops/rdp-tunnel.js';
 import { rotationPolicyRoutes } from './api/rotation-policies/routes.js';
 import { runbookRoutes } from './api/runbooks/routes.js';
 import { maintenanceRoutes } from './api/maintenance/routes.js';
@@ -359,6 +360,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       maintenanceRoutes(api, services);
       agentRoutes(api, services, gateways);
       desktopRoutes(api, services, gateways);
+      rdpTunnelRoutes(api, services, gateways);
       rotationPolicyRoutes(api, services);
       runbookRoutes(api, services);
       gatewayRoutes(api, services, gateways);

@@ -3,7 +3,15 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GatehouseError } from '@gatehouse/core';
 import { hashToken, Leases, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
-import { combineLiveSessions, DesktopSessions, loadOrCreateHostKey, repairRecording, SshGateway, VncGateway } from '@gatehouse/gateway';
+import {
+  combineLiveSessions,
+  DesktopSessions,
+  loadOrCreateHostKey,
+  RdpTunnel,
+  repairRecording,
+  SshGateway,
+  VncGateway,
+} from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { abandonedEnd, BUILT_IN_GATEWAY, sessionEndEvent } from './gateway/broker.js';
@@ -15,7 +23,8 @@ import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './mas
 import { newToken } from './passwords.js';
 import { RotationSchedule } from './runbooks/rotation-schedule.js';
 import { SETUP_TOKEN_SETTING, setupTokenFile } from './api/auth/routes.js';
-import { loadTls } from './tls.js';
+import { ServerRdpTunnelBroker } from './gateway/rdp-tickets.js';
+import { loadTls, TLS_SERVER_OPTIONS, type TlsMaterial } from './tls.js';
 
 export interface RunningServer extends GatehouseApp {
   url: string;
@@ -28,6 +37,8 @@ export interface RunningServer extends GatehouseApp {
   agentPort: number | null;
   /** The port native VNC viewers connect to; null when off (vncPort 0, or the built-in gateway off). */
   vncPort: number | null;
+  /** The `gatehouse rdp` tunnel's port; null when off (rdpPort 0, or the built-in gateway off). */
+  rdpPort: number | null;
   close(): Promise<void>;
 }
 
@@ -60,6 +71,12 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     await built.auditCheckpoints.start();
     built.gateways.health.start();
     const gateway = await startBuiltInGateway(built, config, logger).catch(async (error: unknown) => {
+      await built.app.close();
+      throw error;
+    });
+    const rdpTunnel = await startRdpTunnel(built, config, tls, gateway !== null, logger).catch(async (error: unknown) => {
+      await gateway?.server.stop();
+      await built.gateways.agentLinks.close();
       await built.app.close();
       throw error;
     });
@@ -107,11 +124,17 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       gateway: gateway && { port: gateway.server.port, fingerprint: gateway.fingerprint, publicKey: gateway.publicKey },
       agentPort: built.gateways.agentLinks.server?.port ?? null,
       vncPort: gateway?.vnc?.port ?? null,
+      rdpPort: rdpTunnel?.port ?? null,
       async close() {
         await maintenance.stop();
         await rotationSchedule.stop();
         // Sessions end first: their recordings close and their ends reach the audit log.
-        await Promise.all([gateway?.server.stop(), gateway?.vnc?.stop(), gateway?.desktops.endAll('The gateway is stopping.')]);
+        await Promise.all([
+          gateway?.server.stop(),
+          gateway?.vnc?.stop(),
+          gateway?.desktops.endAll('The gateway is stopping.'),
+          rdpTunnel?.stop(),
+        ]);
         await built.gateways.agentLinks.close();
         await built.app.close();
         await db.close();
@@ -246,6 +269,39 @@ async function startAgentLinks(built: GatehouseApp, config: ServerConfig, host: 
     { agentPort: links.port, agentAddress: config.agentAddress ?? null },
     `Host agents link to ${host}:${links.port}${config.agentAddress ? ` (they are told ${config.agentAddress})` : ''}`,
   );
+}
+
+/**
+ * The built-in gateway's listener for `gatehouse rdp` tunnels on `rdpPort` (0: off), on the
+ * gateway's address, with the server's own TLS certificate. Its sessions end like the SSH
+ * gateway's (an administrator, a maintenance window closing).
+ */
+async function startRdpTunnel(built: GatehouseApp, config: ServerConfig, tls: TlsMaterial, gatewayOn: boolean, logger: Logger) {
+  if (config.rdpPort === 0 || !gatewayOn) {
+    logger.info(`The RDP tunnel for gatehouse rdp is off (${gatewayOn ? 'rdpPort' : 'gatewayPort'} 0).`);
+    return null;
+  }
+  const host = config.gatewayHost ?? config.host;
+  const tunnel = await RdpTunnel.start({
+    broker: new ServerRdpTunnelBroker(built.services, built.gatewaySessions, () => built.gateways.settings(), BUILT_IN_GATEWAY),
+    tls: { cert: tls.cert, key: tls.key, ...TLS_SERVER_OPTIONS },
+    host,
+    port: config.rdpPort,
+    name: BUILT_IN_GATEWAY,
+    logger: logger.child({ component: 'rdp-tunnel' }),
+    dial: built.gateways.dialer(),
+    targetTimeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
+  }).catch(
+    listenProblem(
+      `The RDP tunnel cannot listen on ${host}:${config.rdpPort}`,
+      'Choose another port with --rdp-port (GATEHOUSE_RDP_PORT), or turn the tunnel off with --rdp-port 0.',
+    ),
+  );
+  built.gateways.rdpAddress = `${host}:${tunnel.port}`;
+  const sessions = built.gateways.builtInSessions;
+  built.gateways.builtInSessions = sessions ? combineLiveSessions(sessions, tunnel) : tunnel;
+  logger.info({ rdpPort: tunnel.port }, `RDP tunnel for gatehouse rdp listening on ${host}:${tunnel.port}`);
+  return tunnel;
 }
 
 /** A port in use or not allowed, as a configuration problem that says what to do; other errors as they are. */

@@ -89,6 +89,8 @@ export class GatewayService {
    * VNC token's answer names); set once it listens, null while it is off (vncPort 0).
    */
   vncAddress: string | null = null;
+  /** The built-in gateway's RDP tunnel listener, `host:port`; null while it is off (rdpPort 0). */
+  rdpAddress: string | null = null;
   /** The built-in gateway's live sessions, once it listens. */
   builtInSessions: LiveSessions | null = null;
   /** The built-in gateway's desktops (the console's WebSocket), once it listens. */

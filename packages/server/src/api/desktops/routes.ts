@@ -12,7 +12,11 @@ import type { Services } from '../../services.js';
 const KEEP_EXPIRED_MS = 86_400_000;
 
 /** The API's answer for a device or account that cannot be chosen, as the rest of the API answers it. */
-function choiceError(choice: Extract<DesktopChoice, { ok: false }>, deviceId: string, accountId: string | undefined): GatehouseError {
+export function choiceError(
+  choice: Extract<DesktopChoice, { ok: false }>,
+  deviceId: string,
+  accountId: string | undefined,
+): GatehouseError {
   switch (choice.reason) {
     case 'unknown device':
     case 'no grant for the device':
