@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createReadStream } from 'node:fs';
 import { request } from 'node:https';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { GatehouseError, isErrorCode, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
@@ -142,6 +143,15 @@ export class ApiClient {
     return data as T;
   }
 
+  /**
+   * TLS options that verify another listener of this server (the RDP tunnel) as the API is
+   * verified: the same CA, and the host name of the server's URL.
+   */
+  tlsOptions(): Pick<tls.ConnectionOptions, 'ca' | 'checkServerIdentity'> {
+    const hostname = new URL(this.url).hostname.replace(/^\[|\]$/g, '');
+    return { ca: this.ca, checkServerIdentity: (_host, cert) => tls.checkServerIdentity(hostname, cert) };
+  }
+
   /** GET `route` and stream the body to `out`. */
   download(route: string, out: NodeJS.WritableStream): Promise<void> {
     const target = new URL(`/api/v1${route}`, this.url);
@@ -181,7 +191,7 @@ export class ApiClient {
   }
 }
 
-function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): GatehouseError {
+export function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): GatehouseError {
   if (error.code === 'ECONNREFUSED')
     return new GatehouseError('UNREACHABLE', `Nothing is listening at ${url}. Start it with "gatehouse server", or pass --url.`);
   if (

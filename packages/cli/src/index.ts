@@ -9,6 +9,7 @@ import { accountsCommands, devicesCommands, exportCommand, importCommand, projec
 import { maintenanceCommands, requestsCommands } from './requests.js';
 import { rotationCommands } from './rotation-policy.js';
 import { accountRotateCommand, breakGlassRotateCommand, runbookCommandGroups } from './runbooks.js';
+import { rdpCommand } from './rdp.js';
 import { serverCommand } from './server.js';
 import { sessionsCommands } from './sessions.js';
 import { signInCommands } from './sign-in.js';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   usersCommands(program);
   sessionsCommands(program);
   desktopCommands(program);
+  rdpCommand(program);
   requestsCommands(program);
   maintenanceCommands(program);
   sshKeysCommands(program);
