@@ -20,6 +20,7 @@ export { accessPresets } from './access.js';
 export { WebTerminal, type BuiltInGatewayTarget } from './terminal.js';
 export { ServerAccessBroker } from './gateway/broker.js';
 export { ServerDesktopBroker, chooseDesktopTarget } from './gateway/desktop-broker.js';
+export { ServerRdpTunnelBroker } from './gateway/rdp-tickets.js';
 export { RunbookGateway, RunbookConnectError, type RunbookConnection, type ExecResult } from './runbooks/gateway-client.js';
 export { PolicyRotations, type AccountToRotate, type PolicyRotationOutcome, type RotationTrigger } from './runbooks/policy-rotation.js';
 export { RotationSchedule, type RotationScheduleOptions, type RotationTick } from './runbooks/rotation-schedule.js';
