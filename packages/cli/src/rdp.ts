@@ -149,7 +149,10 @@ async function listenLocally(port: number, ticket: RdpTunnel, api: ApiClient) {
   });
   const until = (viewer: ChildProcess | undefined) =>
     new Promise<number>((resolve) => {
+      let finished = false;
       const finish = (code: number) => {
+        if (finished) return;
+        finished = true;
         clearTimeout(expiry);
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
