@@ -1,3 +1,4 @@
+import type { RdpTunnel } from '@gatehouse/api';
 import { listAuditEvents } from '@gatehouse/db';
 import type { RdpTicketRedemption } from '@gatehouse/gateway';
 import { ServerRdpTunnelBroker } from '@gatehouse/server';
@@ -5,17 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API, errorOf } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
-
-interface IssuedTicket {
-  id: string;
-  ticket: string;
-  expiresAt: string;
-  address: string;
-  deviceId: string;
-  deviceName: string;
-  accountId: string;
-  accountUsername: string;
-}
 
 describe.each(dialects)('gatehouse rdp tickets on %s', (dialect) => {
   let t: TestApp;
@@ -48,10 +38,10 @@ describe.each(dialects)('gatehouse rdp tickets on %s', (dialect) => {
     );
     return deviceId;
   };
-  const issue = async (deviceId = rdpBox, token = admin.token): Promise<IssuedTicket> => {
+  const issue = async (deviceId = rdpBox, token = admin.token): Promise<RdpTunnel> => {
     const res = await t.request('POST', `${API}/devices/${deviceId}/rdp-tunnel`, { token, body: {} });
     expect(res.statusCode, res.body).toBe(201);
-    const answer = res.json<IssuedTicket>();
+    const answer = res.json<RdpTunnel>();
     tickets.push(answer.ticket);
     return answer;
   };
@@ -135,6 +125,9 @@ describe.each(dialects)('gatehouse rdp tickets on %s', (dialect) => {
     expect(await redeem(real.ticket)).toMatchObject({ ok: false, message: expect.stringMatching(/expired at \d\d:\d\d UTC/) as unknown });
     const refused = (await auditLog('desktop.token_redeemed')).filter((e) => e.outcome === 'failure');
     expect(refused.map((e) => e.details.reason)).toEqual(expect.arrayContaining(['no such ticket', 'expired']));
-    expect(refused.find((e) => e.details.reason === 'expired')).toMatchObject({ actorName: admin.username });
+    expect(refused.find((e) => e.details.reason === 'expired')).toMatchObject({
+      actorName: admin.username,
+      details: { desktopTokenId: real.id },
+    });
   });
 });

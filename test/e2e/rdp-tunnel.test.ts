@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
+import type { AuditEvent, GatewaySession } from '@gatehouse/api';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freeLowPort } from '../support/agent.js';
@@ -25,28 +26,7 @@ const RDP_USER = 'gh-rdp-tunnel';
 const ADMIN_PASSWORD = 'rdp tunnel admin password';
 const OPERATOR_PASSWORD = 'rdp tunnel operator password';
 
-interface Session {
-  id: string;
-  username: string;
-  deviceName: string;
-  accountUsername: string;
-  kind: string | null;
-  result: string;
-  reason: string | null;
-  bytesIn: number;
-  bytesOut: number;
-  startedAt: string;
-  endedAt: string | null;
-  recorded: boolean;
-}
-
-interface AuditEvent {
-  seq: number;
-  action: string;
-  outcome: string;
-  actorName: string;
-  details: Record<string, unknown>;
-}
+type Session = GatewaySession;
 
 /** A long-running child and what it printed so far. */
 interface Running {
@@ -281,7 +261,10 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
     expect(refused.map((e) => e.details.reason)).toEqual(
       expect.arrayContaining(['no such ticket', 'used from another address', 'expired']),
     );
-    expect(refused.find((e) => e.details.reason === 'expired')).toMatchObject({ actorName: 'admin', details: { tokenId: expired.id } });
+    expect(refused.find((e) => e.details.reason === 'expired')).toMatchObject({
+      actorName: 'admin',
+      details: { desktopTokenId: expired.id },
+    });
     for (const e of refused) expect(JSON.stringify(e)).not.toContain(expired.ticket.split('.')[1]);
     await waitFor('the hand-made sessions ended', async () => (await sessions()).every((s) => s.kind !== 'rdp' || s.endedAt !== null));
   });

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { GatehouseError, type Visibility } from '@gatehouse/core';
-import { SignInThrottle, type Account, type Device, type Inventory, type RevealedDesktopToken } from '@gatehouse/db';
+import { SignInThrottle, type Account, type DesktopToken, type DesktopTokenProtocol, type Device, type Inventory } from '@gatehouse/db';
 import {
   vncAuthResponse,
   type AuthorizationResult,
@@ -71,8 +71,6 @@ async function unlessNotFound<T>(lookup: Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** The throttle counter of wrong VNC passwords from one address (not a user name: no user signs in with ':'). */
-const VNC_TOKEN_COUNTER = ':vnc-token';
 /** How far back a refused answer is matched against used and expired tokens, to say which it was. */
 const SPENT_LOOKBACK_MS = 60 * 60_000;
 const NEW_TOKEN = 'Get a new one: gatehouse vnc <device> (or Connect in the console).';
@@ -92,41 +90,10 @@ const utcTime = (iso: string) => `${iso.slice(11, 16)} UTC`;
  */
 export class ServerDesktopBroker extends ServerAccessBroker implements DesktopBroker {
   async redeemVncToken(proof: { challenge: Buffer; response: Buffer }, remoteAddress: string): Promise<VncTokenRedemption> {
-    const { desktopTokens, db, config } = this.services;
-    const throttle = new SignInThrottle(db);
-    const counter = { username: VNC_TOKEN_COUNTER, source: sourceOf(remoteAddress) };
-    const rule = throttleRules(config).nameFromAddress;
-    const base = { action: 'desktop.token_redeemed', outcome: 'failure', ip: remoteAddress } as const;
-    const refuse = async (reason: string, message: string, token?: RevealedDesktopToken): Promise<VncTokenRedemption> => {
-      await throttle.claim(counter, rule);
-      const details = { gateway: this.entry, protocol: 'vnc', reason };
-      if (token) {
-        const user = await unlessNotFound(this.services.users.row(token.userId));
-        await this.services.audit(null, {
-          ...base,
-          actorId: token.userId,
-          actorName: user?.username ?? 'unknown',
-          targetType: 'device',
-          targetId: token.deviceId,
-          details: { ...details, desktopTokenId: token.id, accountId: token.accountId },
-        });
-      } else {
-        // Nobody is known: bounded per address, as other refusals before a sign-in.
-        await this.services.refusals.recordFrom(remoteAddress, { ...base, actorId: null, actorName: 'anonymous', details });
-      }
-      return { ok: false, message };
-    };
-
-    const until = await throttle.throttledUntil(counter);
-    if (until !== null) {
-      await this.services.refusals.recordFrom(remoteAddress, {
-        ...base,
-        actorId: null,
-        actorName: 'anonymous',
-        details: { gateway: this.entry, protocol: 'vnc', reason: 'throttled', until },
-      });
-      return { ok: false, message: `Too many wrong VNC passwords from your address: wait until ${utcTime(until)}, then try again.` };
-    }
+    const { desktopTokens } = this.services;
+    const { throttled, refuse, redeemed } = this.tokenRedemption('vnc', remoteAddress, 'VNC passwords');
+    const stop = await throttled();
+    if (stop) return stop;
     const now = new Date();
     const live = (await desktopTokens.live('vnc', now)).find((t) => answers(proof, t.token));
     if (!live) {
@@ -140,24 +107,72 @@ export class ServerDesktopBroker extends ServerAccessBroker implements DesktopBr
     }
     if (!(await desktopTokens.consume('vnc', live.id, remoteAddress, now)))
       return refuse('already used', `This one-time password was used already: each is good once. ${NEW_TOKEN}`, live);
-    const user = await unlessNotFound(this.services.users.row(live.userId));
-    if (!user || user.disabled === 1) return refuse('disabled', 'Your Gatehouse user is disabled or gone. Ask an administrator.', live);
-    await this.services.audit(null, {
-      ...base,
-      outcome: 'success',
-      actorId: user.id,
-      actorName: user.username,
-      targetType: 'device',
-      targetId: live.deviceId,
-      details: { gateway: this.entry, protocol: 'vnc', desktopTokenId: live.id, accountId: live.accountId },
-    });
+    const user = await redeemed(live);
+    if (!user) return refuse('disabled', 'Your Gatehouse user is disabled or gone. Ask an administrator.', live);
     return {
       ok: true,
-      user: { id: user.id, username: user.username },
+      user,
       tokenId: live.id,
       deviceId: live.deviceId,
       accountId: live.accountId,
     };
+  }
+
+  /**
+   * One redemption of a desktop token of `protocol` from `remoteAddress`: the address's
+   * throttle of wrong tokens (`wrong` names them for the user), and the
+   * `desktop.token_redeemed` event of its answer: with the token's user when a token was
+   * found, else bounded per address as other refusals before a sign-in. `redeemed` audits
+   * the success once the token's user is still there and enabled (else undefined).
+   */
+  protected tokenRedemption(protocol: DesktopTokenProtocol, remoteAddress: string, wrong: string) {
+    const throttle = new SignInThrottle(this.services.db);
+    const counter = { username: `:${protocol}-token`, source: sourceOf(remoteAddress) };
+    const base = { action: 'desktop.token_redeemed', outcome: 'failure', ip: remoteAddress } as const;
+    const refuse = async (reason: string, message: string, token?: DesktopToken): Promise<{ ok: false; message: string }> => {
+      await throttle.claim(counter, throttleRules(this.services.config).nameFromAddress);
+      const details = { gateway: this.entry, protocol, reason };
+      if (token) {
+        const user = await unlessNotFound(this.services.users.row(token.userId));
+        await this.services.audit(null, {
+          ...base,
+          actorId: token.userId,
+          actorName: user?.username ?? 'unknown',
+          targetType: 'device',
+          targetId: token.deviceId,
+          details: { ...details, desktopTokenId: token.id, accountId: token.accountId },
+        });
+      } else {
+        await this.services.refusals.recordFrom(remoteAddress, { ...base, actorId: null, actorName: 'anonymous', details });
+      }
+      return { ok: false, message };
+    };
+    const throttled = async (): Promise<{ ok: false; message: string } | undefined> => {
+      const until = await throttle.throttledUntil(counter);
+      if (until === null) return undefined;
+      await this.services.refusals.recordFrom(remoteAddress, {
+        ...base,
+        actorId: null,
+        actorName: 'anonymous',
+        details: { gateway: this.entry, protocol, reason: 'throttled', until },
+      });
+      return { ok: false, message: `Too many wrong ${wrong} from your address: wait until ${utcTime(until)}, then try again.` };
+    };
+    const redeemed = async (token: DesktopToken, details: Record<string, unknown> = {}): Promise<GatewayUser | undefined> => {
+      const user = await unlessNotFound(this.services.users.row(token.userId));
+      if (!user || user.disabled === 1) return undefined;
+      await this.services.audit(null, {
+        ...base,
+        outcome: 'success',
+        actorId: user.id,
+        actorName: user.username,
+        targetType: 'device',
+        targetId: token.deviceId,
+        details: { gateway: this.entry, protocol, desktopTokenId: token.id, accountId: token.accountId, ...details },
+      });
+      return { id: user.id, username: user.username };
+    };
+    return { throttled, refuse, redeemed };
   }
 
   async authorizeDesktop(user: GatewayUser, request: DesktopRequest, socketAddress: string): Promise<AuthorizationResult> {

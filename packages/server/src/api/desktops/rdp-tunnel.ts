@@ -1,14 +1,11 @@
 import { idParams, rdpTunnel, rdpTunnelRequest, responses } from '@gatehouse/api';
-import { ConflictError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { connectors } from '../../access.js';
-import { caller } from '../../auth.js';
-import { chooseDesktopTarget } from '../../gateway/desktop-broker.js';
 import { rdpTicketOf } from '../../gateway/rdp-tickets.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
-import { choiceError } from './routes.js';
+import { issueDesktopToken, tokenRateLimit } from './routes.js';
 
 /** `gatehouse rdp`: a ticket for tunnelling native RDP clients through the built-in gateway. */
 export function rdpTunnelRoutes(app: FastifyInstance, services: Services, gateways: GatewayService) {
@@ -17,7 +14,7 @@ export function rdpTunnelRoutes(app: FastifyInstance, services: Services, gatewa
   r.post(
     '/devices/:id/rdp-tunnel',
     {
-      config: { ...connectors, rateLimit: { max: 10, timeWindow: '1 minute', keyGenerator: (req) => req.auth?.user.id ?? req.ip } },
+      config: { ...connectors, rateLimit: tokenRateLimit },
       schema: {
         tags: ['desktops'],
         summary:
@@ -28,52 +25,15 @@ export function rdpTunnelRoutes(app: FastifyInstance, services: Services, gatewa
       },
     },
     async (req, reply) => {
-      const auth = caller(req);
-      const { id } = req.params;
-      const { accountId, minutes } = req.body;
-      const choice = await chooseDesktopTarget(services.inventory, auth.visibility, {
-        deviceId: id,
-        accountId: accountId ?? null,
-        protocol: 'rdp',
+      const off =
+        "The built-in gateway's RDP tunnel listener is off (GATEHOUSE_RDP_PORT=0, or the built-in gateway is off), so gatehouse rdp has nowhere to connect. " +
+        'Ask an administrator to turn the listener on (--rdp-port).';
+      const asked = { deviceId: req.params.id, ...req.body };
+      const { issued, answer } = await issueDesktopToken(req, services, 'rdp', asked, {
+        address: gateways.rdpAddress,
+        off,
       });
-      if (!choice.ok) throw choiceError(choice, id, accountId);
-      const address = gateways.rdpAddress;
-      if (address === null) {
-        throw new ConflictError(
-          "The built-in gateway's RDP tunnel listener is off (GATEHOUSE_RDP_PORT=0, or the built-in gateway is off), so gatehouse rdp has nowhere to connect. " +
-            'Open the desktop in the console, or ask an administrator to turn the listener on (--rdp-port).',
-        );
-      }
-      const { device, account } = choice;
-      const now = new Date();
-      const issued = await services.withAudit(req, async (tx, audit) => {
-        const token = await tx.desktopTokens.issue({
-          userId: auth.user.id,
-          deviceId: device.id,
-          accountId: account.id,
-          protocol: 'rdp',
-          expiresAt: new Date(now.getTime() + minutes * 60_000),
-          now,
-        });
-        audit({
-          action: 'desktop.token_issued',
-          outcome: 'success',
-          targetType: 'device',
-          targetId: device.id,
-          details: { tokenId: token.id, protocol: 'rdp', device: device.name, account: account.username, expiresAt: token.expiresAt },
-        });
-        return token;
-      });
-      return reply.status(201).send({
-        id: issued.id,
-        ticket: rdpTicketOf(issued),
-        expiresAt: issued.expiresAt,
-        address,
-        deviceId: device.id,
-        deviceName: device.name,
-        accountId: account.id,
-        accountUsername: account.username,
-      });
+      return reply.status(201).send({ ...answer, ticket: rdpTicketOf(issued) });
     },
   );
 }
