@@ -26,11 +26,14 @@ export class PushChannel implements RfbChannel {
     if (this.readyState === 'open') this.sendTo(data);
   }
 
-  /** noVNC ends the connection: the peer is closed, and noVNC hears it closed. */
+  /**
+   * noVNC ends the connection: the peer is closed, and noVNC hears it closed, later as from
+   * a WebSocket (noVNC starts its disconnect timer after calling close()).
+   */
   close(): void {
     if (this.readyState === 'closed') return;
     this.closeTo();
-    this.closed({ code: 1000, reason: '', wasClean: true });
+    setTimeout(() => this.closed({ code: 1000, reason: '', wasClean: true }), 0);
   }
 
   open(): void {
