@@ -9,13 +9,6 @@ const PAGE_SIZE = 50;
 /** noVNC is loaded only when a desktop recording is opened. */
 const DesktopPlayer = lazy(() => import('./desktop/DesktopPlayer.js').then((m) => ({ default: m.DesktopPlayer })));
 
-/** A terminal recording (asciicast) or a desktop one (RFB: VNC, and RDP rendered as VNC). */
-function recordingFormatOf(s: GatewaySession): 'asciicast' | 'rfb' {
-  const declared = (s as { recordingFormat?: string | null }).recordingFormat;
-  if (declared === 'rfb' || declared === 'asciicast') return declared;
-  return s.kind === 'vnc' || s.kind === 'rdp' ? 'rfb' : 'asciicast';
-}
-
 function duration(s: GatewaySession): string {
   const ms = (s.endedAt ? Date.parse(s.endedAt) : Date.now()) - Date.parse(s.startedAt);
   const seconds = Math.round(ms / 1000);
@@ -270,8 +263,8 @@ export function SessionPage({ id }: { id: string }) {
       </dl>
       <h2>Recording</h2>
       {!session.recorded ? (
-        <p className="muted">No {recordingFormatOf(session) === 'rfb' ? 'desktop' : 'terminal'} recording for this session.</p>
-      ) : recordingFormatOf(session) === 'rfb' ? (
+        <p className="muted">No {session.kind === 'vnc' || session.kind === 'rdp' ? 'desktop' : 'terminal'} recording for this session.</p>
+      ) : session.recordingFormat === 'rfb' ? (
         <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
           <DesktopPlayer path={`/sessions/${session.id}/recording`} />
         </Suspense>
