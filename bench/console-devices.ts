@@ -16,7 +16,7 @@
  * compiled by bench/tsconfig.json into bench/dist.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { Agent, createServer as createHttpsServer, request, type Server as HttpsServer } from 'node:https';
 import os from 'node:os';
@@ -25,12 +25,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import SQLite from 'better-sqlite3';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { CHROMIUM, launchChromium } from './chromium.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEHOUSE_BIN = path.join(ROOT, 'packages', 'cli', 'bin', 'gatehouse.js');
 const WEB_DIST = path.join(ROOT, 'packages', 'web', 'dist');
-const CHROMIUM = '/usr/bin/chromium';
 const PAGE_SIZE = 50; // the console's page (packages/web/src/pages/Devices.tsx)
 const SEARCH_DEBOUNCE_MS = 250; // the console's search box waits this long after the last key
 const ROW = 'table.data tbody tr a';
@@ -512,29 +512,6 @@ interface InPage {
     result: () => ActionFigures;
     load: () => LoadFigures;
   };
-}
-
-async function launchChromium(certPem: string): Promise<Browser> {
-  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
-  const pin = createHash('sha256').update(spki).digest('base64');
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // This script's own handlers stop the browser first, then the server, then remove the files.
-    handleSIGINT: false,
-    handleSIGTERM: false,
-    handleSIGHUP: false,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-component-update',
-      '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${pin}`,
-    ],
-  });
 }
 
 async function newInstrumentedPage(context: BrowserContext): Promise<{ page: Page; problems: string[]; deviceRequests: () => number }> {

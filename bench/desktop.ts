@@ -1,0 +1,612 @@
+/**
+ * Desktop (VNC, browser RDP) benchmark for issue 21. Prints figures and ratios, never
+ * asserts. See bench/README.md.
+ *
+ *   npm run bench:desktop -- [--seconds 4] [--rounds 3] [--geometry 1280x720]
+ *     [--browser-runs 5] [--no-gateway] [--no-browser]
+ *
+ * 1. VNC proxy throughput: framebuffer updates from a real Xtigervnc (an xterm scrolling
+ *    on it) to a small RFB client in this process, straight to the device, through
+ *    `RfbProxy` in a child process (the gateway's relay with its recorder, nothing else),
+ *    and through `gatehouse server`'s VNC port with a one-time token. Two loads per
+ *    connection: Raw with full, non-incremental update requests (large, deterministic
+ *    bytes) and incremental requests with the encodings a viewer asks for (Tight, ZRLE,
+ *    Hextile, CopyRect, Raw). Paths interleave round by round.
+ * 2. Browser VNC time to first frame: headless Chromium signed in to the console opens
+ *    `/devices/:id/desktop` until the noVNC canvas shows the device's background colour.
+ * 3. Browser RDP (first frame, CPU and RSS per session at 1, 5 and 10 sessions): measured
+ *    only when the desktop route renders RDP; otherwise printed as skipped with the reason.
+ *
+ * Needs Xtigervnc, vncpasswd, xsetroot and xterm, /usr/bin/chromium for part 2. Runs on the
+ * built packages (`tsc -b`, this file compiled by bench/tsconfig.json into bench/dist).
+ */
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { CANONICAL_PIXEL_FORMAT, RFB_RECORDING_FORMAT, RFB_RECORDING_VERSION } from '@gatehouse/core';
+import {
+  acceptVncUser,
+  connectVncTarget,
+  RfbProxy,
+  RfbRecorder,
+  rfbRecordingPath,
+  sendServerInit,
+  ServerMessageFramer,
+  vncAuthResponse,
+  type RfbServerMessage,
+} from '@gatehouse/gateway';
+import { type Page } from 'playwright-core';
+import { launchChromium } from './chromium.js';
+import {
+  api,
+  cpuSeconds,
+  f1,
+  f2,
+  freePort,
+  median,
+  MiB,
+  onCleanup,
+  rssKiB,
+  runMain,
+  setUpGatehouse,
+  startGatehouse,
+  track,
+  type Gatehouse,
+} from './ssh-support.js';
+
+/** The device's background (xsetroot), which the browser's first frame must show. */
+const BACKGROUND = { hex: '#3366cc', r: 0x33, g: 0x66, b: 0xcc } as const;
+/** What a viewer asks for (noVNC and TigerVNC's order), all of them playable by the recorder's player. */
+const VIEWER_ENCODINGS = [7, 16, 5, 1, 0];
+const RAW = [0];
+
+// ---------------------------------------------------------------------------------------
+// The device: Xtigervnc with VncAuth, a solid background and an xterm that keeps scrolling.
+
+interface Target {
+  port: number;
+  display: string;
+}
+
+async function startTarget(dir: string, password: string, width: number, height: number): Promise<Target> {
+  const passwordFile = path.join(dir, 'vncpasswd');
+  writeFileSync(passwordFile, execFileSync('vncpasswd', ['-f'], { input: `${password}\n` }), { mode: 0o600 });
+  const port = await freePort();
+  const server = track(
+    spawn(
+      'Xtigervnc',
+      [
+        ...['-displayfd', '3', '-rfbport', String(port), '-localhost', '-nolisten', 'tcp'],
+        ...['-geometry', `${width}x${height}`, '-depth', '24', '-SecurityTypes', 'VncAuth', '-PasswordFile', passwordFile],
+        ...['-AlwaysShared', '-BlacklistThreshold', '100000'],
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
+    ),
+  );
+  const display = await displayOf(server);
+  const env = { ...process.env, DISPLAY: display };
+  execFileSync('xsetroot', ['-solid', BACKGROUND.hex], { env });
+  // Text scrolling in the top left; the bottom right stays background for the browser's check.
+  const script = 'while :; do ls -l /usr/bin /usr/lib/x86_64-linux-gnu 2>/dev/null; done';
+  track(spawn('xterm', ['-geometry', '120x40+0+0', '-e', 'sh', '-c', script], { env, stdio: 'ignore' }));
+  return { port, display };
+}
+
+/** The X server picks a free display and writes it to fd 3 once it accepts clients (-displayfd). */
+function displayOf(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    (child.stdio[3] as NodeJS.ReadableStream).on('data', (d: Buffer) => {
+      out += d.toString();
+      const match = /^(\d+)\n/.exec(out);
+      if (match) resolve(`:${match[1]}`);
+    });
+    child.once('exit', (code) => reject(new Error(`Xtigervnc exited (${code}) before it was ready: ${stderr}`)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// The measuring client: handshake (VncAuth or None, RFB 3.8), canonical pixels, and
+// framebuffer updates counted as they are framed (nothing decoded).
+
+interface Load {
+  bytes: number;
+  updates: number;
+  seconds: number;
+}
+
+class BenchClient {
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private onMessage: ((m: RfbServerMessage) => void) | undefined;
+  width = 0;
+  height = 0;
+
+  private constructor(private readonly socket: net.Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => {
+      this.buffered.push(d);
+      this.bufferedBytes += d.length;
+      this.wake?.();
+    });
+    const closed = () => {
+      this.closed = true;
+      this.wake?.();
+    };
+    socket.on('close', closed);
+    socket.on('error', closed);
+  }
+
+  static async connect(port: number, password: string | undefined): Promise<BenchClient> {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const client = new BenchClient(socket);
+    await client.handshake(password);
+    return client;
+  }
+
+  private async read(bytes: number): Promise<Buffer> {
+    while (this.bufferedBytes < bytes) {
+      if (this.closed) throw new Error(`The VNC server closed the connection during the handshake.`);
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    const all = Buffer.concat(this.buffered);
+    this.buffered = all.length > bytes ? [all.subarray(bytes)] : [];
+    this.bufferedBytes = all.length - bytes;
+    return all.subarray(0, bytes);
+  }
+
+  private async handshake(password: string | undefined): Promise<void> {
+    await this.read(12);
+    this.socket.write('RFB 003.008\n');
+    const types = [...(await this.read((await this.read(1))[0]!))];
+    const type = password !== undefined && types.includes(2) ? 2 : 1;
+    if (!types.includes(type)) throw new Error(`The server offers security types ${types.join(', ')}.`);
+    this.socket.write(Buffer.of(type));
+    if (type === 2) this.socket.write(vncAuthResponse(await this.read(16), password ?? ''));
+    if ((await this.read(4)).readUInt32BE(0) !== 0)
+      throw new Error(`Refused: ${(await this.read((await this.read(4)).readUInt32BE(0))).toString()}`);
+    this.socket.write(Buffer.of(1));
+    const init = await this.read(24);
+    this.width = init.readUInt16BE(0);
+    this.height = init.readUInt16BE(2);
+    await this.read(init.readUInt32BE(20));
+    const setPixelFormat = Buffer.alloc(20);
+    setPixelFormat.set(CANONICAL_PIXEL_FORMAT, 4);
+    this.socket.write(setPixelFormat);
+    const framer = new ServerMessageFramer({ end: (m) => this.onMessage?.(m) });
+    const rest = Buffer.concat(this.buffered);
+    this.socket.removeAllListeners('data');
+    this.socket.on('data', (d: Buffer) => framer.push(d));
+    if (rest.length > 0) framer.push(rest);
+  }
+
+  private setEncodings(encodings: number[]): void {
+    const m = Buffer.alloc(4 + 4 * encodings.length);
+    m[0] = 2;
+    m.writeUInt16BE(encodings.length, 2);
+    encodings.forEach((e, i) => m.writeInt32BE(e, 4 + 4 * i));
+    this.socket.write(m);
+  }
+
+  private request(incremental: boolean): void {
+    const m = Buffer.alloc(10);
+    m[0] = 3;
+    m[1] = incremental ? 1 : 0;
+    m.writeUInt16BE(this.width, 6);
+    m.writeUInt16BE(this.height, 8);
+    this.socket.write(m);
+  }
+
+  /**
+   * One update request outstanding at a time for `seconds` (after `warmSeconds` not
+   * counted): `raw` asks for the whole screen in Raw each time; otherwise the first request
+   * is full and the rest incremental, in the viewer's encodings.
+   */
+  run(raw: boolean, seconds: number, warmSeconds: number): Promise<Load> {
+    this.setEncodings(raw ? RAW : VIEWER_ENCODINGS);
+    return new Promise((resolve, reject) => {
+      const warmEnd = performance.now() + warmSeconds * 1000;
+      let start = 0;
+      let stopAt = Infinity;
+      const load: Load = { bytes: 0, updates: 0, seconds: 0 };
+      const timer = setTimeout(() => reject(new Error('The VNC server stopped sending updates.')), (seconds + warmSeconds + 30) * 1000);
+      this.onMessage = (m) => {
+        if (m.type !== 0) return;
+        const now = performance.now();
+        if (start === 0 && now >= warmEnd) {
+          start = now;
+          stopAt = now + seconds * 1000;
+        } else if (start !== 0) {
+          load.bytes += m.end - m.start;
+          load.updates++;
+        }
+        if (now >= stopAt) {
+          clearTimeout(timer);
+          this.onMessage = undefined;
+          load.seconds = (now - start) / 1000;
+          resolve(load);
+        } else this.request(!raw);
+      };
+      this.request(false);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The relay alone: RfbProxy with its recorder, in its own process (a child of this one),
+// as the gateway runs it after both handshakes.
+
+async function proxyChild(targetPort: number, password: string, recordingsDir: string | undefined): Promise<void> {
+  const server = net.createServer((user) => {
+    user.setNoDelay(true);
+    void (async () => {
+      await acceptVncUser(user, { kind: 'none' }, { timeoutMs: 10_000 });
+      const socket = net.connect({ host: '127.0.0.1', port: targetPort });
+      socket.setNoDelay(true);
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const connection = await connectVncTarget(socket, { password, timeoutMs: 10_000, where: 'bench-desk' });
+      const startedAt = new Date();
+      const recorder =
+        recordingsDir === undefined
+          ? undefined
+          : await RfbRecorder.open(recordingsDir, rfbRecordingPath(randomBytes(8).toString('hex'), startedAt), {
+              format: RFB_RECORDING_FORMAT,
+              version: RFB_RECORDING_VERSION,
+              width: connection.init.width,
+              height: connection.init.height,
+              name: 'bench-desk',
+              pixelFormat: Buffer.from(CANONICAL_PIXEL_FORMAT).toString('hex'),
+              startedAt: startedAt.toISOString(),
+              protocol: 'vnc',
+            });
+      sendServerInit(user, connection.init, 'bench-desk');
+      await new RfbProxy({ user, target: connection.socket, init: connection.init, recorder }).done;
+    })().catch((error: unknown) => {
+      console.error('proxy child:', error);
+      user.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  process.send?.({ port: (server.address() as net.AddressInfo).port });
+}
+
+/** The relay in a child process; `recordingsDir` undefined: without a recorder. */
+async function startProxyChild(
+  targetPort: number,
+  password: string,
+  recordingsDir: string | undefined,
+): Promise<{ pid: number; port: number }> {
+  const args = ['--proxy-child', '--target-port', String(targetPort), ...(recordingsDir ? ['--recordings', recordingsDir] : [])];
+  const child = track(fork(fileURLToPath(import.meta.url), args, { env: { ...process.env, BENCH_VNC_PASSWORD: password } }));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m: { port: number }) => resolve(m.port));
+    child.once('exit', (code) => reject(new Error(`the proxy child exited (${code})`)));
+  });
+  return { pid: child.pid as number, port };
+}
+
+// ---------------------------------------------------------------------------------------
+// The gateway: `gatehouse server` with its VNC listener, a device for the target, tokens.
+
+interface GatewayPath {
+  g: Gatehouse;
+  token: string;
+  deviceId: string;
+  vncPort: number;
+  adminPassword: string;
+  dataDir: string;
+}
+
+async function startGatewayPath(dir: string, target: Target, password: string): Promise<GatewayPath | string> {
+  const dataDir = path.join(dir, 'gatehouse', 'data');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const vncPort = await freePort();
+  let g: Gatehouse;
+  try {
+    g = await startGatehouse(dataDir, { GATEHOUSE_VNC_PORT: String(vncPort), GATEHOUSE_LOG_LEVEL: 'warn' });
+  } catch (error) {
+    return `gatehouse server did not start with GATEHOUSE_VNC_PORT: ${(error as Error).message.split('\n')[0]}`;
+  }
+  const adminPassword = randomBytes(12).toString('base64url');
+  const token = await setUpGatehouse(g, dataDir, adminPassword);
+  const project = await api<{ id: string }>(g, token, 'POST', '/projects', { name: 'bench' });
+  const device = await api<{ id: string }>(g, token, 'POST', '/devices', {
+    projectId: project.id,
+    name: 'bench-desk',
+    provider: 'on-prem',
+    protocols: ['vnc'],
+    privateIp: '127.0.0.1',
+    urlPort: String(target.port),
+  });
+  await api(g, token, 'POST', '/accounts', { deviceId: device.id, username: 'vnc', password });
+  const path_: GatewayPath = { g, token, deviceId: device.id, vncPort, adminPassword, dataDir };
+  const probe = await vncToken(path_).catch((error: Error) => error);
+  if (probe instanceof Error) return `no VNC token from the server (POST /devices/:id/vnc-token): ${probe.message.slice(0, 160)}`;
+  const open = await new Promise<boolean>((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port: vncPort }, () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+  if (!open) return `nothing listens on the VNC port ${vncPort} (GATEHOUSE_VNC_PORT): the server has no VNC listener`;
+  return path_;
+}
+
+async function vncToken(p: GatewayPath): Promise<{ token: string; address: string }> {
+  return api<{ token: string; address: string }>(p.g, p.token, 'POST', `/devices/${p.deviceId}/vnc-token`, {});
+}
+
+// ---------------------------------------------------------------------------------------
+// The browser.
+
+/** The page's global object as the functions run in it see it (bench/ has no DOM types). */
+interface InPage {
+  __wsAt?: number;
+  __frameAt?: number;
+  performance: { now(): number };
+  document: {
+    querySelector(selector: string): {
+      width: number;
+      height: number;
+      getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null;
+    } | null;
+  };
+  WebSocket: new (url: string | URL, protocols?: string | string[]) => object;
+}
+
+/**
+ * Opens the desktop page and waits until the canvas shows the background colour near its
+ * bottom-right corner: ms from navigation start and from the desktop WebSocket's creation.
+ */
+async function firstFrame(page: Page, url: string): Promise<{ fromNavigation: number; fromSocket: number }> {
+  await page.goto(url, { waitUntil: 'commit' });
+  await page
+    .waitForFunction(
+      (c) => {
+        const w = globalThis as unknown as InPage;
+        const canvas = w.document.querySelector('[data-testid="desktop"] canvas');
+        const context = canvas && canvas.width >= 10 ? canvas.getContext('2d') : null;
+        if (!canvas || !context) return false;
+        const [r, g, b] = context.getImageData(canvas.width - 5, canvas.height - 5, 1, 1).data;
+        const near = Math.abs(r! - c.r) < 8 && Math.abs(g! - c.g) < 8 && Math.abs(b! - c.b) < 8;
+        if (near) w.__frameAt = w.performance.now();
+        return near;
+      },
+      BACKGROUND,
+      { polling: 'raf', timeout: 30_000 },
+    )
+    .catch(async (error: Error) => {
+      const shown = await page
+        .locator('main')
+        .innerText()
+        .catch(() => '');
+      throw new Error(`${error.message.split('\n')[0]}; the page shows: ${shown.replace(/\s+/g, ' ').slice(0, 300)}`);
+    });
+  const { wsAt, frameAt } = await page.evaluate(() => {
+    const w = globalThis as unknown as InPage;
+    return { wsAt: w.__wsAt ?? 0, frameAt: w.__frameAt ?? 0 };
+  });
+  return { fromNavigation: frameAt, fromSocket: frameAt - wsAt };
+}
+
+async function browserPart(p: GatewayPath, runs: number): Promise<{ vnc: string[]; rdp: string }> {
+  const browser = await launchChromium(p.g.cert);
+  onCleanup(() => void browser.close());
+  try {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    await context.addInitScript(() => {
+      const w = globalThis as unknown as InPage;
+      const Original = w.WebSocket;
+      // A Proxy, not a subclass: noVNC checks the socket's prototype for WebSocket's own methods.
+      w.WebSocket = new Proxy(Original, {
+        construct(target, args: [string | URL, (string | string[])?]) {
+          if (String(args[0]).endsWith('/desktop')) w.__wsAt = w.performance.now();
+          return Reflect.construct(target, args);
+        },
+      });
+    });
+    const page = await context.newPage();
+    await page.goto(p.g.url);
+    await page.getByLabel('User name').fill('admin');
+    await page.getByLabel('Password').fill(p.adminPassword);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Devices' }).waitFor();
+    const vnc: string[] = [];
+    const times: { fromNavigation: number; fromSocket: number }[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t = await firstFrame(page, `${p.g.url}/devices/${p.deviceId}/desktop`);
+      times.push(t);
+      await page.goto('about:blank');
+    }
+    vnc.push(`| browser VNC, first visit (cold bundle) | ${f1(times[0]!.fromNavigation)} | ${f1(times[0]!.fromSocket)} |`);
+    const warm = times.slice(1);
+    if (warm.length > 0)
+      vnc.push(
+        `| browser VNC, again (median of ${warm.length}; range) | ${f1(median(warm.map((t) => t.fromNavigation)))} (${f1(Math.min(...warm.map((t) => t.fromNavigation)))}–${f1(Math.max(...warm.map((t) => t.fromNavigation)))}) | ${f1(median(warm.map((t) => t.fromSocket)))} |`,
+      );
+    return { vnc, rdp: await rdpProbe(p, page) };
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Browser RDP is measured only if the desktop route renders it; the page shows the route's refusal otherwise. */
+async function rdpProbe(p: GatewayPath, page: Page): Promise<string> {
+  const project = await api<{ items: { id: string }[] }>(p.g, p.token, 'GET', '/projects');
+  const device = await api<{ id: string }>(p.g, p.token, 'POST', '/devices', {
+    projectId: project.items[0]!.id,
+    name: 'bench-rdp',
+    provider: 'on-prem',
+    protocols: ['rdp'],
+    privateIp: '127.0.0.1',
+    urlPort: String(await freePort()),
+  });
+  await api(p.g, p.token, 'POST', '/accounts', { deviceId: device.id, username: 'rdp', password: 'unused-1' });
+  await page.goto(`${p.g.url}/devices/${device.id}/desktop?protocol=rdp`);
+  const notYet = page.getByText(/not available in the browser yet/);
+  const answered = await notYet
+    .waitFor({ timeout: 15_000 })
+    .then(() => true)
+    .catch(() => false);
+  if (answered)
+    return `skipped: the desktop route answers "${(await notYet.textContent())?.trim()}" (helper rdp-render's renderer not wired to it)`;
+  return 'skipped: the desktop route may render RDP now, but this bench does not start an xrdp target yet';
+}
+
+// ---------------------------------------------------------------------------------------
+
+interface PathFigures {
+  name: string;
+  raw: Load[];
+  viewer: Load[];
+  /** CPU seconds of the relaying process (the proxy child, the server) per MiB, per round. */
+  cpuPerMiB: number[];
+  pid: number | null;
+}
+
+const mibps = (l: Load) => l.bytes / MiB / l.seconds;
+const ups = (l: Load) => l.updates / l.seconds;
+const best = (xs: number[]) => Math.max(...xs);
+const range = (xs: number[]) => `${f1(Math.min(...xs))}–${f1(Math.max(...xs))}`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '4' },
+      rounds: { type: 'string', default: '3' },
+      geometry: { type: 'string', default: '1280x720' },
+      'browser-runs': { type: 'string', default: '5' },
+      'no-gateway': { type: 'boolean', default: false },
+      'no-browser': { type: 'boolean', default: false },
+      'proxy-child': { type: 'boolean', default: false },
+      'target-port': { type: 'string' },
+      recordings: { type: 'string' },
+    },
+  });
+  if (values['proxy-child']) return proxyChild(Number(values['target-port']), process.env.BENCH_VNC_PASSWORD ?? '', values.recordings);
+  const seconds = Number(values.seconds);
+  const rounds = Number(values.rounds);
+  const [width, height] = (values.geometry ?? '').split('x').map(Number) as [number, number];
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-desktop-'));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const password = randomBytes(6).toString('base64url').slice(0, 8);
+
+  console.log(
+    `${new Date().toISOString()}  ${os.cpus().length} CPUs, load average ${os.loadavg().map(f2).join(' ')}, Node ${process.version}`,
+  );
+  const target = await startTarget(dir, password, width, height);
+  const proxy = await startProxyChild(target.port, password, path.join(dir, 'recordings'));
+  const bare = await startProxyChild(target.port, password, undefined);
+  const gateway = values['no-gateway'] ? 'skipped: --no-gateway' : await startGatewayPath(dir, target, password);
+  console.log(`Xtigervnc ${target.display} on 127.0.0.1:${target.port} at ${width}x${height}, an xterm scrolling in its top left`);
+  if (typeof gateway === 'string') console.log(`gateway path ${gateway}`);
+
+  const paths: (PathFigures & { connect: () => Promise<BenchClient> })[] = [
+    {
+      name: 'direct (client → Xtigervnc)',
+      raw: [],
+      viewer: [],
+      cpuPerMiB: [],
+      pid: null,
+      connect: () => BenchClient.connect(target.port, password),
+    },
+    {
+      name: 'RfbProxy in a process (+ recording)',
+      raw: [],
+      viewer: [],
+      cpuPerMiB: [],
+      pid: proxy.pid,
+      connect: () => BenchClient.connect(proxy.port, undefined),
+    },
+    {
+      name: 'RfbProxy in a process, no recording',
+      raw: [],
+      viewer: [],
+      cpuPerMiB: [],
+      pid: bare.pid,
+      connect: () => BenchClient.connect(bare.port, undefined),
+    },
+  ];
+  if (typeof gateway !== 'string')
+    paths.push({
+      name: 'gatehouse server VNC port (token, recorded)',
+      raw: [],
+      viewer: [],
+      cpuPerMiB: [],
+      pid: gateway.g.pid,
+      connect: async () => BenchClient.connect(gateway.vncPort, (await vncToken(gateway)).token),
+    });
+
+  for (let round = 1; round <= rounds; round++) {
+    for (const p of paths) {
+      const client = await p.connect();
+      const cpu0 = p.pid ? cpuSeconds(p.pid) : 0;
+      const raw = await client.run(true, seconds, 0.5);
+      const viewer = await client.run(false, seconds, 0.5);
+      if (p.pid) p.cpuPerMiB.push(((cpuSeconds(p.pid) - cpu0) * 1000) / ((raw.bytes + viewer.bytes) / MiB));
+      client.close();
+      p.raw.push(raw);
+      p.viewer.push(viewer);
+      console.log(
+        `round ${round} ${p.name}: Raw full ${f1(mibps(raw))} MiB/s ${f1(ups(raw))} upd/s; viewer incremental ${f2(mibps(viewer))} MiB/s ${f1(ups(viewer))} upd/s`,
+      );
+    }
+  }
+
+  console.log(`\nVNC framebuffer updates, ${rounds} rounds of ${seconds} s per load, best (range):\n`);
+  console.log(
+    '| path | Raw full MiB/s | Raw full updates/s | viewer incremental updates/s | viewer MiB/s | relay ms CPU/MiB | relay RSS MiB |',
+  );
+  console.log('|---|---|---|---|---|---|---|');
+  for (const p of paths) {
+    const raw = p.raw.map(mibps);
+    const rawU = p.raw.map(ups);
+    const viewerU = p.viewer.map(ups);
+    const cpu = p.cpuPerMiB.length ? f2(median(p.cpuPerMiB)) : '';
+    const rss = p.pid ? f1(rssKiB(p.pid) / 1024) : '';
+    console.log(
+      `| ${p.name} | ${f1(best(raw))} (${range(raw)}) | ${f1(best(rawU))} (${range(rawU)}) | ${f1(best(viewerU))} (${range(viewerU)}) | ${f2(best(p.viewer.map(mibps)))} | ${cpu} | ${rss} |`,
+    );
+  }
+  const direct = paths[0]!;
+  console.log('\n| ratio to direct (best; target ≥ 0.9×) | Raw full MiB/s | viewer updates/s |');
+  console.log('|---|---|---|');
+  for (const p of paths.slice(1)) {
+    const r = best(p.raw.map(mibps)) / best(direct.raw.map(mibps));
+    const v = best(p.viewer.map(ups)) / best(direct.viewer.map(ups));
+    console.log(`| ${p.name} | **${f2(r)}×** ${r >= 0.9 ? 'met' : 'NOT met'} | **${f2(v)}×** ${v >= 0.9 ? 'met' : 'NOT met'} |`);
+  }
+  if (typeof gateway === 'string') console.log(`| gatehouse server VNC port | ${gateway} | |`);
+
+  console.log("\nBrowser (headless Chromium, noVNC on the console's desktop page):\n");
+  if (typeof gateway === 'string' || values['no-browser']) {
+    const why = typeof gateway === 'string' ? `needs the gateway (${gateway})` : '--no-browser';
+    console.log(`browser VNC first frame: skipped: ${why}\nbrowser RDP: skipped: ${why}`);
+  } else {
+    const browser = await browserPart(gateway, Number(values['browser-runs'])).catch((error: Error) => ({
+      vnc: [`browser VNC first frame: skipped: ${error.message.split('\n')[0]}`],
+      rdp: 'skipped: the browser did not run',
+    }));
+    if (browser.vnc[0]?.startsWith('|')) {
+      console.log('| first frame (target colour in the canvas) | ms from navigation | ms from the desktop WebSocket |');
+      console.log('|---|---|---|');
+    }
+    for (const line of browser.vnc) console.log(line);
+    console.log(`\nbrowser RDP first frame, CPU and RSS at 1, 5, 10 sessions: ${browser.rdp}`);
+  }
+  console.log(`\nload average at the end ${os.loadavg().map(f2).join(' ')}`);
+}
+
+runMain(main);
