@@ -1,0 +1,201 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, newPage, regionColour, screenshot, signIn } from '../support/browser.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { freePort } from '../support/sshd.js';
+import { startVncTarget, stopVncTargets, VNC_TARGET_COLOUR, VNC_TARGET_SIZE, type RunningVncTarget } from '../support/vnc.js';
+
+const API = '/api/v1';
+const ADMIN_PASSWORD = 'console desktop admin';
+const VNC_PASSWORD = 'vault-pw';
+/** Every printable ASCII character, space to tilde. */
+const PRINTABLE = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i)).join('');
+
+interface Session {
+  id: string;
+  kind: string | null;
+  result: string;
+  recorded: boolean;
+}
+
+/** The mean colour of a 6 × 6 px screenshot of the page at (x, y) of `where`'s box, given as fractions of it. */
+async function colourAt(page: Page, where: Locator, fx: number, fy: number): Promise<{ r: number; g: number; b: number }> {
+  await where.scrollIntoViewIfNeeded();
+  const box = await where.boundingBox();
+  if (!box) throw new Error('The element is not on the page.');
+  return regionColour(page, { x: box.x + fx * box.width - 3, y: box.y + fy * box.height - 3, width: 6, height: 6 });
+}
+
+/** Within 3 of each channel (the screenshot is scaled by the canvas). */
+const near = (c: { r: number; g: number; b: number }, want: { r: number; g: number; b: number }) =>
+  Math.abs(c.r - want.r) <= 3 && Math.abs(c.g - want.g) <= 3 && Math.abs(c.b - want.b) <= 3;
+
+/**
+ * The browser desktop in Chromium against the real server, its built-in gateway and a
+ * TigerVNC target with a known background and an xterm: the page shows the desktop (a
+ * screenshot region has the target's colour), every printable ASCII character typed in the
+ * page reaches the xterm, the clipboard goes both ways, Disconnect ends the session, and the
+ * recording replays in the session page with seek.
+ */
+describe('web console: browser VNC desktop and its replay', () => {
+  let dir: string;
+  let server: GatehouseServer;
+  let target: RunningVncTarget;
+  let browser: Browser;
+  let page: Page;
+  let problems: string[];
+  let token: string;
+  let deviceId: string;
+  let wrongId: string;
+  let typed: string;
+
+  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
+    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
+    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-console-desktop-');
+    typed = path.join(dir, 'typed');
+    // The xterm (top left, over the background) writes each line typed into it to `typed`.
+    target = await startVncTarget({
+      kind: 'tigervnc',
+      password: VNC_PASSWORD,
+      content: ['xterm', '-geometry', '80x8+0+0', '-e', 'sh', '-c', `cat > ${typed}`],
+    });
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
+    const credentials = path.join(dir, 'credentials.json');
+    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
+    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
+    deviceId = (
+      await api<{ id: string }>('POST', '/devices', {
+        projectId: project.id,
+        name: 'vnc-box',
+        provider: 'on-prem',
+        protocols: ['vnc'],
+        privateIp: '127.0.0.1',
+        urlPort: String(target.port),
+        tags: [],
+      })
+    ).id;
+    await api('POST', '/accounts', { deviceId, username: 'desktop', password: VNC_PASSWORD });
+    // The same desktop with a vaulted password it refuses.
+    wrongId = (
+      await api<{ id: string }>('POST', '/devices', {
+        projectId: project.id,
+        name: 'vnc-stale',
+        provider: 'on-prem',
+        protocols: ['vnc'],
+        privateIp: '127.0.0.1',
+        urlPort: String(target.port),
+        tags: [],
+      })
+    ).id;
+    await api('POST', '/accounts', { deviceId: wrongId, username: 'desktop', password: 'stale-pw' });
+
+    browser = await launchChromium(server.certFile);
+    ({ page, problems } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } })));
+    await signIn(page, server.url, 'admin', ADMIN_PASSWORD);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    killServers();
+    await stopVncTargets();
+    removeTempDirs();
+  });
+
+  it('opens the desktop from the device page: the target’s screen, every printable character typed, the clipboard both ways', async () => {
+    await page.getByRole('link', { name: 'vnc-box' }).click();
+    await page.getByRole('link', { name: 'Open desktop' }).click();
+    await page.getByText('● Recorded').waitFor({ timeout: 30_000 });
+    expect(await page.getByRole('heading', { level: 1 }).textContent()).toContain('vnc-box');
+    const canvas = page.getByTestId('desktop').locator('canvas');
+    await canvas.waitFor();
+    // Bottom right: the root window's solid colour (the xterm is top left).
+    await expect.poll(() => colourAt(page, canvas, 0.9, 0.9).then((c) => near(c, VNC_TARGET_COLOUR)), { timeout: 15_000 }).toBe(true);
+    await screenshot(page, '60-desktop');
+
+    // Point at the xterm (no window manager: the keyboard follows the pointer), then type.
+    const box = (await canvas.boundingBox())!;
+    const scale = box.width / VNC_TARGET_SIZE.width;
+    await page.mouse.click(box.x + 60 * scale, box.y + 30 * scale);
+    await page.keyboard.type(PRINTABLE);
+    await page.keyboard.press('Enter');
+    const readTyped = () => {
+      try {
+        return readFileSync(typed, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    await expect.poll(readTyped, { timeout: 20_000 }).toBe(`${PRINTABLE}\n`);
+
+    // Clipboard, page → desktop: the X clipboard of the target has it.
+    await page.getByText('Clipboard', { exact: true }).click();
+    await page.getByLabel('To the desktop').fill('from the page: ~!@#$%^&*()_+{}|:"<>?');
+    await page.getByRole('button', { name: 'Send to the desktop' }).click();
+    const xclipboard = () => {
+      try {
+        return execFileSync('xclip', ['-o', '-selection', 'clipboard'], { env: target.env, timeout: 5000 }).toString();
+      } catch {
+        return '';
+      }
+    };
+    await expect.poll(xclipboard, { timeout: 15_000 }).toBe('from the page: ~!@#$%^&*()_+{}|:"<>?');
+    // Desktop → page: an X client takes the clipboard; the page shows what it holds.
+    const owner = spawn('xclip', ['-quiet', '-selection', 'clipboard'], { env: target.env, stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      owner.stdin.end('from the desktop 42');
+      await expect.poll(() => page.getByTestId('desktop-clipboard').inputValue(), { timeout: 15_000 }).toBe('from the desktop 42');
+    } finally {
+      owner.kill();
+    }
+    await screenshot(page, '61-desktop-clipboard');
+
+    await page.getByRole('button', { name: 'Disconnect' }).click();
+    await page.getByText('You disconnected.').waitFor({ timeout: 15_000 });
+    await screenshot(page, '62-desktop-closed');
+    await expect
+      .poll(async () => (await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}&limit=1`)).items[0], { timeout: 15_000 })
+      .toMatchObject({ kind: 'vnc', result: 'success', recorded: true });
+  });
+
+  it('replays the recording in the session page: play, pause and seek show the desktop as it was', async () => {
+    await page.getByRole('link', { name: 'Replay' }).click();
+    await page.getByRole('heading', { name: /admin → vnc-box:desktop/ }).waitFor();
+    const player = page.getByTestId('player').locator('canvas');
+    await player.waitFor({ timeout: 15_000 });
+    const position = page.getByLabel('Position');
+    const duration = async () => Number(await position.getAttribute('max'));
+    await expect.poll(duration).toBeGreaterThan(0);
+    const time = page.getByTestId('player-time');
+    const background = () => colourAt(page, player, 0.9, 0.9).then((c) => near(c, VNC_TARGET_COLOUR));
+    await position.fill(String(Math.round((await duration()) / 2)));
+    await expect.poll(background, { timeout: 15_000 }).toBe(true);
+    // Played to the end at 4×, then back to a quarter (a new decoder fed from the first frame).
+    await page.getByRole('button', { name: '4×' }).click();
+    await page.getByRole('button', { name: 'Play' }).click();
+    await expect.poll(() => time.textContent(), { timeout: 30_000 }).toMatch(/^(\d+:\d\d) \/ \1$/);
+    await page.getByRole('button', { name: 'Play' }).waitFor();
+    await position.fill(String(Math.round((await duration()) / 4)));
+    await expect.poll(background, { timeout: 15_000 }).toBe(true);
+    await screenshot(page, '63-desktop-replay');
+  });
+
+  it('shows the server’s reason when the desktop refuses the vaulted password, and records no session as started', async () => {
+    await page.goto(`${server.url}/devices/${wrongId}/desktop`);
+    const alert = page.getByRole('alert');
+    await alert.waitFor({ timeout: 30_000 });
+    expect(await alert.textContent()).toMatch(/vnc-stale .*refused the vaulted VNC password/);
+    await screenshot(page, '64-desktop-refused');
+    const sessions = await api<{ items: Session[] }>('GET', `/sessions?deviceId=${wrongId}`);
+    expect(sessions.items.every((x) => x.result === 'failure' && !x.recorded)).toBe(true);
+    expect(problems).toEqual([]);
+  });
+});
