@@ -1,7 +1,8 @@
-import { deviceInput } from '@gatehouse/core';
+import { randomBytes } from 'node:crypto';
+import { accountInput, deviceInput } from '@gatehouse/core';
 import { listAuditEvents } from '@gatehouse/db';
-import { generateLinkIdentity, generateEd25519KeyPair } from '@gatehouse/gateway';
-import { ServerAccessBroker } from '@gatehouse/server';
+import { generateLinkIdentity, generateEd25519KeyPair, vncAuthResponse } from '@gatehouse/gateway';
+import { ServerAccessBroker, ServerRdpTunnelBroker } from '@gatehouse/server';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
@@ -313,6 +314,38 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect((await t.services.users.get(user.id)).lastLoginAt).not.toBeNull();
     expect(await sessions()).toHaveLength(1);
     expect((await t.services.users.listSshKeys(user.id))[0]?.lastUsedAt).not.toBeNull();
+  });
+
+  it('leaves a one-time VNC password and an RDP ticket unused when their redemption could not be recorded', async () => {
+    const user = await t.userWithToken('operator');
+    const project = await t.services.inventory.projects.create({ name: `desktop-${dialect}`, description: null });
+    const device = await t.services.inventory.devices.create(
+      deviceInput.parse({ projectId: project.id, name: 'desk-atomic', provider: 'on-prem', protocols: ['vnc', 'rdp'] }),
+    );
+    const account = await t.services.inventory.accounts.create(
+      accountInput.parse({ deviceId: device.id, username: 'desk', password: 'p' }),
+    );
+    const expiresAt = new Date(Date.now() + 5 * 60_000);
+    const issue = (protocol: 'vnc' | 'rdp') =>
+      t.services.desktopTokens.issue({ userId: user.id, deviceId: device.id, accountId: account.id, protocol, expiresAt });
+    const [vnc, rdp] = [await issue('vnc'), await issue('rdp')];
+    const broker = new ServerRdpTunnelBroker(t.services, t.gatewaySessions, () => t.gateways.settings());
+    const challenge = randomBytes(16);
+    const redeemVnc = () => broker.redeemVncToken({ challenge, response: vncAuthResponse(challenge, vnc.token) }, '127.0.0.10');
+    const redeemRdp = () => broker.redeemRdpTicket(`${rdp.id}.${rdp.token}`, '127.0.0.11');
+    const usedAt = async () => [(await t.services.desktopTokens.get(vnc.id))?.usedAt, (await t.services.desktopTokens.get(rdp.id))?.usedAt];
+
+    await kill(t, 'desktop.token_redeemed');
+    await expect(redeemVnc()).rejects.toThrow();
+    await expect(redeemRdp()).rejects.toThrow();
+    expect(await usedAt()).toEqual([null, null]);
+    expect(await eventsOf(t, 'desktop.token_redeemed')).toBe(0);
+
+    await spare(t);
+    expect(await redeemVnc()).toMatchObject({ ok: true, tokenId: vnc.id });
+    expect(await redeemRdp()).toMatchObject({ ok: true, deviceId: device.id });
+    expect(await usedAt()).toEqual([expect.any(String), expect.any(String)]);
+    expect(await eventsOf(t, 'desktop.token_redeemed')).toBe(2);
   });
 
   it('leaves a chain that still verifies after the failed appends', async () => {

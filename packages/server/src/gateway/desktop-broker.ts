@@ -1,6 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import { GatehouseError, type Visibility } from '@gatehouse/core';
-import { SignInThrottle, type Account, type DesktopToken, type DesktopTokenProtocol, type Device, type Inventory } from '@gatehouse/db';
+import {
+  SignInThrottle,
+  type Account,
+  type DesktopToken,
+  type DesktopTokenProtocol,
+  type DesktopTokens,
+  type Device,
+  type Inventory,
+} from '@gatehouse/db';
 import {
   vncAuthResponse,
   type AuthorizationResult,
@@ -9,6 +17,7 @@ import {
   type GatewayUser,
   type VncTokenRedemption,
 } from '@gatehouse/gateway';
+import type { AuditDraft } from '../services.js';
 import { sourceOf, throttleRules } from '../sign-in.js';
 import { ServerAccessBroker, usableAccounts, type Resolved } from './broker.js';
 
@@ -105,45 +114,45 @@ export class ServerDesktopBroker extends ServerAccessBroker implements DesktopBr
         ? refuse('already used', `This one-time password was used already: each is good once. ${NEW_TOKEN}`, spent)
         : refuse('expired', `This one-time password expired at ${utcTime(spent.expiresAt)}. ${NEW_TOKEN}`, spent);
     }
-    if (!(await desktopTokens.consume('vnc', live.id, remoteAddress, now)))
-      return refuse('already used', `This one-time password was used already: each is good once. ${NEW_TOKEN}`, live);
-    const user = await redeemed(live);
-    if (!user) return refuse('disabled', 'Your Gatehouse user is disabled or gone. Ask an administrator.', live);
-    return {
-      ok: true,
-      user,
-      tokenId: live.id,
-      deviceId: live.deviceId,
-      accountId: live.accountId,
-    };
+    const answer = await redeemed(live, async (tokens) => (await tokens.consume('vnc', live.id, remoteAddress, now)) && {});
+    if (answer === 'taken') return refuse('already used', `This one-time password was used already: each is good once. ${NEW_TOKEN}`, live);
+    if (!answer.ok) return answer;
+    return { ok: true, user: answer.user, tokenId: live.id, deviceId: live.deviceId, accountId: live.accountId };
   }
 
   /**
    * One redemption of a desktop token of `protocol` from `remoteAddress`: the address's
    * throttle of wrong tokens (`wrong` names them for the user), and the
    * `desktop.token_redeemed` event of its answer: with the token's user when a token was
-   * found, else bounded per address as other refusals before a sign-in. `redeemed` audits
-   * the success once the token's user is still there and enabled (else undefined).
+   * found, else bounded per address as other refusals before a sign-in. `redeemed` takes
+   * the token and audits it in one transaction, so a used token always has its event.
    */
   protected tokenRedemption(protocol: DesktopTokenProtocol, remoteAddress: string, wrong: string) {
     const throttle = new SignInThrottle(this.services.db);
     const counter = { username: `:${protocol}-token`, source: sourceOf(remoteAddress) };
+    const claimThrottle = () => throttle.claim(counter, throttleRules(this.services.config).nameFromAddress);
     const base = { action: 'desktop.token_redeemed', outcome: 'failure', ip: remoteAddress } as const;
+    /** The event of an answer about a token that was found, with its user's name (when still there). */
+    const tokenEvent = (token: DesktopToken, actorName: string | undefined, details: Record<string, unknown>): AuditDraft => ({
+      ...base,
+      actorId: token.userId,
+      actorName: actorName ?? 'unknown',
+      targetType: 'device',
+      targetId: token.deviceId,
+      details: { gateway: this.entry, protocol, desktopTokenId: token.id, accountId: token.accountId, ...details },
+    });
     const refuse = async (reason: string, message: string, token?: DesktopToken): Promise<{ ok: false; message: string }> => {
-      await throttle.claim(counter, throttleRules(this.services.config).nameFromAddress);
-      const details = { gateway: this.entry, protocol, reason };
+      await claimThrottle();
       if (token) {
         const user = await unlessNotFound(this.services.users.row(token.userId));
-        await this.services.audit(null, {
-          ...base,
-          actorId: token.userId,
-          actorName: user?.username ?? 'unknown',
-          targetType: 'device',
-          targetId: token.deviceId,
-          details: { ...details, desktopTokenId: token.id, accountId: token.accountId },
-        });
+        await this.services.audit(null, tokenEvent(token, user?.username, { reason }));
       } else {
-        await this.services.refusals.recordFrom(remoteAddress, { ...base, actorId: null, actorName: 'anonymous', details });
+        await this.services.refusals.recordFrom(remoteAddress, {
+          ...base,
+          actorId: null,
+          actorName: 'anonymous',
+          details: { gateway: this.entry, protocol, reason },
+        });
       }
       return { ok: false, message };
     };
@@ -158,19 +167,32 @@ export class ServerDesktopBroker extends ServerAccessBroker implements DesktopBr
       });
       return { ok: false, message: `Too many wrong ${wrong} from your address: wait until ${utcTime(until)}, then try again.` };
     };
-    const redeemed = async (token: DesktopToken, details: Record<string, unknown> = {}): Promise<GatewayUser | undefined> => {
-      const user = await unlessNotFound(this.services.users.row(token.userId));
-      if (!user || user.disabled === 1) return undefined;
-      await this.services.audit(null, {
-        ...base,
-        outcome: 'success',
-        actorId: user.id,
-        actorName: user.username,
-        targetType: 'device',
-        targetId: token.deviceId,
-        details: { gateway: this.entry, protocol, desktopTokenId: token.id, accountId: token.accountId, ...details },
+    /**
+     * Takes `token` and audits the answer in one transaction: `claim` (the token's
+     * conditional update, on the transaction's repository) answers the success event's
+     * details, or false when the token is not the caller's to take ('taken': nothing is
+     * written, the caller refuses). A token whose user is disabled or gone stays taken,
+     * with its refusal.
+     */
+    const redeemed = async (
+      token: DesktopToken,
+      claim: (tokens: DesktopTokens) => Promise<Record<string, unknown> | false>,
+    ): Promise<{ ok: true; user: GatewayUser } | { ok: false; message: string } | 'taken'> => {
+      const answer = await this.services.withAudit(null, async (tx, audit) => {
+        const details = await claim(tx.desktopTokens);
+        if (!details) return 'taken';
+        const user = await unlessNotFound(tx.users.row(token.userId));
+        if (!user || user.disabled === 1) {
+          audit(tokenEvent(token, user?.username, { reason: 'disabled' }));
+          return 'disabled';
+        }
+        audit({ ...tokenEvent(token, user.username, details), outcome: 'success' });
+        return { id: user.id, username: user.username };
       });
-      return { id: user.id, username: user.username };
+      if (answer === 'taken') return answer;
+      if (answer !== 'disabled') return { ok: true, user: answer };
+      await claimThrottle();
+      return { ok: false, message: 'Your Gatehouse user is disabled or gone. Ask an administrator.' };
     };
     return { throttled, refuse, redeemed };
   }

@@ -44,13 +44,15 @@ export class ServerRdpTunnelBroker extends ServerDesktopBroker implements RdpTun
     if (Date.parse(revealed.expiresAt) <= now.getTime())
       return refuse('expired', `The tunnel ticket expired at ${revealed.expiresAt.slice(11, 16)} UTC. ${NEW_TICKET}`, revealed);
     const address = remoteAddress.slice(0, 100);
-    // The first connection claims the ticket for its address; of several at once one claims it.
-    const first = revealed.usedAt === null && (await desktopTokens.consume('rdp', id, address, now));
-    const usedFrom = first ? address : (await desktopTokens.get(id))?.usedFrom;
-    if (usedFrom !== address)
+    const answer = await redeemed(revealed, async (tokens) => {
+      // The first connection claims the ticket for its address; of several at once one claims it.
+      const first = revealed.usedAt === null && (await tokens.consume('rdp', id, address, now));
+      const usedFrom = first ? address : (await tokens.get(id))?.usedFrom;
+      return usedFrom === address && { first };
+    });
+    if (answer === 'taken')
       return refuse('used from another address', `The tunnel ticket is in use from another address. ${NEW_TICKET}`, revealed);
-    const user = await redeemed(revealed, { first });
-    if (!user) return refuse('disabled', 'Your Gatehouse user is disabled or gone. Ask an administrator.', revealed);
-    return { ok: true, user, deviceId: revealed.deviceId, accountId: revealed.accountId };
+    if (!answer.ok) return answer;
+    return { ok: true, user: answer.user, deviceId: revealed.deviceId, accountId: revealed.accountId };
   }
 }
