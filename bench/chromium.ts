@@ -1,19 +1,30 @@
-/** Headless Chromium for the browser benchmarks, trusting the Gatehouse server's certificate by its key's pin. */
+/**
+ * Headless Chromium, shared by the browser benchmarks and the console's e2e tests
+ * (`test/support/browser.ts`); kept here because the bench build (bench/tsconfig.json)
+ * compiles only this folder, while the tests' typecheck reads both.
+ */
 import { createHash, X509Certificate } from 'node:crypto';
 import { chromium, type Browser } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
-export async function launchChromium(certPem: string): Promise<Browser> {
+/**
+ * Debian's Chromium, headless, as these machines run it: no sandbox (root), no GPU, and no
+ * background networking (its connections to the internet are refused here). TLS is not
+ * switched off: the server's certificate (`certPem`) is trusted by the SHA-256 of its public
+ * key (`--ignore-certificate-errors-spki-list`), so any other certificate still fails.
+ * `handleSignals: false` leaves SIGINT, SIGTERM and SIGHUP to the caller's own handlers
+ * (a benchmark stops the browser first, then the server, then removes its files).
+ */
+export async function launchChromium(certPem: string | Buffer, { handleSignals = true } = {}): Promise<Browser> {
   const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
   const pin = createHash('sha256').update(spki).digest('base64');
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    // The benchmark's own handlers stop the browser first, then the server, then remove the files.
-    handleSIGINT: false,
-    handleSIGTERM: false,
-    handleSIGHUP: false,
+    handleSIGINT: handleSignals,
+    handleSIGTERM: handleSignals,
+    handleSIGHUP: handleSignals,
     args: [
       '--no-sandbox',
       '--disable-gpu',

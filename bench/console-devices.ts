@@ -714,7 +714,7 @@ async function main(): Promise<void> {
     : undefined;
 
   // 3. The browser
-  launching = launchChromium(g.cert);
+  launching = launchChromium(g.cert, { handleSignals: false });
   browser = await launching;
   if (stopping) return;
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });

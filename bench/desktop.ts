@@ -402,7 +402,7 @@ async function firstFrame(page: Page, url: string): Promise<{ fromNavigation: nu
 }
 
 async function browserPart(p: GatewayPath, runs: number): Promise<{ vnc: string[]; rdp: string }> {
-  const browser = await launchChromium(p.g.cert);
+  const browser = await launchChromium(p.g.cert, { handleSignals: false });
   onCleanup(() => void browser.close());
   try {
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });

@@ -1,36 +1,16 @@
-import { createHash, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium as launchPinnedChromium } from '../../bench/chromium.js';
 
 /** Where the console tests keep their screenshots (CI keeps the folder as an artifact; the README names it). */
 export const SCREENSHOTS = fileURLToPath(new URL('../../artifacts/screenshots/', import.meta.url));
 
-/**
- * Debian's Chromium, headless, as these machines run it: no sandbox (root), no GPU, and no
- * background networking (its connections to the internet are refused here). TLS is not
- * switched off: the server's certificate is trusted by the SHA-256 of its public key
- * (`--ignore-certificate-errors-spki-list`), so any other certificate still fails.
- */
+/** Headless Chromium trusting the server whose certificate is in `certFile` (by its key's pin: see bench/chromium.ts). */
 export async function launchChromium(certFile: string): Promise<Browser> {
-  const spki = new X509Certificate(readFileSync(certFile)).publicKey.export({ type: 'spki', format: 'der' });
-  const pin = createHash('sha256').update(spki).digest('base64');
-  return chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-component-update',
-      '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${pin}`,
-    ],
-  });
+  return launchPinnedChromium(readFileSync(certFile));
 }
 
 /**
