@@ -43,9 +43,24 @@ export function setCsrfToken(token: string | null): void {
   csrfToken = token;
 }
 
-/** The session's CSRF token, for the browser terminal's first message. */
+/** The session's CSRF token, for requests that do not go through `request` (a file upload's XHR). */
 export function currentCsrfToken(): string | null {
   return csrfToken;
+}
+
+/**
+ * A WebSocket to the API's `path` (binary messages as ArrayBuffer) whose first message, once
+ * open, is the `start` that `start()` answers then, with the session's CSRF token: how the
+ * browser terminal and desktop begin (the server checks the token before anything else).
+ */
+export function openStartedSocket<S extends { type: 'start'; csrfToken: string }>(
+  path: string,
+  start: () => Omit<S, 'csrfToken'>,
+): WebSocket {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${API}${path}`);
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = () => ws.send(JSON.stringify({ ...start(), csrfToken: csrfToken ?? '' }));
+  return ws;
 }
 
 /** Called when a request answers 401: the shell goes back to the sign-in page. */

@@ -4,7 +4,7 @@ import { Terminal as XTerm } from '@xterm/xterm';
 import { useEffect, useRef, useState } from 'react';
 import { Link, useSearch } from 'wouter';
 import type { TerminalMessage, TerminalResize, TerminalStart } from '@gatehouse/api';
-import { API, currentCsrfToken } from '../api.js';
+import { openStartedSocket } from '../api.js';
 import { ErrorNote, PageHeader } from '../ui.js';
 
 type State = { kind: 'connecting' } | { kind: 'open'; target: string } | { kind: 'closed'; message: string; failed: boolean };
@@ -37,22 +37,16 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
     term.focus();
     setState({ kind: 'connecting' });
 
-    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${API}/terminal`);
-    ws.binaryType = 'arraybuffer';
+    // The size is read when the socket opens: the window may have been resized meanwhile.
+    const ws = openStartedSocket<TerminalStart>('/terminal', () => ({
+      type: 'start',
+      deviceId,
+      ...(accountId ? { accountId } : {}),
+      cols: term.cols,
+      rows: term.rows,
+    }));
     const encoder = new TextEncoder();
     let ended = false;
-    ws.onopen = () => {
-      ws.send(
-        JSON.stringify({
-          type: 'start',
-          csrfToken: currentCsrfToken() ?? '',
-          deviceId,
-          ...(accountId ? { accountId } : {}),
-          cols: term.cols,
-          rows: term.rows,
-        } satisfies TerminalStart),
-      );
-    };
     ws.onmessage = (event: MessageEvent<ArrayBuffer | string>) => {
       if (typeof event.data !== 'string') {
         term.write(new Uint8Array(event.data));

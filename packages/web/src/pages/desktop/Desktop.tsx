@@ -2,7 +2,7 @@ import RFB from '@novnc/novnc';
 import { useEffect, useRef, useState } from 'react';
 import { Link, useSearch } from 'wouter';
 import type { DesktopMessage, DesktopStart } from '@gatehouse/api';
-import { API, currentCsrfToken, type User } from '../../api.js';
+import { openStartedSocket, type User } from '../../api.js';
 import { ErrorNote, PageHeader } from '../../ui.js';
 import { PushChannel } from './channel.js';
 
@@ -36,8 +36,12 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
     if (!screen.current) return;
     const element = screen.current;
     setState({ kind: 'connecting' });
-    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${API}/desktop`);
-    ws.binaryType = 'arraybuffer';
+    const ws = openStartedSocket<DesktopStart>('/desktop', () => ({
+      type: 'start',
+      deviceId,
+      ...(accountId ? { accountId } : {}),
+      protocol,
+    }));
     let sessionId: string | null = null;
     let ended = false;
     let byUser = false;
@@ -47,17 +51,6 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
       ended = true;
       client.current = null;
       setState({ kind: 'closed', message, failed, sessionId });
-    };
-    ws.onopen = () => {
-      ws.send(
-        JSON.stringify({
-          type: 'start',
-          csrfToken: currentCsrfToken() ?? '',
-          deviceId,
-          ...(accountId ? { accountId } : {}),
-          protocol,
-        } satisfies DesktopStart),
-      );
     };
     let channel: PushChannel | null = null;
     // Text messages are Gatehouse's (`started`, `error`); binary ones, after `started`, are RFB.
