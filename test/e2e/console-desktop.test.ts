@@ -4,11 +4,11 @@ import path from 'node:path';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, newPage, regionColour, screenshot, signIn } from '../support/browser.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { seedDevice, setupAdminToken } from '../support/seed.js';
+import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort } from '../support/sshd.js';
 import { startVncTarget, stopVncTargets, VNC_TARGET_COLOUR, VNC_TARGET_SIZE, type RunningVncTarget } from '../support/vnc.js';
 
-const API = '/api/v1';
 const ADMIN_PASSWORD = 'console desktop admin';
 const VNC_PASSWORD = 'vault-pw';
 /** Every printable ASCII character, space to tilde. */
@@ -52,11 +52,7 @@ describe('web console: browser VNC desktop and its replay', () => {
   let wrongId: string;
   let typed: string;
 
-  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-    const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
-    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
-    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
-  };
+  const api = <T>(method: string, route: string, body?: unknown) => server.api<T>(token, method, route, body);
 
   beforeAll(async () => {
     dir = tempDir('gatehouse-console-desktop-');
@@ -68,35 +64,21 @@ describe('web console: browser VNC desktop and its replay', () => {
       content: ['xterm', '-geometry', '80x8+0+0', '-e', 'sh', '-c', `cat > ${typed}`],
     });
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
-    const credentials = path.join(dir, 'credentials.json');
-    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    ({ token } = await setupAdminToken(server, ADMIN_PASSWORD, dir));
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
-    deviceId = (
-      await api<{ id: string }>('POST', '/devices', {
-        projectId: project.id,
-        name: 'vnc-box',
-        provider: 'on-prem',
-        protocols: ['vnc'],
-        privateIp: '127.0.0.1',
-        urlPort: String(target.port),
-        tags: [],
-      })
-    ).id;
-    await api('POST', '/accounts', { deviceId, username: 'desktop', password: VNC_PASSWORD });
+    const desk = async (name: string, password: string) =>
+      (
+        await seedDevice(server, token, {
+          projectId: project.id,
+          name,
+          protocols: ['vnc'],
+          urlPort: target.port,
+          account: { username: 'desktop', password },
+        })
+      ).deviceId;
+    deviceId = await desk('vnc-box', VNC_PASSWORD);
     // The same desktop with a vaulted password it refuses.
-    wrongId = (
-      await api<{ id: string }>('POST', '/devices', {
-        projectId: project.id,
-        name: 'vnc-stale',
-        provider: 'on-prem',
-        protocols: ['vnc'],
-        privateIp: '127.0.0.1',
-        urlPort: String(target.port),
-        tags: [],
-      })
-    ).id;
-    await api('POST', '/accounts', { deviceId: wrongId, username: 'desktop', password: 'stale-pw' });
+    wrongId = await desk('vnc-stale', 'stale-pw');
 
     browser = await launchChromium(server.certFile);
     ({ page, problems } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } })));

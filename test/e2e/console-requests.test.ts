@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, screenshot, signedInPage } from '../support/browser.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { seedDevice, setupAdminToken } from '../support/seed.js';
+import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 const DEVICE_USER = 'gh-test-pw';
@@ -41,21 +41,15 @@ describe('web console: maintenance window requests', () => {
       // The lifecycle looks at windows every 200 ms: the window opens right after its approval.
       env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()), GATEHOUSE_MAINTENANCE_TICK_MS: '200' },
     });
-    const credentials = path.join(dir, 'credentials.json');
-    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    ({ token } = await setupAdminToken(server, ADMIN_PASSWORD, dir));
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
-    deviceId = (
-      await api<{ id: string }>('POST', '/devices', {
-        projectId: project.id,
-        name: 'db-box',
-        provider: 'on-prem',
-        protocols: ['ssh'],
-        privateIp: '127.0.0.1',
-        urlPort: String(sshd.port),
-      })
-    ).id;
-    await api('POST', '/accounts', { deviceId, username: DEVICE_USER, password: TEST_USER_PASSWORD });
+    ({ deviceId } = await seedDevice(server, token, {
+      projectId: project.id,
+      name: 'db-box',
+      protocols: ['ssh'],
+      urlPort: sshd.port,
+      account: { username: DEVICE_USER, password: TEST_USER_PASSWORD },
+    }));
     const operator = await api<{ id: string }>('POST', '/users', { ...OPERATOR, role: 'operator' });
     await api('POST', '/users', { ...APPROVER, role: 'operator' });
     await api('POST', '/grants', { userId: operator.id, projectId: project.id });

@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ageKeygen, RestartableS3rver, runBreakGlassExport, s3rverBreakGlassSettings } from '../support/breakglass-e2e.js';
 import { launchChromium, screenshot, signedInPage } from '../support/browser.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { seedDevice, setupAdminToken } from '../support/seed.js';
+import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
 
 const ADMIN_PASSWORD = 'console runbooks admin';
@@ -62,21 +62,15 @@ describe('web console: runbooks', () => {
     const rootKey = generateKeyPair(dir, 'root_key');
     sshd.authorize('root', rootKey.publicKey);
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
-    const credentials = path.join(dir, 'credentials.json');
-    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    ({ token } = await setupAdminToken(server, ADMIN_PASSWORD, dir));
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
-    deviceId = (
-      await api<{ id: string }>('POST', '/devices', {
-        projectId: project.id,
-        name: 'ssh-box',
-        provider: 'on-prem',
-        protocols: ['ssh'],
-        privateIp: '127.0.0.1',
-        urlPort: String(sshd.port),
-      })
-    ).id;
-    await api('POST', '/accounts', { deviceId, username: 'root', privateKey: rootKey.privateKey });
+    ({ deviceId } = await seedDevice(server, token, {
+      projectId: project.id,
+      name: 'ssh-box',
+      protocols: ['ssh'],
+      urlPort: sshd.port,
+      account: { username: 'root', privateKey: rootKey.privateKey },
+    }));
     const operator = await api<{ id: string }>('POST', '/users', { ...OPERATOR, role: 'operator' });
     await api('POST', '/grants', { userId: operator.id, projectId: project.id });
     browser = await launchChromium(server.certFile);

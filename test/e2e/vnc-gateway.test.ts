@@ -9,11 +9,11 @@ import { createWebSocketStream, WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freeLowPort } from '../support/agent.js';
 import { RfbRefusedError, RfbTestClient } from '../support/rfb-client.js';
+import { seedDevice, setupAdminToken } from '../support/seed.js';
 import {
   e2eDatabase,
   killServers,
   removeTempDirs,
-  setupAdmin,
   startServer,
   tempDir,
   type E2eDatabase,
@@ -56,7 +56,6 @@ describe('VNC gateway', () => {
   let server: GatehouseServer;
   let target: RunningVncTarget;
   let token: string;
-  let credentials: string;
   let vncPort: number;
   const ids: Record<string, string> = {};
   const children: ChildProcess[] = [];
@@ -114,23 +113,12 @@ describe('VNC gateway', () => {
       },
     });
     await vi.waitFor(() => expect(server.stdout).toContain(`VNC viewers connect on port ${vncPort}`));
-    credentials = path.join(dir, 'credentials.json');
-    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    ({ token } = await setupAdminToken(server, ADMIN_PASSWORD, dir));
     const lab = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
     const plant = await api<{ id: string }>('POST', '/projects', { name: 'Plant' });
     const desk = async (key: string, projectId: string, port: number, password: string) => {
-      ids[key] = (
-        await api<{ id: string }>('POST', '/devices', {
-          projectId,
-          name: key,
-          provider: 'on-prem',
-          protocols: ['vnc'],
-          privateIp: '127.0.0.1',
-          urlPort: `vnc://127.0.0.1:${port}`,
-        })
-      ).id;
-      await api('POST', '/accounts', { deviceId: ids[key], username: 'vnc', password });
+      const seed = { projectId, name: key, protocols: ['vnc'], urlPort: `vnc://127.0.0.1:${port}`, account: { username: 'vnc', password } };
+      ids[key] = (await seedDevice(server, token, seed)).deviceId;
     };
     await desk('desk', lab.id, target.port, VNC_PASSWORD);
     await desk('stale', lab.id, target.port, 'not-it-1');
