@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openDatabase, type Db, type DialectName } from '@gatehouse/db';
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type MigrationProvider } from 'kysely';
 import pg from 'pg';
 
 /**
@@ -60,6 +62,32 @@ export async function createEmptyPostgresDatabase(): Promise<{ url: string; drop
   return {
     url: url.toString(),
     drop: () => withAdmin((c) => c.query(`drop database if exists ${name} with (force)`)).then(() => undefined),
+  };
+}
+
+/**
+ * An empty database of `dialect` and a migrator over `provider`, for a test of one migration:
+ * migrate to the version before it, write rows as they were, migrate to the latest.
+ */
+export async function migrationTestDatabase(
+  dialect: DialectName,
+  provider: MigrationProvider,
+): Promise<{ kysely: Kysely<unknown>; migrator: Migrator; cleanup: () => Promise<void> }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-migrate-'));
+  const pgDb = dialect === 'postgres' ? await createEmptyPostgresDatabase() : undefined;
+  const kysely = new Kysely<unknown>({
+    dialect: pgDb
+      ? new PostgresDialect({ pool: new pg.Pool({ connectionString: pgDb.url, max: 2 }) })
+      : new SqliteDialect({ database: new SQLite(path.join(dir, 'db.sqlite')) }),
+  });
+  return {
+    kysely,
+    migrator: new Migrator({ db: kysely, provider }),
+    cleanup: async () => {
+      await kysely.destroy();
+      await pgDb?.drop();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -1,13 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import SQLite from 'better-sqlite3';
 import { ConflictError, type GatehouseError, NotFoundError } from '@gatehouse/core';
 import type { StepResult } from '@gatehouse/core/runbooks';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEmptyPostgresDatabase, createTestDatabase, dialects, type TestDatabase } from '../../../test/support/db.js';
+import { createTestDatabase, dialects, migrationTestDatabase, type TestDatabase } from '../../../test/support/db.js';
 import { migrationProvider } from './migrations.js';
 import { INTERRUPTED_ERROR, RunbookRuns, type RunCreate } from './runbook-runs.js';
 import { Runbooks } from './runbooks.js';
@@ -49,15 +44,8 @@ const step = (id: string, status: StepResult['status']): StepResult => ({
 
 describe.each(dialects)('migration 0014_runbooks on %s', (dialect) => {
   it('adds the runbook tables to a database that has accounts and sessions, dating their secrets from updated_at', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-0014-'));
-    const pgDb = dialect === 'postgres' ? await createEmptyPostgresDatabase() : undefined;
-    const kysely = new Kysely<unknown>({
-      dialect: pgDb
-        ? new PostgresDialect({ pool: new pg.Pool({ connectionString: pgDb.url, max: 2 }) })
-        : new SqliteDialect({ database: new SQLite(path.join(dir, 'db.sqlite')) }),
-    });
+    const { kysely, migrator, cleanup } = await migrationTestDatabase(dialect, migrationProvider(dialect));
     try {
-      const migrator = new Migrator({ db: kysely, provider: migrationProvider(dialect) });
       expect((await migrator.migrateTo('0013_gateway_agent_address')).error).toBeUndefined();
       const created = '2025-01-02T03:04:05.000Z';
       const updated = '2026-03-04T05:06:07.000Z';
@@ -88,9 +76,7 @@ describe.each(dialects)('migration 0014_runbooks on %s', (dialect) => {
       const { rows: left } = await sql<{ n: number | string }>`select count(*) as n from account_credentials`.execute(kysely);
       expect(Number(left[0]?.n)).toBe(0);
     } finally {
-      await kysely.destroy();
-      await pgDb?.drop();
-      rmSync(dir, { recursive: true, force: true });
+      await cleanup();
     }
   });
 });

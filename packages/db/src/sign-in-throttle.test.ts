@@ -1,11 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
+import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createEmptyPostgresDatabase, createTestDatabase, dialects, type TestDatabase } from '../../../test/support/db.js';
+import { createTestDatabase, dialects, migrationTestDatabase, type TestDatabase } from '../../../test/support/db.js';
 import { migrationProvider } from './migrations.js';
 import { SignInThrottle } from './sign-in-throttle.js';
 import { Users } from './users.js';
@@ -54,15 +49,8 @@ describe.each(dialects)('the sign-in throttle on %s', (dialect) => {
 
 describe.each(dialects)('migration 0009 on %s', (dialect) => {
   it('keeps API tokens made before scopes as full tokens', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-migrate-'));
-    const pgDb = dialect === 'postgres' ? await createEmptyPostgresDatabase() : undefined;
-    const kysely = new Kysely<unknown>({
-      dialect: pgDb
-        ? new PostgresDialect({ pool: new pg.Pool({ connectionString: pgDb.url, max: 2 }) })
-        : new SqliteDialect({ database: new SQLite(path.join(dir, 'db.sqlite')) }),
-    });
+    const { kysely, migrator, cleanup } = await migrationTestDatabase(dialect, migrationProvider(dialect));
     try {
-      const migrator = new Migrator({ db: kysely, provider: migrationProvider(dialect) });
       expect((await migrator.migrateTo('0008_device_list_order')).error).toBeUndefined();
       const at = new Date().toISOString();
       await sql`insert into users (id, username, role, password_hash, created_at, updated_at) values ('u1', 'old', 'admin', 'x', ${at}, ${at})`.execute(
@@ -75,9 +63,7 @@ describe.each(dialects)('migration 0009 on %s', (dialect) => {
       const { rows } = await sql<{ scope: string }>`select scope from api_tokens where id = 't1'`.execute(kysely);
       expect(rows).toEqual([{ scope: 'full' }]);
     } finally {
-      await kysely.destroy();
-      await pgDb?.drop();
-      rmSync(dir, { recursive: true, force: true });
+      await cleanup();
     }
   });
 });
