@@ -145,19 +145,26 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'gateway.settings')).toBe(0);
   });
 
-  it("keeps a device's trusted host key whose removal could not be recorded", async () => {
+  it("keeps a device's trusted host key whose removal or replacement could not be recorded", async () => {
     const project = await t.services.inventory.projects.create({ name: 'Host keys', description: null });
     const device = await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'hk-1', provider: 'aws' }));
-    await t.gatewaySessions.trustOnFirstUse(device.id, { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:atomic' });
+    await t.gatewaySessions.trustOnFirstUse(device.id, 'ssh', { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:atomic' });
     await kill(t, 'device.host_key_forget');
     const res = await t.request('DELETE', `${API}/devices/${device.id}/host-key`, { token: admin.token });
     expect(res.statusCode).toBe(500);
-    expect((await t.gatewaySessions.hostKey(device.id))?.fingerprint).toBe('SHA256:atomic');
+    expect((await t.gatewaySessions.hostKey(device.id, 'ssh'))?.fingerprint).toBe('SHA256:atomic');
     expect(await eventsOf(t, 'device.host_key_forget')).toBe(0);
 
     await spare(t);
+    await kill(t, 'device.host_key_pin');
+    const pin = { protocol: 'ssh', fingerprint: `SHA256:${'A'.repeat(43)}` };
+    expect((await t.request('PUT', `${API}/devices/${device.id}/host-key`, { token: admin.token, body: pin })).statusCode).toBe(500);
+    expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toMatchObject({ fingerprint: 'SHA256:atomic', pinned: false });
+    expect(await eventsOf(t, 'device.host_key_pin')).toBe(0);
+
+    await spare(t);
     expect((await t.request('DELETE', `${API}/devices/${device.id}/host-key`, { token: admin.token })).statusCode).toBe(204);
-    expect(await t.gatewaySessions.hostKey(device.id)).toBeUndefined();
+    expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toBeUndefined();
     expect(await eventsOf(t, 'device.host_key_forget')).toBe(1);
   });
 

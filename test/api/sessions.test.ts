@@ -16,10 +16,9 @@ import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
 
-/** Sessions as the API answers them: every kind the gateway records, file operations, recordings, host keys. */
+/** Sessions as the API answers them: every kind the gateway records, file operations, recordings. */
 describe.each(dialects)('sessions API on %s', (dialect) => {
   let t: TestApp;
-  let admin: string;
   let auditor: string;
   let deviceId: string;
   const row = (over: Partial<GatewaySessionInput>): GatewaySessionInput => ({
@@ -47,7 +46,6 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
 
   beforeAll(async () => {
     t = await createTestApp(dialect);
-    admin = (await t.userWithToken('admin')).token;
     auditor = (await t.userWithToken('auditor')).token;
     const project = await t.services.inventory.projects.create({ name: 'Lab', description: null });
     deviceId = (await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'web-1', provider: 'aws' }))).id;
@@ -136,16 +134,5 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
     expect(res.headers['content-disposition']).toBe(`attachment; filename="${id}.rfb"`);
     expect(res.rawPayload.equals(rfb)).toBe(true);
     expect(decodeRfbRecording(new Uint8Array(res.rawPayload)).frames).toHaveLength(1);
-  });
-
-  it("shows a device's trusted host key, and forgets it for an administrator", async () => {
-    const none = await t.request('GET', `${API}/devices/${deviceId}/host-key`, { token: auditor });
-    expect(none.json()).toEqual({ hostKey: null });
-    await t.gatewaySessions.trustOnFirstUse(deviceId, { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:abc' });
-    const shown = await t.request('GET', `${API}/devices/${deviceId}/host-key`, { token: auditor });
-    expect(shown.json()).toMatchObject({ hostKey: { deviceId, algorithm: 'ssh-ed25519', fingerprint: 'SHA256:abc' } });
-    expect((await t.request('DELETE', `${API}/devices/${deviceId}/host-key`, { token: auditor })).statusCode).toBe(403);
-    expect((await t.request('DELETE', `${API}/devices/${deviceId}/host-key`, { token: admin })).statusCode).toBe(204);
-    expect((await t.request('DELETE', `${API}/devices/${deviceId}/host-key`, { token: admin })).statusCode).toBe(404);
   });
 });

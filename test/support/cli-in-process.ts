@@ -1,5 +1,7 @@
+import path from 'node:path';
 import { main } from '@gatehouse/cli';
 import { vi } from 'vitest';
+import type { TestApp } from './app.js';
 
 /** What `gatehouse …` run in process answered: its exit code and what it wrote. */
 export interface CliRun {
@@ -21,4 +23,18 @@ export async function runCliInProcess(args: string[]): Promise<CliRun> {
     write.mockRestore();
     err.mockRestore();
   }
+}
+
+/**
+ * `gatehouse …` in process against `t`'s API: the app (built with `tls`) listens on
+ * 127.0.0.1, port 0, and the CLI trusts its certificate and uses `token`, from no
+ * credentials file. Undo the environment with `vi.unstubAllEnvs()`.
+ */
+export async function cliAgainst(t: TestApp, token: string): Promise<(...args: string[]) => Promise<CliRun>> {
+  await t.app.listen({ host: '127.0.0.1', port: 0 });
+  const server = `https://127.0.0.1:${(t.app.server.address() as { port: number }).port}`;
+  const ca = path.join(t.database.dataDir, 'tls', 'server.crt');
+  vi.stubEnv('GATEHOUSE_CREDENTIALS', path.join(t.database.dataDir, 'none.json'));
+  vi.stubEnv('GATEHOUSE_TOKEN', token);
+  return (...args) => runCliInProcess([...args, '--url', server, '--ca', ca]);
 }

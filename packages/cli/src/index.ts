@@ -5,6 +5,7 @@ import { breakGlassCommands } from './breakglass.js';
 import { ApiError } from './client.js';
 import { desktopCommands } from './desktops.js';
 import { gatewayCommand, gatewaysCommands } from './gateways.js';
+import { hostKeyCommands } from './host-keys.js';
 import { accountsCommands, devicesCommands, exportCommand, importCommand, projectsCommands } from './inventory.js';
 import { maintenanceCommands, requestsCommands } from './requests.js';
 import { rotationCommands } from './rotation-policy.js';
@@ -34,7 +35,7 @@ export function buildProgram(): Command {
   agentCommand(program);
   agentsCommands(program);
   projectsCommands(program);
-  devicesCommands(program);
+  hostKeyCommands(devicesCommands(program));
   accountRotateCommand(accountsCommands(program));
   usersCommands(program);
   sessionsCommands(program);

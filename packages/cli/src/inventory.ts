@@ -104,8 +104,8 @@ export function projectsCommands(program: Command): void {
   );
 }
 
-/** `gatehouse devices …` */
-export function devicesCommands(program: Command): void {
+/** `gatehouse devices …`. Returns the group. */
+export function devicesCommands(program: Command): Command {
   const devices = program.command('devices').description('devices');
   withClient(devices.command('list'))
     .option('--project <id>')
@@ -159,6 +159,7 @@ export function devicesCommands(program: Command): void {
   withClient(devices.command('delete <id>')).action(
     callApi('DELETE', ([id]) => `/devices/${encodeURIComponent(id ?? '')}`, undefined, deleted('Device')),
   );
+  return devices;
 }
 
 /** `gatehouse accounts …`: secrets are read from standard input or files, never from the command line. Returns the group. */

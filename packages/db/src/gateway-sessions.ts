@@ -3,7 +3,7 @@ import { inTransaction, type Db, type Tx } from './connect.js';
 import { isUniqueViolation } from './errors.js';
 import { sql, type ExpressionBuilder } from 'kysely';
 import { escapeLike } from './devices.js';
-import type { Database, GatewaySessionTable } from './schema.js';
+import type { Database, DeviceHostKeyTable, GatewaySessionTable } from './schema.js';
 
 /** Which sessions to list: all of them by default, newest first. */
 export interface SessionQuery {
@@ -88,12 +88,30 @@ export type GatewaySessionInput = Omit<
   runbook_run_id?: string | null;
 };
 
+/** What a device's key is checked for: each protocol has its own (an SSH host key, an RDP or VNC TLS certificate). */
+export type HostKeyProtocol = 'ssh' | 'rdp' | 'vnc';
+
 export interface HostKey {
   deviceId: string;
-  algorithm: string;
+  protocol: HostKeyProtocol;
+  /** The key's type (`ssh-ed25519`, `rdp-x509`, `x509`); null for a pinned key the device has not presented yet. */
+  algorithm: string | null;
+  /** `SHA256:<base64>`: of the SSH public key blob, or of the DER certificate. */
   fingerprint: string;
+  /** When it was first seen, or pinned. */
   firstSeen: string;
+  /** Set by an administrator rather than trusted on first use. */
+  pinned: boolean;
 }
+
+const hostKeyFromRow = (r: DeviceHostKeyTable): HostKey => ({
+  deviceId: r.device_id,
+  protocol: r.protocol as HostKeyProtocol,
+  algorithm: r.algorithm,
+  fingerprint: r.fingerprint,
+  firstSeen: r.first_seen,
+  pinned: r.pinned === 1,
+});
 
 const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
   id: r.id,
@@ -343,36 +361,102 @@ export class GatewaySessions {
     return { items: rows.map(sessionFromRow), total: Number(total.n) };
   }
 
-  // Host keys: trust on first use.
+  // Host keys: trust on first use, one key per device and protocol.
 
-  async hostKey(deviceId: string): Promise<HostKey | undefined> {
-    const row = await this.x.selectFrom('device_host_keys').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
-    return row && { deviceId: row.device_id, algorithm: row.algorithm, fingerprint: row.fingerprint, firstSeen: row.first_seen };
+  /** The device's trusted keys, one per protocol. */
+  async hostKeys(deviceId: string): Promise<HostKey[]> {
+    const rows = await this.x.selectFrom('device_host_keys').selectAll().where('device_id', '=', deviceId).orderBy('protocol').execute();
+    return rows.map(hostKeyFromRow);
+  }
+
+  async hostKey(deviceId: string, protocol: HostKeyProtocol): Promise<HostKey | undefined> {
+    const row = await this.x
+      .selectFrom('device_host_keys')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .where('protocol', '=', protocol)
+      .executeTakeFirst();
+    return row && hostKeyFromRow(row);
   }
 
   /**
-   * Stores `key` when the device has none yet and returns the key now trusted: `key`
-   * itself (with `firstUse`), or the one stored before. Two first connections at once
-   * agree on one key.
+   * Stores `key` when the device has none for `protocol` yet and returns the key now
+   * trusted: `key` itself (with `firstUse`), or the one stored before. Two first
+   * connections at once agree on one key. A pinned key without an algorithm takes the
+   * presented one's when their fingerprints match.
    */
-  async trustOnFirstUse(deviceId: string, key: { algorithm: string; fingerprint: string }): Promise<HostKey & { firstUse: boolean }> {
-    const existing = await this.hostKey(deviceId);
-    if (existing) return { ...existing, firstUse: false };
-    const row = { device_id: deviceId, algorithm: key.algorithm, fingerprint: key.fingerprint, first_seen: new Date().toISOString() };
+  async trustOnFirstUse(
+    deviceId: string,
+    protocol: HostKeyProtocol,
+    key: { algorithm: string; fingerprint: string },
+  ): Promise<HostKey & { firstUse: boolean }> {
+    const existing = await this.hostKey(deviceId, protocol);
+    if (existing) {
+      if (existing.algorithm === null && existing.fingerprint === key.fingerprint) {
+        await this.x
+          .updateTable('device_host_keys')
+          .set({ algorithm: key.algorithm })
+          .where('device_id', '=', deviceId)
+          .where('protocol', '=', protocol)
+          .where('fingerprint', '=', key.fingerprint)
+          .where('algorithm', 'is', null)
+          .execute();
+        return { ...existing, algorithm: key.algorithm, firstUse: false };
+      }
+      return { ...existing, firstUse: false };
+    }
+    const row = {
+      device_id: deviceId,
+      protocol,
+      algorithm: key.algorithm,
+      fingerprint: key.fingerprint,
+      first_seen: new Date().toISOString(),
+      pinned: 0,
+    };
     try {
       await this.x.insertInto('device_host_keys').values(row).execute();
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
-      const stored = await this.hostKey(deviceId);
+      const stored = await this.hostKey(deviceId, protocol);
       if (stored) return { ...stored, firstUse: false };
       throw error;
     }
-    return { deviceId, algorithm: key.algorithm, fingerprint: key.fingerprint, firstSeen: row.first_seen, firstUse: true };
+    return { ...hostKeyFromRow(row), firstUse: true };
   }
 
-  /** Forgets the device's host key; the next connection trusts whatever it presents. */
-  async forgetHostKey(deviceId: string): Promise<boolean> {
-    const r = await this.x.deleteFrom('device_host_keys').where('device_id', '=', deviceId).executeTakeFirst();
-    return Number(r.numDeletedRows) > 0;
+  /**
+   * Trusts `fingerprint` for the device's `protocol` from now on, in place of any key
+   * stored (an administrator's pin ahead of a planned key change). Returns the key it
+   * replaced, if any.
+   */
+  async pinHostKey(
+    deviceId: string,
+    protocol: HostKeyProtocol,
+    fingerprint: string,
+  ): Promise<{ pinned: HostKey; replaced: HostKey | undefined }> {
+    const replaced = await this.hostKey(deviceId, protocol);
+    const row = { device_id: deviceId, protocol, algorithm: null, fingerprint, first_seen: new Date().toISOString(), pinned: 1 };
+    await this.x
+      .insertInto('device_host_keys')
+      .values(row)
+      .onConflict((oc) =>
+        oc.columns(['device_id', 'protocol']).doUpdateSet({ algorithm: null, fingerprint, first_seen: row.first_seen, pinned: 1 }),
+      )
+      .execute();
+    return { pinned: hostKeyFromRow(row), replaced };
+  }
+
+  /**
+   * Forgets the device's key for `protocol`, or every key when none is given; the next
+   * connection trusts whatever it presents. Returns the keys forgotten.
+   */
+  async forgetHostKeys(deviceId: string, protocol?: HostKeyProtocol): Promise<HostKey[]> {
+    const rows = await this.x
+      .deleteFrom('device_host_keys')
+      .where('device_id', '=', deviceId)
+      .$if(protocol !== undefined, (q) => q.where('protocol', '=', protocol ?? ''))
+      .returningAll()
+      .execute();
+    return rows.map(hostKeyFromRow).sort((a, b) => a.protocol.localeCompare(b.protocol));
   }
 }

@@ -78,6 +78,7 @@ export {
   type SessionQuery,
   type GatewaySessionInput,
   type HostKey,
+  type HostKeyProtocol,
   type FileOperation as SessionFileOperation,
 } from './gateway-sessions.js';
 export { Gateways, type Gateway, type GatewayInput, type GatewayStatus, type GatewaySync } from './gateways.js';

@@ -584,6 +584,33 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('desktop_tokens_expires').on('desktop_tokens').column('expires_at').execute();
       },
     },
+    '0016_host_keys_per_protocol': {
+      async up(db: Kysely<unknown>) {
+        // One trusted key per device and protocol: a device reached over SSH and RDP (or
+        // VeNCrypt X509 VNC) presents a key to each, and neither is a change of the other.
+        // The old rows' protocol follows from their algorithm: the RDP renderer stores
+        // 'rdp-x509', the VNC client 'x509', SSH the key's type. A pinned row (set by an
+        // administrator, not seen yet) may have no algorithm until the device presents it.
+        await db.schema.alterTable('device_host_keys').renameTo('device_host_keys_0004').execute();
+        await db.schema
+          .createTable('device_host_keys')
+          .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id').onDelete('cascade'))
+          .addColumn('protocol', 'text', (c) => c.notNull())
+          .addColumn('algorithm', 'text')
+          .addColumn('fingerprint', 'text', (c) => c.notNull())
+          .addColumn('first_seen', 'text', (c) => c.notNull())
+          .addColumn('pinned', 'integer', (c) => c.notNull().defaultTo(0))
+          // Named: PostgreSQL keeps the renamed table's device_host_keys_pkey until it is dropped.
+          .addPrimaryKeyConstraint('device_host_keys_device_protocol', ['device_id', 'protocol'])
+          .execute();
+        await sql`insert into device_host_keys (device_id, protocol, algorithm, fingerprint, first_seen, pinned)
+          select device_id,
+            case algorithm when 'rdp-x509' then 'rdp' when 'x509' then 'vnc' else 'ssh' end,
+            algorithm, fingerprint, first_seen, 0
+          from device_host_keys_0004`.execute(db);
+        await db.schema.dropTable('device_host_keys_0004').execute();
+      },
+    },
   };
 }
 

@@ -172,11 +172,17 @@ export interface LeaseTable {
   expires_at: string;
 }
 
+/** One trusted key per device and protocol (`ssh`, `rdp`, `vnc`). */
 export interface DeviceHostKeyTable {
   device_id: string;
-  algorithm: string;
+  protocol: string;
+  /** null for a key an administrator pinned that the device has not presented yet. */
+  algorithm: string | null;
   fingerprint: string;
+  /** When the key was first seen, or pinned. */
   first_seen: string;
+  /** 1: set by an administrator (`PUT /devices/:id/host-key`), not trusted on first use. */
+  pinned: number;
 }
 
 export interface GatewaySessionTable {

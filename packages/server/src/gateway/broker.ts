@@ -340,6 +340,8 @@ export class ServerAccessBroker implements AccessBroker {
 
   async checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {
     const { agentId } = target;
+    // The protocol the target was authorized for; a caller that left it out is known by the key it checks.
+    const protocol = target.protocol ?? (key.algorithm === 'rdp-x509' ? 'rdp' : key.algorithm === 'x509' ? 'vnc' : 'ssh');
     let stored: HostKeyInfo;
     if (agentId) {
       // An agent's host key is its enrolled key: no trust on first use.
@@ -347,7 +349,8 @@ export class ServerAccessBroker implements AccessBroker {
       const fingerprint = agent?.deviceId === target.deviceId ? agentHostKeyFingerprint(agent.publicKey) : 'none';
       stored = { algorithm: 'ssh-ed25519', fingerprint };
     } else {
-      const trusted = await this.sessions.trustOnFirstUse(target.deviceId, key);
+      // Each protocol has its own key: an RDP certificate is no change of the SSH host key.
+      const trusted = await this.sessions.trustOnFirstUse(target.deviceId, protocol, key);
       if (trusted.firstUse) {
         await this.services.audit(null, {
           action: 'device.host_key_trusted',
@@ -355,11 +358,12 @@ export class ServerAccessBroker implements AccessBroker {
           actorName: `gateway:${this.entry}`,
           targetType: 'device',
           targetId: target.deviceId,
-          details: { algorithm: key.algorithm, fingerprint: key.fingerprint },
+          details: { protocol, algorithm: key.algorithm, fingerprint: key.fingerprint },
         });
         return { ok: true, firstUse: true };
       }
-      stored = { algorithm: trusted.algorithm, fingerprint: trusted.fingerprint };
+      // No algorithm: a pinned key the device has not presented (a match would have set it).
+      stored = { algorithm: trusted.algorithm ?? 'pinned', fingerprint: trusted.fingerprint };
     }
     if (stored.algorithm === key.algorithm && stored.fingerprint === key.fingerprint) return { ok: true, firstUse: false };
     await this.services.audit(null, {
@@ -370,6 +374,7 @@ export class ServerAccessBroker implements AccessBroker {
       targetId: target.deviceId,
       details: {
         ...(agentId ? { agentId } : {}),
+        protocol,
         stored: `${stored.algorithm} ${stored.fingerprint}`,
         presented: `${key.algorithm} ${key.fingerprint}`,
       },
