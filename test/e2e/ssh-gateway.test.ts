@@ -892,13 +892,25 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(run.stderr).toContain('has changed');
     expect(run.stderr).toContain(old);
     expect(run.stderr).toContain(sshd.hostKeyFingerprint);
+    // It says how to forget the old key once the new one is checked: the CLI and the console page, no raw API path.
+    expect(run.stderr).toContain('gatehouse devices host-key forget Lab/pw-box --protocol ssh');
+    expect(run.stderr).toContain(`/devices/${ids.pwBox}`);
+    expect(run.stderr).not.toContain('/api/v1/');
     expect(recordingFiles()).toHaveLength(files);
     const actions = (await auditSince(before)).map((e) => `${e.action} ${e.outcome}`);
     expect(actions).toContain('device.host_key_mismatch failure');
     expect(actions).toContain('session.start failure');
 
-    // After an administrator checked it and removed the stored key, the new one is trusted.
-    await api('DELETE', `/devices/${ids.pwBox}/host-key`);
+    // After an administrator checked it and forgot the stored key with the command the message gave, the new one is trusted.
+    const forgot = await cli(
+      ['devices', 'host-key', 'forget', 'Lab/pw-box', '--protocol', 'ssh', '--url', server.url, '--ca', server.certFile],
+      {
+        env: { GATEHOUSE_TOKEN: token },
+      },
+    );
+    expect(forgot.code, forgot.stderr).toBe(0);
+    expect(forgot.stdout).toContain('Forgot the ssh key of Lab/pw-box: ');
+    expect(forgot.stdout).toContain(`${old}.`);
     const again = await ssh('admin:pw-box', ['whoami']);
     expect(again.stdout.toString()).toBe(`${PW_USER}\n`);
   });

@@ -4,6 +4,7 @@ import type { AuthorizedTarget, GatewayUser } from './broker.js';
 import { agentLinkClosedReason } from './agent-links.js';
 import { whereOf } from './dial.js';
 import type { SshGatewayOptions } from './gateway.js';
+import { forgetKeyAdvice } from './host-key-advice.js';
 import { fingerprintOf, keyTypeOf } from './host-key.js';
 
 /** The device's SSH connection, and the gateway and segment it went through. */
@@ -76,8 +77,8 @@ export async function connectTarget(
                 hostKeyProblem =
                   `The host key of ${target.deviceName} has changed: Gatehouse trusts ${check.stored.algorithm} ${check.stored.fingerprint}, ` +
                   `the device presented ${presented.algorithm} ${presented.fingerprint}. This can be an attack. ` +
-                  `An administrator must check the device and, if the new key is right, remove the stored key ` +
-                  `(DELETE /api/v1/devices/${target.deviceId}/host-key); the next connection then trusts the new one.`;
+                  `An administrator must check the device and, if the new key is right, forget the stored one: ` +
+                  `${forgetKeyAdvice(target, 'ssh')}; the next connection then trusts the new one.`;
               }
               verify(check.ok);
             },

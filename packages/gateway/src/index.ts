@@ -9,6 +9,7 @@ export {
   HOST_KEY_FILE,
   type GatewayHostKey,
 } from './host-key.js';
+export { forgetKeyAdvice } from './host-key-advice.js';
 export { parseConnectionTarget, printableName, TARGET_FORMAT, type ConnectionTarget, type ParsedTarget } from './connection-target.js';
 export { AsciicastRecorder, repairRecording, type AsciicastHeader } from './asciicast.js';
 export type {

@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { RFB_RECORDING_FORMAT, RFB_RECORDING_VERSION } from '@gatehouse/core';
 import type { AccessBroker, AuthorizedTarget, GatewayUser } from '../broker.js';
 import { whereOf, type TargetDialer } from '../dial.js';
+import { forgetKeyAdvice } from '../host-key-advice.js';
 import type { GatewayLogger } from '../gateway.js';
 import type { LiveSessions } from '../management.js';
 import { RfbProxy, type RfbProxyResult } from './proxy.js';
@@ -54,6 +55,7 @@ export async function openDesktop(o: OpenDesktopOptions): Promise<OpenDesktopRes
       timeoutMs: o.timeoutMs,
       where: whereOf(o.target),
       checkCertificate: async (fingerprint) => (await o.broker.checkHostKey(o.target, { algorithm: 'x509', fingerprint })).ok,
+      forgetAdvice: forgetKeyAdvice(o.target, 'vnc'),
     });
     return { ok: true, session: new LiveDesktop(o, connection.socket, connection.init, via) };
   })().catch((error: unknown): OpenDesktopResult => {

@@ -45,6 +45,8 @@ export interface VncTargetOptions {
   where: string;
   /** X509 VeNCrypt: whether the certificate's `SHA256:…` fingerprint is trusted (on first use). */
   checkCertificate?: ((fingerprint: string) => Promise<boolean>) | undefined;
+  /** How an administrator forgets the trusted certificate, for the refusal of another one (`forgetKeyAdvice`). */
+  forgetAdvice?: string | undefined;
 }
 
 const SECURITY_NONE = 1;
@@ -205,7 +207,10 @@ async function startVeNCrypt(
     if (options.checkCertificate && !(await options.checkCertificate(fingerprint)))
       throw new VncTargetError(
         'auth_failed',
-        `${where} presented a TLS certificate (${fingerprint}) other than the one trusted before. If the device was reinstalled, ask an administrator to forget its old certificate.`,
+        `${where} presented a TLS certificate (${fingerprint}) other than the one trusted before. This can be an attack. ` +
+          (options.forgetAdvice
+            ? `An administrator must check the device and, if the new certificate is right, forget the old one: ${options.forgetAdvice}.`
+            : 'If the device was reinstalled, ask an administrator to forget its old certificate.'),
       );
   }
   return VENCRYPT_SUBTYPES[subtype];

@@ -82,13 +82,15 @@ describe('connectVncTarget', () => {
       expect(trusted.security).toBe('vencrypt-x509-vnc');
       expect(seen).toEqual([x509.certificateFingerprint]);
       trusted.socket.destroy();
-      const other = await connectVncTarget(await dial(x509.port), { ...options, checkCertificate: async () => false }).catch(
+      const forgetAdvice = 'gatehouse devices host-key forget Studio/desk-1 --protocol vnc';
+      const other = await connectVncTarget(await dial(x509.port), { ...options, checkCertificate: async () => false, forgetAdvice }).catch(
         (e: unknown) => e,
       );
       expect(other).toMatchObject({ kind: 'auth_failed' });
       expect((other as VncTargetError).message).toContain(
-        `desk-1 presented a TLS certificate (${x509.certificateFingerprint}) other than the one trusted before.`,
+        `desk-1 presented a TLS certificate (${x509.certificateFingerprint}) other than the one trusted before. This can be an attack.`,
       );
+      expect((other as VncTargetError).message).toContain(`if the new certificate is right, forget the old one: ${forgetAdvice}.`);
     } finally {
       await x509.stop();
     }

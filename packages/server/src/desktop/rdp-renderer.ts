@@ -7,6 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { AccessBroker, AuthorizedTarget, GatewayLogger, GatewayUser, TargetCredential, TargetDialer } from '@gatehouse/gateway';
+import { forgetKeyAdvice } from '@gatehouse/gateway';
 import { GatehouseError } from '@gatehouse/core';
 import { readRdpCertificate, type RdpCertificate } from './rdp-certificate.js';
 
@@ -223,7 +224,7 @@ class Session {
     return (
       `The RDP certificate of ${target.deviceName} has changed: Gatehouse trusts ${check.stored.algorithm} ${check.stored.fingerprint}, ` +
       `the device presented rdp-x509 ${certificate.fingerprint}. This can be an attack. An administrator must check the device and, ` +
-      `if the new certificate is right, remove the stored key (DELETE /api/v1/devices/${target.deviceId}/host-key); ` +
+      `if the new certificate is right, forget the stored one: ${forgetKeyAdvice(target, 'rdp')}; ` +
       `the next connection then trusts the new one.`
     );
   }
