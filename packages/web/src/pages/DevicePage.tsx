@@ -15,6 +15,7 @@ import type {
 import { api, type User } from '../api.js';
 import { AgentPanel } from './AgentPanel.js';
 import { DeviceForm } from './DeviceForm.js';
+import { HostKeysPanel } from './HostKeysPanel.js';
 import { RotationPolicy } from './runbooks/RotationPolicy.js';
 import { RunbookPanel, type RunbookPreset } from './runbooks/RunbookPanel.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
@@ -148,6 +149,8 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
         </dl>
       )}
       <AgentPanel device={device} isAdmin={isAdmin} />
+      {/* Operators may not read the trusted keys (the route is for administrators and auditors). */}
+      {user.role !== 'operator' ? <HostKeysPanel device={device} isAdmin={isAdmin} /> : null}
       <h2>Accounts</h2>
       {canConnect && access && !access.mayConnectNow && access.message ? (
         <p className="refusal" id="connect-refusal" role="status">
