@@ -693,7 +693,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(unknown.stderr).toContain('There is no device "no-such-box" you may use');
     const twin = await ssh('admin:twin', ['true']);
     expect(twin.code).toBe(255);
-    expect(twin.stderr).toContain('<user>:<project>/<device>');
+    expect(twin.stderr).toContain('<user>+<project>.<device>');
     const named = await ssh('admin:Other/twin', ['whoami']);
     expect(named.stdout.toString()).toBe(`${PW_USER}\n`);
   });

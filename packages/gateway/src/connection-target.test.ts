@@ -11,6 +11,27 @@ describe('parseConnectionTarget', () => {
     });
   });
 
+  it('reads "+" as the separator as well, and lets the other separator appear in names', () => {
+    expect(parseConnectionTarget('admin+dev1')).toEqual({ ok: true, target: { user: 'admin', device: 'dev1', account: undefined } });
+    expect(parseConnectionTarget('a.b@c+Shop.web-1+deploy')).toEqual({
+      ok: true,
+      target: { user: 'a.b@c', device: 'Shop.web-1', account: 'deploy' },
+    });
+    expect(parseConnectionTarget('admin+db:5432+root')).toMatchObject({ ok: true, target: { device: 'db:5432', account: 'root' } });
+    expect(parseConnectionTarget('admin:c++box:root')).toMatchObject({ ok: true, target: { device: 'c++box', account: 'root' } });
+  });
+
+  it('reads a space as "+": what sftp:// and scp:// URLs decode a "+" in the user name to', () => {
+    expect(parseConnectionTarget('admin dev1 root')).toEqual({ ok: true, target: { user: 'admin', device: 'dev1', account: 'root' } });
+    expect(parseConnectionTarget('admin+web 1')).toMatchObject({ ok: true, target: { device: 'web 1', account: undefined } });
+  });
+
+  it('says how to write a device name that holds the separator', () => {
+    const parsed = parseConnectionTarget('admin+c++box');
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) expect(parsed.reason).toContain('with ":" as the separator');
+  });
+
   it('accepts unicode device names', () => {
     expect(parseConnectionTarget('alice:サーバー')).toMatchObject({ ok: true, target: { device: 'サーバー' } });
   });
@@ -23,7 +44,12 @@ describe('parseConnectionTarget', () => {
     ['empty middle', 'a::c'],
     ['empty account', 'a:b:'],
     ['four parts', 'a:b:c:d'],
+    ['four "+" parts', 'a+b+c+d'],
+    ['empty device after "+"', 'a+'],
+    ['empty account after "+"', 'a+b+'],
+    ['"+" first', '+b'],
     ['spaces around a part', 'a: b'],
+    ['two spaces', 'a  b'],
     ['a blank part', 'a:   '],
     ['NUL', 'a:b\u0000'],
     ['newline', 'a:b\nc'],
@@ -45,7 +71,7 @@ describe('parseConnectionTarget', () => {
     const parsed = parseConnectionTarget(raw);
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) {
-      expect(parsed.reason).toContain('<user>:<device>');
+      expect(parsed.reason).toContain('<user>+<device>[+<account>]');
       if (raw.length > 3) expect(parsed.reason).not.toContain(raw);
     }
   });

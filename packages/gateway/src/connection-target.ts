@@ -1,6 +1,7 @@
 /**
- * What a user asks for in the SSH user name: `<user>:<device>[:<account>]`, where
- * `<device>` may be `<project>/<device>` when the device name alone is ambiguous.
+ * What a user asks for in the SSH user name: `<user>+<device>[+<account>]` or
+ * `<user>:<device>[:<account>]`, where `<device>` may be `<project>.<device>` or
+ * `<project>/<device>` when the device name alone is ambiguous.
  */
 export interface ConnectionTarget {
   /** The Gatehouse user name. */
@@ -31,12 +32,22 @@ const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p
 /** How much of a refused user name an audit event keeps. */
 const SHOWN_LENGTH = 200;
 
-export const TARGET_FORMAT = 'Connect as <user>:<device>[:<account>] (or <user>:<project>/<device>[:<account>]).';
+/**
+ * The separators between user, device and account. `+` first: no client parses it (a `:`
+ * in the user name splits rsync, scp and git host specs, is a password in URLs, and
+ * Ansible's `~user`), and `:` keeps working. A space stands for `+` as well: OpenSSH's
+ * sftp:// and scp:// URLs decode a `+` in the user name to one. A user name never holds any.
+ */
+export const TARGET_SEPARATORS = ['+', ':', ' '] as const;
+
+export const TARGET_FORMAT =
+  'Connect as <user>+<device>[+<account>] (<device> may be <project>.<device> when several projects have one; ":" works in place of "+").';
 
 /**
  * Parses the SSH user name strictly: exactly two or three non-empty parts separated by
- * `:`, no control characters, nothing over-long. A refusal says what the format is and
- * never echoes the input (it may be anything).
+ * the first `+`, `:` or space after the user (the others may then appear in the device
+ * and account names), no control characters, nothing over-long. A refusal says what the
+ * format is and never echoes the input (it may be anything).
  */
 export function parseConnectionTarget(raw: string): ParsedTarget {
   const refuse = (problem: string): ParsedTarget => ({ ok: false, reason: `${problem} ${TARGET_FORMAT}` });
@@ -44,9 +55,16 @@ export function parseConnectionTarget(raw: string): ParsedTarget {
   if (raw.length > MAX_TARGET_LENGTH) return refuse(`The user name is longer than ${MAX_TARGET_LENGTH} characters.`);
   if (NOT_TEXT.test(raw)) return refuse('The user name contains control characters.');
   if (INVISIBLE.test(raw)) return refuse('The user name contains invisible or text-direction characters.');
-  const parts = raw.split(':');
-  if (parts.length < 2) return refuse('The user name names no device.');
-  if (parts.length > 3) return refuse('The user name has too many ":" parts.');
+  const at = raw.search(/[+: ]/);
+  if (at < 0) return refuse('The user name names no device.');
+  const separator = raw.charAt(at);
+  const parts = raw.split(separator);
+  if (parts.length > 3) {
+    const other = separator === ':' ? '+' : ':';
+    return refuse(
+      `The user name has too many "${separator}" parts (a device or account name with "${separator}" in it is written with "${other}" as the separator).`,
+    );
+  }
   if (parts.some((p) => p.trim() === '' || p !== p.trim())) return refuse('A part of the user name is empty or has spaces around it.');
   if (parts.some((p) => p.length > MAX_PART_LENGTH)) return refuse(`A part of the user name is longer than ${MAX_PART_LENGTH} characters.`);
   const [user, device, account] = parts as [string, string, string | undefined];

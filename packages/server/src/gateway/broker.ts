@@ -529,7 +529,26 @@ export class ServerAccessBroker implements AccessBroker {
     });
   }
 
-  /** SSH's path: the device and account by name, as the user name `<user>:<device>[:<account>]` gives them. */
+  /**
+   * Devices named `<project>/<device>` or `<project>.<device>` (no `/` for clients that
+   * read one as a path: rsync, scp, git, URLs, `~user`), for a name no device has as it
+   * stands. Every `.` may end the project name: each split that names a project and one
+   * of its devices is a candidate.
+   */
+  private async devicesByPath(path: string): Promise<Device[]> {
+    const { inventory } = this.services;
+    const slash = path.indexOf('/');
+    const splits = slash > 0 ? [slash] : [...path.matchAll(/\./g)].map((m) => m.index).filter((i) => i > 0 && i < path.length - 1);
+    const found: Device[] = [];
+    for (const at of splits) {
+      const project = await inventory.projects.findByName(path.slice(0, at));
+      const device = project && (await inventory.devices.find(project.id, path.slice(at + 1)));
+      if (device) found.push(device);
+    }
+    return found;
+  }
+
+  /** SSH's path: the device and account by name, as the user name `<user>+<device>[+<account>]` gives them. */
   private async resolve(user: GatewayUser, wanted: ConnectionTarget): Promise<Resolved> {
     const { inventory } = this.services;
     const allowed = await this.connectingVisibility(user);
@@ -541,14 +560,7 @@ export class ServerAccessBroker implements AccessBroker {
       message: `There is no device "${printableName(wanted.device)}" you may use. Check the name (gatehouse devices list), or ask an administrator for access.`,
     };
     let candidates = await inventory.devices.findNamed(wanted.device);
-    if (candidates.length === 0) {
-      const slash = wanted.device.indexOf('/');
-      if (slash > 0) {
-        const project = await inventory.projects.findByName(wanted.device.slice(0, slash));
-        const device = project && (await inventory.devices.find(project.id, wanted.device.slice(slash + 1)));
-        if (device) candidates = [device];
-      }
-    }
+    if (candidates.length === 0) candidates = await this.devicesByPath(wanted.device);
     const usable: { device: Device; accounts: Account[] }[] = [];
     for (const device of candidates) {
       const accounts = await usableAccounts(inventory, allowed.visibility, device);
@@ -559,7 +571,7 @@ export class ServerAccessBroker implements AccessBroker {
       return {
         ok: false,
         reason: 'ambiguous device name',
-        message: `More than one project has a device "${printableName(wanted.device)}". Name the project too: <user>:<project>/<device>.`,
+        message: `More than one project has a device "${printableName(wanted.device)}". Name the project too: <user>+<project>.<device> (or <user>:<project>/<device>).`,
       };
     }
     const { device, accounts } = usable[0] as { device: Device; accounts: Account[] };
@@ -577,10 +589,11 @@ export class ServerAccessBroker implements AccessBroker {
     } else if (accounts.length === 1) {
       account = accounts[0] as Account;
     } else {
+      const sep = wanted.device.includes('+') ? ':' : '+';
       return {
         ok: false,
         reason: 'account not named',
-        message: `${device.name} has several accounts: name one as <user>:${printableName(wanted.device)}:<account> (${accounts.map((a) => a.username).join(', ')}).`,
+        message: `${device.name} has several accounts: name one as <user>${sep}${printableName(wanted.device)}${sep}<account> (${accounts.map((a) => a.username).join(', ')}).`,
       };
     }
     return this.resolvedTarget(user, device, account, 'ssh');
