@@ -4,6 +4,7 @@ import type { ClientChannel, Connection, ServerChannel, Session, TcpipBindInfo, 
 import type { AuthorizedTarget, GatewayUser, RefusedForward } from './broker.js';
 import { connectTarget, type TargetConnection } from './connect-target.js';
 import { ConnectionSession } from './connection-session.js';
+import { expandLoginHome } from './login-home.js';
 import type { SshGatewayOptions } from './gateway.js';
 import { ProxiedSession, type ChannelKind, type PtyState } from './proxied-session.js';
 import { CLOSED, GatewaySignIn } from './sign-in.js';
@@ -26,6 +27,8 @@ export class GatewayConnection {
   /** The connection's own session while it carries no channel (`ssh -N`); undefined until signed in. */
   private connection: ConnectionSession | undefined;
   private ended = false;
+  /** The SSH user name as typed (`admin+db-1`): `~` and it in a command mean the account's home. */
+  private login = '';
 
   constructor(
     private readonly options: Required<SshGatewayOptions>,
@@ -44,6 +47,7 @@ export class GatewayConnection {
     );
     client.on('error', (error) => options.logger.debug({ err: error, remoteAddress }, 'SSH client connection error'));
     client.on('authentication', (ctx) => {
+      this.login = ctx.username;
       signIn.authenticate(ctx).catch((error: unknown) => {
         options.logger.error({ err: error, remoteAddress }, 'gateway sign-in failed with an error');
         this.end('Gatehouse could not sign you in because of an internal error. Try again.');
@@ -265,7 +269,7 @@ export class GatewayConnection {
     });
     // accept() synchronously: OpenSSH sends EOF right after exec, and a late accept loses the channel.
     session.on('exec', (accept, _reject, info) => {
-      active = this.startChannel(accept(), 'exec', info.command, pty, deviceChannel);
+      active = this.startChannel(accept(), 'exec', expandLoginHome(info.command, this.login), pty, deviceChannel);
     });
     session.on('shell', (accept) => {
       active = this.startChannel(accept(), 'shell', null, pty, deviceChannel);
