@@ -12,6 +12,7 @@ export * from './health.js';
 export * from './inventory.js';
 export * from './projects.js';
 export * from './ssh-keys.js';
+export * from './ssh-entry.js';
 export * from './gateways.js';
 export * from './sessions.js';
 export * from './host-keys.js';

@@ -14,6 +14,7 @@ import { rdpCommand } from './rdp.js';
 import { serverCommand } from './server.js';
 import { sessionsCommands } from './sessions.js';
 import { signInCommands } from './sign-in.js';
+import { sshCommands } from './ssh.js';
 import { sshKeysCommands, usersCommands } from './users.js';
 import { vaultCommands } from './vault.js';
 
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   requestsCommands(program);
   maintenanceCommands(program);
   sshKeysCommands(program);
+  sshCommands(program);
   importCommand(program);
   exportCommand(program);
   auditCommands(program);

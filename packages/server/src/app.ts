@@ -62,6 +62,7 @@ import { rotationPolicyRoutes } from './api/rotation-policies/routes.js';
 import { runbookRoutes } from './api/runbooks/routes.js';
 import { maintenanceRoutes } from './api/maintenance/routes.js';
 import { projectRoutes } from './api/projects/routes.js';
+import { sshEntryRoutes } from './api/ssh-entry/routes.js';
 import { sshKeyRoutes } from './api/ssh-keys/routes.js';
 import { userRoutes } from './api/users/routes.js';
 import { grantRoutes } from './api/grants/routes.js';
@@ -364,6 +365,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       rotationPolicyRoutes(api, services);
       runbookRoutes(api, services);
       gatewayRoutes(api, services, gateways);
+      sshEntryRoutes(api, services, gateways);
       terminalRoutes(api, services, terminal);
       desktopSocketRoutes(api, services, gateways);
       fileRoutes(api, services, terminal, gatewaySessions);

@@ -185,7 +185,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
       'Choose another port with --gateway-port (GATEHOUSE_GATEWAY_PORT), or turn the built-in gateway off with --gateway-port 0.',
     ),
   );
-  built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint };
+  built.gateways.builtIn = { address: `${host}:${server.port}`, hostKeyFingerprint: hostKey.fingerprint, hostKey: hostKey.publicKey };
   built.terminal.gateway = { host, port: server.port, hostKeyFingerprint: hostKey.fingerprint };
   built.runbookGateway.gateway = built.terminal.gateway;
   const desktops = new DesktopSessions();

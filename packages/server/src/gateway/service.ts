@@ -42,6 +42,8 @@ export interface LiveSession {
 export interface BuiltInGatewayInfo {
   address: string;
   hostKeyFingerprint: string;
+  /** The host key as one OpenSSH public key line, for clients' known_hosts. */
+  hostKey: string;
 }
 
 /** What the console's desktop WebSocket needs of the built-in gateway to open a desktop. */
