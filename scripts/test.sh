@@ -26,6 +26,11 @@ command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
 # rsync through the gateway: a binary exec download is kept as its size and SHA-256.
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+# The clients ops teams run through the gateway with user+device user names
+# (test/e2e/ssh-clients.test.ts): git over ssh, lftp's sftp:// URLs, Ansible ad hoc.
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v lftp >/dev/null 2>&1 || need_apt+=(lftp)
+command -v ansible >/dev/null 2>&1 || need_apt+=(ansible-core)
 # Network namespaces and veth pairs for the device only its segment's gateway can reach
 # (test/e2e/gateway-netns.test.ts).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
