@@ -65,7 +65,7 @@ export function gatewayCommand(program: Command): void {
           `Fingerprint: ${identity.fingerprint}`,
           `Management:  TLS on port ${managementPort}; only the server holding the key given with --server-key is answered.`,
           running.ssh
-            ? `SSH entry:   port ${running.ssh.port}, host key ${running.ssh.fingerprint} (ssh -p ${running.ssh.port} <user>:<device>@<this host>)`
+            ? `SSH entry:   port ${running.ssh.port}, host key ${running.ssh.fingerprint} (ssh -p ${running.ssh.port} <user>+<device>@<this host>)`
             : 'SSH entry:   off',
           running.agentPort !== null ? `Host agents: TLS on port ${running.agentPort}` : 'Host agents: off',
           'Register it on the server (once):',

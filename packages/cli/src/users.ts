@@ -55,7 +55,7 @@ export function usersCommands(program: Command): void {
 
 /** `gatehouse ssh-keys …`: the public keys a user signs in to the gateway with. */
 export function sshKeysCommands(program: Command): void {
-  const sshKeys = program.command('ssh-keys').description('SSH public keys for signing in to the gateway (ssh -p 7993 you:device@…)');
+  const sshKeys = program.command('ssh-keys').description('SSH public keys for signing in to the gateway (ssh -p 7993 you+device@…)');
   withClient(sshKeys.command('list'))
     .option('--user <userId>', "an administrator: another user's keys")
     .action(callApi('GET', (_a, o) => `/ssh-keys${typeof o.user === 'string' ? `?userId=${encodeURIComponent(o.user)}` : ''}`));
