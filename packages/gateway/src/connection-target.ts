@@ -62,7 +62,7 @@ export function parseConnectionTarget(raw: string): ParsedTarget {
   if (parts.length > 3) {
     const other = separator === ':' ? '+' : ':';
     return refuse(
-      `The user name has too many "${separator}" parts (a device or account name with "${separator}" in it is written with "${other}" as the separator).`,
+      `The user name has too many "${separator}" parts. A device or account name with "${separator}" in it is written with "${other}" as the separator.`,
     );
   }
   if (parts.some((p) => p.trim() === '' || p !== p.trim())) return refuse('A part of the user name is empty or has spaces around it.');
