@@ -16,8 +16,8 @@ const SPEEDS = [0.5, 1, 2, 4];
 /**
  * A VNC or RDP recording (RFB frames, `path` under the API) replayed by noVNC in the page:
  * play/pause, speed and a seek bar, starting paused on the first frame. The recording is
- * fetched once; seeking backwards replays it from the start
- * up to the time at once (see playback.ts).
+ * fetched once; seeking backwards replays it from the start up to the time, in chunks the
+ * decoder can take (see playback.ts).
  */
 export function DesktopPlayer({ path }: { path: string }) {
   const screen = useRef<HTMLDivElement>(null);

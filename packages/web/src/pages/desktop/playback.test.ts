@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Playback, type PlaybackClock, type PlaybackFrame, type PlaybackSink, type PlaybackState } from './playback.js';
+import { FEED_CHUNK_BYTES, Playback, type PlaybackClock, type PlaybackFrame, type PlaybackSink, type PlaybackState } from './playback.js';
 
 /** A clock the test moves by hand: timers fire in order as `advance` passes their time. */
 class ManualClock implements PlaybackClock {
@@ -19,6 +19,13 @@ class ManualClock implements PlaybackClock {
   }
   pending(): number {
     return this.timers.size;
+  }
+  /** One turn of the event loop: the first timer due now, if any. */
+  turn(): void {
+    const due = [...this.timers.entries()].filter(([, x]) => x.at <= this.t).sort((a, b) => a[1].at - b[1].at)[0];
+    if (!due) return;
+    this.timers.delete(due[0]);
+    due[1].fn();
   }
   advance(ms: number): void {
     const end = this.t + ms;
@@ -149,6 +156,73 @@ describe('desktop playback clock', () => {
     expect(sink.log).toEqual(['|', 0]);
     clock.advance(100);
     expect(sink.log).toEqual(['|', 0, 1]);
+  });
+
+  it('feeds a long way at most a chunk of bytes at a time, yielding between chunks, in order', () => {
+    // 100 frames of 64 KiB, 6.4 MiB in all: more than one chunk.
+    const big = Array.from({ length: 100 }, (_, i) => ({ at: i * 10, data: new Uint8Array(64 * 1024).fill(i) }));
+    const clock = new ManualClock();
+    const feeds: Uint8Array[][] = [];
+    const playback = new Playback(big, { reset: () => feeds.push([]), feed: (f) => feeds.push([...f]) }, { clock });
+    feeds.length = 0;
+    playback.seek(990);
+    expect(feeds).toHaveLength(1);
+    expect(clock.pending()).toBe(1);
+    // Each later chunk comes only after the event loop had a turn.
+    while (clock.pending() > 0) {
+      const before = feeds.length;
+      clock.turn();
+      expect(feeds.length).toBe(before + 1);
+    }
+    const sizes = feeds.map((f) => f.reduce((n, d) => n + d.length, 0));
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(FEED_CHUNK_BYTES);
+    expect(feeds.flat().map((d) => d[0])).toEqual(Array.from({ length: 99 }, (_, i) => i + 1));
+    expect(playback.state()).toMatchObject({ playing: false, position: 990 });
+  });
+
+  it('feeds a frame larger than a chunk on its own', () => {
+    const clock = new ManualClock();
+    const feeds: number[][] = [];
+    const data = (n: number, size: number) => new Uint8Array(size).fill(n);
+    const frames = [
+      { at: 0, data: data(0, 10) },
+      { at: 10, data: data(1, 40) },
+      { at: 20, data: data(2, 300) },
+      { at: 30, data: data(3, 40) },
+    ];
+    const playback = new Playback(
+      frames,
+      { reset: () => undefined, feed: (f) => feeds.push(f.map((d) => d[0]!)) },
+      { clock, chunkBytes: 100 },
+    );
+    playback.seek(30);
+    clock.advance(0);
+    clock.advance(0);
+    expect(feeds).toEqual([[0], [1], [2], [3]]);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('starts over when seeking backwards while still catching up, and plays on once caught up', () => {
+    const clock = new ManualClock();
+    const sink = new Recorder();
+    const frames = Array.from({ length: 10 }, (_, i) => ({ at: i * 100, data: Uint8Array.of(i, 0, 0, 0) }));
+    const playback = new Playback(frames, sink, { clock, chunkBytes: 8 });
+    playback.seek(900);
+    expect(sink.log).toEqual(['|', 0, 1, 2]);
+    playback.seek(100);
+    expect(sink.log).toEqual(['|', 0, 1, 2, '|', 0, 1]);
+    expect(clock.pending()).toBe(0);
+    playback.play();
+    clock.advance(99);
+    expect(sink.log.at(-1)).toBe(1);
+    clock.advance(1);
+    expect(sink.log.at(-1)).toBe(2);
+    expect(playback.state().playing).toBe(true);
+    // Paused while catching up, it still catches up to where it paused.
+    playback.seek(900);
+    playback.pause();
+    while (clock.pending() > 0) clock.advance(0);
+    expect(sink.log.slice(-5)).toEqual([5, 6, 7, 8, 9]);
   });
 
   it('does nothing after dispose', () => {

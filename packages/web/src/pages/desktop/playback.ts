@@ -3,10 +3,17 @@
  * when. No DOM and no noVNC here (the player page supplies both through `PlaybackSink`), so
  * play, pause, speed and seek are tested on their own.
  *
- * Seeking forward feeds every frame up to the new time at once; seeking backwards starts a
- * new decoder (`reset`) and feeds everything from the first frame up to the time, since an
- * RFB stream can only be decoded from its start.
+ * Seeking forward feeds every frame up to the new time; seeking backwards starts a new
+ * decoder (`reset`) and feeds everything from the first frame up to the time, since an RFB
+ * stream can only be decoded from its start. What is due is fed in chunks of at most
+ * `chunkBytes` (a frame larger than that alone), with a turn of the event loop between
+ * them: noVNC stops reading while it waits for an image (a Tight JPEG rectangle) to decode,
+ * and what is pushed meanwhile waits in its receive queue, which cannot grow past 40 MiB —
+ * an hour of recording fed at once would overflow it.
  */
+
+/** The most bytes fed to the decoder before the player yields (noVNC's receive queue holds 40 MiB). */
+export const FEED_CHUNK_BYTES = 1024 * 1024;
 
 export interface PlaybackFrame {
   /** Milliseconds since the recording started. */
@@ -56,19 +63,21 @@ export class Playback {
   private anchorWall = 0;
   private timer: unknown = null;
   private disposed = false;
+  private readonly chunkBytes: number;
 
   constructor(
     frames: readonly PlaybackFrame[],
     sink: PlaybackSink,
-    options: { clock?: PlaybackClock; onChange?: (state: PlaybackState) => void } = {},
+    options: { clock?: PlaybackClock; onChange?: (state: PlaybackState) => void; chunkBytes?: number } = {},
   ) {
     this.frames = frames;
     this.sink = sink;
     this.clock = options.clock ?? systemClock;
     this.onChange = options.onChange ?? (() => undefined);
+    this.chunkBytes = options.chunkBytes ?? FEED_CHUNK_BYTES;
     this.duration = frames.reduce((max, f) => Math.max(max, f.at), 0);
     this.sink.reset();
-    this.feedUpTo(0);
+    this.pump();
   }
 
   /** Where the player is now, in milliseconds of the recording. */
@@ -87,14 +96,16 @@ export class Playback {
     if (this.anchor >= this.duration) this.moveTo(0);
     this.anchorWall = this.clock.now();
     this.playing = true;
-    this.tick();
+    this.pump();
+    this.changed();
   }
 
   pause(): void {
     if (!this.playing) return;
     this.anchor = this.position();
     this.playing = false;
-    this.stopTimer();
+    // Still catching up to where it paused, if it was.
+    this.pump();
     this.changed();
   }
 
@@ -103,8 +114,8 @@ export class Playback {
     this.anchor = this.position();
     this.anchorWall = this.clock.now();
     this.speed = speed;
-    if (this.playing) this.tick();
-    else this.changed();
+    if (this.playing) this.pump();
+    this.changed();
   }
 
   /** Shows the desktop as it was at `ms` (clamped to the recording); keeps playing if it was. */
@@ -112,8 +123,8 @@ export class Playback {
     if (this.disposed) return;
     this.moveTo(Math.max(0, Math.min(this.duration, ms)));
     this.anchorWall = this.clock.now();
-    if (this.playing) this.tick();
-    else this.changed();
+    this.pump();
+    this.changed();
   }
 
   dispose(): void {
@@ -129,37 +140,43 @@ export class Playback {
       this.fed = 0;
     }
     this.anchor = ms;
-    this.feedUpTo(ms);
   }
 
-  private feedUpTo(ms: number): void {
+  /** Feeds the frames due by `ms`, at most one chunk of them; true once none is left. */
+  private feedChunk(ms: number): boolean {
     const batch: Uint8Array[] = [];
-    while (this.fed < this.frames.length && this.frames[this.fed]!.at <= ms) batch.push(this.frames[this.fed++]!.data);
+    let bytes = 0;
+    const due = () => this.fed < this.frames.length && this.frames[this.fed]!.at <= ms;
+    while (due() && (batch.length === 0 || bytes + this.frames[this.fed]!.data.length <= this.chunkBytes)) {
+      const data = this.frames[this.fed++]!.data;
+      batch.push(data);
+      bytes += data.length;
+    }
     if (batch.length > 0) this.sink.feed(batch);
+    return !due();
   }
 
-  /** Feeds what is due, then sleeps until the next frame (or stops at the end). */
-  private tick(): void {
+  /**
+   * Feeds a chunk of what is due; then comes back after a turn of the event loop while more
+   * is due, else, while playing, at the next frame's time (at the end, it stops).
+   */
+  private pump(): void {
     this.stopTimer();
-    if (!this.playing || this.disposed) return;
-    const now = this.position();
-    this.feedUpTo(now);
-    const next = this.frames[this.fed];
-    if (!next || now >= this.duration) {
-      this.feedUpTo(this.duration);
+    if (this.disposed) return;
+    if (this.playing && this.position() >= this.duration) {
       this.anchor = this.duration;
       this.playing = false;
-      this.changed();
-      return;
     }
-    this.timer = this.clock.setTimer(
-      () => {
-        this.timer = null;
-        this.tick();
-      },
-      Math.max(0, (next.at - now) / this.speed),
-    );
-    this.changed();
+    const now = this.position();
+    const caughtUp = this.feedChunk(now);
+    const next = this.frames[this.fed];
+    if (caughtUp && !(this.playing && next)) return;
+    const wait = caughtUp && next ? Math.max(0, (next.at - now) / this.speed) : 0;
+    this.timer = this.clock.setTimer(() => {
+      this.timer = null;
+      this.pump();
+      this.changed();
+    }, wait);
   }
 
   private stopTimer(): void {
