@@ -26,7 +26,15 @@ export interface OpenDesktopOptions {
   /** Where the session is held while it is live (admin end, maintenance windows, gateway stop). */
   sessions: DesktopSessions;
   logger: GatewayLogger;
+  /**
+   * Aborts when the user hangs up meanwhile: the device's connection is closed at once (or
+   * as soon as the dial returns it) and the attempt is a failed connection.
+   */
+  signal?: AbortSignal | undefined;
 }
+
+/** The reason a desktop given up because its user hung up is recorded with. */
+export const USER_LEFT_MESSAGE = 'The user hung up before the desktop was open.';
 
 export type OpenDesktopResult = { ok: true; session: LiveDesktop } | { ok: false; message: string };
 
@@ -35,16 +43,23 @@ export type OpenDesktopResult = { ok: true; session: LiveDesktop } | { ok: false
  * the vaulted password, and the RFB handshake with the target. Nothing is recorded and no
  * session starts yet (`attach` does, once the user side is ready); a failure is reported to
  * the broker (`connectionFailed`: a failed session row and a `session.start` failure event)
- * and its reason is the message the user is shown.
+ * and its reason is the message the user is shown. When `signal` aborts (the user hung up),
+ * the device's connection is closed and the failure's reason is USER_LEFT_MESSAGE.
  */
 export async function openDesktop(o: OpenDesktopOptions): Promise<OpenDesktopResult> {
   let via = { gateway: o.gatewayName, segment: o.target.segment };
   let socket: Duplex | undefined;
+  const left = (): OpenDesktopResult | undefined => (o.signal?.aborted ? { ok: false, message: USER_LEFT_MESSAGE } : undefined);
   const outcome = await (async (): Promise<OpenDesktopResult> => {
+    const gone = left();
+    if (gone) return gone;
     const dialed = await o.dial(o.target, { user: o.user, remoteAddress: o.remoteAddress });
     via = { gateway: dialed.gateway, segment: dialed.segment };
-    if (!dialed.ok) return { ok: false, message: dialed.reason };
+    if (!dialed.ok) return left() ?? { ok: false, message: dialed.reason };
     socket = dialed.socket;
+    // The dial cannot be called off; a connection it made for a user who left is closed below.
+    const goneSince = left();
+    if (goneSince) return goneSince;
     // Errors surface as the handshake's failure (or the proxy's end), never as an uncaught event.
     socket.on('error', () => undefined);
     dialed.socket.setNoDelay?.(true);
@@ -56,10 +71,12 @@ export async function openDesktop(o: OpenDesktopOptions): Promise<OpenDesktopRes
       where: whereOf(o.target),
       checkCertificate: async (fingerprint) => (await o.broker.checkHostKey(o.target, { algorithm: 'x509', fingerprint })).ok,
       forgetAdvice: forgetKeyAdvice(o.target, 'vnc'),
+      signal: o.signal,
     });
     return { ok: true, session: new LiveDesktop(o, connection.socket, connection.init, via) };
   })().catch((error: unknown): OpenDesktopResult => {
-    if (error instanceof VncTargetError) return { ok: false, message: error.message };
+    if (error instanceof VncTargetError)
+      return error.kind === 'aborted' ? { ok: false, message: USER_LEFT_MESSAGE } : { ok: false, message: error.message };
     o.logger.error({ err: error, deviceId: o.target.deviceId }, 'desktop connection failed with an error');
     return { ok: false, message: 'Gatehouse could not connect to the desktop because of an internal error. Try again.' };
   });

@@ -23,7 +23,7 @@ export interface VncTargetConnection {
   security: VncTargetSecurity;
 }
 
-export type VncTargetErrorKind = 'auth_failed' | 'unsupported' | 'protocol' | 'timeout' | 'closed';
+export type VncTargetErrorKind = 'auth_failed' | 'unsupported' | 'protocol' | 'timeout' | 'closed' | 'aborted';
 
 /** The gateway could not open an RFB session on the device; the message says why and what to do. */
 export class VncTargetError extends GatehouseError {
@@ -31,7 +31,7 @@ export class VncTargetError extends GatehouseError {
     readonly kind: VncTargetErrorKind,
     message: string,
   ) {
-    super(kind === 'timeout' || kind === 'closed' ? 'UNREACHABLE' : 'BAD_GATEWAY', message);
+    super(kind === 'timeout' || kind === 'closed' ? 'UNREACHABLE' : kind === 'aborted' ? 'BAD_REQUEST' : 'BAD_GATEWAY', message);
     this.name = 'VncTargetError';
   }
 }
@@ -47,6 +47,8 @@ export interface VncTargetOptions {
   checkCertificate?: ((fingerprint: string) => Promise<boolean>) | undefined;
   /** How an administrator forgets the trusted certificate, for the refusal of another one (`forgetKeyAdvice`). */
   forgetAdvice?: string | undefined;
+  /** Gives the handshake up (the user left): the connection is closed at once, and the error's kind is `aborted`. */
+  signal?: AbortSignal | undefined;
 }
 
 const SECURITY_NONE = 1;
@@ -64,20 +66,30 @@ const VENCRYPT_SUBTYPES = {
  * The gateway's side of an RFB handshake with the device: ProtocolVersion (3.3, 3.7 or 3.8),
  * security (VeNCrypt with TLS and VNC authentication when offered, else VNC authentication,
  * else None), ClientInit (shared), ServerInit; then SetPixelFormat(CANONICAL_PIXEL_FORMAT),
- * the one format recordings are in. On failure the socket is destroyed and a VncTargetError
- * says why; its message never contains the password.
+ * the one format recordings are in. On failure, or when `signal` aborts, the socket is
+ * destroyed and a VncTargetError says why; its message never contains the password.
  */
 export async function connectVncTarget(socket: Duplex, options: VncTargetOptions): Promise<VncTargetConnection> {
   const state: { reader: HandshakeReader; tls?: tls.TLSSocket } = { reader: new HandshakeReader(socket, options.timeoutMs) };
+  const { signal } = options;
+  // Closing the connection ends whichever read or TLS handshake is waiting.
+  const abort = () => {
+    state.tls?.destroy();
+    socket.destroy();
+  };
+  signal?.addEventListener('abort', abort, { once: true });
   try {
+    if (signal?.aborted) abort();
     const connection = await handshake(state, options);
+    if (signal?.aborted) throw new HandshakeReadError('closed');
     state.reader.release();
     return connection;
   } catch (error) {
     state.reader.release();
-    state.tls?.destroy();
-    socket.destroy();
-    throw targetError(error, options);
+    abort();
+    throw signal?.aborted ? abortedError(options) : targetError(error, options);
+  } finally {
+    signal?.removeEventListener('abort', abort);
   }
 }
 
@@ -225,6 +237,10 @@ function unsupported(where: string, offered: number[]): VncTargetError {
     'unsupported',
     `${where} offers only VNC security types the gateway does not support (${offered.join(', ')}); it supports VeNCrypt (TLSVnc, X509Vnc), VNC authentication and None.`,
   );
+}
+
+function abortedError(options: VncTargetOptions): VncTargetError {
+  return new VncTargetError('aborted', `The VNC handshake with ${options.where} was given up: the user left.`);
 }
 
 function targetError(error: unknown, options: VncTargetOptions): VncTargetError {

@@ -102,7 +102,8 @@ export class VncGateway implements LiveSessions {
         socket,
         {
           kind: 'vnc',
-          check: async (challenge, response) => {
+          // `signal` aborts when the viewer hangs up while the device is being connected.
+          check: async (challenge, response, signal) => {
             const redeemed = await broker.redeemVncToken({ challenge, response }, remoteAddress);
             if (!redeemed.ok) return { ok: false, message: redeemed.message };
             const request = { deviceId: redeemed.deviceId, accountId: redeemed.accountId, protocol: 'vnc' as const };
@@ -120,6 +121,7 @@ export class VncGateway implements LiveSessions {
               timeoutMs: this.options.targetTimeoutMs,
               sessions: this.sessions,
               logger,
+              signal,
             });
             if (!opened.ok) return { ok: false, message: opened.message };
             desktop = opened.session;

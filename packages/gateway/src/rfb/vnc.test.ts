@@ -116,6 +116,36 @@ describe('connectVncTarget', () => {
     }
   });
 
+  it('gives the handshake up at once when its signal aborts (the user left), closing the connection', async () => {
+    const accepted: net.Socket[] = [];
+    const silent = net.createServer((s) => accepted.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const gone = new AbortController();
+      const handshake = connectVncTarget(await dial((silent.address() as net.AddressInfo).port), {
+        password: PASSWORD,
+        timeoutMs: 20_000,
+        where: 'desk-1',
+        signal: gone.signal,
+      }).catch((e: unknown) => e);
+      await vi.waitFor(() => expect(accepted).toHaveLength(1));
+      const closed = new Promise((resolve) => accepted[0]?.once('close', resolve));
+      gone.abort();
+      expect(await handshake).toMatchObject({ kind: 'aborted', message: 'The VNC handshake with desk-1 was given up: the user left.' });
+      await closed;
+      // Already aborted: no handshake starts.
+      const early = await connectVncTarget(await dial(tigervnc.port), {
+        password: PASSWORD,
+        timeoutMs: 5000,
+        where: 'desk-1',
+        signal: gone.signal,
+      }).catch((e: unknown) => e);
+      expect(early).toMatchObject({ kind: 'aborted' });
+    } finally {
+      silent.close();
+    }
+  });
+
   it('cannot reach a device whose VNC server is down', async () => {
     const down = await startVncTarget({ kind: 'tigervnc', password: PASSWORD });
     await down.stop();
