@@ -4,18 +4,20 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { AuditEvent, GatewaySession } from '@gatehouse/api';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freeLowPort } from '../support/agent.js';
+import { runOnServerDatabase } from '../support/e2e-sql.js';
 import {
   baseEnv,
   cli,
+  e2eDatabase,
   gatehouseBin,
   killServers,
   removeTempDirs,
   setupAdmin,
   startServer,
   tempDir,
+  type E2eDatabase,
   type GatehouseServer,
 } from '../support/server.js';
 import { TEST_USER_PASSWORD } from '../support/sshd.js';
@@ -223,7 +225,7 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
     await waitFor('no rdp session left open', async () => (await sessions()).every((s) => s.kind !== 'rdp' || s.endedAt !== null));
   });
 
-  it('refuses forged, expired and elsewhere-used tickets, with audit events; one run reuses its ticket', async () => {
+  it('refuses forged and elsewhere-used tickets, with audit events; one run reuses its ticket', async () => {
     const seq = await lastSeq();
     expect(await tunnelAnswer('00000000-0000-4000-8000-000000000000.AAAAAAAA')).toMatch(/^ERROR The tunnel ticket is not valid/);
     expect(await tunnelAnswer('not a ticket at all')).toMatch(/^ERROR This port takes gatehouse rdp tunnels only/);
@@ -247,25 +249,9 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
       race.join('\n'),
     ).toHaveLength(1);
 
-    // Expired: the row is moved into the past, as minutes passing would.
-    const expired = await issue(ids.rdpBox);
-    const db = new Database(path.join(server.dataDir, 'gatehouse.sqlite'));
-    try {
-      db.prepare('UPDATE desktop_tokens SET expires_at = ? WHERE id = ?').run(new Date(Date.now() - 1000).toISOString(), expired.id);
-    } finally {
-      db.close();
-    }
-    expect(await tunnelAnswer(expired.ticket)).toMatch(/^ERROR The tunnel ticket expired at \d\d:\d\d UTC/);
-
     const refused = (await auditSince(seq)).filter((e) => e.action === 'desktop.token_redeemed' && e.outcome === 'failure');
-    expect(refused.map((e) => e.details.reason)).toEqual(
-      expect.arrayContaining(['no such ticket', 'used from another address', 'expired']),
-    );
-    expect(refused.find((e) => e.details.reason === 'expired')).toMatchObject({
-      actorName: 'admin',
-      details: { desktopTokenId: expired.id },
-    });
-    for (const e of refused) expect(JSON.stringify(e)).not.toContain(expired.ticket.split('.')[1]);
+    expect(refused.map((e) => e.details.reason)).toEqual(expect.arrayContaining(['no such ticket', 'used from another address']));
+    for (const e of refused) expect(JSON.stringify(e)).not.toContain(issued.ticket.split('.')[1]);
     await waitFor('the hand-made sessions ended', async () => (await sessions()).every((s) => s.kind !== 'rdp' || s.endedAt !== null));
   });
 
@@ -315,5 +301,79 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
       outcome: 'failure',
       details: { device: 'dead-rdp', reason: expect.stringMatching(/refused the connection/) as unknown },
     });
+  });
+});
+
+/**
+ * An expired ticket, on both databases: the expiry is compared in the redeeming statement,
+ * whose timestamps are text on SQLite and PostgreSQL alike. No RDP peer is needed: the
+ * gateway refuses before it dials.
+ */
+describe.each(['sqlite', 'postgres'] as const)('gatehouse rdp: an expired ticket on %s', (dialect) => {
+  let database: E2eDatabase;
+  let server: GatehouseServer;
+  let token: string;
+  let rdpPort: number;
+  let deviceId: string;
+
+  beforeAll(async () => {
+    database = await e2eDatabase(dialect);
+    rdpPort = await freeLowPort();
+    server = await startServer({
+      dataDir: path.join(tempDir('gatehouse-rdp-expiry-'), 'data'),
+      env: { ...database.env, GATEHOUSE_GATEWAY_PORT: String(await freeLowPort()), GATEHOUSE_RDP_PORT: String(rdpPort) },
+    });
+    const credentials = path.join(path.dirname(server.dataDir), 'admin.json');
+    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
+    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    const project = await server.api<{ id: string }>(token, 'POST', '/projects', { name: 'Desks' });
+    deviceId = (
+      await server.api<{ id: string }>(token, 'POST', '/devices', {
+        projectId: project.id,
+        name: 'rdp-box',
+        provider: 'on-prem',
+        protocols: ['rdp'],
+        privateIp: '127.0.0.1',
+        urlPort: `rdp://127.0.0.1:${await freeLowPort()}`,
+      })
+    ).id;
+    await server.api(token, 'POST', '/accounts', { deviceId, username: RDP_USER, password: TEST_USER_PASSWORD });
+  });
+
+  afterAll(async () => {
+    killServers();
+    await database?.drop();
+    removeTempDirs();
+  });
+
+  /** Moves a ticket's expiry into the past in the server's database, as minutes passing would. */
+  const expire = async (id: string) =>
+    expect(
+      await runOnServerDatabase(dialect, { dataDir: server.dataDir, database }, 'UPDATE desktop_tokens SET expires_at = $1 WHERE id = $2', [
+        new Date(Date.now() - 1000).toISOString(),
+        id,
+      ]),
+    ).toBe(1);
+
+  it('refuses it with the time it expired, audited without the secret', async () => {
+    const seq = (await server.api<{ items: AuditEvent[] }>(token, 'GET', '/audit/events?limit=1')).items[0]?.seq ?? 0;
+    const expired = await server.api<{ id: string; ticket: string }>(token, 'POST', `/devices/${deviceId}/rdp-tunnel`, {});
+    await expire(expired.id);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: rdpPort, servername: 'localhost', ca: readFileSync(server.certFile) }, () =>
+        socket.write(`GATEHOUSE-RDP/1 ${expired.ticket}\n`),
+      );
+      let text = '';
+      socket.setEncoding('utf8').on('data', (s: string) => (text += s));
+      socket.once('error', reject);
+      socket.once('close', () => resolve(text.trim()));
+    });
+    expect(answer).toMatch(/^ERROR The tunnel ticket expired at \d\d:\d\d UTC/);
+    const events = (await server.api<{ items: AuditEvent[] }>(token, 'GET', `/audit/events?afterSeq=${seq}&order=asc&limit=1000`)).items;
+    const refused = events.find((e) => e.action === 'desktop.token_redeemed' && e.outcome === 'failure');
+    expect(refused).toMatchObject({ actorName: 'admin', details: { desktopTokenId: expired.id, reason: 'expired' } });
+    expect(JSON.stringify(events)).not.toContain(expired.ticket.split('.')[1]);
+    // Nothing was dialled for it.
+    expect((await server.api<{ items: Session[] }>(token, 'GET', '/sessions')).items).toEqual([]);
   });
 });

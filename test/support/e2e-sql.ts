@@ -1,0 +1,32 @@
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import type { E2eDatabase } from './server.js';
+
+/**
+ * Runs one statement on an e2e server's database behind Gatehouse's back (as the clock or
+ * an intruder with database access would change it), on either dialect: `$1`, `$2`… are
+ * the parameters, in order. Resolves to the number of rows it changed.
+ */
+export async function runOnServerDatabase(
+  dialect: 'sqlite' | 'postgres',
+  where: { dataDir: string; database: E2eDatabase },
+  statement: string,
+  params: unknown[],
+): Promise<number> {
+  if (dialect === 'sqlite') {
+    const db = new SQLite(path.join(where.dataDir, 'gatehouse.sqlite'));
+    try {
+      return db.prepare(statement.replace(/\$\d+/g, '?')).run(...params).changes;
+    } finally {
+      db.close();
+    }
+  }
+  const client = new pg.Client({ connectionString: where.database.env.DATABASE_URL });
+  await client.connect();
+  try {
+    return (await client.query(statement, params)).rowCount ?? 0;
+  } finally {
+    await client.end();
+  }
+}
