@@ -2,19 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gatewaySession, type GatewaySession } from '@gatehouse/api';
-import {
-  CANONICAL_PIXEL_FORMAT,
-  decodeRfbRecording,
-  deviceInput,
-  encodeRfbFrame,
-  encodeRfbHeader,
-  RFB_RECORDING_MEDIA_TYPE,
-} from '@gatehouse/core';
+import { decodeRfbRecording, deviceInput, encodeRfbFrame, encodeRfbHeader, RFB_RECORDING_MEDIA_TYPE } from '@gatehouse/core';
 import { listAuditEvents, type GatewaySessionInput } from '@gatehouse/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
+import { testRfbHeader } from '../support/rfb-header.js';
 
 /** Sessions as the API answers them: every kind the gateway records, file operations, recordings. */
 describe.each(dialects)('sessions API on %s', (dialect) => {
@@ -101,16 +95,7 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
     const dir = path.join(t.services.config.dataDir, 'recordings', '2026-12-06');
     mkdirSync(dir, { recursive: true });
     const id = randomUUID();
-    const header = encodeRfbHeader({
-      format: 'gatehouse-rfb',
-      version: 1,
-      width: 640,
-      height: 480,
-      name: 'desk',
-      pixelFormat: Buffer.from(CANONICAL_PIXEL_FORMAT).toString('hex'),
-      startedAt: new Date().toISOString(),
-      protocol: 'vnc',
-    });
+    const header = encodeRfbHeader(testRfbHeader({ width: 640, height: 480, name: 'desk' }));
     const rfb = Buffer.concat([header, encodeRfbFrame(5, Buffer.from([2]))]);
     writeFileSync(path.join(dir, `${id}.rfb`), rfb);
     await t.gatewaySessions.start(row({ id, kind: 'vnc', recording: `2026-12-06/${id}.rfb` }));

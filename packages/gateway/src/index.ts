@@ -126,7 +126,7 @@ export {
 } from './rfb/target.js';
 export { acceptVncUser, sendServerInit, sendRfbFailure, VncUserError, type RfbVersion, type VncUserAuth } from './rfb/user.js';
 export { RfbProxy, type RfbProxyOptions, type RfbProxyResult } from './rfb/proxy.js';
-export { RfbRecorder, rfbRecordingPath } from './rfb/recording.js';
+export { repairRfbRecording, RfbRecorder, rfbRecordingPath } from './rfb/recording.js';
 export { CLIENT_CUT_TEXT_LIMIT } from './rfb/client-messages.js';
 export { ServerMessageFramer, RfbFramingError, type RfbServerMessage, type RfbRectangle } from './rfb/server-messages.js';
 export {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { answerLinkCall, callLinkProcedure, LinkCallError, type LinkProcedureHandlers, type LinkTransport } from './link-procedures.js';
+import {
+  answerLinkCall,
+  callLinkProcedure,
+  LinkCallError,
+  linkProcedures,
+  type LinkProcedureHandlers,
+  type LinkTransport,
+} from './link-procedures.js';
 
 const target = { accountId: 'a1', deviceId: 'd1' };
 const stored = { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:abc' };
@@ -51,6 +58,15 @@ describe('the gateway link procedure table', () => {
     const claimed = { id: 'u1', username: 'alice', ticket: 't1', runbook: { runId: 'r1', direct: true, credentialId: 'c1' } };
     await answerLinkCall(server, 'fetchCredential', { user: claimed, target }, 'gw1');
     expect(seen).toEqual([{ user: { id: 'u1', username: 'alice', ticket: 't1' }, target }]);
+  });
+
+  it("takes a session's recording named after it: asciicast, or a desktop's .rfb", () => {
+    const recording = linkProcedures.sessionStarted.input.shape.recording;
+    const id = '0b8a6a53-7c5d-4bd5-9d8e-2f3f1d5e8a11';
+    expect(recording.safeParse(`2026-12-06/${id}.cast`).success).toBe(true);
+    expect(recording.safeParse(`2026-12-06/${id}.rfb`).success).toBe(true);
+    expect(recording.safeParse(`2026-12-06/${id}.txt`).success).toBe(false);
+    expect(recording.safeParse(`../${id}.rfb`).success).toBe(false);
   });
 
   describe("the caller's end (the gateway)", () => {

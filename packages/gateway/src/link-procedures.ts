@@ -2,6 +2,12 @@ import { formatPath, GatehouseError, type FieldIssue } from '@gatehouse/core';
 import { z } from 'zod';
 
 /**
+ * A session recording's path under a gateway's recordings directory: `YYYY-MM-DD/<session
+ * id>.cast` (asciicast, SSH) or `.rfb` (a desktop).
+ */
+export const RECORDING_PATH = /^\d{4}-\d{2}-\d{2}\/[0-9a-f-]{36}\.(?:cast|rfb)$/;
+
+/**
  * The calls a remote gateway's SSH entry makes to the server over its link, as one table:
  * procedure name → input schema → output schema. Both ends go through it: the gateway
  * checks what it sends and parses the answer (`callLinkProcedure`), the server parses
@@ -115,10 +121,7 @@ export const linkProcedures = {
       command: text(8192).nullable(),
       remoteAddress: address,
       startedAt: iso,
-      recording: z
-        .string()
-        .regex(/^\d{4}-\d{2}-\d{2}\/[0-9a-f-]{36}\.cast$/)
-        .nullable(),
+      recording: z.string().regex(RECORDING_PATH).nullable(),
     }),
     output: done,
   },

@@ -9,9 +9,9 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayLogger } from './gateway.js';
 import { fingerprintOfSpki, publicKeyOfCertificate, type LinkIdentity } from './identity.js';
 import { connectSocket } from './dial.js';
-import type { LinkProcedure } from './link-procedures.js';
+import { RECORDING_PATH, type LinkProcedure } from './link-procedures.js';
 import type { AgentLinkServer } from './agent-links.js';
-import { GatehouseError, isErrorCode } from '@gatehouse/core';
+import { GatehouseError, isErrorCode, RFB_RECORDING_MEDIA_TYPE } from '@gatehouse/core';
 
 /** What a gateway answers to the server's status sync. */
 export interface GatewayStatusReport {
@@ -308,8 +308,9 @@ export class ManagementServer {
   }
 
   /**
-   * The recordings of this gateway's own SSH entry, which the server fetches and then
-   * removes: `GET /v1/recordings` lists them, `GET` and `DELETE /v1/recordings/<path>`.
+   * The recordings of this gateway's own sessions (asciicast `.cast`, desktop `.rfb`), which
+   * the server fetches and then removes: `GET /v1/recordings` lists them, `GET` and
+   * `DELETE /v1/recordings/<path>`.
    */
   private async recordings(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const root = this.options.recordingsDir;
@@ -317,11 +318,11 @@ export class ManagementServer {
     const url = req.url ?? '';
     if (req.method === 'GET' && url === '/v1/recordings') {
       const files = await readdir(root, { recursive: true }).catch(() => [] as string[]);
-      return json(res, 200, { items: files.filter((f) => f.endsWith('.cast')).map((f) => f.split(path.sep).join('/')) });
+      return json(res, 200, { items: files.map((f) => f.split(path.sep).join('/')).filter((f) => RECORDING_PATH.test(f)) });
     }
     const relative = decodeURIComponent(url.slice('/v1/recordings/'.length));
     const file = path.resolve(root, relative);
-    if (!/^\d{4}-\d{2}-\d{2}\/[0-9a-f-]{36}\.cast$/.test(relative) || !file.startsWith(`${root}${path.sep}`)) {
+    if (!RECORDING_PATH.test(relative) || !file.startsWith(`${root}${path.sep}`)) {
       return json(res, 400, { error: 'not a recording path' });
     }
     if (req.method === 'DELETE') {
@@ -334,7 +335,8 @@ export class ManagementServer {
       () => undefined,
     );
     if (size === undefined) return json(res, 404, { error: 'no such recording' });
-    res.writeHead(200, { 'content-type': 'application/x-asciicast', 'content-length': size });
+    const type = relative.endsWith('.rfb') ? RFB_RECORDING_MEDIA_TYPE : 'application/x-asciicast';
+    res.writeHead(200, { 'content-type': type, 'content-length': size });
     createReadStream(file).pipe(res);
   }
 

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { z } from 'zod';
 import { parseLinkPublicKey, loadOrCreateGatewayIdentity, type LinkIdentity } from './identity.js';
 import { repairRecording } from './asciicast.js';
+import { repairRfbRecording } from './rfb/recording.js';
 import { directDialer, type TargetDialer } from './dial.js';
 import { SshGateway } from './gateway.js';
 import { loadOrCreateHostKey } from './host-key.js';
@@ -118,7 +119,9 @@ export async function startRemoteGateway(
   const recordingsDir = path.join(config.dataDir, 'recordings');
   // Recordings a killed run left behind are made whole before the server fetches them.
   for (const file of await readdir(recordingsDir, { recursive: true }).catch(() => [] as string[])) {
-    if (file.endsWith('.cast')) await repairRecording(path.join(recordingsDir, file)).catch(() => 0);
+    // Asciicast to its last whole line, a desktop recording to its last whole frame.
+    const repair = file.endsWith('.cast') ? repairRecording : file.endsWith('.rfb') ? repairRfbRecording : undefined;
+    await repair?.(path.join(recordingsDir, file)).catch(() => 0);
   }
   const management = await ManagementServer.start({
     recordingsDir,

@@ -9,6 +9,7 @@ import {
   loadOrCreateHostKey,
   RdpTunnel,
   repairRecording,
+  repairRfbRecording,
   SshGateway,
   VncGateway,
 } from '@gatehouse/gateway';
@@ -320,8 +321,8 @@ function listenProblem(what: string, advice: string) {
 /**
  * Sessions a previous run of this server left open (it was killed, or the machine went
  * down): each is ended as failed with an audit event, and its recording, which may stop
- * in the middle of a line, is cut back to its last whole line so players read it. A desktop
- * (`.rfb`) recording is left as it is: its player reads up to the last whole frame.
+ * in the middle of a line (asciicast) or a frame (a desktop's `.rfb`), is cut back to its
+ * last whole one so players read it.
  */
 async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, logger: Logger) {
   const reason = 'The gateway stopped before the session ended (the server was killed or the machine went down).';
@@ -330,13 +331,17 @@ async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, 
     if (s.recorded) {
       const relative = await built.gatewaySessions.recordingOf(s.id);
       const file = relative === undefined ? undefined : path.resolve(recordingsDir, relative);
-      if (file?.startsWith(`${recordingsDir}${path.sep}`) && !file.endsWith('.rfb')) {
-        const dropped = await repairRecording(file).catch((error: unknown) => {
+      if (file?.startsWith(`${recordingsDir}${path.sep}`)) {
+        const repair = file.endsWith('.rfb') ? repairRfbRecording : repairRecording;
+        const dropped = await repair(file).catch((error: unknown) => {
           logger.error({ err: error, sessionId: s.id }, 'could not repair the recording of an abandoned session');
           return 0;
         });
         if (dropped > 0)
-          logger.warn({ sessionId: s.id, droppedBytes: dropped }, 'cut an unfinished line off the recording of an abandoned session');
+          logger.warn(
+            { sessionId: s.id, droppedBytes: dropped },
+            'cut an unfinished line or frame off the recording of an abandoned session',
+          );
       }
     }
     await built.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), BUILT_IN_GATEWAY));

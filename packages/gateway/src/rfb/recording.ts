@@ -11,6 +11,44 @@ export function rfbRecordingPath(sessionId: string, startedAt: Date): string {
   return path.posix.join(startedAt.toISOString().slice(0, 10), `${sessionId}.rfb`);
 }
 
+/** How much of a recording `repairRfbRecording` reads at a time while it walks the frames. */
+const REPAIR_READ_BYTES = 64 * 1024;
+
+/**
+ * Makes a recording that was cut off (the process was killed mid-write) whole again: cuts
+ * it back to its last whole frame, so every frame the file holds is complete. Answers how
+ * many bytes went. A file without a whole header line is left as it is (nothing in it can
+ * be played).
+ */
+export async function repairRfbRecording(file: string): Promise<number> {
+  const handle = await open(file, 'r+');
+  try {
+    const { size } = await handle.stat();
+    let window = Buffer.alloc(Math.min(size, REPAIR_READ_BYTES));
+    let windowStart = 0;
+    await handle.read(window, 0, window.length, 0);
+    const newline = window.indexOf(0x0a);
+    if (newline < 0) return 0;
+    let offset = newline + 1;
+    // Only the frames' 8-byte heads are read: where the next frame starts, and whether it ends in the file.
+    while (offset + 8 <= size) {
+      if (offset + 8 > windowStart + window.length) {
+        window = Buffer.alloc(Math.min(size - offset, REPAIR_READ_BYTES));
+        windowStart = offset;
+        await handle.read(window, 0, window.length, offset);
+      }
+      const next = offset + 8 + window.readUInt32BE(offset - windowStart + 4);
+      if (next > size) break;
+      offset = next;
+    }
+    if (offset === size) return 0;
+    await handle.truncate(offset);
+    return size - offset;
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * Writes an RFB recording (the format in @gatehouse/core/rfb-recording): the header line,
  * then one frame per write, stamped with the milliseconds since the header's `startedAt`.

@@ -182,7 +182,7 @@ export class GatewayLinkBroker {
     },
     sessionStarted: async (s, gateway) => {
       const ticket = this.authorized(gateway, s.user, s.target);
-      if (s.recording !== null && !s.recording.endsWith(`/${s.id}.cast`))
+      if (s.recording !== null && !s.recording.endsWith(`/${s.id}.cast`) && !s.recording.endsWith(`/${s.id}.rfb`))
         throw new GatehouseError('VALIDATION_FAILED', 'The recording must be named after its session.');
       await this.broker(gateway).sessionStarted({
         ...s,
@@ -247,7 +247,7 @@ export class GatewayLinkBroker {
     const identity = await this.identity();
     const held = await listGatewayRecordings(gateway, identity, 5_000).catch(() => [] as string[]);
     for (const relative of held) {
-      const id = /([0-9a-f-]{36})\.cast$/.exec(relative)?.[1];
+      const id = /([0-9a-f-]{36})\.(?:cast|rfb)$/.exec(relative)?.[1];
       const session = id === undefined ? undefined : await this.sessions.find(id);
       if (session?.entryGateway === gateway.name && session.result !== 'active') await this.fetchRecording(gateway, session.id);
     }
