@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { decodeRfbRecording } from '@gatehouse/core';
-import { vncPasswordFile } from '@gatehouse/gateway';
+import { vncAuthResponse, vncPasswordFile } from '@gatehouse/gateway';
 import pg from 'pg';
 import { createWebSocketStream, WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -11,7 +12,10 @@ import { freeLowPort } from '../support/agent.js';
 import { RfbRefusedError, RfbTestClient } from '../support/rfb-client.js';
 import { seedDevice, setupAdminToken } from '../support/seed.js';
 import {
+  baseEnv,
+  cli,
   e2eDatabase,
+  gatehouseBin,
   killServers,
   removeTempDirs,
   startServer,
@@ -57,6 +61,7 @@ describe('VNC gateway', () => {
   let target: RunningVncTarget;
   let token: string;
   let vncPort: number;
+  let serverEnv: Record<string, string>;
   const ids: Record<string, string> = {};
   const children: ChildProcess[] = [];
 
@@ -66,8 +71,27 @@ describe('VNC gateway', () => {
     const root = path.join(server.dataDir, 'recordings');
     return existsSync(root) ? readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.rfb')) : [];
   };
-  const issue = async (deviceId: string) =>
-    api<{ id: string; token: string; address: string }>('POST', `/devices/${deviceId}/vnc-token`, {});
+  const issue = async (deviceId: string, as = token) =>
+    server.api<{ id: string; token: string; address: string }>(as, 'POST', `/devices/${deviceId}/vnc-token`, {});
+  /**
+   * An operator with a grant on the Lab project, signed in with the CLI (made once): the
+   * cases below issue their tokens as her, as tokens are limited to 10 a minute per user.
+   */
+  let operator: Promise<{ credentials: string; token: string }> | undefined;
+  const vera = () =>
+    (operator ??= (async () => {
+      const password = 'vnc gateway operator';
+      const { projectId } = await api<{ projectId: string }>('GET', `/devices/${ids.desk}`);
+      const user = await api<{ id: string }>('POST', '/users', { username: 'vera', role: 'operator', password });
+      await api('POST', '/grants', { userId: user.id, projectId });
+      const file = path.join(dir, 'vera.json');
+      const login = await cli(['login', '--url', server.url, '--ca', server.certFile, '--username', 'vera', '--password-stdin'], {
+        stdin: `${password}\n`,
+        env: { GATEHOUSE_CREDENTIALS: file },
+      });
+      expect(login.code, login.stderr).toBe(0);
+      return { credentials: file, token: (JSON.parse(readFileSync(file, 'utf8')) as { token: string }).token };
+    })());
   /** The reason the gateway gave the client for refusing `password`. */
   const refusal = async (password: string): Promise<string> => {
     const error = await RfbTestClient.connect(vncPort, { password }).then(
@@ -102,16 +126,14 @@ describe('VNC gateway', () => {
     database = await e2eDatabase('postgres');
     vncPort = await freeLowPort();
     target = await startVncTarget({ kind: 'tigervnc', password: VNC_PASSWORD });
-    server = await startServer({
-      dataDir: path.join(dir, 'data'),
-      env: {
-        ...database.env,
-        GATEHOUSE_GATEWAY_PORT: String(await freeLowPort()),
-        GATEHOUSE_VNC_PORT: String(vncPort),
-        // Every client here comes from 127.0.0.1: the refused tokens must not throttle the address.
-        GATEHOUSE_LOCKOUT_THRESHOLD: '50',
-      },
-    });
+    serverEnv = {
+      ...database.env,
+      GATEHOUSE_GATEWAY_PORT: String(await freeLowPort()),
+      GATEHOUSE_VNC_PORT: String(vncPort),
+      // Every client here comes from 127.0.0.1: the refused tokens must not throttle the address.
+      GATEHOUSE_LOCKOUT_THRESHOLD: '50',
+    };
+    server = await startServer({ dataDir: path.join(dir, 'data'), env: serverEnv });
     await vi.waitFor(() => expect(server.stdout).toContain(`VNC viewers connect on port ${vncPort}`));
     ({ token } = await setupAdminToken(server, ADMIN_PASSWORD, dir));
     const lab = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
@@ -135,37 +157,58 @@ describe('VNC gateway', () => {
     removeTempDirs();
   });
 
-  it('relays xtigervncviewer with a one-time token, records the session and ends it when the viewer quits', async () => {
-    // The token as the console and `gatehouse vnc` get it (the route both use).
-    const { token: oneTime, address } = await issue(ids.desk as string);
-    expect(address).toBe(`127.0.0.1:${vncPort}`);
-    const passwordFile = path.join(dir, 'viewer-passwd');
-    writeFileSync(passwordFile, vncPasswordFile(oneTime), { mode: 0o600 });
-
-    const display = await startXvfb(children);
-    const viewer = spawn('xtigervncviewer', ['-PasswordFile', passwordFile, `127.0.0.1::${vncPort}`], {
-      env: { ...process.env, DISPLAY: display },
+  /** A display for the viewers, started once. */
+  let display: Promise<string> | undefined;
+  /** xtigervncviewer with `password` (in a 0600 password file) on `address` (`host::port`), under Xvfb; its stderr so far. */
+  const startViewer = async (password: string, address: string) => {
+    const passwordFile = path.join(dir, `viewer-passwd-${children.length}`);
+    writeFileSync(passwordFile, vncPasswordFile(password), { mode: 0o600 });
+    display ??= startXvfb(children);
+    const viewer = spawn('xtigervncviewer', ['-PasswordFile', passwordFile, address], {
+      env: { ...process.env, DISPLAY: await display },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.push(viewer);
-    let viewerOutput = '';
-    viewer.stderr.on('data', (d: Buffer) => (viewerOutput += d.toString()));
-    // The session starts, and the target's framebuffer reaches the recording (what the viewer was sent).
+    let output = '';
+    viewer.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    return { viewer, output: () => output };
+  };
+  /** The newest vnc session of the desk once it is live and its recording holds frames (what the viewer was sent). */
+  const liveRecordedSession = async (diagnostics: () => string) => {
     await expect
-      .poll(async () => (await sessionsOf(ids.desk as string)).find((s) => s.kind === 'vnc')?.result, { timeout: 20_000 })
+      .poll(async () => (await sessionsOf(ids.desk as string)).find((s) => s.kind === 'vnc')?.result, {
+        timeout: 20_000,
+        message: diagnostics(),
+      })
       .toBe('active');
     const [live] = await sessionsOf(ids.desk as string);
     const file = () => recordings().find((f) => f.endsWith(`${live?.id}.rfb`));
     await expect.poll(() => file(), { timeout: 10_000 }).toBeDefined();
     const recording = () => readFileSync(path.join(server.dataDir, 'recordings', file() as string));
-    await expect.poll(() => decodeRfbRecording(recording()).frames.length, { timeout: 20_000, message: viewerOutput }).toBeGreaterThan(0);
-
-    viewer.kill('SIGTERM');
-    await expect.poll(async () => (await sessionsOf(ids.desk as string))[0]?.result, { timeout: 15_000 }).toBe('success');
-    const [ended] = await sessionsOf(ids.desk as string);
-    expect(ended).toMatchObject({ id: live?.id, kind: 'vnc', result: 'success', recorded: true });
+    await expect.poll(() => decodeRfbRecording(recording()).frames.length, { timeout: 20_000, message: diagnostics() }).toBeGreaterThan(0);
+    return { live: live as Session, recording };
+  };
+  /** The session once it ended as the viewer closing it ends it. */
+  const endedWell = async (id: string) => {
+    await expect
+      .poll(async () => (await sessionsOf(ids.desk as string)).find((s) => s.id === id)?.result, { timeout: 15_000 })
+      .toBe('success');
+    const ended = (await sessionsOf(ids.desk as string)).find((s) => s.id === id);
+    expect(ended).toMatchObject({ kind: 'vnc', result: 'success', recorded: true });
     expect(ended?.bytesIn).toBeGreaterThan(0);
     expect(ended?.bytesOut).toBeGreaterThan(0);
+    return ended;
+  };
+
+  it('relays xtigervncviewer with a one-time token, records the session and ends it when the viewer quits', async () => {
+    // The token as the console gets it.
+    const { token: oneTime, address } = await issue(ids.desk as string);
+    expect(address).toBe(`127.0.0.1:${vncPort}`);
+    const { viewer, output } = await startViewer(oneTime, `127.0.0.1::${vncPort}`);
+    const { live, recording } = await liveRecordedSession(output);
+
+    viewer.kill('SIGTERM');
+    await endedWell(live.id);
     const decoded = decodeRfbRecording(recording());
     expect(decoded.header).toMatchObject({
       width: VNC_TARGET_SIZE.width,
@@ -177,6 +220,99 @@ describe('VNC gateway', () => {
 
     // The token was good once.
     expect(await refusal(oneTime)).toMatch(/used/);
+  });
+
+  it('lets xtigervncviewer in with the address and token `gatehouse vnc` prints', async () => {
+    const printed = await cli(['vnc', 'Lab/desk', '--url', server.url, '--ca', server.certFile, '--minutes', '2'], {
+      env: { GATEHOUSE_CREDENTIALS: (await vera()).credentials },
+    });
+    expect(printed.code, printed.stderr).toBe(0);
+    const match = /^Connect a VNC viewer to (\S+):(\d+) and type the one-time password (\S{8}) \(good once, until \d\d:\d\d UTC\)\.$/m.exec(
+      printed.stdout,
+    );
+    expect(match, printed.stdout).not.toBeNull();
+    const [, host, port, oneTime] = match as RegExpExecArray;
+    expect(`${host}:${port}`).toBe(`127.0.0.1:${vncPort}`);
+
+    const { viewer, output } = await startViewer(oneTime as string, `${host}::${port}`);
+    const { live } = await liveRecordedSession(output);
+    viewer.kill('SIGTERM');
+    await endedWell(live.id);
+    expect(await refusal(oneTime as string)).toMatch(/used/);
+  });
+
+  it('starts xtigervncviewer itself with `gatehouse vnc --viewer`, and removes the password file when it ends', async () => {
+    // The CLI's temporary directory, where the password file is made.
+    const tmp = tempDir('gatehouse-vnc-cli-');
+    const run = spawn(process.execPath, [gatehouseBin, 'vnc', 'desk', '--viewer', '--url', server.url, '--ca', server.certFile], {
+      env: baseEnv({ GATEHOUSE_CREDENTIALS: (await vera()).credentials, DISPLAY: await (display ??= startXvfb(children)), TMPDIR: tmp }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(run);
+    let output = '';
+    run.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    run.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((resolve) => run.once('close', (code) => resolve(code)));
+
+    const { live } = await liveRecordedSession(() => output);
+    expect(output).toContain(`Starting xtigervncviewer for desk (vnc) through 127.0.0.1:${vncPort}.`);
+    // The token reached the viewer in a private file only, not on the CLI's output.
+    expect(output).not.toMatch(/one-time password/);
+    const [passwordDir] = readdirSync(tmp);
+    expect(statSync(path.join(tmp, passwordDir as string)).mode & 0o777).toBe(0o700);
+    expect(statSync(path.join(tmp, passwordDir as string, 'passwd')).mode & 0o777).toBe(0o600);
+
+    // Stopping the CLI (as Ctrl-C does) stops the viewer, which ends the session.
+    run.kill('SIGTERM');
+    expect(await exited, output).toBe(0);
+    expect(readdirSync(tmp)).toEqual([]);
+    await endedWell(live.id);
+  });
+
+  it('closes the device connection and starts no session when the viewer hangs up while the device is being connected', async () => {
+    // A device that takes the connection and never speaks: the gateway's handshake with it waits (15 s by default).
+    const deviceSide: net.Socket[] = [];
+    const silent = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      deviceSide.push(socket);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const { projectId } = await api<{ projectId: string }>('GET', `/devices/${ids.desk}`);
+      const device = await api<{ id: string }>('POST', '/devices', {
+        projectId,
+        name: 'silent-desk',
+        provider: 'on-prem',
+        protocols: ['vnc'],
+        privateIp: '127.0.0.1',
+        urlPort: `vnc://127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      });
+      await api('POST', '/accounts', { deviceId: device.id, username: 'vnc', password: VNC_PASSWORD });
+      const { token: oneTime } = await issue(device.id, (await vera()).token);
+
+      // A viewer's handshake by hand, up to its VncAuth answer; then it hangs up.
+      const viewer = net.connect({ host: '127.0.0.1', port: vncPort });
+      const read = bytesOf(viewer);
+      expect((await read(12)).toString('latin1')).toBe('RFB 003.008\n');
+      viewer.write('RFB 003.008\n', 'latin1');
+      expect([...(await read(2))]).toEqual([1, 2]);
+      viewer.write(Buffer.of(2));
+      viewer.write(vncAuthResponse(await read(16), oneTime));
+      await vi.waitFor(() => expect(deviceSide).toHaveLength(1), { timeout: 10_000 });
+      const deviceClosed = new Promise((resolve) => deviceSide[0]?.once('close', resolve));
+      const hungUp = performance.now();
+      viewer.destroy();
+      await deviceClosed;
+      expect(performance.now() - hungUp).toBeLessThan(5000);
+
+      await expect.poll(async () => (await sessionsOf(device.id)).length, { timeout: 10_000 }).toBe(1);
+      const [failed] = await sessionsOf(device.id);
+      expect(failed).toMatchObject({ result: 'failure', recorded: false, reason: 'The user hung up before the desktop was open.' });
+      expect(await startFailure(device.id, failed?.reason as string)).toBeDefined();
+      expect(deviceSide).toHaveLength(1);
+    } finally {
+      silent.close();
+    }
   });
 
   it('refuses a token used at once by several clients to all but one', async () => {
@@ -293,6 +429,37 @@ describe('VNC gateway', () => {
     expect(rows[0]).toMatchObject({ result: 'failure', reason: 'The gateway is stopping.' });
     expect(rows[0]?.ended_at).not.toBeNull();
   });
+
+  it('cuts the recording of a session a killed server left open back to its last whole frame', async () => {
+    server = await startServer({ dataDir: server.dataDir, env: serverEnv });
+    await vi.waitFor(() => expect(server.stdout).toContain(`VNC viewers connect on port ${vncPort}`));
+    const viewer = await RfbTestClient.connect(vncPort, { password: (await issue(ids.desk as string)).token });
+    await viewer.waitForColour(10, 10, VNC_TARGET_COLOUR);
+    const [live] = await sessionsOf(ids.desk as string);
+    expect(live).toMatchObject({ kind: 'vnc', result: 'active' });
+    const file = path.join(server.dataDir, 'recordings', recordings().find((f) => f.endsWith(`${live?.id}.rfb`)) as string);
+    // The recorder writes every 250 ms: wait until a frame is on disk.
+    await expect.poll(() => decodeRfbRecording(readFileSync(file)).frames.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    server.kill();
+    await server.exited;
+    await viewer.waitFor(() => viewer.isClosed);
+    const onDisk = readFileSync(file);
+    const frames = decodeRfbRecording(onDisk).frames;
+    const last = frames.at(-1) as { data: Uint8Array };
+    // What a player reads: up to the end of the last whole frame.
+    const whole = onDisk.subarray(0, last.data.byteOffset - onDisk.byteOffset + last.data.length);
+    // The worst case too: a write cut off in the middle of a frame (a head announcing 4096 bytes, and 100 of them).
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(4096, 4);
+    writeFileSync(file, Buffer.concat([head, Buffer.alloc(100, 7)]), { flag: 'a' });
+
+    server = await startServer({ dataDir: server.dataDir, env: serverEnv });
+    const ended = (await sessionsOf(ids.desk as string)).find((s) => s.id === live?.id);
+    expect(ended).toMatchObject({ result: 'failure', recorded: true });
+    expect(ended?.reason).toContain('The gateway stopped before the session ended');
+    expect(readFileSync(file)).toEqual(whole);
+    expect(decodeRfbRecording(readFileSync(file)).frames).toHaveLength(frames.length);
+  });
 });
 
 /** An Xvfb for the viewer on a display it picks itself (-displayfd). */
@@ -306,4 +473,20 @@ function startXvfb(children: ChildProcess[]): Promise<string> {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`Xvfb exited (${code})`)));
   });
+}
+
+/** Reads exact byte counts from a socket, in order. */
+function bytesOf(socket: net.Socket): (count: number) => Promise<Buffer> {
+  let buffered = Buffer.alloc(0);
+  let waiting: (() => void) | undefined;
+  socket.on('data', (data: Buffer) => {
+    buffered = Buffer.concat([buffered, data]);
+    waiting?.();
+  });
+  return async (count) => {
+    while (buffered.length < count) await new Promise<void>((resolve) => (waiting = resolve));
+    const out = buffered.subarray(0, count);
+    buffered = buffered.subarray(count);
+    return out;
+  };
 }

@@ -38,7 +38,8 @@ function onPath(names: readonly string[]): string | undefined {
 /**
  * Starts the viewer on the gateway's VNC listener with the token in a password file
  * (`vncpasswd -f`'s obfuscated form, mode 0600 in a private directory), so it is never on
- * a command line; the file is removed when the viewer exits. Resolves to its exit code.
+ * a command line; the file is removed when the viewer exits. Resolves to its exit code, or
+ * 0 when the CLI was stopped (Ctrl-C) and stopped it.
  */
 async function runViewer(viewer: string, token: VncToken): Promise<number> {
   const { vncPasswordFile } = await import('@gatehouse/gateway');
@@ -52,7 +53,11 @@ async function runViewer(viewer: string, token: VncToken): Promise<number> {
     writeFileSync(file, vncPasswordFile(token.token), { mode: 0o600 });
     // host::port is TigerVNC's "this is a port, not a display number".
     const child = spawn(viewer, ['-PasswordFile', file, `${host}::${port}`], { stdio: 'inherit' });
-    const stop = () => child.kill('SIGTERM');
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      child.kill('SIGTERM');
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     return await new Promise<number>((resolve, reject) => {
@@ -60,7 +65,8 @@ async function runViewer(viewer: string, token: VncToken): Promise<number> {
       child.once('exit', (code, signal) => {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
-        resolve(code ?? (signal === 'SIGTERM' || signal === 'SIGINT' ? 0 : 1));
+        // Stopped by the user through the CLI: a success, though TigerVNC's viewer exits 1 on SIGTERM.
+        resolve(stopped ? 0 : (code ?? (signal === 'SIGTERM' || signal === 'SIGINT' ? 0 : 1)));
       });
     });
   } finally {
