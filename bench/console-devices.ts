@@ -658,7 +658,7 @@ async function main(): Promise<void> {
     { GATEHOUSE_CREDENTIALS: credentials },
     `${adminPassword}\n`,
   );
-  const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+  const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { profiles: { default: { token: string } } }).profiles.default.token;
   console.log(`server ${g.url} (pid ${g.pid}), RSS ${f0(vmKiB(g.pid, 'VmRSS') / 1024)} MiB`);
 
   // 1. Fill

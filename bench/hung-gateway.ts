@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     input: `${password}\n`,
     stdio: ['pipe', 'ignore', 'pipe'],
   });
-  const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+  const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { profiles: { default: { token: string } } }).profiles.default.token;
   const api = <T>(method: string, route: string, body?: unknown) =>
     new Promise<T>((resolve, reject) => {
       const headers = { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) };

@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     );
     const setupCode = await new Promise((resolve) => setup.once('exit', resolve));
     if (setupCode !== 0) throw new Error(`gatehouse setup failed:\n${setup.output()}`);
-    const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { profiles: { default: { token: string } } }).profiles.default.token;
     const admin = new Agent({ ca: server.ca, keepAlive: true, maxSockets: 1 });
     const users = Array.from({ length: USERS }, (_, i) => ({
       username: `user-${i}`,

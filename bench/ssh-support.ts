@@ -352,7 +352,7 @@ export async function setUpGatehouse(g: Gatehouse, dataDir: string, adminPasswor
     { GATEHOUSE_CREDENTIALS: credentials },
     `${adminPassword}\n`,
   );
-  return (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+  return (JSON.parse(readFileSync(credentials, 'utf8')) as { profiles: { default: { token: string } } }).profiles.default.token;
 }
 
 /** A device on the private sshd at `port` whose account `gh-bench` has `privateKey` as its vaulted credential. */

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentProcess, enrollAgent, freeLowPort, stopAgents } from '../support/agent.js';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { runClient } from '../support/ssh-client.js';
 import { ensureSystemUser } from '../support/sshd.js';
 
@@ -94,7 +93,7 @@ describe.skipIf(!isRoot)('a host agent fails over between the remote gateways of
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(sshPort) } });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
 
     const serverKey = (await api<{ publicKey: string }>('GET', '/gateways/server-key')).publicKey;
     const names = ['fo-1', 'fo-2'];

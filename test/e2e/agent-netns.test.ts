@@ -10,7 +10,7 @@ import { AgentProcess, enrollAgent, freeLowPort, stopAgents, type EnrolledAgent 
 import { launchChromium, newPage, signIn } from '../support/browser.js';
 import { runClient } from '../support/ssh-client.js';
 import { freeRanges, ip, isRoot, reachable } from '../support/netns.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { ensureSystemUser } from '../support/sshd.js';
 
 const API = '/api/v1';
@@ -160,7 +160,7 @@ describe.skipIf(!isRoot)('a device reached only through its host agent (network 
     });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
 
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Agents' });
     deviceId = (

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -25,6 +25,7 @@ import {
   tempDir,
   type CliOptions,
   type GatehouseServer,
+  savedToken,
 } from '../support/server.js';
 
 /** A run as `gatehouse breakglass run --wait` and `runs` print it. */
@@ -75,7 +76,7 @@ describe('break-glass runs that fail', () => {
   const gh = (args: string[], opts: CliOptions = {}) =>
     cli([...args, '--url', server.url], { ...opts, env: { GATEHOUSE_CREDENTIALS: credentials, ...opts.env } });
   const runs = async () => {
-    const r = await gh(['breakglass', 'runs']);
+    const r = await gh(['breakglass', 'runs', '--json']);
     expect(r.code, r.stderr).toBe(0);
     return (JSON.parse(r.stdout) as { items: RunView[] }).items;
   };
@@ -120,7 +121,7 @@ describe('break-glass runs that fail', () => {
    */
   const expectFailedRun = async (stage: string, error: RegExp): Promise<RunView> => {
     const started = performance.now();
-    const result = await gh(['breakglass', 'run', '--wait']);
+    const result = await gh(['breakglass', 'run', '--wait', '--json']);
     const ms = performance.now() - started;
     expect(result.code).toBe(1);
     const run = JSON.parse(result.stdout) as RunView;
@@ -294,7 +295,7 @@ describe('break-glass runs that fail', () => {
       expect(done).toMatchObject({ result: 'success', counts: { devices: 30_001 } });
 
       // Audited: the interrupted run has its own event, naming the redo.
-      const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+      const token = savedToken(credentials);
       const audit = await server.request(`/api/v1/audit/events?action=breakglass.run&targetId=${cut.id}`, {
         headers: { authorization: `Bearer ${token}` },
       });

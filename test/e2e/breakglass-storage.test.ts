@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { ContainerClient, ContainerSASPermissions, generateBlobSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ageKeygen, inventoryHeader, startGatedProxy, waitFor, writeBulkInventory } from '../support/breakglass-e2e.js';
@@ -13,6 +13,7 @@ import {
   tempDir,
   type CliOptions,
   type GatehouseServer,
+  savedToken,
 } from '../support/server.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, startS3rver } from '../support/storage.js';
 
@@ -93,7 +94,7 @@ const s3SettingsFile = (url: string) =>
     pathStyle: true,
   });
 const stored = async () => {
-  const r = await gh(['breakglass', 'settings']);
+  const r = await gh(['breakglass', 'settings', '--json']);
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { settings: Record<string, unknown> }).settings;
 };
@@ -189,7 +190,7 @@ describe('break glass: a storage server that stops answering (SIGSTOP)', () => {
       // Well within the 60 s a stuck Test used to exceed (a correctness check, not a speed one).
       expect(tested.ms).toBeLessThan(30_000);
 
-      const ran = await timed(['breakglass', 'run', '--wait']);
+      const ran = await timed(['breakglass', 'run', '--wait', '--json']);
       expect(ran.code, ran.stderr).toBe(1);
       const run = JSON.parse(ran.stdout) as RunView;
       expect(run).toMatchObject({ result: 'failure', attempts: 2, errorStage: 'connection' });
@@ -240,13 +241,13 @@ describe('break glass: a run reports the bytes it has sent', () => {
    */
   const expectRealProgress = async (proxy: Awaited<ReturnType<typeof startGatedProxy>>, settings: string, what: string) => {
     await configure(settings);
-    const token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    const token = savedToken(credentials);
     const get = async (id: string) => {
       const res = await server.request(`/api/v1/breakglass/runs/${id}`, { headers: { authorization: `Bearer ${token}` } });
       return JSON.parse(res.body) as RunView;
     };
     proxy.limit(256 * 1024);
-    const started = await gh(['breakglass', 'run']);
+    const started = await gh(['breakglass', 'run', '--json']);
     expect(started.code, started.stderr).toBe(0);
     const run = JSON.parse(started.stdout) as RunView;
     // Read while the proxy holds the upload back: what the run says it sent then is what went out.

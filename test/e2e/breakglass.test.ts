@@ -61,7 +61,7 @@ function cliFor(getServer: () => GatehouseServer, credentials: string, ca?: () =
       env: { GATEHOUSE_CREDENTIALS: credentials, ...opts.env },
     });
   const json = async <T>(args: string[], opts: CliOptions = {}): Promise<T> => {
-    const r = await gh(args, opts);
+    const r = await gh([...args, '--json'], opts);
     if (r.code !== 0) throw new Error(`gatehouse ${args.join(' ')} exited ${r.code}:\n${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
@@ -152,7 +152,7 @@ describe.each(dialects)('break glass end to end on %s, to s3rver', (dialect) => 
     ];
     const csv = path.join(dir, 'inventory.csv');
     writeFileSync(csv, `${inventoryHeader}\n${rows.map((r) => r.map(csvField).join(',')).join('\n')}\n`);
-    const imported = await gh(['import', csv]);
+    const imported = await gh(['import', csv, '--json']);
     expect(imported.code, imported.stderr).toBe(0);
     expect(JSON.parse(imported.stdout)).toMatchObject({ rows: 4, projectsCreated: 2, devicesCreated: 4, accountsCreated: 3 });
 
@@ -184,7 +184,7 @@ describe.each(dialects)('break glass end to end on %s, to s3rver', (dialect) => 
 
   it('runs now with --wait, shows the run in the history, and prints the signing key', async () => {
     const started = performance.now();
-    const result = await gh(['breakglass', 'run', '--wait']);
+    const result = await gh(['breakglass', 'run', '--wait', '--json']);
     figures.push(`${dialect}: gatehouse breakglass run --wait, 4 devices: ${(performance.now() - started).toFixed(0)} ms`);
     expect(result.code, result.stderr).toBe(0);
     run = JSON.parse(result.stdout) as RunView;
@@ -239,7 +239,7 @@ describe.each(dialects)('break glass end to end on %s, to s3rver', (dialect) => 
     expect(opened.stdout).toMatch(/^Generated: \d{4}-\d\d-\d\dT[\d:.]+Z \(0\.\d hours old\)$/m);
     expect(opened.stdout).toMatch(/^Project Ops \(sheet Ops\): 3 devices$/m);
     // The project name has characters a sheet name may not: the sheet is renamed, the project is not.
-    expect(opened.stdout).toMatch(/^Project Finance: EU\/Prod \(sheet [^)]+\): 1 devices$/m);
+    expect(opened.stdout).toMatch(/^Project Finance: EU\/Prod \(sheet [^)]+\): 1 device$/m);
     const listed = opened.stdout.split('\n').filter((l) => l.startsWith('  '));
     expect(listed.map((l) => l.trim().split(/\s{2}/)[0])).toEqual(['fin-1', '=HYPERLINK("x")', 'db-1', 'web-1']);
     expect(opened.stdout).toMatch(/^ {2}fin-1 {2}azure {2}https {2}203\.0\.113\.7 {2}- {2}\(no account\)$/m);
@@ -397,14 +397,14 @@ describe('break glass end to end to Azurite, with a create/write-only container 
     expect(lines.map((l) => l.split(/\s+/).slice(0, 2).join(' '))).toEqual(['OK container', 'OK authentication', 'OK connection']);
     expect(saved.stdout).not.toContain('WARN');
     expect(saved.stdout).toContain('The key can write and nothing more.');
-    const shown = await gh(['breakglass', 'settings']);
+    const shown = await gh(['breakglass', 'settings', '--json']);
     expect(shown.stdout).not.toContain(sasToken);
     expect(JSON.parse(shown.stdout)).toMatchObject({
       origin: 'database',
       settings: { sasToken: '********', accountKey: null, accountName: AZURITE_ACCOUNT, protocol: 'http' },
     });
 
-    const result = await gh(['breakglass', 'run', '--wait']);
+    const result = await gh(['breakglass', 'run', '--wait', '--json']);
     expect(result.code, result.stderr).toBe(0);
     const run = JSON.parse(result.stdout) as RunView;
     expect(run).toMatchObject({ result: 'success', counts: { devices: 1, accounts: 1 } });
@@ -518,7 +518,7 @@ describe('break-glass settings from a mounted Kubernetes secret', () => {
   }
 
   it('shows the mounted settings read-only, secrets masked, and refuses configure', async () => {
-    const shown = await gh(['breakglass', 'settings']);
+    const shown = await gh(['breakglass', 'settings', '--json']);
     expect(shown.code, shown.stderr).toBe(0);
     const view = JSON.parse(shown.stdout) as SettingsView;
     expect(view).toMatchObject({ origin: 'mounted', readOnly: true, error: null });
@@ -635,7 +635,7 @@ describe('two servers sharing one PostgreSQL database', () => {
     });
     expect(saved.code, saved.stdout).toBe(0);
 
-    const [onA, onB] = await Promise.all([viaA.gh(['breakglass', 'run']), viaB.gh(['breakglass', 'run'])]);
+    const [onA, onB] = await Promise.all([viaA.gh(['breakglass', 'run', '--json']), viaB.gh(['breakglass', 'run', '--json'])]);
     expect([onA.code, onB.code].sort()).toEqual([0, 1]);
     const started = onA.code === 0 ? onA : onB;
     const refused = onA.code === 0 ? onB : onA;
@@ -659,7 +659,7 @@ describe('two servers sharing one PostgreSQL database', () => {
     expect(done[0]).toMatchObject({ id: run.id, result: 'success', counts: { devices: 200 } });
 
     // With the lease released, either replica runs the next one.
-    const next = await viaB.gh(['breakglass', 'run', '--wait']);
+    const next = await viaB.gh(['breakglass', 'run', '--wait', '--json']);
     expect(next.code, next.stderr).toBe(0);
     expect(JSON.parse(next.stdout)).toMatchObject({ result: 'success' });
   });

@@ -69,6 +69,7 @@ describe.each(dialects)('secrets planted through the CLI on %s', (dialect) => {
     outputs.push({ command: args.slice(0, 2).join(' '), result });
     return result;
   };
+  /** What a command run with --json printed. */
   const json = <T>(result: CliResult): T => {
     expect(result.code, result.stderr).toBe(0);
     return JSON.parse(result.stdout) as T;
@@ -95,13 +96,15 @@ describe.each(dialects)('secrets planted through the CLI on %s', (dialect) => {
       command: 'setup',
       result: await setupAdmin(server, canaries.adminPassword, { env: { GATEHOUSE_CREDENTIALS: credentials } }),
     });
-    const project = json<{ id: string }>(await gh(['projects', 'create', 'Canaries']));
-    const device = json<{ id: string }>(await gh(['devices', 'create', 'canary-host', '--project', project.id, '--provider', 'aws']));
+    const project = json<{ id: string }>(await gh(['projects', 'create', 'Canaries', '--json']));
+    const device = json<{ id: string }>(
+      await gh(['devices', 'create', 'canary-host', '--project', project.id, '--provider', 'aws', '--json']),
+    );
 
     const keyFile = path.join(dir, 'canary.pem');
     writeFileSync(keyFile, `-----BEGIN OPENSSH PRIVATE KEY-----\n${canaries.privateKey}\n-----END OPENSSH PRIVATE KEY-----\n`);
     const account = json<{ id: string }>(
-      await gh(['accounts', 'create', device.id, 'root', '--password-stdin', '--private-key-file', keyFile], {
+      await gh(['accounts', 'create', device.id, 'root', '--password-stdin', '--private-key-file', keyFile, '--json'], {
         stdin: canaries.accountPassword,
       }),
     );
@@ -109,7 +112,7 @@ describe.each(dialects)('secrets planted through the CLI on %s', (dialect) => {
     const duplicate = await gh(['accounts', 'create', device.id, 'root', '--password-stdin'], { stdin: canaries.failedCreate });
     expect(duplicate.stderr).toContain('This device already has an account "root".');
     const nowhere = await gh(['accounts', 'create', 'no-such-device', 'root', '--password-stdin'], { stdin: canaries.failedCreate });
-    expect(nowhere.stderr).toContain('Device "no-such-device" does not exist.');
+    expect(nowhere.stderr).toContain('<device> no-such-device: names no device you can see');
 
     expect(
       (await gh(['users', 'create', 'operator1', '--role', 'operator', '--password-stdin'], { stdin: canaries.operatorPassword })).code,
@@ -143,7 +146,7 @@ describe.each(dialects)('secrets planted through the CLI on %s', (dialect) => {
     expect(brokenResult.code).toBe(1);
     expect(brokenResult.stderr).toContain('The request body is not valid JSON.');
 
-    const accounts = json<{ items: { id: string; username: string }[] }>(await gh(['accounts', 'list', device.id]));
+    const accounts = json<{ items: { id: string; username: string }[] }>(await gh(['accounts', 'list', device.id, '--json']));
     accountIds = [account.id];
     expect(accounts.items.map((a) => a.username)).toEqual(['root']);
   });
@@ -154,9 +157,9 @@ describe.each(dialects)('secrets planted through the CLI on %s', (dialect) => {
     expect(revealed.stdout).toContain(canaries.accountPassword);
     expect(revealed.stdout).toContain(canaries.privateKey);
 
-    const devices = json<{ items: { id: string; name: string }[] }>(await gh(['devices', 'list', '--search', 'imported-host']));
-    const imported = json<{ items: { id: string }[] }>(await gh(['accounts', 'list', devices.items[0]?.id ?? '']));
-    const importedSecrets = await gh(['accounts', 'reveal', imported.items[0]?.id ?? '', '--reason', 'canary check']);
+    const devices = json<{ items: { id: string; name: string }[] }>(await gh(['devices', 'list', '--search', 'imported-host', '--json']));
+    const imported = json<{ items: { id: string }[] }>(await gh(['accounts', 'list', devices.items[0]?.id ?? '', '--json']));
+    const importedSecrets = await gh(['accounts', 'reveal', imported.items[0]?.id ?? '', '--reason', 'canary check', '--json']);
     expect(JSON.parse(importedSecrets.stdout)).toMatchObject({
       password: canaries.importedPassword,
       passphrase: canaries.importedPassphrase,

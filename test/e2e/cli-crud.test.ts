@@ -63,7 +63,9 @@ describe('gatehouse CLI create/read/update/delete', () => {
     const account = await ghJson<{ id: string }>(['accounts', 'create', device.id, 'root', '--password-stdin'], {
       stdin: 'first-password\n',
     });
-    const changed = await gh(['accounts', 'update', account.id, '--username', 'admin', '--password-stdin'], { stdin: 'second-password\n' });
+    const changed = await gh(['accounts', 'update', account.id, '--username', 'admin', '--password-stdin', '--json'], {
+      stdin: 'second-password\n',
+    });
     expect(changed.code).toBe(0);
     expect(changed.stdout).not.toContain('second-password');
     expect(JSON.parse(changed.stdout)).toMatchObject({ username: 'admin', password: '********' });
@@ -71,13 +73,49 @@ describe('gatehouse CLI create/read/update/delete', () => {
     expect(revealed.password).toBe('second-password');
     expect(await ghJson(['accounts', 'update', account.id, '--clear-password'])).toMatchObject({ password: null });
 
-    // A delete answers with no body: the CLI says what it did (it printed "undefined").
-    expect(await gh(['accounts', 'delete', account.id])).toMatchObject({ code: 0, stdout: `Account ${account.id} deleted.\n` });
-    expect(await gh(['devices', 'delete', device.id])).toMatchObject({ code: 0, stdout: `Device ${device.id} deleted.\n` });
-    expect(await gh(['projects', 'delete', project.id])).toMatchObject({ code: 0, stdout: `Project ${project.id} deleted.\n` });
+    // A delete answers with no body: the CLI says what it deleted, by name and id (it printed "undefined").
+    expect(await gh(['accounts', 'delete', account.id])).toMatchObject({
+      code: 0,
+      stdout: `Account Operations/web-1/admin (${account.id}) deleted.\n`,
+    });
+    expect(await gh(['devices', 'delete', device.id])).toMatchObject({
+      code: 0,
+      stdout: `Device Operations/web-1 (${device.id}) deleted.\n`,
+    });
+    expect(await gh(['projects', 'delete', 'Operations'])).toMatchObject({
+      code: 0,
+      stdout: `Project Operations (${project.id}) deleted.\n`,
+    });
     const gone = await gh(['projects', 'show', project.id]);
     expect(gone.code).toBe(1);
-    expect(gone.stderr).toContain('does not exist');
+    expect(gone.stderr).toContain(`<project> ${project.id}: names no project you can see`);
+  });
+
+  it("setup of a second server: refused into the first one's profile, kept beside it with --profile, which later commands pick", async () => {
+    const second = await startServer({ dataDir: path.join(tempDir(), 'data-b') });
+    const env = { GATEHOUSE_CREDENTIALS: credentials };
+    const setup = (args: string[]) =>
+      cli(['setup', '--data-dir', second.dataDir, '--url', second.url, '--password-stdin', ...args], {
+        stdin: 'second server password\n',
+        env,
+      });
+    const refused = await setup([]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `Profile default holds the sign-in for ${server.url}, not ${second.url}. Keep both: add --profile <name>`,
+    );
+    const done = await setup(['--profile', 'second']);
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stderr).toContain('Administrator admin created. API token saved in');
+
+    await cli(['projects', 'create', 'OnSecond', '--profile', 'second'], { env });
+    const onSecond = await cli(['projects', 'list', '--profile', 'second'], { env });
+    expect(onSecond.stdout).toMatch(/^OnSecond +- +- +[0-9a-f-]{36}\n\n1 project\.\n$/m);
+    expect((await cli(['projects', 'list', '--json'], { env: { ...env, GATEHOUSE_PROFILE: 'second' } })).stdout).toContain('"OnSecond"');
+    expect((await gh(['projects', 'list'])).stdout).not.toContain('OnSecond');
+    const profiles = await cli(['profiles'], { env });
+    expect(profiles.stdout).toMatch(new RegExp(`^\\* +default +${server.url.replaceAll('.', '\\.')} +admin +`, 'm'));
+    expect(profiles.stdout).toMatch(new RegExp(`^ +second +${second.url.replaceAll('.', '\\.')} +admin +${second.certFile}$`, 'm'));
   });
 
   it('gateways: register and delete', async () => {
@@ -91,7 +129,10 @@ describe('gatehouse CLI create/read/update/delete', () => {
       '--public-key',
       publicKey,
     ]);
-    expect(await gh(['gateways', 'delete', gateway.id])).toMatchObject({ code: 0, stdout: `Gateway ${gateway.id} deleted.\n` });
+    expect(await gh(['gateways', 'delete', 'office1-a'])).toMatchObject({
+      code: 0,
+      stdout: `Gateway office1-a (${gateway.id}) deleted.\n`,
+    });
   });
 
   it('users: create, change role, disable, unlock, delete', async () => {
@@ -101,7 +142,7 @@ describe('gatehouse CLI create/read/update/delete', () => {
     expect(await ghJson(['users', 'update', user.id, '--role', 'auditor', '--disable'])).toMatchObject({ role: 'auditor', disabled: true });
     expect(await ghJson(['users', 'update', user.id, '--enable'])).toMatchObject({ disabled: false });
     expect(await ghJson(['users', 'unlock', user.id])).toMatchObject({ lockedUntil: null });
-    expect(await gh(['users', 'delete', user.id])).toMatchObject({ code: 0, stdout: `User ${user.id} deleted.\n` });
+    expect(await gh(['users', 'delete', user.id])).toMatchObject({ code: 0, stdout: `User olivia (${user.id}) deleted.\n` });
     const list = await ghJson<{ items: { username: string }[] }>(['users', 'list']);
     expect(list.items.map((u) => u.username)).toEqual(['admin']);
   });

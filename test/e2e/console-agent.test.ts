@@ -1,10 +1,9 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, screenshot, signedInPage } from '../support/browser.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 
 const ADMIN_PASSWORD = 'console agent admin';
 const OPERATOR = { username: 'otto', password: 'otto-password-12' };
@@ -33,7 +32,7 @@ describe('web console: host agent and host keys panels', () => {
     server = await startServer({ dataDir: path.join(dir, 'data') });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Edge' });
     deviceId = (
       await api<{ id: string }>('POST', '/devices', { projectId: project.id, name: 'edge-box', provider: 'on-prem', protocols: ['ssh'] })

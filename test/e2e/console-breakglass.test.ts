@@ -1,11 +1,11 @@
 import { ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
 import { ageKeygen } from '../support/breakglass-e2e.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteContainerSas, startAzurite, startS3rver, type RunningPeer } from '../support/storage.js';
 
 const API = '/api/v1';
@@ -49,7 +49,7 @@ describe('web console: break glass', () => {
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: '0' } });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Payments' });
     const device = await api<{ id: string }>('POST', '/devices', {
       projectId: project.id,

@@ -7,7 +7,7 @@ import type { Browser, Page } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 const API = '/api/v1';
@@ -59,7 +59,7 @@ describe('web console: browser terminal, playback and audit', () => {
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
     const device = (name: string, tags: string[] = []) =>
       api<{ id: string }>('POST', '/devices', {

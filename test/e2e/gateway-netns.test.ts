@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { sshCommand } from '../support/ssh-client.js';
 import { freeRanges, ip, isRoot, reachable } from '../support/netns.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 const API = '/api/v1';
@@ -79,7 +78,7 @@ describe.skipIf(!isRoot)('a device only its segment gateway can reach (network n
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(sshPort) } });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
     const { publicKey: serverKey } = await api<{ publicKey: string }>('GET', '/gateways/server-key');
     gateway = await RemoteGatewayProcess.start({ dataDir: path.join(dir, 'gw'), serverKey, host: GATEWAY_SIDE, port: 9443, netns: gwNs });
   });

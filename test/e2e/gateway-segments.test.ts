@@ -1,9 +1,9 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { runClient, sshCommand } from '../support/ssh-client.js';
-import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 const API = '/api/v1';
@@ -143,7 +143,7 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
     serverKey = (await api<{ publicKey: string }>('GET', '/gateways/server-key')).publicKey;
 
     const started = await Promise.all(

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEventView } from '../support/api-helpers.js';
 import { runClient } from '../support/ssh-client.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 
 const API = '/api/v1';
 const DEVICE_USER = 'gh-test-pw';
@@ -149,7 +149,7 @@ process.stdin.on('end', () => {
     server = await startServer({ dataDir: path.join(dir, 'data'), env: env() });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
 
     ids.project = (await api<{ id: string }>('POST', '/projects', { name: 'Plant' })).id;
     ids.box = (

@@ -19,6 +19,7 @@ import {
   tempDir,
   type E2eDatabase,
   type GatehouseServer,
+  savedToken,
 } from '../support/server.js';
 import { TEST_USER_PASSWORD } from '../support/sshd.js';
 import { startXrdp, type XrdpTarget } from '../support/xrdp.js';
@@ -130,7 +131,7 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
     });
     adminCredentials = path.join(dir, 'admin.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: adminCredentials } });
-    token = (JSON.parse(readFileSync(adminCredentials, 'utf8')) as { token: string }).token;
+    token = savedToken(adminCredentials);
 
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Desks' });
     ids.project = project.id;
@@ -261,7 +262,7 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
     });
     expect(noGrant.code).not.toBe(0);
     expect(noGrant.stderr).toMatch(/names no device you can see/);
-    const olgaToken = (JSON.parse(readFileSync(olgaCredentials, 'utf8')) as { token: string }).token;
+    const olgaToken = savedToken(olgaCredentials);
     const denied = await server.request(`${API}/devices/${ids.rdpBox}/rdp-tunnel`, {
       method: 'POST',
       body: {},

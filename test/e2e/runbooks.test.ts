@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AgentProcess, enrollAgent, freeLowPort, stopAgents } from '../support/agent.js';
 import { ageKeygen, RestartableS3rver, runBreakGlassExport, s3rverBreakGlassSettings } from '../support/breakglass-e2e.js';
 import { freeRanges, ip, isRoot } from '../support/netns.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { runClient } from '../support/ssh-client.js';
 import { ensureSystemUser, generateKeyPair, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
@@ -197,7 +197,7 @@ describe.skipIf(!isRoot)('runbooks against real OpenSSH: TroubleshootSSH, ResetA
     });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
 
     const key = generateKeyPair(dir, 'root_key');
     rootKey = key.privateKey;

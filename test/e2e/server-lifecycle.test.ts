@@ -105,8 +105,9 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     const result = await setupAdmin(server, adminPassword, { env: { GATEHOUSE_CREDENTIALS: credentials } });
     expect(result.stderr).toContain('Administrator admin created.');
     expect(modeOf(credentials)).toBe(0o600);
-    const saved = JSON.parse(readFileSync(credentials, 'utf8')) as { url: string; token: string; ca: string };
-    expect(saved).toMatchObject({ url: server.url, ca: server.certFile });
+    const saved = (JSON.parse(readFileSync(credentials, 'utf8')) as { profiles: { default: { url: string; token: string; ca: string } } })
+      .profiles.default;
+    expect(saved).toMatchObject({ url: server.url, ca: server.certFile, username: 'admin' });
     expect(saved.token).toMatch(/^ghp_/);
     // The token is one-time: it is gone once used.
     expect(existsSync(path.join(dataDir, 'setup-token'))).toBe(false);
@@ -156,7 +157,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     expect(device).toMatchObject({ projectId: project.id, tags: ['gateway-office1'] });
     deviceId = device.id;
 
-    const created = await gh(['accounts', 'create', deviceId, 'root', '--password-stdin'], { stdin: `${rootPassword}\n` });
+    const created = await gh(['accounts', 'create', deviceId, 'root', '--password-stdin', '--json'], { stdin: `${rootPassword}\n` });
     expect(created.code).toBe(0);
     expect(created.stdout).not.toContain(rootPassword);
     const account = JSON.parse(created.stdout) as { id: string; username: string; password: string };
@@ -185,7 +186,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     const file = path.join(dir, 'inventory-20k.csv');
     writeInventoryCsv(file, 20_000, 'bulk');
     const started = performance.now();
-    const result = await gh(['import', file]);
+    const result = await gh(['import', file, '--json']);
     figures.push(`import of 20,000 CSV rows through the CLI: ${(performance.now() - started).toFixed(0)} ms`);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/Uploading inventory-20k\.csv: \d+% /);
@@ -220,7 +221,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     writeFileSync(file, `${lines.join('\n')}\n`);
     const before = await gh(['export', '--format', 'csv']);
 
-    const result = await gh(['import', file]);
+    const result = await gh(['import', file, '--json']);
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toContain('Import refused; nothing was written.');
@@ -250,7 +251,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     }
     writeFileSync(file, `${lines.join('\n')}\n`);
 
-    const result = await gh(['import', file]);
+    const result = await gh(['import', file, '--json']);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`The import has ${bad.length} problems`);
     const listed = result.stderr.split('\n').filter((l) => l.startsWith('  - '));
@@ -262,7 +263,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     const file = path.join(dir, 'inventory-2k.csv');
     writeInventoryCsv(file, 2_000, 'late');
     const seen = server.stdout.length;
-    const importing = gh(['import', file]);
+    const importing = gh(['import', file, '--json']);
     // Signal as soon as the server has the request.
     await vi.waitFor(() => expect(server.stdout.slice(seen)).toContain('"url":"/api/v1/inventory/import"'), {
       timeout: 30_000,

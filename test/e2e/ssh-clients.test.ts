@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, wr
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureSystemUser, freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
-import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 
 const API = '/api/v1';
 /** The device's account: a machine user of this file's own, so its home holds only what these tests leave. */
@@ -91,7 +91,7 @@ describe('native clients through the gateway with the "+" separator', () => {
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()) } });
     credentials = path.join(dir, 'cli', 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
 
     const lab = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
     const other = await api<{ id: string }>('POST', '/projects', { name: 'Other' });

@@ -16,7 +16,7 @@ import {
   TestSshd,
   waitForPort,
 } from '../support/sshd.js';
-import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { cli, killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 
 const API = '/api/v1';
 const PW_USER = 'gh-test-pw';
@@ -198,7 +198,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
     const credentials = path.join(dir, 'credentials.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
 
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
     const other = await api<{ id: string }>('POST', '/projects', { name: 'Other' });
@@ -262,7 +262,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     });
     expect(viaCli.code, viaCli.stderr).toBe(0);
     expect(viaCli.stdout).toBe(cast.body);
-    const listed = await cli(['sessions', 'list', '--device', ids.pwBox ?? '', '--url', server.url, '--ca', server.certFile], {
+    const listed = await cli(['sessions', 'list', '--device', ids.pwBox ?? '', '--json', '--url', server.url, '--ca', server.certFile], {
       env: { GATEHOUSE_TOKEN: token },
     });
     expect((JSON.parse(listed.stdout) as { items: { id: string }[] }).items.map((i) => i.id)).toContain(session?.id);
@@ -775,7 +775,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(wrong.body).toContain('publicKey is a private key');
     expect(wrong.body).not.toContain(mine.privateKey.split('\n')[1]);
 
-    const added = await cli(['ssh-keys', 'add', `${mine.file}.pub`, '--url', server.url, '--ca', server.certFile], {
+    const added = await cli(['ssh-keys', 'add', `${mine.file}.pub`, '--json', '--url', server.url, '--ca', server.certFile], {
       env: { GATEHOUSE_TOKEN: token },
     });
     expect(added.code, added.stderr).toBe(0);

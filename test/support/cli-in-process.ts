@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { main } from '@gatehouse/cli';
 import { vi } from 'vitest';
 import type { TestApp } from './app.js';
@@ -10,18 +11,26 @@ export interface CliRun {
   err: string;
 }
 
-/** Runs `gatehouse <args>` in this process (the CLI's `main`), capturing standard output and error. */
-export async function runCliInProcess(args: string[]): Promise<CliRun> {
+/**
+ * Runs `gatehouse <args>` in this process (the CLI's `main`), capturing standard output and
+ * error; `stdin`, when given, is what the command reads from standard input.
+ */
+export async function runCliInProcess(args: string[], opts: { stdin?: string } = {}): Promise<CliRun> {
   const out: string[] = [];
   const errors: string[] = [];
   const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => out.push(String(chunk)) > 0);
   const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => errors.push(String(chunk)) > 0);
+  const stdin =
+    opts.stdin === undefined
+      ? undefined
+      : vi.spyOn(process, 'stdin', 'get').mockReturnValue(Readable.from([Buffer.from(opts.stdin)]) as typeof process.stdin);
   try {
     const code = await main(['node', 'gatehouse', ...args]);
     return { code, out: out.join(''), err: errors.join('') };
   } finally {
     write.mockRestore();
     err.mockRestore();
+    stdin?.mockRestore();
   }
 }
 

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { setupAdmin, type GatehouseServer } from './server.js';
+import { savedToken, setupAdmin, type GatehouseServer } from './server.js';
 
 /**
  * `gatehouse setup` for an e2e test's administrator, with the CLI's credentials in
@@ -13,7 +12,7 @@ export async function setupAdminToken(
 ): Promise<{ credentials: string; token: string }> {
   const credentials = path.join(dir, 'credentials.json');
   await setupAdmin(server, password, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-  return { credentials, token: (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token };
+  return { credentials, token: savedToken(credentials) };
 }
 
 /** A device seedDevice adds: a peer of the test on this machine, listening at `urlPort`, with one vaulted account. */

@@ -341,11 +341,19 @@ export async function cli(args: string[], opts: CliOptions = {}): Promise<CliRes
   return { code: status.code, stdout: watched.stdout, stderr: watched.stderr };
 }
 
-/** Runs the CLI and parses its JSON output; throws with its stderr when it fails. */
+/** Runs the CLI with --json and parses its output; throws with its stderr when it fails. */
 export async function cliJson<T = Record<string, unknown>>(args: string[], opts: CliOptions = {}): Promise<T> {
-  const result = await cli(args, opts);
+  const result = await cli([...args, '--json'], opts);
   if (result.code !== 0) throw new Error(`gatehouse ${args.join(' ')} exited ${result.code}:\n${result.stderr}`);
   return JSON.parse(result.stdout) as T;
+}
+
+/** The API token `gatehouse setup` or `login` saved in a credentials file, in `profile`. */
+export function savedToken(credentialsFile: string, profile = 'default'): string {
+  const saved = JSON.parse(readFileSync(credentialsFile, 'utf8')) as { profiles: Record<string, { token: string }> };
+  const token = saved.profiles[profile]?.token;
+  if (token === undefined) throw new Error(`${credentialsFile} has no profile ${profile}`);
+  return token;
 }
 
 /** The SHA-256 fingerprint of a PEM certificate file, as the server prints it. */

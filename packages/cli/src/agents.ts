@@ -12,6 +12,7 @@ import { client, print, withClient } from './api-command.js';
 import { readStdin } from './prompt.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { jsonOutput } from './output.js';
 import { formatTable } from './table.js';
 import { AGENT_KEY_FILE, AGENT_STATE_DIR, AGENT_STATE_FILE, AGENT_VERSION, writeAgentState, type AgentState } from './agent/state.js';
 
@@ -212,12 +213,11 @@ export function agentsCommands(program: Command): void {
     });
   withClient(agents.command('show <device>'))
     .description("a device's agent (project/device): link state and gateway, last contact, version, hostname, key, unused join tokens")
-    .option('--json', 'print the API answer as JSON')
-    .action(async (value: string, o: ClientOptions & { json?: boolean }) => {
+    .action(async (value: string, o: ClientOptions) => {
       const api = client(o);
       const device = await new NameResolver(api).device('<device>', value);
       const answer = await api.call<DeviceAgentAnswer>('GET', `/devices/${encodeURIComponent(device.id)}/agent`);
-      print(o.json ? answer : formatDeviceAgent(value, answer, Date.now()));
+      print(jsonOutput() ? answer : formatDeviceAgent(value, answer, Date.now()));
     });
   withClient(agents.command('revoke <agentId>'))
     .description('revoke an agent: it is refused from now on; a new join token enrolls the device again')

@@ -1,18 +1,25 @@
 import type { Command } from 'commander';
 import { ApiClient, type ClientOptions } from './client.js';
+import { withOutput } from './output.js';
 import { promptSecret, readStdin } from './prompt.js';
 
-/** Writes a string as it is, anything else as indented JSON, to standard output. */
-export const print = (value: unknown): void => {
-  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
-};
+export { print } from './output.js';
 
-/** Options every API command takes. */
-export function withClient(cmd: Command): Command {
+/** Where the server is and which saved sign-in to use: every API command takes these. */
+export function withConnection(cmd: Command): Command {
   return cmd
-    .option('--url <url>', 'server URL (env GATEHOUSE_URL)')
-    .option('--ca <file>', "CA file to verify the server's certificate (env GATEHOUSE_CA; default <data-dir>/tls/server.crt)")
-    .option('--data-dir <dir>', 'data directory, to find the certificate (env GATEHOUSE_DATA_DIR)');
+    .option('--profile <name>', 'the saved sign-in to use (env GATEHOUSE_PROFILE; default "default"; gatehouse profiles lists them)')
+    .option('--url <url>', "server URL (env GATEHOUSE_URL; default: the profile's)")
+    .option(
+      '--ca <file>',
+      "CA file to verify the server's certificate (env GATEHOUSE_CA; default: <data-dir>/tls/server.crt when --data-dir is given, else the profile's)",
+    )
+    .option('--data-dir <dir>', "the server's data directory, to find its certificate (env GATEHOUSE_DATA_DIR)");
+}
+
+/** Options every API command takes: the connection, and `--json` / `-o json`. */
+export function withClient(cmd: Command): Command {
+  return withOutput(withConnection(cmd));
 }
 
 export function client(opts: ClientOptions): ApiClient {
@@ -23,30 +30,3 @@ export function client(opts: ClientOptions): ApiClient {
 export async function password(opts: { passwordStdin?: boolean }, question = 'Password: '): Promise<string> {
   return opts.passwordStdin ? readStdin() : promptSecret(question);
 }
-
-/**
- * An action that calls the API with the command's positional arguments and options, and
- * prints the answer.
- */
-export const callApi = (
-  method: string,
-  route: (args: string[], o: Record<string, unknown>) => string,
-  body?: (args: string[], o: Record<string, unknown>) => unknown,
-  /** What to say when the API answers with no body (a delete). */
-  done?: (args: string[]) => string,
-) =>
-  async function (this: Command, ...args: unknown[]) {
-    const cmd = args[args.length - 1] as Command;
-    const o = cmd.opts<Record<string, unknown>>();
-    const positional = args.slice(0, -2).map(String);
-    const answer = await client(o as ClientOptions).call(method, route(positional, o), body?.(positional, o));
-    if (answer !== undefined) print(answer);
-    else if (done) print(done(positional));
-    return;
-  };
-
-/** What a delete prints: "<what> <id> deleted.". */
-export const deleted =
-  (what: string) =>
-  ([id]: string[]) =>
-    `${what} ${id ?? ''} deleted.`;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ValidationError } from '@gatehouse/core/errors';
 import type { Command } from 'commander';
 import { print } from './api-command.js';
-import { openOffline } from './offline.js';
+import { openOffline, withDatabase } from './offline.js';
 
 /** The checkpoint in `file`, refused unless it was signed with the checkpoint key. */
 async function trustedCheckpoint(file: string, publicKeyFile: string | undefined, dataDir: string | undefined) {
@@ -30,11 +30,8 @@ async function trustedCheckpoint(file: string, publicKeyFile: string | undefined
 /** `gatehouse audit verify|export`: offline, on the database itself. */
 export function auditCommands(program: Command): void {
   const audit = program.command('audit').description('the audit log');
-  audit
-    .command('verify')
+  withDatabase(audit.command('verify'))
     .description('check the hash chain of the whole audit log (reads the database directly)')
-    .option('--data-dir <dir>')
-    .option('--database-url <url>')
     .option(
       '--checkpoint <file>',
       'also check the chain still holds a signed checkpoint kept outside the database: a checkpoint, the checkpoint file (its last line) or a break-glass manifest',
@@ -66,11 +63,8 @@ export function auditCommands(program: Command): void {
         await db.close();
       }
     });
-  audit
-    .command('export')
+  withDatabase(audit.command('export'))
     .description('write every audit event as JSON lines, oldest first (reads the database directly)')
-    .option('--data-dir <dir>')
-    .option('--database-url <url>')
     .action(async (o: { dataDir?: string; databaseUrl?: string }) => {
       const { allAuditEvents } = await import('@gatehouse/db');
       const { db } = await openOffline(o);

@@ -13,6 +13,7 @@ import type {
 import type { Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
+import { cell, count, jsonOutput, localTime, printList } from './output.js';
 import { formatBytes, readStdin } from './prompt.js';
 
 function printTest(report: BreakGlassTestReport) {
@@ -49,13 +50,14 @@ export function breakGlassCommands(program: Command): Command {
         readSettingsFile(o.file),
       );
       for (const w of result.warnings) process.stderr.write(`WARNING: ${w}\n`);
+      if (!result.test.ok) process.exitCode = 1;
+      if (jsonOutput()) return print(result);
       process.stdout.write(
         result.saved
           ? 'Saved. Test:\n'
           : 'Not saved: the Test failed, and the stored settings are unchanged. Fix the settings, or save them anyway with --force. Test:\n',
       );
       printTest(result.test);
-      if (!result.test.ok) process.exitCode = 1;
     });
 
   withClient(bg.command('test'))
@@ -64,8 +66,9 @@ export function breakGlassCommands(program: Command): Command {
     .action(async (o: ClientOptions & { file?: string }) => {
       const body = o.file ? readSettingsFile(o.file) : {};
       const report = await client(o).call<BreakGlassTestReport>('POST', '/breakglass/test', body satisfies BreakGlassSettingsBody);
-      printTest(report);
       if (!report.ok) process.exitCode = 1;
+      if (jsonOutput()) return print(report);
+      printTest(report);
     });
 
   withClient(bg.command('run'))
@@ -91,7 +94,20 @@ export function breakGlassCommands(program: Command): Command {
     .description('the run history, newest first')
     .option('--limit <n>', 'how many', '20')
     .action(async (o: ClientOptions & { limit: string }) =>
-      print(await client(o).call<BreakGlassRunList>('GET', `/breakglass/runs?limit=${encodeURIComponent(o.limit)}`)),
+      printList(await client(o).call<BreakGlassRunList>('GET', `/breakglass/runs?limit=${encodeURIComponent(o.limit)}`), {
+        columns: [
+          ['STARTED', (r) => localTime(r.startedAt)],
+          ['TRIGGER', (r) => r.trigger],
+          ['RESULT', (r) => (r.result === 'failure' ? `failure (${cell(r.errorStage)})` : r.result)],
+          ['ATTEMPTS', (r) => String(r.attempts)],
+          ['DEVICES', (r) => cell(r.counts.devices)],
+          ['ACCOUNTS', (r) => cell(r.counts.accounts)],
+          ['SIZE', (r) => (r.bytes === null ? '-' : formatBytes(r.bytes))],
+          ['ID', (r) => r.id],
+        ],
+        noun: 'run',
+        empty: 'No runs yet: gatehouse breakglass run starts one.',
+      }),
     );
 
   withClient(bg.command('policy'))
@@ -206,7 +222,9 @@ export function breakGlassCommands(program: Command): Command {
           return;
         }
         for (const p of projects) {
-          process.stdout.write(`\nProject ${p.name} (sheet ${p.sheet}): ${new Set(p.rows.map((r) => r['Device name'])).size} devices\n`);
+          process.stdout.write(
+            `\nProject ${p.name} (sheet ${p.sheet}): ${count(new Set(p.rows.map((r) => r['Device name'])).size, 'device')}\n`,
+          );
           for (const r of p.rows) {
             process.stdout.write(
               `  ${r['Device name']}  ${r.Provider}  ${r.Protocol}  ${r['Public IP address'] || '-'}  ${r['Private IP address'] || '-'}  ${r.Account || '(no account)'}\n`,

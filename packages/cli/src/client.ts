@@ -1,43 +1,30 @@
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, createReadStream } from 'node:fs';
+import { existsSync, readFileSync, statSync, createReadStream } from 'node:fs';
 import { request } from 'node:https';
 import tls from 'node:tls';
-import os from 'node:os';
 import path from 'node:path';
 import { GatehouseError, isErrorCode, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
+import { credentialsFile, profileChosen, profileName, readProfiles, sameServer } from './profiles.js';
 
-/** Where `gatehouse login` keeps the API token (mode 0600). */
-export function credentialsFile(): string {
-  return process.env.GATEHOUSE_CREDENTIALS ?? path.join(os.homedir(), '.config', 'gatehouse', 'credentials.json');
-}
-
-export interface Credentials {
-  url: string;
-  token: string;
-  ca?: string | undefined;
-}
-
-export function readCredentials(): Partial<Credentials> {
-  const file = credentialsFile();
-  if (!existsSync(file)) return {};
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Partial<Credentials>;
-  } catch {
-    throw new GatehouseError('CONFIG_INVALID', `${file} is not valid JSON. Delete it and run gatehouse login again.`);
-  }
-}
-
-export function saveCredentials(creds: Credentials): string {
-  const file = credentialsFile();
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
-  return file;
-}
+export { credentialsFile } from './profiles.js';
 
 export interface ClientOptions {
   url?: string | undefined;
   token?: string | undefined;
   ca?: string | undefined;
   dataDir?: string | undefined;
+  /** The saved sign-in (`--profile`); GATEHOUSE_PROFILE or "default" when not given. */
+  profile?: string | undefined;
+  /** Use no saved profile at all (`setup`: the server is a new one). */
+  ignoreProfile?: boolean | undefined;
+  /** The profile may not exist yet (`login` makes it). */
+  newProfile?: boolean | undefined;
+}
+
+/** `<dir>/tls/server.crt`, when it exists. */
+function certOf(dataDir: string | undefined): string | undefined {
+  if (dataDir === undefined) return undefined;
+  const file = path.join(dataDir, 'tls', 'server.crt');
+  return existsSync(file) ? path.resolve(file) : undefined;
 }
 
 /** An error the API answered, with the server's code and the fields at fault. */
@@ -67,14 +54,34 @@ export class ApiClient {
   cookie: string | undefined;
   csrf: string | undefined;
 
+  /** The profile this client's token and CA came from. */
+  readonly profile: string;
+
+  /**
+   * What is given wins: --url, --ca and --data-dir over the environment, the environment
+   * over the saved profile. The profile's token and CA belong to its server: they are used
+   * only when the URL is the profile's.
+   */
   constructor(opts: ClientOptions) {
-    const saved = readCredentials();
+    this.profile = profileName(opts.profile);
+    const found = opts.ignoreProfile ? undefined : readProfiles()[this.profile];
+    if (!found && !opts.ignoreProfile && !opts.newProfile && profileChosen(opts.profile))
+      throw new GatehouseError(
+        'NOT_FOUND',
+        `--profile ${this.profile}: no such profile in ${credentialsFile()} (gatehouse profiles lists them; gatehouse login --profile ${this.profile} makes it).`,
+      );
+    const saved = found ?? {};
     // The same default port as the server: 443 as root, 8443 otherwise.
     const local = `https://127.0.0.1:${process.getuid?.() === 0 ? 443 : 8443}`;
     this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? saved.url ?? local).replace(/\/$/, '');
-    this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? saved.token;
-    const dataDirCa = path.join(opts.dataDir ?? process.env.GATEHOUSE_DATA_DIR ?? './data', 'tls', 'server.crt');
-    this.caFile = opts.ca ?? process.env.GATEHOUSE_CA ?? saved.ca ?? (existsSync(dataDirCa) ? path.resolve(dataDirCa) : undefined);
+    const own = saved.url !== undefined && sameServer(saved.url, this.url);
+    this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? (own ? saved.token : undefined);
+    this.caFile =
+      opts.ca ??
+      certOf(opts.dataDir) ??
+      process.env.GATEHOUSE_CA ??
+      (own ? saved.ca : undefined) ??
+      certOf(process.env.GATEHOUSE_DATA_DIR ?? './data');
     this.ca = this.caFile ? readFileSync(this.caFile, 'utf8') : undefined;
   }
 
@@ -138,7 +145,13 @@ export class ApiClient {
           })();
     if (status >= 400) {
       const err = (data as { error?: { code: string; message: string; issues?: { path: string; message: string }[] } } | undefined)?.error;
-      throw new ApiError(status, codeOf(status, err?.code), err?.message ?? `The server answered ${status}.`, err?.issues ?? []);
+      const message = err?.message ?? `The server answered ${status}.`;
+      // Without a token the server cannot say which sign-in is missing: the CLI can.
+      const hint =
+        status === 401 && this.token === undefined
+          ? ` No API token for ${this.url} in profile ${this.profile}: sign in with gatehouse login --url ${this.url}${this.profile === 'default' ? '' : ` --profile ${this.profile}`}.`
+          : '';
+      throw new ApiError(status, codeOf(status, err?.code), `${message}${hint}`, err?.issues ?? []);
     }
     return data as T;
   }

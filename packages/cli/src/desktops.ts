@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { jsonOutput } from './output.js';
 
 /** Viewers `--viewer` starts, in order: TigerVNC's, under either name Debian gives it. */
 const VIEWERS = ['xtigervncviewer', 'vncviewer'];
@@ -96,7 +97,7 @@ export function desktopCommands(program: Command): void {
       const token = await api.call<VncToken>('POST', `/devices/${encodeURIComponent(device.id)}/vnc-token`, body);
       const until = `${token.expiresAt.slice(11, 16)} UTC`;
       const connect = `Connect a VNC viewer to ${token.address} and type the one-time password ${token.token} (good once, until ${until}).`;
-      if (!o.viewer) return print(connect);
+      if (!o.viewer) return print(jsonOutput() ? token : connect);
       if (!viewer) {
         process.stderr.write(
           `No VNC viewer found on PATH (${VIEWERS.join(', ')}). Install one (Debian/Ubuntu: apt install tigervnc-viewer), or use any viewer:\n`,

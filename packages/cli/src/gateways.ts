@@ -12,6 +12,8 @@ import { GatehouseError } from '@gatehouse/core/errors';
 import { Option } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
+import { NameResolver } from './names.js';
+import { jsonOutput, printDeleted } from './output.js';
 import { formatTable } from './table.js';
 
 interface GatewayFlags {
@@ -89,16 +91,16 @@ export function gatewaysCommands(program: Command): void {
     client(o).call<GatewaySettings>('PUT', '/gateway-settings', change satisfies GatewaySettingsUpdate);
 
   withClient(gateways.command('list'))
-    .option('--json', 'print the API answer as JSON')
-    .action(async (o: ClientOptions & { json?: boolean }) => {
+    .description('the gateways: status, last contact, live sessions; and whether tunnel mode is on')
+    .action(async (o: ClientOptions) => {
       const answer = await client(o).call<GatewayList>('GET', '/gateways');
-      if (o.json) return print(answer);
-      print(formatGatewayTable(answer.items, answer.tunnelMode));
+      print(jsonOutput() ? answer : formatGatewayTable(answer.items, answer.tunnelMode));
     });
-  withClient(gateways.command('show <id>')).action(async (id: string, o: ClientOptions) =>
-    print(await client(o).call<Gateway>('GET', byId(id))),
-  );
+  withClient(gateways.command('show <gateway>'))
+    .description('a gateway (name or id)')
+    .action(async (value: string, o: ClientOptions) => print(await new NameResolver(client(o)).gateway('<gateway>', value)));
   withClient(gateways.command('register <name>'))
+    .description('register a remote gateway (started with gatehouse gateway, which prints this command)')
     .requiredOption('--address <host:port>', "the gateway's management address")
     .requiredOption('--public-key <key>', 'the public key the gateway printed at its first start')
     .option('--segment <segment>', 'the segment it serves, a device tag such as gateway-office1 (none: it serves untagged devices)')
@@ -106,33 +108,44 @@ export function gatewaysCommands(program: Command): void {
       const body = { name, address: o.address, publicKey: o.publicKey, segment: o.segment ?? null } satisfies GatewayCreate;
       print(await client(o).call<Gateway>('POST', '/gateways', body));
     });
-  withClient(gateways.command('update <id>'))
-    .option('--name <name>')
-    .option('--address <host:port>')
+  withClient(gateways.command('update <gateway>'))
+    .description('change the fields given of a gateway (name or id)')
+    .option('--name <name>', 'a new name')
+    .option('--address <host:port>', 'a new management address')
     .option('--public-key <key>', 'a new key, after the gateway was re-installed')
-    .option('--segment <segment>')
+    .option('--segment <segment>', 'the segment it serves (a device tag such as gateway-office1)')
     .option('--no-segment', 'serve untagged devices only')
-    .action(async (id: string, o: ClientOptions & { name?: string; address?: string; publicKey?: string; segment?: string | false }) => {
+    .action(async (value: string, o: ClientOptions & { name?: string; address?: string; publicKey?: string; segment?: string | false }) => {
+      const api = client(o);
+      const gateway = await new NameResolver(api).gateway('<gateway>', value);
       const body: GatewayUpdate = {};
       if (o.name !== undefined) body.name = o.name;
       if (o.address !== undefined) body.address = o.address;
       if (o.publicKey !== undefined) body.publicKey = o.publicKey;
       if (o.segment === false) body.segment = null;
       else if (typeof o.segment === 'string') body.segment = o.segment;
-      print(await client(o).call<Gateway>('PATCH', byId(id), body));
+      print(await api.call<Gateway>('PATCH', byId(gateway.id), body));
     });
-  withClient(gateways.command('delete <id>')).action(async (id: string, o: ClientOptions) => {
-    await client(o).call<undefined>('DELETE', byId(id));
-    print(`Gateway ${id} deleted.`);
-  });
-  withClient(gateways.command('sync <id>'))
-    .description("sync a gateway's status now")
-    .action(async (id: string, o: ClientOptions) => print(await client(o).call<Gateway>('POST', `${byId(id)}/sync`)));
+  withClient(gateways.command('delete <gateway>'))
+    .description('remove a registered gateway (name or id)')
+    .action(async (value: string, o: ClientOptions) => {
+      const api = client(o);
+      const gateway = await new NameResolver(api).gateway('<gateway>', value);
+      await api.call<undefined>('DELETE', byId(gateway.id));
+      printDeleted('Gateway', gateway.name, gateway.id);
+    });
+  withClient(gateways.command('sync <gateway>'))
+    .description("sync a gateway's status now (name or id)")
+    .action(async (value: string, o: ClientOptions) => {
+      const api = client(o);
+      const gateway = await new NameResolver(api).gateway('<gateway>', value);
+      print(await api.call<Gateway>('POST', `${byId(gateway.id)}/sync`));
+    });
   withClient(gateways.command('server-key'))
     .description("print the server's key, to start every gateway with (--server-key)")
     .action(async (o: ClientOptions) => {
       const key = await client(o).call<GatewayServerKey>('GET', '/gateways/server-key');
-      print(`${key.publicKey}\n(${key.fingerprint})`);
+      print(jsonOutput() ? key : `${key.publicKey}\n(${key.fingerprint})`);
     });
   withClient(gateways.command('tunnel <on|off>'))
     .description('tunnel mode: when on, every connection goes through the default gateway and no other gateway reaches a device')

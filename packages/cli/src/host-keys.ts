@@ -4,6 +4,7 @@ import { Option, type Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ApiClient, ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { jsonOutput } from './output.js';
 import { formatTable } from './table.js';
 
 type Protocol = DeviceHostKey['protocol'];
@@ -37,12 +38,11 @@ export function hostKeyCommands(devices: Command): void {
 
   withClient(hostKey.command('show <device>'))
     .description('list the trusted keys (device: id, project/device, or a name only one device has)')
-    .option('--json', 'print the API answer as JSON')
-    .action(async (value: string, o: ClientOptions & { json?: boolean }) => {
+    .action(async (value: string, o: ClientOptions) => {
       const api = client(o);
       const device = await deviceOf(api, value);
       const keys = await keysOf(api, device.id);
-      if (o.json) return print(keys);
+      if (jsonOutput()) return print(keys);
       if (keys.length === 0)
         return print(`${device.path} has no trusted key yet: the first connection over each protocol trusts the key the device presents.`);
       print(`Keys trusted for ${device.path}:\n${hostKeyTable(keys)}`);

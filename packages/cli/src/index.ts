@@ -15,7 +15,8 @@ import { serverCommand } from './server.js';
 import { sessionsCommands } from './sessions.js';
 import { signInCommands } from './sign-in.js';
 import { sshCommands } from './ssh.js';
-import { sshKeysCommands, usersCommands } from './users.js';
+import { sshKeysCommands, tokensCommands, usersCommands } from './users.js';
+import { useOutputFormat } from './output.js';
 import { vaultCommands } from './vault.js';
 
 export { enrollAgent, type EnrollOptions } from './agents.js';
@@ -27,7 +28,9 @@ export function buildProgram(): Command {
     .description('Gatehouse privileged access platform')
     .version('0.1.0')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    // One output format per run, from the options of the command that runs.
+    .hook('preAction', (_program, action) => useOutputFormat(action.opts()));
 
   serverCommand(program);
   signInCommands(program);
@@ -45,6 +48,7 @@ export function buildProgram(): Command {
   requestsCommands(program);
   maintenanceCommands(program);
   sshKeysCommands(program);
+  tokensCommands(program);
   sshCommands(program);
   importCommand(program);
   exportCommand(program);

@@ -1,4 +1,4 @@
-import type { AccountList, Device, DeviceList, Me, Project, ProjectList, UserList } from '@gatehouse/api';
+import type { Account, AccountList, Device, DeviceList, Gateway, GatewayList, Me, Project, ProjectList, UserList } from '@gatehouse/api';
 import { GatehouseError } from '@gatehouse/core/errors';
 import { ApiError, type ApiClient } from './client.js';
 
@@ -8,9 +8,31 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const wrong = (option: string, value: string, why: string) => new GatehouseError('BAD_REQUEST', `${option} ${value}: ${why}`);
 
 /**
- * Turns the names a user types (a project, `project/device`, an account's user name, a user
- * name) into the ids the API takes, through the API's own list routes; an id is taken as it
- * is. Lists are read once per command.
+ * The item with id `value`, else the one named `value`; refused when none is (with `none`),
+ * or when several are (with their ids).
+ */
+export function findNamed<T extends { id: string; name: string }>(
+  option: string,
+  value: string,
+  items: readonly T[],
+  what: string,
+  none: string,
+): T {
+  const byId = items.find((i) => i.id === value);
+  if (byId) return byId;
+  const named = items.filter((i) => i.name === value);
+  const [only, ...more] = named;
+  if (!only) throw wrong(option, value, none);
+  if (more.length > 0)
+    throw wrong(option, value, `${named.length} ${what}s have that name: give the id, one of ${named.map((i) => i.id).join(', ')}.`);
+  return only;
+}
+
+/**
+ * Turns the names a user types (a project, `project/device`, `device/account`, a gateway, a
+ * user name) into the ids the API takes, through the API's own list routes; an id is taken
+ * as it is. Lists are read once per command. A name that fits several is refused with each
+ * one's path and id.
  */
 export class NameResolver {
   private projects: Promise<Project[]> | undefined;
@@ -22,19 +44,22 @@ export class NameResolver {
   /** A project by name or id. */
   async project(option: string, value: string): Promise<Project> {
     this.projects ??= this.api.call<ProjectList>('GET', '/projects').then((l) => l.items);
-    const all = await this.projects;
-    const found = all.find((p) => p.id === value) ?? all.find((p) => p.name === value);
-    if (!found) throw wrong(option, value, 'names no project you can see (gatehouse projects list shows them).');
-    return found;
+    return findNamed(option, value, await this.projects, 'project', 'names no project you can see (gatehouse projects list shows them).');
   }
 
-  /** A device as `project/device` (names or ids). */
+  /** A device as `project/device` (names or ids; a project name may hold "/" itself: the longest known project wins). */
   async device(option: string, value: string): Promise<Device> {
     const slash = value.indexOf('/');
     if (slash <= 0 || slash === value.length - 1) throw wrong(option, value, 'must be <project>/<device>, e.g. Ops/web-1.');
-    const project = await this.project(option, value.slice(0, slash));
-    const name = value.slice(slash + 1);
-    const found = (await this.devicesOf(project.id)).find((d) => d.id === name || d.name === name);
+    this.projects ??= this.api.call<ProjectList>('GET', '/projects').then((l) => l.items);
+    const all = await this.projects;
+    let at = value.lastIndexOf('/');
+    while (at > slash && !all.some((p) => p.id === value.slice(0, at) || p.name === value.slice(0, at)))
+      at = value.lastIndexOf('/', at - 1);
+    const project = await this.project(option, value.slice(0, at));
+    const name = value.slice(at + 1);
+    const devices = await this.devicesOf(project.id);
+    const found = devices.find((d) => d.id === name) ?? devices.find((d) => d.name === name);
     if (!found) throw wrong(option, value, `project ${project.name} has no device ${name} you can see.`);
     return found;
   }
@@ -57,10 +82,45 @@ export class NameResolver {
     const [only, ...more] = named;
     if (!only) throw wrong(option, value, 'names no device you can see (gatehouse devices list --search shows them).');
     if (more.length > 0) {
-      const paths = await Promise.all(named.map(async (d) => `${(await this.project(option, d.projectId)).name}/${d.name}`));
+      const paths = await Promise.all(named.map(async (d) => `${await this.pathOf(d)} (${d.id})`));
       throw wrong(option, value, `${named.length} devices have that name: say which, as ${paths.join(' or ')}.`);
     }
     return only;
+  }
+
+  /** `Ops/web-1`: how a device is named back to the user. */
+  async pathOf(device: Device): Promise<string> {
+    return `${(await this.project('--project', device.projectId)).name}/${device.name}`;
+  }
+
+  /**
+   * An account by id, or as `<device>/<user name>` where the device is anything
+   * `anyDevice` takes (`Ops/web-1/root`, `web-1/root`).
+   */
+  async account(option: string, value: string): Promise<Account & { path: string }> {
+    const slash = value.lastIndexOf('/');
+    if (slash < 0) {
+      if (UUID.test(value)) {
+        const account = await this.api.call<Account>('GET', `/accounts/${encodeURIComponent(value)}`);
+        const device = await this.api.call<Device>('GET', `/devices/${encodeURIComponent(account.deviceId)}`);
+        return { ...account, path: `${await this.pathOf(device)}/${account.username}` };
+      }
+      throw wrong(option, value, 'must be an account id or <device>/<user name>, e.g. Ops/web-1/root or web-1/root.');
+    }
+    const device = await this.anyDevice(option, value.slice(0, slash));
+    const name = value.slice(slash + 1);
+    const { items } = await this.api.call<AccountList>('GET', `/devices/${encodeURIComponent(device.id)}/accounts`);
+    const found = items.find((a) => a.id === name) ?? items.find((a) => a.username === name);
+    const devicePath = await this.pathOf(device);
+    if (!found)
+      throw wrong(option, value, `device ${devicePath} has no account ${name} (gatehouse accounts list ${devicePath} shows them).`);
+    return { ...found, path: `${devicePath}/${found.username}` };
+  }
+
+  /** A gateway by name or id. */
+  async gateway(option: string, value: string): Promise<Gateway> {
+    const { items } = await this.api.call<GatewayList>('GET', '/gateways');
+    return findNamed(option, value, items, 'gateway', 'names no gateway (gatehouse gateways list shows them).');
   }
 
   /** Every device of a project the caller can see. */

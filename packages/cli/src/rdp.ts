@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import type { RdpTunnel } from '@gatehouse/api';
 import { GatehouseError } from '@gatehouse/core/errors';
 import type { Command } from 'commander';
-import { client, withClient } from './api-command.js';
+import { client, withConnection } from './api-command.js';
 import { explainConnectionError, type ApiClient, type ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
 
@@ -22,7 +22,7 @@ const ANSWER_TIMEOUT_MS = 60_000;
 
 /** `gatehouse rdp <device>`: a local port tunnelled through the built-in gateway to the device's RDP port. */
 export function rdpCommand(program: Command): void {
-  withClient(program.command('rdp <device> [client-args...]'))
+  withConnection(program.command('rdp <device> [client-args...]'))
     .description(
       "open a local port tunnelled through the gateway to the device's RDP port, and start xfreerdp on it " +
         '(or say how to connect mstsc, Remmina or xfreerdp); arguments after -- go to xfreerdp',

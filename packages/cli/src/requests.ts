@@ -14,6 +14,7 @@ import { Option, type Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import { ApiError, type ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { count, jsonOutput, localTime, pageFooter } from './output.js';
 import { formatTable } from './table.js';
 
 /** Commander's collector for an option given more than once. */
@@ -113,13 +114,6 @@ function renameIssues(error: unknown, options: Record<string, string[]>): unknow
   return new ApiError(error.status, error.code, error.message, issues);
 }
 
-/** `2026-12-06 11:30` in this machine's zone. */
-export function localTime(iso: string): string {
-  const d = new Date(iso);
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
-}
-
 /** This machine's zone, as `Europe/Berlin (UTC+01:00)`. */
 function localZone(): string {
   const offset = -new Date().getTimezoneOffset();
@@ -128,8 +122,8 @@ function localZone(): string {
   return `${Intl.DateTimeFormat().resolvedOptions().timeZone} (${utc})`;
 }
 
-function formatWindowTable(items: readonly MaintenanceWindow[]): string {
-  if (items.length === 0) return 'No requests.';
+function formatWindowTable(items: readonly MaintenanceWindow[], total: number, offset: number): string {
+  if (items.length === 0) return total > 0 ? `No requests on this page (${total} in all).` : 'No requests.';
   const rows = [
     ['ID', 'PHASE', 'STATE', 'PROJECT', 'DEVICES', 'USERS', 'REQUESTED BY', 'STARTS', 'ENDS', 'APPROVALS', 'REASON'],
     ...items.map((w) => [
@@ -146,7 +140,8 @@ function formatWindowTable(items: readonly MaintenanceWindow[]): string {
       w.reason.length > 40 ? `${w.reason.slice(0, 39)}…` : w.reason,
     ]),
   ];
-  return [...formatTable(rows), '', `Times in ${localZone()}; --json gives them in UTC.`].join('\n');
+  const footer = pageFooter(items.length, total, offset, 'request');
+  return [...formatTable(rows), '', `${footer}. Times in ${localZone()}; --json gives them in UTC.`].join('\n');
 }
 
 /** What the caller may do to the window, as the server says (`viewer`), with the commands that do it. */
@@ -189,18 +184,18 @@ export function requestsCommands(program: Command): void {
         throw renameIssues(error, options);
       });
       print(created);
-      process.stderr.write(`Request ${created.id} is ${created.state}: it needs ${created.requiredApprovals} approval(s).\n`);
+      process.stderr.write(`Request ${created.id} is ${created.state}: it needs ${count(created.requiredApprovals, 'approval')}.\n`);
     });
   withClient(requests.command('list'))
-    .addOption(new Option('--phase <phase>').choices(windowPhases))
-    .option('--json', 'the API page as JSON (times in UTC)')
+    .description('maintenance windows you may see, newest first')
+    .addOption(new Option('--phase <phase>', 'only windows in this phase').choices(windowPhases))
     .option('--limit <n>', 'page size', '50')
     .option('--offset <n>', 'first row', '0')
-    .action(async (o: ClientOptions & { phase?: string; json?: boolean; limit: string; offset: string }) => {
+    .action(async (o: ClientOptions & { phase?: string; limit: string; offset: string }) => {
       const q = new URLSearchParams({ limit: o.limit, offset: o.offset });
       if (o.phase !== undefined) q.set('phase', o.phase);
       const page = await client(o).call<MaintenanceWindowList>('GET', `/requests?${q.toString()}`);
-      print(o.json ? page : formatWindowTable(page.items));
+      print(jsonOutput() ? page : formatWindowTable(page.items, page.total, Number(o.offset)));
     });
   withClient(requests.command('show <id>'))
     .description('show a window (JSON), and on standard error what you may do to it')
@@ -210,7 +205,8 @@ export function requestsCommands(program: Command): void {
       process.stderr.write(`${viewerActions(w)}\n`);
     });
   withClient(requests.command('approve <id>'))
-    .option('--comment <text>')
+    .description('approve a window someone else requested')
+    .option('--comment <text>', 'a comment kept with your approval')
     .action(async (id: string, o: ClientOptions & { comment?: string }) =>
       print(
         await client(o).call<MaintenanceWindow>('POST', windowRoute(id, '/approve'), {
@@ -219,6 +215,7 @@ export function requestsCommands(program: Command): void {
       ),
     );
   withClient(requests.command('deny <id>'))
+    .description('deny a pending window')
     .requiredOption('--comment <text>', 'why it is denied')
     .action(async (id: string, o: ClientOptions & { comment: string }) =>
       print(
@@ -227,7 +224,7 @@ export function requestsCommands(program: Command): void {
     );
   withClient(requests.command('revoke <id>'))
     .description('an administrator: end a window (its sessions end at once); a requester: withdraw their pending request')
-    .option('--comment <text>')
+    .option('--comment <text>', 'why it is revoked')
     .action(async (id: string, o: ClientOptions & { comment?: string }) =>
       print(
         await client(o).call<MaintenanceWindow>('POST', windowRoute(id, '/revoke'), {

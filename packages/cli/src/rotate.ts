@@ -3,6 +3,7 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'nod
 import { GatehouseError } from '@gatehouse/core';
 import { appendAuditEvent, rewrapDataKeys, type Db } from '@gatehouse/db';
 import { defaultMasterKeyFile, formatMasterKey, loadMasterKey, parseMasterKey, pendingMasterKeyFile } from '@gatehouse/server';
+import { count } from './output.js';
 
 /**
  * Rotates the master key. With the generated key file in the data directory, the new key
@@ -41,7 +42,7 @@ export async function rotateMasterKey(db: Db, dataDir: string, newKeyFile: strin
         outcome: 'success',
         details: { dataKeys: result.dataKeys, masterKeyId: result.masterKeyId },
       });
-      return `Master key rotated: ${result.dataKeys} data key(s) re-wrapped; new key id ${result.masterKeyId} in ${file}. Restart the server to use it.`;
+      return `Master key rotated: ${count(result.dataKeys, 'data key')} re-wrapped; new key id ${result.masterKeyId} in ${file}. Restart the server to use it.`;
     } catch (error) {
       if (existsSync(next)) rmSync(next);
       throw error;
@@ -54,5 +55,5 @@ export async function rotateMasterKey(db: Db, dataDir: string, newKeyFile: strin
     outcome: 'success',
     details: { dataKeys: result.dataKeys, masterKeyId: result.masterKeyId },
   });
-  return `Master key rotated: ${result.dataKeys} data key(s) re-wrapped; new key id ${result.masterKeyId}. Set GATEHOUSE_MASTER_KEY (or the key file) to the new key before restarting the server.`;
+  return `Master key rotated: ${count(result.dataKeys, 'data key')} re-wrapped; new key id ${result.masterKeyId}. Set GATEHOUSE_MASTER_KEY (or the key file) to the new key before restarting the server.`;
 }

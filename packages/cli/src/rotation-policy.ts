@@ -6,12 +6,12 @@ import { client, print, withClient } from './api-command.js';
 import { ApiError, type ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
 import { wholeNumber } from './requests.js';
+import { jsonOutput } from './output.js';
 import { formatTable } from './table.js';
 
 interface ScopeOptions extends ClientOptions {
   project?: string;
   device?: string;
-  json?: boolean;
 }
 
 /** The policy's route and how to name it, from exactly one of --project and --device. */
@@ -55,8 +55,7 @@ export function rotationCommands(program: Command): void {
   const scoped = (cmd: Command) =>
     withClient(cmd)
       .option('--project <project>', 'a project (name or id)')
-      .option('--device <device>', 'a device (project/device, its name, or its id)')
-      .option('--json', 'the API answer as JSON');
+      .option('--device <device>', 'a device (project/device, its name, or its id)');
 
   scoped(rotation.command('show'))
     .description('the rotation policy of a project or a device')
@@ -68,7 +67,7 @@ export function rotationCommands(program: Command): void {
           if (error instanceof ApiError && error.code === 'NOT_FOUND') return null;
           throw error;
         });
-      if (o.json) return print(policy);
+      if (jsonOutput()) return print(policy);
       print(
         policy
           ? formatRotationPolicy(label, scope, policy)
@@ -114,7 +113,7 @@ export function rotationCommands(program: Command): void {
           throw new GatehouseError('BAD_REQUEST', 'Say what to set: --every <days>, --after-session, --credential, --length, --classes.');
         const { route, label, scope } = await scopeOf(o);
         const policy = await client(o).call<RotationPolicyAnswer>('PUT', route, body);
-        print(o.json ? policy : formatRotationPolicy(label, scope, policy));
+        print(jsonOutput() ? policy : formatRotationPolicy(label, scope, policy));
       },
     );
 

@@ -92,14 +92,14 @@ describe('runbook output: verdicts and evidence', () => {
     const unverified = item('web-3', 'CHANGED-BUT-UNVERIFIED', {
       steps: [step({ id: 'login', type: 'verify-login', status: 'error', evidence: 'connection lost' })],
     });
-    expect(itemEvidence(unverified)).toBe('changed, but 1 post-condition(s) not checked: login: connection lost');
+    expect(itemEvidence(unverified)).toBe('changed, but 1 post-condition not checked: login: connection lost');
     const dryRun = item('web-4', 'FAILED', {
       steps: [
         step({ id: 'account-exists', status: 'passed' }),
         step({ id: 'rotate', type: 'rotate-credential', status: 'would-rotate', evidence: 'would set a new password for deploy' }),
       ],
     });
-    expect(itemEvidence(dryRun)).toBe('not verified: the dry run plans 1 change(s); rotate: would set a new password for deploy');
+    expect(itemEvidence(dryRun)).toBe('not verified: the dry run plans 1 change; rotate: would set a new password for deploy');
     expect(itemEvidence(item('db-1', 'FAILED', { error: 'db-1 has no privileged account "root" in the vault' }))).toContain('privileged');
   });
 
@@ -115,7 +115,7 @@ describe('runbook output: verdicts and evidence', () => {
   it('a dry run ends with the hint to apply', () => {
     const planned = item('web-1', 'FAILED', { steps: [step({ id: 'start-sshd', type: 'fix', status: 'would-fix' })] });
     expect(runDetail(run([planned], { apply: false })).at(-1)).toBe(
-      'Dry run: nothing was changed. Re-run with --apply to make the 1 change(s) marked "would fix" / "would rotate".',
+      'Dry run: nothing was changed. Re-run with --apply to make the 1 change marked "would fix" / "would rotate".',
     );
     expect(runDetail(run([item('web-1', 'SUCCESS')], { apply: false })).at(-1)).toContain('no change is planned');
     expect(runDetail(run([item('web-1', 'SUCCESS')])).join('\n')).not.toContain('--apply');

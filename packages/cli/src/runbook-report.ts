@@ -1,5 +1,6 @@
 import type { RotatedAccountView, RunbookRunItemView, RunbookRunView, RunbookStepResultView } from '@gatehouse/api';
 import { formatTable } from './table.js';
+import { count } from './output.js';
 
 /**
  * What the runbook commands print, as plain functions of the API's run view: step lines,
@@ -80,13 +81,13 @@ export function itemEvidence(item: RunbookRunItemView): string {
       if (unchecked) return line(unchecked, 'not checked: ');
       const planned = item.steps.filter((s) => s.status === 'would-fix' || s.status === 'would-rotate');
       const first = planned[0];
-      if (first) return line(first, `not verified: the dry run plans ${planned.length} change(s); `);
+      if (first) return line(first, `not verified: the dry run plans ${count(planned.length, 'change')}; `);
       return post.length === 0 ? 'no post-condition was checked' : '';
     }
     case 'CHANGED-BUT-UNVERIFIED': {
       const unchecked = post.filter((s) => !held(s));
       const first = unchecked[0];
-      return first ? line(first, `changed, but ${unchecked.length} post-condition(s) not checked: `) : 'changed, but not verified';
+      return first ? line(first, `changed, but ${count(unchecked.length, 'post-condition')} not checked: `) : 'changed, but not verified';
     }
     case 'SKIPPED':
       return item.accounts.length === 0 ? 'nothing to do' : '';
@@ -184,7 +185,7 @@ export function exitCodeOf(run: RunbookRunView): number {
 export function dryRunHint(run: RunbookRunView): string {
   const planned = (run.items ?? []).flatMap((i) => i.steps).filter((s) => s.status === 'would-fix' || s.status === 'would-rotate').length;
   return planned > 0
-    ? `Dry run: nothing was changed. Re-run with --apply to make the ${planned} change(s) marked "would fix" / "would rotate".`
+    ? `Dry run: nothing was changed. Re-run with --apply to make the ${count(planned, 'change')} marked "would fix" / "would rotate".`
     : 'Dry run: nothing was changed, and --apply would change nothing either: no change is planned.';
 }
 

@@ -18,6 +18,7 @@ import { readStdin } from './prompt.js';
 import { repeatable, wholeNumber } from './requests.js';
 import { followRun } from './runbook-follow.js';
 import { exitCodeOf, runDetail, runListTable } from './runbook-report.js';
+import { count, jsonOutput } from './output.js';
 import { formatTable } from './table.js';
 
 const refuse = (message: string) => new GatehouseError('BAD_REQUEST', message);
@@ -28,20 +29,19 @@ interface RunOptions extends ClientOptions {
   apply?: boolean;
   privilegedAccount?: string;
   concurrency?: string;
-  json?: boolean;
 }
 
 /**
  * Starts a run, follows it to its end, prints it, and sets the exit code from its verdicts.
  * The server's refusals name the API field; here it is the option.
  */
-async function runToEnd(api: ApiClient, route: string, body: RunbookRunCreate | BreakglassRotationCreate, o: RunOptions): Promise<void> {
+async function runToEnd(api: ApiClient, route: string, body: RunbookRunCreate | BreakglassRotationCreate): Promise<void> {
   const started = await api.call<RunbookRunView>('POST', route, body).catch((error: unknown) => {
     if (!(error instanceof ApiError)) throw error;
     throw new ApiError(error.status, error.code, error.message.replaceAll('privilegedAccount', '--privileged-account'), error.issues);
   });
-  const run = await followRun(api, started, o);
-  if (o.json) print(run);
+  const run = await followRun(api, started, { json: jsonOutput() });
+  if (jsonOutput()) print(run);
   process.exitCode = exitCodeOf(run);
 }
 
@@ -96,10 +96,10 @@ function formatRunbook(r: RunbookSummary): string {
 function runbooksCommands(program: Command): void {
   const runbooks = program.command('runbooks').description('runbooks: the built-in ones and those administrators add as YAML');
   withClient(runbooks.command('list'))
-    .option('--json', 'the API answer as JSON')
-    .action(async (o: ClientOptions & { json?: boolean }) => {
+    .description('the runbooks: built-in and added')
+    .action(async (o: ClientOptions) => {
       const { items } = await client(o).call<{ items: RunbookSummary[] }>('GET', '/runbooks');
-      if (o.json) return print({ items });
+      if (jsonOutput()) return print({ items });
       print(
         formatTable([
           ['NAME', 'VERSION', 'BUILT-IN', 'STEPS', 'DESCRIPTION'],
@@ -111,11 +111,10 @@ function runbooksCommands(program: Command): void {
     .description('a runbook: inputs and steps, or its document (--yaml)')
     .option('--runbook-version <n>', 'this version (default: the newest)')
     .option('--yaml', 'print the document as written')
-    .option('--json', 'the API answer as JSON')
-    .action(async (name: string, o: ClientOptions & { runbookVersion?: string; yaml?: boolean; json?: boolean }) => {
+    .action(async (name: string, o: ClientOptions & { runbookVersion?: string; yaml?: boolean }) => {
       const q = o.runbookVersion === undefined ? '' : `?version=${wholeNumber('--runbook-version', o.runbookVersion, 1)}`;
       const r = await client(o).call<RunbookDetail>('GET', `${runbookRoute(name)}${q}`);
-      print(o.yaml ? r.yaml.replace(/\n$/, '') : o.json ? r : formatRunbook(r));
+      print(o.yaml ? r.yaml.replace(/\n$/, '') : jsonOutput() ? r : formatRunbook(r));
     });
   withClient(runbooks.command('add <file>'))
     .description('add a runbook from a YAML file (- for standard input); every schema problem is named, step and field')
@@ -123,7 +122,7 @@ function runbooksCommands(program: Command): void {
       const yaml = file === '-' ? await readStdin() : readFileSync(file, 'utf8');
       try {
         const r = await client(o).call<RunbookSummary>('POST', '/runbooks', { yaml } satisfies RunbookCreate);
-        print(`Added runbook ${r.name} v${r.version} (sha256 ${r.sha256.slice(0, 12)}…, ${r.steps.length} steps).`);
+        print(`Added runbook ${r.name} v${r.version} (sha256 ${r.sha256.slice(0, 12)}…, ${count(r.steps.length, 'step')}).`);
       } catch (error) {
         if (!(error instanceof ApiError && error.code === 'VALIDATION_FAILED' && error.issues.length > 0)) throw error;
         process.stderr.write(`gatehouse: ${file === '-' ? 'the document' : file} is not a valid runbook; nothing was added:\n`);
@@ -155,8 +154,7 @@ async function targetsOf(names: NameResolver, o: { device: string[]; project?: s
 const withRunOptions = (cmd: Command, what: string): Command =>
   withClient(cmd)
     .option('--apply', `${what} (default: a dry run that changes nothing and says what it would change)`)
-    .option('--privileged-account <user>', 'the vaulted account the commands run as: root (default), or one allowed passwordless sudo')
-    .option('--json', 'print only the final run as JSON');
+    .option('--privileged-account <user>', 'the vaulted account the commands run as: root (default), or one allowed passwordless sudo');
 
 /** `gatehouse runbook …`: runs. */
 function runbookCommands(program: Command): void {
@@ -181,26 +179,24 @@ function runbookCommands(program: Command): void {
         ...(Object.keys(inputs).length > 0 ? { inputs } : {}),
         ...runOptionsOf(o),
       };
-      await runToEnd(api, '/runbook-runs', body, o);
+      await runToEnd(api, '/runbook-runs', body);
     });
   withClient(runbook.command('runs'))
     .description('runs, newest first')
     .option('--device <device>', 'only runs on this device (project/device, name or id)')
     .option('--limit <n>', 'how many', '50')
-    .option('--json', 'the API answer as JSON')
-    .action(async (o: ClientOptions & { device?: string; limit: string; json?: boolean }) => {
+    .action(async (o: ClientOptions & { device?: string; limit: string }) => {
       const api = client(o);
       const q = new URLSearchParams({ limit: String(wholeNumber('--limit', o.limit, 1)) });
       if (o.device !== undefined) q.set('deviceId', (await new NameResolver(api).anyDevice('--device', o.device)).id);
       const page = await api.call<{ items: RunbookRunView[] }>('GET', `/runbook-runs?${q.toString()}`);
-      print(o.json ? page : runListTable(page.items).join('\n'));
+      print(jsonOutput() ? page : runListTable(page.items).join('\n'));
     });
   withClient(runbook.command('show-run <id>'))
     .description("a run: every device's steps with their evidence, verdicts, and (rotation) the accounts")
-    .option('--json', 'the API answer as JSON')
-    .action(async (id: string, o: ClientOptions & { json?: boolean }) => {
+    .action(async (id: string, o: ClientOptions) => {
       const run = await client(o).call<RunbookRunView>('GET', `/runbook-runs/${encodeURIComponent(id)}`);
-      print(o.json ? run : runDetail(run).join('\n'));
+      print(jsonOutput() ? run : runDetail(run).join('\n'));
     });
 }
 
@@ -229,8 +225,8 @@ export function accountRotateCommand(accounts: Command): void {
         ...(o.classes === undefined ? {} : { classes: parsePasswordClasses(o.classes).join(',') }),
       };
       const body: RunbookRunCreate = { runbook: 'ResetAccess', deviceIds: [device.id], inputs, ...runOptionsOf(o) };
-      await runToEnd(api, '/runbook-runs', body, o);
-      if (o.apply && !o.json && process.exitCode === 0)
+      await runToEnd(api, '/runbook-runs', body);
+      if (o.apply && !jsonOutput() && process.exitCode === 0)
         process.stderr.write(`The new credential is in the vault only: gatehouse accounts reveal ${account?.id ?? ''} --reason …\n`);
     });
 }
@@ -247,7 +243,7 @@ export function breakGlassRotateCommand(bg: Command): void {
     .action(async (o: RunOptions & { export?: string }) => {
       const api = client(o);
       const body: BreakglassRotationCreate = { ...(o.export === undefined ? {} : { export: o.export }), ...runOptionsOf(o) };
-      await runToEnd(api, '/breakglass/rotations', body, o);
+      await runToEnd(api, '/breakglass/rotations', body);
     });
 }
 

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Me, SshEntry } from '@gatehouse/api';
 import type { Command } from 'commander';
-import { client, withClient } from './api-command.js';
+import { client, withConnection } from './api-command.js';
 import { credentialsFile, type ApiClient, type ClientOptions } from './client.js';
 import { chooseSshAccount, chooseSshDevice, knownHostsLine, renderSshConfig, sshLogin, type GatewayAddress } from './ssh-config.js';
 
@@ -27,7 +27,7 @@ async function gatewayEntry(api: ApiClient, o: SshEntryOptions) {
 }
 
 const withGatewayHost = (cmd: Command) =>
-  withClient(cmd).option('--gateway-host <host>', "the gateway's host name as you reach it (default: the server URL's host)");
+  withConnection(cmd).option('--gateway-host <host>', "the gateway's host name as you reach it (default: the server URL's host)");
 
 /** `gatehouse ssh <device>` and `gatehouse config ssh`: OpenSSH through the built-in gateway, without typing its user names. */
 export function sshCommands(program: Command): void {
