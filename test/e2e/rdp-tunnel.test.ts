@@ -326,7 +326,7 @@ describe.each(['sqlite', 'postgres'] as const)('gatehouse rdp: an expired ticket
     });
     const credentials = path.join(path.dirname(server.dataDir), 'admin.json');
     await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    token = savedToken(credentials);
     const project = await server.api<{ id: string }>(token, 'POST', '/projects', { name: 'Desks' });
     deviceId = (
       await server.api<{ id: string }>(token, 'POST', '/devices', {

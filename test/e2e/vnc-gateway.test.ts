@@ -22,6 +22,7 @@ import {
   tempDir,
   type E2eDatabase,
   type GatehouseServer,
+  savedToken,
 } from '../support/server.js';
 import { startVncTarget, stopVncTargets, VNC_TARGET_COLOUR, VNC_TARGET_SIZE, type RunningVncTarget } from '../support/vnc.js';
 
@@ -90,7 +91,7 @@ describe('VNC gateway', () => {
         env: { GATEHOUSE_CREDENTIALS: file },
       });
       expect(login.code, login.stderr).toBe(0);
-      return { credentials: file, token: (JSON.parse(readFileSync(file, 'utf8')) as { token: string }).token };
+      return { credentials: file, token: savedToken(file) };
     })());
   /** The reason the gateway gave the client for refusing `password`. */
   const refusal = async (password: string): Promise<string> => {
