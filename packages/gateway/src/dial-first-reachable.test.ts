@@ -67,4 +67,23 @@ describe('dialFirstReachable', () => {
         `a2: db-1 (127.0.0.1:${port}) refused the connection: nothing listens on that port. Check the device's address and port, and that sshd runs.`,
     );
   });
+
+  it('names the desktop protocol’s port and server, not sshd, when a VNC or RDP device refuses', async () => {
+    const port = await closedPort();
+    const reasons = await Promise.all(
+      (['vnc', 'rdp'] as const).map(async (protocol) => {
+        const outcome = await dialFirstReachable({ ...targetOn(port), segment: null, protocol }, [{ name: 'built-in' }], {
+          identity: noIdentity,
+          timeoutMs: 2_000,
+        });
+        return outcome.ok ? 'connected' : outcome.reason;
+      }),
+    );
+    expect(reasons).toEqual([
+      `built-in: db-1 (127.0.0.1:${port}) refused the connection: nothing listens on that port. ` +
+        `Check the device's address and VNC port (vnc://host:port in its URL/Port, else 5900), and that its VNC server runs.`,
+      `built-in: db-1 (127.0.0.1:${port}) refused the connection: nothing listens on that port. ` +
+        `Check the device's address and RDP port (rdp://host:port in its URL/Port, else 3389), and that its RDP service runs.`,
+    ]);
+  });
 });

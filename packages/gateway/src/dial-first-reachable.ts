@@ -63,7 +63,7 @@ export async function dialFirstReachable<C extends DialCandidate>(
         reason = linkError.message;
         told.push(reason);
       } else {
-        reason = describeSocketError(error as NodeJS.ErrnoException, where, timeoutMs);
+        reason = describeSocketError(error as NodeJS.ErrnoException, target, timeoutMs);
         told.push(`${candidate.name}: ${reason}`);
       }
       const failed = { gateway: candidate.name, reason };

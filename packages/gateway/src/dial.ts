@@ -24,7 +24,7 @@ export function directDialer(gateway: string, timeoutMs: number): TargetDialer {
     } catch (error) {
       return {
         ok: false,
-        reason: describeSocketError(error as NodeJS.ErrnoException, whereOf(target), timeoutMs),
+        reason: describeSocketError(error as NodeJS.ErrnoException, target, timeoutMs),
         gateway,
         segment: target.segment,
       };
@@ -66,14 +66,24 @@ export class SocketError extends GatehouseError {
   }
 }
 
+/** How a refused connection's message names the service that should listen, per protocol. */
+const LISTENERS = {
+  ssh: { port: 'port', server: 'sshd runs' },
+  vnc: { port: 'VNC port (vnc://host:port in its URL/Port, else 5900)', server: 'its VNC server runs' },
+  rdp: { port: 'RDP port (rdp://host:port in its URL/Port, else 3389)', server: 'its RDP service runs' },
+} as const;
+
 /** What the user is told about a device the gateway could not connect to, from the socket error. */
-export function describeSocketError(error: NodeJS.ErrnoException | SocketError, where: string, timeoutMs: number): string {
+export function describeSocketError(error: NodeJS.ErrnoException | SocketError, target: AuthorizedTarget, timeoutMs: number): string {
   const code = error instanceof SocketError ? error.socketCode : error.code;
+  const where = whereOf(target);
   switch (code ?? '') {
     case 'EAGENTLINK':
       return `The host agent of ${where} is not linked to the gateway that was asked. Check that gatehouse-agent runs on the device and can reach a gateway of its segment.`;
-    case 'ECONNREFUSED':
-      return `${where} refused the connection: nothing listens on that port. Check the device's address and port, and that sshd runs.`;
+    case 'ECONNREFUSED': {
+      const listener = LISTENERS[target.protocol ?? 'ssh'];
+      return `${where} refused the connection: nothing listens on that port. Check the device's address and ${listener.port}, and that ${listener.server}.`;
+    }
     case 'ETIMEDOUT':
       return `${where} did not answer within ${Math.round(timeoutMs / 1000)} s. Check that the gateway can reach the device (firewall, address).`;
     case 'EHOSTUNREACH':
