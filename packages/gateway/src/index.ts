@@ -67,7 +67,16 @@ export {
 } from './link-procedures.js';
 export { ManagementServer, type ManagementServerOptions, type GatewayStatusReport, type LiveSessions } from './management.js';
 export { combineLiveSessions } from './live-sessions.js';
-export { openDesktop, LiveDesktop, DesktopSessions, type OpenDesktopOptions, type OpenDesktopResult } from './rfb/desktop-session.js';
+export {
+  openDesktop,
+  LiveDesktop,
+  DesktopSessions,
+  type DesktopSource,
+  type OpenDesktopOptions,
+  type OpenDesktopResult,
+  type RenderedDesktop,
+  type RenderedDesktopResult,
+} from './rfb/desktop-session.js';
 export { VncGateway, type VncGatewayOptions } from './rfb/vnc-gateway.js';
 export {
   connectToGateway,

@@ -3,12 +3,12 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { RFB_RECORDING_FORMAT, RFB_RECORDING_VERSION } from '@gatehouse/core';
-import type { AccessBroker, AuthorizedTarget, GatewayUser } from '../broker.js';
+import type { AccessBroker, AuthorizedTarget, GatewayUser, TargetCredential } from '../broker.js';
 import { whereOf, type TargetDialer } from '../dial.js';
 import { forgetKeyAdvice } from '../host-key-advice.js';
 import type { GatewayLogger } from '../gateway.js';
 import type { LiveSessions } from '../management.js';
-import { RfbProxy, type RfbProxyResult } from './proxy.js';
+import { RfbProxy, TARGET_CLOSED, type RfbProxyResult } from './proxy.js';
 import { RfbRecorder, rfbRecordingPath } from './recording.js';
 import { connectVncTarget, VncTargetError, type RfbServerInit } from './target.js';
 import { sendServerInit } from './user.js';
@@ -31,12 +31,37 @@ export interface OpenDesktopOptions {
    * as soon as the dial returns it) and the attempt is a failed connection.
    */
   signal?: AbortSignal | undefined;
+  /**
+   * Where the RFB stream comes from. Absent: the device's own VNC server, through `dial`,
+   * signed in with the vaulted password. A desktop rendered on the gateway (browser RDP)
+   * gives its local VNC server, started with the vaulted credential.
+   */
+  source?: DesktopSource;
 }
 
 /** The reason a desktop given up because its user hung up is recorded with. */
 export const USER_LEFT_MESSAGE = 'The user hung up before the desktop was open.';
 
 export type OpenDesktopResult = { ok: true; session: LiveDesktop } | { ok: false; message: string };
+
+/** Starts a rendered desktop with the account's credential: its VNC server, or why not. */
+export type DesktopSource = (credential: TargetCredential) => Promise<RenderedDesktopResult>;
+
+export type RenderedDesktopResult =
+  { ok: true; desktop: RenderedDesktop } | { ok: false; message: string; gateway: string | null; segment: string | null };
+
+export interface RenderedDesktop {
+  /** Connected to the renderer's VNC server, which asks VncAuth with `password`. */
+  socket: Duplex;
+  password: string;
+  /** The gateway and segment that reached the device. */
+  gateway: string;
+  segment: string | null;
+  /** Stops the renderer (every end of the session); idempotent. */
+  close(reason: string): Promise<void>;
+  /** Settles once the renderer stopped, by `close` or by itself (the device's connection ended). */
+  exited: Promise<{ reason: string }>;
+}
 
 /**
  * Opens a desktop for a user the broker has authorized: the dialer's TCP path to the device,
@@ -49,31 +74,51 @@ export type OpenDesktopResult = { ok: true; session: LiveDesktop } | { ok: false
 export async function openDesktop(o: OpenDesktopOptions): Promise<OpenDesktopResult> {
   let via = { gateway: o.gatewayName, segment: o.target.segment };
   let socket: Duplex | undefined;
+  let rendered: RenderedDesktop | undefined;
   const left = (): OpenDesktopResult | undefined => (o.signal?.aborted ? { ok: false, message: USER_LEFT_MESSAGE } : undefined);
   const outcome = await (async (): Promise<OpenDesktopResult> => {
     const gone = left();
     if (gone) return gone;
-    const dialed = await o.dial(o.target, { user: o.user, remoteAddress: o.remoteAddress });
-    via = { gateway: dialed.gateway, segment: dialed.segment };
-    if (!dialed.ok) return left() ?? { ok: false, message: dialed.reason };
-    socket = dialed.socket;
-    // The dial cannot be called off; a connection it made for a user who left is closed below.
+    let password: string | undefined;
+    if (o.source) {
+      const released = await o.broker.fetchCredential(o.user, o.target);
+      if (!released.allow) return { ok: false, message: released.message };
+      const started = await o.source(released.credential);
+      if (!started.ok) {
+        via = { gateway: started.gateway ?? via.gateway, segment: started.segment ?? via.segment };
+        return left() ?? { ok: false, message: started.message };
+      }
+      rendered = started.desktop;
+      via = { gateway: rendered.gateway, segment: rendered.segment };
+      socket = rendered.socket;
+      password = rendered.password;
+    } else {
+      const dialed = await o.dial(o.target, { user: o.user, remoteAddress: o.remoteAddress });
+      via = { gateway: dialed.gateway, segment: dialed.segment };
+      if (!dialed.ok) return left() ?? { ok: false, message: dialed.reason };
+      socket = dialed.socket;
+      dialed.socket.setNoDelay?.(true);
+    }
+    // The dial (or the renderer) cannot be called off; what it made for a user who left is closed below.
     const goneSince = left();
     if (goneSince) return goneSince;
     // Errors surface as the handshake's failure (or the proxy's end), never as an uncaught event.
     socket.on('error', () => undefined);
-    dialed.socket.setNoDelay?.(true);
-    const released = await o.broker.fetchCredential(o.user, o.target);
-    if (!released.allow) return { ok: false, message: released.message };
-    const connection = await connectVncTarget(dialed.socket, {
-      password: released.credential.password,
+    if (!rendered) {
+      const released = await o.broker.fetchCredential(o.user, o.target);
+      if (!released.allow) return { ok: false, message: released.message };
+      password = released.credential.password;
+    }
+    const connection = await connectVncTarget(socket, {
+      password,
       timeoutMs: o.timeoutMs,
-      where: whereOf(o.target),
-      checkCertificate: async (fingerprint) => (await o.broker.checkHostKey(o.target, { algorithm: 'x509', fingerprint })).ok,
+      where: rendered ? `the RDP session's display for ${whereOf(o.target)}` : whereOf(o.target),
+      // A renderer's local VNC server offers no certificate to check; the device's is checked by the renderer.
+      checkCertificate: async (fingerprint) => !rendered && (await o.broker.checkHostKey(o.target, { algorithm: 'x509', fingerprint })).ok,
       forgetAdvice: forgetKeyAdvice(o.target, 'vnc'),
       signal: o.signal,
     });
-    return { ok: true, session: new LiveDesktop(o, connection.socket, connection.init, via) };
+    return { ok: true, session: new LiveDesktop(o, connection.socket, connection.init, via, rendered) };
   })().catch((error: unknown): OpenDesktopResult => {
     if (error instanceof VncTargetError)
       return error.kind === 'aborted' ? { ok: false, message: USER_LEFT_MESSAGE } : { ok: false, message: error.message };
@@ -85,6 +130,7 @@ export async function openDesktop(o: OpenDesktopOptions): Promise<OpenDesktopRes
     return outcome;
   }
   socket?.destroy();
+  await rendered?.close(outcome.message);
   await reportFailure(o, via, outcome.message);
   return outcome;
 }
@@ -125,6 +171,7 @@ export class LiveDesktop {
     private readonly target: Duplex,
     readonly init: RfbServerInit,
     private readonly via: { gateway: string; segment: string | null },
+    private readonly rendered?: RenderedDesktop,
   ) {
     this.name = `${o.target.projectName}/${o.target.deviceName}:${o.target.accountUsername}`;
     target.on('error', () => undefined);
@@ -179,12 +226,17 @@ export class LiveDesktop {
     this.proxy = proxy;
     // Ended while the session was starting: end it now, so its row says why.
     if (this.endReason !== undefined) proxy.end(this.endReason);
-    const result = await proxy.done.catch((error: unknown): RfbProxyResult => {
+    let result = await proxy.done.catch((error: unknown): RfbProxyResult => {
       o.logger.error({ err: error, sessionId: this.id }, 'desktop proxy failed');
       return { bytesIn: 0, bytesOut: 0, reason: 'The gateway failed while relaying the session.', result: 'failure' };
     });
     user.destroy();
     this.target.destroy();
+    if (this.rendered) {
+      await this.rendered.close(result.reason ?? 'The session ended.');
+      // The renderer's display went away under the proxy: the renderer says why (the device ended the RDP connection).
+      if (result.reason === TARGET_CLOSED) result = { ...result, reason: (await this.rendered.exited).reason };
+    }
     await recorder.close().catch((error: unknown) => o.logger.error({ err: error, sessionId: this.id }, 'could not close a recording'));
     o.sessions.delete(this);
     await o.broker
@@ -206,6 +258,7 @@ export class LiveDesktop {
     if (this.settled) return;
     this.target.destroy();
     this.o.sessions.delete(this);
+    await this.rendered?.close(reason);
     await reportFailure(this.o, this.via, reason);
     this.settle();
   }

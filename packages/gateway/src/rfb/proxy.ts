@@ -20,6 +20,9 @@ import type { RfbRecorder } from './recording.js';
 import { ENCODING, RfbFramingError, ServerMessageFramer, type RfbServerMessage } from './server-messages.js';
 import type { RfbServerInit } from './target.js';
 
+/** The reason of a session the device's side ended. */
+export const TARGET_CLOSED = 'The device closed the VNC connection.';
+
 export interface RfbProxyResult {
   /** Bytes from the user to the device, and back. */
   bytesIn: number;
@@ -94,13 +97,13 @@ export class RfbProxy {
     this.target.on('error', (error) => this.finish('failure', `The connection to the device failed: ${error.message}`));
     this.user.on('close', () => this.finish('success', null));
     this.user.on('end', () => this.finish('success', null));
-    this.target.on('close', () => this.finish('success', 'The device closed the VNC connection.'));
-    this.target.on('end', () => this.finish('success', 'The device closed the VNC connection.'));
+    this.target.on('close', () => this.finish('success', TARGET_CLOSED));
+    this.target.on('end', () => this.finish('success', TARGET_CLOSED));
     this.user.resume();
     this.target.resume();
     // A side that closed between its handshake and now has no close event left to hear.
     if (this.user.destroyed) this.finish('success', null);
-    else if (this.target.destroyed) this.finish('success', 'The device closed the VNC connection.');
+    else if (this.target.destroyed) this.finish('success', TARGET_CLOSED);
   }
 
   /** Ends the session (an administrator ended it, the window closed): both sides close, the result is a failure with `reason`. */
