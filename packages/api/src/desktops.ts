@@ -49,8 +49,15 @@ export const desktopStart = z.strictObject({
 });
 export type DesktopStart = z.infer<typeof desktopStart>;
 
-/** What the server tells the page before the RFB stream starts: the session is recorded, or it failed. */
-export type DesktopMessage = { type: 'started'; sessionId: string; target: string; recorded: boolean } | { type: 'error'; message: string };
+/**
+ * What the server tells the page before the RFB stream starts: what it is doing while that
+ * takes seconds (an RDP session being started on the gateway), that the session is
+ * recorded, or that it failed.
+ */
+export type DesktopMessage =
+  | { type: 'progress'; message: string }
+  | { type: 'started'; sessionId: string; target: string; recorded: boolean }
+  | { type: 'error'; message: string };
 
 /** `POST /devices/:id/rdp-tunnel`: the account, and how long new connections may use the ticket (1–10 minutes, 5 by default). */
 export const rdpTunnelRequest = vncTokenRequest;

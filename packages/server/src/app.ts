@@ -274,7 +274,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
           '{"type":"start","csrfToken","deviceId","accountId?","cols","rows"}, then binary frames are terminal bytes both ways and ' +
           '{"type":"resize","cols","rows"} resizes; the server sends {"type":"ready"|"error"|"exit",…}. ' +
           'The browser desktop is a WebSocket at GET /api/v1/desktop (admin, operator; web session): the first message is ' +
-          '{"type":"start","csrfToken","deviceId","accountId?","protocol"}, the server answers {"type":"started"|"error",…}, ' +
+          '{"type":"start","csrfToken","deviceId","accountId?","protocol"}, the server answers {"type":"started"|"error",…} ' +
+          '(for RDP, rendered on the gateway, {"type":"progress","message"} first), ' +
           'then binary frames are the RFB stream both ways (security type None).',
       },
       components: {

@@ -14,6 +14,7 @@ import {
   VncGateway,
 } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
+import { RdpRenderer } from './desktop/rdp-renderer.js';
 import type { ServerConfig } from './config.js';
 import { abandonedEnd, BUILT_IN_GATEWAY, sessionEndEvent } from './gateway/broker.js';
 import { ServerDesktopBroker } from './gateway/desktop-broker.js';
@@ -133,7 +134,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         await Promise.all([
           gateway?.server.stop(),
           gateway?.vnc?.stop(),
-          gateway?.desktops.endAll('The gateway is stopping.'),
+          // Browser RDP sessions end as desktops first (their rows say why), then any still starting.
+          gateway?.desktops.endAll('The gateway is stopping.').then(() => gateway.rdp.stop()),
           rdpTunnel?.stop(),
         ]);
         await built.gateways.agentLinks.close();
@@ -190,6 +192,9 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   built.terminal.gateway = { host, port: server.port, hostKeyFingerprint: hostKey.fingerprint };
   built.runbookGateway.gateway = built.terminal.gateway;
   const desktops = new DesktopSessions();
+  const desktopLogger = logger.child({ component: 'desktop' });
+  // One renderer per server: rdpMaxSessions counts every browser RDP session of this gateway.
+  const rdp = new RdpRenderer({ maxSessions: config.rdpMaxSessions, logger: desktopLogger });
   built.gateways.builtInSessions = combineLiveSessions(server, desktops);
   built.gateways.desktop = {
     broker,
@@ -198,7 +203,8 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     name: BUILT_IN_GATEWAY,
     timeoutMs: config.gatewayTargetTimeoutSeconds * 1000,
     sessions: desktops,
-    logger: logger.child({ component: 'desktop' }),
+    logger: desktopLogger,
+    rdp,
   };
   const linkKey = await built.gateways.identity();
   logger.info(
@@ -221,7 +227,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
       await built.gateways.agentLinks.close();
       throw error;
     });
-  return { server, vnc, desktops, fingerprint: hostKey.fingerprint, publicKey: hostKey.publicKey };
+  return { server, vnc, desktops, rdp, fingerprint: hostKey.fingerprint, publicKey: hostKey.publicKey };
 }
 
 /** The built-in gateway's listener for native VNC viewers on `vncPort` (0: off), on the gateway's address. */

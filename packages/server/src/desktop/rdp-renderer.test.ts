@@ -173,7 +173,9 @@ describe('RdpRenderer against xrdp', () => {
     const opened = [a, b].filter((x) => x.ok);
     expect(opened).toHaveLength(1);
     expect(refused).toHaveLength(1);
-    expect(messageOf(refused[0]!)).toMatch(/already renders 1 browser RDP sessions, its limit \(GATEHOUSE_RDP_MAX_SESSIONS\)/);
+    expect(messageOf(refused[0]!)).toBe(
+      "The gateway's maximum of 1 browser RDP sessions is reached. Try again when one ends, or ask an administrator to raise rdpMaxSessions (GATEHOUSE_RDP_MAX_SESSIONS).",
+    );
     const session = opened[0]!.ok ? opened[0]!.session : undefined;
     await session!.close();
     await session!.close();

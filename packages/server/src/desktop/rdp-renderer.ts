@@ -95,12 +95,15 @@ export class RdpRenderer {
     const refuse = (message: string) => ({ ok: false as const, message, gateway: null, segment: null });
     if (this.#stopped) return refuse('The server is stopping; browser RDP sessions cannot start now.');
     if (this.#options.maxSessions === 0) {
-      return refuse('Browser RDP is turned off on this server (GATEHOUSE_RDP_MAX_SESSIONS=0).');
+      return refuse(
+        'Browser RDP is turned off on this gateway (rdpMaxSessions 0). Ask an administrator to raise rdpMaxSessions ' +
+          '(GATEHOUSE_RDP_MAX_SESSIONS), or use a native RDP client with `gatehouse rdp`.',
+      );
     }
     if (this.#live.size >= this.#options.maxSessions) {
       return refuse(
-        `This server already renders ${this.#options.maxSessions} browser RDP sessions, its limit (GATEHOUSE_RDP_MAX_SESSIONS). ` +
-          `Try again when one ends, or use a native RDP client with \`gatehouse rdp\`.`,
+        `The gateway's maximum of ${this.#options.maxSessions} browser RDP sessions is reached. Try again when one ends, ` +
+          `or ask an administrator to raise rdpMaxSessions (GATEHOUSE_RDP_MAX_SESSIONS).`,
       );
     }
     if (credential.password === undefined || credential.password === '') {

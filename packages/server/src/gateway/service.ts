@@ -15,6 +15,7 @@ import {
   type TargetDialer,
   warnGatewaySession,
 } from '@gatehouse/gateway';
+import type { RdpRenderer } from '../desktop/rdp-renderer.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import { AgentLinks } from './agent-links.js';
@@ -56,6 +57,8 @@ export interface BuiltInDesktop {
   /** Live desktops of both entries (the VNC port and the WebSocket). */
   sessions: DesktopSessions;
   logger: GatewayLogger;
+  /** Renders browser RDP sessions (at most `rdpMaxSessions` at once); stopped with the server. */
+  rdp: RdpRenderer;
 }
 
 export interface GatewayServiceOptions {

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { connectors } from '../../access.js';
 import { caller, csrfTokenOf, sameToken } from '../../auth.js';
+import { renderedRdpSource } from '../../desktop/rdp-source.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
 
@@ -15,8 +16,9 @@ const USER_HANDSHAKE_MS = 10_000;
  * GET /api/v1/desktop, upgraded to a WebSocket. The first message is
  * `{type:"start", csrfToken, deviceId, accountId?, protocol}`; the server authorizes the
  * device as the built-in gateway's VNC port does, connects to the desktop with the vaulted
- * password, and answers `{type:"started", sessionId, target, recorded}` or
- * `{type:"error", message}`. After `started`, binary frames both ways are the RFB stream
+ * password (for RDP: renders the device's desktop on the gateway, `{type:"progress"}`
+ * meanwhile, and connects to that), and answers `{type:"started", sessionId, target, recorded}`
+ * or `{type:"error", message}`. After `started`, binary frames both ways are the RFB stream
  * (security type None: the user signed in to the console), recorded like a native viewer's.
  */
 export function desktopSocketRoutes(app: FastifyInstance, services: Services, gateways: GatewayService) {
@@ -27,7 +29,8 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
       config: connectors,
       schema: {
         tags: ['sessions'],
-        summary: 'Browser desktop (WebSocket): a VNC desktop through the built-in gateway, recorded and audited like a native viewer',
+        summary:
+          'Browser desktop (WebSocket): a VNC desktop, or an RDP one rendered on the gateway, through the built-in gateway, recorded and audited like a native viewer',
       },
     },
     (socket: WebSocket, req: FastifyRequest) => {
@@ -70,25 +73,24 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
       socket.on('message', onMessage);
 
       const begin = async (s: DesktopStart) => {
-        if (s.protocol === 'rdp') return fail('RDP desktops are not available in the browser yet; only VNC is.');
         const desktop = gateways.desktop;
         if (!desktop) return fail('The browser desktop needs the built-in gateway, which is off (gatewayPort 0). Ask an administrator.');
         const user = { id: auth.user.id, username: auth.user.username, browserAddress: req.ip };
         const request = { deviceId: s.deviceId, accountId: s.accountId ?? null, protocol: s.protocol };
         const authorized = await desktop.broker.authorizeDesktop(user, request, req.ip);
         if (!authorized.allow) return fail(authorized.message);
+        const context = { broker: desktop.broker, dial: desktop.dial, user, target: authorized.target, remoteAddress: req.ip };
+        // An RDP desktop is rendered on the gateway (Xvfb, xfreerdp, x11vnc), which takes seconds.
+        if (s.protocol === 'rdp') send({ type: 'progress', message: 'Starting the RDP session…' });
         const opened = await openDesktop({
-          broker: desktop.broker,
-          dial: desktop.dial,
-          user,
-          target: authorized.target,
-          remoteAddress: req.ip,
+          ...context,
           recordingsDir: desktop.recordingsDir,
           protocol: s.protocol,
           gatewayName: desktop.name,
           timeoutMs: desktop.timeoutMs,
           sessions: desktop.sessions,
           logger: desktop.logger,
+          source: s.protocol === 'rdp' ? renderedRdpSource(desktop.rdp, context) : undefined,
         });
         if (!opened.ok) return fail(opened.message, 1011);
         await relay(opened.session);
