@@ -7,7 +7,7 @@ import { ErrorNote, PageHeader } from '../../ui.js';
 import { PushChannel } from './channel.js';
 
 type State =
-  | { kind: 'connecting' }
+  | { kind: 'connecting'; progress: string | null }
   | { kind: 'open'; target: string; sessionId: string; recorded: boolean }
   | { kind: 'closed'; message: string; failed: boolean; sessionId: string | null };
 
@@ -27,7 +27,7 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
   const client = useRef<RFB | null>(null);
   /** Ends the connection on the user's request (set by the effect that opened it). */
   const disconnect = useRef<() => void>(() => undefined);
-  const [state, setState] = useState<State>({ kind: 'connecting' });
+  const [state, setState] = useState<State>({ kind: 'connecting', progress: null });
   const [attempt, setAttempt] = useState(0);
   const [outgoing, setOutgoing] = useState('');
   const [incoming, setIncoming] = useState('');
@@ -35,7 +35,7 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
   useEffect(() => {
     if (!screen.current) return;
     const element = screen.current;
-    setState({ kind: 'connecting' });
+    setState({ kind: 'connecting', progress: null });
     const ws = openStartedSocket<DesktopStart>('/desktop', () => ({
       type: 'start',
       deviceId,
@@ -53,7 +53,7 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
       setState({ kind: 'closed', message, failed, sessionId });
     };
     let channel: PushChannel | null = null;
-    // Text messages are Gatehouse's (`started`, `error`); binary ones, after `started`, are RFB.
+    // Text messages are Gatehouse's (`progress`, `started`, `error`); binary ones, after `started`, are RFB.
     ws.onmessage = (event: MessageEvent<ArrayBuffer | string>) => {
       if (typeof event.data !== 'string') {
         channel?.push(event.data);
@@ -62,6 +62,11 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
       const m = JSON.parse(event.data) as DesktopMessage;
       if (m.type === 'error') {
         close(m.message, true);
+        return;
+      }
+      // An RDP session is started on the gateway first, which takes seconds: say so.
+      if (m.type === 'progress') {
+        if (!ended) setState({ kind: 'connecting', progress: m.message });
         return;
       }
       if (channel) return;
@@ -113,7 +118,11 @@ export function DesktopPage({ user, deviceId }: { user: User; deviceId: string }
       </p>
       <PageHeader title={title}>
         <span className="muted" role="status" aria-live="polite">
-          {state.kind === 'connecting' ? 'Connecting through the gateway…' : state.kind === 'open' ? 'Connected' : 'Closed'}
+          {state.kind === 'connecting'
+            ? (state.progress ?? 'Connecting through the gateway…')
+            : state.kind === 'open'
+              ? 'Connected'
+              : 'Closed'}
         </span>
         {state.kind === 'open' ? (
           state.recorded ? (
