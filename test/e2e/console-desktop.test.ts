@@ -1,9 +1,9 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, newPage, regionColour, screenshot, signIn } from '../support/browser.js';
+import { launchChromium, newPage, screenshot, showsColourAt, signIn } from '../support/browser.js';
 import { seedDevice, setupAdminToken } from '../support/seed.js';
 import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort } from '../support/sshd.js';
@@ -20,18 +20,6 @@ interface Session {
   result: string;
   recorded: boolean;
 }
-
-/** The mean colour of a 6 × 6 px screenshot of the page at (x, y) of `where`'s box, given as fractions of it. */
-async function colourAt(page: Page, where: Locator, fx: number, fy: number): Promise<{ r: number; g: number; b: number }> {
-  await where.scrollIntoViewIfNeeded();
-  const box = await where.boundingBox();
-  if (!box) throw new Error('The element is not on the page.');
-  return regionColour(page, { x: box.x + fx * box.width - 3, y: box.y + fy * box.height - 3, width: 6, height: 6 });
-}
-
-/** Within 3 of each channel (the screenshot is scaled by the canvas). */
-const near = (c: { r: number; g: number; b: number }, want: { r: number; g: number; b: number }) =>
-  Math.abs(c.r - want.r) <= 3 && Math.abs(c.g - want.g) <= 3 && Math.abs(c.b - want.b) <= 3;
 
 /**
  * The browser desktop in Chromium against the real server, its built-in gateway and a
@@ -100,7 +88,7 @@ describe('web console: browser VNC desktop and its replay', () => {
     const canvas = page.getByTestId('desktop').locator('canvas');
     await canvas.waitFor();
     // Bottom right: the root window's solid colour (the xterm is top left).
-    await expect.poll(() => colourAt(page, canvas, 0.9, 0.9).then((c) => near(c, VNC_TARGET_COLOUR)), { timeout: 15_000 }).toBe(true);
+    await expect.poll(() => showsColourAt(page, canvas, 0.9, 0.9, VNC_TARGET_COLOUR), { timeout: 15_000 }).toBe(true);
     await screenshot(page, '60-desktop');
 
     // Point at the xterm (no window manager: the keyboard follows the pointer), then type.
@@ -157,7 +145,7 @@ describe('web console: browser VNC desktop and its replay', () => {
     const duration = async () => Number(await position.getAttribute('max'));
     await expect.poll(duration).toBeGreaterThan(0);
     const time = page.getByTestId('player-time');
-    const background = () => colourAt(page, player, 0.9, 0.9).then((c) => near(c, VNC_TARGET_COLOUR));
+    const background = () => showsColourAt(page, player, 0.9, 0.9, VNC_TARGET_COLOUR);
     await position.fill(String(Math.round((await duration()) / 2)));
     await expect.poll(background, { timeout: 15_000 }).toBe(true);
     // Played to the end at 4×, then back to a quarter (a new decoder fed from the first frame).

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { launchChromium as launchPinnedChromium } from '../../bench/chromium.js';
 
 /** Where the console tests keep their screenshots (CI keeps the folder as an artifact; the README names it). */
@@ -73,6 +73,25 @@ export async function regionColour(
   }
   const n = width * height;
   return { r: Math.round(sum.r / n), g: Math.round(sum.g / n), b: Math.round(sum.b / n) };
+}
+
+/**
+ * Whether `where` (a desktop's canvas) shows `colour` at (fx, fy) of its box, given as
+ * fractions of it: the mean of a 6 × 6 px screenshot there, within 3 of each channel (the
+ * canvas is scaled).
+ */
+export async function showsColourAt(
+  page: Page,
+  where: Locator,
+  fx: number,
+  fy: number,
+  colour: { r: number; g: number; b: number },
+): Promise<boolean> {
+  await where.scrollIntoViewIfNeeded();
+  const box = await where.boundingBox();
+  if (!box) throw new Error('The element is not on the page.');
+  const c = await regionColour(page, { x: box.x + fx * box.width - 3, y: box.y + fy * box.height - 3, width: 6, height: 6 });
+  return Math.abs(c.r - colour.r) <= 3 && Math.abs(c.g - colour.g) <= 3 && Math.abs(c.b - colour.b) <= 3;
 }
 
 /** Chromium's screenshots: 8-bit RGB or RGBA, not interlaced. Answers the unfiltered pixels. */

@@ -22,9 +22,15 @@ export interface XrdpTarget {
  * reads sesman's port from the fixed /etc/xrdp/sesman.ini, so both run in a mount namespace
  * of their own where that file is this target's copy: several targets (and a machine's own
  * xrdp) do not meet. A session's desktop is a bare X server with `xsetroot` (no window
- * manager, no D-Bus daemons left behind), killed when its client disconnects.
+ * manager, no D-Bus daemons left behind) and `content` if given, killed when its client
+ * disconnects.
  */
-export async function startXrdp(opts: { user: string; password: string }): Promise<XrdpTarget> {
+export async function startXrdp(opts: {
+  user: string;
+  password: string;
+  /** A program each session starts on its desktop, as the user (e.g. `['xterm', '-e', 'sh', '-c', 'cat > /tmp/x']`). */
+  content?: string[];
+}): Promise<XrdpTarget> {
   ensureSystemUser(opts.user, { password: opts.password });
   execFileSync('sh', ['/usr/share/xrdp/socksetup']);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-xrdp-'));
@@ -32,7 +38,8 @@ export async function startXrdp(opts: { user: string; password: string }): Promi
   chmodSync(dir, 0o755);
   const [port, sesmanPort] = [await freeLowPort(), await freeLowPort()];
   const wm = path.join(dir, 'startwm.sh');
-  writeFileSync(wm, "#!/bin/sh\nxsetroot -solid '#3366cc' 2>/dev/null\nexec sleep 3600\n", { mode: 0o755 });
+  const content = opts.content ? `${opts.content.map(shellQuote).join(' ')} &\n` : '';
+  writeFileSync(wm, `#!/bin/sh\nxsetroot -solid '#3366cc' 2>/dev/null\n${content}exec sleep 3600\n`, { mode: 0o755 });
   const xrdpIni = path.join(dir, 'xrdp.ini');
   const sesmanIni = path.join(dir, 'sesman.ini');
   writeFileSync(
@@ -87,6 +94,10 @@ export async function startXrdp(opts: { user: string; password: string }): Promi
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Sets `key=value` lines of an ini file (every section's: the keys edited here are unique). */
