@@ -120,4 +120,59 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
     expect(res.rawPayload.equals(rfb)).toBe(true);
     expect(decodeRfbRecording(new Uint8Array(res.rawPayload)).frames).toHaveLength(1);
   });
+
+  it("shows an operator their own sessions and recordings, and answers another user's as not found", async () => {
+    const me = await t.userWithToken('operator');
+    const other = await t.userWithToken('operator');
+    const dir = path.join(t.services.config.dataDir, 'recordings');
+    mkdirSync(dir, { recursive: true });
+    const recordingOf = (name: string) => {
+      writeFileSync(path.join(dir, name), '{"version":2,"width":80,"height":24}\n[0.1,"o","hi"]\n');
+      return name;
+    };
+    const mine = row({ user_id: me.id, username: me.username, kind: 'sftp', recording: recordingOf(`${randomUUID()}.cast`) });
+    const theirs = row({ user_id: other.id, username: other.username, recording: recordingOf(`${randomUUID()}.cast`) });
+    await t.gatewaySessions.start(mine);
+    await t.gatewaySessions.start(theirs);
+    await t.gatewaySessions.addFileOperation(mine.id, {
+      at: new Date().toISOString(),
+      op: 'upload',
+      path: '/tmp/a.txt',
+      target: null,
+      bytes: 3,
+      result: 'success',
+      error: null,
+    });
+    const as = (path: string, token = me.token) => t.request('GET', `${API}${path}`, { token });
+
+    const list = await as('/sessions?limit=500');
+    expect(list.statusCode, list.body).toBe(200);
+    const page = list.json<{ items: GatewaySession[]; total: number }>();
+    expect(page.items.map((s) => s.id)).toEqual([mine.id]);
+    expect(page.total).toBe(1);
+    // Asking by another user's id or name does not widen it.
+    expect((await as(`/sessions?userId=${other.id}`)).json<{ total: number }>().total).toBe(0);
+    expect((await as(`/sessions?user=${other.username}`)).json<{ total: number }>().total).toBe(0);
+
+    expect((await as(`/sessions/${mine.id}`)).json<GatewaySession>()).toMatchObject({ id: mine.id, recorded: true });
+    const ops = await as(`/sessions/${mine.id}/file-operations`);
+    expect(ops.json<{ items: { path: string }[] }>().items.map((o) => o.path)).toEqual(['/tmp/a.txt']);
+    const played = await as(`/sessions/${mine.id}/recording`);
+    expect(played.statusCode).toBe(200);
+    expect(played.body).toContain('"hi"');
+
+    for (const path of [`/sessions/${theirs.id}`, `/sessions/${theirs.id}/file-operations`, `/sessions/${theirs.id}/recording`]) {
+      const res = await as(path);
+      expect(res.statusCode, path).toBe(404);
+      // The same answer as for an id that names nothing: nothing of the other session leaks.
+      expect(res.body, path).not.toContain(other.username);
+      expect(res.body, path).not.toContain('"hi"');
+    }
+    const reads = await listAuditEvents(t.database.db, { action: 'session.recording_read', limit: 100 });
+    expect(reads.map((e) => e.targetId)).not.toContain(theirs.id);
+    // Administrators and auditors still see both; ending a session stays with administrators.
+    const both = (await as('/sessions?limit=500', auditor)).json<{ items: GatewaySession[] }>().items.map((s) => s.id);
+    expect(both).toEqual(expect.arrayContaining([mine.id, theirs.id]));
+    expect((await t.request('POST', `${API}/sessions/${mine.id}/end`, { token: me.token, body: {} })).statusCode).toBe(403);
+  });
 });

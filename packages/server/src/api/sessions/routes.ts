@@ -12,9 +12,9 @@ import {
 } from '@gatehouse/api';
 import { ConflictError, NotFoundError, RFB_RECORDING_MEDIA_TYPE } from '@gatehouse/core';
 import { recordingFormatOf, type GatewaySessions } from '@gatehouse/db';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { admins, auditors } from '../../access.js';
+import { admins, staff } from '../../access.js';
 import { caller } from '../../auth.js';
 import { recordingFile } from '../../gateway/recordings.js';
 import type { GatewayService } from '../../gateway/service.js';
@@ -27,28 +27,50 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
   const r = app.withTypeProvider<ZodTypeProvider>();
   const tags = ['sessions'];
 
+  /**
+   * The session, if the caller may see it: administrators and auditors see every one, an
+   * operator only their own; any other answers as one that does not exist.
+   */
+  const visibleSession = async (req: FastifyRequest, id: string) => {
+    const session = await sessions.find(id);
+    const { user } = caller(req);
+    if (!session || (user.role === 'operator' && session.userId !== user.id)) throw new NotFoundError('Session', id);
+    return session;
+  };
+
   r.get(
     '/sessions',
     {
-      config: auditors,
+      config: staff,
       schema: {
         tags,
-        summary: 'List sessions through gateways, newest first (failed connections too, with their reason)',
+        summary:
+          'List sessions through gateways, newest first (failed connections too, with their reason); an operator gets only their own',
         querystring: sessionListQuery,
         response: responses({ 200: sessionPage }),
       },
     },
-    async (req) => sessions.list(req.query),
+    async (req) => {
+      const { user } = caller(req);
+      if (user.role !== 'operator') return sessions.list(req.query);
+      // Another user's id names nothing an operator may see.
+      if (req.query.userId !== undefined && req.query.userId !== user.id) return { items: [], total: 0 };
+      return sessions.list({ ...req.query, userId: user.id });
+    },
   );
 
   r.get(
     '/sessions/:id',
-    { config: auditors, schema: { tags, summary: 'Show a session', params: idParams, response: responses({ 200: gatewaySession }) } },
-    async (req) => {
-      const session = await sessions.find(req.params.id);
-      if (!session) throw new NotFoundError('Session', req.params.id);
-      return session;
+    {
+      config: staff,
+      schema: {
+        tags,
+        summary: 'Show a session (an operator: one of their own)',
+        params: idParams,
+        response: responses({ 200: gatewaySession }),
+      },
     },
+    async (req) => visibleSession(req, req.params.id),
   );
 
   r.post(
@@ -92,7 +114,7 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
   r.get(
     '/sessions/:id/file-operations',
     {
-      config: auditors,
+      config: staff,
       schema: {
         tags,
         summary: "The session's SFTP/SCP operations in order: path, size, direction (upload/download) or change, result",
@@ -101,8 +123,7 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
       },
     },
     async (req) => {
-      const session = await sessions.find(req.params.id);
-      if (!session) throw new NotFoundError('Session', req.params.id);
+      const session = await visibleSession(req, req.params.id);
       return { items: await sessions.fileOperations(session.id) };
     },
   );
@@ -110,7 +131,7 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
   r.get(
     '/sessions/:id/recording',
     {
-      config: auditors,
+      config: staff,
       schema: {
         tags,
         summary:
@@ -125,6 +146,7 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
       },
     },
     async (req, reply) => {
+      await visibleSession(req, req.params.id);
       const relative = await sessions.recordingOf(req.params.id);
       if (relative === undefined) throw new NotFoundError('Recording of session', req.params.id);
       const recording = await recordingFile(services.config.dataDir, relative);
