@@ -1,4 +1,4 @@
-import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useState, type ReactNode } from 'react';
 import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
 import { navigate } from 'wouter/use-browser-location';
 import type { Me, SetupStatus } from '@gatehouse/api';
@@ -32,17 +32,29 @@ const TerminalPage = lazy(() => import('./pages/Terminal.js').then((m) => ({ def
 /** noVNC likewise: loaded when a desktop is first opened. */
 const DesktopPage = lazy(() => import('./pages/desktop/Desktop.js').then((m) => ({ default: m.DesktopPage })));
 
-const NAV: { href: string; label: string; roles: User['role'][] }[] = [
-  { href: '/devices', label: 'Devices', roles: ['admin', 'operator', 'auditor'] },
-  { href: '/projects', label: 'Projects', roles: ['admin', 'operator', 'auditor'] },
-  { href: '/requests', label: 'Requests', roles: ['admin', 'operator', 'auditor'] },
-  { href: '/gateways', label: 'Gateways', roles: ['admin', 'auditor'] },
-  { href: '/sessions', label: 'Sessions', roles: ['admin', 'auditor'] },
-  { href: '/audit', label: 'Audit log', roles: ['admin', 'auditor'] },
-  { href: '/breakglass', label: 'Break glass', roles: ['admin', 'auditor'] },
-  { href: '/runbooks', label: 'Runbooks', roles: ['admin'] },
-  { href: '/users', label: 'Users', roles: ['admin'] },
+type Roles = readonly User['role'][];
+/** Who may open a page: the roles its API routes answer (server/src/access.ts). */
+const everyRole: Roles = ['admin', 'operator', 'auditor'];
+const oversight: Roles = ['admin', 'auditor'];
+const connectors: Roles = ['admin', 'operator'];
+const adminsOnly: Roles = ['admin'];
+
+const NAV: { href: string; label: string; roles: Roles }[] = [
+  { href: '/devices', label: 'Devices', roles: everyRole },
+  { href: '/projects', label: 'Projects', roles: everyRole },
+  { href: '/requests', label: 'Requests', roles: everyRole },
+  { href: '/gateways', label: 'Gateways', roles: oversight },
+  { href: '/sessions', label: 'Sessions', roles: everyRole },
+  { href: '/audit', label: 'Audit log', roles: oversight },
+  { href: '/breakglass', label: 'Break glass', roles: oversight },
+  { href: '/runbooks', label: 'Runbooks', roles: adminsOnly },
+  { href: '/users', label: 'Users', roles: adminsOnly },
 ];
+
+/** A page the user's role may not use is never rendered: it goes to the device list instead. */
+function Allowed({ user, roles, children }: { user: User; roles: Roles; children: ReactNode }) {
+  return roles.includes(user.role) ? children : <Redirect to="/devices" replace />;
+}
 
 export function App() {
   const [state, setState] = useState<Start>({ kind: 'loading' });
@@ -155,15 +167,29 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
               <Devices user={user} />
             </Route>
             <Route path="/devices/:id">{(params) => <DevicePage user={user} id={params.id} />}</Route>
-            <Route path="/devices/:id/files">{(params) => <FilesPage deviceId={params.id} />}</Route>
-            <Route path="/devices/:id/terminal">
+            <Route path="/devices/:id/files">
               {(params) => (
-                <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
-                  <TerminalPage deviceId={params.id} />
-                </Suspense>
+                <Allowed user={user} roles={connectors}>
+                  <FilesPage deviceId={params.id} />
+                </Allowed>
               )}
             </Route>
-            <Route path="/devices/:id/desktop">{(params) => <DesktopPage user={user} deviceId={params.id} />}</Route>
+            <Route path="/devices/:id/terminal">
+              {(params) => (
+                <Allowed user={user} roles={connectors}>
+                  <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
+                    <TerminalPage deviceId={params.id} />
+                  </Suspense>
+                </Allowed>
+              )}
+            </Route>
+            <Route path="/devices/:id/desktop">
+              {(params) => (
+                <Allowed user={user} roles={connectors}>
+                  <DesktopPage user={user} deviceId={params.id} />
+                </Allowed>
+              )}
+            </Route>
             <Route path="/projects">
               <Projects user={user} />
             </Route>
@@ -171,26 +197,48 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
               <Requests user={user} />
             </Route>
             <Route path="/gateways">
-              <Gateways user={user} />
+              <Allowed user={user} roles={oversight}>
+                <Gateways user={user} />
+              </Allowed>
             </Route>
             <Route path="/sessions">
               <Sessions user={user} />
             </Route>
             <Route path="/sessions/:id">{(params) => <SessionPage id={params.id} />}</Route>
             <Route path="/audit">
-              <Audit user={user} />
+              <Allowed user={user} roles={oversight}>
+                <Audit user={user} />
+              </Allowed>
             </Route>
             <Route path="/account">
               <Account user={user} onChanged={onChanged} />
             </Route>
-            <Route path="/users">{user.role === 'admin' ? <Users user={user} /> : <Redirect to="/devices" />}</Route>
-            <Route path="/runbooks">{user.role === 'admin' ? <Runbooks /> : <Redirect to="/devices" />}</Route>
-            <Route path="/runbooks/runs/:id">
-              {(params) => (user.role === 'admin' ? <RunPage id={params.id} /> : <Redirect to="/devices" />)}
+            <Route path="/users">
+              <Allowed user={user} roles={adminsOnly}>
+                <Users user={user} />
+              </Allowed>
             </Route>
-            <Route path="/import">{user.role === 'admin' ? <Import /> : <Redirect to="/devices" />}</Route>
+            <Route path="/runbooks">
+              <Allowed user={user} roles={adminsOnly}>
+                <Runbooks />
+              </Allowed>
+            </Route>
+            <Route path="/runbooks/runs/:id">
+              {(params) => (
+                <Allowed user={user} roles={adminsOnly}>
+                  <RunPage id={params.id} />
+                </Allowed>
+              )}
+            </Route>
+            <Route path="/import">
+              <Allowed user={user} roles={adminsOnly}>
+                <Import />
+              </Allowed>
+            </Route>
             <Route path="/breakglass">
-              <BreakGlass user={user} />
+              <Allowed user={user} roles={oversight}>
+                <BreakGlass user={user} />
+              </Allowed>
             </Route>
             <Route>
               <Redirect to="/devices" />

@@ -35,7 +35,7 @@ function dayStart(day: string, next = false): string | undefined {
 /**
  * Live sessions (refreshed every 5 s) and every recorded session with search by user,
  * device and date; a session opens with its terminal recording in the page and its SFTP
- * transfer log.
+ * transfer log. An operator sees only their own sessions (the API answers no other).
  */
 export function Sessions({ user }: { user: User }) {
   const [tab, setTab] = useState<'live' | 'all'>('all');
@@ -77,9 +77,11 @@ export function Sessions({ user }: { user: User }) {
   }, [filters, offset, tick]);
 
   const total = page?.total ?? 0;
+  const own = user.role === 'operator';
+  const filtered = filters.userQ.trim() !== '' || filters.deviceQ.trim() !== '' || filters.from !== '' || filters.to !== '';
   return (
     <section aria-labelledby="sessions-title">
-      <PageHeader title="Sessions" />
+      <PageHeader title={own ? 'Your sessions' : 'Sessions'} />
       <div className="tabs" role="tablist" aria-label="Which sessions">
         {(['all', 'live'] as const).map((t) => (
           <button
@@ -95,10 +97,12 @@ export function Sessions({ user }: { user: User }) {
         ))}
       </div>
       <div className="toolbar" role="search">
-        <label className="inline">
-          <span>User</span>
-          <input type="search" value={userQ} onChange={(e) => setUserQ(e.target.value)} aria-label="Search by user" />
-        </label>
+        {own ? null : (
+          <label className="inline">
+            <span>User</span>
+            <input type="search" value={userQ} onChange={(e) => setUserQ(e.target.value)} aria-label="Search by user" />
+          </label>
+        )}
         <label className="inline">
           <span>Device</span>
           <input type="search" value={deviceQ} onChange={(e) => setDeviceQ(e.target.value)} aria-label="Search by device" />
@@ -117,11 +121,23 @@ export function Sessions({ user }: { user: User }) {
       </div>
       <ErrorNote error={error} />
       {page && page.items.length === 0 ? (
-        <Empty title={tab === 'live' ? 'Nobody is connected now' : 'No session matches'}>
+        <Empty
+          title={
+            filtered
+              ? 'No session matches'
+              : tab === 'live'
+                ? own
+                  ? 'You are not connected now'
+                  : 'Nobody is connected now'
+                : 'No sessions yet'
+          }
+        >
           <p>
-            {tab === 'live'
-              ? 'Sessions appear here while users are connected through a gateway.'
-              : 'Sessions appear once users connect with ssh, sftp or the browser terminal.'}
+            {filtered
+              ? 'Clear or widen the filters above to see more sessions.'
+              : tab === 'live'
+                ? `Sessions appear here while ${own ? 'you are' : 'users are'} connected through a gateway.`
+                : `Sessions appear once ${own ? 'you connect' : 'users connect'} with ssh, sftp or the browser terminal.`}
           </p>
         </Empty>
       ) : (
