@@ -8,7 +8,8 @@ export const auditOutcome = z.enum(['success', 'failure', 'denied']);
 export const auditEventQuery = z.strictObject({
   afterSeq: z.coerce.number().int().min(0).optional(),
   beforeSeq: z.coerce.number().int().min(1).optional(),
-  action: z.string().max(100).optional(),
+  action: z.string().max(100).optional().describe('the action, exactly'),
+  actionContains: z.string().max(100).optional().describe('part of the action, case-insensitive ("login" finds auth.login)'),
   /** The actor's name. */
   actor: z.string().max(100).optional(),
   targetId: z.string().max(100).optional(),
@@ -37,7 +38,14 @@ export const auditEvent = z.object({
 });
 export type AuditEvent = z.infer<typeof auditEvent>;
 
-export const auditEventList = listOf(auditEvent);
+/** An event as the list shows it: with its target's name when the target still exists. */
+export const auditEventListed = auditEvent.extend({
+  /** The target's readable name (a device as project/device, a project, a user), or null. */
+  targetName: z.string().nullable(),
+});
+export type AuditEventListed = z.infer<typeof auditEventListed>;
+
+export const auditEventList = listOf(auditEventListed);
 export type AuditEventList = z.infer<typeof auditEventList>;
 
 /** `GET /audit/export`: every event as one JSON line (an auditEvent), oldest first. */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import type { TrustedAuditCheckpoint } from '@gatehouse/core';
 import type { Db } from './connect.js';
+import { escapeLike } from './devices.js';
 import { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
 import type { AuditEventTable, Database } from './schema.js';
 
@@ -95,6 +96,8 @@ export interface AuditQuery {
   afterSeq?: number | undefined;
   beforeSeq?: number | undefined;
   action?: string | undefined;
+  /** Part of the action, case-insensitive ("login" finds auth.login and auth.login_locked). */
+  actionContains?: string | undefined;
   actorName?: string | undefined;
   targetId?: string | undefined;
   outcome?: AuditOutcome | undefined;
@@ -107,6 +110,10 @@ export async function listAuditEvents(db: Db, q: AuditQuery = {}): Promise<Audit
   if (q.afterSeq !== undefined) query = query.where('seq', '>', q.afterSeq);
   if (q.beforeSeq !== undefined) query = query.where('seq', '<', q.beforeSeq);
   if (q.action) query = query.where('action', '=', q.action);
+  if (q.actionContains) {
+    const like = `%${escapeLike(q.actionContains.toLowerCase())}%`;
+    query = query.where(sql`lower(action)`, 'like', sql`${like} escape '\\'`);
+  }
   if (q.actorName) query = query.where('actor_name', '=', q.actorName);
   if (q.targetId) query = query.where('target_id', '=', q.targetId);
   if (q.outcome) query = query.where('outcome', '=', q.outcome);
@@ -115,6 +122,36 @@ export async function listAuditEvents(db: Db, q: AuditQuery = {}): Promise<Audit
     .limit(q.limit ?? 100)
     .execute();
   return rows.map(auditEventFromRow);
+}
+
+/**
+ * Readable names of the events' targets that still exist, keyed `type:id`: a device as
+ * project/device, a project by its name, a user by user name.
+ */
+export async function auditTargetNames(db: Db, events: readonly AuditEvent[]): Promise<Map<string, string>> {
+  const idsOf = (type: string) => [...new Set(events.flatMap((e) => (e.targetType === type && e.targetId ? [e.targetId] : [])))];
+  const names = new Map<string, string>();
+  const devices = idsOf('device');
+  if (devices.length > 0) {
+    const rows = await db.kysely
+      .selectFrom('devices as d')
+      .innerJoin('projects as p', 'p.id', 'd.project_id')
+      .select(['d.id as id', 'd.name as name', 'p.name as project'])
+      .where('d.id', 'in', devices)
+      .execute();
+    for (const r of rows) names.set(`device:${r.id}`, `${r.project}/${r.name}`);
+  }
+  const projects = idsOf('project');
+  if (projects.length > 0) {
+    const rows = await db.kysely.selectFrom('projects').select(['id', 'name']).where('id', 'in', projects).execute();
+    for (const r of rows) names.set(`project:${r.id}`, r.name);
+  }
+  const users = idsOf('user');
+  if (users.length > 0) {
+    const rows = await db.kysely.selectFrom('users').select(['id', 'username']).where('id', 'in', users).execute();
+    for (const r of rows) names.set(`user:${r.id}`, r.username);
+  }
+  return names;
 }
 
 /** Every event, oldest first, read a page at a time: for exports of any size. */

@@ -13,6 +13,7 @@ export { openVault, rewrapDataKeys, masterKeyIdOf, assertMasterKey, type Vault, 
 export {
   appendAuditEvent,
   allAuditEvents,
+  auditTargetNames,
   listAuditEvents,
   verifyAuditChain,
   readAuditHead,

@@ -1,40 +1,70 @@
 import { useEffect, useState } from 'react';
-import type { AuditEvent, AuditEventList, AuditVerification } from '@gatehouse/api';
+import type { AuditEventList, AuditEventListed, AuditVerification } from '@gatehouse/api';
 import { api, API, query, type User } from '../api.js';
 import { Empty, ErrorNote, PageHeader, SkeletonRows, StatusBadge, useDebounced } from '../ui.js';
 
 const PAGE_SIZE = 100;
 
-/** A short, readable form of an event's details (ids and field names only: events never hold secrets). */
+/** Past this many characters a cell shows its start and opens to the whole text. */
+const SHORT = 120;
+
+/** A readable form of an event's details (ids and field names only: events never hold secrets). */
 function summary(details: Record<string, unknown>): string {
   return Object.entries(details)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-    .join(' ')
-    .slice(0, 300);
+    .join(' ');
+}
+
+/** The details in full on demand: a long text is cut in the table and opens in place. */
+function Details({ details }: { details: Record<string, unknown> }) {
+  const text = summary(details);
+  if (text.length <= SHORT) return <>{text}</>;
+  return (
+    <details className="cell-more">
+      <summary>{`${text.slice(0, SHORT)}…`}</summary>
+      <pre className="mono">{JSON.stringify(details, null, 2)}</pre>
+    </details>
+  );
+}
+
+/** The last verification this browser made, kept for the session so that a visit does not verify (and audit) again. */
+const LAST_VERIFICATION = 'gatehouse.audit.verification';
+type Verified = { at: string; result: AuditVerification };
+
+function lastVerification(): Verified | null {
+  try {
+    const kept = sessionStorage.getItem(LAST_VERIFICATION);
+    return kept ? (JSON.parse(kept) as Verified) : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
  * The audit log, newest first, with filters; "Follow live" adds new events as they are
- * written; Export downloads every event as JSON lines; the hash chain's verification is
- * shown at the top.
+ * written; Export downloads every event as JSON lines. The hash chain is verified when
+ * asked (each verification is itself an audit event, so a visit does not verify), and the
+ * last result is shown with its time.
  */
 export function Audit({ user: _user }: { user: User }) {
   const [action, setAction] = useState('');
   const [actor, setActor] = useState('');
   const [outcome, setOutcome] = useState('');
   const [follow, setFollow] = useState(false);
-  const [events, setEvents] = useState<AuditEvent[] | null>(null);
+  const [events, setEvents] = useState<AuditEventListed[] | null>(null);
   const [more, setMore] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const [verification, setVerification] = useState<AuditVerification | null>(null);
+  const [verified, setVerified] = useState<Verified | null>(lastVerification);
   const [verifying, setVerifying] = useState(false);
-  const filters = useDebounced({ action: action.trim(), actor: actor.trim(), outcome }, 250);
+  const filters = useDebounced({ actionContains: action.trim(), actor: actor.trim(), outcome }, 250);
 
   const verify = () => {
     setVerifying(true);
     api<AuditVerification>('GET', '/audit/verify').then(
-      (v) => {
-        setVerification(v);
+      (result) => {
+        const v = { at: new Date().toISOString(), result };
+        sessionStorage.setItem(LAST_VERIFICATION, JSON.stringify(v));
+        setVerified(v);
         setVerifying(false);
       },
       (e: unknown) => {
@@ -43,7 +73,6 @@ export function Audit({ user: _user }: { user: User }) {
       },
     );
   };
-  useEffect(verify, []);
 
   useEffect(() => {
     let current = true;
@@ -93,24 +122,22 @@ export function Audit({ user: _user }: { user: User }) {
           Export (JSON lines)
         </a>
       </PageHeader>
-      <div
-        className={verification ? (verification.ok ? 'chain chain-ok' : 'chain chain-broken') : 'chain'}
-        role="status"
-        aria-live="polite"
-      >
-        {verification === null ? (
-          'Verifying the hash chain…'
-        ) : verification.ok ? (
+      <div className={verified ? (verified.result.ok ? 'chain chain-ok' : 'chain chain-broken') : 'chain'} role="status" aria-live="polite">
+        {verified === null ? (
+          'The hash chain has not been verified in this session.'
+        ) : verified.result.ok ? (
           <>
-            <strong>Chain verified:</strong> {verification.events.toLocaleString()} events, none edited, deleted or reordered.
+            <strong>Chain verified</strong> at {new Date(verified.at).toLocaleString()}: {verified.result.events.toLocaleString()} events,
+            none edited, deleted or reordered.
           </>
         ) : (
           <>
-            <strong>Chain broken at event {verification.seq}:</strong> {verification.problem}
+            <strong>Chain broken at event {verified.result.seq}</strong> (checked {new Date(verified.at).toLocaleString()}):{' '}
+            {verified.result.problem}
           </>
         )}{' '}
         <button type="button" className="link" onClick={verify} disabled={verifying}>
-          {verifying ? 'Verifying…' : 'Verify again'}
+          {verifying ? 'Verifying…' : verified ? 'Verify again' : 'Verify the hash chain'}
         </button>
       </div>
       <div className="toolbar" role="search">
@@ -120,7 +147,7 @@ export function Audit({ user: _user }: { user: User }) {
             type="search"
             value={action}
             onChange={(e) => setAction(e.target.value)}
-            placeholder="auth.login"
+            placeholder="e.g. login"
             aria-label="Filter by action"
           />
         </label>
@@ -144,7 +171,7 @@ export function Audit({ user: _user }: { user: User }) {
       <ErrorNote error={error} />
       {events && events.length === 0 ? (
         <Empty title="No event matches">
-          <p>The action filter is exact (for example auth.login or account.reveal).</p>
+          <p>The action filter matches any part of an action: login finds auth.login, reveal finds account.reveal.</p>
         </Empty>
       ) : (
         <div className="table-wrap">
@@ -157,6 +184,7 @@ export function Audit({ user: _user }: { user: User }) {
                 <th>Action</th>
                 <th>Outcome</th>
                 <th className="hide-narrow">Target</th>
+                <th className="hide-narrow">Address</th>
                 <th className="hide-narrow">Details</th>
               </tr>
             </thead>
@@ -170,13 +198,22 @@ export function Audit({ user: _user }: { user: User }) {
                   <td>
                     <StatusBadge status={e.outcome === 'success' ? 'succeeded' : 'failed'} label={e.outcome} />
                   </td>
-                  <td className="hide-narrow mono small">{e.targetType ? `${e.targetType} ${e.targetId ?? ''}` : '—'}</td>
-                  <td className="hide-narrow small details" title={summary(e.details)}>
-                    {summary(e.details)}
+                  <td className="hide-narrow small" title={e.targetType ? `${e.targetType} ${e.targetId ?? ''}` : undefined}>
+                    {e.targetType ? (
+                      <>
+                        <span className="muted">{e.targetType}</span> {e.targetName ?? <span className="mono">{e.targetId ?? ''}</span>}
+                      </>
+                    ) : (
+                      '—'
+                    )}
+                  </td>
+                  <td className="hide-narrow mono small">{e.ip ?? '—'}</td>
+                  <td className="hide-narrow small details">
+                    <Details details={e.details} />
                   </td>
                 </tr>
               ))}
-              <SkeletonRows rows={8} columns={7} loading={events === null} />
+              <SkeletonRows rows={8} columns={8} loading={events === null} />
             </tbody>
           </table>
         </div>

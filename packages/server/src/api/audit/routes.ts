@@ -9,7 +9,7 @@ import {
   signedAuditCheckpoint,
 } from '@gatehouse/api';
 import { auditCheckpointIn, GatehouseError, ValidationError } from '@gatehouse/core';
-import { allAuditEvents, listAuditEvents, verifyAuditChain } from '@gatehouse/db';
+import { allAuditEvents, auditTargetNames, listAuditEvents, verifyAuditChain } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { auditors } from '../../access.js';
@@ -30,12 +30,16 @@ export function auditRoutes(app: FastifyInstance, services: Services, checkpoint
       config: auditors,
       schema: {
         tags: ['audit'],
-        summary: 'List audit events',
+        summary: "List audit events, each with its target's name when the target still exists",
         querystring: auditEventQuery,
         response: responses({ 200: auditEventList }),
       },
     },
-    async (req) => ({ items: await listAuditEvents(services.db, { ...req.query, actorName: req.query.actor }) }),
+    async (req) => {
+      const events = await listAuditEvents(services.db, { ...req.query, actorName: req.query.actor });
+      const names = await auditTargetNames(services.db, events);
+      return { items: events.map((e) => ({ ...e, targetName: names.get(`${e.targetType}:${e.targetId}`) ?? null })) };
+    },
   );
 
   r.get(

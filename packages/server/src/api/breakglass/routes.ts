@@ -24,7 +24,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, auditors } from '../../access.js';
 import type { BreakGlassService } from '../../breakglass/service.js';
 import type { Services } from '../../services.js';
-import { ENCRYPTION_OFF, presentView } from './presenter.js';
+import { ENCRYPTION_OFF, presentView, settingsChanges } from './presenter.js';
 
 /** Break glass: settings, the Test button, runs and their history, policies, the signing key. */
 export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: BreakGlassService) {
@@ -67,7 +67,7 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       },
     },
     async (req) => {
-      const { origin } = await bg.current();
+      const { origin, settings: before } = await bg.current();
       if (origin === 'mounted') {
         throw new GatehouseError(
           'CONFLICT',
@@ -76,9 +76,12 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       }
       const settings = await bg.merge(input(req.body));
       const plainHttp = plainHttpWarning(settings);
+      // Only what changed, before → after (secrets masked): not every field the form sent.
+      const changes = settingsChanges(before, settings);
       const details = {
         provider: settings.provider,
-        fields: Object.keys(req.body).sort(),
+        fields: Object.keys(changes),
+        changes,
         encryption: settings.encryption,
         ...(plainHttp ? { warnings: [plainHttp] } : {}),
       };
