@@ -1,13 +1,12 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
-import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { seedDevice, setupAdminToken } from '../support/seed.js';
+import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { sshCommand } from '../support/ssh-client.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
-const API = '/api/v1';
 const DEVICE_USER = 'gh-test-pw';
 const ADMIN_PASSWORD = 'console operator admin';
 const OPERATOR = 'olga';
@@ -30,11 +29,7 @@ describe('web console as an operator', () => {
   let gatewayPort: number;
   const sessionIds: Record<string, string> = {};
 
-  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-    const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
-    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${res.body}`);
-    return (res.body === '' ? undefined : JSON.parse(res.body)) as T;
-  };
+  const api = <T>(method: string, route: string, body?: unknown): Promise<T> => server.api<T>(token, method, route, body);
 
   beforeAll(async () => {
     dir = tempDir('gatehouse-console-operator-');
@@ -42,19 +37,15 @@ describe('web console as an operator', () => {
     sshd = await TestSshd.start(path.join(dir, 'sshd'));
     gatewayPort = await freePort();
     server = await startServer({ dataDir: path.join(dir, 'data'), env: { GATEHOUSE_GATEWAY_PORT: String(gatewayPort) } });
-    const credentials = path.join(dir, 'credentials.json');
-    await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
-    token = (JSON.parse(readFileSync(credentials, 'utf8')) as { token: string }).token;
+    ({ token } = await setupAdminToken(server, ADMIN_PASSWORD, dir));
     const project = await api<{ id: string }>('POST', '/projects', { name: 'Lab' });
-    const device = await api<{ id: string }>('POST', '/devices', {
+    await seedDevice(server, token, {
       projectId: project.id,
       name: 'web-box',
-      provider: 'on-prem',
       protocols: ['ssh', 'sftp'],
-      privateIp: '127.0.0.1',
-      urlPort: String(sshd.port),
+      urlPort: sshd.port,
+      account: { username: DEVICE_USER, password: TEST_USER_PASSWORD },
     });
-    await api('POST', '/accounts', { deviceId: device.id, username: DEVICE_USER, password: TEST_USER_PASSWORD });
     const olga = await api<{ id: string }>('POST', '/users', { username: OPERATOR, role: 'operator', password: OPERATOR_PASSWORD });
     await api('POST', '/grants', { userId: olga.id, projectId: project.id });
 
