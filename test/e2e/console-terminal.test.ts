@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, symlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -114,6 +114,9 @@ describe('web console: browser terminal, playback and audit', () => {
     const name = `console-upload-${randomBytes(4).toString('hex')}.bin`;
     const content = randomBytes(300 * 1024);
     cleanups.push(() => rmSync(path.join('/home', DEVICE_USER, name), { force: true }));
+    const link = `console-link-${randomBytes(4).toString('hex')}`;
+    symlinkSync('/tmp', path.join('/home', DEVICE_USER, link));
+    cleanups.push(() => rmSync(path.join('/home', DEVICE_USER, link), { force: true }));
     await page.goto(`${server.url}/devices/${deviceId}`);
     await page.getByRole('link', { name: 'Files' }).click();
     // It opens in the account's home directory.
@@ -128,6 +131,16 @@ describe('web console: browser terminal, playback and audit', () => {
     await download.saveAs(saved);
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     expect(sha(readFileSync(saved))).toBe(sha(content));
+    // The same name again: replaced only once the user agrees.
+    const asked = new Promise<string>((resolve) => page.once('dialog', (d) => (resolve(d.message()), void d.accept())));
+    await page.getByLabel('Upload a file').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: content.subarray(0, 2048) });
+    expect(await asked).toContain('already exists');
+    await expect.poll(() => row.textContent(), { timeout: 20_000 }).toContain('2.0 KiB');
+    // A symbolic link shows its target and, to a folder, opens it.
+    const linkRow = page.locator(`tr[data-file="${link}"]`);
+    expect(await linkRow.textContent()).toContain('→ /tmp');
+    await linkRow.getByRole('button', { name: `${link}/` }).click();
+    await expect.poll(() => page.locator('nav.path').textContent()).toContain('tmp');
 
     // Each was an SFTP session through the gateway, its operations logged like sftp's.
     const sessions = await api<{ items: (Session & { id: string })[] }>('GET', `/sessions?deviceId=${deviceId}&limit=10`);
@@ -244,6 +257,9 @@ describe('web console: browser terminal, playback and audit', () => {
     await signIn(user.page, server.url, 'admin', ADMIN_PASSWORD);
     await user.page.goto(`${server.url}/devices/${deviceId}/terminal`);
     await user.page.getByText('Connected · recorded').waitFor({ timeout: 30_000 });
+    // Opened by its URL alone, it took the device's only account and keeps it in the URL.
+    expect(await user.page.getByRole('heading', { level: 1 }).textContent()).toBe(`Terminal: Lab/web-box:${DEVICE_USER}`);
+    expect(user.page.url()).toContain('?account=');
     await page.goto(`${server.url}/sessions`);
     await page.getByRole('tab', { name: 'Live now' }).click();
     const live = page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'live' }).first();
@@ -253,6 +269,8 @@ describe('web console: browser terminal, playback and audit', () => {
     await live.getByRole('button', { name: 'End' }).click();
     await expect.poll(() => screen(user.page.getByTestId('terminal')), { timeout: 15_000 }).toContain('admin ended this session');
     await user.page.getByText('Closed', { exact: true }).waitFor({ timeout: 15_000 });
+    // The end says who ended it, as a warning.
+    await user.page.locator('p.warning').filter({ hasText: 'admin ended this session' }).waitFor();
     const ended = await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}&limit=1`);
     expect(ended.items[0]).toMatchObject({ kind: 'shell', recorded: true });
     expect(ended.items[0]?.result).not.toBe('active');
@@ -265,6 +283,7 @@ describe('web console: browser terminal, playback and audit', () => {
     await page.goto(`${server.url}/devices/${isolatedId}/terminal`);
     await expect.poll(() => screen(), { timeout: 20_000 }).toContain('gateway-nowhere');
     await page.getByText('Closed', { exact: true }).waitFor({ timeout: 15_000 });
+    await page.locator('.error-note[role="alert"]').waitFor();
     await screenshot(page, '35-terminal-refused');
     // The file browser gives the same reason.
     await page.goto(`${server.url}/devices/${isolatedId}/files`);

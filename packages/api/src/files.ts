@@ -20,6 +20,8 @@ export const fileEntry = z.object({
   type: z.enum(['file', 'directory', 'link', 'other']),
   size: z.number(),
   modifiedAt: timestamp.nullable(),
+  /** A symbolic link's target as stored, and what it points to (`null`: nothing, a dangling link). */
+  link: z.object({ target: z.string(), type: z.enum(['file', 'directory', 'other']).nullable() }).optional(),
 });
 export type FileEntry = z.infer<typeof fileEntry>;
 

@@ -21,6 +21,13 @@ export type TerminalStart = z.infer<typeof terminalStart>;
 export const terminalResize = z.strictObject({ type: z.literal('resize'), ...windowSize });
 export type TerminalResize = z.infer<typeof terminalResize>;
 
-/** What the server tells the page: the shell is open, it was refused, or it ended. */
+/**
+ * What the server tells the page: the shell is open, it was refused (by the API, the
+ * gateway or the device), or it ended: by itself (`endedBy: 'device'`, the shell exited) or
+ * by the gateway (`'gateway'`: an administrator ended it, a maintenance window closed, the
+ * gateway stopped; `message` is the gateway's reason, which names who ended it).
+ */
 export type TerminalMessage =
-  { type: 'ready'; target: string } | { type: 'error'; message: string } | { type: 'exit'; code: number | null; message: string };
+  | { type: 'ready'; target: string }
+  | { type: 'error'; message: string }
+  | { type: 'exit'; code: number | null; message: string; endedBy: 'device' | 'gateway' };

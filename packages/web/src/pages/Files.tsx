@@ -1,8 +1,9 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { Link, useSearch } from 'wouter';
 import type { ErrorBody, FileListing, FileLocation } from '@gatehouse/api';
 import { api, API, ApiError, currentCsrfToken, errorCodeOf, query, type ErrorCode } from '../api.js';
 import { Empty, ErrorNote, PageHeader, SkeletonRows } from '../ui.js';
+import { AccountChooser, useChosenAccount } from './account-choice.js';
 
 const join = (dir: string, name: string) => (dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`);
 
@@ -46,15 +47,19 @@ function upload(url: string, file: File, onProgress: (sent: number) => void): Pr
  */
 export function FilesPage({ deviceId }: { deviceId: string }) {
   const params = new URLSearchParams(useSearch());
-  const accountId = params.get('account') ?? undefined;
+  const { choice, error: choiceError } = useChosenAccount(deviceId);
+  const chosen = choice.kind === 'chosen';
+  const accountId = choice.kind === 'chosen' ? choice.accountId : undefined;
   const [path, setPath] = useState(params.get('path') ?? '.');
   const [listing, setListing] = useState<FileListing | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(true);
   const [progress, setProgress] = useState<{ name: string; sent: number; total: number } | null>(null);
   const [reload, setReload] = useState(0);
+  const uploadInput = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
+    if (!chosen) return;
     let current = true;
     setLoading(true);
     api<FileListing>('GET', `/files${query({ deviceId, accountId, path } satisfies FileLocation)}`).then(
@@ -73,11 +78,26 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
     return () => {
       current = false;
     };
-  }, [deviceId, accountId, path, reload]);
+  }, [deviceId, chosen, accountId, path, reload]);
 
   const send = async (file: File | undefined) => {
+    // The next pick of the same file is a change again (after a cancelled replace, say).
+    if (uploadInput.current) uploadInput.current.value = '';
     if (!file || !listing) return;
     const target = join(listing.path, file.name);
+    const existing = listing.entries.find((e) => e.name === file.name);
+    if (existing) {
+      if (existing.type === 'directory' || existing.link?.type === 'directory') {
+        setError(`${target} is ${existing.link ? 'a link to a folder' : 'a folder'}: rename the file to upload it here.`);
+        return;
+      }
+      if (
+        !window.confirm(
+          `${target} already exists (${size(existing.size)}). Replace it with the uploaded ${file.name} (${size(file.size)})?`,
+        )
+      )
+        return;
+    }
     setError(null);
     setProgress({ name: file.name, sent: 0, total: file.size });
     try {
@@ -92,6 +112,19 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
     }
   };
 
+  if (!chosen)
+    return (
+      <section aria-labelledby="files-title">
+        <p className="crumbs">
+          <Link href={`/devices/${deviceId}`}>Back to the device</Link>
+        </p>
+        <PageHeader title="Files" />
+        {choice.kind === 'ask' || choiceError ? (
+          <AccountChooser accounts={choice.kind === 'ask' ? choice.accounts : []} error={choiceError} />
+        ) : null}
+      </section>
+    );
+
   const crumbs = listing ? listing.path.split('/').filter((p) => p !== '') : [];
   return (
     <section aria-labelledby="files-title">
@@ -103,6 +136,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
           Upload…
           <input
             type="file"
+            ref={uploadInput}
             aria-label="Upload a file"
             disabled={!listing || progress !== null}
             onChange={(e) => void send(e.target.files?.[0])}
@@ -160,16 +194,27 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
                       <button type="button" className="link" onClick={() => setPath(join(listing?.path ?? '.', e.name))}>
                         {e.name}/
                       </button>
-                    ) : e.type === 'file' ? (
+                    ) : e.type === 'file' || e.link?.type === 'file' ? (
                       <a
                         href={`${API}/files/download${query({ deviceId, accountId, path: join(listing?.path ?? '.', e.name) })}`}
                         download={e.name}
                       >
                         {e.name}
                       </a>
+                    ) : e.link?.type === 'directory' ? (
+                      <button type="button" className="link" onClick={() => setPath(join(listing?.path ?? '.', e.name))}>
+                        {e.name}/
+                      </button>
                     ) : (
                       <span>{e.name}</span>
                     )}
+                    {e.link ? (
+                      <span className="muted">
+                        {' '}
+                        → {e.link.target}
+                        {e.link.type === null ? ' (missing)' : ''}
+                      </span>
+                    ) : null}
                   </td>
                   <td>{e.type === 'directory' ? '—' : size(e.size)}</td>
                   <td className="hide-narrow">{e.modifiedAt ? new Date(e.modifiedAt).toLocaleString() : '—'}</td>

@@ -2,12 +2,15 @@ import '@xterm/xterm/css/xterm.css';
 import { FitAddon } from '@xterm/addon-fit';
 import { Terminal as XTerm } from '@xterm/xterm';
 import { useEffect, useRef, useState } from 'react';
-import { Link, useSearch } from 'wouter';
+import { Link } from 'wouter';
 import type { TerminalMessage, TerminalResize, TerminalStart } from '@gatehouse/api';
 import { openStartedSocket } from '../api.js';
 import { ErrorNote, PageHeader } from '../ui.js';
+import { AccountChooser, useChosenAccount } from './account-choice.js';
 
-type State = { kind: 'connecting' } | { kind: 'open'; target: string } | { kind: 'closed'; message: string; failed: boolean };
+/** How a closed terminal's note looks: refused (error), ended by the gateway or an administrator (warning), the shell exited (notice). */
+type Closing = 'failed' | 'ended' | 'exited';
+type State = { kind: 'connecting' } | { kind: 'open'; target: string } | { kind: 'closed'; message: string; closing: Closing };
 
 /**
  * A terminal in the page: xterm.js over a WebSocket to GET /api/v1/terminal, which opens the
@@ -16,14 +19,15 @@ type State = { kind: 'connecting' } | { kind: 'open'; target: string } | { kind:
  * the terminal, and the reason of a refusal before that under it.
  */
 export function TerminalPage({ deviceId }: { deviceId: string }) {
-  const search = useSearch();
-  const accountId = new URLSearchParams(search).get('account') ?? undefined;
+  const { choice, error: choiceError } = useChosenAccount(deviceId);
+  const chosen = choice.kind === 'chosen';
+  const accountId = choice.kind === 'chosen' ? choice.accountId : undefined;
   const element = useRef<HTMLDivElement>(null);
   const [state, setState] = useState<State>({ kind: 'connecting' });
   const [attempt, setAttempt] = useState(0);
 
   useEffect(() => {
-    if (!element.current) return;
+    if (!chosen || !element.current) return;
     const term = new XTerm({
       cursorBlink: true,
       fontFamily: "ui-monospace, 'DejaVu Sans Mono', monospace",
@@ -56,14 +60,14 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
       if (m.type === 'ready') setState({ kind: 'open', target: m.target });
       else if (m.type === 'error') {
         ended = true;
-        setState({ kind: 'closed', message: m.message, failed: true });
+        setState({ kind: 'closed', message: m.message, closing: 'failed' });
       } else if (m.type === 'exit') {
         ended = true;
-        setState({ kind: 'closed', message: m.message, failed: false });
+        setState({ kind: 'closed', message: m.message, closing: m.endedBy === 'gateway' ? 'ended' : 'exited' });
       }
     };
     ws.onclose = () => {
-      if (!ended) setState({ kind: 'closed', message: 'The connection to Gatehouse closed.', failed: true });
+      if (!ended) setState({ kind: 'closed', message: 'The connection to Gatehouse closed.', closing: 'failed' });
     };
     const input = term.onData((d) => ws.readyState === WebSocket.OPEN && ws.send(encoder.encode(d)));
     const resize = term.onResize(
@@ -79,7 +83,7 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
       ws.close();
       term.dispose();
     };
-  }, [deviceId, accountId, attempt]);
+  }, [deviceId, chosen, accountId, attempt]);
 
   return (
     <section aria-labelledby="terminal-title" className="terminal-page">
@@ -88,7 +92,13 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
       </p>
       <PageHeader title={state.kind === 'open' ? `Terminal: ${state.target}` : 'Terminal'}>
         <span className="muted" role="status" aria-live="polite">
-          {state.kind === 'connecting' ? 'Connecting through the gateway…' : state.kind === 'open' ? 'Connected · recorded' : 'Closed'}
+          {!chosen
+            ? 'Choose an account'
+            : state.kind === 'connecting'
+              ? 'Connecting through the gateway…'
+              : state.kind === 'open'
+                ? 'Connected · recorded'
+                : 'Closed'}
         </span>
         {state.kind === 'closed' ? (
           <button type="button" onClick={() => setAttempt((n) => n + 1)}>
@@ -96,8 +106,15 @@ export function TerminalPage({ deviceId }: { deviceId: string }) {
           </button>
         ) : null}
       </PageHeader>
-      <div ref={element} className="terminal" data-testid="terminal" />
-      {state.kind === 'closed' ? state.failed ? <ErrorNote error={state.message} /> : <p className="notice">{state.message}</p> : null}
+      {chosen ? <div ref={element} className="terminal" data-testid="terminal" /> : null}
+      {choice.kind === 'ask' || choiceError ? (
+        <AccountChooser accounts={choice.kind === 'ask' ? choice.accounts : []} error={choiceError} />
+      ) : null}
+      {state.kind !== 'closed' ? null : state.closing === 'failed' ? (
+        <ErrorNote error={state.message} />
+      ) : (
+        <p className={state.closing === 'ended' ? 'warning' : 'notice'}>{state.message}</p>
+      )}
     </section>
   );
 }

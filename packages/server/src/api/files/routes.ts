@@ -7,7 +7,7 @@ import type { GatewaySessions } from '@gatehouse/db';
 import type { GatewaySftp } from '@gatehouse/gateway';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { FileEntryWithStats, Stats } from 'ssh2';
+import type { FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import { connectors } from '../../access.js';
 import { caller } from '../../auth.js';
 import type { Services } from '../../services.js';
@@ -15,6 +15,15 @@ import { gatewayTargetOf, openFailure, type WebTerminal } from '../../terminal.j
 
 const typeOf = (s: Stats): FileEntry['type'] =>
   s.isDirectory() ? 'directory' : s.isFile() ? 'file' : s.isSymbolicLink() ? 'link' : 'other';
+
+/** Where a symbolic link points and what is there (`type: null` when nothing is: a dangling link). */
+async function linkOf(sftp: SFTPWrapper, path: string): Promise<FileEntry['link']> {
+  const [target, stats] = await Promise.all([
+    new Promise<string>((resolve) => sftp.readlink(path, (e, t) => resolve(e ? '?' : t))),
+    new Promise<Stats | null>((resolve) => sftp.stat(path, (e, st) => resolve(e ? null : st))),
+  ]);
+  return { target, type: stats === null ? null : stats.isDirectory() ? 'directory' : stats.isFile() ? 'file' : 'other' };
+}
 
 /** An SFTP status error as a sentence that names the path, never the bytes. */
 function sftpProblem(error: unknown, path: string): GatehouseError {
@@ -92,17 +101,23 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       const list = await new Promise<FileEntryWithStats[]>((resolve, reject) =>
         sftp.readdir(dir, (e, l) => (e ? reject(sftpProblem(e, dir)) : resolve(l))),
       );
-      const entries: FileEntry[] = list
-        .filter((f) => f.filename !== '.' && f.filename !== '..')
-        .map((f) => ({
-          name: f.filename,
-          type: typeOf(f.attrs),
-          size: f.attrs.size,
-          modifiedAt: f.attrs.mtime ? new Date(f.attrs.mtime * 1000).toISOString() : null,
-        }))
-        .sort((a, b) =>
-          (a.type === 'directory') !== (b.type === 'directory') ? (a.type === 'directory' ? -1 : 1) : a.name.localeCompare(b.name),
-        );
+      const entries: FileEntry[] = await Promise.all(
+        list
+          .filter((f) => f.filename !== '.' && f.filename !== '..')
+          .map(async (f) => {
+            const type = typeOf(f.attrs);
+            const entry: FileEntry = {
+              name: f.filename,
+              type,
+              size: f.attrs.size,
+              modifiedAt: f.attrs.mtime ? new Date(f.attrs.mtime * 1000).toISOString() : null,
+            };
+            return type === 'link' ? { ...entry, link: await linkOf(sftp, posix.join(dir, f.filename)) } : entry;
+          }),
+      );
+      // Directories (and links to them) first, then by name.
+      const isDir = (e: FileEntry) => e.type === 'directory' || e.link?.type === 'directory';
+      entries.sort((a, b) => (isDir(a) !== isDir(b) ? (isDir(a) ? -1 : 1) : a.name.localeCompare(b.name)));
       return { path: dir, parent: dir === '/' ? null : posix.dirname(dir), entries };
     },
   );

@@ -6,6 +6,7 @@ import { connectors } from '../../access.js';
 import { caller, csrfTokenOf, sameToken } from '../../auth.js';
 import type { Services } from '../../services.js';
 import { gatewayTargetOf, openFailure, type WebTerminal } from '../../terminal.js';
+import { closingMessage } from './closing-message.js';
 
 /**
  * GET /api/v1/terminal, upgraded to a WebSocket. The first message is
@@ -85,19 +86,22 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
           });
           if (socket.readyState !== socket.OPEN) return shell.close();
           send({ type: 'ready', target });
-          shell.channel.on('data', (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d));
-          shell.channel.stderr.on('data', (d: Buffer) => socket.readyState === socket.OPEN && socket.send(d));
+          // Whether the device ever spoke, and the last of stderr: the gateway tells why it
+          // refused or ended a session there (`gatehouse: <reason>`, exit status 255).
+          let spoke = false;
+          let stderrTail = '';
+          shell.channel.on('data', (d: Buffer) => {
+            spoke = true;
+            if (socket.readyState === socket.OPEN) socket.send(d);
+          });
+          shell.channel.stderr.on('data', (d: Buffer) => {
+            stderrTail = (stderrTail + d.toString('utf8')).slice(-1024);
+            if (socket.readyState === socket.OPEN) socket.send(d);
+          });
           let code: number | null = null;
           shell.channel.on('exit', (c: number | null) => (code = c));
           shell.channel.on('close', () => {
-            send({
-              type: 'exit',
-              code,
-              message:
-                code === null
-                  ? 'The gateway closed the connection; what it said is in the terminal.'
-                  : `The session ended (exit status ${code}).`,
-            });
+            send(closingMessage(code, spoke, stderrTail));
             socket.close(1000, 'ended');
           });
         } catch (error) {
