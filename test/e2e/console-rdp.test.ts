@@ -202,6 +202,19 @@ describe('web console: browser RDP desktop', () => {
     expect(rendererProcesses()).toEqual([]);
   });
 
+  it('stops the renderer when the browser leaves while the RDP session starts: a failed session, no recording', async () => {
+    const leaving = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD, []);
+    const before = (await sessionsOf(ids.box)).length;
+    await openDesktop(leaving, ids.box);
+    await leaving.getByText('Starting the RDP session…').waitFor({ timeout: 30_000 });
+    await expect.poll(() => rendererProcesses().length, { timeout: 30_000 }).toBeGreaterThan(0);
+    await leaving.context().close();
+    await expect.poll(rendererProcesses, { timeout: 15_000 }).toEqual([]);
+    await expect.poll(async () => (await sessionsOf(ids.box)).length, { timeout: 15_000 }).toBe(before + 1);
+    const [left] = await sessionsOf(ids.box);
+    expect(left).toMatchObject({ result: 'failure', recorded: false, reason: 'The user hung up before the desktop was open.' });
+  });
+
   it('refuses a second session past rdpMaxSessions with what to do; an administrator’s end stops the first', async () => {
     await openDesktop(page, ids.box);
     await page.getByText('● Recorded').waitFor({ timeout: 60_000 });

@@ -76,6 +76,7 @@ export {
   type OpenDesktopResult,
   type RenderedDesktop,
   type RenderedDesktopResult,
+  USER_LEFT_MESSAGE,
 } from './rfb/desktop-session.js';
 export { VncGateway, type VncGatewayOptions } from './rfb/vnc-gateway.js';
 export {

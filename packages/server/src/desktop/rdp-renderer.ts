@@ -7,7 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { AccessBroker, AuthorizedTarget, GatewayLogger, GatewayUser, TargetCredential, TargetDialer } from '@gatehouse/gateway';
-import { forgetKeyAdvice } from '@gatehouse/gateway';
+import { forgetKeyAdvice, USER_LEFT_MESSAGE } from '@gatehouse/gateway';
 import { GatehouseError } from '@gatehouse/core';
 import { readRdpCertificate, type RdpCertificate } from './rdp-certificate.js';
 
@@ -45,6 +45,8 @@ export interface RdpOpenRequest {
   remoteAddress: string;
   dial: TargetDialer;
   broker: Pick<AccessBroker, 'checkHostKey'>;
+  /** Aborts when the user hangs up while the session starts: its processes are stopped and open() fails. */
+  signal?: AbortSignal | undefined;
 }
 
 export type RdpOpenResult =
@@ -112,11 +114,18 @@ export class RdpRenderer {
     if (/[\r\n]/.test(credential.password)) {
       return refuse(`The vaulted password of ${credential.username} on ${target.deviceName} contains a line break, which RDP cannot take.`);
     }
+    if (request.signal?.aborted) return refuse(USER_LEFT_MESSAGE);
     const session = new Session(this.#options, request, where);
     this.#live.add(session);
     void session.exited.then(() => this.#live.delete(session));
-    const result = await session.start();
+    const left = () => void session.close(USER_LEFT_MESSAGE);
+    request.signal?.addEventListener('abort', left, { once: true });
+    const result = await session.start().finally(() => request.signal?.removeEventListener('abort', left));
     if (!result.ok) await session.close(result.message);
+    else if (request.signal?.aborted) {
+      await result.session.close(USER_LEFT_MESSAGE);
+      return refuse(USER_LEFT_MESSAGE);
+    }
     return result;
   }
 
@@ -203,7 +212,8 @@ class Session {
         },
       };
     } catch (error) {
-      logger.error({ err: error, deviceId: target.deviceId }, 'browser RDP session failed to start');
+      // Closed meanwhile (the user left, the server stops): the processes it still wanted to start were refused.
+      if (!this.#closing) logger.error({ err: error, deviceId: target.deviceId }, 'browser RDP session failed to start');
       await settled;
       return fail(`Gatehouse could not start the browser RDP session to ${this.where}: ${(error as Error).message}`);
     }

@@ -9,6 +9,8 @@ export interface RdpSourceContext {
   /** The built-in gateway's dialer: the renderer's RDP connection goes where the device's segment and tunnel mode choose. */
   dial: TargetDialer;
   broker: Pick<AccessBroker, 'checkHostKey'>;
+  /** Aborts when the user hangs up: a renderer still starting is stopped. */
+  signal?: AbortSignal | undefined;
 }
 
 /**

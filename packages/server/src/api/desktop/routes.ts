@@ -45,7 +45,12 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
         return fail('This desktop may only be opened from the Gatehouse console.');
       let started = false;
       const timer = setTimeout(() => !started && fail('No start message arrived within 10 seconds.'), 10_000);
-      socket.on('close', () => clearTimeout(timer));
+      // The browser hung up: a desktop still connecting (or an RDP renderer still starting) is given up.
+      const hangUp = new AbortController();
+      socket.on('close', () => {
+        clearTimeout(timer);
+        hangUp.abort();
+      });
       const onMessage = (data: Buffer, isBinary: boolean) => {
         if (started) return;
         started = true;
@@ -80,6 +85,7 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
         const authorized = await desktop.broker.authorizeDesktop(user, request, req.ip);
         if (!authorized.allow) return fail(authorized.message);
         const context = { broker: desktop.broker, dial: desktop.dial, user, target: authorized.target, remoteAddress: req.ip };
+        const signal = hangUp.signal;
         // An RDP desktop is rendered on the gateway (Xvfb, xfreerdp, x11vnc), which takes seconds.
         if (s.protocol === 'rdp') send({ type: 'progress', message: 'Starting the RDP session…' });
         const opened = await openDesktop({
@@ -90,7 +96,8 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
           timeoutMs: desktop.timeoutMs,
           sessions: desktop.sessions,
           logger: desktop.logger,
-          source: s.protocol === 'rdp' ? renderedRdpSource(desktop.rdp, context) : undefined,
+          signal,
+          source: s.protocol === 'rdp' ? renderedRdpSource(desktop.rdp, { ...context, signal }) : undefined,
         });
         if (!opened.ok) return fail(opened.message, 1011);
         await relay(opened.session);
