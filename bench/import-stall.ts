@@ -23,6 +23,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { API_TOKEN_PREFIX } from '@gatehouse/core';
 import { openDatabase, openVault, type Db } from '@gatehouse/db';
 import { buildApp, createLogger, hashPassword, inventoryColumns, loadServerConfig } from '@gatehouse/server';
 import pg from 'pg';
@@ -210,7 +211,7 @@ async function benchDialect(dialect: string, csv: string): Promise<Figures[]> {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   const user = await services.users.create({ username: 'bench-admin', role: 'admin', passwordHash: await hashPassword('bench') });
-  const token = `ghp_${randomBytes(32).toString('base64url')}`;
+  const token = `${API_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
   await services.users.createToken({ userId: user.id, name: 'bench', token, expiresAt: null });
   const importAgent = new Agent({ keepAlive: true });
   const prober = fork(fileURLToPath(import.meta.url), ['--probe-port', String(port), '--probe-token', token]);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { apiToken, user as userSchema } from '@gatehouse/api';
 import { hashToken, listAuditEvents } from '@gatehouse/db';
 import { currentTotp, verifyTotp } from '@gatehouse/server';
@@ -259,7 +260,7 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
     });
     expect(created.statusCode).toBe(201);
     const { id, token } = created.json<{ id: string; token: string }>();
-    expect(token).toMatch(/^ghp_/);
+    expect(token).toMatch(/^gatehouse_pat_[A-Za-z0-9_-]{43}$/);
     expect(created.json()).toMatchObject({ scope: 'full' });
 
     const listed = await t.request('GET', `${API}/tokens`, { token: user.token });
@@ -285,6 +286,24 @@ describe.each(dialects)('sign-in, sessions and tokens on %s', (dialect) => {
 
     expect((await t.request('GET', `${API}/auth/me`, { token: 'ghp_unknown' })).statusCode).toBe(401);
     expect((await t.request('GET', `${API}/auth/me`, { headers: { authorization: 'Basic abc' } })).statusCode).toBe(401);
+  });
+
+  it('keeps accepting tokens and sessions issued with the old ghp_ / ghs_ prefixes; lists new tokens by their own prefix', async () => {
+    const user = await t.userWithToken('auditor');
+    const legacy = `ghp_${randomBytes(32).toString('base64url')}`;
+    await t.services.users.createToken({ userId: user.id, name: 'from last year', token: legacy, expiresAt: null });
+    expect((await t.request('GET', `${API}/auth/me`, { token: legacy })).json()).toMatchObject({ user: { id: user.id }, via: 'token' });
+    const legacySession = `ghs_${randomBytes(32).toString('base64url')}`;
+    await t.services.users.createSession(user.id, legacySession, true, 60_000);
+    const bySession = await t.request('GET', `${API}/auth/me`, { headers: { cookie: `gh_session=${legacySession}` } });
+    expect(bySession.json()).toMatchObject({ user: { id: user.id }, via: 'session' });
+
+    const session = await loginOrThrow(t, user.username, user.password);
+    const created = await t.request('POST', `${API}/tokens`, { headers: sessionHeaders(session), body: { name: 'new', scope: 'read' } });
+    const { token } = created.json<{ token: string }>();
+    const listed = (await t.request('GET', `${API}/tokens`, { token })).json<{ items: { name: string; prefix: string }[] }>().items;
+    expect(listed.find((x) => x.name === 'new')?.prefix).toBe(token.slice(0, 'gatehouse_pat_'.length + 8));
+    expect(listed.find((x) => x.name === 'from last year')?.prefix).toBe(legacy.slice(0, 12));
   });
 
   it('shows users and tokens with only the fields their schemas name: no password hash, TOTP secret or token hash', async () => {

@@ -59,7 +59,7 @@ describe.each(dialects)('secrets never leak on %s', (dialect) => {
     const res = await call('POST', `${API}/auth/login`, { body: { username, password, ...(totp ? { totp } : {}) } }, [label]);
     expectStatus(res, 200);
     const value = res.cookies.find((c) => c.name === 'gh_session')?.value ?? '';
-    expect(value).toMatch(/^ghs_.{20,}/);
+    expect(value).toMatch(/^gatehouse_ses_[A-Za-z0-9_-]{43}$/);
     secrets.set(label, value);
     return { cookie: `gh_session=${value}`, csrfToken: res.json<{ csrfToken: string }>().csrfToken };
   };

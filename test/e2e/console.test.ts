@@ -148,7 +148,7 @@ describe('web console', () => {
     await page.getByLabel('Access').selectOption('read');
     await page.getByRole('button', { name: 'Create token' }).click();
     const shown = (await page.locator('.notice pre').textContent())?.trim() ?? '';
-    expect(shown).toMatch(/^ghp_/);
+    expect(shown).toMatch(/^gatehouse_pat_/);
     const me = await server.request(`${API}/auth/me`, { headers: { authorization: `Bearer ${shown}` } });
     expect(me.status).toBe(200);
     await page.getByRole('table', { name: 'API tokens' }).getByText('read-only').waitFor();

@@ -108,7 +108,7 @@ describe.each(dialects)('gatehouse server on %s', (dialect) => {
     const saved = (JSON.parse(readFileSync(credentials, 'utf8')) as { profiles: { default: { url: string; token: string; ca: string } } })
       .profiles.default;
     expect(saved).toMatchObject({ url: server.url, ca: server.certFile, username: 'admin' });
-    expect(saved.token).toMatch(/^ghp_/);
+    expect(saved.token).toMatch(/^gatehouse_pat_/);
     // The token is one-time: it is gone once used.
     expect(existsSync(path.join(dataDir, 'setup-token'))).toBe(false);
     const again = await cli(['setup', '--data-dir', dataDir, '--url', server.url, '--password-stdin'], {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import type { Role } from '@gatehouse/core';
+import { API_TOKEN_PREFIX, type Role } from '@gatehouse/core';
 import { openVault, type DialectName } from '@gatehouse/db';
 import { buildApp, createLogger, hashPassword, loadServerConfig, loadTls, type GatehouseApp } from '@gatehouse/server';
 import type { LightMyRequestResponse } from 'fastify';
@@ -75,7 +75,7 @@ export async function createTestApp(
       const name = username ?? `${role}${++counter}`;
       const password = `pw-${randomBytes(12).toString('hex')}`;
       const user = await built.services.users.create({ username: name, role, passwordHash: await hashPassword(password) });
-      const token = `ghp_${randomBytes(32).toString('base64url')}`;
+      const token = `${API_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
       await built.services.users.createToken({ userId: user.id, name: 'test', token, expiresAt: null });
       return { id: user.id, username: name, password, token };
     },

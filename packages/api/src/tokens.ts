@@ -29,7 +29,7 @@ export const apiToken = z.object({
 export type ApiToken = z.infer<typeof apiToken>;
 
 /** `POST /tokens`: the new token with its plaintext, shown in this answer only. */
-export const apiTokenCreated = apiToken.extend({ token: z.string().describe('The token (ghp_…): shown only in this answer') });
+export const apiTokenCreated = apiToken.extend({ token: z.string().describe('The token (gatehouse_pat_…): shown only in this answer') });
 export type ApiTokenCreated = z.infer<typeof apiTokenCreated>;
 
 export const apiTokenList = listOf(apiToken);

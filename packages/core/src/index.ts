@@ -8,3 +8,4 @@ export * from './audit-checkpoint.js';
 export * from './maintenance.js';
 export * from './certificate-pin.js';
 export * from './rfb-recording.js';
+export * from './token-prefixes.js';

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { ConflictError, NotFoundError, visibilityOf, type Role } from '@gatehouse/core';
+import { API_TOKEN_PREFIX, ConflictError, NotFoundError, visibilityOf, type Role } from '@gatehouse/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, dialects, type TestDatabase } from '../../../test/support/db.js';
 import { Inventory } from './inventory.js';
@@ -17,7 +17,7 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
-const newToken = () => `gh_${randomBytes(24).toString('base64url')}`;
+const newToken = () => `${API_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
 
 describe.each(dialects)('users on %s', (dialect) => {
   let t: TestDatabase;
@@ -177,7 +177,13 @@ describe.each(dialects)('users on %s', (dialect) => {
       const alice = await create('alice');
       const token = newToken();
       const created = await users.createToken({ userId: alice.id, name: 'ci', token, expiresAt: null });
-      expect(created).toMatchObject({ userId: alice.id, name: 'ci', prefix: token.slice(0, 12), expiresAt: null, lastUsedAt: null });
+      expect(created).toMatchObject({
+        userId: alice.id,
+        name: 'ci',
+        prefix: token.slice(0, API_TOKEN_PREFIX.length + 8),
+        expiresAt: null,
+        lastUsedAt: null,
+      });
       expect(await users.findToken(token)).toEqual(created);
       expect(await users.findToken(newToken())).toBeUndefined();
       expect(await users.findToken(token.slice(0, -1))).toBeUndefined();

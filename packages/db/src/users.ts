@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { NotFoundError, type Role } from '@gatehouse/core';
+import { NotFoundError, shownTokenPrefix, type Role } from '@gatehouse/core';
 import type { Db, Tx } from './connect.js';
 import { uniquely } from './errors.js';
 import type { ApiTokenTable, GrantTable, UserSshKeyTable, UserTable } from './schema.js';
@@ -248,7 +248,7 @@ export class Users {
       user_id: input.userId,
       name: input.name,
       token_hash: hashToken(input.token),
-      prefix: input.token.slice(0, 12),
+      prefix: shownTokenPrefix(input.token),
       scope: input.scope ?? 'full',
       created_at: new Date().toISOString(),
       expires_at: input.expiresAt,

@@ -80,7 +80,7 @@ export function currentTotp(secret: string, offsetSteps = 0): string {
   });
 }
 
-/** Random opaque tokens: `ghs_` web sessions, `ghp_` API tokens, `ghsetup_` set-up. */
+/** A random opaque token after `prefix` (one of core's token prefixes: SESSION_TOKEN_PREFIX, …). */
 export function newToken(prefix: string): string {
-  return `${prefix}_${randomBytes(32).toString('base64url')}`;
+  return `${prefix}${randomBytes(32).toString('base64url')}`;
 }

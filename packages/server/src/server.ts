@@ -1,7 +1,7 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { GatehouseError } from '@gatehouse/core';
+import { GatehouseError, SETUP_TOKEN_PREFIX } from '@gatehouse/core';
 import { hashToken, Leases, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
 import {
   combineLiveSessions,
@@ -378,7 +378,7 @@ async function openVaultSettlingRotation(db: Db, master: MasterKeySource) {
 async function prepareFirstRun(db: Db, config: ServerConfig, logger: Logger): Promise<void> {
   if ((await new Users(db).count()) > 0) return;
   const settings = new Settings(db);
-  const token = newToken('ghsetup');
+  const token = newToken(SETUP_TOKEN_PREFIX);
   await settings.set(SETUP_TOKEN_SETTING, hashToken(token));
   const file = setupTokenFile(config.dataDir);
   await writeFile(file, `${token}\n`, { mode: 0o600 });

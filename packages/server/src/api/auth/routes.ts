@@ -14,7 +14,7 @@ import {
   totpConfirm,
   totpEnrolment,
 } from '@gatehouse/api';
-import { ConflictError, GatehouseError, ValidationError } from '@gatehouse/core';
+import { ConflictError, GatehouseError, SESSION_TOKEN_PREFIX, ValidationError } from '@gatehouse/core';
 import { hashToken } from '@gatehouse/db';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -154,7 +154,7 @@ export function authRoutes(app: FastifyInstance, services: Services) {
     async (req, reply) => {
       const signedIn = await checkSignIn(services, { ...req.body, address: req.ip }, (event) => services.audit(req, event), 'auth.login');
       if (!signedIn.ok) throw new GatehouseError(signedIn.code, signedIn.message);
-      const token = newToken('ghs');
+      const token = newToken(SESSION_TOKEN_PREFIX);
       const user = await services.withAudit(req, async (tx, audit) => {
         const user = await recordSignIn(tx.users, signedIn.user.id);
         await tx.users.createSession(user.id, token, true, sessionTtlMs());

@@ -1,5 +1,5 @@
 import { apiTokenCreate, apiTokenCreated, apiTokenList, idParams, noContent, responses } from '@gatehouse/api';
-import { ForbiddenError, NotFoundError, ValidationError } from '@gatehouse/core';
+import { API_TOKEN_PREFIX, ForbiddenError, NotFoundError, ValidationError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { signedIn } from '../../access.js';
@@ -52,7 +52,7 @@ export function tokenRoutes(app: FastifyInstance, services: Services) {
           { path: 'expiresInDays', message: `must be at most ${maxDays}` },
         ]);
       }
-      const token = newToken('ghp');
+      const token = newToken(API_TOKEN_PREFIX);
       const expiresAt = new Date(Date.now() + days * 86_400_000).toISOString();
       const created = await services.withAudit(req, async (tx, audit) => {
         const t = await tx.users.createToken({ userId: auth.user.id, name: req.body.name, token, expiresAt, scope: req.body.scope });
