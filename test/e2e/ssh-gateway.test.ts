@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { TARGET_FORMAT } from '@gatehouse/gateway';
 import * as OTPAuth from 'otpauth';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -957,6 +958,29 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     const malformed = await withPassword('a:b:c:d', ADMIN_PASSWORD);
     expect(malformed.code).not.toBe(0);
     expect(malformed.stderr).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:11: The user name has too many ":" parts\./);
+  });
+
+  it('tells a user signing in by key who left out the device how to name one', async () => {
+    await withAdminKey('forgot_device_key', async (keyFile) => {
+      for (const user of ['admin', 'admin:', 'admin+']) {
+        // The refusal comes at the key's first offer, before keyboard-interactive could show text;
+        // OpenSSH's defaults too (no terminal: detached, so a prompt would fail rather than wait).
+        for (const methods of ['publickey', 'publickey,keyboard-interactive,password']) {
+          const child = spawn(
+            'ssh',
+            [
+              ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'IdentitiesOnly=yes'],
+              ...['-o', `PreferredAuthentications=${methods}`, '-i', keyFile, '-p', String(gatewayPort), '-l', user, '127.0.0.1', 'true'],
+            ],
+            { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+          );
+          const run = await outcomeOf(child);
+          expect(run.code, `${user} with ${methods}`).toBe(255);
+          expect(run.stderr, `${user} with ${methods}`).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:11: .+/);
+          expect(run.stderr, `${user} with ${methods}`).toContain(TARGET_FORMAT);
+        }
+      }
+    });
   });
 
   it('audits every refused user name, and shows no invisible or text-direction character back', async () => {
