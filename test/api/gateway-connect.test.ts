@@ -5,7 +5,7 @@ import path from 'node:path';
 import { directDialer, type SshGateway } from '@gatehouse/gateway';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API } from '../support/api-helpers.js';
+import { API, auditEvents } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { startBuiltInGateway } from '../support/built-in-gateway.js';
 import { dialects } from '../support/db.js';
@@ -17,6 +17,7 @@ describe.each(dialects)('connecting through the built-in gateway on %s', (dialec
   let device: net.Server;
   let dir: string;
   let operator: { id: string; username: string; password: string };
+  let adminUser: { username: string; password: string; token: string };
   let grantId: string;
   /** Connections that reached the device. */
   const reached: net.Socket[] = [];
@@ -30,7 +31,8 @@ describe.each(dialects)('connecting through the built-in gateway on %s', (dialec
       reached.push(socket);
     });
     await new Promise<void>((resolve) => device.listen(0, '127.0.0.1', resolve));
-    const admin = (await t.userWithToken('admin')).token;
+    adminUser = await t.userWithToken('admin');
+    const admin = adminUser.token;
     operator = await t.userWithToken('operator');
     const project = (await t.request('POST', `${API}/projects`, { token: admin, body: { name: 'Revoked' } })).json<{ id: string }>();
     const created = await t.request('POST', `${API}/devices`, {
@@ -47,6 +49,15 @@ describe.each(dialects)('connecting through the built-in gateway on %s', (dialec
     expect(created.statusCode).toBe(201);
     const deviceId = created.json<{ id: string }>().id;
     await t.request('POST', `${API}/accounts`, { token: admin, body: { deviceId, username: 'root', password: 'secret' } });
+    // A database server from a customer's inventory: listed, exported, never brokered.
+    const database = await t.request('POST', `${API}/devices`, {
+      token: admin,
+      body: { projectId: project.id, name: 'orders-db', provider: 'AWS', protocols: ['MySQL'], privateIp: '127.0.0.1' },
+    });
+    await t.request('POST', `${API}/accounts`, {
+      token: admin,
+      body: { deviceId: database.json<{ id: string }>().id, username: 'root', password: 'secret' },
+    });
     const grant = await t.request('POST', `${API}/grants`, { token: admin, body: { userId: operator.id, projectId: project.id } });
     grantId = grant.json<{ id: string }>().id;
     const direct = directDialer('gatehouse', 5_000);
@@ -85,6 +96,16 @@ describe.each(dialects)('connecting through the built-in gateway on %s', (dialec
       client.on('error', reject);
       client.connect({ host: '127.0.0.1', port: gateway.port, username, password, readyTimeout: 30_000 });
     });
+
+  it('tells a user that the gateway does not broker a device that lists only such protocols, and does not dial it', async () => {
+    const told = await runThroughGateway(`${adminUser.username}:orders-db`, adminUser.password, 'id');
+    expect(told).toBe(
+      "gatehouse: orders-db is listed for MySQL, which the gateway does not broker (it brokers SSH, SFTP, RDP and VNC). Connect with that protocol's own client, not through Gatehouse; if the device also runs sshd, an administrator can add ssh to its protocols.\r\n",
+    );
+    expect(reached).toHaveLength(0);
+    const denied = await auditEvents(t, adminUser.token, { action: 'gateway.authorize' });
+    expect(denied[0]).toMatchObject({ outcome: 'denied', details: { device: 'orders-db', reason: 'protocol not brokered' } });
+  });
 
   it('tells a user whose grant was revoked between sign-in and connect why, not "an internal error"', async () => {
     const told = await runThroughGateway(`${operator.username}:box`, operator.password, 'id');

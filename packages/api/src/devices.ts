@@ -1,4 +1,4 @@
-import { deviceInput, devicePatch as corePatch } from '@gatehouse/core/inventory';
+import { deviceInput, devicePatchFields, writtenAs } from '@gatehouse/core/inventory';
 import { z } from 'zod';
 import { pageOf, timestamp } from './common.js';
 
@@ -24,15 +24,20 @@ export type DeviceCreate = z.input<typeof deviceCreate>;
  * Only the fields sent change; protocols and tags replace the lists. `maintenanceRequired`
  * (reachable only inside an open maintenance window) is not part of the inventory file.
  */
-export const devicePatch = corePatch.extend({ maintenanceRequired: z.boolean().optional() });
+export const devicePatch = devicePatchFields.extend({ maintenanceRequired: z.boolean().optional() }).transform(writtenAs);
 export type DevicePatch = z.input<typeof devicePatch>;
 
 export const device = z.object({
   id: z.string(),
   projectId: z.string(),
   name: z.string(),
+  /** aws, azure, gcp, on-prem or other: what Gatehouse goes by. */
   provider: z.string(),
+  /** The provider as the inventory wrote it (`AWS`, `Hetzner`); the export and the break-glass workbook show this. */
+  providerAsWritten: z.string(),
   protocols: z.array(z.string()),
+  /** The protocols as written (`MySQL`), in the order of `protocols`. */
+  protocolsAsWritten: z.array(z.string()),
   publicIp: z.string().nullable(),
   privateIp: z.string().nullable(),
   urlPort: z.string().nullable(),

@@ -1,10 +1,10 @@
 import type { BreakGlassSource, ConnectionRow, PemKeyRow, ProjectSummary } from './workbook.js';
 
-/** The device fields a sheet row shows. */
+/** The device fields a sheet row shows: the provider and protocols as the inventory wrote them. */
 export interface SourceDevice {
   name: string;
-  provider: string;
-  protocols: readonly string[];
+  providerAsWritten: string;
+  protocolsAsWritten: readonly string[];
   publicIp: string | null;
   privateIp: string | null;
   urlPort: string | null;
@@ -42,9 +42,9 @@ export interface InventoryReader {
  */
 function connectionRow(device: SourceDevice, account: SourceAccount | null): ConnectionRow {
   return {
-    provider: device.provider,
+    provider: device.providerAsWritten,
     deviceName: device.name,
-    protocols: device.protocols,
+    protocols: device.protocolsAsWritten,
     publicIp: device.publicIp,
     privateIp: device.privateIp,
     urlPort: device.urlPort,

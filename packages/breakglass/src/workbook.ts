@@ -23,6 +23,7 @@ export const INDEX_COLUMNS = ['Project', 'Sheet', 'Devices', 'Accounts'] as cons
 
 /** One row of a project sheet: one account (or a device with no account). */
 export interface ConnectionRow {
+  /** As the inventory wrote it (`AWS`), as are the protocols (`MySQL`). */
   provider: string;
   deviceName: string;
   protocols: readonly string[];

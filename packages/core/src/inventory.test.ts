@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatPath } from './errors.js';
-import { accountInput, accountPatch, deviceInput, devicePatch, projectInput, segmentOf } from './inventory.js';
+import { accountInput, accountPatch, deviceInput, devicePatch, notBrokeredRefusal, projectInput, segmentOf } from './inventory.js';
 
 const device = { projectId: 'p1', name: 'web-1', provider: 'aws' };
 const account = { deviceId: 'd1', username: 'root' };
@@ -18,7 +18,9 @@ describe('deviceInput', () => {
       projectId: 'p1',
       name: 'web-1',
       provider: 'aws',
+      providerAsWritten: 'aws',
       protocols: [],
+      protocolsAsWritten: [],
       publicIp: null,
       privateIp: null,
       urlPort: null,
@@ -74,13 +76,31 @@ describe('deviceInput', () => {
     ]);
   });
 
-  it('refuses an unknown provider, protocol or access type, listing the choices', () => {
-    expect(issuesOf(deviceInput.safeParse({ ...device, provider: 'ibm' }))).toEqual([
-      'provider: must be one of aws, azure, gcp, on-prem, other',
+  it('reads known providers and protocols in any spelling, keeping the spelling beside the value', () => {
+    const spelled = (provider: string, protocols: string[] = []) => {
+      const d = deviceInput.parse({ ...device, provider, protocols });
+      return [d.provider, d.providerAsWritten, d.protocols, d.protocolsAsWritten];
+    };
+    expect(spelled('AWS', ['MySQL', 'SSH'])).toEqual(['aws', 'AWS', ['mysql', 'ssh'], ['MySQL', 'SSH']]);
+    expect(spelled('Amazon Web Services')).toEqual(['aws', 'Amazon Web Services', [], []]);
+    expect(spelled('On-Premises', ['Postgres', 'SQL Server', 'MariaDB', 'Telnet', 'HTTPS'])).toEqual([
+      'on-prem',
+      'On-Premises',
+      ['postgresql', 'mssql', 'mysql', 'telnet', 'https'],
+      ['Postgres', 'SQL Server', 'MariaDB', 'Telnet', 'HTTPS'],
     ]);
-    expect(issuesOf(deviceInput.safeParse({ ...device, provider: 'AWS' }))).toHaveLength(1);
+    expect(spelled('  Microsoft Azure ', [' postgresql '])).toEqual(['azure', 'Microsoft Azure', ['postgresql'], ['postgresql']]);
+    expect(spelled('Google Cloud', ['ssh', 'SSH', 'rdp'])).toEqual(['gcp', 'Google Cloud', ['ssh', 'rdp'], ['ssh', 'rdp']]);
+    // Any other provider is "other", as the inventory wrote it.
+    expect(spelled('Hetzner')).toEqual(['other', 'Hetzner', [], []]);
+    expect(devicePatch.parse({ provider: 'GCP' })).toEqual({ provider: 'gcp', providerAsWritten: 'GCP' });
+    expect(devicePatch.parse({ protocols: ['VNC'] })).toEqual({ protocols: ['vnc'], protocolsAsWritten: ['VNC'] });
+  });
+
+  it('refuses an unknown protocol or access type, or an empty provider, listing the choices', () => {
+    expect(issuesOf(deviceInput.safeParse({ ...device, provider: ' ' }))).toEqual(['provider: is required']);
     expect(issuesOf(deviceInput.safeParse({ ...device, protocols: ['ssh', 'gopher'] }))).toEqual([
-      'protocols[1]: must be one of ssh, sftp, rdp, vnc, http, https, telnet, database',
+      'protocols[1]: must be one of ssh, sftp, rdp, vnc, http, https, telnet, ftp, mysql, postgresql, mssql, oracle, mongodb, redis, database, in any case (PostgreSQL, SQL Server, MariaDB are read too)',
     ]);
     expect(issuesOf(deviceInput.safeParse({ ...device, accessType: 'magic' }))).toEqual([
       'accessType: must be one of direct, gateway, tunnel, agent',
@@ -182,6 +202,18 @@ describe('segmentOf', () => {
     expect(segmentOf(['web', 'db'])).toBeNull();
     expect(segmentOf([])).toBeNull();
     expect(segmentOf(['my-gateway-office1'])).toBeNull();
+  });
+});
+
+describe('notBrokeredRefusal', () => {
+  it('refuses a device whose protocols no gateway brokers, naming them as written', () => {
+    const db = { name: 'orders-db', protocols: ['mysql', 'https'], protocolsAsWritten: ['MySQL', 'HTTPS'] };
+    expect(notBrokeredRefusal(db)).toBe(
+      "orders-db is listed for MySQL, HTTPS, which the gateway does not broker (it brokers SSH, SFTP, RDP and VNC). Connect with that protocol's own client, not through Gatehouse; if the device also runs sshd, an administrator can add ssh to its protocols.",
+    );
+    expect(notBrokeredRefusal({ ...db, protocols: ['mysql', 'ssh'] })).toBeNull();
+    expect(notBrokeredRefusal({ ...db, protocols: ['rdp'] })).toBeNull();
+    expect(notBrokeredRefusal({ ...db, protocols: [], protocolsAsWritten: [] })).toBeNull();
   });
 });
 

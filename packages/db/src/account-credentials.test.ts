@@ -131,7 +131,7 @@ describe.each(dialects)('account credentials and rotation policies on %s', (dial
 
     const item = (password: string) => ({
       project: 'Payments',
-      device: deviceInput.omit({ projectId: true }).parse({ name: 'web1', provider: 'aws' }),
+      device: deviceInput.parse({ projectId: 'given by the item', name: 'web1', provider: 'aws' }),
       account: { username: renamed.username, password },
     });
     await inv.transaction((x) => x.importItems([item(OLD_PASSWORD)]));

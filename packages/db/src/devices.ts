@@ -11,7 +11,11 @@ export interface Device {
   projectId: string;
   name: string;
   provider: string;
+  /** The provider as the inventory wrote it (`AWS`); the export and the break-glass workbook show it. */
+  providerAsWritten: string;
   protocols: string[];
+  /** The protocols as written (`MySQL`), in the order of `protocols`. */
+  protocolsAsWritten: string[];
   publicIp: string | null;
   privateIp: string | null;
   urlPort: string | null;
@@ -28,7 +32,9 @@ export const deviceFromRow = (r: DeviceTable): Device => ({
   projectId: r.project_id,
   name: r.name,
   provider: r.provider,
+  providerAsWritten: r.provider_as_written ?? r.provider,
   protocols: JSON.parse(r.protocols) as string[],
+  protocolsAsWritten: JSON.parse(r.protocols_as_written ?? r.protocols) as string[],
   publicIp: r.public_ip,
   privateIp: r.private_ip,
   urlPort: r.url_port,
@@ -57,6 +63,37 @@ const sortColumns = { name: 'name', provider: 'provider', createdAt: 'created_at
 /** `s` for a LIKE pattern with `escape '\\'`: its own %, _ and \\ match only themselves. */
 export const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
+type SpellingColumns = Pick<DeviceTable, 'provider' | 'provider_as_written' | 'protocols' | 'protocols_as_written'>;
+interface SpelledFields {
+  provider?: string | undefined;
+  providerAsWritten?: string | undefined;
+  protocols?: readonly string[] | undefined;
+  protocolsAsWritten?: readonly string[] | undefined;
+}
+
+/**
+ * The provider and protocols columns of the fields given, each with its spelling as
+ * written (null where it is the value itself, or where none was given).
+ */
+export function spellingColumns(d: SpelledFields & { provider: string; protocols: readonly string[] }): SpellingColumns;
+export function spellingColumns(d: SpelledFields): Partial<SpellingColumns>;
+export function spellingColumns(d: SpelledFields): Partial<SpellingColumns> {
+  const columns: Partial<SpellingColumns> = {};
+  if (d.provider !== undefined) {
+    columns.provider = d.provider;
+    columns.provider_as_written = d.providerAsWritten === undefined || d.providerAsWritten === d.provider ? null : d.providerAsWritten;
+  }
+  if (d.protocols !== undefined) {
+    const written = d.protocolsAsWritten;
+    columns.protocols = JSON.stringify(d.protocols);
+    columns.protocols_as_written =
+      written === undefined || written.length !== d.protocols.length || written.every((w, i) => w === d.protocols?.[i])
+        ? null
+        : JSON.stringify(written);
+  }
+  return columns;
+}
+
 /** Devices in projects: unique by name within a project, searched, sorted and paged. */
 export class Devices {
   constructor(private readonly x: Tx) {}
@@ -68,8 +105,7 @@ export class Devices {
       id: randomUUID(),
       project_id: input.projectId,
       name: input.name,
-      provider: input.provider,
-      protocols: JSON.stringify(input.protocols),
+      ...spellingColumns(input),
       public_ip: input.publicIp ?? null,
       private_ip: input.privateIp ?? null,
       url_port: input.urlPort ?? null,
@@ -161,8 +197,7 @@ export class Devices {
     const set: Partial<DeviceTable> = { updated_at: new Date().toISOString() };
     if (patch.projectId !== undefined) set.project_id = patch.projectId;
     if (patch.name !== undefined) set.name = patch.name;
-    if (patch.provider !== undefined) set.provider = patch.provider;
-    if (patch.protocols !== undefined) set.protocols = JSON.stringify(patch.protocols);
+    Object.assign(set, spellingColumns(patch));
     if (patch.publicIp !== undefined) set.public_ip = patch.publicIp;
     if (patch.privateIp !== undefined) set.private_ip = patch.privateIp;
     if (patch.urlPort !== undefined) set.url_port = patch.urlPort;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { DeviceInput } from '@gatehouse/core';
 import { changesSecrets, sealExtraCredential, sealSecret } from './accounts.js';
 import type { Tx } from './connect.js';
+import { spellingColumns } from './devices.js';
 import { Projects } from './projects.js';
 import type { AccountTable, DeviceTable } from './schema.js';
 import { timeSlicer } from './time-slicer.js';
@@ -93,8 +94,7 @@ export async function importItems(x: Tx, vault: Vault, items: readonly ImportIte
     const byName = devices.get(projectId) as Map<string, string>;
     const d = item.device;
     const fields = {
-      provider: d.provider,
-      protocols: JSON.stringify(d.protocols),
+      ...spellingColumns(d),
       public_ip: d.publicIp ?? null,
       private_ip: d.privateIp ?? null,
       url_port: d.urlPort ?? null,

@@ -611,6 +611,14 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('device_host_keys_0004').execute();
       },
     },
+    '0017_device_spellings': {
+      async up(db: Kysely<unknown>) {
+        // The provider and protocols as a customer's inventory wrote them (`AWS`, `MySQL`),
+        // for the export and the break-glass workbook; null where they are as stored.
+        await db.schema.alterTable('devices').addColumn('provider_as_written', 'text').execute();
+        await db.schema.alterTable('devices').addColumn('protocols_as_written', 'text').execute();
+      },
+    },
   };
 }
 

@@ -20,7 +20,11 @@ export interface DeviceTable {
   project_id: string;
   name: string;
   provider: string;
+  /** The provider as the inventory wrote it (`AWS`); null: as `provider`. */
+  provider_as_written: string | null;
   protocols: string;
+  /** JSON: the protocols as written, in the order of `protocols`; null: as `protocols`. */
+  protocols_as_written: string | null;
   public_ip: string | null;
   private_ip: string | null;
   url_port: string | null;

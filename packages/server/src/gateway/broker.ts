@@ -5,6 +5,7 @@ import {
   desktopPortOf,
   maintenanceRefusal,
   maintenanceRequiredBy,
+  notBrokeredRefusal,
   segmentOf,
   visibilityOf,
   windowNames,
@@ -575,6 +576,8 @@ export class ServerAccessBroker implements AccessBroker {
       };
     }
     const { device, accounts } = usable[0] as { device: Device; accounts: Account[] };
+    const notBrokered = notBrokeredRefusal(device);
+    if (notBrokered !== null) return { ok: false, reason: 'protocol not brokered', message: notBrokered };
     let account: Account;
     if (wanted.account !== undefined) {
       const named = accounts.find((a) => a.username === wanted.account);

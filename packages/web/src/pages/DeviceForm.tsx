@@ -1,10 +1,9 @@
 import { useState } from 'react';
 import type { Device, Project } from '@gatehouse/api';
+import { protocols as PROTOCOLS, providers as PROVIDERS } from '@gatehouse/core/inventory';
 import { api } from '../api.js';
 import { Field, FormEnd, useSubmit } from '../ui.js';
 
-const PROVIDERS = ['aws', 'azure', 'gcp', 'on-prem', 'other'] as const;
-const PROTOCOLS = ['ssh', 'sftp', 'rdp', 'vnc', 'http', 'https', 'telnet', 'database'] as const;
 const ACCESS_TYPES = ['gateway', 'direct', 'tunnel', 'agent'] as const;
 
 /** Create a device, or edit one; the API's messages appear under the fields they name. */
@@ -34,8 +33,9 @@ export function DeviceForm({
     const body = {
       ...(device ? {} : { projectId }),
       name,
-      provider,
-      protocols,
+      // An imported inventory's own spelling (AWS, MySQL) stays while the value does.
+      provider: provider === device?.provider ? device.providerAsWritten : provider,
+      protocols: protocols.map((p) => (device ? (device.protocolsAsWritten[device.protocols.indexOf(p)] ?? p) : p)),
       publicIp,
       privateIp,
       urlPort,

@@ -3,8 +3,8 @@ import {
   accessTypes,
   extraCredential,
   formatPath,
-  protocols,
-  providers,
+  protocolList,
+  providerName,
   SECRET_MASK,
   tag,
   ValidationError,
@@ -45,7 +45,8 @@ export const csvCell = (value: string) => (FORMULA_START.test(value) ? `'${value
  */
 export const csvValue = (cell: string) => (QUOTED_FORMULA_START.test(cell) ? cell.slice(1) : cell);
 
-const list = (item: z.ZodType) =>
+/** A cell of `;`- or `,`-separated words (a JSON row may give an array) read by `array`. */
+const list = <T extends z.ZodType>(array: T) =>
   z.preprocess(
     (v) =>
       typeof v === 'string'
@@ -54,7 +55,7 @@ const list = (item: z.ZodType) =>
             .map((s) => s.trim())
             .filter((s) => s !== '')
         : (v ?? []),
-    z.array(item),
+    array,
   );
 const blankToNull = (v: unknown) => (v === '' || v === undefined ? null : v);
 const text = (max: number) => z.preprocess(blankToNull, z.string().max(max, `must be at most ${max} characters`).nullable());
@@ -69,8 +70,8 @@ const ip = z.preprocess(
 const importRow = z.strictObject({
   project: z.string().trim().min(1, 'is required').max(200),
   device: z.string().trim().min(1, 'is required').max(200),
-  provider: z.enum(providers, { error: `must be one of ${providers.join(', ')}` }),
-  protocols: list(z.enum(protocols, { error: `must be among ${protocols.join(', ')}` })),
+  provider: z.preprocess((v) => (v === undefined ? '' : v), providerName),
+  protocols: list(protocolList),
   public_ip: ip,
   private_ip: ip,
   url_port: text(2048),
@@ -78,7 +79,7 @@ const importRow = z.strictObject({
     (v) => (v === '' || v === undefined ? 'gateway' : v),
     z.enum(accessTypes, { error: `must be one of ${accessTypes.join(', ')}` }),
   ),
-  tags: list(tag),
+  tags: list(z.array(tag)),
   account: text(200),
   password: text(4096),
   private_key: text(65_536).refine(

@@ -9,7 +9,7 @@ import {
   type ImportResult,
   type InventoryRow,
 } from '@gatehouse/api';
-import { InternalError, SECRET_MASK, type protocols, type ValidationError } from '@gatehouse/core';
+import { InternalError, SECRET_MASK, type ValidationError } from '@gatehouse/core';
 import { timeSlicer, type ImportCounts, type ImportItem, type Inventory } from '@gatehouse/db';
 import { stringify } from 'csv-stringify/sync';
 import type { FastifyInstance } from 'fastify';
@@ -42,8 +42,10 @@ async function importItemsOf(rows: readonly ImportRow[]): Promise<ImportItem[]> 
       project: row.project,
       device: {
         name: row.device,
-        provider: row.provider,
-        protocols: [...new Set(row.protocols)] as (typeof protocols)[number][],
+        provider: row.provider.value,
+        providerAsWritten: row.provider.written,
+        protocols: row.protocols.map((p) => p.value),
+        protocolsAsWritten: row.protocols.map((p) => p.written),
         publicIp: row.public_ip,
         privateIp: row.private_ip,
         urlPort: row.url_port,
@@ -85,7 +87,7 @@ function previewOf(rows: ImportRow[], format: 'csv' | 'json'): ImportPreviewRow[
     line: format === 'csv' ? `row ${i + 2}` : `rows[${i}]`,
     project: row.project,
     device: row.device,
-    provider: row.provider,
+    provider: row.provider.written,
     address: row.private_ip ?? row.public_ip ?? row.url_port,
     account: row.account,
     secrets: {
@@ -104,8 +106,8 @@ export async function exportInventory(inventory: Inventory): Promise<InventoryRo
     const base = {
       project: project.name,
       device: device.name,
-      provider: device.provider,
-      protocols: device.protocols.join(';'),
+      provider: device.providerAsWritten,
+      protocols: device.protocolsAsWritten.join(';'),
       public_ip: device.publicIp ?? '',
       private_ip: device.privateIp ?? '',
       url_port: device.urlPort ?? '',
