@@ -28,6 +28,10 @@ export const gateway = z.object({
   publicKey: z.string().optional(),
   status: z.enum(['unknown', 'online', 'offline']),
   statusReason: z.string().nullable(),
+  /** An administrator drained it: it carries no new session (live ones go on) until resumed. */
+  draining: z.boolean(),
+  /** Since when it is draining; null when it is not. */
+  drainingSince: timestamp.nullable(),
   lastContactAt: timestamp.nullable(),
   lastSyncAt: timestamp.nullable(),
   latencyMs: z.number().nullable(),
@@ -56,3 +60,21 @@ export type GatewaySettings = z.infer<typeof gatewaySettings>;
 
 export const gatewaySettingsUpdate = z.strictObject({ tunnelMode: z.boolean().optional(), portForwarding: z.boolean().optional() });
 export type GatewaySettingsUpdate = z.infer<typeof gatewaySettingsUpdate>;
+
+/** Devices to check, by id, comma-separated (at most 500). */
+export const gatewayReachQuery = z.strictObject({
+  deviceIds: z
+    .string()
+    .max(500 * 37)
+    .transform((s) => s.split(',').filter((id) => id !== ''))
+    .refine((ids) => ids.length <= 500, 'must name at most 500 devices'),
+});
+
+/**
+ * Whether a new connection to each device (of those the caller may see) would find a
+ * gateway now; when not, the refusal a user would get (`message`) and its short `reason`.
+ */
+export const gatewayReach = z.object({
+  items: z.array(z.object({ deviceId: z.string(), ok: z.boolean(), reason: z.string().nullable(), message: z.string().nullable() })),
+});
+export type GatewayReach = z.infer<typeof gatewayReach>;

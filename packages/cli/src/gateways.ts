@@ -141,6 +141,28 @@ export function gatewaysCommands(program: Command): void {
       const gateway = await new NameResolver(api).gateway('<gateway>', value);
       print(await api.call<Gateway>('POST', `${byId(gateway.id)}/sync`));
     });
+  withClient(gateways.command('drain <gateway>'))
+    .description('drain a gateway (name or id; default: the built-in one): it carries no new session, live ones go on, until resumed')
+    .action(async (value: string, o: ClientOptions) => {
+      const api = client(o);
+      const gateway = await new NameResolver(api).gateway('<gateway>', value);
+      const g = await api.call<Gateway>('POST', `${byId(gateway.id)}/drain`);
+      const live = `${g.liveSessions} live ${g.liveSessions === 1 ? 'session goes' : 'sessions go'} on`;
+      print(
+        jsonOutput()
+          ? g
+          : `Gateway ${g.name} is draining: no new session goes through it; ${live}. Resume it with: gatehouse gateways resume ${g.name}`,
+      );
+    });
+  withClient(gateways.command('resume <gateway>'))
+    .alias('undrain')
+    .description('resume a drained gateway (name or id): it carries new sessions again')
+    .action(async (value: string, o: ClientOptions) => {
+      const api = client(o);
+      const gateway = await new NameResolver(api).gateway('<gateway>', value);
+      const g = await api.call<Gateway>('POST', `${byId(gateway.id)}/resume`);
+      print(jsonOutput() ? g : `Gateway ${g.name} takes new sessions again (${g.status}).`);
+    });
   withClient(gateways.command('server-key'))
     .description("print the server's key, to start every gateway with (--server-key)")
     .action(async (o: ClientOptions) => {
@@ -167,7 +189,7 @@ function formatGatewayTable(items: Gateway[], tunnelMode: boolean): string {
     ...items.map((g) => [
       g.name,
       g.segment ?? '-',
-      g.status,
+      g.draining ? `${g.status}, draining` : g.status,
       g.lastContactAt ?? 'never',
       g.latencyMs === null ? '-' : `${g.latencyMs} ms`,
       g.version ?? '-',
@@ -177,7 +199,12 @@ function formatGatewayTable(items: Gateway[], tunnelMode: boolean): string {
     ]),
   ];
   const lines = formatTable(rows);
-  const problems = items.filter((g) => g.status !== 'online' && g.statusReason).map((g) => `${g.name}: ${g.statusReason}`);
+  const problems = [
+    ...items.filter((g) => g.status !== 'online' && g.statusReason).map((g) => `${g.name}: ${g.statusReason}`),
+    ...items
+      .filter((g) => g.draining)
+      .map((g) => `${g.name}: draining since ${g.drainingSince ?? '?'}: no new sessions (gatehouse gateways resume ${g.name})`),
+  ];
   return [...lines, '', `Tunnel mode: ${tunnelMode ? 'on (every connection goes through the default gateway)' : 'off'}`, ...problems].join(
     '\n',
   );

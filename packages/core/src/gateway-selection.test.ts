@@ -57,4 +57,20 @@ describe('selectGateways', () => {
     const off = selectGateways(device(null), all.slice(1), { tunnelMode: true });
     expect(!off.ok && off.message).toContain('default gateway');
   });
+
+  it('skips a draining gateway as if it were offline, and says so when only drained ones are left', () => {
+    const drained = (names_: string[]) => all.map((g) => (names_.includes(g.name) ? { ...g, draining: true } : g));
+    for (let i = 0; i < 50; i++) {
+      expect(names(selectGateways(device('gateway-a'), drained(['a1']), { tunnelMode: false }))).toEqual(['a2']);
+      expect(names(selectGateways(device(null), drained(['default', 'a1']), { tunnelMode: false })).sort()).toEqual(['a2', 'b1']);
+    }
+    const both = selectGateways(device('gateway-a'), drained(['a1', 'a2']), { tunnelMode: false });
+    expect(both).toMatchObject({ ok: false, reason: 'every gateway in segment draining' });
+    expect(!both.ok && both.message).toContain('Every online gateway in segment gateway-a is draining (a1, a2)');
+    // An offline gateway is no reason to call the segment drained.
+    const b = selectGateways(device('gateway-b'), drained(['b1']), { tunnelMode: false });
+    expect(!b.ok && b.message).toContain('is draining (b1)');
+    const tunnel = selectGateways(device('gateway-a'), drained(['default']), { tunnelMode: true });
+    expect(!tunnel.ok && tunnel.message).toContain('it is draining');
+  });
 });

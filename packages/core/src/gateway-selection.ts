@@ -10,7 +10,16 @@ export interface GatewayCandidate {
   status: 'unknown' | 'online' | 'offline';
   /** The server's own gateway: it reaches devices directly. */
   builtIn: boolean;
+  /** An administrator drained it: it carries no new connection, as if it were offline. */
+  draining?: boolean;
 }
+
+const usable = (g: GatewayCandidate) => g.status === 'online' && g.draining !== true;
+const drainingNames = (gateways: readonly GatewayCandidate[]) =>
+  gateways
+    .filter((g) => g.status === 'online' && g.draining === true)
+    .map((g) => g.name)
+    .join(', ');
 
 export type GatewaySelection =
   | { ok: true; segment: string | null; candidates: GatewayCandidate[]; tunnel: boolean }
@@ -21,6 +30,7 @@ export type GatewaySelection =
  * - tunnel mode (the setting, or the device's access type `tunnel`): the default gateway only;
  * - a device in a segment: the online gateways of that segment, never one outside it;
  * - a device in no segment: every online gateway.
+ * A draining gateway counts as offline; a refusal that only drained gateways cause says so.
  * Within that, a random order (the documents' "random available gateway"); the rest are
  * the failover candidates when the first cannot reach the device.
  */
@@ -32,7 +42,15 @@ export function selectGateways(
   const random = options.random ?? Math.random;
   const { segment } = device;
   if (options.tunnelMode || device.accessType === 'tunnel') {
-    const builtIn = gateways.filter((g) => g.builtIn && g.status === 'online');
+    const builtIn = gateways.filter((g) => g.builtIn && usable(g));
+    if (builtIn.length === 0 && drainingNames(gateways.filter((g) => g.builtIn)) !== '') {
+      return {
+        ok: false,
+        segment,
+        reason: 'default gateway draining',
+        message: `${device.name} must be reached through the default gateway (tunnel ${options.tunnelMode ? 'mode is on' : 'access type'}), and it is draining: it takes no new sessions. An administrator can resume it (gatehouse gateways resume ${DEFAULT_GATEWAY}).`,
+      };
+    }
     if (builtIn.length === 0) {
       return {
         ok: false,
@@ -44,7 +62,17 @@ export function selectGateways(
     return { ok: true, segment, candidates: builtIn, tunnel: true };
   }
   const eligible = gateways.filter((g) => (segment === null ? true : g.segment === segment));
-  const online = eligible.filter((g) => g.status === 'online');
+  const online = eligible.filter(usable);
+  const draining = drainingNames(eligible);
+  if (online.length === 0 && draining !== '') {
+    const where = segment === null ? 'Every online gateway' : `Every online gateway in segment ${segment}`;
+    return {
+      ok: false,
+      segment,
+      reason: segment === null ? 'every gateway draining' : 'every gateway in segment draining',
+      message: `${where} is draining (${draining}): no new session to ${device.name} can start. Try again once an administrator resumes one (gatehouse gateways resume <name>).`,
+    };
+  }
   if (online.length === 0) {
     const known = eligible.length;
     const where = segment === null ? 'No gateway is online' : `No online gateway in segment ${segment}`;

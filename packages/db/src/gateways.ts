@@ -29,6 +29,12 @@ export interface Gateway {
   updatedAt: string;
 }
 
+/** Since when a gateway is drained, and by whom. */
+export interface GatewayDrain {
+  since: string;
+  by: string | null;
+}
+
 export interface GatewayInput {
   name: string;
   segment: string | null;
@@ -131,8 +137,35 @@ export class Gateways {
 
   async delete(id: string): Promise<Gateway> {
     const before = await this.get(id);
+    await this.x.deleteFrom('gateway_drains').where('gateway_id', '=', id).execute();
     await this.x.deleteFrom('gateways').where('id', '=', id).execute();
     return before;
+  }
+
+  /** The drained gateways (by id, 'default' for the built-in one) and since when. */
+  async drains(): Promise<Map<string, GatewayDrain>> {
+    const rows = await this.x.selectFrom('gateway_drains').selectAll().execute();
+    return new Map(rows.map((r) => [r.gateway_id, { since: r.drained_at, by: r.drained_by }]));
+  }
+
+  /**
+   * Drains a gateway: it carries no new connection until resumed. True only for the call
+   * that drained it (the insert finds the row there when it already was), so concurrent
+   * calls change the state, and are audited as a change, once.
+   */
+  async drain(id: string, by: string | null): Promise<boolean> {
+    const { numInsertedOrUpdatedRows } = await this.x
+      .insertInto('gateway_drains')
+      .values({ gateway_id: id, drained_at: new Date().toISOString(), drained_by: by })
+      .onConflict((oc) => oc.column('gateway_id').doNothing())
+      .executeTakeFirstOrThrow();
+    return (numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  /** Lets a drained gateway carry new connections again; true only for the call that resumed it. */
+  async resume(id: string): Promise<boolean> {
+    const { numDeletedRows } = await this.x.deleteFrom('gateway_drains').where('gateway_id', '=', id).executeTakeFirstOrThrow();
+    return numDeletedRows > 0n;
   }
 
   /**

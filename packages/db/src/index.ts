@@ -82,7 +82,7 @@ export {
   type HostKeyProtocol,
   type FileOperation as SessionFileOperation,
 } from './gateway-sessions.js';
-export { Gateways, type Gateway, type GatewayInput, type GatewayStatus, type GatewaySync } from './gateways.js';
+export { Gateways, type Gateway, type GatewayDrain, type GatewayInput, type GatewayStatus, type GatewaySync } from './gateways.js';
 export {
   MaintenanceWindows,
   HOOK_OUTPUT_MAX,

@@ -619,6 +619,20 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('devices').addColumn('protocols_as_written', 'text').execute();
       },
     },
+    '0018_gateway_drains': {
+      async up(db: Kysely<unknown>) {
+        // Gateways an administrator drained: they carry no new connection. One row per
+        // drained gateway, keyed by its id ('default' for the built-in gateway, which has
+        // no row in gateways): draining is an insert that may find the row there, resuming
+        // a delete that may find none, so concurrent calls change the state once.
+        await db.schema
+          .createTable('gateway_drains')
+          .addColumn('gateway_id', 'text', (c) => c.primaryKey())
+          .addColumn('drained_at', 'text', (c) => c.notNull())
+          .addColumn('drained_by', 'text')
+          .execute();
+      },
+    },
   };
 }
 

@@ -265,6 +265,15 @@ export interface GatewayTable {
   updated_at: string;
 }
 
+/** A gateway an administrator drained (no row: it takes new sessions). */
+export interface GatewayDrainTable {
+  /** The gateway's id, or 'default' for the built-in gateway. */
+  gateway_id: string;
+  drained_at: string;
+  /** The user name of the administrator who drained it. */
+  drained_by: string | null;
+}
+
 /**
  * Failed password attempts counted per address: of one user name from one address, and
  * (user name '') of every name from one address. See SignInThrottle.
@@ -361,6 +370,7 @@ export interface Database {
   device_host_keys: DeviceHostKeyTable;
   gateway_sessions: GatewaySessionTable;
   gateways: GatewayTable;
+  gateway_drains: GatewayDrainTable;
   session_file_operations: SessionFileOperationTable;
   sign_in_throttle: SignInThrottleTable;
   project_approvers: ProjectApproverTable;

@@ -115,6 +115,11 @@ export const serverConfigSchema = z.strictObject({
   gatewayPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7993),
   /** Address the built-in gateway listens on (default: the same as host). */
   gatewayHost: z.string().min(1).optional(),
+  /** The host name users give ssh for the built-in gateway, as the console shows it (default: the host the console was reached on, when gatewayHost is a wildcard). */
+  gatewayPublicHost: z
+    .string()
+    .regex(/^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]+)$/, { error: 'must be a host name or IP address without a port, e.g. gw.example.com' })
+    .optional(),
   /** Port native VNC viewers connect to with a one-time token (on gatewayHost's address); 0 turns it off. */
   vncPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7995),
   /** Port of the `gatehouse rdp` tunnel for native RDP clients (on gatewayHost's address); 0 turns it off. */
@@ -199,6 +204,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_BREAKGLASS_ALLOW_LINK_LOCAL: 'breakglassAllowLinkLocal',
   GATEHOUSE_GATEWAY_PORT: 'gatewayPort',
   GATEHOUSE_GATEWAY_HOST: 'gatewayHost',
+  GATEHOUSE_GATEWAY_PUBLIC_HOST: 'gatewayPublicHost',
   GATEHOUSE_AGENT_PORT: 'agentPort',
   GATEHOUSE_VNC_PORT: 'vncPort',
   GATEHOUSE_RDP_PORT: 'rdpPort',

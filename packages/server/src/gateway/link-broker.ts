@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Gateway, GatewaySessions } from '@gatehouse/db';
+import { Gateways, type Gateway, type GatewaySessions } from '@gatehouse/db';
 import {
   answerLinkCall,
   fetchGatewayRecording,
@@ -99,14 +99,28 @@ export class GatewayLinkBroker {
     return ticket as Ticket & { target: AuthorizedTarget };
   }
 
-  /** Why `gateway` may not reach the device, or undefined when it may. */
-  private async outOfReach(gateway: Gateway, target: AuthorizedTarget): Promise<string | undefined> {
+  /** Why `gateway` may not carry a new connection to the device (for the audit, and for the user), or undefined when it may. */
+  private async outOfReach(gateway: Gateway, target: AuthorizedTarget): Promise<{ reason: string; message: string } | undefined> {
+    // Read at each sign-in, so a gateway's own SSH entry stops taking sessions the moment
+    // it is drained; the gateway itself need not know.
+    if ((await new Gateways(this.services.db).drains()).has(gateway.id)) {
+      return {
+        reason: 'gateway draining',
+        message: `This gateway (${gateway.name}) is draining: it takes no new sessions. Connect to the default gateway, which chooses another gateway for ${target.deviceName}.`,
+      };
+    }
     const { tunnelMode } = await this.settings();
     if (tunnelMode || target.accessType === 'tunnel') {
-      return `${target.deviceName} is reached only through the default gateway (tunnel ${tunnelMode ? 'mode is on' : 'access type'}). Connect to the default gateway instead.`;
+      return {
+        reason: 'outside the gateway segment',
+        message: `${target.deviceName} is reached only through the default gateway (tunnel ${tunnelMode ? 'mode is on' : 'access type'}). Connect to the default gateway instead.`,
+      };
     }
     if (target.segment !== null && target.segment !== gateway.segment) {
-      return `${target.deviceName} is in segment ${target.segment}; this gateway (${gateway.name}) serves ${gateway.segment ?? 'no segment'}. Connect to the default gateway, which chooses one of ${target.segment}.`;
+      return {
+        reason: 'outside the gateway segment',
+        message: `${target.deviceName} is in segment ${target.segment}; this gateway (${gateway.name}) serves ${gateway.segment ?? 'no segment'}. Connect to the default gateway, which chooses one of ${target.segment}.`,
+      };
     }
     return undefined;
   }
@@ -152,10 +166,10 @@ export class GatewayLinkBroker {
             gateway: gateway.name,
             device: decision.target.deviceName,
             segment: decision.target.segment,
-            reason: 'outside the gateway segment',
+            reason: problem.reason,
           },
         });
-        return { allow: false, message: problem };
+        return { allow: false, message: problem.message };
       }
       ticket.target = decision.target;
       return decision;

@@ -1,5 +1,14 @@
-import { ConflictError, DEFAULT_GATEWAY, GatehouseError, selectGateways, type GatewayCandidate } from '@gatehouse/core';
-import { Gateways, type Db, type Gateway, type GatewaySessions, type Settings, type Vault } from '@gatehouse/db';
+import { ConflictError, DEFAULT_GATEWAY, GatehouseError, segmentOf, selectGateways, type GatewayCandidate } from '@gatehouse/core';
+import {
+  Gateways,
+  type Db,
+  type Device,
+  type Gateway,
+  type GatewayDrain,
+  type GatewaySessions,
+  type Settings,
+  type Vault,
+} from '@gatehouse/db';
 import {
   dialFirstReachable,
   endGatewaySession,
@@ -219,28 +228,52 @@ export class GatewayService {
   }
 
   /** The built-in gateway and every registered one, with their live sessions. */
-  async list(): Promise<PresentedGateway[]> {
-    const [gateways, live] = await Promise.all([this.gateways.list(), this.opts.sessions.liveByGateway()]);
-    return [this.presentBuiltIn(live.get(DEFAULT_GATEWAY) ?? 0), ...gateways.map((g) => presentGateway(g, live.get(g.name) ?? 0))];
+  async list(reachedAs?: string): Promise<PresentedGateway[]> {
+    const [gateways, live, drains] = await Promise.all([this.gateways.list(), this.opts.sessions.liveByGateway(), this.gateways.drains()]);
+    return [
+      this.presentBuiltIn(live.get(DEFAULT_GATEWAY) ?? 0, drains.get(DEFAULT_GATEWAY), reachedAs),
+      ...gateways.map((g) => presentGateway(g, live.get(g.name) ?? 0, drains.get(g.id))),
+    ];
   }
 
-  async show(id: string): Promise<PresentedGateway> {
-    const live = await this.opts.sessions.liveByGateway();
-    if (id === DEFAULT_GATEWAY) return this.presentBuiltIn(live.get(DEFAULT_GATEWAY) ?? 0);
+  /** One gateway; `reachedAs` is the host name the caller reached the server by (for the built-in gateway's address). */
+  async show(id: string, reachedAs?: string): Promise<PresentedGateway> {
+    const [live, drains] = await Promise.all([this.opts.sessions.liveByGateway(), this.gateways.drains()]);
+    if (id === DEFAULT_GATEWAY) return this.presentBuiltIn(live.get(DEFAULT_GATEWAY) ?? 0, drains.get(DEFAULT_GATEWAY), reachedAs);
     const g = await this.gateways.get(id);
-    return presentGateway(g, live.get(g.name) ?? 0);
+    return presentGateway(g, live.get(g.name) ?? 0, drains.get(g.id));
   }
 
-  private presentBuiltIn(liveSessions: number): PresentedGateway {
+  /**
+   * The address users should give ssh for the built-in gateway: its listener's, unless that
+   * is a wildcard (0.0.0.0, ::), which nobody can connect to; then the configured public
+   * host (gatewayPublicHost), else the host the caller reached the server by, with the port.
+   */
+  private builtInAddress(reachedAs: string | undefined): string | null {
+    if (!this.builtIn) return null;
+    const { address } = this.builtIn;
+    const colon = address.lastIndexOf(':');
+    const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+    // A Host header is the caller's to choose: only a plain name or address is shown back.
+    const reached = reachedAs?.replace(/^\[|\]$/g, '');
+    const usable = reached !== undefined && /^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/.test(reached) ? reached : undefined;
+    const publicHost = this.opts.services.config.gatewayPublicHost ?? (WILDCARD_HOSTS.has(host) ? usable : undefined);
+    if (publicHost === undefined) return address;
+    return `${publicHost.includes(':') ? `[${publicHost}]` : publicHost}${address.slice(colon)}`;
+  }
+
+  private presentBuiltIn(liveSessions: number, drain: GatewayDrain | undefined, reachedAs: string | undefined): PresentedGateway {
     return {
       id: DEFAULT_GATEWAY,
       name: DEFAULT_GATEWAY,
       builtIn: true,
       segment: null,
-      address: this.builtIn?.address ?? null,
+      address: this.builtInAddress(reachedAs),
       fingerprint: this.builtIn?.hostKeyFingerprint ?? null,
       status: this.builtIn ? 'online' : 'offline',
       statusReason: this.builtIn ? null : 'The built-in gateway is off (gatewayPort 0).',
+      draining: drain !== undefined,
+      drainingSince: drain?.since ?? null,
       lastContactAt: this.builtIn ? new Date().toISOString() : null,
       lastSyncAt: null,
       latencyMs: 0,
@@ -249,6 +282,50 @@ export class GatewayService {
       openRelays: null,
       createdAt: null,
     };
+  }
+
+  /** Every gateway as selection sees it (status, drained), and whether tunnel mode is on. */
+  private async candidates(): Promise<{ candidates: (GatewayCandidate & { gateway?: Gateway })[]; tunnelMode: boolean }> {
+    const [registered, settings, drains] = await Promise.all([this.gateways.list(), this.settings(), this.gateways.drains()]);
+    const candidates: (GatewayCandidate & { gateway?: Gateway })[] = [
+      {
+        name: DEFAULT_GATEWAY,
+        segment: null,
+        status: this.builtIn ? 'online' : 'offline',
+        builtIn: true,
+        draining: drains.has(DEFAULT_GATEWAY),
+      },
+      ...registered.map((g) => ({
+        name: g.name,
+        segment: g.segment,
+        status: g.status,
+        builtIn: false,
+        draining: drains.has(g.id),
+        gateway: g,
+      })),
+    ];
+    return { candidates, tunnelMode: settings.tunnelMode };
+  }
+
+  /**
+   * Whether a new connection to each device would find a gateway now, and if not the
+   * refusal the user would get (the console shows it instead of a Connect that would fail).
+   * A device with a host agent (not revoked) is reached through the agent's link.
+   */
+  async reach(devices: readonly Device[]): Promise<{ deviceId: string; ok: boolean; reason: string | null; message: string | null }[]> {
+    const { candidates, tunnelMode } = await this.candidates();
+    return Promise.all(
+      devices.map(async (d) => {
+        const agent = await this.opts.services.agents.ofDevice(d.id);
+        if (agent && agent.revokedAt === null) return { deviceId: d.id, ok: true, reason: null, message: null };
+        const selection = selectGateways({ name: d.name, segment: segmentOf(d.tags), accessType: d.accessType }, candidates, {
+          tunnelMode,
+        });
+        return selection.ok
+          ? { deviceId: d.id, ok: true, reason: null, message: null }
+          : { deviceId: d.id, ok: false, reason: selection.reason, message: selection.message };
+      }),
+    );
   }
 
   /** The dialer of the built-in gateway: selection by segment, then failover in order. */
@@ -262,13 +339,9 @@ export class GatewayService {
         return opened.ok ? { ok: true, socket: opened.socket, ...via } : { ok: false, reason: opened.reason, ...via };
       }
       const remoteAddress = user.browserAddress ?? socketAddress;
-      const [registered, settings] = await Promise.all([this.gateways.list(), this.settings()]);
-      const candidates: (GatewayCandidate & { gateway?: Gateway })[] = [
-        { name: DEFAULT_GATEWAY, segment: null, status: this.builtIn ? 'online' : 'offline', builtIn: true },
-        ...registered.map((g) => ({ name: g.name, segment: g.segment, status: g.status, builtIn: false, gateway: g })),
-      ];
+      const { candidates, tunnelMode } = await this.candidates();
       const selection = selectGateways({ name: target.deviceName, segment: target.segment, accessType: target.accessType }, candidates, {
-        tunnelMode: settings.tunnelMode,
+        tunnelMode,
       });
       const base = {
         action: 'gateway.select',
@@ -361,6 +434,8 @@ export interface PresentedGateway {
   fingerprint: string | null;
   status: 'unknown' | 'online' | 'offline';
   statusReason: string | null;
+  draining: boolean;
+  drainingSince: string | null;
   lastContactAt: string | null;
   lastSyncAt: string | null;
   latencyMs: number | null;
@@ -370,7 +445,9 @@ export interface PresentedGateway {
   createdAt: string | null;
 }
 
-function presentGateway(g: Gateway, liveSessions: number): PresentedGateway & { publicKey: string } {
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+function presentGateway(g: Gateway, liveSessions: number, drain: GatewayDrain | undefined): PresentedGateway & { publicKey: string } {
   return {
     id: g.id,
     name: g.name,
@@ -381,6 +458,8 @@ function presentGateway(g: Gateway, liveSessions: number): PresentedGateway & { 
     publicKey: g.publicKey,
     status: g.status,
     statusReason: g.statusReason,
+    draining: drain !== undefined,
+    drainingSince: drain?.since ?? null,
     lastContactAt: g.lastContactAt,
     lastSyncAt: g.lastSyncAt,
     latencyMs: g.latencyMs,

@@ -2,6 +2,8 @@ import {
   gateway,
   gatewayCreate,
   gatewayList,
+  gatewayReach,
+  gatewayReachQuery,
   gatewayServerKey,
   gatewaySettings,
   gatewaySettingsUpdate,
@@ -10,11 +12,11 @@ import {
   noContent,
   responses,
 } from '@gatehouse/api';
-import { DEFAULT_GATEWAY, ValidationError } from '@gatehouse/core';
+import { canSeeDevice, DEFAULT_GATEWAY, GatehouseError, ValidationError } from '@gatehouse/core';
 import { parseLinkPublicKey } from '@gatehouse/gateway';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { admins, auditors } from '../../access.js';
+import { admins, auditors, staff } from '../../access.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
 
@@ -40,7 +42,35 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
         response: responses({ 200: gatewayList }),
       },
     },
-    async () => ({ items: await gateways.list(), tunnelMode: (await gateways.settings()).tunnelMode }),
+    async (req) => ({ items: await gateways.list(req.hostname), tunnelMode: (await gateways.settings()).tunnelMode }),
+  );
+
+  r.get(
+    '/gateway-reach',
+    {
+      config: staff,
+      schema: {
+        tags,
+        summary:
+          'Whether a new connection to each device would find a gateway now (segment, status, draining, tunnel mode), and if not the refusal a user would get. Devices the caller may not see are left out',
+        querystring: gatewayReachQuery,
+        response: responses({ 200: gatewayReach }),
+      },
+    },
+    async (req) => {
+      const visibility = req.auth?.visibility;
+      const devices = await Promise.all(
+        [...new Set(req.query.deviceIds)].map((id) =>
+          services.inventory.devices.get(id).catch((error: unknown) => {
+            if (error instanceof GatehouseError && error.code === 'NOT_FOUND') return undefined;
+            throw error;
+          }),
+        ),
+      );
+      // What the caller may not see is left out, as if it did not exist.
+      const visible = devices.flatMap((d) => (d && visibility && canSeeDevice(visibility, d).allow ? [d] : []));
+      return { items: await gateways.reach(visible) };
+    },
   );
 
   r.get(
@@ -91,7 +121,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
   r.get(
     '/gateways/:id',
     { config: auditors, schema: { tags, summary: 'Show a gateway', params: idParams, response: responses({ 200: gateway }) } },
-    async (req) => gateways.show(req.params.id),
+    async (req) => gateways.show(req.params.id, req.hostname),
   );
 
   r.patch(
@@ -165,9 +195,45 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
     },
     async (req) => {
       if (req.params.id !== DEFAULT_GATEWAY) await gateways.health.syncNow(req.params.id);
-      return gateways.show(req.params.id);
+      return gateways.show(req.params.id, req.hostname);
     },
   );
+
+  for (const [verb, draining] of [
+    ['drain', true],
+    ['resume', false],
+  ] as const) {
+    r.post(
+      `/gateways/:id/${verb}`,
+      {
+        config: admins,
+        schema: {
+          tags,
+          summary: draining
+            ? 'Drain a gateway (the built-in one too): it carries no new session, live ones go on, until it is resumed'
+            : 'Resume a drained gateway: it carries new sessions again',
+          params: idParams,
+          response: responses({ 200: gateway }),
+        },
+      },
+      async (req) => {
+        const { id } = req.params;
+        // The built-in gateway has no row; a registered one must exist (404 otherwise).
+        const name = id === DEFAULT_GATEWAY ? DEFAULT_GATEWAY : (await gateways.gateways.get(id)).name;
+        await services.withAudit(req, async (tx, audit) => {
+          const changed = draining ? await tx.gateways.drain(id, req.auth?.user.username ?? null) : await tx.gateways.resume(id);
+          audit({
+            action: `gateway.${verb}`,
+            outcome: 'success',
+            targetType: 'gateway',
+            targetId: id,
+            details: { name, changed },
+          });
+        });
+        return gateways.show(id, req.hostname);
+      },
+    );
+  }
 
   r.get(
     '/gateway-settings',
