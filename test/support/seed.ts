@@ -20,6 +20,8 @@ export interface SeedDevice {
   projectId: string;
   name: string;
   protocols: string[];
+  /** Its tags (a `gateway-…` tag puts it in that segment). */
+  tags?: string[];
   /** A port, or a URL with one (`vnc://127.0.0.1:5901`). */
   urlPort: string | number;
   account: { username: string; password?: string; privateKey?: string };

@@ -9,6 +9,7 @@ import type {
   Device,
   DesktopStart,
   DeviceAccess,
+  GatewayReach,
   Project,
   RevealedAccount,
 } from '@gatehouse/api';
@@ -35,6 +36,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
   const [access, setAccess] = useState<DeviceAccess | null>(null);
   const [accessError, setAccessError] = useState<unknown>(null);
   const [preset, setPreset] = useState<RunbookPreset | null>(null);
+  const [reach, setReach] = useState<GatewayReach['items'][number] | null>(null);
   const [, navigate] = useLocation();
   const isAdmin = user.role === 'admin';
   // Operators and administrators connect; the gateway decides per account (grants).
@@ -64,6 +66,14 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
       (e: unknown) => setAccessError(e),
     );
   }, [id, reload, device?.maintenanceRequired]);
+
+  // Whether a gateway can carry a connection now; a failure to ask leaves Connect as it is.
+  useEffect(() => {
+    api<GatewayReach>('GET', `/gateway-reach?deviceIds=${encodeURIComponent(id)}`).then(
+      (r) => setReach(r.items[0] ?? null),
+      () => setReach(null),
+    );
+  }, [id, reload, device?.tags, device?.accessType]);
 
   if (error && !device) {
     return (
@@ -160,6 +170,12 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
           </Link>
         </p>
       ) : null}
+      {canConnect && reach && !reach.ok ? (
+        <p className="refusal" id="gateway-refusal" role="status">
+          <strong>No gateway can reach this device now.</strong> {reach.message}
+          {user.role === 'admin' ? <Link href="/gateways">Gateways</Link> : null}
+        </p>
+      ) : null}
       {accounts && accounts.length === 0 && !adding ? (
         <Empty title="No accounts on this device">
           {isAdmin ? <p>Add the account the gateway signs in with: “Add account”.</p> : null}
@@ -175,6 +191,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
               canConnect={canConnect}
               desktops={device.protocols.filter((p): p is DesktopProtocol => p === 'vnc' || p === 'rdp')}
               refused={access?.mayConnectNow === false}
+              unreachable={reach?.ok === false}
               onChanged={() => setReload((n) => n + 1)}
               onRotate={isAdmin ? () => setPreset({ runbook: 'ResetAccess', inputs: { account: a.username }, key: Date.now() }) : undefined}
             />
@@ -244,6 +261,7 @@ function AccountRow({
   canConnect,
   desktops,
   refused,
+  unreachable,
   onChanged,
   onRotate,
 }: {
@@ -254,6 +272,8 @@ function AccountRow({
   desktops: DesktopProtocol[];
   /** No open maintenance window lets the viewer in: the refusal (#connect-refusal) describes the Connect link. */
   refused: boolean;
+  /** No gateway can carry a connection now: #gateway-refusal says why, and Connect is no longer the main action. */
+  unreachable: boolean;
   onChanged: () => void;
   /** Administrators: ResetAccess for this account in the Runbooks panel (a dry run first). */
   onRotate?: (() => void) | undefined;
@@ -280,6 +300,8 @@ function AccountRow({
     return () => clearTimeout(t);
   }, [revealed]);
 
+  const connectClass = unreachable ? 'button' : 'button primary';
+  const describedBy = [refused ? 'connect-refusal' : '', unreachable ? 'gateway-refusal' : ''].filter(Boolean).join(' ') || undefined;
   const kinds = [
     account.password ? 'password' : null,
     account.privateKey ? 'private key' : null,
@@ -291,9 +313,9 @@ function AccountRow({
         <strong className="mono">{account.username}</strong>
         {canConnect ? (
           <Link
-            className="button primary"
+            className={connectClass}
             href={`/devices/${account.deviceId}/terminal?account=${account.id}`}
-            aria-describedby={refused ? 'connect-refusal' : undefined}
+            aria-describedby={describedBy}
           >
             Open terminal
           </Link>
@@ -302,9 +324,9 @@ function AccountRow({
           ? desktops.map((p) => (
               <Link
                 key={p}
-                className="button primary"
+                className={connectClass}
                 href={`/devices/${account.deviceId}/desktop?account=${account.id}&protocol=${p}`}
-                aria-describedby={refused ? 'connect-refusal' : undefined}
+                aria-describedby={describedBy}
               >
                 {desktops.length > 1 ? `Open desktop (${p.toUpperCase()})` : 'Open desktop'}
               </Link>

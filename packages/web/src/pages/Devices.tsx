@@ -1,9 +1,9 @@
 import { useEffect, useState } from 'react';
 import { Link, useSearch } from 'wouter';
-import type { DeviceList, DeviceSort, Project } from '@gatehouse/api';
+import type { DeviceList, DeviceSort, GatewayReach, Project } from '@gatehouse/api';
 import { api, query, type User } from '../api.js';
 import { DeviceForm } from './DeviceForm.js';
-import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, useDebounced, usePageOffset } from '../ui.js';
+import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced, usePageOffset } from '../ui.js';
 
 const PAGE_SIZE = 50;
 
@@ -23,6 +23,7 @@ export function Devices({ user }: { user: User }) {
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
   const [reload, setReload] = useState(0);
+  const [unreachable, setUnreachable] = useState<Map<string, string>>(new Map());
   const searched = useDebounced(search.trim(), 250);
 
   useEffect(() => {
@@ -54,6 +55,20 @@ export function Devices({ user }: { user: User }) {
       current = false;
     };
   }, [searched, projectId, sort, offset, reload]);
+
+  // Which devices of the page no gateway can reach now (a segment with no online gateway, all drained, …).
+  useEffect(() => {
+    const ids = (page?.items ?? []).map((d) => d.id);
+    if (ids.length === 0) return;
+    let current = true;
+    api<GatewayReach>('GET', `/gateway-reach${query({ deviceIds: ids.join(',') })}`).then(
+      (r) => current && setUnreachable(new Map(r.items.flatMap((i) => (i.ok ? [] : [[i.deviceId, i.message ?? '']])))),
+      () => current && setUnreachable(new Map()),
+    );
+    return () => {
+      current = false;
+    };
+  }, [page]);
 
   const projectName = new Map(projects.map((p) => [p.id, p.name]));
   const sortBy = (column: 'name' | 'createdAt') => setSort((s) => (s === column ? (`-${column}` as DeviceSort) : column));
@@ -93,7 +108,7 @@ export function Devices({ user }: { user: User }) {
         />
       ) : null}
       <div className="toolbar" role="search">
-        <label className="inline">
+        <label className="inline search">
           <span className="visually-hidden">Search devices</span>
           <input
             type="search"
@@ -168,6 +183,12 @@ export function Devices({ user }: { user: User }) {
                 <tr key={d.id}>
                   <td>
                     <Link href={`/devices/${d.id}`}>{d.name}</Link>
+                    {unreachable.has(d.id) ? (
+                      <>
+                        {' '}
+                        <StatusBadge status="unreachable" label="no gateway" title={unreachable.get(d.id)} />
+                      </>
+                    ) : null}
                   </td>
                   <td>{projectName.get(d.projectId) ?? '…'}</td>
                   <td className="mono">{d.privateIp ?? d.publicIp ?? d.urlPort ?? '—'}</td>

@@ -30,6 +30,24 @@ export function Gateways({ user }: { user: User }) {
     };
   }, [tick]);
 
+  /** Drains or resumes a gateway after the administrator confirms what it does. */
+  const setDraining = async (g: Gateway, draining: boolean) => {
+    const question = draining
+      ? `Drain ${g.name}? No new session will go through it; its ${g.liveSessions} live ${g.liveSessions === 1 ? 'session goes' : 'sessions go'} on. ` +
+        (g.builtIn
+          ? 'Devices of no segment go through the other gateways; tunnel-mode connections are refused until you resume it.'
+          : 'Its segment fails over to its other gateways; with none left, connections are refused until you resume it.')
+      : `Resume ${g.name}? It takes new sessions again.`;
+    if (!window.confirm(question)) return;
+    try {
+      const changed = await api<Gateway>('POST', `/gateways/${encodeURIComponent(g.id)}/${draining ? 'drain' : 'resume'}`);
+      setItems((list) => list && list.map((i) => (i.id === changed.id ? changed : i)));
+      setError(null);
+    } catch (e) {
+      setError(e);
+    }
+  };
+
   /** Shown at once, saved, and put back with the reason if the server refuses. */
   const saveSettings = async (change: GatewaySettingsUpdate) => {
     const before = settings;
@@ -72,6 +90,7 @@ export function Gateways({ user }: { user: User }) {
               <th className="hide-narrow">Latency</th>
               <th className="hide-narrow">Version</th>
               <th>Live sessions</th>
+              {isAdmin ? <th aria-label="Actions" /> : null}
             </tr>
           </thead>
           <tbody>
@@ -85,18 +104,40 @@ export function Gateways({ user }: { user: User }) {
                 <td>{g.segment ? <span className="tag segment">{g.segment}</span> : <span className="muted">any</span>}</td>
                 <td>
                   <StatusBadge status={g.status} title={g.statusReason} />
+                  {g.draining ? (
+                    <>
+                      {' '}
+                      <StatusBadge status="draining" title="No new session goes through it; live ones go on." />
+                    </>
+                  ) : null}
                   {g.status !== 'online' && g.statusReason ? <div className="small muted">{g.statusReason}</div> : null}
+                  {g.draining ? (
+                    <div className="small muted">No new sessions since {new Date(g.drainingSince ?? '').toLocaleString()}</div>
+                  ) : null}
                 </td>
                 <td className="hide-narrow">
-                  {/* The built-in gateway is this process: it is never synced, it is simply up. */}
-                  {g.builtIn ? <span className="muted">in process</span> : <Ago at={g.lastSyncAt ?? g.lastContactAt} />}
+                  {/* The built-in gateway is part of the server process: there is nothing to sync. */}
+                  {g.builtIn ? (
+                    <span className="muted" title="The built-in gateway runs inside the server: its status is always current.">
+                      not needed (built into the server)
+                    </span>
+                  ) : (
+                    <Ago at={g.lastSyncAt ?? g.lastContactAt} />
+                  )}
                 </td>
                 <td className="hide-narrow">{g.latencyMs === null ? '—' : `${g.latencyMs} ms`}</td>
                 <td className="hide-narrow">{g.version ?? '—'}</td>
                 <td>{g.liveSessions}</td>
+                {isAdmin ? (
+                  <td>
+                    <button type="button" className="small" onClick={() => void setDraining(g, !g.draining)}>
+                      {g.draining ? 'Resume' : 'Drain'}
+                    </button>
+                  </td>
+                ) : null}
               </tr>
             ))}
-            <SkeletonRows rows={2} columns={7} loading={items === null} />
+            <SkeletonRows rows={2} columns={isAdmin ? 8 : 7} loading={items === null} />
           </tbody>
         </table>
       </div>
