@@ -9,8 +9,9 @@ const PAGE_SIZE = 50;
 /** noVNC is loaded only when a desktop recording is opened. */
 const DesktopPlayer = lazy(() => import('./desktop/DesktopPlayer.js').then((m) => ({ default: m.DesktopPlayer })));
 
-function duration(s: GatewaySession): string {
-  const ms = (s.endedAt ? Date.parse(s.endedAt) : Date.now()) - Date.parse(s.startedAt);
+/** How long a session lasted, or has lasted until `now` while it is live. */
+function duration(s: GatewaySession, now: number): string {
+  const ms = (s.endedAt ? Date.parse(s.endedAt) : now) - Date.parse(s.startedAt);
   const seconds = Math.round(ms / 1000);
   return seconds < 60
     ? `${seconds} s`
@@ -75,6 +76,16 @@ export function Sessions({ user }: { user: User }) {
       clearTimeout(t);
     };
   }, [filters, offset, tick]);
+
+  // A live row's duration ticks every second between the list's refreshes.
+  const [now, setNow] = useState(Date.now);
+  const anyLive = page?.items.some((s) => s.result === 'active') ?? false;
+  useEffect(() => {
+    if (!anyLive) return;
+    setNow(Date.now());
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, [anyLive, page]);
 
   const total = page?.total ?? 0;
   const own = user.role === 'operator';
@@ -183,7 +194,7 @@ export function Sessions({ user }: { user: User }) {
                       title={s.reason}
                     />
                   </td>
-                  <td className="hide-narrow">{duration(s)}</td>
+                  <td className="hide-narrow">{duration(s, now)}</td>
                   <td className="hide-narrow">
                     {size(s.bytesIn)} / {size(s.bytesOut)}
                   </td>
