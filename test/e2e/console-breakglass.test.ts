@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
+import { launchChromium, newPage, openSystemPage, screenshot, signIn } from '../support/browser.js';
 import { ageKeygen } from '../support/breakglass-e2e.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteContainerSas, startAzurite, startS3rver, type RunningPeer } from '../support/storage.js';
@@ -72,9 +72,13 @@ describe('web console: break glass', () => {
   });
 
   it('tests S3 settings stage by stage, then a wrong key fails the authentication stage with its reason', async () => {
-    await page.getByRole('link', { name: 'Break glass' }).click();
+    await openSystemPage(page, 'Break glass backup');
     await page.getByRole('heading', { name: 'Break glass backup' }).waitFor();
     await page.getByText('No runs yet').waitFor();
+    // Nothing saved yet: Run now says why it cannot start.
+    const runNow = page.getByRole('button', { name: 'Run now' });
+    expect(await runNow.isDisabled()).toBe(true);
+    expect(await page.locator('#run-now-why').textContent()).toBe('Save the settings first: a run uses the saved settings.');
     await screenshot(page, '20-breakglass-empty');
 
     // The documented S3 fields, in order.
@@ -86,8 +90,10 @@ describe('web console: break glass', () => {
     await page.getByLabel('Secret key', { exact: true }).fill(S3_SECRET);
     await page.getByLabel('Bucket name', { exact: true }).fill('breakglass');
     await page.getByLabel('Protocol', { exact: true }).selectOption('http');
+    await page.locator('[data-warning="http"]').getByText('HTTP is not encrypted').waitFor();
     await page.getByLabel('URL', { exact: true }).fill(s3.endpoint);
     await page.getByLabel('Age recipients', { exact: true }).fill(recipient);
+    expect(await page.getByTestId('sealed-by').textContent()).toMatch(/^Sealed with age to 1 recipient:/);
     await page.getByText('Advanced').click();
     await page.getByLabel(/Path-style/).check();
 
@@ -143,6 +149,11 @@ describe('web console: break glass', () => {
     await row.getByText('succeeded').waitFor();
     expect(await row.textContent()).toContain('manual');
     await screenshot(page, '23-breakglass-s3-run');
+    // The save's Test stays shown, with its time, after a reload.
+    await page.reload();
+    await page.locator('[aria-label="Test result"] .test-time time').waitFor();
+    await page.getByText('The key has more rights than it needs').waitFor();
+    expect(await page.locator('#run-now-why').count()).toBe(0);
   });
 
   it('asks for the secret again, next to its field, when the destination changes', async () => {
@@ -163,7 +174,7 @@ describe('web console: break glass', () => {
   });
 
   it('fills the Blob fields from a pasted connection string; Azurite passes, a wrong key fails authentication', async () => {
-    await page.getByLabel('Blob', { exact: true }).check();
+    await page.getByLabel('Azure Blob', { exact: true }).check();
     const labels = await page.locator('[data-provider="blob"] label').allTextContents();
     expect(labels).toEqual([
       'Paste an Azure connection string',
@@ -280,7 +291,7 @@ describe('web console: break glass', () => {
     const second = await launchChromium(mounted.certFile);
     const { page: view } = await newPage(await second.newContext({ viewport: { width: 1280, height: 900 } }));
     await signIn(view, mounted.url, 'admin', ADMIN_PASSWORD);
-    await view.getByRole('link', { name: 'Break glass' }).click();
+    await openSystemPage(view, 'Break glass backup');
     await view.getByText('come from a mounted secret').waitFor();
     expect(await view.getByLabel('Execute time', { exact: true }).inputValue()).toBe('04:30');
     expect(await view.getByLabel('Execute time', { exact: true }).isDisabled()).toBe(true);

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ageKeygen, RestartableS3rver, runBreakGlassExport, s3rverBreakGlassSettings } from '../support/breakglass-e2e.js';
-import { launchChromium, screenshot, signedInPage } from '../support/browser.js';
+import { launchChromium, openSystemPage, screenshot, signedInPage } from '../support/browser.js';
 import { seedDevice, setupAdminToken } from '../support/seed.js';
 import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort, generateKeyPair, TestSshd } from '../support/sshd.js';
@@ -256,7 +256,7 @@ describe('web console: runbooks', () => {
     }
 
     const admin = await signedInPage(browser, server.url, 'admin', ADMIN_PASSWORD, problems);
-    await admin.getByRole('link', { name: 'Break glass' }).click();
+    await openSystemPage(admin, 'Break glass backup');
     const section = admin.getByRole('region', { name: 'Rotate credentials from an export' });
     await section.getByRole('button', { name: 'Rotate credentials from this export' }).click();
     await section.getByText('Dry run finished.').waitFor({ timeout: 60_000 });

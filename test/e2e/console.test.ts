@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as OTPAuth from 'otpauth';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, newPage, screenshot } from '../support/browser.js';
+import { launchChromium, newPage, openSystemPage, screenshot } from '../support/browser.js';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort } from '../support/sshd.js';
@@ -109,7 +109,9 @@ describe('web console', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Devices' }).waitFor();
 
-    await page.getByRole('link', { name: `${ADMIN} (admin)` }).click();
+    // An administrator without an authenticator is nudged to set one up, on every page but Account.
+    await page.getByTestId('totp-nudge').getByRole('link', { name: 'Set one up on your account page' }).click();
+    expect(await page.getByTestId('totp-nudge').count()).toBe(0);
     await page.getByRole('button', { name: 'Set up authenticator' }).click();
     await page.getByAltText('QR code of the authenticator key').waitFor();
     const secret = (await page.getByRole('form', { name: 'Confirm authenticator' }).locator('pre').textContent())?.trim() ?? '';
@@ -136,6 +138,7 @@ describe('web console', () => {
     await page.getByRole('button', { name: 'Verify code' }).click();
     await page.getByRole('heading', { name: 'Devices' }).waitFor();
     await page.getByText('No projects yet').waitFor();
+    expect(await page.getByTestId('totp-nudge').count()).toBe(0);
     await screenshot(page, '05-devices-empty');
 
     const session = (await context.cookies()).find((c) => c.name === 'gh_session');
@@ -243,6 +246,15 @@ describe('web console', () => {
   it('imports a CSV after a preview that lists every bad row first, writing nothing until then', async () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).click();
     await page.getByRole('link', { name: 'Import…' }).click();
+    // The sample CSV has every column the importer reads, and its two rows pass the check.
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'Download a sample CSV' }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe('gatehouse-import-sample.csv');
+    const sample = { name: download.suggestedFilename(), mimeType: 'text/csv', buffer: readFileSync(await download.path()) };
+    await page.getByLabel('Inventory file').setInputFiles(sample);
+    await page.getByRole('region', { name: 'Preview' }).getByText('gatehouse-import-sample.csv is valid: 2 rows').waitFor();
     const header =
       'project,device,provider,protocols,public_ip,private_ip,url_port,access_type,tags,account,password,private_key,pem_file_name,passphrase,extra_credential';
     const bad = [
@@ -275,7 +287,7 @@ describe('web console', () => {
   });
 
   it('creates an operator, grants a project, and disables and enables the user', async () => {
-    await page.getByRole('link', { name: 'Users' }).click();
+    await openSystemPage(page, 'Users and roles');
     await page.getByRole('button', { name: 'New user' }).click();
     await page.getByLabel('User name').fill('olga');
     await page.getByLabel('Initial password').fill('short');
@@ -304,7 +316,7 @@ describe('web console', () => {
   });
 
   it('registers a gateway with the key it printed and shows it online; tunnel mode is a switch', async () => {
-    await page.getByRole('link', { name: 'Gateways' }).click();
+    await openSystemPage(page, 'Gateways');
     await page.locator('tr[data-gateway="default"]').getByText('online').waitFor();
     await screenshot(page, '11-gateways');
     await page.getByRole('button', { name: 'Register gateway' }).click();

@@ -138,3 +138,10 @@ function decodePng(png: Buffer): { width: number; height: number; channels: numb
   }
   return { width, height, channels, pixels };
 }
+
+/** Opens a page of the top bar's "System management" menu (Users and roles, Gateways, Break glass backup). */
+export async function openSystemPage(page: Page, name: string): Promise<void> {
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByText('System management').click();
+  await nav.getByRole('link', { name, exact: true }).click();
+}

@@ -43,12 +43,16 @@ const NAV: { href: string; label: string; roles: Roles }[] = [
   { href: '/devices', label: 'Devices', roles: everyRole },
   { href: '/projects', label: 'Projects', roles: everyRole },
   { href: '/requests', label: 'Requests', roles: everyRole },
-  { href: '/gateways', label: 'Gateways', roles: oversight },
   { href: '/sessions', label: 'Sessions', roles: everyRole },
   { href: '/audit', label: 'Audit log', roles: oversight },
-  { href: '/breakglass', label: 'Break glass', roles: oversight },
   { href: '/runbooks', label: 'Runbooks', roles: adminsOnly },
-  { href: '/users', label: 'Users', roles: adminsOnly },
+];
+
+/** The "System management" menu (spec/001: System management > Break glass backup). */
+const SYSTEM_NAV: typeof NAV = [
+  { href: '/users', label: 'Users and roles', roles: adminsOnly },
+  { href: '/gateways', label: 'Gateways', roles: oversight },
+  { href: '/breakglass', label: 'Break glass backup', roles: oversight },
 ];
 
 /** A page the user's role may not use is never rendered: it goes to the device list instead. */
@@ -126,6 +130,8 @@ export function App() {
 function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Promise<void>; onChanged: () => void }) {
   const [location] = useLocation();
   const nav = NAV.filter((n) => n.roles.includes(user.role));
+  const system = SYSTEM_NAV.filter((n) => n.roles.includes(user.role));
+  const here = (href: string) => location.startsWith(href);
   const requestCount = useRequestCount(location);
   return (
     <div className="shell">
@@ -150,6 +156,24 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
               ) : null}
             </Link>
           ))}
+          {system.length > 0 ? (
+            // Keyed by the location: a link followed closes the menu.
+            <details key={location} className={system.some((n) => here(n.href)) ? 'nav-group active' : 'nav-group'}>
+              <summary>System management</summary>
+              <div className="nav-menu">
+                {system.map((n) => (
+                  <Link
+                    key={n.href}
+                    href={n.href}
+                    className={here(n.href) ? 'active' : ''}
+                    aria-current={here(n.href) ? 'page' : undefined}
+                  >
+                    {n.label}
+                  </Link>
+                ))}
+              </div>
+            </details>
+          ) : null}
         </nav>
         <span className="who">
           <Link href="/account" className="account-link">
@@ -161,6 +185,12 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
         </span>
       </header>
       <main id="main" tabIndex={-1}>
+        {user.role === 'admin' && !user.totpEnabled && !here('/account') ? (
+          <p className="notice" role="status" data-testid="totp-nudge">
+            You have no authenticator: your password alone guards every credential here.{' '}
+            <Link href="/account">Set one up on your account page</Link>.
+          </p>
+        ) : null}
         <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
           <Switch>
             <Route path="/devices">

@@ -5,7 +5,7 @@ import { ErrorNote, PageHeader } from '../ui.js';
 import { Advanced } from './breakglass/Advanced.js';
 import { Destination, ProviderChoice } from './breakglass/Destination.js';
 import { bodyOf, EMPTY, formOf, type Form } from './breakglass/form.js';
-import { Recipients } from './breakglass/Recipients.js';
+import { Sealing } from './breakglass/Sealing.js';
 import { RunHistory, RunProgress, useRuns } from './breakglass/Runs.js';
 import { BreakglassRotation } from './runbooks/BreakglassRotation.js';
 import { Schedule } from './breakglass/Schedule.js';
@@ -17,8 +17,9 @@ type View = BreakGlassSettingsView;
 
 /**
  * System management → Break glass backup, laid out as in spec/001: the remote storage
- * provider and its fields, the time zone, age recipients and the manifest signing key; Test
- * shows the three stages as each completes, Run now shows the run's progress, and the
+ * provider and its fields, the time zone, what seals the file (age recipients or a
+ * passphrase) and the manifest signing key; Test shows the three stages as each completes
+ * and the last Test stays shown with its time, Run now shows the run's progress, and the
  * history lists every run. Settings from a mounted secret are shown read-only.
  */
 export function BreakGlass({ user }: { user: User }) {
@@ -105,6 +106,13 @@ export function BreakGlass({ user }: { user: User }) {
     );
   }
   const section: SectionProps = { form, set, error, readOnly };
+  /** Why Run now cannot start, said next to it. */
+  const runBlocked =
+    view.settings === null
+      ? 'Save the settings first: a run uses the saved settings.'
+      : current?.result === 'running'
+        ? 'A run is in progress.'
+        : null;
 
   return (
     <section aria-labelledby="breakglass-title">
@@ -147,11 +155,11 @@ export function BreakGlass({ user }: { user: User }) {
         <ProviderChoice {...section} />
         <Schedule {...section} />
         <Destination {...section} settings={view.settings} update={(patch) => setForm((f) => ({ ...f, ...patch }))} />
-        <Recipients {...section} />
-        <Advanced {...section} plaintextAllowed={view.serverAllows.plaintext} />
+        <Sealing {...section} plaintextAllowed={view.serverAllows.plaintext} />
+        <Advanced {...section} />
         <ErrorNote error={error?.issues.every((i) => (i.path.split(/[.[]/)[0] ?? '') in form) && error.issues.length > 0 ? null : error} />
         {saved ? <p className="saved">{saved}</p> : null}
-        {check.stages ? <TestResult stages={check.stages} report={check.report} running={busy === 'test'} /> : null}
+        {check.stages ? <TestResult stages={check.stages} report={check.report} at={check.at} running={busy === 'test'} /> : null}
         {isAdmin ? (
           <div className="actions">
             <button type="submit" className="primary" disabled={readOnly || busy !== null}>
@@ -163,10 +171,16 @@ export function BreakGlass({ user }: { user: User }) {
             <button
               type="button"
               onClick={() => void runNow()}
-              disabled={busy !== null || view.settings === null || current?.result === 'running'}
+              disabled={busy !== null || runBlocked !== null}
+              aria-describedby="run-now-why"
             >
               Run now
             </button>
+            {runBlocked ? (
+              <span className="hint" id="run-now-why">
+                {runBlocked}
+              </span>
+            ) : null}
           </div>
         ) : null}
       </form>

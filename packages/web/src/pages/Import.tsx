@@ -3,6 +3,7 @@ import { useState } from 'react';
 import { Link } from 'wouter';
 import { api, ApiError, RawBody } from '../api.js';
 import { ErrorNote, PageHeader } from '../ui.js';
+import { sampleCsv } from './import-sample.js';
 
 /** Sends the file as it is (CSV as text/csv, JSON as JSON): the API parses and checks it. */
 const importFile = (text: string, csv: boolean, dryRun: boolean) =>
@@ -62,6 +63,16 @@ export function Import() {
         </code>
         . A row whose secret is <code>********</code> keeps the stored value. The file is checked first; nothing is written until you import
         it.
+      </p>
+      <p>
+        <a
+          className="button"
+          href={`data:text/csv;charset=utf-8,${encodeURIComponent(sampleCsv())}`}
+          download="gatehouse-import-sample.csv"
+        >
+          Download a sample CSV
+        </a>{' '}
+        <span className="muted">every column, two example rows to replace with your own</span>
       </p>
       <div className="card">
         <label className="field">

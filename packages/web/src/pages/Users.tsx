@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'react';
+import { Link } from 'wouter';
 import type {
   Device,
   DeviceList,
@@ -126,6 +127,7 @@ export function Users({ user: me }: { user: User }) {
                     <Ago at={u.lastLoginAt} />
                   </td>
                   <td className="row-actions">
+                    {self ? <Link href="/account">{u.totpEnabled ? 'Your account' : 'Set up your authenticator'}</Link> : null}
                     {!self ? (
                       <button type="button" className="link" onClick={() => void change(u, { disabled: !u.disabled })}>
                         {u.disabled ? 'Enable' : 'Disable'}

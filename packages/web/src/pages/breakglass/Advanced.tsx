@@ -1,13 +1,13 @@
-import { FieldError, fieldOf, secretHint, type SectionProps } from './section.js';
+import { FieldError, fieldOf, type SectionProps } from './section.js';
 
-/** The folded-away settings: prefix, addressing, encryption, CA bundle and the alert webhook. */
-export function Advanced(props: SectionProps & { plaintextAllowed: boolean }) {
-  const { form, set, error, readOnly, plaintextAllowed } = props;
+/** The folded-away settings: prefix, addressing, CA bundle and the alert webhook. */
+export function Advanced(props: SectionProps) {
+  const { form, set, error, readOnly } = props;
   const field = fieldOf(props);
   return (
     <details className="advanced">
       <summary>Advanced</summary>
-      <div className="form-grid">
+      <div className="form-grid even">
         {field('Object name prefix', 'prefix', { hint: 'The "folder" in the bucket; the writer policy is scoped to it.' })}
         {form.provider === 's3' ? (
           <>
@@ -33,20 +33,6 @@ export function Advanced(props: SectionProps & { plaintextAllowed: boolean }) {
             })}
           </>
         )}
-        <div className="field">
-          <label htmlFor="encryption">Encryption</label>
-          <select id="encryption" value={form.encryption} disabled={readOnly} onChange={(e) => set('encryption')(e.target.value)}>
-            <option value="age">age, to the recipients</option>
-            <option value="passphrase">age, with a passphrase</option>
-            <option value="none" disabled={!plaintextAllowed && form.encryption !== 'none'}>
-              {plaintextAllowed
-                ? 'none (not recommended)'
-                : 'none (not allowed: only the server setting breakglassAllowPlaintext allows it)'}
-            </option>
-          </select>
-          <FieldError error={error} name="encryption" label="Encryption" />
-        </div>
-        {form.encryption === 'passphrase' ? field('Passphrase', 'passphrase', { type: 'password', hint: secretHint }) : null}
         {field('CA bundle (PEM)', 'caBundle', { multiline: true, hint: 'Extra certificates to trust for a private endpoint.' })}
         {field('Alert webhook URL', 'alertWebhookUrl', {
           type: 'password',

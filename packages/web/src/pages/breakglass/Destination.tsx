@@ -4,7 +4,7 @@ import type { ApiError } from '../../api.js';
 import { destinationChanged, formOf, fromConnectionString, MASK, type Form } from './form.js';
 import { fieldOf, secretHint, type SectionProps } from './section.js';
 
-/** The remote storage provider: S3 or Azure Blob. */
+/** The remote storage provider: S3 (or S3-compatible) or Azure Blob. */
 export function ProviderChoice({ form, set, readOnly }: SectionProps) {
   return (
     <fieldset className="field" disabled={readOnly}>
@@ -13,7 +13,7 @@ export function ProviderChoice({ form, set, readOnly }: SectionProps) {
         {(['s3', 'blob'] as const).map((p) => (
           <label key={p} className="check">
             <input type="radio" name="provider" checked={form.provider === p} onChange={() => set('provider')(p)} />{' '}
-            {p === 's3' ? 'S3' : 'Blob'}
+            {p === 's3' ? 'S3' : 'Azure Blob'}
           </label>
         ))}
       </div>
@@ -50,9 +50,15 @@ export function Destination(
       error={props.error}
     />
   );
+  const httpWarning =
+    form.protocol === 'http' ? (
+      <p className="warning wide" role="alert" data-warning="http">
+        HTTP is not encrypted: anyone on the network path can read and change the requests. Use HTTPS unless this is a local test server.
+      </p>
+    ) : null;
 
   return form.provider === 's3' ? (
-    <div className="form-grid" data-provider="s3">
+    <div className="form-grid even" data-provider="s3">
       {field('Access key ID', 'accessKeyId', {
         hint:
           form.credentials === 'default'
@@ -68,11 +74,12 @@ export function Destination(
       })}
       {field('Bucket name', 'bucket', { required: true })}
       {protocol}
+      {httpWarning}
       {field('URL', 'url', { hint: 'The S3 endpoint (host[:port]); empty for AWS.', placeholder: 's3.example.com' })}
       {field('Region', 'region', { placeholder: 'us-east-1' })}
     </div>
   ) : (
-    <div className="form-grid" data-provider="blob">
+    <div className="form-grid even" data-provider="blob">
       <div className="field wide">
         <label htmlFor="connection-string">Paste an Azure connection string</label>
         {/* It holds the account key or SAS: masked like them. */}
@@ -111,6 +118,7 @@ export function Destination(
       })}
       {field('Container name', 'container', { required: true })}
       {protocol}
+      {httpWarning}
       {field('Endpoint suffix', 'endpointSuffix', { placeholder: 'core.windows.net' })}
     </div>
   );

@@ -12,7 +12,7 @@ const TIME_ZONES: string[] = (() => {
 export function Schedule(props: SectionProps) {
   const field = fieldOf(props);
   return (
-    <div className="form-grid">
+    <div className="form-grid even">
       {field('Execute time', 'executeTime', { hint: 'Daily, as HH:mm.', required: true, placeholder: '03:00' })}
       {field('Time zone', 'timeZone', { list: 'time-zones', hint: 'The execute time is in this zone.' })}
       <datalist id="time-zones">
