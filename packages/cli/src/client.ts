@@ -3,7 +3,7 @@ import { request } from 'node:https';
 import tls from 'node:tls';
 import path from 'node:path';
 import { GatehouseError, isErrorCode, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
-import { credentialsFile, profileChosen, profileName, readProfiles, sameServer } from './profiles.js';
+import { credentialsFile, profileChosen, profileName, readProfiles } from './profiles.js';
 
 export { credentialsFile } from './profiles.js';
 
@@ -59,8 +59,7 @@ export class ApiClient {
 
   /**
    * What is given wins: --url, --ca and --data-dir over the environment, the environment
-   * over the saved profile. The profile's token and CA belong to its server: they are used
-   * only when the URL is the profile's.
+   * over the saved profile (a server restarted on another port keeps its profile's token).
    */
   constructor(opts: ClientOptions) {
     this.profile = profileName(opts.profile);
@@ -74,14 +73,9 @@ export class ApiClient {
     // The same default port as the server: 443 as root, 8443 otherwise.
     const local = `https://127.0.0.1:${process.getuid?.() === 0 ? 443 : 8443}`;
     this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? saved.url ?? local).replace(/\/$/, '');
-    const own = saved.url !== undefined && sameServer(saved.url, this.url);
-    this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? (own ? saved.token : undefined);
+    this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? saved.token;
     this.caFile =
-      opts.ca ??
-      certOf(opts.dataDir) ??
-      process.env.GATEHOUSE_CA ??
-      (own ? saved.ca : undefined) ??
-      certOf(process.env.GATEHOUSE_DATA_DIR ?? './data');
+      opts.ca ?? certOf(opts.dataDir) ?? process.env.GATEHOUSE_CA ?? saved.ca ?? certOf(process.env.GATEHOUSE_DATA_DIR ?? './data');
     this.ca = this.caFile ? readFileSync(this.caFile, 'utf8') : undefined;
   }
 
