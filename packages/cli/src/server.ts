@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Option, type Command } from 'commander';
 
 interface ServerFlags {
@@ -7,6 +8,7 @@ interface ServerFlags {
   config?: string;
   databaseUrl?: string;
   logLevel?: string;
+  logFormat?: string;
   gatewayPort?: string;
   vncPort?: string;
   agentPort?: string;
@@ -41,10 +43,27 @@ export function serverCommand(program: Command): void {
       '--rdp-port <port>',
       "port of the built-in gateway's tunnel for gatehouse rdp (native RDP clients), 0 to turn it off (env GATEHOUSE_RDP_PORT; default 7994)",
     )
-    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(
+      new Option('--log-level <level>', 'log level (env GATEHOUSE_LOG_LEVEL; default info; debug adds a line per request)').choices([
+        'fatal',
+        'error',
+        'warn',
+        'info',
+        'debug',
+        'trace',
+        'silent',
+      ]),
+    )
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'text: readable lines; json: JSON lines with every request (env GATEHOUSE_LOG_FORMAT; default text on a terminal, json otherwise)',
+      ).choices(['text', 'json']),
+    )
     .action(async (o: ServerFlags) => {
-      const { loadServerConfig, startServer, describeStartupError, createLogger } = await import('@gatehouse/server');
+      const { loadServerConfig, startServer, describeStartupError, createLogger, textLogDestination } = await import('@gatehouse/server');
       let running: Awaited<ReturnType<typeof startServer>>;
+      let text = false;
       try {
         const config = loadServerConfig({
           configFile: o.config,
@@ -54,6 +73,7 @@ export function serverCommand(program: Command): void {
             dataDir: o.dataDir,
             databaseUrl: o.databaseUrl,
             logLevel: o.logLevel,
+            logFormat: o.logFormat,
             gatewayPort: o.gatewayPort,
             vncPort: o.vncPort,
             agentPort: o.agentPort,
@@ -61,21 +81,16 @@ export function serverCommand(program: Command): void {
             rdpPort: o.rdpPort,
           },
         });
-        running = await startServer(config, createLogger(config.logLevel));
+        const logFormat = config.logFormat ?? (process.stdout.isTTY ? 'text' : 'json');
+        text = logFormat === 'text';
+        const logger = createLogger(config.logLevel, text ? textLogDestination(process.stdout) : undefined);
+        running = await startServer({ ...config, logFormat }, logger);
       } catch (error) {
         process.stderr.write(`gatehouse server: ${describeStartupError(error)}\n`);
         process.exitCode = 1;
         return;
       }
-      process.stdout.write(
-        `Gatehouse ${running.url}\nCertificate SHA-256 fingerprint: ${running.fingerprint}\nCertificate: ${running.certFile}\n`,
-      );
-      if (running.gateway) {
-        process.stdout.write(`SSH gateway port ${running.gateway.port}, host key ${running.gateway.fingerprint}\n`);
-      }
-      if (running.vncPort !== null) process.stdout.write(`VNC viewers connect on port ${running.vncPort}\n`);
-      if (running.agentPort !== null) process.stdout.write(`Host agents link on port ${running.agentPort}\n`);
-      if (running.rdpPort !== null) process.stdout.write(`RDP tunnel (gatehouse rdp) on port ${running.rdpPort}\n`);
+      process.stdout.write(text ? textBanner(running) : jsonModeBanner(running));
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           running.services.logger.info({ signal }, 'shutting down');
@@ -86,4 +101,61 @@ export function serverCommand(program: Command): void {
       });
       return;
     });
+}
+
+interface Started {
+  url: string;
+  fingerprint: string;
+  certFile: string;
+  gateway: { port: number; fingerprint: string } | null;
+  vncPort: number | null;
+  agentPort: number | null;
+  rdpPort: number | null;
+  setupTokenFile: string | null;
+}
+
+/** What `gatehouse server` prints once it listens, between JSON log lines (scripts and tests read these lines). */
+export function jsonModeBanner(s: Started): string {
+  return [
+    `Gatehouse ${s.url}`,
+    `Certificate SHA-256 fingerprint: ${s.fingerprint}`,
+    `Certificate: ${s.certFile}`,
+    ...(s.gateway ? [`SSH gateway port ${s.gateway.port}, host key ${s.gateway.fingerprint}`] : []),
+    ...(s.vncPort !== null ? [`VNC viewers connect on port ${s.vncPort}`] : []),
+    ...(s.agentPort !== null ? [`Host agents link on port ${s.agentPort}`] : []),
+    ...(s.rdpPort !== null ? [`RDP tunnel (./gatehouse rdp) on port ${s.rdpPort}`] : []),
+    '',
+  ].join('\n');
+}
+
+/** The same on a terminal: a block that says what to open, what to compare and what to do next. */
+export function textBanner(s: Started): string {
+  const rows: [string, string][] = [
+    ['Console and API', `${s.url}/  (API docs ${s.url}/api/v1/docs)`],
+    ['Certificate SHA-256', s.fingerprint],
+    ['Certificate file', s.certFile],
+    ['SSH gateway', s.gateway ? `port ${s.gateway.port}, host key ${s.gateway.fingerprint}` : 'off'],
+    ...(s.vncPort !== null ? [['VNC viewers', `port ${s.vncPort}`] as [string, string]] : []),
+    ...(s.agentPort !== null ? [['Host agents', `port ${s.agentPort}`] as [string, string]] : []),
+    ...(s.rdpPort !== null ? [['RDP tunnel', `port ${s.rdpPort} (./gatehouse rdp <device>)`] as [string, string]] : []),
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const next = s.setupTokenFile
+    ? [
+        'No administrator yet. Open the console and enter the set-up token from',
+        `  ${s.setupTokenFile}`,
+        'or run:',
+        `  ./gatehouse setup --data-dir ${path.dirname(s.setupTokenFile)}`,
+      ]
+    : ['Sign in at the console, or: ./gatehouse login --username <name>'];
+  return [
+    '',
+    `Gatehouse ${s.url}`,
+    ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
+    '',
+    ...next,
+    '',
+    'Logs follow (--log-level debug adds a line per request; --log-format json for JSON lines). Ctrl-C stops the server.',
+    '',
+  ].join('\n');
 }

@@ -20,7 +20,7 @@ import {
   type Db,
   type Vault,
 } from '@gatehouse/db';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { health, openApiDocument, readiness, responses } from '@gatehouse/api';
 import { sql } from 'kysely';
@@ -115,6 +115,24 @@ export interface GatehouseApp {
   afterSessionRotation: AfterSessionRotation;
 }
 
+/**
+ * Text logs (a terminal): one short debug line per request instead of Fastify's
+ * "incoming request" and "request completed" pair at info; a request that failed is
+ * still logged at error.
+ */
+class TerminalRequestLogs extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) {
+      super.requestCompleted(error, request, reply);
+      return;
+    }
+    // The route, never the query string (it may hold a token).
+    request.log.debug(`${request.method} ${request.url.split('?')[0]} ${reply.statusCode} ${Math.round(reply.elapsedTime)} ms`);
+  }
+}
+
 /** Builds the HTTP API: every route under /api/v1 declares its access, or start-up fails. */
 export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   const { config, db, vault, logger } = opts;
@@ -125,6 +143,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     trustProxy: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    ...(config.logFormat === 'text' ? { logController: new TerminalRequestLogs() } : {}),
   };
   if (opts.https) fastifyOptions.https = { ...opts.https, ...TLS_SERVER_OPTIONS };
   const app = Fastify(fastifyOptions) as unknown as FastifyInstance;

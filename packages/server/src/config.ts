@@ -29,6 +29,12 @@ export const serverConfigSchema = z.strictObject({
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * `text`: one readable line per event, requests only at debug (`gatehouse server` on a
+   * terminal); `json`: pino's JSON lines with every request (when stdout is not a terminal).
+   * Unset, `gatehouse server` chooses by its stdout.
+   */
+  logFormat: z.enum(['text', 'json']).optional(),
   /** How long a console session lives without activity, and at most. */
   sessionIdleMinutes: z.coerce
     .number()
@@ -185,6 +191,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_TLS_CERT: 'tlsCert',
   GATEHOUSE_TLS_KEY: 'tlsKey',
   GATEHOUSE_LOG_LEVEL: 'logLevel',
+  GATEHOUSE_LOG_FORMAT: 'logFormat',
   GATEHOUSE_SESSION_IDLE_MINUTES: 'sessionIdleMinutes',
   GATEHOUSE_SESSION_MAX_HOURS: 'sessionMaxHours',
   GATEHOUSE_LOCKOUT_THRESHOLD: 'lockoutThreshold',

@@ -2,7 +2,7 @@ export { buildApp, API_PREFIX, VERSION, type RouteEntry, type GatehouseApp, type
 export { startServer, describeStartupError, type RunningServer } from './server.js';
 export { loadTls, TLS_SERVER_OPTIONS, type TlsMaterial } from './tls.js';
 export { loadServerConfig, serverConfigSchema, envKeys, type ServerConfig, type ConfigSources } from './config.js';
-export { createLogger, redactPaths, type Logger } from './logger.js';
+export { createLogger, formatLogLine, redactPaths, textLogDestination, type Logger } from './logger.js';
 export {
   loadMasterKey,
   parseMasterKey,

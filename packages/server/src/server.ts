@@ -41,6 +41,8 @@ export interface RunningServer extends GatehouseApp {
   vncPort: number | null;
   /** The `gatehouse rdp` tunnel's port; null when off (rdpPort 0, or the built-in gateway off). */
   rdpPort: number | null;
+  /** The one-time set-up token's file when the database has no user yet, else null. */
+  setupTokenFile: string | null;
   close(): Promise<void>;
 }
 
@@ -64,7 +66,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     const vault = await openVaultSettlingRotation(db, master);
     const tls = await loadTls(config);
     const built = await buildApp({ config, db, vault, logger, https: { cert: tls.cert, key: tls.key } });
-    await prepareFirstRun(db, config, logger);
+    const setupToken = await prepareFirstRun(db, config, logger);
     // Items a stopped server left queued or running: ended, their devices unlocked.
     const interrupted = await built.services.runbooks.interruptActive();
     if (interrupted > 0) logger.warn({ items: interrupted }, 'ended runbook items a stopped server left unfinished');
@@ -127,6 +129,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       agentPort: built.gateways.agentLinks.server?.port ?? null,
       vncPort: gateway?.vnc?.port ?? null,
       rdpPort: rdpTunnel?.port ?? null,
+      setupTokenFile: setupToken,
       async close() {
         await maintenance.stop();
         await rotationSchedule.stop();
@@ -375,8 +378,9 @@ async function openVaultSettlingRotation(db: Db, master: MasterKeySource) {
   }
 }
 
-async function prepareFirstRun(db: Db, config: ServerConfig, logger: Logger): Promise<void> {
-  if ((await new Users(db).count()) > 0) return;
+/** On a database without users: writes a new set-up token and returns its file (else null). */
+async function prepareFirstRun(db: Db, config: ServerConfig, logger: Logger): Promise<string | null> {
+  if ((await new Users(db).count()) > 0) return null;
   const settings = new Settings(db);
   const token = newToken(SETUP_TOKEN_PREFIX);
   await settings.set(SETUP_TOKEN_SETTING, hashToken(token));
@@ -384,8 +388,9 @@ async function prepareFirstRun(db: Db, config: ServerConfig, logger: Logger): Pr
   await writeFile(file, `${token}\n`, { mode: 0o600 });
   logger.warn(
     { setupTokenFile: file },
-    `No administrator yet. Create one with: gatehouse setup --data-dir ${config.dataDir} (or POST /api/v1/setup with the token in ${file}).`,
+    `No administrator yet. Create one with: ./gatehouse setup --data-dir ${config.dataDir} (or POST /api/v1/setup with the token in ${file}).`,
   );
+  return file;
 }
 
 export function describeStartupError(error: unknown): string {
