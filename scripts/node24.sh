@@ -38,8 +38,8 @@ gatehouse_use_node24() {
   hash -r
 }
 
-# The native modules in node_modules were built for this Node (the stamp `npm ci` through
-# these scripts writes); when not, rebuild them once.
+# `npm ci` writes this stamp through these scripts: the native modules in node_modules were
+# built for the Node whose module ABI it names.
 gatehouse_natives_stamp() {
   echo "$gatehouse_root/node_modules/.gatehouse-node-modules-abi"
 }
@@ -48,12 +48,13 @@ gatehouse_mark_natives() {
   node -p 'process.versions.modules' >"$(gatehouse_natives_stamp)"
 }
 
-gatehouse_ensure_natives() {
-  local stamp
-  stamp="$(gatehouse_natives_stamp)"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$(node -p 'process.versions.modules')" ]; then
-    echo "Building the native modules for Node.js $(node --version) (once)" >&2
-    (cd "$gatehouse_root" && npm rebuild --loglevel=error better-sqlite3 cpu-features node-pty ssh2 >&2) || return 1
+# `npm ci` when node_modules is missing, older than the lockfile, or built for another Node.
+gatehouse_install() {
+  local root="$gatehouse_root"
+  if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ] ||
+    [ "$(cat "$(gatehouse_natives_stamp)" 2>/dev/null)" != "$(node -p 'process.versions.modules')" ]; then
+    echo "Installing the dependencies on Node.js $(node --version) (npm ci)" >&2
+    (cd "$root" && npm ci --no-audit --no-fund >&2) || return 1
     gatehouse_mark_natives
   fi
 }
