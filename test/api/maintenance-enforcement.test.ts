@@ -77,7 +77,7 @@ describe.each(dialects)('maintenance windows in the gateway broker on %s', (dial
       expect(decision.allow).toBe(false);
       expect(!decision.allow && decision.message).toBe(
         'box needs an approved maintenance window, and none is open for you now. Request one: ' +
-          'gatehouse requests create --device Plant/box --duration <minutes> --reason "…" (or Requests in the console).',
+          './gatehouse requests create --device Plant/box --duration <minutes> --reason "…" (or Requests in the console).',
       );
       expect(await denials(user.id)).toContain('no maintenance window');
     }

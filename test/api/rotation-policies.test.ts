@@ -30,7 +30,7 @@ describe.each(dialects)('rotation policies on %s', (dialect) => {
   it('sets a project policy with defaults for what is left out, changes only what a later put gives, and removes it', async () => {
     const none = await t.request('GET', projectUrl(), { token: admin.token });
     expect(none.statusCode).toBe(404);
-    expect(errorOf(none).message).toBe('Project Payments has no rotation policy: set one with PUT (gatehouse rotation set).');
+    expect(errorOf(none).message).toBe('Project Payments has no rotation policy: set one with PUT (./gatehouse rotation set).');
 
     const set = await t.request('PUT', projectUrl(), { token: admin.token, body: { everyDays: 30 } });
     expect(set.statusCode, set.body).toBe(200);
@@ -91,7 +91,7 @@ describe.each(dialects)('rotation policies on %s', (dialect) => {
     expect((await t.request('GET', deviceUrl(), { token: admin.token })).json<RotationPolicyAnswer>().scope).toBe('project');
     // Nothing of the device's own to remove now, though its project has one.
     const nothing = await t.request('DELETE', deviceUrl(), { token: admin.token });
-    expect(errorOf(nothing).message).toBe('Device web1 has no rotation policy: set one with PUT (gatehouse rotation set).');
+    expect(errorOf(nothing).message).toBe('Device web1 has no rotation policy: set one with PUT (./gatehouse rotation set).');
     await t.request('DELETE', projectUrl(), { token: admin.token });
   });
 

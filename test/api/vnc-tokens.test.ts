@@ -337,7 +337,7 @@ describe.each(dialects)('VNC tokens on %s', (dialect) => {
         allow: false,
         message:
           'strict needs an approved maintenance window, and none is open for you now. Request one: ' +
-          'gatehouse requests create --device Studio/strict --duration <minutes> --reason "…" (or Requests in the console).',
+          './gatehouse requests create --device Studio/strict --duration <minutes> --reason "…" (or Requests in the console).',
       });
     });
 

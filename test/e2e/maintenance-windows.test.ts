@@ -192,7 +192,7 @@ process.stdin.on('end', () => {
       const run = await ssh(`${user}:box`, ['true'], user === 'admin' ? ADMIN_PASSWORD : PASSWORD);
       expect(run.code).toBe(255);
       expect(run.stderr).toContain('box needs an approved maintenance window, and none is open for you now.');
-      expect(run.stderr).toContain('gatehouse requests create --device Plant/box');
+      expect(run.stderr).toContain('./gatehouse requests create --device Plant/box');
     }
     const localPort = await freePort();
     for (const args of [['-N'], ['-N', '-L', `127.0.0.1:${localPort}:127.0.0.1:${sshd.port}`]]) {

@@ -229,7 +229,7 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
   it('refuses forged and elsewhere-used tickets, with audit events; one run reuses its ticket', async () => {
     const seq = await lastSeq();
     expect(await tunnelAnswer('00000000-0000-4000-8000-000000000000.AAAAAAAA')).toMatch(/^ERROR The tunnel ticket is not valid/);
-    expect(await tunnelAnswer('not a ticket at all')).toMatch(/^ERROR This port takes gatehouse rdp tunnels only/);
+    expect(await tunnelAnswer('not a ticket at all')).toMatch(/^ERROR This port takes \.\/gatehouse rdp tunnels only/);
     const issued = await issue(ids.rdpBox);
     expect(await tunnelAnswer(`${issued.id}.wrongsec`)).toMatch(/^ERROR The tunnel ticket is not valid/);
 

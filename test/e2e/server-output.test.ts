@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -125,5 +125,24 @@ describe('gatehouse server output', () => {
     } finally {
       await piped.stop();
     }
+  });
+});
+
+/** The machine's own node (Debian's /usr/bin/node), when it is older than 22: 20 here. */
+const oldNode = (() => {
+  const found = spawnSync('/usr/bin/node', ['-p', 'process.versions.node'], { encoding: 'utf8' });
+  const major = Number(found.stdout?.split('.')[0]);
+  return found.status === 0 && major < 22 ? { path: '/usr/bin/node', version: `v${found.stdout.trim()}` } : null;
+})();
+
+describe.skipIf(oldNode === null)('the executable on Node.js older than 22', () => {
+  it('refuses to run and says how to get Node 24', () => {
+    const ran = spawnSync(oldNode!.path, [gatehouseBin, 'server', '--help'], { encoding: 'utf8', env: baseEnv() });
+    expect(ran.status).toBe(1);
+    expect(ran.stdout).toBe('');
+    expect(ran.stderr).toBe(
+      `gatehouse: Node.js ${oldNode!.version} is too old; Gatehouse runs on Node.js 24 LTS. From a clone, run ./gatehouse ` +
+        '(scripts/node24.sh fetches Node 24 with npm when the system has an older one), or install Node.js 24.\n',
+    );
   });
 });

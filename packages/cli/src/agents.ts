@@ -246,7 +246,7 @@ export function formatDeviceAgent(device: string, answer: DeviceAgentAnswer, now
   if (!agent) {
     return [
       `${device} is not reached through an agent: the gateway connects to its SSH port.`,
-      `Add one: gatehouse agents token ${device}, then run the printed command as root on the device.`,
+      `Add one: ./gatehouse agents token ${device}, then run the printed command as root on the device.`,
       ...formatTable([tokens]),
     ].join('\n');
   }

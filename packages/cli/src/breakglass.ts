@@ -106,7 +106,7 @@ export function breakGlassCommands(program: Command): Command {
           ['ID', (r) => r.id],
         ],
         noun: 'run',
-        empty: 'No runs yet: gatehouse breakglass run starts one.',
+        empty: 'No runs yet: ./gatehouse breakglass run starts one.',
       }),
     );
 
@@ -136,7 +136,7 @@ export function breakGlassCommands(program: Command): Command {
   bg.command('open <file>')
     .description('open a downloaded export offline: check its manifest, show its age, list devices, print credentials or write PEM keys')
     .option('--manifest <file>', 'the manifest (default: breakglass.manifest.json beside the file)')
-    .option('--public-key <file>', 'the signing public key you kept offline (gatehouse breakglass signing-key)')
+    .option('--public-key <file>', 'the signing public key you kept offline (./gatehouse breakglass signing-key)')
     .option('--identity <file...>', 'age identity file(s)')
     .option('--passphrase-stdin', 'read the age passphrase from standard input')
     .option('--project <name>', 'only this project')

@@ -67,7 +67,7 @@ export class ApiClient {
     if (!found && !opts.ignoreProfile && !opts.newProfile && profileChosen(opts.profile))
       throw new GatehouseError(
         'NOT_FOUND',
-        `--profile ${this.profile}: no such profile in ${credentialsFile()} (gatehouse profiles lists them; gatehouse login --profile ${this.profile} makes it).`,
+        `--profile ${this.profile}: no such profile in ${credentialsFile()} (gatehouse profiles lists them; ./gatehouse login --profile ${this.profile} makes it).`,
       );
     const saved = found ?? {};
     // The same default port as the server: 443 as root, 8443 otherwise.
@@ -143,7 +143,7 @@ export class ApiClient {
       // Without a token the server cannot say which sign-in is missing: the CLI can.
       const hint =
         status === 401 && this.token === undefined
-          ? ` No API token for ${this.url} in profile ${this.profile}: sign in with gatehouse login --url ${this.url}${this.profile === 'default' ? '' : ` --profile ${this.profile}`}.`
+          ? ` No API token for ${this.url} in profile ${this.profile}: sign in with ./gatehouse login --url ${this.url}${this.profile === 'default' ? '' : ` --profile ${this.profile}`}.`
           : '';
       throw new ApiError(status, codeOf(status, err?.code), `${message}${hint}`, err?.issues ?? []);
     }
@@ -200,7 +200,7 @@ export class ApiClient {
 
 export function explainConnectionError(error: NodeJS.ErrnoException, url: string, caFile: string | undefined): GatehouseError {
   if (error.code === 'ECONNREFUSED')
-    return new GatehouseError('UNREACHABLE', `Nothing is listening at ${url}. Start it with "gatehouse server", or pass --url.`);
+    return new GatehouseError('UNREACHABLE', `Nothing is listening at ${url}. Start it with "./gatehouse server", or pass --url.`);
   if (
     error.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
     error.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||

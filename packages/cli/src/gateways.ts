@@ -47,7 +47,7 @@ export function gatewayCommand(program: Command): void {
       '--agent-address <host:port>',
       'the address agents are told to dial, behind NAT or a load balancer (env GATEHOUSE_GATEWAY_AGENT_ADDRESS)',
     )
-    .option('--server-key <key>', 'the server\'s public key, as "gatehouse gateways server-key" prints it (env GATEHOUSE_SERVER_KEY)')
+    .option('--server-key <key>', 'the server\'s public key, as "./gatehouse gateways server-key" prints it (env GATEHOUSE_SERVER_KEY)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .action(async (o: GatewayFlags) => {
       const { loadRemoteGatewayConfig, startRemoteGateway, GATEWAY_VERSION } = await import('@gatehouse/gateway');
@@ -71,7 +71,7 @@ export function gatewayCommand(program: Command): void {
             : 'SSH entry:   off',
           running.agentPort !== null ? `Host agents: TLS on port ${running.agentPort}` : 'Host agents: off',
           'Register it on the server (once):',
-          `  gatehouse gateways register <name> --segment gateway-<segment> --address <this host>:${managementPort} --public-key ${identity.publicKey}`,
+          `  ./gatehouse gateways register <name> --segment gateway-<segment> --address <this host>:${managementPort} --public-key ${identity.publicKey}`,
           '',
         ].join('\n'),
       );
@@ -100,7 +100,7 @@ export function gatewaysCommands(program: Command): void {
     .description('a gateway (name or id)')
     .action(async (value: string, o: ClientOptions) => print(await new NameResolver(client(o)).gateway('<gateway>', value)));
   withClient(gateways.command('register <name>'))
-    .description('register a remote gateway (started with gatehouse gateway, which prints this command)')
+    .description('register a remote gateway (started with ./gatehouse gateway, which prints this command)')
     .requiredOption('--address <host:port>', "the gateway's management address")
     .requiredOption('--public-key <key>', 'the public key the gateway printed at its first start')
     .option('--segment <segment>', 'the segment it serves, a device tag such as gateway-office1 (none: it serves untagged devices)')
@@ -151,7 +151,7 @@ export function gatewaysCommands(program: Command): void {
       print(
         jsonOutput()
           ? g
-          : `Gateway ${g.name} is draining: no new session goes through it; ${live}. Resume it with: gatehouse gateways resume ${g.name}`,
+          : `Gateway ${g.name} is draining: no new session goes through it; ${live}. Resume it with: ./gatehouse gateways resume ${g.name}`,
       );
     });
   withClient(gateways.command('resume <gateway>'))
@@ -203,7 +203,7 @@ function formatGatewayTable(items: Gateway[], tunnelMode: boolean): string {
     ...items.filter((g) => g.status !== 'online' && g.statusReason).map((g) => `${g.name}: ${g.statusReason}`),
     ...items
       .filter((g) => g.draining)
-      .map((g) => `${g.name}: draining since ${g.drainingSince ?? '?'}: no new sessions (gatehouse gateways resume ${g.name})`),
+      .map((g) => `${g.name}: draining since ${g.drainingSince ?? '?'}: no new sessions (./gatehouse gateways resume ${g.name})`),
   ];
   return [...lines, '', `Tunnel mode: ${tunnelMode ? 'on (every connection goes through the default gateway)' : 'off'}`, ...problems].join(
     '\n',

@@ -59,7 +59,7 @@ export function hostKeyCommands(devices: Command): void {
         const which = o.protocol ? `${o.protocol} key` : 'key';
         throw new GatehouseError(
           'NOT_FOUND',
-          `${device.path} has no trusted ${which}: nothing to forget (gatehouse devices host-key show lists them).`,
+          `${device.path} has no trusted ${which}: nothing to forget (./gatehouse devices host-key show lists them).`,
         );
       }
       const q = o.protocol ? `?protocol=${o.protocol}` : '';

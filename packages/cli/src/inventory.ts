@@ -75,7 +75,7 @@ export function projectsCommands(program: Command): void {
       printList(await client(o).call<ProjectList>('GET', '/projects'), {
         columns: projectColumns,
         noun: 'project',
-        empty: 'No projects yet: gatehouse projects create <name> makes one.',
+        empty: 'No projects yet: ./gatehouse projects create <name> makes one.',
       }),
     );
   withClient(projects.command('create <name>'))
@@ -187,7 +187,7 @@ export function devicesCommands(program: Command): Command {
         offset: Number(o.offset),
         empty:
           o.project === undefined && o.search === undefined
-            ? 'No devices yet: gatehouse devices create or gatehouse import adds them.'
+            ? 'No devices yet: ./gatehouse devices create or ./gatehouse import adds them.'
             : undefined,
       });
     });
@@ -261,7 +261,7 @@ export function accountsCommands(program: Command): Command {
           ['ID', (a) => a.id],
         ],
         noun: 'account',
-        empty: `No accounts on ${value}: gatehouse accounts create ${value} <user name> adds one.`,
+        empty: `No accounts on ${value}: ./gatehouse accounts create ${value} <user name> adds one.`,
       });
     });
   withClient(accounts.command('create <device> <username>'))

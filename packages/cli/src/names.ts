@@ -44,7 +44,7 @@ export class NameResolver {
   /** A project by name or id. */
   async project(option: string, value: string): Promise<Project> {
     this.projects ??= this.api.call<ProjectList>('GET', '/projects').then((l) => l.items);
-    return findNamed(option, value, await this.projects, 'project', 'names no project you can see (gatehouse projects list shows them).');
+    return findNamed(option, value, await this.projects, 'project', 'names no project you can see (./gatehouse projects list shows them).');
   }
 
   /** A device as `project/device` (names or ids; a project name may hold "/" itself: the longest known project wins). */
@@ -80,7 +80,7 @@ export class NameResolver {
     const q = new URLSearchParams({ search: value, limit: '500' });
     const named = (await this.api.call<DeviceList>('GET', `/devices?${q.toString()}`)).items.filter((d) => d.name === value);
     const [only, ...more] = named;
-    if (!only) throw wrong(option, value, 'names no device you can see (gatehouse devices list --search shows them).');
+    if (!only) throw wrong(option, value, 'names no device you can see (./gatehouse devices list --search shows them).');
     if (more.length > 0) {
       const paths = await Promise.all(named.map(async (d) => `${await this.pathOf(d)} (${d.id})`));
       throw wrong(option, value, `${named.length} devices have that name: say which, as ${paths.join(' or ')}.`);
@@ -113,14 +113,14 @@ export class NameResolver {
     const found = items.find((a) => a.id === name) ?? items.find((a) => a.username === name);
     const devicePath = await this.pathOf(device);
     if (!found)
-      throw wrong(option, value, `device ${devicePath} has no account ${name} (gatehouse accounts list ${devicePath} shows them).`);
+      throw wrong(option, value, `device ${devicePath} has no account ${name} (./gatehouse accounts list ${devicePath} shows them).`);
     return { ...found, path: `${devicePath}/${found.username}` };
   }
 
   /** A gateway by name or id. */
   async gateway(option: string, value: string): Promise<Gateway> {
     const { items } = await this.api.call<GatewayList>('GET', '/gateways');
-    return findNamed(option, value, items, 'gateway', 'names no gateway (gatehouse gateways list shows them).');
+    return findNamed(option, value, items, 'gateway', 'names no gateway (./gatehouse gateways list shows them).');
   }
 
   /** Every device of a project the caller can see. */
@@ -160,7 +160,7 @@ export class NameResolver {
     // An operator cannot read the user list: an id goes to the server as it is, which checks it.
     if (all.length === 0 && UUID.test(value)) return { id: value, username: value };
     if (all.length === 0) throw wrong(option, value, "only administrators can look users up by name: give the user's id (or me).");
-    throw wrong(option, value, 'names no user (gatehouse users list shows them).');
+    throw wrong(option, value, 'names no user (./gatehouse users list shows them).');
   }
 
   private async allPages(projectId: string): Promise<Device[]> {

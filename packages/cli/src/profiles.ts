@@ -46,7 +46,7 @@ export function readProfiles(): Record<string, Partial<Profile>> {
   try {
     data = JSON.parse(readFileSync(file, 'utf8'));
   } catch {
-    throw new GatehouseError('CONFIG_INVALID', `${file} is not valid JSON. Delete it and run gatehouse login again.`);
+    throw new GatehouseError('CONFIG_INVALID', `${file} is not valid JSON. Delete it and run ./gatehouse login again.`);
   }
   if (typeof data !== 'object' || data === null) return {};
   if ('profiles' in data && typeof data.profiles === 'object' && data.profiles !== null) return (data as CredentialsFile).profiles;

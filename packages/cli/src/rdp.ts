@@ -176,7 +176,7 @@ async function listenLocally(port: number, ticket: RdpTunnel, api: ApiClient) {
       const expiry = setTimeout(
         () => {
           if (viewer) return;
-          process.stdout.write('The ticket expired: no new connections. Run gatehouse rdp again for a new one.\n');
+          process.stdout.write('The ticket expired: no new connections. Run ./gatehouse rdp again for a new one.\n');
           server.close(() => finish(0));
         },
         Math.max(0, Date.parse(ticket.expiresAt) - Date.now()),

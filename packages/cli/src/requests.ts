@@ -147,10 +147,10 @@ function formatWindowTable(items: readonly MaintenanceWindow[], total: number, o
 /** What the caller may do to the window, as the server says (`viewer`), with the commands that do it. */
 export function viewerActions(w: MaintenanceWindow): string {
   const may = [
-    ...(w.viewer.mayApprove ? [`approve (gatehouse requests approve ${w.id})`] : []),
-    ...(w.viewer.mayDeny ? [`deny (gatehouse requests deny ${w.id} --comment …)`] : []),
-    ...(w.viewer.mayRevoke ? [`revoke (gatehouse requests revoke ${w.id})`] : []),
-    ...(w.viewer.mayWithdraw && !w.viewer.mayRevoke ? [`withdraw (gatehouse requests revoke ${w.id})`] : []),
+    ...(w.viewer.mayApprove ? [`approve (./gatehouse requests approve ${w.id})`] : []),
+    ...(w.viewer.mayDeny ? [`deny (./gatehouse requests deny ${w.id} --comment …)`] : []),
+    ...(w.viewer.mayRevoke ? [`revoke (./gatehouse requests revoke ${w.id})`] : []),
+    ...(w.viewer.mayWithdraw && !w.viewer.mayRevoke ? [`withdraw (./gatehouse requests revoke ${w.id})`] : []),
   ];
   return may.length === 0 ? `You may not act on request ${w.id} now.` : `You may ${may.join('; ')}.`;
 }

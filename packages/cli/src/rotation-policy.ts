@@ -71,7 +71,7 @@ export function rotationCommands(program: Command): void {
       print(
         policy
           ? formatRotationPolicy(label, scope, policy)
-          : `No rotation policy on ${label}: its credentials change only by hand (gatehouse accounts rotate) or after break glass.`,
+          : `No rotation policy on ${label}: its credentials change only by hand (./gatehouse accounts rotate) or after break glass.`,
       );
     });
 

@@ -95,7 +95,7 @@ export async function followRun(api: ApiClient, started: RunbookRunView, opts: {
   if (printer) out([runHeader(started)]);
   const stop = () => {
     if (process.stderr.isTTY) process.stderr.write('\n');
-    process.stderr.write(`Stopped following; the run goes on on the server. See it with: gatehouse runbook show-run ${started.id}\n`);
+    process.stderr.write(`Stopped following; the run goes on on the server. See it with: ./gatehouse runbook show-run ${started.id}\n`);
     process.exit(130);
   };
   process.once('SIGINT', stop);

@@ -227,7 +227,7 @@ export function accountRotateCommand(accounts: Command): void {
       const body: RunbookRunCreate = { runbook: 'ResetAccess', deviceIds: [device.id], inputs, ...runOptionsOf(o) };
       await runToEnd(api, '/runbook-runs', body);
       if (o.apply && !jsonOutput() && process.exitCode === 0)
-        process.stderr.write(`The new credential is in the vault only: gatehouse accounts reveal ${account?.id ?? ''} --reason …\n`);
+        process.stderr.write(`The new credential is in the vault only: ./gatehouse accounts reveal ${account?.id ?? ''} --reason …\n`);
     });
 }
 

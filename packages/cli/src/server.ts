@@ -41,7 +41,7 @@ export function serverCommand(program: Command): void {
     )
     .option(
       '--rdp-port <port>',
-      "port of the built-in gateway's tunnel for gatehouse rdp (native RDP clients), 0 to turn it off (env GATEHOUSE_RDP_PORT; default 7994)",
+      "port of the built-in gateway's tunnel for ./gatehouse rdp (native RDP clients), 0 to turn it off (env GATEHOUSE_RDP_PORT; default 7994)",
     )
     .addOption(
       new Option('--log-level <level>', 'log level (env GATEHOUSE_LOG_LEVEL; default info; debug adds a line per request)').choices([

@@ -57,7 +57,7 @@ export function signInCommands(program: Command): void {
             ['CA', (p) => p.ca ?? '-'],
           ],
           noun: 'profile',
-          empty: `No profiles in ${credentialsFile()}: gatehouse setup or gatehouse login saves one.`,
+          empty: `No profiles in ${credentialsFile()}: ./gatehouse setup or ./gatehouse login saves one.`,
         },
       );
     });

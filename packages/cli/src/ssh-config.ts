@@ -54,7 +54,7 @@ const UNWRITABLE = /["%\\]/;
 export function renderSshConfig(entry: SshEntry, user: string, gateway: GatewayAddress, knownHostsFile: string): string {
   const lines = [
     `# Gatehouse: the devices ${user} may use through the gateway at ${gateway.host}:${gateway.port}.`,
-    '# Add them with: gatehouse config ssh >> ~/.ssh/config (again when devices change).',
+    '# Add them with: ./gatehouse config ssh >> ~/.ssh/config (again when devices change).',
     `# The gateway's host key (${entry.fingerprint}) is in ${knownHostsFile}.`,
   ];
   const seen = new Set<string>();
@@ -65,9 +65,9 @@ export function renderSshConfig(entry: SshEntry, user: string, gateway: GatewayA
       const alias = hostAlias(device, account);
       const what = `${device.project}/${device.name}${account === undefined ? '' : ` as ${account}`}`;
       if (login === undefined || UNWRITABLE.test(login)) {
-        lines.push(`# ${what}: its name cannot be written in ssh_config; use gatehouse ssh.`);
+        lines.push(`# ${what}: its name cannot be written in ssh_config; use ./gatehouse ssh.`);
       } else if (seen.has(alias)) {
-        lines.push(`# ${what}: ${alias} is taken by another device; use gatehouse ssh.`);
+        lines.push(`# ${what}: ${alias} is taken by another device; use ./gatehouse ssh.`);
       } else {
         seen.add(alias);
         lines.push(`Host ${alias}`, `  User ${configValue(login)}`);
@@ -98,7 +98,7 @@ export function chooseSshDevice(devices: readonly SshEntryDevice[], value: strin
   if (!only) {
     throw new GatehouseError(
       'NOT_FOUND',
-      `<device> ${value}: names no device you may use over SSH (gatehouse config ssh lists them as <device>.gatehouse).`,
+      `<device> ${value}: names no device you may use over SSH (./gatehouse config ssh lists them as <device>.gatehouse).`,
     );
   }
   if (more.length > 0) {

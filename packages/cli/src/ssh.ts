@@ -60,7 +60,7 @@ export function sshCommands(program: Command): void {
   const config = program.command('config').description('configuration for other programs');
   withGatewayHost(config.command('ssh'))
     .description(
-      'print an ssh_config block with one Host <device>.gatehouse per device you may use (gatehouse config ssh >> ~/.ssh/config), ' +
+      'print an ssh_config block with one Host <device>.gatehouse per device you may use (./gatehouse config ssh >> ~/.ssh/config), ' +
         "and write the gateway's host key to a known_hosts file it names",
     )
     .action(async (o: SshEntryOptions) => {

@@ -134,7 +134,7 @@ export function sshKeysCommands(program: Command): void {
           ['ID', (k) => k.id],
         ],
         noun: 'SSH key',
-        empty: 'No SSH keys: gatehouse ssh-keys add ~/.ssh/id_ed25519.pub adds one.',
+        empty: 'No SSH keys: ./gatehouse ssh-keys add ~/.ssh/id_ed25519.pub adds one.',
       });
     });
   withClient(sshKeys.command('add <pubFile>'))
@@ -153,7 +153,7 @@ export function sshKeysCommands(program: Command): void {
     .action(async (value: string, o: ClientOptions & { user?: string }) => {
       const api = client(o);
       const { items } = await api.call<SshKeyList>('GET', `/ssh-keys${await userQuery(api, o.user)}`);
-      const key = findNamed('<key>', value, items, 'SSH key', 'no SSH key has that name or id (gatehouse ssh-keys list shows them).');
+      const key = findNamed('<key>', value, items, 'SSH key', 'no SSH key has that name or id (./gatehouse ssh-keys list shows them).');
       await api.call('DELETE', `/ssh-keys/${encodeURIComponent(key.id)}`);
       printDeleted('SSH key', key.name, key.id);
     });
@@ -161,7 +161,7 @@ export function sshKeysCommands(program: Command): void {
 
 /** `gatehouse tokens …`: API tokens (yours; an administrator sees everyone's). */
 export function tokensCommands(program: Command): void {
-  const tokens = program.command('tokens').description('API tokens: gatehouse login makes one; list and revoke them here');
+  const tokens = program.command('tokens').description('API tokens: ./gatehouse login makes one; list and revoke them here');
   withClient(tokens.command('list'))
     .description("your API tokens (an administrator: everyone's); the tokens themselves are never shown again")
     .action(async (o: ClientOptions) =>

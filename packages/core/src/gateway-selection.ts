@@ -48,7 +48,7 @@ export function selectGateways(
         ok: false,
         segment,
         reason: 'default gateway draining',
-        message: `${device.name} must be reached through the default gateway (tunnel ${options.tunnelMode ? 'mode is on' : 'access type'}), and it is draining: it takes no new sessions. An administrator can resume it (gatehouse gateways resume ${DEFAULT_GATEWAY}).`,
+        message: `${device.name} must be reached through the default gateway (tunnel ${options.tunnelMode ? 'mode is on' : 'access type'}), and it is draining: it takes no new sessions. An administrator can resume it (./gatehouse gateways resume ${DEFAULT_GATEWAY}).`,
       };
     }
     if (builtIn.length === 0) {
@@ -70,7 +70,7 @@ export function selectGateways(
       ok: false,
       segment,
       reason: segment === null ? 'every gateway draining' : 'every gateway in segment draining',
-      message: `${where} is draining (${draining}): no new session to ${device.name} can start. Try again once an administrator resumes one (gatehouse gateways resume <name>).`,
+      message: `${where} is draining (${draining}): no new session to ${device.name} can start. Try again once an administrator resumes one (./gatehouse gateways resume <name>).`,
     };
   }
   if (online.length === 0) {
@@ -78,10 +78,10 @@ export function selectGateways(
     const where = segment === null ? 'No gateway is online' : `No online gateway in segment ${segment}`;
     const detail =
       segment === null
-        ? 'Start a gateway, or check the gateway list (gatehouse gateways list).'
+        ? 'Start a gateway, or check the gateway list (./gatehouse gateways list).'
         : known === 0
-          ? `No gateway is registered in ${segment}: register one (gatehouse gateways register --segment ${segment}), or change the device's tag.`
-          : `${known} ${known === 1 ? 'gateway is' : 'gateways are'} registered in ${segment} and none answers its status sync. Check that they run and that the server can reach them (gatehouse gateways list).`;
+          ? `No gateway is registered in ${segment}: register one (./gatehouse gateways register --segment ${segment}), or change the device's tag.`
+          : `${known} ${known === 1 ? 'gateway is' : 'gateways are'} registered in ${segment} and none answers its status sync. Check that they run and that the server can reach them (./gatehouse gateways list).`;
     return {
       ok: false,
       segment,

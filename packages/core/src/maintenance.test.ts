@@ -136,7 +136,7 @@ describe('maintenance refusal', () => {
     const text = maintenanceRefusal({ projectName: 'shop', deviceName: 'db-1' });
     expect(text).toBe(
       'db-1 needs an approved maintenance window, and none is open for you now. Request one: ' +
-        'gatehouse requests create --device shop/db-1 --duration <minutes> --reason "…" (or Requests in the console).',
+        './gatehouse requests create --device shop/db-1 --duration <minutes> --reason "…" (or Requests in the console).',
     );
     expect(maintenanceRefusal({ projectName: 'shop', deviceName: 'db-1' }, { id: 'w1', startsAt: at(30) })).toBe(
       `${text} Your window w1 opens at 2026-12-06 10:30:00 UTC.`,

@@ -159,7 +159,7 @@ export function maintenanceRefusal(
 ): string {
   const text =
     `${target.deviceName} needs an approved maintenance window, and none is open for you now. Request one: ` +
-    `gatehouse requests create --device ${target.projectName}/${target.deviceName} --duration <minutes> --reason "…" ` +
+    `./gatehouse requests create --device ${target.projectName}/${target.deviceName} --duration <minutes> --reason "…" ` +
     '(or Requests in the console).';
   return next ? `${text} Your window ${next.id} opens at ${formatUtc(new Date(next.startsAt))}.` : text;
 }

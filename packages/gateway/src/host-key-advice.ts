@@ -13,7 +13,7 @@ export function forgetKeyAdvice(
 ): string {
   const device = shellWord(`${target.projectName}/${target.deviceName}`);
   return (
-    `gatehouse devices host-key forget ${device} --protocol ${protocol}, ` +
+    `./gatehouse devices host-key forget ${device} --protocol ${protocol}, ` +
     `or Forget under Host keys on the device's page in the console (/devices/${target.deviceId})`
   );
 }

@@ -85,7 +85,7 @@ export function connectToGateway(endpoint: GatewayEndpoint, identity: LinkIdenti
             'key-mismatch',
             `The gateway at ${endpoint.address} presented key ${fingerprint}, not the key registered for ${endpoint.name} ` +
               `(${fingerprintOfSpki(Buffer.from(endpoint.publicKey, 'base64'))}). Nothing was sent to it. If the gateway was ` +
-              're-installed, register its new key (gatehouse gateways update --public-key); otherwise check who answers on that address.',
+              're-installed, register its new key (./gatehouse gateways update --public-key); otherwise check who answers on that address.',
             fingerprint,
           ),
         );
@@ -121,7 +121,7 @@ function refusalOf(endpoint: GatewayEndpoint, status: number | undefined): Gatew
   if (status === 403) {
     return new GatewayLinkError(
       'not-trusted',
-      `Gateway ${endpoint.name} does not trust this server's key. Restart it with --server-key set to what "gatehouse gateways server-key" prints.`,
+      `Gateway ${endpoint.name} does not trust this server's key. Restart it with --server-key set to what "./gatehouse gateways server-key" prints.`,
     );
   }
   return new GatewayLinkError('protocol', `Gateway ${endpoint.name} answered HTTP ${status ?? '?'}.`);

@@ -201,7 +201,7 @@ export class ManagementServer {
     if (!this.trusted(req.socket as TLSSocket, `${req.method ?? ''} ${req.url ?? ''}`)) {
       return json(res, 403, {
         error: 'server key not trusted',
-        message: "This gateway does not trust the caller's key. Start the gateway with the server's key (gatehouse gateways server-key).",
+        message: "This gateway does not trust the caller's key. Start the gateway with the server's key (./gatehouse gateways server-key).",
       });
     }
     if (req.method === 'GET' && req.url === '/v1/status') return json(res, 200, this.report());

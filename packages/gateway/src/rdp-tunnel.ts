@@ -265,14 +265,17 @@ async function readHello(
   const read = await readTunnelLine(socket, timeoutMs);
   if (!read.ok) {
     return read.problem === 'timeout'
-      ? { ok: false, message: `No ticket within ${Math.round(timeoutMs / 1000)} s. Connect with gatehouse rdp <device>.` }
-      : { ok: false, message: 'This port takes gatehouse rdp tunnels only: run gatehouse rdp <device> and connect to the port it opens.' };
+      ? { ok: false, message: `No ticket within ${Math.round(timeoutMs / 1000)} s. Connect with ./gatehouse rdp <device>.` }
+      : {
+          ok: false,
+          message: 'This port takes ./gatehouse rdp tunnels only: run ./gatehouse rdp <device> and connect to the port it opens.',
+        };
   }
   const [hello, ticket, ...extra] = read.line.split(' ');
   if (hello !== RDP_TUNNEL_HELLO || !ticket || extra.length > 0)
     return {
       ok: false,
-      message: 'This port takes gatehouse rdp tunnels only: run gatehouse rdp <device> and connect to the port it opens.',
+      message: 'This port takes ./gatehouse rdp tunnels only: run ./gatehouse rdp <device> and connect to the port it opens.',
     };
   return { ok: true, ticket, rest: read.rest };
 }

@@ -23,12 +23,12 @@ export const remoteGatewayConfigSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   managementPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).optional(),
   dataDir: z.string().min(1).default('./gateway-data'),
-  serverKey: z.string({ error: 'is required: the key "gatehouse gateways server-key" prints on the server' }).superRefine((text, ctx) => {
+  serverKey: z.string({ error: 'is required: the key "./gatehouse gateways server-key" prints on the server' }).superRefine((text, ctx) => {
     const parsed = parseLinkPublicKey(text);
     if (!parsed.ok)
       ctx.addIssue({
         code: 'custom',
-        message: parsed.message.replace('the gateway printed at its first start', 'that "gatehouse gateways server-key" prints'),
+        message: parsed.message.replace('the gateway printed at its first start', 'that "./gatehouse gateways server-key" prints'),
       });
   }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

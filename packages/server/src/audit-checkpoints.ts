@@ -108,7 +108,7 @@ export class AuditCheckpoints {
     this.reported = problem;
     this.o.logger.error(
       { seq, problem },
-      `The audit chain does not verify (event ${seq}: ${problem}); no audit checkpoint is signed until it is explained. Run gatehouse audit verify.`,
+      `The audit chain does not verify (event ${seq}: ${problem}); no audit checkpoint is signed until it is explained. Run ./gatehouse audit verify.`,
     );
     await this.o.audit(null, { action: 'audit.checkpoint_refused', actorName: 'system', outcome: 'failure', details: { seq, problem } });
   }

@@ -288,7 +288,7 @@ async function startAgentLinks(built: GatehouseApp, config: ServerConfig, host: 
  */
 async function startRdpTunnel(built: GatehouseApp, config: ServerConfig, tls: TlsMaterial, gatewayOn: boolean, logger: Logger) {
   if (config.rdpPort === 0 || !gatewayOn) {
-    logger.info(`The RDP tunnel for gatehouse rdp is off (${gatewayOn ? 'rdpPort' : 'gatewayPort'} 0).`);
+    logger.info(`The RDP tunnel for ./gatehouse rdp is off (${gatewayOn ? 'rdpPort' : 'gatewayPort'} 0).`);
     return null;
   }
   const host = config.gatewayHost ?? config.host;
@@ -310,7 +310,7 @@ async function startRdpTunnel(built: GatehouseApp, config: ServerConfig, tls: Tl
   built.gateways.rdpAddress = `${host}:${tunnel.port}`;
   const sessions = built.gateways.builtInSessions;
   built.gateways.builtInSessions = sessions ? combineLiveSessions(sessions, tunnel) : tunnel;
-  logger.info({ rdpPort: tunnel.port }, `RDP tunnel for gatehouse rdp listening on ${host}:${tunnel.port}`);
+  logger.info({ rdpPort: tunnel.port }, `RDP tunnel for ./gatehouse rdp listening on ${host}:${tunnel.port}`);
   return tunnel;
 }
 

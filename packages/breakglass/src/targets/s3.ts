@@ -215,7 +215,7 @@ export class S3Target implements StorageTarget {
       case 'Forbidden':
         return new TargetError(
           'connection',
-          `The key is not allowed to write ${name} in bucket ${bucket} (AccessDenied). Apply the writer policy from "gatehouse breakglass policy".`,
+          `The key is not allowed to write ${name} in bucket ${bucket} (AccessDenied). Apply the writer policy from "./gatehouse breakglass policy".`,
         );
       default:
         // The remote's own code, text and status are not repeated: they would map whatever answers at the URL.

@@ -47,7 +47,7 @@ export function loadAgentState(stateDir: string): LoadedAgent {
     const code = (error as NodeJS.ErrnoException).code;
     throw notEnrolled(
       code === 'ENOENT'
-        ? `${file} does not exist: enroll first with the install command the console or \`gatehouse agents token\` printed.`
+        ? `${file} does not exist: enroll first with the install command the console or \`./gatehouse agents token\` printed.`
         : `${file} is not readable JSON (${code ?? 'syntax error'}). Remove the state directory and enroll again with a new join token.`,
     );
   }

@@ -99,7 +99,7 @@ export class RdpRenderer {
     if (this.#options.maxSessions === 0) {
       return refuse(
         'Browser RDP is turned off on this gateway (rdpMaxSessions 0). Ask an administrator to raise rdpMaxSessions ' +
-          '(GATEHOUSE_RDP_MAX_SESSIONS), or use a native RDP client with `gatehouse rdp`.',
+          '(GATEHOUSE_RDP_MAX_SESSIONS), or use a native RDP client with `./gatehouse rdp`.',
       );
     }
     if (this.#live.size >= this.#options.maxSessions) {

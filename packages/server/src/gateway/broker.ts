@@ -558,7 +558,7 @@ export class ServerAccessBroker implements AccessBroker {
     const unknown: Resolved = {
       ok: false,
       reason: 'unknown device',
-      message: `There is no device "${printableName(wanted.device)}" you may use. Check the name (gatehouse devices list), or ask an administrator for access.`,
+      message: `There is no device "${printableName(wanted.device)}" you may use. Check the name (./gatehouse devices list), or ask an administrator for access.`,
     };
     let candidates = await inventory.devices.findNamed(wanted.device);
     if (candidates.length === 0) candidates = await this.devicesByPath(wanted.device);

@@ -43,7 +43,7 @@ export async function chooseDesktopTarget(inventory: Inventory, visibility: Visi
   const unknown = {
     ok: false,
     reason: 'unknown device',
-    message: `There is no device ${JSON.stringify(request.deviceId)} you may use. Check the id (gatehouse devices list), or ask an administrator for access.`,
+    message: `There is no device ${JSON.stringify(request.deviceId)} you may use. Check the id (./gatehouse devices list), or ask an administrator for access.`,
   } as const;
   if (!device) return unknown;
   const accounts = await usableAccounts(inventory, visibility, device);
@@ -82,7 +82,7 @@ async function unlessNotFound<T>(lookup: Promise<T>): Promise<T | undefined> {
 
 /** How far back a refused answer is matched against used and expired tokens, to say which it was. */
 const SPENT_LOOKBACK_MS = 60 * 60_000;
-const NEW_TOKEN = 'Get a new one: gatehouse vnc <device> (or Connect in the console).';
+const NEW_TOKEN = 'Get a new one: ./gatehouse vnc <device> (or Connect in the console).';
 
 const answers = (proof: { challenge: Buffer; response: Buffer }, token: string) => {
   const expected = vncAuthResponse(proof.challenge, token);

@@ -3,7 +3,7 @@ import type { RevealedDesktopToken } from '@gatehouse/db';
 import type { RdpTicketRedemption, RdpTunnelBroker } from '@gatehouse/gateway';
 import { ServerDesktopBroker } from './desktop-broker.js';
 
-const NEW_TICKET = 'Run gatehouse rdp <device> again for a new one.';
+const NEW_TICKET = 'Run ./gatehouse rdp <device> again for a new one.';
 
 /** The ticket the CLI holds: the stored token's id and its secret. */
 export function rdpTicketOf(token: RevealedDesktopToken): string {

@@ -402,7 +402,7 @@ export class GatewayService {
     if (!agent?.revokedAt) return '';
     return (
       ` Its host agent was revoked on ${agent.revokedAt.slice(0, 16).replace('T', ' ')} UTC, so Gatehouse tried its address instead: ` +
-      'an administrator can enroll a new agent (gatehouse agents token), or the device needs a running sshd.'
+      'an administrator can enroll a new agent (./gatehouse agents token), or the device needs a running sshd.'
     );
   }
 

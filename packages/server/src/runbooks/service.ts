@@ -139,7 +139,7 @@ export class RunbookService {
     const runbook = await this.catalog.get(request.runbook, request.version).catch((error: unknown) => {
       if (error instanceof GatehouseError && error.code === 'NOT_FOUND') {
         const which = request.version === undefined ? request.runbook : `${request.runbook} version ${request.version}`;
-        throw new GatehouseError('BAD_REQUEST', `There is no runbook ${which}: list them with gatehouse runbooks list.`, [
+        throw new GatehouseError('BAD_REQUEST', `There is no runbook ${which}: list them with ./gatehouse runbooks list.`, [
           { path: 'runbook', message: 'names no runbook' },
         ]);
       }
@@ -446,7 +446,7 @@ export class RunbookService {
     for (const id of request.deviceIds ?? []) {
       const device = await inventory.devices.get(id).catch(() => undefined);
       if (!device || !canSeeDevice(visibility, device).allow) {
-        throw new GatehouseError('BAD_REQUEST', `There is no device ${id.slice(0, 100)}: check the id (gatehouse devices list).`, [
+        throw new GatehouseError('BAD_REQUEST', `There is no device ${id.slice(0, 100)}: check the id (./gatehouse devices list).`, [
           { path: 'deviceIds', message: `includes ${id.slice(0, 100)}, which is no device` },
         ]);
       }

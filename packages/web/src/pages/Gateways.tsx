@@ -143,7 +143,7 @@ export function Gateways({ user }: { user: User }) {
       </div>
       {items && items.length === 1 ? (
         <p className="hint">
-          Only the built-in gateway so far. To reach a network the server cannot, run <code>gatehouse gateway</code> there and register it
+          Only the built-in gateway so far. To reach a network the server cannot, run <code>./gatehouse gateway</code> there and register it
           with the key it prints.
         </p>
       ) : null}
@@ -219,7 +219,7 @@ function RegisterForm({ onSaved, onCancel }: { onSaved: () => void; onCancel: ()
       {serverKey ? (
         <div className="field wide">
           <span className="label">Start the gateway with the server&apos;s key</span>
-          <pre className="mono copyable">gatehouse gateway --server-key {serverKey}</pre>
+          <pre className="mono copyable">./gatehouse gateway --server-key {serverKey}</pre>
         </div>
       ) : null}
       <Field label="Name" name="name" value={name} onChange={setName} error={error} required autoFocus />

@@ -26,7 +26,7 @@ export function rdpTunnelRoutes(app: FastifyInstance, services: Services, gatewa
     },
     async (req, reply) => {
       const off =
-        "The built-in gateway's RDP tunnel listener is off (GATEHOUSE_RDP_PORT=0, or the built-in gateway is off), so gatehouse rdp has nowhere to connect. " +
+        "The built-in gateway's RDP tunnel listener is off (GATEHOUSE_RDP_PORT=0, or the built-in gateway is off), so ./gatehouse rdp has nowhere to connect. " +
         'Ask an administrator to turn the listener on (--rdp-port).';
       const asked = { deviceId: req.params.id, ...req.body };
       const { issued, answer } = await issueDesktopToken(req, services, 'rdp', asked, {

@@ -100,7 +100,7 @@ export function rotationPolicyRoutes(app: FastifyInstance, services: Services) {
 }
 
 const noPolicy = (what: string, name: string) =>
-  new GatehouseError('NOT_FOUND', `${what} ${name} has no rotation policy: set one with PUT (gatehouse rotation set).`);
+  new GatehouseError('NOT_FOUND', `${what} ${name} has no rotation policy: set one with PUT (./gatehouse rotation set).`);
 
 const policyEvent = (action: string, scope: PolicyScope, id: string, details: Record<string, unknown>) => ({
   action,

@@ -43,7 +43,7 @@ export function tokenRoutes(app: FastifyInstance, services: Services) {
       // A token must not outlive or outgrow what made it: only a person signed in with their password makes one.
       if (auth.via !== 'session')
         throw new ForbiddenError(
-          'An API token cannot create API tokens. Create one in the console (Your account) or with gatehouse login.',
+          'An API token cannot create API tokens. Create one in the console (Your account) or with ./gatehouse login.',
         );
       const maxDays = services.config.apiTokenMaxDays;
       const days = req.body.expiresInDays ?? Math.min(DEFAULT_TOKEN_DAYS, maxDays);
