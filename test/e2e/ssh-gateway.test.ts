@@ -894,7 +894,7 @@ describe('the built-in SSH gateway, with OpenSSH on both sides', () => {
     expect(run.stderr).toContain(old);
     expect(run.stderr).toContain(sshd.hostKeyFingerprint);
     // It says how to forget the old key once the new one is checked: the CLI and the console page, no raw API path.
-    expect(run.stderr).toContain('gatehouse devices host-key forget Lab/pw-box --protocol ssh');
+    expect(run.stderr).toContain('./gatehouse devices host-key forget Lab/pw-box --protocol ssh');
     expect(run.stderr).toContain(`/devices/${ids.pwBox}`);
     expect(run.stderr).not.toContain('/api/v1/');
     expect(recordingFiles()).toHaveLength(files);

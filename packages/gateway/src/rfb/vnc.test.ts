@@ -82,7 +82,7 @@ describe('connectVncTarget', () => {
       expect(trusted.security).toBe('vencrypt-x509-vnc');
       expect(seen).toEqual([x509.certificateFingerprint]);
       trusted.socket.destroy();
-      const forgetAdvice = 'gatehouse devices host-key forget Studio/desk-1 --protocol vnc';
+      const forgetAdvice = './gatehouse devices host-key forget Studio/desk-1 --protocol vnc';
       const other = await connectVncTarget(await dial(x509.port), { ...options, checkCertificate: async () => false, forgetAdvice }).catch(
         (e: unknown) => e,
       );

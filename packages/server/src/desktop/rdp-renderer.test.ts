@@ -215,7 +215,7 @@ describe('RdpRenderer against xrdp', () => {
     hostKeys.keys.set('dev-rdp', { algorithm: 'rdp-x509', fingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' });
     const result = await open(renderer(), password, hostKeys);
     expect(messageOf(result)).toMatch(/The RDP certificate of win-1 has changed: .* the device presented rdp-x509 SHA256:/);
-    expect(messageOf(result)).toContain('gatehouse devices host-key forget');
+    expect(messageOf(result)).toContain('./gatehouse devices host-key forget');
     expect(messageOf(result)).toContain('--protocol rdp');
     expect(processesUnder(runDirectory)).toEqual([]);
   });
