@@ -6,7 +6,7 @@
 #
 # The system's node when it is 24 or newer; otherwise Node 24 from npm (`npm install node@24`,
 # kept in .tmp/node24, fetched once), whose package also holds the headers node-gyp builds
-# native modules (better-sqlite3, ssh2, cpu-features, node-pty) against: npm_config_nodedir
+# native modules (ssh2, cpu-features, node-pty) against: npm_config_nodedir
 # points there, so `npm ci` builds them for the Node that runs them.
 
 gatehouse_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
