@@ -393,8 +393,11 @@ describe('a server that allows plain exports', () => {
     expect(saved.json<{ warnings: string[] }>().warnings[0]).toMatch(/^Encryption is OFF/);
     const started = await t.request('POST', '/api/v1/breakglass/runs', { token: admin });
     const id = started.json<{ id: string }>().id;
+    // The run takes a few seconds on a busy machine (poll's default gives up after one).
     await expect
-      .poll(async () => (await t.request('GET', `/api/v1/breakglass/runs/${id}`, { token: admin })).json<{ result: string }>().result)
+      .poll(async () => (await t.request('GET', `/api/v1/breakglass/runs/${id}`, { token: admin })).json<{ result: string }>().result, {
+        timeout: 30_000,
+      })
       .toBe('success');
     const reveals = async () =>
       (await t.request('GET', '/api/v1/audit/events?action=account.bulk_reveal', { token: admin })).json<{
