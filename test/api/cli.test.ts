@@ -58,7 +58,7 @@ describe('gatehouse CLI output, names and profiles', () => {
   });
 
   it('lists as tables with counted, correctly plural footers; --json and -o json print the API answer', async () => {
-    expect((await ok(['projects', 'list'])).out).toBe('No projects yet: gatehouse projects create <name> makes one.\n');
+    expect((await ok(['projects', 'list'])).out).toBe('No projects yet: ./gatehouse projects create <name> makes one.\n');
     const created = await ok(['projects', 'create', 'Payments', '--description', 'card data']);
     expect(created.out).toMatch(/^Name +Payments$/m);
     expect(created.out).toMatch(/^Description +card data$/m);
@@ -110,7 +110,7 @@ describe('gatehouse CLI output, names and profiles', () => {
     expect((await ok(['devices', 'show', 'Lab/web'])).out).toMatch(/^Provider +gcp$/m);
 
     const unknown = await gatehouse(['devices', 'list', '--project', 'Nope']);
-    expect(unknown.err).toBe('gatehouse: --project Nope: names no project you can see (gatehouse projects list shows them).\n');
+    expect(unknown.err).toBe('gatehouse: --project Nope: names no project you can see (./gatehouse projects list shows them).\n');
 
     // Accounts as device/user, on a device named alone (only one db-1) or by its path.
     await ok(['accounts', 'create', 'db-1', 'root', '--password-stdin'], { stdin: 'first-secret\n' });
@@ -172,7 +172,7 @@ describe('gatehouse CLI output, names and profiles', () => {
       stdin: `${b.admin.password}\n`,
     });
 
-    expect((await ok(['projects', 'list', '--profile', 'b'])).out).toBe('No projects yet: gatehouse projects create <name> makes one.\n');
+    expect((await ok(['projects', 'list', '--profile', 'b'])).out).toBe('No projects yet: ./gatehouse projects create <name> makes one.\n');
     expect((await ok(['projects', 'list'])).out).toContain('Payments');
     vi.stubEnv('GATEHOUSE_PROFILE', 'b');
     try {

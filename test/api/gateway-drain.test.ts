@@ -130,7 +130,7 @@ describe.each(dialects)('draining gateways on %s', (dialect) => {
 
     const tunnel = await dial(null, 'tunnel');
     expect(!tunnel.ok && tunnel.reason).toContain('default gateway (tunnel access type), and it is draining');
-    expect(!tunnel.ok && tunnel.reason).toContain('gatehouse gateways resume default');
+    expect(!tunnel.ok && tunnel.reason).toContain('./gatehouse gateways resume default');
     expect((await post('/gateways/default/resume')).json()).toMatchObject({ draining: false });
     const [event] = await events('gateway.resume');
     expect(event).toMatchObject({ targetId: 'default', details: { name: 'default', changed: true } });

@@ -62,7 +62,7 @@ export function agentRoutes(app: FastifyInstance, services: Services, gateways: 
       const created = await services.withAudit(req, async (tx, audit) => {
         const device = await tx.inventory.devices.get(req.params.id);
         if ((await tx.agents.ofDevice(device.id))?.revokedAt === null)
-          throw new ConflictError(`Device ${device.name} has an enrolled agent: revoke it first (gatehouse agents revoke <agentId>).`);
+          throw new ConflictError(`Device ${device.name} has an enrolled agent: revoke it first (./gatehouse agents revoke <agentId>).`);
         const row = await tx.agents.createToken({
           deviceId: device.id,
           tokenHash: hashToken(token),
