@@ -50,7 +50,7 @@ interface DeviceOptions {
  */
 const deviceFields = (o: DeviceOptions) => ({
   provider: o.provider as DeviceCreate['provider'],
-  protocols: o.protocol as DeviceCreate['protocols'],
+  protocols: o.protocol,
   publicIp: o.publicIp,
   privateIp: o.privateIp,
   urlPort: o.urlPort,
