@@ -134,7 +134,7 @@ describe.each(dialects)('secrets planted through the CLI on %s', (dialect) => {
     const refused = path.join(dir, 'refused.csv');
     writeFileSync(
       refused,
-      `${header}\nCanaries,refused-host,martian,ssh,,,,,,admin,${canaries.refusedImport},,,${canaries.refusedImport},"{""x"":1,""y"":""${canaries.refusedImport}""}"\n` +
+      `${header}\nCanaries,refused-host,aws,martian,,,,,,admin,${canaries.refusedImport},,,${canaries.refusedImport},"{""x"":1,""y"":""${canaries.refusedImport}""}"\n` +
         `Canaries,refused-host-2,aws,ssh,,,,,,,${canaries.refusedImport},not a key ${canaries.refusedImport},,,${canaries.refusedImport}\n`,
     );
     const refusedResult = await gh(['import', refused]);
