@@ -48,11 +48,18 @@ gatehouse_mark_natives() {
   node -p 'process.versions.modules' >"$(gatehouse_natives_stamp)"
 }
 
+# Whether node_modules is there, not older than the lockfile, and built for this Node
+# (what gatehouse_install checks; the README walk-through test asks it too).
+gatehouse_installed() {
+  local root="$gatehouse_root"
+  [ -f "$root/node_modules/.package-lock.json" ] && [ ! "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ] &&
+    [ "$(cat "$(gatehouse_natives_stamp)" 2>/dev/null)" = "$(node -p 'process.versions.modules')" ]
+}
+
 # `npm ci` when node_modules is missing, older than the lockfile, or built for another Node.
 gatehouse_install() {
   local root="$gatehouse_root"
-  if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ] ||
-    [ "$(cat "$(gatehouse_natives_stamp)" 2>/dev/null)" != "$(node -p 'process.versions.modules')" ]; then
+  if ! gatehouse_installed; then
     echo "Installing the dependencies on Node.js $(node --version) (npm ci)" >&2
     (cd "$root" && npm ci --no-audit --no-fund >&2) || return 1
     gatehouse_mark_natives
