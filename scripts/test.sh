@@ -24,6 +24,11 @@ command -v ceph-osd >/dev/null 2>&1 || need_apt+=(ceph-osd)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
+# OpenSSH 10.2p1 built from ../shared/vendor (scripts/openssh10.sh) as the ML-KEM peer of the
+# post-quantum key exchange tests (test/e2e/ssh-pq.test.ts): a C toolchain, OpenSSL, zlib.
+command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need_apt+=(build-essential)
+[ -e /usr/include/openssl/evp.h ] || need_apt+=(libssl-dev)
+[ -e /usr/include/zlib.h ] || need_apt+=(zlib1g-dev)
 # rsync through the gateway: a binary exec download is kept as its size and SHA-256.
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 # The clients ops teams run through the gateway with user+device user names
@@ -79,5 +84,6 @@ echo "Node.js $(node --version)"
 
 npm ci --no-audit --no-fund
 gatehouse_mark_natives
+bash scripts/openssh10.sh
 npm run build
 npm run ci

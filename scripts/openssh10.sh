@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds OpenSSH portable 10.2p1 (client and server with mlkem768x25519-sha256, which Debian 12's
+# 9.2p1 lacks) from ../shared/vendor/openssh-10.2p1.tar.gz into .tmp/openssh-10.2p1, once: the
+# post-quantum key exchange tests (test/e2e/ssh-pq.test.ts) run its ssh, sftp, scp and sshd
+# from there and skip, saying why, when it is absent. Needs build-essential, libssl-dev and
+# zlib1g-dev (scripts/test.sh installs them). ~1 min on 2 cores. Safe to run again.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tarball="$root/../shared/vendor/openssh-10.2p1.tar.gz"
+sha256=8d5fa5b27b6a7d1148f630f0e3412b3e0cb2027bbcfc1c7a41107e222cc75ce6
+dir="$root/.tmp/openssh-10.2p1"
+
+if [ -x "$dir/ssh" ] && [ -x "$dir/sshd" ] && [ -f "$dir/.gatehouse-built" ]; then
+  exit 0
+fi
+if [ ! -f "$tarball" ]; then
+  echo "OpenSSH 10.2p1 not built: $tarball is absent (the ML-KEM tests will be skipped)" >&2
+  exit 0
+fi
+echo "$sha256  $tarball" | sha256sum --check --status ||
+  { echo "$tarball does not have the expected SHA-256 ($sha256); not building it" >&2; exit 1; }
+echo "Building OpenSSH 10.2p1 into .tmp/openssh-10.2p1 (once, ~1 min)"
+rm -rf "$dir"
+mkdir -p "$root/.tmp"
+tar -xzf "$tarball" -C "$root/.tmp"
+cd "$dir"
+./configure --prefix="$dir/inst" --without-pam --with-privsep-path="$dir/empty" \
+  --with-privsep-user=nobody >configure.out 2>&1 || { tail -n 30 configure.out >&2; exit 1; }
+make -j2 >make.out 2>&1 || { tail -n 30 make.out >&2; exit 1; }
+./ssh -Q kex | grep -qx mlkem768x25519-sha256 ||
+  { echo "the OpenSSH built in $dir does not offer mlkem768x25519-sha256" >&2; exit 1; }
+touch .gatehouse-built
+echo "OpenSSH $(./ssh -V 2>&1) built in .tmp/openssh-10.2p1"
