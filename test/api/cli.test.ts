@@ -1,6 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import { createServer } from 'node:https';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { freeLowPort } from '../support/agent.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { runCliInProcess } from '../support/cli-in-process.js';
 
@@ -189,8 +192,18 @@ describe('gatehouse CLI output, names and profiles', () => {
     const listed = await ok(['profiles', '--json']);
     for (const p of Object.values(all)) expect(listed.out).not.toContain(p.token);
 
-    // An explicit --url and --ca win over the profile's (whose token that server refuses).
-    expect((await gatehouse(['projects', 'list', '--url', b.url, '--ca', b.ca])).err).not.toContain('not trusted');
+    // A profile's token goes to no other server: with --url B and no token of its own, the command stops before any request.
+    const elsewhere = await gatehouse(['projects', 'list', '--url', b.url, '--ca', b.ca]);
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.err).toContain(`Profile default holds the API token for ${a.url}, not ${b.url}`);
+    expect(elsewhere.err).toContain(`./gatehouse login --url ${b.url} --profile <name>`);
+    // With a token of its own (GATEHOUSE_TOKEN) --url and --ca win over the profile's.
+    vi.stubEnv('GATEHOUSE_TOKEN', b.admin.token);
+    try {
+      expect((await ok(['projects', 'list', '--url', b.url, '--ca', b.ca])).out).toContain('OnlyOnB');
+    } finally {
+      vi.stubEnv('GATEHOUSE_TOKEN', undefined);
+    }
     const missing = await gatehouse(['projects', 'list', '--profile', 'nope']);
     expect(missing.err).toContain('--profile nope: no such profile');
 
@@ -199,6 +212,44 @@ describe('gatehouse CLI output, names and profiles', () => {
     const stale = await gatehouse(['projects', 'list', '--profile', 'stale']);
     expect(stale.err).toContain(`not trusted by ${a.ca}`);
     expect((await ok(['projects', 'list', '--profile', 'stale', '--data-dir', b.dataDir])).out).toContain('OnlyOnB');
+  });
+
+  it('never sends a saved token to another server: a plain HTTPS listener at another --url records no authorization header', async () => {
+    const tls = path.join(b.dataDir, 'tls');
+    const seen: IncomingHttpHeaders[] = [];
+    const listener = createServer(
+      { key: readFileSync(path.join(tls, 'server.key')), cert: readFileSync(path.join(tls, 'server.crt')) },
+      (req, res) => {
+        seen.push(req.headers);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"items":[]}');
+      },
+    );
+    const port = await freeLowPort();
+    await new Promise<void>((resolve) => listener.listen(port, '127.0.0.1', resolve));
+    const other = `https://127.0.0.1:${port}`;
+    try {
+      for (const args of [
+        ['projects', 'list', '--url', other, '--ca', b.ca],
+        ['devices', 'list', '--url', other, '--data-dir', b.dataDir],
+        ['projects', 'list', '--profile', 'b', '--url', other],
+      ]) {
+        const run = await gatehouse(args);
+        expect(run.code, args.join(' ')).toBe(1);
+        expect(run.err).toContain(`not ${other}: a saved token is sent only to the server it was saved for`);
+      }
+      vi.stubEnv('GATEHOUSE_URL', other);
+      expect((await gatehouse(['projects', 'list', '--ca', b.ca])).err).toContain(`holds the API token for ${a.url}, not ${other}`);
+      vi.stubEnv('GATEHOUSE_URL', undefined);
+      // Signing in there under a new profile sends the password, never the old profile's token.
+      await gatehouse(['login', '--profile', 'other', '--username', 'x', '--password-stdin', '--url', other, '--ca', b.ca], {
+        stdin: 'not-a-real-password\n',
+      });
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every((h) => h.authorization === undefined)).toBe(true);
+    } finally {
+      vi.stubEnv('GATEHOUSE_URL', undefined);
+      await new Promise((resolve) => listener.close(resolve));
+    }
   });
 
   it('reads the single-profile file of earlier versions as the default profile, and keeps it when another is saved', async () => {

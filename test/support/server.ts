@@ -90,6 +90,13 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
+/**
+ * The server last started on each data directory. A restart listens on its port again, so it
+ * comes back at the same URL, as a real server does, and the CLI profiles saved for that URL
+ * still apply (a saved API token goes to no other origin).
+ */
+const lastStarted = new Map<string, GatehouseServer>();
+
 export interface HttpsResponse {
   status: number;
   body: string;
@@ -168,6 +175,12 @@ export class GatehouseServer {
     return { ...result, ms: performance.now() - started };
   }
 
+  /** Its port, once its process has exited (a restart listens there again). */
+  async portAfterExit(): Promise<number> {
+    await this.exited.catch(() => undefined);
+    return Number(new URL(this.url).port);
+  }
+
   /** SIGKILL, for a test that failed with the server still running. */
   kill(): void {
     running.delete(this);
@@ -226,9 +239,9 @@ function spawnGatehouse(args: string[], opts: { env?: Env; cwd?: string; stdin?:
   return watched;
 }
 
-const serverArgs = (o: StartOptions) => [
+const serverArgs = (o: StartOptions, port = 0) => [
   'server',
-  ...(o.ephemeralPort === false ? [] : ['--port', '0', '--host', '127.0.0.1']),
+  ...(o.ephemeralPort === false ? [] : ['--port', String(port), '--host', '127.0.0.1']),
   '--data-dir',
   o.dataDir,
   ...(o.args ?? []),
@@ -253,8 +266,11 @@ const serverEnv = (o: StartOptions): Env => ({
  * inside a test is killed if that test fails; `killServers` kills whatever is left.
  */
 export async function startServer(opts: StartOptions): Promise<GatehouseServer> {
+  const previous = lastStarted.get(path.resolve(opts.dataDir));
+  // Two servers at once on one data directory (a test of that) each take a new port.
+  const port = previous === undefined || running.has(previous) ? 0 : await previous.portAfterExit();
   const started = performance.now();
-  const watched = spawnGatehouse(serverArgs(opts), { env: serverEnv(opts), cwd: path.dirname(opts.dataDir) });
+  const watched = spawnGatehouse(serverArgs(opts, port), { env: serverEnv(opts), cwd: path.dirname(opts.dataDir) });
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -286,6 +302,7 @@ export async function startServer(opts: StartOptions): Promise<GatehouseServer> 
   });
   const server = new GatehouseServer(watched, opts.dataDir, url, performance.now() - started);
   running.add(server);
+  if (opts.ephemeralPort !== false) lastStarted.set(path.resolve(opts.dataDir), server);
   try {
     onTestFailed(() => server.kill());
   } catch {

@@ -3,7 +3,7 @@ import { request } from 'node:https';
 import tls from 'node:tls';
 import path from 'node:path';
 import { GatehouseError, isErrorCode, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
-import { credentialsFile, profileChosen, profileName, readProfiles } from './profiles.js';
+import { credentialsFile, profileChosen, profileName, readProfiles, sameServer } from './profiles.js';
 
 export { credentialsFile } from './profiles.js';
 
@@ -59,7 +59,9 @@ export class ApiClient {
 
   /**
    * What is given wins: --url, --ca and --data-dir over the environment, the environment
-   * over the saved profile (a server restarted on another port keeps its profile's token).
+   * over the saved profile. A profile's token and CA belong to the server (origin) they were
+   * saved for: with another URL neither is used, and without a token of its own
+   * (GATEHOUSE_TOKEN) the command stops before any request rather than send it there.
    */
   constructor(opts: ClientOptions) {
     this.profile = profileName(opts.profile);
@@ -69,11 +71,18 @@ export class ApiClient {
         'NOT_FOUND',
         `--profile ${this.profile}: no such profile in ${credentialsFile()} (gatehouse profiles lists them; ./gatehouse login --profile ${this.profile} makes it).`,
       );
-    const saved = found ?? {};
     // The same default port as the server: 443 as root, 8443 otherwise.
     const local = `https://127.0.0.1:${process.getuid?.() === 0 ? 443 : 8443}`;
-    this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? saved.url ?? local).replace(/\/$/, '');
+    this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? found?.url ?? local).replace(/\/$/, '');
+    const saved = found?.url !== undefined && sameServer(found.url, this.url) ? found : {};
     this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? saved.token;
+    if (this.token === undefined && found?.token !== undefined && found.url !== undefined && !opts.newProfile)
+      throw new GatehouseError(
+        'CONFLICT',
+        `Profile ${this.profile} holds the API token for ${found.url}, not ${this.url}: a saved token is sent only to the server it was saved for. ` +
+          `Sign in to ${this.url} under a profile of its own: ./gatehouse login --url ${this.url} --profile <name> --username <user>, ` +
+          `then add --profile <name> to later commands (or set GATEHOUSE_PROFILE); or leave out --url (and GATEHOUSE_URL) to use ${found.url}.`,
+      );
     this.caFile =
       opts.ca ?? certOf(opts.dataDir) ?? process.env.GATEHOUSE_CA ?? saved.ca ?? certOf(process.env.GATEHOUSE_DATA_DIR ?? './data');
     this.ca = this.caFile ? readFileSync(this.caFile, 'utf8') : undefined;
