@@ -120,22 +120,24 @@ describe.each(dialects)('bad input on %s', (dialect) => {
     await expectAlive(t);
   });
 
-  it('answers a body over bodyLimit with 413 PAYLOAD_TOO_LARGE', async () => {
-    const big = await small.request('POST', `${API}/projects`, { token: smallAdmin, body: { name: 'big', description: 'x'.repeat(3000) } });
+  const bigCsv = csvOf(Array.from({ length: 80 }, (_, i) => ({ project: 'P', device: `device-${i}`, provider: 'aws' })));
+  it.each([
+    {
+      what: 'a JSON body',
+      route: '/projects',
+      type: 'application/json',
+      payload: JSON.stringify({ name: 'big', description: 'x'.repeat(3000) }),
+    },
+    { what: 'a CSV import', route: '/inventory/import', type: 'text/csv', payload: bigCsv },
+  ])('answers $what over bodyLimit with 413 PAYLOAD_TOO_LARGE', async ({ what, route, type, payload }) => {
+    expect(payload.length).toBeGreaterThan(2048);
+    const big = await small.request('POST', `${API}${route}`, { token: smallAdmin, payload, headers: { 'content-type': type } });
     expect(big.statusCode).toBe(413);
     expect(errorOf(big).code).toBe('PAYLOAD_TOO_LARGE');
     await expectAlive(small);
-    const csv = csvOf(Array.from({ length: 80 }, (_, i) => ({ project: 'P', device: `device-${i}`, provider: 'aws' })));
-    expect(csv.length).toBeGreaterThan(2048);
-    const bigCsv = await small.request('POST', `${API}/inventory/import`, {
-      token: smallAdmin,
-      payload: csv,
-      headers: { 'content-type': 'text/csv' },
-    });
-    expect(bigCsv.statusCode).toBe(413);
-    await expectAlive(small);
     // Below the limit, the same server still accepts requests.
-    expect((await small.request('POST', `${API}/projects`, { token: smallAdmin, body: { name: 'small' } })).statusCode).toBe(201);
+    const fits = await small.request('POST', `${API}/projects`, { token: smallAdmin, body: { name: `small after ${what}` } });
+    expect(fits.statusCode).toBe(201);
   });
 
   it('answers an unsupported Content-Type with 415', async () => {
@@ -191,27 +193,13 @@ describe.each(dialects)('bad input on %s', (dialect) => {
 
     it('reports every bad row and field of a CSV and writes nothing', async () => {
       const before = await count();
+      const good = { project: 'Import A', device: 'good-1', provider: 'aws', protocols: 'ssh', public_ip: '203.0.113.1', account: 'root' };
       const csv = csvOf([
-        {
-          project: 'Import A',
-          device: 'good-1',
-          provider: 'aws',
-          protocols: 'ssh',
-          public_ip: '203.0.113.1',
-          account: 'root',
-          password: 'pw-1',
-        },
+        { ...good, password: 'pw-1' },
         { project: 'Import A', device: 'no-provider', provider: ' ' },
         { project: 'Import A', device: 'bad-ip', provider: 'gcp', public_ip: '203.0.113.999' },
-        {
-          project: 'Import A',
-          device: 'good-1',
-          provider: 'aws',
-          protocols: 'ssh',
-          public_ip: '203.0.113.1',
-          account: 'root',
-          password: 'pw-2',
-        },
+        // The same device and account again.
+        { ...good, password: 'pw-2' },
         { project: 'Import A', device: 'bad-protocol', provider: 'azure', protocols: 'ssh;gopher', tags: 'ok;not ok' },
         { project: 'Import A', device: 'no-account', provider: 'other', password: 'orphan-secret' },
         { project: 'Import A', device: 'bad-key', provider: 'aws', account: 'k', private_key: 'not a key', extra_credential: '{not json' },
