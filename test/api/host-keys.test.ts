@@ -110,7 +110,7 @@ describe.each(dialects)('device host keys on %s', (dialect) => {
     expect(forgotten).toEqual(['ssh', 'rdp', 'vnc']);
   });
 
-  it('pins a checked fingerprint in place of the trusted key, for administrators, in the forms ssh-keygen and openssl print', async () => {
+  it('pins a checked fingerprint as the next key, for administrators, in the forms ssh-keygen and openssl print', async () => {
     const old = { algorithm: 'ssh-ed25519', fingerprint: fingerprint('old') };
     expect(await broker.checkHostKey(target(), old)).toEqual({ ok: true, firstUse: true });
     const next = fingerprint('next');
@@ -129,18 +129,41 @@ describe.each(dialects)('device host keys on %s', (dialect) => {
     const res = await pin(admin, { protocol: 'ssh', fingerprint: next });
     expect(res.statusCode, res.body).toBe(200);
     const answer = res.json<HostKeyPinAnswer>();
-    expect(answer.hostKey).toMatchObject({ protocol: 'ssh', algorithm: null, fingerprint: next, pinned: true });
-    expect(answer.replaced).toMatchObject({ ...old, pinned: false });
+    expect(answer.hostKey).toMatchObject({ protocol: 'ssh', ...old, pinned: false, next: { fingerprint: next } });
+    expect(answer.replaced).toBeNull();
     expect((await events('device.host_key_pin')).at(-1)?.details).toMatchObject({
       protocol: 'ssh',
       fingerprint: next,
-      replaced: `ssh-ed25519 ${old.fingerprint}`,
+      as: 'next',
+      current: `ssh-ed25519 ${old.fingerprint}`,
+      replaced: null,
     });
+    expect((await keys()).hostKey).toMatchObject({ fingerprint: old.fingerprint, next: { fingerprint: next } });
 
-    // The old key is refused now; the pinned one is trusted and gets its algorithm.
-    expect(await broker.checkHostKey(target(), old)).toEqual({ ok: false, stored: { algorithm: 'pinned', fingerprint: next } });
-    expect(await broker.checkHostKey(target(), { algorithm: 'ssh-ed25519', fingerprint: next })).toEqual({ ok: true, firstUse: false });
-    expect((await keys()).hostKey).toMatchObject({ algorithm: 'ssh-ed25519', fingerprint: next, pinned: true });
+    // Both keys are accepted until the device presents the pinned one; any other is refused.
+    expect(await broker.checkHostKey(target(), old)).toEqual({ ok: true, firstUse: false });
+    expect(await broker.checkHostKey(target(), { algorithm: 'ssh-ed25519', fingerprint: fingerprint('mitm') })).toEqual({
+      ok: false,
+      stored: old,
+    });
+    expect((await events('device.host_key_mismatch')).at(-1)?.details).toMatchObject({ protocol: 'ssh', next });
+
+    // Two connections present the pinned key at once: both are let in, the old key is dropped once.
+    const presented = { algorithm: 'ssh-ed25519', fingerprint: next };
+    const rotationsBefore = (await events('device.host_key_rotated')).length;
+    expect(await Promise.all([broker.checkHostKey(target(), presented), broker.checkHostKey(target(), presented)])).toEqual([
+      { ok: true, firstUse: false },
+      { ok: true, firstUse: false },
+    ]);
+    const rotations = await events('device.host_key_rotated');
+    expect(rotations).toHaveLength(rotationsBefore + 1);
+    expect(rotations.at(-1)).toMatchObject({
+      actorName: 'gateway:default',
+      targetId: device.deviceId,
+      details: { protocol: 'ssh', algorithm: 'ssh-ed25519', fingerprint: next, dropped: `ssh-ed25519 ${old.fingerprint}` },
+    });
+    expect(await broker.checkHostKey(target(), old)).toEqual({ ok: false, stored: presented });
+    expect((await keys()).hostKey).toMatchObject({ algorithm: 'ssh-ed25519', fingerprint: next, pinned: true, next: null });
 
     // A certificate's SHA-256 as openssl prints it is the same fingerprint the gateway computes.
     const digest = createHash('sha256').update('certificate').digest();
@@ -182,7 +205,8 @@ describe.each(dialects)('gatehouse devices host-key on %s', (dialect) => {
     const pinned = await gatehouse('devices', 'host-key', 'pin', 'Ops/web 1', '--protocol', 'ssh', '--fingerprint', next);
     expect(pinned.code, pinned.err).toBe(0);
     expect(pinned.out).toBe(
-      `Pinned ${next} as the ssh key of Ops/web 1: connections over ssh accept only that key now. It replaces ssh-ed25519 ${fingerprint('ssh')}.\n`,
+      `Pinned ${next} as the next ssh key of Ops/web 1: connections over ssh accept it and ssh-ed25519 ${fingerprint('ssh')} ` +
+        'until the device presents it; then only it.\n',
     );
     const wrong = await gatehouse('devices', 'host-key', 'pin', 'web 1', '--protocol', 'ssh', '--fingerprint', 'SHA256:nope');
     expect(wrong.code).toBe(1);
@@ -199,7 +223,8 @@ describe.each(dialects)('gatehouse devices host-key on %s', (dialect) => {
     expect(lines[0]).toBe('Keys trusted for Ops/web 1:');
     expect(lines[1]).toMatch(/^PROTOCOL +ALGORITHM +FINGERPRINT +SINCE +TRUSTED BY$/);
     expect(lines[2]).toMatch(new RegExp(`^rdp +rdp-x509 +${escape(fingerprint('rdp'))} +\\d{4}-\\S+ +first use$`));
-    expect(lines[3]).toMatch(new RegExp(`^ssh +— +${escape(next)} +\\d{4}-\\S+ +pinned$`));
+    expect(lines[3]).toMatch(new RegExp(`^ssh +ssh-ed25519 +${escape(fingerprint('ssh'))} +\\d{4}-\\S+ +first use$`));
+    expect(lines[4]).toMatch(new RegExp(`^ssh +— +${escape(next)} +\\d{4}-\\S+ +pinned as next$`));
     const json = await gatehouse('devices', 'host-key', 'show', 'web 1', '--json');
     expect((JSON.parse(json.out) as { protocol: string }[]).map((k) => k.protocol)).toEqual(['rdp', 'ssh']);
 
@@ -213,7 +238,17 @@ describe.each(dialects)('gatehouse devices host-key on %s', (dialect) => {
     expect(nothing.err).toContain('Ops/web 1 has no trusted rdp key: nothing to forget');
     const all = await gatehouse('devices', 'host-key', 'forget', 'web 1');
     expect(all.code, all.err).toBe(0);
-    expect(all.out).toContain(`Forgot the ssh key of Ops/web 1: ${next} (pinned, not presented yet).`);
+    expect(all.out).toContain(`Forgot the ssh key of Ops/web 1: ssh-ed25519 ${fingerprint('ssh')}.`);
+    expect(await t.gatewaySessions.hostKeys(deviceId)).toEqual([]);
+
+    // With no key presented, a pin is the trusted key at once, in place of an earlier pin.
+    await gatehouse('devices', 'host-key', 'pin', 'web 1', '--protocol', 'vnc', '--fingerprint', fingerprint('first'));
+    const firm = await gatehouse('devices', 'host-key', 'pin', 'web 1', '--protocol', 'vnc', '--fingerprint', next);
+    expect(firm.code, firm.err).toBe(0);
+    expect(firm.out).toBe(
+      `Pinned ${next} as the vnc key of Ops/web 1: connections over vnc accept only that key now. It replaces ${fingerprint('first')} (pinned, not presented yet).\n`,
+    );
+    await gatehouse('devices', 'host-key', 'forget', 'web 1');
     expect(await t.gatewaySessions.hostKeys(deviceId)).toEqual([]);
   });
 });

@@ -22,6 +22,11 @@ export const deviceHostKey = z.object({
   firstSeen: timestamp,
   /** Set by an administrator (`PUT`), not trusted on first use. */
   pinned: z.boolean(),
+  /**
+   * The key pinned ahead of a planned change: accepted too until the device presents it,
+   * which then replaces this one (audited `device.host_key_rotated`). Null when none.
+   */
+  next: z.object({ fingerprint: z.string(), pinnedAt: timestamp }).nullable(),
 });
 export type DeviceHostKey = z.infer<typeof deviceHostKey>;
 
@@ -74,7 +79,11 @@ export function normalizeFingerprint(typed: string): string | undefined {
   return `SHA256:${base64Of(bytes)}`;
 }
 
-/** `PUT /devices/:id/host-key`: trust this key for the protocol from now on, in place of any stored. */
+/**
+ * `PUT /devices/:id/host-key`: the key the device will present for the protocol. Its next
+ * key when it has presented one already (both accepted until it presents this one), else
+ * the trusted key at once.
+ */
 export const hostKeyPin = z.strictObject({
   protocol: hostKeyProtocol,
   fingerprint: z
@@ -94,6 +103,10 @@ export const hostKeyPin = z.strictObject({
 });
 export type HostKeyPin = z.input<typeof hostKeyPin>;
 
-/** What `PUT` pinned, and the key it replaced (null when there was none). */
+/**
+ * The device's key for the protocol after `PUT`: with the pin as `next` when the key it had
+ * presented stays trusted until then; else the pin itself, with the key it `replaced` at once
+ * (a pin never presented; null when there was none).
+ */
 export const hostKeyPinAnswer = z.object({ hostKey: deviceHostKey, replaced: deviceHostKey.nullable() });
 export type HostKeyPinAnswer = z.infer<typeof hostKeyPinAnswer>;

@@ -26,7 +26,11 @@ const keysOf = (api: ApiClient, deviceId: string) =>
 
 /** The keys as a table, one row per protocol. */
 export function hostKeyTable(keys: readonly DeviceHostKey[]): string {
-  const rows = keys.map((k) => [k.protocol, k.algorithm ?? '—', k.fingerprint, k.firstSeen, k.pinned ? 'pinned' : 'first use']);
+  const rows = keys.flatMap((k) => [
+    [k.protocol, k.algorithm ?? '—', k.fingerprint, k.firstSeen, k.pinned ? 'pinned' : 'first use'],
+    // The pinned next key, on a line of its own: accepted too until the device presents it.
+    ...(k.next ? [[k.protocol, '—', k.next.fingerprint, k.next.pinnedAt, 'pinned as next']] : []),
+  ]);
   return formatTable([['PROTOCOL', 'ALGORITHM', 'FINGERPRINT', 'SINCE', 'TRUSTED BY'], ...rows]).join('\n');
 }
 
@@ -72,7 +76,7 @@ export function hostKeyCommands(devices: Command): void {
 
   withClient(hostKey.command('pin <device>'))
     .description(
-      'trust this key from now on, in place of the stored one: ahead of a planned key change, or instead of the first one seen (administrators)',
+      'the key the device will present, ahead of a planned key change (both keys are accepted until it does, then the old one is dropped), or instead of trusting the first one seen (administrators)',
     )
     .addOption(protocolOption('the protocol the key is for').makeOptionMandatory())
     .requiredOption(
@@ -84,9 +88,17 @@ export function hostKeyCommands(devices: Command): void {
       const device = await deviceOf(api, value);
       const body: HostKeyPin = { protocol: o.protocol, fingerprint: o.fingerprint };
       const answer = await api.call<HostKeyPinAnswer>('PUT', `/devices/${encodeURIComponent(device.id)}/host-key`, body);
+      const { hostKey: key } = answer;
+      if (key.next) {
+        print(
+          `Pinned ${key.next.fingerprint} as the next ${o.protocol} key of ${device.path}: connections over ${o.protocol} accept it and ${keyText(key)} ` +
+            `until the device presents it; then only it.`,
+        );
+        return;
+      }
       const replaced = answer.replaced ? ` It replaces ${keyText(answer.replaced)}.` : '';
       print(
-        `Pinned ${answer.hostKey.fingerprint} as the ${o.protocol} key of ${device.path}: connections over ${o.protocol} accept only that key now.${replaced}`,
+        `Pinned ${key.fingerprint} as the ${o.protocol} key of ${device.path}: connections over ${o.protocol} accept only that key now.${replaced}`,
       );
     });
 }

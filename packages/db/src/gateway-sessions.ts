@@ -102,6 +102,11 @@ export interface HostKey {
   firstSeen: string;
   /** Set by an administrator rather than trusted on first use. */
   pinned: boolean;
+  /**
+   * The key an administrator pinned ahead of a planned change: accepted as well until the
+   * device presents it, which then replaces this one. Null when none is expected.
+   */
+  next: { fingerprint: string; pinnedAt: string } | null;
 }
 
 const hostKeyFromRow = (r: DeviceHostKeyTable): HostKey => ({
@@ -111,6 +116,7 @@ const hostKeyFromRow = (r: DeviceHostKeyTable): HostKey => ({
   fingerprint: r.fingerprint,
   firstSeen: r.first_seen,
   pinned: r.pinned === 1,
+  next: r.next_fingerprint === null ? null : { fingerprint: r.next_fingerprint, pinnedAt: r.next_pinned_at ?? r.first_seen },
 });
 
 const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
@@ -383,13 +389,15 @@ export class GatewaySessions {
    * Stores `key` when the device has none for `protocol` yet and returns the key now
    * trusted: `key` itself (with `firstUse`), or the one stored before. Two first
    * connections at once agree on one key. A pinned key without an algorithm takes the
-   * presented one's when their fingerprints match.
+   * presented one's when their fingerprints match. A key that is the pinned next key
+   * replaces the trusted one (returned as `rotated`): once, however many connections
+   * present it at the same time; the others find it trusted already.
    */
   async trustOnFirstUse(
     deviceId: string,
     protocol: HostKeyProtocol,
     key: { algorithm: string; fingerprint: string },
-  ): Promise<HostKey & { firstUse: boolean }> {
+  ): Promise<HostKey & { firstUse: boolean; rotated?: HostKey }> {
     const existing = await this.hostKey(deviceId, protocol);
     if (existing) {
       if (existing.algorithm === null && existing.fingerprint === key.fingerprint) {
@@ -403,6 +411,31 @@ export class GatewaySessions {
           .execute();
         return { ...existing, algorithm: key.algorithm, firstUse: false };
       }
+      if (existing.next?.fingerprint === key.fingerprint && existing.fingerprint !== key.fingerprint) {
+        const firstSeen = new Date().toISOString();
+        // Conditional on the expected key still being the next one: of connections
+        // presenting it at once, one replaces the old key and the others re-read.
+        const updated = await this.x
+          .updateTable('device_host_keys')
+          .set({
+            algorithm: key.algorithm,
+            fingerprint: key.fingerprint,
+            first_seen: firstSeen,
+            pinned: 1,
+            next_fingerprint: null,
+            next_pinned_at: null,
+          })
+          .where('device_id', '=', deviceId)
+          .where('protocol', '=', protocol)
+          .where('next_fingerprint', '=', key.fingerprint)
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) === 1) {
+          const trusted = { ...existing, algorithm: key.algorithm, fingerprint: key.fingerprint, firstSeen, pinned: true, next: null };
+          return { ...trusted, firstUse: false, rotated: existing };
+        }
+        const stored = await this.hostKey(deviceId, protocol);
+        if (stored) return { ...stored, firstUse: false };
+      }
       return { ...existing, firstUse: false };
     }
     const row = {
@@ -412,6 +445,8 @@ export class GatewaySessions {
       fingerprint: key.fingerprint,
       first_seen: new Date().toISOString(),
       pinned: 0,
+      next_fingerprint: null,
+      next_pinned_at: null,
     };
     try {
       await this.x.insertInto('device_host_keys').values(row).execute();
@@ -425,25 +460,54 @@ export class GatewaySessions {
   }
 
   /**
-   * Trusts `fingerprint` for the device's `protocol` from now on, in place of any key
-   * stored (an administrator's pin ahead of a planned key change). Returns the key it
-   * replaced, if any.
+   * Pins `fingerprint` for the device's `protocol`. On a device with a key it has presented,
+   * the pin is the expected next key (`next`): both are accepted until the device presents
+   * the pinned one, which then replaces the old ({@link trustOnFirstUse}). With no key yet,
+   * or only a pin the device never presented, the pin is the trusted key at once (returned
+   * with the key it `replaced`). Pinning the trusted key itself marks it pinned and drops
+   * any expected next key.
    */
   async pinHostKey(
     deviceId: string,
     protocol: HostKeyProtocol,
     fingerprint: string,
   ): Promise<{ pinned: HostKey; replaced: HostKey | undefined }> {
-    const replaced = await this.hostKey(deviceId, protocol);
-    const row = { device_id: deviceId, protocol, algorithm: null, fingerprint, first_seen: new Date().toISOString(), pinned: 1 };
+    const at = new Date().toISOString();
+    const existing = await this.hostKey(deviceId, protocol);
+    if (existing && existing.algorithm !== null) {
+      const next = existing.fingerprint === fingerprint ? null : { fingerprint, pinnedAt: at };
+      const updated = await this.x
+        .updateTable('device_host_keys')
+        .set(next ? { next_fingerprint: fingerprint, next_pinned_at: at } : { pinned: 1, next_fingerprint: null, next_pinned_at: null })
+        .where('device_id', '=', deviceId)
+        .where('protocol', '=', protocol)
+        .where('fingerprint', '=', existing.fingerprint)
+        .executeTakeFirst();
+      if (Number(updated.numUpdatedRows) === 1)
+        return { pinned: { ...existing, pinned: next ? existing.pinned : true, next }, replaced: undefined };
+      // The key changed meanwhile (forgotten, or rotated to its next key): pin on what is there now.
+      return this.pinHostKey(deviceId, protocol, fingerprint);
+    }
+    const row = {
+      device_id: deviceId,
+      protocol,
+      algorithm: null,
+      fingerprint,
+      first_seen: at,
+      pinned: 1,
+      next_fingerprint: null,
+      next_pinned_at: null,
+    };
     await this.x
       .insertInto('device_host_keys')
       .values(row)
       .onConflict((oc) =>
-        oc.columns(['device_id', 'protocol']).doUpdateSet({ algorithm: null, fingerprint, first_seen: row.first_seen, pinned: 1 }),
+        oc
+          .columns(['device_id', 'protocol'])
+          .doUpdateSet({ algorithm: null, fingerprint, first_seen: at, pinned: 1, next_fingerprint: null, next_pinned_at: null }),
       )
       .execute();
-    return { pinned: hostKeyFromRow(row), replaced };
+    return { pinned: hostKeyFromRow(row), replaced: existing };
   }
 
   /**

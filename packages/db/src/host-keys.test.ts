@@ -28,9 +28,36 @@ describe.each(dialects)('migration 0016_host_keys_per_protocol on %s', (dialect)
 
       const { rows } = await sql<Record<string, unknown>>`select * from device_host_keys order by device_id`.execute(kysely);
       expect(rows.map((r) => ({ ...r, pinned: Number(r['pinned']) }))).toEqual([
-        { device_id: 'd-rdp', protocol: 'rdp', algorithm: 'rdp-x509', fingerprint: 'SHA256:d-rdp', first_seen: at, pinned: 0 },
-        { device_id: 'd-ssh', protocol: 'ssh', algorithm: 'ssh-ed25519', fingerprint: 'SHA256:d-ssh', first_seen: at, pinned: 0 },
-        { device_id: 'd-vnc', protocol: 'vnc', algorithm: 'x509', fingerprint: 'SHA256:d-vnc', first_seen: at, pinned: 0 },
+        {
+          device_id: 'd-rdp',
+          protocol: 'rdp',
+          algorithm: 'rdp-x509',
+          fingerprint: 'SHA256:d-rdp',
+          first_seen: at,
+          pinned: 0,
+          next_fingerprint: null,
+          next_pinned_at: null,
+        },
+        {
+          device_id: 'd-ssh',
+          protocol: 'ssh',
+          algorithm: 'ssh-ed25519',
+          fingerprint: 'SHA256:d-ssh',
+          first_seen: at,
+          pinned: 0,
+          next_fingerprint: null,
+          next_pinned_at: null,
+        },
+        {
+          device_id: 'd-vnc',
+          protocol: 'vnc',
+          algorithm: 'x509',
+          fingerprint: 'SHA256:d-vnc',
+          first_seen: at,
+          pinned: 0,
+          next_fingerprint: null,
+          next_pinned_at: null,
+        },
       ]);
       // The SSH device's RDP certificate is a key of its own now, not a change of its host key.
       await sql`insert into device_host_keys (device_id, protocol, algorithm, fingerprint, first_seen)
@@ -88,12 +115,12 @@ describe.each(dialects)('host keys per protocol on %s', (dialect) => {
     }
   });
 
-  it('pins a key in place of the stored one, which takes its algorithm when the device presents it', async () => {
+  it('pins a key in place of a pin never presented, which takes its algorithm when the device presents it', async () => {
     const device = await newDevice();
-    await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old'));
+    await sessions.pinHostKey(device, 'ssh', 'SHA256:old');
     const { pinned, replaced } = await sessions.pinHostKey(device, 'ssh', 'SHA256:new');
-    expect(replaced).toMatchObject({ fingerprint: 'SHA256:old', pinned: false });
-    expect(pinned).toMatchObject({ protocol: 'ssh', algorithm: null, fingerprint: 'SHA256:new', pinned: true });
+    expect(replaced).toMatchObject({ fingerprint: 'SHA256:old', algorithm: null, pinned: true });
+    expect(pinned).toMatchObject({ protocol: 'ssh', algorithm: null, fingerprint: 'SHA256:new', pinned: true, next: null });
     expect(await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old'))).toMatchObject({ fingerprint: 'SHA256:new', firstUse: false });
     expect(await sessions.hostKey(device, 'ssh')).toMatchObject({ algorithm: null });
     expect(await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:new', 'ssh-rsa'))).toMatchObject({
@@ -107,6 +134,63 @@ describe.each(dialects)('host keys per protocol on %s', (dialect) => {
       fingerprint: 'SHA256:cert',
       firstUse: false,
     });
+  });
+
+  it('keeps a presented key trusted next to a pinned next key, until the device presents that one', async () => {
+    const device = await newDevice();
+    await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old'));
+    const { pinned, replaced } = await sessions.pinHostKey(device, 'ssh', 'SHA256:new');
+    expect(replaced).toBeUndefined();
+    expect(pinned).toMatchObject({
+      fingerprint: 'SHA256:old',
+      algorithm: 'ssh-ed25519',
+      pinned: false,
+      next: { fingerprint: 'SHA256:new' },
+    });
+    expect(await sessions.hostKey(device, 'ssh')).toEqual(pinned);
+    // The old key is still the trusted one.
+    const old = await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old'));
+    expect(old).toMatchObject({ fingerprint: 'SHA256:old', firstUse: false });
+    expect(old.rotated).toBeUndefined();
+    // A key that is neither is not trusted.
+    expect(await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:mitm'))).toMatchObject({ fingerprint: 'SHA256:old' });
+    // Pinned again: the newer pin is the next key.
+    await sessions.pinHostKey(device, 'ssh', 'SHA256:newer');
+    expect((await sessions.hostKey(device, 'ssh'))?.next?.fingerprint).toBe('SHA256:newer');
+    expect(await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:new'))).toMatchObject({ fingerprint: 'SHA256:old' });
+
+    const rotated = await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:newer', 'ssh-rsa'));
+    expect(rotated).toMatchObject({ fingerprint: 'SHA256:newer', algorithm: 'ssh-rsa', pinned: true, next: null, firstUse: false });
+    expect(rotated.rotated).toMatchObject({ fingerprint: 'SHA256:old', algorithm: 'ssh-ed25519' });
+    expect(await sessions.hostKey(device, 'ssh')).toMatchObject({ fingerprint: 'SHA256:newer', algorithm: 'ssh-rsa', next: null });
+    expect(await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old'))).toMatchObject({ fingerprint: 'SHA256:newer' });
+
+    // Pinning the trusted key itself marks it pinned and drops an expected next key.
+    await sessions.pinHostKey(device, 'ssh', 'SHA256:later');
+    const same = await sessions.pinHostKey(device, 'ssh', 'SHA256:newer');
+    expect(same.pinned).toMatchObject({ fingerprint: 'SHA256:newer', pinned: true, next: null });
+    expect(await sessions.hostKey(device, 'ssh')).toMatchObject({ fingerprint: 'SHA256:newer', next: null });
+  });
+
+  it('rotates to the pinned next key once when connections present it at the same time, and the old key is refused after', async () => {
+    // Several rounds: on PostgreSQL the pool runs them on separate connections.
+    for (let round = 0; round < 8; round++) {
+      const device = await newDevice();
+      await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old'));
+      await sessions.pinHostKey(device, 'ssh', 'SHA256:new');
+      const [a, b, c, old] = await Promise.all([
+        sessions.trustOnFirstUse(device, 'ssh', key('SHA256:new')),
+        sessions.trustOnFirstUse(device, 'ssh', key('SHA256:new')),
+        sessions.trustOnFirstUse(device, 'ssh', key('SHA256:new')),
+        sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old')),
+      ]);
+      for (const presented of [a, b, c]) expect(presented).toMatchObject({ fingerprint: 'SHA256:new', next: null, firstUse: false });
+      expect([a, b, c].filter((k) => k.rotated)).toHaveLength(1);
+      // Checked before or after the rotation: trusted, or the new key (never a third state).
+      expect(['SHA256:old', 'SHA256:new']).toContain(old.fingerprint);
+      expect(await sessions.hostKey(device, 'ssh')).toMatchObject({ fingerprint: 'SHA256:new', algorithm: 'ssh-ed25519', next: null });
+      expect(await sessions.trustOnFirstUse(device, 'ssh', key('SHA256:old'))).toMatchObject({ fingerprint: 'SHA256:new' });
+    }
   });
 
   it("forgets one protocol's key, or every key", async () => {

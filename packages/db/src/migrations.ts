@@ -633,6 +633,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0019_host_key_next': {
+      async up(db: Kysely<unknown>) {
+        // A pin on a device that already has a trusted key is the expected next key: both
+        // are accepted until the device presents the pinned one, which then replaces the
+        // old (so a planned key change needs no window in which connections are refused).
+        await db.schema.alterTable('device_host_keys').addColumn('next_fingerprint', 'text').execute();
+        await db.schema.alterTable('device_host_keys').addColumn('next_pinned_at', 'text').execute();
+      },
+    },
   };
 }
 

@@ -187,6 +187,13 @@ export interface DeviceHostKeyTable {
   first_seen: string;
   /** 1: set by an administrator (`PUT /devices/:id/host-key`), not trusted on first use. */
   pinned: number;
+  /**
+   * A key an administrator pinned ahead of a planned change while this one is trusted: both
+   * are accepted until the device presents it, which then takes this row's place.
+   */
+  next_fingerprint: string | null;
+  /** When `next_fingerprint` was pinned. */
+  next_pinned_at: string | null;
 }
 
 export interface GatewaySessionTable {

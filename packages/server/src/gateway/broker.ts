@@ -344,6 +344,7 @@ export class ServerAccessBroker implements AccessBroker {
     // The protocol the target was authorized for; a caller that left it out is known by the key it checks.
     const protocol = target.protocol ?? (key.algorithm === 'rdp-x509' ? 'rdp' : key.algorithm === 'x509' ? 'vnc' : 'ssh');
     let stored: HostKeyInfo;
+    let next: string | undefined;
     if (agentId) {
       // An agent's host key is its enrolled key: no trust on first use.
       const agent = await this.services.agents.get(agentId);
@@ -352,19 +353,29 @@ export class ServerAccessBroker implements AccessBroker {
     } else {
       // Each protocol has its own key: an RDP certificate is no change of the SSH host key.
       const trusted = await this.sessions.trustOnFirstUse(target.deviceId, protocol, key);
-      if (trusted.firstUse) {
+      // The device's key is trusted now: first seen, or the key pinned as its next one (the old one dropped).
+      const accepted = trusted.firstUse
+        ? { action: 'device.host_key_trusted', dropped: {} }
+        : trusted.rotated
+          ? {
+              action: 'device.host_key_rotated',
+              dropped: { dropped: `${trusted.rotated.algorithm ?? 'pinned'} ${trusted.rotated.fingerprint}` },
+            }
+          : undefined;
+      if (accepted) {
         await this.services.audit(null, {
-          action: 'device.host_key_trusted',
+          action: accepted.action,
           outcome: 'success',
           actorName: `gateway:${this.entry}`,
           targetType: 'device',
           targetId: target.deviceId,
-          details: { protocol, algorithm: key.algorithm, fingerprint: key.fingerprint },
+          details: { protocol, algorithm: key.algorithm, fingerprint: key.fingerprint, ...accepted.dropped },
         });
-        return { ok: true, firstUse: true };
+        return { ok: true, firstUse: trusted.firstUse };
       }
       // No algorithm: a pinned key the device has not presented (a match would have set it).
       stored = { algorithm: trusted.algorithm ?? 'pinned', fingerprint: trusted.fingerprint };
+      next = trusted.next?.fingerprint;
     }
     if (stored.algorithm === key.algorithm && stored.fingerprint === key.fingerprint) return { ok: true, firstUse: false };
     await this.services.audit(null, {
@@ -377,6 +388,7 @@ export class ServerAccessBroker implements AccessBroker {
         ...(agentId ? { agentId } : {}),
         protocol,
         stored: `${stored.algorithm} ${stored.fingerprint}`,
+        ...(next ? { next } : {}),
         presented: `${key.algorithm} ${key.fingerprint}`,
       },
     });

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { Fragment, useEffect, useState } from 'react';
 import type { Device, DeviceHostKey, DeviceHostKeyAnswer, HostKeyPin, HostKeyPinAnswer } from '@gatehouse/api';
 import { api } from '../api.js';
 import { Empty, ErrorNote, Field, FormEnd, useSubmit } from '../ui.js';
@@ -16,8 +16,9 @@ const labelOf = (p: Protocol) => PROTOCOLS.find((x) => x.protocol === p)?.label 
 
 /**
  * The keys the gateways trust for the device, one per protocol, with when each was first
- * seen (or pinned). An administrator forgets a changed one after checking the device, or
- * pins the key the device will present ahead of a planned change.
+ * seen (or pinned), and a key pinned as the next one under it. An administrator forgets a
+ * changed one after checking the device, or pins the key the device will present ahead of
+ * a planned change: both are accepted until the device presents the pinned one.
  */
 export function HostKeysPanel({ device, isAdmin }: { device: Device; isAdmin: boolean }) {
   const [keys, setKeys] = useState<DeviceHostKey[] | null>(null);
@@ -70,23 +71,36 @@ export function HostKeysPanel({ device, isAdmin }: { device: Device; isAdmin: bo
           </thead>
           <tbody>
             {keys.map((k) => (
-              <tr key={k.protocol}>
-                <td>{labelOf(k.protocol)}</td>
-                <td className="mono">
-                  {k.algorithm ? `${k.algorithm} ` : ''}
-                  {k.fingerprint}
-                </td>
-                <td>
-                  <LocalTime at={k.firstSeen} /> <span className="muted">{k.pinned ? '(pinned)' : '(first seen)'}</span>
-                </td>
-                {isAdmin ? (
-                  <td>
-                    <button type="button" className="danger" onClick={() => forget(k)}>
-                      Forget
-                    </button>
+              <Fragment key={k.protocol}>
+                <tr>
+                  <td>{labelOf(k.protocol)}</td>
+                  <td className="mono">
+                    {k.algorithm ? `${k.algorithm} ` : ''}
+                    {k.fingerprint}
                   </td>
+                  <td>
+                    <LocalTime at={k.firstSeen} /> <span className="muted">{k.pinned ? '(pinned)' : '(first seen)'}</span>
+                  </td>
+                  {isAdmin ? (
+                    <td>
+                      <button type="button" className="danger" onClick={() => forget(k)}>
+                        Forget
+                      </button>
+                    </td>
+                  ) : null}
+                </tr>
+                {k.next ? (
+                  <tr className="host-key-next">
+                    <td className="muted">next</td>
+                    <td className="mono">{k.next.fingerprint}</td>
+                    <td>
+                      <LocalTime at={k.next.pinnedAt} />{' '}
+                      <span className="muted">(pinned: accepted too until the device presents it, then the key above is dropped)</span>
+                    </td>
+                    {isAdmin ? <td /> : null}
+                  </tr>
                 ) : null}
-              </tr>
+              </Fragment>
             ))}
           </tbody>
         </table>
@@ -96,16 +110,24 @@ export function HostKeysPanel({ device, isAdmin }: { device: Device; isAdmin: bo
   );
 }
 
-/** Pin the key the device will present for a protocol: it replaces the trusted one at once. */
+/**
+ * Pin the key the device will present for a protocol: the next key when one is trusted
+ * (both accepted until the device presents it), else the trusted key at once.
+ */
 function PinForm({ device, keys, onPinned }: { device: Device; keys: readonly DeviceHostKey[]; onPinned: () => void }) {
   const [protocol, setProtocol] = useState<Protocol>('ssh');
   const [fingerprint, setFingerprint] = useState('');
   const { busy, error, submit } = useSubmit(async () => {
     const current = keys.find((k) => k.protocol === protocol);
+    // A key the device has presented stays trusted until it presents the pinned one.
     const ok = window.confirm(
-      `Pin ${fingerprint.trim()} as the ${labelOf(protocol)} of ${device.name}?\n\n` +
-        `Connections over ${protocol} then accept only that key` +
-        (current ? `; the key trusted now (${current.fingerprint}) is refused from now on.` : '.'),
+      current?.algorithm
+        ? `Pin ${fingerprint.trim()} as the next ${labelOf(protocol)} of ${device.name}?\n\n` +
+            `Connections over ${protocol} accept it and the key trusted now (${current.fingerprint}) ` +
+            'until the device presents the pinned key; from then on only the pinned key.'
+        : `Pin ${fingerprint.trim()} as the ${labelOf(protocol)} of ${device.name}?\n\n` +
+            `Connections over ${protocol} then accept only that key` +
+            (current ? `, in place of the pin not presented yet (${current.fingerprint}).` : '.'),
     );
     if (!ok) return;
     const body: HostKeyPin = { protocol, fingerprint };

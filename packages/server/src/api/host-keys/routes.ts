@@ -72,7 +72,7 @@ export function hostKeyRoutes(app: FastifyInstance, services: Services, sessions
       schema: {
         tags,
         summary:
-          'Pin the key the device will present for a protocol (ahead of a planned key change, or instead of trusting the first one seen): it replaces the stored key at once',
+          'Pin the key the device will present for a protocol, ahead of a planned key change or instead of trusting the first one seen: on a device with a trusted key it is the next key (both are accepted until the device presents it, then the old one is dropped); else it is trusted at once',
         params: idParams,
         body: hostKeyPin,
         response: responses({ 200: hostKeyPinAnswer }),
@@ -88,7 +88,14 @@ export function hostKeyRoutes(app: FastifyInstance, services: Services, sessions
           outcome: 'success',
           targetType: 'device',
           targetId: req.params.id,
-          details: { protocol, fingerprint, replaced: replaced ? `${replaced.algorithm ?? 'pinned'} ${replaced.fingerprint}` : null },
+          details: {
+            protocol,
+            fingerprint,
+            // next: accepted alongside `current` until the device presents it.
+            as: pinned.next ? 'next' : 'trusted',
+            current: pinned.next ? `${pinned.algorithm ?? 'pinned'} ${pinned.fingerprint}` : null,
+            replaced: replaced ? `${replaced.algorithm ?? 'pinned'} ${replaced.fingerprint}` : null,
+          },
         });
         return { hostKey: pinned, replaced: replaced ?? null };
       });
