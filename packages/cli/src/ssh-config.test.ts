@@ -47,6 +47,8 @@ describe('renderSshConfig', () => {
     expect(out).toContain('Host deploy.web-box.gatehouse\n  User "alice+Web Box+deploy"\n');
     expect(out).toContain('Host root.web-box.gatehouse\n  User "alice+Web Box+root"\n');
     expect(out).toContain('# Lab/50%: its name cannot be written in ssh_config; use ./gatehouse ssh.');
+    // The ~<login> rule, and how Ansible need not depend on it.
+    expect(out).toContain('absolute remote_tmp');
     expect(
       out.endsWith(
         'Host *.gatehouse\n  HostName gw.example.com\n  Port 7993\n  UserKnownHostsFile /home/alice/.config/gatehouse/known_hosts\n  StrictHostKeyChecking yes\n',

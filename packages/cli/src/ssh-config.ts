@@ -56,6 +56,8 @@ export function renderSshConfig(entry: SshEntry, user: string, gateway: GatewayA
     `# Gatehouse: the devices ${user} may use through the gateway at ${gateway.host}:${gateway.port}.`,
     '# Add them with: ./gatehouse config ssh >> ~/.ssh/config (again when devices change).',
     `# The gateway's host key (${entry.fingerprint}) is in ${knownHostsFile}.`,
+    "# A command word ~<login> (this User value) runs as ~, the account's home on the device. Ansible",
+    '# need not depend on it: give it an absolute remote_tmp (ansible_remote_tmp=/home/deploy/.ansible/tmp).',
   ];
   const seen = new Set<string>();
   for (const device of entry.devices) {
