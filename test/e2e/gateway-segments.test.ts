@@ -563,7 +563,12 @@ describe('gateways: segments, status sync, failover and tunnel mode, with real g
     for (const r of await connectMany('open-box', 4)) expect(r.stdout, r.stderr).toBe('via-gateway\n');
     expect(new Set((await sessionsSince(since)).map((s) => s.gateway))).toEqual(new Set(['default']));
     const [setting] = await auditSince(seq, 'gateway.settings');
-    expect(setting?.details).toEqual({ tunnelMode: { from: false, to: true }, via: 'token', tokenId: expect.any(String) as unknown });
+    expect(setting?.details).toEqual({
+      fields: ['tunnelMode'],
+      changes: { tunnelMode: { before: false, after: true } },
+      via: 'token',
+      tokenId: expect.any(String) as unknown,
+    });
     expect((await list()).length).toBeGreaterThan(1);
     await api('PUT', '/gateway-settings', { tunnelMode: false });
   });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import type { TrustedAuditCheckpoint } from '@gatehouse/core';
-import type { Db } from './connect.js';
+import type { Db, Tx } from './connect.js';
 import { escapeLike } from './devices.js';
 import { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
 import type { AuditEventTable, Database } from './schema.js';
@@ -66,7 +66,20 @@ export async function appendAuditEvent(db: Db, input: AuditEventInput, within?: 
   return db.kysely.transaction().execute((trx) => appendIn(db, input, trx));
 }
 
+/**
+ * The event's details with its target's name as it is now (`targetName`), unless the caller
+ * gave one: the event stays readable after its target is deleted. A route that deletes the
+ * target records its name itself (read before the delete: see targetName).
+ */
+async function withTargetName(input: AuditEventInput, trx: Transaction<Database>): Promise<Record<string, unknown>> {
+  const details = input.details ?? {};
+  if (!input.targetType || !input.targetId || details.targetName !== undefined) return details;
+  const name = await targetName(trx, input.targetType, input.targetId);
+  return name === undefined ? details : { ...details, targetName: name };
+}
+
 async function appendIn(db: Db, input: AuditEventInput, trx: Transaction<Database>): Promise<AuditEvent> {
+  const details = await withTargetName(input, trx);
   // Take the chain's lock before reading its head: on PostgreSQL an advisory lock, on
   // SQLite a write (which takes the database's single write lock up front).
   if (db.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
@@ -82,7 +95,7 @@ async function appendIn(db: Db, input: AuditEventInput, trx: Transaction<Databas
     target_type: input.targetType ?? null,
     target_id: input.targetId ?? null,
     outcome: input.outcome,
-    details: JSON.stringify(input.details ?? {}),
+    details: JSON.stringify(details),
     ip: input.ip ?? null,
     prev_hash: head.hash,
   };
@@ -124,32 +137,135 @@ export async function listAuditEvents(db: Db, q: AuditQuery = {}): Promise<Audit
   return rows.map(auditEventFromRow);
 }
 
+/** An event's target: its kind (`device`, `account`, …) and id. */
+export interface AuditTarget {
+  type: string;
+  id: string;
+}
+
 /**
- * Readable names of the events' targets that still exist, keyed `type:id`: a device as
- * project/device, a project by its name, a user by user name.
+ * Readable names of targets that exist, keyed `type:id`: a device as project/device, an
+ * account as project/device:user name, a project, gateway or token by its name, a user by
+ * user name, a maintenance window as project: reason, a grant as user → what it grants, a
+ * session as user → project/device:account, a runbook run by its runbook.
  */
-export async function auditTargetNames(db: Db, events: readonly AuditEvent[]): Promise<Map<string, string>> {
-  const idsOf = (type: string) => [...new Set(events.flatMap((e) => (e.targetType === type && e.targetId ? [e.targetId] : [])))];
+export async function targetNames(db: Tx, targets: readonly AuditTarget[]): Promise<Map<string, string>> {
+  const idsOf = (type: string) => [...new Set(targets.flatMap((t) => (t.type === type ? [t.id] : [])))];
   const names = new Map<string, string>();
-  const devices = idsOf('device');
-  if (devices.length > 0) {
-    const rows = await db.kysely
+  const each = async <R>(type: string, read: (ids: string[]) => Promise<R[]>, name: (row: R) => [id: string, name: string]) => {
+    const ids = idsOf(type);
+    if (ids.length === 0) return;
+    for (const row of await read(ids)) {
+      const [id, text] = name(row);
+      names.set(`${type}:${id}`, text);
+    }
+  };
+  const devices = (ids: string[]) =>
+    db
       .selectFrom('devices as d')
       .innerJoin('projects as p', 'p.id', 'd.project_id')
       .select(['d.id as id', 'd.name as name', 'p.name as project'])
-      .where('d.id', 'in', devices)
+      .where('d.id', 'in', ids)
       .execute();
-    for (const r of rows) names.set(`device:${r.id}`, `${r.project}/${r.name}`);
-  }
-  const projects = idsOf('project');
-  if (projects.length > 0) {
-    const rows = await db.kysely.selectFrom('projects').select(['id', 'name']).where('id', 'in', projects).execute();
-    for (const r of rows) names.set(`project:${r.id}`, r.name);
-  }
-  const users = idsOf('user');
-  if (users.length > 0) {
-    const rows = await db.kysely.selectFrom('users').select(['id', 'username']).where('id', 'in', users).execute();
-    for (const r of rows) names.set(`user:${r.id}`, r.username);
+  await each('device', devices, (r) => [r.id, `${r.project}/${r.name}`]);
+  await each(
+    'account',
+    (ids) =>
+      db
+        .selectFrom('accounts as a')
+        .innerJoin('devices as d', 'd.id', 'a.device_id')
+        .innerJoin('projects as p', 'p.id', 'd.project_id')
+        .select(['a.id as id', 'a.username as username', 'd.name as device', 'p.name as project'])
+        .where('a.id', 'in', ids)
+        .execute(),
+    (r) => [r.id, `${r.project}/${r.device}:${r.username}`],
+  );
+  await each(
+    'project',
+    (ids) => db.selectFrom('projects').select(['id', 'name']).where('id', 'in', ids).execute(),
+    (r) => [r.id, r.name],
+  );
+  await each(
+    'user',
+    (ids) => db.selectFrom('users').select(['id', 'username']).where('id', 'in', ids).execute(),
+    (r) => [r.id, r.username],
+  );
+  await each(
+    'gateway',
+    (ids) => db.selectFrom('gateways').select(['id', 'name']).where('id', 'in', ids).execute(),
+    (r) => [r.id, r.name],
+  );
+  await each(
+    'token',
+    (ids) =>
+      db
+        .selectFrom('api_tokens as t')
+        .innerJoin('users as u', 'u.id', 't.user_id')
+        .select(['t.id as id', 't.name as name', 'u.username as owner'])
+        .where('t.id', 'in', ids)
+        .execute(),
+    (r) => [r.id, `${r.name} (${r.owner})`],
+  );
+  await each(
+    'maintenance_window',
+    (ids) =>
+      db
+        .selectFrom('maintenance_windows as w')
+        .innerJoin('projects as p', 'p.id', 'w.project_id')
+        .select(['w.id as id', 'w.reason as reason', 'p.name as project'])
+        .where('w.id', 'in', ids)
+        .execute(),
+    (r) => [r.id, `${r.project}: ${r.reason.length > 60 ? `${r.reason.slice(0, 59)}…` : r.reason}`],
+  );
+  await each(
+    'session',
+    (ids) =>
+      db
+        .selectFrom('gateway_sessions')
+        .select(['id', 'username', 'project_name', 'device_name', 'account_username'])
+        .where('id', 'in', ids)
+        .execute(),
+    (r) => [r.id, `${r.username} → ${r.project_name}/${r.device_name}${r.account_username ? `:${r.account_username}` : ''}`],
+  );
+  await each(
+    'runbook_run',
+    (ids) => db.selectFrom('runbook_runs').select(['id', 'runbook_name']).where('id', 'in', ids).execute(),
+    (r) => [r.id, r.runbook_name],
+  );
+  await each(
+    'grant',
+    (ids) =>
+      db
+        .selectFrom('grants as g')
+        .innerJoin('users as u', 'u.id', 'g.user_id')
+        .innerJoin('projects as p', 'p.id', 'g.project_id')
+        .leftJoin('devices as d', 'd.id', 'g.device_id')
+        .leftJoin('accounts as a', 'a.id', 'g.account_id')
+        .select(['g.id as id', 'u.username as user', 'p.name as project', 'd.name as device', 'a.username as account'])
+        .where('g.id', 'in', ids)
+        .execute(),
+    (g) => [g.id, `${g.user} → ${g.project}${g.device ? `/${g.device}` : ''}${g.account ? `:${g.account}` : ''}`],
+  );
+  return names;
+}
+
+/** The readable name of one target that exists (see targetNames), or undefined. */
+export async function targetName(db: Tx, type: string, id: string): Promise<string | undefined> {
+  return (await targetNames(db, [{ type, id }])).get(`${type}:${id}`);
+}
+
+/**
+ * Readable names of the events' targets, keyed `type:id`: the target's name now when it
+ * still exists, else the name the event recorded when it was written (`details.targetName`),
+ * so the events of a deleted device or account stay readable.
+ */
+export async function auditTargetNames(db: Db, events: readonly AuditEvent[]): Promise<Map<string, string>> {
+  const targets = events.flatMap((e) => (e.targetType && e.targetId ? [{ type: e.targetType, id: e.targetId }] : []));
+  const names = await targetNames(db.kysely, targets);
+  for (const e of events) {
+    const key = `${e.targetType}:${e.targetId}`;
+    const recorded = e.details.targetName;
+    if (!names.has(key) && typeof recorded === 'string') names.set(key, recorded);
   }
   return names;
 }

@@ -8,6 +8,9 @@ export const MAINTENANCE_SETTINGS_KEY = 'maintenance';
 /** The maintenance settings as stored: the webhook URLs in clear (they may hold a token: the API masks them). */
 export type StoredMaintenanceSettings = MaintenanceSettings;
 
+/** The fields that may hold a token: masked by the API, recorded only as changed in the audit log. */
+export const MAINTENANCE_SECRET_FIELDS = ['notifyWebhookUrl', 'hookWebhookUrl'] as const;
+
 export const DEFAULT_MAINTENANCE_SETTINGS: Readonly<StoredMaintenanceSettings> = Object.freeze({
   maxDurationMinutes: 480,
   requiredApprovals: 1,

@@ -8,10 +8,28 @@ const PAGE_SIZE = 100;
 /** Past this many characters a cell shows its start and opens to the whole text. */
 const SHORT = 120;
 
-/** A readable form of an event's details (ids and field names only: events never hold secrets). */
+const shown = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
+
+/** A change as it reads: `field: before → after`, or `field: changed` for a secret. */
+function changeText(changes: Record<string, unknown>): string {
+  return Object.entries(changes)
+    .map(([field, c]) => {
+      const { before, after } = (typeof c === 'object' && c !== null ? c : {}) as { before?: unknown; after?: unknown };
+      return typeof c === 'object' && c !== null ? `${field}: ${shown(before)} → ${shown(after)}` : `${field}: ${shown(c)}`;
+    })
+    .join(', ');
+}
+
+/**
+ * A readable form of an event's details (ids and field names only: events never hold secrets);
+ * the target's recorded name is in the Target column, a change reads before → after.
+ */
 function summary(details: Record<string, unknown>): string {
   return Object.entries(details)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .filter(([k]) => k !== 'targetName' && k !== 'fields')
+    .map(([k, v]) =>
+      k === 'changes' && typeof v === 'object' && v !== null ? `changes: ${changeText(v as Record<string, unknown>)}` : `${k}=${shown(v)}`,
+    )
     .join(' ');
 }
 

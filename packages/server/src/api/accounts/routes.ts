@@ -13,6 +13,7 @@ import { canUseAccount, NotFoundError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, staff } from '../../access.js';
+import { deletedTarget } from '../../audit-details.js';
 import { caller } from '../../auth.js';
 import type { Services } from '../../services.js';
 import { visibleDevice } from '../devices/visible-device.js';
@@ -114,8 +115,9 @@ export function accountRoutes(app: FastifyInstance, services: Services) {
     { config: admins, schema: { tags, summary: 'Delete an account', params: idParams, response: responses({ 204: noContent }) } },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
+        const target = await deletedTarget(tx.trx, 'account', req.params.id);
         await tx.inventory.accounts.delete(req.params.id);
-        audit({ action: 'account.delete', outcome: 'success', targetType: 'account', targetId: req.params.id });
+        audit({ action: 'account.delete', outcome: 'success', ...target });
       });
       return reply.status(204).send(null);
     },

@@ -15,26 +15,6 @@ export function presentSettings(s: BreakGlassSettings): BreakGlassSettingsShown 
   return { ...s, ...common, accountKey: mask('accountKey'), sasToken: mask('sasToken') };
 }
 
-/**
- * What a save changed, field by field, as `{ before, after }` in the form the API shows
- * (a secret as the mask or null, so a replaced secret reads ******** → ********): the
- * audit event of a save lists these, not every field the request sent.
- */
-export function settingsChanges(
-  before: BreakGlassSettings | undefined,
-  after: BreakGlassSettings,
-): Record<string, { before: unknown; after: unknown }> {
-  const raw = (s: BreakGlassSettings | undefined): Record<string, unknown> => ({ ...s });
-  const shown = (s: BreakGlassSettings | undefined): Record<string, unknown> => (s ? { ...presentSettings(s) } : {});
-  const [rawBefore, rawAfter, shownBefore, shownAfter] = [raw(before), raw(after), shown(before), shown(after)];
-  const changes: Record<string, { before: unknown; after: unknown }> = {};
-  for (const key of [...new Set([...Object.keys(rawBefore), ...Object.keys(rawAfter)])].sort()) {
-    if (JSON.stringify(rawBefore[key]) === JSON.stringify(rawAfter[key])) continue;
-    changes[key] = { before: shownBefore[key] ?? null, after: shownAfter[key] ?? null };
-  }
-  return changes;
-}
-
 /** What the page and the CLI show above the settings: encryption off, plain HTTP to another machine. */
 export function settingsWarnings(s: BreakGlassSettings): string[] {
   const plainHttp = plainHttpWarning(s);

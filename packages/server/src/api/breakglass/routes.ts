@@ -17,14 +17,15 @@ import {
   type BreakGlassTestLine,
   type BreakGlassTestReport,
 } from '@gatehouse/api';
-import { leastPrivilegePolicies, parseConnectionString, plainHttpWarning } from '@gatehouse/breakglass';
+import { leastPrivilegePolicies, parseConnectionString, plainHttpWarning, secretSettingKeys } from '@gatehouse/breakglass';
 import { GatehouseError, NotFoundError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, auditors } from '../../access.js';
 import type { BreakGlassService } from '../../breakglass/service.js';
 import type { Services } from '../../services.js';
-import { ENCRYPTION_OFF, presentView, settingsChanges } from './presenter.js';
+import { fieldChanges } from '../../audit-details.js';
+import { ENCRYPTION_OFF, presentView } from './presenter.js';
 
 /** Break glass: settings, the Test button, runs and their history, policies, the signing key. */
 export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: BreakGlassService) {
@@ -76,12 +77,10 @@ export function breakGlassRoutes(app: FastifyInstance, services: Services, bg: B
       }
       const settings = await bg.merge(input(req.body));
       const plainHttp = plainHttpWarning(settings);
-      // Only what changed, before → after (secrets masked): not every field the form sent.
-      const changes = settingsChanges(before, settings);
+      // Only what changed, before → after (a secret as "changed"): not every field the form sent.
       const details = {
         provider: settings.provider,
-        fields: Object.keys(changes),
-        changes,
+        ...fieldChanges(before, settings, secretSettingKeys),
         encryption: settings.encryption,
         ...(plainHttp ? { warnings: [plainHttp] } : {}),
       };

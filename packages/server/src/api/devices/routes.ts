@@ -2,6 +2,7 @@ import { device, deviceCreate, deviceList, deviceListQuery, devicePatch, idParam
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, staff } from '../../access.js';
+import { deletedTarget } from '../../audit-details.js';
 import { caller } from '../../auth.js';
 import type { Services } from '../../services.js';
 import { visibleDevice } from './visible-device.js';
@@ -85,8 +86,9 @@ export function deviceRoutes(app: FastifyInstance, services: Services) {
     },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
+        const target = await deletedTarget(tx.trx, 'device', req.params.id);
         await tx.inventory.devices.delete(req.params.id);
-        audit({ action: 'device.delete', outcome: 'success', targetType: 'device', targetId: req.params.id });
+        audit({ action: 'device.delete', outcome: 'success', ...target });
       });
       return reply.status(204).send(null);
     },

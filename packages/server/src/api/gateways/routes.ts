@@ -14,9 +14,11 @@ import {
 } from '@gatehouse/api';
 import { canSeeDevice, DEFAULT_GATEWAY, GatehouseError, ValidationError } from '@gatehouse/core';
 import { parseLinkPublicKey } from '@gatehouse/gateway';
+import type { Gateway } from '@gatehouse/db';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, auditors, staff } from '../../access.js';
+import { fieldChanges } from '../../audit-details.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
 
@@ -141,13 +143,16 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
       const { publicKey, ...rest } = req.body;
       const key = publicKey === undefined ? {} : checkedKey(publicKey);
       const updated = await services.withAudit(req, async (tx, audit) => {
+        const before = await tx.gateways.get(req.params.id);
         const updated = await tx.gateways.update(req.params.id, { ...rest, ...key });
+        // Only what changed, before → after; a new key by its fingerprint.
+        const edited = (g: Gateway) => ({ name: g.name, segment: g.segment, address: g.address, fingerprint: g.fingerprint });
         audit({
           action: 'gateway.update',
           outcome: 'success',
           targetType: 'gateway',
           targetId: updated.id,
-          details: { name: updated.name, fields: Object.keys(req.body), fingerprint: updated.fingerprint },
+          details: { name: updated.name, ...fieldChanges(edited(before), edited(updated)), fingerprint: updated.fingerprint },
         });
         return updated;
       });
@@ -178,7 +183,7 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
           outcome: 'success',
           targetType: 'gateway',
           targetId: removed.id,
-          details: { name: removed.name, segment: removed.segment },
+          details: { name: removed.name, segment: removed.segment, targetName: removed.name },
         });
         return removed;
       });
@@ -269,11 +274,8 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
           outcome: 'success',
           targetType: 'settings',
           targetId: 'gateway',
-          details: Object.fromEntries(
-            (['tunnelMode', 'portForwarding'] as const)
-              .filter((k) => req.body[k] !== undefined)
-              .map((k) => [k, { from: before[k], to: saved[k] }]),
-          ),
+          // Only what changed, before → after: not every field sent.
+          details: fieldChanges(before, saved),
         });
         return saved;
       });

@@ -3,6 +3,7 @@ import { ValidationError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins } from '../../access.js';
+import { deletedTarget } from '../../audit-details.js';
 import type { Services } from '../../services.js';
 
 /** Grants: which projects, devices or accounts an operator may use (administrators). */
@@ -64,8 +65,9 @@ export function grantRoutes(app: FastifyInstance, services: Services) {
     { config: admins, schema: { tags, summary: 'Revoke a grant', params: idParams, response: responses({ 204: noContent }) } },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
+        const target = await deletedTarget(tx.trx, 'grant', req.params.id);
         await tx.users.deleteGrant(req.params.id);
-        audit({ action: 'grant.delete', outcome: 'success', targetType: 'grant', targetId: req.params.id });
+        audit({ action: 'grant.delete', outcome: 'success', ...target });
       });
       return reply.status(204).send(null);
     },

@@ -33,9 +33,15 @@ import type { MaintenanceWindow, WindowVisibility } from '@gatehouse/db';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, connectors, staff } from '../../access.js';
+import { fieldChanges } from '../../audit-details.js';
 import { caller } from '../../auth.js';
 import { notifyMaintenance, type MaintenanceNotice } from '../../maintenance/notify.js';
-import { mergeMaintenanceSettings, readMaintenanceSettings, saveMaintenanceSettings } from '../../maintenance/settings.js';
+import {
+  MAINTENANCE_SECRET_FIELDS,
+  mergeMaintenanceSettings,
+  readMaintenanceSettings,
+  saveMaintenanceSettings,
+} from '../../maintenance/settings.js';
 import type { Services } from '../../services.js';
 import { visibleDevice } from '../devices/visible-device.js';
 import { describeWindows, presentMaintenanceSettings, presentWindows } from './presenter.js';
@@ -305,9 +311,12 @@ function settingsRoutes(app: FastifyInstance, services: Services) {
     },
     async (req) =>
       services.withAudit(req, async (tx, audit) => {
-        const next = mergeMaintenanceSettings(await readMaintenanceSettings(tx.settings), req.body);
+        const before = await readMaintenanceSettings(tx.settings);
+        const next = mergeMaintenanceSettings(before, req.body);
         await saveMaintenanceSettings(tx.settings, next);
-        audit({ action: 'maintenance.settings_changed', outcome: 'success', details: { fields: Object.keys(req.body) } });
+        // Only what changed, before → after; a webhook URL (it may hold a token) as "changed".
+        const changed = fieldChanges(before, next, MAINTENANCE_SECRET_FIELDS);
+        audit({ action: 'maintenance.settings_changed', outcome: 'success', details: changed });
         return presentMaintenanceSettings(next);
       }),
   );

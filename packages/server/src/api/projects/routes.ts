@@ -3,6 +3,7 @@ import { NotFoundError } from '@gatehouse/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, staff } from '../../access.js';
+import { deletedTarget } from '../../audit-details.js';
 import { caller } from '../../auth.js';
 import type { Services } from '../../services.js';
 
@@ -80,8 +81,9 @@ export function projectRoutes(app: FastifyInstance, services: Services) {
     },
     async (req, reply) => {
       await services.withAudit(req, async (tx, audit) => {
+        const target = await deletedTarget(tx.trx, 'project', req.params.id);
         await tx.inventory.projects.delete(req.params.id);
-        audit({ action: 'project.delete', outcome: 'success', targetType: 'project', targetId: req.params.id });
+        audit({ action: 'project.delete', outcome: 'success', ...target });
       });
       return reply.status(204).send(null);
     },

@@ -3,6 +3,7 @@ import { API_TOKEN_PREFIX, ForbiddenError, NotFoundError, ValidationError } from
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { signedIn } from '../../access.js';
+import { deletedTarget } from '../../audit-details.js';
 import { caller } from '../../auth.js';
 import { newToken } from '../../passwords.js';
 import type { Services } from '../../services.js';
@@ -78,8 +79,9 @@ export function tokenRoutes(app: FastifyInstance, services: Services) {
         const token = await tx.users.getToken(req.params.id);
         // Another user's token is, to everyone but an administrator, one that does not exist.
         if (token.userId !== auth.user.id && auth.user.role !== 'admin') throw new NotFoundError('API token', req.params.id);
+        const target = await deletedTarget(tx.trx, 'token', token.id);
         await tx.users.deleteToken(token.id);
-        audit({ action: 'token.delete', outcome: 'success', targetType: 'token', targetId: token.id });
+        audit({ action: 'token.delete', outcome: 'success', ...target });
       });
       return reply.status(204).send(null);
     },

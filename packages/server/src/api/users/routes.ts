@@ -133,7 +133,7 @@ export function userRoutes(app: FastifyInstance, services: Services) {
           outcome: 'success',
           targetType: 'user',
           targetId: target.id,
-          details: { username: target.username },
+          details: { username: target.username, targetName: target.username },
         });
       });
       return reply.status(204).send(null);
