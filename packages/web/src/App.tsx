@@ -1,5 +1,5 @@
 import { lazy, Suspense, useCallback, useEffect, useState, type ReactNode } from 'react';
-import { Link, Redirect, Route, Switch, useLocation } from 'wouter';
+import { Link, Redirect, Route, Switch, useLocation, type DefaultParams } from 'wouter';
 import { navigate } from 'wouter/use-browser-location';
 import type { Me, SetupStatus } from '@gatehouse/api';
 import { api, ApiError, setCsrfToken, whenSignedOut, type User } from './api.js';
@@ -39,20 +39,64 @@ const oversight: Roles = ['admin', 'auditor'];
 const connectors: Roles = ['admin', 'operator'];
 const adminsOnly: Roles = ['admin'];
 
-const NAV: { href: string; label: string; roles: Roles }[] = [
-  { href: '/devices', label: 'Devices', roles: everyRole },
-  { href: '/projects', label: 'Projects', roles: everyRole },
-  { href: '/requests', label: 'Requests', roles: everyRole },
-  { href: '/sessions', label: 'Sessions', roles: everyRole },
-  { href: '/audit', label: 'Audit log', roles: oversight },
-  { href: '/runbooks', label: 'Runbooks', roles: adminsOnly },
+/** What a page is drawn with: the signed-in user and the route's parameters. */
+interface PageContext {
+  user: User;
+  onChanged: () => void;
+  /** The route's `:id`. */
+  id: string;
+}
+
+/**
+ * Every page: its route, the roles that may open it (the roles its API routes answer:
+ * server/src/access.ts; the navigation shows a page to those roles only) and what it shows.
+ * Another role is sent to the device list; the first matching route wins.
+ */
+const PAGES: { path: string; roles: Roles; page: (c: PageContext) => ReactNode }[] = [
+  { path: '/devices', roles: everyRole, page: ({ user }) => <Devices user={user} /> },
+  { path: '/devices/:id', roles: everyRole, page: ({ user, id }) => <DevicePage user={user} id={id} /> },
+  { path: '/devices/:id/files', roles: connectors, page: ({ id }) => <FilesPage deviceId={id} /> },
+  {
+    path: '/devices/:id/terminal',
+    roles: connectors,
+    page: ({ id }) => (
+      <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
+        <TerminalPage deviceId={id} />
+      </Suspense>
+    ),
+  },
+  { path: '/devices/:id/desktop', roles: connectors, page: ({ user, id }) => <DesktopPage user={user} deviceId={id} /> },
+  { path: '/projects', roles: everyRole, page: ({ user }) => <Projects user={user} /> },
+  { path: '/requests', roles: everyRole, page: ({ user }) => <Requests user={user} /> },
+  { path: '/gateways', roles: oversight, page: ({ user }) => <Gateways user={user} /> },
+  { path: '/sessions', roles: everyRole, page: ({ user }) => <Sessions user={user} /> },
+  { path: '/sessions/:id', roles: everyRole, page: ({ id }) => <SessionPage id={id} /> },
+  { path: '/audit', roles: oversight, page: ({ user }) => <Audit user={user} /> },
+  { path: '/account', roles: everyRole, page: ({ user, onChanged }) => <Account user={user} onChanged={onChanged} /> },
+  { path: '/users', roles: adminsOnly, page: ({ user }) => <Users user={user} /> },
+  { path: '/runbooks', roles: adminsOnly, page: () => <Runbooks /> },
+  { path: '/runbooks/runs/:id', roles: adminsOnly, page: ({ id }) => <RunPage id={id} /> },
+  { path: '/import', roles: adminsOnly, page: () => <Import /> },
+  { path: '/breakglass', roles: oversight, page: ({ user }) => <BreakGlass user={user} /> },
+];
+
+/** The roles that may open the page at `href`. */
+const rolesOf = (href: string): Roles => PAGES.find((p) => p.path === href)?.roles ?? [];
+
+const NAV: { href: string; label: string }[] = [
+  { href: '/devices', label: 'Devices' },
+  { href: '/projects', label: 'Projects' },
+  { href: '/requests', label: 'Requests' },
+  { href: '/sessions', label: 'Sessions' },
+  { href: '/audit', label: 'Audit log' },
+  { href: '/runbooks', label: 'Runbooks' },
 ];
 
 /** The "System management" menu (spec/001: System management > Break glass backup). */
 const SYSTEM_NAV: typeof NAV = [
-  { href: '/users', label: 'Users and roles', roles: adminsOnly },
-  { href: '/gateways', label: 'Gateways', roles: oversight },
-  { href: '/breakglass', label: 'Break glass backup', roles: oversight },
+  { href: '/users', label: 'Users and roles' },
+  { href: '/gateways', label: 'Gateways' },
+  { href: '/breakglass', label: 'Break glass backup' },
 ];
 
 /** A page the user's role may not use is never rendered: it goes to the device list instead. */
@@ -129,8 +173,8 @@ export function App() {
 
 function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Promise<void>; onChanged: () => void }) {
   const [location] = useLocation();
-  const nav = NAV.filter((n) => n.roles.includes(user.role));
-  const system = SYSTEM_NAV.filter((n) => n.roles.includes(user.role));
+  const nav = NAV.filter((n) => rolesOf(n.href).includes(user.role));
+  const system = SYSTEM_NAV.filter((n) => rolesOf(n.href).includes(user.role));
   const here = (href: string) => location.startsWith(href);
   const requestCount = useRequestCount(location);
   return (
@@ -193,83 +237,15 @@ function Shell({ user, onSignOut, onChanged }: { user: User; onSignOut: () => Pr
         ) : null}
         <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
           <Switch>
-            <Route path="/devices">
-              <Devices user={user} />
-            </Route>
-            <Route path="/devices/:id">{(params) => <DevicePage user={user} id={params.id} />}</Route>
-            <Route path="/devices/:id/files">
-              {(params) => (
-                <Allowed user={user} roles={connectors}>
-                  <FilesPage deviceId={params.id} />
-                </Allowed>
-              )}
-            </Route>
-            <Route path="/devices/:id/terminal">
-              {(params) => (
-                <Allowed user={user} roles={connectors}>
-                  <Suspense fallback={<div className="placeholder" aria-busy="true" />}>
-                    <TerminalPage deviceId={params.id} />
-                  </Suspense>
-                </Allowed>
-              )}
-            </Route>
-            <Route path="/devices/:id/desktop">
-              {(params) => (
-                <Allowed user={user} roles={connectors}>
-                  <DesktopPage user={user} deviceId={params.id} />
-                </Allowed>
-              )}
-            </Route>
-            <Route path="/projects">
-              <Projects user={user} />
-            </Route>
-            <Route path="/requests">
-              <Requests user={user} />
-            </Route>
-            <Route path="/gateways">
-              <Allowed user={user} roles={oversight}>
-                <Gateways user={user} />
-              </Allowed>
-            </Route>
-            <Route path="/sessions">
-              <Sessions user={user} />
-            </Route>
-            <Route path="/sessions/:id">{(params) => <SessionPage id={params.id} />}</Route>
-            <Route path="/audit">
-              <Allowed user={user} roles={oversight}>
-                <Audit user={user} />
-              </Allowed>
-            </Route>
-            <Route path="/account">
-              <Account user={user} onChanged={onChanged} />
-            </Route>
-            <Route path="/users">
-              <Allowed user={user} roles={adminsOnly}>
-                <Users user={user} />
-              </Allowed>
-            </Route>
-            <Route path="/runbooks">
-              <Allowed user={user} roles={adminsOnly}>
-                <Runbooks />
-              </Allowed>
-            </Route>
-            <Route path="/runbooks/runs/:id">
-              {(params) => (
-                <Allowed user={user} roles={adminsOnly}>
-                  <RunPage id={params.id} />
-                </Allowed>
-              )}
-            </Route>
-            <Route path="/import">
-              <Allowed user={user} roles={adminsOnly}>
-                <Import />
-              </Allowed>
-            </Route>
-            <Route path="/breakglass">
-              <Allowed user={user} roles={oversight}>
-                <BreakGlass user={user} />
-              </Allowed>
-            </Route>
+            {PAGES.map((p) => (
+              <Route<DefaultParams> key={p.path} path={p.path}>
+                {(params) => (
+                  <Allowed user={user} roles={p.roles}>
+                    {p.page({ user, onChanged, id: params.id ?? '' })}
+                  </Allowed>
+                )}
+              </Route>
+            ))}
             <Route>
               <Redirect to="/devices" />
             </Route>
