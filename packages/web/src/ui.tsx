@@ -1,4 +1,4 @@
-import { useEffect, useId, useState, type FormEvent, type ReactNode } from 'react';
+import { Fragment, useEffect, useId, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError } from './api.js';
 
 /** A labelled input with its error (from the API's issues) right under it. */
@@ -228,4 +228,60 @@ export function usePageOffset(filters: unknown): [number, (offset: number) => vo
   const key = JSON.stringify(filters);
   const [at, setAt] = useState({ key, offset: 0 });
   return [at.key === key ? at.offset : 0, (offset: number) => setAt({ key, offset })];
+}
+
+/** One column of a `DataTable`: its heading, and what a row shows in it. */
+export interface Column<T> {
+  header: ReactNode;
+  cell: (row: T) => ReactNode;
+  className?: string;
+}
+
+/**
+ * A table of `rows` (scrolling sideways on a narrow screen), one `<tr>` per row keyed by
+ * `rowKey`, with `after` drawing any further rows that belong to one (a pinned next key).
+ */
+export function DataTable<T>({
+  label,
+  columns,
+  rows,
+  rowKey,
+  after,
+}: {
+  label: string;
+  columns: readonly (Column<T> | false)[];
+  rows: readonly T[];
+  rowKey: (row: T) => string;
+  after?: (row: T) => ReactNode;
+}) {
+  const shown = columns.filter((c): c is Column<T> => c !== false);
+  return (
+    <div className="table-wrap">
+      <table className="data" aria-label={label}>
+        <thead>
+          <tr>
+            {shown.map((c, i) => (
+              <th key={i} className={c.className}>
+                {c.header}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((row) => (
+            <Fragment key={rowKey(row)}>
+              <tr>
+                {shown.map((c, i) => (
+                  <td key={i} className={c.className}>
+                    {c.cell(row)}
+                  </td>
+                ))}
+              </tr>
+              {after?.(row)}
+            </Fragment>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
 }

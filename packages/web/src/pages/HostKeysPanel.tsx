@@ -1,7 +1,7 @@
-import { Fragment, useEffect, useState } from 'react';
+import { useEffect, useState } from 'react';
 import type { Device, DeviceHostKey, DeviceHostKeyAnswer, HostKeyPin, HostKeyPinAnswer } from '@gatehouse/api';
 import { api } from '../api.js';
-import { Empty, ErrorNote, Field, FormEnd, useSubmit } from '../ui.js';
+import { DataTable, Empty, ErrorNote, Field, FormEnd, useSubmit } from '../ui.js';
 import { LocalTime } from './requests/time.js';
 
 type Protocol = DeviceHostKey['protocol'];
@@ -60,50 +60,48 @@ export function HostKeysPanel({ device, isAdmin }: { device: Device; isAdmin: bo
           <p>The first connection over each protocol trusts the key the device presents; a later, different key is refused.</p>
         </Empty>
       ) : (
-        <table aria-label="Trusted keys">
-          <thead>
-            <tr>
-              <th>Protocol</th>
-              <th>Key</th>
-              <th>Since</th>
-              {isAdmin ? <th /> : null}
-            </tr>
-          </thead>
-          <tbody>
-            {keys.map((k) => (
-              <Fragment key={k.protocol}>
-                <tr>
-                  <td>{labelOf(k.protocol)}</td>
-                  <td className="mono">
-                    {k.algorithm ? `${k.algorithm} ` : ''}
-                    {k.fingerprint}
-                  </td>
-                  <td>
-                    <LocalTime at={k.firstSeen} /> <span className="muted">{k.pinned ? '(pinned)' : '(first seen)'}</span>
-                  </td>
-                  {isAdmin ? (
-                    <td>
-                      <button type="button" className="danger" onClick={() => forget(k)}>
-                        Forget
-                      </button>
-                    </td>
-                  ) : null}
-                </tr>
-                {k.next ? (
-                  <tr className="host-key-next">
-                    <td className="muted">next</td>
-                    <td className="mono">{k.next.fingerprint}</td>
-                    <td>
-                      <LocalTime at={k.next.pinnedAt} />{' '}
-                      <span className="muted">(pinned: accepted too until the device presents it, then the key above is dropped)</span>
-                    </td>
-                    {isAdmin ? <td /> : null}
-                  </tr>
-                ) : null}
-              </Fragment>
-            ))}
-          </tbody>
-        </table>
+        <DataTable
+          label="Trusted keys"
+          rows={keys}
+          rowKey={(k) => k.protocol}
+          columns={[
+            { header: 'Protocol', cell: (k) => labelOf(k.protocol) },
+            {
+              header: 'Key',
+              className: 'mono',
+              cell: (k) => `${k.algorithm ? `${k.algorithm} ` : ''}${k.fingerprint}`,
+            },
+            {
+              header: 'Since',
+              cell: (k) => (
+                <>
+                  <LocalTime at={k.firstSeen} /> <span className="muted">{k.pinned ? '(pinned)' : '(first seen)'}</span>
+                </>
+              ),
+            },
+            isAdmin && {
+              header: '',
+              cell: (k) => (
+                <button type="button" className="danger" onClick={() => forget(k)}>
+                  Forget
+                </button>
+              ),
+            },
+          ]}
+          after={(k) =>
+            k.next ? (
+              <tr className="host-key-next">
+                <td className="muted">next</td>
+                <td className="mono">{k.next.fingerprint}</td>
+                <td>
+                  <LocalTime at={k.next.pinnedAt} />{' '}
+                  <span className="muted">(pinned: accepted too until the device presents it, then the key above is dropped)</span>
+                </td>
+                {isAdmin ? <td /> : null}
+              </tr>
+            ) : null
+          }
+        />
       )}
       {isAdmin ? <PinForm device={device} keys={keys ?? []} onPinned={reload} /> : null}
     </section>

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'react';
 import { Link } from 'wouter';
 import type { Project, ProjectApprovers, ProjectApproversPut, ProjectCreate, ProjectPatch, UserList } from '@gatehouse/api';
 import { api, type User } from '../api.js';
-import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
+import { DataTable, Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
 import { RotationPolicy } from './runbooks/RotationPolicy.js';
 
 /** Projects group devices; an operator's grant can name a whole project. */
@@ -82,62 +82,55 @@ export function Projects({ user }: { user: User }) {
         </Empty>
       ) : null}
       {items && items.length > 0 ? (
-        <div className="table-wrap">
-          <table className="data">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Description</th>
-                <th>Maintenance windows</th>
-                <th>Approvers</th>
-                <th className="hide-narrow">Created</th>
-                {isAdmin ? <th /> : null}
-              </tr>
-            </thead>
-            <tbody>
-              {items.map((p) => (
-                <tr key={p.id}>
-                  <td>
-                    <Link href={`/devices?project=${p.id}`}>{p.name}</Link>
-                  </td>
-                  <td>{p.description ?? <span className="muted">—</span>}</td>
-                  <td>{p.maintenanceRequired ? 'required' : <span className="muted">not required</span>}</td>
-                  <td>
-                    {approvers[p.id]?.length ? approvers[p.id]?.map((u) => u.username).join(', ') : <span className="muted">none</span>}
-                  </td>
-                  <td className="hide-narrow">{new Date(p.createdAt).toLocaleDateString()}</td>
-                  {isAdmin ? (
-                    <td>
-                      <button type="button" className="link" onClick={() => setEditing(p)} aria-label={`Edit ${p.name}`}>
-                        Edit
-                      </button>{' '}
-                      <button type="button" className="link" onClick={() => setApproving(p)} aria-label={`Approvers of ${p.name}`}>
-                        Approvers
-                      </button>{' '}
-                      <button type="button" className="link" onClick={() => setRotating(p)} aria-label={`Credential rotation of ${p.name}`}>
-                        Rotation
-                      </button>{' '}
-                      <button
-                        type="button"
-                        className="link danger"
-                        aria-label={`Delete ${p.name}`}
-                        onClick={() => {
-                          if (!window.confirm(`Delete ${p.name} with all its devices and accounts? Sessions and recordings stay.`)) return;
-                          api('DELETE', `/projects/${p.id}`).then(
-                            () => setReload((n) => n + 1),
-                            (e: unknown) => setError(e),
-                          );
-                        }}
-                      >
-                        Delete
-                      </button>
-                    </td>
-                  ) : null}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          label="Projects"
+          rows={items}
+          rowKey={(p) => p.id}
+          columns={[
+            { header: 'Name', cell: (p) => <Link href={`/devices?project=${p.id}`}>{p.name}</Link> },
+            { header: 'Description', cell: (p) => p.description ?? <span className="muted">—</span> },
+            {
+              header: 'Maintenance windows',
+              cell: (p) => (p.maintenanceRequired ? 'required' : <span className="muted">not required</span>),
+            },
+            {
+              header: 'Approvers',
+              cell: (p) =>
+                approvers[p.id]?.length ? approvers[p.id]?.map((u) => u.username).join(', ') : <span className="muted">none</span>,
+            },
+            { header: 'Created', className: 'hide-narrow', cell: (p) => new Date(p.createdAt).toLocaleDateString() },
+            isAdmin && {
+              header: '',
+              cell: (p) => (
+                <>
+                  <button type="button" className="link" onClick={() => setEditing(p)} aria-label={`Edit ${p.name}`}>
+                    Edit
+                  </button>{' '}
+                  <button type="button" className="link" onClick={() => setApproving(p)} aria-label={`Approvers of ${p.name}`}>
+                    Approvers
+                  </button>{' '}
+                  <button type="button" className="link" onClick={() => setRotating(p)} aria-label={`Credential rotation of ${p.name}`}>
+                    Rotation
+                  </button>{' '}
+                  <button
+                    type="button"
+                    className="link danger"
+                    aria-label={`Delete ${p.name}`}
+                    onClick={() => {
+                      if (!window.confirm(`Delete ${p.name} with all its devices and accounts? Sessions and recordings stay.`)) return;
+                      api('DELETE', `/projects/${p.id}`).then(
+                        () => setReload((n) => n + 1),
+                        (e: unknown) => setError(e),
+                      );
+                    }}
+                  >
+                    Delete
+                  </button>
+                </>
+              ),
+            },
+          ]}
+        />
       ) : null}
     </section>
   );
