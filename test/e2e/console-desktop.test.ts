@@ -18,15 +18,26 @@ interface Session {
   id: string;
   kind: string | null;
   result: string;
+  reason: string | null;
   recorded: boolean;
+  endedAt: string | null;
 }
+
+/** TCP connections established to `port` on this machine (the gateway's to the VNC target). */
+const connectionsTo = (port: number) =>
+  execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`])
+    .toString()
+    .trim()
+    .split('\n')
+    .filter(Boolean).length;
 
 /**
  * The browser desktop in Chromium against the real server, its built-in gateway and a
  * TigerVNC target with a known background and an xterm: the page shows the desktop (a
  * screenshot region has the target's colour), every printable ASCII character typed in the
  * page reaches the xterm, the clipboard goes both ways, Disconnect ends the session, and the
- * recording replays in the session page with seek.
+ * recording replays in the session page with seek. Closing the tab instead ends the session
+ * too: the device connection closes, the recording replays, `session.end` is audited.
  */
 describe('web console: browser VNC desktop and its replay', () => {
   let dir: string;
@@ -156,6 +167,41 @@ describe('web console: browser VNC desktop and its replay', () => {
     await position.fill(String(Math.round((await duration()) / 4)));
     await expect.poll(background, { timeout: 15_000 }).toBe(true);
     await screenshot(page, '63-desktop-replay');
+  });
+
+  it('ends the session when the page is closed mid-session: the device connection closes, the recording replays, the end is audited', async () => {
+    const tab = await page.context().newPage();
+    await tab.goto(`${server.url}/devices/${deviceId}/desktop`);
+    await tab.getByText('● Recorded').waitFor({ timeout: 30_000 });
+    const canvas = tab.getByTestId('desktop').locator('canvas');
+    await expect.poll(() => showsColourAt(tab, canvas, 0.9, 0.9, VNC_TARGET_COLOUR), { timeout: 15_000 }).toBe(true);
+    const [live] = (await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}&limit=1`)).items;
+    expect(live).toMatchObject({ kind: 'vnc', result: 'active' });
+    expect(connectionsTo(target.port)).toBe(1);
+
+    // No Disconnect: the tab goes away, as when the user closes it.
+    await tab.close();
+    await expect
+      .poll(async () => (await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}&limit=1`)).items[0]?.endedAt, {
+        timeout: 15_000,
+      })
+      .not.toBeNull();
+    const [ended] = (await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}&limit=1`)).items;
+    expect(ended).toMatchObject({ id: live?.id, kind: 'vnc', result: 'success', recorded: true });
+    await expect.poll(() => connectionsTo(target.port), { timeout: 15_000 }).toBe(0);
+    const ends = await api<{ items: { outcome: string; details: Record<string, unknown> }[] }>(
+      'GET',
+      `/audit/events?action=session.end&targetId=${deviceId}`,
+    );
+    expect(ends.items.find((e) => e.details.sessionId === live?.id)).toMatchObject({ outcome: 'success', details: { kind: 'vnc' } });
+
+    // What the tab showed until it closed replays (played through: the recording is under a second long).
+    await page.goto(`${server.url}/sessions/${live?.id}`);
+    const player = page.getByTestId('player').locator('canvas');
+    await player.waitFor({ timeout: 15_000 });
+    await expect.poll(async () => Number(await page.getByLabel('Position').getAttribute('max'))).toBeGreaterThan(0);
+    await page.getByRole('button', { name: 'Play' }).click();
+    await expect.poll(() => showsColourAt(page, player, 0.9, 0.9, VNC_TARGET_COLOUR), { timeout: 15_000 }).toBe(true);
   });
 
   it('shows the server’s reason when the desktop refuses the vaulted password, and records no session as started', async () => {
