@@ -28,6 +28,7 @@ describe('web console: break glass', () => {
   let problems: string[];
   let token: string;
   let recipient: string;
+  let deviceId: string;
 
   const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
     const res = await server.request(`${API}${route}`, { method, body, headers: { authorization: `Bearer ${token}` } });
@@ -57,6 +58,7 @@ describe('web console: break glass', () => {
       provider: 'aws',
       privateIp: '10.0.0.5',
     });
+    deviceId = device.id;
     await api('POST', '/accounts', { deviceId: device.id, username: 'root', password: 'a vaulted password' });
 
     browser = await launchChromium(server.certFile);
@@ -154,6 +156,40 @@ describe('web console: break glass', () => {
     await page.locator('[aria-label="Test result"] .test-time time').waitFor();
     await page.getByText('The key has more rights than it needs').waitFor();
     expect(await page.locator('#run-now-why').count()).toBe(0);
+  });
+
+  it("shows the last Test to every administrator, with its time and who ran it, from the server (not the tab's memory)", async () => {
+    const password = 'second administrator password';
+    await api('POST', '/users', { username: 'bea', role: 'admin', password });
+    const p = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } }));
+    await signIn(p.page, server.url, 'bea', password);
+    await openSystemPage(p.page, 'Break glass backup');
+    const result = p.page.locator('[aria-label="Test result"]');
+    await result.locator('.test-time time').waitFor();
+    expect(await result.getByTestId('test-by').textContent()).toBe(' by admin');
+    expect(await result.locator('li[data-stage="connection"]').getAttribute('data-state')).toBe('ok');
+    await result.getByText('The key has more rights than it needs').waitFor();
+    await screenshot(p.page, '24-breakglass-last-test-other-admin');
+    expect(p.problems).toEqual([]);
+    await p.page.context().close();
+  });
+
+  it('names an account target on the audit page, also once the account is deleted (the id stays in the raw JSON)', async () => {
+    const [account] = (await api<{ items: { id: string; username: string }[] }>('GET', `/devices/${deviceId}/accounts`)).items.filter(
+      (a) => a.username === 'root',
+    );
+    expect(account).toBeDefined();
+    await api('DELETE', `/accounts/${account?.id}`);
+    await page.goto(`${server.url}/audit`);
+    const row = page.locator('tbody tr', { hasText: 'account.delete' }).first();
+    await row.waitFor();
+    const target = row.locator('td', { hasText: 'account' }).filter({ hasText: 'Payments/db-1:root' });
+    expect(await target.count()).toBe(1);
+    expect(await row.textContent()).not.toContain(account?.id ?? 'no id');
+    const created = page.locator('tbody tr', { hasText: 'account.create' }).first();
+    expect(await created.textContent()).toContain('Payments/db-1:root');
+    await screenshot(page, '25-audit-account-names');
+    await openSystemPage(page, 'Break glass backup');
   });
 
   it('asks for the secret again, next to its field, when the destination changes', async () => {

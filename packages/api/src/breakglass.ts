@@ -62,23 +62,6 @@ export const breakGlassSettingsShown = z.discriminatedUnion('provider', [
 ]);
 export type BreakGlassSettingsShown = z.infer<typeof breakGlassSettingsShown>;
 
-/** `GET /breakglass/settings`: the settings, where they come from, and the manifest signing key. */
-export const breakGlassSettingsView = z.object({
-  origin: z.enum(['database', 'mounted', 'none']),
-  /** Mounted from a secret: not changed through the API. */
-  readOnly: z.boolean(),
-  settings: breakGlassSettingsShown.nullable(),
-  /** Why the settings cannot run (invalid, or refused by the server's configuration). */
-  error: z.string().nullable(),
-  /** Encryption off, plain HTTP to another machine: shown above the settings. */
-  warnings: z.array(z.string()),
-  /** What only the server's configuration allows, so the console can say so before a save is refused. */
-  serverAllows: z.object({ plaintext: z.boolean(), linkLocal: z.boolean() }),
-  nextRun: timestamp.nullable(),
-  signingKey: z.object({ publicKeyPem: z.string(), fingerprint: z.string() }),
-});
-export type BreakGlassSettingsView = z.infer<typeof breakGlassSettingsView>;
-
 /** One stage of the Test, in Gatehouse's own words. */
 export const breakGlassTestStage = z.object({
   stage: z.enum(['container', 'authentication', 'connection']),
@@ -97,6 +80,36 @@ export const breakGlassTestReport = z.object({
   warnings: z.array(z.string()).optional(),
 });
 export type BreakGlassTestReport = z.infer<typeof breakGlassTestReport>;
+
+/** The last Test, kept on the server for every administrator: when, who, where, each stage's outcome. No secret. */
+export const breakGlassLastTest = breakGlassTestReport.extend({
+  at: timestamp,
+  /** Who ran it (user name); null for the server itself. */
+  by: z.string().nullable(),
+  /** Where it tested: the bucket or container and its endpoint. */
+  target: z.string(),
+  warnings: z.array(z.string()),
+});
+export type BreakGlassLastTest = z.infer<typeof breakGlassLastTest>;
+
+/** `GET /breakglass/settings`: the settings, where they come from, and the manifest signing key. */
+export const breakGlassSettingsView = z.object({
+  origin: z.enum(['database', 'mounted', 'none']),
+  /** Mounted from a secret: not changed through the API. */
+  readOnly: z.boolean(),
+  settings: breakGlassSettingsShown.nullable(),
+  /** Why the settings cannot run (invalid, or refused by the server's configuration). */
+  error: z.string().nullable(),
+  /** Encryption off, plain HTTP to another machine: shown above the settings. */
+  warnings: z.array(z.string()),
+  /** What only the server's configuration allows, so the console can say so before a save is refused. */
+  serverAllows: z.object({ plaintext: z.boolean(), linkLocal: z.boolean() }),
+  nextRun: timestamp.nullable(),
+  signingKey: z.object({ publicKeyPem: z.string(), fingerprint: z.string() }),
+  /** The last Test anyone ran (saved settings or a form's), null before the first. */
+  lastTest: breakGlassLastTest.nullable(),
+});
+export type BreakGlassSettingsView = z.infer<typeof breakGlassSettingsView>;
 
 /**
  * One line of the streamed Test (`Accept: application/x-ndjson`): each stage as it

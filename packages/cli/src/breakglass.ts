@@ -39,6 +39,23 @@ export function breakGlassCommands(program: Command): Command {
     .description('show the settings (secrets masked), where they come from, and the signing key fingerprint')
     .action(async (o: ClientOptions) => print(await client(o).call<BreakGlassSettingsView>('GET', '/breakglass/settings')));
 
+  withClient(bg.command('status'))
+    .description('where the settings come from, the next run, and the last Test anyone ran: when, who, each stage')
+    .action(async (o: ClientOptions) => {
+      const v = await client(o).call<BreakGlassSettingsView>('GET', '/breakglass/settings');
+      if (jsonOutput()) return print({ origin: v.origin, error: v.error, warnings: v.warnings, nextRun: v.nextRun, lastTest: v.lastTest });
+      process.stdout.write(
+        `Settings:  ${v.origin === 'none' ? 'not configured' : `from the ${v.origin === 'mounted' ? 'mounted secret' : 'database'}`}\n`,
+      );
+      if (v.error) process.stdout.write(`Problem:   ${v.error}\n`);
+      for (const w of v.warnings) process.stdout.write(`WARNING:   ${w}\n`);
+      process.stdout.write(`Next run:  ${v.nextRun ? localTime(v.nextRun) : 'not scheduled'}\n`);
+      const t = v.lastTest;
+      if (!t) return void process.stdout.write('Last Test: none yet (./gatehouse breakglass test)\n');
+      process.stdout.write(`Last Test: ${localTime(t.at)} by ${t.by ?? 'the server'}, ${t.ok ? 'passed' : 'FAILED'} (${t.target})\n`);
+      printTest(t);
+    });
+
   withClient(bg.command('configure'))
     .description('test settings from a JSON file (see docs/BREAKGLASS.md) and save them only when the Test passes')
     .requiredOption('--file <settings.json>', 'the settings; secrets may be given as "********" to keep the stored ones')

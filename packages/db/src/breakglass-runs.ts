@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from './connect.js';
-import type { BreakGlassRunTable } from './schema.js';
+import type { BreakGlassLastTestTable, BreakGlassRunTable } from './schema.js';
 
 /** The error stage of a run the server stopped in the middle of (kill -9, OOM, power loss). */
 export const INTERRUPTED_STAGE = 'interrupted';
@@ -37,7 +37,25 @@ const present = (r: BreakGlassRunTable): BreakGlassRun => ({
   errorStage: r.error_stage,
 });
 
-/** The history of break-glass runs. */
+/** A break-glass Test as kept for every administrator: when, who, where, and each stage's outcome (no secret). */
+export interface BreakGlassTestRecord {
+  at: string;
+  /** The user name of who ran it; null for the server itself. */
+  by: string | null;
+  /** Where it tested (bucket or container, endpoint): no secret in it. */
+  target: string;
+  ok: boolean;
+  stages: { stage: 'container' | 'authentication' | 'connection'; ok: boolean | null; message: string }[];
+  privilegeWarnings: string[];
+  warnings: string[];
+}
+
+const presentTest = (r: BreakGlassLastTestTable): BreakGlassTestRecord => {
+  const report = JSON.parse(r.report) as Pick<BreakGlassTestRecord, 'stages' | 'privilegeWarnings' | 'warnings'>;
+  return { at: r.tested_at, by: r.tested_by, target: r.target, ok: r.ok === 1, ...report };
+};
+
+/** The history of break-glass runs, and the last Test. */
 export class BreakGlassRuns {
   constructor(
     readonly db: Db,
@@ -140,5 +158,31 @@ export class BreakGlassRuns {
     const rows = await this.x.selectFrom('breakglass_runs').select('error_stage').orderBy('started_at', 'desc').limit(limit).execute();
     const other = rows.findIndex((r) => r.error_stage !== INTERRUPTED_STAGE);
     return other === -1 ? rows.length : other;
+  }
+
+  /**
+   * Keeps a Test as the last one: one statement replaces the whole row, and only with a
+   * Test that finished no earlier than the kept one, so Tests that end together leave the
+   * later one, whole.
+   */
+  async recordTest(t: BreakGlassTestRecord): Promise<void> {
+    const fields = {
+      tested_at: t.at,
+      tested_by: t.by,
+      target: t.target,
+      ok: t.ok ? 1 : 0,
+      report: JSON.stringify({ stages: t.stages, privilegeWarnings: t.privilegeWarnings, warnings: t.warnings }),
+    };
+    await this.x
+      .insertInto('breakglass_last_test')
+      .values({ id: 1, ...fields } satisfies BreakGlassLastTestTable)
+      .onConflict((oc) => oc.column('id').doUpdateSet(fields).where('breakglass_last_test.tested_at', '<=', t.at))
+      .execute();
+  }
+
+  /** The last Test, or null before the first. */
+  async lastTest(): Promise<BreakGlassTestRecord | null> {
+    const row = await this.x.selectFrom('breakglass_last_test').selectAll().where('id', '=', 1).executeTakeFirst();
+    return row ? presentTest(row) : null;
   }
 }

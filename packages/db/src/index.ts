@@ -73,7 +73,7 @@ export { SignInThrottle, type ThrottleRule, type ThrottleClaim, type ThrottleKey
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';
 export { timeSlicer } from './time-slicer.js';
-export { BreakGlassRuns, INTERRUPTED_STAGE, type BreakGlassRun } from './breakglass-runs.js';
+export { BreakGlassRuns, INTERRUPTED_STAGE, type BreakGlassRun, type BreakGlassTestRecord } from './breakglass-runs.js';
 export {
   GatewaySessions,
   recordingFormatOf,

@@ -642,6 +642,22 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('device_host_keys').addColumn('next_pinned_at', 'text').execute();
       },
     },
+    '0020_breakglass_last_test': {
+      async up(db: Kysely<unknown>) {
+        // The last break-glass Test, for every administrator's page and the CLI: one row
+        // (id 1), replaced whole by one statement, so two Tests at once leave one of them,
+        // never a mix. Its stages' outcomes and messages, never a secret.
+        await db.schema
+          .createTable('breakglass_last_test')
+          .addColumn('id', 'integer', (c) => c.primaryKey())
+          .addColumn('tested_at', 'text', (c) => c.notNull())
+          .addColumn('tested_by', 'text')
+          .addColumn('target', 'text', (c) => c.notNull())
+          .addColumn('ok', 'integer', (c) => c.notNull())
+          .addColumn('report', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

@@ -170,6 +170,16 @@ export interface BreakGlassRunTable {
   error_stage: string | null;
 }
 
+/** The last break-glass Test (one row, id 1). `report`: JSON { stages, privilegeWarnings, warnings }. */
+export interface BreakGlassLastTestTable {
+  id: number;
+  tested_at: string;
+  tested_by: string | null;
+  target: string;
+  ok: number;
+  report: string;
+}
+
 export interface LeaseTable {
   name: string;
   holder: string;
@@ -388,6 +398,7 @@ export interface Database {
   agents: AgentTable;
   runbooks: RunbookTable;
   runbook_runs: RunbookRunTable;
+  breakglass_last_test: BreakGlassLastTestTable;
   runbook_run_devices: RunbookRunDeviceTable;
   account_credentials: AccountCredentialTable;
   rotation_policies: RotationPolicyTable;

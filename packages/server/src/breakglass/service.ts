@@ -176,6 +176,16 @@ export class BreakGlassService {
         warnings: report.warnings,
       },
     });
+    // Kept for every administrator's page and the CLI, not only the tab that ran it.
+    await this.runs.recordTest({
+      at: new Date().toISOString(),
+      by: actor?.auth?.user.username ?? null,
+      target: target.location,
+      ok: report.ok,
+      stages: report.stages,
+      privilegeWarnings: report.privilegeWarnings,
+      warnings: report.warnings,
+    });
     return report;
   }
 

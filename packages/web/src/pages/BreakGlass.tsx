@@ -19,7 +19,8 @@ type View = BreakGlassSettingsView;
  * System management → Break glass backup, laid out as in spec/001: the remote storage
  * provider and its fields, the time zone, what seals the file (age recipients or a
  * passphrase) and the manifest signing key; Test shows the three stages as each completes
- * and the last Test stays shown with its time, Run now shows the run's progress, and the
+ * and the last Test (kept by the server, for every administrator) stays shown with its time
+ * and who ran it, Run now shows the run's progress, and the
  * history lists every run. Settings from a mounted secret are shown read-only.
  */
 export function BreakGlass({ user }: { user: User }) {
@@ -28,7 +29,7 @@ export function BreakGlass({ user }: { user: User }) {
   const [error, setError] = useState<ApiError | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
   const [busy, setBusy] = useState<'save' | 'test' | 'run' | null>(null);
-  const check = useTestReport();
+  const check = useTestReport(user.username);
   const { runs, current, start } = useRuns(setError);
   /** The export to rotate from (a history row's Rotate…); otherwise the latest successful one. */
   const [rotateFrom, setRotateFrom] = useState<{ id: string; key: number } | null>(null);
@@ -41,6 +42,7 @@ export function BreakGlass({ user }: { user: User }) {
       (v) => {
         setView(v);
         setForm(formOf(v.settings));
+        check.adopt(v.lastTest);
       },
       (e: unknown) => setError(e instanceof ApiError ? e : new ApiError(0, 'INTERNAL', String(e))),
     );
@@ -159,7 +161,16 @@ export function BreakGlass({ user }: { user: User }) {
         <Advanced {...section} />
         <ErrorNote error={error?.issues.every((i) => (i.path.split(/[.[]/)[0] ?? '') in form) && error.issues.length > 0 ? null : error} />
         {saved ? <p className="saved">{saved}</p> : null}
-        {check.stages ? <TestResult stages={check.stages} report={check.report} at={check.at} running={busy === 'test'} /> : null}
+        {check.stages ? (
+          <TestResult
+            stages={check.stages}
+            report={check.report}
+            at={check.at}
+            by={check.by}
+            target={check.target}
+            running={busy === 'test'}
+          />
+        ) : null}
         {isAdmin ? (
           <div className="actions">
             <button type="submit" className="primary" disabled={readOnly || busy !== null}>

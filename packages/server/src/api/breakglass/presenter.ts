@@ -34,5 +34,6 @@ export async function presentView(bg: BreakGlassService): Promise<BreakGlassSett
     serverAllows: { plaintext: bg.restrictions.allowPlaintext, linkLocal: bg.restrictions.allowLinkLocal },
     nextRun: bg.nextRun()?.toISOString() ?? null,
     signingKey: { publicKeyPem: key.publicKeyPem, fingerprint: key.fingerprint },
+    lastTest: await bg.runs.lastTest(),
   };
 }

@@ -1,3 +1,4 @@
+import type { BreakGlassLastTest } from '@gatehouse/api';
 import { useState } from 'react';
 import { apiLines, ApiError } from '../../api.js';
 import type { Report, Stage } from './form.js';
@@ -8,38 +9,37 @@ const STAGES: { stage: Stage['stage']; label: string }[] = [
   { stage: 'connection', label: 'Connection' },
 ];
 
-/** The last finished Test, kept for this browser tab so a reload still shows it (the API keeps no Test history). */
-const LAST_TEST = 'gatehouse.breakglass.lastTest';
-type Last = { at: string; stages: Stage[]; report: Report };
-
-function loadLast(): Last | null {
-  try {
-    const last = JSON.parse(sessionStorage.getItem(LAST_TEST) ?? 'null') as Last | null;
-    return last && Array.isArray(last.stages) && typeof last.at === 'string' ? last : null;
-  } catch {
-    return null;
-  }
-}
+/** Who ran a Test and where, as the server keeps the last one for every administrator. */
+type Ran = { by: string | null; target: string | null };
 
 /**
  * The Test's stages and report: streamed from `POST /breakglass/test` as each stage
  * completes, or shown whole from the Test a save ran. The last finished one stays shown,
- * with its time, until the next Test.
+ * with its time and who ran it: the server keeps it (`lastTest` of GET /breakglass/settings),
+ * so every administrator sees the same last Test, in any tab.
  */
-export function useTestReport() {
-  const [last] = useState(loadLast);
-  const [stages, setStages] = useState<Stage[] | null>(last?.stages ?? null);
-  const [report, setReport] = useState<Report | null>(last?.report ?? null);
-  const [at, setAt] = useState<string | null>(last?.at ?? null);
-  const keep = (r: Report, s: Stage[]) => {
-    const now = new Date().toISOString();
-    setAt(now);
-    sessionStorage.setItem(LAST_TEST, JSON.stringify({ at: now, stages: s, report: r } satisfies Last));
+export function useTestReport(me: string) {
+  const [stages, setStages] = useState<Stage[] | null>(null);
+  const [report, setReport] = useState<Report | null>(null);
+  const [at, setAt] = useState<string | null>(null);
+  const [ran, setRan] = useState<Ran>({ by: null, target: null });
+  const mine = (r: Report) => {
+    setAt(new Date().toISOString());
+    setRan({ by: me, target: null });
+    setReport(r);
   };
   return {
     stages,
     report,
     at,
+    ...ran,
+    /** The server's last Test (on load, and after another administrator's). */
+    adopt: (last: BreakGlassLastTest | null) => {
+      setStages(last?.stages ?? null);
+      setReport(last);
+      setAt(last?.at ?? null);
+      setRan({ by: last?.by ?? null, target: last?.target ?? null });
+    },
     clear: () => {
       setStages(null);
       setReport(null);
@@ -47,8 +47,7 @@ export function useTestReport() {
     },
     show: (r: Report) => {
       setStages(r.stages);
-      setReport(r);
-      keep(r, r.stages);
+      mine(r);
     },
     /** Runs the Test on these settings; on failure nothing is shown and the error is thrown. */
     run: async (body: Record<string, unknown>) => {
@@ -61,10 +60,8 @@ export function useTestReport() {
           if (line.type === 'stage') {
             seen.push(line as unknown as Stage);
             setStages([...seen]);
-          } else if (line.type === 'report') {
-            setReport(line as unknown as Report);
-            keep(line as unknown as Report, seen);
-          } else if (line.type === 'error') throw new ApiError(500, 'INTERNAL', String(line.message));
+          } else if (line.type === 'report') mine(line as unknown as Report);
+          else if (line.type === 'error') throw new ApiError(500, 'INTERNAL', String(line.message));
         });
       } catch (e) {
         setStages(null);
@@ -74,16 +71,23 @@ export function useTestReport() {
   };
 }
 
-/** The three stages, each with its result and reason as it arrives, then the privilege check; `at` is when it finished. */
+/**
+ * The three stages, each with its result and reason as it arrives, then the privilege check;
+ * `at` is when it finished, `by` who ran it, `target` where it tested.
+ */
 export function TestResult({
   stages,
   report,
   at,
+  by,
+  target,
   running,
 }: {
   stages: Stage[];
   report: Report | null;
   at: string | null;
+  by?: string | null;
+  target?: string | null;
   running: boolean;
 }) {
   return (
@@ -91,6 +95,8 @@ export function TestResult({
       {at && !running ? (
         <p className="test-time">
           <strong>Last Test</strong> <time dateTime={at}>{new Date(at).toLocaleString()}</time>
+          {by ? <span data-testid="test-by"> by {by}</span> : null}
+          {target ? <span className="muted"> · {target}</span> : null}
         </p>
       ) : null}
       <ol className="stages">
