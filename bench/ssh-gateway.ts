@@ -37,6 +37,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import ssh2 from 'ssh2';
 import {
   addSshDevice,
   api,
@@ -55,7 +56,9 @@ import {
   MiB,
   negotiatedOf,
   onCleanup,
+  cpusOf,
   percentile,
+  pinSelf,
   peakRssKiB,
   processStat,
   ROOT,
@@ -103,6 +106,15 @@ const { values: opts } = parseArgs({
     'server-log': { type: 'string' },
     /** Prints the CPU each thread of the server used per MiB of each Gatehouse transfer. */
     threads: { type: 'boolean', default: false },
+    /**
+     * As in production, where the gateway has its own host: the server (all its threads) on
+     * CPU 1; this benchmark, ssh, both sshds and the remote gateway on CPU 0.
+     */
+    pin: { type: 'boolean', default: false },
+    /** Sessions opened by the in-process load generator (ssh2 clients) per path; 0 skips. */
+    'load-sessions': { type: 'string', default: '400' },
+    /** How many of the load generator's sessions are being opened at once. */
+    'load-concurrency': { type: 'string', default: '32' },
   },
 });
 const SIZE = Number(opts['size-mib']) * MiB;
@@ -115,8 +127,14 @@ const ACTIVE = Number(opts.active);
 const ACTIVE_SECONDS = Number(opts['active-seconds']);
 const ACTIVE_INTERVAL_MS = Number(opts['active-interval-ms']);
 const WITH_SEGMENT = !opts['no-segment'];
+const LOAD_SESSIONS = Number(opts['load-sessions']);
+const LOAD_CONCURRENCY = Number(opts['load-concurrency']);
 const CPU_PROF_DIR = opts['cpu-prof'] ? path.resolve(opts['cpu-prof']) : undefined;
 const NODE_ARGS = opts['node-arg'] ?? [];
+const PIN = opts.pin;
+/** With --pin: the server's CPU, and everyone else's. */
+const SERVER_CPU = 1;
+const OTHERS_CPU = 0;
 const SERVER_LOG = opts['server-log'] ? path.resolve(opts['server-log']) : undefined;
 /** Lines the benchmark adds to --server-log at each transfer's start and end, to find its part of the log. */
 const serverLogMarks = SERVER_LOG ? createWriteStream(SERVER_LOG, { flags: 'a', mode: 0o600 }) : undefined;
@@ -163,7 +181,7 @@ async function startRemoteGateway(dataDir: string, serverKey: string): Promise<R
     path.dirname(dataDir),
     {},
     /^Public key:\s+(\S+)$[\s\S]*^Management:/m,
-    { nodeFlags: nodeFlags(), log: SERVER_LOG },
+    { nodeFlags: nodeFlags(), log: SERVER_LOG, cpu: PIN ? OTHERS_CPU : undefined },
   );
   return { pid, address: `127.0.0.1:${port}`, publicKey: match[1] as string };
 }
@@ -371,6 +389,60 @@ function echoSession(c: Clients, p: PathName): Promise<EchoSession> {
   });
 }
 
+/**
+ * One session as the load generator opens it: an ssh2 client connects, signs in (the
+ * client key, or the admin's password through Gatehouse), runs `true` and waits for its
+ * exit; resolves once the connection closed.
+ */
+function ssh2Session(target: { port: number; username: string; password?: string; privateKey?: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const client = new ssh2.Client();
+    let ok = false;
+    client.on('error', reject);
+    client.on('close', () => (ok ? resolve() : reject(new Error('the connection closed before `true` exited'))));
+    client.on('ready', () =>
+      client.exec('true', (error, channel) => {
+        if (error) return reject(error);
+        channel.resume();
+        channel.on('exit', (code: number | null) => {
+          ok = code === 0;
+          if (!ok) reject(new Error(`\`true\` exited ${code}`));
+        });
+        channel.on('close', () => client.end());
+      }),
+    );
+    client.connect({
+      host: '127.0.0.1',
+      port: target.port,
+      username: target.username,
+      ...(target.password !== undefined ? { password: target.password } : {}),
+      ...(target.privateKey !== undefined ? { privateKey: target.privateKey } : {}),
+      algorithms: { kex: [KEX], cipher: [CIPHER] },
+      readyTimeout: 60_000,
+    });
+  });
+}
+
+interface SessionRate {
+  perSecond: number;
+  /** CPU of the Gatehouse server while the sessions ran, in cores. */
+  serverCores: number;
+  /** Server CPU per session, ms. */
+  serverMsPerSession: number;
+}
+
+/** `LOAD_SESSIONS` sessions, `LOAD_CONCURRENCY` at a time, from this process (no `ssh` processes). */
+async function sessionRate(open: () => Promise<void>, serverPid?: number): Promise<SessionRate> {
+  const cpu0 = serverPid === undefined ? 0 : cpuSeconds(serverPid);
+  const ms = await pool(LOAD_SESSIONS, LOAD_CONCURRENCY, open);
+  const serverSeconds = serverPid === undefined ? 0 : cpuSeconds(serverPid) - cpu0;
+  return {
+    perSecond: LOAD_SESSIONS / (ms / 1000),
+    serverCores: serverSeconds / (ms / 1000),
+    serverMsPerSession: (serverSeconds * 1000) / LOAD_SESSIONS,
+  };
+}
+
 interface EchoResult {
   rtts: number[];
   sent: number;
@@ -462,6 +534,11 @@ async function main(): Promise<void> {
   // Several descriptors per session in this process (ssh's pipes), the server (client and
   // device sockets, the recording) and the remote gateway: raise the limit before starting them.
   raiseOpenFiles(8 * Math.max(IDLE, ACTIVE) + 4096);
+  if (PIN) {
+    if (os.cpus().length < 2) throw new Error('--pin needs 2 CPUs: the server on CPU 1, everything else on CPU 0');
+    // Before any child starts: sshd, ssh, sshpass and cat inherit it.
+    pinSelf(OTHERS_CPU);
+  }
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-ssh-'));
   chmodSync(dir, 0o711);
@@ -484,7 +561,11 @@ async function main(): Promise<void> {
   writeTextFile(dataFile, SIZE);
 
   const adminPassword = `admin-${randomBytes(9).toString('hex')}`;
-  const gatehouse = await startGatehouse(path.join(dir, 'data'), {}, { nodeFlags: nodeFlags(), log: SERVER_LOG });
+  const gatehouse = await startGatehouse(
+    path.join(dir, 'data'),
+    {},
+    { nodeFlags: nodeFlags(), log: SERVER_LOG, cpu: PIN ? SERVER_CPU : undefined },
+  );
   const recordingsDir = path.join(dir, 'data', 'recordings');
   const token = await setUpGatehouse(gatehouse, path.join(dir, 'data'), adminPassword);
   const project = await api<{ id: string }>(gatehouse, token, 'POST', '/projects', { name: 'Bench' });
@@ -551,6 +632,13 @@ async function main(): Promise<void> {
         `(segment ${carried(SEGMENT_DEVICE)?.segment}, remote gateway at ${remote?.address})`,
     );
   }
+  console.log(
+    PIN
+      ? `\npinned (--pin): the Gatehouse server on CPU ${SERVER_CPU} [${cpusOf(gatehouse.pid)}]; this benchmark, ssh, sshpass, ` +
+          `both sshds${remote ? ' and the remote gateway' : ''} on CPU ${OTHERS_CPU} [benchmark ${cpusOf(process.pid)}` +
+          `${remote ? `, remote gateway ${cpusOf(remote.pid)}` : ''}]. Other work on the machine is not pinned.`
+      : '\nnot pinned: every process may run on every CPU (--pin puts the server on a CPU of its own)',
+  );
   console.log('\nnegotiated (key exchange / cipher):');
   for (const p of PATHS) console.log(`  ${(LABEL[p] + ', client leg').padEnd(38)} ${await negotiated(clients, p)}`);
   console.log(`  ${'gateway → device (ssh2)'.padEnd(38)} ${gatewayLeg}`);
@@ -646,6 +734,24 @@ async function main(): Promise<void> {
     }
   }
 
+  const load: { direct?: SessionRate; gateway?: SessionRate } = {};
+  if (LOAD_SESSIONS > 0) {
+    console.log(
+      `\n3c. New sessions per second from an in-process load generator: ${LOAD_SESSIONS} ssh2 clients ` +
+        `(${KEX}, ${CIPHER}; sign in, exec \`true\`, wait for its exit), ${LOAD_CONCURRENCY} at a time`,
+    );
+    load.direct = await sessionRate(() => ssh2Session({ port: device.port, username: 'gh-bench', privateKey: clientKey }));
+    console.log(`  OpenSSH sshd direct       ${f1(load.direct.perSecond)} sessions/s`);
+    load.gateway = await sessionRate(
+      () => ssh2Session({ port: gatehouse.gatewayPort, username: `admin:${DEVICE}`, password: adminPassword }),
+      gatehouse.pid,
+    );
+    console.log(
+      `  Gatehouse gateway         ${f1(load.gateway.perSecond)} sessions/s, server ${f2(load.gateway.serverCores)} cores, ` +
+        `${f1(load.gateway.serverMsPerSession)} ms server CPU per session (each session also opens the gateway's own to the device)`,
+    );
+  }
+
   // 4. Echo latency with ACTIVE sessions at once, one path after the other.
   const echo: Partial<Record<PathName, EchoResult>> = {};
   if (ACTIVE > 0) {
@@ -670,7 +776,10 @@ async function main(): Promise<void> {
   const best = (xs: number[]) => Math.max(...xs);
   const spread = (xs: number[]) => `${f1(Math.min(...xs))}–${f1(Math.max(...xs))}`;
   const ratio = (x: number, base: number) => `**${f2(x / base)}×**`;
-  console.log(`\n## Results (${SIZE / MiB} MiB, ${RUNS} runs; best and spread)\n`);
+  console.log(
+    `\n## Results (${SIZE / MiB} MiB, ${RUNS} runs; best and spread; ` +
+      `${PIN ? `pinned: server on CPU ${SERVER_CPU}, the rest on CPU ${OTHERS_CPU}` : 'not pinned'}; load ${os.loadavg().map(f2).join(' ')})\n`,
+  );
   console.log('| direction | path | MiB/s | ÷ direct | ÷ ProxyJump | CPU (cores) | machine ms CPU/MiB (median) | ÷ ProxyJump |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const direction of ['up', 'down'] as const) {
@@ -747,6 +856,15 @@ async function main(): Promise<void> {
     );
   }
 
+  if (load.gateway && load.direct) {
+    const capacity = 1000 / load.gateway.serverMsPerSession;
+    console.log(
+      `new sessions per second, in-process ssh2 load generator (${LOAD_CONCURRENCY} concurrent, ${KEX}): ` +
+        `OpenSSH sshd direct ${f1(load.direct.perSecond)}, Gatehouse gateway ${f1(load.gateway.perSecond)} ` +
+        `(server ${f2(load.gateway.serverCores)} cores; **${f1(capacity)} sessions/s per core of server CPU**)`,
+    );
+  }
+
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
   console.log('\nTargets (issue 4), on the best runs:');
   for (const p of GATEHOUSE_PATHS) {
@@ -768,6 +886,13 @@ async function main(): Promise<void> {
         `  ${p}: p99 echo latency with ${ACTIVE} active: ${f1(p99)} ms, ${f2(p99 / jump99)}× ProxyJump (the issue sets no figure)`,
       );
     }
+  }
+  if (load.gateway) {
+    const capacity = 1000 / load.gateway.serverMsPerSession;
+    console.log(
+      `  gateway: ≥ 200 new sessions/s (${KEX}) on its core: ${verdict(load.gateway.perSecond >= 200)} ` +
+        `(${f1(load.gateway.perSecond)} measured; ${f1(capacity)} per core of server CPU)`,
+    );
   }
   if (idle) {
     const perSession = (idle.after - idle.before) / IDLE / 1024;

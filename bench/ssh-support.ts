@@ -257,6 +257,22 @@ export interface GatehouseProcessOptions {
   nodeFlags?: string[];
   /** Appends the process's whole output to this file (readable by its owner only). */
   log?: string;
+  /** Runs the process, all its threads, on this CPU only (`taskset -c`; `bench:ssh --pin`). */
+  cpu?: number;
+}
+
+/** Pins this process, all its threads, and so every child it starts from now on, to one CPU (`taskset -a -p -c`). */
+export function pinSelf(cpu: number): void {
+  execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore' });
+}
+
+/** The CPUs a process's threads may run on, as `taskset -p` says it (e.g. `0` or `0,1`), for the output. */
+export function cpusOf(pid: number): string {
+  const threads = readdirSync(`/proc/${pid}/task`);
+  const lists = new Set(
+    threads.map((t) => /^Cpus_allowed_list:\s+(\S+)$/m.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'))?.[1] ?? '?'),
+  );
+  return `${[...lists].join(' | ')} (${threads.length} threads)`;
 }
 
 /**
@@ -272,9 +288,12 @@ export async function startGatehouseProcess(
 ): Promise<{ pid: number; match: RegExpExecArray }> {
   const what = `gatehouse ${args[0]}`;
   const flags = options.nodeFlags ?? launcherFlags();
-  const child = track(
-    spawn(process.execPath, [...flags, GATEHOUSE_BIN, ...args], { cwd, env: gatehouseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }),
-  );
+  // taskset execs node, so the PID is node's; threads node starts later inherit the CPU.
+  const [file, argv] =
+    options.cpu === undefined
+      ? [process.execPath, [...flags, GATEHOUSE_BIN, ...args]]
+      : ['taskset', ['-c', String(options.cpu), process.execPath, ...flags, GATEHOUSE_BIN, ...args]];
+  const child = track(spawn(file, argv, { cwd, env: gatehouseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
