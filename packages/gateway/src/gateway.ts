@@ -3,6 +3,7 @@ import ssh2 from 'ssh2';
 import type { AccessBroker } from './broker.js';
 import { directDialer, type TargetDialer } from './dial.js';
 import { GatewayConnection, signedIn } from './gateway-connection.js';
+import { useGcmKeyObjects } from './ssh2-gcm-keys.js';
 import { usePooledPadding } from './ssh2-padding.js';
 
 /** The slice of a pino logger the gateway uses. Recording data and secrets never go to it. */
@@ -88,6 +89,7 @@ export class SshGateway {
   static async start(options: SshGatewayOptions): Promise<SshGateway> {
     // Both legs' packets: the user's connection and the gateway's own to the device.
     usePooledPadding();
+    useGcmKeyObjects();
     const gateway = new SshGateway({
       recordInput: false,
       recordBinaryExec: false,

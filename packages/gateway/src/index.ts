@@ -147,3 +147,5 @@ export {
   type RdpTunnelOptions,
   type RdpTicketRedemption,
 } from './rdp-tunnel.js';
+export { usePooledPadding } from './ssh2-padding.js';
+export { useGcmKeyObjects } from './ssh2-gcm-keys.js';
