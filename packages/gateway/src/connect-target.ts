@@ -2,6 +2,7 @@ import ssh2 from 'ssh2';
 import type { ClientErrorExtensions } from 'ssh2';
 import type { AuthorizedTarget, GatewayUser } from './broker.js';
 import { agentLinkClosedReason } from './agent-links.js';
+import { batchWrites } from './batch-writes.js';
 import { whereOf } from './dial.js';
 import type { SshGatewayOptions } from './gateway.js';
 import { forgetKeyAdvice } from './host-key-advice.js';
@@ -42,6 +43,7 @@ export async function connectTarget(
     if (!dialed.ok) return dialed;
     const { socket } = dialed;
     socket.setNoDelay?.(true);
+    batchWrites(socket);
     const released = await broker.fetchCredential(user, target);
     if (!released.allow) {
       socket.destroy();

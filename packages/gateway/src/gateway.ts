@@ -3,6 +3,7 @@ import ssh2 from 'ssh2';
 import type { AccessBroker } from './broker.js';
 import { directDialer, type TargetDialer } from './dial.js';
 import { GatewayConnection, signedIn } from './gateway-connection.js';
+import { batchWrites } from './batch-writes.js';
 import { useGcmKeyObjects } from './ssh2-gcm-keys.js';
 import { usePooledPadding } from './ssh2-padding.js';
 
@@ -122,6 +123,7 @@ export class SshGateway {
     }
     // Without it every small packet waits for the peer's delayed ACK (see notes: 178 → 57 ms setup).
     socket.setNoDelay(true);
+    batchWrites(socket);
     this.sockets.add(socket);
     socket.on('error', () => undefined);
     socket.once('close', () => this.sockets.delete(socket));
