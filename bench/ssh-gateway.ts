@@ -734,21 +734,35 @@ async function main(): Promise<void> {
     }
   }
 
-  const load: { direct?: SessionRate; gateway?: SessionRate } = {};
+  const load: { direct?: SessionRate; password?: SessionRate; gateway?: SessionRate } = {};
   if (LOAD_SESSIONS > 0) {
     console.log(
       `\n3c. New sessions per second from an in-process load generator: ${LOAD_SESSIONS} ssh2 clients ` +
         `(${KEX}, ${CIPHER}; sign in, exec \`true\`, wait for its exit), ${LOAD_CONCURRENCY} at a time`,
     );
     load.direct = await sessionRate(() => ssh2Session({ port: device.port, username: 'gh-bench', privateKey: clientKey }));
-    console.log(`  OpenSSH sshd direct       ${f1(load.direct.perSecond)} sessions/s`);
-    load.gateway = await sessionRate(
+    console.log(`  OpenSSH sshd direct                      ${f1(load.direct.perSecond)} sessions/s`);
+    load.password = await sessionRate(
       () => ssh2Session({ port: gatehouse.gatewayPort, username: `admin:${DEVICE}`, password: adminPassword }),
       gatehouse.pid,
     );
     console.log(
-      `  Gatehouse gateway         ${f1(load.gateway.perSecond)} sessions/s, server ${f2(load.gateway.serverCores)} cores, ` +
-        `${f1(load.gateway.serverMsPerSession)} ms server CPU per session (each session also opens the gateway's own to the device)`,
+      `  Gatehouse gateway, password (argon2id)   ${f1(load.password.perSecond)} sessions/s, server ${f2(load.password.serverCores)} cores, ` +
+        `${f1(load.password.serverMsPerSession)} ms server CPU per session`,
+    );
+    // The admin's SSH key, for this step only: the OpenSSH paths' figures stay password sign-ins.
+    const key = await api<{ id: string }>(gatehouse, token, 'POST', '/ssh-keys', { publicKey, name: 'bench load generator' });
+    try {
+      load.gateway = await sessionRate(
+        () => ssh2Session({ port: gatehouse.gatewayPort, username: `admin:${DEVICE}`, privateKey: clientKey }),
+        gatehouse.pid,
+      );
+    } finally {
+      await api(gatehouse, token, 'DELETE', `/ssh-keys/${key.id}`);
+    }
+    console.log(
+      `  Gatehouse gateway, SSH key               ${f1(load.gateway.perSecond)} sessions/s, server ${f2(load.gateway.serverCores)} cores, ` +
+        `${f1(load.gateway.serverMsPerSession)} ms server CPU per session (each also opens the gateway's own connection to the device)`,
     );
   }
 
@@ -860,7 +874,8 @@ async function main(): Promise<void> {
     const capacity = 1000 / load.gateway.serverMsPerSession;
     console.log(
       `new sessions per second, in-process ssh2 load generator (${LOAD_CONCURRENCY} concurrent, ${KEX}): ` +
-        `OpenSSH sshd direct ${f1(load.direct.perSecond)}, Gatehouse gateway ${f1(load.gateway.perSecond)} ` +
+        `OpenSSH sshd direct ${f1(load.direct.perSecond)}, Gatehouse gateway ${f1(load.gateway.perSecond)} by key ` +
+        `(${f1(load.password?.perSecond ?? 0)} by password) ` +
         `(server ${f2(load.gateway.serverCores)} cores; **${f1(capacity)} sessions/s per core of server CPU**)`,
     );
   }
