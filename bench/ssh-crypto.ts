@@ -12,35 +12,12 @@
  *   npm run bench:ssh-crypto -- [--mib 256] [--runs 3]
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { useGcmKeyObjects, usePooledPadding } from '@gatehouse/gateway';
+import { ssh2Crypto, useGcmKeyObjects, usePooledPadding, type Ssh2CipherInfo as CipherInfo } from '@gatehouse/gateway';
 
-const require = createRequire(import.meta.url);
 const MiB = 1024 * 1024;
 const PAYLOAD = 32 * 1024;
-
-interface CipherInfo {
-  keyLen: number;
-  ivLen: number;
-}
-interface Cipher {
-  allocPacket(payloadLen: number): Buffer;
-  encrypt(packet: Buffer): void;
-  free(): void;
-}
-interface Decipher {
-  decrypt(data: Buffer, p: number, dataLen: number): unknown;
-  free(): void;
-}
-const ssh2Crypto = require('ssh2/lib/protocol/crypto.js') as {
-  bindingAvailable: boolean;
-  init: Promise<void>;
-  CIPHER_INFO: Record<string, CipherInfo>;
-  createCipher(config: unknown): Cipher;
-  createDecipher(config: unknown): Decipher;
-};
 
 const { values: opts } = parseArgs({
   options: { mib: { type: 'string', default: '256' }, runs: { type: 'string', default: '3' } },

@@ -149,3 +149,4 @@ export {
 } from './rdp-tunnel.js';
 export { usePooledPadding } from './ssh2-padding.js';
 export { useGcmKeyObjects } from './ssh2-gcm-keys.js';
+export { ssh2Crypto, type Ssh2CipherInfo } from './ssh2-crypto.js';

@@ -1,31 +1,7 @@
 import { KeyObject, randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
+import { ssh2Crypto, type Ssh2CipherInfo as CipherInfo } from './ssh2-crypto.js';
 import { useGcmKeyObjects } from './ssh2-gcm-keys.js';
-
-const require = createRequire(import.meta.url);
-
-interface CipherInfo {
-  keyLen: number;
-  ivLen: number;
-}
-interface Cipher {
-  allocPacket(payloadLen: number): Buffer;
-  encrypt(packet: Buffer): void;
-  free(): void;
-  _encKey?: unknown;
-}
-interface Decipher {
-  decrypt(data: Buffer, p: number, dataLen: number): unknown;
-  free(): void;
-  _decipherKey?: unknown;
-}
-const ssh2Crypto = require('ssh2/lib/protocol/crypto.js') as {
-  bindingAvailable: boolean;
-  CIPHER_INFO: Record<string, CipherInfo>;
-  createCipher(config: unknown): Cipher;
-  createDecipher(config: unknown): Decipher;
-};
 
 describe("ssh2's node:crypto AES-GCM with its key as a KeyObject", () => {
   it('changes both classes once, where ssh2 1.17 runs without its native binding', () => {
@@ -64,8 +40,8 @@ describe("ssh2's node:crypto AES-GCM with its key as a KeyObject", () => {
         });
       const decipher = decipherWith(key);
       if (!ssh2Crypto.bindingAvailable) {
-        expect(cipher._encKey).toBeInstanceOf(KeyObject);
-        expect(decipher._decipherKey).toBeInstanceOf(KeyObject);
+        expect((cipher as { _encKey?: unknown })._encKey).toBeInstanceOf(KeyObject);
+        expect((decipher as { _decipherKey?: unknown })._decipherKey).toBeInstanceOf(KeyObject);
       }
       const payloads = [...Array.from({ length: 40 }, (_, n) => randomBytes(n)), randomBytes(32 * 1024)];
       for (const payload of payloads) {

@@ -1,5 +1,5 @@
 import { createSecretKey, KeyObject } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { ssh2Crypto } from './ssh2-crypto.js';
 
 /**
  * Without its native binding (not built: it aborted Node 24 at a worker's exit) ssh2
@@ -14,18 +14,6 @@ import { createRequire } from 'node:module';
  * classes' code is the one this was written against (ssh2 1.17); with the binding built
  * `createCipher` picks other classes and nothing is changed.
  */
-
-const require = createRequire(import.meta.url);
-
-interface CipherInfo {
-  keyLen: number;
-  ivLen: number;
-}
-interface Ssh2Crypto {
-  CIPHER_INFO: Record<string, CipherInfo>;
-  createCipher(config: unknown): object & { free(): void };
-  createDecipher(config: unknown): object & { free(): void };
-}
 
 /** ssh2's class, the key property, the method that reads it, and what that method must say (whitespace aside). */
 const CLASSES = [
@@ -51,7 +39,7 @@ let applied: string[] | undefined;
 export function useGcmKeyObjects(): readonly string[] {
   if (applied) return applied;
   applied = [];
-  const crypto = require('ssh2/lib/protocol/crypto.js') as Ssh2Crypto;
+  const crypto = ssh2Crypto;
   const info = crypto.CIPHER_INFO['aes128-gcm@openssh.com'];
   if (!info) return applied;
   const key = Buffer.alloc(info.keyLen);

@@ -1,31 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ssh2Crypto, type Ssh2CipherInfo as CipherInfo } from './ssh2-crypto.js';
 import { fillPadding, usePooledPadding } from './ssh2-padding.js';
-
-const require = createRequire(import.meta.url);
-
-interface CipherInfo {
-  keyLen: number;
-  ivLen: number;
-}
-interface Cipher {
-  allocPacket(payloadLen: number): Buffer;
-  encrypt(packet: Buffer): void;
-  free(): void;
-}
-interface Decipher {
-  decrypt(data: Buffer, p: number, dataLen: number): unknown;
-  free(): void;
-}
-const ssh2Crypto = require('ssh2/lib/protocol/crypto.js') as {
-  bindingAvailable: boolean;
-  /** Loads the Poly1305 WebAssembly that ssh2's JavaScript ChaCha20-Poly1305 needs (without the binding). */
-  init: Promise<void>;
-  CIPHER_INFO: Record<string, CipherInfo>;
-  createCipher(config: unknown): Cipher;
-  createDecipher(config: unknown): Decipher;
-};
 
 /** A packet through ssh2's cipher and back through its decipher: what OpenSSH would read. */
 function roundTrip(name: string, payloads: Buffer[]): { received: Buffer[]; paddings: Buffer[] } {

@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { ssh2Crypto } from './ssh2-crypto.js';
 
 /**
  * SSH packets end in 4 to 19 bytes of random padding (RFC 4253 §6). ssh2 fills them with
@@ -20,8 +20,6 @@ import { createRequire } from 'node:module';
  * (ssh2 1.17), so a changed ssh2 keeps its own code and the unit test says so.
  */
 
-const require = createRequire(import.meta.url);
-
 const POOL_BYTES = 4096;
 const pool = Buffer.allocUnsafeSlow(POOL_BYTES);
 let poolUsed = POOL_BYTES;
@@ -34,16 +32,6 @@ export function fillPadding(target: Buffer, offset: number, length: number): voi
   }
   pool.copy(target, offset, poolUsed, poolUsed + length);
   poolUsed += length;
-}
-
-interface CipherInfo {
-  keyLen: number;
-  ivLen: number;
-}
-
-interface Ssh2Crypto {
-  CIPHER_INFO: Record<string, CipherInfo>;
-  createCipher(config: unknown): { free(): void };
 }
 
 interface PacketAllocator {
@@ -99,7 +87,7 @@ let applied: string[] | undefined;
 export function usePooledPadding(): readonly string[] {
   if (applied) return applied;
   applied = [];
-  const crypto = require('ssh2/lib/protocol/crypto.js') as Ssh2Crypto;
+  const crypto = ssh2Crypto;
   for (const { name, className, block, tagRoom } of AEAD) {
     const info = crypto.CIPHER_INFO[name];
     if (!info) continue;
