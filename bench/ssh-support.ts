@@ -8,9 +8,12 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { request } from 'node:https';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureSystemUser, waitForPort } from './host.js';
+
+export { waitForPort };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GATEHOUSE_BIN = path.join(ROOT, 'packages', 'cli', 'bin', 'gatehouse.js');
@@ -86,22 +89,6 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
-}
-
-export async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 export const median = (xs: number[]): number => {
@@ -182,12 +169,7 @@ export function machineCpuSeconds(): { busy: number; steal: number } {
 
 /** The throwaway system user `gh-bench` (created once, kept), with this password. */
 export function ensureUser(password: string): void {
-  try {
-    execFileSync('id', [BENCH_USER], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', BENCH_USER]);
-  }
-  execFileSync('chpasswd', { input: `${BENCH_USER}:${password}\n` });
+  ensureSystemUser(BENCH_USER, { password });
 }
 
 export interface Sshd {
@@ -232,7 +214,7 @@ export async function startSshd(dir: string, name: string, logLevel: string, pub
   child.once('exit', (code, signal) => {
     if (!stopping) console.error(`sshd (${name}) exited early: ${code ?? signal}\n${readFileSync(log, 'utf8').slice(-2000)}`);
   });
-  await waitForPort(port);
+  await waitForPort(port, 15_000);
   return { port, log };
 }
 
@@ -347,7 +329,7 @@ export async function startGatehouse(
     /^Gatehouse (https:\/\/\S+)$/m,
     options,
   );
-  await waitForPort(gatewayPort);
+  await waitForPort(gatewayPort, 15_000);
   return { pid, url: match[1] as string, gatewayPort, cert: readFileSync(path.join(dataDir, 'tls', 'server.crt'), 'utf8') };
 }
 

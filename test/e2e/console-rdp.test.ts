@@ -8,7 +8,7 @@ import { seedDevice, setupAdminToken } from '../support/seed.js';
 import { killServers, removeTempDirs, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 import { freePort } from '../support/sshd.js';
 import { VNC_TARGET_COLOUR } from '../support/vnc.js';
-import { startXrdp, type XrdpTarget } from '../support/xrdp.js';
+import { startXrdp, type XrdpTarget } from '../../bench/xrdp.js';
 
 const ADMIN_PASSWORD = 'console rdp admin';
 const RDP_USER = 'gh-rdp-console';

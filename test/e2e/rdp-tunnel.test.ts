@@ -22,7 +22,7 @@ import {
   savedToken,
 } from '../support/server.js';
 import { TEST_USER_PASSWORD } from '../support/sshd.js';
-import { startXrdp, type XrdpTarget } from '../support/xrdp.js';
+import { startXrdp, type XrdpTarget } from '../../bench/xrdp.js';
 
 const API = '/api/v1';
 const RDP_USER = 'gh-rdp-tunnel';

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+export { freeLowPort } from '../../bench/host.js';
 import { baseEnv, gatehouseBin, type CliResult, type ExitStatus } from './server.js';
 
 const running = new Set<AgentProcess>();
@@ -124,21 +124,4 @@ export class AgentProcess {
 /** Stops every agent still running (afterAll). */
 export async function stopAgents(): Promise<void> {
   await Promise.all([...running].map((a) => a.stop()));
-}
-
-/**
- * A free TCP port below 32768 on `host` (the tests' rule: listeners stay out of the
- * ephemeral range other connections take theirs from). Closed again: a small race.
- */
-export async function freeLowPort(host = '127.0.0.1'): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, host, () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error(`No free port below 32768 on ${host} after 50 tries`);
 }

@@ -4,6 +4,10 @@ import net from 'node:net';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 
+import { waitForPort } from '../../bench/host.js';
+
+export { ensureSystemUser, waitForPort } from '../../bench/host.js';
+
 /** A free TCP port on 127.0.0.1 (closed again, so there is a small race; fine for tests). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -16,45 +20,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
-export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`Nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /**
  * The password e2e tests give the machine user their devices log in with (`gh-test-pw`).
  * Fixed: every e2e file sets it, in every work tree on the machine, so a random one per run
  * breaks the sign-ins of any run going on at the same time.
  */
 export const TEST_USER_PASSWORD = 'pw-e2e-7c1d9a4b2f';
-
-/** A local user for sshd to log in: created once per machine (root needed), kept between runs. */
-export function ensureSystemUser(name: string, opts: { password?: string } = {}): void {
-  try {
-    execFileSync('id', [name], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', name]);
-  }
-  if (opts.password !== undefined) {
-    execFileSync('chpasswd', { input: `${name}:${opts.password}\n` });
-  } else {
-    // useradd leaves the account locked ("!"), and with UsePAM no sshd refuses even key
-    // logins for a locked account: "*" means no password, but not locked.
-    execFileSync('usermod', ['-p', '*', name]);
-  }
-}
 
 /** An ed25519 key pair made by ssh-keygen: OpenSSH private key and the public key line. */
 export function generateKeyPair(dir: string, name: string, passphrase = ''): { privateKey: string; publicKey: string; file: string } {

@@ -2,8 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freeLowPort } from './agent.js';
-import { ensureSystemUser, waitForPort } from './sshd.js';
+import { ensureSystemUser, freeLowPort, waitForPort } from './host.js';
 
 /** An xrdp target: RDP on 127.0.0.1:`port`, a local user who signs in with a password. */
 export interface XrdpTarget {
