@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { directDialer, type AuthorizedTarget, type HostKeyCheck, type HostKeyInfo, type TargetDialer } from '@gatehouse/gateway';
 import { RfbTestClient } from '../../../../test/support/rfb-client.js';
 import { VNC_TARGET_COLOUR } from '../../../../test/support/vnc.js';
-import { startXrdp, type XrdpTarget } from '../../../../test/support/xrdp.js';
+import { startXrdp, type XrdpTarget } from '../../../../bench/xrdp.js';
 import { RdpRenderer, type RdpOpenResult, type RdpRendererOptions, type RdpRendering } from './rdp-renderer.js';
 
 const logger = {
@@ -144,10 +144,11 @@ describe('RdpRenderer against xrdp', () => {
     // Not the centre: the pointer starts there, and x11vnc draws it into the framebuffer.
     await viewer.waitForColour(100, 100, VNC_TARGET_COLOUR, 8, 15_000);
     const firstFrameMs = Math.round(performance.now() - started);
-    const rss = session.pids.map(rssKiB);
+    const rss = session.pids.map((pid) => `${readFileSync(`/proc/${pid}/comm`, 'utf8').trim()} ${rssKiB(pid)} KiB`);
+    const total = session.pids.reduce((sum, pid) => sum + rssKiB(pid), 0);
     console.log(
-      `browser RDP: opened in ${session.openedInMs} ms, desktop colour seen ${firstFrameMs} ms after open(); ` +
-        `RSS Xvfb ${rss[0]} KiB, x11vnc ${rss[1]} KiB, xfreerdp ${rss[2]} KiB, total ${Math.round(rss.reduce((a, b) => a + b, 0) / 1024)} MiB`,
+      `browser RDP: opened in ${session.openedInMs} ms (${JSON.stringify(session.timings)}), desktop colour seen ${firstFrameMs} ms ` +
+        `after open(); RSS ${rss.join(', ')}, total ${Math.round(total / 1024)} MiB`,
     );
     expect(r.activeSessions).toBe(1);
     viewer.close();

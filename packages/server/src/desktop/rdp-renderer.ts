@@ -65,10 +65,29 @@ export interface RdpRendering {
   pids: readonly number[];
   /** ms from open() to the target's desktop session being up. */
   openedInMs: number;
+  /** Where that time went: ms from open() to the end of each step (see {@link RdpStartTimings}). */
+  timings: RdpStartTimings;
   /** Stops all three processes and removes the session's files; idempotent. */
   close(reason?: string): Promise<void>;
   /** Settles once everything is stopped: xfreerdp exited (logoff, the target closed), the viewer left, or close(). */
   exited: Promise<{ reason: string }>;
+}
+
+/**
+ * ms from open() to each step's end. Xvfb starts at once, the certificate check runs beside
+ * it; x11vnc and xfreerdp both start as soon as the display is up (beside each other).
+ */
+export interface RdpStartTimings {
+  /** The target's certificate read (own TCP + TLS connection) and checked with the broker. */
+  certificate: number;
+  /** Xvfb accepting clients (its -displayfd line). */
+  display: number;
+  /** x11vnc listening (its PORT= line). */
+  vnc: number;
+  /** xfreerdp's RDP connection active (TCP, X.224, TLS, MCS, licensing, capabilities). */
+  connected: number;
+  /** The target started the account's desktop session (its clipboard channel is up). */
+  loggedOn: number;
 }
 
 const defaults = { connectTimeoutMs: 15_000, logonTimeoutMs: 20_000, viewerTimeoutMs: 60_000, width: 1280, height: 800 };
@@ -164,22 +183,24 @@ class Session {
       gateway: this.#dialed?.gateway ?? null,
       segment: this.#dialed?.segment ?? null,
     });
-    // The display and its VNC server start while the target's certificate is checked.
-    const displayReady = this.#startDisplay();
-    const settled = displayReady.then(
-      () => undefined,
-      () => undefined,
-    );
+    const at = () => Math.round(performance.now() - started);
+    const timings: RdpStartTimings = { certificate: 0, display: 0, vnc: 0, connected: 0, loggedOn: 0 };
+    // The display starts while the target's certificate is checked; its VNC server beside
+    // xfreerdp once it is up (both only need the display).
+    const displayReady = this.#startDisplay().then((display) => ((timings.display = at()), display));
+    const vncReady = displayReady.then(({ directory, env }) => this.#startVnc(directory, env)).then((vnc) => ((timings.vnc = at()), vnc));
+    const settled = Promise.allSettled([displayReady, vncReady]);
     try {
       // 1. The target's certificate, checked like an SSH host key (trust on first use).
       const refusal = await this.#checkCertificate(started);
+      timings.certificate = at();
       if (typeof refusal === 'string') {
         await settled;
         return fail(refusal);
       }
       const certificate = refusal;
-      const { directory, env, vncPassword, vncPort } = await displayReady;
-      logger.debug({ ms: Math.round(performance.now() - started), display: env.DISPLAY }, 'browser RDP: display up');
+      const { directory, env } = await displayReady;
+      logger.debug({ ms: at(), display: env.DISPLAY }, 'browser RDP: display up');
 
       // 2. xfreerdp through a one-connection relay to the dialer's socket, the password on stdin.
       const connection = await dial(target, { user, remoteAddress });
@@ -190,11 +211,16 @@ class Session {
       await this.#relayOnce(socketPath, connection.socket);
       const desktop = this.#startXfreerdp(env, socketPath, certificate, credential, width, height);
 
-      const outcome = await desktop.loggedOn(connectTimeoutMs, logonTimeoutMs);
-      if (!outcome.ok) return fail(outcome.message);
+      const outcome = await desktop.loggedOn(connectTimeoutMs, logonTimeoutMs, () => (timings.connected = at()));
+      if (!outcome.ok) {
+        await settled;
+        return fail(outcome.message);
+      }
+      timings.loggedOn = at();
+      const { vncPassword, vncPort } = await vncReady;
       if (this.#closing) return fail('The server stopped while the browser RDP session was starting.');
-      const openedInMs = Math.round(performance.now() - started);
-      logger.info({ deviceId: target.deviceId, display: env.DISPLAY, vncPort, ms: openedInMs }, 'browser RDP session rendered');
+      const openedInMs = at();
+      logger.info({ deviceId: target.deviceId, display: env.DISPLAY, vncPort, ms: openedInMs, timings }, 'browser RDP session rendered');
       this.#open = true;
       return {
         ok: true,
@@ -207,6 +233,7 @@ class Session {
           height,
           pids: this.#processes.map((p) => p.pid!),
           openedInMs,
+          timings,
           close: (reason) => this.close(reason ?? 'The session was closed.'),
           exited: this.exited,
         },
@@ -242,23 +269,23 @@ class Session {
     );
   }
 
-  /**
-   * A private directory; an X display only this session's processes may open (a random
-   * MIT-MAGIC-COOKIE); x11vnc on it: local only, one viewer, a random password in a file it
-   * removes after reading.
-   */
-  async #startDisplay(): Promise<{ directory: string; env: NodeJS.ProcessEnv; vncPassword: string; vncPort: number }> {
+  /** A private directory and an X display only this session's processes may open (a random MIT-MAGIC-COOKIE). */
+  async #startDisplay(): Promise<{ directory: string; env: NodeJS.ProcessEnv }> {
     const directory = await mkdtemp(path.join(this.options.runDirectory, 'gatehouse-rdp-'));
     this.#directory = directory;
     const xauthority = path.join(directory, 'Xauthority');
     await writeFile(xauthority, xauthorityEntry(randomBytes(16)), { mode: 0o600 });
     const display = await this.#startXvfb(xauthority);
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: directory, DISPLAY: display, XAUTHORITY: xauthority };
+    return { directory, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: directory, DISPLAY: display, XAUTHORITY: xauthority } };
+  }
+
+  /** x11vnc on the display: local only, one viewer, a random password in a file it removes after reading. */
+  async #startVnc(directory: string, env: NodeJS.ProcessEnv): Promise<{ vncPassword: string; vncPort: number }> {
     const vncPassword = randomPassword();
     const passwordFile = path.join(directory, 'vncpasswd');
     await writeFile(passwordFile, `${vncPassword}\n`, { mode: 0o600 });
-    const vncPort = await this.#startX11vnc(env, xauthority, passwordFile);
-    return { directory, env, vncPassword, vncPort };
+    const vncPort = await this.#startX11vnc(env, env.XAUTHORITY!, passwordFile);
+    return { vncPassword, vncPort };
   }
 
   close(reason: string): Promise<void> {
@@ -365,7 +392,13 @@ class Session {
     credential: TargetCredential,
     width: number,
     height: number,
-  ): { loggedOn(connectTimeoutMs: number, logonTimeoutMs: number): Promise<{ ok: true } | { ok: false; message: string }> } {
+  ): {
+    loggedOn(
+      connectTimeoutMs: number,
+      logonTimeoutMs: number,
+      connected: () => void,
+    ): Promise<{ ok: true } | { ok: false; message: string }>;
+  } {
     const args = [
       '-oL',
       '-eL',
@@ -439,7 +472,7 @@ class Session {
       return `The RDP client could not connect to ${target.deviceName}${lastError ? ` (${lastError})` : ` (exit code ${exitCode})`}.`;
     };
     return {
-      loggedOn: async (connectTimeoutMs, logonTimeoutMs) => {
+      loggedOn: async (connectTimeoutMs, logonTimeoutMs, connected) => {
         if (!(await until(() => active, connectTimeoutMs))) {
           if (exitCode !== undefined) return { ok: false, message: failure() };
           return {
@@ -447,6 +480,7 @@ class Session {
             message: `${this.where} did not complete the RDP connection within ${Math.round(connectTimeoutMs / 1000)} s.`,
           };
         }
+        connected();
         if (await until(() => loggedOn, logonTimeoutMs)) return { ok: true };
         if (exitCode !== undefined) return { ok: false, message: failure() };
         return {
