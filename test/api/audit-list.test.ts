@@ -1,8 +1,9 @@
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { generateLinkIdentity } from '@gatehouse/gateway';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { API, createInventory, loginOrThrow, sessionHeaders } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { cliAgainst } from '../support/cli-in-process.js';
 import { dialects } from '../support/db.js';
 
 interface Listed {
@@ -28,10 +29,13 @@ describe.each(dialects)('audit list on %s', (dialect) => {
   };
 
   beforeAll(async () => {
-    t = await createTestApp(dialect, { breakglassRetryDelays: '0' });
+    t = await createTestApp(dialect, { breakglassRetryDelays: '0' }, { tls: true });
     admin = (await t.userWithToken('admin')).token;
   });
-  afterAll(() => t.close());
+  afterAll(async () => {
+    vi.unstubAllEnvs();
+    await t.close();
+  });
 
   it('finds events by part of their action, case-insensitively; action= stays exact', async () => {
     await createInventory(t, admin, { project: 'Lab', device: 'web-1' });
@@ -188,5 +192,18 @@ describe.each(dialects)('audit list on %s', (dialect) => {
     expect(patched.statusCode, patched.body).toBe(200);
     const [update] = await list(`action=gateway.update&targetId=${id}`);
     expect(update?.details).toMatchObject({ fields: ['segment'], changes: { segment: { before: 'gateway-dmz', after: 'gateway-core' } } });
+  });
+
+  it('./gatehouse audit list names each target; --json keeps the ids', async () => {
+    const { accountId } = await createInventory(t, admin, { project: 'Cli', device: 'app-1', account: 'svc' });
+    expect((await t.request('DELETE', `${API}/accounts/${accountId}`, { token: admin })).statusCode).toBe(204);
+    const gatehouse = await cliAgainst(t, admin);
+    const table = await gatehouse('audit', 'list', '--action', 'account.delete', '--limit', '1');
+    expect(table.code, table.err).toBe(0);
+    expect(table.out).toMatch(/^#\s+TIME\s+ACTOR\s+ACTION\s+TARGET\s+OUTCOME$/m);
+    expect(table.out).toContain('account.delete  account Cli/app-1:svc  success');
+    expect(table.out).not.toContain(accountId);
+    const json = await gatehouse('audit', 'list', '--action', 'account.delete', '--limit', '1', '--json');
+    expect(JSON.parse(json.out)).toMatchObject({ items: [{ targetType: 'account', targetId: accountId, targetName: 'Cli/app-1:svc' }] });
   });
 });

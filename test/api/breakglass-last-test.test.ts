@@ -1,8 +1,9 @@
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { BreakGlassRuns, type BreakGlassTestRecord } from '@gatehouse/db';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loginOrThrow, sessionHeaders } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { cliAgainst } from '../support/cli-in-process.js';
 import { dialects } from '../support/db.js';
 import { startS3rver, type RunningPeer } from '../support/storage.js';
 
@@ -54,14 +55,17 @@ describe.each(dialects)('the last break-glass Test on %s', (dialect) => {
 
   beforeAll(async () => {
     [t, s3, recipient] = await Promise.all([
-      createTestApp(dialect, { breakglassRetryDelays: '0' }),
+      createTestApp(dialect, { breakglassRetryDelays: '0' }, { tls: true }),
       startS3rver({ buckets: ['breakglass'] }),
       generateX25519Identity().then(identityToRecipient),
     ]);
     admin = await t.userWithToken('admin');
     other = await t.userWithToken('admin');
   });
-  afterAll(() => Promise.all([t.close(), s3.stop()]));
+  afterAll(async () => {
+    vi.unstubAllEnvs();
+    await Promise.all([t.close(), s3.stop()]);
+  });
 
   it('is kept on the server: another administrator sees when, who, where and each stage, with no secret', async () => {
     expect(await lastTest(admin.token)).toBeNull();
@@ -88,6 +92,20 @@ describe.each(dialects)('the last break-glass Test on %s', (dialect) => {
     const res = await t.request('PUT', '/api/v1/breakglass/settings?save=always', { headers: sessionHeaders(session), body: settings() });
     expect(res.statusCode, res.body).toBe(200);
     expect(await lastTest(admin.token)).toMatchObject({ ok: true, by: 'olive' });
+  });
+
+  it('./gatehouse breakglass status prints the last Test: when, who, where and each stage', async () => {
+    await test(settings({ bucket: 'no-such-bucket' }));
+    const gatehouse = await cliAgainst(t, other.token);
+    const status = await gatehouse('breakglass', 'status');
+    expect(status.code, status.err).toBe(0);
+    expect(status.out).toMatch(
+      new RegExp(`^Last Test: \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d by ${admin.username}, FAILED \\(.*no-such-bucket.*\\)$`, 'm'),
+    );
+    expect(status.out).toMatch(/^FAIL container /m);
+    expect(status.out).not.toContain(SECRET);
+    const json = await gatehouse('breakglass', 'status', '--json');
+    expect(JSON.parse(json.out)).toMatchObject({ lastTest: { ok: false, by: admin.username } });
   });
 
   it('two Tests at once leave one of them, whole', async () => {
