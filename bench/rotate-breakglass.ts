@@ -19,6 +19,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RunbookRunView } from '@gatehouse/api';
 import {
+  ageRecipient,
   api,
   f1,
   f2,
@@ -26,10 +27,11 @@ import {
   median,
   onCleanup,
   peakRssKiB,
-  ROOT,
   runMain,
   setUpGatehouse,
   startGatehouse,
+  s3rverSettings,
+  startS3rver,
   track,
   waitForPort,
 } from './ssh-support.js';
@@ -128,29 +130,8 @@ async function main(): Promise<void> {
   console.log(`set-up: ${DEVICES} users, devices and accounts in ${f1((performance.now() - t) / 1000)} s`);
 
   // The export: s3rver in the temporary directory, sealed to a fresh age identity.
-  const s3Port = await freePort();
-  track(
-    spawn(
-      path.join(ROOT, 'node_modules', '.bin', 's3rver'),
-      ['-d', path.join(dir, 's3'), '-a', '127.0.0.1', '-p', String(s3Port), '-s', '--no-vhost-buckets', '--configure-bucket', 'breakglass'],
-      { stdio: 'ignore' },
-    ),
-  );
-  await waitForPort(s3Port);
-  execFileSync('age-keygen', ['-o', path.join(dir, 'identity.txt')], { stdio: 'ignore' });
-  const recipient = execFileSync('age-keygen', ['-y', path.join(dir, 'identity.txt')], { encoding: 'utf8' }).trim();
-  await call('PUT', '/breakglass/settings', {
-    provider: 's3',
-    executeTime: '03:00',
-    timeZone: 'UTC',
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
-    bucket: 'breakglass',
-    protocol: 'http',
-    url: `127.0.0.1:${s3Port}`,
-    pathStyle: true,
-    ageRecipients: [recipient],
-  });
+  const s3Port = await startS3rver(dir);
+  await call('PUT', '/breakglass/settings', s3rverSettings(s3Port, ageRecipient(dir)));
   t = performance.now();
   const { id: exportId } = await call<{ id: string }>('POST', '/breakglass/runs');
   for (;;) {

@@ -14,7 +14,7 @@
  * the devices' account, as the SSH benchmark uses). `--keep` leaves the data directory and
  * prints its path.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -24,10 +24,10 @@ import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from './chromium.js';
 import {
   addSshDevice,
+  ageRecipient,
   api,
   check,
   ensureUser,
-  freePort,
   gatehouseHost,
   onCleanup,
   ROOT,
@@ -37,9 +37,9 @@ import {
   sshCommand,
   sshConfig,
   startGatehouse,
+  s3rverSettings,
+  startS3rver,
   startSshd,
-  track,
-  waitForPort,
   type Gatehouse,
 } from './ssh-support.js';
 
@@ -77,15 +77,7 @@ async function main(): Promise<void> {
   const sshd = await startSshd(dir, 'sshd', 'ERROR', readFileSync(`${deviceKey}.pub`, 'utf8').trim());
 
   // Break glass's bucket: s3rver.
-  const s3Port = await freePort();
-  track(
-    spawn(
-      path.join(ROOT, 'node_modules', '.bin', 's3rver'),
-      ['-d', path.join(dir, 's3'), '-a', '127.0.0.1', '-p', String(s3Port), '-s', '--no-vhost-buckets', '--configure-bucket', 'breakglass'],
-      { stdio: 'ignore' },
-    ),
-  );
-  await waitForPort(s3Port);
+  const s3Port = await startS3rver(dir);
 
   const dataDir = path.join(dir, 'data');
   const g = await startGatehouse(dataDir, { GATEHOUSE_AGENT_PORT: '0', GATEHOUSE_VNC_PORT: '0', GATEHOUSE_RDP_PORT: '0' });
@@ -171,21 +163,7 @@ async function seed(g: Gatehouse, token: string, sshdPort: number, privateKey: s
   });
 
   // Break glass against s3rver, sealed with age; one run.
-  const recipient = /public key: (age1\S+)/.exec(
-    execFileSync('age-keygen', ['-o', path.join(dir, 'age.key')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) +
-      readFileSync(path.join(dir, 'age.key'), 'utf8'),
-  )?.[1];
-  await call('PUT', '/breakglass/settings?save=always', {
-    provider: 's3',
-    executeTime: '03:00',
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER-screenshots-secret',
-    bucket: 'breakglass',
-    protocol: 'http',
-    url: `127.0.0.1:${s3Port}`,
-    pathStyle: true,
-    ageRecipients: [recipient],
-  });
+  await call('PUT', '/breakglass/settings?save=always', s3rverSettings(s3Port, ageRecipient(dir)));
   await call('POST', '/breakglass/runs');
   return { device, segmentDevice, session, run: run.id };
 }

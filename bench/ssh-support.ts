@@ -308,6 +308,42 @@ export async function startGatehouseProcess(
   return { pid: child.pid as number, match };
 }
 
+/** s3rver in `dir/s3` with the bucket `breakglass`, on a free port (answered); stopped at clean-up. */
+export async function startS3rver(dir: string): Promise<number> {
+  const port = await freePort();
+  track(
+    spawn(
+      path.join(ROOT, 'node_modules', '.bin', 's3rver'),
+      ['-d', path.join(dir, 's3'), '-a', '127.0.0.1', '-p', String(port), '-s', '--no-vhost-buckets', '--configure-bucket', 'breakglass'],
+      { stdio: 'ignore' },
+    ),
+  );
+  await waitForPort(port);
+  return port;
+}
+
+/** A fresh age identity in `dir/identity.txt`; answers its recipient (age1…). */
+export function ageRecipient(dir: string): string {
+  execFileSync('age-keygen', ['-o', path.join(dir, 'identity.txt')], { stdio: 'ignore' });
+  return execFileSync('age-keygen', ['-y', path.join(dir, 'identity.txt')], { encoding: 'utf8' }).trim();
+}
+
+/** Break-glass settings for the s3rver of `startS3rver` on `port`, sealed to the age `recipient`. */
+export function s3rverSettings(port: number, recipient: string): Record<string, unknown> {
+  return {
+    provider: 's3',
+    executeTime: '03:00',
+    timeZone: 'UTC',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    bucket: 'breakglass',
+    protocol: 'http',
+    url: `127.0.0.1:${port}`,
+    pathStyle: true,
+    ageRecipients: [recipient],
+  };
+}
+
 export interface Gatehouse {
   pid: number;
   url: string;
