@@ -54,6 +54,13 @@ export const gatewaySession = z.object({
   recorded: z.boolean(),
   /** The recording's format: `asciicast` (a terminal's, asciicast v2) or `rfb` (a desktop's RFB stream); null without one. */
   recordingFormat: z.enum(['asciicast', 'rfb']).nullable(),
+  /**
+   * The SSH key exchange the user's connection to the gateway negotiated (`mlkem768x25519-sha256` is post-quantum,
+   * `curve25519-sha256` is not); null for a session that is not SSH or that predates the record.
+   */
+  userKex: z.string().nullable().optional(),
+  /** The SSH key exchange the gateway's connection to the device negotiated; null as `userKex`. */
+  deviceKex: z.string().nullable().optional(),
 });
 export type GatewaySession = z.infer<typeof gatewaySession>;
 

@@ -58,6 +58,10 @@ export interface GatewaySession {
   windowId: string | null;
   /** The runbook run whose command the session ran. */
   runbookRunId: string | null;
+  /** The SSH key exchange of the user's connection to the gateway (`mlkem768x25519-sha256`, …); null when not SSH. */
+  userKex: string | null;
+  /** The SSH key exchange of the gateway's connection to the device; null when not SSH. */
+  deviceKex: string | null;
 }
 
 export type RecordingFormat = 'asciicast' | 'rfb';
@@ -80,8 +84,11 @@ export interface FileOperation {
 
 export type GatewaySessionInput = Omit<
   GatewaySessionTable,
-  'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status' | 'window_id' | 'runbook_run_id'
+  'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status' | 'window_id' | 'runbook_run_id' | 'user_kex' | 'device_kex'
 > & {
+  /** The SSH key exchange of each leg, when the session is SSH. */
+  user_kex?: string | null;
+  device_kex?: string | null;
   /** The maintenance window the session entered under, if its device needs one. */
   window_id?: string | null;
   /** The runbook run whose command the session runs. */
@@ -146,6 +153,8 @@ const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
   recordingFormat: r.recording === null ? null : recordingFormatOf(r.recording),
   windowId: r.window_id,
   runbookRunId: r.runbook_run_id,
+  userKex: r.user_kex,
+  deviceKex: r.device_kex,
 });
 
 /** Sessions through gateways (one row per proxied channel, per connection while it carries no channel, and per failed connection) and the devices' trusted host keys. */

@@ -658,6 +658,14 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0021_session_kex': {
+      async up(db: Kysely<unknown>) {
+        // The SSH key exchange each leg of a session negotiated (`mlkem768x25519-sha256`,
+        // `curve25519-sha256`): the user's connection to the gateway, the gateway's to the device.
+        await db.schema.alterTable('gateway_sessions').addColumn('user_kex', 'text').execute();
+        await db.schema.alterTable('gateway_sessions').addColumn('device_kex', 'text').execute();
+      },
+    },
   };
 }
 

@@ -238,6 +238,10 @@ export interface GatewaySessionTable {
   window_id: string | null;
   /** The runbook run whose command the session ran. */
   runbook_run_id: string | null;
+  /** The SSH key exchange of the user's connection to the gateway; null when not SSH (or older rows). */
+  user_kex: string | null;
+  /** The SSH key exchange of the gateway's connection to the device; null when not SSH (or older rows). */
+  device_kex: string | null;
 }
 
 export interface SessionFileOperationTable {

@@ -188,6 +188,13 @@ export interface SessionStart {
   startedAt: string;
   /** Path of the recording, relative to the recordings directory; null when none. */
   recording: string | null;
+  /** The SSH key exchange each leg negotiated (user to gateway, gateway to device); absent when not SSH. */
+  kex?: SessionKex | undefined;
+}
+
+export interface SessionKex {
+  user: string | null;
+  device: string | null;
 }
 
 export interface SessionEnd {

@@ -1,6 +1,6 @@
 import ssh2 from 'ssh2';
 import type { ClientErrorExtensions } from 'ssh2';
-import type { AuthorizedTarget, GatewayUser } from './broker.js';
+import type { AuthorizedTarget, GatewayUser, SessionKex } from './broker.js';
 import { agentLinkClosedReason } from './agent-links.js';
 import { batchWrites } from './batch-writes.js';
 import { whereOf } from './dial.js';
@@ -15,6 +15,8 @@ export type TargetConnection =
       client: ssh2.Client;
       gateway: string;
       segment: string | null;
+      /** The SSH key exchange of each leg: the device's set here, the user's by the connection that asked. */
+      kex: SessionKex;
       /** Why the connection was closed under the session, when the gateway knows (an agent's link was lost). */
       closedReason(): string | undefined;
     }
@@ -51,12 +53,16 @@ export async function connectTarget(
     }
     const { credential } = released;
     const client = new ssh2.Client();
+    let deviceKex: string | null = null;
+    client.once('handshake', (negotiated) => (deviceKex = negotiated.kex));
     return new Promise<TargetConnection>((resolve) => {
       client.on('error', (error: Error & ClientErrorExtensions) => {
         resolve({ ok: false, reason: hostKeyProblem ?? clientProblem(error, target), ...via });
         client.end();
       });
-      client.once('ready', () => resolve({ ok: true, client, ...via, closedReason: () => agentLinkClosedReason(socket) }));
+      client.once('ready', () =>
+        resolve({ ok: true, client, ...via, kex: { user: null, device: deviceKex }, closedReason: () => agentLinkClosedReason(socket) }),
+      );
       client.once('close', () =>
         resolve({ ok: false, reason: hostKeyProblem ?? `The connection to ${where} closed during sign-in.`, ...via }),
       );

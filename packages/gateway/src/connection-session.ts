@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AccessBroker, AuthorizedTarget, GatewayUser } from './broker.js';
+import type { AccessBroker, AuthorizedTarget, GatewayUser, SessionKex } from './broker.js';
 import type { GatewayLogger } from './gateway.js';
 
 /**
@@ -21,7 +21,7 @@ export const CHANNEL_LESS_SESSION_MS = 1500;
 export class ConnectionSession {
   readonly id = randomUUID();
   private channels = 0;
-  private reached: { at: Date; gateway: string; segment: string | null } | undefined;
+  private reached: { at: Date; gateway: string; segment: string | null; kex: SessionKex } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private started: Promise<boolean> | undefined;
   private ended: Promise<void> | undefined;
@@ -45,8 +45,8 @@ export class ConnectionSession {
   }
 
   /** The connection reached the device through `gateway`. */
-  reachedDevice(gateway: string, segment: string | null): void {
-    this.reached = { at: new Date(), gateway, segment };
+  reachedDevice(gateway: string, segment: string | null, kex: SessionKex): void {
+    this.reached = { at: new Date(), gateway, segment, kex };
     this.watch();
   }
 
@@ -113,6 +113,7 @@ export class ConnectionSession {
         remoteAddress: this.remoteAddress,
         startedAt: reached.at.toISOString(),
         recording: null,
+        kex: reached.kex,
       })
       .then(
         () => true,

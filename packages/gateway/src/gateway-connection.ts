@@ -27,6 +27,8 @@ export class GatewayConnection {
   /** The connection's own session while it carries no channel (`ssh -N`); undefined until signed in. */
   private connection: ConnectionSession | undefined;
   private ended = false;
+  /** The key exchange the user's client negotiated with the gateway. */
+  private userKex: string | null = null;
   /** The SSH user name as typed (`admin+db-1`): `~` and it in a command mean the account's home. */
   private login = '';
 
@@ -46,6 +48,7 @@ export class GatewayConnection {
       },
     );
     client.on('error', (error) => options.logger.debug({ err: error, remoteAddress }, 'SSH client connection error'));
+    client.once('handshake', (negotiated) => (this.userKex = negotiated.kex));
     client.on('authentication', (ctx) => {
       this.login = ctx.username;
       signIn.authenticate(ctx).catch((error: unknown) => {
@@ -177,7 +180,8 @@ export class GatewayConnection {
     const target = this.target as AuthorizedTarget;
     const outcome = await connectTarget(this.options, this.user as GatewayUser, target, this.remoteAddress);
     if (outcome.ok) {
-      this.connection?.reachedDevice(outcome.gateway, outcome.segment);
+      outcome.kex.user = this.userKex;
+      this.connection?.reachedDevice(outcome.gateway, outcome.segment, outcome.kex);
       outcome.client.on('close', () => {
         // The device went away: every channel on it is gone, so is this connection.
         const known = outcome.closedReason();

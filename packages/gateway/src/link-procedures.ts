@@ -122,6 +122,7 @@ export const linkProcedures = {
       remoteAddress: address,
       startedAt: iso,
       recording: z.string().regex(RECORDING_PATH).nullable(),
+      kex: z.object({ user: text(64).nullable(), device: text(64).nullable() }).optional(),
     }),
     output: done,
   },

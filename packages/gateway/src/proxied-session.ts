@@ -105,6 +105,7 @@ export class ProxiedSession {
       remoteAddress: this.remoteAddress,
       startedAt: startedAt.toISOString(),
       recording,
+      kex: t.kex,
     });
     this.wire(channel, this.channelClosed);
     await this.done;

@@ -418,6 +418,8 @@ export class ServerAccessBroker implements AccessBroker {
       recording: s.recording,
       window_id: s.target.windowId ?? null,
       runbook_run_id: s.user.runbook?.runId ?? null,
+      user_kex: s.kex?.user ?? null,
+      device_kex: s.kex?.device ?? null,
     });
     await this.services.audit(null, {
       action: 'session.start',
@@ -437,6 +439,7 @@ export class ServerAccessBroker implements AccessBroker {
         kind: s.kind,
         start: s.startedAt,
         recorded: s.recording !== null,
+        ...(s.kex ? { userKex: s.kex.user, deviceKex: s.kex.device } : {}),
         ...(s.user.runbook ? { runbookRun: s.user.runbook.runId } : {}),
       },
     });

@@ -283,6 +283,14 @@ export function SessionPage({ id }: { id: string }) {
         </dd>
         <dt>From</dt>
         <dd className="mono">{session.remoteAddress ?? '—'}</dd>
+        {session.userKex || session.deviceKex ? (
+          <>
+            <dt>Key exchange</dt>
+            <dd>
+              user to gateway <KexName name={session.userKex} />, gateway to device <KexName name={session.deviceKex} />
+            </dd>
+          </>
+        ) : null}
         <dt>Bytes</dt>
         <dd>
           {size(session.bytesIn)} in, {size(session.bytesOut)} out
@@ -386,5 +394,16 @@ function Player({ url }: { url: string }) {
       <div ref={element} className="player-screen" data-testid="player" />
       {error ? <ErrorNote error={error} /> : null}
     </div>
+  );
+}
+
+/** An SSH key exchange's name, and whether it resists "store now, decrypt later" (a post-quantum hybrid). */
+function KexName({ name }: { name: string | null | undefined }) {
+  if (!name) return <span className="muted">—</span>;
+  const pq = name.startsWith('mlkem') || name.startsWith('sntrup');
+  return (
+    <>
+      <code>{name}</code> <span className={pq ? undefined : 'muted'}>({pq ? 'post-quantum' : 'not post-quantum'})</span>
+    </>
   );
 }
