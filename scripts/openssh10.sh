@@ -29,5 +29,7 @@ cd "$dir"
 make -j2 >make.out 2>&1 || { tail -n 30 make.out >&2; exit 1; }
 ./ssh -Q kex | grep -qx mlkem768x25519-sha256 ||
   { echo "the OpenSSH built in $dir does not offer mlkem768x25519-sha256" >&2; exit 1; }
+# sshd's privilege separation directory (compiled in; `make install` would make it): root's, not writable by others.
+mkdir -p "$dir/empty" && chmod 755 "$dir/empty"
 touch .gatehouse-built
 echo "OpenSSH $(./ssh -V 2>&1) built in .tmp/openssh-10.2p1"

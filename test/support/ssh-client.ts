@@ -11,7 +11,13 @@ export interface Run {
 export function runClient(
   command: 'ssh' | 'sftp' | 'scp',
   args: string[],
-  opts: { password: string; stdin?: string; timeoutMs?: number },
+  opts: {
+    password: string;
+    stdin?: string;
+    timeoutMs?: number;
+    /** Another OpenSSH's client (a path to its ssh, sftp or scp) instead of the one on PATH. */
+    program?: string;
+  },
 ): Promise<Run> {
   const started = performance.now();
   // BatchMode=no first: `sftp -b` turns batch mode on, which forbids password prompts, and ssh keeps the first value given.
@@ -31,7 +37,7 @@ export function runClient(
     '-o',
     'ConnectTimeout=10',
   ];
-  const child = spawn('sshpass', ['-p', opts.password, command, ...common, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('sshpass', ['-p', opts.password, opts.program ?? command, ...common, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout.on('data', (d: Buffer) => out.push(d));

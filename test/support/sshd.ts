@@ -62,6 +62,7 @@ export class TestSshd {
     readonly netns?: string,
     /** An existing host key to serve instead of one made for it. */
     private readonly hostKey?: string,
+    private readonly sshd = '/usr/sbin/sshd',
   ) {}
 
   /** The listening sshd's process id: each connection to it is one child process. */
@@ -84,6 +85,10 @@ export class TestSshd {
        * sshd started later from a default config, which has no HostKey line, then presents the same key.
        */
       hostKey?: string;
+      /** Another OpenSSH's sshd (an absolute path, its sshd-session and sshd-auth beside it) instead of Debian's. */
+      sshd?: string;
+      /** sshd's LogLevel (VERBOSE unless given; DEBUG1 logs each connection's key exchange). */
+      logLevel?: string;
     } = {},
   ): Promise<TestSshd> {
     mkdirSync(path.join(dir, 'authorized_keys'), { recursive: true });
@@ -92,7 +97,13 @@ export class TestSshd {
     chmodSync(path.join(dir, 'authorized_keys'), 0o755);
     // sshd refuses to start without its privilege separation directory.
     mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-    const sshd = new TestSshd(dir, opts.port ?? (await freePort()), opts.listenAddress, opts.netns, opts.hostKey);
+    const sshd = new TestSshd(dir, opts.port ?? (await freePort()), opts.listenAddress, opts.netns, opts.hostKey, opts.sshd);
+    const helpers = opts.sshd
+      ? [
+          `SshdSessionPath ${path.join(path.dirname(opts.sshd), 'sshd-session')}`,
+          `SshdAuthPath ${path.join(path.dirname(opts.sshd), 'sshd-auth')}`,
+        ]
+      : [];
     sshd.writeHostKey();
     writeFileSync(
       path.join(dir, 'sshd_config'),
@@ -101,7 +112,9 @@ export class TestSshd {
         `ListenAddress ${sshd.listenAddress}`,
         `HostKey ${opts.hostKey ?? path.join(dir, 'host_key')}`,
         `PidFile ${path.join(dir, 'sshd.pid')}`,
-        'UsePAM no',
+        ...helpers,
+        // Built without PAM (an unsupported option there).
+        ...(opts.sshd ? [] : ['UsePAM no']),
         'PasswordAuthentication yes',
         'KbdInteractiveAuthentication no',
         'PubkeyAuthentication yes',
@@ -110,7 +123,7 @@ export class TestSshd {
         'StrictModes no',
         `PermitRootLogin ${opts.rootKeyLogin ? 'prohibit-password' : 'no'}`,
         'Subsystem sftp internal-sftp',
-        'LogLevel VERBOSE',
+        `LogLevel ${opts.logLevel ?? 'VERBOSE'}`,
         ...(opts.config ?? []),
         '',
       ].join('\n'),
@@ -147,8 +160,8 @@ export class TestSshd {
     const argv = ['-D', '-f', path.join(this.dir, 'sshd_config'), '-E', path.join(this.dir, 'sshd.log')];
     rmSync(path.join(this.dir, 'sshd.log'), { force: true });
     this.child = this.netns
-      ? spawn('ip', ['netns', 'exec', this.netns, '/usr/sbin/sshd', ...argv], { stdio: 'ignore' })
-      : spawn('/usr/sbin/sshd', argv, { stdio: 'ignore' });
+      ? spawn('ip', ['netns', 'exec', this.netns, this.sshd, ...argv], { stdio: 'ignore' })
+      : spawn(this.sshd, argv, { stdio: 'ignore' });
     if (!this.netns) return waitForPort(this.port);
     // Not reachable from here (that is the point): its log says when it listens.
     const deadline = Date.now() + 10_000;
