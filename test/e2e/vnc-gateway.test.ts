@@ -6,9 +6,9 @@ import type { Duplex } from 'node:stream';
 import { decodeRfbRecording } from '@gatehouse/core';
 import { vncAuthResponse, vncPasswordFile } from '@gatehouse/gateway';
 import pg from 'pg';
-import { createWebSocketStream, WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freeLowPort } from '../support/agent.js';
+import { consoleDesktop } from '../support/console-desktop.js';
 import { RfbRefusedError, RfbTestClient } from '../support/rfb-client.js';
 import { seedDevice, setupAdminToken } from '../support/seed.js';
 import {
@@ -26,7 +26,6 @@ import {
 } from '../support/server.js';
 import { startVncTarget, stopVncTargets, VNC_TARGET_COLOUR, VNC_TARGET_SIZE, type RunningVncTarget } from '../support/vnc.js';
 
-const API = '/api/v1';
 const ADMIN_PASSWORD = 'vnc gateway admin';
 const VNC_PASSWORD = 'vault-pw';
 
@@ -379,26 +378,7 @@ describe('VNC gateway', () => {
   });
 
   it('opens the desktop in the console WebSocket for a signed-in user, and refuses without the CSRF token', async () => {
-    const signIn = await server.request(`${API}/auth/login`, { method: 'POST', body: { username: 'admin', password: ADMIN_PASSWORD } });
-    const cookie = String([signIn.headers['set-cookie']].flat()[0]).split(';')[0] ?? '';
-    const { csrfToken } = JSON.parse(signIn.body) as { csrfToken: string };
-    const open = (start: Record<string, unknown>) => {
-      const ws = new WebSocket(`${server.url.replace('https', 'wss')}${API}/desktop`, {
-        ca: readFileSync(server.certFile),
-        headers: { cookie },
-      });
-      ws.on('open', () => ws.send(JSON.stringify({ type: 'start', protocol: 'vnc', ...start })));
-      return ws;
-    };
-    /** The server's first message; after `started` the RFB stream, taken up at once (its first bytes may come in the same read). */
-    const firstMessage = (ws: WebSocket) =>
-      new Promise<Record<string, unknown> & { stream?: Duplex }>((resolve, reject) => {
-        ws.once('message', (d: Buffer) => {
-          const message = JSON.parse(d.toString('utf8')) as Record<string, unknown>;
-          resolve(message.type === 'started' ? { ...message, stream: createWebSocketStream(ws) } : message);
-        });
-        ws.once('error', reject);
-      });
+    const { csrfToken, open, firstMessage } = await consoleDesktop(server, 'admin', ADMIN_PASSWORD);
 
     expect(await firstMessage(open({ csrfToken: 'guess', deviceId: ids.desk }))).toMatchObject({ type: 'error' });
     const down = await firstMessage(open({ csrfToken, deviceId: ids.gone }));

@@ -1,9 +1,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { AuditEvent, GatewaySession as Session } from '@gatehouse/api';
 import { decodeRfbRecording } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freeLowPort } from '../support/agent.js';
+import { consoleDesktop } from '../support/console-desktop.js';
 import { RemoteGatewayProcess, stopGateways } from '../support/gateway.js';
 import { RfbTestClient } from '../support/rfb-client.js';
 import { seedDevice, setupAdminToken } from '../support/seed.js';
@@ -15,8 +17,8 @@ const VNC_PASSWORD = 'vault-pw';
 const SEGMENT = 'gateway-vnc-lab';
 
 /**
- * VNC (a native viewer on the built-in gateway's VNC port, with a one-time token) to a
- * device whose segment is served by remote `gatehouse gateway` processes: the server picks
+ * VNC (a native viewer on the built-in gateway's VNC port, with a one-time token, and the
+ * console's desktop WebSocket) to a device whose segment is served by remote `gatehouse gateway` processes: the server picks
  * one of the segment's gateways, which relays the TCP connection to the device, and fails
  * over to the next when it is gone, as for SSH; the RFB proxy, credential, recording and
  * audit stay on the server.
@@ -146,6 +148,21 @@ describe('VNC through remote gateways', () => {
     }
     const starts = await auditSince(seq, 'session.start');
     expect(starts.map((e) => e.outcome)).toEqual(['success', 'success', 'success', 'success']);
+  });
+
+  it("opens the console's desktop through the segment's gateway too", async () => {
+    const seq = await lastSeq();
+    const { csrfToken, open, firstMessage } = await consoleDesktop(server, 'admin', ADMIN_PASSWORD);
+    const started = await firstMessage(open({ csrfToken, deviceId }));
+    expect(started).toMatchObject({ type: 'started', recorded: true });
+    const viewer = await RfbTestClient.over(started.stream as Duplex);
+    await viewer.waitForColour(10, 10, VNC_TARGET_COLOUR);
+    const live = (await sessions()).find((s) => s.id === started.sessionId);
+    expect(live).toMatchObject({ kind: 'vnc', result: 'active', segment: SEGMENT });
+    expect(['v1', 'v2']).toContain(live?.gateway);
+    await closeAll([viewer]);
+    const [selection] = await auditSince(seq, 'gateway.select');
+    expect(selection).toMatchObject({ outcome: 'success', details: { gateway: live?.gateway, segment: SEGMENT } });
   });
 
   it('fails over to the other gateway of the segment when the chosen one is gone, and stops choosing it', async () => {
