@@ -62,9 +62,8 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 [ -x /usr/bin/xfreerdp ] || need_apt+=(freerdp2-x11)
 [ -x /usr/sbin/xrdp ] || need_apt+=(xrdp)
 [ -e /usr/lib/xorg/modules/drivers/xrdpdev_drv.so ] || need_apt+=(xorgxrdp)
-# kubectl kustomize renders deploy/kubernetes (test/e2e/kubernetes-manifests.test.ts). The
-# manifests use kustomize v5 fields (labels, replicas, patches): Debian 12's kubernetes-client
-# (1.20, kustomize v2) is too old for them; use kubectl 1.27 or newer (K3s's own kubectl will do).
+# kubectl kustomize renders deploy/kubernetes (test/e2e/kubernetes-manifests.test.ts); Debian 12's
+# kubernetes-client (1.20, kustomize v2) renders it the same as kubectl 1.32 (kustomize v5).
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "Installing apt packages: ${need_apt[*]}"
