@@ -71,6 +71,49 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
     expect((await t.request('GET', `${API}/sessions?result=active`, { token: auditor })).json<{ total: number }>().total).toBe(4);
   });
 
+  it("shows a live session's bytes as the gateway reports them, keeps the final ones after its end, and counts and filters transfers", async () => {
+    const sftp = row({ kind: 'sftp', device_name: 'files-1' });
+    await t.gatewaySessions.start(sftp);
+    const shown = async () => (await t.request('GET', `${API}/sessions/${sftp.id}`, { token: auditor })).json<GatewaySession>();
+    // Reports from several channels at once all land; the row holds one of them.
+    await Promise.all([1, 2, 3].map((n) => t.gatewaySessions.progress(sftp.id, { bytesIn: n * 1000, bytesOut: n * 10 })));
+    expect([1000, 2000, 3000]).toContain((await shown()).bytesIn);
+    await t.gatewaySessions.progress(sftp.id, { bytesIn: 5000, bytesOut: 50 });
+    expect(await shown()).toMatchObject({ result: 'active', bytesIn: 5000, bytesOut: 50, uploads: 0, downloads: 0 });
+    const op = (o: string, result: 'success' | 'failure' = 'success') => ({
+      at: new Date().toISOString(),
+      op: o,
+      path: '/tmp/x',
+      target: null,
+      bytes: 10,
+      result,
+      error: result === 'failure' ? 'Permission denied' : null,
+    });
+    // Two uploads and a download finished at once; a failed upload and listings are not transfers.
+    await Promise.all(['upload', 'upload', 'download', 'list'].map((o) => t.gatewaySessions.addFileOperation(sftp.id, op(o))));
+    await t.gatewaySessions.addFileOperation(sftp.id, op('upload', 'failure'));
+    expect(await shown()).toMatchObject({ uploads: 2, downloads: 1 });
+    await t.gatewaySessions.end(sftp.id, {
+      endedAt: new Date().toISOString(),
+      bytesIn: 6000,
+      bytesOut: 60,
+      result: 'success',
+      exitStatus: null,
+      reason: null,
+    });
+    // A report that arrives after the end does not change the final counts.
+    await t.gatewaySessions.progress(sftp.id, { bytesIn: 1, bytesOut: 1 });
+    expect(await shown()).toMatchObject({ result: 'success', bytesIn: 6000, bytesOut: 60 });
+
+    const quiet = row({ kind: 'sftp', device_name: 'files-1' });
+    await t.gatewaySessions.start(quiet);
+    const list = (q: string) =>
+      t.request('GET', `${API}/sessions?device=files-1${q}`, { token: auditor }).then((r) => r.json<{ items: GatewaySession[] }>().items);
+    expect((await list('')).map((s) => s.id).sort()).toEqual([sftp.id, quiet.id].sort());
+    expect((await list('&transfers=true')).map((s) => s.id)).toEqual([sftp.id]);
+    expect((await list('&transfers=true')).map((s) => [s.uploads, s.downloads])).toEqual([[2, 1]]);
+  });
+
   it('hands out a recording as asciicast with its headers, and audits the read', async () => {
     const relative = `${randomUUID()}.cast`;
     const dir = path.join(t.services.config.dataDir, 'recordings');

@@ -14,6 +14,11 @@ export const sessionListQuery = z.strictObject({
   from: isoTime.optional().describe('started at or after (ISO 8601)'),
   to: isoTime.optional().describe('started before (ISO 8601)'),
   result: z.enum(['active', 'success', 'failure']).optional().describe('active: live sessions'),
+  transfers: z
+    .enum(['true', 'false'])
+    .optional()
+    .transform((v) => v === 'true')
+    .describe('true: only sessions that uploaded or downloaded a file'),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   offset: z.coerce.number().int().min(0).default(0),
 });
@@ -45,8 +50,12 @@ export const gatewaySession = z.object({
   remoteAddress: z.string().nullable(),
   startedAt: timestamp,
   endedAt: timestamp.nullable(),
+  /** Bytes from the user to the device, and back: counted while the session is live, final once it ended. */
   bytesIn: z.number(),
   bytesOut: z.number(),
+  /** Files uploaded and downloaded (successful SFTP or scp transfers). */
+  uploads: z.number().int(),
+  downloads: z.number().int(),
   result: z.enum(['active', 'success', 'failure']),
   exitStatus: z.number().int().nullable(),
   reason: z.string().nullable(),

@@ -20,6 +20,8 @@ export interface SessionQuery {
   /** Started before (ISO 8601). */
   to?: string;
   result?: GatewaySession['result'];
+  /** Only sessions with at least one finished upload or download (SFTP or scp). */
+  transfers?: boolean;
 }
 
 /** A session through a gateway: one proxied channel, a connection without one, or a failed connection. */
@@ -62,6 +64,9 @@ export interface GatewaySession {
   userKex: string | null;
   /** The SSH key exchange of the gateway's connection to the device; null when not SSH. */
   deviceKex: string | null;
+  /** Files uploaded and downloaded in the session (successful SFTP or scp transfers). */
+  uploads: number;
+  downloads: number;
 }
 
 export type RecordingFormat = 'asciicast' | 'rfb';
@@ -126,7 +131,24 @@ const hostKeyFromRow = (r: DeviceHostKeyTable): HostKey => ({
   next: r.next_fingerprint === null ? null : { fingerprint: r.next_fingerprint, pinnedAt: r.next_pinned_at ?? r.first_seen },
 });
 
-const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
+/** A session row, with its transfer counts when the query selected them (`withTransfers`). */
+type SessionRow = GatewaySessionTable & { uploads?: number | string | null; downloads?: number | string | null };
+
+const transferCount = (eb: ExpressionBuilder<Database, 'gateway_sessions'>, op: 'upload' | 'download') =>
+  eb
+    .selectFrom('session_file_operations as f')
+    .select((f) => f.fn.countAll<number | string>().as('n'))
+    .whereRef('f.session_id', '=', 'gateway_sessions.id')
+    .where('f.op', '=', op)
+    .where('f.result', '=', 'success');
+
+/** Every column and the session's upload and download counts. */
+const withTransfers = (eb: ExpressionBuilder<Database, 'gateway_sessions'>) => [
+  transferCount(eb, 'upload').as('uploads'),
+  transferCount(eb, 'download').as('downloads'),
+];
+
+const sessionFromRow = (r: SessionRow): GatewaySession => ({
   id: r.id,
   userId: r.user_id,
   username: r.username,
@@ -151,6 +173,8 @@ const sessionFromRow = (r: GatewaySessionTable): GatewaySession => ({
   reason: r.reason,
   recorded: r.recording !== null,
   recordingFormat: r.recording === null ? null : recordingFormatOf(r.recording),
+  uploads: Number(r.uploads ?? 0),
+  downloads: Number(r.downloads ?? 0),
   windowId: r.window_id,
   runbookRunId: r.runbook_run_id,
   userKex: r.user_kex,
@@ -206,6 +230,16 @@ export class GatewaySessions {
     return this.find(id);
   }
 
+  /** A live session's byte counts so far (the list shows them while it runs); an ended session keeps its final ones. */
+  async progress(id: string, bytes: { bytesIn: number; bytesOut: number }): Promise<void> {
+    await this.x
+      .updateTable('gateway_sessions')
+      .set({ bytes_in: bytes.bytesIn, bytes_out: bytes.bytesOut })
+      .where('id', '=', id)
+      .where('result', '=', 'active')
+      .execute();
+  }
+
   /**
    * Marks sessions entered through `gateway` still `active` (and started before
    * `startedBefore`, when given) as failed: they belonged to a process that stopped
@@ -238,7 +272,7 @@ export class GatewaySessions {
   }
 
   async find(id: string): Promise<GatewaySession | undefined> {
-    const row = await this.x.selectFrom('gateway_sessions').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await this.x.selectFrom('gateway_sessions').selectAll().select(withTransfers).where('id', '=', id).executeTakeFirst();
     return row && sessionFromRow(row);
   }
 
@@ -365,9 +399,21 @@ export class GatewaySessions {
     if (q.from !== undefined) base = base.where('started_at', '>=', q.from);
     if (q.to !== undefined) base = base.where('started_at', '<', q.to);
     if (q.result !== undefined) base = base.where('result', '=', q.result);
+    if (q.transfers)
+      base = base.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('session_file_operations as f')
+            .select('f.id')
+            .whereRef('f.session_id', '=', 'gateway_sessions.id')
+            .where('f.op', 'in', ['upload', 'download'])
+            .where('f.result', '=', 'success'),
+        ),
+      );
     const total = await base.select((eb) => eb.fn.countAll<string | number>().as('n')).executeTakeFirstOrThrow();
     const rows = await base
       .selectAll()
+      .select(withTransfers)
       .orderBy('started_at', 'desc')
       .orderBy('id')
       .limit(q.limit ?? 50)

@@ -49,6 +49,11 @@ export interface AccessBroker {
   sessionStarted(session: SessionStart): Promise<void>;
   /** A file operation on an SFTP (or legacy scp) session finished: path, size, direction, result. */
   fileOperation(sessionId: string, operation: FileOperation): Promise<void>;
+  /**
+   * A live session's byte counts so far, reported every few seconds while they change (the
+   * console shows them while it runs). Optional: a platform without it shows them at the end.
+   */
+  sessionProgress?(sessionId: string, bytes: SessionBytes): Promise<void>;
   /** A started session ended (either side closed, or the gateway stopped). */
   sessionEnded(sessionId: string, end: SessionEnd): Promise<void>;
   /** The target connection failed: an audit event with the reason, and no recording. */
@@ -195,6 +200,12 @@ export interface SessionStart {
 export interface SessionKex {
   user: string | null;
   device: string | null;
+}
+
+/** Bytes from the user to the target, and back, so far. */
+export interface SessionBytes {
+  bytesIn: number;
+  bytesOut: number;
 }
 
 export interface SessionEnd {

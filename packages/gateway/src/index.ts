@@ -29,6 +29,7 @@ export type {
   KeyAuthenticationRequest,
   RefusedForward,
   RunbookGatewayContext,
+  SessionBytes,
   SessionEnd,
   SessionKind,
   SessionStart,

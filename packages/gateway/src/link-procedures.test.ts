@@ -25,6 +25,7 @@ function serverWith(checkHostKey: LinkProcedureHandlers<string>['checkHostKey'])
     checkHostKey,
     sessionStarted: unused,
     fileOperation: unused,
+    sessionProgress: unused,
     sessionEnded: unused,
     connectionFailed: unused,
     agentHello: unused,

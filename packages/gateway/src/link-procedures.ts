@@ -141,6 +141,11 @@ export const linkProcedures = {
     }),
     output: done,
   },
+  /** A live session's byte counts so far. */
+  sessionProgress: {
+    input: z.object({ sessionId: z.uuid(), bytesIn: z.number().int().min(0), bytesOut: z.number().int().min(0) }),
+    output: done,
+  },
   sessionEnded: {
     input: z.object({
       sessionId: z.uuid(),

@@ -18,6 +18,9 @@ export interface PtyState {
   info: PseudoTtyInfo | undefined;
 }
 
+/** How often a live session's byte counts are reported while they change. */
+export const PROGRESS_MS = 2000;
+
 /** One channel (shell, exec or sftp) proxied to a channel on the device, and its recording. */
 export class ProxiedSession {
   private targetChannel: ClientChannel | undefined;
@@ -34,6 +37,7 @@ export class ProxiedSession {
   /** File operations are reported in order, one after another. */
   private fileOps: Promise<void> = Promise.resolve();
   private channelClosed: Promise<void> = Promise.resolve();
+  private progress: NodeJS.Timeout | undefined;
   private resolveDone!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.resolveDone = resolve));
   readonly id = randomUUID();
@@ -107,6 +111,7 @@ export class ProxiedSession {
       recording,
       kex: t.kex,
     });
+    this.reportProgress();
     this.wire(channel, this.channelClosed);
     await this.done;
   }
@@ -281,7 +286,24 @@ export class ProxiedSession {
       .catch((error: unknown) => this.options.logger.error({ err: error, sessionId: this.id }, 'could not record a file operation'));
   }
 
+  /** Every PROGRESS_MS while the session runs, its byte counts when they changed (in order with its file operations). */
+  private reportProgress(): void {
+    const report = this.options.broker.sessionProgress?.bind(this.options.broker);
+    if (!report) return;
+    let reported = { bytesIn: 0, bytesOut: 0 };
+    this.progress = setInterval(() => {
+      const now = { bytesIn: this.bytesIn, bytesOut: this.bytesOut };
+      if (this.finished || (now.bytesIn === reported.bytesIn && now.bytesOut === reported.bytesOut)) return;
+      reported = now;
+      this.fileOps = this.fileOps
+        .then(() => report(this.id, now))
+        .catch((error: unknown) => this.options.logger.warn({ err: error, sessionId: this.id }, 'could not report a session’s bytes'));
+    }, PROGRESS_MS);
+    this.progress.unref();
+  }
+
   private finish(reason: string | null): Promise<void> {
+    clearInterval(this.progress);
     this.finished ??= (async () => {
       try {
         for (const w of this.watches) if (w.binary) this.recorder?.marker(summaryMarker(w.summary()));

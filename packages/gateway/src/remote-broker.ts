@@ -12,6 +12,7 @@ import type {
   HostKeyInfo,
   KeyAuthenticationRequest,
   RefusedForward,
+  SessionBytes,
   SessionEnd,
   SessionStart,
   SignInRefusal,
@@ -99,6 +100,10 @@ export class RemoteAccessBroker implements AccessBroker {
 
   async fileOperation(sessionId: string, operation: FileOperation): Promise<void> {
     await this.call('fileOperation', { sessionId, operation });
+  }
+
+  async sessionProgress(sessionId: string, bytes: SessionBytes): Promise<void> {
+    await this.call('sessionProgress', { sessionId, ...bytes });
   }
 
   async sessionEnded(sessionId: string, end: SessionEnd): Promise<void> {

@@ -29,6 +29,7 @@ import type {
   HostKeyInfo,
   KeyAuthenticationRequest,
   RefusedForward,
+  SessionBytes,
   SessionEnd,
   SessionStart,
   SignInRefusal,
@@ -463,6 +464,10 @@ export class ServerAccessBroker implements AccessBroker {
         error: op.error,
       }),
     );
+  }
+
+  async sessionProgress(sessionId: string, bytes: SessionBytes): Promise<void> {
+    await this.sessions.progress(sessionId, bytes);
   }
 
   async sessionEnded(sessionId: string, end: SessionEnd): Promise<void> {

@@ -213,6 +213,11 @@ export class GatewayLinkBroker {
       if (session.recorded) void this.fetchRecording(gateway, sessionId);
       return null;
     },
+    sessionProgress: async ({ sessionId, bytesIn, bytesOut }, gateway) => {
+      await this.ownSession(gateway, sessionId);
+      await this.broker(gateway).sessionProgress(sessionId, { bytesIn, bytesOut });
+      return null;
+    },
     fileOperation: async ({ sessionId, operation }, gateway) => {
       await this.ownSession(gateway, sessionId);
       await this.broker(gateway).fileOperation(sessionId, operation);
