@@ -14,7 +14,7 @@ const pending = new Set<string>([]);
 const staticFiles = new Set<string>(['GET /assets/*']);
 
 /** WebSocket routes answer with an upgrade, not a body; their messages are described in the API's description. */
-const upgrades = new Set<string>(['GET /api/v1/terminal', 'GET /api/v1/desktop']);
+const upgrades = new Set<string>(['GET /api/v1/terminal', 'GET /api/v1/desktop', 'GET /api/v1/files/visit']);
 
 describe('the API contract', () => {
   let t: TestApp;

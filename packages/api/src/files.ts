@@ -12,6 +12,8 @@ export const fileLocation = z.strictObject({
     .max(4096)
     .refine((p) => !/[\u0000-\u001f]/.test(p), 'must not contain control characters')
     .default('.'),
+  /** The file browser's visit (GET /files/visit): its one SFTP session serves the request. Without it, the request is a session of its own. */
+  visit: z.uuid().optional(),
 });
 export type FileLocation = z.input<typeof fileLocation>;
 
@@ -34,3 +36,20 @@ export const fileDownload = fileAnswer('application/octet-stream', "The file's b
 /** Where the upload was written, and its size there. */
 export const fileUploaded = z.object({ path: z.string(), size: z.number() });
 export type FileUploaded = z.infer<typeof fileUploaded>;
+
+/**
+ * The file browser's visit (`GET /files/visit`, a WebSocket): the first message is the
+ * session's CSRF token and which device (and account); the server opens one SFTP session
+ * through the built-in gateway and answers its id, which the page's `/files` requests carry
+ * as `visit` until the page closes the socket (that ends the SFTP session).
+ */
+export const fileVisitStart = z.strictObject({
+  type: z.literal('start'),
+  csrfToken: z.string().max(200),
+  deviceId: z.string().min(1).max(100),
+  accountId: z.string().min(1).max(100).optional(),
+});
+export type FileVisitStart = z.infer<typeof fileVisitStart>;
+
+/** The visit is open (its id), was refused, or its SFTP session ended (the gateway or an administrator ended it). */
+export type FileVisitMessage = { type: 'ready'; visit: string } | { type: 'error'; message: string } | { type: 'ended'; message: string };

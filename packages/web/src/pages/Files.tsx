@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { Link, useSearch } from 'wouter';
-import type { ErrorBody, FileListing, FileLocation } from '@gatehouse/api';
-import { api, API, ApiError, currentCsrfToken, errorCodeOf, query, type ErrorCode } from '../api.js';
+import type { ErrorBody, FileListing, FileLocation, FileVisitMessage, FileVisitStart } from '@gatehouse/api';
+import { api, API, ApiError, currentCsrfToken, errorCodeOf, openStartedSocket, query, type ErrorCode } from '../api.js';
 import { Empty, ErrorNote, PageHeader, SkeletonRows } from '../ui.js';
 import { AccountChooser, useChosenAccount } from './account-choice.js';
 
@@ -42,8 +42,41 @@ function upload(url: string, file: File, onProgress: (sent: number) => void): Pr
 }
 
 /**
- * A file browser on a device over SFTP through the built-in gateway: every listing,
- * download and upload is an SFTP session there, logged and audited like `sftp`.
+ * The visit's one SFTP session (a WebSocket to GET /files/visit that holds it open while
+ * the page is open): its id once open, and why it could not open or ended.
+ */
+function useFileVisit(deviceId: string, accountId: string | undefined, chosen: boolean) {
+  const [visit, setVisit] = useState<string | null>(null);
+  const [ended, setEnded] = useState<string | null>(null);
+  useEffect(() => {
+    if (!chosen) return;
+    setVisit(null);
+    setEnded(null);
+    let told = false;
+    const ws = openStartedSocket<FileVisitStart>('/files/visit', () => ({ type: 'start', deviceId, ...(accountId ? { accountId } : {}) }));
+    ws.onmessage = (event: MessageEvent<string>) => {
+      const m = JSON.parse(event.data) as FileVisitMessage;
+      if (m.type === 'ready') return setVisit(m.visit);
+      told = true;
+      setVisit(null);
+      setEnded(m.message);
+    };
+    ws.onclose = () => {
+      setVisit(null);
+      if (!told) setEnded('The connection to Gatehouse closed. Reload the page.');
+    };
+    return () => {
+      ws.onclose = null;
+      ws.close();
+    };
+  }, [deviceId, accountId, chosen]);
+  return { visit, ended };
+}
+
+/**
+ * A file browser on a device over SFTP through the built-in gateway: one visit of the page
+ * (its listings, downloads and uploads until it closes) is one SFTP session there, logged
+ * and audited like `sftp`.
  */
 export function FilesPage({ deviceId }: { deviceId: string }) {
   const params = new URLSearchParams(useSearch());
@@ -57,12 +90,18 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
   const [progress, setProgress] = useState<{ name: string; sent: number; total: number } | null>(null);
   const [reload, setReload] = useState(0);
   const uploadInput = useRef<HTMLInputElement>(null);
+  const { visit, ended } = useFileVisit(deviceId, accountId, chosen);
+  const at = (p: string) => query({ deviceId, accountId, path: p, visit: visit ?? undefined } satisfies FileLocation);
 
   useEffect(() => {
     if (!chosen) return;
+    if (!visit) {
+      setLoading(ended === null);
+      return;
+    }
     let current = true;
     setLoading(true);
-    api<FileListing>('GET', `/files${query({ deviceId, accountId, path } satisfies FileLocation)}`).then(
+    api<FileListing>('GET', `/files${query({ deviceId, accountId, path, visit } satisfies FileLocation)}`).then(
       (l) => {
         if (!current) return;
         setListing(l);
@@ -78,7 +117,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
     return () => {
       current = false;
     };
-  }, [deviceId, chosen, accountId, path, reload]);
+  }, [deviceId, chosen, accountId, path, reload, visit, ended]);
 
   const send = async (file: File | undefined) => {
     // The next pick of the same file is a change again (after a cancelled replace, say).
@@ -101,9 +140,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
     setError(null);
     setProgress({ name: file.name, sent: 0, total: file.size });
     try {
-      await upload(`${API}/files${query({ deviceId, accountId, path: target })}`, file, (sent) =>
-        setProgress({ name: file.name, sent, total: file.size }),
-      );
+      await upload(`${API}/files${at(target)}`, file, (sent) => setProgress({ name: file.name, sent, total: file.size }));
       setReload((n) => n + 1);
     } catch (e) {
       setError(e);
@@ -138,7 +175,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
             type="file"
             ref={uploadInput}
             aria-label="Upload a file"
-            disabled={!listing || progress !== null}
+            disabled={!listing || !visit || progress !== null}
             onChange={(e) => void send(e.target.files?.[0])}
           />
         </label>
@@ -162,7 +199,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
           <progress max={progress.total} value={progress.sent} aria-label="Upload progress" />
         </div>
       ) : null}
-      <ErrorNote error={error} />
+      <ErrorNote error={ended ?? error} />
       {listing && listing.entries.length === 0 ? (
         <Empty title="This folder is empty">
           <p>Upload a file into it with “Upload…”.</p>
@@ -195,10 +232,7 @@ export function FilesPage({ deviceId }: { deviceId: string }) {
                         {e.name}/
                       </button>
                     ) : e.type === 'file' || e.link?.type === 'file' ? (
-                      <a
-                        href={`${API}/files/download${query({ deviceId, accountId, path: join(listing?.path ?? '.', e.name) })}`}
-                        download={e.name}
-                      >
+                      <a href={`${API}/files/download${at(join(listing?.path ?? '.', e.name))}`} download={e.name}>
                         {e.name}
                       </a>
                     ) : e.link?.type === 'directory' ? (

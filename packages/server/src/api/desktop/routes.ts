@@ -4,10 +4,11 @@ import { acceptVncUser, openDesktop, type LiveDesktop } from '@gatehouse/gateway
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { connectors } from '../../access.js';
-import { caller, csrfTokenOf, sameToken } from '../../auth.js';
+import { caller } from '../../auth.js';
 import { renderedRdpSource } from '../../desktop/rdp-source.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
+import { acceptStart } from '../started-socket.js';
 
 /** How long the page's RFB client has to finish its (None) handshake after `started`. */
 const USER_HANDSHAKE_MS = 10_000;
@@ -40,42 +41,18 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
         send({ type: 'error', message });
         socket.close(code, code === 1008 ? 'refused' : 'failed');
       };
-      const origin = req.headers.origin;
-      if (origin !== undefined && origin !== `https://${req.headers.host ?? ''}`)
-        return fail('This desktop may only be opened from the Gatehouse console.');
-      let started = false;
-      const timer = setTimeout(() => !started && fail('No start message arrived within 10 seconds.'), 10_000);
       // The browser hung up: a desktop still connecting (or an RDP renderer still starting) is given up.
       const hangUp = new AbortController();
-      socket.on('close', () => {
-        clearTimeout(timer);
-        hangUp.abort();
+      socket.on('close', () => hangUp.abort());
+      acceptStart(socket, req, services, {
+        start: desktopStart,
+        what: 'desktop',
+        begin: (s) =>
+          void begin(s).catch((error: unknown) => {
+            req.log.error({ err: error }, 'browser desktop failed');
+            fail(`The desktop could not be opened (request ${req.id}).`, 1011);
+          }),
       });
-      const onMessage = (data: Buffer, isBinary: boolean) => {
-        if (started) return;
-        started = true;
-        socket.off('message', onMessage);
-        let message: unknown;
-        try {
-          message = isBinary ? undefined : JSON.parse(data.toString('utf8'));
-        } catch {
-          return fail('A control message was not JSON.');
-        }
-        const parsed = desktopStart.safeParse(message);
-        if (!parsed.success)
-          return fail(
-            `The start message is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'} ${i.message}`).join('; ')}.`,
-          );
-        if (!auth.sessionToken || !sameToken(parsed.data.csrfToken, csrfTokenOf(auth.sessionToken))) {
-          void services.refusals.record(req, 'csrf');
-          return fail('The CSRF token is missing or wrong. Reload the page.');
-        }
-        begin(parsed.data).catch((error: unknown) => {
-          req.log.error({ err: error }, 'browser desktop failed');
-          fail(`The desktop could not be opened (request ${req.id}).`, 1011);
-        });
-      };
-      socket.on('message', onMessage);
 
       const begin = async (s: DesktopStart) => {
         const desktop = gateways.desktop;

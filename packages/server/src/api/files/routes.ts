@@ -1,16 +1,29 @@
+import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { fileDownload, fileListing, fileLocation, fileUploaded, responses, type FileEntry, type FileLocation } from '@gatehouse/api';
+import {
+  fileDownload,
+  fileListing,
+  fileLocation,
+  fileUploaded,
+  fileVisitStart,
+  responses,
+  type FileEntry,
+  type FileLocation,
+  type FileVisitMessage,
+} from '@gatehouse/api';
 import { ConflictError, GatehouseError } from '@gatehouse/core';
 import type { GatewaySessions } from '@gatehouse/db';
 import type { GatewaySftp } from '@gatehouse/gateway';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import { connectors } from '../../access.js';
 import { caller } from '../../auth.js';
 import type { Services } from '../../services.js';
+import { acceptStart } from '../started-socket.js';
 import { gatewayTargetOf, openFailure, type WebTerminal } from '../../terminal.js';
 
 const typeOf = (s: Stats): FileEntry['type'] =>
@@ -33,11 +46,29 @@ function sftpProblem(error: unknown, path: string): GatehouseError {
   return new GatehouseError('BAD_REQUEST', `The device refused the operation on ${path}: ${(error as Error).message}.`);
 }
 
+/** A file browser visit's SFTP session, for its user, device and account only. */
+interface Visit {
+  userId: string;
+  deviceId: string;
+  accountId: string | undefined;
+  files: GatewaySftp;
+}
+
+/** The SFTP session a request uses, and what to do when the request is done with it. */
+interface Lease {
+  sftp: GatewaySftp['sftp'];
+  /** Ends a request's own SFTP session; a visit's stays open for the next request. */
+  release(): void;
+}
+
 /**
  * The console's file browser: list, download and upload over SFTP through the built-in
- * gateway, signed in like the browser terminal. Each request is one SFTP session there, so
- * the gateway checks the policy, logs every operation (path, size, direction, result) and
- * audits it as for `sftp`. When the gateway refuses, the reason it recorded is the answer.
+ * gateway, signed in like the browser terminal, so the gateway checks the policy, logs every
+ * operation (path, size, direction, result) and audits it as for `sftp`. A page opens a
+ * visit (GET /files/visit, a WebSocket): one SFTP session that serves every request carrying
+ * its id until the page closes the socket, so one visit is one session with one log. A
+ * request without a visit is a session of its own. When the gateway refuses, the reason it
+ * recorded is the answer.
  */
 export function fileRoutes(app: FastifyInstance, services: Services, terminal: WebTerminal, sessions: GatewaySessions) {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -59,22 +90,83 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
     }
   };
 
-  const finish = (files: GatewaySftp, reply: FastifyReply) => {
-    reply.raw.once('close', () => files.close());
+  const visits = new Map<string, Visit>();
+
+  /** The request's visit's SFTP session, or one of its own. */
+  const lease = async (req: FastifyRequest, q: FileLocation): Promise<Lease> => {
+    if (q.visit === undefined) {
+      const files = await open(req, q);
+      return { sftp: files.sftp, release: () => files.close() };
+    }
+    const visit = visits.get(q.visit);
+    // Another user's visit, or one for another device or account, answers as one that ended.
+    if (!visit || visit.userId !== caller(req).user.id || visit.deviceId !== q.deviceId || visit.accountId !== q.accountId) {
+      throw new ConflictError(
+        "This file browser's SFTP session has ended (its page was closed, or the gateway ended it). Reload the page.",
+      );
+    }
+    return { sftp: visit.files.sftp, release: () => undefined };
   };
+
+  const finish = (files: Lease, reply: FastifyReply) => {
+    reply.raw.once('close', () => files.release());
+  };
+
+  app.get(
+    '/files/visit',
+    {
+      websocket: true,
+      config: connectors,
+      schema: {
+        tags: ['sessions'],
+        summary:
+          "File browser visit (WebSocket): one SFTP session through the built-in gateway for the page's /files requests (their visit), until the socket closes",
+      },
+    },
+    (socket: WebSocket, req: FastifyRequest) => {
+      const send = (m: FileVisitMessage) => socket.readyState === socket.OPEN && socket.send(JSON.stringify(m));
+      const refuse = acceptStart(socket, req, services, {
+        start: fileVisitStart,
+        what: 'file browser',
+        begin: (s) => {
+          open(req, { deviceId: s.deviceId, accountId: s.accountId, path: '.' }).then(
+            (files) => {
+              if (socket.readyState !== socket.OPEN) return files.close();
+              const id = randomUUID();
+              visits.set(id, { userId: caller(req).user.id, deviceId: s.deviceId, accountId: s.accountId, files });
+              socket.once('close', () => {
+                visits.delete(id);
+                files.close();
+              });
+              files.sftp.once('close', () => {
+                visits.delete(id);
+                send({
+                  type: 'ended',
+                  message: 'The SFTP session ended (the gateway or an administrator ended it). Reload the page to open a new one.',
+                });
+                socket.close(1000, 'ended');
+              });
+              send({ type: 'ready', visit: id });
+            },
+            (error: unknown) => refuse(error instanceof GatehouseError ? error.message : openFailure(error, req)),
+          );
+        },
+      });
+    },
+  );
 
   /**
    * The file's bytes; SFTP ends only once the device has closed the file (after the last
    * byte), so the gateway logs the download as complete. A client that goes away early
    * ends it at once, and the gateway logs the download as cut off.
    */
-  const readToTheEnd = (files: GatewaySftp, path: string, reply: FastifyReply) => {
+  const readToTheEnd = (files: Lease, path: string, reply: FastifyReply) => {
     const stream = files.sftp.createReadStream(path);
-    stream.once('close', () => files.close());
+    stream.once('close', () => files.release());
     reply.raw.once('close', () => {
       if (!stream.readableEnded) {
         stream.destroy();
-        files.close();
+        files.release();
       }
     });
     return stream;
@@ -92,7 +184,7 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       },
     },
     async (req, reply) => {
-      const files = await open(req, req.query);
+      const files = await lease(req, req.query);
       finish(files, reply);
       const { sftp } = files;
       const dir = await new Promise<string>((resolve, reject) =>
@@ -134,13 +226,19 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       },
     },
     async (req, reply) => {
-      const files = await open(req, req.query);
+      const files = await lease(req, req.query);
       const { sftp } = files;
       const path = req.query.path;
       const stats = await new Promise<Stats>((resolve, reject) =>
         sftp.stat(path, (e, s) => (e ? reject(sftpProblem(e, path)) : resolve(s))),
-      );
-      if (!stats.isFile()) throw new GatehouseError('BAD_REQUEST', `${path} is not a file.`);
+      ).catch((error: unknown) => {
+        files.release();
+        throw error;
+      });
+      if (!stats.isFile()) {
+        files.release();
+        throw new GatehouseError('BAD_REQUEST', `${path} is not a file.`);
+      }
       const name = posix.basename(path).replace(/["\\\r\n]/g, '_');
       return reply
         .type('application/octet-stream')
@@ -169,7 +267,7 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       if (!(req.headers['content-type'] ?? '').startsWith('application/octet-stream')) {
         throw new GatehouseError('UNSUPPORTED_MEDIA_TYPE', 'Send the file as the body with Content-Type: application/octet-stream.');
       }
-      const files = await open(req, req.query);
+      const files = await lease(req, req.query);
       finish(files, reply);
       const path = req.query.path;
       try {

@@ -3,7 +3,8 @@ import type { GatewayShell } from '@gatehouse/gateway';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { connectors } from '../../access.js';
-import { caller, csrfTokenOf, sameToken } from '../../auth.js';
+import { caller } from '../../auth.js';
+import { acceptStart } from '../started-socket.js';
 import type { Services } from '../../services.js';
 import { gatewayTargetOf, openFailure, type WebTerminal } from '../../terminal.js';
 import { closingMessage } from './closing-message.js';
@@ -29,48 +30,25 @@ export function terminalRoutes(app: FastifyInstance, services: Services, termina
     (socket: WebSocket, req: FastifyRequest) => {
       const auth = caller(req);
       const send = (m: TerminalMessage) => socket.readyState === socket.OPEN && socket.send(JSON.stringify(m));
-      const refuse = (message: string) => {
-        send({ type: 'error', message });
-        socket.close(1008, 'refused');
-      };
-      // A page of another origin is refused before anything else (cross-site WebSocket hijacking).
-      const origin = req.headers.origin;
-      if (origin !== undefined && origin !== `https://${req.headers.host ?? ''}`)
-        return refuse('This terminal may only be opened from the Gatehouse console.');
       let shell: GatewayShell | undefined;
-      let started = false;
-      const timer = setTimeout(() => !started && refuse('No start message arrived within 10 seconds.'), 10_000);
-      socket.on('close', () => {
-        clearTimeout(timer);
-        shell?.close();
-      });
-      socket.on('message', (data: Buffer, isBinary: boolean) => {
-        if (isBinary) {
-          shell?.channel.write(data);
-          return;
-        }
-        let message: unknown;
-        try {
-          message = JSON.parse(data.toString('utf8'));
-        } catch {
-          return refuse('A control message was not JSON.');
-        }
-        if (!started) {
-          started = true;
-          const parsed = terminalStart.safeParse(message);
-          if (!parsed.success)
-            return refuse(
-              `The start message is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'message'} ${i.message}`).join('; ')}.`,
-            );
-          if (!auth.sessionToken || !sameToken(parsed.data.csrfToken, csrfTokenOf(auth.sessionToken))) {
-            void services.refusals.record(req, 'csrf');
-            return refuse('The CSRF token is missing or wrong. Reload the page.');
-          }
-          void begin(parsed.data);
-          return;
-        }
-        const r = terminalResize.safeParse(message);
-        if (r.success) shell?.resize(r.data.cols, r.data.rows);
+      socket.on('close', () => shell?.close());
+      const refuse = acceptStart(socket, req, services, {
+        start: terminalStart,
+        what: 'terminal',
+        begin: (s) => {
+          socket.on('message', (data: Buffer, isBinary: boolean) => {
+            if (isBinary) return void shell?.channel.write(data);
+            let message: unknown;
+            try {
+              message = JSON.parse(data.toString('utf8'));
+            } catch {
+              return refuse('A control message was not JSON.');
+            }
+            const r = terminalResize.safeParse(message);
+            if (r.success) shell?.resize(r.data.cols, r.data.rows);
+          });
+          void begin(s);
+        },
       });
 
       const begin = async (s: TerminalStart) => {
