@@ -22,7 +22,16 @@ interface Session {
   exitStatus: number | null;
   recorded: boolean;
   deviceName: string;
+  bytesIn: number;
+  uploads: number;
+  downloads: number;
 }
+
+/** A size as the console shows it (`300.4 KiB`) in bytes. */
+const shownBytes = (text: string): number => {
+  const m = /([\d.]+) (B|KiB|MiB)/.exec(text);
+  return m ? Number(m[1]) * (m[2] === 'MiB' ? 1048576 : m[2] === 'KiB' ? 1024 : 1) : -1;
+};
 
 /**
  * The browser terminal, session playback and the audit log in Chromium against the real
@@ -110,7 +119,10 @@ describe('web console: browser terminal, playback and audit', () => {
     expect(sessions.items[0]).toMatchObject({ kind: 'shell', result: 'success', exitStatus: 0, recorded: true });
   });
 
-  it('uploads and downloads a file in the file browser, with matching checksums and the transfer in the session log', async () => {
+  it('uploads and downloads a file in the file browser, with matching checksums, one SFTP session for the visit, counted live', async () => {
+    const sftpSessions = async () =>
+      (await api<{ items: Session[] }>('GET', `/sessions?deviceId=${deviceId}&limit=100`)).items.filter((x) => x.kind === 'sftp');
+    const before = new Set((await sftpSessions()).map((x) => x.id));
     const name = `console-upload-${randomBytes(4).toString('hex')}.bin`;
     const content = randomBytes(300 * 1024);
     cleanups.push(() => rmSync(path.join('/home', DEVICE_USER, name), { force: true }));
@@ -119,13 +131,27 @@ describe('web console: browser terminal, playback and audit', () => {
     cleanups.push(() => rmSync(path.join('/home', DEVICE_USER, link), { force: true }));
     await page.goto(`${server.url}/devices/${deviceId}`);
     await page.getByRole('link', { name: 'Files' }).click();
-    // It opens in the account's home directory.
-    await expect.poll(() => page.locator('nav.path').textContent()).toContain(DEVICE_USER);
+    // It opens in the account's home directory (once the visit's SFTP session is open).
+    await expect.poll(() => page.locator('nav.path').textContent(), { timeout: 20_000 }).toContain(DEVICE_USER);
+    // The visit is one live SFTP session: the Sessions page's Live now shows it, its bytes counting up without a reload.
+    const live = await page.context().newPage();
+    await live.goto(`${server.url}/sessions`);
+    await live.getByRole('tab', { name: 'Live now' }).click();
+    const liveRow = live.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'sftp' });
+    await liveRow.waitFor({ timeout: 15_000 });
+    expect(await liveRow.count()).toBe(1);
+    expect(shownBytes(await liveRow.getByTestId('bytes').innerText())).toBeLessThan(content.length);
     await page.getByLabel('Upload a file').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: content });
     const row = page.locator(`tr[data-file="${name}"]`);
     await row.waitFor({ timeout: 20_000 });
     expect(await row.textContent()).toContain('300.0 KiB');
     await screenshot(page, '31a-files');
+    await expect
+      .poll(async () => shownBytes(await liveRow.getByTestId('bytes').innerText()), { timeout: 20_000 })
+      .toBeGreaterThan(content.length);
+    await expect.poll(() => liveRow.getByTestId('transfers').innerText(), { timeout: 20_000 }).toBe('↑ 1 ↓ 0');
+    await screenshot(live, '31b-sessions-live-counting');
+    await live.close();
     const [download] = await Promise.all([page.waitForEvent('download'), row.getByRole('link', { name }).click()]);
     const saved = path.join(dir, 'downloaded.bin');
     await download.saveAs(saved);
@@ -142,23 +168,36 @@ describe('web console: browser terminal, playback and audit', () => {
     await linkRow.getByRole('button', { name: `${link}/` }).click();
     await expect.poll(() => page.locator('nav.path').textContent()).toContain('tmp');
 
-    // Each was an SFTP session through the gateway, its operations logged like sftp's.
-    const sessions = await api<{ items: (Session & { id: string })[] }>('GET', `/sessions?deviceId=${deviceId}&limit=10`);
+    // Leaving the page ends the visit: its listings, uploads and download were one SFTP session through the gateway, logged like sftp's.
+    await page.goto(`${server.url}/sessions`);
+    await expect
+      .poll(async () => (await sftpSessions()).filter((x) => !before.has(x.id) && x.result !== 'active').length, { timeout: 20_000 })
+      .toBe(1);
+    const visit = (await sftpSessions()).filter((x) => !before.has(x.id));
+    expect(visit).toHaveLength(1);
+    expect(visit[0]).toMatchObject({ result: 'success', uploads: 2, downloads: 1 });
     const ops = (
-      await Promise.all(
-        sessions.items
-          .filter((x) => x.kind === 'sftp')
-          .map((x) =>
-            api<{ items: { op: string; path: string; bytes: number; result: string }[] }>('GET', `/sessions/${x.id}/file-operations`),
-          ),
+      await api<{ items: { op: string; path: string; bytes: number; result: string }[] }>(
+        'GET',
+        `/sessions/${visit[0]!.id}/file-operations`,
       )
-    ).flatMap((r) => r.items);
+    ).items;
     expect(ops).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ op: 'upload', bytes: content.length, result: 'success' }),
         expect.objectContaining({ op: 'download', bytes: content.length, result: 'success' }),
+        expect.objectContaining({ op: 'upload', bytes: 2048, result: 'success' }),
       ]),
     );
+    expect(ops.filter((o) => o.op === 'list').length).toBeGreaterThanOrEqual(3);
+    // The Sessions list shows its transfers, and finds it among sessions with transfers.
+    await page.getByLabel('With file transfers').check();
+    const transferRow = page.locator(`tr[data-session="${visit[0]!.id}"]`);
+    await transferRow.waitFor();
+    expect(await transferRow.getByTestId('transfers').innerText()).toBe('↑ 2 ↓ 1');
+    expect(await page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'shell' }).count()).toBe(0);
+    await screenshot(page, '31c-sessions-transfers');
+    await page.getByLabel('With file transfers').uncheck();
   });
 
   it('plays the recording back in the page, with speed and seek', async () => {
@@ -177,6 +216,28 @@ describe('web console: browser terminal, playback and audit', () => {
     await player.click();
     await expect.poll(() => player.innerText(), { timeout: 20_000 }).toContain('from-the-browser-42');
     await screenshot(page, '33-playback');
+    // The player refits to its container when the window narrows and widens again: no cut-off, no scroll bar.
+    const shown = player.locator('.ap-player');
+    /** Whether the player lies within its container (no cut-off), and how wide it shows. */
+    const fits = async () => {
+      const [inner, outer] = await Promise.all([shown.boundingBox(), player.boundingBox()]);
+      return inner !== null && outer !== null && inner.width > 0 && inner.x + inner.width <= outer.x + outer.width + 1;
+    };
+    const shownWidth = async () => (await shown.boundingBox())?.width ?? 0;
+    /** Whether the player's box scrolls sideways (a scroll bar). */
+    const scrollsSideways = () =>
+      page.evaluate<boolean>(
+        "(() => { const el = document.querySelector('[data-testid=player]'); return el.scrollWidth > el.clientWidth; })()",
+      );
+    await page.setViewportSize({ width: 390, height: 844 });
+    await expect.poll(fits).toBe(true);
+    expect(await shownWidth()).toBeLessThan(390);
+    expect(await scrollsSideways()).toBe(false);
+    await screenshot(page, '33-playback-390');
+    await page.setViewportSize({ width: 1366, height: 900 });
+    await expect.poll(shownWidth).toBeGreaterThan(900);
+    expect(await fits()).toBe(true);
+    await page.setViewportSize({ width: 1280, height: 900 });
     // Seek back to the start with the keyboard (asciinema-player: 0 jumps to 0 %): the screen is as it was then.
     await player.press('0');
     await expect.poll(() => player.innerText()).not.toContain('from-the-browser-42');
@@ -249,6 +310,17 @@ describe('web console: browser terminal, playback and audit', () => {
     await page.locator('tr[data-action="project.create"]').filter({ hasText: 'Followed' }).waitFor({ timeout: 10_000 });
     await screenshot(page, '34-audit');
     await page.getByLabel('Follow live').uncheck();
+    // At 390 px each event stacks its fields, all of them within the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const first = page.getByRole('table', { name: 'Audit events' }).locator('tbody tr[data-action]').first();
+    for (const label of ['Time', 'Actor', 'Action', 'Outcome', 'Target', 'Details']) {
+      const cell = first.locator(`td[data-label="${label}"]`);
+      const box = await cell.boundingBox();
+      expect(box, label).not.toBeNull();
+      expect(box!.x + box!.width, label).toBeLessThanOrEqual(390);
+    }
+    await screenshot(page, '34-audit-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it('lets an administrator end a live session from the Sessions page: the user is told, the recording is closed', async () => {
@@ -265,8 +337,15 @@ describe('web console: browser terminal, playback and audit', () => {
     const live = page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'live' }).first();
     await live.waitFor({ timeout: 15_000 });
     await screenshot(page, '34a-sessions-live');
+    // At 390 px the End button stays on the screen, and works there.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const end = live.getByRole('button', { name: 'End' });
+    const box = await end.boundingBox();
+    expect(box).not.toBeNull();
+    expect(box!.x + box!.width).toBeLessThanOrEqual(390);
+    await screenshot(page, '34a-sessions-live-390');
     page.once('dialog', (d) => void d.accept());
-    await live.getByRole('button', { name: 'End' }).click();
+    await end.click();
     await expect.poll(() => screen(user.page.getByTestId('terminal')), { timeout: 15_000 }).toContain('admin ended this session');
     await user.page.getByText('Closed', { exact: true }).waitFor({ timeout: 15_000 });
     // The end says who ended it, as a warning.
@@ -277,6 +356,7 @@ describe('web console: browser terminal, playback and audit', () => {
     const events = await api<{ items: { outcome: string }[] }>('GET', '/audit/events?action=session.terminate');
     expect(events.items[0]?.outcome).toBe('success');
     await user.page.context().close();
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it('shows the gateway reason when no gateway serves the device’s segment, with an audit event', async () => {

@@ -193,7 +193,8 @@ export function Audit({ user: _user }: { user: User }) {
         </Empty>
       ) : (
         <div className="table-wrap">
-          <table className="data" aria-label="Audit events">
+          {/* Narrow screens stack each event's fields, labelled (data-label), instead of cutting columns off. */}
+          <table className="data stack-narrow" aria-label="Audit events">
             <thead>
               <tr>
                 <th>#</th>
@@ -201,22 +202,26 @@ export function Audit({ user: _user }: { user: User }) {
                 <th>Actor</th>
                 <th>Action</th>
                 <th>Outcome</th>
-                <th className="hide-narrow">Target</th>
-                <th className="hide-narrow">Address</th>
-                <th className="hide-narrow">Details</th>
+                <th>Target</th>
+                <th>Address</th>
+                <th>Details</th>
               </tr>
             </thead>
             <tbody>
               {(events ?? []).map((e) => (
                 <tr key={e.id} data-action={e.action}>
-                  <td className="muted">{e.seq}</td>
-                  <td>{new Date(e.at).toLocaleString()}</td>
-                  <td>{e.actorName}</td>
-                  <td className="mono">{e.action}</td>
-                  <td>
+                  <td className="muted" data-label="#">
+                    {e.seq}
+                  </td>
+                  <td data-label="Time">{new Date(e.at).toLocaleString()}</td>
+                  <td data-label="Actor">{e.actorName}</td>
+                  <td className="mono" data-label="Action">
+                    {e.action}
+                  </td>
+                  <td data-label="Outcome">
                     <StatusBadge status={e.outcome === 'success' ? 'succeeded' : 'failed'} label={e.outcome} />
                   </td>
-                  <td className="hide-narrow small" title={e.targetType ? `${e.targetType} ${e.targetId ?? ''}` : undefined}>
+                  <td className="small" data-label="Target" title={e.targetType ? `${e.targetType} ${e.targetId ?? ''}` : undefined}>
                     {e.targetType ? (
                       <>
                         <span className="muted">{e.targetType}</span> {e.targetName ?? <span className="mono">{e.targetId ?? ''}</span>}
@@ -225,8 +230,10 @@ export function Audit({ user: _user }: { user: User }) {
                       '—'
                     )}
                   </td>
-                  <td className="hide-narrow mono small">{e.ip ?? '—'}</td>
-                  <td className="hide-narrow small details">
+                  <td className="mono small" data-label="Address">
+                    {e.ip ?? '—'}
+                  </td>
+                  <td className="small details" data-label="Details">
                     <Details details={e.details} />
                   </td>
                 </tr>

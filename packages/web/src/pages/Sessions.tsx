@@ -24,6 +24,12 @@ function size(n: number): string {
   return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
 }
 
+/** Files uploaded and downloaded: for SFTP (and scp) sessions, a dash for the rest. */
+function transfers(s: GatewaySession): { text: string; title?: string } {
+  if (s.uploads === 0 && s.downloads === 0) return { text: s.kind === 'sftp' ? 'none' : '—' };
+  return { text: `↑ ${s.uploads} ↓ ${s.downloads}`, title: `${s.uploads} uploaded, ${s.downloads} downloaded` };
+}
+
 /** A date input's day (local) as the start of that day, or of the next one, in ISO 8601. */
 function dayStart(day: string, next = false): string | undefined {
   if (day === '') return undefined;
@@ -34,8 +40,9 @@ function dayStart(day: string, next = false): string | undefined {
 }
 
 /**
- * Live sessions (refreshed every 5 s) and every recorded session with search by user,
- * device and date; a session opens with its terminal recording in the page and its SFTP
+ * Live sessions (refreshed every 5 s, their byte counts with them, which the gateway reports
+ * while they run) and every recorded session with search by user, device, date and whether
+ * it transferred files; a session opens with its terminal recording in the page and its SFTP
  * transfer log. An operator sees only their own sessions (the API answers no other).
  */
 export function Sessions({ user }: { user: User }) {
@@ -44,10 +51,11 @@ export function Sessions({ user }: { user: User }) {
   const [deviceQ, setDeviceQ] = useState('');
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
+  const [withTransfers, setWithTransfers] = useState(false);
   const [page, setPage] = useState<Page<GatewaySession> | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [tick, setTick] = useState(0);
-  const filters = useDebounced({ userQ, deviceQ, from, to, tab }, 250);
+  const filters = useDebounced({ userQ, deviceQ, from, to, tab, withTransfers }, 250);
 
   const [offset, setOffset] = usePageOffset(filters);
 
@@ -59,6 +67,7 @@ export function Sessions({ user }: { user: User }) {
       from: dayStart(filters.from),
       to: dayStart(filters.to, true),
       result: filters.tab === 'live' ? 'active' : undefined,
+      transfers: filters.withTransfers ? 'true' : undefined,
       limit: PAGE_SIZE,
       offset,
     });
@@ -89,7 +98,8 @@ export function Sessions({ user }: { user: User }) {
 
   const total = page?.total ?? 0;
   const own = user.role === 'operator';
-  const filtered = filters.userQ.trim() !== '' || filters.deviceQ.trim() !== '' || filters.from !== '' || filters.to !== '';
+  const filtered =
+    filters.userQ.trim() !== '' || filters.deviceQ.trim() !== '' || filters.from !== '' || filters.to !== '' || filters.withTransfers;
   return (
     <section aria-labelledby="sessions-title">
       <PageHeader title={own ? 'Your sessions' : 'Sessions'} />
@@ -107,7 +117,7 @@ export function Sessions({ user }: { user: User }) {
           </button>
         ))}
       </div>
-      <div className="toolbar" role="search">
+      <div className="toolbar filters" role="search">
         {own ? null : (
           <label className="inline">
             <span>User</span>
@@ -125,6 +135,9 @@ export function Sessions({ user }: { user: User }) {
         <label className="inline">
           <span>To</span>
           <input type="date" value={to} onChange={(e) => setTo(e.target.value)} aria-label="To date" />
+        </label>
+        <label className="inline check">
+          <input type="checkbox" checked={withTransfers} onChange={(e) => setWithTransfers(e.target.checked)} /> With file transfers
         </label>
         <span className="count" aria-live="polite">
           {page ? `${total.toLocaleString()} session${total === 1 ? '' : 's'}` : '\u00a0'}
@@ -153,7 +166,7 @@ export function Sessions({ user }: { user: User }) {
         </Empty>
       ) : (
         <div className="table-wrap">
-          <table className="data" aria-label="Sessions">
+          <table className="data sessions" aria-label="Sessions">
             <thead>
               <tr>
                 <th>Started</th>
@@ -164,7 +177,12 @@ export function Sessions({ user }: { user: User }) {
                 <th>Result</th>
                 <th className="hide-narrow">Duration</th>
                 <th className="hide-narrow">Bytes in / out</th>
-                {user.role === 'admin' ? <th /> : null}
+                <th className="hide-narrow">Transfers</th>
+                {user.role === 'admin' ? (
+                  <th className="end-action">
+                    <span className="visually-hidden">Actions</span>
+                  </th>
+                ) : null}
               </tr>
             </thead>
             <tbody>
@@ -195,11 +213,14 @@ export function Sessions({ user }: { user: User }) {
                     />
                   </td>
                   <td className="hide-narrow">{duration(s, now)}</td>
-                  <td className="hide-narrow">
+                  <td className="hide-narrow" data-testid="bytes">
                     {size(s.bytesIn)} / {size(s.bytesOut)}
                   </td>
+                  <td className="hide-narrow" data-testid="transfers" title={transfers(s).title}>
+                    {transfers(s).text}
+                  </td>
                   {user.role === 'admin' ? (
-                    <td>
+                    <td className="end-action">
                       {s.result === 'active' ? (
                         <button
                           type="button"
@@ -220,7 +241,7 @@ export function Sessions({ user }: { user: User }) {
                   ) : null}
                 </tr>
               ))}
-              <SkeletonRows rows={6} columns={8} loading={page === null} />
+              <SkeletonRows rows={6} columns={9} loading={page === null} />
             </tbody>
           </table>
         </div>
