@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, rmSync, symlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -108,6 +108,8 @@ describe('web console: browser terminal, playback and audit', () => {
     await page.keyboard.type('echo from-the-browser-$((6*7)); tput cols\n');
     await expect.poll(() => screen(), { timeout: 15_000 }).toContain('from-the-browser-42');
     // The pty has the size of the page's terminal, not a default.
+    // (tput's answer may follow the echo's line a moment later.)
+    await expect.poll(async () => /from-the-browser-42\s+\d+/.test(await screen()), { timeout: 15_000 }).toBe(true);
     const cols = /from-the-browser-42\s+(\d+)/.exec(await screen())?.[1];
     expect(Number(cols)).toBeGreaterThan(80);
     await screenshot(page, '30-terminal');
@@ -195,7 +197,7 @@ describe('web console: browser terminal, playback and audit', () => {
     const transferRow = page.locator(`tr[data-session="${visit[0]!.id}"]`);
     await transferRow.waitFor();
     expect(await transferRow.getByTestId('transfers').innerText()).toBe('↑ 2 ↓ 1');
-    expect(await page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'shell' }).count()).toBe(0);
+    await expect.poll(() => page.getByRole('table', { name: 'Sessions' }).locator('tbody tr').filter({ hasText: 'shell' }).count()).toBe(0);
     await screenshot(page, '31c-sessions-transfers');
     await page.getByLabel('With file transfers').uncheck();
   });
@@ -398,5 +400,19 @@ describe('web console: browser terminal, playback and audit', () => {
       ws.on('error', reject);
     });
     expect(foreign).toContain('may only be opened from the Gatehouse console');
+
+    // The file browser's visit begins the same way; a visit id that is not the caller's open one serves nothing.
+    const visitGuessed = await page.evaluate<string>(`new Promise((resolve) => {
+      const ws = new WebSocket('wss://' + location.host + '/api/v1/files/visit');
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'start', csrfToken: 'guess', deviceId: '${deviceId}' }));
+      ws.onmessage = (e) => resolve(String(e.data));
+      ws.onclose = () => resolve('closed');
+    })`);
+    expect(visitGuessed).toContain('CSRF token is missing or wrong');
+    const stranger = await server.request(`${API}/files?deviceId=${deviceId}&path=.&visit=${randomUUID()}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(stranger.status).toBe(409);
+    expect(stranger.body).toContain('has ended');
   });
 });
