@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { ServerAccessBroker } from '@gatehouse/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { startShellSession } from '../support/broker-session.js';
 import { dialects } from '../support/db.js';
 
 /** The broker's maintenance window check: who may reach a device that needs a window (the gateway asks it at sign-in and at connect). */
@@ -98,19 +98,7 @@ describe.each(dialects)('maintenance windows in the gateway broker on %s', (dial
     if (!decision.allow) return;
 
     expect(await broker.fetchCredential(uma, decision.target)).toMatchObject({ allow: true });
-    const id = randomUUID();
-    await broker.sessionStarted({
-      id,
-      user: uma,
-      target: decision.target,
-      gateway: 'default',
-      segment: null,
-      kind: 'shell',
-      command: null,
-      remoteAddress: '192.0.2.7',
-      startedAt: new Date().toISOString(),
-      recording: null,
-    });
+    const id = await startShellSession(broker, uma, decision.target);
     expect((await t.gatewaySessions.find(id))?.windowId).toBe(open);
     expect((await t.gatewaySessions.liveInWindow(open)).map((s) => s.id)).toEqual([id]);
     expect(await t.gatewaySessions.liveOutsideOpenWindows()).toEqual([]);

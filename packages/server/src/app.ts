@@ -8,7 +8,9 @@ import { certificateSpkiFingerprint, GatehouseError, InternalError } from '@gate
 import {
   AccountCredentials,
   Agents,
+  BreakGlassRuns,
   DesktopTokens,
+  Gateways,
   GatewaySessions,
   Inventory,
   MaintenanceWindows,
@@ -70,6 +72,7 @@ import { tokenRoutes } from './api/tokens/routes.js';
 import { RefusalAudit, refusalAuditHook } from './refusal-audit.js';
 import { createAudit, createWithAudit, type Access, type Services } from './services.js';
 import { everyone } from './access.js';
+import { Metrics, metricsRoute } from './metrics.js';
 
 export const API_PREFIX = '/api/v1';
 export const VERSION = '0.1.0';
@@ -167,7 +170,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(handleError);
 
-  const audit = createAudit(db, logger);
+  // Each server instance has its own registry: tests start several servers in one process.
+  const metrics = new Metrics({ db, gateways: new Gateways(db), breakglassRuns: new BreakGlassRuns(db) });
+  const audit = createAudit(db, logger, metrics);
   const core: Omit<Services, 'runbooks'> = {
     config,
     db,
@@ -185,7 +190,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     desktopTokens: new DesktopTokens(vault, db.kysely),
     serverSpkiFingerprint: opts.https ? certificateSpkiFingerprint(opts.https.cert) : null,
     audit,
-    withAudit: createWithAudit(db, vault, logger),
+    withAudit: createWithAudit(db, vault, logger, metrics),
+    metrics,
     refusals: new RefusalAudit(audit, { limit: config.refusalAuditLimit, windowMs: config.refusalAuditWindowSeconds * 1000 }),
   };
   // A rotation's pending and previous credentials, for the logins that verify them.
@@ -357,6 +363,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       }
     },
   );
+
+  metricsRoute(app, metrics, config.metricsToken);
 
   await app.register(
     (api, _opts, done) => {

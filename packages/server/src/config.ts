@@ -91,6 +91,8 @@ export const serverConfigSchema = z.strictObject({
     .min(1)
     .max(24 * 60)
     .default(5),
+  /** Bearer token Prometheus sends to scrape GET /metrics (compared in constant time); unset: /metrics answers 404. */
+  metricsToken: z.string().min(16, 'must be at least 16 characters').optional(),
   /** A mounted secret (directory of files, or a file of `key: value` lines) holding the break-glass settings. */
   breakglassConfig: z.string().min(1).optional(),
   /** Seconds to wait before each retry of a failed break-glass run (the number of retries is their count). */
@@ -203,6 +205,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_AUDIT_CHECKPOINT_KEY_FILE: 'auditCheckpointKeyFile',
   GATEHOUSE_AUDIT_CHECKPOINT_FILE: 'auditCheckpointFile',
   GATEHOUSE_AUDIT_CHECKPOINT_MINUTES: 'auditCheckpointMinutes',
+  GATEHOUSE_METRICS_TOKEN: 'metricsToken',
   GATEHOUSE_BREAKGLASS_CONFIG: 'breakglassConfig',
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',
   GATEHOUSE_BREAKGLASS_STALE_HOURS: 'breakglassStaleHours',

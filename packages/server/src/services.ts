@@ -30,6 +30,8 @@ import type { EndedSession } from './runbooks/after-session-rotation.js';
 import type { RunbookService } from './runbooks/service.js';
 
 /** Everything a route needs, built once at start. */
+import type { Metrics } from './metrics.js';
+
 export interface Services {
   config: ServerConfig;
   db: Db;
@@ -60,6 +62,8 @@ export interface Services {
   /** Rotation after sessions: the gateway broker tells it of every session end. */
   afterSessionRotation?: { sessionEnded(s: EndedSession): void };
   logger: Logger;
+  /** Prometheus metrics of this server instance (GET /metrics). */
+  metrics?: Metrics;
   /**
    * Appends an audit event, attributed to the request's user and address when given, and
    * to how the user signed in: `details.via` is "session" or "token" (with `details.tokenId`).
@@ -133,10 +137,13 @@ function attribute(req: FastifyRequest | null, event: AuditDraft): AuditEventInp
   };
 }
 
-export function createAudit(db: Db, logger: Logger): Services['audit'] {
+/** Appends one event, timed for `gatehouse_audit_append_seconds` when metrics are given. */
+const timedAppend = (metrics: Metrics | undefined, append: () => Promise<unknown>) => (metrics ? metrics.timeAudit(append) : append());
+
+export function createAudit(db: Db, logger: Logger, metrics?: Metrics): Services['audit'] {
   return async (req, event) => {
     try {
-      await appendAuditEvent(db, attribute(req, event));
+      await timedAppend(metrics, () => appendAuditEvent(db, attribute(req, event)));
     } catch (error) {
       // An audit write that fails must be loud: the caller's action still fails.
       logger.error({ err: error, action: event.action }, 'audit event could not be written');
@@ -145,7 +152,7 @@ export function createAudit(db: Db, logger: Logger): Services['audit'] {
   };
 }
 
-export function createWithAudit(db: Db, vault: Vault, logger: Logger): Services['withAudit'] {
+export function createWithAudit(db: Db, vault: Vault, logger: Logger, metrics?: Metrics): Services['withAudit'] {
   return (req, write) =>
     db.kysely.transaction().execute(async (trx) => {
       const events: AuditDraft[] = [];
@@ -170,7 +177,7 @@ export function createWithAudit(db: Db, vault: Vault, logger: Logger): Services[
       );
       for (const event of events) {
         try {
-          await appendAuditEvent(db, attribute(req, event), trx);
+          await timedAppend(metrics, () => appendAuditEvent(db, attribute(req, event), trx));
         } catch (error) {
           // The change is rolled back with it: nothing is written that the log does not record.
           logger.error({ err: error, action: event.action }, 'audit event could not be written; the change is rolled back');

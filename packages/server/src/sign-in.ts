@@ -166,7 +166,7 @@ function failureDetails(checked: Exclude<PasswordCheck, { ok: true }>, reason: s
  * `auth.throttle` audit event; refused attempts are audited at a bounded rate.
  */
 async function checkThrottledPassword(
-  services: Pick<Services, 'db' | 'config'>,
+  services: Pick<Services, 'db' | 'config' | 'metrics'>,
   input: { name: string; row: UserTable | undefined; password: string; address: string },
   audit: Audit,
 ): Promise<PasswordCheck> {
@@ -196,6 +196,7 @@ async function checkThrottledPassword(
   for (const { scope, claim } of claims) {
     if (!claim.ok || claim.throttledUntil === null) continue;
     // This failure started a delay.
+    services.metrics?.signInThrottled(scope);
     await audit({
       action: 'auth.throttle',
       outcome: 'failure',
@@ -223,7 +224,7 @@ const addressThrottled = (until: string | null): SignInFailure => ({
  * An empty password is no attempt (ssh without a terminal answers the prompt with one).
  */
 export async function checkSignIn(
-  services: Pick<Services, 'users' | 'config' | 'vault' | 'db'>,
+  services: Pick<Services, 'users' | 'config' | 'vault' | 'db' | 'metrics'>,
   attempt: SignInAttempt,
   audit: Audit,
   action: string,
@@ -238,7 +239,7 @@ export async function checkSignIn(
 
 /** checkSignIn's work in the address's line: 'throttled' is a wrong password that still has to wait. */
 async function signInInTurn(
-  services: Pick<Services, 'users' | 'config' | 'vault' | 'db'>,
+  services: Pick<Services, 'users' | 'config' | 'vault' | 'db' | 'metrics'>,
   attempt: SignInAttempt,
   audit: Audit,
   action: string,
@@ -246,10 +247,14 @@ async function signInInTurn(
   const { users } = services;
   const { username: name, totp } = attempt;
   const row = await users.rowByName(name);
-  const fail = (details: Record<string, unknown> | null) =>
-    details && audit({ action, outcome: 'failure', actorId: row?.id ?? null, actorName: name.slice(0, 64), details });
+  const fail = (details: Record<string, unknown> | null) => {
+    if (details) services.metrics?.signInFailed(String(details.reason));
+    return details && audit({ action, outcome: 'failure', actorId: row?.id ?? null, actorName: name.slice(0, 64), details });
+  };
   const checked = await checkThrottledPassword(services, { name, row, password: attempt.password, address: attempt.address }, audit);
   if (!checked.ok) {
+    // Refused attempts are audited at a bounded rate (details null) but always counted.
+    if (!failureDetails(checked, checked.reason)) services.metrics?.signInFailed(checked.reason);
     await fail(failureDetails(checked, checked.reason));
     if (checked.reason === 'throttled') return 'throttled';
     return checked.reason === 'address throttled' ? addressThrottled(checked.until) : wrongPassword;

@@ -397,6 +397,7 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async sessionStarted(s: SessionStart): Promise<void> {
+    this.services.metrics?.sessionStarted(s.kind, s.gateway);
     await this.sessions.start({
       id: s.id,
       user_id: s.user.id,
@@ -477,6 +478,7 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async connectionFailed(f: ConnectionFailure): Promise<void> {
+    this.services.metrics?.sessionFailed(f.gateway);
     const id = randomUUID();
     await this.sessions.fail({
       id,
