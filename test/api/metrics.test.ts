@@ -1,3 +1,4 @@
+import { generateLinkIdentity } from '@gatehouse/gateway';
 import { ServerAccessBroker } from '@gatehouse/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
@@ -18,6 +19,7 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
   let t: TestApp;
   let broker: ServerAccessBroker;
   let uma: { id: string; username: string };
+  let admin: { id: string; token: string };
 
   const scrape = async () => {
     const res = await t.request('GET', '/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
@@ -26,10 +28,17 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
     return res.body;
   };
 
+  /** The broker lets uma onto the box (as the gateway asks at sign-in). */
+  const umaOnBox = async () => {
+    const decision = await broker.authorize(uma, { user: uma.username, device: 'box', account: undefined }, '192.0.2.7');
+    if (!decision.allow) throw new Error(decision.message);
+    return decision.target;
+  };
+
   beforeAll(async () => {
     t = await createTestApp(dialect, { metricsToken: METRICS_TOKEN });
     broker = new ServerAccessBroker(t.services, t.gatewaySessions, () => t.gateways.settings());
-    const admin = await t.userWithToken('admin');
+    admin = await t.userWithToken('admin');
     uma = await t.userWithToken('operator', 'uma');
     const projectId = (await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Plant' } })).json<{ id: string }>()
       .id;
@@ -101,10 +110,9 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
   it('moves the live sessions gauge up when a session starts and down when it ends', async () => {
     const live = (text: string) => sample(text, 'gatehouse_sessions_live{protocol="shell",gateway="default"}') ?? 0;
     const started = (text: string) => sample(text, 'gatehouse_sessions_started_total{protocol="shell",gateway="default"}') ?? 0;
-    const decision = await broker.authorize(uma, { user: uma.username, device: 'box', account: undefined }, '192.0.2.7');
-    if (!decision.allow) throw new Error(decision.message);
+    const target = await umaOnBox();
     const before = await scrape();
-    const ids = await Promise.all([1, 2].map(() => startShellSession(broker, uma, decision.target)));
+    const ids = await Promise.all([1, 2].map(() => startShellSession(broker, uma, target)));
     const during = await scrape();
     expect(live(during) - live(before)).toBe(2);
     expect(started(during) - started(before)).toBe(2);
@@ -118,5 +126,33 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
         reason: null,
       });
     expect(live(await scrape())).toBe(live(before));
+  });
+
+  it('counts failed connections and shows each gateway status (1 for the one it is in)', async () => {
+    const failed = (text: string) => sample(text, 'gatehouse_sessions_failed_total{gateway="default"}') ?? 0;
+    const target = await umaOnBox();
+    const before = await scrape();
+    const at = new Date().toISOString();
+    await broker.connectionFailed({
+      user: uma,
+      target: target,
+      gateway: 'default',
+      segment: null,
+      remoteAddress: '192.0.2.7',
+      at,
+      reason: 'refused',
+    });
+    const after = await scrape();
+    expect(failed(after) - failed(before)).toBe(1);
+    // A registered gateway nobody answers for: synced at once and failed (127.0.0.1:1 refuses): not online, in exactly one status.
+    const created = await t.request('POST', `${API}/gateways`, {
+      token: admin.token,
+      body: { name: 'office1-a', segment: null, address: '127.0.0.1:1', publicKey: generateLinkIdentity('x').publicKey },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const status = await scrape();
+    const of = (st: string) => sample(status, `gatehouse_gateway_status{gateway="office1-a",status="${st}"}`);
+    expect(of('online')).toBe(0);
+    expect((of('offline') ?? 0) + (of('unknown') ?? 0)).toBe(1);
   });
 });
