@@ -62,10 +62,11 @@ describe.each(dialects)('role × route on %s', (dialect) => {
       expect(table.has(route), `${route} is missing from the route table`).toBe(true);
     }
     // And the other way: every route of the table under /api/v1 is documented (openapi.json itself is hidden, and
-    // OpenAPI cannot describe the browser terminal's and desktop's WebSockets: the document's description names them).
+    // OpenAPI cannot describe the browser terminal's, desktop's and file visit's WebSockets: the document's description names them).
     expect(doc.info.description).toContain(`GET ${API}/terminal`);
     expect(doc.info.description).toContain(`GET ${API}/desktop`);
-    const undocumentable = new Set([`${API}/openapi.json`, `${API}/terminal`, `${API}/desktop`]);
+    expect(doc.info.description).toContain(`GET ${API}/files/visit`);
+    const undocumentable = new Set([`${API}/openapi.json`, `${API}/terminal`, `${API}/desktop`, `${API}/files/visit`]);
     for (const route of t.routes.filter((r) => r.url.startsWith(`${API}/`) && !undocumentable.has(r.url))) {
       expect(documented, `${route.method} ${route.url} is not documented`).toContain(`${route.method} ${route.url}`);
     }

@@ -301,7 +301,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
           'The browser desktop is a WebSocket at GET /api/v1/desktop (admin, operator; web session): the first message is ' +
           '{"type":"start","csrfToken","deviceId","accountId?","protocol"}, the server answers {"type":"started"|"error",…} ' +
           '(for RDP, rendered on the gateway, {"type":"progress","message"} first), ' +
-          'then binary frames are the RFB stream both ways (security type None).',
+          'then binary frames are the RFB stream both ways (security type None). ' +
+          'The file browser visit is a WebSocket at GET /api/v1/files/visit (admin, operator; web session): the first message is ' +
+          '{"type":"start","csrfToken","deviceId","accountId?"}, the server answers {"type":"ready","visit"}|{"type":"error",…} ' +
+          'and later {"type":"ended",…}; /files requests that carry ?visit= share its one SFTP session until the socket closes.',
       },
       components: {
         securitySchemes: {
