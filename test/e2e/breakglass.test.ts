@@ -22,6 +22,7 @@ import {
   e2eDatabase,
   killServers,
   removeTempDirs,
+  savedToken,
   setupAdmin,
   startServer,
   tempDir,
@@ -53,12 +54,16 @@ const figures: string[] = [];
 /** Whether the offline reader can be run with no network at all (a network namespace of its own). */
 const isolate = canIsolateNetwork();
 
-/** A CLI bound to one server and one credentials file. */
-function cliFor(getServer: () => GatehouseServer, credentials: string, ca?: () => string) {
+/**
+ * A CLI bound to one server and one credentials file. `env` adds to the CLI's environment: another
+ * replica than the one the profile was saved for needs GATEHOUSE_TOKEN, since a saved token only
+ * goes to its own server.
+ */
+function cliFor(getServer: () => GatehouseServer, credentials: string, ca?: () => string, env: Record<string, string> = {}) {
   const gh = (args: string[], opts: CliOptions = {}) =>
     cli([...args, '--url', getServer().url, ...(ca ? ['--ca', ca()] : [])], {
       ...opts,
-      env: { GATEHOUSE_CREDENTIALS: credentials, ...opts.env },
+      env: { GATEHOUSE_CREDENTIALS: credentials, ...env, ...opts.env },
     });
   const json = async <T>(args: string[], opts: CliOptions = {}): Promise<T> => {
     const r = await gh([...args, '--json'], opts);
@@ -619,6 +624,7 @@ describe('two servers sharing one PostgreSQL database', () => {
       () => b,
       credentials,
       () => b.certFile,
+      { GATEHOUSE_TOKEN: savedToken(credentials) },
     );
     const csv = path.join(dir, 'inventory.csv');
     writeBulkInventory(csv, 200, 'replica');
