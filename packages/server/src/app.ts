@@ -13,6 +13,7 @@ import {
   Gateways,
   GatewaySessions,
   Inventory,
+  Leases,
   MaintenanceWindows,
   RotationPolicies,
   RunbookRuns,
@@ -28,6 +29,7 @@ import { health, openApiDocument, readiness, responses } from '@gatehouse/api';
 import { sql } from 'kysely';
 import { loadAuditCheckpointKey } from './audit-checkpoint-key.js';
 import { AuditCheckpoints } from './audit-checkpoints.js';
+import { Leadership } from './leadership.js';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
@@ -116,6 +118,8 @@ export interface GatehouseApp {
   policyRotations: PolicyRotations;
   /** Rotation after sessions (the brokers tell it of session ends through `services.afterSessionRotation`). */
   afterSessionRotation: AfterSessionRotation;
+  /** Whether this replica runs the scheduled jobs; `start()` once the server listens. */
+  leadership: Leadership;
 }
 
 /**
@@ -203,6 +207,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   );
   const services: Services = Object.assign(core, { runbooks: new RunbookService(core, runbookGateway, logger) });
 
+  // One replica (the leader) runs the scheduled jobs; on SQLite this process always does.
+  const leadership = new Leadership({
+    leases: db.dialect === 'postgres' ? new Leases(db) : undefined,
+    logger: logger.child({ component: 'leadership' }),
+    leaseMs: config.leaderLeaseSeconds * 1000,
+  });
+  const isLeader = () => leadership.isLeader;
   const auditCheckpoints = new AuditCheckpoints({
     db,
     key: loadAuditCheckpointKey({ keyFile: config.auditCheckpointKeyFile, dataDir: config.dataDir, create: true }),
@@ -210,6 +221,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     audit: (req, event) => services.audit(req, event),
     file: config.auditCheckpointFile,
     intervalMs: config.auditCheckpointMinutes * 60_000,
+    isLeader,
   });
 
   const breakglass = new BreakGlassService({
@@ -231,6 +243,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     stagingDir: path.join(config.dataDir, 'tmp'),
     restrictions: { allowPlaintext: config.breakglassAllowPlaintext, allowLinkLocal: config.breakglassAllowLinkLocal },
     auditCheckpoint: () => auditCheckpoints.sign(),
+    isLeader,
+  });
+  leadership.onChange((leader) => {
+    if (leader) breakglass.lead();
   });
 
   const gatewaySessions = new GatewaySessions(db);
@@ -265,6 +281,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => afterSessionRotation.stop());
   app.addHook('onClose', () => gateways.health.stop());
   app.addHook('onClose', () => services.refusals.flush());
+  // Runs first: another replica takes the scheduled jobs over while this one winds down.
+  app.addHook('onClose', () => leadership.stop());
 
   const terminal = new WebTerminal();
   const routes: RouteEntry[] = [];
@@ -424,5 +442,6 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     runbookGateway,
     policyRotations,
     afterSessionRotation,
+    leadership,
   };
 }

@@ -21,6 +21,8 @@ export interface AuditCheckpointsOptions {
   file?: string | undefined;
   /** How often the head is signed (when it moved) while the server runs. */
   intervalMs: number;
+  /** Whether this replica signs every interval (the leader; every replica signs at start and stop); always, when not given. */
+  isLeader?: () => boolean;
 }
 
 /**
@@ -127,7 +129,9 @@ export class AuditCheckpoints {
     }
     // Not awaited: the first checkpoint walks the whole chain, which may take a while.
     void this.tick();
-    this.timer = setInterval(() => void this.tick(), this.o.intervalMs);
+    this.timer = setInterval(() => {
+      if (this.o.isLeader?.() ?? true) void this.tick();
+    }, this.o.intervalMs);
     this.timer.unref();
   }
 

@@ -164,6 +164,11 @@ export const serverConfigSchema = z.strictObject({
   maintenanceHookTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
   /** How often the maintenance lifecycle opens, warns and ends windows. */
   maintenanceTickMs: z.coerce.number().int().min(50).max(60_000).default(5000),
+  /**
+   * Seconds the leader lease lasts unrenewed (PostgreSQL replicas): each replica tries for it
+   * every third of this, so a killed leader is replaced within it and a third.
+   */
+  leaderLeaseSeconds: z.coerce.number().int().min(1).max(300).default(9),
   /** How often scheduled rotation looks for credentials older than their rotation policy allows. */
   rotationScheduleMinutes: z.coerce.number().int().min(1).max(1440).default(10),
   /**
@@ -229,6 +234,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_MAINTENANCE_TICK_MS: 'maintenanceTickMs',
   GATEHOUSE_MAINTENANCE_CLOSE_RETRY_BASE_MS: 'maintenanceCloseRetryBaseMs',
   GATEHOUSE_ROTATION_SCHEDULE_MINUTES: 'rotationScheduleMinutes',
+  GATEHOUSE_LEADER_LEASE_SECONDS: 'leaderLeaseSeconds',
   GATEHOUSE_ROTATION_AFTER_SESSION_DELAY_MS: 'rotationAfterSessionDelayMs',
 };
 

@@ -74,6 +74,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     await built.breakglass.startBackground();
     await built.auditCheckpoints.start();
     built.gateways.health.start();
+    // After the jobs are set up: becoming the leader starts the break-glass recovery and catch-up.
+    await built.leadership.start();
     const gateway = await startBuiltInGateway(built, config, logger).catch(async (error: unknown) => {
       await built.app.close();
       throw error;

@@ -36,12 +36,16 @@ export interface ScheduleOptions {
   start: (trigger: BreakGlassRun['trigger']) => Promise<BreakGlassRun>;
   recoverInterrupted: () => Promise<BreakGlassRun | undefined>;
   reloadMounted: () => void;
+  /** Whether this replica runs the scheduled jobs (the leader; always on SQLite). */
+  isLeader: () => boolean;
 }
 
 /**
  * When break glass runs by itself: the daily run (croner, in the configured time zone),
  * the catch-up of a slot missed while down, the staleness alarm, the look for runs a
- * stopped server left unfinished, and the watch on the mounted secret.
+ * stopped server left unfinished, and the watch on the mounted secret. Of several
+ * replicas only the leader runs them (`isLeader`); each watches its own mounted secret,
+ * and a replica that becomes the leader first recovers what a dead one left (`lead`).
  */
 export class BreakGlassSchedule {
   private cron: Cron | undefined;
@@ -75,7 +79,7 @@ export class BreakGlassSchedule {
     return true;
   }
 
-  /** Schedules the daily run, catches up a run missed while the server was down, and watches the mounted secret. */
+  /** Schedules the daily run and watches the mounted secret; the leader's catch-up and recovery start with `lead`. */
   start(): void {
     if (this.o.mountedConfig) {
       try {
@@ -88,22 +92,37 @@ export class BreakGlassSchedule {
       this.timers.push(poll);
     }
     this.reschedule();
-    const stale = setInterval(
-      () => void this.checkStaleness().catch((e: unknown) => this.o.logger.error({ err: e }, 'staleness check failed')),
-      3_600_000,
-    );
+    const stale = setInterval(() => {
+      if (this.o.isLeader()) void this.checkStaleness().catch((e: unknown) => this.o.logger.error({ err: e }, 'staleness check failed'));
+    }, 3_600_000);
     stale.unref();
     this.timers.push(stale);
-    const recover = () =>
-      this.o.recoverInterrupted().catch((e: unknown) => {
-        this.o.logger.error({ err: e }, 'could not recover the break-glass runs left unfinished by a stopped server');
-        return undefined;
-      });
-    const poll = setInterval(() => void recover(), RECOVER_EVERY_MS);
+    const poll = setInterval(() => {
+      if (this.o.isLeader()) void this.recover();
+    }, RECOVER_EVERY_MS);
     poll.unref();
     this.timers.push(poll);
+  }
+
+  private recover(): Promise<BreakGlassRun | undefined> {
+    return this.o.recoverInterrupted().catch((e: unknown) => {
+      this.o.logger.error({ err: e }, 'could not recover the break-glass runs left unfinished by a stopped server');
+      return undefined;
+    });
+  }
+
+  /**
+   * This replica became the leader (at start on SQLite): the runs a stopped leader left
+   * unfinished are closed and run again once (the run lease keeps it to one at a time),
+   * then a scheduled run missed while no leader ran is caught up.
+   */
+  lead(): void {
     // In the background: reading the bucket back must not hold up the server's start.
-    this.recovering = recover().then(() => this.catchUp());
+    const previous = this.recovering ?? Promise.resolve();
+    this.recovering = previous
+      .then(() => this.recover())
+      .then(() => this.catchUp())
+      .catch((e: unknown) => this.o.logger.error({ err: e }, 'could not catch up the scheduled break-glass run'));
   }
 
   /** After the settings changed. */
@@ -114,6 +133,7 @@ export class BreakGlassSchedule {
       if (!settings) return;
       const [h, m] = settings.executeTime.split(':');
       this.cron = new Cron(`${Number(m)} ${Number(h)} * * *`, { timezone: settings.timeZone, protect: true }, () => {
+        if (!this.o.isLeader()) return;
         void this.o
           .start('schedule')
           .catch((e: unknown) => this.o.logger.warn({ problem: (e as Error).message }, 'scheduled break-glass run not started'));

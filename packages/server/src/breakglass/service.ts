@@ -43,6 +43,8 @@ export interface BreakGlassOptions {
   restrictions?: BreakGlassRestrictions | undefined;
   /** Signs the audit chain's head for the manifest, which anchors the chain outside the database. */
   auditCheckpoint?: (() => Promise<AuditCheckpoint | undefined>) | undefined;
+  /** Whether this replica runs the schedule (the leader); always, when not given. */
+  isLeader?: () => boolean;
 }
 
 /** The probe object the Test button writes. */
@@ -90,6 +92,7 @@ export class BreakGlassService {
       start: (trigger) => this.start(trigger, null),
       recoverInterrupted: () => this.recoverInterrupted(),
       reloadMounted: () => this.reloadMounted(),
+      isLeader: o.isLeader ?? (() => true),
     });
     if (o.mountedConfig) this.reloadMounted();
   }
@@ -229,10 +232,15 @@ export class BreakGlassService {
     return this.schedule.checkStaleness(now);
   }
 
-  /** Schedules the daily run, catches up a run missed while the server was down, and watches the mounted secret. */
+  /** Schedules the daily run and watches the mounted secret; the leader's recovery and catch-up start with `lead`. */
   async startBackground(): Promise<void> {
     await this.runner.clearStaging();
     this.schedule.start();
+  }
+
+  /** This replica became the leader: runs left unfinished are recovered, a missed scheduled run caught up. */
+  lead(): void {
+    this.schedule.lead();
   }
 
   /** After the stored settings changed. */
