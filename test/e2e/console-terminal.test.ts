@@ -249,6 +249,47 @@ describe('web console: browser terminal, playback and audit', () => {
     expect((JSON.parse(csv.body) as { items: unknown[] }).items.length).toBeGreaterThan(0);
   });
 
+  it('plays a window resize back as the live terminal showed it: rows cleared before the resize stay cleared', async () => {
+    // A short window, so that the terminal grows when the window does (its height is 70vh).
+    await page.setViewportSize({ width: 1280, height: 500 });
+    await page.goto(`${server.url}/devices/${deviceId}`);
+    await page.getByRole('link', { name: 'Open terminal' }).click();
+    await page.getByText('Connected · recorded').waitFor({ timeout: 30_000 });
+    await page.getByTestId('terminal').click();
+    // More rows than the screen has (some scroll off), then the screen and its scrollback cleared as `clear` does.
+    await page.keyboard.type("seq -f 'cleared-row-%g' 60; printf '\\033[H\\033[2J\\033[3J'; echo screen-was-cleared\n");
+    await expect.poll(() => screen(), { timeout: 15_000 }).toMatch(/^screen-was-cleared$/m);
+    await expect.poll(() => screen()).not.toContain('cleared-row-60');
+    const rowsBefore = await page.getByTestId('terminal').locator('.xterm-rows > div').count();
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await expect.poll(() => page.getByTestId('terminal').locator('.xterm-rows > div').count()).toBeGreaterThan(rowsBefore);
+    await page.keyboard.type('echo after-the-resize\n');
+    await expect.poll(() => screen(), { timeout: 15_000 }).toMatch(/^after-the-resize$/m);
+    // The live terminal: the grown screen shows none of the cleared rows.
+    expect(await screen()).not.toContain('cleared-row');
+    await page.keyboard.type('exit 0\n');
+    await page.getByText('The session ended (exit status 0).').waitFor({ timeout: 15_000 });
+
+    // The newest terminal session (the list is newest first).
+    const played = (await api<{ items: (Session & { id: string })[] }>('GET', `/sessions?deviceId=${deviceId}`)).items.find(
+      (s) => s.kind === 'shell',
+    );
+    const cast = await server.request(`${API}/sessions/${played!.id}/recording`, { headers: { authorization: `Bearer ${token}` } });
+    // The recording has the resize (the .cast was always right; the player's handling of it was not).
+    expect(cast.body).toMatch(/"r","\d+x\d+"\]/);
+    await page.goto(`${server.url}/sessions/${played!.id}`);
+    await page.getByRole('button', { name: '4×' }).click();
+    const player = page.getByTestId('player');
+    await player.locator('.ap-player').waitFor();
+    await player.click();
+    // Played to the end: the command after the resize is shown, the rows cleared before it are not.
+    await expect.poll(() => player.innerText(), { timeout: 30_000 }).toContain('exit 0');
+    const shown = await player.innerText();
+    expect(shown).toContain('after-the-resize');
+    expect(shown).not.toContain('cleared-row');
+    await screenshot(page, '33b-playback-after-resize');
+  });
+
   it('shows a forwarded port (ssh -L) as a forward session with its destination', async () => {
     await api('PUT', '/gateway-settings', { portForwarding: true });
     const destination = `127.0.0.1:${sshd.port}`;

@@ -1,8 +1,9 @@
 import { lazy, Suspense, useEffect, useRef, useState } from 'react';
 import { Link } from 'wouter';
 import type { FileOperation, FileOperationList, GatewaySession, SessionEnd, SessionPage } from '@gatehouse/api';
-import { api, API, query, type Page, type User } from '../api.js';
+import { api, API, apiBytes, query, type Page, type User } from '../api.js';
 import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced, usePageOffset } from '../ui.js';
+import { castForPlayback } from './cast-resize.js';
 
 const PAGE_SIZE = 50;
 
@@ -325,7 +326,7 @@ export function SessionPage({ id }: { id: string }) {
           <DesktopPlayer path={`/sessions/${session.id}/recording`} />
         </Suspense>
       ) : (
-        <Player url={`${API}/sessions/${session.id}/recording`} />
+        <Player path={`/sessions/${session.id}/recording`} />
       )}
       <h2>File transfers</h2>
       {ops && ops.length === 0 ? (
@@ -366,8 +367,9 @@ export function SessionPage({ id }: { id: string }) {
   );
 }
 
-/** asciinema-player (loaded when first needed), with its own seek bar and speed. */
-function Player({ url }: { url: string }) {
+/** asciinema-player (loaded when first needed), with its own seek bar and speed; `path` is the recording's API path. */
+function Player({ path }: { path: string }) {
+  const url = `${API}${path}`;
   const element = useRef<HTMLDivElement>(null);
   const [speed, setSpeed] = useState(1);
   const [error, setError] = useState<string | null>(null);
@@ -378,7 +380,15 @@ function Player({ url }: { url: string }) {
     void Promise.all([import('asciinema-player'), import('asciinema-player/dist/bundle/asciinema-player.css')]).then(
       ([AsciinemaPlayer]) => {
         if (cancelled || !element.current) return;
-        player = AsciinemaPlayer.create({ url, fetchOpts: { credentials: 'same-origin', cache: 'no-store' } }, element.current, {
+        // Fetched here rather than by the player: a resize is replayed as xterm.js showed it (cast-resize.ts).
+        const data = () =>
+          apiBytes(path)
+            .then((bytes) => castForPlayback(new TextDecoder().decode(bytes)))
+            .catch((e: unknown) => {
+              setError(e instanceof Error ? e.message : String(e));
+              throw e;
+            });
+        player = AsciinemaPlayer.create({ data }, element.current, {
           speed,
           fit: 'width',
           idleTimeLimit: 2,
@@ -398,7 +408,7 @@ function Player({ url }: { url: string }) {
       cancelled = true;
       player?.dispose();
     };
-  }, [url, speed]);
+  }, [path, speed]);
 
   return (
     <div className="player">
