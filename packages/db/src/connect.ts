@@ -194,19 +194,30 @@ function openPostgres(url: string): Db {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   // A pool error (a server restart, a dropped idle connection) must not crash the process.
   pool.on('error', () => undefined);
+  // Nor a connection lost while a client is checked out between two statements (pg-pool
+  // listens only to idle clients): the next statement fails, and the pool drops the client.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const location = `postgres://${parsed.hostname}:${parsed.port || '5432'}${parsed.pathname}`;
   return { kysely, dialect: 'postgres', location, close: () => kysely.destroy() };
 }
 
-export async function migrateToLatest(db: Db): Promise<void> {
-  const migrator = new Migrator({
+const migratorOf = (db: Db) =>
+  new Migrator({
     db: db.kysely,
     provider: migrationProvider(db.dialect),
     migrationTableName: 'gatehouse_migrations',
     migrationLockTableName: 'gatehouse_migrations_lock',
   });
-  const { error, results } = await migrator.migrateToLatest();
+
+/** How many of this version's migrations the database has, of how many (fewer: another process is migrating it, or will). */
+export async function migrationProgress(db: Db): Promise<{ applied: number; known: number }> {
+  const migrations = await migratorOf(db).getMigrations();
+  return { applied: migrations.filter((m) => m.executedAt !== undefined).length, known: migrations.length };
+}
+
+export async function migrateToLatest(db: Db): Promise<void> {
+  const { error, results } = await migratorOf(db).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new GatehouseError(

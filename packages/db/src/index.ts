@@ -1,6 +1,7 @@
 export {
   openDatabase,
   migrateToLatest,
+  migrationProgress,
   inTransaction,
   type Db,
   type Tx,

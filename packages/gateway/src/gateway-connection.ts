@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import { GatehouseError } from '@gatehouse/core';
 import type ssh2 from 'ssh2';
 import type { ClientChannel, Connection, ServerChannel, Session, TcpipBindInfo, TcpipRequestInfo, SocketBindInfo } from 'ssh2';
 import type { AuthorizedTarget, GatewayUser, RefusedForward } from './broker.js';
@@ -52,6 +53,12 @@ export class GatewayConnection {
     client.on('authentication', (ctx) => {
       this.login = ctx.username;
       signIn.authenticate(ctx).catch((error: unknown) => {
+        // The platform cannot take sessions now (its database does not answer): its message says why.
+        if (error instanceof GatehouseError && error.code === 'NOT_READY') {
+          options.logger.warn({ remoteAddress, problem: error.message }, 'gateway sign-in refused: the platform is not ready');
+          this.end(error.message);
+          return;
+        }
         options.logger.error({ err: error, remoteAddress }, 'gateway sign-in failed with an error');
         this.end('Gatehouse could not sign you in because of an internal error. Try again.');
       });

@@ -26,10 +26,10 @@ import {
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { health, openApiDocument, readiness, responses } from '@gatehouse/api';
-import { sql } from 'kysely';
 import { loadAuditCheckpointKey } from './audit-checkpoint-key.js';
 import { AuditCheckpoints } from './audit-checkpoints.js';
 import { Leadership } from './leadership.js';
+import { DatabaseHealth } from './database-health.js';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
@@ -180,6 +180,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   const core: Omit<Services, 'runbooks'> = {
     config,
     db,
+    database: new DatabaseHealth(db),
     vault,
     logger,
     inventory: new Inventory(db, vault),
@@ -376,12 +377,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     '/readyz',
     { config: everyone, schema: { hide: true, response: responses({ 200: readiness, 503: readiness }) } },
     async (_req, reply) => {
-      try {
-        await sql`select 1`.execute(db.kysely);
-        return { status: 'ready' as const, database: db.dialect };
-      } catch {
-        return reply.status(503).send({ status: 'not ready', database: db.dialect });
-      }
+      const reason = await services.database.notReady();
+      if (reason === undefined) return { status: 'ready' as const, database: db.dialect };
+      return reply.status(503).send({ status: 'not ready', database: db.dialect, reason });
     },
   );
 

@@ -31,10 +31,13 @@ import type { RunbookService } from './runbooks/service.js';
 
 /** Everything a route needs, built once at start. */
 import type { Metrics } from './metrics.js';
+import type { DatabaseHealth } from './database-health.js';
 
 export interface Services {
   config: ServerConfig;
   db: Db;
+  /** Whether the database answers (and is migrated): `/readyz`, and the gateways' sign-ins. */
+  database: DatabaseHealth;
   vault: Vault;
   inventory: Inventory;
   users: Users;

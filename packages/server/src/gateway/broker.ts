@@ -77,6 +77,7 @@ export class ServerAccessBroker implements AccessBroker {
   ) {}
 
   async authenticate(request: AuthenticationRequest): Promise<AuthenticationResult> {
+    await this.services.database.mustAnswer();
     const ip = request.remoteAddress;
     const result = await checkSignIn(
       this.services,
@@ -103,6 +104,8 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async authenticateKey(request: KeyAuthenticationRequest): Promise<AuthenticationResult> {
+    // Before the web terminal's and runbooks' keys too: their sessions need the database as any other.
+    await this.services.database.mustAnswer();
     if (this.runbookGateway?.isOwnKey(request.fingerprint)) return this.authenticateRunbook(request);
     if (this.webTerminal?.isOwnKey(request.fingerprint)) return this.authenticateWebTerminal(request);
     const result = await checkKeySignIn(this.services, request);
