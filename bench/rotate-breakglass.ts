@@ -30,11 +30,11 @@ import {
   runMain,
   setUpGatehouse,
   startGatehouse,
-  s3rverSettings,
   startS3rver,
   track,
   waitForPort,
 } from './ssh-support.js';
+import { s3rverBreakGlassSettings } from './s3rver-settings.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
 
   // The export: s3rver in the temporary directory, sealed to a fresh age identity.
   const s3Port = await startS3rver(dir);
-  await call('PUT', '/breakglass/settings', s3rverSettings(s3Port, ageRecipient(dir)));
+  await call('PUT', '/breakglass/settings', s3rverBreakGlassSettings({ endpoint: `127.0.0.1:${s3Port}`, recipient: ageRecipient(dir) }));
   t = performance.now();
   const { id: exportId } = await call<{ id: string }>('POST', '/breakglass/runs');
   for (;;) {

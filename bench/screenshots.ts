@@ -37,11 +37,11 @@ import {
   sshCommand,
   sshConfig,
   startGatehouse,
-  s3rverSettings,
   startS3rver,
   startSshd,
   type Gatehouse,
 } from './ssh-support.js';
+import { s3rverBreakGlassSettings } from './s3rver-settings.js';
 
 const OUT = path.join(ROOT, 'artifacts', 'screenshots');
 const WIDTHS = [390, 1366];
@@ -163,7 +163,11 @@ async function seed(g: Gatehouse, token: string, sshdPort: number, privateKey: s
   });
 
   // Break glass against s3rver, sealed with age; one run.
-  await call('PUT', '/breakglass/settings?save=always', s3rverSettings(s3Port, ageRecipient(dir)));
+  await call(
+    'PUT',
+    '/breakglass/settings?save=always',
+    s3rverBreakGlassSettings({ endpoint: `127.0.0.1:${s3Port}`, recipient: ageRecipient(dir) }),
+  );
   await call('POST', '/breakglass/runs');
   return { device, segmentDevice, session, run: run.id };
 }

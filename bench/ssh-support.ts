@@ -328,22 +328,6 @@ export function ageRecipient(dir: string): string {
   return execFileSync('age-keygen', ['-y', path.join(dir, 'identity.txt')], { encoding: 'utf8' }).trim();
 }
 
-/** Break-glass settings for the s3rver of `startS3rver` on `port`, sealed to the age `recipient`. */
-export function s3rverSettings(port: number, recipient: string): Record<string, unknown> {
-  return {
-    provider: 's3',
-    executeTime: '03:00',
-    timeZone: 'UTC',
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
-    bucket: 'breakglass',
-    protocol: 'http',
-    url: `127.0.0.1:${port}`,
-    pathStyle: true,
-    ageRecipients: [recipient],
-  };
-}
-
 export interface Gatehouse {
   pid: number;
   url: string;

@@ -13,6 +13,8 @@ import path from 'node:path';
 import { gatehouseBin } from './server.js';
 import { bin, freePort, waitForPort } from './storage.js';
 
+export { s3rverBreakGlassSettings } from '../../bench/s3rver-settings.js';
+
 /**
  * Helpers for the break-glass e2e tests: the Debian aws CLI, a restartable s3rver, an
  * alert webhook receiver, and stand-ins for storage that refuses or never answers.
@@ -496,23 +498,6 @@ export function runOffline(args: string[], opts: { cwd: string; isolateNetwork: 
 /** Whether this machine lets us run a command in a network namespace of its own (no interface but a down loopback). */
 export function canIsolateNetwork(): boolean {
   return spawnSync('unshare', ['-rn', 'true'], { stdio: 'ignore' }).status === 0;
-}
-
-/** The break-glass settings that export to an s3rver bucket (`S3RVER` keys, path style), sealed to `recipient`. */
-export function s3rverBreakGlassSettings(opts: { endpoint: string; recipient: string; bucket?: string; prefix?: string }) {
-  return {
-    provider: 's3',
-    executeTime: '03:00',
-    timeZone: 'UTC',
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
-    bucket: opts.bucket ?? 'breakglass',
-    protocol: 'http',
-    url: opts.endpoint,
-    pathStyle: true,
-    ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }),
-    ageRecipients: [opts.recipient],
-  };
 }
 
 export interface FinishedExport {
