@@ -168,6 +168,48 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await eventsOf(t, 'device.host_key_forget')).toBe(1);
   });
 
+  it('trusts no host key the gateway saw first, nor rotates to a pinned next key, when the event could not be recorded', async () => {
+    const project = await t.services.inventory.projects.create({ name: 'Host keys seen', description: null });
+    const device = await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'hk-2', provider: 'aws' }));
+    const broker = new ServerAccessBroker(t.services, t.gatewaySessions, () => t.gateways.settings());
+    const target = {
+      projectId: project.id,
+      projectName: project.name,
+      deviceId: device.id,
+      deviceName: device.name,
+      accountId: 'a',
+      accountUsername: 'root',
+      host: '10.0.0.7',
+      port: 22,
+      segment: null,
+      accessType: 'public' as const,
+      protocol: 'ssh' as const,
+    };
+    const [old, next] = [`SHA256:${'B'.repeat(43)}`, `SHA256:${'C'.repeat(43)}`];
+    const present = (fingerprint: string) => broker.checkHostKey(target, { algorithm: 'ssh-ed25519', fingerprint });
+
+    await kill(t, 'device.host_key_trusted');
+    await expect(present(old)).rejects.toThrow();
+    expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toBeUndefined();
+    await spare(t);
+    expect(await present(old)).toEqual({ ok: true, firstUse: true });
+    expect(await eventsOf(t, 'device.host_key_trusted')).toBe(1);
+
+    const pinned = await t.request('PUT', `${API}/devices/${device.id}/host-key`, {
+      token: admin.token,
+      body: { protocol: 'ssh', fingerprint: next },
+    });
+    expect(pinned.json<{ hostKey: { next: unknown } }>().hostKey.next).toMatchObject({ fingerprint: next });
+    await kill(t, 'device.host_key_rotated');
+    await expect(present(next)).rejects.toThrow();
+    expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toMatchObject({ fingerprint: old, next: { fingerprint: next } });
+    expect(await eventsOf(t, 'device.host_key_rotated')).toBe(0);
+    await spare(t);
+    expect(await present(next)).toEqual({ ok: true, firstUse: false });
+    expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toMatchObject({ fingerprint: next, next: null });
+    expect(await eventsOf(t, 'device.host_key_rotated')).toBe(1);
+  });
+
   it('creates no user and records nothing', async () => {
     await kill(t, 'user.create');
     const res = await t.request('POST', `${API}/users`, {

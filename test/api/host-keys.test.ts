@@ -91,6 +91,24 @@ describe.each(dialects)('device host keys on %s', (dialect) => {
     expect((await t.request('GET', `${API}/devices/${device.deviceId}/host-key`, { token: operator })).statusCode).toBe(403);
   });
 
+  it('trusts one of the first keys that connections present at once, with one audit event', async () => {
+    const fresh = await newDevice(t, admin, 'Race', 'first');
+    const at = { ...target(), projectId: fresh.projectId, deviceId: fresh.deviceId };
+    // Four keys, the first of them presented three times.
+    const presented = ['a', 'b', 'c', 'd', 'a', 'a'].map((seed) => ({
+      algorithm: 'ssh-ed25519',
+      fingerprint: fingerprint(`race-${seed}`),
+    }));
+    const checks = await Promise.all(presented.map((key) => broker.checkHostKey(at, key)));
+    const trusted = (await events('device.host_key_trusted')).filter((e) => e.targetId === fresh.deviceId);
+    expect(trusted).toHaveLength(1);
+    const kept = (await t.gatewaySessions.hostKey(fresh.deviceId, 'ssh'))?.fingerprint;
+    expect(trusted[0]?.details).toMatchObject({ fingerprint: kept });
+    expect(checks.filter((c) => c.ok && c.firstUse)).toHaveLength(1);
+    // Every other check agrees on the kept key: let in with it, refused with another.
+    checks.forEach((c, i) => expect(c.ok).toBe(presented[i]?.fingerprint === kept));
+  });
+
   it("forgets one protocol's key for an administrator, then every key, auditing each", async () => {
     const forget = (token: string, q = '') => t.request('DELETE', `${API}/devices/${device.deviceId}/host-key${q}`, { token });
     expect((await forget(auditor, '?protocol=ssh')).statusCode).toBe(403);

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { inTransaction, type Db, type Tx } from './connect.js';
-import { isUniqueViolation } from './errors.js';
 import { sql, type ExpressionBuilder } from 'kysely';
 import { escapeLike } from './devices.js';
 import type { Database, DeviceHostKeyTable, GatewaySessionTable } from './schema.js';
@@ -503,15 +502,17 @@ export class GatewaySessions {
       next_fingerprint: null,
       next_pinned_at: null,
     };
-    try {
-      await this.x.insertInto('device_host_keys').values(row).execute();
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
-      const stored = await this.hostKey(deviceId, protocol);
-      if (stored) return { ...stored, firstUse: false };
-      throw error;
-    }
-    return { ...hostKeyFromRow(row), firstUse: true };
+    // ON CONFLICT DO NOTHING, not a caught unique violation: inside a PostgreSQL transaction
+    // (the broker's, with the audit event) an error would abort the transaction.
+    const inserted = await this.x
+      .insertInto('device_host_keys')
+      .values(row)
+      .onConflict((oc) => oc.columns(['device_id', 'protocol']).doNothing())
+      .executeTakeFirst();
+    if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 1) return { ...hostKeyFromRow(row), firstUse: true };
+    // Another connection stored its key first; forgotten again since: try once more.
+    const stored = await this.hostKey(deviceId, protocol);
+    return stored ? { ...stored, firstUse: false } : this.trustOnFirstUse(deviceId, protocol, key);
   }
 
   /**

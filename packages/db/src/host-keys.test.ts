@@ -97,7 +97,7 @@ describe.each(dialects)('host keys per protocol on %s', (dialect) => {
 
   it("trusts each protocol's first key at once, and one of two same-protocol first keys, however they race", async () => {
     // Several rounds: on PostgreSQL the pool runs them on separate connections, so some
-    // rounds take the unique-violation path.
+    // rounds take the insert-conflict path.
     for (let round = 0; round < 8; round++) {
       const device = await newDevice();
       const [sshA, sshB, rdp, vnc] = await Promise.all([

@@ -356,27 +356,30 @@ export class ServerAccessBroker implements AccessBroker {
       stored = { algorithm: 'ssh-ed25519', fingerprint };
     } else {
       // Each protocol has its own key: an RDP certificate is no change of the SSH host key.
-      const trusted = await this.sessions.trustOnFirstUse(target.deviceId, protocol, key);
-      // The device's key is trusted now: first seen, or the key pinned as its next one (the old one dropped).
-      const accepted = trusted.firstUse
-        ? { action: 'device.host_key_trusted', dropped: {} }
-        : trusted.rotated
-          ? {
-              action: 'device.host_key_rotated',
-              dropped: { dropped: `${trusted.rotated.algorithm ?? 'pinned'} ${trusted.rotated.fingerprint}` },
-            }
-          : undefined;
-      if (accepted) {
-        await this.services.audit(null, {
-          action: accepted.action,
-          outcome: 'success',
-          actorName: `gateway:${this.entry}`,
-          targetType: 'device',
-          targetId: target.deviceId,
-          details: { protocol, algorithm: key.algorithm, fingerprint: key.fingerprint, ...accepted.dropped },
-        });
-        return { ok: true, firstUse: trusted.firstUse };
-      }
+      // A key trusted now (first seen, or the pinned next one, the old one dropped) and its
+      // audit event commit together or not at all.
+      const trusted = await this.services.withAudit(null, async (tx, audit) => {
+        const trusted = await tx.gatewaySessions.trustOnFirstUse(target.deviceId, protocol, key);
+        const accepted = trusted.firstUse
+          ? { action: 'device.host_key_trusted', dropped: {} }
+          : trusted.rotated
+            ? {
+                action: 'device.host_key_rotated',
+                dropped: { dropped: `${trusted.rotated.algorithm ?? 'pinned'} ${trusted.rotated.fingerprint}` },
+              }
+            : undefined;
+        if (accepted)
+          audit({
+            action: accepted.action,
+            outcome: 'success',
+            actorName: `gateway:${this.entry}`,
+            targetType: 'device',
+            targetId: target.deviceId,
+            details: { protocol, algorithm: key.algorithm, fingerprint: key.fingerprint, ...accepted.dropped },
+          });
+        return trusted;
+      });
+      if (trusted.firstUse || trusted.rotated) return { ok: true, firstUse: trusted.firstUse };
       // No algorithm: a pinned key the device has not presented (a match would have set it).
       stored = { algorithm: trusted.algorithm ?? 'pinned', fingerprint: trusted.fingerprint };
       next = trusted.next?.fingerprint;
