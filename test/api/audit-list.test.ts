@@ -194,7 +194,7 @@ describe.each(dialects)('audit list on %s', (dialect) => {
     expect(update?.details).toMatchObject({ fields: ['segment'], changes: { segment: { before: 'gateway-dmz', after: 'gateway-core' } } });
   });
 
-  it('./gatehouse audit list names each target; --json keeps the ids', async () => {
+  it('./gatehouse audit list names each target; --json keeps the ids; a bad --before or --limit names the option', async () => {
     const { accountId } = await createInventory(t, admin, { project: 'Cli', device: 'app-1', account: 'svc' });
     expect((await t.request('DELETE', `${API}/accounts/${accountId}`, { token: admin })).statusCode).toBe(204);
     const gatehouse = await cliAgainst(t, admin);
@@ -205,5 +205,16 @@ describe.each(dialects)('audit list on %s', (dialect) => {
     expect(table.out).not.toContain(accountId);
     const json = await gatehouse('audit', 'list', '--action', 'account.delete', '--limit', '1', '--json');
     expect(JSON.parse(json.out)).toMatchObject({ items: [{ targetType: 'account', targetId: accountId, targetName: 'Cli/app-1:svc' }] });
+    // Not a whole number in range: refused before any request, naming the option (not the API's beforeSeq).
+    for (const [option, value] of [
+      ['--before', 'yesterday'],
+      ['--before', '0'],
+      ['--limit', '1.5'],
+      ['--limit', '5000'],
+    ] as const) {
+      const run = await gatehouse('audit', 'list', option, value);
+      expect(run.code, `${option} ${value}`).not.toBe(0);
+      expect(run.err).toContain(option);
+    }
   });
 });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ValidationError } from '@gatehouse/core/errors';
 import type { AuditEventList, AuditEventListed, AuditEventQuery } from '@gatehouse/api';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
 import { openOffline, withDatabase } from './offline.js';
@@ -36,6 +36,14 @@ export function auditTarget(e: AuditEventListed): string {
   return `${e.targetType} ${e.targetName ?? e.targetId ?? ''}`.trimEnd();
 }
 
+/** A whole number from `min` (to `max`) given to an option; refused by commander, naming the option, otherwise. */
+const wholeNumber = (what: string, min: number, max?: number) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || (max !== undefined && n > max))
+    throw new InvalidArgumentError(`Give ${what}: a whole number ${max === undefined ? `of ${min} or more` : `from ${min} to ${max}`}.`);
+  return n;
+};
+
 /** `gatehouse audit list` through the API; `audit verify|export` offline, on the database itself. */
 export function auditCommands(program: Command): void {
   const audit = program.command('audit').description('the audit log');
@@ -45,8 +53,12 @@ export function auditCommands(program: Command): void {
     .option('--actor <name>', 'only events of this user name')
     .option('--target-id <id>', 'only events about this id')
     .addOption(new Option('--outcome <outcome>', 'only this outcome').choices(['success', 'failure', 'denied']))
-    .option('--before <seq>', 'only events before this sequence number (the next page)')
-    .option('--limit <n>', 'page size', '50')
+    .option(
+      '--before <seq>',
+      'only events before this sequence number (the next page)',
+      wholeNumber("an event's sequence number (the # column)", 1),
+    )
+    .option('--limit <n>', 'page size', wholeNumber('the page size', 1, 1000), 50)
     .action(
       async (
         o: ClientOptions & {
@@ -54,16 +66,16 @@ export function auditCommands(program: Command): void {
           actor?: string;
           targetId?: string;
           outcome?: 'success' | 'failure' | 'denied';
-          before?: string;
-          limit: string;
+          before?: number;
+          limit: number;
         },
       ) => {
-        const query: AuditEventQuery = { limit: Number(o.limit) };
+        const query: AuditEventQuery = { limit: o.limit };
         if (o.action !== undefined) query.actionContains = o.action;
         if (o.actor !== undefined) query.actor = o.actor;
         if (o.targetId !== undefined) query.targetId = o.targetId;
         if (o.outcome !== undefined) query.outcome = o.outcome;
-        if (o.before !== undefined) query.beforeSeq = Number(o.before);
+        if (o.before !== undefined) query.beforeSeq = o.before;
         const q = new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]));
         const answer = await client(o).call<AuditEventList>('GET', `/audit/events?${q.toString()}`);
         printList(answer, {
