@@ -1,3 +1,4 @@
+import { recordingSignatureSchema } from '@gatehouse/core';
 import { z } from 'zod';
 import { listOf, timestamp } from './common.js';
 
@@ -70,8 +71,25 @@ export const gatewaySession = z.object({
   userKex: z.string().nullable().optional(),
   /** The SSH key exchange the gateway's connection to the device negotiated; null as `userKex`. */
   deviceKex: z.string().nullable().optional(),
+  /** The finished recording's SHA-256 (hex); null while the session runs, without a recording, or before it is signed. */
+  recordingSha256: z.string().nullable().optional(),
+  /**
+   * The server's Ed25519 signature over the recording (the document written beside it as `<recording>.sig`):
+   * check a downloaded copy offline with `gatehouse sessions verify <file> --public-key <file>`.
+   */
+  recordingSignature: recordingSignatureSchema.nullable().optional(),
 });
 export type GatewaySession = z.infer<typeof gatewaySession>;
+
+/** The public half of the key that signs recordings (and audit checkpoints): keep a copy to verify recordings offline. */
+export const recordingSigningKey = z.object({
+  publicKeyPem: z.string(),
+  /** `SHA256:<base64>` of the raw key, as in each signature's `keyId`. */
+  keyId: z.string(),
+  /** SHA-256 (hex) of the DER SubjectPublicKeyInfo, as in each signature's `publicKeyFingerprint`. */
+  publicKeyFingerprint: z.string(),
+});
+export type RecordingSigningKey = z.infer<typeof recordingSigningKey>;
 
 /** A page of sessions, newest first, and how many match in all. */
 export const sessionPage = z.object({ items: z.array(gatewaySession), total: z.number().int() });

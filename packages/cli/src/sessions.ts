@@ -7,6 +7,7 @@ import { NameResolver } from './names.js';
 import { cell, localTime, printList, type Column } from './output.js';
 import { formatBytes } from './prompt.js';
 import { formatDuration } from './runbook-report.js';
+import { sessionVerifyCommands, writeSignatureBeside } from './session-verify.js';
 
 const FILE_COLUMNS: Column<FileOperation>[] = [
   ['AT', (f) => localTime(f.at)],
@@ -75,7 +76,7 @@ export function sessionsCommands(program: Command): void {
     );
   withConnection(sessions.command('recording <id>'))
     .description("write the recording (a terminal's: asciicast v2, asciinema play <file>) to standard output or --output")
-    .option('--output <file>', 'write it to this file (mode 0600) instead')
+    .option('--output <file>', "write it to this file (mode 0600) instead, and the server's signature beside it as <file>.sig")
     .action(async (id: string, o: ClientOptions & { output?: string }) => {
       const out = o.output ? createWriteStream(o.output, { mode: 0o600 }) : process.stdout;
       await client(o).download(`/sessions/${encodeURIComponent(id)}/recording`, out);
@@ -83,5 +84,8 @@ export function sessionsCommands(program: Command): void {
         await new Promise<void>((resolve, reject) =>
           (out as ReturnType<typeof createWriteStream>).end(() => resolve()).once('error', reject),
         );
+      if (o.output && !(await writeSignatureBeside(o.output, id, o)))
+        process.stderr.write(`The recording is not signed yet (no ${o.output}.sig): download it again once the session has ended.\n`);
     });
+  sessionVerifyCommands(sessions);
 }

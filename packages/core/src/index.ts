@@ -5,6 +5,7 @@ export * from './inventory.js';
 export * from './policy.js';
 export * from './gateway-selection.js';
 export * from './audit-checkpoint.js';
+export * from './recording-signature.js';
 export * from './maintenance.js';
 export * from './certificate-pin.js';
 export * from './rfb-recording.js';

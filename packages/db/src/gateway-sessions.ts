@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { inTransaction, type Db, type Tx } from './connect.js';
 import { sql, type ExpressionBuilder } from 'kysely';
 import { escapeLike } from './devices.js';
+import type { RecordingSignature } from '@gatehouse/core';
 import type { Database, DeviceHostKeyTable, GatewaySessionTable } from './schema.js';
 
 /** Which sessions to list: all of them by default, newest first. */
@@ -63,6 +64,9 @@ export interface GatewaySession {
   userKex: string | null;
   /** The SSH key exchange of the gateway's connection to the device; null when not SSH. */
   deviceKex: string | null;
+  /** The finished recording's SHA-256 (hex) and the server's signature over it; null until signed. */
+  recordingSha256: string | null;
+  recordingSignature: RecordingSignature | null;
   /** Files uploaded and downloaded in the session (successful SFTP or scp transfers). */
   uploads: number;
   downloads: number;
@@ -88,7 +92,16 @@ export interface FileOperation {
 
 export type GatewaySessionInput = Omit<
   GatewaySessionTable,
-  'bytes_in' | 'bytes_out' | 'ended_at' | 'exit_status' | 'window_id' | 'runbook_run_id' | 'user_kex' | 'device_kex'
+  | 'bytes_in'
+  | 'bytes_out'
+  | 'ended_at'
+  | 'exit_status'
+  | 'window_id'
+  | 'runbook_run_id'
+  | 'user_kex'
+  | 'device_kex'
+  | 'recording_sha256'
+  | 'recording_signature'
 > & {
   /** The SSH key exchange of each leg, when the session is SSH. */
   user_kex?: string | null;
@@ -178,6 +191,8 @@ const sessionFromRow = (r: SessionRow): GatewaySession => ({
   runbookRunId: r.runbook_run_id,
   userKex: r.user_kex,
   deviceKex: r.device_kex,
+  recordingSha256: r.recording_sha256,
+  recordingSignature: r.recording_signature === null ? null : (JSON.parse(r.recording_signature) as RecordingSignature),
 });
 
 /** Sessions through gateways (one row per proxied channel, per connection while it carries no channel, and per failed connection) and the devices' trusted host keys. */
@@ -279,6 +294,35 @@ export class GatewaySessions {
   async recordingOf(id: string): Promise<string | undefined> {
     const row = await this.x.selectFrom('gateway_sessions').select('recording').where('id', '=', id).executeTakeFirst();
     return row?.recording ?? undefined;
+  }
+
+  /**
+   * Keeps a finished recording's signature, unless one is kept already (two signers at
+   * once: the first stays). Answers the signature the row holds.
+   */
+  async recordSignature(id: string, signature: RecordingSignature): Promise<RecordingSignature | undefined> {
+    await this.x
+      .updateTable('gateway_sessions')
+      .set({ recording_sha256: signature.sha256, recording_signature: JSON.stringify(signature) })
+      .where('id', '=', id)
+      .where('recording_signature', 'is', null)
+      .execute();
+    const row = await this.x.selectFrom('gateway_sessions').select('recording_signature').where('id', '=', id).executeTakeFirst();
+    return row?.recording_signature ? (JSON.parse(row.recording_signature) as RecordingSignature) : undefined;
+  }
+
+  /** Ended sessions with a recording and no signature yet, oldest first (at most `limit`). */
+  async unsignedRecordings(limit = 1000): Promise<{ id: string; recording: string }[]> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .select(['id', 'recording'])
+      .where('recording', 'is not', null)
+      .where('recording_signature', 'is', null)
+      .where('result', '!=', 'active')
+      .orderBy('started_at')
+      .limit(limit)
+      .execute();
+    return rows.flatMap((r) => (r.recording === null ? [] : [{ id: r.id, recording: r.recording }]));
   }
 
   /** Appends a finished file operation to the session's log. */

@@ -666,6 +666,14 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('gateway_sessions').addColumn('device_kex', 'text').execute();
       },
     },
+    '0022_recording_signature': {
+      async up(db: Kysely<unknown>) {
+        // A finished recording's SHA-256 and its signature document (JSON: the server's
+        // Ed25519 signature, key id and fingerprint), also written beside the file as `.sig`.
+        await db.schema.alterTable('gateway_sessions').addColumn('recording_sha256', 'text').execute();
+        await db.schema.alterTable('gateway_sessions').addColumn('recording_signature', 'text').execute();
+      },
+    },
   };
 }
 

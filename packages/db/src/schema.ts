@@ -242,6 +242,10 @@ export interface GatewaySessionTable {
   user_kex: string | null;
   /** The SSH key exchange of the gateway's connection to the device; null when not SSH (or older rows). */
   device_kex: string | null;
+  /** The finished recording's SHA-256 (hex); null until it is signed. */
+  recording_sha256: string | null;
+  /** The recording's signature document (`RecordingSignature` as JSON); null until it is signed. */
+  recording_signature: string | null;
 }
 
 export interface SessionFileOperationTable {

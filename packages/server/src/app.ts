@@ -50,6 +50,7 @@ import { gatewayRoutes } from './api/gateways/routes.js';
 import { hostKeyRoutes } from './api/host-keys/routes.js';
 import { sessionRoutes } from './api/sessions/routes.js';
 import { recordingsDirOf } from './gateway/recordings.js';
+import { RecordingSignatures } from './gateway/recording-signatures.js';
 import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './api/audit/routes.js';
@@ -106,6 +107,8 @@ export interface GatehouseApp {
   breakglass: BreakGlassService;
   /** Signed checkpoints of the audit chain, kept outside the database. */
   auditCheckpoints: AuditCheckpoints;
+  /** Signs each finished recording with the same key (`services.recordingSignatures`). */
+  recordingSignatures: RecordingSignatures;
   /** Sessions through gateways and trusted host keys (the built-in gateway's broker uses them too). */
   gatewaySessions: GatewaySessions;
   /** Registered gateways, their status sync, tunnel mode and the built-in gateway's dialer. */
@@ -215,9 +218,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     leaseMs: config.leaderLeaseSeconds * 1000,
   });
   const isLeader = () => leadership.isLeader;
+  // The server's signing key: audit checkpoints and recordings.
+  const signingKey = loadAuditCheckpointKey({ keyFile: config.auditCheckpointKeyFile, dataDir: config.dataDir, create: true });
   const auditCheckpoints = new AuditCheckpoints({
     db,
-    key: loadAuditCheckpointKey({ keyFile: config.auditCheckpointKeyFile, dataDir: config.dataDir, create: true }),
+    key: signingKey,
     logger,
     audit: (req, event) => services.audit(req, event),
     file: config.auditCheckpointFile,
@@ -251,6 +256,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   const gatewaySessions = new GatewaySessions(db);
+  const recordingSignatures = new RecordingSignatures({
+    sessions: gatewaySessions,
+    recordingsDir: recordingsDirOf(config.dataDir),
+    key: signingKey,
+    logger: logger.child({ component: 'recordings' }),
+  });
+  services.recordingSignatures = recordingSignatures;
   const policyRotations = new PolicyRotations(services, logger.child({ component: 'rotation' }));
   const afterSessionRotation = new AfterSessionRotation({
     services,
@@ -280,6 +292,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => breakglass.stop());
   app.addHook('onClose', () => services.runbooks.stop());
   app.addHook('onClose', () => afterSessionRotation.stop());
+  app.addHook('onClose', () => recordingSignatures.stop());
   app.addHook('onClose', () => gateways.health.stop());
   app.addHook('onClose', () => services.refusals.flush());
   // Runs first: another replica takes the scheduled jobs over while this one winds down.
@@ -403,7 +416,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       inventoryFileRoutes(api, services);
       auditRoutes(api, services, auditCheckpoints);
       breakGlassRoutes(api, services, breakglass);
-      sessionRoutes(api, services, gatewaySessions, gateways);
+      sessionRoutes(api, services, gatewaySessions, gateways, recordingSignatures);
       hostKeyRoutes(api, services, gatewaySessions);
       maintenanceRoutes(api, services);
       agentRoutes(api, services, gateways);
@@ -434,6 +447,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     routes,
     breakglass,
     auditCheckpoints,
+    recordingSignatures,
     gatewaySessions,
     gateways,
     terminal,

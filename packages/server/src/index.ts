@@ -28,4 +28,5 @@ export { AfterSessionRotation, type AfterSessionRotationOptions, type EndedSessi
 export { AgentLinks, agentHostKeyFingerprint } from './gateway/agent-links.js';
 export { loadAuditCheckpointKey, defaultAuditCheckpointKeyFile, type AuditCheckpointKey } from './audit-checkpoint-key.js';
 export { AuditCheckpoints } from './audit-checkpoints.js';
+export { RecordingSignatures, signatureFileOf } from './gateway/recording-signatures.js';
 export { MaintenanceLifecycle, type MaintenanceLifecycleOptions } from './maintenance/lifecycle.js';

@@ -80,6 +80,10 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       await built.app.close();
       throw error;
     });
+    // Recordings a stop left unsigned, once the gateway has cut back those of abandoned sessions.
+    void built.recordingSignatures
+      .signPending()
+      .catch((error: unknown) => logger.error({ err: error }, 'could not sign the recordings left unsigned; retried at the next start'));
     const rdpTunnel = await startRdpTunnel(built, config, tls, gateway !== null, logger).catch(async (error: unknown) => {
       await gateway?.server.stop();
       await built.gateways.agentLinks.close();
@@ -357,6 +361,8 @@ async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, 
     }
     await built.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), BUILT_IN_GATEWAY));
     built.services.afterSessionRotation?.sessionEnded(s);
+    // Cut back first, then signed: the signature covers the recording players read.
+    if (s.recorded) built.services.recordingSignatures?.finished(s.id);
   }
   return abandoned;
 }

@@ -64,6 +64,8 @@ export interface Services {
   maintenanceLifecycle?: { runSoon(): void };
   /** Rotation after sessions: the gateway broker tells it of every session end. */
   afterSessionRotation?: { sessionEnded(s: EndedSession): void };
+  /** Recording signatures: the brokers tell it of every recording finished here (a session's end, a remote gateway's fetched). */
+  recordingSignatures?: { finished(sessionId: string): void };
   logger: Logger;
   /** Prometheus metrics of this server instance (GET /metrics). */
   metrics?: Metrics;

@@ -481,6 +481,7 @@ export class ServerAccessBroker implements AccessBroker {
     const s = await this.sessions.end(sessionId, end);
     await this.services.audit(null, sessionEndEvent(s, sessionId, end, this.entry));
     if (s) this.services.afterSessionRotation?.sessionEnded(s);
+    if (s?.recorded) this.services.recordingSignatures?.finished(sessionId);
   }
 
   async connectionFailed(f: ConnectionFailure): Promise<void> {

@@ -284,6 +284,7 @@ export class GatewayLinkBroker {
       const out = createWriteStream(partial, { mode: 0o600 });
       await fetchGatewayRecording(gateway, await this.identity(), relative.split(path.sep).join('/'), out, 30_000);
       await rename(partial, file);
+      this.services.recordingSignatures?.finished(sessionId);
     } catch (error) {
       await rm(partial, { force: true });
       this.logger.warn(

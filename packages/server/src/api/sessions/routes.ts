@@ -4,26 +4,34 @@ import {
   fileOperationList,
   gatewaySession,
   idParams,
+  recordingSigningKey,
   responses,
   sessionEnd,
   sessionEnded,
   sessionListQuery,
   sessionPage,
 } from '@gatehouse/api';
-import { ConflictError, NotFoundError, RFB_RECORDING_MEDIA_TYPE } from '@gatehouse/core';
+import { ConflictError, NotFoundError, publicKeyDerFingerprint, RFB_RECORDING_MEDIA_TYPE, signingKeyFingerprint } from '@gatehouse/core';
 import { recordingFormatOf, type GatewaySessions } from '@gatehouse/db';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, staff } from '../../access.js';
 import { caller } from '../../auth.js';
 import { recordingFile } from '../../gateway/recordings.js';
+import type { RecordingSignatures } from '../../gateway/recording-signatures.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
 
 const ASCIICAST_MEDIA_TYPE = 'application/x-asciicast';
 
 /** Sessions through gateways, their file operations and recordings; ending a live one. */
-export function sessionRoutes(app: FastifyInstance, services: Services, sessions: GatewaySessions, gateways: GatewayService) {
+export function sessionRoutes(
+  app: FastifyInstance,
+  services: Services,
+  sessions: GatewaySessions,
+  gateways: GatewayService,
+  signatures: Pick<RecordingSignatures, 'publicKeyPem'>,
+) {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const tags = ['sessions'];
 
@@ -56,6 +64,22 @@ export function sessionRoutes(app: FastifyInstance, services: Services, sessions
       // Another user's id names nothing an operator may see.
       if (req.query.userId !== undefined && req.query.userId !== user.id) return { items: [], total: 0 };
       return sessions.list({ ...req.query, userId: user.id });
+    },
+  );
+
+  r.get(
+    '/sessions/signing-key',
+    {
+      config: staff,
+      schema: {
+        tags,
+        summary: "The public key that verifies recordings' signatures (the audit checkpoint key): keep a copy to check recordings offline",
+        response: responses({ 200: recordingSigningKey }),
+      },
+    },
+    () => {
+      const { publicKeyPem } = signatures;
+      return { publicKeyPem, keyId: signingKeyFingerprint(publicKeyPem), publicKeyFingerprint: publicKeyDerFingerprint(publicKeyPem) };
     },
   );
 

@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { hashRecording, signRecording, type RecordingSignature } from '@gatehouse/core';
+import type { GatewaySessions } from '@gatehouse/db';
+import type { AuditCheckpointKey } from '../audit-checkpoint-key.js';
+import type { Logger } from '../logger.js';
+
+/** The signature file beside a recording. */
+export const signatureFileOf = (recording: string) => `${recording}.sig`;
+
+export interface RecordingSignaturesOptions {
+  sessions: GatewaySessions;
+  recordingsDir: string;
+  /** The server's signing key (the audit checkpoint key: outside the database, one for every replica). */
+  key: Pick<AuditCheckpointKey, 'privateKeyPem' | 'publicKeyPem' | 'keyId'>;
+  logger: Logger;
+}
+
+/**
+ * Signs each finished recording: its SHA-256 and an Ed25519 signature by the server's
+ * signing key go into the session's row and beside the file (`<recording>.sig`, the same
+ * JSON document), so a copy can be checked offline (`gatehouse sessions verify`).
+ */
+export class RecordingSignatures {
+  private readonly running = new Map<string, Promise<RecordingSignature | undefined>>();
+  private readonly signedListeners: ((sessionId: string, file: string) => void)[] = [];
+
+  constructor(private readonly o: RecordingSignaturesOptions) {}
+
+  get publicKeyPem(): string {
+    return this.o.key.publicKeyPem;
+  }
+
+  /** Called with each recording once it is signed (its file and `.sig` are whole on disk). */
+  onSigned(listener: (sessionId: string, file: string) => void): void {
+    this.signedListeners.push(listener);
+  }
+
+  /** A session ended, or its recording arrived from a remote gateway: sign it (in the background). */
+  finished(sessionId: string): void {
+    void this.sign(sessionId).catch((error: unknown) =>
+      this.o.logger.error({ err: error, sessionId }, 'could not sign a recording; it is signed at the next start'),
+    );
+  }
+
+  /**
+   * Signs the recording of an ended session whose file is here, once: a second call while
+   * the first runs shares it, and a row signed already (by another replica) keeps its
+   * signature, which is then written beside the file. Undefined when there is no
+   * recording here (yet: a remote gateway's is signed when it has been fetched).
+   */
+  sign(sessionId: string): Promise<RecordingSignature | undefined> {
+    const running = this.running.get(sessionId);
+    if (running) return running;
+    const next = this.signNow(sessionId).finally(() => this.running.delete(sessionId));
+    this.running.set(sessionId, next);
+    return next;
+  }
+
+  /** Resolves once the signatures under way are written (before the database closes). */
+  async stop(): Promise<void> {
+    await Promise.allSettled([...this.running.values()]);
+  }
+
+  /** Signs every ended session's recording that has no signature yet (left by a stop mid-way). */
+  async signPending(): Promise<number> {
+    let signed = 0;
+    for (const { id } of await this.o.sessions.unsignedRecordings()) if (await this.sign(id)) signed += 1;
+    return signed;
+  }
+
+  private async signNow(sessionId: string): Promise<RecordingSignature | undefined> {
+    const session = await this.o.sessions.find(sessionId);
+    const relative = await this.o.sessions.recordingOf(sessionId);
+    if (!session || session.result === 'active' || relative === undefined) return undefined;
+    const file = path.resolve(this.o.recordingsDir, relative);
+    if (!file.startsWith(`${this.o.recordingsDir}${path.sep}`)) return undefined;
+    const hash = await hashRecording(createReadStream(file)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    });
+    if (!hash) return undefined;
+    const kept =
+      session.recordingSignature ??
+      (await this.o.sessions.recordSignature(sessionId, signRecording({ sessionId, ...hash }, this.o.key.privateKeyPem)));
+    if (!kept) return undefined;
+    const sigFile = signatureFileOf(file);
+    // Each writer its own aside file (replicas may share the directory); the rename is atomic.
+    const aside = `${sigFile}.${randomUUID()}.partial`;
+    try {
+      await writeFile(aside, `${JSON.stringify(kept, null, 2)}\n`, { mode: 0o600 });
+      await rename(aside, sigFile);
+    } finally {
+      await rm(aside, { force: true });
+    }
+    for (const listener of this.signedListeners) listener(sessionId, file);
+    return kept;
+  }
+}

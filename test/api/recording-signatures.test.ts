@@ -1,0 +1,112 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { GatewaySession, RecordingSigningKey } from '@gatehouse/api';
+import { checkRecordingSignature, deviceInput } from '@gatehouse/core';
+import type { GatewaySessionInput } from '@gatehouse/db';
+import { RecordingSignatures, signatureFileOf } from '@gatehouse/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API } from '../support/api-helpers.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { dialects } from '../support/db.js';
+
+/** Each finished recording signed once, in its row and beside its file, with the key the API shows. */
+describe.each(dialects)('recording signatures on %s', (dialect) => {
+  let t: TestApp;
+  let auditor: string;
+  let deviceId: string;
+  const recordingsDir = () => path.join(t.services.config.dataDir, 'recordings');
+  const row = (over: Partial<GatewaySessionInput>): GatewaySessionInput => ({
+    id: randomUUID(),
+    user_id: null,
+    username: 'alice',
+    project_id: null,
+    project_name: 'Lab',
+    device_id: deviceId,
+    device_name: 'web-1',
+    account_id: null,
+    account_username: 'root',
+    gateway: 'default',
+    entry_gateway: 'default',
+    segment: null,
+    kind: 'shell',
+    command: null,
+    remote_address: '192.0.2.7',
+    started_at: new Date().toISOString(),
+    result: 'active',
+    reason: null,
+    recording: null,
+    ...over,
+  });
+  /** A session with a recording of `text`, ended unless `live`; the file is written unless `absent`. */
+  const recorded = async (text: string, opts: { live?: boolean; absent?: boolean } = {}) => {
+    const id = randomUUID();
+    const relative = path.join('2026-12-07', `${id}.cast`);
+    if (!opts.absent) {
+      mkdirSync(path.join(recordingsDir(), '2026-12-07'), { recursive: true });
+      writeFileSync(path.join(recordingsDir(), relative), text);
+    }
+    await t.gatewaySessions.start(row({ id, recording: relative }));
+    if (!opts.live) {
+      const end = { endedAt: new Date().toISOString(), bytesIn: 1, bytesOut: 1, result: 'success', exitStatus: 0, reason: null } as const;
+      await t.gatewaySessions.end(id, end);
+    }
+    return { id, file: path.join(recordingsDir(), relative) };
+  };
+  const shown = async (id: string) => (await t.request('GET', `${API}/sessions/${id}`, { token: auditor })).json<GatewaySession>();
+
+  beforeAll(async () => {
+    t = await createTestApp(dialect);
+    auditor = (await t.userWithToken('auditor')).token;
+    const project = await t.services.inventory.projects.create({ name: 'Lab', description: null });
+    deviceId = (await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'web-1', provider: 'aws' }))).id;
+  });
+  afterAll(() => t.close());
+
+  it('signs a recording once however many signers race (two replicas), in the row and beside the file', async () => {
+    const { id, file } = await recorded('{"version":2,"width":80,"height":24}\n[0.5,"o","hello\\r\\n"]\n');
+    // Another replica: its own signer on the same database and key.
+    const replica = new RecordingSignatures({
+      sessions: t.gatewaySessions,
+      recordingsDir: recordingsDir(),
+      key: {
+        publicKeyPem: t.auditCheckpoints.publicKeyPem,
+        keyId: t.auditCheckpoints.keyId,
+        privateKeyPem: readFileSync(path.join(t.services.config.dataDir, 'audit-checkpoint.key'), 'utf8'),
+      },
+      logger: t.services.logger,
+    });
+    const results = await Promise.all(Array.from({ length: 5 }).flatMap(() => [t.recordingSignatures.sign(id), replica.sign(id)]));
+    const first = results[0];
+    expect(first).toBeDefined();
+    for (const r of results) expect(r).toEqual(first);
+
+    const session = await shown(id);
+    expect(session.recordingSignature).toEqual(first);
+    expect(session.recordingSha256).toBe(first?.sha256);
+    expect(JSON.parse(readFileSync(signatureFileOf(file), 'utf8'))).toEqual(first);
+
+    // The key the API shows is the audit checkpoint key, and it verifies the file as it is.
+    const key = (await t.request('GET', `${API}/sessions/signing-key`, { token: auditor })).json<RecordingSigningKey>();
+    expect(key.publicKeyPem).toBe(t.auditCheckpoints.publicKeyPem);
+    expect(key.keyId).toBe(first?.keyId);
+    expect(key.publicKeyFingerprint).toBe(first?.publicKeyFingerprint);
+    const bytes = readFileSync(file);
+    const hash = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+    expect(checkRecordingSignature(hash, session.recordingSignature, key.publicKeyPem)).toMatchObject({ ok: true });
+  });
+
+  it('leaves a live session and a recording not here yet unsigned, and signs the latter once it arrives', async () => {
+    const live = await recorded('live', { live: true });
+    expect(await t.recordingSignatures.sign(live.id)).toBeUndefined();
+    const remote = await recorded('fetched later', { absent: true });
+    expect(await t.recordingSignatures.sign(remote.id)).toBeUndefined();
+    expect((await shown(remote.id)).recordingSignature).toBeNull();
+
+    mkdirSync(path.dirname(remote.file), { recursive: true });
+    writeFileSync(remote.file, 'fetched later');
+    await t.recordingSignatures.signPending();
+    expect((await shown(remote.id)).recordingSignature).toMatchObject({ sessionId: remote.id, size: 'fetched later'.length });
+    expect((await shown(live.id)).recordingSignature).toBeNull();
+  });
+});
