@@ -356,6 +356,11 @@ describe('web console', () => {
     await page.getByRole('link', { name: 'db-1' }).waitFor();
     const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
     expect(overflow).toBeLessThanOrEqual(0);
+    /** Whether a table's own box scrolls sideways (its rows wider than the screen). */
+    const tableScrollsSideways = () =>
+      page.evaluate<boolean>("[...document.querySelectorAll('.table-wrap')].some((el) => el.scrollWidth > el.clientWidth)");
+    // The devices table stacks each device's fields instead: no sideways scrolling at all.
+    expect(await tableScrollsSideways()).toBe(false);
     await screenshot(page, '14-devices-narrow');
     // Every page fits a phone's width (wide tables scroll in their own box).
     for (const route of ['projects', 'gateways', 'sessions', 'audit', 'breakglass', 'users', 'account', 'import']) {
@@ -365,6 +370,7 @@ describe('web console', () => {
       const wider = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
       await screenshot(page, `15-narrow-${route}`);
       expect(wider, route).toBeLessThanOrEqual(0);
+      if (route === 'gateways') expect(await tableScrollsSideways(), route).toBe(false);
     }
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.goto(`${server.url}/devices`);

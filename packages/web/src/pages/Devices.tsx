@@ -159,7 +159,8 @@ export function Devices({ user }: { user: User }) {
         )
       ) : (
         <div className={loading ? 'table-wrap loading' : 'table-wrap'} aria-busy={loading}>
-          <table className="data">
+          {/* Narrow screens stack each device's fields, labelled (data-label), instead of scrolling sideways. */}
+          <table className="data stack-narrow" aria-label="Devices">
             <thead>
               <tr>
                 <th aria-sort={ariaSort('name')}>
@@ -169,8 +170,8 @@ export function Devices({ user }: { user: User }) {
                 </th>
                 <th>Project</th>
                 <th>Address</th>
-                <th className="hide-narrow">Protocols</th>
-                <th className="hide-narrow">Tags</th>
+                <th>Protocols</th>
+                <th>Tags</th>
                 <th className="hide-narrow" aria-sort={ariaSort('createdAt')}>
                   <button type="button" className="sort" onClick={() => sortBy('createdAt')}>
                     Created{arrow('createdAt')}
@@ -181,7 +182,7 @@ export function Devices({ user }: { user: User }) {
             <tbody>
               {(page?.items ?? []).map((d) => (
                 <tr key={d.id}>
-                  <td>
+                  <td data-label="Name">
                     <Link href={`/devices/${d.id}`}>{d.name}</Link>
                     {unreachable.has(d.id) ? (
                       <>
@@ -190,15 +191,21 @@ export function Devices({ user }: { user: User }) {
                       </>
                     ) : null}
                   </td>
-                  <td>{projectName.get(d.projectId) ?? '…'}</td>
-                  <td className="mono">{d.privateIp ?? d.publicIp ?? d.urlPort ?? '—'}</td>
-                  <td className="hide-narrow">{d.protocols.join(', ') || '—'}</td>
-                  <td className="hide-narrow">
-                    {d.tags.map((t) => (
-                      <span key={t} className={t.startsWith('gateway-') ? 'tag segment' : 'tag'}>
-                        {t}
-                      </span>
-                    ))}
+                  <td data-label="Project">{projectName.get(d.projectId) ?? '…'}</td>
+                  <td className="mono" data-label="Address">
+                    {d.privateIp ?? d.publicIp ?? d.urlPort ?? '—'}
+                  </td>
+                  <td data-label="Protocols">{d.protocols.join(', ') || '—'}</td>
+                  <td data-label="Tags">
+                    {/* One block, so that a stacked row wraps its tags. */}
+                    <div>
+                      {d.tags.length === 0 ? <span className="muted">—</span> : null}
+                      {d.tags.map((t) => (
+                        <span key={t} className={t.startsWith('gateway-') ? 'tag segment' : 'tag'}>
+                          {t}
+                        </span>
+                      ))}
+                    </div>
                   </td>
                   <td className="hide-narrow">{new Date(d.createdAt).toLocaleDateString()}</td>
                 </tr>

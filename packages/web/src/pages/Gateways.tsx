@@ -80,13 +80,14 @@ export function Gateways({ user }: { user: User }) {
       ) : null}
       <ErrorNote error={error} />
       <div className="table-wrap">
-        <table className="data">
+        {/* Narrow screens stack each gateway's fields, labelled (data-label), instead of scrolling sideways. */}
+        <table className="data stack-narrow" aria-label="Gateways">
           <thead>
             <tr>
               <th>Name</th>
               <th>Segment</th>
               <th>Status</th>
-              <th className="hide-narrow">Last sync</th>
+              <th>Last sync</th>
               <th className="hide-narrow">Latency</th>
               <th className="hide-narrow">Version</th>
               <th>Live sessions</th>
@@ -96,26 +97,33 @@ export function Gateways({ user }: { user: User }) {
           <tbody>
             {(items ?? []).map((g) => (
               <tr key={g.id} data-gateway={g.name}>
-                <td>
-                  {g.name}
-                  {g.builtIn ? <span className="muted"> (built-in)</span> : null}
-                  {g.address ? <div className="muted mono small">{g.address}</div> : null}
+                <td data-label="Name">
+                  {/* One block, so that a stacked row keeps the address under the name. */}
+                  <div>
+                    {g.name}
+                    {g.builtIn ? <span className="muted"> (built-in)</span> : null}
+                    {g.address ? <div className="muted mono small">{g.address}</div> : null}
+                  </div>
                 </td>
-                <td>{g.segment ? <span className="tag segment">{g.segment}</span> : <span className="muted">any</span>}</td>
-                <td>
-                  <StatusBadge status={g.status} title={g.statusReason} />
-                  {g.draining ? (
-                    <>
-                      {' '}
-                      <StatusBadge status="draining" title="No new session goes through it; live ones go on." />
-                    </>
-                  ) : null}
-                  {g.status !== 'online' && g.statusReason ? <div className="small muted">{g.statusReason}</div> : null}
-                  {g.draining ? (
-                    <div className="small muted">No new sessions since {new Date(g.drainingSince ?? '').toLocaleString()}</div>
-                  ) : null}
+                <td data-label="Segment">
+                  {g.segment ? <span className="tag segment">{g.segment}</span> : <span className="muted">any</span>}
                 </td>
-                <td className="hide-narrow">
+                <td data-label="Status">
+                  <div>
+                    <StatusBadge status={g.status} title={g.statusReason} />
+                    {g.draining ? (
+                      <>
+                        {' '}
+                        <StatusBadge status="draining" title="No new session goes through it; live ones go on." />
+                      </>
+                    ) : null}
+                    {g.status !== 'online' && g.statusReason ? <div className="small muted reason">{g.statusReason}</div> : null}
+                    {g.draining ? (
+                      <div className="small muted">No new sessions since {new Date(g.drainingSince ?? '').toLocaleString()}</div>
+                    ) : null}
+                  </div>
+                </td>
+                <td data-label="Last sync">
                   {/* The built-in gateway is part of the server process: there is nothing to sync. */}
                   {g.builtIn ? (
                     <span className="muted" title="The built-in gateway runs inside the server: its status is always current.">
@@ -127,9 +135,9 @@ export function Gateways({ user }: { user: User }) {
                 </td>
                 <td className="hide-narrow">{g.latencyMs === null ? '—' : `${g.latencyMs} ms`}</td>
                 <td className="hide-narrow">{g.version ?? '—'}</td>
-                <td>{g.liveSessions}</td>
+                <td data-label="Live sessions">{g.liveSessions}</td>
                 {isAdmin ? (
-                  <td>
+                  <td data-label="Actions">
                     <button type="button" className="small" onClick={() => void setDraining(g, !g.draining)}>
                       {g.draining ? 'Resume' : 'Drain'}
                     </button>
