@@ -8,11 +8,12 @@
  * artifacts/screenshots/<page>-<width>.png at 390 px and 1366 px. Not a benchmark: it
  * measures nothing; a page that does not load is named and the script exits 1.
  *
- *   npm run screenshots -- [--keep]
+ *   npm run screenshots -- [--keep] [--only devices,gateways]
  *
  * Needs /usr/bin/chromium, sshpass and age-keygen, and root (a machine user `gh-bench` for
  * the devices' account, as the SSH benchmark uses). `--keep` leaves the data directory and
- * prints its path.
+ * prints its path. `--only` takes the pages' names (the files' names before `-<width>.png`)
+ * and photographs only those.
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -50,7 +51,10 @@ const OPERATOR = { username: 'otto', password: 'screenshots operator password' }
 const AUDITOR = { username: 'audrey', password: 'screenshots auditor password' };
 const DEVICE_PASSWORD = 'pw-screenshots-8d2a41c7';
 
-const { values: opts } = parseArgs({ options: { keep: { type: 'boolean', default: false } } });
+const { values: opts } = parseArgs({ options: { keep: { type: 'boolean', default: false }, only: { type: 'string' } } });
+/** The pages to photograph (`--only`), or every page. */
+const only = opts.only === undefined ? undefined : new Set(opts.only.split(',').map((name) => name.trim()));
+const wanted = (shot: Shot): boolean => only === undefined || only.has(shot.name);
 
 interface Shot {
   /** The file's name before `-<width>.png`. */
@@ -86,17 +90,18 @@ async function main(): Promise<void> {
 
   // The first-run set-up page, before set-up.
   const failures: string[] = [];
-  await shoot(browser, g, { name: 'setup', path: '/', as: 'nobody', ready: 'text=set-up token' }, failures);
+  const setup: Shot = { name: 'setup', path: '/', as: 'nobody', ready: 'text=set-up token' };
+  if (wanted(setup)) await shoot(browser, g, setup, failures);
 
   const token = await setUpGatehouse(g, dataDir, ADMIN_PASSWORD);
   const ids = await seed(g, token, sshd.port, readFileSync(deviceKey, 'utf8'), s3Port, dir);
 
-  const shots: Shot[] = [
+  const all: Shot[] = [
     { name: 'sign-in', path: '/', as: 'nobody', ready: 'button:has-text("Sign in")' },
     { name: 'devices', path: '/devices', ready: 'table.data tbody tr' },
     { name: 'device', path: `/devices/${ids.device}` },
     { name: 'device-no-gateway', path: `/devices/${ids.segmentDevice}` },
-    { name: 'device-files', path: `/devices/${ids.device}/files` },
+    { name: 'device-files', path: `/devices/${ids.device}/files`, ready: 'tr[data-file]' },
     { name: 'device-terminal', path: `/devices/${ids.device}/terminal`, ready: '.xterm' },
     { name: 'projects', path: '/projects' },
     { name: 'requests', path: '/requests' },
@@ -114,8 +119,12 @@ async function main(): Promise<void> {
     { name: 'operator-sessions', path: '/sessions', as: 'operator' },
     { name: 'auditor-audit', path: '/audit', as: 'auditor', ready: 'table tbody tr' },
   ];
-  for (const shot of shots) await shoot(browser, g, shot, failures);
-  console.log(`${(shots.length + 1) * WIDTHS.length - failures.length} screenshots in ${path.relative(process.cwd(), OUT) || OUT}`);
+  const shots = [setup, ...all].filter(wanted);
+  const unknown = [...(only ?? [])].filter((name) => !shots.some((shot) => shot.name === name));
+  if (unknown.length > 0)
+    failures.push(`--only: no page is named ${unknown.join(', ')} (pages: ${[setup, ...all].map((s) => s.name).join(', ')})`);
+  for (const shot of shots.filter((shot) => shot !== setup)) await shoot(browser, g, shot, failures);
+  console.log(`${shots.length * WIDTHS.length - failures.length} screenshots in ${path.relative(process.cwd(), OUT) || OUT}`);
   if (failures.length > 0) throw new Error(`Pages that did not load:\n${failures.join('\n')}`);
 }
 

@@ -203,6 +203,8 @@ export async function startSshd(dir: string, name: string, logLevel: string, pub
       'StrictModes no',
       'PermitRootLogin no',
       'AllowTcpForwarding yes',
+      // The console's file browser (screenshots) and sftp through the gateway need it.
+      'Subsystem sftp internal-sftp',
       'UseDNS no',
       'MaxStartups 400',
       'MaxSessions 400',
