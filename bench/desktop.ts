@@ -26,20 +26,11 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CANONICAL_PIXEL_FORMAT, RFB_RECORDING_FORMAT, RFB_RECORDING_VERSION } from '@gatehouse/core';
-import {
-  acceptVncUser,
-  connectVncTarget,
-  RfbProxy,
-  RfbRecorder,
-  rfbRecordingPath,
-  sendServerInit,
-  ServerMessageFramer,
-  vncAuthResponse,
-  type RfbServerMessage,
-} from '@gatehouse/gateway';
+import * as gatewayModule from '@gatehouse/gateway';
+import { ServerMessageFramer, vncAuthResponse, type RfbServerMessage } from '@gatehouse/gateway';
 import { type Page } from 'playwright-core';
 import { launchChromium } from './chromium.js';
 import { ensureSystemUser } from './host.js';
@@ -252,7 +243,17 @@ class BenchClient {
 // The relay alone: RfbProxy with its recorder, in its own process (a child of this one),
 // as the gateway runs it after both handshakes.
 
-async function proxyChild(targetPort: number, password: string, recordingsDir: string | undefined): Promise<void> {
+async function proxyChild(
+  targetPort: number,
+  password: string,
+  recordingsDir: string | undefined,
+  baseline: string | undefined,
+): Promise<void> {
+  // --baseline: the relay from another build of the gateway package (e.g. main's, copied aside), same process set-up.
+  const gateway = (baseline ? await import(pathToFileURL(path.resolve(baseline, 'index.js')).href) : gatewayModule) as typeof gatewayModule;
+  const { acceptVncUser, connectVncTarget, RfbProxy, RfbRecorder, rfbRecordingPath, sendServerInit } = gateway;
+  // Exit (rather than die) on the bench's SIGTERM, so that --cpu-prof writes the profile.
+  process.once('SIGTERM', () => process.exit(0));
   const server = net.createServer((user) => {
     user.setNoDelay(true);
     void (async () => {
@@ -286,19 +287,28 @@ async function proxyChild(targetPort: number, password: string, recordingsDir: s
   process.send?.({ port: (server.address() as net.AddressInfo).port });
 }
 
-/** The relay in a child process; `recordingsDir` undefined: without a recorder. */
+/**
+ * The relay in a child process; `recordingsDir` undefined: without a recorder; `baseline`: the
+ * gateway package from that build directory; `cpuProf`: a V8 CPU profile of the child into it.
+ */
 async function startProxyChild(
   targetPort: number,
   password: string,
   recordingsDir: string | undefined,
-): Promise<{ pid: number; port: number }> {
-  const args = ['--proxy-child', '--target-port', String(targetPort), ...(recordingsDir ? ['--recordings', recordingsDir] : [])];
-  const child = track(fork(fileURLToPath(import.meta.url), args, { env: { ...process.env, BENCH_VNC_PASSWORD: password } }));
+  { baseline, cpuProf }: { baseline?: string | undefined; cpuProf?: string | undefined } = {},
+): Promise<{ pid: number; port: number; child: ChildProcess }> {
+  const args = [
+    ...['--proxy-child', '--target-port', String(targetPort)],
+    ...(recordingsDir ? ['--recordings', recordingsDir] : []),
+    ...(baseline ? ['--baseline', baseline] : []),
+  ];
+  const execArgv = cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : [];
+  const child = track(fork(fileURLToPath(import.meta.url), args, { env: { ...process.env, BENCH_VNC_PASSWORD: password }, execArgv }));
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));
     child.once('exit', (code) => reject(new Error(`the proxy child exited (${code})`)));
   });
-  return { pid: child.pid as number, port };
+  return { pid: child.pid as number, port, child };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -685,9 +695,14 @@ async function main(): Promise<void> {
       'proxy-child': { type: 'boolean', default: false },
       'target-port': { type: 'string' },
       recordings: { type: 'string' },
+      baseline: { type: 'string' },
+      'cpu-prof': { type: 'string' },
     },
   });
-  if (values['proxy-child']) return proxyChild(Number(values['target-port']), process.env.BENCH_VNC_PASSWORD ?? '', values.recordings);
+  if (values['proxy-child'])
+    return proxyChild(Number(values['target-port']), process.env.BENCH_VNC_PASSWORD ?? '', values.recordings, values.baseline);
+  const cpuProf = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : undefined;
+  const baselineDir = values.baseline ? path.resolve(values.baseline) : undefined;
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
   const [width, height] = (values.geometry ?? '').split('x').map(Number) as [number, number];
@@ -699,8 +714,11 @@ async function main(): Promise<void> {
     `${new Date().toISOString()}  ${os.cpus().length} CPUs, load average ${os.loadavg().map(f2).join(' ')}, Node ${process.version}`,
   );
   const target = await startTarget(dir, password, width, height);
-  const proxy = await startProxyChild(target.port, password, path.join(dir, 'recordings'));
-  const bare = await startProxyChild(target.port, password, undefined);
+  const proxy = await startProxyChild(target.port, password, path.join(dir, 'recordings'), { cpuProf });
+  const bare = await startProxyChild(target.port, password, undefined, { cpuProf });
+  const baseline = baselineDir
+    ? await startProxyChild(target.port, password, path.join(dir, 'recordings'), { baseline: baselineDir, cpuProf })
+    : undefined;
   const gateway = values['no-gateway'] ? 'skipped: --no-gateway' : await startGatewayPath(dir, target, password);
   console.log(`Xtigervnc ${target.display} on 127.0.0.1:${target.port} at ${width}x${height}, an xterm scrolling in its top left`);
   if (typeof gateway === 'string') console.log(`gateway path ${gateway}`);
@@ -731,6 +749,15 @@ async function main(): Promise<void> {
       connect: () => BenchClient.connect(bare.port, undefined),
     },
   ];
+  if (baseline)
+    paths.push({
+      name: `RfbProxy in a process (+ recording), baseline build ${path.basename(baselineDir!)}`,
+      raw: [],
+      viewer: [],
+      cpuPerMiB: [],
+      pid: baseline.pid,
+      connect: () => BenchClient.connect(baseline.port, undefined),
+    });
   if (typeof gateway !== 'string')
     paths.push({
       name: 'gatehouse server VNC port (token, recorded)',

@@ -1,11 +1,49 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { CANONICAL_PIXEL_FORMAT } from '@gatehouse/core';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { CANONICAL_PIXEL_FORMAT, decodeRfbRecording } from '@gatehouse/core';
+import { PIXEL_FORMAT_RGB565 } from '../../../../test/support/rfb-client.js';
+import { testRfbHeader } from '../../../../test/support/rfb-header.js';
 import { RfbProxy } from './proxy.js';
+import { RfbRecorder } from './recording.js';
 import { acceptVncUser } from './user.js';
 
 const servers: net.Server[] = [];
 afterEach(() => servers.splice(0).forEach((s) => s.close()));
+const recordings = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-rfb-proxy-'));
+afterAll(() => rmSync(recordings, { recursive: true, force: true }));
+
+/** Resolves with the first `bytes` bytes `socket` receives. */
+function receive(socket: net.Socket, bytes: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let have = 0;
+  return new Promise((resolve) => {
+    const onData = (d: Buffer) => {
+      parts.push(d);
+      have += d.length;
+      if (have < bytes) return;
+      socket.off('data', onData);
+      resolve(Buffer.concat(parts).subarray(0, bytes));
+    };
+    socket.on('data', onData);
+  });
+}
+
+/** A FramebufferUpdate of one Raw rectangle `width`×1 at 0,0 with `pixel` (its bytes) repeated. */
+function rawUpdate(width: number, pixel: Buffer): Buffer {
+  const head = Buffer.alloc(16);
+  head.writeUInt16BE(1, 2);
+  head.writeUInt16BE(width, 8);
+  head.writeUInt16BE(1, 10);
+  return Buffer.concat([head, ...Array.from({ length: width }, () => pixel)]);
+}
+
+/** Writes `parts` one at a time, each after the last left this end (so the relay tends to see them as separate chunks). */
+async function writeApart(socket: net.Socket, parts: Buffer[]): Promise<void> {
+  for (const part of parts) await new Promise<void>((resolve) => socket.write(part, () => setImmediate(resolve)));
+}
 
 /** Two ends of a TCP connection on 127.0.0.1. */
 async function socketPair(): Promise<[net.Socket, net.Socket]> {
@@ -49,6 +87,52 @@ describe('RfbProxy', () => {
     viewer.end();
     expect(await proxy.done).toMatchObject({ result: 'success', bytesOut: update.length, bytesIn: 0 });
     device.destroy();
+  });
+  it('records each message whole however it arrives, and passes the bytes on unchanged', async () => {
+    const [user, viewer] = await socketPair();
+    const [target, device] = await socketPair();
+    const recorder = await RfbRecorder.open(recordings, 'whole.rfb', testRfbHeader());
+    const proxy = new RfbProxy({ user, target, init, recorder });
+    // A large update (kept by the recorder without a copy), a Bell and a small update, cut across messages.
+    const large = rawUpdate(40_000, Buffer.of(1, 2, 3, 0));
+    const small = rawUpdate(2, Buffer.of(4, 5, 6, 0));
+    const stream = Buffer.concat([large, Buffer.of(2), small]);
+    const cuts = [0, 100, 70_000, large.length + 3, stream.length - 5, stream.length];
+    const received = receive(viewer, stream.length);
+    await writeApart(
+      device,
+      cuts.slice(1).map((end, i) => stream.subarray(cuts[i], end)),
+    );
+    expect((await received).equals(stream)).toBe(true);
+    viewer.end();
+    await proxy.done;
+    device.destroy();
+    const frames = decodeRfbRecording(readFileSync(recorder.file)).frames.map((f) => Buffer.from(f.data));
+    expect(frames.map((f) => f.length)).toEqual([large.length, 1, small.length]);
+    expect(frames[0]!.equals(large) && frames[2]!.equals(small)).toBe(true);
+  });
+
+  it('converts Raw pixels for a viewer in RGB565 while the messages around them go on as they came', async () => {
+    const [user, viewer] = await socketPair();
+    const [target, device] = await socketPair();
+    const recorder = await RfbRecorder.open(recordings, 'converted.rfb', testRfbHeader());
+    const proxy = new RfbProxy({ user, target, init, recorder });
+    const setEncodings = receive(device, 8);
+    viewer.write(Buffer.concat([Buffer.of(0, 0, 0, 0), PIXEL_FORMAT_RGB565]));
+    // The proxy asks the device for convertible encodings once the viewer's format differs.
+    expect((await setEncodings)[0]).toBe(2);
+    const red = rawUpdate(3, Buffer.of(0xff, 0, 0, 0)); // canonical: little-endian, red in the low byte
+    const stream = Buffer.concat([Buffer.of(2), red, Buffer.of(2)]);
+    const expected = Buffer.concat([Buffer.of(2), red.subarray(0, 16), Buffer.of(0x00, 0xf8, 0x00, 0xf8, 0x00, 0xf8), Buffer.of(2)]);
+    const received = receive(viewer, expected.length);
+    await writeApart(device, [stream.subarray(0, 10), stream.subarray(10, 20), stream.subarray(20)]);
+    expect(await received).toEqual(expected);
+    viewer.end();
+    await proxy.done;
+    device.destroy();
+    // The recording keeps the device's canonical pixels.
+    const frames = decodeRfbRecording(readFileSync(recorder.file)).frames.map((f) => Buffer.from(f.data));
+    expect(frames).toEqual([Buffer.of(2), red, Buffer.of(2)]);
   });
 });
 

@@ -20,6 +20,9 @@ import type { RfbRecorder } from './recording.js';
 import { ENCODING, RfbFramingError, ServerMessageFramer, type RfbServerMessage } from './server-messages.js';
 import type { RfbServerInit } from './target.js';
 
+/** Bytes waiting for the user's socket past which the device's side is paused until they left. */
+const USER_BACKLOG_BYTES = 1024 * 1024;
+
 /** The reason of a session the device's side ended. */
 export const TARGET_CLOSED = 'The device closed the VNC connection.';
 
@@ -72,11 +75,15 @@ export class RfbProxy {
   private converting = false;
   private messageParts: Buffer[] = [];
   private toUser: Buffer[] = [];
+  /** Some of the chunk being framed went into a converted message (so it cannot go to the user as it came). */
+  private chunkConverted = false;
   /** Where the message in progress began (what the recorder got ends there), and its parts from earlier chunks. */
   private recordFrom = 0;
   private recordParts: Buffer[] = [];
   /** The sides whose write buffers are full (the other side is paused until they drain). */
   private readonly draining = new Set<Duplex>();
+  /** Writes to the user wait for the end of this turn of the event loop. */
+  private userCorked = false;
 
   constructor(options: RfbProxyOptions) {
     this.user = options.user;
@@ -158,6 +165,7 @@ export class RfbProxy {
     this.chunk = data;
     this.chunkStart = this.framer.position;
     this.handled = 0;
+    this.chunkConverted = false;
     try {
       this.framer.push(data);
     } catch (error) {
@@ -168,7 +176,9 @@ export class RfbProxy {
     this.take(data.length);
     const out = this.toUser;
     this.toUser = [];
-    if (out.length > 0) this.send(this.user, this.target, out.length === 1 ? out[0]! : Buffer.concat(out));
+    // Nothing converted: the pieces are the chunk itself, which goes on without a copy.
+    if (!this.chunkConverted) this.send(this.user, this.target, data);
+    else if (out.length > 0) this.send(this.user, this.target, out.length === 1 ? out[0]! : Buffer.concat(out));
     // The recorder gets whole messages: the start of the one in progress waits for its end.
     if (this.recorder && this.framer.position > this.recordFrom)
       this.recordParts.push(data.subarray(Math.max(0, this.recordFrom - this.chunkStart)));
@@ -179,13 +189,16 @@ export class RfbProxy {
     const piece = this.chunk.subarray(this.handled, offset);
     this.handled = offset;
     if (piece.length === 0) return;
-    if (this.converting) this.messageParts.push(piece);
-    else this.toUser.push(piece);
+    if (this.converting) {
+      this.messageParts.push(piece);
+      this.chunkConverted = true;
+    } else this.toUser.push(piece);
   }
 
   private serverMessage(message: RfbServerMessage): void {
     this.take(message.end - this.chunkStart);
     if (this.converting) {
+      this.chunkConverted = true;
       const bytes = Buffer.concat(this.messageParts);
       this.messageParts = [];
       // The user may have gone back to the canonical format while the message arrived.
@@ -200,17 +213,40 @@ export class RfbProxy {
       }
     }
     if (this.recorder) {
-      const tail = this.chunk.subarray(Math.max(0, this.recordFrom - this.chunkStart), message.end - this.chunkStart);
-      const parts = [...this.recordParts, tail];
+      // The message's parts as they arrived (socket chunks are never reused): no copy of a large update.
+      const parts = this.recordParts;
+      parts.push(this.chunk.subarray(Math.max(0, this.recordFrom - this.chunkStart), message.end - this.chunkStart));
       this.recordParts = [];
       this.recordFrom = message.end;
-      this.recorder.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      this.recorder.write(parts);
     }
   }
 
-  /** Writes to one side; while it cannot take more, the other side is paused. */
+  /**
+   * Writes to one side; while it cannot take more, the other side is paused. Writes to the
+   * user in one turn of the event loop (the device's chunks read in one go) leave together,
+   * as one writev, once the turn's reads are done.
+   */
   private send(to: Duplex, from: Duplex, data: Buffer): void {
-    if (to.write(data) || this.draining.has(to)) return;
+    if (to === this.user) {
+      if (!this.userCorked) {
+        this.userCorked = true;
+        to.cork();
+        setImmediate(() => {
+          this.userCorked = false;
+          to.uncork();
+          if (to.writableLength >= USER_BACKLOG_BYTES) this.pauseUntilDrained(to, from);
+        });
+      }
+      // Corked, write() says "full" past 16 KiB: the backpressure is judged once the batch has left.
+      to.write(data);
+      return;
+    }
+    if (!to.write(data)) this.pauseUntilDrained(to, from);
+  }
+
+  private pauseUntilDrained(to: Duplex, from: Duplex): void {
+    if (this.draining.has(to)) return;
     this.draining.add(to);
     from.pause();
     to.once('drain', () => {

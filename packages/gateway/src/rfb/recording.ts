@@ -5,6 +5,12 @@ import { encodeRfbHeader, type RfbRecordingHeader } from '@gatehouse/core';
 /** Bytes batched before they go to the file, and the longest they wait. */
 const FLUSH_BYTES = 1024 * 1024;
 const FLUSH_MS = 250;
+/**
+ * Parts smaller than this are copied into the batch; larger ones are kept as they are (no
+ * copy of a framebuffer update). A small part is usually a slice of a 64 KiB socket read,
+ * which it would otherwise keep alive until the batch is written.
+ */
+const COPY_BELOW_BYTES = 16 * 1024;
 
 /** Where a desktop session's recording goes, relative to the recordings directory: `YYYY-MM-DD/<id>.rfb`. */
 export function rfbRecordingPath(sessionId: string, startedAt: Date): string {
@@ -88,15 +94,23 @@ export class RfbRecorder {
     return new RfbRecorder(file, handle, header.startedAt);
   }
 
-  /** Records what the device sent (a frame stamped now). */
-  write(data: Buffer): void {
-    if (this.closing || this.failed || data.length === 0) return;
-    const head = Buffer.alloc(8);
+  /**
+   * Records what the device sent (one frame stamped now): a message, or its parts in order.
+   * Parts of 16 KiB and more are kept, not copied, until they are written: the caller must
+   * not change them afterwards (socket reads never are).
+   */
+  write(data: Buffer | readonly Buffer[]): void {
+    if (this.closing || this.failed) return;
+    const parts = Buffer.isBuffer(data) ? [data] : data;
+    let length = 0;
+    for (const part of parts) length += part.length;
+    if (length === 0) return;
+    const head = Buffer.allocUnsafe(8);
     head.writeUInt32BE(Math.max(0, Math.min(0xffffffff, Math.round(performance.now() - this.origin))), 0);
-    head.writeUInt32BE(data.length, 4);
-    // A copy: the caller's buffer may be reused once write returns.
-    this.batch.push(head, Buffer.from(data));
-    this.batchBytes += 8 + data.length;
+    head.writeUInt32BE(length, 4);
+    this.batch.push(head);
+    for (const part of parts) if (part.length > 0) this.batch.push(part.length < COPY_BELOW_BYTES ? Buffer.from(part) : part);
+    this.batchBytes += 8 + length;
     if (this.batchBytes >= FLUSH_BYTES) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
   }
