@@ -96,7 +96,13 @@ describe('web console: browser RDP desktop', () => {
     });
     server = await startServer({
       dataDir: path.join(dir, 'data'),
-      env: { GATEHOUSE_GATEWAY_PORT: String(await freePort()), GATEHOUSE_RDP_MAX_SESSIONS: '1', TMPDIR: runDir },
+      // No display pool: each session's processes are all there is (the pool is rdp-renderer.test.ts's).
+      env: {
+        GATEHOUSE_GATEWAY_PORT: String(await freePort()),
+        GATEHOUSE_RDP_MAX_SESSIONS: '1',
+        GATEHOUSE_RDP_DISPLAY_POOL: '0',
+        TMPDIR: runDir,
+      },
     });
     ({ token } = await setupAdminToken(server, ADMIN_PASSWORD, dir));
     const projectId = (await api<{ id: string }>('POST', '/projects', { name: 'Lab' })).id;

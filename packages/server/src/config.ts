@@ -134,6 +134,11 @@ export const serverConfigSchema = z.strictObject({
   rdpPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7994),
   /** Browser RDP sessions this server renders at once (each is an Xvfb, an xfreerdp and an x11vnc). */
   rdpMaxSessions: z.coerce.number({ error: 'must be a whole number from 0 to 1000' }).int().min(0).max(1000).default(10),
+  /**
+   * Browser RDP displays (Xvfb + x11vnc) kept started ahead of sessions, filled at the first
+   * session; each serves one session and is then destroyed. 0: each session starts its own.
+   */
+  rdpDisplayPool: z.coerce.number({ error: 'must be a whole number from 0 to 100' }).int().min(0).max(100).default(1),
   /** Port host agents link to (on gatewayHost's address); 0 turns agent links off. */
   agentPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7996),
   /** `host:port` agents are told to dial (when they reach the server through NAT or a load balancer); default: the host the agent enrolled through, with agentPort. */
@@ -224,6 +229,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_VNC_PORT: 'vncPort',
   GATEHOUSE_RDP_PORT: 'rdpPort',
   GATEHOUSE_RDP_MAX_SESSIONS: 'rdpMaxSessions',
+  GATEHOUSE_RDP_DISPLAY_POOL: 'rdpDisplayPool',
   GATEHOUSE_AGENT_ADDRESS: 'agentAddress',
   GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',
   GATEHOUSE_GATEWAY_RECORD_BINARY_EXEC: 'gatewayRecordBinaryExec',

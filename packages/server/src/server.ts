@@ -203,7 +203,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   const desktops = new DesktopSessions();
   const desktopLogger = logger.child({ component: 'desktop' });
   // One renderer per server: rdpMaxSessions counts every browser RDP session of this gateway.
-  const rdp = new RdpRenderer({ maxSessions: config.rdpMaxSessions, logger: desktopLogger });
+  const rdp = new RdpRenderer({ maxSessions: config.rdpMaxSessions, displayPool: config.rdpDisplayPool, logger: desktopLogger });
   built.gateways.builtInSessions = combineLiveSessions(server, desktops);
   built.gateways.desktop = {
     broker,

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { directDialer, type AuthorizedTarget, type HostKeyCheck, type HostKeyInfo, type TargetDialer } from '@gatehouse/gateway';
 import { RfbTestClient } from '../../../../test/support/rfb-client.js';
 import { VNC_TARGET_COLOUR } from '../../../../test/support/vnc.js';
+import { ensureSystemUser } from '../../../../bench/host.js';
 import { startXrdp, type XrdpTarget } from '../../../../bench/xrdp.js';
 import { RdpRenderer, type RdpOpenResult, type RdpRendererOptions, type RdpRendering } from './rdp-renderer.js';
 
@@ -156,6 +157,50 @@ describe('RdpRenderer against xrdp', () => {
     expect(processesUnder(runDirectory)).toEqual([]);
     expect(readdirSync(runDirectory)).toEqual([]);
     expect(r.activeSessions).toBe(0);
+  });
+
+  it('gives each session of a display pool a display started ahead that no other session gets; ended ones are destroyed', async () => {
+    // xrdp gives a user one session: the second session at once signs in as another user.
+    ensureSystemUser('gh-rdp-render2', { password });
+    const r = renderer({ displayPool: 1 });
+    const openAs = (username: string) =>
+      r.open({ target: target(xrdp.port), credential: { username, password }, user, remoteAddress: '127.0.0.1', dial, broker });
+    const dial = directDialer('built-in', 5000);
+    const broker = new MemoryHostKeys();
+    const first = await openAs(xrdp.user);
+    if (!first.ok) throw new Error(first.message);
+    // The pool fills at the first session, which started its own display.
+    expect(first.session.pooledDisplay).toBe(false);
+    await expect.poll(() => r.pooledDisplays, { timeout: 30_000 }).toBe(1);
+    const spare = processesUnder(runDirectory).filter((p) => !first.session.pids.includes(Number(p.split(' ')[0])));
+    expect(spare.map((p) => p.split(' ')[1])).toEqual(['Xvfb', 'x11vnc']);
+    await first.session.close();
+
+    const [a, b] = await Promise.all([openAs(xrdp.user), openAs('gh-rdp-render2')]);
+    if (!a.ok || !b.ok) throw new Error(`${messageOf(a.ok ? b : a)}`);
+    const pooled = [a.session, b.session].filter((s) => s.pooledDisplay);
+    expect(pooled).toHaveLength(1);
+    expect(pooled[0]!.pids).toEqual(expect.arrayContaining(spare.map((p) => Number(p.split(' ')[0]))));
+    expect(a.session.pids.filter((pid) => b.session.pids.includes(pid))).toEqual([]);
+    // The pooled display shows the target's desktop like a new one.
+    const viewer = await RfbTestClient.connect(pooled[0]!.vncPort, { password: pooled[0]!.vncPassword });
+    viewer.setEncodings([0]);
+    await viewer.waitForColour(100, 100, VNC_TARGET_COLOUR, 8, 15_000);
+    viewer.close();
+    await expect(pooled[0]!.exited).resolves.toEqual({ reason: 'The viewer disconnected.' });
+    await a.session.close();
+    await b.session.close();
+
+    // Nothing of theirs is left: only a fresh display waits, in its own directory.
+    await expect.poll(() => r.pooledDisplays, { timeout: 30_000 }).toBe(1);
+    const used = [...first.session.pids, ...a.session.pids, ...b.session.pids];
+    const left = processesUnder(runDirectory).map((p) => Number(p.split(' ')[0]));
+    expect(left).toHaveLength(2);
+    expect(left.filter((pid) => used.includes(pid))).toEqual([]);
+    expect(readdirSync(runDirectory)).toHaveLength(1);
+    await r.stop();
+    expect(processesUnder(runDirectory)).toEqual([]);
+    expect(readdirSync(runDirectory)).toEqual([]);
   });
 
   it('reports a refused password as a failed connection, not a login screen', async () => {

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,10 @@ import type { AccessBroker, AuthorizedTarget, GatewayLogger, GatewayUser, Target
 import { forgetKeyAdvice, USER_LEFT_MESSAGE } from '@gatehouse/gateway';
 import { GatehouseError } from '@gatehouse/core';
 import { readRdpCertificate, type RdpCertificate } from './rdp-certificate.js';
+import { RdpDisplayPool, type PooledDisplay } from './rdp-display-pool.js';
+import { onLines, startRdpDisplay, type RdpDisplay } from './rdp-display.js';
+
+export { xauthorityEntry } from './rdp-display.js';
 
 /**
  * Browser RDP without guacd: per session a fresh Xvfb display, `xfreerdp` connected to the
@@ -30,8 +33,14 @@ export interface RdpRendererOptions {
    * logon screen instead, and never starts one.
    */
   logonTimeoutMs?: number;
-  /** An x11vnc that no viewer connected to within this time exits (and the session ends). */
+  /** A session whose display no viewer connected to within this time (from its start) ends. */
   viewerTimeoutMs?: number;
+  /**
+   * Displays (Xvfb + x11vnc) kept started ahead of sessions (config `rdpDisplayPool`), so a
+   * session starts with its display ready; each is used by one session and then destroyed.
+   * Filled at the first session. 0 (the default here): each session starts its own.
+   */
+  displayPool?: number;
   width?: number;
   height?: number;
   /** Where the per-session directories go (private, 0700); default the OS temp directory. */
@@ -63,6 +72,8 @@ export interface RdpRendering {
   height: number;
   /** The Xvfb, xfreerdp and x11vnc process ids (each its own process group). */
   pids: readonly number[];
+  /** The display came ready from the pool (its Xvfb and x11vnc started before the session). */
+  pooledDisplay: boolean;
   /** ms from open() to the target's desktop session being up. */
   openedInMs: number;
   /** Where that time went: ms from open() to the end of each step (see {@link RdpStartTimings}). */
@@ -74,21 +85,25 @@ export interface RdpRendering {
 }
 
 /**
- * ms from open() to each step's end. Xvfb starts at once, the certificate check runs beside
- * it; x11vnc and xfreerdp both start as soon as the display is up (beside each other).
+ * ms from open() to each step's end. The display (taken from the pool ready, or Xvfb started
+ * now), the certificate check and the dial of xfreerdp's connection run beside each other;
+ * xfreerdp starts once the certificate is checked and Xvfb is up, a new display's x11vnc
+ * beside it.
  */
 export interface RdpStartTimings {
   /** The target's certificate read (own TCP + TLS connection) and checked with the broker. */
   certificate: number;
-  /** Xvfb accepting clients (its -displayfd line). */
+  /** Xvfb accepting clients (its -displayfd line); about 0 with a pooled display. */
   display: number;
-  /** x11vnc listening (its PORT= line). */
+  /** x11vnc listening (its PORT= line; it starts beside xfreerdp); about 0 with a pooled display. */
   vnc: number;
   /** xfreerdp's RDP connection active (TCP, X.224, TLS, MCS, licensing, capabilities). */
   connected: number;
   /** The target started the account's desktop session (its clipboard channel is up). */
   loggedOn: number;
 }
+
+type RendererSettings = Required<Omit<RdpRendererOptions, 'runDirectory'>> & { runDirectory: string };
 
 const defaults = { connectTimeoutMs: 15_000, logonTimeoutMs: 20_000, viewerTimeoutMs: 60_000, width: 1280, height: 800 };
 
@@ -97,13 +112,21 @@ const CREDENTIAL_ERRORS =
   /ERRCONNECT_(LOGON_FAILURE|WRONG_PASSWORD|AUTHENTICATION_FAILED|ACCOUNT_DISABLED|ACCOUNT_EXPIRED|ACCOUNT_LOCKED_OUT|ACCOUNT_RESTRICTION|PASSWORD_EXPIRED|PASSWORD_MUST_CHANGE|PASSWORD_CERTAINLY_EXPIRED|LOGON_TYPE_NOT_GRANTED|NO_OR_MISSING_CREDENTIALS)/;
 
 export class RdpRenderer {
-  readonly #options: Required<Omit<RdpRendererOptions, 'runDirectory'>> & { runDirectory: string };
+  readonly #options: RendererSettings;
   /** Sessions opening or open: a slot is taken before anything starts. */
   readonly #live = new Set<Session>();
+  readonly #pool: RdpDisplayPool<RdpDisplay> | null;
   #stopped = false;
 
   constructor(options: RdpRendererOptions) {
-    this.#options = { ...defaults, runDirectory: os.tmpdir(), ...options };
+    this.#options = { ...defaults, displayPool: 0, runDirectory: os.tmpdir(), ...options };
+    const size = Math.min(this.#options.displayPool, this.#options.maxSessions);
+    this.#pool = size > 0 ? new RdpDisplayPool(size, (signal) => startSpareDisplay(this.#options, signal), this.#options.logger) : null;
+  }
+
+  /** Displays waiting in the pool now. */
+  get pooledDisplays(): number {
+    return this.#pool?.ready ?? 0;
   }
 
   get activeSessions(): number {
@@ -134,7 +157,7 @@ export class RdpRenderer {
       return refuse(`The vaulted password of ${credential.username} on ${target.deviceName} contains a line break, which RDP cannot take.`);
     }
     if (request.signal?.aborted) return refuse(USER_LEFT_MESSAGE);
-    const session = new Session(this.#options, request, where);
+    const session = new Session(this.#options, request, where, this.#pool?.take());
     this.#live.add(session);
     void session.exited.then(() => this.#live.delete(session));
     const left = () => void session.close(USER_LEFT_MESSAGE);
@@ -151,7 +174,7 @@ export class RdpRenderer {
   /** Ends every session (the server is stopping) and refuses new ones. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await Promise.all([...this.#live].map((s) => s.close('The server stopped.')));
+    await Promise.all([...[...this.#live].map((s) => s.close('The server stopped.')), this.#pool?.stop()]);
   }
 }
 
@@ -168,10 +191,14 @@ class Session {
   #dialed: { gateway: string; segment: string | null } | null = null;
 
   constructor(
-    private readonly options: Required<Omit<RdpRendererOptions, 'runDirectory'>> & { runDirectory: string },
+    private readonly options: RendererSettings,
     private readonly request: RdpOpenRequest,
     private readonly where: string,
-  ) {}
+    /** A display from the pool, now this session's alone; undefined: the session starts its own. */
+    private readonly pooled: RdpDisplay | undefined,
+  ) {
+    if (pooled) this.#adopt(pooled);
+  }
 
   async start(): Promise<RdpOpenResult> {
     const started = performance.now();
@@ -185,31 +212,35 @@ class Session {
     });
     const at = () => Math.round(performance.now() - started);
     const timings: RdpStartTimings = { certificate: 0, display: 0, vnc: 0, connected: 0, loggedOn: 0 };
-    // The display starts while the target's certificate is checked; its VNC server beside
-    // xfreerdp once it is up (both only need the display).
-    const displayReady = this.#startDisplay().then((display) => ((timings.display = at()), display));
-    const vncReady = displayReady.then(({ directory, env }) => this.#startVnc(directory, env)).then((vnc) => ((timings.vnc = at()), vnc));
-    const settled = Promise.allSettled([displayReady, vncReady]);
+    // 1. The target's certificate, checked like an SSH host key (trust on first use); its
+    // dial comes first. Beside it: the display (ready from the pool, or started now) and the
+    // dial of xfreerdp's own connection (closed with the session if the check refuses).
+    const checked = this.#checkCertificate(started);
+    const displayReady = this.#display().then((display) => ((timings.display = at()), display));
+    const vncReady = displayReady.then((display) => display.vncReady).then(() => (timings.vnc = at()));
+    const dialed = dial(target, { user, remoteAddress }).then((connection) => {
+      if (connection.ok) this.#keep(connection.socket);
+      return connection;
+    });
+    const settled = Promise.allSettled([checked, displayReady, vncReady, dialed]);
     try {
-      // 1. The target's certificate, checked like an SSH host key (trust on first use).
-      const refusal = await this.#checkCertificate(started);
+      const refusal = await checked;
       timings.certificate = at();
       if (typeof refusal === 'string') {
         await settled;
         return fail(refusal);
       }
       const certificate = refusal;
-      const { directory, env } = await displayReady;
-      logger.debug({ ms: at(), display: env.DISPLAY }, 'browser RDP: display up');
+      const display = await displayReady;
+      logger.debug({ ms: at(), display: display.env.DISPLAY, pooled: this.pooled !== undefined }, 'browser RDP: display up');
 
       // 2. xfreerdp through a one-connection relay to the dialer's socket, the password on stdin.
-      const connection = await dial(target, { user, remoteAddress });
+      const connection = await dialed;
       this.#dialed = { gateway: connection.gateway, segment: connection.segment };
       if (!connection.ok) return fail(connection.reason);
-      this.#sockets.push(connection.socket);
-      const socketPath = path.join(directory, 'rdp.sock');
+      const socketPath = path.join(display.directory, 'rdp.sock');
       await this.#relayOnce(socketPath, connection.socket);
-      const desktop = this.#startXfreerdp(env, socketPath, certificate, credential, width, height);
+      const desktop = this.#startXfreerdp(display.env, socketPath, certificate, credential, width, height);
 
       const outcome = await desktop.loggedOn(connectTimeoutMs, logonTimeoutMs, () => (timings.connected = at()));
       if (!outcome.ok) {
@@ -217,11 +248,20 @@ class Session {
         return fail(outcome.message);
       }
       timings.loggedOn = at();
-      const { vncPassword, vncPort } = await vncReady;
+      await vncReady;
       if (this.#closing) return fail('The server stopped while the browser RDP session was starting.');
+      // A display process that stopped meanwhile (before this session listened for it).
+      if (display.processes.some((p) => p.exitCode !== null || p.signalCode !== null))
+        return fail(`The display of the browser RDP session to ${this.where} stopped while it started. Try again.`);
+      const { vncPassword, vncPort } = display;
       const openedInMs = at();
-      logger.info({ deviceId: target.deviceId, display: env.DISPLAY, vncPort, ms: openedInMs, timings }, 'browser RDP session rendered');
+      const pooledDisplay = this.pooled !== undefined;
+      logger.info(
+        { deviceId: target.deviceId, display: display.env.DISPLAY, vncPort, ms: openedInMs, timings, pooledDisplay },
+        'browser RDP session rendered',
+      );
       this.#open = true;
+      this.#expectViewer(display);
       return {
         ok: true,
         session: {
@@ -232,6 +272,7 @@ class Session {
           width,
           height,
           pids: this.#processes.map((p) => p.pid!),
+          pooledDisplay,
           openedInMs,
           timings,
           close: (reason) => this.close(reason ?? 'The session was closed.'),
@@ -244,6 +285,40 @@ class Session {
       await settled;
       return fail(`Gatehouse could not start the browser RDP session to ${this.where}: ${(error as Error).message}`);
     }
+  }
+
+  /** The pooled display, or a new one whose processes and directory are this session's from the start. */
+  async #display(): Promise<RdpDisplay> {
+    if (this.pooled) return this.pooled;
+    const display = await startRdpDisplay({
+      ...this.options,
+      timeoutMs: this.options.connectTimeoutMs,
+      directoryMade: (directory) => (this.#directory = directory),
+      spawn: (command, args, env) => this.#spawn(command, args, env),
+    });
+    display.onExit = (reason) => this.#ended(reason);
+    return display;
+  }
+
+  /** Takes a pooled display over: its processes and directory go with this session. */
+  #adopt(display: RdpDisplay): void {
+    this.#directory = display.directory;
+    this.#processes.push(...display.processes);
+    display.onExit = (reason) => this.#ended(reason);
+  }
+
+  /** A socket closed with the session (or at once, if it is closing already). */
+  #keep(socket: Duplex): void {
+    if (this.#closing) socket.destroy();
+    else this.#sockets.push(socket);
+  }
+
+  /** Ends the open session if no viewer connected to its display within the viewer timeout. */
+  #expectViewer(display: RdpDisplay): void {
+    const seconds = Math.round(this.options.viewerTimeoutMs / 1000);
+    setTimeout(() => {
+      if (!display.viewerSeen()) void this.close(`No viewer connected to the browser RDP session within ${seconds} s.`);
+    }, this.options.viewerTimeoutMs).unref();
   }
 
   /** Dials the device once to read its certificate and checks it with the broker: the certificate, or why not. */
@@ -269,25 +344,6 @@ class Session {
     );
   }
 
-  /** A private directory and an X display only this session's processes may open (a random MIT-MAGIC-COOKIE). */
-  async #startDisplay(): Promise<{ directory: string; env: NodeJS.ProcessEnv }> {
-    const directory = await mkdtemp(path.join(this.options.runDirectory, 'gatehouse-rdp-'));
-    this.#directory = directory;
-    const xauthority = path.join(directory, 'Xauthority');
-    await writeFile(xauthority, xauthorityEntry(randomBytes(16)), { mode: 0o600 });
-    const display = await this.#startXvfb(xauthority);
-    return { directory, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: directory, DISPLAY: display, XAUTHORITY: xauthority } };
-  }
-
-  /** x11vnc on the display: local only, one viewer, a random password in a file it removes after reading. */
-  async #startVnc(directory: string, env: NodeJS.ProcessEnv): Promise<{ vncPassword: string; vncPort: number }> {
-    const vncPassword = randomPassword();
-    const passwordFile = path.join(directory, 'vncpasswd');
-    await writeFile(passwordFile, `${vncPassword}\n`, { mode: 0o600 });
-    const vncPort = await this.#startX11vnc(env, env.XAUTHORITY!, passwordFile);
-    return { vncPassword, vncPort };
-  }
-
   close(reason: string): Promise<void> {
     this.#closing ??= (async () => {
       this.#relay?.close();
@@ -306,63 +362,9 @@ class Session {
 
   #spawn(command: string, args: string[], env: NodeJS.ProcessEnv | undefined, stdin: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
     if (this.#closing) throw new GatehouseError('NOT_READY', 'the session is closing');
-    // Its own process group (detached), and killed by the kernel if the server dies without
-    // closing it (setpriv's parent-death signal survives the exec).
-    const child = spawn('setpriv', ['--pdeathsig', 'KILL', command, ...args], {
-      detached: true,
-      stdio: [stdin, 'pipe', 'pipe'],
-      env: env ?? { PATH: process.env.PATH },
-    });
+    const child = spawnIsolated(command, args, env, stdin, this.options.logger);
     this.#processes.push(child);
-    child.once('error', (error) => this.options.logger.warn({ err: error, command }, 'browser RDP process failed'));
     return child;
-  }
-
-  /** Xvfb picks a free display itself (-displayfd) and says which once it accepts clients. */
-  async #startXvfb(xauthority: string): Promise<string> {
-    const { width, height, connectTimeoutMs } = this.options;
-    const child = this.#spawn(
-      'Xvfb',
-      ['-displayfd', '1', '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp', '-noreset', '-auth', xauthority],
-      undefined,
-    );
-    const line = await firstLine(child, /^(\d+)$/, connectTimeoutMs, 'Xvfb');
-    child.once('exit', () => this.#ended('The session display stopped.'));
-    return `:${line[1]}`;
-  }
-
-  #startX11vnc(env: NodeJS.ProcessEnv, xauthority: string, passwordFile: string): Promise<number> {
-    const child = this.#spawn(
-      'x11vnc',
-      [
-        '-display',
-        env.DISPLAY!,
-        '-auth',
-        xauthority,
-        // Not -localhost: it looks up "localhost", which can wait seconds for DNS.
-        '-listen',
-        '127.0.0.1',
-        '-allow',
-        '127.0.0.1',
-        '-noipv6',
-        '-passwdfile',
-        `rm:${passwordFile}`,
-        // Without it `(` and `)` typed in the viewer are lost (x11vnc's keycode 187/188 mapping on Xvfb).
-        '-skip_keycodes',
-        '187,188',
-        '-timeout',
-        String(Math.ceil(this.options.viewerTimeoutMs / 1000)),
-        '-norc',
-        '-nocmds',
-        '-noremote',
-        '-nopw',
-        '-noxrecord',
-        '-quiet',
-      ],
-      env,
-    );
-    child.once('exit', () => this.#ended('The viewer disconnected.'));
-    return firstLine(child, /^PORT=(\d+)/, this.options.connectTimeoutMs, 'x11vnc').then((m) => Number(m[1]));
   }
 
   /** Accepts one connection on a Unix socket in the private directory and joins it to the target socket. */
@@ -516,60 +518,56 @@ function stopGroup(child: ChildProcess): Promise<void> {
   });
 }
 
-function onLines(child: ChildProcess, handle: (line: string) => void): void {
-  for (const stream of [child.stdout, child.stderr]) {
-    let rest = '';
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => {
-      const lines = (rest + chunk).split('\n');
-      rest = lines.pop() ?? '';
-      for (const line of lines) handle(line);
-    });
-  }
-}
-
-function firstLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, name: string): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      fn();
-    };
-    const timer = setTimeout(
-      () => settle(() => reject(new GatehouseError('INTERNAL', `${name} did not start within ${timeoutMs} ms`))),
-      timeoutMs,
-    );
-    onLines(child, (line) => {
-      const match = pattern.exec(line.trim());
-      if (match) settle(() => resolve(match));
-    });
-    child.once('exit', (code) => settle(() => reject(new GatehouseError('INTERNAL', `${name} exited with code ${code} while starting`))));
-    child.once('error', (error) => settle(() => reject(error)));
+/**
+ * Starts a renderer process in its own process group (detached), killed by the kernel if the
+ * server dies without closing it (setpriv's parent-death signal survives the exec).
+ */
+function spawnIsolated(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv | undefined,
+  stdin: 'pipe' | 'ignore',
+  logger: GatewayLogger,
+): ChildProcess {
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', command, ...args], {
+    detached: true,
+    stdio: [stdin, 'pipe', 'pipe'],
+    env: env ?? { PATH: process.env.PATH },
   });
+  child.once('error', (error) => logger.warn({ err: error, command }, 'browser RDP process failed'));
+  return child;
 }
 
-/** An Xauthority file with one MIT-MAGIC-COOKIE-1 for any display (FamilyWild, no address, no number). */
-export function xauthorityEntry(cookie: Buffer): Buffer {
-  const field = (value: Buffer) => Buffer.concat([u16(value.length), value]);
-  return Buffer.concat([
-    u16(0xffff),
-    field(Buffer.alloc(0)),
-    field(Buffer.alloc(0)),
-    field(Buffer.from('MIT-MAGIC-COOKIE-1')),
-    field(cookie),
-  ]);
-}
-
-function u16(n: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(n);
-  return b;
-}
-
-/** 8 characters (VncAuth uses at most 8) from letters and digits. */
-function randomPassword(): string {
-  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789';
-  return Array.from({ length: 8 }, () => alphabet[randomInt(alphabet.length)]).join('');
+/** A display started for the pool: its processes and directory are stopped and removed by `destroy` unless a session takes it. */
+async function startSpareDisplay(options: RendererSettings, signal: AbortSignal): Promise<PooledDisplay<RdpDisplay>> {
+  const processes: ChildProcess[] = [];
+  let directory: string | null = null;
+  const destroy = async () => {
+    await Promise.all(processes.map((child) => stopGroup(child)));
+    if (directory) await rm(directory, { recursive: true, force: true });
+  };
+  // The pool stopped while this display starts: its processes stop now (which fails the start).
+  const abort = () => void Promise.all(processes.map((child) => stopGroup(child)));
+  signal.addEventListener('abort', abort, { once: true });
+  try {
+    const display = await startRdpDisplay({
+      ...options,
+      timeoutMs: options.connectTimeoutMs,
+      directoryMade: (made) => (directory = made),
+      spawn: (command, args, env) => {
+        if (signal.aborted) throw new GatehouseError('NOT_READY', 'the display pool stopped');
+        const child = spawnIsolated(command, args, env, 'ignore', options.logger);
+        processes.push(child);
+        return child;
+      },
+    });
+    const died = new Promise<void>((resolve) => (display.onExit = () => resolve()));
+    await display.vncReady;
+    return { display, died, destroy };
+  } catch (error) {
+    await destroy();
+    throw error;
+  } finally {
+    signal.removeEventListener('abort', abort);
+  }
 }
