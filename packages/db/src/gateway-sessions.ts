@@ -102,7 +102,11 @@ export type GatewaySessionInput = Omit<
   | 'device_kex'
   | 'recording_sha256'
   | 'recording_signature'
+  | 'replica'
+  | 'end_requested'
 > & {
+  /** The replica whose built-in gateway holds the session. */
+  replica?: string | null;
   /** The SSH key exchange of each leg, when the session is SSH. */
   user_kex?: string | null;
   device_kex?: string | null;
@@ -260,10 +264,24 @@ export class GatewaySessions {
    * without ending them. Answers them as they are now.
    */
   async endAbandoned(gateway: string, reason: string, startedBefore?: string): Promise<GatewaySession[]> {
+    const now = new Date().toISOString();
     const entered = (eb: ExpressionBuilder<Database, 'gateway_sessions'>) =>
       eb.and([
         eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]),
         ...(startedBefore === undefined ? [] : [eb('started_at', '<', startedBefore)]),
+        // Another replica's sessions are its own while its lease is renewed (it still runs).
+        eb.or([
+          eb('replica', 'is', null),
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom('leases')
+                .select('leases.name')
+                .where('leases.name', '=', sql<string>`${'replica:'} || gateway_sessions.replica`)
+                .where('leases.expires_at', '>', now),
+            ),
+          ),
+        ]),
       ]);
     const rows = await this.x.selectFrom('gateway_sessions').select('id').where(entered).where('result', '=', 'active').execute();
     if (rows.length === 0) return [];
@@ -283,6 +301,37 @@ export class GatewaySessions {
       )
       .execute();
     return ended.map(sessionFromRow);
+  }
+
+  /**
+   * Asks whichever replica's built-in gateway holds a live session to end it (each polls
+   * `endRequests`); false when the session is not live any more.
+   */
+  async requestEnd(id: string, reason: string): Promise<boolean> {
+    const r = await this.x
+      .updateTable('gateway_sessions')
+      .set({ end_requested: reason })
+      .where('id', '=', id)
+      .where('result', '=', 'active')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** Live sessions another replica asked to end, with the reason. */
+  async endRequests(): Promise<{ id: string; reason: string }[]> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .select(['id', 'end_requested'])
+      .where('end_requested', 'is not', null)
+      .where('result', '=', 'active')
+      .execute();
+    return rows.map((r) => ({ id: r.id, reason: r.end_requested ?? '' }));
+  }
+
+  /** Whether a session is still live (its row says `active`). */
+  async isLive(id: string): Promise<boolean> {
+    const row = await this.x.selectFrom('gateway_sessions').select('result').where('id', '=', id).executeTakeFirst();
+    return row?.result === 'active';
   }
 
   async find(id: string): Promise<GatewaySession | undefined> {

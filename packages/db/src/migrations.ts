@@ -674,6 +674,16 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('gateway_sessions').addColumn('recording_signature', 'text').execute();
       },
     },
+    '0023_session_replica': {
+      async up(db: Kysely<unknown>) {
+        // Replicas on one PostgreSQL: the server process whose built-in gateway holds a
+        // session (its `replica:<id>` lease says whether it still runs), and an end asked
+        // for on another replica, which the holder's gateway picks up and carries out.
+        await db.schema.alterTable('gateway_sessions').addColumn('replica', 'text').execute();
+        await db.schema.alterTable('gateway_sessions').addColumn('end_requested', 'text').execute();
+        await db.schema.createIndex('gateway_sessions_end_requested').on('gateway_sessions').column('end_requested').execute();
+      },
+    },
   };
 }
 

@@ -246,6 +246,10 @@ export interface GatewaySessionTable {
   recording_sha256: string | null;
   /** The recording's signature document (`RecordingSignature` as JSON); null until it is signed. */
   recording_signature: string | null;
+  /** The server process (replica) whose built-in gateway holds the session; null for other gateways and older rows. */
+  replica: string | null;
+  /** Why an end was asked for on a replica that does not hold the session (its holder ends it). */
+  end_requested: string | null;
 }
 
 export interface SessionFileOperationTable {

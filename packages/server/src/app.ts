@@ -180,10 +180,17 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   // Each server instance has its own registry: tests start several servers in one process.
   const metrics = new Metrics({ db, gateways: new Gateways(db), breakglassRuns: new BreakGlassRuns(db) });
   const audit = createAudit(db, logger, metrics);
+  // One replica (the leader) runs the scheduled jobs; on SQLite this process always does.
+  const leadership = new Leadership({
+    leases: db.dialect === 'postgres' ? new Leases(db) : undefined,
+    logger: logger.child({ component: 'leadership' }),
+    leaseMs: config.leaderLeaseSeconds * 1000,
+  });
   const core: Omit<Services, 'runbooks'> = {
     config,
     db,
     database: new DatabaseHealth(db),
+    replica: leadership.holder,
     vault,
     logger,
     inventory: new Inventory(db, vault),
@@ -211,12 +218,6 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   );
   const services: Services = Object.assign(core, { runbooks: new RunbookService(core, runbookGateway, logger) });
 
-  // One replica (the leader) runs the scheduled jobs; on SQLite this process always does.
-  const leadership = new Leadership({
-    leases: db.dialect === 'postgres' ? new Leases(db) : undefined,
-    logger: logger.child({ component: 'leadership' }),
-    leaseMs: config.leaderLeaseSeconds * 1000,
-  });
   const isLeader = () => leadership.isLeader;
   // The server's signing key: audit checkpoints and recordings.
   const signingKey = loadAuditCheckpointKey({ keyFile: config.auditCheckpointKeyFile, dataDir: config.dataDir, create: true });

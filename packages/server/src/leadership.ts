@@ -6,6 +6,8 @@ import type { Logger } from './logger.js';
 
 /** The lease row that names the replica running the scheduled jobs. */
 export const LEADER_LEASE = 'leader';
+/** Each replica's own lease, renewed with the leader's: while it holds, the sessions its built-in gateway holds are its own. */
+export const replicaLease = (holder: string) => `replica:${holder}`;
 
 export interface LeadershipOptions {
   /** The shared leases; undefined on SQLite, where the one process is always the leader. */
@@ -22,7 +24,8 @@ export interface LeadershipOptions {
  * the leader. A replica counts itself leader only until its last successful renewal could
  * have lapsed (less a renewal period, for clock skew), so after losing the database it
  * steps down before another replica can take over: never two leaders at once. On SQLite
- * (embedded, one process) it is always the leader.
+ * (embedded, one process) it is always the leader. Each replica also renews its own
+ * `replica:<holder>` row, which says it still runs (`GatewaySessions.endAbandoned`).
  */
 export class Leadership {
   readonly holder = `${os.hostname()}:${process.pid}:${randomUUID()}`;
@@ -70,6 +73,7 @@ export class Leadership {
     clearInterval(this.timer);
     this.timer = undefined;
     await this.round;
+    await this.o.leases?.release(replicaLease(this.holder), this.holder).catch(() => undefined);
     if (!this.o.leases || !this.isLeader) return;
     this.until = 0;
     this.settle();
@@ -86,6 +90,11 @@ export class Leadership {
     const leases = this.o.leases;
     if (!leases) return;
     const asked = performance.now();
+    // This replica runs (whether or not it leads): its sessions are not abandoned.
+    await leases
+      .renew(replicaLease(this.holder), this.holder, this.o.leaseMs)
+      .then((renewed) => renewed || leases.acquire(replicaLease(this.holder), this.holder, this.o.leaseMs))
+      .catch(() => undefined);
     try {
       const held =
         (await leases.renew(LEADER_LEASE, this.holder, this.o.leaseMs)) ||

@@ -109,6 +109,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       afterSessionDelayMs: config.rotationAfterSessionDelayMs,
     });
     rotationSchedule.start();
+    // Ends of this replica's sessions asked for on another replica (PostgreSQL).
+    const stopEndRequests = built.gateways.watchEndRequests();
     const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -139,6 +141,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       async close() {
         await maintenance.stop();
         await rotationSchedule.stop();
+        stopEndRequests();
         // Sessions end first: their recordings close and their ends reach the audit log.
         await Promise.all([
           gateway?.server.stop(),

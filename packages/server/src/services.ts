@@ -36,6 +36,8 @@ import type { DatabaseHealth } from './database-health.js';
 export interface Services {
   config: ServerConfig;
   db: Db;
+  /** This server process among replicas (`host:pid:uuid`): the sessions its built-in gateway holds carry it. */
+  replica: string;
   /** Whether the database answers (and is migrated): `/readyz`, and the gateways' sign-ins. */
   database: DatabaseHealth;
   vault: Vault;

@@ -417,6 +417,7 @@ export class ServerAccessBroker implements AccessBroker {
       gateway: s.gateway,
       segment: s.segment,
       entry_gateway: this.entry,
+      replica: this.entry === BUILT_IN_GATEWAY ? this.services.replica : null,
       kind: s.kind,
       command: s.command,
       remote_address: s.user.browserAddress ?? s.remoteAddress,

@@ -84,6 +84,9 @@ export interface GatewayServiceOptions {
   version: string;
 }
 
+/** How long ending a session held by another replica waits for that replica to end it. */
+const END_REQUEST_WAIT_MS = 10_000;
+
 /**
  * The server's side of its gateways: the registry, the server's own link key (which the
  * gateways pin), the status sync, tunnel mode, and the dialer the built-in gateway uses
@@ -149,13 +152,56 @@ export class GatewayService {
    * session's row and recording keep it. False when that gateway has no such session (it
    * ended meanwhile); throws when the gateway cannot be asked.
    */
-  endSession(session: LiveSession, reason: string): Promise<boolean> {
+  async endSession(session: LiveSession, reason: string): Promise<boolean> {
+    if (session.entryGateway === DEFAULT_GATEWAY && this.opts.db.dialect === 'postgres') {
+      if (this.builtInSessions && (await this.builtInSessions.endSession(session.id, reason))) return true;
+      return this.endOnAnotherReplica(session, reason);
+    }
     return this.askEntry(
       session,
       (builtIn) => builtIn.endSession(session.id, reason),
       (gateway, identity) => endGatewaySession(gateway, identity, session.id, reason, this.opts.targetTimeoutMs),
       'ended',
     );
+  }
+
+  /**
+   * A session of another replica's built-in gateway (PostgreSQL): the end is asked for in its
+   * row, which that replica's gateway reads within a second (`watchEndRequests`); answers once
+   * the row says it ended. False when the session is not live.
+   */
+  private async endOnAnotherReplica(session: LiveSession, reason: string): Promise<boolean> {
+    const { sessions } = this.opts;
+    if (!(await sessions.requestEnd(session.id, reason))) return false;
+    const deadline = Date.now() + END_REQUEST_WAIT_MS;
+    while (Date.now() < deadline) {
+      if (!(await sessions.isLive(session.id))) return true;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    throw new ConflictError(
+      `The server replica holding session ${session.id} did not end it within ${END_REQUEST_WAIT_MS / 1000} s: it may be stopped or cut off from the database. The end stays asked for: that replica ends it when it reads the request, and one that stopped has it recorded as ended when the next replica starts.`,
+    );
+  }
+
+  /**
+   * On PostgreSQL, where other replicas may ask: every second, ends the sessions of this
+   * replica's built-in gateway whose end another replica asked for. Returns the stop.
+   */
+  watchEndRequests(): () => void {
+    if (this.opts.db.dialect !== 'postgres') return () => undefined;
+    let busy = false;
+    const timer = setInterval(() => {
+      const live = this.builtInSessions;
+      if (busy || !live) return;
+      busy = true;
+      void (async () => {
+        for (const r of await this.opts.sessions.endRequests()) await live.endSession(r.id, r.reason);
+      })()
+        .catch((error: unknown) => this.opts.logger.warn({ err: error }, 'could not read the session ends other replicas asked for'))
+        .finally(() => (busy = false));
+    }, 1_000);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   /**

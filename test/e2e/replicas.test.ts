@@ -1,0 +1,234 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ageKeygen, RestartableS3rver, startHoldingProxy, waitFor, writeBulkInventory } from '../support/breakglass-e2e.js';
+import { seedDevice } from '../support/seed.js';
+import {
+  cli,
+  e2eDatabase,
+  killServers,
+  removeTempDirs,
+  savedToken,
+  setupAdmin,
+  startServer,
+  tempDir,
+  type E2eDatabase,
+  type GatehouseServer,
+} from '../support/server.js';
+import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
+
+/**
+ * Two `gatehouse server` replicas on one PostgreSQL database (issue 24): an end asked on one
+ * replica ends a session held by the other's built-in gateway; killing the leader in the
+ * middle of a break-glass export leaves exactly one export that completes, redone by the
+ * other replica, while an SSH session through that other replica stays up.
+ */
+const DEVICE_USER = 'ghreplica';
+const ADMIN_PASSWORD = 'replica admin password';
+
+interface Session {
+  id: string;
+  result: string;
+  reason: string | null;
+  entryGateway: string;
+}
+interface RunView {
+  id: string;
+  result: string;
+  trigger: string;
+  errorStage: string | null;
+}
+
+/** `ssh` through a replica's built-in gateway as the administrator, its standard input ours to write. */
+function openSsh(port: number, device: string, command: string) {
+  const child = spawn(
+    'sshpass',
+    [
+      '-p',
+      ADMIN_PASSWORD,
+      'ssh',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'PubkeyAuthentication=no',
+      '-o',
+      'PreferredAuthentications=keyboard-interactive,password',
+      '-p',
+      String(port),
+      `admin+${device}@127.0.0.1`,
+      command,
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  return { child, exited, out: () => stdout, err: () => stderr };
+}
+
+describe('two server replicas on one PostgreSQL', () => {
+  let dir: string;
+  let database: E2eDatabase;
+  let sshd: TestSshd;
+  let s3: RestartableS3rver;
+  let proxy: Awaited<ReturnType<typeof startHoldingProxy>>;
+  const replicas: { server: GatehouseServer; gatewayPort: number }[] = [];
+  let token: string;
+  let credentials: string;
+
+  const leaderPid = async (): Promise<number | undefined> => {
+    const client = new pg.Client({ connectionString: database.env.DATABASE_URL });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ holder: string }>("select holder from leases where name = 'leader' and expires_at > $1", [
+        new Date().toISOString(),
+      ]);
+      return rows[0] ? Number(rows[0].holder.split(':')[1]) : undefined;
+    } finally {
+      await client.end();
+    }
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-replicas-');
+    credentials = path.join(dir, 'credentials.json');
+    database = await e2eDatabase('postgres');
+    ensureSystemUser(DEVICE_USER, { password: TEST_USER_PASSWORD });
+    sshd = await TestSshd.start(path.join(dir, 'sshd'));
+    s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
+    proxy = await startHoldingProxy(
+      { host: '127.0.0.1', port: s3.port },
+      (method, url) => method === 'PUT' && url.includes('breakglass.xlsx.age'),
+    );
+    const env = {
+      ...database.env,
+      GATEHOUSE_MASTER_KEY: randomBytes(32).toString('hex'),
+      GATEHOUSE_LEADER_LEASE_SECONDS: '3',
+    };
+    for (const name of ['a', 'b']) {
+      const gatewayPort = await freePort();
+      const server = await startServer({
+        dataDir: path.join(dir, `data-${name}`),
+        env: { ...env, GATEHOUSE_GATEWAY_PORT: String(gatewayPort) },
+        // Two servers start on a shared, busy machine: more than the default 30 s is allowed.
+        timeoutMs: 90_000,
+      });
+      replicas.push({ server, gatewayPort });
+      // Set-up belongs to the first replica.
+      if (name === 'a') await setupAdmin(server, ADMIN_PASSWORD, { env: { GATEHOUSE_CREDENTIALS: credentials } });
+    }
+    token = savedToken(credentials);
+    const a = replicas[0]?.server as GatehouseServer;
+    const { id: projectId } = await a.api<{ id: string }>(token, 'POST', '/projects', { name: 'replicas' });
+    await seedDevice(a, token, {
+      projectId,
+      name: 'box',
+      protocols: ['ssh'],
+      urlPort: sshd.port,
+      account: { username: DEVICE_USER, password: TEST_USER_PASSWORD },
+    });
+  });
+  afterAll(async () => {
+    killServers();
+    await sshd?.stop();
+    await proxy?.close();
+    await s3?.stop();
+    await database?.drop();
+    removeTempDirs();
+  });
+
+  it('lists a session held by replica A from replica B, and B ends it: the user is told who ended it', async () => {
+    const [a, b] = replicas;
+    if (!a || !b) throw new Error('two replicas expected');
+    const ssh = openSsh(a.gatewayPort, 'box', 'read line; echo "got $line"');
+    // The live list comes from the shared database: B sees what A's gateway holds.
+    const live = await waitFor('the session to be live, seen from B', async () => {
+      const { items } = await b.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
+      return items[0];
+    });
+    expect(live.entryGateway).toBe('default');
+    const ended = await b.server.api<{ ended: boolean }>(token, 'POST', `/sessions/${live.id}/end`, { reason: 'replica test' });
+    expect(ended).toEqual({ ended: true });
+    expect(await ssh.exited).toBe(255);
+    expect(ssh.err()).toContain('admin ended this session: replica test');
+    const row = await a.server.api<Session>(token, 'GET', `/sessions/${live.id}`);
+    expect(row).toMatchObject({ result: 'failure' });
+    expect(row.reason).toContain('replica test');
+  });
+
+  it('kill -9 of the leader mid-export: the other replica redoes it once, and its own SSH session stays up', async () => {
+    const leader = await waitFor('a leader', leaderPid);
+    const dying = replicas.find((r) => r.server.pid === leader);
+    const other = replicas.find((r) => r.server.pid !== leader);
+    if (!dying || !other) throw new Error(`the leader (pid ${leader}) is not one of the replicas`);
+    const csv = path.join(dir, 'inventory.csv');
+    writeBulkInventory(csv, 50, 'bulk');
+    const viaLeader = (args: string[]) =>
+      cli([...args, '--url', dying.server.url, '--ca', dying.server.certFile], {
+        env: { GATEHOUSE_CREDENTIALS: credentials, GATEHOUSE_TOKEN: token },
+      });
+    expect((await viaLeader(['import', csv])).code).toBe(0);
+    const { recipient } = ageKeygen(dir);
+    const settings = path.join(dir, 'breakglass.json');
+    writeFileSync(
+      settings,
+      JSON.stringify({
+        provider: 's3',
+        executeTime: '03:00',
+        accessKeyId: 'S3RVER',
+        secretAccessKey: 'S3RVER',
+        bucket: 'breakglass',
+        protocol: 'http',
+        url: proxy.endpoint,
+        pathStyle: true,
+        ageRecipients: [recipient],
+      }),
+      { mode: 0o600 },
+    );
+    const configured = await viaLeader(['breakglass', 'configure', '--file', settings]);
+    expect(configured.code, configured.stdout + configured.stderr).toBe(0);
+
+    // A session through the replica that lives on.
+    const ssh = openSsh(other.gatewayPort, 'box', 'read line; echo "got $line"');
+    await waitFor('the surviving replica’s session to be live', async () => {
+      const { items } = await other.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
+      return items[0];
+    });
+
+    const started = await viaLeader(['breakglass', 'run', '--json']);
+    expect(started.code, started.stderr).toBe(0);
+    const run = JSON.parse(started.stdout) as RunView;
+    await waitFor('the workbook upload to be held', () => (proxy.held() >= 1 ? true : undefined));
+    dying.server.kill();
+    await dying.server.exited;
+    proxy.release();
+
+    const runs = async () => (await other.server.api<{ items: RunView[] }>(token, 'GET', '/breakglass/runs')).items;
+    const settled = await waitFor(
+      'the cut-off run closed and its redo finished on the other replica',
+      async () => {
+        const items = await runs();
+        const redo = items.find((r) => r.trigger === 'catch-up');
+        return redo && redo.result !== 'running' ? items : undefined;
+      },
+      90_000,
+      250,
+    );
+    expect(settled).toHaveLength(2);
+    expect(settled.find((r) => r.id === run.id)).toMatchObject({ result: 'failure', errorStage: 'interrupted' });
+    expect(settled.filter((r) => r.result === 'success')).toHaveLength(1);
+    expect(await leaderPid()).toBe(other.server.pid);
+
+    // The session through the surviving replica was never cut.
+    ssh.child.stdin.end('still here\n');
+    expect(await ssh.exited).toBe(0);
+    expect(ssh.out()).toContain('got still here');
+  });
+});
