@@ -21,6 +21,7 @@ export * from './grants.js';
 export * from './tokens.js';
 export * from './audit.js';
 export * from './auth.js';
+export * from './sso.js';
 export * from './files.js';
 export * from './terminal.js';
 export * from './maintenance.js';

@@ -39,6 +39,8 @@ export const user = z.object({
   lockedUntil: timestamp.nullable(),
   createdAt: timestamp,
   lastLoginAt: timestamp.nullable(),
+  /** Made by OIDC sign-in: no local password; the role follows the identity provider's groups at each sign-in. */
+  sso: z.boolean(),
 });
 export type User = z.infer<typeof user>;
 

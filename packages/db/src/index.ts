@@ -70,6 +70,7 @@ export {
   type Grant,
   type SshKey,
 } from './users.js';
+export { SsoLogins, type PendingSsoLogin, type CliLoginClaim } from './sso-logins.js';
 export { SignInThrottle, type ThrottleRule, type ThrottleClaim, type ThrottleKey } from './sign-in-throttle.js';
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';

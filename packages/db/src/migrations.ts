@@ -684,6 +684,40 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('gateway_sessions_end_requested').on('gateway_sessions').column('end_requested').execute();
       },
     },
+    '0024_oidc_sign_in': {
+      async up(db: Kysely<unknown>) {
+        // Users made by OIDC sign-in: the identity provider's issuer and subject (unique), and
+        // whether a sign-in with no mapped group disabled them (so only such a sign-in's
+        // successor enables them again, never one an administrator disabled).
+        await db.schema.alterTable('users').addColumn('sso_subject', 'text').execute();
+        await db.schema
+          .alterTable('users')
+          .addColumn('sso_disabled', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema.createIndex('users_sso_subject').unique().on('users').column('sso_subject').execute();
+        // Sign-ins between /auth/oidc/start and the callback, each deleted by the callback
+        // that uses it (one conditional delete, so a replayed state finds nothing).
+        await db.schema
+          .createTable('sso_logins')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('binding_hash', 'text', (c) => c.notNull())
+          .addColumn('nonce', 'text', (c) => c.notNull())
+          .addColumn('code_verifier_enc', 'text', (c) => c.notNull())
+          .addColumn('cli_login_id', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('sso_cli_logins')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('secret_hash', 'text', (c) => c.notNull())
+          .addColumn('user_id', 'text', (c) => c.references('users.id').onDelete('cascade'))
+          .addColumn('claimed_at', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

@@ -68,6 +68,37 @@ export interface UserTable {
   created_at: string;
   updated_at: string;
   last_login_at: string | null;
+  /** `<issuer> <subject>` of a user made by OIDC sign-in (no local password); null for a local user. */
+  sso_subject: string | null;
+  /** 1 when an OIDC sign-in disabled the user (no mapped group): the next one that maps a role enables it again. */
+  sso_disabled: number;
+}
+
+/** An OIDC sign-in between /auth/oidc/start and its callback: used once (deleted by the callback), short-lived. */
+export interface SsoLoginTable {
+  /** SHA-256 of the state sent to the identity provider. */
+  id: string;
+  /** SHA-256 of the browser-binding cookie set by /start: the callback must come from that browser. */
+  binding_hash: string;
+  nonce: string;
+  /** The PKCE code verifier, sealed by the vault. */
+  code_verifier_enc: string;
+  /** The CLI login this sign-in approves, if the CLI started it. */
+  cli_login_id: string | null;
+  created_at: string;
+  expires_at: string;
+}
+
+/** A `gatehouse login --sso` request: approved by a browser's OIDC sign-in, claimed once by the CLI that holds its secret. */
+export interface SsoCliLoginTable {
+  id: string;
+  /** SHA-256 of the secret only the CLI that asked knows. */
+  secret_hash: string;
+  /** Who signed in for it; null until then. */
+  user_id: string | null;
+  claimed_at: string | null;
+  created_at: string;
+  expires_at: string;
 }
 
 export interface WebSessionTable {
@@ -386,6 +417,8 @@ export interface Database {
   devices: DeviceTable;
   accounts: AccountTable;
   users: UserTable;
+  sso_logins: SsoLoginTable;
+  sso_cli_logins: SsoCliLoginTable;
   web_sessions: WebSessionTable;
   api_tokens: ApiTokenTable;
   user_ssh_keys: UserSshKeyTable;

@@ -13,6 +13,8 @@ export interface User {
   lockedUntil: string | null;
   createdAt: string;
   lastLoginAt: string | null;
+  /** Made by OIDC sign-in: no local password, role from the identity provider's groups. */
+  sso: boolean;
 }
 
 /** What an API token may do: 'read' sends only GET and HEAD requests; 'full' whatever its user may. */
@@ -72,6 +74,7 @@ export const userFromRow = (r: UserTable): User => ({
   lockedUntil: r.locked_until,
   createdAt: r.created_at,
   lastLoginAt: r.last_login_at,
+  sso: r.sso_subject !== null,
 });
 
 const tokenFromRow = (r: ApiTokenTable): ApiToken => ({
@@ -114,7 +117,8 @@ export class Users {
     return Number(r.n);
   }
 
-  async create(input: { username: string; role: Role; passwordHash: string }): Promise<User> {
+  /** A local user (with a password hash), or with `ssoSubject` one made by OIDC sign-in (password hash ''). */
+  async create(input: { username: string; role: Role; passwordHash: string; ssoSubject?: string }): Promise<User> {
     const now = new Date().toISOString();
     const row: UserTable = {
       id: randomUUID(),
@@ -131,6 +135,8 @@ export class Users {
       created_at: now,
       updated_at: now,
       last_login_at: null,
+      sso_subject: input.ssoSubject ?? null,
+      sso_disabled: 0,
     };
     await uniquely('username', `A user named ${JSON.stringify(input.username)} exists already.`, () =>
       this.x.insertInto('users').values(row).execute(),
@@ -150,6 +156,10 @@ export class Users {
 
   async rowByName(username: string): Promise<UserTable | undefined> {
     return this.x.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+  }
+
+  async rowBySsoSubject(subject: string): Promise<UserTable | undefined> {
+    return this.x.selectFrom('users').selectAll().where('sso_subject', '=', subject).executeTakeFirst();
   }
 
   async list(): Promise<User[]> {

@@ -57,6 +57,7 @@ import { auditRoutes } from './api/audit/routes.js';
 import { breakGlassRoutes } from './api/breakglass/routes.js';
 import { BreakGlassService } from './breakglass/service.js';
 import { authRoutes } from './api/auth/routes.js';
+import { ssoRoutes } from './api/sso/routes.js';
 import { accountRoutes } from './api/accounts/routes.js';
 import { deviceRoutes } from './api/devices/routes.js';
 import { inventoryFileRoutes } from './api/inventory/routes.js';
@@ -407,6 +408,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
           openApiDocument.parse(app.swagger()),
         );
       authRoutes(api, services);
+      ssoRoutes(api, services);
       userRoutes(api, services);
       grantRoutes(api, services);
       tokenRoutes(api, services);

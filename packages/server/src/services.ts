@@ -11,6 +11,7 @@ import {
   MaintenanceWindows,
   RotationPolicies,
   RunbookRuns,
+  SsoLogins,
   Runbooks,
   Settings,
   Users,
@@ -105,6 +106,8 @@ export interface TxRepositories {
   accountCredentials: AccountCredentials;
   rotationPolicies: RotationPolicies;
   desktopTokens: DesktopTokens;
+  /** OIDC sign-ins under way and CLI login requests. */
+  sso: SsoLogins;
 }
 
 /** Who is calling, and how they proved it. */
@@ -179,6 +182,7 @@ export function createWithAudit(db: Db, vault: Vault, logger: Logger, metrics?: 
           accountCredentials: new AccountCredentials(vault, trx),
           rotationPolicies: new RotationPolicies(trx),
           desktopTokens: new DesktopTokens(vault, trx),
+          sso: new SsoLogins(db, trx),
         },
         (event) => events.push(event),
       );

@@ -191,8 +191,10 @@ async function checkThrottledPassword(
   }
   claims.push({ scope: 'user from address', claim: byName });
   if (byAccount) claims.push({ scope: 'user', claim: byAccount });
-  const right = await check(row ? row.password_hash : await dummyPasswordHash());
-  if (row && right) return { ok: true, attempt: new ClaimedAttempt(throttle, rules, name, source, byAccount ? row.id : null) };
+  // An SSO user has no local password (hash ''): checked against the dummy hash, never right.
+  const local = row !== undefined && row.password_hash !== '';
+  const right = await check(local ? row.password_hash : await dummyPasswordHash());
+  if (local && right) return { ok: true, attempt: new ClaimedAttempt(throttle, rules, name, source, byAccount ? row.id : null) };
   for (const { scope, claim } of claims) {
     if (!claim.ok || claim.throttledUntil === null) continue;
     // This failure started a delay.

@@ -16,5 +16,6 @@ export function presentUser(u: UserRecord): User {
     lockedUntil: u.lockedUntil,
     createdAt: u.createdAt,
     lastLoginAt: u.lastLoginAt,
+    sso: u.sso,
   };
 }

@@ -72,7 +72,13 @@ export function userRoutes(app: FastifyInstance, services: Services) {
       if (target.role === 'admin' && !target.disabled && demoting && (await users.countAdmins()) <= 1) throw lastAdmin();
       const set: Parameters<typeof users.update>[1] = {};
       if (req.body.role !== undefined) set.role = req.body.role;
-      if (req.body.disabled !== undefined) set.disabled = req.body.disabled ? 1 : 0;
+      // An administrator's choice: an OIDC sign-in no longer enables the user on its own.
+      if (req.body.disabled !== undefined) Object.assign(set, { disabled: req.body.disabled ? 1 : 0, sso_disabled: 0 });
+      if (req.body.password !== undefined && target.sso) {
+        throw new ValidationError('password cannot be set for an SSO user: they sign in at the identity provider.', [
+          { path: 'password', message: 'SSO users have no local password' },
+        ]);
+      }
       if (req.body.password !== undefined) {
         checkPassword(req.body.password);
         // Hashed before the transaction: argon2 takes a while, and the transaction should not.
