@@ -141,7 +141,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     await kill(t, 'gateway.settings');
     const res = await t.request('PUT', `${API}/gateway-settings`, { token: admin.token, body: { tunnelMode: true } });
     expect(res.statusCode).toBe(500);
-    expect(await t.gateways.settings()).toEqual({ tunnelMode: false, portForwarding: false });
+    expect(await t.gateways.settings()).toEqual({ tunnelMode: false, portForwarding: false, requirePostQuantumKex: false });
     expect(await eventsOf(t, 'gateway.settings')).toBe(0);
   });
 

@@ -148,10 +148,11 @@ describe.each(dialects)('gateways API on %s', (dialect) => {
     expect((await t.request('PUT', '/api/v1/gateway-settings', { token: operator, body: { tunnelMode: true } })).statusCode).toBe(403);
     expect((await t.request('GET', '/api/v1/gateways', { token: operator })).statusCode).toBe(403);
     const on = await t.request('PUT', '/api/v1/gateway-settings', { token: admin, body: { tunnelMode: true } });
-    expect(on.json()).toEqual({ tunnelMode: true, portForwarding: false });
+    expect(on.json()).toEqual({ tunnelMode: true, portForwarding: false, requirePostQuantumKex: false });
     expect((await t.request('GET', '/api/v1/gateway-settings', { token: admin })).json()).toEqual({
       tunnelMode: true,
       portForwarding: false,
+      requirePostQuantumKex: false,
     });
     expect((await t.request('PUT', '/api/v1/gateway-settings', { token: admin, body: { tunnelMode: 'yes' } })).statusCode).toBe(400);
     await t.request('PUT', '/api/v1/gateway-settings', { token: admin, body: { tunnelMode: false } });

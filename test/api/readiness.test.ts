@@ -87,7 +87,9 @@ describe('readiness of a replica on PostgreSQL', () => {
     expect(body.reason).not.toContain(String(relay.port));
     expect(body.reason).not.toContain('postgres@');
 
-    const broker = new ServerAccessBroker(built.services, built.gatewaySessions, () => Promise.resolve({ portForwarding: false }));
+    const broker = new ServerAccessBroker(built.services, built.gatewaySessions, () =>
+      Promise.resolve({ portForwarding: false, requirePostQuantumKex: false }),
+    );
     const refusal = broker.authenticate({ username: 'anyone', password: 'a password', remoteAddress: '192.0.2.1' });
     await expect(refusal).rejects.toMatchObject({
       code: 'NOT_READY',

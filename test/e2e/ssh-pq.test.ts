@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runClient } from '../support/ssh-client.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
-import { killServers, removeTempDirs, savedToken, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
+import { cli, killServers, removeTempDirs, savedToken, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 
 // mlkem768x25519-sha256 on both legs of the built-in gateway, with OpenSSH 10.2p1 (built once by
 // scripts/openssh10.sh into .tmp/openssh-10.2p1 from ../shared/vendor) as the user's client and as the device.
@@ -141,5 +141,53 @@ describe.skipIf(!built)(`post-quantum key exchange through the gateway (OpenSSH 
     const { session, audit } = await recorded('echo old-client');
     expect(session).toMatchObject({ userKex: 'curve25519-sha256', deviceKex: PQ });
     expect(audit).toMatchObject({ userKex: 'curve25519-sha256', deviceKex: PQ });
+  });
+
+  it('with a post-quantum key exchange required, refuses clients without ML-KEM with what to upgrade to, audited; 10.2 goes on', async () => {
+    const set = await cli(['gateways', 'require-post-quantum', 'on', '--url', server.url, '--ca', server.certFile], {
+      env: { GATEHOUSE_TOKEN: token },
+    });
+    expect(set.code, set.stderr).toBe(0);
+    try {
+      expect(await api('GET', '/gateway-settings')).toMatchObject({ requirePostQuantumKex: true });
+      const upgrade =
+        /Received disconnect from 127\.0\.0\.1 port \d+:11: This gateway requires a post-quantum key exchange, and your SSH client negotiated curve25519-sha256\. Upgrade to OpenSSH 9\.9 or later, or use an SSH client that offers mlkem768x25519-sha256\./;
+      const limited = await client('ssh', ['-o', 'KexAlgorithms=curve25519-sha256', 'admin:pq-box@127.0.0.1', 'echo limited']);
+      expect(limited.code, limited.stderr).toBe(255);
+      expect(limited.stdout.toString()).toBe('');
+      expect(limited.stderr).toMatch(upgrade);
+      // Debian's 9.2 offers sntrup761x25519, which the gateway lacks: it is refused the same way.
+      const debian = await client('ssh', ['admin:pq-box@127.0.0.1', 'echo debian'], { debian: true });
+      expect(debian.code, debian.stderr).toBe(255);
+      expect(debian.stderr).toMatch(upgrade);
+
+      const current = await client('ssh', ['admin:pq-box@127.0.0.1', 'echo still-in']);
+      expect(current.code, current.stderr).toBe(0);
+      expect(current.stdout.toString()).toBe('still-in\n');
+      expect(current.stderr).not.toMatch(WARNING);
+
+      const refused = (
+        await api<{ items: { actorName: string; details: Record<string, unknown> }[] }>(
+          'GET',
+          '/audit/events?action=gateway.auth&outcome=denied',
+        )
+      ).items;
+      expect(refused.map((e) => e.details)).toEqual([
+        expect.objectContaining({
+          gateway: 'default',
+          reason: 'key exchange not post-quantum',
+          kex: 'curve25519-sha256',
+          username: 'admin:pq-box',
+        }),
+        expect.objectContaining({
+          gateway: 'default',
+          reason: 'key exchange not post-quantum',
+          kex: 'curve25519-sha256',
+          username: 'admin:pq-box',
+        }),
+      ]);
+    } finally {
+      await api('PUT', '/gateway-settings', { requirePostQuantumKex: false });
+    }
   });
 });

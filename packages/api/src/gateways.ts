@@ -55,10 +55,19 @@ export const gatewaySettings = z.object({
   tunnelMode: z.boolean(),
   /** Users may forward TCP connections through the devices they use (`ssh -L`). */
   portForwarding: z.boolean(),
+  /**
+   * Users' SSH clients must negotiate a post-quantum key exchange (`mlkem768x25519-sha256`)
+   * with the gateway, built-in and remote; older clients are refused with what to upgrade to.
+   */
+  requirePostQuantumKex: z.boolean(),
 });
 export type GatewaySettings = z.infer<typeof gatewaySettings>;
 
-export const gatewaySettingsUpdate = z.strictObject({ tunnelMode: z.boolean().optional(), portForwarding: z.boolean().optional() });
+export const gatewaySettingsUpdate = z.strictObject({
+  tunnelMode: z.boolean().optional(),
+  portForwarding: z.boolean().optional(),
+  requirePostQuantumKex: z.boolean().optional(),
+});
 export type GatewaySettingsUpdate = z.infer<typeof gatewaySettingsUpdate>;
 
 /** Devices to check, by id, comma-separated (at most 500). */

@@ -181,6 +181,15 @@ export function gatewaysCommands(program: Command): void {
       if (state !== 'on' && state !== 'off') throw new GatehouseError('BAD_REQUEST', 'forwarding takes "on" or "off".');
       print(await settings(o, { portForwarding: state === 'on' }));
     });
+  withClient(gateways.command('require-post-quantum <on|off>'))
+    .description(
+      "post-quantum key exchange: when on, users' SSH clients must negotiate mlkem768x25519-sha256 with the gateways " +
+        '(OpenSSH 9.9 or later); older clients are refused with what to upgrade to. Off by default',
+    )
+    .action(async (state: string, o: ClientOptions) => {
+      if (state !== 'on' && state !== 'off') throw new GatehouseError('BAD_REQUEST', 'require-post-quantum takes "on" or "off".');
+      print(await settings(o, { requirePostQuantumKex: state === 'on' }));
+    });
 }
 
 function formatGatewayTable(items: Gateway[], tunnelMode: boolean): string {

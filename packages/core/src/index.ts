@@ -10,3 +10,4 @@ export * from './maintenance.js';
 export * from './certificate-pin.js';
 export * from './rfb-recording.js';
 export * from './token-prefixes.js';
+export * from './ssh-kex.js';

@@ -23,6 +23,13 @@ export interface AccessBroker {
    * `<user>:<device>[:<account>]`): an audit event, so every attempt is in the log.
    */
   signInRefused(refusal: SignInRefusal): Promise<void>;
+  /**
+   * The user's client negotiated a key exchange that is not post-quantum: may it sign in?
+   * Refused, with what to upgrade to, when the platform requires a post-quantum key
+   * exchange; a refusal is audited. Asked once per such connection, before its first
+   * sign-in attempt (never for a post-quantum one).
+   */
+  admitKex(request: KexAdmission): Promise<AuthorizationDecision>;
   /** Resolves the device and account and decides whether the user may use them. */
   authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult>;
   /**
@@ -72,6 +79,14 @@ export interface SignInRefusal {
   username: string;
   /** What was wrong with it, as the client was told. */
   reason: string;
+  remoteAddress: string;
+}
+
+export interface KexAdmission {
+  /** The key exchange the client negotiated with the gateway (`curve25519-sha256`). */
+  kex: string;
+  /** The user name of the first sign-in attempt, made printable (printableName) and cut short. */
+  username: string;
   remoteAddress: string;
 }
 

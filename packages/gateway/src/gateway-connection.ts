@@ -1,10 +1,11 @@
 import type net from 'node:net';
-import { GatehouseError } from '@gatehouse/core';
+import { GatehouseError, isPostQuantumKex } from '@gatehouse/core';
 import type ssh2 from 'ssh2';
 import type { ClientChannel, Connection, ServerChannel, Session, TcpipBindInfo, TcpipRequestInfo, SocketBindInfo } from 'ssh2';
 import type { AuthorizedTarget, GatewayUser, RefusedForward } from './broker.js';
 import { connectTarget, type TargetConnection } from './connect-target.js';
 import { ConnectionSession } from './connection-session.js';
+import { printableName } from './connection-target.js';
 import { expandLoginHome } from './login-home.js';
 import type { SshGatewayOptions } from './gateway.js';
 import { ProxiedSession, type ChannelKind, type PtyState } from './proxied-session.js';
@@ -30,6 +31,8 @@ export class GatewayConnection {
   private ended = false;
   /** The key exchange the user's client negotiated with the gateway. */
   private userKex: string | null = null;
+  /** Whether that key exchange may sign in (asked once, at the first sign-in attempt). */
+  private kexAdmitted: Promise<boolean> | undefined;
   /** The SSH user name as typed (`admin+db-1`): `~` and it in a command mean the account's home. */
   private login = '';
 
@@ -52,16 +55,18 @@ export class GatewayConnection {
     client.once('handshake', (negotiated) => (this.userKex = negotiated.kex));
     client.on('authentication', (ctx) => {
       this.login = ctx.username;
-      signIn.authenticate(ctx).catch((error: unknown) => {
-        // The platform cannot take sessions now (its database does not answer): its message says why.
-        if (error instanceof GatehouseError && error.code === 'NOT_READY') {
-          options.logger.warn({ remoteAddress, problem: error.message }, 'gateway sign-in refused: the platform is not ready');
-          this.end(error.message);
-          return;
-        }
-        options.logger.error({ err: error, remoteAddress }, 'gateway sign-in failed with an error');
-        this.end('Gatehouse could not sign you in because of an internal error. Try again.');
-      });
+      (this.kexAdmitted ??= this.admitKex(ctx.username))
+        .then((admitted) => (admitted ? signIn.authenticate(ctx) : undefined))
+        .catch((error: unknown) => {
+          // The platform cannot take sessions now (its database does not answer): its message says why.
+          if (error instanceof GatehouseError && error.code === 'NOT_READY') {
+            options.logger.warn({ remoteAddress, problem: error.message }, 'gateway sign-in refused: the platform is not ready');
+            this.end(error.message);
+            return;
+          }
+          options.logger.error({ err: error, remoteAddress }, 'gateway sign-in failed with an error');
+          this.end('Gatehouse could not sign you in because of an internal error. Try again.');
+        });
     });
     client.on('ready', () => {
       const socket = (client as unknown as { _sock?: net.Socket })._sock;
@@ -122,6 +127,23 @@ export class GatewayConnection {
     if (!connection) return;
     connection.channelOpened();
     channel.once('close', () => connection.channelClosed());
+  }
+
+  /**
+   * A client whose key exchange is not post-quantum may sign in only if the platform says
+   * so (it may require one); a refused one is closed with what to upgrade to. False then.
+   */
+  private async admitKex(username: string): Promise<boolean> {
+    const kex = this.userKex ?? 'unknown';
+    if (isPostQuantumKex(kex)) return true;
+    const decision = await this.options.broker.admitKex({ kex, username: printableName(username), remoteAddress: this.remoteAddress });
+    if (decision.allow) return true;
+    this.options.logger.info(
+      { remoteAddress: this.remoteAddress, why: 'key exchange not post-quantum', kex },
+      'SSH gateway refused a connection',
+    );
+    this.end(decision.message);
+    return false;
   }
 
   /** Closes the connection; OpenSSH prints `reason` ("Received disconnect from …: reason"). */

@@ -26,6 +26,7 @@ export type {
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
+  KexAdmission,
   KeyAuthenticationRequest,
   RefusedForward,
   RunbookGatewayContext,

@@ -18,6 +18,7 @@ function serverWith(checkHostKey: LinkProcedureHandlers<string>['checkHostKey'])
     authenticate: unused,
     authenticateKey: unused,
     signInRefused: unused,
+    admitKex: unused,
     authorize: unused,
     fetchCredential: unused,
     authorizeForward: unused,

@@ -64,6 +64,11 @@ export const linkProcedures = {
     input: z.object({ username: text(1000), reason: text(1000), remoteAddress: address }),
     output: done,
   },
+  /** A client that negotiated a key exchange that is not post-quantum: may it sign in? */
+  admitKex: {
+    input: z.object({ kex: text(64), username: text(1000), remoteAddress: address }),
+    output: z.discriminatedUnion('allow', [z.object({ allow: z.literal(true) }), refusal]),
+  },
   authorize: {
     input: z.object({
       user,

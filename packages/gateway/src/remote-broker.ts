@@ -10,6 +10,7 @@ import type {
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
+  KexAdmission,
   KeyAuthenticationRequest,
   RefusedForward,
   SessionBytes,
@@ -54,6 +55,15 @@ export class RemoteAccessBroker implements AccessBroker {
 
   async signInRefused(refusal: SignInRefusal): Promise<void> {
     await this.call('signInRefused', refusal);
+  }
+
+  async admitKex(request: KexAdmission): Promise<AuthorizationDecision> {
+    try {
+      return await this.call('admitKex', request);
+    } catch (error) {
+      // No link to the server: no sign-in could succeed either, and the user is told why.
+      return { allow: false, message: (error as Error).message };
+    }
   }
 
   async authorize(user: GatewayUser, target: ConnectionTarget, remoteAddress: string): Promise<AuthorizationResult> {

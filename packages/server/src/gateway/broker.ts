@@ -3,9 +3,11 @@ import {
   canUseAccount,
   DEFAULT_GATEWAY,
   desktopPortOf,
+  isPostQuantumKex,
   maintenanceRefusal,
   maintenanceRequiredBy,
   notBrokeredRefusal,
+  postQuantumKexRefusal,
   segmentOf,
   visibilityOf,
   windowNames,
@@ -27,6 +29,7 @@ import type {
   GatewayUser,
   HostKeyCheck,
   HostKeyInfo,
+  KexAdmission,
   KeyAuthenticationRequest,
   RefusedForward,
   SessionBytes,
@@ -36,6 +39,7 @@ import type {
 } from '@gatehouse/gateway';
 import { printableName } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
+import type { GatewaySettings } from './service.js';
 import { checkKeySignIn, checkSignIn, recordSignIn } from '../sign-in.js';
 import type { RunbookGateway } from '../runbooks/gateway-client.js';
 import type { WebTerminal } from '../terminal.js';
@@ -64,8 +68,8 @@ export class ServerAccessBroker implements AccessBroker {
   constructor(
     protected readonly services: Services,
     private readonly sessions: GatewaySessions,
-    /** The gateway settings in force (port forwarding policy). */
-    private readonly policy: () => Promise<{ portForwarding: boolean }>,
+    /** The gateway settings in force (port forwarding, post-quantum key exchange). */
+    private readonly policy: () => Promise<Pick<GatewaySettings, 'portForwarding' | 'requirePostQuantumKex'>>,
     /** The gateway users connect to through this broker: the built-in one, or a remote gateway's SSH entry. */
     protected readonly entry: string = BUILT_IN_GATEWAY,
     /** The browser terminal, whose own key signs in users it has just let in (the built-in gateway only). */
@@ -135,14 +139,39 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async signInRefused(refusal: SignInRefusal): Promise<void> {
-    // No user is known: only the name as sent (made printable by the gateway, and again here).
-    const username = printableName(refusal.username);
-    await this.services.refusals.recordFrom(refusal.remoteAddress, {
+    await this.connectionRefused(refusal.remoteAddress, refusal.username, 'failure', {
+      reason: 'malformed user name',
+      problem: refusal.reason,
+    });
+  }
+
+  async admitKex(request: KexAdmission): Promise<AuthorizationDecision> {
+    if (isPostQuantumKex(request.kex) || !(await this.policy()).requirePostQuantumKex) return { allow: true };
+    await this.connectionRefused(request.remoteAddress, request.username, 'denied', {
+      reason: 'key exchange not post-quantum',
+      kex: request.kex,
+    });
+    return { allow: false, message: postQuantumKexRefusal(request.kex) };
+  }
+
+  /**
+   * A connection refused before any sign-in was tried: `gateway.auth` under the refusals'
+   * limit per address (a flood of them cannot fill the log). No user is known: only the
+   * name as sent (made printable by the gateway, and again here).
+   */
+  private async connectionRefused(
+    remoteAddress: string,
+    sentName: string,
+    outcome: 'failure' | 'denied',
+    details: { reason: string } & Record<string, unknown>,
+  ): Promise<void> {
+    const username = printableName(sentName);
+    await this.services.refusals.recordFrom(remoteAddress, {
       action: 'gateway.auth',
-      outcome: 'failure',
+      outcome,
       actorId: null,
       actorName: username.slice(0, 64),
-      details: { gateway: this.entry, reason: 'malformed user name', problem: refusal.reason, username },
+      details: { gateway: this.entry, ...details, username },
     });
   }
 

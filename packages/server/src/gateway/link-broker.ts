@@ -17,6 +17,7 @@ import {
 import type { Logger } from '../logger.js';
 import type { Services } from '../services.js';
 import type { AgentLinks } from './agent-links.js';
+import type { GatewaySettings } from './service.js';
 import { abandonedEnd, ServerAccessBroker, sessionEndEvent } from './broker.js';
 import { ForbiddenError, GatehouseError } from '@gatehouse/core';
 
@@ -52,7 +53,7 @@ export class GatewayLinkBroker {
   constructor(
     private readonly services: Services,
     private readonly sessions: GatewaySessions,
-    private readonly settings: () => Promise<{ tunnelMode: boolean; portForwarding: boolean }>,
+    private readonly settings: () => Promise<GatewaySettings>,
     private readonly identity: () => Promise<LinkIdentity>,
     private readonly recordingsDir: string,
     private readonly logger: Logger,
@@ -147,6 +148,7 @@ export class GatewayLinkBroker {
       await this.broker(gateway).signInRefused(refusal);
       return null;
     },
+    admitKex: (request, gateway) => this.broker(gateway).admitKex(request),
     authorize: async ({ user, target, remoteAddress }, gateway) => {
       const ticket = this.ticketOf(gateway, user);
       const wanted = { user: target.user, device: target.device, account: target.account };

@@ -40,6 +40,8 @@ export interface GatewaySettings {
   tunnelMode: boolean;
   /** Users may forward TCP connections through the devices they use (`ssh -L`). Off by default. */
   portForwarding: boolean;
+  /** Users' SSH clients must negotiate a post-quantum key exchange with the gateways. Off by default. */
+  requirePostQuantumKex: boolean;
 }
 
 /** A live session, and the gateway the user entered through (which holds it). */
@@ -265,7 +267,11 @@ export class GatewayService {
   async settings(): Promise<GatewaySettings> {
     const text = await this.opts.settings.get(SETTINGS_KEY);
     const parsed = text === undefined ? {} : (JSON.parse(text) as Partial<GatewaySettings>);
-    return { tunnelMode: parsed.tunnelMode === true, portForwarding: parsed.portForwarding === true };
+    return {
+      tunnelMode: parsed.tunnelMode === true,
+      portForwarding: parsed.portForwarding === true,
+      requirePostQuantumKex: parsed.requirePostQuantumKex === true,
+    };
   }
 
   async saveSettings(next: GatewaySettings, settings: Settings = this.opts.settings): Promise<GatewaySettings> {

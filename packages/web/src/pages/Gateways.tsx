@@ -174,6 +174,16 @@ export function Gateways({ user }: { user: User }) {
         >
           Users may forward TCP connections through the devices they may use (<code>ssh -L</code>). Off by default.
         </Switch>
+        <Switch
+          label="Require post-quantum key exchange"
+          checked={settings?.requirePostQuantumKex ?? false}
+          disabled={!isAdmin || settings === null}
+          onChange={(requirePostQuantumKex) => void saveSettings({ requirePostQuantumKex })}
+        >
+          Users&apos; SSH clients must negotiate <code>mlkem768x25519-sha256</code> with the built-in and remote gateways, so a recorded
+          connection cannot be decrypted later by a quantum computer. Older clients (OpenSSH before 9.9) are refused with a message that
+          tells them to upgrade. Off by default.
+        </Switch>
       </div>
     </section>
   );

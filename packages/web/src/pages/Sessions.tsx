@@ -1,6 +1,7 @@
 import { lazy, Suspense, useEffect, useRef, useState } from 'react';
 import { Link } from 'wouter';
 import type { FileOperation, FileOperationList, GatewaySession, SessionEnd, SessionPage } from '@gatehouse/api';
+import { isPostQuantumKex } from '@gatehouse/core/ssh-kex';
 import { api, API, apiBytes, query, type Page, type User } from '../api.js';
 import { Empty, ErrorNote, PageHeader, Pager, SkeletonRows, StatusBadge, useDebounced, usePageOffset } from '../ui.js';
 import { castForPlayback } from './cast-resize.js';
@@ -431,7 +432,7 @@ function Player({ path }: { path: string }) {
 /** An SSH key exchange's name, and whether it resists "store now, decrypt later" (a post-quantum hybrid). */
 function KexName({ name }: { name: string | null | undefined }) {
   if (!name) return <span className="muted">—</span>;
-  const pq = name.startsWith('mlkem') || name.startsWith('sntrup');
+  const pq = isPostQuantumKex(name);
   return (
     <>
       <code>{name}</code> <span className={pq ? undefined : 'muted'}>({pq ? 'post-quantum' : 'not post-quantum'})</span>

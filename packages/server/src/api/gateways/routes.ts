@@ -244,7 +244,11 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
     '/gateway-settings',
     {
       config: auditors,
-      schema: { tags, summary: 'Gateway settings: tunnel mode and port forwarding', response: responses({ 200: gatewaySettings }) },
+      schema: {
+        tags,
+        summary: 'Gateway settings: tunnel mode, port forwarding, and whether a post-quantum key exchange is required',
+        response: responses({ 200: gatewaySettings }),
+      },
     },
     async () => gateways.settings(),
   );
@@ -257,7 +261,9 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
         tags,
         summary:
           'Change gateway settings. tunnelMode: every connection goes through the default gateway and no other gateway reaches a device. ' +
-          'portForwarding: users may forward TCP connections through the devices they use (ssh -L); off by default',
+          'portForwarding: users may forward TCP connections through the devices they use (ssh -L); off by default. ' +
+          'requirePostQuantumKex: SSH clients must negotiate mlkem768x25519-sha256 with the built-in and remote gateways; ' +
+          'older clients are refused with what to upgrade to (audited as gateway.auth, denied); off by default',
         body: gatewaySettingsUpdate,
         response: responses({ 200: gatewaySettings }),
       },
@@ -266,7 +272,11 @@ export function gatewayRoutes(app: FastifyInstance, services: Services, gateways
       const before = await gateways.settings();
       const saved = await services.withAudit(req, async (tx, audit) => {
         const saved = await gateways.saveSettings(
-          { tunnelMode: req.body.tunnelMode ?? before.tunnelMode, portForwarding: req.body.portForwarding ?? before.portForwarding },
+          {
+            tunnelMode: req.body.tunnelMode ?? before.tunnelMode,
+            portForwarding: req.body.portForwarding ?? before.portForwarding,
+            requirePostQuantumKex: req.body.requirePostQuantumKex ?? before.requirePostQuantumKex,
+          },
           tx.settings,
         );
         audit({
