@@ -12,6 +12,7 @@ import { client, print, withClient } from './api-command.js';
 import { readStdin } from './prompt.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { wholeNumberOption } from './options.js';
 import { jsonOutput } from './output.js';
 import { formatTable } from './table.js';
 import { AGENT_KEY_FILE, AGENT_STATE_DIR, AGENT_STATE_FILE, AGENT_VERSION, writeAgentState, type AgentState } from './agent/state.js';
@@ -202,11 +203,11 @@ export function agentsCommands(program: Command): void {
   const agents = program.command('agents').description("devices' host agents: join tokens, status, revocation");
   withClient(agents.command('token <device>'))
     .description('create a single-use join token for a device (project/device) and print the command to run on it')
-    .option('--expires <minutes>', 'minutes the token is valid (default 60, at most 1440)')
-    .action(async (value: string, o: ClientOptions & { expires?: string }) => {
+    .option('--expires <minutes>', 'minutes the token is valid (default 60, at most 1440)', wholeNumberOption('the minutes', 1, 1440))
+    .action(async (value: string, o: ClientOptions & { expires?: number }) => {
       const api = client(o);
       const device = await new NameResolver(api).device('<device>', value);
-      const body: AgentTokenCreate = o.expires === undefined ? {} : { expiresInMinutes: Number(o.expires) };
+      const body: AgentTokenCreate = o.expires === undefined ? {} : { expiresInMinutes: o.expires };
       const created = await api.call<AgentTokenCreated>('POST', `/devices/${encodeURIComponent(device.id)}/agent-tokens`, body);
       print(created.installCommand);
       process.stderr.write(`Run this once on ${device.name} before ${created.expiresAt}; the token is not shown again.\n`);

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ValidationError } from '@gatehouse/core/errors';
 import type { AuditEventList, AuditEventListed, AuditEventQuery } from '@gatehouse/api';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
 import { openOffline, withDatabase } from './offline.js';
+import { pageOptions, wholeNumberOption } from './options.js';
 import { jsonOutput, localTime, printList } from './output.js';
 
 /** The checkpoint in `file`, refused unless it was signed with the checkpoint key. */
@@ -36,14 +37,6 @@ export function auditTarget(e: AuditEventListed): string {
   return `${e.targetType} ${e.targetName ?? e.targetId ?? ''}`.trimEnd();
 }
 
-/** A whole number from `min` (to `max`) given to an option; refused by commander, naming the option, otherwise. */
-const wholeNumber = (what: string, min: number, max?: number) => (value: string) => {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || (max !== undefined && n > max))
-    throw new InvalidArgumentError(`Give ${what}: a whole number ${max === undefined ? `of ${min} or more` : `from ${min} to ${max}`}.`);
-  return n;
-};
-
 /** `gatehouse audit list` through the API; `audit verify|export` offline, on the database itself. */
 export function auditCommands(program: Command): void {
   const audit = program.command('audit').description('the audit log');
@@ -56,9 +49,9 @@ export function auditCommands(program: Command): void {
     .option(
       '--before <seq>',
       'only events before this sequence number (the next page)',
-      wholeNumber("an event's sequence number (the # column)", 1),
+      wholeNumberOption("an event's sequence number (the # column)", 1),
     )
-    .option('--limit <n>', 'page size', wholeNumber('the page size', 1, 1000), 50)
+    .option('--limit <n>', 'page size', pageOptions(1000).limit, 50)
     .action(
       async (
         o: ClientOptions & {

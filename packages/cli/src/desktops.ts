@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { wholeNumberOption } from './options.js';
 import { jsonOutput } from './output.js';
 
 /** Viewers `--viewer` starts, in order: TigerVNC's, under either name Debian gives it. */
@@ -15,7 +16,7 @@ const VIEWERS = ['xtigervncviewer', 'vncviewer'];
 
 interface VncOptions extends ClientOptions {
   account?: string;
-  minutes?: string;
+  minutes?: number;
   viewer?: boolean;
 }
 
@@ -82,7 +83,7 @@ export function desktopCommands(program: Command): void {
       "a one-time VNC password for a device (project/device, or a name only one device has): a VNC viewer connects to the gateway's VNC listener with it, once, within minutes",
     )
     .option('--account <name>', 'the account (user name or id) when the device has several you may use')
-    .option('--minutes <n>', 'how long the password stays good, 1 to 10 (default 5)')
+    .option('--minutes <n>', 'how long the password stays good, 1 to 10 (default 5)', wholeNumberOption('the minutes', 1, 10))
     .option('--viewer', 'start a local VNC viewer (xtigervncviewer or vncviewer) with the password instead of printing it')
     .action(async (value: string, o: VncOptions) => {
       const viewer = o.viewer ? onPath(VIEWERS) : undefined;
@@ -92,7 +93,7 @@ export function desktopCommands(program: Command): void {
       const account = o.account === undefined ? undefined : (await names.accounts('--account', o.account, [device]))[0];
       const body: VncTokenRequest = {
         ...(account ? { accountId: account.id } : {}),
-        ...(o.minutes !== undefined ? { minutes: Number(o.minutes) } : {}),
+        ...(o.minutes !== undefined ? { minutes: o.minutes } : {}),
       };
       const token = await api.call<VncToken>('POST', `/devices/${encodeURIComponent(device.id)}/vnc-token`, body);
       const until = `${token.expiresAt.slice(11, 16)} UTC`;

@@ -24,6 +24,7 @@ import { Option, type Command } from 'commander';
 import { client, print, withClient, withConnection } from './api-command.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { pageOptions } from './options.js';
 import { cell, count, jsonOutput, printDeleted, printList, type Column } from './output.js';
 import { progress, readStdin } from './prompt.js';
 
@@ -162,12 +163,12 @@ export function devicesCommands(program: Command): Command {
     .description('list the devices you can see, by name')
     .option('--project <project>', 'only this project (name or id)')
     .option('--search <text>', 'only devices whose name or IP address contains this')
-    .option('--limit <n>', 'page size', '50')
-    .option('--offset <n>', 'first row', '0')
-    .action(async (o: ClientOptions & { project?: string; search?: string; limit: string; offset: string }) => {
+    .option('--limit <n>', 'page size', pageOptions(500).limit, 50)
+    .option('--offset <n>', 'first row', pageOptions(500).offset, 0)
+    .action(async (o: ClientOptions & { project?: string; search?: string; limit: number; offset: number }) => {
       const api = client(o);
       const names = new NameResolver(api);
-      const q = new URLSearchParams({ limit: o.limit, offset: o.offset });
+      const q = new URLSearchParams({ limit: String(o.limit), offset: String(o.offset) });
       if (o.project !== undefined) q.set('projectId', (await names.project('--project', o.project)).id);
       if (o.search !== undefined) q.set('search', o.search);
       const page = await api.call<DeviceList>('GET', `/devices?${q.toString()}`);
@@ -184,7 +185,7 @@ export function devicesCommands(program: Command): Command {
           ['ID', (d) => d.id],
         ],
         noun: 'device',
-        offset: Number(o.offset),
+        offset: o.offset,
         empty:
           o.project === undefined && o.search === undefined
             ? 'No devices yet: ./gatehouse devices create or ./gatehouse import adds them.'

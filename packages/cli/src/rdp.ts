@@ -9,10 +9,11 @@ import type { Command } from 'commander';
 import { client, withConnection } from './api-command.js';
 import { explainConnectionError, type ApiClient, type ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { wholeNumberOption } from './options.js';
 
 interface RdpOptions extends ClientOptions {
   account?: string;
-  port?: string;
+  port?: number;
   /** true: start xfreerdp; false: only print how to connect; undefined: start it when it and a display are there. */
   client?: boolean;
 }
@@ -28,7 +29,7 @@ export function rdpCommand(program: Command): void {
         '(or say how to connect mstsc, Remmina or xfreerdp); arguments after -- go to xfreerdp',
     )
     .option('--account <name>', 'the account to connect as, when the device has several you may use')
-    .option('--port <port>', 'local port on 127.0.0.1 (default: a free one)', '0')
+    .option('--port <port>', 'local port on 127.0.0.1 (default: a free one)', wholeNumberOption('a TCP port, 0 for a free one', 0, 65535))
     .option('--client', 'start xfreerdp (default: when it is installed and a display is there)')
     .option('--no-client', 'only open the tunnel and print how to connect')
     .action(async (deviceName: string, clientArgs: string[], o: RdpOptions) => {
@@ -37,7 +38,7 @@ export function rdpCommand(program: Command): void {
       const device = await names.anyDevice('<device>', deviceName);
       const accountId = o.account === undefined ? undefined : (await names.accounts('--account', o.account, [device]))[0]?.id;
       const ticket = await api.call<RdpTunnel>('POST', `/devices/${encodeURIComponent(device.id)}/rdp-tunnel`, { accountId });
-      const local = await listenLocally(Number(o.port), ticket, api);
+      const local = await listenLocally(o.port ?? 0, ticket, api);
       const port = (local.server.address() as net.AddressInfo).port;
       const until = `${ticket.expiresAt.slice(11, 16)} UTC`;
       process.stdout.write(

@@ -14,18 +14,12 @@ import { Option, type Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import { ApiError, type ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { pageOptions, wholeNumber } from './options.js';
 import { count, jsonOutput, localTime, pageFooter } from './output.js';
 import { formatTable } from './table.js';
 
 /** Commander's collector for an option given more than once. */
 export const repeatable = (value: string, previous: string[]): string[] => [...previous, value];
-
-/** A whole number from an option, or a refusal naming the option. */
-export function wholeNumber(option: string, value: string, min = 0): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < min)
-    throw new GatehouseError('BAD_REQUEST', `${option} ${value}: must be a whole number${min > 0 ? ` of at least ${min}` : ''}.`);
-  return Number(value);
-}
 
 interface CreateOptions extends ClientOptions {
   project?: string;
@@ -189,13 +183,13 @@ export function requestsCommands(program: Command): void {
   withClient(requests.command('list'))
     .description('maintenance windows you may see, newest first')
     .addOption(new Option('--phase <phase>', 'only windows in this phase').choices(windowPhases))
-    .option('--limit <n>', 'page size', '50')
-    .option('--offset <n>', 'first row', '0')
-    .action(async (o: ClientOptions & { phase?: string; limit: string; offset: string }) => {
-      const q = new URLSearchParams({ limit: o.limit, offset: o.offset });
+    .option('--limit <n>', 'page size', pageOptions(500).limit, 50)
+    .option('--offset <n>', 'first row', pageOptions(500).offset, 0)
+    .action(async (o: ClientOptions & { phase?: string; limit: number; offset: number }) => {
+      const q = new URLSearchParams({ limit: String(o.limit), offset: String(o.offset) });
       if (o.phase !== undefined) q.set('phase', o.phase);
       const page = await client(o).call<MaintenanceWindowList>('GET', `/requests?${q.toString()}`);
-      print(jsonOutput() ? page : formatWindowTable(page.items, page.total, Number(o.offset)));
+      print(jsonOutput() ? page : formatWindowTable(page.items, page.total, o.offset));
     });
   withClient(requests.command('show <id>'))
     .description('show a window (JSON), and on standard error what you may do to it')

@@ -5,7 +5,7 @@ import { Option, type Command } from 'commander';
 import { client, print, withClient } from './api-command.js';
 import { ApiError, type ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
-import { wholeNumber } from './requests.js';
+import { wholeNumber } from './options.js';
 import { jsonOutput } from './output.js';
 import { formatTable } from './table.js';
 

@@ -4,6 +4,7 @@ import { Option, type Command } from 'commander';
 import { client, print, withClient, withConnection } from './api-command.js';
 import type { ClientOptions } from './client.js';
 import { NameResolver } from './names.js';
+import { pageOptions } from './options.js';
 import { cell, localTime, printList, type Column } from './output.js';
 import { formatBytes } from './prompt.js';
 import { formatDuration } from './runbook-report.js';
@@ -27,11 +28,11 @@ export function sessionsCommands(program: Command): void {
     .addOption(
       new Option('--result <result>', 'only live (active), successful or failed sessions').choices(['active', 'success', 'failure']),
     )
-    .option('--limit <n>', 'page size', '50')
-    .option('--offset <n>', 'first row', '0')
+    .option('--limit <n>', 'page size', pageOptions(500).limit, 50)
+    .option('--offset <n>', 'first row', pageOptions(500).offset, 0)
     .action(
       async (
-        o: ClientOptions & { device?: string; user?: string; result?: 'active' | 'success' | 'failure'; limit: string; offset: string },
+        o: ClientOptions & { device?: string; user?: string; result?: 'active' | 'success' | 'failure'; limit: number; offset: number },
       ) => {
         const api = client(o);
         const names = new NameResolver(api);
@@ -57,7 +58,7 @@ export function sessionsCommands(program: Command): void {
             ['ID', (s) => s.id],
           ],
           noun: 'session',
-          offset: Number(o.offset),
+          offset: o.offset,
         });
       },
     );
