@@ -128,6 +128,24 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
     expect(live(await scrape())).toBe(live(before));
   });
 
+  it('counts a started session once its row is written: a failed insert does not count', async () => {
+    const started = (text: string) => sample(text, 'gatehouse_sessions_started_total{protocol="shell",gateway="default"}') ?? 0;
+    const target = await umaOnBox();
+    const before = await scrape();
+    const id = await startShellSession(broker, uma, target);
+    // The same id again: the insert breaks the primary key and fails.
+    await expect(startShellSession(broker, uma, target, id)).rejects.toThrow();
+    expect(started(await scrape()) - started(before)).toBe(1);
+    await broker.sessionEnded(id, {
+      endedAt: new Date().toISOString(),
+      bytesIn: 0,
+      bytesOut: 0,
+      result: 'success',
+      exitStatus: 0,
+      reason: null,
+    });
+  });
+
   it('counts failed connections and shows each gateway status (1 for the one it is in)', async () => {
     const failed = (text: string) => sample(text, 'gatehouse_sessions_failed_total{gateway="default"}') ?? 0;
     const target = await umaOnBox();

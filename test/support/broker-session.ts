@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { SessionStart } from '@gatehouse/gateway';
 import type { ServerAccessBroker } from '@gatehouse/server';
 
-/** Tells the server's broker a shell session through the `default` gateway started (as the gateway does); answers its id. */
+/** Tells the server's broker a shell session through the `default` gateway started (as the gateway does); answers its id (a new one unless given). */
 export async function startShellSession(
   broker: ServerAccessBroker,
   user: SessionStart['user'],
   target: SessionStart['target'],
+  id: string = randomUUID(),
 ): Promise<string> {
-  const id = randomUUID();
   await broker.sessionStarted({
     id,
     user,

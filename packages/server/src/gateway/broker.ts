@@ -432,7 +432,6 @@ export class ServerAccessBroker implements AccessBroker {
   }
 
   async sessionStarted(s: SessionStart): Promise<void> {
-    this.services.metrics?.sessionStarted(s.kind, s.gateway);
     await this.sessions.start({
       id: s.id,
       user_id: s.user.id,
@@ -459,6 +458,8 @@ export class ServerAccessBroker implements AccessBroker {
       user_kex: s.kex?.user ?? null,
       device_kex: s.kex?.device ?? null,
     });
+    // Counted once its row is written: a session whose insert failed never started.
+    this.services.metrics?.sessionStarted(s.kind, s.gateway);
     await this.services.audit(null, {
       action: 'session.start',
       outcome: 'success',
