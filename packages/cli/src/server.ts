@@ -61,7 +61,8 @@ export function serverCommand(program: Command): void {
       ).choices(['text', 'json']),
     )
     .action(async (o: ServerFlags) => {
-      const { loadServerConfig, startServer, describeStartupError, createLogger, textLogDestination } = await import('@gatehouse/server');
+      const { loadServerConfig, startServer, describeStartupError, createLogger, textLogDestination, STOP_DEADLINE_MS } =
+        await import('@gatehouse/server');
       let running: Awaited<ReturnType<typeof startServer>>;
       let text = false;
       try {
@@ -93,7 +94,14 @@ export function serverCommand(program: Command): void {
       process.stdout.write(text ? textBanner(running) : jsonModeBanner(running));
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
-          running.services.logger.info({ signal }, 'shutting down');
+          const { logger } = running.services;
+          logger.info({ signal }, 'shutting down');
+          // The stop is bounded: whatever still holds the process after the deadline (a peer
+          // that does not close its connection) does not keep a stopped server running.
+          setTimeout(() => {
+            logger.error({ deadlineMs: STOP_DEADLINE_MS }, `Gatehouse did not stop within ${STOP_DEADLINE_MS / 1000} s; exiting`);
+            process.exit(1);
+          }, STOP_DEADLINE_MS).unref();
           running.close().then(resolve, resolve);
         };
         process.once('SIGTERM', () => stop('SIGTERM'));

@@ -79,6 +79,11 @@ import { everyone } from './access.js';
 import { Metrics, metricsRoute } from './metrics.js';
 
 export const API_PREFIX = '/api/v1';
+/**
+ * When the server stops: how long browsers get to answer the close of their WebSockets and
+ * requests in flight get to finish, before their connections are cut.
+ */
+export const CLOSE_GRACE_MS = 2000;
 export const VERSION = '0.1.0';
 
 /** One registered route and who may call it: the table the role × route test walks. */
@@ -320,7 +325,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   });
 
   await app.register(cookie);
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeConnectionsWithin(CLOSE_GRACE_MS) });
   await app.register(rateLimit, { global: false });
   await app.register(swagger, {
     openapi: {
@@ -458,5 +463,28 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     policyRotations,
     afterSessionRotation,
     leadership,
+  };
+}
+
+/**
+ * The `preClose` of the WebSocket plugin: closes every browser's WebSocket (1001, going away)
+ * and stops taking new ones; after `graceMs` cuts the WebSockets whose browser did not answer
+ * the close and the HTTP connections still busy. Without it the server's stop waits for ws's
+ * close timeout (30 s) and for the keep-alive timeout (72 s) of a connection whose request
+ * was in flight when it began (issue 21).
+ */
+function closeConnectionsWithin(graceMs: number) {
+  return function (this: FastifyInstance, done: () => void) {
+    const clients = this.websocketServer.clients;
+    for (const client of clients) client.close(1001, 'The gateway is stopping.');
+    this.websocketServer.close();
+    const cut = setTimeout(() => {
+      for (const client of clients) client.terminate();
+      this.server.closeAllConnections();
+    }, graceMs);
+    // Not what keeps the process up: once everything closed, it exits.
+    cut.unref();
+    this.server.once('close', () => clearTimeout(cut));
+    done();
   };
 }

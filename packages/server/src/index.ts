@@ -1,5 +1,6 @@
 export { buildApp, API_PREFIX, VERSION, type RouteEntry, type GatehouseApp, type BuildAppOptions } from './app.js';
 export { startServer, describeStartupError, type RunningServer } from './server.js';
+export { STOP_DEADLINE_MS } from './shutdown.js';
 export { loadTls, TLS_SERVER_OPTIONS, type TlsMaterial } from './tls.js';
 export { loadServerConfig, serverConfigSchema, envKeys, type ServerConfig, type ConfigSources } from './config.js';
 export { createLogger, formatLogLine, redactPaths, textLogDestination, type Logger } from './logger.js';

@@ -20,6 +20,7 @@ import { abandonedEnd, BUILT_IN_GATEWAY, sessionEndEvent } from './gateway/broke
 import { ServerDesktopBroker } from './gateway/desktop-broker.js';
 import { recordingsDirOf } from './gateway/recordings.js';
 import { createLogger, type Logger } from './logger.js';
+import { SESSIONS_STOP_DEADLINE_MS, ShutdownSteps } from './shutdown.js';
 import { MaintenanceLifecycle } from './maintenance/lifecycle.js';
 import { loadMasterKey, pendingMasterKeyFile, type MasterKeySource } from './master-key.js';
 import { newToken } from './passwords.js';
@@ -139,20 +140,25 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       rdpPort: rdpTunnel?.port ?? null,
       setupTokenFile: setupToken,
       async close() {
-        await maintenance.stop();
-        await rotationSchedule.stop();
+        const stopping = new ShutdownSteps(logger);
+        await stopping.run('maintenance windows', () => maintenance.stop());
+        await stopping.run('rotation schedule', () => rotationSchedule.stop());
         stopEndRequests();
         // Sessions end first: their recordings close and their ends reach the audit log.
-        await Promise.all([
-          gateway?.server.stop(),
-          gateway?.vnc?.stop(),
+        // Within a deadline: what is still running then is killed, and the next start ends
+        // those sessions as abandoned and repairs their recordings.
+        const ended = await stopping.within(SESSIONS_STOP_DEADLINE_MS, [
+          ['SSH gateway', () => gateway?.server.stop()],
+          ['VNC gateway', () => gateway?.vnc?.stop()],
           // Browser RDP sessions end as desktops first (their rows say why), then any still starting.
-          gateway?.desktops.endAll('The gateway is stopping.').then(() => gateway.rdp.stop()),
-          rdpTunnel?.stop(),
+          ['browser desktops', () => gateway?.desktops.endAll('The gateway is stopping.').then(() => gateway.rdp.stop())],
+          ['RDP tunnel', () => rdpTunnel?.stop()],
         ]);
-        await built.gateways.agentLinks.close();
-        await built.app.close();
-        await db.close();
+        if (!ended) gateway?.rdp.kill();
+        await stopping.run('agent links', () => built.gateways.agentLinks.close());
+        await stopping.run('HTTPS', () => built.app.close());
+        await stopping.run('database', () => db.close());
+        stopping.done();
       },
     };
   } catch (error) {

@@ -161,6 +161,9 @@ export class LiveDesktop {
   readonly name: string;
   private proxy: RfbProxy | undefined;
   private endReason: string | undefined;
+  /** attach() was called: from then on it ends the session itself. */
+  private attaching = false;
+  private abandoning: Promise<void> | undefined;
   private settled = false;
   private finishedResolve!: () => void;
   /** Resolves once the session ended and the broker was told (or it was abandoned). */
@@ -181,6 +184,7 @@ export class LiveDesktop {
   /** The user's side is ready for ServerInit: records and relays until the session ends. */
   async attach(user: Duplex): Promise<RfbProxyResult> {
     const { o } = this;
+    this.attaching = true;
     if (this.endReason !== undefined) {
       await this.abandon(this.endReason);
       user.destroy();
@@ -254,19 +258,27 @@ export class LiveDesktop {
   }
 
   /** Gives the desktop up before it started (the user left, or their handshake failed): a failed connection, no recording. */
-  async abandon(reason: string): Promise<void> {
-    if (this.settled) return;
-    this.target.destroy();
-    this.o.sessions.delete(this);
-    await this.rendered?.close(reason);
-    await reportFailure(this.o, this.via, reason);
-    this.settle();
+  abandon(reason: string): Promise<void> {
+    if (this.settled) return Promise.resolve();
+    this.abandoning ??= (async () => {
+      this.target.destroy();
+      this.o.sessions.delete(this);
+      await this.rendered?.close(reason);
+      await reportFailure(this.o, this.via, reason);
+      this.settle();
+    })();
+    return this.abandoning;
   }
 
-  /** Ends the session (an administrator, a closed maintenance window, the gateway stopping); resolves once it ended. */
+  /**
+   * Ends the session (an administrator, a closed maintenance window, the gateway stopping);
+   * resolves once it ended. A desktop whose user is still in the RFB handshake is given up
+   * at once (a failed connection with `reason`), rather than after the handshake.
+   */
   end(reason: string): Promise<void> {
     this.endReason ??= reason;
-    this.proxy?.end(reason);
+    if (this.proxy) this.proxy.end(reason);
+    else if (!this.attaching) void this.abandon(this.endReason);
     return this.finished;
   }
 

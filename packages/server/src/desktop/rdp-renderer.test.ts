@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -11,7 +11,7 @@ import { RfbTestClient } from '../../../../test/support/rfb-client.js';
 import { VNC_TARGET_COLOUR } from '../../../../test/support/vnc.js';
 import { ensureSystemUser } from '../../../../bench/host.js';
 import { startXrdp, type XrdpTarget } from '../../../../bench/xrdp.js';
-import { RdpRenderer, type RdpOpenResult, type RdpRendererOptions, type RdpRendering } from './rdp-renderer.js';
+import { RdpRenderer, stopGroup, type RdpOpenResult, type RdpRendererOptions, type RdpRendering } from './rdp-renderer.js';
 
 const logger = {
   info() {},
@@ -279,5 +279,31 @@ describe('RdpRenderer against xrdp', () => {
     } finally {
       impostor.server.close();
     }
+  });
+});
+
+/**
+ * A renderer process that ignores SIGTERM (and a child it left in its group) does not hold
+ * the server's stop: SIGKILL to the whole group after the grace (issue 21).
+ */
+describe('stopGroup', () => {
+  it('SIGKILLs a process group that ignores SIGTERM after the grace, the leader’s children with it', async () => {
+    const marker = `gatehouse-stop-group-${process.pid}-${Date.now()}`;
+    // The leader ignores SIGTERM, as does the child it starts; both name the marker.
+    const leader = spawn('sh', ['-c', `trap '' TERM; sh -c "trap '' TERM; sleep 600; : ${marker}" & sleep 600; : ${marker}`], {
+      detached: true,
+      stdio: 'ignore',
+    });
+    await expect.poll(() => processesUnder(marker).length).toBe(2);
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => leader.once('exit', (_code, signal) => resolve(signal)));
+    await stopGroup(leader, logger, 200);
+    expect(await exited).toBe('SIGKILL');
+    await expect.poll(() => processesUnder(marker)).toEqual([]);
+  });
+
+  it('resolves at once for a process that already exited', async () => {
+    const leader = spawn('true', [], { detached: true, stdio: 'ignore' });
+    await new Promise((resolve) => leader.once('exit', resolve));
+    await stopGroup(leader, logger, 60_000);
   });
 });

@@ -117,11 +117,14 @@ export class RdpRenderer {
   readonly #live = new Set<Session>();
   readonly #pool: RdpDisplayPool<RdpDisplay> | null;
   #stopped = false;
+  /** The server's process ends without stop() (process.exit, a fatal error): no renderer outlives it. */
+  readonly #onExit = () => this.kill();
 
   constructor(options: RdpRendererOptions) {
     this.#options = { ...defaults, displayPool: 0, runDirectory: os.tmpdir(), ...options };
     const size = Math.min(this.#options.displayPool, this.#options.maxSessions);
     this.#pool = size > 0 ? new RdpDisplayPool(size, (signal) => startSpareDisplay(this.#options, signal), this.#options.logger) : null;
+    process.on('exit', this.#onExit);
   }
 
   /** Displays waiting in the pool now. */
@@ -175,6 +178,18 @@ export class RdpRenderer {
   async stop(): Promise<void> {
     this.#stopped = true;
     await Promise.all([...[...this.#live].map((s) => s.close('The server stopped.')), this.#pool?.stop()]);
+    process.off('exit', this.#onExit);
+  }
+
+  /**
+   * SIGKILLs every session's process groups at once, without waiting (spare displays get
+   * the pool's stop): the last resort of a stop that ran out of time, and of the server's
+   * process exiting. Refuses new sessions.
+   */
+  kill(): void {
+    this.#stopped = true;
+    for (const session of this.#live) session.kill();
+    void this.#pool?.stop();
   }
 }
 
@@ -348,11 +363,16 @@ class Session {
     this.#closing ??= (async () => {
       this.#relay?.close();
       for (const socket of this.#sockets) socket.destroy();
-      await Promise.all(this.#processes.map((child) => stopGroup(child)));
+      await Promise.all(this.#processes.map((child) => stopGroup(child, this.options.logger)));
       if (this.#directory) await rm(this.#directory, { recursive: true, force: true });
       this.#resolveExited({ reason });
     })();
     return this.#closing;
+  }
+
+  /** SIGKILL to each process group of the session, now (see RdpRenderer.kill). */
+  kill(): void {
+    for (const child of this.#processes) if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
   }
 
   /** A process of the session ended by itself: once the session is open, that ends it. */
@@ -497,25 +517,45 @@ class Session {
   }
 }
 
-/** SIGTERM to the process group, SIGKILL after 3 s; resolves once the leader exited. */
-function stopGroup(child: ChildProcess): Promise<void> {
-  if (child.pid === undefined) return Promise.resolve();
+/** How long a renderer process has to exit after SIGTERM before its process group gets SIGKILL. */
+export const STOP_GRACE_MS = 3000;
+
+/**
+ * SIGTERM to the process group, SIGKILL after `graceMs`; resolves once the leader exited, and
+ * at the latest `graceMs` after the SIGKILL (a process the kernel cannot kill at once, in
+ * uninterruptible sleep, does not hold the server's stop).
+ */
+export function stopGroup(child: ChildProcess, logger?: GatewayLogger, graceMs = STOP_GRACE_MS): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined) return Promise.resolve();
   const exited = child.exitCode !== null || child.signalCode !== null;
-  const gone = exited ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const signal = (name: NodeJS.Signals) => {
-    try {
-      process.kill(-child.pid!, name);
-    } catch {
-      // The group is already gone.
-    }
-  };
-  signal('SIGTERM');
-  const timer = setTimeout(() => signal('SIGKILL'), 3000);
+  const timers: NodeJS.Timeout[] = [];
+  const gone = exited
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        timers.push(
+          setTimeout(() => signalGroup(pid, 'SIGKILL'), graceMs),
+          setTimeout(() => {
+            logger?.warn({ pid, command: child.spawnargs[3] }, 'a browser RDP process did not exit after SIGKILL');
+            resolve();
+          }, 2 * graceMs),
+        );
+      });
+  signalGroup(pid, 'SIGTERM');
   return gone.then(() => {
-    clearTimeout(timer);
+    for (const timer of timers) clearTimeout(timer);
     // Anything the leader left in its group.
-    signal('SIGKILL');
+    signalGroup(pid, 'SIGKILL');
   });
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // The group is already gone.
+  }
 }
 
 /**

@@ -1,4 +1,3 @@
-import { Duplex } from 'node:stream';
 import { desktopStart, type DesktopMessage, type DesktopStart } from '@gatehouse/api';
 import { acceptVncUser, openDesktop, type LiveDesktop } from '@gatehouse/gateway';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -9,6 +8,7 @@ import { renderedRdpSource } from '../../desktop/rdp-source.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
 import { acceptStart } from '../started-socket.js';
+import { webSocketStream } from './websocket-stream.js';
 
 /** How long the page's RFB client has to finish its (None) handshake after `started`. */
 const USER_HANDSHAKE_MS = 10_000;
@@ -95,36 +95,6 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
       };
     },
   );
-}
-
-/**
- * The WebSocket's binary frames as a byte stream, for the RFB proxy. Destroying the stream
- * leaves the socket open: the route closes it with the session's end reason.
- */
-function webSocketStream(socket: WebSocket): Duplex {
-  const stream = new Duplex({
-    read() {
-      if (socket.isPaused) socket.resume();
-    },
-    write(chunk: Buffer, _encoding, callback) {
-      if (socket.readyState !== socket.OPEN) return callback(new Error('The browser closed the desktop.'));
-      socket.send(chunk, { binary: true }, (error) => callback(error ?? null));
-    },
-    final(callback) {
-      callback();
-    },
-  });
-  socket.on('message', (data: Buffer, isBinary: boolean) => {
-    // A text frame after `started` has no place in the RFB stream.
-    if (!isBinary) return stream.destroy(new Error('A text message arrived inside the RFB stream.'));
-    if (!stream.push(data)) socket.pause();
-  });
-  socket.on('close', () => {
-    stream.push(null);
-    stream.destroy();
-  });
-  stream.on('error', () => undefined);
-  return stream;
 }
 
 /** A WebSocket close reason is at most 123 bytes. */
