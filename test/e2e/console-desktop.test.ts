@@ -195,13 +195,20 @@ describe('web console: browser VNC desktop and its replay', () => {
     );
     expect(ends.items.find((e) => e.details.sessionId === live?.id)).toMatchObject({ outcome: 'success', details: { kind: 'vnc' } });
 
-    // What the tab showed until it closed replays (played through: the recording is under a second long).
+    // What the tab showed until it closed replays at any position, though the recording is under
+    // a second long and most of it passed before the desktop drew anything (issue 21).
     await page.goto(`${server.url}/sessions/${live?.id}`);
     const player = page.getByTestId('player').locator('canvas');
     await player.waitFor({ timeout: 15_000 });
-    await expect.poll(async () => Number(await page.getByLabel('Position').getAttribute('max'))).toBeGreaterThan(0);
-    await page.getByRole('button', { name: 'Play' }).click();
-    await expect.poll(() => showsColourAt(page, player, 0.9, 0.9, VNC_TARGET_COLOUR), { timeout: 15_000 }).toBe(true);
+    const position = page.getByLabel('Position');
+    const max = async () => Number(await position.getAttribute('max'));
+    await expect.poll(max).toBeGreaterThan(0);
+    const shown = () => showsColourAt(page, player, 0.9, 0.9, VNC_TARGET_COLOUR);
+    await expect.poll(shown, { timeout: 15_000 }).toBe(true);
+    for (const share of [1, 0.5, 0.1, 0]) {
+      await position.fill(String(Math.round((await max()) * share)));
+      await expect.poll(shown, { timeout: 15_000 }).toBe(true);
+    }
   });
 
   it('shows the server’s reason when the desktop refuses the vaulted password, and records no session as started', async () => {

@@ -13,9 +13,14 @@ function clock(ms: number): string {
 
 const SPEEDS = [0.5, 1, 2, 4];
 
+/** The seek bar's step in ms: a recording under 10 s gets positions all along it. */
+function seekStep(duration: number): number {
+  return duration < 10_000 ? 10 : 100;
+}
+
 /**
  * A VNC or RDP recording (RFB frames, `path` under the API) replayed by noVNC in the page:
- * play/pause, speed and a seek bar, starting paused on the first frame. The recording is
+ * play/pause, speed and a seek bar, starting paused on the first picture. The recording is
  * fetched once; seeking backwards replays it from the start up to the time, in chunks the
  * decoder can take (see playback.ts).
  */
@@ -71,6 +76,7 @@ export function DesktopPlayer({ path }: { path: string }) {
     return () => clearInterval(t);
   }, [state?.playing]);
 
+  const step = seekStep(state?.duration ?? 0);
   return (
     <div className="player">
       <div className="player-speed" role="group" aria-label="Playback">
@@ -94,8 +100,9 @@ export function DesktopPlayer({ path }: { path: string }) {
           className="player-seek"
           aria-label="Position"
           min={0}
-          max={state?.duration ?? 0}
-          step={100}
+          // Up to a whole step past the end, so the end is a position too (seek stops at the end).
+          max={state ? Math.ceil(state.duration / step) * step : 0}
+          step={step}
           value={state ? Math.round(state.position) : 0}
           disabled={!state}
           onChange={(e) => playback.current?.seek(Number(e.target.value))}

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { FEED_CHUNK_BYTES, Playback, type PlaybackClock, type PlaybackFrame, type PlaybackSink, type PlaybackState } from './playback.js';
+import {
+  FEED_CHUNK_BYTES,
+  firstPictureIndex,
+  Playback,
+  type PlaybackClock,
+  type PlaybackFrame,
+  type PlaybackSink,
+  type PlaybackState,
+} from './playback.js';
 
 /** A clock the test moves by hand: timers fire in order as `advance` passes their time. */
 class ManualClock implements PlaybackClock {
@@ -235,4 +243,93 @@ describe('desktop playback clock', () => {
     expect(sink.log).toEqual(['|', 0]);
     expect(clock.pending()).toBe(0);
   });
+
+  it('shows the first picture at every position: a short recording whose desktop drew only near its end', () => {
+    // A browser RDP session stopped right after it opened: 748 ms, the desktop's size at 729 ms, its first picture at 748 ms.
+    const recorded = [
+      { at: 729, data: update(extendedDesktopSize(1280, 800)) },
+      { at: 748, data: update(raw(2, 2)) },
+    ];
+    const clock = new ManualClock();
+    const sink = new Recorder();
+    const playback = new Playback(recorded, sink, { clock });
+    expect(sink.log).toEqual(['|', 0, 0]);
+    expect(playback.duration).toBe(748);
+    for (const ms of [0, 100, 374, 700, 748]) {
+      playback.seek(ms);
+      expect(playback.position()).toBe(ms);
+    }
+    // Never a new decoder, never a frame again: the picture stays.
+    expect(sink.log).toEqual(['|', 0, 0]);
+  });
+
+  it('feeds the frames after the first picture at their time, and starts over when seeking back before one', () => {
+    const clock = new ManualClock();
+    const feeds: number[] = [];
+    const recorded = [
+      { at: 300, data: update(cursor(3, 2), raw(1, 1)) },
+      { at: 600, data: update(raw(4, 4)) },
+      { at: 900, data: update(raw(4, 4)) },
+    ];
+    const playback = new Playback(
+      recorded,
+      { reset: () => feeds.push(-1), feed: (f) => f.forEach((d) => feeds.push(recorded.findIndex((r) => r.data === d))) },
+      { clock },
+    );
+    expect(feeds).toEqual([-1, 0]);
+    playback.seek(700);
+    expect(feeds).toEqual([-1, 0, 1]);
+    playback.seek(100);
+    expect(feeds).toEqual([-1, 0, 1, -1, 0]);
+    playback.play();
+    clock.advance(500);
+    expect(feeds).toEqual([-1, 0, 1, -1, 0, 1]);
+  });
+
+  it('finds the first frame that draws pixels, past size and cursor updates and other messages', () => {
+    const bell = Uint8Array.of(2);
+    const at = (...data: Uint8Array[]) => data.map((d, i) => ({ at: i * 10, data: d }));
+    expect(firstPictureIndex(at(bell, update(extendedDesktopSize(800, 600)), update(desktopSize(), cursor(8, 8), raw(1, 1))))).toBe(2);
+    expect(firstPictureIndex(at(update(extendedDesktopSize(800, 600), extendedDesktopSize(800, 600)), update(lastRect(), raw(1, 1))))).toBe(
+      -1,
+    );
+    expect(firstPictureIndex(at(update(rect(7, 64, 64, 20))))).toBe(0);
+    expect(firstPictureIndex([])).toBe(-1);
+  });
 });
+
+/** A FramebufferUpdate of these rectangles. */
+function update(...rects: Uint8Array[]): Uint8Array {
+  const head = Uint8Array.of(0, 0, rects.length >> 8, rects.length & 0xff);
+  return concat([head, ...rects]);
+}
+
+/** A rectangle header (x, y 0) and a body of `body` bytes. */
+function rect(encoding: number, width: number, height: number, body: number): Uint8Array {
+  const out = new Uint8Array(12 + body);
+  const view = new DataView(out.buffer);
+  view.setUint16(4, width);
+  view.setUint16(6, height);
+  view.setInt32(8, encoding);
+  return out;
+}
+
+const raw = (width: number, height: number) => rect(0, width, height, width * height * 4);
+const cursor = (width: number, height: number) => rect(-239, width, height, width * height * 4 + ((width + 7) >> 3) * height);
+const desktopSize = () => rect(-223, 0, 0, 0);
+const lastRect = () => rect(-224, 0, 0, 0);
+function extendedDesktopSize(width: number, height: number): Uint8Array {
+  const out = rect(-308, width, height, 4 + 16);
+  out[12] = 1;
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

@@ -5,7 +5,10 @@
  *
  * Seeking forward feeds every frame up to the new time; seeking backwards starts a new
  * decoder (`reset`) and feeds everything from the first frame up to the time, since an RFB
- * stream can only be decoded from its start. What is due is fed in chunks of at most
+ * stream can only be decoded from its start. Every position shows at least the first
+ * picture (`firstPictureIndex`): a recording starts before the desktop sends anything (the
+ * handshake, the first update request), which in a recording under a second long is most
+ * of it, and a position there would otherwise show an empty screen. What is due is fed in chunks of at most
  * `chunkBytes` (a frame larger than that alone), with a turn of the event loop between
  * them: noVNC stops reading while it waits for an image (a Tight JPEG rectangle) to decode,
  * and what is pushed meanwhile waits in its receive queue, which cannot grow past 40 MiB —
@@ -48,9 +51,45 @@ const systemClock: PlaybackClock = {
   clearTimer: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
 
+/** RFB pseudo-encodings a recorded FramebufferUpdate can hold (the player's playable ones). */
+const DESKTOP_SIZE = -223;
+const LAST_RECT = -224;
+const CURSOR = -239;
+const EXTENDED_DESKTOP_SIZE = -308;
+
+/**
+ * The index of the first frame that draws on the screen: a FramebufferUpdate with a
+ * rectangle of pixels, not only a desktop size or a cursor (frames are whole server
+ * messages, in the recording's canonical 4-byte pixels); -1 when none does. A rectangle
+ * this cannot read past counts as pixels.
+ */
+export function firstPictureIndex(frames: readonly PlaybackFrame[]): number {
+  return frames.findIndex(({ data }) => {
+    if (data[0] !== 0) return false;
+    if (data.length < 4) return true;
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    let offset = 4;
+    for (let left = view.getUint16(2); left > 0; left--) {
+      if (offset + 12 > data.length) return true;
+      const width = view.getUint16(offset + 4);
+      const height = view.getUint16(offset + 6);
+      const encoding = view.getInt32(offset + 8);
+      offset += 12;
+      if (encoding === LAST_RECT) return false;
+      if (encoding === DESKTOP_SIZE) continue;
+      if (encoding === CURSOR) offset += width * height * 4 + ((width + 7) >> 3) * height;
+      else if (encoding === EXTENDED_DESKTOP_SIZE && offset < data.length) offset += 4 + 16 * data[offset]!;
+      else return true;
+    }
+    return false;
+  });
+}
+
 export class Playback {
   readonly duration: number;
   private readonly frames: readonly PlaybackFrame[];
+  /** Fed at every position (see firstPictureIndex): frames up to this index. */
+  private readonly firstPicture: number;
   private readonly sink: PlaybackSink;
   private readonly clock: PlaybackClock;
   private readonly onChange: (state: PlaybackState) => void;
@@ -76,6 +115,7 @@ export class Playback {
     this.onChange = options.onChange ?? (() => undefined);
     this.chunkBytes = options.chunkBytes ?? FEED_CHUNK_BYTES;
     this.duration = frames.reduce((max, f) => Math.max(max, f.at), 0);
+    this.firstPicture = firstPictureIndex(frames);
     this.sink.reset();
     this.pump();
   }
@@ -135,7 +175,8 @@ export class Playback {
 
   private moveTo(ms: number): void {
     const last = this.frames[this.fed - 1];
-    if (last && last.at > ms) {
+    // Frames up to the first picture are shown at every position: nothing to undo.
+    if (last && last.at > ms && this.fed - 1 > this.firstPicture) {
       this.sink.reset();
       this.fed = 0;
     }
@@ -146,7 +187,7 @@ export class Playback {
   private feedChunk(ms: number): boolean {
     const batch: Uint8Array[] = [];
     let bytes = 0;
-    const due = () => this.fed < this.frames.length && this.frames[this.fed]!.at <= ms;
+    const due = () => this.fed < this.frames.length && (this.frames[this.fed]!.at <= ms || this.fed <= this.firstPicture);
     while (due() && (batch.length === 0 || bytes + this.frames[this.fed]!.data.length <= this.chunkBytes)) {
       const data = this.frames[this.fed++]!.data;
       batch.push(data);
