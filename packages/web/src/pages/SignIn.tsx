@@ -1,5 +1,5 @@
-import { useRef, useState, type FormEvent } from 'react';
-import type { SignedInAnswer, SignInBody } from '@gatehouse/api';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
+import type { OidcStatus, SignedInAnswer, SignInBody, TotpEnrolment } from '@gatehouse/api';
 import { api, ApiError, type User } from '../api.js';
 import { ErrorNote, Field } from '../ui.js';
 
@@ -12,6 +12,14 @@ export function SignIn({ notice, onSignedIn }: { notice?: string | undefined; on
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const codeForm = useRef<HTMLFormElement>(null);
+  const [sso, setSso] = useState<OidcStatus | null>(null);
+  // Where an OIDC sign-in sent the browser back: its refusal, or a CLI login it approved.
+  const back = new URLSearchParams(window.location.search);
+  const ssoError = back.get('ssoError');
+  const ssoNotice = back.get('sso') === 'cli' ? 'Signed in for the command line: go back to your terminal. You can close this page.' : null;
+  useEffect(() => {
+    api<OidcStatus>('GET', '/auth/oidc').then(setSso, () => setSso(null));
+  }, []);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -34,11 +42,19 @@ export function SignIn({ notice, onSignedIn }: { notice?: string | undefined; on
     }
   };
 
+  if (back.get('sso') === 'mfa') return <SsoCode onSignedIn={onSignedIn} />;
+
   return (
     <main className="centered">
       <form className="card narrow" onSubmit={(e) => void submit(e)} ref={codeForm} aria-labelledby="sign-in-title">
         <h1 id="sign-in-title">Sign in to Gatehouse</h1>
         {notice ? <p className="notice">{notice}</p> : null}
+        {ssoNotice ? <p className="notice">{ssoNotice}</p> : null}
+        {ssoError ? (
+          <p className="error-note" role="alert">
+            {ssoError}
+          </p>
+        ) : null}
         {needCode ? (
           <Field
             label="Authenticator code"
@@ -95,6 +111,71 @@ export function SignIn({ notice, onSignedIn }: { notice?: string | undefined; on
               Use another account
             </button>
           ) : null}
+        </div>
+        {sso?.enabled && !needCode ? (
+          <p className="actions">
+            {/* A full-page navigation: the identity provider's pages, then back to the console. */}
+            <a className="button" href="/api/v1/auth/oidc/start">
+              Sign in with {sso.displayName}
+            </a>
+          </p>
+        ) : null}
+      </form>
+    </main>
+  );
+}
+
+/** After SSO with local MFA required: the authenticator code (a user without one sets it up here first). */
+function SsoCode({ onSignedIn }: { onSignedIn: (user: User, csrfToken: string) => void }) {
+  const [code, setCode] = useState('');
+  const [enrolment, setEnrolment] = useState<TotpEnrolment | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const fail = (err: unknown) => setError(err instanceof ApiError ? err : new ApiError(0, 'INTERNAL', String(err)));
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    try {
+      const res = await api<SignedInAnswer>('POST', '/auth/oidc/totp', { code });
+      window.history.replaceState(null, '', '/');
+      onSignedIn(res.user, res.csrfToken);
+    } catch (err) {
+      fail(err);
+    }
+  };
+  return (
+    <main className="centered">
+      <form className="card narrow" onSubmit={(e) => void submit(e)} aria-labelledby="sso-code-title">
+        <h1 id="sso-code-title">Authenticator code</h1>
+        <p>Gatehouse asks for your authenticator code after single sign-on.</p>
+        {enrolment ? (
+          <p>
+            Add this secret to your authenticator app, then enter the code it shows: <code>{enrolment.secret}</code>
+          </p>
+        ) : null}
+        <Field
+          label="Authenticator code"
+          name="code"
+          value={code}
+          onChange={(v) => setCode(v.replace(/\D/g, '').slice(0, 6))}
+          error={error}
+          inputMode="numeric"
+          autoComplete="one-time-code"
+          autoFocus
+          required
+        />
+        <ErrorNote error={error?.issues.length ? null : error} />
+        <div className="actions">
+          <button type="submit" className="primary">
+            Verify code
+          </button>
+          {enrolment ? null : (
+            <button
+              type="button"
+              className="link"
+              onClick={() => void api<TotpEnrolment>('POST', '/auth/oidc/totp/enroll', {}).then(setEnrolment, fail)}
+            >
+              I have no authenticator yet
+            </button>
+          )}
         </div>
       </form>
     </main>
