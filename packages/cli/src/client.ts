@@ -3,7 +3,7 @@ import { request } from 'node:https';
 import tls from 'node:tls';
 import path from 'node:path';
 import { GatehouseError, isErrorCode, type ErrorCode, type FieldIssue } from '@gatehouse/core/errors';
-import { credentialsFile, profileChosen, profileName, readProfiles, sameServer } from './profiles.js';
+import { credentialsFile, profileChosen, profileName, readProfiles, sameServer, type Profile } from './profiles.js';
 
 export { credentialsFile } from './profiles.js';
 
@@ -45,6 +45,41 @@ function codeOf(status: number, code: unknown): ErrorCode {
   return status >= 500 ? 'INTERNAL' : 'BAD_REQUEST';
 }
 
+/** The environment's say in a connection: GATEHOUSE_URL, GATEHOUSE_TOKEN, GATEHOUSE_CA, GATEHOUSE_DATA_DIR. */
+export interface ConnectionEnv {
+  url?: string | undefined;
+  token?: string | undefined;
+  ca?: string | undefined;
+  dataDir?: string | undefined;
+}
+
+/**
+ * The URL, token and CA file a client uses. What is given wins: --url, --ca and --data-dir over
+ * the environment, the environment over the saved profile (`found`, named `profile`), and `local`
+ * when none says. A profile's token and CA go only to the origin they were saved for: with another
+ * URL neither is used, and without a token of its own the command is refused here, before any request.
+ */
+export function connectionOf(
+  opts: ClientOptions,
+  env: ConnectionEnv,
+  profile: string,
+  found: Partial<Profile> | undefined,
+  local: string,
+): { url: string; token: string | undefined; caFile: string | undefined } {
+  const url = (opts.url ?? env.url ?? found?.url ?? local).replace(/\/$/, '');
+  const saved = found?.url !== undefined && sameServer(found.url, url) ? found : {};
+  const token = opts.token ?? env.token ?? saved.token;
+  if (token === undefined && found?.token !== undefined && found.url !== undefined && !opts.newProfile)
+    throw new GatehouseError(
+      'CONFLICT',
+      `Profile ${profile} holds the API token for ${found.url}, not ${url}: a saved token is sent only to the server it was saved for. ` +
+        `Sign in to ${url} under a profile of its own: ./gatehouse login --url ${url} --profile <name> --username <user>, ` +
+        `then add --profile <name> to later commands (or set GATEHOUSE_PROFILE); or leave out --url (and GATEHOUSE_URL) to use ${found.url}.`,
+    );
+  const caFile = opts.ca ?? certOf(opts.dataDir) ?? env.ca ?? saved.ca ?? certOf(env.dataDir ?? './data');
+  return { url, token, caFile };
+}
+
 /** A small HTTPS client for the API that verifies the server's certificate against a CA file. */
 export class ApiClient {
   readonly url: string;
@@ -73,18 +108,13 @@ export class ApiClient {
       );
     // The same default port as the server: 443 as root, 8443 otherwise.
     const local = `https://127.0.0.1:${process.getuid?.() === 0 ? 443 : 8443}`;
-    this.url = (opts.url ?? process.env.GATEHOUSE_URL ?? found?.url ?? local).replace(/\/$/, '');
-    const saved = found?.url !== undefined && sameServer(found.url, this.url) ? found : {};
-    this.token = opts.token ?? process.env.GATEHOUSE_TOKEN ?? saved.token;
-    if (this.token === undefined && found?.token !== undefined && found.url !== undefined && !opts.newProfile)
-      throw new GatehouseError(
-        'CONFLICT',
-        `Profile ${this.profile} holds the API token for ${found.url}, not ${this.url}: a saved token is sent only to the server it was saved for. ` +
-          `Sign in to ${this.url} under a profile of its own: ./gatehouse login --url ${this.url} --profile <name> --username <user>, ` +
-          `then add --profile <name> to later commands (or set GATEHOUSE_PROFILE); or leave out --url (and GATEHOUSE_URL) to use ${found.url}.`,
-      );
-    this.caFile =
-      opts.ca ?? certOf(opts.dataDir) ?? process.env.GATEHOUSE_CA ?? saved.ca ?? certOf(process.env.GATEHOUSE_DATA_DIR ?? './data');
+    const env = {
+      url: process.env.GATEHOUSE_URL,
+      token: process.env.GATEHOUSE_TOKEN,
+      ca: process.env.GATEHOUSE_CA,
+      dataDir: process.env.GATEHOUSE_DATA_DIR,
+    };
+    ({ url: this.url, token: this.token, caFile: this.caFile } = connectionOf(opts, env, this.profile, found, local));
     this.ca = this.caFile ? readFileSync(this.caFile, 'utf8') : undefined;
   }
 
