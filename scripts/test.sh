@@ -24,7 +24,7 @@ command -v ceph-osd >/dev/null 2>&1 || need_apt+=(ceph-osd)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v sshpass >/dev/null 2>&1 || need_apt+=(sshpass)
-# OpenSSH 10.2p1 built from ../shared/vendor (scripts/openssh10.sh) as the ML-KEM peer of the
+# OpenSSH 10.2p1 built from its release tarball (scripts/openssh10.sh; GATEHOUSE_OPENSSH_TARBALL) as the ML-KEM peer of the
 # post-quantum key exchange tests (test/e2e/ssh-pq.test.ts): a C toolchain, OpenSSL, zlib.
 command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need_apt+=(build-essential)
 [ -e /usr/include/openssl/evp.h ] || need_apt+=(libssl-dev)

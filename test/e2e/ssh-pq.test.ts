@@ -8,12 +8,13 @@ import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../sup
 import { cli, killServers, removeTempDirs, savedToken, setupAdmin, startServer, tempDir, type GatehouseServer } from '../support/server.js';
 
 // mlkem768x25519-sha256 on both legs of the built-in gateway, with OpenSSH 10.2p1 (built once by
-// scripts/openssh10.sh into .tmp/openssh-10.2p1 from ../shared/vendor) as the user's client and as the device.
+// scripts/openssh10.sh into .tmp/openssh-10.2p1 from the openssh-10.2p1.tar.gz release tarball, see
+// docs/ARCHITECTURE.md) as the user's client and as the device.
 const openssh = fileURLToPath(new URL('../../.tmp/openssh-10.2p1/', import.meta.url));
 const built = existsSync(path.join(openssh, '.gatehouse-built'));
 const skipped = built
   ? ''
-  : ' (skipped: OpenSSH 10.2p1 is not built in .tmp/openssh-10.2p1; `bash scripts/openssh10.sh` builds it from ../shared/vendor)';
+  : ' (skipped: OpenSSH 10.2p1 is not built in .tmp/openssh-10.2p1; `GATEHOUSE_OPENSSH_TARBALL=<path of openssh-10.2p1.tar.gz> bash scripts/openssh10.sh` builds it)';
 const PQ = 'mlkem768x25519-sha256';
 const WARNING = /post-quantum/;
 const PW_USER = 'gh-test-pw';
