@@ -52,7 +52,7 @@ const signedBytes = (s: Omit<RecordingSignature, 'signature' | 'publicKeyFingerp
   Buffer.from(JSON.stringify([s.format, s.algorithm, s.sessionId, s.size, s.sha256, s.signedAt, s.keyId]));
 
 /** The SHA-256 (hex) and size of a recording read as a stream. */
-export async function hashRecording(bytes: AsyncIterable<Uint8Array>): Promise<{ sha256: string; size: number }> {
+export async function hashRecording(bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
   for await (const chunk of bytes) {
