@@ -78,6 +78,11 @@ export const gatewaySession = z.object({
    * check a downloaded copy offline with `gatehouse sessions verify <file> --public-key <file>`.
    */
   recordingSignature: recordingSignatureSchema.nullable().optional(),
+  /**
+   * Where the recording lives: its object name in the recordings' object store once the store confirmed it
+   * (GATEHOUSE_RECORDING_STORE_CONFIG), null while it is only on the server's disk.
+   */
+  recordingStore: z.string().nullable().optional(),
 });
 export type GatewaySession = z.infer<typeof gatewaySession>;
 

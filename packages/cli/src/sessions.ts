@@ -54,7 +54,8 @@ export function sessionsCommands(program: Command): void {
               (s) =>
                 s.result === 'failure' && s.reason ? `failure: ${s.reason.length > 40 ? `${s.reason.slice(0, 39)}…` : s.reason}` : s.result,
             ],
-            ['RECORDED', (s) => (s.recorded ? 'yes' : '-')],
+            // Where the recording lives: the server's disk, or the recordings' object store.
+            ['RECORDING', (s) => (s.recorded ? (s.recordingStore ? 'store' : 'local') : '-')],
             ['ID', (s) => s.id],
           ],
           noun: 'session',

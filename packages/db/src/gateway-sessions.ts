@@ -67,6 +67,8 @@ export interface GatewaySession {
   /** The finished recording's SHA-256 (hex) and the server's signature over it; null until signed. */
   recordingSha256: string | null;
   recordingSignature: RecordingSignature | null;
+  /** The recording's object name in the recordings' object store; null while it lives only on the server's disk. */
+  recordingStore: string | null;
   /** Files uploaded and downloaded in the session (successful SFTP or scp transfers). */
   uploads: number;
   downloads: number;
@@ -104,6 +106,7 @@ export type GatewaySessionInput = Omit<
   | 'recording_signature'
   | 'replica'
   | 'end_requested'
+  | 'recording_store'
 > & {
   /** The replica whose built-in gateway holds the session. */
   replica?: string | null;
@@ -196,6 +199,7 @@ const sessionFromRow = (r: SessionRow): GatewaySession => ({
   userKex: r.user_kex,
   deviceKex: r.device_kex,
   recordingSha256: r.recording_sha256,
+  recordingStore: r.recording_store,
   recordingSignature: r.recording_signature === null ? null : (JSON.parse(r.recording_signature) as RecordingSignature),
 });
 
@@ -358,6 +362,24 @@ export class GatewaySessions {
       .execute();
     const row = await this.x.selectFrom('gateway_sessions').select('recording_signature').where('id', '=', id).executeTakeFirst();
     return row?.recording_signature ? (JSON.parse(row.recording_signature) as RecordingSignature) : undefined;
+  }
+
+  /** The recording is in the object store as `objectName` (confirmed by the store). */
+  async markStored(id: string, objectName: string): Promise<void> {
+    await this.x.updateTable('gateway_sessions').set({ recording_store: objectName }).where('id', '=', id).execute();
+  }
+
+  /** Signed recordings not in the object store yet, oldest first (at most `limit`). */
+  async unstoredRecordings(limit = 1000): Promise<{ id: string; recording: string }[]> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .select(['id', 'recording'])
+      .where('recording_signature', 'is not', null)
+      .where('recording_store', 'is', null)
+      .orderBy('started_at')
+      .limit(limit)
+      .execute();
+    return rows.flatMap((r) => (r.recording === null ? [] : [{ id: r.id, recording: r.recording }]));
   }
 
   /** Ended sessions with a recording and no signature yet, oldest first (at most `limit`). */

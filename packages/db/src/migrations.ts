@@ -718,6 +718,12 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0025_recording_store': {
+      async up(db: Kysely<unknown>) {
+        // The recording's object name in the recordings' object store, once the store confirmed it.
+        await db.schema.alterTable('gateway_sessions').addColumn('recording_store', 'text').execute();
+      },
+    },
   };
 }
 

@@ -281,6 +281,8 @@ export interface GatewaySessionTable {
   replica: string | null;
   /** Why an end was asked for on a replica that does not hold the session (its holder ends it). */
   end_requested: string | null;
+  /** The recording's object name in the recordings' object store; null while it is only on local disk. */
+  recording_store: string | null;
 }
 
 export interface SessionFileOperationTable {

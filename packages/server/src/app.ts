@@ -51,6 +51,7 @@ import { hostKeyRoutes } from './api/host-keys/routes.js';
 import { sessionRoutes } from './api/sessions/routes.js';
 import { recordingsDirOf } from './gateway/recordings.js';
 import { RecordingSignatures } from './gateway/recording-signatures.js';
+import { loadRecordingStoreSettings, startRecordingUploads } from './gateway/recording-store.js';
 import { GatewayService } from './gateway/service.js';
 import type { Logger } from './logger.js';
 import { auditRoutes } from './api/audit/routes.js';
@@ -270,6 +271,18 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     logger: logger.child({ component: 'recordings' }),
   });
   services.recordingSignatures = recordingSignatures;
+  const recordingUploads = config.recordingStoreConfig
+    ? await startRecordingUploads({
+        settings: loadRecordingStoreSettings(config.recordingStoreConfig),
+        timeoutSeconds: config.breakglassTimeoutSeconds,
+        retryDelaysMs: config.recordingStoreRetryDelays.split(',').map((x) => Number(x.trim()) * 1000),
+        recordingsDir: recordingsDirOf(config.dataDir),
+        sessions: gatewaySessions,
+        signatures: recordingSignatures,
+        metrics,
+        logger: logger.child({ component: 'recording-uploads' }),
+      })
+    : undefined;
   const policyRotations = new PolicyRotations(services, logger.child({ component: 'rotation' }));
   const afterSessionRotation = new AfterSessionRotation({
     services,
@@ -300,6 +313,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => services.runbooks.stop());
   app.addHook('onClose', () => afterSessionRotation.stop());
   app.addHook('onClose', () => recordingSignatures.stop());
+  app.addHook('onClose', async () => recordingUploads?.uploads.stop());
   app.addHook('onClose', () => gateways.health.stop());
   app.addHook('onClose', () => services.refusals.flush());
   // Runs first: another replica takes the scheduled jobs over while this one winds down.
@@ -424,7 +438,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       inventoryFileRoutes(api, services);
       auditRoutes(api, services, auditCheckpoints);
       breakGlassRoutes(api, services, breakglass);
-      sessionRoutes(api, services, gatewaySessions, gateways, recordingSignatures);
+      sessionRoutes(api, services, gatewaySessions, gateways, recordingSignatures, recordingUploads?.target);
       hostKeyRoutes(api, services, gatewaySessions);
       maintenanceRoutes(api, services);
       agentRoutes(api, services, gateways);

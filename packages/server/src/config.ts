@@ -93,6 +93,13 @@ export const serverConfigSchema = z.strictObject({
     .default(5),
   /** Bearer token Prometheus sends to scrape GET /metrics (compared in constant time); unset: /metrics answers 404. */
   metricsToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** A JSON file (a mounted secret) naming the recordings' object store; unset: recordings stay on local disk. */
+  recordingStoreConfig: z.string().min(1).optional(),
+  /** Seconds between tries of a recording upload that failed; the last repeats until the store answers. */
+  recordingStoreRetryDelays: z
+    .string()
+    .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, 'must be seconds separated by commas, e.g. 1,5,30')
+    .default('1,2,4,8,16,30,60'),
   /** A mounted secret (directory of files, or a file of `key: value` lines) holding the break-glass settings. */
   breakglassConfig: z.string().min(1).optional(),
   /** Seconds to wait before each retry of a failed break-glass run (the number of retries is their count). */
@@ -217,6 +224,8 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_AUDIT_CHECKPOINT_MINUTES: 'auditCheckpointMinutes',
   GATEHOUSE_METRICS_TOKEN: 'metricsToken',
   GATEHOUSE_BREAKGLASS_CONFIG: 'breakglassConfig',
+  GATEHOUSE_RECORDING_STORE_CONFIG: 'recordingStoreConfig',
+  GATEHOUSE_RECORDING_STORE_RETRY_DELAYS: 'recordingStoreRetryDelays',
   GATEHOUSE_BREAKGLASS_RETRY_DELAYS: 'breakglassRetryDelays',
   GATEHOUSE_BREAKGLASS_STALE_HOURS: 'breakglassStaleHours',
   GATEHOUSE_BREAKGLASS_TIMEOUT_SECONDS: 'breakglassTimeoutSeconds',

@@ -28,6 +28,7 @@ export class Metrics {
   private readonly signInFailures: Counter<'reason'>;
   private readonly signInThrottles: Counter<'scope'>;
   private readonly auditAppend: Histogram;
+  private readonly recordingUploadBacklog: Gauge;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -119,11 +120,17 @@ export class Metrics {
         duration.set((finished - Date.parse(last.startedAt)) / 1000);
       },
     });
-    new Gauge({
+    this.recordingUploadBacklog = new Gauge({
       name: 'gatehouse_recording_upload_backlog',
       help: 'Recordings waiting for an upload to object storage (0 while recordings stay on local disk).',
       registers,
-    }).set(0);
+    });
+    this.recordingUploadBacklog.set(0);
+  }
+
+  /** Recordings waiting for (or in) their upload to the recordings' object store. */
+  recordingUploads(backlog: number): void {
+    this.recordingUploadBacklog.set(backlog);
   }
 
   sessionStarted(protocol: string | null, gateway: string): void {

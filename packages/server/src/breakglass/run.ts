@@ -57,8 +57,16 @@ function isDeadLocalHolder(holder: string): boolean {
   }
 }
 
+type S3Fields =
+  'credentials' | 'accessKeyId' | 'secretAccessKey' | 'bucket' | 'protocol' | 'url' | 'region' | 'pathStyle' | 'acl' | 'caBundle';
+type BlobFields = 'accountName' | 'accountKey' | 'sasToken' | 'container' | 'protocol' | 'endpointSuffix' | 'blobEndpoint' | 'caBundle';
+/** What a target is made from: the connection fields of break glass's settings (the recordings' store has the same). */
+export type TargetSettings =
+  | ({ provider: 's3' } & Pick<Extract<BreakGlassSettings, { provider: 's3' }>, S3Fields>)
+  | ({ provider: 'blob' } & Pick<Extract<BreakGlassSettings, { provider: 'blob' }>, BlobFields>);
+
 /** The storage target of the settings; each cloud SDK is loaded only when its target is used. */
-export async function targetFor(s: BreakGlassSettings, timeoutSeconds?: number, addressPolicy?: AddressPolicy): Promise<StorageTarget> {
+export async function targetFor(s: TargetSettings, timeoutSeconds?: number, addressPolicy?: AddressPolicy): Promise<StorageTarget> {
   if (s.provider === 's3') {
     const { S3Target } = await import('@gatehouse/breakglass/s3');
     return new S3Target({

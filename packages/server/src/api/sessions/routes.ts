@@ -11,13 +11,21 @@ import {
   sessionListQuery,
   sessionPage,
 } from '@gatehouse/api';
-import { ConflictError, NotFoundError, publicKeyDerFingerprint, RFB_RECORDING_MEDIA_TYPE, signingKeyFingerprint } from '@gatehouse/core';
+import {
+  ConflictError,
+  GatehouseError,
+  NotFoundError,
+  publicKeyDerFingerprint,
+  RFB_RECORDING_MEDIA_TYPE,
+  signingKeyFingerprint,
+} from '@gatehouse/core';
 import { recordingFormatOf, type GatewaySessions } from '@gatehouse/db';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { admins, staff } from '../../access.js';
 import { caller } from '../../auth.js';
 import { recordingFile } from '../../gateway/recordings.js';
+import type { StorageTarget } from '@gatehouse/breakglass';
 import type { RecordingSignatures } from '../../gateway/recording-signatures.js';
 import type { GatewayService } from '../../gateway/service.js';
 import type { Services } from '../../services.js';
@@ -31,6 +39,8 @@ export function sessionRoutes(
   sessions: GatewaySessions,
   gateways: GatewayService,
   signatures: Pick<RecordingSignatures, 'publicKeyPem'>,
+  /** The recordings' object store, when recordings are uploaded: played from there once not on local disk. */
+  store?: Pick<StorageTarget, 'open'>,
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const tags = ['sessions'];
@@ -170,18 +180,25 @@ export function sessionRoutes(
       },
     },
     async (req, reply) => {
-      await visibleSession(req, req.params.id);
+      const session = await visibleSession(req, req.params.id);
       const relative = await sessions.recordingOf(req.params.id);
       if (relative === undefined) throw new NotFoundError('Recording of session', req.params.id);
       const recording = await recordingFile(services.config.dataDir, relative);
-      if (!recording) throw new NotFoundError('Recording file of session', req.params.id);
+      // Not on local disk: streamed from the recordings' object store when it holds it.
+      const stored = !recording && store && session.recordingStore ? await store.open(session.recordingStore) : undefined;
+      if (stored?.state === 'unreadable')
+        throw new GatehouseError(
+          'BAD_GATEWAY',
+          `The recording is in object storage, which cannot hand it out now: ${stored.reason}. Try again later.`,
+        );
+      if (!recording && stored?.state !== 'found') throw new NotFoundError('Recording file of session', req.params.id);
       await services.audit(req, { action: 'session.recording_read', outcome: 'success', targetType: 'session', targetId: req.params.id });
       const rfb = recordingFormatOf(relative) === 'rfb';
-      return reply
+      reply
         .type(rfb ? RFB_RECORDING_MEDIA_TYPE : ASCIICAST_MEDIA_TYPE)
-        .header('content-length', recording.size)
-        .header('content-disposition', `attachment; filename="${req.params.id.replace(/[^A-Za-z0-9-]/g, '')}.${rfb ? 'rfb' : 'cast'}"`)
-        .send(createReadStream(recording.file));
+        .header('content-disposition', `attachment; filename="${req.params.id.replace(/[^A-Za-z0-9-]/g, '')}.${rfb ? 'rfb' : 'cast'}"`);
+      if (recording) return reply.header('content-length', recording.size).send(createReadStream(recording.file));
+      return reply.send(stored?.state === 'found' ? stored.body : undefined);
     },
   );
 }
