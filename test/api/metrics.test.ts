@@ -14,6 +14,16 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
+/** A shell session's end: now, successful, no bytes. */
+const ended = () => ({
+  endedAt: new Date().toISOString(),
+  bytesIn: 0,
+  bytesOut: 0,
+  result: 'success' as const,
+  exitStatus: 0,
+  reason: null,
+});
+
 /** GET /metrics with the scrape token, the Prometheus text format, and its metrics moving as the server works. */
 describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
   let t: TestApp;
@@ -116,15 +126,7 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
     const during = await scrape();
     expect(live(during) - live(before)).toBe(2);
     expect(started(during) - started(before)).toBe(2);
-    for (const id of ids)
-      await broker.sessionEnded(id, {
-        endedAt: new Date().toISOString(),
-        bytesIn: 0,
-        bytesOut: 0,
-        result: 'success',
-        exitStatus: 0,
-        reason: null,
-      });
+    for (const id of ids) await broker.sessionEnded(id, ended());
     expect(live(await scrape())).toBe(live(before));
   });
 
@@ -136,14 +138,7 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
     // The same id again: the insert breaks the primary key and fails.
     await expect(startShellSession(broker, uma, target, id)).rejects.toThrow();
     expect(started(await scrape()) - started(before)).toBe(1);
-    await broker.sessionEnded(id, {
-      endedAt: new Date().toISOString(),
-      bytesIn: 0,
-      bytesOut: 0,
-      result: 'success',
-      exitStatus: 0,
-      reason: null,
-    });
+    await broker.sessionEnded(id, ended());
   });
 
   it('counts failed connections and shows each gateway status (1 for the one it is in)', async () => {
