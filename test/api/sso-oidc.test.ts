@@ -1,6 +1,9 @@
 import type { CliLoginClaimed, CliLoginStarted, OidcSettings } from '@gatehouse/api';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { main } from '@gatehouse/cli';
 import { currentTotp, verifyTotp } from '@gatehouse/server';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { API, auditEvents, errorOf, login } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
@@ -45,7 +48,7 @@ describe.each(dialects)('OIDC sign-in with a real provider on %s', (dialect) => 
   const ssoError = (location: string) => new URL(location, 'https://x').searchParams.get('ssoError');
 
   beforeAll(async () => {
-    t = await createTestApp(dialect);
+    t = await createTestApp(dialect, {}, { tls: true });
     idp = await TestOidcProvider.start([REDIRECT]);
     admin = await t.userWithToken('admin', 'root');
   });
@@ -280,5 +283,62 @@ describe.each(dialects)('OIDC sign-in with a real provider on %s', (dialect) => 
     // The approved login cannot be approved again by another browser sign-in.
     const again = await t.request('GET', `${url.pathname}${url.search}`);
     expect(ssoError(again.headers.location as string)).toContain('expired or was used');
+  });
+
+  it('gatehouse login --sso prints the address, waits for the browser sign-in and saves a working token it never prints', async () => {
+    idp.groups.set('ivan', ['gh-ops']);
+    await t.app.listen({ host: '127.0.0.1', port: 0 });
+    const server = `https://127.0.0.1:${(t.app.server.address() as { port: number }).port}`;
+    const ca = path.join(t.database.dataDir, 'tls', 'server.crt');
+    const credentials = path.join(t.database.dataDir, 'credentials-sso.json');
+    vi.stubEnv('GATEHOUSE_CREDENTIALS', credentials);
+    const out: string[] = [];
+    const err: string[] = [];
+    let printed: (url: string) => void = () => undefined;
+    const address = new Promise<string>((resolve) => (printed = resolve));
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => out.push(String(chunk)) > 0);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      err.push(String(chunk));
+      const url = /https:\/\/\S+\/auth\/oidc\/start\?cli=\S+/.exec(err.join(''));
+      if (url) printed(url[0]);
+      return true;
+    });
+    try {
+      const run = main(['node', 'gatehouse', 'login', '--sso', '--profile', 'sso', '--url', server, '--ca', ca]);
+      const ended = run.then((code) =>
+        Promise.reject(new Error(`gatehouse login --sso ended (${code}) before printing an address: ${err.join('')}`)),
+      );
+      const url = new URL(await Promise.race([address, ended]));
+      const browser = await signIn('ivan', { start: `${url.pathname}${url.search}` });
+      expect(new URL(browser.location, 'https://x').searchParams.get('sso')).toBe('cli');
+      expect(await run).toBe(0);
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+      vi.unstubAllEnvs();
+    }
+    expect(err.join('')).toContain(`Signed in as ivan by SSO. API token saved in ${credentials} (profile sso).`);
+    const saved = (
+      JSON.parse(readFileSync(credentials, 'utf8')) as { profiles: Record<string, { url: string; token: string; username: string }> }
+    ).profiles.sso!;
+    expect(saved).toMatchObject({ url: server, username: 'ivan' });
+    expect(`${out.join('')}${err.join('')}`).not.toContain(saved.token);
+    const whoami = await t.request('GET', `${API}/auth/me`, { token: saved.token });
+    expect(whoami.json()).toMatchObject({ user: { username: 'ivan', sso: true }, via: 'token' });
+  });
+
+  it('gatehouse login without --sso needs --username, and --open goes with --sso only', async () => {
+    vi.stubEnv('GATEHOUSE_CREDENTIALS', path.join(t.database.dataDir, 'none.json'));
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['node', 'gatehouse', 'login', '--url', 'https://127.0.0.1:1'])).not.toBe(0);
+      const said = stderr.mock.calls.map((c) => String(c[0])).join('');
+      expect(said).toContain('--username is required');
+      expect(await main(['node', 'gatehouse', 'login', '--open', '--username', 'a', '--url', 'https://127.0.0.1:1'])).not.toBe(0);
+      expect(stderr.mock.calls.map((c) => String(c[0])).join('')).toContain('--open goes with --sso');
+    } finally {
+      stderr.mockRestore();
+      vi.unstubAllEnvs();
+    }
   });
 });

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { client, password, withConnection } from './api-command.js';
 import type { ApiClient, ClientOptions } from './client.js';
 import { printList, withOutput } from './output.js';
+import { ssoLogin } from './sso-login.js';
 import { credentialsFile, profileChosen, profileName, readProfiles, removeProfile, sameServer, saveProfile } from './profiles.js';
 
 /** `gatehouse setup`, `gatehouse login` and `gatehouse profiles`: sign in and keep an API token for later commands. */
@@ -30,12 +31,28 @@ export function signInCommands(program: Command): void {
 
   withConnection(program.command('login'))
     .description('sign in and keep an API token for later commands, in a profile (several servers: one profile each)')
-    .requiredOption('--username <name>', 'user name')
+    .option('--username <name>', 'user name (password sign-in)')
     .option('--password-stdin', 'read the password from standard input')
     .option('--totp <code>', 'the current authenticator code, when TOTP is enabled')
-    .action(async (o: ClientOptions & { username: string; passwordStdin?: boolean; totp?: string }) => {
+    .option('--sso', "sign in with the server's identity provider (OIDC) in a browser")
+    .option('--open', 'with --sso: also open the sign-in page in the default browser')
+    .action(async (o: ClientOptions & { username?: string; passwordStdin?: boolean; totp?: string; sso?: boolean; open?: boolean }) => {
       const api = client({ ...o, token: undefined, newProfile: true });
       refuseOtherServer(api, o.profile);
+      if (o.sso) {
+        if (o.username !== undefined || o.passwordStdin || o.totp !== undefined)
+          throw new GatehouseError(
+            'BAD_REQUEST',
+            '--sso signs in at the identity provider: leave out --username, --password-stdin and --totp.',
+          );
+        return ssoLogin(api, { profile: api.profile, url: api.url, caFile: api.caFile, open: o.open === true });
+      }
+      if (o.open) throw new GatehouseError('BAD_REQUEST', '--open goes with --sso (sign in by the identity provider).');
+      if (o.username === undefined)
+        throw new GatehouseError(
+          'BAD_REQUEST',
+          '--username is required: gatehouse login --username <name> (or --sso to sign in by the identity provider).',
+        );
       const pw = await password(o);
       return signIn(api, o.username, pw, o.totp, `Signed in as ${o.username}.`);
     });
