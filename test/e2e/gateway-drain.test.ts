@@ -202,9 +202,15 @@ describe('draining a gateway: new sessions fail over or are refused, a live one 
     await page.goto(`${server.url}/devices/${lonelyId}`);
     await page.getByText('No gateway can reach this device now.').waitFor();
     await page.getByText('No gateway is registered in gateway-nobody').waitFor();
-    const terminal = page.getByRole('link', { name: 'Open terminal' });
-    expect(await terminal.getAttribute('class')).toBe('button');
-    const files = page.getByRole('link', { name: 'Files' });
+    // Open terminal and Files are disabled buttons (no longer links), the reason their title and description.
+    expect(await page.getByRole('link', { name: /Open terminal|Files/ }).count()).toBe(0);
+    const terminal = page.getByRole('button', { name: 'Open terminal' });
+    const files = page.getByRole('button', { name: 'Files' });
+    for (const b of [terminal, files]) {
+      expect(await b.isDisabled()).toBe(true);
+      expect(await b.getAttribute('title')).toMatch(/^No gateway can reach this device now\. .*No gateway is registered in gateway-nobody/);
+      expect(await b.getAttribute('aria-describedby')).toBe('gateway-refusal');
+    }
     expect((await terminal.boundingBox())?.height).toBe((await files.boundingBox())?.height);
     await shots(page, 'device-unreachable');
     expect(problems.flat()).toEqual([]);

@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useState, type ReactNode } from 'react';
 import { Link, useLocation } from 'wouter';
 import type {
   Account,
@@ -191,7 +191,7 @@ export function DevicePage({ user, id }: { user: User; id: string }) {
               canConnect={canConnect}
               desktops={device.protocols.filter((p): p is DesktopProtocol => p === 'vnc' || p === 'rdp')}
               refused={access?.mayConnectNow === false}
-              unreachable={reach?.ok === false}
+              unreachable={reach && !reach.ok ? `No gateway can reach this device now. ${reach.message}` : undefined}
               onChanged={() => setReload((n) => n + 1)}
               onRotate={isAdmin ? () => setPreset({ runbook: 'ResetAccess', inputs: { account: a.username }, key: Date.now() }) : undefined}
             />
@@ -254,6 +254,37 @@ function MaintenanceFacts({ access, error }: { access: DeviceAccess | null; erro
   );
 }
 
+/**
+ * A way to connect (terminal, desktop, files): a link, or, when no gateway can reach the device, a
+ * disabled button whose title and accessible description (#gateway-refusal) say why.
+ */
+function ConnectLink({
+  href,
+  primary = false,
+  describedBy,
+  unreachable,
+  children,
+}: {
+  href: string;
+  primary?: boolean;
+  describedBy?: string | undefined;
+  unreachable: string | undefined;
+  children: ReactNode;
+}) {
+  if (unreachable) {
+    return (
+      <button type="button" className="button" disabled title={unreachable} aria-describedby="gateway-refusal">
+        {children}
+      </button>
+    );
+  }
+  return (
+    <Link className={primary ? 'button primary' : 'button'} href={href} aria-describedby={describedBy}>
+      {children}
+    </Link>
+  );
+}
+
 /** An account with its secrets as the API shows them (a fixed mask); revealing asks why and is audited. */
 function AccountRow({
   account,
@@ -272,8 +303,8 @@ function AccountRow({
   desktops: DesktopProtocol[];
   /** No open maintenance window lets the viewer in: the refusal (#connect-refusal) describes the Connect link. */
   refused: boolean;
-  /** No gateway can carry a connection now: #gateway-refusal says why, and Connect is no longer the main action. */
-  unreachable: boolean;
+  /** Why no gateway can carry a connection now (#gateway-refusal shows it): Connect, Open desktop and Files are disabled. */
+  unreachable: string | undefined;
   onChanged: () => void;
   /** Administrators: ResetAccess for this account in the Runbooks panel (a dry run first). */
   onRotate?: (() => void) | undefined;
@@ -300,8 +331,7 @@ function AccountRow({
     return () => clearTimeout(t);
   }, [revealed]);
 
-  const connectClass = unreachable ? 'button' : 'button primary';
-  const describedBy = [refused ? 'connect-refusal' : '', unreachable ? 'gateway-refusal' : ''].filter(Boolean).join(' ') || undefined;
+  const describedBy = refused ? 'connect-refusal' : undefined;
   const kinds = [
     account.password ? 'password' : null,
     account.privateKey ? 'private key' : null,
@@ -312,30 +342,32 @@ function AccountRow({
       <div className="account-head">
         <strong className="mono">{account.username}</strong>
         {canConnect ? (
-          <Link
-            className={connectClass}
+          <ConnectLink
+            primary
             href={`/devices/${account.deviceId}/terminal?account=${account.id}`}
-            aria-describedby={describedBy}
+            describedBy={describedBy}
+            unreachable={unreachable}
           >
             Open terminal
-          </Link>
+          </ConnectLink>
         ) : null}
         {canConnect
           ? desktops.map((p) => (
-              <Link
+              <ConnectLink
                 key={p}
-                className={connectClass}
+                primary
                 href={`/devices/${account.deviceId}/desktop?account=${account.id}&protocol=${p}`}
-                aria-describedby={describedBy}
+                describedBy={describedBy}
+                unreachable={unreachable}
               >
                 {desktops.length > 1 ? `Open desktop (${p.toUpperCase()})` : 'Open desktop'}
-              </Link>
+              </ConnectLink>
             ))
           : null}
         {canConnect ? (
-          <Link className="button" href={`/devices/${account.deviceId}/files?account=${account.id}`}>
+          <ConnectLink href={`/devices/${account.deviceId}/files?account=${account.id}`} unreachable={unreachable}>
             Files
-          </Link>
+          </ConnectLink>
         ) : null}
         <span className="muted">{kinds.length > 0 ? kinds.map((k) => `${k} ••••••••`).join(' · ') : 'no credential'}</span>
         {canReveal && kinds.length > 0 && !revealed && !asking ? (
