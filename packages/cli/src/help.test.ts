@@ -26,7 +26,17 @@ describe('gatehouse --help', () => {
       .filter(({ cmd }) => cmd.commands.length === 0 && cmd.options.some((o) => o.long === '--url'))
       .filter(({ cmd }) => !cmd.options.some((o) => o.long === '--json'))
       .map(({ path }) => path);
-    // These write a file, a stream or a program's output, not an answer to print.
-    expect(withoutJson.sort()).toEqual(['config ssh', 'export', 'login', 'rdp', 'sessions recording', 'setup', 'ssh']);
+    // These write a file, a stream, a verdict on a file or a program's output, not an answer to print.
+    expect(withoutJson.sort()).toEqual([
+      'config ssh',
+      'export',
+      'login',
+      'rdp',
+      'sessions recording',
+      'sessions signing-key',
+      'sessions verify',
+      'setup',
+      'ssh',
+    ]);
   });
 });

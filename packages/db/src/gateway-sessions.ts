@@ -267,7 +267,25 @@ export class GatewaySessions {
    * `startedBefore`, when given) as failed: they belonged to a process that stopped
    * without ending them. Answers them as they are now.
    */
-  async endAbandoned(gateway: string, reason: string, startedBefore?: string): Promise<GatewaySession[]> {
+  /** The replicas holding live sessions entered through `gateway` (null: sessions from before replicas were named). */
+  async liveReplicas(gateway: string): Promise<string[]> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .select('replica')
+      .distinct()
+      .where((eb) => eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]))
+      .where('result', '=', 'active')
+      .where('replica', 'is not', null)
+      .execute();
+    return rows.map((r) => r.replica as string);
+  }
+
+  /**
+   * Ends the live sessions entered through `gateway` whose replica no longer runs: its lease
+   * lapsed, or it is one of `deadReplicas` (known dead without waiting for the lease, e.g. a
+   * process on this machine that is gone).
+   */
+  async endAbandoned(gateway: string, reason: string, startedBefore?: string, deadReplicas: string[] = []): Promise<GatewaySession[]> {
     const now = new Date().toISOString();
     const entered = (eb: ExpressionBuilder<Database, 'gateway_sessions'>) =>
       eb.and([
@@ -276,6 +294,7 @@ export class GatewaySessions {
         // Another replica's sessions are its own while its lease is renewed (it still runs).
         eb.or([
           eb('replica', 'is', null),
+          ...(deadReplicas.length === 0 ? [] : [eb('replica', 'in', deadReplicas)]),
           eb.not(
             eb.exists(
               eb

@@ -1,5 +1,6 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { GatehouseError, SETUP_TOKEN_PREFIX } from '@gatehouse/core';
 import { hashToken, Leases, openDatabase, openVault, Settings, Users, type Db } from '@gatehouse/db';
@@ -350,7 +351,8 @@ function listenProblem(what: string, advice: string) {
  */
 async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, logger: Logger) {
   const reason = 'The gateway stopped before the session ended (the server was killed or the machine went down).';
-  const abandoned = await built.gatewaySessions.endAbandoned(BUILT_IN_GATEWAY, reason);
+  const dead = (await built.gatewaySessions.liveReplicas(BUILT_IN_GATEWAY)).filter(goneFromThisMachine);
+  const abandoned = await built.gatewaySessions.endAbandoned(BUILT_IN_GATEWAY, reason, undefined, dead);
   for (const s of abandoned) {
     if (s.recorded) {
       const relative = await built.gatewaySessions.recordingOf(s.id);
@@ -416,4 +418,21 @@ export function describeStartupError(error: unknown): string {
   if (e.code === 'EADDRINUSE') return `The port is in use by another program. Stop it or start with --port <other>.`;
   if (e.code === 'EACCES') return `Not allowed to listen on that port. Use a port above 1023 (e.g. --port 8443) or run as root.`;
   return `Gatehouse could not start: ${e.message}`;
+}
+
+/**
+ * A replica (`<hostname>:<pid>:<uuid>`, `Leadership.holder`) that ran on this machine as a
+ * process that is gone: a server killed and started again here need not wait for its old
+ * lease to lapse before its sessions are ended as abandoned.
+ */
+function goneFromThisMachine(replica: string): boolean {
+  const parts = replica.split(':');
+  const pid = Number(parts.at(-2));
+  if (parts.slice(0, -2).join(':') !== os.hostname() || !Number.isInteger(pid) || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }

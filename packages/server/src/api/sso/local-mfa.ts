@@ -9,8 +9,9 @@ import type { Services } from '../../services.js';
 import { AUTH_BODY_LIMIT } from '../auth/routes.js';
 import { presentUser } from '../users/presenter.js';
 
-const noPendingSession = () =>
-  new GatehouseError('UNAUTHENTICATED', 'No SSO sign-in is waiting for an authenticator code. Sign in with SSO again.');
+// A conflict with the sign-in's state, not a refusal: these routes are public (the SSO callback's
+// pending web session is what they complete), and no public route answers 401 or 403.
+const noPendingSession = () => new ConflictError('No SSO sign-in is waiting for an authenticator code. Sign in with SSO again.');
 
 /**
  * The local authenticator code after SSO (`requireLocalMfa`): the callback made a web
