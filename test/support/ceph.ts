@@ -44,6 +44,8 @@ export interface CephRgw {
   dir: string;
   /** Milliseconds from the first command until S3 answered. */
   startMs: number;
+  /** The radosgw process, for SIGSTOP/SIGCONT (a store that accepts connections and answers nothing). */
+  rgwPid: number;
   /** An S3 user with generated keys (`radosgw-admin user create`). */
   createUser(uid: string): Promise<RgwUser>;
   /** `radosgw-admin -c <conf> …`, its stdout. */
@@ -251,6 +253,7 @@ export async function startCephRgw(opts: { tls?: boolean } = {}): Promise<CephRg
       certPem,
       dir,
       startMs: Date.now() - started,
+      rgwPid: daemons.find((d) => d.name === 'client.rgw.gatehouse')?.child.pid ?? 0,
       async createUser(uid) {
         // RGW access keys are 20 upper-case letters and digits; secrets 40 characters.
         const accessKey = randomBytes(15)

@@ -274,7 +274,6 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   const recordingUploads = config.recordingStoreConfig
     ? await startRecordingUploads({
         settings: loadRecordingStoreSettings(config.recordingStoreConfig),
-        timeoutSeconds: config.breakglassTimeoutSeconds,
         retryDelaysMs: config.recordingStoreRetryDelays.split(',').map((x) => Number(x.trim()) * 1000),
         recordingsDir: recordingsDirOf(config.dataDir),
         sessions: gatewaySessions,

@@ -27,6 +27,8 @@ const storeFields = {
     .default('recordings/'),
   /** Keep the local copy after the store confirmed the upload (default: remove it). */
   keepLocal: z.boolean().default(false),
+  /** Seconds before one request to the store is given up (and retried): the store's own, not break glass's. */
+  timeoutSeconds: z.number().int().min(1).max(3600).default(30),
 };
 
 /**
@@ -74,7 +76,6 @@ export function recordingStoreTarget(
  */
 export async function startRecordingUploads(o: {
   settings: RecordingStoreSettings;
-  timeoutSeconds: number;
   retryDelaysMs: number[];
   recordingsDir: string;
   sessions: GatewaySessions;
@@ -82,7 +83,7 @@ export async function startRecordingUploads(o: {
   metrics: Metrics;
   logger: Logger;
 }): Promise<{ uploads: RecordingUploads; target: StorageTarget; prefix: string }> {
-  const target = await recordingStoreTarget(o.settings, o.timeoutSeconds);
+  const target = await recordingStoreTarget(o.settings, o.settings.timeoutSeconds);
   const uploads = new RecordingUploads({
     target,
     recordingsDir: o.recordingsDir,

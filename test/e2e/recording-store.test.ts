@@ -1,0 +1,296 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AWS_CLI } from '../support/breakglass-e2e.js';
+import { missingCephBinaries, startCephRgw, type CephRgw, type RgwUser } from '../support/ceph.js';
+import { seedDevice, setupAdminToken } from '../support/seed.js';
+import { cli, killServers, removeTempDirs, startServer, tempDir } from '../support/server.js';
+import { sshCommand } from '../support/ssh-client.js';
+import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
+import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../support/storage.js';
+
+/*
+ * Recordings in object storage with the real `gatehouse server` and its built-in gateway:
+ * a Ceph RADOS Gateway (SigV4, as an operator's S3 checks it) down for a while loses
+ * nothing, and an Azure container (Azurite) gets each recording with its signature.
+ */
+
+const run = promisify(execFile);
+const DEVICE_USER = 'gh-test-pw';
+const ADMIN_PASSWORD = 'recording store admin password';
+const METRICS_TOKEN = 'recording-store-metrics-token';
+const BUCKET = 'gatehouse-recordings';
+
+interface Session {
+  id: string;
+  deviceName: string;
+  recordingStore?: string | null;
+  recordingSha256: string | null;
+  recordingSignature: { sha256: string } | null;
+}
+
+/** What the device printed, as the asciicast's output events hold it. */
+function printed(cast: string): string {
+  return cast
+    .split('\n')
+    .slice(1)
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as [number, string, string])
+    .filter(([, kind]) => kind === 'o')
+    .map(([, , data]) => data)
+    .join('');
+}
+
+/** `<day>/<id>.cast` under the recordings directory, as the gateway names a recording. */
+function recordingPath(dataDir: string, id: string): string {
+  const root = path.join(dataDir, 'recordings');
+  const day = readdirSync(root).find((d) => existsSync(path.join(root, d, `${id}.cast`)));
+  if (!day) throw new Error(`no recording of session ${id} under ${root}`);
+  return `${day}/${id}.cast`;
+}
+
+/** One test's server, device and admin: a session through the built-in gateway and its row. */
+async function gatewayServer(dir: string, sshd: TestSshd, env: Record<string, string>) {
+  const sshPort = await freePort();
+  const server = await startServer({
+    dataDir: path.join(dir, 'data'),
+    env: { GATEHOUSE_GATEWAY_PORT: String(sshPort), GATEHOUSE_METRICS_TOKEN: METRICS_TOKEN, ...env },
+  });
+  const { credentials, token } = await setupAdminToken(server, ADMIN_PASSWORD, dir);
+  const { id: projectId } = await server.api<{ id: string }>(token, 'POST', '/projects', { name: 'Stored' });
+  await seedDevice(server, token, {
+    projectId,
+    name: 'store-box',
+    protocols: ['ssh'],
+    urlPort: sshd.port,
+    account: { username: DEVICE_USER, password: TEST_USER_PASSWORD },
+  });
+  const session = (id: string) => server.api<Session>(token, 'GET', `/sessions/${id}`);
+  /** Runs `command` through the gateway; its output and its session once signed. */
+  const ssh = async (command: string) => {
+    const before = new Set((await server.api<{ items: Session[] }>(token, 'GET', '/sessions?limit=50')).items.map((s) => s.id));
+    const out = await sshCommand(sshPort, 'admin:store-box', command, ADMIN_PASSWORD);
+    expect(out.code, out.stderr).toBe(0);
+    const signed = await vi.waitFor(
+      async () => {
+        const s = (await server.api<{ items: Session[] }>(token, 'GET', '/sessions?limit=50')).items.find((i) => !before.has(i.id));
+        if (!s?.recordingSignature) throw new Error('the recording is not signed yet');
+        return s;
+      },
+      { timeout: 30_000, interval: 100 },
+    );
+    return { stdout: out.stdout, session: signed };
+  };
+  const backlog = async () => {
+    const res = await server.request('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    expect(res.status, res.body).toBe(200);
+    return Number(/^gatehouse_recording_upload_backlog (\d+)$/m.exec(res.body)?.[1]);
+  };
+  const gh = (...args: string[]) =>
+    cli([...args, '--url', server.url, '--ca', server.certFile], { env: { GATEHOUSE_CREDENTIALS: credentials } });
+  return { server, token, session, ssh, backlog, gh };
+}
+
+const missingCeph = missingCephBinaries();
+if (missingCeph.length > 0) {
+  console.warn(
+    `Skipping the Ceph recording store test: ${missingCeph.join(', ')} not installed ` +
+      '(`apt-get install --no-install-recommends radosgw ceph-mon ceph-osd`, as scripts/test.sh does).',
+  );
+}
+
+describe.skipIf(missingCeph.length > 0)('recordings in a Ceph RADOS Gateway bucket', () => {
+  let dir: string;
+  let sshd: TestSshd;
+  let rgw: CephRgw;
+  let user: RgwUser;
+  let t: Awaited<ReturnType<typeof gatewayServer>>;
+
+  /** The Debian aws CLI as the operator runs it against RGW, with the store's own key. */
+  const aws = async (...args: string[]) => {
+    const { stdout } = await run(AWS_CLI, ['--endpoint-url', `http://${rgw.endpoint}`, ...args], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        AWS_ACCESS_KEY_ID: user.accessKey,
+        AWS_SECRET_ACCESS_KEY: user.secretKey,
+        AWS_DEFAULT_REGION: 'us-east-1',
+        AWS_CONFIG_FILE: '/dev/null',
+        AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+        AWS_PAGER: '',
+      },
+      timeout: 60_000,
+    });
+    return stdout;
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-recstore-');
+    ensureSystemUser(DEVICE_USER, { password: TEST_USER_PASSWORD });
+    [rgw, sshd] = await Promise.all([startCephRgw(), TestSshd.start(path.join(dir, 'sshd'))]);
+    user = await rgw.createUser('gatehouse-recordings');
+    await aws('s3', 'mb', `s3://${BUCKET}`);
+    const settings = path.join(dir, 'recording-store.json');
+    writeFileSync(
+      settings,
+      JSON.stringify({
+        provider: 's3',
+        url: rgw.endpoint,
+        protocol: 'http',
+        pathStyle: true,
+        acl: 'none',
+        region: 'us-east-1',
+        bucket: BUCKET,
+        accessKeyId: user.accessKey,
+        secretAccessKey: user.secretKey,
+        timeoutSeconds: 2,
+      }),
+      { mode: 0o600 },
+    );
+    t = await gatewayServer(dir, sshd, {
+      GATEHOUSE_RECORDING_STORE_CONFIG: settings,
+      GATEHOUSE_RECORDING_STORE_RETRY_DELAYS: '1',
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    if (rgw) process.kill(rgw.rgwPid, 'SIGCONT');
+    killServers();
+    await Promise.all([sshd?.stop(), rgw?.stop()]);
+    removeTempDirs();
+  });
+
+  it('keeps a recording locally while RGW hangs, uploads it with its .sig when RGW is back; aws downloads it and verify checks it offline; playback reads the store', async () => {
+    // RGW hangs (takes connections, answers nothing) while a session runs and ends.
+    process.kill(rgw.rgwPid, 'SIGSTOP');
+    const { stdout, session } = await t.ssh('seq 1 3000; echo recording-store-end');
+    expect(stdout).toContain('recording-store-end');
+    const relative = recordingPath(t.server.dataDir, session.id);
+    const local = path.join(t.server.dataDir, 'recordings', relative);
+    // The row is signed a moment before the .sig is written beside the file.
+    await vi.waitFor(() => expect(existsSync(`${local}.sig`)).toBe(true), { timeout: 10_000, interval: 50 });
+    expect(existsSync(local)).toBe(true);
+    expect(await t.backlog()).toBeGreaterThan(0);
+    // Retried, not given up: two failed tries at least, the local copy still there.
+    await vi.waitFor(
+      () => {
+        const tries = t.server.logs.filter((l) => l.sessionId === session.id && String(l.msg).startsWith('could not upload a recording'));
+        expect(tries.length).toBeGreaterThanOrEqual(2);
+      },
+      { timeout: 60_000, interval: 200 },
+    );
+    expect(existsSync(local)).toBe(true);
+    expect((await t.session(session.id)).recordingStore ?? null).toBeNull();
+
+    process.kill(rgw.rgwPid, 'SIGCONT');
+    const resumed = performance.now();
+    const objectName = `recordings/${relative}`;
+    await vi.waitFor(async () => expect((await t.session(session.id)).recordingStore).toBe(objectName), { timeout: 60_000, interval: 200 });
+    console.info(
+      `Ceph RGW started in ${rgw.startMs} ms; the recording was in the bucket ${Math.round(performance.now() - resumed)} ms after RGW resumed`,
+    );
+    expect(existsSync(local) || existsSync(`${local}.sig`)).toBe(false);
+    expect(await t.backlog()).toBe(0);
+
+    // The operator's view: the object and its signature, listed and downloaded with aws.
+    const listing = await aws('s3', 'ls', '--recursive', `s3://${BUCKET}/recordings/`);
+    const names = listing
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).at(-1));
+    expect(names.sort()).toEqual([objectName, `${objectName}.sig`]);
+    const copy = path.join(dir, 'from-rgw.cast');
+    await aws('s3', 'cp', '--only-show-errors', `s3://${BUCKET}/${objectName}`, copy);
+    await aws('s3', 'cp', '--only-show-errors', `s3://${BUCKET}/${objectName}.sig`, `${copy}.sig`);
+    // Nothing lost: the recording holds every byte the session printed.
+    const cast = readFileSync(copy, 'utf8');
+    expect(printed(cast)).toBe(stdout);
+
+    const key = path.join(dir, 'server.pub');
+    expect((await t.gh('sessions', 'signing-key', '--output', key)).code).toBe(0);
+    const offline = await cli(['sessions', 'verify', copy, '--public-key', key], {
+      env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'none.json'), GATEHOUSE_URL: undefined, GATEHOUSE_DATA_DIR: undefined },
+    });
+    expect(offline.stdout, offline.stderr).toContain(
+      `Recording verified: ${readFileSync(copy).length} bytes, SHA-256 ${session.recordingSha256}`,
+    );
+    expect(offline.code).toBe(0);
+
+    // Playback with the local copy gone: the API streams it from the bucket.
+    const played = await t.server.request(`/api/v1/sessions/${session.id}/recording`, { headers: { authorization: `Bearer ${t.token}` } });
+    expect(played.status, played.body).toBe(200);
+    expect(played.headers['content-type']).toMatch(/^application\/x-asciicast/);
+    expect(played.body).toBe(cast);
+    // And the CLI's download of it (with its .sig from the row) verifies through the server.
+    const viaCli = path.join(dir, 'via-cli.cast');
+    const download = await t.gh('sessions', 'recording', session.id, '--output', viaCli);
+    expect(download.code, download.stderr).toBe(0);
+    expect(readFileSync(viaCli, 'utf8')).toBe(cast);
+    const verified = await t.gh('sessions', 'verify', session.id);
+    expect(verified.stdout, verified.stderr).toContain('Recording verified');
+  }, 240_000);
+});
+
+describe('recordings in an Azure container (Azurite)', () => {
+  let dir: string;
+  let sshd: TestSshd;
+  let azurite: Awaited<ReturnType<typeof startAzurite>>;
+  let t: Awaited<ReturnType<typeof gatewayServer>>;
+  const container = 'gatehouse-recordings';
+
+  const containerClient = async () => {
+    const { BlobServiceClient, StorageSharedKeyCredential } = await import('@azure/storage-blob');
+    return new BlobServiceClient(azurite.blobEndpoint, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)).getContainerClient(
+      container,
+    );
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('gatehouse-recstore-blob-');
+    ensureSystemUser(DEVICE_USER, { password: TEST_USER_PASSWORD });
+    [azurite, sshd] = await Promise.all([startAzurite(), TestSshd.start(path.join(dir, 'sshd'))]);
+    await (await containerClient()).create();
+    const settings = path.join(dir, 'recording-store.json');
+    writeFileSync(
+      settings,
+      JSON.stringify({
+        provider: 'blob',
+        blobEndpoint: azurite.blobEndpoint,
+        container,
+        accountName: AZURITE_ACCOUNT,
+        accountKey: AZURITE_KEY,
+        prefix: 'gatehouse/',
+      }),
+      { mode: 0o600 },
+    );
+    t = await gatewayServer(dir, sshd, { GATEHOUSE_RECORDING_STORE_CONFIG: settings });
+  }, 120_000);
+
+  afterAll(async () => {
+    killServers();
+    await Promise.all([sshd?.stop(), azurite?.stop()]);
+    removeTempDirs();
+  });
+
+  it("puts a session's recording and its .sig in the container", async () => {
+    const { stdout, session } = await t.ssh('echo in-the-container');
+    const objectName = await vi.waitFor(
+      async () => {
+        const stored = (await t.session(session.id)).recordingStore ?? '';
+        expect(stored).toMatch(new RegExp(`^gatehouse/\\d{4}-\\d{2}-\\d{2}/${session.id}\\.cast$`));
+        return stored;
+      },
+      { timeout: 30_000, interval: 200 },
+    );
+    const blobs = await containerClient();
+    const names: string[] = [];
+    for await (const b of blobs.listBlobsFlat({ prefix: 'gatehouse/' })) names.push(b.name);
+    expect(names.sort()).toEqual([objectName, `${objectName}.sig`]);
+    const cast = (await blobs.getBlobClient(objectName).downloadToBuffer()).toString('utf8');
+    expect(printed(cast)).toBe(stdout);
+    const sig = JSON.parse((await blobs.getBlobClient(`${objectName}.sig`).downloadToBuffer()).toString('utf8')) as { sha256: string };
+    expect(sig.sha256).toBe(session.recordingSha256);
+  }, 120_000);
+});
