@@ -39,4 +39,16 @@ describe('gatehouse --help', () => {
       'ssh',
     ]);
   });
+
+  it('takes a secret only from standard input or a file, never as an argument (shell history, ps)', () => {
+    const asArgument = commands.flatMap(({ path, cmd }) =>
+      cmd.options
+        .filter((o) => /secret|password|token|passphrase|private-key/.test(o.long ?? '') && (o.required || o.optional))
+        .filter((o) => !o.long?.endsWith('-file'))
+        .map((o) => `${path}: ${o.flags}`),
+    );
+    expect(asArgument).toEqual([]);
+    const sso = commands.find((c) => c.path === 'sso set')?.cmd.options.map((o) => o.long);
+    expect(sso).toEqual(expect.arrayContaining(['--client-secret-stdin', '--client-secret-file', '--group-role', '--enable', '--disable']));
+  });
 });

@@ -15,6 +15,7 @@ import { serverCommand } from './server.js';
 import { sessionsCommands } from './sessions.js';
 import { signInCommands } from './sign-in.js';
 import { sshCommands } from './ssh.js';
+import { ssoCommands } from './sso.js';
 import { sshKeysCommands, tokensCommands, usersCommands } from './users.js';
 import { useOutputFormat } from './output.js';
 import { vaultCommands } from './vault.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   hostKeyCommands(devicesCommands(program));
   accountRotateCommand(accountsCommands(program));
   usersCommands(program);
+  ssoCommands(program);
   sessionsCommands(program);
   desktopCommands(program);
   rdpCommand(program);
