@@ -12,13 +12,20 @@ export const CHROMIUM = '/usr/bin/chromium';
  * Debian's Chromium, headless, as these machines run it: no sandbox (root), no GPU, and no
  * background networking (its connections to the internet are refused here). TLS is not
  * switched off: the server's certificate (`certPem`) is trusted by the SHA-256 of its public
- * key (`--ignore-certificate-errors-spki-list`), so any other certificate still fails.
+ * key (`--ignore-certificate-errors-spki-list`), so any other certificate still fails; `alsoTrust`
+ * adds more certificates the same way (a test's identity provider).
  * `handleSignals: false` leaves SIGINT, SIGTERM and SIGHUP to the caller's own handlers
  * (a benchmark stops the browser first, then the server, then removes its files).
  */
-export async function launchChromium(certPem: string | Buffer, { handleSignals = true } = {}): Promise<Browser> {
-  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
-  const pin = createHash('sha256').update(spki).digest('base64');
+export async function launchChromium(
+  certPem: string | Buffer,
+  { handleSignals = true, alsoTrust = [] }: { handleSignals?: boolean; alsoTrust?: readonly (string | Buffer)[] } = {},
+): Promise<Browser> {
+  const pinOf = (pem: string | Buffer) =>
+    createHash('sha256')
+      .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64');
+  const pins = [certPem, ...alsoTrust].map(pinOf).join(',');
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -33,7 +40,7 @@ export async function launchChromium(certPem: string | Buffer, { handleSignals =
       '--no-first-run',
       '--disable-component-update',
       '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${pin}`,
+      `--ignore-certificate-errors-spki-list=${pins}`,
     ],
   });
 }

@@ -8,9 +8,12 @@ import { launchChromium as launchPinnedChromium } from '../../bench/chromium.js'
 /** Where the console tests keep their screenshots (CI keeps the folder as an artifact; the README names it). */
 export const SCREENSHOTS = fileURLToPath(new URL('../../artifacts/screenshots/', import.meta.url));
 
-/** Headless Chromium trusting the server whose certificate is in `certFile` (by its key's pin: see bench/chromium.ts). */
-export async function launchChromium(certFile: string): Promise<Browser> {
-  return launchPinnedChromium(readFileSync(certFile));
+/**
+ * Headless Chromium trusting the server whose certificate is in `certFile` (by its key's pin:
+ * see bench/chromium.ts), and the certificates in `alsoTrust` (PEM) the same way.
+ */
+export async function launchChromium(certFile: string, alsoTrust: readonly string[] = []): Promise<Browser> {
+  return launchPinnedChromium(readFileSync(certFile), { alsoTrust });
 }
 
 /**
@@ -139,7 +142,7 @@ function decodePng(png: Buffer): { width: number; height: number; channels: numb
   return { width, height, channels, pixels };
 }
 
-/** Opens a page of the top bar's "System management" menu (Users and roles, Gateways, Break glass backup). */
+/** Opens a page of the top bar's "System management" menu (Users and roles, Gateways, Single sign-on, Break glass backup). */
 export async function openSystemPage(page: Page, name: string): Promise<void> {
   const nav = page.getByRole('navigation', { name: 'Main' });
   await nav.getByText('System management').click();

@@ -20,6 +20,7 @@ const Audit = lazy(() => import('./pages/Audit.js').then((m) => ({ default: m.Au
 const BreakGlass = lazy(() => import('./pages/BreakGlass.js').then((m) => ({ default: m.BreakGlass })));
 const Import = lazy(() => import('./pages/Import.js').then((m) => ({ default: m.Import })));
 const Users = lazy(() => import('./pages/Users.js').then((m) => ({ default: m.Users })));
+const SingleSignOn = lazy(() => import('./pages/SingleSignOn.js').then((m) => ({ default: m.SingleSignOn })));
 const Gateways = lazy(() => import('./pages/Gateways.js').then((m) => ({ default: m.Gateways })));
 const FilesPage = lazy(() => import('./pages/Files.js').then((m) => ({ default: m.FilesPage })));
 const Runbooks = lazy(() => import('./pages/runbooks/Runbooks.js').then((m) => ({ default: m.Runbooks })));
@@ -74,6 +75,7 @@ const PAGES: { path: string; roles: Roles; page: (c: PageContext) => ReactNode }
   { path: '/audit', roles: oversight, page: ({ user }) => <Audit user={user} /> },
   { path: '/account', roles: everyRole, page: ({ user, onChanged }) => <Account user={user} onChanged={onChanged} /> },
   { path: '/users', roles: adminsOnly, page: ({ user }) => <Users user={user} /> },
+  { path: '/sso', roles: adminsOnly, page: () => <SingleSignOn /> },
   { path: '/runbooks', roles: adminsOnly, page: () => <Runbooks /> },
   { path: '/runbooks/runs/:id', roles: adminsOnly, page: ({ id }) => <RunPage id={id} /> },
   { path: '/import', roles: adminsOnly, page: () => <Import /> },
@@ -96,6 +98,7 @@ const NAV: { href: string; label: string }[] = [
 const SYSTEM_NAV: typeof NAV = [
   { href: '/users', label: 'Users and roles' },
   { href: '/gateways', label: 'Gateways' },
+  { href: '/sso', label: 'Single sign-on' },
   { href: '/breakglass', label: 'Break glass backup' },
 ];
 
