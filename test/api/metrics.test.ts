@@ -90,9 +90,13 @@ describe.each(dialects)('Prometheus metrics on %s', (dialect) => {
       'gatehouse_audit_append_seconds',
       'gatehouse_nodejs_eventloop_lag_seconds',
       'gatehouse_recording_upload_backlog',
+      'gatehouse_leader',
     ])
       expect(text).toContain(`# TYPE ${name} `);
     expect(sample(text, 'gatehouse_recording_upload_backlog')).toBe(0);
+    // The embedded database's one process always leads; on PostgreSQL this app never contended
+    // for the lease (test/e2e/replicas.test.ts watches it pass between replicas).
+    expect(sample(text, 'gatehouse_leader')).toBe(dialect === 'sqlite' ? 1 : 0);
     expect(sample(text, 'gatehouse_audit_append_seconds_count')).toBeGreaterThan(0);
     // No user name in any label.
     expect(text).not.toContain('uma');

@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { cpSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ageKeygen, RestartableS3rver, startHoldingProxy, waitFor, writeBulkInventory } from '../support/breakglass-e2e.js';
+import { launchChromium, newPage, signIn, terminalScreen } from '../support/browser.js';
 import { seedDevice } from '../support/seed.js';
 import {
   cli,
@@ -21,19 +23,25 @@ import {
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 /**
- * Two `gatehouse server` replicas on one PostgreSQL database (issue 24): an end asked on one
- * replica ends a session held by the other's built-in gateway; killing the leader in the
- * middle of a break-glass export leaves exactly one export that completes, redone by the
- * other replica, while an SSH session through that other replica stays up.
+ * Two `gatehouse server` replicas on one PostgreSQL database (issue 24), presenting one
+ * certificate as behind a load balancer: an end asked on one replica ends a session held by
+ * the other's built-in gateway; a console signed in on one replica opens the terminal and
+ * the file browser on the other; killing the leader in the middle of a break-glass export
+ * leaves exactly one export that completes, redone by the other replica, which takes over
+ * the scheduled jobs, while an SSH session and a browser terminal through it stay up.
  */
 const DEVICE_USER = 'ghreplica';
 const ADMIN_PASSWORD = 'replica admin password';
+const METRICS_TOKEN = 'replicas-test-metrics-scrape-token';
 
 interface Session {
   id: string;
   result: string;
   reason: string | null;
   entryGateway: string;
+}
+interface LiveSession extends Session {
+  kind: string | null;
 }
 interface RunView {
   id: string;
@@ -82,18 +90,52 @@ describe('two server replicas on one PostgreSQL', () => {
   const replicas: { server: GatehouseServer; gatewayPort: number }[] = [];
   let token: string;
   let credentials: string;
+  let deviceId: string;
+  let browser: Browser;
 
-  const leaderPid = async (): Promise<number | undefined> => {
+  /** The process id in the first `host:pid:uuid` (a lease holder, a session's replica) the query answers. */
+  const pidFrom = async (sql: string, params: unknown[]): Promise<number | undefined> => {
     const client = new pg.Client({ connectionString: database.env.DATABASE_URL });
     await client.connect();
     try {
-      const { rows } = await client.query<{ holder: string }>("select holder from leases where name = 'leader' and expires_at > $1", [
-        new Date().toISOString(),
-      ]);
-      return rows[0] ? Number(rows[0].holder.split(':')[1]) : undefined;
+      const { rows } = await client.query<{ holder: string | null }>(sql, params);
+      return rows[0]?.holder ? Number(rows[0].holder.split(':')[1]) : undefined;
     } finally {
       await client.end();
     }
+  };
+  const leaderPid = () => pidFrom("select holder from leases where name = 'leader' and expires_at > $1", [new Date().toISOString()]);
+  /** The replica whose built-in gateway holds a session. */
+  const holderPid = (sessionId: string) => pidFrom('select replica as holder from gateway_sessions where id = $1', [sessionId]);
+  /** `gatehouse_leader` as a replica's /metrics says it: 1 while it runs the scheduled jobs. */
+  const leads = async (server: GatehouseServer): Promise<boolean> => {
+    const res = await server.request('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    const value = /^gatehouse_leader (\d)$/m.exec(res.body)?.[1];
+    if (value === undefined) throw new Error(`No gatehouse_leader in /metrics (${res.status})`);
+    return value === '1';
+  };
+  /** The live browser terminal session (a shell) held by `server`'s replica. */
+  const liveShellOn = async (server: GatehouseServer): Promise<LiveSession | undefined> => {
+    const { items } = await server.api<{ items: LiveSession[] }>(token, 'GET', '/sessions?result=active');
+    for (const item of items) if (item.kind === 'shell' && (await holderPid(item.id)) === server.pid) return item;
+    return undefined;
+  };
+  /** A console page in a browser context of its own, signed in on `server`. */
+  const consoleOn = async (server: GatehouseServer): Promise<{ page: Page; problems: string[] }> => {
+    const opened = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } }));
+    await signIn(opened.page, server.url, 'admin', ADMIN_PASSWORD);
+    return opened;
+  };
+  /** Opens the device's browser terminal at `url` and runs `echo <word>-$((6*7))` in it. */
+  const terminalAt = async (page: Page, url: string, word: string) => {
+    await page.goto(`${url}/devices/${deviceId}/terminal`);
+    await page.getByText('Connected · recorded').waitFor({ timeout: 30_000 });
+    await typeInTerminal(page, word);
+  };
+  const typeInTerminal = async (page: Page, word: string) => {
+    await page.getByTestId('terminal').click();
+    await page.keyboard.type(`echo ${word}-$((6*7))\n`);
+    await expect.poll(() => terminalScreen(page), { timeout: 15_000 }).toContain(`${word}-42`);
   };
 
   beforeAll(async () => {
@@ -111,9 +153,12 @@ describe('two server replicas on one PostgreSQL', () => {
       ...database.env,
       GATEHOUSE_MASTER_KEY: randomBytes(32).toString('hex'),
       GATEHOUSE_LEADER_LEASE_SECONDS: '3',
+      GATEHOUSE_METRICS_TOKEN: METRICS_TOKEN,
     };
     for (const name of ['a', 'b']) {
       const gatewayPort = await freePort();
+      // Behind a load balancer every replica presents the same certificate: A's, generated at its start.
+      if (name === 'b') cpSync(path.join(dir, 'data-a', 'tls'), path.join(dir, 'data-b', 'tls'), { recursive: true });
       const server = await startServer({
         dataDir: path.join(dir, `data-${name}`),
         env: { ...env, GATEHOUSE_GATEWAY_PORT: String(gatewayPort) },
@@ -127,15 +172,17 @@ describe('two server replicas on one PostgreSQL', () => {
     token = savedToken(credentials);
     const a = replicas[0]?.server as GatehouseServer;
     const { id: projectId } = await a.api<{ id: string }>(token, 'POST', '/projects', { name: 'replicas' });
-    await seedDevice(a, token, {
+    ({ deviceId } = await seedDevice(a, token, {
       projectId,
       name: 'box',
-      protocols: ['ssh'],
+      protocols: ['ssh', 'sftp'],
       urlPort: sshd.port,
       account: { username: DEVICE_USER, password: TEST_USER_PASSWORD },
-    });
+    }));
+    browser = await launchChromium(a.certFile);
   });
   afterAll(async () => {
+    await browser?.close();
     killServers();
     await sshd?.stop();
     await proxy?.close();
@@ -163,11 +210,31 @@ describe('two server replicas on one PostgreSQL', () => {
     expect(row.reason).toContain('replica test');
   });
 
-  it('kill -9 of the leader mid-export: the other replica redoes it once, and its own SSH session stays up', async () => {
+  it('a console signed in on A opens the terminal and the file browser on B: session cookie and CSRF token hold on every replica', async () => {
+    const [a, b] = replicas;
+    if (!a || !b) throw new Error('two replicas expected');
+    const { page, problems } = await consoleOn(a.server);
+    // A cookie is the host's, whatever the port: the page on B sends A's session cookie, as
+    // behind a load balancer, and its WebSocket's start message carries the CSRF token B answers for it.
+    await terminalAt(page, b.server.url, 'terminal-on-b');
+    const shell = await waitFor('the terminal to be live on B', () => liveShellOn(b.server));
+    await page.keyboard.type('exit 0\n');
+    await page.getByText('The session ended (exit status 0).').waitFor({ timeout: 15_000 });
+    expect(await holderPid(shell.id)).toBe(b.server.pid);
+    // The file browser's visit (a WebSocket) and its listing, both on B.
+    await page.goto(`${b.server.url}/devices/${deviceId}/files`);
+    await expect.poll(() => page.locator('nav.path').textContent(), { timeout: 20_000 }).toContain(DEVICE_USER);
+    expect(problems).toEqual([]);
+    await page.context().close();
+  });
+
+  it('kill -9 of the leader mid-export: the other replica redoes it once and leads, and its SSH session and browser terminal stay up', async () => {
     const leader = await waitFor('a leader', leaderPid);
     const dying = replicas.find((r) => r.server.pid === leader);
     const other = replicas.find((r) => r.server.pid !== leader);
     if (!dying || !other) throw new Error(`the leader (pid ${leader}) is not one of the replicas`);
+    expect(await leads(dying.server)).toBe(true);
+    expect(await leads(other.server)).toBe(false);
     const csv = path.join(dir, 'inventory.csv');
     writeBulkInventory(csv, 50, 'bulk');
     const viaLeader = (args: string[]) =>
@@ -195,12 +262,15 @@ describe('two server replicas on one PostgreSQL', () => {
     const configured = await viaLeader(['breakglass', 'configure', '--file', settings]);
     expect(configured.code, configured.stdout + configured.stderr).toBe(0);
 
-    // A session through the replica that lives on.
+    // An SSH session and a browser terminal through the replica that lives on.
     const ssh = openSsh(other.gatewayPort, 'box', 'read line; echo "got $line"');
     await waitFor('the surviving replica’s session to be live', async () => {
       const { items } = await other.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
       return items[0];
     });
+    const { page, problems } = await consoleOn(other.server);
+    await terminalAt(page, other.server.url, 'before-the-kill');
+    const terminal = await waitFor('the browser terminal to be live', () => liveShellOn(other.server));
 
     const started = await viaLeader(['breakglass', 'run', '--json']);
     expect(started.code, started.stderr).toBe(0);
@@ -225,6 +295,14 @@ describe('two server replicas on one PostgreSQL', () => {
     expect(settled.find((r) => r.id === run.id)).toMatchObject({ result: 'failure', errorStage: 'interrupted' });
     expect(settled.filter((r) => r.result === 'success')).toHaveLength(1);
     expect(await leaderPid()).toBe(other.server.pid);
+    expect(await leads(other.server)).toBe(true);
+
+    // The browser terminal through the surviving replica still runs commands, and its session is live.
+    await typeInTerminal(page, 'after-the-kill');
+    expect((await other.server.api<LiveSession>(token, 'GET', `/sessions/${terminal.id}`)).result).toBe('active');
+    await page.keyboard.type('exit 0\n');
+    await page.getByText('The session ended (exit status 0).').waitFor({ timeout: 15_000 });
+    expect(problems).toEqual([]);
 
     // The session through the surviving replica was never cut.
     ssh.child.stdin.end('still here\n');

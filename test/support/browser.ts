@@ -148,3 +148,8 @@ export async function openSystemPage(page: Page, name: string): Promise<void> {
   await nav.getByText('System management').click();
   await nav.getByRole('link', { name, exact: true }).click();
 }
+
+/** What the console's browser terminal shows, row by row (xterm.js renders each row as a div). */
+export function terminalScreen(page: Page): Promise<string> {
+  return page.getByTestId('terminal').locator('.xterm-rows').innerText();
+}

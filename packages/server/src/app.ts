@@ -184,15 +184,20 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(handleError);
 
-  // Each server instance has its own registry: tests start several servers in one process.
-  const metrics = new Metrics({ db, gateways: new Gateways(db), breakglassRuns: new BreakGlassRuns(db) });
-  const audit = createAudit(db, logger, metrics);
   // One replica (the leader) runs the scheduled jobs; on SQLite this process always does.
   const leadership = new Leadership({
     leases: db.dialect === 'postgres' ? new Leases(db) : undefined,
     logger: logger.child({ component: 'leadership' }),
     leaseMs: config.leaderLeaseSeconds * 1000,
   });
+  // Each server instance has its own registry: tests start several servers in one process.
+  const metrics = new Metrics({
+    db,
+    gateways: new Gateways(db),
+    breakglassRuns: new BreakGlassRuns(db),
+    isLeader: () => leadership.isLeader,
+  });
+  const audit = createAudit(db, logger, metrics);
   const core: Omit<Services, 'runbooks'> = {
     config,
     db,

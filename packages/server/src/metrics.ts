@@ -12,6 +12,8 @@ export interface MetricsSources {
   db: Db;
   gateways: Gateways;
   breakglassRuns: BreakGlassRuns;
+  /** Whether this replica runs the scheduled jobs now (`Leadership.isLeader`). */
+  isLeader: () => boolean;
 }
 
 const GATEWAY_STATUSES = ['online', 'offline', 'unknown'] as const;
@@ -118,6 +120,14 @@ export class Metrics {
         const finished = Date.parse(last.finishedAt);
         this.set(finished / 1000);
         duration.set((finished - Date.parse(last.startedAt)) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_leader',
+      help: '1 while this replica runs the scheduled jobs (the leader lease; always on the embedded database), else 0.',
+      registers,
+      collect() {
+        this.set(sources.isLeader() ? 1 : 0);
       },
     });
     this.recordingUploadBacklog = new Gauge({
