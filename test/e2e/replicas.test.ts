@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { cpSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -222,9 +222,28 @@ describe('two server replicas on one PostgreSQL', () => {
     await page.getByText('The session ended (exit status 0).').waitFor({ timeout: 15_000 });
     expect(await holderPid(shell.id)).toBe(b.server.pid);
     // The file browser's visit (a WebSocket) and its listing, both on B.
+    const visit = new Promise<string>((resolve) =>
+      page.on('websocket', (ws) =>
+        ws.on('framereceived', ({ payload }) => {
+          const id = /"visit":"([^"]+)"/.exec(String(payload))?.[1];
+          if (id) resolve(id);
+        }),
+      ),
+    );
     await page.goto(`${b.server.url}/devices/${deviceId}/files`);
     await expect.poll(() => page.locator('nav.path').textContent(), { timeout: 20_000 }).toContain(DEVICE_USER);
     expect(problems).toEqual([]);
+    // A request of that visit that the load balancer sends to A is served there (by a session of
+    // A's own: B's SFTP session is out of its reach); on B an id of B's that is not open serves nothing.
+    const cookie = (await page.context().cookies()).find((c) => c.name === 'gh_session');
+    const files = (server: GatehouseServer, id: string) =>
+      server.request(`/api/v1/files?deviceId=${deviceId}&path=.&visit=${id}`, { headers: { cookie: `gh_session=${cookie?.value ?? ''}` } });
+    const onA = await files(a.server, await visit);
+    expect(onA.status, onA.body).toBe(200);
+    expect((JSON.parse(onA.body) as { path: string }).path).toContain(DEVICE_USER);
+    const stranger = await files(b.server, `${(await visit).split('.')[0]}.${randomUUID()}`);
+    expect(stranger.status).toBe(409);
+    expect(stranger.body).toContain('has ended');
     await page.context().close();
   });
 

@@ -3,6 +3,9 @@ import { fileAnswer, timestamp } from './common.js';
 
 /** The console's file browser: SFTP on a device through the built-in gateway (`/files`). */
 
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const VISIT_ID = new RegExp(`^(?:${UUID}\\.)?${UUID}$`, 'i');
+
 /** Which device (and account) and which path: a directory to list, a file to download or upload. */
 export const fileLocation = z.strictObject({
   deviceId: z.string().min(1).max(100),
@@ -12,8 +15,12 @@ export const fileLocation = z.strictObject({
     .max(4096)
     .refine((p) => !/[\u0000-\u001f]/.test(p), 'must not contain control characters')
     .default('.'),
-  /** The file browser's visit (GET /files/visit): its one SFTP session serves the request. Without it, the request is a session of its own. */
-  visit: z.uuid().optional(),
+  /**
+   * The file browser's visit (GET /files/visit): its one SFTP session serves the request.
+   * Without it, the request is a session of its own. `<replica>.<id>`, both UUIDs: the
+   * replica that holds the visit (a plain UUID names none).
+   */
+  visit: z.string().regex(VISIT_ID, 'must be the visit id the file browser WebSocket answered').optional(),
 });
 export type FileLocation = z.input<typeof fileLocation>;
 

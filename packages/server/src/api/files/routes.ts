@@ -67,8 +67,9 @@ interface Lease {
  * operation (path, size, direction, result) and audits it as for `sftp`. A page opens a
  * visit (GET /files/visit, a WebSocket): one SFTP session that serves every request carrying
  * its id until the page closes the socket, so one visit is one session with one log. A
- * request without a visit is a session of its own. When the gateway refuses, the reason it
- * recorded is the answer.
+ * request without a visit is a session of its own, and so is one whose visit another replica
+ * holds (`<replica>.<id>`: behind a load balancer the page's requests may land anywhere).
+ * When the gateway refuses, the reason it recorded is the answer.
  */
 export function fileRoutes(app: FastifyInstance, services: Services, terminal: WebTerminal, sessions: GatewaySessions) {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -91,10 +92,14 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
   };
 
   const visits = new Map<string, Visit>();
+  /** Prefixes this process's visit ids, so that another replica knows they are not its own. */
+  const replica = randomUUID();
 
   /** The request's visit's SFTP session, or one of its own. */
   const lease = async (req: FastifyRequest, q: FileLocation): Promise<Lease> => {
-    if (q.visit === undefined) {
+    // Another replica's visit cannot be reached from here: a session of its own, checked by
+    // the gateway like any other (it lends nothing of the visit's).
+    if (q.visit === undefined || (q.visit.includes('.') && !q.visit.startsWith(`${replica}.`))) {
       const files = await open(req, q);
       return { sftp: files.sftp, release: () => files.close() };
     }
@@ -132,7 +137,7 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
           open(req, { deviceId: s.deviceId, accountId: s.accountId, path: '.' }).then(
             (files) => {
               if (socket.readyState !== socket.OPEN) return files.close();
-              const id = randomUUID();
+              const id = `${replica}.${randomUUID()}`;
               visits.set(id, { userId: caller(req).user.id, deviceId: s.deviceId, accountId: s.accountId, files });
               socket.once('close', () => {
                 visits.delete(id);
