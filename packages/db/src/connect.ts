@@ -6,6 +6,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction
 import pg from 'pg';
 import { GatehouseError } from '@gatehouse/core';
 import { migrationProvider } from './migrations.js';
+import { cachedStatements } from './statement-cache.js';
 import type { Database } from './schema.js';
 import type { CheckpointerReply, CheckpointerRequest } from './wal-checkpointer.js';
 
@@ -98,7 +99,7 @@ function openSqlite({ dataDir, walCheckpointBytes = WAL_CHECKPOINT_BYTES, onWalC
   database.pragma('wal_autocheckpoint = 0');
   database.pragma(`journal_size_limit = ${walCheckpointBytes}`);
   const checkpointer = walCheckpointer(database, file, walCheckpointBytes, onWalCheckpointer);
-  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachedStatements(database) }) });
   const close = async () => {
     await checkpointer.close();
     await kysely.destroy();
