@@ -2,7 +2,7 @@ import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { signAuditCheckpoint, signingKeyFingerprint } from './audit-checkpoint.js';
-import { checkRecordingSignature, hashRecording, signRecording } from './recording-signature.js';
+import { checkRecordingSignature, hashRecording, recordingSigner, signRecording } from './recording-signature.js';
 
 function keyPair() {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -32,6 +32,21 @@ describe('recording signature', () => {
     const der = createPublicKey(key.publicKeyPem).export({ type: 'spki', format: 'der' });
     expect(signed.publicKeyFingerprint).toBe(createHash('sha256').update(der).digest('hex'));
     expect(checkRecordingSignature(hash, JSON.parse(JSON.stringify(signed)), key.publicKeyPem)).toEqual({ ok: true, signature: signed });
+  });
+
+  it('signs every recording of a server with one key parsed once, each signature its own and verified', async () => {
+    const key = keyPair();
+    const sign = recordingSigner(key.privateKeyPem);
+    const at = new Date('2026-12-07T00:00:00Z');
+    const first = await hashOf(recording);
+    const second = await hashOf(Buffer.concat([recording, Buffer.from('[0.2,"o","bye"]\n')]));
+    const a = sign({ sessionId: 's-1', ...first }, at);
+    const b = sign({ sessionId: 's-2', ...second }, at);
+    expect(a).toEqual(signRecording({ sessionId: 's-1', ...first }, key.privateKeyPem, at));
+    expect(b.signature).not.toBe(a.signature);
+    expect(checkRecordingSignature(first, a, key.publicKeyPem)).toEqual({ ok: true, signature: a });
+    expect(checkRecordingSignature(second, b, key.publicKeyPem)).toEqual({ ok: true, signature: b });
+    expect(checkRecordingSignature(first, b, key.publicKeyPem).ok).toBe(false);
   });
 
   it('says the recording was altered when one byte differs', async () => {

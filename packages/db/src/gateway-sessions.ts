@@ -362,6 +362,24 @@ export class GatewaySessions {
     return row && sessionFromRow(row);
   }
 
+  /**
+   * What signing a session's recording needs, in one light read: whether the session has
+   * ended, its recording's path (relative to the recordings directory) and the signature
+   * the row holds. Undefined when there is no such session.
+   */
+  async recordingToSign(
+    id: string,
+  ): Promise<{ ended: boolean; recording: string | null; signature: RecordingSignature | null } | undefined> {
+    const row = await this.x
+      .selectFrom('gateway_sessions')
+      .select(['result', 'recording', 'recording_signature'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const signature = row.recording_signature === null ? null : (JSON.parse(row.recording_signature) as RecordingSignature);
+    return { ended: row.result !== 'active', recording: row.recording, signature };
+  }
+
   /** The recording's path relative to the recordings directory, or undefined. */
   async recordingOf(id: string): Promise<string | undefined> {
     const row = await this.x.selectFrom('gateway_sessions').select('recording').where('id', '=', id).executeTakeFirst();
@@ -373,12 +391,13 @@ export class GatewaySessions {
    * once: the first stays). Answers the signature the row holds.
    */
   async recordSignature(id: string, signature: RecordingSignature): Promise<RecordingSignature | undefined> {
-    await this.x
+    const { numUpdatedRows } = await this.x
       .updateTable('gateway_sessions')
       .set({ recording_sha256: signature.sha256, recording_signature: JSON.stringify(signature) })
       .where('id', '=', id)
       .where('recording_signature', 'is', null)
-      .execute();
+      .executeTakeFirst();
+    if (Number(numUpdatedRows) > 0) return signature;
     const row = await this.x.selectFrom('gateway_sessions').select('recording_signature').where('id', '=', id).executeTakeFirst();
     return row?.recording_signature ? (JSON.parse(row.recording_signature) as RecordingSignature) : undefined;
   }
