@@ -54,6 +54,14 @@ describe.each(dialects)('users on %s', (dialect) => {
       expect((await users.list()).map((u) => u.username)).toEqual(['alice', 'bob']);
     });
 
+    it('records a sign-in with one write, and refuses a user that does not exist', async () => {
+      const alice = await create('alice');
+      await users.touchLogin(alice.id);
+      const after = await users.get(alice.id);
+      expect(after.lastLoginAt).not.toBeNull();
+      expect(await rejectionOf(users.touchLogin(randomUUID()))).toBeInstanceOf(NotFoundError);
+    });
+
     it('refuses a second user with the same username, naming the field', async () => {
       await create('alice');
       const error = await rejectionOf(create('alice', 'admin'));

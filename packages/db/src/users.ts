@@ -358,6 +358,13 @@ export class Users {
     return row && sshKeyFromRow(row);
   }
 
+  /** Sets the user's last sign-in to now: one write, no read (a gateway sign-in needs nothing back). */
+  async touchLogin(id: string): Promise<void> {
+    const at = new Date().toISOString();
+    const r = await this.x.updateTable('users').set({ last_login_at: at, updated_at: at }).where('id', '=', id).executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 0) throw new NotFoundError('User', id);
+  }
+
   async touchSshKey(id: string): Promise<void> {
     await this.x.updateTable('user_ssh_keys').set({ last_used_at: new Date().toISOString() }).where('id', '=', id).execute();
   }

@@ -40,7 +40,7 @@ import type {
 import { printableName } from '@gatehouse/gateway';
 import type { Services } from '../services.js';
 import type { GatewaySettings } from './service.js';
-import { checkKeySignIn, checkSignIn, recordSignIn } from '../sign-in.js';
+import { checkKeySignIn, checkSignIn } from '../sign-in.js';
 import type { RunbookGateway } from '../runbooks/gateway-client.js';
 import type { WebTerminal } from '../terminal.js';
 import { agentHostKeyFingerprint, type AgentLinks } from './agent-links.js';
@@ -94,7 +94,7 @@ export class ServerAccessBroker implements AccessBroker {
       return { ok: false, mfaRequired: false, message: result.message };
     }
     await this.services.withAudit(null, async (tx, audit) => {
-      await recordSignIn(tx.users, result.user.id);
+      await tx.users.touchLogin(result.user.id);
       audit({
         action: 'gateway.auth',
         outcome: 'success',
@@ -131,7 +131,7 @@ export class ServerAccessBroker implements AccessBroker {
       return { ok: false, mfaRequired: false, message: 'The key is not accepted.' };
     }
     await this.services.withAudit(null, async (tx, audit) => {
-      await recordSignIn(tx.users, result.user.id);
+      await tx.users.touchLogin(result.user.id);
       await tx.users.touchSshKey(result.keyId);
       audit({ ...base, outcome: 'success', actorId: result.user.id, actorName: result.user.username, details });
     });
