@@ -1,33 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import { openDatabase, openVault, type Db } from '@gatehouse/db';
 import { buildApp, createLogger, loadServerConfig, ServerAccessBroker, type GatehouseApp } from '@gatehouse/server';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cuttableRelay } from '../support/cuttable-relay.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-
-/** A TCP relay to PostgreSQL that can be cut: the replica's database "goes away" while PostgreSQL runs on. */
-async function cuttableRelay(port: number): Promise<{ port: number; cut(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => undefined);
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    cut: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
-  };
-}
 
 describe('readiness of a replica on PostgreSQL', () => {
   let database: TestDatabase;

@@ -71,6 +71,7 @@ export {
   type SshKey,
 } from './users.js';
 export { SsoLogins, type PendingSsoLogin, type CliLoginClaim } from './sso-logins.js';
+export { RateLimits, type RateLimitHit } from './rate-limits.js';
 export { SignInThrottle, type ThrottleRule, type ThrottleClaim, type ThrottleKey } from './sign-in-throttle.js';
 export { isUniqueViolation } from './errors.js';
 export { Leases } from './leases.js';

@@ -724,6 +724,22 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.alterTable('gateway_sessions').addColumn('recording_store', 'text').execute();
       },
     },
+    '0026_rate_limits': {
+      async up(db: Kysely<unknown>) {
+        // Requests counted against a route's limit, shared by every replica on one database:
+        // one row per route and caller (an address, or a user for per-user limits), holding
+        // the hits of its current window and when that window ends. Ended windows are pruned.
+        await db.schema
+          .createTable('rate_limits')
+          .addColumn('route', 'text', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('hits', 'integer', (c) => c.notNull())
+          .addColumn('window_ends_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('rate_limits_key', ['route', 'source'])
+          .execute();
+        await db.schema.createIndex('rate_limits_window_ends_at').on('rate_limits').column('window_ends_at').execute();
+      },
+    },
   };
 }
 

@@ -336,6 +336,16 @@ export interface GatewayDrainTable {
   drained_by: string | null;
 }
 
+/** Requests counted against one route's limit from one caller, in the window that ends at `window_ends_at`. See RateLimits. */
+export interface RateLimitTable {
+  /** The route: method and URL pattern (`POST /api/v1/auth/login`). */
+  route: string;
+  /** Who is counted: an address, or a user id for per-user limits. */
+  source: string;
+  hits: number;
+  window_ends_at: string;
+}
+
 /**
  * Failed password attempts counted per address: of one user name from one address, and
  * (user name '') of every name from one address. See SignInThrottle.
@@ -437,6 +447,7 @@ export interface Database {
   gateway_drains: GatewayDrainTable;
   session_file_operations: SessionFileOperationTable;
   sign_in_throttle: SignInThrottleTable;
+  rate_limits: RateLimitTable;
   project_approvers: ProjectApproverTable;
   maintenance_windows: MaintenanceWindowTable;
   maintenance_window_decisions: MaintenanceWindowDecisionTable;

@@ -15,6 +15,7 @@ import {
   Inventory,
   Leases,
   MaintenanceWindows,
+  RateLimits,
   RotationPolicies,
   RunbookRuns,
   Runbooks,
@@ -30,6 +31,7 @@ import { loadAuditCheckpointKey } from './audit-checkpoint-key.js';
 import { AuditCheckpoints } from './audit-checkpoints.js';
 import { Leadership } from './leadership.js';
 import { DatabaseHealth } from './database-health.js';
+import { databaseRateLimitStore } from './rate-limit-store.js';
 import { accessHook } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, registerConsole } from './console.js';
@@ -344,7 +346,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
 
   await app.register(cookie);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeConnectionsWithin(CLOSE_GRACE_MS) });
-  await app.register(rateLimit, { global: false });
+  // Counted in the database, so replicas on one PostgreSQL share each route's limit.
+  await app.register(rateLimit, {
+    global: false,
+    store: databaseRateLimitStore(new RateLimits(db), logger.child({ component: 'rate-limit' })),
+  });
   await app.register(swagger, {
     openapi: {
       info: {

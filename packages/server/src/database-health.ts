@@ -78,7 +78,7 @@ export class DatabaseHealth {
 }
 
 /** A driver error's code (ECONNREFUSED, 57P01), never its message, which may name the host or user. */
-function errorCodeOf(error: unknown): string {
+export function errorCodeOf(error: unknown): string {
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' && /^[A-Z0-9_]{2,40}$/.test(code) ? code : 'connection failed';
 }
