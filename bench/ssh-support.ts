@@ -269,7 +269,7 @@ export async function startGatehouseProcess(
   env: Record<string, string>,
   ready: RegExp,
   options: GatehouseProcessOptions = {},
-): Promise<{ pid: number; match: RegExpExecArray }> {
+): Promise<{ pid: number; match: RegExpExecArray; stop: () => Promise<void> }> {
   const what = `gatehouse ${args[0]}`;
   const flags = options.nodeFlags ?? launcherFlags();
   // taskset execs node, so the PID is node's; threads node starts later inherit the CPU.
@@ -304,10 +304,18 @@ export async function startGatehouseProcess(
       reject(new Error(`${what} exited (${code}) before it was ready:\n${out}`));
     });
   });
+  let stopped = false;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.once('exit', (code, signal) => {
-    if (!stopping) console.error(`${what} exited early: ${code ?? signal}\n${out}`);
+    if (!stopping && !stopped) console.error(`${what} exited early: ${code ?? signal}\n${out}`);
   });
-  return { pid: child.pid as number, match };
+  /** Stops it (SIGTERM) before the benchmark ends, as expected: resolves once it exited. */
+  const stop = () => {
+    stopped = true;
+    child.kill('SIGTERM');
+    return exited;
+  };
+  return { pid: child.pid as number, match, stop };
 }
 
 /** s3rver in `dir/s3` with the bucket `breakglass`, on a free port (answered); stopped at clean-up. */
