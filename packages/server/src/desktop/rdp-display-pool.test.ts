@@ -8,6 +8,7 @@ function displays() {
   let next = 1;
   const starting: { resolve: () => void; reject: (e: Error) => void }[] = [];
   const destroyed: number[] = [];
+  const killed: number[] = [];
   /** Displays whose start was called off (the start function stops what it started). */
   const aborted: number[] = [];
   const kill = new Map<number, () => void>();
@@ -24,7 +25,7 @@ function displays() {
       starting.push({
         resolve: () => {
           started = true;
-          resolve({ display: id, died, destroy: async () => void destroyed.push(id) });
+          resolve({ display: id, died, destroy: async () => void destroyed.push(id), kill: () => void killed.push(id) });
         },
         reject,
       });
@@ -33,7 +34,7 @@ function displays() {
     for (const s of starting.splice(0)) s.resolve();
     await new Promise((r) => setImmediate(r));
   };
-  return { start, starting, destroyed, aborted, kill, startAll };
+  return { start, starting, destroyed, killed, aborted, kill, startAll };
 }
 
 describe('RdpDisplayPool', () => {
@@ -89,6 +90,25 @@ describe('RdpDisplayPool', () => {
     const calls = d.starting.length;
     expect(pool.take()).toBeUndefined();
     expect(d.starting).toHaveLength(calls);
+  });
+
+  it('kill kills the waiting displays and calls off those starting before it returns, and starts no more', async () => {
+    const d = displays();
+    const pool = new RdpDisplayPool(3, d.start, logger);
+    pool.take();
+    d.starting.shift()!.resolve();
+    d.starting.shift()!.resolve();
+    await new Promise((r) => setImmediate(r));
+    expect(pool.ready).toBe(2);
+    // Nothing awaited: as when the server's process exits.
+    pool.kill();
+    expect(d.killed.sort()).toEqual([1, 2]);
+    expect(d.aborted).toEqual([3]);
+    expect(pool.ready).toBe(0);
+    expect(pool.take()).toBeUndefined();
+    expect(d.starting).toHaveLength(1);
+    await pool.stop();
+    expect(d.destroyed).toEqual([]);
   });
 
   it('stops refilling after a display failed to start, until the next take', async () => {

@@ -1,10 +1,14 @@
 import type { GatewayLogger } from '@gatehouse/gateway';
 
-/** A display waiting in the pool: `died` settles if it stops by itself; `destroy` stops it and removes its files. */
+/**
+ * A display waiting in the pool: `died` settles if it stops by itself; `destroy` stops it and
+ * removes its files; `kill` does both before it returns (SIGKILL, files removed synchronously).
+ */
 export interface PooledDisplay<D> {
   display: D;
   died: Promise<unknown>;
   destroy(): Promise<void>;
+  kill(): void;
 }
 
 /** A display that stopped this soon after it started is not replaced until the next take (no restart loop). */
@@ -30,7 +34,7 @@ export class RdpDisplayPool<D> {
 
   constructor(
     private readonly size: number,
-    /** Starts a display; when `signal` aborts, stops what it started and rejects. */
+    /** Starts a display; when `signal` aborts, kills what it started (synchronously) and rejects. */
     private readonly start: (signal: AbortSignal) => Promise<PooledDisplay<D>>,
     private readonly logger: GatewayLogger,
   ) {}
@@ -54,6 +58,16 @@ export class RdpDisplayPool<D> {
     this.#stopping.abort();
     const waiting = this.#ready.splice(0);
     await Promise.all([...waiting.map((p) => p.destroy()), ...this.#startingDone]);
+  }
+
+  /**
+   * Kills the waiting displays and those starting before it returns, and starts no more: the
+   * server's last resort, which may run as its process exits (no later turn of the event loop).
+   */
+  kill(): void {
+    this.#stopped = true;
+    this.#stopping.abort();
+    for (const pooled of this.#ready.splice(0)) pooled.kill();
   }
 
   #fill(): void {

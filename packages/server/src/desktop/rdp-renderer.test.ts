@@ -203,6 +203,20 @@ describe('RdpRenderer against xrdp', () => {
     expect(readdirSync(runDirectory)).toEqual([]);
   });
 
+  it('kill() kills the sessions and the pooled display and removes their files before it returns (the server exiting)', async () => {
+    const r = renderer({ displayPool: 1 });
+    const opened = await open(r, password);
+    if (!opened.ok) throw new Error(opened.message);
+    await expect.poll(() => r.pooledDisplays, { timeout: 30_000 }).toBe(1);
+    expect(processesUnder(runDirectory)).toHaveLength(5);
+    expect(readdirSync(runDirectory)).toHaveLength(2);
+    // Nothing awaited between the kill and the checks: as in the server's exit handler.
+    r.kill();
+    expect(readdirSync(runDirectory)).toEqual([]);
+    // SIGKILL is delivered at once; the processes are gone as soon as the kernel reaps them.
+    await expect.poll(() => processesUnder(runDirectory), { timeout: 2000 }).toEqual([]);
+  });
+
   it('reports a refused password as a failed connection, not a login screen', async () => {
     const r = renderer({ logonTimeoutMs: 6000 });
     const message = messageOf(await open(r, 'not-the-password'));

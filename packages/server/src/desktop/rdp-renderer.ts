@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -182,14 +183,15 @@ export class RdpRenderer {
   }
 
   /**
-   * SIGKILLs every session's process groups at once, without waiting (spare displays get
-   * the pool's stop): the last resort of a stop that ran out of time, and of the server's
-   * process exiting. Refuses new sessions.
+   * SIGKILLs the process groups of every session and of the pool's displays (waiting or
+   * starting) and removes their files, all before it returns: the last resort of a stop that
+   * ran out of time, and of the server's process exiting (when nothing asynchronous runs any
+   * more). Refuses new sessions.
    */
   kill(): void {
     this.#stopped = true;
     for (const session of this.#live) session.kill();
-    void this.#pool?.stop();
+    this.#pool?.kill();
   }
 }
 
@@ -370,9 +372,9 @@ class Session {
     return this.#closing;
   }
 
-  /** SIGKILL to each process group of the session, now (see RdpRenderer.kill). */
+  /** SIGKILL to each process group of the session and its files removed, now (see RdpRenderer.kill). */
   kill(): void {
-    for (const child of this.#processes) if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
+    killNow(this.#processes, this.#directory);
   }
 
   /** A process of the session ended by itself: once the session is open, that ends it. */
@@ -550,6 +552,12 @@ export function stopGroup(child: ChildProcess, logger?: GatewayLogger, graceMs =
   });
 }
 
+/** SIGKILL to each process group, then the directory removed, all synchronously (the server's process may be exiting). */
+function killNow(processes: readonly ChildProcess[], directory: string | null): void {
+  for (const child of processes) if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
+  if (directory) rmSync(directory, { recursive: true, force: true });
+}
+
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -586,9 +594,10 @@ async function startSpareDisplay(options: RendererSettings, signal: AbortSignal)
     await Promise.all(processes.map((child) => stopGroup(child)));
     if (directory) await rm(directory, { recursive: true, force: true });
   };
-  // The pool stopped while this display starts: its processes stop now (which fails the start).
-  const abort = () => void Promise.all(processes.map((child) => stopGroup(child)));
-  signal.addEventListener('abort', abort, { once: true });
+  const kill = () => killNow(processes, directory);
+  // The pool stopped or was killed while this display starts: what it started is killed now
+  // (no session used it), which fails the start.
+  signal.addEventListener('abort', kill, { once: true });
   try {
     const display = await startRdpDisplay({
       ...options,
@@ -603,11 +612,11 @@ async function startSpareDisplay(options: RendererSettings, signal: AbortSignal)
     });
     const died = new Promise<void>((resolve) => (display.onExit = () => resolve()));
     await display.vncReady;
-    return { display, died, destroy };
+    return { display, died, destroy, kill };
   } catch (error) {
     await destroy();
     throw error;
   } finally {
-    signal.removeEventListener('abort', abort);
+    signal.removeEventListener('abort', kill);
   }
 }
