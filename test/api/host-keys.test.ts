@@ -191,6 +191,15 @@ describe.each(dialects)('device host keys on %s', (dialect) => {
     expect(await broker.checkHostKey(target('rdp'), { algorithm: 'rdp-x509', fingerprint: fingerprint('mitm') })).toMatchObject({
       ok: false,
     });
+
+    // Browser RDP's xfreerdp checks a trusted certificate itself: only one the device has
+    // presented, with no next key expected (otherwise the broker must see the presented one).
+    expect(await broker.trustedHostKey(target('rdp'), 'rdp')).toBeNull();
+    const certificate = { algorithm: 'rdp-x509', fingerprint: fingerprint('certificate') };
+    expect(await broker.checkHostKey(target('rdp'), certificate)).toEqual({ ok: true, firstUse: false });
+    expect(await broker.trustedHostKey(target('rdp'), 'rdp')).toEqual(certificate);
+    expect((await pin(admin, { protocol: 'rdp', fingerprint: fingerprint('renewed') })).statusCode).toBe(200);
+    expect(await broker.trustedHostKey(target('rdp'), 'rdp')).toBeNull();
   });
 });
 

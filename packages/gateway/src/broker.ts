@@ -264,6 +264,14 @@ export interface DesktopBroker {
    * maintenance window, segment); the target's port is the protocol's (`desktopPortOf`).
    */
   authorizeDesktop(user: GatewayUser, request: DesktopRequest, remoteAddress: string): Promise<AuthorizationResult>;
+  /**
+   * The key the device's `protocol` is accepted with when it is the only one, for a client
+   * that checks the presented key itself (browser RDP's xfreerdp, `/cert:fingerprint`): one
+   * the device presented before, with no next key expected. null when `checkHostKey` must see
+   * the presented key: none stored yet (first use), a pin the device has not presented yet, a
+   * next key expected, or a device behind an agent.
+   */
+  trustedHostKey(target: AuthorizedTarget, protocol: DesktopRequest['protocol']): Promise<HostKeyInfo | null>;
 }
 
 export interface DesktopRequest {

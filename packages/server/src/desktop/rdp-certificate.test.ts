@@ -1,8 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { certificateOf, parseConnectionConfirm, x224ConnectionRequest } from './rdp-certificate.js';
+import { certificateOf, certificateOfFingerprint, parseConnectionConfirm, x224ConnectionRequest } from './rdp-certificate.js';
 import { xauthorityEntry } from './rdp-renderer.js';
 
 describe('the RDP certificate probe', () => {
+  it('gives xfreerdp the hex form of a stored fingerprint, and nothing for one that is not a SHA-256', () => {
+    const certificate = certificateOf(Buffer.from('a DER certificate'));
+    expect(certificateOfFingerprint(certificate.fingerprint)).toEqual(certificate);
+    expect(certificateOfFingerprint(`${certificate.fingerprint}=`)?.sha256Hex).toBe(certificate.sha256Hex);
+    for (const other of ['SHA256:short', 'MD5:aa:bb', `${certificate.fingerprint}x`, certificate.sha256Hex]) {
+      expect(certificateOfFingerprint(other), other).toBeNull();
+    }
+  });
+
   it('asks for TLS or NLA in an X.224 connection request, as xfreerdp does', () => {
     expect(x224ConnectionRequest().toString('hex')).toBe('030000130ee000000000000100080003000000');
   });

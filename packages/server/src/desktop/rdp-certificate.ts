@@ -87,10 +87,21 @@ function readTpkt(socket: Duplex, timeoutMs: number): Promise<Buffer> {
 
 export function certificateOf(der: Buffer): RdpCertificate {
   const digest = createHash('sha256').update(der).digest();
-  return {
-    fingerprint: `SHA256:${digest.toString('base64').replace(/=+$/, '')}`,
-    sha256Hex: [...digest].map((b) => b.toString(16).padStart(2, '0')).join(':'),
-  };
+  return { fingerprint: `SHA256:${digest.toString('base64').replace(/=+$/, '')}`, sha256Hex: hexPairs(digest) };
+}
+
+/** FreeRDP's form of a SHA-256 digest: lower-case hex pairs joined by `:`. */
+function hexPairs(digest: Buffer): string {
+  return [...digest].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The certificate a stored fingerprint (`SHA256:<base64>`) names, in both forms; null for anything else. */
+export function certificateOfFingerprint(fingerprint: string): RdpCertificate | null {
+  const match = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(fingerprint);
+  if (!match) return null;
+  const digest = Buffer.from(match[1]!, 'base64');
+  if (digest.length !== 32) return null;
+  return { fingerprint, sha256Hex: hexPairs(digest) };
 }
 
 /**

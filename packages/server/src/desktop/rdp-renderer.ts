@@ -6,10 +6,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import type { AccessBroker, AuthorizedTarget, GatewayLogger, GatewayUser, TargetCredential, TargetDialer } from '@gatehouse/gateway';
+import type {
+  AccessBroker,
+  AuthorizedTarget,
+  DesktopBroker,
+  GatewayLogger,
+  GatewayUser,
+  TargetCredential,
+  TargetDialer,
+} from '@gatehouse/gateway';
 import { forgetKeyAdvice, USER_LEFT_MESSAGE } from '@gatehouse/gateway';
 import { GatehouseError } from '@gatehouse/core';
-import { readRdpCertificate, type RdpCertificate } from './rdp-certificate.js';
+import { certificateOfFingerprint, readRdpCertificate, type RdpCertificate } from './rdp-certificate.js';
 import { RdpDisplayPool, type PooledDisplay } from './rdp-display-pool.js';
 import { onLines, startRdpDisplay, type RdpDisplay } from './rdp-display.js';
 
@@ -54,7 +62,7 @@ export interface RdpOpenRequest {
   user: GatewayUser;
   remoteAddress: string;
   dial: TargetDialer;
-  broker: Pick<AccessBroker, 'checkHostKey'>;
+  broker: Pick<AccessBroker, 'checkHostKey'> & Pick<DesktopBroker, 'trustedHostKey'>;
   /** Aborts when the user hangs up while the session starts: its processes are stopped and open() fails. */
   signal?: AbortSignal | undefined;
 }
@@ -75,6 +83,8 @@ export interface RdpRendering {
   pids: readonly number[];
   /** The display came ready from the pool (its Xvfb and x11vnc started before the session). */
   pooledDisplay: boolean;
+  /** The target's certificate was trusted already: xfreerdp checked it itself, with no connection of Gatehouse's own to read it first. */
+  trustedCertificate: boolean;
   /** ms from open() to the target's desktop session being up. */
   openedInMs: number;
   /** Where that time went: ms from open() to the end of each step (see {@link RdpStartTimings}). */
@@ -88,16 +98,24 @@ export interface RdpRendering {
 /**
  * ms from open() to each step's end. The display (taken from the pool ready, or Xvfb started
  * now), the certificate check and the dial of xfreerdp's connection run beside each other;
- * xfreerdp starts once the certificate is checked and Xvfb is up, a new display's x11vnc
- * beside it.
+ * xfreerdp starts once the certificate is known and Xvfb is up (a new display's x11vnc beside
+ * it), its connection joined to the dialed one when that is up.
  */
 export interface RdpStartTimings {
-  /** The target's certificate read (own TCP + TLS connection) and checked with the broker. */
+  /**
+   * The certificate xfreerdp is to accept known: the one Gatehouse trusts already (a lookup),
+   * or, on first use or with a next key expected, the target's read (own TCP + TLS connection)
+   * and checked with the broker.
+   */
   certificate: number;
   /** Xvfb accepting clients (its -displayfd line); about 0 with a pooled display. */
   display: number;
   /** x11vnc listening (its PORT= line; it starts beside xfreerdp); about 0 with a pooled display. */
   vnc: number;
+  /** xfreerdp started (its process spawned; it loads and connects from here). */
+  xfreerdp: number;
+  /** xfreerdp's connection to the target dialed through the gateway (TCP; it runs from open()). */
+  dialed: number;
   /** xfreerdp's RDP connection active (TCP, X.224, TLS, MCS, licensing, capabilities). */
   connected: number;
   /** The target started the account's desktop session (its clipboard channel is up). */
@@ -228,14 +246,17 @@ class Session {
       segment: this.#dialed?.segment ?? null,
     });
     const at = () => Math.round(performance.now() - started);
-    const timings: RdpStartTimings = { certificate: 0, display: 0, vnc: 0, connected: 0, loggedOn: 0 };
-    // 1. The target's certificate, checked like an SSH host key (trust on first use); its
-    // dial comes first. Beside it: the display (ready from the pool, or started now) and the
-    // dial of xfreerdp's own connection (closed with the session if the check refuses).
-    const checked = this.#checkCertificate(started);
+    const timings: RdpStartTimings = { certificate: 0, display: 0, vnc: 0, xfreerdp: 0, dialed: 0, connected: 0, loggedOn: 0 };
+    // 1. The certificate xfreerdp is to accept: the one Gatehouse trusts already, or the
+    // target's, read over a connection of its own and checked like an SSH host key (trust on
+    // first use). Beside it: the display (ready from the pool, or started now) and the dial of
+    // xfreerdp's own connection (closed with the session if the check refuses).
+    const trusted = this.#trustedCertificate();
+    const checked = trusted.then((certificate) => certificate ?? this.#checkCertificate(started));
     const displayReady = this.#display().then((display) => ((timings.display = at()), display));
     const vncReady = displayReady.then((display) => display.vncReady).then(() => (timings.vnc = at()));
     const dialed = dial(target, { user, remoteAddress }).then((connection) => {
+      timings.dialed = at();
       if (connection.ok) this.#keep(connection.socket);
       return connection;
     });
@@ -248,20 +269,32 @@ class Session {
         return fail(refusal);
       }
       const certificate = refusal;
+      const trustedCertificate = (await trusted) !== null;
       const display = await displayReady;
       logger.debug({ ms: at(), display: display.env.DISPLAY, pooled: this.pooled !== undefined }, 'browser RDP: display up');
 
-      // 2. xfreerdp through a one-connection relay to the dialer's socket, the password on stdin.
+      // 2. xfreerdp at once (it takes a while to load), the password on stdin; its connection,
+      // to a one-connection relay in the session's directory, joins the dialed one when that is up.
+      const socketPath = path.join(display.directory, 'rdp.sock');
+      await this.#relayOnce(
+        socketPath,
+        dialed.then((connection) => (connection.ok ? connection.socket : null)),
+      );
+      const desktop = this.#startXfreerdp(display.env, socketPath, certificate, credential, width, height, started);
+      timings.xfreerdp = at();
       const connection = await dialed;
       this.#dialed = { gateway: connection.gateway, segment: connection.segment };
       if (!connection.ok) return fail(connection.reason);
-      const socketPath = path.join(display.directory, 'rdp.sock');
-      await this.#relayOnce(socketPath, connection.socket);
-      const desktop = this.#startXfreerdp(display.env, socketPath, certificate, credential, width, height);
 
       const outcome = await desktop.loggedOn(connectTimeoutMs, logonTimeoutMs, () => (timings.connected = at()));
       if (!outcome.ok) {
         await settled;
+        // xfreerdp checked the trusted certificate itself and refused the one it saw: the
+        // broker's check says which the target presents, and audits a change.
+        if (trustedCertificate && outcome.certificateRefused) {
+          const explained = await this.#checkCertificate(started);
+          if (typeof explained === 'string') return fail(explained);
+        }
         return fail(outcome.message);
       }
       timings.loggedOn = at();
@@ -274,7 +307,7 @@ class Session {
       const openedInMs = at();
       const pooledDisplay = this.pooled !== undefined;
       logger.info(
-        { deviceId: target.deviceId, display: display.env.DISPLAY, vncPort, ms: openedInMs, timings, pooledDisplay },
+        { deviceId: target.deviceId, display: display.env.DISPLAY, vncPort, ms: openedInMs, timings, pooledDisplay, trustedCertificate },
         'browser RDP session rendered',
       );
       this.#open = true;
@@ -290,6 +323,7 @@ class Session {
           height,
           pids: this.#processes.map((p) => p.pid!),
           pooledDisplay,
+          trustedCertificate,
           openedInMs,
           timings,
           close: (reason) => this.close(reason ?? 'The session was closed.'),
@@ -336,6 +370,16 @@ class Session {
     setTimeout(() => {
       if (!display.viewerSeen()) void this.close(`No viewer connected to the browser RDP session within ${seconds} s.`);
     }, this.options.viewerTimeoutMs).unref();
+  }
+
+  /**
+   * The RDP certificate Gatehouse trusts for the device when it is the only one it accepts
+   * (null on first use, for a pin the device has not presented yet, or with a next key
+   * expected: then the broker must see the presented one).
+   */
+  async #trustedCertificate(): Promise<RdpCertificate | null> {
+    const key = await this.request.broker.trustedHostKey(this.request.target, 'rdp');
+    return key?.algorithm === 'rdp-x509' ? certificateOfFingerprint(key.fingerprint) : null;
   }
 
   /** Dials the device once to read its certificate and checks it with the broker: the certificate, or why not. */
@@ -389,19 +433,30 @@ class Session {
     return child;
   }
 
-  /** Accepts one connection on a Unix socket in the private directory and joins it to the target socket. */
-  #relayOnce(socketPath: string, target: Duplex): Promise<void> {
+  /**
+   * Accepts one connection on a Unix socket in the private directory and joins it to the
+   * target's socket once that is dialed (what xfreerdp sends first waits in the local one);
+   * no target socket (the dial failed): the local connection is closed.
+   */
+  #relayOnce(socketPath: string, dialed: Promise<Duplex | null>): Promise<void> {
     return new Promise((resolve, reject) => {
       const server = net.createServer({ pauseOnConnect: false }, (local) => {
         server.close();
         this.#sockets.push(local);
-        local.pipe(target).pipe(local);
-        const end = () => {
-          local.destroy();
-          target.destroy();
-        };
-        local.once('close', end).once('error', end);
-        target.once('close', end).once('error', end);
+        local.once('error', () => local.destroy());
+        void dialed.then((target) => {
+          if (!target || local.destroyed) {
+            target?.destroy();
+            return void local.destroy();
+          }
+          local.pipe(target).pipe(local);
+          const end = () => {
+            local.destroy();
+            target.destroy();
+          };
+          local.once('close', end).once('error', end);
+          target.once('close', end).once('error', end);
+        });
       });
       this.#relay = server;
       server.once('error', reject);
@@ -416,12 +471,13 @@ class Session {
     credential: TargetCredential,
     width: number,
     height: number,
+    started: number,
   ): {
     loggedOn(
       connectTimeoutMs: number,
       logonTimeoutMs: number,
       connected: () => void,
-    ): Promise<{ ok: true } | { ok: false; message: string }>;
+    ): Promise<{ ok: true } | { ok: false; message: string; certificateRefused: boolean }>;
   } {
     const args = [
       '-oL',
@@ -452,7 +508,9 @@ class Session {
     const waiters: (() => void)[] = [];
     const wake = () => waiters.splice(0).forEach((w) => w());
     onLines(child, (line) => {
-      if (/--> CONNECTION_STATE_|MonitorReady/.test(line)) this.options.logger.debug({ line }, 'browser RDP: xfreerdp');
+      // Each step of its connection, with the ms since open() (the first-frame timeline).
+      if (/--> CONNECTION_STATE_|MonitorReady/.test(line))
+        this.options.logger.debug({ ms: Math.round(performance.now() - started), line }, 'browser RDP: xfreerdp');
       if (line.includes('--> CONNECTION_STATE_ACTIVE')) active = true;
       // The target's clipboard channel comes up once a desktop session runs for the account
       // (xrdp starts chansrv with the session, Windows rdpclip in the user's session).
@@ -485,7 +543,7 @@ class Session {
         credential: { username },
       } = this.request;
       if (certificateRefused) {
-        return `${this.where} presented a different TLS certificate to the RDP client than a moment before; the connection was refused.`;
+        return `${this.where} presented a different TLS certificate to the RDP client than the one Gatehouse checked; the connection was refused.`;
       }
       if (lastError && CREDENTIAL_ERRORS.test(lastError)) {
         return `${this.where} refused the vaulted password of ${username} (${lastError}). Ask an administrator to update the account's password.`;
@@ -498,17 +556,19 @@ class Session {
     return {
       loggedOn: async (connectTimeoutMs, logonTimeoutMs, connected) => {
         if (!(await until(() => active, connectTimeoutMs))) {
-          if (exitCode !== undefined) return { ok: false, message: failure() };
+          if (exitCode !== undefined) return { ok: false, message: failure(), certificateRefused };
           return {
             ok: false,
             message: `${this.where} did not complete the RDP connection within ${Math.round(connectTimeoutMs / 1000)} s.`,
+            certificateRefused,
           };
         }
         connected();
         if (await until(() => loggedOn, logonTimeoutMs)) return { ok: true };
-        if (exitCode !== undefined) return { ok: false, message: failure() };
+        if (exitCode !== undefined) return { ok: false, message: failure(), certificateRefused };
         return {
           ok: false,
+          certificateRefused,
           message:
             `${this.where} accepted the RDP connection but started no desktop session for ${this.request.credential.username} ` +
             `within ${Math.round(logonTimeoutMs / 1000)} s: it showed its own logon screen, so the vaulted password was most likely refused. ` +

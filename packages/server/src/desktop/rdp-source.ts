@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { AccessBroker, AuthorizedTarget, DesktopSource, GatewayUser, TargetDialer } from '@gatehouse/gateway';
+import type { AccessBroker, AuthorizedTarget, DesktopBroker, DesktopSource, GatewayUser, TargetDialer } from '@gatehouse/gateway';
 import type { RdpRenderer } from './rdp-renderer.js';
 
 export interface RdpSourceContext {
@@ -8,7 +8,7 @@ export interface RdpSourceContext {
   remoteAddress: string;
   /** The built-in gateway's dialer: the renderer's RDP connection goes where the device's segment and tunnel mode choose. */
   dial: TargetDialer;
-  broker: Pick<AccessBroker, 'checkHostKey'>;
+  broker: Pick<AccessBroker, 'checkHostKey'> & Pick<DesktopBroker, 'trustedHostKey'>;
   /** Aborts when the user hangs up: a renderer still starting is stopped. */
   signal?: AbortSignal | undefined;
 }

@@ -372,6 +372,14 @@ export class ServerAccessBroker implements AccessBroker {
     });
   }
 
+  /** See `DesktopBroker.trustedHostKey`. */
+  async trustedHostKey(target: AuthorizedTarget, protocol: 'vnc' | 'rdp'): Promise<HostKeyInfo | null> {
+    if (target.agentId) return null;
+    const key = await this.sessions.hostKey(target.deviceId, protocol);
+    if (!key || key.algorithm === null || key.next) return null;
+    return { algorithm: key.algorithm, fingerprint: key.fingerprint };
+  }
+
   async checkHostKey(target: AuthorizedTarget, key: HostKeyInfo): Promise<HostKeyCheck> {
     const { agentId } = target;
     // The protocol the target was authorized for; a caller that left it out is known by the key it checks.
