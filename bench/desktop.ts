@@ -630,17 +630,18 @@ async function rdpPart(p: GatewayPath, page: Page, runs: number, idleSeconds: nu
     out.push(
       '',
       'where the time goes on the server (ms from the renderer starting, medians; steps overlap, see bench/README.md):\n',
-      '| sessions | certificate checked | Xvfb up | x11vnc up | RDP connected | logged on (session rendered) | browser: WebSocket → first frame − rendered |',
-      '|---|---|---|---|---|---|---|',
+      '| sessions | certificate known | Xvfb up | x11vnc up | xfreerdp started | dialed | RDP connected | logged on (session rendered) | browser: WebSocket → first frame − rendered |',
+      '|---|---|---|---|---|---|---|---|---|',
     );
     for (const g of groups) {
       const t = g.of.map((i) => server[i]?.steps).filter((x): x is Record<string, number> => x !== undefined);
       const socket = g.of.map((i) => times[i]!.fromSocket);
       out.push(
-        `| ${g.name} | ${['certificate', 'display', 'vnc', 'connected', 'loggedOn'].map((k) => f1(median(t.map((x) => x[k] ?? NaN)))).join(' | ')} | ${f1(median(socket) - median(t.map((x) => x.opened ?? NaN)))} |`,
+        `| ${g.name} | ${['certificate', 'display', 'vnc', 'xfreerdp', 'dialed', 'connected', 'loggedOn'].map((k) => f1(median(t.map((x) => x[k] ?? NaN)))).join(' | ')} | ${f1(median(socket) - median(t.map((x) => x.opened ?? NaN)))} |`,
       );
     }
     out.push('');
+    if (idleSeconds === 0) return void out.push('per-session CPU and RSS: skipped (--rdp-idle-seconds 0)');
 
     // CPU and RSS at 1, 5 and 10 sessions, idle desktops.
     out.push(
