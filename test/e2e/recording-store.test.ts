@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AWS_CLI } from '../support/breakglass-e2e.js';
 import { missingCephBinaries, startCephRgw, type CephRgw, type RgwUser } from '../support/ceph.js';
 import { seedDevice, setupAdminToken } from '../support/seed.js';
-import { cli, killServers, removeTempDirs, startServer, tempDir } from '../support/server.js';
-import { sshCommand } from '../support/ssh-client.js';
+import { cli, e2eDatabase, killServers, removeTempDirs, startServer, tempDir, type E2eDatabase, type Env } from '../support/server.js';
+import { runClient, sshCommand } from '../support/ssh-client.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../support/storage.js';
 
@@ -25,7 +25,9 @@ const BUCKET = 'gatehouse-recordings';
 
 interface Session {
   id: string;
+  startedAt: string;
   deviceName: string;
+  kind: string | null;
   recordingStore?: string | null;
   recordingSha256: string | null;
   recordingSignature: { sha256: string } | null;
@@ -51,13 +53,14 @@ function recordingPath(dataDir: string, id: string): string {
   return `${day}/${id}.cast`;
 }
 
-/** One test's server, device and admin: a session through the built-in gateway and its row. */
-async function gatewayServer(dir: string, sshd: TestSshd, env: Record<string, string>) {
+/** One test's server, device and admin: sessions through the built-in gateway and their rows. */
+async function gatewayServer(dir: string, sshd: TestSshd, env: Env) {
   const sshPort = await freePort();
-  const server = await startServer({
+  const options = {
     dataDir: path.join(dir, 'data'),
     env: { GATEHOUSE_GATEWAY_PORT: String(sshPort), GATEHOUSE_METRICS_TOKEN: METRICS_TOKEN, ...env },
-  });
+  };
+  let server = await startServer(options);
   const { credentials, token } = await setupAdminToken(server, ADMIN_PASSWORD, dir);
   const { id: projectId } = await server.api<{ id: string }>(token, 'POST', '/projects', { name: 'Stored' });
   await seedDevice(server, token, {
@@ -68,21 +71,45 @@ async function gatewayServer(dir: string, sshd: TestSshd, env: Record<string, st
     account: { username: DEVICE_USER, password: TEST_USER_PASSWORD },
   });
   const session = (id: string) => server.api<Session>(token, 'GET', `/sessions/${id}`);
-  /** Runs `command` through the gateway; its output and its session once signed. */
-  const ssh = async (command: string) => {
-    const before = new Set((await server.api<{ items: Session[] }>(token, 'GET', '/sessions?limit=50')).items.map((s) => s.id));
-    const out = await sshCommand(sshPort, 'admin:store-box', command, ADMIN_PASSWORD);
-    expect(out.code, out.stderr).toBe(0);
-    const signed = await vi.waitFor(
+  const sessionIds = async () =>
+    new Set((await server.api<{ items: Session[] }>(token, 'GET', '/sessions?limit=50')).items.map((s) => s.id));
+  /** The session started since `before`, once `ready` says so. */
+  const newSession = (before: Set<string>, ready: (s: Session) => boolean, what: string) =>
+    vi.waitFor(
       async () => {
         const s = (await server.api<{ items: Session[] }>(token, 'GET', '/sessions?limit=50')).items.find((i) => !before.has(i.id));
-        if (!s?.recordingSignature) throw new Error('the recording is not signed yet');
+        if (!s || !ready(s)) throw new Error(`the new session is not ${what} yet`);
         return s;
       },
-      { timeout: 30_000, interval: 100 },
+      { timeout: 60_000, interval: 100 },
     );
-    return { stdout: out.stdout, session: signed };
+  /** Runs `command` through the gateway; its output and its session once signed. */
+  const ssh = async (command: string) => {
+    const before = await sessionIds();
+    const out = await sshCommand(sshPort, 'admin:store-box', command, ADMIN_PASSWORD);
+    expect(out.code, out.stderr).toBe(0);
+    return { stdout: out.stdout, session: await newSession(before, (s) => s.recordingSignature != null, 'signed') };
   };
+  /** Puts `local` as `remote` over SFTP through the gateway, then removes it: the session once its log is signed. */
+  const sftp = async (local: string, remote: string) => {
+    const before = await sessionIds();
+    const run = await runClient('sftp', ['-P', String(sshPort), '-o', 'User=admin:store-box', '-b', '-', '127.0.0.1'], {
+      password: ADMIN_PASSWORD,
+      stdin: `put ${local} ${remote}\nrm ${remote}\n`,
+    });
+    expect(run.code, run.stderr).toBe(0);
+    return newSession(before, (s) => s.kind === 'sftp' && s.recordingSignature != null, 'signed');
+  };
+  /** Waits until the session's recording (or SFTP log) is in the store: its object name. */
+  const stored = (id: string) =>
+    vi.waitFor(
+      async () => {
+        const name = (await session(id)).recordingStore;
+        if (!name) throw new Error(`session ${id} is not in the store yet`);
+        return name;
+      },
+      { timeout: 60_000, interval: 200 },
+    );
   const backlog = async () => {
     const res = await server.request('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     expect(res.status, res.body).toBe(200);
@@ -90,7 +117,23 @@ async function gatewayServer(dir: string, sshd: TestSshd, env: Record<string, st
   };
   const gh = (...args: string[]) =>
     cli([...args, '--url', server.url, '--ca', server.certFile], { env: { GATEHOUSE_CREDENTIALS: credentials } });
-  return { server, token, session, ssh, backlog, gh };
+  return {
+    get server() {
+      return server;
+    },
+    /** Stops the server (SIGTERM) and starts it again on the same data directory and settings. */
+    async restart() {
+      await server.stop(30_000);
+      server = await startServer(options);
+    },
+    token,
+    session,
+    ssh,
+    sftp,
+    stored,
+    backlog,
+    gh,
+  };
 }
 
 const missingCeph = missingCephBinaries();
@@ -124,6 +167,15 @@ describe.skipIf(missingCeph.length > 0)('recordings in a Ceph RADOS Gateway buck
       timeout: 60_000,
     });
     return stdout;
+  };
+
+  /** `gatehouse sessions verify <file>` with the file, its .sig and the server's public key: no server, no sign-in. */
+  const verifyOffline = async (file: string) => {
+    const key = path.join(dir, 'server.pub');
+    if (!existsSync(key)) expect((await t.gh('sessions', 'signing-key', '--output', key)).code).toBe(0);
+    return cli(['sessions', 'verify', file, '--public-key', key], {
+      env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'none.json'), GATEHOUSE_URL: undefined, GATEHOUSE_DATA_DIR: undefined },
+    });
   };
 
   beforeAll(async () => {
@@ -187,7 +239,7 @@ describe.skipIf(missingCeph.length > 0)('recordings in a Ceph RADOS Gateway buck
     process.kill(rgw.rgwPid, 'SIGCONT');
     const resumed = performance.now();
     const objectName = `recordings/${relative}`;
-    await vi.waitFor(async () => expect((await t.session(session.id)).recordingStore).toBe(objectName), { timeout: 60_000, interval: 200 });
+    expect(await t.stored(session.id)).toBe(objectName);
     console.info(
       `Ceph RGW started in ${rgw.startMs} ms; the recording was in the bucket ${Math.round(performance.now() - resumed)} ms after RGW resumed`,
     );
@@ -208,11 +260,7 @@ describe.skipIf(missingCeph.length > 0)('recordings in a Ceph RADOS Gateway buck
     const cast = readFileSync(copy, 'utf8');
     expect(printed(cast)).toBe(stdout);
 
-    const key = path.join(dir, 'server.pub');
-    expect((await t.gh('sessions', 'signing-key', '--output', key)).code).toBe(0);
-    const offline = await cli(['sessions', 'verify', copy, '--public-key', key], {
-      env: { GATEHOUSE_CREDENTIALS: path.join(dir, 'none.json'), GATEHOUSE_URL: undefined, GATEHOUSE_DATA_DIR: undefined },
-    });
+    const offline = await verifyOffline(copy);
     expect(offline.stdout, offline.stderr).toContain(
       `Recording verified: ${readFileSync(copy).length} bytes, SHA-256 ${session.recordingSha256}`,
     );
@@ -231,11 +279,52 @@ describe.skipIf(missingCeph.length > 0)('recordings in a Ceph RADOS Gateway buck
     const verified = await t.gh('sessions', 'verify', session.id);
     expect(verified.stdout, verified.stderr).toContain('Recording verified');
   }, 240_000);
+
+  it("keeps an SFTP session's operation log while RGW hangs, across a restart, then puts it and its .sig in the bucket; verify checks it offline", async () => {
+    const payload = path.join(dir, 'payload.txt');
+    writeFileSync(payload, 'an sftp payload line\n'.repeat(200));
+    const remote = `gatehouse-recstore-${process.pid}.txt`;
+    process.kill(rgw.rgwPid, 'SIGSTOP');
+    const session = await t.sftp(payload, remote);
+    const day = new Date(session.startedAt).toISOString().slice(0, 10);
+    const local = path.join(t.server.dataDir, 'recordings', day, `${session.id}.sftp.jsonl`);
+    await vi.waitFor(() => expect(existsSync(local) && existsSync(`${local}.sig`)).toBe(true), { timeout: 10_000, interval: 50 });
+    expect(await t.backlog()).toBe(1);
+    // Stopped with the upload pending, started again: the log is written again from its rows and uploaded.
+    rmSync(local);
+    await t.restart();
+    process.kill(rgw.rgwPid, 'SIGCONT');
+    const objectName = await t.stored(session.id);
+    expect(objectName).toBe(`recordings/${day}/${session.id}.sftp.jsonl`);
+    expect(existsSync(local) || existsSync(`${local}.sig`)).toBe(false);
+
+    const copy = path.join(dir, 'sftp-log.jsonl');
+    await aws('s3', 'cp', '--only-show-errors', `s3://${BUCKET}/${objectName}`, copy);
+    await aws('s3', 'cp', '--only-show-errors', `s3://${BUCKET}/${objectName}.sig`, `${copy}.sig`);
+    const [header, ...operations] = readFileSync(copy, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(header).toMatchObject({ sessionId: session.id, kind: 'sftp', user: 'admin', device: 'store-box', account: DEVICE_USER });
+    expect(operations.filter((o) => o.op !== 'list')).toMatchObject([
+      { op: 'upload', path: expect.stringMatching(new RegExp(`/${remote}$`)) as unknown, bytes: 21 * 200, result: 'success' },
+      { op: 'remove', path: expect.stringMatching(new RegExp(`/${remote}$`)) as unknown, result: 'success' },
+    ]);
+    const offline = await verifyOffline(copy);
+    expect(offline.stdout, offline.stderr).toContain(
+      `Recording verified: ${readFileSync(copy).length} bytes, SHA-256 ${session.recordingSha256}`,
+    );
+    // Through the server by id: it says where the log is.
+    const byId = await t.gh('sessions', 'verify', session.id);
+    expect(byId.code).not.toBe(0);
+    expect(byId.stderr).toContain(`its SFTP operation log is ${objectName}`);
+  }, 120_000);
 });
 
-describe('recordings in an Azure container (Azurite)', () => {
+describe('recordings in an Azure container (Azurite), the server on PostgreSQL', () => {
   let dir: string;
   let sshd: TestSshd;
+  let database: E2eDatabase;
   let azurite: Awaited<ReturnType<typeof startAzurite>>;
   let t: Awaited<ReturnType<typeof gatewayServer>>;
   const container = 'gatehouse-recordings';
@@ -250,7 +339,7 @@ describe('recordings in an Azure container (Azurite)', () => {
   beforeAll(async () => {
     dir = tempDir('gatehouse-recstore-blob-');
     ensureSystemUser(DEVICE_USER, { password: TEST_USER_PASSWORD });
-    [azurite, sshd] = await Promise.all([startAzurite(), TestSshd.start(path.join(dir, 'sshd'))]);
+    [azurite, sshd, database] = await Promise.all([startAzurite(), TestSshd.start(path.join(dir, 'sshd')), e2eDatabase('postgres')]);
     await (await containerClient()).create();
     const settings = path.join(dir, 'recording-store.json');
     writeFileSync(
@@ -265,25 +354,19 @@ describe('recordings in an Azure container (Azurite)', () => {
       }),
       { mode: 0o600 },
     );
-    t = await gatewayServer(dir, sshd, { GATEHOUSE_RECORDING_STORE_CONFIG: settings });
+    t = await gatewayServer(dir, sshd, { GATEHOUSE_RECORDING_STORE_CONFIG: settings, ...database.env });
   }, 120_000);
 
   afterAll(async () => {
     killServers();
-    await Promise.all([sshd?.stop(), azurite?.stop()]);
+    await Promise.all([sshd?.stop(), azurite?.stop(), database?.drop()]);
     removeTempDirs();
   });
 
-  it("puts a session's recording and its .sig in the container", async () => {
+  it("puts a session's recording, and an SFTP session's log, each with its .sig in the container", async () => {
     const { stdout, session } = await t.ssh('echo in-the-container');
-    const objectName = await vi.waitFor(
-      async () => {
-        const stored = (await t.session(session.id)).recordingStore ?? '';
-        expect(stored).toMatch(new RegExp(`^gatehouse/\\d{4}-\\d{2}-\\d{2}/${session.id}\\.cast$`));
-        return stored;
-      },
-      { timeout: 30_000, interval: 200 },
-    );
+    const objectName = await t.stored(session.id);
+    expect(objectName).toMatch(new RegExp(`^gatehouse/\\d{4}-\\d{2}-\\d{2}/${session.id}\\.cast$`));
     const blobs = await containerClient();
     const names: string[] = [];
     for await (const b of blobs.listBlobsFlat({ prefix: 'gatehouse/' })) names.push(b.name);
@@ -292,5 +375,16 @@ describe('recordings in an Azure container (Azurite)', () => {
     expect(printed(cast)).toBe(stdout);
     const sig = JSON.parse((await blobs.getBlobClient(`${objectName}.sig`).downloadToBuffer()).toString('utf8')) as { sha256: string };
     expect(sig.sha256).toBe(session.recordingSha256);
+
+    const payload = path.join(dir, 'payload.txt');
+    writeFileSync(payload, 'to the container\n');
+    const sftp = await t.sftp(payload, `gatehouse-recstore-blob-${process.pid}.txt`);
+    const log = await t.stored(sftp.id);
+    expect(log).toMatch(new RegExp(`^gatehouse/\\d{4}-\\d{2}-\\d{2}/${sftp.id}\\.sftp\\.jsonl$`));
+    const lines = (await blobs.getBlobClient(log).downloadToBuffer()).toString('utf8').trim().split('\n');
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ sessionId: sftp.id, kind: 'sftp' });
+    expect(lines.slice(1).map((l) => (JSON.parse(l) as { op: string }).op)).toEqual(expect.arrayContaining(['upload', 'remove']));
+    const logSig = JSON.parse((await blobs.getBlobClient(`${log}.sig`).downloadToBuffer()).toString('utf8')) as { sha256: string };
+    expect(logSig.sha256).toBe(sftp.recordingSha256);
   }, 120_000);
 });

@@ -71,7 +71,10 @@ export const gatewaySession = z.object({
   userKex: z.string().nullable().optional(),
   /** The SSH key exchange the gateway's connection to the device negotiated; null as `userKex`. */
   deviceKex: z.string().nullable().optional(),
-  /** The finished recording's SHA-256 (hex); null while the session runs, without a recording, or before it is signed. */
+  /**
+   * The finished recording's SHA-256 (hex); for an SFTP session with a recordings' object store, that of its operation log
+   * (JSON lines); null while the session runs, without either, or before it is signed.
+   */
   recordingSha256: z.string().nullable().optional(),
   /**
    * The server's Ed25519 signature over the recording (the document written beside it as `<recording>.sig`):
@@ -80,7 +83,8 @@ export const gatewaySession = z.object({
   recordingSignature: recordingSignatureSchema.nullable().optional(),
   /**
    * Where the recording lives: its object name in the recordings' object store once the store confirmed it
-   * (GATEHOUSE_RECORDING_STORE_CONFIG), null while it is only on the server's disk.
+   * (GATEHOUSE_RECORDING_STORE_CONFIG), null while it is only on the server's disk. For an SFTP session, its
+   * signed operation log's object name (`<day>/<id>.sftp.jsonl`; the operations are also at GET /sessions/:id/file-operations).
    */
   recordingStore: z.string().nullable().optional(),
 });

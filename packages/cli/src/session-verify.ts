@@ -58,6 +58,11 @@ async function fromFile(file: string, o: VerifyOptions) {
 async function fromServer(id: string, o: VerifyOptions) {
   const api = client(o);
   const session = await api.call<GatewaySession>('GET', `/sessions/${encodeURIComponent(id)}`);
+  if (!session.recorded && session.recordingStore) {
+    // An SFTP session: its signed operation log is in the recordings' object store only.
+    const message = `Session ${id} has no recording; its SFTP operation log is ${session.recordingStore} in the recordings' object store: download it and its .sig from there and run gatehouse sessions verify <file> --public-key <file>.`;
+    throw new ValidationError(message, [{ path: 'recording', message }]);
+  }
   if (!session.recordingSignature) {
     const message = session.recorded
       ? `Session ${id}'s recording is not signed yet (it is signed once the session has ended and the recording is on the server). Try again shortly.`

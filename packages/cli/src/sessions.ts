@@ -54,8 +54,8 @@ export function sessionsCommands(program: Command): void {
               (s) =>
                 s.result === 'failure' && s.reason ? `failure: ${s.reason.length > 40 ? `${s.reason.slice(0, 39)}…` : s.reason}` : s.result,
             ],
-            // Where the recording lives: the server's disk, or the recordings' object store.
-            ['RECORDING', (s) => (s.recorded ? (s.recordingStore ? 'store' : 'local') : '-')],
+            // Where the recording (an SFTP session's operation log) lives: the server's disk, or the recordings' object store.
+            ['RECORDING', (s) => (s.recordingStore ? 'store' : s.recorded ? 'local' : '-')],
             ['ID', (s) => s.id],
           ],
           noun: 'session',

@@ -420,6 +420,20 @@ export class GatewaySessions {
     return rows.flatMap((r) => (r.recording === null ? [] : [{ id: r.id, recording: r.recording }]));
   }
 
+  /** Ended SFTP sessions whose operation log is not in the object store yet, oldest first (at most `limit`). */
+  async unstoredSftpLogs(limit = 1000): Promise<string[]> {
+    const rows = await this.x
+      .selectFrom('gateway_sessions')
+      .select('id')
+      .where('kind', '=', 'sftp')
+      .where('result', '!=', 'active')
+      .where('recording_store', 'is', null)
+      .orderBy('started_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
   /** Ended sessions with a recording and no signature yet, oldest first (at most `limit`). */
   async unsignedRecordings(limit = 1000): Promise<{ id: string; recording: string }[]> {
     const rows = await this.x

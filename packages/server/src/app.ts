@@ -285,10 +285,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
         recordingsDir: recordingsDirOf(config.dataDir),
         sessions: gatewaySessions,
         signatures: recordingSignatures,
+        key: signingKey,
         metrics,
         logger: logger.child({ component: 'recording-uploads' }),
       })
     : undefined;
+  services.sftpLogs = recordingUploads?.sftpLogs;
   const policyRotations = new PolicyRotations(services, logger.child({ component: 'rotation' }));
   const afterSessionRotation = new AfterSessionRotation({
     services,
@@ -320,6 +322,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
   app.addHook('onClose', () => afterSessionRotation.stop());
   app.addHook('onClose', () => recordingSignatures.stop());
   app.addHook('onClose', async () => recordingUploads?.uploads.stop());
+  app.addHook('onClose', async () => recordingUploads?.sftpLogs.stop());
   app.addHook('onClose', () => gateways.health.stop());
   app.addHook('onClose', () => services.refusals.flush());
   // Runs first: another replica takes the scheduled jobs over while this one winds down.

@@ -374,6 +374,7 @@ async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, 
     built.services.afterSessionRotation?.sessionEnded(s);
     // Cut back first, then signed: the signature covers the recording players read.
     if (s.recorded) built.services.recordingSignatures?.finished(s.id);
+    if (s.kind === 'sftp') built.services.sftpLogs?.finished(s.id);
   }
   return abandoned;
 }

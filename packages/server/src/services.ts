@@ -69,6 +69,8 @@ export interface Services {
   afterSessionRotation?: { sessionEnded(s: EndedSession): void };
   /** Recording signatures: the brokers tell it of every recording finished here (a session's end, a remote gateway's fetched). */
   recordingSignatures?: { finished(sessionId: string): void };
+  /** SFTP session logs for the recordings' object store (set when there is one): told of every SFTP session's end. */
+  sftpLogs?: { finished(sessionId: string): void };
   logger: Logger;
   /** Prometheus metrics of this server instance (GET /metrics). */
   metrics?: Metrics;

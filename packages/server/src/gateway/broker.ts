@@ -521,6 +521,7 @@ export class ServerAccessBroker implements AccessBroker {
     await this.services.audit(null, sessionEndEvent(s, sessionId, end, this.entry));
     if (s) this.services.afterSessionRotation?.sessionEnded(s);
     if (s?.recorded) this.services.recordingSignatures?.finished(sessionId);
+    if (s?.kind === 'sftp') this.services.sftpLogs?.finished(sessionId);
   }
 
   async connectionFailed(f: ConnectionFailure): Promise<void> {

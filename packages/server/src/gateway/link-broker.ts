@@ -264,6 +264,7 @@ export class GatewayLinkBroker {
     for (const s of abandoned) {
       await this.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), gateway.name));
       this.services.afterSessionRotation?.sessionEnded(s);
+      if (s.kind === 'sftp') this.services.sftpLogs?.finished(s.id);
     }
     const identity = await this.identity();
     const held = await listGatewayRecordings(gateway, identity, 5_000).catch(() => [] as string[]);

@@ -10,6 +10,19 @@ import type { Logger } from '../logger.js';
 /** The signature file beside a recording. */
 export const signatureFileOf = (recording: string) => `${recording}.sig`;
 
+/** Writes `file` whole or not at all: each writer its own aside file (replicas may share the directory), then an atomic rename. */
+export async function writeFileAtomically(file: string, text: string): Promise<void> {
+  const aside = `${file}.${randomUUID()}.partial`;
+  try {
+    await writeFile(aside, text, { mode: 0o600 });
+    await rename(aside, file);
+  } catch (error) {
+    // Only a failed write or rename leaves the aside file (an rm after every rename was 2.6 % of a session's CPU).
+    await rm(aside, { force: true });
+    throw error;
+  }
+}
+
 export interface RecordingSignaturesOptions {
   sessions: GatewaySessions;
   recordingsDir: string;
@@ -86,17 +99,7 @@ export class RecordingSignatures {
     if (!hash) return undefined;
     const kept = session.signature ?? (await this.o.sessions.recordSignature(sessionId, this.signRecording({ sessionId, ...hash })));
     if (!kept) return undefined;
-    const sigFile = signatureFileOf(file);
-    // Each writer its own aside file (replicas may share the directory); the rename is atomic.
-    const aside = `${sigFile}.${randomUUID()}.partial`;
-    try {
-      await writeFile(aside, `${JSON.stringify(kept, null, 2)}\n`, { mode: 0o600 });
-      await rename(aside, sigFile);
-    } catch (error) {
-      // Only a failed write or rename leaves the aside file (an rm after every rename was 2.6 % of a session's CPU).
-      await rm(aside, { force: true });
-      throw error;
-    }
+    await writeFileAtomically(signatureFileOf(file), `${JSON.stringify(kept, null, 2)}\n`);
     for (const listener of this.signedListeners) listener(sessionId, file);
     return kept;
   }

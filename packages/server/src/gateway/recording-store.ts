@@ -5,10 +5,12 @@ import { blobSettings, s3Settings, type AddressPolicy, type StorageTarget } from
 import { GatehouseError } from '@gatehouse/core';
 import { z } from 'zod';
 import { targetFor } from '../breakglass/run.js';
+import type { AuditCheckpointKey } from '../audit-checkpoint-key.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RecordingSignatures } from './recording-signatures.js';
 import { RecordingUploads } from './recording-uploads.js';
+import { SftpLogs } from './sftp-logs.js';
 
 // Break glass's connection fields, without its schedule and sealing.
 const notStorage = {
@@ -71,8 +73,9 @@ export function recordingStoreTarget(
 }
 
 /**
- * Uploads every recording once it is signed, and queues at start those signed earlier and
- * not in the store yet whose file is still here.
+ * Uploads every recording once it is signed, and every SFTP session's operation log once
+ * written and signed; queues at start the recordings signed earlier and not in the store
+ * yet whose file is still here, and writes the SFTP logs not in the store yet.
  */
 export async function startRecordingUploads(o: {
   settings: RecordingStoreSettings;
@@ -80,9 +83,11 @@ export async function startRecordingUploads(o: {
   recordingsDir: string;
   sessions: GatewaySessions;
   signatures: RecordingSignatures;
+  /** The server's signing key (SFTP logs are signed with it as recordings are). */
+  key: Pick<AuditCheckpointKey, 'privateKeyPem'>;
   metrics: Metrics;
   logger: Logger;
-}): Promise<{ uploads: RecordingUploads; target: StorageTarget; prefix: string }> {
+}): Promise<{ uploads: RecordingUploads; sftpLogs: SftpLogs; target: StorageTarget; prefix: string }> {
   const target = await recordingStoreTarget(o.settings, o.settings.timeoutSeconds);
   const uploads = new RecordingUploads({
     target,
@@ -99,5 +104,13 @@ export async function startRecordingUploads(o: {
     const file = path.resolve(o.recordingsDir, recording);
     if (file.startsWith(`${o.recordingsDir}${path.sep}`) && existsSync(file)) uploads.add(id, file);
   }
-  return { uploads, target, prefix: o.settings.prefix };
+  const sftpLogs = new SftpLogs({
+    sessions: o.sessions,
+    recordingsDir: o.recordingsDir,
+    key: o.key,
+    written: (id, file) => uploads.add(id, file),
+    logger: o.logger,
+  });
+  void sftpLogs.writePending().catch((error: unknown) => o.logger.error({ err: error }, 'could not list the SFTP session logs to upload'));
+  return { uploads, sftpLogs, target, prefix: o.settings.prefix };
 }

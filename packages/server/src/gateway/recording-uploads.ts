@@ -41,7 +41,7 @@ export class RecordingUploads {
     return this.queue.length;
   }
 
-  /** Queues a signed recording (its file and `.sig` whole on disk); a second call for one queued is ignored. */
+  /** Queues a signed recording or SFTP log (its file and `.sig` whole on disk); a second call for one queued is ignored. */
   add(sessionId: string, file: string): void {
     if (this.stopped || this.queued.has(sessionId)) return;
     this.queued.add(sessionId);
@@ -110,7 +110,11 @@ export class RecordingUploads {
     );
     // Gone already (uploaded and removed by another replica, or by an earlier run): nothing to do.
     if (size === undefined) return;
-    const contentType = file.endsWith('.rfb') ? 'application/vnd.gatehouse.rfb-recording' : 'application/x-asciicast';
+    const contentType = file.endsWith('.rfb')
+      ? 'application/vnd.gatehouse.rfb-recording'
+      : file.endsWith('.jsonl')
+        ? 'application/x-ndjson'
+        : 'application/x-asciicast';
     // The signature first: a recording in the store always has its signature beside it.
     await this.o.target.putFile(`${name}.sig`, sig, (await stat(sig)).size, 'application/json');
     await this.o.target.putFile(name, file, size, contentType);
