@@ -20,9 +20,9 @@
  * Needs Xtigervnc, vncpasswd, xsetroot and xterm, /usr/bin/chromium for part 2. Runs on the
  * built packages (`tsc -b`, this file compiled by bench/tsconfig.json into bench/dist).
  */
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +34,7 @@ import { ServerMessageFramer, vncAuthResponse, type RfbServerMessage } from '@ga
 import { type Page } from 'playwright-core';
 import { launchChromium } from './chromium.js';
 import { ensureSystemUser } from './host.js';
+import { startVncTarget, VNC_BACKGROUND, type VncTarget } from './vnc-target.js';
 import { startXrdp } from './xrdp.js';
 import {
   api,
@@ -53,56 +54,14 @@ import {
 } from './ssh-support.js';
 
 /** The device's background (xsetroot), which the browser's first frame must show. */
-const BACKGROUND = { hex: '#3366cc', r: 0x33, g: 0x66, b: 0xcc } as const;
+const BACKGROUND = VNC_BACKGROUND;
 /** What a viewer asks for (noVNC and TigerVNC's order), all of them playable by the recorder's player. */
 const VIEWER_ENCODINGS = [7, 16, 5, 1, 0];
 const RAW = [0];
 
-// ---------------------------------------------------------------------------------------
-// The device: Xtigervnc with VncAuth, a solid background and an xterm that keeps scrolling.
-
-interface Target {
-  port: number;
-  display: string;
-}
-
-async function startTarget(dir: string, password: string, width: number, height: number): Promise<Target> {
-  const passwordFile = path.join(dir, 'vncpasswd');
-  writeFileSync(passwordFile, execFileSync('vncpasswd', ['-f'], { input: `${password}\n` }), { mode: 0o600 });
-  const port = await freePort();
-  const server = track(
-    spawn(
-      'Xtigervnc',
-      [
-        ...['-displayfd', '3', '-rfbport', String(port), '-localhost', '-nolisten', 'tcp'],
-        ...['-geometry', `${width}x${height}`, '-depth', '24', '-SecurityTypes', 'VncAuth', '-PasswordFile', passwordFile],
-        ...['-AlwaysShared', '-BlacklistThreshold', '100000'],
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
-    ),
-  );
-  const display = await displayOf(server);
-  const env = { ...process.env, DISPLAY: display };
-  execFileSync('xsetroot', ['-solid', BACKGROUND.hex], { env });
-  // Text scrolling in the top left; the bottom right stays background for the browser's check.
-  const script = 'while :; do ls -l /usr/bin /usr/lib/x86_64-linux-gnu 2>/dev/null; done';
-  track(spawn('xterm', ['-geometry', '120x40+0+0', '-e', 'sh', '-c', script], { env, stdio: 'ignore' }));
-  return { port, display };
-}
-
-/** The X server picks a free display and writes it to fd 3 once it accepts clients (-displayfd). */
-function displayOf(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    (child.stdio[3] as NodeJS.ReadableStream).on('data', (d: Buffer) => {
-      out += d.toString();
-      const match = /^(\d+)\n/.exec(out);
-      if (match) resolve(`:${match[1]}`);
-    });
-    child.once('exit', (code) => reject(new Error(`Xtigervnc exited (${code}) before it was ready: ${stderr}`)));
-  });
+/** The device: Xtigervnc with VncAuth, the background and an xterm that keeps scrolling (the bottom right stays background for the browser's check). */
+function startTarget(dir: string, password: string, width: number, height: number): Promise<VncTarget> {
+  return startVncTarget(dir, password, width, height, 'while :; do ls -l /usr/bin /usr/lib/x86_64-linux-gnu 2>/dev/null; done');
 }
 
 // ---------------------------------------------------------------------------------------
@@ -328,7 +287,7 @@ interface GatewayPath {
   log: string;
 }
 
-async function startGatewayPath(dir: string, target: Target, password: string, rdpPool: number): Promise<GatewayPath | string> {
+async function startGatewayPath(dir: string, target: VncTarget, password: string, rdpPool: number): Promise<GatewayPath | string> {
   const dataDir = path.join(dir, 'gatehouse', 'data');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // The server's TMPDIR holds the RDP renderer's per-session directories, which every renderer process names.

@@ -3,7 +3,8 @@
  * `gatehouse server` (embedded database, built-in SSH gateway) and a private sshd as the
  * devices, fills it with sample data (projects, devices, an operator and an auditor, a
  * recorded terminal session, a registered remote gateway, a maintenance request, a runbook
- * run, break glass configured against s3rver and run once; the audit log fills by itself),
+ * run, break glass configured against s3rver and run once, a VNC device (Xtigervnc) and an
+ * RDP device (xrdp) whose desktops open in the page; the audit log fills by itself),
  * then opens each page in Debian's Chromium and saves
  * artifacts/screenshots/<page>-<width>.png at 390 px and 1366 px. Not a benchmark: it
  * measures nothing; a page that does not load is named and the script exits 1.
@@ -43,6 +44,8 @@ import {
   type Gatehouse,
 } from './ssh-support.js';
 import { s3rverBreakGlassSettings } from './s3rver-settings.js';
+import { startVncTarget, VNC_BACKGROUND } from './vnc-target.js';
+import { startXrdp } from './xrdp.js';
 
 const OUT = path.join(ROOT, 'artifacts', 'screenshots');
 const WIDTHS = [390, 1366];
@@ -65,6 +68,8 @@ interface Shot {
   as?: 'admin' | 'operator' | 'auditor' | 'nobody';
   /** What shows the page is ready (a CSS or text selector); default the first heading. */
   ready?: string;
+  /** A desktop page: ready once its canvas shows the device's background (bottom right). */
+  desktop?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -95,6 +100,7 @@ async function main(): Promise<void> {
 
   const token = await setUpGatehouse(g, dataDir, ADMIN_PASSWORD);
   const ids = await seed(g, token, sshd.port, readFileSync(deviceKey, 'utf8'), s3Port, dir);
+  const desktops = await seedDesktops(g, token, dir);
 
   const all: Shot[] = [
     { name: 'sign-in', path: '/', as: 'nobody', ready: 'button:has-text("Sign in")' },
@@ -115,6 +121,8 @@ async function main(): Promise<void> {
     { name: 'runbooks', path: '/runbooks' },
     { name: 'runbook-run', path: `/runbooks/runs/${ids.run}` },
     { name: 'import', path: '/import' },
+    { name: 'device-desktop-vnc', path: `/devices/${desktops.vnc}/desktop`, desktop: true },
+    { name: 'device-desktop-rdp', path: `/devices/${desktops.rdp}/desktop?protocol=rdp`, desktop: true },
     { name: 'operator-devices', path: '/devices', as: 'operator', ready: 'table.data tbody tr' },
     { name: 'operator-sessions', path: '/sessions', as: 'operator' },
     { name: 'auditor-audit', path: '/audit', as: 'auditor', ready: 'table tbody tr' },
@@ -181,6 +189,32 @@ async function seed(g: Gatehouse, token: string, sshdPort: number, privateKey: s
   return { device, segmentDevice, session, run: run.id };
 }
 
+/** A VNC device (Xtigervnc) and an RDP device (xrdp) on this machine, each with a vaulted password; answers their ids. */
+async function seedDesktops(g: Gatehouse, token: string, dir: string): Promise<{ vnc: string; rdp: string }> {
+  const call = <T>(method: string, route: string, body?: unknown) => api<T>(g, token, method, route, body);
+  const password = 'shots-vnc';
+  const vnc = await startVncTarget(dir, password, 1024, 640, 'echo VNC desktop of desk-vnc; exec sh');
+  const xrdp = await startXrdp({ user: 'gh-shots-rdp', password: 'Rdp-screenshots-1', content: ['xterm', '-geometry', '80x8+0+0'] });
+  onCleanup(() => void xrdp.stop());
+  const lab = (await call<{ items: { id: string; name: string }[] }>('GET', '/projects')).items.find((p) => p.name === 'Lab');
+  const device = async (name: string, protocol: 'vnc' | 'rdp', port: number, username: string, secret: string) => {
+    const created = await call<{ id: string }>('POST', '/devices', {
+      projectId: lab?.id,
+      name,
+      provider: 'on-prem',
+      protocols: [protocol],
+      privateIp: '127.0.0.1',
+      urlPort: `${protocol}://127.0.0.1:${port}`,
+    });
+    await call('POST', '/accounts', { deviceId: created.id, username, password: secret });
+    return created.id;
+  };
+  return {
+    vnc: await device('desk-vnc', 'vnc', vnc.port, 'vnc', password),
+    rdp: await device('desk-rdp', 'rdp', xrdp.port, xrdp.user, 'Rdp-screenshots-1'),
+  };
+}
+
 /** Opens `shot` for its user at each width and saves the screenshots; a failure is noted, not thrown. */
 async function shoot(browser: Browser, g: Gatehouse, shot: Shot, failures: string[]): Promise<void> {
   for (const width of WIDTHS) {
@@ -194,6 +228,7 @@ async function shoot(browser: Browser, g: Gatehouse, shot: Shot, failures: strin
         .locator(shot.ready ?? 'h1, h2')
         .first()
         .waitFor({ timeout: 20_000 });
+      if (shot.desktop) await desktopShown(page);
       // Lazy pages and their data: wait until nothing is loading.
       await page.waitForLoadState('networkidle').catch(() => undefined);
       await page.screenshot({ path: path.join(OUT, `${shot.name}-${width}.png`), fullPage: true });
@@ -203,6 +238,28 @@ async function shoot(browser: Browser, g: Gatehouse, shot: Shot, failures: strin
       await context.close();
     }
   }
+}
+
+/** Waits until the desktop's canvas shows the device's background near its bottom-right corner (the RDP session takes seconds). */
+async function desktopShown(page: Page): Promise<void> {
+  await page.waitForFunction(
+    (c) => {
+      // The bench is built without the DOM's types: what this function uses of the page.
+      type Canvas = {
+        width: number;
+        height: number;
+        getContext(kind: '2d'): { getImageData(...xywh: number[]): { data: Uint8ClampedArray } } | null;
+      };
+      const { document } = globalThis as unknown as { document: { querySelector(selector: string): Canvas | null } };
+      const canvas = document.querySelector('[data-testid="desktop"] canvas');
+      const context = canvas && canvas.width >= 10 ? canvas.getContext('2d') : null;
+      if (!canvas || !context) return false;
+      const [r, g, b] = context.getImageData(canvas.width - 5, canvas.height - 5, 1, 1).data;
+      return Math.abs(r! - c.r) < 8 && Math.abs(g! - c.g) < 8 && Math.abs(b! - c.b) < 8;
+    },
+    VNC_BACKGROUND,
+    { polling: 250, timeout: 60_000 },
+  );
 }
 
 async function signIn(page: Page, url: string, who: 'admin' | 'operator' | 'auditor'): Promise<void> {
