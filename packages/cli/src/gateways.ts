@@ -23,6 +23,7 @@ interface GatewayFlags {
   host?: string;
   managementPort?: string;
   dataDir?: string;
+  hostKeyFile?: string;
   serverKey?: string;
   logLevel?: string;
 }
@@ -38,6 +39,10 @@ export function gatewayCommand(program: Command): void {
       'TLS management port the server connects to (env GATEHOUSE_MANAGEMENT_PORT; default 443 as root, 9443 otherwise)',
     )
     .option('--data-dir <dir>', "where the gateway's key pair lives (env GATEHOUSE_GATEWAY_DATA_DIR; default ./gateway-data)")
+    .option(
+      '--host-key-file <file>',
+      "the SSH entry's host key, a private key only its owner may read (env GATEHOUSE_GATEWAY_HOST_KEY_FILE; default: generated once in the data directory)",
+    )
     .option(
       '--ssh-port <port>',
       "this gateway's own SSH/SFTP entry for users, 0 to turn it off (env GATEHOUSE_GATEWAY_SSH_PORT; default 7993)",

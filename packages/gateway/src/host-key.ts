@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import ssh2, { type ParsedKey } from 'ssh2';
 import { GatehouseError } from '@gatehouse/core';
@@ -13,6 +13,8 @@ export interface GatewayHostKey {
   fingerprint: string;
   /** True when this start generated the key. */
   generated: boolean;
+  /** The file it was read from. */
+  file: string;
 }
 
 export const HOST_KEY_FILE = 'ssh_host_ed25519_key';
@@ -58,21 +60,68 @@ export function loadOrCreateHostKey(dir: string): GatewayHostKey {
   }
   chmodSync(file, 0o600);
   const privateKey = readFileSync(file, 'utf8');
-  const parsed = ssh2.utils.parseKey(privateKey);
-  if (parsed instanceof Error)
+  // parseKey answers one key for an OpenSSH private key file (the types allow no array).
+  const parsed: ParsedKey | Error | undefined = ssh2.utils.parseKey(privateKey);
+  if (parsed instanceof Error || !parsed)
     throw new GatehouseError(
       'CONFIG_INVALID',
-      `The gateway host key ${file} cannot be read: ${parsed.message}. Remove it to generate a new one.`,
+      `The gateway host key ${file} cannot be read: ${parsed?.message ?? 'it holds no key'}. Remove it to generate a new one.`,
     );
-  // parseKey answers one key for an OpenSSH private key file (the types allow no array).
-  const key: ParsedKey | undefined = parsed;
-  if (!key) throw new GatehouseError('CONFIG_INVALID', `The gateway host key ${file} holds no key. Remove it to generate a new one.`);
+  return hostKeyOf(parsed, privateKey, file, generated);
+}
+
+/**
+ * The gateway's host key from a file the operator made (`ssh-keygen -t ed25519 -N ''`, a
+ * mounted Kubernetes Secret), so every replica and every restart presents the same key.
+ * Refused, naming `setting`, when it cannot be read, is not a private key, is encrypted,
+ * or other users may read it. Nothing of the file's content enters a message.
+ */
+export function readHostKeyFile(file: string, setting: string): GatewayHostKey {
+  const refuse = (problem: string) => new GatehouseError('CONFIG_INVALID', `${setting}: the SSH host key file ${file} ${problem}`);
+  let stats: Stats;
+  let privateKey: string;
+  try {
+    stats = statSync(file);
+    privateKey = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw refuse(`cannot be read (${code}). Check the path, and that the user the gateway runs as may read it.`);
+  }
+  const parsed: ParsedKey | Error | undefined = ssh2.utils.parseKey(privateKey);
+  if (parsed instanceof Error && /encrypted/i.test(parsed.message))
+    throw refuse(
+      "is encrypted with a passphrase, which the gateway cannot type at start. Remove it (ssh-keygen -p -N '' -f <copy>) or make a new key: ssh-keygen -t ed25519 -N '' -f <file>",
+    );
+  if (parsed instanceof Error || !parsed || !parsed.isPrivateKey())
+    throw refuse(
+      `is not an SSH private key${parsed && !(parsed instanceof Error) ? ' (it holds a public key)' : ''}. Make one with: ssh-keygen -t ed25519 -N '' -f <file>`,
+    );
+  const exposed = exposureOf(stats);
+  if (exposed) throw refuse(`may be read by ${exposed}. A private key must be readable by its owner only: chmod 600 ${file}`);
+  return hostKeyOf(parsed, privateKey, file, false);
+}
+
+/**
+ * Who besides the owner may read a key file, or null. OpenSSH's rule for a key this user
+ * owns: no group or other permission bits. A file another user owns may be group-readable:
+ * a Kubernetes Secret mounted in a pod with fsGroup is root:<fsGroup> mode 0440 whatever
+ * its defaultMode (kubernetes/kubernetes#57923), and root:<service group> 0640 is the usual
+ * way to hand a service a root-owned key.
+ */
+function exposureOf(stats: Stats): string | null {
+  if ((stats.mode & 0o007) !== 0) return 'every user of this machine';
+  if ((stats.mode & 0o070) !== 0 && stats.uid === process.getuid?.()) return 'its group';
+  return null;
+}
+
+function hostKeyOf(key: ParsedKey, privateKey: string, file: string, generated: boolean): GatewayHostKey {
   const blob = key.getPublicSSH();
   return {
     privateKey,
     publicKey: `${key.type} ${blob.toString('base64')} gatehouse-gateway`,
     fingerprint: fingerprintOf(blob),
     generated,
+    file,
   };
 }
 

@@ -2,6 +2,7 @@ export { SshGateway, type SshGatewayOptions, type GatewayLogger } from './gatewa
 export {
   generateEd25519KeyPair,
   loadOrCreateHostKey,
+  readHostKeyFile,
   fingerprintOf,
   keyTypeOf,
   parseUserPublicKey,

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateLinkIdentity } from './identity.js';
 import { loadRemoteGatewayConfig } from './remote.js';
@@ -18,5 +19,17 @@ describe("the remote gateway's agent listener settings", () => {
       /agentPort --agent-port \(GATEHOUSE_GATEWAY_AGENT_PORT\): must be a port number[\s\S]*agentAddress --agent-address \(GATEHOUSE_GATEWAY_AGENT_ADDRESS\): must be host:port/,
     );
     expect(() => loadRemoteGatewayConfig({ serverKey, agentAddress: 'no-port-secretish' }, {})).not.toThrow(/secretish/);
+  });
+});
+
+describe("the remote gateway's SSH host key file", () => {
+  it('comes from --host-key-file or GATEHOUSE_GATEWAY_HOST_KEY_FILE, as an absolute path; unset, the key is generated', () => {
+    expect(loadRemoteGatewayConfig({ serverKey }, {}).hostKeyFile).toBeUndefined();
+    expect(loadRemoteGatewayConfig({ serverKey }, { GATEHOUSE_GATEWAY_HOST_KEY_FILE: '/etc/gatehouse/host-key/key' })).toMatchObject({
+      hostKeyFile: '/etc/gatehouse/host-key/key',
+    });
+    expect(loadRemoteGatewayConfig({ serverKey, hostKeyFile: 'key' }, { GATEHOUSE_GATEWAY_HOST_KEY_FILE: '/other' }).hostKeyFile).toBe(
+      path.resolve('key'),
+    );
   });
 });

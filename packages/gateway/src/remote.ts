@@ -7,7 +7,7 @@ import { repairRecording } from './asciicast.js';
 import { repairRfbRecording } from './rfb/recording.js';
 import { directDialer, type TargetDialer } from './dial.js';
 import { SshGateway } from './gateway.js';
-import { loadOrCreateHostKey } from './host-key.js';
+import { loadOrCreateHostKey, readHostKeyFile, type GatewayHostKey } from './host-key.js';
 import { AgentLinkServer } from './agent-links.js';
 import { callLinkProcedure, type LinkInput, type LinkProcedure } from './link-procedures.js';
 import { ManagementServer } from './management.js';
@@ -23,6 +23,8 @@ export const remoteGatewayConfigSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   managementPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).optional(),
   dataDir: z.string().min(1).default('./gateway-data'),
+  /** The SSH entry's host key (a mounted Secret, an ssh-keygen key); unset: generated once in dataDir. */
+  hostKeyFile: z.string().min(1).optional(),
   serverKey: z.string({ error: 'is required: the key "./gatehouse gateways server-key" prints on the server' }).superRefine((text, ctx) => {
     const parsed = parseLinkPublicKey(text);
     if (!parsed.ok)
@@ -50,6 +52,7 @@ const sources: Record<keyof z.infer<typeof remoteGatewayConfigSchema>, string> =
   host: '--host (GATEHOUSE_MANAGEMENT_HOST)',
   managementPort: '--management-port (GATEHOUSE_MANAGEMENT_PORT)',
   dataDir: '--data-dir (GATEHOUSE_GATEWAY_DATA_DIR)',
+  hostKeyFile: '--host-key-file (GATEHOUSE_GATEWAY_HOST_KEY_FILE)',
   serverKey: '--server-key (GATEHOUSE_SERVER_KEY)',
   logLevel: '--log-level (GATEHOUSE_LOG_LEVEL)',
   sshPort: '--ssh-port (GATEHOUSE_GATEWAY_SSH_PORT)',
@@ -72,6 +75,7 @@ export function loadRemoteGatewayConfig(
       host: pick(flags.host, 'GATEHOUSE_MANAGEMENT_HOST'),
       managementPort: pick(flags.managementPort, 'GATEHOUSE_MANAGEMENT_PORT'),
       dataDir: pick(flags.dataDir, 'GATEHOUSE_GATEWAY_DATA_DIR'),
+      hostKeyFile: pick(flags.hostKeyFile, 'GATEHOUSE_GATEWAY_HOST_KEY_FILE'),
       serverKey: pick(flags.serverKey, 'GATEHOUSE_SERVER_KEY'),
       logLevel: pick(flags.logLevel, 'GATEHOUSE_LOG_LEVEL'),
       sshPort: pick(flags.sshPort, 'GATEHOUSE_GATEWAY_SSH_PORT'),
@@ -93,6 +97,7 @@ export function loadRemoteGatewayConfig(
     ...parsed.data,
     serverKey: serverKey.ok ? serverKey.publicKey : parsed.data.serverKey,
     dataDir: path.resolve(parsed.data.dataDir),
+    ...(parsed.data.hostKeyFile !== undefined ? { hostKeyFile: path.resolve(parsed.data.hostKeyFile) } : {}),
     managementPort: parsed.data.managementPort ?? (isRoot() ? 443 : 9443),
   };
 }
@@ -116,6 +121,8 @@ export async function startRemoteGateway(
   logger = pino({ level: config.logLevel, base: { service: 'gatehouse-gateway' } }),
 ): Promise<RunningRemoteGateway> {
   const identity = loadOrCreateGatewayIdentity(config.dataDir);
+  // Before any listener: a host key file refused stops the start with nothing to close.
+  const hostKey = config.sshPort === 0 ? undefined : loadSshEntryHostKey(config);
   const recordingsDir = path.join(config.dataDir, 'recordings');
   // Recordings a killed run left behind are made whole before the server fetches them.
   for (const file of await readdir(recordingsDir, { recursive: true }).catch(() => [] as string[])) {
@@ -147,9 +154,7 @@ export async function startRemoteGateway(
     `gateway management listening on ${config.host}:${management.port}`,
   );
   let ssh: SshGateway | null = null;
-  let hostKey: ReturnType<typeof loadOrCreateHostKey> | undefined;
-  if (config.sshPort !== 0) {
-    hostKey = loadOrCreateHostKey(config.dataDir);
+  if (hostKey) {
     const name = () => management.registration?.name ?? 'remote';
     const timeoutMs = config.targetTimeoutSeconds * 1000;
     const direct: TargetDialer = async (target, context) => {
@@ -181,7 +186,10 @@ export async function startRemoteGateway(
       throw error;
     });
     management.liveSessions = ssh;
-    logger.info({ sshPort: ssh.port, hostKeyFingerprint: hostKey.fingerprint }, `SSH entry listening on ${config.host}:${ssh.port}`);
+    logger.info(
+      { sshPort: ssh.port, hostKeyFingerprint: hostKey.fingerprint, hostKeyFile: hostKey.file },
+      `SSH entry listening on ${config.host}:${ssh.port} (host key ${hostKey.fingerprint})`,
+    );
   }
   const agents = config.agentPort === 0 ? null : await startAgentListener(config, management, identity, logger);
   const running = ssh;
@@ -197,6 +205,11 @@ export async function startRemoteGateway(
       await management.stop();
     },
   };
+}
+
+/** The SSH entry's host key: the operator's file (the same for every replica and restart), or generated once in the data directory. */
+function loadSshEntryHostKey(config: RemoteGatewayConfig): GatewayHostKey {
+  return config.hostKeyFile === undefined ? loadOrCreateHostKey(config.dataDir) : readHostKeyFile(config.hostKeyFile, sources.hostKeyFile);
 }
 
 /**

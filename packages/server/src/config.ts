@@ -128,6 +128,12 @@ export const serverConfigSchema = z.strictObject({
     .default(26),
   /** Port of the built-in SSH/SFTP gateway; 0 turns the built-in gateway off. */
   gatewayPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7993),
+  /**
+   * The built-in gateway's SSH host key: a private key file only its owner may read (a mounted
+   * Secret), the same for every replica behind one address. Unset: generated once in
+   * `<dataDir>/gateway/`, which replicas on their own disks do not share.
+   */
+  gatewayHostKeyFile: z.string().min(1).optional(),
   /** Address the built-in gateway listens on (default: the same as host). */
   gatewayHost: z.string().min(1).optional(),
   /** The host name users give ssh for the built-in gateway, as the console shows it (default: the host the console was reached on, when gatewayHost is a wildcard). */
@@ -233,6 +239,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_BREAKGLASS_ALLOW_LINK_LOCAL: 'breakglassAllowLinkLocal',
   GATEHOUSE_GATEWAY_PORT: 'gatewayPort',
   GATEHOUSE_GATEWAY_HOST: 'gatewayHost',
+  GATEHOUSE_GATEWAY_HOST_KEY_FILE: 'gatewayHostKeyFile',
   GATEHOUSE_GATEWAY_PUBLIC_HOST: 'gatewayPublicHost',
   GATEHOUSE_AGENT_PORT: 'agentPort',
   GATEHOUSE_VNC_PORT: 'vncPort',

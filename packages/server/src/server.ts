@@ -8,6 +8,7 @@ import {
   combineLiveSessions,
   DesktopSessions,
   loadOrCreateHostKey,
+  readHostKeyFile,
   RdpTunnel,
   repairRecording,
   repairRfbRecording,
@@ -169,15 +170,19 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
 }
 
 /**
- * Starts the built-in SSH/SFTP gateway on `gatewayPort` (0: off) with the host key in
- * `<data-dir>/gateway/` (generated once) and recordings under `<data-dir>/recordings/`.
+ * Starts the built-in SSH/SFTP gateway on `gatewayPort` (0: off) with the host key of
+ * `gatewayHostKeyFile` or the one in `<data-dir>/gateway/` (generated once), and recordings
+ * under `<data-dir>/recordings/`.
  */
 async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, logger: Logger) {
   if (config.gatewayPort === 0) {
     logger.info('The built-in SSH gateway is off (gatewayPort 0).');
     return null;
   }
-  const hostKey = loadOrCreateHostKey(path.join(config.dataDir, 'gateway'));
+  const hostKey =
+    config.gatewayHostKeyFile === undefined
+      ? loadOrCreateHostKey(path.join(config.dataDir, 'gateway'))
+      : readHostKeyFile(config.gatewayHostKeyFile, 'gatewayHostKeyFile (GATEHOUSE_GATEWAY_HOST_KEY_FILE)');
   const abandoned = await endAbandonedSessions(built, recordingsDirOf(config.dataDir), logger);
   const host = config.gatewayHost ?? config.host;
   const broker = new ServerDesktopBroker(
@@ -235,6 +240,7 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
       gatewayPort: server.port,
       hostKeyFingerprint: hostKey.fingerprint,
       hostKeyGenerated: hostKey.generated,
+      hostKeyFile: hostKey.file,
       abandonedSessions: abandoned.length,
     },
     `SSH gateway listening on ${host}:${server.port} (host key ${hostKey.fingerprint})`,
