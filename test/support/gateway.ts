@@ -28,6 +28,8 @@ export class RemoteGatewayProcess {
     readonly sshPort: number,
     /** Its listener for host agents; 0 (off) unless a test asks for one. */
     readonly agentPort: number,
+    /** The SSH entry's host key file (--host-key-file); unset: generated in the data directory. */
+    private readonly hostKeyFile: string | undefined,
   ) {}
 
   static async start(opts: {
@@ -38,6 +40,7 @@ export class RemoteGatewayProcess {
     netns?: string;
     sshPort?: number;
     agentPort?: number;
+    hostKeyFile?: string;
   }): Promise<RemoteGatewayProcess> {
     const gateway = new RemoteGatewayProcess(
       opts.dataDir,
@@ -47,6 +50,7 @@ export class RemoteGatewayProcess {
       opts.netns,
       opts.sshPort ?? 0,
       opts.agentPort ?? 0,
+      opts.hostKeyFile,
     );
     await gateway.run();
     return gateway;
@@ -78,6 +82,7 @@ export class RemoteGatewayProcess {
       String(this.sshPort),
       '--agent-port',
       String(this.agentPort),
+      ...(this.hostKeyFile ? ['--host-key-file', this.hostKeyFile] : []),
       '--log-level',
       'warn',
     ];
