@@ -108,7 +108,20 @@ describe.each(['embedded', 'ha'])('deploy/kubernetes/overlays/%s', (overlay) => 
           ).toBe(true);
         }
       }
+      // A Secret is mounted read-only, readable by its owner only (the kubelet adds group read for fsGroup).
+      for (const m of secretMounts) expect(m.readOnly, `${d.metadata!.name} mount ${m.mountPath}`).toBe(true);
+      for (const v of pod.volumes ?? []) if (v.secret) expect(v.secret.defaultMode, `${d.metadata!.name} volume ${v.name}`).toBe(0o400);
     }
+  });
+
+  it('publishes no port twice on LoadBalancer Services (K3s ServiceLB binds each once per node)', async () => {
+    const published = (await render(overlay))
+      .filter((o) => o.kind === 'Service')
+      .map((o) => o as unknown as Service)
+      .filter((s) => s.spec?.type === 'LoadBalancer')
+      .flatMap((s) => (s.spec?.ports ?? []).map((p) => p.port));
+    expect(published.length).toBeGreaterThan(0);
+    expect(published).toEqual([...new Set(published)]);
   });
 });
 
@@ -125,6 +138,8 @@ describe('what each overlay promises', () => {
     const env = pod.containers[0]!.env ?? [];
     expect(env.find((e) => e.name === 'DATABASE_URL')).toBeUndefined();
     expect(env.find((e) => e.name === 'GATEHOUSE_MASTER_KEY_FILE')?.value).toBe('/etc/gatehouse/master-key/master-key');
+    // The built-in gateway's host key is generated once on the PVC, where it stays across restarts.
+    expect(env.find((e) => e.name === 'GATEHOUSE_GATEWAY_HOST_KEY_FILE')).toBeUndefined();
   });
 
   it('ha: replicas on PostgreSQL from a Secret, a PDB, probes on /readyz and /healthz, a gateway per segment, the ports', async () => {
@@ -148,9 +163,26 @@ describe('what each overlay promises', () => {
     expect(gateway.spec!.template.spec!.containers[0]!.args).toEqual(['gateway']);
     expect(podSpec(gateway).volumes?.find((v) => v.name === 'key')?.secret?.secretName).toBe('gatehouse-gateway-office1');
 
-    const ports = (name: string) =>
-      ((objects.find((o) => o.kind === 'Service' && o.metadata.name === name) as unknown as Service).spec?.ports ?? []).map((p) => p.port);
+    // One SSH host key for every replica, and for every restart of the remote gateway: a file on a Secret.
+    const hostKeyFile = (d: Deployment) => podSpec(d).containers[0]!.env?.find((e) => e.name === 'GATEHOUSE_GATEWAY_HOST_KEY_FILE')?.value;
+    expect(hostKeyFile(server)).toBe('/etc/gatehouse/ssh-host-key/ssh_host_ed25519_key');
+    expect(podSpec(server).volumes?.find((v) => v.name === 'ssh-host-key')?.secret).toEqual({
+      secretName: 'gatehouse-ssh-host-key',
+      defaultMode: 0o400,
+    });
+    expect(hostKeyFile(gateway)).toBe('/etc/gatehouse/ssh-host-key/ssh_host_ed25519_key');
+    expect(podSpec(gateway).volumes?.find((v) => v.name === 'ssh-host-key')?.secret).toEqual({
+      secretName: 'gatehouse-gateway-office1',
+      items: [{ key: 'ssh_host_ed25519_key', path: 'ssh_host_ed25519_key' }],
+      defaultMode: 0o400,
+    });
+
+    const service = (name: string) => objects.find((o) => o.kind === 'Service' && o.metadata.name === name) as unknown as Service;
+    const ports = (name: string) => (service(name).spec?.ports ?? []).map((p) => p.port);
     expect(ports('gatehouse')).toEqual([443, 7993, 7994, 7995, 7996]);
-    expect(ports('gatehouse-gateway-office1')).toEqual([9443, 7993, 7996]);
+    // The management port stays inside the cluster; the segment's users and agents use ports of their own.
+    expect(service('gatehouse-gateway-office1').spec?.type).toBe('ClusterIP');
+    expect(ports('gatehouse-gateway-office1')).toEqual([9443]);
+    expect(ports('gatehouse-gateway-office1-entry')).toEqual([8993, 8996]);
   });
 });
