@@ -11,10 +11,9 @@
  * Runs on the built packages (packages/*\/dist): `tsc -b` first, then this file compiled
  * by bench/tsconfig.json into bench/dist.
  */
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { createHash, randomBytes, randomUUID, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable, pipeline } from 'node:stream';
@@ -37,11 +36,11 @@ import { S3Target } from '@gatehouse/breakglass/s3';
 import { Inventory, openDatabase, openVault, type Db, type Vault } from '@gatehouse/db';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { S3rver, S3RVER_KEY } from './s3rver.js';
 
 // The SDK's notice that future versions need Node 22, once per child otherwise.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MiB = 1024 * 1024;
 const TARGET_SECONDS = 10;
 const TARGET_RSS_MIB = 256;
@@ -201,67 +200,17 @@ function measure(job: ChildJob, execArgv: string[]): Promise<ChildResult> {
 // ---------------------------------------------------------------------------------------
 // Parent: s3rver, the data, the runs, the table.
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number, c: ChildProcess, log: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (c.exitCode !== null) throw new Error(`s3rver exited (${c.exitCode}): ${log()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`s3rver did not open port ${port}: ${log()}`);
-}
-
-/** s3rver on 127.0.0.1 with its objects in a temporary directory, as test/support/storage.ts starts it. */
+/** s3rver with its objects in a temporary directory, as the tests start it. */
 async function startS3rver(bucket: string): Promise<S3Endpoint & { stop(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-s3rver-'));
-  const port = await freePort();
-  const args = [
-    '-d',
-    path.join(dir, 'data'),
-    '-a',
-    '127.0.0.1',
-    '-p',
-    String(port),
-    '-s',
-    '--no-vhost-buckets',
-    '--configure-bucket',
-    bucket,
-  ];
-  let log = '';
-  const c = spawn(path.join(ROOT, 'node_modules', '.bin', 's3rver'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  c.stdout.on('data', (d: Buffer) => (log += d.toString()));
-  c.stderr.on('data', (d: Buffer) => (log += d.toString()));
-  await waitForPort(port, c, () => log);
+  const s3 = await S3rver.start({ dataDir: path.join(dir, 'data'), buckets: [bucket] });
   return {
-    endpoint: `127.0.0.1:${port}`,
+    endpoint: s3.endpoint,
     bucket,
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
+    accessKeyId: S3RVER_KEY,
+    secretAccessKey: S3RVER_KEY,
     async stop() {
-      if (c.exitCode === null && c.signalCode === null) {
-        const exited = new Promise((resolve) => c.once('exit', resolve));
-        c.kill('SIGTERM');
-        await exited;
-      }
+      await s3.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

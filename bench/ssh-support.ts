@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSystemUser, waitForPort } from './host.js';
+import { S3rver } from './s3rver.js';
 
 export { waitForPort };
 
@@ -320,16 +321,9 @@ export async function startGatehouseProcess(
 
 /** s3rver in `dir/s3` with the bucket `breakglass`, on a free port (answered); stopped at clean-up. */
 export async function startS3rver(dir: string): Promise<number> {
-  const port = await freePort();
-  track(
-    spawn(
-      path.join(ROOT, 'node_modules', '.bin', 's3rver'),
-      ['-d', path.join(dir, 's3'), '-a', '127.0.0.1', '-p', String(port), '-s', '--no-vhost-buckets', '--configure-bucket', 'breakglass'],
-      { stdio: 'ignore' },
-    ),
-  );
-  await waitForPort(port);
-  return port;
+  const s3 = await S3rver.start({ dataDir: path.join(dir, 's3'), buckets: ['breakglass'], port: await freePort() });
+  onCleanup(() => void s3.stop());
+  return s3.port;
 }
 
 /** A fresh age identity in `dir/identity.txt`; answers its recipient (age1…). */

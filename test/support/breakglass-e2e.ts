@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import {
@@ -10,8 +10,9 @@ import {
 } from 'node:http';
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import path from 'node:path';
+import { S3rver } from '../../bench/s3rver.js';
 import { gatehouseBin } from './server.js';
-import { bin, freePort, waitForPort } from './storage.js';
+import { freePort } from './storage.js';
 
 export { s3rverBreakGlassSettings } from '../../bench/s3rver-settings.js';
 
@@ -45,26 +46,27 @@ export function awsDownload(endpointUrl: string, bucket: string, key: string, de
   return readFileSync(dest);
 }
 
+/** An s3rver in `dir/data` that a test stops and starts again on the same port and objects. */
 export class RestartableS3rver {
-  private child: ChildProcess | undefined;
-  private log = '';
-
   private constructor(
     readonly dir: string,
-    readonly port: number,
+    private readonly s3: S3rver,
     private readonly buckets: string[],
   ) {}
 
   static async start(dir: string, buckets: string[]): Promise<RestartableS3rver> {
     mkdirSync(dir, { recursive: true });
-    const s3 = new RestartableS3rver(dir, await freePort(), buckets);
-    await s3.restart();
-    return s3;
+    const s3 = await S3rver.start({ dataDir: path.join(dir, 'data'), buckets, port: await freePort() });
+    return new RestartableS3rver(dir, s3, buckets);
+  }
+
+  get port(): number {
+    return this.s3.port;
   }
 
   /** host:port, as the `url` setting takes it. */
   get endpoint(): string {
-    return `127.0.0.1:${this.port}`;
+    return this.s3.endpoint;
   }
 
   get endpointUrl(): string {
@@ -72,7 +74,7 @@ export class RestartableS3rver {
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.s3.running;
   }
 
   /** The multipart uploads s3rver holds unfinished, in every bucket (s3rver keeps each in `<bucket>/._S3rver_uploads/<id>`). */
@@ -84,26 +86,12 @@ export class RestartableS3rver {
     });
   }
 
-  async restart(): Promise<void> {
-    if (this.running) return;
-    const args = ['-d', path.join(this.dir, 'data'), '-a', '127.0.0.1', '-p', String(this.port), '-s', '--no-vhost-buckets'];
-    for (const b of this.buckets) args.push('--configure-bucket', b);
-    this.log = '';
-    const child = spawn(bin('s3rver'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
-    this.child = child;
-    await waitForPort(this.port, child, 's3rver', () => this.log);
+  restart(): Promise<void> {
+    return this.s3.restart();
   }
 
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.s3.stop();
   }
 }
 

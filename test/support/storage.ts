@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stopChild, waitForPort as waitForListener } from '../../bench/host.js';
+import { S3rver } from '../../bench/s3rver.js';
 
 /** A command installed by npm in node_modules/.bin. */
 export const bin = (name: string) => fileURLToPath(new URL(`../../node_modules/.bin/${name}`, import.meta.url));
@@ -22,34 +24,11 @@ export function freePort(): Promise<number> {
 }
 
 /** Waits until something accepts connections on 127.0.0.1:`port`, failing early if `child` exits. */
-export async function waitForPort(port: number, child: ChildProcess, what: string, log: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}): ${log()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not open port ${port}: ${log()}`);
+export function waitForPort(port: number, child: ChildProcess, what: string, log: () => string): Promise<void> {
+  return waitForListener(port, 30_000, { child, what, log });
 }
 
-/** SIGTERM, then SIGKILL after 5 s; resolves when the child has exited. */
-export async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGCONT');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
+export { stopChild };
 
 /** A throwaway self-signed certificate for 127.0.0.1, made with openssl. */
 export function selfSignedCert(dir: string): { cert: string; key: string; certPem: string } {
@@ -88,31 +67,19 @@ export interface RunningPeer {
   stop(): Promise<void>;
 }
 
-/** s3rver (npm), an S3-protocol server that keeps objects in a directory. */
+/** s3rver (npm), an S3-protocol server that keeps objects in a temporary directory. */
 export async function startS3rver(opts: { buckets: string[]; tls?: boolean }): Promise<RunningPeer & { endpoint: string }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-s3rver-'));
-  const port = await freePort();
-  const args = ['-d', path.join(dir, 'data'), '-a', '127.0.0.1', '-p', String(port), '-s', '--no-vhost-buckets'];
-  for (const b of opts.buckets) args.push('--configure-bucket', b);
-  let certPem: string | undefined;
-  if (opts.tls) {
-    const tls = selfSignedCert(dir);
-    args.push('--cert', tls.cert, '--key', tls.key);
-    certPem = tls.certPem;
-  }
-  let log = '';
-  const child = spawn(bin('s3rver'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => (log += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-  await waitForPort(port, child, 's3rver', () => log);
+  const tls = opts.tls ? selfSignedCert(dir) : undefined;
+  const s3 = await S3rver.start({ dataDir: path.join(dir, 'data'), buckets: opts.buckets, port: await freePort(), tls });
   return {
-    port,
+    port: s3.port,
     dir,
-    pid: child.pid ?? 0,
-    certPem,
-    endpoint: `127.0.0.1:${port}`,
+    pid: s3.pid,
+    certPem: tls?.certPem,
+    endpoint: s3.endpoint,
     async stop() {
-      await stopChild(child);
+      await s3.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
