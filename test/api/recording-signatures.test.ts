@@ -2,13 +2,14 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { GatewaySession, RecordingSigningKey } from '@gatehouse/api';
-import { checkRecordingSignature, deviceInput } from '@gatehouse/core';
+import { checkRecordingSignature } from '@gatehouse/core';
 import type { GatewaySessionInput } from '@gatehouse/db';
 import { RecordingSignatures, signatureFileOf } from '@gatehouse/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
-import { createTestApp, type TestApp } from '../support/app.js';
+import type { TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
+import { createSessionsApp, sessionRow } from '../support/session-rows.js';
 
 /** Each finished recording signed once, in its row and beside its file, with the key the API shows. */
 describe.each(dialects)('recording signatures on %s', (dialect) => {
@@ -16,28 +17,7 @@ describe.each(dialects)('recording signatures on %s', (dialect) => {
   let auditor: string;
   let deviceId: string;
   const recordingsDir = () => path.join(t.services.config.dataDir, 'recordings');
-  const row = (over: Partial<GatewaySessionInput>): GatewaySessionInput => ({
-    id: randomUUID(),
-    user_id: null,
-    username: 'alice',
-    project_id: null,
-    project_name: 'Lab',
-    device_id: deviceId,
-    device_name: 'web-1',
-    account_id: null,
-    account_username: 'root',
-    gateway: 'default',
-    entry_gateway: 'default',
-    segment: null,
-    kind: 'shell',
-    command: null,
-    remote_address: '192.0.2.7',
-    started_at: new Date().toISOString(),
-    result: 'active',
-    reason: null,
-    recording: null,
-    ...over,
-  });
+  const row = (over: Partial<GatewaySessionInput>) => sessionRow(deviceId, over);
   /** A session with a recording of `text`, ended unless `live`; the file is written unless `absent`. */
   const recorded = async (text: string, opts: { live?: boolean; absent?: boolean } = {}) => {
     const id = randomUUID();
@@ -56,10 +36,7 @@ describe.each(dialects)('recording signatures on %s', (dialect) => {
   const shown = async (id: string) => (await t.request('GET', `${API}/sessions/${id}`, { token: auditor })).json<GatewaySession>();
 
   beforeAll(async () => {
-    t = await createTestApp(dialect);
-    auditor = (await t.userWithToken('auditor')).token;
-    const project = await t.services.inventory.projects.create({ name: 'Lab', description: null });
-    deviceId = (await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'web-1', provider: 'aws' }))).id;
+    ({ t, auditor, deviceId } = await createSessionsApp(dialect));
   });
   afterAll(() => t.close());
 

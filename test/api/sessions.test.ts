@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gatewaySession, type GatewaySession } from '@gatehouse/api';
-import { decodeRfbRecording, deviceInput, encodeRfbFrame, encodeRfbHeader, RFB_RECORDING_MEDIA_TYPE } from '@gatehouse/core';
+import { decodeRfbRecording, encodeRfbFrame, encodeRfbHeader, RFB_RECORDING_MEDIA_TYPE } from '@gatehouse/core';
 import { listAuditEvents, type GatewaySessionInput } from '@gatehouse/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
-import { createTestApp, type TestApp } from '../support/app.js';
+import type { TestApp } from '../support/app.js';
 import { dialects } from '../support/db.js';
+import { createSessionsApp, sessionRow } from '../support/session-rows.js';
 import { testRfbHeader } from '../support/rfb-header.js';
 
 /** Sessions as the API answers them: every kind the gateway records, file operations, recordings. */
@@ -15,34 +16,10 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
   let t: TestApp;
   let auditor: string;
   let deviceId: string;
-  const row = (over: Partial<GatewaySessionInput>): GatewaySessionInput => ({
-    id: randomUUID(),
-    user_id: null,
-    username: 'alice',
-    project_id: null,
-    project_name: 'Lab',
-    device_id: deviceId,
-    device_name: 'web-1',
-    account_id: null,
-    account_username: 'root',
-    gateway: 'default',
-    entry_gateway: 'default',
-    segment: null,
-    kind: 'shell',
-    command: null,
-    remote_address: '192.0.2.7',
-    started_at: new Date().toISOString(),
-    result: 'active',
-    reason: null,
-    recording: null,
-    ...over,
-  });
+  const row = (over: Partial<GatewaySessionInput>) => sessionRow(deviceId, over);
 
   beforeAll(async () => {
-    t = await createTestApp(dialect);
-    auditor = (await t.userWithToken('auditor')).token;
-    const project = await t.services.inventory.projects.create({ name: 'Lab', description: null });
-    deviceId = (await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'web-1', provider: 'aws' }))).id;
+    ({ t, auditor, deviceId } = await createSessionsApp(dialect));
   });
   afterAll(() => t.close());
 
