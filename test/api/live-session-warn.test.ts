@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { SshGateway } from '@gatehouse/gateway';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { API } from '../support/api-helpers.js';
-import { createTestApp, type TestApp } from '../support/app.js';
+import { createReplicaApp, createTestApp, type TestApp } from '../support/app.js';
 import { startBuiltInGateway } from '../support/built-in-gateway.js';
 import { dialects } from '../support/db.js';
 import { ensureSystemUser, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
@@ -159,6 +159,36 @@ describe.each(dialects)('warning and ending live sessions on %s', (dialect) => {
     await expect.poll(() => session(live.id)).toMatchObject({ result: 'success' });
     expect(await recorded(live.id)).toContain('*** ends soon ***');
   });
+
+  it.runIf(dialect === 'postgres')(
+    'carries a warning asked on another replica through the session row: this replica shows it once',
+    async () => {
+      const other = await createReplicaApp(t);
+      const stop = t.gateways.watchSessionRequests();
+      try {
+        const shell = connect(['-tt']);
+        shell.child.stdin.write('echo ready-$((3+4))\n');
+        await expect.poll(shell.stdout, { timeout: 20_000 }).toContain('ready-7');
+        const live = await liveSession((s) => s.kind === 'shell' && s.result === 'active');
+        // The other replica's built-in gateway does not hold it (it has none): asked for in the row.
+        const warning = 'Gatehouse: maintenance window w-2 ends at 11:00 UTC; this session will be ended then.';
+        expect(await other.gateways.warnSession({ id: live.id, entryGateway: 'default' }, warning)).toBe(true);
+        await expect.poll(shell.stdout, { timeout: 10_000 }).toContain(`*** ${warning} ***`);
+        // Claimed when shown: another pass shows nothing more.
+        await t.gateways.deliverSessionRequests();
+        shell.child.stdin.write('echo after-$((4+5))\n');
+        await expect.poll(shell.stdout).toContain('after-9');
+        expect(shell.stdout().split(warning)).toHaveLength(2);
+        expect(await t.gatewaySessions.find(live.id)).toMatchObject({ result: 'active' });
+        expect(await other.gateways.warnSession({ id: '00000000-0000-4000-8000-000000000000', entryGateway: 'default' }, 'x')).toBe(false);
+        expect((await endSession(live.id, 'done')).statusCode).toBe(200);
+        expect(await shell.exited).toBe(255);
+      } finally {
+        stop();
+        await other.close();
+      }
+    },
+  );
 
   it('takes a warning for an ssh -N connection without showing anything, and knows no other session', async () => {
     const idle = connect(['-N']);

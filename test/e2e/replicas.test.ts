@@ -28,7 +28,8 @@ import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../sup
  * the other's built-in gateway; a console signed in on one replica opens the terminal and
  * the file browser on the other; killing the leader in the middle of a break-glass export
  * leaves exactly one export that completes, redone by the other replica, which takes over
- * the scheduled jobs, while an SSH session and a browser terminal through it stay up.
+ * the scheduled jobs, while an SSH session and a browser terminal through it stay up and the
+ * killed leader's session is recorded as ended by its sweep.
  */
 const DEVICE_USER = 'ghreplica';
 const ADMIN_PASSWORD = 'replica admin password';
@@ -247,7 +248,7 @@ describe('two server replicas on one PostgreSQL', () => {
     await page.context().close();
   });
 
-  it('kill -9 of the leader mid-export: the other replica redoes it once and leads, and its SSH session and browser terminal stay up', async () => {
+  it('kill -9 of the leader mid-export: the other replica redoes it once and leads, its SSH session and browser terminal stay up, the leader’s is swept', async () => {
     const leader = await waitFor('a leader', leaderPid);
     const dying = replicas.find((r) => r.server.pid === leader);
     const other = replicas.find((r) => r.server.pid !== leader);
@@ -287,6 +288,13 @@ describe('two server replicas on one PostgreSQL', () => {
       const { items } = await other.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
       return items[0];
     });
+    // And one through the leader, which dies with it.
+    const doomed = openSsh(dying.gatewayPort, 'box', 'read line; echo "got $line"');
+    const lost = await waitFor('the leader’s session to be live', async () => {
+      const { items } = await other.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
+      for (const item of items) if ((await holderPid(item.id)) === dying.server.pid) return item;
+      return undefined;
+    });
     const { page, problems } = await consoleOn(other.server);
     await terminalAt(page, other.server.url, 'before-the-kill');
     const terminal = await waitFor('the browser terminal to be live', () => liveShellOn(other.server));
@@ -322,6 +330,25 @@ describe('two server replicas on one PostgreSQL', () => {
     await page.keyboard.type('exit 0\n');
     await page.getByText('The session ended (exit status 0).').waitFor({ timeout: 15_000 });
     expect(problems).toEqual([]);
+
+    // The killed leader's session is recorded as ended by the new leader's sweep (its lease lapsed), once.
+    expect(await doomed.exited).toBe(255);
+    const swept = await waitFor(
+      'the killed leader’s session to be recorded as ended',
+      async () => {
+        const row = await other.server.api<Session>(token, 'GET', `/sessions/${lost.id}`);
+        return row.result === 'active' ? undefined : row;
+      },
+      30_000,
+    );
+    expect(swept.result).toBe('failure');
+    expect(swept.reason).toContain('stopped answering');
+    const ends = await other.server.api<{ items: { details: { sessionId?: string } }[] }>(
+      token,
+      'GET',
+      '/audit/events?action=session.end&limit=500',
+    );
+    expect(ends.items.filter((e) => e.details.sessionId === lost.id)).toHaveLength(1);
 
     // The session through the surviving replica was never cut.
     ssh.child.stdin.end('still here\n');

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { API_TOKEN_PREFIX, type Role } from '@gatehouse/core';
-import { openVault, type DialectName } from '@gatehouse/db';
+import { openDatabase, openVault, type DialectName } from '@gatehouse/db';
 import { buildApp, createLogger, hashPassword, loadServerConfig, loadTls, type GatehouseApp } from '@gatehouse/server';
 import type { LightMyRequestResponse } from 'fastify';
 import { createTestDatabase, type TestDatabase } from './db.js';
@@ -82,6 +82,32 @@ export async function createTestApp(
     async close() {
       await built.app.close();
       await database.cleanup();
+    },
+  };
+}
+
+/**
+ * Another server on a test app's database, as a second replica would be (PostgreSQL): its
+ * own pool, vault and `replica` name; the built-in gateway and jobs are not started.
+ */
+export async function createReplicaApp(
+  t: TestApp,
+  overrides: Record<string, unknown> = {},
+): Promise<GatehouseApp & { close(): Promise<void> }> {
+  const db = await openDatabase({ dataDir: t.database.dataDir, databaseUrl: t.database.databaseUrl });
+  const config = loadServerConfig({ env: {}, flags: { dataDir: t.database.dataDir, port: 0, ...overrides } });
+  const built = await buildApp({
+    config,
+    db,
+    vault: await openVault(db, t.masterKey),
+    logger: createLogger('debug', new LogCapture()),
+    https: null,
+  });
+  return {
+    ...built,
+    async close() {
+      await built.app.close();
+      await db.close();
     },
   };
 }

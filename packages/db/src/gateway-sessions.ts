@@ -24,6 +24,16 @@ export interface SessionQuery {
   transfers?: boolean;
 }
 
+/** Which live sessions `GatewaySessions.endAbandoned` may end. */
+export interface AbandonedQuery {
+  /** Only sessions started before (ISO 8601): a gateway's entry that restarted then. */
+  startedBefore?: string;
+  /** Replicas known to be gone although their lease has not lapsed yet. */
+  deadReplicas?: string[];
+  /** The caller's own replica, which runs: its sessions are never abandoned. */
+  ownReplica?: string;
+}
+
 /** A session through a gateway: one proxied channel, a connection without one, or a failed connection. */
 export interface GatewaySession {
   id: string;
@@ -107,6 +117,8 @@ export type GatewaySessionInput = Omit<
   | 'replica'
   | 'end_requested'
   | 'recording_store'
+  | 'warn_requested'
+  | 'warn_requested_at'
 > & {
   /** The replica whose built-in gateway holds the session. */
   replica?: string | null;
@@ -262,11 +274,6 @@ export class GatewaySessions {
       .execute();
   }
 
-  /**
-   * Marks sessions entered through `gateway` still `active` (and started before
-   * `startedBefore`, when given) as failed: they belonged to a process that stopped
-   * without ending them. Answers them as they are now.
-   */
   /** The replicas holding live sessions entered through `gateway` (null: sessions from before replicas were named). */
   async liveReplicas(gateway: string): Promise<string[]> {
     const rows = await this.x
@@ -281,47 +288,42 @@ export class GatewaySessions {
   }
 
   /**
-   * Ends the live sessions entered through `gateway` whose replica no longer runs: its lease
-   * lapsed, or it is one of `deadReplicas` (known dead without waiting for the lease, e.g. a
-   * process on this machine that is gone).
+   * Ends the live sessions entered through `gateway` whose replica no longer runs, as failed
+   * with `reason`: its lease lapsed, or it is one of `deadReplicas` (known dead without
+   * waiting for the lease, e.g. a process on this machine that is gone); never those of
+   * `ownReplica` (the caller, which runs). One conditional UPDATE answers the rows it
+   * changed: of several callers at once (replicas, a sweep and a start), each session is
+   * ended, and answered, by exactly one.
    */
-  async endAbandoned(gateway: string, reason: string, startedBefore?: string, deadReplicas: string[] = []): Promise<GatewaySession[]> {
+  async endAbandoned(gateway: string, reason: string, which: AbandonedQuery = {}): Promise<GatewaySession[]> {
+    const { startedBefore, deadReplicas = [], ownReplica } = which;
     const now = new Date().toISOString();
-    const entered = (eb: ExpressionBuilder<Database, 'gateway_sessions'>) =>
-      eb.and([
-        eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]),
-        ...(startedBefore === undefined ? [] : [eb('started_at', '<', startedBefore)]),
-        // Another replica's sessions are its own while its lease is renewed (it still runs).
-        eb.or([
-          eb('replica', 'is', null),
-          ...(deadReplicas.length === 0 ? [] : [eb('replica', 'in', deadReplicas)]),
-          eb.not(
-            eb.exists(
-              eb
-                .selectFrom('leases')
-                .select('leases.name')
-                .where('leases.name', '=', sql<string>`${'replica:'} || gateway_sessions.replica`)
-                .where('leases.expires_at', '>', now),
-            ),
-          ),
-        ]),
-      ]);
-    const rows = await this.x.selectFrom('gateway_sessions').select('id').where(entered).where('result', '=', 'active').execute();
-    if (rows.length === 0) return [];
-    await this.x
-      .updateTable('gateway_sessions')
-      .set({ ended_at: new Date().toISOString(), result: 'failure', reason })
-      .where(entered)
-      .where('result', '=', 'active')
-      .execute();
     const ended = await this.x
-      .selectFrom('gateway_sessions')
-      .selectAll()
-      .where(
-        'id',
-        'in',
-        rows.map((r) => r.id),
+      .updateTable('gateway_sessions')
+      .set({ ended_at: now, result: 'failure', reason })
+      .where((eb) =>
+        eb.and([
+          eb.or([eb('entry_gateway', '=', gateway), eb.and([eb('entry_gateway', 'is', null), eb('gateway', '=', gateway)])]),
+          ...(startedBefore === undefined ? [] : [eb('started_at', '<', startedBefore)]),
+          // Another replica's sessions are its own while its lease is renewed (it still runs).
+          eb.or([
+            eb('replica', 'is', null),
+            ...(deadReplicas.length === 0 ? [] : [eb('replica', 'in', deadReplicas)]),
+            eb.not(
+              eb.exists(
+                eb
+                  .selectFrom('leases')
+                  .select('leases.name')
+                  .where('leases.name', '=', sql<string>`${'replica:'} || gateway_sessions.replica`)
+                  .where('leases.expires_at', '>', now),
+              ),
+            ),
+          ]),
+          ...(ownReplica === undefined ? [] : [eb.or([eb('replica', 'is', null), eb('replica', '!=', ownReplica)])]),
+        ]),
       )
+      .where('result', '=', 'active')
+      .returningAll()
       .execute();
     return ended.map(sessionFromRow);
   }
@@ -349,6 +351,47 @@ export class GatewaySessions {
       .where('result', '=', 'active')
       .execute();
     return rows.map((r) => ({ id: r.id, reason: r.end_requested ?? '' }));
+  }
+
+  /**
+   * Asks whichever replica's built-in gateway holds a live session to show its user `text`
+   * (each reads `warnRequests`); a newer warning replaces one not shown yet. False when the
+   * session is not live any more.
+   */
+  async requestWarning(id: string, text: string): Promise<boolean> {
+    const r = await this.x
+      .updateTable('gateway_sessions')
+      .set({ warn_requested: text, warn_requested_at: new Date().toISOString() })
+      .where('id', '=', id)
+      .where('result', '=', 'active')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /**
+   * Claims the warnings asked for the live sessions `replica` holds: each is cleared from
+   * its row and answered once, so the replica shows it once.
+   */
+  async claimWarnings(replica: string): Promise<{ id: string; text: string }[]> {
+    const asked = await this.x
+      .selectFrom('gateway_sessions')
+      .select(['id', 'warn_requested', 'warn_requested_at'])
+      .where('warn_requested_at', 'is not', null)
+      .where('replica', '=', replica)
+      .where('result', '=', 'active')
+      .execute();
+    const claimed: { id: string; text: string }[] = [];
+    for (const r of asked) {
+      // Conditional on the time read: a warning asked for meanwhile stays for the next pass.
+      const cleared = await this.x
+        .updateTable('gateway_sessions')
+        .set({ warn_requested: null, warn_requested_at: null })
+        .where('id', '=', r.id)
+        .where('warn_requested_at', '=', r.warn_requested_at)
+        .executeTakeFirst();
+      if (Number(cleared.numUpdatedRows) === 1 && r.warn_requested !== null) claimed.push({ id: r.id, text: r.warn_requested });
+    }
+    return claimed;
   }
 
   /** Whether a session is still live (its row says `active`). */

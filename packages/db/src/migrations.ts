@@ -740,6 +740,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('rate_limits_window_ends_at').on('rate_limits').column('window_ends_at').execute();
       },
     },
+    '0027_session_warn_request': {
+      async up(db: Kysely<unknown>) {
+        // A warning (a maintenance window about to end) for a session another replica's
+        // built-in gateway holds: that replica shows it to the user, then clears it.
+        await db.schema.alterTable('gateway_sessions').addColumn('warn_requested', 'text').execute();
+        await db.schema.alterTable('gateway_sessions').addColumn('warn_requested_at', 'text').execute();
+        await db.schema.createIndex('gateway_sessions_warn_requested').on('gateway_sessions').column('warn_requested_at').execute();
+      },
+    },
   };
 }
 

@@ -283,6 +283,10 @@ export interface GatewaySessionTable {
   end_requested: string | null;
   /** The recording's object name in the recordings' object store; null while it is only on local disk. */
   recording_store: string | null;
+  /** A warning asked for on a replica that does not hold the session, until its holder shows it to the user. */
+  warn_requested: string | null;
+  /** When that warning was asked for (its holder claims it by this time, so a newer one is not lost). */
+  warn_requested_at: string | null;
 }
 
 export interface SessionFileOperationTable {

@@ -31,3 +31,10 @@ export { loadAuditCheckpointKey, defaultAuditCheckpointKeyFile, type AuditCheckp
 export { AuditCheckpoints } from './audit-checkpoints.js';
 export { RecordingSignatures, signatureFileOf } from './gateway/recording-signatures.js';
 export { MaintenanceLifecycle, type MaintenanceLifecycleOptions } from './maintenance/lifecycle.js';
+export {
+  AbandonedSessionSweep,
+  endAbandonedSessions,
+  LAPSED_REPLICA_REASON,
+  STOPPED_SERVER_REASON,
+  type AbandonedSessionSweepOptions,
+} from './gateway/abandoned-sessions.js';

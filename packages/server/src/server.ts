@@ -10,15 +10,14 @@ import {
   loadOrCreateHostKey,
   readHostKeyFile,
   RdpTunnel,
-  repairRecording,
-  repairRfbRecording,
   SshGateway,
   VncGateway,
 } from '@gatehouse/gateway';
 import { buildApp, type GatehouseApp } from './app.js';
 import { RdpRenderer } from './desktop/rdp-renderer.js';
 import type { ServerConfig } from './config.js';
-import { abandonedEnd, BUILT_IN_GATEWAY, sessionEndEvent } from './gateway/broker.js';
+import { AbandonedSessionSweep, endAbandonedSessions, STOPPED_SERVER_REASON } from './gateway/abandoned-sessions.js';
+import { BUILT_IN_GATEWAY } from './gateway/broker.js';
 import { ServerDesktopBroker } from './gateway/desktop-broker.js';
 import { recordingsDirOf } from './gateway/recordings.js';
 import { createLogger, type Logger } from './logger.js';
@@ -112,8 +111,21 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       afterSessionDelayMs: config.rotationAfterSessionDelayMs,
     });
     rotationSchedule.start();
-    // Ends of this replica's sessions asked for on another replica (PostgreSQL).
-    const stopEndRequests = built.gateways.watchEndRequests();
+    // Ends and warnings of this replica's sessions asked for on another replica (PostgreSQL).
+    const stopSessionRequests = built.gateways.watchSessionRequests();
+    // The leader ends the sessions of replicas whose lease lapsed (PostgreSQL; on SQLite the one process is all there is).
+    const sweep =
+      db.dialect === 'postgres'
+        ? new AbandonedSessionSweep({
+            services: built.services,
+            sessions: built.gatewaySessions,
+            recordingsDir: recordingsDirOf(config.dataDir),
+            logger: logger.child({ component: 'gateway' }),
+            isLeader: () => built.leadership.isLeader,
+            everyMs: Math.max(Math.floor((config.leaderLeaseSeconds * 1000) / 3), 1_000),
+          })
+        : undefined;
+    sweep?.start();
     const port = (built.app.server.address() as { port: number } | null)?.port ?? config.port;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -145,7 +157,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         const stopping = new ShutdownSteps(logger);
         await stopping.run('maintenance windows', () => maintenance.stop());
         await stopping.run('rotation schedule', () => rotationSchedule.stop());
-        stopEndRequests();
+        stopSessionRequests();
+        await stopping.run('abandoned-session sweep', async () => sweep?.stop());
         // Sessions end first: their recordings close and their ends reach the audit log.
         // Within a deadline: what is still running then is killed, and the next start ends
         // those sessions as abandoned and repairs their recordings.
@@ -183,7 +196,12 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
     config.gatewayHostKeyFile === undefined
       ? loadOrCreateHostKey(path.join(config.dataDir, 'gateway'))
       : readHostKeyFile(config.gatewayHostKeyFile, 'gatewayHostKeyFile (GATEHOUSE_GATEWAY_HOST_KEY_FILE)');
-  const abandoned = await endAbandonedSessions(built, recordingsDirOf(config.dataDir), logger);
+  // Sessions a previous run of this server left open (it was killed, or the machine went down).
+  const abandoned = await endAbandonedSessions(
+    { services: built.services, sessions: built.gatewaySessions, recordingsDir: recordingsDirOf(config.dataDir), logger },
+    STOPPED_SERVER_REASON,
+    (await built.gatewaySessions.liveReplicas(BUILT_IN_GATEWAY)).filter(goneFromThisMachine),
+  );
   const host = config.gatewayHost ?? config.host;
   const broker = new ServerDesktopBroker(
     built.services,
@@ -347,42 +365,6 @@ function listenProblem(what: string, advice: string) {
     }
     throw error;
   };
-}
-
-/**
- * Sessions a previous run of this server left open (it was killed, or the machine went
- * down): each is ended as failed with an audit event, and its recording, which may stop
- * in the middle of a line (asciicast) or a frame (a desktop's `.rfb`), is cut back to its
- * last whole one so players read it.
- */
-async function endAbandonedSessions(built: GatehouseApp, recordingsDir: string, logger: Logger) {
-  const reason = 'The gateway stopped before the session ended (the server was killed or the machine went down).';
-  const dead = (await built.gatewaySessions.liveReplicas(BUILT_IN_GATEWAY)).filter(goneFromThisMachine);
-  const abandoned = await built.gatewaySessions.endAbandoned(BUILT_IN_GATEWAY, reason, undefined, dead);
-  for (const s of abandoned) {
-    if (s.recorded) {
-      const relative = await built.gatewaySessions.recordingOf(s.id);
-      const file = relative === undefined ? undefined : path.resolve(recordingsDir, relative);
-      if (file?.startsWith(`${recordingsDir}${path.sep}`)) {
-        const repair = file.endsWith('.rfb') ? repairRfbRecording : repairRecording;
-        const dropped = await repair(file).catch((error: unknown) => {
-          logger.error({ err: error, sessionId: s.id }, 'could not repair the recording of an abandoned session');
-          return 0;
-        });
-        if (dropped > 0)
-          logger.warn(
-            { sessionId: s.id, droppedBytes: dropped },
-            'cut an unfinished line or frame off the recording of an abandoned session',
-          );
-      }
-    }
-    await built.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), BUILT_IN_GATEWAY));
-    built.services.afterSessionRotation?.sessionEnded(s);
-    // Cut back first, then signed: the signature covers the recording players read.
-    if (s.recorded) built.services.recordingSignatures?.finished(s.id);
-    if (s.kind === 'sftp') built.services.sftpLogs?.finished(s.id);
-  }
-  return abandoned;
 }
 
 /**

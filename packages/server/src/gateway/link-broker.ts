@@ -260,7 +260,7 @@ export class GatewayLinkBroker {
    */
   async linkOpened(gateway: Gateway, report: GatewayStatusReport): Promise<void> {
     const reason = 'The gateway stopped before the session ended.';
-    const abandoned = await this.sessions.endAbandoned(gateway.name, reason, report.startedAt);
+    const abandoned = await this.sessions.endAbandoned(gateway.name, reason, { startedBefore: report.startedAt });
     for (const s of abandoned) {
       await this.services.audit(null, sessionEndEvent(s, s.id, abandonedEnd(s, reason), gateway.name));
       this.services.afterSessionRotation?.sessionEnded(s);

@@ -169,7 +169,7 @@ export class GatewayService {
 
   /**
    * A session of another replica's built-in gateway (PostgreSQL): the end is asked for in its
-   * row, which that replica's gateway reads within a second (`watchEndRequests`); answers once
+   * row, which that replica's gateway reads within a second (`watchSessionRequests`); answers once
    * the row says it ended. False when the session is not live.
    */
   private async endOnAnotherReplica(session: LiveSession, reason: string): Promise<boolean> {
@@ -181,37 +181,53 @@ export class GatewayService {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     throw new ConflictError(
-      `The server replica holding session ${session.id} did not end it within ${END_REQUEST_WAIT_MS / 1000} s: it may be stopped or cut off from the database. The end stays asked for: that replica ends it when it reads the request, and one that stopped has it recorded as ended when the next replica starts.`,
+      `The server replica holding session ${session.id} did not end it within ${END_REQUEST_WAIT_MS / 1000} s: it may be stopped or cut off from the database. The end stays asked for: that replica ends it when it reads the request, and if it stopped, the leader records the session as ended once that replica's lease lapses.`,
     );
   }
 
   /**
    * On PostgreSQL, where other replicas may ask: every second, ends the sessions of this
-   * replica's built-in gateway whose end another replica asked for. Returns the stop.
+   * replica's built-in gateway whose end another replica asked for, and shows the warnings
+   * asked for them once. Returns the stop.
    */
-  watchEndRequests(): () => void {
+  watchSessionRequests(): () => void {
     if (this.opts.db.dialect !== 'postgres') return () => undefined;
     let busy = false;
     const timer = setInterval(() => {
-      const live = this.builtInSessions;
-      if (busy || !live) return;
+      if (busy) return;
       busy = true;
-      void (async () => {
-        for (const r of await this.opts.sessions.endRequests()) await live.endSession(r.id, r.reason);
-      })()
-        .catch((error: unknown) => this.opts.logger.warn({ err: error }, 'could not read the session ends other replicas asked for'))
+      void this.deliverSessionRequests()
+        .catch((error: unknown) =>
+          this.opts.logger.warn({ err: error }, 'could not read the session ends and warnings other replicas asked for'),
+        )
         .finally(() => (busy = false));
     }, 1_000);
     timer.unref();
     return () => clearInterval(timer);
   }
 
+  /** One pass of `watchSessionRequests`. Exposed for tests. */
+  async deliverSessionRequests(): Promise<void> {
+    const live = this.builtInSessions;
+    if (!live) return;
+    const { sessions } = this.opts;
+    for (const r of await sessions.endRequests()) await live.endSession(r.id, r.reason);
+    // Claimed (cleared from the row) before shown: each is shown once, even if a pass fails midway.
+    for (const w of await sessions.claimWarnings(this.opts.services.replica)) await live.warnSession(w.id, w.text);
+  }
+
   /**
    * Shows the user of a live session `text` without ending it (a terminal shows
    * `*** text ***`, and the recording keeps it), where the user entered, as `endSession`
-   * asks. False when that gateway has no such session; throws when it cannot be asked.
+   * asks. A session of another replica's built-in gateway (PostgreSQL) gets it through its
+   * row, which that replica reads within a second. False when that gateway has no such
+   * session; throws when it cannot be asked.
    */
-  warnSession(session: LiveSession, text: string): Promise<boolean> {
+  async warnSession(session: LiveSession, text: string): Promise<boolean> {
+    if (session.entryGateway === DEFAULT_GATEWAY && this.opts.db.dialect === 'postgres') {
+      if (this.builtInSessions && (await this.builtInSessions.warnSession(session.id, text))) return true;
+      return this.opts.sessions.requestWarning(session.id, text);
+    }
     return this.askEntry(
       session,
       (builtIn) => builtIn.warnSession(session.id, text),
