@@ -3,11 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { signAuditCheckpoint, type AuditCheckpoint } from '@gatehouse/core';
 import { openDatabase, type Db } from '@gatehouse/db';
-import SQLite from 'better-sqlite3';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rewriteAuditFrom, truncateAuditAfter } from '../support/audit-tamper.js';
 import { dialects } from '../support/db.js';
+import { runOnServerDatabase } from '../support/e2e-sql.js';
 import {
   cli,
   cliJson,
@@ -24,22 +23,11 @@ import {
 /** Edits one stored audit event behind Gatehouse's back, as an intruder with database access would. */
 async function tamper(dialect: (typeof dialects)[number], dataDir: string, database: E2eDatabase, seq: number): Promise<void> {
   const details = JSON.stringify({ note: 'nothing to see here' });
-  if (dialect === 'sqlite') {
-    const db = new SQLite(path.join(dataDir, 'gatehouse.sqlite'));
-    try {
-      expect(db.prepare('update audit_events set details = ? where seq = ?').run(details, seq).changes).toBe(1);
-    } finally {
-      db.close();
-    }
-    return;
-  }
-  const client = new pg.Client({ connectionString: database.env.DATABASE_URL });
-  await client.connect();
-  try {
-    expect((await client.query('update audit_events set details = $1 where seq = $2', [details, seq])).rowCount).toBe(1);
-  } finally {
-    await client.end();
-  }
+  const changed = await runOnServerDatabase(dialect, { dataDir, database }, 'update audit_events set details = $1 where seq = $2', [
+    details,
+    seq,
+  ]);
+  expect(changed).toBe(1);
 }
 
 /** Opens the stopped server's database the way any client with its credentials can. */

@@ -12,7 +12,8 @@ import {
   inventoryHeader,
   RestartableS3rver,
   runOffline,
-  startHoldingProxy,
+  s3rverBreakGlassSettings,
+  startHeldWorkbookUpload,
   waitFor,
   writeBulkInventory,
 } from '../support/breakglass-e2e.js';
@@ -586,25 +587,19 @@ describe('two servers sharing one PostgreSQL database', () => {
   let database: E2eDatabase;
   let a: GatehouseServer;
   let b: GatehouseServer;
-  let s3: RestartableS3rver;
-  let proxy: Awaited<ReturnType<typeof startHoldingProxy>>;
+  let held: Awaited<ReturnType<typeof startHeldWorkbookUpload>>;
 
   beforeAll(async () => {
     dir = tempDir('gatehouse-bg-replicas-');
     credentials = path.join(dir, 'credentials.json');
     database = await e2eDatabase('postgres');
-    s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
     // The upload of the workbook waits at the proxy until both requests are answered: the
     // first run is surely still going on when the second is asked, on any machine.
-    proxy = await startHoldingProxy(
-      { host: '127.0.0.1', port: s3.port },
-      (method, url) => method === 'PUT' && url.includes('breakglass.xlsx.age'),
-    );
+    held = await startHeldWorkbookUpload(dir);
   });
   afterAll(async () => {
     killServers();
-    await proxy?.close();
-    await s3?.stop();
+    await held?.close();
     await database?.drop();
     removeTempDirs();
   });
@@ -631,17 +626,7 @@ describe('two servers sharing one PostgreSQL database', () => {
     expect((await viaA.gh(['import', csv])).code).toBe(0);
     const { recipient } = ageKeygen(dir);
     // Saved through B, used by both: the settings live in the shared database.
-    const saved = await configure(viaB.gh, dir, {
-      provider: 's3',
-      executeTime: '03:00',
-      accessKeyId: 'S3RVER',
-      secretAccessKey: 'S3RVER',
-      bucket: 'breakglass',
-      protocol: 'http',
-      url: proxy.endpoint,
-      pathStyle: true,
-      ageRecipients: [recipient],
-    });
+    const saved = await configure(viaB.gh, dir, s3rverBreakGlassSettings({ endpoint: held.proxy.endpoint, recipient }));
     expect(saved.code, saved.stdout).toBe(0);
 
     const [onA, onB] = await Promise.all([viaA.gh(['breakglass', 'run', '--json']), viaB.gh(['breakglass', 'run', '--json'])]);
@@ -653,7 +638,7 @@ describe('two servers sharing one PostgreSQL database', () => {
     expect(run.result).toBe('running');
     figures.push(`two replicas asked at once: the run started on ${onA.code === 0 ? 'A' : 'B'}, the other refused`);
 
-    proxy.release();
+    held.proxy.release();
     const done = await waitFor(
       'the run to finish',
       async () => {
@@ -663,7 +648,7 @@ describe('two servers sharing one PostgreSQL database', () => {
       60_000,
       250,
     );
-    expect(proxy.held()).toBe(1);
+    expect(held.proxy.held()).toBe(1);
     expect(done).toHaveLength(1);
     expect(done[0]).toMatchObject({ id: run.id, result: 'success', counts: { devices: 200 } });
 

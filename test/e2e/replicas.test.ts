@@ -1,12 +1,11 @@
-import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { cpSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ageKeygen, RestartableS3rver, startHoldingProxy, waitFor, writeBulkInventory } from '../support/breakglass-e2e.js';
+import { ageKeygen, s3rverBreakGlassSettings, startHeldWorkbookUpload, waitFor, writeBulkInventory } from '../support/breakglass-e2e.js';
 import { launchChromium, newPage, signIn, terminalScreen } from '../support/browser.js';
+import { queryPostgres } from '../support/e2e-sql.js';
 import { seedDevice } from '../support/seed.js';
 import {
   cli,
@@ -20,6 +19,7 @@ import {
   type E2eDatabase,
   type GatehouseServer,
 } from '../support/server.js';
+import { openSsh } from '../support/ssh-client.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
 /**
@@ -51,43 +51,11 @@ interface RunView {
   errorStage: string | null;
 }
 
-/** `ssh` through a replica's built-in gateway as the administrator, its standard input ours to write. */
-function openSsh(port: number, device: string, command: string) {
-  const child = spawn(
-    'sshpass',
-    [
-      '-p',
-      ADMIN_PASSWORD,
-      'ssh',
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-      '-o',
-      'PubkeyAuthentication=no',
-      '-o',
-      'PreferredAuthentications=keyboard-interactive,password',
-      '-p',
-      String(port),
-      `admin+${device}@127.0.0.1`,
-      command,
-    ],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-  return { child, exited, out: () => stdout, err: () => stderr };
-}
-
 describe('two server replicas on one PostgreSQL', () => {
   let dir: string;
   let database: E2eDatabase;
   let sshd: TestSshd;
-  let s3: RestartableS3rver;
-  let proxy: Awaited<ReturnType<typeof startHoldingProxy>>;
+  let held: Awaited<ReturnType<typeof startHeldWorkbookUpload>>;
   const replicas: { server: GatehouseServer; gatewayPort: number }[] = [];
   let token: string;
   let credentials: string;
@@ -96,14 +64,8 @@ describe('two server replicas on one PostgreSQL', () => {
 
   /** The process id in the first `host:pid:uuid` (a lease holder, a session's replica) the query answers. */
   const pidFrom = async (sql: string, params: unknown[]): Promise<number | undefined> => {
-    const client = new pg.Client({ connectionString: database.env.DATABASE_URL });
-    await client.connect();
-    try {
-      const { rows } = await client.query<{ holder: string | null }>(sql, params);
-      return rows[0]?.holder ? Number(rows[0].holder.split(':')[1]) : undefined;
-    } finally {
-      await client.end();
-    }
+    const { rows } = await queryPostgres<{ holder: string | null }>(database, sql, params);
+    return rows[0]?.holder ? Number(rows[0].holder.split(':')[1]) : undefined;
   };
   const leaderPid = () => pidFrom("select holder from leases where name = 'leader' and expires_at > $1", [new Date().toISOString()]);
   /** The replica whose built-in gateway holds a session. */
@@ -145,11 +107,7 @@ describe('two server replicas on one PostgreSQL', () => {
     database = await e2eDatabase('postgres');
     ensureSystemUser(DEVICE_USER, { password: TEST_USER_PASSWORD });
     sshd = await TestSshd.start(path.join(dir, 'sshd'));
-    s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
-    proxy = await startHoldingProxy(
-      { host: '127.0.0.1', port: s3.port },
-      (method, url) => method === 'PUT' && url.includes('breakglass.xlsx.age'),
-    );
+    held = await startHeldWorkbookUpload(dir);
     const env = {
       ...database.env,
       GATEHOUSE_MASTER_KEY: randomBytes(32).toString('hex'),
@@ -186,8 +144,7 @@ describe('two server replicas on one PostgreSQL', () => {
     await browser?.close();
     killServers();
     await sshd?.stop();
-    await proxy?.close();
-    await s3?.stop();
+    await held?.close();
     await database?.drop();
     removeTempDirs();
   });
@@ -195,7 +152,7 @@ describe('two server replicas on one PostgreSQL', () => {
   it('lists a session held by replica A from replica B, and B ends it: the user is told who ended it', async () => {
     const [a, b] = replicas;
     if (!a || !b) throw new Error('two replicas expected');
-    const ssh = openSsh(a.gatewayPort, 'box', 'read line; echo "got $line"');
+    const ssh = openSsh(a.gatewayPort, 'admin+box', 'read line; echo "got $line"', ADMIN_PASSWORD);
     // The live list comes from the shared database: B sees what A's gateway holds.
     const live = await waitFor('the session to be live, seen from B', async () => {
       const { items } = await b.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
@@ -264,32 +221,18 @@ describe('two server replicas on one PostgreSQL', () => {
     expect((await viaLeader(['import', csv])).code).toBe(0);
     const { recipient } = ageKeygen(dir);
     const settings = path.join(dir, 'breakglass.json');
-    writeFileSync(
-      settings,
-      JSON.stringify({
-        provider: 's3',
-        executeTime: '03:00',
-        accessKeyId: 'S3RVER',
-        secretAccessKey: 'S3RVER',
-        bucket: 'breakglass',
-        protocol: 'http',
-        url: proxy.endpoint,
-        pathStyle: true,
-        ageRecipients: [recipient],
-      }),
-      { mode: 0o600 },
-    );
+    writeFileSync(settings, JSON.stringify(s3rverBreakGlassSettings({ endpoint: held.proxy.endpoint, recipient })), { mode: 0o600 });
     const configured = await viaLeader(['breakglass', 'configure', '--file', settings]);
     expect(configured.code, configured.stdout + configured.stderr).toBe(0);
 
     // An SSH session and a browser terminal through the replica that lives on.
-    const ssh = openSsh(other.gatewayPort, 'box', 'read line; echo "got $line"');
+    const ssh = openSsh(other.gatewayPort, 'admin+box', 'read line; echo "got $line"', ADMIN_PASSWORD);
     await waitFor('the surviving replica’s session to be live', async () => {
       const { items } = await other.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
       return items[0];
     });
     // And one through the leader, which dies with it.
-    const doomed = openSsh(dying.gatewayPort, 'box', 'read line; echo "got $line"');
+    const doomed = openSsh(dying.gatewayPort, 'admin+box', 'read line; echo "got $line"', ADMIN_PASSWORD);
     const lost = await waitFor('the leader’s session to be live', async () => {
       const { items } = await other.server.api<{ items: Session[] }>(token, 'GET', '/sessions?result=active');
       for (const item of items) if ((await holderPid(item.id)) === dying.server.pid) return item;
@@ -302,10 +245,10 @@ describe('two server replicas on one PostgreSQL', () => {
     const started = await viaLeader(['breakglass', 'run', '--json']);
     expect(started.code, started.stderr).toBe(0);
     const run = JSON.parse(started.stdout) as RunView;
-    await waitFor('the workbook upload to be held', () => (proxy.held() >= 1 ? true : undefined));
+    await waitFor('the workbook upload to be held', () => (held.proxy.held() >= 1 ? true : undefined));
     dying.server.kill();
     await dying.server.exited;
-    proxy.release();
+    held.proxy.release();
 
     const runs = async () => (await other.server.api<{ items: RunView[] }>(token, 'GET', '/breakglass/runs')).items;
     const settled = await waitFor(

@@ -258,6 +258,31 @@ export async function startHoldingProxy(
   };
 }
 
+/**
+ * An s3rver in `dir/s3rver` with the bucket `breakglass`, behind a proxy that holds the
+ * workbook's upload until `proxy.release()`: a run against `proxy.endpoint` is surely still
+ * going on while the test does something else. `close()` stops both.
+ */
+export async function startHeldWorkbookUpload(dir: string): Promise<{
+  s3: RestartableS3rver;
+  proxy: Awaited<ReturnType<typeof startHoldingProxy>>;
+  close(): Promise<void>;
+}> {
+  const s3 = await RestartableS3rver.start(path.join(dir, 's3rver'), ['breakglass']);
+  const proxy = await startHoldingProxy(
+    { host: '127.0.0.1', port: s3.port },
+    (method, url) => method === 'PUT' && url.includes('breakglass.xlsx.age'),
+  );
+  return {
+    s3,
+    proxy,
+    async close() {
+      await proxy.close();
+      await s3.stop();
+    },
+  };
+}
+
 /** One request body the throttling proxy is taking in slowly. */
 export interface ThrottledUpload {
   method: string;

@@ -22,10 +22,19 @@ export async function runOnServerDatabase(
       db.close();
     }
   }
-  const client = new pg.Client({ connectionString: where.database.env.DATABASE_URL });
+  return (await queryPostgres(where.database, statement, params)).rowCount ?? 0;
+}
+
+/** One statement on an e2e server's PostgreSQL database, through a client of its own, closed after. */
+export async function queryPostgres<R extends pg.QueryResultRow>(
+  database: E2eDatabase,
+  statement: string,
+  params: unknown[],
+): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client({ connectionString: database.env.DATABASE_URL });
   await client.connect();
   try {
-    return (await client.query(statement, params)).rowCount ?? 0;
+    return await client.query<R>(statement, params);
   } finally {
     await client.end();
   }
