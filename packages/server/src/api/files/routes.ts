@@ -61,22 +61,22 @@ interface Lease {
   release(): void;
 }
 
-/**
- * The console's file browser: list, download and upload over SFTP through the built-in
- * gateway, signed in like the browser terminal, so the gateway checks the policy, logs every
- * operation (path, size, direction, result) and audits it as for `sftp`. A page opens a
- * visit (GET /files/visit, a WebSocket): one SFTP session that serves every request carrying
- * its id until the page closes the socket, so one visit is one session with one log. A
- * request without a visit is a session of its own, and so is one whose visit another replica
- * holds (`<replica>.<id>`: behind a load balancer the page's requests may land anywhere).
- * When the gateway refuses, the reason it recorded is the answer.
- */
-export function fileRoutes(app: FastifyInstance, services: Services, terminal: WebTerminal, sessions: GatewaySessions) {
-  const r = app.withTypeProvider<ZodTypeProvider>();
-  // Uploads are streamed to the device as they arrive, never held whole in memory.
-  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
-
+/** Opens and lends the SFTP sessions of the file browser's requests, and keeps this process's visits. */
+interface FileSessions {
   /** Opens SFTP for the request's device and account, or throws the gateway's reason. */
+  open(req: FastifyRequest, q: FileLocation): Promise<GatewaySftp>;
+  /** The request's visit's SFTP session, or one of its own. */
+  lease(req: FastifyRequest, q: FileLocation): Promise<Lease>;
+  /** Keeps `files` as a visit of the caller's; answers its id. */
+  addVisit(req: FastifyRequest, location: Omit<Visit, 'userId' | 'files'>, files: GatewaySftp): string;
+  endVisit(id: string): void;
+}
+
+function fileSessions(services: Services, terminal: WebTerminal, sessions: GatewaySessions): FileSessions {
+  const visits = new Map<string, Visit>();
+  /** Prefixes this process's visit ids, so that another replica knows they are not its own. */
+  const replica = randomUUID();
+
   const open = async (req: FastifyRequest, q: FileLocation): Promise<GatewaySftp> => {
     const auth = caller(req);
     const { target, device } = await gatewayTargetOf(services, auth, q.deviceId, q.accountId);
@@ -91,32 +91,90 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
     }
   };
 
-  const visits = new Map<string, Visit>();
-  /** Prefixes this process's visit ids, so that another replica knows they are not its own. */
-  const replica = randomUUID();
-
-  /** The request's visit's SFTP session, or one of its own. */
-  const lease = async (req: FastifyRequest, q: FileLocation): Promise<Lease> => {
-    // Another replica's visit cannot be reached from here: a session of its own, checked by
-    // the gateway like any other (it lends nothing of the visit's).
-    if (q.visit === undefined || (q.visit.includes('.') && !q.visit.startsWith(`${replica}.`))) {
-      const files = await open(req, q);
-      return { sftp: files.sftp, release: () => files.close() };
-    }
-    const visit = visits.get(q.visit);
-    // Another user's visit, or one for another device or account, answers as one that ended.
-    if (!visit || visit.userId !== caller(req).user.id || visit.deviceId !== q.deviceId || visit.accountId !== q.accountId) {
-      throw new ConflictError(
-        "This file browser's SFTP session has ended (its page was closed, or the gateway ended it). Reload the page.",
-      );
-    }
-    return { sftp: visit.files.sftp, release: () => undefined };
+  return {
+    open,
+    async lease(req, q) {
+      // Another replica's visit cannot be reached from here: a session of its own, checked by
+      // the gateway like any other (it lends nothing of the visit's).
+      if (q.visit === undefined || (q.visit.includes('.') && !q.visit.startsWith(`${replica}.`))) {
+        const files = await open(req, q);
+        return { sftp: files.sftp, release: () => files.close() };
+      }
+      const visit = visits.get(q.visit);
+      // Another user's visit, or one for another device or account, answers as one that ended.
+      if (!visit || visit.userId !== caller(req).user.id || visit.deviceId !== q.deviceId || visit.accountId !== q.accountId) {
+        throw new ConflictError(
+          "This file browser's SFTP session has ended (its page was closed, or the gateway ended it). Reload the page.",
+        );
+      }
+      return { sftp: visit.files.sftp, release: () => undefined };
+    },
+    addVisit(req, location, files) {
+      const id = `${replica}.${randomUUID()}`;
+      visits.set(id, { userId: caller(req).user.id, ...location, files });
+      return id;
+    },
+    endVisit(id) {
+      visits.delete(id);
+    },
   };
+}
 
-  const finish = (files: Lease, reply: FastifyReply) => {
-    reply.raw.once('close', () => files.release());
-  };
+/** Releases the request's SFTP session once its reply is done. */
+const finish = (files: Lease, reply: FastifyReply) => {
+  reply.raw.once('close', () => files.release());
+};
 
+/** The stats of `path`, or the SFTP status as a sentence that names it. */
+const statOf = (sftp: GatewaySftp['sftp'], path: string) =>
+  new Promise<Stats>((resolve, reject) => sftp.stat(path, (e, s) => (e ? reject(sftpProblem(e, path)) : resolve(s))));
+
+/** The directory at `path` (resolved), directories (and links to them) first, then by name. */
+async function listDirectory(sftp: GatewaySftp['sftp'], path: string) {
+  const dir = await new Promise<string>((resolve, reject) =>
+    sftp.realpath(path, (e, p) => (e ? reject(sftpProblem(e, path)) : resolve(p))),
+  );
+  const list = await new Promise<FileEntryWithStats[]>((resolve, reject) =>
+    sftp.readdir(dir, (e, l) => (e ? reject(sftpProblem(e, dir)) : resolve(l))),
+  );
+  const entries: FileEntry[] = await Promise.all(
+    list
+      .filter((f) => f.filename !== '.' && f.filename !== '..')
+      .map(async (f) => {
+        const type = typeOf(f.attrs);
+        const entry: FileEntry = {
+          name: f.filename,
+          type,
+          size: f.attrs.size,
+          modifiedAt: f.attrs.mtime ? new Date(f.attrs.mtime * 1000).toISOString() : null,
+        };
+        return type === 'link' ? { ...entry, link: await linkOf(sftp, posix.join(dir, f.filename)) } : entry;
+      }),
+  );
+  const isDir = (e: FileEntry) => e.type === 'directory' || e.link?.type === 'directory';
+  entries.sort((a, b) => (isDir(a) !== isDir(b) ? (isDir(a) ? -1 : 1) : a.name.localeCompare(b.name)));
+  return { path: dir, parent: dir === '/' ? null : posix.dirname(dir), entries };
+}
+
+/**
+ * The file's bytes; SFTP ends only once the device has closed the file (after the last
+ * byte), so the gateway logs the download as complete. A client that goes away early
+ * ends it at once, and the gateway logs the download as cut off.
+ */
+function readToTheEnd(files: Lease, path: string, reply: FastifyReply) {
+  const stream = files.sftp.createReadStream(path);
+  stream.once('close', () => files.release());
+  reply.raw.once('close', () => {
+    if (!stream.readableEnded) {
+      stream.destroy();
+      files.release();
+    }
+  });
+  return stream;
+}
+
+/** GET /files/visit: a page's visit, one SFTP session kept for its requests until the socket closes. */
+function visitRoute(app: FastifyInstance, services: Services, files: FileSessions) {
   app.get(
     '/files/visit',
     {
@@ -134,17 +192,16 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
         start: fileVisitStart,
         what: 'file browser',
         begin: (s) => {
-          open(req, { deviceId: s.deviceId, accountId: s.accountId, path: '.' }).then(
-            (files) => {
-              if (socket.readyState !== socket.OPEN) return files.close();
-              const id = `${replica}.${randomUUID()}`;
-              visits.set(id, { userId: caller(req).user.id, deviceId: s.deviceId, accountId: s.accountId, files });
+          files.open(req, { deviceId: s.deviceId, accountId: s.accountId, path: '.' }).then(
+            (sftp) => {
+              if (socket.readyState !== socket.OPEN) return sftp.close();
+              const id = files.addVisit(req, { deviceId: s.deviceId, accountId: s.accountId }, sftp);
               socket.once('close', () => {
-                visits.delete(id);
-                files.close();
+                files.endVisit(id);
+                sftp.close();
               });
-              files.sftp.once('close', () => {
-                visits.delete(id);
+              sftp.sftp.once('close', () => {
+                files.endVisit(id);
                 send({
                   type: 'ended',
                   message: 'The SFTP session ended (the gateway or an administrator ended it). Reload the page to open a new one.',
@@ -159,25 +216,11 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       });
     },
   );
+}
 
-  /**
-   * The file's bytes; SFTP ends only once the device has closed the file (after the last
-   * byte), so the gateway logs the download as complete. A client that goes away early
-   * ends it at once, and the gateway logs the download as cut off.
-   */
-  const readToTheEnd = (files: Lease, path: string, reply: FastifyReply) => {
-    const stream = files.sftp.createReadStream(path);
-    stream.once('close', () => files.release());
-    reply.raw.once('close', () => {
-      if (!stream.readableEnded) {
-        stream.destroy();
-        files.release();
-      }
-    });
-    return stream;
-  };
-
-  r.get(
+/** GET /files: a directory's entries. */
+function listRoute(app: FastifyInstance, files: FileSessions) {
+  app.withTypeProvider<ZodTypeProvider>().get(
     '/files',
     {
       config: connectors,
@@ -189,37 +232,16 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       },
     },
     async (req, reply) => {
-      const files = await lease(req, req.query);
-      finish(files, reply);
-      const { sftp } = files;
-      const dir = await new Promise<string>((resolve, reject) =>
-        sftp.realpath(req.query.path, (e, p) => (e ? reject(sftpProblem(e, req.query.path)) : resolve(p))),
-      );
-      const list = await new Promise<FileEntryWithStats[]>((resolve, reject) =>
-        sftp.readdir(dir, (e, l) => (e ? reject(sftpProblem(e, dir)) : resolve(l))),
-      );
-      const entries: FileEntry[] = await Promise.all(
-        list
-          .filter((f) => f.filename !== '.' && f.filename !== '..')
-          .map(async (f) => {
-            const type = typeOf(f.attrs);
-            const entry: FileEntry = {
-              name: f.filename,
-              type,
-              size: f.attrs.size,
-              modifiedAt: f.attrs.mtime ? new Date(f.attrs.mtime * 1000).toISOString() : null,
-            };
-            return type === 'link' ? { ...entry, link: await linkOf(sftp, posix.join(dir, f.filename)) } : entry;
-          }),
-      );
-      // Directories (and links to them) first, then by name.
-      const isDir = (e: FileEntry) => e.type === 'directory' || e.link?.type === 'directory';
-      entries.sort((a, b) => (isDir(a) !== isDir(b) ? (isDir(a) ? -1 : 1) : a.name.localeCompare(b.name)));
-      return { path: dir, parent: dir === '/' ? null : posix.dirname(dir), entries };
+      const lease = await files.lease(req, req.query);
+      finish(lease, reply);
+      return listDirectory(lease.sftp, req.query.path);
     },
   );
+}
 
-  r.get(
+/** GET /files/download: a file's bytes, streamed. */
+function downloadRoute(app: FastifyInstance, files: FileSessions) {
+  app.withTypeProvider<ZodTypeProvider>().get(
     '/files/download',
     {
       config: connectors,
@@ -231,17 +253,14 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       },
     },
     async (req, reply) => {
-      const files = await lease(req, req.query);
-      const { sftp } = files;
+      const lease = await files.lease(req, req.query);
       const path = req.query.path;
-      const stats = await new Promise<Stats>((resolve, reject) =>
-        sftp.stat(path, (e, s) => (e ? reject(sftpProblem(e, path)) : resolve(s))),
-      ).catch((error: unknown) => {
-        files.release();
+      const stats = await statOf(lease.sftp, path).catch((error: unknown) => {
+        lease.release();
         throw error;
       });
       if (!stats.isFile()) {
-        files.release();
+        lease.release();
         throw new GatehouseError('BAD_REQUEST', `${path} is not a file.`);
       }
       const name = posix.basename(path).replace(/["\\\r\n]/g, '_');
@@ -252,11 +271,14 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
           'content-disposition',
           `attachment; filename="${name.replace(/[^\x20-\x7e]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`,
         )
-        .send(readToTheEnd(files, path, reply));
+        .send(readToTheEnd(lease, path, reply));
     },
   );
+}
 
-  r.put(
+/** PUT /files: the body streamed to a file on the device. */
+function uploadRoute(app: FastifyInstance, files: FileSessions) {
+  app.withTypeProvider<ZodTypeProvider>().put(
     '/files',
     {
       config: connectors,
@@ -272,18 +294,36 @@ export function fileRoutes(app: FastifyInstance, services: Services, terminal: W
       if (!(req.headers['content-type'] ?? '').startsWith('application/octet-stream')) {
         throw new GatehouseError('UNSUPPORTED_MEDIA_TYPE', 'Send the file as the body with Content-Type: application/octet-stream.');
       }
-      const files = await lease(req, req.query);
-      finish(files, reply);
+      const lease = await files.lease(req, req.query);
+      finish(lease, reply);
       const path = req.query.path;
       try {
-        await pipeline(req.body as Readable, files.sftp.createWriteStream(path));
+        await pipeline(req.body as Readable, lease.sftp.createWriteStream(path));
       } catch (error) {
         throw sftpProblem(error, path);
       }
-      const stats = await new Promise<Stats>((resolve, reject) =>
-        files.sftp.stat(path, (e, s) => (e ? reject(sftpProblem(e, path)) : resolve(s))),
-      );
+      const stats = await statOf(lease.sftp, path);
       return reply.status(201).send({ path, size: stats.size });
     },
   );
+}
+
+/**
+ * The console's file browser: list, download and upload over SFTP through the built-in
+ * gateway, signed in like the browser terminal, so the gateway checks the policy, logs every
+ * operation (path, size, direction, result) and audits it as for `sftp`. A page opens a
+ * visit (GET /files/visit, a WebSocket): one SFTP session that serves every request carrying
+ * its id until the page closes the socket, so one visit is one session with one log. A
+ * request without a visit is a session of its own, and so is one whose visit another replica
+ * holds (`<replica>.<id>`: behind a load balancer the page's requests may land anywhere).
+ * When the gateway refuses, the reason it recorded is the answer.
+ */
+export function fileRoutes(app: FastifyInstance, services: Services, terminal: WebTerminal, sessions: GatewaySessions) {
+  // Uploads are streamed to the device as they arrive, never held whole in memory.
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  const files = fileSessions(services, terminal, sessions);
+  visitRoute(app, services, files);
+  listRoute(app, files);
+  downloadRoute(app, files);
+  uploadRoute(app, files);
 }
