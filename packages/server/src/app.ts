@@ -159,7 +159,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
     loggerInstance: logger,
     bodyLimit: config.bodyLimit,
     requestIdHeader: false,
-    trustProxy: false,
+    // Only the configured proxies' X-Forwarded-For is believed (req.ip is then the right-most
+    // address that is not one of them); none: req.ip is the connection's address.
+    trustProxy: config.trustedProxies.length > 0 ? [...config.trustedProxies] : false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ...(config.logFormat === 'text' ? { logController: new TerminalRequestLogs() } : {}),

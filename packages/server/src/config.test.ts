@@ -86,3 +86,28 @@ describe('rotation settings of the server configuration', () => {
     );
   });
 });
+
+describe('trusted proxies of the server configuration', () => {
+  it('trusts none by default, and reads GATEHOUSE_TRUSTED_PROXIES as a comma-separated list', () => {
+    expect(loadServerConfig({ env: {} }).trustedProxies).toEqual([]);
+    const config = loadServerConfig({ env: { GATEHOUSE_TRUSTED_PROXIES: ' 10.42.0.0/16, 127.0.0.1 ,fd00::/8,loopback' } });
+    expect(config.trustedProxies).toEqual(['10.42.0.0/16', '127.0.0.1', 'fd00::/8', 'loopback']);
+    expect(loadServerConfig({ env: {}, flags: { trustedProxies: ['192.0.2.10'] } }).trustedProxies).toEqual(['192.0.2.10']);
+  });
+
+  it('refuses each bad entry at start, naming the key and the entry', () => {
+    const message = problemsOf(() =>
+      loadServerConfig({ env: { GATEHOUSE_TRUSTED_PROXIES: '10.0.0.1,10.0.0.300,ingress.local,10.0.0.0/33,0.0.0.0/0' } }),
+    );
+    expect(message).toContain(
+      'trustedProxies (GATEHOUSE_TRUSTED_PROXIES): "10.0.0.300" is not an IP address or CIDR range; give addresses or ranges separated by commas',
+    );
+    expect(message).toContain('trustedProxies (GATEHOUSE_TRUSTED_PROXIES): "ingress.local" is not an IP address or CIDR range');
+    expect(message).toContain('trustedProxies (GATEHOUSE_TRUSTED_PROXIES): "10.0.0.0/33" has no valid prefix length: give /1 to /32');
+    expect(message).toContain('"0.0.0.0/0" has no valid prefix length');
+    expect(message).not.toContain('"10.0.0.1"');
+    expect(problemsOf(() => loadServerConfig({ env: {}, flags: { trustedProxies: 42 } }))).toContain(
+      'trustedProxies (command-line flag): must be addresses or CIDR ranges separated by commas',
+    );
+  });
+});

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { GatehouseError, formatPath, type FieldIssue } from '@gatehouse/core';
+import { trustedProxiesSetting } from './trusted-proxies.js';
 
 /** An absolute path to a program, or null (none configured). */
 const hookPath = z
@@ -71,6 +72,12 @@ export const serverConfigSchema = z.strictObject({
    */
   refusalAuditLimit: z.coerce.number().int().min(1).max(10_000).default(20),
   refusalAuditWindowSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  /**
+   * Load balancers and ingress controllers (addresses, CIDR ranges) whose X-Forwarded-For is
+   * believed: the client is then the right-most address in it that is not one of them (rate
+   * limits, sign-in throttles, audit). Default none: the connection's address is the client's.
+   */
+  trustedProxies: trustedProxiesSetting,
   /** The longest an API token may live, in days (a token asks for its expiry; 90 days when it does not say). */
   apiTokenMaxDays: z.coerce.number().int().min(1).max(3650).default(365),
   /** Largest request body, in bytes (imports are the largest). */
@@ -223,6 +230,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_LOCKOUT_MINUTES: 'lockoutMinutes',
   GATEHOUSE_REFUSAL_AUDIT_LIMIT: 'refusalAuditLimit',
   GATEHOUSE_REFUSAL_AUDIT_WINDOW_SECONDS: 'refusalAuditWindowSeconds',
+  GATEHOUSE_TRUSTED_PROXIES: 'trustedProxies',
   GATEHOUSE_API_TOKEN_MAX_DAYS: 'apiTokenMaxDays',
   GATEHOUSE_BODY_LIMIT: 'bodyLimit',
   GATEHOUSE_AUDIT_CHECKPOINT_KEY_FILE: 'auditCheckpointKeyFile',
