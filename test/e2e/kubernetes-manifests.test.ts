@@ -184,5 +184,13 @@ describe('what each overlay promises', () => {
     expect(service('gatehouse-gateway-office1').spec?.type).toBe('ClusterIP');
     expect(ports('gatehouse-gateway-office1')).toEqual([9443]);
     expect(ports('gatehouse-gateway-office1-entry')).toEqual([8993, 8996]);
+    // A TCP load balancer keeps users' addresses (rate limits, throttles, audit) only with Local.
+    const loadBalancers = objects.filter((o) => o.kind === 'Service').map((o) => o as unknown as Service);
+    expect(
+      loadBalancers.filter((s) => s.spec?.type === 'LoadBalancer').map((s) => [s.metadata?.name, s.spec?.externalTrafficPolicy]),
+    ).toEqual([
+      ['gatehouse', 'Local'],
+      ['gatehouse-gateway-office1-entry', 'Local'],
+    ]);
   });
 });
