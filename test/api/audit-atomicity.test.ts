@@ -3,40 +3,15 @@ import { accountInput, deviceInput } from '@gatehouse/core';
 import { listAuditEvents } from '@gatehouse/db';
 import { generateLinkIdentity, generateEd25519KeyPair, vncAuthResponse } from '@gatehouse/gateway';
 import { ServerAccessBroker, ServerRdpTunnelBroker } from '@gatehouse/server';
-import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { API } from '../support/api-helpers.js';
 import { createTestApp, type TestApp } from '../support/app.js';
+import { armAuditKiller, killAudit, spareAudit } from '../support/audit-killer.js';
 import { dialects } from '../support/db.js';
 
-/**
- * A write and its audit event commit together or not at all (Services.withAudit). A
- * trigger makes the database refuse the audit event's insert, mid-transaction, for the
- * actions named in `kill_audit`: the request fails and the change it made is gone too.
- */
-async function armAuditKiller(t: TestApp): Promise<void> {
-  const k = t.database.db.kysely;
-  await sql`create table kill_audit (action text primary key)`.execute(k);
-  if (t.database.db.dialect === 'sqlite') {
-    await sql`create trigger kill_audit before insert on audit_events
-      when exists (select 1 from kill_audit where action = new.action)
-      begin select raise(abort, 'audit append killed by the test'); end`.execute(k);
-  } else {
-    await sql`create function kill_audit() returns trigger language plpgsql as $$
-      begin
-        if exists (select 1 from kill_audit where action = new.action) then
-          raise exception 'audit append killed by the test';
-        end if;
-        return new;
-      end $$`.execute(k);
-    await sql`create trigger kill_audit before insert on audit_events for each row execute function kill_audit()`.execute(k);
-  }
-}
-
-const kill = (t: TestApp, action: string) => sql`insert into kill_audit (action) values (${action})`.execute(t.database.db.kysely);
-const spare = (t: TestApp) => sql`delete from kill_audit`.execute(t.database.db.kysely);
 const eventsOf = async (t: TestApp, action: string) => (await listAuditEvents(t.database.db, { action, limit: 1000 })).length;
 
+/** A write and its audit event commit together or not at all (Services.withAudit): the request fails and its change is gone too. */
 describe.each(dialects)('a write whose audit event cannot be appended, on %s', (dialect) => {
   let t: TestApp;
   let admin: { id: string; token: string };
@@ -46,11 +21,11 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     await armAuditKiller(t);
   });
   afterAll(() => t.close());
-  beforeEach(() => spare(t));
+  beforeEach(() => spareAudit(t));
 
   it('adds no SSH key and records nothing', async () => {
     const key = generateEd25519KeyPair('test').public;
-    await kill(t, 'user.ssh_key_add');
+    await killAudit(t, 'user.ssh_key_add');
     const res = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { publicKey: key } });
     expect(res.statusCode).toBe(500);
     expect(res.json()).toMatchObject({ error: { code: 'INTERNAL' } });
@@ -58,7 +33,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await t.services.users.listSshKeys(admin.id)).toEqual([]);
     expect(await eventsOf(t, 'user.ssh_key_add')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     const again = await t.request('POST', `${API}/ssh-keys`, { token: admin.token, body: { publicKey: key } });
     expect(again.statusCode).toBe(201);
     expect(await eventsOf(t, 'user.ssh_key_add')).toBe(1);
@@ -70,7 +45,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
       body: { publicKey: generateEd25519KeyPair('test').public },
     });
     const id = added.json<{ id: string }>().id;
-    await kill(t, 'user.ssh_key_delete');
+    await killAudit(t, 'user.ssh_key_delete');
     const res = await t.request('DELETE', `${API}/ssh-keys/${id}`, { token: admin.token });
     expect(res.statusCode).toBe(500);
     expect((await t.services.users.listSshKeys(admin.id)).map((k) => k.id)).toContain(id);
@@ -81,14 +56,14 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     const project = await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Atomic devices' } });
     const projectId = project.json<{ id: string }>().id;
     const body = { projectId, name: 'db-atomic', provider: 'aws', publicIp: '203.0.113.9' };
-    await kill(t, 'device.create');
+    await killAudit(t, 'device.create');
     const res = await t.request('POST', `${API}/devices`, { token: admin.token, body });
     expect(res.statusCode).toBe(500);
     expect(res.body).not.toContain('killed');
     expect(await t.services.inventory.devices.find(projectId, 'db-atomic')).toBeUndefined();
     expect(await eventsOf(t, 'device.create')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     const again = await t.request('POST', `${API}/devices`, { token: admin.token, body });
     expect(again.statusCode).toBe(201);
     expect(await t.services.inventory.devices.find(projectId, 'db-atomic')).toMatchObject({ id: again.json<{ id: string }>().id });
@@ -106,7 +81,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
       body: { deviceId: device.json<{ id: string }>().id, username: 'root', password: 'before-the-change' },
     });
     const id = created.json<{ id: string }>().id;
-    await kill(t, 'account.update');
+    await killAudit(t, 'account.update');
     const res = await t.request('PATCH', `${API}/accounts/${id}`, { token: admin.token, body: { password: 'after-the-change' } });
     expect(res.statusCode).toBe(500);
     expect(await t.services.inventory.accounts.reveal(id)).toMatchObject({ password: 'before-the-change' });
@@ -116,7 +91,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
   it('keeps a project whose deletion could not be recorded', async () => {
     const created = await t.request('POST', `${API}/projects`, { token: admin.token, body: { name: 'Atomic project' } });
     const id = created.json<{ id: string }>().id;
-    await kill(t, 'project.delete');
+    await killAudit(t, 'project.delete');
     const res = await t.request('DELETE', `${API}/projects/${id}`, { token: admin.token });
     expect(res.statusCode).toBe(500);
     expect((await t.services.inventory.projects.get(id)).name).toBe('Atomic project');
@@ -125,20 +100,20 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
 
   it('registers no gateway and records nothing', async () => {
     const body = { name: 'atomic-gw', address: '127.0.0.1:1', publicKey: generateLinkIdentity('g').publicKey };
-    await kill(t, 'gateway.register');
+    await killAudit(t, 'gateway.register');
     const res = await t.request('POST', `${API}/gateways`, { token: admin.token, body });
     expect(res.statusCode).toBe(500);
     expect((await t.gateways.gateways.list()).map((g) => g.name)).not.toContain('atomic-gw');
     expect(await eventsOf(t, 'gateway.register')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     const again = await t.request('POST', `${API}/gateways`, { token: admin.token, body });
     expect(again.statusCode, again.body).toBe(201);
     expect(await eventsOf(t, 'gateway.register')).toBe(1);
   });
 
   it('keeps the gateway settings when their change could not be recorded', async () => {
-    await kill(t, 'gateway.settings');
+    await killAudit(t, 'gateway.settings');
     const res = await t.request('PUT', `${API}/gateway-settings`, { token: admin.token, body: { tunnelMode: true } });
     expect(res.statusCode).toBe(500);
     expect(await t.gateways.settings()).toEqual({ tunnelMode: false, portForwarding: false, requirePostQuantumKex: false });
@@ -149,20 +124,20 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     const project = await t.services.inventory.projects.create({ name: 'Host keys', description: null });
     const device = await t.services.inventory.devices.create(deviceInput.parse({ projectId: project.id, name: 'hk-1', provider: 'aws' }));
     await t.gatewaySessions.trustOnFirstUse(device.id, 'ssh', { algorithm: 'ssh-ed25519', fingerprint: 'SHA256:atomic' });
-    await kill(t, 'device.host_key_forget');
+    await killAudit(t, 'device.host_key_forget');
     const res = await t.request('DELETE', `${API}/devices/${device.id}/host-key`, { token: admin.token });
     expect(res.statusCode).toBe(500);
     expect((await t.gatewaySessions.hostKey(device.id, 'ssh'))?.fingerprint).toBe('SHA256:atomic');
     expect(await eventsOf(t, 'device.host_key_forget')).toBe(0);
 
-    await spare(t);
-    await kill(t, 'device.host_key_pin');
+    await spareAudit(t);
+    await killAudit(t, 'device.host_key_pin');
     const pin = { protocol: 'ssh', fingerprint: `SHA256:${'A'.repeat(43)}` };
     expect((await t.request('PUT', `${API}/devices/${device.id}/host-key`, { token: admin.token, body: pin })).statusCode).toBe(500);
     expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toMatchObject({ fingerprint: 'SHA256:atomic', pinned: false, next: null });
     expect(await eventsOf(t, 'device.host_key_pin')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     expect((await t.request('DELETE', `${API}/devices/${device.id}/host-key`, { token: admin.token })).statusCode).toBe(204);
     expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toBeUndefined();
     expect(await eventsOf(t, 'device.host_key_forget')).toBe(1);
@@ -188,10 +163,10 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     const [old, next] = [`SHA256:${'B'.repeat(43)}`, `SHA256:${'C'.repeat(43)}`];
     const present = (fingerprint: string) => broker.checkHostKey(target, { algorithm: 'ssh-ed25519', fingerprint });
 
-    await kill(t, 'device.host_key_trusted');
+    await killAudit(t, 'device.host_key_trusted');
     await expect(present(old)).rejects.toThrow();
     expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toBeUndefined();
-    await spare(t);
+    await spareAudit(t);
     expect(await present(old)).toEqual({ ok: true, firstUse: true });
     expect(await eventsOf(t, 'device.host_key_trusted')).toBe(1);
 
@@ -200,18 +175,18 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
       body: { protocol: 'ssh', fingerprint: next },
     });
     expect(pinned.json<{ hostKey: { next: unknown } }>().hostKey.next).toMatchObject({ fingerprint: next });
-    await kill(t, 'device.host_key_rotated');
+    await killAudit(t, 'device.host_key_rotated');
     await expect(present(next)).rejects.toThrow();
     expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toMatchObject({ fingerprint: old, next: { fingerprint: next } });
     expect(await eventsOf(t, 'device.host_key_rotated')).toBe(0);
-    await spare(t);
+    await spareAudit(t);
     expect(await present(next)).toEqual({ ok: true, firstUse: false });
     expect(await t.gatewaySessions.hostKey(device.id, 'ssh')).toMatchObject({ fingerprint: next, next: null });
     expect(await eventsOf(t, 'device.host_key_rotated')).toBe(1);
   });
 
   it('creates no user and records nothing', async () => {
-    await kill(t, 'user.create');
+    await killAudit(t, 'user.create');
     const res = await t.request('POST', `${API}/users`, {
       token: admin.token,
       body: { username: 'atomic-user', role: 'operator', password: 'a long enough password' },
@@ -221,7 +196,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect((await t.services.users.list()).map((u) => u.username)).not.toContain('atomic-user');
     expect(await eventsOf(t, 'user.create')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     const again = await t.request('POST', `${API}/users`, {
       token: admin.token,
       body: { username: 'atomic-user', role: 'operator', password: 'a long enough password' },
@@ -233,7 +208,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
   it('grants nothing and records nothing', async () => {
     const operator = await t.userWithToken('operator');
     const project = await t.services.inventory.projects.create({ name: `atomic-${dialect}`, description: null });
-    await kill(t, 'grant.create');
+    await killAudit(t, 'grant.create');
     const res = await t.request('POST', `${API}/grants`, { token: admin.token, body: { userId: operator.id, projectId: project.id } });
     expect(res.statusCode).toBe(500);
     expect(await t.services.users.listGrants(operator.id)).toEqual([]);
@@ -243,7 +218,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
   it('keeps an API token whose revocation could not be recorded, and the token still works', async () => {
     const operator = await t.userWithToken('operator');
     const [token] = await t.services.users.listTokens(operator.id);
-    await kill(t, 'token.delete');
+    await killAudit(t, 'token.delete');
     const res = await t.request('DELETE', `${API}/tokens/${token?.id}`, { token: admin.token });
     expect(res.statusCode).toBe(500);
     expect((await t.services.users.listTokens(operator.id)).map((x) => x.id)).toEqual([token?.id]);
@@ -254,12 +229,12 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
   it('leaves a break-glass run a stopped server left unfinished open when its close could not be recorded', async () => {
     // Break glass is not configured yet here: the run is closed and not run again.
     const cut = await t.breakglass.runs.start('schedule', null);
-    await kill(t, 'breakglass.run');
+    await killAudit(t, 'breakglass.run');
     await expect(t.breakglass.recoverInterrupted()).rejects.toThrow();
     expect(await t.breakglass.runs.get(cut.id)).toMatchObject({ result: 'running', error: null });
     expect(await eventsOf(t, 'breakglass.run')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     expect(await t.breakglass.recoverInterrupted()).toBeUndefined();
     expect(await t.breakglass.runs.get(cut.id)).toMatchObject({ result: 'failure', errorStage: 'interrupted' });
     expect(await eventsOf(t, 'breakglass.run')).toBe(1);
@@ -279,13 +254,13 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
       encryption: 'passphrase',
       passphrase: 'atomic-passphrase',
     };
-    await kill(t, 'breakglass.settings_update');
+    await killAudit(t, 'breakglass.settings_update');
     const res = await t.request('PUT', `${API}/breakglass/settings`, { token: admin.token, body });
     expect(res.statusCode).toBe(500);
     expect(await t.services.settings.get('breakglass.settings')).toBeUndefined();
     expect(await eventsOf(t, 'breakglass.settings_update')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     const again = await t.request('PUT', `${API}/breakglass/settings`, { token: admin.token, body });
     expect(again.json()).toMatchObject({ saved: true, settings: { bucket: 'atomic-bucket' } });
     expect(await t.services.settings.get('breakglass.settings')).toBeDefined();
@@ -305,30 +280,30 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
         ).n,
       );
     const body = { projectId: project.id, durationMinutes: 30, reason: 'atomic' };
-    await kill(t, 'maintenance.requested');
+    await killAudit(t, 'maintenance.requested');
     expect((await t.request('POST', `${API}/requests`, { token: admin.token, body })).statusCode).toBe(500);
     expect(await count()).toBe(0);
 
-    await kill(t, 'project.approvers_changed');
+    await killAudit(t, 'project.approvers_changed');
     const approvers = await t.request('PUT', `${API}/projects/${project.id}/approvers`, {
       token: admin.token,
       body: { userIds: [approver.id] },
     });
     expect(approvers.statusCode).toBe(500);
     expect(await t.services.maintenance.approvers(project.id)).toEqual([]);
-    await kill(t, 'maintenance.settings_changed');
+    await killAudit(t, 'maintenance.settings_changed');
     const settings = await t.request('PUT', `${API}/maintenance/settings`, { token: admin.token, body: { requiredApprovals: 3 } });
     expect(settings.statusCode).toBe(500);
     expect(await t.services.settings.get('maintenance')).toBeUndefined();
 
-    await spare(t);
+    await spareAudit(t);
     await t.services.maintenance.setApprovers(project.id, [approver.id], admin.id);
     const w = (await t.request('POST', `${API}/requests`, { token: admin.token, body })).json<{ id: string }>();
-    await kill(t, 'maintenance.approved');
+    await killAudit(t, 'maintenance.approved');
     expect((await t.request('POST', `${API}/requests/${w.id}/approve`, { token: approver.token, body: {} })).statusCode).toBe(500);
     expect(await t.services.maintenance.get(w.id)).toMatchObject({ state: 'pending' });
     expect(await t.services.maintenance.decisions([w.id])).toEqual([]);
-    await kill(t, 'maintenance.revoked');
+    await killAudit(t, 'maintenance.revoked');
     expect((await t.request('POST', `${API}/requests/${w.id}/revoke`, { token: admin.token, body: {} })).statusCode).toBe(500);
     expect(await t.services.maintenance.get(w.id)).toMatchObject({ state: 'pending', endedAt: null });
     for (const action of ['maintenance.approved', 'maintenance.revoked', 'maintenance.settings_changed', 'project.approvers_changed']) {
@@ -347,8 +322,8 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     const keySignIn = () =>
       broker.authenticateKey({ username: user.username, fingerprint, algorithm: 'ssh-ed25519', signed: true, remoteAddress: '127.0.0.9' });
     const sessions = () => t.database.db.kysely.selectFrom('web_sessions').selectAll().where('user_id', '=', user.id).execute();
-    await kill(t, 'auth.login');
-    await kill(t, 'gateway.auth');
+    await killAudit(t, 'auth.login');
+    await killAudit(t, 'gateway.auth');
     expect((await apiSignIn()).statusCode).toBe(500);
     await expect(passwordSignIn()).rejects.toThrow();
     await expect(keySignIn()).rejects.toThrow();
@@ -356,7 +331,7 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     expect(await sessions()).toEqual([]);
     expect((await t.services.users.listSshKeys(user.id))[0]?.lastUsedAt).toBeNull();
 
-    await spare(t);
+    await spareAudit(t);
     expect((await apiSignIn()).statusCode).toBe(200);
     expect(await passwordSignIn()).toMatchObject({ ok: true });
     expect(await keySignIn()).toMatchObject({ ok: true });
@@ -384,13 +359,13 @@ describe.each(dialects)('a write whose audit event cannot be appended, on %s', (
     const redeemRdp = () => broker.redeemRdpTicket(`${rdp.id}.${rdp.token}`, '127.0.0.11');
     const usedAt = async () => [(await t.services.desktopTokens.get(vnc.id))?.usedAt, (await t.services.desktopTokens.get(rdp.id))?.usedAt];
 
-    await kill(t, 'desktop.token_redeemed');
+    await killAudit(t, 'desktop.token_redeemed');
     await expect(redeemVnc()).rejects.toThrow();
     await expect(redeemRdp()).rejects.toThrow();
     expect(await usedAt()).toEqual([null, null]);
     expect(await eventsOf(t, 'desktop.token_redeemed')).toBe(0);
 
-    await spare(t);
+    await spareAudit(t);
     expect(await redeemVnc()).toMatchObject({ ok: true, tokenId: vnc.id });
     expect(await redeemRdp()).toMatchObject({ ok: true, deviceId: device.id });
     expect(await usedAt()).toEqual([expect.any(String), expect.any(String)]);
