@@ -1,7 +1,9 @@
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { BreakGlassRuns, type BreakGlassTestRecord } from '@gatehouse/db';
+import { BreakGlassRuns, listAuditEvents, type BreakGlassTestRecord } from '@gatehouse/db';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loginOrThrow, sessionHeaders } from '../support/api-helpers.js';
+import { armAuditKiller, killAudit, spareAudit } from '../support/audit-killer.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { cliAgainst } from '../support/cli-in-process.js';
 import { dialects } from '../support/db.js';
@@ -27,6 +29,28 @@ const s3Settings = (s3: RunningPeer & { endpoint: string }, recipient: string, e
   ageRecipients: [recipient],
   ...extra,
 });
+
+/** Makes the database refuse (or accept again) any write of the kept last Test, mid-transaction. */
+async function refuseLastTestWrites(t: TestApp, refuse: boolean): Promise<void> {
+  const k = t.database.db.kysely;
+  if (t.database.db.dialect === 'sqlite') {
+    for (const op of ['insert', 'update']) {
+      await sql`drop trigger if exists ${sql.raw(`refuse_last_test_${op}`)}`.execute(k);
+      if (refuse) {
+        await sql`create trigger ${sql.raw(`refuse_last_test_${op}`)} before ${sql.raw(op)} on breakglass_last_test
+          begin select raise(abort, 'last Test write refused by the test'); end`.execute(k);
+      }
+    }
+    return;
+  }
+  await sql`drop trigger if exists refuse_last_test on breakglass_last_test`.execute(k);
+  if (!refuse) return;
+  await sql`create or replace function refuse_last_test() returns trigger language plpgsql as $$
+    begin raise exception 'last Test write refused by the test'; end $$`.execute(k);
+  await sql`create trigger refuse_last_test before insert or update on breakglass_last_test for each row execute function refuse_last_test()`.execute(
+    k,
+  );
+}
 
 type LastTest = BreakGlassTestRecord;
 interface Report {
@@ -106,6 +130,40 @@ describe.each(dialects)('the last break-glass Test on %s', (dialect) => {
     expect(status.out).not.toContain(SECRET);
     const json = await gatehouse('breakglass', 'status', '--json');
     expect(JSON.parse(json.out)).toMatchObject({ lastTest: { ok: false, by: admin.username } });
+  });
+
+  it('is kept together with its audit event: when either cannot be written, neither is', async () => {
+    const before = await lastTest(admin.token);
+    expect(before).toMatchObject({ ok: false });
+    const events = async () => (await listAuditEvents(t.database.db, { action: 'breakglass.test', limit: 1000 })).length;
+    const count = await events();
+    const refusedTest = async () => {
+      const res = await t.request('POST', '/api/v1/breakglass/test', { token: admin.token, body: settings() });
+      expect(res.statusCode).toBe(500);
+      expect(await lastTest(other.token)).toEqual(before);
+      expect(await events()).toBe(count);
+    };
+
+    // The audit event cannot be appended: the Test is not kept either.
+    await armAuditKiller(t);
+    await killAudit(t, 'breakglass.test');
+    try {
+      await refusedTest();
+    } finally {
+      await spareAudit(t);
+    }
+
+    // The Test cannot be kept: its audit event is not appended either.
+    await refuseLastTestWrites(t, true);
+    try {
+      await refusedTest();
+    } finally {
+      await refuseLastTestWrites(t, false);
+    }
+
+    expect((await test(settings())).ok).toBe(true);
+    expect(await lastTest(other.token)).toMatchObject({ ok: true, by: admin.username });
+    expect(await events()).toBe(count + 1);
   });
 
   it('two Tests at once leave one of them, whole', async () => {

@@ -169,25 +169,28 @@ export class BreakGlassService {
     const target = await targetFor(settings, this.o.timeoutSeconds, this.restrictions);
     const plainHttp = plainHttpWarning(settings);
     const report = { ...(await target.test(probeName(settings.prefix), onStage)), warnings: plainHttp ? [plainHttp] : [] };
-    await this.o.audit(actor, {
-      action: 'breakglass.test',
-      outcome: report.ok ? 'success' : 'failure',
-      details: {
+    // Kept for every administrator's page and the CLI, not only the tab that ran it; the row
+    // and its audit event commit together, so neither is ever there without the other.
+    await this.o.withAudit(actor, async (tx, audit) => {
+      await tx.breakGlassRuns.recordTest({
+        at: new Date().toISOString(),
+        by: actor?.auth?.user.username ?? null,
         target: target.location,
-        stages: report.stages.map((s) => ({ stage: s.stage, ok: s.ok })),
-        privilegeWarnings: report.privilegeWarnings.length,
+        ok: report.ok,
+        stages: report.stages,
+        privilegeWarnings: report.privilegeWarnings,
         warnings: report.warnings,
-      },
-    });
-    // Kept for every administrator's page and the CLI, not only the tab that ran it.
-    await this.runs.recordTest({
-      at: new Date().toISOString(),
-      by: actor?.auth?.user.username ?? null,
-      target: target.location,
-      ok: report.ok,
-      stages: report.stages,
-      privilegeWarnings: report.privilegeWarnings,
-      warnings: report.warnings,
+      });
+      audit({
+        action: 'breakglass.test',
+        outcome: report.ok ? 'success' : 'failure',
+        details: {
+          target: target.location,
+          stages: report.stages.map((s) => ({ stage: s.stage, ok: s.ok })),
+          privilegeWarnings: report.privilegeWarnings.length,
+          warnings: report.warnings,
+        },
+      });
     });
     return report;
   }
