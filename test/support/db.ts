@@ -75,10 +75,12 @@ export async function migrationTestDatabase(
 ): Promise<{ kysely: Kysely<unknown>; migrator: Migrator; cleanup: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-migrate-'));
   const pgDb = dialect === 'postgres' ? await createEmptyPostgresDatabase() : undefined;
+  const pool = pgDb ? new pg.Pool({ connectionString: pgDb.url, max: 2 }) : undefined;
+  // pg-pool resolves end() before its clients have closed; the forced drop that follows then
+  // ends them, and the pool re-emits that as an 'error' event, unhandled without a listener.
+  pool?.on('error', () => undefined);
   const kysely = new Kysely<unknown>({
-    dialect: pgDb
-      ? new PostgresDialect({ pool: new pg.Pool({ connectionString: pgDb.url, max: 2 }) })
-      : new SqliteDialect({ database: new SQLite(path.join(dir, 'db.sqlite')) }),
+    dialect: pool ? new PostgresDialect({ pool }) : new SqliteDialect({ database: new SQLite(path.join(dir, 'db.sqlite')) }),
   });
   return {
     kysely,
