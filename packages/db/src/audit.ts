@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
-import type { TrustedAuditCheckpoint } from '@gatehouse/core';
+import { GatehouseError, type TrustedAuditCheckpoint } from '@gatehouse/core';
 import type { Db, Tx } from './connect.js';
 import { escapeLike } from './devices.js';
 import { AUDIT_GENESIS_HASH, hashAuditEvent } from './audit-hash.js';
@@ -54,10 +54,8 @@ export function auditEventFromRow(row: AuditEventTable): AuditEvent {
   };
 }
 
-const AUDIT_LOCK_KEY = 0x6761_7465; // "gate": the advisory lock that orders the chain
-
 /**
- * Appends one event to the hash chain. Writers are serialised (an advisory lock on
+ * Appends one event to the hash chain. Writers are serialised (the head row's lock on
  * PostgreSQL, the write lock on SQLite) so the chain has one order across processes.
  */
 export async function appendAuditEvent(db: Db, input: AuditEventInput, within?: Transaction<Database>): Promise<AuditEvent> {
@@ -80,11 +78,16 @@ async function withTargetName(input: AuditEventInput, trx: Transaction<Database>
 
 async function appendIn(db: Db, input: AuditEventInput, trx: Transaction<Database>): Promise<AuditEvent> {
   const details = await withTargetName(input, trx);
-  // Take the chain's lock before reading its head: on PostgreSQL an advisory lock, on
-  // SQLite a write (which takes the database's single write lock up front).
-  if (db.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
-  else await sql`update audit_head set seq = seq where id = 1`.execute(trx);
-  const head = await trx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  // Take the chain's lock and read its head in one statement: updating the head row locks
+  // it until the transaction ends (on SQLite the update takes the database's write lock),
+  // and a writer that waited reads the head its predecessor committed (READ COMMITTED
+  // re-reads an updated row before it returns it). Writers are serialised as before.
+  const { rows } = await sql<{
+    seq: number | string;
+    hash: string;
+  }>`update audit_head set seq = seq where id = 1 returning seq, hash`.execute(trx);
+  const head = rows[0];
+  if (!head) throw new GatehouseError('INTERNAL', 'The audit chain has no head row (audit_head id 1): the database was not migrated.');
   const fields = {
     seq: Number(head.seq) + 1,
     id: randomUUID(),
@@ -100,8 +103,20 @@ async function appendIn(db: Db, input: AuditEventInput, trx: Transaction<Databas
     prev_hash: head.hash,
   };
   const row = { ...fields, hash: hashAuditEvent(fields) };
-  await trx.insertInto('audit_events').values(row).execute();
-  await trx.updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
+  const newHead = { seq: row.seq, hash: row.hash };
+  if (db.dialect === 'postgres') {
+    // One round trip: the insert is a data-modifying WITH of the head's update.
+    await trx
+      .with('inserted', (c) => c.insertInto('audit_events').values(row))
+      .updateTable('audit_head')
+      .set(newHead)
+      .where('id', '=', 1)
+      .execute();
+  } else {
+    // SQLite has no data-modifying WITH; its statements are calls in this process, not round trips.
+    await trx.insertInto('audit_events').values(row).execute();
+    await trx.updateTable('audit_head').set(newHead).where('id', '=', 1).execute();
+  }
   return auditEventFromRow(row);
 }
 
