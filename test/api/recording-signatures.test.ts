@@ -73,6 +73,23 @@ describe.each(dialects)('recording signatures on %s', (dialect) => {
     expect(checkRecordingSignature(hash, session.recordingSignature, key.publicKeyPem)).toMatchObject({ ok: true });
   });
 
+  it("signs with the writer's hash as written, and reads the file back when it is no longer that long (cut back after a crash)", async () => {
+    const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+    const text = '{"version":2,"width":80,"height":24}\n[0.5,"o","hi"]\n';
+    const whole = await recorded(text);
+    const signed = await t.recordingSignatures.sign(whole.id, { sha256: sha256(text), size: text.length });
+    expect(signed).toMatchObject({ sessionId: whole.id, sha256: sha256(text), size: text.length });
+    expect(JSON.parse(readFileSync(signatureFileOf(whole.file), 'utf8'))).toEqual(signed);
+
+    // The writer saw a longer file than is there now: the signature covers the file as it is.
+    const cut = await recorded(text);
+    const longer = `${text}[0.9,"o","torn`;
+    expect(await t.recordingSignatures.sign(cut.id, { sha256: sha256(longer), size: longer.length })).toMatchObject({
+      sha256: sha256(text),
+      size: text.length,
+    });
+  });
+
   it('leaves a live session and a recording not here yet unsigned, and signs the latter once it arrives', async () => {
     const live = await recorded('live', { live: true });
     expect(await t.recordingSignatures.sign(live.id)).toBeUndefined();

@@ -5,6 +5,7 @@
  * traffic. One thread serves every recording of the process; messages name the recording.
  */
 import { isUtf8 } from 'node:buffer';
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 
@@ -21,8 +22,11 @@ export type WriterReply =
   | { op: 'opened'; id: number }
   /** An append's bytes are on disk (or were dropped after a failure): the backlog shrinks. */
   | { op: 'written'; id: number; bytes: number }
-  /** `bytes`: the file's length; `directBytes`: how many of them went past the page cache. */
-  | { op: 'closed'; id: number; bytes: number; directBytes: number }
+  /**
+   * `bytes`: the file's length; `directBytes`: how many of them went past the page cache;
+   * `sha256`: the hash of the file's bytes, as written (none after a failed write).
+   */
+  | { op: 'closed'; id: number; bytes: number; directBytes: number; sha256?: string }
   | { op: 'failed'; id: number; message: string };
 
 /** Event kinds in a batch: output, input, resize, marker. */
@@ -54,6 +58,8 @@ interface Recording {
   tail: Buffer;
   /** Bytes written with O_DIRECT. */
   directBytes: number;
+  /** SHA-256 of the file's bytes so far: the recording's signature needs it, and reading the file back cost more. */
+  hash: Hash;
   /** Output (or input) that ended inside a UTF-8 sequence, held until the sequence is whole. */
   partial: Record<'o' | 'i', Buffer>;
   failed: boolean;
@@ -224,6 +230,8 @@ function append(recording: Recording, lines: Lines, encode: (lines: Lines) => vo
     }
   }
   writeFully(recording.fd, lines.bytes, at, lines.length - at, start + at);
+  // The file's new bytes: everything after the old tail, which was hashed when it was first written.
+  recording.hash.update(lines.bytes.subarray(recording.tail.length, lines.length));
   recording.size = start + lines.length;
   const rest = lines.length % BLOCK;
   recording.tail = Buffer.from(lines.bytes.subarray(lines.length - rest, lines.length));
@@ -263,6 +271,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
             size: 0,
             tail: Buffer.alloc(0),
             directBytes: 0,
+            hash: createHash('sha256'),
             partial: { o: Buffer.alloc(0), i: Buffer.alloc(0) },
             failed: false,
           };
@@ -295,7 +304,14 @@ function serve(port: NonNullable<typeof parentPort>): void {
           if (!recording.failed) {
             append(recording, lines, (l) => encodeRest(recording.partial, request.seconds, l));
           }
-          reply({ op: 'closed', id: request.id, bytes: recording.size, directBytes: recording.directBytes });
+          const { size, directBytes } = recording;
+          reply({
+            op: 'closed',
+            id: request.id,
+            bytes: size,
+            directBytes,
+            ...(recording.failed ? {} : { sha256: recording.hash.digest('hex') }),
+          });
         } catch (error) {
           fail(request.id, error);
         } finally {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +8,8 @@ import { AsciicastRecorder } from './asciicast.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-cast-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const sha256Of = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 const read = (file: string) =>
   readFileSync(file, 'utf8')
@@ -75,9 +78,10 @@ describe('AsciicastRecorder', () => {
     await rec.close();
     const events = read(file).slice(1) as [number, string, string][];
     expect(events.map((e) => e[2]).join('')).toBe(`${text}A\ufffdB`);
+    expect(rec.written?.sha256).toBe(sha256Of(file));
   });
 
-  it('writes fast output past the page cache, slow output through it, and the file is whole either way', async () => {
+  it('writes fast output past the page cache, slow output through it, the file whole and hashed as written either way', async () => {
     const file = path.join(dir, 'direct.cast');
     const rec = await AsciicastRecorder.create(file, { width: 80, height: 24, timestamp: 0, term: 'xterm' });
     const pause = () => new Promise((r) => setTimeout(r, 300));
@@ -98,6 +102,8 @@ describe('AsciicastRecorder', () => {
     const events = read(file).slice(1) as [number, string, string][];
     expect(events.map((e) => e[2]).join('')).toBe(parts.join(''));
     expect(rec.written?.bytes).toBe(statSync(file).size);
+    // The writer hashes what it writes, rewritten tails of blocks included, so signing need not read the file back.
+    expect(rec.written?.sha256).toBe(sha256Of(file));
     let directOk = true;
     try {
       closeSync(openSync(file, constants.O_RDONLY | constants.O_DIRECT));

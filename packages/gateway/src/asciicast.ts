@@ -45,8 +45,11 @@ export class AsciicastRecorder {
   /** Bytes handed to the writer thread that it has not written yet. */
   private inFlight = 0;
   private waiters: (() => void)[] = [];
-  /** After close(): the file's length and how much of it was written past the page cache. */
-  written: { bytes: number; directBytes: number } | undefined;
+  /**
+   * After close(): the file's length, how much of it was written past the page cache, and
+   * its SHA-256 as written (none when a write failed).
+   */
+  written: { bytes: number; directBytes: number; sha256?: string | undefined } | undefined;
   /** The open or close waiting for the writer's answer. */
   private settle: ((error?: Error) => void) | undefined;
 
@@ -173,7 +176,7 @@ export class AsciicastRecorder {
         this.fail(new GatehouseError('INTERNAL', reply.message));
         return;
       case 'closed':
-        this.written = { bytes: reply.bytes, directBytes: reply.directBytes };
+        this.written = { bytes: reply.bytes, directBytes: reply.directBytes, sha256: reply.sha256 };
         this.settle?.();
         return;
       case 'opened':

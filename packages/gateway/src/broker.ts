@@ -233,6 +233,18 @@ export interface SessionEnd {
   /** The signal that killed the command (`SIGKILL`), when it did not exit by itself. */
   exitSignal?: string | null | undefined;
   reason: string | null;
+  /**
+   * The recording's SHA-256 and length as this process wrote it, so signing it need not
+   * read it back. In-process only: the link protocol has no such field (a remote gateway's
+   * recording is hashed by the server once it has fetched it).
+   */
+  recording?: RecordingHash | undefined;
+}
+
+/** A recording's SHA-256 (hex) and length in bytes. */
+export interface RecordingHash {
+  sha256: string;
+  size: number;
 }
 
 export interface ConnectionFailure {

@@ -32,6 +32,7 @@ export type {
   RefusedForward,
   RunbookGatewayContext,
   SessionBytes,
+  RecordingHash,
   SessionEnd,
   SessionKind,
   SessionStart,

@@ -325,6 +325,7 @@ export class ProxiedSession {
         exitSignal: killed?.signal ?? null,
         reason:
           reason ?? (killed ? `The command was killed by signal ${killed.signal}${killed.coreDumped ? ' (core dumped)' : ''}.` : null),
+        ...recordingHash(this.recorder),
       };
       await this.options.broker
         .sessionEnded(this.id, end)
@@ -333,6 +334,12 @@ export class ProxiedSession {
     })();
     return this.finished;
   }
+}
+
+/** The closed recording's hash as written, when every write succeeded. */
+function recordingHash(recorder: AsciicastRecorder | undefined): Pick<SessionEnd, 'recording'> {
+  const written = recorder?.written;
+  return written?.sha256 === undefined ? {} : { recording: { sha256: written.sha256, size: written.bytes } };
 }
 
 /** A setting given as a value or as a function that reads it now. */

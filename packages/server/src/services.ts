@@ -22,6 +22,7 @@ import {
   type User,
   type Vault,
 } from '@gatehouse/db';
+import type { RecordingHash } from '@gatehouse/gateway';
 import type { Transaction } from 'kysely';
 import type { FastifyRequest } from 'fastify';
 import type { ServerConfig } from './config.js';
@@ -68,7 +69,7 @@ export interface Services {
   /** Rotation after sessions: the gateway broker tells it of every session end. */
   afterSessionRotation?: { sessionEnded(s: EndedSession): void };
   /** Recording signatures: the brokers tell it of every recording finished here (a session's end, a remote gateway's fetched). */
-  recordingSignatures?: { finished(sessionId: string): void };
+  recordingSignatures?: { finished(sessionId: string, written?: RecordingHash): void };
   /** SFTP session logs for the recordings' object store (set when there is one): told of every SFTP session's end. */
   sftpLogs?: { finished(sessionId: string): void };
   logger: Logger;

@@ -520,7 +520,7 @@ export class ServerAccessBroker implements AccessBroker {
     const s = await this.sessions.end(sessionId, end);
     await this.services.audit(null, sessionEndEvent(s, sessionId, end, this.entry));
     if (s) this.services.afterSessionRotation?.sessionEnded(s);
-    if (s?.recorded) this.services.recordingSignatures?.finished(sessionId);
+    if (s?.recorded) this.services.recordingSignatures?.finished(sessionId, end.recording);
     if (s?.kind === 'sftp') this.services.sftpLogs?.finished(sessionId);
   }
 

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hashRecording, recordingSigner, type RecordingSignature } from '@gatehouse/core';
 import type { GatewaySessions } from '@gatehouse/db';
+import type { RecordingHash } from '@gatehouse/gateway';
 import type { AuditCheckpointKey } from '../audit-checkpoint-key.js';
 import type { Logger } from '../logger.js';
 
@@ -54,9 +55,13 @@ export class RecordingSignatures {
     this.signedListeners.push(listener);
   }
 
-  /** A session ended, or its recording arrived from a remote gateway: sign it (in the background). */
-  finished(sessionId: string): void {
-    void this.sign(sessionId).catch((error: unknown) =>
+  /**
+   * A session ended, or its recording arrived from a remote gateway: sign it (in the
+   * background). `written`: the hash this process's recording writer computed as it wrote
+   * the file, so the file is not read back (only when the file still has that length).
+   */
+  finished(sessionId: string, written?: RecordingHash): void {
+    void this.sign(sessionId, written).catch((error: unknown) =>
       this.o.logger.error({ err: error, sessionId }, 'could not sign a recording; it is signed at the next start'),
     );
   }
@@ -67,10 +72,10 @@ export class RecordingSignatures {
    * signature, which is then written beside the file. Undefined when there is no
    * recording here (yet: a remote gateway's is signed when it has been fetched).
    */
-  sign(sessionId: string): Promise<RecordingSignature | undefined> {
+  sign(sessionId: string, written?: RecordingHash): Promise<RecordingSignature | undefined> {
     const running = this.running.get(sessionId);
     if (running) return running;
-    const next = this.signNow(sessionId).finally(() => this.running.delete(sessionId));
+    const next = this.signNow(sessionId, written).finally(() => this.running.delete(sessionId));
     this.running.set(sessionId, next);
     return next;
   }
@@ -87,12 +92,12 @@ export class RecordingSignatures {
     return signed;
   }
 
-  private async signNow(sessionId: string): Promise<RecordingSignature | undefined> {
+  private async signNow(sessionId: string, written: RecordingHash | undefined): Promise<RecordingSignature | undefined> {
     const session = await this.o.sessions.recordingToSign(sessionId);
     if (!session?.ended || session.recording === null) return undefined;
     const file = path.resolve(this.o.recordingsDir, session.recording);
     if (!file.startsWith(`${this.o.recordingsDir}${path.sep}`)) return undefined;
-    const hash = await hashRecording(createReadStream(file)).catch((error: NodeJS.ErrnoException) => {
+    const hash = await recordingHashOf(file, written).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return undefined;
       throw error;
     });
@@ -103,4 +108,13 @@ export class RecordingSignatures {
     for (const listener of this.signedListeners) listener(sessionId, file);
     return kept;
   }
+}
+
+/**
+ * The recording's hash: the writer's, when the file is as long as the writer left it (a
+ * recording cut back after a crash is not), otherwise read from the file.
+ */
+async function recordingHashOf(file: string, written: RecordingHash | undefined): Promise<RecordingHash> {
+  if (written && (await stat(file)).size === written.size) return written;
+  return hashRecording(createReadStream(file));
 }
