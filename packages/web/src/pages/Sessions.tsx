@@ -206,6 +206,7 @@ export function Sessions({ user }: { user: User }) {
                     {s.kind ?? '—'}
                     {/* A forward's command is where it went: the port forwarded to, as the device reached it. */}
                     {s.kind === 'forward' && s.command ? <span className="muted mono"> {s.command}</span> : null}
+                    {s.recordingStore ? <StoredMark name={s.recordingStore} /> : null}
                   </td>
                   <td>
                     <StatusBadge
@@ -320,6 +321,11 @@ export function SessionPage({ id }: { id: string }) {
         </dd>
       </dl>
       <h2>Recording</h2>
+      {session.recordingStore ? (
+        <p>
+          <StoredMark name={session.recordingStore} /> <span className="mono muted">{session.recordingStore}</span>
+        </p>
+      ) : null}
       {!session.recorded ? (
         <p className="muted">No {session.kind === 'vnc' || session.kind === 'rdp' ? 'desktop' : 'terminal'} recording for this session.</p>
       ) : session.recordingFormat === 'rfb' ? (
@@ -426,6 +432,15 @@ function Player({ path }: { path: string }) {
       <div ref={element} className="player-screen" data-testid="player" />
       {error ? <ErrorNote error={error} /> : null}
     </div>
+  );
+}
+
+/** Marks a session whose recording (or SFTP operation log) lives in the recordings' object store, named `name` there. */
+function StoredMark({ name }: { name: string }) {
+  return (
+    <span className="tag stored" title={`In the recordings' object store as ${name}`}>
+      stored in object storage
+    </span>
   );
 }
 
