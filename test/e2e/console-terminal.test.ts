@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, newPage, screenshot, signIn } from '../support/browser.js';
+import { launchChromium, newPage, playRecording, screenshot, signIn } from '../support/browser.js';
 import { killServers, removeTempDirs, setupAdmin, startServer, tempDir, type GatehouseServer, savedToken } from '../support/server.js';
 import { ensureSystemUser, freePort, TEST_USER_PASSWORD, TestSshd } from '../support/sshd.js';
 
@@ -211,11 +211,8 @@ describe('web console: browser terminal, playback and audit', () => {
     await screenshot(page, '32-sessions');
     await row.getByRole('link').click();
     await page.getByRole('heading', { name: `admin → web-box:${DEVICE_USER}` }).waitFor();
-    await page.getByRole('button', { name: '4×' }).click();
-    const player = page.getByTestId('player');
-    await player.locator('.ap-player').waitFor();
     // Start playing, then let it run to the command's output.
-    await player.click();
+    const player = await playRecording(page);
     await expect.poll(() => player.innerText(), { timeout: 20_000 }).toContain('from-the-browser-42');
     await screenshot(page, '33-playback');
     // The player refits to its container when the window narrows and widens again: no cut-off, no scroll bar.
@@ -278,10 +275,7 @@ describe('web console: browser terminal, playback and audit', () => {
     // The recording has the resize (the .cast was always right; the player's handling of it was not).
     expect(cast.body).toMatch(/"r","\d+x\d+"\]/);
     await page.goto(`${server.url}/sessions/${played!.id}`);
-    await page.getByRole('button', { name: '4×' }).click();
-    const player = page.getByTestId('player');
-    await player.locator('.ap-player').waitFor();
-    await player.click();
+    const player = await playRecording(page);
     // Played to the end: the command after the resize is shown, the rows cleared before it are not.
     await expect.poll(() => player.innerText(), { timeout: 30_000 }).toContain('exit 0');
     const shown = await player.innerText();

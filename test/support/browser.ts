@@ -153,3 +153,12 @@ export async function openSystemPage(page: Page, name: string): Promise<void> {
 export function terminalScreen(page: Page): Promise<string> {
   return page.getByTestId('terminal').locator('.xterm-rows').innerText();
 }
+
+/** Plays the session page's terminal recording at 4× (asciinema-player starts on a click): the player, whose text is its screen. */
+export async function playRecording(page: Page): Promise<Locator> {
+  await page.getByRole('button', { name: '4×' }).click();
+  const player = page.getByTestId('player');
+  await player.locator('.ap-player').waitFor();
+  await player.click();
+  return player;
+}
