@@ -16,6 +16,10 @@ function directoryTarget(dir: string): StorageTarget {
     putBytes: (name, body) => writeFile(path.join(dir, path.basename(name)), body),
     test: () => Promise.reject(new Error('not used')),
     open: () => Promise.reject(new Error('not used')),
+    startParts: () => Promise.reject(new Error('not used')),
+    putPart: () => Promise.reject(new Error('not used')),
+    completeParts: () => Promise.reject(new Error('not used')),
+    abortParts: () => Promise.reject(new Error('not used')),
   };
 }
 

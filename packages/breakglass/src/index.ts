@@ -36,6 +36,7 @@ export {
 export {
   testStages,
   TargetError,
+  PartsAbortRefused,
   networkReason,
   type StorageTarget,
   type ObjectRead,

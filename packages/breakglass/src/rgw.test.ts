@@ -282,6 +282,29 @@ describe.skipIf(missing.length > 0)('break glass to Ceph RADOS Gateway (SigV4 an
     }, 60_000);
   });
 
+  it('takes a recording in parts (5 MiB, then the rest) and aborts an open upload leaving no parts', async () => {
+    // The recordings' store: a bucket and key of their own, no ACL condition (parts carry no ACL header).
+    await ownerS3.send(new CreateBucketCommand({ Bucket: 'recordings' }));
+    const target = new S3Target(
+      writerConfig({ accessKeyId: owner.accessKey, secretAccessKey: owner.secretKey, bucket: 'recordings', acl: 'none' }),
+    );
+    const parts = [randomBytes(5 * 1024 * 1024), randomBytes(1000)];
+    const uploadId = await target.startParts('r/done.cast', 'application/x-asciicast');
+    const tags = [];
+    for (const [i, part] of parts.entries()) tags.push(await target.putPart('r/done.cast', uploadId, i + 1, part));
+    await target.completeParts('r/done.cast', uploadId, tags, 'application/x-asciicast');
+    expect((await download(ownerS3, 'recordings', 'r/done.cast')).equals(Buffer.concat(parts))).toBe(true);
+
+    const open = await target.startParts('r/cut-off.cast', 'application/x-asciicast');
+    await target.putPart('r/cut-off.cast', open, 1, randomBytes(5 * 1024 * 1024));
+    const listed = async () => (await ownerS3.send(new ListMultipartUploadsCommand({ Bucket: 'recordings' }))).Uploads ?? [];
+    expect((await listed()).map((u) => u.Key)).toEqual(['r/cut-off.cast']);
+    await target.abortParts('r/cut-off.cast', open);
+    expect(await listed()).toEqual([]);
+    // An upload the store no longer knows is aborted already.
+    await target.abortParts('r/cut-off.cast', open);
+  }, 60_000);
+
   describe('over HTTPS with a self-signed certificate', () => {
     let tls: CephRgw;
     let tlsOwner: RgwUser;

@@ -293,6 +293,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<GatehouseApp> {
       })
     : undefined;
   services.sftpLogs = recordingUploads?.sftpLogs;
+  services.recordingUploads = recordingUploads?.uploads;
   const policyRotations = new PolicyRotations(services, logger.child({ component: 'rotation' }));
   const afterSessionRotation = new AfterSessionRotation({
     services,

@@ -72,6 +72,8 @@ export interface Services {
   recordingSignatures?: { finished(sessionId: string, written?: RecordingHash): void };
   /** SFTP session logs for the recordings' object store (set when there is one): told of every SFTP session's end. */
   sftpLogs?: { finished(sessionId: string): void };
+  /** Recording uploads to the object store (set when there is one): told of every recording the built-in gateway starts writing. */
+  recordingUploads?: { started(sessionId: string, relative: string): void };
   logger: Logger;
   /** Prometheus metrics of this server instance (GET /metrics). */
   metrics?: Metrics;

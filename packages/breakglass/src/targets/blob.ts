@@ -1,4 +1,5 @@
 import type { Agent } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential, type StoragePipelineOptions } from '@azure/storage-blob';
@@ -8,6 +9,7 @@ import {
   networkReason,
   runTestStages,
   succeeds,
+  requestLimiter,
   TargetError,
   unansweredReason,
   type ObjectRead,
@@ -51,6 +53,7 @@ export class BlobTarget implements StorageTarget {
   private readonly container: ContainerClient;
   private readonly endpoint: string;
   private readonly timeoutSeconds: number;
+  private readonly limit: ReturnType<typeof requestLimiter>;
 
   constructor(private readonly config: BlobTargetConfig) {
     this.timeoutSeconds = config.timeoutSeconds ?? 30;
@@ -63,6 +66,7 @@ export class BlobTarget implements StorageTarget {
       '',
     );
     this.location = `container ${config.container} at ${this.endpoint}`;
+    this.limit = requestLimiter(this.timeoutSeconds, this.endpoint, (error, name) => this.explain(error, name));
     const policy = config.addressPolicy ?? { allowLinkLocal: false };
     // One agent serves every request of the pipeline, so it must match the endpoint's
     // scheme; it also means no proxy from the environment, whose address could not be checked.
@@ -122,6 +126,39 @@ export class BlobTarget implements StorageTarget {
     await this.container
       .getBlockBlobClient(name)
       .upload(body, body.length, { blobHTTPHeaders: { blobContentType: contentType }, abortSignal: watchdog.signal });
+  }
+
+  /**
+   * Blocks are staged under ids that start with a fresh upload id, so a later upload's
+   * blocks never mix with an earlier one's.
+   */
+  startParts(): Promise<string> {
+    return Promise.resolve(randomBytes(6).toString('hex'));
+  }
+
+  async putPart(name: string, uploadId: string, number: number, body: Buffer): Promise<string> {
+    // Block ids are base64 of equal length within a blob.
+    const blockId = Buffer.from(`${uploadId}-${String(number).padStart(6, '0')}`).toString('base64');
+    await this.limit(`writing block ${number} of ${name}`, name, (abortSignal) =>
+      this.container.getBlockBlobClient(name).stageBlock(blockId, body, body.length, { abortSignal }),
+    );
+    return blockId;
+  }
+
+  async completeParts(name: string, _uploadId: string, tags: readonly string[], contentType: string): Promise<void> {
+    await this.limit(`committing the blocks of ${name}`, name, (abortSignal) =>
+      this.container
+        .getBlockBlobClient(name)
+        .commitBlockList([...tags], { blobHTTPHeaders: { blobContentType: contentType }, abortSignal }),
+    );
+  }
+
+  /**
+   * Azure has no abort: blocks never committed go with the blob's next commit (the whole
+   * upload that follows an abandoned one) or after a week.
+   */
+  abortParts(): Promise<void> {
+    return Promise.resolve();
   }
 
   explain(error: unknown, name: string): TargetError {

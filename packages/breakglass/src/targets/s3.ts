@@ -2,12 +2,16 @@ import { rootCertificates } from 'node:tls';
 import { createReadStream } from 'node:fs';
 import { pipeline, Readable, Transform } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   type ObjectCannedACL,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -17,6 +21,8 @@ import {
   networkReason,
   runTestStages,
   succeeds,
+  PartsAbortRefused,
+  requestLimiter,
   TargetError,
   unansweredReason,
   type ObjectRead,
@@ -78,12 +84,14 @@ export class S3Target implements StorageTarget {
   private readonly client: S3Client;
   private readonly endpoint: string;
   private readonly timeoutSeconds: number;
+  private readonly limit: ReturnType<typeof requestLimiter>;
 
   constructor(private readonly config: S3TargetConfig) {
     const endpoint = s3Endpoint(config);
     this.endpoint = endpoint ?? `${config.protocol}://s3.${config.region ?? 'us-east-1'}.amazonaws.com`;
     this.location = `s3://${config.bucket} at ${this.endpoint}`;
     this.timeoutSeconds = config.timeoutSeconds ?? 30;
+    this.limit = requestLimiter(this.timeoutSeconds, this.endpoint, (error, name) => this.explain(error, name));
     const timeout = this.timeoutSeconds * 1000;
     const policy = config.addressPolicy ?? { allowLinkLocal: false };
     this.client = new S3Client({
@@ -189,6 +197,63 @@ export class S3Target implements StorageTarget {
       new PutObjectCommand({ Bucket: this.config.bucket, Key: name, Body: body, ContentType: contentType, ...this.acl() }),
       { abortSignal: watchdog.signal },
     );
+  }
+
+  async startParts(name: string, contentType: string): Promise<string> {
+    const out = await this.limit(`starting the upload in parts of ${name}`, name, (abortSignal) =>
+      this.client.send(
+        new CreateMultipartUploadCommand({ Bucket: this.config.bucket, Key: name, ContentType: contentType, ...this.acl() }),
+        { abortSignal },
+      ),
+    );
+    if (!out.UploadId)
+      throw new TargetError('connection', `${this.endpoint} started an upload in parts of ${name} without an upload id.`, false);
+    return out.UploadId;
+  }
+
+  async putPart(name: string, uploadId: string, number: number, body: Buffer): Promise<string> {
+    const out = await this.limit(`writing part ${number} of ${name}`, name, (abortSignal) =>
+      this.client.send(
+        new UploadPartCommand({
+          Bucket: this.config.bucket,
+          Key: name,
+          UploadId: uploadId,
+          PartNumber: number,
+          Body: body,
+          ContentLength: body.length,
+        }),
+        { abortSignal },
+      ),
+    );
+    if (!out.ETag) throw new TargetError('connection', `${this.endpoint} took part ${number} of ${name} without an ETag.`, false);
+    return out.ETag;
+  }
+
+  async completeParts(name: string, uploadId: string, tags: readonly string[], _contentType?: string): Promise<void> {
+    await this.limit(`completing the upload in parts of ${name}`, name, (abortSignal) =>
+      this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.config.bucket,
+          Key: name,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: tags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+        }),
+        { abortSignal },
+      ),
+    );
+  }
+
+  async abortParts(name: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: name, UploadId: uploadId }), {
+        abortSignal: AbortSignal.timeout(this.timeoutSeconds * 1000),
+      });
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 404 || codeOf(error) === 'NoSuchUpload') return;
+      if (status !== undefined) throw new PartsAbortRefused(name, this.location);
+      throw this.explain(error, name);
+    }
   }
 
   /** Turns an SDK error into the stage it belongs to and what to do about it. */

@@ -39,6 +39,32 @@ export interface StorageTarget {
    * put-only key (the recommended set-up) may not read: that is an answer, not an error.
    */
   open(name: string): Promise<ObjectRead>;
+  /**
+   * Starts an object written in parts (an S3 multipart upload, an Azure block list): nothing
+   * of it is readable until `completeParts`. Answers the upload's id, which a later process
+   * needs to abort it.
+   */
+  startParts(name: string, contentType: string): Promise<string>;
+  /** Uploads part `number` (1, 2, …; every part but the last at least 5 MiB); answers its tag for `completeParts`. */
+  putPart(name: string, uploadId: string, number: number, body: Buffer): Promise<string>;
+  /** Makes the object of the parts' tags, in order, in one step. */
+  completeParts(name: string, uploadId: string, tags: readonly string[], contentType: string): Promise<void>;
+  /**
+   * Drops an upload's parts. An upload the store no longer knows is not an error; a
+   * refusal with an answer (a key without the right) is `PartsAbortRefused`.
+   */
+  abortParts(name: string, uploadId: string): Promise<void>;
+}
+
+/** The store answered an abort of an upload in parts with a refusal: its parts stay until the bucket's lifecycle rule drops them. */
+export class PartsAbortRefused extends GatehouseError {
+  constructor(name: string, location: string) {
+    super(
+      'BAD_GATEWAY',
+      `${location} refused to abort the upload in parts of ${name}: its parts stay in the bucket until a lifecycle rule drops incomplete uploads. Give the key the right to abort multipart uploads, or add such a rule.`,
+    );
+    this.name = 'PartsAbortRefused';
+  }
 }
 
 /** What reading an object back found: its bytes as a stream, no such object, or why it could not be read (in our words). */
@@ -113,6 +139,18 @@ export class Watchdog {
       watchdog.stop();
     }
   }
+}
+
+/** A target's one-request helper: `fn` under a Watchdog of `seconds`, a failure explained as for writing `name`. */
+export function requestLimiter(seconds: number, endpoint: string, explain: (error: unknown, name: string) => TargetError) {
+  return <T>(doing: string, name: string, fn: (abortSignal: AbortSignal) => Promise<T>): Promise<T> =>
+    Watchdog.limit(
+      seconds,
+      endpoint,
+      doing,
+      (watchdog) => fn(watchdog.signal),
+      (error) => explain(error, name),
+    );
 }
 
 /** A failure of the storage, with the stage it belongs to and a reason a person can act on. */

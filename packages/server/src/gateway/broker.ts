@@ -468,6 +468,8 @@ export class ServerAccessBroker implements AccessBroker {
     });
     // Counted once its row is written: a session whose insert failed never started.
     this.services.metrics?.sessionStarted(s.kind, s.gateway);
+    // Written on this machine only when this server's gateway is the entry (a remote gateway's is fetched when it ends).
+    if (s.recording !== null && this.entry === BUILT_IN_GATEWAY) this.services.recordingUploads?.started(s.id, s.recording);
     await this.services.audit(null, {
       action: 'session.start',
       outcome: 'success',
