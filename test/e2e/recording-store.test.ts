@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -127,6 +128,7 @@ async function gatewayServer(dir: string, sshd: TestSshd, env: Env) {
       await server.stop(30_000);
       server = await startServer(options);
     },
+    sshPort,
     token,
     session,
     ssh,
@@ -280,6 +282,66 @@ describe.skipIf(missingCeph.length > 0)('recordings in a Ceph RADOS Gateway buck
     const verified = await t.gh('sessions', 'verify', session.id);
     expect(verified.stdout, verified.stderr).toContain('Recording verified');
   }, 240_000);
+
+  it('streams a long recording to RGW in parts while the session runs; after a kill mid-session the next start aborts the open upload and sends it again', async () => {
+    // The device's command waits for a flag file the test makes (its user must see it).
+    const flags = mkdtempSync(path.join(os.tmpdir(), 'gatehouse-streamed-'));
+    chmodSync(flags, 0o755);
+    const command = (flag: string, bytes: number) =>
+      `head -c ${bytes} /dev/urandom | base64; while [ ! -e ${flags}/${flag} ]; do sleep 0.1; done; echo streamed-end`;
+    const uploads = async () =>
+      (
+        JSON.parse((await aws('s3api', 'list-multipart-uploads', '--bucket', BUCKET, '--output', 'json')) || '{}') as {
+          Uploads?: { Key: string; UploadId: string }[];
+        }
+      ).Uploads ?? [];
+    /** The one open upload once it has `parts` parts: its object name and session. */
+    const openUpload = (parts: number) =>
+      vi.waitFor(
+        async () => {
+          const [upload, ...more] = await uploads();
+          if (!upload || more.length > 0) throw new Error(`not one open upload: ${JSON.stringify([upload, ...more])}`);
+          const listed = JSON.parse(
+            await aws('s3api', 'list-parts', '--bucket', BUCKET, '--key', upload.Key, '--upload-id', upload.UploadId, '--output', 'json'),
+          ) as { Parts?: unknown[] };
+          expect(listed.Parts?.length ?? 0).toBeGreaterThanOrEqual(parts);
+          return { name: upload.Key, id: path.basename(upload.Key, '.cast') };
+        },
+        { timeout: 90_000, interval: 500 },
+      );
+    const download = async (name: string, file: string) => {
+      await aws('s3', 'cp', '--only-show-errors', `s3://${BUCKET}/${name}`, file);
+      await aws('s3', 'cp', '--only-show-errors', `s3://${BUCKET}/${name}.sig`, `${file}.sig`);
+      const offline = await verifyOffline(file);
+      expect(offline.stdout, offline.stderr).toContain('Recording verified');
+      return readFileSync(file, 'utf8');
+    };
+
+    // More than two parts (base64 of 9 MB is 12 MB of output) while the session still runs.
+    const long = sshCommand(t.sshPort, 'admin:store-box', command('long', 9_000_000), ADMIN_PASSWORD);
+    const streamed = await openUpload(2);
+    expect((await t.session(streamed.id)).recordingStore ?? null).toBeNull();
+    writeFileSync(path.join(flags, 'long'), '');
+    const out = await long;
+    expect(out.code, out.stderr).toBe(0);
+    expect(await t.stored(streamed.id)).toBe(streamed.name);
+    expect(printed(await download(streamed.name, path.join(dir, 'streamed.cast')))).toBe(out.stdout);
+    expect(await uploads()).toEqual([]);
+
+    // Killed with one part in the bucket: the next start ends the session, signs what was
+    // written and replaces the open upload.
+    const cut = sshCommand(t.sshPort, 'admin:store-box', command('cut', 6_000_000), ADMIN_PASSWORD);
+    const open = await openUpload(1);
+    t.server.kill();
+    await cut;
+    writeFileSync(path.join(flags, 'cut'), '');
+    await t.restart();
+    expect(await t.stored(open.id)).toBe(open.name);
+    await vi.waitFor(async () => expect(await uploads()).toEqual([]), { timeout: 30_000, interval: 500 });
+    const cast = await download(open.name, path.join(dir, 'cut.cast'));
+    expect(cast.length).toBeGreaterThan(5 * 1024 * 1024);
+    rmSync(flags, { recursive: true, force: true });
+  }, 300_000);
 
   it("keeps an SFTP session's operation log while RGW hangs, across a restart, then puts it and its .sig in the bucket; verify checks it offline", async () => {
     const payload = path.join(dir, 'payload.txt');
