@@ -138,7 +138,13 @@ async function readAll(target: StorageTarget, name: string): Promise<Buffer> {
  */
 function streamedRecordingTests(
   storeName: string,
-  start: () => Promise<{ target: StorageTarget; pendingParts: (name: string) => Promise<number>; stop: () => Promise<void> }>,
+  start: () => Promise<{
+    target: StorageTarget;
+    pendingParts: (name: string) => Promise<number>;
+    stop: () => Promise<void>;
+    /** Makes the store hang (takes connections, answers nothing), and answer again. */
+    freeze: (frozen: boolean) => void;
+  }>,
   opts: { abortChecked: boolean },
 ) {
   describe(`recordings streamed in parts while written (${storeName})`, () => {
@@ -216,6 +222,27 @@ function streamedRecordingTests(
       await uploads.stop();
     }, 120_000);
 
+    it('retries a part while the store hangs and catches up once it answers', async () => {
+      const id = 'retried';
+      const file = fileOf(id);
+      const warn = vi.fn();
+      const uploads = uploadsFor(new Map(), warn);
+      uploads.started(id, relativeOf(id));
+      store.freeze(true);
+      const bytes = randomBytes(MIN_PART_BYTES + MiB);
+      writeFileSync(file, bytes);
+      const partFailures = () => warn.mock.calls.filter(([, msg]) => String(msg).startsWith('could not upload a part')).length;
+      await vi.waitFor(() => expect(partFailures()).toBeGreaterThanOrEqual(2), { timeout: 60_000 });
+      expect(uploads.partsSent(id)).toBe(0);
+      store.freeze(false);
+      await vi.waitFor(() => expect(uploads.partsSent(id)).toBe(1), { timeout: 30_000 });
+      await sign(id, bytes);
+      uploads.add(id, file);
+      await uploads.idle();
+      await checkStored(id, bytes);
+      await uploads.stop();
+    }, 120_000);
+
     it('uploads a recording shorter than a part whole', async () => {
       const id = 'short';
       const stored = new Map<string, string>();
@@ -262,11 +289,26 @@ function streamedRecordingTests(
   });
 }
 
+/** A store run by `peer`, hung with SIGSTOP. */
+const frozenBy = (
+  peer: { pid: number; stop: () => Promise<void> },
+  target: StorageTarget,
+  pendingParts: (name: string) => Promise<number>,
+) => ({
+  target,
+  pendingParts,
+  freeze: (frozen: boolean) => process.kill(peer.pid, frozen ? 'SIGSTOP' : 'SIGCONT'),
+  stop: () => {
+    process.kill(peer.pid, 'SIGCONT');
+    return peer.stop();
+  },
+});
+
 streamedRecordingTests(
   's3rver',
   async () => {
     const s3 = await startS3rver({ buckets: ['recordings'] });
-    const target = s3rverTarget(s3.endpoint, 10);
+    const target = s3rverTarget(s3.endpoint, 3);
     // s3rver keeps an open upload's parts as files named by their number.
     const uploadsDir = path.join(s3.dir, 'data', 'recordings', '._S3rver_uploads');
     const pendingParts = () =>
@@ -275,7 +317,7 @@ streamedRecordingTests(
           ? readdirSync(uploadsDir).reduce((n, u) => n + readdirSync(path.join(uploadsDir, u)).filter((f) => /^\d+$/.test(f)).length, 0)
           : 0,
       );
-    return { target, pendingParts, stop: () => s3.stop() };
+    return frozenBy(s3, target, pendingParts);
   },
   // s3rver answers no AbortMultipartUpload: that is checked against Ceph RGW (packages/breakglass/src/rgw.test.ts).
   { abortChecked: false },
@@ -295,7 +337,7 @@ streamedRecordingTests(
       protocol: 'http',
       endpointSuffix: 'core.windows.net',
       blobEndpoint: azurite.blobEndpoint,
-      timeoutSeconds: 10,
+      timeoutSeconds: 3,
     });
     // Staged blocks not committed yet.
     const pendingParts = async (name: string) => {
@@ -308,7 +350,7 @@ streamedRecordingTests(
         });
       return list.uncommittedBlocks?.length ?? 0;
     };
-    return { target, pendingParts, stop: () => azurite.stop() };
+    return frozenBy(azurite, target, pendingParts);
   },
   { abortChecked: true },
 );
