@@ -71,6 +71,9 @@ describe('recording signatures: sessions verify checks a downloaded recording of
     // Beside the file on the server, the same document as in the row.
     const day = readdirSync(path.join(server.dataDir, 'recordings'))[0] ?? '';
     const onServer = path.join(server.dataDir, 'recordings', day, `${session.id}.cast`);
+    // The row is signed first, then the .sig is written beside the file (a replica that finds
+    // the row signed by another writes that one): wait for the file too.
+    await vi.waitFor(() => readFileSync(`${onServer}.sig`, 'utf8'), { timeout: 10_000, interval: 50 });
     expect(JSON.parse(readFileSync(`${onServer}.sig`, 'utf8'))).toEqual(session.recordingSignature);
 
     // Download the recording (its .sig comes beside it) and the public key.
