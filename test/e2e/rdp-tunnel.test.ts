@@ -219,6 +219,8 @@ describe('gatehouse rdp: native RDP clients through the built-in gateway, with x
     const tunnel = await gatehouseRdp(['rdp-box', '--client', '--', '/cert:ignore', `/p:${TEST_USER_PASSWORD}`], {
       env: { DISPLAY: display },
     });
+    // The line comes just after the one that says the tunnel listens, which is all gatehouseRdp waits for.
+    await waitFor(`gatehouse rdp starts xfreerdp (${tunnel.stdout()})`, () => tunnel.stdout().includes('Starting xfreerdp'));
     expect(tunnel.stdout()).toMatch(/Starting xfreerdp \/v:127\.0\.0\.1:\d+ \/u:gh-rdp-tunnel \/cert:ignore/);
     await waitFor(`xrdp logs the login (${tunnel.stdout()} ${tunnel.stderr()})`, () => logins() > before);
     tunnel.child.kill('SIGTERM');
