@@ -42,6 +42,12 @@ export interface SshGatewayOptions {
   maxAuthAttempts?: number;
   /** Opens the TCP path to the device; by default this gateway connects directly. */
   dial?: TargetDialer;
+  /**
+   * Logs where each proxied channel's relay waited ("relay stats" at its end: bytes, time
+   * blocked on each leg, window adjusts; `relay-stats.ts`). By default when the process
+   * was started with GATEHOUSE_RELAY_STATS=1; a diagnostic, off otherwise.
+   */
+  relayStats?: boolean;
 }
 
 /**
@@ -97,6 +103,7 @@ export class SshGateway {
       targetTimeoutMs: 15_000,
       loginGraceMs: 60_000,
       maxAuthAttempts: 3,
+      relayStats: process.env.GATEHOUSE_RELAY_STATS === '1',
       dial: directDialer(options.name, options.targetTimeoutMs ?? 15_000),
       ...options,
     });

@@ -12,6 +12,7 @@ export {
 } from './host-key.js';
 export { forgetKeyAdvice } from './host-key-advice.js';
 export { parseConnectionTarget, printableName, TARGET_FORMAT, type ConnectionTarget, type ParsedTarget } from './connection-target.js';
+export type { RelayDirectionStats, RelayStatsSummary } from './relay-stats.js';
 export { AsciicastRecorder, repairRecording, type AsciicastHeader } from './asciicast.js';
 export type {
   AccessBroker,

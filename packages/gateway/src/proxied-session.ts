@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { ClientChannel, PseudoTtyInfo, ServerChannel } from 'ssh2';
 import { AsciicastRecorder } from './asciicast.js';
+import { RelayStats } from './relay-stats.js';
 import type { AuthorizedTarget, GatewayUser, SessionEnd, SessionKind } from './broker.js';
 import type { TargetConnection } from './connect-target.js';
 import { ExecOutputWatch, summaryMarker, type ExecStream } from './exec-output.js';
@@ -38,6 +39,8 @@ export class ProxiedSession {
   private fileOps: Promise<void> = Promise.resolve();
   private channelClosed: Promise<void> = Promise.resolve();
   private progress: NodeJS.Timeout | undefined;
+  /** Where the relay waited, when the gateway collects it (`relayStats`). */
+  private relayStats: RelayStats | undefined;
   private resolveDone!: () => void;
   private readonly done = new Promise<void>((resolve) => (this.resolveDone = resolve));
   readonly id = randomUUID();
@@ -158,18 +161,24 @@ export class ProxiedSession {
     // A runbook's input is only what the engine generated: new credentials on their way to chpasswd.
     const recordInput = setting(this.options.recordInput) && recorder !== undefined && this.user.runbook === undefined;
     const record = this.recordedPart(recorder, recordInput);
+    const stats = this.options.relayStats ? new RelayStats(stream, channel) : undefined;
+    this.relayStats = stats;
     // While the recording waits for the disk, the recorded side waits for the recording.
-    const holdWhileRecording = (source: { pause(): unknown; resume(): unknown }) => {
+    const holdWhileRecording = (source: { pause(): unknown; resume(): unknown }, direction: 'up' | 'down') => {
       if (!recorder?.congested) return;
       source.pause();
-      void recorder.drained().then(() => source.resume());
+      const resumed = stats?.recorderPaused(direction);
+      void recorder.drained().then(() => {
+        resumed?.();
+        source.resume();
+      });
     };
     stream.on('data', (d: Buffer) => {
       this.bytesIn += d.length;
       fileLog?.fromClient(d);
       if (recordInput && record.stdin(d)) {
         recorder.input(d);
-        holdWhileRecording(stream);
+        holdWhileRecording(stream, 'up');
       }
     });
     channel.on('data', (d: Buffer) => {
@@ -177,13 +186,13 @@ export class ProxiedSession {
       fileLog?.fromServer(d);
       if (!record.stdout(d)) return;
       recorder?.output(d);
-      holdWhileRecording(channel);
+      holdWhileRecording(channel, 'down');
     });
     channel.stderr.on('data', (d: Buffer) => {
       this.bytesOut += d.length;
       if (!record.stderr(d)) return;
       recorder?.output(d);
-      holdWhileRecording(channel.stderr);
+      holdWhileRecording(channel.stderr, 'down');
     });
     // The user's EOF becomes the device's EOF (stdin closed); the device's exit status
     // is passed on before the channel ends, or OpenSSH reports none.
@@ -302,6 +311,14 @@ export class ProxiedSession {
     this.progress.unref();
   }
 
+  private logRelayStats(): void {
+    const stats = this.relayStats?.summary();
+    if (!stats) return;
+    stats.up.bytes = this.bytesIn;
+    stats.down.bytes = this.bytesOut;
+    this.options.logger.info({ sessionId: this.id, kind: this.kind, relay: stats }, 'relay stats');
+  }
+
   private finish(reason: string | null): Promise<void> {
     clearInterval(this.progress);
     this.finished ??= (async () => {
@@ -314,6 +331,7 @@ export class ProxiedSession {
       this.fileLog?.finish(reason ?? 'The channel closed with the file still open.');
       if (this.scpLog) this.reportFileOperation(this.scpLog.operation(this.exit && 'code' in this.exit ? this.exit.code : null));
       await this.fileOps;
+      this.logRelayStats();
       // Killed by a signal: no exit status, and no success either.
       const killed = this.exit && 'signal' in this.exit ? this.exit : undefined;
       const end: SessionEnd = {
