@@ -36,8 +36,10 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import ssh2 from 'ssh2';
+import type { RelayDirectionStats, RelayStatsSummary } from '@gatehouse/gateway';
 import {
   addSshDevice,
   api,
@@ -203,7 +205,7 @@ const LABEL: Record<PathName, string> = {
   segment: 'Gatehouse via remote gw',
 };
 /** One empty list per path. */
-const perPath = (): Record<PathName, number[]> => ({ direct: [], jump: [], gateway: [], segment: [] });
+const perPath = <T = number>(): Record<PathName, T[]> => ({ direct: [], jump: [], gateway: [], segment: [] });
 
 interface Clients {
   config: string;
@@ -581,8 +583,8 @@ async function setUp(): Promise<Omit<Bench, 'clients' | 'remote'> & { bastion: S
   const adminPassword = `admin-${randomBytes(9).toString('hex')}`;
   const gatehouse = await startGatehouse(
     path.join(dir, 'data'),
-    {},
-    { nodeFlags: nodeFlags(), log: SERVER_LOG, cpu: PIN ? SERVER_CPU : undefined },
+    { GATEHOUSE_RELAY_STATS: '1' },
+    { nodeFlags: nodeFlags(), log: SERVER_LOG, cpu: PIN ? SERVER_CPU : undefined, onOutput: readRelayStats() },
   );
   const recordingsDir = path.join(dir, 'data', 'recordings');
   const token = await setUpGatehouse(gatehouse, path.join(dir, 'data'), adminPassword);
@@ -694,6 +696,57 @@ interface Throughput {
   /** The whole machine's CPU per MiB moved (ms), every path: what a path costs, whatever the VM's speed. */
   machineMsPerMiB: Record<'up' | 'down', Record<PathName, number[]>>;
   stealSeconds: number;
+  /** The server's "relay stats" of each Gatehouse transfer, the transfer's direction. */
+  relay: Record<'up' | 'down', Record<PathName, RelayDirectionStats[]>>;
+}
+
+/** "relay stats" lines of the server's output not yet matched with a transfer. */
+const relayStatsQueue: RelayStatsSummary[] = [];
+
+/** Reads the server's output for "relay stats" lines (GATEHOUSE_RELAY_STATS=1), JSON or text log format. */
+function readRelayStats(): (text: string) => void {
+  let partial = '';
+  return (text) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.includes('relay stats')) continue;
+      try {
+        const json = line.startsWith('{') ? line : / relay=(\{.*\})\s*$/.exec(line)?.[1];
+        if (!json) continue;
+        const parsed = JSON.parse(json) as { relay?: RelayStatsSummary } & Partial<RelayStatsSummary>;
+        const summary = parsed.relay ?? (parsed as RelayStatsSummary);
+        if (summary.up && summary.down) relayStatsQueue.push(summary);
+      } catch {
+        // Not a line of ours: the transfer then says it had none.
+      }
+    }
+  };
+}
+
+/**
+ * The transfer's relay stats: its channel's, logged once its session ended, shortly after
+ * ssh exited (the queue was emptied as it started: a channel of an earlier step may end late).
+ */
+async function nextRelayStats(direction: 'up' | 'down'): Promise<RelayStatsSummary | undefined> {
+  const transfer = () => relayStatsQueue.find((s) => s[direction].bytes >= SIZE);
+  for (let waited = 0; waited < 5000 && !transfer(); waited += 50) await sleep(50);
+  const found = transfer();
+  relayStatsQueue.length = 0;
+  return found;
+}
+
+const s2 = (ms: number) => `${f2(ms / 1000)} s`;
+
+/** One direction's relay figures on one line: where the relay waited during `durationMs`. */
+function describeRelay(d: RelayDirectionStats, durationMs: number): string {
+  const kib = (n: number) => `${Math.round(n / 1024)} KiB`;
+  return (
+    `${f1(d.bytes / MiB)} MiB in ${s2(durationMs)}; destination window 0 ${s2(d.windowZeroMs)} (${d.windowZeroCount}×), ` +
+    `destination stream full ${s2(d.destinationFullMs)} (${d.destinationFullCount}×), recorder ${s2(d.recorderMs)} (${d.recorderCount}×); ` +
+    `adjusts received ${d.adjustsReceived} at ${kib(d.windowLeftAtAdjustMean)} left (min ${kib(d.windowLeftAtAdjustMin)}), ` +
+    `sent ${d.adjustsSent} at ${kib(d.windowUsedAtAdjustMean)} used; source peer's window min ${kib(d.sourceWindowMin)}`
+  );
 }
 
 /** Step 2: RUNS uploads and downloads of SIZE on every path, interleaved. */
@@ -705,6 +758,7 @@ async function measureThroughput(b: Bench): Promise<Throughput> {
   const remoteCpu: Record<'up' | 'down', number[]> = { up: [], down: [] };
   const machineMsPerMiB: Record<'up' | 'down', Record<PathName, number[]>> = { up: perPath(), down: perPath() };
   let stealSeconds = 0;
+  const relay: Throughput['relay'] = { up: perPath<RelayDirectionStats>(), down: perPath<RelayDirectionStats>() };
   console.log(`\n2. Throughput, ${SIZE / MiB} MiB (MiB/s, from the session start to ssh's exit)`);
   for (let r = 0; r < RUNS; r++) {
     for (const direction of ['up', 'down'] as const) {
@@ -718,6 +772,7 @@ async function measureThroughput(b: Bench): Promise<Throughput> {
         const machine0 = machineCpuSeconds();
         const what = `run ${r + 1} ${direction === 'up' ? 'upload  ' : 'download'} ${LABEL[p].padEnd(24)}`;
         serverLogMarks?.write(`--- bench: ${what} starts\n`);
+        relayStatsQueue.length = 0;
         const t0 = performance.now();
         const mibs = await transfer(clients, p, direction, dataFile);
         const seconds = (performance.now() - t0) / 1000;
@@ -734,12 +789,21 @@ async function measureThroughput(b: Bench): Promise<Throughput> {
         serverLogMarks?.write(`--- bench: ${what} ends, ${f1(mibs)} MiB/s\n`);
         console.log(
           `  ${what} ${f1(mibs).padStart(6)}` +
-            `   machine ${f2(machineBusy / seconds)} cores, ${f2((machineBusy * 1000) / mib)} ms CPU/MiB` +
+            `   machine ${f2(machineBusy / seconds)} cores (${machine1.perCpu.map((b, i) => `CPU ${i} ${f2((b - (machine0.perCpu[i] ?? 0)) / seconds)}`).join(', ')}), ` +
+            `${f2((machineBusy * 1000) / mib)} ms CPU/MiB` +
             (via
               ? `; server ${f2((serverSeconds * 1000) / mib)} ms CPU/MiB (system ${f2(((server1.system - server0.system) * 1000) / mib)}), ` +
                 `${f1((server1.minorFaults - server0.minorFaults) / mib)} page faults/MiB`
               : ''),
         );
+        if (via) {
+          const stats = await nextRelayStats(direction);
+          const d = stats?.[direction];
+          if (stats && d) {
+            relay[direction][p].push(d);
+            console.log(`    relay ${direction === 'up' ? 'user → device' : 'device → user'}: ${describeRelay(d, stats.durationMs)}`);
+          } else console.log('    relay: no "relay stats" line from the server within 5 s');
+        }
         if (threads0) {
           const busy = [...threadSeconds(gatehouse.pid)]
             .map(([t, sec]) => [t, ((sec - (threads0.get(t) ?? 0)) * 1000) / mib] as const)
@@ -752,7 +816,7 @@ async function measureThroughput(b: Bench): Promise<Throughput> {
     }
   }
 
-  return { mibs: throughput, cpu, remoteCpu, machineMsPerMiB, stealSeconds };
+  return { mibs: throughput, cpu, remoteCpu, machineMsPerMiB, stealSeconds, relay };
 }
 
 interface IdleFigures {
@@ -883,14 +947,17 @@ const best = (xs: number[]) => Math.max(...xs);
 const ratio = (x: number, base: number) => `**${f2(x / base)}×**`;
 
 /** The throughput table: MiB/s, ratios, CPU per path. */
-function printThroughput({ mibs, cpu, remoteCpu, machineMsPerMiB, stealSeconds }: Throughput): void {
+function printThroughput({ mibs, cpu, remoteCpu, machineMsPerMiB, stealSeconds, relay }: Throughput): void {
   const spread = (xs: number[]) => `${f1(Math.min(...xs))}–${f1(Math.max(...xs))}`;
   console.log(
     `\n## Results (${SIZE / MiB} MiB, ${RUNS} runs; best and spread; ` +
       `${PIN ? `pinned: server on CPU ${SERVER_CPU}, the rest on CPU ${OTHERS_CPU}` : 'not pinned'}; load ${os.loadavg().map(f2).join(' ')})\n`,
   );
-  console.log('| direction | path | MiB/s | ÷ direct | ÷ ProxyJump | CPU (cores) | machine ms CPU/MiB (median) | ÷ ProxyJump |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log(
+    '| direction | path | MiB/s | ÷ direct | ÷ ProxyJump | CPU (cores) | machine ms CPU/MiB (median) | ÷ ProxyJump | ' +
+      'relay waited (median s): destination window 0 / stream full / recorder |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const direction of ['up', 'down'] as const) {
     const t = mibs[direction];
     const name = direction === 'up' ? 'upload (stdin → `cat > /dev/null`)' : 'download (`cat` text → stdout, recorded)';
@@ -905,7 +972,7 @@ function printThroughput({ mibs, cpu, remoteCpu, machineMsPerMiB, stealSeconds }
       console.log(
         `| ${name} | ${LABEL[p]} | ${f1(best(t[p]))} (${spread(t[p])}) | ${via ? ratio(best(t[p]), best(t.direct)) : ''} | ` +
           `${via ? ratio(best(t[p]), best(t.jump)) : ''} | ${cores} | ${f2(perMiB)} | ` +
-          `${via ? `${f2(perMiB / median(machineMsPerMiB[direction].jump))}×` : ''} |`,
+          `${via ? `${f2(perMiB / median(machineMsPerMiB[direction].jump))}×` : ''} | ${via ? relayWaits(relay[direction][p]) : ''} |`,
       );
     }
   }
@@ -913,6 +980,13 @@ function printThroughput({ mibs, cpu, remoteCpu, machineMsPerMiB, stealSeconds }
     `\nMachine CPU per MiB counts every process (ssh, sshd, cat, Gatehouse, this benchmark reading ssh's output); ` +
       `lower is cheaper. The hypervisor took ${f1(stealSeconds)} s of CPU (steal) during the transfers.`,
   );
+}
+
+/** The median seconds a relay direction waited on each thing, over a path's transfers. */
+function relayWaits(stats: RelayDirectionStats[]): string {
+  if (stats.length === 0) return 'n/a';
+  const m = (key: 'windowZeroMs' | 'destinationFullMs' | 'recorderMs') => f2(median(stats.map((d) => d[key])) / 1000);
+  return `${m('windowZeroMs')} / ${m('destinationFullMs')} / ${m('recorderMs')}`;
 }
 
 /** The setup and echo latency tables. */

@@ -159,10 +159,15 @@ function procStat(file: string): { name: string; user: number; system: number; m
  * (everything but idle and iowait, summed over the CPUs) and steal (time the hypervisor gave
  * this VM's CPUs to someone else).
  */
-export function machineCpuSeconds(): { busy: number; steal: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
-  return { busy: (user + nice + system + irq + softirq) / 100, steal: steal / 100 };
+export function machineCpuSeconds(): { busy: number; steal: number; perCpu: number[] } {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const busy = (line: string) => {
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+    return { busy: (user + nice + system + irq + softirq) / 100, steal: steal / 100 };
+  };
+  // `cpu0`, `cpu1`…: with --pin, whether the CPU of the peers or the gateway's was the one kept busy.
+  const perCpu = lines.filter((l) => /^cpu\d+ /.test(l)).map((l) => busy(l).busy);
+  return { ...busy(lines[0] ?? ''), perCpu };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,6 +249,8 @@ export interface GatehouseProcessOptions {
   log?: string;
   /** Runs the process, all its threads, on this CPU only (`taskset -c`; `bench:ssh --pin`). */
   cpu?: number;
+  /** Called with each piece of the process's output (stdout and stderr) as it comes. */
+  onOutput?: (text: string) => void;
 }
 
 /** Pins this process, all its threads, and so every child it starts from now on, to one CPU (`taskset -a -p -c`). */
@@ -282,6 +289,10 @@ export async function startGatehouseProcess(
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (out = (out + s).slice(-20_000)));
+  if (options.onOutput) {
+    child.stdout.on('data', options.onOutput);
+    child.stderr.on('data', options.onOutput);
+  }
   if (options.log) {
     // The whole output of every gatehouse process (e.g. --trace-gc lines), for reading afterwards;
     // readable by its owner only, as the server's own files are.
