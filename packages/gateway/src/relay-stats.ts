@@ -35,7 +35,7 @@ export interface RelayDirectionStats {
   sourceWindowMin: number;
 }
 
-/** Both directions: `up` is the user's data to the device, `down` the device's (stdout) to the user. */
+/** Both directions: `up` is the user's data to the device, `down` the device's stdout to the user (its `bytes` count stderr too). */
 export interface RelayStatsSummary {
   durationMs: number;
   up: RelayDirectionStats;
