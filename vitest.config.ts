@@ -24,6 +24,7 @@ const integrationTests = [
   'test/api/rotation-sshd.test.ts',
   'packages/gateway/src/rfb/vnc.test.ts',
   'packages/server/src/desktop/rdp-renderer.test.ts',
+  'packages/server/src/desktop/freerdp.test.ts',
   'packages/server/src/gateway/recording-uploads.test.ts',
 ];
 

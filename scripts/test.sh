@@ -71,6 +71,22 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
+# FreeRDP 3 (xfreerdp3), which browser RDP prefers, is in Debian 12's backports suite only
+# (freerdp3-x11); FreeRDP 2 above stays as the fallback the renderer tests also run.
+if [ ! -x /usr/bin/xfreerdp3 ]; then
+  echo "Installing freerdp3-x11 from bookworm-backports"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d; then
+    # The same Debian mirror as the machine's bookworm suite (a deb822 stanza or a one-line entry).
+    mirror=$(awk 'BEGIN{RS=""} /Suites:[^\n]*bookworm( |$|\n)/ && /URIs:/ {match($0,/URIs: *[^ \n]+/); print substr($0,RSTART+5,RLENGTH-5); exit}' \
+      /etc/apt/sources.list.d/*.sources 2>/dev/null | tr -d ' ')
+    [ -n "$mirror" ] || mirror=$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+    printf '%s\n' 'Types: deb' "URIs: ${mirror:?no Debian bookworm mirror found in the apt sources}" 'Suites: bookworm-backports' \
+      'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > /etc/apt/sources.list.d/bookworm-backports.sources
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports freerdp3-x11
+fi
 
 # PostgreSQL on 127.0.0.1:5432 with trust auth, as these machines run it.
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

@@ -159,6 +159,14 @@ export const serverConfigSchema = z.strictObject({
    * session; each serves one session and is then destroyed. 0: each session starts its own.
    */
   rdpDisplayPool: z.coerce.number({ error: 'must be a whole number from 0 to 100' }).int().min(0).max(100).default(1),
+  /**
+   * The FreeRDP client browser RDP runs: `auto` takes FreeRDP 3's `xfreerdp3` when installed
+   * (faster to connect), else FreeRDP 2's `xfreerdp`; or a command name or absolute path.
+   */
+  rdpClient: z
+    .string()
+    .regex(/^(?:auto|[A-Za-z0-9._+-]+|\/[^\0\s]+)$/, { error: 'must be auto, a command name such as xfreerdp3, or an absolute path' })
+    .default('auto'),
   /** Port host agents link to (on gatewayHost's address); 0 turns agent links off. */
   agentPort: z.coerce.number({ error: 'must be a port number from 0 to 65535' }).int().min(0).max(65535).default(7996),
   /** `host:port` agents are told to dial (when they reach the server through NAT or a load balancer); default: the host the agent enrolled through, with agentPort. */
@@ -254,6 +262,7 @@ export const envKeys: Record<string, keyof z.infer<typeof serverConfigSchema>> =
   GATEHOUSE_RDP_PORT: 'rdpPort',
   GATEHOUSE_RDP_MAX_SESSIONS: 'rdpMaxSessions',
   GATEHOUSE_RDP_DISPLAY_POOL: 'rdpDisplayPool',
+  GATEHOUSE_RDP_CLIENT: 'rdpClient',
   GATEHOUSE_AGENT_ADDRESS: 'agentAddress',
   GATEHOUSE_GATEWAY_RECORD_INPUT: 'gatewayRecordInput',
   GATEHOUSE_GATEWAY_RECORD_BINARY_EXEC: 'gatewayRecordBinaryExec',

@@ -236,7 +236,12 @@ async function startBuiltInGateway(built: GatehouseApp, config: ServerConfig, lo
   const desktops = new DesktopSessions();
   const desktopLogger = logger.child({ component: 'desktop' });
   // One renderer per server: rdpMaxSessions counts every browser RDP session of this gateway.
-  const rdp = new RdpRenderer({ maxSessions: config.rdpMaxSessions, displayPool: config.rdpDisplayPool, logger: desktopLogger });
+  const rdp = new RdpRenderer({
+    maxSessions: config.rdpMaxSessions,
+    displayPool: config.rdpDisplayPool,
+    client: config.rdpClient,
+    logger: desktopLogger,
+  });
   built.gateways.builtInSessions = combineLiveSessions(server, desktops);
   built.gateways.desktop = {
     broker,

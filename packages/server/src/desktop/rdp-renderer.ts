@@ -17,6 +17,7 @@ import type {
 } from '@gatehouse/gateway';
 import { forgetKeyAdvice, USER_LEFT_MESSAGE } from '@gatehouse/gateway';
 import { GatehouseError } from '@gatehouse/core';
+import { AUTO_CLIENT, CLIPBOARD_READY, findFreeRdp, freerdpArgs, freerdpEnvironment, type FreeRdpClient } from './freerdp.js';
 import { certificateOfFingerprint, readRdpCertificate, type RdpCertificate } from './rdp-certificate.js';
 import { RdpDisplayPool, type PooledDisplay } from './rdp-display-pool.js';
 import { onLines, startRdpDisplay, type RdpDisplay } from './rdp-display.js';
@@ -54,6 +55,11 @@ export interface RdpRendererOptions {
   height?: number;
   /** Where the per-session directories go (private, 0700); default the OS temp directory. */
   runDirectory?: string;
+  /**
+   * The FreeRDP client (config `rdpClient`): `auto` (the default) takes `xfreerdp3` when
+   * installed, else `xfreerdp`; or a command name or path of FreeRDP 2 or 3.
+   */
+  client?: string;
 }
 
 export interface RdpOpenRequest {
@@ -138,12 +144,43 @@ export class RdpRenderer {
   #stopped = false;
   /** The server's process ends without stop() (process.exit, a fatal error): no renderer outlives it. */
   readonly #onExit = () => this.kill();
+  /** The FreeRDP client, looked for at construction (sessions on) and again at a session after a failure. */
+  #client: Promise<FreeRdpClient> | null = null;
 
   constructor(options: RdpRendererOptions) {
-    this.#options = { ...defaults, displayPool: 0, runDirectory: os.tmpdir(), ...options };
+    this.#options = { ...defaults, displayPool: 0, runDirectory: os.tmpdir(), client: AUTO_CLIENT, ...options };
     const size = Math.min(this.#options.displayPool, this.#options.maxSessions);
     this.#pool = size > 0 ? new RdpDisplayPool(size, (signal) => startSpareDisplay(this.#options, signal), this.#options.logger) : null;
     process.on('exit', this.#onExit);
+    if (this.#options.maxSessions > 0) void this.#findClient().catch(() => undefined);
+  }
+
+  /** The FreeRDP client found (logged once), or why there is none (looked for again next time). */
+  #findClient(): Promise<FreeRdpClient> {
+    this.#client ??= findFreeRdp(this.#options.client).then(
+      (client) => {
+        const { command, version, major, preload } = client;
+        this.#options.logger.info({ command, version, primitivesHint: preload ?? null }, `browser RDP renders with FreeRDP ${version}`);
+        if (major === 3 && !preload) {
+          this.#options.logger.warn(
+            { command },
+            'FreeRDP 3 runs without the primitives hint (not built: npm run build needs a C compiler), ~0.3 s slower to connect',
+          );
+        }
+        return client;
+      },
+      (error: Error) => {
+        this.#client = null;
+        this.#options.logger.warn({ err: error }, 'browser RDP has no FreeRDP client');
+        throw error;
+      },
+    );
+    return this.#client;
+  }
+
+  /** The FreeRDP client this renderer uses (found at the first call). */
+  freerdp(): Promise<FreeRdpClient> {
+    return this.#findClient();
   }
 
   /** Displays waiting in the pool now. */
@@ -159,13 +196,20 @@ export class RdpRenderer {
     const { target, credential } = request;
     const where = `${target.deviceName} (${target.host}:${target.port})`;
     const refuse = (message: string) => ({ ok: false as const, message, gateway: null, segment: null });
-    if (this.#stopped) return refuse('The server is stopping; browser RDP sessions cannot start now.');
     if (this.#options.maxSessions === 0) {
       return refuse(
         'Browser RDP is turned off on this gateway (rdpMaxSessions 0). Ask an administrator to raise rdpMaxSessions ' +
           '(GATEHOUSE_RDP_MAX_SESSIONS), or use a native RDP client with `./gatehouse rdp`.',
       );
     }
+    // Found once; everything from the slot check to taking the slot runs without a turn of the event loop.
+    let client: FreeRdpClient;
+    try {
+      client = await this.#findClient();
+    } catch (error) {
+      return refuse((error as Error).message);
+    }
+    if (this.#stopped) return refuse('The server is stopping; browser RDP sessions cannot start now.');
     if (this.#live.size >= this.#options.maxSessions) {
       return refuse(
         `The gateway's maximum of ${this.#options.maxSessions} browser RDP sessions is reached. Try again when one ends, ` +
@@ -179,7 +223,7 @@ export class RdpRenderer {
       return refuse(`The vaulted password of ${credential.username} on ${target.deviceName} contains a line break, which RDP cannot take.`);
     }
     if (request.signal?.aborted) return refuse(USER_LEFT_MESSAGE);
-    const session = new Session(this.#options, request, where, this.#pool?.take());
+    const session = new Session(this.#options, request, where, client, this.#pool?.take());
     this.#live.add(session);
     void session.exited.then(() => this.#live.delete(session));
     const left = () => void session.close(USER_LEFT_MESSAGE);
@@ -229,6 +273,7 @@ class Session {
     private readonly options: RendererSettings,
     private readonly request: RdpOpenRequest,
     private readonly where: string,
+    private readonly client: FreeRdpClient,
     /** A display from the pool, now this session's alone; undefined: the session starts its own. */
     private readonly pooled: RdpDisplay | undefined,
   ) {
@@ -280,7 +325,8 @@ class Session {
         socketPath,
         dialed.then((connection) => (connection.ok ? connection.socket : null)),
       );
-      const desktop = this.#startXfreerdp(display.env, socketPath, certificate, credential, width, height, started);
+      const env = { ...display.env, ...(await freerdpEnvironment(this.client, display.directory)) };
+      const desktop = this.#startXfreerdp(env, socketPath, certificate, credential, width, height, started);
       timings.xfreerdp = at();
       const connection = await dialed;
       this.#dialed = { gateway: connection.gateway, segment: connection.segment };
@@ -482,22 +528,8 @@ class Session {
     const args = [
       '-oL',
       '-eL',
-      'xfreerdp',
-      // FreeRDP connects to a path starting with '/' as a Unix socket.
-      `/v:${socketPath}`,
-      `/u:${credential.username}`,
-      '/from-stdin:force',
-      // Only the certificate checked above; anything else aborts without a prompt.
-      `/cert:deny,fingerprint:sha256:${certificate.sha256Hex}`,
-      // TLS or NLA only: standard RDP security has no certificate to pin.
-      '-sec-rdp',
-      `/size:${width}x${height}`,
-      '/f',
-      '-decorations',
-      '+clipboard',
-      '-grab-keyboard',
-      '/log-level:WARN',
-      '/log-filters:com.freerdp.core.connection:DEBUG,com.freerdp.channels.cliprdr.client:DEBUG',
+      this.client.command,
+      ...freerdpArgs(this.client, { socketPath, username: credential.username, sha256Hex: certificate.sha256Hex, width, height }),
     ];
     const child = this.#spawn('stdbuf', args, env, 'pipe');
     child.stdin!.end(`${credential.password}\n`);
@@ -509,12 +541,12 @@ class Session {
     const wake = () => waiters.splice(0).forEach((w) => w());
     onLines(child, (line) => {
       // Each step of its connection, with the ms since open() (the first-frame timeline).
-      if (/--> CONNECTION_STATE_|MonitorReady/.test(line))
+      if (line.includes('--> CONNECTION_STATE_') || CLIPBOARD_READY.test(line))
         this.options.logger.debug({ ms: Math.round(performance.now() - started), line }, 'browser RDP: xfreerdp');
       if (line.includes('--> CONNECTION_STATE_ACTIVE')) active = true;
       // The target's clipboard channel comes up once a desktop session runs for the account
       // (xrdp starts chansrv with the session, Windows rdpclip in the user's session).
-      else if (line.includes('cliprdr.client] - MonitorReady')) loggedOn = true;
+      else if (CLIPBOARD_READY.test(line)) loggedOn = true;
       else if (/CERTIFICATE|certificate not trusted/.test(line)) certificateRefused = true;
       const error = /\b(ERRCONNECT_\w+|ERRINFO_\w+)/.exec(line);
       if (error) lastError = error[1]!;
