@@ -287,7 +287,13 @@ interface GatewayPath {
   log: string;
 }
 
-async function startGatewayPath(dir: string, target: VncTarget, password: string, rdpPool: number): Promise<GatewayPath | string> {
+async function startGatewayPath(
+  dir: string,
+  target: VncTarget,
+  password: string,
+  rdpPool: number,
+  rdpClient: string,
+): Promise<GatewayPath | string> {
   const dataDir = path.join(dir, 'gatehouse', 'data');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // The server's TMPDIR holds the RDP renderer's per-session directories, which every renderer process names.
@@ -308,6 +314,7 @@ async function startGatewayPath(dir: string, target: VncTarget, password: string
         GATEHOUSE_LOG_LEVEL: 'info',
         GATEHOUSE_RDP_MAX_SESSIONS: String(Math.max(...RDP_SESSIONS)),
         GATEHOUSE_RDP_DISPLAY_POOL: String(rdpPool),
+        GATEHOUSE_RDP_CLIENT: rdpClient,
         TMPDIR: rdpRunDir,
       },
       { log },
@@ -492,7 +499,7 @@ function rendererProcesses(runDir: string, { sessions = false } = {}): Proc[] {
   const all = processes();
   const leaders = all.filter((p) => p.pid === p.group && p.cmdline.includes(runDir));
   const directoryOf = (p: Proc) => new RegExp(`${runDir}/(gatehouse-rdp-[^/ ]+)`).exec(p.cmdline)?.[1];
-  const used = new Set(leaders.filter((p) => p.name === 'xfreerdp').map(directoryOf));
+  const used = new Set(leaders.filter((p) => /^xfreerdp3?$/.test(p.name)).map(directoryOf));
   const groups = new Set(leaders.filter((p) => !sessions || used.has(directoryOf(p))).map((p) => p.group));
   return all.filter((p) => groups.has(p.group));
 }
@@ -501,7 +508,7 @@ function rendererProcesses(runDir: string, { sessions = false } = {}): Proc[] {
 async function rendererGone(runDir: string, pool = 0, timeoutMs = 30_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   const left = () => rendererProcesses(runDir);
-  while (left().length > 2 * pool || left().some((p) => p.name === 'xfreerdp')) {
+  while (left().length > 2 * pool || left().some((p) => /^xfreerdp3?$/.test(p.name))) {
     if (performance.now() > deadline) throw new Error(`renderer processes still running after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -684,6 +691,8 @@ async function main(): Promise<void> {
       'rdp-runs': { type: 'string', default: '5' },
       'rdp-idle-seconds': { type: 'string', default: '5' },
       'rdp-pool': { type: 'string', default: '1' },
+      // The server's rdpClient: auto (xfreerdp3 when installed), xfreerdp (FreeRDP 2) or xfreerdp3.
+      'rdp-client': { type: 'string', default: 'auto' },
       'proxy-child': { type: 'boolean', default: false },
       'target-port': { type: 'string' },
       recordings: { type: 'string' },
@@ -713,7 +722,7 @@ async function main(): Promise<void> {
     : undefined;
   const gateway = values['no-gateway']
     ? 'skipped: --no-gateway'
-    : await startGatewayPath(dir, target, password, Number(values['rdp-pool']));
+    : await startGatewayPath(dir, target, password, Number(values['rdp-pool']), values['rdp-client'] ?? 'auto');
   console.log(`Xtigervnc ${target.display} on 127.0.0.1:${target.port} at ${width}x${height}, an xterm scrolling in its top left`);
   if (typeof gateway === 'string') console.log(`gateway path ${gateway}`);
 
@@ -822,7 +831,11 @@ async function main(): Promise<void> {
       console.log('|---|---|---|');
     }
     for (const line of browser.vnc) console.log(line);
-    console.log('\nBrowser RDP (an xrdp target on this machine, rendered by the server: Xvfb + xfreerdp + x11vnc per session):\n');
+    const freerdp =
+      /browser RDP renders with (FreeRDP [\d.]+)/.exec(readFileSync(gateway.log, 'utf8'))?.[1] ?? 'FreeRDP (version not logged)';
+    console.log(
+      `\nBrowser RDP (an xrdp target on this machine, rendered by the server: Xvfb + xfreerdp + x11vnc per session; ${freerdp}, --rdp-client ${values['rdp-client']}):\n`,
+    );
     for (const line of browser.rdp) console.log(line);
   }
   console.log(`\nload average at the end ${os.loadavg().map(f2).join(' ')}`);
