@@ -520,6 +520,7 @@ interface LogEntry {
   ms?: number;
   timings?: Record<string, number>;
   pooledDisplay?: boolean;
+  protocol?: string;
   err?: { message?: string };
 }
 
@@ -536,6 +537,17 @@ function loggedTimings(log: string): { steps: Record<string, number>; pooled: bo
   return logEntries(log)
     .filter((e) => e.msg === 'browser RDP session rendered')
     .map((e) => ({ steps: { ...e.timings, opened: e.ms ?? NaN }, pooled: e.pooledDisplay === true }));
+}
+
+/**
+ * The desktop route's timeline of each browser session so far ('browser desktop: first frame
+ * relayed'): ms from the page's start message to authorized, opened (rendered and the
+ * gateway's RFB handshake with it), the page's RFB handshake, the first update relayed.
+ */
+function routeTimings(log: string, protocol: string): Record<string, number>[] {
+  return logEntries(log)
+    .filter((e) => e.msg === 'browser desktop: first frame relayed' && e.protocol === protocol)
+    .map((e) => e.timings ?? {});
 }
 
 /**
@@ -606,6 +618,14 @@ async function rdpPart(p: GatewayPath, page: Page, runs: number, idleSeconds: nu
         `| ${g.name} | ${['certificate', 'display', 'vnc', 'xfreerdp', 'dialed', 'connected', 'loggedOn'].map((k) => f1(median(t.map((x) => x[k] ?? NaN)))).join(' | ')} | ${f1(median(socket) - median(t.map((x) => x.opened ?? NaN)))} |`,
       );
     }
+    const route = routeTimings(p.log, 'rdp').slice(0, runs);
+    out.push(
+      '',
+      "the desktop route (ms from the page's start message, medians of all; the browser's part = from the WebSocket − first update relayed):\n",
+      '| authorized | opened (rendered + RFB handshake with x11vnc) | page RFB handshake | first update relayed | browser: WebSocket → first frame − relayed |',
+      '|---|---|---|---|---|',
+      `| ${['authorized', 'opened', 'userHandshake', 'firstFrame'].map((k) => f1(median(route.map((x) => x[k] ?? NaN)))).join(' | ')} | ${f1(median(times.map((t) => t.fromSocket)) - median(route.map((x) => x.firstFrame ?? NaN)))} |`,
+    );
     out.push('');
     if (idleSeconds === 0) return void out.push('per-session CPU and RSS: skipped (--rdp-idle-seconds 0)');
 

@@ -181,8 +181,11 @@ export class LiveDesktop {
     o.sessions.add(this);
   }
 
-  /** The user's side is ready for ServerInit: records and relays until the session ends. */
-  async attach(user: Duplex): Promise<RfbProxyResult> {
+  /**
+   * The user's side is ready for ServerInit: records and relays until the session ends.
+   * `firstUpdate` is called once the device's first framebuffer update went to the user.
+   */
+  async attach(user: Duplex, firstUpdate?: () => void): Promise<RfbProxyResult> {
     const { o } = this;
     this.attaching = true;
     if (this.endReason !== undefined) {
@@ -226,7 +229,7 @@ export class LiveDesktop {
       return { bytesIn: 0, bytesOut: 0, reason, result: 'failure' };
     }
     sendServerInit(user, this.init, this.name);
-    const proxy = new RfbProxy({ user, target: this.target, init: this.init, recorder, logger: o.logger });
+    const proxy = new RfbProxy({ user, target: this.target, init: this.init, recorder, logger: o.logger, onFirstUpdate: firstUpdate });
     this.proxy = proxy;
     // Ended while the session was starting: end it now, so its row says why.
     if (this.endReason !== undefined) proxy.end(this.endReason);

@@ -41,6 +41,8 @@ export interface RfbProxyOptions {
   /** Gets every server message the device sends (canonical pixels); closed when the proxy ends. */
   recorder?: RfbRecorder | undefined;
   logger?: GatewayLogger | undefined;
+  /** Called once, when the device's first FramebufferUpdate has been framed and sent on to the user. */
+  onFirstUpdate?: (() => void) | undefined;
 }
 
 /**
@@ -59,6 +61,7 @@ export class RfbProxy {
   private readonly user: Duplex;
   private readonly target: Duplex;
   private readonly recorder: RfbRecorder | undefined;
+  private onFirstUpdate: (() => void) | undefined;
   private width: number;
   private height: number;
   /** The user's pixel format, when it is not the canonical one. */
@@ -89,6 +92,7 @@ export class RfbProxy {
     this.user = options.user;
     this.target = options.target;
     this.recorder = options.recorder;
+    this.onFirstUpdate = options.onFirstUpdate;
     this.width = options.init.width;
     this.height = options.init.height;
     this.done = new Promise((resolve) => (this.resolve = resolve));
@@ -197,6 +201,11 @@ export class RfbProxy {
 
   private serverMessage(message: RfbServerMessage): void {
     this.take(message.end - this.chunkStart);
+    if (message.type === 0 && this.onFirstUpdate) {
+      // Sent on with the rest of its chunk, in this turn.
+      queueMicrotask(this.onFirstUpdate);
+      this.onFirstUpdate = undefined;
+    }
     if (this.converting) {
       this.chunkConverted = true;
       const bytes = Buffer.concat(this.messageParts);

@@ -55,12 +55,17 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
       });
 
       const begin = async (s: DesktopStart) => {
+        // ms from the start message to each step, logged once the session runs (the first-frame timeline).
+        const started = performance.now();
+        const timings: Record<string, number> = {};
+        const mark = (step: string) => (timings[step] = Math.round(performance.now() - started));
         const desktop = gateways.desktop;
         if (!desktop) return fail('The browser desktop needs the built-in gateway, which is off (gatewayPort 0). Ask an administrator.');
         const user = { id: auth.user.id, username: auth.user.username, browserAddress: req.ip };
         const request = { deviceId: s.deviceId, accountId: s.accountId ?? null, protocol: s.protocol };
         const authorized = await desktop.broker.authorizeDesktop(user, request, req.ip);
         if (!authorized.allow) return fail(authorized.message);
+        mark('authorized');
         const context = { broker: desktop.broker, dial: desktop.dial, user, target: authorized.target, remoteAddress: req.ip };
         const signal = hangUp.signal;
         // An RDP desktop is rendered on the gateway (Xvfb, xfreerdp, x11vnc), which takes seconds.
@@ -77,10 +82,11 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
           source: s.protocol === 'rdp' ? renderedRdpSource(desktop.rdp, { ...context, signal }) : undefined,
         });
         if (!opened.ok) return fail(opened.message, 1011);
-        await relay(opened.session);
+        mark('opened');
+        await relay(opened.session, s.protocol, mark, timings);
       };
 
-      const relay = async (session: LiveDesktop) => {
+      const relay = async (session: LiveDesktop, protocol: string, mark: (step: string) => void, timings: Record<string, number>) => {
         if (socket.readyState !== socket.OPEN) return session.abandon('The browser left before the desktop opened.');
         const stream = webSocketStream(socket);
         send({ type: 'started', sessionId: session.id, target: session.name, recorded: true });
@@ -90,7 +96,11 @@ export function desktopSocketRoutes(app: FastifyInstance, services: Services, ga
           await session.abandon(`The browser's RFB handshake did not finish: ${(error as Error).message}`);
           return fail(`The desktop's handshake did not finish: ${(error as Error).message}`, 1011);
         }
-        const result = await session.attach(stream);
+        mark('userHandshake');
+        const result = await session.attach(stream, () => {
+          mark('firstFrame');
+          req.log.info({ sessionId: session.id, protocol, timings }, 'browser desktop: first frame relayed');
+        });
         if (socket.readyState === socket.OPEN) socket.close(1000, closeReason(result.reason ?? 'The session ended.'));
       };
     },
