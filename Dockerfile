@@ -25,5 +25,5 @@ COPY --from=build --chown=0:0 /app/node_modules ./node_modules
 COPY --from=build --chown=0:0 /app/packages ./packages
 USER 65532:65532
 EXPOSE 8443 7993 7994 7995 7996
-ENTRYPOINT ["/nodejs/bin/node", "--no-memory-reducer", "/app/packages/cli/bin/gatehouse.js"]
+ENTRYPOINT ["/nodejs/bin/node", "--no-memory-reducer", "--heap-growing-percent=100", "/app/packages/cli/bin/gatehouse.js"]
 CMD ["server"]

@@ -9,4 +9,4 @@ source scripts/node24.sh
 gatehouse_install
 echo "Building" >&2
 npm run --silent build >/dev/null
-exec node --no-memory-reducer packages/cli/bin/gatehouse.js server "$@"
+exec node --no-memory-reducer --heap-growing-percent=100 packages/cli/bin/gatehouse.js server "$@"

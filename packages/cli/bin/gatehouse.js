@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --no-memory-reducer
+#!/usr/bin/env -S node --no-memory-reducer --heap-growing-percent=100
 // Node.js 24 LTS is what Gatehouse is built and tested with; older than 22 is refused.
 if (Number(process.versions.node.split('.')[0]) < 22) {
   process.stderr.write(
