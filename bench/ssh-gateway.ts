@@ -583,7 +583,8 @@ async function setUp(): Promise<Omit<Bench, 'clients' | 'remote'> & { bastion: S
   const adminPassword = `admin-${randomBytes(9).toString('hex')}`;
   const gatehouse = await startGatehouse(
     path.join(dir, 'data'),
-    { GATEHOUSE_RELAY_STATS: '1' },
+    // No listeners on fixed ports (host agents, VNC, RDP: unused here), so two runs at once do not collide.
+    { GATEHOUSE_RELAY_STATS: '1', GATEHOUSE_AGENT_PORT: '0', GATEHOUSE_VNC_PORT: '0', GATEHOUSE_RDP_PORT: '0' },
     { nodeFlags: nodeFlags(), log: SERVER_LOG, cpu: PIN ? SERVER_CPU : undefined, onOutput: readRelayStats() },
   );
   const recordingsDir = path.join(dir, 'data', 'recordings');
