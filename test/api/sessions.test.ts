@@ -70,14 +70,20 @@ describe.each(dialects)('sessions API on %s', (dialect) => {
     await Promise.all(['upload', 'upload', 'download', 'list'].map((o) => t.gatewaySessions.addFileOperation(sftp.id, op(o))));
     await t.gatewaySessions.addFileOperation(sftp.id, op('upload', 'failure'));
     expect(await shown()).toMatchObject({ uploads: 2, downloads: 1 });
-    await t.gatewaySessions.end(sftp.id, {
+    const end = {
       endedAt: new Date().toISOString(),
       bytesIn: 6000,
       bytesOut: 60,
       result: 'success',
       exitStatus: null,
       reason: null,
-    });
+    } as const;
+    // The end answers the ended row with its transfer counts (from the update itself), as a read would.
+    const ended = await t.gatewaySessions.end(sftp.id, end);
+    expect(ended).toMatchObject({ result: 'success', bytesIn: 6000, bytesOut: 60, uploads: 2, downloads: 1 });
+    expect(ended).toEqual(await t.gatewaySessions.find(sftp.id));
+    // Ended already: the row as it stands, unchanged.
+    expect(await t.gatewaySessions.end(sftp.id, { ...end, bytesIn: 1, result: 'failure' })).toEqual(ended);
     // A report that arrives after the end does not change the final counts.
     await t.gatewaySessions.progress(sftp.id, { bytesIn: 1, bytesOut: 1 });
     expect(await shown()).toMatchObject({ result: 'success', bytesIn: 6000, bytesOut: 60 });

@@ -248,7 +248,10 @@ export class GatewaySessions {
       reason: string | null;
     },
   ): Promise<GatewaySession | undefined> {
-    await this.x
+    // The ended row comes back from the update itself (RETURNING, on both databases): one
+    // statement instead of an update and a read (issue 23). A session ended already (by
+    // another replica, or at a start that found it abandoned) is read as it stands.
+    const ended = await this.x
       .updateTable('gateway_sessions')
       .set({
         ended_at: end.endedAt,
@@ -260,8 +263,10 @@ export class GatewaySessions {
       })
       .where('id', '=', id)
       .where('result', '=', 'active')
-      .execute();
-    return this.find(id);
+      .returningAll()
+      .returning(withTransfers)
+      .executeTakeFirst();
+    return ended ? sessionFromRow(ended) : this.find(id);
   }
 
   /** A live session's byte counts so far (the list shows them while it runs); an ended session keeps its final ones. */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { NotFoundError } from '@gatehouse/core';
 import { DEFAULT_PASSWORD_POLICY, type PasswordClass } from '@gatehouse/core/runbooks';
 import type { Tx } from './connect.js';
@@ -127,10 +128,19 @@ export class RotationPolicies {
 
   /** The policy that applies to a device: its own, else its project's. */
   async effectiveFor(deviceId: string): Promise<RotationPolicy | undefined> {
-    const own = await this.get('device', deviceId);
-    if (own) return own;
-    const device = await this.x.selectFrom('devices').select('project_id').where('id', '=', deviceId).executeTakeFirst();
-    return device ? this.get('project', device.project_id) : undefined;
+    // One statement (it runs after every session's end, issue 23): the device's policy and
+    // its project's, the device's first. A policy row has one scope, so each matches once.
+    const row = await this.select()
+      .where((eb) =>
+        eb.or([
+          eb('p.device_id', '=', deviceId),
+          eb('p.project_id', '=', eb.selectFrom('devices').select('project_id').where('id', '=', deviceId)),
+        ]),
+      )
+      .orderBy(sql`case when p.device_id is null then 1 else 0 end`)
+      .limit(1)
+      .executeTakeFirst();
+    return row && policyFromRow(row);
   }
 
   /**

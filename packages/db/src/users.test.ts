@@ -62,6 +62,19 @@ describe.each(dialects)('users on %s', (dialect) => {
       expect(await rejectionOf(users.touchLogin(randomUUID()))).toBeInstanceOf(NotFoundError);
     });
 
+    it('reads a user and the id of their key with a fingerprint in one go, the key only when it is theirs', async () => {
+      const alice = await create('alice');
+      const bob = await create('bob');
+      const key = { name: 'laptop', algorithm: 'ssh-ed25519', publicKey: 'ssh-ed25519 AAAA', fingerprint: 'SHA256:alice' };
+      const added = await users.addSshKey({ userId: alice.id, ...key });
+      const found = await users.rowWithSshKey('alice', 'SHA256:alice');
+      expect(found?.row).toEqual(await users.rowByName('alice'));
+      expect(found?.keyId).toBe(added.id);
+      expect(await users.rowWithSshKey('alice', 'SHA256:other')).toMatchObject({ row: { id: alice.id }, keyId: null });
+      expect(await users.rowWithSshKey('bob', 'SHA256:alice')).toMatchObject({ row: { id: bob.id }, keyId: null });
+      expect(await users.rowWithSshKey('nobody', 'SHA256:alice')).toBeUndefined();
+    });
+
     it('refuses a second user with the same username, naming the field', async () => {
       await create('alice');
       const error = await rejectionOf(create('alice', 'admin'));

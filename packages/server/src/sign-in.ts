@@ -334,12 +334,11 @@ export async function checkCurrentPassword(
 export async function checkKeySignIn(
   services: Pick<Services, 'users'>,
   attempt: { username: string; fingerprint: string },
-): Promise<{ ok: true; user: User; keyId: string } | { ok: false; reason: string }> {
-  const { users } = services;
-  const row = await users.rowByName(attempt.username);
-  if (!row) return { ok: false, reason: 'unknown user' };
-  if (row.disabled === 1) return { ok: false, reason: 'disabled' };
-  const key = await users.findSshKey(row.id, attempt.fingerprint);
-  if (!key) return { ok: false, reason: 'key not registered' };
-  return { ok: true, user: userFromRow(row), keyId: key.id };
+): Promise<{ ok: true; user: User; keyId: string } | { ok: false; reason: string; userId: string | null }> {
+  const found = await services.users.rowWithSshKey(attempt.username, attempt.fingerprint);
+  if (!found) return { ok: false, reason: 'unknown user', userId: null };
+  const { row, keyId } = found;
+  if (row.disabled === 1) return { ok: false, reason: 'disabled', userId: row.id };
+  if (keyId === null) return { ok: false, reason: 'key not registered', userId: row.id };
+  return { ok: true, user: userFromRow(row), keyId };
 }

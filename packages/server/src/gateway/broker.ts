@@ -120,11 +120,10 @@ export class ServerAccessBroker implements AccessBroker {
     const base = { action: 'gateway.auth', ip: request.remoteAddress } as const;
     const details = { gateway: this.entry, method: 'publickey', fingerprint: request.fingerprint, algorithm: request.algorithm };
     if (!result.ok) {
-      const row = await this.services.users.rowByName(request.username);
       await this.services.audit(null, {
         ...base,
         outcome: 'failure',
-        actorId: row?.id ?? null,
+        actorId: result.userId,
         actorName: request.username.slice(0, 64),
         details: { ...details, reason: result.reason },
       });
@@ -393,6 +392,11 @@ export class ServerAccessBroker implements AccessBroker {
       stored = { algorithm: 'ssh-ed25519', fingerprint };
     } else {
       // Each protocol has its own key: an RDP certificate is no change of the SSH host key.
+      // A key trusted already, presented as it is stored, is one read: trustOnFirstUse would
+      // write nothing and audit nothing, so no transaction (its begin and commit were 2 of a
+      // session's statements, issue 23). Anything else goes the transaction's way below.
+      const known = await this.sessions.hostKey(target.deviceId, protocol);
+      if (known && known.algorithm === key.algorithm && known.fingerprint === key.fingerprint) return { ok: true, firstUse: false };
       // A key trusted now (first seen, or the pinned next one, the old one dropped) and its
       // audit event commit together or not at all.
       const trusted = await this.services.withAudit(null, async (tx, audit) => {
@@ -490,6 +494,10 @@ export class ServerAccessBroker implements AccessBroker {
         recorded: s.recording !== null,
         ...(s.kex ? { userKex: s.kex.user, deviceKex: s.kex.device } : {}),
         ...(s.user.runbook ? { runbookRun: s.user.runbook.runId } : {}),
+        // The built-in gateway's target is this server's own authorization of moments ago:
+        // its device name is not read again for the event (issue 23). A remote gateway's is
+        // what the gateway sent back, so the audit log reads the name itself, as before.
+        ...(this.entry === BUILT_IN_GATEWAY ? { targetName: `${s.target.projectName}/${s.target.deviceName}` } : {}),
       },
     });
   }

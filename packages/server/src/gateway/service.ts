@@ -444,10 +444,13 @@ export class GatewayService {
       );
       const details = { device: target.deviceName, segment: selection.segment };
       if (dialed.ok) {
+        // The device's name as this connection's authorization read it moments ago, not read
+        // again for the event (issue 23); the audit log would add it last, as here.
+        const targetName = `${target.projectName}/${target.deviceName}`;
         await audit(null, {
           ...base,
           outcome: 'success',
-          details: { ...details, gateway: dialed.gateway, tunnel: selection.tunnel, failedOver: dialed.failedOver },
+          details: { ...details, gateway: dialed.gateway, tunnel: selection.tunnel, failedOver: dialed.failedOver, targetName },
         });
         return { ok: true, socket: dialed.socket, gateway: dialed.gateway, segment: selection.segment };
       }
