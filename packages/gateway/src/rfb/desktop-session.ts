@@ -117,6 +117,8 @@ export async function openDesktop(o: OpenDesktopOptions): Promise<OpenDesktopRes
       checkCertificate: async (fingerprint) => !rendered && (await o.broker.checkHostKey(o.target, { algorithm: 'x509', fingerprint })).ok,
       forgetAdvice: forgetKeyAdvice(o.target, 'vnc'),
       signal: o.signal,
+      // The renderer's x11vnc waits 100 ms after accepting for a client that speaks first.
+      versionFirst: rendered !== undefined,
     });
     return { ok: true, session: new LiveDesktop(o, connection.socket, connection.init, via, rendered) };
   })().catch((error: unknown): OpenDesktopResult => {

@@ -49,6 +49,13 @@ export interface VncTargetOptions {
   forgetAdvice?: string | undefined;
   /** Gives the handshake up (the user left): the connection is closed at once, and the error's kind is `aborted`. */
   signal?: AbortSignal | undefined;
+  /**
+   * Sends the client's ProtocolVersion (3.8) at once, before the server's arrives: for a
+   * server known to speak 3.8 and to wait for a client that speaks first, as libvncserver
+   * (x11vnc) does for 100 ms after each accept to tell WebSocket clients apart. The gateway's
+   * own x11vnc of a browser RDP session; never a device.
+   */
+  versionFirst?: boolean | undefined;
 }
 
 const SECURITY_NONE = 1;
@@ -95,7 +102,7 @@ export async function connectVncTarget(socket: Duplex, options: VncTargetOptions
 
 async function handshake(state: { reader: HandshakeReader; tls?: tls.TLSSocket }, options: VncTargetOptions): Promise<VncTargetConnection> {
   const { where, password } = options;
-  const version = await exchangeVersion(state.reader, where);
+  const version = await exchangeVersion(state.reader, where, options.versionFirst === true);
   let security: VncTargetSecurity;
   let type: number;
   if (version === 3) {
@@ -153,8 +160,12 @@ async function handshake(state: { reader: HandshakeReader; tls?: tls.TLSSocket }
   };
 }
 
-/** Reads the server's ProtocolVersion and answers the highest one both speak: 3.3, 3.7 or 3.8 (the minor number). */
-async function exchangeVersion(reader: HandshakeReader, where: string): Promise<3 | 7 | 8> {
+/**
+ * Reads the server's ProtocolVersion and answers the highest one both speak: 3.3, 3.7 or 3.8
+ * (the minor number); `first`: 3.8 was sent before, and the server must speak it.
+ */
+async function exchangeVersion(reader: HandshakeReader, where: string, first: boolean): Promise<3 | 7 | 8> {
+  if (first) reader.socket.write('RFB 003.008\n', 'latin1');
   const text = (await reader.read(12)).toString('latin1');
   const match = /^RFB (\d{3})\.(\d{3})\n$/.exec(text);
   if (!match)
@@ -163,6 +174,11 @@ async function exchangeVersion(reader: HandshakeReader, where: string): Promise<
   const minor = Number(match[2]);
   if (major < 3) throw new VncTargetError('unsupported', `${where} speaks RFB ${major}.${minor}, older than 3.3.`);
   const version = major > 3 || minor >= 8 ? 8 : minor === 7 ? 7 : 3;
+  if (first) {
+    if (version !== 8)
+      throw new VncTargetError('unsupported', `${where} speaks RFB ${major}.${minor}, not the 3.8 the gateway sent first.`);
+    return version;
+  }
   reader.socket.write(`RFB 003.00${version}\n`, 'latin1');
   return version;
 }

@@ -73,6 +73,23 @@ describe('connectVncTarget', () => {
     expect((error as VncTargetError).message).not.toContain('wrong-pw');
   });
 
+  it("sends its version first to x11vnc when asked (browser RDP's own x11vnc), which libvncserver otherwise waits 100 ms for", async () => {
+    const timed = async (versionFirst: boolean) => {
+      const started = performance.now();
+      const socket = await dial(x11vnc.port);
+      const connection = await connectVncTarget(socket, { password: PASSWORD, timeoutMs: 5000, where: 'x11vnc', versionFirst });
+      connection.socket.destroy();
+      expect(connection.security).toBe('vnc');
+      return performance.now() - started;
+    };
+    // libvncserver peeks 100 ms for the first bytes of a WebSocket client before it sends its version.
+    const waited = Math.min(await timed(false), await timed(false));
+    expect(waited).toBeGreaterThanOrEqual(100);
+    // Timings are not asserted (the machine may be busy); the handshake's success is.
+    const first = Math.min(await timed(true), await timed(true));
+    console.log(`x11vnc handshake: ${Math.round(waited)} ms waiting for its version, ${Math.round(first)} ms sending ours first`);
+  });
+
   it('pins the certificate of an X509Vnc target, and refuses another one', async () => {
     const x509 = await startVncTarget({ kind: 'tigervnc', password: PASSWORD, securityTypes: 'X509Vnc', x509: true });
     try {
