@@ -11,7 +11,7 @@ import { Setup } from './pages/Setup.js';
 import { SignIn } from './pages/SignIn.js';
 import { useRequestCount } from './pages/requests/summary.js';
 import { ErrorNote } from './ui.js';
-import { loadDesktopPage, loadedDesktopPage } from './pages/desktop/load.js';
+import { desktopPage, terminalPage } from './pages/connect-pages.js';
 
 type Start = { kind: 'loading' } | { kind: 'setup' } | { kind: 'signed-out'; reason?: string } | { kind: 'signed-in'; user: User };
 
@@ -29,16 +29,9 @@ const RunPage = lazy(() => import('./pages/runbooks/Runbooks.js').then((m) => ({
 const Requests = lazy(() => import('./pages/requests/Requests.js').then((m) => ({ default: m.Requests })));
 const Sessions = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.Sessions })));
 const SessionPage = lazy(() => import('./pages/Sessions.js').then((m) => ({ default: m.SessionPage })));
-/** xterm.js is large: loaded when a terminal is first opened. */
-const TerminalPage = lazy(() => import('./pages/Terminal.js').then((m) => ({ default: m.TerminalPage })));
-/** noVNC likewise: loaded when a desktop is first opened, or ahead by a device page that offers one. */
-const LazyDesktopPage = lazy(() => loadDesktopPage().then((m) => ({ default: m.DesktopPage })));
-
-/** The desktop page, rendered at once when its chunk is loaded already (chosen once, at mount: a switch would remount it). */
-function DesktopPage(props: { user: User; deviceId: string }) {
-  const [loaded] = useState(loadedDesktopPage);
-  return loaded ? <loaded.DesktopPage {...props} /> : <LazyDesktopPage {...props} />;
-}
+/** The terminal's and the desktop's pages (xterm.js, noVNC), fetched ahead by the device page. */
+const TerminalPage = terminalPage.Page;
+const DesktopPage = desktopPage.Page;
 
 type Roles = readonly User['role'][];
 /** Who may open a page: the roles its API routes answer (server/src/access.ts). */

@@ -17,7 +17,7 @@ import { api, type User } from '../api.js';
 import { AgentPanel } from './AgentPanel.js';
 import { DeviceForm } from './DeviceForm.js';
 import { HostKeysPanel } from './HostKeysPanel.js';
-import { loadDesktopPage } from './desktop/load.js';
+import { desktopPage, terminalPage } from './connect-pages.js';
 import { RotationPolicy } from './runbooks/RotationPolicy.js';
 import { RunbookPanel, type RunbookPreset } from './runbooks/RunbookPanel.js';
 import { Empty, ErrorNote, Field, FormEnd, PageHeader, useSubmit } from '../ui.js';
@@ -325,11 +325,12 @@ function AccountRow({
     setReason('');
   });
 
-  // "Open desktop" shown: the desktop page's chunk (noVNC) is fetched now, not after the click.
+  // "Open terminal" and "Open desktop" shown: their pages' chunks (xterm.js, noVNC) are fetched now, not after the click.
   const offersDesktop = canConnect && desktops.length > 0;
   useEffect(() => {
-    if (offersDesktop) void loadDesktopPage().catch(() => undefined);
-  }, [offersDesktop]);
+    if (canConnect) void terminalPage.preload().catch(() => undefined);
+    if (offersDesktop) void desktopPage.preload().catch(() => undefined);
+  }, [canConnect, offersDesktop]);
 
   // A revealed secret is hidden again after a minute, and never kept anywhere but this state.
   useEffect(() => {
