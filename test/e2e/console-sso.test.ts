@@ -117,6 +117,8 @@ describe('web console: single sign-on', () => {
     const again = await freshPage();
     await signInAtProvider(again, 'carol');
     await again.getByText('none of the groups Gatehouse gives a role to').waitFor();
+    // The sign-in page lists the provider once its settings have loaded, which may come after the refusal.
+    await again.getByRole('link', { name: 'Sign in with Test IdP' }).waitFor();
     expect(await again.getByRole('link', { name: 'Sign in with Test IdP' }).count()).toBe(1);
     await screenshot(again, 'sso-refused');
     // Refused means disabled: the session carol had before ends.
